@@ -1,0 +1,536 @@
+/**
+ * The WebGPU runtime: one `Gpu` wraps a GPUDevice with
+ *   - the adapter's real limits and features (shader-f16, subgroups),
+ *   - a byte-accounting allocator (every buffer it hands out is counted per MemoryCategory),
+ *   - a pipeline cache keyed by WGSL source and entry point,
+ *   - a Recorder that puts many dispatches into one command encoder and one submit,
+ *   - readback helpers,
+ *   - typed errors: validation and out-of-memory errors and device loss are turned into GpuError
+ *     subclasses and thrown from the next submit/read/check instead of being lost in the console.
+ * It is the same in the browser and in Node; only how the adapter is obtained differs
+ * (see browser.ts and node.ts).
+ *
+ * Binding convention for every kernel: `@group(0) @binding(0)` is the optional uniform block of
+ * parameters; storage buffers follow at bindings 1, 2, ... in the order given to `dispatch`.
+ */
+
+import {
+  GpuDeviceLostError,
+  GpuError,
+  GpuLimitError,
+  GpuOutOfMemoryError,
+  GpuValidationError,
+} from './errors';
+import { bf16BitsToF32, f16BitsToF32 } from './half';
+import { type DType, type MemoryCategory, type Tensor, numel, shapeString, tensorBytes } from './tensor';
+
+export interface GpuInfo {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  /** 'node' (Dawn through the `webgpu` package) or 'browser' (navigator.gpu). */
+  runtime: 'node' | 'browser';
+}
+
+export interface GpuFeatures {
+  f16: boolean;
+  subgroups: boolean;
+  timestampQuery: boolean;
+}
+
+export interface GpuLimits {
+  maxStorageBufferBindingSize: number;
+  maxBufferSize: number;
+  maxComputeWorkgroupStorageSize: number;
+  maxComputeInvocationsPerWorkgroup: number;
+  maxComputeWorkgroupSizeX: number;
+  maxComputeWorkgroupsPerDimension: number;
+  maxStorageBuffersPerShaderStage: number;
+  minStorageBufferOffsetAlignment: number;
+  minUniformBufferOffsetAlignment: number;
+}
+
+export interface MemoryReport {
+  /** Bytes currently held, in total and per category. */
+  total: number;
+  byCategory: Record<MemoryCategory, number>;
+  /** Highest `total` seen since creation or the last resetPeak(). */
+  peak: number;
+  peakByCategory: Record<MemoryCategory, number>;
+}
+
+export interface GpuOptions {
+  /** Ask for shader-f16 when the adapter has it (default true). */
+  wantF16?: boolean;
+  /** Ask for subgroups when the adapter has it (default true). */
+  wantSubgroups?: boolean;
+}
+
+/** A storage binding: a whole tensor, a raw buffer, or a byte range of one. */
+export type Binding = Tensor | GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
+
+const CATEGORIES: MemoryCategory[] = ['weights', 'lora', 'optimizer', 'activations', 'scratch', 'io'];
+
+function zeroCategories(): Record<MemoryCategory, number> {
+  return { weights: 0, lora: 0, optimizer: 0, activations: 0, scratch: 0, io: 0 };
+}
+
+function isGpuBuffer(b: Binding): b is GPUBuffer {
+  return typeof (b as GPUBuffer).mapAsync === 'function';
+}
+
+export class Gpu {
+  readonly info: GpuInfo;
+  readonly features: GpuFeatures;
+  readonly limits: GpuLimits;
+
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly sizes = new Map<GPUBuffer, { bytes: number; category: MemoryCategory }>();
+  private readonly held = zeroCategories();
+  private readonly peakHeld = zeroCategories();
+  private heldTotal = 0;
+  private peakTotal = 0;
+  private pendingError: GpuError | null = null;
+  private lost: GpuDeviceLostError | null = null;
+
+  constructor(
+    readonly device: GPUDevice,
+    info: GpuInfo,
+  ) {
+    this.info = info;
+    this.features = {
+      f16: device.features.has('shader-f16'),
+      subgroups: device.features.has('subgroups'),
+      timestampQuery: device.features.has('timestamp-query'),
+    };
+    const l = device.limits;
+    this.limits = {
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+      maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+      minStorageBufferOffsetAlignment: l.minStorageBufferOffsetAlignment,
+      minUniformBufferOffsetAlignment: l.minUniformBufferOffsetAlignment,
+    };
+    device.addEventListener('uncapturederror', (ev) => {
+      const err = (ev as GPUUncapturedErrorEvent).error;
+      this.recordError(err);
+    });
+    void device.lost.then((info) => {
+      if (info.reason === 'destroyed') return;
+      this.lost = new GpuDeviceLostError(
+        `The GPU device was lost (${info.reason}): ${info.message || 'no message'}. ` +
+          'Progress since the last checkpoint is gone; reload to get a new device and resume.',
+        info.reason,
+      );
+    });
+  }
+
+  /**
+   * Requests a device from an adapter with the adapter's own limits (not the WebGPU defaults), so
+   * big tensors fit, and with shader-f16 / subgroups when present.
+   */
+  static async fromAdapter(adapter: GPUAdapter, runtime: GpuInfo['runtime'], opts: GpuOptions = {}): Promise<Gpu> {
+    const wanted: GPUFeatureName[] = [];
+    if (opts.wantF16 !== false && adapter.features.has('shader-f16')) wanted.push('shader-f16');
+    if (opts.wantSubgroups !== false && adapter.features.has('subgroups')) wanted.push('subgroups' as GPUFeatureName);
+    if (adapter.features.has('timestamp-query')) wanted.push('timestamp-query');
+    const names = [
+      'maxStorageBufferBindingSize',
+      'maxBufferSize',
+      'maxComputeWorkgroupStorageSize',
+      'maxComputeInvocationsPerWorkgroup',
+      'maxComputeWorkgroupSizeX',
+      'maxComputeWorkgroupSizeY',
+      'maxComputeWorkgroupsPerDimension',
+      'maxStorageBuffersPerShaderStage',
+    ] as const;
+    const requiredLimits: Record<string, number> = {};
+    for (const n of names) requiredLimits[n] = adapter.limits[n];
+    const device = await adapter.requestDevice({ requiredFeatures: wanted, requiredLimits, label: 'tabtune' });
+    const ai = adapter.info;
+    return new Gpu(device, {
+      vendor: ai?.vendor ?? '',
+      architecture: ai?.architecture ?? '',
+      device: ai?.device ?? '',
+      description: ai?.description ?? '',
+      runtime,
+    });
+  }
+
+  private recordError(err: GPUError): void {
+    if (this.pendingError) return;
+    const msg = err.message;
+    if (typeof GPUOutOfMemoryError !== 'undefined' && err instanceof GPUOutOfMemoryError) {
+      this.pendingError = new GpuOutOfMemoryError(
+        `The GPU ran out of memory: ${msg}. Lower the batch size, sequence length or LoRA rank, or pick a smaller model.`,
+      );
+    } else {
+      this.pendingError = new GpuValidationError(`WebGPU validation error: ${msg}`);
+    }
+  }
+
+  /** Throws the first device error seen since the last check, or a device loss. */
+  throwIfFailed(): void {
+    if (this.lost) throw this.lost;
+    const e = this.pendingError;
+    if (e) {
+      this.pendingError = null;
+      throw e;
+    }
+  }
+
+  /** Waits for all submitted work and throws any error it produced. */
+  async sync(): Promise<void> {
+    await this.device.queue.onSubmittedWorkDone();
+    // Uncaptured errors are delivered as events; give them a task turn to arrive.
+    await new Promise((r) => setTimeout(r, 0));
+    this.throwIfFailed();
+  }
+
+  // ---------------------------------------------------------------- memory
+
+  /** Creates a storage buffer and counts its bytes under `category`. */
+  buffer(label: string, bytes: number, category: MemoryCategory, extraUsage = 0): GPUBuffer {
+    this.throwIfFailed();
+    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
+    if (size > this.limits.maxBufferSize) {
+      throw new GpuLimitError(
+        `Buffer "${label}" needs ${size} bytes but this GPU allows at most ${this.limits.maxBufferSize} bytes per buffer.`,
+      );
+    }
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST | extraUsage;
+    const buf = this.device.createBuffer({ label, size, usage });
+    this.sizes.set(buf, { bytes: size, category });
+    this.held[category] += size;
+    this.heldTotal += size;
+    if (this.heldTotal > this.peakTotal) this.peakTotal = this.heldTotal;
+    for (const c of CATEGORIES) if (this.held[c] > this.peakHeld[c]) this.peakHeld[c] = this.held[c];
+    return buf;
+  }
+
+  /** Allocates a tensor, optionally filled with `data` (raw element bits in the tensor's dtype). */
+  tensor(
+    label: string,
+    shape: readonly number[],
+    dtype: DType,
+    category: MemoryCategory,
+    data?: ArrayBufferView,
+  ): Tensor {
+    const bytes = tensorBytes(shape, dtype);
+    const buffer = this.buffer(label, bytes, category);
+    const t: Tensor = { buffer, shape: [...shape], dtype, label, category };
+    if (data) this.write(t, data);
+    return t;
+  }
+
+  /** Allocates an f32 tensor from numbers. */
+  tensorF32(label: string, shape: readonly number[], category: MemoryCategory, values?: ArrayLike<number>): Tensor {
+    const n = numel(shape);
+    if (values && values.length !== n) {
+      throw new GpuError(`Tensor "${label}" ${shapeString(shape)} expects ${n} values, got ${values.length}.`);
+    }
+    return this.tensor(label, shape, 'f32', category, values ? Float32Array.from(values) : undefined);
+  }
+
+  /** Writes raw bytes into a tensor (at a byte offset). Sizes are padded to 4 bytes. */
+  write(t: Tensor | GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
+    const buf = isGpuBuffer(t as Binding) ? (t as GPUBuffer) : (t as Tensor).buffer;
+    let bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (bytes.byteLength % 4 !== 0) {
+      const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+      padded.set(bytes);
+      bytes = padded;
+    }
+    if (byteOffset + bytes.byteLength > buf.size) {
+      throw new GpuError(
+        `Writing ${bytes.byteLength} bytes at offset ${byteOffset} overflows buffer "${buf.label}" of ${buf.size} bytes.`,
+      );
+    }
+    this.device.queue.writeBuffer(buf, byteOffset, bytes as Uint8Array<ArrayBuffer>);
+  }
+
+  /** Frees a tensor or buffer and uncounts its bytes. Safe to call twice. */
+  free(t: Tensor | GPUBuffer | null | undefined): void {
+    if (!t) return;
+    const buf = isGpuBuffer(t as Binding) ? (t as GPUBuffer) : (t as Tensor).buffer;
+    const entry = this.sizes.get(buf);
+    if (entry) {
+      this.held[entry.category] -= entry.bytes;
+      this.heldTotal -= entry.bytes;
+      this.sizes.delete(buf);
+    }
+    buf.destroy();
+  }
+
+  memory(): MemoryReport {
+    return {
+      total: this.heldTotal,
+      byCategory: { ...this.held },
+      peak: this.peakTotal,
+      peakByCategory: { ...this.peakHeld },
+    };
+  }
+
+  resetPeak(): void {
+    this.peakTotal = this.heldTotal;
+    for (const c of CATEGORIES) this.peakHeld[c] = this.held[c];
+  }
+
+  // ---------------------------------------------------------------- pipelines
+
+  /** A compute pipeline for `code`, compiled once and cached by source and entry point. */
+  pipeline(label: string, code: string, entryPoint = 'main'): GPUComputePipeline {
+    const key = `${entryPoint}\u0000${code}`;
+    let p = this.pipelines.get(key);
+    if (!p) {
+      this.throwIfFailed();
+      const module = this.device.createShaderModule({ label, code });
+      p = this.device.createComputePipeline({ label, layout: 'auto', compute: { module, entryPoint } });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  /**
+   * Compiles `code` and reports WGSL compiler errors with line numbers. Use in tests and at
+   * start-up; `pipeline()` alone reports errors only through the device error path.
+   */
+  async compileCheck(label: string, code: string): Promise<void> {
+    this.device.pushErrorScope('validation');
+    const module = this.device.createShaderModule({ label, code });
+    const info = await module.getCompilationInfo();
+    const scoped = await this.device.popErrorScope();
+    const errors = info.messages.filter((m) => m.type === 'error');
+    if (errors.length) {
+      const lines = errors.map((m) => `  ${label}:${m.lineNum}:${m.linePos}: ${m.message}`);
+      throw new GpuValidationError(`WGSL compilation failed for "${label}":\n${lines.join('\n')}`);
+    }
+    if (scoped) throw new GpuValidationError(`Shader "${label}" was rejected: ${scoped.message}`);
+  }
+
+  get pipelineCount(): number {
+    return this.pipelines.size;
+  }
+
+  // ---------------------------------------------------------------- recording
+
+  /** Starts recording dispatches that are submitted together (one encoder, one submit). */
+  recorder(label = 'step'): Recorder {
+    return new Recorder(this, label);
+  }
+
+  // ---------------------------------------------------------------- readback
+
+  /** Copies a buffer range to the CPU. */
+  async readBytes(buffer: GPUBuffer, byteOffset = 0, byteLength = buffer.size - byteOffset): Promise<ArrayBuffer> {
+    this.throwIfFailed();
+    const size = Math.ceil(byteLength / 4) * 4;
+    const staging = this.device.createBuffer({
+      label: `readback:${buffer.label}`,
+      size,
+      usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ,
+    });
+    const enc = this.device.createCommandEncoder({ label: 'readback' });
+    enc.copyBufferToBuffer(buffer, byteOffset, staging, 0, size);
+    this.device.queue.submit([enc.finish()]);
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      this.throwIfFailed();
+      throw new GpuError(`Reading back "${buffer.label}" failed: ${(e as Error).message}`);
+    }
+    const out = staging.getMappedRange().slice(0, byteLength);
+    staging.unmap();
+    staging.destroy();
+    await new Promise((r) => setTimeout(r, 0));
+    this.throwIfFailed();
+    return out;
+  }
+
+  /** Reads a tensor as f32 values (16-bit types are widened). */
+  async read(t: Tensor): Promise<Float32Array> {
+    const n = numel(t.shape);
+    if (t.dtype === 'f32') return new Float32Array(await this.readBytes(t.buffer, 0, n * 4));
+    if (t.dtype === 'f16' || t.dtype === 'bf16') {
+      const bits = new Uint16Array(await this.readBytes(t.buffer, 0, Math.ceil(n / 2) * 4));
+      const out = new Float32Array(n);
+      const conv = t.dtype === 'f16' ? f16BitsToF32 : bf16BitsToF32;
+      for (let i = 0; i < n; i++) out[i] = conv(bits[i]!);
+      return out;
+    }
+    const raw = await this.readBytes(t.buffer, 0, n * 4);
+    return Float32Array.from(t.dtype === 'u32' ? new Uint32Array(raw) : new Int32Array(raw));
+  }
+
+  async readU32(t: Tensor | GPUBuffer, count?: number): Promise<Uint32Array> {
+    const buf = isGpuBuffer(t as Binding) ? (t as GPUBuffer) : (t as Tensor).buffer;
+    const n = count ?? buf.size / 4;
+    return new Uint32Array(await this.readBytes(buf, 0, n * 4));
+  }
+
+  destroy(): void {
+    for (const buf of this.sizes.keys()) buf.destroy();
+    this.sizes.clear();
+    this.pipelines.clear();
+    this.device.destroy();
+  }
+}
+
+interface RecordedDispatch {
+  kind: 'dispatch';
+  pipeline: GPUComputePipeline;
+  bindings: Binding[];
+  workgroups: [number, number, number];
+  uniformOffset: number;
+  uniformSize: number;
+}
+
+interface RecordedCopy {
+  kind: 'copy';
+  src: GPUBuffer;
+  srcOffset: number;
+  dst: GPUBuffer;
+  dstOffset: number;
+  size: number;
+}
+
+/**
+ * Records dispatches and copies; `submit()` encodes them into one command encoder (consecutive
+ * dispatches share one compute pass; WebGPU orders storage writes between dispatches) and submits
+ * once. Uniform parameter blocks go into one buffer written with a single writeBuffer.
+ */
+export class Recorder {
+  private readonly ops: (RecordedDispatch | RecordedCopy)[] = [];
+  private uniforms = new Uint8Array(4096);
+  private uniformBytes = 0;
+  private submitted = false;
+
+  constructor(
+    private readonly gpu: Gpu,
+    private readonly label: string,
+  ) {}
+
+  /**
+   * Adds a dispatch. `params` (u32/i32/f32 words) becomes the uniform at binding 0; `bindings`
+   * are the storage buffers at bindings 1..n.
+   */
+  dispatch(
+    pipeline: GPUComputePipeline,
+    bindings: Binding[],
+    workgroups: readonly number[],
+    params?: ArrayBufferView,
+  ): this {
+    const wg: [number, number, number] = [workgroups[0] ?? 1, workgroups[1] ?? 1, workgroups[2] ?? 1];
+    const maxWg = this.gpu.limits.maxComputeWorkgroupsPerDimension;
+    for (const w of wg) {
+      if (w > maxWg) {
+        throw new GpuLimitError(
+          `Dispatch "${pipeline.label}" asks for ${w} workgroups in one dimension; the limit is ${maxWg}.`,
+        );
+      }
+    }
+    let uniformOffset = -1;
+    let uniformSize = 0;
+    if (params) {
+      const align = this.gpu.limits.minUniformBufferOffsetAlignment;
+      uniformOffset = Math.ceil(this.uniformBytes / align) * align;
+      uniformSize = Math.max(16, Math.ceil(params.byteLength / 16) * 16);
+      const end = uniformOffset + uniformSize;
+      if (end > this.uniforms.byteLength) {
+        const grown = new Uint8Array(Math.max(end, this.uniforms.byteLength * 2));
+        grown.set(this.uniforms.subarray(0, this.uniformBytes));
+        this.uniforms = grown;
+      }
+      this.uniforms.set(new Uint8Array(params.buffer, params.byteOffset, params.byteLength), uniformOffset);
+      this.uniformBytes = end;
+    }
+    if (wg[0] * wg[1] * wg[2] === 0) return this; // empty problem: nothing to run
+    this.ops.push({ kind: 'dispatch', pipeline, bindings, workgroups: wg, uniformOffset, uniformSize });
+    return this;
+  }
+
+  copy(src: Tensor | GPUBuffer, dst: Tensor | GPUBuffer, size?: number, srcOffset = 0, dstOffset = 0): this {
+    const s = isGpuBuffer(src as Binding) ? (src as GPUBuffer) : (src as Tensor).buffer;
+    const d = isGpuBuffer(dst as Binding) ? (dst as GPUBuffer) : (dst as Tensor).buffer;
+    this.ops.push({ kind: 'copy', src: s, srcOffset, dst: d, dstOffset, size: size ?? Math.min(s.size, d.size) });
+    return this;
+  }
+
+  get length(): number {
+    return this.ops.length;
+  }
+
+  /** Encodes everything recorded into one command buffer and submits it. */
+  submit(): void {
+    if (this.submitted) throw new GpuError(`Recorder "${this.label}" was already submitted.`);
+    this.submitted = true;
+    const gpu = this.gpu;
+    gpu.throwIfFailed();
+    const device = gpu.device;
+    let ubuf: GPUBuffer | null = null;
+    if (this.uniformBytes > 0) {
+      ubuf = device.createBuffer({
+        label: `${this.label}:params`,
+        size: Math.ceil(this.uniformBytes / 16) * 16,
+        usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      });
+      device.queue.writeBuffer(ubuf, 0, this.uniforms, 0, Math.ceil(this.uniformBytes / 4) * 4);
+    }
+    const enc = device.createCommandEncoder({ label: this.label });
+    let pass: GPUComputePassEncoder | null = null;
+    for (const op of this.ops) {
+      if (op.kind === 'copy') {
+        if (pass) {
+          pass.end();
+          pass = null;
+        }
+        enc.copyBufferToBuffer(op.src, op.srcOffset, op.dst, op.dstOffset, op.size);
+        continue;
+      }
+      if (!pass) pass = enc.beginComputePass({ label: this.label });
+      const entries: GPUBindGroupEntry[] = [];
+      if (op.uniformOffset >= 0 && ubuf) {
+        entries.push({ binding: 0, resource: { buffer: ubuf, offset: op.uniformOffset, size: op.uniformSize } });
+      }
+      op.bindings.forEach((b, i) => {
+        let resource: GPUBufferBinding;
+        if (isGpuBuffer(b)) resource = { buffer: b };
+        else if ('shape' in b) resource = { buffer: b.buffer };
+        else resource = { buffer: b.buffer, offset: b.offset ?? 0, size: b.size };
+        entries.push({ binding: i + 1, resource });
+      });
+      const bindGroup = device.createBindGroup({
+        label: op.pipeline.label,
+        layout: op.pipeline.getBindGroupLayout(0),
+        entries,
+      });
+      pass.setPipeline(op.pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(op.workgroups[0], op.workgroups[1], op.workgroups[2]);
+    }
+    if (pass) pass.end();
+    device.queue.submit([enc.finish()]);
+    if (ubuf) {
+      const b = ubuf;
+      void device.queue.onSubmittedWorkDone().then(() => b.destroy());
+    }
+  }
+}
+
+/** Packs uniform parameters: integers as u32 (or i32 when negative), `{f: x}` as f32. */
+export function params(...values: (number | { f: number })[]): Uint32Array {
+  const out = new Uint32Array(Math.max(4, Math.ceil(values.length / 4) * 4));
+  const f = new Float32Array(out.buffer);
+  values.forEach((v, i) => {
+    if (typeof v === 'number') {
+      if (!Number.isInteger(v)) throw new GpuError(`Uniform parameter ${i} (${v}) must be an integer; wrap floats as {f: x}.`);
+      out[i] = v >>> 0;
+    } else f[i] = v.f;
+  });
+  return out;
+}

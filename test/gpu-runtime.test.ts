@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { GpuValidationError, params } from '../src/gpu';
+import { getGpu } from './helpers/gpu';
+
+const ADD = /* wgsl */ `
+struct P { n: u32, scale: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3u) {
+  if (g.x < p.n) { out[g.x] = out[g.x] + p.scale * a[g.x]; }
+}`;
+
+describe('gpu runtime', () => {
+  it('records several dispatches into one submit, in order, with per-dispatch uniforms', async () => {
+    const gpu = await getGpu();
+    const n = 37;
+    const a = gpu.tensorF32('a', [n], 'scratch', Array.from({ length: n }, (_, i) => i));
+    const out = gpu.tensorF32('out', [n], 'scratch', new Array(n).fill(1));
+    const pipe = gpu.pipeline('add', ADD);
+    const rec = gpu.recorder('t');
+    rec.dispatch(pipe, [a, out], [Math.ceil(n / 64)], params(n, { f: 2 }));
+    rec.dispatch(pipe, [a, out], [Math.ceil(n / 64)], params(n, { f: -0.5 }));
+    rec.submit();
+    const got = await gpu.read(out);
+    for (let i = 0; i < n; i++) expect(got[i]).toBeCloseTo(1 + 1.5 * i, 5);
+    expect(gpu.memory().byCategory.scratch).toBe(2 * 37 * 4);
+    gpu.free(a);
+    gpu.free(out);
+    expect(gpu.memory().byCategory.scratch).toBe(0);
+  });
+
+  it('turns a shader error into a typed error with the line number', async () => {
+    const gpu = await getGpu();
+    await expect(gpu.compileCheck('broken', 'fn main() { let x: f32 = 1u; }')).rejects.toThrow(GpuValidationError);
+    await expect(gpu.compileCheck('broken', 'fn main() { let x: f32 = 1u; }')).rejects.toThrow(/broken:1:/);
+  });
+
+  it('surfaces a validation error from a bad dispatch at the next sync', async () => {
+    const gpu = await getGpu();
+    const pipe = gpu.pipeline('add', ADD);
+    const a = gpu.tensorF32('a', [4], 'scratch', [1, 2, 3, 4]);
+    const rec = gpu.recorder('bad');
+    rec.dispatch(pipe, [a], [1], params(4, { f: 1 })); // missing binding 2
+    rec.submit();
+    await expect(gpu.sync()).rejects.toThrow(GpuValidationError);
+    gpu.free(a);
+  });
+});
