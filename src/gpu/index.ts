@@ -2,3 +2,4 @@ export * from './context';
 export * from './errors';
 export * from './half';
 export * from './tensor';
+export * from './workspace';
