@@ -1,0 +1,96 @@
+/**
+ * Text generation with a KV cache: the prompt is run through the model in chunks (prefill), then
+ * one token at a time; each step reads one row of logits back and samples on the CPU. Works with
+ * or without a LoRA adapter over the same base weights.
+ */
+
+import type { Gpu } from '../gpu/context';
+import { GpuError } from '../gpu/errors';
+import type { GpuLora } from '../lora/gpu-lora';
+import type { GpuModel } from '../model/gpu-model';
+import { ModelRunner } from '../model/runner';
+import { GREEDY, SeededRandom, type SamplingOptions, sampleToken } from './sampling';
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens: number;
+  seed: number;
+  /** Token ids that end generation (the model's EOS ids). */
+  stopIds: number[];
+  /** Only the first `vocabLimit` logits are candidates (tokenizer vocabulary). */
+  vocabLimit?: number;
+  /** Called with each new token id as it is produced (streaming). Return false to stop. */
+  onToken?: (id: number) => boolean | void;
+  /** Checked between tokens; when it returns true generation stops. */
+  shouldStop?: () => boolean;
+}
+
+export interface GenerateResult {
+  ids: number[];
+  stopReason: 'eos' | 'length' | 'stopped' | 'context';
+}
+
+export class Generator {
+  readonly runner: ModelRunner;
+
+  constructor(
+    readonly gpu: Gpu,
+    readonly model: GpuModel,
+    opts: { maxContext: number; prefillChunk?: number },
+  ) {
+    const ctx = Math.min(opts.maxContext, model.config.maxPositions || opts.maxContext);
+    this.runner = new ModelRunner(gpu, model, {
+      mode: 'infer',
+      maxTokens: Math.min(opts.prefillChunk ?? 64, ctx),
+      maxContext: ctx,
+    });
+  }
+
+  async generate(promptIds: number[], lora: GpuLora | null, o: Partial<GenerateOptions> & { maxNewTokens: number }): Promise<GenerateResult> {
+    const opts: GenerateOptions = { ...GREEDY, seed: 0, stopIds: [], ...o };
+    if (promptIds.length === 0) throw new GpuError('Generation needs a prompt of at least one token.');
+    const ctx = this.runner.maxContext;
+    if (promptIds.length >= ctx) {
+      throw new GpuError(`The prompt has ${promptIds.length} tokens; this model/session allows at most ${ctx - 1}.`);
+    }
+    const rand = new SeededRandom(opts.seed);
+    const chunk = this.runner.maxTokens;
+    let past = 0;
+    // Prefill in chunks; the logits of the last prompt token come from the last chunk.
+    while (past < promptIds.length) {
+      const n = Math.min(chunk, promptIds.length - past);
+      await this.feed(promptIds.slice(past, past + n), past, lora, past + n === promptIds.length);
+      past += n;
+    }
+    const out: number[] = [];
+    const vocab = Math.min(opts.vocabLimit ?? this.model.config.vocabSize, this.model.config.vocabSize);
+    const stop = new Set(opts.stopIds);
+    for (;;) {
+      const logits = await this.gpu.read(this.runner.logits!);
+      const id = sampleToken(logits, opts, rand, vocab);
+      out.push(id);
+      if (opts.onToken?.(id) === false) return { ids: out, stopReason: 'stopped' };
+      if (stop.has(id)) return { ids: out, stopReason: 'eos' };
+      if (out.length >= opts.maxNewTokens) return { ids: out, stopReason: 'length' };
+      if (opts.shouldStop?.()) return { ids: out, stopReason: 'stopped' };
+      if (past + 1 >= ctx) return { ids: out, stopReason: 'context' };
+      await this.feed([id], past, lora, true);
+      past += 1;
+    }
+  }
+
+  private async feed(ids: number[], past: number, lora: GpuLora | null, wantLogits: boolean): Promise<void> {
+    const n = ids.length;
+    const positions = new Uint32Array(n);
+    for (let i = 0; i < n; i++) positions[i] = past + i;
+    this.runner.setBatch(Uint32Array.from(ids), positions);
+    const rec = this.gpu.recorder('generate');
+    this.runner.recordForward(rec, { B: 1, S: n, lora }, past);
+    if (wantLogits) this.runner.recordLogitsAt(rec, n - 1);
+    rec.submit();
+    if (!wantLogits) await this.gpu.sync();
+  }
+
+  dispose(): void {
+    this.runner.dispose();
+  }
+}
