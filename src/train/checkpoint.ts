@@ -1,0 +1,84 @@
+/**
+ * Training checkpoints as one self-describing binary blob (a safetensors file): the adapter's A/B
+ * tensors, the optimizer moments, and a JSON metadata entry with the step, the data position and
+ * the full run configuration. The same blob goes to IndexedDB in the browser and to a file in the
+ * CLI, so a run resumes exactly wherever it was saved.
+ */
+
+import type { LoraModuleArrays } from '../lora/gpu-lora';
+import { parseSafetensors, tensorToF32, writeSafetensors } from '../model/safetensors';
+
+export const CHECKPOINT_VERSION = 1;
+
+export interface CheckpointMeta {
+  version: number;
+  /** Optimizer steps completed. */
+  step: number;
+  /** Opaque, serialisable position in the data (epoch, index, rng state). */
+  dataPosition: unknown;
+  /** Everything needed to rebuild the run: model id, LoRA config, hyperparameters. */
+  run: unknown;
+  /** Loss history so far, for the UI's curve. */
+  history?: unknown;
+  savedAt: string;
+}
+
+export interface Checkpoint {
+  meta: CheckpointMeta;
+  modules: LoraModuleArrays[];
+  /** Optimizer moments in GpuLora.trainables() order. */
+  optimizerState: Float32Array[];
+}
+
+export class CheckpointError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CheckpointError';
+  }
+}
+
+export function encodeCheckpoint(c: Checkpoint): Uint8Array {
+  const tensors: { name: string; dtype: 'F32'; shape: number[]; data: Float32Array }[] = [];
+  for (const m of c.modules) {
+    tensors.push({ name: `lora/${m.path}/A`, dtype: 'F32', shape: [m.r, m.inF], data: m.a });
+    tensors.push({ name: `lora/${m.path}/B`, dtype: 'F32', shape: [m.outF, m.r], data: m.b });
+  }
+  c.optimizerState.forEach((t, i) => tensors.push({ name: `opt/${i}`, dtype: 'F32', shape: [t.length], data: t }));
+  return writeSafetensors(tensors, { format: 'tabtune-checkpoint', meta: JSON.stringify(c.meta) });
+}
+
+export function decodeCheckpoint(bytes: Uint8Array, fileName = 'checkpoint'): Checkpoint {
+  const file = parseSafetensors(bytes, fileName);
+  if (file.metadata?.format !== 'tabtune-checkpoint' || !file.metadata.meta) {
+    throw new CheckpointError(`${fileName} is not a Tabtune checkpoint (no tabtune-checkpoint metadata).`);
+  }
+  const meta = JSON.parse(file.metadata.meta) as CheckpointMeta;
+  if (meta.version !== CHECKPOINT_VERSION) {
+    throw new CheckpointError(`${fileName} has checkpoint version ${meta.version}; this build reads version ${CHECKPOINT_VERSION}.`);
+  }
+  const modules = new Map<string, LoraModuleArrays>();
+  const opt: Float32Array[] = [];
+  for (const [name, t] of file.tensors) {
+    const parts = /^lora\/(.+)\/(A|B)$/.exec(name);
+    if (parts) {
+      const path = parts[1]!;
+      const entry = modules.get(path) ?? { path, r: 0, inF: 0, outF: 0, a: new Float32Array(), b: new Float32Array() };
+      if (parts[2] === 'A') {
+        entry.r = t.shape[0]!;
+        entry.inF = t.shape[1]!;
+        entry.a = tensorToF32(t);
+      } else {
+        entry.outF = t.shape[0]!;
+        entry.b = tensorToF32(t);
+      }
+      modules.set(path, entry);
+      continue;
+    }
+    const o = /^opt\/(\d+)$/.exec(name);
+    if (o) opt[Number(o[1])] = tensorToF32(t);
+  }
+  for (let i = 0; i < opt.length; i++) {
+    if (!opt[i]) throw new CheckpointError(`${fileName}: optimizer tensor ${i} is missing.`);
+  }
+  return { meta, modules: [...modules.values()], optimizerState: opt };
+}
