@@ -1,0 +1,131 @@
+/**
+ * The engine's public interface: what the CLI calls in-process and what the browser's worker
+ * client exposes to the UI. All values are plain, structured-clone-able data, so the same types
+ * cross the worker boundary unchanged. Names follow PEFT / Hugging Face (r, lora_alpha,
+ * lora_dropout, target_modules, use_rslora) so a parameter keeps its name from the form to
+ * adapter_config.json.
+ */
+
+export type DatasetFormat = 'text' | 'alpaca' | 'chat';
+
+export interface LoraSettings {
+  r: number;
+  lora_alpha: number;
+  lora_dropout: number;
+  /** Module names (e.g. ['q_proj', 'v_proj']) or 'all-linear'. */
+  target_modules: string[] | 'all-linear';
+  use_rslora: boolean;
+  init_lora_weights?: true | 'gaussian';
+}
+
+export interface TrainSettings {
+  optimizer: 'adamw' | 'sgd';
+  lr: number;
+  weightDecay: number;
+  /** Exactly one of steps / epochs is used: steps when > 0, else epochs. */
+  steps: number;
+  epochs: number;
+  batch: number;
+  gradAccum: number;
+  maxLen: number;
+  scheduler: 'constant' | 'linear' | 'cosine';
+  warmup: number;
+  /** 0 = no clipping. */
+  maxGradNorm: number;
+  shuffle: boolean;
+  seed: number;
+  /** Read the loss back every N steps. */
+  lossEvery: number;
+  /** Evaluate on the validation split every N steps (0 = only at the end). */
+  evalEvery: number;
+  /** Save a checkpoint every N steps (0 = never). */
+  checkpointEvery: number;
+  /** Fraction (0..0.5) of records held out for validation. */
+  valFraction: number;
+}
+
+export interface ModelInfo {
+  /** Hub id or folder name. */
+  id: string;
+  modelType: string;
+  arch: 'llama' | 'gpt2';
+  parameters: number;
+  weightBytes: number;
+  dtype: string;
+  hiddenSize: number;
+  numLayers: number;
+  vocabSize: number;
+  maxPositions: number;
+  /** Distinct linear module names, in model order (the LoRA target choices). */
+  linearModules: string[];
+  /** PEFT's default targets for this model_type. */
+  defaultTargets: string[];
+  hasChatTemplate: boolean;
+  eosTokenIds: number[];
+}
+
+export interface DatasetIssue {
+  line: number;
+  message: string;
+}
+
+export interface ExamplePreview {
+  line: number;
+  /** Token pieces with whether each counts in the loss. */
+  pieces: { text: string; counted: boolean }[];
+  tokens: number;
+  countedTokens: number;
+  truncated: boolean;
+}
+
+export interface DatasetSummary {
+  fileName: string;
+  format: DatasetFormat;
+  records: number;
+  trainRecords: number;
+  valRecords: number;
+  trainTokens: number;
+  countedTokens: number;
+  issues: DatasetIssue[];
+  preview: ExamplePreview[];
+}
+
+export interface TrainProgress {
+  step: number;
+  totalSteps: number;
+  epoch: number;
+  lr: number;
+  /** Loss of the latest window (null on steps where it was not read). */
+  loss: number | null;
+  valLoss: number | null;
+  tokensPerSecond: number;
+  etaSeconds: number;
+  gpuBytes: number;
+  elapsedSeconds: number;
+}
+
+export interface TrainResult {
+  steps: number;
+  finalLoss: number | null;
+  finalValLoss: number | null;
+  tokens: number;
+  seconds: number;
+  stoppedEarly: boolean;
+  history: { step: number; loss: number | null; valLoss: number | null; lr: number }[];
+}
+
+/** PEFT files of an adapter. */
+export interface PeftFiles {
+  adapterConfig: string; // adapter_config.json
+  adapterModel: Uint8Array; // adapter_model.safetensors
+}
+
+export interface SamplingSettings {
+  maxNewTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed: number;
+  /** Wrap the prompt in the model's chat template (instruct models). */
+  chat: boolean;
+}
