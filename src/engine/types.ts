@@ -129,3 +129,83 @@ export interface SamplingSettings {
   /** Wrap the prompt in the model's chat template (instruct models). */
   chat: boolean;
 }
+
+/** Where model files come from. `dir` is Node only; `files` is a dropped folder in the browser. */
+export type ModelSourceSpec =
+  | { kind: 'hub'; id: string; revision?: string }
+  | { kind: 'url'; id: string; baseUrl: string }
+  | { kind: 'files'; id: string; files: File[] }
+  | { kind: 'dir'; id: string; path: string };
+
+export interface LoadProgress {
+  file: string;
+  loaded: number;
+  total: number | null;
+  phase: 'download' | 'upload' | 'tokenizer';
+}
+
+export interface GpuSummary {
+  vendor: string;
+  architecture: string;
+  description: string;
+  runtime: 'node' | 'browser';
+  f16: boolean;
+  subgroups: boolean;
+  maxBufferSize: number;
+  maxStorageBufferBindingSize: number;
+  bytesInUse: number;
+}
+
+export interface MemoryEstimate {
+  trainableParams: number;
+  totalParams: number;
+  /** 100 * trainable / total, like PEFT's print_trainable_parameters. */
+  trainablePercent: number;
+  weightsBytes: number;
+  loraBytes: number;
+  activationBytes: number;
+  totalBytes: number;
+  /** Why training cannot run on this adapter, if it cannot (a tensor over the binding limit...). */
+  blocker: string | null;
+}
+
+/** An adapter handed to evaluate/generate: `key` lets the engine keep it on the GPU between calls. */
+export interface AdapterRef {
+  key: string;
+  files: PeftFiles;
+}
+
+export interface TrainHooks {
+  onProgress?: (p: TrainProgress) => void;
+  /** Called with a checkpoint blob (src/train/checkpoint.ts) every checkpointEvery steps and at the end. */
+  onCheckpoint?: (blob: Uint8Array, step: number) => void | Promise<void>;
+  /** Resume from this checkpoint blob. */
+  resumeFrom?: Uint8Array;
+}
+
+/**
+ * What the UI and the CLI drive. `Engine` (src/engine/engine.ts) implements it in-process;
+ * the worker client (src/worker/client.ts) implements it by messages to the worker.
+ */
+export interface EngineApi {
+  gpuInfo(): Promise<GpuSummary>;
+  loadModel(source: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo>;
+  loadDataset(
+    fileName: string,
+    content: string,
+    opts: { format?: DatasetFormat | 'auto'; maxLen: number; valFraction: number; seed: number; previewCount?: number },
+  ): Promise<DatasetSummary>;
+  estimate(lora: LoraSettings, train: TrainSettings): Promise<MemoryEstimate>;
+  train(lora: LoraSettings, train: TrainSettings, hooks?: TrainHooks): Promise<TrainResult & { adapter: PeftFiles }>;
+  pause(): void;
+  resume(): void;
+  stop(): void;
+  /** Validation loss of the base model (adapter null) or an adapter. */
+  evaluate(adapter: AdapterRef | null): Promise<{ loss: number; tokens: number }>;
+  generate(
+    prompt: string,
+    adapter: AdapterRef | null,
+    sampling: SamplingSettings,
+    onText?: (delta: string) => void,
+  ): Promise<{ text: string; tokens: number; stopReason: string }>;
+}
