@@ -181,6 +181,8 @@ export interface TrainHooks {
   onCheckpoint?: (blob: Uint8Array, step: number) => void | Promise<void>;
   /** Resume from this checkpoint blob. */
   resumeFrom?: Uint8Array;
+  /** Start from this adapter's weights (its r, alpha and targets replace the LoRA settings). */
+  initFrom?: PeftFiles;
 }
 
 /**
@@ -200,8 +202,11 @@ export interface EngineApi {
   pause(): void;
   resume(): void;
   stop(): void;
-  /** Validation loss of the base model (adapter null) or an adapter. */
-  evaluate(adapter: AdapterRef | null): Promise<{ loss: number; tokens: number }>;
+  /**
+   * Mean loss per counted token of the base model (adapter null) or an adapter, over the loaded
+   * dataset's validation split (default) or all of its records.
+   */
+  evaluate(adapter: AdapterRef | null, split?: 'validation' | 'all'): Promise<{ loss: number; tokens: number }>;
   generate(
     prompt: string,
     adapter: AdapterRef | null,

@@ -1,0 +1,192 @@
+// Tiled, register-blocked matmul with an optional second K segment (the fused LoRA linear).
+//
+//   C[m, n] = (accumulate ? C[m, n] : 0)
+//           + alpha * ( sum_k  opA(A)[m, k]  * opB(B)[k, n]                       (segment 1)
+//                     + drop_out(m, n) * alpha2 * sum_k2 opA2(A2)[m, k2] * opB2(B2)[k2, n] )   (segment 2)
+//           + bias[n]
+//
+// This file is the body of a template: src/kernels/matmul.ts prepends a generated prelude (and
+// shaders/dropout.wgsl) that bakes in the variant:
+//   consts   BM, BN (workgroup tile 16/32/64), BK = 16, WX = BN/4, WY = BM/4, NT = WX*WY threads,
+//            each thread owns a 4x4 block of C; TRANS_A, TRANS_B, HAS_SEG2, HAS_BIAS, OUT_DROP.
+//   bindings 0 uniform P (below)
+//            1 A  f32 array, opA(A) is [M, K]: row-major [M, lda] (TRANS_A false) or [K, lda] (true)
+//            2 B  f32, or f16 / bf16 packed two per u32, opB(B) is [K, N]: row-major [K, ldb]
+//                 (TRANS_B false) or [N, ldb] (true, i.e. C = A·Bᵀ, the nn.Linear X·Wᵀ layout)
+//            3 A2 f32, 4 B2 f32 (only with HAS_SEG2; same conventions with lda2 / ldb2)
+//            . bias f32 / f16 / bf16 [N] (only with HAS_BIAS)
+//            last C f32 row-major [M, ldc]
+//   loaders  a1(m,k), b1(k,n), a2(m,k), b2(k,n), bias_at(n): widen 16-bit B (f16 via
+//            unpack2x16float, bf16 via bitcast of bits << 16), apply dropout to the stored element of
+//            A or B when asked (mask of its stored (row, col)), and fold alpha2 into b2.
+//
+// Indices are global: rows [m0, mEnd), columns [n0, nEnd), segment-1 depth [k0, kEnd). A binding
+// may be a window of its buffer (big weights are split into chunks bound with offsets); the
+// *Adj uniforms convert a global element index into the window (u32 arithmetic wraps, so they
+// carry negative offsets too). Split-K: workgroup z sums depth [k0 + z*kSplit, +kSplit) and writes
+// its partial C at z*cStrideZ (reduced afterwards by shaders/lora.wgsl, in a fixed order).
+// Segment 2 (K2 extra columns, e.g. the LoRA rank) runs after segment 1 in the same K loop: for
+// the forward Y = X·Wᵀ + b + s·S·Bᵀ it is [X | S]·[W | s·B]ᵀ. With OUT_DROP its sum is kept in its
+// own accumulators and multiplied by the dropout mask of the output element (dX through dropout).
+
+struct P {
+  mEnd: u32,
+  nEnd: u32,
+  k0: u32,
+  kEnd: u32,
+  m0: u32,
+  n0: u32,
+  kSplit: u32,
+  k2: u32,
+  lda: u32,
+  ldb: u32,
+  ldc: u32,
+  cStrideZ: u32,
+  aAdj: u32,
+  bAdj: u32,
+  cAdj: u32,
+  accumulate: u32,
+  lda2: u32,
+  ldb2: u32,
+  a2Adj: u32,
+  b2Adj: u32,
+  alpha: f32,
+  alpha2: f32,
+  useBias: u32,
+  biasAdj: u32,
+  seedIn: u32,      // dropout of segment 1's A or B operand
+  thrIn: u32,
+  scaleIn: f32,
+  seedOut: u32,     // dropout of segment 2's contribution (OUT_DROP)
+  thrOut: u32,
+  scaleOut: f32,
+  _pad0: u32,
+  _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: P;
+
+// Tiles in workgroup memory, k-major, four consecutive rows (A) or columns (B) per vec4:
+// (BK*BM + BK*BN) * 4 bytes = 8 KiB at 64x64.
+var<workgroup> tileA: array<vec4<f32>, BK * BM / 4u>;
+var<workgroup> tileB: array<vec4<f32>, BK * BN / 4u>;
+
+fn loadA(seg2: bool, m: u32, k: u32) -> f32 {
+  if (HAS_SEG2 && seg2) { return a2(m, k); }
+  return a1(m, k);
+}
+
+fn loadB(seg2: bool, k: u32, n: u32) -> f32 {
+  if (HAS_SEG2 && seg2) { return b2(k, n); }
+  return b1(k, n);
+}
+
+// Stages opA rows [mTile, mTile + BM) x depth [kBase, kBase + BK) (zeros outside the bounds).
+fn stageA(li: u32, seg2: bool, mTile: u32, kBase: u32, kLim: u32) {
+  for (var u = li; u < BK * BM / 4u; u += NT) {
+    var kk: u32;
+    var m4: u32;
+    // Neighbouring invocations read neighbouring addresses of the stored layout.
+    if (TRANS_A) { m4 = u % (BM / 4u); kk = u / (BM / 4u); } else { kk = u % BK; m4 = u / BK; }
+    let k = kBase + kk;
+    let m = mTile + m4 * 4u;
+    var v = vec4<f32>(0.0);
+    if (k < kLim) {
+      if (m < p.mEnd) { v.x = loadA(seg2, m, k); }
+      if (m + 1u < p.mEnd) { v.y = loadA(seg2, m + 1u, k); }
+      if (m + 2u < p.mEnd) { v.z = loadA(seg2, m + 2u, k); }
+      if (m + 3u < p.mEnd) { v.w = loadA(seg2, m + 3u, k); }
+    }
+    tileA[kk * (BM / 4u) + m4] = v;
+  }
+}
+
+// Stages opB depth [kBase, kBase + BK) x columns [nTile, nTile + BN).
+fn stageB(li: u32, seg2: bool, nTile: u32, kBase: u32, kLim: u32) {
+  for (var u = li; u < BK * BN / 4u; u += NT) {
+    var kk: u32;
+    var n4: u32;
+    if (TRANS_B) { kk = u % BK; n4 = u / BK; } else { n4 = u % (BN / 4u); kk = u / (BN / 4u); }
+    let k = kBase + kk;
+    let n = nTile + n4 * 4u;
+    var v = vec4<f32>(0.0);
+    if (k < kLim) {
+      if (n < p.nEnd) { v.x = loadB(seg2, k, n); }
+      if (n + 1u < p.nEnd) { v.y = loadB(seg2, k, n + 1u); }
+      if (n + 2u < p.nEnd) { v.z = loadB(seg2, k, n + 2u); }
+      if (n + 3u < p.nEnd) { v.w = loadB(seg2, k, n + 3u); }
+    }
+    tileB[kk * (BN / 4u) + n4] = v;
+  }
+}
+
+@compute @workgroup_size(WX, WY)
+fn main(
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(local_invocation_index) li: u32,
+  @builtin(workgroup_id) wid: vec3u,
+) {
+  let mTile = p.m0 + wid.y * BM;
+  let nTile = p.n0 + wid.x * BN;
+  let kLo = p.k0 + wid.z * p.kSplit;
+  let kHi = min(p.kEnd, kLo + p.kSplit);
+  var t1 = 0u;
+  if (kHi > kLo) { t1 = (kHi - kLo + BK - 1u) / BK; }
+  var t2 = 0u;
+  if (HAS_SEG2) { t2 = (p.k2 + BK - 1u) / BK; }
+
+  // acc[i] holds row lid.y*4 + i, columns lid.x*4 .. +3; accOut the OUT_DROP segment-2 sums.
+  var acc: array<vec4<f32>, 4>;
+  var accOut: array<vec4<f32>, 4>;
+
+  for (var t = 0u; t < t1 + t2; t++) {
+    let seg2 = t >= t1;
+    var kBase = kLo + t * BK;
+    var kLim = kHi;
+    if (seg2) {
+      kBase = (t - t1) * BK;
+      kLim = p.k2;
+    }
+    stageA(li, seg2, mTile, kBase, kLim);
+    stageB(li, seg2, nTile, kBase, kLim);
+    workgroupBarrier();
+    if (OUT_DROP && seg2) {
+      for (var kk = 0u; kk < BK; kk++) {
+        let a = tileA[kk * (BM / 4u) + lid.y];
+        let b = tileB[kk * (BN / 4u) + lid.x];
+        accOut[0] += a.x * b;
+        accOut[1] += a.y * b;
+        accOut[2] += a.z * b;
+        accOut[3] += a.w * b;
+      }
+    } else {
+      for (var kk = 0u; kk < BK; kk++) {
+        let a = tileA[kk * (BM / 4u) + lid.y];
+        let b = tileB[kk * (BN / 4u) + lid.x];
+        acc[0] += a.x * b;
+        acc[1] += a.y * b;
+        acc[2] += a.z * b;
+        acc[3] += a.w * b;
+      }
+    }
+    workgroupBarrier();
+  }
+
+  for (var i = 0u; i < 4u; i++) {
+    let m = mTile + lid.y * 4u + i;
+    if (m >= p.mEnd) { break; }
+    for (var j = 0u; j < 4u; j++) {
+      let n = nTile + lid.x * 4u + j;
+      if (n >= p.nEnd) { break; }
+      var v = acc[i][j];
+      if (OUT_DROP) { v += dropout_mul(p.seedOut, p.thrOut, p.scaleOut, m, n) * accOut[i][j]; }
+      v *= p.alpha;
+      if (HAS_BIAS) {
+        if (p.useBias != 0u) { v += bias_at(n); }
+      }
+      let ci = m * p.ldc + n + p.cAdj + wid.z * p.cStrideZ;
+      if (p.accumulate != 0u) { v += C[ci]; }
+      C[ci] = v;
+    }
+  }
+}
