@@ -1,0 +1,155 @@
+import { describe, expect, it } from 'vitest';
+import { type Gpu, type Tensor, Workspace, packHalf, roundThroughHalf } from '../../src/gpu';
+import { type WeightDType, matmulShader, recordMatmul } from '../../src/kernels/matmul';
+import { matmulRef } from '../../src/reference/matmul';
+import { expectClose, randArray } from '../helpers/close';
+import { getGpu } from '../helpers/gpu';
+
+/** Uploads values as `dtype` and returns the tensor plus the values the GPU will see. */
+function upload(gpu: Gpu, label: string, shape: number[], values: Float32Array, dtype: WeightDType): [Tensor, Float64Array] {
+  if (dtype === 'f32') return [gpu.tensor(label, shape, 'f32', 'scratch', values), Float64Array.from(values)];
+  return [gpu.tensor(label, shape, dtype, 'scratch', packHalf(values, dtype)), roundThroughHalf(values, dtype)];
+}
+
+interface Case {
+  M: number;
+  N: number;
+  K: number;
+  transA?: boolean;
+  transB?: boolean;
+  bType?: WeightDType;
+  bias?: WeightDType | null;
+  alpha?: number;
+  accumulate?: boolean;
+  maxBindingBytes?: number;
+  splitK?: number;
+}
+
+async function check(c: Case, seed = 1): Promise<void> {
+  const gpu = await getGpu();
+  const { M, N, K } = c;
+  const bType = c.bType ?? 'f32';
+  const av = randArray(M * K, seed);
+  const bv = randArray(K * N, seed + 1);
+  const c0 = randArray(M * N, seed + 2);
+  const a = gpu.tensor('a', c.transA ? [K, M] : [M, K], 'f32', 'scratch', av);
+  const [b, bRef] = upload(gpu, 'b', c.transB ? [N, K] : [K, N], bv, bType);
+  const [bias, biasRef] = c.bias ? upload(gpu, 'bias', [N], randArray(N, seed + 3), c.bias) : [null, null];
+  const out = gpu.tensor('c', [M, N], 'f32', 'scratch', c0);
+  const ws = new Workspace(gpu);
+  const rec = gpu.recorder('matmul-test');
+  recordMatmul(gpu, rec, { a, b, c: out, M, N, K, transA: c.transA, transB: c.transB, bias, alpha: c.alpha, accumulate: c.accumulate, maxBindingBytes: c.maxBindingBytes, splitK: c.splitK, ws });
+  rec.submit();
+  const got = await gpu.read(out);
+  const ref = Float64Array.from(c0);
+  matmulRef({ a: av, b: bRef, c: ref, M, N, K, transA: c.transA, transB: c.transB, bias: biasRef, alpha: c.alpha, accumulate: c.accumulate });
+  expectClose(ref, got, { name: `C ${JSON.stringify(c)}`, atol: 1e-4 * Math.sqrt(K + 1), rtol: 1e-4 });
+  for (const t of [a, b, bias, out]) gpu.free(t);
+  ws.dispose();
+}
+
+const layouts: [string, boolean, boolean][] = [
+  ['A·Bᵀ', false, true],
+  ['A·B', false, false],
+  ['Aᵀ·B', true, false],
+  ['Aᵀ·Bᵀ', true, true],
+];
+
+describe('matmul', () => {
+  it('compiles every tile size', async () => {
+    const gpu = await getGpu();
+    for (const bm of [16, 32, 64]) {
+      for (const bn of [16, 32, 64]) {
+        const code = matmulShader({ bm, bn, transA: false, transB: true, bType: 'bf16', seg2: { transA: false, transB: true }, bias: 'f16', dropA: true, dropB: false, outDrop: true });
+        await gpu.compileCheck(`matmul ${bm}x${bn}`, code);
+      }
+    }
+  });
+
+  for (const [name, transA, transB] of layouts) {
+    for (const bType of ['f32', 'f16', 'bf16'] as const) {
+      it(`${name}, B ${bType}, M=37 K=70 N=129`, async () => {
+        await check({ M: 37, N: 129, K: 70, transA, transB, bType });
+      });
+    }
+  }
+
+  for (const [M, N, K] of [
+    [1, 1, 1],
+    [5, 3, 200],
+    [5, 200, 3],
+    [64, 64, 64],
+    [17, 33, 15],
+    [130, 9, 33],
+  ]) {
+    it(`A·Bᵀ and Aᵀ·B at M=${M} N=${N} K=${K}`, async () => {
+      await check({ M: M!, N: N!, K: K!, transB: true, bType: 'f16' });
+      await check({ M: M!, N: N!, K: K!, transA: true, bType: 'f32' });
+    });
+  }
+
+  it('K = 0 gives bias only (or leaves C with accumulate)', async () => {
+    await check({ M: 3, N: 5, K: 0, transB: true, bias: 'f32' });
+    await check({ M: 3, N: 5, K: 0, transB: true, accumulate: true });
+  });
+
+  for (const bias of ['f32', 'f16', 'bf16'] as const) {
+    it(`bias ${bias}, alpha, accumulate`, async () => {
+      await check({ M: 37, N: 129, K: 70, transB: true, bType: bias, bias, alpha: 0.75 });
+      await check({ M: 37, N: 129, K: 70, transB: false, bType: 'f32', bias, accumulate: true, alpha: -1.5 });
+      await check({ M: 9, N: 31, K: 40, transA: true, bType: 'bf16', bias, accumulate: true });
+    });
+  }
+
+  it('splits oversized operands into chunks bound with aligned offsets', async () => {
+    // A·Bᵀ (LM head layout): N chunks of B, M chunks of A and C.
+    await check({ M: 37, N: 129, K: 70, transB: true, bType: 'f16', bias: 'bf16', maxBindingBytes: 4096 });
+    await check({ M: 37, N: 129, K: 70, transB: true, bType: 'bf16', accumulate: true, maxBindingBytes: 8192 });
+    await check({ M: 37, N: 129, K: 70, transB: true, bType: 'f32', maxBindingBytes: 6000 });
+    // A·B and Aᵀ·B: K chunks accumulate, bias only once.
+    await check({ M: 37, N: 129, K: 70, bType: 'f16', bias: 'f32', maxBindingBytes: 4096 });
+    await check({ M: 37, N: 129, K: 70, transA: true, bType: 'f32', bias: 'f32', accumulate: true, maxBindingBytes: 4096 });
+  });
+
+  it('split-K is deterministic and matches', async () => {
+    await check({ M: 5, N: 7, K: 300, transA: true, splitK: 4 });
+    await check({ M: 64, N: 70, K: 513, transA: true, splitK: 5, accumulate: true });
+  });
+
+  it('honours strides and offsets', async () => {
+    const gpu = await getGpu();
+    // C[2:5, 3:9] of a [6, 10] matrix = A[1:4, 0:7] (rows of a [5, 8] matrix) · (B[2:8, :] of [10, 7])ᵀ
+    const av = randArray(5 * 8, 11);
+    const bv = randArray(10 * 7, 12);
+    const cv = randArray(6 * 10, 13);
+    const a = gpu.tensorF32('a', [5, 8], 'scratch', av);
+    const b = gpu.tensor('b', [10, 7], 'f16', 'scratch', packHalf(bv, 'f16'));
+    const c = gpu.tensorF32('c', [6, 10], 'scratch', cv);
+    const rec = gpu.recorder();
+    recordMatmul(gpu, rec, { a, b, c, M: 3, N: 6, K: 7, transB: true, lda: 8, aOffset: 8, ldb: 7, bOffset: 2 * 7, ldc: 10, cOffset: 2 * 10 + 3 });
+    rec.submit();
+    const got = await gpu.read(c);
+    const bRef = roundThroughHalf(bv, 'f16');
+    const ref = Float64Array.from(cv);
+    for (let m = 0; m < 3; m++) {
+      for (let n = 0; n < 6; n++) {
+        let s = 0;
+        for (let k = 0; k < 7; k++) s += av[(1 + m) * 8 + k]! * bRef[(2 + n) * 7 + k]!;
+        ref[(2 + m) * 10 + 3 + n] = s;
+      }
+    }
+    expectClose(ref, got, { name: 'strided C', atol: 1e-5, rtol: 1e-5 });
+    for (const t of [a, b, c]) gpu.free(t);
+  });
+
+  it('rejects wrong dtypes and too-small buffers with named errors', async () => {
+    const gpu = await getGpu();
+    const a = gpu.tensorF32('a', [2, 3], 'scratch');
+    const b = gpu.tensorF32('bsmall', [2, 3], 'scratch');
+    const c = gpu.tensorF32('c', [2, 4], 'scratch');
+    const rec = gpu.recorder();
+    expect(() => recordMatmul(gpu, rec, { a, b, c, M: 2, N: 4, K: 3, transB: true })).toThrow(/bsmall/);
+    expect(() => recordMatmul(gpu, rec, { a: c, b: a, c: b, M: 2, N: 2, K: 3, transB: true, bias: gpu.tensor('ib', [2], 'i32', 'scratch') })).toThrow(/i32/);
+    for (const t of [a, b, c]) gpu.free(t);
+  });
+});
