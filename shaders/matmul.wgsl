@@ -26,8 +26,8 @@
 // carry negative offsets too). Split-K: workgroup z sums depth [k0 + z*kSplit, +kSplit) and writes
 // its partial C at z*cStrideZ (reduced afterwards by shaders/lora.wgsl, in a fixed order).
 // Segment 2 (K2 extra columns, e.g. the LoRA rank) runs after segment 1 in the same K loop: for
-// the forward Y = X·Wᵀ + b + s·S·Bᵀ it is [X | S]·[W | s·B]ᵀ. With OUT_DROP its sum is kept in its
-// own accumulators and multiplied by the dropout mask of the output element (dX through dropout).
+// the forward Y = X·Wᵀ + b + s·S·Bᵀ it is [X | S]·[W | s·B]ᵀ. With OUT_DROP its sum is kept apart
+// from segment 1's and multiplied by the dropout mask of the output element (dX through dropout).
 
 struct P {
   mEnd: u32,
@@ -66,57 +66,43 @@ struct P {
 
 @group(0) @binding(0) var<uniform> p: P;
 
-// Tiles in workgroup memory, k-major, four consecutive rows (A) or columns (B) per vec4:
-// (BK*BM + BK*BN) * 4 bytes = 8 KiB at 64x64.
-var<workgroup> tileA: array<vec4<f32>, BK * BM / 4u>;
-var<workgroup> tileB: array<vec4<f32>, BK * BN / 4u>;
+// Tiles in workgroup memory, k-major: tileA[kk*BM + row], tileB[kk*BN + col].
+// (BK*BM + BK*BN) * 4 bytes = 8 KiB at 64x64. Staging is one scalar load site per operand (the
+// software Vulkan drivers compile time grows quickly with inlined load sites).
+var<workgroup> tileA: array<f32, BK * BM>;
+var<workgroup> tileB: array<f32, BK * BN>;
 
-fn loadA(seg2: bool, m: u32, k: u32) -> f32 {
-  if (HAS_SEG2 && seg2) { return a2(m, k); }
-  return a1(m, k);
-}
-
-fn loadB(seg2: bool, k: u32, n: u32) -> f32 {
-  if (HAS_SEG2 && seg2) { return b2(k, n); }
-  return b1(k, n);
-}
-
-// Stages opA rows [mTile, mTile + BM) x depth [kBase, kBase + BK) (zeros outside the bounds).
+// Stages opA rows [mTile, mTile + BM) x depth [kBase, kBase + BK), zeros outside the bounds;
+// segment 2 reads A2 instead.
 fn stageA(li: u32, seg2: bool, mTile: u32, kBase: u32, kLim: u32) {
-  for (var u = li; u < BK * BM / 4u; u += NT) {
+  for (var e = li; e < BK * BM; e += NT) {
     var kk: u32;
-    var m4: u32;
+    var mm: u32;
     // Neighbouring invocations read neighbouring addresses of the stored layout.
-    if (TRANS_A) { m4 = u % (BM / 4u); kk = u / (BM / 4u); } else { kk = u % BK; m4 = u / BK; }
+    if (TRANS_A) { mm = e % BM; kk = e / BM; } else { kk = e % BK; mm = e / BK; }
     let k = kBase + kk;
-    let m = mTile + m4 * 4u;
-    var v = vec4<f32>(0.0);
-    if (k < kLim) {
-      if (m < p.mEnd) { v.x = loadA(seg2, m, k); }
-      if (m + 1u < p.mEnd) { v.y = loadA(seg2, m + 1u, k); }
-      if (m + 2u < p.mEnd) { v.z = loadA(seg2, m + 2u, k); }
-      if (m + 3u < p.mEnd) { v.w = loadA(seg2, m + 3u, k); }
+    let m = mTile + mm;
+    var v = 0.0;
+    if (k < kLim && m < p.mEnd) {
+      if (HAS_SEG2 && seg2) { v = a2(m, k); } else { v = a1(m, k); }
     }
-    tileA[kk * (BM / 4u) + m4] = v;
+    tileA[kk * BM + mm] = v;
   }
 }
 
 // Stages opB depth [kBase, kBase + BK) x columns [nTile, nTile + BN).
 fn stageB(li: u32, seg2: bool, nTile: u32, kBase: u32, kLim: u32) {
-  for (var u = li; u < BK * BN / 4u; u += NT) {
+  for (var e = li; e < BK * BN; e += NT) {
     var kk: u32;
-    var n4: u32;
-    if (TRANS_B) { kk = u % BK; n4 = u / BK; } else { n4 = u % (BN / 4u); kk = u / (BN / 4u); }
+    var nn: u32;
+    if (TRANS_B) { kk = e % BK; nn = e / BK; } else { nn = e % BN; kk = e / BN; }
     let k = kBase + kk;
-    let n = nTile + n4 * 4u;
-    var v = vec4<f32>(0.0);
-    if (k < kLim) {
-      if (n < p.nEnd) { v.x = loadB(seg2, k, n); }
-      if (n + 1u < p.nEnd) { v.y = loadB(seg2, k, n + 1u); }
-      if (n + 2u < p.nEnd) { v.z = loadB(seg2, k, n + 2u); }
-      if (n + 3u < p.nEnd) { v.w = loadB(seg2, k, n + 3u); }
+    let n = nTile + nn;
+    var v = 0.0;
+    if (k < kLim && n < p.nEnd) {
+      if (HAS_SEG2 && seg2) { v = b2(k, n); } else { v = b1(k, n); }
     }
-    tileB[kk * (BN / 4u) + n4] = v;
+    tileB[kk * BN + nn] = v;
   }
 }
 
@@ -135,9 +121,12 @@ fn main(
   var t2 = 0u;
   if (HAS_SEG2) { t2 = (p.k2 + BK - 1u) / BK; }
 
-  // acc[i] holds row lid.y*4 + i, columns lid.x*4 .. +3; accOut the OUT_DROP segment-2 sums.
+  // acc[i] holds row lid.y*4 + i, columns lid.x*4 .. +3. With OUT_DROP, segment 1's sums move to
+  // acc1 when segment 2 starts, so acc then holds segment 2 alone.
   var acc: array<vec4<f32>, 4>;
-  var accOut: array<vec4<f32>, 4>;
+  var acc1: array<vec4<f32>, 4>;
+  let r0 = lid.y * 4u;
+  let c0 = lid.x * 4u;
 
   for (var t = 0u; t < t1 + t2; t++) {
     let seg2 = t >= t1;
@@ -147,39 +136,42 @@ fn main(
       kBase = (t - t1) * BK;
       kLim = p.k2;
     }
+    if (OUT_DROP && t == t1) {
+      acc1 = acc;
+      acc = array<vec4<f32>, 4>();
+    }
     stageA(li, seg2, mTile, kBase, kLim);
     stageB(li, seg2, nTile, kBase, kLim);
     workgroupBarrier();
-    if (OUT_DROP && seg2) {
-      for (var kk = 0u; kk < BK; kk++) {
-        let a = tileA[kk * (BM / 4u) + lid.y];
-        let b = tileB[kk * (BN / 4u) + lid.x];
-        accOut[0] += a.x * b;
-        accOut[1] += a.y * b;
-        accOut[2] += a.z * b;
-        accOut[3] += a.w * b;
-      }
-    } else {
-      for (var kk = 0u; kk < BK; kk++) {
-        let a = tileA[kk * (BM / 4u) + lid.y];
-        let b = tileB[kk * (BN / 4u) + lid.x];
-        acc[0] += a.x * b;
-        acc[1] += a.y * b;
-        acc[2] += a.z * b;
-        acc[3] += a.w * b;
-      }
+    // A trip count the compiler cannot see keeps it from unrolling the loop fully, which made
+    // lavapipe (LLVM) spend seconds compiling each variant; it also skips the zero padding of a
+    // partial last tile.
+    let kn = min(BK, kLim - kBase);
+    for (var kk = 0u; kk < kn; kk++) {
+      let ao = kk * BM + r0;
+      let a = vec4<f32>(tileA[ao], tileA[ao + 1u], tileA[ao + 2u], tileA[ao + 3u]);
+      let bo = kk * BN + c0;
+      let b = vec4<f32>(tileB[bo], tileB[bo + 1u], tileB[bo + 2u], tileB[bo + 3u]);
+      acc[0] += a.x * b;
+      acc[1] += a.y * b;
+      acc[2] += a.z * b;
+      acc[3] += a.w * b;
     }
     workgroupBarrier();
   }
+  if (OUT_DROP && t2 == 0u) {
+    acc1 = acc;
+    acc = array<vec4<f32>, 4>();
+  }
 
   for (var i = 0u; i < 4u; i++) {
-    let m = mTile + lid.y * 4u + i;
+    let m = mTile + r0 + i;
     if (m >= p.mEnd) { break; }
     for (var j = 0u; j < 4u; j++) {
-      let n = nTile + lid.x * 4u + j;
+      let n = nTile + c0 + j;
       if (n >= p.nEnd) { break; }
       var v = acc[i][j];
-      if (OUT_DROP) { v += dropout_mul(p.seedOut, p.thrOut, p.scaleOut, m, n) * accOut[i][j]; }
+      if (OUT_DROP) { v = acc1[i][j] + dropout_mul(p.seedOut, p.thrOut, p.scaleOut, m, n) * v; }
       v *= p.alpha;
       if (HAS_BIAS) {
         if (p.useBias != 0u) { v += bias_at(n); }

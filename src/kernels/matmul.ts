@@ -276,8 +276,9 @@ export function recordMatmul(gpu: Gpu, rec: Recorder, a: MatmulArgs): void {
   const deviceLimit = gpu.limits.maxStorageBufferBindingSize;
   const limit = Math.min(deviceLimit, a.maxBindingBytes ?? deviceLimit);
   const align = gpu.limits.minStorageBufferOffsetAlignment;
-  for (const t of [ex?.a, ex?.b, a.bias]) {
-    if (t && t.buffer.size > limit) {
+  if (a.bias) {
+    const t = a.bias;
+    if (t.buffer.size > limit) {
       throw new GpuLimitError(`matmul: "${t.label}" (${t.buffer.size} bytes) must fit one binding (${limit} bytes).`);
     }
   }
@@ -314,6 +315,9 @@ export function recordMatmul(gpu: Gpu, rec: Recorder, a: MatmulArgs): void {
     else kMax = Math.min(kMax, rowsFit(ldb, elemBytes(bType)));
   }
   if (big(a.c)) mMax = Math.min(mMax, rowsFit(ldc, 4));
+  // The extra segment is chunked along with M and N where its rows follow them.
+  if (ex && ex2 && big(ex.a) && !ex2.transA) mMax = Math.min(mMax, rowsFit(ex2.lda, 4));
+  if (ex && ex2 && big(ex.b) && ex2.transB) nMax = Math.min(nMax, rowsFit(ex2.ldb, 4));
   if (mMax < 1 || nMax < 1 || kMax < 1) {
     throw new GpuLimitError(
       `matmul [${M}x${K}]·[${K}x${N}]: one row of an operand exceeds the ${limit}-byte binding limit; ` +
@@ -380,14 +384,29 @@ export function recordMatmul(gpu: Gpu, rec: Recorder, a: MatmulArgs): void {
         const wb = windowOf(a.b, bLo, kc > 0 ? bHi : bLo, limit, align, 'B');
         const wc = windowOf(a.c, cLo, cHi, limit, align, 'C');
         const bindings: Binding[] = [wa.binding, wb.binding];
-        if (ex) bindings.push(ex.a, ex.b);
+        let a2Adj = 0;
+        let b2Adj = 0;
+        if (ex && ex2) {
+          const K2 = ex.K;
+          const t2a = ex2.transA;
+          const t2b = ex2.transB;
+          const wa2 = t2a
+            ? windowOf(ex.a, m0, (K2 - 1) * ex2.lda + m0 + mc, limit, align, 'extra A')
+            : windowOf(ex.a, m0 * ex2.lda, (m0 + mc - 1) * ex2.lda + K2, limit, align, 'extra A');
+          const wb2 = t2b
+            ? windowOf(ex.b, n0 * ex2.ldb, (n0 + nc - 1) * ex2.ldb + K2, limit, align, 'extra B')
+            : windowOf(ex.b, n0, (K2 - 1) * ex2.ldb + n0 + nc, limit, align, 'extra B');
+          bindings.push(wa2.binding, wb2.binding);
+          a2Adj = wa2.adj;
+          b2Adj = wb2.adj;
+        }
         if (a.bias) bindings.push(a.bias);
         bindings.push(wc.binding);
         const u = params(
           m0 + mc, n0 + nc, k0, k0 + kc, m0, n0, Math.max(kc, 1), first && ex ? ex.K : 0,
           lda, ldb, ldc, 0, (aOff + wa.adj) >>> 0, (bOff + wb.adj) >>> 0, (cOff + wc.adj) >>> 0,
           first ? (a.accumulate ? 1 : 0) : 1,
-          ex2?.lda ?? 0, ex2?.ldb ?? 0, 0, 0,
+          ex2?.lda ?? 0, ex2?.ldb ?? 0, a2Adj, b2Adj,
           { f: alpha }, { f: alpha2 }, first && a.bias ? 1 : 0, 0,
           seedIn, thrIn, scaleIn, seedOut, thrOut, scaleOut, 0, 0,
         );

@@ -1,0 +1,33 @@
+/**
+ * Dropout applied to a whole f32 tensor (shaders/lora.wgsl `dropout_apply`), with the mask defined
+ * in src/reference/dropout.ts (hash of seed, row, col). The LoRA linear does not call this: it
+ * applies the same mask inside the matmul loaders. Useful for other layers and to test the mask.
+ *
+ *   y[row, col] = x[row, col] * (keep ? 1 / (1 - p) : 0)        x, y f32 [rows, cols], y != x
+ */
+import { type Gpu, type Recorder, params } from '../gpu/context';
+import { GpuError } from '../gpu/errors';
+import type { Tensor } from '../gpu/tensor';
+import { dropoutThreshold } from '../reference/dropout';
+import { grid2d, loraShaderModule } from './matmul';
+
+export { dropoutHash, dropoutMask, dropoutMultiplier, dropoutThreshold } from '../reference/dropout';
+
+export interface DropoutArgs {
+  x: Tensor; // f32 [rows, cols]
+  y: Tensor; // f32 [rows, cols]
+  rows: number;
+  cols: number;
+  seed: number;
+  p: number;
+}
+
+export function recordDropout(gpu: Gpu, rec: Recorder, a: DropoutArgs): void {
+  const n = a.rows * a.cols;
+  if (n === 0) return;
+  if (a.x.buffer === a.y.buffer) throw new GpuError('recordDropout: y must not alias x.');
+  const pipe = gpu.pipeline('lora_dropout_apply', loraShaderModule, 'dropout_apply');
+  const [gx, gy, stride] = grid2d(gpu, n);
+  const u = params(a.rows, a.cols, a.seed >>> 0, dropoutThreshold(a.p), { f: 1 / (1 - a.p) }, stride, 0, 0);
+  rec.dispatch(pipe, [a.x, a.y], [gx, gy], u);
+}

@@ -1,0 +1,206 @@
+/**
+ * The frozen linear layer with an optional LoRA adapter, forward and backward, on the matmul
+ * template (src/kernels/matmul.ts, shaders/matmul.wgsl). Shapes: X [M, inF], W [outF, inF]
+ * (nn.Linear) or [inF, outF] (GPT-2 Conv1D, `transposed`), A [r, inF], B [outF, r], s = scale,
+ * drop(X) = X ∘ mask / (1 - p) with mask = hash(seed, row, col) (src/reference/dropout.ts).
+ *
+ * Forward, 2 dispatches (W + s·B·A is never materialised):
+ *   S = drop(X)·Aᵀ                          [M, r], saved for backward
+ *   Y (+)= X·Wᵀ + b + s·S·Bᵀ                one GEMM whose K loop runs inF + r columns
+ * Backward (no dW, W is frozen):
+ *   dS = s·dY·B                             [M, r] (workspace)
+ *   dB (+)= s·dYᵀ·S                         split-K over M, fixed-order second pass
+ *   dA (+)= dSᵀ·drop(X)                     split-K over M, mask regenerated in the loader
+ *   dX (+)= dY·W + drop'(dS·A)              one GEMM with K = outF + r; the LoRA part passes back
+ *                                           through the same dropout mask (per output element)
+ * Nothing is reduced with atomics, so dA / dB are bit-identical from run to run.
+ */
+import type { Gpu, Recorder } from '../gpu/context';
+import { GpuError } from '../gpu/errors';
+import type { Tensor } from '../gpu/tensor';
+import type { Workspace } from '../gpu/workspace';
+import { type DropoutSpec, type MatmulExtra, recordMatmul } from './matmul';
+
+export interface FrozenLinear {
+  w: Tensor; // f32|f16|bf16. [outF, inF] (nn.Linear) or [inF, outF] when transposed=true (GPT-2 Conv1D)
+  bias: Tensor | null; // f32|f16|bf16 [outF]
+  inF: number;
+  outF: number;
+  transposed: boolean;
+}
+
+export interface LoraParams {
+  a: Tensor; // f32 [r, inF]
+  b: Tensor; // f32 [outF, r]
+  r: number;
+  scale: number; // lora_alpha / r (or / sqrt(r) for rsLoRA) — computed by the caller
+  dropout: number; // probability p in [0,1); kept elements are scaled by 1/(1-p)
+}
+
+export interface LinearForwardArgs {
+  x: Tensor; // f32 [M, inF]
+  M: number;
+  lin: FrozenLinear;
+  lora?: LoraParams | null;
+  /** u32 dropout seed; the mask is a pure hash of (seed, row, col) so backward regenerates it. */
+  seed?: number;
+  y: Tensor; // f32 [M, outF]
+  /** f32 [M, r] saved S = drop(x)·Aᵀ (required when lora given). */
+  s?: Tensor;
+  /** y += result instead of y = result. */
+  accumulate?: boolean;
+  /** Lower the per-binding byte limit (tests of the chunked weight path). */
+  maxBindingBytes?: number;
+}
+
+export interface LinearBackwardArgs {
+  dy: Tensor; // f32 [M, outF]
+  x: Tensor; // f32 [M, inF]
+  M: number;
+  lin: FrozenLinear;
+  lora?: LoraParams | null;
+  seed?: number;
+  /** Saved S from forward. */
+  s?: Tensor;
+  /** f32 [M, inF]; null = do not compute dX. */
+  dx: Tensor | null;
+  /** dx += ... (for q/k/v sharing one input). */
+  accumulateDx?: boolean;
+  dA?: Tensor; // f32 [r, inF]
+  dB?: Tensor; // f32 [outF, r]
+  /** dA += ..., dB += ... (gradient accumulation). */
+  accumulateGrads?: boolean;
+  /** For dS [M, r] and the split-K partial sums. */
+  ws: Workspace;
+  /** Lower the per-binding byte limit (tests of the chunked weight path). */
+  maxBindingBytes?: number;
+}
+
+function activeLora(lora: LoraParams | null | undefined, lin: FrozenLinear): LoraParams | null {
+  if (!lora) return null;
+  if (!Number.isInteger(lora.r) || lora.r < 1) throw new GpuError(`LoRA rank must be a positive integer, got ${lora.r}.`);
+  if (!(lora.dropout >= 0 && lora.dropout < 1)) {
+    throw new GpuError(`LoRA dropout must be in [0, 1), got ${lora.dropout}.`);
+  }
+  if (lora.a.dtype !== 'f32' || lora.b.dtype !== 'f32') throw new GpuError('LoRA A and B must be f32 tensors.');
+  const need = (t: Tensor, n: number, what: string) => {
+    if (t.buffer.size < n * 4) {
+      throw new GpuError(`LoRA ${what} "${t.label}" has ${t.buffer.size} bytes; [${what === 'A' ? `${lora.r}, ${lin.inF}` : `${lin.outF}, ${lora.r}`}] needs ${n * 4}.`);
+    }
+  };
+  need(lora.a, lora.r * lin.inF, 'A');
+  need(lora.b, lin.outF * lora.r, 'B');
+  return lora;
+}
+
+function dropSpec(lora: LoraParams, seed: number | undefined): DropoutSpec | null {
+  return lora.dropout > 0 ? { seed: (seed ?? 0) >>> 0, p: lora.dropout } : null;
+}
+
+/** Records Y (+)= X·Wᵀ + b (+ s·drop(X)·Aᵀ·Bᵀ), saving S = drop(X)·Aᵀ. */
+export function recordLinearForward(gpu: Gpu, rec: Recorder, a: LinearForwardArgs): void {
+  const { lin, M } = a;
+  const lora = activeLora(a.lora, lin);
+  let extra: MatmulExtra | null = null;
+  if (lora) {
+    if (!a.s) throw new GpuError('recordLinearForward: a LoRA layer needs `s` (f32 [M, r]) to save S for backward.');
+    // S [M, r] = drop(X) [M, inF] · A[r, inF]ᵀ
+    recordMatmul(gpu, rec, {
+      a: a.x,
+      b: lora.a,
+      c: a.s,
+      M,
+      N: lora.r,
+      K: lin.inF,
+      transB: true,
+      dropoutA: dropSpec(lora, a.seed),
+    });
+    // ... + scale · S [M, r] · B[outF, r]ᵀ, in the same K loop as X·Wᵀ
+    extra = { a: a.s, b: lora.b, K: lora.r, transB: true, alpha: lora.scale };
+  }
+  // Y [M, outF] = X [M, inF] · W[outF, inF]ᵀ (or X · W[inF, outF] for Conv1D) + bias
+  recordMatmul(gpu, rec, {
+    a: a.x,
+    b: lin.w,
+    c: a.y,
+    M,
+    N: lin.outF,
+    K: lin.inF,
+    transB: !lin.transposed,
+    bias: lin.bias,
+    accumulate: a.accumulate,
+    extra,
+    maxBindingBytes: a.maxBindingBytes,
+  });
+}
+
+/** Split-K slices for a reduction over M tokens: deterministic in M, about 256 tokens a slice. */
+function splitsFor(M: number): number {
+  return Math.max(1, Math.min(16, Math.floor(M / 256)));
+}
+
+/** Records dA, dB (LoRA gradients) and dX of the layer; see the file comment. */
+export function recordLinearBackward(gpu: Gpu, rec: Recorder, a: LinearBackwardArgs): void {
+  const { lin, M } = a;
+  const lora = activeLora(a.lora, lin);
+  let extra: MatmulExtra | null = null;
+  if (lora) {
+    const drop = dropSpec(lora, a.seed);
+    const wantDs = !!a.dA || !!a.dx;
+    if (a.dB) {
+      if (!a.s) throw new GpuError('recordLinearBackward: dB needs the S saved by the forward (`s`).');
+      // dB [outF, r] (+)= scale · dY[M, outF]ᵀ · S [M, r]
+      recordMatmul(gpu, rec, {
+        a: a.dy,
+        b: a.s,
+        c: a.dB,
+        M: lin.outF,
+        N: lora.r,
+        K: M,
+        transA: true,
+        alpha: lora.scale,
+        accumulate: a.accumulateGrads,
+        splitK: splitsFor(M),
+        ws: a.ws,
+      });
+    }
+    if (wantDs) {
+      // dS [M, r] = scale · dY [M, outF] · B [outF, r]
+      const dS = a.ws.get('linear.dS', [M, lora.r]);
+      recordMatmul(gpu, rec, { a: a.dy, b: lora.b, c: dS, M, N: lora.r, K: lin.outF, alpha: lora.scale });
+      if (a.dA) {
+        // dA [r, inF] (+)= dS[M, r]ᵀ · drop(X) [M, inF]
+        recordMatmul(gpu, rec, {
+          a: dS,
+          b: a.x,
+          c: a.dA,
+          M: lora.r,
+          N: lin.inF,
+          K: M,
+          transA: true,
+          dropoutB: drop,
+          accumulate: a.accumulateGrads,
+          splitK: splitsFor(M),
+          ws: a.ws,
+        });
+      }
+      // ... + drop'(dS [M, r] · A [r, inF]) in the dX GEMM
+      extra = { a: dS, b: lora.a, K: lora.r, dropoutOut: drop };
+    }
+  }
+  if (a.dx) {
+    // dX [M, inF] (+)= dY [M, outF] · W [outF, inF] (or · W[inF, outF]ᵀ for Conv1D)
+    recordMatmul(gpu, rec, {
+      a: a.dy,
+      b: lin.w,
+      c: a.dx,
+      M,
+      N: lin.inF,
+      K: lin.outF,
+      transB: lin.transposed,
+      accumulate: a.accumulateDx,
+      extra,
+      maxBindingBytes: a.maxBindingBytes,
+    });
+  }
+}
