@@ -11,8 +11,9 @@
 // WD threads of attn_decode_rows; DPW = ceil(HD / WD).
 //
 // Loops: the per-thread accumulator loops (`t < nd`) take their bound from the uniform p.hd rather
-// than the baked DPC / DPR. Fully unrolled, they made Mesa lavapipe's first compile of the backward
-// kernels take 10-35 s at head dim 64-128; with a runtime bound it is well under a second.
+// than the baked DPC / DPR, and the loops over a tile's keys / rows stop at the tile's real extent
+// (cn, rn). Fully unrolled with constant bounds, they made Mesa lavapipe's first compile of the
+// backward kernels take 10-35 s at head dim 64-128; with runtime bounds it is about a second.
 //
 // Layouts (row-major f32):
 //   q, o, dq, dO  [B*nq, nH, hd]     row (b*nq + i), head h
@@ -110,6 +111,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
       vs[e] = vx;
     }
     workgroupBarrier();
+    let cn = min(BC, kEnd - j0);   // keys of this tile (runtime bound, see "Loops")
 
     let j = j0 + c;
     var s = NEG;
@@ -122,7 +124,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
     workgroupBarrier();
 
     var tmax = NEG;
-    for (var cc = 0u; cc < BC; cc++) { tmax = max(tmax, ss[r * BC + cc]); }
+    for (var cc = 0u; cc < cn; cc++) { tmax = max(tmax, ss[r * BC + cc]); }
     let mNew = max(m, tmax);
     var pr = 0.0;
     if (s > NEG) { pr = exp(s - mNew); }
@@ -133,13 +135,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
     let alpha = exp(m - mNew);
     m = mNew;
     var psum = 0.0;
-    for (var cc = 0u; cc < BC; cc++) { psum += ss[r * BC + cc]; }
+    for (var cc = 0u; cc < cn; cc++) { psum += ss[r * BC + cc]; }
     l = l * alpha + psum;
     for (var t = 0u; t < nd; t++) {
       let d = c + t * BC;
       if (d < HD) {
         var a = acc[t] * alpha;
-        for (var cc = 0u; cc < BC; cc++) { a = fma(ss[r * BC + cc], vs[cc * HD + d], a); }
+        for (var cc = 0u; cc < cn; cc++) { a = fma(ss[r * BC + cc], vs[cc * HD + d], a); }
         acc[t] = a;
       }
     }
@@ -161,7 +163,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
 @group(0) @binding(2) var<storage, read> o: array<f32>;
 @group(0) @binding(3) var<storage, read_write> D: array<f32>;
 
-// Grid: x * 256 + (y * nx) * 256 threads; n = rows * heads is p.nq (total) and nx is p.nk here.
+// Reuses P with other meanings: p.nq = rows * heads (the number of D values), p.nk = workgroups
+// along x (the grid is 2-D when one dimension is not enough).
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
   let idx = (wid.y * p.nk + wid.x) * 256u + li;
@@ -239,6 +242,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
       vs[cc * PSTR + d] = vx;
     }
     workgroupBarrier();
+    let cn = min(BC, kEnd - j0);
 
     let j = j0 + c;
     var ds = 0.0;
@@ -259,7 +263,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
       let d = c + t * BC;
       if (d < HD) {
         var a = acc[t];
-        for (var cc = 0u; cc < BC; cc++) { a = fma(dss[r * BC + cc], ks[cc * PSTR + d], a); }
+        for (var cc = 0u; cc < cn; cc++) { a = fma(dss[r * BC + cc], ks[cc * PSTR + d], a); }
         acc[t] = a;
       }
     }
@@ -352,6 +356,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
       }
       workgroupBarrier();
 
+      let rn = min(BR, p.nq - i0);   // query rows of this tile (runtime bound)
       let i = i0 + r;
       var pr = 0.0;
       var ds = 0.0;
@@ -374,7 +379,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
         if (d < HD) {
           var av = accV[t];
           var ak = accK[t];
-          for (var rr = 0u; rr < BR; rr++) {
+          for (var rr = 0u; rr < rn; rr++) {
             av = fma(ps[rr * BC + c], dos[rr * PSTR + d], av);
             ak = fma(dss[rr * BC + c], qs[rr * PSTR + d], ak);
           }

@@ -12,6 +12,9 @@
 // of that kernel. Prelude consts of the GEMM kernels: WX x WY threads (NT), each owning TM x TN
 // outputs (rows ty + i*WY, columns tx + j*WX), tile BM = WY*TM rows by BN = WX*TN columns, depth BK.
 //
+// Loops: the GEMM depth loop inside a BK block runs to a runtime bound (min(BK, rest)) so Mesa
+// lavapipe does not unroll it; unrolled, each GEMM variant took several seconds to compile there.
+//
 // Layouts (row-major): h f32 [T, H] (rows from hOff); W [V, H]; targets u32 [T] (any value >= V,
 // e.g. 0xFFFFFFFF, is ignored); L f32 chunk scratch [T, ldl]; stats f32 [T, 3] = running max,
 // running sum of exp(logit - max), target logit; lse, rowLoss f32 [T]; dh f32 [T, H].
@@ -78,7 +81,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
       Bs[kk * BN + nn] = x;
     }
     workgroupBarrier();
-    for (var kk = 0u; kk < BK; kk++) {
+    let kn = min(BK, p.H - k0);   // runtime bound: see "Loops" in the header
+    for (var kk = 0u; kk < kn; kk++) {
       var a: array<f32, TM>;
       var b: array<f32, TN>;
       for (var i = 0u; i < TM; i++) { a[i] = As[kk * BM + ty + i * WY]; }
@@ -281,7 +285,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
       Bs[kk * BN + nn] = x;
     }
     workgroupBarrier();
-    for (var kk = 0u; kk < BK; kk++) {
+    let kn = min(BK, p.n - j0);   // runtime bound: see "Loops" in the header
+    for (var kk = 0u; kk < kn; kk++) {
       var a: array<f32, TM>;
       var b: array<f32, TN>;
       for (var i = 0u; i < TM; i++) { a[i] = As[kk * BM + ty + i * WY]; }

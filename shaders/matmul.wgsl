@@ -7,15 +7,16 @@
 //
 // This file is the body of a template: src/kernels/matmul.ts prepends a generated prelude (and
 // shaders/dropout.wgsl) that bakes in the variant:
-//   consts   BM, BN (workgroup tile 16/32/64), BK = 16, WX = BN/4, WY = BM/4, NT = WX*WY threads,
-//            each thread owns a 4x4 block of C; TRANS_A, TRANS_B, HAS_SEG2, HAS_BIAS, OUT_DROP.
+//   consts   BM, BN (workgroup tile edge, 16 or 64), BK = 16, WX = BN/4, WY = BM/4, NT = WX*WY
+//            invocations (256 at 64x64), each owning a 4x4 block of C;
+//            TRANS_A, TRANS_B, HAS_SEG2, HAS_BIAS, OUT_DROP.
 //   bindings 0 uniform P (below)
 //            1 A  f32 array, opA(A) is [M, K]: row-major [M, lda] (TRANS_A false) or [K, lda] (true)
 //            2 B  f32, or f16 / bf16 packed two per u32, opB(B) is [K, N]: row-major [K, ldb]
 //                 (TRANS_B false) or [N, ldb] (true, i.e. C = A·Bᵀ, the nn.Linear X·Wᵀ layout)
 //            3 A2 f32, 4 B2 f32 (only with HAS_SEG2; same conventions with lda2 / ldb2)
 //            . bias f32 / f16 / bf16 [N] (only with HAS_BIAS)
-//            last C f32 row-major [M, ldc]
+//            last C f32 row-major [M, ldc] (read too when accumulate = 1)
 //   loaders  a1(m,k), b1(k,n), a2(m,k), b2(k,n), bias_at(n): widen 16-bit B (f16 via
 //            unpack2x16float, bf16 via bitcast of bits << 16), apply dropout to the stored element of
 //            A or B when asked (mask of its stored (row, col)), and fold alpha2 into b2.
@@ -28,6 +29,7 @@
 // Segment 2 (K2 extra columns, e.g. the LoRA rank) runs after segment 1 in the same K loop: for
 // the forward Y = X·Wᵀ + b + s·S·Bᵀ it is [X | S]·[W | s·B]ᵀ. With OUT_DROP its sum is kept apart
 // from segment 1's and multiplied by the dropout mask of the output element (dX through dropout).
+// Fused: 16-bit widening, operand dropout, the LoRA segment, alpha, bias and accumulate.
 
 struct P {
   mEnd: u32,
@@ -67,8 +69,8 @@ struct P {
 @group(0) @binding(0) var<uniform> p: P;
 
 // Tiles in workgroup memory, k-major: tileA[kk*BM + row], tileB[kk*BN + col].
-// (BK*BM + BK*BN) * 4 bytes = 8 KiB at 64x64. Staging is one scalar load site per operand (the
-// software Vulkan drivers compile time grows quickly with inlined load sites).
+// (BK*BM + BK*BN) * 4 bytes = 8 KiB at 64x64. Staging has one scalar load site per operand (lavapipe's
+// LLVM compile time grows quickly with every inlined load site).
 var<workgroup> tileA: array<f32, BK * BM>;
 var<workgroup> tileB: array<f32, BK * BN>;
 
@@ -144,8 +146,8 @@ fn main(
     stageB(li, seg2, nTile, kBase, kLim);
     workgroupBarrier();
     // A trip count the compiler cannot see keeps it from unrolling the loop fully, which made
-    // lavapipe (LLVM) spend seconds compiling each variant; it also skips the zero padding of a
-    // partial last tile.
+    // lavapipe (LLVM) spend seconds compiling each variant (and runs no faster there); it also
+    // skips the zero padding of a partial last tile.
     let kn = min(BK, kLim - kBase);
     for (var kk = 0u; kk < kn; kk++) {
       let ao = kk * BM + r0;
@@ -164,12 +166,15 @@ fn main(
     acc = array<vec4<f32>, 4>();
   }
 
-  for (var i = 0u; i < 4u; i++) {
-    let m = mTile + r0 + i;
-    if (m >= p.mEnd) { break; }
-    for (var j = 0u; j < 4u; j++) {
-      let n = nTile + c0 + j;
-      if (n >= p.nEnd) { break; }
+  // Trip counts the compiler cannot see here too (as in the K loop); zero past the edges.
+  let mb = mTile + r0;
+  let nb = nTile + c0;
+  let rows = select(0u, min(4u, p.mEnd - mb), mb < p.mEnd);
+  let cols = select(0u, min(4u, p.nEnd - nb), nb < p.nEnd);
+  for (var i = 0u; i < rows; i++) {
+    let m = mb + i;
+    for (var j = 0u; j < cols; j++) {
+      let n = nb + j;
       var v = acc[i][j];
       if (OUT_DROP) { v = acc1[i][j] + dropout_mul(p.seedOut, p.thrOut, p.scaleOut, m, n) * v; }
       v *= p.alpha;

@@ -175,6 +175,19 @@ function checkShape(what: string, a: Shape): void {
   }
 }
 
+/** Tensors are bound whole: their buffer must fit one storage binding. */
+function bindable(gpu: Gpu, what: string, named: Record<string, Tensor>): void {
+  const limit = gpu.limits.maxStorageBufferBindingSize;
+  for (const [name, t] of Object.entries(named)) {
+    if (t.buffer.size > limit) {
+      throw new GpuLimitError(
+        `${what}: ${name} "${t.label}" is ${t.buffer.size} bytes, over this GPU's ${limit}-byte storage binding limit; ` +
+          'use fewer tokens per step (batch x sequence length).',
+      );
+    }
+  }
+}
+
 function needF32(what: string, name: string, t: Tensor, elems: number): void {
   if (t.dtype !== 'f32') throw new GpuError(`${what}: ${name} "${t.label}" must be f32, got ${t.dtype}.`);
   if (t.buffer.size < elems * 4) {
@@ -205,6 +218,7 @@ export function recordAttention(gpu: Gpu, rec: Recorder, a: AttentionArgs): void
   needF32(what, 'v', a.v, kn);
   needF32(what, 'o', a.o, qn);
   needF32(what, 'lse', a.lse, rows * a.heads);
+  bindable(gpu, what, { q: a.q, k: a.k, v: a.v, o: a.o, lse: a.lse });
   const t = attentionTiles(gpu, 'attn_fwd', a.headDim);
   const pipe = pipelineFor(gpu, 'attn_fwd', { hd: a.headDim, br: t.br, bc: t.bc, lse: true });
   rec.dispatch(
@@ -234,6 +248,7 @@ export function recordAttentionBackward(gpu: Gpu, rec: Recorder, a: AttentionBac
   needF32(what, 'dq', a.dq, qn);
   needF32(what, 'dk', a.dk, kn);
   needF32(what, 'dv', a.dv, kn);
+  bindable(gpu, what, { q: a.q, k: a.k, v: a.v, o: a.o, lse: a.lse, dO: a.dO, dq: a.dq, dk: a.dk, dv: a.dv });
   const hd = a.headDim;
   const scale = scaleOf(a);
 
@@ -282,6 +297,7 @@ export function recordAttentionDecode(gpu: Gpu, rec: Recorder, a: AttentionDecod
   needF32(what, 'kCache', a.kCache, keys * kvRow);
   needF32(what, 'vCache', a.vCache, keys * kvRow);
   needF32(what, 'o', a.o, qn);
+  bindable(gpu, what, { q: a.q, kCache: a.kCache, vCache: a.vCache, o: a.o });
   const u = uniforms(a.qLen, capacity, a.past, a, scaleOf(a));
   if (a.qLen < 8) {
     const pipe = pipelineFor(gpu, 'attn_decode_rows', { hd: a.headDim, br: 1, bc: 1 });

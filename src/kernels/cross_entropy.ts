@@ -93,8 +93,8 @@ interface Gemm {
 }
 /** 64 x 64 tiles, 256 threads of 4 x 4: training shapes. */
 const WIDE: Gemm = { wx: 16, wy: 16, tm: 4, tn: 4, bk: 16 };
-/** 4 x 256 tiles, 64 threads: a few rows (generation). */
-const THIN: Gemm = { wx: 64, wy: 1, tm: 4, tn: 4, bk: 8 };
+/** 4 x 256 tiles, 256 threads of 4 x 1: a few rows (generation). */
+const THIN: Gemm = { wx: 256, wy: 1, tm: 4, tn: 1, bk: 8 };
 
 function gemmFor(rows: number): Gemm {
   return rows <= 4 ? THIN : WIDE;
@@ -175,6 +175,19 @@ function need(what: string, name: string, t: Tensor, dtypes: string[], elems: nu
   const bytes = elems * (t.dtype === 'f16' || t.dtype === 'bf16' ? 2 : 4);
   if (t.buffer.size < bytes) {
     throw new GpuError(`${what}: ${name} "${t.label}" has ${t.buffer.size} bytes; the shapes need ${bytes}.`);
+  }
+}
+
+/** Tensors other than W are bound whole: their buffer must fit one storage binding. */
+function bindable(gpu: Gpu, what: string, named: Record<string, Tensor | null | undefined>): void {
+  const limit = gpu.limits.maxStorageBufferBindingSize;
+  for (const [name, t] of Object.entries(named)) {
+    if (t && t.buffer.size > limit) {
+      throw new GpuLimitError(
+        `${what}: ${name} "${t.label}" is ${t.buffer.size} bytes, over this GPU's ${limit}-byte storage binding limit; ` +
+          'use fewer tokens per step.',
+      );
+    }
   }
 }
 
@@ -294,6 +307,7 @@ export function recordCrossEntropy(gpu: Gpu, rec: Recorder, a: CrossEntropyArgs)
   need(what, 'countSum', a.countSum, ['f32', 'u32'], 1);
   if (a.dh) need(what, 'dh', a.dh, ['f32'], T * H);
   if (a.lse) need(what, 'lse', a.lse, ['f32'], T);
+  bindable(gpu, what, { h: a.h, targets: a.targets, rowLoss: a.rowLoss, dh: a.dh, lse: a.lse, lossSum: a.lossSum, countSum: a.countSum });
   if (!Number.isFinite(a.gradScale)) throw new GpuError(`${what}: gradScale must be finite, got ${a.gradScale}.`);
 
   const vc = crossEntropyChunk(gpu, a);
@@ -347,9 +361,7 @@ export function recordLogits(gpu: Gpu, rec: Recorder, a: LogitsArgs): void {
   need(what, 'h', a.h, ['f32'], (r0 + T) * H);
   need(what, 'w', a.w, [wt], V * H);
   need(what, 'logits', a.logits, ['f32'], T * V);
-  if (T * V * 4 > gpu.limits.maxStorageBufferBindingSize) {
-    throw new GpuLimitError(`${what}: [${T}, ${V}] logits exceed one storage binding; compute fewer rows at a time.`);
-  }
+  bindable(gpu, what, { h: a.h, logits: a.logits });
   const plan = planW(gpu, a.w, H, V, bindingLimit(gpu, a.maxBindingBytes), what);
   const g = gemmFor(T);
   for (let c0 = 0; c0 < V; c0 += plan.maxRows) {

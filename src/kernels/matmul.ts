@@ -34,7 +34,7 @@ export interface DropoutSpec {
   p: number;
 }
 
-/** A second K segment in the same accumulation (all f32, bound whole). */
+/** A second K segment in the same accumulation (all f32; bound in windows that follow the M and N chunks). */
 export interface MatmulExtra {
   a: Tensor; // opA2(A2) is [M, K]: stored [M, lda2] or [K, lda2] with transA
   b: Tensor; // opB2(B2) is [K, N]: stored [K, ldb2] or [N, ldb2] with transB
@@ -84,7 +84,7 @@ export interface MatmulArgs {
 
 const BK = 16;
 
-interface Variant {
+export interface MatmulVariant {
   bm: number;
   bn: number;
   transA: boolean;
@@ -97,8 +97,9 @@ interface Variant {
   outDrop: boolean;
 }
 
+/** Workgroup tile edge: 16 for skinny dimensions (the LoRA rank), else 64 (few variants to compile). */
 function tileFor(n: number): number {
-  return n <= 16 ? 16 : n <= 32 ? 32 : 64;
+  return n <= 16 ? 16 : 64;
 }
 
 function weightType(t: Tensor, what: string): WeightDType {
@@ -114,7 +115,7 @@ function elementRead(name: string, dtype: WeightDType, idx: string): string {
 }
 
 /** The generated prelude: constants, bindings and loaders of one variant. */
-function prelude(v: Variant): string {
+function prelude(v: MatmulVariant): string {
   const L: string[] = [];
   const b = (x: boolean) => (x ? 'true' : 'false');
   L.push(`// ---- generated prelude: ${JSON.stringify(v)}`);
@@ -161,19 +162,32 @@ function prelude(v: Variant): string {
 }
 
 /** The full WGSL of a matmul variant (exported for compile checks in tests). */
-export function matmulShader(v: Variant): string {
+export function matmulShader(v: MatmulVariant): string {
   return `${prelude(v)}\n${dropoutLib}\n${body}`;
 }
 
-function pipelineFor(gpu: Gpu, v: Variant): GPUComputePipeline {
-  const name =
+function variantName(v: MatmulVariant): string {
+  return (
     `matmul_${v.bm}x${v.bn}_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}_${v.bType}` +
     (v.seg2 ? `_seg2${v.seg2.transA ? 't' : 'n'}${v.seg2.transB ? 't' : 'n'}` : '') +
     (v.bias ? `_bias${v.bias}` : '') +
     (v.dropA ? '_dropA' : '') +
     (v.dropB ? '_dropB' : '') +
-    (v.outDrop ? '_dropOut' : '');
-  return gpu.pipeline(name, matmulShader(v));
+    (v.outDrop ? '_dropOut' : '')
+  );
+}
+
+/** Generated sources by variant name, so a step's hundreds of calls reuse one string each. */
+const sources = new Map<string, string>();
+
+function pipelineFor(gpu: Gpu, v: MatmulVariant): GPUComputePipeline {
+  const name = variantName(v);
+  let code = sources.get(name);
+  if (!code) {
+    code = matmulShader(v);
+    sources.set(name, code);
+  }
+  return gpu.pipeline(name, code);
 }
 
 const loraModule = `${dropoutLib}\n${loraCode}`;
@@ -285,7 +299,7 @@ export function recordMatmul(gpu: Gpu, rec: Recorder, a: MatmulArgs): void {
 
   const bm = tileFor(M);
   const bn = tileFor(N);
-  const variant: Variant = {
+  const variant: MatmulVariant = {
     bm,
     bn,
     transA,

@@ -105,9 +105,9 @@ export function attentionBackwardRef(
           for (let d = 0; d < hd; d++) dp += a.dO[qi + d]! * a.v[kb + d]!;
           const ds = p[j]! * (dp - D);
           for (let d = 0; d < hd; d++) {
-            dv[kb + d] += p[j]! * a.dO[qi + d]!;
-            dq[qi + d] += scale * ds * a.k[kb + d]!;
-            dk[kb + d] += scale * ds * a.q[qi + d]!;
+            dv[kb + d] = dv[kb + d]! + p[j]! * a.dO[qi + d]!;
+            dq[qi + d] = dq[qi + d]! + scale * ds * a.k[kb + d]!;
+            dk[kb + d] = dk[kb + d]! + scale * ds * a.q[qi + d]!;
           }
         }
       }

@@ -59,7 +59,7 @@ export function crossEntropyRef(a: {
     count++;
     for (let v = 0; v < V; v++) {
       const g = (Math.exp(logits[t * V + v]! - lse[t]!) - (v === tg ? 1 : 0)) * gradScale;
-      for (let k = 0; k < H; k++) dh[t * H + k] += g * a.w[v * H + k]!;
+      for (let k = 0; k < H; k++) dh[t * H + k] = dh[t * H + k]! + g * a.w[v * H + k]!;
     }
   }
   return { lse, rowLoss, lossSum, count, dh };

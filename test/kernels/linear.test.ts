@@ -120,7 +120,7 @@ describe('LoRA linear vs float64 reference', () => {
     ['r=3 bf16 nn.Linear, no bias, dropout 0.5', { M: 19, inF: 129, outF: 33, r: 3, w: 'bf16', bias: null, transposed: false, dropout: 0.5 }],
     ['r=64 f16 Conv1D, f16 bias, dropout 0.1, accumulate', { M: 37, inF: 70, outF: 129, r: 64, w: 'f16', bias: 'f16', transposed: true, dropout: 0.1, accumulate: true }],
     ['r=64 f32 nn.Linear, f32 bias, no dX', { M: 5, inF: 70, outF: 129, r: 64, w: 'f32', bias: 'f32', transposed: false, noDx: true }],
-    ['no LoRA, f16 nn.Linear, bf16 bias', { M: 37, inF: 70, outF: 129, r: null, w: 'f16', bias: 'bf16', transposed: false }],
+    ['no LoRA, f16 nn.Linear, f16 bias', { M: 37, inF: 70, outF: 129, r: null, w: 'f16', bias: 'f16', transposed: false }],
     ['no LoRA, bf16 Conv1D, accumulate', { M: 37, inF: 70, outF: 129, r: null, w: 'bf16', bias: null, transposed: true, accumulate: true }],
     ['1 token, r=3 f32', { M: 1, inF: 3, outF: 5, r: 3, w: 'f32', bias: 'f32', transposed: false, dropout: 0.3 }],
     ['M=600 (split-K dA/dB), r=8 bf16, dropout 0.2, accumulate', { M: 600, inF: 40, outF: 24, r: 8, w: 'bf16', bias: 'bf16', transposed: false, dropout: 0.2, accumulate: true }],

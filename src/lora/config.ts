@@ -1,0 +1,163 @@
+/**
+ * The LoRA configuration, with PEFT's field names and meanings (huggingface/peft `LoraConfig`), so
+ * a value keeps its name from the form to adapter_config.json:
+ *   scale = lora_alpha / r            (use_rslora false)
+ *         = lora_alpha / sqrt(r)      (use_rslora true)
+ *   y = base(x) + scale · B·A·dropout(x)
+ * `rank_pattern` / `alpha_pattern` override r / lora_alpha for modules whose path matches a key the
+ * way PEFT's `get_pattern_key` does (the key is a regex that must match a dotted suffix of the path).
+ * Which modules a config targets, and PEFT's default targets per model_type: ./targets.ts.
+ */
+
+/** What this file needs to know about a linear module (a subset of the registry's LinearModule). */
+export interface ModuleLike {
+  /** Dotted path in the *ForCausalLM model, e.g. 'model.layers.0.self_attn.q_proj'. */
+  path: string;
+  /** Last path component, e.g. 'q_proj'. */
+  name: string;
+  inF: number;
+  outF: number;
+  /** GPT-2 Conv1D: the checkpoint stores the weight [in, out]. */
+  transposed: boolean;
+}
+
+export interface LoraConfig {
+  r: number;
+  lora_alpha: number;
+  lora_dropout: number;
+  /** Module names (list), a full-match regex on the module path (string), or 'all-linear'. */
+  target_modules: string[] | string;
+  /** PEFT's exclude_modules: same matching rules as target_modules; null/absent = none. */
+  exclude_modules?: string[] | string | null;
+  use_rslora: boolean;
+  bias: 'none';
+  fan_in_fan_out: boolean;
+  init_lora_weights: true | 'gaussian';
+  rank_pattern?: Record<string, number>;
+  alpha_pattern?: Record<string, number>;
+}
+
+export class LoraConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LoraConfigError';
+  }
+}
+
+/** PEFT's LoraConfig defaults (r=8, lora_alpha=8, no dropout); target_modules must be chosen. */
+export const PEFT_LORA_DEFAULTS: Omit<LoraConfig, 'target_modules'> = {
+  r: 8,
+  lora_alpha: 8,
+  lora_dropout: 0,
+  use_rslora: false,
+  bias: 'none',
+  fan_in_fan_out: false,
+  init_lora_weights: true,
+};
+
+export const ALL_LINEAR = 'all-linear';
+
+export function isAllLinear(t: LoraConfig['target_modules']): t is string {
+  return typeof t === 'string' && t.toLowerCase() === ALL_LINEAR;
+}
+
+/** PEFT's `get_pattern_key`: the first pattern key that matches a dotted suffix of `path`. */
+function patternKey(patterns: Record<string, number> | undefined, path: string): string | null {
+  if (!patterns) return null;
+  for (const key of Object.keys(patterns)) {
+    if (new RegExp(`^(?:.*\\.)?(?:${key})$`).test(path)) return key;
+  }
+  return null;
+}
+
+/** The rank of the module at `path` (rank_pattern, else r). */
+export function loraRank(cfg: Pick<LoraConfig, 'r' | 'rank_pattern'>, path: string): number {
+  const key = patternKey(cfg.rank_pattern, path);
+  return key === null ? cfg.r : cfg.rank_pattern![key]!;
+}
+
+/** The alpha of the module at `path` (alpha_pattern, else lora_alpha). */
+export function loraAlpha(cfg: Pick<LoraConfig, 'lora_alpha' | 'alpha_pattern'>, path: string): number {
+  const key = patternKey(cfg.alpha_pattern, path);
+  return key === null ? cfg.lora_alpha : cfg.alpha_pattern![key]!;
+}
+
+/** The factor B·A is multiplied by: alpha / r, or alpha / sqrt(r) with use_rslora. */
+export function loraScale(
+  cfg: Pick<LoraConfig, 'r' | 'lora_alpha' | 'use_rslora' | 'rank_pattern' | 'alpha_pattern'>,
+  module: { path: string },
+): number {
+  const r = loraRank(cfg, module.path);
+  const alpha = loraAlpha(cfg, module.path);
+  return cfg.use_rslora ? alpha / Math.sqrt(r) : alpha / r;
+}
+
+/** r, scale and dropout of one module, in the shape GpuLora.fromArrays asks for. */
+export function loraScaleInfo(cfg: LoraConfig, module: { path: string }): { r: number; scale: number; dropout: number } {
+  return { r: loraRank(cfg, module.path), scale: loraScale(cfg, module), dropout: cfg.lora_dropout };
+}
+
+function regexProblem(pattern: string): string | null {
+  try {
+    new RegExp(pattern);
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/** Every problem with a config, as sentences (empty when valid). For forms that show all at once. */
+export function loraConfigProblems(cfg: LoraConfig): string[] {
+  const p: string[] = [];
+  if (!Number.isInteger(cfg.r) || cfg.r <= 0) p.push(`r (the LoRA rank) must be a positive integer, got ${cfg.r}.`);
+  if (typeof cfg.lora_alpha !== 'number' || !Number.isFinite(cfg.lora_alpha) || cfg.lora_alpha <= 0) {
+    p.push(`lora_alpha must be a number > 0, got ${cfg.lora_alpha}.`);
+  }
+  if (typeof cfg.lora_dropout !== 'number' || !(cfg.lora_dropout >= 0 && cfg.lora_dropout < 1)) {
+    p.push(`lora_dropout must be in [0, 1), got ${cfg.lora_dropout}.`);
+  }
+  p.push(...moduleSpecProblems('target_modules', cfg.target_modules, true));
+  if (cfg.exclude_modules != null) p.push(...moduleSpecProblems('exclude_modules', cfg.exclude_modules, false));
+  if (typeof cfg.use_rslora !== 'boolean') p.push(`use_rslora must be true or false, got ${JSON.stringify(cfg.use_rslora)}.`);
+  if (typeof cfg.fan_in_fan_out !== 'boolean') p.push(`fan_in_fan_out must be true or false, got ${JSON.stringify(cfg.fan_in_fan_out)}.`);
+  if (cfg.bias !== 'none') p.push(`bias must be "none" (training biases is not supported), got ${JSON.stringify(cfg.bias)}.`);
+  if (cfg.init_lora_weights !== true && cfg.init_lora_weights !== 'gaussian') {
+    p.push(`init_lora_weights must be true or "gaussian", got ${JSON.stringify(cfg.init_lora_weights)}.`);
+  }
+  for (const [field, pat, int] of [
+    ['rank_pattern', cfg.rank_pattern, true],
+    ['alpha_pattern', cfg.alpha_pattern, false],
+  ] as const) {
+    if (pat == null) continue;
+    if (typeof pat !== 'object' || Array.isArray(pat)) {
+      p.push(`${field} must be an object mapping module-path regexes to numbers, got ${JSON.stringify(pat)}.`);
+      continue;
+    }
+    for (const [k, v] of Object.entries(pat)) {
+      const bad = regexProblem(k);
+      if (bad) p.push(`${field} key ${JSON.stringify(k)} is not a valid regex: ${bad}`);
+      const ok = typeof v === 'number' && Number.isFinite(v) && v > 0 && (!int || Number.isInteger(v));
+      if (!ok) p.push(`${field}[${JSON.stringify(k)}] must be ${int ? 'a positive integer' : 'a number > 0'}, got ${JSON.stringify(v)}.`);
+    }
+  }
+  return p;
+}
+
+function moduleSpecProblems(field: string, spec: unknown, required: boolean): string[] {
+  if (typeof spec === 'string') {
+    if (spec.length === 0) return required ? [`${field} is empty; give module names, a regex, or "all-linear".`] : [];
+    if (isAllLinear(spec)) return [];
+    const bad = regexProblem(spec);
+    return bad ? [`${field} ${JSON.stringify(spec)} is not a valid regex: ${bad}`] : [];
+  }
+  if (!Array.isArray(spec)) return [`${field} must be a list of module names, a regex string, or "all-linear", got ${JSON.stringify(spec)}.`];
+  if (spec.length === 0) return required ? [`${field} is empty; give module names (e.g. ["q_proj", "v_proj"]), a regex, or "all-linear".`] : [];
+  const bad = spec.filter((s) => typeof s !== 'string' || s.length === 0);
+  return bad.length ? [`${field} entries must be non-empty strings, got ${JSON.stringify(bad)}.`] : [];
+}
+
+/** Throws a LoraConfigError listing every problem of the config. */
+export function validateLoraConfig(cfg: LoraConfig): void {
+  const p = loraConfigProblems(cfg);
+  if (p.length) throw new LoraConfigError(`Invalid LoRA config: ${p.join(' ')}`);
+}

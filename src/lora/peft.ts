@@ -1,0 +1,529 @@
+/**
+ * PEFT adapter files, byte-compatible with what huggingface/peft 0.20 `save_pretrained` writes for
+ * a LoRA adapter on a *ForCausalLM model:
+ *
+ * adapter_config.json: `json.dumps(asdict(LoraConfig), indent=2, sort_keys=True)` (Python's JSON:
+ *   2-space indent, ", " / ": " separators, keys sorted at every level, non-ASCII escaped as \uXXXX,
+ *   floats written with a decimal point, no trailing newline). Every LoraConfig field of PEFT 0.20
+ *   is written with its default unless Tabtune sets it; `runtime_config` is not saved (PEFT drops it).
+ * adapter_model.safetensors: metadata exactly {"format":"pt"}, F32 tensors, tensors ordered by name
+ *   (the order safetensors' writer uses), keys
+ *     base_model.model.<module path>.lora_A.weight  [r, in_features]
+ *     base_model.model.<module path>.lora_B.weight  [out_features, r]
+ *   (no adapter name in the key). GPT-2's Conv1D modules use the same A/B shapes; the config says
+ *   fan_in_fan_out: true.
+ *
+ * importPeft reads such files back (also keys with an adapter name such as `lora_A.default.weight`,
+ * and F16/BF16/F64 tensors), checking them against the model's modules with errors that name the
+ * key, what was expected and what was found.
+ */
+
+import { type SafeTensor, SafetensorsError, parseSafetensors, tensorToF32, writeSafetensors } from '../model/safetensors';
+import { type LoraConfig, type ModuleLike, PEFT_LORA_DEFAULTS, isAllLinear, loraRank } from './config';
+import type { LoraModuleWeights } from './init';
+
+export const PEFT_VERSION = '0.20.0';
+export const PEFT_KEY_PREFIX = 'base_model.model.';
+export const ADAPTER_CONFIG_NAME = 'adapter_config.json';
+export const ADAPTER_MODEL_NAME = 'adapter_model.safetensors';
+
+export class PeftError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PeftError';
+  }
+}
+
+/** The safetensors key of a module's A or B in a PEFT adapter file. */
+export function peftKey(path: string, which: 'A' | 'B'): string {
+  return `${PEFT_KEY_PREFIX}${path}.lora_${which}.weight`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Python-compatible JSON (json.dumps(obj, indent=2, sort_keys=True))
+
+/** A number Python holds as a float: written with a decimal point ("0.0", "0.05", "1e-05"). */
+export class PyFloat {
+  constructor(readonly value: number) {}
+}
+
+/** Python's repr of a float (the shortest round-trip digits, Python's exponent rules). */
+export function pythonFloatRepr(x: number): string {
+  if (Number.isNaN(x)) return 'NaN';
+  if (x === Infinity) return 'Infinity';
+  if (x === -Infinity) return '-Infinity';
+  if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';
+  // toExponential() with no argument gives the shortest digits that round-trip.
+  const [mant, expStr] = x.toExponential().split('e') as [string, string];
+  const exp = Number(expStr);
+  const neg = mant.startsWith('-');
+  const digits = mant.replace('-', '').replace('.', '');
+  const sign = neg ? '-' : '';
+  if (exp < -4 || exp >= 16) {
+    const m = digits.length > 1 ? `${digits[0]}.${digits.slice(1)}` : digits;
+    const e = Math.abs(exp) < 10 ? `0${Math.abs(exp)}` : `${Math.abs(exp)}`;
+    return `${sign}${m}e${exp < 0 ? '-' : '+'}${e}`;
+  }
+  if (exp < 0) return `${sign}0.${'0'.repeat(-exp - 1)}${digits}`;
+  const intLen = exp + 1;
+  if (digits.length <= intLen) return `${sign}${digits}${'0'.repeat(intLen - digits.length)}.0`;
+  return `${sign}${digits.slice(0, intLen)}.${digits.slice(intLen)}`;
+}
+
+function pyString(s: string): string {
+  // JSON.stringify escapes ", \, and control characters like Python; ensure_ascii also escapes
+  // everything outside printable ASCII (DEL included), per UTF-16 code unit, in lowercase hex.
+  return JSON.stringify(s).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** `json.dumps(value, indent=2, sort_keys=True)` of a JSON-like value (PyFloat marks Python floats). */
+export function pythonJsonDumps(value: unknown, indent = ''): string {
+  if (value === null || value === undefined) return 'null';
+  if (value instanceof PyFloat) return pythonFloatRepr(value.value);
+  switch (typeof value) {
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'number':
+      return Number.isInteger(value) ? String(value) : pythonFloatRepr(value);
+    case 'string':
+      return pyString(value);
+    case 'object': {
+      const inner = `${indent}  `;
+      if (Array.isArray(value)) {
+        if (value.length === 0) return '[]';
+        return `[\n${value.map((v) => inner + pythonJsonDumps(v, inner)).join(',\n')}\n${indent}]`;
+      }
+      const keys = Object.keys(value).sort(compareCodePoints);
+      if (keys.length === 0) return '{}';
+      const obj = value as Record<string, unknown>;
+      return `{\n${keys.map((k) => `${inner}${pyString(k)}: ${pythonJsonDumps(obj[k], inner)}`).join(',\n')}\n${indent}}`;
+    }
+    default:
+      throw new PeftError(`Cannot write a ${typeof value} to adapter_config.json.`);
+  }
+}
+
+function compareCodePoints(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Export
+
+export interface PeftModuleArrays {
+  path: string;
+  a: Float32Array; // [r, inF]
+  b: Float32Array; // [outF, r]
+  r: number;
+  inF: number;
+  outF: number;
+}
+
+export interface ExportPeftInput {
+  config: LoraConfig;
+  /** Hub id or local name of the base model (base_model_name_or_path). */
+  baseModel: string;
+  revision?: string | null;
+  modules: PeftModuleArrays[];
+  /** True for GPT-2 style Conv1D weights ([in, out]); written as fan_in_fan_out. */
+  fanInFanOut: boolean;
+}
+
+/** The target_modules value PEFT 0.20 saves: a sorted list, the regex string, or for "all-linear"
+ * the full paths of the adapted modules (PEFT expands the shorthand before saving). */
+function savedTargetModules(config: LoraConfig, modules: readonly { path: string }[]): string[] | string {
+  const t = config.target_modules;
+  if (isAllLinear(t)) return [...new Set(modules.map((m) => m.path))].sort(compareCodePoints);
+  if (typeof t === 'string') return t;
+  return [...new Set(t)].sort(compareCodePoints);
+}
+
+/** The object PEFT 0.20 turns into adapter_config.json (every LoraConfig field, runtime_config dropped). */
+export function adapterConfigObject(input: Omit<ExportPeftInput, 'modules'> & { modules: readonly { path: string }[] }): Record<string, unknown> {
+  const c = input.config;
+  const excl = c.exclude_modules;
+  return {
+    // PeftConfigMixin / PeftConfig
+    task_type: 'CAUSAL_LM',
+    peft_type: 'LORA',
+    auto_mapping: null,
+    peft_version: PEFT_VERSION,
+    base_model_name_or_path: input.baseModel,
+    revision: input.revision ?? null,
+    inference_mode: true,
+    // LoraConfig
+    r: c.r,
+    target_modules: savedTargetModules(c, input.modules),
+    exclude_modules: excl == null ? null : typeof excl === 'string' ? excl : [...new Set(excl)].sort(compareCodePoints),
+    lora_alpha: c.lora_alpha,
+    lora_dropout: new PyFloat(c.lora_dropout),
+    fan_in_fan_out: input.fanInFanOut,
+    bias: 'none',
+    use_rslora: c.use_rslora,
+    modules_to_save: null,
+    init_lora_weights: c.init_lora_weights,
+    layers_to_transform: null,
+    layers_pattern: null,
+    rank_pattern: { ...(c.rank_pattern ?? {}) },
+    alpha_pattern: { ...(c.alpha_pattern ?? {}) },
+    megatron_config: null,
+    megatron_core: 'megatron.core',
+    trainable_token_indices: null,
+    loftq_config: {},
+    eva_config: null,
+    corda_config: null,
+    lora_ga_config: null,
+    use_dora: false,
+    velora_config: null,
+    alora_invocation_tokens: null,
+    use_qalora: false,
+    qalora_group_size: 16,
+    monteclora_config: null,
+    layer_replication: null,
+    lora_bias: false,
+    target_parameters: null,
+    use_bdlora: null,
+    arrow_config: null,
+    ensure_weight_tying: false,
+  };
+}
+
+/** adapter_config.json + adapter_model.safetensors of an adapter, as PEFT 0.20 writes them. */
+export function exportPeft(input: ExportPeftInput): { adapterConfig: string; adapterModel: Uint8Array } {
+  if (input.modules.length === 0) throw new PeftError('Cannot export an adapter with no LoRA modules.');
+  const seen = new Set<string>();
+  const tensors: { name: string; dtype: 'F32'; shape: number[]; data: Float32Array }[] = [];
+  for (const m of input.modules) {
+    if (seen.has(m.path)) throw new PeftError(`Module "${m.path}" appears twice in the adapter.`);
+    seen.add(m.path);
+    if (m.a.length !== m.r * m.inF) {
+      throw new PeftError(`Module "${m.path}": lora_A should be [${m.r}, ${m.inF}] (${m.r * m.inF} values), got ${m.a.length} values.`);
+    }
+    if (m.b.length !== m.outF * m.r) {
+      throw new PeftError(`Module "${m.path}": lora_B should be [${m.outF}, ${m.r}] (${m.outF * m.r} values), got ${m.b.length} values.`);
+    }
+    tensors.push({ name: peftKey(m.path, 'A'), dtype: 'F32', shape: [m.r, m.inF], data: m.a });
+    tensors.push({ name: peftKey(m.path, 'B'), dtype: 'F32', shape: [m.outF, m.r], data: m.b });
+  }
+  tensors.sort((x, y) => compareCodePoints(x.name, y.name));
+  return {
+    adapterConfig: pythonJsonDumps(adapterConfigObject(input)),
+    adapterModel: writeSafetensors(tensors, { format: 'pt' }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Import
+
+export interface ImportedPeft {
+  config: LoraConfig;
+  /** base_model_name_or_path from adapter_config.json (null when absent). */
+  baseModel: string | null;
+  /** In the order of the model's modules. */
+  modules: LoraModuleWeights[];
+  warnings: string[];
+}
+
+/** init_lora_weights values whose adapters assume modified base weights (PiSSA, OLoRA, ...). */
+const BASE_MUTATING_INITS = /^(pissa.*|olora|corda|lora_ga|loftq)$/i;
+
+/** Features of LoraConfig Tabtune does not apply; a non-default value is reported. */
+const IGNORED_FEATURES: [field: string, isDefault: (v: unknown) => boolean, what: string][] = [
+  ['modules_to_save', (v) => v == null || (Array.isArray(v) && v.length === 0), 'fully trained extra modules (modules_to_save) are not applied'],
+  ['trainable_token_indices', (v) => v == null, 'trained token embeddings (trainable_token_indices) are not applied'],
+  ['lora_bias', (v) => v == null || v === false, 'LoRA biases (lora_bias) are not applied'],
+  ['alora_invocation_tokens', (v) => v == null, 'aLoRA activation (alora_invocation_tokens) is not supported; the adapter applies to every token'],
+  ['use_qalora', (v) => v == null || v === false, 'QA-LoRA pooling (use_qalora) is not supported'],
+  ['layer_replication', (v) => v == null, 'layer_replication is not supported'],
+  ['target_parameters', (v) => v == null || (Array.isArray(v) && v.length === 0), 'LoRA on raw parameters (target_parameters) is not supported'],
+];
+
+function parseConfigJson(raw: string | Uint8Array): Record<string, unknown> {
+  const text = typeof raw === 'string' ? raw : new TextDecoder().decode(raw);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    // Python's json writes NaN / Infinity for such floats; read them as null before giving up.
+    try {
+      json = JSON.parse(text.replace(/(?<=[:,[]\s*)-?(?:NaN|Infinity)(?=\s*[,}\]])/g, 'null'));
+    } catch {
+      throw new PeftError(`${ADAPTER_CONFIG_NAME} is not valid JSON (${(e as Error).message}).`);
+    }
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new PeftError(`${ADAPTER_CONFIG_NAME} should hold a JSON object, got ${Array.isArray(json) ? 'an array' : JSON.stringify(json)}.`);
+  }
+  return json as Record<string, unknown>;
+}
+
+function numberField(cfg: Record<string, unknown>, field: string, fallback: number, warnings: string[], missingNote?: string): number {
+  const v = cfg[field];
+  if (v === undefined || v === null) {
+    if (missingNote) warnings.push(missingNote);
+    return fallback;
+  }
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new PeftError(`${ADAPTER_CONFIG_NAME}: ${field} should be a number, got ${JSON.stringify(v)}.`);
+  return v;
+}
+
+function boolField(cfg: Record<string, unknown>, field: string, fallback: boolean): boolean {
+  const v = cfg[field];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'boolean') throw new PeftError(`${ADAPTER_CONFIG_NAME}: ${field} should be true or false, got ${JSON.stringify(v)}.`);
+  return v;
+}
+
+function patternField(cfg: Record<string, unknown>, field: string): Record<string, number> {
+  const v = cfg[field];
+  if (v == null) return {};
+  if (typeof v !== 'object' || Array.isArray(v) || Object.values(v).some((x) => typeof x !== 'number')) {
+    throw new PeftError(`${ADAPTER_CONFIG_NAME}: ${field} should map module-name patterns to numbers, got ${JSON.stringify(v)}.`);
+  }
+  return { ...(v as Record<string, number>) };
+}
+
+function moduleSpecField(cfg: Record<string, unknown>, field: string): string[] | string | null {
+  const v = cfg[field];
+  if (v == null) return null;
+  if (typeof v === 'string') return v;
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return [...(v as string[])];
+  throw new PeftError(`${ADAPTER_CONFIG_NAME}: ${field} should be a list of module names or a regex string, got ${JSON.stringify(v)}.`);
+}
+
+/** Reads adapter_config.json into a LoraConfig (target_modules null when the file has none). */
+function readConfig(raw: string | Uint8Array, warnings: string[]): { config: LoraConfig; targets: string[] | string | null; baseModel: string | null } {
+  const cfg = parseConfigJson(raw);
+  const peftType = cfg.peft_type;
+  if (peftType === undefined || peftType === null) {
+    warnings.push(`${ADAPTER_CONFIG_NAME} has no peft_type; reading it as a LoRA adapter.`);
+  } else if (peftType !== 'LORA') {
+    throw new PeftError(`${ADAPTER_CONFIG_NAME} describes a ${JSON.stringify(peftType)} adapter; Tabtune loads only LoRA adapters (peft_type "LORA").`);
+  }
+  if (cfg.use_dora === true) {
+    throw new PeftError(`This adapter uses DoRA (use_dora: true), which Tabtune does not support; only plain LoRA adapters can be loaded.`);
+  }
+  if (cfg.task_type != null && cfg.task_type !== 'CAUSAL_LM') {
+    warnings.push(`${ADAPTER_CONFIG_NAME} has task_type ${JSON.stringify(cfg.task_type)}; Tabtune applies it to a causal LM.`);
+  }
+  const r = numberField(cfg, 'r', PEFT_LORA_DEFAULTS.r, warnings, `${ADAPTER_CONFIG_NAME} has no "r"; using PEFT's default r = 8 (the scale lora_alpha / r depends on it).`);
+  const alpha = numberField(
+    cfg,
+    'lora_alpha',
+    PEFT_LORA_DEFAULTS.lora_alpha,
+    warnings,
+    `${ADAPTER_CONFIG_NAME} has no "lora_alpha"; using PEFT's default lora_alpha = 8 (the scale lora_alpha / r depends on it).`,
+  );
+  if (!Number.isInteger(r) || r <= 0) throw new PeftError(`${ADAPTER_CONFIG_NAME}: r should be a positive integer, got ${r}.`);
+  const dropout = numberField(cfg, 'lora_dropout', 0, warnings);
+  const bias = cfg.bias ?? 'none';
+  if (bias !== 'none') warnings.push(`${ADAPTER_CONFIG_NAME} has bias ${JSON.stringify(bias)}; trained biases are not applied, so outputs may differ from PEFT's.`);
+  let init: true | 'gaussian' = true;
+  const rawInit = cfg.init_lora_weights;
+  if (rawInit === 'gaussian') init = 'gaussian';
+  else if (typeof rawInit === 'string' && BASE_MUTATING_INITS.test(rawInit)) {
+    warnings.push(
+      `init_lora_weights ${JSON.stringify(rawInit)} changes the base weights during training; this adapter matches the ` +
+        `original base model only if it was saved with path_initial_model_for_weight_conversion.`,
+    );
+  }
+  for (const [field, isDefault, what] of IGNORED_FEATURES) {
+    if (!isDefault(cfg[field])) warnings.push(`${ADAPTER_CONFIG_NAME} sets ${field}: ${what}.`);
+  }
+  const targets = moduleSpecField(cfg, 'target_modules');
+  const exclude = moduleSpecField(cfg, 'exclude_modules');
+  const baseModel = typeof cfg.base_model_name_or_path === 'string' ? cfg.base_model_name_or_path : null;
+  const config: LoraConfig = {
+    r,
+    lora_alpha: alpha,
+    lora_dropout: dropout,
+    target_modules: targets ?? [],
+    exclude_modules: exclude,
+    use_rslora: boolField(cfg, 'use_rslora', false),
+    bias: 'none',
+    fan_in_fan_out: boolField(cfg, 'fan_in_fan_out', false),
+    init_lora_weights: init,
+    rank_pattern: patternField(cfg, 'rank_pattern'),
+    alpha_pattern: patternField(cfg, 'alpha_pattern'),
+  };
+  return { config, targets, baseModel };
+}
+
+const KEY_RE = /^(.+)\.(lora_A|lora_B)(?:\.([A-Za-z0-9_-]+))?\.weight$/;
+
+function lastComponent(id: string): string {
+  const parts = id.replace(/[\\/]+$/, '').split(/[\\/]/);
+  return (parts[parts.length - 1] ?? id).toLowerCase();
+}
+
+function shapeStr(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/**
+ * Reads a PEFT LoRA adapter for a model with the given linear modules. Errors name the key, the
+ * expected and the found; things that load but may behave differently from PEFT are warnings.
+ */
+export function importPeft<M extends ModuleLike>(
+  files: { adapterConfig: string | Uint8Array; adapterModel: Uint8Array },
+  modules: readonly M[],
+  opts: { baseModel?: string } = {},
+): ImportedPeft {
+  const warnings: string[] = [];
+  const { config, targets, baseModel } = readConfig(files.adapterConfig, warnings);
+  if (opts.baseModel && baseModel && lastComponent(opts.baseModel) !== lastComponent(baseModel)) {
+    warnings.push(`The adapter was trained on "${baseModel}"; it is being loaded onto "${opts.baseModel}".`);
+  }
+
+  let file;
+  try {
+    file = parseSafetensors(files.adapterModel, ADAPTER_MODEL_NAME);
+  } catch (e) {
+    if (e instanceof SafetensorsError) throw new PeftError(e.message);
+    throw e;
+  }
+
+  const byPath = new Map(modules.map((m) => [m.path, m]));
+  const pairs = new Map<string, { module: M; key: { A?: string; B?: string }; t: { A?: SafeTensor; B?: SafeTensor } }>();
+  const adapterNames = new Set<string>();
+  const ignored: string[] = [];
+  let unprefixed = false;
+  const remapped: string[] = [];
+
+  const parsed: { key: string; path: string; which: 'A' | 'B'; adapter: string | undefined; t: SafeTensor }[] = [];
+  for (const [key, t] of file.tensors) {
+    if (/\.lora_magnitude_vector\b/.test(key)) {
+      throw new PeftError(`${ADAPTER_MODEL_NAME} has "${key}": a DoRA magnitude vector. DoRA adapters are not supported; only plain LoRA.`);
+    }
+    const m = KEY_RE.exec(key);
+    if (!m) {
+      ignored.push(key);
+      continue;
+    }
+    let path = m[1]!;
+    if (path.startsWith(PEFT_KEY_PREFIX)) path = path.slice(PEFT_KEY_PREFIX.length);
+    else unprefixed = true;
+    parsed.push({ key, path, which: m[2] === 'lora_A' ? 'A' : 'B', adapter: m[3], t });
+    if (m[3]) adapterNames.add(m[3]);
+  }
+  let chosenAdapter: string | undefined;
+  if (adapterNames.size > 1) {
+    chosenAdapter = adapterNames.has('default') ? 'default' : [...adapterNames][0];
+    warnings.push(`${ADAPTER_MODEL_NAME} holds several adapters (${[...adapterNames].join(', ')}); loading "${chosenAdapter}".`);
+  }
+
+  for (const p of parsed) {
+    if (chosenAdapter !== undefined && p.adapter !== chosenAdapter) continue;
+    let module = byPath.get(p.path);
+    if (!module) {
+      // Adapters saved from a bare base model (GPT2Model rather than GPT2LMHeadModel) lack the
+      // top-level component; adapters for the bare model inside a wrapper have an extra one.
+      const alt = [`transformer.${p.path}`, `model.${p.path}`, p.path.replace(/^[^.]+\./, '')].find((c) => byPath.has(c));
+      if (alt) {
+        module = byPath.get(alt)!;
+        remapped.push(`${p.path} -> ${alt}`);
+      }
+    }
+    if (!module) {
+      const example = modules[0]?.path;
+      throw new PeftError(
+        `${ADAPTER_MODEL_NAME} has "${p.key}", but this model has no linear module "${p.path}"` +
+          (example ? ` (its modules look like "${example}")` : '') +
+          `. The adapter was probably trained for another base model` +
+          (baseModel ? ` (adapter_config.json says "${baseModel}")` : '') +
+          '.',
+      );
+    }
+    const entry = pairs.get(module.path) ?? { module, key: {}, t: {} };
+    if (entry.t[p.which]) {
+      throw new PeftError(`${ADAPTER_MODEL_NAME} has two lora_${p.which} tensors for module "${module.path}": "${entry.key[p.which]}" and "${p.key}".`);
+    }
+    entry.key[p.which] = p.key;
+    entry.t[p.which] = p.t;
+    pairs.set(module.path, entry);
+  }
+
+  if (unprefixed) warnings.push(`Some keys in ${ADAPTER_MODEL_NAME} lack the "${PEFT_KEY_PREFIX}" prefix PEFT writes; they were read as module paths.`);
+  if (remapped.length) warnings.push(`Module paths were mapped onto this model's: ${remapped.slice(0, 3).join(', ')}${remapped.length > 3 ? `, … (${remapped.length})` : ''}.`);
+  if (ignored.length) {
+    warnings.push(
+      `${ignored.length} tensor(s) in ${ADAPTER_MODEL_NAME} are not LoRA A/B weights and were ignored: ` +
+        `${ignored.slice(0, 5).join(', ')}${ignored.length > 5 ? ', …' : ''}.`,
+    );
+  }
+  if (pairs.size === 0) throw new PeftError(`${ADAPTER_MODEL_NAME} contains no LoRA weights (keys ending in lora_A.weight / lora_B.weight).`);
+
+  const out: LoraModuleWeights[] = [];
+  for (const module of modules) {
+    const entry = pairs.get(module.path);
+    if (!entry) continue;
+    const { A, B } = entry.t;
+    if (!A) throw new PeftError(`${ADAPTER_MODEL_NAME} has "${entry.key.B}" but no lora_A for module "${module.path}" (expected "${peftKey(module.path, 'A')}").`);
+    if (!B) throw new PeftError(`${ADAPTER_MODEL_NAME} has "${entry.key.A}" but no lora_B for module "${module.path}" (expected "${peftKey(module.path, 'B')}").`);
+    const r = loraRank(config, module.path);
+    const rNote = r === config.r ? 'r' : 'rank_pattern';
+    const expectA = [r, module.inF];
+    const expectB = [module.outF, r];
+    for (const [which, t, expect] of [
+      ['A', A, expectA],
+      ['B', B, expectB],
+    ] as const) {
+      if (t.shape.length !== 2 || t.shape[0] !== expect[0] || t.shape[1] !== expect[1]) {
+        throw new PeftError(
+          `${ADAPTER_MODEL_NAME}: "${entry.key[which]}" should have shape ${shapeStr(expect)} ` +
+            `(${rNote} = ${r} from ${ADAPTER_CONFIG_NAME}; ${module.path} has in_features ${module.inF}, out_features ${module.outF}), ` +
+            `got ${shapeStr(t.shape)}. The adapter was probably trained for another base model or its config does not match its weights.`,
+        );
+      }
+      if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype)) {
+        throw new PeftError(`${ADAPTER_MODEL_NAME}: "${entry.key[which]}" is ${t.dtype}; LoRA weights must be F32, F16, BF16 or F64.`);
+      }
+    }
+    if (module.transposed && !config.fan_in_fan_out) {
+      warnings.push(`${ADAPTER_CONFIG_NAME} says fan_in_fan_out: false, but this model's ${module.name} modules are Conv1D ([in, out]); A/B are read as [r, in] / [out, r] regardless.`);
+    }
+    out.push({ path: module.path, r, inF: module.inF, outF: module.outF, a: tensorToF32(A), b: tensorToF32(B) });
+  }
+  if (targets === null) {
+    config.target_modules = [...new Set(out.map((m) => m.path.slice(m.path.lastIndexOf('.') + 1)))];
+    warnings.push(`${ADAPTER_CONFIG_NAME} has no target_modules; using the modules found in ${ADAPTER_MODEL_NAME}.`);
+  }
+  return { config, baseModel, modules: out, warnings: dedupe(warnings) };
+}
+
+function dedupe(xs: string[]): string[] {
+  return [...new Set(xs)];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Merge
+
+/**
+ * Merges a LoRA module into its base weight in place: W += scale · B·A, with W [outF, inF]
+ * (nn.Linear) or, when `transposed` (GPT-2 Conv1D, fan_in_fan_out), W [inF, outF]. Returns `weight`.
+ */
+export function mergeLora(
+  weight: Float32Array,
+  transposed: boolean,
+  a: Float32Array, // [r, inF]
+  b: Float32Array, // [outF, r]
+  r: number,
+  scale: number,
+  inF: number,
+  outF: number,
+): Float32Array {
+  if (weight.length !== inF * outF) throw new PeftError(`mergeLora: weight has ${weight.length} values, expected ${outF} x ${inF} = ${inF * outF}.`);
+  if (a.length !== r * inF) throw new PeftError(`mergeLora: A has ${a.length} values, expected [${r}, ${inF}].`);
+  if (b.length !== outF * r) throw new PeftError(`mergeLora: B has ${b.length} values, expected [${outF}, ${r}].`);
+  const sb = new Float64Array(r);
+  for (let o = 0; o < outF; o++) {
+    for (let k = 0; k < r; k++) sb[k] = scale * b[o * r + k]!;
+    for (let i = 0; i < inF; i++) {
+      let d = 0;
+      for (let k = 0; k < r; k++) d += sb[k]! * a[k * inF + i]!;
+      const idx = transposed ? i * outF + o : o * inF + i;
+      weight[idx] = weight[idx]! + d;
+    }
+  }
+  return weight;
+}

@@ -1,0 +1,194 @@
+/**
+ * The start page for now: which WebGPU adapter the browser gives, what it supports, and the engine
+ * self-test (kernels on odd shapes against the float64 references) with its results.
+ *
+ * The root element carries data-status = starting | running | passed | failed | unavailable | error,
+ * which the browser test waits on.
+ */
+import { useEffect, useRef, useState } from 'react';
+import type { Gpu } from '../gpu/context';
+import { createBrowserGpu } from '../gpu/browser';
+import { WebGpuUnavailableError } from '../gpu/errors';
+import { type SelfTestCheck, type SelfTestReport, runSelfTest } from '../selftest';
+
+type Status = 'starting' | 'running' | 'passed' | 'failed' | 'unavailable' | 'error';
+
+let gpuPromise: Promise<Gpu> | null = null;
+
+/** One device for the page's lifetime (re-runs reuse it). */
+function getGpu(): Promise<Gpu> {
+  if (!gpuPromise) {
+    gpuPromise = createBrowserGpu();
+    gpuPromise.catch(() => {
+      gpuPromise = null;
+    });
+  }
+  return gpuPromise;
+}
+
+function bytes(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(n % 2 ** 30 ? 2 : 0)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(n % 2 ** 20 ? 1 : 0)} MiB`;
+  if (n >= 2 ** 10) return `${(n / 2 ** 10).toFixed(n % 2 ** 10 ? 1 : 0)} KiB`;
+  return `${n} B`;
+}
+
+function YesNo({ value }: { value: boolean }) {
+  return <span className={value ? 'pill yes' : 'pill no'}>{value ? 'yes' : 'no'}</span>;
+}
+
+function AdapterCard({ gpu }: { gpu: Gpu }) {
+  const { info, features, limits } = gpu;
+  const rows: [string, React.ReactNode][] = [
+    ['Vendor', info.vendor || '—'],
+    ['Architecture', info.architecture || '—'],
+    ['Device', info.device || '—'],
+    ['Description', info.description || '—'],
+    ['shader-f16', <YesNo key="f16" value={features.f16} />],
+    ['subgroups', <YesNo key="sg" value={features.subgroups} />],
+    ['maxStorageBufferBindingSize', bytes(limits.maxStorageBufferBindingSize)],
+    ['maxBufferSize', bytes(limits.maxBufferSize)],
+    ['maxComputeWorkgroupStorageSize', bytes(limits.maxComputeWorkgroupStorageSize)],
+    ['maxComputeInvocationsPerWorkgroup', String(limits.maxComputeInvocationsPerWorkgroup)],
+  ];
+  return (
+    <section className="card">
+      <h2>WebGPU adapter</h2>
+      <dl className="facts">
+        {rows.map(([k, v]) => (
+          <div key={k}>
+            <dt>{k}</dt>
+            <dd>{v}</dd>
+          </div>
+        ))}
+      </dl>
+      {!features.f16 && (
+        <p className="note">No shader-f16: 16-bit weights are widened to f32 in the kernels (the f32 path).</p>
+      )}
+    </section>
+  );
+}
+
+function ResultsTable({ checks, pending }: { checks: SelfTestCheck[]; pending: boolean }) {
+  return (
+    <table className="results">
+      <thead>
+        <tr>
+          <th>Check</th>
+          <th className="num">Max abs error</th>
+          <th className="num">Time</th>
+          <th>Result</th>
+        </tr>
+      </thead>
+      <tbody>
+        {checks.map((c) => (
+          <tr key={c.name} className={c.ok ? '' : 'bad'}>
+            <td>
+              {c.name}
+              {c.error && <div className="error-detail">{c.error}</div>}
+            </td>
+            <td className="num">{Number.isFinite(c.maxAbsErr) ? c.maxAbsErr.toExponential(2) : '—'}</td>
+            <td className="num">{c.ms.toFixed(0)} ms</td>
+            <td>
+              <span className={c.ok ? 'pill yes' : 'pill no'}>{c.ok ? 'pass' : 'FAIL'}</span>
+            </td>
+          </tr>
+        ))}
+        {pending && (
+          <tr className="pending">
+            <td colSpan={4}>running…</td>
+          </tr>
+        )}
+      </tbody>
+    </table>
+  );
+}
+
+export function SelfTestPage() {
+  const [status, setStatus] = useState<Status>('starting');
+  const [gpu, setGpu] = useState<Gpu | null>(null);
+  const [checks, setChecks] = useState<SelfTestCheck[]>([]);
+  const [report, setReport] = useState<SelfTestReport | null>(null);
+  const [message, setMessage] = useState<string>('');
+  const [attempt, setAttempt] = useState(0);
+  // StrictMode runs effects twice on the same instance; refs survive, so this starts one run.
+  const started = useRef(-1);
+
+  useEffect(() => {
+    if (started.current === attempt) return;
+    started.current = attempt;
+    void (async () => {
+      setChecks([]);
+      setReport(null);
+      let g: Gpu;
+      try {
+        g = await getGpu();
+      } catch (e) {
+        setStatus(e instanceof WebGpuUnavailableError ? 'unavailable' : 'error');
+        setMessage((e as Error).message);
+        return;
+      }
+      setGpu(g);
+      setStatus('running');
+      try {
+        const r = await runSelfTest(g, { onCheck: (c) => setChecks((prev) => [...prev, c]) });
+        setReport(r);
+        setStatus(r.ok ? 'passed' : 'failed');
+      } catch (e) {
+        setStatus('error');
+        setMessage((e as Error).message);
+      }
+    })();
+  }, [attempt]);
+
+  return (
+    <main className="page" data-status={status}>
+      <header>
+        <h1>Tabtune</h1>
+        <p className="tagline">LoRA fine-tuning of language models in this browser tab, on WebGPU.</p>
+      </header>
+
+      {status === 'starting' && <p className="muted">Requesting a WebGPU adapter…</p>}
+
+      {status === 'unavailable' && (
+        <section className="card alert">
+          <h2>WebGPU is not available</h2>
+          <p>{message}</p>
+          <p className="muted">
+            Tabtune runs its training kernels on the GPU through WebGPU. Use a recent Chrome or Edge, open the page over
+            https or from http://localhost, and check chrome://gpu if the adapter is blocked.
+          </p>
+        </section>
+      )}
+
+      {status === 'error' && (
+        <section className="card alert">
+          <h2>The GPU reported an error</h2>
+          <p>{message}</p>
+        </section>
+      )}
+
+      {gpu && <AdapterCard gpu={gpu} />}
+
+      {gpu && (
+        <section className="card">
+          <div className="card-head">
+            <h2>Engine self-test</h2>
+            {status === 'passed' && <span className="pill yes big">all {checks.length} checks passed</span>}
+            {status === 'failed' && (
+              <span className="pill no big">{checks.filter((c) => !c.ok).length} of {checks.length} checks failed</span>
+            )}
+          </div>
+          <p className="muted">
+            Kernels on odd shapes against a float64 reference in TypeScript.
+            {report && ` Total ${(report.ms / 1000).toFixed(1)} s.`}
+          </p>
+          <ResultsTable checks={checks} pending={status === 'running'} />
+          <button type="button" disabled={status === 'running'} onClick={() => setAttempt((a) => a + 1)}>
+            Run again
+          </button>
+        </section>
+      )}
+    </main>
+  );
+}

@@ -1,0 +1,111 @@
+/**
+ * Browser-test plumbing: a Vite dev server on 127.0.0.1 (a secure context for WebGPU) and Debian's
+ * Chromium driven by playwright-core, with the flags that give a SwiftShader WebGPU adapter on a
+ * GPU-less machine (docs: ../shared/PLATFORM.md). Nothing here downloads anything.
+ */
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer as createNetServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type BrowserContext, type ConsoleMessage, type Page, chromium } from 'playwright-core';
+import { type ViteDevServer, createServer } from 'vite';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const ARTIFACTS = join(ROOT, 'test-artifacts');
+export const CHROMIUM = process.env.TABTUNE_CHROMIUM || '/usr/bin/chromium';
+
+/** WebGPU on SwiftShader (Vulkan on the CPU), headless, quiet, offline. */
+export const CHROMIUM_ARGS = [
+  '--enable-unsafe-webgpu',
+  '--enable-features=Vulkan',
+  '--use-vulkan=swiftshader',
+  '--use-webgpu-adapter=swiftshader',
+  '--disable-vulkan-surface',
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createNetServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Harness {
+  baseUrl: string;
+  context: BrowserContext;
+  server: ViteDevServer;
+  close(): Promise<void>;
+}
+
+/** Starts the dev server and the browser. Throws with a clear message when Chromium is missing. */
+export async function startHarness(): Promise<Harness> {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(
+      `Chromium is not installed at ${CHROMIUM}. The browser tests need Debian's chromium package ` +
+        '(as root: bash scripts/setup-system.sh, or apt-get install chromium), or TABTUNE_CHROMIUM=/path/to/chromium.',
+    );
+  }
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const port = await freePort();
+  const server = await createServer({
+    configFile: join(ROOT, 'vite.config.ts'),
+    root: ROOT,
+    logLevel: 'warn',
+    clearScreen: false,
+    server: { host: '127.0.0.1', port, strictPort: true, watch: null, hmr: false },
+    // Dependencies are pre-bundled from the config's explicit list only: no scan, so no reload
+    // while a page is running.
+    optimizeDeps: { noDiscovery: true },
+  });
+  await server.listen();
+  const userDataDir = mkdtempSync(join(tmpdir(), 'tabtune-chromium-'));
+  let context: BrowserContext;
+  try {
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1100, height: 900 },
+      env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? userDataDir },
+      timeout: 120_000,
+    });
+  } catch (e) {
+    await server.close();
+    rmSync(userDataDir, { recursive: true, force: true });
+    throw new Error(`Could not launch ${CHROMIUM}: ${(e as Error).message}`);
+  }
+  return {
+    baseUrl: `http://127.0.0.1:${port}`,
+    context,
+    server,
+    async close() {
+      await context.close().catch(() => {});
+      await server.close();
+      rmSync(userDataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A new page whose console errors and uncaught exceptions are collected in `errors`. */
+export async function openPage(h: Harness): Promise<{ page: Page; errors: string[] }> {
+  const page = await h.context.newPage();
+  const errors: string[] = [];
+  page.on('console', (m: ConsoleMessage) => {
+    if (m.type() === 'error') errors.push(`console.error: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => errors.push(`uncaught: ${e.message}`));
+  page.on('crash', () => errors.push('the page crashed'));
+  return { page, errors };
+}

@@ -1,0 +1,26 @@
+import { fileURLToPath } from 'node:url';
+import react from '@vitejs/plugin-react';
+import { defineConfig } from 'vite';
+
+const root = fileURLToPath(new URL('.', import.meta.url));
+const port = Number(process.env.PORT) || 5173;
+
+// The app is index.html -> src/ui/main.tsx. WGSL kernels live in shaders/ at the repository root
+// and are imported with `?raw`; fs.allow names the root so they are always served.
+export default defineConfig({
+  root,
+  plugins: [react()],
+  server: {
+    host: '127.0.0.1',
+    port,
+    fs: { allow: [root] },
+  },
+  preview: { host: '127.0.0.1', port },
+  build: { target: 'es2022' },
+  worker: { format: 'es' },
+  optimizeDeps: {
+    // Pre-bundle the CommonJS entry points up front so the first page load never triggers a
+    // "new dependencies optimized, reloading" round.
+    include: ['react', 'react/jsx-runtime', 'react/jsx-dev-runtime', 'react-dom/client'],
+  },
+});
