@@ -21,6 +21,7 @@
 import { type SafeTensor, SafetensorsError, parseSafetensors, tensorToF32, writeSafetensors } from '../model/safetensors';
 import { type LoraConfig, type ModuleLike, PEFT_LORA_DEFAULTS, isAllLinear, loraRank } from './config';
 import type { LoraModuleWeights } from './init';
+import { matchesModuleSpec } from './targets';
 
 export const PEFT_VERSION = '0.20.0';
 export const PEFT_KEY_PREFIX = 'base_model.model.';
@@ -484,11 +485,32 @@ export function importPeft<M extends ModuleLike>(
     }
     out.push({ path: module.path, r, inF: module.inF, outF: module.outF, a: tensorToF32(A), b: tensorToF32(B) });
   }
-  if (targets === null) {
+  if (targets !== null) {
+    // PEFT leaves targeted modules without saved weights at B = 0 (no effect) and warns; so do we.
+    const ex = excludeSpec(config);
+    let targeted: M[] = [];
+    try {
+      targeted = modules.filter((m) => (isAllLinear(targets) || matchesModuleSpec(targets, m.path)) && !(ex && matchesModuleSpec(ex, m.path)));
+    } catch {
+      // A Python-only regex: nothing to compare against.
+    }
+    const missing = targeted.filter((m) => !pairs.has(m.path));
+    if (missing.length) {
+      warnings.push(
+        `${missing.length} module(s) matched by target_modules have no weights in ${ADAPTER_MODEL_NAME} (e.g. "${missing[0]!.path}"); ` +
+          `PEFT leaves them at zero, so they have no effect.`,
+      );
+    }
+  } else {
     config.target_modules = [...new Set(out.map((m) => m.path.slice(m.path.lastIndexOf('.') + 1)))];
     warnings.push(`${ADAPTER_CONFIG_NAME} has no target_modules; using the modules found in ${ADAPTER_MODEL_NAME}.`);
   }
   return { config, baseModel, modules: out, warnings: dedupe(warnings) };
+}
+
+function excludeSpec(c: LoraConfig): string[] | string | null {
+  const e = c.exclude_modules;
+  return e == null || e.length === 0 ? null : e;
 }
 
 function dedupe(xs: string[]): string[] {

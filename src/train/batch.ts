@@ -108,8 +108,8 @@ const SHUFFLE_STREAM = 0x5a0f1e;
 
 /**
  * Splits items into training and validation sets: a seeded random choice of `valCount` items (or
- * round(valFraction · n)), each set kept in file order. With a fraction > 0 and at least two items,
- * both sets get at least one item.
+ * round(valFraction · n)), each set kept in file order. Training always keeps at least one item;
+ * with a fraction > 0 and at least two items, validation gets at least one.
  */
 export function splitTrainVal<T>(items: readonly T[], opts: { valFraction?: number; valCount?: number; seed: number }): { train: T[]; val: T[] } {
   const n = items.length;
@@ -121,8 +121,9 @@ export function splitTrainVal<T>(items: readonly T[], opts: { valFraction?: numb
     const f = opts.valFraction ?? 0;
     if (!(f >= 0 && f < 1)) throw new BatchError(`valFraction must be in [0, 1), got ${f}.`);
     k = Math.round(f * n);
-    if (f > 0 && n >= 2) k = Math.min(n - 1, Math.max(1, k));
+    if (f > 0 && n >= 2) k = Math.max(1, k);
   }
+  k = Math.min(k, Math.max(0, n - 1)); // training keeps at least one item
   const order = new Rng(deriveSeed(opts.seed, SPLIT_STREAM)).shuffle([...Array(n).keys()]);
   const isVal = new Uint8Array(n);
   for (let i = 0; i < k; i++) isVal[order[i]!] = 1;

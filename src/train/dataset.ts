@@ -142,7 +142,8 @@ function isJsonObject(line: string): boolean {
 /** The container and record format of a file (format 'text' when nothing is recognisable). */
 export function detectFormat(fileName: string, content: string): { container: DatasetContainer; format: DatasetFormat } {
   const container = detectContainer(fileName, content);
-  const rows = readRows(container, content, 'paragraphs', []);
+  // The first records decide; a cut-off last record in the sample only adds an (ignored) issue.
+  const rows = readRows(container, content.slice(0, 1 << 16), 'paragraphs', []);
   for (const row of rows) {
     const f = typeof row.value === 'string' ? 'text' : classify(row.value);
     if (f) return { container, format: f };
@@ -228,9 +229,10 @@ function jsonRows(text: string, issues: DatasetIssue[]): Row[] {
   let line = 1;
   const n = text.length;
   const skipWs = (): void => {
-    while (i < n && /\s/.test(text[i]!)) {
-      if (text[i] === '\n') line++;
-      i++;
+    for (; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c === 10) line++;
+      else if (c !== 32 && c !== 9 && c !== 13) break;
     }
   };
   skipWs();
@@ -278,10 +280,9 @@ function jsonRows(text: string, issues: DatasetIssue[]): Row[] {
       }
       if (c === '"') inString = true;
       else if (c === '{' || c === '[') depth++;
-      else if (c === '}' || c === ']') {
-        if (depth === 0) break; // the array's own ']'
-        depth--;
-      } else if (c === ',' && depth === 0) break;
+      else if (c === ']' && depth === 0) break; // the array's own ']'
+      else if ((c === '}' || c === ']') && depth > 0) depth--;
+      else if (c === ',' && depth === 0) break;
     }
     const chunk = text.slice(start, i).trim();
     if (text[i] === ',') i++;
@@ -384,7 +385,7 @@ function delimitedRows(text: string, delim: string, issues: DatasetIssue[]): Row
     return [];
   }
   const names = header.fields.map((f) => f.trim().toLowerCase());
-  const known = ['text', 'instruction', 'input', 'output', 'prompt', 'completion', 'response', 'system'];
+  const known = ['text', 'instruction', 'input', 'output', 'prompt', 'completion', 'response'];
   if (!names.some((c) => known.includes(c))) {
     issues.push({ line: header.line, message: `expected a header row with columns ${CSV_COLUMN_SETS}, got ${preview(header.fields.join(delim))}` });
     return [];
