@@ -43,7 +43,9 @@ import type { GpuLora } from '../lora/gpu-lora';
 import type { GpuModel } from './gpu-model';
 import type { LinearModule } from './registry';
 
-export type RunnerMode = 'train' | 'infer';
+/** train: keeps every layer's activations for backward; eval: forward + loss only, one buffer set
+ * shared by all layers; infer: like eval plus a KV cache for generation (batch 1). */
+export type RunnerMode = 'train' | 'eval' | 'infer';
 
 export interface RunnerOptions {
   mode: RunnerMode;
@@ -166,7 +168,7 @@ export class ModelRunner {
       const shared = layerActs('L*');
       this.acts = Array.from({ length: c.numLayers }, () => shared);
       const ctx = opts.maxContext ?? T;
-      for (let i = 0; i < c.numLayers; i++) {
+      for (let i = 0; i < c.numLayers && opts.mode === 'infer'; i++) {
         this.kCache.push(mk(`L${i}.kCache`, [ctx, kvW], 'f32', 'activations'));
         this.vCache.push(mk(`L${i}.vCache`, [ctx, kvW], 'f32', 'activations'));
       }

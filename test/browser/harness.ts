@@ -98,14 +98,45 @@ export async function startHarness(): Promise<Harness> {
   };
 }
 
-/** A new page whose console errors and uncaught exceptions are collected in `errors`. */
-export async function openPage(h: Harness): Promise<{ page: Page; errors: string[] }> {
+export interface OpenedPage {
+  page: Page;
+  /** Console errors, uncaught exceptions and crashes, in order. */
+  errors: string[];
+  /**
+   * Waits for `predicate` to hold in the page; fails at once (instead of at the timeout) when the
+   * page reports an error first, naming that error.
+   */
+  waitFor(predicate: () => unknown, timeoutMs: number): Promise<void>;
+}
+
+/** A new page whose console errors and uncaught exceptions are collected. */
+export async function openPage(h: Harness): Promise<OpenedPage> {
   const page = await h.context.newPage();
   const errors: string[] = [];
+  let onError: ((msg: string) => void) | null = null;
+  const add = (msg: string) => {
+    errors.push(msg);
+    onError?.(msg);
+  };
   page.on('console', (m: ConsoleMessage) => {
-    if (m.type() === 'error') errors.push(`console.error: ${m.text()}`);
+    if (m.type() === 'error') add(`console.error: ${m.text()}`);
   });
-  page.on('pageerror', (e) => errors.push(`uncaught: ${e.message}`));
-  page.on('crash', () => errors.push('the page crashed'));
-  return { page, errors };
+  page.on('pageerror', (e) => add(`uncaught: ${e.message}`));
+  page.on('crash', () => add('the page crashed'));
+  return {
+    page,
+    errors,
+    async waitFor(predicate, timeoutMs) {
+      if (errors.length) throw new Error(`the page reported an error: ${errors[0]}`);
+      const failed = new Promise<never>((_, reject) => {
+        onError = (msg) => reject(new Error(`the page reported an error before finishing: ${msg}`));
+      });
+      try {
+        await Promise.race([page.waitForFunction(predicate, undefined, { timeout: timeoutMs, polling: 250 }), failed]);
+      } finally {
+        onError = null;
+        failed.catch(() => {});
+      }
+    },
+  };
 }

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KernelPageResult } from './kernel-page';
-import { ARTIFACTS, type Harness, openPage, startHarness } from './harness';
+import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, type Harness, openPage, startHarness } from './harness';
 
 const PAGE_TIMEOUT = 300_000;
 
@@ -25,12 +25,9 @@ describe('browser (Chromium + SwiftShader WebGPU)', () => {
     'runs the recorder, matmul (f32/bf16/f16 weights) and the LoRA linear fwd+bwd against the float64 references',
     async () => {
       const t0 = Date.now();
-      const { page, errors } = await openPage(h);
+      const { page, errors, waitFor } = await openPage(h);
       await page.goto(`${h.baseUrl}/test/browser/kernel.html`);
-      await page.waitForFunction(() => window.__tabtune?.done === true, undefined, {
-        timeout: PAGE_TIMEOUT,
-        polling: 250,
-      });
+      await waitFor(() => window.__tabtune?.done === true, PAGE_TIMEOUT);
       const r = (await page.evaluate(() => window.__tabtune)) as KernelPageResult;
       await page.screenshot({ path: join(ARTIFACTS, 'browser-kernels.png'), fullPage: true });
       await page.close();
@@ -38,7 +35,8 @@ describe('browser (Chromium + SwiftShader WebGPU)', () => {
       expect(r.secureContext, 'the test page must be a secure context (served from 127.0.0.1)').toBe(true);
       expect(
         r.error,
-        `Chromium gave no usable WebGPU device (navigator.gpu ${r.hasNavigatorGpu ? 'present' : 'missing'}): ${r.error}`,
+        `Chromium gave no usable WebGPU device (navigator.gpu ${r.hasNavigatorGpu ? 'present' : 'missing'}): ${r.error}\n` +
+          `Chromium ${CHROMIUM} was started with: ${CHROMIUM_ARGS.join(' ')}`,
       ).toBeUndefined();
       console.log(`[tabtune] ${r.adapterLine} [chromium, ${Date.now() - t0} ms]`);
       expect(r.adapter?.architecture, `expected the SwiftShader adapter, got ${r.adapterLine}`).toBe('swiftshader');
@@ -61,17 +59,13 @@ describe('browser (Chromium + SwiftShader WebGPU)', () => {
   it(
     'renders the start page (React) and its self-test passes',
     async () => {
-      const { page, errors } = await openPage(h);
+      const { page, errors, waitFor } = await openPage(h);
       await page.goto(`${h.baseUrl}/`);
       const main = page.locator('main.page');
-      await page.waitForFunction(
-        () => {
-          const s = document.querySelector('main.page')?.getAttribute('data-status');
-          return s !== undefined && s !== null && s !== 'starting' && s !== 'running';
-        },
-        undefined,
-        { timeout: PAGE_TIMEOUT, polling: 250 },
-      );
+      await waitFor(() => {
+        const s = document.querySelector('main.page')?.getAttribute('data-status');
+        return !!s && s !== 'starting' && s !== 'running';
+      }, PAGE_TIMEOUT);
       await page.screenshot({ path: join(ARTIFACTS, 'start-page.png'), fullPage: true });
       const status = await main.getAttribute('data-status');
       const text = await main.innerText();

@@ -1,0 +1,570 @@
+/**
+ * The in-process engine: owns one Gpu, one loaded base model (weights on the GPU, tokenizer), the
+ * loaded dataset, and adapters kept on the GPU for evaluation and generation. The CLI calls it
+ * directly; in the browser the worker (src/worker/worker.ts) wraps it and the UI talks to it through
+ * the worker client, which implements the same EngineApi.
+ */
+
+import type { Gpu } from '../gpu/context';
+import { GpuError } from '../gpu/errors';
+import { Generator } from '../generate/generator';
+import { type LoraConfig, loraRank, loraScaleInfo, validateLoraConfig } from '../lora/config';
+import { GpuLora, type LoraModuleArrays } from '../lora/gpu-lora';
+import { initLoraModules } from '../lora/init';
+import { exportPeft, importPeft } from '../lora/peft';
+import { defaultTargetModules, distinctNames, loraConfigFromSettings, resolveTargets } from '../lora/targets';
+import type { ModelConfig } from '../model/config';
+import { GpuModel } from '../model/gpu-model';
+import { loadModel } from '../model/load';
+import type { LinearModule } from '../model/registry';
+import { ModelRunner } from '../model/runner';
+import type { ModelSource } from '../model/source';
+import { type TextTokenizer, createTokenizer } from '../model/tokenizer';
+import { type Batch, BatchPlan, evalBatches, splitTrainVal } from '../train/batch';
+import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint } from '../train/checkpoint';
+import { type TokenizedExample, examplePreview, parseDataset, tokenizeRecords } from '../train/dataset';
+import { Trainer } from '../train/trainer';
+import type {
+  AdapterRef,
+  DatasetFormat,
+  DatasetSummary,
+  EngineApi,
+  GpuSummary,
+  LoadProgress,
+  LoraSettings,
+  MemoryEstimate,
+  ModelInfo,
+  ModelSourceSpec,
+  PeftFiles,
+  SamplingSettings,
+  TrainHooks,
+  TrainProgress,
+  TrainResult,
+  TrainSettings,
+} from './types';
+
+export class EngineError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'EngineError';
+  }
+}
+
+interface LoadedModelState {
+  id: string;
+  config: ModelConfig;
+  tokenizer: TextTokenizer;
+  gpuModel: GpuModel;
+  totalParams: number;
+  dtype: string;
+}
+
+interface DatasetState {
+  summary: DatasetSummary;
+  train: TokenizedExample[];
+  val: TokenizedExample[];
+  maxLen: number;
+}
+
+/** Builds a ModelSource for a spec. `dir` loads Node's fs lazily so browser bundles stay clean. */
+async function sourceFor(spec: ModelSourceSpec): Promise<ModelSource> {
+  const m = await import('../model/source');
+  switch (spec.kind) {
+    case 'dir':
+      return new m.DirSource(spec.path);
+    case 'hub':
+      return m.UrlSource.hub(spec.id, spec.revision ?? 'main');
+    case 'url':
+      return new m.UrlSource(spec.baseUrl, spec.id);
+    case 'files':
+      return new m.FileListSource(spec.files, spec.id);
+  }
+}
+
+export class Engine implements EngineApi {
+  private model: LoadedModelState | null = null;
+  private dataset: DatasetState | null = null;
+  private readonly adapters = new Map<string, GpuLora>();
+  private generator: Generator | null = null;
+  private paused = false;
+  private resumeWaiters: (() => void)[] = [];
+  private stopRequested = false;
+  private training = false;
+
+  constructor(readonly gpu: Gpu) {}
+
+  // ------------------------------------------------------------------ device
+
+  async gpuInfo(): Promise<GpuSummary> {
+    const g = this.gpu;
+    return {
+      vendor: g.info.vendor,
+      architecture: g.info.architecture,
+      description: g.info.description,
+      runtime: g.info.runtime,
+      f16: g.features.f16,
+      subgroups: g.features.subgroups,
+      maxBufferSize: g.limits.maxBufferSize,
+      maxStorageBufferBindingSize: g.limits.maxStorageBufferBindingSize,
+      bytesInUse: g.memory().total,
+    };
+  }
+
+  // ------------------------------------------------------------------ model
+
+  async loadModel(spec: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo> {
+    this.assertIdle('load a model');
+    const source = await sourceFor(spec);
+    const loaded = await loadModel(source, {
+      onProgress: (file: string, loadedBytes: number, total: number | null) =>
+        onProgress?.({ file, loaded: loadedBytes, total, phase: 'download' }),
+    });
+    onProgress?.({ file: 'tokenizer.json', loaded: 0, total: null, phase: 'tokenizer' });
+    const tokenizer = await createTokenizer(loaded.tokenizerJson, loaded.tokenizerConfig, loaded.config);
+    this.unloadModel();
+    const gpuModel = GpuModel.upload(this.gpu, loaded, (done, total) =>
+      onProgress?.({ file: 'weights', loaded: done, total, phase: 'upload' }),
+    );
+    let totalParams = 0;
+    const dtypes = new Set<string>();
+    for (const t of loaded.tensors.values()) {
+      totalParams += t.shape.reduce((a, b) => a * b, 1);
+      dtypes.add(t.dtype);
+    }
+    await this.gpu.sync();
+    this.model = { id: spec.id, config: loaded.config, tokenizer, gpuModel, totalParams, dtype: [...dtypes].join('/') };
+    return this.modelInfo();
+  }
+
+  modelInfo(): ModelInfo {
+    const m = this.requireModel();
+    const c = m.config;
+    let defaults: string[];
+    try {
+      defaults = defaultTargetModules(c.modelType);
+    } catch {
+      defaults = distinctNames(m.gpuModel.linears);
+    }
+    return {
+      id: m.id,
+      modelType: c.modelType,
+      arch: c.arch,
+      parameters: m.totalParams,
+      weightBytes: m.gpuModel.weightBytes,
+      dtype: m.dtype,
+      hiddenSize: c.hiddenSize,
+      numLayers: c.numLayers,
+      vocabSize: c.vocabSize,
+      maxPositions: c.maxPositions,
+      linearModules: distinctNames(m.gpuModel.linears),
+      defaultTargets: defaults,
+      hasChatTemplate: m.tokenizer.hasChatTemplate,
+      eosTokenIds: m.tokenizer.eosTokenIds.length ? m.tokenizer.eosTokenIds : c.eosTokenIds,
+    };
+  }
+
+  private unloadModel(): void {
+    for (const l of this.adapters.values()) l.dispose();
+    this.adapters.clear();
+    this.generator?.dispose();
+    this.generator = null;
+    this.model?.gpuModel.dispose();
+    this.model = null;
+    this.dataset = null;
+  }
+
+  private requireModel(): LoadedModelState {
+    if (!this.model) throw new EngineError('No model is loaded: load a model first.');
+    return this.model;
+  }
+
+  private assertIdle(what: string): void {
+    if (this.training) throw new EngineError(`Cannot ${what} while training runs; stop the run first.`);
+  }
+
+  // ------------------------------------------------------------------ data
+
+  async loadDataset(
+    fileName: string,
+    content: string,
+    opts: { format?: DatasetFormat | 'auto'; maxLen: number; valFraction: number; seed: number; previewCount?: number },
+  ): Promise<DatasetSummary> {
+    const m = this.requireModel();
+    const format = opts.format && opts.format !== 'auto' ? opts.format : undefined;
+    const parsed = parseDataset(fileName, content, { format });
+    const tokenized = tokenizeRecords(m.tokenizer, parsed.records, {
+      maxLen: opts.maxLen,
+      overflow: parsed.container === 'txt' ? 'chunk' : 'truncate',
+    });
+    const issues = [...parsed.issues, ...tokenized.issues];
+    const usable: TokenizedExample[] = [];
+    for (const ex of tokenized.examples) {
+      if (ex.countedTokens > 0 && ex.ids.length >= 2) usable.push(ex);
+      else issues.push({ line: ex.line, message: 'no tokens of this record count in the loss (empty response or too short)' });
+    }
+    issues.sort((a, b) => a.line - b.line);
+    if (usable.length === 0) {
+      const first = issues[0] ? ` First problem: line ${issues[0].line}: ${issues[0].message}.` : '';
+      throw new EngineError(`${fileName}: no usable training records (${parsed.records.length} parsed).${first}`);
+    }
+    const { train, val } = splitTrainVal(usable, { valFraction: opts.valFraction, seed: opts.seed });
+    const previewCount = opts.previewCount ?? 20;
+    const summary: DatasetSummary = {
+      fileName,
+      format: parsed.format,
+      records: parsed.records.length,
+      trainRecords: train.length,
+      valRecords: val.length,
+      trainTokens: train.reduce((n, e) => n + e.ids.length, 0),
+      countedTokens: train.reduce((n, e) => n + e.countedTokens, 0),
+      issues,
+      preview: usable.slice(0, previewCount).map((ex) => examplePreview(m.tokenizer, ex)),
+    };
+    this.dataset = { summary, train, val, maxLen: opts.maxLen };
+    return summary;
+  }
+
+  private requireDataset(): DatasetState {
+    if (!this.dataset) throw new EngineError('No dataset is loaded: load a dataset first.');
+    return this.dataset;
+  }
+
+  /** More preview rows (the UI pages through them). */
+  previewExamples(offset: number, count: number): DatasetSummary['preview'] {
+    const m = this.requireModel();
+    const d = this.requireDataset();
+    return [...d.train, ...d.val].slice(offset, offset + count).map((ex) => examplePreview(m.tokenizer, ex));
+  }
+
+  // ------------------------------------------------------------------ LoRA config
+
+  private loraConfigFor(lora: LoraSettings): LoraConfig {
+    const m = this.requireModel();
+    const cfg = loraConfigFromSettings(lora, m.config.modelType, { fanInFanOut: m.config.arch === 'gpt2' });
+    validateLoraConfig(cfg);
+    return cfg;
+  }
+
+  async estimate(lora: LoraSettings, train: TrainSettings): Promise<MemoryEstimate> {
+    const m = this.requireModel();
+    const cfg = this.loraConfigFor(lora);
+    const targets = resolveTargets(cfg, m.gpuModel.linears);
+    const c = m.config;
+    let trainable = 0;
+    for (const t of targets) trainable += loraRank(cfg, t.path) * (t.inF + t.outF);
+    const T = train.batch * train.maxLen;
+    const qW = c.numHeads * c.headDim;
+    const kvW = c.numKvHeads * c.headDim;
+    const I = c.intermediateSize;
+    const H = c.hiddenSize;
+    const perLayerFloats = 5 * H + 2 * qW + 2 * kvW + c.numHeads + 3 * I + 4;
+    const loraFloatsPerToken = targets.reduce((n, t) => n + loraRank(cfg, t.path), 0);
+    const activationBytes = 4 * T * (c.numLayers * perLayerFloats + loraFloatsPerToken + 4 * H + 3 * I + 2 * qW + 2 * kvW);
+    const optimizerMoments = train.optimizer === 'adamw' ? 2 : 0;
+    const loraBytes = 4 * trainable * (2 + optimizerMoments);
+    const ceScratch = Math.min(32 * 1024 * 1024, 4 * T * c.vocabSize);
+    const weightsBytes = m.gpuModel.weightBytes;
+    const totalBytes = weightsBytes + loraBytes + activationBytes + ceScratch;
+    let blocker: string | null = null;
+    const maxBinding = this.gpu.limits.maxStorageBufferBindingSize;
+    if (4 * T * Math.max(I, qW + 2 * kvW) > maxBinding) {
+      blocker =
+        `One activation tensor of ${T} tokens x ${Math.max(I, qW + 2 * kvW)} floats needs ` +
+        `${4 * T * Math.max(I, qW + 2 * kvW)} bytes, over this GPU's binding limit of ${maxBinding}; lower batch or max length.`;
+    }
+    return {
+      trainableParams: trainable,
+      totalParams: m.totalParams,
+      trainablePercent: (100 * trainable) / Math.max(1, m.totalParams + trainable),
+      weightsBytes,
+      loraBytes,
+      activationBytes,
+      totalBytes,
+      blocker,
+    };
+  }
+
+  // ------------------------------------------------------------------ training
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    const w = this.resumeWaiters;
+    this.resumeWaiters = [];
+    for (const f of w) f();
+  }
+
+  stop(): void {
+    this.stopRequested = true;
+    this.resume();
+  }
+
+  private async pauseGate(): Promise<void> {
+    while (this.paused && !this.stopRequested) await new Promise<void>((r) => this.resumeWaiters.push(r));
+  }
+
+  async train(lora: LoraSettings, train: TrainSettings, hooks: TrainHooks = {}): Promise<TrainResult & { adapter: PeftFiles }> {
+    this.assertIdle('start another run');
+    const m = this.requireModel();
+    const d = this.requireDataset();
+    const fanInFanOut = m.config.arch === 'gpt2';
+    let cfg: LoraConfig;
+    let arrays: LoraModuleArrays[];
+    const resume = hooks.resumeFrom ? decodeCheckpoint(hooks.resumeFrom) : null;
+    if (resume) {
+      const run = resume.meta.run as { lora: LoraConfig; model: string };
+      if (run.model !== m.id) {
+        throw new EngineError(`The checkpoint was made with model "${run.model}", but "${m.id}" is loaded.`);
+      }
+      cfg = run.lora;
+      arrays = resume.modules;
+    } else if (hooks.initFrom) {
+      const imported = importPeft(hooks.initFrom, m.gpuModel.linears, { baseModel: m.id });
+      cfg = imported.config;
+      arrays = imported.modules;
+    } else {
+      cfg = this.loraConfigFor(lora);
+      const targets = resolveTargets(cfg, m.gpuModel.linears);
+      arrays = initLoraModules(cfg, targets, train.seed);
+    }
+    const plan = new BatchPlan(d.train, {
+      batchSize: train.batch,
+      gradAccum: train.gradAccum,
+      maxLen: d.maxLen,
+      shuffle: train.shuffle,
+      seed: train.seed,
+      steps: train.steps > 0 ? train.steps : undefined,
+      epochs: train.steps > 0 ? undefined : train.epochs,
+      padId: m.tokenizer.padTokenId ?? m.tokenizer.eosTokenIds[0] ?? 0,
+    });
+    const valBatches = d.val.length ? evalBatches(d.val, train.batch, { maxLen: d.maxLen }) : [];
+    const maxTokens = Math.max(plan.maxTokens, ...valBatches.map((b) => b.B * b.S));
+    const gpuLora = GpuLora.fromArrays(this.gpu, m.gpuModel.linears, arrays, (mod) => loraScaleInfo(cfg, mod));
+    const trainer = new Trainer(
+      this.gpu,
+      m.gpuModel,
+      gpuLora,
+      {
+        optimizer: train.optimizer,
+        lr: train.lr,
+        weightDecay: train.weightDecay,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        maxGradNorm: train.maxGradNorm,
+        scheduler: train.scheduler,
+        warmup: train.warmup,
+        totalSteps: plan.totalSteps,
+      },
+      { maxTokens, lossEvery: train.lossEvery, seed: train.seed },
+    );
+    const history: TrainResult['history'] = [];
+    if (resume) {
+      plan.restore(resume.meta.dataPosition as Parameters<BatchPlan['restore']>[0]);
+      trainer.setStep(resume.meta.step);
+      gpuLora.loadState(resume.optimizerState);
+      if (Array.isArray(resume.meta.history)) history.push(...(resume.meta.history as TrainResult['history']));
+    }
+    this.training = true;
+    this.paused = false;
+    this.stopRequested = false;
+    const started = performance.now();
+    let tokens = 0;
+    let pausedMs = 0;
+    let lastLoss: number | null = null;
+    let lastVal: number | null = null;
+    const runInfo = { model: m.id, lora: cfg, train };
+    const checkpoint = async () => {
+      if (!hooks.onCheckpoint) return;
+      const blob = encodeCheckpoint({
+        meta: {
+          version: CHECKPOINT_VERSION,
+          step: trainer.step,
+          dataPosition: plan.position,
+          run: runInfo,
+          history,
+          savedAt: new Date().toISOString(),
+        },
+        modules: await gpuLora.toArrays(),
+        optimizerState: await gpuLora.stateArrays(),
+      });
+      await hooks.onCheckpoint(blob, trainer.step);
+    };
+    try {
+      for (;;) {
+        if (this.paused) {
+          const t0 = performance.now();
+          await this.pauseGate();
+          pausedMs += performance.now() - t0;
+        }
+        if (this.stopRequested) break;
+        const planned = plan.next();
+        if (!planned) break;
+        const last = planned.step >= plan.totalSteps;
+        const evalDue = valBatches.length > 0 && (last || (train.evalEvery > 0 && planned.step % train.evalEvery === 0));
+        const ckptDue = train.checkpointEvery > 0 && planned.step % train.checkpointEvery === 0;
+        const res = await trainer.trainStep(planned.micro, last || evalDue);
+        tokens += res.tokens;
+        if (res.loss !== null) lastLoss = res.loss;
+        let valLoss: number | null = null;
+        if (evalDue) {
+          valLoss = (await trainer.evaluate(valBatches)).loss;
+          lastVal = valLoss;
+        }
+        history.push({ step: res.step, loss: res.loss, valLoss, lr: res.lr });
+        const elapsed = (performance.now() - started - pausedMs) / 1000;
+        const tps = tokens / Math.max(elapsed, 1e-6);
+        const done = res.step;
+        const remaining = plan.totalSteps - done;
+        const progress: TrainProgress = {
+          step: done,
+          totalSteps: plan.totalSteps,
+          epoch: planned.epoch,
+          lr: res.lr,
+          loss: res.loss,
+          valLoss,
+          tokensPerSecond: tps,
+          etaSeconds: (elapsed / Math.max(1, tokens)) * (res.tokens || 1) * remaining,
+          gpuBytes: this.gpu.memory().total,
+          elapsedSeconds: elapsed,
+        };
+        hooks.onProgress?.(progress);
+        if (ckptDue && !last) await checkpoint();
+      }
+      if (this.stopRequested && trainer.step > 0 && lastLoss === null) lastLoss = await trainer.readWindowLoss();
+      await checkpoint();
+      const modules = await gpuLora.toArrays();
+      const adapter = exportPeft({ config: cfg, baseModel: m.id, modules, fanInFanOut });
+      return {
+        steps: trainer.step,
+        finalLoss: lastLoss,
+        finalValLoss: lastVal,
+        tokens,
+        seconds: (performance.now() - started - pausedMs) / 1000,
+        stoppedEarly: this.stopRequested,
+        history,
+        adapter,
+      };
+    } finally {
+      trainer.dispose();
+      gpuLora.dispose();
+      this.training = false;
+      this.stopRequested = false;
+      this.paused = false;
+    }
+  }
+
+  // ------------------------------------------------------------------ adapters
+
+  private adapterOnGpu(ref: AdapterRef): GpuLora {
+    const m = this.requireModel();
+    let lora = this.adapters.get(ref.key);
+    if (!lora) {
+      const imported = importPeft(ref.files, m.gpuModel.linears, { baseModel: m.id });
+      const cfg = imported.config;
+      lora = GpuLora.fromArrays(this.gpu, m.gpuModel.linears, imported.modules, (mod) => loraScaleInfo(cfg, mod));
+      this.adapters.set(ref.key, lora);
+    }
+    return lora;
+  }
+
+  /** Frees an adapter kept on the GPU for evaluation/generation. */
+  forgetAdapter(key: string): void {
+    this.adapters.get(key)?.dispose();
+    this.adapters.delete(key);
+  }
+
+  // ------------------------------------------------------------------ eval / generate
+
+  async evaluate(adapter: AdapterRef | null, split: 'validation' | 'all' = 'validation'): Promise<{ loss: number; tokens: number }> {
+    this.assertIdle('evaluate');
+    const m = this.requireModel();
+    const d = this.requireDataset();
+    const examples = split === 'all' ? [...d.train, ...d.val] : d.val;
+    if (examples.length === 0) {
+      throw new EngineError('The dataset has no validation records: set a validation fraction above 0.');
+    }
+    const lora = adapter ? this.adapterOnGpu(adapter) : null;
+    const batches: Batch[] = evalBatches(examples, 4, { maxLen: d.maxLen });
+    const maxTokens = Math.max(...batches.map((b) => b.B * b.S));
+    const runner = new ModelRunner(this.gpu, m.gpuModel, { mode: 'eval', maxTokens });
+    try {
+      let rec = this.gpu.recorder('eval-reset');
+      runner.recordResetLoss(rec);
+      rec.submit();
+      for (const b of batches) {
+        runner.setBatch(b.ids, b.positions, b.targets);
+        rec = this.gpu.recorder('eval');
+        runner.recordForward(rec, { B: b.B, S: b.S, lora, dropout: false });
+        runner.recordLoss(rec, b.B * b.S, null);
+        rec.submit();
+      }
+      const { sum, count } = await runner.readLoss();
+      return { loss: count > 0 ? sum / count : NaN, tokens: count };
+    } finally {
+      runner.dispose();
+    }
+  }
+
+  async generate(
+    prompt: string,
+    adapter: AdapterRef | null,
+    s: SamplingSettings,
+    onText?: (delta: string) => void,
+  ): Promise<{ text: string; tokens: number; stopReason: string }> {
+    this.assertIdle('generate');
+    const m = this.requireModel();
+    const tok = m.tokenizer;
+    let ids: number[];
+    if (s.chat) {
+      if (!tok.hasChatTemplate) throw new EngineError(`Model "${m.id}" has no chat template; turn off chat formatting.`);
+      ids = tok.encode(tok.applyChatTemplate([{ role: 'user', content: prompt }], { addGenerationPrompt: true }), {
+        addSpecialTokens: false,
+      });
+    } else {
+      ids = tok.encode(prompt, { addSpecialTokens: true });
+    }
+    if (ids.length === 0) throw new EngineError('The prompt is empty after tokenization.');
+    const need = ids.length + s.maxNewTokens + 1;
+    const maxPos = m.config.maxPositions > 0 ? m.config.maxPositions : need;
+    if (ids.length >= maxPos) throw new EngineError(`The prompt has ${ids.length} tokens; the model allows ${maxPos}.`);
+    const ctx = Math.min(maxPos, Math.max(256, 2 ** Math.ceil(Math.log2(need))));
+    if (!this.generator || this.generator.runner.maxContext < Math.min(need, maxPos)) {
+      this.generator?.dispose();
+      this.generator = new Generator(this.gpu, m.gpuModel, { maxContext: ctx });
+    }
+    const lora = adapter ? this.adapterOnGpu(adapter) : null;
+    const out: number[] = [];
+    let emitted = '';
+    const eos = this.modelInfo().eosTokenIds;
+    const res = await this.generator.generate(ids, lora, {
+      maxNewTokens: s.maxNewTokens,
+      temperature: s.temperature,
+      topK: s.topK,
+      topP: s.topP,
+      seed: s.seed,
+      stopIds: eos,
+      vocabLimit: tok.vocabSize > 0 ? tok.vocabSize : undefined,
+      onToken: (id) => {
+        if (eos.includes(id)) return;
+        out.push(id);
+        const text = tok.decode(out, { skipSpecialTokens: true });
+        if (text.length > emitted.length && !text.endsWith('\uFFFD') && text.startsWith(emitted)) {
+          onText?.(text.slice(emitted.length));
+          emitted = text;
+        }
+      },
+    });
+    const text = tok.decode(out, { skipSpecialTokens: true });
+    if (text.length > emitted.length && text.startsWith(emitted)) onText?.(text.slice(emitted.length));
+    return { text, tokens: res.ids.length, stopReason: res.stopReason };
+  }
+
+  dispose(): void {
+    this.unloadModel();
+    this.gpu.destroy();
+  }
+}
