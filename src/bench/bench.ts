@@ -1,0 +1,115 @@
+/**
+ * `tabtune bench`: benchmarks on the available WebGPU adapter (not tests; nothing here asserts).
+ *
+ *   node bin/tabtune.mjs bench [--json] [--quick]
+ *   node bin/tabtune.mjs bench lora-linear --m M --k K --n N --r R [--json]
+ *
+ * With --json the last stdout line is one JSON object with every number of the run, all measured
+ * side by side in the same process so ratios are meaningful on a noisy shared machine.
+ */
+
+import { parseFlags, type FlagSpec, num, bool } from '../cli/args';
+import type { Gpu } from '../gpu/context';
+import { benchLoraLinear, benchMatmul } from './linear-bench';
+import { benchGeneration, benchTrainingStep } from './model-bench';
+
+const ONE_FLAGS: Record<string, FlagSpec> = {
+  m: { type: 'int', min: 1, required: true },
+  k: { type: 'int', min: 1, required: true },
+  n: { type: 'int', min: 1, required: true },
+  r: { type: 'int', min: 1, required: true },
+  json: { type: 'bool' },
+};
+
+const SUITE_FLAGS: Record<string, FlagSpec> = {
+  json: { type: 'bool' },
+  quick: { type: 'bool' },
+  seq: { type: 'int', min: 8 },
+  layers: { type: 'int', min: 1 },
+};
+
+function log(json: boolean, line: string): void {
+  (json ? process.stderr : process.stdout).write(`${line}\n`);
+}
+
+async function openGpu(): Promise<Gpu> {
+  const { createNodeGpu } = await import('../gpu/node');
+  return createNodeGpu();
+}
+
+function adapterName(gpu: Gpu): string {
+  const i = gpu.info;
+  return `${i.vendor || '?'} / ${i.architecture || '?'}${i.description ? ` (${i.description})` : ''}`;
+}
+
+export async function runBench(argv: string[]): Promise<number> {
+  if (argv[0] === 'lora-linear') {
+    const f = parseFlags(argv.slice(1), ONE_FLAGS, 'bench lora-linear');
+    const gpu = await openGpu();
+    try {
+      const r = await benchLoraLinear(gpu, num(f, 'm')!, num(f, 'k')!, num(f, 'n')!, num(f, 'r')!);
+      const json = bool(f, 'json') ?? false;
+      log(json, `adapter: ${adapterName(gpu)}`);
+      log(json, `lora-linear ${r.shape} r=${r.r}: fwd ${r.ms_forward.toFixed(2)} ms, bwd ${r.ms_backward.toFixed(2)} ms, ` +
+        `${r.gflops.toFixed(2)} GFLOP/s; plain ${r.ms_plain.toFixed(2)} ms, unfused ${r.ms_unfused.toFixed(2)} ms`);
+      if (json) {
+        process.stdout.write(`${JSON.stringify({ ms_forward: r.ms_forward, ms_backward: r.ms_backward, gflops: r.gflops, ms_plain: r.ms_plain, ms_unfused: r.ms_unfused })}\n`);
+      }
+      return 0;
+    } finally {
+      gpu.destroy();
+    }
+  }
+  const f = parseFlags(argv, SUITE_FLAGS, 'bench');
+  const json = bool(f, 'json') ?? false;
+  const quick = bool(f, 'quick') ?? false;
+  const gpu = await openGpu();
+  const budget = quick ? 800 : 2500;
+  try {
+    const out: Record<string, unknown> = {
+      adapter: adapterName(gpu),
+      runtime: gpu.info.runtime,
+      f16: gpu.features.f16,
+      subgroups: gpu.features.subgroups,
+      date: new Date().toISOString(),
+    };
+    log(json, `adapter: ${out.adapter}`);
+    const shapes: [number, number, number][] = quick
+      ? [[128, 576, 576], [128, 576, 1536]]
+      : [[512, 576, 576], [512, 1536, 576], [512, 576, 1536], [512, 576, 49152]];
+    const matmul = [];
+    for (const [M, K, N] of shapes) {
+      const r = await benchMatmul(gpu, M, K, N, budget);
+      matmul.push(r);
+      log(json, `matmul ${r.shape} (bf16 W): ${r.ms.toFixed(2)} ms, ${r.gflops.toFixed(2)} GFLOP/s`);
+    }
+    out.matmul = matmul;
+    const lora = [];
+    const M = quick ? 128 : 512;
+    for (const [K, N] of [[576, 576], [576, 1536]] as const) {
+      for (const r of [8, 16, 64]) {
+        const b = await benchLoraLinear(gpu, M, K, N, r, budget);
+        lora.push(b);
+        log(
+          json,
+          `lora-linear ${b.shape} r=${r}: fused fwd+bwd ${(b.ms_forward + b.ms_backward).toFixed(2)} ms; ` +
+            `plain fwd+dX ${b.ms_plain.toFixed(2)} ms (ratio ${b.ratio_vs_plain.toFixed(3)}); ` +
+            `unfused ${b.ms_unfused.toFixed(2)} ms (fused is ${b.speedup_vs_unfused.toFixed(2)}x faster)`,
+        );
+      }
+    }
+    out.lora_linear = lora;
+    const step = await benchTrainingStep(gpu, {
+      seq: num(f, 'seq') ?? (quick ? 32 : 64),
+      layers: num(f, 'layers') ?? (quick ? 4 : 30),
+      log: (l) => log(json, l),
+    });
+    out.train_step = step;
+    const gen = await benchGeneration(gpu, { layers: num(f, 'layers') ?? (quick ? 4 : 30), tokens: quick ? 4 : 16, log: (l) => log(json, l) });
+    out.generation = gen;
+    if (json) process.stdout.write(`${JSON.stringify(out)}\n`);
+    return 0;
+  } finally {
+    gpu.destroy();
+  }
+}
