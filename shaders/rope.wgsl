@@ -1,0 +1,100 @@
+// Rotary position embedding, rotate-half convention (transformers' Llama / Qwen / Mistral / NeoX):
+//
+//   out = x * cos + rotate_half(x) * sin,  rotate_half(x) = cat(-x2, x1)  over the first `rot`
+//   dims of every head (x1 = dims [0, rot/2), x2 = dims [rot/2, rot)); dims [rot, headDim) pass
+//   through unchanged (partial rotary). For pair i < rot/2 at position pos:
+//     angle = f32(pos) * invFreq[i]          (one f32 multiply, as transformers' f32 freqs)
+//     c = cos(angle) * scale, s = sin(angle) * scale     (scale: attention_scaling, usually 1)
+//     out[i]        = x[i] * c - x[i + rot/2] * s
+//     out[i + rot/2] = x[i + rot/2] * c + x[i] * s
+//   `inverse` = 1 rotates by -angle (s -> -s): the backward pass, since the rotation is orthogonal.
+//   invFreq (f32, computed on the CPU exactly like transformers' inv_freq, optionally scaled) is
+//   in the uniform block, up to 256 frequencies (rot <= 512).
+//
+// cos / sin: the angle is first reduced to [-pi, pi] with a three-part (Cody-Waite) split of 2pi,
+// C1 and C2 exact in 8 bits, so k * C1 and k * C2 are exact for |k| < 2^16 (angles up to ~4e5).
+// WGSL only bounds cos / sin errors on [-pi, pi]; some drivers (lavapipe among them) lose accuracy
+// for large arguments otherwise.
+//
+// Layouts: x, out f32 [rows, heads, headDim] (row-major, rows = tokens); positions u32 [rows].
+// Invocations are flattened: e = gid.x + gid.y * p.stride; row-head = e / perRow, j = e % perRow.
+// j < rot/2 rotates pair j; (out-of-place only) j >= rot/2 copies pass-through dim rot + j - rot/2.
+//
+// Kernels (bindings after the uniform at 0):
+//   rope_ip   1 x (read_write), 2 positions.   x = rope(x) in place (perRow = rot/2).
+//   rope_out  1 x, 2 positions, 3 out.         out = rope(x) (perRow = rot/2 + headDim - rot).
+
+struct P {
+  n: u32,        // rows * heads * perRow
+  stride: u32,   // grid row pitch in invocations
+  heads: u32,
+  headDim: u32,
+  half: u32,     // rot / 2
+  perRow: u32,
+  inverse: u32,
+  scale: f32,
+  invFreq: array<vec4f, 64>,
+}
+@group(0) @binding(0) var<uniform> p: P;
+
+const TWO_PI_INV: f32 = 0.15915493667125702;
+const C1: f32 = 6.28125;
+const C2: f32 = 0.00193023681640625;
+const C3: f32 = 0.0000050703633860393893;
+
+// (cos, sin) of the f32 angle a, times the scale; sin negated for the inverse rotation.
+fn cos_sin(a: f32) -> vec2f {
+  let k = round(a * TWO_PI_INV);
+  let r = ((a - k * C1) - k * C2) - k * C3;
+  var s = sin(r);
+  if (p.inverse == 1u) { s = -s; }
+  return vec2f(cos(r), s) * p.scale;
+}
+
+fn angle(pos: u32, i: u32) -> f32 {
+  return f32(pos) * p.invFreq[i >> 2u][i & 3u];
+}
+
+//#kernel rope_ip
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> positions: array<u32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) g: vec3u) {
+  let e = g.x + g.y * p.stride;
+  if (e >= p.n) { return; }
+  let rh = e / p.perRow;
+  let i = e % p.perRow;
+  let t = rh / p.heads;
+  let base = rh * p.headDim;
+  let cs = cos_sin(angle(positions[t], i));
+  let x1 = x[base + i];
+  let x2 = x[base + i + p.half];
+  x[base + i] = x1 * cs.x - x2 * cs.y;
+  x[base + i + p.half] = x2 * cs.x + x1 * cs.y;
+}
+
+//#kernel rope_out
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> positions: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) g: vec3u) {
+  let e = g.x + g.y * p.stride;
+  if (e >= p.n) { return; }
+  let rh = e / p.perRow;
+  let j = e % p.perRow;
+  let t = rh / p.heads;
+  let base = rh * p.headDim;
+  if (j < p.half) {
+    let cs = cos_sin(angle(positions[t], j));
+    let x1 = x[base + j];
+    let x2 = x[base + j + p.half];
+    out[base + j] = x1 * cs.x - x2 * cs.y;
+    out[base + j + p.half] = x2 * cs.x + x1 * cs.y;
+  } else {
+    let d = 2u * p.half + (j - p.half);
+    out[base + d] = x[base + d];
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * RMSNorm and LayerNorm over the last dimension of a row-major [rows, dim] f32 tensor (see
+ * shaders/norm.wgsl). Forward saves rstd (and mean for LayerNorm); backward gives dX only, since
+ * the norm weights are frozen. Weights and biases may be f32, f16 or bf16.
+ *
+ * Qwen3's q/k norm is the same RMSNorm with rows = T·heads and dim = headDim.
+ * Aliasing: outputs must not share a buffer with inputs (WebGPU forbids a buffer bound both
+ * writable and read in one dispatch).
+ */
+import code from '../../shaders/norm.wgsl?raw';
+import { type Gpu, type Recorder, params } from '../gpu/context';
+import type { Tensor } from '../gpu/tensor';
+import { itemGrid, needDims, needElems, noAlias, weightDType, weightLoader, wgslKernel } from './elementwise';
+
+export interface RmsNormArgs {
+  x: Tensor; // f32 [rows, dim]
+  w: Tensor; // f32 | f16 | bf16 [dim]
+  y: Tensor; // f32 [rows, dim] (output)
+  rstd: Tensor; // f32 [rows] (output, saved for backward)
+  rows: number;
+  dim: number;
+  eps: number;
+  /** Added to every weight: 0 (default) for llama / qwen, 1 for Gemma's (1 + w). */
+  weightOffset?: number;
+}
+
+export interface RmsNormBackwardArgs {
+  dy: Tensor; // f32 [rows, dim]
+  x: Tensor; // f32 [rows, dim] (the forward's input)
+  w: Tensor; // f32 | f16 | bf16 [dim]
+  rstd: Tensor; // f32 [rows] (from the forward)
+  dx: Tensor; // f32 [rows, dim] (output)
+  rows: number;
+  dim: number;
+  /** dx += ... instead of dx = ... (default false). */
+  accumulate?: boolean;
+  weightOffset?: number;
+}
+
+export interface LayerNormArgs {
+  x: Tensor; // f32 [rows, dim]
+  w: Tensor; // f32 | f16 | bf16 [dim]
+  b: Tensor; // f32 | f16 | bf16 [dim]
+  y: Tensor; // f32 [rows, dim] (output)
+  mean: Tensor; // f32 [rows] (output)
+  rstd: Tensor; // f32 [rows] (output)
+  rows: number;
+  dim: number;
+  eps: number;
+  weightOffset?: number;
+}
+
+export interface LayerNormBackwardArgs {
+  dy: Tensor; // f32 [rows, dim]
+  x: Tensor; // f32 [rows, dim]
+  w: Tensor; // f32 | f16 | bf16 [dim]
+  mean: Tensor; // f32 [rows]
+  rstd: Tensor; // f32 [rows]
+  dx: Tensor; // f32 [rows, dim] (output)
+  rows: number;
+  dim: number;
+  accumulate?: boolean;
+  weightOffset?: number;
+}
+
+type Kernel = 'rms_fwd' | 'rms_bwd' | 'ln_fwd' | 'ln_bwd';
+
+function workgroupFor(dim: number): number {
+  return dim <= 256 ? 64 : 256;
+}
+
+function pipelineFor(gpu: Gpu, kernel: Kernel, dim: number, w: Tensor, b?: Tensor): GPUComputePipeline {
+  const wg = workgroupFor(dim);
+  const wd = weightDType(w, kernel);
+  const prelude = [`const WG: u32 = ${wg}u;`, weightLoader('wload', 'w', wd)];
+  let label = `${kernel}_${wd}_wg${wg}`;
+  if (b) {
+    const bd = weightDType(b, kernel);
+    prelude.push(weightLoader('bload', 'b', bd));
+    label += `_b${bd}`;
+  }
+  return gpu.pipeline(label, wgslKernel(code, kernel, prelude));
+}
+
+/** y = x·rstd·(w + weightOffset), rstd = 1/sqrt(mean(x²) + eps) per row; saves rstd. */
+export function recordRmsNorm(gpu: Gpu, rec: Recorder, a: RmsNormArgs): void {
+  const what = 'recordRmsNorm';
+  needDims(what, { rows: a.rows, dim: a.dim });
+  const n = a.rows * a.dim;
+  needElems(what, 'x', a.x, n, ['f32']);
+  needElems(what, 'w', a.w, a.dim);
+  needElems(what, 'y', a.y, n, ['f32']);
+  needElems(what, 'rstd', a.rstd, a.rows, ['f32']);
+  noAlias(what, a.y, { x: a.x, w: a.w, rstd: a.rstd });
+  noAlias(what, a.rstd, { x: a.x, w: a.w });
+  if (n === 0) return;
+  const [gx, gy] = itemGrid(gpu, a.rows);
+  const u = params(a.rows, a.dim, gx, { f: a.eps }, { f: a.weightOffset ?? 0 }, 0, 0, 0);
+  rec.dispatch(pipelineFor(gpu, 'rms_fwd', a.dim, a.w), [a.x, a.w, a.y, a.rstd], [gx, gy], u);
+}
+
+/** dx (+)= dL/dx of the RMSNorm (w frozen), from the saved rstd. */
+export function recordRmsNormBackward(gpu: Gpu, rec: Recorder, a: RmsNormBackwardArgs): void {
+  const what = 'recordRmsNormBackward';
+  needDims(what, { rows: a.rows, dim: a.dim });
+  const n = a.rows * a.dim;
+  needElems(what, 'dy', a.dy, n, ['f32']);
+  needElems(what, 'x', a.x, n, ['f32']);
+  needElems(what, 'w', a.w, a.dim);
+  needElems(what, 'rstd', a.rstd, a.rows, ['f32']);
+  needElems(what, 'dx', a.dx, n, ['f32']);
+  noAlias(what, a.dx, { dy: a.dy, x: a.x, w: a.w, rstd: a.rstd });
+  if (n === 0) return;
+  const [gx, gy] = itemGrid(gpu, a.rows);
+  const u = params(a.rows, a.dim, gx, a.accumulate ? 1 : 0, { f: a.weightOffset ?? 0 }, 0, 0, 0);
+  rec.dispatch(pipelineFor(gpu, 'rms_bwd', a.dim, a.w), [a.dy, a.x, a.w, a.rstd, a.dx], [gx, gy], u);
+}
+
+/** y = (x - mean)·rstd·(w + weightOffset) + b per row (biased variance); saves mean and rstd. */
+export function recordLayerNorm(gpu: Gpu, rec: Recorder, a: LayerNormArgs): void {
+  const what = 'recordLayerNorm';
+  needDims(what, { rows: a.rows, dim: a.dim });
+  const n = a.rows * a.dim;
+  needElems(what, 'x', a.x, n, ['f32']);
+  needElems(what, 'w', a.w, a.dim);
+  needElems(what, 'b', a.b, a.dim);
+  needElems(what, 'y', a.y, n, ['f32']);
+  needElems(what, 'mean', a.mean, a.rows, ['f32']);
+  needElems(what, 'rstd', a.rstd, a.rows, ['f32']);
+  for (const out of [a.y, a.mean, a.rstd]) noAlias(what, out, { x: a.x, w: a.w, b: a.b });
+  noAlias(what, a.y, { mean: a.mean, rstd: a.rstd });
+  noAlias(what, a.mean, { rstd: a.rstd });
+  if (n === 0) return;
+  const [gx, gy] = itemGrid(gpu, a.rows);
+  const u = params(a.rows, a.dim, gx, { f: a.eps }, { f: a.weightOffset ?? 0 }, 0, 0, 0);
+  rec.dispatch(pipelineFor(gpu, 'ln_fwd', a.dim, a.w, a.b), [a.x, a.w, a.b, a.y, a.mean, a.rstd], [gx, gy], u);
+}
+
+/** dx (+)= dL/dx of the LayerNorm (w, b frozen), from the saved mean and rstd. */
+export function recordLayerNormBackward(gpu: Gpu, rec: Recorder, a: LayerNormBackwardArgs): void {
+  const what = 'recordLayerNormBackward';
+  needDims(what, { rows: a.rows, dim: a.dim });
+  const n = a.rows * a.dim;
+  needElems(what, 'dy', a.dy, n, ['f32']);
+  needElems(what, 'x', a.x, n, ['f32']);
+  needElems(what, 'w', a.w, a.dim);
+  needElems(what, 'mean', a.mean, a.rows, ['f32']);
+  needElems(what, 'rstd', a.rstd, a.rows, ['f32']);
+  needElems(what, 'dx', a.dx, n, ['f32']);
+  noAlias(what, a.dx, { dy: a.dy, x: a.x, w: a.w, mean: a.mean, rstd: a.rstd });
+  if (n === 0) return;
+  const [gx, gy] = itemGrid(gpu, a.rows);
+  const u = params(a.rows, a.dim, gx, a.accumulate ? 1 : 0, { f: a.weightOffset ?? 0 }, 0, 0, 0);
+  rec.dispatch(pipelineFor(gpu, 'ln_bwd', a.dim, a.w), [a.dy, a.x, a.w, a.mean, a.rstd, a.dx], [gx, gy], u);
+}

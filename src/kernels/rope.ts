@@ -1,0 +1,102 @@
+/**
+ * Rotary position embedding (rotate-half convention) on a [rows, heads, headDim] f32 tensor, in
+ * place or into `out`, with per-token positions from a u32 buffer (padded batches, KV-cache
+ * offsets). See shaders/rope.wgsl. The backward pass is the same call with `inverse: true` on the
+ * gradient (rotation by -angle).
+ *
+ * inv_freq is computed on the CPU in float32 exactly like transformers (src/reference/rope.ts
+ * ropeInvFreq) and passed in the uniform block, so the GPU's angle f32(pos)·inv_freq[i] is the same
+ * f32 number transformers feeds to cos / sin. Scaled variants (linear, llama3) can be passed as
+ * `invFreq`, with `attentionScaling` for types that scale cos / sin.
+ */
+import code from '../../shaders/rope.wgsl?raw';
+import { type Gpu, type Recorder } from '../gpu/context';
+import { GpuError } from '../gpu/errors';
+import type { Tensor } from '../gpu/tensor';
+import { ropeInvFreq } from '../reference/rope';
+import { flatGrid, needDims, needElems, noAlias, wgslKernel } from './elementwise';
+
+export { ropeInvFreq, type RopeScaling } from '../reference/rope';
+
+/** Largest rotaryDim the uniform block holds (256 frequencies). */
+export const ROPE_MAX_ROTARY_DIM = 512;
+
+export interface RopeArgs {
+  /** f32 [rows, heads, headDim]; rotated in place unless `out` is given. */
+  x: Tensor;
+  /** f32 [rows, heads, headDim]; must not share x's buffer. Pass-through dims are copied. */
+  out?: Tensor;
+  /** u32 [rows]: the position of each token. */
+  positions: Tensor;
+  /** Tokens. */
+  rows: number;
+  heads: number;
+  headDim: number;
+  theta: number;
+  /** Rotated dims per head (even, <= headDim, default headDim); the rest pass through. */
+  rotaryDim?: number;
+  /** Rotate by -angle (the backward pass). */
+  inverse?: boolean;
+  /** Frequencies overriding ropeInvFreq(rotaryDim, theta) (rotaryDim / 2 values, used as f32). */
+  invFreq?: ArrayLike<number>;
+  /** Multiplies cos and sin (transformers' attention_scaling, default 1). */
+  attentionScaling?: number;
+}
+
+const HEADER_WORDS = 8;
+
+// Default frequencies per (rotaryDim, theta): they never change within a model.
+const freqCache = new Map<string, Float32Array>();
+
+function frequencies(rot: number, theta: number, inv?: ArrayLike<number>): Float32Array {
+  if (inv) {
+    if (inv.length !== rot / 2) throw new GpuError(`recordRope: invFreq has ${inv.length} values; rotaryDim ${rot} needs ${rot / 2}.`);
+    return Float32Array.from(inv);
+  }
+  const key = `${rot}:${theta}`;
+  let f = freqCache.get(key);
+  if (!f) {
+    f = ropeInvFreq(rot, theta);
+    freqCache.set(key, f);
+  }
+  return f;
+}
+
+/** Records x (or out) = RoPE(x) at the given positions; `inverse` for the backward pass. */
+export function recordRope(gpu: Gpu, rec: Recorder, a: RopeArgs): void {
+  const what = 'recordRope';
+  const rot = a.rotaryDim ?? a.headDim;
+  needDims(what, { rows: a.rows, heads: a.heads, headDim: a.headDim, rotaryDim: rot });
+  if (rot % 2 !== 0 || rot > a.headDim || rot > ROPE_MAX_ROTARY_DIM) {
+    throw new GpuError(`${what}: rotaryDim ${rot} must be even, <= headDim ${a.headDim} and <= ${ROPE_MAX_ROTARY_DIM}.`);
+  }
+  const n = a.rows * a.heads * a.headDim;
+  needElems(what, 'x', a.x, n, ['f32']);
+  needElems(what, 'positions', a.positions, a.rows, ['u32', 'i32']);
+  const outOfPlace = a.out !== undefined && a.out.buffer !== a.x.buffer;
+  if (outOfPlace) {
+    needElems(what, 'out', a.out!, n, ['f32']);
+    noAlias(what, a.out!, { positions: a.positions });
+  } else {
+    noAlias(what, a.x, { positions: a.positions });
+  }
+  const half = rot / 2;
+  const perRow = outOfPlace ? half + a.headDim - rot : half;
+  const items = a.rows * a.heads * perRow;
+  if (items === 0) {
+    // Nothing rotates; an out-of-place call still has to copy x.
+    if (outOfPlace && n > 0) rec.copy(a.x, a.out!, n * 4);
+    return;
+  }
+  const [gx, gy, stride] = flatGrid(gpu, items);
+  const freqs = frequencies(rot, a.theta, a.invFreq);
+  const words = new Uint32Array(HEADER_WORDS + 4 * 64);
+  const fl = new Float32Array(words.buffer);
+  words.set([items, stride, a.heads, a.headDim, half, perRow, a.inverse ? 1 : 0]);
+  fl[7] = a.attentionScaling ?? 1;
+  fl.set(freqs, HEADER_WORDS);
+  const kernel = outOfPlace ? 'rope_out' : 'rope_ip';
+  const pipe = gpu.pipeline(kernel, wgslKernel(code, kernel));
+  const bindings = outOfPlace ? [a.x, a.positions, a.out!] : [a.x, a.positions];
+  rec.dispatch(pipe, bindings, [gx, gy], words);
+}

@@ -1,0 +1,160 @@
+/**
+ * Text <-> token ids and chat templates, built from the tokenizer JSON objects already loaded
+ * (no network, no file paths).
+ *
+ * This is what transformers.js v4's PreTrainedTokenizer does, without the rest of transformers.js
+ * (whose Node entry pulls in onnxruntime): the tokenization itself is `@huggingface/tokenizers`'
+ * `Tokenizer(tokenizerJson, tokenizerConfig)` and chat templates are rendered with
+ * `@huggingface/jinja`, both imported lazily so the app's first load and the worker stay small.
+ */
+
+import type { ModelConfig } from './config';
+
+export interface ChatTurn {
+  role: string;
+  content: string;
+}
+
+export interface TextTokenizer {
+  /** addSpecialTokens (default true) applies the tokenizer's post-processor (e.g. a BOS for Llama). */
+  encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
+  decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;
+  /** The rendered prompt text; throws TokenizerError when the tokenizer has no chat template. */
+  applyChatTemplate(messages: ChatTurn[], opts?: { addGenerationPrompt?: boolean }): string;
+  hasChatTemplate: boolean;
+  bosTokenId: number | null;
+  /** The tokenizer's eos_token first, then config/generation_config EOS ids. */
+  eosTokenIds: number[];
+  padTokenId: number | null;
+  /** Largest token id + 1 (added tokens included); may be below config.vocabSize. */
+  vocabSize: number;
+}
+
+export class TokenizerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TokenizerError';
+  }
+}
+
+type Json = Record<string, unknown>;
+
+/** A token in tokenizer_config.json: "text", {"content": "text", ...} (AddedToken), or null. */
+function tokenText(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object' && typeof (v as Json).content === 'string') return (v as Json).content as string;
+  return null;
+}
+
+const SPECIAL_KEYS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'] as const;
+
+/** The one template to use: a string, or the "default" of a list of named templates. */
+function pickTemplate(raw: unknown): string | null {
+  if (typeof raw === 'string') return raw || null;
+  if (Array.isArray(raw)) {
+    const named = new Map<string, string>();
+    for (const t of raw) {
+      if (t && typeof t === 'object' && typeof (t as Json).name === 'string' && typeof (t as Json).template === 'string') {
+        named.set((t as Json).name as string, (t as Json).template as string);
+      }
+    }
+    return named.get('default') ?? null;
+  }
+  if (raw && typeof raw === 'object') {
+    const d = (raw as Json).default;
+    return typeof d === 'string' ? d : null;
+  }
+  return null;
+}
+
+export async function createTokenizer(tokenizerJson: object, tokenizerConfig: object, config?: ModelConfig): Promise<TextTokenizer> {
+  const tj = { ...(tokenizerJson as Json) };
+  const tc = { ...(tokenizerConfig as Json) };
+  if (!tj || typeof tj !== 'object' || !tj.model || typeof tj.model !== 'object') {
+    throw new TokenizerError('tokenizer.json has no "model" section; it is not a Hugging Face tokenizers file.');
+  }
+  if (!Array.isArray(tj.added_tokens)) tj.added_tokens = [];
+
+  const [{ Tokenizer }, { Template }] = await Promise.all([import('@huggingface/tokenizers'), import('@huggingface/jinja')]);
+
+  let tok: InstanceType<typeof Tokenizer>;
+  try {
+    tok = new Tokenizer(tj, tc);
+  } catch (e) {
+    const type = (tj.model as Json).type;
+    throw new TokenizerError(`tokenizer.json (model type ${JSON.stringify(type ?? 'unknown')}) could not be loaded: ${(e as Error).message}`);
+  }
+
+  const vocab = tok.get_vocab(true);
+  let maxId = -1;
+  for (const id of vocab.values()) if (id > maxId) maxId = id;
+  const vocabSize = maxId + 1;
+
+  const idOf = (key: (typeof SPECIAL_KEYS)[number]): number | null | undefined => {
+    if (!(key in tc)) return undefined; // not stated: caller may fall back to config.json
+    const text = tokenText(tc[key]);
+    if (text === null) return null;
+    return tok.token_to_id(text) ?? null;
+  };
+
+  const bosTok = idOf('bos_token');
+  const bosTokenId = bosTok === undefined ? (config?.bosTokenId ?? null) : bosTok;
+  const eosTok = idOf('eos_token');
+  const eosTokenIds = [...new Set([...(eosTok != null ? [eosTok] : []), ...(config?.eosTokenIds ?? [])])];
+  const padTok = idOf('pad_token');
+  const padTokenId = padTok ?? config?.padTokenId ?? null;
+
+  const cleanUp = typeof tc.clean_up_tokenization_spaces === 'boolean' ? tc.clean_up_tokenization_spaces : false;
+
+  const templateText = pickTemplate(tc.chat_template);
+  let compiled: InstanceType<typeof Template> | null = null;
+  const specialStrings: Record<string, string> = {};
+  for (const key of SPECIAL_KEYS) {
+    const t = tokenText(tc[key]);
+    if (t) specialStrings[key] = t;
+  }
+
+  return {
+    bosTokenId,
+    eosTokenIds,
+    padTokenId,
+    vocabSize,
+    hasChatTemplate: templateText !== null,
+
+    encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
+      return tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
+    },
+
+    decode(ids: number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+      // Ids past the tokenizer (embedding rows beyond its vocabulary) have no text.
+      const known = ids.filter((id) => Number.isInteger(id) && id >= 0 && id < vocabSize && tok.id_to_token(id) !== undefined);
+      if (known.length === 0) return '';
+      return tok.decode(known, { skip_special_tokens: opts.skipSpecialTokens ?? false, clean_up_tokenization_spaces: cleanUp });
+    },
+
+    applyChatTemplate(messages: ChatTurn[], opts: { addGenerationPrompt?: boolean } = {}): string {
+      if (templateText === null) {
+        throw new TokenizerError(
+          'This model has no chat template (tokenizer_config.json has no "chat_template" and there is no chat_template.jinja); ' +
+            'use a plain-text or instruction dataset format, or an instruct/chat variant of the model.',
+        );
+      }
+      try {
+        compiled ??= new Template(templateText);
+      } catch (e) {
+        throw new TokenizerError(`The chat template could not be parsed: ${(e as Error).message}`);
+      }
+      try {
+        return compiled.render({
+          messages: messages.map((m) => ({ role: m.role, content: m.content })),
+          add_generation_prompt: opts.addGenerationPrompt ?? false,
+          tools: null,
+          documents: null,
+          ...specialStrings,
+        });
+      } catch (e) {
+        throw new TokenizerError(`The chat template failed to render: ${(e as Error).message}`);
+      }
+    },
+  };
+}
