@@ -105,7 +105,7 @@ function normBackwardRef(
 }
 
 function add(a: Float64Array, b: ArrayLike<number>): void {
-  for (let i = 0; i < a.length; i++) a[i] += b[i]!;
+  for (let i = 0; i < a.length; i++) a[i] = a[i]! + b[i]!;
 }
 
 function linear(

@@ -262,7 +262,7 @@ describe('FileListSource and MemorySource', () => {
   const tiny = makeTinyModel({ modelType: 'llama' });
   const asFiles = (prefix: string) =>
     [...tiny.files].map(([name, bytes]) => {
-      const f = new File([bytes], name);
+      const f = new File([new Uint8Array(bytes)], name);
       if (prefix) Object.defineProperty(f, 'webkitRelativePath', { value: `${prefix}/${name}` });
       return f;
     });
