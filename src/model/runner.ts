@@ -45,6 +45,11 @@ import type { LinearModule } from './registry';
 
 /** train: keeps every layer's activations for backward; eval: forward + loss only, one buffer set
  * shared by all layers; infer: like eval plus a KV cache for generation (batch 1). */
+/** The LoRA dropout seed of module `moduleIndex` (index in GpuModel.linears) in micro-step `base`. */
+export function dropoutSeed(base: number, moduleIndex: number): number {
+  return (Math.imul(base + 1, 0x9e3779b1) + Math.imul(moduleIndex + 1, 0x85ebca6b)) >>> 0;
+}
+
 export type RunnerMode = 'train' | 'eval' | 'infer';
 
 export interface RunnerOptions {
@@ -231,7 +236,7 @@ export class ModelRunner {
   }
 
   private seedFor(base: number, moduleIndex: number): number {
-    return (Math.imul(base + 1, 0x9e3779b1) + Math.imul(moduleIndex + 1, 0x85ebca6b)) >>> 0;
+    return dropoutSeed(base, moduleIndex);
   }
 
   private linear(
