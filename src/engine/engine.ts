@@ -563,6 +563,11 @@ export class Engine implements EngineApi {
     return { text, tokens: res.ids.length, stopReason: res.stopReason };
   }
 
+  /** Frees the model, adapters and dataset but keeps the device (tests share one). */
+  unload(): void {
+    this.unloadModel();
+  }
+
   dispose(): void {
     this.unloadModel();
     this.gpu.destroy();
