@@ -11,6 +11,9 @@ import { type Gpu, type Recorder, params } from '../gpu/context';
 import { GpuError, GpuLimitError } from '../gpu/errors';
 import { DTYPE_BYTES, type Tensor } from '../gpu/tensor';
 import type { Workspace } from '../gpu/workspace';
+import type { WeightDType } from './matmul';
+
+export type { WeightDType } from './matmul';
 
 // ------------------------------------------------------------------ template helpers
 
@@ -43,8 +46,6 @@ export function wgslKernel(source: string, kernel: string, prelude: readonly str
   if (!body) throw new GpuError(`No kernel "${kernel}" in the shader template.`);
   return `// ---- generated prelude (${kernel})\n${prelude.join('\n')}\n// ---- end of prelude\n${s.common}\n${body}`;
 }
-
-export type WeightDType = 'f32' | 'f16' | 'bf16';
 
 /** The weight element type of `t`, or a clear error. */
 export function weightDType(t: Tensor, what: string): WeightDType {

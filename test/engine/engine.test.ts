@@ -38,11 +38,11 @@ const DATA = TINY_CORPUS.trim()
   .map((text) => JSON.stringify({ text }))
   .join('\n');
 
-const LORA: LoraSettings = { r: 4, lora_alpha: 8, lora_dropout: 0, target_modules: 'all-linear', use_rslora: false };
+const LORA: LoraSettings = { r: 8, lora_alpha: 16, lora_dropout: 0, target_modules: 'all-linear', use_rslora: false };
 const TRAIN: TrainSettings = {
   ...DEFAULT_TRAIN,
-  lr: 2e-2,
-  steps: 30,
+  lr: 1e-2,
+  steps: 80,
   epochs: 0,
   batch: 4,
   maxLen: 32,
@@ -101,8 +101,8 @@ describe('engine', () => {
       expect(resumed.steps).toBe(8);
       expect(Buffer.from(resumed.adapter.adapterModel).equals(Buffer.from(full.adapter.adapterModel))).toBe(true);
       // --init-from: continuing from the trained adapter keeps its r/alpha/targets
-      const cont = await engine.train({ ...LORA, r: 16 }, { ...settings, steps: 2, checkpointEvery: 0 }, { initFrom: full.adapter });
-      expect(JSON.parse(cont.adapter.adapterConfig).r).toBe(4);
+      const cont = await engine.train({ ...LORA, r: 2 }, { ...settings, steps: 2, checkpointEvery: 0 }, { initFrom: full.adapter });
+      expect(JSON.parse(cont.adapter.adapterConfig).r).toBe(8);
     } finally {
       engine.unload();
     }
@@ -112,7 +112,7 @@ describe('engine', () => {
     const gpu = await getGpu();
     const engine = await engineWith('qwen3');
     try {
-      const trained = await engine.train(LORA, { ...TRAIN, steps: 5 });
+      const trained = await engine.train(LORA, { ...TRAIN, steps: 10 });
       const prompt = 'The cat';
       const out = await engine.generate(prompt, { key: 't', files: trained.adapter }, {
         maxNewTokens: 6,

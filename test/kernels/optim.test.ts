@@ -48,6 +48,8 @@ interface Case {
   weightDecay: number;
   /** Whether the clip coefficient is < 1 at every step (asserted, so the case means what it says). */
   clips: boolean;
+  /** Default 0.9; <= 0.5 takes torch lerp's other branch (end - (end - start)·(1 - w)). */
+  beta1?: number;
 }
 
 // Raw gradient norm here is about sqrt(210·3) + ... ≈ 26: maxNorm 1 clips hard, 1e3 never does.
@@ -57,6 +59,7 @@ const CASES: Case[] = [
   { name: 'clipping inactive (maxNorm 1000)', maxNorm: 1000, weightDecay: 0, clips: false },
   { name: 'gradScale 1/37 then clipping active (maxNorm 0.3)', maxNorm: 0.3, gradScale: 1 / 37, weightDecay: 0.05, clips: true },
   { name: 'gradScale 1/37, clipping inactive (maxNorm 1)', maxNorm: 1, gradScale: 1 / 37, weightDecay: 0.05, clips: false },
+  { name: 'beta1 0.3 (lerp weight >= 0.5), clipping active (maxNorm 2)', maxNorm: 2, weightDecay: 0.01, clips: true, beta1: 0.3 },
 ];
 
 describe('AdamW (torch.optim.AdamW) with GPU global-norm clipping', () => {
@@ -66,7 +69,7 @@ describe('AdamW (torch.optim.AdamW) with GPU global-norm clipping', () => {
       const slots = makeSlots(gpu);
       const ws = new Workspace(gpu);
       const normSq = gpu.tensorF32('normSq', [1], 'scratch');
-      const hp = { lr: 3e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: c.weightDecay };
+      const hp = { lr: 3e-2, beta1: c.beta1 ?? 0.9, beta2: 0.999, eps: 1e-8, weightDecay: c.weightDecay };
       const clip = c.maxNorm !== undefined;
       for (let step = 1; step <= 5; step++) {
         const grads = gradsFor(step);
