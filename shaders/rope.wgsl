@@ -11,10 +11,13 @@
 //   invFreq (f32, computed on the CPU exactly like transformers' inv_freq, optionally scaled) is
 //   in the uniform block, up to 256 frequencies (rot <= 512).
 //
-// cos / sin: the angle is first reduced to [-pi, pi] with a three-part (Cody-Waite) split of 2pi,
-// C1 and C2 exact in 8 bits, so k * C1 and k * C2 are exact for |k| < 2^16 (angles up to ~4e5).
-// WGSL only bounds cos / sin errors on [-pi, pi]; some drivers (lavapipe among them) lose accuracy
-// for large arguments otherwise.
+// cos / sin are evaluated here, not with WGSL's builtins: those are only required to be within
+// 2^-11 absolute on [-pi, pi] (SwiftShader's are about that coarse: 4e-4 errors in RoPE) and are
+// unbounded outside it. The angle is reduced by quadrant, r = a - k pi/2 with a three-part
+// (Cody-Waite) split of pi/2 (P1, P2 exact in 8 bits, so k * P1 and k * P2 are exact for
+// |k| < 2^16, angles up to ~1e5), then single-precision minimax polynomials on [-pi/4, pi/4]
+// (the classic Cephes sinf / cosf coefficients, |error| < 1e-7). Only + and * are used, so every
+// adapter gives the same accuracy (~2e-7 absolute, measured on lavapipe and SwiftShader).
 //
 // Layouts: x, out f32 [rows, heads, headDim] (row-major, rows = tokens); positions u32 [rows].
 // Invocations are flattened: e = gid.x + gid.y * p.stride; row-head = e / perRow, j = e % perRow.
@@ -37,18 +40,31 @@ struct P {
 }
 @group(0) @binding(0) var<uniform> p: P;
 
-const TWO_PI_INV: f32 = 0.15915493667125702;
-const C1: f32 = 6.28125;
-const C2: f32 = 0.00193023681640625;
-const C3: f32 = 0.0000050703633860393893;
+const TWO_OVER_PI: f32 = 0.63661974668502808;
+const P1: f32 = 1.5703125;
+const P2: f32 = 0.0004825592041015625;
+const P3: f32 = 0.0000012675908465098473;
+const S1: f32 = -1.6666654611e-1;
+const S2: f32 = 8.3321608736e-3;
+const S3: f32 = -1.9515295891e-4;
+const K1: f32 = 4.166664568298827e-2;
+const K2: f32 = -1.388731625493765e-3;
+const K3: f32 = 2.443315711809948e-5;
 
 // (cos, sin) of the f32 angle a, times the scale; sin negated for the inverse rotation.
 fn cos_sin(a: f32) -> vec2f {
-  let k = round(a * TWO_PI_INV);
-  let r = ((a - k * C1) - k * C2) - k * C3;
-  var s = sin(r);
-  if (p.inverse == 1u) { s = -s; }
-  return vec2f(cos(r), s) * p.scale;
+  let k = round(a * TWO_OVER_PI);
+  let r = ((a - k * P1) - k * P2) - k * P3;
+  let z = r * r;
+  let sr = r + r * z * (S1 + z * (S2 + z * S3));
+  let cr = (1.0 - 0.5 * z) + z * z * (K1 + z * (K2 + z * K3));
+  // quadrant q = k mod 4: (cos, sin) = (c, s), (-s, c), (-c, -s), (s, -c)
+  let q = u32(i32(k)) & 3u;
+  var cs = vec2f(cr, sr);
+  if ((q & 1u) == 1u) { cs = vec2f(-sr, cr); }
+  if (q >= 2u) { cs = -cs; }
+  if (p.inverse == 1u) { cs.y = -cs.y; }
+  return cs * p.scale;
 }
 
 fn angle(pos: u32, i: u32) -> f32 {

@@ -135,11 +135,18 @@ function requireFile(path: string, what: string): string {
   return p;
 }
 
-async function loadModelFrom(engine: Engine, dir: string): Promise<void> {
+/** Checks the model folder and its config.json before any GPU work, so mistakes fail fast. */
+async function preflightModel(dir: string): Promise<string> {
   const path = requireFile(dir, '--model directory');
   if (!existsSync(join(path, 'config.json'))) {
     throw new UsageError(`--model "${dir}" has no config.json; expected a Hugging Face model folder.`);
   }
+  const { parseConfig } = await import('../model/config');
+  parseConfig(await readFile(join(path, 'config.json'), 'utf8'), join(path, 'config.json'));
+  return path;
+}
+
+async function loadModelFrom(engine: Engine, path: string): Promise<void> {
   await engine.loadModel({ kind: 'dir', id: basename(path), path });
 }
 
@@ -192,9 +199,10 @@ async function train(f: ParsedFlags): Promise<number> {
   if (num(f, 'steps') !== undefined && num(f, 'epochs') !== undefined) {
     throw new UsageError('train: give either --steps or --epochs, not both.');
   }
+  const modelPath = await preflightModel(str(f, 'model')!);
   const engine = await openEngine();
   try {
-    await loadModelFrom(engine, str(f, 'model')!);
+    await loadModelFrom(engine, modelPath);
     const modelInfo = await engine.modelInfo();
     const targetsFlag = str(f, 'targets');
     const lora: LoraSettings = {
@@ -267,9 +275,10 @@ async function train(f: ParsedFlags): Promise<number> {
 
 async function evaluate(f: ParsedFlags): Promise<number> {
   const dataPath = requireFile(str(f, 'data')!, '--data file');
+  const modelPath = await preflightModel(str(f, 'model')!);
   const engine = await openEngine();
   try {
-    await loadModelFrom(engine, str(f, 'model')!);
+    await loadModelFrom(engine, modelPath);
     const maxLen = num(f, 'max-len') ?? DEFAULT_TRAIN.maxLen;
     const ds = await engine.loadDataset(basename(dataPath), await readFile(dataPath, 'utf8'), {
       format: (str(f, 'format') as 'auto') ?? 'auto',
@@ -291,9 +300,10 @@ async function evaluate(f: ParsedFlags): Promise<number> {
 }
 
 async function generate(f: ParsedFlags): Promise<number> {
+  const modelPath = await preflightModel(str(f, 'model')!);
   const engine = await openEngine();
   try {
-    await loadModelFrom(engine, str(f, 'model')!);
+    await loadModelFrom(engine, modelPath);
     const adapterDir = str(f, 'adapter');
     const adapter = adapterDir ? { key: resolve(adapterDir), files: await readAdapter(adapterDir) } : null;
     await engine.generate(

@@ -1,0 +1,133 @@
+/**
+ * The `tabtune` CLI as a user runs it (`node bin/tabtune.mjs ...`, no build step) on tiny models of
+ * every supported architecture: train writes PEFT files and prints a JSON summary, eval prints the
+ * loss, generate prints text; bad input ends with a one-line error and a non-zero exit.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseSafetensors } from '../../src/model/safetensors';
+import { TINY_CORPUS, type TinyModelType, writeTinyModel } from '../fixtures/tiny-model';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+let dir = '';
+
+function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [join(ROOT, 'bin', 'tabtune.mjs'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** Our own error lines (the Vulkan driver may print warnings of its own on stderr). */
+function ownLines(stderr: string): string[] {
+  return stderr.split('\n').filter((l) => l.startsWith('tabtune:'));
+}
+
+function lastJson(stdout: string): Record<string, unknown> {
+  const lines = stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]!);
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tabtune-cli-'));
+  const text = TINY_CORPUS.trim().split('\n');
+  await writeFile(join(dir, 'text.jsonl'), text.map((t) => JSON.stringify({ text: t })).join('\n'));
+  await writeFile(
+    join(dir, 'alpaca.jsonl'),
+    [
+      { instruction: 'What did the cat watch?', input: '', output: 'The cat watched the rain.' },
+      { instruction: 'Where did the children play?', input: '', output: 'In the garden.' },
+      { instruction: 'What color was the sea?', input: 'Think of the book.', output: 'Deep and blue.' },
+    ]
+      .map((r) => JSON.stringify(r))
+      .join('\n') + '\n{"instruction": broken json\n',
+  );
+  await writeFile(
+    join(dir, 'chat.jsonl'),
+    [
+      { messages: [{ role: 'user', content: 'Hello cat' }, { role: 'assistant', content: 'The cat sat on the mat.' }] },
+      { messages: [{ role: 'user', content: 'Rain?' }, { role: 'assistant', content: 'The rain fell on the roof.' }] },
+    ]
+      .map((r) => JSON.stringify(r))
+      .join('\n'),
+  );
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const ARCHS: { type: TinyModelType; data: string; format: string; targets: string; key: string }[] = [
+  { type: 'llama', data: 'text.jsonl', format: 'auto', targets: 'q_proj,v_proj', key: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight' },
+  { type: 'mistral', data: 'alpaca.jsonl', format: 'alpaca', targets: 'all-linear', key: 'base_model.model.model.layers.1.mlp.down_proj.lora_B.weight' },
+  { type: 'qwen2', data: 'chat.jsonl', format: 'chat', targets: 'q_proj,k_proj,v_proj', key: 'base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight' },
+  { type: 'qwen3', data: 'text.jsonl', format: 'text', targets: 'o_proj,up_proj', key: 'base_model.model.model.layers.1.mlp.up_proj.lora_A.weight' },
+  { type: 'gpt2', data: 'text.jsonl', format: 'auto', targets: 'c_attn', key: 'base_model.model.transformer.h.0.attn.c_attn.lora_A.weight' },
+];
+
+describe('tabtune CLI', () => {
+  for (const a of ARCHS) {
+    it(`${a.type}: train -> PEFT files, eval with and without the adapter, generate`, async () => {
+      const model = join(dir, `model-${a.type}`);
+      await writeTinyModel(model, { modelType: a.type, dtype: a.type === 'qwen3' ? 'BF16' : 'F32', seed: 2, gpt2Prefix: false });
+      const out = join(dir, `adapter-${a.type}`);
+      const data = join(dir, a.data);
+      const train = await run([
+        'train', '--model', model, '--data', data, '--out', out, '--format', a.format, '--targets', a.targets,
+        '--r', '4', '--alpha', '8', '--lr', '1e-2', '--steps', '12', '--batch', '2', '--max-len', '48', '--seed', '3', '--json',
+      ]);
+      expect(train.code, train.stderr).toBe(0);
+      const summary = lastJson(train.stdout);
+      expect(summary.steps).toBe(12);
+      expect(typeof summary.finalLoss).toBe('number');
+      expect(train.stderr).toMatch(/step 12\/12 loss \d/);
+      if (a.data === 'alpaca.jsonl') expect(train.stderr).toMatch(/alpaca\.jsonl:4: .*skipped/);
+      const cfg = JSON.parse(await readFile(join(out, 'adapter_config.json'), 'utf8'));
+      expect(cfg.peft_type).toBe('LORA');
+      expect(cfg.r).toBe(4);
+      expect(cfg.lora_alpha).toBe(8);
+      expect(cfg.fan_in_fan_out).toBe(a.type === 'gpt2');
+      const st = parseSafetensors(new Uint8Array(await readFile(join(out, 'adapter_model.safetensors'))));
+      expect(st.metadata).toEqual({ format: 'pt' });
+      expect(st.tensors.has(a.key)).toBe(true);
+
+      const base = await run(['eval', '--model', model, '--data', data, '--format', a.format, '--max-len', '48', '--json']);
+      expect(base.code, base.stderr).toBe(0);
+      const tuned = await run(['eval', '--model', model, '--adapter', out, '--data', data, '--format', a.format, '--max-len', '48', '--json']);
+      expect(tuned.code, tuned.stderr).toBe(0);
+      const b = lastJson(base.stdout) as { loss: number; tokens: number };
+      const t = lastJson(tuned.stdout) as { loss: number; tokens: number };
+      expect(t.tokens).toBe(b.tokens);
+      expect(b.tokens).toBeGreaterThan(0);
+      expect(t.loss).toBeLessThan(b.loss);
+
+      const gen = await run(['generate', '--model', model, '--adapter', out, '--prompt', 'The cat', '--max-new-tokens', '5']);
+      expect(gen.code, gen.stderr).toBe(0);
+      expect(gen.stdout.trim().length).toBeGreaterThan(0);
+    });
+  }
+
+  it('reports bad input with a one-line error and a non-zero exit', async () => {
+    const missing = await run(['train', '--model', join(dir, 'nope'), '--data', join(dir, 'text.jsonl'), '--out', join(dir, 'o')]);
+    expect(missing.code).toBe(2);
+    expect(ownLines(missing.stderr)).toHaveLength(1);
+    expect(missing.stderr).toMatch(/--model directory ".*nope" does not exist/);
+    const badFlag = await run(['train', '--model', dir, '--data', 'x', '--out', 'y', '--lr', 'fast']);
+    expect(badFlag.code).toBe(2);
+    expect(badFlag.stderr).toMatch(/--lr expects a number, got "fast"/);
+    const unsupported = join(dir, 'model-unsupported');
+    await writeTinyModel(unsupported, { modelType: 'llama', overrides: { model_type: 'gemma' } });
+    const bad = await run(['eval', '--model', unsupported, '--data', join(dir, 'text.jsonl')]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/gemma/);
+    expect(ownLines(bad.stderr)).toHaveLength(1);
+  });
+});
