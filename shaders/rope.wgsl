@@ -13,9 +13,9 @@
 //
 // cos / sin are evaluated here, not with WGSL's builtins: those are only required to be within
 // 2^-11 absolute on [-pi, pi] (SwiftShader's are about that coarse: 4e-4 errors in RoPE) and are
-// unbounded outside it. The angle is reduced by quadrant, r = a - k pi/2 with a three-part
-// (Cody-Waite) split of pi/2 (P1, P2 exact in 8 bits, so k * P1 and k * P2 are exact for
-// |k| < 2^16, angles up to ~1e5), then single-precision minimax polynomials on [-pi/4, pi/4]
+// unbounded outside it. The angle is reduced by quadrant, r = a - k pi/2 with a four-part
+// (Cody-Waite) split of pi/2 (P1..P3 of at most 6 significant bits, so k * P1..P3 are exact for
+// |k| < 2^18: angles, hence positions, up to ~4e5), then single-precision minimax polynomials on [-pi/4, pi/4]
 // (the classic Cephes sinf / cosf coefficients, |error| < 1e-7). Only + and * are used, so every
 // adapter gives the same accuracy (~2e-7 absolute, measured on lavapipe and SwiftShader).
 //
@@ -41,9 +41,10 @@ struct P {
 @group(0) @binding(0) var<uniform> p: P;
 
 const TWO_OVER_PI: f32 = 0.63661974668502808;
-const P1: f32 = 1.5703125;
-const P2: f32 = 0.0004825592041015625;
-const P3: f32 = 0.0000012675908465098473;
+const P1: f32 = 1.5625;
+const P2: f32 = 0.008056640625;
+const P3: f32 = 0.00023651123046875;
+const P4: f32 = 0.0000031749393656355096;
 const S1: f32 = -1.6666654611e-1;
 const S2: f32 = 8.3321608736e-3;
 const S3: f32 = -1.9515295891e-4;
@@ -54,7 +55,7 @@ const K3: f32 = 2.443315711809948e-5;
 // (cos, sin) of the f32 angle a, times the scale; sin negated for the inverse rotation.
 fn cos_sin(a: f32) -> vec2f {
   let k = round(a * TWO_OVER_PI);
-  let r = ((a - k * P1) - k * P2) - k * P3;
+  let r = (((a - k * P1) - k * P2) - k * P3) - k * P4;
   let z = r * r;
   let sr = r + r * z * (S1 + z * (S2 + z * S3));
   let cr = (1.0 - 0.5 * z) + z * z * (K1 + z * (K2 + z * K3));

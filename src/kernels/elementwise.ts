@@ -192,6 +192,33 @@ export function recordFill(gpu: Gpu, rec: Recorder, a: FillArgs): void {
   rec.dispatch(gpu.pipeline('ew_fill', wgslKernel(code, 'ew_fill')), [a.out], [gx, gy], params(a.n, stride, bits, off));
 }
 
+export interface CopyArgs {
+  /** 4-byte elements (f32 / u32 / i32). */
+  src: Tensor;
+  dst: Tensor;
+  /** Elements copied. */
+  n: number;
+  /** First element read / written (default 0). */
+  srcOffset?: number;
+  dstOffset?: number;
+}
+
+/**
+ * dst[dstOffset + i] = src[srcOffset + i] for i < n, bit for bit (copyBufferToBuffer: it ends the
+ * current compute pass; src and dst must be different buffers).
+ */
+export function recordCopy(gpu: Gpu, rec: Recorder, a: CopyArgs): void {
+  const what = 'recordCopy';
+  const so = a.srcOffset ?? 0, dO = a.dstOffset ?? 0;
+  needDims(what, { n: a.n, srcOffset: so, dstOffset: dO });
+  const types = ['f32', 'u32', 'i32'];
+  needElems(what, 'src', a.src, so + a.n, types);
+  needElems(what, 'dst', a.dst, dO + a.n, types);
+  noAlias(what, a.dst, { src: a.src });
+  if (a.n === 0) return;
+  rec.copy(a.src, a.dst, a.n * 4, so * 4, dO * 4);
+}
+
 export interface CopyRowsArgs {
   /** 4-byte elements (f32 / u32 / i32), row pitch srcStride. */
   src: Tensor;

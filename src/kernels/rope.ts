@@ -8,6 +8,10 @@
  * ropeInvFreq) and passed in the uniform block, so the GPU's angle f32(pos)·inv_freq[i] is the same
  * f32 number transformers feeds to cos / sin. Scaled variants (linear, llama3) can be passed as
  * `invFreq`, with `attentionScaling` for types that scale cos / sin.
+ *
+ * cos / sin are evaluated in the shader with a quadrant reduction and polynomials (WGSL's builtins
+ * may be as coarse as 2^-11, as on SwiftShader): about 2e-7 absolute for angles up to ~4e5, i.e.
+ * positions below ~400k.
  */
 import code from '../../shaders/rope.wgsl?raw';
 import { type Gpu, type Recorder } from '../gpu/context';

@@ -3,6 +3,7 @@ import { Workspace } from '../../src/gpu';
 import {
   SUMSQ_CHUNK,
   recordAdd,
+  recordCopy,
   recordCopyRows,
   recordFill,
   recordScale,
@@ -72,7 +73,12 @@ describe('elementwise kernels', () => {
     // columns 4..13 of rows 2.. of src added into columns 11.. of a [L, 40] matrix from row 3
     recordCopyRows(gpu, rec, { src, dst: acc, rows: 20, width: 10, srcStride: W, srcRow0: 2, srcCol0: 4, dstStride: 40, dstRow0: 3, dstCol0: 11, accumulate: true });
     recordCopyRows(gpu, rec, { src: ids, dst: ids2, rows: T, width: 1, srcStride: 3, srcCol0: 2, dstStride: 1 }); // u32 column
+    const flat = gpu.tensorF32('flat', [50], 'scratch', new Float32Array(50).fill(-1));
+    recordCopy(gpu, rec, { src, dst: flat, n: 45, srcOffset: 31, dstOffset: 3 });
     rec.submit();
+    const flatGot = await gpu.read(flat);
+    for (let i = 0; i < 50; i++) expect(flatGot[i]).toBe(i >= 3 && i < 48 ? srcV[31 + i - 3] : -1);
+    gpu.free(flat);
     const srcBits = new Uint32Array(srcV.buffer);
     const cacheBits = new Uint32Array(await gpu.readBytes(cache.buffer, 0, L * W * 4));
     const dstBits = new Uint32Array(dst0.buffer);

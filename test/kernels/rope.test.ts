@@ -97,7 +97,7 @@ const CASES: Case[] = [
   { rows: 37, heads: 3, headDim: 6, theta: 1000000, maxPos: 3000, outOfPlace: true },
   { rows: 37, heads: 3, headDim: 10, rotaryDim: 6, theta: 10000, maxPos: 2000, outOfPlace: true, inverse: true },
   { rows: 29, heads: 2, headDim: 14, rotaryDim: 4, theta: 500000, maxPos: 2000, outOfPlace: false, attentionScaling: 1.25 },
-  { rows: 16, heads: 1, headDim: 128, theta: 10000, maxPos: 32000, outOfPlace: false }, // long context: range reduction
+  { rows: 16, heads: 1, headDim: 128, theta: 10000, maxPos: 300000, outOfPlace: false }, // angles to 3e5: range reduction
 ];
 
 describe('rope kernel', () => {
@@ -118,8 +118,8 @@ describe('rope kernel', () => {
       recordRope(gpu, rec, args);
       rec.submit();
       const ref = ropeRef({ ...args, x: xv, positions: pos });
-      // Angles reach a few thousand radians: the f32 angle is the same number transformers forms;
-      // the GPU's cos/sin of it (after reduction to [-pi, pi]) is good to ~2.5e-7 (measured).
+      // The f32 angle is the same number transformers forms; the kernel's own cos/sin of it
+      // (quadrant reduction + polynomials) is good to ~2e-7 on lavapipe and SwiftShader (measured).
       expectClose(ref, await gpu.read(out ?? x), { name: 'rope(x)', atol: 1e-6, rtol: 1e-6 });
       if (out) expectClose(xv, await gpu.read(x), { name: 'x untouched', atol: 0, rtol: 0 });
       for (const t of [x, positions, out]) gpu.free(t);

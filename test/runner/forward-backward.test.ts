@@ -159,7 +159,7 @@ describe('whole-model reference', () => {
       let checked = 0;
       for (const m of [modules[0]!, modules[modules.length - 1]!, modules[Math.floor(modules.length / 2)]!]) {
         for (const which of ['a', 'b'] as const) {
-          const arr = base.get(m.path)![which];
+          const arr = base.get(m.path)![which] as Float64Array;
           const i = Math.floor(pick() * arr.length);
           const orig = arr[i]!;
           arr[i] = orig + eps;

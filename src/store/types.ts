@@ -1,0 +1,115 @@
+/**
+ * Records kept in the browser (see db.ts for where each lives). Plain structured-clone-able data,
+ * no classes, so they go to IndexedDB and across postMessage unchanged.
+ */
+import type { DatasetFormat, LoraSettings, TrainResult, TrainSettings } from '../engine/types';
+
+/**
+ * Where a model came from, in a form that can be stored and loaded again after a reload.
+ * A dropped folder cannot be re-read after a reload: `files` records only its name, and resuming
+ * a run on it asks the user to drop the folder again.
+ */
+export type StoredModelSource =
+  | { kind: 'demo'; id: string; path: string }
+  | { kind: 'hub'; id: string; revision?: string }
+  | { kind: 'url'; id: string; baseUrl: string }
+  | { kind: 'files'; id: string };
+
+export type HistoryPoint = TrainResult['history'][number];
+
+/** The LoRA settings an adapter was made with, as read from its adapter_config.json. */
+export interface AdapterConfigSummary {
+  r: number;
+  lora_alpha: number;
+  lora_dropout: number;
+  target_modules: string[] | string;
+  use_rslora: boolean;
+}
+
+export interface AdapterRecord {
+  id: string;
+  name: string;
+  /** base_model_name_or_path of the adapter (the model id it was trained on). */
+  baseModel: string;
+  /** How to load that base model again, when known (trained here). */
+  baseSource: StoredModelSource | null;
+  config: AdapterConfigSummary;
+  /** Training settings, for adapters trained here. */
+  train: TrainSettings | null;
+  datasetName: string | null;
+  createdAt: string;
+  finalLoss: number | null;
+  finalValLoss: number | null;
+  steps: number | null;
+  /** adapter_model.safetensors + adapter_config.json bytes. */
+  sizeBytes: number;
+  origin: 'trained' | 'imported';
+  /** The run that made it (trained adapters). */
+  runId: string | null;
+  stoppedEarly: boolean;
+  history: HistoryPoint[];
+}
+
+/** The PEFT files of an adapter, kept apart from AdapterRecord so listing the library stays cheap. */
+export interface AdapterFilesRecord {
+  id: string;
+  adapterConfig: string;
+  adapterModel: Uint8Array;
+}
+
+export type RunStatus = 'running' | 'paused' | 'interrupted' | 'finished' | 'stopped' | 'failed';
+
+/** Which tab holds a run, and until when (renewed by a heartbeat while it trains). */
+export interface RunLease {
+  owner: string;
+  until: number;
+}
+
+export interface RunDataset {
+  fileName: string;
+  /** The whole text, so the run can be rebuilt after a reload. */
+  content: string;
+  format: DatasetFormat | 'auto';
+}
+
+export interface RunRecord {
+  id: string;
+  name: string;
+  createdAt: string;
+  updatedAt: string;
+  status: RunStatus;
+  model: StoredModelSource;
+  dataset: RunDataset;
+  lora: LoraSettings;
+  train: TrainSettings;
+  totalSteps: number | null;
+  /** Last step reported by the trainer. */
+  step: number;
+  history: HistoryPoint[];
+  /** Step of the checkpoint in the checkpoints store, null when none was written yet. */
+  checkpointStep: number | null;
+  /** The adapter saved when the run finished (or was stopped). */
+  adapterId: string | null;
+  lease: RunLease | null;
+  error: string | null;
+}
+
+/** The latest checkpoint of a run (one per run: a new one replaces the old). */
+export interface CheckpointRecord {
+  runId: string;
+  step: number;
+  savedAt: string;
+  blob: Uint8Array;
+}
+
+/** A model whose files are in the Cache API (metadata only; the bytes are in the cache). */
+export interface CachedModelRecord {
+  /** Hub id or URL the files came from. */
+  id: string;
+  source: StoredModelSource;
+  /** Absolute URLs of the cached files. */
+  urls: string[];
+  bytes: number;
+  cachedAt: string;
+  parameters: number | null;
+}
