@@ -60,7 +60,7 @@ export async function openTabtuneDb(name = DB_NAME): Promise<TabtuneDb> {
     );
   }
   try {
-    return await openDB<TabtuneSchema>(name, DB_VERSION, {
+    const db: TabtuneDb = await openDB<TabtuneSchema>(name, DB_VERSION, {
       upgrade(db, oldVersion) {
         // Version 0 -> 1: the initial stores.
         if (oldVersion < 1) {
@@ -75,10 +75,11 @@ export async function openTabtuneDb(name = DB_NAME): Promise<TabtuneDb> {
         }
       },
       blocking() {
-        // A newer version of the app opened in another tab: let it upgrade.
-        void 0;
+        // A newer version of the app opened in another tab: step aside so it can upgrade.
+        db.close();
       },
     });
+    return db;
   } catch (e) {
     throw new StorageUnavailableError(
       `The browser refused to open the "${name}" database (${(e as Error).message}). Saved adapters cannot be ` +
