@@ -11,10 +11,14 @@
  * defaults to num_attention_heads for every type (mistral/qwen classes default to values of 7B models).
  */
 
+import type { RopeScaling } from '../reference/rope';
+
 export type Arch = 'llama' | 'gpt2';
 
 export interface RopeConfig {
   theta: number;
+  /** rope_scaling "linear" or "llama3" (frequencies from ropeInvFreq in src/reference/rope.ts). */
+  scaling?: RopeScaling;
   /** Leading dimensions of each head that are rotated (= headDim for every supported model). */
   rotaryDim: number;
 }
@@ -158,10 +162,14 @@ function commonFields(r: Reader): Common {
   };
 }
 
-/** RoPE theta from rope_theta or (newer configs) rope_parameters.rope_theta; rejects scaled RoPE. */
+/**
+ * RoPE theta from rope_theta or (newer configs) rope_parameters.rope_theta, and the scaling of
+ * rope_scaling / rope_parameters: "linear" and "llama3" (Llama 3.x) are supported, others rejected.
+ */
 function ropeOf(r: Reader, headDim: number, defTheta: number): RopeConfig {
   const params = r.raw.rope_parameters;
   let theta = defTheta;
+  let scaling: RopeScaling | undefined;
   if (r.has('rope_theta')) theta = r.num('rope_theta', defTheta);
   const checkScaling = (obj: unknown, key: string): void => {
     if (obj === undefined || obj === null) return;
@@ -169,9 +177,23 @@ function ropeOf(r: Reader, headDim: number, defTheta: number): RopeConfig {
     const o = obj as Raw;
     const type = o.rope_type ?? o.type;
     if (type === undefined || type === null || type === 'default') return;
+    if (type === 'linear') {
+      scaling = { type: 'linear', factor: r.num('factor', 1, o, `${key}.factor`) };
+      return;
+    }
+    if (type === 'llama3') {
+      scaling = {
+        type: 'llama3',
+        factor: r.num('factor', 8, o, `${key}.factor`),
+        lowFreqFactor: r.num('low_freq_factor', 1, o, `${key}.low_freq_factor`),
+        highFreqFactor: r.num('high_freq_factor', 4, o, `${key}.high_freq_factor`),
+        originalMaxPositionEmbeddings: r.num('original_max_position_embeddings', 8192, o, `${key}.original_max_position_embeddings`),
+      };
+      return;
+    }
     r.reject(
       `"${key}" asks for RoPE scaling type ${JSON.stringify(type)}, which Tabtune does not support ` +
-        `(only plain RoPE: "${key}": null or {"rope_type": "default"}).`,
+        `(supported: none/"default", "linear", "llama3").`,
     );
   };
   if (params !== undefined && params !== null) {
@@ -188,7 +210,7 @@ function ropeOf(r: Reader, headDim: number, defTheta: number): RopeConfig {
   if (prf !== undefined && prf !== null && prf !== 1) {
     r.reject(`"partial_rotary_factor" ${JSON.stringify(prf)} is not supported for model_type "${r.modelType}" (only 1).`);
   }
-  return { theta, rotaryDim: headDim };
+  return scaling ? { theta, rotaryDim: headDim, scaling } : { theta, rotaryDim: headDim };
 }
 
 interface LlamaFlavour {

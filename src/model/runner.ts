@@ -37,7 +37,7 @@ import {
   recordRmsNorm,
   recordRmsNormBackward,
 } from '../kernels/norm';
-import { recordRope } from '../kernels/rope';
+import { recordRope, ropeInvFreq } from '../kernels/rope';
 import { recordCopyColumns } from '../kernels/slice';
 import type { GpuLora } from '../lora/gpu-lora';
 import type { GpuModel } from './gpu-model';
@@ -115,7 +115,8 @@ export class ModelRunner {
   private readonly vCache: Tensor[] = [];
   private readonly lastHidden: Tensor | null;
   private readonly owned: Tensor[] = [];
-  private loraRanks = new Map<string, number>();
+  /** RoPE frequencies when the config scales them (llama3 / linear); undefined = plain theta. */
+  private readonly invFreq: Float32Array | undefined;
 
   constructor(
     readonly gpu: Gpu,
@@ -131,6 +132,7 @@ export class ModelRunner {
       return t;
     };
     this.ws = new Workspace(gpu);
+    this.invFreq = c.rope?.scaling ? ropeInvFreq(c.rope.rotaryDim, c.rope.theta, c.rope.scaling) : undefined;
     this.ids = mk('ids', [T], 'u32', 'io');
     this.positions = mk('positions', [T], 'u32', 'io');
     this.targets = mk('targets', [T], 'u32', 'io');
@@ -357,7 +359,7 @@ export class ModelRunner {
         recordRmsNorm(gpu, rec, { x: L.kPre!, w: this.model.weight(W.kNorm!), y: L.k, rstd: L.kRstd!, rows: T * c.numKvHeads, dim: c.headDim, eps: c.normEps });
       }
       if (c.rope) {
-        const rope = { positions: this.positions, rows: T, headDim: c.headDim, theta: c.rope.theta, rotaryDim: c.rope.rotaryDim };
+        const rope = { positions: this.positions, rows: T, headDim: c.headDim, theta: c.rope.theta, rotaryDim: c.rope.rotaryDim, invFreq: this.invFreq };
         recordRope(gpu, rec, { ...rope, x: L.q, heads: c.numHeads });
         recordRope(gpu, rec, { ...rope, x: L.k, heads: c.numKvHeads });
       }
@@ -546,7 +548,7 @@ export class ModelRunner {
         ws,
       });
       if (c.rope) {
-        const rope = { positions: this.positions, rows: T, headDim: c.headDim, theta: c.rope.theta, rotaryDim: c.rope.rotaryDim, inverse: true };
+        const rope = { positions: this.positions, rows: T, headDim: c.headDim, theta: c.rope.theta, rotaryDim: c.rope.rotaryDim, invFreq: this.invFreq, inverse: true };
         recordRope(gpu, rec, { ...rope, x: dq, heads: c.numHeads });
         recordRope(gpu, rec, { ...rope, x: dk, heads: c.numKvHeads });
       }

@@ -15,7 +15,11 @@ import { attentionBackwardRef, attentionRef } from './attention';
 import { crossEntropyRef, logitsRef } from './cross_entropy';
 import { type LoraParamsRef, linearBackwardRef, linearForwardRef } from './linear';
 import { layerNormBackwardRef, layerNormRef, rmsNormBackwardRef, rmsNormRef } from './norm';
-import { ropeRef } from './rope';
+import { ropeInvFreq, ropeRef } from './rope';
+
+function invFreqOf(c: ModelConfig): Float32Array | undefined {
+  return c.rope?.scaling ? ropeInvFreq(c.rope.rotaryDim, c.rope.theta, c.rope.scaling) : undefined;
+}
 import { copyColumnsRef } from './slice';
 
 export interface RefWeights {
@@ -191,7 +195,7 @@ export function modelForwardRef(w: RefWeights, lora: Map<string, RefLoraModule>,
       kRstd = kn.rstd;
     }
     if (c.rope) {
-      const rope = { positions: batch.positions, rows: T, headDim: c.headDim, theta: c.rope.theta, rotaryDim: c.rope.rotaryDim };
+      const rope = { positions: batch.positions, rows: T, headDim: c.headDim, theta: c.rope.theta, rotaryDim: c.rope.rotaryDim, invFreq: invFreqOf(c) };
       q = ropeRef({ ...rope, x: q, heads: c.numHeads });
       k = ropeRef({ ...rope, x: k, heads: c.numKvHeads });
     }
@@ -315,7 +319,7 @@ export function modelBackwardRef(
     const shape = { batch: batch.B, seq: batch.S, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
     let { dq, dk, dv } = attentionBackwardRef({ q: L.q, k: L.k, v: L.v, dO, ...shape });
     if (c.rope) {
-      const rope = { positions: batch.positions, rows: T, headDim: c.headDim, theta: c.rope.theta, rotaryDim: c.rope.rotaryDim, inverse: true };
+      const rope = { positions: batch.positions, rows: T, headDim: c.headDim, theta: c.rope.theta, rotaryDim: c.rope.rotaryDim, invFreq: invFreqOf(c), inverse: true };
       dq = ropeRef({ ...rope, x: dq, heads: c.numHeads });
       dk = ropeRef({ ...rope, x: dk, heads: c.numKvHeads });
     }

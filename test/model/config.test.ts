@@ -124,15 +124,22 @@ describe('parseConfig', () => {
     expect(() => parseConfig(configOf('gpt2', { scale_attn_by_inverse_layer_idx: true }))).toThrow(/scale_attn_by_inverse_layer_idx/);
   });
 
-  it('rope_scaling: null and default accepted, others rejected naming the key', () => {
+  it('rope_scaling: null, default, linear and llama3 accepted, others rejected naming the key', () => {
     expect(parseConfig(configOf('llama', { rope_scaling: { rope_type: 'default' } })).rope!.theta).toBe(10000);
     expect(parseConfig(configOf('llama', { rope_scaling: { type: 'default' } })).rope!.theta).toBe(10000);
     expect(() => parseConfig(configOf('llama', { rope_scaling: { type: 'yarn', factor: 4 } }))).toThrow(
       /config\.json: "rope_scaling" asks for RoPE scaling type "yarn"/,
     );
-    expect(() =>
-      parseConfig(configOf('llama', { rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4 } })),
-    ).toThrow(/"rope_scaling".*"llama3".*not support/);
+    const l3 = parseConfig(
+      configOf('llama', {
+        rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+      }),
+    );
+    expect(l3.rope!.scaling).toEqual({ type: 'llama3', factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
+    expect(parseConfig(configOf('llama', { rope_scaling: { type: 'linear', factor: 2 } })).rope!.scaling).toEqual({ type: 'linear', factor: 2 });
+    expect(() => parseConfig(configOf('llama', { rope_scaling: { rope_type: 'dynamic', factor: 2 } }))).toThrow(
+      /"rope_scaling".*"dynamic".*not support/,
+    );
     expect(() => parseConfig(configOf('qwen3', { rope_parameters: { rope_type: 'yarn', rope_theta: 1e6, factor: 4 } }))).toThrow(
       /"rope_parameters" asks for RoPE scaling type "yarn"/,
     );

@@ -76,7 +76,12 @@ function maxAbs(x: ArrayLike<number>): number {
   return m;
 }
 
-const CASES: { type: TinyModelType; dtype: 'F32' | 'F16' | 'BF16'; dropout: number }[] = [
+const LLAMA3_ROPE = {
+  rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 },
+};
+
+const CASES: { type: TinyModelType; dtype: 'F32' | 'F16' | 'BF16'; dropout: number; overrides?: Record<string, unknown> }[] = [
+  { type: 'llama', dtype: 'F32', dropout: 0, overrides: LLAMA3_ROPE },
   { type: 'llama', dtype: 'F32', dropout: 0 },
   { type: 'llama', dtype: 'BF16', dropout: 0.1 },
   { type: 'mistral', dtype: 'F16', dropout: 0 },
@@ -87,9 +92,11 @@ const CASES: { type: TinyModelType; dtype: 'F32' | 'F16' | 'BF16'; dropout: numb
 
 describe('whole model on the GPU vs the float64 reference', () => {
   for (const c of CASES) {
-    it(`${c.type} (${c.dtype} weights, dropout ${c.dropout}): loss and every LoRA gradient`, async () => {
+    const extra = c.overrides ? ', llama3 RoPE scaling' : '';
+    it(`${c.type} (${c.dtype} weights, dropout ${c.dropout}${extra}): loss and every LoRA gradient`, async () => {
       const gpu = await getGpu();
-      const tiny = await tinyGpuModel(gpu, { modelType: c.type, dtype: c.dtype, seed: 3 });
+      const tiny = await tinyGpuModel(gpu, { modelType: c.type, dtype: c.dtype, seed: 3, overrides: c.overrides });
+      if (c.overrides) expect(tiny.loaded.config.rope!.scaling?.type).toBe('llama3');
       const modules = tiny.model.linears;
       const r = 3;
       const arrays = loraArrays(modules, r, 11);

@@ -1,0 +1,183 @@
+/**
+ * PEFT adapter files as the library handles them: checking files a user imports (the two files,
+ * or a zip of them, e.g. trained with Python's peft), summarising adapter_config.json, and packing
+ * an adapter as a zip (fflate) for download. Loading onto a model (shapes against its modules)
+ * happens in the engine (src/lora/peft.ts importPeft); this only checks what can be checked
+ * without the model.
+ */
+import { strToU8, unzipSync, zipSync } from 'fflate';
+import type { PeftFiles } from '../engine/types';
+import { ADAPTER_CONFIG_NAME, ADAPTER_MODEL_NAME, PEFT_KEY_PREFIX } from '../lora/peft';
+import { SafetensorsError, parseSafetensors } from '../model/safetensors';
+import type { AdapterConfigSummary } from './types';
+
+export { ADAPTER_CONFIG_NAME, ADAPTER_MODEL_NAME };
+
+export class PeftFileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PeftFileError';
+  }
+}
+
+export interface PeftInspection {
+  config: AdapterConfigSummary;
+  baseModel: string | null;
+  /** LoRA modules (A/B pairs) in the safetensors file. */
+  modules: number;
+  tensors: number;
+  sizeBytes: number;
+}
+
+const LORA_KEY = /^(.+)\.lora_([AB])(?:\.[A-Za-z0-9_-]+)?\.weight$/;
+
+/** Checks both files and summarises them; throws PeftFileError naming the file and the problem. */
+export function inspectPeft(files: PeftFiles): PeftInspection {
+  let cfg: unknown;
+  try {
+    cfg = JSON.parse(files.adapterConfig);
+  } catch (e) {
+    throw new PeftFileError(`${ADAPTER_CONFIG_NAME} is not valid JSON (${(e as Error).message}).`);
+  }
+  if (!cfg || typeof cfg !== 'object' || Array.isArray(cfg)) {
+    throw new PeftFileError(`${ADAPTER_CONFIG_NAME} should hold a JSON object.`);
+  }
+  const c = cfg as Record<string, unknown>;
+  if (c.peft_type !== undefined && c.peft_type !== 'LORA') {
+    throw new PeftFileError(`${ADAPTER_CONFIG_NAME} describes a ${JSON.stringify(c.peft_type)} adapter; only LoRA adapters (peft_type "LORA") can be used.`);
+  }
+  if (c.use_dora === true) throw new PeftFileError('This adapter uses DoRA (use_dora: true); only plain LoRA adapters can be used.');
+  const num = (k: string, def: number) => (typeof c[k] === 'number' ? (c[k] as number) : def);
+  const targets = c.target_modules;
+  const config: AdapterConfigSummary = {
+    r: num('r', 8),
+    lora_alpha: num('lora_alpha', 8),
+    lora_dropout: num('lora_dropout', 0),
+    target_modules: Array.isArray(targets) ? targets.filter((t): t is string => typeof t === 'string') : typeof targets === 'string' ? targets : [],
+    use_rslora: c.use_rslora === true,
+  };
+  let parsed;
+  try {
+    parsed = parseSafetensors(files.adapterModel, ADAPTER_MODEL_NAME);
+  } catch (e) {
+    const msg = e instanceof SafetensorsError ? e.message : (e as Error).message;
+    throw new PeftFileError(`${ADAPTER_MODEL_NAME} is not a valid safetensors file: ${msg}`);
+  }
+  const pairs = new Map<string, Set<string>>();
+  for (const key of parsed.tensors.keys()) {
+    const m = LORA_KEY.exec(key);
+    if (!m) continue;
+    const set = pairs.get(m[1]!) ?? new Set<string>();
+    set.add(m[2]!);
+    pairs.set(m[1]!, set);
+  }
+  if (pairs.size === 0) {
+    const some = [...parsed.tensors.keys()].slice(0, 3).join(', ') || '(no tensors)';
+    throw new PeftFileError(
+      `${ADAPTER_MODEL_NAME} holds no LoRA tensors (expected keys like "${PEFT_KEY_PREFIX}model.layers.0.self_attn.q_proj.lora_A.weight"; found ${some}).`,
+    );
+  }
+  for (const [path, set] of pairs) {
+    if (set.size !== 2) {
+      throw new PeftFileError(`${ADAPTER_MODEL_NAME}: module "${path}" has lora_${[...set][0]} but no lora_${set.has('A') ? 'B' : 'A'}.`);
+    }
+  }
+  return {
+    config,
+    baseModel: typeof c.base_model_name_or_path === 'string' ? c.base_model_name_or_path : null,
+    modules: pairs.size,
+    tensors: parsed.tensors.size,
+    sizeBytes: files.adapterModel.byteLength + strToU8(files.adapterConfig).byteLength,
+  };
+}
+
+export interface NamedBytes {
+  name: string;
+  bytes: Uint8Array;
+}
+
+function baseName(path: string): string {
+  const parts = path.split(/[\\/]/);
+  return parts[parts.length - 1] ?? path;
+}
+
+/**
+ * Picks adapter_config.json and adapter_model.safetensors out of what the user chose: the two
+ * files (any order, in a folder or not) or one .zip holding them.
+ */
+export function collectPeftFiles(items: NamedBytes[]): PeftFiles {
+  const all: NamedBytes[] = [];
+  for (const it of items) {
+    if (/\.zip$/i.test(it.name)) {
+      let entries: Record<string, Uint8Array>;
+      try {
+        entries = unzipSync(it.bytes);
+      } catch (e) {
+        throw new PeftFileError(`${it.name} is not a readable zip file (${(e as Error).message}).`);
+      }
+      for (const [name, bytes] of Object.entries(entries)) all.push({ name, bytes });
+    } else all.push(it);
+  }
+  const find = (want: string) => all.filter((f) => baseName(f.name) === want);
+  const cfgs = find(ADAPTER_CONFIG_NAME);
+  const models = find(ADAPTER_MODEL_NAME);
+  const names = all.map((f) => baseName(f.name)).join(', ') || 'nothing';
+  if (cfgs.length === 0 || models.length === 0) {
+    const missing = [cfgs.length === 0 ? ADAPTER_CONFIG_NAME : null, models.length === 0 ? ADAPTER_MODEL_NAME : null].filter(Boolean);
+    const hint = all.some((f) => /adapter_model\.bin$/.test(f.name))
+      ? ' adapter_model.bin (a pickled PyTorch file) cannot be read; save the adapter with safe_serialization=True.'
+      : '';
+    throw new PeftFileError(`A PEFT adapter needs ${ADAPTER_CONFIG_NAME} and ${ADAPTER_MODEL_NAME}; missing ${missing.join(' and ')} (got ${names}).${hint}`);
+  }
+  if (cfgs.length > 1 || models.length > 1) {
+    throw new PeftFileError(`Choose one adapter at a time: found ${cfgs.length} ${ADAPTER_CONFIG_NAME} and ${models.length} ${ADAPTER_MODEL_NAME} files.`);
+  }
+  return { adapterConfig: new TextDecoder().decode(cfgs[0]!.bytes), adapterModel: models[0]!.bytes };
+}
+
+/** A model card like the README.md PEFT's save_pretrained writes (short). */
+export function adapterReadme(name: string, baseModel: string, cfg: AdapterConfigSummary, extra: string[] = []): string {
+  return [
+    '---',
+    `base_model: ${baseModel}`,
+    'library_name: peft',
+    'tags:',
+    '- lora',
+    '- tabtune',
+    '---',
+    '',
+    `# ${name}`,
+    '',
+    `A LoRA adapter for \`${baseModel}\`, trained in the browser with Tabtune.`,
+    '',
+    `- r: ${cfg.r}, lora_alpha: ${cfg.lora_alpha}, lora_dropout: ${cfg.lora_dropout}, use_rslora: ${cfg.use_rslora}`,
+    `- target_modules: ${Array.isArray(cfg.target_modules) ? cfg.target_modules.join(', ') : cfg.target_modules}`,
+    ...extra.map((l) => `- ${l}`),
+    '',
+    '```python',
+    'from transformers import AutoModelForCausalLM',
+    'from peft import PeftModel',
+    `model = AutoModelForCausalLM.from_pretrained("${baseModel}")`,
+    'model = PeftModel.from_pretrained(model, "path/to/this/folder")',
+    '```',
+    '',
+  ].join('\n');
+}
+
+/** The adapter as a zip: adapter_config.json, adapter_model.safetensors and README.md at its root. */
+export function zipPeft(files: PeftFiles, readme?: string): Uint8Array {
+  const entries: Record<string, Uint8Array> = {
+    [ADAPTER_CONFIG_NAME]: strToU8(files.adapterConfig),
+    // safetensors data is incompressible: store it (level 0) so zipping is instant.
+    [ADAPTER_MODEL_NAME]: files.adapterModel,
+  };
+  if (readme) entries['README.md'] = strToU8(readme);
+  return zipSync(
+    Object.fromEntries(Object.entries(entries).map(([k, v]) => [k, [v, { level: k === ADAPTER_MODEL_NAME ? 0 : 6 }]])),
+  );
+}
+
+/** A file-name-safe version of an adapter name. */
+export function safeFileName(name: string): string {
+  return name.trim().replace(/[^\w.-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 80) || 'adapter';
+}
