@@ -99,13 +99,10 @@ export async function runBench(argv: string[]): Promise<number> {
       }
     }
     out.lora_linear = lora;
-    const step = await benchTrainingStep(gpu, {
-      seq: num(f, 'seq') ?? (quick ? 32 : 64),
-      layers: num(f, 'layers') ?? (quick ? 4 : 30),
-      log: (l) => log(json, l),
-    });
-    out.train_step = step;
-    const gen = await benchGeneration(gpu, { layers: num(f, 'layers') ?? (quick ? 4 : 30), tokens: quick ? 4 : 16, log: (l) => log(json, l) });
+    const stepOpts = { seq: num(f, 'seq') ?? (quick ? 32 : 64), layers: num(f, 'layers') ?? (quick ? 4 : 30), log: (l: string) => log(json, l) };
+    out.train_step = await benchTrainingStep(gpu, stepOpts);
+    out.train_step_checkpointed = await benchTrainingStep(gpu, { ...stepOpts, checkpoint: true });
+    const gen = await benchGeneration(gpu, { layers: num(f, 'layers') ?? (quick ? 4 : 30), tokens: quick ? 4 : 16, log: (l: string) => log(json, l) });
     out.generation = gen;
     if (json) process.stdout.write(`${JSON.stringify(out)}\n`);
     return 0;

@@ -77,13 +77,14 @@ export interface TrainStepBench {
   ms_per_step: number;
   tokens_per_second: number;
   submits_per_step: number;
+  activation_checkpointing: boolean;
   peak_bytes: number;
   peak_bytes_by_category: Record<string, number>;
 }
 
 export async function benchTrainingStep(
   gpu: Gpu,
-  o: { seq: number; layers: number; batch?: number; r?: number; log?: (l: string) => void },
+  o: { seq: number; layers: number; batch?: number; r?: number; checkpoint?: boolean; log?: (l: string) => void },
 ): Promise<TrainStepBench> {
   const B = o.batch ?? 1;
   const S = o.seq;
@@ -107,7 +108,7 @@ export async function benchTrainingStep(
       warmup: 0,
       totalSteps: 100,
     },
-    { maxTokens: B * S, lossEvery: 1000 },
+    { maxTokens: B * S, lossEvery: 1000, checkpointActivations: o.checkpoint ?? false },
   );
   try {
     const T = B * S;
@@ -135,12 +136,13 @@ export async function benchTrainingStep(
       ms_per_step: ms,
       tokens_per_second: (T * 1000) / ms,
       submits_per_step: 1,
+      activation_checkpointing: o.checkpoint ?? false,
       peak_bytes: mem.peak,
       peak_bytes_by_category: mem.peakByCategory,
     };
     const mb = (x: number) => `${(x / 2 ** 20).toFixed(1)} MiB`;
     o.log?.(
-      `train step (${res.model}, B=${B} S=${S}, LoRA r=${r} all-linear): ${ms.toFixed(0)} ms/step, ` +
+      `train step (${res.model}, B=${B} S=${S}, LoRA r=${r} all-linear${o.checkpoint ? ', activation checkpointing' : ''}): ${ms.toFixed(0)} ms/step, ` +
         `${res.tokens_per_second.toFixed(1)} tok/s; peak ${mb(mem.peak)} = weights ${mb(mem.peakByCategory.weights)} + ` +
         `lora ${mb(mem.peakByCategory.lora)} + optimizer ${mb(mem.peakByCategory.optimizer)} + activations ` +
         `${mb(mem.peakByCategory.activations)} + scratch ${mb(mem.peakByCategory.scratch)} + io ${mb(mem.peakByCategory.io)}`,

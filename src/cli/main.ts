@@ -25,7 +25,8 @@ const USAGE = `tabtune: LoRA fine-tuning on WebGPU
      [--init-from ADAPTER_DIR] [--optimizer adamw|sgd] [--lr 2e-4] [--weight-decay 0]
      [--steps N | --epochs E] [--batch B] [--grad-accum G] [--max-len N]
      [--scheduler constant|linear|cosine] [--warmup N] [--max-grad-norm 1.0 (0 = off)]
-     [--no-shuffle] [--seed S] [--val-fraction 0] [--loss-every 1] [--checkpoint-every N] [--resume] [--json]
+     [--no-shuffle] [--seed S] [--val-fraction 0] [--loss-every 1] [--checkpoint-every N] [--resume]
+     [--activation-checkpointing] [--json]
   tabtune eval --model DIR [--adapter DIR] --data FILE [--format ...] [--max-len N] [--json]
   tabtune generate --model DIR [--adapter DIR] --prompt TEXT [--chat] [--max-new-tokens N]
      [--temperature 0] [--top-k K] [--top-p P] [--seed S]
@@ -64,6 +65,7 @@ const TRAIN_FLAGS: Record<string, FlagSpec> = {
   'loss-every': { type: 'int', min: 1 },
   'checkpoint-every': { type: 'int', min: 0 },
   resume: { type: 'bool' },
+  'activation-checkpointing': { type: 'bool' },
   json: { type: 'bool' },
 };
 
@@ -195,6 +197,7 @@ async function train(f: ParsedFlags): Promise<number> {
     evalEvery: 0,
     checkpointEvery: num(f, 'checkpoint-every') ?? 0,
     valFraction: num(f, 'val-fraction') ?? 0,
+    activationCheckpointing: bool(f, 'activation-checkpointing') ?? false,
   };
   if (num(f, 'steps') !== undefined && num(f, 'epochs') !== undefined) {
     throw new UsageError('train: give either --steps or --epochs, not both.');

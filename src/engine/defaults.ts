@@ -19,6 +19,7 @@ export const DEFAULT_TRAIN: TrainSettings = {
   evalEvery: 0,
   checkpointEvery: 0,
   valFraction: 0.1,
+  activationCheckpointing: false,
 };
 
 /** LoRA defaults; target_modules is filled from the model family's defaults when a model loads. */

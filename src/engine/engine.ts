@@ -259,7 +259,10 @@ export class Engine implements EngineApi {
     const H = c.hiddenSize;
     const perLayerFloats = 5 * H + 2 * qW + 2 * kvW + c.numHeads + 3 * I + 4;
     const loraFloatsPerToken = targets.reduce((n, t) => n + loraRank(cfg, t.path), 0);
-    const activationBytes = 4 * T * (c.numLayers * perLayerFloats + loraFloatsPerToken + 4 * H + 3 * I + 2 * qW + 2 * kvW);
+    const savedLayers = train.activationCheckpointing ? 1 : c.numLayers;
+    const checkpointInputs = train.activationCheckpointing ? (c.numLayers - 1) * H : 0;
+    const activationBytes =
+      4 * T * (savedLayers * perLayerFloats + checkpointInputs + loraFloatsPerToken + 4 * H + 3 * I + 2 * qW + 2 * kvW);
     const optimizerMoments = train.optimizer === 'adamw' ? 2 : 0;
     const loraBytes = 4 * trainable * (2 + optimizerMoments);
     const ceScratch = Math.min(32 * 1024 * 1024, 4 * T * c.vocabSize);
@@ -359,7 +362,7 @@ export class Engine implements EngineApi {
         warmup: train.warmup,
         totalSteps: plan.totalSteps,
       },
-      { maxTokens, lossEvery: train.lossEvery, seed: train.seed },
+      { maxTokens, lossEvery: train.lossEvery, seed: train.seed, checkpointActivations: train.activationCheckpointing },
     );
     const history: TrainResult['history'] = [];
     if (resume) {

@@ -42,6 +42,8 @@ export interface TrainSettings {
   checkpointEvery: number;
   /** Fraction (0..0.5) of records held out for validation. */
   valFraction: number;
+  /** Recompute each layer during backward instead of keeping its activations (less memory, ~1.3x compute). */
+  activationCheckpointing: boolean;
 }
 
 export interface ModelInfo {

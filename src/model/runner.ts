@@ -60,6 +60,12 @@ export interface RunnerOptions {
   maxContext?: number;
   /** Vocabulary chunk of the cross-entropy (tests force tiny chunks). */
   ceChunk?: number;
+  /**
+   * train: keep only each layer's input and recompute the layer just before its backward
+   * (activation checkpointing). Same results bit for bit; activation memory drops from
+   * ~layers x (everything a layer saves) to layers x T x H plus one layer's set.
+   */
+  checkpointActivations?: boolean;
 }
 
 interface NormSave {
@@ -169,8 +175,12 @@ export class ModelRunner {
       a: mk(`${l}.a`, [T, I]),
       s: new Map(),
     });
-    if (opts.mode === 'train') {
+    if (opts.mode === 'train' && !opts.checkpointActivations) {
       this.acts = Array.from({ length: c.numLayers }, (_, i) => layerActs(`L${i}`));
+    } else if (opts.mode === 'train') {
+      // One shared set of layer activations; each layer keeps only its own input.
+      const shared = layerActs('L*');
+      this.acts = Array.from({ length: c.numLayers }, (_, i) => (i === 0 ? shared : { ...shared, xIn: mk(`L${i}.xIn`, [T, H]) }));
     } else {
       const shared = layerActs('L*');
       this.acts = Array.from({ length: c.numLayers }, () => shared);
@@ -327,86 +337,99 @@ export class ModelRunner {
       throw new GpuError(`Generation context of ${past + f.S} tokens exceeds the KV cache (${this.maxContext}).`);
     }
     const H = c.hiddenSize;
-    const qW = c.numHeads * c.headDim;
-    const kvW = c.numKvHeads * c.headDim;
     const x0 = this.acts[0]!.xIn;
     recordEmbedding(gpu, rec, { table: this.model.weight(arch.embed), ids: this.ids, out: x0, T, H });
     if (arch.posEmbed) {
       recordEmbedding(gpu, rec, { table: this.model.weight(arch.posEmbed), ids: this.positions, out: x0, T, H, accumulate: true });
     }
     for (let l = 0; l < c.numLayers; l++) {
-      const L = this.acts[l]!;
-      const W = arch.layers[l]!;
-      const byRole = (role: string) => W.linears.find((m) => m.role === role);
-      this.norm(rec, L.xIn, W.inputNorm, L.n1, T);
-      const qOut = L.qPre ?? L.q;
-      const kOut = L.kPre ?? L.k;
-      const qkvM = byRole('qkv');
-      if (qkvM) {
-        this.linear(rec, L, qkvM, L.n1.y, L.qkv!, T, f);
-        const split = (dst: Tensor, col0: number, width: number) =>
-          recordCopyColumns(gpu, rec, { src: L.qkv!, dst, rows: T, width, srcStride: qW + 2 * kvW, srcCol0: col0, dstStride: width, dstCol0: 0 });
-        split(qOut, 0, qW);
-        split(kOut, qW, kvW);
-        split(L.v, qW + kvW, kvW);
-      } else {
-        this.linear(rec, L, byRole('q')!, L.n1.y, qOut, T, f);
-        this.linear(rec, L, byRole('k')!, L.n1.y, kOut, T, f);
-        this.linear(rec, L, byRole('v')!, L.n1.y, L.v, T, f);
-      }
-      if (c.qkNorm) {
-        recordRmsNorm(gpu, rec, { x: L.qPre!, w: this.model.weight(W.qNorm!), y: L.q, rstd: L.qRstd!, rows: T * c.numHeads, dim: c.headDim, eps: c.normEps });
-        recordRmsNorm(gpu, rec, { x: L.kPre!, w: this.model.weight(W.kNorm!), y: L.k, rstd: L.kRstd!, rows: T * c.numKvHeads, dim: c.headDim, eps: c.normEps });
-      }
-      if (c.rope) {
-        const rope = { positions: this.positions, rows: T, headDim: c.headDim, theta: c.rope.theta, rotaryDim: c.rope.rotaryDim, invFreq: this.invFreq };
-        recordRope(gpu, rec, { ...rope, x: L.q, heads: c.numHeads });
-        recordRope(gpu, rec, { ...rope, x: L.k, heads: c.numKvHeads });
-      }
-      if (infer) {
-        rec.copy(L.k, this.kCache[l]!, T * kvW * 4, 0, past * kvW * 4);
-        rec.copy(L.v, this.vCache[l]!, T * kvW * 4, 0, past * kvW * 4);
-        recordAttentionDecode(gpu, rec, {
-          q: L.q,
-          kCache: this.kCache[l]!,
-          vCache: this.vCache[l]!,
-          o: L.o,
-          qLen: T,
-          past,
-          heads: c.numHeads,
-          kvHeads: c.numKvHeads,
-          headDim: c.headDim,
-        });
-      } else {
-        recordAttention(gpu, rec, {
-          q: L.q,
-          k: L.k,
-          v: L.v,
-          o: L.o,
-          lse: L.lse,
-          batch: f.B,
-          seq: f.S,
-          heads: c.numHeads,
-          kvHeads: c.numKvHeads,
-          headDim: c.headDim,
-        });
-      }
-      rec.copy(L.xIn, L.xMid, T * H * 4);
-      this.linear(rec, L, byRole('o')!, L.o, L.xMid, T, f, true);
-      this.norm(rec, L.xMid, W.postAttnNorm, L.n2, T);
       const next = l + 1 < c.numLayers ? this.acts[l + 1]!.xIn : this.xFinal;
-      if (c.arch === 'gpt2') {
-        this.linear(rec, L, byRole('fc_in')!, L.n2.y, L.g, T, f);
-        recordGelu(gpu, rec, { x: L.g, y: L.a, n: T * c.intermediateSize });
-      } else {
-        this.linear(rec, L, byRole('gate')!, L.n2.y, L.g, T, f);
-        this.linear(rec, L, byRole('up')!, L.n2.y, L.u!, T, f);
-        recordSwiGlu(gpu, rec, { g: L.g, u: L.u!, h: L.a, n: T * c.intermediateSize });
-      }
-      rec.copy(L.xMid, next, T * H * 4);
-      this.linear(rec, L, byRole('down') ?? byRole('fc_out')!, L.a, next, T, f, true);
+      this.recordLayer(rec, l, f, T, past, next);
     }
     this.norm(rec, this.xFinal, arch.finalNorm, this.nf, T);
+  }
+
+  /**
+   * One transformer layer: reads acts[l].xIn, writes the layer's saved activations and the
+   * layer's output residual into `next`.
+   */
+  private recordLayer(rec: Recorder, l: number, f: ForwardArgs, T: number, past: number, next: Tensor): void {
+    const gpu = this.gpu;
+    const c = this.model.config;
+    const arch = this.model.arch;
+    const infer = this.opts.mode === 'infer';
+    const H = c.hiddenSize;
+    const qW = c.numHeads * c.headDim;
+    const kvW = c.numKvHeads * c.headDim;
+    const L = this.acts[l]!;
+    const W = arch.layers[l]!;
+    const byRole = (role: string) => W.linears.find((m) => m.role === role);
+    this.norm(rec, L.xIn, W.inputNorm, L.n1, T);
+    const qOut = L.qPre ?? L.q;
+    const kOut = L.kPre ?? L.k;
+    const qkvM = byRole('qkv');
+    if (qkvM) {
+      this.linear(rec, L, qkvM, L.n1.y, L.qkv!, T, f);
+      const split = (dst: Tensor, col0: number, width: number) =>
+        recordCopyColumns(gpu, rec, { src: L.qkv!, dst, rows: T, width, srcStride: qW + 2 * kvW, srcCol0: col0, dstStride: width, dstCol0: 0 });
+      split(qOut, 0, qW);
+      split(kOut, qW, kvW);
+      split(L.v, qW + kvW, kvW);
+    } else {
+      this.linear(rec, L, byRole('q')!, L.n1.y, qOut, T, f);
+      this.linear(rec, L, byRole('k')!, L.n1.y, kOut, T, f);
+      this.linear(rec, L, byRole('v')!, L.n1.y, L.v, T, f);
+    }
+    if (c.qkNorm) {
+      recordRmsNorm(gpu, rec, { x: L.qPre!, w: this.model.weight(W.qNorm!), y: L.q, rstd: L.qRstd!, rows: T * c.numHeads, dim: c.headDim, eps: c.normEps });
+      recordRmsNorm(gpu, rec, { x: L.kPre!, w: this.model.weight(W.kNorm!), y: L.k, rstd: L.kRstd!, rows: T * c.numKvHeads, dim: c.headDim, eps: c.normEps });
+    }
+    if (c.rope) {
+      const rope = { positions: this.positions, rows: T, headDim: c.headDim, theta: c.rope.theta, rotaryDim: c.rope.rotaryDim, invFreq: this.invFreq };
+      recordRope(gpu, rec, { ...rope, x: L.q, heads: c.numHeads });
+      recordRope(gpu, rec, { ...rope, x: L.k, heads: c.numKvHeads });
+    }
+    if (infer) {
+      rec.copy(L.k, this.kCache[l]!, T * kvW * 4, 0, past * kvW * 4);
+      rec.copy(L.v, this.vCache[l]!, T * kvW * 4, 0, past * kvW * 4);
+      recordAttentionDecode(gpu, rec, {
+        q: L.q,
+        kCache: this.kCache[l]!,
+        vCache: this.vCache[l]!,
+        o: L.o,
+        qLen: T,
+        past,
+        heads: c.numHeads,
+        kvHeads: c.numKvHeads,
+        headDim: c.headDim,
+      });
+    } else {
+      recordAttention(gpu, rec, {
+        q: L.q,
+        k: L.k,
+        v: L.v,
+        o: L.o,
+        lse: L.lse,
+        batch: f.B,
+        seq: f.S,
+        heads: c.numHeads,
+        kvHeads: c.numKvHeads,
+        headDim: c.headDim,
+      });
+    }
+    rec.copy(L.xIn, L.xMid, T * H * 4);
+    this.linear(rec, L, byRole('o')!, L.o, L.xMid, T, f, true);
+    this.norm(rec, L.xMid, W.postAttnNorm, L.n2, T);
+    if (c.arch === 'gpt2') {
+      this.linear(rec, L, byRole('fc_in')!, L.n2.y, L.g, T, f);
+      recordGelu(gpu, rec, { x: L.g, y: L.a, n: T * c.intermediateSize });
+    } else {
+      this.linear(rec, L, byRole('gate')!, L.n2.y, L.g, T, f);
+      this.linear(rec, L, byRole('up')!, L.n2.y, L.u!, T, f);
+      recordSwiGlu(gpu, rec, { g: L.g, u: L.u!, h: L.a, n: T * c.intermediateSize });
+    }
+    rec.copy(L.xMid, next, T * H * 4);
+    this.linear(rec, L, byRole('down') ?? byRole('fc_out')!, L.a, next, T, f, true);
   }
 
   /**
@@ -513,6 +536,11 @@ export class ModelRunner {
 
     this.normBackward(rec, dFinal, this.xFinal, arch.finalNorm, this.nf, dres, T, false);
     for (let l = c.numLayers - 1; l >= 0; l--) {
+      // With checkpointing the shared buffers hold the last layer's activations after the forward
+      // pass; every other layer is recomputed from its saved input (same seeds, same values).
+      if (this.opts.checkpointActivations && l < c.numLayers - 1) {
+        this.recordLayer(rec, l, f, T, 0, ws.get('recompute.next', [maxT, H]));
+      }
       const L = this.acts[l]!;
       const W = arch.layers[l]!;
       const byRole = (role: string) => W.linears.find((m) => m.role === role);

@@ -73,6 +73,8 @@ export interface TrainerOptions {
   /** Base seed for LoRA dropout masks. */
   seed?: number;
   ceChunk?: number;
+  /** Recompute layers in backward (see RunnerOptions.checkpointActivations). */
+  checkpointActivations?: boolean;
 }
 
 export class Trainer {
@@ -92,7 +94,12 @@ export class Trainer {
     opts: TrainerOptions,
   ) {
     if (lora.slots.size === 0) throw new GpuError('The adapter has no LoRA modules to train.');
-    this.runner = new ModelRunner(gpu, model, { mode: 'train', maxTokens: opts.maxTokens, ceChunk: opts.ceChunk });
+    this.runner = new ModelRunner(gpu, model, {
+      mode: 'train',
+      maxTokens: opts.maxTokens,
+      ceChunk: opts.ceChunk,
+      checkpointActivations: opts.checkpointActivations,
+    });
     lora.enableTraining(optim.optimizer === 'adamw' ? 2 : 0);
     this.lossEvery = Math.max(1, opts.lossEvery ?? 1);
     this.seed = opts.seed ?? 0;

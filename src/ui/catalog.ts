@@ -1,0 +1,176 @@
+/**
+ * The models offered in the picker, and how a chosen model becomes an engine ModelSourceSpec.
+ * Sizes here are for the list only; the cost shown before a download is computed from the
+ * model's own config.json.
+ */
+import type { LoraSettings, ModelSourceSpec, TrainSettings } from '../engine/types';
+import type { StoredModelSource } from '../store/types';
+
+export const DEMO_MODEL_ID = 'tabtune/demo-tiny-llama';
+/** Relative to the page (public/models/tabtune-demo, written by scripts/make-demo-assets.ts). */
+export const DEMO_MODEL_PATH = 'models/tabtune-demo/';
+export const DEMO_DATASET_PATH = 'data/demo-qa.jsonl';
+export const DEMO_DATASET_NAME = 'demo-qa.jsonl';
+
+export interface CatalogEntry {
+  id: string;
+  label: string;
+  /** What it is good for, one line. */
+  note: string;
+  approxParams: string;
+  approxDownload: string;
+  instruct: boolean;
+  demo?: boolean;
+  /** Settings that suit this model better than the general defaults. */
+  train?: Partial<TrainSettings>;
+  lora?: Partial<LoraSettings>;
+}
+
+export const CATALOG: CatalogEntry[] = [
+  {
+    id: DEMO_MODEL_ID,
+    label: 'Tabtune demo (tiny Llama)',
+    note: 'Ships with the app: no download. A tiny random model that learns the demo Q&A set in about a minute.',
+    approxParams: '0.1M',
+    approxDownload: '0.5 MB',
+    instruct: true,
+    demo: true,
+    train: { lr: 1e-2, steps: 60, epochs: 0, maxLen: 64, batch: 4, scheduler: 'constant', evalEvery: 10, checkpointEvery: 10, warmup: 0 },
+    lora: { r: 8, lora_alpha: 16, lora_dropout: 0, target_modules: 'all-linear' },
+  },
+  {
+    id: 'HuggingFaceTB/SmolLM2-135M-Instruct',
+    label: 'SmolLM2 135M Instruct',
+    note: 'Smallest useful chat model; a good first fine-tune.',
+    approxParams: '135M',
+    approxDownload: '270 MB',
+    instruct: true,
+  },
+  {
+    id: 'HuggingFaceTB/SmolLM2-135M',
+    label: 'SmolLM2 135M',
+    note: 'Base model for plain-text continuation.',
+    approxParams: '135M',
+    approxDownload: '270 MB',
+    instruct: false,
+  },
+  {
+    id: 'HuggingFaceTB/SmolLM2-360M-Instruct',
+    label: 'SmolLM2 360M Instruct',
+    note: 'Better answers, still light.',
+    approxParams: '362M',
+    approxDownload: '724 MB',
+    instruct: true,
+  },
+  {
+    id: 'HuggingFaceTB/SmolLM2-360M',
+    label: 'SmolLM2 360M',
+    note: 'Base model.',
+    approxParams: '362M',
+    approxDownload: '724 MB',
+    instruct: false,
+  },
+  {
+    id: 'Qwen/Qwen2.5-0.5B-Instruct',
+    label: 'Qwen2.5 0.5B Instruct',
+    note: 'Strong small multilingual chat model.',
+    approxParams: '494M',
+    approxDownload: '988 MB',
+    instruct: true,
+  },
+  {
+    id: 'Qwen/Qwen2.5-0.5B',
+    label: 'Qwen2.5 0.5B',
+    note: 'Base model.',
+    approxParams: '494M',
+    approxDownload: '988 MB',
+    instruct: false,
+  },
+  {
+    id: 'Qwen/Qwen3-0.6B',
+    label: 'Qwen3 0.6B',
+    note: 'Newest small Qwen; chat template with thinking mode.',
+    approxParams: '596M',
+    approxDownload: '1.5 GB',
+    instruct: true,
+  },
+  {
+    id: 'TinyLlama/TinyLlama-1.1B-Chat-v1.0',
+    label: 'TinyLlama 1.1B Chat',
+    note: 'Largest in the list; needs a discrete GPU or Apple silicon.',
+    approxParams: '1.1B',
+    approxDownload: '2.2 GB',
+    instruct: true,
+  },
+  {
+    id: 'openai-community/gpt2',
+    label: 'GPT-2 (124M)',
+    note: 'The classic; plain text only (no chat template).',
+    approxParams: '124M',
+    approxDownload: '548 MB',
+    instruct: false,
+  },
+];
+
+/** A model the user picked: from the list/Hub, the demo, or a local folder. */
+export type ModelChoice =
+  | { kind: 'demo'; id: string }
+  | { kind: 'hub'; id: string; revision?: string }
+  | { kind: 'files'; id: string; files: File[] };
+
+export function catalogEntry(id: string): CatalogEntry | undefined {
+  return CATALOG.find((e) => e.id === id);
+}
+
+/** Absolute URL of the demo model folder for the current page. */
+export function demoBaseUrl(base: string = globalThis.location?.href ?? 'http://localhost/'): string {
+  return new URL(DEMO_MODEL_PATH, base).href;
+}
+
+export function sourceSpec(choice: ModelChoice): ModelSourceSpec {
+  switch (choice.kind) {
+    case 'demo':
+      return { kind: 'url', id: choice.id, baseUrl: demoBaseUrl() };
+    case 'hub':
+      return { kind: 'hub', id: choice.id, revision: choice.revision };
+    case 'files':
+      return { kind: 'files', id: choice.id, files: choice.files };
+  }
+}
+
+export function storedSource(choice: ModelChoice): StoredModelSource {
+  switch (choice.kind) {
+    case 'demo':
+      return { kind: 'demo', id: choice.id, path: DEMO_MODEL_PATH };
+    case 'hub':
+      return { kind: 'hub', id: choice.id, revision: choice.revision };
+    case 'files':
+      return { kind: 'files', id: choice.id };
+  }
+}
+
+/** The choice that loads a stored source again, or null for a dropped folder (must be dropped again). */
+export function choiceFromStored(s: StoredModelSource): ModelChoice | null {
+  switch (s.kind) {
+    case 'demo':
+      return { kind: 'demo', id: s.id };
+    case 'hub':
+      return { kind: 'hub', id: s.id, revision: s.revision };
+    case 'url':
+      return null;
+    case 'files':
+      return null;
+  }
+}
+
+/** Instruct/chat models get chat-formatted prompts in Compare by default. */
+export function looksInstruct(id: string, hasChatTemplate: boolean): boolean {
+  const e = catalogEntry(id);
+  if (e) return e.instruct && hasChatTemplate;
+  return hasChatTemplate && /instruct|chat|-it\b|qwen3/i.test(id);
+}
+
+/** "owner/name" with the Hub's allowed characters. */
+export function isHubId(s: string): boolean {
+  return /^[\w.-]+\/[\w.-]+$/.test(s.trim());
+}

@@ -1,0 +1,103 @@
+/**
+ * Messages between the page (src/worker/client.ts) and the GPU worker (src/worker/worker.ts).
+ *
+ * One union of requests (page -> worker) and one of replies (worker -> page), each discriminated
+ * by `kind`, so a `switch (msg.kind)` narrows every payload without casts. A request that expects
+ * an answer carries an `id`; its reply (`*Done` or `error`) and its streamed events (progress,
+ * checkpoints, text) carry the same id. Bytes travel as transferables where the sender no longer
+ * needs them (checkpoint blobs, the trained adapter).
+ */
+import type {
+  AdapterRef,
+  DatasetFormat,
+  DatasetSummary,
+  GpuSummary,
+  LoadProgress,
+  LoraSettings,
+  MemoryEstimate,
+  ModelInfo,
+  ModelSourceSpec,
+  PeftFiles,
+  SamplingSettings,
+  TrainProgress,
+  TrainResult,
+  TrainSettings,
+} from '../engine/types';
+
+export interface DatasetOptions {
+  format?: DatasetFormat | 'auto';
+  maxLen: number;
+  valFraction: number;
+  seed: number;
+  previewCount?: number;
+}
+
+export type WorkerRequest =
+  | { kind: 'gpuInfo'; id: number }
+  | { kind: 'loadModel'; id: number; source: ModelSourceSpec }
+  | { kind: 'loadDataset'; id: number; fileName: string; content: string; opts: DatasetOptions }
+  | { kind: 'estimate'; id: number; lora: LoraSettings; train: TrainSettings }
+  | {
+      kind: 'train';
+      id: number;
+      lora: LoraSettings;
+      train: TrainSettings;
+      resumeFrom?: Uint8Array;
+      initFrom?: PeftFiles;
+      /** Send checkpoint blobs back (and wait for checkpointSaved before going on). */
+      checkpoints: boolean;
+    }
+  /** The page stored checkpoint `seq` (or failed to: `error`); training goes on. */
+  | { kind: 'checkpointSaved'; id: number; seq: number; error?: string }
+  | { kind: 'pause' }
+  | { kind: 'resume' }
+  | { kind: 'stop' }
+  | { kind: 'evaluate'; id: number; adapter: AdapterRef | null; split: 'validation' | 'all' }
+  | { kind: 'generate'; id: number; prompt: string; adapter: AdapterRef | null; sampling: SamplingSettings }
+  | { kind: 'forgetAdapter'; key: string };
+
+/** An error as it crosses the boundary: the class name survives (GpuDeviceLostError, SourceError...). */
+export interface WireError {
+  name: string;
+  message: string;
+  /** SourceError's code ('not-found', 'network', ...), when present. */
+  code?: string;
+}
+
+export type TrainDone = TrainResult & { adapter: PeftFiles };
+
+export type WorkerReply =
+  | { kind: 'gpuInfoDone'; id: number; value: GpuSummary }
+  | { kind: 'loadProgress'; id: number; progress: LoadProgress }
+  | { kind: 'loadModelDone'; id: number; value: ModelInfo; cachedUrls: string[] }
+  | { kind: 'loadDatasetDone'; id: number; value: DatasetSummary }
+  | { kind: 'estimateDone'; id: number; value: MemoryEstimate }
+  | { kind: 'trainProgress'; id: number; progress: TrainProgress }
+  | { kind: 'checkpoint'; id: number; seq: number; step: number; blob: Uint8Array }
+  | { kind: 'trainDone'; id: number; value: TrainDone }
+  | { kind: 'evaluateDone'; id: number; value: { loss: number; tokens: number } }
+  | { kind: 'text'; id: number; delta: string }
+  | { kind: 'generateDone'; id: number; value: { text: string; tokens: number; stopReason: string } }
+  | { kind: 'error'; id: number; error: WireError }
+  /** Not tied to a request: the GPU device is gone; every later request fails until a new worker. */
+  | { kind: 'deviceLost'; error: WireError }
+  /** A downloaded model file could not be kept in the cache (full storage); the load goes on. */
+  | { kind: 'cacheWarning'; message: string };
+
+export function toWireError(e: unknown): WireError {
+  if (e instanceof Error) {
+    const code = (e as { code?: unknown }).code;
+    return { name: e.name, message: e.message, ...(typeof code === 'string' ? { code } : {}) };
+  }
+  return { name: 'Error', message: String(e) };
+}
+
+/** An error from the worker, keeping the original class name in `name`. */
+export class RemoteError extends Error {
+  readonly code: string | undefined;
+  constructor(w: WireError) {
+    super(w.message);
+    this.name = w.name;
+    this.code = w.code;
+  }
+}

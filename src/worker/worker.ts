@@ -1,0 +1,191 @@
+/**
+ * The GPU worker: owns the WebGPU device and the Engine, so training never blocks the page.
+ * Started by src/worker/client.ts (`new Worker(new URL('./worker.ts', import.meta.url))`); it
+ * answers the requests of protocol.ts one at a time, except pause/resume/stop/forgetAdapter and
+ * checkpointSaved, which act at once (they steer the request in progress).
+ *
+ * Model files fetched from the Hub or a URL go through cachingFetch, so a model is downloaded once
+ * and read from the Cache API afterwards.
+ */
+/// <reference lib="webworker" />
+import type { Engine } from '../engine/engine';
+import type { Gpu } from '../gpu/context';
+import { isQuotaError } from '../store/errors';
+import { cachingFetch } from '../store/model-cache';
+import { type WorkerReply, type WorkerRequest, toWireError } from './protocol';
+
+declare const self: DedicatedWorkerGlobalScope;
+
+function post(msg: WorkerReply, transfer: Transferable[] = []): void {
+  self.postMessage(msg, transfer);
+}
+
+/** The buffer to transfer for bytes the worker no longer needs (a copy when they are a view of more). */
+function own(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) {
+    return bytes as Uint8Array<ArrayBuffer>;
+  }
+  return bytes.slice();
+}
+
+// ------------------------------------------------------------------ model-file cache
+
+/** URLs served during the current model load (cached or downloaded), reported with its result. */
+let servedUrls: string[] = [];
+/** Base URLs of url-kind sources loaded from other origins (cached like Hub files). */
+const cachedBases: string[] = [];
+let warnedFull = false;
+
+globalThis.fetch = cachingFetch(globalThis.fetch.bind(globalThis), {
+  bases: () => cachedBases,
+  onServed: (url) => servedUrls.push(url),
+  onStoreFailed: (url, e) => {
+    if (isQuotaError(e) && !warnedFull) {
+      warnedFull = true;
+      post({
+        kind: 'cacheWarning',
+        message:
+          `The browser's storage is full, so downloaded model files (e.g. ${url.split('/').pop()}) are not kept: the model ` +
+          'works now but will be downloaded again next time. Free space in the Adapters view (cached models).',
+      });
+    }
+  },
+});
+
+// ------------------------------------------------------------------ engine
+
+let enginePromise: Promise<Engine> | null = null;
+let lost = false;
+
+function engine(): Promise<Engine> {
+  if (!enginePromise) {
+    enginePromise = (async () => {
+      const [{ createBrowserGpu }, { Engine }] = await Promise.all([import('../gpu/browser'), import('../engine/engine')]);
+      const gpu: Gpu = await createBrowserGpu();
+      void gpu.device.lost.then((info) => {
+        if (info.reason === 'destroyed') return;
+        lost = true;
+        post({
+          kind: 'deviceLost',
+          error: {
+            name: 'GpuDeviceLostError',
+            message:
+              `The GPU device was lost (${info.message || 'the driver reset or the GPU was taken away'}). ` +
+              'Saved adapters and checkpoints are safe; reload the page to get a new device and resume the run.',
+          },
+        });
+      });
+      return new Engine(gpu);
+    })();
+    // A failed start (no WebGPU) is reported to each request; a later request tries again.
+    enginePromise.catch(() => {
+      enginePromise = null;
+    });
+  }
+  return enginePromise;
+}
+
+// ------------------------------------------------------------------ checkpoints
+
+/** Checkpoints sent to the page and not yet confirmed stored. */
+const checkpointWaiters = new Map<number, (error?: string) => void>();
+let checkpointSeq = 0;
+
+// ------------------------------------------------------------------ requests
+
+async function handle(req: WorkerRequest): Promise<void> {
+  switch (req.kind) {
+    case 'pause':
+      (await engine()).pause();
+      return;
+    case 'resume':
+      (await engine()).resume();
+      return;
+    case 'stop':
+      (await engine()).stop();
+      return;
+    case 'forgetAdapter':
+      (await engine()).forgetAdapter(req.key);
+      return;
+    case 'checkpointSaved':
+      checkpointWaiters.get(req.seq)?.(req.error);
+      checkpointWaiters.delete(req.seq);
+      return;
+    default:
+      break;
+  }
+  const id = req.id;
+  try {
+    if (lost) throw Object.assign(new Error('The GPU device was lost; reload the page to get a new one.'), { name: 'GpuDeviceLostError' });
+    const e = await engine();
+    switch (req.kind) {
+      case 'gpuInfo':
+        post({ kind: 'gpuInfoDone', id, value: await e.gpuInfo() });
+        break;
+      case 'loadModel': {
+        servedUrls = [];
+        const src = req.source;
+        if (src.kind === 'url' && new URL(src.baseUrl, self.location.href).origin !== self.location.origin) {
+          cachedBases.push(new URL(src.baseUrl, self.location.href).href);
+        }
+        const value = await e.loadModel(src, (progress) => post({ kind: 'loadProgress', id, progress }));
+        post({ kind: 'loadModelDone', id, value, cachedUrls: [...new Set(servedUrls)] });
+        break;
+      }
+      case 'loadDataset':
+        post({ kind: 'loadDatasetDone', id, value: await e.loadDataset(req.fileName, req.content, req.opts) });
+        break;
+      case 'estimate':
+        post({ kind: 'estimateDone', id, value: await e.estimate(req.lora, req.train) });
+        break;
+      case 'train': {
+        const value = await e.train(req.lora, req.train, {
+          resumeFrom: req.resumeFrom,
+          initFrom: req.initFrom,
+          onProgress: (progress) => post({ kind: 'trainProgress', id, progress }),
+          onCheckpoint: req.checkpoints
+            ? (blob, step) =>
+                new Promise<void>((resolve) => {
+                  const seq = ++checkpointSeq;
+                  // A failed save is reported on the page; training goes on either way.
+                  checkpointWaiters.set(seq, () => resolve());
+                  const b = own(blob);
+                  post({ kind: 'checkpoint', id, seq, step, blob: b }, [b.buffer]);
+                })
+            : undefined,
+        });
+        const model = own(value.adapter.adapterModel);
+        post({ kind: 'trainDone', id, value: { ...value, adapter: { ...value.adapter, adapterModel: model } } }, [model.buffer]);
+        break;
+      }
+      case 'evaluate':
+        post({ kind: 'evaluateDone', id, value: await e.evaluate(req.adapter, req.split) });
+        break;
+      case 'generate': {
+        const value = await e.generate(req.prompt, req.adapter, req.sampling, (delta) => post({ kind: 'text', id, delta }));
+        post({ kind: 'generateDone', id, value });
+        break;
+      }
+    }
+  } catch (err) {
+    post({ kind: 'error', id, error: toWireError(err) });
+  }
+}
+
+/** Requests that answer are run one after another; steering messages act at once. */
+let queue: Promise<void> = Promise.resolve();
+
+self.onmessage = (ev: MessageEvent<WorkerRequest>) => {
+  const req = ev.data;
+  switch (req.kind) {
+    case 'pause':
+    case 'resume':
+    case 'stop':
+    case 'checkpointSaved':
+    case 'forgetAdapter':
+      void handle(req);
+      return;
+    default:
+      queue = queue.then(() => handle(req));
+  }
+};
