@@ -9,7 +9,8 @@ import { GpuError } from '../gpu/errors';
 import type { GpuLora } from '../lora/gpu-lora';
 import type { GpuModel } from '../model/gpu-model';
 import { ModelRunner } from '../model/runner';
-import { GREEDY, SeededRandom, type SamplingOptions, sampleToken } from './sampling';
+import { Rng } from '../lora/init';
+import { GREEDY, type SamplingOptions, sampleToken } from './sampling';
 
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens: number;
@@ -52,7 +53,7 @@ export class Generator {
     if (promptIds.length >= ctx) {
       throw new GpuError(`The prompt has ${promptIds.length} tokens; this model/session allows at most ${ctx - 1}.`);
     }
-    const rand = new SeededRandom(opts.seed);
+    const rand = new Rng(opts.seed);
     const chunk = this.runner.maxTokens;
     let past = 0;
     // Prefill in chunks; the logits of the last prompt token come from the last chunk.

@@ -9,15 +9,10 @@ import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
 import type { LoraParams } from '../kernels/linear';
 import type { LinearModule } from '../model/registry';
+import type { LoraModuleWeights } from './init';
 
-export interface LoraModuleArrays {
-  path: string;
-  r: number;
-  inF: number;
-  outF: number;
-  a: Float32Array; // [r, inF]
-  b: Float32Array; // [outF, r]
-}
+/** A and B of one module as plain arrays (the same shape init, PEFT import and checkpoints use). */
+export type LoraModuleArrays = LoraModuleWeights;
 
 export interface LoraScaleInfo {
   r: number;

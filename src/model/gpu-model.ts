@@ -9,7 +9,7 @@ import { GpuError } from '../gpu/errors';
 import type { DType, Tensor } from '../gpu/tensor';
 import type { FrozenLinear } from '../kernels/linear';
 import type { ModelConfig } from './config';
-import type { ArchWeights, LinearModule } from './registry';
+import { type ArchWeights, type LinearModule, referencedKeys } from './registry';
 import type { SafeTensor } from './safetensors';
 
 const SAFE_TO_GPU: Partial<Record<SafeTensor['dtype'], DType>> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
@@ -80,29 +80,4 @@ export class GpuModel {
     for (const t of this.weights.values()) this.gpu.free(t);
     this.weights.clear();
   }
-}
-
-function referencedKeys(arch: ArchWeights): string[] {
-  const keys = new Set<string>();
-  const add = (k: string | null | undefined) => {
-    if (k) keys.add(k);
-  };
-  add(arch.embed);
-  add(arch.posEmbed);
-  add(arch.lmHead);
-  add(arch.finalNorm.w);
-  add(arch.finalNorm.b);
-  for (const l of arch.layers) {
-    add(l.inputNorm.w);
-    add(l.inputNorm.b);
-    add(l.postAttnNorm.w);
-    add(l.postAttnNorm.b);
-    add(l.qNorm);
-    add(l.kNorm);
-    for (const lin of l.linears) {
-      add(lin.weightKey);
-      add(lin.biasKey);
-    }
-  }
-  return [...keys];
 }

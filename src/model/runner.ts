@@ -29,7 +29,7 @@ import {
 } from '../kernels/attention';
 import { recordCrossEntropy, recordLogits } from '../kernels/cross_entropy';
 import { recordEmbedding } from '../kernels/embedding';
-import { recordFill } from '../kernels/elementwise';
+import { recordCopyRows, recordFill } from '../kernels/elementwise';
 import { type LoraParams, recordLinearBackward, recordLinearForward } from '../kernels/linear';
 import {
   recordLayerNorm,
@@ -38,7 +38,6 @@ import {
   recordRmsNormBackward,
 } from '../kernels/norm';
 import { recordRope, ropeInvFreq } from '../kernels/rope';
-import { recordCopyColumns } from '../kernels/slice';
 import type { GpuLora } from '../lora/gpu-lora';
 import type { GpuModel } from './gpu-model';
 import type { LinearModule } from './registry';
@@ -371,7 +370,7 @@ export class ModelRunner {
     if (qkvM) {
       this.linear(rec, L, qkvM, L.n1.y, L.qkv!, T, f);
       const split = (dst: Tensor, col0: number, width: number) =>
-        recordCopyColumns(gpu, rec, { src: L.qkv!, dst, rows: T, width, srcStride: qW + 2 * kvW, srcCol0: col0, dstStride: width, dstCol0: 0 });
+        recordCopyRows(gpu, rec, { src: L.qkv!, dst, rows: T, width, srcStride: qW + 2 * kvW, srcCol0: col0, dstStride: width });
       split(qOut, 0, qW);
       split(kOut, qW, kvW);
       split(L.v, qW + kvW, kvW);
@@ -592,7 +591,7 @@ export class ModelRunner {
       const qkvM = byRole('qkv');
       if (qkvM) {
         const merge = (src: Tensor, col0: number, width: number) =>
-          recordCopyColumns(gpu, rec, { src, dst: dqkv!, rows: T, width, srcStride: width, srcCol0: 0, dstStride: qW + 2 * kvW, dstCol0: col0 });
+          recordCopyRows(gpu, rec, { src, dst: dqkv!, rows: T, width, srcStride: width, dstStride: qW + 2 * kvW, dstCol0: col0 });
         merge(dqIn, 0, qW);
         merge(dkIn, qW, kvW);
         merge(dv, qW + kvW, kvW);

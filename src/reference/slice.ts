@@ -1,4 +1,4 @@
-/** Float64 reference of recordCopyColumns. */
+/** Float64 reference of column-block copies (recordCopyRows with column offsets in src/kernels/elementwise.ts). */
 export function copyColumnsRef(
   src: ArrayLike<number>,
   dst: Float64Array,

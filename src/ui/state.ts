@@ -1,0 +1,215 @@
+/**
+ * The app's state: one plain object, replaced (never mutated) on every change, held by a tiny
+ * external store that React reads with useSyncExternalStore. No React here, so the controller and
+ * its tests run in Node.
+ */
+import { DEFAULT_LORA, DEFAULT_SAMPLING, DEFAULT_TRAIN } from '../engine/defaults';
+import type {
+  DatasetFormat,
+  DatasetSummary,
+  GpuSummary,
+  LoraSettings,
+  MemoryEstimate,
+  ModelInfo,
+  SamplingSettings,
+  TrainProgress,
+  TrainSettings,
+} from '../engine/types';
+import type { ModelConfig } from '../model/config';
+import type { AdapterRecord, CachedModelRecord, HistoryPoint, RunRecord, StoredModelSource } from '../store/types';
+import type { ModelChoice } from './catalog';
+import type { ModelCost } from './cost';
+import type { UserMessage } from './errors';
+
+export type View = 'model' | 'data' | 'settings' | 'train' | 'library' | 'compare' | 'diagnostics';
+
+export interface Notice extends UserMessage {
+  id: number;
+  level: 'error' | 'warning' | 'info';
+}
+
+export interface GpuSlice {
+  status: 'starting' | 'ready' | 'unavailable' | 'lost';
+  info: GpuSummary | null;
+  error: UserMessage | null;
+}
+
+export interface DownloadView {
+  /** The file being read now. */
+  file: string;
+  phase: 'download' | 'upload' | 'tokenizer';
+  fileLoaded: number;
+  fileTotal: number | null;
+  /** Bytes of all files so far. */
+  bytes: number;
+  /** Expected bytes in all (from the cost check), null when unknown. */
+  expectedBytes: number | null;
+}
+
+export interface ModelSlice {
+  choice: ModelChoice | null;
+  check: {
+    status: 'idle' | 'checking' | 'ready' | 'error';
+    config: ModelConfig | null;
+    cost: ModelCost | null;
+    cached: boolean;
+    error: UserMessage | null;
+  };
+  load: { status: 'idle' | 'loading' | 'ready' | 'error'; progress: DownloadView | null; error: UserMessage | null };
+  info: ModelInfo | null;
+  /** How the loaded model can be loaded again (runs and adapters record it). */
+  source: StoredModelSource | null;
+}
+
+export interface DatasetSlice {
+  fileName: string;
+  content: string;
+  format: DatasetFormat | 'auto';
+  status: 'idle' | 'loading' | 'ready' | 'error';
+  summary: DatasetSummary | null;
+  error: UserMessage | null;
+  /** The settings the summary was made with ("maxLen|valFraction|seed|format"), to know when to redo it. */
+  key: string | null;
+  page: number;
+}
+
+export interface EstimateSlice {
+  status: 'idle' | 'working' | 'ready' | 'error';
+  value: MemoryEstimate | null;
+  error: UserMessage | null;
+}
+
+export type TrainStatus = 'idle' | 'preparing' | 'running' | 'paused' | 'stopping' | 'saving' | 'done' | 'failed';
+
+export interface TrainSlice {
+  status: TrainStatus;
+  runId: string | null;
+  progress: TrainProgress | null;
+  history: HistoryPoint[];
+  totalSteps: number | null;
+  checkpoint: { step: number; at: string } | null;
+  error: UserMessage | null;
+  /** The adapter saved at the end. */
+  adapterId: string | null;
+  /** When the adapter could not be saved (storage full): kept here so it can be downloaded. */
+  unsaved: { name: string; adapterConfig: string; adapterModel: Uint8Array } | null;
+}
+
+export interface CompareCell {
+  text: string;
+  status: 'waiting' | 'running' | 'done' | 'error';
+  error?: string;
+}
+
+export interface CompareColumn {
+  /** 'base' or an adapter id. */
+  key: string;
+  label: string;
+}
+
+export interface CompareSlice {
+  prompts: string;
+  adapterIds: string[];
+  sampling: SamplingSettings;
+  status: 'idle' | 'running' | 'done' | 'error';
+  columns: CompareColumn[];
+  /** [prompt index][column key] */
+  outputs: Record<string, CompareCell>[];
+  promptList: string[];
+  evals: Record<string, { status: 'running' | 'done' | 'error'; loss?: number; tokens?: number; error?: string }>;
+  evalStatus: 'idle' | 'running' | 'done';
+  evalSplit: 'validation' | 'all' | null;
+  error: UserMessage | null;
+}
+
+export interface LibrarySlice {
+  adapters: AdapterRecord[];
+  models: CachedModelRecord[];
+  storage: { usage: number; quota: number; persisted: boolean } | null;
+  importing: boolean;
+  importError: UserMessage | null;
+}
+
+export interface AppState {
+  view: View;
+  storageOk: boolean;
+  gpu: GpuSlice;
+  model: ModelSlice;
+  dataset: DatasetSlice;
+  lora: LoraSettings;
+  train: TrainSettings;
+  estimate: EstimateSlice;
+  run: TrainSlice;
+  resumable: RunRecord[];
+  library: LibrarySlice;
+  compare: CompareSlice;
+  notices: Notice[];
+}
+
+export function initialState(): AppState {
+  return {
+    view: 'model',
+    storageOk: true,
+    gpu: { status: 'starting', info: null, error: null },
+    model: {
+      choice: null,
+      check: { status: 'idle', config: null, cost: null, cached: false, error: null },
+      load: { status: 'idle', progress: null, error: null },
+      info: null,
+      source: null,
+    },
+    dataset: { fileName: '', content: '', format: 'auto', status: 'idle', summary: null, error: null, key: null, page: 0 },
+    lora: { ...DEFAULT_LORA },
+    train: { ...DEFAULT_TRAIN },
+    estimate: { status: 'idle', value: null, error: null },
+    run: {
+      status: 'idle',
+      runId: null,
+      progress: null,
+      history: [],
+      totalSteps: null,
+      checkpoint: null,
+      error: null,
+      adapterId: null,
+      unsaved: null,
+    },
+    resumable: [],
+    library: { adapters: [], models: [], storage: null, importing: false, importError: null },
+    compare: {
+      prompts: '',
+      adapterIds: [],
+      sampling: { ...DEFAULT_SAMPLING, maxNewTokens: 48 },
+      status: 'idle',
+      columns: [],
+      outputs: [],
+      promptList: [],
+      evals: {},
+      evalStatus: 'idle',
+      evalSplit: null,
+      error: null,
+    },
+    notices: [],
+  };
+}
+
+type Listener = () => void;
+
+/** A minimal external store: get, replace with an updater, subscribe. */
+export class Store<S> {
+  private listeners = new Set<Listener>();
+  constructor(private state: S) {}
+
+  get = (): S => this.state;
+
+  update(fn: (s: S) => S): void {
+    const next = fn(this.state);
+    if (next === this.state) return;
+    this.state = next;
+    for (const l of this.listeners) l();
+  }
+
+  subscribe = (l: Listener): (() => void) => {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  };
+}

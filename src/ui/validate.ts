@@ -1,0 +1,70 @@
+/**
+ * Inline validation of the hyperparameter form. Each problem names the field (the PEFT / engine
+ * name, so it matches the form's `name` attributes) and says what is allowed.
+ */
+import type { LoraSettings, ModelInfo, SamplingSettings, TrainSettings } from '../engine/types';
+
+export type FieldErrors = Partial<Record<string, string>>;
+
+function intIn(errors: FieldErrors, field: string, v: number, min: number, max: number, what: string): void {
+  if (!Number.isFinite(v) || !Number.isInteger(v)) errors[field] = `${what} must be a whole number.`;
+  else if (v < min || v > max) errors[field] = `${what} must be between ${min} and ${max}.`;
+}
+
+function numIn(errors: FieldErrors, field: string, v: number, min: number, max: number, what: string, exclusiveMin = false): void {
+  if (!Number.isFinite(v)) errors[field] = `${what} must be a number.`;
+  else if ((exclusiveMin ? v <= min : v < min) || v > max) {
+    errors[field] = `${what} must be ${exclusiveMin ? 'above' : 'at least'} ${min} and at most ${max}.`;
+  }
+}
+
+export function validateLora(lora: LoraSettings, model: ModelInfo | null): FieldErrors {
+  const e: FieldErrors = {};
+  intIn(e, 'r', lora.r, 1, 1024, 'Rank r');
+  if (!e.r && model && lora.r > model.hiddenSize) e.r = `Rank r should not exceed the hidden size (${model.hiddenSize}).`;
+  numIn(e, 'lora_alpha', lora.lora_alpha, 0, 1e6, 'lora_alpha', true);
+  numIn(e, 'lora_dropout', lora.lora_dropout, 0, 0.9, 'Dropout');
+  if (Array.isArray(lora.target_modules)) {
+    if (lora.target_modules.length === 0) e.target_modules = 'Choose at least one target module, or all-linear.';
+    else if (model) {
+      const unknown = lora.target_modules.filter((t) => !model.linearModules.includes(t));
+      if (unknown.length) e.target_modules = `Not a linear module of this model: ${unknown.join(', ')}.`;
+    }
+  }
+  return e;
+}
+
+export function validateTrain(t: TrainSettings, model: ModelInfo | null): FieldErrors {
+  const e: FieldErrors = {};
+  numIn(e, 'lr', t.lr, 0, 1, 'Learning rate', true);
+  if (t.steps > 0) intIn(e, 'steps', t.steps, 1, 1_000_000, 'Steps');
+  else if (!(t.epochs > 0) || !Number.isFinite(t.epochs) || t.epochs > 1000) e.epochs = 'Epochs must be above 0 and at most 1000.';
+  intIn(e, 'batch', t.batch, 1, 256, 'Batch size');
+  intIn(e, 'gradAccum', t.gradAccum, 1, 1024, 'Gradient accumulation');
+  intIn(e, 'maxLen', t.maxLen, 8, 32768, 'Max sequence length');
+  if (!e.maxLen && model && model.maxPositions > 0 && t.maxLen > model.maxPositions) {
+    e.maxLen = `This model handles at most ${model.maxPositions} positions.`;
+  }
+  intIn(e, 'warmup', t.warmup, 0, 1_000_000, 'Warmup steps');
+  numIn(e, 'weightDecay', t.weightDecay, 0, 1, 'Weight decay');
+  numIn(e, 'maxGradNorm', t.maxGradNorm, 0, 1e6, 'Max grad norm');
+  intIn(e, 'seed', t.seed, 0, 2 ** 31 - 1, 'Seed');
+  intIn(e, 'evalEvery', t.evalEvery, 0, 1_000_000, 'Evaluate every');
+  intIn(e, 'checkpointEvery', t.checkpointEvery, 0, 1_000_000, 'Checkpoint every');
+  numIn(e, 'valFraction', t.valFraction, 0, 0.5, 'Validation fraction');
+  return e;
+}
+
+export function validateSampling(s: SamplingSettings): FieldErrors {
+  const e: FieldErrors = {};
+  intIn(e, 'maxNewTokens', s.maxNewTokens, 1, 4096, 'Max new tokens');
+  numIn(e, 'temperature', s.temperature, 0, 5, 'Temperature');
+  intIn(e, 'topK', s.topK, 0, 100000, 'Top-k');
+  numIn(e, 'topP', s.topP, 0, 1, 'Top-p', true);
+  intIn(e, 'seed', s.seed, 0, 2 ** 31 - 1, 'Seed');
+  return e;
+}
+
+export function hasErrors(e: FieldErrors): boolean {
+  return Object.values(e).some(Boolean);
+}
