@@ -11,6 +11,7 @@ import {
 import { attentionBackwardRef, attentionDecodeRef, attentionRef } from '../../src/reference/attention';
 import { expectClose, randArray } from '../helpers/close';
 import { getGpu } from '../helpers/gpu';
+import { numericGrad } from '../helpers/fd';
 
 interface Case {
   batch: number;
@@ -70,16 +71,7 @@ describe('attention reference', () => {
       [k, g.dk, 'dk'],
       [v, g.dv, 'dv'],
     ] as const) {
-      const fd = new Float64Array(x.length);
-      for (let i = 0; i < x.length; i++) {
-        const x0 = x[i]!;
-        x[i] = x0 + eps;
-        const lp = loss();
-        x[i] = x0 - eps;
-        const lm = loss();
-        x[i] = x0;
-        fd[i] = (lp - lm) / (2 * eps);
-      }
+      const fd = numericGrad(x, loss, eps);
       expectClose(fd, grad, { name: label, atol: 1e-8, rtol: 1e-6 });
     }
   });

@@ -11,6 +11,7 @@ import {
 import { crossEntropyRef, logitsRef } from '../../src/reference/cross_entropy';
 import { expectClose, randArray, rng } from '../helpers/close';
 import { getGpu } from '../helpers/gpu';
+import { numericGrad } from '../helpers/fd';
 
 type WType = 'f32' | 'f16' | 'bf16';
 
@@ -131,17 +132,7 @@ describe('cross-entropy reference', () => {
     const gradScale = 0.2;
     const f = () => gradScale * crossEntropyRef({ h, w, targets, T, H, V, gradScale }).lossSum;
     const g = crossEntropyRef({ h, w, targets, T, H, V, gradScale }).dh;
-    const fd = new Float64Array(T * H);
-    const eps = 1e-6;
-    for (let i = 0; i < fd.length; i++) {
-      const x = h[i]!;
-      h[i] = x + eps;
-      const p = f();
-      h[i] = x - eps;
-      const m = f();
-      h[i] = x;
-      fd[i] = (p - m) / (2 * eps);
-    }
+    const fd = numericGrad(h, f, 1e-6);
     expectClose(fd, g, { name: 'dh', atol: 1e-9, rtol: 1e-6 });
     for (let k = 0; k < H; k++) expect(g[1 * H + k]).toBe(0);
   });

@@ -4,33 +4,13 @@ import { recordLayerNorm, recordLayerNormBackward, recordRmsNorm, recordRmsNormB
 import { layerNormBackwardRef, layerNormRef, rmsNormBackwardRef, rmsNormRef } from '../../src/reference/norm';
 import { expectClose, randArray } from '../helpers/close';
 import { getGpu } from '../helpers/gpu';
+import { numericGrad, dot } from '../helpers/fd';
 
 type WType = 'f32' | 'f16' | 'bf16';
 
 function weight(gpu: Gpu, label: string, values: Float32Array, dtype: WType): [Tensor, Float64Array] {
   if (dtype === 'f32') return [gpu.tensorF32(label, [values.length], 'weights', values), Float64Array.from(values)];
   return [gpu.tensor(label, [values.length], dtype, 'weights', packHalf(values, dtype)), roundThroughHalf(values, dtype)];
-}
-
-/** Central differences of f() with respect to every element of p (perturbed in place). */
-function numericGrad(p: Float64Array, f: () => number, h = 1e-6): Float64Array {
-  const out = new Float64Array(p.length);
-  for (let i = 0; i < p.length; i++) {
-    const v = p[i]!;
-    p[i] = v + h;
-    const up = f();
-    p[i] = v - h;
-    const down = f();
-    p[i] = v;
-    out[i] = (up - down) / (2 * h);
-  }
-  return out;
-}
-
-function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
-  return s;
 }
 
 describe('norm references: finite differences', () => {

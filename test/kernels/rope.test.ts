@@ -3,26 +3,7 @@ import { recordRope } from '../../src/kernels/rope';
 import { ropeInvFreq, ropeRef } from '../../src/reference/rope';
 import { expectClose, randArray, rng } from '../helpers/close';
 import { getGpu } from '../helpers/gpu';
-
-function numericGrad(p: Float64Array, f: () => number, h = 1e-6): Float64Array {
-  const out = new Float64Array(p.length);
-  for (let i = 0; i < p.length; i++) {
-    const v = p[i]!;
-    p[i] = v + h;
-    const up = f();
-    p[i] = v - h;
-    const down = f();
-    p[i] = v;
-    out[i] = (up - down) / (2 * h);
-  }
-  return out;
-}
-
-function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
-  return s;
-}
+import { numericGrad, dot } from '../helpers/fd';
 
 /** Positions of a padded batch: several sequences restarting at 0, then a KV-cache style offset. */
 function positionsFor(rows: number, seed: number, maxPos: number): Uint32Array {

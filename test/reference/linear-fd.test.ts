@@ -7,6 +7,7 @@ import { dropoutMask } from '../../src/reference/dropout';
 import { type FrozenLinearRef, type LoraParamsRef, linearBackwardRef, linearForwardRef } from '../../src/reference/linear';
 import { matmulRef } from '../../src/reference/matmul';
 import { randArray } from '../helpers/close';
+import { numericGrad } from '../helpers/fd';
 
 const M = 4;
 const inF = 5;
@@ -19,21 +20,6 @@ function loss(x: Float64Array, lin: FrozenLinearRef, lora: LoraParamsRef, seed: 
   let s = 0;
   for (let i = 0; i < y.length; i++) s += y[i]! * g[i]!;
   return s;
-}
-
-/** Central difference of loss with respect to every element of `param` (perturbed in place). */
-function numericGrad(param: Float64Array, f: () => number, h = 1e-5): Float64Array {
-  const out = new Float64Array(param.length);
-  for (let i = 0; i < param.length; i++) {
-    const v = param[i]!;
-    param[i] = v + h;
-    const up = f();
-    param[i] = v - h;
-    const down = f();
-    param[i] = v;
-    out[i] = (up - down) / (2 * h);
-  }
-  return out;
 }
 
 function expectGradClose(name: string, analytic: Float64Array, numeric: Float64Array): void {
@@ -65,9 +51,9 @@ describe('LoRA linear reference: finite differences', () => {
         const dB = new Float64Array(outF * r);
         linearBackwardRef({ dy: g, x, M, lin, lora, seed, dx, dA, dB });
         const f = () => loss(x, lin, lora, seed, g);
-        expectGradClose('dX', dx, numericGrad(x, f));
-        expectGradClose('dA', dA, numericGrad(a, f));
-        expectGradClose('dB', dB, numericGrad(b, f));
+        expectGradClose('dX', dx, numericGrad(x, f, 1e-5));
+        expectGradClose('dA', dA, numericGrad(a, f, 1e-5));
+        expectGradClose('dB', dB, numericGrad(b, f, 1e-5));
       });
     }
   }

@@ -1,0 +1,144 @@
+/**
+ * Picking and loading a model: read config.json first (from the cache, the Hub, the shipped demo
+ * or a dropped folder) to show the cost and refuse what cannot fit, then load the whole model in
+ * the worker with download progress. Loading resets the hyperparameters to the model's defaults.
+ */
+import { DEFAULT_LORA, DEFAULT_TRAIN } from '../../engine/defaults';
+import type { LoadProgress } from '../../engine/types';
+import { HF_ENDPOINT, type ModelSource, FileListSource, UrlSource } from '../../model/source';
+import { loadConfigOnly } from '../../model/load';
+import type { ModelConfig } from '../../model/config';
+import { type ModelChoice, catalogEntry, demoBaseUrl, sourceSpec, storedSource } from '../catalog';
+import { type AppContext, patch } from '../context';
+import { estimateCost } from '../cost';
+import { describeError } from '../errors';
+import type { DownloadView } from '../state';
+
+function configSource(ctx: AppContext, choice: ModelChoice): ModelSource {
+  const fetchFn = ctx.platform.fetch;
+  switch (choice.kind) {
+    case 'demo':
+      return new UrlSource(demoBaseUrl(ctx.platform.pageUrl), choice.id, { fetch: fetchFn });
+    case 'hub':
+      return UrlSource.hub(choice.id, choice.revision ?? 'main', { fetch: fetchFn, cache: ctx.byteCache ?? undefined });
+    case 'files':
+      return new FileListSource(choice.files, choice.id);
+  }
+}
+
+/** Exact size of the weights to download, from the Hub's file list (null when it cannot be had). */
+async function hubWeightBytes(ctx: AppContext, id: string, revision = 'main'): Promise<number | null> {
+  try {
+    const res = await ctx.platform.fetch(`${HF_ENDPOINT}/api/models/${id}/tree/${encodeURIComponent(revision)}`);
+    if (!res.ok) return null;
+    const list = (await res.json()) as { path?: string; size?: number; lfs?: { size?: number } }[];
+    if (!Array.isArray(list)) return null;
+    let n = 0;
+    for (const f of list) if (f.path?.endsWith('.safetensors')) n += f.lfs?.size ?? f.size ?? 0;
+    return n > 0 ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+function localWeightBytes(files: File[]): number {
+  return files.filter((f) => f.name.endsWith('.safetensors')).reduce((n, f) => n + f.size, 0);
+}
+
+function sameChoice(a: ModelChoice | null, b: ModelChoice): boolean {
+  return !!a && a.kind === b.kind && a.id === b.id;
+}
+
+/** Recomputes the pre-download cost for the current settings (after a settings change). */
+export function recomputeCost(ctx: AppContext): void {
+  const s = ctx.store.get();
+  const cfg = s.model.check.config;
+  if (!cfg || !s.model.check.cost) return;
+  const cost = estimateCost(cfg, s.lora, s.train, s.gpu.info, { downloadBytes: s.model.check.cost.downloadBytes });
+  patch(ctx, 'model', { check: { ...s.model.check, cost } });
+}
+
+/** Selects a model and reads its config.json to show what it costs. */
+export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<void> {
+  patch(ctx, 'model', { choice, check: { status: 'checking', config: null, cost: null, cached: false, error: null } });
+  let config: ModelConfig;
+  let downloadBytes: number | null = null;
+  let cached = false;
+  try {
+    config = await loadConfigOnly(configSource(ctx, choice));
+    if (choice.kind === 'files') downloadBytes = localWeightBytes(choice.files);
+    else if (choice.kind === 'hub') {
+      cached = (await ctx.stores?.models.isCached(choice.id).catch(() => false)) ?? false;
+      const rec = cached ? await ctx.stores?.models.get(choice.id) : undefined;
+      downloadBytes = rec?.bytes || (await hubWeightBytes(ctx, choice.id, choice.revision));
+    } else cached = true;
+  } catch (e) {
+    if (!sameChoice(ctx.store.get().model.choice, choice)) return;
+    patch(ctx, 'model', { check: { status: 'error', config: null, cost: null, cached: false, error: describeError(e, 'Reading the model') } });
+    return;
+  }
+  if (!sameChoice(ctx.store.get().model.choice, choice)) return;
+  const s = ctx.store.get();
+  // Cost at the settings this model would get when loaded.
+  const { lora, train } = presetSettings(choice.id, null);
+  const est = await ctx.platform.storageEstimate();
+  const cost = estimateCost(config, { ...lora, target_modules: lora.target_modules }, { ...s.train, ...train }, s.gpu.info, {
+    downloadBytes: downloadBytes ?? undefined,
+    storageFree: cached || choice.kind !== 'hub' || !est ? null : est.quota - est.usage,
+  });
+  patch(ctx, 'model', { check: { status: 'ready', config, cost, cached, error: null } });
+}
+
+/** The settings a model starts with: general defaults, its family's targets, the catalog's preset. */
+export function presetSettings(id: string, defaultTargets: string[] | null) {
+  const e = catalogEntry(id);
+  const lora = { ...DEFAULT_LORA, target_modules: defaultTargets ?? DEFAULT_LORA.target_modules, ...e?.lora };
+  const train = { ...DEFAULT_TRAIN, ...e?.train };
+  return { lora, train };
+}
+
+/** Loads the chosen model in the worker. Returns true when it loaded. */
+export async function loadChosenModel(ctx: AppContext, opts: { keepSettings?: boolean } = {}): Promise<boolean> {
+  const s0 = ctx.store.get();
+  const choice = s0.model.choice;
+  if (!choice) return false;
+  if (s0.model.check.cost?.blockers.length) return false;
+  if (choice.kind === 'hub') void ctx.platform.persistStorage();
+  const expectedBytes = s0.model.check.cost?.downloadBytes ?? null;
+  const done = new Map<string, number>();
+  let view: DownloadView = { file: '', phase: 'download', fileLoaded: 0, fileTotal: null, bytes: 0, expectedBytes };
+  let lastPaint = 0;
+  const onProgress = (p: LoadProgress) => {
+    if (p.phase === 'download') done.set(p.file, p.loaded);
+    let bytes = 0;
+    for (const v of done.values()) bytes += v;
+    view = { file: p.file, phase: p.phase, fileLoaded: p.loaded, fileTotal: p.total, bytes, expectedBytes };
+    const now = Date.now();
+    if (now - lastPaint > 80 || p.loaded === p.total || p.phase !== 'download') {
+      lastPaint = now;
+      patch(ctx, 'model', { load: { status: 'loading', progress: view, error: null } });
+    }
+  };
+  patch(ctx, 'model', { load: { status: 'loading', progress: view, error: null }, info: null, source: null });
+  patch(ctx, 'dataset', { status: ctx.store.get().dataset.content ? 'idle' : ctx.store.get().dataset.status, summary: null, key: null });
+  patch(ctx, 'estimate', { status: 'idle', value: null, error: null });
+  try {
+    const info = await ctx.engine.loadModel(sourceSpec(choice), onProgress);
+    const source = storedSource(choice);
+    patch(ctx, 'model', { load: { status: 'ready', progress: null, error: null }, info, source });
+    if (!opts.keepSettings) {
+      const { lora, train } = presetSettings(info.id, info.defaultTargets);
+      ctx.store.update((s) => ({ ...s, lora, train }));
+    }
+    if (choice.kind === 'hub' && ctx.stores) {
+      const urls = ctx.engine.lastCachedUrls ?? [];
+      const bytes = s0.model.check.cost?.downloadBytes ?? info.weightBytes;
+      await ctx.stores.models.record(info.id, source, urls, bytes, info.parameters).catch(() => undefined);
+      patch(ctx, 'model', { check: { ...ctx.store.get().model.check, cached: true } });
+    }
+    return true;
+  } catch (e) {
+    patch(ctx, 'model', { load: { status: 'error', progress: null, error: describeError(e, 'Loading the model') } });
+    return false;
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * What the controller's parts (model, dataset, training, library, compare) share: the state
+ * store, the engine (the worker client in the app, a fake in tests), the browser stores, and a
+ * way to tell the user something. Injected so the whole controller runs in Node tests.
+ */
+import type { EngineApi } from '../engine/types';
+import type { AdapterLibrary } from '../store/adapters';
+import type { ModelByteCache, ModelCacheIndex } from '../store/model-cache';
+import type { HeldLock, RunStore } from '../store/runs';
+import type { AppState, Notice, Store } from './state';
+
+/** EngineApi plus the worker client's extras (all optional, so a plain Engine fits too). */
+export type AppEngine = EngineApi & {
+  forgetAdapter?(key: string): void;
+  lastCachedUrls?: string[];
+  onFatal?: ((e: Error) => void) | null;
+  onCacheWarning?: ((message: string) => void) | null;
+};
+
+export interface Platform {
+  fetch: typeof fetch;
+  /** The page URL (the demo model and dataset are relative to it). */
+  pageUrl: string;
+  /** Takes a run's Web Lock; null when another tab holds it. */
+  lockRun(runId: string): Promise<HeldLock | null>;
+  persistStorage(): Promise<boolean>;
+  storageEstimate(): Promise<{ usage: number; quota: number } | null>;
+  isPersisted(): Promise<boolean>;
+}
+
+export interface Stores {
+  adapters: AdapterLibrary;
+  runs: RunStore;
+  models: ModelCacheIndex;
+}
+
+export interface AppContext {
+  store: Store<AppState>;
+  engine: AppEngine;
+  platform: Platform;
+  /** Null when IndexedDB is unavailable (the app works, nothing is kept). */
+  stores: Stores | null;
+  byteCache: ModelByteCache | null;
+  notify(n: Omit<Notice, 'id'>): void;
+}
+
+/** Shallow-merges a patch into one slice of the state. */
+export function patch<K extends keyof AppState>(ctx: AppContext, key: K, value: Partial<AppState[K]>): void {
+  ctx.store.update((s) => ({ ...s, [key]: { ...(s[key] as object), ...(value as object) } }));
+}
