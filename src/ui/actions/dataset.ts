@@ -1,0 +1,109 @@
+/**
+ * The training data: text from an uploaded file, a paste, or the shipped demo set, tokenized by
+ * the loaded model's tokenizer in the worker (EngineApi.loadDataset) into a DatasetSummary with
+ * the format, counts, issues by line and rendered previews.
+ */
+import type { DatasetFormat } from '../../engine/types';
+import { DEMO_DATASET_NAME, DEMO_DATASET_PATH } from '../catalog';
+import { type AppContext, patch } from '../context';
+import { describeError } from '../errors';
+
+/** How many rendered examples the worker sends for the paged preview. */
+export const PREVIEW_COUNT = 200;
+export const PAGE_SIZE = 5;
+
+/** Files larger than this are refused up front (the text is kept in memory and in the run record). */
+export const MAX_DATASET_BYTES = 200 * 2 ** 20;
+
+export function datasetKey(ctx: AppContext): string {
+  const s = ctx.store.get();
+  return [s.train.maxLen, s.train.valFraction, s.train.seed, s.dataset.format, s.dataset.fileName, s.dataset.content.length].join('|');
+}
+
+/** Sets the text (from a file or a paste) and tokenizes it when a model is loaded. */
+export async function setDataset(ctx: AppContext, fileName: string, content: string, format?: DatasetFormat | 'auto'): Promise<boolean> {
+  patch(ctx, 'dataset', {
+    fileName,
+    content,
+    format: format ?? ctx.store.get().dataset.format,
+    summary: null,
+    error: null,
+    key: null,
+    page: 0,
+    status: 'idle',
+  });
+  return analyseDataset(ctx);
+}
+
+export async function loadDemoDataset(ctx: AppContext): Promise<boolean> {
+  try {
+    const res = await ctx.platform.fetch(new URL(DEMO_DATASET_PATH, ctx.platform.pageUrl).href);
+    if (!res.ok) throw new Error(`The demo dataset could not be read (HTTP ${res.status}); run \`npx tsx scripts/make-demo-assets.ts\`.`);
+    return setDataset(ctx, DEMO_DATASET_NAME, await res.text(), 'auto');
+  } catch (e) {
+    patch(ctx, 'dataset', { status: 'error', error: describeError(e, 'Reading the demo dataset') });
+    return false;
+  }
+}
+
+export async function readDatasetFile(ctx: AppContext, file: File): Promise<boolean> {
+  if (file.size > MAX_DATASET_BYTES) {
+    patch(ctx, 'dataset', {
+      status: 'error',
+      error: {
+        title: 'File too large',
+        detail: `${file.name} is ${(file.size / 2 ** 20).toFixed(0)} MB; Tabtune reads datasets up to ${MAX_DATASET_BYTES / 2 ** 20} MB in the browser.`,
+        action: 'Use a sample of it (e.g. the first few thousand lines).',
+      },
+    });
+    return false;
+  }
+  let text: string;
+  try {
+    text = await file.text();
+  } catch (e) {
+    patch(ctx, 'dataset', { status: 'error', error: describeError(e, `Reading ${file.name}`) });
+    return false;
+  }
+  if (text.includes('\u0000')) {
+    patch(ctx, 'dataset', {
+      status: 'error',
+      error: { title: 'Not a text file', detail: `${file.name} looks binary. Upload JSONL, JSON, CSV, TSV or plain text.` },
+    });
+    return false;
+  }
+  return setDataset(ctx, file.name, text);
+}
+
+/**
+ * Tokenizes the current text with the current settings (max length, validation fraction, seed).
+ * Does nothing when the summary is already up to date. Returns true when a summary is ready.
+ */
+export async function analyseDataset(ctx: AppContext, opts: { force?: boolean } = {}): Promise<boolean> {
+  const s = ctx.store.get();
+  if (!s.dataset.content.trim()) {
+    if (s.dataset.fileName) {
+      patch(ctx, 'dataset', { status: 'error', error: { title: 'Empty dataset', detail: `${s.dataset.fileName} holds no text.` } });
+    }
+    return false;
+  }
+  if (!s.model.info) return false;
+  const key = datasetKey(ctx);
+  if (!opts.force && s.dataset.key === key && s.dataset.summary) return true;
+  patch(ctx, 'dataset', { status: 'loading', error: null });
+  try {
+    const summary = await ctx.engine.loadDataset(s.dataset.fileName || 'pasted.txt', s.dataset.content, {
+      format: s.dataset.format,
+      maxLen: s.train.maxLen,
+      valFraction: s.train.valFraction,
+      seed: s.train.seed,
+      previewCount: PREVIEW_COUNT,
+    });
+    if (datasetKey(ctx) !== key) return analyseDataset(ctx); // changed meanwhile
+    patch(ctx, 'dataset', { status: 'ready', summary, key, error: null, page: 0 });
+    return true;
+  } catch (e) {
+    patch(ctx, 'dataset', { status: 'error', summary: null, key: null, error: describeError(e, 'Reading the dataset') });
+    return false;
+  }
+}
