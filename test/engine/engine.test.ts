@@ -156,3 +156,53 @@ describe('engine', () => {
     }
   });
 });
+
+describe('engine: dataset summary and estimates', () => {
+  it('reports bad records with line numbers, splits validation, previews counted tokens', async () => {
+    const engine = new Engine(await getGpu());
+    try {
+      await engine.loadModel({ kind: 'dir', id: 'tiny-llama', path: models.get('llama')! });
+      const content = [
+        JSON.stringify({ instruction: 'Say hi', input: '', output: 'Hi there.' }),
+        '{"instruction": "oops"',
+        JSON.stringify({ instruction: 'Name a color', input: '', output: 'Blue.' }),
+        JSON.stringify({ instruction: 'Count', input: 'to three', output: 'One, two, three.' }),
+        JSON.stringify({ instruction: 'Empty answer', input: '', output: '' }),
+      ].join('\n');
+      const ds = await engine.loadDataset('qa.jsonl', content, { maxLen: 64, valFraction: 0.34, seed: 1 });
+      expect(ds.format).toBe('alpaca');
+      expect(ds.issues.map((i) => i.line)).toContain(2);
+      expect(ds.issues.find((i) => i.line === 2)!.message.length).toBeGreaterThan(5);
+      expect(ds.trainRecords + ds.valRecords).toBe(3);
+      expect(ds.valRecords).toBeGreaterThanOrEqual(1);
+      const p = ds.preview[0]!;
+      expect(p.countedTokens).toBeGreaterThan(0);
+      expect(p.countedTokens).toBeLessThan(p.tokens); // the prompt does not count
+      expect(p.pieces.some((x) => x.counted) && p.pieces.some((x) => !x.counted)).toBe(true);
+      await expect(engine.loadDataset('bad.jsonl', '{"nope": 1}\n', { maxLen: 64, valFraction: 0, seed: 1 })).rejects.toThrow(/bad\.jsonl/);
+    } finally {
+      engine.unload();
+    }
+  });
+
+  it('estimates trainable parameters like PEFT and less activation memory with checkpointing', async () => {
+    const engine = new Engine(await getGpu());
+    try {
+      const info = await engine.loadModel({ kind: 'dir', id: 'tiny-llama', path: models.get('llama')! });
+      expect(info.defaultTargets).toEqual(['q_proj', 'v_proj']);
+      expect(info.linearModules).toEqual(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']);
+      await engine.loadDataset('corpus.jsonl', DATA, { maxLen: 32, valFraction: 0, seed: 0 });
+      const lora = { ...LORA, target_modules: ['q_proj', 'v_proj'] };
+      const est = await engine.estimate(lora, TRAIN);
+      const c = { H: 24, q: 24, kv: 8, layers: 2 }; // tiny llama: hidden 24, 3 heads / 1 kv head of 8
+      expect(est.trainableParams).toBe(c.layers * LORA.r * (c.H + c.q + c.H + c.kv));
+      expect(est.trainablePercent).toBeCloseTo((100 * est.trainableParams) / (est.totalParams + est.trainableParams), 10);
+      expect(est.blocker).toBeNull();
+      const ck = await engine.estimate(lora, { ...TRAIN, activationCheckpointing: true });
+      expect(ck.activationBytes).toBeLessThan(est.activationBytes);
+      await expect(engine.estimate({ ...LORA, target_modules: ['nope_proj'] }, TRAIN)).rejects.toThrow(/nope_proj/);
+    } finally {
+      engine.unload();
+    }
+  });
+});
