@@ -260,10 +260,10 @@ export async function tryRunLock(id: string): Promise<HeldLock | null> {
   });
 }
 
-/** Names of run locks held by any tab of this origin (empty without Web Locks). */
-export async function heldRunLocks(): Promise<Set<string>> {
+/** Names of run locks held by any tab of this origin; null when the browser has no Web Locks. */
+export async function heldRunLocks(): Promise<Set<string> | null> {
   const locks = (globalThis.navigator as Navigator | undefined)?.locks;
-  if (!locks?.query) return new Set();
+  if (!locks?.query) return null;
   const snap = await locks.query();
   return new Set((snap.held ?? []).map((l) => l.name ?? '').filter((n) => n.startsWith('tabtune-run-')));
 }

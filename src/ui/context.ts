@@ -23,6 +23,8 @@ export interface Platform {
   pageUrl: string;
   /** Takes a run's Web Lock; null when another tab holds it. */
   lockRun(runId: string): Promise<HeldLock | null>;
+  /** Names of run locks any tab holds; null when the browser has no Web Locks (leases decide). */
+  heldRunLocks(): Promise<Set<string> | null>;
   persistStorage(): Promise<boolean>;
   storageEstimate(): Promise<{ usage: number; quota: number } | null>;
   isPersisted(): Promise<boolean>;

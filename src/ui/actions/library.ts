@@ -1,0 +1,121 @@
+/**
+ * The adapter library and the model cache: list, rename, delete, import PEFT files, export them
+ * (zip or the two files), and the storage the browser gives this site.
+ */
+import type { PeftFiles } from '../../engine/types';
+import { ADAPTER_CONFIG_NAME, ADAPTER_MODEL_NAME, type NamedBytes, adapterReadme, collectPeftFiles, safeFileName, zipPeft } from '../../store/peft-files';
+import type { AdapterRecord } from '../../store/types';
+import { type AppContext, patch } from '../context';
+import { describeError } from '../errors';
+
+export async function refreshLibrary(ctx: AppContext): Promise<void> {
+  if (!ctx.stores) return;
+  try {
+    const [adapters, models, est, persisted] = await Promise.all([
+      ctx.stores.adapters.list(),
+      ctx.stores.models.list(),
+      ctx.platform.storageEstimate(),
+      ctx.platform.isPersisted(),
+    ]);
+    const known = new Set(adapters.map((a) => a.id));
+    ctx.store.update((s) => ({
+      ...s,
+      library: { ...s.library, adapters, models, storage: est ? { ...est, persisted } : null },
+      compare: { ...s.compare, adapterIds: s.compare.adapterIds.filter((id) => known.has(id)) },
+    }));
+  } catch (e) {
+    ctx.notify({ level: 'error', ...describeError(e, 'Reading the adapter library') });
+  }
+}
+
+export async function renameAdapter(ctx: AppContext, id: string, name: string): Promise<boolean> {
+  if (!ctx.stores) return false;
+  try {
+    await ctx.stores.adapters.rename(id, name);
+    await refreshLibrary(ctx);
+    return true;
+  } catch (e) {
+    ctx.notify({ level: 'error', ...describeError(e, 'Renaming the adapter') });
+    return false;
+  }
+}
+
+export async function deleteAdapter(ctx: AppContext, id: string): Promise<void> {
+  if (!ctx.stores) return;
+  try {
+    await ctx.stores.adapters.remove(id);
+    ctx.engine.forgetAdapter?.(id);
+    await refreshLibrary(ctx);
+  } catch (e) {
+    ctx.notify({ level: 'error', ...describeError(e, 'Deleting the adapter') });
+  }
+}
+
+export async function deleteCachedModel(ctx: AppContext, id: string): Promise<void> {
+  if (!ctx.stores) return;
+  try {
+    await ctx.stores.models.remove(id);
+    await refreshLibrary(ctx);
+    const s = ctx.store.get();
+    if (s.model.choice?.id === id) patch(ctx, 'model', { check: { ...s.model.check, cached: false } });
+  } catch (e) {
+    ctx.notify({ level: 'error', ...describeError(e, 'Deleting the cached model') });
+  }
+}
+
+/** Imports a PEFT adapter from the chosen files (the two files, or a zip). */
+export async function importAdapter(ctx: AppContext, files: { name: string; bytes: () => Promise<Uint8Array> }[]): Promise<AdapterRecord | null> {
+  if (!ctx.stores) return null;
+  patch(ctx, 'library', { importing: true, importError: null });
+  try {
+    const named: NamedBytes[] = [];
+    for (const f of files) named.push({ name: f.name, bytes: await f.bytes() });
+    const peft = collectPeftFiles(named);
+    const zip = files.find((f) => /\.zip$/i.test(f.name));
+    const base = zip ? zip.name.replace(/\.zip$/i, '') : 'imported adapter';
+    const rec = await ctx.stores.adapters.import(peft, base);
+    await refreshLibrary(ctx);
+    patch(ctx, 'library', { importing: false });
+    ctx.notify({ level: 'info', title: 'Adapter imported', detail: `"${rec.name}" (base model ${rec.baseModel}) is in the library.` });
+    return rec;
+  } catch (e) {
+    patch(ctx, 'library', { importing: false, importError: describeError(e, 'Importing the adapter') });
+    return null;
+  }
+}
+
+export interface DownloadFile {
+  name: string;
+  bytes: Uint8Array;
+  type: string;
+}
+
+/** The files to download for an adapter: 'zip', 'config' or 'model'. */
+export function exportFiles(rec: Pick<AdapterRecord, 'name' | 'baseModel' | 'config' | 'finalLoss' | 'steps' | 'datasetName'>, files: PeftFiles, what: 'zip' | 'config' | 'model'): DownloadFile {
+  switch (what) {
+    case 'config':
+      return { name: ADAPTER_CONFIG_NAME, bytes: new TextEncoder().encode(files.adapterConfig), type: 'application/json' };
+    case 'model':
+      return { name: ADAPTER_MODEL_NAME, bytes: files.adapterModel, type: 'application/octet-stream' };
+    case 'zip': {
+      const extra: string[] = [];
+      if (rec.datasetName) extra.push(`dataset: ${rec.datasetName}`);
+      if (rec.steps !== null) extra.push(`steps: ${rec.steps}`);
+      if (rec.finalLoss !== null) extra.push(`final training loss: ${rec.finalLoss.toFixed(4)}`);
+      const readme = adapterReadme(rec.name, rec.baseModel, rec.config, extra);
+      return { name: `${safeFileName(rec.name)}.zip`, bytes: zipPeft(files, readme), type: 'application/zip' };
+    }
+  }
+}
+
+export async function adapterDownload(ctx: AppContext, id: string, what: 'zip' | 'config' | 'model'): Promise<DownloadFile | null> {
+  if (!ctx.stores) return null;
+  try {
+    const rec = await ctx.stores.adapters.get(id);
+    if (!rec) throw new Error('This adapter no longer exists (deleted in another tab?).');
+    return exportFiles(rec, await ctx.stores.adapters.files(id), what);
+  } catch (e) {
+    ctx.notify({ level: 'error', ...describeError(e, 'Exporting the adapter') });
+    return null;
+  }
+}

@@ -1,0 +1,316 @@
+/**
+ * Training runs from the page's side: start, pause, resume, stop; checkpoints into IndexedDB as
+ * the worker makes them; the adapter saved with the run's end in one transaction; resuming an
+ * interrupted run (reload, crash, lost GPU) from its last checkpoint. The run's Web Lock and
+ * lease keep a second tab from writing to the same run.
+ */
+import type { LoraSettings, TrainSettings } from '../../engine/types';
+import type { NewAdapter } from '../../store/adapters';
+import { HEARTBEAT_MS, type HeldLock, RunLeaseLostError, runLockName } from '../../store/runs';
+import type { HistoryPoint, RunRecord } from '../../store/types';
+import { choiceFromStored } from '../catalog';
+import { type AppContext, patch } from '../context';
+import { describeError } from '../errors';
+import { hasErrors, validateLora, validateTrain } from '../validate';
+import { analyseDataset } from './dataset';
+import { checkModel, loadChosenModel } from './model';
+import { refreshLibrary } from './library';
+
+function shortModel(id: string): string {
+  const last = id.split('/').pop() ?? id;
+  return last.length > 28 ? `${last.slice(0, 27)}…` : last;
+}
+
+function shortData(name: string): string {
+  return name.replace(/\.(jsonl|ndjson|json|csv|tsv|txt|md)$/i, '') || 'data';
+}
+
+/** "SmolLM2-135M · alpaca · r8", made unique among existing names. */
+export function adapterName(modelId: string, datasetName: string, r: number, existing: string[]): string {
+  const base = `${shortModel(modelId)} · ${shortData(datasetName)} · r${r}`;
+  if (!existing.includes(base)) return base;
+  for (let i = 2; ; i++) if (!existing.includes(`${base} (${i})`)) return `${base} (${i})`;
+}
+
+/** Why training cannot start now (empty when it can). */
+export function startBlockers(ctx: AppContext): string[] {
+  const s = ctx.store.get();
+  const out: string[] = [];
+  if (s.gpu.status !== 'ready') out.push('WebGPU is not available in this browser.');
+  if (!s.model.info) out.push('Load a model first (Model).');
+  if (!s.dataset.content.trim()) out.push('Choose a dataset first (Data).');
+  else if (s.dataset.status === 'error') out.push('The dataset has a problem (Data).');
+  if (hasErrors(validateLora(s.lora, s.model.info)) || hasErrors(validateTrain(s.train, s.model.info))) {
+    out.push('Fix the highlighted settings (Settings).');
+  }
+  if (s.estimate.value?.blocker) out.push(s.estimate.value.blocker);
+  const busy = ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
+  if (busy) out.push('A run is in progress.');
+  return out;
+}
+
+export async function refreshResumable(ctx: AppContext): Promise<void> {
+  if (!ctx.stores) return;
+  try {
+    const held = await ctx.platform.heldRunLocks();
+    const runs = await ctx.stores.runs.list();
+    const mine = ctx.store.get().run.runId;
+    const resumable = runs.filter((r) => {
+      if (r.adapterId !== null || r.status === 'finished' || r.status === 'stopped' || r.id === mine) return false;
+      // With Web Locks the lock says whether a live tab has the run; without, the lease does.
+      return held ? !held.has(runLockName(r.id)) : ctx.stores!.runs.isFree(r);
+    });
+    ctx.store.update((s) => ({ ...s, resumable }));
+  } catch {
+    /* the list is a convenience; storage errors show elsewhere */
+  }
+}
+
+export async function startTraining(ctx: AppContext): Promise<void> {
+  const blockers = startBlockers(ctx);
+  if (blockers.length) {
+    patch(ctx, 'run', { status: 'failed', error: { title: 'Cannot start training', detail: blockers.join(' ') } });
+    return;
+  }
+  patch(ctx, 'run', { status: 'preparing', error: null, adapterId: null, unsaved: null, history: [], progress: null, checkpoint: null });
+  if (!(await analyseDataset(ctx))) {
+    const err = ctx.store.get().dataset.error;
+    patch(ctx, 'run', { status: 'failed', error: err ?? { title: 'Cannot start training', detail: 'The dataset could not be read.' } });
+    return;
+  }
+  const s = ctx.store.get();
+  let run: RunRecord | null = null;
+  let lock: HeldLock | null = null;
+  if (ctx.stores && s.model.source) {
+    try {
+      run = await ctx.stores.runs.create({
+        name: `${shortModel(s.model.info!.id)} · ${shortData(s.dataset.fileName)}`,
+        model: s.model.source,
+        dataset: { fileName: s.dataset.fileName, content: s.dataset.content, format: s.dataset.format },
+        lora: s.lora,
+        train: s.train,
+      });
+      lock = await ctx.platform.lockRun(run.id);
+    } catch (e) {
+      ctx.notify({ level: 'warning', ...describeError(e, 'Saving the run'), action: 'Training goes on, but cannot be resumed after a reload.' });
+      run = null;
+    }
+  }
+  await runTraining(ctx, run, lock, s.lora, s.train, undefined, []);
+}
+
+/** Resumes an interrupted run from its last checkpoint (loading its model and data first). */
+export async function resumeRun(ctx: AppContext, runId: string): Promise<void> {
+  if (!ctx.stores) return;
+  const s0 = ctx.store.get();
+  if (['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s0.run.status)) {
+    ctx.notify({ level: 'warning', title: 'A run is in progress', detail: 'Stop it before resuming another.' });
+    return;
+  }
+  const lock = await ctx.platform.lockRun(runId);
+  if (!lock) {
+    ctx.notify({ level: 'warning', title: 'Run is open in another tab', detail: 'Continue it there, or close that tab first.' });
+    return;
+  }
+  let ok = false;
+  try {
+    const run = await ctx.stores.runs.acquire(runId, { force: true });
+    if (!run) {
+      ctx.notify({ level: 'warning', title: 'Run is open in another tab', detail: 'Continue it there, or close that tab first.' });
+      return;
+    }
+    patch(ctx, 'run', { status: 'preparing', runId: run.id, error: null, adapterId: null, unsaved: null, history: run.history, progress: null });
+    ctx.store.update((st) => ({ ...st, view: 'train' }));
+    // The model.
+    if (ctx.store.get().model.info?.id !== run.model.id) {
+      const choice = choiceFromStored(run.model);
+      if (!choice) {
+        throw Object.assign(
+          new Error(`This run used the local folder "${run.model.id}". Load that folder again in Model, then resume.`),
+          { name: 'ResumeError' },
+        );
+      }
+      await checkModel(ctx, choice);
+      if (!(await loadChosenModel(ctx, { keepSettings: true }))) {
+        throw ctx.store.get().model.load.error ? new Error(ctx.store.get().model.load.error!.detail) : new Error('The model did not load.');
+      }
+    }
+    // The data and settings, exactly as the run had them.
+    ctx.store.update((st) => ({
+      ...st,
+      lora: run.lora,
+      train: run.train,
+      dataset: { ...st.dataset, fileName: run.dataset.fileName, content: run.dataset.content, format: run.dataset.format, key: null, summary: null },
+    }));
+    if (!(await analyseDataset(ctx))) throw new Error(ctx.store.get().dataset.error?.detail ?? 'The dataset could not be read.');
+    const ckpt = await ctx.stores.runs.checkpoint(run.id);
+    const prior = ckpt ? run.history.filter((h) => h.step <= ckpt.step) : [];
+    if (ckpt) patch(ctx, 'run', { checkpoint: { step: ckpt.step, at: ckpt.savedAt } });
+    ok = true;
+    await runTraining(ctx, run, lock, run.lora, run.train, ckpt?.blob, prior);
+  } catch (e) {
+    if (!ok) {
+      lock.release();
+      await ctx.stores.runs.release(runId, 'interrupted', (e as Error).message).catch(() => undefined);
+      patch(ctx, 'run', { status: 'failed', error: describeError(e, 'Resuming the run') });
+      await refreshResumable(ctx);
+    }
+  }
+}
+
+async function runTraining(
+  ctx: AppContext,
+  run: RunRecord | null,
+  lock: HeldLock | null,
+  lora: LoraSettings,
+  train: TrainSettings,
+  resumeFrom: Uint8Array | undefined,
+  prior: HistoryPoint[],
+): Promise<void> {
+  const stores = ctx.stores;
+  const history: HistoryPoint[] = [...prior];
+  patch(ctx, 'run', { status: 'running', runId: run?.id ?? null, history: [...history], progress: null, totalSteps: null, error: null });
+  await refreshResumable(ctx);
+  let leaseLost = false;
+  let warnedStorage = false;
+  const heartbeat =
+    run && stores
+      ? setInterval(() => {
+          stores.runs.renew(run.id).catch((e: unknown) => {
+            if (e instanceof RunLeaseLostError && !leaseLost) {
+              leaseLost = true;
+              ctx.engine.stop();
+              ctx.notify({ level: 'error', title: 'Another tab took over this run', detail: e.message });
+            }
+          });
+        }, HEARTBEAT_MS)
+      : null;
+  let paintTimer: ReturnType<typeof setTimeout> | null = null;
+  const paint = () => {
+    paintTimer = null;
+    const cur = ctx.store.get().run;
+    patch(ctx, 'run', { history: [...history], status: cur.status === 'preparing' ? 'running' : cur.status });
+  };
+  try {
+    const result = await ctx.engine.train(lora, train, {
+      resumeFrom,
+      onProgress: (p) => {
+        history.push({ step: p.step, loss: p.loss, valLoss: p.valLoss, lr: p.lr });
+        patch(ctx, 'run', { progress: p, totalSteps: p.totalSteps });
+        if (!paintTimer) paintTimer = setTimeout(paint, 100);
+      },
+      onCheckpoint:
+        run && stores
+          ? async (blob, step) => {
+              try {
+                await stores.runs.saveCheckpoint(
+                  run.id,
+                  step,
+                  blob,
+                  history.filter((h) => h.step <= step),
+                );
+                patch(ctx, 'run', { checkpoint: { step, at: new Date().toISOString() } });
+              } catch (e) {
+                if (e instanceof RunLeaseLostError) {
+                  if (!leaseLost) {
+                    leaseLost = true;
+                    ctx.engine.stop();
+                    ctx.notify({ level: 'error', title: 'Another tab took over this run', detail: e.message });
+                  }
+                } else if (!warnedStorage) {
+                  warnedStorage = true;
+                  ctx.notify({ level: 'warning', ...describeError(e, 'Saving a checkpoint'), action: 'Training goes on; the finished adapter is still kept.' });
+                }
+              }
+            }
+          : undefined,
+    });
+    if (paintTimer) clearTimeout(paintTimer);
+    paint();
+    patch(ctx, 'run', { status: 'saving' });
+    const s = ctx.store.get();
+    const existing = s.library.adapters.map((a) => a.name);
+    const meta: NewAdapter = {
+      name: adapterName(s.model.info?.id ?? 'model', run?.dataset.fileName ?? s.dataset.fileName, lora.r, existing),
+      baseModel: s.model.info?.id ?? 'unknown',
+      baseSource: s.model.source,
+      train,
+      datasetName: run?.dataset.fileName ?? s.dataset.fileName,
+      finalLoss: result.finalLoss,
+      finalValLoss: result.finalValLoss,
+      steps: result.steps,
+      origin: 'trained',
+      runId: run?.id ?? null,
+      stoppedEarly: result.stoppedEarly,
+      history: result.history,
+    };
+    let adapterId: string | null = null;
+    try {
+      if (!stores) throw Object.assign(new Error('Browser storage is unavailable.'), { name: 'StorageUnavailableError' });
+      const rec = run
+        ? await stores.runs.finish(run.id, meta, result.adapter, {
+            status: result.stoppedEarly ? 'stopped' : 'finished',
+            step: result.steps,
+            history: result.history,
+          })
+        : await stores.adapters.save(meta, result.adapter);
+      adapterId = rec.id;
+    } catch (e) {
+      patch(ctx, 'run', { unsaved: { name: meta.name, ...result.adapter } });
+      ctx.notify({ level: 'error', ...describeError(e, 'Saving the adapter'), action: 'Download it now from the Train view so it is not lost.' });
+    }
+    patch(ctx, 'run', { status: 'done', adapterId, history: result.history.length ? result.history : [...history] });
+    await refreshLibrary(ctx);
+    if (adapterId) {
+      const id = adapterId;
+      ctx.store.update((st) => ({ ...st, compare: { ...st.compare, adapterIds: [id, ...st.compare.adapterIds.filter((x) => x !== id)].slice(0, 3) } }));
+    }
+  } catch (e) {
+    if (paintTimer) clearTimeout(paintTimer);
+    const msg = describeError(e, 'Training');
+    patch(ctx, 'run', { status: 'failed', error: msg, history: [...history] });
+    if (run && stores) {
+      const lost = (e as Error).name === 'GpuDeviceLostError' || (e as Error).name === 'WorkerError';
+      await stores.runs.release(run.id, lost ? 'interrupted' : 'failed', msg.detail).catch(() => undefined);
+    }
+  } finally {
+    if (heartbeat) clearInterval(heartbeat);
+    lock?.release();
+    await refreshResumable(ctx);
+  }
+}
+
+export function pauseTraining(ctx: AppContext): void {
+  if (ctx.store.get().run.status !== 'running') return;
+  ctx.engine.pause();
+  patch(ctx, 'run', { status: 'paused' });
+}
+
+export function resumeTraining(ctx: AppContext): void {
+  if (ctx.store.get().run.status !== 'paused') return;
+  ctx.engine.resume();
+  patch(ctx, 'run', { status: 'running' });
+}
+
+/** Stops after the current step; the adapter so far is saved. */
+export function stopTraining(ctx: AppContext): void {
+  const st = ctx.store.get().run.status;
+  if (st !== 'running' && st !== 'paused') return;
+  ctx.engine.stop();
+  patch(ctx, 'run', { status: 'stopping' });
+}
+
+export async function discardRun(ctx: AppContext, runId: string): Promise<void> {
+  if (!ctx.stores) return;
+  const lock = await ctx.platform.lockRun(runId);
+  if (!lock) {
+    ctx.notify({ level: 'warning', title: 'Run is open in another tab', detail: 'It cannot be discarded from here.' });
+    return;
+  }
+  try {
+    await ctx.stores.runs.discard(runId);
+  } finally {
+    lock.release();
+  }
+  await refreshResumable(ctx);
+}

@@ -1,0 +1,154 @@
+/** Step 6: compare — the same prompts through the base model and adapters, side by side; losses. */
+import { formatLoss } from '../format';
+import { useAppState, useController } from '../hooks';
+import type { AppState } from '../state';
+import { validateSampling } from '../validate';
+import { MessageCard, NumberField } from './common';
+
+function Outputs({ s }: { s: AppState }) {
+  const cmp = s.compare;
+  if (cmp.promptList.length === 0 || cmp.outputs.length === 0) return null;
+  return (
+    <section className="card" aria-labelledby="out-h" data-testid="compare-outputs" data-status={cmp.status}>
+      <h3 id="out-h">Outputs</h3>
+      {cmp.promptList.map((prompt, p) => (
+        <div key={p} className="compare-row">
+          <div className="compare-prompt">
+            <span className="muted small">Prompt {p + 1}</span>
+            <p>{prompt}</p>
+          </div>
+          <div className="compare-cols" style={{ gridTemplateColumns: `repeat(${cmp.columns.length}, minmax(0, 1fr))` }}>
+            {cmp.columns.map((col) => {
+              const cell = cmp.outputs[p]?.[col.key];
+              return (
+                <article key={col.key} className={`compare-cell ${cell?.status ?? ''}`} data-testid="compare-cell" aria-busy={cell?.status === 'running'}>
+                  <h4>{col.label}</h4>
+                  {cell?.status === 'error' ? (
+                    <p className="field-error">{cell.error}</p>
+                  ) : (
+                    <pre className="gen-text">
+                      {cell?.text}
+                      {cell?.status === 'running' && <span className="cursor" aria-hidden="true" />}
+                    </pre>
+                  )}
+                  {cell?.status === 'done' && !cell.text && <p className="muted small">(no text: the model stopped at once)</p>}
+                </article>
+              );
+            })}
+          </div>
+        </div>
+      ))}
+    </section>
+  );
+}
+
+function Evals({ s }: { s: AppState }) {
+  const cmp = s.compare;
+  if (cmp.evalStatus === 'idle') return null;
+  return (
+    <table className="results" data-testid="eval-table">
+      <caption className="muted small">
+        Mean loss per counted token on the {cmp.evalSplit === 'validation' ? 'validation split' : 'whole dataset (it has no validation split)'} of{' '}
+        {s.dataset.summary?.fileName}. Lower is better; perplexity = e^loss.
+      </caption>
+      <thead>
+        <tr>
+          <th>Model</th>
+          <th className="num">Loss</th>
+          <th className="num">Perplexity</th>
+          <th className="num">Tokens</th>
+        </tr>
+      </thead>
+      <tbody>
+        {cmp.columns.map((col) => {
+          const e = cmp.evals[col.key];
+          return (
+            <tr key={col.key}>
+              <td>{col.label}</td>
+              {e?.status === 'done' ? (
+                <>
+                  <td className="num">{formatLoss(e.loss)}</td>
+                  <td className="num">{e.loss !== undefined ? formatLoss(Math.exp(e.loss)) : '—'}</td>
+                  <td className="num">{e.tokens}</td>
+                </>
+              ) : (
+                <td colSpan={3} className={e?.status === 'error' ? 'field-error' : 'muted'}>
+                  {e?.status === 'error' ? e.error : e?.status === 'running' ? 'evaluating…' : 'waiting'}
+                </td>
+              )}
+            </tr>
+          );
+        })}
+      </tbody>
+    </table>
+  );
+}
+
+export function CompareView() {
+  const s = useAppState();
+  const c = useController();
+  const cmp = s.compare;
+  const se = validateSampling(cmp.sampling);
+  const blocker = c.compareBlocker();
+  const loaded = s.model.info?.id ?? null;
+  return (
+    <div className="view">
+      <h2>6 · Compare</h2>
+      <p className="lead">The same prompts through the base model and your adapters, with the same sampling seed.</p>
+      <div className="two-col">
+        <section className="card" aria-labelledby="prompts-h">
+          <h3 id="prompts-h">Prompts</h3>
+          <div className="field">
+            <label htmlFor="prompts">One prompt per line</label>
+            <textarea id="prompts" rows={4} value={cmp.prompts} onChange={(e) => c.setPrompts(e.target.value)} />
+          </div>
+          <fieldset className="adapter-pick">
+            <legend>Adapters</legend>
+            {s.library.adapters.length === 0 && <p className="muted small">No adapters in the library yet.</p>}
+            {s.library.adapters.map((a) => (
+              <label key={a.id} className="check">
+                <input type="checkbox" checked={cmp.adapterIds.includes(a.id)} onChange={(e) => c.toggleCompareAdapter(a.id, e.target.checked)} />
+                {a.name}
+                {loaded && a.baseModel !== loaded && <span className="pill warn">trained on {a.baseModel}</span>}
+              </label>
+            ))}
+          </fieldset>
+        </section>
+        <section className="card" aria-labelledby="sampling-h">
+          <h3 id="sampling-h">Sampling</h3>
+          <div className="form-grid">
+            <NumberField label="Max new tokens" name="maxNewTokens" value={cmp.sampling.maxNewTokens} error={se.maxNewTokens} onChange={(v) => c.setSampling({ maxNewTokens: v })} />
+            <NumberField label="Temperature" name="temperature" value={cmp.sampling.temperature} error={se.temperature} hint="0 = greedy (the same every time)." onChange={(v) => c.setSampling({ temperature: v })} />
+            <NumberField label="Top-k" name="topK" value={cmp.sampling.topK} error={se.topK} hint="0 = off." onChange={(v) => c.setSampling({ topK: v })} />
+            <NumberField label="Top-p" name="topP" value={cmp.sampling.topP} error={se.topP} onChange={(v) => c.setSampling({ topP: v })} />
+            <NumberField label="Seed" name="sampleSeed" value={cmp.sampling.seed} error={se.seed} hint="Shared by every column." onChange={(v) => c.setSampling({ seed: v })} />
+            <div className="field">
+              <span className="label-like">Prompt format</span>
+              <label className="check">
+                <input
+                  type="checkbox"
+                  checked={cmp.sampling.chat}
+                  disabled={!!s.model.info && !s.model.info.hasChatTemplate}
+                  onChange={(e) => c.setSampling({ chat: e.target.checked })}
+                />
+                chat template
+              </label>
+            </div>
+          </div>
+        </section>
+      </div>
+      <div className="actions">
+        <button type="button" className="primary big" disabled={!!blocker || !cmp.prompts.trim()} onClick={() => void c.runCompare()} data-testid="run-compare">
+          {cmp.status === 'running' ? 'Generating…' : 'Generate side by side'}
+        </button>
+        <button type="button" className="secondary" disabled={!!blocker} onClick={() => void c.runEvaluation()} data-testid="run-eval">
+          {cmp.evalStatus === 'running' ? 'Evaluating…' : 'Validation loss and perplexity'}
+        </button>
+        {blocker && <span className="muted">{blocker}</span>}
+      </div>
+      {cmp.error && <MessageCard message={cmp.error} />}
+      <Evals s={s} />
+      <Outputs s={s} />
+    </div>
+  );
+}

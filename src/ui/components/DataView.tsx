@@ -1,0 +1,214 @@
+/** Step 2: the dataset — upload, paste or demo; detected format, counts, issues, paged preview. */
+import { useRef, useState } from 'react';
+import type { DatasetFormat } from '../../engine/types';
+import { PAGE_SIZE } from '../actions/dataset';
+import { formatInt } from '../format';
+import { useAppState, useController } from '../hooks';
+import type { AppState } from '../state';
+import { MessageCard, NumberField, SelectField, Stat } from './common';
+
+const FORMAT_LABEL: Record<DatasetFormat, string> = {
+  text: 'Plain text (all tokens count)',
+  alpaca: 'Instruction / Alpaca (responses count)',
+  chat: 'Chat messages (assistant turns count)',
+};
+
+function Preview({ s }: { s: AppState }) {
+  const c = useController();
+  const summary = s.dataset.summary!;
+  const pages = Math.max(1, Math.ceil(summary.preview.length / PAGE_SIZE));
+  const page = Math.min(s.dataset.page, pages - 1);
+  const rows = summary.preview.slice(page * PAGE_SIZE, page * PAGE_SIZE + PAGE_SIZE);
+  return (
+    <section className="card" aria-labelledby="preview-h">
+      <div className="card-head">
+        <h3 id="preview-h">Rendered examples</h3>
+        <span className="legend">
+          <mark className="counted">counted in the loss</mark> <span className="uncounted">context only</span>
+        </span>
+      </div>
+      <p className="muted small">
+        Each record as the model sees it (chat template and special tokens included). Only highlighted tokens are trained on.
+        {summary.preview.length < summary.records ? ` Showing the first ${summary.preview.length} of ${summary.records}.` : ''}
+      </p>
+      <ol className="examples" start={page * PAGE_SIZE + 1}>
+        {rows.map((ex, i) => (
+          <li key={`${ex.line}-${i}`} className="example">
+            <div className="example-meta">
+              line {ex.line} · {ex.tokens} tokens · {ex.countedTokens} counted{ex.truncated ? ' · truncated to max length' : ''}
+            </div>
+            <pre className="example-text">
+              {ex.pieces.map((p, j) =>
+                p.counted ? (
+                  <mark key={j} className="counted">
+                    {p.text}
+                  </mark>
+                ) : (
+                  <span key={j} className="uncounted">
+                    {p.text}
+                  </span>
+                ),
+              )}
+            </pre>
+          </li>
+        ))}
+      </ol>
+      <nav className="pager" aria-label="Preview pages">
+        <button type="button" className="secondary" disabled={page === 0} onClick={() => c.setDatasetPage(page - 1)}>
+          ← Previous
+        </button>
+        <span aria-live="polite">
+          Page {page + 1} of {pages}
+        </span>
+        <button type="button" className="secondary" disabled={page >= pages - 1} onClick={() => c.setDatasetPage(page + 1)}>
+          Next →
+        </button>
+      </nav>
+    </section>
+  );
+}
+
+function Summary({ s }: { s: AppState }) {
+  const summary = s.dataset.summary!;
+  return (
+    <section className="card" aria-labelledby="summary-h" data-testid="dataset-summary">
+      <h3 id="summary-h">{summary.fileName}</h3>
+      <div className="stats">
+        <Stat label="format" value={summary.format} />
+        <Stat label="records" value={formatInt(summary.records)} />
+        <Stat label="train / validation" value={`${formatInt(summary.trainRecords)} / ${formatInt(summary.valRecords)}`} />
+        <Stat label="train tokens" value={formatInt(summary.trainTokens)} />
+        <Stat label="counted tokens" value={formatInt(summary.countedTokens)} />
+        <Stat label="issues" value={formatInt(summary.issues.length)} />
+      </div>
+      <p className="muted small">{FORMAT_LABEL[summary.format]}.</p>
+      {summary.issues.length > 0 && (
+        <details className="issues" open={summary.issues.length <= 8}>
+          <summary>
+            {summary.issues.length} line{summary.issues.length === 1 ? '' : 's'} skipped or cut — these records are not trained on
+          </summary>
+          <ul>
+            {summary.issues.slice(0, 200).map((iss, i) => (
+              <li key={`${iss.line}-${i}`}>
+                <span className="line-no">line {iss.line}</span> {iss.message}
+              </li>
+            ))}
+            {summary.issues.length > 200 && <li>… and {summary.issues.length - 200} more.</li>}
+          </ul>
+        </details>
+      )}
+    </section>
+  );
+}
+
+export function DataView() {
+  const s = useAppState();
+  const c = useController();
+  const fileInput = useRef<HTMLInputElement>(null);
+  const [paste, setPaste] = useState('');
+  const busy = ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
+  const d = s.dataset;
+
+  return (
+    <div className="view">
+      <h2>2 · Data</h2>
+      <p className="lead">
+        JSONL, JSON, CSV/TSV or plain text. Records can be plain text <code>{'{"text"}'}</code>, instructions{' '}
+        <code>{'{"instruction","input","output"}'}</code> or chats <code>{'{"messages":[{"role","content"}]}'}</code>; the format is
+        detected.
+      </p>
+      <div className="two-col">
+        <section className="card" aria-labelledby="src-h">
+          <h3 id="src-h">Source</h3>
+          <div className="actions">
+            <input
+              ref={fileInput}
+              id="dataset-file"
+              type="file"
+              accept=".jsonl,.ndjson,.json,.csv,.tsv,.txt,.md,text/*,application/json"
+              className="visually-hidden"
+              onChange={(e) => {
+                const f = e.target.files?.[0];
+                if (f) void c.readDatasetFile(f);
+                e.target.value = '';
+              }}
+            />
+            <button type="button" disabled={busy} onClick={() => fileInput.current?.click()}>
+              Upload file…
+            </button>
+            <button type="button" className="secondary" disabled={busy} onClick={() => void c.useDemoDataset()}>
+              Use the demo Q&amp;A set
+            </button>
+          </div>
+          <div className="field">
+            <label htmlFor="paste">Or paste records</label>
+            <textarea
+              id="paste"
+              rows={6}
+              placeholder={'{"instruction": "Say hi", "output": "Hi!"}\n{"instruction": "Count to three", "output": "1, 2, 3"}'}
+              value={paste}
+              onChange={(e) => setPaste(e.target.value)}
+            />
+          </div>
+          <div className="actions">
+            <button type="button" className="secondary" disabled={busy || !paste.trim()} onClick={() => void c.setDatasetText('pasted.jsonl', paste)}>
+              Use pasted text
+            </button>
+          </div>
+          <div className="form-grid">
+            <SelectField<DatasetFormat | 'auto'>
+              label="Format"
+              name="format"
+              value={d.format}
+              disabled={busy}
+              options={[
+                { value: 'auto', label: 'Detect' },
+                { value: 'text', label: 'Plain text' },
+                { value: 'alpaca', label: 'Instruction (Alpaca)' },
+                { value: 'chat', label: 'Chat messages' },
+              ]}
+              onChange={(v) => void c.setDatasetFormat(v)}
+            />
+            <NumberField
+              label="Validation fraction"
+              name="valFraction"
+              value={s.train.valFraction}
+              disabled={busy}
+              hint="Held out for the validation loss (0–0.5)."
+              error={!(s.train.valFraction >= 0 && s.train.valFraction <= 0.5) ? 'Between 0 and 0.5.' : undefined}
+              onChange={(v) => c.setTrain({ valFraction: v })}
+            />
+            <NumberField
+              label="Max sequence length"
+              name="maxLen"
+              value={s.train.maxLen}
+              disabled={busy}
+              hint="Tokens per example; longer ones are cut."
+              error={!(Number.isInteger(s.train.maxLen) && s.train.maxLen >= 8) ? 'A whole number, at least 8.' : undefined}
+              onChange={(v) => c.setTrain({ maxLen: v })}
+            />
+          </div>
+        </section>
+        <div className="stack" aria-live="polite">
+          {!s.model.info && d.content && <p className="muted">Load a model to tokenize the data with its tokenizer.</p>}
+          {!d.content && d.status !== 'error' && <p className="muted">No dataset yet.</p>}
+          {d.status === 'loading' && (
+            <p className="muted" role="status">
+              Tokenizing {d.fileName}…
+            </p>
+          )}
+          {d.status === 'error' && d.error && <MessageCard message={d.error} />}
+          {d.summary && d.status !== 'error' && <Summary s={s} />}
+          {d.summary && d.status !== 'error' && (
+            <div className="actions">
+              <button type="button" className="secondary" onClick={() => c.go('settings')}>
+                Next: settings →
+              </button>
+            </div>
+          )}
+        </div>
+      </div>
+      {d.summary && d.status !== 'error' && <Preview s={s} />}
+    </div>
+  );
+}

@@ -1,0 +1,211 @@
+/** Step 5: the adapter library — rename, delete, download (zip or the two PEFT files), import; cached models. */
+import { useRef, useState } from 'react';
+import type { AdapterRecord } from '../../store/types';
+import { saveFile } from '../download';
+import { formatBytes, formatDate, formatLoss } from '../format';
+import { useAppState, useController } from '../hooks';
+import { MessageCard } from './common';
+
+function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string | null }) {
+  const c = useController();
+  const [editing, setEditing] = useState(false);
+  const [name, setName] = useState(a.name);
+  const [confirming, setConfirming] = useState(false);
+  const download = async (what: 'zip' | 'config' | 'model') => {
+    const f = await c.adapterDownload(a.id, what);
+    if (f) saveFile(f.name, f.bytes, f.type);
+  };
+  const targets = Array.isArray(a.config.target_modules) ? a.config.target_modules.join(', ') : a.config.target_modules;
+  const mismatch = loadedModel !== null && a.baseModel !== loadedModel;
+  return (
+    <li className="adapter" data-testid="adapter-row">
+      <div className="adapter-main">
+        {editing ? (
+          <form
+            className="inline-form"
+            onSubmit={(e) => {
+              e.preventDefault();
+              void c.renameAdapter(a.id, name).then((ok) => ok && setEditing(false));
+            }}
+          >
+            <label htmlFor={`rename-${a.id}`} className="visually-hidden">
+              New name
+            </label>
+            <input id={`rename-${a.id}`} value={name} onChange={(e) => setName(e.target.value)} autoFocus />
+            <button type="submit" disabled={!name.trim()}>
+              Save
+            </button>
+            <button
+              type="button"
+              className="secondary"
+              onClick={() => {
+                setName(a.name);
+                setEditing(false);
+              }}
+            >
+              Cancel
+            </button>
+          </form>
+        ) : (
+          <h4 className="adapter-name" data-testid="adapter-name">
+            {a.name}
+          </h4>
+        )}
+        <div className="adapter-meta">
+          <span title="Base model">{a.baseModel}</span>
+          {mismatch && <span className="pill warn">other base model</span>}
+          <span className="pill">{a.origin}</span>
+          {a.stoppedEarly && <span className="pill warn">stopped early</span>}
+        </div>
+        <dl className="facts compact">
+          <div>
+            <dt>LoRA</dt>
+            <dd>
+              r {a.config.r} · alpha {a.config.lora_alpha}
+              {a.config.use_rslora ? ' · rsLoRA' : ''} · {targets}
+            </dd>
+          </div>
+          <div>
+            <dt>Final loss</dt>
+            <dd>
+              {formatLoss(a.finalLoss)}
+              {a.finalValLoss !== null ? ` (validation ${formatLoss(a.finalValLoss)})` : ''}
+              {a.steps !== null ? ` after ${a.steps} steps` : ''}
+            </dd>
+          </div>
+          <div>
+            <dt>Made</dt>
+            <dd>
+              {formatDate(a.createdAt)}
+              {a.datasetName ? ` on ${a.datasetName}` : ''}
+            </dd>
+          </div>
+          <div>
+            <dt>Size</dt>
+            <dd>{formatBytes(a.sizeBytes)}</dd>
+          </div>
+        </dl>
+      </div>
+      <div className="adapter-actions">
+        <button type="button" onClick={() => void download('zip')} data-testid="download-zip">
+          Download .zip
+        </button>
+        <button type="button" className="secondary" onClick={() => void download('config')}>
+          adapter_config.json
+        </button>
+        <button type="button" className="secondary" onClick={() => void download('model')}>
+          adapter_model.safetensors
+        </button>
+        <button type="button" className="secondary" onClick={() => setEditing(true)} disabled={editing}>
+          Rename
+        </button>
+        {confirming ? (
+          <span className="confirm" role="group" aria-label="Confirm delete">
+            <button type="button" className="danger" onClick={() => void c.deleteAdapter(a.id)} autoFocus>
+              Delete for good
+            </button>
+            <button type="button" className="secondary" onClick={() => setConfirming(false)}>
+              Keep
+            </button>
+          </span>
+        ) : (
+          <button type="button" className="secondary danger" onClick={() => setConfirming(true)}>
+            Delete…
+          </button>
+        )}
+      </div>
+    </li>
+  );
+}
+
+export function LibraryView() {
+  const s = useAppState();
+  const c = useController();
+  const input = useRef<HTMLInputElement>(null);
+  const lib = s.library;
+  return (
+    <div className="view">
+      <h2>5 · Adapters</h2>
+      <p className="lead">
+        Adapters stay in this browser (IndexedDB) until deleted. Downloads are standard PEFT files: load them in Python with{' '}
+        <code>PeftModel.from_pretrained</code>.
+      </p>
+      {!s.storageOk && (
+        <MessageCard level="warning" message={{ title: 'No browser storage', detail: 'This browser gives the page no IndexedDB; adapters are not kept.' }} />
+      )}
+      <section className="card" aria-labelledby="import-h">
+        <div className="card-head">
+          <h3 id="import-h">Import a PEFT adapter</h3>
+          <div className="actions">
+            <input
+              ref={input}
+              id="import-files"
+              type="file"
+              multiple
+              accept=".json,.safetensors,.zip"
+              className="visually-hidden"
+              onChange={(e) => {
+                const files = Array.from(e.target.files ?? []);
+                e.target.value = '';
+                if (files.length) void c.importAdapter(files.map((f) => ({ name: f.name, bytes: async () => new Uint8Array(await f.arrayBuffer()) })));
+              }}
+            />
+            <button type="button" className="secondary" disabled={lib.importing || !s.storageOk} onClick={() => input.current?.click()}>
+              {lib.importing ? 'Importing…' : 'Choose files…'}
+            </button>
+          </div>
+        </div>
+        <p className="muted small">Select adapter_config.json and adapter_model.safetensors together (e.g. trained with Python's peft), or a .zip of them.</p>
+        {lib.importError && <MessageCard message={lib.importError} />}
+      </section>
+      {lib.adapters.length === 0 ? (
+        <p className="muted">No adapters yet. Train one, or import one.</p>
+      ) : (
+        <ul className="adapters" aria-label="Adapters">
+          {lib.adapters.map((a) => (
+            <AdapterRow key={a.id} a={a} loadedModel={s.model.info?.id ?? null} />
+          ))}
+        </ul>
+      )}
+      <section className="card" aria-labelledby="models-h">
+        <h3 id="models-h">Cached models</h3>
+        {lib.storage && (
+          <p className="muted small">
+            This site uses {formatBytes(lib.storage.usage)} of {formatBytes(lib.storage.quota)} the browser allows.{' '}
+            {lib.storage.persisted ? 'Storage is persistent (the browser will not clear it on its own).' : 'The browser may clear it when the disk is short of space.'}
+          </p>
+        )}
+        {lib.models.length === 0 ? (
+          <p className="muted">No downloaded models. The demo model ships with the app and needs no cache.</p>
+        ) : (
+          <table className="results">
+            <thead>
+              <tr>
+                <th>Model</th>
+                <th className="num">Size</th>
+                <th>Cached</th>
+                <th>
+                  <span className="visually-hidden">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {lib.models.map((m) => (
+                <tr key={m.id}>
+                  <td>{m.id}</td>
+                  <td className="num">{formatBytes(m.bytes)}</td>
+                  <td>{formatDate(m.cachedAt)}</td>
+                  <td>
+                    <button type="button" className="secondary danger small" onClick={() => void c.deleteCachedModel(m.id)}>
+                      Delete files
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </section>
+    </div>
+  );
+}

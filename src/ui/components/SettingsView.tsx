@@ -1,0 +1,255 @@
+/** Step 3: LoRA and training hyperparameters, validated inline, with the engine's estimate. */
+import type { TrainSettings } from '../../engine/types';
+import { formatBytes, formatCount, formatPercent } from '../format';
+import { useAppState, useController } from '../hooks';
+import type { AppState } from '../state';
+import { validateLora, validateTrain } from '../validate';
+import { MessageCard, NumberField, SelectField, Stat } from './common';
+
+function Targets({ s }: { s: AppState }) {
+  const c = useController();
+  const modules = s.model.info?.linearModules ?? s.model.check.cost?.linearModules ?? [];
+  const defaults = s.model.info?.defaultTargets ?? [];
+  const t = s.lora.target_modules;
+  const all = t === 'all-linear';
+  const chosen = new Set(Array.isArray(t) ? t : []);
+  const err = validateLora(s.lora, s.model.info).target_modules;
+  return (
+    <fieldset className={`targets${err ? ' invalid' : ''}`} aria-describedby={err ? 'targets-err' : 'targets-hint'}>
+      <legend>Target modules</legend>
+      <label className="check">
+        <input
+          type="checkbox"
+          name="all-linear"
+          checked={all}
+          onChange={(e) => c.setLora({ target_modules: e.target.checked ? 'all-linear' : defaults.length ? [...defaults] : modules.slice(0, 1) })}
+        />
+        all-linear (every linear layer)
+      </label>
+      <div className="check-grid">
+        {modules.map((m) => (
+          <label key={m} className="check">
+            <input
+              type="checkbox"
+              name={`target-${m}`}
+              disabled={all}
+              checked={all || chosen.has(m)}
+              onChange={(e) => {
+                const next = new Set(chosen);
+                if (e.target.checked) next.add(m);
+                else next.delete(m);
+                c.setLora({ target_modules: modules.filter((x) => next.has(x)) });
+              }}
+            />
+            <code>{m}</code>
+            {defaults.includes(m) && <span className="pill">default</span>}
+          </label>
+        ))}
+      </div>
+      {err ? (
+        <div className="field-error" id="targets-err">
+          {err}
+        </div>
+      ) : (
+        <div className="hint" id="targets-hint">
+          {defaults.length ? `PEFT's default for ${s.model.info?.modelType}: ${defaults.join(', ')}. ` : ''}
+          More modules: more capacity, more memory.{' '}
+          {defaults.length > 0 && (
+            <button type="button" className="link" onClick={() => c.setLora({ target_modules: [...defaults] })}>
+              Use the default
+            </button>
+          )}
+        </div>
+      )}
+    </fieldset>
+  );
+}
+
+function Estimate({ s }: { s: AppState }) {
+  const e = s.estimate;
+  if (!s.model.info) return <p className="muted">Load a model to see the trainable parameters and memory.</p>;
+  if (e.status === 'error' && e.error) return <MessageCard message={e.error} />;
+  if (!e.value) return <p className="muted">{e.status === 'working' ? 'Estimating…' : 'Fix the settings to see the estimate.'}</p>;
+  const v = e.value;
+  const parts = [
+    { label: 'weights', bytes: v.weightsBytes, cls: 'w' },
+    { label: 'LoRA + optimizer', bytes: v.loraBytes, cls: 'l' },
+    { label: 'activations', bytes: v.activationBytes, cls: 'a' },
+  ];
+  const total = Math.max(1, v.totalBytes);
+  return (
+    <div data-testid="estimate">
+      <div className="stats">
+        <Stat label="trainable parameters" value={formatCount(v.trainableParams)} title={String(v.trainableParams)} />
+        <Stat label="of all parameters" value={formatPercent(v.trainablePercent)} />
+        <Stat label="GPU memory (est.)" value={formatBytes(v.totalBytes)} />
+      </div>
+      <div className="membar" role="img" aria-label={parts.map((p) => `${p.label} ${formatBytes(p.bytes)}`).join(', ')}>
+        {parts.map((p) => (
+          <div key={p.label} className={`membar-${p.cls}`} style={{ width: `${(100 * p.bytes) / total}%` }} />
+        ))}
+      </div>
+      <ul className="membar-legend">
+        {parts.map((p) => (
+          <li key={p.label}>
+            <span className={`swatch membar-${p.cls}`} aria-hidden="true" /> {p.label} {formatBytes(p.bytes)}
+          </li>
+        ))}
+      </ul>
+      {v.blocker && <MessageCard message={{ title: 'Cannot train with these settings', detail: v.blocker }} />}
+    </div>
+  );
+}
+
+export function SettingsView() {
+  const s = useAppState();
+  const c = useController();
+  const le = validateLora(s.lora, s.model.info);
+  const te = validateTrain(s.train, s.model.info);
+  const t = s.train;
+  const busy = ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
+  const byEpochs = t.steps <= 0;
+  const setT = (p: Partial<TrainSettings>) => c.setTrain(p);
+  return (
+    <div className="view">
+      <h2>3 · Settings</h2>
+      <p className="lead">Defaults suit a first run. Names follow PEFT and transformers, so they match adapter_config.json.</p>
+      {busy && <p className="muted">A run is in progress; changes apply to the next run.</p>}
+      <div className="two-col">
+        <section className="card" aria-labelledby="lora-h">
+          <h3 id="lora-h">LoRA</h3>
+          <div className="form-grid">
+            <NumberField label="Rank r" name="r" value={s.lora.r} error={le.r} hint="4–64; higher learns more." onChange={(v) => c.setLora({ r: v })} />
+            <NumberField
+              label="lora_alpha"
+              name="lora_alpha"
+              value={s.lora.lora_alpha}
+              error={le.lora_alpha}
+              hint={`Scale = alpha / ${s.lora.use_rslora ? '√r' : 'r'} = ${Number.isFinite(s.lora.lora_alpha / s.lora.r) ? (s.lora.lora_alpha / (s.lora.use_rslora ? Math.sqrt(s.lora.r) : s.lora.r)).toFixed(3) : '—'}`}
+              onChange={(v) => c.setLora({ lora_alpha: v })}
+            />
+            <NumberField
+              label="Dropout"
+              name="lora_dropout"
+              value={s.lora.lora_dropout}
+              error={le.lora_dropout}
+              hint="0–0.9 on the LoRA input."
+              onChange={(v) => c.setLora({ lora_dropout: v })}
+            />
+            <div className="field">
+              <span className="label-like">rsLoRA</span>
+              <label className="check">
+                <input type="checkbox" name="use_rslora" checked={s.lora.use_rslora} onChange={(e) => c.setLora({ use_rslora: e.target.checked })} />
+                scale by alpha / √r
+              </label>
+            </div>
+          </div>
+          <Targets s={s} />
+        </section>
+        <section className="card" aria-labelledby="train-h">
+          <h3 id="train-h">Training</h3>
+          <div className="form-grid">
+            <NumberField label="Learning rate" name="lr" value={t.lr} error={te.lr} hint="LoRA usually 1e-4 – 5e-4." onChange={(v) => setT({ lr: v })} />
+            <fieldset className="field length">
+              <legend>Length</legend>
+              <div className="radio-row">
+                <label className="check">
+                  <input type="radio" name="length" checked={byEpochs} onChange={() => setT({ steps: 0, epochs: t.epochs > 0 ? t.epochs : 1 })} />
+                  epochs
+                </label>
+                <label className="check">
+                  <input type="radio" name="length" checked={!byEpochs} onChange={() => setT({ steps: 100 })} />
+                  steps
+                </label>
+              </div>
+            </fieldset>
+            {byEpochs ? (
+              <NumberField label="Epochs" name="epochs" value={t.epochs} error={te.epochs} onChange={(v) => setT({ epochs: v })} />
+            ) : (
+              <NumberField label="Steps" name="steps" value={t.steps} error={te.steps} hint="Optimizer steps." onChange={(v) => setT({ steps: v })} />
+            )}
+            <NumberField label="Batch size" name="batch" value={t.batch} error={te.batch} onChange={(v) => setT({ batch: v })} />
+            <NumberField
+              label="Gradient accumulation"
+              name="gradAccum"
+              value={t.gradAccum}
+              error={te.gradAccum}
+              hint={`Effective batch ${Number.isFinite(t.batch * t.gradAccum) ? t.batch * t.gradAccum : '—'}.`}
+              onChange={(v) => setT({ gradAccum: v })}
+            />
+            <NumberField label="Max sequence length" name="maxLen" value={t.maxLen} error={te.maxLen} onChange={(v) => setT({ maxLen: v })} />
+            <SelectField
+              label="Scheduler"
+              name="scheduler"
+              value={t.scheduler}
+              options={[
+                { value: 'linear', label: 'linear decay' },
+                { value: 'cosine', label: 'cosine' },
+                { value: 'constant', label: 'constant' },
+              ]}
+              onChange={(v) => setT({ scheduler: v })}
+            />
+            <NumberField label="Warmup steps" name="warmup" value={t.warmup} error={te.warmup} onChange={(v) => setT({ warmup: v })} />
+            <NumberField label="Weight decay" name="weightDecay" value={t.weightDecay} error={te.weightDecay} onChange={(v) => setT({ weightDecay: v })} />
+            <NumberField
+              label="Max grad norm"
+              name="maxGradNorm"
+              value={t.maxGradNorm}
+              error={te.maxGradNorm}
+              hint="0 = no clipping."
+              onChange={(v) => setT({ maxGradNorm: v })}
+            />
+            <NumberField label="Seed" name="seed" value={t.seed} error={te.seed} onChange={(v) => setT({ seed: v })} />
+          </div>
+          <details className="advanced">
+            <summary>Evaluation and checkpoints</summary>
+            <div className="form-grid">
+              <NumberField
+                label="Validate every (steps)"
+                name="evalEvery"
+                value={t.evalEvery}
+                error={te.evalEvery}
+                hint="0 = only at the end."
+                onChange={(v) => setT({ evalEvery: v })}
+              />
+              <NumberField
+                label="Checkpoint every (steps)"
+                name="checkpointEvery"
+                value={t.checkpointEvery}
+                error={te.checkpointEvery}
+                hint="Saved in this browser for resuming; 0 = only at the end."
+                onChange={(v) => setT({ checkpointEvery: v })}
+              />
+              <NumberField
+                label="Validation fraction"
+                name="valFraction"
+                value={t.valFraction}
+                error={te.valFraction}
+                onChange={(v) => setT({ valFraction: v })}
+              />
+              <SelectField
+                label="Optimizer"
+                name="optimizer"
+                value={t.optimizer}
+                options={[
+                  { value: 'adamw', label: 'AdamW' },
+                  { value: 'sgd', label: 'SGD' },
+                ]}
+                onChange={(v) => setT({ optimizer: v })}
+              />
+            </div>
+          </details>
+        </section>
+      </div>
+      <section className="card" aria-labelledby="est-h" aria-live="polite">
+        <h3 id="est-h">Cost at these settings</h3>
+        <Estimate s={s} />
+        <div className="actions">
+          <button type="button" onClick={() => c.go('train')}>
+            Next: train →
+          </button>
+        </div>
+      </section>
+    </div>
+  );
+}

@@ -1,0 +1,192 @@
+/** Step 4: train — start/pause/resume/stop, progress, live loss curve, resumable runs. */
+import { saveFile } from '../download';
+import { formatBytes, formatDate, formatDuration, formatInt, formatLoss, formatSci } from '../format';
+import { useAppState, useController } from '../hooks';
+import type { AppState } from '../state';
+import { LossChart } from './LossChart';
+import { MessageCard, ProgressBar, Stat } from './common';
+import { exportFiles } from '../actions/library';
+
+function Resumable({ s }: { s: AppState }) {
+  const c = useController();
+  if (s.resumable.length === 0) return null;
+  const busy = ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
+  return (
+    <section className="card notice-card" aria-labelledby="resume-h">
+      <h3 id="resume-h">Unfinished runs</h3>
+      <p className="muted small">These runs stopped before saving an adapter (the tab was closed or reloaded, or the GPU was lost).</p>
+      <ul className="runs">
+        {s.resumable.map((r) => (
+          <li key={r.id} data-testid="resumable-run">
+            <div>
+              <strong>{r.name}</strong>
+              <div className="muted small">
+                {r.checkpointStep !== null
+                  ? `checkpoint at step ${r.checkpointStep}${r.totalSteps ? ` of ${r.totalSteps}` : ''}`
+                  : 'no checkpoint yet: restarts from step 0'}{' '}
+                · {formatDate(r.updatedAt)} · {r.status}
+                {r.error ? ` · ${r.error}` : ''}
+              </div>
+            </div>
+            <div className="actions">
+              <button type="button" disabled={busy} onClick={() => void c.resumeRun(r.id)}>
+                Resume
+              </button>
+              <button type="button" className="secondary danger" disabled={busy} onClick={() => void c.discardRun(r.id)}>
+                Discard
+              </button>
+            </div>
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+function Controls({ s }: { s: AppState }) {
+  const c = useController();
+  const st = s.run.status;
+  const blockers = st === 'idle' || st === 'done' || st === 'failed' ? c.startBlockers() : [];
+  return (
+    <div className="actions train-controls">
+      {(st === 'idle' || st === 'done' || st === 'failed') && (
+        <button type="button" className="primary big" disabled={blockers.length > 0} onClick={() => void c.startTraining()} data-testid="start-training">
+          {st === 'idle' ? 'Start training' : 'Train again'}
+        </button>
+      )}
+      {st === 'running' && (
+        <button type="button" className="secondary" onClick={() => c.pause()}>
+          Pause
+        </button>
+      )}
+      {st === 'paused' && (
+        <button type="button" onClick={() => c.resume()}>
+          Resume
+        </button>
+      )}
+      {(st === 'running' || st === 'paused') && (
+        <button type="button" className="secondary danger" onClick={() => c.stop()} title="Stops after the current step and saves the adapter so far">
+          Stop and save
+        </button>
+      )}
+      {(st === 'preparing' || st === 'stopping' || st === 'saving') && (
+        <span className="muted" role="status">
+          {st === 'preparing' ? 'Preparing…' : st === 'stopping' ? 'Stopping after this step…' : 'Saving the adapter…'}
+        </span>
+      )}
+      {blockers.length > 0 && (
+        <ul className="blockers" aria-label="Why training cannot start">
+          {blockers.map((b) => (
+            <li key={b}>{b}</li>
+          ))}
+        </ul>
+      )}
+    </div>
+  );
+}
+
+function Progress({ s }: { s: AppState }) {
+  const p = s.run.progress;
+  const total = s.run.totalSteps ?? p?.totalSteps ?? 0;
+  const step = p?.step ?? s.run.history[s.run.history.length - 1]?.step ?? 0;
+  const lastLoss = [...s.run.history].reverse().find((h) => h.loss !== null)?.loss ?? null;
+  const lastVal = [...s.run.history].reverse().find((h) => h.valLoss !== null)?.valLoss ?? null;
+  const running = s.run.status === 'running' || s.run.status === 'paused' || s.run.status === 'stopping';
+  return (
+    <section className="card" aria-labelledby="progress-h" data-status={s.run.status} data-testid="train-progress">
+      <div className="card-head">
+        <h3 id="progress-h">
+          {s.run.status === 'paused' ? 'Paused' : s.run.status === 'done' ? 'Finished' : running ? 'Training' : 'Progress'}
+        </h3>
+        <span className="muted small" aria-live="polite">
+          step <span data-testid="step">{step}</span> of {total || '—'}
+        </span>
+      </div>
+      <ProgressBar label="Training progress" value={step} max={total || 1} />
+      <div className="stats">
+        <Stat label="loss" value={formatLoss(lastLoss)} />
+        <Stat label="validation loss" value={formatLoss(lastVal)} />
+        <Stat label="tokens / s" value={p ? formatInt(p.tokensPerSecond) : '—'} />
+        <Stat label="time left" value={running && p ? formatDuration(p.etaSeconds) : '—'} />
+        <Stat label="elapsed" value={p ? formatDuration(p.elapsedSeconds) : '—'} />
+        <Stat label="GPU memory" value={p ? formatBytes(p.gpuBytes) : '—'} />
+        <Stat label="learning rate" value={p ? formatSci(p.lr) : '—'} />
+        <Stat label="epoch" value={p ? String(p.epoch + 1) : '—'} />
+      </div>
+      <LossChart history={s.run.history} totalSteps={total || null} />
+      {s.run.checkpoint && (
+        <p className="muted small">
+          Last checkpoint: step {s.run.checkpoint.step}, saved {new Date(s.run.checkpoint.at).toLocaleTimeString()} — a reload or crash resumes from
+          here.
+        </p>
+      )}
+    </section>
+  );
+}
+
+function Finished({ s }: { s: AppState }) {
+  const c = useController();
+  if (s.run.status !== 'done') return null;
+  const rec = s.library.adapters.find((a) => a.id === s.run.adapterId);
+  if (s.run.unsaved) {
+    const u = s.run.unsaved;
+    return (
+      <MessageCard level="error" message={{ title: 'The adapter is not saved', detail: 'Download it now; it is lost when this tab closes.' }}>
+        <div className="actions">
+          <button
+            type="button"
+            onClick={() => {
+              const f = exportFiles(
+                { name: u.name, baseModel: s.model.info?.id ?? 'model', config: { r: s.lora.r, lora_alpha: s.lora.lora_alpha, lora_dropout: s.lora.lora_dropout, target_modules: s.lora.target_modules, use_rslora: s.lora.use_rslora }, finalLoss: null, steps: null, datasetName: null },
+                { adapterConfig: u.adapterConfig, adapterModel: u.adapterModel },
+                'zip',
+              );
+              saveFile(f.name, f.bytes, f.type);
+            }}
+          >
+            Download adapter (.zip)
+          </button>
+        </div>
+      </MessageCard>
+    );
+  }
+  if (!rec) return null;
+  return (
+    <div className="message info" role="status" data-testid="train-finished">
+      <strong>Adapter saved: {rec.name}</strong>
+      <p>
+        {rec.stoppedEarly ? 'Stopped early' : 'Finished'} after {rec.steps} steps · final loss {formatLoss(rec.finalLoss)}
+        {rec.finalValLoss !== null ? ` · validation ${formatLoss(rec.finalValLoss)}` : ''} · {formatBytes(rec.sizeBytes)}
+      </p>
+      <div className="actions">
+        <button type="button" onClick={() => c.go('compare')}>
+          Compare with the base model →
+        </button>
+        <button type="button" className="secondary" onClick={() => c.go('library')}>
+          Open the library
+        </button>
+      </div>
+    </div>
+  );
+}
+
+export function TrainView() {
+  const s = useAppState();
+  const summary = s.dataset.summary;
+  return (
+    <div className="view">
+      <h2>4 · Train</h2>
+      <p className="lead">
+        {s.model.info ? <strong>{s.model.info.id}</strong> : 'No model'} on {summary ? <strong>{summary.fileName}</strong> : 'no dataset'} · r {s.lora.r}, alpha{' '}
+        {s.lora.lora_alpha}, {Array.isArray(s.lora.target_modules) ? s.lora.target_modules.join(', ') : s.lora.target_modules} · lr {formatSci(s.train.lr)},{' '}
+        {s.train.steps > 0 ? `${s.train.steps} steps` : `${s.train.epochs} epoch${s.train.epochs === 1 ? '' : 's'}`}, batch {s.train.batch}
+        {s.train.gradAccum > 1 ? ` × ${s.train.gradAccum}` : ''}. Training runs in a background worker: this page stays usable.
+      </p>
+      <Resumable s={s} />
+      <Controls s={s} />
+      {s.run.error && s.run.status === 'failed' && <MessageCard message={s.run.error} />}
+      <Finished s={s} />
+      <Progress s={s} />
+    </div>
+  );
+}

@@ -1,0 +1,275 @@
+/**
+ * The app's controller: owns the state store and the AppContext, starts up (storage, GPU, the
+ * shipped demo model and dataset), and exposes every user action the components call. The work of
+ * each area lives in actions/*.ts; this file wires them together and keeps the derived things
+ * (memory estimate, dataset summary) up to date when settings change.
+ */
+import type { LoraSettings, SamplingSettings, TrainSettings } from '../engine/types';
+import { AdapterLibrary } from '../store/adapters';
+import { type TabtuneDb, openTabtuneDb } from '../store/db';
+import { ModelByteCache, ModelCacheIndex } from '../store/model-cache';
+import { RunStore } from '../store/runs';
+import * as compare from './actions/compare';
+import * as dataset from './actions/dataset';
+import * as library from './actions/library';
+import * as model from './actions/model';
+import * as training from './actions/training';
+import { DEMO_MODEL_ID, type ModelChoice } from './catalog';
+import { type AppContext, type AppEngine, type Platform, patch } from './context';
+import { describeError } from './errors';
+import { type AppState, type Notice, type View, Store, initialState } from './state';
+import { hasErrors, validateLora, validateTrain } from './validate';
+
+export interface ControllerOptions {
+  engine: AppEngine;
+  platform: Platform;
+  /** Opens the database (tests pass a fake-indexeddb one); a failure leaves the app without storage. */
+  openDb?: () => Promise<TabtuneDb>;
+  tabId: string;
+  /** Load the demo model and dataset at start (default true). */
+  autoDemo?: boolean;
+  useByteCache?: boolean;
+}
+
+export class AppController {
+  readonly store = new Store<AppState>(initialState());
+  readonly ctx: AppContext;
+  private nextNotice = 1;
+  private estimateTimer: ReturnType<typeof setTimeout> | null = null;
+  private datasetTimer: ReturnType<typeof setTimeout> | null = null;
+  private estimateSeq = 0;
+
+  constructor(private readonly opts: ControllerOptions) {
+    this.ctx = {
+      store: this.store,
+      engine: opts.engine,
+      platform: opts.platform,
+      stores: null,
+      byteCache: opts.useByteCache === false ? null : new ModelByteCache(),
+      notify: (n) => this.notify(n),
+    };
+    opts.engine.onFatal = (e) => {
+      patch(this.ctx, 'gpu', { status: 'lost', error: describeError(e) });
+      this.notify({ level: 'error', ...describeError(e) });
+    };
+    opts.engine.onCacheWarning = (message) => this.notify({ level: 'warning', title: 'Model not cached', detail: message });
+  }
+
+  get state(): AppState {
+    return this.store.get();
+  }
+
+  // ------------------------------------------------------------------ start-up
+
+  async start(): Promise<void> {
+    try {
+      const db = await (this.opts.openDb ?? openTabtuneDb)();
+      this.ctx.stores = {
+        adapters: new AdapterLibrary(db),
+        runs: new RunStore(db, this.opts.tabId),
+        models: new ModelCacheIndex(db),
+      };
+    } catch (e) {
+      this.store.update((s) => ({ ...s, storageOk: false }));
+      this.notify({ level: 'warning', ...describeError(e), action: 'Adapters can still be trained and downloaded, but are not kept.' });
+    }
+    const gpuReady = this.startGpu();
+    await Promise.all([library.refreshLibrary(this.ctx), training.refreshResumable(this.ctx)]);
+    await gpuReady;
+    if (this.opts.autoDemo !== false) await this.loadDemo();
+  }
+
+  private async startGpu(): Promise<void> {
+    try {
+      const info = await this.ctx.engine.gpuInfo();
+      patch(this.ctx, 'gpu', { status: 'ready', info, error: null });
+    } catch (e) {
+      patch(this.ctx, 'gpu', { status: 'unavailable', info: null, error: describeError(e) });
+    }
+  }
+
+  /** Selects and loads the shipped demo model and dataset (no network). */
+  async loadDemo(): Promise<void> {
+    await this.chooseModel({ kind: 'demo', id: DEMO_MODEL_ID });
+    if (this.state.gpu.status === 'ready' && this.state.model.check.status === 'ready') await this.loadModel();
+    if (!this.state.dataset.content) await dataset.loadDemoDataset(this.ctx);
+    this.setDefaultPrompts();
+  }
+
+  private setDefaultPrompts(): void {
+    const s = this.state;
+    if (s.compare.prompts) return;
+    const prompts = s.model.info?.id === DEMO_MODEL_ID ? 'What did the cat watch?\nWhere did the children play?' : 'Write a short poem about the sea.';
+    patch(this.ctx, 'compare', { prompts });
+  }
+
+  // ------------------------------------------------------------------ notices and navigation
+
+  notify(n: Omit<Notice, 'id'>): void {
+    const notice: Notice = { ...n, id: this.nextNotice++ };
+    this.store.update((s) => ({ ...s, notices: [...s.notices.slice(-4), notice] }));
+  }
+
+  dismiss(id: number): void {
+    this.store.update((s) => ({ ...s, notices: s.notices.filter((n) => n.id !== id) }));
+  }
+
+  go(view: View): void {
+    this.store.update((s) => ({ ...s, view }));
+    if (view === 'library') void library.refreshLibrary(this.ctx);
+    if (view === 'train') void training.refreshResumable(this.ctx);
+  }
+
+  // ------------------------------------------------------------------ model
+
+  chooseModel(choice: ModelChoice): Promise<void> {
+    return model.checkModel(this.ctx, choice);
+  }
+
+  async loadModel(): Promise<boolean> {
+    const ok = await model.loadChosenModel(this.ctx);
+    if (ok) {
+      this.setDefaultPrompts();
+      const info = this.state.model.info!;
+      patch(this.ctx, 'compare', {
+        sampling: { ...this.state.compare.sampling, chat: (await import('./catalog')).looksInstruct(info.id, info.hasChatTemplate) },
+      });
+      await Promise.all([dataset.analyseDataset(this.ctx), this.refreshEstimate()]);
+    }
+    return ok;
+  }
+
+  // ------------------------------------------------------------------ dataset
+
+  setDatasetText(fileName: string, content: string): Promise<boolean> {
+    return dataset.setDataset(this.ctx, fileName, content);
+  }
+
+  readDatasetFile(file: File): Promise<boolean> {
+    return dataset.readDatasetFile(this.ctx, file);
+  }
+
+  useDemoDataset(): Promise<boolean> {
+    return dataset.loadDemoDataset(this.ctx);
+  }
+
+  setDatasetFormat(format: AppState['dataset']['format']): Promise<boolean> {
+    patch(this.ctx, 'dataset', { format });
+    return dataset.analyseDataset(this.ctx);
+  }
+
+  setDatasetPage(page: number): void {
+    patch(this.ctx, 'dataset', { page });
+  }
+
+  // ------------------------------------------------------------------ settings
+
+  setLora(p: Partial<LoraSettings>): void {
+    this.store.update((s) => ({ ...s, lora: { ...s.lora, ...p } }));
+    this.settingsChanged();
+  }
+
+  setTrain(p: Partial<TrainSettings>): void {
+    this.store.update((s) => ({ ...s, train: { ...s.train, ...p } }));
+    this.settingsChanged();
+    if ('maxLen' in p || 'valFraction' in p || 'seed' in p) {
+      if (this.datasetTimer) clearTimeout(this.datasetTimer);
+      this.datasetTimer = setTimeout(() => {
+        const s = this.state;
+        if (!hasErrors(validateTrain(s.train, s.model.info))) void dataset.analyseDataset(this.ctx);
+      }, 400);
+    }
+  }
+
+  setSampling(p: Partial<SamplingSettings>): void {
+    patch(this.ctx, 'compare', { sampling: { ...this.state.compare.sampling, ...p } });
+  }
+
+  private settingsChanged(): void {
+    model.recomputeCost(this.ctx);
+    if (this.estimateTimer) clearTimeout(this.estimateTimer);
+    this.estimateTimer = setTimeout(() => void this.refreshEstimate(), 250);
+  }
+
+  /** The engine's estimate (trainable parameters, memory) for the current settings. */
+  async refreshEstimate(): Promise<void> {
+    const s = this.state;
+    if (!s.model.info || hasErrors(validateLora(s.lora, s.model.info)) || hasErrors(validateTrain(s.train, s.model.info))) {
+      patch(this.ctx, 'estimate', { status: 'idle', value: null, error: null });
+      return;
+    }
+    if (['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status)) return;
+    const seq = ++this.estimateSeq;
+    patch(this.ctx, 'estimate', { status: 'working' });
+    try {
+      const value = await this.ctx.engine.estimate(s.lora, s.train);
+      if (seq === this.estimateSeq) patch(this.ctx, 'estimate', { status: 'ready', value, error: null });
+    } catch (e) {
+      if (seq === this.estimateSeq) patch(this.ctx, 'estimate', { status: 'error', value: null, error: describeError(e, 'Estimating') });
+    }
+  }
+
+  // ------------------------------------------------------------------ training
+
+  startTraining(): Promise<void> {
+    return training.startTraining(this.ctx);
+  }
+  pause(): void {
+    training.pauseTraining(this.ctx);
+  }
+  resume(): void {
+    training.resumeTraining(this.ctx);
+  }
+  stop(): void {
+    training.stopTraining(this.ctx);
+  }
+  resumeRun(runId: string): Promise<void> {
+    return training.resumeRun(this.ctx, runId);
+  }
+  discardRun(runId: string): Promise<void> {
+    return training.discardRun(this.ctx, runId);
+  }
+  startBlockers(): string[] {
+    return training.startBlockers(this.ctx);
+  }
+
+  // ------------------------------------------------------------------ library
+
+  refreshLibrary(): Promise<void> {
+    return library.refreshLibrary(this.ctx);
+  }
+  renameAdapter(id: string, name: string): Promise<boolean> {
+    return library.renameAdapter(this.ctx, id, name);
+  }
+  deleteAdapter(id: string): Promise<void> {
+    return library.deleteAdapter(this.ctx, id);
+  }
+  deleteCachedModel(id: string): Promise<void> {
+    return library.deleteCachedModel(this.ctx, id);
+  }
+  importAdapter(files: { name: string; bytes: () => Promise<Uint8Array> }[]) {
+    return library.importAdapter(this.ctx, files);
+  }
+  adapterDownload(id: string, what: 'zip' | 'config' | 'model') {
+    return library.adapterDownload(this.ctx, id, what);
+  }
+
+  // ------------------------------------------------------------------ compare
+
+  setPrompts(prompts: string): void {
+    patch(this.ctx, 'compare', { prompts });
+  }
+  toggleCompareAdapter(id: string, on: boolean): void {
+    const ids = this.state.compare.adapterIds.filter((x) => x !== id);
+    patch(this.ctx, 'compare', { adapterIds: on ? [...ids, id] : ids });
+  }
+  runCompare(): Promise<void> {
+    return compare.runCompare(this.ctx);
+  }
+  runEvaluation(): Promise<void> {
+    return compare.runEvaluation(this.ctx);
+  }
+  compareBlocker(): string | null {
+    return compare.compareBlocker(this.ctx);
+  }
+}
