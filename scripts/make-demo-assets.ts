@@ -75,11 +75,11 @@ export function demoModelFiles(): Map<string, Uint8Array> {
   });
 }
 
-function missing(): boolean {
+export function demoAssetsMissing(): boolean {
   return !existsSync(DEMO_DATA_FILE) || MODEL_FILES.some((f) => !existsSync(join(DEMO_MODEL_DIR, f)));
 }
 
-function write(): void {
+export function writeDemoAssets(): void {
   mkdirSync(DEMO_MODEL_DIR, { recursive: true });
   mkdirSync(dirname(DEMO_DATA_FILE), { recursive: true });
   let bytes = 0;
@@ -94,6 +94,6 @@ function write(): void {
 
 const isMain = process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];
 if (isMain) {
-  if (process.argv.includes('--if-missing') && !missing()) process.exit(0);
-  write();
+  if (process.argv.includes('--if-missing') && !demoAssetsMissing()) process.exit(0);
+  writeDemoAssets();
 }

@@ -20,6 +20,7 @@
 import dropoutLib from '../../shaders/dropout.wgsl?raw';
 import loraCode from '../../shaders/lora.wgsl?raw';
 import body from '../../shaders/matmul.wgsl?raw';
+import smallBody from '../../shaders/matmul_small.wgsl?raw';
 import { type Binding, type Gpu, type Recorder, params } from '../gpu/context';
 import { GpuError, GpuLimitError } from '../gpu/errors';
 import type { DType, Tensor } from '../gpu/tensor';
@@ -95,6 +96,21 @@ export interface MatmulVariant {
   dropA: boolean;
   dropB: boolean;
   outDrop: boolean;
+  /**
+   * Rows of the small-M kernel (shaders/matmul_small.wgsl: 1, 2, 4 or 8; bm and bn are then
+   * ignored), or absent for the tiled kernel.
+   */
+  mr?: number;
+}
+
+/** Largest M served by the small-M (GEMV-style) kernel. */
+export const SMALL_M = 8;
+/** Columns per workgroup of the small-M kernel (KL lanes x CG groups of 4 columns = 256 invocations). */
+const SMALL_BN = 64;
+
+/** Rows baked into the small-M kernel for M rows: the next of 1, 2, 4, 8 (few variants to compile). */
+function smallRows(m: number): number {
+  return m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : 8;
 }
 
 /** Workgroup tile edge: 16 for skinny dimensions (the LoRA rank), else 64 (few variants to compile). */
@@ -119,8 +135,12 @@ function prelude(v: MatmulVariant): string {
   const L: string[] = [];
   const b = (x: boolean) => (x ? 'true' : 'false');
   L.push(`// ---- generated prelude: ${JSON.stringify(v)}`);
-  L.push(`const BM = ${v.bm}u;`, `const BN = ${v.bn}u;`, `const BK = ${BK}u;`);
-  L.push(`const WX = ${v.bn / 4}u;`, `const WY = ${v.bm / 4}u;`, `const NT = ${(v.bm / 4) * (v.bn / 4)}u;`);
+  if (v.mr) {
+    L.push(`const MR = ${v.mr}u;`, `const BN = ${SMALL_BN}u;`, 'const KL = 16u;', 'const CG = 16u;', 'const NT = 256u;');
+  } else {
+    L.push(`const BM = ${v.bm}u;`, `const BN = ${v.bn}u;`, `const BK = ${BK}u;`);
+    L.push(`const WX = ${v.bn / 4}u;`, `const WY = ${v.bm / 4}u;`, `const NT = ${(v.bm / 4) * (v.bn / 4)}u;`);
+  }
   L.push(`const TRANS_A = ${b(v.transA)};`, `const TRANS_B = ${b(v.transB)};`);
   L.push(`const HAS_SEG2 = ${b(!!v.seg2)};`, `const HAS_BIAS = ${b(!!v.bias)};`, `const OUT_DROP = ${b(v.outDrop)};`);
   L.push(`fn widen_f16(w: u32, hi: bool) -> f32 { let v = unpack2x16float(w); return select(v.x, v.y, hi); }`);
@@ -163,12 +183,13 @@ function prelude(v: MatmulVariant): string {
 
 /** The full WGSL of a matmul variant (exported for compile checks in tests). */
 export function matmulShader(v: MatmulVariant): string {
-  return `${prelude(v)}\n${dropoutLib}\n${body}`;
+  return `${prelude(v)}\n${dropoutLib}\n${v.mr ? smallBody : body}`;
 }
 
 function variantName(v: MatmulVariant): string {
   return (
-    `matmul_${v.bm}x${v.bn}_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}_${v.bType}` +
+    (v.mr ? `matmul_small${v.mr}` : `matmul_${v.bm}x${v.bn}`) +
+    `_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}_${v.bType}` +
     (v.seg2 ? `_seg2${v.seg2.transA ? 't' : 'n'}${v.seg2.transB ? 't' : 'n'}` : '') +
     (v.bias ? `_bias${v.bias}` : '') +
     (v.dropA ? '_dropA' : '') +

@@ -73,7 +73,13 @@ export function LossChart({ history, totalSteps }: { history: HistoryPoint[]; to
     : 'No loss values yet.';
   return (
     <figure className="chart">
-      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-labelledby="loss-title loss-desc" data-testid="loss-chart">
+      <svg
+        viewBox={`0 0 ${W} ${H}`}
+        role="img"
+        aria-labelledby="loss-title loss-desc"
+        data-testid="loss-chart"
+        data-losses={JSON.stringify(train.map((h) => Number(h.loss.toFixed(5))))}
+      >
         <title id="loss-title">Loss per step</title>
         <desc id="loss-desc">{desc}</desc>
         {yTicks.map((v) => (

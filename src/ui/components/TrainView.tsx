@@ -113,7 +113,11 @@ function Progress({ s }: { s: AppState }) {
         <Stat label="learning rate" value={p ? formatSci(p.lr) : '—'} />
         <Stat label="epoch" value={p ? String(p.epoch + 1) : '—'} />
       </div>
-      <LossChart history={s.run.history} totalSteps={total || null} />
+      {s.run.history.length > 0 ? (
+        <LossChart history={s.run.history} totalSteps={total || null} />
+      ) : (
+        <div className="chart-empty">The loss curve appears here once training starts.</div>
+      )}
       {s.run.checkpoint && (
         <p className="muted small">
           Last checkpoint: step {s.run.checkpoint.step}, saved {new Date(s.run.checkpoint.at).toLocaleTimeString()} — a reload or crash resumes from

@@ -1,0 +1,199 @@
+/**
+ * The app end to end in headless Chromium (WebGPU on SwiftShader), served by Vite from 127.0.0.1:
+ * keep the shipped demo model and dataset, train a few steps and see the loss fall, find the adapter
+ * in the library, reload and find it still there, download it and check the PEFT files, compare
+ * base and adapter outputs. A second test interrupts a run by reloading the page and resumes it
+ * from its checkpoint. Screenshots of each stage go to test-artifacts/app-*.png.
+ *
+ * SwiftShader is slow (~10x lavapipe), so the model is the tiny demo model and runs are a few steps.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { unzipSync } from 'fflate';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseSafetensors, tensorToF32 } from '../../src/model/safetensors';
+import { demoAssetsMissing, writeDemoAssets } from '../../scripts/make-demo-assets';
+import { ARTIFACTS, type Harness, openPage, startHarness } from '../browser/harness';
+
+const STEPS = 8;
+const LONG = 240_000;
+
+let h: Harness;
+
+beforeAll(async () => {
+  if (demoAssetsMissing()) writeDemoAssets();
+  h = await startHarness();
+}, 180_000);
+
+afterAll(async () => {
+  await h?.close();
+});
+
+const shot = (page: Page, name: string) => page.screenshot({ path: join(ARTIFACTS, `app-${name}.png`), fullPage: true });
+
+async function nav(page: Page, label: RegExp) {
+  await page.getByRole('navigation', { name: 'Steps' }).getByRole('button', { name: label }).click();
+}
+
+async function waitForDemo(page: Page) {
+  await page.waitForSelector('[data-testid="model-loaded"]', { timeout: LONG });
+}
+
+/** Sets the settings for a short run through the form, as a user would. */
+async function shortRunSettings(page: Page, opts: { steps: number; checkpointEvery: number; evalEvery: number }) {
+  await nav(page, /Settings/);
+  await page.locator('input[name="steps"]').fill(String(opts.steps));
+  await page.getByText('Evaluation and checkpoints').click();
+  await page.locator('input[name="evalEvery"]').fill(String(opts.evalEvery));
+  await page.locator('input[name="checkpointEvery"]').fill(String(opts.checkpointEvery));
+  await page.locator('input[name="lr"]').fill('0.02');
+  await page.waitForSelector('[data-testid="estimate"]', { timeout: 60_000 });
+}
+
+async function download(page: Page, button: ReturnType<Page['getByRole']>): Promise<{ name: string; bytes: Uint8Array }> {
+  const [dl] = await Promise.all([page.waitForEvent('download'), button.click()]);
+  const path = await dl.path();
+  return { name: dl.suggestedFilename(), bytes: new Uint8Array(readFileSync(path)) };
+}
+
+function checkPeft(config: string, model: Uint8Array) {
+  const cfg = JSON.parse(config) as Record<string, unknown>;
+  expect(cfg.peft_type).toBe('LORA');
+  expect(cfg.task_type).toBe('CAUSAL_LM');
+  expect(cfg.base_model_name_or_path).toBe('tabtune/demo-tiny-llama');
+  expect(cfg.r).toBe(8);
+  expect(cfg.lora_alpha).toBe(16);
+  const st = parseSafetensors(model, 'adapter_model.safetensors');
+  expect(st.metadata).toEqual({ format: 'pt' });
+  const keys = [...st.tensors.keys()];
+  // 2 layers x 7 linear modules (all-linear) x A/B
+  expect(keys.length).toBe(2 * 7 * 2);
+  for (const k of keys) {
+    expect(k).toMatch(/^base_model\.model\.model\.layers\.[01]\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.lora_[AB]\.weight$/);
+    const t = st.tensors.get(k)!;
+    expect(t.dtype).toBe('F32');
+    if (k.endsWith('lora_A.weight')) expect(t.shape[0]).toBe(8);
+    else expect(t.shape[1]).toBe(8);
+  }
+  const q = st.tensors.get('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight')!;
+  expect(q.shape).toEqual([8, 64]);
+  const b = tensorToF32(st.tensors.get('base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight')!);
+  expect(b.some((v) => v !== 0), 'lora_B moved away from its zero init').toBe(true);
+}
+
+describe('the app in Chromium', () => {
+  it(
+    'trains the shipped model, keeps the adapter across a reload, exports valid PEFT files and compares outputs',
+    async () => {
+      const { page, errors } = await openPage(h);
+      await page.goto(`${h.baseUrl}/`);
+      await waitForDemo(page);
+      await page.waitForSelector('[data-testid="dataset-summary"]', { timeout: LONG });
+      await shot(page, '1-model');
+      await nav(page, /Data/);
+      await expect.poll(() => page.getByTestId('dataset-summary').innerText()).toContain('alpaca');
+      await shot(page, '2-data');
+
+      await shortRunSettings(page, { steps: STEPS, checkpointEvery: 4, evalEvery: 4 });
+      await shot(page, '3-settings');
+
+      await nav(page, /Train/);
+      const t0 = Date.now();
+      await page.getByTestId('start-training').click();
+      await page.waitForSelector('[data-testid="train-finished"]', { timeout: LONG });
+      console.log(`[tabtune] e2e: ${STEPS} steps on SwiftShader in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      const losses = JSON.parse((await page.getByTestId('loss-chart').getAttribute('data-losses')) ?? '[]') as number[];
+      console.log(`[tabtune] e2e: losses ${losses.map((l) => l.toFixed(3)).join(' ')}`);
+      expect(losses.length).toBe(STEPS);
+      const head = (losses[0]! + losses[1]!) / 2;
+      const tail = (losses[STEPS - 1]! + losses[STEPS - 2]!) / 2;
+      expect(tail, 'the training loss falls').toBeLessThan(head);
+      await shot(page, '4-train');
+
+      await nav(page, /Adapters/);
+      await expect.poll(() => page.getByTestId('adapter-row').count()).toBe(1);
+      const name = await page.getByTestId('adapter-name').innerText();
+      expect(name).toContain('demo-tiny-llama');
+      await shot(page, '5-library');
+
+      // After a reload the adapter is still there (IndexedDB).
+      await page.reload();
+      await waitForDemo(page);
+      await nav(page, /Adapters/);
+      await expect.poll(() => page.getByTestId('adapter-row').count(), { timeout: 30_000 }).toBe(1);
+      expect(await page.getByTestId('adapter-name').innerText()).toBe(name);
+      await shot(page, '6-library-after-reload');
+
+      // Download: the zip, and the two files on their own.
+      const zip = await download(page, page.getByTestId('download-zip'));
+      expect(zip.name).toMatch(/\.zip$/);
+      const entries = unzipSync(zip.bytes);
+      expect(Object.keys(entries).sort()).toEqual(['README.md', 'adapter_config.json', 'adapter_model.safetensors']);
+      checkPeft(new TextDecoder().decode(entries['adapter_config.json']!), entries['adapter_model.safetensors']!);
+      const cfgFile = await download(page, page.getByRole('button', { name: 'adapter_config.json' }));
+      const modelFile = await download(page, page.getByRole('button', { name: 'adapter_model.safetensors' }));
+      expect(cfgFile.name).toBe('adapter_config.json');
+      expect(modelFile.name).toBe('adapter_model.safetensors');
+      checkPeft(new TextDecoder().decode(cfgFile.bytes), modelFile.bytes);
+      expect(Buffer.from(modelFile.bytes).equals(Buffer.from(entries['adapter_model.safetensors']!))).toBe(true);
+
+      // Compare: base and adapter, side by side, greedy.
+      await nav(page, /Compare/);
+      const pick = page.getByRole('group', { name: 'Adapters' }).getByRole('checkbox');
+      await expect.poll(() => pick.count()).toBe(1);
+      if (!(await pick.isChecked())) await pick.check();
+      await page.locator('input[name="maxNewTokens"]').fill('12');
+      await page.getByTestId('run-compare').click();
+      await page.waitForSelector('[data-testid="compare-outputs"][data-status="done"]', { timeout: LONG });
+      const cells = page.getByTestId('compare-cell');
+      expect(await cells.count()).toBe(4); // 2 prompts x (base + adapter)
+      const texts = await cells.locator('pre').allInnerTexts();
+      console.log(`[tabtune] e2e: compare outputs ${JSON.stringify(texts)}`);
+      expect(texts.every((t) => t.trim().length > 0)).toBe(true);
+      expect(texts[0]).not.toBe(texts[1]);
+      await page.getByTestId('run-eval').click();
+      await expect.poll(() => page.getByTestId('eval-table').locator('tbody tr td.num').count(), { timeout: LONG }).toBe(6);
+      const evalText = await page.getByTestId('eval-table').innerText();
+      console.log(`[tabtune] e2e: ${evalText.replace(/\s+/g, ' ')}`);
+      await shot(page, '7-compare');
+
+      await page.goto(`${h.baseUrl}/#/diagnostics`);
+      await page.waitForSelector('main.page[data-status]', { timeout: 60_000 });
+      await shot(page, '8-diagnostics');
+      await page.close();
+      expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
+    },
+    15 * 60_000,
+  );
+
+  it(
+    'resumes an interrupted run from its checkpoint after a reload',
+    async () => {
+      const { page, errors } = await openPage(h);
+      await page.goto(`${h.baseUrl}/`);
+      await waitForDemo(page);
+      await shortRunSettings(page, { steps: 6, checkpointEvery: 2, evalEvery: 0 });
+      await nav(page, /Train/);
+      await page.getByTestId('start-training').click();
+      // Wait for the first checkpoint, then pull the plug.
+      await page.waitForFunction(() => /Last checkpoint: step [2-9]/.test(document.body.innerText), undefined, { timeout: LONG, polling: 200 });
+      await page.reload();
+      await waitForDemo(page);
+      await nav(page, /Train/);
+      const run = page.getByTestId('resumable-run');
+      await expect.poll(() => run.count(), { timeout: 30_000 }).toBe(1);
+      expect(await run.innerText()).toMatch(/checkpoint at step [2-9]/);
+      await shot(page, '9-resume');
+      await run.getByRole('button', { name: 'Resume' }).click();
+      await page.waitForSelector('[data-testid="train-finished"]', { timeout: LONG });
+      expect(await page.getByTestId('step').innerText()).toBe('6');
+      await expect.poll(() => page.getByTestId('resumable-run').count()).toBe(0);
+      await nav(page, /Adapters/);
+      await expect.poll(() => page.getByTestId('adapter-row').count()).toBeGreaterThanOrEqual(1);
+      await page.close();
+      expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
+    },
+    10 * 60_000,
+  );
+});
