@@ -19,10 +19,12 @@
 //            3 A2 f32, 4 B2 f32 (only with HAS_SEG2; the LoRA segment, lda2 / ldb2)
 //            . bias f32 / f16 / bf16 [N] (only with HAS_BIAS)
 //            last C f32 row-major [M, ldc] (read too when accumulate = 1)
+//   PAIRED   (prelude const) B is 16-bit, TRANS_B, and every row starts on a u32 word: a lane reads
+//            one packed word b1pair(k, n) = depths (k, k + 1) per column instead of two halves.
 //   grid     (ceil((nEnd - n0) / BN), 1, 1); no split-K (cStrideZ unused).
 //
 // Each invocation owns 4 columns (nb .. nb+3) and every row, and sums the depths k = k0 + kx,
-// k0 + kx + KL, ...; lanes of one column group read neighbouring k (TRANS_B) or neighbouring
+// k0 + kx + KL, ... (PAIRED: k0 + 2kx and its successor, step 2KL); lanes of one column group read neighbouring k (TRANS_B) or neighbouring
 // columns read neighbouring groups (not TRANS_B), so loads stay contiguous. Segment 2 is summed
 // apart and folded in (times the output dropout mask with OUT_DROP) before the reduction, which is
 // linear. The KL partial sums of an output are then added in workgroup memory in a fixed lane order
@@ -92,9 +94,25 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
   for (var i = 0u; i < MR; i++) { mr[i] = p.m0 + min(i, rows - 1u); }
 
   var acc: array<vec4<f32>, MR>;
-  for (var k = p.k0 + kx; k < p.kEnd; k += KL) {
-    let b = vec4<f32>(b1(k, c0), b1(k, c1), b1(k, c2), b1(k, c3));
-    for (var i = 0u; i < MR; i++) { acc[i] += a1(mr[i], k) * b; }
+  if (PAIRED) {
+    // One packed u32 per column holds depths k and k + 1 (k even relative to the row start).
+    for (var k = p.k0 + 2u * kx; k < p.kEnd; k += 2u * KL) {
+      let q0 = b1pair(k, c0);
+      let q1 = b1pair(k, c1);
+      let q2 = b1pair(k, c2);
+      let q3 = b1pair(k, c3);
+      let has1 = k + 1u < p.kEnd;
+      let lo = vec4<f32>(q0.x, q1.x, q2.x, q3.x);
+      // Past the end the high half belongs to another row (or is padding): zeroed, never NaN.
+      let hi = select(vec4<f32>(0.0), vec4<f32>(q0.y, q1.y, q2.y, q3.y), has1);
+      let k1 = select(k, k + 1u, has1);
+      for (var i = 0u; i < MR; i++) { acc[i] += a1(mr[i], k) * lo + a1(mr[i], k1) * hi; }
+    }
+  } else {
+    for (var k = p.k0 + kx; k < p.kEnd; k += KL) {
+      let b = vec4<f32>(b1(k, c0), b1(k, c1), b1(k, c2), b1(k, c3));
+      for (var i = 0u; i < MR; i++) { acc[i] += a1(mr[i], k) * b; }
+    }
   }
   if (HAS_SEG2) {
     var acc2: array<vec4<f32>, MR>;

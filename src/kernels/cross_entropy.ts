@@ -17,6 +17,7 @@ import { type Binding, type Gpu, type Recorder, params } from '../gpu/context';
 import { GpuError, GpuLimitError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
 import type { Workspace } from '../gpu/workspace';
+import { SMALL_M, recordMatmul } from './matmul';
 
 /** Targets at or above V (this one in particular) are ignored: no loss, no count, no gradient. */
 export const IGNORE_TARGET = 0xffffffff;
@@ -349,7 +350,10 @@ export function recordCrossEntropy(gpu: Gpu, rec: Recorder, a: CrossEntropyArgs)
   });
 }
 
-/** Records logits [T, V] = h[hRowOffset .. +T]·Wᵀ (generation; W bound in windows when too big). */
+/**
+ * Records logits [T, V] = h[hRowOffset .. +T]·Wᵀ (generation; W bound in windows when too big). Up
+ * to SMALL_M rows go through recordMatmul's small-M kernel, more through the ce_logits GEMM.
+ */
 export function recordLogits(gpu: Gpu, rec: Recorder, a: LogitsArgs): void {
   const what = 'logits';
   const { T, H, V } = a;
@@ -363,6 +367,22 @@ export function recordLogits(gpu: Gpu, rec: Recorder, a: LogitsArgs): void {
   need(what, 'logits', a.logits, ['f32'], T * V);
   bindable(gpu, what, { h: a.h, logits: a.logits });
   const plan = planW(gpu, a.w, H, V, bindingLimit(gpu, a.maxBindingBytes), what);
+  if (T <= SMALL_M) {
+    // Generation (a token or a few): the small-M GEMV kernel of recordMatmul, W bound in windows
+    // of rows when it exceeds the binding limit (the N chunks of the A·Bᵀ layout).
+    recordMatmul(gpu, rec, {
+      a: a.h,
+      aOffset: r0 * H,
+      b: a.w,
+      c: a.logits,
+      M: T,
+      N: V,
+      K: H,
+      transB: true,
+      maxBindingBytes: a.maxBindingBytes,
+    });
+    return;
+  }
   const g = gemmFor(T);
   for (let c0 = 0; c0 < V; c0 += plan.maxRows) {
     const n = Math.min(plan.maxRows, V - c0);

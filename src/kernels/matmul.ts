@@ -14,7 +14,7 @@
  *
  * Operands larger than maxStorageBufferBindingSize are split into chunks bound as windows of their
  * buffer (offsets aligned to minStorageBufferOffsetAlignment): M chunks (A rows unless transA, C
- * rows), N chunks (B rows when transB, e.g. a big LM head) and K chunks (B rows unless transB, A
+ * rows; a single C row too long for a binding is split along N), N chunks (B rows when transB, e.g. a big LM head) and K chunks (B rows unless transB, A
  * rows with transA; later K chunks accumulate).
  */
 import dropoutLib from '../../shaders/dropout.wgsl?raw';
@@ -101,6 +101,11 @@ export interface MatmulVariant {
    * ignored), or absent for the tiled kernel.
    */
   mr?: number;
+  /**
+   * Small-M kernel only: a 16-bit Bᵀ whose rows start on a u32 word (even ldb and offset), read one
+   * packed word (two depths) per load.
+   */
+  pairs?: boolean;
 }
 
 /** Largest M served by the small-M (GEMV-style) kernel. */
@@ -175,6 +180,13 @@ function prelude(v: MatmulVariant): string {
   } else {
     L.push(`fn a2(m: u32, k: u32) -> f32 { return 0.0; }`, `fn b2(k: u32, n: u32) -> f32 { return 0.0; }`);
   }
+  L.push(`const PAIRED = ${b(!!v.pairs)};`);
+  if (v.pairs) {
+    const widen2 = v.bType === 'f16' ? 'unpack2x16float(w)' : 'vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u))';
+    L.push(`fn b1pair(k: u32, n: u32) -> vec2<f32> { let w = B[(n * p.ldb + k + p.bAdj) >> 1u]; return ${widen2}; }`);
+  } else {
+    L.push('fn b1pair(k: u32, n: u32) -> vec2<f32> { return vec2<f32>(0.0); }');
+  }
   if (v.bias) L.push(`fn bias_at(n: u32) -> f32 { return ${elementRead('BIAS', v.bias, 'n + p.biasAdj')}; }`);
   else L.push(`fn bias_at(n: u32) -> f32 { return 0.0; }`);
   L.push('// ---- end of prelude', '');
@@ -188,7 +200,7 @@ export function matmulShader(v: MatmulVariant): string {
 
 function variantName(v: MatmulVariant): string {
   return (
-    (v.mr ? `matmul_small${v.mr}` : `matmul_${v.bm}x${v.bn}`) +
+    (v.mr ? `matmul_small${v.mr}${v.pairs ? 'p' : ''}` : `matmul_${v.bm}x${v.bn}`) +
     `_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}_${v.bType}` +
     (v.seg2 ? `_seg2${v.seg2.transA ? 't' : 'n'}${v.seg2.transB ? 't' : 'n'}` : '') +
     (v.bias ? `_bias${v.bias}` : '') +
@@ -332,7 +344,6 @@ export function recordMatmul(gpu: Gpu, rec: Recorder, a: MatmulArgs): void {
     dropB,
     outDrop,
   };
-  const pipe = pipelineFor(gpu, variant);
 
   // Chunk sizes so that every window fits the binding limit (with room for the aligned start).
   const budget = limit - align - 4;
@@ -349,7 +360,15 @@ export function recordMatmul(gpu: Gpu, rec: Recorder, a: MatmulArgs): void {
     if (transB) nMax = Math.min(nMax, rowsFit(ldb, elemBytes(bType)));
     else kMax = Math.min(kMax, rowsFit(ldb, elemBytes(bType)));
   }
-  if (big(a.c)) mMax = Math.min(mMax, rowsFit(ldc, 4));
+  if (big(a.c)) {
+    // Whole rows of C when one fits; else one row at a time, split along N (e.g. the [1, V] logits).
+    const r = rowsFit(ldc, 4);
+    if (r >= 1) mMax = Math.min(mMax, r);
+    else {
+      mMax = 1;
+      nMax = Math.min(nMax, Math.floor(budget / 4));
+    }
+  }
   // The extra segment is chunked along with M and N where its rows follow them.
   if (ex && ex2 && big(ex.a) && !ex2.transA) mMax = Math.min(mMax, rowsFit(ex2.lda, 4));
   if (ex && ex2 && big(ex.b) && ex2.transB) nMax = Math.min(nMax, rowsFit(ex2.ldb, 4));
@@ -375,6 +394,18 @@ export function recordMatmul(gpu: Gpu, rec: Recorder, a: MatmulArgs): void {
     if (splits * M * N * 4 > limit) splits = 1;
     if (splits === 1) kSplit = K;
   }
+
+  // M <= SMALL_M (generation's one token): the GEMV-style kernel, all rows in one workgroup.
+  const small = splits === 1 && M <= SMALL_M;
+  if (small) {
+    variant.mr = smallRows(M);
+    // Window starts are aligned to >= 4 bytes and K chunks are multiples of BK, so the parity of
+    // a row's first element is that of ldb and bOffset.
+    variant.pairs = transB && bType !== 'f32' && !dropB && ldb % 2 === 0 && bOff % 2 === 0;
+  }
+  const pipe = pipelineFor(gpu, variant);
+  const gridY = (mc: number) => (small ? 1 : Math.ceil(mc / bm));
+  const gridX = (nc: number) => Math.ceil(nc / (small ? SMALL_BN : bn));
 
   const [seedIn, thrIn, scaleIn] = dropWords(dropA ? a.dropoutA : dropB ? a.dropoutB : null);
   const [seedOut, thrOut, scaleOut] = dropWords(outDrop ? ex?.dropoutOut : null);
@@ -445,7 +476,7 @@ export function recordMatmul(gpu: Gpu, rec: Recorder, a: MatmulArgs): void {
           { f: alpha }, { f: alpha2 }, first && a.bias ? 1 : 0, 0,
           seedIn, thrIn, scaleIn, seedOut, thrOut, scaleOut, 0, 0,
         );
-        rec.dispatch(pipe, bindings, [Math.ceil(nc / bn), Math.ceil(mc / bm), 1], u);
+        rec.dispatch(pipe, bindings, [gridX(nc), gridY(mc), 1], u);
       });
     }
   }

@@ -87,11 +87,12 @@ describe('the app in Chromium', () => {
     'trains the shipped model, keeps the adapter across a reload, exports valid PEFT files and compares outputs',
     async () => {
       const { page, errors } = await openPage(h);
+      try {
       await page.goto(`${h.baseUrl}/`);
       await waitForDemo(page);
-      await page.waitForSelector('[data-testid="dataset-summary"]', { timeout: LONG });
       await shot(page, '1-model');
       await nav(page, /Data/);
+      await page.waitForSelector('[data-testid="dataset-summary"]', { timeout: LONG });
       await expect.poll(() => page.getByTestId('dataset-summary').innerText()).toContain('alpaca');
       await shot(page, '2-data');
 
@@ -161,8 +162,13 @@ describe('the app in Chromium', () => {
       await page.goto(`${h.baseUrl}/#/diagnostics`);
       await page.waitForSelector('main.page[data-status]', { timeout: 60_000 });
       await shot(page, '8-diagnostics');
-      await page.close();
       expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
+      } catch (e) {
+        await shot(page, 'failed-1').catch(() => undefined);
+        throw new Error(`${(e as Error).message}\npage errors: ${errors.join('\n') || 'none'}`);
+      } finally {
+        await page.close();
+      }
     },
     15 * 60_000,
   );
@@ -171,6 +177,7 @@ describe('the app in Chromium', () => {
     'resumes an interrupted run from its checkpoint after a reload',
     async () => {
       const { page, errors } = await openPage(h);
+      try {
       await page.goto(`${h.baseUrl}/`);
       await waitForDemo(page);
       await shortRunSettings(page, { steps: 6, checkpointEvery: 2, evalEvery: 0 });
@@ -191,8 +198,13 @@ describe('the app in Chromium', () => {
       await expect.poll(() => page.getByTestId('resumable-run').count()).toBe(0);
       await nav(page, /Adapters/);
       await expect.poll(() => page.getByTestId('adapter-row').count()).toBeGreaterThanOrEqual(1);
-      await page.close();
       expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
+      } catch (e) {
+        await shot(page, 'failed-2').catch(() => undefined);
+        throw new Error(`${(e as Error).message}\npage errors: ${errors.join('\n') || 'none'}`);
+      } finally {
+        await page.close();
+      }
     },
     10 * 60_000,
   );

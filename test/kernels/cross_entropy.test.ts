@@ -194,6 +194,12 @@ describe('logits for generation', () => {
     { dtype: 'f16', T: 1, H: 37, V: 1001, maxBindingBytes: 1024 },
     { dtype: 'bf16', T: 3, H: 37, V: 101, hRowOffset: 2, maxBindingBytes: 2048 },
     { dtype: 'f32', T: 9, H: 20, V: 77, hRowOffset: 1, maxBindingBytes: 1000 },
+    // T = 1 (the decode step) in windows of W: paired 16-bit words (even H), odd H, f32.
+    { dtype: 'bf16', T: 1, H: 64, V: 1000, hRowOffset: 3, maxBindingBytes: 1024 },
+    { dtype: 'f16', T: 1, H: 70, V: 999, maxBindingBytes: 4096 },
+    { dtype: 'bf16', T: 1, H: 37, V: 500, maxBindingBytes: 2048 },
+    { dtype: 'f32', T: 1, H: 70, V: 1000, hRowOffset: 1, maxBindingBytes: 2048 },
+    { dtype: 'bf16', T: 8, H: 64, V: 300, maxBindingBytes: 4096 },
   ];
   for (const c of cases) {
     it(`matches the reference: ${JSON.stringify(c)}`, async () => {
@@ -207,6 +213,7 @@ describe('logits for generation', () => {
       const logits = gpu.tensorF32('logits', [c.T, c.V], 'io', new Float32Array(c.T * c.V).fill(NaN));
       const rec = gpu.recorder('logits');
       recordLogits(gpu, rec, { h, w, logits, T: c.T, H: c.H, V: c.V, hRowOffset: c.hRowOffset, maxBindingBytes: c.maxBindingBytes });
+      if (c.maxBindingBytes) expect(rec.length, 'dispatches, one per window of W').toBeGreaterThan(1);
       rec.submit();
       const ref = logitsRef({ h: hv.subarray(r0 * c.H), w: wRef, T: c.T, H: c.H, V: c.V });
       expectClose(ref, await gpu.read(logits), { name: 'logits', atol: 1e-5, rtol: 1e-5 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { type Gpu, type Recorder, type Tensor, Workspace, packHalf, roundThroughHalf } from '../../src/gpu';
 import { type WeightDType, matmulShader, recordMatmul } from '../../src/kernels/matmul';
+import { dropoutMultiplier } from '../../src/reference/dropout';
 import { matmulRef } from '../../src/reference/matmul';
 import { expectClose, randArray } from '../helpers/close';
 import { getGpu } from '../helpers/gpu';
@@ -86,6 +87,16 @@ describe('matmul', () => {
       for (const bn of [16, 32, 64]) {
         const code = matmulShader({ bm, bn, transA: false, transB: true, bType: 'bf16', seg2: { transA: false, transB: true }, bias: 'f16', dropA: true, dropB: false, outDrop: true });
         await gpu.compileCheck(`matmul ${bm}x${bn}`, code);
+      }
+    }
+  });
+
+  it('compiles every small-M variant', async () => {
+    const gpu = await getGpu();
+    for (const mr of [1, 2, 4, 8]) {
+      for (const pairs of [false, true]) {
+        const code = matmulShader({ bm: 16, bn: 64, mr, pairs, transA: false, transB: true, bType: 'bf16', seg2: { transA: false, transB: true }, bias: 'f16', dropA: true, dropB: false, outDrop: true });
+        await gpu.compileCheck(`matmul small ${mr}${pairs ? ' pairs' : ''}`, code);
       }
     }
   });
@@ -208,5 +219,129 @@ describe('matmul', () => {
     expect(() => recordMatmul(gpu, rec, { a, b, c, M: 2, N: 4, K: 3, transB: true })).toThrow(/bsmall/);
     expect(() => recordMatmul(gpu, rec, { a: c, b: a, c: b, M: 2, N: 2, K: 3, transB: true, bias: gpu.tensor('ib', [2], 'i32', 'scratch') })).toThrow(/i32/);
     for (const t of [a, b, c]) gpu.free(t);
+  });
+});
+
+interface ExtraCase {
+  M: number;
+  N: number;
+  K: number;
+  K2: number;
+  transB: boolean;
+  bType: WeightDType;
+  bias?: boolean;
+  accumulate?: boolean;
+  alpha?: number;
+  alpha2?: number;
+  dropA?: number;
+  dropOut?: number;
+  maxBindingBytes?: number;
+}
+
+/** The fused LoRA linear: C (+)= alpha·(drop(A)·opB(B) + dropOut ∘ alpha2·A2·B2ᵀ) + bias, against float64. */
+async function checkExtra(c: ExtraCase, seed = 5): Promise<void> {
+  const gpu = await getGpu();
+  const { M, N, K, K2 } = c;
+  const av = randArray(M * K, seed);
+  const bv = randArray(K * N, seed + 1);
+  const a2v = randArray(M * K2, seed + 2);
+  const b2v = randArray(N * K2, seed + 3);
+  const c0 = randArray(M * N, seed + 4);
+  const biasv = randArray(N, seed + 5);
+  const a = gpu.tensor('a', [M, K], 'f32', 'scratch', av);
+  const [b, bRef] = upload(gpu, 'b', c.transB ? [N, K] : [K, N], bv, c.bType);
+  const a2 = gpu.tensor('a2', [M, K2], 'f32', 'scratch', a2v);
+  const b2 = gpu.tensor('b2', [N, K2], 'f32', 'scratch', b2v);
+  const [bias, biasRef] = c.bias ? upload(gpu, 'bias', [N], biasv, c.bType) : [null, null];
+  const out = gpu.tensor('c', [M, N], 'f32', 'scratch', c0);
+  const dA = c.dropA ? { seed: 77, p: c.dropA } : null;
+  const dO = c.dropOut ? { seed: 99, p: c.dropOut } : null;
+  const rec = gpu.recorder('matmul-extra-test');
+  if (c.maxBindingBytes) watchBindings(gpu, rec, c.maxBindingBytes);
+  recordMatmul(gpu, rec, {
+    a, b, c: out, M, N, K, transB: c.transB, bias, alpha: c.alpha, accumulate: c.accumulate,
+    dropoutA: dA, maxBindingBytes: c.maxBindingBytes,
+    extra: { a: a2, b: b2, K: K2, transB: true, alpha: c.alpha2, dropoutOut: dO },
+  });
+  rec.submit();
+  const got = await gpu.read(out);
+  const alpha = c.alpha ?? 1;
+  const alpha2 = c.alpha2 ?? 1;
+  const ref = new Float64Array(M * N);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let s1 = 0;
+      for (let k = 0; k < K; k++) {
+        const x = av[m * K + k]! * (dA ? dropoutMultiplier(dA.seed, dA.p, m, k) : 1);
+        s1 += x * (c.transB ? bRef[n * K + k]! : bRef[k * N + n]!);
+      }
+      let s2 = 0;
+      for (let k = 0; k < K2; k++) s2 += a2v[m * K2 + k]! * b2v[n * K2 + k]!;
+      const d = dO ? dropoutMultiplier(dO.seed, dO.p, m, n) : 1;
+      let v = alpha * (s1 + d * alpha2 * s2) + (biasRef ? biasRef[n]! : 0);
+      if (c.accumulate) v += c0[m * N + n]!;
+      ref[m * N + n] = v;
+    }
+  }
+  expectClose(ref, got, { name: `C ${JSON.stringify(c)}`, atol: 1e-4 * Math.sqrt(K + K2 + 1), rtol: 1e-4 });
+  for (const t of [a, b, a2, b2, bias, out]) gpu.free(t);
+}
+
+describe('matmul, small M (generation GEMV path)', () => {
+  for (const M of [1, 2, 3, 8]) {
+    for (const bType of ['f32', 'f16', 'bf16'] as const) {
+      it(`M=${M}, B ${bType}: A·Bᵀ and A·B, bias, alpha, accumulate`, async () => {
+        for (const transB of [true, false]) {
+          await check({ M, N: 129, K: 70, transB, bType, bias: bType, accumulate: true });
+          await check({ M, N: 1000, K: 37, transB, bType, bias: bType, alpha: -0.75 });
+        }
+      });
+    }
+  }
+
+  it('odd strides and offsets of a 16-bit Bᵀ (unpaired words), and a K of one', async () => {
+    await check({ M: 2, N: 129, K: 1, transB: true, bType: 'bf16', bias: 'f32' });
+    await check({ M: 1, N: 65, K: 2, transB: true, bType: 'f16', accumulate: true });
+    const gpu = await getGpu();
+    // C[0, 1:7] = A[1, 0:9] · (B[1:7, 1:10] of a bf16 [8, 11])ᵀ: odd ldb and offset.
+    const av = randArray(2 * 9, 31);
+    const bv = randArray(8 * 11, 32);
+    const a = gpu.tensorF32('a', [2, 9], 'scratch', av);
+    const b = gpu.tensor('b', [8, 11], 'bf16', 'scratch', packHalf(bv, 'bf16'));
+    const c = gpu.tensorF32('c', [1, 8], 'scratch', new Float32Array(8));
+    const rec = gpu.recorder();
+    recordMatmul(gpu, rec, { a, b, c, M: 1, N: 6, K: 9, transB: true, aOffset: 9, ldb: 11, bOffset: 11 + 1, cOffset: 1 });
+    rec.submit();
+    const got = await gpu.read(c);
+    const bRef = roundThroughHalf(bv, 'bf16');
+    const ref = new Float64Array(8);
+    for (let n = 0; n < 6; n++) {
+      let s = 0;
+      for (let k = 0; k < 9; k++) s += av[9 + k]! * bRef[(1 + n) * 11 + 1 + k]!;
+      ref[1 + n] = s;
+    }
+    expectClose(ref, got, { name: 'strided small C', atol: 1e-5, rtol: 1e-5 });
+    for (const t of [a, b, c]) gpu.free(t);
+  });
+
+  it('chunks a big B into windows (A·Bᵀ N chunks, A·B K chunks)', async () => {
+    await check({ M: 1, N: 1000, K: 37, transB: true, bType: 'bf16', bias: 'bf16', maxBindingBytes: 4096 });
+    await check({ M: 3, N: 129, K: 70, transB: true, bType: 'f16', accumulate: true, maxBindingBytes: 2048 });
+    await check({ M: 8, N: 129, K: 70, transB: false, bType: 'f32', bias: 'f32', maxBindingBytes: 4096 });
+    await check({ M: 2, N: 1000, K: 37, transB: false, bType: 'bf16', accumulate: true, maxBindingBytes: 4096 });
+  });
+
+  it('is bit-identical from run to run', async () => {
+    await check({ M: 3, N: 1000, K: 37, transB: true, bType: 'bf16', repeat: true });
+  });
+
+  it('fuses the LoRA segment (extra): alpha2, output dropout, A dropout, bias, accumulate', async () => {
+    for (const M of [1, 2, 3, 8]) {
+      await checkExtra({ M, N: 129, K: 70, K2: 8, transB: true, bType: 'bf16', bias: true, alpha2: 0.5 });
+      await checkExtra({ M, N: 1000, K: 37, K2: 3, transB: false, bType: 'f16', accumulate: true, alpha: 1.5 });
+    }
+    await checkExtra({ M: 2, N: 129, K: 70, K2: 8, transB: true, bType: 'f32', dropA: 0.25, dropOut: 0.1, accumulate: true });
+    await checkExtra({ M: 1, N: 1000, K: 37, K2: 5, transB: true, bType: 'f16', bias: true, dropOut: 0.5 });
+    await checkExtra({ M: 3, N: 129, K: 70, K2: 8, transB: true, bType: 'bf16', bias: true, maxBindingBytes: 4096 });
   });
 });
