@@ -138,7 +138,7 @@ export function App() {
   };
 
   return (
-    <div className="app" data-view={s.view}>
+    <div className="app" data-view={s.view} data-model={s.model.load.status} data-gpu={s.gpu.status}>
       <a href="#view-top" className="skip-link">
         Skip to content
       </a>

@@ -58,3 +58,10 @@ export function formatSci(x: number): string {
   const [m, e] = x.toExponential(2).split('e') as [string, string];
   return `${Number(m)}e${Number(e)}`;
 }
+
+/** target_modules for display: distinct module names ("q_proj, v_proj"), whatever form they were saved in. */
+export function targetsLabel(t: string[] | string): string {
+  if (typeof t === 'string') return t;
+  const names = [...new Set(t.map((p) => p.slice(p.lastIndexOf('.') + 1)))];
+  return names.length === t.length ? names.join(', ') : `${names.join(', ')} (${t.length} modules)`;
+}

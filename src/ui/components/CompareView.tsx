@@ -5,6 +5,16 @@ import type { AppState } from '../state';
 import { validateSampling } from '../validate';
 import { MessageCard, NumberField } from './common';
 
+/** "12 line breaks" / "3 spaces, 2 line breaks" for an output that is all whitespace. */
+export function whitespaceNote(text: string): string {
+  const breaks = (text.match(/\n/g) ?? []).length;
+  const other = text.length - breaks;
+  const parts = [];
+  if (breaks) parts.push(`${breaks} line break${breaks === 1 ? '' : 's'}`);
+  if (other) parts.push(`${other} space${other === 1 ? '' : 's'}`);
+  return parts.join(', ');
+}
+
 function Outputs({ s }: { s: AppState }) {
   const cmp = s.compare;
   if (cmp.promptList.length === 0 || cmp.outputs.length === 0) return null;
@@ -32,6 +42,9 @@ function Outputs({ s }: { s: AppState }) {
                     </pre>
                   )}
                   {cell?.status === 'done' && !cell.text && <p className="muted small">(no text: the model stopped at once)</p>}
+                  {cell?.status === 'done' && cell.text && !cell.text.trim() && (
+                    <p className="muted small">(only whitespace: {whitespaceNote(cell.text)})</p>
+                  )}
                 </article>
               );
             })}

@@ -2,7 +2,7 @@
 import { useRef, useState } from 'react';
 import type { AdapterRecord } from '../../store/types';
 import { saveFile } from '../download';
-import { formatBytes, formatDate, formatLoss } from '../format';
+import { formatBytes, formatDate, formatLoss, targetsLabel } from '../format';
 import { useAppState, useController } from '../hooks';
 import { MessageCard } from './common';
 
@@ -15,7 +15,7 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
     const f = await c.adapterDownload(a.id, what);
     if (f) saveFile(f.name, f.bytes, f.type);
   };
-  const targets = Array.isArray(a.config.target_modules) ? a.config.target_modules.join(', ') : a.config.target_modules;
+  const targets = targetsLabel(a.config.target_modules);
   const mismatch = loadedModel !== null && a.baseModel !== loadedModel;
   return (
     <li className="adapter" data-testid="adapter-row">

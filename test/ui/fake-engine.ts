@@ -1,0 +1,298 @@
+/**
+ * A small in-memory EngineApi for UI and controller tests (never shipped as the real engine).
+ * It behaves like the engine from the outside: load progress, a dataset summary with issues and
+ * previews, an estimate, training with progress, checkpoints, pause/resume/stop and a real PEFT
+ * adapter (exportPeft of a two-layer fake model), evaluation and streamed generation. Knobs let a
+ * test make a call fail or hang.
+ */
+import type {
+  AdapterRef,
+  DatasetFormat,
+  DatasetSummary,
+  GpuSummary,
+  LoadProgress,
+  LoraSettings,
+  MemoryEstimate,
+  ModelInfo,
+  ModelSourceSpec,
+  SamplingSettings,
+  TrainHooks,
+  TrainResult,
+  TrainSettings,
+  PeftFiles,
+} from '../../src/engine/types';
+import { exportPeft } from '../../src/lora/peft';
+import type { AppEngine } from '../../src/ui/context';
+
+const MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+const HIDDEN = 16;
+
+export class FakeEngine implements AppEngine {
+  calls: string[] = [];
+  /** Make gpuInfo fail as a browser without WebGPU does. */
+  noWebGpu = false;
+  /** Errors to throw from the next call of a method (by name). */
+  failNext: Partial<Record<'loadModel' | 'loadDataset' | 'train' | 'generate' | 'evaluate', Error>> = {};
+  /** Milliseconds each training step takes. */
+  stepMs = 0;
+  model: ModelInfo | null = null;
+  datasetLoaded = false;
+  lastTrain: { lora: LoraSettings; train: TrainSettings; resumedFromStep: number | null } | null = null;
+  forgotten: string[] = [];
+  lastCachedUrls: string[] = [];
+  onFatal: ((e: Error) => void) | null = null;
+  onCacheWarning: ((m: string) => void) | null = null;
+  private paused = false;
+  private stopped = false;
+  private wake: (() => void) | null = null;
+  /** Resolves when training reaches this step (for tests that act mid-run). */
+  private stepWaiters: { step: number; resolve: () => void }[] = [];
+
+  private fail(name: keyof FakeEngine['failNext']): void {
+    const e = this.failNext[name];
+    if (e) {
+      delete this.failNext[name];
+      throw e;
+    }
+  }
+
+  async gpuInfo(): Promise<GpuSummary> {
+    this.calls.push('gpuInfo');
+    if (this.noWebGpu) {
+      throw Object.assign(new Error('This browser has no WebGPU (navigator.gpu is missing).'), { name: 'WebGpuUnavailableError' });
+    }
+    return {
+      vendor: 'fake',
+      architecture: 'swiftshader',
+      description: 'fake adapter',
+      runtime: 'browser',
+      f16: false,
+      subgroups: false,
+      maxBufferSize: 2 ** 30,
+      maxStorageBufferBindingSize: 2 ** 27,
+      bytesInUse: 0,
+    };
+  }
+
+  async loadModel(source: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo> {
+    this.calls.push(`loadModel:${source.id}`);
+    this.fail('loadModel');
+    for (const file of ['config.json', 'tokenizer.json', 'model.safetensors']) {
+      onProgress?.({ file, loaded: 50, total: 100, phase: 'download' });
+      onProgress?.({ file, loaded: 100, total: 100, phase: 'download' });
+    }
+    onProgress?.({ file: 'weights', loaded: 3, total: 3, phase: 'upload' });
+    this.datasetLoaded = false;
+    this.model = {
+      id: source.id,
+      modelType: 'llama',
+      arch: 'llama',
+      parameters: 110_000,
+      weightBytes: 440_000,
+      dtype: 'F32',
+      hiddenSize: HIDDEN,
+      numLayers: 2,
+      vocabSize: 384,
+      maxPositions: 128,
+      linearModules: [...MODULES],
+      defaultTargets: ['q_proj', 'v_proj'],
+      hasChatTemplate: true,
+      eosTokenIds: [2],
+    };
+    return this.model;
+  }
+
+  async loadDataset(
+    fileName: string,
+    content: string,
+    opts: { format?: DatasetFormat | 'auto'; maxLen: number; valFraction: number; seed: number; previewCount?: number },
+  ): Promise<DatasetSummary> {
+    this.calls.push(`loadDataset:${fileName}`);
+    if (!this.model) throw Object.assign(new Error('No model is loaded: load a model first.'), { name: 'EngineError' });
+    this.fail('loadDataset');
+    const issues: { line: number; message: string }[] = [];
+    const records: { line: number; text: string; answer: string }[] = [];
+    content.split('\n').forEach((raw, i) => {
+      if (!raw.trim()) return;
+      try {
+        const o = JSON.parse(raw) as Record<string, unknown>;
+        if (typeof o.text === 'string') records.push({ line: i + 1, text: o.text, answer: o.text });
+        else if (typeof o.instruction === 'string' && typeof o.output === 'string') records.push({ line: i + 1, text: o.instruction, answer: o.output });
+        else issues.push({ line: i + 1, message: 'expected "text" or "instruction"/"output"' });
+      } catch {
+        issues.push({ line: i + 1, message: 'not valid JSON' });
+      }
+    });
+    if (records.length === 0) throw Object.assign(new Error(`${fileName}: no usable training records.`), { name: 'EngineError' });
+    const val = Math.floor(records.length * opts.valFraction);
+    this.datasetLoaded = true;
+    return {
+      fileName,
+      format: opts.format && opts.format !== 'auto' ? opts.format : 'alpaca',
+      records: records.length,
+      trainRecords: records.length - val,
+      valRecords: val,
+      trainTokens: records.length * 20,
+      countedTokens: records.length * 8,
+      issues,
+      preview: records.slice(0, opts.previewCount ?? 20).map((r) => ({
+        line: r.line,
+        pieces: [
+          { text: `<|user|>${r.text}\n<|assistant|>`, counted: false },
+          { text: r.answer, counted: true },
+        ],
+        tokens: 20,
+        countedTokens: 8,
+        truncated: false,
+      })),
+    };
+  }
+
+  async estimate(lora: LoraSettings): Promise<MemoryEstimate> {
+    this.calls.push('estimate');
+    const n = lora.target_modules === 'all-linear' ? MODULES.length : lora.target_modules.length;
+    const trainable = 2 * n * lora.r * 2 * HIDDEN;
+    return {
+      trainableParams: trainable,
+      totalParams: 110_000,
+      trainablePercent: (100 * trainable) / (110_000 + trainable),
+      weightsBytes: 440_000,
+      loraBytes: trainable * 16,
+      activationBytes: 1_000_000,
+      totalBytes: 1_440_000 + trainable * 16,
+      blocker: null,
+    };
+  }
+
+  /** Resolves once training has reported `step`. */
+  reached(step: number): Promise<void> {
+    return new Promise((resolve) => this.stepWaiters.push({ step, resolve }));
+  }
+
+  adapterFor(lora: LoraSettings, scale = 1): PeftFiles {
+    const names = lora.target_modules === 'all-linear' ? MODULES : lora.target_modules.length ? lora.target_modules : ['q_proj', 'v_proj'];
+    const modules = [0, 1].flatMap((layer) =>
+      names.map((name) => {
+        const group = ['gate_proj', 'up_proj', 'down_proj'].includes(name) ? 'mlp' : 'self_attn';
+        return {
+          path: `model.layers.${layer}.${group}.${name}`,
+          r: lora.r,
+          inF: HIDDEN,
+          outF: HIDDEN,
+          a: new Float32Array(lora.r * HIDDEN).fill(0.01),
+          b: new Float32Array(lora.r * HIDDEN).fill(0.001 * scale),
+        };
+      }),
+    );
+    return exportPeft({
+      config: {
+        r: lora.r,
+        lora_alpha: lora.lora_alpha,
+        lora_dropout: lora.lora_dropout,
+        target_modules: names,
+        use_rslora: lora.use_rslora,
+        bias: 'none',
+        fan_in_fan_out: false,
+        init_lora_weights: true,
+      },
+      baseModel: this.model?.id ?? 'fake',
+      modules,
+      fanInFanOut: false,
+    });
+  }
+
+  async train(lora: LoraSettings, train: TrainSettings, hooks: TrainHooks = {}): Promise<TrainResult & { adapter: PeftFiles }> {
+    this.calls.push('train');
+    if (!this.model || !this.datasetLoaded) throw Object.assign(new Error('No dataset is loaded.'), { name: 'EngineError' });
+    this.fail('train');
+    const total = train.steps > 0 ? train.steps : 10 * train.epochs;
+    let start = 0;
+    const history: TrainResult['history'] = [];
+    if (hooks.resumeFrom) {
+      const meta = JSON.parse(new TextDecoder().decode(hooks.resumeFrom)) as { step: number; history: TrainResult['history'] };
+      start = meta.step;
+      history.push(...meta.history);
+    }
+    this.lastTrain = { lora, train, resumedFromStep: hooks.resumeFrom ? start : null };
+    this.paused = false;
+    this.stopped = false;
+    const t0 = Date.now();
+    let step = start;
+    let last: number | null = null;
+    let lastVal: number | null = null;
+    const checkpoint = async () => {
+      const blob = new TextEncoder().encode(JSON.stringify({ step, history }));
+      await hooks.onCheckpoint?.(blob, step);
+    };
+    while (step < total) {
+      while (this.paused && !this.stopped) await new Promise<void>((r) => (this.wake = r));
+      if (this.stopped) break;
+      if (this.stepMs) await new Promise((r) => setTimeout(r, this.stepMs));
+      step++;
+      last = 5 / (1 + 0.3 * step);
+      const evalDue = step === total || (train.evalEvery > 0 && step % train.evalEvery === 0);
+      const valLoss = evalDue ? last * 1.1 : null;
+      if (valLoss !== null) lastVal = valLoss;
+      history.push({ step, loss: last, valLoss, lr: train.lr });
+      hooks.onProgress?.({
+        step,
+        totalSteps: total,
+        epoch: 0,
+        lr: train.lr,
+        loss: last,
+        valLoss,
+        tokensPerSecond: 1000,
+        etaSeconds: total - step,
+        gpuBytes: 2_000_000,
+        elapsedSeconds: (Date.now() - t0) / 1000,
+      });
+      for (const w of this.stepWaiters.filter((x) => x.step <= step)) w.resolve();
+      this.stepWaiters = this.stepWaiters.filter((x) => x.step > step);
+      if (train.checkpointEvery > 0 && step % train.checkpointEvery === 0 && step < total) await checkpoint();
+    }
+    await checkpoint();
+    return {
+      steps: step,
+      finalLoss: last,
+      finalValLoss: lastVal,
+      tokens: step * 100,
+      seconds: (Date.now() - t0) / 1000,
+      stoppedEarly: this.stopped,
+      history,
+      adapter: this.adapterFor(lora, step),
+    };
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.wake?.();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.resume();
+  }
+
+  forgetAdapter(key: string): void {
+    this.forgotten.push(key);
+  }
+
+  async evaluate(adapter: AdapterRef | null): Promise<{ loss: number; tokens: number }> {
+    this.calls.push(`evaluate:${adapter?.key ?? 'base'}`);
+    this.fail('evaluate');
+    return { loss: adapter ? 1.5 : 3, tokens: 42 };
+  }
+
+  async generate(prompt: string, adapter: AdapterRef | null, s: SamplingSettings, onText?: (d: string) => void) {
+    this.calls.push(`generate:${adapter?.key ?? 'base'}`);
+    this.fail('generate');
+    const words = adapter ? ['The', ' cat', ' watched', ' the', ' rain.'] : ['\n', '\n'];
+    const out = words.slice(0, s.maxNewTokens);
+    for (const w of out) onText?.(w);
+    return { text: out.join(''), tokens: out.length, stopReason: 'eos' };
+  }
+}
