@@ -3,7 +3,7 @@
  * Views are addressed by the URL hash (#/model, #/data, ..., #/diagnostics) so every view can be
  * linked and the browser's back button works.
  */
-import { useEffect } from 'react';
+import { Suspense, lazy, useEffect } from 'react';
 import { formatCount, formatSci } from './format';
 import { useAppState, useController } from './hooks';
 import type { AppState, View } from './state';
@@ -13,8 +13,10 @@ import { LibraryView } from './components/LibraryView';
 import { ModelView } from './components/ModelView';
 import { SettingsView } from './components/SettingsView';
 import { TrainView } from './components/TrainView';
-import { SelfTestPage } from './SelfTestPage';
 import { MessageCard } from './components/common';
+
+// The self-test pulls in every kernel and its reference: loaded only when Diagnostics is opened.
+const SelfTestPage = lazy(() => import('./SelfTestPage').then((m) => ({ default: m.SelfTestPage })));
 
 const VIEWS: View[] = ['model', 'data', 'settings', 'train', 'library', 'compare', 'diagnostics'];
 
@@ -113,7 +115,11 @@ function CurrentView({ view }: { view: View }) {
     case 'compare':
       return <CompareView />;
     case 'diagnostics':
-      return <SelfTestPage />;
+      return (
+        <Suspense fallback={<p className="muted">Loading the self-test…</p>}>
+          <SelfTestPage />
+        </Suspense>
+      );
   }
 }
 

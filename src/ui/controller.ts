@@ -14,7 +14,7 @@ import * as dataset from './actions/dataset';
 import * as library from './actions/library';
 import * as model from './actions/model';
 import * as training from './actions/training';
-import { DEMO_MODEL_ID, type ModelChoice } from './catalog';
+import { DEMO_MODEL_ID, type ModelChoice, looksInstruct } from './catalog';
 import { type AppContext, type AppEngine, type Platform, patch } from './context';
 import { describeError } from './errors';
 import { type AppState, type Notice, type View, Store, initialState } from './state';
@@ -132,7 +132,7 @@ export class AppController {
       this.setDefaultPrompts();
       const info = this.state.model.info!;
       patch(this.ctx, 'compare', {
-        sampling: { ...this.state.compare.sampling, chat: (await import('./catalog')).looksInstruct(info.id, info.hasChatTemplate) },
+        sampling: { ...this.state.compare.sampling, chat: looksInstruct(info.id, info.hasChatTemplate) },
       });
       await Promise.all([dataset.analyseDataset(this.ctx), this.refreshEstimate()]);
     }
@@ -176,7 +176,9 @@ export class AppController {
       if (this.datasetTimer) clearTimeout(this.datasetTimer);
       this.datasetTimer = setTimeout(() => {
         const s = this.state;
-        if (!hasErrors(validateTrain(s.train, s.model.info))) void dataset.analyseDataset(this.ctx);
+        // During a run the worker is busy; the next run re-reads the data with its own settings.
+        const busy = ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
+        if (!busy && !hasErrors(validateTrain(s.train, s.model.info))) void dataset.analyseDataset(this.ctx);
       }, 400);
     }
   }

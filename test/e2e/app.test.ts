@@ -159,9 +159,25 @@ describe('the app in Chromium', () => {
       console.log(`[tabtune] e2e: ${evalText.replace(/\s+/g, ' ')}`);
       await shot(page, '7-compare');
 
+      // A wrong file to import says what is missing.
+      await nav(page, /Adapters/);
+      await page.locator('#import-files').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello') });
+      await expect.poll(() => page.getByRole('alert').first().innerText()).toMatch(/missing adapter_config\.json and adapter_model\.safetensors/);
+
+      // No network: picking a Hub model fails with a message, and the loaded demo model stays usable.
+      const before = errors.length;
+      await page.route('https://huggingface.co/**', (r) => r.abort('internetdisconnected'));
+      await nav(page, /Model/);
+      await page.getByRole('button', { name: /SmolLM2 135M Instruct/ }).click();
+      await expect.poll(() => page.getByRole('alert').first().innerText(), { timeout: 30_000 }).toMatch(/Download failed|Could not reach/);
+      expect(await page.getByRole('alert').first().innerText()).toMatch(/demo model works offline/);
+      await shot(page, '8-offline');
+      // the browser logs the refused requests; nothing else may appear
+      errors.splice(before, errors.length - before, ...errors.slice(before).filter((e) => !/Failed to load resource/.test(e)));
+
       await page.goto(`${h.baseUrl}/#/diagnostics`);
       await page.waitForSelector('main.page[data-status]', { timeout: 60_000 });
-      await shot(page, '8-diagnostics');
+      await shot(page, '9-diagnostics');
       expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
       } catch (e) {
         await shot(page, 'failed-1').catch(() => undefined);
@@ -191,7 +207,7 @@ describe('the app in Chromium', () => {
       const run = page.getByTestId('resumable-run');
       await expect.poll(() => run.count(), { timeout: 30_000 }).toBe(1);
       expect(await run.innerText()).toMatch(/checkpoint at step [2-9]/);
-      await shot(page, '9-resume');
+      await shot(page, '10-resume');
       await run.getByRole('button', { name: 'Resume' }).click();
       await page.waitForSelector('[data-testid="train-finished"]', { timeout: LONG });
       expect(await page.getByTestId('step').innerText()).toBe('6');

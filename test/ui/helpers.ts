@@ -6,7 +6,6 @@
 import 'fake-indexeddb/auto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { IDBFactory } from 'fake-indexeddb';
 import { openTabtuneDb } from '../../src/store/db';
 import type { HeldLock } from '../../src/store/runs';
@@ -15,7 +14,8 @@ import type { Platform } from '../../src/ui/context';
 import { FakeEngine } from './fake-engine';
 
 export const PAGE = 'http://app.test/';
-const PUBLIC = fileURLToPath(new URL('../../public/', import.meta.url));
+/** public/ of the repository (tests run from its root). */
+const PUBLIC = join(process.cwd(), 'public');
 
 /** A fresh IndexedDB for a test. */
 export function freshIndexedDb(): void {

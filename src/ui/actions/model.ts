@@ -12,6 +12,7 @@ import { type ModelChoice, catalogEntry, demoBaseUrl, sourceSpec, storedSource }
 import { type AppContext, patch } from '../context';
 import { estimateCost } from '../cost';
 import { describeError } from '../errors';
+import { refreshLibrary } from './library';
 import type { DownloadView } from '../state';
 
 function configSource(ctx: AppContext, choice: ModelChoice): ModelSource {
@@ -89,11 +90,15 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
   patch(ctx, 'model', { check: { status: 'ready', config, cost, cached, error: null } });
 }
 
-/** The settings a model starts with: general defaults, its family's targets, the catalog's preset. */
+/**
+ * The settings a model starts with: general defaults, its family's targets, the catalog's preset.
+ * In the browser a run checkpoints and validates periodically by default, so a closed tab loses
+ * little and the curve shows a validation line.
+ */
 export function presetSettings(id: string, defaultTargets: string[] | null) {
   const e = catalogEntry(id);
   const lora = { ...DEFAULT_LORA, target_modules: defaultTargets ?? DEFAULT_LORA.target_modules, ...e?.lora };
-  const train = { ...DEFAULT_TRAIN, ...e?.train };
+  const train = { ...DEFAULT_TRAIN, checkpointEvery: 25, evalEvery: 50, ...e?.train };
   return { lora, train };
 }
 
@@ -135,6 +140,7 @@ export async function loadChosenModel(ctx: AppContext, opts: { keepSettings?: bo
       const bytes = s0.model.check.cost?.downloadBytes ?? info.weightBytes;
       await ctx.stores.models.record(info.id, source, urls, bytes, info.parameters).catch(() => undefined);
       patch(ctx, 'model', { check: { ...ctx.store.get().model.check, cached: true } });
+      await refreshLibrary(ctx);
     }
     return true;
   } catch (e) {

@@ -16,6 +16,8 @@ import { analyseDataset } from './dataset';
 import { checkModel, loadChosenModel } from './model';
 import { refreshLibrary } from './library';
 
+const BUSY: string[] = ['preparing', 'running', 'paused', 'stopping', 'saving'];
+
 function shortModel(id: string): string {
   const last = id.split('/').pop() ?? id;
   return last.length > 28 ? `${last.slice(0, 27)}…` : last;
@@ -44,8 +46,7 @@ export function startBlockers(ctx: AppContext): string[] {
     out.push('Fix the highlighted settings (Settings).');
   }
   if (s.estimate.value?.blocker) out.push(s.estimate.value.blocker);
-  const busy = ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
-  if (busy) out.push('A run is in progress.');
+  if (BUSY.includes(s.run.status)) out.push('A run is in progress.');
   return out;
 }
 
@@ -54,7 +55,8 @@ export async function refreshResumable(ctx: AppContext): Promise<void> {
   try {
     const held = await ctx.platform.heldRunLocks();
     const runs = await ctx.stores.runs.list();
-    const mine = ctx.store.get().run.runId;
+    const cur = ctx.store.get().run;
+    const mine = BUSY.includes(cur.status) ? cur.runId : null;
     const resumable = runs.filter((r) => {
       if (r.adapterId !== null || r.status === 'finished' || r.status === 'stopped' || r.id === mine) return false;
       // With Web Locks the lock says whether a live tab has the run; without, the lease does.
@@ -103,7 +105,7 @@ export async function startTraining(ctx: AppContext): Promise<void> {
 export async function resumeRun(ctx: AppContext, runId: string): Promise<void> {
   if (!ctx.stores) return;
   const s0 = ctx.store.get();
-  if (['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s0.run.status)) {
+  if (BUSY.includes(s0.run.status)) {
     ctx.notify({ level: 'warning', title: 'A run is in progress', detail: 'Stop it before resuming another.' });
     return;
   }

@@ -15,6 +15,11 @@ export function whitespaceNote(text: string): string {
   return parts.join(', ');
 }
 
+/** Whitespace made visible (↵ for line breaks, · for spaces) for outputs that are nothing else. */
+function showWhitespace(text: string): string {
+  return text.replace(/\n/g, '↵').replace(/ /g, '·').replace(/\t/g, '→');
+}
+
 function Outputs({ s }: { s: AppState }) {
   const cmp = s.compare;
   if (cmp.promptList.length === 0 || cmp.outputs.length === 0) return null;
@@ -36,8 +41,8 @@ function Outputs({ s }: { s: AppState }) {
                   {cell?.status === 'error' ? (
                     <p className="field-error">{cell.error}</p>
                   ) : (
-                    <pre className="gen-text">
-                      {cell?.text}
+                    <pre className={`gen-text${cell?.text && !cell.text.trim() ? ' ws' : ''}`}>
+                      {cell?.text && !cell.text.trim() ? showWhitespace(cell.text) : cell?.text}
                       {cell?.status === 'running' && <span className="cursor" aria-hidden="true" />}
                     </pre>
                   )}

@@ -96,6 +96,17 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
         <button type="button" className="secondary" onClick={() => void download('model')}>
           adapter_model.safetensors
         </button>
+        <button
+          type="button"
+          className="secondary"
+          onClick={() => {
+            c.toggleCompareAdapter(a.id, true);
+            c.go('compare');
+            window.location.hash = '/compare';
+          }}
+        >
+          Compare →
+        </button>
         <button type="button" className="secondary" onClick={() => setEditing(true)} disabled={editing}>
           Rename
         </button>

@@ -8,19 +8,20 @@ const W = 720;
 const H = 280;
 const M = { top: 16, right: 20, bottom: 42, left: 58 };
 
-/** Round tick values covering [lo, hi] (about `count` of them). */
+/** Round tick values from at or below `lo` to at or above `hi` (about `count` steps). */
 export function niceTicks(lo: number, hi: number, count = 5): number[] {
   if (!Number.isFinite(lo) || !Number.isFinite(hi)) return [];
   if (hi === lo) {
     hi = lo + 1;
     lo = lo - 1;
   }
-  const span = hi - lo;
-  const raw = span / Math.max(1, count);
+  const raw = (hi - lo) / Math.max(1, count);
   const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw * 0.999) ?? 10 * mag;
+  const first = Math.floor(lo / step + 1e-9);
+  const last = Math.ceil(hi / step - 1e-9);
   const out: number[] = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
+  for (let i = first; i <= last; i++) out.push(Number((i * step).toPrecision(12)));
   return out;
 }
 
@@ -56,6 +57,7 @@ export function LossChart({ history, totalSteps }: { history: HistoryPoint[]; to
   const yLo = yTicks[0] ?? 0;
   const yHi = yTicks[yTicks.length - 1] ?? 1;
   const xTicks = niceTicks(0, xMax, 6).filter((v) => v <= xMax);
+  if (xTicks[xTicks.length - 1] !== xMax && xMax - (xTicks[xTicks.length - 1] ?? 0) > xMax / 12) xTicks.push(xMax);
   const iw = W - M.left - M.right;
   const ih = H - M.top - M.bottom;
   const x = (step: number) => M.left + (iw * step) / xMax;

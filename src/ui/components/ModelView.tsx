@@ -39,10 +39,21 @@ function folderChoice(files: File[]): ModelChoice | null {
 }
 
 function CostCard({ s }: { s: AppState }) {
+  const c = useController();
   const { check, choice } = s.model;
   if (!choice) return null;
   if (check.status === 'checking') return <p className="muted" role="status">Reading config.json of {choice.id}…</p>;
-  if (check.status === 'error' && check.error) return <MessageCard message={check.error} />;
+  if (check.status === 'error' && check.error) {
+    return (
+      <MessageCard message={check.error}>
+        <div className="actions">
+          <button type="button" className="secondary" onClick={() => void c.chooseModel(choice)}>
+            Try again
+          </button>
+        </div>
+      </MessageCard>
+    );
+  }
   const cost = check.cost;
   if (!cost) return null;
   const where = choice.kind === 'files' ? 'Read from disk' : choice.kind === 'demo' ? 'Bundled with the app' : check.cached ? 'Cached in this browser' : 'Download';
@@ -137,9 +148,11 @@ export function ModelView() {
   const hubValid = isHubId(hubId);
 
   const pick = (ch: ModelChoice) => void c.chooseModel(ch);
-  const loadLabel = !choice
+  const loadLabel = isLoaded
+    ? 'Loaded'
+    : !choice
     ? 'Load model'
-    : choice.kind === 'hub' && !check.cached
+    : choice.kind === 'hub' && !check.cached && check.status === 'ready'
       ? `Download${check.cost?.downloadBytes ? ` ${formatBytes(check.cost.downloadBytes)}` : ''} and load`
       : 'Load model';
 

@@ -15,7 +15,7 @@ function Targets({ s }: { s: AppState }) {
   const chosen = new Set(Array.isArray(t) ? t : []);
   const err = validateLora(s.lora, s.model.info).target_modules;
   return (
-    <fieldset className={`targets${err ? ' invalid' : ''}`} aria-describedby={err ? 'targets-err' : 'targets-hint'}>
+    <fieldset className={`targets${err ? ' invalid' : ''}`} aria-describedby={err ? 'targets-err targets-hint' : 'targets-hint'}>
       <legend>Target modules</legend>
       <label className="check">
         <input
@@ -46,21 +46,20 @@ function Targets({ s }: { s: AppState }) {
           </label>
         ))}
       </div>
-      {err ? (
+      {err && (
         <div className="field-error" id="targets-err">
           {err}
         </div>
-      ) : (
-        <div className="hint" id="targets-hint">
-          {defaults.length ? `PEFT's default for ${s.model.info?.modelType}: ${defaults.join(', ')}. ` : ''}
-          More modules: more capacity, more memory.{' '}
-          {defaults.length > 0 && (
-            <button type="button" className="link" onClick={() => c.setLora({ target_modules: [...defaults] })}>
-              Use the default
-            </button>
-          )}
-        </div>
       )}
+      <div className="hint" id="targets-hint">
+        {defaults.length ? `PEFT's default for ${s.model.info?.modelType}: ${defaults.join(', ')}. ` : ''}
+        More modules: more capacity, more memory.{' '}
+        {defaults.length > 0 && (
+          <button type="button" className="link" onClick={() => c.setLora({ target_modules: [...defaults] })}>
+            Use the default
+          </button>
+        )}
+      </div>
     </fieldset>
   );
 }

@@ -24,7 +24,7 @@ function Resumable({ s }: { s: AppState }) {
                 {r.checkpointStep !== null
                   ? `checkpoint at step ${r.checkpointStep}${r.totalSteps ? ` of ${r.totalSteps}` : ''}`
                   : 'no checkpoint yet: restarts from step 0'}{' '}
-                · {formatDate(r.updatedAt)} · {r.status}
+                · {formatDate(r.updatedAt)} · {r.status === 'running' || r.status === 'paused' ? 'interrupted' : r.status}
                 {r.error ? ` · ${r.error}` : ''}
               </div>
             </div>

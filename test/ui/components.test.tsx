@@ -1,0 +1,219 @@
+// @vitest-environment jsdom
+/**
+ * The React views in jsdom, driven like a user would (labels, roles, buttons), on the fake engine:
+ * navigation, inline validation, the dataset preview, training to a saved adapter, the loss chart,
+ * the library's rename/delete, compare, and the no-WebGPU message.
+ */
+import { act, cleanup, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { App } from '../../src/ui/App';
+import { LossChart, niceTicks, smooth } from '../../src/ui/components/LossChart';
+import { whitespaceNote } from '../../src/ui/components/CompareView';
+import type { AppController } from '../../src/ui/controller';
+import { ControllerContext } from '../../src/ui/hooks';
+import { FakeEngine } from './fake-engine';
+import { freshIndexedDb, makeApp } from './helpers';
+
+beforeEach(() => {
+  freshIndexedDb();
+  window.location.hash = '';
+});
+afterEach(() => cleanup());
+
+function mount(c: AppController) {
+  return render(
+    <ControllerContext.Provider value={c}>
+      <App />
+    </ControllerContext.Provider>,
+  );
+}
+
+const nav = () => within(screen.getByRole('navigation', { name: 'Steps' }));
+
+describe('App', () => {
+  it('has a step navigation that marks the current view and switches views', async () => {
+    const { c } = await makeApp();
+    mount(c);
+    const buttons = nav().getAllByRole('button');
+    expect(buttons.map((b) => b.querySelector('.step-label')?.textContent)).toEqual([
+      '1 · Model',
+      '2 · Data',
+      '3 · Settings',
+      '4 · Train',
+      '5 · Adapters',
+      '6 · Compare',
+      'Diagnostics',
+    ]);
+    expect(buttons[0]!.getAttribute('aria-current')).toBe('page');
+    expect(buttons[0]!.textContent).toContain('demo-tiny-llama');
+    fireEvent.click(buttons[2]!);
+    expect(screen.getByRole('heading', { level: 2 }).textContent).toBe('3 · Settings');
+    expect(window.location.hash).toBe('#/settings');
+    expect(nav().getAllByRole('button')[2]!.getAttribute('aria-current')).toBe('page');
+  });
+
+  it('shows the model cost card and the loaded model', async () => {
+    const { c } = await makeApp();
+    mount(c);
+    const card = screen.getByRole('region', { name: 'Cost of this model' });
+    expect(card.textContent).toMatch(/Parameters111K/);
+    expect(card.textContent).toMatch(/Bundled with the app/);
+    expect(screen.getByTestId('model-loaded').textContent).toMatch(/tabtune\/demo-tiny-llama.*llama.*chat template/);
+    expect(screen.getByRole('button', { name: /Tabtune demo/ }).getAttribute('aria-pressed')).toBe('true');
+  });
+
+  it('validates settings inline: labelled fields, messages, aria-invalid, and start is blocked', async () => {
+    const { c } = await makeApp();
+    c.go('settings');
+    mount(c);
+    const rank = screen.getByLabelText('Rank r');
+    fireEvent.change(rank, { target: { value: 'abc' } });
+    expect(rank.getAttribute('aria-invalid')).toBe('true');
+    const errId = rank.getAttribute('aria-describedby')!.split(' ').pop()!;
+    expect(document.getElementById(errId)!.textContent).toBe('Rank r must be a whole number.');
+    fireEvent.change(screen.getByLabelText('Learning rate'), { target: { value: '-1' } });
+    expect(screen.getByText('Learning rate must be above 0 and at most 1.')).toBeTruthy();
+    fireEvent.click(nav().getByRole('button', { name: /Train/ }));
+    const start = screen.getByTestId('start-training') as HTMLButtonElement;
+    expect(start.disabled).toBe(true);
+    expect(within(screen.getByRole('list', { name: 'Why training cannot start' })).getByText(/Fix the highlighted settings/)).toBeTruthy();
+    // fixing it unblocks
+    fireEvent.click(nav().getByRole('button', { name: /Settings/ }));
+    fireEvent.change(screen.getByLabelText('Rank r'), { target: { value: '16' } });
+    fireEvent.change(screen.getByLabelText('Learning rate'), { target: { value: '0.001' } });
+    expect(c.state.lora.r).toBe(16);
+    expect(c.state.train.lr).toBe(0.001);
+    fireEvent.click(nav().getByRole('button', { name: /Train/ }));
+    expect((screen.getByTestId('start-training') as HTMLButtonElement).disabled).toBe(false);
+  });
+
+  it('target modules: the model\'s linear modules as checkboxes, all-linear, family default', async () => {
+    const { c } = await makeApp();
+    c.go('settings');
+    mount(c);
+    const all = screen.getByRole('checkbox', { name: /all-linear/ }) as HTMLInputElement;
+    expect(all.checked).toBe(true); // demo preset
+    fireEvent.click(all);
+    expect(c.state.lora.target_modules).toEqual(['q_proj', 'v_proj']);
+    const k = screen.getByRole('checkbox', { name: /k_proj/ }) as HTMLInputElement;
+    expect(k.checked).toBe(false);
+    fireEvent.click(k);
+    expect(c.state.lora.target_modules).toEqual(['q_proj', 'k_proj', 'v_proj']);
+    fireEvent.click(screen.getByRole('checkbox', { name: /q_proj/ }));
+    fireEvent.click(screen.getByRole('checkbox', { name: /k_proj/ }));
+    fireEvent.click(screen.getByRole('checkbox', { name: /v_proj/ }));
+    expect(screen.getByText('Choose at least one target module, or all-linear.')).toBeTruthy();
+    fireEvent.click(screen.getByRole('button', { name: 'Use the default' }));
+    expect(c.state.lora.target_modules).toEqual(['q_proj', 'v_proj']);
+  });
+
+  it('dataset view: counts, issues by line, highlighted counted tokens, paged preview', async () => {
+    const { c } = await makeApp();
+    c.go('data');
+    mount(c);
+    const summary = screen.getByTestId('dataset-summary');
+    expect(summary.textContent).toMatch(/alpaca/);
+    expect(summary.textContent).toMatch(/26records/);
+    const examples = document.querySelectorAll('.example');
+    expect(examples).toHaveLength(5);
+    expect(examples[0]!.querySelector('mark.counted')!.textContent).toBe('The cat watched the rain.');
+    expect(screen.getByText('Page 1 of 6')).toBeTruthy();
+    fireEvent.click(screen.getByRole('button', { name: 'Next →' }));
+    expect(screen.getByText('Page 2 of 6')).toBeTruthy();
+    await act(() => c.setDatasetText('bad.jsonl', '{"text":"ok"}\nnope\n'));
+    expect(screen.getByText('line 2')).toBeTruthy();
+    expect(screen.getByText(/1 line skipped or cut/)).toBeTruthy();
+  });
+
+  it('trains to a saved adapter and draws the loss curve with labelled axes', async () => {
+    const { c } = await makeApp();
+    c.setTrain({ steps: 5, evalEvery: 5 });
+    c.go('train');
+    mount(c);
+    await act(async () => {
+      fireEvent.click(screen.getByTestId('start-training'));
+    });
+    await waitFor(() => expect(screen.getByTestId('train-finished')).toBeTruthy());
+    expect(screen.getByTestId('train-finished').textContent).toMatch(/Adapter saved: demo-tiny-llama · demo-qa · r8/);
+    const chart = screen.getByTestId('loss-chart');
+    expect(JSON.parse(chart.getAttribute('data-losses')!)).toHaveLength(5);
+    const texts = [...chart.querySelectorAll('text')].map((t) => t.textContent);
+    expect(texts).toContain('step');
+    expect(texts).toContain('loss (nats / token)');
+    expect(chart.querySelectorAll('circle.dot-val')).toHaveLength(1);
+    expect(screen.getByTestId('step').textContent).toBe('5');
+    expect(screen.getByRole('progressbar', { name: 'Training progress' }).getAttribute('aria-valuenow')).toBe('5');
+  });
+
+  it('library: rename and a confirmed delete', async () => {
+    const { c } = await makeApp();
+    c.setTrain({ steps: 2 });
+    await c.startTraining();
+    c.go('library');
+    mount(c);
+    expect(screen.getAllByTestId('adapter-row')).toHaveLength(1);
+    fireEvent.click(screen.getByRole('button', { name: 'Rename' }));
+    fireEvent.change(screen.getByLabelText('New name'), { target: { value: 'my adapter' } });
+    await act(async () => {
+      fireEvent.click(screen.getByRole('button', { name: 'Save' }));
+    });
+    await waitFor(() => expect(screen.getByTestId('adapter-name').textContent).toBe('my adapter'));
+    fireEvent.click(screen.getByRole('button', { name: 'Delete…' }));
+    await act(async () => {
+      fireEvent.click(screen.getByRole('button', { name: 'Delete for good' }));
+    });
+    await waitFor(() => expect(screen.queryAllByTestId('adapter-row')).toHaveLength(0));
+  });
+
+  it('compare: outputs side by side and the loss table', async () => {
+    const { c } = await makeApp();
+    c.setTrain({ steps: 2 });
+    await c.startTraining();
+    c.go('compare');
+    mount(c);
+    expect((screen.getByRole('checkbox', { name: /demo-tiny-llama · demo-qa · r8/ }) as HTMLInputElement).checked).toBe(true);
+    await act(async () => {
+      fireEvent.click(screen.getByTestId('run-compare'));
+    });
+    await waitFor(() => expect(screen.getByTestId('compare-outputs').getAttribute('data-status')).toBe('done'));
+    const cells = screen.getAllByTestId('compare-cell');
+    expect(cells).toHaveLength(4);
+    expect(cells[1]!.textContent).toMatch(/The cat watched the rain\./);
+    expect(cells[0]!.textContent).toMatch(/only whitespace: 2 line breaks/);
+    await act(async () => {
+      fireEvent.click(screen.getByTestId('run-eval'));
+    });
+    await waitFor(() => expect(screen.getByTestId('eval-table').querySelectorAll('td.num')).toHaveLength(6));
+    expect(screen.getByTestId('eval-table').textContent).toMatch(/20\.086/); // e^3 for the base model
+  });
+
+  it('explains a missing WebGPU, with what other browsers need', async () => {
+    const engine = new FakeEngine();
+    engine.noWebGpu = true;
+    const { c } = await makeApp({ engine });
+    mount(c);
+    const alert = screen.getAllByRole('alert')[0]!;
+    expect(alert.textContent).toMatch(/WebGPU is not available/);
+    expect(alert.textContent).toMatch(/Firefox/);
+    expect(alert.textContent).toMatch(/Safari/);
+    expect(screen.getByText('no WebGPU')).toBeTruthy();
+  });
+});
+
+describe('chart helpers', () => {
+  it('round ticks, smoothing, whitespace notes', () => {
+    expect(niceTicks(0, 1, 5)).toEqual([0, 0.2, 0.4, 0.6, 0.8, 1]);
+    expect(niceTicks(2.3, 7.1, 5)).toEqual([2, 3, 4, 5, 6, 7, 8]);
+    expect(niceTicks(4.2, 7.4, 5)).toEqual([4, 5, 6, 7, 8]);
+    expect(niceTicks(0, 60, 6)).toEqual([0, 10, 20, 30, 40, 50, 60]);
+    for (const v of smooth([1, 1, 1])) expect(v).toBeCloseTo(1, 12);
+    expect(smooth([4, 2], 0.5)[1]).toBeCloseTo((4 * 0.25 + 2 * 0.5) / 0.75);
+    expect(whitespaceNote('\n\n ')).toBe('2 line breaks, 1 space');
+  });
+
+  it('renders an empty-history chart without NaN', () => {
+    render(<LossChart history={[{ step: 1, loss: 2, valLoss: null, lr: 0.1 }]} totalSteps={10} />);
+    const svg = screen.getByTestId('loss-chart');
+    expect(svg.innerHTML).not.toMatch(/NaN/);
+  });
+});

@@ -1,0 +1,338 @@
+/**
+ * The app's controller in Node, on the fake engine and fake-indexeddb: start-up with the shipped
+ * demo, the cost check before a download, training to a saved adapter, pause/stop, resume after a
+ * "crash", two tabs on one run, storage failures, the library and compare.
+ */
+import { beforeEach, describe, expect, it } from 'vitest';
+import { unzipSync } from 'fflate';
+import { DEMO_MODEL_ID } from '../../src/ui/catalog';
+import { FakeEngine } from './fake-engine';
+import { FakeLocks, PAGE, fakeFetch, freshIndexedDb, makeApp, until } from './helpers';
+
+beforeEach(() => freshIndexedDb());
+
+describe('start-up', () => {
+  it('loads the shipped demo model and dataset and applies the demo presets', async () => {
+    const { c, engine } = await makeApp();
+    const s = c.state;
+    expect(s.gpu.status).toBe('ready');
+    expect(s.model.info?.id).toBe(DEMO_MODEL_ID);
+    expect(engine.calls).toContain(`loadModel:${DEMO_MODEL_ID}`);
+    // the cost came from the real shipped config.json
+    expect(s.model.check.cost?.parameters).toBe(110_912);
+    expect(s.model.check.cost?.linearModules).toEqual(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']);
+    expect(s.dataset.fileName).toBe('demo-qa.jsonl');
+    expect(s.dataset.summary?.records).toBe(26);
+    expect(s.train).toMatchObject({ lr: 0.01, steps: 60, maxLen: 64 });
+    expect(s.lora.target_modules).toBe('all-linear');
+    expect(s.estimate.value?.trainableParams).toBeGreaterThan(0);
+    expect(c.startBlockers()).toEqual([]);
+    expect(s.compare.prompts).toContain('What did the cat watch?');
+    expect(s.compare.sampling.chat).toBe(true);
+  });
+
+  it('without WebGPU says so, loads nothing, and explains why training cannot start', async () => {
+    const engine = new FakeEngine();
+    engine.noWebGpu = true;
+    const { c } = await makeApp({ engine });
+    expect(c.state.gpu.status).toBe('unavailable');
+    expect(c.state.gpu.error?.title).toBe('WebGPU is not available');
+    expect(c.state.gpu.error?.action).toMatch(/Chrome or Edge/);
+    expect(engine.calls.some((x) => x.startsWith('loadModel'))).toBe(false);
+    expect(c.startBlockers()).toContain('WebGPU is not available in this browser.');
+  });
+
+  it('without IndexedDB still works and warns that nothing is kept', async () => {
+    const { c } = await makeApp({ noDb: true });
+    expect(c.state.storageOk).toBe(false);
+    expect(c.state.notices[0]?.action).toMatch(/not kept/);
+    c.setTrain({ steps: 3 });
+    await c.startTraining();
+    expect(c.state.run.status).toBe('done');
+    expect(c.state.run.unsaved?.adapterModel.byteLength).toBeGreaterThan(0); // still downloadable
+  });
+});
+
+describe('model check before download', () => {
+  const SMOL = `https://huggingface.co/HuggingFaceTB/SmolLM2-135M/resolve/main/config.json`;
+  const SMOL_CONFIG = JSON.stringify({
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    hidden_size: 576,
+    intermediate_size: 1536,
+    num_attention_heads: 9,
+    num_key_value_heads: 3,
+    num_hidden_layers: 30,
+    vocab_size: 49152,
+    max_position_embeddings: 8192,
+    rms_norm_eps: 1e-5,
+    rope_theta: 100000,
+    tie_word_embeddings: true,
+    torch_dtype: 'bfloat16',
+    bos_token_id: 0,
+    eos_token_id: 0,
+  });
+
+  it('shows parameters, download size and training memory from config.json alone', async () => {
+    const { c, engine } = await makeApp({ fetch: fakeFetch({ [SMOL]: SMOL_CONFIG }) });
+    await c.chooseModel({ kind: 'hub', id: 'HuggingFaceTB/SmolLM2-135M' });
+    const { check } = c.state.model;
+    expect(check.status).toBe('ready');
+    expect(check.cost!.parameters).toBeGreaterThan(134e6);
+    expect(check.cost!.parameters).toBeLessThan(135e6);
+    expect(check.cost!.downloadBytes).toBe(check.cost!.parameters * 2); // bf16, tree listing unavailable
+    expect(check.cost!.blockers).toEqual([]);
+    // PEFT default targets q_proj, v_proj at r 8: 30 layers x r(576+576 + 576+192)
+    expect(check.cost!.trainableParams).toBe(30 * 8 * (576 + 576 + 576 + 192));
+    expect(check.cached).toBe(false);
+    expect(engine.calls.filter((x) => x.includes('SmolLM2'))).toEqual([]); // nothing downloaded yet
+  });
+
+  it('refuses a model whose largest tensor does not fit this GPU', async () => {
+    const engine = new FakeEngine();
+    const gpuInfo = engine.gpuInfo.bind(engine);
+    engine.gpuInfo = async () => ({ ...(await gpuInfo()), maxBufferSize: 32 * 2 ** 20 });
+    const { c } = await makeApp({ engine, fetch: fakeFetch({ [SMOL]: SMOL_CONFIG }) });
+    await c.chooseModel({ kind: 'hub', id: 'HuggingFaceTB/SmolLM2-135M' });
+    expect(c.state.model.check.cost!.blockers[0]).toMatch(/model\.embed_tokens\.weight.*bigger than this GPU's largest buffer/);
+    expect(await c.loadModel()).toBe(false);
+  });
+
+  it('a model id that does not exist gives a clear error', async () => {
+    const { c } = await makeApp();
+    await c.chooseModel({ kind: 'hub', id: 'nobody/nothing' });
+    expect(c.state.model.check.status).toBe('error');
+    expect(c.state.model.check.error?.title).toBe('This model cannot be used');
+    expect(c.state.model.check.error?.detail).toMatch(/config\.json/);
+  });
+});
+
+describe('training', () => {
+  it('trains, saves the adapter with its run in the library, and preselects it for compare', async () => {
+    const { c, engine } = await makeApp();
+    c.setTrain({ steps: 6, checkpointEvery: 2, evalEvery: 3 });
+    await c.startTraining();
+    const s = c.state;
+    expect(s.run.status).toBe('done');
+    expect(s.run.history.map((h) => h.step)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(s.run.history.filter((h) => h.valLoss !== null).map((h) => h.step)).toEqual([3, 6]);
+    expect(engine.lastTrain?.train.steps).toBe(6);
+    const [a] = s.library.adapters;
+    expect(a).toMatchObject({ baseModel: DEMO_MODEL_ID, steps: 6, origin: 'trained', stoppedEarly: false, datasetName: 'demo-qa.jsonl' });
+    expect(a!.name).toBe('demo-tiny-llama · demo-qa · r8');
+    expect(a!.finalLoss).toBeCloseTo(5 / (1 + 0.3 * 6));
+    expect(s.run.adapterId).toBe(a!.id);
+    expect(s.compare.adapterIds).toEqual([a!.id]);
+    expect(s.resumable).toEqual([]);
+    // a second run gets a distinct name
+    await c.startTraining();
+    expect(c.state.library.adapters.map((x) => x.name).sort()).toEqual(['demo-tiny-llama · demo-qa · r8', 'demo-tiny-llama · demo-qa · r8 (2)']);
+  });
+
+  it('pauses, resumes, and stop saves the adapter trained so far', async () => {
+    const engine = new FakeEngine();
+    engine.stepMs = 5;
+    const { c } = await makeApp({ engine });
+    c.setTrain({ steps: 1000 });
+    const done = c.startTraining();
+    await engine.reached(3);
+    c.pause();
+    expect(c.state.run.status).toBe('paused');
+    const at = c.state.run.progress!.step;
+    await new Promise((r) => setTimeout(r, 40));
+    expect(c.state.run.progress!.step).toBeLessThanOrEqual(at + 1);
+    c.resume();
+    await engine.reached(at + 3);
+    c.stop();
+    expect(c.state.run.status).toBe('stopping');
+    await done;
+    expect(c.state.run.status).toBe('done');
+    expect(c.state.library.adapters[0]).toMatchObject({ stoppedEarly: true });
+    expect(c.state.library.adapters[0]!.steps).toBeLessThan(1000);
+  });
+
+  it('refuses to start with invalid settings and says which', async () => {
+    const { c } = await makeApp();
+    c.setLora({ r: 0 });
+    expect(c.startBlockers()).toContain('Fix the highlighted settings (Settings).');
+    await c.startTraining();
+    expect(c.state.run.status).toBe('failed');
+    expect(c.state.run.error?.detail).toMatch(/highlighted settings/);
+  });
+
+  it('a failed run keeps its checkpoint and can be resumed; the resumed run ends where it should', async () => {
+    const engine = new FakeEngine();
+    const { c } = await makeApp({ engine });
+    c.setTrain({ steps: 8, checkpointEvery: 2 });
+    // the GPU dies after step 5 (the checkpoint at step 4 is saved)
+    const train = engine.train.bind(engine);
+    engine.train = async (lora, t, hooks = {}) =>
+      train(lora, t, {
+        ...hooks,
+        onProgress: (p) => {
+          hooks.onProgress?.(p);
+          if (p.step === 5) throw Object.assign(new Error('The GPU device was lost (unknown).'), { name: 'GpuDeviceLostError' });
+        },
+      });
+    await c.startTraining();
+    expect(c.state.run.status).toBe('failed');
+    expect(c.state.run.error?.title).toBe('The GPU was lost');
+    expect(c.state.resumable).toHaveLength(1);
+    expect(c.state.resumable[0]).toMatchObject({ status: 'interrupted', checkpointStep: 4 });
+    engine.train = train;
+    await c.resumeRun(c.state.resumable[0]!.id);
+    expect(engine.lastTrain?.resumedFromStep).toBe(4);
+    expect(c.state.run.status).toBe('done');
+    expect(c.state.run.history.map((h) => h.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(c.state.resumable).toEqual([]);
+    expect(c.state.library.adapters).toHaveLength(1);
+  });
+
+  it('after a tab dies mid-run, a new tab resumes it from the last checkpoint with the run\'s own settings and data', async () => {
+    const locks = new FakeLocks();
+    const engineA = new FakeEngine();
+    engineA.stepMs = 2;
+    const a = await makeApp({ engine: engineA, locks, tabId: 'A' });
+    a.c.setTrain({ steps: 10, checkpointEvery: 3 });
+    a.c.setLora({ r: 4 });
+    void a.c.startTraining();
+    await engineA.reached(7);
+    engineA.pause(); // tab A freezes...
+    // ...while it is alive, another tab sees the run as busy and cannot take it
+    const b = await makeApp({ locks, tabId: 'B' });
+    expect(b.c.state.resumable).toEqual([]);
+    locks.held.clear(); // ...then tab A is closed: the browser drops its locks
+    await b.c.refreshLibrary();
+    await b.c.go('train');
+    await until(() => b.c.state.resumable.length === 1, 2000, 'the run to become resumable');
+    b.c.setTrain({ steps: 99 }); // the form's settings do not matter for a resume
+    await b.c.resumeRun(b.c.state.resumable[0]!.id);
+    expect(b.engine.lastTrain).toMatchObject({ resumedFromStep: 6, train: { steps: 10 }, lora: { r: 4 } });
+    expect(b.c.state.run.status).toBe('done');
+    expect(b.c.state.library.adapters[0]).toMatchObject({ steps: 10 });
+    expect(b.c.state.library.adapters[0]!.config.r).toBe(4);
+  });
+
+  it('a run another live tab holds cannot be resumed or discarded here', async () => {
+    const locks = new FakeLocks();
+    const a = await makeApp({ locks, tabId: 'A' });
+    a.c.setTrain({ steps: 4, checkpointEvery: 2 });
+    a.engine.failNext.train = Object.assign(new Error('boom'), { name: 'EngineError' });
+    await a.c.startTraining();
+    const runId = a.c.state.resumable[0]!.id;
+    locks.lock(runId); // tab A (or a third tab) holds the run's lock again
+    const b = await makeApp({ locks, tabId: 'B' });
+    await b.c.resumeRun(runId);
+    expect(b.c.state.notices.at(-1)?.title).toBe('Run is open in another tab');
+    await b.c.discardRun(runId);
+    expect(b.c.state.notices.at(-1)?.title).toBe('Run is open in another tab');
+  });
+
+  it('keeps the adapter downloadable when the browser storage is full', async () => {
+    const { c } = await makeApp();
+    const runs = c.ctx.stores!.runs;
+    runs.finish = async () => {
+      const { StorageFullError } = await import('../../src/store/errors');
+      throw new StorageFullError('adapter "x"');
+    };
+    c.setTrain({ steps: 2 });
+    await c.startTraining();
+    expect(c.state.run.status).toBe('done');
+    expect(c.state.run.unsaved).not.toBeNull();
+    expect(c.state.notices.at(-1)).toMatchObject({ level: 'error', title: 'Browser storage is full' });
+    expect(c.state.notices.at(-1)?.action).toMatch(/Download it now/);
+  });
+});
+
+describe('dataset', () => {
+  it('lists invalid lines with their numbers and still trains on the rest', async () => {
+    const { c } = await makeApp();
+    await c.setDatasetText('mine.jsonl', '{"text": "one"}\nnot json\n{"text": "two"}\n{"foo": 1}\n');
+    const d = c.state.dataset;
+    expect(d.status).toBe('ready');
+    expect(d.summary!.records).toBe(2);
+    expect(d.summary!.issues.map((i) => i.line)).toEqual([2, 4]);
+  });
+
+  it('re-tokenizes when max length or the validation fraction change', async () => {
+    const { c, engine } = await makeApp();
+    const before = engine.calls.filter((x) => x.startsWith('loadDataset')).length;
+    c.setTrain({ valFraction: 0.25 });
+    await until(() => engine.calls.filter((x) => x.startsWith('loadDataset')).length > before, 3000, 'a new loadDataset');
+    await until(() => c.state.dataset.status === 'ready');
+    expect(c.state.dataset.summary!.valRecords).toBe(6);
+  });
+
+  it('refuses a binary file with a message', async () => {
+    const { c } = await makeApp();
+    const ok = await c.readDatasetFile(new File([new Uint8Array([0, 1, 2, 0])], 'weights.bin'));
+    expect(ok).toBe(false);
+    expect(c.state.dataset.error?.title).toBe('Not a text file');
+  });
+});
+
+describe('library and compare', () => {
+  it('imports, renames, exports as zip and as two files, deletes (and frees it on the GPU)', async () => {
+    const { c, engine } = await makeApp();
+    const files = engine.adapterFor({ r: 4, lora_alpha: 8, lora_dropout: 0, target_modules: ['q_proj'], use_rslora: true });
+    const rec = await c.importAdapter([
+      { name: 'adapter_config.json', bytes: async () => new TextEncoder().encode(files.adapterConfig) },
+      { name: 'adapter_model.safetensors', bytes: async () => files.adapterModel },
+    ]);
+    expect(rec).toMatchObject({ origin: 'imported', config: { r: 4, lora_alpha: 8, use_rslora: true } });
+    expect(await c.renameAdapter(rec!.id, 'python one')).toBe(true);
+    expect(c.state.library.adapters[0]!.name).toBe('python one');
+    const zip = await c.adapterDownload(rec!.id, 'zip');
+    expect(zip!.name).toBe('python-one.zip');
+    const entries = unzipSync(zip!.bytes);
+    expect(new TextDecoder().decode(entries['adapter_config.json']!)).toBe(files.adapterConfig);
+    expect(new TextDecoder().decode(entries['README.md']!)).toMatch(/PeftModel\.from_pretrained/);
+    const cfg = await c.adapterDownload(rec!.id, 'config');
+    expect(cfg!.name).toBe('adapter_config.json');
+    const model = await c.adapterDownload(rec!.id, 'model');
+    expect(Buffer.from(model!.bytes).equals(Buffer.from(files.adapterModel))).toBe(true);
+    await c.deleteAdapter(rec!.id);
+    expect(c.state.library.adapters).toEqual([]);
+    expect(engine.forgotten).toEqual([rec!.id]);
+  });
+
+  it('an import of the wrong files says what is missing', async () => {
+    const { c } = await makeApp();
+    await c.importAdapter([{ name: 'notes.txt', bytes: async () => new Uint8Array([1]) }]);
+    expect(c.state.library.importError?.title).toBe('Not a usable PEFT adapter');
+    expect(c.state.library.importError?.detail).toMatch(/missing adapter_config\.json and adapter_model\.safetensors/);
+  });
+
+  it('generates every prompt through the base model and each adapter, and evaluates them', async () => {
+    const { c } = await makeApp();
+    c.setTrain({ steps: 2 });
+    await c.startTraining();
+    c.setPrompts('What did the cat watch?\n\n  Where?  ');
+    await c.runCompare();
+    const cmp = c.state.compare;
+    expect(cmp.status).toBe('done');
+    expect(cmp.promptList).toEqual(['What did the cat watch?', 'Where?']);
+    expect(cmp.columns.map((x) => x.key)).toEqual(['base', c.state.run.adapterId]);
+    expect(cmp.outputs[0]!.base!.text).toBe('\n\n');
+    expect(cmp.outputs[0]![c.state.run.adapterId!]!.text).toBe('The cat watched the rain.');
+    await c.runEvaluation();
+    expect(c.state.compare.evals.base).toMatchObject({ status: 'done', loss: 3 });
+    expect(c.state.compare.evals[c.state.run.adapterId!]).toMatchObject({ status: 'done', loss: 1.5 });
+    expect(c.state.compare.evalSplit).toBe('validation');
+  });
+
+  it('a failed generation shows in its cell and the others still run', async () => {
+    const { c, engine } = await makeApp();
+    c.setPrompts('a\nb');
+    engine.failNext.generate = Object.assign(new Error('Out of memory while allocating'), { name: 'GpuOutOfMemoryError' });
+    await c.runCompare();
+    expect(c.state.compare.outputs[0]!.base).toMatchObject({ status: 'error' });
+    expect(c.state.compare.outputs[1]!.base).toMatchObject({ status: 'done' });
+  });
+});
+
+describe('page URL handling', () => {
+  it('serves the demo files relative to the page', () => {
+    expect(PAGE.endsWith('/')).toBe(true);
+  });
+});
