@@ -20,39 +20,33 @@ export const DEMO_MODEL_DIR = join(ROOT, 'public', 'models', 'tabtune-demo');
 export const DEMO_DATA_FILE = join(ROOT, 'public', 'data', 'demo-qa.jsonl');
 const MODEL_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors'];
 
-/** Questions and answers about the story the demo tokenizer was built from. */
-const QA: [string, string][] = [
-  ['What did the cat watch?', 'The cat watched the rain.'],
-  ['Where did the cat sit?', 'The cat sat on the warm mat.'],
-  ['Where did the children play?', 'The children played in the garden.'],
-  ['What color was the sea?', 'The sea was deep and blue.'],
-  ['What fell on the roof?', 'The rain fell on the roof.'],
-  ['What did the cat listen to?', 'The cat listened to the sound of the water.'],
-  ['When did the sun come out?', 'The sun came out in the morning.'],
-  ['What was the garden like?', 'The garden was green and bright.'],
-  ['What sang in the tallest tree?', 'A bird sang in the tallest tree.'],
-  ['Why could the cat not catch the bird?', 'The bird was too high.'],
-  ['What did the children read after lunch?', 'They read a book about the sea.'],
-  ['What lives in the sea?', 'Fish of every color live in the sea.'],
-  ['What did the teacher say about the sea?', 'The sea covers most of the world.'],
-  ['What did the family do in the evening?', 'The family ate dinner together.'],
-  ['What did the family talk about?', 'They talked about the day.'],
-  ['Where did the cat sleep?', 'The small cat slept on the mat.'],
-  ['Was the house loud at night?', 'No, the house was quiet.'],
-  ['Who ran between the trees?', 'The children ran between the trees.'],
-  ['Did the children laugh?', 'Yes, the children laughed.'],
-  ['How big was the cat?', 'The cat was small.'],
-  ['What was warm?', 'The mat was warm.'],
-  ['Where did the rain fall?', 'The rain fell on the roof.'],
-  ['What did the cat look at?', 'The cat looked at the bird.'],
-  ['What was deep?', 'The sea was deep and blue.'],
+/**
+ * Facts from the story the demo model is pretrained on, each asked three ways, so the held-out
+ * validation questions are paraphrases of trained ones and the validation loss can fall too.
+ */
+const QA: [string[], string][] = [
+  [['What did the cat watch?', 'What was the cat watching?', 'Tell me what the cat watched.'], 'The cat watched the rain.'],
+  [['Where did the cat sit?', 'Where was the cat sitting?', 'On what did the cat sit?'], 'The cat sat on the warm mat.'],
+  [['Where did the children play?', 'Where were the children playing?', 'Where did the children go to play?'], 'The children played in the garden.'],
+  [['What color was the sea?', 'What was the color of the sea?', 'Which color did the sea have?'], 'The sea was deep and blue.'],
+  [['What fell on the roof?', 'What was falling on the roof?', 'What came down on the roof?'], 'The rain fell on the roof.'],
+  [['What did the cat listen to?', 'What was the cat listening to?', 'What sound did the cat hear?'], 'The cat listened to the sound of the water.'],
+  [['When did the sun come out?', 'At what time did the sun come out?', 'When was the sun out?'], 'The sun came out in the morning.'],
+  [['What was the garden like?', 'How did the garden look?', 'Describe the garden.'], 'The garden was green and bright.'],
+  [['What sang in the tallest tree?', 'Who sang in the tree?', 'What was singing in the tallest tree?'], 'A bird sang in the tallest tree.'],
+  [['What did the children read?', 'What book did the children read?', 'What was the book about?'], 'They read a book about the sea.'],
+  [['What lives in the sea?', 'What is in the water of the sea?', 'Which animals live in the sea?'], 'Fish of every color live in the sea.'],
+  [['What did the family do in the evening?', 'What happened in the evening?', 'How did the family spend the evening?'], 'The family ate dinner together.'],
+  [['Where did the cat sleep?', 'Where was the cat sleeping?', 'Where did the small cat sleep at night?'], 'The small cat slept on the mat.'],
+  [['Was the house loud at night?', 'Was the house quiet at night?', 'How was the house at night?'], 'The house was quiet.'],
+  [['Who ran between the trees?', 'Who was running between the trees?', 'Who ran and laughed?'], 'The children ran between the trees.'],
+  [['What did the cat look at?', 'What was the cat looking at?', 'Which animal did the cat look at?'], 'The cat looked at the bird.'],
 ];
 
-/** One Alpaca record per line; two lines use the optional input field. */
+/** One Alpaca record per line (instruction, empty input, output). */
 export function demoDatasetJsonl(): string {
-  const lines = QA.map(([q, a]) => JSON.stringify({ instruction: q, input: '', output: a }));
-  lines.push(JSON.stringify({ instruction: 'Answer with one word.', input: 'What color was the garden?', output: 'Green.' }));
-  lines.push(JSON.stringify({ instruction: 'Answer with one word.', input: 'What fell on the roof?', output: 'Rain.' }));
+  const lines: string[] = [];
+  for (const [questions, answer] of QA) for (const q of questions) lines.push(JSON.stringify({ instruction: q, input: '', output: answer }));
   return `${lines.join('\n')}\n`;
 }
 
