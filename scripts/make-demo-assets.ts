@@ -1,23 +1,37 @@
 /**
  * Writes the demo model and dataset that ship with the app in public/, so `npm start` leads to a
  * working fine-tune with no network:
- *   public/models/tabtune-demo/   a tiny random Llama-layout model (Hugging Face file layout, real
- *                                 byte-level BPE tokenizer.json with a ChatML template), ~1 MB
- *   public/data/demo-qa.jsonl     a small Alpaca-format question/answer set about a short story
+ *   public/models/tabtune-demo/   a tiny Llama-layout model (Hugging Face file layout, real byte-level
+ *                                 BPE tokenizer.json with a ChatML template), ~0.5 MB. Its random
+ *                                 weights are first "pretrained" on a short story (a full-rank LoRA
+ *                                 on every linear layer, trained here with the engine on Node's
+ *                                 WebGPU and merged into the weights), so the base model continues
+ *                                 the story but cannot answer questions, and a fine-tune on the
+ *                                 dataset visibly teaches it to.
+ *   public/data/demo-qa.jsonl     Alpaca-format questions and answers about that story
  *
- * Run:  npx tsx scripts/make-demo-assets.ts            (always rewrites)
- *       npx tsx scripts/make-demo-assets.ts --if-missing (only when a file is missing; npm start)
+ * Run:  node scripts/make-demo-assets.mjs              (always rewrites)
+ *       node scripts/make-demo-assets.mjs --if-missing (only when a file is missing; npm start)
+ * Without a WebGPU adapter in Node (no Vulkan driver) the model is written untrained, with a note.
  *
- * The output is deterministic (fixed seed), so regenerating leaves committed files unchanged.
+ * Seeds are fixed and the engine's reductions are deterministic, so regenerating on the same driver
+ * gives the same files.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeTinyModelInMemory } from '../test/fixtures/tiny-model';
+import { DEFAULT_TRAIN } from '../src/engine/defaults';
+import { loraScaleInfo } from '../src/lora/config';
+import { importPeft, mergeLora } from '../src/lora/peft';
+import { parseConfig } from '../src/model/config';
+import { describeModel } from '../src/model/registry';
+import { parseSafetensors, tensorToF32, writeSafetensors } from '../src/model/safetensors';
+import { TINY_CORPUS, makeTinyModelInMemory } from '../test/fixtures/tiny-model';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const DEMO_MODEL_DIR = join(ROOT, 'public', 'models', 'tabtune-demo');
 export const DEMO_DATA_FILE = join(ROOT, 'public', 'data', 'demo-qa.jsonl');
+export const DEMO_MODEL_ID = 'tabtune/demo-tiny-llama';
 const MODEL_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors'];
 
 /**
@@ -50,8 +64,8 @@ export function demoDatasetJsonl(): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** The demo model's files: small enough to ship (< 2 MB), big enough to learn the dataset in ~30 steps. */
-export function demoModelFiles(): Map<string, Uint8Array> {
+/** The demo model's files with random weights: small enough to ship (< 2 MB). */
+export function randomDemoModelFiles(): Map<string, Uint8Array> {
   return makeTinyModelInMemory({
     modelType: 'llama',
     dtype: 'F32',
@@ -69,25 +83,81 @@ export function demoModelFiles(): Map<string, Uint8Array> {
   });
 }
 
+/**
+ * Trains the random model on the story's sentences (a LoRA of rank 64 = the hidden size, on every
+ * linear layer) and merges the result into the weights. Returns null without a WebGPU adapter.
+ */
+export async function pretrainDemoModel(files: Map<string, Uint8Array>, log: (m: string) => void = () => {}): Promise<Map<string, Uint8Array> | null> {
+  const [{ createNodeGpu }, { Engine }] = await Promise.all([import('../src/gpu/node'), import('../src/engine/engine')]);
+  let gpu;
+  try {
+    gpu = await createNodeGpu();
+  } catch (e) {
+    log(`no WebGPU adapter in Node (${(e as Error).message.split('.')[0]}): the demo model is written untrained.`);
+    return null;
+  }
+  const engine = new Engine(gpu);
+  try {
+    const asFiles = [...files].map(([name, bytes]) => new File([bytes.slice()], name));
+    await engine.loadModel({ kind: 'files', id: DEMO_MODEL_ID, files: asFiles });
+    const story = TINY_CORPUS.trim()
+      .split('\n')
+      .map((text) => JSON.stringify({ text }))
+      .join('\n');
+    await engine.loadDataset('story.jsonl', story, { maxLen: 64, valFraction: 0, seed: 1 });
+    const t0 = Date.now();
+    const run = await engine.train(
+      { r: 64, lora_alpha: 64, lora_dropout: 0, target_modules: 'all-linear', use_rslora: false },
+      { ...DEFAULT_TRAIN, lr: 5e-3, steps: 300, epochs: 0, batch: 4, maxLen: 64, scheduler: 'cosine', warmup: 10, valFraction: 0, seed: 1 },
+    );
+    log(`pretrained the demo model on the story: ${run.steps} steps, final loss ${run.finalLoss?.toFixed(3)}, ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    // Merge W += scale * B·A into the checkpoint's weights.
+    const st = parseSafetensors(files.get('model.safetensors')!);
+    const config = parseConfig(JSON.parse(new TextDecoder().decode(files.get('config.json')!)));
+    const linears = describeModel(config, st.tensors).layers.flatMap((l) => l.linears);
+    const adapter = importPeft(run.adapter, linears);
+    const weights = new Map([...st.tensors].map(([k, t]) => [k, tensorToF32(t).slice()]));
+    for (const m of adapter.modules) {
+      const lin = linears.find((l) => l.path === m.path)!;
+      const { scale } = loraScaleInfo(adapter.config, m);
+      mergeLora(weights.get(lin.weightKey)!, lin.transposed, m.a, m.b, m.r, scale, m.inF, m.outF);
+    }
+    const names = [...weights.keys()].sort();
+    const out = new Map(files);
+    out.set(
+      'model.safetensors',
+      writeSafetensors(
+        names.map((name) => ({ name, dtype: 'F32' as const, shape: st.tensors.get(name)!.shape, data: weights.get(name)! })),
+        { format: 'pt' },
+      ),
+    );
+    return out;
+  } finally {
+    engine.dispose();
+  }
+}
+
 export function demoAssetsMissing(): boolean {
   return !existsSync(DEMO_DATA_FILE) || MODEL_FILES.some((f) => !existsSync(join(DEMO_MODEL_DIR, f)));
 }
 
-export function writeDemoAssets(): void {
+export async function writeDemoAssets(log: (m: string) => void = (m) => console.log(`[tabtune] ${m}`)): Promise<void> {
+  const random = randomDemoModelFiles();
+  const files = (await pretrainDemoModel(random, log)) ?? random;
   mkdirSync(DEMO_MODEL_DIR, { recursive: true });
   mkdirSync(dirname(DEMO_DATA_FILE), { recursive: true });
   let bytes = 0;
-  for (const [path, data] of demoModelFiles()) {
+  for (const [path, data] of files) {
     writeFileSync(join(DEMO_MODEL_DIR, path), data);
     bytes += data.byteLength;
   }
-  const data = demoDatasetJsonl();
-  writeFileSync(DEMO_DATA_FILE, data);
-  console.log(`[tabtune] demo model written to public/models/tabtune-demo (${(bytes / 1024).toFixed(0)} KiB), dataset to public/data/demo-qa.jsonl`);
+  writeFileSync(DEMO_DATA_FILE, demoDatasetJsonl());
+  log(`demo model written to public/models/tabtune-demo (${(bytes / 1024).toFixed(0)} KiB), dataset to public/data/demo-qa.jsonl`);
 }
 
-const isMain = process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];
-if (isMain) {
-  if (process.argv.includes('--if-missing') && !demoAssetsMissing()) process.exit(0);
-  writeDemoAssets();
+/** Entry point of scripts/make-demo-assets.mjs. */
+export async function main(argv: string[]): Promise<number> {
+  if (argv.includes('--if-missing') && !demoAssetsMissing()) return 0;
+  await writeDemoAssets();
+  return 0;
 }

@@ -30,7 +30,7 @@ export const CATALOG: CatalogEntry[] = [
   {
     id: DEMO_MODEL_ID,
     label: 'Tabtune demo (tiny Llama)',
-    note: 'Ships with the app: no download. A tiny random model that learns the demo Q&A set in about a minute.',
+    note: 'Ships with the app: no download. A tiny model that knows a short story; fine-tune it to answer questions about it.',
     approxParams: '0.1M',
     approxDownload: '0.5 MB',
     instruct: true,

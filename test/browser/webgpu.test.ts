@@ -57,10 +57,10 @@ describe('browser (Chromium + SwiftShader WebGPU)', () => {
   );
 
   it(
-    'renders the start page (React) and its self-test passes',
+    'renders the Diagnostics view (React) and its self-test passes',
     async () => {
       const { page, errors, waitFor } = await openPage(h);
-      await page.goto(`${h.baseUrl}/`);
+      await page.goto(`${h.baseUrl}/#/diagnostics`);
       const main = page.locator('main.page');
       await waitFor(() => {
         const s = document.querySelector('main.page')?.getAttribute('data-status');
@@ -79,7 +79,7 @@ describe('browser (Chromium + SwiftShader WebGPU)', () => {
     PAGE_TIMEOUT + 30_000,
   );
 
-  it('start page explains when there is no WebGPU (no navigator.gpu, or no adapter)', async () => {
+  it('Diagnostics explains when there is no WebGPU (no navigator.gpu, or no adapter)', async () => {
     const cases = [
       {
         name: 'no navigator.gpu',
@@ -97,7 +97,7 @@ describe('browser (Chromium + SwiftShader WebGPU)', () => {
     for (const c of cases) {
       const { page, errors } = await openPage(h);
       await page.addInitScript(c.init);
-      await page.goto(`${h.baseUrl}/`);
+      await page.goto(`${h.baseUrl}/#/diagnostics`);
       await page.waitForSelector('main.page[data-status="unavailable"]', { timeout: 60_000 });
       const text = await page.locator('main.page').innerText();
       if (c.name === 'no adapter') await page.screenshot({ path: join(ARTIFACTS, 'start-page-no-webgpu.png') });

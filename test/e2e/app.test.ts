@@ -22,9 +22,9 @@ const LONG = 240_000;
 let h: Harness;
 
 beforeAll(async () => {
-  if (demoAssetsMissing()) writeDemoAssets();
+  if (demoAssetsMissing()) await writeDemoAssets();
   h = await startHarness();
-}, 180_000);
+}, 300_000);
 
 afterAll(async () => {
   await h?.close();

@@ -113,13 +113,13 @@ describe('App', () => {
     mount(c);
     const summary = screen.getByTestId('dataset-summary');
     expect(summary.textContent).toMatch(/alpaca/);
-    expect(summary.textContent).toMatch(/26records/);
+    expect(summary.textContent).toMatch(/48records/);
     const examples = document.querySelectorAll('.example');
     expect(examples).toHaveLength(5);
     expect(examples[0]!.querySelector('mark.counted')!.textContent).toBe('The cat watched the rain.');
-    expect(screen.getByText('Page 1 of 6')).toBeTruthy();
+    expect(screen.getByText('Page 1 of 10')).toBeTruthy();
     fireEvent.click(screen.getByRole('button', { name: 'Next →' }));
-    expect(screen.getByText('Page 2 of 6')).toBeTruthy();
+    expect(screen.getByText('Page 2 of 10')).toBeTruthy();
     await act(() => c.setDatasetText('bad.jsonl', '{"text":"ok"}\nnope\n'));
     expect(screen.getByText('line 2')).toBeTruthy();
     expect(screen.getByText(/1 line skipped or cut/)).toBeTruthy();

@@ -22,7 +22,7 @@ describe('start-up', () => {
     expect(s.model.check.cost?.parameters).toBe(110_912);
     expect(s.model.check.cost?.linearModules).toEqual(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']);
     expect(s.dataset.fileName).toBe('demo-qa.jsonl');
-    expect(s.dataset.summary?.records).toBe(26);
+    expect(s.dataset.summary?.records).toBe(48);
     expect(s.train).toMatchObject({ lr: 0.01, steps: 60, maxLen: 64 });
     expect(s.lora.target_modules).toBe('all-linear');
     expect(s.estimate.value?.trainableParams).toBeGreaterThan(0);
@@ -260,7 +260,7 @@ describe('dataset', () => {
     c.setTrain({ valFraction: 0.25 });
     await until(() => engine.calls.filter((x) => x.startsWith('loadDataset')).length > before, 3000, 'a new loadDataset');
     await until(() => c.state.dataset.status === 'ready');
-    expect(c.state.dataset.summary!.valRecords).toBe(6);
+    expect(c.state.dataset.summary!.valRecords).toBe(12);
   });
 
   it('refuses a binary file with a message', async () => {
