@@ -10,8 +10,8 @@
  *                                 dataset visibly teaches it to.
  *   public/data/demo-qa.jsonl     Alpaca-format questions and answers about that story
  *
- * Run:  node scripts/make-demo-assets.mjs              (always rewrites)
- *       node scripts/make-demo-assets.mjs --if-missing (only when a file is missing; npm start)
+ * Run:  node scripts/demo-assets.mjs              (always rewrites)
+ *       node scripts/demo-assets.mjs --if-missing (only when a file is missing; npm start)
  * Without a WebGPU adapter in Node (no Vulkan driver) the model is written untrained, with a note.
  *
  * Seeds are fixed and the engine's reductions are deterministic, so regenerating on the same driver
@@ -155,7 +155,7 @@ export async function writeDemoAssets(log: (m: string) => void = (m) => console.
   log(`demo model written to public/models/tabtune-demo (${(bytes / 1024).toFixed(0)} KiB), dataset to public/data/demo-qa.jsonl`);
 }
 
-/** Entry point of scripts/make-demo-assets.mjs. */
+/** Entry point of scripts/demo-assets.mjs. */
 export async function main(argv: string[]): Promise<number> {
   if (argv.includes('--if-missing') && !demoAssetsMissing()) return 0;
   await writeDemoAssets();

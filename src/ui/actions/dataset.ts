@@ -38,7 +38,7 @@ export async function setDataset(ctx: AppContext, fileName: string, content: str
 export async function loadDemoDataset(ctx: AppContext): Promise<boolean> {
   try {
     const res = await ctx.platform.fetch(new URL(DEMO_DATASET_PATH, ctx.platform.pageUrl).href);
-    if (!res.ok) throw new Error(`The demo dataset could not be read (HTTP ${res.status}); run \`npx tsx scripts/make-demo-assets.ts\`.`);
+    if (!res.ok) throw new Error(`The demo dataset could not be read (HTTP ${res.status}); run \`node scripts/demo-assets.mjs\`.`);
     return setDataset(ctx, DEMO_DATASET_NAME, await res.text(), 'auto');
   } catch (e) {
     patch(ctx, 'dataset', { status: 'error', error: describeError(e, 'Reading the demo dataset') });

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Launcher for scripts/make-demo-assets.ts (the demo model and dataset in public/): registers tsx
 // for TypeScript and bin/raw-loader.mjs for the engine's `?raw` WGSL imports, then runs it.
-//   node scripts/make-demo-assets.mjs [--if-missing]
+//   node scripts/demo-assets.mjs [--if-missing]
 import module from 'node:module';
 
 const { register } = await import('tsx/esm/api');
