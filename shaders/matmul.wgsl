@@ -9,10 +9,11 @@
 // shaders/dropout.wgsl) that bakes in the variant:
 //   consts   BM, BN (workgroup tile edge, 16 or 64), BK = 16, WX = BN/4, WY = BM/4, NT = WX*WY
 //            invocations (256 at 64x64), each owning a 4x4 block of C;
-//            TRANS_A, TRANS_B, HAS_SEG2, HAS_BIAS, OUT_DROP.
+//            TRANS_A, TRANS_B, HAS_SEG2, HAS_BIAS, OUT_DROP; alias TB (the B tile's element type).
 //   bindings 0 uniform P (below)
 //            1 A  f32 array, opA(A) is [M, K]: row-major [M, lda] (TRANS_A false) or [K, lda] (true)
-//            2 B  f32, or f16 / bf16 packed two per u32, opB(B) is [K, N]: row-major [K, ldb]
+//            2 B  f32, or f16 / bf16 packed two per u32 (with shader-f16, an f16 B is array<f16>),
+//                 opB(B) is [K, N]: row-major [K, ldb]
 //                 (TRANS_B false) or [N, ldb] (true, i.e. C = A·Bᵀ, the nn.Linear X·Wᵀ layout)
 //            3 A2 f32, 4 B2 f32 (only with HAS_SEG2; same conventions with lda2 / ldb2)
 //            . bias f32 / f16 / bf16 [N] (only with HAS_BIAS)
@@ -69,10 +70,11 @@ struct P {
 @group(0) @binding(0) var<uniform> p: P;
 
 // Tiles in workgroup memory, k-major: tileA[kk*BM + row], tileB[kk*BN + col].
-// (BK*BM + BK*BN) * 4 bytes = 8 KiB at 64x64. Staging has one scalar load site per operand (lavapipe's
+// (BK*BM + BK*BN) * 4 bytes = 8 KiB at 64x64. TB (prelude alias) is f16 for an f16 B read natively
+// with shader-f16 and no LoRA segment (f16 -> f32 is exact, so the sums are bit-identical), else f32. Staging has one scalar load site per operand (lavapipe's
 // LLVM compile time grows quickly with every inlined load site).
 var<workgroup> tileA: array<f32, BK * BM>;
-var<workgroup> tileB: array<f32, BK * BN>;
+var<workgroup> tileB: array<TB, BK * BN>;
 
 // Stages opA rows [mTile, mTile + BM) x depth [kBase, kBase + BK), zeros outside the bounds;
 // segment 2 reads A2 instead.
@@ -104,7 +106,7 @@ fn stageB(li: u32, seg2: bool, nTile: u32, kBase: u32, kLim: u32) {
     if (k < kLim && n < p.nEnd) {
       if (HAS_SEG2 && seg2) { v = b2(k, n); } else { v = b1(k, n); }
     }
-    tileB[kk * BN + nn] = v;
+    tileB[kk * BN + nn] = TB(v);
   }
 }
 
@@ -153,7 +155,7 @@ fn main(
       let ao = kk * BM + r0;
       let a = vec4<f32>(tileA[ao], tileA[ao + 1u], tileA[ao + 2u], tileA[ao + 3u]);
       let bo = kk * BN + c0;
-      let b = vec4<f32>(tileB[bo], tileB[bo + 1u], tileB[bo + 2u], tileB[bo + 3u]);
+      let b = vec4<f32>(f32(tileB[bo]), f32(tileB[bo + 1u]), f32(tileB[bo + 2u]), f32(tileB[bo + 3u]));
       acc[0] += a.x * b;
       acc[1] += a.y * b;
       acc[2] += a.z * b;

@@ -9,8 +9,10 @@
 // every row and BN = 64 output columns, so no work goes to padding rows of a 16-row tile.
 // src/kernels/matmul.ts prepends the same generated prelude as for the tiled kernel (bindings,
 // loaders a1/b1/a2/b2/bias_at, TRANS_*, HAS_SEG2, HAS_BIAS, OUT_DROP) with these consts:
-//   MR rows baked in (rows [m0, mEnd) are used, mEnd - m0 <= MR), BN = 64 columns per workgroup,
-//   NT = 256 invocations = KL (16) lanes along the depth x CG (16) groups of 4 columns.
+//   MR rows baked in (rows [m0, mEnd) are used, mEnd - m0 <= MR), NT = 256 invocations = KL lanes
+//   along the depth x CG groups of 4 columns, BN = 4 * CG columns per workgroup. KL = 16 (BN = 64)
+//   with the workgroup-memory reduction; with SUBGROUP (Bᵀ only) KL = the subgroup lanes the device
+//   was checked to lay out in aligned runs (8 on lavapipe: BN = 128; 32 on most GPUs: BN = 32).
 //   bindings 0 uniform P (below; the same layout as shaders/matmul.wgsl)
 //            1 A  f32, opA(A) is [M, K]: row-major [M, lda] (TRANS_A false) or [K, lda] (true)
 //            2 B  f32, or f16 / bf16 packed two per u32 (widened in b1: f16 via unpack2x16float,
@@ -133,6 +135,30 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
       }
       acc[i] += d * acc2[i];
     }
+  }
+
+  if (SUBGROUP) {
+    // The KL depth lanes of this column group are one aligned run of subgroup lanes (checked on
+    // the device, src/gpu/subgroups.ts). A butterfly of xor shuffles (lane_xor) leaves the same full sum in
+    // every lane (each pairwise add is commutative, so the order is fixed); lane j < 4 stores
+    // column nb + j. No workgroup memory, no barriers.
+    let n = nb + kx;
+    for (var i = 0u; i < MR; i++) {
+      if (i < rows) {
+        var s = acc[i];
+        for (var o = 1u; o < KL; o = o << 1u) { s += lane_xor(s, o); }
+        if (kx < 4u && n < p.nEnd) {
+          var v = s[kx] * p.alpha;
+          if (HAS_BIAS) {
+            if (p.useBias != 0u) { v += bias_at(n); }
+          }
+          let ci = (p.m0 + i) * p.ldc + n + p.cAdj;
+          if (p.accumulate != 0u) { v += C[ci]; }
+          C[ci] = v;
+        }
+      }
+    }
+    return;
   }
 
   // Output column li of the tile (li < BN): its KL partial sums, added in lane order.

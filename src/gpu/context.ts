@@ -22,6 +22,7 @@ import {
   GpuValidationError,
 } from './errors';
 import { bf16BitsToF32, f16BitsToF32 } from './half';
+import { probeSubgroups } from './subgroups';
 import { type DType, type MemoryCategory, type Tensor, numel, shapeString, tensorBytes } from './tensor';
 
 export interface GpuInfo {
@@ -37,6 +38,11 @@ export interface GpuFeatures {
   f16: boolean;
   subgroups: boolean;
   timestampQuery: boolean;
+  /**
+   * Lanes that kernels may treat as one aligned run of a subgroup in a 1-D workgroup (a power of
+   * two), or 0: subgroups absent, or laid out otherwise (src/gpu/subgroups.ts checks it).
+   */
+  subgroupLanes: number;
 }
 
 export interface GpuLimits {
@@ -86,6 +92,7 @@ export class Gpu {
   readonly limits: GpuLimits;
 
   private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly pipelineLabelSet = new Set<string>();
   private readonly sizes = new Map<GPUBuffer, { bytes: number; category: MemoryCategory }>();
   private readonly held = zeroCategories();
   private readonly peakHeld = zeroCategories();
@@ -103,6 +110,7 @@ export class Gpu {
       f16: device.features.has('shader-f16'),
       subgroups: device.features.has('subgroups'),
       timestampQuery: device.features.has('timestamp-query'),
+      subgroupLanes: 0,
     };
     const l = device.limits;
     this.limits = {
@@ -153,13 +161,18 @@ export class Gpu {
     for (const n of names) requiredLimits[n] = adapter.limits[n];
     const device = await adapter.requestDevice({ requiredFeatures: wanted, requiredLimits, label: 'tabtune' });
     const ai = adapter.info;
-    return new Gpu(device, {
+    const gpu = new Gpu(device, {
       vendor: ai?.vendor ?? '',
       architecture: ai?.architecture ?? '',
       device: ai?.device ?? '',
       description: ai?.description ?? '',
       runtime,
     });
+    if (gpu.features.subgroups) {
+      const minSize = (ai as { subgroupMinSize?: number } | undefined)?.subgroupMinSize;
+      (gpu.features as { subgroupLanes: number }).subgroupLanes = await probeSubgroups(device, minSize);
+    }
+    return gpu;
   }
 
   private recordError(err: GPUError): void {
@@ -292,6 +305,7 @@ export class Gpu {
       const module = this.device.createShaderModule({ label, code });
       p = this.device.createComputePipeline({ label, layout: 'auto', compute: { module, entryPoint } });
       this.pipelines.set(key, p);
+      this.pipelineLabelSet.add(label);
     }
     return p;
   }
@@ -315,6 +329,11 @@ export class Gpu {
 
   get pipelineCount(): number {
     return this.pipelines.size;
+  }
+
+  /** Labels of the pipelines compiled so far (which kernel variants ran). */
+  pipelineLabels(): string[] {
+    return [...this.pipelineLabelSet];
   }
 
   // ---------------------------------------------------------------- recording
@@ -377,6 +396,7 @@ export class Gpu {
     for (const buf of this.sizes.keys()) buf.destroy();
     this.sizes.clear();
     this.pipelines.clear();
+    this.pipelineLabelSet.clear();
     this.device.destroy();
   }
 }

@@ -106,12 +106,26 @@ export interface MatmulVariant {
    * packed word (two depths) per load.
    */
   pairs?: boolean;
+  /**
+   * Small-M kernel with Bᵀ only: the depth lanes of a column group are one aligned run of this
+   * many subgroup lanes (Gpu.features.subgroupLanes) and are summed with shuffles instead of
+   * workgroup memory. 0 or absent: the workgroup-memory reduction (16 lanes).
+   */
+  sg?: number;
+  /**
+   * shader-f16 with an f16 B: B is bound as array<f16> and read natively, and the tiled kernel
+   * stages B in f16 workgroup memory when no f32 segment shares the tile (no LoRA segment). f16
+   * widens to f32 exactly, so results are bit-identical to the packed-u32 path.
+   */
+  f16?: boolean;
 }
 
 /** Largest M served by the small-M (GEMV-style) kernel. */
 export const SMALL_M = 8;
-/** Columns per workgroup of the small-M kernel (KL lanes x CG groups of 4 columns = 256 invocations). */
-const SMALL_BN = 64;
+/** Columns per workgroup of the small-M kernel: KL depth lanes x CG groups of 4 columns = 256 invocations. */
+function smallBn(sg: number | undefined): number {
+  return (4 * 256) / (sg || 16);
+}
 
 /** Rows baked into the small-M kernel for M rows: the next of 1, 2, 4, 8 (few variants to compile). */
 function smallRows(m: number): number {
@@ -129,8 +143,9 @@ function weightType(t: Tensor, what: string): WeightDType {
 }
 
 /** WGSL of an element read from a storage array `name` at local element index `idx`. */
-function elementRead(name: string, dtype: WeightDType, idx: string): string {
+function elementRead(name: string, dtype: WeightDType, idx: string, nativeF16 = false): string {
   if (dtype === 'f32') return `${name}[${idx}]`;
+  if (nativeF16 && dtype === 'f16') return `f32(${name}[${idx}])`;
   const fn = dtype === 'f16' ? 'widen_f16' : 'widen_bf16';
   return `${fn}(${name}[(${idx}) >> 1u], ((${idx}) & 1u) == 1u)`;
 }
@@ -139,12 +154,21 @@ function elementRead(name: string, dtype: WeightDType, idx: string): string {
 function prelude(v: MatmulVariant): string {
   const L: string[] = [];
   const b = (x: boolean) => (x ? 'true' : 'false');
+  const nativeF16 = !!v.f16 && v.bType === 'f16';
+  if (nativeF16) L.push('enable f16;');
+  if (v.sg) L.push('enable subgroups;');
   L.push(`// ---- generated prelude: ${JSON.stringify(v)}`);
   if (v.mr) {
-    L.push(`const MR = ${v.mr}u;`, `const BN = ${SMALL_BN}u;`, 'const KL = 16u;', 'const CG = 16u;', 'const NT = 256u;');
+    const kl = v.sg || 16;
+    L.push(`const MR = ${v.mr}u;`, `const BN = ${smallBn(v.sg)}u;`, `const KL = ${kl}u;`, `const CG = ${256 / kl}u;`, 'const NT = 256u;');
+    L.push(`const SUBGROUP = ${b(!!v.sg)};`);
+    // The value of lane (this lane xor o) of the subgroup; unused (and no extension needed) without SUBGROUP.
+    L.push(`fn lane_xor(v: vec4<f32>, o: u32) -> vec4<f32> { return ${v.sg ? 'subgroupShuffleXor(v, o)' : 'v'}; }`);
   } else {
     L.push(`const BM = ${v.bm}u;`, `const BN = ${v.bn}u;`, `const BK = ${BK}u;`);
     L.push(`const WX = ${v.bn / 4}u;`, `const WY = ${v.bm / 4}u;`, `const NT = ${(v.bm / 4) * (v.bn / 4)}u;`);
+    // The element type of the B tile in workgroup memory.
+    L.push(`alias TB = ${nativeF16 && !v.seg2 ? 'f16' : 'f32'};`);
   }
   L.push(`const TRANS_A = ${b(v.transA)};`, `const TRANS_B = ${b(v.transB)};`);
   L.push(`const HAS_SEG2 = ${b(!!v.seg2)};`, `const HAS_BIAS = ${b(!!v.bias)};`, `const OUT_DROP = ${b(v.outDrop)};`);
@@ -153,7 +177,7 @@ function prelude(v: MatmulVariant): string {
   let slot = 1;
   const arr = (t: WeightDType) => (t === 'f32' ? 'array<f32>' : 'array<u32>');
   L.push(`@group(0) @binding(${slot++}) var<storage, read> A: array<f32>;`);
-  L.push(`@group(0) @binding(${slot++}) var<storage, read> B: ${arr(v.bType)};`);
+  L.push(`@group(0) @binding(${slot++}) var<storage, read> B: ${nativeF16 ? 'array<f16>' : arr(v.bType)};`);
   if (v.seg2) {
     L.push(`@group(0) @binding(${slot++}) var<storage, read> A2: array<f32>;`);
     L.push(`@group(0) @binding(${slot++}) var<storage, read> B2: array<f32>;`);
@@ -169,7 +193,7 @@ function prelude(v: MatmulVariant): string {
   L.push(`fn a1(m: u32, k: u32) -> f32 { return ${aExpr}; }`);
   const bRow = v.transB ? 'n' : 'k';
   const bCol = v.transB ? 'k' : 'n';
-  let bExpr = elementRead('B', v.bType, `${bRow} * p.ldb + ${bCol} + p.bAdj`);
+  let bExpr = elementRead('B', v.bType, `${bRow} * p.ldb + ${bCol} + p.bAdj`, nativeF16);
   if (v.dropB) bExpr += ` * dropout_mul(p.seedIn, p.thrIn, p.scaleIn, ${bRow}, ${bCol})`;
   L.push(`fn b1(k: u32, n: u32) -> f32 { return ${bExpr}; }`);
   if (v.seg2) {
@@ -181,7 +205,9 @@ function prelude(v: MatmulVariant): string {
     L.push(`fn a2(m: u32, k: u32) -> f32 { return 0.0; }`, `fn b2(k: u32, n: u32) -> f32 { return 0.0; }`);
   }
   L.push(`const PAIRED = ${b(!!v.pairs)};`);
-  if (v.pairs) {
+  if (v.pairs && nativeF16) {
+    L.push('fn b1pair(k: u32, n: u32) -> vec2<f32> { let i = n * p.ldb + k + p.bAdj; return vec2<f32>(f32(B[i]), f32(B[i + 1u])); }');
+  } else if (v.pairs) {
     const widen2 = v.bType === 'f16' ? 'unpack2x16float(w)' : 'vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u))';
     L.push(`fn b1pair(k: u32, n: u32) -> vec2<f32> { let w = B[(n * p.ldb + k + p.bAdj) >> 1u]; return ${widen2}; }`);
   } else {
@@ -200,13 +226,14 @@ export function matmulShader(v: MatmulVariant): string {
 
 function variantName(v: MatmulVariant): string {
   return (
-    (v.mr ? `matmul_small${v.mr}${v.pairs ? 'p' : ''}` : `matmul_${v.bm}x${v.bn}`) +
+    (v.mr ? `matmul_small${v.mr}${v.pairs ? 'p' : ''}${v.sg ? `_sg${v.sg}` : ''}` : `matmul_${v.bm}x${v.bn}`) +
     `_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}_${v.bType}` +
     (v.seg2 ? `_seg2${v.seg2.transA ? 't' : 'n'}${v.seg2.transB ? 't' : 'n'}` : '') +
     (v.bias ? `_bias${v.bias}` : '') +
     (v.dropA ? '_dropA' : '') +
     (v.dropB ? '_dropB' : '') +
-    (v.outDrop ? '_dropOut' : '')
+    (v.outDrop ? '_dropOut' : '') +
+    (v.f16 && v.bType === 'f16' ? '_nativef16' : '')
   );
 }
 
@@ -343,6 +370,7 @@ export function recordMatmul(gpu: Gpu, rec: Recorder, a: MatmulArgs): void {
     dropA,
     dropB,
     outDrop,
+    f16: bType === 'f16' && gpu.features.f16,
   };
 
   // Chunk sizes so that every window fits the binding limit (with room for the aligned start).
@@ -402,10 +430,12 @@ export function recordMatmul(gpu: Gpu, rec: Recorder, a: MatmulArgs): void {
     // Window starts are aligned to >= 4 bytes and K chunks are multiples of BK, so the parity of
     // a row's first element is that of ldb and bOffset.
     variant.pairs = transB && bType !== 'f32' && !dropB && ldb % 2 === 0 && bOff % 2 === 0;
+    const lanes = gpu.features.subgroupLanes;
+    if (transB && lanes >= 4) variant.sg = Math.min(lanes, 32);
   }
   const pipe = pipelineFor(gpu, variant);
   const gridY = (mc: number) => (small ? 1 : Math.ceil(mc / bm));
-  const gridX = (nc: number) => Math.ceil(nc / (small ? SMALL_BN : bn));
+  const gridX = (nc: number) => Math.ceil(nc / (small ? smallBn(variant.sg) : bn));
 
   const [seedIn, thrIn, scaleIn] = dropWords(dropA ? a.dropoutA : dropB ? a.dropoutB : null);
   const [seedOut, thrOut, scaleOut] = dropWords(outDrop ? ex?.dropoutOut : null);

@@ -19,3 +19,21 @@ export function getGpu(): Promise<Gpu> {
   }
   return shared;
 }
+
+let plain: Promise<Gpu> | null = null;
+
+/**
+ * A second device without shader-f16 and subgroups, so the kernels' plain f32 paths run too (the
+ * default device takes both wherever the adapter has them, as lavapipe does).
+ */
+export function getPlainGpu(): Promise<Gpu> {
+  if (!plain) {
+    plain = createNodeGpu({ wantF16: false, wantSubgroups: false });
+    afterAll(async () => {
+      const g = await plain;
+      plain = null;
+      g?.destroy();
+    });
+  }
+  return plain;
+}

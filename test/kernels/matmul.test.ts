@@ -4,7 +4,7 @@ import { type WeightDType, matmulShader, recordMatmul } from '../../src/kernels/
 import { dropoutMultiplier } from '../../src/reference/dropout';
 import { matmulRef } from '../../src/reference/matmul';
 import { expectClose, randArray } from '../helpers/close';
-import { getGpu } from '../helpers/gpu';
+import { getGpu, getPlainGpu } from '../helpers/gpu';
 
 /** Uploads values as `dtype` and returns the tensor plus the values the GPU will see. */
 function upload(gpu: Gpu, label: string, shape: number[], values: Float32Array, dtype: WeightDType): [Tensor, Float64Array] {
@@ -43,8 +43,8 @@ interface Case {
   repeat?: boolean;
 }
 
-async function check(c: Case, seed = 1): Promise<void> {
-  const gpu = await getGpu();
+async function check(c: Case, seed = 1, device: () => Promise<Gpu> = getGpu): Promise<Float32Array> {
+  const gpu = await device();
   const { M, N, K } = c;
   const bType = c.bType ?? 'f32';
   const av = randArray(M * K, seed);
@@ -71,6 +71,7 @@ async function check(c: Case, seed = 1): Promise<void> {
   expectClose(ref, got, { name: `C ${JSON.stringify(c)}`, atol: 1e-4 * Math.sqrt(K + 1), rtol: 1e-4 });
   for (const t of [a, b, bias, out]) gpu.free(t);
   ws.dispose();
+  return got;
 }
 
 const layouts: [string, boolean, boolean][] = [
@@ -87,6 +88,13 @@ describe('matmul', () => {
       for (const bn of [16, 32, 64]) {
         const code = matmulShader({ bm, bn, transA: false, transB: true, bType: 'bf16', seg2: { transA: false, transB: true }, bias: 'f16', dropA: true, dropB: false, outDrop: true });
         await gpu.compileCheck(`matmul ${bm}x${bn}`, code);
+        if (gpu.features.f16) {
+          // f16 B tile (no segment 2) and native f16 loads with an f32 tile (segment 2).
+          for (const seg2 of [null, { transA: false, transB: true }]) {
+            const f = matmulShader({ bm, bn, f16: true, transA: true, transB: false, bType: 'f16', seg2, bias: 'f16', dropA: false, dropB: false, outDrop: false });
+            await gpu.compileCheck(`matmul ${bm}x${bn} f16${seg2 ? ' seg2' : ''}`, f);
+          }
+        }
       }
     }
   });
@@ -97,6 +105,13 @@ describe('matmul', () => {
       for (const pairs of [false, true]) {
         const code = matmulShader({ bm: 16, bn: 64, mr, pairs, transA: false, transB: true, bType: 'bf16', seg2: { transA: false, transB: true }, bias: 'f16', dropA: true, dropB: false, outDrop: true });
         await gpu.compileCheck(`matmul small ${mr}${pairs ? ' pairs' : ''}`, code);
+      }
+    }
+    // Subgroup lanes of other GPUs (32: NVIDIA, most AMD; 16; 64 is capped to 32) and native f16.
+    for (const sg of gpu.features.subgroups ? [4, 8, 16, 32] : []) {
+      for (const f16 of gpu.features.f16 ? [false, true] : [false]) {
+        const code = matmulShader({ bm: 16, bn: 64, mr: 4, pairs: true, sg, f16, transA: false, transB: true, bType: 'f16', seg2: { transA: false, transB: true }, bias: 'f16', dropA: true, dropB: false, outDrop: true });
+        await gpu.compileCheck(`matmul small sg${sg}${f16 ? ' f16' : ''}`, code);
       }
     }
   });
@@ -239,8 +254,8 @@ interface ExtraCase {
 }
 
 /** The fused LoRA linear: C (+)= alpha·(drop(A)·opB(B) + dropOut ∘ alpha2·A2·B2ᵀ) + bias, against float64. */
-async function checkExtra(c: ExtraCase, seed = 5): Promise<void> {
-  const gpu = await getGpu();
+async function checkExtra(c: ExtraCase, seed = 5, device: () => Promise<Gpu> = getGpu): Promise<Float32Array> {
+  const gpu = await device();
   const { M, N, K, K2 } = c;
   const av = randArray(M * K, seed);
   const bv = randArray(K * N, seed + 1);
@@ -285,24 +300,31 @@ async function checkExtra(c: ExtraCase, seed = 5): Promise<void> {
   }
   expectClose(ref, got, { name: `C ${JSON.stringify(c)}`, atol: 1e-4 * Math.sqrt(K + K2 + 1), rtol: 1e-4 });
   for (const t of [a, b, a2, b2, bias, out]) gpu.free(t);
+  return got;
 }
 
-describe('matmul, small M (generation GEMV path)', () => {
+const devices: [string, () => Promise<Gpu>][] = [
+  ['subgroups', getGpu],
+  ['plain', getPlainGpu],
+];
+
+describe.each(devices)('matmul, small M (generation GEMV path), %s device', (_, device) => {
+  const check1 = (c: Case) => check(c, 1, device);
   for (const M of [1, 2, 3, 8]) {
     for (const bType of ['f32', 'f16', 'bf16'] as const) {
       it(`M=${M}, B ${bType}: A·Bᵀ and A·B, bias, alpha, accumulate`, async () => {
         for (const transB of [true, false]) {
-          await check({ M, N: 129, K: 70, transB, bType, bias: bType, accumulate: true });
-          await check({ M, N: 1000, K: 37, transB, bType, bias: bType, alpha: -0.75 });
+          await check1({ M, N: 129, K: 70, transB, bType, bias: bType, accumulate: true });
+          await check1({ M, N: 1000, K: 37, transB, bType, bias: bType, alpha: -0.75 });
         }
       });
     }
   }
 
   it('odd strides and offsets of a 16-bit Bᵀ (unpaired words), and a K of one', async () => {
-    await check({ M: 2, N: 129, K: 1, transB: true, bType: 'bf16', bias: 'f32' });
-    await check({ M: 1, N: 65, K: 2, transB: true, bType: 'f16', accumulate: true });
-    const gpu = await getGpu();
+    await check1({ M: 2, N: 129, K: 1, transB: true, bType: 'bf16', bias: 'f32' });
+    await check1({ M: 1, N: 65, K: 2, transB: true, bType: 'f16', accumulate: true });
+    const gpu = await device();
     // C[0, 1:7] = A[1, 0:9] · (B[1:7, 1:10] of a bf16 [8, 11])ᵀ: odd ldb and offset.
     const av = randArray(2 * 9, 31);
     const bv = randArray(8 * 11, 32);
@@ -325,23 +347,65 @@ describe('matmul, small M (generation GEMV path)', () => {
   });
 
   it('chunks a big B into windows (A·Bᵀ N chunks, A·B K chunks)', async () => {
-    await check({ M: 1, N: 1000, K: 37, transB: true, bType: 'bf16', bias: 'bf16', maxBindingBytes: 4096 });
-    await check({ M: 3, N: 129, K: 70, transB: true, bType: 'f16', accumulate: true, maxBindingBytes: 2048 });
-    await check({ M: 8, N: 129, K: 70, transB: false, bType: 'f32', bias: 'f32', maxBindingBytes: 4096 });
-    await check({ M: 2, N: 1000, K: 37, transB: false, bType: 'bf16', accumulate: true, maxBindingBytes: 4096 });
+    await check1({ M: 1, N: 1000, K: 37, transB: true, bType: 'bf16', bias: 'bf16', maxBindingBytes: 4096 });
+    await check1({ M: 3, N: 129, K: 70, transB: true, bType: 'f16', accumulate: true, maxBindingBytes: 2048 });
+    await check1({ M: 8, N: 129, K: 70, transB: false, bType: 'f32', bias: 'f32', maxBindingBytes: 4096 });
+    await check1({ M: 2, N: 1000, K: 37, transB: false, bType: 'bf16', accumulate: true, maxBindingBytes: 4096 });
   });
 
   it('is bit-identical from run to run', async () => {
-    await check({ M: 3, N: 1000, K: 37, transB: true, bType: 'bf16', repeat: true });
+    await check1({ M: 3, N: 1000, K: 37, transB: true, bType: 'bf16', repeat: true });
   });
 
   it('fuses the LoRA segment (extra): alpha2, output dropout, A dropout, bias, accumulate', async () => {
+    const checkExtra1 = (c: ExtraCase) => checkExtra(c, 5, device);
     for (const M of [1, 2, 3, 8]) {
-      await checkExtra({ M, N: 129, K: 70, K2: 8, transB: true, bType: 'bf16', bias: true, alpha2: 0.5 });
-      await checkExtra({ M, N: 1000, K: 37, K2: 3, transB: false, bType: 'f16', accumulate: true, alpha: 1.5 });
+      await checkExtra1({ M, N: 129, K: 70, K2: 8, transB: true, bType: 'bf16', bias: true, alpha2: 0.5 });
+      await checkExtra1({ M, N: 1000, K: 37, K2: 3, transB: false, bType: 'f16', accumulate: true, alpha: 1.5 });
     }
-    await checkExtra({ M: 2, N: 129, K: 70, K2: 8, transB: true, bType: 'f32', dropA: 0.25, dropOut: 0.1, accumulate: true });
-    await checkExtra({ M: 1, N: 1000, K: 37, K2: 5, transB: true, bType: 'f16', bias: true, dropOut: 0.5 });
-    await checkExtra({ M: 3, N: 129, K: 70, K2: 8, transB: true, bType: 'bf16', bias: true, maxBindingBytes: 4096 });
+    await checkExtra1({ M: 2, N: 129, K: 70, K2: 8, transB: true, bType: 'f32', dropA: 0.25, dropOut: 0.1, accumulate: true });
+    await checkExtra1({ M: 1, N: 1000, K: 37, K2: 5, transB: true, bType: 'f16', bias: true, dropOut: 0.5 });
+    await checkExtra1({ M: 3, N: 129, K: 70, K2: 8, transB: true, bType: 'bf16', bias: true, maxBindingBytes: 4096 });
+  });
+});
+
+describe('shader-f16 and subgroup variants against the plain f32 path', () => {
+  it('the default device takes the variants where the adapter has the features', async () => {
+    const gpu = await getGpu();
+    const plain = await getPlainGpu();
+    expect(plain.features.f16).toBe(false);
+    expect(plain.features.subgroupLanes).toBe(0);
+    console.log(`[tabtune] matmul variants: shader-f16 ${gpu.features.f16 ? 'yes' : 'no'}, subgroup lanes ${gpu.features.subgroupLanes}`);
+    await check({ M: 1, N: 129, K: 70, transB: true, bType: 'f16' });
+    await check({ M: 37, N: 129, K: 70, transB: true, bType: 'f16' });
+    const labels = gpu.pipelineLabels();
+    if (gpu.features.subgroups) {
+      expect(gpu.features.subgroupLanes, 'subgroups present: the layout probe should accept this adapter').toBeGreaterThanOrEqual(4);
+      expect(labels.some((l) => /^matmul_small1p_sg\d+_nt_f16/.test(l)), labels.join(' ')).toBe(true);
+    }
+    if (gpu.features.f16) expect(labels.some((l) => /^matmul_\d+x\d+_nt_f16.*_nativef16$/.test(l)), labels.join(' ')).toBe(true);
+    expect(plain.pipelineLabels().some((l) => /_sg|_nativef16/.test(l))).toBe(false);
+  });
+
+  it('f16 weights read natively (f16 tiles) give bit-identical results, tiled and small-M, with and without the LoRA segment', async () => {
+    const bits = (x: Float32Array) => new Uint32Array(x.buffer);
+    for (const [name, transA, transB] of layouts) {
+      const c: Case = { M: 37, N: 129, K: 70, transA, transB, bType: 'f16', bias: 'f16', accumulate: true };
+      expect(bits(await check(c, 3, getGpu)), name).toEqual(bits(await check(c, 3, getPlainGpu)));
+    }
+    const e: ExtraCase = { M: 37, N: 129, K: 70, K2: 8, transB: true, bType: 'f16', bias: true, alpha2: 0.5, dropOut: 0.1 };
+    expect(bits(await checkExtra(e, 4, getGpu))).toEqual(bits(await checkExtra(e, 4, getPlainGpu)));
+    // Small M, B not transposed: the workgroup-memory reduction on both devices, native f16 on one.
+    const s: Case = { M: 3, N: 1000, K: 37, transB: false, bType: 'f16', bias: 'f16' };
+    expect(bits(await check(s, 5, getGpu))).toEqual(bits(await check(s, 5, getPlainGpu)));
+  });
+
+  it('the subgroup reduction agrees with the workgroup-memory reduction and is bit-identical from run to run', async () => {
+    for (const bType of ['f32', 'f16', 'bf16'] as const) {
+      const c: Case = { M: 8, N: 1000, K: 333, transB: true, bType, bias: bType, repeat: true };
+      const a = await check(c, 6, getGpu);
+      const b = await check(c, 6, getPlainGpu);
+      expectClose(Float64Array.from(b), a, { name: `subgroup vs plain, ${bType}`, atol: 1e-5 * Math.sqrt(333), rtol: 1e-5 });
+    }
   });
 });
