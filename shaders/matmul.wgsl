@@ -9,7 +9,7 @@
 // shaders/dropout.wgsl) that bakes in the variant:
 //   consts   BM, BN (workgroup tile edge, 16 or 64), BK = 16, WX = BN/4, WY = BM/4, NT = WX*WY
 //            invocations (256 at 64x64), each owning a 4x4 block of C;
-//            TRANS_A, TRANS_B, HAS_SEG2, HAS_BIAS, OUT_DROP; alias TB (the B tile's element type).
+//            TRANS_A, TRANS_B, HAS_SEG2, HAS_BIAS, OUT_DROP.
 //   bindings 0 uniform P (below)
 //            1 A  f32 array, opA(A) is [M, K]: row-major [M, lda] (TRANS_A false) or [K, lda] (true)
 //            2 B  f32, or f16 / bf16 packed two per u32 (with shader-f16, an f16 B is array<f16>),
@@ -70,11 +70,12 @@ struct P {
 @group(0) @binding(0) var<uniform> p: P;
 
 // Tiles in workgroup memory, k-major: tileA[kk*BM + row], tileB[kk*BN + col].
-// (BK*BM + BK*BN) * 4 bytes = 8 KiB at 64x64. TB (prelude alias) is f16 for an f16 B read natively
-// with shader-f16 and no LoRA segment (f16 -> f32 is exact, so the sums are bit-identical), else f32. Staging has one scalar load site per operand (lavapipe's
+// (BK*BM + BK*BN) * 4 bytes = 8 KiB at 64x64. Tiles stay f32 even for an f16 B read natively: an f16
+// tile would need a conversion per use in the inner loop (measured 0.87x on lavapipe; conversions
+// run at a fraction of the FMA rate on GPUs), while widening once at staging costs nothing there. Staging has one scalar load site per operand (lavapipe's
 // LLVM compile time grows quickly with every inlined load site).
 var<workgroup> tileA: array<f32, BK * BM>;
-var<workgroup> tileB: array<TB, BK * BN>;
+var<workgroup> tileB: array<f32, BK * BN>;
 
 // Stages opA rows [mTile, mTile + BM) x depth [kBase, kBase + BK), zeros outside the bounds;
 // segment 2 reads A2 instead.
@@ -106,7 +107,7 @@ fn stageB(li: u32, seg2: bool, nTile: u32, kBase: u32, kLim: u32) {
     if (k < kLim && n < p.nEnd) {
       if (HAS_SEG2 && seg2) { v = b2(k, n); } else { v = b1(k, n); }
     }
-    tileB[kk * BN + nn] = TB(v);
+    tileB[kk * BN + nn] = v;
   }
 }
 
@@ -155,7 +156,7 @@ fn main(
       let ao = kk * BM + r0;
       let a = vec4<f32>(tileA[ao], tileA[ao + 1u], tileA[ao + 2u], tileA[ao + 3u]);
       let bo = kk * BN + c0;
-      let b = vec4<f32>(f32(tileB[bo]), f32(tileB[bo + 1u]), f32(tileB[bo + 2u]), f32(tileB[bo + 3u]));
+      let b = vec4<f32>(tileB[bo], tileB[bo + 1u], tileB[bo + 2u], tileB[bo + 3u]);
       acc[0] += a.x * b;
       acc[1] += a.y * b;
       acc[2] += a.z * b;

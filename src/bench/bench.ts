@@ -10,6 +10,7 @@
 
 import { parseFlags, type FlagSpec, num, bool } from '../cli/args';
 import type { Gpu } from '../gpu/context';
+import { benchFeatures } from './features-bench';
 import { benchLoraLinear, benchMatmul } from './linear-bench';
 import { benchGeneration, benchTrainingStep } from './model-bench';
 
@@ -32,9 +33,9 @@ function log(json: boolean, line: string): void {
   (json ? process.stderr : process.stdout).write(`${line}\n`);
 }
 
-async function openGpu(): Promise<Gpu> {
+async function openGpu(opts: { plain?: boolean } = {}): Promise<Gpu> {
   const { createNodeGpu } = await import('../gpu/node');
-  return createNodeGpu();
+  return createNodeGpu(opts.plain ? { wantF16: false, wantSubgroups: false } : {});
 }
 
 function adapterName(gpu: Gpu): string {
@@ -71,6 +72,7 @@ export async function runBench(argv: string[]): Promise<number> {
       runtime: gpu.info.runtime,
       f16: gpu.features.f16,
       subgroups: gpu.features.subgroups,
+      subgroup_lanes: gpu.features.subgroupLanes,
       date: new Date().toISOString(),
     };
     log(json, `adapter: ${out.adapter}`);
@@ -99,6 +101,12 @@ export async function runBench(argv: string[]): Promise<number> {
       }
     }
     out.lora_linear = lora;
+    const plain = await openGpu({ plain: true });
+    try {
+      out.features = await benchFeatures(gpu, plain, { quick, log: (l) => log(json, l) });
+    } finally {
+      plain.destroy();
+    }
     const stepOpts = { seq: num(f, 'seq') ?? (quick ? 32 : 64), layers: num(f, 'layers') ?? (quick ? 4 : 30), log: (l: string) => log(json, l) };
     out.train_step = await benchTrainingStep(gpu, stepOpts);
     out.train_step_checkpointed = await benchTrainingStep(gpu, { ...stepOpts, checkpoint: true });

@@ -32,9 +32,9 @@ export interface MatmulBench {
   gflops: number;
 }
 
-export async function benchMatmul(gpu: Gpu, M: number, K: number, N: number, budgetMs = 3000): Promise<MatmulBench> {
+export async function benchMatmul(gpu: Gpu, M: number, K: number, N: number, budgetMs = 3000, dtype: 'bf16' | 'f16' = 'bf16'): Promise<MatmulBench> {
   const x = gpu.tensor('x', [M, K], 'f32', 'scratch', random(M * K, 1, 1));
-  const w = gpu.tensor('w', [N, K], 'bf16', 'scratch', packHalf(random(N * K, 2, 0.05), 'bf16'));
+  const w = gpu.tensor('w', [N, K], dtype, 'scratch', packHalf(random(N * K, 2, 0.05), dtype));
   const y = gpu.tensor('y', [M, N], 'f32', 'scratch');
   try {
     const t = await timeGpu(gpu, (rec) => recordMatmul(gpu, rec, { a: x, b: w, c: y, M, N, K, transB: true }), { budgetMs });

@@ -113,9 +113,9 @@ export interface MatmulVariant {
    */
   sg?: number;
   /**
-   * shader-f16 with an f16 B: B is bound as array<f16> and read natively, and the tiled kernel
-   * stages B in f16 workgroup memory when no f32 segment shares the tile (no LoRA segment). f16
-   * widens to f32 exactly, so results are bit-identical to the packed-u32 path.
+   * shader-f16 with an f16 B (or bias): bound as array<f16> and read natively instead of unpacking
+   * u32 words. f16 widens to f32 exactly, so results are bit-identical to the packed-u32 path;
+   * arithmetic stays f32 (f16 math would change training numerics).
    */
   f16?: boolean;
 }
@@ -155,7 +155,8 @@ function prelude(v: MatmulVariant): string {
   const L: string[] = [];
   const b = (x: boolean) => (x ? 'true' : 'false');
   const nativeF16 = !!v.f16 && v.bType === 'f16';
-  if (nativeF16) L.push('enable f16;');
+  const nativeBias = !!v.f16 && v.bias === 'f16';
+  if (nativeF16 || nativeBias) L.push('enable f16;');
   if (v.sg) L.push('enable subgroups;');
   L.push(`// ---- generated prelude: ${JSON.stringify(v)}`);
   if (v.mr) {
@@ -167,8 +168,6 @@ function prelude(v: MatmulVariant): string {
   } else {
     L.push(`const BM = ${v.bm}u;`, `const BN = ${v.bn}u;`, `const BK = ${BK}u;`);
     L.push(`const WX = ${v.bn / 4}u;`, `const WY = ${v.bm / 4}u;`, `const NT = ${(v.bm / 4) * (v.bn / 4)}u;`);
-    // The element type of the B tile in workgroup memory.
-    L.push(`alias TB = ${nativeF16 && !v.seg2 ? 'f16' : 'f32'};`);
   }
   L.push(`const TRANS_A = ${b(v.transA)};`, `const TRANS_B = ${b(v.transB)};`);
   L.push(`const HAS_SEG2 = ${b(!!v.seg2)};`, `const HAS_BIAS = ${b(!!v.bias)};`, `const OUT_DROP = ${b(v.outDrop)};`);
@@ -182,7 +181,7 @@ function prelude(v: MatmulVariant): string {
     L.push(`@group(0) @binding(${slot++}) var<storage, read> A2: array<f32>;`);
     L.push(`@group(0) @binding(${slot++}) var<storage, read> B2: array<f32>;`);
   }
-  if (v.bias) L.push(`@group(0) @binding(${slot++}) var<storage, read> BIAS: ${arr(v.bias)};`);
+  if (v.bias) L.push(`@group(0) @binding(${slot++}) var<storage, read> BIAS: ${nativeBias ? 'array<f16>' : arr(v.bias)};`);
   L.push(`@group(0) @binding(${slot++}) var<storage, read_write> C: array<f32>;`);
 
   // Segment 1 loaders; (row, col) is the stored position, used by the dropout mask.
@@ -213,7 +212,7 @@ function prelude(v: MatmulVariant): string {
   } else {
     L.push('fn b1pair(k: u32, n: u32) -> vec2<f32> { return vec2<f32>(0.0); }');
   }
-  if (v.bias) L.push(`fn bias_at(n: u32) -> f32 { return ${elementRead('BIAS', v.bias, 'n + p.biasAdj')}; }`);
+  if (v.bias) L.push(`fn bias_at(n: u32) -> f32 { return ${elementRead('BIAS', v.bias, 'n + p.biasAdj', nativeBias)}; }`);
   else L.push(`fn bias_at(n: u32) -> f32 { return 0.0; }`);
   L.push('// ---- end of prelude', '');
   return L.join('\n');
@@ -233,7 +232,7 @@ function variantName(v: MatmulVariant): string {
     (v.dropA ? '_dropA' : '') +
     (v.dropB ? '_dropB' : '') +
     (v.outDrop ? '_dropOut' : '') +
-    (v.f16 && v.bType === 'f16' ? '_nativef16' : '')
+    (v.f16 && (v.bType === 'f16' || v.bias === 'f16') ? '_nativef16' : '')
   );
 }
 
@@ -370,7 +369,7 @@ export function recordMatmul(gpu: Gpu, rec: Recorder, a: MatmulArgs): void {
     dropA,
     dropB,
     outDrop,
-    f16: bType === 'f16' && gpu.features.f16,
+    f16: gpu.features.f16 && (bType === 'f16' || biasType === 'f16'),
   };
 
   // Chunk sizes so that every window fits the binding limit (with room for the aligned start).

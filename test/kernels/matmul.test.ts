@@ -89,7 +89,7 @@ describe('matmul', () => {
         const code = matmulShader({ bm, bn, transA: false, transB: true, bType: 'bf16', seg2: { transA: false, transB: true }, bias: 'f16', dropA: true, dropB: false, outDrop: true });
         await gpu.compileCheck(`matmul ${bm}x${bn}`, code);
         if (gpu.features.f16) {
-          // f16 B tile (no segment 2) and native f16 loads with an f32 tile (segment 2).
+          // Native f16 loads of B and bias, without and with segment 2.
           for (const seg2 of [null, { transA: false, transB: true }]) {
             const f = matmulShader({ bm, bn, f16: true, transA: true, transB: false, bType: 'f16', seg2, bias: 'f16', dropA: false, dropB: false, outDrop: false });
             await gpu.compileCheck(`matmul ${bm}x${bn} f16${seg2 ? ' seg2' : ''}`, f);
@@ -387,7 +387,7 @@ describe('shader-f16 and subgroup variants against the plain f32 path', () => {
     expect(plain.pipelineLabels().some((l) => /_sg|_nativef16/.test(l))).toBe(false);
   });
 
-  it('f16 weights read natively (f16 tiles) give bit-identical results, tiled and small-M, with and without the LoRA segment', async () => {
+  it('f16 weights and biases read natively give bit-identical results, tiled and small-M, with and without the LoRA segment', async () => {
     const bits = (x: Float32Array) => new Uint32Array(x.buffer);
     for (const [name, transA, transB] of layouts) {
       const c: Case = { M: 37, N: 129, K: 70, transA, transB, bType: 'f16', bias: 'f16', accumulate: true };
@@ -398,6 +398,9 @@ describe('shader-f16 and subgroup variants against the plain f32 path', () => {
     // Small M, B not transposed: the workgroup-memory reduction on both devices, native f16 on one.
     const s: Case = { M: 3, N: 1000, K: 37, transB: false, bType: 'f16', bias: 'f16' };
     expect(bits(await check(s, 5, getGpu))).toEqual(bits(await check(s, 5, getPlainGpu)));
+    // An f32 weight with an f16 bias.
+    const fb: Case = { M: 37, N: 129, K: 70, transB: true, bType: 'f32', bias: 'f16' };
+    expect(bits(await check(fb, 6, getGpu))).toEqual(bits(await check(fb, 6, getPlainGpu)));
   });
 
   it('the subgroup reduction agrees with the workgroup-memory reduction and is bit-identical from run to run', async () => {
