@@ -32,6 +32,8 @@ export interface SelfTestReport {
   adapter: GpuInfo;
   f16: boolean;
   subgroups: boolean;
+  /** Subgroup lanes the kernels use (0: none; see src/gpu/subgroups.ts). */
+  subgroupLanes: number;
   checks: SelfTestCheck[];
   ok: boolean;
   ms: number;
@@ -175,12 +177,9 @@ async function recorderCheck(gpu: Gpu): Promise<Compared[]> {
 }
 
 /** C = X·Wᵀ + bias with W [N, K] stored as `wType` (an nn.Linear), odd M, N, K. */
-async function matmulCheck(gpu: Gpu, wType: WeightDType): Promise<Compared[]> {
+async function matmulCheck(gpu: Gpu, wType: WeightDType, M = 37, N = 45, K = 70): Promise<Compared[]> {
   const held: Tensor[] = [];
   try {
-    const M = 37;
-    const N = 45;
-    const K = 70;
     const xv = randomValues(M * K, 21);
     const [x] = upload(gpu, 'selftest.x', [M, K], xv, 'f32', held);
     const [w, wRef] = upload(gpu, 'selftest.w', [N, K], randomValues(N * K, 22, 1 / Math.sqrt(K)), wType, held);
@@ -275,6 +274,10 @@ export async function runSelfTest(gpu: Gpu, opts: SelfTestOptions = {}): Promise
     ['matmul X·Wᵀ+b, f32 W [37x70]·[70x45]', () => matmulCheck(gpu, 'f32')],
     ['matmul X·Wᵀ+b, bf16 W [37x70]·[70x45]', () => matmulCheck(gpu, 'bf16')],
     ['matmul X·Wᵀ+b, f16 W [37x70]·[70x45]', () => matmulCheck(gpu, 'f16')],
+    [
+      `matmul small-M (generation) X·Wᵀ+b, bf16 W [3x70]·[70x1000], ${gpu.features.subgroupLanes ? `subgroup reduction, ${Math.min(32, gpu.features.subgroupLanes)} lanes` : 'workgroup-memory reduction'}`,
+      () => matmulCheck(gpu, 'bf16', 3, 1000, 70),
+    ],
     [`LoRA linear forward, bf16 W, M=${M} ${inF}→${outF} r=${r} dropout`, () => linearCheck(gpu, 'forward')],
     [`LoRA linear backward (dX, dA, dB), same shape`, () => linearCheck(gpu, 'backward')],
   ];
@@ -288,6 +291,7 @@ export async function runSelfTest(gpu: Gpu, opts: SelfTestOptions = {}): Promise
     adapter: gpu.info,
     f16: gpu.features.f16,
     subgroups: gpu.features.subgroups,
+    subgroupLanes: gpu.features.subgroupLanes,
     checks,
     ok: checks.every((c) => c.ok),
     ms: performance.now() - t0,

@@ -46,6 +46,7 @@ function AdapterCard({ gpu }: { gpu: Gpu }) {
     ['Description', info.description || '—'],
     ['shader-f16', <YesNo key="f16" value={features.f16} />],
     ['subgroups', <YesNo key="sg" value={features.subgroups} />],
+    ['subgroup lanes used by the kernels', features.subgroupLanes ? String(Math.min(32, features.subgroupLanes)) : 'none'],
     ['maxStorageBufferBindingSize', bytes(limits.maxStorageBufferBindingSize)],
     ['maxBufferSize', bytes(limits.maxBufferSize)],
     ['maxComputeWorkgroupStorageSize', bytes(limits.maxComputeWorkgroupStorageSize)],
@@ -63,7 +64,10 @@ function AdapterCard({ gpu }: { gpu: Gpu }) {
         ))}
       </dl>
       {!features.f16 && (
-        <p className="note">No shader-f16: 16-bit weights are widened to f32 in the kernels (the f32 path).</p>
+        <p className="note">No shader-f16: f16 weights are unpacked from 32-bit words in the kernels (the plain path; same results).</p>
+      )}
+      {features.subgroups && !features.subgroupLanes && (
+        <p className="note">Subgroups are present but not laid out in aligned runs on this device: the kernels use workgroup memory instead.</p>
       )}
     </section>
   );
