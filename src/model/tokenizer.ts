@@ -6,6 +6,8 @@
  * (whose Node entry pulls in onnxruntime): the tokenization itself is `@huggingface/tokenizers`'
  * `Tokenizer(tokenizerJson, tokenizerConfig)` and chat templates are rendered with
  * `@huggingface/jinja`, both imported lazily so the app's first load and the worker stay small.
+ * test/model/tokenizer.test.ts checks the results against transformers.js's own AutoTokenizer and
+ * apply_chat_template on the same files.
  */
 
 import type { ModelConfig } from './config';

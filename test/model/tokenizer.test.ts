@@ -136,3 +136,49 @@ describe('createTokenizer (tiny byte-level BPE)', () => {
     expect(makeTinyModel({ modelType: 'qwen3' }).tokenizerConfig.chat_template).toBe(CHATML_TEMPLATE);
   });
 });
+
+describe('agrees with @huggingface/transformers (AutoTokenizer, apply_chat_template) on the same files', () => {
+  it('encode with and without special tokens, decode, and chat templates', async () => {
+    const { mkdtempSync, mkdirSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { AutoTokenizer, env } = await import('@huggingface/transformers');
+    const root = mkdtempSync(join(tmpdir(), 'tabtune-tok-'));
+    const saved = { local: env.localModelPath, remote: env.allowRemoteModels, cache: env.useFSCache };
+    try {
+      env.localModelPath = root;
+      env.allowRemoteModels = false; // never the network
+      env.useFSCache = false;
+      for (const o of [{ modelType: 'llama' as const, addBos: true }, { modelType: 'qwen2' as const }]) {
+        const { m, tok } = await tinyTokenizer(o);
+        const dir = join(root, `tiny-${o.modelType}`);
+        mkdirSync(dir, { recursive: true });
+        for (const [name, bytes] of m.files) writeFileSync(join(dir, name), bytes);
+        const hf = await AutoTokenizer.from_pretrained(`tiny-${o.modelType}`, { local_files_only: true });
+        const texts = [TINY_CORPUS, 'Héllo wörld — ünïcödé 🙂 日本語\n\ttabs  and  spaces ', ' leading space', '<|im_start|>user\nhi<|im_end|>\n'];
+        for (const text of texts) {
+          const ids = tok.encode(text);
+          expect(ids, `${o.modelType} encode ${JSON.stringify(text.slice(0, 20))}`).toEqual(hf.encode(text));
+          expect(tok.encode(text, { addSpecialTokens: false })).toEqual(hf.encode(text, { add_special_tokens: false }));
+          expect(tok.decode(ids)).toBe(hf.decode(ids));
+          expect(tok.decode(ids, { skipSpecialTokens: true })).toBe(hf.decode(ids, { skip_special_tokens: true }));
+        }
+        const messages = [
+          { role: 'system', content: 'You are kind.' },
+          { role: 'user', content: 'What did the cat watch?' },
+          { role: 'assistant', content: 'The rain.' },
+        ];
+        for (const addGenerationPrompt of [false, true]) {
+          const turns = addGenerationPrompt ? messages.slice(0, 2) : messages;
+          const theirs = hf.apply_chat_template(turns, { tokenize: false, add_generation_prompt: addGenerationPrompt });
+          expect(tok.applyChatTemplate(turns, { addGenerationPrompt }), `${o.modelType} chat template`).toBe(theirs);
+        }
+      }
+    } finally {
+      env.localModelPath = saved.local;
+      env.allowRemoteModels = saved.remote;
+      env.useFSCache = saved.cache;
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
