@@ -3,22 +3,32 @@
  *
  *   node bin/tabtune.mjs bench [--json] [--quick]
  *   node bin/tabtune.mjs bench lora-linear --m M --k K --n N --r R [--json]
+ *   node bin/tabtune.mjs bench memory [--seq 512] [--r 16] [--no-checkpoint] [--layers 1,2] [--json]
+ *     (peak GPU memory of a Qwen2.5-0.5B-shaped training step, extrapolated from two depths)
  *
  * With --json the last stdout line is one JSON object with every number of the run, all measured
  * side by side in the same process so ratios are meaningful on a noisy shared machine.
  */
 
-import { parseFlags, type FlagSpec, num, bool } from '../cli/args';
+import { UsageError, parseFlags, type FlagSpec, num, bool, str } from '../cli/args';
 import type { Gpu } from '../gpu/context';
 import { benchFeatures } from './features-bench';
 import { benchLoraLinear, benchMatmul } from './linear-bench';
-import { benchGeneration, benchTrainingStep } from './model-bench';
+import { benchGeneration, benchMemory, benchTrainingStep } from './model-bench';
 
 const ONE_FLAGS: Record<string, FlagSpec> = {
   m: { type: 'int', min: 1, required: true },
   k: { type: 'int', min: 1, required: true },
   n: { type: 'int', min: 1, required: true },
   r: { type: 'int', min: 1, required: true },
+  json: { type: 'bool' },
+};
+
+const MEMORY_FLAGS: Record<string, FlagSpec> = {
+  seq: { type: 'int', min: 8 },
+  r: { type: 'int', min: 1 },
+  'no-checkpoint': { type: 'bool' },
+  layers: { type: 'string' },
   json: { type: 'bool' },
 };
 
@@ -56,6 +66,30 @@ export async function runBench(argv: string[]): Promise<number> {
       if (json) {
         process.stdout.write(`${JSON.stringify({ ms_forward: r.ms_forward, ms_backward: r.ms_backward, gflops: r.gflops, ms_plain: r.ms_plain, ms_unfused: r.ms_unfused })}\n`);
       }
+      return 0;
+    } finally {
+      gpu.destroy();
+    }
+  }
+  if (argv[0] === 'memory') {
+    const f = parseFlags(argv.slice(1), MEMORY_FLAGS, 'bench memory');
+    const json = bool(f, 'json') ?? false;
+    const layerArg = str(f, 'layers') ?? '1,2';
+    const layers = layerArg.split(',').map((x) => Number(x));
+    if (layers.length !== 2 || layers.some((x) => !Number.isInteger(x) || x < 1)) {
+      throw new UsageError(`bench memory: --layers takes two depths like 1,2; got "${layerArg}".`);
+    }
+    const gpu = await openGpu();
+    try {
+      log(json, `adapter: ${adapterName(gpu)}`);
+      const r = await benchMemory(gpu, {
+        seq: num(f, 'seq') ?? 512,
+        r: num(f, 'r') ?? 16,
+        checkpoint: !(bool(f, 'no-checkpoint') ?? false),
+        layers: [layers[0]!, layers[1]!],
+        log: (l) => log(json, l),
+      });
+      if (json) process.stdout.write(`${JSON.stringify({ adapter: adapterName(gpu), ...r })}\n`);
       return 0;
     } finally {
       gpu.destroy();

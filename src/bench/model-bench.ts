@@ -37,9 +37,29 @@ export function smolLm2Config(layers: number) {
   });
 }
 
-/** A GpuModel of the given config with random bf16 weights (norm weights 1). */
-export function randomModel(gpu: Gpu, layers: number): GpuModel {
-  const config = smolLm2Config(layers);
+/** Qwen2.5-0.5B's shape (hidden 896, 14 / 2 heads, MLP 4864, vocab 151936, q/k/v biases, tied head). */
+export function qwen25HalfBConfig(layers: number) {
+  return parseConfig({
+    model_type: 'qwen2',
+    hidden_size: 896,
+    num_hidden_layers: layers,
+    num_attention_heads: 14,
+    num_key_value_heads: 2,
+    intermediate_size: 4864,
+    vocab_size: 151936,
+    max_position_embeddings: 32768,
+    rms_norm_eps: 1e-6,
+    rope_theta: 1000000,
+    tie_word_embeddings: true,
+    hidden_act: 'silu',
+    bos_token_id: 151643,
+    eos_token_id: 151643,
+    torch_dtype: 'bfloat16',
+  });
+}
+
+/** A GpuModel of the given config (default SmolLM2-135M-shaped) with random bf16 weights (1-D tensors, norms and biases, all 1). */
+export function randomModel(gpu: Gpu, layers: number, config = smolLm2Config(layers)): GpuModel {
   const tensors = new Map<string, SafeTensor>();
   let s = 12345;
   const one = f32ToBf16Bits(1);
@@ -63,7 +83,7 @@ export function randomModel(gpu: Gpu, layers: number): GpuModel {
 function adapter(gpu: Gpu, model: GpuModel, r: number): GpuLora {
   const cfg = loraConfigFromSettings(
     { r, lora_alpha: 2 * r, lora_dropout: 0.05, target_modules: 'all-linear', use_rslora: false },
-    'llama',
+    model.config.modelType,
   );
   const targets = resolveTargets(cfg, model.linears);
   return GpuLora.fromArrays(gpu, model.linears, initLoraModules(cfg, targets, 1), (m) => loraScaleInfo(cfg, m));
@@ -84,12 +104,24 @@ export interface TrainStepBench {
 
 export async function benchTrainingStep(
   gpu: Gpu,
-  o: { seq: number; layers: number; batch?: number; r?: number; checkpoint?: boolean; log?: (l: string) => void },
+  o: {
+    seq: number;
+    layers: number;
+    batch?: number;
+    r?: number;
+    checkpoint?: boolean;
+    log?: (l: string) => void;
+    /** Qwen2.5-0.5B's shape instead of SmolLM2-135M's. */
+    qwen?: boolean;
+    /** Time this many steps after a warm-up step (default 2); 0: one step, for its memory only. */
+    steps?: number;
+  },
 ): Promise<TrainStepBench> {
   const B = o.batch ?? 1;
   const S = o.seq;
   const r = o.r ?? 16;
-  const model = randomModel(gpu, o.layers);
+  const config = o.qwen ? qwen25HalfBConfig(o.layers) : smolLm2Config(o.layers);
+  const model = randomModel(gpu, o.layers, config);
   const lora = adapter(gpu, model, r);
   gpu.resetPeak();
   const trainer = new Trainer(
@@ -115,21 +147,25 @@ export async function benchTrainingStep(
     const ids = new Uint32Array(T);
     const targets = new Uint32Array(T);
     const positions = new Uint32Array(T);
+    const V = config.vocabSize;
     for (let i = 0; i < T; i++) {
-      ids[i] = (i * 7919) % 49152;
-      targets[i] = (i * 104729 + 1) % 49152;
+      ids[i] = (i * 7919) % V;
+      targets[i] = (i * 104729 + 1) % V;
       positions[i] = i % S;
     }
     const micro = [{ B, S, ids, targets, positions, counted: T }];
+    const steps = o.steps ?? 2;
+    let t0 = performance.now();
     await trainer.trainStep(micro, true); // warm-up: compiles every pipeline
-    const steps = 2;
-    const t0 = performance.now();
-    for (let i = 0; i < steps; i++) await trainer.trainStep(micro, i === steps - 1);
+    if (steps > 0) {
+      t0 = performance.now();
+      for (let i = 0; i < steps; i++) await trainer.trainStep(micro, i === steps - 1);
+    }
     await gpu.sync();
-    const ms = (performance.now() - t0) / steps;
+    const ms = (performance.now() - t0) / Math.max(1, steps);
     const mem = gpu.memory();
     const res: TrainStepBench = {
-      model: `SmolLM2-135M-shaped, ${o.layers} layers, random bf16 weights`,
+      model: `${o.qwen ? 'Qwen2.5-0.5B' : 'SmolLM2-135M'}-shaped, ${o.layers} layers, random bf16 weights`,
       batch: B,
       seq: S,
       r,
@@ -185,4 +221,60 @@ export async function benchGeneration(
     lora.dispose();
     model.dispose();
   }
+}
+
+export interface MemoryBench {
+  model: string;
+  seq: number;
+  r: number;
+  activation_checkpointing: boolean;
+  /** Measured peaks at two depths. */
+  measured: { layers: number; peak_bytes: number; peak_bytes_by_category: Record<string, number> }[];
+  /** The full model's depth and its peak, extrapolated linearly in the depth (every category is affine in it). */
+  full_layers: number;
+  full_peak_bytes: number;
+  full_peak_bytes_by_category: Record<string, number>;
+}
+
+/**
+ * Peak GPU memory of one training step of a Qwen2.5-0.5B-shaped model (24 layers) at batch 1:
+ * one step at `layers[0]` and at `layers[1]` layers (each category's peak is affine in the depth:
+ * per-layer weights, LoRA, optimizer state and saved activations), extrapolated to 24. The full
+ * depth would take most of an hour on a CPU driver; on a real GPU `layers: [24, 24]` measures it
+ * directly.
+ */
+export async function benchMemory(
+  gpu: Gpu,
+  o: { seq: number; r?: number; checkpoint: boolean; layers?: [number, number]; log?: (l: string) => void },
+): Promise<MemoryBench> {
+  const [l1, l2] = o.layers ?? [1, 2];
+  const r = o.r ?? 16;
+  const measured: MemoryBench['measured'] = [];
+  for (const layers of [l1, l2]) {
+    gpu.resetPeak();
+    const b = await benchTrainingStep(gpu, { seq: o.seq, layers, r, checkpoint: o.checkpoint, qwen: true, steps: 0, log: o.log });
+    measured.push({ layers, peak_bytes: b.peak_bytes, peak_bytes_by_category: b.peak_bytes_by_category });
+  }
+  const full = qwen25HalfBConfig(24).numLayers;
+  const extrapolate = (a: number, b: number) => (l2 === l1 ? b : a + ((b - a) * (full - l1)) / (l2 - l1));
+  const cats = Object.keys(measured[0]!.peak_bytes_by_category);
+  const byCat: Record<string, number> = {};
+  for (const c of cats) byCat[c] = Math.round(extrapolate(measured[0]!.peak_bytes_by_category[c]!, measured[1]!.peak_bytes_by_category[c]!));
+  const res: MemoryBench = {
+    model: 'Qwen2.5-0.5B-shaped, random bf16 weights',
+    seq: o.seq,
+    r,
+    activation_checkpointing: o.checkpoint,
+    measured,
+    full_layers: full,
+    full_peak_bytes: Math.round(extrapolate(measured[0]!.peak_bytes, measured[1]!.peak_bytes)),
+    full_peak_bytes_by_category: byCat,
+  };
+  const mb = (x: number) => `${(x / 2 ** 20).toFixed(0)} MiB`;
+  o.log?.(
+    `memory (${res.model}, B=1 S=${o.seq}, LoRA r=${r} all-linear${o.checkpoint ? ', activation checkpointing' : ''}): ` +
+      `measured ${measured.map((m) => `${mb(m.peak_bytes)} at ${m.layers} layer${m.layers > 1 ? 's' : ''}`).join(', ')}; ` +
+      `at ${full} layers ${mb(res.full_peak_bytes)} = ${cats.map((c) => `${c} ${mb(byCat[c]!)}`).join(' + ')}`,
+  );
+  return res;
 }
