@@ -1,0 +1,20 @@
+import { spawn } from 'node:child_process';
+
+export interface ProcResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to its end and collects its output (no shell; `cwd` defaults to the process's). */
+export function runCommand(cmd: string, args: string[], cwd?: string): Promise<ProcResult> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
