@@ -62,9 +62,12 @@ export async function runBench(argv: string[]): Promise<number> {
       const json = bool(f, 'json') ?? false;
       log(json, `adapter: ${adapterName(gpu)}`);
       log(json, `lora-linear ${r.shape} r=${r.r}: fwd ${r.ms_forward.toFixed(2)} ms, bwd ${r.ms_backward.toFixed(2)} ms, ` +
-        `${r.gflops.toFixed(2)} GFLOP/s; plain ${r.ms_plain.toFixed(2)} ms, unfused ${r.ms_unfused.toFixed(2)} ms`);
+        `${r.gflops.toFixed(2)} GFLOP/s; plain ${r.ms_plain.toFixed(2)} ms, unfused ${r.ms_unfused.toFixed(2)} ms, ` +
+        `unfused with epilogue adds ${r.ms_unfused_epilogue.toFixed(2)} ms`);
       if (json) {
-        process.stdout.write(`${JSON.stringify({ ms_forward: r.ms_forward, ms_backward: r.ms_backward, gflops: r.gflops, ms_plain: r.ms_plain, ms_unfused: r.ms_unfused })}\n`);
+        process.stdout.write(
+          `${JSON.stringify({ ms_forward: r.ms_forward, ms_backward: r.ms_backward, gflops: r.gflops, ms_plain: r.ms_plain, ms_unfused: r.ms_unfused, ms_unfused_epilogue: r.ms_unfused_epilogue })}\n`,
+        );
       }
       return 0;
     } finally {
@@ -130,7 +133,8 @@ export async function runBench(argv: string[]): Promise<number> {
           json,
           `lora-linear ${b.shape} r=${r}: fused fwd+bwd ${(b.ms_forward + b.ms_backward).toFixed(2)} ms; ` +
             `plain fwd+dX ${b.ms_plain.toFixed(2)} ms (ratio ${b.ratio_vs_plain.toFixed(3)}); ` +
-            `unfused ${b.ms_unfused.toFixed(2)} ms (fused is ${b.speedup_vs_unfused.toFixed(2)}x faster)`,
+            `unfused ${b.ms_unfused.toFixed(2)} ms (fused is ${b.speedup_vs_unfused.toFixed(2)}x faster); ` +
+            `unfused with epilogue adds ${b.ms_unfused_epilogue.toFixed(2)} ms (${b.speedup_vs_unfused_epilogue.toFixed(2)}x)`,
         );
       }
     }
