@@ -14,7 +14,7 @@ import { Workspace } from '../gpu/workspace';
 import { type FrozenLinear, type LoraParams, recordLinearBackward, recordLinearForward } from '../kernels/linear';
 import { recordAdd } from '../kernels/elementwise';
 import { recordMatmul } from '../kernels/matmul';
-import { timeGpu } from './timing';
+import { timeGpu, timeGpuInterleaved } from './timing';
 
 function random(n: number, seed: number, scale: number): Float32Array {
   let s = seed >>> 0 || 1;
@@ -130,11 +130,8 @@ export async function benchLoraLinear(
       recordMatmul(gpu, rec, { a: dS, b: x, c: dA, M: r, N: K, K: M, transA: true });
       recordMatmul(gpu, rec, { a: dy, b: s, c: dB, M: N, N: r, K: M, transA: true, alpha: 2 });
     };
-    const tf = await timeGpu(gpu, forward, { budgetMs });
-    const tb = await timeGpu(gpu, backward, { budgetMs });
-    const tp = await timeGpu(gpu, plain, { budgetMs });
-    const tu = await timeGpu(gpu, unfused, { budgetMs });
-    const te = await timeGpu(gpu, unfusedEpilogue, { budgetMs });
+    const all = await timeGpuInterleaved(gpu, { forward, backward, plain, unfused, unfusedEpilogue }, { budgetMs: 5 * budgetMs });
+    const [tf, tb, tp, tu, te] = [all.forward, all.backward, all.plain, all.unfused, all.unfusedEpilogue];
     const fused = tf.medianMs + tb.medianMs;
     // forward 2MKN + backward dX 2MKN (+ rank-r terms, counted as useful work too)
     const flops = 4 * M * K * N + 2 * M * r * (K + N) * 3;
