@@ -188,7 +188,8 @@ export class RunStore {
   /**
    * Saves the run's adapter and marks the run finished (or stopped), dropping its checkpoint, all
    * in one transaction. The adapter is saved even when another tab has meanwhile claimed the run:
-   * a trained adapter is never thrown away.
+   * a trained adapter is never thrown away; the run and its checkpoint are then left as the other
+   * tab has them (it is training on them), so the two tabs do not overwrite each other.
    */
   async finish(
     id: string,
@@ -202,7 +203,8 @@ export class RunStore {
       const runs = tx.objectStore('runs');
       const run = await runs.get(id);
       const writes: Promise<unknown>[] = [tx.objectStore('adapterFiles').put(filesRecord), tx.objectStore('adapters').put(record)];
-      if (run) {
+      const takenOver = !!run?.lease && run.lease.owner !== this.owner && run.lease.until >= this.now();
+      if (run && !takenOver) {
         writes.push(
           runs.put({
             ...run,

@@ -130,6 +130,28 @@ describe('runs, leases and checkpoints', () => {
     expect(await runs.resumable()).toEqual([]);
   });
 
+  it('a tab that lost the run still saves its adapter but leaves the new owner\'s run and checkpoint alone', async () => {
+    const db = await openTabtuneDb();
+    let now = 1_000_000;
+    const tabA = new RunStore(db, 'A', () => now);
+    const tabB = new RunStore(db, 'B', () => now);
+    const run = await tabA.create(NEW_RUN);
+    await tabA.saveCheckpoint(run.id, 4, new Uint8Array([4]), []);
+    now += LEASE_MS + 1; // A froze; B took the run over and trains on
+    expect(await tabB.acquire(run.id)).not.toBeNull();
+    await tabB.saveCheckpoint(run.id, 6, new Uint8Array([6]), [{ step: 6, loss: 1, valLoss: null, lr: 0.1 }]);
+    // A wakes up and finishes: its adapter is kept, B's run is not touched.
+    const rec = await tabA.finish(run.id, META, FILES, { status: 'stopped', step: 5, history: [] });
+    expect((await new AdapterLibrary(db).list()).map((a) => a.id)).toEqual([rec.id]);
+    expect(rec.runId).toBe(run.id);
+    const after = (await tabB.get(run.id))!;
+    expect(after).toMatchObject({ status: 'running', adapterId: null, checkpointStep: 6, step: 6, lease: { owner: 'B' } });
+    expect((await tabB.checkpoint(run.id))!.blob).toEqual(new Uint8Array([6]));
+    // B finishes normally afterwards.
+    const recB = await tabB.finish(run.id, { ...META, name: 'b' }, FILES, { status: 'finished', step: 10, history: [] });
+    expect((await tabB.get(run.id))!).toMatchObject({ status: 'finished', adapterId: recB.id, lease: null });
+  });
+
   it('a failed run stays resumable with its error; discarding removes it and its checkpoint', async () => {
     const db = await openTabtuneDb();
     const runs = new RunStore(db, 'A');
