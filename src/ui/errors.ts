@@ -55,7 +55,16 @@ export function describeError(e: unknown, doing = 'That'): UserMessage {
         };
       }
       if (code === 'not-found') return { title: 'File not found', detail, action: 'Check the model id (owner/name) or the folder.' };
-      if (code === 'unauthorized') return { title: 'Access denied', detail };
+      if (code === 'unauthorized') {
+        return {
+          title: 'Access denied',
+          detail,
+          action:
+            'The app sends no access token. For a gated or private model, accept its license on huggingface.co, download its ' +
+            'files there and drop the folder in Model; otherwise check the model id.',
+        };
+      }
+      if (code === 'http') return { title: 'Download failed', detail, action: 'The server had a problem: try again in a moment; files already downloaded are kept.' };
       return { title: 'Could not read the model', detail };
     }
     case 'ModelLoadError':

@@ -2,8 +2,10 @@
  * A small in-memory EngineApi for UI and controller tests (never shipped as the real engine).
  * It behaves like the engine from the outside: load progress, a dataset summary with issues and
  * previews, an estimate, training with progress, checkpoints, pause/resume/stop and a real PEFT
- * adapter (exportPeft of a two-layer fake model), evaluation and streamed generation. Knobs let a
- * test make a call fail or hang.
+ * adapter (exportPeft of a two-layer fake model), evaluation and streamed generation. Adapters are
+ * read onto the fake model's modules with the engine's own importPeft, so an adapter for another
+ * base model fails as it does in the engine. Knobs let a test make a call fail or hang, or lose
+ * the GPU device as the worker client reports it.
  */
 import type {
   AdapterRef,
@@ -21,7 +23,7 @@ import type {
   TrainSettings,
   PeftFiles,
 } from '../../src/engine/types';
-import { exportPeft } from '../../src/lora/peft';
+import { exportPeft, importPeft } from '../../src/lora/peft';
 import type { AppEngine } from '../../src/ui/context';
 
 const MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
@@ -42,11 +44,46 @@ export class FakeEngine implements AppEngine {
   lastCachedUrls: string[] = [];
   onFatal: ((e: Error) => void) | null = null;
   onCacheWarning: ((m: string) => void) | null = null;
+  /** Set by loseDevice: every call fails with it, like WorkerEngine after a deviceLost message. */
+  dead: Error | null = null;
   private paused = false;
   private stopped = false;
   private wake: (() => void) | null = null;
   /** Resolves when training reaches this step (for tests that act mid-run). */
   private stepWaiters: { step: number; resolve: () => void }[] = [];
+
+  /**
+   * The GPU device is lost (what WorkerEngine does on the worker's deviceLost message): the call in
+   * progress and every later call fail with a GpuDeviceLostError, and onFatal is told once.
+   */
+  loseDevice(message = 'The GPU device was lost (the driver reset). Saved adapters and checkpoints are safe; reload the page.'): void {
+    if (this.dead) return;
+    this.dead = Object.assign(new Error(message), { name: 'GpuDeviceLostError' });
+    this.onFatal?.(this.dead);
+    this.wake?.();
+  }
+
+  private alive(): void {
+    if (this.dead) throw this.dead;
+  }
+
+  /** The fake model's linear modules, as the engine's GPU model lists them. */
+  private linears() {
+    return [0, 1].flatMap((layer) =>
+      MODULES.map((name) => ({
+        path: `model.layers.${layer}.${['gate_proj', 'up_proj', 'down_proj'].includes(name) ? 'mlp' : 'self_attn'}.${name}`,
+        name,
+        inF: HIDDEN,
+        outF: HIDDEN,
+        transposed: false,
+      })),
+    );
+  }
+
+  /** Reads an adapter onto the loaded model as the engine does (a PeftError when it does not fit). */
+  private applyAdapter(ref: AdapterRef | null): void {
+    if (ref) importPeft(ref.files, this.linears(), { baseModel: this.model?.id });
+  }
 
   private fail(name: keyof FakeEngine['failNext']): void {
     const e = this.failNext[name];
@@ -58,6 +95,7 @@ export class FakeEngine implements AppEngine {
 
   async gpuInfo(): Promise<GpuSummary> {
     this.calls.push('gpuInfo');
+    this.alive();
     if (this.noWebGpu) {
       throw Object.assign(new Error('This browser has no WebGPU (navigator.gpu is missing).'), { name: 'WebGpuUnavailableError' });
     }
@@ -76,6 +114,7 @@ export class FakeEngine implements AppEngine {
 
   async loadModel(source: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo> {
     this.calls.push(`loadModel:${source.id}`);
+    this.alive();
     this.fail('loadModel');
     for (const file of ['config.json', 'tokenizer.json', 'model.safetensors']) {
       onProgress?.({ file, loaded: 50, total: 100, phase: 'download' });
@@ -108,6 +147,7 @@ export class FakeEngine implements AppEngine {
     opts: { format?: DatasetFormat | 'auto'; maxLen: number; valFraction: number; seed: number; previewCount?: number },
   ): Promise<DatasetSummary> {
     this.calls.push(`loadDataset:${fileName}`);
+    this.alive();
     if (!this.model) throw Object.assign(new Error('No model is loaded: load a model first.'), { name: 'EngineError' });
     this.fail('loadDataset');
     const issues: { line: number; message: string }[] = [];
@@ -150,6 +190,7 @@ export class FakeEngine implements AppEngine {
 
   async estimate(lora: LoraSettings): Promise<MemoryEstimate> {
     this.calls.push('estimate');
+    this.alive();
     const n = lora.target_modules === 'all-linear' ? MODULES.length : lora.target_modules.length;
     const trainable = 2 * n * lora.r * 2 * HIDDEN;
     return {
@@ -169,7 +210,9 @@ export class FakeEngine implements AppEngine {
     return new Promise((resolve) => this.stepWaiters.push({ step, resolve }));
   }
 
-  adapterFor(lora: LoraSettings, scale = 1): PeftFiles {
+  /** A PEFT adapter for the fake model (or, with `hidden`/`baseModel`, for another one). */
+  adapterFor(lora: LoraSettings, scale = 1, other: { hidden?: number; baseModel?: string } = {}): PeftFiles {
+    const hidden = other.hidden ?? HIDDEN;
     const names = lora.target_modules === 'all-linear' ? MODULES : lora.target_modules.length ? lora.target_modules : ['q_proj', 'v_proj'];
     const modules = [0, 1].flatMap((layer) =>
       names.map((name) => {
@@ -177,10 +220,10 @@ export class FakeEngine implements AppEngine {
         return {
           path: `model.layers.${layer}.${group}.${name}`,
           r: lora.r,
-          inF: HIDDEN,
-          outF: HIDDEN,
-          a: new Float32Array(lora.r * HIDDEN).fill(0.01),
-          b: new Float32Array(lora.r * HIDDEN).fill(0.001 * scale),
+          inF: hidden,
+          outF: hidden,
+          a: new Float32Array(lora.r * hidden).fill(0.01),
+          b: new Float32Array(lora.r * hidden).fill(0.001 * scale),
         };
       }),
     );
@@ -195,7 +238,7 @@ export class FakeEngine implements AppEngine {
         fan_in_fan_out: false,
         init_lora_weights: true,
       },
-      baseModel: this.model?.id ?? 'fake',
+      baseModel: other.baseModel ?? this.model?.id ?? 'fake',
       modules,
       fanInFanOut: false,
     });
@@ -203,6 +246,7 @@ export class FakeEngine implements AppEngine {
 
   async train(lora: LoraSettings, train: TrainSettings, hooks: TrainHooks = {}): Promise<TrainResult & { adapter: PeftFiles }> {
     this.calls.push('train');
+    this.alive();
     if (!this.model || !this.datasetLoaded) throw Object.assign(new Error('No dataset is loaded.'), { name: 'EngineError' });
     this.fail('train');
     const total = train.steps > 0 ? train.steps : 10 * train.epochs;
@@ -225,9 +269,11 @@ export class FakeEngine implements AppEngine {
       await hooks.onCheckpoint?.(blob, step);
     };
     while (step < total) {
-      while (this.paused && !this.stopped) await new Promise<void>((r) => (this.wake = r));
+      while (this.paused && !this.stopped && !this.dead) await new Promise<void>((r) => (this.wake = r));
+      this.alive();
       if (this.stopped) break;
       if (this.stepMs) await new Promise((r) => setTimeout(r, this.stepMs));
+      this.alive();
       step++;
       last = 5 / (1 + 0.3 * step);
       const evalDue = step === total || (train.evalEvery > 0 && step % train.evalEvery === 0);
@@ -283,13 +329,17 @@ export class FakeEngine implements AppEngine {
 
   async evaluate(adapter: AdapterRef | null): Promise<{ loss: number; tokens: number }> {
     this.calls.push(`evaluate:${adapter?.key ?? 'base'}`);
+    this.alive();
     this.fail('evaluate');
+    this.applyAdapter(adapter);
     return { loss: adapter ? 1.5 : 3, tokens: 42 };
   }
 
   async generate(prompt: string, adapter: AdapterRef | null, s: SamplingSettings, onText?: (d: string) => void) {
     this.calls.push(`generate:${adapter?.key ?? 'base'}`);
+    this.alive();
     this.fail('generate');
+    this.applyAdapter(adapter);
     const words = adapter ? ['The', ' cat', ' watched', ' the', ' rain.'] : ['\n', '\n'];
     const out = words.slice(0, s.maxNewTokens);
     for (const w of out) onText?.(w);

@@ -59,15 +59,25 @@ export interface TestApp {
 }
 
 export async function makeApp(
-  opts: { engine?: FakeEngine; locks?: FakeLocks; tabId?: string; autoDemo?: boolean; fetch?: typeof fetch; noDb?: boolean; start?: boolean } = {},
+  opts: {
+    engine?: FakeEngine;
+    locks?: FakeLocks;
+    tabId?: string;
+    autoDemo?: boolean;
+    fetch?: typeof fetch;
+    noDb?: boolean;
+    start?: boolean;
+    /** false: a browser without Web Locks (only the run leases in IndexedDB guard runs). */
+    webLocks?: boolean;
+  } = {},
 ): Promise<TestApp> {
   const engine = opts.engine ?? new FakeEngine();
   const locks = opts.locks ?? new FakeLocks();
   const platform: Platform = {
     fetch: opts.fetch ?? fakeFetch(),
     pageUrl: PAGE,
-    lockRun: async (id) => locks.lock(id),
-    heldRunLocks: async () => new Set(locks.held),
+    lockRun: async (id) => (opts.webLocks === false ? { release() {} } : locks.lock(id)),
+    heldRunLocks: async () => (opts.webLocks === false ? null : new Set(locks.held)),
     persistStorage: async () => true,
     storageEstimate: async () => ({ usage: 1_000_000, quota: 10_000_000_000 }),
     isPersisted: async () => false,

@@ -8,6 +8,7 @@ import { describeError } from '../errors';
 import type { CompareCell, CompareColumn } from '../state';
 import { hasErrors, validateSampling } from '../validate';
 import { analyseDataset } from './dataset';
+import { gpuBlocker } from './training';
 
 export function promptList(text: string): string[] {
   return text
@@ -31,7 +32,8 @@ async function columnsAndRefs(ctx: AppContext): Promise<{ columns: CompareColumn
 
 export function compareBlocker(ctx: AppContext): string | null {
   const s = ctx.store.get();
-  if (s.gpu.status !== 'ready') return 'WebGPU is not available.';
+  const gpu = gpuBlocker(s.gpu.status);
+  if (gpu) return gpu;
   if (!s.model.info) return 'Load a model first.';
   if (['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status)) return 'Wait for training to finish.';
   if (s.compare.status === 'running' || s.compare.evalStatus === 'running') return 'A comparison is running.';

@@ -8,6 +8,12 @@ import type { AdapterRecord } from '../../store/types';
 import { type AppContext, patch } from '../context';
 import { describeError } from '../errors';
 
+/** Whether two model ids name the same model ("org/Name" and a local folder "Name" do), as the engine's PEFT import judges it. */
+export function sameBaseModel(a: string, b: string): boolean {
+  const last = (id: string) => (id.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? id).toLowerCase();
+  return last(a) === last(b);
+}
+
 export async function refreshLibrary(ctx: AppContext): Promise<void> {
   if (!ctx.stores) return;
   try {
@@ -76,7 +82,17 @@ export async function importAdapter(ctx: AppContext, files: { name: string; byte
     const rec = await ctx.stores.adapters.import(peft, base);
     await refreshLibrary(ctx);
     patch(ctx, 'library', { importing: false });
-    ctx.notify({ level: 'info', title: 'Adapter imported', detail: `"${rec.name}" (base model ${rec.baseModel}) is in the library.` });
+    const loaded = ctx.store.get().model.info?.id ?? null;
+    if (loaded && rec.baseModel !== 'unknown' && !sameBaseModel(rec.baseModel, loaded)) {
+      ctx.notify({
+        level: 'warning',
+        title: 'Adapter imported, for another base model',
+        detail: `"${rec.name}" was trained on ${rec.baseModel}, but the loaded model is ${loaded}. It is kept in the library.`,
+        action: `Load ${rec.baseModel} in Model to use it in Compare; on ${loaded} it only works if the two models have the same layers and sizes.`,
+      });
+    } else {
+      ctx.notify({ level: 'info', title: 'Adapter imported', detail: `"${rec.name}" (base model ${rec.baseModel}) is in the library.` });
+    }
     return rec;
   } catch (e) {
     patch(ctx, 'library', { importing: false, importError: describeError(e, 'Importing the adapter') });

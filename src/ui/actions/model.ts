@@ -6,12 +6,12 @@
 import { DEFAULT_LORA, DEFAULT_TRAIN } from '../../engine/defaults';
 import type { LoadProgress } from '../../engine/types';
 import { HF_ENDPOINT, type ModelSource, FileListSource, UrlSource } from '../../model/source';
-import { loadConfigOnly } from '../../model/load';
+import { CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, loadConfigOnly } from '../../model/load';
 import type { ModelConfig } from '../../model/config';
 import { type ModelChoice, catalogEntry, demoBaseUrl, sourceSpec, storedSource } from '../catalog';
 import { type AppContext, patch } from '../context';
 import { estimateCost } from '../cost';
-import { describeError } from '../errors';
+import { type UserMessage, describeError } from '../errors';
 import { refreshLibrary } from './library';
 import type { DownloadView } from '../state';
 
@@ -46,6 +46,39 @@ function localWeightBytes(files: File[]): number {
   return files.filter((f) => f.name.endsWith('.safetensors')).reduce((n, f) => n + f.size, 0);
 }
 
+/**
+ * What a chosen or dropped folder lacks to be a model Tabtune can load (config.json, tokenizer.json,
+ * safetensors weights), found by the same file lookup the loader uses, so a wrong folder is refused
+ * at once with every missing file named, before anything is read. Null when nothing is missing.
+ */
+export async function folderProblem(files: File[], id: string): Promise<UserMessage | null> {
+  const src = new FileListSource(files, id);
+  const has = (f: string) => src.has(f);
+  const missing: string[] = [];
+  if (!(await has(CONFIG_FILE))) missing.push(CONFIG_FILE);
+  if (!(await has(TOKENIZER_FILE))) missing.push(TOKENIZER_FILE);
+  if (!(await has(WEIGHTS_FILE)) && !(await has(WEIGHTS_INDEX_FILE))) missing.push(`the weights (${WEIGHTS_FILE}, or ${WEIGHTS_INDEX_FILE} with its shards)`);
+  if (missing.length === 0) return null;
+  const names = files.map((f) => f.name);
+  const any = (re: RegExp) => names.some((n) => re.test(n));
+  let action = 'Choose the folder that holds config.json (e.g. a clone of the model\'s Hugging Face repo).';
+  if (any(/^adapter_config\.json$/)) action = 'These look like the files of a LoRA adapter (adapter_config.json): import them in Adapters instead, and pick its base model here.';
+  else if (missing.length === 1 && missing[0]!.startsWith('the weights') && any(/\.(bin|pt|pth)$/i)) {
+    action = 'Its weights are PyTorch files, which Tabtune cannot read: save them as safetensors (save_pretrained(..., safe_serialization=True)).';
+  } else if (missing.length === 1 && missing[0]!.startsWith('the weights') && any(/\.gguf$/i)) {
+    action = 'GGUF files cannot be read: use the original (safetensors) version of the model.';
+  } else if (missing.length === 1 && missing[0] === TOKENIZER_FILE && any(/^(tokenizer\.model|vocab\.json|merges\.txt)$/)) {
+    action = 'Tabtune needs the "fast" tokenizer file tokenizer.json (saved by recent transformers versions).';
+  }
+  const shown = names.slice(0, 6).join(', ') + (names.length > 6 ? `, … (${names.length} files)` : '');
+  const list = missing.length === 1 ? missing[0]! : `${missing.slice(0, -1).join(', ')} and ${missing[missing.length - 1]!}`;
+  return {
+    title: 'Not a model folder',
+    detail: `"${id}" has no ${list}. Found: ${shown || 'no files'}.`,
+    action,
+  };
+}
+
 function sameChoice(a: ModelChoice | null, b: ModelChoice): boolean {
   return !!a && a.kind === b.kind && a.id === b.id;
 }
@@ -65,6 +98,15 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
   let config: ModelConfig;
   let downloadBytes: number | null = null;
   let cached = false;
+  if (choice.kind === 'files') {
+    const problem = await folderProblem(choice.files, choice.id);
+    if (problem) {
+      if (sameChoice(ctx.store.get().model.choice, choice)) {
+        patch(ctx, 'model', { check: { status: 'error', config: null, cost: null, cached: false, error: problem } });
+      }
+      return;
+    }
+  }
   try {
     config = await loadConfigOnly(configSource(ctx, choice));
     if (choice.kind === 'files') downloadBytes = localWeightBytes(choice.files);

@@ -11,12 +11,21 @@ import type { HistoryPoint, RunRecord } from '../../store/types';
 import { choiceFromStored } from '../catalog';
 import { type AppContext, patch } from '../context';
 import { describeError } from '../errors';
+import type { GpuSlice } from '../state';
 import { hasErrors, validateLora, validateTrain } from '../validate';
 import { analyseDataset } from './dataset';
 import { checkModel, loadChosenModel } from './model';
 import { refreshLibrary } from './library';
 
 const BUSY: string[] = ['preparing', 'running', 'paused', 'stopping', 'saving'];
+
+/** Why the GPU cannot be used now, for the lists of blockers (null when it is ready). */
+export function gpuBlocker(status: GpuSlice['status']): string | null {
+  if (status === 'ready') return null;
+  if (status === 'lost') return 'The GPU was lost: reload the page to get it back (saved adapters and checkpoints are kept).';
+  if (status === 'starting') return 'The GPU is starting.';
+  return 'WebGPU is not available in this browser.';
+}
 
 function shortModel(id: string): string {
   const last = id.split('/').pop() ?? id;
@@ -38,7 +47,8 @@ export function adapterName(modelId: string, datasetName: string, r: number, exi
 export function startBlockers(ctx: AppContext): string[] {
   const s = ctx.store.get();
   const out: string[] = [];
-  if (s.gpu.status !== 'ready') out.push('WebGPU is not available in this browser.');
+  const gpu = gpuBlocker(s.gpu.status);
+  if (gpu) out.push(gpu);
   if (!s.model.info) out.push('Load a model first (Model).');
   if (!s.dataset.content.trim()) out.push('Choose a dataset first (Data).');
   else if (s.dataset.status === 'error') out.push('The dataset has a problem (Data).');
@@ -109,6 +119,15 @@ export async function resumeRun(ctx: AppContext, runId: string): Promise<void> {
     ctx.notify({ level: 'warning', title: 'A run is in progress', detail: 'Stop it before resuming another.' });
     return;
   }
+  const gpu = gpuBlocker(s0.gpu.status);
+  if (gpu) {
+    // Leave the run as it is: it stays resumable once the GPU is back.
+    ctx.notify({ level: 'warning', title: 'Cannot resume now', detail: gpu });
+    return;
+  }
+  // With Web Locks, holding the run's lock proves no other live tab has it, so an unexpired lease
+  // (left by a tab that crashed) can be taken over. Without them only an expired lease can.
+  const webLocks = (await ctx.platform.heldRunLocks().catch(() => null)) !== null;
   const lock = await ctx.platform.lockRun(runId);
   if (!lock) {
     ctx.notify({ level: 'warning', title: 'Run is open in another tab', detail: 'Continue it there, or close that tab first.' });
@@ -116,7 +135,7 @@ export async function resumeRun(ctx: AppContext, runId: string): Promise<void> {
   }
   let ok = false;
   try {
-    const run = await ctx.stores.runs.acquire(runId, { force: true });
+    const run = await ctx.stores.runs.acquire(runId, { force: webLocks });
     if (!run) {
       ctx.notify({ level: 'warning', title: 'Run is open in another tab', detail: 'Continue it there, or close that tab first.' });
       return;
@@ -260,6 +279,10 @@ async function runTraining(
     } catch (e) {
       patch(ctx, 'run', { unsaved: { name: meta.name, ...result.adapter } });
       ctx.notify({ level: 'error', ...describeError(e, 'Saving the adapter'), action: 'Download it now from the Train view so it is not lost.' });
+      // The run keeps its last checkpoint: let go of it so it can be resumed (here or in another tab).
+      if (run && stores) {
+        await stores.runs.release(run.id, 'interrupted', `The finished adapter could not be saved (${describeError(e).title}); resume from the last checkpoint.`).catch(() => undefined);
+      }
     }
     patch(ctx, 'run', { status: 'done', adapterId, history: result.history.length ? result.history : [...history] });
     await refreshLibrary(ctx);

@@ -6,15 +6,22 @@ import type { AppState } from '../state';
 import { LossChart } from './LossChart';
 import { MessageCard, ProgressBar, Stat } from './common';
 import { exportFiles } from '../actions/library';
+import { gpuBlocker } from '../actions/training';
 
 function Resumable({ s }: { s: AppState }) {
   const c = useController();
   if (s.resumable.length === 0) return null;
   const busy = ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
+  const noGpu = gpuBlocker(s.gpu.status);
   return (
     <section className="card notice-card" aria-labelledby="resume-h">
       <h3 id="resume-h">Unfinished runs</h3>
       <p className="muted small">These runs stopped before saving an adapter (the tab was closed or reloaded, or the GPU was lost).</p>
+      {noGpu && (
+        <p className="small" data-testid="resume-blocked">
+          {noGpu} They stay here until then.
+        </p>
+      )}
       <ul className="runs">
         {s.resumable.map((r) => (
           <li key={r.id} data-testid="resumable-run">
@@ -29,7 +36,7 @@ function Resumable({ s }: { s: AppState }) {
               </div>
             </div>
             <div className="actions">
-              <button type="button" disabled={busy} onClick={() => void c.resumeRun(r.id)}>
+              <button type="button" disabled={busy || !!noGpu} onClick={() => void c.resumeRun(r.id)}>
                 Resume
               </button>
               <button type="button" className="secondary danger" disabled={busy} onClick={() => void c.discardRun(r.id)}>

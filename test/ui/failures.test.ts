@@ -1,0 +1,326 @@
+/**
+ * The app when things go wrong (issue 4's quality bar), on the fake engine and fake-indexeddb:
+ * a lost GPU device mid-run, a full storage quota, failed downloads, wrong folders, two tabs on one
+ * run, and an adapter for another base model. Each must give a clear message with what to do, and
+ * lose nothing already saved.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_LORA } from '../../src/engine/defaults';
+import { guardQuota } from '../../src/store/errors';
+import { LEASE_MS, RunStore } from '../../src/store/runs';
+import { RemoteError } from '../../src/worker/protocol';
+import { FakeEngine } from './fake-engine';
+import { FakeLocks, fakeFetch, freshIndexedDb, makeApp } from './helpers';
+
+beforeEach(() => freshIndexedDb());
+
+const quotaError = () => Object.assign(new Error('The quota has been exceeded.'), { name: 'QuotaExceededError' });
+
+describe('a lost GPU device', () => {
+  it('mid-run: says what happened and what to do, keeps the checkpoint and the library, and resumes after a reload', async () => {
+    const locks = new FakeLocks();
+    const engine = new FakeEngine();
+    const a = await makeApp({ engine, locks, tabId: 'A' });
+    a.c.setTrain({ steps: 2 });
+    await a.c.startTraining();
+    const earlier = a.c.state.run.adapterId!;
+    engine.stepMs = 1;
+    a.c.setTrain({ steps: 10, checkpointEvery: 3 });
+    const done = a.c.startTraining();
+    await engine.reached(7);
+    const runId = a.c.state.run.runId!;
+    engine.loseDevice();
+    await done;
+
+    const s = a.c.state;
+    expect(s.gpu.status).toBe('lost');
+    const notice = s.notices.find((n) => n.title === 'The GPU was lost')!;
+    expect(notice.level).toBe('error');
+    expect(notice.action).toMatch(/Reload the page.*resumes from its last checkpoint/);
+    expect(s.run).toMatchObject({ status: 'failed', error: { title: 'The GPU was lost' } });
+    expect(s.resumable.map((r) => [r.id, r.status, r.checkpointStep])).toEqual([[runId, 'interrupted', 6]]);
+    expect(s.library.adapters.map((x) => x.id)).toEqual([earlier]); // nothing saved was lost
+    const reload = /The GPU was lost: reload the page/;
+    expect(a.c.startBlockers().some((b) => reload.test(b))).toBe(true);
+    expect(a.c.compareBlocker()).toMatch(reload);
+    // Resuming needs a new device: refused here, and the run is left as it was.
+    await a.c.resumeRun(runId);
+    expect(a.c.state.notices.at(-1)).toMatchObject({ title: 'Cannot resume now' });
+    expect(a.c.state.notices.at(-1)!.detail).toMatch(reload);
+    expect(a.c.state.resumable.map((r) => r.checkpointStep)).toEqual([6]);
+
+    // The reload: the same tab, a new worker with a new device.
+    const b = await makeApp({ locks, tabId: 'A' });
+    expect(b.c.state.resumable.map((r) => r.id)).toEqual([runId]);
+    await b.c.resumeRun(runId);
+    expect(b.engine.lastTrain?.resumedFromStep).toBe(6);
+    expect(b.c.state.run.status).toBe('done');
+    expect(b.c.state.run.history.map((h) => h.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(b.c.state.library.adapters).toHaveLength(2);
+    expect(b.c.state.resumable).toEqual([]);
+  });
+});
+
+describe('a full storage quota', () => {
+  it('when checkpointing: warns once, trains on, and the last checkpoint that fitted stays resumable', async () => {
+    const engine = new FakeEngine();
+    engine.stepMs = 1;
+    const { c } = await makeApp({ engine });
+    const runs = c.ctx.stores!.runs;
+    const save = runs.saveCheckpoint.bind(runs);
+    runs.saveCheckpoint = (id, step, blob, history) =>
+      step <= 2
+        ? save(id, step, blob, history)
+        : guardQuota(`the checkpoint at step ${step}`, async () => {
+            throw quotaError();
+          });
+    c.setTrain({ steps: 10, checkpointEvery: 2 });
+    const done = c.startTraining();
+    await engine.reached(7);
+    expect(c.state.run.status).toBe('running'); // training went on past the failed checkpoints
+    engine.loseDevice();
+    await done;
+    const warnings = c.state.notices.filter((n) => n.title === 'Browser storage is full');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ level: 'warning' });
+    expect(warnings[0]!.detail).toMatch(/checkpoint at step 4 could not be saved.*Nothing saved before was lost.*Free space/s);
+    expect(warnings[0]!.action).toMatch(/Training goes on/);
+    expect(c.state.resumable.map((r) => r.checkpointStep)).toEqual([2]);
+    expect((await runs.checkpoint(c.state.resumable[0]!.id))!.step).toBe(2);
+  });
+
+  it('when saving the finished adapter: keeps it in memory to download and the run resumable from its checkpoint', async () => {
+    const { c } = await makeApp();
+    const runs = c.ctx.stores!.runs;
+    runs.finish = (id) =>
+      guardQuota(`adapter for run ${id}`, async () => {
+        throw quotaError();
+      });
+    c.setTrain({ steps: 6, checkpointEvery: 2 });
+    await c.startTraining();
+    const s = c.state;
+    expect(s.run.status).toBe('done');
+    expect(s.run.adapterId).toBeNull();
+    expect(s.run.unsaved?.adapterModel.byteLength).toBeGreaterThan(0);
+    expect(JSON.parse(s.run.unsaved!.adapterConfig)).toMatchObject({ peft_type: 'LORA' });
+    expect(s.notices.at(-1)).toMatchObject({ level: 'error', title: 'Browser storage is full' });
+    expect(s.notices.at(-1)!.action).toMatch(/Download it now/);
+    expect(s.resumable).toHaveLength(1);
+    expect(s.resumable[0]).toMatchObject({ status: 'interrupted', checkpointStep: 6, lease: null }); // the final checkpoint
+    expect(s.resumable[0]!.error).toMatch(/could not be saved \(Browser storage is full\)/);
+  });
+});
+
+describe('a failed model download', () => {
+  const ID = 'org/some-model';
+  const CONFIG_URL = `https://huggingface.co/${ID}/resolve/main/config.json`;
+  const CONFIG = readFileSync(join(process.cwd(), 'public/models/tabtune-demo/config.json'), 'utf8');
+
+  function hub(answer: (url: string) => Response | Promise<Response>): typeof fetch {
+    const page = fakeFetch();
+    return (async (input: RequestInfo | URL, init?: RequestInit) => {
+      const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+      return url.startsWith('https://huggingface.co/') ? answer(url) : page(input, init);
+    }) as typeof fetch;
+  }
+
+  it('no network: names the model and the file, and says what to do', async () => {
+    const { c } = await makeApp({
+      fetch: hub(() => {
+        throw new TypeError('Failed to fetch');
+      }),
+    });
+    await c.chooseModel({ kind: 'hub', id: ID });
+    const err = c.state.model.check.error!;
+    expect(c.state.model.check.status).toBe('error');
+    expect(err.title).toBe('Download failed');
+    expect(err.detail).toContain('"config.json"');
+    expect(err.detail).toContain(ID);
+    expect(err.detail).toMatch(/Failed to fetch/);
+    expect(err.action).toMatch(/connection.*try again.*demo model works offline/);
+    expect(c.state.model.info?.id).toBe('tabtune/demo-tiny-llama'); // the loaded model stays usable
+  });
+
+  it('HTTP 401/403 (gated or private): says access was denied, for which file, and how to get the model in', async () => {
+    const { c } = await makeApp({ fetch: hub(() => new Response('', { status: 401 })) });
+    await c.chooseModel({ kind: 'hub', id: ID });
+    const err = c.state.model.check.error!;
+    expect(err.title).toBe('Access denied');
+    expect(err.detail).toMatch(/HTTP 401.*"config\.json".*org\/some-model.*gated/);
+    expect(err.action).toMatch(/accept its license.*drop the folder/);
+  });
+
+  it('HTTP 404 for config.json: the model is named and the file it lacks', async () => {
+    const { c } = await makeApp({ fetch: hub(() => new Response('', { status: 404 })) });
+    await c.chooseModel({ kind: 'hub', id: ID });
+    expect(c.state.model.check.error).toMatchObject({ title: 'This model cannot be used' });
+    expect(c.state.model.check.error!.detail).toMatch(/org\/some-model has no config\.json/);
+  });
+
+  it('a server error: download failed, try again', async () => {
+    const { c } = await makeApp({ fetch: hub(() => new Response('', { status: 503, statusText: 'Service Unavailable' })) });
+    await c.chooseModel({ kind: 'hub', id: ID });
+    expect(c.state.model.check.error).toMatchObject({ title: 'Download failed' });
+    expect(c.state.model.check.error!.detail).toMatch(/"config\.json".*HTTP 503/);
+    expect(c.state.model.check.error!.action).toMatch(/try again/);
+  });
+
+  it('a download that breaks off in the worker: named file, the choice kept so it can be loaded again', async () => {
+    const engine = new FakeEngine();
+    const { c } = await makeApp({ engine, fetch: hub((url) => (url === CONFIG_URL ? new Response(CONFIG) : new Response('', { status: 404 }))) });
+    await c.chooseModel({ kind: 'hub', id: ID });
+    expect(c.state.model.check.status).toBe('ready');
+    engine.failNext.loadModel = new RemoteError({
+      name: 'SourceError',
+      code: 'network',
+      message: `Download of "model.safetensors" from repo "${ID}" broke off: network error`,
+    });
+    expect(await c.loadModel()).toBe(false);
+    const err = c.state.model.load.error!;
+    expect(err.title).toBe('Download failed');
+    expect(err.detail).toMatch(/"model\.safetensors" from repo "org\/some-model"/);
+    expect(err.action).toMatch(/files already downloaded are kept/);
+    expect(c.state.model.choice?.id).toBe(ID);
+    expect(c.state.model.check.status).toBe('ready');
+    expect(await c.loadModel()).toBe(true); // trying again works
+    expect(c.state.model.info?.id).toBe(ID);
+  });
+});
+
+describe('a wrong folder dropped as a model', () => {
+  const DEMO = join(process.cwd(), 'public/models/tabtune-demo');
+  const demoFiles = () => readdirSync(DEMO).map((n) => file(`tabtune-demo/${n}`, readFileSync(join(DEMO, n))));
+
+  function file(path: string, body: string | Uint8Array = '{}'): File {
+    const f = new File([typeof body === 'string' ? body : new Uint8Array(body)], path.split('/').pop()!);
+    Object.defineProperty(f, 'webkitRelativePath', { value: path });
+    return f;
+  }
+
+  it('a dataset file: every missing model file is named, with what was found', async () => {
+    const { c, engine } = await makeApp();
+    await c.chooseModel({ kind: 'files', id: 'local-model', files: [file('train.jsonl', '{"text":"hi"}\n')] });
+    const err = c.state.model.check.error!;
+    expect(c.state.model.check.status).toBe('error');
+    expect(err.title).toBe('Not a model folder');
+    expect(err.detail).toBe(
+      '"local-model" has no config.json, tokenizer.json and the weights (model.safetensors, or model.safetensors.index.json with its shards). Found: train.jsonl.',
+    );
+    expect(err.action).toMatch(/folder that holds config\.json/);
+    expect(engine.calls.filter((x) => x.startsWith('loadModel:local'))).toEqual([]);
+  });
+
+  it('a folder without tokenizer.json, without safetensors weights, or holding an adapter', async () => {
+    const { c } = await makeApp();
+    const base = () => demoFiles().filter((f) => f.name !== 'tokenizer.json');
+    await c.chooseModel({ kind: 'files', id: 'tabtune-demo', files: [...base(), file('tabtune-demo/vocab.json'), file('tabtune-demo/merges.txt', '')] });
+    expect(c.state.model.check.error!.detail).toMatch(/^"tabtune-demo" has no tokenizer\.json\. Found: /);
+    expect(c.state.model.check.error!.action).toMatch(/"fast" tokenizer file tokenizer\.json/);
+
+    const noWeights = demoFiles().filter((f) => !f.name.endsWith('.safetensors'));
+    await c.chooseModel({ kind: 'files', id: 'tabtune-demo', files: [...noWeights, file('tabtune-demo/pytorch_model.bin', 'x')] });
+    expect(c.state.model.check.error!.detail).toMatch(/has no the weights \(model\.safetensors/);
+    expect(c.state.model.check.error!.action).toMatch(/PyTorch files.*safe_serialization=True/);
+
+    await c.chooseModel({
+      kind: 'files',
+      id: 'my-adapter',
+      files: [file('my-adapter/adapter_config.json'), file('my-adapter/adapter_model.safetensors', 'x')],
+    });
+    expect(c.state.model.check.error!.action).toMatch(/LoRA adapter.*import them in Adapters/);
+  });
+
+  it('a complete folder passes the check and shows its cost', async () => {
+    const { c } = await makeApp();
+    await c.chooseModel({ kind: 'files', id: 'tabtune-demo', files: demoFiles() });
+    expect(c.state.model.check.status).toBe('ready');
+    expect(c.state.model.check.cost!.parameters).toBeGreaterThan(0);
+  });
+
+  it('a broken config.json names the file', async () => {
+    const { c } = await makeApp();
+    const files = demoFiles().map((f) => (f.name === 'config.json' ? file('tabtune-demo/config.json', '{"model_type": "llama",') : f));
+    await c.chooseModel({ kind: 'files', id: 'tabtune-demo', files });
+    expect(c.state.model.check.error).toMatchObject({ title: 'This model cannot be used' });
+    expect(c.state.model.check.error!.detail).toMatch(/config\.json of tabtune-demo is not valid JSON/);
+  });
+});
+
+describe('a wrong dataset file', () => {
+  it('binary, or with bad lines: the file and the line numbers are named', async () => {
+    const { c } = await makeApp();
+    expect(await c.readDatasetFile(new File([new Uint8Array([0x50, 0x4b, 3, 4, 0, 0])], 'data.zip'))).toBe(false);
+    expect(c.state.dataset.error).toMatchObject({ title: 'Not a text file' });
+    expect(c.state.dataset.error!.detail).toMatch(/^data\.zip looks binary/);
+    expect(await c.readDatasetFile(new File(['{"text": "a"}\n{"text": \n{"text": "b"}\n'], 'mine.jsonl'))).toBe(true);
+    expect(c.state.dataset.summary!.issues).toEqual([{ line: 2, message: 'not valid JSON' }]);
+  });
+});
+
+describe('two tabs on one run', () => {
+  it('without Web Locks: a tab whose lease was taken over stops, keeps its adapter, and does not touch the other tab\'s run', async () => {
+    const engine = new FakeEngine();
+    engine.stepMs = 2;
+    const a = await makeApp({ engine, tabId: 'A', webLocks: false });
+    a.c.setTrain({ steps: 200, checkpointEvery: 2 });
+    const done = a.c.startTraining();
+    await engine.reached(5);
+    const runId = a.c.state.run.runId!;
+    // Tab A froze past its lease; tab B (same database) takes the run over.
+    const tabB = new RunStore(a.c.ctx.stores!.runs.db, 'B', () => Date.now() + LEASE_MS + 1);
+    expect(await tabB.acquire(runId)).not.toBeNull();
+    await done;
+    const s = a.c.state;
+    expect(s.notices.some((n) => n.level === 'error' && n.title === 'Another tab took over this run')).toBe(true);
+    expect(s.run.status).toBe('done');
+    expect(s.library.adapters).toHaveLength(1); // A's adapter is kept...
+    expect(s.library.adapters[0]).toMatchObject({ stoppedEarly: true, runId });
+    expect(s.library.adapters[0]!.steps).toBeLessThan(200);
+    const run = (await tabB.get(runId))!; // ...and B's run is as B left it
+    expect(run).toMatchObject({ status: 'running', adapterId: null, checkpointStep: 4, lease: { owner: 'B' } });
+    expect((await tabB.checkpoint(runId))!.step).toBe(4);
+    expect(s.resumable).toEqual([]);
+    // Nor can A take it back while B's lease is live (no Web Lock proves B is gone).
+    await a.c.resumeRun(runId);
+    expect(a.c.state.notices.at(-1)).toMatchObject({ title: 'Run is open in another tab' });
+    expect((await tabB.get(runId))!.lease!.owner).toBe('B');
+  });
+});
+
+describe('an adapter for another base model', () => {
+  it('import warns, naming both models; compare and evaluation say why it does not fit', async () => {
+    const { c, engine } = await makeApp();
+    const files = engine.adapterFor({ ...DEFAULT_LORA, target_modules: ['q_proj', 'v_proj'] }, 1, { hidden: 32, baseModel: 'org/other-model' });
+    const rec = await c.importAdapter([
+      { name: 'adapter_config.json', bytes: async () => new TextEncoder().encode(files.adapterConfig) },
+      { name: 'adapter_model.safetensors', bytes: async () => files.adapterModel },
+    ]);
+    expect(rec).toMatchObject({ baseModel: 'org/other-model', origin: 'imported' });
+    const n = c.state.notices.at(-1)!;
+    expect(n).toMatchObject({ level: 'warning', title: 'Adapter imported, for another base model' });
+    expect(n.detail).toMatch(/trained on org\/other-model, but the loaded model is tabtune\/demo-tiny-llama/);
+    expect(n.action).toMatch(/Load org\/other-model in Model/);
+    c.toggleCompareAdapter(rec!.id, true);
+    c.setPrompts('What did the cat watch?');
+    await c.runCompare();
+    const row = c.state.compare.outputs[0]!;
+    expect(row.base).toMatchObject({ status: 'done' });
+    expect(row[rec!.id]).toMatchObject({ status: 'error' });
+    expect(row[rec!.id]!.error).toMatch(/should have shape \[8, 16\].*got \[8, 32\].*trained for another base model/);
+    await c.runEvaluation();
+    expect(c.state.compare.evals.base).toMatchObject({ status: 'done' });
+    expect(c.state.compare.evals[rec!.id]!.error).toMatch(/trained for another base model/);
+  });
+
+  it('an adapter for the same model under another id (org/Name vs a local folder Name) imports quietly', async () => {
+    const { c, engine } = await makeApp();
+    const files = engine.adapterFor({ ...DEFAULT_LORA, target_modules: ['q_proj'] }, 1, { baseModel: '/home/me/models/demo-tiny-llama/' });
+    await c.importAdapter([
+      { name: 'adapter_config.json', bytes: async () => new TextEncoder().encode(files.adapterConfig) },
+      { name: 'adapter_model.safetensors', bytes: async () => files.adapterModel },
+    ]);
+    expect(c.state.notices.at(-1)).toMatchObject({ level: 'info', title: 'Adapter imported' });
+  });
+});
