@@ -24,6 +24,7 @@ import { type Batch, BatchPlan, evalBatches, splitTrainVal } from '../train/batc
 import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint } from '../train/checkpoint';
 import { type TokenizedExample, examplePreview, parseDataset, tokenizeRecords } from '../train/dataset';
 import { Trainer } from '../train/trainer';
+import { trainingMemory } from './memory';
 import type {
   AdapterRef,
   DatasetFormat,
@@ -253,27 +254,22 @@ export class Engine implements EngineApi {
     let trainable = 0;
     for (const t of targets) trainable += loraRank(cfg, t.path) * (t.inF + t.outF);
     const T = train.batch * train.maxLen;
-    const qW = c.numHeads * c.headDim;
-    const kvW = c.numKvHeads * c.headDim;
-    const I = c.intermediateSize;
-    const H = c.hiddenSize;
-    const perLayerFloats = 5 * H + 2 * qW + 2 * kvW + c.numHeads + 3 * I + 4;
-    const loraFloatsPerToken = targets.reduce((n, t) => n + loraRank(cfg, t.path), 0);
-    const savedLayers = train.activationCheckpointing ? 1 : c.numLayers;
-    const checkpointInputs = train.activationCheckpointing ? (c.numLayers - 1) * H : 0;
-    const activationBytes =
-      4 * T * (savedLayers * perLayerFloats + checkpointInputs + loraFloatsPerToken + 4 * H + 3 * I + 2 * qW + 2 * kvW);
-    const optimizerMoments = train.optimizer === 'adamw' ? 2 : 0;
-    const loraBytes = 4 * trainable * (2 + optimizerMoments);
-    const ceScratch = Math.min(32 * 1024 * 1024, 4 * T * c.vocabSize);
+    const mem = trainingMemory(c, {
+      tokens: T,
+      trainable,
+      rankSum: targets.reduce((n, t) => n + loraRank(cfg, t.path), 0),
+      optimizer: train.optimizer,
+      checkpoint: train.activationCheckpointing,
+    });
+    const { loraBytes, activationBytes } = mem;
     const weightsBytes = m.gpuModel.weightBytes;
-    const totalBytes = weightsBytes + loraBytes + activationBytes + ceScratch;
+    const totalBytes = weightsBytes + loraBytes + activationBytes + mem.lossScratchBytes;
     let blocker: string | null = null;
     const maxBinding = this.gpu.limits.maxStorageBufferBindingSize;
-    if (4 * T * Math.max(I, qW + 2 * kvW) > maxBinding) {
+    if (mem.widestActivationBytes > maxBinding) {
       blocker =
-        `One activation tensor of ${T} tokens x ${Math.max(I, qW + 2 * kvW)} floats needs ` +
-        `${4 * T * Math.max(I, qW + 2 * kvW)} bytes, over this GPU's binding limit of ${maxBinding}; lower batch or max length.`;
+        `One activation tensor of ${T} tokens x ${mem.widestActivationFloats} floats needs ` +
+        `${mem.widestActivationBytes} bytes, over this GPU's binding limit of ${maxBinding}; lower batch or max length.`;
     }
     return {
       trainableParams: trainable,

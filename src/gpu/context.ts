@@ -100,6 +100,11 @@ export class Gpu {
   private peakTotal = 0;
   private pendingError: GpuError | null = null;
   private lost: GpuDeviceLostError | null = null;
+  /**
+   * Work submitted through recorders and GPU→CPU readbacks since the device was made, so tests and
+   * the benchmark can check a training step's traffic (one submit per micro-step, no readback).
+   */
+  readonly counters = { submits: 0, readbacks: 0 };
 
   constructor(
     readonly device: GPUDevice,
@@ -348,6 +353,7 @@ export class Gpu {
   /** Copies a buffer range to the CPU. */
   async readBytes(buffer: GPUBuffer, byteOffset = 0, byteLength = buffer.size - byteOffset): Promise<ArrayBuffer> {
     this.throwIfFailed();
+    this.counters.readbacks++;
     const size = Math.ceil(byteLength / 4) * 4;
     const staging = this.device.createBuffer({
       label: `readback:${buffer.label}`,
@@ -535,6 +541,7 @@ export class Recorder {
     }
     if (pass) pass.end();
     device.queue.submit([enc.finish()]);
+    gpu.counters.submits++;
     if (ubuf) {
       const b = ubuf;
       void device.queue.onSubmittedWorkDone().then(() => b.destroy());

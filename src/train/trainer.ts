@@ -85,6 +85,8 @@ export class Trainer {
   private readonly seed: number;
   private readonly normSq: Tensor;
   private wsCache: Workspace | null = null;
+  /** Completion of the last step submitted without a readback. */
+  private inFlight: Promise<void> | null = null;
 
   constructor(
     readonly gpu: Gpu,
@@ -145,7 +147,20 @@ export class Trainer {
     this.stepIndex++;
     this.windowSteps++;
     let loss: number | null = null;
-    if (readLoss || this.windowSteps >= this.lossEvery) loss = await this.readWindowLoss();
+    if (readLoss || this.windowSteps >= this.lossEvery) {
+      loss = await this.readWindowLoss();
+      this.inFlight = null;
+    } else {
+      // No readback: the step is only queued. Keep at most two steps in the GPU's queue (this one
+      // and the one before), so the CPU never runs far ahead: progress, tokens/s, pause and stop
+      // stay true to what the GPU has done, and errors surface within a step.
+      const previous = this.inFlight;
+      this.inFlight = gpu.device.queue.onSubmittedWorkDone();
+      if (previous) {
+        await previous;
+        gpu.throwIfFailed();
+      }
+    }
     this.runner.collect();
     return { step: this.stepIndex, lr, tokens: counted, loss };
   }

@@ -9,6 +9,7 @@ import { loraRank } from '../lora/config';
 import { loraConfigFromSettings, resolveTargets } from '../lora/targets';
 import type { ModelConfig } from '../model/config';
 import { estimateModel } from '../model/load';
+import { trainingMemory } from '../engine/memory';
 import { describeModel, expectedTensors, linearModuleNames } from '../model/registry';
 
 export interface ModelCost {
@@ -75,18 +76,16 @@ export function estimateCost(
     warnings.push((e as Error).message);
   }
 
-  const c = config;
   const T = train.batch * train.maxLen;
-  const qW = c.numHeads * c.headDim;
-  const kvW = c.numKvHeads * c.headDim;
-  const I = c.intermediateSize;
-  const H = c.hiddenSize;
-  const perLayerFloats = 5 * H + 2 * qW + 2 * kvW + c.numHeads + 3 * I + 4;
-  const activationBytes = 4 * T * (c.numLayers * perLayerFloats + loraRankSum + 4 * H + 3 * I + 2 * qW + 2 * kvW);
-  const moments = train.optimizer === 'adamw' ? 2 : 0;
-  const loraBytes = 4 * (trainable ?? 0) * (2 + moments);
-  const ceScratch = Math.min(32 * 2 ** 20, 4 * T * c.vocabSize);
-  const totalBytes = weightBytes + loraBytes + activationBytes + ceScratch;
+  const mem = trainingMemory(config, {
+    tokens: T,
+    trainable: trainable ?? 0,
+    rankSum: loraRankSum,
+    optimizer: train.optimizer,
+    checkpoint: train.activationCheckpointing,
+  });
+  const { activationBytes, loraBytes } = mem;
+  const totalBytes = weightBytes + loraBytes + activationBytes + mem.lossScratchBytes;
 
   if (gpu) {
     if (largestTensorBytes > gpu.maxBufferSize) {
@@ -95,7 +94,7 @@ export function estimateCost(
           `(${GiB(gpu.maxBufferSize)}). Pick a smaller model.`,
       );
     }
-    const act = 4 * T * Math.max(I, qW + 2 * kvW);
+    const act = mem.widestActivationBytes;
     if (act > gpu.maxStorageBufferBindingSize) {
       blockers.push(
         `At batch ${train.batch} × max length ${train.maxLen}, one activation tensor needs ${GiB(act)}, over this GPU's ` +
@@ -104,10 +103,19 @@ export function estimateCost(
     }
   }
   if (totalBytes > TYPICAL_GPU_BUDGET) {
-    warnings.push(
-      `Training needs about ${GiB(totalBytes)} of GPU memory; integrated GPUs often have less. If it fails, lower the batch ` +
-        'size or max length, or pick a smaller model.',
-    );
+    let lower = 'lower the batch size or max length, or pick a smaller model';
+    if (!train.activationCheckpointing) {
+      const recomputed = trainingMemory(config, {
+        tokens: T,
+        trainable: trainable ?? 0,
+        rankSum: loraRankSum,
+        optimizer: train.optimizer,
+        checkpoint: true,
+      });
+      const withCheckpointing = weightBytes + recomputed.loraBytes + recomputed.activationBytes + recomputed.lossScratchBytes;
+      lower = `turn on activation checkpointing (about ${GiB(withCheckpointing)}), ${lower}`;
+    }
+    warnings.push(`Training needs about ${GiB(totalBytes)} of GPU memory; integrated GPUs often have less. If it fails, ${lower}.`);
   }
   const download = opts.downloadBytes !== undefined ? opts.downloadBytes : est.checkpointBytes;
   if (download !== null && opts.storageFree !== undefined && opts.storageFree !== null && download > opts.storageFree) {

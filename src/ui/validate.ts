@@ -51,6 +51,7 @@ export function validateTrain(t: TrainSettings, model: ModelInfo | null): FieldE
   intIn(e, 'seed', t.seed, 0, 2 ** 31 - 1, 'Seed');
   intIn(e, 'evalEvery', t.evalEvery, 0, 1_000_000, 'Evaluate every');
   intIn(e, 'checkpointEvery', t.checkpointEvery, 0, 1_000_000, 'Checkpoint every');
+  intIn(e, 'lossEvery', t.lossEvery, 1, 10_000, 'Read the loss every');
   numIn(e, 'valFraction', t.valFraction, 0, 0.5, 'Validation fraction');
   return e;
 }

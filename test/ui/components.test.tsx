@@ -87,6 +87,28 @@ describe('App', () => {
     expect((screen.getByTestId('start-training') as HTMLButtonElement).disabled).toBe(false);
   });
 
+  it('memory and loss-read settings: activation checkpointing and a validated loss interval reach the training run', async () => {
+    const { c, engine } = await makeApp();
+    c.go('settings');
+    mount(c);
+    const ckpt = screen.getByRole('checkbox', { name: /activation checkpointing/ }) as HTMLInputElement;
+    expect(ckpt.checked).toBe(false);
+    expect(ckpt.getAttribute('aria-describedby')).toBe('ckpt-hint');
+    fireEvent.click(ckpt);
+    expect(c.state.train.activationCheckpointing).toBe(true);
+    const every = screen.getByLabelText('Read the loss every (steps)');
+    fireEvent.change(every, { target: { value: '0' } });
+    expect(every.getAttribute('aria-invalid')).toBe('true');
+    expect(screen.getByText('Read the loss every must be between 1 and 10000.')).toBeTruthy();
+    fireEvent.change(every, { target: { value: '5' } });
+    expect(c.state.train.lossEvery).toBe(5);
+    // the settings go to the engine as they are
+    c.setTrain({ steps: 3 });
+    await c.startTraining();
+    expect(engine.lastTrain?.train.activationCheckpointing).toBe(true);
+    expect(engine.lastTrain?.train.lossEvery).toBe(5);
+  });
+
   it('target modules: the model\'s linear modules as checkboxes, all-linear, family default', async () => {
     const { c } = await makeApp();
     c.go('settings');

@@ -88,6 +88,23 @@ describe('model check before download', () => {
     expect(engine.calls.filter((x) => x.includes('SmolLM2'))).toEqual([]); // nothing downloaded yet
   });
 
+  it('long sequences: the memory warning offers activation checkpointing, and turning it on lowers the estimate', async () => {
+    const { c } = await makeApp({ fetch: fakeFetch({ [SMOL]: SMOL_CONFIG }) });
+    await c.chooseModel({ kind: 'hub', id: 'HuggingFaceTB/SmolLM2-135M' });
+    c.setTrain({ batch: 8, maxLen: 2048, activationCheckpointing: false });
+    const before = c.state.model.check.cost!;
+    expect(before.totalBytes).toBeGreaterThan(4 * 2 ** 30);
+    const warning = before.warnings.find((w) => /integrated GPUs/.test(w))!;
+    const offered = Number(/activation checkpointing \(about ([\d.]+) GiB\)/.exec(warning)![1]);
+    c.setTrain({ activationCheckpointing: true });
+    const after = c.state.model.check.cost!;
+    // 30 layers' saved activations become one layer's plus each layer's input.
+    expect(after.activationBytes).toBeLessThan(before.activationBytes / 4);
+    expect(after.loraBytes).toBe(before.loraBytes);
+    expect(Math.abs(after.totalBytes / 2 ** 30 - offered)).toBeLessThan(0.01);
+    expect(after.warnings.some((w) => /activation checkpointing/.test(w))).toBe(false);
+  });
+
   it('refuses a model whose largest tensor does not fit this GPU', async () => {
     const engine = new FakeEngine();
     const gpuInfo = engine.gpuInfo.bind(engine);

@@ -199,6 +199,22 @@ export function SettingsView() {
               onChange={(v) => setT({ maxGradNorm: v })}
             />
             <NumberField label="Seed" name="seed" value={t.seed} error={te.seed} onChange={(v) => setT({ seed: v })} />
+            <div className="field">
+              <span className="label-like">Memory</span>
+              <label className="check">
+                <input
+                  type="checkbox"
+                  name="activationCheckpointing"
+                  aria-describedby="ckpt-hint"
+                  checked={t.activationCheckpointing}
+                  onChange={(e) => setT({ activationCheckpointing: e.target.checked })}
+                />
+                activation checkpointing
+              </label>
+              <div className="hint" id="ckpt-hint">
+                Recompute each layer in backward: far less memory for long sequences, about a third slower.
+              </div>
+            </div>
           </div>
           <details className="advanced">
             <summary>Evaluation and checkpoints</summary>
@@ -218,6 +234,14 @@ export function SettingsView() {
                 error={te.checkpointEvery}
                 hint="Saved in this browser for resuming; 0 = only at the end."
                 onChange={(v) => setT({ checkpointEvery: v })}
+              />
+              <NumberField
+                label="Read the loss every (steps)"
+                name="lossEvery"
+                value={t.lossEvery}
+                error={te.lossEvery}
+                hint="Each read waits for the GPU; the chart gets one point per read (the mean since the last)."
+                onChange={(v) => setT({ lossEvery: v })}
               />
               <NumberField
                 label="Validation fraction"
