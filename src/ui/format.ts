@@ -31,6 +31,14 @@ export function formatLoss(x: number | null | undefined): string {
   return x.toFixed(x >= 100 ? 1 : 3);
 }
 
+/** Perplexity (e^loss) with two decimals, as whole numbers with separators from 1000 up. */
+export function formatPerplexity(loss: number | null | undefined): string {
+  if (loss === null || loss === undefined || !Number.isFinite(loss)) return '—';
+  const p = Math.exp(loss);
+  if (!Number.isFinite(p)) return '—';
+  return p >= 1000 ? Math.round(p).toLocaleString('en-US') : p.toFixed(2);
+}
+
 export function formatDuration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0) return '—';
   const s = Math.round(seconds);

@@ -4,7 +4,7 @@
  * navigation, inline validation, the dataset preview, training to a saved adapter, the loss chart,
  * the library's rename/delete, compare, and the no-WebGPU message.
  */
-import { act, cleanup, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
+import { act, cleanup, configure, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { App } from '../../src/ui/App';
 import { LossChart, niceTicks, smooth } from '../../src/ui/components/LossChart';
@@ -13,6 +13,10 @@ import type { AppController } from '../../src/ui/controller';
 import { ControllerContext } from '../../src/ui/hooks';
 import { FakeEngine } from './fake-engine';
 import { freshIndexedDb, makeApp } from './helpers';
+
+// waitFor polls until its condition holds; on a CI machine whose cores are busy with the GPU
+// tests' software driver, the default 1 s is not always enough for a fake training run.
+configure({ asyncUtilTimeout: 20_000 });
 
 beforeEach(() => {
   freshIndexedDb();
@@ -149,7 +153,7 @@ describe('App', () => {
 
   it('trains to a saved adapter and draws the loss curve with labelled axes', async () => {
     const { c } = await makeApp();
-    c.setTrain({ steps: 5, evalEvery: 5 });
+    c.setTrain({ steps: 5, evalEvery: 5, checkpointEvery: 2 });
     c.go('train');
     mount(c);
     await act(async () => {
@@ -165,6 +169,9 @@ describe('App', () => {
     expect(chart.querySelectorAll('circle.dot-val')).toHaveLength(1);
     expect(screen.getByTestId('step').textContent).toBe('5');
     expect(screen.getByRole('progressbar', { name: 'Training progress' }).getAttribute('aria-valuenow')).toBe('5');
+    // The run was checkpointed, but once its adapter is saved there is nothing to resume from.
+    expect(c.state.run.checkpoint?.step).toBeGreaterThan(0);
+    expect(screen.queryByTestId('last-checkpoint')).toBeNull();
   });
 
   it('library: rename and a confirmed delete', async () => {
@@ -206,7 +213,8 @@ describe('App', () => {
       fireEvent.click(screen.getByTestId('run-eval'));
     });
     await waitFor(() => expect(screen.getByTestId('eval-table').querySelectorAll('td.num')).toHaveLength(6));
-    expect(screen.getByTestId('eval-table').textContent).toMatch(/20\.086/); // e^3 for the base model
+    expect(screen.getByTestId('eval-table').textContent).toMatch(/3\.000\s*20\.09/); // loss 3, perplexity e^3 for the base model
+    expect(screen.getByTestId('eval-table').textContent).toMatch(/1\.500\s*4\.48/); // e^1.5 with the adapter
   });
 
   it('explains a missing WebGPU, with what other browsers need', async () => {

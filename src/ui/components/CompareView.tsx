@@ -1,5 +1,5 @@
 /** Step 6: compare — the same prompts through the base model and adapters, side by side; losses. */
-import { formatLoss } from '../format';
+import { formatLoss, formatPerplexity } from '../format';
 import { useAppState, useController } from '../hooks';
 import type { AppState } from '../state';
 import { validateSampling } from '../validate';
@@ -86,7 +86,7 @@ function Evals({ s }: { s: AppState }) {
               {e?.status === 'done' ? (
                 <>
                   <td className="num">{formatLoss(e.loss)}</td>
-                  <td className="num">{e.loss !== undefined ? formatLoss(Math.exp(e.loss)) : '—'}</td>
+                  <td className="num">{formatPerplexity(e.loss)}</td>
                   <td className="num">{e.tokens}</td>
                 </>
               ) : (

@@ -125,8 +125,8 @@ function Progress({ s }: { s: AppState }) {
       ) : (
         <div className="chart-empty">The loss curve appears here once training starts.</div>
       )}
-      {s.run.checkpoint && (
-        <p className="muted small">
+      {s.run.checkpoint && !(s.run.status === 'done' && s.run.adapterId) && (
+        <p className="muted small" data-testid="last-checkpoint">
           Last checkpoint: step {s.run.checkpoint.step}, saved {new Date(s.run.checkpoint.at).toLocaleTimeString()} — a reload or crash resumes from
           here.
         </p>
