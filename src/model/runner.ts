@@ -110,6 +110,7 @@ export class ModelRunner {
   readonly targets: Tensor; // u32 [maxT]
   readonly lossSum: Tensor; // f32 [1] running sum of token losses
   readonly countSum: Tensor; // f32 [1] running count of counted tokens
+  private readonly lossOut: Tensor; // f32 [2]: (sum, count) copied out for one readback
   readonly rowLoss: Tensor; // f32 [maxT]
   readonly logits: Tensor | null; // f32 [V] (infer)
   private readonly acts: LayerActs[];
@@ -143,6 +144,7 @@ export class ModelRunner {
     this.targets = mk('targets', [T], 'u32', 'io');
     this.lossSum = mk('lossSum', [1], 'f32', 'io');
     this.countSum = mk('countSum', [1], 'f32', 'io');
+    this.lossOut = mk('lossOut', [2], 'f32', 'io');
     this.rowLoss = mk('rowLoss', [T], 'f32', 'io');
     const H = c.hiddenSize;
     const qW = c.numHeads * c.headDim;
@@ -219,10 +221,26 @@ export class ModelRunner {
     recordFill(this.gpu, rec, { out: this.countSum, n: 1, value: 0 });
   }
 
-  /** Reads the accumulated loss sum and counted-token count. */
+  /** Reads the accumulated loss sum and counted-token count (one submit, one readback). */
   async readLoss(): Promise<{ sum: number; count: number }> {
-    const [sum] = await this.gpu.read(this.lossSum);
-    const [count] = await this.gpu.read(this.countSum);
+    return this.readLossOut(false);
+  }
+
+  /**
+   * Reads the accumulators and zeroes them in the same submit, so a loss read costs one submit
+   * and one readback.
+   */
+  async readAndResetLoss(): Promise<{ sum: number; count: number }> {
+    return this.readLossOut(true);
+  }
+
+  private async readLossOut(reset: boolean): Promise<{ sum: number; count: number }> {
+    const rec = this.gpu.recorder(reset ? 'read-reset-loss' : 'read-loss');
+    rec.copy(this.lossSum, this.lossOut, 4, 0, 0);
+    rec.copy(this.countSum, this.lossOut, 4, 0, 4);
+    if (reset) this.recordResetLoss(rec);
+    rec.submit();
+    const [sum, count] = await this.gpu.read(this.lossOut);
     return { sum: sum!, count: count! };
   }
 

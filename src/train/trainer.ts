@@ -215,10 +215,7 @@ export class Trainer {
 
   /** Reads and resets the loss accumulated since the last read: mean over counted tokens. */
   async readWindowLoss(): Promise<number> {
-    const { sum, count } = await this.runner.readLoss();
-    const rec = this.gpu.recorder('reset-loss');
-    this.runner.recordResetLoss(rec);
-    rec.submit();
+    const { sum, count } = await this.runner.readAndResetLoss();
     this.windowSteps = 0;
     return count > 0 ? sum / count : NaN;
   }
