@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { App } from '../../src/ui/App';
 import { LossChart, niceTicks, smooth } from '../../src/ui/components/LossChart';
 import { whitespaceNote } from '../../src/ui/components/CompareView';
+import { detectContainer } from '../../src/train/dataset';
 import type { AppController } from '../../src/ui/controller';
 import { ControllerContext } from '../../src/ui/hooks';
 import { FakeEngine } from './fake-engine';
@@ -149,6 +150,25 @@ describe('App', () => {
     await act(() => c.setDatasetText('bad.jsonl', '{"text":"ok"}\nnope\n'));
     expect(screen.getByText('line 2')).toBeTruthy();
     expect(screen.getByText(/1 line skipped or cut/)).toBeTruthy();
+  });
+
+  it('pasted text is read by what it holds: plain paragraphs as text, records as JSON Lines', async () => {
+    const { c, engine } = await makeApp();
+    c.go('data');
+    mount(c);
+    const paste = (text: string) => {
+      fireEvent.change(screen.getByLabelText('Or paste records'), { target: { value: text } });
+      fireEvent.click(screen.getByRole('button', { name: 'Use pasted text' }));
+    };
+    const plain = 'Hello world, this is pasted text.\n\nAnother pasted record.';
+    paste(plain);
+    await waitFor(() => expect(engine.calls.filter((x) => x.startsWith('loadDataset:')).length).toBeGreaterThan(1));
+    const name = engine.calls.filter((x) => x.startsWith('loadDataset:')).pop()!.slice('loadDataset:'.length);
+    // The name the reader gets must not force a container: the real reader sniffs this as paragraphs.
+    expect(detectContainer(name, plain)).toBe('txt');
+    expect(detectContainer(name, '{"text":"a"}\n{"text":"b"}')).toBe('jsonl');
+    expect(detectContainer(name, '[{"text":"a"}]')).toBe('json');
+    expect(c.state.dataset.fileName).toBe(name);
   });
 
   it('trains to a saved adapter and draws the loss curve with labelled axes', async () => {

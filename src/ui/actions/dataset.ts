@@ -92,7 +92,7 @@ export async function analyseDataset(ctx: AppContext, opts: { force?: boolean } 
   if (!opts.force && s.dataset.key === key && s.dataset.summary) return true;
   patch(ctx, 'dataset', { status: 'loading', error: null });
   try {
-    const summary = await ctx.engine.loadDataset(s.dataset.fileName || 'pasted.txt', s.dataset.content, {
+    const summary = await ctx.engine.loadDataset(s.dataset.fileName || 'pasted text', s.dataset.content, {
       format: s.dataset.format,
       maxLen: s.train.maxLen,
       valFraction: s.train.valFraction,

@@ -7,6 +7,13 @@ import { useAppState, useController } from '../hooks';
 import type { AppState } from '../state';
 import { MessageCard, NumberField, SelectField, Stat } from './common';
 
+/**
+ * The name a paste is read under. It has no extension, so the reader picks the container from the
+ * text itself (a JSON array, JSON Lines, or plain text paragraphs) instead of taking any paste for
+ * JSONL.
+ */
+export const PASTED_NAME = 'pasted text';
+
 const FORMAT_LABEL: Record<DatasetFormat, string> = {
   text: 'Plain text (all tokens count)',
   alpaca: 'Instruction / Alpaca (responses count)',
@@ -151,7 +158,7 @@ export function DataView() {
             />
           </div>
           <div className="actions">
-            <button type="button" className="secondary" disabled={busy || !paste.trim()} onClick={() => void c.setDatasetText('pasted.jsonl', paste)}>
+            <button type="button" className="secondary" disabled={busy || !paste.trim()} onClick={() => void c.setDatasetText(PASTED_NAME, paste)}>
               Use pasted text
             </button>
           </div>
