@@ -4,7 +4,7 @@
  * linked and the browser's back button works.
  */
 import { Suspense, lazy, useEffect } from 'react';
-import { formatCount, formatSci } from './format';
+import { formatCount, formatSci, formatSetting } from './format';
 import { useAppState, useController } from './hooks';
 import type { AppState, View } from './state';
 import { CompareView } from './components/CompareView';
@@ -35,7 +35,7 @@ function navItems(s: AppState): { view: View; label: string; sub: string }[] {
       label: '2 · Data',
       sub: s.dataset.summary ? `${s.dataset.summary.records} records` : s.dataset.status === 'loading' ? 'reading…' : s.dataset.status === 'error' ? 'problem' : 'none',
     },
-    { view: 'settings', label: '3 · Settings', sub: `r ${s.lora.r} · lr ${formatSci(s.train.lr)}` },
+    { view: 'settings', label: '3 · Settings', sub: `r ${formatSetting(s.lora.r)} · lr ${formatSci(s.train.lr)}` },
     {
       view: 'train',
       label: '4 · Train',

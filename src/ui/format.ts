@@ -61,10 +61,16 @@ export function formatPercent(x: number): string {
 
 /** Learning rates and the like: 0.0002 -> "2e-4". */
 export function formatSci(x: number): string {
+  if (!Number.isFinite(x)) return '—';
   if (x === 0) return '0';
   if (Math.abs(x) >= 0.01 && Math.abs(x) < 1000) return String(Number(x.toPrecision(3)));
   const [m, e] = x.toExponential(2).split('e') as [string, string];
   return `${Number(m)}e${Number(e)}`;
+}
+
+/** A setting as typed, for summaries: '—' while it is not a number (the field says why). */
+export function formatSetting(x: number): string {
+  return Number.isFinite(x) ? String(x) : '—';
 }
 
 /** target_modules for display: distinct module names ("q_proj, v_proj"), whatever form they were saved in. */

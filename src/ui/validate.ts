@@ -37,8 +37,10 @@ export function validateLora(lora: LoraSettings, model: ModelInfo | null): Field
 export function validateTrain(t: TrainSettings, model: ModelInfo | null): FieldErrors {
   const e: FieldErrors = {};
   numIn(e, 'lr', t.lr, 0, 1, 'Learning rate', true);
-  if (t.steps > 0) intIn(e, 'steps', t.steps, 1, 1_000_000, 'Steps');
-  else if (!(t.epochs > 0) || !Number.isFinite(t.epochs) || t.epochs > 1000) e.epochs = 'Epochs must be above 0 and at most 1000.';
+  // steps <= 0 means "train by epochs"; NaN is a steps field that holds no valid number.
+  if (t.steps > 0 || Number.isNaN(t.steps)) {
+    if (!Number.isInteger(t.steps) || t.steps > 1_000_000) e.steps = 'Steps must be a whole number between 1 and 1000000.';
+  } else if (!(t.epochs > 0) || !Number.isFinite(t.epochs) || t.epochs > 1000) e.epochs = 'Epochs must be above 0 and at most 1000.';
   intIn(e, 'batch', t.batch, 1, 256, 'Batch size');
   intIn(e, 'gradAccum', t.gradAccum, 1, 1024, 'Gradient accumulation');
   intIn(e, 'maxLen', t.maxLen, 8, 32768, 'Max sequence length');

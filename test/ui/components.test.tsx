@@ -92,6 +92,46 @@ describe('App', () => {
     expect((screen.getByTestId('start-training') as HTMLButtonElement).disabled).toBe(false);
   });
 
+  it('a setting that is not a number shows as a dash in the navigation and the run summary, never NaN', async () => {
+    const { c } = await makeApp();
+    c.go('settings');
+    mount(c);
+    fireEvent.change(screen.getByLabelText('Learning rate'), { target: { value: 'abc' } });
+    fireEvent.change(screen.getByLabelText('Rank r'), { target: { value: '' } });
+    fireEvent.change(screen.getByLabelText('Batch size'), { target: { value: 'x' } });
+    expect(screen.getByRole('navigation', { name: 'Steps' }).textContent).not.toMatch(/NaN/);
+    expect(nav().getByRole('button', { name: /Settings/ }).textContent).toContain('r — · lr —');
+    fireEvent.click(nav().getByRole('button', { name: /Train/ }));
+    const lead = document.querySelector('.lead')!.textContent!;
+    expect(lead).not.toMatch(/NaN/);
+    expect(lead).toContain('lr —');
+    expect(lead).toContain('batch —');
+  });
+
+  it('steps: typing 0, a negative number or nothing keeps the steps field, says what is allowed and blocks the start', async () => {
+    const { c } = await makeApp();
+    c.go('settings');
+    mount(c);
+    fireEvent.click(screen.getByRole('radio', { name: 'steps' }));
+    for (const typed of ['0', '-5', '', 'ten']) {
+      fireEvent.change(screen.getByRole('textbox', { name: 'Steps' }), { target: { value: typed } });
+      // still in steps mode, with what was typed
+      expect((screen.getByRole('radio', { name: 'steps' }) as HTMLInputElement).checked).toBe(true);
+      const field = screen.getByRole('textbox', { name: 'Steps' }) as HTMLInputElement;
+      expect(field.value).toBe(typed);
+      expect(field.getAttribute('aria-invalid')).toBe('true');
+      expect(screen.getByText('Steps must be a whole number between 1 and 1000000.')).toBeTruthy();
+      expect(c.startBlockers()).toContain('Fix the highlighted settings (Settings).');
+    }
+    fireEvent.change(screen.getByRole('textbox', { name: 'Steps' }), { target: { value: '12' } });
+    expect(c.state.train.steps).toBe(12);
+    expect(c.startBlockers()).toEqual([]);
+    // epochs mode is chosen with the radio, not by typing 0 steps
+    fireEvent.click(screen.getByRole('radio', { name: 'epochs' }));
+    expect(c.state.train.steps).toBe(0);
+    expect(screen.getByLabelText('Epochs')).toBeTruthy();
+  });
+
   it('memory and loss-read settings: activation checkpointing and a validated loss interval reach the training run', async () => {
     const { c, engine } = await makeApp();
     c.go('settings');

@@ -107,6 +107,8 @@ export function SettingsView() {
   const te = validateTrain(s.train, s.model.info);
   const t = s.train;
   const busy = ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
+  // steps <= 0 means training by epochs. The Steps field never sets that: what it cannot use (0, a
+  // negative number, nothing) becomes NaN, so the field stays and says what is allowed.
   const byEpochs = t.steps <= 0;
   const setT = (p: Partial<TrainSettings>) => c.setTrain(p);
   return (
@@ -165,7 +167,7 @@ export function SettingsView() {
             {byEpochs ? (
               <NumberField label="Epochs" name="epochs" value={t.epochs} error={te.epochs} onChange={(v) => setT({ epochs: v })} />
             ) : (
-              <NumberField label="Steps" name="steps" value={t.steps} error={te.steps} hint="Optimizer steps." onChange={(v) => setT({ steps: v })} />
+              <NumberField label="Steps" name="steps" value={t.steps} error={te.steps} hint="Optimizer steps." onChange={(v) => setT({ steps: v > 0 ? v : NaN })} />
             )}
             <NumberField label="Batch size" name="batch" value={t.batch} error={te.batch} onChange={(v) => setT({ batch: v })} />
             <NumberField

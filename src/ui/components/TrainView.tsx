@@ -1,6 +1,6 @@
 /** Step 4: train — start/pause/resume/stop, progress, live loss curve, resumable runs. */
 import { saveFile } from '../download';
-import { formatBytes, formatDate, formatDuration, formatInt, formatLoss, formatSci } from '../format';
+import { formatBytes, formatDate, formatDuration, formatInt, formatLoss, formatSci, formatSetting } from '../format';
 import { useAppState, useController } from '../hooks';
 import type { AppState } from '../state';
 import { LossChart } from './LossChart';
@@ -188,9 +188,10 @@ export function TrainView() {
     <div className="view">
       <h2>4 · Train</h2>
       <p className="lead">
-        {s.model.info ? <strong>{s.model.info.id}</strong> : 'No model'} on {summary ? <strong>{summary.fileName}</strong> : 'no dataset'} · r {s.lora.r}, alpha{' '}
-        {s.lora.lora_alpha}, {Array.isArray(s.lora.target_modules) ? s.lora.target_modules.join(', ') : s.lora.target_modules} · lr {formatSci(s.train.lr)},{' '}
-        {s.train.steps > 0 ? `${s.train.steps} steps` : `${s.train.epochs} epoch${s.train.epochs === 1 ? '' : 's'}`}, batch {s.train.batch}
+        {s.model.info ? <strong>{s.model.info.id}</strong> : 'No model'} on {summary ? <strong>{summary.fileName}</strong> : 'no dataset'} · r {formatSetting(s.lora.r)}, alpha{' '}
+        {formatSetting(s.lora.lora_alpha)}, {Array.isArray(s.lora.target_modules) ? s.lora.target_modules.join(', ') || 'no target modules' : s.lora.target_modules} · lr{' '}
+        {formatSci(s.train.lr)}, {s.train.steps > 0 ? `${formatSetting(s.train.steps)} steps` : `${formatSetting(s.train.epochs)} epoch${s.train.epochs === 1 ? '' : 's'}`}, batch{' '}
+        {formatSetting(s.train.batch)}
         {s.train.gradAccum > 1 ? ` × ${s.train.gradAccum}` : ''}. Training runs in a background worker: this page stays usable.
       </p>
       <Resumable s={s} />
