@@ -7,6 +7,7 @@
  */
 import { strToU8, unzipSync, zipSync } from 'fflate';
 import type { PeftFiles } from '../engine/types';
+import { loraRank } from '../lora/config';
 import { ADAPTER_CONFIG_NAME, ADAPTER_MODEL_NAME, PEFT_KEY_PREFIX } from '../lora/peft';
 import { SafetensorsError, parseSafetensors } from '../model/safetensors';
 import type { AdapterConfigSummary } from './types';
@@ -63,12 +64,13 @@ export function inspectPeft(files: PeftFiles): PeftInspection {
     const msg = e instanceof SafetensorsError ? e.message : (e as Error).message;
     throw new PeftFileError(`${ADAPTER_MODEL_NAME} is not a valid safetensors file: ${msg}`);
   }
-  const pairs = new Map<string, Set<string>>();
+  /** module path -> 'A' | 'B' -> tensor key */
+  const pairs = new Map<string, Map<string, string>>();
   for (const key of parsed.tensors.keys()) {
     const m = LORA_KEY.exec(key);
     if (!m) continue;
-    const set = pairs.get(m[1]!) ?? new Set<string>();
-    set.add(m[2]!);
+    const set = pairs.get(m[1]!) ?? new Map<string, string>();
+    set.set(m[2]!, key);
     pairs.set(m[1]!, set);
   }
   if (pairs.size === 0) {
@@ -77,9 +79,26 @@ export function inspectPeft(files: PeftFiles): PeftInspection {
       `${ADAPTER_MODEL_NAME} holds no LoRA tensors (expected keys like "${PEFT_KEY_PREFIX}model.layers.0.self_attn.q_proj.lora_A.weight"; found ${some}).`,
     );
   }
+  const rankPattern =
+    c.rank_pattern && typeof c.rank_pattern === 'object' && !Array.isArray(c.rank_pattern) ? (c.rank_pattern as Record<string, number>) : undefined;
   for (const [path, set] of pairs) {
     if (set.size !== 2) {
-      throw new PeftFileError(`${ADAPTER_MODEL_NAME}: module "${path}" has lora_${[...set][0]} but no lora_${set.has('A') ? 'B' : 'A'}.`);
+      throw new PeftFileError(`${ADAPTER_MODEL_NAME}: module "${path}" has lora_${[...set.keys()][0]} but no lora_${set.has('A') ? 'B' : 'A'}.`);
+    }
+    // The rank the config gives this module must be the one its tensors have (A is [r, in], B [out, r]),
+    // or the two files do not belong together.
+    const aKey = set.get('A')!;
+    const bKey = set.get('B')!;
+    const a = parsed.tensors.get(aKey)!;
+    const b = parsed.tensors.get(bKey)!;
+    const want = loraRank({ r: config.r, rank_pattern: rankPattern }, path);
+    if (a.shape.length !== 2 || b.shape.length !== 2 || a.shape[0] !== b.shape[1]) {
+      throw new PeftFileError(`${ADAPTER_MODEL_NAME}: "${aKey}" [${a.shape.join(', ')}] and "${bKey}" [${b.shape.join(', ')}] do not make a LoRA pair.`);
+    }
+    if (a.shape[0] !== want) {
+      throw new PeftFileError(
+        `${ADAPTER_CONFIG_NAME} and ${ADAPTER_MODEL_NAME} do not belong together: the config gives "${path}" rank ${want}, its tensors have rank ${a.shape[0]}.`,
+      );
     }
   }
   return {

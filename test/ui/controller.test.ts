@@ -320,6 +320,24 @@ describe('library and compare', () => {
     expect(c.state.library.importError?.detail).toMatch(/missing adapter_config\.json and adapter_model\.safetensors/);
   });
 
+  it('an import whose config and weights do not belong together (another rank) is refused, naming both files', async () => {
+    const { c, engine } = await makeApp();
+    const files = engine.adapterFor({ ...c.state.lora, r: 4, target_modules: ['q_proj', 'v_proj'] });
+    const cfg = JSON.parse(files.adapterConfig) as Record<string, unknown>;
+    const pick = (config: string) => [
+      { name: 'adapter_config.json', bytes: async () => new TextEncoder().encode(config) },
+      { name: 'adapter_model.safetensors', bytes: async () => files.adapterModel },
+    ];
+    expect(await c.importAdapter(pick(JSON.stringify({ ...cfg, r: 16 })))).toBeNull();
+    expect(c.state.library.importError?.title).toBe('Not a usable PEFT adapter');
+    expect(c.state.library.importError?.detail).toMatch(/adapter_config\.json and adapter_model\.safetensors do not belong together.*rank 16.*rank 4/);
+    expect(c.state.library.adapters).toHaveLength(0);
+    // a rank_pattern that gives these modules their rank is fine, as is the matching r
+    expect(await c.importAdapter(pick(JSON.stringify({ ...cfg, r: 16, rank_pattern: { q_proj: 4, v_proj: 4 } })))).not.toBeNull();
+    expect(await c.importAdapter(pick(files.adapterConfig))).not.toBeNull();
+    expect(c.state.library.adapters).toHaveLength(2);
+  });
+
   it('generates every prompt through the base model and each adapter, and evaluates them', async () => {
     const { c } = await makeApp();
     c.setTrain({ steps: 2 });
