@@ -6,6 +6,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { unzipSync } from 'fflate';
 import { DEMO_MODEL_ID } from '../../src/ui/catalog';
+import { zipPeft } from '../../src/store/peft-files';
 import { FakeEngine } from './fake-engine';
 import { FakeLocks, PAGE, fakeFetch, freshIndexedDb, makeApp, until } from './helpers';
 
@@ -318,6 +319,20 @@ describe('library and compare', () => {
     await c.importAdapter([{ name: 'notes.txt', bytes: async () => new Uint8Array([1]) }]);
     expect(c.state.library.importError?.title).toBe('Not a usable PEFT adapter');
     expect(c.state.library.importError?.detail).toMatch(/missing adapter_config\.json and adapter_model\.safetensors/);
+  });
+
+  it('importing the same files twice gives the copies names that tell them apart', async () => {
+    const { c, engine } = await makeApp();
+    const files = engine.adapterFor({ ...c.state.lora, target_modules: ['q_proj', 'v_proj'] });
+    const pair = [
+      { name: 'adapter_config.json', bytes: async () => new TextEncoder().encode(files.adapterConfig) },
+      { name: 'adapter_model.safetensors', bytes: async () => files.adapterModel },
+    ];
+    const zip = [{ name: 'mine.zip', bytes: async () => zipPeft(files) }];
+    for (const f of [pair, pair, zip, zip, pair]) expect(await c.importAdapter(f)).not.toBeNull();
+    expect(c.state.library.adapters.map((a) => a.name).sort()).toEqual(
+      ['imported adapter', 'imported adapter (2)', 'imported adapter (3)', 'mine', 'mine (2)'].sort(),
+    );
   });
 
   it('an import whose config and weights do not belong together (another rank) is refused, naming both files', async () => {

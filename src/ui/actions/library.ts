@@ -14,6 +14,12 @@ export function sameBaseModel(a: string, b: string): boolean {
   return last(a) === last(b);
 }
 
+/** `base`, or `base (2)`, `base (3)`, ... : the first that no existing adapter has. */
+export function uniqueName(base: string, existing: string[]): string {
+  if (!existing.includes(base)) return base;
+  for (let i = 2; ; i++) if (!existing.includes(`${base} (${i})`)) return `${base} (${i})`;
+}
+
 export async function refreshLibrary(ctx: AppContext): Promise<void> {
   if (!ctx.stores) return;
   try {
@@ -79,7 +85,9 @@ export async function importAdapter(ctx: AppContext, files: { name: string; byte
     const peft = collectPeftFiles(named);
     const zip = files.find((f) => /\.zip$/i.test(f.name));
     const base = zip ? zip.name.replace(/\.zip$/i, '') : 'imported adapter';
-    const rec = await ctx.stores.adapters.import(peft, base);
+    // Names tell adapters apart in Compare: a second import of "adapter.zip" is "adapter (2)".
+    const existing = (await ctx.stores.adapters.list()).map((a) => a.name);
+    const rec = await ctx.stores.adapters.import(peft, uniqueName(base, existing));
     await refreshLibrary(ctx);
     patch(ctx, 'library', { importing: false });
     const loaded = ctx.store.get().model.info?.id ?? null;

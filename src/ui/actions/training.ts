@@ -15,7 +15,7 @@ import type { GpuSlice } from '../state';
 import { hasErrors, validateLora, validateTrain } from '../validate';
 import { analyseDataset } from './dataset';
 import { checkModel, loadChosenModel } from './model';
-import { refreshLibrary } from './library';
+import { refreshLibrary, uniqueName } from './library';
 
 const BUSY: string[] = ['preparing', 'running', 'paused', 'stopping', 'saving'];
 
@@ -38,9 +38,7 @@ function shortData(name: string): string {
 
 /** "SmolLM2-135M · alpaca · r8", made unique among existing names. */
 export function adapterName(modelId: string, datasetName: string, r: number, existing: string[]): string {
-  const base = `${shortModel(modelId)} · ${shortData(datasetName)} · r${r}`;
-  if (!existing.includes(base)) return base;
-  for (let i = 2; ; i++) if (!existing.includes(`${base} (${i})`)) return `${base} (${i})`;
+  return uniqueName(`${shortModel(modelId)} · ${shortData(datasetName)} · r${r}`, existing);
 }
 
 /** Why training cannot start now (empty when it can). */
