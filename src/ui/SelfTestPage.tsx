@@ -54,7 +54,7 @@ function AdapterCard({ gpu }: { gpu: Gpu }) {
   ];
   return (
     <section className="card">
-      <h2>WebGPU adapter</h2>
+      <h3>WebGPU adapter</h3>
       <dl className="facts">
         {rows.map(([k, v]) => (
           <div key={k}>
@@ -146,17 +146,15 @@ export function SelfTestPage() {
   }, [attempt]);
 
   return (
-    <main className="page" data-status={status}>
-      <header>
-        <h1>Tabtune</h1>
-        <p className="tagline">LoRA fine-tuning of language models in this browser tab, on WebGPU.</p>
-      </header>
+    <main className="page view" data-status={status}>
+      <h2>Diagnostics</h2>
+      <p className="lead">The WebGPU adapter this browser gives the page, and the engine's kernels checked on it.</p>
 
       {status === 'starting' && <p className="muted">Requesting a WebGPU adapter…</p>}
 
       {status === 'unavailable' && (
         <section className="card alert">
-          <h2>WebGPU is not available</h2>
+          <h3>WebGPU is not available</h3>
           <p>{message}</p>
           <p className="muted">
             Tabtune runs its training kernels on the GPU through WebGPU. Use a recent Chrome or Edge, open the page over
@@ -167,7 +165,7 @@ export function SelfTestPage() {
 
       {status === 'error' && (
         <section className="card alert">
-          <h2>The GPU reported an error</h2>
+          <h3>The GPU reported an error</h3>
           <p>{message}</p>
         </section>
       )}
@@ -177,7 +175,7 @@ export function SelfTestPage() {
       {gpu && (
         <section className="card">
           <div className="card-head">
-            <h2>Engine self-test</h2>
+            <h3>Engine self-test</h3>
             {status === 'passed' && <span className="pill yes big">all {checks.length} checks passed</span>}
             {status === 'failed' && (
               <span className="pill no big">{checks.filter((c) => !c.ok).length} of {checks.length} checks failed</span>

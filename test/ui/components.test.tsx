@@ -277,6 +277,32 @@ describe('App', () => {
     expect(screen.getByTestId('eval-table').textContent).toMatch(/1\.500\s*4\.48/); // e^1.5 with the adapter
   });
 
+  it('keyboard: the hidden file inputs are not tab stops (their buttons are), in Model, Data and Adapters', async () => {
+    const { c } = await makeApp();
+    mount(c);
+    for (const [view, button] of [
+      ['Model', 'Choose folder…'],
+      ['Data', 'Upload file…'],
+      ['Adapters', 'Choose files…'],
+    ] as const) {
+      fireEvent.click(nav().getByRole('button', { name: new RegExp(view) }));
+      const inputs = Array.from(document.querySelectorAll<HTMLInputElement>('input[type="file"]'));
+      expect(inputs.length, view).toBe(1);
+      expect(inputs[0]!.tabIndex, `${view}: the file input is skipped by Tab`).toBe(-1);
+      const b = screen.getByRole('button', { name: button });
+      expect(b.tabIndex).toBe(0);
+    }
+  });
+
+  it('Diagnostics is a view like the others: its own h2 title under the app\'s single h1', async () => {
+    const { c } = await makeApp();
+    mount(c);
+    fireEvent.click(nav().getByRole('button', { name: /Diagnostics/ }));
+    await waitFor(() => expect(screen.getByRole('heading', { level: 2 }).textContent).toBe('Diagnostics'));
+    expect(document.querySelectorAll('h1')).toHaveLength(1);
+    expect(document.querySelector('main.page')).toBeTruthy();
+  });
+
   it('explains a missing WebGPU, with what other browsers need', async () => {
     const engine = new FakeEngine();
     engine.noWebGpu = true;

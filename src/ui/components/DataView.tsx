@@ -132,6 +132,9 @@ export function DataView() {
               ref={fileInput}
               id="dataset-file"
               type="file"
+              // the button next to it is the control; the hidden input stays out of the tab order
+              tabIndex={-1}
+              aria-hidden="true"
               accept=".jsonl,.ndjson,.json,.csv,.tsv,.txt,.md,text/*,application/json"
               className="visually-hidden"
               onChange={(e) => {

@@ -152,6 +152,9 @@ export function LibraryView() {
               ref={input}
               id="import-files"
               type="file"
+              // the button next to it is the control; the hidden input stays out of the tab order
+              tabIndex={-1}
+              aria-hidden="true"
               multiple
               accept=".json,.safetensors,.zip"
               className="visually-hidden"

@@ -253,6 +253,9 @@ export function ModelView() {
               ref={folderInput}
               id="folder-input"
               type="file"
+              // the button next to it is the control; the hidden input stays out of the tab order
+              tabIndex={-1}
+              aria-hidden="true"
               className="visually-hidden"
               multiple
               {...{ webkitdirectory: '', directory: '' }}
