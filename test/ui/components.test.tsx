@@ -234,6 +234,24 @@ describe('App', () => {
     expect(screen.queryByTestId('last-checkpoint')).toBeNull();
   });
 
+  it('a run stopped early is headed as stopped, not finished', async () => {
+    const engine = new FakeEngine();
+    engine.stepMs = 5;
+    const { c } = await makeApp({ engine });
+    c.setTrain({ steps: 1000 });
+    c.go('train');
+    mount(c);
+    let done!: Promise<void>;
+    act(() => {
+      done = c.startTraining();
+    });
+    await act(() => engine.reached(3));
+    act(() => c.stop());
+    await act(() => done);
+    await waitFor(() => expect(screen.getByTestId('train-finished').textContent).toMatch(/Stopped early after/));
+    expect(within(screen.getByTestId('train-progress')).getByRole('heading', { level: 3 }).textContent).toBe('Stopped early');
+  });
+
   it('library: rename and a confirmed delete', async () => {
     const { c } = await makeApp();
     c.setTrain({ steps: 2 });

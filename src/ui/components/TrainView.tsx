@@ -103,7 +103,15 @@ function Progress({ s }: { s: AppState }) {
     <section className="card" aria-labelledby="progress-h" data-status={s.run.status} data-testid="train-progress">
       <div className="card-head">
         <h3 id="progress-h">
-          {s.run.status === 'paused' ? 'Paused' : s.run.status === 'done' ? 'Finished' : running ? 'Training' : 'Progress'}
+          {s.run.status === 'paused'
+            ? 'Paused'
+            : s.run.status === 'done'
+              ? s.library.adapters.find((a) => a.id === s.run.adapterId)?.stoppedEarly
+                ? 'Stopped early'
+                : 'Finished'
+              : running
+                ? 'Training'
+                : 'Progress'}
         </h3>
         <span className="muted small" aria-live="polite">
           step <span data-testid="step">{step}</span> of {total || '—'}
