@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { unzipSync } from 'fflate';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exportPeft } from '../../src/lora/peft';
 import { parseSafetensors, tensorToF32 } from '../../src/model/safetensors';
 import { demoAssetsMissing, writeDemoAssets } from '../../scripts/make-demo-assets';
 import { ARTIFACTS, type Harness, openPage, startHarness } from '../browser/harness';
@@ -55,6 +56,27 @@ async function download(page: Page, button: ReturnType<Page['getByRole']>): Prom
   const [dl] = await Promise.all([page.waitForEvent('download'), button.click()]);
   const path = await dl.path();
   return { name: dl.suggestedFilename(), bytes: new Uint8Array(readFileSync(path)) };
+}
+
+/** A LoRA adapter (q_proj, v_proj; r 4) for a llama with hidden size 32, not the demo model's 64. */
+function otherModelAdapter(): { adapterConfig: string; adapterModel: Uint8Array } {
+  const hidden = 32;
+  const r = 4;
+  return exportPeft({
+    config: { r, lora_alpha: 8, lora_dropout: 0, target_modules: ['q_proj', 'v_proj'], use_rslora: false, bias: 'none', fan_in_fan_out: false, init_lora_weights: true },
+    baseModel: 'someone/other-tiny-llama',
+    modules: [0, 1].flatMap((layer) =>
+      ['q_proj', 'v_proj'].map((name) => ({
+        path: `model.layers.${layer}.self_attn.${name}`,
+        r,
+        inF: hidden,
+        outF: hidden,
+        a: new Float32Array(r * hidden).fill(0.01),
+        b: new Float32Array(r * hidden).fill(0.001),
+      })),
+    ),
+    fanInFanOut: false,
+  });
 }
 
 function checkPeft(config: string, model: Uint8Array) {
@@ -163,6 +185,31 @@ describe('the app in Chromium', () => {
       await nav(page, /Adapters/);
       await page.locator('#import-files').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello') });
       await expect.poll(() => page.getByRole('alert').first().innerText()).toMatch(/missing adapter_config\.json and adapter_model\.safetensors/);
+
+      // An adapter for another base model (hidden size 32, not 64) imports with a warning; in Compare
+      // its column says why it does not fit, and that long message (tensor names) wraps in its cell
+      // instead of running over the next column and widening the page.
+      const other = otherModelAdapter();
+      await page.locator('#import-files').setInputFiles([
+        { name: 'adapter_config.json', mimeType: 'application/json', buffer: Buffer.from(other.adapterConfig) },
+        { name: 'adapter_model.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from(other.adapterModel) },
+      ]);
+      await expect.poll(() => page.getByTestId('adapter-row').count()).toBe(2);
+      await nav(page, /Compare/);
+      for (const box of await page.getByRole('group', { name: 'Adapters' }).getByRole('checkbox').all()) if (!(await box.isChecked())) await box.check();
+      await page.locator('#prompts').fill('The cat');
+      await page.locator('input[name="maxNewTokens"]').fill('2');
+      await page.getByTestId('run-compare').click();
+      await page.waitForSelector('[data-testid="compare-outputs"][data-status="done"]', { timeout: LONG });
+      const bad = page.getByTestId('compare-cell').filter({ has: page.locator('.field-error') });
+      await expect.poll(() => bad.count()).toBe(1);
+      expect(await bad.innerText()).toMatch(/lora_A\.weight/);
+      const fits = await page.evaluate(() => ({
+        page: document.documentElement.scrollWidth <= document.documentElement.clientWidth,
+        cells: [...document.querySelectorAll<HTMLElement>('[data-testid="compare-cell"]')].every((c) => c.scrollWidth <= c.clientWidth),
+      }));
+      await shot(page, '7b-compare-other-model');
+      expect(fits, 'no text runs out of its compare cell or widens the page').toEqual({ page: true, cells: true });
 
       // No network: picking a Hub model fails with a message, and the loaded demo model stays usable.
       const before = errors.length;

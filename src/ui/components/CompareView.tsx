@@ -37,7 +37,7 @@ function Outputs({ s }: { s: AppState }) {
               const cell = cmp.outputs[p]?.[col.key];
               return (
                 <article key={col.key} className={`compare-cell ${cell?.status ?? ''}`} data-testid="compare-cell" aria-busy={cell?.status === 'running'}>
-                  <h4>{col.label}</h4>
+                  <h4 title={col.label}>{col.label}</h4>
                   {cell?.status === 'error' ? (
                     <p className="field-error">{cell.error}</p>
                   ) : (
