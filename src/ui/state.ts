@@ -119,6 +119,9 @@ export interface CompareSlice {
   evals: Record<string, { status: 'running' | 'done' | 'error'; loss?: number; tokens?: number; error?: string }>;
   evalStatus: 'idle' | 'running' | 'done';
   evalSplit: 'validation' | 'all' | null;
+  /** The models the last evaluation measured (its own, not the outputs' columns) and on what data. */
+  evalColumns: CompareColumn[];
+  evalDataset: string | null;
   error: UserMessage | null;
 }
 
@@ -186,6 +189,8 @@ export function initialState(): AppState {
       evals: {},
       evalStatus: 'idle',
       evalSplit: null,
+      evalColumns: [],
+      evalDataset: null,
       error: null,
     },
     notices: [],

@@ -295,6 +295,34 @@ describe('App', () => {
     expect(screen.getByTestId('eval-table').textContent).toMatch(/1\.500\s*4\.48/); // e^1.5 with the adapter
   });
 
+  it('compare: the loss table shows what was evaluated, and the outputs keep their columns, whatever ran after', async () => {
+    const { c } = await makeApp();
+    c.setTrain({ steps: 2 });
+    await c.startTraining();
+    await c.startTraining(); // a second adapter
+    const [second, first] = c.state.library.adapters;
+    c.go('compare');
+    mount(c);
+    // evaluate base + the second adapter only
+    act(() => c.toggleCompareAdapter(first!.id, false));
+    act(() => c.toggleCompareAdapter(second!.id, true));
+    await act(() => c.runEvaluation());
+    const rows = () => [...screen.getByTestId('eval-table').querySelectorAll('tbody tr')].map((r) => r.textContent);
+    expect(rows()).toHaveLength(2);
+    // now generate with both adapters: the table still lists what it measured, no row "waiting" for ever
+    act(() => c.toggleCompareAdapter(first!.id, true));
+    await act(() => c.runCompare());
+    expect(screen.getAllByTestId('compare-cell')).toHaveLength(2 * 3);
+    expect(rows()).toHaveLength(2);
+    expect(rows().join(' ')).not.toMatch(/waiting|evaluating/);
+    expect(rows()[1]).toContain(second!.name);
+    // and an evaluation with fewer adapters does not hide outputs already generated
+    act(() => c.toggleCompareAdapter(first!.id, false));
+    await act(() => c.runEvaluation());
+    expect(screen.getAllByTestId('compare-cell')).toHaveLength(2 * 3);
+    expect(screen.getByTestId('eval-table').querySelector('caption')!.textContent).toContain('demo-qa.jsonl');
+  });
+
   it('keyboard: the hidden file inputs are not tab stops (their buttons are), in Model, Data and Adapters', async () => {
     const { c } = await makeApp();
     mount(c);

@@ -111,7 +111,7 @@ export async function runEvaluation(ctx: AppContext): Promise<void> {
     patch(ctx, 'compare', { error: describeError(e, 'Reading the adapters') });
     return;
   }
-  patch(ctx, 'compare', { evalStatus: 'running', evals: {}, evalSplit: split, columns, error: null });
+  patch(ctx, 'compare', { evalStatus: 'running', evals: {}, evalSplit: split, evalColumns: columns, evalDataset: summary.fileName, error: null });
   for (const col of columns) {
     ctx.store.update((s) => ({ ...s, compare: { ...s.compare, evals: { ...s.compare.evals, [col.key]: { status: 'running' } } } }));
     try {

@@ -67,7 +67,7 @@ function Evals({ s }: { s: AppState }) {
     <table className="results" data-testid="eval-table">
       <caption className="muted small">
         Mean loss per counted token on the {cmp.evalSplit === 'validation' ? 'validation split' : 'whole dataset (it has no validation split)'} of{' '}
-        {s.dataset.summary?.fileName}. Lower is better; perplexity = e^loss.
+        {cmp.evalDataset}. Lower is better; perplexity = e^loss.
       </caption>
       <thead>
         <tr>
@@ -78,7 +78,7 @@ function Evals({ s }: { s: AppState }) {
         </tr>
       </thead>
       <tbody>
-        {cmp.columns.map((col) => {
+        {cmp.evalColumns.map((col) => {
           const e = cmp.evals[col.key];
           return (
             <tr key={col.key}>
