@@ -56,8 +56,13 @@ export function parseFlags(argv: string[], spec: Record<string, FlagSpec>, comma
       continue;
     }
     if (value === undefined) {
-      value = argv[++i];
-      if (value === undefined) throw new UsageError(`${command}: --${name} needs a value.`);
+      value = argv[i + 1];
+      // `--out --json` is a forgotten value, not an output folder named "--json" (a value that
+      // starts with "--" can still be given as --name=--value).
+      if (value === undefined || (value.startsWith('--') && value.length > 2)) {
+        throw new UsageError(`${command}: --${name} needs a value${value === undefined ? '' : `, got the flag ${value}`}.`);
+      }
+      i++;
     }
     out[name] = convert(command, name, value, s);
   }
@@ -67,6 +72,8 @@ export function parseFlags(argv: string[], spec: Record<string, FlagSpec>, comma
   return out;
 }
 
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
 function convert(command: string, name: string, value: string, s: FlagSpec): string | number {
   if (s.type === 'string') {
     if (s.choices && !s.choices.includes(value)) {
@@ -74,8 +81,9 @@ function convert(command: string, name: string, value: string, s: FlagSpec): str
     }
     return value;
   }
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n)) {
+  // Plain decimal notation only: Number() would also take "0x10", "0b1", " 3 " and "".
+  const n = DECIMAL.test(value) ? Number(value) : NaN;
+  if (!Number.isFinite(n)) {
     throw new UsageError(`${command}: --${name} expects a number, got "${value}".`);
   }
   if (s.type === 'int' && !Number.isInteger(n)) throw new UsageError(`${command}: --${name} expects an integer, got "${value}".`);

@@ -107,7 +107,11 @@ export class AppController {
 
   notify(n: Omit<Notice, 'id'>): void {
     const notice: Notice = { ...n, id: this.nextNotice++ };
-    this.store.update((s) => ({ ...s, notices: [...s.notices.slice(-4), notice] }));
+    // A notice replaces an earlier one of the same kind ("Adapter imported" three times is one card, the newest).
+    this.store.update((s) => ({
+      ...s,
+      notices: [...s.notices.filter((o) => o.title !== notice.title || o.level !== notice.level).slice(-4), notice],
+    }));
   }
 
   dismiss(id: number): void {

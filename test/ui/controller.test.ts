@@ -333,6 +333,10 @@ describe('library and compare', () => {
     expect(c.state.library.adapters.map((a) => a.name).sort()).toEqual(
       ['imported adapter', 'imported adapter (2)', 'imported adapter (3)', 'mine', 'mine (2)'].sort(),
     );
+    // one "Adapter imported" card, about the latest, not five piled up above every view
+    const done = c.state.notices.filter((n) => n.title === 'Adapter imported');
+    expect(done).toHaveLength(1);
+    expect(done[0]!.detail).toContain('"imported adapter (3)"');
   });
 
   it('an import whose config and weights do not belong together (another rank) is refused, naming both files', async () => {
