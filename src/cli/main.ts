@@ -10,12 +10,13 @@
  * Exit codes: 0 success, 1 runtime failure (bad data, GPU error), 2 usage error.
  */
 
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Engine } from '../engine/engine';
 import type { LoraSettings, PeftFiles, TrainProgress, TrainSettings } from '../engine/types';
 import { DEFAULT_TRAIN } from '../engine/defaults';
+import type { ModelConfig } from '../model/config';
 import { type FlagSpec, type ParsedFlags, UsageError, bool, num, parseFlags, str } from './args';
 
 const USAGE = `tabtune: LoRA fine-tuning on WebGPU
@@ -134,30 +135,75 @@ async function openEngine(): Promise<Engine> {
 function requireFile(path: string, what: string): string {
   const p = resolve(path);
   if (!existsSync(p)) throw new UsageError(`${what} "${path}" does not exist.`);
+  if (!statSync(p).isFile()) throw new UsageError(`${what} "${path}" is a directory; expected a file.`);
   return p;
 }
 
+function requireDir(path: string, what: string): string {
+  const p = resolve(path);
+  if (!existsSync(p)) throw new UsageError(`${what} "${path}" does not exist.`);
+  if (!statSync(p).isDirectory()) throw new UsageError(`${what} "${path}" is a file; expected a directory.`);
+  return p;
+}
+
+/** --out may exist (a directory) or be created: its nearest existing ancestor must be a directory. */
+function checkOutDir(path: string): string {
+  const p = resolve(path);
+  if (existsSync(p)) {
+    if (!statSync(p).isDirectory()) throw new UsageError(`--out "${path}" is a file; expected a directory (existing or to be created).`);
+    return p;
+  }
+  for (let up = dirname(p); ; up = dirname(up)) {
+    if (existsSync(up)) {
+      if (!statSync(up).isDirectory()) throw new UsageError(`--out "${path}" cannot be created: "${up}" is a file, not a directory.`);
+      return p;
+    }
+    if (dirname(up) === up) return p;
+  }
+}
+
+interface ModelPreflight {
+  path: string;
+  config: ModelConfig;
+}
+
 /** Checks the model folder and its config.json before any GPU work, so mistakes fail fast. */
-async function preflightModel(dir: string): Promise<string> {
-  const path = requireFile(dir, '--model directory');
+async function preflightModel(dir: string): Promise<ModelPreflight> {
+  const path = requireDir(dir, '--model directory');
   if (!existsSync(join(path, 'config.json'))) {
     throw new UsageError(`--model "${dir}" has no config.json; expected a Hugging Face model folder.`);
   }
   const { parseConfig } = await import('../model/config');
-  parseConfig(await readFile(join(path, 'config.json'), 'utf8'), join(path, 'config.json'));
-  return path;
+  const config = parseConfig(await readFile(join(path, 'config.json'), 'utf8'), join(path, 'config.json'));
+  return { path, config };
+}
+
+/**
+ * --max-len against the model's positions: longer sequences would index past GPT-2's learned
+ * position table (and past what any model was trained for). Without the flag, the default is
+ * capped to the model's length.
+ */
+function maxLenFor(f: ParsedFlags, command: string, model: ModelPreflight): number {
+  const maxPos = model.config.maxPositions;
+  const given = num(f, 'max-len');
+  if (given === undefined) return maxPos > 0 ? Math.min(DEFAULT_TRAIN.maxLen, maxPos) : DEFAULT_TRAIN.maxLen;
+  if (maxPos > 0 && given > maxPos) {
+    const key = model.config.arch === 'gpt2' ? 'n_positions' : 'max_position_embeddings';
+    throw new UsageError(`${command}: --max-len ${given} is longer than the model allows (${key} = ${maxPos} in config.json).`);
+  }
+  return given;
 }
 
 async function loadModelFrom(engine: Engine, path: string): Promise<void> {
   await engine.loadModel({ kind: 'dir', id: basename(path), path });
 }
 
-async function readAdapter(dir: string): Promise<PeftFiles> {
-  const path = requireFile(dir, 'adapter directory');
+async function readAdapter(dir: string, flag = '--adapter'): Promise<PeftFiles> {
+  const path = requireDir(dir, `${flag} directory`);
   const cfg = join(path, 'adapter_config.json');
   const model = join(path, 'adapter_model.safetensors');
   if (!existsSync(cfg) || !existsSync(model)) {
-    throw new UsageError(`adapter directory "${dir}" must hold adapter_config.json and adapter_model.safetensors.`);
+    throw new UsageError(`${flag} "${dir}" must hold adapter_config.json and adapter_model.safetensors (a PEFT adapter folder).`);
   }
   return { adapterConfig: await readFile(cfg, 'utf8'), adapterModel: new Uint8Array(await readFile(model)) };
 }
@@ -173,52 +219,176 @@ function fmtTime(s: number): string {
   return m > 0 ? `${m}m${Math.round(s % 60)}s` : `${s.toFixed(1)}s`;
 }
 
+/** Flags that set TrainSettings fields (for --resume: taken from the checkpoint unless given). */
+const TRAIN_SETTING_FLAGS: readonly [string, keyof TrainSettings][] = [
+  ['optimizer', 'optimizer'],
+  ['lr', 'lr'],
+  ['weight-decay', 'weightDecay'],
+  ['batch', 'batch'],
+  ['grad-accum', 'gradAccum'],
+  ['max-len', 'maxLen'],
+  ['scheduler', 'scheduler'],
+  ['warmup', 'warmup'],
+  ['max-grad-norm', 'maxGradNorm'],
+  ['shuffle', 'shuffle'],
+  ['seed', 'seed'],
+  ['val-fraction', 'valFraction'],
+  ['loss-every', 'lossEvery'],
+  ['checkpoint-every', 'checkpointEvery'],
+  ['activation-checkpointing', 'activationCheckpointing'],
+];
+
+/** Settings that decide which records form which batch: a resumed run must keep them. */
+const RESUME_FIXED = new Set<keyof TrainSettings>(['batch', 'gradAccum', 'maxLen', 'shuffle', 'seed', 'valFraction']);
+
+const flagName = (name: string): string => (name === 'shuffle' ? '--shuffle/--no-shuffle' : `--${name}`);
+
+/** The LoRA shape an existing adapter or checkpoint fixes (r, alpha, targets, rsLoRA). */
+interface LoraShape {
+  r: number;
+  lora_alpha: number;
+  target_modules: string[] | string;
+  use_rslora: boolean;
+}
+
+function adapterShape(files: PeftFiles, dir: string): LoraShape {
+  let c: Record<string, unknown>;
+  try {
+    c = JSON.parse(files.adapterConfig) as Record<string, unknown>;
+  } catch (e) {
+    throw new UsageError(`${join(dir, 'adapter_config.json')}: not valid JSON (${(e as Error).message}).`);
+  }
+  if (!c || typeof c !== 'object' || typeof c.r !== 'number' || typeof c.lora_alpha !== 'number') {
+    throw new UsageError(`${join(dir, 'adapter_config.json')}: expected a PEFT LoRA config with numeric "r" and "lora_alpha".`);
+  }
+  const t = c.target_modules;
+  return {
+    r: c.r,
+    lora_alpha: c.lora_alpha,
+    target_modules: typeof t === 'string' || Array.isArray(t) ? (t as string[] | string) : [],
+    use_rslora: c.use_rslora === true,
+  };
+}
+
+function describeTargets(t: string[] | string): string {
+  if (typeof t === 'string') return JSON.stringify(t);
+  const names = [...new Set(t.map((p) => p.slice(p.lastIndexOf('.') + 1)))];
+  return names.length === t.length ? names.join(',') : `${names.join(',')} (${t.length} modules)`;
+}
+
+/** --r, --alpha, --rslora and --targets cannot change the shape of an adapter being continued. */
+function checkLoraFlags(f: ParsedFlags, shape: LoraShape, source: string): void {
+  const given: [string, unknown, unknown][] = [
+    ['r', num(f, 'r'), shape.r],
+    ['alpha', num(f, 'alpha'), shape.lora_alpha],
+    ['rslora', bool(f, 'rslora'), shape.use_rslora],
+  ];
+  for (const [flag, mine, theirs] of given) {
+    if (mine !== undefined && mine !== theirs) {
+      throw new UsageError(
+        `train: --${flag} ${String(mine)} conflicts with ${source}, which has ${flag === 'alpha' ? 'lora_alpha' : flag === 'rslora' ? 'use_rslora' : 'r'} ` +
+          `${String(theirs)}; a continued adapter keeps its r, alpha and targets (leave --${flag} out).`,
+      );
+    }
+  }
+  if (str(f, 'targets') !== undefined) {
+    throw new UsageError(
+      `train: --targets conflicts with ${source}, whose targets are ${describeTargets(shape.target_modules)}; ` +
+        'a continued adapter keeps its r, alpha and targets (leave --targets out).',
+    );
+  }
+}
+
+/** --targets as LoRA target_modules, checked against the model's linear module names. */
+function parseTargets(flag: string, linearModules: string[], modelType: string): string[] | 'all-linear' {
+  const list = flag.split(',').map((t) => t.trim());
+  if (list.length === 1 && list[0]!.toLowerCase() === 'all-linear') return 'all-linear';
+  const available = `this model (${modelType}) has ${linearModules.join(', ')}, or use all-linear`;
+  if (list.every((t) => t === '')) throw new UsageError(`train: --targets is empty; expected module names (${available}).`);
+  if (list.some((t) => t === '')) throw new UsageError(`train: --targets "${flag}" has an empty name; expected comma-separated module names.`);
+  for (const t of list) {
+    if (t.toLowerCase() === 'all-linear') throw new UsageError('train: --targets all-linear cannot be combined with module names.');
+    // PEFT also takes a dotted suffix of the module path (self_attn.q_proj): its last part must be a module name.
+    const last = t.slice(t.lastIndexOf('.') + 1);
+    if (!linearModules.includes(last)) throw new UsageError(`train: --targets "${t}" is not a linear module name; ${available}.`);
+  }
+  return list;
+}
+
 async function train(f: ParsedFlags): Promise<number> {
+  if (num(f, 'steps') !== undefined && num(f, 'epochs') !== undefined) {
+    throw new UsageError('train: give either --steps or --epochs, not both.');
+  }
+  const resume = bool(f, 'resume') ?? false;
+  const initFlag = str(f, 'init-from');
+  if (resume && initFlag) throw new UsageError('train: --resume continues the checkpoint in --out; it cannot be combined with --init-from.');
   const dataPath = requireFile(str(f, 'data')!, '--data file');
-  const out = resolve(str(f, 'out')!);
+  const out = checkOutDir(str(f, 'out')!);
+  const model = await preflightModel(str(f, 'model')!);
   const json = bool(f, 'json') ?? false;
   const log = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
   const settings: TrainSettings = {
     ...DEFAULT_TRAIN,
-    optimizer: (str(f, 'optimizer') as TrainSettings['optimizer']) ?? DEFAULT_TRAIN.optimizer,
-    lr: num(f, 'lr') ?? DEFAULT_TRAIN.lr,
-    weightDecay: num(f, 'weight-decay') ?? DEFAULT_TRAIN.weightDecay,
     steps: num(f, 'steps') ?? 0,
     epochs: num(f, 'epochs') ?? (num(f, 'steps') ? 0 : DEFAULT_TRAIN.epochs),
-    batch: num(f, 'batch') ?? DEFAULT_TRAIN.batch,
-    gradAccum: num(f, 'grad-accum') ?? DEFAULT_TRAIN.gradAccum,
-    maxLen: num(f, 'max-len') ?? DEFAULT_TRAIN.maxLen,
-    scheduler: (str(f, 'scheduler') as TrainSettings['scheduler']) ?? DEFAULT_TRAIN.scheduler,
-    warmup: num(f, 'warmup') ?? DEFAULT_TRAIN.warmup,
-    maxGradNorm: num(f, 'max-grad-norm') ?? DEFAULT_TRAIN.maxGradNorm,
-    shuffle: bool(f, 'shuffle') ?? true,
-    seed: num(f, 'seed') ?? DEFAULT_TRAIN.seed,
-    lossEvery: num(f, 'loss-every') ?? 1,
+    maxLen: maxLenFor(f, 'train', model),
+    shuffle: true,
+    lossEvery: 1,
     evalEvery: 0,
-    checkpointEvery: num(f, 'checkpoint-every') ?? 0,
-    valFraction: num(f, 'val-fraction') ?? 0,
-    activationCheckpointing: bool(f, 'activation-checkpointing') ?? false,
+    checkpointEvery: 0,
+    valFraction: 0,
+    activationCheckpointing: false,
   };
-  if (num(f, 'steps') !== undefined && num(f, 'epochs') !== undefined) {
-    throw new UsageError('train: give either --steps or --epochs, not both.');
+
+  // --resume: everything not given on the command line comes from the checkpoint's run.
+  const ckptPath = join(out, 'checkpoint.safetensors');
+  let resumeFrom: Uint8Array | undefined;
+  let fixedShape: { shape: LoraShape; source: string } | undefined;
+  if (resume) {
+    if (!existsSync(ckptPath)) throw new UsageError(`train --resume: no checkpoint at ${ckptPath} (write one with --checkpoint-every N).`);
+    resumeFrom = new Uint8Array(await readFile(ckptPath));
+    const { decodeCheckpoint } = await import('../train/checkpoint');
+    const run = decodeCheckpoint(resumeFrom, ckptPath).meta.run as { train?: Partial<TrainSettings>; lora?: LoraShape } | undefined;
+    const saved = run?.train ?? {};
+    for (const [flag, key] of TRAIN_SETTING_FLAGS) {
+      const theirs = saved[key];
+      if (theirs === undefined) continue;
+      const mine = f[flag];
+      if (mine === undefined) (settings as unknown as Record<string, unknown>)[key] = theirs;
+      else if (RESUME_FIXED.has(key) && mine !== theirs) {
+        throw new UsageError(
+          `train --resume: ${flagName(flag)} ${String(mine)} differs from the checkpoint's ${String(theirs)}; ` +
+            'a resumed run keeps its batching (leave the flag out).',
+        );
+      }
+    }
+    if (num(f, 'steps') === undefined && num(f, 'epochs') === undefined && saved.steps !== undefined && saved.epochs !== undefined) {
+      settings.steps = saved.steps;
+      settings.epochs = saved.epochs;
+    }
+    if (run?.lora) fixedShape = { shape: run.lora, source: `the checkpoint ${ckptPath}` };
   }
-  const modelPath = await preflightModel(str(f, 'model')!);
+  for (const [flag, key] of TRAIN_SETTING_FLAGS) {
+    if (f[flag] !== undefined) (settings as unknown as Record<string, unknown>)[key] = f[flag];
+  }
+  const initFrom = initFlag ? await readAdapter(initFlag, '--init-from') : undefined;
+  if (initFrom) fixedShape = { shape: adapterShape(initFrom, initFlag!), source: `--init-from ${initFlag}` };
+  if (fixedShape) checkLoraFlags(f, fixedShape.shape, fixedShape.source);
+
   const engine = await openEngine();
   try {
-    await loadModelFrom(engine, modelPath);
-    const modelInfo = await engine.modelInfo();
+    await loadModelFrom(engine, model.path);
+    const modelInfo = engine.modelInfo();
     const targetsFlag = str(f, 'targets');
     const lora: LoraSettings = {
-      r: num(f, 'r') ?? 8,
-      lora_alpha: num(f, 'alpha') ?? 16,
+      r: fixedShape?.shape.r ?? num(f, 'r') ?? 8,
+      lora_alpha: fixedShape?.shape.lora_alpha ?? num(f, 'alpha') ?? 16,
       lora_dropout: num(f, 'dropout') ?? 0.05,
       target_modules:
-        targetsFlag === undefined
-          ? modelInfo.defaultTargets
-          : targetsFlag === 'all-linear'
-            ? 'all-linear'
-            : targetsFlag.split(',').map((s) => s.trim()).filter(Boolean),
-      use_rslora: bool(f, 'rslora') ?? false,
+        // (a regex string from an adapter's config works too: the engine reads any string as PEFT does)
+        (fixedShape?.shape.target_modules as LoraSettings['target_modules'] | undefined) ??
+        (targetsFlag === undefined ? modelInfo.defaultTargets : parseTargets(targetsFlag, modelInfo.linearModules, modelInfo.modelType)),
+      use_rslora: fixedShape?.shape.use_rslora ?? bool(f, 'rslora') ?? false,
     };
     const ds = await engine.loadDataset(basename(dataPath), await readFile(dataPath, 'utf8'), {
       format: (str(f, 'format') as 'auto') ?? 'auto',
@@ -238,14 +408,6 @@ async function train(f: ParsedFlags): Promise<number> {
         `all params: ${est.totalParams.toLocaleString('en-US')} || trainable%: ${est.trainablePercent.toFixed(4)}`,
     );
     await mkdir(out, { recursive: true });
-    const ckptPath = join(out, 'checkpoint.safetensors');
-    let resumeFrom: Uint8Array | undefined;
-    if (bool(f, 'resume')) {
-      if (!existsSync(ckptPath)) throw new UsageError(`train --resume: no checkpoint at ${ckptPath}.`);
-      resumeFrom = new Uint8Array(await readFile(ckptPath));
-    }
-    const initFlag = str(f, 'init-from');
-    const initFrom = initFlag ? await readAdapter(initFlag) : undefined;
     const result = await engine.train(lora, settings, {
       resumeFrom,
       initFrom,
@@ -278,11 +440,13 @@ async function train(f: ParsedFlags): Promise<number> {
 
 async function evaluate(f: ParsedFlags): Promise<number> {
   const dataPath = requireFile(str(f, 'data')!, '--data file');
-  const modelPath = await preflightModel(str(f, 'model')!);
+  const model = await preflightModel(str(f, 'model')!);
+  const maxLen = maxLenFor(f, 'eval', model);
+  const adapterDir = str(f, 'adapter');
+  const adapterFiles = adapterDir ? await readAdapter(adapterDir) : undefined;
   const engine = await openEngine();
   try {
-    await loadModelFrom(engine, modelPath);
-    const maxLen = num(f, 'max-len') ?? DEFAULT_TRAIN.maxLen;
+    await loadModelFrom(engine, model.path);
     const ds = await engine.loadDataset(basename(dataPath), await readFile(dataPath, 'utf8'), {
       format: (str(f, 'format') as 'auto') ?? 'auto',
       maxLen,
@@ -291,8 +455,7 @@ async function evaluate(f: ParsedFlags): Promise<number> {
       previewCount: 0,
     });
     for (const issue of ds.issues) process.stderr.write(`tabtune: ${ds.fileName}:${issue.line}: ${issue.message} (skipped)\n`);
-    const adapterDir = str(f, 'adapter');
-    const adapter = adapterDir ? { key: resolve(adapterDir), files: await readAdapter(adapterDir) } : null;
+    const adapter = adapterDir && adapterFiles ? { key: resolve(adapterDir), files: adapterFiles } : null;
     const r = await engine.evaluate(adapter, 'all');
     if (bool(f, 'json')) process.stdout.write(`${JSON.stringify({ loss: r.loss, tokens: r.tokens })}\n`);
     else process.stdout.write(`loss ${r.loss.toFixed(6)} nats/token over ${r.tokens} tokens (perplexity ${Math.exp(r.loss).toFixed(3)})\n`);
@@ -303,18 +466,29 @@ async function evaluate(f: ParsedFlags): Promise<number> {
 }
 
 async function generate(f: ParsedFlags): Promise<number> {
-  const modelPath = await preflightModel(str(f, 'model')!);
+  const temperature = num(f, 'temperature') ?? 0;
+  if (temperature === 0) {
+    const sampling = ['top-k', 'top-p', 'seed'].filter((k) => f[k] !== undefined);
+    if (sampling.length) {
+      process.stderr.write(
+        `tabtune: warning: ${sampling.map((k) => `--${k}`).join(', ')} ignored: greedy decoding (--temperature 0, the default) ` +
+          'does not sample; give --temperature above 0 to sample.\n',
+      );
+    }
+  }
+  const model = await preflightModel(str(f, 'model')!);
+  const adapterDir = str(f, 'adapter');
+  const adapterFiles = adapterDir ? await readAdapter(adapterDir) : undefined;
   const engine = await openEngine();
   try {
-    await loadModelFrom(engine, modelPath);
-    const adapterDir = str(f, 'adapter');
-    const adapter = adapterDir ? { key: resolve(adapterDir), files: await readAdapter(adapterDir) } : null;
-    await engine.generate(
+    await loadModelFrom(engine, model.path);
+    const adapter = adapterDir && adapterFiles ? { key: resolve(adapterDir), files: adapterFiles } : null;
+    const res = await engine.generate(
       str(f, 'prompt')!,
       adapter,
       {
         maxNewTokens: num(f, 'max-new-tokens') ?? 64,
-        temperature: num(f, 'temperature') ?? 0,
+        temperature,
         topK: num(f, 'top-k') ?? 0,
         topP: num(f, 'top-p') ?? 1,
         seed: num(f, 'seed') ?? 0,
@@ -323,6 +497,11 @@ async function generate(f: ParsedFlags): Promise<number> {
       (delta) => process.stdout.write(delta),
     );
     process.stdout.write('\n');
+    if (res.stopReason === 'context') {
+      process.stderr.write(
+        `tabtune: generation stopped after ${res.tokens} tokens: the model's context (${model.config.maxPositions} positions) is full.\n`,
+      );
+    }
     return 0;
   } finally {
     engine.dispose();
