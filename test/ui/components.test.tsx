@@ -272,6 +272,36 @@ describe('App', () => {
     await waitFor(() => expect(screen.queryAllByTestId('adapter-row')).toHaveLength(0));
   });
 
+  it('library by keyboard: Escape cancels a rename, and closing the form or the delete question gives focus back to its button', async () => {
+    const { c } = await makeApp();
+    c.setTrain({ steps: 2 });
+    await c.startTraining();
+    c.go('library');
+    mount(c);
+    const original = screen.getByTestId('adapter-name').textContent;
+    fireEvent.click(screen.getByRole('button', { name: 'Rename' }));
+    const input = screen.getByLabelText('New name');
+    expect(document.activeElement).toBe(input);
+    fireEvent.change(input, { target: { value: 'half typed' } });
+    fireEvent.keyDown(input, { key: 'Escape' });
+    expect(screen.queryByLabelText('New name')).toBeNull();
+    expect(screen.getByTestId('adapter-name').textContent).toBe(original);
+    expect(document.activeElement).toBe(screen.getByRole('button', { name: 'Rename' }));
+    // saved by Enter: focus is back on Rename, not lost to the page
+    fireEvent.click(screen.getByRole('button', { name: 'Rename' }));
+    fireEvent.change(screen.getByLabelText('New name'), { target: { value: 'by keyboard' } });
+    await act(async () => {
+      fireEvent.submit(screen.getByLabelText('New name').closest('form')!);
+    });
+    await waitFor(() => expect(screen.getByTestId('adapter-name').textContent).toBe('by keyboard'));
+    expect(document.activeElement).toBe(screen.getByRole('button', { name: 'Rename' }));
+    fireEvent.click(screen.getByRole('button', { name: 'Delete…' }));
+    expect(document.activeElement).toBe(screen.getByRole('button', { name: 'Delete for good' }));
+    fireEvent.click(screen.getByRole('button', { name: 'Keep' }));
+    expect(document.activeElement).toBe(screen.getByRole('button', { name: 'Delete…' }));
+    expect(screen.getAllByTestId('adapter-row')).toHaveLength(1);
+  });
+
   it('compare: outputs side by side and the loss table', async () => {
     const { c } = await makeApp();
     c.setTrain({ steps: 2 });

@@ -1,5 +1,5 @@
 /** Step 5: the adapter library — rename, delete, download (zip or the two PEFT files), import; cached models. */
-import { useRef, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import type { AdapterRecord } from '../../store/types';
 import { saveFile } from '../download';
 import { formatBytes, formatDate, formatLoss, targetsLabel } from '../format';
@@ -11,6 +11,20 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
   const [editing, setEditing] = useState(false);
   const [name, setName] = useState(a.name);
   const [confirming, setConfirming] = useState(false);
+  // Keyboard users keep their place: closing the rename form or the delete confirmation puts focus
+  // back on the button that opened it (the form and the confirmation unmount).
+  const renameButton = useRef<HTMLButtonElement>(null);
+  const deleteButton = useRef<HTMLButtonElement>(null);
+  const refocus = useRef<'rename' | 'delete' | null>(null);
+  useEffect(() => {
+    if (!editing && refocus.current === 'rename') renameButton.current?.focus();
+    if (!confirming && refocus.current === 'delete') deleteButton.current?.focus();
+    refocus.current = null;
+  }, [editing, confirming]);
+  const closeRename = () => {
+    refocus.current = 'rename';
+    setEditing(false);
+  };
   const download = async (what: 'zip' | 'config' | 'model') => {
     const f = await c.adapterDownload(a.id, what);
     if (f) saveFile(f.name, f.bytes, f.type);
@@ -25,7 +39,13 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
             className="inline-form"
             onSubmit={(e) => {
               e.preventDefault();
-              void c.renameAdapter(a.id, name).then((ok) => ok && setEditing(false));
+              void c.renameAdapter(a.id, name).then((ok) => ok && closeRename());
+            }}
+            onKeyDown={(e) => {
+              if (e.key === 'Escape') {
+                setName(a.name);
+                closeRename();
+              }
             }}
           >
             <label htmlFor={`rename-${a.id}`} className="visually-hidden">
@@ -40,7 +60,7 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
               className="secondary"
               onClick={() => {
                 setName(a.name);
-                setEditing(false);
+                closeRename();
               }}
             >
               Cancel
@@ -107,7 +127,7 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
         >
           Compare →
         </button>
-        <button type="button" className="secondary" onClick={() => setEditing(true)} disabled={editing}>
+        <button type="button" className="secondary" ref={renameButton} onClick={() => setEditing(true)} disabled={editing}>
           Rename
         </button>
         {confirming ? (
@@ -115,12 +135,19 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
             <button type="button" className="danger" onClick={() => void c.deleteAdapter(a.id)} autoFocus>
               Delete for good
             </button>
-            <button type="button" className="secondary" onClick={() => setConfirming(false)}>
+            <button
+              type="button"
+              className="secondary"
+              onClick={() => {
+                refocus.current = 'delete';
+                setConfirming(false);
+              }}
+            >
               Keep
             </button>
           </span>
         ) : (
-          <button type="button" className="secondary danger" onClick={() => setConfirming(true)}>
+          <button type="button" className="secondary danger" ref={deleteButton} onClick={() => setConfirming(true)}>
             Delete…
           </button>
         )}
