@@ -6,6 +6,7 @@
  *   .json             a JSON array of objects (or one object)
  *   .csv / .tsv       header row + rows (RFC 4180 quoting: "a, ""b""", embedded newlines)
  *   .txt / other      plain text: one record per paragraph (blank-line separated), or the whole file
+ *                     (a .txt whose first lines are JSON objects is read as JSON Lines)
  * Record formats:
  *   text    {"text": "..."}                         CSV column: text
  *   alpaca  {"instruction", "input"?, "output"}     CSV columns: instruction, input?, output
@@ -124,10 +125,27 @@ export function detectContainer(fileName: string, content: string): DatasetConta
     }
     return 'json';
   }
+  // A ".txt" whose first lines are JSON objects is JSON Lines under the wrong extension; as plain
+  // text it would train on the JSON syntax.
+  if ((ext === 'txt' || ext === 'text') && first === '{' && looksLikeJsonl(content)) return 'jsonl';
   if (ext && EXT_CONTAINER[ext]) return EXT_CONTAINER[ext]!;
   if (first === '[') return 'json';
   if (first === '{') return 'jsonl';
   return 'txt';
+}
+
+/** The first (up to three) non-blank lines are each a JSON object. */
+function looksLikeJsonl(content: string): boolean {
+  const text = stripBom(content);
+  const lines: string[] = [];
+  for (let at = 0; at < text.length && lines.length < 3; ) {
+    let end = text.indexOf('\n', at);
+    if (end < 0) end = text.length;
+    const line = text.slice(at, end).trim();
+    if (line) lines.push(line);
+    at = end + 1;
+  }
+  return lines.length > 0 && lines.every(isJsonObject);
 }
 
 function isJsonObject(line: string): boolean {
@@ -197,6 +215,11 @@ function describe(v: unknown): string {
   return `${typeof v} ${preview(v)}`;
 }
 
+/** A JSON.parse error on one line: V8 quotes the offending text, newlines included. */
+function jsonError(e: unknown): string {
+  return (e as Error).message.replace(/\r\n|\n|\r/g, '\\n');
+}
+
 function jsonlRows(text: string, issues: DatasetIssue[]): Row[] {
   const rows: Row[] = [];
   const lines = text.split(/\r\n|\n|\r/);
@@ -208,7 +231,7 @@ function jsonlRows(text: string, issues: DatasetIssue[]): Row[] {
     try {
       v = JSON.parse(s);
     } catch (e) {
-      issues.push({ line, message: `expected a JSON object, got invalid JSON (${(e as Error).message}): ${preview(s)}` });
+      issues.push({ line, message: `expected a JSON object, got invalid JSON (${jsonError(e)}): ${preview(s)}` });
       return;
     }
     if (v === null || typeof v !== 'object' || Array.isArray(v)) {
@@ -246,7 +269,7 @@ function jsonRows(text: string, issues: DatasetIssue[]): Row[] {
     try {
       v = JSON.parse(text);
     } catch (e) {
-      issues.push({ line, message: `expected a JSON array of records, got invalid JSON (${(e as Error).message})` });
+      issues.push({ line, message: `expected a JSON array of records, got invalid JSON (${jsonError(e)})` });
       return [];
     }
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) return [{ line, value: v as Record<string, unknown> }];
@@ -294,7 +317,7 @@ function jsonRows(text: string, issues: DatasetIssue[]): Row[] {
     try {
       v = JSON.parse(chunk);
     } catch (e) {
-      issues.push({ line: startLine, message: `expected a JSON object, got invalid JSON (${(e as Error).message}): ${preview(chunk)}` });
+      issues.push({ line: startLine, message: `expected a JSON object, got invalid JSON (${jsonError(e)}): ${preview(chunk)}` });
       continue;
     }
     if (v === null || typeof v !== 'object' || Array.isArray(v)) {
@@ -539,7 +562,7 @@ export function parseDataset(fileName: string, content: string, opts: ParseOptio
   for (const row of rows) {
     if (typeof row.value === 'string') {
       if (format !== 'text') {
-        issues.push({ line: row.line, message: `expected a ${format} record, got plain text (plain-text files hold text records only)` });
+        issues.push({ line: row.line, message: `expected ${format === 'alpaca' ? 'an' : 'a'} ${format} record, got plain text (plain-text files hold text records only)` });
         continue;
       }
       records.push({ kind: 'text', line: row.line, text: row.value });

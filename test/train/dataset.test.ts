@@ -32,6 +32,18 @@ describe('detectFormat', () => {
     expect(detectFormat('data', '\ufeff{"text": "a"}')).toEqual({ container: 'jsonl', format: 'text' });
     expect(detectFormat('README', 'plain words')).toEqual({ container: 'txt', format: 'text' });
   });
+
+  it('a .txt holding JSON Lines is read as JSON Lines, not as text with JSON syntax', () => {
+    const jsonl = '\ufeff{"instruction": "a", "output": "b"}\r\n\r\n{"instruction": "c", "output": "d"}\r\n';
+    expect(detectFormat('train.txt', jsonl)).toEqual({ container: 'jsonl', format: 'alpaca' });
+    expect(parseDataset('train.txt', jsonl).records).toEqual([
+      { kind: 'alpaca', line: 1, instruction: 'a', input: '', output: 'b' },
+      { kind: 'alpaca', line: 3, instruction: 'c', input: '', output: 'd' },
+    ]);
+    // Text that merely starts with a brace stays text.
+    expect(detectFormat('notes.txt', '{braces} in prose\n\nmore')).toEqual({ container: 'txt', format: 'text' });
+    expect(detectFormat('notes.txt', '{"a": 1}\nthen prose')).toEqual({ container: 'txt', format: 'text' });
+  });
 });
 
 describe('parseDataset: JSONL', () => {
@@ -132,6 +144,16 @@ describe('parseDataset: JSON array', () => {
     ]);
   });
 
+  it('issue messages stay on one line when the broken JSON spans several', () => {
+    const d = parseDataset('d.json', '[\n{"text": "a"},\n{"text":\n "b" oops\n}\n]');
+    expect(d.issues).toHaveLength(1);
+    expect(d.issues[0]!.line).toBe(3);
+    const notJson = parseDataset('csv-named.json', 'text\nThe cat\n');
+    expect(notJson.issues).toHaveLength(1);
+    expect(notJson.issues[0]!.message).toMatch(/^expected a JSON array of records, got invalid JSON/);
+    for (const i of [...d.issues, ...notJson.issues]) expect(i.message).not.toMatch(/[\r\n]/);
+  });
+
   it('a single object is one record; garbage is one issue', () => {
     expect(parseDataset('d.json', '{"text": "solo"}').records).toEqual([{ kind: 'text', line: 1, text: 'solo' }]);
     const d = parseDataset('d.json', '"just a string"');
@@ -191,6 +213,7 @@ describe('parseDataset: plain text', () => {
     ]);
     expect(parseDataset('t.txt', '\n\n').issues).toEqual([{ line: 1, message: 'expected at least one record, got an empty file' }]);
     expect(parseDataset('t.txt', 'x', { format: 'chat' }).issues[0]!.message).toMatch(/plain-text files hold text records only/);
+    expect(parseDataset('t.txt', 'x', { format: 'alpaca' }).issues[0]!.message).toMatch(/^expected an alpaca record, got plain text/);
   });
 
   it('never throws on garbage', () => {
