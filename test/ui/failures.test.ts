@@ -206,7 +206,7 @@ describe('a wrong folder dropped as a model', () => {
     expect(c.state.model.check.status).toBe('error');
     expect(err.title).toBe('Not a model folder');
     expect(err.detail).toBe(
-      '"local-model" has no config.json, tokenizer.json and the weights (model.safetensors, or model.safetensors.index.json with its shards). Found: train.jsonl.',
+      '"local-model" has no config.json, tokenizer.json and safetensors weights (model.safetensors, or model.safetensors.index.json with its shards). Found: train.jsonl.',
     );
     expect(err.action).toMatch(/folder that holds config\.json/);
     expect(engine.calls.filter((x) => x.startsWith('loadModel:local'))).toEqual([]);
@@ -221,7 +221,7 @@ describe('a wrong folder dropped as a model', () => {
 
     const noWeights = demoFiles().filter((f) => !f.name.endsWith('.safetensors'));
     await c.chooseModel({ kind: 'files', id: 'tabtune-demo', files: [...noWeights, file('tabtune-demo/pytorch_model.bin', 'x')] });
-    expect(c.state.model.check.error!.detail).toMatch(/has no the weights \(model\.safetensors/);
+    expect(c.state.model.check.error!.detail).toMatch(/has no safetensors weights \(model\.safetensors/);
     expect(c.state.model.check.error!.action).toMatch(/PyTorch files.*safe_serialization=True/);
 
     await c.chooseModel({

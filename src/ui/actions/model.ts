@@ -57,15 +57,15 @@ export async function folderProblem(files: File[], id: string): Promise<UserMess
   const missing: string[] = [];
   if (!(await has(CONFIG_FILE))) missing.push(CONFIG_FILE);
   if (!(await has(TOKENIZER_FILE))) missing.push(TOKENIZER_FILE);
-  if (!(await has(WEIGHTS_FILE)) && !(await has(WEIGHTS_INDEX_FILE))) missing.push(`the weights (${WEIGHTS_FILE}, or ${WEIGHTS_INDEX_FILE} with its shards)`);
+  if (!(await has(WEIGHTS_FILE)) && !(await has(WEIGHTS_INDEX_FILE))) missing.push(`safetensors weights (${WEIGHTS_FILE}, or ${WEIGHTS_INDEX_FILE} with its shards)`);
   if (missing.length === 0) return null;
   const names = files.map((f) => f.name);
   const any = (re: RegExp) => names.some((n) => re.test(n));
   let action = 'Choose the folder that holds config.json (e.g. a clone of the model\'s Hugging Face repo).';
   if (any(/^adapter_config\.json$/)) action = 'These look like the files of a LoRA adapter (adapter_config.json): import them in Adapters instead, and pick its base model here.';
-  else if (missing.length === 1 && missing[0]!.startsWith('the weights') && any(/\.(bin|pt|pth)$/i)) {
+  else if (missing.length === 1 && missing[0]!.startsWith('safetensors weights') && any(/\.(bin|pt|pth)$/i)) {
     action = 'Its weights are PyTorch files, which Tabtune cannot read: save them as safetensors (save_pretrained(..., safe_serialization=True)).';
-  } else if (missing.length === 1 && missing[0]!.startsWith('the weights') && any(/\.gguf$/i)) {
+  } else if (missing.length === 1 && missing[0]!.startsWith('safetensors weights') && any(/\.gguf$/i)) {
     action = 'GGUF files cannot be read: use the original (safetensors) version of the model.';
   } else if (missing.length === 1 && missing[0] === TOKENIZER_FILE && any(/^(tokenizer\.model|vocab\.json|merges\.txt)$/)) {
     action = 'Tabtune needs the "fast" tokenizer file tokenizer.json (saved by recent transformers versions).';
