@@ -375,6 +375,25 @@ describe('library and compare', () => {
     expect(c.state.compare.evalSplit).toBe('validation');
   });
 
+  it('deleting an adapter takes it out of Compare: the pick, its outputs column and its loss row', async () => {
+    const { c } = await makeApp();
+    c.setTrain({ steps: 2 });
+    await c.startTraining();
+    await c.startTraining();
+    const [a, b] = c.state.library.adapters;
+    c.toggleCompareAdapter(a!.id, true);
+    c.toggleCompareAdapter(b!.id, true);
+    await c.runCompare();
+    await c.runEvaluation();
+    expect(c.state.compare.columns.map((x) => x.key).sort()).toEqual(['base', a!.id, b!.id].sort());
+    await c.deleteAdapter(a!.id);
+    const cmp = c.state.compare;
+    expect(cmp.adapterIds).toEqual([b!.id]);
+    expect(cmp.columns.map((x) => x.key)).toEqual(['base', b!.id]);
+    expect(cmp.evalColumns.map((x) => x.key)).toEqual(['base', b!.id]);
+    expect(cmp.columns.map((x) => x.label)).not.toContain(a!.name);
+  });
+
   it('a failed generation shows in its cell and the others still run', async () => {
     const { c, engine } = await makeApp();
     c.setPrompts('a\nb');

@@ -33,7 +33,13 @@ export async function refreshLibrary(ctx: AppContext): Promise<void> {
     ctx.store.update((s) => ({
       ...s,
       library: { ...s.library, adapters, models, storage: est ? { ...est, persisted } : null },
-      compare: { ...s.compare, adapterIds: s.compare.adapterIds.filter((id) => known.has(id)) },
+      // A deleted adapter leaves Compare too: its pick, its output column and its row of losses.
+      compare: {
+        ...s.compare,
+        adapterIds: s.compare.adapterIds.filter((id) => known.has(id)),
+        columns: s.compare.columns.filter((col) => col.key === 'base' || known.has(col.key)),
+        evalColumns: s.compare.evalColumns.filter((col) => col.key === 'base' || known.has(col.key)),
+      },
     }));
   } catch (e) {
     ctx.notify({ level: 'error', ...describeError(e, 'Reading the adapter library') });
