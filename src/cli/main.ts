@@ -162,6 +162,35 @@ function checkOutDir(path: string): string {
   }
 }
 
+/**
+ * A dataset file as text. It must be UTF-8 (a BOM is fine): a UTF-16 file (Windows "Unicode") or a
+ * Latin-1 one would otherwise parse as garbage or train on replacement characters without a word.
+ */
+async function readDataText(path: string, given: string): Promise<string> {
+  const bytes = new Uint8Array(await readFile(path));
+  if (bytes.length >= 2 && ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff))) {
+    throw new Error(`--data file "${given}" is UTF-16 text (it starts with a UTF-16 byte order mark); expected UTF-8: save it as UTF-8.`);
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    // Name the first line that is not UTF-8.
+    const strict = new TextDecoder('utf-8', { fatal: true });
+    let line = 1;
+    for (let start = 0; start < bytes.length; line++) {
+      let end = bytes.indexOf(0x0a, start);
+      if (end < 0) end = bytes.length;
+      try {
+        strict.decode(bytes.subarray(start, end));
+      } catch {
+        break;
+      }
+      start = end + 1;
+    }
+    throw new Error(`--data file "${given}": line ${line} is not UTF-8 text; expected UTF-8 (save the file as UTF-8).`);
+  }
+}
+
 interface ModelPreflight {
   path: string;
   config: ModelConfig;
@@ -323,6 +352,7 @@ async function train(f: ParsedFlags): Promise<number> {
   const initFlag = str(f, 'init-from');
   if (resume && initFlag) throw new UsageError('train: --resume continues the checkpoint in --out; it cannot be combined with --init-from.');
   const dataPath = requireFile(str(f, 'data')!, '--data file');
+  const dataText = await readDataText(dataPath, str(f, 'data')!);
   const out = checkOutDir(str(f, 'out')!);
   const model = await preflightModel(str(f, 'model')!);
   const json = bool(f, 'json') ?? false;
@@ -390,7 +420,7 @@ async function train(f: ParsedFlags): Promise<number> {
         (targetsFlag === undefined ? modelInfo.defaultTargets : parseTargets(targetsFlag, modelInfo.linearModules, modelInfo.modelType)),
       use_rslora: fixedShape?.shape.use_rslora ?? bool(f, 'rslora') ?? false,
     };
-    const ds = await engine.loadDataset(basename(dataPath), await readFile(dataPath, 'utf8'), {
+    const ds = await engine.loadDataset(basename(dataPath), dataText, {
       format: (str(f, 'format') as 'auto') ?? 'auto',
       maxLen: settings.maxLen,
       valFraction: settings.valFraction,
@@ -440,6 +470,7 @@ async function train(f: ParsedFlags): Promise<number> {
 
 async function evaluate(f: ParsedFlags): Promise<number> {
   const dataPath = requireFile(str(f, 'data')!, '--data file');
+  const dataText = await readDataText(dataPath, str(f, 'data')!);
   const model = await preflightModel(str(f, 'model')!);
   const maxLen = maxLenFor(f, 'eval', model);
   const adapterDir = str(f, 'adapter');
@@ -447,7 +478,7 @@ async function evaluate(f: ParsedFlags): Promise<number> {
   const engine = await openEngine();
   try {
     await loadModelFrom(engine, model.path);
-    const ds = await engine.loadDataset(basename(dataPath), await readFile(dataPath, 'utf8'), {
+    const ds = await engine.loadDataset(basename(dataPath), dataText, {
       format: (str(f, 'format') as 'auto') ?? 'auto',
       maxLen,
       valFraction: 0,

@@ -79,6 +79,19 @@ describe('tabtune CLI: arguments and paths', () => {
     expect(outUnder.line).toMatch(/--out ".*sub" cannot be created: ".*text\.jsonl" is a file/);
   });
 
+  it('a data file that is not UTF-8 is named with its first bad line', async () => {
+    const utf16 = join(dir, 'utf16.jsonl');
+    await writeFile(utf16, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('{"text": "The cat"}\n', 'utf16le')]));
+    const a = await fails(['eval', '--model', llama, '--data', utf16]);
+    expect(a.code).toBe(1);
+    expect(a.line).toBe('tabtune: --data file "' + utf16 + '" is UTF-16 text (it starts with a UTF-16 byte order mark); expected UTF-8: save it as UTF-8.');
+    const latin1 = join(dir, 'latin1.txt');
+    await writeFile(latin1, Buffer.from('The cat sat.\n\nLe caf\xe9.\n', 'latin1'));
+    const b = await fails(['train', '--model', llama, '--data', latin1, '--out', join(dir, 'latin1-out')]);
+    expect(b.code).toBe(1);
+    expect(b.line).toBe('tabtune: --data file "' + latin1 + '": line 3 is not UTF-8 text; expected UTF-8 (save the file as UTF-8).');
+  });
+
   it('--max-len may not exceed the model positions; the default is capped to them', async () => {
     const cfg = JSON.parse(await readFile(join(gpt2, 'config.json'), 'utf8')) as { n_positions: number };
     const n = cfg.n_positions;
