@@ -94,6 +94,11 @@ const GENERATE_FLAGS: Record<string, FlagSpec> = {
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // `tabtune train --help` prints the usage (it is not an unknown flag); a value "--help" can be given as --prompt=--help.
+  if (['train', 'eval', 'generate'].includes(command ?? '') && rest.some((a) => a === '--help' || a === '-h')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
   try {
     switch (command) {
       case 'train':

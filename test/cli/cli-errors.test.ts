@@ -61,6 +61,13 @@ describe('tabtune CLI: arguments and paths', () => {
     expect(r.line).toBe('tabtune: train: --out needs a value, got the flag --json.');
   });
 
+  it('`train --help` prints the usage', async () => {
+    const r = await run(['train', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/tabtune train --model DIR --data FILE --out DIR/);
+    expect(ownLines(r.stderr)).toEqual([]);
+  });
+
   it('--data must be a file, --model and adapters folders, --out a folder that can be made', async () => {
     const dataDir = await fails(['eval', '--model', llama, '--data', dir]);
     expect(dataDir.code).toBe(2);
