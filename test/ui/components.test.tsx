@@ -252,6 +252,30 @@ describe('App', () => {
     expect(within(screen.getByTestId('train-progress')).getByRole('heading', { level: 3 }).textContent).toBe('Stopped early');
   });
 
+  it('an unfinished run is discarded only when confirmed; Keep leaves it resumable', async () => {
+    const { c, engine } = await makeApp();
+    c.setTrain({ steps: 4, checkpointEvery: 2 });
+    engine.failNext.train = Object.assign(new Error('boom'), { name: 'EngineError' });
+    await c.startTraining();
+    expect(c.state.resumable).toHaveLength(1);
+    c.go('train');
+    mount(c);
+    const run = () => screen.queryAllByTestId('resumable-run');
+    fireEvent.click(within(run()[0]!).getByRole('button', { name: 'Discard…' }));
+    expect(c.state.resumable).toHaveLength(1); // one click deletes nothing
+    const confirm = within(run()[0]!).getByRole('group', { name: 'Confirm discard' });
+    expect(document.activeElement).toBe(within(confirm).getByRole('button', { name: 'Discard the checkpoint' }));
+    fireEvent.click(within(confirm).getByRole('button', { name: 'Keep' }));
+    expect(document.activeElement).toBe(within(run()[0]!).getByRole('button', { name: 'Discard…' }));
+    expect(c.state.resumable).toHaveLength(1);
+    fireEvent.click(within(run()[0]!).getByRole('button', { name: 'Discard…' }));
+    await act(async () => {
+      fireEvent.click(within(run()[0]!).getByRole('button', { name: 'Discard the checkpoint' }));
+    });
+    await waitFor(() => expect(run()).toHaveLength(0));
+    expect(c.state.resumable).toHaveLength(0);
+  });
+
   it('library: rename and a confirmed delete', async () => {
     const { c } = await makeApp();
     c.setTrain({ steps: 2 });

@@ -1,4 +1,5 @@
 /** Step 4: train — start/pause/resume/stop, progress, live loss curve, resumable runs. */
+import { useEffect, useRef, useState } from 'react';
 import { saveFile } from '../download';
 import { formatBytes, formatDate, formatDuration, formatInt, formatLoss, formatSci, formatSetting } from '../format';
 import { useAppState, useController } from '../hooks';
@@ -7,6 +8,42 @@ import { LossChart } from './LossChart';
 import { MessageCard, ProgressBar, Stat } from './common';
 import { exportFiles } from '../actions/library';
 import { gpuBlocker } from '../actions/training';
+
+/** Discarding deletes the run's checkpoint (its training so far): asked once more, as deleting an adapter is. */
+function DiscardButton({ runId, disabled }: { runId: string; disabled: boolean }) {
+  const c = useController();
+  const [confirming, setConfirming] = useState(false);
+  const discard = useRef<HTMLButtonElement>(null);
+  const back = useRef(false);
+  useEffect(() => {
+    if (!confirming && back.current) discard.current?.focus();
+    back.current = false;
+  }, [confirming]);
+  if (confirming) {
+    return (
+      <span className="confirm" role="group" aria-label="Confirm discard">
+        <button type="button" className="danger" disabled={disabled} onClick={() => void c.discardRun(runId)} autoFocus>
+          Discard the checkpoint
+        </button>
+        <button
+          type="button"
+          className="secondary"
+          onClick={() => {
+            back.current = true;
+            setConfirming(false);
+          }}
+        >
+          Keep
+        </button>
+      </span>
+    );
+  }
+  return (
+    <button type="button" ref={discard} className="secondary danger" disabled={disabled} onClick={() => setConfirming(true)}>
+      Discard…
+    </button>
+  );
+}
 
 function Resumable({ s }: { s: AppState }) {
   const c = useController();
@@ -39,9 +76,7 @@ function Resumable({ s }: { s: AppState }) {
               <button type="button" disabled={busy || !!noGpu} onClick={() => void c.resumeRun(r.id)}>
                 Resume
               </button>
-              <button type="button" className="secondary danger" disabled={busy} onClick={() => void c.discardRun(r.id)}>
-                Discard
-              </button>
+              <DiscardButton runId={r.id} disabled={busy} />
             </div>
           </li>
         ))}
