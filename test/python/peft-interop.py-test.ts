@@ -63,7 +63,7 @@ describe('PEFT interop with Python transformers + peft', () => {
       const data = join(dir, 'eval.jsonl');
 
       // Base model: the same loss on both sides.
-      const baseHere = await tabtune(['eval', '--model', model, '--data', data, '--max-len', '256', '--json']);
+      const baseHere = await tabtune(['eval', '--model', model, '--data', data, '--json']);
       const baseThere = await python(['eval', '--model', model, '--data', data]);
       expectSameLoss(baseHere, baseThere, `${c.type} base`);
 
@@ -72,7 +72,7 @@ describe('PEFT interop with Python transformers + peft', () => {
       const trainArgs = ['train', '--model', model, '--data', join(dir, 'train.jsonl'), '--out', ours, '--targets', c.targets, '--r', '4', '--alpha', '8', '--dropout', '0', '--steps', '12', '--lr', '0.02', '--seed', '3', '--json'];
       if (c.rslora) trainArgs.push('--rslora');
       await tabtune(trainArgs);
-      const oursHere = await tabtune(['eval', '--model', model, '--adapter', ours, '--data', data, '--max-len', '256', '--json']);
+      const oursHere = await tabtune(['eval', '--model', model, '--adapter', ours, '--data', data, '--json']);
       const oursThere = await python(['eval', '--model', model, '--adapter', ours, '--data', data]);
       expectSameLoss(oursHere, oursThere, `${c.type} Tabtune adapter`);
 
@@ -82,7 +82,7 @@ describe('PEFT interop with Python transformers + peft', () => {
       if (c.rslora) mk.push('--rslora');
       await python(mk);
       const theirsThere = await python(['eval', '--model', model, '--adapter', theirs, '--data', data]);
-      const theirsHere = await tabtune(['eval', '--model', model, '--adapter', theirs, '--data', data, '--max-len', '256', '--json']);
+      const theirsHere = await tabtune(['eval', '--model', model, '--adapter', theirs, '--data', data, '--json']);
       expectSameLoss(theirsHere, theirsThere, `${c.type} Python PEFT adapter`);
       console.log(
         `[tabtune] ${c.type}, loss on ${baseHere.tokens} tokens (Tabtune | Python): base ${baseHere.loss!.toFixed(5)} | ${baseThere.loss!.toFixed(5)}; ` +
