@@ -191,6 +191,13 @@ export class Engine implements EngineApi {
     opts: { format?: DatasetFormat | 'auto'; maxLen: number; valFraction: number; seed: number; previewCount?: number },
   ): Promise<DatasetSummary> {
     const m = this.requireModel();
+    const maxPos = m.config.maxPositions;
+    if (maxPos > 0 && opts.maxLen > maxPos) {
+      // Past the position table (GPT-2's learned positions) there is nothing to read; past
+      // max_position_embeddings no model was trained.
+      const key = m.config.arch === 'gpt2' ? 'n_positions' : 'max_position_embeddings';
+      throw new EngineError(`Max sequence length ${opts.maxLen} is longer than ${m.id} allows (${key} = ${maxPos} in config.json).`);
+    }
     const format = opts.format && opts.format !== 'auto' ? opts.format : undefined;
     const parsed = parseDataset(fileName, content, { format });
     const tokenized = tokenizeRecords(m.tokenizer, parsed.records, {
@@ -206,7 +213,7 @@ export class Engine implements EngineApi {
     issues.sort((a, b) => a.line - b.line);
     if (usable.length === 0) {
       const first = issues[0] ? ` First problem: line ${issues[0].line}: ${issues[0].message}.` : '';
-      throw new EngineError(`${fileName}: no usable training records (${parsed.records.length} parsed).${first}`);
+      throw new EngineError(`${fileName}: no usable records (${parsed.records.length} parsed).${first}`);
     }
     const { train, val } = splitTrainVal(usable, { valFraction: opts.valFraction, seed: opts.seed });
     const previewCount = opts.previewCount ?? 20;

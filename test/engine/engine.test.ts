@@ -185,6 +185,21 @@ describe('engine: dataset summary and estimates', () => {
     }
   });
 
+  it('refuses a max length past the model\'s positions (GPT-2 has no positions to read there)', async () => {
+    const engine = new Engine(await getGpu());
+    try {
+      const info = await engine.loadModel({ kind: 'dir', id: 'tiny-gpt2', path: models.get('gpt2')! });
+      expect(info.maxPositions).toBeGreaterThan(0);
+      const ok = await engine.loadDataset('corpus.jsonl', DATA, { maxLen: info.maxPositions, valFraction: 0, seed: 0 });
+      expect(ok.trainRecords).toBeGreaterThan(0);
+      await expect(engine.loadDataset('corpus.jsonl', DATA, { maxLen: info.maxPositions + 1, valFraction: 0, seed: 0 })).rejects.toThrow(
+        new RegExp(`Max sequence length ${info.maxPositions + 1} is longer than tiny-gpt2 allows \\(n_positions = ${info.maxPositions} in config\\.json\\)`),
+      );
+    } finally {
+      engine.unload();
+    }
+  });
+
   it('estimates trainable parameters like PEFT and less activation memory with checkpointing', async () => {
     const engine = new Engine(await getGpu());
     try {

@@ -106,6 +106,16 @@ describe('model check before download', () => {
     expect(after.warnings.some((w) => /activation checkpointing/.test(w))).toBe(false);
   });
 
+  it('a model with a shorter context than the default max length starts within it', async () => {
+    const { c, engine } = await makeApp({ fetch: fakeFetch({ [SMOL]: SMOL_CONFIG }) });
+    await c.chooseModel({ kind: 'hub', id: 'HuggingFaceTB/SmolLM2-135M' });
+    expect(await c.loadModel()).toBe(true);
+    const positions = c.state.model.info!.maxPositions;
+    expect(positions).toBe(128); // the fake engine's model
+    expect(c.state.train.maxLen).toBe(positions);
+    expect(engine.calls).toContain('loadModel:HuggingFaceTB/SmolLM2-135M');
+  });
+
   it('refuses a model whose largest tensor does not fit this GPU', async () => {
     const engine = new FakeEngine();
     const gpuInfo = engine.gpuInfo.bind(engine);

@@ -163,7 +163,7 @@ export class FakeEngine implements AppEngine {
         issues.push({ line: i + 1, message: 'not valid JSON' });
       }
     });
-    if (records.length === 0) throw Object.assign(new Error(`${fileName}: no usable training records.`), { name: 'EngineError' });
+    if (records.length === 0) throw Object.assign(new Error(`${fileName}: no usable records.`), { name: 'EngineError' });
     const val = Math.floor(records.length * opts.valFraction);
     this.datasetLoaded = true;
     return {

@@ -123,7 +123,7 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
   if (!sameChoice(ctx.store.get().model.choice, choice)) return;
   const s = ctx.store.get();
   // Cost at the settings this model would get when loaded.
-  const { lora, train } = presetSettings(choice.id, null);
+  const { lora, train } = presetSettings(choice.id, null, config.maxPositions);
   const est = await ctx.platform.storageEstimate();
   const cost = estimateCost(config, { ...lora, target_modules: lora.target_modules }, { ...s.train, ...train }, s.gpu.info, {
     downloadBytes: downloadBytes ?? undefined,
@@ -137,10 +137,12 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
  * In the browser a run checkpoints and validates periodically by default, so a closed tab loses
  * little and the curve shows a validation line.
  */
-export function presetSettings(id: string, defaultTargets: string[] | null) {
+export function presetSettings(id: string, defaultTargets: string[] | null, maxPositions = 0) {
   const e = catalogEntry(id);
   const lora = { ...DEFAULT_LORA, target_modules: defaultTargets ?? DEFAULT_LORA.target_modules, ...e?.lora };
   const train = { ...DEFAULT_TRAIN, checkpointEvery: 25, evalEvery: 50, ...e?.train };
+  // A model with a short context (e.g. a small GPT-2 variant) starts within it.
+  if (maxPositions > 0 && train.maxLen > maxPositions) train.maxLen = maxPositions;
   return { lora, train };
 }
 
@@ -174,7 +176,7 @@ export async function loadChosenModel(ctx: AppContext, opts: { keepSettings?: bo
     const source = storedSource(choice);
     patch(ctx, 'model', { load: { status: 'ready', progress: null, error: null }, info, source });
     if (!opts.keepSettings) {
-      const { lora, train } = presetSettings(info.id, info.defaultTargets);
+      const { lora, train } = presetSettings(info.id, info.defaultTargets, info.maxPositions);
       ctx.store.update((s) => ({ ...s, lora, train }));
     }
     if (choice.kind === 'hub' && ctx.stores) {
