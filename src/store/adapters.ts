@@ -83,6 +83,9 @@ export class AdapterLibrary {
     const tx = this.db.transaction('adapters', 'readwrite');
     const rec = await tx.store.get(id);
     if (!rec) throw new Error(`Adapter ${id} no longer exists (deleted in another tab?).`);
+    // Names tell adapters apart in Compare's columns and in downloads: keep them unique.
+    const taken = (await tx.store.getAll()).some((o) => o.id !== id && o.name.toLowerCase() === clean.toLowerCase());
+    if (taken) throw new Error(`An adapter named "${clean}" is already in the library; choose another name.`);
     const next = { ...rec, name: clean };
     await Promise.all([tx.store.put(next), tx.done]);
     return next;

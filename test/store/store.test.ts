@@ -65,6 +65,10 @@ describe('adapter library', () => {
     await lib.rename(a.id, '  renamed ');
     expect((await lib.get(a.id))!.name).toBe('renamed');
     await expect(lib.rename(a.id, '   ')).rejects.toThrow(/cannot be empty/);
+    await expect(lib.rename(a.id, ' Second')).rejects.toThrow('An adapter named "Second" is already in the library; choose another name.');
+    expect((await lib.get(a.id))!.name).toBe('renamed');
+    await lib.rename(a.id, 'Renamed'); // its own name in another case is fine
+    expect((await lib.get(a.id))!.name).toBe('Renamed');
     const files = await lib.files(b.id);
     expect(files.adapterConfig).toBe(FILES.adapterConfig);
     expect(Buffer.from(files.adapterModel).equals(Buffer.from(FILES.adapterModel))).toBe(true);
