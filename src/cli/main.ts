@@ -132,6 +132,16 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** Runs `f`; an adapter that does not fit the model is reported with the folder it came from. */
+async function withAdapterDir<T>(dir: string | undefined, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (dir && (e as Error).name === 'PeftError') throw new Error(`--adapter ${dir}: ${(e as Error).message}`);
+    throw e;
+  }
+}
+
 async function openEngine(): Promise<Engine> {
   const [{ createNodeGpu }, { Engine }] = await Promise.all([import('../gpu/node'), import('../engine/engine')]);
   return new Engine(await createNodeGpu());
@@ -492,7 +502,7 @@ async function evaluate(f: ParsedFlags): Promise<number> {
     });
     for (const issue of ds.issues) process.stderr.write(`tabtune: ${ds.fileName}:${issue.line}: ${issue.message} (skipped)\n`);
     const adapter = adapterDir && adapterFiles ? { key: resolve(adapterDir), files: adapterFiles } : null;
-    const r = await engine.evaluate(adapter, 'all');
+    const r = await withAdapterDir(adapterDir, () => engine.evaluate(adapter, 'all'));
     if (bool(f, 'json')) process.stdout.write(`${JSON.stringify({ loss: r.loss, tokens: r.tokens })}\n`);
     else process.stdout.write(`loss ${r.loss.toFixed(6)} nats/token over ${r.tokens} tokens (perplexity ${Math.exp(r.loss).toFixed(3)})\n`);
     return 0;
@@ -519,7 +529,7 @@ async function generate(f: ParsedFlags): Promise<number> {
   try {
     await loadModelFrom(engine, model.path);
     const adapter = adapterDir && adapterFiles ? { key: resolve(adapterDir), files: adapterFiles } : null;
-    const res = await engine.generate(
+    const res = await withAdapterDir(adapterDir, () => engine.generate(
       str(f, 'prompt')!,
       adapter,
       {
@@ -531,7 +541,7 @@ async function generate(f: ParsedFlags): Promise<number> {
         chat: bool(f, 'chat') ?? false,
       },
       (delta) => process.stdout.write(delta),
-    );
+    ));
     process.stdout.write('\n');
     if (res.stopReason === 'context') {
       process.stderr.write(

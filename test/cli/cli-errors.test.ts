@@ -7,6 +7,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exportPeft } from '../../src/lora/peft';
 import { TINY_CORPUS, writeTinyModel } from '../fixtures/tiny-model';
 import { type ProcResult, runCommand } from '../helpers/proc';
 
@@ -189,5 +190,27 @@ describe('tabtune CLI: generate', () => {
     const bad = await fails(['generate', '--model', gpt2, '--adapter', join(dir, 'empty-adapter'), '--prompt', 'x']);
     expect(bad.code).toBe(2);
     expect(bad.line).toMatch(/must hold adapter_config\.json and adapter_model\.safetensors/);
+  });
+
+  it('an adapter made for another model is reported with its folder', async () => {
+    // A llama-layout adapter (q_proj of hidden 24) on the GPT-2 model, which has no such module.
+    const other = join(dir, 'llama-adapter');
+    await mkdir(other, { recursive: true });
+    const files = exportPeft({
+      config: { r: 2, lora_alpha: 4, lora_dropout: 0, target_modules: ['q_proj'], use_rslora: false, bias: 'none', fan_in_fan_out: false, init_lora_weights: true },
+      baseModel: 'tiny-llama',
+      modules: [{ path: 'model.layers.0.self_attn.q_proj', r: 2, inF: 24, outF: 24, a: new Float32Array(48).fill(0.1), b: new Float32Array(48).fill(0.1) }],
+      fanInFanOut: false,
+    });
+    await writeFile(join(other, 'adapter_config.json'), files.adapterConfig);
+    await writeFile(join(other, 'adapter_model.safetensors'), files.adapterModel);
+    for (const cmd of [
+      ['eval', '--model', gpt2, '--adapter', other, '--data', data],
+      ['generate', '--model', gpt2, '--adapter', other, '--prompt', 'x'],
+    ]) {
+      const r = await fails(cmd);
+      expect(r.code).toBe(1);
+      expect(r.line.startsWith(`tabtune: --adapter ${other}: `), r.line).toBe(true);
+    }
   });
 });
