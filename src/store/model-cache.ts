@@ -15,20 +15,168 @@ function cacheStorage(): CacheStorage | null {
   return typeof caches === 'undefined' ? null : caches;
 }
 
+// ------------------------------------------------------------------ whole-file checks
+
+/** Thrown (into a cache write or a cached read) when a model file is not whole. */
+export class IncompleteFileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'IncompleteFileError';
+  }
+}
+
+function fileNameOf(url: string): string {
+  const path = url.split(/[?#]/)[0]!;
+  return decodeURIComponent(path.slice(path.lastIndexOf('/') + 1));
+}
+
+/** JSON files are read whole to be checked up to this size; bigger ones are only counted. */
+const MAX_CHECKED_JSON = 64 << 20;
+
+/**
+ * Checks a model file as its bytes go by, so that only whole files are kept in the cache: the byte
+ * count against Content-Length, a safetensors file against the data size its header declares, a
+ * JSON file by parsing it. What it sees is fed by `push`; `finish` returns the problem, if any.
+ */
+export class FileCheck {
+  private count = 0;
+  private head: Uint8Array[] = [];
+  private headBytes = 0;
+  private readonly kind: 'safetensors' | 'json' | 'other';
+  readonly name: string;
+
+  constructor(
+    url: string,
+    private readonly expectedLength: number | null,
+  ) {
+    this.name = fileNameOf(url);
+    this.kind = this.name.endsWith('.safetensors') ? 'safetensors' : this.name.endsWith('.json') ? 'json' : 'other';
+  }
+
+  /** Bytes kept so far (the safetensors header, or a JSON file). */
+  private wanted(): number {
+    if (this.kind === 'json') return MAX_CHECKED_JSON;
+    if (this.kind !== 'safetensors') return 0;
+    if (this.headBytes < 8) return 8;
+    const n = new DataView(this.joined().buffer).getBigUint64(0, true);
+    return n > BigInt(100 << 20) ? 8 : 8 + Number(n);
+  }
+
+  private joined(): Uint8Array {
+    if (this.head.length === 1) return this.head[0]!;
+    const out = new Uint8Array(this.headBytes);
+    let o = 0;
+    for (const c of this.head) {
+      out.set(c, o);
+      o += c.byteLength;
+    }
+    this.head = [out];
+    return out;
+  }
+
+  push(chunk: Uint8Array): void {
+    this.count += chunk.byteLength;
+    let want = this.wanted();
+    let c = chunk;
+    while (this.headBytes < want && c.byteLength > 0) {
+      const take = c.subarray(0, want - this.headBytes);
+      this.head.push(take.slice());
+      this.headBytes += take.byteLength;
+      c = c.subarray(take.byteLength);
+      want = this.wanted();
+    }
+  }
+
+  /** Null when the file is whole, else what is wrong with it. */
+  finish(): string | null {
+    const got = this.count;
+    if (this.expectedLength !== null && got !== this.expectedLength) {
+      return `${this.name} is incomplete: ${got} of ${this.expectedLength} bytes`;
+    }
+    if (this.kind === 'safetensors') {
+      if (got < 8) return `${this.name} is incomplete: ${got} bytes, shorter than a safetensors header`;
+      const head = this.joined();
+      const n = Number(new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true));
+      if (head.byteLength < 8 + n) return `${this.name} is incomplete: its safetensors header is cut off (${got} bytes)`;
+      let end = 0;
+      try {
+        const h = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(head.subarray(8, 8 + n))) as Record<string, { data_offsets?: unknown }>;
+        for (const [k, v] of Object.entries(h)) {
+          if (k === '__metadata__') continue;
+          const off = v?.data_offsets;
+          if (Array.isArray(off) && typeof off[1] === 'number') end = Math.max(end, off[1]);
+        }
+      } catch {
+        return `${this.name} is not a safetensors file (its header is not JSON)`;
+      }
+      if (got !== 8 + n + end) return `${this.name} is incomplete: ${got} of ${8 + n + end} bytes`;
+    } else if (this.kind === 'json' && got <= MAX_CHECKED_JSON) {
+      try {
+        JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(this.joined()));
+      } catch {
+        return `${this.name} is not valid JSON`;
+      }
+    }
+    return null;
+  }
+}
+
+/** Checks bytes already in memory (see FileCheck). */
+export function wholeFileProblem(url: string, bytes: Uint8Array, expectedLength: number | null = null): string | null {
+  const check = new FileCheck(url, expectedLength);
+  check.push(bytes);
+  return check.finish();
+}
+
+/** A stream that passes bytes through and errors at its end when the file is not whole. */
+function checkedStream(body: ReadableStream<Uint8Array>, check: FileCheck, onBad?: (problem: string) => void): ReadableStream<Uint8Array> {
+  return body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, ctrl) {
+        check.push(chunk);
+        ctrl.enqueue(chunk);
+      },
+      flush() {
+        const problem = check.finish();
+        if (problem) {
+          onBad?.(problem);
+          throw new IncompleteFileError(problem);
+        }
+      },
+    }),
+  );
+}
+
+function lengthOf(headers: Headers): number | null {
+  const len = headers.get('content-length');
+  const enc = headers.get('content-encoding');
+  return len && /^\d+$/.test(len) && (!enc || enc === 'identity') ? Number(len) : null;
+}
+
 /** The UrlSource ByteCache hook over the Cache API. */
 export class ModelByteCache {
   constructor(private readonly name = MODEL_CACHE) {}
 
+  /** The cached file; a damaged one (cut short, not JSON) is removed and reported absent. */
   async get(url: string): Promise<Uint8Array | null> {
     const cs = cacheStorage();
     if (!cs) return null;
-    const hit = await (await cs.open(this.name)).match(url);
-    return hit ? new Uint8Array(await hit.arrayBuffer()) : null;
+    const cache = await cs.open(this.name);
+    const hit = await cache.match(url);
+    if (!hit) return null;
+    const bytes = new Uint8Array(await hit.arrayBuffer());
+    if (wholeFileProblem(url, bytes, lengthOf(hit.headers))) {
+      await cache.delete(url);
+      return null;
+    }
+    return bytes;
   }
 
+  /** Keeps a file; one that is not whole is not kept. */
   async put(url: string, bytes: Uint8Array): Promise<void> {
     const cs = cacheStorage();
     if (!cs) return;
+    if (wholeFileProblem(url, bytes)) return;
     const copy = new Uint8Array(bytes.byteLength);
     copy.set(bytes);
     await (await cs.open(this.name)).put(
@@ -52,6 +200,8 @@ export interface CachingFetchOptions {
   onServed?: (url: string, fromCache: boolean) => void;
   /** Called when storing failed (quota): the download still succeeds. */
   onStoreFailed?: (url: string, error: unknown) => void;
+  /** Called when a cached file turned out damaged (it has been removed from the cache). */
+  onDamaged?: (url: string, problem: string) => void;
 }
 
 /**
@@ -78,7 +228,15 @@ export function cachingFetch(inner: typeof fetch, opts: CachingFetchOptions = {}
           return new Response(null, { status: 200, headers: hit.headers });
         }
         opts.onServed?.(url, true);
-        return hit;
+        if (!hit.body) return hit;
+        // A damaged copy (kept by an older version, or cut short on disk) is removed as it is found,
+        // so trying again downloads the file afresh.
+        const c = cache;
+        const body = checkedStream(hit.body, new FileCheck(url, lengthOf(hit.headers)), (problem) => {
+          void c.delete(url).catch(() => undefined);
+          opts.onDamaged?.(url, problem);
+        });
+        return new Response(body, { status: 200, headers: hit.headers });
       }
     } catch {
       cache = null;
@@ -87,13 +245,16 @@ export function cachingFetch(inner: typeof fetch, opts: CachingFetchOptions = {}
     if (!cache || method !== 'GET' || res.status !== 200 || !res.body) return res;
     const [mine, theirs] = res.body.tee();
     const headers = new Headers();
-    const len = res.headers.get('content-length');
-    const enc = res.headers.get('content-encoding');
-    if (len && (!enc || enc === 'identity')) headers.set('content-length', len);
+    const len = lengthOf(res.headers);
+    if (len !== null) headers.set('content-length', String(len));
     headers.set('content-type', res.headers.get('content-type') ?? 'application/octet-stream');
-    const stored = new Response(mine, { status: 200, headers });
+    // Only a whole file is kept: a download cut short or a damaged file makes the write fail,
+    // so the next try downloads it again instead of reading the broken copy.
+    const stored = new Response(checkedStream(mine, new FileCheck(url, len)), { status: 200, headers });
     opts.onServed?.(url, false);
-    cache.put(url, stored).catch((e: unknown) => opts.onStoreFailed?.(url, e));
+    cache.put(url, stored).catch((e: unknown) => {
+      if (!(e instanceof IncompleteFileError)) opts.onStoreFailed?.(url, e);
+    });
     return new Response(theirs, { status: res.status, statusText: res.statusText, headers: res.headers });
   };
 }

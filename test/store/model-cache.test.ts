@@ -8,8 +8,9 @@ import 'fake-indexeddb/auto';
 import { IDBFactory } from 'fake-indexeddb';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openTabtuneDb } from '../../src/store/db';
-import { ModelByteCache, ModelCacheIndex, cachingFetch, isModelFileUrl } from '../../src/store/model-cache';
+import { FileCheck, ModelByteCache, ModelCacheIndex, cachingFetch, isModelFileUrl, wholeFileProblem } from '../../src/store/model-cache';
 import { UrlSource } from '../../src/model/source';
+import { writeSafetensors } from '../../src/model/safetensors';
 
 class MemoryCache {
   entries = new Map<string, { body: Uint8Array; headers: Headers }>();
@@ -43,29 +44,44 @@ afterEach(() => {
 });
 
 const HUB = 'https://huggingface.co/org/model/resolve/main/';
-const WEIGHTS = new Uint8Array(100_000).map((_, i) => i % 251);
+/** A real safetensors file of about 100 KB. */
+const WEIGHTS = writeSafetensors([{ name: 'w', dtype: 'F32', shape: [250, 100], data: new Float32Array(25_000).map((_, i) => (i % 251) / 251) }], { format: 'pt' });
 
-function server() {
+/**
+ * How the server answers a file: whole; 'cut' (Content-Length of the whole file, the body ends half
+ * way: a dropped connection); 'short' (the server's own copy is half the file, Content-Length to match).
+ */
+type Serve = 'whole' | 'cut' | 'short';
+
+function server(files: Record<string, Uint8Array> = { 'model.safetensors': WEIGHTS }) {
   const hits: string[] = [];
+  const mode: Record<string, Serve> = {};
   const fetchFn = (async (input: RequestInfo | URL, init?: RequestInit) => {
     const url = String(input instanceof Request ? input.url : input);
     hits.push(`${init?.method ?? 'GET'} ${url}`);
-    if (url === `${HUB}model.safetensors`) {
+    const name = url.startsWith(HUB) ? url.slice(HUB.length) : '';
+    const file = files[name];
+    if (file) {
+      const how = mode[name] ?? 'whole';
+      const body = how === 'whole' ? file : file.subarray(0, file.byteLength >> 1);
       // A streamed body in chunks, as a network response.
       let sent = 0;
-      const body = new ReadableStream<Uint8Array>({
+      const stream = new ReadableStream<Uint8Array>({
         pull(ctrl) {
-          if (sent >= WEIGHTS.byteLength) return ctrl.close();
-          ctrl.enqueue(WEIGHTS.slice(sent, sent + 16_384));
+          if (sent >= body.byteLength) return ctrl.close();
+          ctrl.enqueue(body.slice(sent, sent + 16_384));
           sent += 16_384;
         },
       });
-      return new Response(init?.method === 'HEAD' ? null : body, { status: 200, headers: { 'content-length': String(WEIGHTS.byteLength) } });
+      const length = how === 'cut' ? file.byteLength : body.byteLength;
+      return new Response(init?.method === 'HEAD' ? null : stream, { status: 200, headers: { 'content-length': String(length) } });
     }
     return new Response('nope', { status: 404 });
   }) as typeof fetch;
-  return { hits, fetchFn };
+  return { hits, fetchFn, mode };
 }
+
+const settle = () => new Promise((r) => setTimeout(r, 10)); // cache writes finish in the background
 
 describe('cachingFetch', () => {
   it('downloads once, then answers GET and HEAD from the cache with the same bytes and progress', async () => {
@@ -114,5 +130,71 @@ describe('cachingFetch', () => {
     await idx.remove('org/model');
     expect(await idx.isCached('org/model')).toBe(false);
     expect(cache.entries.size).toBe(0);
+  });
+
+  it('a download cut short is not kept: the next try downloads it again, whole, and keeps it', async () => {
+    const { hits, fetchFn, mode } = server();
+    const src = new UrlSource(HUB, 'org/model', { fetch: cachingFetch(fetchFn) });
+    mode['model.safetensors'] = 'cut';
+    await expect(src.read('model.safetensors')).rejects.toThrow(/model\.safetensors.*ended after 50\d+ of 100\d+ bytes/);
+    await settle();
+    expect(cache.entries.size).toBe(0);
+    mode['model.safetensors'] = 'whole';
+    expect(Buffer.from(await src.read('model.safetensors')).equals(Buffer.from(WEIGHTS))).toBe(true);
+    await settle();
+    expect(cache.entries.has(`${HUB}model.safetensors`)).toBe(true);
+    await src.read('model.safetensors');
+    expect(hits).toHaveLength(2);
+  });
+
+  it('a safetensors file shorter than its header says, or a JSON file that is not JSON, reaches the caller but is not kept', async () => {
+    const page = new TextEncoder().encode('<!doctype html><title>Sign in</title>');
+    const { hits, fetchFn, mode } = server({ 'model.safetensors': WEIGHTS, 'config.json': page });
+    const f = cachingFetch(fetchFn);
+    mode['model.safetensors'] = 'short';
+    const res = await f(`${HUB}model.safetensors`);
+    expect((await res.arrayBuffer()).byteLength).toBe(WEIGHTS.byteLength >> 1); // the loader reports the damage
+    expect(await (await f(`${HUB}config.json`)).text()).toContain('Sign in');
+    await settle();
+    expect(cache.entries.size).toBe(0);
+    await f(`${HUB}config.json`);
+    expect(hits.filter((h) => h.endsWith('config.json'))).toHaveLength(2);
+  });
+
+  it('a damaged copy already in the cache is removed when read, and the next read downloads the file', async () => {
+    const { hits, fetchFn } = server();
+    const half = WEIGHTS.slice(0, 40_000);
+    cache.entries.set(`${HUB}model.safetensors`, { body: half, headers: new Headers({ 'content-length': String(half.byteLength) }) });
+    const damaged: string[] = [];
+    const src = new UrlSource(HUB, 'org/model', { fetch: cachingFetch(fetchFn, { onDamaged: (u, p) => damaged.push(p) }) });
+    await expect(src.read('model.safetensors')).rejects.toThrow(/model\.safetensors is incomplete: 40000 of 100\d+ bytes/);
+    await settle();
+    expect(damaged).toHaveLength(1);
+    expect(cache.entries.has(`${HUB}model.safetensors`)).toBe(false);
+    expect(hits).toEqual([]);
+    expect(Buffer.from(await src.read('model.safetensors')).equals(Buffer.from(WEIGHTS))).toBe(true);
+    expect(hits).toHaveLength(1);
+  });
+
+  it('ModelByteCache keeps only whole files and drops a damaged one it finds', async () => {
+    const bc = new ModelByteCache();
+    await bc.put(`${HUB}config.json`, new TextEncoder().encode('<html>'));
+    expect(cache.entries.size).toBe(0);
+    cache.entries.set(`${HUB}config.json`, { body: new TextEncoder().encode('{"a":'), headers: new Headers() });
+    expect(await bc.get(`${HUB}config.json`)).toBeNull();
+    expect(cache.entries.size).toBe(0);
+    await bc.put(`${HUB}model.safetensors`, WEIGHTS);
+    expect((await bc.get(`${HUB}model.safetensors`))!.byteLength).toBe(WEIGHTS.byteLength);
+  });
+
+  it('FileCheck reads a safetensors header split over many chunks', () => {
+    const check = new FileCheck(`${HUB}model-00001-of-00002.safetensors`, null);
+    for (let i = 0; i < 300; i++) check.push(WEIGHTS.subarray(i, i + 1));
+    check.push(WEIGHTS.subarray(300));
+    expect(check.finish()).toBeNull();
+    expect(wholeFileProblem(`${HUB}a.safetensors`, WEIGHTS.subarray(0, WEIGHTS.byteLength - 1))).toMatch(/a\.safetensors is incomplete/);
+    expect(wholeFileProblem(`${HUB}a.safetensors`, new Uint8Array(5))).toMatch(/shorter than a safetensors header/);
+    expect(wholeFileProblem(`${HUB}tokenizer.json`, new TextEncoder().encode('{"model":{}}'))).toBeNull();
+    expect(wholeFileProblem(`${HUB}tokenizer.model`, new Uint8Array(3))).toBeNull(); // other files: length only
   });
 });
