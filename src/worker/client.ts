@@ -136,14 +136,22 @@ export class WorkerEngine implements EngineApi {
   }
 
   async loadModel(source: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo> {
+    const before = this.modelId;
     this.modelId = null;
-    const r = await this.call(
-      (id) => ({ kind: 'loadModel', id, source }),
-      'loadModelDone',
-      (m) => {
-        if (m.kind === 'loadProgress') onProgress?.(m.progress);
-      },
-    );
+    let r;
+    try {
+      r = await this.call(
+        (id) => ({ kind: 'loadModel', id, source }),
+        'loadModelDone',
+        (m) => {
+          if (m.kind === 'loadProgress') onProgress?.(m.progress);
+        },
+      );
+    } catch (e) {
+      // The worker still holds the model it had (the new one failed before replacing it).
+      if (e instanceof RemoteError && e.keptModel && e.keptModel === before) this.modelId = before;
+      throw e;
+    }
     this.lastCachedUrls = r.cachedUrls;
     this.modelId = r.value.id;
     return r.value;

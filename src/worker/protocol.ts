@@ -62,6 +62,11 @@ export interface WireError {
   message: string;
   /** SourceError's code ('not-found', 'network', ...), when present. */
   code?: string;
+  /**
+   * A failed loadModel: the id of the model the engine still holds (the download or the files
+   * failed before the old model was let go), so the page can keep using it. Absent when none.
+   */
+  keptModel?: string;
 }
 
 export type TrainDone = TrainResult & { adapter: PeftFiles };
@@ -95,9 +100,11 @@ export function toWireError(e: unknown): WireError {
 /** An error from the worker, keeping the original class name in `name`. */
 export class RemoteError extends Error {
   readonly code: string | undefined;
+  readonly keptModel: string | undefined;
   constructor(w: WireError) {
     super(w.message);
     this.name = w.name;
     this.code = w.code;
+    this.keptModel = w.keptModel;
   }
 }

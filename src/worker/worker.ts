@@ -115,9 +115,11 @@ async function handle(req: WorkerRequest): Promise<void> {
       break;
   }
   const id = req.id;
+  let eng: Engine | null = null;
   try {
     if (lost) throw Object.assign(new Error('The GPU device was lost; reload the page to get a new one.'), { name: 'GpuDeviceLostError' });
     const e = await engine();
+    eng = e;
     switch (req.kind) {
       case 'gpuInfo':
         post({ kind: 'gpuInfoDone', id, value: await e.gpuInfo() });
@@ -168,7 +170,17 @@ async function handle(req: WorkerRequest): Promise<void> {
       }
     }
   } catch (err) {
-    post({ kind: 'error', id, error: toWireError(err) });
+    const error = toWireError(err);
+    if (req.kind === 'loadModel' && eng && !lost) {
+      // A failed download or a bad file fails before the engine lets the old model go: say which
+      // model is still loaded, so the page keeps it instead of showing none.
+      try {
+        error.keptModel = eng.modelInfo().id;
+      } catch {
+        /* no model left */
+      }
+    }
+    post({ kind: 'error', id, error });
   }
 }
 

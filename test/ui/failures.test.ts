@@ -116,6 +116,7 @@ describe('a full storage quota', () => {
 describe('a failed model download', () => {
   const ID = 'org/some-model';
   const CONFIG_URL = `https://huggingface.co/${ID}/resolve/main/config.json`;
+  const DEMO_ID = 'tabtune/demo-tiny-llama';
   const CONFIG = readFileSync(join(process.cwd(), 'public/models/tabtune-demo/config.json'), 'utf8');
 
   function hub(answer: (url: string) => Response | Promise<Response>): typeof fetch {
@@ -186,6 +187,62 @@ describe('a failed model download', () => {
     expect(c.state.model.check.status).toBe('ready');
     expect(await c.loadModel()).toBe(true); // trying again works
     expect(c.state.model.info?.id).toBe(ID);
+  });
+
+  it('a file the loader finds truncated: the message names the model, and says to try again (Hub) or copy the folder again', async () => {
+    const engine = new FakeEngine();
+    const { c } = await makeApp({ engine, fetch: hub((url) => (url === CONFIG_URL ? new Response(CONFIG) : new Response('', { status: 404 }))) });
+    await c.chooseModel({ kind: 'hub', id: ID });
+    const truncated = () =>
+      new RemoteError({
+        name: 'SafetensorsError',
+        message: 'model.safetensors: tensor "lm_head.weight" ends at byte 20736, past the end of the file (17760); the file is truncated.',
+      });
+    engine.failNext.loadModel = truncated();
+    expect(await c.loadModel()).toBe(false);
+    let err = c.state.model.load.error!;
+    expect(err.title).toBe('This model cannot be used');
+    expect(err.detail).toMatch(/^org\/some-model: model\.safetensors: tensor .* truncated/);
+    expect(err.action).toMatch(/try again to download it afresh/);
+    // an error that names the model already is left as it is; a folder is to be copied again
+    const files = [new File(['{}'], 'config.json')];
+    const { modelError } = await import('../../src/ui/actions/model');
+    err = modelError(truncated(), 'Loading the model', { kind: 'files', id: 'MyModel', files });
+    expect(err.detail).toMatch(/^MyModel: model\.safetensors/);
+    expect(err.action).toMatch(/copy the model folder again/);
+    const named = new RemoteError({ name: 'SourceError', code: 'network', message: `Download of "x" from repo "${ID}" broke off` });
+    expect(modelError(named, 'Loading the model', { kind: 'hub', id: ID }).detail).toBe(named.message);
+  });
+
+  it('a failed download keeps the model that was loaded in use (model, dataset, estimate), and says so', async () => {
+    const engine = new FakeEngine();
+    const { c } = await makeApp({ engine, fetch: hub((url) => (url === CONFIG_URL ? new Response(CONFIG) : new Response('', { status: 404 }))) });
+    const before = c.state;
+    expect(before.model.info?.id).toBe(DEMO_ID);
+    expect(before.dataset.summary).not.toBeNull();
+    await c.chooseModel({ kind: 'hub', id: ID });
+    // The worker failed before letting the demo model go, and says it still holds it.
+    engine.failNext.loadModel = new RemoteError({
+      name: 'SourceError',
+      code: 'network',
+      message: `Could not reach https://huggingface.co/${ID}/resolve/main/model.safetensors for "model.safetensors" of repo "${ID}": Failed to fetch.`,
+      keptModel: DEMO_ID,
+    });
+    expect(await c.loadModel()).toBe(false);
+    const s = c.state;
+    expect(s.model.load.status).toBe('error');
+    expect(s.model.load.error!.action).toMatch(/try again.*tabtune\/demo-tiny-llama is still loaded\./);
+    expect(s.model.info).toEqual(before.model.info);
+    expect(s.model.source).toEqual(before.model.source);
+    expect(s.dataset.summary).toEqual(before.dataset.summary);
+    expect(c.startBlockers()).toEqual([]); // training the demo model still works
+    expect(s.model.choice?.id).toBe(ID); // and the failed choice can be tried again
+
+    // A failure after the old model was let go (no keptModel): no model is shown as loaded.
+    engine.failNext.loadModel = new RemoteError({ name: 'GpuOutOfMemoryError', message: 'Out of memory uploading weights.' });
+    expect(await c.loadModel()).toBe(false);
+    expect(c.state.model.info).toBeNull();
+    expect(c.startBlockers().some((b) => /Load a model first/.test(b))).toBe(true);
   });
 });
 

@@ -79,6 +79,24 @@ export async function folderProblem(files: File[], id: string): Promise<UserMess
   };
 }
 
+/**
+ * An error about a model, sure to name it: messages about a file ("model-00002-of-00002.safetensors:
+ * tensor ... past the end of the file") say which model they are about, and a file that was cut
+ * short says what to do about it.
+ */
+export function modelError(e: unknown, doing: string, choice: ModelChoice): UserMessage {
+  const m = describeError(e, doing);
+  const detail = m.detail.includes(choice.id) ? m.detail : `${choice.id}: ${m.detail}`;
+  let action = m.action;
+  if (!action && /truncated|past the end|incomplete|ended after/i.test(m.detail)) {
+    action =
+      choice.kind === 'hub'
+        ? 'The file was cut short: try again to download it afresh (a damaged copy is not kept). If it keeps failing, the file on the Hub is broken: pick another model or revision.'
+        : 'The file is cut short: copy the model folder again (e.g. from its Hugging Face repo) and choose it once more.';
+  }
+  return { ...m, detail, ...(action ? { action } : {}) };
+}
+
 function sameChoice(a: ModelChoice | null, b: ModelChoice): boolean {
   return !!a && a.kind === b.kind && a.id === b.id;
 }
@@ -117,7 +135,7 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
     } else cached = true;
   } catch (e) {
     if (!sameChoice(ctx.store.get().model.choice, choice)) return;
-    patch(ctx, 'model', { check: { status: 'error', config: null, cost: null, cached: false, error: describeError(e, 'Reading the model') } });
+    patch(ctx, 'model', { check: { status: 'error', config: null, cost: null, cached: false, error: modelError(e, 'Reading the model', choice) } });
     return;
   }
   if (!sameChoice(ctx.store.get().model.choice, choice)) return;
@@ -188,7 +206,23 @@ export async function loadChosenModel(ctx: AppContext, opts: { keepSettings?: bo
     }
     return true;
   } catch (e) {
-    patch(ctx, 'model', { load: { status: 'error', progress: null, error: describeError(e, 'Loading the model') } });
+    const error = modelError(e, 'Loading the model', choice);
+    const kept = (e as { keptModel?: unknown } | null)?.keptModel;
+    const prev = s0.model.info;
+    if (prev && typeof kept === 'string' && kept === prev.id) {
+      // The download or the files failed before the engine let the loaded model go: it stays in
+      // use, with its dataset and estimate, and the message says so.
+      patch(ctx, 'model', {
+        load: { status: 'error', progress: null, error: { ...error, action: `${error.action ? `${error.action} ` : ''}${prev.id} is still loaded.` } },
+        info: prev,
+        source: s0.model.source,
+      });
+      const d = ctx.store.get().dataset;
+      if (d.content === s0.dataset.content) patch(ctx, 'dataset', { status: s0.dataset.status, summary: s0.dataset.summary, key: s0.dataset.key });
+      if (ctx.store.get().estimate.status === 'idle') patch(ctx, 'estimate', s0.estimate);
+      return false;
+    }
+    patch(ctx, 'model', { load: { status: 'error', progress: null, error } });
     return false;
   }
 }
