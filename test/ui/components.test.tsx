@@ -252,6 +252,33 @@ describe('App', () => {
     expect(within(screen.getByTestId('train-progress')).getByRole('heading', { level: 3 }).textContent).toBe('Stopped early');
   });
 
+  it('keeps the keyboard focus on the run controls: Start gives way to Pause, Pause to Resume, the end to Train again', async () => {
+    const engine = new FakeEngine();
+    engine.stepMs = 5;
+    const { c } = await makeApp({ engine });
+    c.setTrain({ steps: 1000 });
+    c.go('train');
+    mount(c);
+    const start = screen.getByTestId('start-training');
+    start.focus();
+    let done!: Promise<void>;
+    act(() => {
+      done = c.startTraining();
+    });
+    await act(() => engine.reached(2));
+    const pause = screen.getByRole('button', { name: 'Pause' });
+    expect(document.activeElement).toBe(pause);
+    act(() => pause.click());
+    await waitFor(() => expect(c.state.run.status).toBe('paused'));
+    // the same element, relabelled: the focus never left it
+    expect(screen.getByRole('button', { name: 'Resume' })).toBe(pause);
+    expect(document.activeElement).toBe(pause);
+    act(() => c.stop());
+    await act(() => done);
+    await waitFor(() => expect(screen.getByTestId('train-finished')).toBeTruthy());
+    expect(document.activeElement).toBe(screen.getByRole('button', { name: 'Train again' }));
+  });
+
   it('an unfinished run is discarded only when confirmed; Keep leaves it resumable', async () => {
     const { c, engine } = await makeApp();
     c.setTrain({ steps: 4, checkpointEvery: 2 });

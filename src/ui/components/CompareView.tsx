@@ -109,6 +109,8 @@ export function CompareView() {
   const se = validateSampling(cmp.sampling);
   const blocker = c.compareBlocker();
   const loaded = s.model.info?.id ?? null;
+  const generating = cmp.status === 'running';
+  const evaluating = cmp.evalStatus === 'running';
   return (
     <div className="view">
       <h2>6 · Compare</h2>
@@ -156,11 +158,26 @@ export function CompareView() {
         </section>
       </div>
       <div className="actions">
-        <button type="button" className="primary big" disabled={!!blocker || !cmp.prompts.trim()} onClick={() => void c.runCompare()} data-testid="run-compare">
-          {cmp.status === 'running' ? 'Generating…' : 'Generate side by side'}
+        {/* While its own work runs a button is aria-disabled, not disabled: a disabled button drops the keyboard focus. */}
+        <button
+          type="button"
+          className="primary big"
+          disabled={(!!blocker && !generating) || !cmp.prompts.trim()}
+          aria-disabled={generating || undefined}
+          onClick={() => !generating && void c.runCompare()}
+          data-testid="run-compare"
+        >
+          {generating ? 'Generating…' : 'Generate side by side'}
         </button>
-        <button type="button" className="secondary" disabled={!!blocker} onClick={() => void c.runEvaluation()} data-testid="run-eval">
-          {cmp.evalStatus === 'running' ? 'Evaluating…' : 'Validation loss and perplexity'}
+        <button
+          type="button"
+          className="secondary"
+          disabled={!!blocker && !evaluating}
+          aria-disabled={evaluating || undefined}
+          onClick={() => !evaluating && void c.runEvaluation()}
+          data-testid="run-eval"
+        >
+          {evaluating ? 'Evaluating…' : 'Validation loss and perplexity'}
         </button>
         {blocker && <span className="muted">{blocker}</span>}
       </div>

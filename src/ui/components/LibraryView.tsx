@@ -202,11 +202,17 @@ export function LibraryView() {
       {lib.adapters.length === 0 ? (
         <p className="muted">No adapters yet. Train one, or import one.</p>
       ) : (
-        <ul className="adapters" aria-label="Adapters">
-          {lib.adapters.map((a) => (
-            <AdapterRow key={a.id} a={a} loadedModel={s.model.info?.id ?? null} />
-          ))}
-        </ul>
+        <>
+          {/* the adapters' names are h4: this heading puts them under "Saved adapters", not under "Import" */}
+          <h3 id="saved-h" className="visually-hidden">
+            Saved adapters
+          </h3>
+          <ul className="adapters" aria-label="Adapters">
+            {lib.adapters.map((a) => (
+              <AdapterRow key={a.id} a={a} loadedModel={s.model.info?.id ?? null} />
+            ))}
+          </ul>
+        </>
       )}
       <section className="card" aria-labelledby="models-h">
         <h3 id="models-h">Cached models</h3>

@@ -2,10 +2,11 @@
  * The live loss curve, drawn as SVG: training loss per step (thin) with its moving average
  * (thick), validation loss as points joined by a dashed line, labelled axes with round ticks.
  */
+import { type RefObject, useLayoutEffect, useRef, useState } from 'react';
 import type { HistoryPoint } from '../../store/types';
 
-const W = 720;
-const H = 280;
+/** Drawing width before the figure is measured (and in tests without layout). */
+const DEFAULT_W = 720;
 const M = { top: 16, right: 20, bottom: 42, left: 58 };
 
 /** Round tick values from at or below `lo` to at or above `hi` (about `count` steps). */
@@ -31,6 +32,29 @@ function tickLabel(v: number): string {
   return String(Number(v.toPrecision(3)));
 }
 
+/**
+ * The figure's width in CSS pixels, followed as it resizes: the chart is drawn at that size so its
+ * text stays 12 px on a phone instead of shrinking with a fixed-size drawing.
+ */
+function useWidth(): [RefObject<HTMLElement | null>, number] {
+  const ref = useRef<HTMLElement>(null);
+  const [width, setWidth] = useState(DEFAULT_W);
+  useLayoutEffect(() => {
+    const el = ref.current;
+    if (!el) return;
+    const read = () => {
+      const w = Math.round(el.clientWidth);
+      if (w > 0) setWidth(Math.max(240, w));
+    };
+    read();
+    if (typeof ResizeObserver === 'undefined') return;
+    const ro = new ResizeObserver(read);
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, []);
+  return [ref, width];
+}
+
 /** Exponential moving average, bias-corrected, as TensorBoard's smoothing. */
 export function smooth(values: number[], weight = 0.8): number[] {
   const out: number[] = [];
@@ -45,6 +69,9 @@ export function smooth(values: number[], weight = 0.8): number[] {
 }
 
 export function LossChart({ history, totalSteps }: { history: HistoryPoint[]; totalSteps: number | null }) {
+  const [figure, W] = useWidth();
+  const H = Math.round(Math.min(300, Math.max(220, W * 0.4)));
+  const narrow = W < 480;
   const train = history.filter((h): h is HistoryPoint & { loss: number } => h.loss !== null && Number.isFinite(h.loss));
   const val = history.filter((h): h is HistoryPoint & { valLoss: number } => h.valLoss !== null && Number.isFinite(h.valLoss));
   const lastStep = history.length ? history[history.length - 1]!.step : 0;
@@ -56,7 +83,8 @@ export function LossChart({ history, totalSteps }: { history: HistoryPoint[]; to
   const yTicks = niceTicks(Math.max(0, yMinRaw - pad), yMaxRaw + pad, 5);
   const yLo = yTicks[0] ?? 0;
   const yHi = yTicks[yTicks.length - 1] ?? 1;
-  const xTicks = niceTicks(0, xMax, 6).filter((v) => v <= xMax);
+  // steps are whole numbers: no "1.5" tick on a short run
+  const xTicks = niceTicks(0, xMax, narrow ? 3 : 6).filter((v) => v <= xMax && Number.isInteger(v));
   if (xTicks[xTicks.length - 1] !== xMax && xMax - (xTicks[xTicks.length - 1] ?? 0) > xMax / 12) xTicks.push(xMax);
   const iw = W - M.left - M.right;
   const ih = H - M.top - M.bottom;
@@ -74,7 +102,7 @@ export function LossChart({ history, totalSteps }: { history: HistoryPoint[]; to
       (val.length ? `; validation loss ${val[val.length - 1]!.valLoss.toFixed(3)} at step ${val[val.length - 1]!.step}.` : '.')
     : 'No loss values yet.';
   return (
-    <figure className="chart">
+    <figure className="chart" ref={figure}>
       <svg
         viewBox={`0 0 ${W} ${H}`}
         role="img"

@@ -89,30 +89,48 @@ function Controls({ s }: { s: AppState }) {
   const c = useController();
   const st = s.run.status;
   const blockers = st === 'idle' || st === 'done' || st === 'failed' ? c.startBlockers() : [];
+  // Keyboard users keep their place: Start gives way to Pause, Pause to Resume, Stop to a status
+  // line. When the focused control unmounts (no blur event then), focus goes to the control that
+  // replaced it instead of falling back to the page.
+  const box = useRef<HTMLDivElement>(null);
+  const hadFocus = useRef(false);
+  useEffect(() => {
+    const el = box.current;
+    if (!el || !hadFocus.current || el.contains(document.activeElement)) return;
+    if (document.activeElement && document.activeElement !== document.body) return;
+    const next = el.querySelector<HTMLElement>('button:not(:disabled)') ?? el.querySelector<HTMLElement>('[data-focus-fallback]');
+    next?.focus();
+  }, [st]);
+  const pausable = st === 'running' || st === 'paused';
   return (
-    <div className="actions train-controls">
+    <div
+      className="actions train-controls"
+      ref={box}
+      onFocus={() => {
+        hadFocus.current = true;
+      }}
+      onBlur={(e) => {
+        if (!e.currentTarget.contains(e.relatedTarget as Node | null)) hadFocus.current = false;
+      }}
+    >
       {(st === 'idle' || st === 'done' || st === 'failed') && (
         <button type="button" className="primary big" disabled={blockers.length > 0} onClick={() => void c.startTraining()} data-testid="start-training">
           {st === 'idle' ? 'Start training' : 'Train again'}
         </button>
       )}
-      {st === 'running' && (
-        <button type="button" className="secondary" onClick={() => c.pause()}>
-          Pause
+      {pausable && (
+        // one element for both, so the focus stays on it when it turns from Pause into Resume
+        <button type="button" className={st === 'running' ? 'secondary' : undefined} onClick={() => (st === 'running' ? c.pause() : c.resume())}>
+          {st === 'running' ? 'Pause' : 'Resume'}
         </button>
       )}
-      {st === 'paused' && (
-        <button type="button" onClick={() => c.resume()}>
-          Resume
-        </button>
-      )}
-      {(st === 'running' || st === 'paused') && (
+      {pausable && (
         <button type="button" className="secondary danger" onClick={() => c.stop()} title="Stops after the current step and saves the adapter so far">
           Stop and save
         </button>
       )}
       {(st === 'preparing' || st === 'stopping' || st === 'saving') && (
-        <span className="muted" role="status">
+        <span className="muted" role="status" tabIndex={-1} data-focus-fallback>
           {st === 'preparing' ? 'Preparing…' : st === 'stopping' ? 'Stopping after this step…' : 'Saving the adapter…'}
         </span>
       )}
