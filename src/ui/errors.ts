@@ -23,7 +23,10 @@ export function describeError(e: unknown, doing = 'That'): UserMessage {
       return {
         title: 'WebGPU is not available',
         detail,
-        action: 'Use a recent Chrome or Edge on a machine with a GPU (Firefox and Safari need WebGPU switched on; see README).',
+        // The runtime's own message may already say which browsers to use; do not repeat it.
+        action: /Chrome/.test(detail)
+          ? undefined
+          : 'Use a recent Chrome or Edge on a machine with a GPU (Firefox and Safari need WebGPU switched on; see README).',
       };
     case 'GpuDeviceLostError':
       return { title: 'The GPU was lost', detail, action: 'Reload the page; a run in progress resumes from its last checkpoint.' };

@@ -9,6 +9,7 @@ import { DEMO_MODEL_ID } from '../../src/ui/catalog';
 import { zipPeft } from '../../src/store/peft-files';
 import { FakeEngine } from './fake-engine';
 import { FakeLocks, PAGE, fakeFetch, freshIndexedDb, makeApp, until } from './helpers';
+import { describeError } from '../../src/ui/errors';
 
 beforeEach(() => freshIndexedDb());
 
@@ -41,6 +42,12 @@ describe('start-up', () => {
     expect(c.state.gpu.error?.action).toMatch(/Chrome or Edge/);
     expect(engine.calls.some((x) => x.startsWith('loadModel'))).toBe(false);
     expect(c.startBlockers()).toContain('WebGPU is not available in this browser.');
+    // When the runtime's message already names the browsers to use, the advice is not repeated.
+    const own = describeError(
+      Object.assign(new Error('This browser has no WebGPU (navigator.gpu is missing). Use a recent Chrome or Edge.'), { name: 'WebGpuUnavailableError' }),
+    );
+    expect(own.detail).toMatch(/Chrome or Edge/);
+    expect(own.action).toBeUndefined();
   });
 
   it('without IndexedDB still works and warns that nothing is kept', async () => {
