@@ -136,7 +136,9 @@ describe('picking a model in Chromium', () => {
   it(
     'checks, downloads with progress, trains, and after a reload loads from the browser cache',
     async () => {
+      const t0 = Date.now();
       const { page, errors, hub } = await startApp(h);
+      console.log(`[tabtune] model e2e: app ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       try {
         const id = 'tiny-org/tiny-llama';
         const tiny = makeTinyModel({ modelType: 'llama', seed: 3 });
@@ -164,7 +166,7 @@ describe('picking a model in Chromium', () => {
         hub.holds.set('model.safetensors', new Promise<void>((r) => (release = r)));
         await page.getByTestId('load-model').click();
         await page.getByRole('progressbar', { name: 'Model loading progress' }).waitFor({ timeout: 30_000 });
-        await expect.poll(() => page.locator('.load-status').innerText()).toMatch(new RegExp(`Reading [\\w.]+json[\\s\\S]* of about ${formatBytes(weights)} in all`));
+        await expect.poll(() => page.locator('.load-status').innerText()).toMatch(new RegExp(`Reading [\\w.]+json[\\s\\S]*\\b0 B of about ${formatBytes(weights)} in all`));
         await shot(page, '2-progress');
         release();
         hub.holds.clear();
@@ -174,12 +176,15 @@ describe('picking a model in Chromium', () => {
         await shot(page, '3-loaded');
 
         const tTrain = Date.now();
+        console.log(`[tabtune] model e2e: start to loaded in ${((tTrain - t0) / 1000).toFixed(1)} s`);
         // Two training steps on it, on the shipped dataset tokenized by its tokenizer.
         await nav(page, /Data/);
         await expect.poll(() => page.getByTestId('dataset-summary').innerText().catch(() => ''), { timeout: LONG }).toContain('alpaca');
         await nav(page, /Settings/);
         await page.getByRole('radio', { name: 'steps' }).check();
         await page.locator('input[name="steps"]').fill('2');
+        await page.locator('input[name="batch"]').fill('2');
+        await page.locator('input[name="maxLen"]').fill('32');
         await page.waitForSelector('[data-testid="estimate"]', { timeout: LONG });
         await nav(page, /Train/);
         await page.getByTestId('start-training').click();
@@ -203,6 +208,7 @@ describe('picking a model in Chromium', () => {
         await expect.poll(() => page.getByTestId('model-loaded').innerText().catch(() => ''), { timeout: LONG }).toContain(id);
         expect(hub.gets(id, 'model.safetensors')).toBe(1);
         expect(hub.log.slice(requests)).toEqual([]);
+        console.log(`[tabtune] model e2e: reload and load from the cache in ${((Date.now() - tTrain) / 1000).toFixed(1)} s after training began`);
         expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
       } catch (e) {
         await shot(page, 'failed-1').catch(() => undefined);
@@ -226,19 +232,34 @@ describe('picking a model in Chromium', () => {
         await expect.poll(() => alerts(page), { timeout: 30_000 }).toMatch(/Access denied[\s\S]*config\.json[\s\S]*tiny-org\/gated[\s\S]*accept its license/);
         await shot(page, '5-gated');
 
-        const id = 'tiny-org/sharded';
+        // A repo with PyTorch weights only is refused from the Hub's file list, before any download.
+        const pt = new Map(makeTinyModel({ modelType: 'llama' }).files);
+        pt.set('pytorch_model.bin', pt.get('model.safetensors')!);
+        pt.delete('model.safetensors');
+        hub.add('tiny-org/pytorch-only', pt);
+        await checkHubId(page, 'tiny-org/pytorch-only');
+        await expect.poll(() => alerts(page), { timeout: 30_000 }).toMatch(/"tiny-org\/pytorch-only" on the Hub has no safetensors weights[\s\S]*PyTorch files/);
+        expect(hub.gets('tiny-org/pytorch-only', 'pytorch_model.bin')).toBe(0);
+        expect(await page.getByTestId('load-model').isDisabled()).toBe(true);
+        await shot(page, '5b-pytorch-only');
+
+        // A suggested model, picked from the list (the Hub serves a sharded tiny model under its id).
+        const id = 'HuggingFaceTB/SmolLM2-135M';
         const tiny = makeTinyModel({ modelType: 'llama', seed: 4, sharded: true });
         hub.add(id, tiny.files);
-        await checkHubId(page, id);
+        const suggested = page.locator('.catalog').getByRole('button').filter({ hasText: /HuggingFaceTB\/SmolLM2-135M(?!-)/ });
+        await suggested.click();
+        expect(await suggested.getAttribute('aria-pressed')).toBe('true');
         await expect.poll(() => costCard(page).count(), { timeout: 30_000 }).toBe(1);
+        expect(await suggested.innerText()).not.toMatch(/cached/);
         const shards = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
         const cases: [string, Fault, RegExp][] = [
-          ['tokenizer.json', '404', /tiny-org\/sharded has no tokenizer\.json/],
-          [shards[0]!, '401', /Access denied[\s\S]*model-00001-of-00002\.safetensors[\s\S]*tiny-org\/sharded/],
-          [shards[1]!, 'drop', /Download failed[\s\S]*model-00002-of-00002\.safetensors[\s\S]*tiny-org\/sharded[\s\S]*try again/],
-          [shards[1]!, 'short', /Download failed[\s\S]*model-00002-of-00002\.safetensors[\s\S]*tiny-org\/sharded[\s\S]*try again/],
+          ['tokenizer.json', '404', /HuggingFaceTB\/SmolLM2-135M has no tokenizer\.json/],
+          [shards[0]!, '401', /Access denied[\s\S]*model-00001-of-00002\.safetensors[\s\S]*HuggingFaceTB\/SmolLM2-135M/],
+          [shards[1]!, 'drop', /Download failed[\s\S]*model-00002-of-00002\.safetensors[\s\S]*HuggingFaceTB\/SmolLM2-135M[\s\S]*try again/],
+          [shards[1]!, 'short', /Download failed[\s\S]*model-00002-of-00002\.safetensors[\s\S]*HuggingFaceTB\/SmolLM2-135M[\s\S]*try again/],
           // (the first shard is whole by now, and kept: the truncated file is the second)
-          [shards[1]!, 'truncate', /tiny-org\/sharded: model-00002-of-00002\.safetensors[\s\S]*truncated[\s\S]*try again to download it afresh/],
+          [shards[1]!, 'truncate', /HuggingFaceTB\/SmolLM2-135M: model-00002-of-00002\.safetensors[\s\S]*truncated[\s\S]*try again to download it afresh/],
         ];
         for (const [file, fault, message] of cases) {
           hub.faults.clear();
@@ -265,12 +286,14 @@ describe('picking a model in Chromium', () => {
         // server again (the cut-short and the truncated copies were not kept)
         expect(after[0]).toBe(before[0]);
         expect(after[1]).toBe(before[1]! + 1);
+        await expect.poll(() => suggested.innerText()).toMatch(/cached[\s\S]*loaded/);
         await shot(page, '7-sharded-loaded');
 
         // Loading it again (a reload) reads both shards from the browser cache.
         await page.reload();
         await page.waitForSelector('.app[data-model="ready"]', { timeout: LONG });
-        await checkHubId(page, id);
+        await expect.poll(() => suggested.innerText(), { timeout: 30_000 }).toMatch(/cached/);
+        await suggested.click();
         await expect.poll(() => costCard(page).innerText().catch(() => ''), { timeout: 30_000 }).toMatch(/Cached in this browser/);
         await page.getByTestId('load-model').click();
         await expect.poll(() => page.getByTestId('model-loaded').innerText().catch(() => ''), { timeout: LONG }).toContain(id);
@@ -295,7 +318,7 @@ describe('picking a model in Chromium', () => {
       const { page, errors, hub } = await startApp(h);
       try {
         const dir = join(tmp, 'my-tiny-model');
-        await writeTinyModel(dir, { modelType: 'qwen2', seed: 5 });
+        await writeTinyModel(dir, { modelType: 'qwen2', seed: 5, sharded: true });
         await page.locator('#folder-input').setInputFiles(dir);
         await expect.poll(() => costCard(page).innerText().catch(() => ''), { timeout: 30_000 }).toMatch(/Read from disk/);
         await page.getByTestId('load-model').click();

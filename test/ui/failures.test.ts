@@ -189,6 +189,56 @@ describe('a failed model download', () => {
     expect(c.state.model.info?.id).toBe(ID);
   });
 
+  it('a repo that lacks a file Tabtune needs is refused at the check, from the Hub\'s file list, naming the file', async () => {
+    const TREE = `https://huggingface.co/api/models/${ID}/tree/main`;
+    const repo = (files: string[]) =>
+      hub((url) =>
+        url === CONFIG_URL
+          ? new Response(CONFIG)
+          : url === TREE
+            ? Response.json(files.map((path) => ({ type: 'file', path, size: 1000 })))
+            : new Response('', { status: 404 }),
+      );
+    const engine = new FakeEngine();
+    let { c } = await makeApp({ engine, fetch: repo(['config.json', 'pytorch_model.bin', 'tokenizer.json', 'tokenizer_config.json']) });
+    await c.chooseModel({ kind: 'hub', id: ID });
+    let err = c.state.model.check.error!;
+    expect(c.state.model.check.status).toBe('error');
+    expect(err.title).toBe('Not a model Tabtune can load');
+    expect(err.detail).toMatch(/^"org\/some-model" on the Hub has no safetensors weights .*Found: config\.json, pytorch_model\.bin/);
+    expect(err.action).toMatch(/PyTorch files/);
+
+    ({ c } = await makeApp({ engine, fetch: repo(['config.json', 'model.safetensors', 'tokenizer.model']) }));
+    await c.chooseModel({ kind: 'hub', id: ID });
+    err = c.state.model.check.error!;
+    expect(err.detail).toMatch(/has no tokenizer\.json\./);
+    expect(err.action).toMatch(/"fast" tokenizer file tokenizer\.json/);
+    expect(engine.calls.filter((x) => x.startsWith(`loadModel:${ID}`))).toEqual([]); // nothing downloaded
+
+    // A complete repo passes, with the weights' size from the list (sharded: two files).
+    ({ c } = await makeApp({ engine, fetch: repo(['config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json', 'tokenizer.json']) }));
+    await c.chooseModel({ kind: 'hub', id: ID });
+    expect(c.state.model.check.status).toBe('ready');
+    expect(c.state.model.check.cost!.downloadBytes).toBe(2000);
+  });
+
+  it('download progress: the running total counts the weights, against the weights\' size from the check', async () => {
+    const engine = new FakeEngine();
+    const { c } = await makeApp({ engine, fetch: hub((url) => (url === CONFIG_URL ? new Response(CONFIG) : new Response('', { status: 404 }))) });
+    await c.chooseModel({ kind: 'hub', id: ID });
+    const expected = c.state.model.check.cost!.downloadBytes;
+    const seen: { file: string; bytes: number; expected: number | null }[] = [];
+    const off = c.store.subscribe(() => {
+      const p = c.state.model.load.progress;
+      if (p?.phase === 'download') seen.push({ file: p.file, bytes: p.bytes, expected: p.expectedBytes });
+    });
+    expect(await c.loadModel()).toBe(true);
+    off();
+    // the fake engine reads config.json, tokenizer.json and model.safetensors, 100 bytes each
+    expect(seen.at(-1)).toEqual({ file: 'model.safetensors', bytes: 100, expected });
+    expect(seen.filter((x) => x.file !== 'model.safetensors').every((x) => x.bytes === 0)).toBe(true);
+  });
+
   it('a file the loader finds truncated: the message names the model, and says to try again (Hub) or copy the folder again', async () => {
     const engine = new FakeEngine();
     const { c } = await makeApp({ engine, fetch: hub((url) => (url === CONFIG_URL ? new Response(CONFIG) : new Response('', { status: 404 }))) });
@@ -237,6 +287,10 @@ describe('a failed model download', () => {
     expect(s.dataset.summary).toEqual(before.dataset.summary);
     expect(c.startBlockers()).toEqual([]); // training the demo model still works
     expect(s.model.choice?.id).toBe(ID); // and the failed choice can be tried again
+    // Picking another model clears the message about this one (it is not shown under the next choice).
+    await c.chooseModel({ kind: 'demo', id: DEMO_ID });
+    expect(c.state.model.load).toEqual({ status: 'ready', progress: null, error: null });
+    await c.chooseModel({ kind: 'hub', id: ID });
 
     // A failure after the old model was let go (no keptModel): no model is shown as loaded.
     engine.failNext.loadModel = new RemoteError({ name: 'GpuOutOfMemoryError', message: 'Out of memory uploading weights.' });

@@ -27,19 +27,26 @@ function configSource(ctx: AppContext, choice: ModelChoice): ModelSource {
   }
 }
 
-/** Exact size of the weights to download, from the Hub's file list (null when it cannot be had). */
-async function hubWeightBytes(ctx: AppContext, id: string, revision = 'main'): Promise<number | null> {
+/** The files at the top of a Hub repo with their sizes, from the Hub's API (null when it cannot be had). */
+async function hubFiles(ctx: AppContext, id: string, revision = 'main'): Promise<{ path: string; size: number }[] | null> {
   try {
     const res = await ctx.platform.fetch(`${HF_ENDPOINT}/api/models/${id}/tree/${encodeURIComponent(revision)}`);
     if (!res.ok) return null;
-    const list = (await res.json()) as { path?: string; size?: number; lfs?: { size?: number } }[];
+    const list = (await res.json()) as { type?: string; path?: string; size?: number; lfs?: { size?: number } }[];
     if (!Array.isArray(list)) return null;
-    let n = 0;
-    for (const f of list) if (f.path?.endsWith('.safetensors')) n += f.lfs?.size ?? f.size ?? 0;
-    return n > 0 ? n : null;
+    return list
+      .filter((f) => typeof f.path === 'string' && f.type !== 'directory')
+      .map((f) => ({ path: f.path!, size: f.lfs?.size ?? f.size ?? 0 }));
   } catch {
     return null;
   }
+}
+
+/** Size of the safetensors weights in a file list (null when there are none). */
+function weightBytes(list: { path: string; size: number }[]): number | null {
+  let n = 0;
+  for (const f of list) if (f.path.endsWith('.safetensors')) n += f.size;
+  return n > 0 ? n : null;
 }
 
 function localWeightBytes(files: File[]): number {
@@ -53,16 +60,40 @@ function localWeightBytes(files: File[]): number {
  */
 export async function folderProblem(files: File[], id: string): Promise<UserMessage | null> {
   const src = new FileListSource(files, id);
-  const has = (f: string) => src.has(f);
+  return missingFilesProblem(
+    files.map((f) => f.name),
+    (f) => src.has(f),
+    id,
+    'folder',
+  );
+}
+
+/**
+ * What a file list lacks to be a model Tabtune can load, with what to do. `names` are the file names
+ * found, `has` the loader's own lookup; `where` words the message for a dropped folder or a Hub repo.
+ */
+async function missingFilesProblem(
+  names: string[],
+  has: (file: string) => boolean | Promise<boolean>,
+  id: string,
+  where: 'folder' | 'hub',
+): Promise<UserMessage | null> {
   const missing: string[] = [];
   if (!(await has(CONFIG_FILE))) missing.push(CONFIG_FILE);
   if (!(await has(TOKENIZER_FILE))) missing.push(TOKENIZER_FILE);
   if (!(await has(WEIGHTS_FILE)) && !(await has(WEIGHTS_INDEX_FILE))) missing.push(`safetensors weights (${WEIGHTS_FILE}, or ${WEIGHTS_INDEX_FILE} with its shards)`);
   if (missing.length === 0) return null;
-  const names = files.map((f) => f.name);
   const any = (re: RegExp) => names.some((n) => re.test(n));
-  let action = 'Choose the folder that holds config.json (e.g. a clone of the model\'s Hugging Face repo).';
-  if (any(/^adapter_config\.json$/)) action = 'These look like the files of a LoRA adapter (adapter_config.json): import them in Adapters instead, and pick its base model here.';
+  let action =
+    where === 'folder'
+      ? 'Choose the folder that holds config.json (e.g. a clone of the model\'s Hugging Face repo).'
+      : 'Pick another model: Tabtune needs config.json, tokenizer.json and safetensors weights (many repos have a version with them).';
+  if (any(/^adapter_config\.json$/)) {
+    action =
+      where === 'folder'
+        ? 'These look like the files of a LoRA adapter (adapter_config.json): import them in Adapters instead, and pick its base model here.'
+        : 'This repo holds a LoRA adapter (adapter_config.json): pick its base model here, and import the adapter\'s files in Adapters.';
+  }
   else if (missing.length === 1 && missing[0]!.startsWith('safetensors weights') && any(/\.(bin|pt|pth)$/i)) {
     action = 'Its weights are PyTorch files, which Tabtune cannot read: save them as safetensors (save_pretrained(..., safe_serialization=True)).';
   } else if (missing.length === 1 && missing[0]!.startsWith('safetensors weights') && any(/\.gguf$/i)) {
@@ -73,8 +104,8 @@ export async function folderProblem(files: File[], id: string): Promise<UserMess
   const shown = names.slice(0, 6).join(', ') + (names.length > 6 ? `, … (${names.length} files)` : '');
   const list = missing.length === 1 ? missing[0]! : `${missing.slice(0, -1).join(', ')} and ${missing[missing.length - 1]!}`;
   return {
-    title: 'Not a model folder',
-    detail: `"${id}" has no ${list}. Found: ${shown || 'no files'}.`,
+    title: where === 'folder' ? 'Not a model folder' : 'Not a model Tabtune can load',
+    detail: `"${id}"${where === 'hub' ? ' on the Hub' : ''} has no ${list}. Found: ${shown || 'no files'}.`,
     action,
   };
 }
@@ -112,7 +143,10 @@ export function recomputeCost(ctx: AppContext): void {
 
 /** Selects a model and reads its config.json to show what it costs. */
 export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<void> {
-  patch(ctx, 'model', { choice, check: { status: 'checking', config: null, cost: null, cached: false, error: null } });
+  // A failed load's message is about the model it tried: picking a model clears it.
+  const m0 = ctx.store.get().model;
+  const load = m0.load.status === 'error' ? { status: m0.info ? ('ready' as const) : ('idle' as const), progress: null, error: null } : m0.load;
+  patch(ctx, 'model', { choice, check: { status: 'checking', config: null, cost: null, cached: false, error: null }, load });
   let config: ModelConfig;
   let downloadBytes: number | null = null;
   let cached = false;
@@ -131,7 +165,23 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
     else if (choice.kind === 'hub') {
       cached = (await ctx.stores?.models.isCached(choice.id).catch(() => false)) ?? false;
       const rec = cached ? await ctx.stores?.models.get(choice.id) : undefined;
-      downloadBytes = rec?.bytes || (await hubWeightBytes(ctx, choice.id, choice.revision));
+      if (rec?.bytes) downloadBytes = rec.bytes;
+      else {
+        // The repo's file list: its weights' size, and a repo that lacks a file Tabtune needs
+        // (PyTorch-only weights, no tokenizer.json) is refused now rather than after downloading.
+        const list = await hubFiles(ctx, choice.id, choice.revision);
+        if (list && list.length > 0) {
+          const names = new Set(list.map((f) => f.path));
+          const problem = await missingFilesProblem([...names], (f) => names.has(f), choice.id, 'hub');
+          if (problem) {
+            if (sameChoice(ctx.store.get().model.choice, choice)) {
+              patch(ctx, 'model', { check: { status: 'error', config: null, cost: null, cached: false, error: problem } });
+            }
+            return;
+          }
+          downloadBytes = weightBytes(list);
+        }
+      }
     } else cached = true;
   } catch (e) {
     if (!sameChoice(ctx.store.get().model.choice, choice)) return;
@@ -176,7 +226,9 @@ export async function loadChosenModel(ctx: AppContext, opts: { keepSettings?: bo
   let view: DownloadView = { file: '', phase: 'download', fileLoaded: 0, fileTotal: null, bytes: 0, expectedBytes };
   let lastPaint = 0;
   const onProgress = (p: LoadProgress) => {
-    if (p.phase === 'download') done.set(p.file, p.loaded);
+    // The expected size is that of the weights, so the running total counts the weight files only
+    // (with the tokenizer's megabytes in it, it would pass 100%).
+    if (p.phase === 'download' && (expectedBytes === null || p.file.endsWith('.safetensors'))) done.set(p.file, p.loaded);
     let bytes = 0;
     for (const v of done.values()) bytes += v;
     view = { file: p.file, phase: p.phase, fileLoaded: p.loaded, fileTotal: p.total, bytes, expectedBytes };
