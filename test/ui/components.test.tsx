@@ -67,6 +67,30 @@ describe('App', () => {
     expect(screen.getByRole('button', { name: /Tabtune demo/ }).getAttribute('aria-pressed')).toBe('true');
   });
 
+  it('a folder with the same name as the loaded one (saved again, or another copy) can be loaded; the loaded one says Loaded', async () => {
+    const { readdirSync, readFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { File: NodeFile } = await import('node:buffer'); // jsdom's File cannot be read
+    const dir = join(process.cwd(), 'public/models/tabtune-demo');
+    const folder = () =>
+      readdirSync(dir).map((n) => {
+        const f = new NodeFile([new Uint8Array(readFileSync(join(dir, n)))], n);
+        Object.defineProperty(f, 'webkitRelativePath', { value: `my-model/${n}` });
+        return f as unknown as File;
+      });
+    const { c } = await makeApp();
+    mount(c);
+    const load = () => screen.getByTestId('load-model') as HTMLButtonElement;
+    await act(() => c.chooseModel({ kind: 'files', id: 'my-model', files: folder() }));
+    expect(load().disabled).toBe(false);
+    await act(async () => void (await c.loadModel()));
+    expect(load().textContent).toBe('Loaded');
+    expect(load().disabled).toBe(true);
+    await act(() => c.chooseModel({ kind: 'files', id: 'my-model', files: folder() }));
+    expect(load().textContent).toBe('Load model');
+    expect(load().disabled).toBe(false);
+  });
+
   it('validates settings inline: labelled fields, messages, aria-invalid, and start is blocked', async () => {
     const { c } = await makeApp();
     c.go('settings');

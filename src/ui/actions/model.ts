@@ -13,7 +13,7 @@ import { type AppContext, patch } from '../context';
 import { estimateCost } from '../cost';
 import { type UserMessage, describeError } from '../errors';
 import { refreshLibrary } from './library';
-import type { DownloadView } from '../state';
+import type { AppState, DownloadView } from '../state';
 
 function configSource(ctx: AppContext, choice: ModelChoice): ModelSource {
   const fetchFn = ctx.platform.fetch;
@@ -126,6 +126,19 @@ export function modelError(e: unknown, doing: string, choice: ModelChoice): User
         : 'The file is cut short: copy the model folder again (e.g. from its Hugging Face repo) and choose it once more.';
   }
   return { ...m, detail, ...(action ? { action } : {}) };
+}
+
+/** The folder choice whose files are loaded now, per app store (a folder is known by its files, not its name). */
+const loadedFolders = new WeakMap<object, ModelChoice>();
+
+/**
+ * Whether the chosen model is the one loaded. Two folders with the same name (a model saved again
+ * into its folder, or another copy) are different choices: the new one can be loaded.
+ */
+export function isChoiceLoaded(store: object, s: Pick<AppState, 'model'>): boolean {
+  const { choice, info, load } = s.model;
+  if (!choice || !info || info.id !== choice.id || load.status !== 'ready') return false;
+  return choice.kind !== 'files' || loadedFolders.get(store) === choice;
 }
 
 function sameChoice(a: ModelChoice | null, b: ModelChoice): boolean {
@@ -244,6 +257,8 @@ export async function loadChosenModel(ctx: AppContext, opts: { keepSettings?: bo
   try {
     const info = await ctx.engine.loadModel(sourceSpec(choice), onProgress);
     const source = storedSource(choice);
+    if (choice.kind === 'files') loadedFolders.set(ctx.store, choice);
+    else loadedFolders.delete(ctx.store);
     patch(ctx, 'model', { load: { status: 'ready', progress: null, error: null }, info, source });
     if (!opts.keepSettings) {
       const { lora, train } = presetSettings(info.id, info.defaultTargets, info.maxPositions);

@@ -1,5 +1,6 @@
 /** Step 1: pick a model (list, Hub id, local folder), see its cost, load it. */
 import { type DragEvent, useRef, useState } from 'react';
+import { isChoiceLoaded } from '../actions/model';
 import { CATALOG, type ModelChoice, isHubId } from '../catalog';
 import { formatBytes, formatCount, formatPercent } from '../format';
 import { useAppState, useController } from '../hooks';
@@ -143,7 +144,7 @@ export function ModelView() {
   const { choice, check, load, info } = s.model;
   const loading = load.status === 'loading';
   const busy = loading || ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
-  const isLoaded = !!info && !!choice && info.id === choice.id && load.status === 'ready';
+  const isLoaded = isChoiceLoaded(c.store, s);
   const canLoad = !!choice && check.status === 'ready' && !check.cost?.blockers.length && !busy && s.gpu.status === 'ready' && !isLoaded;
   const hubValid = isHubId(hubId);
 
