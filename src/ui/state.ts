@@ -40,9 +40,12 @@ export interface DownloadView {
   phase: 'download' | 'upload' | 'tokenizer';
   fileLoaded: number;
   fileTotal: number | null;
-  /** Bytes of all files so far. */
+  /**
+   * Bytes downloaded so far: of the weight files when `expectedBytes` is known (it counts the
+   * weights only), else of every file.
+   */
   bytes: number;
-  /** Expected bytes in all (from the cost check), null when unknown. */
+  /** Expected bytes of the weights (from the cost check), null when unknown. */
   expectedBytes: number | null;
 }
 
