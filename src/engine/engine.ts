@@ -51,6 +51,26 @@ export class EngineError extends Error {
   }
 }
 
+/** A run whose loss or weights stopped being finite: what happened, when, and what to change. */
+function diverged(what: string, step: number, lr: number): EngineError {
+  return new EngineError(
+    `Training diverged at step ${step}: ${what}. Nothing from this step on was saved (the last checkpoint, if any, ` +
+      `is from before it). Start again with a lower learning rate (now ${lr}) and max grad norm on (e.g. 1).`,
+  );
+}
+
+/** The adapter's arrays, or a divergence error when any value is NaN or infinite. */
+function finiteModules<T extends { path: string; a: Float32Array; b: Float32Array }>(modules: T[], step: number, lr: number): T[] {
+  for (const m of modules) {
+    for (const [name, arr] of [['lora_A', m.a], ['lora_B', m.b]] as const) {
+      for (let i = 0; i < arr.length; i++) {
+        if (!Number.isFinite(arr[i]!)) throw diverged(`${m.path}.${name} holds ${arr[i]}`, step, lr);
+      }
+    }
+  }
+  return modules;
+}
+
 interface LoadedModelState {
   id: string;
   config: ModelConfig;
@@ -394,7 +414,7 @@ export class Engine implements EngineApi {
           history,
           savedAt: new Date().toISOString(),
         },
-        modules: await gpuLora.toArrays(),
+        modules: finiteModules(await gpuLora.toArrays(), trainer.step, train.lr),
         optimizerState: await gpuLora.stateArrays(),
       });
       await hooks.onCheckpoint(blob, trainer.step);
@@ -412,8 +432,10 @@ export class Engine implements EngineApi {
         const last = planned.step >= plan.totalSteps;
         const evalDue = valBatches.length > 0 && (last || (train.evalEvery > 0 && planned.step % train.evalEvery === 0));
         const ckptDue = train.checkpointEvery > 0 && planned.step % train.checkpointEvery === 0;
-        const res = await trainer.trainStep(planned.micro, last || evalDue);
+        // The loss is also read before a checkpoint, so a diverged run never writes one.
+        const res = await trainer.trainStep(planned.micro, last || evalDue || ckptDue);
         tokens += res.tokens;
+        if (res.loss !== null && !Number.isFinite(res.loss)) throw diverged(`the training loss is ${res.loss}`, res.step, train.lr);
         if (res.loss !== null) lastLoss = res.loss;
         let valLoss: number | null = null;
         if (evalDue) {
@@ -442,7 +464,7 @@ export class Engine implements EngineApi {
       }
       if (this.stopRequested && trainer.step > 0 && lastLoss === null) lastLoss = await trainer.readWindowLoss();
       await checkpoint();
-      const modules = await gpuLora.toArrays();
+      const modules = finiteModules(await gpuLora.toArrays(), trainer.step, train.lr);
       const adapter = exportPeft({ config: cfg, baseModel: m.id, modules, fanInFanOut });
       return {
         steps: trainer.step,

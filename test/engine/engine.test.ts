@@ -108,6 +108,25 @@ describe('engine', () => {
     }
   });
 
+  it('a diverging run stops with what happened and what to change, and writes no checkpoint after it', async () => {
+    const engine = await engineWith('llama');
+    try {
+      // AdamW moves each weight by about lr per step whatever the gradient: 1e30 overflows the
+      // next forward (B was zero, so step 1's loss is still finite).
+      const settings = { ...TRAIN, steps: 6, lr: 1e30, maxGradNorm: 0, checkpointEvery: 1 };
+      const saved: number[] = [];
+      const run = engine.train(LORA, settings, { onCheckpoint: (_blob, step) => void saved.push(step) });
+      await expect(run).rejects.toThrow(/^Training diverged at step 2: the training loss is (NaN|-?Infinity)\. .*lower learning rate \(now 1e\+30\)/);
+      expect(saved).toEqual([1]);
+      // The engine is usable again afterwards.
+      const ok = await engine.train(LORA, { ...TRAIN, steps: 2 });
+      expect(ok.steps).toBe(2);
+      expect(Number.isFinite(ok.finalLoss)).toBe(true);
+    } finally {
+      engine.unload();
+    }
+  });
+
   it('greedy generation with an adapter matches the float64 reference token by token (qwen3)', async () => {
     const gpu = await getGpu();
     const engine = await engineWith('qwen3');
