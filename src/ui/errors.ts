@@ -85,6 +85,7 @@ export function describeError(e: unknown, doing = 'That'): UserMessage {
     case 'CheckpointError':
       return { title: 'The checkpoint cannot be used', detail, action: 'Discard the run and start a new one.' };
     case 'EngineError':
+      if (detail.startsWith('Training diverged')) return { title: 'Training diverged', detail };
       return { title: `${doing} failed`, detail };
     default:
       return { title: `${doing} failed`, detail: detail || err.name };

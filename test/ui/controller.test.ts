@@ -48,6 +48,8 @@ describe('start-up', () => {
     );
     expect(own.detail).toMatch(/Chrome or Edge/);
     expect(own.action).toBeUndefined();
+    const div = describeError(Object.assign(new Error('Training diverged at step 2: the training loss is NaN. …'), { name: 'EngineError' }), 'Training');
+    expect(div.title).toBe('Training diverged');
   });
 
   it('without IndexedDB still works and warns that nothing is kept', async () => {
