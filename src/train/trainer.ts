@@ -62,7 +62,10 @@ export interface StepResult {
   step: number; // 1-based optimizer steps done
   lr: number;
   tokens: number; // counted tokens in this step
-  /** Mean loss over the window since the last read (only on steps where the loss was read). */
+  /**
+   * Mean loss over the window since the last read (only on steps where the loss was read, and
+   * null when that window counted no tokens).
+   */
   loss: number | null;
 }
 
@@ -213,11 +216,14 @@ export class Trainer {
     return this.wsCache;
   }
 
-  /** Reads and resets the loss accumulated since the last read: mean over counted tokens. */
-  async readWindowLoss(): Promise<number> {
+  /**
+   * Reads and resets the loss accumulated since the last read: the mean over counted tokens, or
+   * null when the window counted none (nothing to report, which is not a divergence).
+   */
+  async readWindowLoss(): Promise<number | null> {
     const { sum, count } = await this.runner.readAndResetLoss();
     this.windowSteps = 0;
-    return count > 0 ? sum / count : NaN;
+    return count > 0 ? sum / count : null;
   }
 
   /** Mean loss over `batches` without touching gradients or the training loss window. */

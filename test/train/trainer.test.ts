@@ -26,6 +26,39 @@ function micro(vocab: number, B: number, S: number, seed: number): MicroBatch {
   return { B, S, ids, targets, positions, counted: T };
 }
 
+describe('trainer: a window without counted tokens', () => {
+  it('reports no loss (not NaN) and leaves the adapter finite', async () => {
+    const gpu = await getGpu();
+    const tiny = await tinyGpuModel(gpu, { modelType: 'llama', dtype: 'F32', seed: 4 });
+    const model = tiny.model;
+    const cfg = loraConfigFromSettings({ r: 2, lora_alpha: 4, lora_dropout: 0, target_modules: 'all-linear', use_rslora: false }, 'llama');
+    const lora = GpuLora.fromArrays(gpu, model.linears, initLoraModules(cfg, resolveTargets(cfg, model.linears), 1), (m) => loraScaleInfo(cfg, m));
+    const trainer = new Trainer(
+      gpu,
+      model,
+      lora,
+      { optimizer: 'adamw', lr: 1e-2, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm: 1, scheduler: 'constant', warmup: 0, totalSteps: 2 },
+      { maxTokens: 10, lossEvery: 1 },
+    );
+    try {
+      const b = micro(model.config.vocabSize, 2, 5, 1);
+      const none = { ...b, targets: new Uint32Array(10).fill(0xffffffff), counted: 0 };
+      const r1 = await trainer.trainStep([none]);
+      expect(r1.loss).toBeNull();
+      expect(r1.tokens).toBe(0);
+      const r2 = await trainer.trainStep([b]);
+      expect(Number.isFinite(r2.loss)).toBe(true);
+      for (const m of await lora.toArrays()) {
+        expect(m.a.every(Number.isFinite) && m.b.every(Number.isFinite), m.path).toBe(true);
+      }
+    } finally {
+      trainer.dispose();
+      lora.dispose();
+      model.dispose();
+    }
+  });
+});
+
 describe('trainer: GPU traffic per step', () => {
   for (const checkpoint of [false, true]) {
     it(`one submit per micro-batch, no readback except the loss every 3 steps${checkpoint ? ' (activation checkpointing)' : ''}`, async () => {
