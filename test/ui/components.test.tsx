@@ -211,6 +211,14 @@ describe('App', () => {
     expect(screen.getByText('Page 1 of 10')).toBeTruthy();
     fireEvent.click(screen.getByRole('button', { name: 'Next →' }));
     expect(screen.getByText('Page 2 of 10')).toBeTruthy();
+    // An invalid max length (here past the model's 128 positions) is flagged with the Settings
+    // view's own message, and the counts shown are marked as those of the last valid value.
+    expect(screen.queryByTestId('summary-stale')).toBeNull();
+    fireEvent.change(screen.getByLabelText('Max sequence length'), { target: { value: '4096' } });
+    expect(screen.getByText('This model handles at most 128 positions.')).toBeTruthy();
+    expect(screen.getByTestId('summary-stale').textContent).toMatch(/last valid max length/);
+    fireEvent.change(screen.getByLabelText('Max sequence length'), { target: { value: '64' } });
+    expect(screen.queryByTestId('summary-stale')).toBeNull();
     await act(() => c.setDatasetText('bad.jsonl', '{"text":"ok"}\nnope\n'));
     expect(screen.getByText('line 2')).toBeTruthy();
     expect(screen.getByText(/1 line skipped or cut/)).toBeTruthy();

@@ -6,6 +6,7 @@ import { formatInt } from '../format';
 import { useAppState, useController } from '../hooks';
 import type { AppState } from '../state';
 import { MessageCard, NumberField, SelectField, Stat } from './common';
+import { validateTrain } from '../validate';
 
 /**
  * The name a paste is read under. It has no extension, so the reader picks the container from the
@@ -115,6 +116,7 @@ export function DataView() {
   const [paste, setPaste] = useState('');
   const busy = ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
   const d = s.dataset;
+  const te = validateTrain(s.train, s.model.info);
 
   return (
     <div className="view">
@@ -185,7 +187,7 @@ export function DataView() {
               value={s.train.valFraction}
               disabled={busy}
               hint="Held out for the validation loss (0–0.5)."
-              error={!(s.train.valFraction >= 0 && s.train.valFraction <= 0.5) ? 'Between 0 and 0.5.' : undefined}
+              error={te.valFraction}
               onChange={(v) => c.setTrain({ valFraction: v })}
             />
             <NumberField
@@ -194,7 +196,7 @@ export function DataView() {
               value={s.train.maxLen}
               disabled={busy}
               hint="Tokens per example; longer ones are cut."
-              error={!(Number.isInteger(s.train.maxLen) && s.train.maxLen >= 8) ? 'A whole number, at least 8.' : undefined}
+              error={te.maxLen}
               onChange={(v) => c.setTrain({ maxLen: v })}
             />
           </div>
@@ -208,6 +210,11 @@ export function DataView() {
             </p>
           )}
           {d.status === 'error' && d.error && <MessageCard message={d.error} />}
+          {d.summary && d.status !== 'error' && (te.maxLen || te.valFraction) && (
+            <p className="small field-error" data-testid="summary-stale">
+              These counts are for the last valid max length and validation fraction; fix the highlighted field to update them.
+            </p>
+          )}
           {d.summary && d.status !== 'error' && <Summary s={s} />}
           {d.summary && d.status !== 'error' && (
             <div className="actions">
