@@ -12,12 +12,11 @@
  *
  * Kept short for CI (2 cores, no GPU): one page, the shipped demo model, a 3-step run, 4 new tokens.
  */
-import { join } from 'node:path';
 import AxeBuilder from '@axe-core/playwright';
 import type { Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { demoAssetsMissing, writeDemoAssets } from '../../scripts/make-demo-assets';
-import { ARTIFACTS, type Harness, openPage, startHarness } from '../browser/harness';
+import { type Harness, openPage } from '../browser/harness';
+import { nav, onPage, screenshotter, shortRunSettings, startAppHarness } from './app-page';
 
 const LONG = 120_000;
 /** WCAG 2.0, 2.1 and 2.2, levels A and AA (axe's tags for them). */
@@ -27,15 +26,14 @@ const NAV = ['1 · Model', '2 · Data', '3 · Settings', '4 · Train', '5 · Ada
 let h: Harness;
 
 beforeAll(async () => {
-  if (demoAssetsMissing()) await writeDemoAssets();
-  h = await startHarness();
+  h = await startAppHarness();
 }, 300_000);
 
 afterAll(async () => {
   await h?.close();
 });
 
-const shot = (page: Page, name: string) => page.screenshot({ path: join(ARTIFACTS, `a11y-${name}.png`), fullPage: true });
+const shot = screenshotter('a11y');
 
 interface Finding {
   state: string;
@@ -134,10 +132,6 @@ async function keyboard(page: Page, state: string, buttons: string[], problems: 
 const focused = (l: Locator) => l.evaluate((el) => el === document.activeElement);
 const activeName = (page: Page) => page.evaluate(() => `${document.activeElement?.tagName.toLowerCase()} ${(document.activeElement as HTMLElement | null)?.innerText?.slice(0, 40) ?? ''}`);
 
-async function nav(page: Page, label: RegExp) {
-  await page.getByRole('navigation', { name: 'Steps' }).getByRole('button', { name: label }).click();
-}
-
 describe('accessibility', () => {
   it(
     'every view passes axe (WCAG A/AA), works by keyboard with visible focus, reflows at 320 px, and the chart has a text alternative',
@@ -147,7 +141,7 @@ describe('accessibility', () => {
       const keys: string[] = [];
       const t0 = Date.now();
       const lap = (what: string) => console.log(`[tabtune] a11y: ${what} at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-      try {
+      await onPage({ page, errors }, shot, 'failed', async () => {
         await page.goto(`${h.baseUrl}/`);
         await page.waitForSelector('.app[data-model="ready"]', { timeout: LONG });
         lap('model ready');
@@ -161,13 +155,7 @@ describe('accessibility', () => {
         await keyboard(page, 'data', ['Upload file…', 'Use the demo Q&A set', 'Next: settings →'], keys);
         await shot(page, 'data');
 
-        await nav(page, /Settings/);
-        await page.locator('input[name="steps"]').fill('3');
-        await page.getByText('Evaluation and checkpoints').click();
-        await page.locator('input[name="evalEvery"]').fill('0');
-        await page.locator('input[name="checkpointEvery"]').fill('0');
-        await page.locator('input[name="lr"]').fill('0.02');
-        await page.waitForSelector('[data-testid="estimate"]', { timeout: LONG });
+        await shortRunSettings(page, { steps: 3, checkpointEvery: 0, evalEvery: 0 }, LONG);
         findings.push(...(await audit(page, 'settings')));
         await keyboard(page, 'settings', ['Next: train →'], keys);
         await shot(page, 'settings');
@@ -277,12 +265,7 @@ describe('accessibility', () => {
         lap('diagnostics');
         keys.push(...wide.map((w) => `[reflow] ${w}`));
         expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
-      } catch (e) {
-        await shot(page, 'failed').catch(() => undefined);
-        throw new Error(`${(e as Error).message}\npage errors: ${errors.join('\n') || 'none'}`);
-      } finally {
-        await page.close();
-      }
+      });
 
       // No WebGPU: the worker that owns the GPU sees no navigator.gpu (as in a browser without it).
       const noGpu = await openPage(h);

@@ -8,14 +8,13 @@
  * SwiftShader is slow (~10x lavapipe), so the model is the tiny demo model and runs are a few steps.
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { unzipSync } from 'fflate';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportPeft } from '../../src/lora/peft';
 import { parseSafetensors, tensorToF32 } from '../../src/model/safetensors';
-import { demoAssetsMissing, writeDemoAssets } from '../../scripts/make-demo-assets';
-import { ARTIFACTS, type Harness, openPage, startHarness } from '../browser/harness';
+import { type Harness, openPage } from '../browser/harness';
+import { nav, onPage, screenshotter, shortRunSettings, startAppHarness } from './app-page';
 
 const STEPS = 8;
 const LONG = 240_000;
@@ -23,33 +22,17 @@ const LONG = 240_000;
 let h: Harness;
 
 beforeAll(async () => {
-  if (demoAssetsMissing()) await writeDemoAssets();
-  h = await startHarness();
+  h = await startAppHarness();
 }, 300_000);
 
 afterAll(async () => {
   await h?.close();
 });
 
-const shot = (page: Page, name: string) => page.screenshot({ path: join(ARTIFACTS, `app-${name}.png`), fullPage: true });
-
-async function nav(page: Page, label: RegExp) {
-  await page.getByRole('navigation', { name: 'Steps' }).getByRole('button', { name: label }).click();
-}
+const shot = screenshotter('app');
 
 async function waitForDemo(page: Page) {
   await page.waitForSelector('.app[data-model="ready"]', { timeout: LONG });
-}
-
-/** Sets the settings for a short run through the form, as a user would. */
-async function shortRunSettings(page: Page, opts: { steps: number; checkpointEvery: number; evalEvery: number }) {
-  await nav(page, /Settings/);
-  await page.locator('input[name="steps"]').fill(String(opts.steps));
-  await page.getByText('Evaluation and checkpoints').click();
-  await page.locator('input[name="evalEvery"]').fill(String(opts.evalEvery));
-  await page.locator('input[name="checkpointEvery"]').fill(String(opts.checkpointEvery));
-  await page.locator('input[name="lr"]').fill('0.02');
-  await page.waitForSelector('[data-testid="estimate"]', { timeout: 60_000 });
 }
 
 async function download(page: Page, button: ReturnType<Page['getByRole']>): Promise<{ name: string; bytes: Uint8Array }> {
@@ -109,7 +92,7 @@ describe('the app in Chromium', () => {
     'trains the shipped model, keeps the adapter across a reload, exports valid PEFT files and compares outputs',
     async () => {
       const { page, errors } = await openPage(h);
-      try {
+      await onPage({ page, errors }, shot, 'failed-1', async () => {
       await page.goto(`${h.baseUrl}/`);
       await waitForDemo(page);
       await shot(page, '1-model');
@@ -226,12 +209,7 @@ describe('the app in Chromium', () => {
       await page.waitForSelector('main.page[data-status]', { timeout: 60_000 });
       await shot(page, '9-diagnostics');
       expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
-      } catch (e) {
-        await shot(page, 'failed-1').catch(() => undefined);
-        throw new Error(`${(e as Error).message}\npage errors: ${errors.join('\n') || 'none'}`);
-      } finally {
-        await page.close();
-      }
+      });
     },
     15 * 60_000,
   );
@@ -240,7 +218,7 @@ describe('the app in Chromium', () => {
     'resumes an interrupted run from its checkpoint after a reload',
     async () => {
       const { page, errors } = await openPage(h);
-      try {
+      await onPage({ page, errors }, shot, 'failed-2', async () => {
       await page.goto(`${h.baseUrl}/`);
       await waitForDemo(page);
       await shortRunSettings(page, { steps: 6, checkpointEvery: 2, evalEvery: 0 });
@@ -262,12 +240,7 @@ describe('the app in Chromium', () => {
       await nav(page, /Adapters/);
       await expect.poll(() => page.getByTestId('adapter-row').count()).toBeGreaterThanOrEqual(1);
       expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
-      } catch (e) {
-        await shot(page, 'failed-2').catch(() => undefined);
-        throw new Error(`${(e as Error).message}\npage errors: ${errors.join('\n') || 'none'}`);
-      } finally {
-        await page.close();
-      }
+      });
     },
     10 * 60_000,
   );

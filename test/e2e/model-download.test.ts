@@ -11,11 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page, Route } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { demoAssetsMissing, writeDemoAssets } from '../../scripts/make-demo-assets';
 import { parseSafetensors } from '../../src/model/safetensors';
 import { formatBytes, formatCount } from '../../src/ui/format';
 import { makeTinyModel, writeTinyModel } from '../fixtures/tiny-model';
-import { ARTIFACTS, type Harness, type OpenedPage, openPage, startHarness } from '../browser/harness';
+import { type Harness, type OpenedPage, openPage } from '../browser/harness';
+import { nav, onPage, screenshotter, startAppHarness } from './app-page';
 
 const LONG = 120_000;
 const HUB = 'https://huggingface.co';
@@ -24,9 +24,8 @@ let h: Harness;
 let tmp: string;
 
 beforeAll(async () => {
-  if (demoAssetsMissing()) await writeDemoAssets();
   tmp = mkdtempSync(join(tmpdir(), 'tabtune-model-e2e-'));
-  h = await startHarness();
+  h = await startAppHarness();
 }, 300_000);
 
 afterAll(async () => {
@@ -34,7 +33,7 @@ afterAll(async () => {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
-const shot = (page: Page, name: string) => page.screenshot({ path: join(ARTIFACTS, `model-${name}.png`), fullPage: true });
+const shot = screenshotter('model');
 
 type Fault = 'none' | '404' | '401' | 'drop' | 'short' | 'truncate';
 
@@ -108,9 +107,6 @@ async function countPersist(page: Page): Promise<void> {
   });
 }
 
-async function nav(page: Page, label: RegExp) {
-  await page.getByRole('navigation', { name: 'Steps' }).getByRole('button', { name: label }).click();
-}
 
 async function checkHubId(page: Page, id: string) {
   await nav(page, /Model/);
@@ -139,7 +135,7 @@ describe('picking a model in Chromium', () => {
       const t0 = Date.now();
       const { page, errors, hub } = await startApp(h);
       console.log(`[tabtune] model e2e: app ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-      try {
+      await onPage({ page, errors }, shot, 'failed-1', async () => {
         const id = 'tiny-org/tiny-llama';
         const tiny = makeTinyModel({ modelType: 'llama', seed: 3 });
         hub.add(id, tiny.files);
@@ -209,12 +205,7 @@ describe('picking a model in Chromium', () => {
         expect(hub.gets(id, 'model.safetensors')).toBe(1);
         expect(hub.log.slice(requests)).toEqual([]);
         expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
-      } catch (e) {
-        await shot(page, 'failed-1').catch(() => undefined);
-        throw new Error(`${(e as Error).message}\npage errors: ${errors.join('\n') || 'none'}`);
-      } finally {
-        await page.close();
-      }
+      });
     },
     5 * 60_000,
   );
@@ -223,7 +214,7 @@ describe('picking a model in Chromium', () => {
     'says which file of which model failed and what to do (404, 401, dropped, cut short, truncated), keeps nothing broken, then loads',
     async () => {
       const { page, errors, hub } = await startApp(h);
-      try {
+      await onPage({ page, errors }, shot, 'failed-2', async () => {
         // A gated repo fails at once, at its config.json.
         hub.add('tiny-org/gated', makeTinyModel({ modelType: 'llama' }).files);
         hub.faults.set('tiny-org/gated/config.json', '401');
@@ -300,12 +291,7 @@ describe('picking a model in Chromium', () => {
         // Only the deliberately failed requests may be logged.
         const unexpected = errors.filter((e) => !/Failed to load resource|net::ERR_/.test(e));
         expect(unexpected, `page console errors:\n${errors.join('\n')}`).toEqual([]);
-      } catch (e) {
-        await shot(page, 'failed-2').catch(() => undefined);
-        throw new Error(`${(e as Error).message}\npage errors: ${errors.join('\n') || 'none'}`);
-      } finally {
-        await page.close();
-      }
+      });
     },
     5 * 60_000,
   );
@@ -314,7 +300,7 @@ describe('picking a model in Chromium', () => {
     'loads a local folder through the folder input, and refuses one without tokenizer.json',
     async () => {
       const { page, errors, hub } = await startApp(h);
-      try {
+      await onPage({ page, errors }, shot, 'failed-3', async () => {
         const dir = join(tmp, 'my-tiny-model');
         await writeTinyModel(dir, { modelType: 'qwen2', seed: 5, sharded: true });
         await page.locator('#folder-input').setInputFiles(dir);
@@ -337,12 +323,7 @@ describe('picking a model in Chromium', () => {
         expect(await page.getByTestId('model-loaded').innerText()).toMatch(/my-tiny-model/);
         expect(hub.log).toEqual([]);
         expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
-      } catch (e) {
-        await shot(page, 'failed-3').catch(() => undefined);
-        throw new Error(`${(e as Error).message}\npage errors: ${errors.join('\n') || 'none'}`);
-      } finally {
-        await page.close();
-      }
+      });
     },
     5 * 60_000,
   );

@@ -1,0 +1,62 @@
+/**
+ * What the app's end-to-end tests share: the harness serving the app with its demo assets, named
+ * screenshots, the step navigation, a short run's settings through the form, and running a test's
+ * steps on a page so that a failure comes with a screenshot and the page's own errors.
+ */
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { demoAssetsMissing, writeDemoAssets } from '../../scripts/make-demo-assets';
+import { ARTIFACTS, type Harness, startHarness } from '../browser/harness';
+
+/** Starts the app's harness, writing the shipped demo model and dataset first if they are missing. */
+export async function startAppHarness(): Promise<Harness> {
+  if (demoAssetsMissing()) await writeDemoAssets();
+  return startHarness();
+}
+
+export type Shot = (page: Page, name: string) => Promise<unknown>;
+
+/** Full-page screenshots into the artifacts folder, as `<prefix>-<name>.png`. */
+export function screenshotter(prefix: string): Shot {
+  return (page, name) => page.screenshot({ path: join(ARTIFACTS, `${prefix}-${name}.png`), fullPage: true });
+}
+
+/** Opens a view from the step navigation. */
+export async function nav(page: Page, label: RegExp): Promise<void> {
+  await page.getByRole('navigation', { name: 'Steps' }).getByRole('button', { name: label }).click();
+}
+
+/** Sets the settings for a short run through the form, as a user would, and waits for the estimate. */
+export async function shortRunSettings(
+  page: Page,
+  opts: { steps: number; checkpointEvery: number; evalEvery: number },
+  estimateTimeoutMs = 60_000,
+): Promise<void> {
+  await nav(page, /Settings/);
+  await page.locator('input[name="steps"]').fill(String(opts.steps));
+  await page.getByText('Evaluation and checkpoints').click();
+  await page.locator('input[name="evalEvery"]').fill(String(opts.evalEvery));
+  await page.locator('input[name="checkpointEvery"]').fill(String(opts.checkpointEvery));
+  await page.locator('input[name="lr"]').fill('0.02');
+  await page.waitForSelector('[data-testid="estimate"]', { timeout: estimateTimeoutMs });
+}
+
+/**
+ * Runs a test's steps on an opened page. When a step fails, a screenshot named `failedShot` is
+ * saved and the page's errors are added to the failure message; the page is closed either way.
+ */
+export async function onPage(
+  opened: { page: Page; errors: string[] },
+  shot: Shot,
+  failedShot: string,
+  steps: () => Promise<void>,
+): Promise<void> {
+  try {
+    await steps();
+  } catch (e) {
+    await shot(opened.page, failedShot).catch(() => undefined);
+    throw new Error(`${(e as Error).message}\npage errors: ${opened.errors.join('\n') || 'none'}`);
+  } finally {
+    await opened.page.close();
+  }
+}
