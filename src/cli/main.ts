@@ -16,7 +16,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { Engine } from '../engine/engine';
 import type { LoraSettings, PeftFiles, TrainProgress, TrainSettings } from '../engine/types';
 import { DEFAULT_TRAIN } from '../engine/defaults';
-import type { ModelConfig } from '../model/config';
+import { type ModelConfig, positionLimitText } from '../model/config';
 import { type FlagSpec, type ParsedFlags, UsageError, bool, num, parseFlags, str } from './args';
 
 const USAGE = `tabtune: LoRA fine-tuning on WebGPU
@@ -232,8 +232,7 @@ function maxLenFor(f: ParsedFlags, command: string, model: ModelPreflight): numb
   const given = num(f, 'max-len');
   if (given === undefined) return maxPos > 0 ? Math.min(DEFAULT_TRAIN.maxLen, maxPos) : DEFAULT_TRAIN.maxLen;
   if (maxPos > 0 && given > maxPos) {
-    const key = model.config.arch === 'gpt2' ? 'n_positions' : 'max_position_embeddings';
-    throw new UsageError(`${command}: --max-len ${given} is longer than the model allows (${key} = ${maxPos} in config.json).`);
+    throw new UsageError(`${command}: --max-len ${given} is longer than the model allows (${positionLimitText(model.config)}).`);
   }
   return given;
 }
@@ -529,19 +528,17 @@ async function generate(f: ParsedFlags): Promise<number> {
   try {
     await loadModelFrom(engine, model.path);
     const adapter = adapterDir && adapterFiles ? { key: resolve(adapterDir), files: adapterFiles } : null;
-    const res = await withAdapterDir(adapterDir, () => engine.generate(
-      str(f, 'prompt')!,
-      adapter,
-      {
-        maxNewTokens: num(f, 'max-new-tokens') ?? 64,
-        temperature,
-        topK: num(f, 'top-k') ?? 0,
-        topP: num(f, 'top-p') ?? 1,
-        seed: num(f, 'seed') ?? 0,
-        chat: bool(f, 'chat') ?? false,
-      },
-      (delta) => process.stdout.write(delta),
-    ));
+    const sampling = {
+      maxNewTokens: num(f, 'max-new-tokens') ?? 64,
+      temperature,
+      topK: num(f, 'top-k') ?? 0,
+      topP: num(f, 'top-p') ?? 1,
+      seed: num(f, 'seed') ?? 0,
+      chat: bool(f, 'chat') ?? false,
+    };
+    const res = await withAdapterDir(adapterDir, () =>
+      engine.generate(str(f, 'prompt')!, adapter, sampling, (delta) => process.stdout.write(delta)),
+    );
     process.stdout.write('\n');
     if (res.stopReason === 'context') {
       process.stderr.write(

@@ -13,7 +13,7 @@ import { GpuLora, type LoraModuleArrays } from '../lora/gpu-lora';
 import { initLoraModules } from '../lora/init';
 import { exportPeft, importPeft } from '../lora/peft';
 import { defaultTargetModules, distinctNames, loraConfigFromSettings, resolveTargets } from '../lora/targets';
-import type { ModelConfig } from '../model/config';
+import { type ModelConfig, positionLimitText } from '../model/config';
 import { GpuModel } from '../model/gpu-model';
 import { loadModel } from '../model/load';
 import type { LinearModule } from '../model/registry';
@@ -215,8 +215,7 @@ export class Engine implements EngineApi {
     if (maxPos > 0 && opts.maxLen > maxPos) {
       // Past the position table (GPT-2's learned positions) there is nothing to read; past
       // max_position_embeddings no model was trained.
-      const key = m.config.arch === 'gpt2' ? 'n_positions' : 'max_position_embeddings';
-      throw new EngineError(`Max sequence length ${opts.maxLen} is longer than ${m.id} allows (${key} = ${maxPos} in config.json).`);
+      throw new EngineError(`Max sequence length ${opts.maxLen} is longer than ${m.id} allows (${positionLimitText(m.config)}).`);
     }
     const format = opts.format && opts.format !== 'auto' ? opts.format : undefined;
     const parsed = parseDataset(fileName, content, { format });
@@ -290,7 +289,7 @@ export class Engine implements EngineApi {
     });
     const { loraBytes, activationBytes } = mem;
     const weightsBytes = m.gpuModel.weightBytes;
-    const totalBytes = weightsBytes + loraBytes + activationBytes + mem.lossScratchBytes;
+    const totalBytes = weightsBytes + mem.totalBytes;
     let blocker: string | null = null;
     const maxBinding = this.gpu.limits.maxStorageBufferBindingSize;
     if (mem.widestActivationBytes > maxBinding) {

@@ -19,6 +19,8 @@ export interface TrainingMemory {
   activationBytes: number;
   /** The chunked cross-entropy's logits block. */
   lossScratchBytes: number;
+  /** All of the above: what training holds besides the frozen weights. */
+  totalBytes: number;
   /** The largest single activation tensor: it has to fit one storage binding. */
   widestActivationBytes: number;
   widestActivationFloats: number;
@@ -52,10 +54,13 @@ export function trainingMemory(
   const activationBytes = 4 * T * (savedLayers * perLayerFloats + layerInputs + o.rankSum + scratchFloats);
   const moments = o.optimizer === 'adamw' ? 2 : 0;
   const widest = Math.max(I, qW + 2 * kvW);
+  const loraBytes = 4 * o.trainable * (2 + moments);
+  const lossScratchBytes = Math.min(CE_SCRATCH_CAP, 4 * T * c.vocabSize);
   return {
-    loraBytes: 4 * o.trainable * (2 + moments),
+    loraBytes,
     activationBytes,
-    lossScratchBytes: Math.min(CE_SCRATCH_CAP, 4 * T * c.vocabSize),
+    lossScratchBytes,
+    totalBytes: loraBytes + activationBytes + lossScratchBytes,
     widestActivationFloats: widest,
     widestActivationBytes: 4 * T * widest,
   };

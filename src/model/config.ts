@@ -349,6 +349,14 @@ function parseGpt2(r: Reader): ModelConfig {
 /** Every model_type this module understands. */
 export const SUPPORTED_MODEL_TYPES: readonly string[] = [...Object.keys(LLAMA_FAMILY), 'gpt2'];
 
+/**
+ * The model's position limit as config.json states it, for messages: "n_positions = 1024 in
+ * config.json" for GPT-2, "max_position_embeddings = 8192 in config.json" for the others.
+ */
+export function positionLimitText(c: Pick<ModelConfig, 'arch' | 'maxPositions'>): string {
+  return `${c.arch === 'gpt2' ? 'n_positions' : 'max_position_embeddings'} = ${c.maxPositions} in config.json`;
+}
+
 export function isSupportedModelType(t: string): boolean {
   return SUPPORTED_MODEL_TYPES.includes(t);
 }

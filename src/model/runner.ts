@@ -221,20 +221,11 @@ export class ModelRunner {
     recordFill(this.gpu, rec, { out: this.countSum, n: 1, value: 0 });
   }
 
-  /** Reads the accumulated loss sum and counted-token count (one submit, one readback). */
-  async readLoss(): Promise<{ sum: number; count: number }> {
-    return this.readLossOut(false);
-  }
-
   /**
-   * Reads the accumulators and zeroes them in the same submit, so a loss read costs one submit
-   * and one readback.
+   * Reads the accumulated loss sum and counted-token count in one submit and one readback; with
+   * `reset` the same submit zeroes them.
    */
-  async readAndResetLoss(): Promise<{ sum: number; count: number }> {
-    return this.readLossOut(true);
-  }
-
-  private async readLossOut(reset: boolean): Promise<{ sum: number; count: number }> {
+  async readLoss(reset = false): Promise<{ sum: number; count: number }> {
     const rec = this.gpu.recorder(reset ? 'read-reset-loss' : 'read-loss');
     rec.copy(this.lossSum, this.lossOut, 4, 0, 0);
     rec.copy(this.countSum, this.lossOut, 4, 0, 4);

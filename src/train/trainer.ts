@@ -221,7 +221,7 @@ export class Trainer {
    * null when the window counted none (nothing to report, which is not a divergence).
    */
   async readWindowLoss(): Promise<number | null> {
-    const { sum, count } = await this.runner.readAndResetLoss();
+    const { sum, count } = await this.runner.readLoss(true);
     this.windowSteps = 0;
     return count > 0 ? sum / count : null;
   }

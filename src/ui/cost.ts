@@ -77,15 +77,10 @@ export function estimateCost(
   }
 
   const T = train.batch * train.maxLen;
-  const mem = trainingMemory(config, {
-    tokens: T,
-    trainable: trainable ?? 0,
-    rankSum: loraRankSum,
-    optimizer: train.optimizer,
-    checkpoint: train.activationCheckpointing,
-  });
+  const run = { tokens: T, trainable: trainable ?? 0, rankSum: loraRankSum, optimizer: train.optimizer };
+  const mem = trainingMemory(config, { ...run, checkpoint: train.activationCheckpointing });
   const { activationBytes, loraBytes } = mem;
-  const totalBytes = weightBytes + loraBytes + activationBytes + mem.lossScratchBytes;
+  const totalBytes = weightBytes + mem.totalBytes;
 
   if (gpu) {
     if (largestTensorBytes > gpu.maxBufferSize) {
@@ -105,14 +100,7 @@ export function estimateCost(
   if (totalBytes > TYPICAL_GPU_BUDGET) {
     let lower = 'lower the batch size or max length, or pick a smaller model';
     if (!train.activationCheckpointing) {
-      const recomputed = trainingMemory(config, {
-        tokens: T,
-        trainable: trainable ?? 0,
-        rankSum: loraRankSum,
-        optimizer: train.optimizer,
-        checkpoint: true,
-      });
-      const withCheckpointing = weightBytes + recomputed.loraBytes + recomputed.activationBytes + recomputed.lossScratchBytes;
+      const withCheckpointing = weightBytes + trainingMemory(config, { ...run, checkpoint: true }).totalBytes;
       lower = `turn on activation checkpointing (about ${GiB(withCheckpointing)}), ${lower}`;
     }
     warnings.push(`Training needs about ${GiB(totalBytes)} of GPU memory; integrated GPUs often have less. If it fails, ${lower}.`);
