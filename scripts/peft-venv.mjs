@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const VENV = join(ROOT, '.venv-peft');
 const PY = process.env.TABTUNE_PEFT_PYTHON ?? join(VENV, 'bin', 'python');
-const PROBE = 'import torch, transformers, peft, safetensors; print(torch.__version__, transformers.__version__, peft.__version__)';
+const PROBE =
+  'import torch, transformers, peft, safetensors; print(torch.__version__, transformers.__version__, peft.__version__)';
 
 function say(msg) {
   console.log(`[tabtune] ${msg}`);

@@ -79,7 +79,8 @@ interface Compared {
 }
 
 function compare(name: string, ref: ArrayLike<number>, got: ArrayLike<number>): Compared {
-  if (ref.length !== got.length) return { maxAbs: Infinity, problem: `${name}: ${got.length} values, expected ${ref.length}` };
+  if (ref.length !== got.length)
+    return { maxAbs: Infinity, problem: `${name}: ${got.length} values, expected ${ref.length}` };
   let big = 0;
   for (let i = 0; i < ref.length; i++) big = Math.max(big, Math.abs(ref[i]!));
   const atol = 1e-4 * Math.max(big, 1e-3);
@@ -117,12 +118,25 @@ async function check(name: string, body: () => Promise<Compared[]>): Promise<Sel
     if (problems.length) c.error = problems.join('; ');
     return c;
   } catch (e) {
-    return { name, maxAbsErr: Infinity, ok: false, ms: performance.now() - t0, error: (e as Error).message ?? String(e) };
+    return {
+      name,
+      maxAbsErr: Infinity,
+      ok: false,
+      ms: performance.now() - t0,
+      error: (e as Error).message ?? String(e),
+    };
   }
 }
 
 /** Uploads f32 values as `dtype`; returns the tensor and the values the GPU will see. */
-function upload(gpu: Gpu, label: string, shape: number[], v: Float32Array, dtype: WeightDType, held: Tensor[]): [Tensor, Float64Array] {
+function upload(
+  gpu: Gpu,
+  label: string,
+  shape: number[],
+  v: Float32Array,
+  dtype: WeightDType,
+  held: Tensor[],
+): [Tensor, Float64Array] {
   const t =
     dtype === 'f32'
       ? gpu.tensor(label, shape, 'f32', 'scratch', v)
@@ -220,7 +234,14 @@ async function linearCheck(gpu: Gpu, part: 'forward' | 'backward'): Promise<Comp
     const bv = randomValues(outF * r, 35, 1 / Math.sqrt(r));
     const dyv = randomValues(M * outF, 36);
     const x = f32(gpu, 'selftest.x', [M, inF], xv, held);
-    const [w, wRef] = upload(gpu, 'selftest.w', [outF, inF], randomValues(outF * inF, 32, 1 / Math.sqrt(inF)), 'bf16', held);
+    const [w, wRef] = upload(
+      gpu,
+      'selftest.w',
+      [outF, inF],
+      randomValues(outF * inF, 32, 1 / Math.sqrt(inF)),
+      'bf16',
+      held,
+    );
     const [bias, biasRef] = upload(gpu, 'selftest.bias', [outF], randomValues(outF, 33), 'bf16', held);
     const lin: FrozenLinear = { w, bias, inF, outF, transposed: false };
     const lora: LoraParams = {

@@ -16,7 +16,12 @@ describe('gpu runtime', () => {
   it('records several dispatches into one submit, in order, with per-dispatch uniforms', async () => {
     const gpu = await getGpu();
     const n = 37;
-    const a = gpu.tensorF32('a', [n], 'scratch', Array.from({ length: n }, (_, i) => i));
+    const a = gpu.tensorF32(
+      'a',
+      [n],
+      'scratch',
+      Array.from({ length: n }, (_, i) => i),
+    );
     const out = gpu.tensorF32('out', [n], 'scratch', new Array(n).fill(1));
     const pipe = gpu.pipeline('add', ADD);
     const rec = gpu.recorder('t');

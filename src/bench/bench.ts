@@ -61,9 +61,12 @@ export async function runBench(argv: string[]): Promise<number> {
       const r = await benchLoraLinear(gpu, num(f, 'm')!, num(f, 'k')!, num(f, 'n')!, num(f, 'r')!);
       const json = bool(f, 'json') ?? false;
       log(json, `adapter: ${adapterName(gpu)}`);
-      log(json, `lora-linear ${r.shape} r=${r.r}: fwd ${r.ms_forward.toFixed(2)} ms, bwd ${r.ms_backward.toFixed(2)} ms, ` +
-        `${r.gflops.toFixed(2)} GFLOP/s; plain ${r.ms_plain.toFixed(2)} ms, unfused ${r.ms_unfused.toFixed(2)} ms, ` +
-        `unfused with epilogue adds ${r.ms_unfused_epilogue.toFixed(2)} ms`);
+      log(
+        json,
+        `lora-linear ${r.shape} r=${r.r}: fwd ${r.ms_forward.toFixed(2)} ms, bwd ${r.ms_backward.toFixed(2)} ms, ` +
+          `${r.gflops.toFixed(2)} GFLOP/s; plain ${r.ms_plain.toFixed(2)} ms, unfused ${r.ms_unfused.toFixed(2)} ms, ` +
+          `unfused with epilogue adds ${r.ms_unfused_epilogue.toFixed(2)} ms`,
+      );
       if (json) {
         process.stdout.write(
           `${JSON.stringify({ ms_forward: r.ms_forward, ms_backward: r.ms_backward, gflops: r.gflops, ms_plain: r.ms_plain, ms_unfused: r.ms_unfused, ms_unfused_epilogue: r.ms_unfused_epilogue })}\n`,
@@ -114,8 +117,16 @@ export async function runBench(argv: string[]): Promise<number> {
     };
     log(json, `adapter: ${out.adapter}`);
     const shapes: [number, number, number][] = quick
-      ? [[128, 576, 576], [128, 576, 1536]]
-      : [[512, 576, 576], [512, 1536, 576], [512, 576, 1536], [512, 576, 49152]];
+      ? [
+          [128, 576, 576],
+          [128, 576, 1536],
+        ]
+      : [
+          [512, 576, 576],
+          [512, 1536, 576],
+          [512, 576, 1536],
+          [512, 576, 49152],
+        ];
     const matmul = [];
     for (const [M, K, N] of shapes) {
       const r = await benchMatmul(gpu, M, K, N, budget);
@@ -125,7 +136,10 @@ export async function runBench(argv: string[]): Promise<number> {
     out.matmul = matmul;
     const lora = [];
     const M = quick ? 128 : 512;
-    for (const [K, N] of [[576, 576], [576, 1536]] as const) {
+    for (const [K, N] of [
+      [576, 576],
+      [576, 1536],
+    ] as const) {
       for (const r of [8, 16, 64]) {
         const b = await benchLoraLinear(gpu, M, K, N, r, budget);
         lora.push(b);
@@ -145,10 +159,18 @@ export async function runBench(argv: string[]): Promise<number> {
     } finally {
       plain.destroy();
     }
-    const stepOpts = { seq: num(f, 'seq') ?? (quick ? 32 : 64), layers: num(f, 'layers') ?? (quick ? 4 : 30), log: (l: string) => log(json, l) };
+    const stepOpts = {
+      seq: num(f, 'seq') ?? (quick ? 32 : 64),
+      layers: num(f, 'layers') ?? (quick ? 4 : 30),
+      log: (l: string) => log(json, l),
+    };
     out.train_step = await benchTrainingStep(gpu, stepOpts);
     out.train_step_checkpointed = await benchTrainingStep(gpu, { ...stepOpts, checkpoint: true });
-    const gen = await benchGeneration(gpu, { layers: num(f, 'layers') ?? (quick ? 4 : 30), tokens: quick ? 4 : 16, log: (l: string) => log(json, l) });
+    const gen = await benchGeneration(gpu, {
+      layers: num(f, 'layers') ?? (quick ? 4 : 30),
+      tokens: quick ? 4 : 16,
+      log: (l: string) => log(json, l),
+    });
     out.generation = gen;
     if (json) process.stdout.write(`${JSON.stringify(out)}\n`);
     return 0;

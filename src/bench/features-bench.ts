@@ -17,7 +17,17 @@ export interface FeatureBench {
   speedup: number;
 }
 
-async function pair(gpu: Gpu, plain: Gpu, what: string, M: number, K: number, N: number, dtype: 'bf16' | 'f16', budgetMs: number, rounds: number): Promise<FeatureBench> {
+async function pair(
+  gpu: Gpu,
+  plain: Gpu,
+  what: string,
+  M: number,
+  K: number,
+  N: number,
+  dtype: 'bf16' | 'f16',
+  budgetMs: number,
+  rounds: number,
+): Promise<FeatureBench> {
   const v: number[] = [];
   const p: number[] = [];
   for (let i = 0; i < rounds; i++) {
@@ -31,20 +41,52 @@ async function pair(gpu: Gpu, plain: Gpu, what: string, M: number, K: number, N:
 }
 
 /** Runs the comparisons the default device's features allow; an empty list when it has neither. */
-export async function benchFeatures(gpu: Gpu, plain: Gpu, opts: { quick: boolean; log: (line: string) => void }): Promise<FeatureBench[]> {
+export async function benchFeatures(
+  gpu: Gpu,
+  plain: Gpu,
+  opts: { quick: boolean; log: (line: string) => void },
+): Promise<FeatureBench[]> {
   const out: FeatureBench[] = [];
   const budget = opts.quick ? 1200 : 4000;
   const rounds = 3;
   const M = opts.quick ? 128 : 512;
   if (gpu.features.f16) {
-    out.push(await pair(gpu, plain, 'shader-f16: native f16 weight loads (tiled X·Wᵀ)', M, 576, 1536, 'f16', budget, rounds));
+    out.push(
+      await pair(gpu, plain, 'shader-f16: native f16 weight loads (tiled X·Wᵀ)', M, 576, 1536, 'f16', budget, rounds),
+    );
   }
   if (gpu.features.subgroupLanes > 0) {
-    out.push(await pair(gpu, plain, `subgroups: shuffle reduction, ${gpu.features.subgroupLanes} lanes (decode GEMV)`, 1, 576, 1536, 'bf16', budget, rounds));
-    out.push(await pair(gpu, plain, `subgroups: shuffle reduction, ${gpu.features.subgroupLanes} lanes (decode LM head)`, 1, 576, opts.quick ? 8192 : 49152, 'bf16', budget, rounds));
+    out.push(
+      await pair(
+        gpu,
+        plain,
+        `subgroups: shuffle reduction, ${gpu.features.subgroupLanes} lanes (decode GEMV)`,
+        1,
+        576,
+        1536,
+        'bf16',
+        budget,
+        rounds,
+      ),
+    );
+    out.push(
+      await pair(
+        gpu,
+        plain,
+        `subgroups: shuffle reduction, ${gpu.features.subgroupLanes} lanes (decode LM head)`,
+        1,
+        576,
+        opts.quick ? 8192 : 49152,
+        'bf16',
+        budget,
+        rounds,
+      ),
+    );
   }
   for (const b of out) {
-    opts.log(`${b.what} ${b.shape}: ${b.ms_variant.toFixed(3)} ms vs plain ${b.ms_plain.toFixed(3)} ms (${b.speedup.toFixed(2)}x)`);
+    opts.log(
+      `${b.what} ${b.shape}: ${b.ms_variant.toFixed(3)} ms vs plain ${b.ms_plain.toFixed(3)} ms (${b.speedup.toFixed(2)}x)`,
+    );
   }
   return out;
 }

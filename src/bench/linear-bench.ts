@@ -34,12 +34,21 @@ export interface MatmulBench {
   gflops: number;
 }
 
-export async function benchMatmul(gpu: Gpu, M: number, K: number, N: number, budgetMs = 3000, dtype: 'bf16' | 'f16' = 'bf16'): Promise<MatmulBench> {
+export async function benchMatmul(
+  gpu: Gpu,
+  M: number,
+  K: number,
+  N: number,
+  budgetMs = 3000,
+  dtype: 'bf16' | 'f16' = 'bf16',
+): Promise<MatmulBench> {
   const x = gpu.tensor('x', [M, K], 'f32', 'scratch', random(M * K, 1, 1));
   const w = gpu.tensor('w', [N, K], dtype, 'scratch', packHalf(random(N * K, 2, 0.05), dtype));
   const y = gpu.tensor('y', [M, N], 'f32', 'scratch');
   try {
-    const t = await timeGpu(gpu, (rec) => recordMatmul(gpu, rec, { a: x, b: w, c: y, M, N, K, transB: true }), { budgetMs });
+    const t = await timeGpu(gpu, (rec) => recordMatmul(gpu, rec, { a: x, b: w, c: y, M, N, K, transB: true }), {
+      budgetMs,
+    });
     return { shape: `${M}x${K}x${N}`, ms: t.medianMs, gflops: (2 * M * K * N) / (t.medianMs * 1e6) };
   } finally {
     for (const t of [x, w, y]) gpu.free(t);
@@ -96,8 +105,7 @@ export async function benchLoraLinear(
     const dS = t('dS', [M, r]);
 
     const forward = (rec: Recorder) => recordLinearForward(gpu, rec, { x, M, lin, lora, y, s });
-    const backward = (rec: Recorder) =>
-      recordLinearBackward(gpu, rec, { dy, x, M, lin, lora, s, dx, dA, dB, ws });
+    const backward = (rec: Recorder) => recordLinearBackward(gpu, rec, { dy, x, M, lin, lora, s, dx, dA, dB, ws });
     const plain = (rec: Recorder) => {
       recordMatmul(gpu, rec, { a: x, b: w, c: y, M, N, K, transB: true });
       recordMatmul(gpu, rec, { a: dy, b: w, c: dx, M, N: K, K: N });
@@ -130,7 +138,11 @@ export async function benchLoraLinear(
       recordMatmul(gpu, rec, { a: dS, b: x, c: dA, M: r, N: K, K: M, transA: true });
       recordMatmul(gpu, rec, { a: dy, b: s, c: dB, M: N, N: r, K: M, transA: true, alpha: 2 });
     };
-    const all = await timeGpuInterleaved(gpu, { forward, backward, plain, unfused, unfusedEpilogue }, { budgetMs: 5 * budgetMs });
+    const all = await timeGpuInterleaved(
+      gpu,
+      { forward, backward, plain, unfused, unfusedEpilogue },
+      { budgetMs: 5 * budgetMs },
+    );
     const [tf, tb, tp, tu, te] = [all.forward, all.backward, all.plain, all.unfused, all.unfusedEpilogue];
     const fused = tf.medianMs + tb.medianMs;
     // forward 2MKN + backward dX 2MKN (+ rank-r terms, counted as useful work too)

@@ -222,7 +222,9 @@ export async function benchGeneration(
     };
     const base = await rate(null);
     const withLora = await rate(lora);
-    o.log?.(`generation (16-token prompt, ${o.tokens} new, greedy): base ${base.toFixed(2)} tok/s, with LoRA r=16 ${withLora.toFixed(2)} tok/s`);
+    o.log?.(
+      `generation (16-token prompt, ${o.tokens} new, greedy): base ${base.toFixed(2)} tok/s, with LoRA r=16 ${withLora.toFixed(2)} tok/s`,
+    );
     return { tokens: o.tokens, base_tokens_per_second: base, adapter_tokens_per_second: withLora };
   } finally {
     gen.dispose();
@@ -260,14 +262,25 @@ export async function benchMemory(
   const measured: MemoryBench['measured'] = [];
   for (const layers of [l1, l2]) {
     gpu.resetPeak();
-    const b = await benchTrainingStep(gpu, { seq: o.seq, layers, r, checkpoint: o.checkpoint, qwen: true, steps: 0, log: o.log });
+    const b = await benchTrainingStep(gpu, {
+      seq: o.seq,
+      layers,
+      r,
+      checkpoint: o.checkpoint,
+      qwen: true,
+      steps: 0,
+      log: o.log,
+    });
     measured.push({ layers, peak_bytes: b.peak_bytes, peak_bytes_by_category: b.peak_bytes_by_category });
   }
   const full = qwen25HalfBConfig(24).numLayers;
   const extrapolate = (a: number, b: number) => (l2 === l1 ? b : a + ((b - a) * (full - l1)) / (l2 - l1));
   const cats = Object.keys(measured[0]!.peak_bytes_by_category);
   const byCat: Record<string, number> = {};
-  for (const c of cats) byCat[c] = Math.round(extrapolate(measured[0]!.peak_bytes_by_category[c]!, measured[1]!.peak_bytes_by_category[c]!));
+  for (const c of cats)
+    byCat[c] = Math.round(
+      extrapolate(measured[0]!.peak_bytes_by_category[c]!, measured[1]!.peak_bytes_by_category[c]!),
+    );
   const res: MemoryBench = {
     model: 'Qwen2.5-0.5B-shaped, random bf16 weights',
     seq: o.seq,

@@ -36,12 +36,17 @@ export async function timeGpuInterleaved<K extends string>(
   const names = Object.keys(variants) as K[];
   let round = 0;
   for (const n of names) round += await timeOnce(gpu, variants[n]); // warm-up: compiles
-  const reps = Math.max(opts.minReps ?? 3, Math.min(opts.maxReps ?? 9, Math.floor((opts.budgetMs ?? 6000) / Math.max(round, 1))));
+  const reps = Math.max(
+    opts.minReps ?? 3,
+    Math.min(opts.maxReps ?? 9, Math.floor((opts.budgetMs ?? 6000) / Math.max(round, 1))),
+  );
   const times = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<K, number[]>;
   for (let i = 0; i < reps; i++) {
     for (const n of names) times[n].push(await timeOnce(gpu, variants[n]));
   }
-  return Object.fromEntries(names.map((n) => [n, { medianMs: median(times[n]), minMs: Math.min(...times[n]), reps }])) as Record<K, Timing>;
+  return Object.fromEntries(
+    names.map((n) => [n, { medianMs: median(times[n]), minMs: Math.min(...times[n]), reps }]),
+  ) as Record<K, Timing>;
 }
 
 export async function timeGpu(

@@ -45,7 +45,9 @@ export function parseFlags(argv: string[], spec: Record<string, FlagSpec>, comma
       continue;
     }
     if (!s) {
-      const known = Object.keys(spec).map((k) => `--${k}`).join(', ');
+      const known = Object.keys(spec)
+        .map((k) => `--${k}`)
+        .join(', ');
       throw new UsageError(`${command}: unknown flag --${name}. Known flags: ${known}.`);
     }
     if (s.type === 'bool') {
@@ -60,7 +62,9 @@ export function parseFlags(argv: string[], spec: Record<string, FlagSpec>, comma
       // `--out --json` is a forgotten value, not an output folder named "--json" (a value that
       // starts with "--" can still be given as --name=--value).
       if (value === undefined || (value.startsWith('--') && value.length > 2)) {
-        throw new UsageError(`${command}: --${name} needs a value${value === undefined ? '' : `, got the flag ${value}`}.`);
+        throw new UsageError(
+          `${command}: --${name} needs a value${value === undefined ? '' : `, got the flag ${value}`}.`,
+        );
       }
       i++;
     }
@@ -86,11 +90,13 @@ function convert(command: string, name: string, value: string, s: FlagSpec): str
   if (!Number.isFinite(n)) {
     throw new UsageError(`${command}: --${name} expects a number, got "${value}".`);
   }
-  if (s.type === 'int' && !Number.isInteger(n)) throw new UsageError(`${command}: --${name} expects an integer, got "${value}".`);
+  if (s.type === 'int' && !Number.isInteger(n))
+    throw new UsageError(`${command}: --${name} expects an integer, got "${value}".`);
   if (s.min !== undefined && (s.exclusiveMin ? n <= s.min : n < s.min)) {
     throw new UsageError(`${command}: --${name} must be ${s.exclusiveMin ? '>' : '>='} ${s.min}, got ${value}.`);
   }
-  if (s.max !== undefined && n > s.max) throw new UsageError(`${command}: --${name} must be <= ${s.max}, got ${value}.`);
+  if (s.max !== undefined && n > s.max)
+    throw new UsageError(`${command}: --${name} must be <= ${s.max}, got ${value}.`);
   return n;
 }
 

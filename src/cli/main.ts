@@ -137,7 +137,8 @@ async function withAdapterDir<T>(dir: string | undefined, f: () => Promise<T>): 
   try {
     return await f();
   } catch (e) {
-    if (dir && (e as Error).name === 'PeftError') throw new Error(`--adapter ${dir}: ${(e as Error).message}`);
+    if (dir && (e as Error).name === 'PeftError')
+      throw new Error(`--adapter ${dir}: ${(e as Error).message}`, { cause: e });
     throw e;
   }
 }
@@ -165,12 +166,14 @@ function requireDir(path: string, what: string): string {
 function checkOutDir(path: string): string {
   const p = resolve(path);
   if (existsSync(p)) {
-    if (!statSync(p).isDirectory()) throw new UsageError(`--out "${path}" is a file; expected a directory (existing or to be created).`);
+    if (!statSync(p).isDirectory())
+      throw new UsageError(`--out "${path}" is a file; expected a directory (existing or to be created).`);
     return p;
   }
   for (let up = dirname(p); ; up = dirname(up)) {
     if (existsSync(up)) {
-      if (!statSync(up).isDirectory()) throw new UsageError(`--out "${path}" cannot be created: "${up}" is a file, not a directory.`);
+      if (!statSync(up).isDirectory())
+        throw new UsageError(`--out "${path}" cannot be created: "${up}" is a file, not a directory.`);
       return p;
     }
     if (dirname(up) === up) return p;
@@ -184,7 +187,9 @@ function checkOutDir(path: string): string {
 async function readDataText(path: string, given: string): Promise<string> {
   const bytes = new Uint8Array(await readFile(path));
   if (bytes.length >= 2 && ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff))) {
-    throw new Error(`--data file "${given}" is UTF-16 text (it starts with a UTF-16 byte order mark); expected UTF-8: save it as UTF-8.`);
+    throw new Error(
+      `--data file "${given}" is UTF-16 text (it starts with a UTF-16 byte order mark); expected UTF-8: save it as UTF-8.`,
+    );
   }
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
@@ -232,7 +237,9 @@ function maxLenFor(f: ParsedFlags, command: string, model: ModelPreflight): numb
   const given = num(f, 'max-len');
   if (given === undefined) return maxPos > 0 ? Math.min(DEFAULT_TRAIN.maxLen, maxPos) : DEFAULT_TRAIN.maxLen;
   if (maxPos > 0 && given > maxPos) {
-    throw new UsageError(`${command}: --max-len ${given} is longer than the model allows (${positionLimitText(model.config)}).`);
+    throw new UsageError(
+      `${command}: --max-len ${given} is longer than the model allows (${positionLimitText(model.config)}).`,
+    );
   }
   return given;
 }
@@ -246,7 +253,9 @@ async function readAdapter(dir: string, flag = '--adapter'): Promise<PeftFiles> 
   const cfg = join(path, 'adapter_config.json');
   const model = join(path, 'adapter_model.safetensors');
   if (!existsSync(cfg) || !existsSync(model)) {
-    throw new UsageError(`${flag} "${dir}" must hold adapter_config.json and adapter_model.safetensors (a PEFT adapter folder).`);
+    throw new UsageError(
+      `${flag} "${dir}" must hold adapter_config.json and adapter_model.safetensors (a PEFT adapter folder).`,
+    );
   }
   return { adapterConfig: await readFile(cfg, 'utf8'), adapterModel: new Uint8Array(await readFile(model)) };
 }
@@ -302,7 +311,9 @@ function adapterShape(files: PeftFiles, dir: string): LoraShape {
     throw new UsageError(`${join(dir, 'adapter_config.json')}: not valid JSON (${(e as Error).message}).`);
   }
   if (!c || typeof c !== 'object' || typeof c.r !== 'number' || typeof c.lora_alpha !== 'number') {
-    throw new UsageError(`${join(dir, 'adapter_config.json')}: expected a PEFT LoRA config with numeric "r" and "lora_alpha".`);
+    throw new UsageError(
+      `${join(dir, 'adapter_config.json')}: expected a PEFT LoRA config with numeric "r" and "lora_alpha".`,
+    );
   }
   const t = c.target_modules;
   return {
@@ -347,13 +358,17 @@ function parseTargets(flag: string, linearModules: string[], modelType: string):
   const list = flag.split(',').map((t) => t.trim());
   if (list.length === 1 && list[0]!.toLowerCase() === 'all-linear') return 'all-linear';
   const available = `this model (${modelType}) has ${linearModules.join(', ')}, or use all-linear`;
-  if (list.every((t) => t === '')) throw new UsageError(`train: --targets is empty; expected module names (${available}).`);
-  if (list.some((t) => t === '')) throw new UsageError(`train: --targets "${flag}" has an empty name; expected comma-separated module names.`);
+  if (list.every((t) => t === ''))
+    throw new UsageError(`train: --targets is empty; expected module names (${available}).`);
+  if (list.some((t) => t === ''))
+    throw new UsageError(`train: --targets "${flag}" has an empty name; expected comma-separated module names.`);
   for (const t of list) {
-    if (t.toLowerCase() === 'all-linear') throw new UsageError('train: --targets all-linear cannot be combined with module names.');
+    if (t.toLowerCase() === 'all-linear')
+      throw new UsageError('train: --targets all-linear cannot be combined with module names.');
     // PEFT also takes a dotted suffix of the module path (self_attn.q_proj): its last part must be a module name.
     const last = t.slice(t.lastIndexOf('.') + 1);
-    if (!linearModules.includes(last)) throw new UsageError(`train: --targets "${t}" is not a linear module name; ${available}.`);
+    if (!linearModules.includes(last))
+      throw new UsageError(`train: --targets "${t}" is not a linear module name; ${available}.`);
   }
   return list;
 }
@@ -364,7 +379,8 @@ async function train(f: ParsedFlags): Promise<number> {
   }
   const resume = bool(f, 'resume') ?? false;
   const initFlag = str(f, 'init-from');
-  if (resume && initFlag) throw new UsageError('train: --resume continues the checkpoint in --out; it cannot be combined with --init-from.');
+  if (resume && initFlag)
+    throw new UsageError('train: --resume continues the checkpoint in --out; it cannot be combined with --init-from.');
   const dataPath = requireFile(str(f, 'data')!, '--data file');
   const dataText = await readDataText(dataPath, str(f, 'data')!);
   const out = checkOutDir(str(f, 'out')!);
@@ -389,10 +405,12 @@ async function train(f: ParsedFlags): Promise<number> {
   let resumeFrom: Uint8Array | undefined;
   let fixedShape: { shape: LoraShape; source: string } | undefined;
   if (resume) {
-    if (!existsSync(ckptPath)) throw new UsageError(`train --resume: no checkpoint at ${ckptPath} (write one with --checkpoint-every N).`);
+    if (!existsSync(ckptPath))
+      throw new UsageError(`train --resume: no checkpoint at ${ckptPath} (write one with --checkpoint-every N).`);
     resumeFrom = new Uint8Array(await readFile(ckptPath));
     const { decodeCheckpoint } = await import('../train/checkpoint');
-    const run = decodeCheckpoint(resumeFrom, ckptPath).meta.run as { train?: Partial<TrainSettings>; lora?: LoraShape } | undefined;
+    const run = decodeCheckpoint(resumeFrom, ckptPath).meta.run as
+      { train?: Partial<TrainSettings>; lora?: LoraShape } | undefined;
     const saved = run?.train ?? {};
     for (const [flag, key] of TRAIN_SETTING_FLAGS) {
       const theirs = saved[key];
@@ -406,7 +424,12 @@ async function train(f: ParsedFlags): Promise<number> {
         );
       }
     }
-    if (num(f, 'steps') === undefined && num(f, 'epochs') === undefined && saved.steps !== undefined && saved.epochs !== undefined) {
+    if (
+      num(f, 'steps') === undefined &&
+      num(f, 'epochs') === undefined &&
+      saved.steps !== undefined &&
+      saved.epochs !== undefined
+    ) {
       settings.steps = saved.steps;
       settings.epochs = saved.epochs;
     }
@@ -431,7 +454,9 @@ async function train(f: ParsedFlags): Promise<number> {
       target_modules:
         // (a regex string from an adapter's config works too: the engine reads any string as PEFT does)
         (fixedShape?.shape.target_modules as LoraSettings['target_modules'] | undefined) ??
-        (targetsFlag === undefined ? modelInfo.defaultTargets : parseTargets(targetsFlag, modelInfo.linearModules, modelInfo.modelType)),
+        (targetsFlag === undefined
+          ? modelInfo.defaultTargets
+          : parseTargets(targetsFlag, modelInfo.linearModules, modelInfo.modelType)),
       use_rslora: fixedShape?.shape.use_rslora ?? bool(f, 'rslora') ?? false,
     };
     const ds = await engine.loadDataset(basename(dataPath), dataText, {
@@ -441,7 +466,8 @@ async function train(f: ParsedFlags): Promise<number> {
       seed: settings.seed,
       previewCount: 0,
     });
-    for (const issue of ds.issues) process.stderr.write(`tabtune: ${ds.fileName}:${issue.line}: ${issue.message} (skipped)\n`);
+    for (const issue of ds.issues)
+      process.stderr.write(`tabtune: ${ds.fileName}:${issue.line}: ${issue.message} (skipped)\n`);
     log(
       `data: ${ds.fileName} (${ds.format}), ${ds.trainRecords} training records, ${ds.valRecords} validation, ` +
         `${ds.countedTokens} counted tokens`,
@@ -499,11 +525,15 @@ async function evaluate(f: ParsedFlags): Promise<number> {
       seed: 0,
       previewCount: 0,
     });
-    for (const issue of ds.issues) process.stderr.write(`tabtune: ${ds.fileName}:${issue.line}: ${issue.message} (skipped)\n`);
+    for (const issue of ds.issues)
+      process.stderr.write(`tabtune: ${ds.fileName}:${issue.line}: ${issue.message} (skipped)\n`);
     const adapter = adapterDir && adapterFiles ? { key: resolve(adapterDir), files: adapterFiles } : null;
     const r = await withAdapterDir(adapterDir, () => engine.evaluate(adapter, 'all'));
     if (bool(f, 'json')) process.stdout.write(`${JSON.stringify({ loss: r.loss, tokens: r.tokens })}\n`);
-    else process.stdout.write(`loss ${r.loss.toFixed(6)} nats/token over ${r.tokens} tokens (perplexity ${Math.exp(r.loss).toFixed(3)})\n`);
+    else
+      process.stdout.write(
+        `loss ${r.loss.toFixed(6)} nats/token over ${r.tokens} tokens (perplexity ${Math.exp(r.loss).toFixed(3)})\n`,
+      );
     return 0;
   } finally {
     engine.dispose();
@@ -573,7 +603,9 @@ async function selftest(): Promise<number> {
     let ok = true;
     for (const c of report.checks) {
       ok &&= c.ok;
-      process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'} ${c.name} (max abs err ${c.maxAbsErr.toExponential(2)}, ${c.ms.toFixed(1)} ms)\n`);
+      process.stdout.write(
+        `${c.ok ? 'ok  ' : 'FAIL'} ${c.name} (max abs err ${c.maxAbsErr.toExponential(2)}, ${c.ms.toFixed(1)} ms)\n`,
+      );
     }
     return ok ? 0 : 1;
   } finally {

@@ -6,7 +6,6 @@
  */
 
 import type { Gpu } from '../gpu/context';
-import { GpuError } from '../gpu/errors';
 import { Generator } from '../generate/generator';
 import { type LoraConfig, loraRank, loraScaleInfo, validateLoraConfig } from '../lora/config';
 import { GpuLora, type LoraModuleArrays } from '../lora/gpu-lora';
@@ -16,7 +15,6 @@ import { defaultTargetModules, distinctNames, loraConfigFromSettings, resolveTar
 import { type ModelConfig, positionLimitText } from '../model/config';
 import { GpuModel } from '../model/gpu-model';
 import { loadModel } from '../model/load';
-import type { LinearModule } from '../model/registry';
 import { ModelRunner } from '../model/runner';
 import type { ModelSource } from '../model/source';
 import { type TextTokenizer, createTokenizer } from '../model/tokenizer';
@@ -60,9 +58,16 @@ function diverged(what: string, step: number, lr: number): EngineError {
 }
 
 /** The adapter's arrays, or a divergence error when any value is NaN or infinite. */
-function finiteModules<T extends { path: string; a: Float32Array; b: Float32Array }>(modules: T[], step: number, lr: number): T[] {
+function finiteModules<T extends { path: string; a: Float32Array; b: Float32Array }>(
+  modules: T[],
+  step: number,
+  lr: number,
+): T[] {
   for (const m of modules) {
-    for (const [name, arr] of [['lora_A', m.a], ['lora_B', m.b]] as const) {
+    for (const [name, arr] of [
+      ['lora_A', m.a],
+      ['lora_B', m.b],
+    ] as const) {
       for (let i = 0; i < arr.length; i++) {
         if (!Number.isFinite(arr[i]!)) throw diverged(`${m.path}.${name} holds ${arr[i]}`, step, lr);
       }
@@ -215,7 +220,9 @@ export class Engine implements EngineApi {
     if (maxPos > 0 && opts.maxLen > maxPos) {
       // Past the position table (GPT-2's learned positions) there is nothing to read; past
       // max_position_embeddings no model was trained.
-      throw new EngineError(`Max sequence length ${opts.maxLen} is longer than ${m.id} allows (${positionLimitText(m.config)}).`);
+      throw new EngineError(
+        `Max sequence length ${opts.maxLen} is longer than ${m.id} allows (${positionLimitText(m.config)}).`,
+      );
     }
     const format = opts.format && opts.format !== 'auto' ? opts.format : undefined;
     const parsed = parseDataset(fileName, content, { format });
@@ -227,7 +234,11 @@ export class Engine implements EngineApi {
     const usable: TokenizedExample[] = [];
     for (const ex of tokenized.examples) {
       if (ex.countedTokens > 0 && ex.ids.length >= 2) usable.push(ex);
-      else issues.push({ line: ex.line, message: 'no tokens of this record count in the loss (empty response or too short)' });
+      else
+        issues.push({
+          line: ex.line,
+          message: 'no tokens of this record count in the loss (empty response or too short)',
+        });
     }
     issues.sort((a, b) => a.line - b.line);
     if (usable.length === 0) {
@@ -331,7 +342,11 @@ export class Engine implements EngineApi {
     while (this.paused && !this.stopRequested) await new Promise<void>((r) => this.resumeWaiters.push(r));
   }
 
-  async train(lora: LoraSettings, train: TrainSettings, hooks: TrainHooks = {}): Promise<TrainResult & { adapter: PeftFiles }> {
+  async train(
+    lora: LoraSettings,
+    train: TrainSettings,
+    hooks: TrainHooks = {},
+  ): Promise<TrainResult & { adapter: PeftFiles }> {
     this.assertIdle('start another run');
     const m = this.requireModel();
     const d = this.requireDataset();
@@ -429,12 +444,14 @@ export class Engine implements EngineApi {
         const planned = plan.next();
         if (!planned) break;
         const last = planned.step >= plan.totalSteps;
-        const evalDue = valBatches.length > 0 && (last || (train.evalEvery > 0 && planned.step % train.evalEvery === 0));
+        const evalDue =
+          valBatches.length > 0 && (last || (train.evalEvery > 0 && planned.step % train.evalEvery === 0));
         const ckptDue = train.checkpointEvery > 0 && planned.step % train.checkpointEvery === 0;
         // The loss is also read before a checkpoint, so a diverged run never writes one.
         const res = await trainer.trainStep(planned.micro, last || evalDue || ckptDue);
         tokens += res.tokens;
-        if (res.loss !== null && !Number.isFinite(res.loss)) throw diverged(`the training loss is ${res.loss}`, res.step, train.lr);
+        if (res.loss !== null && !Number.isFinite(res.loss))
+          throw diverged(`the training loss is ${res.loss}`, res.step, train.lr);
         if (res.loss !== null) lastLoss = res.loss;
         let valLoss: number | null = null;
         if (evalDue) {
@@ -506,7 +523,10 @@ export class Engine implements EngineApi {
 
   // ------------------------------------------------------------------ eval / generate
 
-  async evaluate(adapter: AdapterRef | null, split: 'validation' | 'all' = 'validation'): Promise<{ loss: number; tokens: number }> {
+  async evaluate(
+    adapter: AdapterRef | null,
+    split: 'validation' | 'all' = 'validation',
+  ): Promise<{ loss: number; tokens: number }> {
     this.assertIdle('evaluate');
     const m = this.requireModel();
     const d = this.requireDataset();
@@ -547,7 +567,8 @@ export class Engine implements EngineApi {
     const tok = m.tokenizer;
     let ids: number[];
     if (s.chat) {
-      if (!tok.hasChatTemplate) throw new EngineError(`Model "${m.id}" has no chat template; turn off chat formatting.`);
+      if (!tok.hasChatTemplate)
+        throw new EngineError(`Model "${m.id}" has no chat template; turn off chat formatting.`);
       ids = tok.encode(tok.applyChatTemplate([{ role: 'user', content: prompt }], { addGenerationPrompt: true }), {
         addSpecialTokens: false,
       });

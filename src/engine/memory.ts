@@ -10,7 +10,10 @@
  */
 import type { ModelConfig } from '../model/config';
 
-export type ShapeConfig = Pick<ModelConfig, 'hiddenSize' | 'numLayers' | 'numHeads' | 'numKvHeads' | 'headDim' | 'intermediateSize' | 'vocabSize'>;
+export type ShapeConfig = Pick<
+  ModelConfig,
+  'hiddenSize' | 'numLayers' | 'numHeads' | 'numKvHeads' | 'headDim' | 'intermediateSize' | 'vocabSize'
+>;
 
 export interface TrainingMemory {
   /** LoRA A and B with their gradients and the optimizer's moments. */

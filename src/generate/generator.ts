@@ -46,7 +46,11 @@ export class Generator {
     });
   }
 
-  async generate(promptIds: number[], lora: GpuLora | null, o: Partial<GenerateOptions> & { maxNewTokens: number }): Promise<GenerateResult> {
+  async generate(
+    promptIds: number[],
+    lora: GpuLora | null,
+    o: Partial<GenerateOptions> & { maxNewTokens: number },
+  ): Promise<GenerateResult> {
     const opts: GenerateOptions = { ...GREEDY, seed: 0, stopIds: [], ...o };
     if (promptIds.length === 0) throw new GpuError('Generation needs a prompt of at least one token.');
     const ctx = this.runner.maxContext;

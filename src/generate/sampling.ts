@@ -4,7 +4,7 @@
  * same text.
  */
 
-import { Rng } from '../lora/init';
+import { type Rng } from '../lora/init';
 
 export interface SamplingOptions {
   /** 0 = greedy. */

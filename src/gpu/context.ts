@@ -14,13 +14,7 @@
  * parameters; storage buffers follow at bindings 1, 2, ... in the order given to `dispatch`.
  */
 
-import {
-  GpuDeviceLostError,
-  GpuError,
-  GpuLimitError,
-  GpuOutOfMemoryError,
-  GpuValidationError,
-} from './errors';
+import { GpuDeviceLostError, GpuError, GpuLimitError, GpuOutOfMemoryError, GpuValidationError } from './errors';
 import { bf16BitsToF32, f16BitsToF32 } from './half';
 import { probeSubgroups } from './subgroups';
 import { type DType, type MemoryCategory, type Tensor, numel, shapeString, tensorBytes } from './tensor';
@@ -555,7 +549,8 @@ export function params(...values: (number | { f: number })[]): Uint32Array {
   const f = new Float32Array(out.buffer);
   values.forEach((v, i) => {
     if (typeof v === 'number') {
-      if (!Number.isInteger(v)) throw new GpuError(`Uniform parameter ${i} (${v}) must be an integer; wrap floats as {f: x}.`);
+      if (!Number.isInteger(v))
+        throw new GpuError(`Uniform parameter ${i} (${v}) must be an integer; wrap floats as {f: x}.`);
       out[i] = v >>> 0;
     } else f[i] = v.f;
   });

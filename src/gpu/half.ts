@@ -37,12 +37,12 @@ export function f32ToF16Bits(x: number): number {
     const half = 1 << (shift - 1);
     let m = mant >>> shift;
     const rest = mant & ((1 << shift) - 1);
-    if (rest > half || (rest === half && (m & 1))) m++;
+    if (rest > half || (rest === half && m & 1)) m++;
     return sign | m;
   }
   let m = mant >>> 13;
   const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && (m & 1))) {
+  if (rest > 0x1000 || (rest === 0x1000 && m & 1)) {
     m++;
     if (m === 0x400) {
       m = 0;
@@ -67,13 +67,6 @@ export function packHalf(values: ArrayLike<number>, dtype: 'f16' | 'bf16'): Uint
   const out = new Uint16Array(values.length + (values.length & 1));
   const conv = dtype === 'f16' ? f32ToF16Bits : f32ToBf16Bits;
   for (let i = 0; i < values.length; i++) out[i] = conv(values[i]!);
-  return out;
-}
-
-export function unpackHalf(bits: Uint16Array, dtype: 'f16' | 'bf16', count = bits.length): Float32Array {
-  const out = new Float32Array(count);
-  const conv = dtype === 'f16' ? f16BitsToF32 : bf16BitsToF32;
-  for (let i = 0; i < count; i++) out[i] = conv(bits[i]!);
   return out;
 }
 

@@ -43,7 +43,9 @@ function nodeGpuObject(): GPU {
     const require = createRequire(import.meta.url);
     mod = require('webgpu');
   } catch (e) {
-    throw new WebGpuUnavailableError(`Could not load the \`webgpu\` package (${(e as Error).message}). Run \`npm ci\`. ${INSTALL_HINT}`);
+    throw new WebGpuUnavailableError(
+      `Could not load the \`webgpu\` package (${(e as Error).message}). Run \`npm ci\`. ${INSTALL_HINT}`,
+    );
   }
   Object.assign(globalThis, mod.globals);
   navigatorGpu = mod.create([]);

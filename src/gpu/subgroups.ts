@@ -44,10 +44,25 @@ export async function probeSubgroups(device: GPUDevice, minSize?: number): Promi
   };
   try {
     const module = device.createShaderModule({ label: 'subgroup-probe', code: PROBE_WGSL });
-    const pipeline = device.createComputePipeline({ label: 'subgroup-probe', layout: 'auto', compute: { module, entryPoint: 'main' } });
-    out = device.createBuffer({ label: 'subgroup-probe', size: 512 * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
-    read = device.createBuffer({ label: 'subgroup-probe-read', size: 512 * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    const bind = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: out } }] });
+    const pipeline = device.createComputePipeline({
+      label: 'subgroup-probe',
+      layout: 'auto',
+      compute: { module, entryPoint: 'main' },
+    });
+    out = device.createBuffer({
+      label: 'subgroup-probe',
+      size: 512 * 4,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+    });
+    read = device.createBuffer({
+      label: 'subgroup-probe-read',
+      size: 512 * 4,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const bind = device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer: out } }],
+    });
     const enc = device.createCommandEncoder({ label: 'subgroup-probe' });
     const pass = enc.beginComputePass();
     pass.setPipeline(pipeline);

@@ -170,7 +170,8 @@ export function recordSwiGluBackward(gpu: Gpu, rec: Recorder, a: SwiGluBackwardA
     return;
   }
   needDims(what, { n: a.n });
-  for (const [k, t] of Object.entries({ dh: a.dh, g: a.g, u: a.u, dg: a.dg, du: a.du })) needElems(what, k, t, a.n, ['f32']);
+  for (const [k, t] of Object.entries({ dh: a.dh, g: a.g, u: a.u, dg: a.dg, du: a.du }))
+    needElems(what, k, t, a.n, ['f32']);
   noAlias(what, a.dg, { dh: a.dh, g: a.g, u: a.u, du: a.du });
   noAlias(what, a.du, { dh: a.dh, g: a.g, u: a.u });
   if (a.n === 0) return;

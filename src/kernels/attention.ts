@@ -134,9 +134,35 @@ const STORAGE: Record<'attn_fwd' | 'attn_bwd_dq' | 'attn_bwd_dkdv', (hd: number,
 
 const CANDIDATES: Record<keyof typeof STORAGE, [number, number][]> = {
   // [br, bc]: query rows x key columns (attn_bwd_dkdv: br query rows per tile, bc keys per workgroup)
-  attn_fwd: [[16, 16], [8, 8], [4, 4], [2, 2], [1, 1]],
-  attn_bwd_dq: [[16, 16], [16, 8], [8, 8], [8, 4], [4, 4], [4, 2], [2, 2], [2, 1], [1, 1]],
-  attn_bwd_dkdv: [[16, 16], [8, 16], [8, 8], [4, 8], [4, 4], [2, 4], [2, 2], [1, 2], [1, 1]],
+  attn_fwd: [
+    [16, 16],
+    [8, 8],
+    [4, 4],
+    [2, 2],
+    [1, 1],
+  ],
+  attn_bwd_dq: [
+    [16, 16],
+    [16, 8],
+    [8, 8],
+    [8, 4],
+    [4, 4],
+    [4, 2],
+    [2, 2],
+    [2, 1],
+    [1, 1],
+  ],
+  attn_bwd_dkdv: [
+    [16, 16],
+    [8, 16],
+    [8, 8],
+    [4, 8],
+    [4, 4],
+    [2, 4],
+    [2, 2],
+    [1, 2],
+    [1, 1],
+  ],
 };
 
 /** The largest tiles of `kernel` whose workgroup storage fits 16 KiB (or the device limit). */
@@ -199,7 +225,13 @@ function scaleOf(a: { scale?: number; headDim: number }): number {
   return a.scale ?? 1 / Math.sqrt(a.headDim);
 }
 
-function uniforms(nq: number, nk: number, qPos0: number, a: { heads: number; kvHeads: number; headDim: number }, scale: number): Uint32Array {
+function uniforms(
+  nq: number,
+  nk: number,
+  qPos0: number,
+  a: { heads: number; kvHeads: number; headDim: number },
+  scale: number,
+): Uint32Array {
   return params(nq, nk, qPos0, a.heads, a.kvHeads, a.heads / a.kvHeads, { f: scale }, a.headDim);
 }
 
@@ -284,13 +316,16 @@ export function recordAttentionBackward(gpu: Gpu, rec: Recorder, a: AttentionBac
 export function recordAttentionDecode(gpu: Gpu, rec: Recorder, a: AttentionDecodeArgs): void {
   const what = 'attention decode';
   checkShape(what, { batch: 1, seq: a.qLen, heads: a.heads, kvHeads: a.kvHeads, headDim: a.headDim });
-  if (!Number.isInteger(a.past) || a.past < 0) throw new GpuError(`${what}: past must be a non-negative integer, got ${a.past}.`);
+  if (!Number.isInteger(a.past) || a.past < 0)
+    throw new GpuError(`${what}: past must be a non-negative integer, got ${a.past}.`);
   if (a.qLen === 0) return;
   const kvRow = a.kvHeads * a.headDim;
   const capacity = Math.floor(a.kCache.buffer.size / (kvRow * 4));
   const keys = a.past + a.qLen;
   if (keys > capacity) {
-    throw new GpuError(`${what}: past + qLen = ${keys} positions exceed the KV cache "${a.kCache.label}" (${capacity} rows).`);
+    throw new GpuError(
+      `${what}: past + qLen = ${keys} positions exceed the KV cache "${a.kCache.label}" (${capacity} rows).`,
+    );
   }
   const qn = a.qLen * a.heads * a.headDim;
   needF32(what, 'q', a.q, qn);

@@ -134,9 +134,13 @@ export function crossEntropyShader(kernel: KernelName, v: Variant): string {
     } else {
       L.push(`@group(0) @binding(${b}) var<storage, read> w: array<u32>;`);
       if (v.w === 'f16') {
-        L.push('fn wload(e: u32) -> f32 { let x = unpack2x16float(w[e >> 1u]); return select(x.x, x.y, (e & 1u) == 1u); }');
+        L.push(
+          'fn wload(e: u32) -> f32 { let x = unpack2x16float(w[e >> 1u]); return select(x.x, x.y, (e & 1u) == 1u); }',
+        );
       } else {
-        L.push('fn wload(e: u32) -> f32 { let x = w[e >> 1u]; return bitcast<f32>(select(x << 16u, x & 0xffff0000u, (e & 1u) == 1u)); }');
+        L.push(
+          'fn wload(e: u32) -> f32 { let x = w[e >> 1u]; return bitcast<f32>(select(x << 16u, x & 0xffff0000u, (e & 1u) == 1u)); }',
+        );
       }
     }
   }
@@ -247,7 +251,8 @@ export function crossEntropyChunk(
   const T = Math.max(1, a.T);
   let vc: number;
   if (a.chunk !== undefined) {
-    if (!Number.isInteger(a.chunk) || a.chunk < 1) throw new GpuError(`${what}: chunk must be a positive integer, got ${a.chunk}.`);
+    if (!Number.isInteger(a.chunk) || a.chunk < 1)
+      throw new GpuError(`${what}: chunk must be a positive integer, got ${a.chunk}.`);
     vc = a.chunk;
   } else {
     const perRow = Math.floor((a.scratchBytes ?? CE_SCRATCH_BYTES) / (T * 4));
@@ -286,7 +291,12 @@ function recordLogitsChunk(
   const pipe = pipelineFor(gpu, 'ce_logits', { g, w: wt, wBinding: 2 });
   const bm = g.wy * g.tm;
   const bn = g.wx * g.tn;
-  rec.dispatch(pipe, [h, w.binding, out], [Math.ceil(n / bn), Math.ceil(T / bm)], params(T, H, n, hOff, w.wOff, ldo, oOff, 0));
+  rec.dispatch(
+    pipe,
+    [h, w.binding, out],
+    [Math.ceil(n / bn), Math.ceil(T / bm)],
+    params(T, H, n, hOff, w.wOff, ldo, oOff, 0),
+  );
 }
 
 /**
@@ -308,7 +318,15 @@ export function recordCrossEntropy(gpu: Gpu, rec: Recorder, a: CrossEntropyArgs)
   need(what, 'countSum', a.countSum, ['f32', 'u32'], 1);
   if (a.dh) need(what, 'dh', a.dh, ['f32'], T * H);
   if (a.lse) need(what, 'lse', a.lse, ['f32'], T);
-  bindable(gpu, what, { h: a.h, targets: a.targets, rowLoss: a.rowLoss, dh: a.dh, lse: a.lse, lossSum: a.lossSum, countSum: a.countSum });
+  bindable(gpu, what, {
+    h: a.h,
+    targets: a.targets,
+    rowLoss: a.rowLoss,
+    dh: a.dh,
+    lse: a.lse,
+    lossSum: a.lossSum,
+    countSum: a.countSum,
+  });
   if (!Number.isFinite(a.gradScale)) throw new GpuError(`${what}: gradScale must be finite, got ${a.gradScale}.`);
 
   const vc = crossEntropyChunk(gpu, a);

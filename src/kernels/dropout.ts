@@ -11,8 +11,6 @@ import type { Tensor } from '../gpu/tensor';
 import { dropoutThreshold } from '../reference/dropout';
 import { grid2d, loraShaderModule } from './matmul';
 
-export { dropoutHash, dropoutMask, dropoutMultiplier, dropoutThreshold } from '../reference/dropout';
-
 export interface DropoutArgs {
   x: Tensor; // f32 [rows, cols]
   y: Tensor; // f32 [rows, cols]

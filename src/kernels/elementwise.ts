@@ -185,7 +185,8 @@ export function recordFill(gpu: Gpu, rec: Recorder, a: FillArgs): void {
     f32Bits[0] = a.value;
     bits = f32Word[0]!;
   } else {
-    if (!Number.isInteger(a.value)) throw new GpuError(`${what}: ${a.out.dtype} fill value must be an integer, got ${a.value}.`);
+    if (!Number.isInteger(a.value))
+      throw new GpuError(`${what}: ${a.out.dtype} fill value must be an integer, got ${a.value}.`);
     bits = a.value >>> 0;
   }
   const [gx, gy, stride] = flatGrid(gpu, a.n);
@@ -209,7 +210,8 @@ export interface CopyArgs {
  */
 export function recordCopy(gpu: Gpu, rec: Recorder, a: CopyArgs): void {
   const what = 'recordCopy';
-  const so = a.srcOffset ?? 0, dO = a.dstOffset ?? 0;
+  const so = a.srcOffset ?? 0,
+    dO = a.dstOffset ?? 0;
   needDims(what, { n: a.n, srcOffset: so, dstOffset: dO });
   const types = ['f32', 'u32', 'i32'];
   needElems(what, 'src', a.src, so + a.n, types);
@@ -247,8 +249,20 @@ export function recordCopyRows(gpu: Gpu, rec: Recorder, a: CopyRowsArgs): void {
   const what = 'recordCopyRows';
   const srcStride = a.srcStride ?? a.width;
   const dstStride = a.dstStride ?? a.width;
-  const sr = a.srcRow0 ?? 0, sc = a.srcCol0 ?? 0, dr = a.dstRow0 ?? 0, dc = a.dstCol0 ?? 0;
-  needDims(what, { rows: a.rows, width: a.width, srcStride, dstStride, srcRow0: sr, srcCol0: sc, dstRow0: dr, dstCol0: dc });
+  const sr = a.srcRow0 ?? 0,
+    sc = a.srcCol0 ?? 0,
+    dr = a.dstRow0 ?? 0,
+    dc = a.dstCol0 ?? 0;
+  needDims(what, {
+    rows: a.rows,
+    width: a.width,
+    srcStride,
+    dstStride,
+    srcRow0: sr,
+    srcCol0: sc,
+    dstRow0: dr,
+    dstCol0: dc,
+  });
   if (a.rows === 0 || a.width === 0) return;
   const types = a.accumulate ? ['f32'] : ['f32', 'u32', 'i32'];
   needElems(what, 'src', a.src, (sr + a.rows - 1) * srcStride + sc + a.width, types);

@@ -48,7 +48,9 @@ function windows(gpu: Gpu, table: Tensor, V: number, H: number, eb: number, maxB
   const rowBytes = H * eb;
   const rowsPer = Math.floor((limit - align) / rowBytes);
   if (rowsPer < 1) {
-    throw new GpuLimitError(`recordEmbedding: one row of "${table.label}" (${rowBytes} bytes) does not fit a ${limit}-byte storage binding.`);
+    throw new GpuLimitError(
+      `recordEmbedding: one row of "${table.label}" (${rowBytes} bytes) does not fit a ${limit}-byte storage binding.`,
+    );
   }
   const out: Window[] = [];
   for (let v0 = 0; v0 < V; v0 += rowsPer) {

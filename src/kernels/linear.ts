@@ -78,14 +78,17 @@ export interface LinearBackwardArgs {
 
 function activeLora(lora: LoraParams | null | undefined, lin: FrozenLinear): LoraParams | null {
   if (!lora) return null;
-  if (!Number.isInteger(lora.r) || lora.r < 1) throw new GpuError(`LoRA rank must be a positive integer, got ${lora.r}.`);
+  if (!Number.isInteger(lora.r) || lora.r < 1)
+    throw new GpuError(`LoRA rank must be a positive integer, got ${lora.r}.`);
   if (!(lora.dropout >= 0 && lora.dropout < 1)) {
     throw new GpuError(`LoRA dropout must be in [0, 1), got ${lora.dropout}.`);
   }
   if (lora.a.dtype !== 'f32' || lora.b.dtype !== 'f32') throw new GpuError('LoRA A and B must be f32 tensors.');
   const need = (t: Tensor, n: number, what: string) => {
     if (t.buffer.size < n * 4) {
-      throw new GpuError(`LoRA ${what} "${t.label}" has ${t.buffer.size} bytes; [${what === 'A' ? `${lora.r}, ${lin.inF}` : `${lin.outF}, ${lora.r}`}] needs ${n * 4}.`);
+      throw new GpuError(
+        `LoRA ${what} "${t.label}" has ${t.buffer.size} bytes; [${what === 'A' ? `${lora.r}, ${lin.inF}` : `${lin.outF}, ${lora.r}`}] needs ${n * 4}.`,
+      );
     }
   };
   need(lora.a, lora.r * lin.inF, 'A');

@@ -161,7 +161,13 @@ function prelude(v: MatmulVariant): string {
   L.push(`// ---- generated prelude: ${JSON.stringify(v)}`);
   if (v.mr) {
     const kl = v.sg || 16;
-    L.push(`const MR = ${v.mr}u;`, `const BN = ${smallBn(v.sg)}u;`, `const KL = ${kl}u;`, `const CG = ${256 / kl}u;`, 'const NT = 256u;');
+    L.push(
+      `const MR = ${v.mr}u;`,
+      `const BN = ${smallBn(v.sg)}u;`,
+      `const KL = ${kl}u;`,
+      `const CG = ${256 / kl}u;`,
+      'const NT = 256u;',
+    );
     L.push(`const SUBGROUP = ${b(!!v.sg)};`);
     // The value of lane (this lane xor o) of the subgroup; unused (and no extension needed) without SUBGROUP.
     L.push(`fn lane_xor(v: vec4<f32>, o: u32) -> vec4<f32> { return ${v.sg ? 'subgroupShuffleXor(v, o)' : 'v'}; }`);
@@ -181,8 +187,9 @@ function prelude(v: MatmulVariant): string {
     L.push(`@group(0) @binding(${slot++}) var<storage, read> A2: array<f32>;`);
     L.push(`@group(0) @binding(${slot++}) var<storage, read> B2: array<f32>;`);
   }
-  if (v.bias) L.push(`@group(0) @binding(${slot++}) var<storage, read> BIAS: ${nativeBias ? 'array<f16>' : arr(v.bias)};`);
-  L.push(`@group(0) @binding(${slot++}) var<storage, read_write> C: array<f32>;`);
+  if (v.bias)
+    L.push(`@group(0) @binding(${slot++}) var<storage, read> BIAS: ${nativeBias ? 'array<f16>' : arr(v.bias)};`);
+  L.push(`@group(0) @binding(${slot}) var<storage, read_write> C: array<f32>;`);
 
   // Segment 1 loaders; (row, col) is the stored position, used by the dropout mask.
   const aRow = v.transA ? 'k' : 'm';
@@ -205,14 +212,18 @@ function prelude(v: MatmulVariant): string {
   }
   L.push(`const PAIRED = ${b(!!v.pairs)};`);
   if (v.pairs && nativeF16) {
-    L.push('fn b1pair(k: u32, n: u32) -> vec2<f32> { let i = n * p.ldb + k + p.bAdj; return vec2<f32>(f32(B[i]), f32(B[i + 1u])); }');
+    L.push(
+      'fn b1pair(k: u32, n: u32) -> vec2<f32> { let i = n * p.ldb + k + p.bAdj; return vec2<f32>(f32(B[i]), f32(B[i + 1u])); }',
+    );
   } else if (v.pairs) {
-    const widen2 = v.bType === 'f16' ? 'unpack2x16float(w)' : 'vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u))';
+    const widen2 =
+      v.bType === 'f16' ? 'unpack2x16float(w)' : 'vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u))';
     L.push(`fn b1pair(k: u32, n: u32) -> vec2<f32> { let w = B[(n * p.ldb + k + p.bAdj) >> 1u]; return ${widen2}; }`);
   } else {
     L.push('fn b1pair(k: u32, n: u32) -> vec2<f32> { return vec2<f32>(0.0); }');
   }
-  if (v.bias) L.push(`fn bias_at(n: u32) -> f32 { return ${elementRead('BIAS', v.bias, 'n + p.biasAdj', nativeBias)}; }`);
+  if (v.bias)
+    L.push(`fn bias_at(n: u32) -> f32 { return ${elementRead('BIAS', v.bias, 'n + p.biasAdj', nativeBias)}; }`);
   else L.push(`fn bias_at(n: u32) -> f32 { return 0.0; }`);
   L.push('// ---- end of prelude', '');
   return L.join('\n');
@@ -307,7 +318,11 @@ function dropWords(d: DropoutSpec | null | undefined): [number, number, { f: num
 /** Records C = alpha·opA(A)·opB(B) (+ extra segment) + bias (+ C). See the file comment. */
 export function recordMatmul(gpu: Gpu, rec: Recorder, a: MatmulArgs): void {
   const { M, N, K } = a;
-  for (const [k, v] of [['M', M], ['N', N], ['K', K]] as const) {
+  for (const [k, v] of [
+    ['M', M],
+    ['N', N],
+    ['K', K],
+  ] as const) {
     if (!Number.isInteger(v) || v < 0) throw new GpuError(`matmul: ${k} must be a non-negative integer, got ${v}.`);
   }
   if (M === 0 || N === 0) return;
@@ -445,11 +460,38 @@ export function recordMatmul(gpu: Gpu, rec: Recorder, a: MatmulArgs): void {
     const part = a.ws!.get('matmul.partials', [splits, M, N]);
     const bindings: Binding[] = [a.a, a.b, part];
     const u = params(
-      M, N, 0, K, 0, 0, kSplit, 0,
-      lda, ldb, N, M * N, aOff >>> 0, bOff >>> 0, 0, 0,
-      ex2?.lda ?? 0, ex2?.ldb ?? 0, 0, 0,
-      { f: alpha }, { f: alpha2 }, 0, 0,
-      seedIn, thrIn, scaleIn, seedOut, thrOut, scaleOut, 0, 0,
+      M,
+      N,
+      0,
+      K,
+      0,
+      0,
+      kSplit,
+      0,
+      lda,
+      ldb,
+      N,
+      M * N,
+      aOff >>> 0,
+      bOff >>> 0,
+      0,
+      0,
+      ex2?.lda ?? 0,
+      ex2?.ldb ?? 0,
+      0,
+      0,
+      { f: alpha },
+      { f: alpha2 },
+      0,
+      0,
+      seedIn,
+      thrIn,
+      scaleIn,
+      seedOut,
+      thrOut,
+      scaleOut,
+      0,
+      0,
     );
     rec.dispatch(pipe, bindings, [Math.ceil(N / bn), Math.ceil(M / bm), splits], u);
     recordReducePartials(gpu, rec, {
@@ -498,12 +540,38 @@ export function recordMatmul(gpu: Gpu, rec: Recorder, a: MatmulArgs): void {
         if (a.bias) bindings.push(a.bias);
         bindings.push(wc.binding);
         const u = params(
-          m0 + mc, n0 + nc, k0, k0 + kc, m0, n0, Math.max(kc, 1), first && ex ? ex.K : 0,
-          lda, ldb, ldc, 0, (aOff + wa.adj) >>> 0, (bOff + wb.adj) >>> 0, (cOff + wc.adj) >>> 0,
+          m0 + mc,
+          n0 + nc,
+          k0,
+          k0 + kc,
+          m0,
+          n0,
+          Math.max(kc, 1),
+          first && ex ? ex.K : 0,
+          lda,
+          ldb,
+          ldc,
+          0,
+          (aOff + wa.adj) >>> 0,
+          (bOff + wb.adj) >>> 0,
+          (cOff + wc.adj) >>> 0,
           first ? (a.accumulate ? 1 : 0) : 1,
-          ex2?.lda ?? 0, ex2?.ldb ?? 0, a2Adj, b2Adj,
-          { f: alpha }, { f: alpha2 }, first && a.bias ? 1 : 0, 0,
-          seedIn, thrIn, scaleIn, seedOut, thrOut, scaleOut, 0, 0,
+          ex2?.lda ?? 0,
+          ex2?.ldb ?? 0,
+          a2Adj,
+          b2Adj,
+          { f: alpha },
+          { f: alpha2 },
+          first && a.bias ? 1 : 0,
+          0,
+          seedIn,
+          thrIn,
+          scaleIn,
+          seedOut,
+          thrOut,
+          scaleOut,
+          0,
+          0,
         );
         rec.dispatch(pipe, bindings, [gridX(nc), gridY(mc), 1], u);
       });

@@ -80,7 +80,8 @@ function clipping(what: string, a: ClipArgs, others: Record<string, Tensor>): Te
 export function recordAdamW(gpu: Gpu, rec: Recorder, a: AdamWArgs): void {
   const what = 'recordAdamW';
   needDims(what, { n: a.n });
-  if (!Number.isInteger(a.step) || a.step < 1) throw new GpuError(`${what}: step must be an integer >= 1, got ${a.step}.`);
+  if (!Number.isInteger(a.step) || a.step < 1)
+    throw new GpuError(`${what}: step must be an integer >= 1, got ${a.step}.`);
   const named = { param: a.param, grad: a.grad, m: a.m, v: a.v };
   for (const [k, t] of Object.entries(named)) needElems(what, k, t, a.n, ['f32']);
   noAlias(what, a.param, { grad: a.grad, m: a.m, v: a.v });
@@ -124,7 +125,16 @@ export function recordSgd(gpu: Gpu, rec: Recorder, a: SgdArgs): void {
   const kernel = normSq ? 'sgd_clip' : 'sgd';
   const pipe = gpu.pipeline(kernel, wgslKernel(code, 'sgd', clipPrelude(3, normSq !== null)));
   const [gx, gy, stride] = flatGrid(gpu, a.n);
-  const u = params(a.n, stride, { f: a.lr }, { f: a.weightDecay ?? 0 }, { f: a.gradScale ?? 1 }, { f: a.maxNorm ?? 0 }, 0, 0);
+  const u = params(
+    a.n,
+    stride,
+    { f: a.lr },
+    { f: a.weightDecay ?? 0 },
+    { f: a.gradScale ?? 1 },
+    { f: a.maxNorm ?? 0 },
+    0,
+    0,
+  );
   const bindings = [a.param, a.grad];
   if (normSq) bindings.push(normSq);
   rec.dispatch(pipe, bindings, [gx, gy], u);

@@ -20,7 +20,7 @@ import type { Tensor } from '../gpu/tensor';
 import { ropeInvFreq } from '../reference/rope';
 import { flatGrid, needDims, needElems, noAlias, wgslKernel } from './elementwise';
 
-export { ropeInvFreq, type RopeScaling } from '../reference/rope';
+export { ropeInvFreq } from '../reference/rope';
 
 /** Largest rotaryDim the uniform block holds (256 frequencies). */
 export const ROPE_MAX_ROTARY_DIM = 512;
@@ -54,7 +54,8 @@ const freqCache = new Map<string, Float32Array>();
 
 function frequencies(rot: number, theta: number, inv?: ArrayLike<number>): Float32Array {
   if (inv) {
-    if (inv.length !== rot / 2) throw new GpuError(`recordRope: invFreq has ${inv.length} values; rotaryDim ${rot} needs ${rot / 2}.`);
+    if (inv.length !== rot / 2)
+      throw new GpuError(`recordRope: invFreq has ${inv.length} values; rotaryDim ${rot} needs ${rot / 2}.`);
     return Float32Array.from(inv);
   }
   const key = `${rot}:${theta}`;
@@ -72,7 +73,9 @@ export function recordRope(gpu: Gpu, rec: Recorder, a: RopeArgs): void {
   const rot = a.rotaryDim ?? a.headDim;
   needDims(what, { rows: a.rows, heads: a.heads, headDim: a.headDim, rotaryDim: rot });
   if (rot % 2 !== 0 || rot > a.headDim || rot > ROPE_MAX_ROTARY_DIM) {
-    throw new GpuError(`${what}: rotaryDim ${rot} must be even, <= headDim ${a.headDim} and <= ${ROPE_MAX_ROTARY_DIM}.`);
+    throw new GpuError(
+      `${what}: rotaryDim ${rot} must be even, <= headDim ${a.headDim} and <= ${ROPE_MAX_ROTARY_DIM}.`,
+    );
   }
   const n = a.rows * a.heads * a.headDim;
   needElems(what, 'x', a.x, n, ['f32']);

@@ -93,7 +93,10 @@ export function loraScale(
 }
 
 /** r, scale and dropout of one module, in the shape GpuLora.fromArrays asks for. */
-export function loraScaleInfo(cfg: LoraConfig, module: { path: string }): { r: number; scale: number; dropout: number } {
+export function loraScaleInfo(
+  cfg: LoraConfig,
+  module: { path: string },
+): { r: number; scale: number; dropout: number } {
   return { r: loraRank(cfg, module.path), scale: loraScale(cfg, module), dropout: cfg.lora_dropout };
 }
 
@@ -118,9 +121,12 @@ export function loraConfigProblems(cfg: LoraConfig): string[] {
   }
   p.push(...moduleSpecProblems('target_modules', cfg.target_modules, true));
   if (cfg.exclude_modules != null) p.push(...moduleSpecProblems('exclude_modules', cfg.exclude_modules, false));
-  if (typeof cfg.use_rslora !== 'boolean') p.push(`use_rslora must be true or false, got ${JSON.stringify(cfg.use_rslora)}.`);
-  if (typeof cfg.fan_in_fan_out !== 'boolean') p.push(`fan_in_fan_out must be true or false, got ${JSON.stringify(cfg.fan_in_fan_out)}.`);
-  if (cfg.bias !== 'none') p.push(`bias must be "none" (training biases is not supported), got ${JSON.stringify(cfg.bias)}.`);
+  if (typeof cfg.use_rslora !== 'boolean')
+    p.push(`use_rslora must be true or false, got ${JSON.stringify(cfg.use_rslora)}.`);
+  if (typeof cfg.fan_in_fan_out !== 'boolean')
+    p.push(`fan_in_fan_out must be true or false, got ${JSON.stringify(cfg.fan_in_fan_out)}.`);
+  if (cfg.bias !== 'none')
+    p.push(`bias must be "none" (training biases is not supported), got ${JSON.stringify(cfg.bias)}.`);
   if (cfg.init_lora_weights !== true && cfg.init_lora_weights !== 'gaussian') {
     p.push(`init_lora_weights must be true or "gaussian", got ${JSON.stringify(cfg.init_lora_weights)}.`);
   }
@@ -137,7 +143,10 @@ export function loraConfigProblems(cfg: LoraConfig): string[] {
       const bad = regexProblem(k);
       if (bad) p.push(`${field} key ${JSON.stringify(k)} is not a valid regex: ${bad}`);
       const ok = typeof v === 'number' && Number.isFinite(v) && v > 0 && (!int || Number.isInteger(v));
-      if (!ok) p.push(`${field}[${JSON.stringify(k)}] must be ${int ? 'a positive integer' : 'a number > 0'}, got ${JSON.stringify(v)}.`);
+      if (!ok)
+        p.push(
+          `${field}[${JSON.stringify(k)}] must be ${int ? 'a positive integer' : 'a number > 0'}, got ${JSON.stringify(v)}.`,
+        );
     }
   }
   return p;
@@ -150,8 +159,12 @@ function moduleSpecProblems(field: string, spec: unknown, required: boolean): st
     const bad = regexProblem(spec);
     return bad ? [`${field} ${JSON.stringify(spec)} is not a valid regex: ${bad}`] : [];
   }
-  if (!Array.isArray(spec)) return [`${field} must be a list of module names, a regex string, or "all-linear", got ${JSON.stringify(spec)}.`];
-  if (spec.length === 0) return required ? [`${field} is empty; give module names (e.g. ["q_proj", "v_proj"]), a regex, or "all-linear".`] : [];
+  if (!Array.isArray(spec))
+    return [`${field} must be a list of module names, a regex string, or "all-linear", got ${JSON.stringify(spec)}.`];
+  if (spec.length === 0)
+    return required
+      ? [`${field} is empty; give module names (e.g. ["q_proj", "v_proj"]), a regex, or "all-linear".`]
+      : [];
   const bad = spec.filter((s) => typeof s !== 'string' || s.length === 0);
   return bad.length ? [`${field} entries must be non-empty strings, got ${JSON.stringify(bad)}.`] : [];
 }

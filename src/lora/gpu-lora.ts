@@ -68,7 +68,14 @@ export class GpuLora {
       }
       const a = gpu.tensor(`${arr.path}.lora_A`, [r, module.inF], 'f32', 'lora', arr.a);
       const b = gpu.tensor(`${arr.path}.lora_B`, [module.outF, r], 'f32', 'lora', arr.b);
-      lora.slots.set(arr.path, { module, params: { a, b, r, scale, dropout }, dA: null, dB: null, stateA: [], stateB: [] });
+      lora.slots.set(arr.path, {
+        module,
+        params: { a, b, r, scale, dropout },
+        dA: null,
+        dB: null,
+        stateA: [],
+        stateB: [],
+      });
     }
     return lora;
   }
@@ -108,8 +115,20 @@ export class GpuLora {
     const out: TrainableTensor[] = [];
     for (const [path, s] of this.slots) {
       if (!s.dA || !s.dB) throw new GpuError(`LoRA module "${path}" has no gradients; call enableTraining() first.`);
-      out.push({ name: `${path}.lora_A`, param: s.params.a, grad: s.dA, state: s.stateA, n: s.params.r * s.module.inF });
-      out.push({ name: `${path}.lora_B`, param: s.params.b, grad: s.dB, state: s.stateB, n: s.params.r * s.module.outF });
+      out.push({
+        name: `${path}.lora_A`,
+        param: s.params.a,
+        grad: s.dA,
+        state: s.stateA,
+        n: s.params.r * s.module.inF,
+      });
+      out.push({
+        name: `${path}.lora_B`,
+        param: s.params.b,
+        grad: s.dB,
+        state: s.stateB,
+        n: s.params.r * s.module.outF,
+      });
     }
     return out;
   }

@@ -123,7 +123,8 @@ export class Rng {
 
   /** Uniform integer in [0, n), without modulo bias. */
   int(n: number): number {
-    if (!Number.isInteger(n) || n <= 0 || n > 0x100000000) throw new RangeError(`Rng.int(n) needs an integer 1 <= n <= 2^32, got ${n}.`);
+    if (!Number.isInteger(n) || n <= 0 || n > 0x100000000)
+      throw new RangeError(`Rng.int(n) needs an integer 1 <= n <= 2^32, got ${n}.`);
     const limit = Math.floor(0x100000000 / n) * n;
     for (;;) {
       const x = this.nextU32();
@@ -178,6 +179,13 @@ export function initLoraModules(cfg: LoraConfig, modules: readonly ModuleLike[],
   return modules.map((m) => {
     const r = loraRank(cfg, m.path);
     const rng = new Rng(deriveSeed(seed, hashString(m.path)));
-    return { path: m.path, r, inF: m.inF, outF: m.outF, a: initLoraA(r, m.inF, init, rng), b: new Float32Array(m.outF * r) };
+    return {
+      path: m.path,
+      r,
+      inF: m.inF,
+      outF: m.outF,
+      a: initLoraA(r, m.inF, init, rng),
+      b: new Float32Array(m.outF * r),
+    };
   });
 }

@@ -18,7 +18,13 @@
  * key, what was expected and what was found.
  */
 
-import { type SafeTensor, SafetensorsError, parseSafetensors, tensorToF32, writeSafetensors } from '../model/safetensors';
+import {
+  type SafeTensor,
+  SafetensorsError,
+  parseSafetensors,
+  tensorToF32,
+  writeSafetensors,
+} from '../model/safetensors';
 import { type LoraConfig, type ModuleLike, PEFT_LORA_DEFAULTS, isAllLinear, loraRank } from './config';
 import type { LoraModuleWeights } from './init';
 import { matchesModuleSpec } from './targets';
@@ -140,7 +146,9 @@ function savedTargetModules(config: LoraConfig, modules: readonly { path: string
 }
 
 /** The object PEFT 0.20 turns into adapter_config.json (every LoraConfig field, runtime_config dropped). */
-export function adapterConfigObject(input: Omit<ExportPeftInput, 'modules'> & { modules: readonly { path: string }[] }): Record<string, unknown> {
+export function adapterConfigObject(
+  input: Omit<ExportPeftInput, 'modules'> & { modules: readonly { path: string }[] },
+): Record<string, unknown> {
   const c = input.config;
   const excl = c.exclude_modules;
   return {
@@ -198,10 +206,14 @@ export function exportPeft(input: ExportPeftInput): { adapterConfig: string; ada
     if (seen.has(m.path)) throw new PeftError(`Module "${m.path}" appears twice in the adapter.`);
     seen.add(m.path);
     if (m.a.length !== m.r * m.inF) {
-      throw new PeftError(`Module "${m.path}": lora_A should be [${m.r}, ${m.inF}] (${m.r * m.inF} values), got ${m.a.length} values.`);
+      throw new PeftError(
+        `Module "${m.path}": lora_A should be [${m.r}, ${m.inF}] (${m.r * m.inF} values), got ${m.a.length} values.`,
+      );
     }
     if (m.b.length !== m.outF * m.r) {
-      throw new PeftError(`Module "${m.path}": lora_B should be [${m.outF}, ${m.r}] (${m.outF * m.r} values), got ${m.b.length} values.`);
+      throw new PeftError(
+        `Module "${m.path}": lora_B should be [${m.outF}, ${m.r}] (${m.outF * m.r} values), got ${m.b.length} values.`,
+      );
     }
     tensors.push({ name: peftKey(m.path, 'A'), dtype: 'F32', shape: [m.r, m.inF], data: m.a });
     tensors.push({ name: peftKey(m.path, 'B'), dtype: 'F32', shape: [m.outF, m.r], data: m.b });
@@ -230,13 +242,25 @@ const BASE_MUTATING_INITS = /^(pissa.*|olora|corda|lora_ga|loftq)$/i;
 
 /** Features of LoraConfig Tabtune does not apply; a non-default value is reported. */
 const IGNORED_FEATURES: [field: string, isDefault: (v: unknown) => boolean, what: string][] = [
-  ['modules_to_save', (v) => v == null || (Array.isArray(v) && v.length === 0), 'fully trained extra modules (modules_to_save) are not applied'],
+  [
+    'modules_to_save',
+    (v) => v == null || (Array.isArray(v) && v.length === 0),
+    'fully trained extra modules (modules_to_save) are not applied',
+  ],
   ['trainable_token_indices', (v) => v == null, 'trained token embeddings (trainable_token_indices) are not applied'],
   ['lora_bias', (v) => v == null || v === false, 'LoRA biases (lora_bias) are not applied'],
-  ['alora_invocation_tokens', (v) => v == null, 'aLoRA activation (alora_invocation_tokens) is not supported; the adapter applies to every token'],
+  [
+    'alora_invocation_tokens',
+    (v) => v == null,
+    'aLoRA activation (alora_invocation_tokens) is not supported; the adapter applies to every token',
+  ],
   ['use_qalora', (v) => v == null || v === false, 'QA-LoRA pooling (use_qalora) is not supported'],
   ['layer_replication', (v) => v == null, 'layer_replication is not supported'],
-  ['target_parameters', (v) => v == null || (Array.isArray(v) && v.length === 0), 'LoRA on raw parameters (target_parameters) is not supported'],
+  [
+    'target_parameters',
+    (v) => v == null || (Array.isArray(v) && v.length === 0),
+    'LoRA on raw parameters (target_parameters) is not supported',
+  ],
 ];
 
 function parseConfigJson(raw: string | Uint8Array): Record<string, unknown> {
@@ -253,25 +277,35 @@ function parseConfigJson(raw: string | Uint8Array): Record<string, unknown> {
     }
   }
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    throw new PeftError(`${ADAPTER_CONFIG_NAME} should hold a JSON object, got ${Array.isArray(json) ? 'an array' : JSON.stringify(json)}.`);
+    throw new PeftError(
+      `${ADAPTER_CONFIG_NAME} should hold a JSON object, got ${Array.isArray(json) ? 'an array' : JSON.stringify(json)}.`,
+    );
   }
   return json as Record<string, unknown>;
 }
 
-function numberField(cfg: Record<string, unknown>, field: string, fallback: number, warnings: string[], missingNote?: string): number {
+function numberField(
+  cfg: Record<string, unknown>,
+  field: string,
+  fallback: number,
+  warnings: string[],
+  missingNote?: string,
+): number {
   const v = cfg[field];
   if (v === undefined || v === null) {
     if (missingNote) warnings.push(missingNote);
     return fallback;
   }
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new PeftError(`${ADAPTER_CONFIG_NAME}: ${field} should be a number, got ${JSON.stringify(v)}.`);
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    throw new PeftError(`${ADAPTER_CONFIG_NAME}: ${field} should be a number, got ${JSON.stringify(v)}.`);
   return v;
 }
 
 function boolField(cfg: Record<string, unknown>, field: string, fallback: boolean): boolean {
   const v = cfg[field];
   if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'boolean') throw new PeftError(`${ADAPTER_CONFIG_NAME}: ${field} should be true or false, got ${JSON.stringify(v)}.`);
+  if (typeof v !== 'boolean')
+    throw new PeftError(`${ADAPTER_CONFIG_NAME}: ${field} should be true or false, got ${JSON.stringify(v)}.`);
   return v;
 }
 
@@ -279,7 +313,9 @@ function patternField(cfg: Record<string, unknown>, field: string): Record<strin
   const v = cfg[field];
   if (v == null) return {};
   if (typeof v !== 'object' || Array.isArray(v) || Object.values(v).some((x) => typeof x !== 'number')) {
-    throw new PeftError(`${ADAPTER_CONFIG_NAME}: ${field} should map module-name patterns to numbers, got ${JSON.stringify(v)}.`);
+    throw new PeftError(
+      `${ADAPTER_CONFIG_NAME}: ${field} should map module-name patterns to numbers, got ${JSON.stringify(v)}.`,
+    );
   }
   return { ...(v as Record<string, number>) };
 }
@@ -289,25 +325,42 @@ function moduleSpecField(cfg: Record<string, unknown>, field: string): string[] 
   if (v == null) return null;
   if (typeof v === 'string') return v;
   if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return [...(v as string[])];
-  throw new PeftError(`${ADAPTER_CONFIG_NAME}: ${field} should be a list of module names or a regex string, got ${JSON.stringify(v)}.`);
+  throw new PeftError(
+    `${ADAPTER_CONFIG_NAME}: ${field} should be a list of module names or a regex string, got ${JSON.stringify(v)}.`,
+  );
 }
 
 /** Reads adapter_config.json into a LoraConfig (target_modules null when the file has none). */
-function readConfig(raw: string | Uint8Array, warnings: string[]): { config: LoraConfig; targets: string[] | string | null; baseModel: string | null } {
+function readConfig(
+  raw: string | Uint8Array,
+  warnings: string[],
+): { config: LoraConfig; targets: string[] | string | null; baseModel: string | null } {
   const cfg = parseConfigJson(raw);
   const peftType = cfg.peft_type;
   if (peftType === undefined || peftType === null) {
     warnings.push(`${ADAPTER_CONFIG_NAME} has no peft_type; reading it as a LoRA adapter.`);
   } else if (peftType !== 'LORA') {
-    throw new PeftError(`${ADAPTER_CONFIG_NAME} describes a ${JSON.stringify(peftType)} adapter; Tabtune loads only LoRA adapters (peft_type "LORA").`);
+    throw new PeftError(
+      `${ADAPTER_CONFIG_NAME} describes a ${JSON.stringify(peftType)} adapter; Tabtune loads only LoRA adapters (peft_type "LORA").`,
+    );
   }
   if (cfg.use_dora === true) {
-    throw new PeftError(`This adapter uses DoRA (use_dora: true), which Tabtune does not support; only plain LoRA adapters can be loaded.`);
+    throw new PeftError(
+      `This adapter uses DoRA (use_dora: true), which Tabtune does not support; only plain LoRA adapters can be loaded.`,
+    );
   }
   if (cfg.task_type != null && cfg.task_type !== 'CAUSAL_LM') {
-    warnings.push(`${ADAPTER_CONFIG_NAME} has task_type ${JSON.stringify(cfg.task_type)}; Tabtune applies it to a causal LM.`);
+    warnings.push(
+      `${ADAPTER_CONFIG_NAME} has task_type ${JSON.stringify(cfg.task_type)}; Tabtune applies it to a causal LM.`,
+    );
   }
-  const r = numberField(cfg, 'r', PEFT_LORA_DEFAULTS.r, warnings, `${ADAPTER_CONFIG_NAME} has no "r"; using PEFT's default r = 8 (the scale lora_alpha / r depends on it).`);
+  const r = numberField(
+    cfg,
+    'r',
+    PEFT_LORA_DEFAULTS.r,
+    warnings,
+    `${ADAPTER_CONFIG_NAME} has no "r"; using PEFT's default r = 8 (the scale lora_alpha / r depends on it).`,
+  );
   const alpha = numberField(
     cfg,
     'lora_alpha',
@@ -315,10 +368,14 @@ function readConfig(raw: string | Uint8Array, warnings: string[]): { config: Lor
     warnings,
     `${ADAPTER_CONFIG_NAME} has no "lora_alpha"; using PEFT's default lora_alpha = 8 (the scale lora_alpha / r depends on it).`,
   );
-  if (!Number.isInteger(r) || r <= 0) throw new PeftError(`${ADAPTER_CONFIG_NAME}: r should be a positive integer, got ${r}.`);
+  if (!Number.isInteger(r) || r <= 0)
+    throw new PeftError(`${ADAPTER_CONFIG_NAME}: r should be a positive integer, got ${r}.`);
   const dropout = numberField(cfg, 'lora_dropout', 0, warnings);
   const bias = cfg.bias ?? 'none';
-  if (bias !== 'none') warnings.push(`${ADAPTER_CONFIG_NAME} has bias ${JSON.stringify(bias)}; trained biases are not applied, so outputs may differ from PEFT's.`);
+  if (bias !== 'none')
+    warnings.push(
+      `${ADAPTER_CONFIG_NAME} has bias ${JSON.stringify(bias)}; trained biases are not applied, so outputs may differ from PEFT's.`,
+    );
   let init: true | 'gaussian' = true;
   const rawInit = cfg.init_lora_weights;
   if (rawInit === 'gaussian') init = 'gaussian';
@@ -385,7 +442,10 @@ export function importPeft<M extends ModuleLike>(
   }
 
   const byPath = new Map(modules.map((m) => [m.path, m]));
-  const pairs = new Map<string, { module: M; key: { A?: string; B?: string }; t: { A?: SafeTensor; B?: SafeTensor } }>();
+  const pairs = new Map<
+    string,
+    { module: M; key: { A?: string; B?: string }; t: { A?: SafeTensor; B?: SafeTensor } }
+  >();
   const adapterNames = new Set<string>();
   const ignored: string[] = [];
   let unprefixed = false;
@@ -394,7 +454,9 @@ export function importPeft<M extends ModuleLike>(
   const parsed: { key: string; path: string; which: 'A' | 'B'; adapter: string | undefined; t: SafeTensor }[] = [];
   for (const [key, t] of file.tensors) {
     if (/\.lora_magnitude_vector\b/.test(key)) {
-      throw new PeftError(`${ADAPTER_MODEL_NAME} has "${key}": a DoRA magnitude vector. DoRA adapters are not supported; only plain LoRA.`);
+      throw new PeftError(
+        `${ADAPTER_MODEL_NAME} has "${key}": a DoRA magnitude vector. DoRA adapters are not supported; only plain LoRA.`,
+      );
     }
     const m = KEY_RE.exec(key);
     if (!m) {
@@ -410,7 +472,9 @@ export function importPeft<M extends ModuleLike>(
   let chosenAdapter: string | undefined;
   if (adapterNames.size > 1) {
     chosenAdapter = adapterNames.has('default') ? 'default' : [...adapterNames][0];
-    warnings.push(`${ADAPTER_MODEL_NAME} holds several adapters (${[...adapterNames].join(', ')}); loading "${chosenAdapter}".`);
+    warnings.push(
+      `${ADAPTER_MODEL_NAME} holds several adapters (${[...adapterNames].join(', ')}); loading "${chosenAdapter}".`,
+    );
   }
 
   for (const p of parsed) {
@@ -419,7 +483,9 @@ export function importPeft<M extends ModuleLike>(
     if (!module) {
       // Adapters saved from a bare base model (GPT2Model rather than GPT2LMHeadModel) lack the
       // top-level component; adapters for the bare model inside a wrapper have an extra one.
-      const alt = [`transformer.${p.path}`, `model.${p.path}`, p.path.replace(/^[^.]+\./, '')].find((c) => byPath.has(c));
+      const alt = [`transformer.${p.path}`, `model.${p.path}`, p.path.replace(/^[^.]+\./, '')].find((c) =>
+        byPath.has(c),
+      );
       if (alt) {
         module = byPath.get(alt)!;
         remapped.push(`${p.path} -> ${alt}`);
@@ -437,30 +503,47 @@ export function importPeft<M extends ModuleLike>(
     }
     const entry = pairs.get(module.path) ?? { module, key: {}, t: {} };
     if (entry.t[p.which]) {
-      throw new PeftError(`${ADAPTER_MODEL_NAME} has two lora_${p.which} tensors for module "${module.path}": "${entry.key[p.which]}" and "${p.key}".`);
+      throw new PeftError(
+        `${ADAPTER_MODEL_NAME} has two lora_${p.which} tensors for module "${module.path}": "${entry.key[p.which]}" and "${p.key}".`,
+      );
     }
     entry.key[p.which] = p.key;
     entry.t[p.which] = p.t;
     pairs.set(module.path, entry);
   }
 
-  if (unprefixed) warnings.push(`Some keys in ${ADAPTER_MODEL_NAME} lack the "${PEFT_KEY_PREFIX}" prefix PEFT writes; they were read as module paths.`);
-  if (remapped.length) warnings.push(`Module paths were mapped onto this model's: ${remapped.slice(0, 3).join(', ')}${remapped.length > 3 ? `, … (${remapped.length})` : ''}.`);
+  if (unprefixed)
+    warnings.push(
+      `Some keys in ${ADAPTER_MODEL_NAME} lack the "${PEFT_KEY_PREFIX}" prefix PEFT writes; they were read as module paths.`,
+    );
+  if (remapped.length)
+    warnings.push(
+      `Module paths were mapped onto this model's: ${remapped.slice(0, 3).join(', ')}${remapped.length > 3 ? `, … (${remapped.length})` : ''}.`,
+    );
   if (ignored.length) {
     warnings.push(
       `${ignored.length} tensor(s) in ${ADAPTER_MODEL_NAME} are not LoRA A/B weights and were ignored: ` +
         `${ignored.slice(0, 5).join(', ')}${ignored.length > 5 ? ', …' : ''}.`,
     );
   }
-  if (pairs.size === 0) throw new PeftError(`${ADAPTER_MODEL_NAME} contains no LoRA weights (keys ending in lora_A.weight / lora_B.weight).`);
+  if (pairs.size === 0)
+    throw new PeftError(
+      `${ADAPTER_MODEL_NAME} contains no LoRA weights (keys ending in lora_A.weight / lora_B.weight).`,
+    );
 
   const out: LoraModuleWeights[] = [];
   for (const module of modules) {
     const entry = pairs.get(module.path);
     if (!entry) continue;
     const { A, B } = entry.t;
-    if (!A) throw new PeftError(`${ADAPTER_MODEL_NAME} has "${entry.key.B}" but no lora_A for module "${module.path}" (expected "${peftKey(module.path, 'A')}").`);
-    if (!B) throw new PeftError(`${ADAPTER_MODEL_NAME} has "${entry.key.A}" but no lora_B for module "${module.path}" (expected "${peftKey(module.path, 'B')}").`);
+    if (!A)
+      throw new PeftError(
+        `${ADAPTER_MODEL_NAME} has "${entry.key.B}" but no lora_A for module "${module.path}" (expected "${peftKey(module.path, 'A')}").`,
+      );
+    if (!B)
+      throw new PeftError(
+        `${ADAPTER_MODEL_NAME} has "${entry.key.A}" but no lora_B for module "${module.path}" (expected "${peftKey(module.path, 'B')}").`,
+      );
     const r = loraRank(config, module.path);
     const rNote = r === config.r ? 'r' : 'rank_pattern';
     const expectA = [r, module.inF];
@@ -477,11 +560,15 @@ export function importPeft<M extends ModuleLike>(
         );
       }
       if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype)) {
-        throw new PeftError(`${ADAPTER_MODEL_NAME}: "${entry.key[which]}" is ${t.dtype}; LoRA weights must be F32, F16, BF16 or F64.`);
+        throw new PeftError(
+          `${ADAPTER_MODEL_NAME}: "${entry.key[which]}" is ${t.dtype}; LoRA weights must be F32, F16, BF16 or F64.`,
+        );
       }
     }
     if (module.transposed && !config.fan_in_fan_out) {
-      warnings.push(`${ADAPTER_CONFIG_NAME} says fan_in_fan_out: false, but this model's ${module.name} modules are Conv1D ([in, out]); A/B are read as [r, in] / [out, r] regardless.`);
+      warnings.push(
+        `${ADAPTER_CONFIG_NAME} says fan_in_fan_out: false, but this model's ${module.name} modules are Conv1D ([in, out]); A/B are read as [r, in] / [out, r] regardless.`,
+      );
     }
     out.push({ path: module.path, r, inF: module.inF, outF: module.outF, a: tensorToF32(A), b: tensorToF32(B) });
   }
@@ -490,7 +577,9 @@ export function importPeft<M extends ModuleLike>(
     const ex = excludeSpec(config);
     let targeted: M[] = [];
     try {
-      targeted = modules.filter((m) => (isAllLinear(targets) || matchesModuleSpec(targets, m.path)) && !(ex && matchesModuleSpec(ex, m.path)));
+      targeted = modules.filter(
+        (m) => (isAllLinear(targets) || matchesModuleSpec(targets, m.path)) && !(ex && matchesModuleSpec(ex, m.path)),
+      );
     } catch {
       // A Python-only regex: nothing to compare against.
     }
@@ -534,7 +623,8 @@ export function mergeLora(
   inF: number,
   outF: number,
 ): Float32Array {
-  if (weight.length !== inF * outF) throw new PeftError(`mergeLora: weight has ${weight.length} values, expected ${outF} x ${inF} = ${inF * outF}.`);
+  if (weight.length !== inF * outF)
+    throw new PeftError(`mergeLora: weight has ${weight.length} values, expected ${outF} x ${inF} = ${inF * outF}.`);
   if (a.length !== r * inF) throw new PeftError(`mergeLora: A has ${a.length} values, expected [${r}, ${inF}].`);
   if (b.length !== outF * r) throw new PeftError(`mergeLora: B has ${b.length} values, expected [${outF}, ${r}].`);
   const sb = new Float64Array(r);

@@ -48,7 +48,9 @@ export const DEFAULT_TARGET_MODULES: Readonly<Record<string, readonly string[]>>
 
 /** PEFT's default target_modules for a model_type; throws a LoraConfigError naming the fix when unmapped. */
 export function defaultTargetModules(modelType: string): string[] {
-  const t = Object.prototype.hasOwnProperty.call(DEFAULT_TARGET_MODULES, modelType) ? DEFAULT_TARGET_MODULES[modelType] : undefined;
+  const t = Object.prototype.hasOwnProperty.call(DEFAULT_TARGET_MODULES, modelType)
+    ? DEFAULT_TARGET_MODULES[modelType]
+    : undefined;
   if (!t) {
     throw new LoraConfigError(
       `PEFT has no default LoRA target modules for model_type "${modelType}". Choose target_modules explicitly ` +
@@ -63,9 +65,14 @@ export function defaultTargetModules(modelType: string): string[] {
  * default for this model_type. fan_in_fan_out defaults to true for gpt2 (Conv1D weights), as
  * PEFT's config for GPT-2 says.
  */
-export function loraConfigFromSettings(s: LoraSettings, modelType: string, opts: { fanInFanOut?: boolean } = {}): LoraConfig {
+export function loraConfigFromSettings(
+  s: LoraSettings,
+  modelType: string,
+  opts: { fanInFanOut?: boolean } = {},
+): LoraConfig {
   const t = s.target_modules;
-  const targets = typeof t === 'string' ? (isAllLinear(t) ? ALL_LINEAR : t) : t.length ? [...t] : defaultTargetModules(modelType);
+  const targets =
+    typeof t === 'string' ? (isAllLinear(t) ? ALL_LINEAR : t) : t.length ? [...t] : defaultTargetModules(modelType);
   return {
     r: s.r,
     lora_alpha: s.lora_alpha,
@@ -98,7 +105,10 @@ export function distinctNames(modules: readonly ModuleLike[]): string[] {
  * The modules a config targets, in model order (the same objects that were passed in). Throws a
  * LoraConfigError naming the targets and the model's module names when nothing matches.
  */
-export function resolveTargets<M extends ModuleLike>(cfg: Pick<LoraConfig, 'target_modules' | 'exclude_modules'>, modules: readonly M[]): M[] {
+export function resolveTargets<M extends ModuleLike>(
+  cfg: Pick<LoraConfig, 'target_modules' | 'exclude_modules'>,
+  modules: readonly M[],
+): M[] {
   const t = cfg.target_modules;
   const ex = cfg.exclude_modules;
   const excluded = (m: M): boolean => ex != null && ex.length > 0 && matchesModuleSpec(ex, m.path);

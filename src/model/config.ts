@@ -100,7 +100,8 @@ class Reader {
   num(key: string, def: number, obj: Raw = this.raw, label = key): number {
     const v = obj[key];
     if (v === undefined || v === null) return def;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) this.fail(`"${label}" must be a positive number, got ${JSON.stringify(v)}.`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
+      this.fail(`"${label}" must be a positive number, got ${JSON.stringify(v)}.`);
     return v;
   }
 
@@ -126,7 +127,8 @@ class Reader {
       const first = v[0];
       return typeof first === 'number' && Number.isInteger(first) && first >= 0 ? first : null;
     }
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) this.fail(`"${key}" must be a token id, got ${JSON.stringify(v)}.`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+      this.fail(`"${key}" must be a token id, got ${JSON.stringify(v)}.`);
     return v;
   }
 
@@ -135,7 +137,8 @@ class Reader {
     if (v === undefined || v === null) return [];
     const list = Array.isArray(v) ? v : [v];
     for (const x of list) {
-      if (typeof x !== 'number' || !Number.isInteger(x) || x < 0) this.fail(`"${key}" must be a token id or a list of them, got ${JSON.stringify(v)}.`);
+      if (typeof x !== 'number' || !Number.isInteger(x) || x < 0)
+        this.fail(`"${key}" must be a token id or a list of them, got ${JSON.stringify(v)}.`);
     }
     return [...new Set(list as number[])];
   }
@@ -173,7 +176,8 @@ function ropeOf(r: Reader, headDim: number, defTheta: number): RopeConfig {
   if (r.has('rope_theta')) theta = r.num('rope_theta', defTheta);
   const checkScaling = (obj: unknown, key: string): void => {
     if (obj === undefined || obj === null) return;
-    if (typeof obj !== 'object' || Array.isArray(obj)) r.reject(`"${key}" must be an object or null, got ${JSON.stringify(obj)}.`);
+    if (typeof obj !== 'object' || Array.isArray(obj))
+      r.reject(`"${key}" must be an object or null, got ${JSON.stringify(obj)}.`);
     const o = obj as Raw;
     const type = o.rope_type ?? o.type;
     if (type === undefined || type === null || type === 'default') return;
@@ -187,7 +191,12 @@ function ropeOf(r: Reader, headDim: number, defTheta: number): RopeConfig {
         factor: r.num('factor', 8, o, `${key}.factor`),
         lowFreqFactor: r.num('low_freq_factor', 1, o, `${key}.low_freq_factor`),
         highFreqFactor: r.num('high_freq_factor', 4, o, `${key}.high_freq_factor`),
-        originalMaxPositionEmbeddings: r.num('original_max_position_embeddings', 8192, o, `${key}.original_max_position_embeddings`),
+        originalMaxPositionEmbeddings: r.num(
+          'original_max_position_embeddings',
+          8192,
+          o,
+          `${key}.original_max_position_embeddings`,
+        ),
       };
       return;
     }
@@ -197,18 +206,24 @@ function ropeOf(r: Reader, headDim: number, defTheta: number): RopeConfig {
     );
   };
   if (params !== undefined && params !== null) {
-    if (typeof params !== 'object' || Array.isArray(params)) r.reject(`"rope_parameters" must be an object, got ${JSON.stringify(params)}.`);
+    if (typeof params !== 'object' || Array.isArray(params))
+      r.reject(`"rope_parameters" must be an object, got ${JSON.stringify(params)}.`);
     const p = params as Raw;
-    if (p.rope_theta !== undefined && p.rope_theta !== null) theta = r.num('rope_theta', defTheta, p, 'rope_parameters.rope_theta');
+    if (p.rope_theta !== undefined && p.rope_theta !== null)
+      theta = r.num('rope_theta', defTheta, p, 'rope_parameters.rope_theta');
     checkScaling(p, 'rope_parameters');
     if (p.partial_rotary_factor !== undefined && p.partial_rotary_factor !== null && p.partial_rotary_factor !== 1) {
-      r.reject(`"rope_parameters.partial_rotary_factor" ${JSON.stringify(p.partial_rotary_factor)} is not supported for model_type "${r.modelType}" (only 1).`);
+      r.reject(
+        `"rope_parameters.partial_rotary_factor" ${JSON.stringify(p.partial_rotary_factor)} is not supported for model_type "${r.modelType}" (only 1).`,
+      );
     }
   }
   checkScaling(r.raw.rope_scaling, 'rope_scaling');
   const prf = r.raw.partial_rotary_factor;
   if (prf !== undefined && prf !== null && prf !== 1) {
-    r.reject(`"partial_rotary_factor" ${JSON.stringify(prf)} is not supported for model_type "${r.modelType}" (only 1).`);
+    r.reject(
+      `"partial_rotary_factor" ${JSON.stringify(prf)} is not supported for model_type "${r.modelType}" (only 1).`,
+    );
   }
   return scaling ? { theta, rotaryDim: headDim, scaling } : { theta, rotaryDim: headDim };
 }
@@ -268,7 +283,9 @@ function parseLlamaFamily(r: Reader, flavour: LlamaFlavour): ModelConfig {
   if (r.has('head_dim')) headDim = r.int('head_dim');
   else {
     if (hiddenSize % numHeads !== 0) {
-      r.reject(`"hidden_size" (${hiddenSize}) is not a multiple of "num_attention_heads" (${numHeads}) and there is no "head_dim".`);
+      r.reject(
+        `"hidden_size" (${hiddenSize}) is not a multiple of "num_attention_heads" (${numHeads}) and there is no "head_dim".`,
+      );
     }
     headDim = hiddenSize / numHeads;
   }
@@ -375,11 +392,14 @@ export function parseConfig(json: unknown, fileName = 'config.json'): ModelConfi
       throw new ConfigError(`${fileName}: not valid JSON (${(e as Error).message}).`);
     }
   }
-  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${fileName}: expected a JSON object.`);
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw))
+    throw new ConfigError(`${fileName}: expected a JSON object.`);
   const obj = raw as Raw;
   const modelType = obj.model_type;
   if (typeof modelType !== 'string' || !modelType) {
-    throw new ConfigError(`${fileName}: missing required key "model_type" (supported: ${SUPPORTED_MODEL_TYPES.join(', ')}).`);
+    throw new ConfigError(
+      `${fileName}: missing required key "model_type" (supported: ${SUPPORTED_MODEL_TYPES.join(', ')}).`,
+    );
   }
   if (!isSupportedModelType(modelType)) {
     throw new ConfigError(

@@ -42,7 +42,9 @@ export class GpuModel {
       if (!t) throw new GpuError(`Model weights: tensor "${key}" is missing from the checkpoint.`);
       const dtype = SAFE_TO_GPU[t.dtype];
       if (!dtype) {
-        throw new GpuError(`Model weights: tensor "${key}" has dtype ${t.dtype}; only F32, F16 and BF16 are supported.`);
+        throw new GpuError(
+          `Model weights: tensor "${key}" has dtype ${t.dtype}; only F32, F16 and BF16 are supported.`,
+        );
       }
       m.weights.set(key, gpu.tensor(key, t.shape, dtype, 'weights', t.data));
       onProgress?.(++done, keys.length);

@@ -59,7 +59,8 @@ function parseJsonObject(bytes: Uint8Array, file: string, source: ModelSource): 
   } catch (e) {
     throw new ModelLoadError(`${file} of ${source.name} is not valid JSON (${(e as Error).message}).`);
   }
-  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ModelLoadError(`${file} of ${source.name} is not a JSON object.`);
+  if (!v || typeof v !== 'object' || Array.isArray(v))
+    throw new ModelLoadError(`${file} of ${source.name} is not a JSON object.`);
   return v as JsonObject;
 }
 
@@ -73,7 +74,12 @@ async function readOptional(source: ModelSource, file: string, opts: LoadModelOp
   }
 }
 
-async function readRequired(source: ModelSource, file: string, opts: LoadModelOptions, why: string): Promise<Uint8Array> {
+async function readRequired(
+  source: ModelSource,
+  file: string,
+  opts: LoadModelOptions,
+  why: string,
+): Promise<Uint8Array> {
   const bytes = await readOptional(source, file, opts);
   if (!bytes) throw new ModelLoadError(`${source.name} has no ${file}; ${why}`);
   return bytes;
@@ -81,7 +87,12 @@ async function readRequired(source: ModelSource, file: string, opts: LoadModelOp
 
 /** Reads and parses only config.json (cheap: lets the UI show size and cost before the download). */
 export async function loadConfigOnly(source: ModelSource, opts: LoadModelOptions = {}): Promise<ModelConfig> {
-  const bytes = await readRequired(source, CONFIG_FILE, opts, 'expected a Hugging Face model folder (config.json, tokenizer.json, model.safetensors).');
+  const bytes = await readRequired(
+    source,
+    CONFIG_FILE,
+    opts,
+    'expected a Hugging Face model folder (config.json, tokenizer.json, model.safetensors).',
+  );
   return parseConfig(parseJsonObject(bytes, CONFIG_FILE, source), CONFIG_FILE);
 }
 
@@ -153,7 +164,8 @@ async function loadWeights(source: ModelSource, opts: LoadModelOptions): Promise
   const weightMap = map as Record<string, unknown>;
   const shards: string[] = [];
   for (const [key, f] of Object.entries(weightMap)) {
-    if (typeof f !== 'string' || !f) throw new ModelLoadError(`${WEIGHTS_INDEX_FILE}: weight_map entry "${key}" is not a file name.`);
+    if (typeof f !== 'string' || !f)
+      throw new ModelLoadError(`${WEIGHTS_INDEX_FILE}: weight_map entry "${key}" is not a file name.`);
     if (!shards.includes(f)) shards.push(f);
   }
   const tensors = new Map<string, SafeTensor>();
@@ -179,7 +191,9 @@ async function loadWeights(source: ModelSource, opts: LoadModelOptions): Promise
 
 function mergeEos(config: ModelConfig, generationConfig: JsonObject | null): ModelConfig {
   const g = generationConfig?.eos_token_id;
-  const extra = (Array.isArray(g) ? g : [g]).filter((x): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0);
+  const extra = (Array.isArray(g) ? g : [g]).filter(
+    (x): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0,
+  );
   const eos = [...new Set([...config.eosTokenIds, ...extra])];
   return eos.length === config.eosTokenIds.length ? config : { ...config, eosTokenIds: eos };
 }

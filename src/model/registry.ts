@@ -172,7 +172,11 @@ export interface ExpectedTensor {
  * Resolves the layout for a checkpoint key prefix: the ArchWeights and every tensor it expects
  * with its shape. The tied LM head is not listed separately (it is the embedding).
  */
-function resolve(config: ModelConfig, prefix: string, hasUntiedHead: boolean): { arch: ArchWeights; expected: ExpectedTensor[] } {
+function resolve(
+  config: ModelConfig,
+  prefix: string,
+  hasUntiedHead: boolean,
+): { arch: ArchWeights; expected: ExpectedTensor[] } {
   const L = layoutOf(config);
   const c = config;
   const expected: ExpectedTensor[] = [];
@@ -211,7 +215,8 @@ function resolve(config: ModelConfig, prefix: string, hasUntiedHead: boolean): {
     }
     const layer: LayerWeights = { inputNorm, postAttnNorm: norm(keyScope, L.postAttnNorm), linears };
     if (c.qkNorm) {
-      if (!L.qkNorm) throw new ModelWeightsError(`model_type "${c.modelType}" sets qkNorm but its layout has no q/k norms.`);
+      if (!L.qkNorm)
+        throw new ModelWeightsError(`model_type "${c.modelType}" sets qkNorm but its layout has no q/k norms.`);
       layer.qNorm = want(`${keyScope}${L.qkNorm.q}`, [c.headDim], 'norm');
       layer.kNorm = want(`${keyScope}${L.qkNorm.k}`, [c.headDim], 'norm');
     }
@@ -220,7 +225,10 @@ function resolve(config: ModelConfig, prefix: string, hasUntiedHead: boolean): {
   const finalNorm = norm(prefix, L.finalNorm);
   // A tied head is the embedding. An untied one is its own tensor (gpt2 checkpoints that say
   // tie_word_embeddings: false carry lm_head.weight).
-  const lmHead = c.tieWordEmbeddings || (!hasUntiedHead && c.arch === 'gpt2') ? embed : want(L.lmHead, [c.vocabSize, c.hiddenSize], 'lmHead');
+  const lmHead =
+    c.tieWordEmbeddings || (!hasUntiedHead && c.arch === 'gpt2')
+      ? embed
+      : want(L.lmHead, [c.vocabSize, c.hiddenSize], 'lmHead');
   return { arch: { embed, posEmbed, lmHead, finalNorm, layers }, expected };
 }
 
@@ -256,11 +264,14 @@ const shapeStr = (s: readonly number[]) => `[${s.join(', ')}]`;
  */
 export function describeModel(config: ModelConfig, tensors: TensorIndex, opts: DescribeOptions = {}): ArchWeights {
   const L = layoutOf(config);
-  const names: ReadonlySet<string> = tensors instanceof Map ? new Set(tensors.keys()) : (tensors as ReadonlySet<string>);
+  const names: ReadonlySet<string> =
+    tensors instanceof Map ? new Set(tensors.keys()) : (tensors as ReadonlySet<string>);
   const fileOf = (key: string): string =>
     typeof opts.fileName === 'function' ? opts.fileName(key) : (opts.fileName ?? 'model.safetensors');
   const shapeOf = (key: string): readonly number[] | undefined =>
-    tensors instanceof Map ? (tensors.get(key) as { shape: readonly number[] } | undefined)?.shape : opts.shapeOf?.(key);
+    tensors instanceof Map
+      ? (tensors.get(key) as { shape: readonly number[] } | undefined)?.shape
+      : opts.shapeOf?.(key);
 
   // The prefix whose embedding is present; otherwise the usual one (and the error names its key).
   const prefix = L.prefixes.find((p) => names.has(`${p}${L.embed}`)) ?? L.prefixes[0]!;
@@ -270,11 +281,21 @@ export function describeModel(config: ModelConfig, tensors: TensorIndex, opts: D
   if (missing.length) {
     const first = missing[0]!;
     let msg = `${fileOf(first.key)}: missing tensor "${first.key}" expected by model_type "${config.modelType}"`;
-    if (missing.length > 1) msg += ` (and ${missing.length - 1} more, e.g. ${missing.slice(1, 4).map((m) => `"${m.key}"`).join(', ')})`;
-    if (first.kind === 'lmHead') msg += `; config.json says tie_word_embeddings is false, so the checkpoint must hold its own LM head`;
+    if (missing.length > 1)
+      msg += ` (and ${missing.length - 1} more, e.g. ${missing
+        .slice(1, 4)
+        .map((m) => `"${m.key}"`)
+        .join(', ')})`;
+    if (first.kind === 'lmHead')
+      msg += `; config.json says tie_word_embeddings is false, so the checkpoint must hold its own LM head`;
     if (missing.length === expected.length || first.kind === 'embed') {
-      const sample = [...names].slice(0, 3).map((n) => `"${n}"`).join(', ');
-      msg += names.size ? `; the checkpoint's tensors look different (e.g. ${sample}): is this really a ${config.modelType} model?` : '; the checkpoint holds no tensors';
+      const sample = [...names]
+        .slice(0, 3)
+        .map((n) => `"${n}"`)
+        .join(', ');
+      msg += names.size
+        ? `; the checkpoint's tensors look different (e.g. ${sample}): is this really a ${config.modelType} model?`
+        : '; the checkpoint holds no tensors';
     }
     throw new ModelWeightsError(`${msg}.`);
   }

@@ -22,21 +22,12 @@ import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
 import { Workspace } from '../gpu/workspace';
 import { recordSwiGlu, recordSwiGluBackward, recordGelu, recordGeluBackward } from '../kernels/activation';
-import {
-  recordAttention,
-  recordAttentionBackward,
-  recordAttentionDecode,
-} from '../kernels/attention';
+import { recordAttention, recordAttentionBackward, recordAttentionDecode } from '../kernels/attention';
 import { recordCrossEntropy, recordLogits } from '../kernels/cross_entropy';
 import { recordEmbedding } from '../kernels/embedding';
 import { recordCopyRows, recordFill } from '../kernels/elementwise';
 import { type LoraParams, recordLinearBackward, recordLinearForward } from '../kernels/linear';
-import {
-  recordLayerNorm,
-  recordLayerNormBackward,
-  recordRmsNorm,
-  recordRmsNormBackward,
-} from '../kernels/norm';
+import { recordLayerNorm, recordLayerNormBackward, recordRmsNorm, recordRmsNormBackward } from '../kernels/norm';
 import { recordRope, ropeInvFreq } from '../kernels/rope';
 import type { GpuLora } from '../lora/gpu-lora';
 import type { GpuModel } from './gpu-model';
@@ -181,7 +172,9 @@ export class ModelRunner {
     } else if (opts.mode === 'train') {
       // One shared set of layer activations; each layer keeps only its own input.
       const shared = layerActs('L*');
-      this.acts = Array.from({ length: c.numLayers }, (_, i) => (i === 0 ? shared : { ...shared, xIn: mk(`L${i}.xIn`, [T, H]) }));
+      this.acts = Array.from({ length: c.numLayers }, (_, i) =>
+        i === 0 ? shared : { ...shared, xIn: mk(`L${i}.xIn`, [T, H]) },
+      );
     } else {
       const shared = layerActs('L*');
       this.acts = Array.from({ length: c.numLayers }, () => shared);
@@ -241,7 +234,12 @@ export class ModelRunner {
     const key = `${path}#${r}`;
     let s = L.s.get(key);
     if (!s) {
-      s = this.gpu.tensor(`${path}.S`, [this.opts.maxTokens, r], 'f32', this.opts.mode === 'train' ? 'activations' : 'scratch');
+      s = this.gpu.tensor(
+        `${path}.S`,
+        [this.opts.maxTokens, r],
+        'f32',
+        this.opts.mode === 'train' ? 'activations' : 'scratch',
+      );
       this.owned.push(s);
       L.s.set(key, s);
     }
@@ -285,7 +283,15 @@ export class ModelRunner {
   private norm(rec: Recorder, x: Tensor, w: { w: string; b: string | null }, save: NormSave, rows: number): void {
     const c = this.model.config;
     if (c.norm === 'rms') {
-      recordRmsNorm(this.gpu, rec, { x, w: this.model.weight(w.w), y: save.y, rstd: save.rstd, rows, dim: c.hiddenSize, eps: c.normEps });
+      recordRmsNorm(this.gpu, rec, {
+        x,
+        w: this.model.weight(w.w),
+        y: save.y,
+        rstd: save.rstd,
+        rows,
+        dim: c.hiddenSize,
+        eps: c.normEps,
+      });
     } else {
       if (!w.b || !save.mean) throw new GpuError('LayerNorm needs a bias and a mean buffer.');
       recordLayerNorm(this.gpu, rec, {
@@ -314,7 +320,16 @@ export class ModelRunner {
   ): void {
     const c = this.model.config;
     if (c.norm === 'rms') {
-      recordRmsNormBackward(this.gpu, rec, { dy, x, w: this.model.weight(w.w), rstd: save.rstd, dx, rows, dim: c.hiddenSize, accumulate });
+      recordRmsNormBackward(this.gpu, rec, {
+        dy,
+        x,
+        w: this.model.weight(w.w),
+        rstd: save.rstd,
+        dx,
+        rows,
+        dim: c.hiddenSize,
+        accumulate,
+      });
     } else {
       recordLayerNormBackward(this.gpu, rec, {
         dy,
@@ -348,7 +363,14 @@ export class ModelRunner {
     const x0 = this.acts[0]!.xIn;
     recordEmbedding(gpu, rec, { table: this.model.weight(arch.embed), ids: this.ids, out: x0, T, H });
     if (arch.posEmbed) {
-      recordEmbedding(gpu, rec, { table: this.model.weight(arch.posEmbed), ids: this.positions, out: x0, T, H, accumulate: true });
+      recordEmbedding(gpu, rec, {
+        table: this.model.weight(arch.posEmbed),
+        ids: this.positions,
+        out: x0,
+        T,
+        H,
+        accumulate: true,
+      });
     }
     for (let l = 0; l < c.numLayers; l++) {
       const next = l + 1 < c.numLayers ? this.acts[l + 1]!.xIn : this.xFinal;
@@ -379,7 +401,15 @@ export class ModelRunner {
     if (qkvM) {
       this.linear(rec, L, qkvM, L.n1.y, L.qkv!, T, f);
       const split = (dst: Tensor, col0: number, width: number) =>
-        recordCopyRows(gpu, rec, { src: L.qkv!, dst, rows: T, width, srcStride: qW + 2 * kvW, srcCol0: col0, dstStride: width });
+        recordCopyRows(gpu, rec, {
+          src: L.qkv!,
+          dst,
+          rows: T,
+          width,
+          srcStride: qW + 2 * kvW,
+          srcCol0: col0,
+          dstStride: width,
+        });
       split(qOut, 0, qW);
       split(kOut, qW, kvW);
       split(L.v, qW + kvW, kvW);
@@ -389,11 +419,34 @@ export class ModelRunner {
       this.linear(rec, L, byRole('v')!, L.n1.y, L.v, T, f);
     }
     if (c.qkNorm) {
-      recordRmsNorm(gpu, rec, { x: L.qPre!, w: this.model.weight(W.qNorm!), y: L.q, rstd: L.qRstd!, rows: T * c.numHeads, dim: c.headDim, eps: c.normEps });
-      recordRmsNorm(gpu, rec, { x: L.kPre!, w: this.model.weight(W.kNorm!), y: L.k, rstd: L.kRstd!, rows: T * c.numKvHeads, dim: c.headDim, eps: c.normEps });
+      recordRmsNorm(gpu, rec, {
+        x: L.qPre!,
+        w: this.model.weight(W.qNorm!),
+        y: L.q,
+        rstd: L.qRstd!,
+        rows: T * c.numHeads,
+        dim: c.headDim,
+        eps: c.normEps,
+      });
+      recordRmsNorm(gpu, rec, {
+        x: L.kPre!,
+        w: this.model.weight(W.kNorm!),
+        y: L.k,
+        rstd: L.kRstd!,
+        rows: T * c.numKvHeads,
+        dim: c.headDim,
+        eps: c.normEps,
+      });
     }
     if (c.rope) {
-      const rope = { positions: this.positions, rows: T, headDim: c.headDim, theta: c.rope.theta, rotaryDim: c.rope.rotaryDim, invFreq: this.invFreq };
+      const rope = {
+        positions: this.positions,
+        rows: T,
+        headDim: c.headDim,
+        theta: c.rope.theta,
+        rotaryDim: c.rope.rotaryDim,
+        invFreq: this.invFreq,
+      };
       recordRope(gpu, rec, { ...rope, x: L.q, heads: c.numHeads });
       recordRope(gpu, rec, { ...rope, x: L.k, heads: c.numKvHeads });
     }
@@ -584,15 +637,39 @@ export class ModelRunner {
         ws,
       });
       if (c.rope) {
-        const rope = { positions: this.positions, rows: T, headDim: c.headDim, theta: c.rope.theta, rotaryDim: c.rope.rotaryDim, invFreq: this.invFreq, inverse: true };
+        const rope = {
+          positions: this.positions,
+          rows: T,
+          headDim: c.headDim,
+          theta: c.rope.theta,
+          rotaryDim: c.rope.rotaryDim,
+          invFreq: this.invFreq,
+          inverse: true,
+        };
         recordRope(gpu, rec, { ...rope, x: dq, heads: c.numHeads });
         recordRope(gpu, rec, { ...rope, x: dk, heads: c.numKvHeads });
       }
       let dqIn = dq;
       let dkIn = dk;
       if (c.qkNorm) {
-        recordRmsNormBackward(gpu, rec, { dy: dq, x: L.qPre!, w: this.model.weight(W.qNorm!), rstd: L.qRstd!, dx: dqPre!, rows: T * c.numHeads, dim: c.headDim });
-        recordRmsNormBackward(gpu, rec, { dy: dk, x: L.kPre!, w: this.model.weight(W.kNorm!), rstd: L.kRstd!, dx: dkPre!, rows: T * c.numKvHeads, dim: c.headDim });
+        recordRmsNormBackward(gpu, rec, {
+          dy: dq,
+          x: L.qPre!,
+          w: this.model.weight(W.qNorm!),
+          rstd: L.qRstd!,
+          dx: dqPre!,
+          rows: T * c.numHeads,
+          dim: c.headDim,
+        });
+        recordRmsNormBackward(gpu, rec, {
+          dy: dk,
+          x: L.kPre!,
+          w: this.model.weight(W.kNorm!),
+          rstd: L.kRstd!,
+          dx: dkPre!,
+          rows: T * c.numKvHeads,
+          dim: c.headDim,
+        });
         dqIn = dqPre!;
         dkIn = dkPre!;
       }
@@ -600,7 +677,15 @@ export class ModelRunner {
       const qkvM = byRole('qkv');
       if (qkvM) {
         const merge = (src: Tensor, col0: number, width: number) =>
-          recordCopyRows(gpu, rec, { src, dst: dqkv!, rows: T, width, srcStride: width, dstStride: qW + 2 * kvW, dstCol0: col0 });
+          recordCopyRows(gpu, rec, {
+            src,
+            dst: dqkv!,
+            rows: T,
+            width,
+            srcStride: width,
+            dstStride: qW + 2 * kvW,
+            dstCol0: col0,
+          });
         merge(dqIn, 0, qW);
         merge(dkIn, qW, kvW);
         merge(dv, qW + kvW, kvW);

@@ -7,10 +7,23 @@
 
 import { f16BitsToF32 } from '../gpu/half';
 
-export type SafeDType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL' | 'U16' | 'U32' | 'U64';
+export type SafeDType =
+  'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL' | 'U16' | 'U32' | 'U64';
 
 const ITEM_BYTES: Record<SafeDType, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1, U16: 2, U32: 4, U64: 8,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+  U16: 2,
+  U32: 4,
+  U64: 8,
 };
 
 export interface SafeTensor {
@@ -43,11 +56,14 @@ export function parseSafetensorsHeader(
   bytes: Uint8Array,
   fileName = 'safetensors file',
 ): { entries: Map<string, HeaderEntry>; metadata: Record<string, string> | null; dataStart: number } {
-  if (bytes.byteLength < 8) throw new SafetensorsError(`${fileName}: too short (${bytes.byteLength} bytes) to be safetensors.`);
+  if (bytes.byteLength < 8)
+    throw new SafetensorsError(`${fileName}: too short (${bytes.byteLength} bytes) to be safetensors.`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = Number(view.getBigUint64(0, true));
   if (n > 100_000_000 || 8 + n > bytes.byteLength) {
-    throw new SafetensorsError(`${fileName}: header length ${n} does not fit a file of ${bytes.byteLength} bytes; not a safetensors file or truncated.`);
+    throw new SafetensorsError(
+      `${fileName}: header length ${n} does not fit a file of ${bytes.byteLength} bytes; not a safetensors file or truncated.`,
+    );
   }
   let json: Record<string, unknown>;
   try {
@@ -85,7 +101,9 @@ export function parseSafetensors(bytes: Uint8Array, fileName = 'safetensors file
   for (const [name, e] of entries) {
     const [b0, b1] = e.data_offsets;
     if (dataStart + b1 > bytes.byteLength) {
-      throw new SafetensorsError(`${fileName}: tensor "${name}" ends at byte ${dataStart + b1}, past the end of the file (${bytes.byteLength}); the file is truncated.`);
+      throw new SafetensorsError(
+        `${fileName}: tensor "${name}" ends at byte ${dataStart + b1}, past the end of the file (${bytes.byteLength}); the file is truncated.`,
+      );
     }
     tensors.set(name, { dtype: e.dtype, shape: e.shape, data: bytes.subarray(dataStart + b0, dataStart + b1) });
   }
@@ -104,7 +122,9 @@ export function writeSafetensors(
     const count = t.shape.reduce((a, b) => a * b, 1);
     const bytes = count * ITEM_BYTES[t.dtype];
     if (t.data.byteLength !== bytes) {
-      throw new SafetensorsError(`Tensor "${t.name}" ${t.dtype}[${t.shape.join(', ')}] needs ${bytes} bytes, got ${t.data.byteLength}.`);
+      throw new SafetensorsError(
+        `Tensor "${t.name}" ${t.dtype}[${t.shape.join(', ')}] needs ${bytes} bytes, got ${t.data.byteLength}.`,
+      );
     }
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
@@ -150,4 +170,3 @@ export function tensorToF32(t: SafeTensor): Float32Array {
       throw new SafetensorsError(`Cannot read a ${t.dtype} tensor as floating point.`);
   }
 }
-

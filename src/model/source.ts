@@ -45,7 +45,10 @@ export function isNotFound(e: unknown): boolean {
 
 /** Normalises a relative path: '\\' -> '/', no leading './' or '/', no '..' segments. */
 export function normalizeRelPath(path: string, sourceName = 'model source'): string {
-  const parts = path.replace(/\\/g, '/').split('/').filter((p) => p !== '' && p !== '.');
+  const parts = path
+    .replace(/\\/g, '/')
+    .split('/')
+    .filter((p) => p !== '' && p !== '.');
   if (parts.length === 0 || parts.some((p) => p === '..')) {
     throw new SourceError(`${sourceName}: "${path}" is not a valid relative file path.`, 'invalid-path', path);
   }
@@ -132,7 +135,11 @@ export class DirSource implements ModelSource {
       try {
         entries = await fs.readdir(dir, { withFileTypes: true });
       } catch (e) {
-        throw new SourceError(`${this.name}: cannot list folder "${dir}": ${(e as Error).message}`, 'io', prefix || '.');
+        throw new SourceError(
+          `${this.name}: cannot list folder "${dir}": ${(e as Error).message}`,
+          'io',
+          prefix || '.',
+        );
       }
       for (const ent of entries) {
         const rel = prefix ? `${prefix}/${ent.name}` : ent.name;
@@ -178,7 +185,11 @@ export class DirSource implements ModelSource {
         const len = Math.min(DirSource.chunkBytes, size - pos);
         const { bytesRead } = await handle.read(out, pos, len, pos);
         if (bytesRead === 0) {
-          throw new SourceError(`${this.name}: "${rel}" ended after ${pos} of ${size} bytes (changed while reading?).`, 'io', rel);
+          throw new SourceError(
+            `${this.name}: "${rel}" ended after ${pos} of ${size} bytes (changed while reading?).`,
+            'io',
+            rel,
+          );
         }
         pos += bytesRead;
         onProgress?.(pos, size);
@@ -267,12 +278,19 @@ export class UrlSource implements ModelSource {
   }
 
   private where(): string {
-    return this.repo ? `repo "${this.repo}"${this.revision && this.revision !== 'main' ? ` (revision "${this.revision}")` : ''}` : `"${this.baseUrl}"`;
+    return this.repo
+      ? `repo "${this.repo}"${this.revision && this.revision !== 'main' ? ` (revision "${this.revision}")` : ''}`
+      : `"${this.baseUrl}"`;
   }
 
   private statusError(rel: string, url: string, status: number, statusText: string): SourceError {
     if (status === 404) {
-      return new SourceError(`File "${rel}" not found in ${this.where()} (HTTP 404 for ${url}).`, 'not-found', rel, 404);
+      return new SourceError(
+        `File "${rel}" not found in ${this.where()} (HTTP 404 for ${url}).`,
+        'not-found',
+        rel,
+        404,
+      );
     }
     if (status === 401 || status === 403) {
       const hint = this.repo
@@ -295,9 +313,14 @@ export class UrlSource implements ModelSource {
 
   private async request(rel: string, url: string, init: RequestInit): Promise<Response> {
     try {
-      return await this.fetchFn(url, { ...init, headers: { ...this.opts.headers, ...(init.headers as Record<string, string>) }, signal: this.opts.signal });
+      return await this.fetchFn(url, {
+        ...init,
+        headers: { ...this.opts.headers, ...(init.headers as Record<string, string>) },
+        signal: this.opts.signal,
+      });
     } catch (e) {
-      if ((e as Error).name === 'AbortError') throw new SourceError(`Download of "${rel}" was cancelled.`, 'aborted', rel);
+      if ((e as Error).name === 'AbortError')
+        throw new SourceError(`Download of "${rel}" was cancelled.`, 'aborted', rel);
       throw new SourceError(
         `Could not reach ${url} for "${rel}" of ${this.where()}: ${(e as Error).message}. Check the network connection` +
           (isNode() ? '.' : ' and that the server allows cross-origin requests (CORS).'),
@@ -333,7 +356,7 @@ export class UrlSource implements ModelSource {
     const url = this.urlOf(rel);
     const cache = this.opts.cache;
     if (cache) {
-      let hit: Uint8Array | null | undefined = null;
+      let hit: Uint8Array | null | undefined;
       try {
         hit = await cache.get(url);
       } catch {
@@ -352,7 +375,8 @@ export class UrlSource implements ModelSource {
     // Content-Length is the encoded size; with a compressed response it does not count our bytes.
     const enc = res.headers.get('content-encoding');
     const lenHeader = res.headers.get('content-length');
-    const total = lenHeader !== null && (!enc || enc === 'identity') && /^\d+$/.test(lenHeader) ? Number(lenHeader) : null;
+    const total =
+      lenHeader !== null && (!enc || enc === 'identity') && /^\d+$/.test(lenHeader) ? Number(lenHeader) : null;
     let bytes: Uint8Array;
     try {
       if (res.body) bytes = await readStream(res.body, total, onProgress);
@@ -361,8 +385,13 @@ export class UrlSource implements ModelSource {
         onProgress?.(bytes.byteLength, total ?? bytes.byteLength);
       }
     } catch (e) {
-      if ((e as Error).name === 'AbortError') throw new SourceError(`Download of "${rel}" was cancelled.`, 'aborted', rel);
-      throw new SourceError(`Download of "${rel}" from ${this.where()} broke off: ${(e as Error).message}`, 'network', rel);
+      if ((e as Error).name === 'AbortError')
+        throw new SourceError(`Download of "${rel}" was cancelled.`, 'aborted', rel);
+      throw new SourceError(
+        `Download of "${rel}" from ${this.where()} broke off: ${(e as Error).message}`,
+        'network',
+        rel,
+      );
     }
     if (total !== null && bytes.byteLength !== total) {
       throw new SourceError(
@@ -459,7 +488,11 @@ export class FileListSource implements ModelSource {
     const rel = normalizeRelPath(path, this.name);
     const file = this.find(rel);
     if (!file) {
-      throw new SourceError(`File "${rel}" is not among the selected files of "${this.name}"; select the whole model folder.`, 'not-found', rel);
+      throw new SourceError(
+        `File "${rel}" is not among the selected files of "${this.name}"; select the whole model folder.`,
+        'not-found',
+        rel,
+      );
     }
     try {
       if (typeof file.stream === 'function') return await readStream(file.stream(), file.size, onProgress);

@@ -48,7 +48,15 @@ function tokenText(v: unknown): string | null {
   return null;
 }
 
-const SPECIAL_KEYS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'] as const;
+const SPECIAL_KEYS = [
+  'bos_token',
+  'eos_token',
+  'unk_token',
+  'sep_token',
+  'pad_token',
+  'cls_token',
+  'mask_token',
+] as const;
 
 /** The one template to use: a string, or the "default" of a list of named templates. */
 function pickTemplate(raw: unknown): string | null {
@@ -56,7 +64,12 @@ function pickTemplate(raw: unknown): string | null {
   if (Array.isArray(raw)) {
     const named = new Map<string, string>();
     for (const t of raw) {
-      if (t && typeof t === 'object' && typeof (t as Json).name === 'string' && typeof (t as Json).template === 'string') {
+      if (
+        t &&
+        typeof t === 'object' &&
+        typeof (t as Json).name === 'string' &&
+        typeof (t as Json).template === 'string'
+      ) {
         named.set((t as Json).name as string, (t as Json).template as string);
       }
     }
@@ -69,7 +82,11 @@ function pickTemplate(raw: unknown): string | null {
   return null;
 }
 
-export async function createTokenizer(tokenizerJson: object, tokenizerConfig: object, config?: ModelConfig): Promise<TextTokenizer> {
+export async function createTokenizer(
+  tokenizerJson: object,
+  tokenizerConfig: object,
+  config?: ModelConfig,
+): Promise<TextTokenizer> {
   const tj = { ...(tokenizerJson as Json) };
   const tc = { ...(tokenizerConfig as Json) };
   if (!tj || typeof tj !== 'object' || !tj.model || typeof tj.model !== 'object') {
@@ -77,14 +94,19 @@ export async function createTokenizer(tokenizerJson: object, tokenizerConfig: ob
   }
   if (!Array.isArray(tj.added_tokens)) tj.added_tokens = [];
 
-  const [{ Tokenizer }, { Template }] = await Promise.all([import('@huggingface/tokenizers'), import('@huggingface/jinja')]);
+  const [{ Tokenizer }, { Template }] = await Promise.all([
+    import('@huggingface/tokenizers'),
+    import('@huggingface/jinja'),
+  ]);
 
   let tok: InstanceType<typeof Tokenizer>;
   try {
     tok = new Tokenizer(tj, tc);
   } catch (e) {
     const type = (tj.model as Json).type;
-    throw new TokenizerError(`tokenizer.json (model type ${JSON.stringify(type ?? 'unknown')}) could not be loaded: ${(e as Error).message}`);
+    throw new TokenizerError(
+      `tokenizer.json (model type ${JSON.stringify(type ?? 'unknown')}) could not be loaded: ${(e as Error).message}`,
+    );
   }
 
   const vocab = tok.get_vocab(true);
@@ -129,9 +151,14 @@ export async function createTokenizer(tokenizerJson: object, tokenizerConfig: ob
 
     decode(ids: number[], opts: { skipSpecialTokens?: boolean } = {}): string {
       // Ids past the tokenizer (embedding rows beyond its vocabulary) have no text.
-      const known = ids.filter((id) => Number.isInteger(id) && id >= 0 && id < vocabSize && tok.id_to_token(id) !== undefined);
+      const known = ids.filter(
+        (id) => Number.isInteger(id) && id >= 0 && id < vocabSize && tok.id_to_token(id) !== undefined,
+      );
       if (known.length === 0) return '';
-      return tok.decode(known, { skip_special_tokens: opts.skipSpecialTokens ?? false, clean_up_tokenization_spaces: cleanUp });
+      return tok.decode(known, {
+        skip_special_tokens: opts.skipSpecialTokens ?? false,
+        clean_up_tokenization_spaces: cleanUp,
+      });
     },
 
     applyChatTemplate(messages: ChatTurn[], opts: { addGenerationPrompt?: boolean } = {}): string {

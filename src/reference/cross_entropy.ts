@@ -17,7 +17,13 @@ export interface CrossEntropyRef {
   dh: Float64Array;
 }
 
-export function logitsRef(a: { h: ArrayLike<number>; w: ArrayLike<number>; T: number; H: number; V: number }): Float64Array {
+export function logitsRef(a: {
+  h: ArrayLike<number>;
+  w: ArrayLike<number>;
+  T: number;
+  H: number;
+  V: number;
+}): Float64Array {
   const { T, H, V } = a;
   const out = new Float64Array(T * V);
   for (let t = 0; t < T; t++) {

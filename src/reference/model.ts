@@ -104,8 +104,17 @@ function normBackwardRef(
   rows: number,
 ): Float64Array {
   const c = w.config;
-  if (c.norm === 'rms') return rmsNormBackwardRef({ dy, x, w: w.get(keys.w), rstd: cache.rstd, rows, dim: c.hiddenSize });
-  return layerNormBackwardRef({ dy, x, w: w.get(keys.w), mean: cache.mean!, rstd: cache.rstd, rows, dim: c.hiddenSize });
+  if (c.norm === 'rms')
+    return rmsNormBackwardRef({ dy, x, w: w.get(keys.w), rstd: cache.rstd, rows, dim: c.hiddenSize });
+  return layerNormBackwardRef({
+    dy,
+    x,
+    w: w.get(keys.w),
+    mean: cache.mean!,
+    rstd: cache.rstd,
+    rows,
+    dim: c.hiddenSize,
+  });
 }
 
 function add(a: Float64Array, b: ArrayLike<number>): void {
@@ -125,7 +134,13 @@ function linear(
   linearForwardRef({
     x,
     M: T,
-    lin: { w: w.get(m.weightKey), bias: m.biasKey ? w.get(m.biasKey) : null, inF: m.inF, outF: m.outF, transposed: m.transposed },
+    lin: {
+      w: w.get(m.weightKey),
+      bias: m.biasKey ? w.get(m.biasKey) : null,
+      inF: m.inF,
+      outF: m.outF,
+      transposed: m.transposed,
+    },
     lora: l ?? null,
     seed: l?.seed ?? 0,
     y: out,
@@ -171,7 +186,14 @@ export function modelForwardRef(w: RefWeights, lora: Map<string, RefLoraModule>,
       const qkv = linear(w, qkvM, lora, n1.y, T);
       const split = (col0: number, width: number) => {
         const out = new Float64Array(T * width);
-        copyColumnsRef(qkv, out, { rows: T, width, srcStride: qW + 2 * kvW, srcCol0: col0, dstStride: width, dstCol0: 0 });
+        copyColumnsRef(qkv, out, {
+          rows: T,
+          width,
+          srcStride: qW + 2 * kvW,
+          srcCol0: col0,
+          dstStride: width,
+          dstCol0: 0,
+        });
         return out;
       };
       qPre = split(0, qW);
@@ -195,11 +217,27 @@ export function modelForwardRef(w: RefWeights, lora: Map<string, RefLoraModule>,
       kRstd = kn.rstd;
     }
     if (c.rope) {
-      const rope = { positions: batch.positions, rows: T, headDim: c.headDim, theta: c.rope.theta, rotaryDim: c.rope.rotaryDim, invFreq: invFreqOf(c) };
+      const rope = {
+        positions: batch.positions,
+        rows: T,
+        headDim: c.headDim,
+        theta: c.rope.theta,
+        rotaryDim: c.rope.rotaryDim,
+        invFreq: invFreqOf(c),
+      };
       q = ropeRef({ ...rope, x: q, heads: c.numHeads });
       k = ropeRef({ ...rope, x: k, heads: c.numKvHeads });
     }
-    const att = attentionRef({ q, k, v, batch: batch.B, seq: batch.S, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim });
+    const att = attentionRef({
+      q,
+      k,
+      v,
+      batch: batch.B,
+      seq: batch.S,
+      heads: c.numHeads,
+      kvHeads: c.numKvHeads,
+      headDim: c.headDim,
+    });
     const xMid = Float64Array.from(xIn);
     linear(w, byRole(W.linears, 'o')!, lora, att.o, T, xMid);
     const n2 = normRef(w, xMid, W.postAttnNorm, T);
@@ -236,7 +274,15 @@ export function modelForwardRef(w: RefWeights, lora: Map<string, RefLoraModule>,
     x = xOut;
   }
   const nf = normRef(w, x, w.arch.finalNorm, T);
-  const ce = crossEntropyRef({ h: nf.y, w: w.get(w.arch.lmHead), targets: batch.targets, T, H, V: c.vocabSize, gradScale: 1 });
+  const ce = crossEntropyRef({
+    h: nf.y,
+    w: w.get(w.arch.lmHead),
+    targets: batch.targets,
+    T,
+    H,
+    V: c.vocabSize,
+    gradScale: 1,
+  });
   return { lossSum: ce.lossSum, count: ce.count, hidden: nf.y, caches, xFinal: x, nf };
 }
 
@@ -264,7 +310,13 @@ function linearBackward(
     dy,
     x,
     M: T,
-    lin: { w: w.get(m.weightKey), bias: m.biasKey ? w.get(m.biasKey) : null, inF: m.inF, outF: m.outF, transposed: m.transposed },
+    lin: {
+      w: w.get(m.weightKey),
+      bias: m.biasKey ? w.get(m.biasKey) : null,
+      inF: m.inF,
+      outF: m.outF,
+      transposed: m.transposed,
+    },
     lora: l ?? null,
     seed: l?.seed ?? 0,
     dx,
@@ -295,7 +347,15 @@ export function modelBackwardRef(
   const qW = c.numHeads * c.headDim;
   const kvW = c.numKvHeads * c.headDim;
   const grads: RefGrads = { dA: new Map(), dB: new Map() };
-  const ce = crossEntropyRef({ h: fwd.hidden, w: w.get(w.arch.lmHead), targets: batch.targets, T, H, V: c.vocabSize, gradScale });
+  const ce = crossEntropyRef({
+    h: fwd.hidden,
+    w: w.get(w.arch.lmHead),
+    targets: batch.targets,
+    T,
+    H,
+    V: c.vocabSize,
+    gradScale,
+  });
   let dres = normBackwardRef(w, ce.dh, fwd.xFinal, w.arch.finalNorm, fwd.nf, T);
   for (let l = c.numLayers - 1; l >= 0; l--) {
     const L = fwd.caches[l]!;
@@ -319,20 +379,49 @@ export function modelBackwardRef(
     const shape = { batch: batch.B, seq: batch.S, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
     let { dq, dk, dv } = attentionBackwardRef({ q: L.q, k: L.k, v: L.v, dO, ...shape });
     if (c.rope) {
-      const rope = { positions: batch.positions, rows: T, headDim: c.headDim, theta: c.rope.theta, rotaryDim: c.rope.rotaryDim, invFreq: invFreqOf(c), inverse: true };
+      const rope = {
+        positions: batch.positions,
+        rows: T,
+        headDim: c.headDim,
+        theta: c.rope.theta,
+        rotaryDim: c.rope.rotaryDim,
+        invFreq: invFreqOf(c),
+        inverse: true,
+      };
       dq = ropeRef({ ...rope, x: dq, heads: c.numHeads });
       dk = ropeRef({ ...rope, x: dk, heads: c.numKvHeads });
     }
     if (c.qkNorm) {
-      dq = rmsNormBackwardRef({ dy: dq, x: L.qPre!, w: w.get(W.qNorm!), rstd: L.qRstd!, rows: T * c.numHeads, dim: c.headDim });
-      dk = rmsNormBackwardRef({ dy: dk, x: L.kPre!, w: w.get(W.kNorm!), rstd: L.kRstd!, rows: T * c.numKvHeads, dim: c.headDim });
+      dq = rmsNormBackwardRef({
+        dy: dq,
+        x: L.qPre!,
+        w: w.get(W.qNorm!),
+        rstd: L.qRstd!,
+        rows: T * c.numHeads,
+        dim: c.headDim,
+      });
+      dk = rmsNormBackwardRef({
+        dy: dk,
+        x: L.kPre!,
+        w: w.get(W.kNorm!),
+        rstd: L.kRstd!,
+        rows: T * c.numKvHeads,
+        dim: c.headDim,
+      });
     }
     const dh1 = new Float64Array(T * H);
     const qkvM = byRole(W.linears, 'qkv');
     if (qkvM) {
       const dqkv = new Float64Array(T * (qW + 2 * kvW));
       const merge = (src: Float64Array, col0: number, width: number) =>
-        copyColumnsRef(src, dqkv, { rows: T, width, srcStride: width, srcCol0: 0, dstStride: qW + 2 * kvW, dstCol0: col0 });
+        copyColumnsRef(src, dqkv, {
+          rows: T,
+          width,
+          srcStride: width,
+          srcCol0: 0,
+          dstStride: qW + 2 * kvW,
+          dstCol0: col0,
+        });
       merge(dq, 0, qW);
       merge(dk, qW, kvW);
       merge(dv, qW + kvW, kvW);

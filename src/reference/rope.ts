@@ -13,7 +13,13 @@ const f = Math.fround;
 /** transformers' rope_scaling variants that only change inv_freq. */
 export type RopeScaling =
   | { type: 'linear'; factor: number }
-  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
+  | {
+      type: 'llama3';
+      factor: number;
+      lowFreqFactor: number;
+      highFreqFactor: number;
+      originalMaxPositionEmbeddings: number;
+    };
 
 /**
  * inv_freq as float32 values, like transformers' `_compute_default_rope_parameters`:

@@ -2,7 +2,15 @@
 export function copyColumnsRef(
   src: ArrayLike<number>,
   dst: Float64Array,
-  a: { rows: number; width: number; srcStride: number; srcCol0: number; dstStride: number; dstCol0: number; accumulate?: boolean },
+  a: {
+    rows: number;
+    width: number;
+    srcStride: number;
+    srcCol0: number;
+    dstStride: number;
+    dstCol0: number;
+    accumulate?: boolean;
+  },
 ): void {
   for (let t = 0; t < a.rows; t++) {
     for (let j = 0; j < a.width; j++) {

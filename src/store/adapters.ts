@@ -50,7 +50,11 @@ export class AdapterLibrary {
     const { record, filesRecord } = AdapterLibrary.record(meta, files);
     await guardQuota(`adapter "${record.name}"`, async () => {
       const tx = this.db.transaction(['adapters', 'adapterFiles'], 'readwrite');
-      await Promise.all([tx.objectStore('adapterFiles').put(filesRecord), tx.objectStore('adapters').put(record), tx.done]);
+      await Promise.all([
+        tx.objectStore('adapterFiles').put(filesRecord),
+        tx.objectStore('adapters').put(record),
+        tx.done,
+      ]);
     });
     return record;
   }

@@ -97,10 +97,14 @@ export class FileCheck {
       if (got < 8) return `${this.name} is incomplete: ${got} bytes, shorter than a safetensors header`;
       const head = this.joined();
       const n = Number(new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true));
-      if (head.byteLength < 8 + n) return `${this.name} is incomplete: its safetensors header is cut off (${got} bytes)`;
+      if (head.byteLength < 8 + n)
+        return `${this.name} is incomplete: its safetensors header is cut off (${got} bytes)`;
       let end = 0;
       try {
-        const h = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(head.subarray(8, 8 + n))) as Record<string, { data_offsets?: unknown }>;
+        const h = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(head.subarray(8, 8 + n))) as Record<
+          string,
+          { data_offsets?: unknown }
+        >;
         for (const [k, v] of Object.entries(h)) {
           if (k === '__metadata__') continue;
           const off = v?.data_offsets;
@@ -129,7 +133,11 @@ export function wholeFileProblem(url: string, bytes: Uint8Array, expectedLength:
 }
 
 /** A stream that passes bytes through and errors at its end when the file is not whole. */
-function checkedStream(body: ReadableStream<Uint8Array>, check: FileCheck, onBad?: (problem: string) => void): ReadableStream<Uint8Array> {
+function checkedStream(
+  body: ReadableStream<Uint8Array>,
+  check: FileCheck,
+  onBad?: (problem: string) => void,
+): ReadableStream<Uint8Array> {
   return body.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, ctrl) {
@@ -179,9 +187,13 @@ export class ModelByteCache {
     if (wholeFileProblem(url, bytes)) return;
     const copy = new Uint8Array(bytes.byteLength);
     copy.set(bytes);
-    await (await cs.open(this.name)).put(
+    await (
+      await cs.open(this.name)
+    ).put(
       url,
-      new Response(copy.buffer, { headers: { 'content-type': 'application/octet-stream', 'content-length': String(bytes.byteLength) } }),
+      new Response(copy.buffer, {
+        headers: { 'content-type': 'application/octet-stream', 'content-length': String(bytes.byteLength) },
+      }),
     );
   }
 }
@@ -212,13 +224,15 @@ export function cachingFetch(inner: typeof fetch, opts: CachingFetchOptions = {}
   const cacheName = opts.cacheName ?? MODEL_CACHE;
   return async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-    const method = (init?.method ?? (typeof input === 'object' && 'method' in input ? input.method : 'GET')).toUpperCase();
+    const method = (
+      init?.method ?? (typeof input === 'object' && 'method' in input ? input.method : 'GET')
+    ).toUpperCase();
     const cs = cacheStorage();
     const ranged = new Headers(init?.headers).has('range');
     if (!cs || ranged || (method !== 'GET' && method !== 'HEAD') || !isModelFileUrl(url, opts.bases?.() ?? [])) {
       return inner(input, init);
     }
-    let cache: Cache | null = null;
+    let cache: Cache | null;
     try {
       cache = await cs.open(cacheName);
       const hit = await cache.match(url);
@@ -274,10 +288,23 @@ export class ModelCacheIndex {
     return this.db.get('models', id);
   }
 
-  async record(id: string, source: StoredModelSource, urls: string[], bytes: number, parameters: number | null): Promise<void> {
+  async record(
+    id: string,
+    source: StoredModelSource,
+    urls: string[],
+    bytes: number,
+    parameters: number | null,
+  ): Promise<void> {
     const prev = await this.db.get('models', id);
     const all = [...new Set([...(prev?.urls ?? []), ...urls])];
-    await this.db.put('models', { id, source, urls: all, bytes: Math.max(bytes, prev?.bytes ?? 0), cachedAt: new Date().toISOString(), parameters });
+    await this.db.put('models', {
+      id,
+      source,
+      urls: all,
+      bytes: Math.max(bytes, prev?.bytes ?? 0),
+      cachedAt: new Date().toISOString(),
+      parameters,
+    });
   }
 
   /** Whether every URL of the model is in the cache. */

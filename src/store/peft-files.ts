@@ -45,16 +45,23 @@ export function inspectPeft(files: PeftFiles): PeftInspection {
   }
   const c = cfg as Record<string, unknown>;
   if (c.peft_type !== undefined && c.peft_type !== 'LORA') {
-    throw new PeftFileError(`${ADAPTER_CONFIG_NAME} describes a ${JSON.stringify(c.peft_type)} adapter; only LoRA adapters (peft_type "LORA") can be used.`);
+    throw new PeftFileError(
+      `${ADAPTER_CONFIG_NAME} describes a ${JSON.stringify(c.peft_type)} adapter; only LoRA adapters (peft_type "LORA") can be used.`,
+    );
   }
-  if (c.use_dora === true) throw new PeftFileError('This adapter uses DoRA (use_dora: true); only plain LoRA adapters can be used.');
+  if (c.use_dora === true)
+    throw new PeftFileError('This adapter uses DoRA (use_dora: true); only plain LoRA adapters can be used.');
   const num = (k: string, def: number) => (typeof c[k] === 'number' ? (c[k] as number) : def);
   const targets = c.target_modules;
   const config: AdapterConfigSummary = {
     r: num('r', 8),
     lora_alpha: num('lora_alpha', 8),
     lora_dropout: num('lora_dropout', 0),
-    target_modules: Array.isArray(targets) ? targets.filter((t): t is string => typeof t === 'string') : typeof targets === 'string' ? targets : [],
+    target_modules: Array.isArray(targets)
+      ? targets.filter((t): t is string => typeof t === 'string')
+      : typeof targets === 'string'
+        ? targets
+        : [],
     use_rslora: c.use_rslora === true,
   };
   let parsed;
@@ -80,10 +87,14 @@ export function inspectPeft(files: PeftFiles): PeftInspection {
     );
   }
   const rankPattern =
-    c.rank_pattern && typeof c.rank_pattern === 'object' && !Array.isArray(c.rank_pattern) ? (c.rank_pattern as Record<string, number>) : undefined;
+    c.rank_pattern && typeof c.rank_pattern === 'object' && !Array.isArray(c.rank_pattern)
+      ? (c.rank_pattern as Record<string, number>)
+      : undefined;
   for (const [path, set] of pairs) {
     if (set.size !== 2) {
-      throw new PeftFileError(`${ADAPTER_MODEL_NAME}: module "${path}" has lora_${[...set.keys()][0]} but no lora_${set.has('A') ? 'B' : 'A'}.`);
+      throw new PeftFileError(
+        `${ADAPTER_MODEL_NAME}: module "${path}" has lora_${[...set.keys()][0]} but no lora_${set.has('A') ? 'B' : 'A'}.`,
+      );
     }
     // The rank the config gives this module must be the one its tensors have (A is [r, in], B [out, r]),
     // or the two files do not belong together.
@@ -93,7 +104,9 @@ export function inspectPeft(files: PeftFiles): PeftInspection {
     const b = parsed.tensors.get(bKey)!;
     const want = loraRank({ r: config.r, rank_pattern: rankPattern }, path);
     if (a.shape.length !== 2 || b.shape.length !== 2 || a.shape[0] !== b.shape[1]) {
-      throw new PeftFileError(`${ADAPTER_MODEL_NAME}: "${aKey}" [${a.shape.join(', ')}] and "${bKey}" [${b.shape.join(', ')}] do not make a LoRA pair.`);
+      throw new PeftFileError(
+        `${ADAPTER_MODEL_NAME}: "${aKey}" [${a.shape.join(', ')}] and "${bKey}" [${b.shape.join(', ')}] do not make a LoRA pair.`,
+      );
     }
     if (a.shape[0] !== want) {
       throw new PeftFileError(
@@ -142,20 +155,32 @@ export function collectPeftFiles(items: NamedBytes[]): PeftFiles {
   const models = find(ADAPTER_MODEL_NAME);
   const names = all.map((f) => baseName(f.name)).join(', ') || 'nothing';
   if (cfgs.length === 0 || models.length === 0) {
-    const missing = [cfgs.length === 0 ? ADAPTER_CONFIG_NAME : null, models.length === 0 ? ADAPTER_MODEL_NAME : null].filter(Boolean);
+    const missing = [
+      cfgs.length === 0 ? ADAPTER_CONFIG_NAME : null,
+      models.length === 0 ? ADAPTER_MODEL_NAME : null,
+    ].filter(Boolean);
     const hint = all.some((f) => /adapter_model\.bin$/.test(f.name))
       ? ' adapter_model.bin (a pickled PyTorch file) cannot be read; save the adapter with safe_serialization=True.'
       : '';
-    throw new PeftFileError(`A PEFT adapter needs ${ADAPTER_CONFIG_NAME} and ${ADAPTER_MODEL_NAME}; missing ${missing.join(' and ')} (got ${names}).${hint}`);
+    throw new PeftFileError(
+      `A PEFT adapter needs ${ADAPTER_CONFIG_NAME} and ${ADAPTER_MODEL_NAME}; missing ${missing.join(' and ')} (got ${names}).${hint}`,
+    );
   }
   if (cfgs.length > 1 || models.length > 1) {
-    throw new PeftFileError(`Choose one adapter at a time: found ${cfgs.length} ${ADAPTER_CONFIG_NAME} and ${models.length} ${ADAPTER_MODEL_NAME} files.`);
+    throw new PeftFileError(
+      `Choose one adapter at a time: found ${cfgs.length} ${ADAPTER_CONFIG_NAME} and ${models.length} ${ADAPTER_MODEL_NAME} files.`,
+    );
   }
   return { adapterConfig: new TextDecoder().decode(cfgs[0]!.bytes), adapterModel: models[0]!.bytes };
 }
 
 /** A model card like the README.md PEFT's save_pretrained writes (short). */
-export function adapterReadme(name: string, baseModel: string, cfg: AdapterConfigSummary, extra: string[] = []): string {
+export function adapterReadme(
+  name: string,
+  baseModel: string,
+  cfg: AdapterConfigSummary,
+  extra: string[] = [],
+): string {
   return [
     '---',
     `base_model: ${baseModel}`,
@@ -198,5 +223,11 @@ export function zipPeft(files: PeftFiles, readme?: string): Uint8Array {
 
 /** A file-name-safe version of an adapter name. */
 export function safeFileName(name: string): string {
-  return name.trim().replace(/[^\w.-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 80) || 'adapter';
+  return (
+    name
+      .trim()
+      .replace(/[^\w.-]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 80) || 'adapter'
+  );
 }

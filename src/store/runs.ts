@@ -91,7 +91,9 @@ export class RunStore {
    */
   async resumable(): Promise<RunRecord[]> {
     const runs = await this.list();
-    return runs.filter((r) => r.adapterId === null && r.status !== 'finished' && r.status !== 'stopped' && this.isFree(r));
+    return runs.filter(
+      (r) => r.adapterId === null && r.status !== 'finished' && r.status !== 'stopped' && this.isFree(r),
+    );
   }
 
   /**
@@ -109,7 +111,13 @@ export class RunStore {
       await tx.done;
       return null;
     }
-    const next: RunRecord = { ...run, lease: this.lease(), status: 'running', error: null, updatedAt: new Date(this.now()).toISOString() };
+    const next: RunRecord = {
+      ...run,
+      lease: this.lease(),
+      status: 'running',
+      error: null,
+      updatedAt: new Date(this.now()).toISOString(),
+    };
     await Promise.all([tx.store.put(next), tx.done]);
     return next;
   }
@@ -175,7 +183,14 @@ export class RunStore {
       const ckpt: CheckpointRecord = { runId: id, step, savedAt: at, blob };
       await Promise.all([
         tx.objectStore('checkpoints').put(ckpt),
-        runs.put({ ...run, checkpointStep: step, step: Math.max(run.step, step), history, lease: this.lease(), updatedAt: at }),
+        runs.put({
+          ...run,
+          checkpointStep: step,
+          step: Math.max(run.step, step),
+          history,
+          lease: this.lease(),
+          updatedAt: at,
+        }),
         tx.done,
       ]);
     });
@@ -202,7 +217,10 @@ export class RunStore {
       const tx = this.db.transaction(['runs', 'checkpoints', 'adapters', 'adapterFiles'], 'readwrite');
       const runs = tx.objectStore('runs');
       const run = await runs.get(id);
-      const writes: Promise<unknown>[] = [tx.objectStore('adapterFiles').put(filesRecord), tx.objectStore('adapters').put(record)];
+      const writes: Promise<unknown>[] = [
+        tx.objectStore('adapterFiles').put(filesRecord),
+        tx.objectStore('adapters').put(record),
+      ];
       const takenOver = !!run?.lease && run.lease.owner !== this.owner && run.lease.until >= this.now();
       if (run && !takenOver) {
         writes.push(

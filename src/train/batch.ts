@@ -60,7 +60,8 @@ export class BatchError extends Error {
 
 /** S for a batch whose longest example has `longest` tokens. */
 export function paddedLength(longest: number, maxLen: number, padMultiple = 8): number {
-  if (longest > maxLen) throw new BatchError(`An example has ${longest} tokens, more than maxLen ${maxLen}; truncate examples first.`);
+  if (longest > maxLen)
+    throw new BatchError(`An example has ${longest} tokens, more than maxLen ${maxLen}; truncate examples first.`);
   const m = Math.max(1, Math.floor(padMultiple));
   return Math.max(1, Math.min(maxLen, Math.ceil(longest / m) * m));
 }
@@ -77,7 +78,8 @@ export function makeBatch(seqs: readonly SequenceLike[], opts: BatchShapeOptions
   let counted = 0;
   seqs.forEach((seq, b) => {
     const n = seq.ids.length;
-    if (seq.counted.length !== n) throw new BatchError(`An example has ${n} ids but ${seq.counted.length} loss-mask entries.`);
+    if (seq.counted.length !== n)
+      throw new BatchError(`An example has ${n} ids but ${seq.counted.length} loss-mask entries.`);
     const row = b * S;
     for (let t = 0; t < n; t++) ids[row + t] = seq.ids[t]!;
     for (let t = 0; t + 1 < n; t++) {
@@ -111,11 +113,15 @@ const SHUFFLE_STREAM = 0x5a0f1e;
  * round(valFraction · n)), each set kept in file order. Training always keeps at least one item;
  * with a fraction > 0 and at least two items, validation gets at least one.
  */
-export function splitTrainVal<T>(items: readonly T[], opts: { valFraction?: number; valCount?: number; seed: number }): { train: T[]; val: T[] } {
+export function splitTrainVal<T>(
+  items: readonly T[],
+  opts: { valFraction?: number; valCount?: number; seed: number },
+): { train: T[]; val: T[] } {
   const n = items.length;
   let k: number;
   if (opts.valCount !== undefined) {
-    if (!Number.isInteger(opts.valCount) || opts.valCount < 0) throw new BatchError(`valCount must be a non-negative integer, got ${opts.valCount}.`);
+    if (!Number.isInteger(opts.valCount) || opts.valCount < 0)
+      throw new BatchError(`valCount must be a non-negative integer, got ${opts.valCount}.`);
     k = Math.min(opts.valCount, n);
   } else {
     const f = opts.valFraction ?? 0;
@@ -207,11 +213,13 @@ export class BatchPlan {
       this.totalSteps = steps;
     } else {
       const epochs = opts.epochs ?? 1;
-      if (!(epochs > 0) || !Number.isFinite(epochs)) throw new BatchError(`epochs must be > 0 (or steps > 0), got ${epochs}.`);
+      if (!(epochs > 0) || !Number.isFinite(epochs))
+        throw new BatchError(`epochs must be > 0 (or steps > 0), got ${epochs}.`);
       this.totalSteps = Math.ceil(epochs * this.stepsPerEpoch - 1e-9);
     }
     const longest = Math.max(...examples.map((e) => e.ids.length));
-    this.maxTokens = Math.min(opts.batchSize, examples.length) * paddedLength(longest, opts.maxLen, opts.padMultiple ?? 8);
+    this.maxTokens =
+      Math.min(opts.batchSize, examples.length) * paddedLength(longest, opts.maxLen, opts.padMultiple ?? 8);
   }
 
   /** Example indices of an epoch, in the order they are used. */
@@ -253,9 +261,12 @@ export class BatchPlan {
       if (p[k] !== mine[k]) mismatch.push(`${k} was ${JSON.stringify(p[k])}, now ${JSON.stringify(mine[k])}`);
     }
     if (mismatch.length) {
-      throw new BatchError(`Cannot resume exactly: the data or batching changed since the checkpoint (${mismatch.join('; ')}).`);
+      throw new BatchError(
+        `Cannot resume exactly: the data or batching changed since the checkpoint (${mismatch.join('; ')}).`,
+      );
     }
-    if (p.stepInEpoch! > this.stepsPerEpoch) throw new BatchError(`Saved position is step ${p.stepInEpoch} of an epoch that has ${this.stepsPerEpoch}.`);
+    if (p.stepInEpoch! > this.stepsPerEpoch)
+      throw new BatchError(`Saved position is step ${p.stepInEpoch} of an epoch that has ${this.stepsPerEpoch}.`);
     this.epoch = p.epoch!;
     this.stepInEpoch = p.stepInEpoch!;
     this.stepsDone = p.stepsDone!;
@@ -277,7 +288,12 @@ export class BatchPlan {
     for (let j = firstMicro; j < lastMicro; j++) {
       const idx = order.slice(j * B, (j + 1) * B);
       examples += idx.length;
-      micro.push(makeBatch(idx.map((i) => this.examples[i]!), this.opts));
+      micro.push(
+        makeBatch(
+          idx.map((i) => this.examples[i]!),
+          this.opts,
+        ),
+      );
     }
     const step: PlannedStep = {
       step: this.stepsDone + 1,

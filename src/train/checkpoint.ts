@@ -54,7 +54,9 @@ export function decodeCheckpoint(bytes: Uint8Array, fileName = 'checkpoint'): Ch
   }
   const meta = JSON.parse(file.metadata.meta) as CheckpointMeta;
   if (meta.version !== CHECKPOINT_VERSION) {
-    throw new CheckpointError(`${fileName} has checkpoint version ${meta.version}; this build reads version ${CHECKPOINT_VERSION}.`);
+    throw new CheckpointError(
+      `${fileName} has checkpoint version ${meta.version}; this build reads version ${CHECKPOINT_VERSION}.`,
+    );
   }
   const modules = new Map<string, LoraModuleArrays>();
   const opt: Float32Array[] = [];

@@ -138,7 +138,7 @@ export function detectContainer(fileName: string, content: string): DatasetConta
 function looksLikeJsonl(content: string): boolean {
   const text = stripBom(content);
   const lines: string[] = [];
-  for (let at = 0; at < text.length && lines.length < 3; ) {
+  for (let at = 0; at < text.length && lines.length < 3;) {
     let end = text.indexOf('\n', at);
     if (end < 0) end = text.length;
     const line = text.slice(at, end).trim();
@@ -158,7 +158,10 @@ function isJsonObject(line: string): boolean {
 }
 
 /** The container and record format of a file (format 'text' when nothing is recognisable). */
-export function detectFormat(fileName: string, content: string): { container: DatasetContainer; format: DatasetFormat } {
+export function detectFormat(
+  fileName: string,
+  content: string,
+): { container: DatasetContainer; format: DatasetFormat } {
   const container = detectContainer(fileName, content);
   // The first records decide; a cut-off last record in the sample only adds an (ignored) issue.
   const rows = readRows(container, content.slice(0, 1 << 16), 'paragraphs', []);
@@ -177,7 +180,12 @@ interface Row {
   value: Record<string, unknown> | string;
 }
 
-function readRows(container: DatasetContainer, content: string, txtSplit: 'paragraphs' | 'whole', issues: DatasetIssue[]): Row[] {
+function readRows(
+  container: DatasetContainer,
+  content: string,
+  txtSplit: 'paragraphs' | 'whole',
+  issues: DatasetIssue[],
+): Row[] {
   const text = stripBom(content);
   switch (container) {
     case 'jsonl':
@@ -272,7 +280,8 @@ function jsonRows(text: string, issues: DatasetIssue[]): Row[] {
       issues.push({ line, message: `expected a JSON array of records, got invalid JSON (${jsonError(e)})` });
       return [];
     }
-    if (v !== null && typeof v === 'object' && !Array.isArray(v)) return [{ line, value: v as Record<string, unknown> }];
+    if (v !== null && typeof v === 'object' && !Array.isArray(v))
+      return [{ line, value: v as Record<string, unknown> }];
     issues.push({ line, message: `expected a JSON array of records, got ${describe(v)}` });
     return [];
   }
@@ -303,21 +312,28 @@ function jsonRows(text: string, issues: DatasetIssue[]): Row[] {
       }
       if (c === '"') inString = true;
       else if (c === '{' || c === '[') depth++;
-      else if (c === ']' && depth === 0) break; // the array's own ']'
+      else if (c === ']' && depth === 0)
+        break; // the array's own ']'
       else if ((c === '}' || c === ']') && depth > 0) depth--;
       else if (c === ',' && depth === 0) break;
     }
     const chunk = text.slice(start, i).trim();
     if (text[i] === ',') i++;
     if (!chunk) {
-      issues.push({ line: startLine, message: 'expected a JSON object, got an empty array element (two commas in a row?)' });
+      issues.push({
+        line: startLine,
+        message: 'expected a JSON object, got an empty array element (two commas in a row?)',
+      });
       continue;
     }
     let v: unknown;
     try {
       v = JSON.parse(chunk);
     } catch (e) {
-      issues.push({ line: startLine, message: `expected a JSON object, got invalid JSON (${jsonError(e)}): ${preview(chunk)}` });
+      issues.push({
+        line: startLine,
+        message: `expected a JSON object, got invalid JSON (${jsonError(e)}): ${preview(chunk)}`,
+      });
       continue;
     }
     if (v === null || typeof v !== 'object' || Array.isArray(v)) {
@@ -326,16 +342,22 @@ function jsonRows(text: string, issues: DatasetIssue[]): Row[] {
     }
     rows.push({ line: startLine, value: v as Record<string, unknown> });
   }
-  if (!closed) issues.push({ line, message: 'expected "]" closing the JSON array, got the end of the file (truncated?)' });
+  if (!closed)
+    issues.push({ line, message: 'expected "]" closing the JSON array, got the end of the file (truncated?)' });
   else {
     skipWs();
-    if (i < n) issues.push({ line, message: `expected nothing after the closing "]", got ${preview(text.slice(i, i + 40))}` });
+    if (i < n)
+      issues.push({ line, message: `expected nothing after the closing "]", got ${preview(text.slice(i, i + 40))}` });
   }
   return rows;
 }
 
 /** RFC 4180 rows with the line each starts on. Quotes may hold delimiters, newlines and "" escapes. */
-export function parseDelimited(text: string, delim: string, issues: DatasetIssue[]): { line: number; fields: string[] }[] {
+export function parseDelimited(
+  text: string,
+  delim: string,
+  issues: DatasetIssue[],
+): { line: number; fields: string[] }[] {
   const rows: { line: number; fields: string[] }[] = [];
   const n = text.length;
   let i = 0;
@@ -367,12 +389,18 @@ export function parseDelimited(text: string, delim: string, issues: DatasetIssue
           i++;
         }
         if (!closed) {
-          issues.push({ line: quoteLine, message: `expected a closing quote for the field opened on line ${quoteLine}, got the end of the file` });
+          issues.push({
+            line: quoteLine,
+            message: `expected a closing quote for the field opened on line ${quoteLine}, got the end of the file`,
+          });
           return rows;
         }
         // After a closing quote only a delimiter or the end of the row may follow; keep any stray text.
         if (i < n && text[i] !== delim && text[i] !== '\n' && text[i] !== '\r') {
-          issues.push({ line, message: `expected ${delim === '\t' ? 'a tab' : '","'} or a line break after a closing quote, got ${preview(text[i])}; kept it as text` });
+          issues.push({
+            line,
+            message: `expected ${delim === '\t' ? 'a tab' : '","'} or a line break after a closing quote, got ${preview(text[i])}; kept it as text`,
+          });
         }
       }
       while (i < n && text[i] !== delim && text[i] !== '\n' && text[i] !== '\r') field += text[i++];
@@ -410,16 +438,23 @@ function delimitedRows(text: string, delim: string, issues: DatasetIssue[]): Row
   const names = header.fields.map((f) => f.trim().toLowerCase());
   const known = ['text', 'instruction', 'input', 'output', 'prompt', 'completion', 'response'];
   if (!names.some((c) => known.includes(c))) {
-    issues.push({ line: header.line, message: `expected a header row with columns ${CSV_COLUMN_SETS}, got ${preview(header.fields.join(delim))}` });
+    issues.push({
+      line: header.line,
+      message: `expected a header row with columns ${CSV_COLUMN_SETS}, got ${preview(header.fields.join(delim))}`,
+    });
     return [];
   }
   const rows: Row[] = [];
   for (const r of table) {
     let fields = r.fields;
     // Spreadsheet exports often pad rows with empty trailing cells.
-    if (fields.length > names.length && fields.slice(names.length).every((f) => f === '')) fields = fields.slice(0, names.length);
+    if (fields.length > names.length && fields.slice(names.length).every((f) => f === ''))
+      fields = fields.slice(0, names.length);
     if (fields.length !== names.length) {
-      issues.push({ line: r.line, message: `expected ${names.length} fields (${names.join(', ')}), got ${fields.length}: ${preview(fields.join(delim))}` });
+      issues.push({
+        line: r.line,
+        message: `expected ${names.length} fields (${names.join(', ')}), got ${fields.length}: ${preview(fields.join(delim))}`,
+      });
       continue;
     }
     const obj: Record<string, unknown> = {};
@@ -478,7 +513,10 @@ function str(o: Record<string, unknown>, key: string): string | undefined | { ba
 
 function toText(o: Record<string, unknown>, line: number): Converted {
   const t = str(o, 'text');
-  if (typeof t !== 'string') return { error: `expected {"text": "..."} with a string, got ${t === undefined ? `keys ${preview(Object.keys(o))}` : `text ${describe(t.bad)}`}` };
+  if (typeof t !== 'string')
+    return {
+      error: `expected {"text": "..."} with a string, got ${t === undefined ? `keys ${preview(Object.keys(o))}` : `text ${describe(t.bad)}`}`,
+    };
   if (!t.trim()) return { error: 'expected non-empty "text", got an empty string' };
   return { kind: 'text', line, text: t };
 }
@@ -493,18 +531,29 @@ function toAlpaca(o: Record<string, unknown>, line: number): Converted {
   const out = pick('output', 'completion', 'response');
   const expected = 'expected {"instruction", "input" (optional), "output"} strings';
   for (const f of [ins, inp, out]) {
-    if (f.v !== undefined && typeof f.v !== 'string') return { error: `${expected}, got "${f.key}" as ${describe(f.v.bad)}` };
+    if (f.v !== undefined && typeof f.v !== 'string')
+      return { error: `${expected}, got "${f.key}" as ${describe(f.v.bad)}` };
   }
   if (typeof ins.v !== 'string' || !ins.v.trim()) {
-    return { error: `${expected}, got ${ins.v === undefined ? `no "instruction" (keys ${preview(Object.keys(o))})` : 'an empty "instruction"'}` };
+    return {
+      error: `${expected}, got ${ins.v === undefined ? `no "instruction" (keys ${preview(Object.keys(o))})` : 'an empty "instruction"'}`,
+    };
   }
   if (typeof out.v !== 'string' || !out.v.trim()) {
-    return { error: `${expected}, got ${out.v === undefined ? `no "output" (keys ${preview(Object.keys(o))})` : 'an empty "output" (nothing to learn)'}` };
+    return {
+      error: `${expected}, got ${out.v === undefined ? `no "output" (keys ${preview(Object.keys(o))})` : 'an empty "output" (nothing to learn)'}`,
+    };
   }
   return { kind: 'alpaca', line, instruction: ins.v, input: typeof inp.v === 'string' ? inp.v : '', output: out.v };
 }
 
-const SHAREGPT_ROLES: Record<string, ChatMessage['role']> = { human: 'user', user: 'user', gpt: 'assistant', assistant: 'assistant', system: 'system' };
+const SHAREGPT_ROLES: Record<string, ChatMessage['role']> = {
+  human: 'user',
+  user: 'user',
+  gpt: 'assistant',
+  assistant: 'assistant',
+  system: 'system',
+};
 
 function toChat(o: Record<string, unknown>, line: number): Converted {
   const shareGpt = !('messages' in o) && 'conversations' in o;
@@ -512,24 +561,38 @@ function toChat(o: Record<string, unknown>, line: number): Converted {
   const expected = shareGpt
     ? 'expected "conversations": [{"from": "human" | "gpt" | "system", "value": "..."}]'
     : 'expected "messages": [{"role": "system" | "user" | "assistant", "content": "..."}]';
-  if (!Array.isArray(list) || list.length === 0) return { error: `${expected}, got ${Array.isArray(list) ? 'an empty list' : describe(list)}` };
+  if (!Array.isArray(list) || list.length === 0)
+    return { error: `${expected}, got ${Array.isArray(list) ? 'an empty list' : describe(list)}` };
   const messages: ChatMessage[] = [];
   for (let k = 0; k < list.length; k++) {
     const m = list[k] as Record<string, unknown> | null;
-    if (m === null || typeof m !== 'object' || Array.isArray(m)) return { error: `${expected}, got message ${k + 1} as ${describe(m)}` };
+    if (m === null || typeof m !== 'object' || Array.isArray(m))
+      return { error: `${expected}, got message ${k + 1} as ${describe(m)}` };
     const rawRole = shareGpt ? m.from : m.role;
-    const role = typeof rawRole === 'string' ? (shareGpt ? SHAREGPT_ROLES[rawRole] : (['system', 'user', 'assistant'] as const).find((r) => r === rawRole)) : undefined;
-    if (!role) return { error: `${expected}, got message ${k + 1} with ${shareGpt ? '"from"' : '"role"'} ${describe(rawRole)}` };
+    const role =
+      typeof rawRole === 'string'
+        ? shareGpt
+          ? SHAREGPT_ROLES[rawRole]
+          : (['system', 'user', 'assistant'] as const).find((r) => r === rawRole)
+        : undefined;
+    if (!role)
+      return { error: `${expected}, got message ${k + 1} with ${shareGpt ? '"from"' : '"role"'} ${describe(rawRole)}` };
     let content = shareGpt ? m.value : m.content;
     // OpenAI-style content parts: keep the text parts.
-    if (Array.isArray(content) && content.every((p) => p && typeof p === 'object' && (p as { type?: unknown }).type === 'text')) {
+    if (
+      Array.isArray(content) &&
+      content.every((p) => p && typeof p === 'object' && (p as { type?: unknown }).type === 'text')
+    ) {
       content = content.map((p) => String((p as { text?: unknown }).text ?? '')).join('');
     }
-    if (typeof content !== 'string') return { error: `${expected}, got message ${k + 1} (${role}) with content ${describe(content)}` };
+    if (typeof content !== 'string')
+      return { error: `${expected}, got message ${k + 1} (${role}) with content ${describe(content)}` };
     messages.push({ role, content });
   }
   if (!messages.some((m) => m.role === 'assistant' && m.content.trim())) {
-    return { error: `expected at least one non-empty assistant message (only assistant tokens are learned), got roles ${messages.map((m) => m.role).join(', ')}` };
+    return {
+      error: `expected at least one non-empty assistant message (only assistant tokens are learned), got roles ${messages.map((m) => m.role).join(', ')}`,
+    };
   }
   return { kind: 'chat', line, messages };
 }
@@ -556,13 +619,18 @@ export function parseDataset(fileName: string, content: string, opts: ParseOptio
   let format: DatasetFormat;
   if (opts.format && opts.format !== 'auto') format = opts.format;
   else if (container === 'txt') format = 'text';
-  else format = rows.map((r) => (typeof r.value === 'string' ? 'text' : classify(r.value))).find((f) => f !== null) ?? 'text';
+  else
+    format =
+      rows.map((r) => (typeof r.value === 'string' ? 'text' : classify(r.value))).find((f) => f !== null) ?? 'text';
 
   const records: DatasetRecord[] = [];
   for (const row of rows) {
     if (typeof row.value === 'string') {
       if (format !== 'text') {
-        issues.push({ line: row.line, message: `expected ${format === 'alpaca' ? 'an' : 'a'} ${format} record, got plain text (plain-text files hold text records only)` });
+        issues.push({
+          line: row.line,
+          message: `expected ${format === 'alpaca' ? 'an' : 'a'} ${format} record, got plain text (plain-text files hold text records only)`,
+        });
         continue;
       }
       records.push({ kind: 'text', line: row.line, text: row.value });
@@ -572,7 +640,8 @@ export function parseDataset(fileName: string, content: string, opts: ParseOptio
     if ('error' in r) issues.push({ line: row.line, message: r.error });
     else records.push(r);
   }
-  if (rows.length === 0 && issues.length === 0) issues.push({ line: 1, message: 'expected at least one record, got an empty file' });
+  if (rows.length === 0 && issues.length === 0)
+    issues.push({ line: 1, message: 'expected at least one record, got an empty file' });
   issues.sort((a, b) => a.line - b.line);
   return { container, format, records, issues };
 }
@@ -649,7 +718,14 @@ function withEos(tok: TokenizerLike, ids: number[]): number[] {
 }
 
 /** Token span [start, end) of the characters [c0, c1) of `text`, whose full encoding is `ids`. */
-function tokenSpan(tok: TokenizerLike, text: string, ids: number[], c0: number, c1: number, addSpecial: boolean): [number, number] {
+function tokenSpan(
+  tok: TokenizerLike,
+  text: string,
+  ids: number[],
+  c0: number,
+  c1: number,
+  addSpecial: boolean,
+): [number, number] {
   const start = c0 === 0 ? 0 : commonPrefix(tok.encode(text.slice(0, c0), { addSpecialTokens: addSpecial }), ids);
   if (c1 >= text.length) return [start, ids.length];
   const upto = tok.encode(text.slice(0, c1), { addSpecialTokens: addSpecial });
@@ -767,11 +843,27 @@ export function renderRecord(tok: TokenizerLike, record: DatasetRecord, opts: Re
         for (let s = 0; s < ids.length; s += maxLen) {
           const part = ids.slice(s, s + maxLen);
           if (part.length < 2) break;
-          out.push(finish(part, part.map((_, t) => t > 0), record.line, maxLen, 'text'));
+          out.push(
+            finish(
+              part,
+              part.map((_, t) => t > 0),
+              record.line,
+              maxLen,
+              'text',
+            ),
+          );
         }
         return out;
       }
-      return [finish(ids, ids.map((_, t) => t > 0), record.line, maxLen, 'text')];
+      return [
+        finish(
+          ids,
+          ids.map((_, t) => t > 0),
+          record.line,
+          maxLen,
+          'text',
+        ),
+      ];
     }
     case 'alpaca': {
       const style = opts.alpacaStyle ?? 'auto';
@@ -796,7 +888,11 @@ export interface TokenizedDataset {
 }
 
 /** Renders every record; a record that cannot be rendered becomes an issue and is skipped. */
-export function tokenizeRecords(tok: TokenizerLike, records: readonly DatasetRecord[], opts: RenderOptions): TokenizedDataset {
+export function tokenizeRecords(
+  tok: TokenizerLike,
+  records: readonly DatasetRecord[],
+  opts: RenderOptions,
+): TokenizedDataset {
   const examples: TokenizedExample[] = [];
   const issues: DatasetIssue[] = [];
   for (const r of records) {
@@ -822,7 +918,10 @@ export function examplePreview(tok: Pick<TokenizerLike, 'decode'>, ex: Tokenized
   let start = 0;
   for (let t = 1; t <= ex.ids.length; t++) {
     if (t === ex.ids.length || ex.counted[t] !== ex.counted[start]) {
-      pieces.push({ text: tok.decode(ex.ids.slice(start, t), { skipSpecialTokens: false }), counted: ex.counted[start]! });
+      pieces.push({
+        text: tok.decode(ex.ids.slice(start, t), { skipSpecialTokens: false }),
+        counted: ex.counted[start]!,
+      });
       start = t;
     }
   }

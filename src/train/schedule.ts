@@ -7,8 +7,6 @@
 
 export type SchedulerName = 'constant' | 'linear' | 'cosine';
 
-export const SCHEDULERS: readonly SchedulerName[] = ['constant', 'linear', 'cosine'];
-
 /** lr for 0-based optimizer step `step` of `total` steps. */
 export function learningRateAt(
   name: SchedulerName,

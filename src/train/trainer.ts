@@ -36,18 +36,6 @@ export interface OptimConfig {
   totalSteps: number;
 }
 
-export const DEFAULT_OPTIM: Omit<OptimConfig, 'totalSteps'> = {
-  optimizer: 'adamw',
-  lr: 2e-4,
-  weightDecay: 0,
-  beta1: 0.9,
-  beta2: 0.999,
-  eps: 1e-8,
-  maxGradNorm: 1,
-  scheduler: 'linear',
-  warmup: 0,
-};
-
 /** One micro-batch: B right-padded sequences of length S. */
 export interface MicroBatch {
   B: number;
@@ -140,7 +128,13 @@ export class Trainer {
     micro.forEach((b, g) => {
       this.runner.setBatch(b.ids, b.positions, b.targets);
       const rec = gpu.recorder(`step${this.stepIndex}.${g}`);
-      const f = { B: b.B, S: b.S, lora: this.lora, seed: this.seed * 1_000_003 + this.stepIndex * 64 + g, dropout: true };
+      const f = {
+        B: b.B,
+        S: b.S,
+        lora: this.lora,
+        seed: this.seed * 1_000_003 + this.stepIndex * 64 + g,
+        dropout: true,
+      };
       this.runner.recordForward(rec, f);
       this.runner.recordLoss(rec, b.B * b.S, gradScale);
       this.runner.recordBackward(rec, f, g > 0);

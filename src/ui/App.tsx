@@ -29,11 +29,25 @@ function navItems(s: AppState): { view: View; label: string; sub: string }[] {
   const run = s.run;
   const step = run.progress ? `${run.progress.step}/${run.progress.totalSteps}` : '';
   return [
-    { view: 'model', label: '1 · Model', sub: s.model.info ? s.model.info.id.split('/').pop()! : s.model.load.status === 'loading' ? 'loading…' : 'not loaded' },
+    {
+      view: 'model',
+      label: '1 · Model',
+      sub: s.model.info
+        ? s.model.info.id.split('/').pop()!
+        : s.model.load.status === 'loading'
+          ? 'loading…'
+          : 'not loaded',
+    },
     {
       view: 'data',
       label: '2 · Data',
-      sub: s.dataset.summary ? `${s.dataset.summary.records} records` : s.dataset.status === 'loading' ? 'reading…' : s.dataset.status === 'error' ? 'problem' : 'none',
+      sub: s.dataset.summary
+        ? `${s.dataset.summary.records} records`
+        : s.dataset.status === 'loading'
+          ? 'reading…'
+          : s.dataset.status === 'error'
+            ? 'problem'
+            : 'none',
     },
     { view: 'settings', label: '3 · Settings', sub: `r ${formatSetting(s.lora.r)} · lr ${formatSci(s.train.lr)}` },
     {
@@ -65,7 +79,10 @@ function GpuBadge({ s }: { s: AppState }) {
   if (g.status === 'lost') return <span className="pill no">GPU lost — reload</span>;
   const i = g.info!;
   return (
-    <span className="pill yes" title={`${i.vendor} ${i.architecture} ${i.description}; shader-f16 ${i.f16 ? 'yes' : 'no'}`}>
+    <span
+      className="pill yes"
+      title={`${i.vendor} ${i.architecture} ${i.description}; shader-f16 ${i.f16 ? 'yes' : 'no'}`}
+    >
       GPU: {i.architecture || i.vendor || 'WebGPU'}
     </span>
   );
@@ -78,7 +95,12 @@ function Notices({ s }: { s: AppState }) {
     <div className="notices">
       {s.notices.map((n) => (
         <MessageCard key={n.id} level={n.level} message={n}>
-          <button type="button" className="link dismiss" onClick={() => c.dismiss(n.id)} aria-label={`Dismiss: ${n.title}`}>
+          <button
+            type="button"
+            className="link dismiss"
+            onClick={() => c.dismiss(n.id)}
+            aria-label={`Dismiss: ${n.title}`}
+          >
             Dismiss
           </button>
         </MessageCard>
@@ -92,9 +114,9 @@ function NoWebGpu({ s }: { s: AppState }) {
   return (
     <MessageCard message={s.gpu.error}>
       <p className="small">
-        Chrome and Edge (version 113 and later, desktop; 121+ on Android) have WebGPU on by default. Firefox has it on Windows from version 141; on
-        other systems set <code>dom.webgpu.enabled</code> in about:config. Safari has it from version 26 (earlier: Develop → Feature Flags →
-        WebGPU). Adapters already saved stay in the Adapters view.
+        Chrome and Edge (version 113 and later, desktop; 121+ on Android) have WebGPU on by default. Firefox has it on
+        Windows from version 141; on other systems set <code>dom.webgpu.enabled</code> in about:config. Safari has it
+        from version 26 (earlier: Develop → Feature Flags → WebGPU). Adapters already saved stay in the Adapters view.
       </p>
     </MessageCard>
   );
@@ -138,7 +160,7 @@ export function App() {
   }, [c]);
 
   const go = (v: View) => {
-    if (window.location.hash !== `#/${v}`) window.location.hash = `/${v}`;
+    if (window.location.hash !== `#/${v}`) window.location.assign(`#/${v}`);
     c.go(v);
     document.getElementById('view-top')?.focus();
   };
@@ -168,7 +190,12 @@ export function App() {
           <ul>
             {navItems(s).map((it) => (
               <li key={it.view}>
-                <button type="button" className={`step${s.view === it.view ? ' current' : ''}`} aria-current={s.view === it.view ? 'page' : undefined} onClick={() => go(it.view)}>
+                <button
+                  type="button"
+                  className={`step${s.view === it.view ? ' current' : ''}`}
+                  aria-current={s.view === it.view ? 'page' : undefined}
+                  onClick={() => go(it.view)}
+                >
                   <span className="step-label">{it.label}</span>
                   <span className="step-sub">{it.sub}</span>
                 </button>

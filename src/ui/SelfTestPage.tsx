@@ -46,7 +46,10 @@ function AdapterCard({ gpu }: { gpu: Gpu }) {
     ['Description', info.description || '—'],
     ['shader-f16', <YesNo key="f16" value={features.f16} />],
     ['subgroups', <YesNo key="sg" value={features.subgroups} />],
-    ['subgroup lanes used by the kernels', features.subgroupLanes ? String(Math.min(32, features.subgroupLanes)) : 'none'],
+    [
+      'subgroup lanes used by the kernels',
+      features.subgroupLanes ? String(Math.min(32, features.subgroupLanes)) : 'none',
+    ],
     ['maxStorageBufferBindingSize', bytes(limits.maxStorageBufferBindingSize)],
     ['maxBufferSize', bytes(limits.maxBufferSize)],
     ['maxComputeWorkgroupStorageSize', bytes(limits.maxComputeWorkgroupStorageSize)],
@@ -64,10 +67,15 @@ function AdapterCard({ gpu }: { gpu: Gpu }) {
         ))}
       </dl>
       {!features.f16 && (
-        <p className="note">No shader-f16: f16 weights are unpacked from 32-bit words in the kernels (the plain path; same results).</p>
+        <p className="note">
+          No shader-f16: f16 weights are unpacked from 32-bit words in the kernels (the plain path; same results).
+        </p>
       )}
       {features.subgroups && !features.subgroupLanes && (
-        <p className="note">Subgroups are present but not laid out in aligned runs on this device: the kernels use workgroup memory instead.</p>
+        <p className="note">
+          Subgroups are present but not laid out in aligned runs on this device: the kernels use workgroup memory
+          instead.
+        </p>
       )}
     </section>
   );
@@ -178,7 +186,9 @@ export function SelfTestPage() {
             <h3>Engine self-test</h3>
             {status === 'passed' && <span className="pill yes big">all {checks.length} checks passed</span>}
             {status === 'failed' && (
-              <span className="pill no big">{checks.filter((c) => !c.ok).length} of {checks.length} checks failed</span>
+              <span className="pill no big">
+                {checks.filter((c) => !c.ok).length} of {checks.length} checks failed
+              </span>
             )}
           </div>
           <p className="muted">

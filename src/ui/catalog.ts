@@ -35,7 +35,17 @@ export const CATALOG: CatalogEntry[] = [
     approxDownload: '0.5 MB',
     instruct: true,
     demo: true,
-    train: { lr: 1e-2, steps: 60, epochs: 0, maxLen: 64, batch: 4, scheduler: 'constant', evalEvery: 10, checkpointEvery: 10, warmup: 0 },
+    train: {
+      lr: 1e-2,
+      steps: 60,
+      epochs: 0,
+      maxLen: 64,
+      batch: 4,
+      scheduler: 'constant',
+      evalEvery: 10,
+      checkpointEvery: 10,
+      warmup: 0,
+    },
     lora: { r: 8, lora_alpha: 16, lora_dropout: 0, target_modules: 'all-linear' },
   },
   {

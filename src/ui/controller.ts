@@ -52,7 +52,8 @@ export class AppController {
       patch(this.ctx, 'gpu', { status: 'lost', error: describeError(e) });
       this.notify({ level: 'error', ...describeError(e) });
     };
-    opts.engine.onCacheWarning = (message) => this.notify({ level: 'warning', title: 'Model not cached', detail: message });
+    opts.engine.onCacheWarning = (message) =>
+      this.notify({ level: 'warning', title: 'Model not cached', detail: message });
   }
 
   get state(): AppState {
@@ -71,7 +72,11 @@ export class AppController {
       };
     } catch (e) {
       this.store.update((s) => ({ ...s, storageOk: false }));
-      this.notify({ level: 'warning', ...describeError(e), action: 'Adapters can still be trained and downloaded, but are not kept.' });
+      this.notify({
+        level: 'warning',
+        ...describeError(e),
+        action: 'Adapters can still be trained and downloaded, but are not kept.',
+      });
     }
     const gpuReady = this.startGpu();
     await Promise.all([library.refreshLibrary(this.ctx), training.refreshResumable(this.ctx)]);
@@ -99,7 +104,10 @@ export class AppController {
   private setDefaultPrompts(): void {
     const s = this.state;
     if (s.compare.prompts) return;
-    const prompts = s.model.info?.id === DEMO_MODEL_ID ? 'What did the cat watch?\nWhere did the children play?' : 'Write a short poem about the sea.';
+    const prompts =
+      s.model.info?.id === DEMO_MODEL_ID
+        ? 'What did the cat watch?\nWhere did the children play?'
+        : 'Write a short poem about the sea.';
     patch(this.ctx, 'compare', { prompts });
   }
 
@@ -200,7 +208,11 @@ export class AppController {
   /** The engine's estimate (trainable parameters, memory) for the current settings. */
   async refreshEstimate(): Promise<void> {
     const s = this.state;
-    if (!s.model.info || hasErrors(validateLora(s.lora, s.model.info)) || hasErrors(validateTrain(s.train, s.model.info))) {
+    if (
+      !s.model.info ||
+      hasErrors(validateLora(s.lora, s.model.info)) ||
+      hasErrors(validateTrain(s.train, s.model.info))
+    ) {
       patch(this.ctx, 'estimate', { status: 'idle', value: null, error: null });
       return;
     }
@@ -211,7 +223,8 @@ export class AppController {
       const value = await this.ctx.engine.estimate(s.lora, s.train);
       if (seq === this.estimateSeq) patch(this.ctx, 'estimate', { status: 'ready', value, error: null });
     } catch (e) {
-      if (seq === this.estimateSeq) patch(this.ctx, 'estimate', { status: 'error', value: null, error: describeError(e, 'Estimating') });
+      if (seq === this.estimateSeq)
+        patch(this.ctx, 'estimate', { status: 'error', value: null, error: describeError(e, 'Estimating') });
     }
   }
 

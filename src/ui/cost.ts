@@ -53,7 +53,8 @@ export function estimateCost(
   const weightBytes = est.params * per;
   const expected = expectedTensors(config);
   let largest = expected[0]!;
-  for (const t of expected) if (t.shape.reduce((a, b) => a * b, 1) > largest.shape.reduce((a, b) => a * b, 1)) largest = t;
+  for (const t of expected)
+    if (t.shape.reduce((a, b) => a * b, 1) > largest.shape.reduce((a, b) => a * b, 1)) largest = t;
   const largestTensorBytes = largest.shape.reduce((a, b) => a * b, 1) * per;
 
   // LoRA modules, exactly as the engine will resolve them.
@@ -103,7 +104,9 @@ export function estimateCost(
       const withCheckpointing = weightBytes + trainingMemory(config, { ...run, checkpoint: true }).totalBytes;
       lower = `turn on activation checkpointing (about ${GiB(withCheckpointing)}), ${lower}`;
     }
-    warnings.push(`Training needs about ${GiB(totalBytes)} of GPU memory; integrated GPUs often have less. If it fails, ${lower}.`);
+    warnings.push(
+      `Training needs about ${GiB(totalBytes)} of GPU memory; integrated GPUs often have less. If it fails, ${lower}.`,
+    );
   }
   const download = opts.downloadBytes !== undefined ? opts.downloadBytes : est.checkpointBytes;
   if (download !== null && opts.storageFree !== undefined && opts.storageFree !== null && download > opts.storageFree) {

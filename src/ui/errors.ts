@@ -29,7 +29,11 @@ export function describeError(e: unknown, doing = 'That'): UserMessage {
           : 'Use a recent Chrome or Edge on a machine with a GPU (Firefox and Safari need WebGPU switched on; see README).',
       };
     case 'GpuDeviceLostError':
-      return { title: 'The GPU was lost', detail, action: 'Reload the page; a run in progress resumes from its last checkpoint.' };
+      return {
+        title: 'The GPU was lost',
+        detail,
+        action: 'Reload the page; a run in progress resumes from its last checkpoint.',
+      };
     case 'GpuOutOfMemoryError':
       return {
         title: 'Out of GPU memory',
@@ -37,9 +41,17 @@ export function describeError(e: unknown, doing = 'That'): UserMessage {
         action: 'Lower the batch size, the max sequence length or the LoRA rank, or pick a smaller model.',
       };
     case 'GpuLimitError':
-      return { title: 'Too big for this GPU', detail, action: 'Lower the batch size or max sequence length, or pick a smaller model.' };
+      return {
+        title: 'Too big for this GPU',
+        detail,
+        action: 'Lower the batch size or max sequence length, or pick a smaller model.',
+      };
     case 'GpuValidationError':
-      return { title: 'The GPU rejected a command', detail, action: 'This is a bug in Tabtune; the Diagnostics view helps to report it.' };
+      return {
+        title: 'The GPU rejected a command',
+        detail,
+        action: 'This is a bug in Tabtune; the Diagnostics view helps to report it.',
+      };
     case 'StorageFullError':
       return { title: 'Browser storage is full', detail };
     case 'StorageUnavailableError':
@@ -54,10 +66,12 @@ export function describeError(e: unknown, doing = 'That'): UserMessage {
         return {
           title: 'Download failed',
           detail,
-          action: 'Check the connection and try again; files already downloaded are kept. The demo model works offline.',
+          action:
+            'Check the connection and try again; files already downloaded are kept. The demo model works offline.',
         };
       }
-      if (code === 'not-found') return { title: 'File not found', detail, action: 'Check the model id (owner/name) or the folder.' };
+      if (code === 'not-found')
+        return { title: 'File not found', detail, action: 'Check the model id (owner/name) or the folder.' };
       if (code === 'unauthorized') {
         return {
           title: 'Access denied',
@@ -67,7 +81,12 @@ export function describeError(e: unknown, doing = 'That'): UserMessage {
             'files there and drop the folder in Model; otherwise check the model id.',
         };
       }
-      if (code === 'http') return { title: 'Download failed', detail, action: 'The server had a problem: try again in a moment; files already downloaded are kept.' };
+      if (code === 'http')
+        return {
+          title: 'Download failed',
+          detail,
+          action: 'The server had a problem: try again in a moment; files already downloaded are kept.',
+        };
       return { title: 'Could not read the model', detail };
     }
     case 'ModelLoadError':
@@ -90,9 +109,4 @@ export function describeError(e: unknown, doing = 'That'): UserMessage {
     default:
       return { title: `${doing} failed`, detail: detail || err.name };
   }
-}
-
-export function errorText(e: unknown, doing?: string): string {
-  const m = describeError(e, doing);
-  return [m.title, m.detail, m.action].filter(Boolean).join(' — ');
 }

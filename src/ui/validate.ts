@@ -11,7 +11,15 @@ function intIn(errors: FieldErrors, field: string, v: number, min: number, max: 
   else if (v < min || v > max) errors[field] = `${what} must be between ${min} and ${max}.`;
 }
 
-function numIn(errors: FieldErrors, field: string, v: number, min: number, max: number, what: string, exclusiveMin = false): void {
+function numIn(
+  errors: FieldErrors,
+  field: string,
+  v: number,
+  min: number,
+  max: number,
+  what: string,
+  exclusiveMin = false,
+): void {
   if (!Number.isFinite(v)) errors[field] = `${what} must be a number.`;
   else if ((exclusiveMin ? v <= min : v < min) || v > max) {
     errors[field] = `${what} must be ${exclusiveMin ? 'above' : 'at least'} ${min} and at most ${max}.`;
@@ -21,7 +29,8 @@ function numIn(errors: FieldErrors, field: string, v: number, min: number, max: 
 export function validateLora(lora: LoraSettings, model: ModelInfo | null): FieldErrors {
   const e: FieldErrors = {};
   intIn(e, 'r', lora.r, 1, 1024, 'Rank r');
-  if (!e.r && model && lora.r > model.hiddenSize) e.r = `Rank r should not exceed the hidden size (${model.hiddenSize}).`;
+  if (!e.r && model && lora.r > model.hiddenSize)
+    e.r = `Rank r should not exceed the hidden size (${model.hiddenSize}).`;
   numIn(e, 'lora_alpha', lora.lora_alpha, 0, 1e6, 'lora_alpha', true);
   numIn(e, 'lora_dropout', lora.lora_dropout, 0, 0.9, 'Dropout');
   if (Array.isArray(lora.target_modules)) {
@@ -39,8 +48,10 @@ export function validateTrain(t: TrainSettings, model: ModelInfo | null): FieldE
   numIn(e, 'lr', t.lr, 0, 1, 'Learning rate', true);
   // steps <= 0 means "train by epochs"; NaN is a steps field that holds no valid number.
   if (t.steps > 0 || Number.isNaN(t.steps)) {
-    if (!Number.isInteger(t.steps) || t.steps > 1_000_000) e.steps = 'Steps must be a whole number between 1 and 1000000.';
-  } else if (!(t.epochs > 0) || !Number.isFinite(t.epochs) || t.epochs > 1000) e.epochs = 'Epochs must be above 0 and at most 1000.';
+    if (!Number.isInteger(t.steps) || t.steps > 1_000_000)
+      e.steps = 'Steps must be a whole number between 1 and 1000000.';
+  } else if (!(t.epochs > 0) || !Number.isFinite(t.epochs) || t.epochs > 1000)
+    e.epochs = 'Epochs must be above 0 and at most 1000.';
   intIn(e, 'batch', t.batch, 1, 256, 'Batch size');
   intIn(e, 'gradAccum', t.gradAccum, 1, 1024, 'Gradient accumulation');
   intIn(e, 'maxLen', t.maxLen, 8, 32768, 'Max sequence length');

@@ -20,7 +20,7 @@ import type {
   TrainHooks,
   TrainSettings,
 } from '../engine/types';
-import { RemoteError, type TrainDone, type WireError, type WorkerReply, type WorkerRequest } from './protocol';
+import { RemoteError, type TrainDone, type WorkerReply, type WorkerRequest } from './protocol';
 
 type ReplyOf<K extends WorkerReply['kind']> = Extract<WorkerReply, { kind: K }>;
 
@@ -64,9 +64,14 @@ export class WorkerEngine implements EngineApi {
     worker.onerror = (ev) => {
       ev.preventDefault?.();
       this.die(
-        Object.assign(new Error(`The GPU worker stopped: ${ev.message || 'it could not be started'}. Reload the page to start it again.`), {
-          name: 'WorkerError',
-        }),
+        Object.assign(
+          new Error(
+            `The GPU worker stopped: ${ev.message || 'it could not be started'}. Reload the page to start it again.`,
+          ),
+          {
+            name: 'WorkerError',
+          },
+        ),
       );
     };
   }
@@ -171,7 +176,15 @@ export class WorkerEngine implements EngineApi {
 
   async train(lora: LoraSettings, train: TrainSettings, hooks: TrainHooks = {}): Promise<TrainDone> {
     const r = await this.call(
-      (id) => ({ kind: 'train', id, lora, train, resumeFrom: hooks.resumeFrom, initFrom: hooks.initFrom, checkpoints: !!hooks.onCheckpoint }),
+      (id) => ({
+        kind: 'train',
+        id,
+        lora,
+        train,
+        resumeFrom: hooks.resumeFrom,
+        initFrom: hooks.initFrom,
+        checkpoints: !!hooks.onCheckpoint,
+      }),
       'trainDone',
       (m) => {
         switch (m.kind) {
@@ -212,7 +225,10 @@ export class WorkerEngine implements EngineApi {
     this.send({ kind: 'forgetAdapter', key });
   }
 
-  async evaluate(adapter: AdapterRef | null, split: 'validation' | 'all' = 'validation'): Promise<{ loss: number; tokens: number }> {
+  async evaluate(
+    adapter: AdapterRef | null,
+    split: 'validation' | 'all' = 'validation',
+  ): Promise<{ loss: number; tokens: number }> {
     return (await this.call((id) => ({ kind: 'evaluate', id, adapter, split }), 'evaluateDone')).value;
   }
 
@@ -237,5 +253,3 @@ export class WorkerEngine implements EngineApi {
     this.die(Object.assign(new Error('The GPU worker was shut down.'), { name: 'WorkerError' }));
   }
 }
-
-export type { WireError };

@@ -60,7 +60,10 @@ let lost = false;
 function engine(): Promise<Engine> {
   if (!enginePromise) {
     enginePromise = (async () => {
-      const [{ createBrowserGpu }, { Engine }] = await Promise.all([import('../gpu/browser'), import('../engine/engine')]);
+      const [{ createBrowserGpu }, { Engine }] = await Promise.all([
+        import('../gpu/browser'),
+        import('../engine/engine'),
+      ]);
       const gpu: Gpu = await createBrowserGpu();
       void gpu.device.lost.then((info) => {
         if (info.reason === 'destroyed') return;
@@ -117,7 +120,10 @@ async function handle(req: WorkerRequest): Promise<void> {
   const id = req.id;
   let eng: Engine | null = null;
   try {
-    if (lost) throw Object.assign(new Error('The GPU device was lost; reload the page to get a new one.'), { name: 'GpuDeviceLostError' });
+    if (lost)
+      throw Object.assign(new Error('The GPU device was lost; reload the page to get a new one.'), {
+        name: 'GpuDeviceLostError',
+      });
     const e = await engine();
     eng = e;
     switch (req.kind) {
@@ -157,14 +163,18 @@ async function handle(req: WorkerRequest): Promise<void> {
             : undefined,
         });
         const model = own(value.adapter.adapterModel);
-        post({ kind: 'trainDone', id, value: { ...value, adapter: { ...value.adapter, adapterModel: model } } }, [model.buffer]);
+        post({ kind: 'trainDone', id, value: { ...value, adapter: { ...value.adapter, adapterModel: model } } }, [
+          model.buffer,
+        ]);
         break;
       }
       case 'evaluate':
         post({ kind: 'evaluateDone', id, value: await e.evaluate(req.adapter, req.split) });
         break;
       case 'generate': {
-        const value = await e.generate(req.prompt, req.adapter, req.sampling, (delta) => post({ kind: 'text', id, delta }));
+        const value = await e.generate(req.prompt, req.adapter, req.sampling, (delta) =>
+          post({ kind: 'text', id, delta }),
+        );
         post({ kind: 'generateDone', id, value });
         break;
       }

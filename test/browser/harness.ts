@@ -84,7 +84,7 @@ export async function startHarness(): Promise<Harness> {
   } catch (e) {
     await server.close();
     rmSync(userDataDir, { recursive: true, force: true });
-    throw new Error(`Could not launch ${CHROMIUM}: ${(e as Error).message}`);
+    throw new Error(`Could not launch ${CHROMIUM}: ${(e as Error).message}`, { cause: e });
   }
   return {
     baseUrl: `http://127.0.0.1:${port}`,

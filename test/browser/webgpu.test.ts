@@ -38,17 +38,32 @@ describe('browser (Chromium + SwiftShader WebGPU)', () => {
         `Chromium gave no usable WebGPU device (navigator.gpu ${r.hasNavigatorGpu ? 'present' : 'missing'}): ${r.error}\n` +
           `Chromium ${CHROMIUM} was started with: ${CHROMIUM_ARGS.join(' ')}`,
       ).toBeUndefined();
-      console.log(`[tabtune] ${r.adapterLine}; subgroup lanes used ${r.report?.subgroupLanes ?? '?'} [chromium, ${Date.now() - t0} ms]`);
+      console.log(
+        `[tabtune] ${r.adapterLine}; subgroup lanes used ${r.report?.subgroupLanes ?? '?'} [chromium, ${Date.now() - t0} ms]`,
+      );
       expect(r.adapter?.architecture, `expected the SwiftShader adapter, got ${r.adapterLine}`).toBe('swiftshader');
       expect(r.features?.f16, 'SwiftShader has no shader-f16: the kernels must take the f32 path').toBe(false);
 
       const report = r.report!;
       const names = report.checks.map((c) => c.name);
-      for (const want of [/^recorder/, /f32 W/, /bf16 W \[/, /f16 W \[/, /small-M/, /linear forward/, /linear backward/]) {
-        expect(names.some((n) => want.test(n)), `no check matching ${want} in ${names.join(' | ')}`).toBe(true);
+      for (const want of [
+        /^recorder/,
+        /f32 W/,
+        /bf16 W \[/,
+        /f16 W \[/,
+        /small-M/,
+        /linear forward/,
+        /linear backward/,
+      ]) {
+        expect(
+          names.some((n) => want.test(n)),
+          `no check matching ${want} in ${names.join(' | ')}`,
+        ).toBe(true);
       }
       for (const c of report.checks) {
-        console.log(`[tabtune]   ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: max abs err ${c.maxAbsErr.toExponential(2)}, ${c.ms.toFixed(0)} ms`);
+        console.log(
+          `[tabtune]   ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: max abs err ${c.maxAbsErr.toExponential(2)}, ${c.ms.toFixed(0)} ms`,
+        );
       }
       for (const c of report.checks) expect(c.ok, `${c.name}: ${c.error}`).toBe(true);
       expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);

@@ -27,11 +27,19 @@ describe('parseFlags', () => {
     expect(usage(['--lr', '--steps', '3'])).toBe('train: --lr needs a value, got the flag --steps.');
     expect(usage(['--out'])).toBe('train: --out needs a value.');
     // A value that starts with "--" can still be given with "=", and negative numbers are values.
-    expect(parseFlags(['--prompt=--help', '--shift', '-2', '--out', '-'], SPEC, 'train')).toEqual({ prompt: '--help', shift: -2, out: '-' });
+    expect(parseFlags(['--prompt=--help', '--shift', '-2', '--out', '-'], SPEC, 'train')).toEqual({
+      prompt: '--help',
+      shift: -2,
+      out: '-',
+    });
   });
 
   it('takes numbers in plain decimal notation only', () => {
-    expect(parseFlags(['--lr', '2e-4', '--steps', '12', '--shift', '-.5'], SPEC, 'train')).toEqual({ lr: 2e-4, steps: 12, shift: -0.5 });
+    expect(parseFlags(['--lr', '2e-4', '--steps', '12', '--shift', '-.5'], SPEC, 'train')).toEqual({
+      lr: 2e-4,
+      steps: 12,
+      shift: -0.5,
+    });
     expect(parseFlags(['--lr=.5E-3', '--steps=+3'], SPEC, 'train')).toEqual({ lr: 5e-4, steps: 3 });
     for (const bad of ['0x10', '0b11', '0o7', ' 3', '3 ', '1_000', 'Infinity', 'NaN', '', '1e', '.', '2e-4x']) {
       expect(usage(['--lr', bad])).toBe(`train: --lr expects a number, got "${bad}".`);

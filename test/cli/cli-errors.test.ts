@@ -92,12 +92,18 @@ describe('tabtune CLI: arguments and paths', () => {
     await writeFile(utf16, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('{"text": "The cat"}\n', 'utf16le')]));
     const a = await fails(['eval', '--model', llama, '--data', utf16]);
     expect(a.code).toBe(1);
-    expect(a.line).toBe('tabtune: --data file "' + utf16 + '" is UTF-16 text (it starts with a UTF-16 byte order mark); expected UTF-8: save it as UTF-8.');
+    expect(a.line).toBe(
+      'tabtune: --data file "' +
+        utf16 +
+        '" is UTF-16 text (it starts with a UTF-16 byte order mark); expected UTF-8: save it as UTF-8.',
+    );
     const latin1 = join(dir, 'latin1.txt');
     await writeFile(latin1, Buffer.from('The cat sat.\n\nLe caf\xe9.\n', 'latin1'));
     const b = await fails(['train', '--model', llama, '--data', latin1, '--out', join(dir, 'latin1-out')]);
     expect(b.code).toBe(1);
-    expect(b.line).toBe('tabtune: --data file "' + latin1 + '": line 3 is not UTF-8 text; expected UTF-8 (save the file as UTF-8).');
+    expect(b.line).toBe(
+      'tabtune: --data file "' + latin1 + '": line 3 is not UTF-8 text; expected UTF-8 (save the file as UTF-8).',
+    );
   });
 
   it('--max-len may not exceed the model positions; the default is capped to them', async () => {
@@ -107,8 +113,20 @@ describe('tabtune CLI: arguments and paths', () => {
     await writeFile(long, `${JSON.stringify({ text: 'the cat sat on the mat and watched the rain '.repeat(30) })}\n`);
     const over = await fails(['eval', '--model', gpt2, '--data', long, '--max-len', String(n + 1)]);
     expect(over.code).toBe(2);
-    expect(over.line).toBe(`tabtune: eval: --max-len ${n + 1} is longer than the model allows (n_positions = ${n} in config.json).`);
-    const trainOver = await fails(['train', '--model', gpt2, '--data', long, '--out', join(dir, 'o'), '--max-len', '1000']);
+    expect(over.line).toBe(
+      `tabtune: eval: --max-len ${n + 1} is longer than the model allows (n_positions = ${n} in config.json).`,
+    );
+    const trainOver = await fails([
+      'train',
+      '--model',
+      gpt2,
+      '--data',
+      long,
+      '--out',
+      join(dir, 'o'),
+      '--max-len',
+      '1000',
+    ]);
     expect(trainOver.code).toBe(2);
     // Without --max-len the record is cut at the model's positions: n - 1 predicted tokens.
     const r = await run(['eval', '--model', gpt2, '--data', long, '--json']);
@@ -118,14 +136,53 @@ describe('tabtune CLI: arguments and paths', () => {
 
   it('--targets: a name the model does not have, or nothing, is an error', async () => {
     const out = join(dir, 'targets');
-    const wrong = await fails(['train', '--model', llama, '--data', data, '--out', out, '--targets', 'q_proj,bogus_proj', '--steps', '1']);
+    const wrong = await fails([
+      'train',
+      '--model',
+      llama,
+      '--data',
+      data,
+      '--out',
+      out,
+      '--targets',
+      'q_proj,bogus_proj',
+      '--steps',
+      '1',
+    ]);
     expect(wrong.code).toBe(2);
-    expect(wrong.line).toMatch(/--targets "bogus_proj" is not a linear module name; this model \(llama\) has q_proj, k_proj, v_proj, .*all-linear/);
-    const empty = await fails(['train', '--model', llama, '--data', data, '--out', out, '--targets', '', '--steps', '1']);
+    expect(wrong.line).toMatch(
+      /--targets "bogus_proj" is not a linear module name; this model \(llama\) has q_proj, k_proj, v_proj, .*all-linear/,
+    );
+    const empty = await fails([
+      'train',
+      '--model',
+      llama,
+      '--data',
+      data,
+      '--out',
+      out,
+      '--targets',
+      '',
+      '--steps',
+      '1',
+    ]);
     expect(empty.code).toBe(2);
     expect(empty.line).toMatch(/--targets is empty/);
     // A dotted suffix of the module path is PEFT's matching too, and works.
-    const dotted = await run(['train', '--model', llama, '--data', data, '--out', out, '--targets', 'self_attn.q_proj', '--steps', '1', '--json']);
+    const dotted = await run([
+      'train',
+      '--model',
+      llama,
+      '--data',
+      data,
+      '--out',
+      out,
+      '--targets',
+      'self_attn.q_proj',
+      '--steps',
+      '1',
+      '--json',
+    ]);
     expect(dotted.code, dotted.stderr).toBe(0);
     const cfg = JSON.parse(await readFile(join(out, 'adapter_config.json'), 'utf8'));
     expect(cfg.target_modules).toEqual(['self_attn.q_proj']);
@@ -135,19 +192,83 @@ describe('tabtune CLI: arguments and paths', () => {
 describe('tabtune CLI: continuing an adapter or a checkpoint', () => {
   it('--init-from keeps its r, alpha and targets; conflicting flags and missing folders fail before training', async () => {
     const first = join(dir, 'first');
-    const t = await run(['train', '--model', llama, '--data', data, '--out', first, '--r', '4', '--alpha', '8', '--targets', 'all-linear', '--steps', '1']);
+    const t = await run([
+      'train',
+      '--model',
+      llama,
+      '--data',
+      data,
+      '--out',
+      first,
+      '--r',
+      '4',
+      '--alpha',
+      '8',
+      '--targets',
+      'all-linear',
+      '--steps',
+      '1',
+    ]);
     expect(t.code, t.stderr).toBe(0);
-    const conflict = await fails(['train', '--model', llama, '--data', data, '--out', join(dir, 'second'), '--init-from', first, '--r', '16']);
+    const conflict = await fails([
+      'train',
+      '--model',
+      llama,
+      '--data',
+      data,
+      '--out',
+      join(dir, 'second'),
+      '--init-from',
+      first,
+      '--r',
+      '16',
+    ]);
     expect(conflict.code).toBe(2);
     expect(conflict.line).toMatch(/--r 16 conflicts with --init-from .*first, which has r 4/);
-    const targets = await fails(['train', '--model', llama, '--data', data, '--out', join(dir, 'second'), '--init-from', first, '--targets', 'q_proj']);
+    const targets = await fails([
+      'train',
+      '--model',
+      llama,
+      '--data',
+      data,
+      '--out',
+      join(dir, 'second'),
+      '--init-from',
+      first,
+      '--targets',
+      'q_proj',
+    ]);
     expect(targets.code).toBe(2);
     expect(targets.line).toMatch(/--targets conflicts with --init-from/);
-    const missing = await fails(['train', '--model', llama, '--data', data, '--out', join(dir, 'second'), '--init-from', join(dir, 'nope')]);
+    const missing = await fails([
+      'train',
+      '--model',
+      llama,
+      '--data',
+      data,
+      '--out',
+      join(dir, 'second'),
+      '--init-from',
+      join(dir, 'nope'),
+    ]);
     expect(missing.code).toBe(2);
     expect(missing.line).toMatch(/--init-from directory ".*nope" does not exist/);
     // The same r as the adapter's is fine, and the printed trainable count is the adapter's (all-linear, r 4).
-    const ok = await run(['train', '--model', llama, '--data', data, '--out', join(dir, 'second'), '--init-from', first, '--r', '4', '--steps', '1']);
+    const ok = await run([
+      'train',
+      '--model',
+      llama,
+      '--data',
+      data,
+      '--out',
+      join(dir, 'second'),
+      '--init-from',
+      first,
+      '--r',
+      '4',
+      '--steps',
+      '1',
+    ]);
     expect(ok.code, ok.stderr).toBe(0);
     const base = await run(['train', '--model', llama, '--data', data, '--out', join(dir, 'third'), '--steps', '1']);
     const params = (s: string) => /trainable params: ([\d,]+)/.exec(s)?.[1];
@@ -158,17 +279,72 @@ describe('tabtune CLI: continuing an adapter or a checkpoint', () => {
   it('--resume takes the run settings from the checkpoint and refuses other batching', async () => {
     const out = join(dir, 'resumed');
     const first = await run([
-      'train', '--model', llama, '--data', data, '--out', out, '--steps', '4', '--checkpoint-every', '2',
-      '--batch', '2', '--lr', '1e-2', '--r', '4', '--seed', '9',
+      'train',
+      '--model',
+      llama,
+      '--data',
+      data,
+      '--out',
+      out,
+      '--steps',
+      '4',
+      '--checkpoint-every',
+      '2',
+      '--batch',
+      '2',
+      '--lr',
+      '1e-2',
+      '--r',
+      '4',
+      '--seed',
+      '9',
     ]);
     expect(first.code, first.stderr).toBe(0);
-    const other = await fails(['train', '--model', llama, '--data', data, '--out', out, '--steps', '6', '--resume', '--batch', '3']);
+    const other = await fails([
+      'train',
+      '--model',
+      llama,
+      '--data',
+      data,
+      '--out',
+      out,
+      '--steps',
+      '6',
+      '--resume',
+      '--batch',
+      '3',
+    ]);
     expect(other.code).toBe(2);
     expect(other.line).toMatch(/--resume: --batch 3 differs from the checkpoint's 2/);
-    const r8 = await fails(['train', '--model', llama, '--data', data, '--out', out, '--steps', '6', '--resume', '--r', '8']);
+    const r8 = await fails([
+      'train',
+      '--model',
+      llama,
+      '--data',
+      data,
+      '--out',
+      out,
+      '--steps',
+      '6',
+      '--resume',
+      '--r',
+      '8',
+    ]);
     expect(r8.code).toBe(2);
     expect(r8.line).toMatch(/--r 8 conflicts with the checkpoint .*which has r 4/);
-    const resumed = await run(['train', '--model', llama, '--data', data, '--out', out, '--steps', '6', '--resume', '--json']);
+    const resumed = await run([
+      'train',
+      '--model',
+      llama,
+      '--data',
+      data,
+      '--out',
+      out,
+      '--steps',
+      '6',
+      '--resume',
+      '--json',
+    ]);
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(lastJson(resumed.stdout).steps).toBe(6);
     // lr 1e-2 from the checkpoint, linear decay over 6 steps: step 5 runs at 1e-2 * 2/6.
@@ -197,9 +373,27 @@ describe('tabtune CLI: generate', () => {
     const other = join(dir, 'llama-adapter');
     await mkdir(other, { recursive: true });
     const files = exportPeft({
-      config: { r: 2, lora_alpha: 4, lora_dropout: 0, target_modules: ['q_proj'], use_rslora: false, bias: 'none', fan_in_fan_out: false, init_lora_weights: true },
+      config: {
+        r: 2,
+        lora_alpha: 4,
+        lora_dropout: 0,
+        target_modules: ['q_proj'],
+        use_rslora: false,
+        bias: 'none',
+        fan_in_fan_out: false,
+        init_lora_weights: true,
+      },
       baseModel: 'tiny-llama',
-      modules: [{ path: 'model.layers.0.self_attn.q_proj', r: 2, inF: 24, outF: 24, a: new Float32Array(48).fill(0.1), b: new Float32Array(48).fill(0.1) }],
+      modules: [
+        {
+          path: 'model.layers.0.self_attn.q_proj',
+          r: 2,
+          inF: 24,
+          outF: 24,
+          a: new Float32Array(48).fill(0.1),
+          b: new Float32Array(48).fill(0.1),
+        },
+      ],
       fanInFanOut: false,
     });
     await writeFile(join(other, 'adapter_config.json'), files.adapterConfig);

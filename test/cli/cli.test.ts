@@ -45,8 +45,18 @@ beforeAll(async () => {
   await writeFile(
     join(dir, 'chat.jsonl'),
     [
-      { messages: [{ role: 'user', content: 'Hello cat' }, { role: 'assistant', content: 'The cat sat on the mat.' }] },
-      { messages: [{ role: 'user', content: 'Rain?' }, { role: 'assistant', content: 'The rain fell on the roof.' }] },
+      {
+        messages: [
+          { role: 'user', content: 'Hello cat' },
+          { role: 'assistant', content: 'The cat sat on the mat.' },
+        ],
+      },
+      {
+        messages: [
+          { role: 'user', content: 'Rain?' },
+          { role: 'assistant', content: 'The rain fell on the roof.' },
+        ],
+      },
     ]
       .map((r) => JSON.stringify(r))
       .join('\n'),
@@ -58,23 +68,82 @@ afterAll(async () => {
 });
 
 const ARCHS: { type: TinyModelType; data: string; format: string; targets: string; key: string }[] = [
-  { type: 'llama', data: 'text.jsonl', format: 'auto', targets: 'q_proj,v_proj', key: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight' },
-  { type: 'mistral', data: 'alpaca.jsonl', format: 'alpaca', targets: 'all-linear', key: 'base_model.model.model.layers.1.mlp.down_proj.lora_B.weight' },
-  { type: 'qwen2', data: 'chat.jsonl', format: 'chat', targets: 'q_proj,k_proj,v_proj', key: 'base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight' },
-  { type: 'qwen3', data: 'text.jsonl', format: 'text', targets: 'o_proj,up_proj', key: 'base_model.model.model.layers.1.mlp.up_proj.lora_A.weight' },
-  { type: 'gpt2', data: 'text.jsonl', format: 'auto', targets: 'c_attn', key: 'base_model.model.transformer.h.0.attn.c_attn.lora_A.weight' },
+  {
+    type: 'llama',
+    data: 'text.jsonl',
+    format: 'auto',
+    targets: 'q_proj,v_proj',
+    key: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight',
+  },
+  {
+    type: 'mistral',
+    data: 'alpaca.jsonl',
+    format: 'alpaca',
+    targets: 'all-linear',
+    key: 'base_model.model.model.layers.1.mlp.down_proj.lora_B.weight',
+  },
+  {
+    type: 'qwen2',
+    data: 'chat.jsonl',
+    format: 'chat',
+    targets: 'q_proj,k_proj,v_proj',
+    key: 'base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight',
+  },
+  {
+    type: 'qwen3',
+    data: 'text.jsonl',
+    format: 'text',
+    targets: 'o_proj,up_proj',
+    key: 'base_model.model.model.layers.1.mlp.up_proj.lora_A.weight',
+  },
+  {
+    type: 'gpt2',
+    data: 'text.jsonl',
+    format: 'auto',
+    targets: 'c_attn',
+    key: 'base_model.model.transformer.h.0.attn.c_attn.lora_A.weight',
+  },
 ];
 
 describe('tabtune CLI', () => {
   for (const a of ARCHS) {
     it(`${a.type}: train -> PEFT files, eval with and without the adapter, generate`, async () => {
       const model = join(dir, `model-${a.type}`);
-      await writeTinyModel(model, { modelType: a.type, dtype: a.type === 'qwen3' ? 'BF16' : 'F32', seed: 2, gpt2Prefix: false });
+      await writeTinyModel(model, {
+        modelType: a.type,
+        dtype: a.type === 'qwen3' ? 'BF16' : 'F32',
+        seed: 2,
+        gpt2Prefix: false,
+      });
       const out = join(dir, `adapter-${a.type}`);
       const data = join(dir, a.data);
       const train = await run([
-        'train', '--model', model, '--data', data, '--out', out, '--format', a.format, '--targets', a.targets,
-        '--r', '4', '--alpha', '8', '--lr', '1e-2', '--steps', '12', '--batch', '2', '--max-len', '48', '--seed', '3', '--json',
+        'train',
+        '--model',
+        model,
+        '--data',
+        data,
+        '--out',
+        out,
+        '--format',
+        a.format,
+        '--targets',
+        a.targets,
+        '--r',
+        '4',
+        '--alpha',
+        '8',
+        '--lr',
+        '1e-2',
+        '--steps',
+        '12',
+        '--batch',
+        '2',
+        '--max-len',
+        '48',
+        '--seed',
+        '3',
+        '--json',
       ]);
       expect(train.code, train.stderr).toBe(0);
       const summary = lastJson(train.stdout);
@@ -91,9 +160,33 @@ describe('tabtune CLI', () => {
       expect(st.metadata).toEqual({ format: 'pt' });
       expect(st.tensors.has(a.key)).toBe(true);
 
-      const base = await run(['eval', '--model', model, '--data', data, '--format', a.format, '--max-len', '48', '--json']);
+      const base = await run([
+        'eval',
+        '--model',
+        model,
+        '--data',
+        data,
+        '--format',
+        a.format,
+        '--max-len',
+        '48',
+        '--json',
+      ]);
       expect(base.code, base.stderr).toBe(0);
-      const tuned = await run(['eval', '--model', model, '--adapter', out, '--data', data, '--format', a.format, '--max-len', '48', '--json']);
+      const tuned = await run([
+        'eval',
+        '--model',
+        model,
+        '--adapter',
+        out,
+        '--data',
+        data,
+        '--format',
+        a.format,
+        '--max-len',
+        '48',
+        '--json',
+      ]);
       expect(tuned.code, tuned.stderr).toBe(0);
       const b = lastJson(base.stdout) as { loss: number; tokens: number };
       const t = lastJson(tuned.stdout) as { loss: number; tokens: number };
@@ -101,14 +194,32 @@ describe('tabtune CLI', () => {
       expect(b.tokens).toBeGreaterThan(0);
       expect(t.loss).toBeLessThan(b.loss);
 
-      const gen = await run(['generate', '--model', model, '--adapter', out, '--prompt', 'The cat', '--max-new-tokens', '5']);
+      const gen = await run([
+        'generate',
+        '--model',
+        model,
+        '--adapter',
+        out,
+        '--prompt',
+        'The cat',
+        '--max-new-tokens',
+        '5',
+      ]);
       expect(gen.code, gen.stderr).toBe(0);
       expect(gen.stdout.trim().length).toBeGreaterThan(0);
     });
   }
 
   it('reports bad input with a one-line error and a non-zero exit', async () => {
-    const missing = await run(['train', '--model', join(dir, 'nope'), '--data', join(dir, 'text.jsonl'), '--out', join(dir, 'o')]);
+    const missing = await run([
+      'train',
+      '--model',
+      join(dir, 'nope'),
+      '--data',
+      join(dir, 'text.jsonl'),
+      '--out',
+      join(dir, 'o'),
+    ]);
     expect(missing.code).toBe(2);
     expect(ownLines(missing.stderr)).toHaveLength(1);
     expect(missing.stderr).toMatch(/--model directory ".*nope" does not exist/);

@@ -56,7 +56,9 @@ async function audit(page: Page, state: string): Promise<Finding[]> {
 }
 
 function report(findings: Finding[]): string {
-  return findings.map((f) => `[${f.state}] ${f.rule} (${f.impact}): ${f.help}\n    ${f.targets.join('\n    ')}`).join('\n');
+  return findings
+    .map((f) => `[${f.state}] ${f.rule} (${f.impact}): ${f.help}\n    ${f.targets.join('\n    ')}`)
+    .join('\n');
 }
 
 interface Stop {
@@ -87,7 +89,13 @@ async function tabWalk(page: Page, max = 150): Promise<Stop[]> {
       if (!el || el === document.body || el.id === 'a11y-start' || el.dataset.a11yStop !== undefined) return null;
       el.dataset.a11yStop = String(i);
       const cs = getComputedStyle(el);
-      const label = el.getAttribute('aria-label') || (el.id && document.querySelector<HTMLLabelElement>(`label[for="${el.id}"]`)?.innerText) || el.closest('label')?.innerText || el.innerText || el.getAttribute('name') || '';
+      const label =
+        el.getAttribute('aria-label') ||
+        (el.id && document.querySelector<HTMLLabelElement>(`label[for="${el.id}"]`)?.innerText) ||
+        el.closest('label')?.innerText ||
+        el.innerText ||
+        el.getAttribute('name') ||
+        '';
       return {
         name: `${el.tagName.toLowerCase()}: ${label.replace(/\s+/g, ' ').trim().slice(0, 60)}`,
         inNav: !!el.closest('nav[aria-label="Steps"]'),
@@ -121,16 +129,24 @@ async function tabWalk(page: Page, max = 150): Promise<Stop[]> {
 async function keyboard(page: Page, state: string, buttons: string[], problems: string[]): Promise<Stop[]> {
   const stops = await tabWalk(page);
   const names = stops.map((s) => s.name);
-  if (!names.includes('a: Skip to content')) problems.push(`[${state}] Tab does not reach the skip link first (stops: ${names.join(' | ')})`);
+  if (!names.includes('a: Skip to content'))
+    problems.push(`[${state}] Tab does not reach the skip link first (stops: ${names.join(' | ')})`);
   const nav = stops.filter((s) => s.inNav).map((s) => s.name);
-  for (const n of NAV) if (!nav.some((x) => x.startsWith(`button: ${n}`))) problems.push(`[${state}] Tab does not reach the step "${n}"`);
-  for (const b of buttons) if (!names.includes(`button: ${b}`)) problems.push(`[${state}] Tab does not reach the button "${b}" (stops: ${names.join(' | ')})`);
+  for (const n of NAV)
+    if (!nav.some((x) => x.startsWith(`button: ${n}`))) problems.push(`[${state}] Tab does not reach the step "${n}"`);
+  for (const b of buttons)
+    if (!names.includes(`button: ${b}`))
+      problems.push(`[${state}] Tab does not reach the button "${b}" (stops: ${names.join(' | ')})`);
   for (const s of stops) if (!s.ring) problems.push(`[${state}] no visible focus indicator on ${s.name}`);
   return stops;
 }
 
 const focused = (l: Locator) => l.evaluate((el) => el === document.activeElement);
-const activeName = (page: Page) => page.evaluate(() => `${document.activeElement?.tagName.toLowerCase()} ${(document.activeElement as HTMLElement | null)?.innerText?.slice(0, 40) ?? ''}`);
+const activeName = (page: Page) =>
+  page.evaluate(
+    () =>
+      `${document.activeElement?.tagName.toLowerCase()} ${(document.activeElement as HTMLElement | null)?.innerText?.slice(0, 40) ?? ''}`,
+  );
 
 describe('accessibility', () => {
   it(
@@ -140,7 +156,8 @@ describe('accessibility', () => {
       const findings: Finding[] = [];
       const keys: string[] = [];
       const t0 = Date.now();
-      const lap = (what: string) => console.log(`[tabtune] a11y: ${what} at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      const lap = (what: string) =>
+        console.log(`[tabtune] a11y: ${what} at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       await onPage({ page, errors }, shot, 'failed', async () => {
         await page.goto(`${h.baseUrl}/`);
         await page.waitForSelector('.app[data-model="ready"]', { timeout: LONG });
@@ -170,14 +187,16 @@ describe('accessibility', () => {
         await page.keyboard.press('Enter');
         await page.waitForSelector('[data-testid="train-progress"][data-status="running"]', { timeout: LONG });
         const pause = page.getByRole('button', { name: 'Pause' });
-        if (!(await focused(pause))) keys.push(`[train] focus is lost when Start training gives way to Pause (on ${await activeName(page)})`);
+        if (!(await focused(pause)))
+          keys.push(`[train] focus is lost when Start training gives way to Pause (on ${await activeName(page)})`);
         findings.push(...(await audit(page, 'train-running')));
         await shot(page, 'train-running');
         await pause.focus();
         await page.keyboard.press('Enter');
         await page.waitForSelector('[data-testid="train-progress"][data-status="paused"]', { timeout: LONG });
         const resume = page.getByRole('button', { name: 'Resume' });
-        if (!(await focused(resume))) keys.push(`[train] focus is lost when Pause gives way to Resume (on ${await activeName(page)})`);
+        if (!(await focused(resume)))
+          keys.push(`[train] focus is lost when Pause gives way to Resume (on ${await activeName(page)})`);
         findings.push(...(await audit(page, 'train-paused')));
         await keyboard(page, 'train-paused', ['Resume', 'Stop and save'], keys);
         await resume.focus();
@@ -185,7 +204,12 @@ describe('accessibility', () => {
         await page.waitForSelector('[data-testid="train-finished"]', { timeout: LONG });
         lap('train done');
         findings.push(...(await audit(page, 'train-finished')));
-        await keyboard(page, 'train-finished', ['Train again', 'Compare with the base model →', 'Open the library'], keys);
+        await keyboard(
+          page,
+          'train-finished',
+          ['Train again', 'Compare with the base model →', 'Open the library'],
+          keys,
+        );
         await shot(page, 'train-finished');
 
         // The chart: a named image with a description of the curve, and tick labels of a legible size.
@@ -197,8 +221,12 @@ describe('accessibility', () => {
             .map((id) => document.getElementById(id)?.textContent ?? '')
             .join(' '),
         );
-        expect(alt).toMatch(/Training loss from \d+\.\d+ to \d+\.\d+ \(smoothed\) over 3 of 3 steps; validation loss \d+\.\d+ at step 3\./);
-        const tickPx = await chart.evaluate((svg) => Math.min(...[...svg.querySelectorAll('text')].map((t) => t.getBoundingClientRect().height)));
+        expect(alt).toMatch(
+          /Training loss from \d+\.\d+ to \d+\.\d+ \(smoothed\) over 3 of 3 steps; validation loss \d+\.\d+ at step 3\./,
+        );
+        const tickPx = await chart.evaluate((svg) =>
+          Math.min(...[...svg.querySelectorAll('text')].map((t) => t.getBoundingClientRect().height)),
+        );
         expect(tickPx, 'chart text is at least 11 px tall on screen').toBeGreaterThanOrEqual(11);
 
         await nav(page, /Adapters/);
@@ -217,7 +245,8 @@ describe('accessibility', () => {
         await gen.focus();
         await page.keyboard.press('Enter');
         await page.waitForSelector('[data-testid="compare-outputs"][data-status="done"]', { timeout: LONG });
-        if (!(await focused(gen))) keys.push(`[compare] Generate loses the focus while it runs (on ${await activeName(page)})`);
+        if (!(await focused(gen)))
+          keys.push(`[compare] Generate loses the focus while it runs (on ${await activeName(page)})`);
         lap('compare done');
         findings.push(...(await audit(page, 'compare')));
         await keyboard(page, 'compare', ['Generate side by side', 'Validation loss and perplexity'], keys);
@@ -238,7 +267,9 @@ describe('accessibility', () => {
           const over = await page.evaluate(() => {
             const root = document.documentElement;
             if (root.scrollWidth <= root.clientWidth) return null;
-            const wider = [...document.querySelectorAll<HTMLElement>('.content *')].filter((e) => e.getBoundingClientRect().right > root.clientWidth + 1);
+            const wider = [...document.querySelectorAll<HTMLElement>('.content *')].filter(
+              (e) => e.getBoundingClientRect().right > root.clientWidth + 1,
+            );
             return `${root.scrollWidth} px: ${wider
               .slice(0, 4)
               .map((e) => `${e.tagName.toLowerCase()}.${[...e.classList].join('.')}`)
@@ -246,7 +277,13 @@ describe('accessibility', () => {
           });
           if (over) wide.push(`${view} is ${over}`);
           if (view === 'train') {
-            const px = await page.evaluate(() => Math.min(...[...document.querySelectorAll('[data-testid="loss-chart"] text')].map((t) => t.getBoundingClientRect().height)));
+            const px = await page.evaluate(() =>
+              Math.min(
+                ...[...document.querySelectorAll('[data-testid="loss-chart"] text')].map(
+                  (t) => t.getBoundingClientRect().height,
+                ),
+              ),
+            );
             if (px < 11) wide.push(`the loss chart's text is ${px.toFixed(1)} px tall at 320 px`);
           }
           await shot(page, `320-${view}`);
@@ -260,7 +297,8 @@ describe('accessibility', () => {
         await shot(page, 'diagnostics');
 
         await page.setViewportSize({ width: 320, height: 720 });
-        if (await page.evaluate(() => document.documentElement.scrollWidth > document.documentElement.clientWidth)) wide.push('diagnostics is wider than 320 px');
+        if (await page.evaluate(() => document.documentElement.scrollWidth > document.documentElement.clientWidth))
+          wide.push('diagnostics is wider than 320 px');
         await shot(page, '320-diagnostics');
         lap('diagnostics');
         keys.push(...wide.map((w) => `[reflow] ${w}`));
@@ -283,7 +321,9 @@ describe('accessibility', () => {
         await shot(noGpu.page, 'no-webgpu');
         // A routed page loses Vite's dev-server socket ("[vite] failed to connect to websocket", seen
         // only with the route in place): the dev server's message, not the app's.
-        const appErrors = noGpu.errors.filter((e) => !e.startsWith('console.error: [vite] failed to connect to websocket'));
+        const appErrors = noGpu.errors.filter(
+          (e) => !e.startsWith('console.error: [vite] failed to connect to websocket'),
+        );
         expect(appErrors, `page console errors without WebGPU:\n${appErrors.join('\n')}`).toEqual([]);
       } finally {
         await noGpu.page.close();

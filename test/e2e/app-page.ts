@@ -55,7 +55,7 @@ export async function onPage(
     await steps();
   } catch (e) {
     await shot(opened.page, failedShot).catch(() => undefined);
-    throw new Error(`${(e as Error).message}\npage errors: ${opened.errors.join('\n') || 'none'}`);
+    throw new Error(`${(e as Error).message}\npage errors: ${opened.errors.join('\n') || 'none'}`, { cause: e });
   } finally {
     await opened.page.close();
   }

@@ -35,7 +35,10 @@ async function waitForDemo(page: Page) {
   await page.waitForSelector('.app[data-model="ready"]', { timeout: LONG });
 }
 
-async function download(page: Page, button: ReturnType<Page['getByRole']>): Promise<{ name: string; bytes: Uint8Array }> {
+async function download(
+  page: Page,
+  button: ReturnType<Page['getByRole']>,
+): Promise<{ name: string; bytes: Uint8Array }> {
   const [dl] = await Promise.all([page.waitForEvent('download'), button.click()]);
   const path = await dl.path();
   return { name: dl.suggestedFilename(), bytes: new Uint8Array(readFileSync(path)) };
@@ -46,7 +49,16 @@ function otherModelAdapter(): { adapterConfig: string; adapterModel: Uint8Array 
   const hidden = 32;
   const r = 4;
   return exportPeft({
-    config: { r, lora_alpha: 8, lora_dropout: 0, target_modules: ['q_proj', 'v_proj'], use_rslora: false, bias: 'none', fan_in_fan_out: false, init_lora_weights: true },
+    config: {
+      r,
+      lora_alpha: 8,
+      lora_dropout: 0,
+      target_modules: ['q_proj', 'v_proj'],
+      use_rslora: false,
+      bias: 'none',
+      fan_in_fan_out: false,
+      init_lora_weights: true,
+    },
     baseModel: 'someone/other-tiny-llama',
     modules: [0, 1].flatMap((layer) =>
       ['q_proj', 'v_proj'].map((name) => ({
@@ -75,7 +87,9 @@ function checkPeft(config: string, model: Uint8Array) {
   // 2 layers x 7 linear modules (all-linear) x A/B
   expect(keys.length).toBe(2 * 7 * 2);
   for (const k of keys) {
-    expect(k).toMatch(/^base_model\.model\.model\.layers\.[01]\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.lora_[AB]\.weight$/);
+    expect(k).toMatch(
+      /^base_model\.model\.model\.layers\.[01]\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.lora_[AB]\.weight$/,
+    );
     const t = st.tensors.get(k)!;
     expect(t.dtype).toBe('F32');
     if (k.endsWith('lora_A.weight')) expect(t.shape[0]).toBe(8);
@@ -84,7 +98,10 @@ function checkPeft(config: string, model: Uint8Array) {
   const q = st.tensors.get('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight')!;
   expect(q.shape).toEqual([8, 64]);
   const b = tensorToF32(st.tensors.get('base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight')!);
-  expect(b.some((v) => v !== 0), 'lora_B moved away from its zero init').toBe(true);
+  expect(
+    b.some((v) => v !== 0),
+    'lora_B moved away from its zero init',
+  ).toBe(true);
 }
 
 describe('the app in Chromium', () => {
@@ -93,122 +110,146 @@ describe('the app in Chromium', () => {
     async () => {
       const { page, errors } = await openPage(h);
       await onPage({ page, errors }, shot, 'failed-1', async () => {
-      await page.goto(`${h.baseUrl}/`);
-      await waitForDemo(page);
-      await shot(page, '1-model');
-      await nav(page, /Data/);
-      await page.waitForSelector('[data-testid="dataset-summary"]', { timeout: LONG });
-      await expect.poll(() => page.getByTestId('dataset-summary').innerText()).toContain('alpaca');
-      await shot(page, '2-data');
+        await page.goto(`${h.baseUrl}/`);
+        await waitForDemo(page);
+        await shot(page, '1-model');
+        await nav(page, /Data/);
+        await page.waitForSelector('[data-testid="dataset-summary"]', { timeout: LONG });
+        await expect.poll(() => page.getByTestId('dataset-summary').innerText()).toContain('alpaca');
+        await shot(page, '2-data');
 
-      await shortRunSettings(page, { steps: STEPS, checkpointEvery: 4, evalEvery: 4 });
-      await shot(page, '3-settings');
+        await shortRunSettings(page, { steps: STEPS, checkpointEvery: 4, evalEvery: 4 });
+        await shot(page, '3-settings');
 
-      await nav(page, /Train/);
-      const t0 = Date.now();
-      await page.getByTestId('start-training').click();
-      await page.waitForSelector('[data-testid="train-finished"]', { timeout: LONG });
-      console.log(`[tabtune] e2e: ${STEPS} steps on SwiftShader in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-      const losses = JSON.parse((await page.getByTestId('loss-chart').getAttribute('data-losses')) ?? '[]') as number[];
-      console.log(`[tabtune] e2e: losses ${losses.map((l) => l.toFixed(3)).join(' ')}`);
-      expect(losses.length).toBe(STEPS);
-      const head = (losses[0]! + losses[1]!) / 2;
-      const tail = (losses[STEPS - 1]! + losses[STEPS - 2]!) / 2;
-      expect(tail, 'the training loss falls').toBeLessThan(head);
-      await shot(page, '4-train');
+        await nav(page, /Train/);
+        const t0 = Date.now();
+        await page.getByTestId('start-training').click();
+        await page.waitForSelector('[data-testid="train-finished"]', { timeout: LONG });
+        console.log(`[tabtune] e2e: ${STEPS} steps on SwiftShader in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+        const losses = JSON.parse(
+          (await page.getByTestId('loss-chart').getAttribute('data-losses')) ?? '[]',
+        ) as number[];
+        console.log(`[tabtune] e2e: losses ${losses.map((l) => l.toFixed(3)).join(' ')}`);
+        expect(losses.length).toBe(STEPS);
+        const head = (losses[0]! + losses[1]!) / 2;
+        const tail = (losses[STEPS - 1]! + losses[STEPS - 2]!) / 2;
+        expect(tail, 'the training loss falls').toBeLessThan(head);
+        await shot(page, '4-train');
 
-      await nav(page, /Adapters/);
-      await expect.poll(() => page.getByTestId('adapter-row').count()).toBe(1);
-      const name = await page.getByTestId('adapter-name').innerText();
-      expect(name).toContain('demo-tiny-llama');
-      await shot(page, '5-library');
+        await nav(page, /Adapters/);
+        await expect.poll(() => page.getByTestId('adapter-row').count()).toBe(1);
+        const name = await page.getByTestId('adapter-name').innerText();
+        expect(name).toContain('demo-tiny-llama');
+        await shot(page, '5-library');
 
-      // After a reload the adapter is still there (IndexedDB).
-      await page.reload();
-      await waitForDemo(page);
-      await nav(page, /Adapters/);
-      await expect.poll(() => page.getByTestId('adapter-row').count(), { timeout: 30_000 }).toBe(1);
-      expect(await page.getByTestId('adapter-name').innerText()).toBe(name);
-      await shot(page, '6-library-after-reload');
+        // After a reload the adapter is still there (IndexedDB).
+        await page.reload();
+        await waitForDemo(page);
+        await nav(page, /Adapters/);
+        await expect.poll(() => page.getByTestId('adapter-row').count(), { timeout: 30_000 }).toBe(1);
+        expect(await page.getByTestId('adapter-name').innerText()).toBe(name);
+        await shot(page, '6-library-after-reload');
 
-      // Download: the zip, and the two files on their own.
-      const zip = await download(page, page.getByTestId('download-zip'));
-      expect(zip.name).toMatch(/\.zip$/);
-      const entries = unzipSync(zip.bytes);
-      expect(Object.keys(entries).sort()).toEqual(['README.md', 'adapter_config.json', 'adapter_model.safetensors']);
-      checkPeft(new TextDecoder().decode(entries['adapter_config.json']!), entries['adapter_model.safetensors']!);
-      const cfgFile = await download(page, page.getByRole('button', { name: 'adapter_config.json' }));
-      const modelFile = await download(page, page.getByRole('button', { name: 'adapter_model.safetensors' }));
-      expect(cfgFile.name).toBe('adapter_config.json');
-      expect(modelFile.name).toBe('adapter_model.safetensors');
-      checkPeft(new TextDecoder().decode(cfgFile.bytes), modelFile.bytes);
-      expect(Buffer.from(modelFile.bytes).equals(Buffer.from(entries['adapter_model.safetensors']!))).toBe(true);
+        // Download: the zip, and the two files on their own.
+        const zip = await download(page, page.getByTestId('download-zip'));
+        expect(zip.name).toMatch(/\.zip$/);
+        const entries = unzipSync(zip.bytes);
+        expect(Object.keys(entries).sort()).toEqual(['README.md', 'adapter_config.json', 'adapter_model.safetensors']);
+        checkPeft(new TextDecoder().decode(entries['adapter_config.json']!), entries['adapter_model.safetensors']!);
+        const cfgFile = await download(page, page.getByRole('button', { name: 'adapter_config.json' }));
+        const modelFile = await download(page, page.getByRole('button', { name: 'adapter_model.safetensors' }));
+        expect(cfgFile.name).toBe('adapter_config.json');
+        expect(modelFile.name).toBe('adapter_model.safetensors');
+        checkPeft(new TextDecoder().decode(cfgFile.bytes), modelFile.bytes);
+        expect(Buffer.from(modelFile.bytes).equals(Buffer.from(entries['adapter_model.safetensors']!))).toBe(true);
 
-      // Compare: base and adapter, side by side, greedy.
-      await nav(page, /Compare/);
-      const pick = page.getByRole('group', { name: 'Adapters' }).getByRole('checkbox');
-      await expect.poll(() => pick.count()).toBe(1);
-      if (!(await pick.isChecked())) await pick.check();
-      await page.locator('input[name="maxNewTokens"]').fill('12');
-      await page.getByTestId('run-compare').click();
-      await page.waitForSelector('[data-testid="compare-outputs"][data-status="done"]', { timeout: LONG });
-      const cells = page.getByTestId('compare-cell');
-      expect(await cells.count()).toBe(4); // 2 prompts x (base + adapter)
-      const texts = await cells.locator('pre').allInnerTexts();
-      console.log(`[tabtune] e2e: compare outputs ${JSON.stringify(texts)}`);
-      expect(texts.every((t) => t.length > 0), 'every cell has output').toBe(true);
-      expect(texts[0]).not.toBe(texts[1]);
-      await page.getByTestId('run-eval').click();
-      await expect.poll(() => page.getByTestId('eval-table').locator('tbody tr td.num').count(), { timeout: LONG }).toBe(6);
-      const evalText = await page.getByTestId('eval-table').innerText();
-      console.log(`[tabtune] e2e: ${evalText.replace(/\s+/g, ' ')}`);
-      await shot(page, '7-compare');
+        // Compare: base and adapter, side by side, greedy.
+        await nav(page, /Compare/);
+        const pick = page.getByRole('group', { name: 'Adapters' }).getByRole('checkbox');
+        await expect.poll(() => pick.count()).toBe(1);
+        if (!(await pick.isChecked())) await pick.check();
+        await page.locator('input[name="maxNewTokens"]').fill('12');
+        await page.getByTestId('run-compare').click();
+        await page.waitForSelector('[data-testid="compare-outputs"][data-status="done"]', { timeout: LONG });
+        const cells = page.getByTestId('compare-cell');
+        expect(await cells.count()).toBe(4); // 2 prompts x (base + adapter)
+        const texts = await cells.locator('pre').allInnerTexts();
+        console.log(`[tabtune] e2e: compare outputs ${JSON.stringify(texts)}`);
+        expect(
+          texts.every((t) => t.length > 0),
+          'every cell has output',
+        ).toBe(true);
+        expect(texts[0]).not.toBe(texts[1]);
+        await page.getByTestId('run-eval').click();
+        await expect
+          .poll(() => page.getByTestId('eval-table').locator('tbody tr td.num').count(), { timeout: LONG })
+          .toBe(6);
+        const evalText = await page.getByTestId('eval-table').innerText();
+        console.log(`[tabtune] e2e: ${evalText.replace(/\s+/g, ' ')}`);
+        await shot(page, '7-compare');
 
-      // A wrong file to import says what is missing.
-      await nav(page, /Adapters/);
-      await page.locator('#import-files').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello') });
-      await expect.poll(() => page.getByRole('alert').first().innerText()).toMatch(/missing adapter_config\.json and adapter_model\.safetensors/);
+        // A wrong file to import says what is missing.
+        await nav(page, /Adapters/);
+        await page
+          .locator('#import-files')
+          .setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello') });
+        await expect
+          .poll(() => page.getByRole('alert').first().innerText())
+          .toMatch(/missing adapter_config\.json and adapter_model\.safetensors/);
 
-      // An adapter for another base model (hidden size 32, not 64) imports with a warning; in Compare
-      // its column says why it does not fit, and that long message (tensor names) wraps in its cell
-      // instead of running over the next column and widening the page.
-      const other = otherModelAdapter();
-      await page.locator('#import-files').setInputFiles([
-        { name: 'adapter_config.json', mimeType: 'application/json', buffer: Buffer.from(other.adapterConfig) },
-        { name: 'adapter_model.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from(other.adapterModel) },
-      ]);
-      await expect.poll(() => page.getByTestId('adapter-row').count()).toBe(2);
-      await nav(page, /Compare/);
-      for (const box of await page.getByRole('group', { name: 'Adapters' }).getByRole('checkbox').all()) if (!(await box.isChecked())) await box.check();
-      await page.locator('#prompts').fill('The cat');
-      await page.locator('input[name="maxNewTokens"]').fill('2');
-      await page.getByTestId('run-compare').click();
-      await page.waitForSelector('[data-testid="compare-outputs"][data-status="done"]', { timeout: LONG });
-      const bad = page.getByTestId('compare-cell').filter({ has: page.locator('.field-error') });
-      await expect.poll(() => bad.count()).toBe(1);
-      expect(await bad.innerText()).toMatch(/lora_A\.weight/);
-      const fits = await page.evaluate(() => ({
-        page: document.documentElement.scrollWidth <= document.documentElement.clientWidth,
-        cells: [...document.querySelectorAll<HTMLElement>('[data-testid="compare-cell"]')].every((c) => c.scrollWidth <= c.clientWidth),
-      }));
-      await shot(page, '7b-compare-other-model');
-      expect(fits, 'no text runs out of its compare cell or widens the page').toEqual({ page: true, cells: true });
+        // An adapter for another base model (hidden size 32, not 64) imports with a warning; in Compare
+        // its column says why it does not fit, and that long message (tensor names) wraps in its cell
+        // instead of running over the next column and widening the page.
+        const other = otherModelAdapter();
+        await page.locator('#import-files').setInputFiles([
+          { name: 'adapter_config.json', mimeType: 'application/json', buffer: Buffer.from(other.adapterConfig) },
+          {
+            name: 'adapter_model.safetensors',
+            mimeType: 'application/octet-stream',
+            buffer: Buffer.from(other.adapterModel),
+          },
+        ]);
+        await expect.poll(() => page.getByTestId('adapter-row').count()).toBe(2);
+        await nav(page, /Compare/);
+        for (const box of await page.getByRole('group', { name: 'Adapters' }).getByRole('checkbox').all())
+          if (!(await box.isChecked())) await box.check();
+        await page.locator('#prompts').fill('The cat');
+        await page.locator('input[name="maxNewTokens"]').fill('2');
+        await page.getByTestId('run-compare').click();
+        await page.waitForSelector('[data-testid="compare-outputs"][data-status="done"]', { timeout: LONG });
+        const bad = page.getByTestId('compare-cell').filter({ has: page.locator('.field-error') });
+        await expect.poll(() => bad.count()).toBe(1);
+        expect(await bad.innerText()).toMatch(/lora_A\.weight/);
+        const fits = await page.evaluate(() => ({
+          page: document.documentElement.scrollWidth <= document.documentElement.clientWidth,
+          cells: [...document.querySelectorAll<HTMLElement>('[data-testid="compare-cell"]')].every(
+            (c) => c.scrollWidth <= c.clientWidth,
+          ),
+        }));
+        await shot(page, '7b-compare-other-model');
+        expect(fits, 'no text runs out of its compare cell or widens the page').toEqual({ page: true, cells: true });
 
-      // No network: picking a Hub model fails with a message, and the loaded demo model stays usable.
-      const before = errors.length;
-      await page.route('https://huggingface.co/**', (r) => r.abort('internetdisconnected'));
-      await nav(page, /Model/);
-      await page.getByRole('button', { name: /SmolLM2 135M Instruct/ }).click();
-      await expect.poll(() => page.getByRole('alert').first().innerText(), { timeout: 30_000 }).toMatch(/Download failed|Could not reach/);
-      expect(await page.getByRole('alert').first().innerText()).toMatch(/demo model works offline/);
-      await shot(page, '8-offline');
-      // the browser logs the refused requests; nothing else may appear
-      errors.splice(before, errors.length - before, ...errors.slice(before).filter((e) => !/Failed to load resource/.test(e)));
+        // No network: picking a Hub model fails with a message, and the loaded demo model stays usable.
+        const before = errors.length;
+        await page.route('https://huggingface.co/**', (r) => r.abort('internetdisconnected'));
+        await nav(page, /Model/);
+        await page.getByRole('button', { name: /SmolLM2 135M Instruct/ }).click();
+        await expect
+          .poll(() => page.getByRole('alert').first().innerText(), { timeout: 30_000 })
+          .toMatch(/Download failed|Could not reach/);
+        expect(await page.getByRole('alert').first().innerText()).toMatch(/demo model works offline/);
+        await shot(page, '8-offline');
+        // the browser logs the refused requests; nothing else may appear
+        errors.splice(
+          before,
+          errors.length - before,
+          ...errors.slice(before).filter((e) => !/Failed to load resource/.test(e)),
+        );
 
-      await page.goto(`${h.baseUrl}/#/diagnostics`);
-      await page.waitForSelector('main.page[data-status]', { timeout: 60_000 });
-      await shot(page, '9-diagnostics');
-      expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
+        await page.goto(`${h.baseUrl}/#/diagnostics`);
+        await page.waitForSelector('main.page[data-status]', { timeout: 60_000 });
+        await shot(page, '9-diagnostics');
+        expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
       });
     },
     15 * 60_000,
@@ -219,27 +260,30 @@ describe('the app in Chromium', () => {
     async () => {
       const { page, errors } = await openPage(h);
       await onPage({ page, errors }, shot, 'failed-2', async () => {
-      await page.goto(`${h.baseUrl}/`);
-      await waitForDemo(page);
-      await shortRunSettings(page, { steps: 6, checkpointEvery: 2, evalEvery: 0 });
-      await nav(page, /Train/);
-      await page.getByTestId('start-training').click();
-      // Wait for the first checkpoint, then pull the plug.
-      await page.waitForFunction(() => /Last checkpoint: step [2-9]/.test(document.body.innerText), undefined, { timeout: LONG, polling: 200 });
-      await page.reload();
-      await waitForDemo(page);
-      await nav(page, /Train/);
-      const run = page.getByTestId('resumable-run');
-      await expect.poll(() => run.count(), { timeout: 30_000 }).toBe(1);
-      expect(await run.innerText()).toMatch(/checkpoint at step [2-9]/);
-      await shot(page, '10-resume');
-      await run.getByRole('button', { name: 'Resume' }).click();
-      await page.waitForSelector('[data-testid="train-finished"]', { timeout: LONG });
-      expect(await page.getByTestId('step').innerText()).toBe('6');
-      await expect.poll(() => page.getByTestId('resumable-run').count()).toBe(0);
-      await nav(page, /Adapters/);
-      await expect.poll(() => page.getByTestId('adapter-row').count()).toBeGreaterThanOrEqual(1);
-      expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
+        await page.goto(`${h.baseUrl}/`);
+        await waitForDemo(page);
+        await shortRunSettings(page, { steps: 6, checkpointEvery: 2, evalEvery: 0 });
+        await nav(page, /Train/);
+        await page.getByTestId('start-training').click();
+        // Wait for the first checkpoint, then pull the plug.
+        await page.waitForFunction(() => /Last checkpoint: step [2-9]/.test(document.body.innerText), undefined, {
+          timeout: LONG,
+          polling: 200,
+        });
+        await page.reload();
+        await waitForDemo(page);
+        await nav(page, /Train/);
+        const run = page.getByTestId('resumable-run');
+        await expect.poll(() => run.count(), { timeout: 30_000 }).toBe(1);
+        expect(await run.innerText()).toMatch(/checkpoint at step [2-9]/);
+        await shot(page, '10-resume');
+        await run.getByRole('button', { name: 'Resume' }).click();
+        await page.waitForSelector('[data-testid="train-finished"]', { timeout: LONG });
+        expect(await page.getByTestId('step').innerText()).toBe('6');
+        await expect.poll(() => page.getByTestId('resumable-run').count()).toBe(0);
+        await nav(page, /Adapters/);
+        await expect.poll(() => page.getByTestId('adapter-row').count()).toBeGreaterThanOrEqual(1);
+        expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
       });
     },
     10 * 60_000,

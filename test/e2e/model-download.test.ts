@@ -62,7 +62,11 @@ class FakeHub {
     const req = route.request();
     const url = new URL(req.url());
     const method = req.method();
-    const cors = { 'access-control-allow-origin': '*', 'access-control-allow-headers': '*', 'access-control-allow-methods': 'GET, HEAD' };
+    const cors = {
+      'access-control-allow-origin': '*',
+      'access-control-allow-headers': '*',
+      'access-control-allow-methods': 'GET, HEAD',
+    };
     if (method === 'OPTIONS') return route.fulfill({ status: 204, headers: cors });
     this.log.push({ method, url: req.url() });
     const tree = /^\/api\/models\/(.+)\/tree\/main$/.exec(url.pathname);
@@ -70,7 +74,11 @@ class FakeHub {
       const files = this.repos.get(decodeURIComponent(tree[1]!));
       if (!files) return route.fulfill({ status: 404, headers: cors, body: '{"error":"Repository not found"}' });
       const list = [...files].map(([path, b]) => ({ type: 'file', path, size: b.byteLength }));
-      return route.fulfill({ status: 200, headers: { ...cors, 'content-type': 'application/json' }, body: JSON.stringify(list) });
+      return route.fulfill({
+        status: 200,
+        headers: { ...cors, 'content-type': 'application/json' },
+        body: JSON.stringify(list),
+      });
     }
     const m = /^\/(.+)\/resolve\/main\/(.+)$/.exec(url.pathname);
     const files = m ? this.repos.get(decodeURIComponent(m[1]!)) : undefined;
@@ -86,7 +94,11 @@ class FakeHub {
     if (fault === 'short') {
       // Content-Length says the whole file, the connection ends half way.
       const half = Buffer.from(bytes.subarray(0, Math.floor(bytes.byteLength / 2)));
-      return route.fulfill({ status: 200, headers: { ...cors, 'content-type': 'application/octet-stream', 'content-length': String(bytes.byteLength) }, body: half });
+      return route.fulfill({
+        status: 200,
+        headers: { ...cors, 'content-type': 'application/octet-stream', 'content-length': String(bytes.byteLength) },
+        body: half,
+      });
     }
     const body = fault === 'truncate' ? bytes.subarray(0, Math.floor(bytes.byteLength / 2)) : bytes;
     const headers = { ...cors, 'content-type': 'application/octet-stream', 'content-length': String(body.byteLength) };
@@ -106,7 +118,6 @@ async function countPersist(page: Page): Promise<void> {
     };
   });
 }
-
 
 async function checkHubId(page: Page, id: string) {
   await nav(page, /Model/);
@@ -162,20 +173,43 @@ describe('picking a model in Chromium', () => {
         hub.holds.set('model.safetensors', new Promise<void>((r) => (release = r)));
         await page.getByTestId('load-model').click();
         await page.getByRole('progressbar', { name: 'Model loading progress' }).waitFor({ timeout: 30_000 });
-        await expect.poll(() => page.locator('.load-status').innerText()).toMatch(new RegExp(`Reading [\\w.]+json[\\s\\S]*\\b0 B of about ${formatBytes(weights)} in all`));
+        await expect
+          .poll(() => page.locator('.load-status').innerText())
+          .toMatch(new RegExp(`Reading [\\w.]+json[\\s\\S]*\\b0 B of about ${formatBytes(weights)} in all`));
         await shot(page, '2-progress');
         release();
         hub.holds.clear();
-        await expect.poll(() => page.getByTestId('model-loaded').innerText().catch(() => ''), { timeout: LONG }).toMatch(/tiny-org\/tiny-llama · llama/);
+        await expect
+          .poll(
+            () =>
+              page
+                .getByTestId('model-loaded')
+                .innerText()
+                .catch(() => ''),
+            { timeout: LONG },
+          )
+          .toMatch(/tiny-org\/tiny-llama · llama/);
         expect(hub.gets(id, 'model.safetensors')).toBe(1);
-        expect(Number(await page.evaluate(() => sessionStorage.getItem('persist-calls'))), 'persistent storage is asked for').toBeGreaterThan(0);
+        expect(
+          Number(await page.evaluate(() => sessionStorage.getItem('persist-calls'))),
+          'persistent storage is asked for',
+        ).toBeGreaterThan(0);
         await shot(page, '3-loaded');
 
         const tTrain = Date.now();
         console.log(`[tabtune] model e2e: start to loaded in ${((tTrain - t0) / 1000).toFixed(1)} s`);
         // Two training steps on it, on the shipped dataset tokenized by its tokenizer.
         await nav(page, /Data/);
-        await expect.poll(() => page.getByTestId('dataset-summary').innerText().catch(() => ''), { timeout: LONG }).toContain('alpaca');
+        await expect
+          .poll(
+            () =>
+              page
+                .getByTestId('dataset-summary')
+                .innerText()
+                .catch(() => ''),
+            { timeout: LONG },
+          )
+          .toContain('alpaca');
         await nav(page, /Settings/);
         await page.getByRole('radio', { name: 'steps' }).check();
         await page.locator('input[name="steps"]').fill('2');
@@ -186,22 +220,43 @@ describe('picking a model in Chromium', () => {
         await page.getByTestId('start-training').click();
         await page.waitForSelector('[data-testid="train-finished"]', { timeout: LONG });
         expect(await page.getByTestId('step').innerText()).toBe('2');
-        const losses = JSON.parse((await page.getByTestId('loss-chart').getAttribute('data-losses')) ?? '[]') as number[];
+        const losses = JSON.parse(
+          (await page.getByTestId('loss-chart').getAttribute('data-losses')) ?? '[]',
+        ) as number[];
         expect(losses).toHaveLength(2);
         expect(losses.every((l) => Number.isFinite(l) && l > 0)).toBe(true);
         await shot(page, '3b-trained');
-        console.log(`[tabtune] model e2e: data, settings and 2 steps in ${((Date.now() - tTrain) / 1000).toFixed(1)} s`);
+        console.log(
+          `[tabtune] model e2e: data, settings and 2 steps in ${((Date.now() - tTrain) / 1000).toFixed(1)} s`,
+        );
 
         // After a reload the model comes from the browser cache: no request for any of its files.
         const requests = hub.log.length;
         await page.reload();
         await page.waitForSelector('.app[data-model="ready"]', { timeout: LONG });
         await checkHubId(page, id);
-        await expect.poll(() => costCard(page).innerText().catch(() => ''), { timeout: 30_000 }).toMatch(/Cached in this browser\s+[\d.]+ KB \(no download\)/);
+        await expect
+          .poll(
+            () =>
+              costCard(page)
+                .innerText()
+                .catch(() => ''),
+            { timeout: 30_000 },
+          )
+          .toMatch(/Cached in this browser\s+[\d.]+ KB \(no download\)/);
         expect(await page.getByTestId('load-model').innerText()).toBe('Load model');
         await shot(page, '4-cached');
         await page.getByTestId('load-model').click();
-        await expect.poll(() => page.getByTestId('model-loaded').innerText().catch(() => ''), { timeout: LONG }).toContain(id);
+        await expect
+          .poll(
+            () =>
+              page
+                .getByTestId('model-loaded')
+                .innerText()
+                .catch(() => ''),
+            { timeout: LONG },
+          )
+          .toContain(id);
         expect(hub.gets(id, 'model.safetensors')).toBe(1);
         expect(hub.log.slice(requests)).toEqual([]);
         expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
@@ -219,7 +274,9 @@ describe('picking a model in Chromium', () => {
         hub.add('tiny-org/gated', makeTinyModel({ modelType: 'llama' }).files);
         hub.faults.set('tiny-org/gated/config.json', '401');
         await checkHubId(page, 'tiny-org/gated');
-        await expect.poll(() => alerts(page), { timeout: 30_000 }).toMatch(/Access denied[\s\S]*config\.json[\s\S]*tiny-org\/gated[\s\S]*accept its license/);
+        await expect
+          .poll(() => alerts(page), { timeout: 30_000 })
+          .toMatch(/Access denied[\s\S]*config\.json[\s\S]*tiny-org\/gated[\s\S]*accept its license/);
         await shot(page, '5-gated');
 
         // A repo with PyTorch weights only is refused from the Hub's file list, before any download.
@@ -228,7 +285,9 @@ describe('picking a model in Chromium', () => {
         pt.delete('model.safetensors');
         hub.add('tiny-org/pytorch-only', pt);
         await checkHubId(page, 'tiny-org/pytorch-only');
-        await expect.poll(() => alerts(page), { timeout: 30_000 }).toMatch(/"tiny-org\/pytorch-only" on the Hub has no safetensors weights[\s\S]*PyTorch files/);
+        await expect
+          .poll(() => alerts(page), { timeout: 30_000 })
+          .toMatch(/"tiny-org\/pytorch-only" on the Hub has no safetensors weights[\s\S]*PyTorch files/);
         expect(hub.gets('tiny-org/pytorch-only', 'pytorch_model.bin')).toBe(0);
         expect(await page.getByTestId('load-model').isDisabled()).toBe(true);
         await shot(page, '5b-pytorch-only');
@@ -237,7 +296,10 @@ describe('picking a model in Chromium', () => {
         const id = 'HuggingFaceTB/SmolLM2-135M';
         const tiny = makeTinyModel({ modelType: 'llama', seed: 4, sharded: true });
         hub.add(id, tiny.files);
-        const suggested = page.locator('.catalog').getByRole('button').filter({ hasText: /HuggingFaceTB\/SmolLM2-135M(?!-)/ });
+        const suggested = page
+          .locator('.catalog')
+          .getByRole('button')
+          .filter({ hasText: /HuggingFaceTB\/SmolLM2-135M(?!-)/ });
         await suggested.click();
         expect(await suggested.getAttribute('aria-pressed')).toBe('true');
         await expect.poll(() => costCard(page).count(), { timeout: 30_000 }).toBe(1);
@@ -246,11 +308,27 @@ describe('picking a model in Chromium', () => {
         // Each message differs from the one before it, so a stale message cannot pass for the next.
         const cases: [string, Fault, RegExp][] = [
           ['tokenizer.json', '404', /HuggingFaceTB\/SmolLM2-135M has no tokenizer\.json/],
-          [shards[0]!, '401', /Access denied[\s\S]*model-00001-of-00002\.safetensors[\s\S]*HuggingFaceTB\/SmolLM2-135M/],
-          [shards[1]!, 'drop', /Download failed[\s\S]*Could not reach[\s\S]*model-00002-of-00002\.safetensors[\s\S]*HuggingFaceTB\/SmolLM2-135M[\s\S]*try again/],
-          [shards[1]!, 'short', /Download failed[\s\S]*model-00002-of-00002\.safetensors[\s\S]*HuggingFaceTB\/SmolLM2-135M[\s\S]*ended after \d+ of \d+ bytes[\s\S]*try again/],
+          [
+            shards[0]!,
+            '401',
+            /Access denied[\s\S]*model-00001-of-00002\.safetensors[\s\S]*HuggingFaceTB\/SmolLM2-135M/,
+          ],
+          [
+            shards[1]!,
+            'drop',
+            /Download failed[\s\S]*Could not reach[\s\S]*model-00002-of-00002\.safetensors[\s\S]*HuggingFaceTB\/SmolLM2-135M[\s\S]*try again/,
+          ],
+          [
+            shards[1]!,
+            'short',
+            /Download failed[\s\S]*model-00002-of-00002\.safetensors[\s\S]*HuggingFaceTB\/SmolLM2-135M[\s\S]*ended after \d+ of \d+ bytes[\s\S]*try again/,
+          ],
           // (the first shard is whole by now, and kept: the truncated file is the second)
-          [shards[1]!, 'truncate', /HuggingFaceTB\/SmolLM2-135M: model-00002-of-00002\.safetensors[\s\S]*truncated[\s\S]*try again to download it afresh/],
+          [
+            shards[1]!,
+            'truncate',
+            /HuggingFaceTB\/SmolLM2-135M: model-00002-of-00002\.safetensors[\s\S]*truncated[\s\S]*try again to download it afresh/,
+          ],
         ];
         for (const [file, fault, message] of cases) {
           hub.faults.clear();
@@ -260,14 +338,25 @@ describe('picking a model in Chromium', () => {
           console.log(`[tabtune] model e2e: ${fault} on ${file}: ${(await alerts(page)).replace(/\s+/g, ' ')}`);
           // the model loaded before (the shipped demo) stays in use, and the message says so
           expect(await alerts(page)).toContain('tabtune/demo-tiny-llama is still loaded.');
-          expect(await page.getByRole('navigation', { name: 'Steps' }).innerText()).toMatch(/demo-tiny-llama[\s\S]*48 records/);
+          expect(await page.getByRole('navigation', { name: 'Steps' }).innerText()).toMatch(
+            /demo-tiny-llama[\s\S]*48 records/,
+          );
           await shot(page, `6-${fault}`);
         }
         // The server is fine again: the next try loads, reading no broken copy from the cache.
         hub.faults.clear();
         const before = shards.map((f) => hub.gets(id, f));
         await page.getByTestId('load-model').click();
-        await expect.poll(() => page.getByTestId('model-loaded').innerText().catch(() => ''), { timeout: LONG }).toContain(id);
+        await expect
+          .poll(
+            () =>
+              page
+                .getByTestId('model-loaded')
+                .innerText()
+                .catch(() => ''),
+            { timeout: LONG },
+          )
+          .toContain(id);
         expect(await page.getByRole('alert').count()).toBe(0);
         const after = shards.map((f) => hub.gets(id, f));
         console.log(`[tabtune] model e2e: shard downloads before the good try ${before}, after ${after}`);
@@ -283,9 +372,26 @@ describe('picking a model in Chromium', () => {
         await page.waitForSelector('.app[data-model="ready"]', { timeout: LONG });
         await expect.poll(() => suggested.innerText(), { timeout: 30_000 }).toMatch(/cached/);
         await suggested.click();
-        await expect.poll(() => costCard(page).innerText().catch(() => ''), { timeout: 30_000 }).toMatch(/Cached in this browser/);
+        await expect
+          .poll(
+            () =>
+              costCard(page)
+                .innerText()
+                .catch(() => ''),
+            { timeout: 30_000 },
+          )
+          .toMatch(/Cached in this browser/);
         await page.getByTestId('load-model').click();
-        await expect.poll(() => page.getByTestId('model-loaded').innerText().catch(() => ''), { timeout: LONG }).toContain(id);
+        await expect
+          .poll(
+            () =>
+              page
+                .getByTestId('model-loaded')
+                .innerText()
+                .catch(() => ''),
+            { timeout: LONG },
+          )
+          .toContain(id);
         expect(shards.map((f) => hub.gets(id, f))).toEqual(after);
 
         // Only the deliberately failed requests may be logged.
@@ -304,9 +410,26 @@ describe('picking a model in Chromium', () => {
         const dir = join(tmp, 'my-tiny-model');
         await writeTinyModel(dir, { modelType: 'qwen2', seed: 5, sharded: true });
         await page.locator('#folder-input').setInputFiles(dir);
-        await expect.poll(() => costCard(page).innerText().catch(() => ''), { timeout: 30_000 }).toMatch(/Read from disk/);
+        await expect
+          .poll(
+            () =>
+              costCard(page)
+                .innerText()
+                .catch(() => ''),
+            { timeout: 30_000 },
+          )
+          .toMatch(/Read from disk/);
         await page.getByTestId('load-model').click();
-        await expect.poll(() => page.getByTestId('model-loaded').innerText().catch(() => ''), { timeout: LONG }).toMatch(/my-tiny-model · qwen2/);
+        await expect
+          .poll(
+            () =>
+              page
+                .getByTestId('model-loaded')
+                .innerText()
+                .catch(() => ''),
+            { timeout: LONG },
+          )
+          .toMatch(/my-tiny-model · qwen2/);
         await shot(page, '8-folder');
         expect(await page.getByTestId('load-model').innerText()).toBe('Loaded');
         // The same folder chosen again (e.g. saved again) can be loaded again: it is known by its files.
@@ -317,7 +440,9 @@ describe('picking a model in Chromium', () => {
         await writeTinyModel(bad, { modelType: 'llama' });
         rmSync(join(bad, 'tokenizer.json'));
         await page.locator('#folder-input').setInputFiles(bad);
-        await expect.poll(() => alerts(page), { timeout: 30_000 }).toMatch(/Not a model folder[\s\S]*"no-tokenizer" has no tokenizer\.json\./);
+        await expect
+          .poll(() => alerts(page), { timeout: 30_000 })
+          .toMatch(/Not a model folder[\s\S]*"no-tokenizer" has no tokenizer\.json\./);
         await shot(page, '9-folder-refused');
         // the loaded folder model stays loaded
         expect(await page.getByTestId('model-loaded').innerText()).toMatch(/my-tiny-model/);

@@ -95,13 +95,19 @@ describe('engine', () => {
       const settings = { ...TRAIN, steps: 8, checkpointEvery: 3, shuffle: true, lora_dropout: 0.1 };
       const lora = { ...LORA, lora_dropout: 0.1 };
       const blobs: { step: number; blob: Uint8Array }[] = [];
-      const full = await engine.train(lora, settings, { onCheckpoint: (blob, step) => void blobs.push({ step, blob }) });
+      const full = await engine.train(lora, settings, {
+        onCheckpoint: (blob, step) => void blobs.push({ step, blob }),
+      });
       expect(blobs.map((b) => b.step)).toEqual([3, 6, 8]);
       const resumed = await engine.train(lora, settings, { resumeFrom: blobs[1]!.blob });
       expect(resumed.steps).toBe(8);
       expect(Buffer.from(resumed.adapter.adapterModel).equals(Buffer.from(full.adapter.adapterModel))).toBe(true);
       // --init-from: continuing from the trained adapter keeps its r/alpha/targets
-      const cont = await engine.train({ ...LORA, r: 2 }, { ...settings, steps: 2, checkpointEvery: 0 }, { initFrom: full.adapter });
+      const cont = await engine.train(
+        { ...LORA, r: 2 },
+        { ...settings, steps: 2, checkpointEvery: 0 },
+        { initFrom: full.adapter },
+      );
       expect(JSON.parse(cont.adapter.adapterConfig).r).toBe(8);
     } finally {
       engine.unload();
@@ -116,7 +122,9 @@ describe('engine', () => {
       const settings = { ...TRAIN, steps: 6, lr: 1e30, maxGradNorm: 0, checkpointEvery: 1 };
       const saved: number[] = [];
       const run = engine.train(LORA, settings, { onCheckpoint: (_blob, step) => void saved.push(step) });
-      await expect(run).rejects.toThrow(/^Training diverged at step 2: the training loss is (NaN|-?Infinity)\. .*lower learning rate \(now 1e\+30\)/);
+      await expect(run).rejects.toThrow(
+        /^Training diverged at step 2: the training loss is (NaN|-?Infinity)\. .*lower learning rate \(now 1e\+30\)/,
+      );
       expect(saved).toEqual([1]);
       // The engine is usable again afterwards.
       const ok = await engine.train(LORA, { ...TRAIN, steps: 2 });
@@ -133,25 +141,35 @@ describe('engine', () => {
     try {
       const trained = await engine.train(LORA, { ...TRAIN, steps: 10 });
       const prompt = 'The cat';
-      const out = await engine.generate(prompt, { key: 't', files: trained.adapter }, {
-        maxNewTokens: 6,
-        temperature: 0,
-        topK: 0,
-        topP: 1,
-        seed: 0,
-        chat: false,
-      });
+      const out = await engine.generate(
+        prompt,
+        { key: 't', files: trained.adapter },
+        {
+          maxNewTokens: 6,
+          temperature: 0,
+          topK: 0,
+          topP: 1,
+          seed: 0,
+          chat: false,
+        },
+      );
       expect(out.tokens).toBeGreaterThan(0);
       // reference: the same model and adapter in float64, argmax at each step
       const tiny = await tinyGpuModel(gpu, { modelType: 'qwen3', dtype: 'BF16', seed: 1 });
       tiny.model.dispose();
       const { importPeft } = await import('../../src/lora/peft');
       const { loraScaleInfo } = await import('../../src/lora/config');
-      const imp = importPeft(trained.adapter, tiny.loaded.arch.layers.flatMap((l) => l.linears));
+      const imp = importPeft(
+        trained.adapter,
+        tiny.loaded.arch.layers.flatMap((l) => l.linears),
+      );
       const lm = new Map(
         imp.modules.map((m) => {
           const s = loraScaleInfo(imp.config, m);
-          return [m.path, { a: Float64Array.from(m.a), b: Float64Array.from(m.b), r: s.r, scale: s.scale, dropout: 0, seed: 0 }];
+          return [
+            m.path,
+            { a: Float64Array.from(m.a), b: Float64Array.from(m.b), r: s.r, scale: s.scale, dropout: 0, seed: 0 },
+          ];
         }),
       );
       const { createTokenizer } = await import('../../src/model/tokenizer');
@@ -198,21 +216,27 @@ describe('engine: dataset summary and estimates', () => {
       expect(p.countedTokens).toBeGreaterThan(0);
       expect(p.countedTokens).toBeLessThan(p.tokens); // the prompt does not count
       expect(p.pieces.some((x) => x.counted) && p.pieces.some((x) => !x.counted)).toBe(true);
-      await expect(engine.loadDataset('bad.jsonl', '{"nope": 1}\n', { maxLen: 64, valFraction: 0, seed: 1 })).rejects.toThrow(/bad\.jsonl/);
+      await expect(
+        engine.loadDataset('bad.jsonl', '{"nope": 1}\n', { maxLen: 64, valFraction: 0, seed: 1 }),
+      ).rejects.toThrow(/bad\.jsonl/);
     } finally {
       engine.unload();
     }
   });
 
-  it('refuses a max length past the model\'s positions (GPT-2 has no positions to read there)', async () => {
+  it("refuses a max length past the model's positions (GPT-2 has no positions to read there)", async () => {
     const engine = new Engine(await getGpu());
     try {
       const info = await engine.loadModel({ kind: 'dir', id: 'tiny-gpt2', path: models.get('gpt2')! });
       expect(info.maxPositions).toBeGreaterThan(0);
       const ok = await engine.loadDataset('corpus.jsonl', DATA, { maxLen: info.maxPositions, valFraction: 0, seed: 0 });
       expect(ok.trainRecords).toBeGreaterThan(0);
-      await expect(engine.loadDataset('corpus.jsonl', DATA, { maxLen: info.maxPositions + 1, valFraction: 0, seed: 0 })).rejects.toThrow(
-        new RegExp(`Max sequence length ${info.maxPositions + 1} is longer than tiny-gpt2 allows \\(n_positions = ${info.maxPositions} in config\\.json\\)`),
+      await expect(
+        engine.loadDataset('corpus.jsonl', DATA, { maxLen: info.maxPositions + 1, valFraction: 0, seed: 0 }),
+      ).rejects.toThrow(
+        new RegExp(
+          `Max sequence length ${info.maxPositions + 1} is longer than tiny-gpt2 allows \\(n_positions = ${info.maxPositions} in config\\.json\\)`,
+        ),
       );
     } finally {
       engine.unload();
@@ -230,7 +254,10 @@ describe('engine: dataset summary and estimates', () => {
       const est = await engine.estimate(lora, TRAIN);
       const c = { H: 24, q: 24, kv: 8, layers: 2 }; // tiny llama: hidden 24, 3 heads / 1 kv head of 8
       expect(est.trainableParams).toBe(c.layers * LORA.r * (c.H + c.q + c.H + c.kv));
-      expect(est.trainablePercent).toBeCloseTo((100 * est.trainableParams) / (est.totalParams + est.trainableParams), 10);
+      expect(est.trainablePercent).toBeCloseTo(
+        (100 * est.trainableParams) / (est.totalParams + est.trainableParams),
+        10,
+      );
       expect(est.blocker).toBeNull();
       const ck = await engine.estimate(lora, { ...TRAIN, activationCheckpointing: true });
       expect(ck.activationBytes).toBeLessThan(est.activationBytes);

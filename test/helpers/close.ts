@@ -17,11 +17,21 @@ export interface CloseReport {
   worst: number;
 }
 
-export function compareClose(ref: ArrayLike<number>, got: ArrayLike<number>, o: CloseOptions): CloseReport & { ok: boolean; message: string } {
+export function compareClose(
+  ref: ArrayLike<number>,
+  got: ArrayLike<number>,
+  o: CloseOptions,
+): CloseReport & { ok: boolean; message: string } {
   const atol = o.atol ?? 1e-4;
   const rtol = o.rtol ?? 1e-3;
   if (ref.length !== got.length) {
-    return { ok: false, maxAbs: Infinity, maxRel: Infinity, worst: -1, message: `${o.name}: length ${got.length}, expected ${ref.length}` };
+    return {
+      ok: false,
+      maxAbs: Infinity,
+      maxRel: Infinity,
+      worst: -1,
+      message: `${o.name}: length ${got.length}, expected ${ref.length}`,
+    };
   }
   let maxAbs = 0;
   let maxRel = 0;
@@ -32,7 +42,13 @@ export function compareClose(ref: ArrayLike<number>, got: ArrayLike<number>, o: 
     const g = got[i]!;
     const d = Math.abs(g - r);
     if (!Number.isFinite(g) && g !== r) {
-      return { ok: false, maxAbs: Infinity, maxRel: Infinity, worst: i, message: `${o.name}[${i}]: got ${g}, expected ${r}` };
+      return {
+        ok: false,
+        maxAbs: Infinity,
+        maxRel: Infinity,
+        worst: i,
+        message: `${o.name}[${i}]: got ${g}, expected ${r}`,
+      };
     }
     if (d > maxAbs) maxAbs = d;
     const rel = d / Math.max(Math.abs(r), 1e-30);

@@ -21,11 +21,24 @@ export interface FakeTokenizerOptions {
 export const PAD = 0;
 export const BOS = 1;
 export const EOS = 2;
-export const IM_START = 3;
+// 3 is <|im_start|>
 export const IM_END = 4;
 
 const SPECIALS = ['<pad>', '<s>', '</s>', '<|im_start|>', '<|im_end|>'];
-const PIECES = ['###', ' the', 'ing', '\n\n', '\nA', 'Response', 'Instruction', 'assistant', 'user', 'system', 'hello', ' world'];
+const PIECES = [
+  '###',
+  ' the',
+  'ing',
+  '\n\n',
+  '\nA',
+  'Response',
+  'Instruction',
+  'assistant',
+  'user',
+  'system',
+  'hello',
+  ' world',
+];
 const BYTE_BASE = SPECIALS.length + PIECES.length;
 
 export class FakeTokenizer {
@@ -96,7 +109,10 @@ export class FakeTokenizer {
     return out;
   }
 
-  applyChatTemplate(messages: { role: string; content: string }[], opts: { addGenerationPrompt?: boolean } = {}): string {
+  applyChatTemplate(
+    messages: { role: string; content: string }[],
+    opts: { addGenerationPrompt?: boolean } = {},
+  ): string {
     if (!this.hasChatTemplate) throw new Error('This tokenizer has no chat template.');
     let s = '';
     for (const m of messages) s += `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`;

@@ -91,7 +91,10 @@ describe('activation kernels', () => {
       rec.submit();
       expectClose(activationRef(xv, act), await gpu.read(y), { name: 'y', ...TOL });
       expectClose(activationBackwardRef(dyv, xv, act), await gpu.read(dx), { name: 'dx', ...TOL });
-      expectClose(activationBackwardRef(dyv, xv, act, Float64Array.from(dx0), true), await gpu.read(dxAcc), { name: 'dx (accumulate)', ...TOL });
+      expectClose(activationBackwardRef(dyv, xv, act, Float64Array.from(dx0), true), await gpu.read(dxAcc), {
+        name: 'dx (accumulate)',
+        ...TOL,
+      });
       for (const t of [x, y, dy, dx, dxAcc]) gpu.free(t);
     });
   }
@@ -104,7 +107,9 @@ describe('activation kernels', () => {
   for (const { act, fused } of gated) {
     it(`gated ${act} (${fused ? 'fused [T, 2I]' : 'separate g, u'}) forward + backward, T=37 I=70`, async () => {
       const gpu = await getGpu();
-      const rows = 37, cols = 70, n = rows * cols;
+      const rows = 37,
+        cols = 70,
+        n = rows * cols;
       const dhv = randArray(n, 20);
       const h = gpu.tensorF32('h', [rows, cols], 'scratch');
       const dh = gpu.tensorF32('dh', [rows, cols], 'scratch', dhv);

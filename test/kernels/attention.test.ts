@@ -218,8 +218,19 @@ describe('attention decode', () => {
       rec.submit();
       const got = await gpu.read(od);
       const full = await gpu.read(o);
-      expectClose(full.subarray(past * qRow, (past + qLen) * qRow), got, { name: 'o decode vs forward', atol: 2e-6, rtol: 1e-4 });
-      const ref = attentionDecodeRef({ q: d.q.slice(past * qRow, (past + qLen) * qRow), kCache: kc, vCache: vc, qLen, past, ...c });
+      expectClose(full.subarray(past * qRow, (past + qLen) * qRow), got, {
+        name: 'o decode vs forward',
+        atol: 2e-6,
+        rtol: 1e-4,
+      });
+      const ref = attentionDecodeRef({
+        q: d.q.slice(past * qRow, (past + qLen) * qRow),
+        kCache: kc,
+        vCache: vc,
+        qLen,
+        past,
+        ...c,
+      });
       expectClose(ref, got, { name: 'o decode vs reference', atol: 2e-6, rtol: 1e-4 });
       for (const t of [q, k, v, o, lse, kCache, vCache, qd, od]) gpu.free(t);
     });

@@ -17,7 +17,10 @@ type WType = 'f32' | 'f16' | 'bf16';
 
 function uploadW(gpu: Gpu, values: Float32Array, V: number, H: number, dtype: WType): { w: Tensor; ref: Float64Array } {
   if (dtype === 'f32') return { w: gpu.tensorF32('w', [V, H], 'weights', values), ref: Float64Array.from(values) };
-  return { w: gpu.tensor('w', [V, H], dtype, 'weights', packHalf(values, dtype)), ref: roundThroughHalf(values, dtype) };
+  return {
+    w: gpu.tensor('w', [V, H], dtype, 'weights', packHalf(values, dtype)),
+    ref: roundThroughHalf(values, dtype),
+  };
 }
 
 function makeTargets(T: number, V: number, seed: number): Uint32Array {
@@ -69,7 +72,9 @@ async function runCase(c: Case): Promise<void> {
   const lossSum = gpu.tensorF32('lossSum', [1], 'io', [1.5]);
   const countType = c.count ?? 'f32';
   const countSum =
-    countType === 'u32' ? gpu.tensor('countSum', [1], 'u32', 'io', Uint32Array.of(2)) : gpu.tensorF32('countSum', [1], 'io', [2]);
+    countType === 'u32'
+      ? gpu.tensor('countSum', [1], 'u32', 'io', Uint32Array.of(2))
+      : gpu.tensorF32('countSum', [1], 'io', [2]);
   const dh0 = randArray(T * H, 14, 3);
   const dh = c.eval ? null : gpu.tensorF32('dh', [T, H], 'activations', dh0);
 
@@ -212,7 +217,16 @@ describe('logits for generation', () => {
       const { w, ref: wRef } = uploadW(gpu, wv, c.V, c.H, c.dtype);
       const logits = gpu.tensorF32('logits', [c.T, c.V], 'io', new Float32Array(c.T * c.V).fill(NaN));
       const rec = gpu.recorder('logits');
-      recordLogits(gpu, rec, { h, w, logits, T: c.T, H: c.H, V: c.V, hRowOffset: c.hRowOffset, maxBindingBytes: c.maxBindingBytes });
+      recordLogits(gpu, rec, {
+        h,
+        w,
+        logits,
+        T: c.T,
+        H: c.H,
+        V: c.V,
+        hRowOffset: c.hRowOffset,
+        maxBindingBytes: c.maxBindingBytes,
+      });
       if (c.maxBindingBytes) expect(rec.length, 'dispatches, one per window of W').toBeGreaterThan(1);
       rec.submit();
       const ref = logitsRef({ h: hv.subarray(r0 * c.H), w: wRef, T: c.T, H: c.H, V: c.V });

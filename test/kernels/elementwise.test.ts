@@ -21,7 +21,8 @@ describe('elementwise kernels', () => {
   it('add (out = a + alpha b, and a += alpha b), scale (out and in place), n = 37·70', async () => {
     const gpu = await getGpu();
     const n = 37 * 70;
-    const av = randArray(n, 1), bv = randArray(n, 2);
+    const av = randArray(n, 1),
+      bv = randArray(n, 2);
     const a = gpu.tensorF32('a', [n], 'scratch', av);
     const b = gpu.tensorF32('b', [n], 'scratch', bv);
     const c = gpu.tensorF32('c', [n], 'scratch');
@@ -35,9 +36,21 @@ describe('elementwise kernels', () => {
     const f = Math.fround;
     const sum = Float64Array.from(av, (x, i) => f(x + bv[i]!));
     expectClose(sum, await gpu.read(c), { name: 'c', ...F32 });
-    expectClose(Float64Array.from(sum, (x) => -3 * x), await gpu.read(s), { name: 's', ...F32 });
-    expectClose(Float64Array.from(av, (x, i) => x + 0.5 * bv[i]!), await gpu.read(a), { name: 'a', ...F32 });
-    expectClose(Float64Array.from(bv, (x, i) => (i < n - 5 ? 2 * x : x)), await gpu.read(b), { name: 'b', ...F32 });
+    expectClose(
+      Float64Array.from(sum, (x) => -3 * x),
+      await gpu.read(s),
+      { name: 's', ...F32 },
+    );
+    expectClose(
+      Float64Array.from(av, (x, i) => x + 0.5 * bv[i]!),
+      await gpu.read(a),
+      { name: 'a', ...F32 },
+    );
+    expectClose(
+      Float64Array.from(bv, (x, i) => (i < n - 5 ? 2 * x : x)),
+      await gpu.read(b),
+      { name: 'b', ...F32 },
+    );
     for (const t of [a, b, c, s]) gpu.free(t);
   });
 
@@ -59,19 +72,40 @@ describe('elementwise kernels', () => {
 
   it('copy rows into a bigger buffer at a row offset (KV-cache append), bit-exact, and accumulate', async () => {
     const gpu = await getGpu();
-    const T = 37, W = 30, L = 64, past = 19;
+    const T = 37,
+      W = 30,
+      L = 64,
+      past = 19;
     const srcV = randArray(T * W, 3);
     srcV[5] = 1e-40; // a subnormal: must survive a bit copy
     const dst0 = randArray(L * W, 4);
     const src = gpu.tensorF32('src', [T, W], 'scratch', srcV);
     const cache = gpu.tensorF32('cache', [L, W], 'scratch', dst0);
     const acc = gpu.tensorF32('acc', [L, 40], 'scratch', new Float32Array(L * 40).fill(1));
-    const ids = gpu.tensor('ids', [T, 3], 'u32', 'io', Uint32Array.from({ length: T * 3 }, (_, i) => i * 7 + 1));
+    const ids = gpu.tensor(
+      'ids',
+      [T, 3],
+      'u32',
+      'io',
+      Uint32Array.from({ length: T * 3 }, (_, i) => i * 7 + 1),
+    );
     const ids2 = gpu.tensor('ids2', [T], 'u32', 'io', new Uint32Array(T));
     const rec = gpu.recorder();
     recordCopyRows(gpu, rec, { src, dst: cache, rows: T, width: W, dstRow0: past });
     // columns 4..13 of rows 2.. of src added into columns 11.. of a [L, 40] matrix from row 3
-    recordCopyRows(gpu, rec, { src, dst: acc, rows: 20, width: 10, srcStride: W, srcRow0: 2, srcCol0: 4, dstStride: 40, dstRow0: 3, dstCol0: 11, accumulate: true });
+    recordCopyRows(gpu, rec, {
+      src,
+      dst: acc,
+      rows: 20,
+      width: 10,
+      srcStride: W,
+      srcRow0: 2,
+      srcCol0: 4,
+      dstStride: 40,
+      dstRow0: 3,
+      dstCol0: 11,
+      accumulate: true,
+    });
     recordCopyRows(gpu, rec, { src: ids, dst: ids2, rows: T, width: 1, srcStride: 3, srcCol0: 2, dstStride: 1 }); // u32 column
     const flat = gpu.tensorF32('flat', [50], 'scratch', new Float32Array(50).fill(-1));
     recordCopy(gpu, rec, { src, dst: flat, n: 45, srcOffset: 31, dstOffset: 3 });
@@ -89,7 +123,8 @@ describe('elementwise kernels', () => {
       }
     }
     const accRef = new Float64Array(L * 40).fill(1);
-    for (let t = 0; t < 20; t++) for (let j = 0; j < 10; j++) accRef[(3 + t) * 40 + 11 + j] = Math.fround(1 + srcV[(2 + t) * W + 4 + j]!);
+    for (let t = 0; t < 20; t++)
+      for (let j = 0; j < 10; j++) accRef[(3 + t) * 40 + 11 + j] = Math.fround(1 + srcV[(2 + t) * W + 4 + j]!);
     expectClose(accRef, await gpu.read(acc), { name: 'acc', atol: 0, rtol: 0 });
     const col = await gpu.readU32(ids2, T);
     for (let t = 0; t < T; t++) expect(col[t]).toBe((t * 3 + 2) * 7 + 1);

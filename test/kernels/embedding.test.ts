@@ -45,7 +45,8 @@ describe('embedding kernel', () => {
   for (const c of CASES) {
     it(`gather T=37 from [${c.V}, ${c.H}] ${c.dtype}${c.scale ? ` scale ${c.scale}` : ''}${c.maxBindingBytes ? ` in windows of ${c.maxBindingBytes} B` : ''}, then += a position table`, async () => {
       const gpu = await getGpu();
-      const T = 37, { V, H } = c;
+      const T = 37,
+        { V, H } = c;
       const [wte, wteRef] = table(gpu, 'wte', V, H, c.dtype, 1);
       const P = 50;
       const [wpe, wpeRef] = table(gpu, 'wpe', P, H, c.dtype, 2);
@@ -64,7 +65,15 @@ describe('embedding kernel', () => {
       rec.submit();
       const refOnly = embeddingRef({ table: wteRef, ids: idv, T, H, V, scale: c.scale });
       expectClose(refOnly, await gpu.read(only), { name: 'tok', atol: 0, rtol: 1e-7 });
-      const ref = embeddingRef({ table: wpeRef, ids: posv, T, H, V: P, out: Float64Array.from(refOnly), accumulate: true });
+      const ref = embeddingRef({
+        table: wpeRef,
+        ids: posv,
+        T,
+        H,
+        V: P,
+        out: Float64Array.from(refOnly),
+        accumulate: true,
+      });
       expectClose(ref, await gpu.read(out), { name: 'tok + pos', atol: 1e-6, rtol: 1e-6 });
       for (const t of [wte, wpe, ids, pos, out, only]) gpu.free(t);
     });

@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { type Gpu, type Tensor, Workspace, packHalf, roundThroughHalf } from '../../src/gpu';
 import { recordDropout } from '../../src/kernels/dropout';
-import { type FrozenLinear, type LoraParams, recordLinearBackward, recordLinearForward } from '../../src/kernels/linear';
+import {
+  type FrozenLinear,
+  type LoraParams,
+  recordLinearBackward,
+  recordLinearForward,
+} from '../../src/kernels/linear';
 import type { WeightDType } from '../../src/kernels/matmul';
 import { dropoutMask } from '../../src/reference/dropout';
 import { linearBackwardRef, linearForwardRef } from '../../src/reference/linear';
@@ -66,7 +71,13 @@ async function runCase(c: Case, seed = 7): Promise<void> {
   const lin: FrozenLinear = { w, bias, inF, outF, transposed: c.transposed };
   const scale = r ? 2 / r : 0;
   const lora: LoraParams | null = r
-    ? { a: gpu.tensor('A', [r, inF], 'f32', 'scratch', av), b: gpu.tensor('B', [outF, r], 'f32', 'scratch', Bv), r, scale, dropout }
+    ? {
+        a: gpu.tensor('A', [r, inF], 'f32', 'scratch', av),
+        b: gpu.tensor('B', [outF, r], 'f32', 'scratch', Bv),
+        r,
+        scale,
+        dropout,
+      }
     : null;
   const y = gpu.tensor('y', [M, outF], 'f32', 'scratch', y0);
   const s = r ? gpu.tensor('s', [M, r], 'f32', 'scratch') : undefined;
@@ -77,9 +88,32 @@ async function runCase(c: Case, seed = 7): Promise<void> {
   const ws = new Workspace(gpu);
 
   const rec = gpu.recorder('linear-test');
-  recordLinearForward(gpu, rec, { x, M, lin, lora, seed: dropSeed, y, s, accumulate: acc, maxBindingBytes: c.maxBindingBytes });
+  recordLinearForward(gpu, rec, {
+    x,
+    M,
+    lin,
+    lora,
+    seed: dropSeed,
+    y,
+    s,
+    accumulate: acc,
+    maxBindingBytes: c.maxBindingBytes,
+  });
   recordLinearBackward(gpu, rec, {
-    dy, x, M, lin, lora, seed: dropSeed, s, dx, accumulateDx: acc, dA, dB, accumulateGrads: acc, ws, maxBindingBytes: c.maxBindingBytes,
+    dy,
+    x,
+    M,
+    lin,
+    lora,
+    seed: dropSeed,
+    s,
+    dx,
+    accumulateDx: acc,
+    dA,
+    dB,
+    accumulateGrads: acc,
+    ws,
+    maxBindingBytes: c.maxBindingBytes,
   });
   rec.submit();
   const got: Run = {
@@ -99,8 +133,17 @@ async function runCase(c: Case, seed = 7): Promise<void> {
   const dARef = Float64Array.from(dA0);
   const dBRef = Float64Array.from(dB0);
   linearBackwardRef({
-    dy: dyv, x: xv, M, lin: linRef, lora: loraRef, seed: dropSeed, dx: dxRef, accumulateDx: acc,
-    dA: r ? dARef : undefined, dB: r ? dBRef : undefined, accumulateGrads: acc,
+    dy: dyv,
+    x: xv,
+    M,
+    lin: linRef,
+    lora: loraRef,
+    seed: dropSeed,
+    dx: dxRef,
+    accumulateDx: acc,
+    dA: r ? dARef : undefined,
+    dB: r ? dBRef : undefined,
+    accumulateGrads: acc,
   });
   close(yRef, got.y, 'y');
   if (got.s) close(sRef, got.s, 'S');
@@ -114,30 +157,75 @@ async function runCase(c: Case, seed = 7): Promise<void> {
 describe('LoRA linear vs float64 reference', () => {
   const cases: [string, Case][] = [
     ['r=8 f32 nn.Linear, f32 bias', { M: 37, inF: 70, outF: 129, r: 8, w: 'f32', bias: 'f32', transposed: false }],
-    ['r=8 f16 nn.Linear, f16 bias, dropout 0.1, accumulate', { M: 37, inF: 70, outF: 129, r: 8, w: 'f16', bias: 'f16', transposed: false, dropout: 0.1, accumulate: true }],
-    ['r=8 bf16 Conv1D, bf16 bias, dropout 0.25', { M: 37, inF: 70, outF: 129, r: 8, w: 'bf16', bias: 'bf16', transposed: true, dropout: 0.25 }],
-    ['r=1 f32 Conv1D, no bias, accumulate', { M: 37, inF: 70, outF: 129, r: 1, w: 'f32', bias: null, transposed: true, accumulate: true }],
-    ['r=3 bf16 nn.Linear, no bias, dropout 0.5', { M: 19, inF: 129, outF: 33, r: 3, w: 'bf16', bias: null, transposed: false, dropout: 0.5 }],
-    ['r=64 f16 Conv1D, f16 bias, dropout 0.1, accumulate', { M: 37, inF: 70, outF: 129, r: 64, w: 'f16', bias: 'f16', transposed: true, dropout: 0.1, accumulate: true }],
-    ['r=64 f32 nn.Linear, f32 bias, no dX', { M: 5, inF: 70, outF: 129, r: 64, w: 'f32', bias: 'f32', transposed: false, noDx: true }],
-    ['no LoRA, f16 nn.Linear, f16 bias', { M: 37, inF: 70, outF: 129, r: null, w: 'f16', bias: 'f16', transposed: false }],
-    ['no LoRA, bf16 Conv1D, accumulate', { M: 37, inF: 70, outF: 129, r: null, w: 'bf16', bias: null, transposed: true, accumulate: true }],
+    [
+      'r=8 f16 nn.Linear, f16 bias, dropout 0.1, accumulate',
+      { M: 37, inF: 70, outF: 129, r: 8, w: 'f16', bias: 'f16', transposed: false, dropout: 0.1, accumulate: true },
+    ],
+    [
+      'r=8 bf16 Conv1D, bf16 bias, dropout 0.25',
+      { M: 37, inF: 70, outF: 129, r: 8, w: 'bf16', bias: 'bf16', transposed: true, dropout: 0.25 },
+    ],
+    [
+      'r=1 f32 Conv1D, no bias, accumulate',
+      { M: 37, inF: 70, outF: 129, r: 1, w: 'f32', bias: null, transposed: true, accumulate: true },
+    ],
+    [
+      'r=3 bf16 nn.Linear, no bias, dropout 0.5',
+      { M: 19, inF: 129, outF: 33, r: 3, w: 'bf16', bias: null, transposed: false, dropout: 0.5 },
+    ],
+    [
+      'r=64 f16 Conv1D, f16 bias, dropout 0.1, accumulate',
+      { M: 37, inF: 70, outF: 129, r: 64, w: 'f16', bias: 'f16', transposed: true, dropout: 0.1, accumulate: true },
+    ],
+    [
+      'r=64 f32 nn.Linear, f32 bias, no dX',
+      { M: 5, inF: 70, outF: 129, r: 64, w: 'f32', bias: 'f32', transposed: false, noDx: true },
+    ],
+    [
+      'no LoRA, f16 nn.Linear, f16 bias',
+      { M: 37, inF: 70, outF: 129, r: null, w: 'f16', bias: 'f16', transposed: false },
+    ],
+    [
+      'no LoRA, bf16 Conv1D, accumulate',
+      { M: 37, inF: 70, outF: 129, r: null, w: 'bf16', bias: null, transposed: true, accumulate: true },
+    ],
     ['1 token, r=3 f32', { M: 1, inF: 3, outF: 5, r: 3, w: 'f32', bias: 'f32', transposed: false, dropout: 0.3 }],
-    ['M=600 (split-K dA/dB), r=8 bf16, dropout 0.2, accumulate', { M: 600, inF: 40, outF: 24, r: 8, w: 'bf16', bias: 'bf16', transposed: false, dropout: 0.2, accumulate: true }],
-    ['chunked weight bindings, r=8 f16 nn.Linear', { M: 37, inF: 70, outF: 129, r: 8, w: 'f16', bias: 'f16', transposed: false, dropout: 0.1, maxBindingBytes: 4096 }],
+    [
+      'M=600 (split-K dA/dB), r=8 bf16, dropout 0.2, accumulate',
+      { M: 600, inF: 40, outF: 24, r: 8, w: 'bf16', bias: 'bf16', transposed: false, dropout: 0.2, accumulate: true },
+    ],
+    [
+      'chunked weight bindings, r=8 f16 nn.Linear',
+      {
+        M: 37,
+        inF: 70,
+        outF: 129,
+        r: 8,
+        w: 'f16',
+        bias: 'f16',
+        transposed: false,
+        dropout: 0.1,
+        maxBindingBytes: 4096,
+      },
+    ],
   ];
   for (const [name, c] of cases) it(name, () => runCase(c));
 
   it('backward is bit-identical from run to run (split-K without atomics)', async () => {
     const gpu = await getGpu();
-    const M = 600, inF = 40, outF = 24, r = 8;
+    const M = 600,
+      inF = 40,
+      outF = 24,
+      r = 8;
     const x = gpu.tensor('x', [M, inF], 'f32', 'scratch', randArray(M * inF, 1));
     const w = gpu.tensor('w', [outF, inF], 'bf16', 'scratch', packHalf(randArray(outF * inF, 2), 'bf16'));
     const lin: FrozenLinear = { w, bias: null, inF, outF, transposed: false };
     const lora: LoraParams = {
       a: gpu.tensor('A', [r, inF], 'f32', 'scratch', randArray(r * inF, 3)),
       b: gpu.tensor('B', [outF, r], 'f32', 'scratch', randArray(outF * r, 4)),
-      r, scale: 0.5, dropout: 0.2,
+      r,
+      scale: 0.5,
+      dropout: 0.2,
     };
     const s = gpu.tensor('s', [M, r], 'f32', 'scratch');
     const y = gpu.tensor('y', [M, outF], 'f32', 'scratch');
@@ -174,7 +262,10 @@ describe('LoRA linear vs float64 reference', () => {
 describe('dropout mask', () => {
   it('the GPU mask equals the TypeScript mask bit for bit, and keeps about 1 - p', async () => {
     const gpu = await getGpu();
-    const rows = 67, cols = 131, p = 0.3, seed = 123456789;
+    const rows = 67,
+      cols = 131,
+      p = 0.3,
+      seed = 123456789;
     const x = gpu.tensor('x', [rows, cols], 'f32', 'scratch', new Float32Array(rows * cols).fill(1));
     const y = gpu.tensor('y', [rows, cols], 'f32', 'scratch');
     const rec = gpu.recorder();

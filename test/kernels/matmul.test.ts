@@ -7,7 +7,13 @@ import { expectClose, randArray } from '../helpers/close';
 import { getGpu, getPlainGpu } from '../helpers/gpu';
 
 /** Uploads values as `dtype` and returns the tensor plus the values the GPU will see. */
-function upload(gpu: Gpu, label: string, shape: number[], values: Float32Array, dtype: WeightDType): [Tensor, Float64Array] {
+function upload(
+  gpu: Gpu,
+  label: string,
+  shape: number[],
+  values: Float32Array,
+  dtype: WeightDType,
+): [Tensor, Float64Array] {
   if (dtype === 'f32') return [gpu.tensor(label, shape, 'f32', 'scratch', values), Float64Array.from(values)];
   return [gpu.tensor(label, shape, dtype, 'scratch', packHalf(values, dtype)), roundThroughHalf(values, dtype)];
 }
@@ -59,7 +65,22 @@ async function check(c: Case, seed = 1, device: () => Promise<Gpu> = getGpu): Pr
     gpu.write(out, c0);
     const rec = gpu.recorder('matmul-test');
     if (c.maxBindingBytes) watchBindings(gpu, rec, c.maxBindingBytes);
-    recordMatmul(gpu, rec, { a, b, c: out, M, N, K, transA: c.transA, transB: c.transB, bias, alpha: c.alpha, accumulate: c.accumulate, maxBindingBytes: c.maxBindingBytes, splitK: c.splitK, ws });
+    recordMatmul(gpu, rec, {
+      a,
+      b,
+      c: out,
+      M,
+      N,
+      K,
+      transA: c.transA,
+      transB: c.transB,
+      bias,
+      alpha: c.alpha,
+      accumulate: c.accumulate,
+      maxBindingBytes: c.maxBindingBytes,
+      splitK: c.splitK,
+      ws,
+    });
     if (c.maxBindingBytes) expect(rec.length, 'dispatches of the chunked path').toBeGreaterThan(2);
     rec.submit();
     return gpu.read(out);
@@ -67,7 +88,19 @@ async function check(c: Case, seed = 1, device: () => Promise<Gpu> = getGpu): Pr
   const got = await run();
   if (c.repeat) expect(new Uint32Array((await run()).buffer)).toEqual(new Uint32Array(got.buffer));
   const ref = Float64Array.from(c0);
-  matmulRef({ a: av, b: bRef, c: ref, M, N, K, transA: c.transA, transB: c.transB, bias: biasRef, alpha: c.alpha, accumulate: c.accumulate });
+  matmulRef({
+    a: av,
+    b: bRef,
+    c: ref,
+    M,
+    N,
+    K,
+    transA: c.transA,
+    transB: c.transB,
+    bias: biasRef,
+    alpha: c.alpha,
+    accumulate: c.accumulate,
+  });
   expectClose(ref, got, { name: `C ${JSON.stringify(c)}`, atol: 1e-4 * Math.sqrt(K + 1), rtol: 1e-4 });
   for (const t of [a, b, bias, out]) gpu.free(t);
   ws.dispose();
@@ -86,12 +119,35 @@ describe('matmul', () => {
     const gpu = await getGpu();
     for (const bm of [16, 32, 64]) {
       for (const bn of [16, 32, 64]) {
-        const code = matmulShader({ bm, bn, transA: false, transB: true, bType: 'bf16', seg2: { transA: false, transB: true }, bias: 'f16', dropA: true, dropB: false, outDrop: true });
+        const code = matmulShader({
+          bm,
+          bn,
+          transA: false,
+          transB: true,
+          bType: 'bf16',
+          seg2: { transA: false, transB: true },
+          bias: 'f16',
+          dropA: true,
+          dropB: false,
+          outDrop: true,
+        });
         await gpu.compileCheck(`matmul ${bm}x${bn}`, code);
         if (gpu.features.f16) {
           // Native f16 loads of B and bias, without and with segment 2.
           for (const seg2 of [null, { transA: false, transB: true }]) {
-            const f = matmulShader({ bm, bn, f16: true, transA: true, transB: false, bType: 'f16', seg2, bias: 'f16', dropA: false, dropB: false, outDrop: false });
+            const f = matmulShader({
+              bm,
+              bn,
+              f16: true,
+              transA: true,
+              transB: false,
+              bType: 'f16',
+              seg2,
+              bias: 'f16',
+              dropA: false,
+              dropB: false,
+              outDrop: false,
+            });
             await gpu.compileCheck(`matmul ${bm}x${bn} f16${seg2 ? ' seg2' : ''}`, f);
           }
         }
@@ -103,14 +159,42 @@ describe('matmul', () => {
     const gpu = await getGpu();
     for (const mr of [1, 2, 4, 8]) {
       for (const pairs of [false, true]) {
-        const code = matmulShader({ bm: 16, bn: 64, mr, pairs, transA: false, transB: true, bType: 'bf16', seg2: { transA: false, transB: true }, bias: 'f16', dropA: true, dropB: false, outDrop: true });
+        const code = matmulShader({
+          bm: 16,
+          bn: 64,
+          mr,
+          pairs,
+          transA: false,
+          transB: true,
+          bType: 'bf16',
+          seg2: { transA: false, transB: true },
+          bias: 'f16',
+          dropA: true,
+          dropB: false,
+          outDrop: true,
+        });
         await gpu.compileCheck(`matmul small ${mr}${pairs ? ' pairs' : ''}`, code);
       }
     }
     // Subgroup lanes of other GPUs (32: NVIDIA, most AMD; 16; 64 is capped to 32) and native f16.
     for (const sg of gpu.features.subgroups ? [4, 8, 16, 32] : []) {
       for (const f16 of gpu.features.f16 ? [false, true] : [false]) {
-        const code = matmulShader({ bm: 16, bn: 64, mr: 4, pairs: true, sg, f16, transA: false, transB: true, bType: 'f16', seg2: { transA: false, transB: true }, bias: 'f16', dropA: true, dropB: false, outDrop: true });
+        const code = matmulShader({
+          bm: 16,
+          bn: 64,
+          mr: 4,
+          pairs: true,
+          sg,
+          f16,
+          transA: false,
+          transB: true,
+          bType: 'f16',
+          seg2: { transA: false, transB: true },
+          bias: 'f16',
+          dropA: true,
+          dropB: false,
+          outDrop: true,
+        });
         await gpu.compileCheck(`matmul small sg${sg}${f16 ? ' f16' : ''}`, code);
       }
     }
@@ -163,7 +247,8 @@ describe('matmul', () => {
 
   it('binds a real weight over maxStorageBufferBindingSize in chunks (LM head X·Wᵀ)', async () => {
     const gpu = await getGpu();
-    const M = 3, K = 64;
+    const M = 3,
+      K = 64;
     const N = Math.ceil((gpu.limits.maxStorageBufferBindingSize * 1.05) / (K * 4)); // f32 W just over the limit
     const wv = randArray(N * K, 41);
     const xv = randArray(M * K, 42);
@@ -209,7 +294,21 @@ describe('matmul', () => {
     const b = gpu.tensor('b', [10, 7], 'f16', 'scratch', packHalf(bv, 'f16'));
     const c = gpu.tensorF32('c', [6, 10], 'scratch', cv);
     const rec = gpu.recorder();
-    recordMatmul(gpu, rec, { a, b, c, M: 3, N: 6, K: 7, transB: true, lda: 8, aOffset: 8, ldb: 7, bOffset: 2 * 7, ldc: 10, cOffset: 2 * 10 + 3 });
+    recordMatmul(gpu, rec, {
+      a,
+      b,
+      c,
+      M: 3,
+      N: 6,
+      K: 7,
+      transB: true,
+      lda: 8,
+      aOffset: 8,
+      ldb: 7,
+      bOffset: 2 * 7,
+      ldc: 10,
+      cOffset: 2 * 10 + 3,
+    });
     rec.submit();
     const got = await gpu.read(c);
     const bRef = roundThroughHalf(bv, 'f16');
@@ -232,7 +331,18 @@ describe('matmul', () => {
     const c = gpu.tensorF32('c', [2, 4], 'scratch');
     const rec = gpu.recorder();
     expect(() => recordMatmul(gpu, rec, { a, b, c, M: 2, N: 4, K: 3, transB: true })).toThrow(/bsmall/);
-    expect(() => recordMatmul(gpu, rec, { a: c, b: a, c: b, M: 2, N: 2, K: 3, transB: true, bias: gpu.tensor('ib', [2], 'i32', 'scratch') })).toThrow(/i32/);
+    expect(() =>
+      recordMatmul(gpu, rec, {
+        a: c,
+        b: a,
+        c: b,
+        M: 2,
+        N: 2,
+        K: 3,
+        transB: true,
+        bias: gpu.tensor('ib', [2], 'i32', 'scratch'),
+      }),
+    ).toThrow(/i32/);
     for (const t of [a, b, c]) gpu.free(t);
   });
 });
@@ -274,8 +384,18 @@ async function checkExtra(c: ExtraCase, seed = 5, device: () => Promise<Gpu> = g
   const rec = gpu.recorder('matmul-extra-test');
   if (c.maxBindingBytes) watchBindings(gpu, rec, c.maxBindingBytes);
   recordMatmul(gpu, rec, {
-    a, b, c: out, M, N, K, transB: c.transB, bias, alpha: c.alpha, accumulate: c.accumulate,
-    dropoutA: dA, maxBindingBytes: c.maxBindingBytes,
+    a,
+    b,
+    c: out,
+    M,
+    N,
+    K,
+    transB: c.transB,
+    bias,
+    alpha: c.alpha,
+    accumulate: c.accumulate,
+    dropoutA: dA,
+    maxBindingBytes: c.maxBindingBytes,
     extra: { a: a2, b: b2, K: K2, transB: true, alpha: c.alpha2, dropoutOut: dO },
   });
   rec.submit();
@@ -332,7 +452,19 @@ describe.each(devices)('matmul, small M (generation GEMV path), %s device', (_, 
     const b = gpu.tensor('b', [8, 11], 'bf16', 'scratch', packHalf(bv, 'bf16'));
     const c = gpu.tensorF32('c', [1, 8], 'scratch', new Float32Array(8));
     const rec = gpu.recorder();
-    recordMatmul(gpu, rec, { a, b, c, M: 1, N: 6, K: 9, transB: true, aOffset: 9, ldb: 11, bOffset: 11 + 1, cOffset: 1 });
+    recordMatmul(gpu, rec, {
+      a,
+      b,
+      c,
+      M: 1,
+      N: 6,
+      K: 9,
+      transB: true,
+      aOffset: 9,
+      ldb: 11,
+      bOffset: 11 + 1,
+      cOffset: 1,
+    });
     rec.submit();
     const got = await gpu.read(c);
     const bRef = roundThroughHalf(bv, 'bf16');
@@ -363,7 +495,17 @@ describe.each(devices)('matmul, small M (generation GEMV path), %s device', (_, 
       await checkExtra1({ M, N: 129, K: 70, K2: 8, transB: true, bType: 'bf16', bias: true, alpha2: 0.5 });
       await checkExtra1({ M, N: 1000, K: 37, K2: 3, transB: false, bType: 'f16', accumulate: true, alpha: 1.5 });
     }
-    await checkExtra1({ M: 2, N: 129, K: 70, K2: 8, transB: true, bType: 'f32', dropA: 0.25, dropOut: 0.1, accumulate: true });
+    await checkExtra1({
+      M: 2,
+      N: 129,
+      K: 70,
+      K2: 8,
+      transB: true,
+      bType: 'f32',
+      dropA: 0.25,
+      dropOut: 0.1,
+      accumulate: true,
+    });
     await checkExtra1({ M: 1, N: 1000, K: 37, K2: 5, transB: true, bType: 'f16', bias: true, dropOut: 0.5 });
     await checkExtra1({ M: 3, N: 129, K: 70, K2: 8, transB: true, bType: 'bf16', bias: true, maxBindingBytes: 4096 });
   });
@@ -375,15 +517,27 @@ describe('shader-f16 and subgroup variants against the plain f32 path', () => {
     const plain = await getPlainGpu();
     expect(plain.features.f16).toBe(false);
     expect(plain.features.subgroupLanes).toBe(0);
-    console.log(`[tabtune] matmul variants: shader-f16 ${gpu.features.f16 ? 'yes' : 'no'}, subgroup lanes ${gpu.features.subgroupLanes}`);
+    console.log(
+      `[tabtune] matmul variants: shader-f16 ${gpu.features.f16 ? 'yes' : 'no'}, subgroup lanes ${gpu.features.subgroupLanes}`,
+    );
     await check({ M: 1, N: 129, K: 70, transB: true, bType: 'f16' });
     await check({ M: 37, N: 129, K: 70, transB: true, bType: 'f16' });
     const labels = gpu.pipelineLabels();
     if (gpu.features.subgroups) {
-      expect(gpu.features.subgroupLanes, 'subgroups present: the layout probe should accept this adapter').toBeGreaterThanOrEqual(4);
-      expect(labels.some((l) => /^matmul_small1p_sg\d+_nt_f16/.test(l)), labels.join(' ')).toBe(true);
+      expect(
+        gpu.features.subgroupLanes,
+        'subgroups present: the layout probe should accept this adapter',
+      ).toBeGreaterThanOrEqual(4);
+      expect(
+        labels.some((l) => /^matmul_small1p_sg\d+_nt_f16/.test(l)),
+        labels.join(' '),
+      ).toBe(true);
     }
-    if (gpu.features.f16) expect(labels.some((l) => /^matmul_\d+x\d+_nt_f16.*_nativef16$/.test(l)), labels.join(' ')).toBe(true);
+    if (gpu.features.f16)
+      expect(
+        labels.some((l) => /^matmul_\d+x\d+_nt_f16.*_nativef16$/.test(l)),
+        labels.join(' '),
+      ).toBe(true);
     expect(plain.pipelineLabels().some((l) => /_sg|_nativef16/.test(l))).toBe(false);
   });
 
@@ -393,7 +547,17 @@ describe('shader-f16 and subgroup variants against the plain f32 path', () => {
       const c: Case = { M: 37, N: 129, K: 70, transA, transB, bType: 'f16', bias: 'f16', accumulate: true };
       expect(bits(await check(c, 3, getGpu)), name).toEqual(bits(await check(c, 3, getPlainGpu)));
     }
-    const e: ExtraCase = { M: 37, N: 129, K: 70, K2: 8, transB: true, bType: 'f16', bias: true, alpha2: 0.5, dropOut: 0.1 };
+    const e: ExtraCase = {
+      M: 37,
+      N: 129,
+      K: 70,
+      K2: 8,
+      transB: true,
+      bType: 'f16',
+      bias: true,
+      alpha2: 0.5,
+      dropOut: 0.1,
+    };
     expect(bits(await checkExtra(e, 4, getGpu))).toEqual(bits(await checkExtra(e, 4, getPlainGpu)));
     // Small M, B not transposed: the workgroup-memory reduction on both devices, native f16 on one.
     const s: Case = { M: 3, N: 1000, K: 37, transB: false, bType: 'f16', bias: 'f16' };
@@ -408,7 +572,11 @@ describe('shader-f16 and subgroup variants against the plain f32 path', () => {
       const c: Case = { M: 8, N: 1000, K: 333, transB: true, bType, bias: bType, repeat: true };
       const a = await check(c, 6, getGpu);
       const b = await check(c, 6, getPlainGpu);
-      expectClose(Float64Array.from(b), a, { name: `subgroup vs plain, ${bType}`, atol: 1e-5 * Math.sqrt(333), rtol: 1e-5 });
+      expectClose(Float64Array.from(b), a, {
+        name: `subgroup vs plain, ${bType}`,
+        atol: 1e-5 * Math.sqrt(333),
+        rtol: 1e-5,
+      });
     }
   });
 });

@@ -10,11 +10,16 @@ type WType = 'f32' | 'f16' | 'bf16';
 
 function weight(gpu: Gpu, label: string, values: Float32Array, dtype: WType): [Tensor, Float64Array] {
   if (dtype === 'f32') return [gpu.tensorF32(label, [values.length], 'weights', values), Float64Array.from(values)];
-  return [gpu.tensor(label, [values.length], dtype, 'weights', packHalf(values, dtype)), roundThroughHalf(values, dtype)];
+  return [
+    gpu.tensor(label, [values.length], dtype, 'weights', packHalf(values, dtype)),
+    roundThroughHalf(values, dtype),
+  ];
 }
 
 describe('norm references: finite differences', () => {
-  const rows = 3, dim = 7, eps = 1e-5;
+  const rows = 3,
+    dim = 7,
+    eps = 1e-5;
   const x = Float64Array.from(randArray(rows * dim, 11, 1.5));
   const w = Float64Array.from(randArray(dim, 12));
   const b = Float64Array.from(randArray(dim, 13));
@@ -80,7 +85,17 @@ describe('RMSNorm kernel', () => {
       expectClose(ref.rstd, await gpu.read(rstd), { name: 'rstd', atol: 1e-6, rtol: 1e-5 });
       const dxRef = rmsNormBackwardRef({ dy: dyv, x: xv, w: wRef, rstd: ref.rstd, rows, dim, weightOffset });
       expectClose(dxRef, await gpu.read(dx), { name: 'dx', atol: 1e-5, rtol: 1e-5 });
-      const accRef = rmsNormBackwardRef({ dy: dyv, x: xv, w: wRef, rstd: ref.rstd, rows, dim, weightOffset, dx: Float64Array.from(dx0), accumulate: true });
+      const accRef = rmsNormBackwardRef({
+        dy: dyv,
+        x: xv,
+        w: wRef,
+        rstd: ref.rstd,
+        rows,
+        dim,
+        weightOffset,
+        dx: Float64Array.from(dx0),
+        accumulate: true,
+      });
       expectClose(accRef, await gpu.read(dxAcc), { name: 'dx (accumulate)', atol: 1e-5, rtol: 1e-5 });
       for (const t of [w, x, y, rstd, dy, dx, dxAcc]) gpu.free(t);
     });
@@ -91,7 +106,9 @@ describe('RMSNorm kernel', () => {
     const x = gpu.tensorF32('x', [2, 4], 'scratch');
     const w = gpu.tensorF32('w', [4], 'scratch');
     const rstd = gpu.tensorF32('rstd', [2], 'scratch');
-    expect(() => recordRmsNorm(gpu, gpu.recorder(), { x, w, y: x, rstd, rows: 2, dim: 4, eps: 1e-6 })).toThrow(/must not share/);
+    expect(() => recordRmsNorm(gpu, gpu.recorder(), { x, w, y: x, rstd, rows: 2, dim: 4, eps: 1e-6 })).toThrow(
+      /must not share/,
+    );
     for (const t of [x, w, rstd]) gpu.free(t);
   });
 });

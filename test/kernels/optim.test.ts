@@ -57,9 +57,27 @@ const CASES: Case[] = [
   { name: 'no clipping', weightDecay: 0.01, clips: false },
   { name: 'clipping active (maxNorm 1)', maxNorm: 1, weightDecay: 0.1, clips: true },
   { name: 'clipping inactive (maxNorm 1000)', maxNorm: 1000, weightDecay: 0, clips: false },
-  { name: 'gradScale 1/37 then clipping active (maxNorm 0.3)', maxNorm: 0.3, gradScale: 1 / 37, weightDecay: 0.05, clips: true },
-  { name: 'gradScale 1/37, clipping inactive (maxNorm 1)', maxNorm: 1, gradScale: 1 / 37, weightDecay: 0.05, clips: false },
-  { name: 'beta1 0.3 (lerp weight >= 0.5), clipping active (maxNorm 2)', maxNorm: 2, weightDecay: 0.01, clips: true, beta1: 0.3 },
+  {
+    name: 'gradScale 1/37 then clipping active (maxNorm 0.3)',
+    maxNorm: 0.3,
+    gradScale: 1 / 37,
+    weightDecay: 0.05,
+    clips: true,
+  },
+  {
+    name: 'gradScale 1/37, clipping inactive (maxNorm 1)',
+    maxNorm: 1,
+    gradScale: 1 / 37,
+    weightDecay: 0.05,
+    clips: false,
+  },
+  {
+    name: 'beta1 0.3 (lerp weight >= 0.5), clipping active (maxNorm 2)',
+    maxNorm: 2,
+    weightDecay: 0.01,
+    clips: true,
+    beta1: 0.3,
+  },
 ];
 
 describe('AdamW (torch.optim.AdamW) with GPU global-norm clipping', () => {
@@ -77,7 +95,18 @@ describe('AdamW (torch.optim.AdamW) with GPU global-norm clipping', () => {
         const rec = gpu.recorder();
         if (clip) recordSumSquares(gpu, rec, { tensors: slots.map((s) => ({ t: s.grad, n: s.n })), out: normSq, ws });
         for (const s of slots) {
-          recordAdamW(gpu, rec, { ...hp, param: s.param, grad: s.grad, m: s.m, v: s.v, n: s.n, step, normSq: clip ? normSq : undefined, maxNorm: c.maxNorm, gradScale: c.gradScale });
+          recordAdamW(gpu, rec, {
+            ...hp,
+            param: s.param,
+            grad: s.grad,
+            m: s.m,
+            v: s.v,
+            n: s.n,
+            step,
+            normSq: clip ? normSq : undefined,
+            maxNorm: c.maxNorm,
+            gradScale: c.gradScale,
+          });
         }
         rec.submit();
         const nsq = sumSquaresRef(grads.map((g, k) => ({ t: g, n: SIZES[k]! })));
@@ -85,7 +114,16 @@ describe('AdamW (torch.optim.AdamW) with GPU global-norm clipping', () => {
         expect(gradMultiplierRef(nsq, c.maxNorm, gs) < gs, 'clip coefficient < 1').toBe(c.clips);
         if (clip) expectClose([nsq], await gpu.read(normSq), { name: `normSq@${step}`, atol: 0, rtol: 2e-6 });
         for (const [k, s] of slots.entries()) {
-          adamWRef({ ...hp, ...s.ref, grad: grads[k]!, n: s.n, step, normSq: nsq, maxNorm: c.maxNorm, gradScale: c.gradScale });
+          adamWRef({
+            ...hp,
+            ...s.ref,
+            grad: grads[k]!,
+            n: s.n,
+            step,
+            normSq: nsq,
+            maxNorm: c.maxNorm,
+            gradScale: c.gradScale,
+          });
           expectClose(s.ref.m, await gpu.read(s.m), { name: `m${k}@${step}`, atol: 1e-7, rtol: 1e-5 });
           expectClose(s.ref.v, await gpu.read(s.v), { name: `v${k}@${step}`, atol: 1e-9, rtol: 1e-5 });
           expectClose(s.ref.param, await gpu.read(s.param), { name: `param${k}@${step}`, atol: 1e-6, rtol: 1e-6 });
@@ -106,7 +144,19 @@ describe('AdamW (torch.optim.AdamW) with GPU global-norm clipping', () => {
     const grad = [3, 4, 0, 0]; // norm 5
     const run = (maxNorm?: number) => {
       const st = { param: new Float64Array(n).fill(1), m: new Float64Array(n), v: new Float64Array(n) };
-      adamWRef({ ...st, grad, n, lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 2, normSq: 25, maxNorm });
+      adamWRef({
+        ...st,
+        grad,
+        n,
+        lr: 0.1,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weightDecay: 0,
+        step: 2,
+        normSq: 25,
+        maxNorm,
+      });
       return st.m[0]!;
     };
     expect(run()).toBeCloseTo(0.3, 12);
@@ -130,12 +180,30 @@ describe('SGD with GPU global-norm clipping', () => {
         const rec = gpu.recorder();
         if (clip) recordSumSquares(gpu, rec, { tensors: slots.map((s) => ({ t: s.grad, n: s.n })), out: normSq, ws });
         for (const s of slots) {
-          recordSgd(gpu, rec, { param: s.param, grad: s.grad, n: s.n, lr, weightDecay: c.weightDecay, normSq: clip ? normSq : undefined, maxNorm: c.maxNorm, gradScale: c.gradScale });
+          recordSgd(gpu, rec, {
+            param: s.param,
+            grad: s.grad,
+            n: s.n,
+            lr,
+            weightDecay: c.weightDecay,
+            normSq: clip ? normSq : undefined,
+            maxNorm: c.maxNorm,
+            gradScale: c.gradScale,
+          });
         }
         rec.submit();
         const nsq = sumSquaresRef(grads.map((g, k) => ({ t: g, n: SIZES[k]! })));
         for (const [k, s] of slots.entries()) {
-          sgdRef({ param: s.ref.param, grad: grads[k]!, n: s.n, lr, weightDecay: c.weightDecay, normSq: nsq, maxNorm: c.maxNorm, gradScale: c.gradScale });
+          sgdRef({
+            param: s.ref.param,
+            grad: grads[k]!,
+            n: s.n,
+            lr,
+            weightDecay: c.weightDecay,
+            normSq: nsq,
+            maxNorm: c.maxNorm,
+            gradScale: c.gradScale,
+          });
           expectClose(s.ref.param, await gpu.read(s.param), { name: `param${k}@${step}`, atol: 1e-6, rtol: 1e-6 });
         }
       }

@@ -25,8 +25,16 @@ describe('rope reference', () => {
     for (let i = 0; i < 64; i++) expect(Math.abs(inv[i]! - 500000 ** (-(2 * i) / 128)) / inv[i]!).toBeLessThan(2e-7);
     const lin = ropeInvFreq(128, 500000, { type: 'linear', factor: 4 });
     for (let i = 0; i < 64; i++) expect(lin[i]).toBe(Math.fround(inv[i]! / 4));
-    const l3 = ropeInvFreq(128, 500000, { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
-    let high = 0, low = 0, mid = 0;
+    const l3 = ropeInvFreq(128, 500000, {
+      type: 'llama3',
+      factor: 8,
+      lowFreqFactor: 1,
+      highFreqFactor: 4,
+      originalMaxPositionEmbeddings: 8192,
+    });
+    let high = 0,
+      low = 0,
+      mid = 0;
     for (let i = 0; i < 64; i++) {
       const wl = (2 * Math.PI) / inv[i]!;
       if (wl < 8192 / 4) {
@@ -46,7 +54,9 @@ describe('rope reference', () => {
 
   for (const rotaryDim of [10, 6]) {
     it(`backward (inverse rotation) = transpose, by finite differences (rotaryDim ${rotaryDim} of 10)`, () => {
-      const rows = 4, heads = 2, headDim = 10;
+      const rows = 4,
+        heads = 2,
+        headDim = 10;
       const x = Float64Array.from(randArray(rows * heads * headDim, 21));
       const g = Float64Array.from(randArray(rows * heads * headDim, 22));
       const positions = [0, 3, 17, 250];
@@ -55,7 +65,11 @@ describe('rope reference', () => {
       const dx = ropeRef({ ...base, x: g, inverse: true });
       expectClose(numericGrad(x, loss), dx, { name: 'dx', atol: 1e-8, rtol: 1e-7 });
       // and the inverse undoes the forward
-      expectClose(x, ropeRef({ ...base, x: ropeRef({ ...base, x }), inverse: true }), { name: 'roundtrip', atol: 1e-12, rtol: 0 });
+      expectClose(x, ropeRef({ ...base, x: ropeRef({ ...base, x }), inverse: true }), {
+        name: 'roundtrip',
+        atol: 1e-12,
+        rtol: 0,
+      });
     });
   }
 });
@@ -77,7 +91,16 @@ const CASES: Case[] = [
   { rows: 37, heads: 3, headDim: 10, theta: 10000, maxPos: 4000, outOfPlace: false, inverse: true },
   { rows: 37, heads: 3, headDim: 6, theta: 1000000, maxPos: 3000, outOfPlace: true },
   { rows: 37, heads: 3, headDim: 10, rotaryDim: 6, theta: 10000, maxPos: 2000, outOfPlace: true, inverse: true },
-  { rows: 29, heads: 2, headDim: 14, rotaryDim: 4, theta: 500000, maxPos: 2000, outOfPlace: false, attentionScaling: 1.25 },
+  {
+    rows: 29,
+    heads: 2,
+    headDim: 14,
+    rotaryDim: 4,
+    theta: 500000,
+    maxPos: 2000,
+    outOfPlace: false,
+    attentionScaling: 1.25,
+  },
   { rows: 16, heads: 1, headDim: 128, theta: 10000, maxPos: 300000, outOfPlace: false }, // angles to 3e5: range reduction
 ];
 
@@ -93,9 +116,22 @@ describe('rope kernel', () => {
       const pos = positionsFor(c.rows, 32, c.maxPos);
       const x = gpu.tensorF32('x', [c.rows, c.heads, c.headDim], 'scratch', xv);
       const positions = gpu.tensor('pos', [c.rows], 'u32', 'io', pos);
-      const out = c.outOfPlace ? gpu.tensorF32('out', [c.rows, c.heads, c.headDim], 'scratch', new Float32Array(n).fill(7)) : undefined;
+      const out = c.outOfPlace
+        ? gpu.tensorF32('out', [c.rows, c.heads, c.headDim], 'scratch', new Float32Array(n).fill(7))
+        : undefined;
       const rec = gpu.recorder();
-      const args = { x, out, positions, rows: c.rows, heads: c.heads, headDim: c.headDim, theta: c.theta, rotaryDim: c.rotaryDim, inverse: c.inverse, attentionScaling: c.attentionScaling };
+      const args = {
+        x,
+        out,
+        positions,
+        rows: c.rows,
+        heads: c.heads,
+        headDim: c.headDim,
+        theta: c.theta,
+        rotaryDim: c.rotaryDim,
+        inverse: c.inverse,
+        attentionScaling: c.attentionScaling,
+      };
       recordRope(gpu, rec, args);
       rec.submit();
       const ref = ropeRef({ ...args, x: xv, positions: pos });
@@ -109,7 +145,9 @@ describe('rope kernel', () => {
 
   it('forward then inverse restores x (the backward of an orthogonal map)', async () => {
     const gpu = await getGpu();
-    const rows = 37, heads = 3, headDim = 10;
+    const rows = 37,
+      heads = 3,
+      headDim = 10;
     const xv = randArray(rows * heads * headDim, 41);
     const x = gpu.tensorF32('x', [rows, heads, headDim], 'scratch', xv);
     const positions = gpu.tensor('pos', [rows], 'u32', 'io', positionsFor(rows, 42, 4000));

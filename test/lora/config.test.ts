@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { type LoraConfig, LoraConfigError, loraConfigProblems, loraRank, loraScale, loraScaleInfo, validateLoraConfig } from '../../src/lora/config';
+import {
+  type LoraConfig,
+  LoraConfigError,
+  loraConfigProblems,
+  loraRank,
+  loraScale,
+  loraScaleInfo,
+  validateLoraConfig,
+} from '../../src/lora/config';
 import { defaultTargetModules, loraConfigFromSettings, resolveTargets, unmatchedTargets } from '../../src/lora/targets';
 import { gpt2Modules, llamaModules } from './fixtures';
 
@@ -23,7 +31,11 @@ describe('loraScale', () => {
   });
 
   it('honours rank_pattern and alpha_pattern with PEFT get_pattern_key semantics', () => {
-    const cfg: LoraConfig = { ...base, rank_pattern: { 'layers.1.self_attn.q_proj': 4, v_proj: 2 }, alpha_pattern: { '.*\\.0\\.self_attn\\.q_proj': 32 } };
+    const cfg: LoraConfig = {
+      ...base,
+      rank_pattern: { 'layers.1.self_attn.q_proj': 4, v_proj: 2 },
+      alpha_pattern: { '.*\\.0\\.self_attn\\.q_proj': 32 },
+    };
     expect(loraRank(cfg, 'model.layers.1.self_attn.q_proj')).toBe(4);
     expect(loraRank(cfg, 'model.layers.0.self_attn.q_proj')).toBe(8);
     expect(loraRank(cfg, 'model.layers.0.self_attn.v_proj')).toBe(2);
@@ -43,7 +55,14 @@ describe('validateLoraConfig', () => {
   });
 
   it('names every problem', () => {
-    const bad = { ...base, r: 2.5, lora_alpha: 0, lora_dropout: 1, target_modules: [], init_lora_weights: 'pissa' } as unknown as LoraConfig;
+    const bad = {
+      ...base,
+      r: 2.5,
+      lora_alpha: 0,
+      lora_dropout: 1,
+      target_modules: [],
+      init_lora_weights: 'pissa',
+    } as unknown as LoraConfig;
     const p = loraConfigProblems(bad);
     expect(p).toHaveLength(5);
     expect(p[0]).toMatch(/r \(the LoRA rank\) must be a positive integer, got 2.5/);
@@ -56,7 +75,9 @@ describe('validateLoraConfig', () => {
 
   it('rejects a broken regex and bad patterns', () => {
     expect(loraConfigProblems({ ...base, target_modules: '(q_proj' })[0]).toMatch(/not a valid regex/);
-    expect(loraConfigProblems({ ...base, rank_pattern: { q_proj: 0 } })[0]).toMatch(/rank_pattern\["q_proj"\] must be a positive integer/);
+    expect(loraConfigProblems({ ...base, rank_pattern: { q_proj: 0 } })[0]).toMatch(
+      /rank_pattern\["q_proj"\] must be a positive integer/,
+    );
     expect(loraConfigProblems({ ...base, r: -1 })[0]).toMatch(/got -1/);
     expect(loraConfigProblems({ ...base, lora_dropout: -0.1 })[0]).toMatch(/lora_dropout/);
   });
@@ -67,14 +88,27 @@ describe('default targets', () => {
     expect(defaultTargetModules('gpt2')).toEqual(['c_attn']);
     expect(defaultTargetModules('gpt_bigcode')).toEqual(['c_attn']);
     for (const t of ['bloom', 'gpt_neox', 'falcon']) expect(defaultTargetModules(t)).toEqual(['query_key_value']);
-    for (const t of ['opt', 'llama', 'mistral', 'mixtral', 'stablelm', 'gemma', 'gemma2', 'gemma3_text', 'qwen2', 'qwen3']) {
+    for (const t of [
+      'opt',
+      'llama',
+      'mistral',
+      'mixtral',
+      'stablelm',
+      'gemma',
+      'gemma2',
+      'gemma3_text',
+      'qwen2',
+      'qwen3',
+    ]) {
       expect(defaultTargetModules(t)).toEqual(['q_proj', 'v_proj']);
     }
     expect(defaultTargetModules('phi')).toEqual(['q_proj', 'v_proj', 'fc1', 'fc2']);
   });
 
   it('asks for explicit targets when unmapped', () => {
-    expect(() => defaultTargetModules('phi3')).toThrow(/no default LoRA target modules for model_type "phi3".*explicitly/);
+    expect(() => defaultTargetModules('phi3')).toThrow(
+      /no default LoRA target modules for model_type "phi3".*explicitly/,
+    );
     expect(() => defaultTargetModules('toString')).toThrow(LoraConfigError);
   });
 
@@ -83,7 +117,11 @@ describe('default targets', () => {
     expect(loraConfigFromSettings(s, 'qwen2').target_modules).toEqual(['q_proj', 'v_proj']);
     expect(loraConfigFromSettings(s, 'gpt2')).toMatchObject({ target_modules: ['c_attn'], fan_in_fan_out: true });
     expect(loraConfigFromSettings({ ...s, target_modules: 'all-linear' }, 'phi3').target_modules).toBe('all-linear');
-    expect(loraConfigFromSettings({ ...s, target_modules: ['o_proj'] }, 'llama')).toMatchObject({ target_modules: ['o_proj'], fan_in_fan_out: false, init_lora_weights: true });
+    expect(loraConfigFromSettings({ ...s, target_modules: ['o_proj'] }, 'llama')).toMatchObject({
+      target_modules: ['o_proj'],
+      fan_in_fan_out: false,
+      init_lora_weights: true,
+    });
   });
 });
 
@@ -99,14 +137,19 @@ describe('resolveTargets', () => {
       'model.layers.1.self_attn.q_proj',
       'model.layers.1.self_attn.v_proj',
     ]);
-    expect(resolveTargets({ target_modules: ['layers.1.mlp.down_proj'] }, llama).map((m) => m.path)).toEqual(['model.layers.1.mlp.down_proj']);
+    expect(resolveTargets({ target_modules: ['layers.1.mlp.down_proj'] }, llama).map((m) => m.path)).toEqual([
+      'model.layers.1.mlp.down_proj',
+    ]);
     expect(resolveTargets({ target_modules: ['model.layers.0.mlp.up_proj'] }, llama)).toHaveLength(1);
     // "proj" is not a dotted suffix of "q_proj".
     expect(() => resolveTargets({ target_modules: ['proj'] }, llama)).toThrow(LoraConfigError);
   });
 
   it('treats a string as a full-match regex on the path', () => {
-    expect(resolveTargets({ target_modules: '.*\\.1\\.self_attn\\.(q|k)_proj' }, llama).map((m) => m.name)).toEqual(['q_proj', 'k_proj']);
+    expect(resolveTargets({ target_modules: '.*\\.1\\.self_attn\\.(q|k)_proj' }, llama).map((m) => m.name)).toEqual([
+      'q_proj',
+      'k_proj',
+    ]);
     // Not a search: must match the whole path.
     expect(() => resolveTargets({ target_modules: 'q_proj' }, llama)).toThrow(/matched none/);
   });
@@ -114,12 +157,24 @@ describe('resolveTargets', () => {
   it('all-linear takes every module; exclude_modules wins', () => {
     expect(resolveTargets({ target_modules: 'all-linear' }, llama)).toHaveLength(14);
     expect(resolveTargets({ target_modules: 'ALL-LINEAR' }, gpt2)).toHaveLength(8);
-    const got = resolveTargets({ target_modules: 'all-linear', exclude_modules: ['mlp.c_proj'] }, gpt2).map((m) => m.path);
-    expect(got).toEqual(['transformer.h.0.attn.c_attn', 'transformer.h.0.attn.c_proj', 'transformer.h.0.mlp.c_fc', 'transformer.h.1.attn.c_attn', 'transformer.h.1.attn.c_proj', 'transformer.h.1.mlp.c_fc']);
+    const got = resolveTargets({ target_modules: 'all-linear', exclude_modules: ['mlp.c_proj'] }, gpt2).map(
+      (m) => m.path,
+    );
+    expect(got).toEqual([
+      'transformer.h.0.attn.c_attn',
+      'transformer.h.0.attn.c_proj',
+      'transformer.h.0.mlp.c_fc',
+      'transformer.h.1.attn.c_attn',
+      'transformer.h.1.attn.c_proj',
+      'transformer.h.1.mlp.c_fc',
+    ]);
   });
 
   it('GPT-2 c_attn', () => {
-    expect(resolveTargets({ target_modules: ['c_attn'] }, gpt2).map((m) => m.path)).toEqual(['transformer.h.0.attn.c_attn', 'transformer.h.1.attn.c_attn']);
+    expect(resolveTargets({ target_modules: ['c_attn'] }, gpt2).map((m) => m.path)).toEqual([
+      'transformer.h.0.attn.c_attn',
+      'transformer.h.1.attn.c_attn',
+    ]);
     // c_proj names both the attention and the MLP output projection.
     expect(resolveTargets({ target_modules: ['c_proj'] }, gpt2)).toHaveLength(4);
   });

@@ -102,7 +102,11 @@ describe('LoRA init (PEFT)', () => {
     ]);
     for (const m of w) expect(m.b.every((x) => x === 0)).toBe(true);
     expect(w[0]!.a).not.toEqual(w[2]!.a);
-    const again = initLoraModules({ ...cfg, target_modules: ['q_proj'] }, resolveTargets({ target_modules: ['q_proj'] }, mods), 42);
+    const again = initLoraModules(
+      { ...cfg, target_modules: ['q_proj'] },
+      resolveTargets({ target_modules: ['q_proj'] }, mods),
+      42,
+    );
     expect(again[0]!.a).toEqual(w[0]!.a);
     expect(initLoraModules(cfg, resolveTargets(cfg, mods), 43)[0]!.a).not.toEqual(w[0]!.a);
   });

@@ -2,7 +2,16 @@ import { describe, expect, it } from 'vitest';
 import type { LoraConfig } from '../../src/lora/config';
 import { loraScale } from '../../src/lora/config';
 import { Rng, initLoraModules } from '../../src/lora/init';
-import { PeftError, type PeftModuleArrays, exportPeft, importPeft, mergeLora, peftKey, pythonFloatRepr, pythonJsonDumps } from '../../src/lora/peft';
+import {
+  PeftError,
+  type PeftModuleArrays,
+  exportPeft,
+  importPeft,
+  mergeLora,
+  peftKey,
+  pythonFloatRepr,
+  pythonJsonDumps,
+} from '../../src/lora/peft';
 import { resolveTargets } from '../../src/lora/targets';
 import { parseSafetensors, parseSafetensorsHeader, tensorToF32, writeSafetensors } from '../../src/model/safetensors';
 import { type FixtureModule, gpt2Modules, llamaModules } from './fixtures';
@@ -29,7 +38,10 @@ function weights(c: LoraConfig, modules: FixtureModule[], seed = 1): PeftModuleA
 
 function llamaExport(c = cfg) {
   const modules = weights(c, llamaModules(2));
-  return { modules, files: exportPeft({ config: c, baseModel: 'TinyLlama/TinyLlama-1.1B-Chat-v1.0', modules, fanInFanOut: false }) };
+  return {
+    modules,
+    files: exportPeft({ config: c, baseModel: 'TinyLlama/TinyLlama-1.1B-Chat-v1.0', modules, fanInFanOut: false }),
+  };
 }
 
 /** What PEFT 0.20 writes for `cfg` (typed by hand from peft's LoraConfig dataclass). */
@@ -114,7 +126,13 @@ describe('exportPeft', () => {
     const { files } = llamaExport(c0);
     expect(files.adapterConfig).toContain('"lora_dropout": 0.0,');
     expect(JSON.parse(files.adapterConfig).target_modules).toBe('.*\\.(q|v)_proj');
-    const all = llamaExport({ ...cfg, target_modules: 'all-linear', use_rslora: true, init_lora_weights: 'gaussian', rank_pattern: { o_proj: 4 } });
+    const all = llamaExport({
+      ...cfg,
+      target_modules: 'all-linear',
+      use_rslora: true,
+      init_lora_weights: 'gaussian',
+      rank_pattern: { o_proj: 4 },
+    });
     const j = JSON.parse(all.files.adapterConfig);
     expect(j.target_modules).toHaveLength(14);
     expect(j.target_modules[0]).toBe('model.layers.0.mlp.down_proj');
@@ -137,15 +155,31 @@ describe('exportPeft', () => {
       'base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight',
     ]);
     const e = (k: string) => entries.get(k)!;
-    expect(e('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight')).toMatchObject({ dtype: 'F32', shape: [8, 64] });
-    expect(e('base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight')).toMatchObject({ dtype: 'F32', shape: [64, 8] });
-    expect(e('base_model.model.model.layers.0.self_attn.v_proj.lora_A.weight')).toMatchObject({ dtype: 'F32', shape: [8, 64] });
-    expect(e('base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight')).toMatchObject({ dtype: 'F32', shape: [32, 8] });
+    expect(e('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight')).toMatchObject({
+      dtype: 'F32',
+      shape: [8, 64],
+    });
+    expect(e('base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight')).toMatchObject({
+      dtype: 'F32',
+      shape: [64, 8],
+    });
+    expect(e('base_model.model.model.layers.0.self_attn.v_proj.lora_A.weight')).toMatchObject({
+      dtype: 'F32',
+      shape: [8, 64],
+    });
+    expect(e('base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight')).toMatchObject({
+      dtype: 'F32',
+      shape: [32, 8],
+    });
     // The header is safetensors' own serialisation: metadata first, compact JSON, space padding.
     const n = Number(new DataView(files.adapterModel.buffer).getBigUint64(0, true));
     expect(n % 8).toBe(0);
     const header = new TextDecoder().decode(files.adapterModel.subarray(8, 8 + n));
-    expect(header.startsWith('{"__metadata__":{"format":"pt"},"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight":{"dtype":"F32","shape":[8,64],"data_offsets":[0,2048]},')).toBe(true);
+    expect(
+      header.startsWith(
+        '{"__metadata__":{"format":"pt"},"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight":{"dtype":"F32","shape":[8,64],"data_offsets":[0,2048]},',
+      ),
+    ).toBe(true);
     expect(header.trimEnd().endsWith('}}')).toBe(true);
     // Data equal to the input.
     const file = parseSafetensors(files.adapterModel);
@@ -163,19 +197,30 @@ describe('exportPeft', () => {
       ['base_model.model.transformer.h.1.attn.c_attn.lora_A.weight', [8, 32]],
       ['base_model.model.transformer.h.1.attn.c_attn.lora_B.weight', [96, 8]],
     ]);
-    expect(JSON.parse(files.adapterConfig)).toMatchObject({ fan_in_fan_out: true, target_modules: ['c_attn'], base_model_name_or_path: 'openai-community/gpt2' });
+    expect(JSON.parse(files.adapterConfig)).toMatchObject({
+      fan_in_fan_out: true,
+      target_modules: ['c_attn'],
+      base_model_name_or_path: 'openai-community/gpt2',
+    });
   });
 
   it('rejects wrongly sized arrays', () => {
     const modules = weights(cfg, llamaModules(1));
     modules[0]!.b = new Float32Array(3);
-    expect(() => exportPeft({ config: cfg, baseModel: 'x', modules, fanInFanOut: false })).toThrow(/lora_B should be \[64, 8\] \(512 values\), got 3 values/);
+    expect(() => exportPeft({ config: cfg, baseModel: 'x', modules, fanInFanOut: false })).toThrow(
+      /lora_B should be \[64, 8\] \(512 values\), got 3 values/,
+    );
   });
 });
 
 describe('importPeft', () => {
   it('round-trips export exactly', () => {
-    const { files, modules } = llamaExport({ ...cfg, rank_pattern: { v_proj: 4 }, alpha_pattern: { v_proj: 8 }, use_rslora: true });
+    const { files, modules } = llamaExport({
+      ...cfg,
+      rank_pattern: { v_proj: 4 },
+      alpha_pattern: { v_proj: 8 },
+      use_rslora: true,
+    });
     const got = importPeft(files, llamaModules(2), { baseModel: 'TinyLlama/TinyLlama-1.1B-Chat-v1.0' });
     expect(got.warnings).toEqual([]);
     expect(got.baseModel).toBe('TinyLlama/TinyLlama-1.1B-Chat-v1.0');
@@ -187,14 +232,21 @@ describe('importPeft', () => {
       alpha_pattern: { v_proj: 8 },
       use_rslora: true,
     });
-    expect(got.modules.map((m) => [m.path, m.r, m.inF, m.outF])).toEqual(modules.map((m) => [m.path, m.r, m.inF, m.outF]));
+    expect(got.modules.map((m) => [m.path, m.r, m.inF, m.outF])).toEqual(
+      modules.map((m) => [m.path, m.r, m.inF, m.outF]),
+    );
     got.modules.forEach((m, i) => {
       expect(m.a).toEqual(modules[i]!.a);
       expect(m.b).toEqual(modules[i]!.b);
     });
     expect(loraScale(got.config, got.modules[1]!)).toBe(8 / 2);
     // Export of the import is byte-identical.
-    const again = exportPeft({ config: got.config, baseModel: got.baseModel!, modules: got.modules, fanInFanOut: false });
+    const again = exportPeft({
+      config: got.config,
+      baseModel: got.baseModel!,
+      modules: got.modules,
+      fanInFanOut: false,
+    });
     expect(again.adapterConfig).toBe(files.adapterConfig);
     expect(again.adapterModel).toEqual(files.adapterModel);
   });
@@ -203,7 +255,10 @@ describe('importPeft', () => {
     const c = { ...cfg, target_modules: 'all-linear', fan_in_fan_out: true };
     const modules = weights(c, gpt2Modules(1));
     const files = exportPeft({ config: c, baseModel: 'gpt2', modules, fanInFanOut: true });
-    const got = importPeft({ adapterConfig: new TextEncoder().encode(files.adapterConfig), adapterModel: files.adapterModel }, gpt2Modules(1));
+    const got = importPeft(
+      { adapterConfig: new TextEncoder().encode(files.adapterConfig), adapterModel: files.adapterModel },
+      gpt2Modules(1),
+    );
     expect(got.warnings).toEqual([]);
     expect(got.modules.map((m) => m.path)).toEqual(modules.map((m) => m.path));
     expect(got.modules[3]!.a).toEqual(modules[3]!.a);
@@ -214,10 +269,26 @@ describe('importPeft', () => {
     const a = new Uint16Array(8 * 64).fill(0x3c00); // f16 1.0
     const b = new Uint16Array(64 * 8).fill(0x3f80); // bf16 1.0
     const model = writeSafetensors([
-      { name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight', dtype: 'F16', shape: [8, 64], data: a },
-      { name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_B.default.weight', dtype: 'BF16', shape: [64, 8], data: b },
+      {
+        name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight',
+        dtype: 'F16',
+        shape: [8, 64],
+        data: a,
+      },
+      {
+        name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_B.default.weight',
+        dtype: 'BF16',
+        shape: [64, 8],
+        data: b,
+      },
     ]);
-    const got = importPeft({ adapterConfig: JSON.stringify({ peft_type: 'LORA', r: 8, lora_alpha: 16, target_modules: ['q_proj'] }), adapterModel: model }, llamaModules(1));
+    const got = importPeft(
+      {
+        adapterConfig: JSON.stringify({ peft_type: 'LORA', r: 8, lora_alpha: 16, target_modules: ['q_proj'] }),
+        adapterModel: model,
+      },
+      llamaModules(1),
+    );
     expect(got.modules).toHaveLength(1);
     expect(got.modules[0]!.a.every((x) => x === 1)).toBe(true);
     expect(got.modules[0]!.b.every((x) => x === 1)).toBe(true);
@@ -226,15 +297,40 @@ describe('importPeft', () => {
   const oneModule = (r = 8, inF = 64, outF = 64, path = 'model.layers.0.self_attn.q_proj') =>
     writeSafetensors(
       [
-        { name: `base_model.model.${path}.lora_A.weight`, dtype: 'F32', shape: [r, inF], data: new Float32Array(r * inF) },
-        { name: `base_model.model.${path}.lora_B.weight`, dtype: 'F32', shape: [outF, r], data: new Float32Array(outF * r) },
+        {
+          name: `base_model.model.${path}.lora_A.weight`,
+          dtype: 'F32',
+          shape: [r, inF],
+          data: new Float32Array(r * inF),
+        },
+        {
+          name: `base_model.model.${path}.lora_B.weight`,
+          dtype: 'F32',
+          shape: [outF, r],
+          data: new Float32Array(outF * r),
+        },
       ],
       { format: 'pt' },
     );
-  const conf = (o: Record<string, unknown> = {}) => JSON.stringify({ peft_type: 'LORA', r: 8, lora_alpha: 16, target_modules: ['q_proj'], base_model_name_or_path: 'Qwen/Qwen2.5-7B', ...o });
+  const conf = (o: Record<string, unknown> = {}) =>
+    JSON.stringify({
+      peft_type: 'LORA',
+      r: 8,
+      lora_alpha: 16,
+      target_modules: ['q_proj'],
+      base_model_name_or_path: 'Qwen/Qwen2.5-7B',
+      ...o,
+    });
 
   it('errors on a missing lora_B', () => {
-    const model = writeSafetensors([{ name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight', dtype: 'F32', shape: [8, 64], data: new Float32Array(512) }]);
+    const model = writeSafetensors([
+      {
+        name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight',
+        dtype: 'F32',
+        shape: [8, 64],
+        data: new Float32Array(512),
+      },
+    ]);
     expect(() => importPeft({ adapterConfig: conf(), adapterModel: model }, llamaModules(1))).toThrow(
       'adapter_model.safetensors has "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" but no lora_B for module "model.layers.0.self_attn.q_proj" (expected "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight").',
     );
@@ -252,11 +348,16 @@ describe('importPeft', () => {
     expect(() => importPeft({ adapterConfig: conf(), adapterModel: model }, llamaModules(1))).toThrow(
       /"base_model\.model\.model\.layers\.0\.self_attn\.q_proj\.lora_A\.weight" should have shape \[8, 64\] \(r = 8 .*in_features 64.*\), got \[8, 128\]/,
     );
-    expect(() => importPeft({ adapterConfig: conf({ r: 4 }), adapterModel: oneModule(8) }, llamaModules(1))).toThrow(/should have shape \[4, 64\].*got \[8, 64\]/);
+    expect(() => importPeft({ adapterConfig: conf({ r: 4 }), adapterModel: oneModule(8) }, llamaModules(1))).toThrow(
+      /should have shape \[4, 64\].*got \[8, 64\]/,
+    );
   });
 
   it('warns with PEFT defaults when r / lora_alpha are missing', () => {
-    const got = importPeft({ adapterConfig: JSON.stringify({ peft_type: 'LORA', target_modules: ['q_proj'] }), adapterModel: oneModule(8) }, llamaModules(1));
+    const got = importPeft(
+      { adapterConfig: JSON.stringify({ peft_type: 'LORA', target_modules: ['q_proj'] }), adapterModel: oneModule(8) },
+      llamaModules(1),
+    );
     expect(got.config.r).toBe(8);
     expect(got.config.lora_alpha).toBe(8);
     expect(got.warnings.join('\n')).toMatch(/no "r"; using PEFT's default r = 8/);
@@ -264,23 +365,50 @@ describe('importPeft', () => {
   });
 
   it('rejects DoRA and non-LoRA adapters', () => {
-    expect(() => importPeft({ adapterConfig: conf({ use_dora: true }), adapterModel: oneModule() }, llamaModules(1))).toThrow(/DoRA.*not support/);
+    expect(() =>
+      importPeft({ adapterConfig: conf({ use_dora: true }), adapterModel: oneModule() }, llamaModules(1)),
+    ).toThrow(/DoRA.*not support/);
     const dora = writeSafetensors([
-      { name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector', dtype: 'F32', shape: [64], data: new Float32Array(64) },
+      {
+        name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector',
+        dtype: 'F32',
+        shape: [64],
+        data: new Float32Array(64),
+      },
     ]);
     expect(() => importPeft({ adapterConfig: conf(), adapterModel: dora }, llamaModules(1))).toThrow(PeftError);
-    expect(() => importPeft({ adapterConfig: JSON.stringify({ peft_type: 'IA3' }), adapterModel: oneModule() }, llamaModules(1))).toThrow(/"IA3" adapter; Tabtune loads only LoRA/);
-    expect(() => importPeft({ adapterConfig: '{not json', adapterModel: oneModule() }, llamaModules(1))).toThrow(/adapter_config\.json is not valid JSON/);
-    expect(() => importPeft({ adapterConfig: conf(), adapterModel: new Uint8Array(4) }, llamaModules(1))).toThrow(PeftError);
+    expect(() =>
+      importPeft({ adapterConfig: JSON.stringify({ peft_type: 'IA3' }), adapterModel: oneModule() }, llamaModules(1)),
+    ).toThrow(/"IA3" adapter; Tabtune loads only LoRA/);
+    expect(() => importPeft({ adapterConfig: '{not json', adapterModel: oneModule() }, llamaModules(1))).toThrow(
+      /adapter_config\.json is not valid JSON/,
+    );
+    expect(() => importPeft({ adapterConfig: conf(), adapterModel: new Uint8Array(4) }, llamaModules(1))).toThrow(
+      PeftError,
+    );
   });
 
   it('warns about ignored tensors, other base models and unsupported extras', () => {
     const model = writeSafetensors([
-      { name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight', dtype: 'F32', shape: [8, 64], data: new Float32Array(512) },
-      { name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight', dtype: 'F32', shape: [64, 8], data: new Float32Array(512) },
+      {
+        name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight',
+        dtype: 'F32',
+        shape: [8, 64],
+        data: new Float32Array(512),
+      },
+      {
+        name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight',
+        dtype: 'F32',
+        shape: [64, 8],
+        data: new Float32Array(512),
+      },
       { name: 'base_model.model.lm_head.weight', dtype: 'F32', shape: [2, 2], data: new Float32Array(4) },
     ]);
-    const got = importPeft({ adapterConfig: conf({ modules_to_save: ['lm_head'], init_lora_weights: 'pissa' }), adapterModel: model }, llamaModules(1), { baseModel: 'TinyLlama/TinyLlama-1.1B' });
+    const got = importPeft(
+      { adapterConfig: conf({ modules_to_save: ['lm_head'], init_lora_weights: 'pissa' }), adapterModel: model },
+      llamaModules(1),
+      { baseModel: 'TinyLlama/TinyLlama-1.1B' },
+    );
     const w = got.warnings.join('\n');
     expect(w).toMatch(/trained on "Qwen\/Qwen2\.5-7B"; it is being loaded onto "TinyLlama\/TinyLlama-1\.1B"/);
     expect(w).toMatch(/1 tensor\(s\).*not LoRA A\/B weights and were ignored: base_model\.model\.lm_head\.weight/);
@@ -289,7 +417,10 @@ describe('importPeft', () => {
   });
 
   it('warns about targeted modules without weights (PEFT leaves them at zero)', () => {
-    const got = importPeft({ adapterConfig: conf({ target_modules: ['q_proj', 'v_proj'] }), adapterModel: oneModule() }, llamaModules(1));
+    const got = importPeft(
+      { adapterConfig: conf({ target_modules: ['q_proj', 'v_proj'] }), adapterModel: oneModule() },
+      llamaModules(1),
+    );
     expect(got.modules).toHaveLength(1);
     expect(got.warnings).toEqual([
       '1 module(s) matched by target_modules have no weights in adapter_model.safetensors (e.g. "model.layers.0.self_attn.v_proj"); PEFT leaves them at zero, so they have no effect.',
@@ -298,7 +429,10 @@ describe('importPeft', () => {
 
   it('maps GPT-2 keys saved without the transformer. prefix', () => {
     const model = oneModule(8, 32, 96, 'h.0.attn.c_attn');
-    const got = importPeft({ adapterConfig: conf({ target_modules: ['c_attn'], fan_in_fan_out: true }), adapterModel: model }, gpt2Modules(1));
+    const got = importPeft(
+      { adapterConfig: conf({ target_modules: ['c_attn'], fan_in_fan_out: true }), adapterModel: model },
+      gpt2Modules(1),
+    );
     expect(got.modules.map((m) => m.path)).toEqual(['transformer.h.0.attn.c_attn']);
     expect(got.warnings.join('\n')).toMatch(/h\.0\.attn\.c_attn -> transformer\.h\.0\.attn\.c_attn/);
   });

@@ -48,7 +48,15 @@ describe('parseConfig', () => {
 
   it('llama defaults: kv heads = heads, untied, eps 1e-6, theta 1e4, 2048 positions', () => {
     const raw = configOf('llama');
-    for (const k of ['num_key_value_heads', 'tie_word_embeddings', 'rms_norm_eps', 'rope_theta', 'max_position_embeddings', 'hidden_act']) delete raw[k];
+    for (const k of [
+      'num_key_value_heads',
+      'tie_word_embeddings',
+      'rms_norm_eps',
+      'rope_theta',
+      'max_position_embeddings',
+      'hidden_act',
+    ])
+      delete raw[k];
     const c = parseConfig(raw);
     expect(c.numKvHeads).toBe(3);
     expect(c.tieWordEmbeddings).toBe(false);
@@ -66,12 +74,22 @@ describe('parseConfig', () => {
   });
 
   it('llama: rejects a non-silu hidden_act naming the key', () => {
-    expect(() => parseConfig(configOf('llama', { hidden_act: 'gelu' }))).toThrow(/config\.json: "hidden_act" is "gelu".*silu/);
+    expect(() => parseConfig(configOf('llama', { hidden_act: 'gelu' }))).toThrow(
+      /config\.json: "hidden_act" is "gelu".*silu/,
+    );
   });
 
   it('mistral: explicit head_dim, sliding window, untied', () => {
     const c = parseConfig(configOf('mistral'));
-    expect(c).toMatchObject({ arch: 'llama', hiddenSize: 36, headDim: 12, numHeads: 3, numKvHeads: 1, tieWordEmbeddings: false, slidingWindow: null });
+    expect(c).toMatchObject({
+      arch: 'llama',
+      hiddenSize: 36,
+      headDim: 12,
+      numHeads: 3,
+      numKvHeads: 1,
+      tieWordEmbeddings: false,
+      slidingWindow: null,
+    });
     expect(c.rope).toEqual({ theta: 1e6, rotaryDim: 12 });
     expect(parseConfig(configOf('mistral', { sliding_window: 4096 })).slidingWindow).toBe(4096);
     // mistral has no bias flags even if a config carries attention_bias
@@ -88,7 +106,15 @@ describe('parseConfig', () => {
 
   it('qwen3: qk norm, head_dim != hidden/heads, rope_parameters, dtype key', () => {
     const c = parseConfig(configOf('qwen3'));
-    expect(c).toMatchObject({ qkNorm: true, hiddenSize: 40, numHeads: 3, headDim: 8, qkvBias: false, oBias: false, torchDtype: 'float32' });
+    expect(c).toMatchObject({
+      qkNorm: true,
+      hiddenSize: 40,
+      numHeads: 3,
+      headDim: 8,
+      qkvBias: false,
+      oBias: false,
+      torchDtype: 'float32',
+    });
     expect(c.rope).toEqual({ theta: 1e6, rotaryDim: 8 });
     const b = parseConfig(configOf('qwen3', { attention_bias: true }));
     expect([b.qkvBias, b.oBias]).toEqual([true, true]);
@@ -120,8 +146,12 @@ describe('parseConfig', () => {
     });
     expect(parseConfig(configOf('gpt2', { n_inner: 100 })).intermediateSize).toBe(100);
     expect(parseConfig(configOf('gpt2', { activation_function: 'gelu_pytorch_tanh' })).act).toBe('gelu_tanh');
-    expect(() => parseConfig(configOf('gpt2', { activation_function: 'relu' }))).toThrow(/"activation_function" is "relu"/);
-    expect(() => parseConfig(configOf('gpt2', { scale_attn_by_inverse_layer_idx: true }))).toThrow(/scale_attn_by_inverse_layer_idx/);
+    expect(() => parseConfig(configOf('gpt2', { activation_function: 'relu' }))).toThrow(
+      /"activation_function" is "relu"/,
+    );
+    expect(() => parseConfig(configOf('gpt2', { scale_attn_by_inverse_layer_idx: true }))).toThrow(
+      /scale_attn_by_inverse_layer_idx/,
+    );
   });
 
   it('rope_scaling: null, default, linear and llama3 accepted, others rejected naming the key', () => {
@@ -132,20 +162,37 @@ describe('parseConfig', () => {
     );
     const l3 = parseConfig(
       configOf('llama', {
-        rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+        rope_scaling: {
+          rope_type: 'llama3',
+          factor: 32,
+          low_freq_factor: 1,
+          high_freq_factor: 4,
+          original_max_position_embeddings: 8192,
+        },
       }),
     );
-    expect(l3.rope!.scaling).toEqual({ type: 'llama3', factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
-    expect(parseConfig(configOf('llama', { rope_scaling: { type: 'linear', factor: 2 } })).rope!.scaling).toEqual({ type: 'linear', factor: 2 });
+    expect(l3.rope!.scaling).toEqual({
+      type: 'llama3',
+      factor: 32,
+      lowFreqFactor: 1,
+      highFreqFactor: 4,
+      originalMaxPositionEmbeddings: 8192,
+    });
+    expect(parseConfig(configOf('llama', { rope_scaling: { type: 'linear', factor: 2 } })).rope!.scaling).toEqual({
+      type: 'linear',
+      factor: 2,
+    });
     expect(() => parseConfig(configOf('llama', { rope_scaling: { rope_type: 'dynamic', factor: 2 } }))).toThrow(
       /"rope_scaling".*"dynamic".*not support/,
     );
-    expect(() => parseConfig(configOf('qwen3', { rope_parameters: { rope_type: 'yarn', rope_theta: 1e6, factor: 4 } }))).toThrow(
-      /"rope_parameters" asks for RoPE scaling type "yarn"/,
-    );
+    expect(() =>
+      parseConfig(configOf('qwen3', { rope_parameters: { rope_type: 'yarn', rope_theta: 1e6, factor: 4 } })),
+    ).toThrow(/"rope_parameters" asks for RoPE scaling type "yarn"/);
     // rope_parameters.rope_theta wins over a default, rope_theta key also read
     expect(parseConfig(configOf('llama', { rope_theta: 5e5 })).rope!.theta).toBe(5e5);
-    expect(parseConfig(configOf('llama', { rope_parameters: { rope_type: 'default', rope_theta: 123 } })).rope!.theta).toBe(123);
+    expect(
+      parseConfig(configOf('llama', { rope_parameters: { rope_type: 'default', rope_theta: 123 } })).rope!.theta,
+    ).toBe(123);
   });
 
   it('unsupported model_type lists the supported ones', () => {
@@ -158,7 +205,9 @@ describe('parseConfig', () => {
 
   it('missing required keys are named with the file', () => {
     for (const key of ['hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'vocab_size']) {
-      expect(() => parseConfig(without(configOf('qwen2'), key))).toThrow(`config.json: missing required key "${key}" (model_type "qwen2").`);
+      expect(() => parseConfig(without(configOf('qwen2'), key))).toThrow(
+        `config.json: missing required key "${key}" (model_type "qwen2").`,
+      );
     }
     expect(() => parseConfig(without(configOf('gpt2'), 'n_embd'), 'my/config.json')).toThrow(
       'my/config.json: missing required key "n_embd" (model_type "gpt2").',
@@ -166,12 +215,20 @@ describe('parseConfig', () => {
   });
 
   it('malformed values and inconsistent sizes', () => {
-    expect(() => parseConfig(configOf('llama', { hidden_size: '24' }))).toThrow(/"hidden_size" must be a positive integer, got "24"/);
-    expect(() => parseConfig(configOf('llama', { num_key_value_heads: 2 }))).toThrow(/multiple of "num_key_value_heads"/);
-    expect(() => parseConfig(configOf('llama', { hidden_size: 25 }))).toThrow(/not a multiple of "num_attention_heads"/);
+    expect(() => parseConfig(configOf('llama', { hidden_size: '24' }))).toThrow(
+      /"hidden_size" must be a positive integer, got "24"/,
+    );
+    expect(() => parseConfig(configOf('llama', { num_key_value_heads: 2 }))).toThrow(
+      /multiple of "num_key_value_heads"/,
+    );
+    expect(() => parseConfig(configOf('llama', { hidden_size: 25 }))).toThrow(
+      /not a multiple of "num_attention_heads"/,
+    );
     expect(() => parseConfig('{not json')).toThrow(ConfigError);
     expect(() => parseConfig([1, 2])).toThrow(/expected a JSON object/);
-    expect(() => parseConfig(configOf('llama', { quantization_config: { quant_method: 'gptq' } }))).toThrow(/quantized.*gptq/);
+    expect(() => parseConfig(configOf('llama', { quantization_config: { quant_method: 'gptq' } }))).toThrow(
+      /quantized.*gptq/,
+    );
   });
 
   it('token ids: lists, null, bytes and string input', () => {

@@ -41,7 +41,13 @@ describe('loadModel', () => {
       const { src, m } = await tinyDir({ modelType, seed: 3 });
       const files: string[] = [];
       const loaded = await loadModel(src, { onProgress: (f) => files.includes(f) || files.push(f) });
-      expect(files).toEqual(['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'model.safetensors']);
+      expect(files).toEqual([
+        'config.json',
+        'tokenizer.json',
+        'tokenizer_config.json',
+        'generation_config.json',
+        'model.safetensors',
+      ]);
       expect(loaded.config.modelType).toBe(modelType);
       expect(loaded.weightFiles).toEqual(['model.safetensors']);
       expect([...loaded.tensors.keys()].sort()).toEqual(m.tensorNames);
@@ -53,7 +59,8 @@ describe('loadModel', () => {
       // estimate before download = what was loaded
       const est = estimateModel(await loadConfigOnly(src));
       let params = 0;
-      for (const [k, t] of loaded.tensors) if (!k.endsWith('attn.bias') || k.includes('c_attn')) params += numel(t.shape);
+      for (const [k, t] of loaded.tensors)
+        if (!k.endsWith('attn.bias') || k.includes('c_attn')) params += numel(t.shape);
       expect(est.params).toBe(params);
       expect(est.bytes.F32).toBe(params * 4);
       expect(est.checkpointDtype).toBe('F32');
@@ -134,7 +141,9 @@ describe('loadModel', () => {
     });
     const e = await loadError(loadModel(src));
     expect(e).toBeInstanceOf(ModelWeightsError);
-    expect(e.message).toMatch(/^model\.safetensors\.index\.json: missing tensor "model\.layers\.1\.mlp\.up_proj\.weight" expected by model_type "llama"/);
+    expect(e.message).toMatch(
+      /^model\.safetensors\.index\.json: missing tensor "model\.layers\.1\.mlp\.up_proj\.weight" expected by model_type "llama"/,
+    );
   });
 
   it('shape mismatch in a shard: names the shard, key and shapes', async () => {
@@ -142,7 +151,9 @@ describe('loadModel', () => {
       modelType: 'qwen2',
       sharded: true,
       editTensors: (ts: TinyTensor[]) =>
-        ts.map((t) => (t.name === 'model.layers.0.self_attn.k_proj.bias' ? { ...t, shape: [9], values: new Float32Array(9) } : t)),
+        ts.map((t) =>
+          t.name === 'model.layers.0.self_attn.k_proj.bias' ? { ...t, shape: [9], values: new Float32Array(9) } : t,
+        ),
     });
     const index = JSON.parse(new TextDecoder().decode(m.files.get('model.safetensors.index.json')!));
     const shard = index.weight_map['model.layers.0.self_attn.k_proj.bias'];
@@ -155,11 +166,15 @@ describe('loadModel', () => {
   it('missing files are named', async () => {
     const cfg = await tinyDir({ modelType: 'llama' });
     await unlink(join(cfg.dir, 'config.json'));
-    expect((await loadError(loadModel(cfg.src))).message).toMatch(/has no config\.json; expected a Hugging Face model folder/);
+    expect((await loadError(loadModel(cfg.src))).message).toMatch(
+      /has no config\.json; expected a Hugging Face model folder/,
+    );
 
     const tok = await tinyDir({ modelType: 'llama' });
     await unlink(join(tok.dir, 'tokenizer.json'));
-    expect((await loadError(loadModel(tok.src))).message).toMatch(/has no tokenizer\.json; Tabtune needs the "fast" tokenizer file/);
+    expect((await loadError(loadModel(tok.src))).message).toMatch(
+      /has no tokenizer\.json; Tabtune needs the "fast" tokenizer file/,
+    );
 
     const w = await tinyDir({ modelType: 'llama' });
     await unlink(join(w.dir, 'model.safetensors'));
@@ -198,7 +213,9 @@ describe('loadModel', () => {
     expect(loaded.generationConfig).toBeNull();
     expect(loaded.tokenizerConfig.chat_template).toBe('{{ messages[0].content }}');
     files.delete('tokenizer_config.json');
-    expect((await loadModel(new MemorySource(files))).tokenizerConfig).toEqual({ chat_template: '{{ messages[0].content }}' });
+    expect((await loadModel(new MemorySource(files))).tokenizerConfig).toEqual({
+      chat_template: '{{ messages[0].content }}',
+    });
   });
 
   it('bad JSON, bad safetensors and unsupported dtypes are reported with the file', async () => {
@@ -209,7 +226,9 @@ describe('loadModel', () => {
     const truncated = new Map(m.files);
     const whole = m.files.get('model.safetensors')!;
     truncated.set('model.safetensors', whole.subarray(0, whole.byteLength - 100));
-    await expect(loadModel(new MemorySource(truncated))).rejects.toThrow(/model\.safetensors: tensor ".*" ends at byte \d+, past the end/);
+    await expect(loadModel(new MemorySource(truncated))).rejects.toThrow(
+      /model\.safetensors: tensor ".*" ends at byte \d+, past the end/,
+    );
 
     // an int8 tensor where a weight should be
     const parsed = parseSafetensors(m.files.get('model.safetensors')!).tensors;
@@ -225,8 +244,12 @@ describe('loadModel', () => {
   });
 
   it('estimateModel: tied heads counted once, dtype from torch_dtype', async () => {
-    const tied = estimateModel((await loadModel(new MemorySource(makeTinyModel({ modelType: 'llama', dtype: 'BF16' }).files))).config);
-    const untied = estimateModel((await loadModel(new MemorySource(makeTinyModel({ modelType: 'llama', tie: false }).files))).config);
+    const tied = estimateModel(
+      (await loadModel(new MemorySource(makeTinyModel({ modelType: 'llama', dtype: 'BF16' }).files))).config,
+    );
+    const untied = estimateModel(
+      (await loadModel(new MemorySource(makeTinyModel({ modelType: 'llama', tie: false }).files))).config,
+    );
     expect(untied.params - tied.params).toBe(320 * 24);
     expect(tied.lmHeadParams).toBe(0);
     expect(untied.lmHeadParams).toBe(320 * 24);

@@ -17,7 +17,8 @@ import {
 import { makeTinyModel } from '../fixtures/tiny-model';
 
 /** Byte equality without vitest's slow element-wise diff. */
-const same = (a: Uint8Array | undefined, b: Uint8Array | undefined) => expect(!!a && !!b && Buffer.from(a).equals(Buffer.from(b))).toBe(true);
+const same = (a: Uint8Array | undefined, b: Uint8Array | undefined) =>
+  expect(!!a && !!b && Buffer.from(a).equals(Buffer.from(b))).toBe(true);
 
 const bytesOf = (n: number, seed = 1) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
 
@@ -106,7 +107,8 @@ describe('UrlSource (local HTTP server)', () => {
     files.set('/m/broken.json', { bytes: new Uint8Array(0), status: 500 });
     // A Hub-layout repo with a whole tiny model, and the Hub's API listing.
     const tiny = makeTinyModel({ modelType: 'qwen2', sharded: true });
-    for (const [name, bytes] of tiny.files) files.set(`/org/tiny/resolve/main/${name}`, { bytes, chunked: name.endsWith('.json') });
+    for (const [name, bytes] of tiny.files)
+      files.set(`/org/tiny/resolve/main/${name}`, { bytes, chunked: name.endsWith('.json') });
     const listing = { siblings: [...tiny.files.keys()].map((rfilename) => ({ rfilename })) };
     files.set('/api/models/org/tiny/revision/main', { bytes: new TextEncoder().encode(JSON.stringify(listing)) });
 
@@ -183,7 +185,11 @@ describe('UrlSource (local HTTP server)', () => {
 
   it('404 names the file and the source; has() is false', async () => {
     const src = new UrlSource(`${base}/m`, 'local');
-    await expectSourceError(src.read('model.safetensors'), 'not-found', `File "model.safetensors" not found in "${base}/m/" (HTTP 404 for ${base}/m/model.safetensors).`);
+    await expectSourceError(
+      src.read('model.safetensors'),
+      'not-found',
+      `File "model.safetensors" not found in "${base}/m/" (HTTP 404 for ${base}/m/model.safetensors).`,
+    );
     expect(await src.has('model.safetensors')).toBe(false);
     expect(await src.has('config.json')).toBe(true);
     expect(requests.filter((r) => r.url === '/m/config.json').at(-1)!.method).toBe('HEAD');
@@ -193,11 +199,19 @@ describe('UrlSource (local HTTP server)', () => {
     const hub = UrlSource.hub('org/tiny', 'main', { endpoint: base });
     expect(hub.name).toBe('org/tiny');
     expect(hub.urlOf('config.json')).toBe(`${base}/org/tiny/resolve/main/config.json`);
-    await expectSourceError(hub.read('missing.json'), 'not-found', /^File "missing\.json" not found in repo "org\/tiny" \(HTTP 404/);
+    await expectSourceError(
+      hub.read('missing.json'),
+      'not-found',
+      /^File "missing\.json" not found in repo "org\/tiny" \(HTTP 404/,
+    );
     const m = new UrlSource(`${base}/m`, 'local');
     await expectSourceError(m.read('secret.json'), 'unauthorized', /Access denied \(HTTP 401\) to "secret\.json"/);
     const gated = new UrlSource(`${base}/m`, 'x', {}, { repo: 'meta/gated', revision: 'v2', endpoint: base });
-    await expectSourceError(gated.read('secret.json'), 'unauthorized', /repo "meta\/gated" \(revision "v2"\).*private or gated/);
+    await expectSourceError(
+      gated.read('secret.json'),
+      'unauthorized',
+      /repo "meta\/gated" \(revision "v2"\).*private or gated/,
+    );
     await expectSourceError(m.read('broken.json'), 'http', /HTTP 500/);
     expect(() => UrlSource.hub('not a repo!')).toThrow(/not a Hugging Face repo id/);
     expect(UrlSource.hub('HuggingFaceTB/SmolLM2-135M').urlOf('config.json')).toBe(
@@ -207,7 +221,11 @@ describe('UrlSource (local HTTP server)', () => {
 
   it('network failure names the file', async () => {
     const src = new UrlSource('http://127.0.0.1:1/x', 'dead');
-    await expectSourceError(src.read('config.json'), 'network', /Could not reach http:\/\/127\.0\.0\.1:1\/x\/config\.json for "config\.json"/);
+    await expectSourceError(
+      src.read('config.json'),
+      'network',
+      /Could not reach http:\/\/127\.0\.0\.1:1\/x\/config\.json for "config\.json"/,
+    );
   });
 
   it('sends extra headers (access token)', async () => {
@@ -269,7 +287,11 @@ describe('FileListSource and MemorySource', () => {
 
   it('matches dropped-folder files by relative path and loads a model', async () => {
     const files = asFiles('TinyLlama');
-    files.push(Object.defineProperty(new File(['{}'], 'config.json'), 'webkitRelativePath', { value: 'TinyLlama/onnx/config.json' }));
+    files.push(
+      Object.defineProperty(new File(['{}'], 'config.json'), 'webkitRelativePath', {
+        value: 'TinyLlama/onnx/config.json',
+      }),
+    );
     const src = new FileListSource(files);
     expect(src.name).toBe('TinyLlama');
     expect(await src.has('config.json')).toBe(true);
@@ -285,7 +307,11 @@ describe('FileListSource and MemorySource', () => {
     expect(calls.at(-1)).toEqual([w.byteLength, w.byteLength]);
     const m = await loadModel(src);
     expect(m.config.modelType).toBe('llama');
-    await expectSourceError(src.read('tokenizer.model'), 'not-found', /"tokenizer\.model" is not among the selected files of "TinyLlama"/);
+    await expectSourceError(
+      src.read('tokenizer.model'),
+      'not-found',
+      /"tokenizer\.model" is not among the selected files of "TinyLlama"/,
+    );
   });
 
   it('plain File objects (no folder) and explicit paths', async () => {

@@ -15,7 +15,13 @@ async function tinyTokenizer(o: TinyModelOptions = { modelType: 'llama' }) {
 describe('createTokenizer (tiny byte-level BPE)', () => {
   it('round-trips text, including non-ASCII and emoji', async () => {
     const { tok } = await tinyTokenizer();
-    for (const text of [TINY_CORPUS, 'Héllo wörld — ünïcödé 🙂 日本語\n\ttabs  and  spaces ', '', ' leading space', "it's the cat's"]) {
+    for (const text of [
+      TINY_CORPUS,
+      'Héllo wörld — ünïcödé 🙂 日本語\n\ttabs  and  spaces ',
+      '',
+      ' leading space',
+      "it's the cat's",
+    ]) {
       const ids = tok.encode(text, { addSpecialTokens: false });
       expect(tok.decode(ids)).toBe(text);
     }
@@ -101,13 +107,21 @@ describe('createTokenizer (tiny byte-level BPE)', () => {
       ...m.tokenizerConfig,
       chat_template: [
         { name: 'tool_use', template: 'TOOLS' },
-        { name: 'default', template: '{{ eos_token }}|{{ pad_token }}|{% for m in messages %}{{ m.role }}{% endfor %}' },
+        {
+          name: 'default',
+          template: '{{ eos_token }}|{{ pad_token }}|{% for m in messages %}{{ m.role }}{% endfor %}',
+        },
       ],
     };
     const tok = await createTokenizer(m.tokenizerJson, cfg);
     expect(tok.applyChatTemplate([{ role: 'user', content: 'x' }])).toBe('<|im_end|>|<|endoftext|>|user');
-    const raising = await createTokenizer(m.tokenizerJson, { ...m.tokenizerConfig, chat_template: "{{ raise_exception('roles must alternate') }}" });
-    expect(() => raising.applyChatTemplate([{ role: 'user', content: 'x' }])).toThrow(/chat template failed to render: .*roles must alternate/);
+    const raising = await createTokenizer(m.tokenizerJson, {
+      ...m.tokenizerConfig,
+      chat_template: "{{ raise_exception('roles must alternate') }}",
+    });
+    expect(() => raising.applyChatTemplate([{ role: 'user', content: 'x' }])).toThrow(
+      /chat template failed to render: .*roles must alternate/,
+    );
   });
 
   it('no chat template: flag off and a clear error', async () => {
@@ -155,7 +169,12 @@ describe('agrees with @huggingface/transformers (AutoTokenizer, apply_chat_templ
         mkdirSync(dir, { recursive: true });
         for (const [name, bytes] of m.files) writeFileSync(join(dir, name), bytes);
         const hf = await AutoTokenizer.from_pretrained(`tiny-${o.modelType}`, { local_files_only: true });
-        const texts = [TINY_CORPUS, 'Héllo wörld — ünïcödé 🙂 日本語\n\ttabs  and  spaces ', ' leading space', '<|im_start|>user\nhi<|im_end|>\n'];
+        const texts = [
+          TINY_CORPUS,
+          'Héllo wörld — ünïcödé 🙂 日本語\n\ttabs  and  spaces ',
+          ' leading space',
+          '<|im_start|>user\nhi<|im_end|>\n',
+        ];
         for (const text of texts) {
           const ids = tok.encode(text);
           expect(ids, `${o.modelType} encode ${JSON.stringify(text.slice(0, 20))}`).toEqual(hf.encode(text));

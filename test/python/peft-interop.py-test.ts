@@ -19,7 +19,6 @@ const ROOT = join(import.meta.dirname, '..', '..');
 const PYTHON = process.env.TABTUNE_PEFT_PYTHON ?? join(ROOT, '.venv-peft', 'bin', 'python');
 let dir = '';
 
-
 async function lastJson(cmd: string, args: string[]): Promise<Record<string, number>> {
   const r = await runCommand(cmd, args, ROOT);
   expect(r.code, `${cmd} ${args.join(' ')}\n${r.stderr.slice(-3000)}`).toBe(0);
@@ -33,14 +32,23 @@ const python = (args: string[]) => lastJson(PYTHON, [join(ROOT, 'scripts', 'peft
 /** Same loss on the same tokens: float32 on two engines, relative 1e-4. */
 function expectSameLoss(ours: Record<string, number>, theirs: Record<string, number>, what: string) {
   expect(ours.tokens, `${what}: token count`).toBe(theirs.tokens);
-  expect(Math.abs(ours.loss! - theirs.loss!) / theirs.loss!, `${what}: loss ${ours.loss} vs Python ${theirs.loss}`).toBeLessThan(1e-4);
+  expect(
+    Math.abs(ours.loss! - theirs.loss!) / theirs.loss!,
+    `${what}: loss ${ours.loss} vs Python ${theirs.loss}`,
+  ).toBeLessThan(1e-4);
 }
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'tabtune-peft-'));
   const lines = TINY_CORPUS.trim().split('\n');
   await writeFile(join(dir, 'train.jsonl'), lines.map((t) => JSON.stringify({ text: t })).join('\n'));
-  await writeFile(join(dir, 'eval.jsonl'), lines.slice(0, 6).map((t) => JSON.stringify({ text: t })).join('\n'));
+  await writeFile(
+    join(dir, 'eval.jsonl'),
+    lines
+      .slice(0, 6)
+      .map((t) => JSON.stringify({ text: t }))
+      .join('\n'),
+  );
 });
 
 afterAll(async () => {
@@ -48,7 +56,12 @@ afterAll(async () => {
 });
 
 const CASES: { type: TinyModelType; targets: string; pyTargets: string; rslora: boolean }[] = [
-  { type: 'llama', targets: 'all-linear', pyTargets: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', rslora: false },
+  {
+    type: 'llama',
+    targets: 'all-linear',
+    pyTargets: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj',
+    rslora: false,
+  },
   { type: 'mistral', targets: 'q_proj,v_proj', pyTargets: 'q_proj,v_proj', rslora: true },
   { type: 'qwen2', targets: 'q_proj,k_proj,v_proj,o_proj', pyTargets: 'q_proj,k_proj,v_proj,down_proj', rslora: false },
   { type: 'qwen3', targets: 'all-linear', pyTargets: 'q_proj,o_proj,up_proj', rslora: false },
@@ -69,7 +82,30 @@ describe('PEFT interop with Python transformers + peft', () => {
 
       // 1. Trained here, loaded there.
       const ours = join(dir, `${c.type}-ours`);
-      const trainArgs = ['train', '--model', model, '--data', join(dir, 'train.jsonl'), '--out', ours, '--targets', c.targets, '--r', '4', '--alpha', '8', '--dropout', '0', '--steps', '12', '--lr', '0.02', '--seed', '3', '--json'];
+      const trainArgs = [
+        'train',
+        '--model',
+        model,
+        '--data',
+        join(dir, 'train.jsonl'),
+        '--out',
+        ours,
+        '--targets',
+        c.targets,
+        '--r',
+        '4',
+        '--alpha',
+        '8',
+        '--dropout',
+        '0',
+        '--steps',
+        '12',
+        '--lr',
+        '0.02',
+        '--seed',
+        '3',
+        '--json',
+      ];
       if (c.rslora) trainArgs.push('--rslora');
       await tabtune(trainArgs);
       const oursHere = await tabtune(['eval', '--model', model, '--adapter', ours, '--data', data, '--json']);
@@ -78,7 +114,21 @@ describe('PEFT interop with Python transformers + peft', () => {
 
       // 2. Made there, loaded here.
       const theirs = join(dir, `${c.type}-theirs`);
-      const mk = ['make-adapter', '--model', model, '--out', theirs, '--r', '3', '--alpha', '6', '--targets', c.pyTargets, '--seed', '7'];
+      const mk = [
+        'make-adapter',
+        '--model',
+        model,
+        '--out',
+        theirs,
+        '--r',
+        '3',
+        '--alpha',
+        '6',
+        '--targets',
+        c.pyTargets,
+        '--seed',
+        '7',
+      ];
       if (c.rslora) mk.push('--rslora');
       await python(mk);
       const theirsThere = await python(['eval', '--model', model, '--adapter', theirs, '--data', data]);

@@ -4,7 +4,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { dropoutMask } from '../../src/reference/dropout';
-import { type FrozenLinearRef, type LoraParamsRef, linearBackwardRef, linearForwardRef } from '../../src/reference/linear';
+import {
+  type FrozenLinearRef,
+  type LoraParamsRef,
+  linearBackwardRef,
+  linearForwardRef,
+} from '../../src/reference/linear';
 import { matmulRef } from '../../src/reference/matmul';
 import { randArray } from '../helpers/close';
 import { numericGrad } from '../helpers/fd';
@@ -34,7 +39,13 @@ describe('LoRA linear reference: finite differences', () => {
     for (const transposed of [false, true]) {
       it(`dX, dA, dB (dropout ${dropout}, ${transposed ? 'Conv1D' : 'nn.Linear'})`, () => {
         const x = Float64Array.from(randArray(M * inF, 1));
-        const lin: FrozenLinearRef = { w: Float64Array.from(randArray(inF * outF, 2)), bias: Float64Array.from(randArray(outF, 3)), inF, outF, transposed };
+        const lin: FrozenLinearRef = {
+          w: Float64Array.from(randArray(inF * outF, 2)),
+          bias: Float64Array.from(randArray(outF, 3)),
+          inF,
+          outF,
+          transposed,
+        };
         const a = Float64Array.from(randArray(r * inF, 4));
         const b = Float64Array.from(randArray(outF * r, 5));
         const lora: LoraParamsRef = { a, b, r, scale: 1.7, dropout };
@@ -63,7 +74,12 @@ describe('LoRA linear reference: finite differences', () => {
     const lin: FrozenLinearRef = { w: randArray(outF * inF, 12), bias: null, inF, outF, transposed: false };
     const lora: LoraParamsRef = { a: randArray(r * inF, 13), b: randArray(outF * r, 14), r, scale: 0.5, dropout: 0.3 };
     const dy = randArray(M * outF, 15);
-    const fresh = { y: new Float64Array(M * outF), dx: new Float64Array(M * inF), dA: new Float64Array(r * inF), dB: new Float64Array(outF * r) };
+    const fresh = {
+      y: new Float64Array(M * outF),
+      dx: new Float64Array(M * inF),
+      dA: new Float64Array(r * inF),
+      dB: new Float64Array(outF * r),
+    };
     const s = new Float64Array(M * r);
     linearForwardRef({ x, M, lin, lora, seed: 5, y: fresh.y, s });
     linearBackwardRef({ dy, x, M, lin, lora, seed: 5, dx: fresh.dx, dA: fresh.dA, dB: fresh.dB });
@@ -71,10 +87,32 @@ describe('LoRA linear reference: finite differences', () => {
     linearBackwardRef({ dy, x, M, lin, lora, seed: 5, s, ...withSaved });
     expect(withSaved.dA).toEqual(fresh.dA);
     expect(withSaved.dB).toEqual(fresh.dB);
-    const init = { y: Float64Array.from(randArray(M * outF, 16)), dx: Float64Array.from(randArray(M * inF, 17)), dA: Float64Array.from(randArray(r * inF, 18)), dB: Float64Array.from(randArray(outF * r, 19)) };
-    const acc = { y: Float64Array.from(init.y), dx: Float64Array.from(init.dx), dA: Float64Array.from(init.dA), dB: Float64Array.from(init.dB) };
+    const init = {
+      y: Float64Array.from(randArray(M * outF, 16)),
+      dx: Float64Array.from(randArray(M * inF, 17)),
+      dA: Float64Array.from(randArray(r * inF, 18)),
+      dB: Float64Array.from(randArray(outF * r, 19)),
+    };
+    const acc = {
+      y: Float64Array.from(init.y),
+      dx: Float64Array.from(init.dx),
+      dA: Float64Array.from(init.dA),
+      dB: Float64Array.from(init.dB),
+    };
     linearForwardRef({ x, M, lin, lora, seed: 5, y: acc.y, accumulate: true });
-    linearBackwardRef({ dy, x, M, lin, lora, seed: 5, dx: acc.dx, accumulateDx: true, dA: acc.dA, dB: acc.dB, accumulateGrads: true });
+    linearBackwardRef({
+      dy,
+      x,
+      M,
+      lin,
+      lora,
+      seed: 5,
+      dx: acc.dx,
+      accumulateDx: true,
+      dA: acc.dA,
+      dB: acc.dB,
+      accumulateGrads: true,
+    });
     for (const k of ['y', 'dx', 'dA', 'dB'] as const) {
       for (let i = 0; i < acc[k].length; i++) expect(acc[k][i]).toBeCloseTo(init[k][i]! + fresh[k][i]!, 12);
     }

@@ -4,13 +4,18 @@
  * ignored targets. The reference itself is checked by finite differences.
  */
 import { describe, expect, it } from 'vitest';
-import { loraScaleInfo } from '../../src/lora/config';
 import { GpuLora, type LoraModuleArrays } from '../../src/lora/gpu-lora';
 import { initLoraModules } from '../../src/lora/init';
 import { loraConfigFromSettings, resolveTargets } from '../../src/lora/targets';
 import { ModelRunner, dropoutSeed } from '../../src/model/runner';
 import type { LinearModule } from '../../src/model/registry';
-import { type RefBatch, type RefLoraModule, type RefWeights, modelBackwardRef, modelForwardRef } from '../../src/reference/model';
+import {
+  type RefBatch,
+  type RefLoraModule,
+  type RefWeights,
+  modelBackwardRef,
+  modelForwardRef,
+} from '../../src/reference/model';
 import type { TinyModelType } from '../fixtures/tiny-model';
 import { expectClose, randArray, rng } from '../helpers/close';
 import { getGpu } from '../helpers/gpu';
@@ -42,7 +47,10 @@ function makeBatch(vocab: number, B: number, S: number, seed: number): RefBatch 
 }
 
 function loraArrays(modules: LinearModule[], r: number, seed: number): LoraModuleArrays[] {
-  const cfg = loraConfigFromSettings({ r, lora_alpha: 2 * r, lora_dropout: 0, target_modules: 'all-linear', use_rslora: false }, 'llama');
+  const cfg = loraConfigFromSettings(
+    { r, lora_alpha: 2 * r, lora_dropout: 0, target_modules: 'all-linear', use_rslora: false },
+    'llama',
+  );
   const init = initLoraModules(cfg, resolveTargets(cfg, modules), seed);
   // B is zero at init; give it values so every path of the gradient is exercised.
   return init.map((m, i) => ({ ...m, b: randArray(m.b.length, seed * 97 + i, 0.3) }));
@@ -77,10 +85,21 @@ function maxAbs(x: ArrayLike<number>): number {
 }
 
 const LLAMA3_ROPE = {
-  rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 },
+  rope_scaling: {
+    rope_type: 'llama3',
+    factor: 8,
+    low_freq_factor: 1,
+    high_freq_factor: 4,
+    original_max_position_embeddings: 16,
+  },
 };
 
-const CASES: { type: TinyModelType; dtype: 'F32' | 'F16' | 'BF16'; dropout: number; overrides?: Record<string, unknown> }[] = [
+const CASES: {
+  type: TinyModelType;
+  dtype: 'F32' | 'F16' | 'BF16';
+  dropout: number;
+  overrides?: Record<string, unknown>;
+}[] = [
   { type: 'llama', dtype: 'F32', dropout: 0, overrides: LLAMA3_ROPE },
   { type: 'llama', dtype: 'F32', dropout: 0 },
   { type: 'llama', dtype: 'BF16', dropout: 0.1 },
@@ -176,7 +195,9 @@ describe('whole-model reference', () => {
           arr[i] = orig;
           const fd = (lp - lm) / (2 * eps);
           const an = (which === 'a' ? grads.dA : grads.dB).get(m.path)![i]!;
-          expect(Math.abs(fd - an), `${m.path}.${which}[${i}]: fd ${fd} vs analytic ${an}`).toBeLessThan(1e-6 + 1e-4 * Math.abs(fd));
+          expect(Math.abs(fd - an), `${m.path}.${which}[${i}]: fd ${fd} vs analytic ${an}`).toBeLessThan(
+            1e-6 + 1e-4 * Math.abs(fd),
+          );
           checked++;
         }
       }
@@ -189,7 +210,12 @@ describe('activation checkpointing', () => {
   for (const type of ['llama', 'qwen3', 'gpt2'] as const) {
     it(`${type}: recomputing layers gives bit-identical loss and gradients with less activation memory`, async () => {
       const gpu = await getGpu();
-      const tiny = await tinyGpuModel(gpu, { modelType: type, dtype: 'BF16', seed: 6, overrides: { num_hidden_layers: 3, n_layer: 3 } });
+      const tiny = await tinyGpuModel(gpu, {
+        modelType: type,
+        dtype: 'BF16',
+        seed: 6,
+        overrides: { num_hidden_layers: 3, n_layer: 3 },
+      });
       const modules = tiny.model.linears;
       const arrays = loraArrays(modules, 4, 5);
       const batch = makeBatch(200, 2, 11, 8);
@@ -222,7 +248,9 @@ describe('activation checkpointing', () => {
       tiny.model.dispose();
       expect(ckpt.loss).toEqual(plain.loss);
       expect(ckpt.grads.length).toBe(plain.grads.length);
-      plain.grads.forEach((g, i) => expect(Buffer.from(ckpt.grads[i]!.buffer).equals(Buffer.from(g.buffer)), `grad ${i}`).toBe(true));
+      plain.grads.forEach((g, i) =>
+        expect(Buffer.from(ckpt.grads[i]!.buffer).equals(Buffer.from(g.buffer)), `grad ${i}`).toBe(true),
+      );
       expect(ckpt.activationBytes).toBeLessThan(0.6 * plain.activationBytes);
     });
   }

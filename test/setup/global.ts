@@ -9,7 +9,7 @@ export default async function setup(): Promise<void> {
   try {
     gpu = await createNodeGpu();
   } catch (e) {
-    throw new Error(`GPU tests cannot run: ${(e as Error).message}\n${INSTALL_HINT}`);
+    throw new Error(`GPU tests cannot run: ${(e as Error).message}\n${INSTALL_HINT}`, { cause: e });
   }
   const { vendor, architecture, description } = gpu.info;
   console.log(

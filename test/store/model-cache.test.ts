@@ -8,7 +8,14 @@ import 'fake-indexeddb/auto';
 import { IDBFactory } from 'fake-indexeddb';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openTabtuneDb } from '../../src/store/db';
-import { FileCheck, ModelByteCache, ModelCacheIndex, cachingFetch, isModelFileUrl, wholeFileProblem } from '../../src/store/model-cache';
+import {
+  FileCheck,
+  ModelByteCache,
+  ModelCacheIndex,
+  cachingFetch,
+  isModelFileUrl,
+  wholeFileProblem,
+} from '../../src/store/model-cache';
 import { UrlSource } from '../../src/model/source';
 import { writeSafetensors } from '../../src/model/safetensors';
 
@@ -45,7 +52,10 @@ afterEach(() => {
 
 const HUB = 'https://huggingface.co/org/model/resolve/main/';
 /** A real safetensors file of about 100 KB. */
-const WEIGHTS = writeSafetensors([{ name: 'w', dtype: 'F32', shape: [250, 100], data: new Float32Array(25_000).map((_, i) => (i % 251) / 251) }], { format: 'pt' });
+const WEIGHTS = writeSafetensors(
+  [{ name: 'w', dtype: 'F32', shape: [250, 100], data: new Float32Array(25_000).map((_, i) => (i % 251) / 251) }],
+  { format: 'pt' },
+);
 
 /**
  * How the server answers a file: whole; 'cut' (Content-Length of the whole file, the body ends half
@@ -74,7 +84,10 @@ function server(files: Record<string, Uint8Array> = { 'model.safetensors': WEIGH
         },
       });
       const length = how === 'cut' ? file.byteLength : body.byteLength;
-      return new Response(init?.method === 'HEAD' ? null : stream, { status: 200, headers: { 'content-length': String(length) } });
+      return new Response(init?.method === 'HEAD' ? null : stream, {
+        status: 200,
+        headers: { 'content-length': String(length) },
+      });
     }
     return new Response('nope', { status: 404 });
   }) as typeof fetch;
@@ -136,7 +149,9 @@ describe('cachingFetch', () => {
     const { hits, fetchFn, mode } = server();
     const src = new UrlSource(HUB, 'org/model', { fetch: cachingFetch(fetchFn) });
     mode['model.safetensors'] = 'cut';
-    await expect(src.read('model.safetensors')).rejects.toThrow(/model\.safetensors.*ended after 50\d+ of 100\d+ bytes/);
+    await expect(src.read('model.safetensors')).rejects.toThrow(
+      /model\.safetensors.*ended after 50\d+ of 100\d+ bytes/,
+    );
     await settle();
     expect(cache.entries.size).toBe(0);
     mode['model.safetensors'] = 'whole';
@@ -164,10 +179,17 @@ describe('cachingFetch', () => {
   it('a damaged copy already in the cache is removed when read, and the next read downloads the file', async () => {
     const { hits, fetchFn } = server();
     const half = WEIGHTS.slice(0, 40_000);
-    cache.entries.set(`${HUB}model.safetensors`, { body: half, headers: new Headers({ 'content-length': String(half.byteLength) }) });
+    cache.entries.set(`${HUB}model.safetensors`, {
+      body: half,
+      headers: new Headers({ 'content-length': String(half.byteLength) }),
+    });
     const damaged: string[] = [];
-    const src = new UrlSource(HUB, 'org/model', { fetch: cachingFetch(fetchFn, { onDamaged: (u, p) => damaged.push(p) }) });
-    await expect(src.read('model.safetensors')).rejects.toThrow(/model\.safetensors is incomplete: 40000 of 100\d+ bytes/);
+    const src = new UrlSource(HUB, 'org/model', {
+      fetch: cachingFetch(fetchFn, { onDamaged: (u, p) => damaged.push(p) }),
+    });
+    await expect(src.read('model.safetensors')).rejects.toThrow(
+      /model\.safetensors is incomplete: 40000 of 100\d+ bytes/,
+    );
     await settle();
     expect(damaged).toHaveLength(1);
     expect(cache.entries.has(`${HUB}model.safetensors`)).toBe(false);
@@ -192,7 +214,9 @@ describe('cachingFetch', () => {
     for (let i = 0; i < 300; i++) check.push(WEIGHTS.subarray(i, i + 1));
     check.push(WEIGHTS.subarray(300));
     expect(check.finish()).toBeNull();
-    expect(wholeFileProblem(`${HUB}a.safetensors`, WEIGHTS.subarray(0, WEIGHTS.byteLength - 1))).toMatch(/a\.safetensors is incomplete/);
+    expect(wholeFileProblem(`${HUB}a.safetensors`, WEIGHTS.subarray(0, WEIGHTS.byteLength - 1))).toMatch(
+      /a\.safetensors is incomplete/,
+    );
     expect(wholeFileProblem(`${HUB}a.safetensors`, new Uint8Array(5))).toMatch(/shorter than a safetensors header/);
     expect(wholeFileProblem(`${HUB}tokenizer.json`, new TextEncoder().encode('{"model":{}}'))).toBeNull();
     expect(wholeFileProblem(`${HUB}tokenizer.model`, new Uint8Array(3))).toBeNull(); // other files: length only

@@ -65,7 +65,9 @@ describe('adapter library', () => {
     await lib.rename(a.id, '  renamed ');
     expect((await lib.get(a.id))!.name).toBe('renamed');
     await expect(lib.rename(a.id, '   ')).rejects.toThrow(/cannot be empty/);
-    await expect(lib.rename(a.id, ' Second')).rejects.toThrow('An adapter named "Second" is already in the library; choose another name.');
+    await expect(lib.rename(a.id, ' Second')).rejects.toThrow(
+      'An adapter named "Second" is already in the library; choose another name.',
+    );
     expect((await lib.get(a.id))!.name).toBe('renamed');
     await lib.rename(a.id, 'Renamed'); // its own name in another case is fine
     expect((await lib.get(a.id))!.name).toBe('Renamed');
@@ -80,9 +82,16 @@ describe('adapter library', () => {
   it('imports PEFT files made elsewhere, refusing files that are not a LoRA adapter', async () => {
     const lib = new AdapterLibrary(await openTabtuneDb());
     const rec = await lib.import(FILES, 'from python');
-    expect(rec).toMatchObject({ origin: 'imported', baseModel: 'tabtune/demo-tiny-llama', name: 'from python', finalLoss: null });
+    expect(rec).toMatchObject({
+      origin: 'imported',
+      baseModel: 'tabtune/demo-tiny-llama',
+      name: 'from python',
+      finalLoss: null,
+    });
     await expect(lib.import({ ...FILES, adapterConfig: '{"peft_type": "IA3"}' }, 'x')).rejects.toThrow(/IA3/);
-    await expect(lib.import({ ...FILES, adapterModel: new Uint8Array([1, 2, 3]) }, 'x')).rejects.toThrow(/not a valid safetensors/);
+    await expect(lib.import({ ...FILES, adapterModel: new Uint8Array([1, 2, 3]) }, 'x')).rejects.toThrow(
+      /not a valid safetensors/,
+    );
     expect(await lib.list()).toHaveLength(1);
   });
 });
@@ -134,7 +143,7 @@ describe('runs, leases and checkpoints', () => {
     expect(await runs.resumable()).toEqual([]);
   });
 
-  it('a tab that lost the run still saves its adapter but leaves the new owner\'s run and checkpoint alone', async () => {
+  it("a tab that lost the run still saves its adapter but leaves the new owner's run and checkpoint alone", async () => {
     const db = await openTabtuneDb();
     let now = 1_000_000;
     const tabA = new RunStore(db, 'A', () => now);
@@ -149,10 +158,20 @@ describe('runs, leases and checkpoints', () => {
     expect((await new AdapterLibrary(db).list()).map((a) => a.id)).toEqual([rec.id]);
     expect(rec.runId).toBe(run.id);
     const after = (await tabB.get(run.id))!;
-    expect(after).toMatchObject({ status: 'running', adapterId: null, checkpointStep: 6, step: 6, lease: { owner: 'B' } });
+    expect(after).toMatchObject({
+      status: 'running',
+      adapterId: null,
+      checkpointStep: 6,
+      step: 6,
+      lease: { owner: 'B' },
+    });
     expect((await tabB.checkpoint(run.id))!.blob).toEqual(new Uint8Array([6]));
     // B finishes normally afterwards.
-    const recB = await tabB.finish(run.id, { ...META, name: 'b' }, FILES, { status: 'finished', step: 10, history: [] });
+    const recB = await tabB.finish(run.id, { ...META, name: 'b' }, FILES, {
+      status: 'finished',
+      step: 10,
+      history: [],
+    });
     expect((await tabB.get(run.id))!).toMatchObject({ status: 'finished', adapterId: recB.id, lease: null });
   });
 
@@ -163,7 +182,13 @@ describe('runs, leases and checkpoints', () => {
     await runs.saveCheckpoint(run.id, 2, new Uint8Array([2]), []);
     await runs.release(run.id, 'interrupted', 'The GPU device was lost');
     const [r] = await new RunStore(db, 'B').resumable();
-    expect(r).toMatchObject({ id: run.id, status: 'interrupted', error: 'The GPU device was lost', lease: null, checkpointStep: 2 });
+    expect(r).toMatchObject({
+      id: run.id,
+      status: 'interrupted',
+      error: 'The GPU device was lost',
+      lease: null,
+      checkpointStep: 2,
+    });
     await runs.discard(run.id);
     expect(await runs.get(run.id)).toBeUndefined();
     expect(await runs.checkpoint(run.id)).toBeUndefined();
@@ -179,7 +204,9 @@ describe('quota errors', () => {
       throw quota;
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StorageFullError);
-    expect((err as Error).message).toMatch(/checkpoint at step 3 could not be saved.*Nothing saved before was lost.*deleting adapters/s);
+    expect((err as Error).message).toMatch(
+      /checkpoint at step 3 could not be saved.*Nothing saved before was lost.*deleting adapters/s,
+    );
     await expect(guardQuota('x', async () => Promise.reject(new Error('other')))).rejects.toThrow('other');
   });
 });
@@ -188,7 +215,13 @@ describe('PEFT files', () => {
   it('inspects an adapter: config summary, modules, size', () => {
     const info = inspectPeft(FILES);
     expect(info).toMatchObject({ baseModel: 'tabtune/demo-tiny-llama', modules: 4, tensors: 8 });
-    expect(info.config).toEqual({ r: 8, lora_alpha: 16, lora_dropout: 0.05, target_modules: ['q_proj', 'v_proj'], use_rslora: false });
+    expect(info.config).toEqual({
+      r: 8,
+      lora_alpha: 16,
+      lora_dropout: 0.05,
+      target_modules: ['q_proj', 'v_proj'],
+      use_rslora: false,
+    });
   });
 
   it('finds the two files among what was chosen, or inside a zip, with clear errors otherwise', () => {
@@ -199,17 +232,28 @@ describe('PEFT files', () => {
     ];
     expect(collectPeftFiles(named).adapterConfig).toBe(FILES.adapterConfig);
     const zip = zipPeft(FILES, '# readme');
-    expect(Object.keys(unzipSync(zip)).sort()).toEqual(['README.md', 'adapter_config.json', 'adapter_model.safetensors']);
+    expect(Object.keys(unzipSync(zip)).sort()).toEqual([
+      'README.md',
+      'adapter_config.json',
+      'adapter_model.safetensors',
+    ]);
     const fromZip = collectPeftFiles([{ name: 'a.zip', bytes: zip }]);
     expect(Buffer.from(fromZip.adapterModel).equals(Buffer.from(FILES.adapterModel))).toBe(true);
     expect(() => collectPeftFiles([named[0]!])).toThrow(/missing adapter_config\.json/);
-    expect(() => collectPeftFiles([{ name: 'adapter_model.bin', bytes: new Uint8Array(4) }, named[1]!])).toThrow(/safe_serialization=True/);
+    expect(() => collectPeftFiles([{ name: 'adapter_model.bin', bytes: new Uint8Array(4) }, named[1]!])).toThrow(
+      /safe_serialization=True/,
+    );
     expect(() => collectPeftFiles([{ name: 'bad.zip', bytes: new Uint8Array([1, 2, 3]) }])).toThrow(PeftFileError);
   });
 
   it('refuses a safetensors file without LoRA tensors, naming the expected key form', async () => {
     const { writeSafetensors } = await import('../../src/model/safetensors');
-    const other = writeSafetensors([{ name: 'model.embed_tokens.weight', dtype: 'F32', shape: [2], data: new Float32Array(2) }], { format: 'pt' });
-    expect(() => inspectPeft({ adapterConfig: FILES.adapterConfig, adapterModel: other })).toThrow(/no LoRA tensors.*base_model\.model\..*lora_A\.weight/);
+    const other = writeSafetensors(
+      [{ name: 'model.embed_tokens.weight', dtype: 'F32', shape: [2], data: new Float32Array(2) }],
+      { format: 'pt' },
+    );
+    expect(() => inspectPeft({ adapterConfig: FILES.adapterConfig, adapterModel: other })).toThrow(
+      /no LoRA tensors.*base_model\.model\..*lora_A\.weight/,
+    );
   });
 });

@@ -1,11 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import { BatchError, BatchPlan, type DataPosition, IGNORE_INDEX, type SequenceLike, evalBatches, makeBatch, paddedLength, splitTrainVal } from '../../src/train/batch';
+import {
+  BatchError,
+  BatchPlan,
+  type DataPosition,
+  IGNORE_INDEX,
+  type SequenceLike,
+  evalBatches,
+  makeBatch,
+  paddedLength,
+  splitTrainVal,
+} from '../../src/train/batch';
 
 const X = IGNORE_INDEX;
 
 /** Example i: ids 100*i+1 .. 100*i+len; the first `prompt` tokens do not count. */
 function seq(i: number, len: number, prompt = 1): SequenceLike {
-  return { ids: Array.from({ length: len }, (_, t) => 100 * i + t + 1), counted: Array.from({ length: len }, (_, t) => t >= prompt) };
+  return {
+    ids: Array.from({ length: len }, (_, t) => 100 * i + t + 1),
+    counted: Array.from({ length: len }, (_, t) => t >= prompt),
+  };
 }
 
 function rowsOf(b: { B: number; S: number; ids: Uint32Array }): number[][] {
@@ -19,7 +32,24 @@ describe('makeBatch', () => {
     expect(rowsOf(b)[0]).toEqual([1, 2, 3, 4, 5, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7]);
     // Row 0: tokens 0,1 are prompt, so predicting token 1 (from position 0) does not count.
     expect(Array.from(b.targets.subarray(0, 16))).toEqual([X, 3, 4, 5, X, X, X, X, X, X, X, X, X, X, X, X]);
-    expect(Array.from(b.targets.subarray(16, 32))).toEqual([102, 103, 104, 105, 106, 107, 108, 109, 110, 111, X, X, X, X, X, X]);
+    expect(Array.from(b.targets.subarray(16, 32))).toEqual([
+      102,
+      103,
+      104,
+      105,
+      106,
+      107,
+      108,
+      109,
+      110,
+      111,
+      X,
+      X,
+      X,
+      X,
+      X,
+      X,
+    ]);
     expect(b.counted).toBe(3 + 10);
     expect(Array.from(b.positions.subarray(16, 32))).toEqual([...Array(16).keys()]);
     expect(Array.from(b.positions.subarray(0, 4))).toEqual([0, 1, 2, 3]);
@@ -65,10 +95,18 @@ describe('splitTrainVal', () => {
 
 describe('BatchPlan', () => {
   const examples = Array.from({ length: 10 }, (_, i) => seq(i, 3 + (i % 4), 1));
-  const firstIds = (micro: { B: number; S: number; ids: Uint32Array }[]): number[] => micro.flatMap((b) => rowsOf(b).map((r) => (r[0]! - 1) / 100));
+  const firstIds = (micro: { B: number; S: number; ids: Uint32Array }[]): number[] =>
+    micro.flatMap((b) => rowsOf(b).map((r) => (r[0]! - 1) / 100));
 
   it('epochs, micro-batches and accumulation steps', () => {
-    const plan = new BatchPlan(examples, { batchSize: 3, gradAccum: 2, maxLen: 16, shuffle: false, seed: 0, epochs: 2 });
+    const plan = new BatchPlan(examples, {
+      batchSize: 3,
+      gradAccum: 2,
+      maxLen: 16,
+      shuffle: false,
+      seed: 0,
+      epochs: 2,
+    });
     expect([plan.microPerEpoch, plan.stepsPerEpoch, plan.totalSteps]).toEqual([4, 2, 4]);
     const steps = [...plan];
     expect(steps.map((s) => [s.step, s.epoch, s.micro.length, s.examples])).toEqual([
@@ -106,16 +144,36 @@ describe('BatchPlan', () => {
   });
 
   it('steps mode repeats epochs; fractional epochs round up', () => {
-    const plan = new BatchPlan(examples, { batchSize: 5, gradAccum: 1, maxLen: 16, shuffle: false, seed: 0, steps: 5, epochs: 1 });
+    const plan = new BatchPlan(examples, {
+      batchSize: 5,
+      gradAccum: 1,
+      maxLen: 16,
+      shuffle: false,
+      seed: 0,
+      steps: 5,
+      epochs: 1,
+    });
     expect([...plan].map((s) => s.epoch)).toEqual([0, 0, 1, 1, 2]);
-    expect(new BatchPlan(examples, { batchSize: 3, gradAccum: 1, maxLen: 16, shuffle: false, seed: 0, epochs: 1.5 }).totalSteps).toBe(6);
-    expect(() => new BatchPlan([], { batchSize: 1, gradAccum: 1, maxLen: 8, shuffle: false, seed: 0 })).toThrow(/no training examples/);
-    expect(() => new BatchPlan(examples, { batchSize: 0, gradAccum: 1, maxLen: 8, shuffle: false, seed: 0 })).toThrow(/batchSize must be a positive integer/);
+    expect(
+      new BatchPlan(examples, { batchSize: 3, gradAccum: 1, maxLen: 16, shuffle: false, seed: 0, epochs: 1.5 })
+        .totalSteps,
+    ).toBe(6);
+    expect(() => new BatchPlan([], { batchSize: 1, gradAccum: 1, maxLen: 8, shuffle: false, seed: 0 })).toThrow(
+      /no training examples/,
+    );
+    expect(() => new BatchPlan(examples, { batchSize: 0, gradAccum: 1, maxLen: 8, shuffle: false, seed: 0 })).toThrow(
+      /batchSize must be a positive integer/,
+    );
   });
 
   it('resumes exactly from a serialised position', () => {
     const opts = { batchSize: 3, gradAccum: 2, maxLen: 16, shuffle: true, seed: 7, epochs: 3 };
-    const full = [...new BatchPlan(examples, opts)].map((s) => ({ step: s.step, epoch: s.epoch, ids: s.micro.map((b) => Array.from(b.ids)), targets: s.micro.map((b) => Array.from(b.targets)) }));
+    const full = [...new BatchPlan(examples, opts)].map((s) => ({
+      step: s.step,
+      epoch: s.epoch,
+      ids: s.micro.map((b) => Array.from(b.ids)),
+      targets: s.micro.map((b) => Array.from(b.targets)),
+    }));
     expect(full).toHaveLength(6);
     for (let cut = 0; cut <= full.length; cut++) {
       const first = new BatchPlan(examples, opts);
@@ -123,7 +181,12 @@ describe('BatchPlan', () => {
       const saved: DataPosition = JSON.parse(JSON.stringify(first.position));
       const second = new BatchPlan(examples, opts);
       second.restore(saved);
-      const rest = [...second].map((s) => ({ step: s.step, epoch: s.epoch, ids: s.micro.map((b) => Array.from(b.ids)), targets: s.micro.map((b) => Array.from(b.targets)) }));
+      const rest = [...second].map((s) => ({
+        step: s.step,
+        epoch: s.epoch,
+        ids: s.micro.map((b) => Array.from(b.ids)),
+        targets: s.micro.map((b) => Array.from(b.targets)),
+      }));
       expect(rest).toEqual(full.slice(cut));
     }
   });
@@ -135,6 +198,8 @@ describe('BatchPlan', () => {
     const pos = plan.position;
     expect(() => new BatchPlan(examples.slice(1), opts).restore(pos)).toThrow(/examples was 10, now 9/);
     expect(() => new BatchPlan(examples, { ...opts, seed: 8 }).restore(pos)).toThrow(/seed was 7, now 8/);
-    expect(() => new BatchPlan(examples, opts).restore({ version: 2 } as unknown as DataPosition)).toThrow(/Not a data position/);
+    expect(() => new BatchPlan(examples, opts).restore({ version: 2 } as unknown as DataPosition)).toThrow(
+      /Not a data position/,
+    );
   });
 });

@@ -21,7 +21,10 @@ function countedText(tok: FakeTokenizer, ex: TokenizedExample): string {
 describe('detectFormat', () => {
   it('finds container and format', () => {
     expect(detectFormat('a.jsonl', '{"text": "x"}\n')).toEqual({ container: 'jsonl', format: 'text' });
-    expect(detectFormat('a.jsonl', '\n{"instruction": "x", "output": "y"}')).toEqual({ container: 'jsonl', format: 'alpaca' });
+    expect(detectFormat('a.jsonl', '\n{"instruction": "x", "output": "y"}')).toEqual({
+      container: 'jsonl',
+      format: 'alpaca',
+    });
     expect(detectFormat('a.json', '[{"messages": []}]')).toEqual({ container: 'json', format: 'chat' });
     expect(detectFormat('a.json', '{"text": "a"}\n{"text": "b"}\n')).toEqual({ container: 'jsonl', format: 'text' });
     expect(detectFormat('a.csv', 'prompt,completion\na,b\n')).toEqual({ container: 'csv', format: 'alpaca' });
@@ -48,7 +51,16 @@ describe('detectFormat', () => {
 
 describe('parseDataset: JSONL', () => {
   it('reports each bad line with its number and skips it', () => {
-    const content = ['{"text": "a"}', '', '{"text": 5}', 'not json', '[1, 2]', '{"txt": "x"}', '{"text": "b"}', '{"text": "   "}'].join('\n');
+    const content = [
+      '{"text": "a"}',
+      '',
+      '{"text": 5}',
+      'not json',
+      '[1, 2]',
+      '{"txt": "x"}',
+      '{"text": "b"}',
+      '{"text": "   "}',
+    ].join('\n');
     const d = parseDataset('d.jsonl', content);
     expect(d.format).toBe('text');
     expect(d.records).toEqual([
@@ -82,20 +94,59 @@ describe('parseDataset: JSONL', () => {
       { kind: 'alpaca', line: 6, instruction: 'Q2?', input: '', output: 'A2.' },
     ]);
     expect(d.issues).toEqual([
-      { line: 3, message: 'expected {"instruction", "input" (optional), "output"} strings, got no "output" (keys ["instruction"])' },
+      {
+        line: 3,
+        message:
+          'expected {"instruction", "input" (optional), "output"} strings, got no "output" (keys ["instruction"])',
+      },
       { line: 4, message: 'expected {"instruction", "input" (optional), "output"} strings, got "input" as number 3' },
-      { line: 7, message: 'expected {"instruction", "input" (optional), "output"} strings, got an empty "output" (nothing to learn)' },
+      {
+        line: 7,
+        message:
+          'expected {"instruction", "input" (optional), "output"} strings, got an empty "output" (nothing to learn)',
+      },
     ]);
   });
 
   it('chat records, ShareGPT and content parts; bad messages reported', () => {
     const content = [
-      JSON.stringify({ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }] }),
-      JSON.stringify({ messages: [{ role: 'user', content: 'hi' }, { role: 'bot', content: 'hello' }] }),
+      JSON.stringify({
+        messages: [
+          { role: 'user', content: 'hi' },
+          { role: 'assistant', content: 'hello' },
+        ],
+      }),
+      JSON.stringify({
+        messages: [
+          { role: 'user', content: 'hi' },
+          { role: 'bot', content: 'hello' },
+        ],
+      }),
       JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }),
-      JSON.stringify({ messages: [{ role: 'user', content: null }, { role: 'assistant', content: 'x' }] }),
-      JSON.stringify({ conversations: [{ from: 'human', value: 'q' }, { from: 'gpt', value: 'a' }] }),
-      JSON.stringify({ messages: [{ role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }] }, { role: 'assistant', content: 'c' }] }),
+      JSON.stringify({
+        messages: [
+          { role: 'user', content: null },
+          { role: 'assistant', content: 'x' },
+        ],
+      }),
+      JSON.stringify({
+        conversations: [
+          { from: 'human', value: 'q' },
+          { from: 'gpt', value: 'a' },
+        ],
+      }),
+      JSON.stringify({
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: 'a' },
+              { type: 'text', text: 'b' },
+            ],
+          },
+          { role: 'assistant', content: 'c' },
+        ],
+      }),
       JSON.stringify({ messages: 'oops' }),
     ].join('\n');
     const d = parseDataset('c.jsonl', content);
@@ -107,9 +158,15 @@ describe('parseDataset: JSONL', () => {
     ]);
     expect((d.records[2] as ChatRecord).messages[0]!.content).toBe('ab');
     expect(d.issues.map((i) => [i.line, i.message])).toEqual([
-      [2, 'expected "messages": [{"role": "system" | "user" | "assistant", "content": "..."}], got message 2 with "role" string "bot"'],
+      [
+        2,
+        'expected "messages": [{"role": "system" | "user" | "assistant", "content": "..."}], got message 2 with "role" string "bot"',
+      ],
       [3, 'expected at least one non-empty assistant message (only assistant tokens are learned), got roles user'],
-      [4, 'expected "messages": [{"role": "system" | "user" | "assistant", "content": "..."}], got message 1 (user) with content null'],
+      [
+        4,
+        'expected "messages": [{"role": "system" | "user" | "assistant", "content": "..."}], got message 1 (user) with content null',
+      ],
       [7, 'expected "messages": [{"role": "system" | "user" | "assistant", "content": "..."}], got string "oops"'],
     ]);
   });
@@ -123,7 +180,15 @@ describe('parseDataset: JSONL', () => {
 
 describe('parseDataset: JSON array', () => {
   it('gives each element the line it starts on; one broken element is one issue', () => {
-    const content = ['[', '  {"text": "a"},', '  {"text": "b",', '   "x": 1},', '  {"text": },', '  {"text": "c, [still \\"string\\"]"}', ']'].join('\n');
+    const content = [
+      '[',
+      '  {"text": "a"},',
+      '  {"text": "b",',
+      '   "x": 1},',
+      '  {"text": },',
+      '  {"text": "c, [still \\"string\\"]"}',
+      ']',
+    ].join('\n');
     const d = parseDataset('d.json', content);
     expect(d.records).toEqual([
       { kind: 'text', line: 2, text: 'a' },
@@ -164,7 +229,16 @@ describe('parseDataset: JSON array', () => {
 
 describe('parseDataset: CSV / TSV', () => {
   it('RFC 4180 quoting, embedded newlines and commas, line numbers', () => {
-    const content = ['instruction,input,output', '"Say ""hi""",,"Hello, world"', '"Multi', 'line",ctx,"out', 'put"', 'bad,row', '"x",,y', ''].join('\r\n');
+    const content = [
+      'instruction,input,output',
+      '"Say ""hi""",,"Hello, world"',
+      '"Multi',
+      'line",ctx,"out',
+      'put"',
+      'bad,row',
+      '"x",,y',
+      '',
+    ].join('\r\n');
     const d = parseDataset('d.csv', content);
     expect(d.format).toBe('alpaca');
     expect(d.records).toEqual([
@@ -172,7 +246,9 @@ describe('parseDataset: CSV / TSV', () => {
       { kind: 'alpaca', line: 3, instruction: 'Multi\r\nline', input: 'ctx', output: 'out\r\nput' },
       { kind: 'alpaca', line: 7, instruction: 'x', input: '', output: 'y' },
     ]);
-    expect(d.issues).toEqual([{ line: 6, message: 'expected 3 fields (instruction, input, output), got 2: "bad,row"' }]);
+    expect(d.issues).toEqual([
+      { line: 6, message: 'expected 3 fields (instruction, input, output), got 2: "bad,row"' },
+    ]);
   });
 
   it('low-level parser: trailing delimiter, lone CR, unterminated quote', () => {
@@ -183,7 +259,9 @@ describe('parseDataset: CSV / TSV', () => {
     ]);
     expect(issues).toEqual([]);
     expect(parseDelimited('a,b\n"open,x\ny', ',', issues)).toEqual([{ line: 1, fields: ['a', 'b'] }]);
-    expect(issues).toEqual([{ line: 2, message: 'expected a closing quote for the field opened on line 2, got the end of the file' }]);
+    expect(issues).toEqual([
+      { line: 2, message: 'expected a closing quote for the field opened on line 2, got the end of the file' },
+    ]);
   });
 
   it('text / prompt,completion / response columns; padded rows; unknown header', () => {
@@ -191,13 +269,21 @@ describe('parseDataset: CSV / TSV', () => {
       { kind: 'text', line: 2, text: 'hello' },
       { kind: 'text', line: 3, text: 'a\nb' },
     ]);
-    expect(parseDataset('p.csv', 'prompt,response,,\nQ,A,,\n').records).toEqual([{ kind: 'alpaca', line: 2, instruction: 'Q', input: '', output: 'A' }]);
+    expect(parseDataset('p.csv', 'prompt,response,,\nQ,A,,\n').records).toEqual([
+      { kind: 'alpaca', line: 2, instruction: 'Q', input: '', output: 'A' },
+    ]);
     const bad = parseDataset('u.csv', 'foo,bar\n1,2\n');
     expect(bad.records).toEqual([]);
     expect(bad.issues).toEqual([
-      { line: 1, message: 'expected a header row with columns text; or instruction, output (and optionally input); or prompt, completion (or response), got "foo,bar"' },
+      {
+        line: 1,
+        message:
+          'expected a header row with columns text; or instruction, output (and optionally input); or prompt, completion (or response), got "foo,bar"',
+      },
     ]);
-    expect(parseDataset('t.tsv', 'instruction\toutput\nsay, "hi"\tok\n').records).toEqual([{ kind: 'alpaca', line: 2, instruction: 'say, "hi"', input: '', output: 'ok' }]);
+    expect(parseDataset('t.tsv', 'instruction\toutput\nsay, "hi"\tok\n').records).toEqual([
+      { kind: 'alpaca', line: 2, instruction: 'say, "hi"', input: '', output: 'ok' },
+    ]);
   });
 });
 
@@ -211,9 +297,15 @@ describe('parseDataset: plain text', () => {
     expect(parseDataset('t.txt', `\n\n${content}`, { txtSplit: 'whole' }).records).toEqual([
       { kind: 'text', line: 3, text: 'para one\nline two\n\n \npara two' },
     ]);
-    expect(parseDataset('t.txt', '\n\n').issues).toEqual([{ line: 1, message: 'expected at least one record, got an empty file' }]);
-    expect(parseDataset('t.txt', 'x', { format: 'chat' }).issues[0]!.message).toMatch(/plain-text files hold text records only/);
-    expect(parseDataset('t.txt', 'x', { format: 'alpaca' }).issues[0]!.message).toMatch(/^expected an alpaca record, got plain text/);
+    expect(parseDataset('t.txt', '\n\n').issues).toEqual([
+      { line: 1, message: 'expected at least one record, got an empty file' },
+    ]);
+    expect(parseDataset('t.txt', 'x', { format: 'chat' }).issues[0]!.message).toMatch(
+      /plain-text files hold text records only/,
+    );
+    expect(parseDataset('t.txt', 'x', { format: 'alpaca' }).issues[0]!.message).toMatch(
+      /^expected an alpaca record, got plain text/,
+    );
   });
 
   it('never throws on garbage', () => {
@@ -276,17 +368,29 @@ describe('rendering and loss masks', () => {
 
   it('alpaca: a token straddling the prompt/response boundary counts', () => {
     const tok = new FakeTokenizer({ chatTemplate: false });
-    const [ex] = renderRecord(tok, { kind: 'alpaca', line: 1, instruction: 'Describe.', input: '', output: 'A cat.' }, { maxLen: 256 });
+    const [ex] = renderRecord(
+      tok,
+      { kind: 'alpaca', line: 1, instruction: 'Describe.', input: '', output: 'A cat.' },
+      { maxLen: 256 },
+    );
     // "### Response:\n" + "A cat." encodes "\nA" as one piece.
     expect(countedText(tok, ex!)).toBe('\nA cat.</s>');
   });
 
   it('alpaca with a chat template: user/assistant turns, only the assistant turn counts', () => {
     const tok = new FakeTokenizer();
-    const [ex] = renderRecord(tok, { kind: 'alpaca', line: 1, instruction: 'Add.', input: '1+1', output: '2' }, { maxLen: 256 });
+    const [ex] = renderRecord(
+      tok,
+      { kind: 'alpaca', line: 1, instruction: 'Add.', input: '1+1', output: '2' },
+      { maxLen: 256 },
+    );
     expect(tok.decode(ex!.ids)).toBe('<|im_start|>user\nAdd.\n\n1+1<|im_end|>\n<|im_start|>assistant\n2<|im_end|>\n');
     expect(countedText(tok, ex!)).toBe('2<|im_end|>');
-    const [tpl] = renderRecord(tok, { kind: 'alpaca', line: 1, instruction: 'Add.', input: '', output: '2' }, { maxLen: 256, alpacaStyle: 'template' });
+    const [tpl] = renderRecord(
+      tok,
+      { kind: 'alpaca', line: 1, instruction: 'Add.', input: '', output: '2' },
+      { maxLen: 256, alpacaStyle: 'template' },
+    );
     expect(countedText(tok, tpl!)).toBe('2</s>');
   });
 
@@ -315,12 +419,19 @@ describe('rendering and loss masks', () => {
 
   it('chat: assistant first, and a template that renders history differently', () => {
     const tok = new FakeTokenizer();
-    const [first] = renderRecord(tok, { kind: 'chat', line: 1, messages: [{ role: 'assistant', content: 'hello' }] }, { maxLen: 64 });
+    const [first] = renderRecord(
+      tok,
+      { kind: 'chat', line: 1, messages: [{ role: 'assistant', content: 'hello' }] },
+      { maxLen: 64 },
+    );
     expect(countedText(tok, first!)).toBe('hello<|im_end|>');
 
     // Like Qwen3: the last assistant turn gets an empty think block, earlier ones do not.
     class ThinkingTok extends FakeTokenizer {
-      override applyChatTemplate(messages: { role: string; content: string }[], opts: { addGenerationPrompt?: boolean } = {}): string {
+      override applyChatTemplate(
+        messages: { role: string; content: string }[],
+        opts: { addGenerationPrompt?: boolean } = {},
+      ): string {
         let s = '';
         messages.forEach((m, i) => {
           const think = m.role === 'assistant' && i === messages.length - 1 ? '<think></think>' : '';
@@ -360,20 +471,44 @@ describe('rendering and loss masks', () => {
     ];
     const r = tokenizeRecords(tok, records, { maxLen: 40 });
     expect(r.examples.map((e) => e.line)).toEqual([2]);
-    expect(r.issues).toEqual([{ line: 1, message: 'expected trainable tokens within max length 40, got a prompt that fills all 40 tokens; raise max length or shorten the record' }]);
+    expect(r.issues).toEqual([
+      {
+        line: 1,
+        message:
+          'expected trainable tokens within max length 40, got a prompt that fills all 40 tokens; raise max length or shorten the record',
+      },
+    ]);
     expect(r).toMatchObject({ tokens: 3, countedTokens: 2, truncated: 0 });
     expect(() => renderRecord(tok, records[1]!, { maxLen: 1 })).toThrow(RangeError);
   });
 
   it('a failing chat template is an issue, not a crash', () => {
     class Strict extends FakeTokenizer {
-      override applyChatTemplate(messages: { role: string; content: string }[], opts?: { addGenerationPrompt?: boolean }): string {
+      override applyChatTemplate(
+        messages: { role: string; content: string }[],
+        opts?: { addGenerationPrompt?: boolean },
+      ): string {
         if (messages[0]?.role === 'system') throw new Error('System role not supported');
         return super.applyChatTemplate(messages, opts);
       }
     }
-    const r = tokenizeRecords(new Strict(), [{ kind: 'chat', line: 9, messages: [{ role: 'system', content: 's' }, { role: 'assistant', content: 'a' }] }], { maxLen: 64 });
+    const r = tokenizeRecords(
+      new Strict(),
+      [
+        {
+          kind: 'chat',
+          line: 9,
+          messages: [
+            { role: 'system', content: 's' },
+            { role: 'assistant', content: 'a' },
+          ],
+        },
+      ],
+      { maxLen: 64 },
+    );
     expect(r.examples).toEqual([]);
-    expect(r.issues).toEqual([{ line: 9, message: 'the chat template failed on this conversation: System role not supported' }]);
+    expect(r.issues).toEqual([
+      { line: 9, message: 'the chat template failed on this conversation: System role not supported' },
+    ]);
   });
 });

@@ -31,13 +31,32 @@ describe('trainer: a window without counted tokens', () => {
     const gpu = await getGpu();
     const tiny = await tinyGpuModel(gpu, { modelType: 'llama', dtype: 'F32', seed: 4 });
     const model = tiny.model;
-    const cfg = loraConfigFromSettings({ r: 2, lora_alpha: 4, lora_dropout: 0, target_modules: 'all-linear', use_rslora: false }, 'llama');
-    const lora = GpuLora.fromArrays(gpu, model.linears, initLoraModules(cfg, resolveTargets(cfg, model.linears), 1), (m) => loraScaleInfo(cfg, m));
+    const cfg = loraConfigFromSettings(
+      { r: 2, lora_alpha: 4, lora_dropout: 0, target_modules: 'all-linear', use_rslora: false },
+      'llama',
+    );
+    const lora = GpuLora.fromArrays(
+      gpu,
+      model.linears,
+      initLoraModules(cfg, resolveTargets(cfg, model.linears), 1),
+      (m) => loraScaleInfo(cfg, m),
+    );
     const trainer = new Trainer(
       gpu,
       model,
       lora,
-      { optimizer: 'adamw', lr: 1e-2, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm: 1, scheduler: 'constant', warmup: 0, totalSteps: 2 },
+      {
+        optimizer: 'adamw',
+        lr: 1e-2,
+        weightDecay: 0,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        maxGradNorm: 1,
+        scheduler: 'constant',
+        warmup: 0,
+        totalSteps: 2,
+      },
       { maxTokens: 10, lossEvery: 1 },
     );
     try {
@@ -65,15 +84,34 @@ describe('trainer: GPU traffic per step', () => {
       const gpu = await getGpu();
       const tiny = await tinyGpuModel(gpu, { modelType: 'llama', dtype: 'BF16', seed: 3 });
       const model = tiny.model;
-      const cfg = loraConfigFromSettings({ r: 3, lora_alpha: 6, lora_dropout: 0.1, target_modules: 'all-linear', use_rslora: false }, 'llama');
-      const lora = GpuLora.fromArrays(gpu, model.linears, initLoraModules(cfg, resolveTargets(cfg, model.linears), 1), (m) => loraScaleInfo(cfg, m));
+      const cfg = loraConfigFromSettings(
+        { r: 3, lora_alpha: 6, lora_dropout: 0.1, target_modules: 'all-linear', use_rslora: false },
+        'llama',
+      );
+      const lora = GpuLora.fromArrays(
+        gpu,
+        model.linears,
+        initLoraModules(cfg, resolveTargets(cfg, model.linears), 1),
+        (m) => loraScaleInfo(cfg, m),
+      );
       const B = 2;
       const S = 7;
       const trainer = new Trainer(
         gpu,
         model,
         lora,
-        { optimizer: 'adamw', lr: 1e-3, weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm: 1, scheduler: 'cosine', warmup: 1, totalSteps: 7 },
+        {
+          optimizer: 'adamw',
+          lr: 1e-3,
+          weightDecay: 0.01,
+          beta1: 0.9,
+          beta2: 0.999,
+          eps: 1e-8,
+          maxGradNorm: 1,
+          scheduler: 'cosine',
+          warmup: 1,
+          totalSteps: 7,
+        },
         { maxTokens: B * S, lossEvery: 3, seed: 5, checkpointActivations: checkpoint },
       );
       try {
@@ -85,7 +123,11 @@ describe('trainer: GPU traffic per step', () => {
           const c0 = { ...gpu.counters };
           // The last step asks for the loss although its window is not complete.
           const res = await trainer.trainStep(batches, step === 6);
-          traffic.push({ submits: gpu.counters.submits - c0.submits, readbacks: gpu.counters.readbacks - c0.readbacks, loss: res.loss });
+          traffic.push({
+            submits: gpu.counters.submits - c0.submits,
+            readbacks: gpu.counters.readbacks - c0.readbacks,
+            loss: res.loss,
+          });
         }
         const reads = traffic.map((t) => t.loss !== null);
         expect(reads).toEqual([false, false, true, false, false, true, true]);

@@ -105,7 +105,9 @@ describe('App', () => {
     fireEvent.click(nav().getByRole('button', { name: /Train/ }));
     const start = screen.getByTestId('start-training') as HTMLButtonElement;
     expect(start.disabled).toBe(true);
-    expect(within(screen.getByRole('list', { name: 'Why training cannot start' })).getByText(/Fix the highlighted settings/)).toBeTruthy();
+    expect(
+      within(screen.getByRole('list', { name: 'Why training cannot start' })).getByText(/Fix the highlighted settings/),
+    ).toBeTruthy();
     // fixing it unblocks
     fireEvent.click(nav().getByRole('button', { name: /Settings/ }));
     fireEvent.change(screen.getByLabelText('Rank r'), { target: { value: '16' } });
@@ -178,7 +180,7 @@ describe('App', () => {
     expect(engine.lastTrain?.train.lossEvery).toBe(5);
   });
 
-  it('target modules: the model\'s linear modules as checkboxes, all-linear, family default', async () => {
+  it("target modules: the model's linear modules as checkboxes, all-linear, family default", async () => {
     const { c } = await makeApp();
     c.go('settings');
     mount(c);
@@ -235,7 +237,10 @@ describe('App', () => {
     const plain = 'Hello world, this is pasted text.\n\nAnother pasted record.';
     paste(plain);
     await waitFor(() => expect(engine.calls.filter((x) => x.startsWith('loadDataset:')).length).toBeGreaterThan(1));
-    const name = engine.calls.filter((x) => x.startsWith('loadDataset:')).pop()!.slice('loadDataset:'.length);
+    const name = engine.calls
+      .filter((x) => x.startsWith('loadDataset:'))
+      .pop()!
+      .slice('loadDataset:'.length);
     // The name the reader gets must not force a container: the real reader sniffs this as paragraphs.
     expect(detectContainer(name, plain)).toBe('txt');
     expect(detectContainer(name, '{"text":"a"}\n{"text":"b"}')).toBe('jsonl');
@@ -281,7 +286,9 @@ describe('App', () => {
     act(() => c.stop());
     await act(() => done);
     await waitFor(() => expect(screen.getByTestId('train-finished').textContent).toMatch(/Stopped early after/));
-    expect(within(screen.getByTestId('train-progress')).getByRole('heading', { level: 3 }).textContent).toBe('Stopped early');
+    expect(within(screen.getByTestId('train-progress')).getByRole('heading', { level: 3 }).textContent).toBe(
+      'Stopped early',
+    );
   });
 
   it('keeps the keyboard focus on the run controls: Start gives way to Pause, Pause to Resume, the end to Train again', async () => {
@@ -391,7 +398,9 @@ describe('App', () => {
     await c.startTraining();
     c.go('compare');
     mount(c);
-    expect((screen.getByRole('checkbox', { name: /demo-tiny-llama · demo-qa · r8/ }) as HTMLInputElement).checked).toBe(true);
+    expect((screen.getByRole('checkbox', { name: /demo-tiny-llama · demo-qa · r8/ }) as HTMLInputElement).checked).toBe(
+      true,
+    );
     await act(async () => {
       fireEvent.click(screen.getByTestId('run-compare'));
     });
@@ -453,7 +462,7 @@ describe('App', () => {
     }
   });
 
-  it('Diagnostics is a view like the others: its own h2 title under the app\'s single h1', async () => {
+  it("Diagnostics is a view like the others: its own h2 title under the app's single h1", async () => {
     const { c } = await makeApp();
     mount(c);
     fireEvent.click(nav().getByRole('button', { name: /Diagnostics/ }));

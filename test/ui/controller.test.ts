@@ -22,7 +22,15 @@ describe('start-up', () => {
     expect(engine.calls).toContain(`loadModel:${DEMO_MODEL_ID}`);
     // the cost came from the real shipped config.json
     expect(s.model.check.cost?.parameters).toBe(110_912);
-    expect(s.model.check.cost?.linearModules).toEqual(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']);
+    expect(s.model.check.cost?.linearModules).toEqual([
+      'q_proj',
+      'k_proj',
+      'v_proj',
+      'o_proj',
+      'gate_proj',
+      'up_proj',
+      'down_proj',
+    ]);
     expect(s.dataset.fileName).toBe('demo-qa.jsonl');
     expect(s.dataset.summary?.records).toBe(48);
     expect(s.train).toMatchObject({ lr: 0.01, steps: 60, maxLen: 64 });
@@ -44,11 +52,16 @@ describe('start-up', () => {
     expect(c.startBlockers()).toContain('WebGPU is not available in this browser.');
     // When the runtime's message already names the browsers to use, the advice is not repeated.
     const own = describeError(
-      Object.assign(new Error('This browser has no WebGPU (navigator.gpu is missing). Use a recent Chrome or Edge.'), { name: 'WebGpuUnavailableError' }),
+      Object.assign(new Error('This browser has no WebGPU (navigator.gpu is missing). Use a recent Chrome or Edge.'), {
+        name: 'WebGpuUnavailableError',
+      }),
     );
     expect(own.detail).toMatch(/Chrome or Edge/);
     expect(own.action).toBeUndefined();
-    const div = describeError(Object.assign(new Error('Training diverged at step 2: the training loss is NaN. …'), { name: 'EngineError' }), 'Training');
+    const div = describeError(
+      Object.assign(new Error('Training diverged at step 2: the training loss is NaN. …'), { name: 'EngineError' }),
+      'Training',
+    );
     expect(div.title).toBe('Training diverged');
   });
 
@@ -131,7 +144,9 @@ describe('model check before download', () => {
     engine.gpuInfo = async () => ({ ...(await gpuInfo()), maxBufferSize: 32 * 2 ** 20 });
     const { c } = await makeApp({ engine, fetch: fakeFetch({ [SMOL]: SMOL_CONFIG }) });
     await c.chooseModel({ kind: 'hub', id: 'HuggingFaceTB/SmolLM2-135M' });
-    expect(c.state.model.check.cost!.blockers[0]).toMatch(/model\.embed_tokens\.weight.*bigger than this GPU's largest buffer/);
+    expect(c.state.model.check.cost!.blockers[0]).toMatch(
+      /model\.embed_tokens\.weight.*bigger than this GPU's largest buffer/,
+    );
     expect(await c.loadModel()).toBe(false);
   });
 
@@ -155,7 +170,13 @@ describe('training', () => {
     expect(s.run.history.filter((h) => h.valLoss !== null).map((h) => h.step)).toEqual([3, 6]);
     expect(engine.lastTrain?.train.steps).toBe(6);
     const [a] = s.library.adapters;
-    expect(a).toMatchObject({ baseModel: DEMO_MODEL_ID, steps: 6, origin: 'trained', stoppedEarly: false, datasetName: 'demo-qa.jsonl' });
+    expect(a).toMatchObject({
+      baseModel: DEMO_MODEL_ID,
+      steps: 6,
+      origin: 'trained',
+      stoppedEarly: false,
+      datasetName: 'demo-qa.jsonl',
+    });
     expect(a!.name).toBe('demo-tiny-llama · demo-qa · r8');
     expect(a!.finalLoss).toBeCloseTo(5 / (1 + 0.3 * 6));
     expect(s.run.adapterId).toBe(a!.id);
@@ -163,7 +184,10 @@ describe('training', () => {
     expect(s.resumable).toEqual([]);
     // a second run gets a distinct name
     await c.startTraining();
-    expect(c.state.library.adapters.map((x) => x.name).sort()).toEqual(['demo-tiny-llama · demo-qa · r8', 'demo-tiny-llama · demo-qa · r8 (2)']);
+    expect(c.state.library.adapters.map((x) => x.name).sort()).toEqual([
+      'demo-tiny-llama · demo-qa · r8',
+      'demo-tiny-llama · demo-qa · r8 (2)',
+    ]);
   });
 
   it('pauses, resumes, and stop saves the adapter trained so far', async () => {
@@ -208,7 +232,8 @@ describe('training', () => {
         ...hooks,
         onProgress: (p) => {
           hooks.onProgress?.(p);
-          if (p.step === 5) throw Object.assign(new Error('The GPU device was lost (unknown).'), { name: 'GpuDeviceLostError' });
+          if (p.step === 5)
+            throw Object.assign(new Error('The GPU device was lost (unknown).'), { name: 'GpuDeviceLostError' });
         },
       });
     await c.startTraining();
@@ -225,7 +250,7 @@ describe('training', () => {
     expect(c.state.library.adapters).toHaveLength(1);
   });
 
-  it('after a tab dies mid-run, a new tab resumes it from the last checkpoint with the run\'s own settings and data', async () => {
+  it("after a tab dies mid-run, a new tab resumes it from the last checkpoint with the run's own settings and data", async () => {
     const locks = new FakeLocks();
     const engineA = new FakeEngine();
     engineA.stepMs = 2;
@@ -295,7 +320,11 @@ describe('dataset', () => {
     const { c, engine } = await makeApp();
     const before = engine.calls.filter((x) => x.startsWith('loadDataset')).length;
     c.setTrain({ valFraction: 0.25 });
-    await until(() => engine.calls.filter((x) => x.startsWith('loadDataset')).length > before, 3000, 'a new loadDataset');
+    await until(
+      () => engine.calls.filter((x) => x.startsWith('loadDataset')).length > before,
+      3000,
+      'a new loadDataset',
+    );
     await until(() => c.state.dataset.status === 'ready');
     expect(c.state.dataset.summary!.valRecords).toBe(12);
   });
@@ -311,7 +340,13 @@ describe('dataset', () => {
 describe('library and compare', () => {
   it('imports, renames, exports as zip and as two files, deletes (and frees it on the GPU)', async () => {
     const { c, engine } = await makeApp();
-    const files = engine.adapterFor({ r: 4, lora_alpha: 8, lora_dropout: 0, target_modules: ['q_proj'], use_rslora: true });
+    const files = engine.adapterFor({
+      r: 4,
+      lora_alpha: 8,
+      lora_dropout: 0,
+      target_modules: ['q_proj'],
+      use_rslora: true,
+    });
     const rec = await c.importAdapter([
       { name: 'adapter_config.json', bytes: async () => new TextEncoder().encode(files.adapterConfig) },
       { name: 'adapter_model.safetensors', bytes: async () => files.adapterModel },
@@ -368,10 +403,14 @@ describe('library and compare', () => {
     ];
     expect(await c.importAdapter(pick(JSON.stringify({ ...cfg, r: 16 })))).toBeNull();
     expect(c.state.library.importError?.title).toBe('Not a usable PEFT adapter');
-    expect(c.state.library.importError?.detail).toMatch(/adapter_config\.json and adapter_model\.safetensors do not belong together.*rank 16.*rank 4/);
+    expect(c.state.library.importError?.detail).toMatch(
+      /adapter_config\.json and adapter_model\.safetensors do not belong together.*rank 16.*rank 4/,
+    );
     expect(c.state.library.adapters).toHaveLength(0);
     // a rank_pattern that gives these modules their rank is fine, as is the matching r
-    expect(await c.importAdapter(pick(JSON.stringify({ ...cfg, r: 16, rank_pattern: { q_proj: 4, v_proj: 4 } })))).not.toBeNull();
+    expect(
+      await c.importAdapter(pick(JSON.stringify({ ...cfg, r: 16, rank_pattern: { q_proj: 4, v_proj: 4 } }))),
+    ).not.toBeNull();
     expect(await c.importAdapter(pick(files.adapterConfig))).not.toBeNull();
     expect(c.state.library.adapters).toHaveLength(2);
   });
@@ -416,7 +455,9 @@ describe('library and compare', () => {
   it('a failed generation shows in its cell and the others still run', async () => {
     const { c, engine } = await makeApp();
     c.setPrompts('a\nb');
-    engine.failNext.generate = Object.assign(new Error('Out of memory while allocating'), { name: 'GpuOutOfMemoryError' });
+    engine.failNext.generate = Object.assign(new Error('Out of memory while allocating'), {
+      name: 'GpuOutOfMemoryError',
+    });
     await c.runCompare();
     expect(c.state.compare.outputs[0]!.base).toMatchObject({ status: 'error' });
     expect(c.state.compare.outputs[1]!.base).toMatchObject({ status: 'done' });

@@ -85,7 +85,9 @@ describe('a full storage quota', () => {
     const warnings = c.state.notices.filter((n) => n.title === 'Browser storage is full');
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatchObject({ level: 'warning' });
-    expect(warnings[0]!.detail).toMatch(/checkpoint at step 4 could not be saved.*Nothing saved before was lost.*Free space/s);
+    expect(warnings[0]!.detail).toMatch(
+      /checkpoint at step 4 could not be saved.*Nothing saved before was lost.*Free space/s,
+    );
     expect(warnings[0]!.action).toMatch(/Training goes on/);
     expect(c.state.resumable.map((r) => r.checkpointStep)).toEqual([2]);
     expect((await runs.checkpoint(c.state.resumable[0]!.id))!.step).toBe(2);
@@ -161,7 +163,9 @@ describe('a failed model download', () => {
   });
 
   it('a server error: download failed, try again', async () => {
-    const { c } = await makeApp({ fetch: hub(() => new Response('', { status: 503, statusText: 'Service Unavailable' })) });
+    const { c } = await makeApp({
+      fetch: hub(() => new Response('', { status: 503, statusText: 'Service Unavailable' })),
+    });
     await c.chooseModel({ kind: 'hub', id: ID });
     expect(c.state.model.check.error).toMatchObject({ title: 'Download failed' });
     expect(c.state.model.check.error!.detail).toMatch(/"config\.json".*HTTP 503/);
@@ -170,7 +174,10 @@ describe('a failed model download', () => {
 
   it('a download that breaks off in the worker: named file, the choice kept so it can be loaded again', async () => {
     const engine = new FakeEngine();
-    const { c } = await makeApp({ engine, fetch: hub((url) => (url === CONFIG_URL ? new Response(CONFIG) : new Response('', { status: 404 }))) });
+    const { c } = await makeApp({
+      engine,
+      fetch: hub((url) => (url === CONFIG_URL ? new Response(CONFIG) : new Response('', { status: 404 }))),
+    });
     await c.chooseModel({ kind: 'hub', id: ID });
     expect(c.state.model.check.status).toBe('ready');
     engine.failNext.loadModel = new RemoteError({
@@ -189,7 +196,7 @@ describe('a failed model download', () => {
     expect(c.state.model.info?.id).toBe(ID);
   });
 
-  it('a repo that lacks a file Tabtune needs is refused at the check, from the Hub\'s file list, naming the file', async () => {
+  it("a repo that lacks a file Tabtune needs is refused at the check, from the Hub's file list, naming the file", async () => {
     const TREE = `https://huggingface.co/api/models/${ID}/tree/main`;
     const repo = (files: string[]) =>
       hub((url) =>
@@ -200,12 +207,17 @@ describe('a failed model download', () => {
             : new Response('', { status: 404 }),
       );
     const engine = new FakeEngine();
-    let { c } = await makeApp({ engine, fetch: repo(['config.json', 'pytorch_model.bin', 'tokenizer.json', 'tokenizer_config.json']) });
+    let { c } = await makeApp({
+      engine,
+      fetch: repo(['config.json', 'pytorch_model.bin', 'tokenizer.json', 'tokenizer_config.json']),
+    });
     await c.chooseModel({ kind: 'hub', id: ID });
     let err = c.state.model.check.error!;
     expect(c.state.model.check.status).toBe('error');
     expect(err.title).toBe('Not a model Tabtune can load');
-    expect(err.detail).toMatch(/^"org\/some-model" on the Hub has no safetensors weights .*Found: config\.json, pytorch_model\.bin/);
+    expect(err.detail).toMatch(
+      /^"org\/some-model" on the Hub has no safetensors weights .*Found: config\.json, pytorch_model\.bin/,
+    );
     expect(err.action).toMatch(/PyTorch files/);
 
     ({ c } = await makeApp({ engine, fetch: repo(['config.json', 'model.safetensors', 'tokenizer.model']) }));
@@ -216,15 +228,27 @@ describe('a failed model download', () => {
     expect(engine.calls.filter((x) => x.startsWith(`loadModel:${ID}`))).toEqual([]); // nothing downloaded
 
     // A complete repo passes, with the weights' size from the list (sharded: two files).
-    ({ c } = await makeApp({ engine, fetch: repo(['config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json', 'tokenizer.json']) }));
+    ({ c } = await makeApp({
+      engine,
+      fetch: repo([
+        'config.json',
+        'model-00001-of-00002.safetensors',
+        'model-00002-of-00002.safetensors',
+        'model.safetensors.index.json',
+        'tokenizer.json',
+      ]),
+    }));
     await c.chooseModel({ kind: 'hub', id: ID });
     expect(c.state.model.check.status).toBe('ready');
     expect(c.state.model.check.cost!.downloadBytes).toBe(2000);
   });
 
-  it('download progress: the running total counts the weights, against the weights\' size from the check', async () => {
+  it("download progress: the running total counts the weights, against the weights' size from the check", async () => {
     const engine = new FakeEngine();
-    const { c } = await makeApp({ engine, fetch: hub((url) => (url === CONFIG_URL ? new Response(CONFIG) : new Response('', { status: 404 }))) });
+    const { c } = await makeApp({
+      engine,
+      fetch: hub((url) => (url === CONFIG_URL ? new Response(CONFIG) : new Response('', { status: 404 }))),
+    });
     await c.chooseModel({ kind: 'hub', id: ID });
     const expected = c.state.model.check.cost!.downloadBytes;
     const seen: { file: string; bytes: number; expected: number | null }[] = [];
@@ -241,12 +265,16 @@ describe('a failed model download', () => {
 
   it('a file the loader finds truncated: the message names the model, and says to try again (Hub) or copy the folder again', async () => {
     const engine = new FakeEngine();
-    const { c } = await makeApp({ engine, fetch: hub((url) => (url === CONFIG_URL ? new Response(CONFIG) : new Response('', { status: 404 }))) });
+    const { c } = await makeApp({
+      engine,
+      fetch: hub((url) => (url === CONFIG_URL ? new Response(CONFIG) : new Response('', { status: 404 }))),
+    });
     await c.chooseModel({ kind: 'hub', id: ID });
     const truncated = () =>
       new RemoteError({
         name: 'SafetensorsError',
-        message: 'model.safetensors: tensor "lm_head.weight" ends at byte 20736, past the end of the file (17760); the file is truncated.',
+        message:
+          'model.safetensors: tensor "lm_head.weight" ends at byte 20736, past the end of the file (17760); the file is truncated.',
       });
     engine.failNext.loadModel = truncated();
     expect(await c.loadModel()).toBe(false);
@@ -260,13 +288,20 @@ describe('a failed model download', () => {
     err = modelError(truncated(), 'Loading the model', { kind: 'files', id: 'MyModel', files });
     expect(err.detail).toMatch(/^MyModel: model\.safetensors/);
     expect(err.action).toMatch(/copy the model folder again/);
-    const named = new RemoteError({ name: 'SourceError', code: 'network', message: `Download of "x" from repo "${ID}" broke off` });
+    const named = new RemoteError({
+      name: 'SourceError',
+      code: 'network',
+      message: `Download of "x" from repo "${ID}" broke off`,
+    });
     expect(modelError(named, 'Loading the model', { kind: 'hub', id: ID }).detail).toBe(named.message);
   });
 
   it('a failed download keeps the model that was loaded in use (model, dataset, estimate), and says so', async () => {
     const engine = new FakeEngine();
-    const { c } = await makeApp({ engine, fetch: hub((url) => (url === CONFIG_URL ? new Response(CONFIG) : new Response('', { status: 404 }))) });
+    const { c } = await makeApp({
+      engine,
+      fetch: hub((url) => (url === CONFIG_URL ? new Response(CONFIG) : new Response('', { status: 404 }))),
+    });
     const before = c.state;
     expect(before.model.info?.id).toBe(DEMO_ID);
     expect(before.dataset.summary).not.toBeNull();
@@ -293,7 +328,10 @@ describe('a failed model download', () => {
     await c.chooseModel({ kind: 'hub', id: ID });
 
     // A failure after the old model was let go (no keptModel): no model is shown as loaded.
-    engine.failNext.loadModel = new RemoteError({ name: 'GpuOutOfMemoryError', message: 'Out of memory uploading weights.' });
+    engine.failNext.loadModel = new RemoteError({
+      name: 'GpuOutOfMemoryError',
+      message: 'Out of memory uploading weights.',
+    });
     expect(await c.loadModel()).toBe(false);
     expect(c.state.model.info).toBeNull();
     expect(c.startBlockers().some((b) => /Load a model first/.test(b))).toBe(true);
@@ -326,12 +364,20 @@ describe('a wrong folder dropped as a model', () => {
   it('a folder without tokenizer.json, without safetensors weights, or holding an adapter', async () => {
     const { c } = await makeApp();
     const base = () => demoFiles().filter((f) => f.name !== 'tokenizer.json');
-    await c.chooseModel({ kind: 'files', id: 'tabtune-demo', files: [...base(), file('tabtune-demo/vocab.json'), file('tabtune-demo/merges.txt', '')] });
+    await c.chooseModel({
+      kind: 'files',
+      id: 'tabtune-demo',
+      files: [...base(), file('tabtune-demo/vocab.json'), file('tabtune-demo/merges.txt', '')],
+    });
     expect(c.state.model.check.error!.detail).toMatch(/^"tabtune-demo" has no tokenizer\.json\. Found: /);
     expect(c.state.model.check.error!.action).toMatch(/"fast" tokenizer file tokenizer\.json/);
 
     const noWeights = demoFiles().filter((f) => !f.name.endsWith('.safetensors'));
-    await c.chooseModel({ kind: 'files', id: 'tabtune-demo', files: [...noWeights, file('tabtune-demo/pytorch_model.bin', 'x')] });
+    await c.chooseModel({
+      kind: 'files',
+      id: 'tabtune-demo',
+      files: [...noWeights, file('tabtune-demo/pytorch_model.bin', 'x')],
+    });
     expect(c.state.model.check.error!.detail).toMatch(/has no safetensors weights \(model\.safetensors/);
     expect(c.state.model.check.error!.action).toMatch(/PyTorch files.*safe_serialization=True/);
 
@@ -352,7 +398,9 @@ describe('a wrong folder dropped as a model', () => {
 
   it('a broken config.json names the file', async () => {
     const { c } = await makeApp();
-    const files = demoFiles().map((f) => (f.name === 'config.json' ? file('tabtune-demo/config.json', '{"model_type": "llama",') : f));
+    const files = demoFiles().map((f) =>
+      f.name === 'config.json' ? file('tabtune-demo/config.json', '{"model_type": "llama",') : f,
+    );
     await c.chooseModel({ kind: 'files', id: 'tabtune-demo', files });
     expect(c.state.model.check.error).toMatchObject({ title: 'This model cannot be used' });
     expect(c.state.model.check.error!.detail).toMatch(/config\.json of tabtune-demo is not valid JSON/);
@@ -371,7 +419,7 @@ describe('a wrong dataset file', () => {
 });
 
 describe('two tabs on one run', () => {
-  it('without Web Locks: a tab whose lease was taken over stops, keeps its adapter, and does not touch the other tab\'s run', async () => {
+  it("without Web Locks: a tab whose lease was taken over stops, keeps its adapter, and does not touch the other tab's run", async () => {
     const engine = new FakeEngine();
     engine.stepMs = 2;
     const a = await makeApp({ engine, tabId: 'A', webLocks: false });
@@ -403,7 +451,10 @@ describe('two tabs on one run', () => {
 describe('an adapter for another base model', () => {
   it('import warns, naming both models; compare and evaluation say why it does not fit', async () => {
     const { c, engine } = await makeApp();
-    const files = engine.adapterFor({ ...DEFAULT_LORA, target_modules: ['q_proj', 'v_proj'] }, 1, { hidden: 32, baseModel: 'org/other-model' });
+    const files = engine.adapterFor({ ...DEFAULT_LORA, target_modules: ['q_proj', 'v_proj'] }, 1, {
+      hidden: 32,
+      baseModel: 'org/other-model',
+    });
     const rec = await c.importAdapter([
       { name: 'adapter_config.json', bytes: async () => new TextEncoder().encode(files.adapterConfig) },
       { name: 'adapter_model.safetensors', bytes: async () => files.adapterModel },
@@ -427,7 +478,9 @@ describe('an adapter for another base model', () => {
 
   it('an adapter for the same model under another id (org/Name vs a local folder Name) imports quietly', async () => {
     const { c, engine } = await makeApp();
-    const files = engine.adapterFor({ ...DEFAULT_LORA, target_modules: ['q_proj'] }, 1, { baseModel: '/home/me/models/demo-tiny-llama/' });
+    const files = engine.adapterFor({ ...DEFAULT_LORA, target_modules: ['q_proj'] }, 1, {
+      baseModel: '/home/me/models/demo-tiny-llama/',
+    });
     await c.importAdapter([
       { name: 'adapter_config.json', bytes: async () => new TextEncoder().encode(files.adapterConfig) },
       { name: 'adapter_model.safetensors', bytes: async () => files.adapterModel },

@@ -56,7 +56,9 @@ export class FakeEngine implements AppEngine {
    * The GPU device is lost (what WorkerEngine does on the worker's deviceLost message): the call in
    * progress and every later call fail with a GpuDeviceLostError, and onFatal is told once.
    */
-  loseDevice(message = 'The GPU device was lost (the driver reset). Saved adapters and checkpoints are safe; reload the page.'): void {
+  loseDevice(
+    message = 'The GPU device was lost (the driver reset). Saved adapters and checkpoints are safe; reload the page.',
+  ): void {
     if (this.dead) return;
     this.dead = Object.assign(new Error(message), { name: 'GpuDeviceLostError' });
     this.onFatal?.(this.dead);
@@ -97,7 +99,9 @@ export class FakeEngine implements AppEngine {
     this.calls.push('gpuInfo');
     this.alive();
     if (this.noWebGpu) {
-      throw Object.assign(new Error('This browser has no WebGPU (navigator.gpu is missing).'), { name: 'WebGpuUnavailableError' });
+      throw Object.assign(new Error('This browser has no WebGPU (navigator.gpu is missing).'), {
+        name: 'WebGpuUnavailableError',
+      });
     }
     return {
       vendor: 'fake',
@@ -157,13 +161,15 @@ export class FakeEngine implements AppEngine {
       try {
         const o = JSON.parse(raw) as Record<string, unknown>;
         if (typeof o.text === 'string') records.push({ line: i + 1, text: o.text, answer: o.text });
-        else if (typeof o.instruction === 'string' && typeof o.output === 'string') records.push({ line: i + 1, text: o.instruction, answer: o.output });
+        else if (typeof o.instruction === 'string' && typeof o.output === 'string')
+          records.push({ line: i + 1, text: o.instruction, answer: o.output });
         else issues.push({ line: i + 1, message: 'expected "text" or "instruction"/"output"' });
       } catch {
         issues.push({ line: i + 1, message: 'not valid JSON' });
       }
     });
-    if (records.length === 0) throw Object.assign(new Error(`${fileName}: no usable records.`), { name: 'EngineError' });
+    if (records.length === 0)
+      throw Object.assign(new Error(`${fileName}: no usable records.`), { name: 'EngineError' });
     const val = Math.floor(records.length * opts.valFraction);
     this.datasetLoaded = true;
     return {
@@ -213,7 +219,12 @@ export class FakeEngine implements AppEngine {
   /** A PEFT adapter for the fake model (or, with `hidden`/`baseModel`, for another one). */
   adapterFor(lora: LoraSettings, scale = 1, other: { hidden?: number; baseModel?: string } = {}): PeftFiles {
     const hidden = other.hidden ?? HIDDEN;
-    const names = lora.target_modules === 'all-linear' ? MODULES : lora.target_modules.length ? lora.target_modules : ['q_proj', 'v_proj'];
+    const names =
+      lora.target_modules === 'all-linear'
+        ? MODULES
+        : lora.target_modules.length
+          ? lora.target_modules
+          : ['q_proj', 'v_proj'];
     const modules = [0, 1].flatMap((layer) =>
       names.map((name) => {
         const group = ['gate_proj', 'up_proj', 'down_proj'].includes(name) ? 'mlp' : 'self_attn';
@@ -244,16 +255,24 @@ export class FakeEngine implements AppEngine {
     });
   }
 
-  async train(lora: LoraSettings, train: TrainSettings, hooks: TrainHooks = {}): Promise<TrainResult & { adapter: PeftFiles }> {
+  async train(
+    lora: LoraSettings,
+    train: TrainSettings,
+    hooks: TrainHooks = {},
+  ): Promise<TrainResult & { adapter: PeftFiles }> {
     this.calls.push('train');
     this.alive();
-    if (!this.model || !this.datasetLoaded) throw Object.assign(new Error('No dataset is loaded.'), { name: 'EngineError' });
+    if (!this.model || !this.datasetLoaded)
+      throw Object.assign(new Error('No dataset is loaded.'), { name: 'EngineError' });
     this.fail('train');
     const total = train.steps > 0 ? train.steps : 10 * train.epochs;
     let start = 0;
     const history: TrainResult['history'] = [];
     if (hooks.resumeFrom) {
-      const meta = JSON.parse(new TextDecoder().decode(hooks.resumeFrom)) as { step: number; history: TrainResult['history'] };
+      const meta = JSON.parse(new TextDecoder().decode(hooks.resumeFrom)) as {
+        step: number;
+        history: TrainResult['history'];
+      };
       start = meta.step;
       history.push(...meta.history);
     }

@@ -88,7 +88,9 @@ export async function makeApp(
     tabId: opts.tabId ?? 'tab-a',
     autoDemo: opts.autoDemo,
     useByteCache: false,
-    openDb: opts.noDb ? () => Promise.reject(Object.assign(new Error('no IndexedDB'), { name: 'StorageUnavailableError' })) : () => openTabtuneDb(),
+    openDb: opts.noDb
+      ? () => Promise.reject(Object.assign(new Error('no IndexedDB'), { name: 'StorageUnavailableError' }))
+      : () => openTabtuneDb(),
   });
   if (opts.start !== false) await c.start();
   return { c, engine, locks };

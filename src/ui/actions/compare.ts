@@ -17,7 +17,9 @@ export function promptList(text: string): string[] {
     .filter(Boolean);
 }
 
-async function columnsAndRefs(ctx: AppContext): Promise<{ columns: CompareColumn[]; refs: Map<string, AdapterRef | null> }> {
+async function columnsAndRefs(
+  ctx: AppContext,
+): Promise<{ columns: CompareColumn[]; refs: Map<string, AdapterRef | null> }> {
   const s = ctx.store.get();
   const columns: CompareColumn[] = [{ key: 'base', label: `Base · ${s.model.info?.id.split('/').pop() ?? 'model'}` }];
   const refs = new Map<string, AdapterRef | null>([['base', null]]);
@@ -35,7 +37,8 @@ export function compareBlocker(ctx: AppContext): string | null {
   const gpu = gpuBlocker(s.gpu.status);
   if (gpu) return gpu;
   if (!s.model.info) return 'Load a model first.';
-  if (['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status)) return 'Wait for training to finish.';
+  if (['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status))
+    return 'Wait for training to finish.';
   if (s.compare.status === 'running' || s.compare.evalStatus === 'running') return 'A comparison is running.';
   return null;
 }
@@ -45,7 +48,12 @@ export async function runCompare(ctx: AppContext): Promise<void> {
   const s0 = ctx.store.get();
   const prompts = promptList(s0.compare.prompts);
   if (blocker || prompts.length === 0 || hasErrors(validateSampling(s0.compare.sampling))) {
-    patch(ctx, 'compare', { error: { title: 'Cannot compare', detail: blocker ?? (prompts.length ? 'Fix the sampling settings.' : 'Enter at least one prompt.') } });
+    patch(ctx, 'compare', {
+      error: {
+        title: 'Cannot compare',
+        detail: blocker ?? (prompts.length ? 'Fix the sampling settings.' : 'Enter at least one prompt.'),
+      },
+    });
     return;
   }
   let columns: CompareColumn[];
@@ -56,7 +64,9 @@ export async function runCompare(ctx: AppContext): Promise<void> {
     patch(ctx, 'compare', { error: describeError(e, 'Reading the adapters') });
     return;
   }
-  const outputs: Record<string, CompareCell>[] = prompts.map(() => Object.fromEntries(columns.map((c) => [c.key, { text: '', status: 'waiting' as const }])));
+  const outputs: Record<string, CompareCell>[] = prompts.map(() =>
+    Object.fromEntries(columns.map((c) => [c.key, { text: '', status: 'waiting' as const }])),
+  );
   patch(ctx, 'compare', { status: 'running', columns, outputs, promptList: prompts, error: null });
   const setCell = (p: number, key: string, cell: Partial<CompareCell>) => {
     ctx.store.update((s) => {
@@ -98,7 +108,9 @@ export async function runEvaluation(ctx: AppContext): Promise<void> {
     return;
   }
   if (!(await analyseDataset(ctx))) {
-    patch(ctx, 'compare', { error: { title: 'Cannot evaluate', detail: 'Choose a dataset in Data first: losses are measured on it.' } });
+    patch(ctx, 'compare', {
+      error: { title: 'Cannot evaluate', detail: 'Choose a dataset in Data first: losses are measured on it.' },
+    });
     return;
   }
   const summary = ctx.store.get().dataset.summary!;
@@ -111,19 +123,35 @@ export async function runEvaluation(ctx: AppContext): Promise<void> {
     patch(ctx, 'compare', { error: describeError(e, 'Reading the adapters') });
     return;
   }
-  patch(ctx, 'compare', { evalStatus: 'running', evals: {}, evalSplit: split, evalColumns: columns, evalDataset: summary.fileName, error: null });
+  patch(ctx, 'compare', {
+    evalStatus: 'running',
+    evals: {},
+    evalSplit: split,
+    evalColumns: columns,
+    evalDataset: summary.fileName,
+    error: null,
+  });
   for (const col of columns) {
-    ctx.store.update((s) => ({ ...s, compare: { ...s.compare, evals: { ...s.compare.evals, [col.key]: { status: 'running' } } } }));
+    ctx.store.update((s) => ({
+      ...s,
+      compare: { ...s.compare, evals: { ...s.compare.evals, [col.key]: { status: 'running' } } },
+    }));
     try {
       const r = await ctx.engine.evaluate(refs.get(col.key) ?? null, split);
       ctx.store.update((s) => ({
         ...s,
-        compare: { ...s.compare, evals: { ...s.compare.evals, [col.key]: { status: 'done', loss: r.loss, tokens: r.tokens } } },
+        compare: {
+          ...s.compare,
+          evals: { ...s.compare.evals, [col.key]: { status: 'done', loss: r.loss, tokens: r.tokens } },
+        },
       }));
     } catch (e) {
       ctx.store.update((s) => ({
         ...s,
-        compare: { ...s.compare, evals: { ...s.compare.evals, [col.key]: { status: 'error', error: describeError(e, 'Evaluating').detail } } },
+        compare: {
+          ...s.compare,
+          evals: { ...s.compare.evals, [col.key]: { status: 'error', error: describeError(e, 'Evaluating').detail } },
+        },
       }));
     }
   }

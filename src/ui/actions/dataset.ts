@@ -17,11 +17,23 @@ export const MAX_DATASET_BYTES = 200 * 2 ** 20;
 
 export function datasetKey(ctx: AppContext): string {
   const s = ctx.store.get();
-  return [s.train.maxLen, s.train.valFraction, s.train.seed, s.dataset.format, s.dataset.fileName, s.dataset.content.length].join('|');
+  return [
+    s.train.maxLen,
+    s.train.valFraction,
+    s.train.seed,
+    s.dataset.format,
+    s.dataset.fileName,
+    s.dataset.content.length,
+  ].join('|');
 }
 
 /** Sets the text (from a file or a paste) and tokenizes it when a model is loaded. */
-export async function setDataset(ctx: AppContext, fileName: string, content: string, format?: DatasetFormat | 'auto'): Promise<boolean> {
+export async function setDataset(
+  ctx: AppContext,
+  fileName: string,
+  content: string,
+  format?: DatasetFormat | 'auto',
+): Promise<boolean> {
   patch(ctx, 'dataset', {
     fileName,
     content,
@@ -38,7 +50,8 @@ export async function setDataset(ctx: AppContext, fileName: string, content: str
 export async function loadDemoDataset(ctx: AppContext): Promise<boolean> {
   try {
     const res = await ctx.platform.fetch(new URL(DEMO_DATASET_PATH, ctx.platform.pageUrl).href);
-    if (!res.ok) throw new Error(`The demo dataset could not be read (HTTP ${res.status}); run \`node scripts/demo-assets.mjs\`.`);
+    if (!res.ok)
+      throw new Error(`The demo dataset could not be read (HTTP ${res.status}); run \`node scripts/demo-assets.mjs\`.`);
     return setDataset(ctx, DEMO_DATASET_NAME, await res.text(), 'auto');
   } catch (e) {
     patch(ctx, 'dataset', { status: 'error', error: describeError(e, 'Reading the demo dataset') });
@@ -68,7 +81,10 @@ export async function readDatasetFile(ctx: AppContext, file: File): Promise<bool
   if (text.includes('\u0000')) {
     patch(ctx, 'dataset', {
       status: 'error',
-      error: { title: 'Not a text file', detail: `${file.name} looks binary. Upload JSONL, JSON, CSV, TSV or plain text.` },
+      error: {
+        title: 'Not a text file',
+        detail: `${file.name} looks binary. Upload JSONL, JSON, CSV, TSV or plain text.`,
+      },
     });
     return false;
   }
@@ -83,7 +99,10 @@ export async function analyseDataset(ctx: AppContext, opts: { force?: boolean } 
   const s = ctx.store.get();
   if (!s.dataset.content.trim()) {
     if (s.dataset.fileName) {
-      patch(ctx, 'dataset', { status: 'error', error: { title: 'Empty dataset', detail: `${s.dataset.fileName} holds no text.` } });
+      patch(ctx, 'dataset', {
+        status: 'error',
+        error: { title: 'Empty dataset', detail: `${s.dataset.fileName} holds no text.` },
+      });
     }
     return false;
   }
@@ -103,7 +122,12 @@ export async function analyseDataset(ctx: AppContext, opts: { force?: boolean } 
     patch(ctx, 'dataset', { status: 'ready', summary, key, error: null, page: 0 });
     return true;
   } catch (e) {
-    patch(ctx, 'dataset', { status: 'error', summary: null, key: null, error: describeError(e, 'Reading the dataset') });
+    patch(ctx, 'dataset', {
+      status: 'error',
+      summary: null,
+      key: null,
+      error: describeError(e, 'Reading the dataset'),
+    });
     return false;
   }
 }

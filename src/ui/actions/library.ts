@@ -3,14 +3,28 @@
  * (zip or the two files), and the storage the browser gives this site.
  */
 import type { PeftFiles } from '../../engine/types';
-import { ADAPTER_CONFIG_NAME, ADAPTER_MODEL_NAME, type NamedBytes, adapterReadme, collectPeftFiles, safeFileName, zipPeft } from '../../store/peft-files';
+import {
+  ADAPTER_CONFIG_NAME,
+  ADAPTER_MODEL_NAME,
+  type NamedBytes,
+  adapterReadme,
+  collectPeftFiles,
+  safeFileName,
+  zipPeft,
+} from '../../store/peft-files';
 import type { AdapterRecord } from '../../store/types';
 import { type AppContext, patch } from '../context';
 import { describeError } from '../errors';
 
 /** Whether two model ids name the same model ("org/Name" and a local folder "Name" do), as the engine's PEFT import judges it. */
 export function sameBaseModel(a: string, b: string): boolean {
-  const last = (id: string) => (id.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? id).toLowerCase();
+  const last = (id: string) =>
+    (
+      id
+        .replace(/[\\/]+$/, '')
+        .split(/[\\/]/)
+        .pop() ?? id
+    ).toLowerCase();
   return last(a) === last(b);
 }
 
@@ -82,7 +96,10 @@ export async function deleteCachedModel(ctx: AppContext, id: string): Promise<vo
 }
 
 /** Imports a PEFT adapter from the chosen files (the two files, or a zip). */
-export async function importAdapter(ctx: AppContext, files: { name: string; bytes: () => Promise<Uint8Array> }[]): Promise<AdapterRecord | null> {
+export async function importAdapter(
+  ctx: AppContext,
+  files: { name: string; bytes: () => Promise<Uint8Array> }[],
+): Promise<AdapterRecord | null> {
   if (!ctx.stores) return null;
   patch(ctx, 'library', { importing: true, importError: null });
   try {
@@ -105,7 +122,11 @@ export async function importAdapter(ctx: AppContext, files: { name: string; byte
         action: `Load ${rec.baseModel} in Model to use it in Compare; on ${loaded} it only works if the two models have the same layers and sizes.`,
       });
     } else {
-      ctx.notify({ level: 'info', title: 'Adapter imported', detail: `"${rec.name}" (base model ${rec.baseModel}) is in the library.` });
+      ctx.notify({
+        level: 'info',
+        title: 'Adapter imported',
+        detail: `"${rec.name}" (base model ${rec.baseModel}) is in the library.`,
+      });
     }
     return rec;
   } catch (e) {
@@ -121,10 +142,18 @@ export interface DownloadFile {
 }
 
 /** The files to download for an adapter: 'zip', 'config' or 'model'. */
-export function exportFiles(rec: Pick<AdapterRecord, 'name' | 'baseModel' | 'config' | 'finalLoss' | 'steps' | 'datasetName'>, files: PeftFiles, what: 'zip' | 'config' | 'model'): DownloadFile {
+export function exportFiles(
+  rec: Pick<AdapterRecord, 'name' | 'baseModel' | 'config' | 'finalLoss' | 'steps' | 'datasetName'>,
+  files: PeftFiles,
+  what: 'zip' | 'config' | 'model',
+): DownloadFile {
   switch (what) {
     case 'config':
-      return { name: ADAPTER_CONFIG_NAME, bytes: new TextEncoder().encode(files.adapterConfig), type: 'application/json' };
+      return {
+        name: ADAPTER_CONFIG_NAME,
+        bytes: new TextEncoder().encode(files.adapterConfig),
+        type: 'application/json',
+      };
     case 'model':
       return { name: ADAPTER_MODEL_NAME, bytes: files.adapterModel, type: 'application/octet-stream' };
     case 'zip': {
@@ -138,7 +167,11 @@ export function exportFiles(rec: Pick<AdapterRecord, 'name' | 'baseModel' | 'con
   }
 }
 
-export async function adapterDownload(ctx: AppContext, id: string, what: 'zip' | 'config' | 'model'): Promise<DownloadFile | null> {
+export async function adapterDownload(
+  ctx: AppContext,
+  id: string,
+  what: 'zip' | 'config' | 'model',
+): Promise<DownloadFile | null> {
   if (!ctx.stores) return null;
   try {
     const rec = await ctx.stores.adapters.get(id);

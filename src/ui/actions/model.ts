@@ -28,7 +28,11 @@ function configSource(ctx: AppContext, choice: ModelChoice): ModelSource {
 }
 
 /** The files at the top of a Hub repo with their sizes, from the Hub's API (null when it cannot be had). */
-async function hubFiles(ctx: AppContext, id: string, revision = 'main'): Promise<{ path: string; size: number }[] | null> {
+async function hubFiles(
+  ctx: AppContext,
+  id: string,
+  revision = 'main',
+): Promise<{ path: string; size: number }[] | null> {
   try {
     const res = await ctx.platform.fetch(`${HF_ENDPOINT}/api/models/${id}/tree/${encodeURIComponent(revision)}`);
     if (!res.ok) return null;
@@ -81,28 +85,34 @@ async function missingFilesProblem(
   const missing: string[] = [];
   if (!(await has(CONFIG_FILE))) missing.push(CONFIG_FILE);
   if (!(await has(TOKENIZER_FILE))) missing.push(TOKENIZER_FILE);
-  if (!(await has(WEIGHTS_FILE)) && !(await has(WEIGHTS_INDEX_FILE))) missing.push(`safetensors weights (${WEIGHTS_FILE}, or ${WEIGHTS_INDEX_FILE} with its shards)`);
+  if (!(await has(WEIGHTS_FILE)) && !(await has(WEIGHTS_INDEX_FILE)))
+    missing.push(`safetensors weights (${WEIGHTS_FILE}, or ${WEIGHTS_INDEX_FILE} with its shards)`);
   if (missing.length === 0) return null;
   const any = (re: RegExp) => names.some((n) => re.test(n));
   let action =
     where === 'folder'
-      ? 'Choose the folder that holds config.json (e.g. a clone of the model\'s Hugging Face repo).'
+      ? "Choose the folder that holds config.json (e.g. a clone of the model's Hugging Face repo)."
       : 'Pick another model: Tabtune needs config.json, tokenizer.json and safetensors weights (many repos have a version with them).';
   if (any(/^adapter_config\.json$/)) {
     action =
       where === 'folder'
         ? 'These look like the files of a LoRA adapter (adapter_config.json): import them in Adapters instead, and pick its base model here.'
-        : 'This repo holds a LoRA adapter (adapter_config.json): pick its base model here, and import the adapter\'s files in Adapters.';
-  }
-  else if (missing.length === 1 && missing[0]!.startsWith('safetensors weights') && any(/\.(bin|pt|pth)$/i)) {
-    action = 'Its weights are PyTorch files, which Tabtune cannot read: save them as safetensors (save_pretrained(..., safe_serialization=True)).';
+        : "This repo holds a LoRA adapter (adapter_config.json): pick its base model here, and import the adapter's files in Adapters.";
+  } else if (missing.length === 1 && missing[0]!.startsWith('safetensors weights') && any(/\.(bin|pt|pth)$/i)) {
+    action =
+      'Its weights are PyTorch files, which Tabtune cannot read: save them as safetensors (save_pretrained(..., safe_serialization=True)).';
   } else if (missing.length === 1 && missing[0]!.startsWith('safetensors weights') && any(/\.gguf$/i)) {
     action = 'GGUF files cannot be read: use the original (safetensors) version of the model.';
-  } else if (missing.length === 1 && missing[0] === TOKENIZER_FILE && any(/^(tokenizer\.model|vocab\.json|merges\.txt)$/)) {
+  } else if (
+    missing.length === 1 &&
+    missing[0] === TOKENIZER_FILE &&
+    any(/^(tokenizer\.model|vocab\.json|merges\.txt)$/)
+  ) {
     action = 'Tabtune needs the "fast" tokenizer file tokenizer.json (saved by recent transformers versions).';
   }
   const shown = names.slice(0, 6).join(', ') + (names.length > 6 ? `, … (${names.length} files)` : '');
-  const list = missing.length === 1 ? missing[0]! : `${missing.slice(0, -1).join(', ')} and ${missing[missing.length - 1]!}`;
+  const list =
+    missing.length === 1 ? missing[0]! : `${missing.slice(0, -1).join(', ')} and ${missing[missing.length - 1]!}`;
   return {
     title: where === 'folder' ? 'Not a model folder' : 'Not a model Tabtune can load',
     detail: `"${id}"${where === 'hub' ? ' on the Hub' : ''} has no ${list}. Found: ${shown || 'no files'}.`,
@@ -158,8 +168,15 @@ export function recomputeCost(ctx: AppContext): void {
 export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<void> {
   // A failed load's message is about the model it tried: picking a model clears it.
   const m0 = ctx.store.get().model;
-  const load = m0.load.status === 'error' ? { status: m0.info ? ('ready' as const) : ('idle' as const), progress: null, error: null } : m0.load;
-  patch(ctx, 'model', { choice, check: { status: 'checking', config: null, cost: null, cached: false, error: null }, load });
+  const load =
+    m0.load.status === 'error'
+      ? { status: m0.info ? ('ready' as const) : ('idle' as const), progress: null, error: null }
+      : m0.load;
+  patch(ctx, 'model', {
+    choice,
+    check: { status: 'checking', config: null, cost: null, cached: false, error: null },
+    load,
+  });
   let config: ModelConfig;
   let downloadBytes: number | null = null;
   let cached = false;
@@ -188,7 +205,9 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
           const problem = await missingFilesProblem([...names], (f) => names.has(f), choice.id, 'hub');
           if (problem) {
             if (sameChoice(ctx.store.get().model.choice, choice)) {
-              patch(ctx, 'model', { check: { status: 'error', config: null, cost: null, cached: false, error: problem } });
+              patch(ctx, 'model', {
+                check: { status: 'error', config: null, cost: null, cached: false, error: problem },
+              });
             }
             return;
           }
@@ -198,7 +217,15 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
     } else cached = true;
   } catch (e) {
     if (!sameChoice(ctx.store.get().model.choice, choice)) return;
-    patch(ctx, 'model', { check: { status: 'error', config: null, cost: null, cached: false, error: modelError(e, 'Reading the model', choice) } });
+    patch(ctx, 'model', {
+      check: {
+        status: 'error',
+        config: null,
+        cost: null,
+        cached: false,
+        error: modelError(e, 'Reading the model', choice),
+      },
+    });
     return;
   }
   if (!sameChoice(ctx.store.get().model.choice, choice)) return;
@@ -206,10 +233,16 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
   // Cost at the settings this model would get when loaded.
   const { lora, train } = presetSettings(choice.id, null, config.maxPositions);
   const est = await ctx.platform.storageEstimate();
-  const cost = estimateCost(config, { ...lora, target_modules: lora.target_modules }, { ...s.train, ...train }, s.gpu.info, {
-    downloadBytes: downloadBytes ?? undefined,
-    storageFree: cached || choice.kind !== 'hub' || !est ? null : est.quota - est.usage,
-  });
+  const cost = estimateCost(
+    config,
+    { ...lora, target_modules: lora.target_modules },
+    { ...s.train, ...train },
+    s.gpu.info,
+    {
+      downloadBytes: downloadBytes ?? undefined,
+      storageFree: cached || choice.kind !== 'hub' || !est ? null : est.quota - est.usage,
+    },
+  );
   patch(ctx, 'model', { check: { status: 'ready', config, cost, cached, error: null } });
 }
 
@@ -241,7 +274,8 @@ export async function loadChosenModel(ctx: AppContext, opts: { keepSettings?: bo
   const onProgress = (p: LoadProgress) => {
     // The expected size is that of the weights, so the running total counts the weight files only
     // (with the tokenizer's megabytes in it, it would pass 100%).
-    if (p.phase === 'download' && (expectedBytes === null || p.file.endsWith('.safetensors'))) done.set(p.file, p.loaded);
+    if (p.phase === 'download' && (expectedBytes === null || p.file.endsWith('.safetensors')))
+      done.set(p.file, p.loaded);
     let bytes = 0;
     for (const v of done.values()) bytes += v;
     view = { file: p.file, phase: p.phase, fileLoaded: p.loaded, fileTotal: p.total, bytes, expectedBytes };
@@ -252,7 +286,11 @@ export async function loadChosenModel(ctx: AppContext, opts: { keepSettings?: bo
     }
   };
   patch(ctx, 'model', { load: { status: 'loading', progress: view, error: null }, info: null, source: null });
-  patch(ctx, 'dataset', { status: ctx.store.get().dataset.content ? 'idle' : ctx.store.get().dataset.status, summary: null, key: null });
+  patch(ctx, 'dataset', {
+    status: ctx.store.get().dataset.content ? 'idle' : ctx.store.get().dataset.status,
+    summary: null,
+    key: null,
+  });
   patch(ctx, 'estimate', { status: 'idle', value: null, error: null });
   try {
     const info = await ctx.engine.loadModel(sourceSpec(choice), onProgress);
@@ -280,12 +318,17 @@ export async function loadChosenModel(ctx: AppContext, opts: { keepSettings?: bo
       // The download or the files failed before the engine let the loaded model go: it stays in
       // use, with its dataset and estimate, and the message says so.
       patch(ctx, 'model', {
-        load: { status: 'error', progress: null, error: { ...error, action: `${error.action ? `${error.action} ` : ''}${prev.id} is still loaded.` } },
+        load: {
+          status: 'error',
+          progress: null,
+          error: { ...error, action: `${error.action ? `${error.action} ` : ''}${prev.id} is still loaded.` },
+        },
         info: prev,
         source: s0.model.source,
       });
       const d = ctx.store.get().dataset;
-      if (d.content === s0.dataset.content) patch(ctx, 'dataset', { status: s0.dataset.status, summary: s0.dataset.summary, key: s0.dataset.key });
+      if (d.content === s0.dataset.content)
+        patch(ctx, 'dataset', { status: s0.dataset.status, summary: s0.dataset.summary, key: s0.dataset.key });
       if (ctx.store.get().estimate.status === 'idle') patch(ctx, 'estimate', s0.estimate);
       return false;
     }

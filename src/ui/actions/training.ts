@@ -22,7 +22,8 @@ const BUSY: string[] = ['preparing', 'running', 'paused', 'stopping', 'saving'];
 /** Why the GPU cannot be used now, for the lists of blockers (null when it is ready). */
 export function gpuBlocker(status: GpuSlice['status']): string | null {
   if (status === 'ready') return null;
-  if (status === 'lost') return 'The GPU was lost: reload the page to get it back (saved adapters and checkpoints are kept).';
+  if (status === 'lost')
+    return 'The GPU was lost: reload the page to get it back (saved adapters and checkpoints are kept).';
   if (status === 'starting') return 'The GPU is starting.';
   return 'WebGPU is not available in this browser.';
 }
@@ -82,10 +83,21 @@ export async function startTraining(ctx: AppContext): Promise<void> {
     patch(ctx, 'run', { status: 'failed', error: { title: 'Cannot start training', detail: blockers.join(' ') } });
     return;
   }
-  patch(ctx, 'run', { status: 'preparing', error: null, adapterId: null, unsaved: null, history: [], progress: null, checkpoint: null });
+  patch(ctx, 'run', {
+    status: 'preparing',
+    error: null,
+    adapterId: null,
+    unsaved: null,
+    history: [],
+    progress: null,
+    checkpoint: null,
+  });
   if (!(await analyseDataset(ctx))) {
     const err = ctx.store.get().dataset.error;
-    patch(ctx, 'run', { status: 'failed', error: err ?? { title: 'Cannot start training', detail: 'The dataset could not be read.' } });
+    patch(ctx, 'run', {
+      status: 'failed',
+      error: err ?? { title: 'Cannot start training', detail: 'The dataset could not be read.' },
+    });
     return;
   }
   const s = ctx.store.get();
@@ -102,7 +114,11 @@ export async function startTraining(ctx: AppContext): Promise<void> {
       });
       lock = await ctx.platform.lockRun(run.id);
     } catch (e) {
-      ctx.notify({ level: 'warning', ...describeError(e, 'Saving the run'), action: 'Training goes on, but cannot be resumed after a reload.' });
+      ctx.notify({
+        level: 'warning',
+        ...describeError(e, 'Saving the run'),
+        action: 'Training goes on, but cannot be resumed after a reload.',
+      });
       run = null;
     }
   }
@@ -128,17 +144,33 @@ export async function resumeRun(ctx: AppContext, runId: string): Promise<void> {
   const webLocks = (await ctx.platform.heldRunLocks().catch(() => null)) !== null;
   const lock = await ctx.platform.lockRun(runId);
   if (!lock) {
-    ctx.notify({ level: 'warning', title: 'Run is open in another tab', detail: 'Continue it there, or close that tab first.' });
+    ctx.notify({
+      level: 'warning',
+      title: 'Run is open in another tab',
+      detail: 'Continue it there, or close that tab first.',
+    });
     return;
   }
   let ok = false;
   try {
     const run = await ctx.stores.runs.acquire(runId, { force: webLocks });
     if (!run) {
-      ctx.notify({ level: 'warning', title: 'Run is open in another tab', detail: 'Continue it there, or close that tab first.' });
+      ctx.notify({
+        level: 'warning',
+        title: 'Run is open in another tab',
+        detail: 'Continue it there, or close that tab first.',
+      });
       return;
     }
-    patch(ctx, 'run', { status: 'preparing', runId: run.id, error: null, adapterId: null, unsaved: null, history: run.history, progress: null });
+    patch(ctx, 'run', {
+      status: 'preparing',
+      runId: run.id,
+      error: null,
+      adapterId: null,
+      unsaved: null,
+      history: run.history,
+      progress: null,
+    });
     ctx.store.update((st) => ({ ...st, view: 'train' }));
     // The model.
     if (ctx.store.get().model.info?.id !== run.model.id) {
@@ -151,7 +183,9 @@ export async function resumeRun(ctx: AppContext, runId: string): Promise<void> {
       }
       await checkModel(ctx, choice);
       if (!(await loadChosenModel(ctx, { keepSettings: true }))) {
-        throw ctx.store.get().model.load.error ? new Error(ctx.store.get().model.load.error!.detail) : new Error('The model did not load.');
+        throw ctx.store.get().model.load.error
+          ? new Error(ctx.store.get().model.load.error!.detail)
+          : new Error('The model did not load.');
       }
     }
     // The data and settings, exactly as the run had them.
@@ -159,9 +193,17 @@ export async function resumeRun(ctx: AppContext, runId: string): Promise<void> {
       ...st,
       lora: run.lora,
       train: run.train,
-      dataset: { ...st.dataset, fileName: run.dataset.fileName, content: run.dataset.content, format: run.dataset.format, key: null, summary: null },
+      dataset: {
+        ...st.dataset,
+        fileName: run.dataset.fileName,
+        content: run.dataset.content,
+        format: run.dataset.format,
+        key: null,
+        summary: null,
+      },
     }));
-    if (!(await analyseDataset(ctx))) throw new Error(ctx.store.get().dataset.error?.detail ?? 'The dataset could not be read.');
+    if (!(await analyseDataset(ctx)))
+      throw new Error(ctx.store.get().dataset.error?.detail ?? 'The dataset could not be read.');
     const ckpt = await ctx.stores.runs.checkpoint(run.id);
     const prior = ckpt ? run.history.filter((h) => h.step <= ckpt.step) : [];
     if (ckpt) patch(ctx, 'run', { checkpoint: { step: ckpt.step, at: ckpt.savedAt } });
@@ -188,7 +230,14 @@ async function runTraining(
 ): Promise<void> {
   const stores = ctx.stores;
   const history: HistoryPoint[] = [...prior];
-  patch(ctx, 'run', { status: 'running', runId: run?.id ?? null, history: [...history], progress: null, totalSteps: null, error: null });
+  patch(ctx, 'run', {
+    status: 'running',
+    runId: run?.id ?? null,
+    history: [...history],
+    progress: null,
+    totalSteps: null,
+    error: null,
+  });
   await refreshResumable(ctx);
   let leaseLost = false;
   let warnedStorage = false;
@@ -238,7 +287,11 @@ async function runTraining(
                   }
                 } else if (!warnedStorage) {
                   warnedStorage = true;
-                  ctx.notify({ level: 'warning', ...describeError(e, 'Saving a checkpoint'), action: 'Training goes on; the finished adapter is still kept.' });
+                  ctx.notify({
+                    level: 'warning',
+                    ...describeError(e, 'Saving a checkpoint'),
+                    action: 'Training goes on; the finished adapter is still kept.',
+                  });
                 }
               }
             }
@@ -265,7 +318,8 @@ async function runTraining(
     };
     let adapterId: string | null = null;
     try {
-      if (!stores) throw Object.assign(new Error('Browser storage is unavailable.'), { name: 'StorageUnavailableError' });
+      if (!stores)
+        throw Object.assign(new Error('Browser storage is unavailable.'), { name: 'StorageUnavailableError' });
       const rec = run
         ? await stores.runs.finish(run.id, meta, result.adapter, {
             status: result.stoppedEarly ? 'stopped' : 'finished',
@@ -276,17 +330,30 @@ async function runTraining(
       adapterId = rec.id;
     } catch (e) {
       patch(ctx, 'run', { unsaved: { name: meta.name, ...result.adapter } });
-      ctx.notify({ level: 'error', ...describeError(e, 'Saving the adapter'), action: 'Download it now from the Train view so it is not lost.' });
+      ctx.notify({
+        level: 'error',
+        ...describeError(e, 'Saving the adapter'),
+        action: 'Download it now from the Train view so it is not lost.',
+      });
       // The run keeps its last checkpoint: let go of it so it can be resumed (here or in another tab).
       if (run && stores) {
-        await stores.runs.release(run.id, 'interrupted', `The finished adapter could not be saved (${describeError(e).title}); resume from the last checkpoint.`).catch(() => undefined);
+        await stores.runs
+          .release(
+            run.id,
+            'interrupted',
+            `The finished adapter could not be saved (${describeError(e).title}); resume from the last checkpoint.`,
+          )
+          .catch(() => undefined);
       }
     }
     patch(ctx, 'run', { status: 'done', adapterId, history: result.history.length ? result.history : [...history] });
     await refreshLibrary(ctx);
     if (adapterId) {
       const id = adapterId;
-      ctx.store.update((st) => ({ ...st, compare: { ...st.compare, adapterIds: [id, ...st.compare.adapterIds.filter((x) => x !== id)].slice(0, 3) } }));
+      ctx.store.update((st) => ({
+        ...st,
+        compare: { ...st.compare, adapterIds: [id, ...st.compare.adapterIds.filter((x) => x !== id)].slice(0, 3) },
+      }));
     }
   } catch (e) {
     if (paintTimer) clearTimeout(paintTimer);

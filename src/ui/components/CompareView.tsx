@@ -32,11 +32,19 @@ function Outputs({ s }: { s: AppState }) {
             <span className="muted small">Prompt {p + 1}</span>
             <p>{prompt}</p>
           </div>
-          <div className="compare-cols" style={{ gridTemplateColumns: `repeat(${cmp.columns.length}, minmax(0, 1fr))` }}>
+          <div
+            className="compare-cols"
+            style={{ gridTemplateColumns: `repeat(${cmp.columns.length}, minmax(0, 1fr))` }}
+          >
             {cmp.columns.map((col) => {
               const cell = cmp.outputs[p]?.[col.key];
               return (
-                <article key={col.key} className={`compare-cell ${cell?.status ?? ''}`} data-testid="compare-cell" aria-busy={cell?.status === 'running'}>
+                <article
+                  key={col.key}
+                  className={`compare-cell ${cell?.status ?? ''}`}
+                  data-testid="compare-cell"
+                  aria-busy={cell?.status === 'running'}
+                >
                   <h4 title={col.label}>{col.label}</h4>
                   {cell?.status === 'error' ? (
                     <p className="field-error">{cell.error}</p>
@@ -46,7 +54,9 @@ function Outputs({ s }: { s: AppState }) {
                       {cell?.status === 'running' && <span className="cursor" aria-hidden="true" />}
                     </pre>
                   )}
-                  {cell?.status === 'done' && !cell.text && <p className="muted small">(no text: the model stopped at once)</p>}
+                  {cell?.status === 'done' && !cell.text && (
+                    <p className="muted small">(no text: the model stopped at once)</p>
+                  )}
                   {cell?.status === 'done' && cell.text && !cell.text.trim() && (
                     <p className="muted small">(only whitespace: {whitespaceNote(cell.text)})</p>
                   )}
@@ -66,7 +76,8 @@ function Evals({ s }: { s: AppState }) {
   return (
     <table className="results" data-testid="eval-table">
       <caption className="muted small">
-        Mean loss per counted token on the {cmp.evalSplit === 'validation' ? 'validation split' : 'whole dataset (it has no validation split)'} of{' '}
+        Mean loss per counted token on the{' '}
+        {cmp.evalSplit === 'validation' ? 'validation split' : 'whole dataset (it has no validation split)'} of{' '}
         {cmp.evalDataset}. Lower is better; perplexity = e^loss.
       </caption>
       <thead>
@@ -127,7 +138,11 @@ export function CompareView() {
             {s.library.adapters.length === 0 && <p className="muted small">No adapters in the library yet.</p>}
             {s.library.adapters.map((a) => (
               <label key={a.id} className="check">
-                <input type="checkbox" checked={cmp.adapterIds.includes(a.id)} onChange={(e) => c.toggleCompareAdapter(a.id, e.target.checked)} />
+                <input
+                  type="checkbox"
+                  checked={cmp.adapterIds.includes(a.id)}
+                  onChange={(e) => c.toggleCompareAdapter(a.id, e.target.checked)}
+                />
                 {a.name}
                 {loaded && a.baseModel !== loaded && <span className="pill warn">trained on {a.baseModel}</span>}
               </label>
@@ -137,11 +152,44 @@ export function CompareView() {
         <section className="card" aria-labelledby="sampling-h">
           <h3 id="sampling-h">Sampling</h3>
           <div className="form-grid">
-            <NumberField label="Max new tokens" name="maxNewTokens" value={cmp.sampling.maxNewTokens} error={se.maxNewTokens} onChange={(v) => c.setSampling({ maxNewTokens: v })} />
-            <NumberField label="Temperature" name="temperature" value={cmp.sampling.temperature} error={se.temperature} hint="0 = greedy (the same every time)." onChange={(v) => c.setSampling({ temperature: v })} />
-            <NumberField label="Top-k" name="topK" value={cmp.sampling.topK} error={se.topK} hint="0 = off." onChange={(v) => c.setSampling({ topK: v })} />
-            <NumberField label="Top-p" name="topP" value={cmp.sampling.topP} error={se.topP} onChange={(v) => c.setSampling({ topP: v })} />
-            <NumberField label="Seed" name="sampleSeed" value={cmp.sampling.seed} error={se.seed} hint="Shared by every column." onChange={(v) => c.setSampling({ seed: v })} />
+            <NumberField
+              label="Max new tokens"
+              name="maxNewTokens"
+              value={cmp.sampling.maxNewTokens}
+              error={se.maxNewTokens}
+              onChange={(v) => c.setSampling({ maxNewTokens: v })}
+            />
+            <NumberField
+              label="Temperature"
+              name="temperature"
+              value={cmp.sampling.temperature}
+              error={se.temperature}
+              hint="0 = greedy (the same every time)."
+              onChange={(v) => c.setSampling({ temperature: v })}
+            />
+            <NumberField
+              label="Top-k"
+              name="topK"
+              value={cmp.sampling.topK}
+              error={se.topK}
+              hint="0 = off."
+              onChange={(v) => c.setSampling({ topK: v })}
+            />
+            <NumberField
+              label="Top-p"
+              name="topP"
+              value={cmp.sampling.topP}
+              error={se.topP}
+              onChange={(v) => c.setSampling({ topP: v })}
+            />
+            <NumberField
+              label="Seed"
+              name="sampleSeed"
+              value={cmp.sampling.seed}
+              error={se.seed}
+              hint="Shared by every column."
+              onChange={(v) => c.setSampling({ seed: v })}
+            />
             <div className="field">
               <span className="label-like">Prompt format</span>
               <label className="check">

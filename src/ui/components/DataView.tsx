@@ -36,14 +36,18 @@ function Preview({ s }: { s: AppState }) {
         </span>
       </div>
       <p className="muted small">
-        Each record as the model sees it (chat template and special tokens included). Only highlighted tokens are trained on.
-        {summary.preview.length < summary.records ? ` Showing the first ${summary.preview.length} of ${summary.records}.` : ''}
+        Each record as the model sees it (chat template and special tokens included). Only highlighted tokens are
+        trained on.
+        {summary.preview.length < summary.records
+          ? ` Showing the first ${summary.preview.length} of ${summary.records}.`
+          : ''}
       </p>
       <ol className="examples" start={page * PAGE_SIZE + 1}>
         {rows.map((ex, i) => (
           <li key={`${ex.line}-${i}`} className="example">
             <div className="example-meta">
-              line {ex.line} · {ex.tokens} tokens · {ex.countedTokens} counted{ex.truncated ? ' · truncated to max length' : ''}
+              line {ex.line} · {ex.tokens} tokens · {ex.countedTokens} counted
+              {ex.truncated ? ' · truncated to max length' : ''}
             </div>
             <pre className="example-text">
               {ex.pieces.map((p, j) =>
@@ -68,7 +72,12 @@ function Preview({ s }: { s: AppState }) {
         <span aria-live="polite">
           Page {page + 1} of {pages}
         </span>
-        <button type="button" className="secondary" disabled={page >= pages - 1} onClick={() => c.setDatasetPage(page + 1)}>
+        <button
+          type="button"
+          className="secondary"
+          disabled={page >= pages - 1}
+          onClick={() => c.setDatasetPage(page + 1)}
+        >
           Next →
         </button>
       </nav>
@@ -84,7 +93,10 @@ function Summary({ s }: { s: AppState }) {
       <div className="stats">
         <Stat label="format" value={summary.format} />
         <Stat label="records" value={formatInt(summary.records)} />
-        <Stat label="train / validation" value={`${formatInt(summary.trainRecords)} / ${formatInt(summary.valRecords)}`} />
+        <Stat
+          label="train / validation"
+          value={`${formatInt(summary.trainRecords)} / ${formatInt(summary.valRecords)}`}
+        />
         <Stat label="train tokens" value={formatInt(summary.trainTokens)} />
         <Stat label="counted tokens" value={formatInt(summary.countedTokens)} />
         <Stat label="issues" value={formatInt(summary.issues.length)} />
@@ -93,7 +105,8 @@ function Summary({ s }: { s: AppState }) {
       {summary.issues.length > 0 && (
         <details className="issues" open={summary.issues.length <= 8}>
           <summary>
-            {summary.issues.length} line{summary.issues.length === 1 ? '' : 's'} skipped or cut — these records are not trained on
+            {summary.issues.length} line{summary.issues.length === 1 ? '' : 's'} skipped or cut — these records are not
+            trained on
           </summary>
           <ul>
             {summary.issues.slice(0, 200).map((iss, i) => (
@@ -123,8 +136,8 @@ export function DataView() {
       <h2>2 · Data</h2>
       <p className="lead">
         JSONL, JSON, CSV/TSV or plain text. Records can be plain text <code>{'{"text"}'}</code>, instructions{' '}
-        <code>{'{"instruction","input","output"}'}</code> or chats <code>{'{"messages":[{"role","content"}]}'}</code>; the format is
-        detected.
+        <code>{'{"instruction","input","output"}'}</code> or chats <code>{'{"messages":[{"role","content"}]}'}</code>;
+        the format is detected.
       </p>
       <div className="two-col">
         <section className="card" aria-labelledby="src-h">
@@ -157,13 +170,20 @@ export function DataView() {
             <textarea
               id="paste"
               rows={6}
-              placeholder={'{"instruction": "Say hi", "output": "Hi!"}\n{"instruction": "Count to three", "output": "1, 2, 3"}'}
+              placeholder={
+                '{"instruction": "Say hi", "output": "Hi!"}\n{"instruction": "Count to three", "output": "1, 2, 3"}'
+              }
               value={paste}
               onChange={(e) => setPaste(e.target.value)}
             />
           </div>
           <div className="actions">
-            <button type="button" className="secondary" disabled={busy || !paste.trim()} onClick={() => void c.setDatasetText(PASTED_NAME, paste)}>
+            <button
+              type="button"
+              className="secondary"
+              disabled={busy || !paste.trim()}
+              onClick={() => void c.setDatasetText(PASTED_NAME, paste)}
+            >
               Use pasted text
             </button>
           </div>
@@ -212,7 +232,8 @@ export function DataView() {
           {d.status === 'error' && d.error && <MessageCard message={d.error} />}
           {d.summary && d.status !== 'error' && (te.maxLen || te.valFraction) && (
             <p className="small field-error" data-testid="summary-stale">
-              These counts are for the last valid max length and validation fraction; fix the highlighted field to update them.
+              These counts are for the last valid max length and validation fraction; fix the highlighted field to
+              update them.
             </p>
           )}
           {d.summary && d.status !== 'error' && <Summary s={s} />}

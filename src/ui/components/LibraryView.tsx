@@ -127,7 +127,13 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
         >
           Compare →
         </button>
-        <button type="button" className="secondary" ref={renameButton} onClick={() => setEditing(true)} disabled={editing}>
+        <button
+          type="button"
+          className="secondary"
+          ref={renameButton}
+          onClick={() => setEditing(true)}
+          disabled={editing}
+        >
           Rename
         </button>
         {confirming ? (
@@ -165,11 +171,17 @@ export function LibraryView() {
     <div className="view">
       <h2>5 · Adapters</h2>
       <p className="lead">
-        Adapters stay in this browser (IndexedDB) until deleted. Downloads are standard PEFT files: load them in Python with{' '}
-        <code>PeftModel.from_pretrained</code>.
+        Adapters stay in this browser (IndexedDB) until deleted. Downloads are standard PEFT files: load them in Python
+        with <code>PeftModel.from_pretrained</code>.
       </p>
       {!s.storageOk && (
-        <MessageCard level="warning" message={{ title: 'No browser storage', detail: 'This browser gives the page no IndexedDB; adapters are not kept.' }} />
+        <MessageCard
+          level="warning"
+          message={{
+            title: 'No browser storage',
+            detail: 'This browser gives the page no IndexedDB; adapters are not kept.',
+          }}
+        />
       )}
       <section className="card" aria-labelledby="import-h">
         <div className="card-head">
@@ -188,15 +200,26 @@ export function LibraryView() {
               onChange={(e) => {
                 const files = Array.from(e.target.files ?? []);
                 e.target.value = '';
-                if (files.length) void c.importAdapter(files.map((f) => ({ name: f.name, bytes: async () => new Uint8Array(await f.arrayBuffer()) })));
+                if (files.length)
+                  void c.importAdapter(
+                    files.map((f) => ({ name: f.name, bytes: async () => new Uint8Array(await f.arrayBuffer()) })),
+                  );
               }}
             />
-            <button type="button" className="secondary" disabled={lib.importing || !s.storageOk} onClick={() => input.current?.click()}>
+            <button
+              type="button"
+              className="secondary"
+              disabled={lib.importing || !s.storageOk}
+              onClick={() => input.current?.click()}
+            >
               {lib.importing ? 'Importing…' : 'Choose files…'}
             </button>
           </div>
         </div>
-        <p className="muted small">Select adapter_config.json and adapter_model.safetensors together (e.g. trained with Python's peft), or a .zip of them.</p>
+        <p className="muted small">
+          Select adapter_config.json and adapter_model.safetensors together (e.g. trained with Python's peft), or a .zip
+          of them.
+        </p>
         {lib.importError && <MessageCard message={lib.importError} />}
       </section>
       {lib.adapters.length === 0 ? (
@@ -219,7 +242,9 @@ export function LibraryView() {
         {lib.storage && (
           <p className="muted small">
             This site uses {formatBytes(lib.storage.usage)} of {formatBytes(lib.storage.quota)} the browser allows.{' '}
-            {lib.storage.persisted ? 'Storage is persistent (the browser will not clear it on its own).' : 'The browser may clear it when the disk is short of space.'}
+            {lib.storage.persisted
+              ? 'Storage is persistent (the browser will not clear it on its own).'
+              : 'The browser may clear it when the disk is short of space.'}
           </p>
         )}
         {lib.models.length === 0 ? (
@@ -243,7 +268,11 @@ export function LibraryView() {
                   <td className="num">{formatBytes(m.bytes)}</td>
                   <td>{formatDate(m.cachedAt)}</td>
                   <td>
-                    <button type="button" className="secondary danger small" onClick={() => void c.deleteCachedModel(m.id)}>
+                    <button
+                      type="button"
+                      className="secondary danger small"
+                      onClick={() => void c.deleteCachedModel(m.id)}
+                    >
                       Delete files
                     </button>
                   </td>

@@ -73,7 +73,9 @@ export function LossChart({ history, totalSteps }: { history: HistoryPoint[]; to
   const H = Math.round(Math.min(300, Math.max(220, W * 0.4)));
   const narrow = W < 480;
   const train = history.filter((h): h is HistoryPoint & { loss: number } => h.loss !== null && Number.isFinite(h.loss));
-  const val = history.filter((h): h is HistoryPoint & { valLoss: number } => h.valLoss !== null && Number.isFinite(h.valLoss));
+  const val = history.filter(
+    (h): h is HistoryPoint & { valLoss: number } => h.valLoss !== null && Number.isFinite(h.valLoss),
+  );
   const lastStep = history.length ? history[history.length - 1]!.step : 0;
   const xMax = Math.max(totalSteps ?? 0, lastStep, 1);
   const ys = [...train.map((h) => h.loss), ...val.map((h) => h.valLoss)];
@@ -90,7 +92,8 @@ export function LossChart({ history, totalSteps }: { history: HistoryPoint[]; to
   const ih = H - M.top - M.bottom;
   const x = (step: number) => M.left + (iw * step) / xMax;
   const y = (v: number) => M.top + ih - (ih * (v - yLo)) / Math.max(1e-12, yHi - yLo);
-  const path = (pts: [number, number][]) => pts.map(([a, b], i) => `${i ? 'L' : 'M'}${a.toFixed(1)},${b.toFixed(1)}`).join('');
+  const path = (pts: [number, number][]) =>
+    pts.map(([a, b], i) => `${i ? 'L' : 'M'}${a.toFixed(1)},${b.toFixed(1)}`).join('');
   const sm = smooth(train.map((h) => h.loss));
   const rawPath = path(train.map((h) => [x(h.step), y(h.loss)]));
   const smoothPath = path(train.map((h, i) => [x(h.step), y(sm[i]!)]));
@@ -99,7 +102,9 @@ export function LossChart({ history, totalSteps }: { history: HistoryPoint[]; to
   const last = sm[sm.length - 1];
   const desc = train.length
     ? `Training loss from ${first!.toFixed(3)} to ${last!.toFixed(3)} (smoothed) over ${lastStep} of ${xMax} steps` +
-      (val.length ? `; validation loss ${val[val.length - 1]!.valLoss.toFixed(3)} at step ${val[val.length - 1]!.step}.` : '.')
+      (val.length
+        ? `; validation loss ${val[val.length - 1]!.valLoss.toFixed(3)} at step ${val[val.length - 1]!.step}.`
+        : '.')
     : 'No loss values yet.';
   return (
     <figure className="chart" ref={figure}>

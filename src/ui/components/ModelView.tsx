@@ -43,7 +43,12 @@ function CostCard({ s }: { s: AppState }) {
   const c = useController();
   const { check, choice } = s.model;
   if (!choice) return null;
-  if (check.status === 'checking') return <p className="muted" role="status">Reading config.json of {choice.id}…</p>;
+  if (check.status === 'checking')
+    return (
+      <p className="muted" role="status">
+        Reading config.json of {choice.id}…
+      </p>
+    );
   if (check.status === 'error' && check.error) {
     return (
       <MessageCard message={check.error}>
@@ -57,7 +62,14 @@ function CostCard({ s }: { s: AppState }) {
   }
   const cost = check.cost;
   if (!cost) return null;
-  const where = choice.kind === 'files' ? 'Read from disk' : choice.kind === 'demo' ? 'Bundled with the app' : check.cached ? 'Cached in this browser' : 'Download';
+  const where =
+    choice.kind === 'files'
+      ? 'Read from disk'
+      : choice.kind === 'demo'
+        ? 'Bundled with the app'
+        : check.cached
+          ? 'Cached in this browser'
+          : 'Download';
   return (
     <section className="cost" aria-label="Cost of this model">
       <dl className="facts compact">
@@ -67,7 +79,11 @@ function CostCard({ s }: { s: AppState }) {
         </div>
         <div>
           <dt>{where}</dt>
-          <dd>{check.cached && choice.kind === 'hub' ? `${formatBytes(cost.downloadBytes)} (no download)` : formatBytes(cost.downloadBytes)}</dd>
+          <dd>
+            {check.cached && choice.kind === 'hub'
+              ? `${formatBytes(cost.downloadBytes)} (no download)`
+              : formatBytes(cost.downloadBytes)}
+          </dd>
         </div>
         <div>
           <dt>GPU memory to train (est.)</dt>
@@ -76,7 +92,9 @@ function CostCard({ s }: { s: AppState }) {
         <div>
           <dt>Trainable LoRA parameters</dt>
           <dd>
-            {cost.trainableParams === null ? '—' : `${formatCount(cost.trainableParams)} (${formatPercent(cost.trainablePercent ?? 0)})`}
+            {cost.trainableParams === null
+              ? '—'
+              : `${formatCount(cost.trainableParams)} (${formatPercent(cost.trainablePercent ?? 0)})`}
           </dd>
         </div>
         <div>
@@ -88,7 +106,9 @@ function CostCard({ s }: { s: AppState }) {
           <dd>{cost.linearModules.join(', ')}</dd>
         </div>
       </dl>
-      <p className="note">Memory estimate at batch {s.train.batch} × max length {s.train.maxLen}; it follows the settings.</p>
+      <p className="note">
+        Memory estimate at batch {s.train.batch} × max length {s.train.maxLen}; it follows the settings.
+      </p>
       {cost.blockers.map((b) => (
         <MessageCard key={b} message={{ title: 'This model cannot be trained on this GPU', detail: b }} />
       ))}
@@ -114,7 +134,12 @@ function LoadStatus({ s }: { s: AppState }) {
     return (
       <div className="load-status" role="status">
         <p>{label}</p>
-        <ProgressBar label="Model loading progress" value={value} max={max} indeterminate={max === 0 || p.phase === 'tokenizer'} />
+        <ProgressBar
+          label="Model loading progress"
+          value={value}
+          max={max}
+          indeterminate={max === 0 || p.phase === 'tokenizer'}
+        />
         {p.phase === 'download' && p.expectedBytes ? (
           <p className="muted small">
             {formatBytes(p.bytes)} of about {formatBytes(p.expectedBytes)} in all
@@ -127,8 +152,9 @@ function LoadStatus({ s }: { s: AppState }) {
   if (info) {
     return (
       <div className="loaded" role="status" data-testid="model-loaded">
-        <span className="pill yes">Loaded</span> <strong>{info.id}</strong> · {info.modelType} · {formatCount(info.parameters)} parameters · {info.dtype}{' '}
-        · {info.numLayers} layers · hidden {info.hiddenSize} · {info.hasChatTemplate ? 'chat template' : 'no chat template'}
+        <span className="pill yes">Loaded</span> <strong>{info.id}</strong> · {info.modelType} ·{' '}
+        {formatCount(info.parameters)} parameters · {info.dtype} · {info.numLayers} layers · hidden {info.hiddenSize} ·{' '}
+        {info.hasChatTemplate ? 'chat template' : 'no chat template'}
       </div>
     );
   }
@@ -145,24 +171,30 @@ export function ModelView() {
   const loading = load.status === 'loading';
   const busy = loading || ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
   const isLoaded = isChoiceLoaded(c.store, s);
-  const canLoad = !!choice && check.status === 'ready' && !check.cost?.blockers.length && !busy && s.gpu.status === 'ready' && !isLoaded;
+  const canLoad =
+    !!choice &&
+    check.status === 'ready' &&
+    !check.cost?.blockers.length &&
+    !busy &&
+    s.gpu.status === 'ready' &&
+    !isLoaded;
   const hubValid = isHubId(hubId);
 
   const pick = (ch: ModelChoice) => void c.chooseModel(ch);
   const loadLabel = isLoaded
     ? 'Loaded'
     : !choice
-    ? 'Load model'
-    : choice.kind === 'hub' && !check.cached && check.status === 'ready'
-      ? `Download${check.cost?.downloadBytes ? ` ${formatBytes(check.cost.downloadBytes)}` : ''} and load`
-      : 'Load model';
+      ? 'Load model'
+      : choice.kind === 'hub' && !check.cached && check.status === 'ready'
+        ? `Download${check.cost?.downloadBytes ? ` ${formatBytes(check.cost.downloadBytes)}` : ''} and load`
+        : 'Load model';
 
   return (
     <div className="view">
       <h2>1 · Model</h2>
       <p className="lead">
-        Pick a small model from the list, type any Hugging Face model id, or drop a model folder. Its size and the GPU memory training
-        needs are shown before anything big is downloaded; downloads are kept in this browser.
+        Pick a small model from the list, type any Hugging Face model id, or drop a model folder. Its size and the GPU
+        memory training needs are shown before anything big is downloaded; downloads are kept in this browser.
       </p>
       <div className="two-col">
         <section className="card" aria-labelledby="catalog-h">

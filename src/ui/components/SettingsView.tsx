@@ -15,14 +15,21 @@ function Targets({ s }: { s: AppState }) {
   const chosen = new Set(Array.isArray(t) ? t : []);
   const err = validateLora(s.lora, s.model.info).target_modules;
   return (
-    <fieldset className={`targets${err ? ' invalid' : ''}`} aria-describedby={err ? 'targets-err targets-hint' : 'targets-hint'}>
+    <fieldset
+      className={`targets${err ? ' invalid' : ''}`}
+      aria-describedby={err ? 'targets-err targets-hint' : 'targets-hint'}
+    >
       <legend>Target modules</legend>
       <label className="check">
         <input
           type="checkbox"
           name="all-linear"
           checked={all}
-          onChange={(e) => c.setLora({ target_modules: e.target.checked ? 'all-linear' : defaults.length ? [...defaults] : modules.slice(0, 1) })}
+          onChange={(e) =>
+            c.setLora({
+              target_modules: e.target.checked ? 'all-linear' : defaults.length ? [...defaults] : modules.slice(0, 1),
+            })
+          }
         />
         all-linear (every linear layer)
       </label>
@@ -68,7 +75,8 @@ function Estimate({ s }: { s: AppState }) {
   const e = s.estimate;
   if (!s.model.info) return <p className="muted">Load a model to see the trainable parameters and memory.</p>;
   if (e.status === 'error' && e.error) return <MessageCard message={e.error} />;
-  if (!e.value) return <p className="muted">{e.status === 'working' ? 'Estimating…' : 'Fix the settings to see the estimate.'}</p>;
+  if (!e.value)
+    return <p className="muted">{e.status === 'working' ? 'Estimating…' : 'Fix the settings to see the estimate.'}</p>;
   const v = e.value;
   const parts = [
     { label: 'weights', bytes: v.weightsBytes, cls: 'w' },
@@ -114,13 +122,22 @@ export function SettingsView() {
   return (
     <div className="view">
       <h2>3 · Settings</h2>
-      <p className="lead">Defaults suit a first run. Names follow PEFT and transformers, so they match adapter_config.json.</p>
+      <p className="lead">
+        Defaults suit a first run. Names follow PEFT and transformers, so they match adapter_config.json.
+      </p>
       {busy && <p className="muted">A run is in progress; changes apply to the next run.</p>}
       <div className="two-col">
         <section className="card" aria-labelledby="lora-h">
           <h3 id="lora-h">LoRA</h3>
           <div className="form-grid">
-            <NumberField label="Rank r" name="r" value={s.lora.r} error={le.r} hint="4–64; higher learns more." onChange={(v) => c.setLora({ r: v })} />
+            <NumberField
+              label="Rank r"
+              name="r"
+              value={s.lora.r}
+              error={le.r}
+              hint="4–64; higher learns more."
+              onChange={(v) => c.setLora({ r: v })}
+            />
             <NumberField
               label="lora_alpha"
               name="lora_alpha"
@@ -140,7 +157,12 @@ export function SettingsView() {
             <div className="field">
               <span className="label-like">rsLoRA</span>
               <label className="check">
-                <input type="checkbox" name="use_rslora" checked={s.lora.use_rslora} onChange={(e) => c.setLora({ use_rslora: e.target.checked })} />
+                <input
+                  type="checkbox"
+                  name="use_rslora"
+                  checked={s.lora.use_rslora}
+                  onChange={(e) => c.setLora({ use_rslora: e.target.checked })}
+                />
                 scale by alpha / √r
               </label>
             </div>
@@ -150,12 +172,24 @@ export function SettingsView() {
         <section className="card" aria-labelledby="train-h">
           <h3 id="train-h">Training</h3>
           <div className="form-grid">
-            <NumberField label="Learning rate" name="lr" value={t.lr} error={te.lr} hint="LoRA usually 1e-4 – 5e-4." onChange={(v) => setT({ lr: v })} />
+            <NumberField
+              label="Learning rate"
+              name="lr"
+              value={t.lr}
+              error={te.lr}
+              hint="LoRA usually 1e-4 – 5e-4."
+              onChange={(v) => setT({ lr: v })}
+            />
             <fieldset className="field length">
               <legend>Length</legend>
               <div className="radio-row">
                 <label className="check">
-                  <input type="radio" name="length" checked={byEpochs} onChange={() => setT({ steps: 0, epochs: t.epochs > 0 ? t.epochs : 1 })} />
+                  <input
+                    type="radio"
+                    name="length"
+                    checked={byEpochs}
+                    onChange={() => setT({ steps: 0, epochs: t.epochs > 0 ? t.epochs : 1 })}
+                  />
                   epochs
                 </label>
                 <label className="check">
@@ -165,11 +199,30 @@ export function SettingsView() {
               </div>
             </fieldset>
             {byEpochs ? (
-              <NumberField label="Epochs" name="epochs" value={t.epochs} error={te.epochs} onChange={(v) => setT({ epochs: v })} />
+              <NumberField
+                label="Epochs"
+                name="epochs"
+                value={t.epochs}
+                error={te.epochs}
+                onChange={(v) => setT({ epochs: v })}
+              />
             ) : (
-              <NumberField label="Steps" name="steps" value={t.steps} error={te.steps} hint="Optimizer steps." onChange={(v) => setT({ steps: v > 0 ? v : NaN })} />
+              <NumberField
+                label="Steps"
+                name="steps"
+                value={t.steps}
+                error={te.steps}
+                hint="Optimizer steps."
+                onChange={(v) => setT({ steps: v > 0 ? v : NaN })}
+              />
             )}
-            <NumberField label="Batch size" name="batch" value={t.batch} error={te.batch} onChange={(v) => setT({ batch: v })} />
+            <NumberField
+              label="Batch size"
+              name="batch"
+              value={t.batch}
+              error={te.batch}
+              onChange={(v) => setT({ batch: v })}
+            />
             <NumberField
               label="Gradient accumulation"
               name="gradAccum"
@@ -178,7 +231,13 @@ export function SettingsView() {
               hint={`Effective batch ${Number.isFinite(t.batch * t.gradAccum) ? t.batch * t.gradAccum : '—'}.`}
               onChange={(v) => setT({ gradAccum: v })}
             />
-            <NumberField label="Max sequence length" name="maxLen" value={t.maxLen} error={te.maxLen} onChange={(v) => setT({ maxLen: v })} />
+            <NumberField
+              label="Max sequence length"
+              name="maxLen"
+              value={t.maxLen}
+              error={te.maxLen}
+              onChange={(v) => setT({ maxLen: v })}
+            />
             <SelectField
               label="Scheduler"
               name="scheduler"
@@ -190,8 +249,20 @@ export function SettingsView() {
               ]}
               onChange={(v) => setT({ scheduler: v })}
             />
-            <NumberField label="Warmup steps" name="warmup" value={t.warmup} error={te.warmup} onChange={(v) => setT({ warmup: v })} />
-            <NumberField label="Weight decay" name="weightDecay" value={t.weightDecay} error={te.weightDecay} onChange={(v) => setT({ weightDecay: v })} />
+            <NumberField
+              label="Warmup steps"
+              name="warmup"
+              value={t.warmup}
+              error={te.warmup}
+              onChange={(v) => setT({ warmup: v })}
+            />
+            <NumberField
+              label="Weight decay"
+              name="weightDecay"
+              value={t.weightDecay}
+              error={te.weightDecay}
+              onChange={(v) => setT({ weightDecay: v })}
+            />
             <NumberField
               label="Max grad norm"
               name="maxGradNorm"

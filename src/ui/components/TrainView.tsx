@@ -39,7 +39,13 @@ function DiscardButton({ runId, disabled }: { runId: string; disabled: boolean }
     );
   }
   return (
-    <button type="button" ref={discard} className="secondary danger" disabled={disabled} onClick={() => setConfirming(true)}>
+    <button
+      type="button"
+      ref={discard}
+      className="secondary danger"
+      disabled={disabled}
+      onClick={() => setConfirming(true)}
+    >
       Discard…
     </button>
   );
@@ -53,7 +59,9 @@ function Resumable({ s }: { s: AppState }) {
   return (
     <section className="card notice-card" aria-labelledby="resume-h">
       <h3 id="resume-h">Unfinished runs</h3>
-      <p className="muted small">These runs stopped before saving an adapter (the tab was closed or reloaded, or the GPU was lost).</p>
+      <p className="muted small">
+        These runs stopped before saving an adapter (the tab was closed or reloaded, or the GPU was lost).
+      </p>
       {noGpu && (
         <p className="small" data-testid="resume-blocked">
           {noGpu} They stay here until then.
@@ -68,7 +76,8 @@ function Resumable({ s }: { s: AppState }) {
                 {r.checkpointStep !== null
                   ? `checkpoint at step ${r.checkpointStep}${r.totalSteps ? ` of ${r.totalSteps}` : ''}`
                   : 'no checkpoint yet: restarts from step 0'}{' '}
-                · {formatDate(r.updatedAt)} · {r.status === 'running' || r.status === 'paused' ? 'interrupted' : r.status}
+                · {formatDate(r.updatedAt)} ·{' '}
+                {r.status === 'running' || r.status === 'paused' ? 'interrupted' : r.status}
                 {r.error ? ` · ${r.error}` : ''}
               </div>
             </div>
@@ -98,7 +107,8 @@ function Controls({ s }: { s: AppState }) {
     const el = box.current;
     if (!el || !hadFocus.current || el.contains(document.activeElement)) return;
     if (document.activeElement && document.activeElement !== document.body) return;
-    const next = el.querySelector<HTMLElement>('button:not(:disabled)') ?? el.querySelector<HTMLElement>('[data-focus-fallback]');
+    const next =
+      el.querySelector<HTMLElement>('button:not(:disabled)') ?? el.querySelector<HTMLElement>('[data-focus-fallback]');
     next?.focus();
   }, [st]);
   const pausable = st === 'running' || st === 'paused';
@@ -114,18 +124,33 @@ function Controls({ s }: { s: AppState }) {
       }}
     >
       {(st === 'idle' || st === 'done' || st === 'failed') && (
-        <button type="button" className="primary big" disabled={blockers.length > 0} onClick={() => void c.startTraining()} data-testid="start-training">
+        <button
+          type="button"
+          className="primary big"
+          disabled={blockers.length > 0}
+          onClick={() => void c.startTraining()}
+          data-testid="start-training"
+        >
           {st === 'idle' ? 'Start training' : 'Train again'}
         </button>
       )}
       {pausable && (
         // one element for both, so the focus stays on it when it turns from Pause into Resume
-        <button type="button" className={st === 'running' ? 'secondary' : undefined} onClick={() => (st === 'running' ? c.pause() : c.resume())}>
+        <button
+          type="button"
+          className={st === 'running' ? 'secondary' : undefined}
+          onClick={() => (st === 'running' ? c.pause() : c.resume())}
+        >
           {st === 'running' ? 'Pause' : 'Resume'}
         </button>
       )}
       {pausable && (
-        <button type="button" className="secondary danger" onClick={() => c.stop()} title="Stops after the current step and saves the adapter so far">
+        <button
+          type="button"
+          className="secondary danger"
+          onClick={() => c.stop()}
+          title="Stops after the current step and saves the adapter so far"
+        >
           Stop and save
         </button>
       )}
@@ -188,8 +213,8 @@ function Progress({ s }: { s: AppState }) {
       )}
       {s.run.checkpoint && !(s.run.status === 'done' && s.run.adapterId) && (
         <p className="muted small" data-testid="last-checkpoint">
-          Last checkpoint: step {s.run.checkpoint.step}, saved {new Date(s.run.checkpoint.at).toLocaleTimeString()} — a reload or crash resumes from
-          here.
+          Last checkpoint: step {s.run.checkpoint.step}, saved {new Date(s.run.checkpoint.at).toLocaleTimeString()} — a
+          reload or crash resumes from here.
         </p>
       )}
     </section>
@@ -203,13 +228,29 @@ function Finished({ s }: { s: AppState }) {
   if (s.run.unsaved) {
     const u = s.run.unsaved;
     return (
-      <MessageCard level="error" message={{ title: 'The adapter is not saved', detail: 'Download it now; it is lost when this tab closes.' }}>
+      <MessageCard
+        level="error"
+        message={{ title: 'The adapter is not saved', detail: 'Download it now; it is lost when this tab closes.' }}
+      >
         <div className="actions">
           <button
             type="button"
             onClick={() => {
               const f = exportFiles(
-                { name: u.name, baseModel: s.model.info?.id ?? 'model', config: { r: s.lora.r, lora_alpha: s.lora.lora_alpha, lora_dropout: s.lora.lora_dropout, target_modules: s.lora.target_modules, use_rslora: s.lora.use_rslora }, finalLoss: null, steps: null, datasetName: null },
+                {
+                  name: u.name,
+                  baseModel: s.model.info?.id ?? 'model',
+                  config: {
+                    r: s.lora.r,
+                    lora_alpha: s.lora.lora_alpha,
+                    lora_dropout: s.lora.lora_dropout,
+                    target_modules: s.lora.target_modules,
+                    use_rslora: s.lora.use_rslora,
+                  },
+                  finalLoss: null,
+                  steps: null,
+                  datasetName: null,
+                },
                 { adapterConfig: u.adapterConfig, adapterModel: u.adapterModel },
                 'zip',
               );
@@ -227,8 +268,10 @@ function Finished({ s }: { s: AppState }) {
     <div className="message info" role="status" data-testid="train-finished">
       <strong>Adapter saved: {rec.name}</strong>
       <p>
-        {rec.stoppedEarly ? 'Stopped early' : 'Finished'} after {rec.steps} steps · final loss {formatLoss(rec.finalLoss)}
-        {rec.finalValLoss !== null ? ` · validation ${formatLoss(rec.finalValLoss)}` : ''} · {formatBytes(rec.sizeBytes)}
+        {rec.stoppedEarly ? 'Stopped early' : 'Finished'} after {rec.steps} steps · final loss{' '}
+        {formatLoss(rec.finalLoss)}
+        {rec.finalValLoss !== null ? ` · validation ${formatLoss(rec.finalValLoss)}` : ''} ·{' '}
+        {formatBytes(rec.sizeBytes)}
       </p>
       <div className="actions">
         <button type="button" onClick={() => c.go('compare')}>
@@ -249,11 +292,19 @@ export function TrainView() {
     <div className="view">
       <h2>4 · Train</h2>
       <p className="lead">
-        {s.model.info ? <strong>{s.model.info.id}</strong> : 'No model'} on {summary ? <strong>{summary.fileName}</strong> : 'no dataset'} · r {formatSetting(s.lora.r)}, alpha{' '}
-        {formatSetting(s.lora.lora_alpha)}, {Array.isArray(s.lora.target_modules) ? s.lora.target_modules.join(', ') || 'no target modules' : s.lora.target_modules} · lr{' '}
-        {formatSci(s.train.lr)}, {s.train.steps > 0 ? `${formatSetting(s.train.steps)} steps` : `${formatSetting(s.train.epochs)} epoch${s.train.epochs === 1 ? '' : 's'}`}, batch{' '}
-        {formatSetting(s.train.batch)}
-        {s.train.gradAccum > 1 ? ` × ${s.train.gradAccum}` : ''}. Training runs in a background worker: this page stays usable.
+        {s.model.info ? <strong>{s.model.info.id}</strong> : 'No model'} on{' '}
+        {summary ? <strong>{summary.fileName}</strong> : 'no dataset'} · r {formatSetting(s.lora.r)}, alpha{' '}
+        {formatSetting(s.lora.lora_alpha)},{' '}
+        {Array.isArray(s.lora.target_modules)
+          ? s.lora.target_modules.join(', ') || 'no target modules'
+          : s.lora.target_modules}{' '}
+        · lr {formatSci(s.train.lr)},{' '}
+        {s.train.steps > 0
+          ? `${formatSetting(s.train.steps)} steps`
+          : `${formatSetting(s.train.epochs)} epoch${s.train.epochs === 1 ? '' : 's'}`}
+        , batch {formatSetting(s.train.batch)}
+        {s.train.gradAccum > 1 ? ` × ${s.train.gradAccum}` : ''}. Training runs in a background worker: this page stays
+        usable.
       </p>
       <Resumable s={s} />
       <Controls s={s} />

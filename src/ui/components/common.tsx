@@ -1,8 +1,16 @@
 /** Small shared pieces: labelled fields with inline errors, progress bar, message cards. */
-import { type ReactNode, useEffect, useId, useState } from 'react';
+import { type ReactNode, useId, useState } from 'react';
 import type { UserMessage } from '../errors';
 
-export function MessageCard({ message, level = 'error', children }: { message: UserMessage; level?: 'error' | 'warning' | 'info'; children?: ReactNode }) {
+export function MessageCard({
+  message,
+  level = 'error',
+  children,
+}: {
+  message: UserMessage;
+  level?: 'error' | 'warning' | 'info';
+  children?: ReactNode;
+}) {
   return (
     <div className={`message ${level}`} role={level === 'error' ? 'alert' : 'status'}>
       <strong>{message.title}</strong>
@@ -13,7 +21,17 @@ export function MessageCard({ message, level = 'error', children }: { message: U
   );
 }
 
-export function ProgressBar({ value, max, label, indeterminate = false }: { value: number; max: number; label: string; indeterminate?: boolean }) {
+export function ProgressBar({
+  value,
+  max,
+  label,
+  indeterminate = false,
+}: {
+  value: number;
+  max: number;
+  label: string;
+  indeterminate?: boolean;
+}) {
   const pct = max > 0 ? Math.max(0, Math.min(100, (100 * value) / max)) : 0;
   return (
     <div
@@ -84,10 +102,14 @@ export function NumberField(props: {
   disabled?: boolean;
 }) {
   const [text, setText] = useState(() => (Number.isFinite(props.value) ? String(props.value) : ''));
-  useEffect(() => {
+  // Only changes of the value from outside (a preset, a reset) rewrite the text; what the user is
+  // typing (e.g. "1e-" on the way to "1e-4") stays as typed. Adjusted during render, as React
+  // recommends for state derived from a changed prop.
+  const [seen, setSeen] = useState(props.value);
+  if (!Object.is(seen, props.value)) {
+    setSeen(props.value);
     if (parseNumber(text) !== props.value && Number.isFinite(props.value)) setText(String(props.value));
-    // Only changes of the value from outside (a preset, a reset) rewrite the text.
-  }, [props.value]);
+  }
   return (
     <FieldShell label={props.label} error={props.error} hint={props.hint}>
       {({ id, describedBy, invalid }) => (
