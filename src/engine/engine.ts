@@ -20,7 +20,8 @@ import type { ModelSource } from '../model/source';
 import { type TextTokenizer, createTokenizer } from '../model/tokenizer';
 import { type Batch, BatchPlan, evalBatches, splitTrainVal } from '../train/batch';
 import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint } from '../train/checkpoint';
-import { type TokenizedExample, examplePreview, parseDataset, tokenizeRecords } from '../train/dataset';
+import { parseDataset } from '../train/data/records';
+import { type TokenizedExample, examplePreview, tokenizeRecords } from '../train/data/render';
 import { Trainer } from '../train/trainer';
 import { trainingMemory } from './memory';
 import type {

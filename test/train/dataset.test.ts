@@ -1,16 +1,13 @@
 import { describe, expect, it } from 'vitest';
+import { parseDelimited } from '../../src/train/data/containers';
+import { type ChatRecord, type DatasetRecord, detectFormat, parseDataset } from '../../src/train/data/records';
 import {
-  type ChatRecord,
-  type DatasetRecord,
   type TokenizedExample,
   alpacaPrompt,
-  detectFormat,
   examplePreview,
-  parseDataset,
-  parseDelimited,
   renderRecord,
   tokenizeRecords,
-} from '../../src/train/dataset';
+} from '../../src/train/data/render';
 import { BOS, EOS, FakeTokenizer, IM_END } from '../helpers/fake-tokenizer';
 
 /** The text of the tokens that count in the loss. */

@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { App } from '../../src/ui/App';
 import { LossChart, niceTicks, smooth } from '../../src/ui/components/LossChart';
 import { whitespaceNote } from '../../src/ui/components/CompareView';
-import { detectContainer } from '../../src/train/dataset';
+import { detectContainer } from '../../src/train/data/containers';
 import type { AppController } from '../../src/ui/controller';
 import { ControllerContext } from '../../src/ui/hooks';
 import { FakeEngine } from './fake-engine';
