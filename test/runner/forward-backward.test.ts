@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { GpuLora, type LoraModuleArrays } from '../../src/lora/gpu-lora';
 import { initLoraModules } from '../../src/lora/init';
 import { loraConfigFromSettings, resolveTargets } from '../../src/lora/targets';
-import { ModelRunner, dropoutSeed } from '../../src/model/runner';
+import { ModelRunner } from '../../src/model/runner';
+import { dropoutSeed } from '../../src/model/runner-forward';
 import type { LinearModule } from '../../src/model/registry';
 import {
   type RefBatch,
