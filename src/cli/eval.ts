@@ -1,0 +1,58 @@
+/** `tabtune eval`: the loss of the model (with an adapter or without) on a dataset file. */
+
+import { basename, resolve } from 'node:path';
+import { type FlagSpec, bool, parseFlags, str } from './args';
+import {
+  FORMAT,
+  loadModelFrom,
+  maxLenFor,
+  openEngine,
+  preflightModel,
+  readAdapter,
+  readDataText,
+  requireFile,
+  withAdapterDir,
+} from './common';
+
+const EVAL_FLAGS: Record<string, FlagSpec> = {
+  model: { type: 'string', required: true },
+  adapter: { type: 'string' },
+  data: { type: 'string', required: true },
+  format: FORMAT,
+  'max-len': { type: 'int', min: 2 },
+  batch: { type: 'int', min: 1 },
+  json: { type: 'bool' },
+};
+
+export async function evaluate(argv: string[]): Promise<number> {
+  const f = parseFlags(argv, EVAL_FLAGS, 'eval');
+  const dataPath = requireFile(str(f, 'data')!, '--data file');
+  const dataText = await readDataText(dataPath, str(f, 'data')!);
+  const model = await preflightModel(str(f, 'model')!);
+  const maxLen = maxLenFor(f, 'eval', model);
+  const adapterDir = str(f, 'adapter');
+  const adapterFiles = adapterDir ? await readAdapter(adapterDir) : undefined;
+  const engine = await openEngine();
+  try {
+    await loadModelFrom(engine, model.path);
+    const ds = await engine.loadDataset(basename(dataPath), dataText, {
+      format: (str(f, 'format') as 'auto') ?? 'auto',
+      maxLen,
+      valFraction: 0,
+      seed: 0,
+      previewCount: 0,
+    });
+    for (const issue of ds.issues)
+      process.stderr.write(`tabtune: ${ds.fileName}:${issue.line}: ${issue.message} (skipped)\n`);
+    const adapter = adapterDir && adapterFiles ? { key: resolve(adapterDir), files: adapterFiles } : null;
+    const r = await withAdapterDir(adapterDir, () => engine.evaluate(adapter, 'all'));
+    if (bool(f, 'json')) process.stdout.write(`${JSON.stringify({ loss: r.loss, tokens: r.tokens })}\n`);
+    else
+      process.stdout.write(
+        `loss ${r.loss.toFixed(6)} nats/token over ${r.tokens} tokens (perplexity ${Math.exp(r.loss).toFixed(3)})\n`,
+      );
+    return 0;
+  } finally {
+    engine.dispose();
+  }
+}

@@ -1,0 +1,59 @@
+/** `tabtune generate`: text from a prompt, with an adapter or without, streamed to stdout. */
+
+import { resolve } from 'node:path';
+import { type FlagSpec, bool, num, parseFlags, str } from './args';
+import { loadModelFrom, openEngine, preflightModel, readAdapter, withAdapterDir } from './common';
+
+const GENERATE_FLAGS: Record<string, FlagSpec> = {
+  model: { type: 'string', required: true },
+  adapter: { type: 'string' },
+  prompt: { type: 'string', required: true },
+  chat: { type: 'bool' },
+  'max-new-tokens': { type: 'int', min: 1 },
+  temperature: { type: 'number', min: 0 },
+  'top-k': { type: 'int', min: 0 },
+  'top-p': { type: 'number', min: 0, max: 1, exclusiveMin: true },
+  seed: { type: 'int', min: 0 },
+};
+
+export async function generate(argv: string[]): Promise<number> {
+  const f = parseFlags(argv, GENERATE_FLAGS, 'generate');
+  const temperature = num(f, 'temperature') ?? 0;
+  if (temperature === 0) {
+    const sampling = ['top-k', 'top-p', 'seed'].filter((k) => f[k] !== undefined);
+    if (sampling.length) {
+      process.stderr.write(
+        `tabtune: warning: ${sampling.map((k) => `--${k}`).join(', ')} ignored: greedy decoding (--temperature 0, the default) ` +
+          'does not sample; give --temperature above 0 to sample.\n',
+      );
+    }
+  }
+  const model = await preflightModel(str(f, 'model')!);
+  const adapterDir = str(f, 'adapter');
+  const adapterFiles = adapterDir ? await readAdapter(adapterDir) : undefined;
+  const engine = await openEngine();
+  try {
+    await loadModelFrom(engine, model.path);
+    const adapter = adapterDir && adapterFiles ? { key: resolve(adapterDir), files: adapterFiles } : null;
+    const sampling = {
+      maxNewTokens: num(f, 'max-new-tokens') ?? 64,
+      temperature,
+      topK: num(f, 'top-k') ?? 0,
+      topP: num(f, 'top-p') ?? 1,
+      seed: num(f, 'seed') ?? 0,
+      chat: bool(f, 'chat') ?? false,
+    };
+    const res = await withAdapterDir(adapterDir, () =>
+      engine.generate(str(f, 'prompt')!, adapter, sampling, (delta) => process.stdout.write(delta)),
+    );
+    process.stdout.write('\n');
+    if (res.stopReason === 'context') {
+      process.stderr.write(
+        `tabtune: generation stopped after ${res.tokens} tokens: the model's context (${model.config.maxPositions} positions) is full.\n`,
+      );
+    }
+    return 0;
+  } finally {
+    engine.dispose();
+  }
+}
