@@ -51,60 +51,109 @@ export interface HeaderEntry {
   data_offsets: [number, number];
 }
 
-/** Parses only the header; `headerBytes` is 8 + N (the data starts there). */
+/** safetensors' own cap on the header (the Rust reference refuses larger ones). */
+const MAX_HEADER_BYTES = 100_000_000;
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/**
+ * Parses and validates only the header; `bytes` needs to hold at least 8 + N bytes. As the reference
+ * implementation does, every entry must have a known dtype, a shape of non-negative integers and
+ * integer `data_offsets` [begin, end] whose length matches the shape; sorted by begin, the tensors
+ * must tile the data section from 0 with no gap and no overlap. `dataBytes` is the data section's
+ * length the header declares (the file must be 8 + N + dataBytes bytes long).
+ */
 export function parseSafetensorsHeader(
   bytes: Uint8Array,
   fileName = 'safetensors file',
-): { entries: Map<string, HeaderEntry>; metadata: Record<string, string> | null; dataStart: number } {
-  if (bytes.byteLength < 8)
-    throw new SafetensorsError(`${fileName}: too short (${bytes.byteLength} bytes) to be safetensors.`);
+): {
+  entries: Map<string, HeaderEntry>;
+  metadata: Record<string, string> | null;
+  dataStart: number;
+  dataBytes: number;
+} {
+  const fail = (msg: string): never => {
+    throw new SafetensorsError(`${fileName}: ${msg}`);
+  };
+  if (bytes.byteLength < 8) fail(`too short (${bytes.byteLength} bytes) to be safetensors.`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const n = Number(view.getBigUint64(0, true));
-  if (n > 100_000_000 || 8 + n > bytes.byteLength) {
-    throw new SafetensorsError(
-      `${fileName}: header length ${n} does not fit a file of ${bytes.byteLength} bytes; not a safetensors file or truncated.`,
-    );
+  const n64 = view.getBigUint64(0, true);
+  if (n64 > BigInt(MAX_HEADER_BYTES) || 8 + Number(n64) > bytes.byteLength) {
+    fail(`header length ${n64} does not fit a file of ${bytes.byteLength} bytes; not a safetensors file or truncated.`);
   }
-  let json: Record<string, unknown>;
+  const n = Number(n64);
+  let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n)));
   } catch (e) {
-    throw new SafetensorsError(`${fileName}: header is not valid JSON (${(e as Error).message}).`);
+    fail(`header is not valid JSON (${(e as Error).message}); not a safetensors file.`);
   }
+  if (!json || typeof json !== 'object' || Array.isArray(json)) fail('header is not a JSON object.');
   const entries = new Map<string, HeaderEntry>();
   let metadata: Record<string, string> | null = null;
-  for (const [name, raw] of Object.entries(json)) {
+  for (const [name, raw] of Object.entries(json as Record<string, unknown>)) {
     if (name === '__metadata__') {
+      if (raw === null) continue;
+      if (typeof raw !== 'object' || Array.isArray(raw) || Object.values(raw).some((v) => typeof v !== 'string'))
+        fail('"__metadata__" must map names to strings.');
       metadata = raw as Record<string, string>;
       continue;
     }
-    const e = raw as HeaderEntry;
-    if (!e || !(e.dtype in ITEM_BYTES) || !Array.isArray(e.shape) || !Array.isArray(e.data_offsets)) {
-      throw new SafetensorsError(`${fileName}: tensor "${name}" has a malformed header entry ${JSON.stringify(raw)}.`);
-    }
+    const e = raw as Partial<HeaderEntry> | null;
+    const what = `tensor "${name}"`;
+    if (!e || typeof e !== 'object' || typeof e.dtype !== 'string' || !(e.dtype in ITEM_BYTES))
+      fail(
+        `${what} has no known "dtype" (got ${JSON.stringify(e?.dtype)}; expected one of ${Object.keys(ITEM_BYTES).join(', ')}).`,
+      );
+    if (!Array.isArray(e.shape) || !e.shape.every(isCount))
+      fail(`${what}: "shape" must be a list of non-negative integers, got ${JSON.stringify(e.shape)}.`);
+    const off = e.data_offsets;
+    if (!Array.isArray(off) || off.length !== 2 || !isCount(off[0]) || !isCount(off[1]) || off[1] < off[0])
+      fail(
+        `${what}: "data_offsets" must be two non-negative integers [begin, end] with begin <= end, got ${JSON.stringify(off)}.`,
+      );
     const count = e.shape.reduce((a, b) => a * b, 1);
+    const need = count * ITEM_BYTES[e.dtype];
+    const [b0, b1] = off as [number, number];
+    if (!Number.isSafeInteger(need) || b1 - b0 !== need) {
+      fail(`${what} ${e.dtype}[${e.shape.join(', ')}] needs ${need} bytes, header gives ${b1 - b0}.`);
+    }
+    entries.set(name, { dtype: e.dtype, shape: e.shape, data_offsets: [b0, b1] });
+  }
+  // Tensors must tile the data section: each one starts where the previous one ended.
+  const sorted = [...entries].sort(
+    (a, b) => a[1].data_offsets[0] - b[1].data_offsets[0] || a[1].data_offsets[1] - b[1].data_offsets[1],
+  );
+  let end = 0;
+  let prev: string | null = null;
+  for (const [name, e] of sorted) {
     const [b0, b1] = e.data_offsets;
-    if (b1 - b0 !== count * ITEM_BYTES[e.dtype]) {
-      throw new SafetensorsError(
-        `${fileName}: tensor "${name}" ${e.dtype}[${e.shape.join(', ')}] needs ${count * ITEM_BYTES[e.dtype]} bytes, header gives ${b1 - b0}.`,
+    if (b0 !== end) {
+      fail(
+        b0 < end
+          ? `tensor "${name}" (bytes ${b0}-${b1}) overlaps tensor "${prev}" (which ends at ${end}); a safetensors file stores each tensor in its own bytes.`
+          : `tensor "${name}" starts at byte ${b0}, but the previous tensor ends at ${end}; the data section has a gap.`,
       );
     }
-    entries.set(name, e);
+    end = b1;
+    prev = name;
   }
-  return { entries, metadata, dataStart: 8 + n };
+  return { entries, metadata, dataStart: 8 + n, dataBytes: end };
 }
 
 /** Parses a whole file held in memory. Tensor data are views into `bytes` (no copy). */
 export function parseSafetensors(bytes: Uint8Array, fileName = 'safetensors file'): SafeFile {
-  const { entries, metadata, dataStart } = parseSafetensorsHeader(bytes, fileName);
+  const { entries, metadata, dataStart, dataBytes } = parseSafetensorsHeader(bytes, fileName);
+  if (dataStart + dataBytes !== bytes.byteLength) {
+    throw new SafetensorsError(
+      dataStart + dataBytes > bytes.byteLength
+        ? `${fileName}: its header declares ${dataStart + dataBytes} bytes, but the file has ${bytes.byteLength}; the file is truncated.`
+        : `${fileName}: its header declares ${dataStart + dataBytes} bytes, but the file has ${bytes.byteLength} (${bytes.byteLength - dataStart - dataBytes} bytes after the last tensor); the file is damaged.`,
+    );
+  }
   const tensors = new Map<string, SafeTensor>();
   for (const [name, e] of entries) {
     const [b0, b1] = e.data_offsets;
-    if (dataStart + b1 > bytes.byteLength) {
-      throw new SafetensorsError(
-        `${fileName}: tensor "${name}" ends at byte ${dataStart + b1}, past the end of the file (${bytes.byteLength}); the file is truncated.`,
-      );
-    }
     tensors.set(name, { dtype: e.dtype, shape: e.shape, data: bytes.subarray(dataStart + b0, dataStart + b1) });
   }
   return { metadata, tensors };

@@ -8,6 +8,7 @@
  *                    downloads; the worker installs it so the engine's own Hub downloads are cached
  * A full cache never fails a download: the file is used, just not kept.
  */
+import { SafetensorsError, parseSafetensorsHeader } from '../model/safetensors';
 import { MODEL_CACHE, type TabtuneDb } from './db';
 import type { CachedModelRecord, StoredModelSource } from './types';
 
@@ -99,19 +100,11 @@ export class FileCheck {
       const n = Number(new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true));
       if (head.byteLength < 8 + n)
         return `${this.name} is incomplete: its safetensors header is cut off (${got} bytes)`;
-      let end = 0;
+      let end: number;
       try {
-        const h = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(head.subarray(8, 8 + n))) as Record<
-          string,
-          { data_offsets?: unknown }
-        >;
-        for (const [k, v] of Object.entries(h)) {
-          if (k === '__metadata__') continue;
-          const off = v?.data_offsets;
-          if (Array.isArray(off) && typeof off[1] === 'number') end = Math.max(end, off[1]);
-        }
-      } catch {
-        return `${this.name} is not a safetensors file (its header is not JSON)`;
+        end = parseSafetensorsHeader(head, this.name).dataBytes;
+      } catch (e) {
+        return e instanceof SafetensorsError ? e.message : `${this.name} is not a safetensors file`;
       }
       if (got !== 8 + n + end) return `${this.name} is incomplete: ${got} of ${8 + n + end} bytes`;
     } else if (this.kind === 'json' && got <= MAX_CHECKED_JSON) {
