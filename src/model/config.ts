@@ -67,6 +67,29 @@ export class ConfigError extends Error {
 
 type Raw = Record<string, unknown>;
 
+/**
+ * Upper bounds on config sizes, each well above every published model (the largest have ~130
+ * layers, hidden 16-25k, vocabularies of ~260k and contexts of ~10M), and small enough that the
+ * tensor list, the cost estimate and the shape checks stay instant.
+ */
+const MAX_DIM: Record<string, number> = {
+  num_hidden_layers: 1024,
+  n_layer: 1024,
+  hidden_size: 1 << 17,
+  n_embd: 1 << 17,
+  num_attention_heads: 4096,
+  n_head: 4096,
+  num_key_value_heads: 4096,
+  head_dim: 8192,
+  intermediate_size: 1 << 20,
+  n_inner: 1 << 20,
+  vocab_size: 1 << 23,
+  max_position_embeddings: 1 << 26,
+  n_positions: 1 << 26,
+  n_ctx: 1 << 26,
+  sliding_window: 1 << 26,
+};
+
 /** Typed access to config keys with errors that name the key and the file. */
 class Reader {
   constructor(
@@ -83,13 +106,23 @@ class Reader {
     return this.raw[key] !== undefined && this.raw[key] !== null;
   }
 
-  /** A positive integer; required unless a default is given. Aliases are tried after `key`. */
+  /**
+   * A positive integer; required unless a default is given. Aliases are tried after `key`. Sizes
+   * are bounded (MAX_DIM) before anything is computed or allocated from them, so a hostile config
+   * fails here at once instead of after minutes and gigabytes.
+   */
   int(key: string, def?: number, aliases: string[] = []): number {
     for (const k of [key, ...aliases]) {
       const v = this.raw[k];
       if (v === undefined || v === null) continue;
       if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
         this.fail(`"${k}" must be a positive integer, got ${JSON.stringify(v)}.`);
+      }
+      const max = MAX_DIM[k] ?? MAX_DIM[key];
+      if (max !== undefined && v > max) {
+        this.fail(
+          `"${k}" is ${v}, more than any model Tabtune can run (at most ${max}); the file is damaged or not a real model's config.`,
+        );
       }
       return v;
     }

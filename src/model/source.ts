@@ -228,6 +228,26 @@ export interface HubOptions extends UrlSourceOptions {
 
 export const HF_ENDPOINT = 'https://huggingface.co';
 
+/**
+ * Why `id` is not a Hub repo id, or null when it is one. The Hub's own rules (huggingface_hub's
+ * validate_repo_id): "owner/name" (a bare "name" when `ownerOptional`), each part of letters, digits,
+ * "-", "_" and ".", not starting or ending with "-" or ".", without "--" or "..", at most 96
+ * characters. Above all "." and ".." never pass: in a URL they would resolve to another path.
+ */
+export function hubIdProblem(id: string, ownerOptional = false): string | null {
+  const parts = id.split('/');
+  if (parts.length > 2 || (parts.length === 1 && !ownerOptional))
+    return 'expected "owner/name" (letters, digits, "-", "_" and ".").';
+  if (id.length > 96) return `it is ${id.length} characters long; the Hub allows at most 96.`;
+  for (const p of parts) {
+    if (!/^[\w.-]+$/.test(p)) return `"${p}" may hold only letters, digits, "-", "_" and ".".`;
+    if (p === '.' || p === '..') return `"${p}" is not a name: it would point the download at another address.`;
+    if (/^[.-]|[.-]$/.test(p)) return `"${p}" may not start or end with "-" or ".".`;
+    if (p.includes('--') || p.includes('..')) return `"${p}" may not contain "--" or "..".`;
+  }
+  return null;
+}
+
 /** Files served from `baseUrl + path` (the Hub's resolve layout, a static server, a CDN). */
 export class UrlSource implements ModelSource {
   readonly name: string;
@@ -258,8 +278,14 @@ export class UrlSource implements ModelSource {
   /** A Hugging Face Hub repo: `{endpoint}/{repo}/resolve/{revision}/{path}`. */
   static hub(repo: string, revision = 'main', opts: HubOptions = {}): UrlSource {
     const id = repo.trim().replace(/^\/+|\/+$/g, '');
-    if (!/^[\w.-]+(\/[\w.-]+)?$/.test(id)) {
-      throw new SourceError(`"${repo}" is not a Hugging Face repo id (expected "owner/name").`, 'invalid-path', repo);
+    const problem = hubIdProblem(id, true);
+    if (problem) throw new SourceError(`"${repo}" is not a Hugging Face repo id: ${problem}`, 'invalid-path', repo);
+    if (!revision || revision.split(/[\\/]/).some((seg) => seg === '.' || seg === '..')) {
+      throw new SourceError(
+        `"${revision}" is not a revision of ${id}: "." and ".." would point the download at another address.`,
+        'invalid-path',
+        revision,
+      );
     }
     const endpoint = (opts.endpoint ?? HF_ENDPOINT).replace(/\/+$/, '');
     const base = `${endpoint}/${id}/resolve/${encodeURIComponent(revision)}/`;

@@ -5,6 +5,7 @@
  */
 import type { LoraSettings, ModelSourceSpec, TrainSettings } from '../engine/types';
 import type { StoredModelSource } from '../store/types';
+import { hubIdProblem } from '../model/source';
 
 export const DEMO_MODEL_ID = 'tabtune/demo-tiny-llama';
 /** Relative to the page (public/models/tabtune-demo, written by scripts/make-demo-assets.ts). */
@@ -180,7 +181,7 @@ export function looksInstruct(id: string, hasChatTemplate: boolean): boolean {
   return hasChatTemplate && /instruct|chat|-it\b|qwen3/i.test(id);
 }
 
-/** "owner/name" with the Hub's allowed characters. */
+/** "owner/name" by the Hub's rules ("." and ".." refused: they would resolve to other URLs). */
 export function isHubId(s: string): boolean {
-  return /^[\w.-]+\/[\w.-]+$/.test(s.trim());
+  return hubIdProblem(s.trim()) === null;
 }

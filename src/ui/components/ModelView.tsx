@@ -2,6 +2,7 @@
 import { type DragEvent, useRef, useState } from 'react';
 import { isChoiceLoaded } from '../actions/model';
 import { CATALOG, type ModelChoice, isHubId } from '../catalog';
+import { hubIdProblem } from '../../model/source';
 import { formatBytes, formatCount, formatPercent } from '../format';
 import { useAppState, useController } from '../hooks';
 import type { AppState } from '../state';
@@ -259,7 +260,7 @@ export function ModelView() {
             </form>
             <p id="hub-hint" className="hint">
               {hubId !== '' && !hubValid
-                ? 'A model id looks like owner/name.'
+                ? `A model id looks like owner/name: ${hubIdProblem(hubId.trim()) ?? ''}`
                 : 'Llama, Mistral, Qwen2/2.5/3 and GPT-2 architectures with safetensors weights (F32, F16, BF16).'}
             </p>
           </section>
