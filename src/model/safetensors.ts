@@ -72,9 +72,9 @@ export function parseSafetensorsHeader(
   dataStart: number;
   dataBytes: number;
 } {
-  const fail = (msg: string): never => {
+  function fail(msg: string): never {
     throw new SafetensorsError(`${fileName}: ${msg}`);
-  };
+  }
   if (bytes.byteLength < 8) fail(`too short (${bytes.byteLength} bytes) to be safetensors.`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n64 = view.getBigUint64(0, true);

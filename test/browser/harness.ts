@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BrowserContext, type ConsoleMessage, type Page, chromium } from 'playwright-core';
-import { type ViteDevServer, createServer } from 'vite';
+import { build, createServer, preview } from 'vite';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const ARTIFACTS = join(ROOT, 'test-artifacts');
@@ -45,12 +45,10 @@ function freePort(): Promise<number> {
 export interface Harness {
   baseUrl: string;
   context: BrowserContext;
-  server: ViteDevServer;
   close(): Promise<void>;
 }
 
-/** Starts the dev server and the browser. Throws with a clear message when Chromium is missing. */
-export async function startHarness(): Promise<Harness> {
+function needChromium(): void {
   if (!existsSync(CHROMIUM)) {
     throw new Error(
       `Chromium is not installed at ${CHROMIUM}. The browser tests need Debian's chromium package ` +
@@ -58,6 +56,11 @@ export async function startHarness(): Promise<Harness> {
     );
   }
   mkdirSync(ARTIFACTS, { recursive: true });
+}
+
+/** Starts the dev server and the browser. Throws with a clear message when Chromium is missing. */
+export async function startHarness(): Promise<Harness> {
+  needChromium();
   const port = await freePort();
   const server = await createServer({
     configFile: join(ROOT, 'vite.config.ts'),
@@ -70,6 +73,36 @@ export async function startHarness(): Promise<Harness> {
     optimizeDeps: { noDiscovery: true },
   });
   await server.listen();
+  return withBrowser(`http://127.0.0.1:${port}`, () => server.close());
+}
+
+/**
+ * The production build (`vite build` into a temporary folder, minified as users get it) served by
+ * `vite preview`, and the browser: for what only the built app can show (e.g. minified class names).
+ */
+export async function startBuiltHarness(): Promise<Harness> {
+  needChromium();
+  const outDir = mkdtempSync(join(tmpdir(), 'tabtune-build-'));
+  const config = { configFile: join(ROOT, 'vite.config.ts'), root: ROOT, logLevel: 'error' as const };
+  try {
+    await build({ ...config, build: { outDir, emptyOutDir: true } });
+  } catch (e) {
+    rmSync(outDir, { recursive: true, force: true });
+    throw e;
+  }
+  const port = await freePort();
+  const server = await preview({
+    ...config,
+    build: { outDir },
+    preview: { host: '127.0.0.1', port, strictPort: true },
+  });
+  return withBrowser(`http://127.0.0.1:${port}`, async () => {
+    await new Promise<void>((resolve) => server.httpServer.close(() => resolve()));
+    rmSync(outDir, { recursive: true, force: true });
+  });
+}
+
+async function withBrowser(baseUrl: string, closeServer: () => Promise<void>): Promise<Harness> {
   const userDataDir = mkdtempSync(join(tmpdir(), 'tabtune-chromium-'));
   let context: BrowserContext;
   try {
@@ -82,17 +115,16 @@ export async function startHarness(): Promise<Harness> {
       timeout: 120_000,
     });
   } catch (e) {
-    await server.close();
+    await closeServer();
     rmSync(userDataDir, { recursive: true, force: true });
     throw new Error(`Could not launch ${CHROMIUM}: ${(e as Error).message}`, { cause: e });
   }
   return {
-    baseUrl: `http://127.0.0.1:${port}`,
+    baseUrl,
     context,
-    server,
     async close() {
       await context.close().catch(() => {});
-      await server.close();
+      await closeServer();
       rmSync(userDataDir, { recursive: true, force: true });
     },
   };
