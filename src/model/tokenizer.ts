@@ -111,8 +111,22 @@ export async function createTokenizer(
 
   const vocab = tok.get_vocab(true);
   let maxId = -1;
-  for (const id of vocab.values()) if (id > maxId) maxId = id;
+  let maxToken = '';
+  for (const [text, id] of vocab) {
+    if (id > maxId) {
+      maxId = id;
+      maxToken = text;
+    }
+  }
   const vocabSize = maxId + 1;
+  // An id past the embedding would read another row (or nothing) on the GPU: refuse the pair.
+  if (config && vocabSize > config.vocabSize) {
+    throw new TokenizerError(
+      `tokenizer.json: token ${JSON.stringify(maxToken)} has id ${maxId}, but the model's embedding has only ` +
+        `${config.vocabSize} rows (vocab_size = ${config.vocabSize} in config.json); this tokenizer belongs to another model. ` +
+        'Use the tokenizer.json that came with these weights.',
+    );
+  }
 
   const idOf = (key: (typeof SPECIAL_KEYS)[number]): number | null | undefined => {
     if (!(key in tc)) return undefined; // not stated: caller may fall back to config.json
