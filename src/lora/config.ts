@@ -9,6 +9,8 @@
  * Which modules a config targets, and PEFT's default targets per model_type: ./targets.ts.
  */
 
+import { fullMatch, patternProblem } from './pattern';
+
 /** What this file needs to know about a linear module (a subset of the registry's LinearModule). */
 export interface ModuleLike {
   /** Dotted path in the *ForCausalLM model, e.g. 'model.layers.0.self_attn.q_proj'. */
@@ -44,6 +46,9 @@ export class LoraConfigError extends Error {
   }
 }
 
+/** Most rank_pattern / alpha_pattern entries accepted (each is matched against every module). */
+const MAX_PATTERN_KEYS = 1024;
+
 /** PEFT's LoraConfig defaults (r=8, lora_alpha=8, no dropout); target_modules must be chosen. */
 export const PEFT_LORA_DEFAULTS: Omit<LoraConfig, 'target_modules'> = {
   r: 8,
@@ -65,7 +70,7 @@ export function isAllLinear(t: LoraConfig['target_modules']): t is string {
 function patternKey(patterns: Record<string, number> | undefined, path: string): string | null {
   if (!patterns) return null;
   for (const key of Object.keys(patterns)) {
-    if (new RegExp(`^(?:.*\\.)?(?:${key})$`).test(path)) return key;
+    if (fullMatch(`(?:.*\\.)?(?:${key})`, path)) return key;
   }
   return null;
 }
@@ -100,13 +105,9 @@ export function loraScaleInfo(
   return { r: loraRank(cfg, module.path), scale: loraScale(cfg, module), dropout: cfg.lora_dropout };
 }
 
-function regexProblem(pattern: string): string | null {
-  try {
-    new RegExp(pattern);
-    return null;
-  } catch (e) {
-    return (e as Error).message;
-  }
+function regexProblem(pattern: string, patternKey = false): string | null {
+  // A pattern key is used inside a larger expression (a dotted suffix match): check it there too.
+  return patternProblem(pattern) ?? (patternKey ? patternProblem(`(?:.*\\.)?(?:${pattern})`) : null);
 }
 
 /** Every problem with a config, as sentences (empty when valid). For forms that show all at once. */
@@ -139,8 +140,13 @@ export function loraConfigProblems(cfg: LoraConfig): string[] {
       p.push(`${field} must be an object mapping module-path regexes to numbers, got ${JSON.stringify(pat)}.`);
       continue;
     }
+    const keys = Object.keys(pat);
+    if (keys.length > MAX_PATTERN_KEYS) {
+      p.push(`${field} has ${keys.length} entries; at most ${MAX_PATTERN_KEYS} are accepted.`);
+      continue;
+    }
     for (const [k, v] of Object.entries(pat)) {
-      const bad = regexProblem(k);
+      const bad = regexProblem(k, true);
       if (bad) p.push(`${field} key ${JSON.stringify(k)} is not a valid regex: ${bad}`);
       const ok = typeof v === 'number' && Number.isFinite(v) && v > 0 && (!int || Number.isInteger(v));
       if (!ok)

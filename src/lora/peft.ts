@@ -27,6 +27,7 @@ import {
 } from '../model/safetensors';
 import { type LoraConfig, type ModuleLike, PEFT_LORA_DEFAULTS, isAllLinear, loraRank } from './config';
 import type { LoraModuleWeights } from './init';
+import { patternProblem } from './pattern';
 import { matchesModuleSpec } from './targets';
 
 export const PEFT_VERSION = '0.20.0';
@@ -317,13 +318,22 @@ function patternField(cfg: Record<string, unknown>, field: string): Record<strin
       `${ADAPTER_CONFIG_NAME}: ${field} should map module-name patterns to numbers, got ${JSON.stringify(v)}.`,
     );
   }
+  for (const key of Object.keys(v)) {
+    // Matched as a dotted suffix of each module path, as PEFT's get_pattern_key does.
+    const bad = patternProblem(key) ?? patternProblem(`(?:.*\\.)?(?:${key})`);
+    if (bad) throw new PeftError(`${ADAPTER_CONFIG_NAME}: ${field} key ${JSON.stringify(key)} cannot be used: ${bad}.`);
+  }
   return { ...(v as Record<string, number>) };
 }
 
 function moduleSpecField(cfg: Record<string, unknown>, field: string): string[] | string | null {
   const v = cfg[field];
   if (v == null) return null;
-  if (typeof v === 'string') return v;
+  if (typeof v === 'string') {
+    const bad = isAllLinear(v) ? null : patternProblem(v);
+    if (bad) throw new PeftError(`${ADAPTER_CONFIG_NAME}: ${field} ${JSON.stringify(v)} cannot be used: ${bad}.`);
+    return v;
+  }
   if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return [...(v as string[])];
   throw new PeftError(
     `${ADAPTER_CONFIG_NAME}: ${field} should be a list of module names or a regex string, got ${JSON.stringify(v)}.`,

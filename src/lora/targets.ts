@@ -12,6 +12,7 @@
 
 import type { LoraSettings } from '../engine/types';
 import { ALL_LINEAR, type LoraConfig, LoraConfigError, type ModuleLike, isAllLinear } from './config';
+import { fullMatch } from './pattern';
 
 /**
  * PEFT's default targets per `model_type` (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING in
@@ -83,11 +84,6 @@ export function loraConfigFromSettings(
     fan_in_fan_out: opts.fanInFanOut ?? modelType === 'gpt2',
     init_lora_weights: s.init_lora_weights ?? true,
   };
-}
-
-/** Python `re.fullmatch(pattern, s)` (the pattern is read with JavaScript regex syntax). */
-function fullMatch(pattern: string, s: string): boolean {
-  return new RegExp(`^(?:${pattern})$`).test(s);
 }
 
 /** PEFT's list/regex matching of one module path (without layers_to_transform filters). */

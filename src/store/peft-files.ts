@@ -7,7 +7,8 @@
  */
 import { strToU8, unzipSync, zipSync } from 'fflate';
 import type { PeftFiles } from '../engine/types';
-import { loraRank } from '../lora/config';
+import { isAllLinear, loraRank } from '../lora/config';
+import { patternProblem } from '../lora/pattern';
 import { ADAPTER_CONFIG_NAME, ADAPTER_MODEL_NAME, PEFT_KEY_PREFIX } from '../lora/peft';
 import { SafetensorsError, parseSafetensors } from '../model/safetensors';
 import type { AdapterConfigSummary } from './types';
@@ -90,6 +91,16 @@ export function inspectPeft(files: PeftFiles): PeftInspection {
     c.rank_pattern && typeof c.rank_pattern === 'object' && !Array.isArray(c.rank_pattern)
       ? (c.rank_pattern as Record<string, number>)
       : undefined;
+  for (const [field, spec] of [
+    ['target_modules', typeof targets === 'string' && !isAllLinear(targets) ? [targets] : []],
+    ['rank_pattern', Object.keys(rankPattern ?? {}).map((k) => `(?:.*\\.)?(?:${k})`)],
+  ] as const) {
+    for (const pattern of spec) {
+      const bad = patternProblem(pattern);
+      if (bad)
+        throw new PeftFileError(`${ADAPTER_CONFIG_NAME}: ${field} ${JSON.stringify(pattern)} cannot be used: ${bad}.`);
+    }
+  }
   for (const [path, set] of pairs) {
     if (set.size !== 2) {
       throw new PeftFileError(
@@ -133,31 +144,75 @@ function baseName(path: string): string {
   return parts[parts.length - 1] ?? path;
 }
 
+/** Largest adapter_config.json accepted (real ones are ~1 KB). */
+const MAX_CONFIG_BYTES = 4 << 20;
+/** Largest adapter_model.safetensors accepted from a zip (a rank-256 adapter of a 7B model is ~1.3 GB; browsers cap one buffer near 2 GB). */
+const MAX_WEIGHTS_BYTES = 2 * 2 ** 30;
+
+const isJson = (name: string) => /\.json$/i.test(name);
+const isSafetensors = (name: string) => /\.safetensors$/i.test(name);
+
+/**
+ * Inflates only the entries of a zip that can be adapter files (`.json`, `.safetensors`), after
+ * checking the sizes the zip declares: a small zip that would inflate to gigabytes is refused before
+ * anything is inflated (fflate never writes past a declared size, so a lying header only truncates).
+ */
+function unzipAdapter(zip: NamedBytes): NamedBytes[] {
+  let tooBig: string | null = null;
+  let entries: Record<string, Uint8Array>;
+  try {
+    entries = unzipSync(zip.bytes, {
+      filter: (f) => {
+        const name = f.name;
+        if (name.endsWith('/') || name.startsWith('__MACOSX/')) return false;
+        const max = isJson(name) ? MAX_CONFIG_BYTES : isSafetensors(name) ? MAX_WEIGHTS_BYTES : 0;
+        if (max === 0) return false;
+        if (f.originalSize > max && !tooBig) {
+          tooBig = `${zip.name}: "${name}" would inflate to ${f.originalSize} bytes (from ${f.size}); at most ${max} are accepted for a ${isJson(name) ? '.json' : '.safetensors'} file. This is not an adapter zip (or it is damaged).`;
+        }
+        return f.originalSize <= max;
+      },
+    });
+  } catch (e) {
+    throw new PeftFileError(`${zip.name} is not a readable zip file (${(e as Error).message}).`);
+  }
+  if (tooBig) throw new PeftFileError(tooBig);
+  return Object.entries(entries).map(([name, bytes]) => ({ name, bytes }));
+}
+
+/** True when a .json file's bytes look like a PEFT adapter_config.json. */
+function looksLikeAdapterConfig(bytes: Uint8Array): boolean {
+  if (bytes.byteLength > MAX_CONFIG_BYTES) return false;
+  try {
+    const v = JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown> | null;
+    return !!v && typeof v === 'object' && !Array.isArray(v) && ('peft_type' in v || 'target_modules' in v);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Picks adapter_config.json and adapter_model.safetensors out of what the user chose: the two
- * files (any order, in a folder or not) or one .zip holding them.
+ * files (any order, in a folder or not) or one .zip holding them. Files are known by their exact
+ * names first, else by content: a browser renames a second download to "adapter_config (1).json",
+ * so one `.json` that reads as an adapter config and one `.safetensors` file will do.
  */
 export function collectPeftFiles(items: NamedBytes[]): PeftFiles {
   const all: NamedBytes[] = [];
   for (const it of items) {
-    if (/\.zip$/i.test(it.name)) {
-      let entries: Record<string, Uint8Array>;
-      try {
-        entries = unzipSync(it.bytes);
-      } catch (e) {
-        throw new PeftFileError(`${it.name} is not a readable zip file (${(e as Error).message}).`);
-      }
-      for (const [name, bytes] of Object.entries(entries)) all.push({ name, bytes });
-    } else all.push(it);
+    if (/\.zip$/i.test(it.name)) all.push(...unzipAdapter(it));
+    else all.push(it);
   }
-  const find = (want: string) => all.filter((f) => baseName(f.name) === want);
-  const cfgs = find(ADAPTER_CONFIG_NAME);
-  const models = find(ADAPTER_MODEL_NAME);
+  const exact = (want: string) => all.filter((f) => baseName(f.name) === want);
+  let cfgs = exact(ADAPTER_CONFIG_NAME);
+  if (cfgs.length === 0) cfgs = all.filter((f) => isJson(f.name) && looksLikeAdapterConfig(f.bytes));
+  let models = exact(ADAPTER_MODEL_NAME);
+  if (models.length === 0) models = all.filter((f) => isSafetensors(f.name));
   const names = all.map((f) => baseName(f.name)).join(', ') || 'nothing';
   if (cfgs.length === 0 || models.length === 0) {
     const missing = [
-      cfgs.length === 0 ? ADAPTER_CONFIG_NAME : null,
-      models.length === 0 ? ADAPTER_MODEL_NAME : null,
+      cfgs.length === 0 ? `${ADAPTER_CONFIG_NAME} (or a .json file holding a PEFT config)` : null,
+      models.length === 0 ? `${ADAPTER_MODEL_NAME} (or another .safetensors file)` : null,
     ].filter(Boolean);
     const hint = all.some((f) => /adapter_model\.bin$/.test(f.name))
       ? ' adapter_model.bin (a pickled PyTorch file) cannot be read; save the adapter with safe_serialization=True.'
@@ -168,7 +223,13 @@ export function collectPeftFiles(items: NamedBytes[]): PeftFiles {
   }
   if (cfgs.length > 1 || models.length > 1) {
     throw new PeftFileError(
-      `Choose one adapter at a time: found ${cfgs.length} ${ADAPTER_CONFIG_NAME} and ${models.length} ${ADAPTER_MODEL_NAME} files.`,
+      `Choose one adapter at a time: found ${cfgs.length} adapter configs (${cfgs.map((f) => baseName(f.name)).join(', ')}) ` +
+        `and ${models.length} weight files (${models.map((f) => baseName(f.name)).join(', ')}).`,
+    );
+  }
+  if (cfgs[0]!.bytes.byteLength > MAX_CONFIG_BYTES) {
+    throw new PeftFileError(
+      `${baseName(cfgs[0]!.name)} is ${cfgs[0]!.bytes.byteLength} bytes; an adapter config is a few kilobytes (at most ${MAX_CONFIG_BYTES} accepted).`,
     );
   }
   return { adapterConfig: new TextDecoder().decode(cfgs[0]!.bytes), adapterModel: models[0]!.bytes };

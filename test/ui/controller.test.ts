@@ -372,7 +372,9 @@ describe('library and compare', () => {
     const { c } = await makeApp();
     await c.importAdapter([{ name: 'notes.txt', bytes: async () => new Uint8Array([1]) }]);
     expect(c.state.library.importError?.title).toBe('Not a usable PEFT adapter');
-    expect(c.state.library.importError?.detail).toMatch(/missing adapter_config\.json and adapter_model\.safetensors/);
+    expect(c.state.library.importError?.detail).toMatch(
+      /missing adapter_config\.json \(or a \.json file holding a PEFT config\) and adapter_model\.safetensors/,
+    );
   });
 
   it('importing the same files twice gives the copies names that tell them apart', async () => {
