@@ -82,6 +82,107 @@ function pickTemplate(raw: unknown): string | null {
   return null;
 }
 
+// ------------------------------------------------------------------ chat template budgets
+
+/**
+ * Chat templates come from downloaded files and run in @huggingface/jinja's interpreter, which has
+ * no limits: `{% for i in range(1000000000) %}` or a string doubled in a loop hangs the CLI or the
+ * worker (where Stop cannot interrupt it). Rendering therefore counts interpreter steps, bounds the
+ * size of every value it makes and the length of `range()`, and stops with a TokenizerError naming
+ * the template. Real templates take tens to hundreds of
+ * steps per message; the step budget is a few seconds of the interpreter's time.
+ */
+const MAX_TEMPLATE_CHARS = 256 * 1024;
+const MAX_TEMPLATE_STEPS = 200_000;
+/** Wall-clock budget of one render (a safety net behind the step count). */
+const MAX_TEMPLATE_MS = 5_000;
+const MAX_RANGE = 100_000;
+/** Output allowed besides 4 characters per character of the messages. */
+const TEMPLATE_MIN_CHARS = 1 << 20;
+const TEMPLATE_WHERE = 'The chat template (chat_template in tokenizer_config.json, or chat_template.jinja)';
+
+function budgetError(what: string): TokenizerError {
+  return new TokenizerError(
+    `${TEMPLATE_WHERE} ${what}; it loops too long or builds a huge string, so it was stopped. Use the model's original template or a plain-text dataset format.`,
+  );
+}
+
+function boundedRange(start: number, stop?: number, step = 1): number[] {
+  if (stop === undefined) {
+    stop = start;
+    start = 0;
+  }
+  if (![start, stop, step].every(Number.isFinite) || step === 0)
+    throw new Error('range() needs finite numbers and a step other than 0');
+  const n = Math.max(0, Math.ceil((stop - start) / step));
+  if (n > MAX_RANGE) throw budgetError(`asked for range() of ${n} numbers (at most ${MAX_RANGE})`);
+  return Array.from({ length: n }, (_, i) => start + i * step);
+}
+
+interface InterpreterClass {
+  prototype: {
+    evaluate(statement: unknown, env: unknown): unknown;
+    evaluateBlock(statements: unknown, env: unknown): unknown;
+  };
+}
+
+interface EnvironmentClass {
+  prototype: { set(name: string, value: unknown): unknown };
+}
+
+/**
+ * Runs `render` with the interpreter's `evaluate` counting steps and checking the size of each
+ * value, and `range` bounded. Rendering is synchronous, so the prototypes are patched only for this call.
+ */
+function withBudget<T>(Interp: InterpreterClass, Env: EnvironmentClass, maxChars: number, render: () => T): T {
+  const proto = Interp.prototype;
+  const original = proto.evaluate;
+  // The interpreter's own range() builds its whole list first; the globals get the bounded one.
+  const envProto = Env.prototype;
+  const originalSet = envProto.set;
+  envProto.set = function (this: unknown, name: string, value: unknown) {
+    return originalSet.call(this, name, name === 'range' ? boundedRange : value);
+  };
+  let steps = 0;
+  const t0 = Date.now();
+  const step = () => {
+    if (++steps > MAX_TEMPLATE_STEPS) throw budgetError(`took more than ${MAX_TEMPLATE_STEPS} steps`);
+    if ((steps & 1023) === 0 && Date.now() - t0 > MAX_TEMPLATE_MS)
+      throw budgetError(`ran for more than ${MAX_TEMPLATE_MS / 1000} s`);
+  };
+  // A loop over an empty body evaluates nothing but its block: count blocks too.
+  const originalBlock = proto.evaluateBlock;
+  proto.evaluateBlock = function (this: unknown, statements: unknown, env: unknown) {
+    step();
+    return originalBlock.call(this, statements, env);
+  };
+  proto.evaluate = function (this: unknown, statement: unknown, env: unknown) {
+    step();
+    const v = original.call(this, statement, env) as { value?: unknown } | undefined;
+    const val = v?.value;
+    if (typeof val === 'string' ? val.length > maxChars : Array.isArray(val) && val.length > MAX_RANGE) {
+      throw budgetError(
+        typeof val === 'string'
+          ? `made a string of ${val.length} characters (at most ${maxChars} for these messages)`
+          : `made a list of ${(val as unknown[]).length} items (at most ${MAX_RANGE})`,
+      );
+    }
+    return v;
+  };
+  try {
+    return render();
+  } catch (e) {
+    // A string past the engine's limit fails before the size check can see it.
+    if (e instanceof RangeError && /string length/i.test(e.message))
+      throw budgetError('made a string longer than JavaScript allows');
+    throw e;
+  } finally {
+    proto.evaluate = original;
+    proto.evaluateBlock = originalBlock;
+    envProto.set = originalSet;
+  }
+}
+
 export async function createTokenizer(
   tokenizerJson: object,
   tokenizerConfig: object,
@@ -94,7 +195,7 @@ export async function createTokenizer(
   }
   if (!Array.isArray(tj.added_tokens)) tj.added_tokens = [];
 
-  const [{ Tokenizer }, { Template }] = await Promise.all([
+  const [{ Tokenizer }, { Template, Interpreter, Environment }] = await Promise.all([
     import('@huggingface/tokenizers'),
     import('@huggingface/jinja'),
   ]);
@@ -182,20 +283,34 @@ export async function createTokenizer(
             'use a plain-text or instruction dataset format, or an instruct/chat variant of the model.',
         );
       }
+      if (templateText.length > MAX_TEMPLATE_CHARS) {
+        throw new TokenizerError(
+          `${TEMPLATE_WHERE} is ${templateText.length} characters long; chat templates are a few kilobytes (at most ${MAX_TEMPLATE_CHARS} accepted).`,
+        );
+      }
       try {
         compiled ??= new Template(templateText);
       } catch (e) {
         throw new TokenizerError(`The chat template could not be parsed: ${(e as Error).message}`);
       }
+      const inputChars = messages.reduce((n, m) => n + m.content.length + m.role.length, 0);
+      const template = compiled;
       try {
-        return compiled.render({
-          messages: messages.map((m) => ({ role: m.role, content: m.content })),
-          add_generation_prompt: opts.addGenerationPrompt ?? false,
-          tools: null,
-          documents: null,
-          ...specialStrings,
-        });
+        return withBudget(
+          Interpreter as unknown as InterpreterClass,
+          Environment,
+          TEMPLATE_MIN_CHARS + 4 * inputChars,
+          () =>
+            template.render({
+              messages: messages.map((m) => ({ role: m.role, content: m.content })),
+              add_generation_prompt: opts.addGenerationPrompt ?? false,
+              tools: null,
+              documents: null,
+              ...specialStrings,
+            }),
+        );
       } catch (e) {
+        if (e instanceof TokenizerError) throw e;
         throw new TokenizerError(`The chat template failed to render: ${(e as Error).message}`);
       }
     },
