@@ -6,6 +6,7 @@
  */
 
 import type { Gpu } from '../gpu/context';
+import { bf16BitsToF32, f16BitsToF32 } from '../gpu/half';
 import { Generator } from '../generate/generator';
 import { type LoraConfig, loraRank, loraScaleInfo, validateLoraConfig } from '../lora/config';
 import { GpuLora, type LoraModuleArrays } from '../lora/gpu-lora';
@@ -15,7 +16,9 @@ import { defaultTargetModules, distinctNames, loraConfigFromSettings, resolveTar
 import { type ModelConfig, positionLimitText } from '../model/config';
 import { GpuModel } from '../model/gpu-model';
 import { loadModel } from '../model/load';
+import { ModelWeightsError } from '../model/registry';
 import { ModelRunner } from '../model/runner';
+import type { SafeTensor } from '../model/safetensors';
 import type { ModelSource } from '../model/source';
 import { type TextTokenizer, createTokenizer } from '../model/tokenizer';
 import { type Batch, BatchPlan, evalBatches, splitTrainVal } from '../train/batch';
@@ -56,6 +59,14 @@ function diverged(what: string, step: number, lr: number): EngineError {
     `Training diverged at step ${step}: ${what}. Nothing from this step on was saved (the last checkpoint, if any, ` +
       `is from before it). Start again with a lower learning rate (now ${lr}) and max grad norm on (e.g. 1).`,
   );
+}
+
+/** An element of a checkpoint tensor as text ("NaN", "Infinity"), for messages. */
+function elementText(t: SafeTensor, index: number): string {
+  const dv = new DataView(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  if (t.dtype === 'F32') return String(dv.getFloat32(index * 4, true));
+  const bits = dv.getUint16(index * 2, true);
+  return String(t.dtype === 'BF16' ? bf16BitsToF32(bits) : f16BitsToF32(bits));
 }
 
 /** The adapter's arrays, or a divergence error when any value is NaN or infinite. */
@@ -159,6 +170,15 @@ export class Engine implements EngineApi {
       dtypes.add(t.dtype);
     }
     await this.gpu.sync();
+    const bad = await gpuModel.findNonFinite();
+    if (bad) {
+      gpuModel.dispose();
+      const t = loaded.tensors.get(bad.key)!;
+      throw new ModelWeightsError(
+        `${loaded.weightFileOf(bad.key)}: tensor "${bad.key}" (${t.dtype}) holds ${elementText(t, bad.index)} at element ${bad.index}. ` +
+          'The file is damaged, or its bytes are not the dtype its header says (e.g. F32 data labelled F16); download or convert it again.',
+      );
+    }
     this.model = { id: spec.id, config: loaded.config, tokenizer, gpuModel, totalParams, dtype: [...dtypes].join('/') };
     return this.modelInfo();
   }
@@ -551,7 +571,14 @@ export class Engine implements EngineApi {
         rec.submit();
       }
       const { sum, count } = await runner.readLoss();
-      return { loss: count > 0 ? sum / count : NaN, tokens: count };
+      const loss = count > 0 ? sum / count : NaN;
+      if (count > 0 && !Number.isFinite(loss)) {
+        throw new EngineError(
+          `The evaluation's loss is ${loss}: ${adapter ? 'the model with this adapter' : 'the model'} gives non-finite logits ` +
+            `for these data${adapter ? ' (check the adapter: its weights or lora_alpha may be far too large)' : ''}.`,
+        );
+      }
+      return { loss, tokens: count };
     } finally {
       runner.dispose();
     }

@@ -71,6 +71,14 @@ export class Generator {
     const stop = new Set(opts.stopIds);
     for (;;) {
       const logits = await this.gpu.read(this.runner.logits!);
+      for (let i = 0; i < vocab; i++) {
+        if (!Number.isFinite(logits[i]!)) {
+          throw new GpuError(
+            `Generation stopped: the logits of new token ${out.length + 1} hold ${logits[i]} (token id ${i}), so no token can be chosen. ` +
+              'The model or adapter weights give non-finite values (e.g. an adapter with a huge lora_alpha).',
+          );
+        }
+      }
       const id = sampleToken(logits, opts, rand, vocab);
       out.push(id);
       if (opts.onToken?.(id) === false) return { ids: out, stopReason: 'stopped' };

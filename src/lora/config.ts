@@ -46,6 +46,9 @@ export class LoraConfigError extends Error {
   }
 }
 
+/** Largest finite 32-bit float: the GPU holds the scale as one. */
+const F32_MAX = 3.4028234663852886e38;
+
 /** Most rank_pattern / alpha_pattern entries accepted (each is matched against every module). */
 const MAX_PATTERN_KEYS = 1024;
 
@@ -116,6 +119,14 @@ export function loraConfigProblems(cfg: LoraConfig): string[] {
   if (!Number.isInteger(cfg.r) || cfg.r <= 0) p.push(`r (the LoRA rank) must be a positive integer, got ${cfg.r}.`);
   if (typeof cfg.lora_alpha !== 'number' || !Number.isFinite(cfg.lora_alpha) || cfg.lora_alpha <= 0) {
     p.push(`lora_alpha must be a number > 0, got ${cfg.lora_alpha}.`);
+  } else if (
+    Number.isInteger(cfg.r) &&
+    cfg.r > 0 &&
+    cfg.lora_alpha / (cfg.use_rslora ? Math.sqrt(cfg.r) : cfg.r) > F32_MAX
+  ) {
+    p.push(
+      `lora_alpha ${cfg.lora_alpha} makes a scale no 32-bit float holds (every output would be infinite); use a value like 2·r.`,
+    );
   }
   if (typeof cfg.lora_dropout !== 'number' || !(cfg.lora_dropout >= 0 && cfg.lora_dropout < 1)) {
     p.push(`lora_dropout must be in [0, 1), got ${cfg.lora_dropout}.`);

@@ -25,7 +25,7 @@ import {
   tensorToF32,
   writeSafetensors,
 } from '../model/safetensors';
-import { type LoraConfig, type ModuleLike, PEFT_LORA_DEFAULTS, isAllLinear, loraRank } from './config';
+import { type LoraConfig, type ModuleLike, PEFT_LORA_DEFAULTS, isAllLinear, loraRank, loraScale } from './config';
 import type { LoraModuleWeights } from './init';
 import { patternProblem } from './pattern';
 import { matchesModuleSpec } from './targets';
@@ -417,6 +417,15 @@ function readConfig(
   return { config, targets, baseModel };
 }
 
+/** Largest finite 32-bit float: a LoRA scale above it is infinite on the GPU. */
+const F32_MAX = 3.4028234663852886e38;
+
+/** Element i of a tensor in its own dtype (F64 adapters may hold values f32 cannot). */
+function tensorToF64At(t: SafeTensor, i: number): number {
+  if (t.dtype !== 'F64') return NaN;
+  return new DataView(t.data.buffer, t.data.byteOffset, t.data.byteLength).getFloat64(i * 8, true);
+}
+
 const KEY_RE = /^(.+)\.(lora_A|lora_B)(?:\.([A-Za-z0-9_-]+))?\.weight$/;
 
 function lastComponent(id: string): string {
@@ -580,7 +589,27 @@ export function importPeft<M extends ModuleLike>(
         `${ADAPTER_CONFIG_NAME} says fan_in_fan_out: false, but this model's ${module.name} modules are Conv1D ([in, out]); A/B are read as [r, in] / [out, r] regardless.`,
       );
     }
-    out.push({ path: module.path, r, inF: module.inF, outF: module.outF, a: tensorToF32(A), b: tensorToF32(B) });
+    const a = tensorToF32(A);
+    const b = tensorToF32(B);
+    for (const [which, arr] of [
+      ['A', a],
+      ['B', b],
+    ] as const) {
+      const i = arr.findIndex((x) => !Number.isFinite(x));
+      if (i >= 0) {
+        throw new PeftError(
+          `${ADAPTER_MODEL_NAME}: "${entry.key[which]}" holds ${arr[i]} at element ${i}${Number.isFinite(tensorToF64At(entry.t[which]!, i)) ? ' once read as 32-bit floats' : ''}; ` +
+            'the adapter is damaged or diverged in training, and would make every output NaN.',
+        );
+      }
+    }
+    const scale = loraScale(config, module);
+    if (!(Math.abs(scale) <= F32_MAX)) {
+      throw new PeftError(
+        `${ADAPTER_CONFIG_NAME}: the scale of "${module.path}" (lora_alpha / ${config.use_rslora ? 'sqrt(r)' : 'r'} = ${scale}) does not fit a 32-bit float; lora_alpha is far too large.`,
+      );
+    }
+    out.push({ path: module.path, r, inF: module.inF, outF: module.outF, a, b });
   }
   if (targets !== null) {
     // PEFT leaves targeted modules without saved weights at B = 0 (no effect) and warns; so do we.

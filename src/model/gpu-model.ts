@@ -7,6 +7,7 @@
 import type { Gpu } from '../gpu/context';
 import { GpuError } from '../gpu/errors';
 import type { DType, Tensor } from '../gpu/tensor';
+import { ALL_FINITE, recordFiniteScan } from '../kernels/finite';
 import type { FrozenLinear } from '../kernels/linear';
 import type { ModelConfig } from './config';
 import { type ArchWeights, type LinearModule, referencedKeys } from './registry';
@@ -50,6 +51,32 @@ export class GpuModel {
       onProgress?.(++done, keys.length);
     }
     return m;
+  }
+
+  /**
+   * The first weight holding a NaN or an infinity (in key order) and the element's index, or null.
+   * One scan per tensor on the GPU into one flags buffer and a single readback: cheap next to the
+   * upload, and it catches damaged files and mislabelled dtypes (F32 bytes read as F16) before a
+   * forward pass turns them into a NaN loss.
+   */
+  async findNonFinite(): Promise<{ key: string; index: number } | null> {
+    const keys = [...this.weights.keys()];
+    if (keys.length === 0) return null;
+    const flags = this.gpu.tensor('finite.flags', [keys.length], 'u32', 'scratch');
+    try {
+      this.gpu.write(flags, new Uint32Array(keys.length).fill(ALL_FINITE));
+      const rec = this.gpu.recorder('finite-scan');
+      keys.forEach((key, slot) => {
+        const x = this.weights.get(key)!;
+        recordFiniteScan(this.gpu, rec, { x, n: x.shape.reduce((a, b) => a * b, 1), flags, slot });
+      });
+      rec.submit();
+      const got = await this.gpu.readU32(flags);
+      const slot = got.findIndex((f) => f !== ALL_FINITE);
+      return slot < 0 ? null : { key: keys[slot]!, index: got[slot]! };
+    } finally {
+      this.gpu.free(flags);
+    }
   }
 
   weight(key: string): Tensor {

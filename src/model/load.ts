@@ -41,6 +41,8 @@ export interface LoadedModel {
   generationConfig: JsonObject | null;
   /** Weight files read, in order. */
   weightFiles: string[];
+  /** The weight file that holds a key, for messages. */
+  weightFileOf: (key: string) => string;
 }
 
 export const CONFIG_FILE = 'config.json';
@@ -216,7 +218,16 @@ export async function loadModel(source: ModelSource, opts: LoadModelOptions = {}
       );
     }
   }
-  return { config, arch, tensors, tokenizerJson, tokenizerConfig, generationConfig, weightFiles: files };
+  return {
+    config,
+    arch,
+    tensors,
+    tokenizerJson,
+    tokenizerConfig,
+    generationConfig,
+    weightFiles: files,
+    weightFileOf: fileOf,
+  };
 }
 
 // --------------------------------------------------------------------------------------- estimate
