@@ -88,6 +88,49 @@ function finiteModules<T extends { path: string; a: Float32Array; b: Float32Arra
   return modules;
 }
 
+/** LoRA weights above this size mean the run went wrong (A starts near 1/sqrt(in), B at 0). */
+export const RUNAWAY_WEIGHT = 100;
+
+/** What looks wrong with a finished run: weights that ran away, validation worse than the base model. */
+function runWarnings(
+  modules: { path: string; a: Float32Array; b: Float32Array }[],
+  train: TrainSettings,
+  finalVal: number | null,
+  baseVal: number | null,
+): string[] {
+  const out: string[] = [];
+  let max = 0;
+  let where = '';
+  for (const m of modules) {
+    for (const [name, arr] of [
+      ['lora_A', m.a],
+      ['lora_B', m.b],
+    ] as const) {
+      for (let i = 0; i < arr.length; i++) {
+        const v = Math.abs(arr[i]!);
+        if (v > max) {
+          max = v;
+          where = `${m.path}.${name}`;
+        }
+      }
+    }
+  }
+  if (max > RUNAWAY_WEIGHT) {
+    out.push(
+      `The adapter's weights ran away: ${where} holds ${max.toPrecision(3)} (trained LoRA weights are usually below 1). ` +
+        `The learning rate (${train.lr}) is probably far too high${train.maxGradNorm > 0 ? '' : ' and gradient clipping is off'}; ` +
+        `its outputs are likely garbage. Train again with a lower learning rate${train.maxGradNorm > 0 ? '' : ' and max grad norm 1'}.`,
+    );
+  }
+  if (finalVal !== null && baseVal !== null && finalVal > baseVal) {
+    out.push(
+      `The final validation loss (${finalVal.toFixed(4)}) is above the base model's (${baseVal.toFixed(4)}): on held-out ` +
+        'data the adapter makes the model worse (overfitting, or a learning rate too high). Try fewer steps or a lower learning rate.',
+    );
+  }
+  return out;
+}
+
 interface LoadedModelState {
   id: string;
   config: ModelConfig;
@@ -429,6 +472,11 @@ export class Engine implements EngineApi {
       gpuLora.loadState(resume.optimizerState);
       if (Array.isArray(resume.meta.history)) history.push(...(resume.meta.history as TrainResult['history']));
     }
+    let baseValLoss: number | null = null;
+    if (valBatches.length) {
+      const base = await this.lossOver(m, valBatches, null);
+      baseValLoss = base.count > 0 ? base.sum / base.count : null;
+    }
     this.training = true;
     this.paused = false;
     this.stopRequested = false;
@@ -503,7 +551,10 @@ export class Engine implements EngineApi {
       await checkpoint();
       const modules = finiteModules(await gpuLora.toArrays(), trainer.step, train.lr);
       const adapter = exportPeft({ config: cfg, baseModel: m.id, modules, fanInFanOut });
+      const warnings = runWarnings(modules, train, lastVal, baseValLoss);
       return {
+        baseValLoss,
+        warnings,
         steps: trainer.step,
         finalLoss: lastLoss,
         finalValLoss: lastVal,
@@ -556,7 +607,23 @@ export class Engine implements EngineApi {
       throw new EngineError('The dataset has no validation records: set a validation fraction above 0.');
     }
     const lora = adapter ? this.adapterOnGpu(adapter) : null;
-    const batches: Batch[] = evalBatches(examples, 4, { maxLen: d.maxLen });
+    const { sum, count } = await this.lossOver(m, evalBatches(examples, 4, { maxLen: d.maxLen }), lora);
+    const loss = count > 0 ? sum / count : NaN;
+    if (count > 0 && !Number.isFinite(loss)) {
+      throw new EngineError(
+        `The evaluation's loss is ${loss}: ${adapter ? 'the model with this adapter' : 'the model'} gives non-finite logits ` +
+          `for these data${adapter ? ' (check the adapter: its weights or lora_alpha may be far too large)' : ''}.`,
+      );
+    }
+    return { loss, tokens: count };
+  }
+
+  /** Summed next-token loss and counted tokens of `batches` through the model (and `lora`). */
+  private async lossOver(
+    m: LoadedModelState,
+    batches: Batch[],
+    lora: GpuLora | null,
+  ): Promise<{ sum: number; count: number }> {
     const maxTokens = Math.max(...batches.map((b) => b.B * b.S));
     const runner = new ModelRunner(this.gpu, m.gpuModel, { mode: 'eval', maxTokens });
     try {
@@ -570,15 +637,7 @@ export class Engine implements EngineApi {
         runner.recordLoss(rec, b.B * b.S, null);
         rec.submit();
       }
-      const { sum, count } = await runner.readLoss();
-      const loss = count > 0 ? sum / count : NaN;
-      if (count > 0 && !Number.isFinite(loss)) {
-        throw new EngineError(
-          `The evaluation's loss is ${loss}: ${adapter ? 'the model with this adapter' : 'the model'} gives non-finite logits ` +
-            `for these data${adapter ? ' (check the adapter: its weights or lora_alpha may be far too large)' : ''}.`,
-        );
-      }
-      return { loss, tokens: count };
+      return await runner.readLoss();
     } finally {
       runner.dispose();
     }

@@ -114,6 +114,13 @@ export interface TrainResult {
   seconds: number;
   stoppedEarly: boolean;
   history: { step: number; loss: number | null; valLoss: number | null; lr: number }[];
+  /** The base model's loss on the validation split (null without one), for comparison. */
+  baseValLoss: number | null;
+  /**
+   * What looks wrong with a finished run although it ran (weights that ran away, a validation loss
+   * above the base model's). The adapter is saved all the same; the CLI and the app show these.
+   */
+  warnings: string[];
 }
 
 /** PEFT files of an adapter. */

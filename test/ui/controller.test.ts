@@ -190,6 +190,23 @@ describe('training', () => {
     ]);
   });
 
+  it("shows the engine's warnings about a finished run (runaway weights, validation worse than the base model)", async () => {
+    const { c, engine } = await makeApp();
+    engine.trainWarnings = [
+      "The adapter's weights ran away: model.layers.0.self_attn.q_proj.lora_B holds 1.00e+9.",
+      "The final validation loss (3.0000) is above the base model's (2.0000): on held-out data the adapter makes the model worse.",
+    ];
+    c.setTrain({ steps: 2 });
+    await c.startTraining();
+    expect(c.state.run.status).toBe('done');
+    expect(c.state.library.adapters).toHaveLength(1);
+    const warned = c.state.notices.filter((n) => n.level === 'warning').map((n) => [n.title, n.detail]);
+    expect(warned).toEqual([
+      ['The adapter looks broken', engine.trainWarnings[0]],
+      ['Worse than the base model', engine.trainWarnings[1]],
+    ]);
+  });
+
   it('pauses, resumes, and stop saves the adapter trained so far', async () => {
     const engine = new FakeEngine();
     engine.stepMs = 5;

@@ -37,6 +37,8 @@ export class FakeEngine implements AppEngine {
   failNext: Partial<Record<'loadModel' | 'loadDataset' | 'train' | 'generate' | 'evaluate', Error>> = {};
   /** Milliseconds each training step takes. */
   stepMs = 0;
+  /** Warnings the next finished run reports (as the engine's TrainResult.warnings). */
+  trainWarnings: string[] = [];
   model: ModelInfo | null = null;
   datasetLoaded = false;
   lastTrain: { lora: LoraSettings; train: TrainSettings; resumedFromStep: number | null } | null = null;
@@ -317,6 +319,8 @@ export class FakeEngine implements AppEngine {
     }
     await checkpoint();
     return {
+      baseValLoss: null,
+      warnings: this.trainWarnings,
       steps: step,
       finalLoss: last,
       finalValLoss: lastVal,

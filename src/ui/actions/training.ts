@@ -299,6 +299,13 @@ async function runTraining(
     });
     if (paintTimer) clearTimeout(paintTimer);
     paint();
+    for (const detail of result.warnings) {
+      ctx.notify({
+        level: 'warning',
+        title: /validation loss/.test(detail) ? 'Worse than the base model' : 'The adapter looks broken',
+        detail,
+      });
+    }
     patch(ctx, 'run', { status: 'saving' });
     const s = ctx.store.get();
     const existing = s.library.adapters.map((a) => a.name);
