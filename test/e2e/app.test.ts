@@ -195,7 +195,9 @@ describe('the app in Chromium', () => {
           .setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello') });
         await expect
           .poll(() => page.getByRole('alert').first().innerText())
-          .toMatch(/missing adapter_config\.json and adapter_model\.safetensors/);
+          .toMatch(
+            /missing adapter_config\.json \(or a \.json file holding a PEFT config\) and adapter_model\.safetensors/,
+          );
 
         // An adapter for another base model (hidden size 32, not 64) imports with a warning; in Compare
         // its column says why it does not fit, and that long message (tensor names) wraps in its cell
