@@ -4,7 +4,7 @@
  */
 
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { LoraSettings, PeftFiles, TrainProgress, TrainSettings } from '../engine/types';
 import { DEFAULT_TRAIN } from '../engine/defaults';
@@ -20,6 +20,7 @@ import {
   readDataText,
   requireFile,
 } from './common';
+import { writeFilesAtomic } from './write';
 
 const TRAIN_FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string', required: true },
@@ -52,11 +53,6 @@ const TRAIN_FLAGS: Record<string, FlagSpec> = {
   'activation-checkpointing': { type: 'bool' },
   json: { type: 'bool' },
 };
-
-async function writeAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  await writeFile(`${path}.tmp`, data);
-  await rename(`${path}.tmp`, path);
-}
 
 function fmtTime(s: number): string {
   if (!Number.isFinite(s)) return '?';
@@ -166,6 +162,37 @@ function parseTargets(flag: string, linearModules: string[], modelType: string):
   return list;
 }
 
+/**
+ * Ctrl-C / SIGTERM during training: the first signal stops the run at the end of the current step,
+ * after which the adapter so far and a checkpoint are saved; a second signal quits at once.
+ */
+function onInterrupt(
+  engine: { stop(): void },
+  log: (line: string) => void,
+): { readonly signal: NodeJS.Signals | null; dispose(): void } {
+  let signal: NodeJS.Signals | null = null;
+  const handler = (sig: NodeJS.Signals) => {
+    if (signal) {
+      process.stderr.write(`tabtune: ${sig} again: quitting without saving.\n`);
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    }
+    signal = sig;
+    log(`${sig}: stopping after this step to save the adapter and a checkpoint (press Ctrl-C again to quit at once)`);
+    engine.stop();
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return {
+    get signal() {
+      return signal;
+    },
+    dispose() {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    },
+  };
+}
+
 export async function train(argv: string[]): Promise<number> {
   const f = parseFlags(argv, TRAIN_FLAGS, 'train');
   if (num(f, 'steps') !== undefined && num(f, 'epochs') !== undefined) {
@@ -272,23 +299,45 @@ export async function train(argv: string[]): Promise<number> {
         `all params: ${est.totalParams.toLocaleString('en-US')} || trainable%: ${est.trainablePercent.toFixed(4)}`,
     );
     await mkdir(out, { recursive: true });
-    const result = await engine.train(lora, settings, {
-      resumeFrom,
-      initFrom,
-      onProgress: (p: TrainProgress) => {
-        if (p.loss === null && p.step !== p.totalSteps) return;
-        const loss = p.loss === null ? '' : ` loss ${p.loss.toFixed(4)}`;
-        const val = p.valLoss === null ? '' : ` val ${p.valLoss.toFixed(4)}`;
-        log(
-          `step ${p.step}/${p.totalSteps}${loss}${val} lr ${p.lr.toExponential(2)} ` +
-            `${Math.round(p.tokensPerSecond)} tok/s eta ${fmtTime(p.etaSeconds)}`,
-        );
-      },
-      onCheckpoint: settings.checkpointEvery > 0 ? (blob) => writeAtomic(ckptPath, blob) : undefined,
-    });
-    await writeAtomic(join(out, 'adapter_config.json'), result.adapter.adapterConfig);
-    await writeAtomic(join(out, 'adapter_model.safetensors'), result.adapter.adapterModel);
+    const interrupt = onInterrupt(engine, log);
+    let result;
+    try {
+      result = await engine.train(lora, settings, {
+        resumeFrom,
+        initFrom,
+        onProgress: (p: TrainProgress) => {
+          if (p.loss === null && p.step !== p.totalSteps) return;
+          const loss = p.loss === null ? '' : ` loss ${p.loss.toFixed(4)}`;
+          const val = p.valLoss === null ? '' : ` val ${p.valLoss.toFixed(4)}`;
+          log(
+            `step ${p.step}/${p.totalSteps}${loss}${val} lr ${p.lr.toExponential(2)} ` +
+              `${Math.round(p.tokensPerSecond)} tok/s eta ${fmtTime(p.etaSeconds)}`,
+          );
+        },
+        // The engine offers a checkpoint at the end of every run: kept with --checkpoint-every, or
+        // when a signal stopped the run (so it can be resumed).
+        onCheckpoint: (blob) =>
+          settings.checkpointEvery > 0 || interrupt.signal
+            ? writeFilesAtomic([{ path: ckptPath, data: blob }])
+            : undefined,
+      });
+    } finally {
+      interrupt.dispose();
+    }
+    await writeFilesAtomic([
+      { path: join(out, 'adapter_model.safetensors'), data: result.adapter.adapterModel },
+      { path: join(out, 'adapter_config.json'), data: result.adapter.adapterConfig },
+    ]);
     log(`saved PEFT adapter to ${out} (${result.steps} steps, ${fmtTime(result.seconds)})`);
+    for (const w of result.warnings) process.stderr.write(`tabtune: warning: ${w}\n`);
+    if (interrupt.signal) {
+      const again = ['train', ...argv.filter((a) => a !== '--resume'), '--resume'].join(' ');
+      log(
+        `interrupted (${interrupt.signal}) at step ${result.steps}: the adapter so far and checkpoint.safetensors are in ${out}. ` +
+          `Resume with: tabtune ${again}`,
+      );
+      return interrupt.signal === 'SIGINT' ? 130 : 143;
+    }
     if (json) {
       const { adapter: _a, history, ...summary } = result;
       void _a;

@@ -473,10 +473,6 @@ export class Engine implements EngineApi {
       if (Array.isArray(resume.meta.history)) history.push(...(resume.meta.history as TrainResult['history']));
     }
     let baseValLoss: number | null = null;
-    if (valBatches.length) {
-      const base = await this.lossOver(m, valBatches, null);
-      baseValLoss = base.count > 0 ? base.sum / base.count : null;
-    }
     this.training = true;
     this.paused = false;
     this.stopRequested = false;
@@ -503,6 +499,11 @@ export class Engine implements EngineApi {
       await hooks.onCheckpoint(blob, trainer.step);
     };
     try {
+      if (valBatches.length) {
+        // The base model's validation loss, to compare the adapter's with at the end.
+        const base = await this.lossOver(m, valBatches, null);
+        baseValLoss = base.count > 0 ? base.sum / base.count : null;
+      }
       for (;;) {
         if (this.paused) {
           const t0 = performance.now();
