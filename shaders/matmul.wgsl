@@ -5,8 +5,8 @@
 //                     + drop_out(m, n) * alpha2 * sum_k2 opA2(A2)[m, k2] * opB2(B2)[k2, n] )   (segment 2)
 //           + bias[n]
 //
-// This file is the body of a template: src/kernels/matmul.ts prepends a generated prelude (and
-// shaders/dropout.wgsl) that bakes in the variant:
+// This file is the body of a template: src/kernels/matmul/shader.ts prepends a generated prelude
+// (and the dropout library of shaders/dropout.wgsl) that bakes in the variant:
 //   consts   BM, BN (workgroup tile edge, 16 or 64), BK = 16, WX = BN/4, WY = BM/4, NT = WX*WY
 //            invocations (256 at 64x64), each owning a 4x4 block of C;
 //            TRANS_A, TRANS_B, HAS_SEG2, HAS_BIAS, OUT_DROP.
@@ -26,7 +26,7 @@
 // may be a window of its buffer (big weights are split into chunks bound with offsets); the
 // *Adj uniforms convert a global element index into the window (u32 arithmetic wraps, so they
 // carry negative offsets too). Split-K: workgroup z sums depth [k0 + z*kSplit, +kSplit) and writes
-// its partial C at z*cStrideZ (reduced afterwards by shaders/lora.wgsl, in a fixed order).
+// its partial C at z*cStrideZ (reduced afterwards by shaders/splitk_reduce.wgsl, in a fixed order).
 // Segment 2 (K2 extra columns, e.g. the LoRA rank) runs after segment 1 in the same K loop: for
 // the forward Y = X·Wᵀ + b + s·S·Bᵀ it is [X | S]·[W | s·B]ᵀ. With OUT_DROP its sum is kept apart
 // from segment 1's and multiplied by the dropout mask of the output element (dX through dropout).

@@ -7,7 +7,7 @@
 //
 // The same contract as shaders/matmul.wgsl, for at most MR (1, 2, 4 or 8) rows: one workgroup covers
 // every row and BN = 64 output columns, so no work goes to padding rows of a 16-row tile.
-// src/kernels/matmul.ts prepends the same generated prelude as for the tiled kernel (bindings,
+// src/kernels/matmul/shader.ts prepends the same generated prelude as for the tiled kernel (bindings,
 // loaders a1/b1/a2/b2/bias_at, TRANS_*, HAS_SEG2, HAS_BIAS, OUT_DROP) with these consts:
 //   MR rows baked in (rows [m0, mEnd) are used, mEnd - m0 <= MR), NT = 256 invocations = KL lanes
 //   along the depth x CG groups of 4 columns, BN = 4 * CG columns per workgroup. KL = 16 (BN = 64)

@@ -99,6 +99,11 @@ export class Gpu {
    * the benchmark can check a training step's traffic (one submit per micro-step, no readback).
    */
   readonly counters = { submits: 0, readbacks: 0 };
+  /**
+   * Called once with the WGSL of every pipeline compiled (Node sets it from TABTUNE_DUMP_WGSL, see
+   * node.ts, so the code that runs can be read).
+   */
+  onShader: ((label: string, code: string, entryPoint: string) => void) | null = null;
 
   constructor(
     readonly device: GPUDevice,
@@ -301,6 +306,7 @@ export class Gpu {
     let p = this.pipelines.get(key);
     if (!p) {
       this.throwIfFailed();
+      this.onShader?.(label, code, entryPoint);
       const module = this.device.createShaderModule({ label, code });
       p = this.device.createComputePipeline({ label, layout: 'auto', compute: { module, entryPoint } });
       this.pipelines.set(key, p);

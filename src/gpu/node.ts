@@ -5,9 +5,10 @@
  * Dawn needs a Vulkan driver. Without a GPU, Mesa's lavapipe (CPU Vulkan, `mesa-vulkan-drivers`
  * >= 25) works; it is selected automatically when present and VK_ICD_FILENAMES is not set.
  * Set TABTUNE_VK_ICD=system to use whatever driver the Vulkan loader finds (a real GPU).
+ * TABTUNE_DUMP_WGSL=dir writes the WGSL of every pipeline compiled to dir/<label>.wgsl.
  */
 
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,5 +58,20 @@ export async function createNodeGpu(opts: GpuOptions = {}): Promise<Gpu> {
   const gpu = nodeGpuObject();
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new WebGpuUnavailableError(`No WebGPU adapter was found. ${INSTALL_HINT}`);
-  return Gpu.fromAdapter(adapter, 'node', opts);
+  const g = await Gpu.fromAdapter(adapter, 'node', opts);
+  const dump = process.env.TABTUNE_DUMP_WGSL;
+  if (dump) g.onShader = shaderDumper(dump);
+  return g;
+}
+
+/** Writes each shader to dir/<label>.wgsl (label-2.wgsl, ... when a label has several sources). */
+function shaderDumper(dir: string): (label: string, code: string, entryPoint: string) => void {
+  mkdirSync(dir, { recursive: true });
+  const seen = new Map<string, number>();
+  return (label, code, entryPoint) => {
+    const base = `${label}${entryPoint === 'main' ? '' : `.${entryPoint}`}`.replace(/[^\w.-]+/g, '_');
+    const n = (seen.get(base) ?? 0) + 1;
+    seen.set(base, n);
+    writeFileSync(join(dir, `${base}${n > 1 ? `-${n}` : ''}.wgsl`), code);
+  };
 }

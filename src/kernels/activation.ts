@@ -8,7 +8,7 @@ import code from '../../shaders/activation.wgsl?raw';
 import { type Gpu, type Recorder, params } from '../gpu/context';
 import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
-import { flatGrid, needDims, needElems, noAlias, wgslKernel } from './elementwise';
+import { flatGrid, needDims, needElems, noAlias, variantPipeline } from './common';
 
 export type Activation = 'silu' | 'gelu_tanh';
 
@@ -17,7 +17,11 @@ const ACT_ID: Record<Activation, number> = { silu: 0, gelu_tanh: 1 };
 function pipelineFor(gpu: Gpu, kernel: string, act: Activation): GPUComputePipeline {
   const id = ACT_ID[act];
   if (id === undefined) throw new GpuError(`Unknown activation "${act}".`);
-  return gpu.pipeline(`${kernel}_${act}`, wgslKernel(code, kernel, [`const ACT: u32 = ${id}u;`]));
+  return variantPipeline(gpu, `${kernel}_${act}`, () => ({
+    source: code,
+    kernel,
+    prelude: [`const ACT: u32 = ${id}u;`],
+  }));
 }
 
 // ------------------------------------------------------------------ plain activations

@@ -11,6 +11,9 @@ import { type Gpu, type Recorder, params } from '../gpu/context';
 import { GpuError, GpuLimitError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
 import type { Workspace } from '../gpu/workspace';
+import { bindable, flatGrid, needDims, needElems, variantPipeline, wgslModule } from './common';
+
+const F32 = ['f32'];
 
 export interface AttentionArgs {
   q: Tensor; // f32 [batch*seq, heads, headDim]
@@ -62,21 +65,6 @@ export interface AttentionDecodeArgs {
 
 // ------------------------------------------------------------------ template
 
-const MARK = /^\/\/#kernel (\w+)[^\n]*$/gm;
-
-function splitSections(src: string): { common: string; kernels: Map<string, string> } {
-  const marks = [...src.matchAll(MARK)];
-  const kernels = new Map<string, string>();
-  const common = marks.length ? src.slice(0, marks[0]!.index) : src;
-  marks.forEach((m, n) => {
-    const end = n + 1 < marks.length ? marks[n + 1]!.index : src.length;
-    kernels.set(m[1]!, src.slice(m.index, end));
-  });
-  return { common, kernels };
-}
-
-const parts = splitSections(source);
-
 type KernelName = 'attn_fwd' | 'attn_bwd_d' | 'attn_bwd_dq' | 'attn_bwd_dkdv' | 'attn_decode_rows';
 
 interface Variant {
@@ -92,10 +80,7 @@ const WD = 64;
 
 /** Full WGSL of one kernel variant (exported for compile checks in tests). */
 export function attentionShader(kernel: KernelName, v: Variant): string {
-  const body = parts.kernels.get(kernel);
-  if (!body) throw new GpuError(`attention: no kernel "${kernel}" in shaders/attention.wgsl.`);
   const L = [
-    `// ---- generated prelude: ${kernel} ${JSON.stringify(v)}`,
     `const HD: u32 = ${v.hd}u;`,
     `const BR: u32 = ${v.br}u;`,
     `const BC: u32 = ${v.bc}u;`,
@@ -114,13 +99,12 @@ export function attentionShader(kernel: KernelName, v: Variant): string {
       L.push('fn store_lse(i: u32, x: f32) {}');
     }
   }
-  L.push('// ---- end of prelude', '');
-  return `${L.join('\n')}\n${parts.common}\n${body}`;
+  return wgslModule({ source, kernel, prelude: L, describe: `${kernel} ${JSON.stringify(v)}` });
 }
 
 function pipelineFor(gpu: Gpu, kernel: KernelName, v: Variant): GPUComputePipeline {
   const name = `${kernel}_hd${v.hd}_${v.br}x${v.bc}${v.lse === false ? '_nolse' : ''}`;
-  return gpu.pipeline(name, attentionShader(kernel, v));
+  return variantPipeline(gpu, name, () => attentionShader(kernel, v));
 }
 
 // ------------------------------------------------------------------ tiles
@@ -189,35 +173,13 @@ interface Shape {
 }
 
 function checkShape(what: string, a: Shape): void {
-  for (const key of ['batch', 'seq', 'heads', 'kvHeads', 'headDim'] as const) {
-    const x = a[key];
-    if (!Number.isInteger(x) || x < 0) throw new GpuError(`${what}: ${key} must be a non-negative integer, got ${x}.`);
-  }
+  const { batch, seq, heads, kvHeads, headDim } = a;
+  needDims(what, { batch, seq, heads, kvHeads, headDim });
   if (a.heads === 0 || a.kvHeads === 0 || a.headDim === 0) {
     throw new GpuError(`${what}: heads, kvHeads and headDim must be positive.`);
   }
   if (a.heads % a.kvHeads !== 0) {
     throw new GpuError(`${what}: heads (${a.heads}) must be a multiple of kvHeads (${a.kvHeads}).`);
-  }
-}
-
-/** Tensors are bound whole: their buffer must fit one storage binding. */
-function bindable(gpu: Gpu, what: string, named: Record<string, Tensor>): void {
-  const limit = gpu.limits.maxStorageBufferBindingSize;
-  for (const [name, t] of Object.entries(named)) {
-    if (t.buffer.size > limit) {
-      throw new GpuLimitError(
-        `${what}: ${name} "${t.label}" is ${t.buffer.size} bytes, over this GPU's ${limit}-byte storage binding limit; ` +
-          'use fewer tokens per step (batch x sequence length).',
-      );
-    }
-  }
-}
-
-function needF32(what: string, name: string, t: Tensor, elems: number): void {
-  if (t.dtype !== 'f32') throw new GpuError(`${what}: ${name} "${t.label}" must be f32, got ${t.dtype}.`);
-  if (t.buffer.size < elems * 4) {
-    throw new GpuError(`${what}: ${name} "${t.label}" has ${t.buffer.size} bytes; the shapes need ${elems * 4}.`);
   }
 }
 
@@ -245,11 +207,11 @@ export function recordAttention(gpu: Gpu, rec: Recorder, a: AttentionArgs): void
   if (rows === 0) return;
   const qn = rows * a.heads * a.headDim;
   const kn = rows * a.kvHeads * a.headDim;
-  needF32(what, 'q', a.q, qn);
-  needF32(what, 'k', a.k, kn);
-  needF32(what, 'v', a.v, kn);
-  needF32(what, 'o', a.o, qn);
-  needF32(what, 'lse', a.lse, rows * a.heads);
+  needElems(what, 'q', a.q, qn, F32);
+  needElems(what, 'k', a.k, kn, F32);
+  needElems(what, 'v', a.v, kn, F32);
+  needElems(what, 'o', a.o, qn, F32);
+  needElems(what, 'lse', a.lse, rows * a.heads, F32);
   bindable(gpu, what, { q: a.q, k: a.k, v: a.v, o: a.o, lse: a.lse });
   const t = attentionTiles(gpu, 'attn_fwd', a.headDim);
   const pipe = pipelineFor(gpu, 'attn_fwd', { hd: a.headDim, br: t.br, bc: t.bc, lse: true });
@@ -271,15 +233,15 @@ export function recordAttentionBackward(gpu: Gpu, rec: Recorder, a: AttentionBac
   if (rows === 0) return;
   const qn = rows * a.heads * a.headDim;
   const kn = rows * a.kvHeads * a.headDim;
-  needF32(what, 'q', a.q, qn);
-  needF32(what, 'k', a.k, kn);
-  needF32(what, 'v', a.v, kn);
-  needF32(what, 'o', a.o, qn);
-  needF32(what, 'lse', a.lse, rows * a.heads);
-  needF32(what, 'dO', a.dO, qn);
-  needF32(what, 'dq', a.dq, qn);
-  needF32(what, 'dk', a.dk, kn);
-  needF32(what, 'dv', a.dv, kn);
+  needElems(what, 'q', a.q, qn, F32);
+  needElems(what, 'k', a.k, kn, F32);
+  needElems(what, 'v', a.v, kn, F32);
+  needElems(what, 'o', a.o, qn, F32);
+  needElems(what, 'lse', a.lse, rows * a.heads, F32);
+  needElems(what, 'dO', a.dO, qn, F32);
+  needElems(what, 'dq', a.dq, qn, F32);
+  needElems(what, 'dk', a.dk, kn, F32);
+  needElems(what, 'dv', a.dv, kn, F32);
   bindable(gpu, what, { q: a.q, k: a.k, v: a.v, o: a.o, lse: a.lse, dO: a.dO, dq: a.dq, dk: a.dk, dv: a.dv });
   const hd = a.headDim;
   const scale = scaleOf(a);
@@ -287,10 +249,7 @@ export function recordAttentionBackward(gpu: Gpu, rec: Recorder, a: AttentionBac
   // 1. D = rowsum(dO * O), one thread per (row, head).
   const nD = rows * a.heads;
   const D = a.ws.get('attention.D', [rows, a.heads]);
-  const groups = Math.ceil(nD / 256);
-  const maxX = gpu.limits.maxComputeWorkgroupsPerDimension;
-  const gx = Math.min(groups, maxX);
-  const gy = Math.ceil(groups / gx);
+  const [gx, gy] = flatGrid(gpu, nD);
   const pd = pipelineFor(gpu, 'attn_bwd_d', { hd, br: 1, bc: 1 });
   rec.dispatch(pd, [a.dO, a.o, D], [gx, gy], params(nD, gx, 0, 0, 0, 0, { f: 0 }, hd));
 
@@ -316,8 +275,7 @@ export function recordAttentionBackward(gpu: Gpu, rec: Recorder, a: AttentionBac
 export function recordAttentionDecode(gpu: Gpu, rec: Recorder, a: AttentionDecodeArgs): void {
   const what = 'attention decode';
   checkShape(what, { batch: 1, seq: a.qLen, heads: a.heads, kvHeads: a.kvHeads, headDim: a.headDim });
-  if (!Number.isInteger(a.past) || a.past < 0)
-    throw new GpuError(`${what}: past must be a non-negative integer, got ${a.past}.`);
+  needDims(what, { past: a.past });
   if (a.qLen === 0) return;
   const kvRow = a.kvHeads * a.headDim;
   const capacity = Math.floor(a.kCache.buffer.size / (kvRow * 4));
@@ -328,10 +286,10 @@ export function recordAttentionDecode(gpu: Gpu, rec: Recorder, a: AttentionDecod
     );
   }
   const qn = a.qLen * a.heads * a.headDim;
-  needF32(what, 'q', a.q, qn);
-  needF32(what, 'kCache', a.kCache, keys * kvRow);
-  needF32(what, 'vCache', a.vCache, keys * kvRow);
-  needF32(what, 'o', a.o, qn);
+  needElems(what, 'q', a.q, qn, F32);
+  needElems(what, 'kCache', a.kCache, keys * kvRow, F32);
+  needElems(what, 'vCache', a.vCache, keys * kvRow, F32);
+  needElems(what, 'o', a.o, qn, F32);
   bindable(gpu, what, { q: a.q, kCache: a.kCache, vCache: a.vCache, o: a.o });
   const u = uniforms(a.qLen, capacity, a.past, a, scaleOf(a));
   if (a.qLen < 8) {

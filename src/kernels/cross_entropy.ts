@@ -17,6 +17,21 @@ import { type Binding, type Gpu, type Recorder, params } from '../gpu/context';
 import { GpuError, GpuLimitError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
 import type { Workspace } from '../gpu/workspace';
+import {
+  type WeightDType,
+  bindable,
+  bindingLimit,
+  itemGrid,
+  needDims,
+  needElems,
+  rowsPerWindow,
+  variantPipeline,
+  weightArrayType,
+  weightDType,
+  weightLoader,
+  wgslModule,
+  windowOf,
+} from './common';
 import { SMALL_M, recordMatmul } from './matmul';
 
 /** Targets at or above V (this one in particular) are ignored: no loss, no count, no gradient. */
@@ -67,22 +82,6 @@ export interface LogitsArgs {
 
 // ------------------------------------------------------------------ template
 
-const MARK = /^\/\/#kernel (\w+)[^\n]*$/gm;
-
-function splitSections(src: string): { common: string; kernels: Map<string, string> } {
-  const marks = [...src.matchAll(MARK)];
-  const kernels = new Map<string, string>();
-  const common = marks.length ? src.slice(0, marks[0]!.index) : src;
-  marks.forEach((m, n) => {
-    const end = n + 1 < marks.length ? marks[n + 1]!.index : src.length;
-    kernels.set(m[1]!, src.slice(m.index, end));
-  });
-  return { common, kernels };
-}
-
-const parts = splitSections(source);
-
-type WDType = 'f32' | 'f16' | 'bf16';
 type KernelName = 'ce_logits' | 'ce_stats' | 'ce_finalize' | 'ce_dh';
 
 interface Gemm {
@@ -103,16 +102,14 @@ function gemmFor(rows: number): Gemm {
 
 interface Variant {
   g?: Gemm;
-  w?: WDType; // ce_logits, ce_dh
+  w?: WeightDType; // ce_logits, ce_dh
   wBinding?: number;
   count?: 'f32' | 'u32'; // ce_finalize
 }
 
 /** Full WGSL of one kernel variant (exported for compile checks in tests). */
 export function crossEntropyShader(kernel: KernelName, v: Variant): string {
-  const body = parts.kernels.get(kernel);
-  if (!body) throw new GpuError(`cross-entropy: no kernel "${kernel}" in shaders/cross_entropy.wgsl.`);
-  const L = [`// ---- generated prelude: ${kernel} ${JSON.stringify(v)}`];
+  const L: string[] = [];
   if (v.g) {
     const g = v.g;
     L.push(
@@ -127,22 +124,9 @@ export function crossEntropyShader(kernel: KernelName, v: Variant): string {
     );
   }
   if (v.w) {
-    const b = v.wBinding!;
-    if (v.w === 'f32') {
-      L.push(`@group(0) @binding(${b}) var<storage, read> w: array<f32>;`);
-      L.push('fn wload(e: u32) -> f32 { return w[e]; }');
-    } else {
-      L.push(`@group(0) @binding(${b}) var<storage, read> w: array<u32>;`);
-      if (v.w === 'f16') {
-        L.push(
-          'fn wload(e: u32) -> f32 { let x = unpack2x16float(w[e >> 1u]); return select(x.x, x.y, (e & 1u) == 1u); }',
-        );
-      } else {
-        L.push(
-          'fn wload(e: u32) -> f32 { let x = w[e >> 1u]; return bitcast<f32>(select(x << 16u, x & 0xffff0000u, (e & 1u) == 1u)); }',
-        );
-      }
-    }
+    const o = { typedF32: true };
+    L.push(`@group(0) @binding(${v.wBinding!}) var<storage, read> w: ${weightArrayType(v.w, o)};`);
+    L.push(weightLoader('wload', 'w', v.w, o));
   }
   if (v.count) {
     L.push(`@group(0) @binding(6) var<storage, read_write> countSum: array<${v.count}>;`);
@@ -152,55 +136,16 @@ export function crossEntropyShader(kernel: KernelName, v: Variant): string {
         : 'fn addCount(c: u32) { countSum[0] = countSum[0] + f32(c); }',
     );
   }
-  L.push('// ---- end of prelude', '');
-  return `${L.join('\n')}\n${parts.common}\n${body}`;
+  return wgslModule({ source, kernel, prelude: L, describe: `${kernel} ${JSON.stringify(v)}` });
 }
 
 function pipelineFor(gpu: Gpu, kernel: KernelName, v: Variant): GPUComputePipeline {
   const g = v.g ? `_${v.g.wy * v.g.tm}x${v.g.wx * v.g.tn}` : '';
   const name = `${kernel}${g}${v.w ? `_${v.w}` : ''}${v.count ? `_count${v.count}` : ''}`;
-  return gpu.pipeline(name, crossEntropyShader(kernel, v));
+  return variantPipeline(gpu, name, () => crossEntropyShader(kernel, v));
 }
 
 // ------------------------------------------------------------------ checks and windows
-
-function wType(t: Tensor, what: string): WDType {
-  if (t.dtype === 'f32' || t.dtype === 'f16' || t.dtype === 'bf16') return t.dtype;
-  throw new GpuError(`${what}: head weight "${t.label}" has dtype ${t.dtype}; expected f32, f16 or bf16.`);
-}
-
-function elemBytes(d: WDType): number {
-  return d === 'f32' ? 4 : 2;
-}
-
-function need(what: string, name: string, t: Tensor, dtypes: string[], elems: number): void {
-  if (!dtypes.includes(t.dtype)) {
-    throw new GpuError(`${what}: ${name} "${t.label}" must be ${dtypes.join(' or ')}, got ${t.dtype}.`);
-  }
-  const bytes = elems * (t.dtype === 'f16' || t.dtype === 'bf16' ? 2 : 4);
-  if (t.buffer.size < bytes) {
-    throw new GpuError(`${what}: ${name} "${t.label}" has ${t.buffer.size} bytes; the shapes need ${bytes}.`);
-  }
-}
-
-/** Tensors other than W are bound whole: their buffer must fit one storage binding. */
-function bindable(gpu: Gpu, what: string, named: Record<string, Tensor | null | undefined>): void {
-  const limit = gpu.limits.maxStorageBufferBindingSize;
-  for (const [name, t] of Object.entries(named)) {
-    if (t && t.buffer.size > limit) {
-      throw new GpuLimitError(
-        `${what}: ${name} "${t.label}" is ${t.buffer.size} bytes, over this GPU's ${limit}-byte storage binding limit; ` +
-          'use fewer tokens per step.',
-      );
-    }
-  }
-}
-
-function checkDims(what: string, dims: Record<string, number>): void {
-  for (const [k, x] of Object.entries(dims)) {
-    if (!Number.isInteger(x) || x < 0) throw new GpuError(`${what}: ${k} must be a non-negative integer, got ${x}.`);
-  }
-}
 
 interface WPlan {
   /** Rows of W per binding window (V when W is bound whole). */
@@ -211,31 +156,16 @@ interface WPlan {
 
 /** How W is bound: whole when it fits `limit`, else in aligned windows of at most maxRows rows. */
 function planW(gpu: Gpu, w: Tensor, H: number, V: number, limit: number, what: string): WPlan {
-  const eb = elemBytes(wType(w, what));
-  const rowBytes = H * eb;
-  if (w.buffer.size <= limit) return { maxRows: V, bind: (r0) => ({ binding: w, wOff: r0 * H }) };
-  const align = gpu.limits.minStorageBufferOffsetAlignment;
-  // A window of n rows spans at most n*rowBytes + (align - 2) + 2 bytes (start aligned down, end up to 4).
-  const maxRows = Math.floor((limit - align) / rowBytes);
-  if (maxRows < 1) {
-    throw new GpuLimitError(
-      `${what}: one row of the head weight "${w.label}" (${rowBytes} bytes) does not fit a ${limit}-byte binding.`,
-    );
-  }
+  weightDType(w, what);
+  const rows = rowsPerWindow(gpu, w, H, limit, what);
+  if (rows === Infinity) return { maxRows: V, bind: (r0) => ({ binding: w, wOff: r0 * H }) };
   return {
-    maxRows,
+    maxRows: rows,
     bind(r0, n) {
-      const lo = r0 * rowBytes;
-      const start = Math.floor(lo / align) * align;
-      const end = Math.min(w.buffer.size, Math.ceil(((r0 + n) * rowBytes) / 4) * 4);
-      return { binding: { buffer: w.buffer, offset: start, size: end - start }, wOff: (lo - start) / eb };
+      const win = windowOf(gpu, w, r0 * H, (r0 + n) * H, limit, what);
+      return { binding: win.binding, wOff: r0 * H - win.first };
     },
   };
-}
-
-function bindingLimit(gpu: Gpu, opt?: number): number {
-  const dev = gpu.limits.maxStorageBufferBindingSize;
-  return opt === undefined ? dev : Math.min(dev, opt);
 }
 
 /**
@@ -266,18 +196,13 @@ export function crossEntropyChunk(
   return Math.max(1, vc);
 }
 
-function grid2d(gpu: Gpu, n: number): [number, number] {
-  const nx = Math.min(n, gpu.limits.maxComputeWorkgroupsPerDimension);
-  return [nx, Math.ceil(n / nx)];
-}
-
 // ------------------------------------------------------------------ recording
 
 function recordLogitsChunk(
   gpu: Gpu,
   rec: Recorder,
   g: Gemm,
-  wt: WDType,
+  wt: WeightDType,
   h: Tensor,
   hOff: number,
   w: { binding: Binding; wOff: number },
@@ -306,18 +231,18 @@ function recordLogitsChunk(
 export function recordCrossEntropy(gpu: Gpu, rec: Recorder, a: CrossEntropyArgs): void {
   const what = 'cross-entropy';
   const { T, H, V } = a;
-  checkDims(what, { T, H, V });
+  needDims(what, { T, H, V });
   if (V === 0 || H === 0) throw new GpuError(`${what}: H and V must be positive.`);
   if (T === 0) return;
-  const wt = wType(a.w, what);
-  need(what, 'h', a.h, ['f32'], T * H);
-  need(what, 'w', a.w, [wt], V * H);
-  need(what, 'targets', a.targets, ['u32', 'i32'], T);
-  need(what, 'rowLoss', a.rowLoss, ['f32'], T);
-  need(what, 'lossSum', a.lossSum, ['f32'], 1);
-  need(what, 'countSum', a.countSum, ['f32', 'u32'], 1);
-  if (a.dh) need(what, 'dh', a.dh, ['f32'], T * H);
-  if (a.lse) need(what, 'lse', a.lse, ['f32'], T);
+  const wt = weightDType(a.w, what);
+  needElems(what, 'h', a.h, T * H, ['f32']);
+  needElems(what, 'w', a.w, V * H, [wt]);
+  needElems(what, 'targets', a.targets, T, ['u32', 'i32']);
+  needElems(what, 'rowLoss', a.rowLoss, T, ['f32']);
+  needElems(what, 'lossSum', a.lossSum, 1, ['f32']);
+  needElems(what, 'countSum', a.countSum, 1, ['f32', 'u32']);
+  if (a.dh) needElems(what, 'dh', a.dh, T * H, ['f32']);
+  if (a.lse) needElems(what, 'lse', a.lse, T, ['f32']);
   bindable(gpu, what, {
     h: a.h,
     targets: a.targets,
@@ -338,7 +263,7 @@ export function recordCrossEntropy(gpu: Gpu, rec: Recorder, a: CrossEntropyArgs)
   const stats = a.ws.get('ce.stats', [T, 3]);
   const lse = a.lse ?? a.ws.get('ce.lse', [T]);
   const g = gemmFor(T);
-  const [nx, ny] = grid2d(gpu, T);
+  const [nx, ny] = itemGrid(gpu, T);
   const statsPipe = pipelineFor(gpu, 'ce_stats', {});
 
   // Pass 1: online logsumexp over the chunks, and the target logits.
@@ -376,13 +301,13 @@ export function recordLogits(gpu: Gpu, rec: Recorder, a: LogitsArgs): void {
   const what = 'logits';
   const { T, H, V } = a;
   const r0 = a.hRowOffset ?? 0;
-  checkDims(what, { T, H, V, hRowOffset: r0 });
+  needDims(what, { T, H, V, hRowOffset: r0 });
   if (T === 0 || V === 0) return;
   if (H === 0) throw new GpuError(`${what}: H must be positive.`);
-  const wt = wType(a.w, what);
-  need(what, 'h', a.h, ['f32'], (r0 + T) * H);
-  need(what, 'w', a.w, [wt], V * H);
-  need(what, 'logits', a.logits, ['f32'], T * V);
+  const wt = weightDType(a.w, what);
+  needElems(what, 'h', a.h, (r0 + T) * H, ['f32']);
+  needElems(what, 'w', a.w, V * H, [wt]);
+  needElems(what, 'logits', a.logits, T * V, ['f32']);
   bindable(gpu, what, { h: a.h, logits: a.logits });
   const plan = planW(gpu, a.w, H, V, bindingLimit(gpu, a.maxBindingBytes), what);
   if (T <= SMALL_M) {

@@ -1,15 +1,16 @@
 /**
- * Dropout applied to a whole f32 tensor (shaders/lora.wgsl `dropout_apply`), with the mask defined
+ * Dropout applied to a whole f32 tensor (shaders/dropout.wgsl `dropout_apply`), with the mask defined
  * in src/reference/dropout.ts (hash of seed, row, col). The LoRA linear does not call this: it
  * applies the same mask inside the matmul loaders. Useful for other layers and to test the mask.
  *
  *   y[row, col] = x[row, col] * (keep ? 1 / (1 - p) : 0)        x, y f32 [rows, cols], y != x
  */
+import source from '../../shaders/dropout.wgsl?raw';
 import { type Gpu, type Recorder, params } from '../gpu/context';
 import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
 import { dropoutThreshold } from '../reference/dropout';
-import { grid2d, loraShaderModule } from './matmul';
+import { flatGrid, variantPipeline } from './common';
 
 export interface DropoutArgs {
   x: Tensor; // f32 [rows, cols]
@@ -24,8 +25,8 @@ export function recordDropout(gpu: Gpu, rec: Recorder, a: DropoutArgs): void {
   const n = a.rows * a.cols;
   if (n === 0) return;
   if (a.x.buffer === a.y.buffer) throw new GpuError('recordDropout: y must not alias x.');
-  const pipe = gpu.pipeline('lora_dropout_apply', loraShaderModule, 'dropout_apply');
-  const [gx, gy, stride] = grid2d(gpu, n);
+  const pipe = variantPipeline(gpu, 'dropout_apply', () => ({ source, kernel: 'dropout_apply' }));
+  const [gx, gy, stride] = flatGrid(gpu, n);
   const u = params(a.rows, a.cols, a.seed >>> 0, dropoutThreshold(a.p), { f: 1 / (1 - a.p) }, stride, 0, 0);
   rec.dispatch(pipe, [a.x, a.y], [gx, gy], u);
 }

@@ -1,108 +1,17 @@
 /**
  * Element-wise helpers (add, axpy, scale, fill, strided row copy) and the deterministic global
  * sum of squares used for gradient-norm clipping (see shaders/elementwise.wgsl).
- *
- * Also home of the small WGSL template helpers shared by the norm / rope / activation / embedding /
- * optim wrappers: `wgslKernel` (prelude + common part + one `//#kernel` section of a file) and
- * `weightLoader` (widening f16 / bf16 weights packed two per u32, or reading f32 through u32 words).
  */
 import code from '../../shaders/elementwise.wgsl?raw';
 import { type Gpu, type Recorder, params } from '../gpu/context';
 import { GpuError, GpuLimitError } from '../gpu/errors';
-import { DTYPE_BYTES, type Tensor } from '../gpu/tensor';
+import type { Tensor } from '../gpu/tensor';
 import type { Workspace } from '../gpu/workspace';
-import type { WeightDType } from './matmul';
+import { flatGrid, itemGrid, needDims, needElems, noAlias, variantPipeline } from './common';
 
-export type { WeightDType } from './matmul';
-
-// ------------------------------------------------------------------ template helpers
-
-const MARK = /^\/\/#kernel (\w+)[^\n]*$/gm;
-const sectionCache = new Map<string, { common: string; kernels: Map<string, string> }>();
-
-function sections(source: string): { common: string; kernels: Map<string, string> } {
-  let s = sectionCache.get(source);
-  if (!s) {
-    const marks = [...source.matchAll(MARK)];
-    const kernels = new Map<string, string>();
-    for (let i = 0; i < marks.length; i++) {
-      const start = marks[i]!.index;
-      const end = i + 1 < marks.length ? marks[i + 1]!.index : source.length;
-      kernels.set(marks[i]![1]!, source.slice(start, end));
-    }
-    s = { common: marks.length ? source.slice(0, marks[0]!.index) : source, kernels };
-    sectionCache.set(source, s);
-  }
-  return s;
-}
-
-/**
- * The WGSL of one kernel of a template file: `prelude` lines (generated consts, loaders), then the
- * file's common part (text before the first `//#kernel` marker), then the kernel's section.
- */
-export function wgslKernel(source: string, kernel: string, prelude: readonly string[] = []): string {
-  const s = sections(source);
-  const body = s.kernels.get(kernel);
-  if (!body) throw new GpuError(`No kernel "${kernel}" in the shader template.`);
-  return `// ---- generated prelude (${kernel})\n${prelude.join('\n')}\n// ---- end of prelude\n${s.common}\n${body}`;
-}
-
-/** The weight element type of `t`, or a clear error. */
-export function weightDType(t: Tensor, what: string): WeightDType {
-  if (t.dtype === 'f32' || t.dtype === 'f16' || t.dtype === 'bf16') return t.dtype;
-  throw new GpuError(`${what}: "${t.label}" has dtype ${t.dtype}; expected f32, f16 or bf16.`);
-}
-
-/**
- * WGSL `fn <fnName>(i: u32) -> f32` reading element i of a weight bound as `array<u32>` named `arr`:
- * f32 through bitcast, f16 with unpack2x16float, bf16 as the high half of an f32. Element i of a
- * 16-bit tensor is the low half of word i/2 when i is even, the high half when odd.
- */
-export function weightLoader(fnName: string, arr: string, dtype: WeightDType): string {
-  if (dtype === 'f32') return `fn ${fnName}(i: u32) -> f32 { return bitcast<f32>(${arr}[i]); }`;
-  if (dtype === 'f16') return `fn ${fnName}(i: u32) -> f32 { return unpack2x16float(${arr}[i >> 1u])[i & 1u]; }`;
-  return `fn ${fnName}(i: u32) -> f32 { return bitcast<f32>((${arr}[i >> 1u] >> ((i & 1u) << 4u)) << 16u); }`;
-}
-
-/** Throws unless `t` holds at least `elems` elements of its dtype. */
-export function needElems(what: string, name: string, t: Tensor, elems: number, dtypes?: readonly string[]): void {
-  if (dtypes && !dtypes.includes(t.dtype)) {
-    throw new GpuError(`${what}: ${name} "${t.label}" must be ${dtypes.join(' or ')}, got ${t.dtype}.`);
-  }
-  const bytes = elems * DTYPE_BYTES[t.dtype];
-  if (t.buffer.size < bytes) {
-    throw new GpuError(`${what}: ${name} "${t.label}" has ${t.buffer.size} bytes; the shapes need ${bytes}.`);
-  }
-}
-
-/** Throws unless every value is a non-negative integer. */
-export function needDims(what: string, dims: Record<string, number>): void {
-  for (const [k, x] of Object.entries(dims)) {
-    if (!Number.isInteger(x) || x < 0) throw new GpuError(`${what}: ${k} must be a non-negative integer, got ${x}.`);
-  }
-}
-
-/** Throws if two bindings of one dispatch share a buffer and one of them is written. */
-export function noAlias(what: string, written: Tensor, others: Record<string, Tensor | undefined>): void {
-  for (const [k, t] of Object.entries(others)) {
-    if (t && t.buffer === written.buffer) {
-      throw new GpuError(`${what}: "${written.label}" (written) must not share a buffer with ${k} "${t.label}".`);
-    }
-  }
-}
-
-/** 2D grid of `wg`-wide workgroups covering n invocations: [x groups, y groups, row pitch]. */
-export function flatGrid(gpu: Gpu, n: number, wg = 256): [number, number, number] {
-  const groups = Math.ceil(n / wg);
-  const gx = Math.max(1, Math.min(groups, gpu.limits.maxComputeWorkgroupsPerDimension));
-  const gy = Math.ceil(groups / gx);
-  return [gx, gy, gx * wg];
-}
-
-/** 2D grid of one workgroup per item (row): [x groups, y groups]; item = wid.x + wid.y * gx. */
-export function itemGrid(gpu: Gpu, items: number): [number, number] {
-  const gx = Math.max(1, Math.min(items, gpu.limits.maxComputeWorkgroupsPerDimension));
-  return [gx, Math.ceil(items / gx)];
+/** The pipeline of one section of shaders/elementwise.wgsl (no generated prelude). */
+function kernel(gpu: Gpu, name: string): GPUComputePipeline {
+  return variantPipeline(gpu, name, () => ({ source: code, kernel: name }));
 }
 
 const f32Bits = new Float32Array(1);
@@ -132,10 +41,10 @@ export function recordAdd(gpu: Gpu, rec: Recorder, a: AddArgs): void {
   if (a.out && a.out.buffer !== a.a.buffer) {
     needElems(what, 'out', a.out, a.n, ['f32']);
     noAlias(what, a.out, { b: a.b });
-    rec.dispatch(gpu.pipeline('ew_add', wgslKernel(code, 'ew_add')), [a.a, a.b, a.out], [gx, gy], u);
+    rec.dispatch(kernel(gpu, 'ew_add'), [a.a, a.b, a.out], [gx, gy], u);
   } else {
     noAlias(what, a.a, { b: a.b });
-    rec.dispatch(gpu.pipeline('ew_axpy', wgslKernel(code, 'ew_axpy')), [a.a, a.b], [gx, gy], u);
+    rec.dispatch(kernel(gpu, 'ew_axpy'), [a.a, a.b], [gx, gy], u);
   }
 }
 
@@ -157,9 +66,9 @@ export function recordScale(gpu: Gpu, rec: Recorder, a: ScaleArgs): void {
   const u = params(a.n, stride, { f: a.scale }, 0);
   if (a.out && a.out.buffer !== a.x.buffer) {
     needElems(what, 'out', a.out, a.n, ['f32']);
-    rec.dispatch(gpu.pipeline('ew_scale', wgslKernel(code, 'ew_scale')), [a.x, a.out], [gx, gy], u);
+    rec.dispatch(kernel(gpu, 'ew_scale'), [a.x, a.out], [gx, gy], u);
   } else {
-    rec.dispatch(gpu.pipeline('ew_scale_ip', wgslKernel(code, 'ew_scale_ip')), [a.x], [gx, gy], u);
+    rec.dispatch(kernel(gpu, 'ew_scale_ip'), [a.x], [gx, gy], u);
   }
 }
 
@@ -190,7 +99,7 @@ export function recordFill(gpu: Gpu, rec: Recorder, a: FillArgs): void {
     bits = a.value >>> 0;
   }
   const [gx, gy, stride] = flatGrid(gpu, a.n);
-  rec.dispatch(gpu.pipeline('ew_fill', wgslKernel(code, 'ew_fill')), [a.out], [gx, gy], params(a.n, stride, bits, off));
+  rec.dispatch(kernel(gpu, 'ew_fill'), [a.out], [gx, gy], params(a.n, stride, bits, off));
 }
 
 export interface CopyArgs {
@@ -275,7 +184,7 @@ export function recordCopyRows(gpu: Gpu, rec: Recorder, a: CopyRowsArgs): void {
   const gy = Math.min(yGroups, maxWg);
   const gz = Math.ceil(yGroups / gy);
   const u = params(a.rows, a.width, srcStride, sr, sc, dstStride, dr, dc, a.accumulate ? 1 : 0, gy * 4, 0, 0);
-  rec.dispatch(gpu.pipeline('ew_copy_rows', wgslKernel(code, 'ew_copy_rows')), [a.src, a.dst], [gx, gy, gz], u);
+  rec.dispatch(kernel(gpu, 'ew_copy_rows'), [a.src, a.dst], [gx, gy, gz], u);
 }
 
 // ------------------------------------------------------------------ sum of squares
@@ -316,7 +225,7 @@ export function recordSumSquares(gpu: Gpu, rec: Recorder, a: SumSquaresArgs): vo
   }
   const partials = a.ws.get('sumsq.partials', [Math.max(1, count)]);
   const prelude = [`const WG: u32 = ${SUMSQ_WG}u;`];
-  const part = gpu.pipeline('sumsq_partial', wgslKernel(code, 'sumsq_partial', prelude));
+  const part = variantPipeline(gpu, 'sumsq_partial', () => ({ source: code, kernel: 'sumsq_partial', prelude }));
   let base = 0;
   a.tensors.forEach(({ t, n }, k) => {
     const g = groups[k]!;
@@ -325,6 +234,6 @@ export function recordSumSquares(gpu: Gpu, rec: Recorder, a: SumSquaresArgs): vo
     rec.dispatch(part, [t, partials], [gx, gy], params(n, SUMSQ_CHUNK, base, gx));
     base += g;
   });
-  const fin = gpu.pipeline('sumsq_final', wgslKernel(code, 'sumsq_final', prelude));
+  const fin = variantPipeline(gpu, 'sumsq_final', () => ({ source: code, kernel: 'sumsq_final', prelude }));
   rec.dispatch(fin, [partials, a.out], [1], params(count, outIndex, 0, 0));
 }

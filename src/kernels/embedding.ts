@@ -10,9 +10,20 @@
  */
 import code from '../../shaders/embedding.wgsl?raw';
 import { type Gpu, type Recorder, params } from '../gpu/context';
-import { GpuError, GpuLimitError } from '../gpu/errors';
+import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
-import { flatGrid, needDims, needElems, noAlias, weightDType, weightLoader, wgslKernel } from './elementwise';
+import {
+  bindingLimit,
+  flatGrid,
+  needDims,
+  needElems,
+  noAlias,
+  rowsPerWindow,
+  variantPipeline,
+  weightDType,
+  weightLoader,
+  windowOf,
+} from './common';
 
 export interface EmbeddingArgs {
   /** [V, H] f32 | f16 | bf16 (frozen). */
@@ -33,36 +44,6 @@ export interface EmbeddingArgs {
   maxBindingBytes?: number;
 }
 
-interface Window {
-  v0: number;
-  vCount: number;
-  elemOff: number;
-  offset: number;
-  size: number;
-}
-
-function windows(gpu: Gpu, table: Tensor, V: number, H: number, eb: number, maxBindingBytes?: number): Window[] | null {
-  const limit = Math.floor(Math.min(gpu.limits.maxStorageBufferBindingSize, maxBindingBytes ?? Infinity) / 4) * 4;
-  if (table.buffer.size <= limit) return null; // bind whole
-  const align = gpu.limits.minStorageBufferOffsetAlignment;
-  const rowBytes = H * eb;
-  const rowsPer = Math.floor((limit - align) / rowBytes);
-  if (rowsPer < 1) {
-    throw new GpuLimitError(
-      `recordEmbedding: one row of "${table.label}" (${rowBytes} bytes) does not fit a ${limit}-byte storage binding.`,
-    );
-  }
-  const out: Window[] = [];
-  for (let v0 = 0; v0 < V; v0 += rowsPer) {
-    const vCount = Math.min(rowsPer, V - v0);
-    const start = v0 * rowBytes;
-    const offset = Math.floor(start / align) * align;
-    const end = Math.min(Math.ceil(((v0 + vCount) * rowBytes) / 4) * 4, table.buffer.size);
-    out.push({ v0, vCount, elemOff: (start - offset) / eb, offset, size: end - offset });
-  }
-  return out;
-}
-
 /** out[t, :] (+)= table[ids[t], :]·scale; ids >= V give zeros (nothing when accumulating). */
 export function recordEmbedding(gpu: Gpu, rec: Recorder, a: EmbeddingArgs): void {
   const what = 'recordEmbedding';
@@ -78,19 +59,24 @@ export function recordEmbedding(gpu: Gpu, rec: Recorder, a: EmbeddingArgs): void
   noAlias(what, a.out, { ids: a.ids, table: a.table });
   const n = a.T * a.H;
   if (n === 0) return;
-  const eb = dt === 'f32' ? 4 : 2;
-  const pipe = gpu.pipeline(`embed_${dt}`, wgslKernel(code, 'embed', [weightLoader('tload', 'table', dt)]));
+  const pipe = variantPipeline(gpu, `embed_${dt}`, () => ({
+    source: code,
+    kernel: 'embed',
+    prelude: [weightLoader('tload', 'table', dt)],
+  }));
   const [gx, gy, stride] = flatGrid(gpu, n);
   const acc = a.accumulate ? 1 : 0;
   const scale = { f: a.scale ?? 1 };
-  const wins = windows(gpu, a.table, V, a.H, eb, a.maxBindingBytes);
-  if (!wins) {
+  const limit = bindingLimit(gpu, a.maxBindingBytes);
+  const rowsPer = rowsPerWindow(gpu, a.table, a.H, limit, what);
+  if (rowsPer === Infinity) {
     rec.dispatch(pipe, [a.ids, a.table, a.out], [gx, gy], params(n, stride, a.H, V, 0, V, 0, acc, 1, scale, 0, 0));
     return;
   }
-  wins.forEach((w, k) => {
-    const table = { buffer: a.table.buffer, offset: w.offset, size: w.size };
-    const u = params(n, stride, a.H, V, w.v0, w.vCount, w.elemOff, acc, k === 0 ? 1 : 0, scale, 0, 0);
-    rec.dispatch(pipe, [a.ids, table, a.out], [gx, gy], u);
-  });
+  for (let v0 = 0, k = 0; v0 < V; v0 += rowsPer, k++) {
+    const vCount = Math.min(rowsPer, V - v0);
+    const w = windowOf(gpu, a.table, v0 * a.H, (v0 + vCount) * a.H, limit, what);
+    const u = params(n, stride, a.H, V, v0, vCount, v0 * a.H - w.first, acc, k === 0 ? 1 : 0, scale, 0, 0);
+    rec.dispatch(pipe, [a.ids, w.binding, a.out], [gx, gy], u);
+  }
 }

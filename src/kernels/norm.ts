@@ -10,7 +10,7 @@
 import code from '../../shaders/norm.wgsl?raw';
 import { type Gpu, type Recorder, params } from '../gpu/context';
 import type { Tensor } from '../gpu/tensor';
-import { itemGrid, needDims, needElems, noAlias, weightDType, weightLoader, wgslKernel } from './elementwise';
+import { itemGrid, needDims, needElems, noAlias, variantPipeline, weightDType, weightLoader } from './common';
 
 export interface RmsNormArgs {
   x: Tensor; // f32 [rows, dim]
@@ -79,7 +79,7 @@ function pipelineFor(gpu: Gpu, kernel: Kernel, dim: number, w: Tensor, b?: Tenso
     prelude.push(weightLoader('bload', 'b', bd));
     label += `_b${bd}`;
   }
-  return gpu.pipeline(label, wgslKernel(code, kernel, prelude));
+  return variantPipeline(gpu, label, () => ({ source: code, kernel, prelude }));
 }
 
 /** y = x·rstd·(w + weightOffset), rstd = 1/sqrt(mean(x²) + eps) per row; saves rstd. */

@@ -19,7 +19,7 @@ import code from '../../shaders/optim.wgsl?raw';
 import { type Gpu, type Recorder, params } from '../gpu/context';
 import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
-import { flatGrid, needDims, needElems, noAlias, wgslKernel } from './elementwise';
+import { flatGrid, needDims, needElems, noAlias, variantPipeline } from './common';
 
 export interface ClipArgs {
   /** f32 [1]: Σ of squared raw gradients of ALL trainable tensors (recordSumSquares). Clipping is
@@ -92,7 +92,11 @@ export function recordAdamW(gpu: Gpu, rec: Recorder, a: AdamWArgs): void {
   const bc1 = 1 - a.beta1 ** a.step;
   const bc2 = 1 - a.beta2 ** a.step;
   const kernel = normSq ? 'adamw_clip' : 'adamw';
-  const pipe = gpu.pipeline(kernel, wgslKernel(code, 'adamw', clipPrelude(5, normSq !== null)));
+  const pipe = variantPipeline(gpu, kernel, () => ({
+    source: code,
+    kernel: 'adamw',
+    prelude: clipPrelude(5, !!normSq),
+  }));
   const [gx, gy, stride] = flatGrid(gpu, a.n);
   const u = params(
     a.n,
@@ -123,7 +127,7 @@ export function recordSgd(gpu: Gpu, rec: Recorder, a: SgdArgs): void {
   const normSq = clipping(what, a, named);
   if (a.n === 0) return;
   const kernel = normSq ? 'sgd_clip' : 'sgd';
-  const pipe = gpu.pipeline(kernel, wgslKernel(code, 'sgd', clipPrelude(3, normSq !== null)));
+  const pipe = variantPipeline(gpu, kernel, () => ({ source: code, kernel: 'sgd', prelude: clipPrelude(3, !!normSq) }));
   const [gx, gy, stride] = flatGrid(gpu, a.n);
   const u = params(
     a.n,

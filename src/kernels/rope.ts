@@ -18,7 +18,7 @@ import { type Gpu, type Recorder } from '../gpu/context';
 import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
 import { ropeInvFreq } from '../reference/rope';
-import { flatGrid, needDims, needElems, noAlias, wgslKernel } from './elementwise';
+import { flatGrid, needDims, needElems, noAlias, variantPipeline } from './common';
 
 export { ropeInvFreq } from '../reference/rope';
 
@@ -103,7 +103,7 @@ export function recordRope(gpu: Gpu, rec: Recorder, a: RopeArgs): void {
   fl[7] = a.attentionScaling ?? 1;
   fl.set(freqs, HEADER_WORDS);
   const kernel = outOfPlace ? 'rope_out' : 'rope_ip';
-  const pipe = gpu.pipeline(kernel, wgslKernel(code, kernel));
+  const pipe = variantPipeline(gpu, kernel, () => ({ source: code, kernel }));
   const bindings = outOfPlace ? [a.x, a.positions, a.out!] : [a.x, a.positions];
   rec.dispatch(pipe, bindings, [gx, gy], words);
 }

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type Gpu, type Tensor, packHalf, roundThroughHalf } from '../../src/gpu';
-import { Workspace } from '../../src/gpu/workspace';
+import { type WeightDType } from '../../src/kernels/common';
 import {
   IGNORE_TARGET,
   crossEntropyChunk,
@@ -9,19 +8,11 @@ import {
   recordLogits,
 } from '../../src/kernels/cross_entropy';
 import { crossEntropyRef, logitsRef } from '../../src/reference/cross_entropy';
-import { expectClose, randArray, rng } from '../helpers/close';
+import { rng } from '../helpers/close';
 import { getGpu } from '../helpers/gpu';
-import { numericGrad } from '../helpers/fd';
+import { checkKernel, filled, rand, values } from '../helpers/kernel';
 
-type WType = 'f32' | 'f16' | 'bf16';
-
-function uploadW(gpu: Gpu, values: Float32Array, V: number, H: number, dtype: WType): { w: Tensor; ref: Float64Array } {
-  if (dtype === 'f32') return { w: gpu.tensorF32('w', [V, H], 'weights', values), ref: Float64Array.from(values) };
-  return {
-    w: gpu.tensor('w', [V, H], dtype, 'weights', packHalf(values, dtype)),
-    ref: roundThroughHalf(values, dtype),
-  };
-}
+type WType = WeightDType;
 
 function makeTargets(T: number, V: number, seed: number): Uint32Array {
   const r = rng(seed);
@@ -55,93 +46,62 @@ interface Case {
   eval?: boolean;
 }
 
+/** Two calls in one submit: the accumulators add, everything else is recomputed identically. */
 async function runCase(c: Case): Promise<void> {
-  const gpu = await getGpu();
-  const ws = new Workspace(gpu);
   const { T, H, V } = c;
-  const hv = randArray(T * H, 11 + T);
-  const wv = randArray(V * H, 12 + V, 0.5);
   const tv = makeTargets(T, V, 13);
   const counted = tv.filter((x) => x < V).length;
   const gradScale = 1 / counted;
-  const h = gpu.tensorF32('h', [T, H], 'activations', hv);
-  const { w, ref: wRef } = uploadW(gpu, wv, V, H, c.dtype);
-  const targets = gpu.tensor('targets', [T], 'u32', 'io', tv);
-  const rowLoss = gpu.tensorF32('rowLoss', [T], 'io', new Float32Array(T).fill(7));
-  const lse = gpu.tensorF32('lse', [T], 'io');
-  const lossSum = gpu.tensorF32('lossSum', [1], 'io', [1.5]);
   const countType = c.count ?? 'f32';
-  const countSum =
-    countType === 'u32'
-      ? gpu.tensor('countSum', [1], 'u32', 'io', Uint32Array.of(2))
-      : gpu.tensorF32('countSum', [1], 'io', [2]);
-  const dh0 = randArray(T * H, 14, 3);
-  const dh = c.eval ? null : gpu.tensorF32('dh', [T, H], 'activations', dh0);
-
-  const args = {
-    h,
-    w,
-    targets,
-    T,
-    H,
-    V,
-    gradScale,
-    dh,
-    accumulateDh: c.accumulateDh,
-    rowLoss,
-    lossSum,
-    countSum,
-    ws,
-    lse,
-    chunk: c.chunk,
-    maxBindingBytes: c.maxBindingBytes,
-    scratchBytes: c.scratchBytes,
-  };
-  // Twice in one submit: the accumulators add, everything else is recomputed identically.
-  const rec = gpu.recorder('ce');
-  recordCrossEntropy(gpu, rec, args);
-  recordCrossEntropy(gpu, rec, { ...args, accumulateDh: true });
-  rec.submit();
-
-  const ref = crossEntropyRef({ h: hv, w: wRef, targets: tv, T, H, V, gradScale });
-  expect(ref.count).toBe(counted);
-  expectClose(ref.lse, await gpu.read(lse), { name: 'lse', atol: 1e-5, rtol: 1e-5 });
-  expectClose(ref.rowLoss, await gpu.read(rowLoss), { name: 'rowLoss', atol: 1e-5, rtol: 1e-5 });
-  const [sum] = await gpu.read(lossSum);
-  expectClose([1.5 + 2 * ref.lossSum], [sum!], { name: 'lossSum', atol: 1e-5, rtol: 1e-5 });
-  const [cnt] = await gpu.read(countSum);
-  expect(cnt).toBe(2 + 2 * counted);
-  if (dh) {
-    // First call: dh0 (accumulate) or 0 (overwrite), plus the gradient; second call adds it again.
-    const want = new Float64Array(T * H);
-    for (let i = 0; i < want.length; i++) want[i] = (c.accumulateDh ? dh0[i]! : 0) + 2 * ref.dh[i]!;
-    expectClose(want, await gpu.read(dh), { name: 'dh', atol: 2e-6, rtol: 1e-4 });
-    // Ignored rows get exactly zero gradient (overwrite mode).
-    if (!c.accumulateDh) {
-      const got = await gpu.read(dh);
-      for (let k = 0; k < H; k++) expect(got[k]).toBe(0); // row 0 is ignored
-    }
-  }
-  for (const t of [h, w, targets, rowLoss, lse, lossSum, countSum, dh]) gpu.free(t);
-  ws.dispose();
-}
-
-describe('cross-entropy reference', () => {
-  it('dh matches central finite differences of gradScale * lossSum (float64)', () => {
-    const T = 6;
-    const H = 5;
-    const V = 9;
-    const h = Float64Array.from(randArray(T * H, 1));
-    const w = Float64Array.from(randArray(V * H, 2));
-    const targets = [3, IGNORE_TARGET, 0, 8, 8, 5];
-    const gradScale = 0.2;
-    const f = () => gradScale * crossEntropyRef({ h, w, targets, T, H, V, gradScale }).lossSum;
-    const g = crossEntropyRef({ h, w, targets, T, H, V, gradScale }).dh;
-    const fd = numericGrad(h, f, 1e-6);
-    expectClose(fd, g, { name: 'dh', atol: 1e-9, rtol: 1e-6 });
-    for (let k = 0; k < H; k++) expect(g[1 * H + k]).toBe(0);
+  const got = await checkKernel({
+    seed: T + V,
+    label: `cross-entropy ${JSON.stringify(c)}`,
+    tensors: {
+      h: rand([T, H]),
+      w: rand([V, H], { dtype: c.dtype, scale: 0.5 }),
+      targets: values([T], tv, 'u32'),
+      rowLoss: filled([T], 7),
+      lse: filled([T]),
+      lossSum: filled([1], 1.5),
+      countSum: filled([1], 2, countType),
+      dh: c.eval ? undefined : rand([T, H], { scale: 3 }),
+    },
+    record: (gpu, rec, t, ws) => {
+      const args = {
+        ...t,
+        dh: t.dh ?? null,
+        T,
+        H,
+        V,
+        gradScale,
+        accumulateDh: c.accumulateDh,
+        ws,
+        chunk: c.chunk,
+        maxBindingBytes: c.maxBindingBytes,
+        scratchBytes: c.scratchBytes,
+      };
+      recordCrossEntropy(gpu, rec, args);
+      recordCrossEntropy(gpu, rec, { ...args, accumulateDh: true });
+    },
+    reference: (v) => {
+      const ref = crossEntropyRef({ h: v.h, w: v.w, targets: tv, T, H, V, gradScale });
+      expect(ref.count).toBe(counted);
+      const out = {
+        lse: ref.lse,
+        rowLoss: ref.rowLoss,
+        lossSum: [1.5 + 2 * ref.lossSum],
+        countSum: [2 + 2 * counted],
+      };
+      if (c.eval) return out;
+      // First call: dh0 (accumulate) or 0 (overwrite), plus the gradient; the second adds it again.
+      return { ...out, dh: ref.dh.map((g, i) => (c.accumulateDh ? v.dh[i]! : 0) + 2 * g) };
+    },
+    tol: { atol: 1e-5, rtol: 1e-5 },
+    tols: { dh: { atol: 2e-6, rtol: 1e-4 }, countSum: { atol: 0, rtol: 0 } },
   });
-});
+  // Ignored rows get exactly zero gradient (overwrite mode; row 0 is ignored).
+  if (got.dh && !c.accumulateDh) for (let k = 0; k < H; k++) expect(got.dh[k]).toBe(0);
+}
 
 describe('cross-entropy on the GPU', () => {
   it('compiles every variant', async () => {
@@ -208,30 +168,20 @@ describe('logits for generation', () => {
   ];
   for (const c of cases) {
     it(`matches the reference: ${JSON.stringify(c)}`, async () => {
-      const gpu = await getGpu();
       const r0 = c.hRowOffset ?? 0;
-      const rows = r0 + c.T;
-      const hv = randArray(rows * c.H, 21);
-      const wv = randArray(c.V * c.H, 22, 0.5);
-      const h = gpu.tensorF32('h', [rows, c.H], 'activations', hv);
-      const { w, ref: wRef } = uploadW(gpu, wv, c.V, c.H, c.dtype);
-      const logits = gpu.tensorF32('logits', [c.T, c.V], 'io', new Float32Array(c.T * c.V).fill(NaN));
-      const rec = gpu.recorder('logits');
-      recordLogits(gpu, rec, {
-        h,
-        w,
-        logits,
-        T: c.T,
-        H: c.H,
-        V: c.V,
-        hRowOffset: c.hRowOffset,
-        maxBindingBytes: c.maxBindingBytes,
+      const { T, H, V } = c;
+      await checkKernel({
+        tensors: {
+          h: rand([r0 + T, H]),
+          w: rand([V, H], { dtype: c.dtype, scale: 0.5 }),
+          logits: filled([T, V], NaN),
+        },
+        record: (gpu, rec, t) => {
+          recordLogits(gpu, rec, { ...t, T, H, V, hRowOffset: c.hRowOffset, maxBindingBytes: c.maxBindingBytes });
+          if (c.maxBindingBytes) expect(rec.length, 'dispatches, one per window of W').toBeGreaterThan(1);
+        },
+        reference: (v) => ({ logits: logitsRef({ h: v.h.subarray(r0 * H), w: v.w, T, H, V }) }),
       });
-      if (c.maxBindingBytes) expect(rec.length, 'dispatches, one per window of W').toBeGreaterThan(1);
-      rec.submit();
-      const ref = logitsRef({ h: hv.subarray(r0 * c.H), w: wRef, T: c.T, H: c.H, V: c.V });
-      expectClose(ref, await gpu.read(logits), { name: 'logits', atol: 1e-5, rtol: 1e-5 });
-      for (const t of [h, w, logits]) gpu.free(t);
     });
   }
 });

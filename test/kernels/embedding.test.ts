@@ -1,17 +1,9 @@
 import { describe, it } from 'vitest';
-import { type Gpu, type Tensor, packHalf, roundThroughHalf } from '../../src/gpu';
+import { type WeightDType } from '../../src/kernels/common';
 import { recordEmbedding } from '../../src/kernels/embedding';
 import { embeddingRef } from '../../src/reference/embedding';
-import { expectClose, randArray, rng } from '../helpers/close';
-import { getGpu } from '../helpers/gpu';
-
-type WType = 'f32' | 'f16' | 'bf16';
-
-function table(gpu: Gpu, label: string, V: number, H: number, dtype: WType, seed: number): [Tensor, Float64Array] {
-  const v = randArray(V * H, seed, 2);
-  if (dtype === 'f32') return [gpu.tensorF32(label, [V, H], 'weights', v), Float64Array.from(v)];
-  return [gpu.tensor(label, [V, H], dtype, 'weights', packHalf(v, dtype)), roundThroughHalf(v, dtype)];
-}
+import { rng } from '../helpers/close';
+import { checkKernel, filled, rand, values } from '../helpers/kernel';
 
 /** Random ids in [0, V) with repeats, the first and last row, and out-of-range ids. */
 function idsFor(T: number, V: number, seed: number): Uint32Array {
@@ -26,7 +18,7 @@ function idsFor(T: number, V: number, seed: number): Uint32Array {
 }
 
 interface Case {
-  dtype: WType;
+  dtype: WeightDType;
   V: number;
   H: number;
   scale?: number;
@@ -42,40 +34,42 @@ const CASES: Case[] = [
 ];
 
 describe('embedding kernel', () => {
-  for (const c of CASES) {
-    it(`gather T=37 from [${c.V}, ${c.H}] ${c.dtype}${c.scale ? ` scale ${c.scale}` : ''}${c.maxBindingBytes ? ` in windows of ${c.maxBindingBytes} B` : ''}, then += a position table`, async () => {
-      const gpu = await getGpu();
-      const T = 37,
-        { V, H } = c;
-      const [wte, wteRef] = table(gpu, 'wte', V, H, c.dtype, 1);
+  for (const { dtype, V, H, scale, maxBindingBytes } of CASES) {
+    it(`gather T=37 from [${V}, ${H}] ${dtype}${scale ? ` scale ${scale}` : ''}${maxBindingBytes ? ` in windows of ${maxBindingBytes} B` : ''}, then += a position table`, async () => {
+      const T = 37;
       const P = 50;
-      const [wpe, wpeRef] = table(gpu, 'wpe', P, H, c.dtype, 2);
-      const idv = idsFor(T, V, 3);
-      const posv = Uint32Array.from({ length: T }, (_, t) => (t < 20 ? t : t - 20)); // two packed sequences
-      posv[7] = P + 3; // out of range: adds nothing
-      const ids = gpu.tensor('ids', [T], 'u32', 'io', idv);
-      const pos = gpu.tensor('pos', [T], 'u32', 'io', posv);
-      const out = gpu.tensorF32('out', [T, H], 'scratch', new Float32Array(T * H).fill(9)); // stale contents
-      const only = gpu.tensorF32('only', [T, H], 'scratch', new Float32Array(T * H).fill(9));
-      const rec = gpu.recorder();
-      const common = { T, H, maxBindingBytes: c.maxBindingBytes };
-      recordEmbedding(gpu, rec, { ...common, table: wte, ids, out, scale: c.scale });
-      recordEmbedding(gpu, rec, { ...common, table: wte, ids, out: only, scale: c.scale });
-      recordEmbedding(gpu, rec, { ...common, table: wpe, ids: pos, out, accumulate: true });
-      rec.submit();
-      const refOnly = embeddingRef({ table: wteRef, ids: idv, T, H, V, scale: c.scale });
-      expectClose(refOnly, await gpu.read(only), { name: 'tok', atol: 0, rtol: 1e-7 });
-      const ref = embeddingRef({
-        table: wpeRef,
-        ids: posv,
-        T,
-        H,
-        V: P,
-        out: Float64Array.from(refOnly),
-        accumulate: true,
+      const pos = Uint32Array.from({ length: T }, (_, t) => (t < 20 ? t : t - 20)); // two packed sequences
+      pos[7] = P + 3; // out of range: adds nothing
+      await checkKernel({
+        tensors: {
+          wte: rand([V, H], { dtype, scale: 2 }),
+          wpe: rand([P, H], { dtype, scale: 2 }),
+          ids: values([T], idsFor(T, V, 3), 'u32'),
+          pos: values([T], pos, 'u32'),
+          out: filled([T, H], 9), // stale contents
+          only: filled([T, H], 9),
+        },
+        record: (gpu, rec, t) => {
+          const common = { T, H, maxBindingBytes };
+          recordEmbedding(gpu, rec, { ...common, table: t.wte, ids: t.ids, out: t.out, scale });
+          recordEmbedding(gpu, rec, { ...common, table: t.wte, ids: t.ids, out: t.only, scale });
+          recordEmbedding(gpu, rec, { ...common, table: t.wpe, ids: t.pos, out: t.out, accumulate: true });
+        },
+        reference: (v) => {
+          const only = embeddingRef({ table: v.wte, ids: v.ids, T, H, V, scale });
+          const out = embeddingRef({
+            table: v.wpe,
+            ids: v.pos,
+            T,
+            H,
+            V: P,
+            out: Float64Array.from(only),
+            accumulate: true,
+          });
+          return { only, out };
+        },
+        tols: { only: { atol: 0, rtol: 1e-7 }, out: { atol: 1e-6, rtol: 1e-6 } },
       });
-      expectClose(ref, await gpu.read(out), { name: 'tok + pos', atol: 1e-6, rtol: 1e-6 });
-      for (const t of [wte, wpe, ids, pos, out, only]) gpu.free(t);
     });
   }
 });

@@ -1,22 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { type Gpu, type Recorder, type Tensor, Workspace, packHalf, roundThroughHalf } from '../../src/gpu';
+import { type Gpu, type Recorder } from '../../src/gpu';
 import { type WeightDType, matmulShader, recordMatmul } from '../../src/kernels/matmul';
 import { dropoutMultiplier } from '../../src/reference/dropout';
 import { matmulRef } from '../../src/reference/matmul';
 import { expectClose, randArray } from '../helpers/close';
 import { getGpu, getPlainGpu } from '../helpers/gpu';
-
-/** Uploads values as `dtype` and returns the tensor plus the values the GPU will see. */
-function upload(
-  gpu: Gpu,
-  label: string,
-  shape: number[],
-  values: Float32Array,
-  dtype: WeightDType,
-): [Tensor, Float64Array] {
-  if (dtype === 'f32') return [gpu.tensor(label, shape, 'f32', 'scratch', values), Float64Array.from(values)];
-  return [gpu.tensor(label, shape, dtype, 'scratch', packHalf(values, dtype)), roundThroughHalf(values, dtype)];
-}
+import { checkKernel, rand } from '../helpers/kernel';
 
 /** Makes `rec` check that every binding of the dispatches recorded into it fits `limit` bytes. */
 function watchBindings(gpu: Gpu, rec: Recorder, limit: number): void {
@@ -49,62 +38,35 @@ interface Case {
   repeat?: boolean;
 }
 
+/** recordMatmul against matmulRef; returns C as read back. */
 async function check(c: Case, seed = 1, device: () => Promise<Gpu> = getGpu): Promise<Float32Array> {
-  const gpu = await device();
-  const { M, N, K } = c;
-  const bType = c.bType ?? 'f32';
-  const av = randArray(M * K, seed);
-  const bv = randArray(K * N, seed + 1);
-  const c0 = randArray(M * N, seed + 2);
-  const a = gpu.tensor('a', c.transA ? [K, M] : [M, K], 'f32', 'scratch', av);
-  const [b, bRef] = upload(gpu, 'b', c.transB ? [N, K] : [K, N], bv, bType);
-  const [bias, biasRef] = c.bias ? upload(gpu, 'bias', [N], randArray(N, seed + 3), c.bias) : [null, null];
-  const out = gpu.tensor('c', [M, N], 'f32', 'scratch', c0);
-  const ws = new Workspace(gpu);
-  const run = async () => {
-    gpu.write(out, c0);
-    const rec = gpu.recorder('matmul-test');
-    if (c.maxBindingBytes) watchBindings(gpu, rec, c.maxBindingBytes);
-    recordMatmul(gpu, rec, {
-      a,
-      b,
-      c: out,
-      M,
-      N,
-      K,
-      transA: c.transA,
-      transB: c.transB,
-      bias,
-      alpha: c.alpha,
-      accumulate: c.accumulate,
-      maxBindingBytes: c.maxBindingBytes,
-      splitK: c.splitK,
-      ws,
-    });
-    if (c.maxBindingBytes) expect(rec.length, 'dispatches of the chunked path').toBeGreaterThan(2);
-    rec.submit();
-    return gpu.read(out);
-  };
-  const got = await run();
-  if (c.repeat) expect(new Uint32Array((await run()).buffer)).toEqual(new Uint32Array(got.buffer));
-  const ref = Float64Array.from(c0);
-  matmulRef({
-    a: av,
-    b: bRef,
-    c: ref,
-    M,
-    N,
-    K,
-    transA: c.transA,
-    transB: c.transB,
-    bias: biasRef,
-    alpha: c.alpha,
-    accumulate: c.accumulate,
-  });
-  expectClose(ref, got, { name: `C ${JSON.stringify(c)}`, atol: 1e-4 * Math.sqrt(K + 1), rtol: 1e-4 });
-  for (const t of [a, b, bias, out]) gpu.free(t);
-  ws.dispose();
-  return got;
+  const { M, N, K, maxBindingBytes: limit, bias, bType, repeat, ...flags } = c;
+  const got = await checkKernel(
+    {
+      seed,
+      repeat,
+      label: `matmul ${JSON.stringify(c)}`,
+      tensors: {
+        a: rand(c.transA ? [K, M] : [M, K]),
+        b: rand(c.transB ? [N, K] : [K, N], { dtype: bType ?? 'f32' }),
+        bias: bias ? rand([N], { dtype: bias }) : undefined,
+        c: rand([M, N]),
+      },
+      record: (gpu, rec, t, ws) => {
+        if (limit) watchBindings(gpu, rec, limit);
+        recordMatmul(gpu, rec, { ...flags, a: t.a, b: t.b, c: t.c, M, N, K, bias: t.bias, maxBindingBytes: limit, ws });
+        if (limit) expect(rec.length, 'dispatches of the chunked path').toBeGreaterThan(2);
+      },
+      reference: (v) => {
+        const out = Float64Array.from(v.c);
+        matmulRef({ ...flags, a: v.a, b: v.b, c: out, M, N, K, bias: v.bias });
+        return { c: out };
+      },
+      tol: { atol: 1e-4 * Math.sqrt(K + 1), rtol: 1e-4 },
+    },
+    device,
+  );
+  return got.c as Float32Array;
 }
 
 const layouts: [string, boolean, boolean][] = [
@@ -285,43 +247,19 @@ describe('matmul', () => {
   });
 
   it('honours strides and offsets', async () => {
-    const gpu = await getGpu();
     // C[2:5, 3:9] of a [6, 10] matrix = A[1:4, 0:7] (rows of a [5, 8] matrix) · (B[2:8, :] of [10, 7])ᵀ
-    const av = randArray(5 * 8, 11);
-    const bv = randArray(10 * 7, 12);
-    const cv = randArray(6 * 10, 13);
-    const a = gpu.tensorF32('a', [5, 8], 'scratch', av);
-    const b = gpu.tensor('b', [10, 7], 'f16', 'scratch', packHalf(bv, 'f16'));
-    const c = gpu.tensorF32('c', [6, 10], 'scratch', cv);
-    const rec = gpu.recorder();
-    recordMatmul(gpu, rec, {
-      a,
-      b,
-      c,
+    await checkStrided({
       M: 3,
       N: 6,
       K: 7,
-      transB: true,
-      lda: 8,
+      a: [5, 8],
       aOffset: 8,
-      ldb: 7,
+      b: [10, 7],
       bOffset: 2 * 7,
-      ldc: 10,
-      cOffset: 2 * 10 + 3,
+      c: [6, 10],
+      cOffset: 23,
+      bType: 'f16',
     });
-    rec.submit();
-    const got = await gpu.read(c);
-    const bRef = roundThroughHalf(bv, 'f16');
-    const ref = Float64Array.from(cv);
-    for (let m = 0; m < 3; m++) {
-      for (let n = 0; n < 6; n++) {
-        let s = 0;
-        for (let k = 0; k < 7; k++) s += av[(1 + m) * 8 + k]! * bRef[(2 + n) * 7 + k]!;
-        ref[(2 + m) * 10 + 3 + n] = s;
-      }
-    }
-    expectClose(ref, got, { name: 'strided C', atol: 1e-5, rtol: 1e-5 });
-    for (const t of [a, b, c]) gpu.free(t);
   });
 
   it('rejects wrong dtypes and too-small buffers with named errors', async () => {
@@ -365,62 +303,118 @@ interface ExtraCase {
 
 /** The fused LoRA linear: C (+)= alpha·(drop(A)·opB(B) + dropOut ∘ alpha2·A2·B2ᵀ) + bias, against float64. */
 async function checkExtra(c: ExtraCase, seed = 5, device: () => Promise<Gpu> = getGpu): Promise<Float32Array> {
-  const gpu = await device();
   const { M, N, K, K2 } = c;
-  const av = randArray(M * K, seed);
-  const bv = randArray(K * N, seed + 1);
-  const a2v = randArray(M * K2, seed + 2);
-  const b2v = randArray(N * K2, seed + 3);
-  const c0 = randArray(M * N, seed + 4);
-  const biasv = randArray(N, seed + 5);
-  const a = gpu.tensor('a', [M, K], 'f32', 'scratch', av);
-  const [b, bRef] = upload(gpu, 'b', c.transB ? [N, K] : [K, N], bv, c.bType);
-  const a2 = gpu.tensor('a2', [M, K2], 'f32', 'scratch', a2v);
-  const b2 = gpu.tensor('b2', [N, K2], 'f32', 'scratch', b2v);
-  const [bias, biasRef] = c.bias ? upload(gpu, 'bias', [N], biasv, c.bType) : [null, null];
-  const out = gpu.tensor('c', [M, N], 'f32', 'scratch', c0);
   const dA = c.dropA ? { seed: 77, p: c.dropA } : null;
   const dO = c.dropOut ? { seed: 99, p: c.dropOut } : null;
-  const rec = gpu.recorder('matmul-extra-test');
-  if (c.maxBindingBytes) watchBindings(gpu, rec, c.maxBindingBytes);
-  recordMatmul(gpu, rec, {
-    a,
-    b,
-    c: out,
-    M,
-    N,
-    K,
-    transB: c.transB,
-    bias,
-    alpha: c.alpha,
-    accumulate: c.accumulate,
-    dropoutA: dA,
-    maxBindingBytes: c.maxBindingBytes,
-    extra: { a: a2, b: b2, K: K2, transB: true, alpha: c.alpha2, dropoutOut: dO },
-  });
-  rec.submit();
-  const got = await gpu.read(out);
   const alpha = c.alpha ?? 1;
   const alpha2 = c.alpha2 ?? 1;
-  const ref = new Float64Array(M * N);
-  for (let m = 0; m < M; m++) {
-    for (let n = 0; n < N; n++) {
-      let s1 = 0;
-      for (let k = 0; k < K; k++) {
-        const x = av[m * K + k]! * (dA ? dropoutMultiplier(dA.seed, dA.p, m, k) : 1);
-        s1 += x * (c.transB ? bRef[n * K + k]! : bRef[k * N + n]!);
-      }
-      let s2 = 0;
-      for (let k = 0; k < K2; k++) s2 += a2v[m * K2 + k]! * b2v[n * K2 + k]!;
-      const d = dO ? dropoutMultiplier(dO.seed, dO.p, m, n) : 1;
-      let v = alpha * (s1 + d * alpha2 * s2) + (biasRef ? biasRef[n]! : 0);
-      if (c.accumulate) v += c0[m * N + n]!;
-      ref[m * N + n] = v;
-    }
-  }
-  expectClose(ref, got, { name: `C ${JSON.stringify(c)}`, atol: 1e-4 * Math.sqrt(K + K2 + 1), rtol: 1e-4 });
-  for (const t of [a, b, a2, b2, bias, out]) gpu.free(t);
-  return got;
+  const got = await checkKernel(
+    {
+      seed,
+      label: `matmul+extra ${JSON.stringify(c)}`,
+      tensors: {
+        a: rand([M, K]),
+        b: rand(c.transB ? [N, K] : [K, N], { dtype: c.bType }),
+        a2: rand([M, K2]),
+        b2: rand([N, K2]),
+        bias: c.bias ? rand([N], { dtype: c.bType }) : undefined,
+        c: rand([M, N]),
+      },
+      record: (gpu, rec, t) => {
+        if (c.maxBindingBytes) watchBindings(gpu, rec, c.maxBindingBytes);
+        recordMatmul(gpu, rec, {
+          a: t.a,
+          b: t.b,
+          c: t.c,
+          M,
+          N,
+          K,
+          transB: c.transB,
+          bias: t.bias,
+          alpha: c.alpha,
+          accumulate: c.accumulate,
+          dropoutA: dA,
+          maxBindingBytes: c.maxBindingBytes,
+          extra: { a: t.a2, b: t.b2, K: K2, transB: true, alpha: c.alpha2, dropoutOut: dO },
+        });
+      },
+      reference: (v) => {
+        const out = new Float64Array(M * N);
+        for (let m = 0; m < M; m++) {
+          for (let n = 0; n < N; n++) {
+            let s1 = 0;
+            for (let k = 0; k < K; k++) {
+              const x = v.a[m * K + k]! * (dA ? dropoutMultiplier(dA.seed, dA.p, m, k) : 1);
+              s1 += x * (c.transB ? v.b[n * K + k]! : v.b[k * N + n]!);
+            }
+            let s2 = 0;
+            for (let k = 0; k < K2; k++) s2 += v.a2[m * K2 + k]! * v.b2[n * K2 + k]!;
+            const d = dO ? dropoutMultiplier(dO.seed, dO.p, m, n) : 1;
+            const acc = c.accumulate ? v.c[m * N + n]! : 0;
+            out[m * N + n] = acc + alpha * (s1 + d * alpha2 * s2) + (v.bias ? v.bias[n]! : 0);
+          }
+        }
+        return { c: out };
+      },
+      tol: { atol: 1e-4 * Math.sqrt(K + K2 + 1), rtol: 1e-4 },
+    },
+    device,
+  );
+  return got.c as Float32Array;
+}
+
+interface Strided {
+  M: number;
+  N: number;
+  K: number;
+  /** Stored [rows, row pitch] of A, Bᵀ ([N, K] rows) and C, and the element offset of each operand. */
+  a: [number, number];
+  b: [number, number];
+  c: [number, number];
+  aOffset: number;
+  bOffset: number;
+  cOffset: number;
+  bType: WeightDType;
+}
+
+/** C = A·Bᵀ on sub-blocks of bigger stored matrices (strides, offsets); C outside the block is untouched. */
+async function checkStrided(s: Strided, device: () => Promise<Gpu> = getGpu): Promise<void> {
+  const { M, N, K } = s;
+  const [lda, ldb, ldc] = [s.a[1], s.b[1], s.c[1]];
+  await checkKernel(
+    {
+      label: `strided matmul ${JSON.stringify(s)}`,
+      tensors: { a: rand(s.a), b: rand(s.b, { dtype: s.bType }), c: rand(s.c) },
+      record: (gpu, rec, t) =>
+        recordMatmul(gpu, rec, {
+          a: t.a,
+          b: t.b,
+          c: t.c,
+          M,
+          N,
+          K,
+          transB: true,
+          lda,
+          aOffset: s.aOffset,
+          ldb,
+          bOffset: s.bOffset,
+          ldc,
+          cOffset: s.cOffset,
+        }),
+      reference: (v) => {
+        const out = Float64Array.from(v.c);
+        for (let m = 0; m < M; m++) {
+          for (let n = 0; n < N; n++) {
+            let acc = 0;
+            for (let k = 0; k < K; k++) acc += v.a[s.aOffset + m * lda + k]! * v.b[s.bOffset + n * ldb + k]!;
+            out[s.cOffset + m * ldc + n] = acc;
+          }
+        }
+        return { c: out };
+      },
+    },
+    device,
+  );
 }
 
 const devices: [string, () => Promise<Gpu>][] = [
@@ -444,38 +438,11 @@ describe.each(devices)('matmul, small M (generation GEMV path), %s device', (_, 
   it('odd strides and offsets of a 16-bit Bᵀ (unpaired words), and a K of one', async () => {
     await check1({ M: 2, N: 129, K: 1, transB: true, bType: 'bf16', bias: 'f32' });
     await check1({ M: 1, N: 65, K: 2, transB: true, bType: 'f16', accumulate: true });
-    const gpu = await device();
     // C[0, 1:7] = A[1, 0:9] · (B[1:7, 1:10] of a bf16 [8, 11])ᵀ: odd ldb and offset.
-    const av = randArray(2 * 9, 31);
-    const bv = randArray(8 * 11, 32);
-    const a = gpu.tensorF32('a', [2, 9], 'scratch', av);
-    const b = gpu.tensor('b', [8, 11], 'bf16', 'scratch', packHalf(bv, 'bf16'));
-    const c = gpu.tensorF32('c', [1, 8], 'scratch', new Float32Array(8));
-    const rec = gpu.recorder();
-    recordMatmul(gpu, rec, {
-      a,
-      b,
-      c,
-      M: 1,
-      N: 6,
-      K: 9,
-      transB: true,
-      aOffset: 9,
-      ldb: 11,
-      bOffset: 11 + 1,
-      cOffset: 1,
-    });
-    rec.submit();
-    const got = await gpu.read(c);
-    const bRef = roundThroughHalf(bv, 'bf16');
-    const ref = new Float64Array(8);
-    for (let n = 0; n < 6; n++) {
-      let s = 0;
-      for (let k = 0; k < 9; k++) s += av[9 + k]! * bRef[(1 + n) * 11 + 1 + k]!;
-      ref[1 + n] = s;
-    }
-    expectClose(ref, got, { name: 'strided small C', atol: 1e-5, rtol: 1e-5 });
-    for (const t of [a, b, c]) gpu.free(t);
+    await checkStrided(
+      { M: 1, N: 6, K: 9, a: [2, 9], aOffset: 9, b: [8, 11], bOffset: 12, c: [1, 8], cOffset: 1, bType: 'bf16' },
+      device,
+    );
   });
 
   it('chunks a big B into windows (A·Bᵀ N chunks, A·B K chunks)', async () => {

@@ -1,40 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { type Gpu, type Tensor, Workspace } from '../../src/gpu';
+import { type TensorSpec } from '../../src/kernel-check';
 import { recordSumSquares } from '../../src/kernels/elementwise';
 import { recordAdamW, recordSgd } from '../../src/kernels/optim';
 import { adamWRef, gradMultiplierRef, sgdRef, sumSquaresRef } from '../../src/reference/optim';
-import { expectClose, randArray } from '../helpers/close';
+import { randArray } from '../helpers/close';
 import { getGpu } from '../helpers/gpu';
+import { checkKernel, filled, rand, values } from '../helpers/kernel';
 
 /** Trainable tensors of odd sizes (a LoRA A [7, 37], a B [70, 3], and a single element). */
 const SIZES = [7 * 37, 70 * 3, 1];
-
-interface Slot {
-  param: Tensor;
-  grad: Tensor;
-  m: Tensor;
-  v: Tensor;
-  ref: { param: Float64Array; m: Float64Array; v: Float64Array };
-  n: number;
-}
-
-function makeSlots(gpu: Gpu): Slot[] {
-  return SIZES.map((n, k) => {
-    const p0 = randArray(n, 100 + k);
-    return {
-      n,
-      param: gpu.tensorF32(`p${k}`, [n], 'lora', p0),
-      grad: gpu.tensorF32(`g${k}`, [n], 'lora'),
-      m: gpu.tensorF32(`m${k}`, [n], 'optimizer', new Float32Array(n)),
-      v: gpu.tensorF32(`v${k}`, [n], 'optimizer', new Float32Array(n)),
-      ref: { param: Float64Array.from(p0), m: new Float64Array(n), v: new Float64Array(n) },
-    };
-  });
-}
-
-function freeSlots(gpu: Gpu, slots: Slot[]): void {
-  for (const s of slots) for (const t of [s.param, s.grad, s.m, s.v]) gpu.free(t);
-}
 
 /** New raw gradients for a step: mostly O(1), one tensor much larger so the norm is dominated. */
 function gradsFor(step: number): Float32Array[] {
@@ -80,63 +54,83 @@ const CASES: Case[] = [
   },
 ];
 
-describe('AdamW (torch.optim.AdamW) with GPU global-norm clipping', () => {
-  for (const c of CASES) {
-    it(`5 steps, bias correction at t=1..5, ${c.name}`, async () => {
-      const gpu = await getGpu();
-      const slots = makeSlots(gpu);
-      const ws = new Workspace(gpu);
-      const normSq = gpu.tensorF32('normSq', [1], 'scratch');
-      const hp = { lr: 3e-2, beta1: c.beta1 ?? 0.9, beta2: 0.999, eps: 1e-8, weightDecay: c.weightDecay };
-      const clip = c.maxNorm !== undefined;
-      for (let step = 1; step <= 5; step++) {
-        const grads = gradsFor(step);
-        slots.forEach((s, k) => gpu.write(s.grad, grads[k]!));
-        const rec = gpu.recorder();
-        if (clip) recordSumSquares(gpu, rec, { tensors: slots.map((s) => ({ t: s.grad, n: s.n })), out: normSq, ws });
-        for (const s of slots) {
-          recordAdamW(gpu, rec, {
-            ...hp,
-            param: s.param,
-            grad: s.grad,
-            m: s.m,
-            v: s.v,
-            n: s.n,
-            step,
-            normSq: clip ? normSq : undefined,
-            maxNorm: c.maxNorm,
-            gradScale: c.gradScale,
-          });
-        }
-        rec.submit();
-        const nsq = sumSquaresRef(grads.map((g, k) => ({ t: g, n: SIZES[k]! })));
-        const gs = c.gradScale ?? 1;
-        expect(gradMultiplierRef(nsq, c.maxNorm, gs) < gs, 'clip coefficient < 1').toBe(c.clips);
-        if (clip) expectClose([nsq], await gpu.read(normSq), { name: `normSq@${step}`, atol: 0, rtol: 2e-6 });
-        for (const [k, s] of slots.entries()) {
-          adamWRef({
-            ...hp,
-            ...s.ref,
-            grad: grads[k]!,
-            n: s.n,
-            step,
-            normSq: nsq,
-            maxNorm: c.maxNorm,
-            gradScale: c.gradScale,
-          });
-          expectClose(s.ref.m, await gpu.read(s.m), { name: `m${k}@${step}`, atol: 1e-7, rtol: 1e-5 });
-          expectClose(s.ref.v, await gpu.read(s.v), { name: `v${k}@${step}`, atol: 1e-9, rtol: 1e-5 });
-          expectClose(s.ref.param, await gpu.read(s.param), { name: `param${k}@${step}`, atol: 1e-6, rtol: 1e-6 });
-        }
+/**
+ * `steps` optimizer steps recorded into one submit, each from its own gradient tensors (g<step>_<k>)
+ * with its own global norm (normSq<step>), against the float64 optimizer run step by step.
+ */
+async function runSteps(kind: 'adamw' | 'sgd', c: Case, steps: number): Promise<void> {
+  const hp = { lr: 3e-2, beta1: c.beta1 ?? 0.9, beta2: 0.999, eps: 1e-8, weightDecay: c.weightDecay };
+  const sgdLr = 0.05;
+  const clip = c.maxNorm !== undefined;
+  const grads = Array.from({ length: steps }, (_, s) => gradsFor(s + 1));
+  const tensors: Record<string, TensorSpec> = {};
+  SIZES.forEach((n, k) => {
+    tensors[`p${k}`] = rand([n], { seed: 100 + k });
+    tensors[`m${k}`] = filled([n]);
+    tensors[`v${k}`] = filled([n]);
+    grads.forEach((g, s) => (tensors[`g${s + 1}_${k}`] = values([n], g[k]!)));
+  });
+  for (let s = 1; s <= steps; s++) tensors[`normSq${s}`] = filled([1]);
+  await checkKernel({
+    label: `${kind} ${c.name}`,
+    tensors,
+    record: (gpu, rec, t, ws) => {
+      for (let step = 1; step <= steps; step++) {
+        const normSq = t[`normSq${step}`]!;
+        const g = (k: number) => t[`g${step}_${k}`]!;
+        if (clip) recordSumSquares(gpu, rec, { tensors: SIZES.map((n, k) => ({ t: g(k), n })), out: normSq, ws });
+        const clipArgs = { normSq: clip ? normSq : undefined, maxNorm: c.maxNorm, gradScale: c.gradScale };
+        SIZES.forEach((n, k) => {
+          const param = t[`p${k}`]!;
+          if (kind === 'adamw')
+            recordAdamW(gpu, rec, { ...hp, ...clipArgs, param, grad: g(k), m: t[`m${k}`]!, v: t[`v${k}`]!, n, step });
+          else recordSgd(gpu, rec, { ...clipArgs, param, grad: g(k), n, lr: sgdLr, weightDecay: c.weightDecay });
+        });
       }
-      // The parameters really moved (by about lr per step) and, with clipping, by the clipped amount.
-      const moved = Math.abs(slots[0]!.ref.param[0]! - randArray(SIZES[0]!, 100)[0]!);
-      expect(moved).toBeGreaterThan(1e-3);
-      freeSlots(gpu, slots);
-      gpu.free(normSq);
-      ws.dispose();
-    });
-  }
+    },
+    reference: (v) => {
+      const state = SIZES.map((_, k) => ({
+        param: Float64Array.from(v[`p${k}`]!),
+        m: new Float64Array(SIZES[k]!),
+        v: new Float64Array(SIZES[k]!),
+      }));
+      const out: Record<string, ArrayLike<number>> = {};
+      grads.forEach((g, s) => {
+        const step = s + 1;
+        const nsq = sumSquaresRef(g.map((t, k) => ({ t, n: SIZES[k]! })));
+        const gs = c.gradScale ?? 1;
+        expect(gradMultiplierRef(nsq, c.maxNorm, gs) < gs, `clip coefficient < 1 at step ${step}`).toBe(c.clips);
+        if (clip) out[`normSq${step}`] = [nsq];
+        const clipArgs = { normSq: nsq, maxNorm: c.maxNorm, gradScale: c.gradScale };
+        SIZES.forEach((n, k) => {
+          const st = state[k]!;
+          if (kind === 'adamw') adamWRef({ ...hp, ...clipArgs, ...st, grad: g[k]!, n, step });
+          else sgdRef({ ...clipArgs, param: st.param, grad: g[k]!, n, lr: sgdLr, weightDecay: c.weightDecay });
+        });
+      });
+      // The parameters really moved (by about lr per step).
+      expect(Math.abs(state[0]!.param[0]! - v.p0![0]!)).toBeGreaterThan(1e-3);
+      SIZES.forEach((_, k) => {
+        out[`p${k}`] = state[k]!.param;
+        if (kind === 'adamw') {
+          out[`m${k}`] = state[k]!.m;
+          out[`v${k}`] = state[k]!.v;
+        }
+      });
+      return out;
+    },
+    tol: { atol: 1e-6, rtol: 1e-6 },
+    tols: Object.fromEntries(
+      SIZES.flatMap((_, k) => [
+        [`m${k}`, { atol: 1e-7, rtol: 1e-5 }],
+        [`v${k}`, { atol: 1e-9, rtol: 1e-5 }],
+      ]).concat(Array.from({ length: steps }, (_, s) => [`normSq${s + 1}`, { atol: 0, rtol: 2e-6 }])),
+    ),
+  });
+}
+
+describe('AdamW (torch.optim.AdamW) with GPU global-norm clipping', () => {
+  for (const c of CASES) it(`5 steps, bias correction at t=1..5, ${c.name}`, () => runSteps('adamw', c, 5));
 
   it('clipping changes the step only when the norm exceeds maxNorm', () => {
     // A reference-level sanity check of the clip coefficient wiring.
@@ -166,52 +160,7 @@ describe('AdamW (torch.optim.AdamW) with GPU global-norm clipping', () => {
 });
 
 describe('SGD with GPU global-norm clipping', () => {
-  for (const c of CASES.slice(0, 4)) {
-    it(`3 steps, ${c.name}`, async () => {
-      const gpu = await getGpu();
-      const slots = makeSlots(gpu);
-      const ws = new Workspace(gpu);
-      const normSq = gpu.tensorF32('normSq', [1], 'scratch');
-      const clip = c.maxNorm !== undefined;
-      const lr = 0.05;
-      for (let step = 1; step <= 3; step++) {
-        const grads = gradsFor(step);
-        slots.forEach((s, k) => gpu.write(s.grad, grads[k]!));
-        const rec = gpu.recorder();
-        if (clip) recordSumSquares(gpu, rec, { tensors: slots.map((s) => ({ t: s.grad, n: s.n })), out: normSq, ws });
-        for (const s of slots) {
-          recordSgd(gpu, rec, {
-            param: s.param,
-            grad: s.grad,
-            n: s.n,
-            lr,
-            weightDecay: c.weightDecay,
-            normSq: clip ? normSq : undefined,
-            maxNorm: c.maxNorm,
-            gradScale: c.gradScale,
-          });
-        }
-        rec.submit();
-        const nsq = sumSquaresRef(grads.map((g, k) => ({ t: g, n: SIZES[k]! })));
-        for (const [k, s] of slots.entries()) {
-          sgdRef({
-            param: s.ref.param,
-            grad: grads[k]!,
-            n: s.n,
-            lr,
-            weightDecay: c.weightDecay,
-            normSq: nsq,
-            maxNorm: c.maxNorm,
-            gradScale: c.gradScale,
-          });
-          expectClose(s.ref.param, await gpu.read(s.param), { name: `param${k}@${step}`, atol: 1e-6, rtol: 1e-6 });
-        }
-      }
-      freeSlots(gpu, slots);
-      gpu.free(normSq);
-      ws.dispose();
-    });
-  }
+  for (const c of CASES.slice(0, 4)) it(`3 steps, ${c.name}`, () => runSteps('sgd', c, 3));
 
   it('asks for normSq when maxNorm is set', async () => {
     const gpu = await getGpu();

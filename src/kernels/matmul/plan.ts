@@ -1,0 +1,388 @@
+/**
+ * The first two stages of recordMatmul (src/kernels/matmul.ts):
+ *
+ *   validateMatmul  checks the arguments (dims, dtypes, buffer sizes, dropout combinations) and
+ *                   normalises them into a MatmulProblem: strides, offsets, flags with defaults;
+ *   planMatmul      picks the kernel variant and splits the problem into chunks whose operand
+ *                   windows each fit the storage binding limit (M chunks: A rows unless transA, C
+ *                   rows, a C row too long for one binding split along N; N chunks: B rows when
+ *                   transB; K chunks: B rows unless transB, A rows with transA, later K chunks
+ *                   accumulate), or into split-K slices summed by a second pass;
+ *   chunkWindows    binds one chunk: the window of every operand and its index adjustment.
+ */
+import type { Binding, Gpu } from '../../gpu/context';
+import { GpuError, GpuLimitError } from '../../gpu/errors';
+import type { Tensor } from '../../gpu/tensor';
+import type { Workspace } from '../../gpu/workspace';
+import { type WeightDType, bindingLimit, elemBytes, needDims, needElems, weightDType, windowOf } from '../common';
+import { BK, type MatmulVariant, smallBn } from './shader';
+
+/** Dropout with probability p, mask = hash(seed, row, col) (src/reference/dropout.ts). */
+export interface DropoutSpec {
+  seed: number;
+  p: number;
+}
+
+/** A second K segment in the same accumulation (all f32; bound in windows that follow the M and N chunks). */
+export interface MatmulExtra {
+  a: Tensor; // opA2(A2) is [M, K]: stored [M, lda2] or [K, lda2] with transA
+  b: Tensor; // opB2(B2) is [K, N]: stored [K, ldb2] or [N, ldb2] with transB
+  K: number;
+  transA?: boolean;
+  transB?: boolean;
+  lda?: number;
+  ldb?: number;
+  /** Scale of this segment relative to segment 1 (default 1). */
+  alpha?: number;
+  /** Multiply this segment's contribution to C[m, n] by the dropout mask of (m, n). */
+  dropoutOut?: DropoutSpec | null;
+}
+
+export interface MatmulArgs {
+  a: Tensor; // f32
+  b: Tensor; // f32 | f16 | bf16
+  c: Tensor; // f32 [M, ldc]
+  M: number;
+  N: number;
+  K: number;
+  transA?: boolean;
+  transB?: boolean;
+  bias?: Tensor | null; // f32 | f16 | bf16 [N]
+  alpha?: number;
+  accumulate?: boolean;
+  /** Row strides of the stored operands in elements (default: dense). */
+  lda?: number;
+  ldb?: number;
+  ldc?: number;
+  /** Element offsets of the operands' first element inside their buffers (default 0). */
+  aOffset?: number;
+  bOffset?: number;
+  cOffset?: number;
+  /** Second K segment (fused LoRA). */
+  extra?: MatmulExtra | null;
+  /** Dropout of segment 1's A operand (mask over A's stored (row, col)). */
+  dropoutA?: DropoutSpec | null;
+  /** Dropout of segment 1's B operand (f32 B only; mask over B's stored (row, col)). */
+  dropoutB?: DropoutSpec | null;
+  /** Split the K loop into this many slices summed by a second pass (needs `ws`; default 1). */
+  splitK?: number;
+  ws?: Workspace;
+  /** Lower the per-binding byte limit (tests of the chunked path); never raises it. */
+  maxBindingBytes?: number;
+}
+
+/** The extra segment with its defaults applied. */
+interface Extra {
+  a: Tensor;
+  b: Tensor;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+  lda: number;
+  ldb: number;
+}
+
+/** A checked matmul with every default applied. */
+export interface MatmulProblem {
+  args: MatmulArgs;
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+  bType: WeightDType;
+  biasType: WeightDType | null;
+  lda: number;
+  ldb: number;
+  ldc: number;
+  aOff: number;
+  bOff: number;
+  cOff: number;
+  ex: Extra | null;
+  /** The dropout applied to segment 1's A or B operand (null: none). */
+  dropIn: DropoutSpec | null;
+  dropA: boolean;
+  dropB: boolean;
+  /** The dropout of the extra segment's contribution (null: none). */
+  dropOut: DropoutSpec | null;
+  /** Per-binding byte limit. */
+  limit: number;
+}
+
+const WHAT = 'matmul';
+
+/** Checks the arguments; null for an empty output (M or N = 0). */
+export function validateMatmul(gpu: Gpu, a: MatmulArgs): MatmulProblem | null {
+  const { M, N, K } = a;
+  needDims(WHAT, { M, N, K });
+  if (M === 0 || N === 0) return null;
+  const transA = !!a.transA;
+  const transB = !!a.transB;
+  if (a.a.dtype !== 'f32') throw new GpuError(`matmul: A "${a.a.label}" must be f32, got ${a.a.dtype}.`);
+  if (a.c.dtype !== 'f32') throw new GpuError(`matmul: C "${a.c.label}" must be f32, got ${a.c.dtype}.`);
+  const bType = weightDType(a.b, 'matmul: B');
+  const biasType = a.bias ? weightDType(a.bias, 'matmul: bias') : null;
+  if (a.dropoutB && a.dropoutB.p > 0 && bType !== 'f32') throw new GpuError('matmul: dropout of B needs an f32 B.');
+  const dropA = !!a.dropoutA && a.dropoutA.p > 0;
+  const dropB = !!a.dropoutB && a.dropoutB.p > 0;
+  if (dropA && dropB) throw new GpuError('matmul: dropout on both A and B is not supported.');
+  const lda = a.lda ?? (transA ? M : K);
+  const ldb = a.ldb ?? (transB ? K : N);
+  const ldc = a.ldc ?? N;
+  const aOff = a.aOffset ?? 0;
+  const bOff = a.bOffset ?? 0;
+  const cOff = a.cOffset ?? 0;
+  if (K > 0) {
+    needElems(WHAT, 'A', a.a, aOff + (transA ? (K - 1) * lda + M : (M - 1) * lda + K));
+    needElems(WHAT, 'B', a.b, bOff + (transB ? (N - 1) * ldb + K : (K - 1) * ldb + N));
+  }
+  needElems(WHAT, 'C', a.c, cOff + (M - 1) * ldc + N);
+  if (a.bias) needElems(WHAT, 'bias', a.bias, N);
+
+  let ex: Extra | null = null;
+  if (a.extra && a.extra.K > 0) {
+    const e = a.extra;
+    if (e.a.dtype !== 'f32' || e.b.dtype !== 'f32') throw new GpuError('matmul: the extra segment must be f32.');
+    const t2a = !!e.transA;
+    const t2b = !!e.transB;
+    ex = {
+      a: e.a,
+      b: e.b,
+      K: e.K,
+      transA: t2a,
+      transB: t2b,
+      lda: e.lda ?? (t2a ? M : e.K),
+      ldb: e.ldb ?? (t2b ? e.K : N),
+    };
+    needElems(WHAT, 'extra A', e.a, t2a ? (e.K - 1) * ex.lda + M : (M - 1) * ex.lda + e.K);
+    needElems(WHAT, 'extra B', e.b, t2b ? (N - 1) * ex.ldb + e.K : (e.K - 1) * ex.ldb + N);
+  }
+  const dropOut = ex && a.extra?.dropoutOut && a.extra.dropoutOut.p > 0 ? a.extra.dropoutOut : null;
+
+  const limit = bindingLimit(gpu, a.maxBindingBytes);
+  if (a.bias && a.bias.buffer.size > limit) {
+    throw new GpuLimitError(
+      `matmul: "${a.bias.label}" (${a.bias.buffer.size} bytes) must fit one binding (${limit} bytes).`,
+    );
+  }
+  const dropIn = dropA ? a.dropoutA! : dropB ? a.dropoutB! : null;
+  return {
+    args: a,
+    M,
+    N,
+    K,
+    transA,
+    transB,
+    bType,
+    biasType,
+    lda,
+    ldb,
+    ldc,
+    aOff,
+    bOff,
+    cOff,
+    ex,
+    dropIn,
+    dropA,
+    dropB,
+    dropOut,
+    limit,
+  };
+}
+
+// ------------------------------------------------------------------ plan
+
+/** Largest M served by the small-M (GEMV-style) kernel. */
+export const SMALL_M = 8;
+
+/** Rows baked into the small-M kernel for M rows: the next of 1, 2, 4, 8 (few variants to compile). */
+function smallRows(m: number): number {
+  return m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : 8;
+}
+
+/** Workgroup tile edge: 16 for skinny dimensions (the LoRA rank), else 64 (few variants to compile). */
+function tileFor(n: number): number {
+  return n <= 16 ? 16 : 64;
+}
+
+type Chunk = [start: number, count: number];
+
+export interface MatmulPlan {
+  variant: MatmulVariant;
+  mChunks: Chunk[];
+  nChunks: Chunk[];
+  kChunks: Chunk[];
+  /** Split-K slices (1: none) and the depth of each. */
+  splits: number;
+  kSplit: number;
+  /** Workgroups along N for nc columns and along M for mc rows. */
+  gridX(nc: number): number;
+  gridY(mc: number): number;
+}
+
+/** Splits [0, total) into chunks of at most `max` (rounded down to a multiple of `tile` when possible). */
+function chunks(total: number, max: number, tile: number): Chunk[] {
+  if (total <= max) return [[0, total]];
+  const size = max >= tile ? Math.floor(max / tile) * tile : max;
+  const out: Chunk[] = [];
+  for (let s = 0; s < total; s += size) out.push([s, Math.min(size, total - s)]);
+  return out;
+}
+
+/** Picks the variant and the chunks (see the file comment). */
+export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
+  const { M, N, K, ex, limit, args: a } = p;
+  const bm = tileFor(M);
+  const bn = tileFor(N);
+  const variant: MatmulVariant = {
+    bm,
+    bn,
+    transA: p.transA,
+    transB: p.transB,
+    bType: p.bType,
+    seg2: ex ? { transA: ex.transA, transB: ex.transB } : null,
+    bias: p.biasType,
+    dropA: p.dropA,
+    dropB: p.dropB,
+    outDrop: !!p.dropOut,
+    f16: gpu.features.f16 && (p.bType === 'f16' || p.biasType === 'f16'),
+  };
+
+  // Chunk sizes so that every window fits the binding limit (with room for the aligned start).
+  const budget = limit - gpu.limits.minStorageBufferOffsetAlignment - 4;
+  const rowsFit = (ld: number, eb: number) => Math.floor(budget / Math.max(1, ld * eb));
+  const big = (t: Tensor) => t.buffer.size > limit;
+  let mMax = M;
+  let nMax = N;
+  let kMax = Math.max(K, 1);
+  if (big(a.a)) {
+    if (p.transA) kMax = Math.min(kMax, rowsFit(p.lda, 4));
+    else mMax = Math.min(mMax, rowsFit(p.lda, 4));
+  }
+  if (big(a.b)) {
+    if (p.transB) nMax = Math.min(nMax, rowsFit(p.ldb, elemBytes(a.b)));
+    else kMax = Math.min(kMax, rowsFit(p.ldb, elemBytes(a.b)));
+  }
+  if (big(a.c)) {
+    // Whole rows of C when one fits; else one row at a time, split along N (e.g. the [1, V] logits).
+    const r = rowsFit(p.ldc, 4);
+    if (r >= 1) mMax = Math.min(mMax, r);
+    else {
+      mMax = 1;
+      nMax = Math.min(nMax, Math.floor(budget / 4));
+    }
+  }
+  // The extra segment is chunked along with M and N where its rows follow them.
+  if (ex && big(ex.a) && !ex.transA) mMax = Math.min(mMax, rowsFit(ex.lda, 4));
+  if (ex && big(ex.b) && ex.transB) nMax = Math.min(nMax, rowsFit(ex.ldb, 4));
+  if (mMax < 1 || nMax < 1 || kMax < 1) {
+    throw new GpuLimitError(
+      `matmul [${M}x${K}]·[${K}x${N}]: one row of an operand exceeds the ${limit}-byte binding limit; ` +
+        'this layout cannot be split into chunks.',
+    );
+  }
+  const mChunks = chunks(M, mMax, bm);
+  const nChunks = chunks(N, nMax, bn);
+  const kChunks: Chunk[] = K === 0 ? [[0, 0]] : chunks(K, kMax, BK);
+  const single = mChunks.length === 1 && nChunks.length === 1 && kChunks.length === 1;
+
+  // Split-K only for a single chunk with no bias, and while the partials fit one binding.
+  let splits = Math.max(1, Math.floor(a.splitK ?? 1));
+  const anyBig = big(a.a) || big(a.b) || big(a.c);
+  if (splits > 1 && (!single || anyBig || a.bias || ex || !a.ws || K < 2 * BK)) splits = 1;
+  let kSplit = K;
+  if (splits > 1) {
+    kSplit = Math.ceil(Math.ceil(K / splits) / BK) * BK;
+    splits = Math.ceil(K / kSplit);
+    if (splits * M * N * 4 > limit) splits = 1;
+    if (splits === 1) kSplit = K;
+  }
+
+  // M <= SMALL_M (generation's one token): the GEMV-style kernel, all rows in one workgroup.
+  const small = splits === 1 && M <= SMALL_M;
+  if (small) {
+    variant.mr = smallRows(M);
+    // Window starts are aligned to >= 4 bytes and K chunks are multiples of BK, so the parity of
+    // a row's first element is that of ldb and bOffset.
+    variant.pairs = p.transB && p.bType !== 'f32' && !p.dropB && p.ldb % 2 === 0 && p.bOff % 2 === 0;
+    const lanes = gpu.features.subgroupLanes;
+    if (p.transB && lanes >= 4) variant.sg = Math.min(lanes, 32);
+  }
+  const colsPerGroup = small ? smallBn(variant.sg) : bn;
+  return {
+    variant,
+    mChunks,
+    nChunks,
+    kChunks,
+    splits,
+    kSplit,
+    gridX: (nc) => Math.ceil(nc / colsPerGroup),
+    gridY: (mc) => (small ? 1 : Math.ceil(mc / bm)),
+  };
+}
+
+// ------------------------------------------------------------------ windows of one chunk
+
+export interface ChunkWindows {
+  /** A, B, [A2, B2], [bias], C in binding order. */
+  bindings: Binding[];
+  /**
+   * Added (mod 2^32) to an operand's element index (row·ld + col) to get the index inside its
+   * binding: the operand's offset minus the elements before the window.
+   */
+  aAdj: number;
+  bAdj: number;
+  cAdj: number;
+  a2Adj: number;
+  b2Adj: number;
+}
+
+/** The operand windows of rows [m0, m0+mc), columns [n0, n0+nc) and depth [k0, k0+kc). */
+export function chunkWindows(
+  gpu: Gpu,
+  p: MatmulProblem,
+  m0: number,
+  mc: number,
+  n0: number,
+  nc: number,
+  k0: number,
+  kc: number,
+): ChunkWindows {
+  const { args: a, lda, ldb, ldc, aOff, bOff, cOff, limit, ex } = p;
+  const win = (t: Tensor, lo: number, hi: number, what: string) => windowOf(gpu, t, lo, hi, limit, `matmul: ${what}`);
+  const adj = (first: number, offset = 0) => (offset - first) >>> 0;
+  const aLo = aOff + (p.transA ? k0 * lda + m0 : m0 * lda + k0);
+  const aHi = aOff + (p.transA ? (k0 + kc - 1) * lda + m0 + mc : (m0 + mc - 1) * lda + k0 + kc);
+  const bLo = bOff + (p.transB ? n0 * ldb + k0 : k0 * ldb + n0);
+  const bHi = bOff + (p.transB ? (n0 + nc - 1) * ldb + k0 + kc : (k0 + kc - 1) * ldb + n0 + nc);
+  const cLo = cOff + m0 * ldc + n0;
+  const cHi = cOff + (m0 + mc - 1) * ldc + n0 + nc;
+  const wa = win(a.a, aLo, kc > 0 ? aHi : aLo, 'A');
+  const wb = win(a.b, bLo, kc > 0 ? bHi : bLo, 'B');
+  const wc = win(a.c, cLo, cHi, 'C');
+  const bindings: Binding[] = [wa.binding, wb.binding];
+  let a2Adj = 0;
+  let b2Adj = 0;
+  if (ex) {
+    const K2 = ex.K;
+    const wa2 = ex.transA
+      ? win(ex.a, m0, (K2 - 1) * ex.lda + m0 + mc, 'extra A')
+      : win(ex.a, m0 * ex.lda, (m0 + mc - 1) * ex.lda + K2, 'extra A');
+    const wb2 = ex.transB
+      ? win(ex.b, n0 * ex.ldb, (n0 + nc - 1) * ex.ldb + K2, 'extra B')
+      : win(ex.b, n0, (K2 - 1) * ex.ldb + n0 + nc, 'extra B');
+    bindings.push(wa2.binding, wb2.binding);
+    a2Adj = adj(wa2.first);
+    b2Adj = adj(wb2.first);
+  }
+  if (a.bias) bindings.push(a.bias);
+  bindings.push(wc.binding);
+  return {
+    bindings,
+    aAdj: adj(wa.first, aOff),
+    bAdj: adj(wb.first, bOff),
+    cAdj: adj(wc.first, cOff),
+    a2Adj,
+    b2Adj,
+  };
+}

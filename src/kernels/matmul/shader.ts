@@ -1,0 +1,157 @@
+/**
+ * The WGSL of a matmul variant: a generated prelude (tile consts, flags, the bindings of the
+ * variant and its loaders a1 / b1 / a2 / b2 / bias_at) + the dropout library + the body
+ * (shaders/matmul.wgsl, the tiled kernel, or shaders/matmul_small.wgsl, the small-M kernel).
+ * Loaders see global (row, col) positions of the stored operands; the *Adj uniforms turn them into
+ * indices inside the binding windows.
+ */
+import dropoutSource from '../../../shaders/dropout.wgsl?raw';
+import body from '../../../shaders/matmul.wgsl?raw';
+import smallBody from '../../../shaders/matmul_small.wgsl?raw';
+import { type WeightDType, templateSections, weightArrayType, weightLoader, wgslModule } from '../common';
+
+/** Depth of one workgroup-memory stage of the tiled kernel. */
+export const BK = 16;
+
+export interface MatmulVariant {
+  bm: number;
+  bn: number;
+  transA: boolean;
+  transB: boolean;
+  bType: WeightDType;
+  seg2: null | { transA: boolean; transB: boolean };
+  bias: WeightDType | null;
+  dropA: boolean;
+  dropB: boolean;
+  outDrop: boolean;
+  /**
+   * Rows of the small-M kernel (shaders/matmul_small.wgsl: 1, 2, 4 or 8; bm and bn are then
+   * ignored), or absent for the tiled kernel.
+   */
+  mr?: number;
+  /**
+   * Small-M kernel only: a 16-bit Bᵀ whose rows start on a u32 word (even ldb and offset), read one
+   * packed word (two depths) per load.
+   */
+  pairs?: boolean;
+  /**
+   * Small-M kernel with Bᵀ only: the depth lanes of a column group are one aligned run of this
+   * many subgroup lanes (Gpu.features.subgroupLanes) and are summed with shuffles instead of
+   * workgroup memory. 0 or absent: the workgroup-memory reduction (16 lanes).
+   */
+  sg?: number;
+  /**
+   * shader-f16 with an f16 B (or bias): bound as array<f16> and read natively instead of unpacking
+   * u32 words. f16 widens to f32 exactly, so results are bit-identical to the packed-u32 path;
+   * arithmetic stays f32 (f16 math would change training numerics).
+   */
+  f16?: boolean;
+}
+
+/** Columns per workgroup of the small-M kernel: KL depth lanes x CG groups of 4 columns = 256 invocations. */
+export function smallBn(sg: number | undefined): number {
+  return (4 * 256) / (sg || 16);
+}
+
+/** The generated prelude: constants, bindings and loaders of one variant. */
+function prelude(v: MatmulVariant): string[] {
+  const L: string[] = [];
+  const b = (x: boolean) => (x ? 'true' : 'false');
+  const nativeB = !!v.f16 && v.bType === 'f16';
+  const nativeBias = !!v.f16 && v.bias === 'f16';
+  if (v.mr) {
+    const kl = v.sg || 16;
+    L.push(
+      `const MR = ${v.mr}u;`,
+      `const BN = ${smallBn(v.sg)}u;`,
+      `const KL = ${kl}u;`,
+      `const CG = ${256 / kl}u;`,
+      'const NT = 256u;',
+    );
+    L.push(`const SUBGROUP = ${b(!!v.sg)};`);
+    // The value of lane (this lane xor o) of the subgroup; unused (and no extension needed) without SUBGROUP.
+    L.push(`fn lane_xor(v: vec4<f32>, o: u32) -> vec4<f32> { return ${v.sg ? 'subgroupShuffleXor(v, o)' : 'v'}; }`);
+  } else {
+    L.push(`const BM = ${v.bm}u;`, `const BN = ${v.bn}u;`, `const BK = ${BK}u;`);
+    L.push(`const WX = ${v.bn / 4}u;`, `const WY = ${v.bm / 4}u;`, `const NT = ${(v.bm / 4) * (v.bn / 4)}u;`);
+  }
+  L.push(`const TRANS_A = ${b(v.transA)};`, `const TRANS_B = ${b(v.transB)};`);
+  L.push(`const HAS_SEG2 = ${b(!!v.seg2)};`, `const HAS_BIAS = ${b(!!v.bias)};`, `const OUT_DROP = ${b(v.outDrop)};`);
+  let slot = 1;
+  const bOpts = { typedF32: true, nativeF16: nativeB };
+  L.push(`@group(0) @binding(${slot++}) var<storage, read> A: array<f32>;`);
+  L.push(`@group(0) @binding(${slot++}) var<storage, read> B: ${weightArrayType(v.bType, bOpts)};`);
+  if (v.seg2) {
+    L.push(`@group(0) @binding(${slot++}) var<storage, read> A2: array<f32>;`);
+    L.push(`@group(0) @binding(${slot++}) var<storage, read> B2: array<f32>;`);
+  }
+  const biasOpts = { typedF32: true, nativeF16: nativeBias };
+  if (v.bias) L.push(`@group(0) @binding(${slot++}) var<storage, read> BIAS: ${weightArrayType(v.bias, biasOpts)};`);
+  L.push(`@group(0) @binding(${slot}) var<storage, read_write> C: array<f32>;`);
+
+  // Segment 1 loaders; (row, col) is the stored position, used by the dropout mask.
+  L.push(weightLoader('load_b', 'B', v.bType, bOpts));
+  const aRow = v.transA ? 'k' : 'm';
+  const aCol = v.transA ? 'm' : 'k';
+  let aExpr = `A[${aRow} * p.lda + ${aCol} + p.aAdj]`;
+  if (v.dropA) aExpr += ` * dropout_mul(p.seedIn, p.thrIn, p.scaleIn, ${aRow}, ${aCol})`;
+  L.push(`fn a1(m: u32, k: u32) -> f32 { return ${aExpr}; }`);
+  const bRow = v.transB ? 'n' : 'k';
+  const bCol = v.transB ? 'k' : 'n';
+  let bExpr = `load_b(${bRow} * p.ldb + ${bCol} + p.bAdj)`;
+  if (v.dropB) bExpr += ` * dropout_mul(p.seedIn, p.thrIn, p.scaleIn, ${bRow}, ${bCol})`;
+  L.push(`fn b1(k: u32, n: u32) -> f32 { return ${bExpr}; }`);
+  if (v.seg2) {
+    const a2 = v.seg2.transA ? 'A2[k * p.lda2 + m + p.a2Adj]' : 'A2[m * p.lda2 + k + p.a2Adj]';
+    const b2 = v.seg2.transB ? 'B2[n * p.ldb2 + k + p.b2Adj]' : 'B2[k * p.ldb2 + n + p.b2Adj]';
+    L.push(`fn a2(m: u32, k: u32) -> f32 { return ${a2}; }`);
+    L.push(`fn b2(k: u32, n: u32) -> f32 { return p.alpha2 * ${b2}; }`);
+  } else {
+    L.push(`fn a2(m: u32, k: u32) -> f32 { return 0.0; }`, `fn b2(k: u32, n: u32) -> f32 { return 0.0; }`);
+  }
+  L.push(`const PAIRED = ${b(!!v.pairs)};`);
+  if (v.pairs && nativeB) {
+    L.push(
+      'fn b1pair(k: u32, n: u32) -> vec2<f32> { let i = n * p.ldb + k + p.bAdj; return vec2<f32>(f32(B[i]), f32(B[i + 1u])); }',
+    );
+  } else if (v.pairs) {
+    const widen2 =
+      v.bType === 'f16' ? 'unpack2x16float(w)' : 'vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u))';
+    L.push(`fn b1pair(k: u32, n: u32) -> vec2<f32> { let w = B[(n * p.ldb + k + p.bAdj) >> 1u]; return ${widen2}; }`);
+  } else {
+    L.push('fn b1pair(k: u32, n: u32) -> vec2<f32> { return vec2<f32>(0.0); }');
+  }
+  if (v.bias) {
+    L.push(weightLoader('load_bias', 'BIAS', v.bias, biasOpts));
+    L.push('fn bias_at(n: u32) -> f32 { return load_bias(n + p.biasAdj); }');
+  } else L.push(`fn bias_at(n: u32) -> f32 { return 0.0; }`);
+  return L;
+}
+
+/** The full WGSL of a matmul variant (exported for compile checks in tests). */
+export function matmulShader(v: MatmulVariant): string {
+  const enable: string[] = [];
+  if (v.f16 && (v.bType === 'f16' || v.bias === 'f16')) enable.push('f16');
+  if (v.sg) enable.push('subgroups');
+  return wgslModule({
+    source: v.mr ? smallBody : body,
+    prelude: prelude(v),
+    enable,
+    libs: [templateSections(dropoutSource).common],
+    describe: JSON.stringify(v),
+  });
+}
+
+/** A name that identifies the variant completely (the pipeline label and its cache key). */
+export function matmulVariantName(v: MatmulVariant): string {
+  return (
+    (v.mr ? `matmul_small${v.mr}${v.pairs ? 'p' : ''}${v.sg ? `_sg${v.sg}` : ''}` : `matmul_${v.bm}x${v.bn}`) +
+    `_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}_${v.bType}` +
+    (v.seg2 ? `_seg2${v.seg2.transA ? 't' : 'n'}${v.seg2.transB ? 't' : 'n'}` : '') +
+    (v.bias ? `_bias${v.bias}` : '') +
+    (v.dropA ? '_dropA' : '') +
+    (v.dropB ? '_dropB' : '') +
+    (v.outDrop ? '_dropOut' : '') +
+    (v.f16 && (v.bType === 'f16' || v.bias === 'f16') ? '_nativef16' : '')
+  );
+}
