@@ -10,7 +10,7 @@
 import code from '../../shaders/finite.wgsl?raw';
 import { type Gpu, type Recorder, params } from '../gpu/context';
 import type { Tensor } from '../gpu/tensor';
-import { flatGrid, needDims, needElems, weightDType, wgslKernel } from './elementwise';
+import { bindingLimit, flatGrid, needDims, needElems, variantPipeline, weightDType } from './common';
 
 /** flags[slot] when the tensor is all finite. */
 export const ALL_FINITE = 0xffffffff;
@@ -36,9 +36,9 @@ export function recordFiniteScan(gpu: Gpu, rec: Recorder, a: FiniteScanArgs): vo
   needElems(what, 'flags', a.flags, a.slot + 1, ['u32']);
   const totalWords = dt === 'f32' ? a.n : Math.ceil(a.n / 2);
   if (totalWords === 0) return;
-  const pipe = gpu.pipeline('finite_scan', wgslKernel(code, 'scan'));
+  const pipe = variantPipeline(gpu, 'finite_scan', () => ({ source: code, kernel: 'scan' }));
   const align = gpu.limits.minStorageBufferOffsetAlignment;
-  const limit = Math.min(gpu.limits.maxStorageBufferBindingSize, a.maxBindingBytes ?? Infinity);
+  const limit = bindingLimit(gpu, a.maxBindingBytes);
   // Whole aligned windows: each starts on an aligned byte offset and holds whole words.
   const windowBytes = Math.max(align, Math.floor(limit / align) * align);
   for (let start = 0; start < totalWords * 4; start += windowBytes) {
