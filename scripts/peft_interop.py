@@ -12,6 +12,15 @@
       Writes a PEFT LoRA adapter with save_pretrained. init_lora_weights=False leaves A and B at
       their random layer initialisation, so the adapter changes the outputs (B = 0 would not).
 
+  peft_interop.py eval-examples --model DIR [--adapter DIR] --data FILE.jsonl
+      The same loss over pre-tokenized examples (a recipe's data/*.jsonl: input_ids and
+      completion_mask), counting the tokens whose mask is 1: the recipe's own view of the loss.
+
+  peft_interop.py update-diff --init DIR --a DIR --b DIR
+      Two adapters trained from the same init adapter: the size of each update (b - init, a - init,
+      as one vector over every tensor, in float64) and the size of their difference, overall and
+      for the worst tensor: {"update_norm", "diff_norm", "rel", "worst_rel", "worst_tensor"}.
+
 The last stdout line is JSON.
 """
 import argparse
@@ -57,6 +66,60 @@ def cmd_eval(a):
     print(json.dumps({"loss": total / count, "tokens": count}))
 
 
+def cmd_eval_examples(a):
+    model = load(a.model)
+    if a.adapter:
+        model = PeftModel.from_pretrained(model, a.adapter)
+        model.eval()
+    total = 0.0
+    count = 0
+    with open(a.data, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            x = torch.tensor([r["input_ids"]])
+            mask = torch.tensor(r["completion_mask"][1:], dtype=torch.bool)
+            with torch.no_grad():
+                logits = model(input_ids=x).logits[0, :-1].double()
+            nll = torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="none")
+            total += float(nll[mask].sum())
+            count += int(mask.sum())
+    print(json.dumps({"loss": total / count, "tokens": count}))
+
+
+def cmd_update_diff(a):
+    from safetensors.torch import load_file
+
+    def tensors(d):
+        return {k: v.double() for k, v in load_file(f"{d}/adapter_model.safetensors").items()}
+
+    init, ta, tb = tensors(a.init), tensors(a.a), tensors(a.b)
+    if set(ta) != set(init) or set(tb) != set(init):
+        raise SystemExit(f"different tensors: {sorted(set(ta) ^ set(init))} {sorted(set(tb) ^ set(init))}")
+    upd = 0.0
+    diff = 0.0
+    worst = (0.0, "")
+    for k in sorted(init):
+        ua, ub = ta[k] - init[k], tb[k] - init[k]
+        n, d = float((ua**2).sum()), float(((ua - ub) ** 2).sum())
+        upd += n
+        diff += d
+        if n > 0 and (d / n) ** 0.5 > worst[0]:
+            worst = ((d / n) ** 0.5, k)
+    print(
+        json.dumps(
+            {
+                "update_norm": upd**0.5,
+                "diff_norm": diff**0.5,
+                "rel": (diff / upd) ** 0.5 if upd > 0 else float("inf"),
+                "worst_rel": worst[0],
+                "worst_tensor": worst[1],
+            }
+        )
+    )
+
+
 def cmd_make_adapter(a):
     torch.manual_seed(a.seed)
     model = load(a.model)
@@ -84,6 +147,14 @@ def main(argv):
     e.add_argument("--model", required=True)
     e.add_argument("--adapter")
     e.add_argument("--data", required=True)
+    ee = sub.add_parser("eval-examples")
+    ee.add_argument("--model", required=True)
+    ee.add_argument("--adapter")
+    ee.add_argument("--data", required=True)
+    u = sub.add_parser("update-diff")
+    u.add_argument("--init", required=True)
+    u.add_argument("--a", required=True)
+    u.add_argument("--b", required=True)
     m = sub.add_parser("make-adapter")
     m.add_argument("--model", required=True)
     m.add_argument("--out", required=True)
@@ -93,10 +164,9 @@ def main(argv):
     m.add_argument("--rslora", action="store_true")
     m.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    if a.cmd == "eval":
-        cmd_eval(a)
-    else:
-        cmd_make_adapter(a)
+    {"eval": cmd_eval, "eval-examples": cmd_eval_examples, "update-diff": cmd_update_diff}.get(
+        a.cmd, cmd_make_adapter
+    )(a)
 
 
 if __name__ == "__main__":

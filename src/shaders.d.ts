@@ -4,3 +4,9 @@ declare module '*.wgsl?raw' {
   const source: string;
   export default source;
 }
+
+// The Python trainer a recipe folder ships (src/recipe/train.py), imported the same way.
+declare module '*.py?raw' {
+  const source: string;
+  export default source;
+}

@@ -5,16 +5,18 @@
  *   node bin/tabtune.mjs train --model DIR --data FILE --out DIR [...]
  *   node bin/tabtune.mjs eval --model DIR [--adapter DIR] --data FILE [--json]
  *   node bin/tabtune.mjs generate --model DIR [--adapter DIR] --prompt TEXT
+ *   node bin/tabtune.mjs export-recipe --model DIR|HUB_ID --data FILE --out DIR [train's flags]
  *   node bin/tabtune.mjs info | selftest | bench
  *
  * Exit codes: 0 success, 1 runtime failure (bad data, GPU error), 2 usage error.
  *
- * One file per command (train.ts, eval.ts, generate.ts, info.ts, selftest.ts; bench lives in
+ * One file per command (train.ts, eval.ts, generate.ts, export-recipe.ts, info.ts, selftest.ts; bench lives in
  * src/bench); common.ts holds the checks of files and folders they share, args.ts the flag parser.
  */
 
 import { UsageError } from './args';
 import { evaluate } from './eval';
+import { exportRecipe } from './export-recipe';
 import { generate } from './generate';
 import { info } from './info';
 import { selftest } from './selftest';
@@ -29,6 +31,9 @@ const USAGE = `tabtune: LoRA fine-tuning on WebGPU
      [--scheduler constant|linear|cosine] [--warmup N] [--max-grad-norm 1.0 (0 = off)]
      [--no-shuffle] [--seed S] [--val-fraction 0] [--loss-every 1] [--checkpoint-every N] [--resume]
      [--activation-checkpointing] [--json]
+  tabtune export-recipe --model DIR|owner/name --data FILE --out DIR [train's flags]
+     [--quantize nf4] [--no-double-quant]
+     the same run as a transformers + PEFT + TRL project (train.py, data, accelerate configs)
   tabtune eval --model DIR [--adapter DIR] --data FILE [--format ...] [--max-len N] [--json]
   tabtune generate --model DIR [--adapter DIR] --prompt TEXT [--chat] [--max-new-tokens N]
      [--temperature 0] [--top-k K] [--top-p P] [--seed S]
@@ -40,7 +45,10 @@ const USAGE = `tabtune: LoRA fine-tuning on WebGPU
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   // `tabtune train --help` prints the usage (it is not an unknown flag); a value "--help" can be given as --prompt=--help.
-  if (['train', 'eval', 'generate'].includes(command ?? '') && rest.some((a) => a === '--help' || a === '-h')) {
+  if (
+    ['train', 'eval', 'generate', 'export-recipe'].includes(command ?? '') &&
+    rest.some((a) => a === '--help' || a === '-h')
+  ) {
     process.stdout.write(USAGE);
     return 0;
   }
@@ -50,6 +58,8 @@ export async function main(argv: string[]): Promise<number> {
         return await train(rest);
       case 'eval':
         return await evaluate(rest);
+      case 'export-recipe':
+        return await exportRecipe(rest);
       case 'generate':
         return await generate(rest);
       case 'info':
@@ -67,7 +77,9 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(USAGE);
         return command === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command "${command}". Commands: train, eval, generate, info, selftest, bench.`);
+        throw new UsageError(
+          `unknown command "${command}". Commands: train, eval, generate, export-recipe, info, selftest, bench.`,
+        );
     }
   } catch (e) {
     const err = e as Error;

@@ -21,10 +21,10 @@ import { ModelRunner } from '../model/runner';
 import type { SafeTensor } from '../model/safetensors';
 import type { ModelSource } from '../model/source';
 import { type TextTokenizer, createTokenizer } from '../model/tokenizer';
-import { type Batch, BatchPlan, evalBatches, splitTrainVal } from '../train/batch';
+import { type Batch, BatchPlan, evalBatches } from '../train/batch';
 import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint } from '../train/checkpoint';
-import { parseDataset } from '../train/data/records';
-import { type TokenizedExample, examplePreview, tokenizeRecords } from '../train/data/render';
+import { NoUsableRecordsError, type SplitExamples, splitExamples } from '../train/data/examples';
+import { type TokenizedExample, examplePreview } from '../train/data/render';
 import { Trainer } from '../train/trainer';
 import { trainingMemory } from './memory';
 import type {
@@ -288,33 +288,19 @@ export class Engine implements EngineApi {
         `Max sequence length ${opts.maxLen} is longer than ${m.id} allows (${positionLimitText(m.config)}).`,
       );
     }
-    const format = opts.format && opts.format !== 'auto' ? opts.format : undefined;
-    const parsed = parseDataset(fileName, content, { format });
-    const tokenized = tokenizeRecords(m.tokenizer, parsed.records, {
-      maxLen: opts.maxLen,
-      overflow: parsed.container === 'txt' ? 'chunk' : 'truncate',
-    });
-    const issues = [...parsed.issues, ...tokenized.issues];
-    const usable: TokenizedExample[] = [];
-    for (const ex of tokenized.examples) {
-      if (ex.countedTokens > 0 && ex.ids.length >= 2) usable.push(ex);
-      else
-        issues.push({
-          line: ex.line,
-          message: 'no tokens of this record count in the loss (empty response or too short)',
-        });
+    let split: SplitExamples;
+    try {
+      split = splitExamples(m.tokenizer, fileName, content, opts);
+    } catch (e) {
+      if (e instanceof NoUsableRecordsError) throw new EngineError(e.message);
+      throw e;
     }
-    issues.sort((a, b) => a.line - b.line);
-    if (usable.length === 0) {
-      const first = issues[0] ? ` First problem: line ${issues[0].line}: ${issues[0].message}.` : '';
-      throw new EngineError(`${fileName}: no usable records (${parsed.records.length} parsed).${first}`);
-    }
-    const { train, val } = splitTrainVal(usable, { valFraction: opts.valFraction, seed: opts.seed });
+    const { train, val, usable, issues } = split;
     const previewCount = opts.previewCount ?? 20;
     const summary: DatasetSummary = {
       fileName,
-      format: parsed.format,
-      records: parsed.records.length,
+      format: split.format,
+      records: split.records,
       trainRecords: train.length,
       valRecords: val.length,
       trainTokens: train.reduce((n, e) => n + e.ids.length, 0),

@@ -1,0 +1,188 @@
+/**
+ * `tabtune export-recipe`: takes the flags of `tabtune train` and, instead of training, writes the
+ * run as a folder (--out) that Hugging Face's own stack runs: train.py (transformers + PEFT + TRL's
+ * SFTTrainer), the tokenized training and validation examples as Tabtune split them, pinned
+ * requirements, accelerate configs, a SLURM script and a README (src/recipe/).
+ *
+ * No GPU and no weights are needed: only the model's config.json and tokenizer, from a folder or
+ * (for a model too big for the tab) a Hugging Face Hub id (HF_ENDPOINT is honoured).
+ *   node bin/tabtune.mjs export-recipe --model DIR|owner/name --data FILE --out DIR [train's flags]
+ *     [--quantize nf4|none] [--no-double-quant]
+ */
+
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { TrainSettings } from '../engine/types';
+import { type FlagSpec, type ParsedFlags, UsageError, bool, parseFlags, str } from './args';
+import { checkOutDir, maxLenFor, readAdapter, readDataText, requireFile } from './common';
+import {
+  type LoraShape,
+  TRAIN_FLAGS,
+  adapterShape,
+  applySettingFlags,
+  baseTrainSettings,
+  checkLoraFlags,
+  checkStepsOrEpochs,
+  loraFromFlags,
+} from './run-flags';
+
+const EXPORT_FLAGS: Record<string, FlagSpec> = {
+  ...TRAIN_FLAGS,
+  // The frozen weights in 4-bit NF4 (QLoRA, bitsandbytes) with double quantization unless turned off.
+  quantize: { type: 'string', choices: ['nf4', 'none'] },
+  'double-quant': { type: 'bool' },
+};
+
+const COMMAND = 'export-recipe';
+
+/** The quantization the recipe asks bitsandbytes for, from --quantize / --double-quant. */
+function quantizeFlags(f: ParsedFlags): { doubleQuant: boolean } | null {
+  const q = str(f, 'quantize');
+  const dq = bool(f, 'double-quant');
+  if (dq !== undefined && q !== 'nf4') {
+    throw new UsageError(
+      `${COMMAND}: ${dq ? '--double-quant' : '--no-double-quant'} applies to 4-bit frozen weights; add --quantize nf4.`,
+    );
+  }
+  return q === 'nf4' ? { doubleQuant: dq ?? true } : null;
+}
+
+/** The model as a folder when one exists at the path, else as a Hub repo id. */
+async function modelSource(given: string) {
+  const m = await import('../model/source');
+  const path = resolve(given);
+  if (existsSync(path)) {
+    if (!statSync(path).isDirectory())
+      throw new UsageError(`--model "${given}" is a file; expected a model folder or a Hub id (owner/name).`);
+    if (!existsSync(join(path, 'config.json')))
+      throw new UsageError(`--model "${given}" has no config.json; expected a Hugging Face model folder.`);
+    return { source: new m.DirSource(path), ref: path };
+  }
+  if (!/^[\w.-]+\/[\w.-]+$/.test(given) || given.split('/').some((p) => p === '.' || p === '..')) {
+    throw new UsageError(`--model "${given}" is neither a folder nor a Hugging Face Hub id (owner/name).`);
+  }
+  return { source: m.UrlSource.hub(given, 'main', { endpoint: process.env.HF_ENDPOINT }), ref: given };
+}
+
+/** Writes the files into a fresh sibling folder, then puts it in place of --out (never half a recipe). */
+async function writeFolder(out: string, files: { path: string; data: string | Uint8Array; executable?: boolean }[]) {
+  if (existsSync(out)) {
+    const entries = readdirSync(out);
+    if (entries.length > 0 && !entries.includes('tabtune_run.json')) {
+      throw new UsageError(
+        `--out "${out}" already holds other files; give a new or empty folder (an earlier recipe folder is replaced).`,
+      );
+    }
+  }
+  const tmp = join(dirname(out), `.${basename(out)}.partial-${process.pid}`);
+  await rm(tmp, { recursive: true, force: true });
+  try {
+    for (const f of files) {
+      const p = join(tmp, ...f.path.split('/'));
+      await mkdir(dirname(p), { recursive: true });
+      await writeFile(p, f.data);
+      if (f.executable) await chmod(p, 0o755);
+    }
+    if (existsSync(out)) {
+      const old = join(dirname(out), `.${basename(out)}.old-${process.pid}`);
+      await rename(out, old);
+      await rename(tmp, out);
+      await rm(old, { recursive: true, force: true });
+    } else {
+      await rename(tmp, out);
+    }
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+const shellQuote = (a: string): string => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
+
+export async function exportRecipe(argv: string[]): Promise<number> {
+  const f = parseFlags(argv, EXPORT_FLAGS, COMMAND);
+  checkStepsOrEpochs(f, COMMAND);
+  if (bool(f, 'resume')) {
+    throw new UsageError(
+      `${COMMAND}: --resume continues a Tabtune checkpoint; the recipe's train.py resumes its own ` +
+        '(python train.py --output_dir OUT --resume_from_checkpoint).',
+    );
+  }
+  const quantize = quantizeFlags(f);
+  const dataPath = requireFile(str(f, 'data')!, '--data file');
+  const dataText = await readDataText(dataPath, str(f, 'data')!);
+  const out = checkOutDir(str(f, 'out')!);
+  const json = bool(f, 'json') ?? false;
+  const log = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
+
+  const { source, ref } = await modelSource(str(f, 'model')!);
+  const [{ loadConfigOnly, loadTokenizerFiles }, { createTokenizer }, { linearModuleNames }, targets] =
+    await Promise.all([
+      import('../model/load'),
+      import('../model/tokenizer'),
+      import('../model/registry'),
+      import('../lora/targets'),
+    ]);
+  const config = await loadConfigOnly(source);
+  const { tokenizerJson, tokenizerConfig } = await loadTokenizerFiles(source);
+  const tok = await createTokenizer(tokenizerJson, tokenizerConfig, config);
+
+  const settings: TrainSettings = baseTrainSettings(f, maxLenFor(f, COMMAND, { path: ref, config }));
+  applySettingFlags(f, settings);
+  const initFlag = str(f, 'init-from');
+  const initFrom = initFlag ? await readAdapter(initFlag, '--init-from') : undefined;
+  const fixed: LoraShape | undefined = initFrom ? adapterShape(initFrom, initFlag!) : undefined;
+  if (fixed) checkLoraFlags(f, fixed, `--init-from ${initFlag}`, COMMAND);
+  const linearModules = linearModuleNames(config);
+  let defaultTargets: string[];
+  try {
+    defaultTargets = targets.defaultTargetModules(config.modelType);
+  } catch {
+    defaultTargets = linearModules;
+  }
+  const lora = loraFromFlags(f, { modelType: config.modelType, linearModules, defaultTargets }, fixed, COMMAND);
+
+  const { splitExamples, NoUsableRecordsError } = await import('../train/data/examples');
+  let split;
+  try {
+    split = splitExamples(tok, basename(dataPath), dataText, {
+      format: (str(f, 'format') as 'auto') ?? 'auto',
+      maxLen: settings.maxLen,
+      valFraction: settings.valFraction,
+      seed: settings.seed,
+    });
+  } catch (e) {
+    if (e instanceof NoUsableRecordsError) throw new Error(e.message, { cause: e });
+    throw e;
+  }
+  for (const issue of split.issues)
+    process.stderr.write(`tabtune: ${basename(dataPath)}:${issue.line}: ${issue.message} (skipped)\n`);
+
+  const { buildRecipe } = await import('../recipe/recipe');
+  const files = buildRecipe({
+    model: ref,
+    modelType: config.modelType,
+    fanInFanOut: config.arch === 'gpt2',
+    lora,
+    train: settings,
+    data: { fileName: basename(dataPath), format: split.format, train: split.train, val: split.val },
+    decode: (ids) => tok.decode(ids, { skipSpecialTokens: false }),
+    initFrom,
+    quantize,
+    command: ['tabtune', COMMAND, ...argv].map(shellQuote).join(' '),
+  });
+  await writeFolder(out, files);
+  const counted = split.train.reduce((n, e) => n + e.countedTokens, 0);
+  log(
+    `data: ${basename(dataPath)} (${split.format}), ${split.train.length} training examples, ${split.val.length} validation, ` +
+      `${counted} counted tokens`,
+  );
+  log(`wrote the recipe to ${out}: python ${join(out, 'train.py')} --output_dir ADAPTER_DIR (see its README.md)`);
+  if (json) {
+    process.stdout.write(
+      `${JSON.stringify({ out, files: files.map((x) => x.path), trainExamples: split.train.length, valExamples: split.val.length, countedTokens: counted })}\n`,
+    );
+  }
+  return 0;
+}

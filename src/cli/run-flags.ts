@@ -1,0 +1,205 @@
+/**
+ * The flags of a training run, shared by `tabtune train` and `tabtune export-recipe` (which takes
+ * the same flags and writes the run as a TRL project instead of running it): the flag table, the
+ * TrainSettings they set, and the LoRA settings they pick, checked against the model's linear
+ * modules and against an adapter being continued (--init-from) or a checkpoint (--resume).
+ */
+
+import type { LoraSettings, PeftFiles, TrainSettings } from '../engine/types';
+import { DEFAULT_TRAIN } from '../engine/defaults';
+import { join } from 'node:path';
+import { type FlagSpec, type ParsedFlags, UsageError, bool, num, str } from './args';
+import { FORMAT } from './common';
+
+export const TRAIN_FLAGS: Record<string, FlagSpec> = {
+  model: { type: 'string', required: true },
+  data: { type: 'string', required: true },
+  out: { type: 'string', required: true },
+  format: FORMAT,
+  targets: { type: 'string' },
+  r: { type: 'int', min: 1, max: 4096 },
+  alpha: { type: 'number', min: 0, exclusiveMin: true },
+  dropout: { type: 'number', min: 0, max: 0.99 },
+  rslora: { type: 'bool' },
+  'init-from': { type: 'string' },
+  optimizer: { type: 'string', choices: ['adamw', 'sgd'] },
+  lr: { type: 'number', min: 0, exclusiveMin: true },
+  'weight-decay': { type: 'number', min: 0 },
+  steps: { type: 'int', min: 1 },
+  epochs: { type: 'number', min: 0, exclusiveMin: true },
+  batch: { type: 'int', min: 1 },
+  'grad-accum': { type: 'int', min: 1 },
+  'max-len': { type: 'int', min: 2 },
+  scheduler: { type: 'string', choices: ['constant', 'linear', 'cosine'] },
+  warmup: { type: 'int', min: 0 },
+  'max-grad-norm': { type: 'number', min: 0 },
+  shuffle: { type: 'bool' },
+  seed: { type: 'int', min: 0 },
+  'val-fraction': { type: 'number', min: 0, max: 0.5 },
+  'loss-every': { type: 'int', min: 1 },
+  'checkpoint-every': { type: 'int', min: 0 },
+  resume: { type: 'bool' },
+  'activation-checkpointing': { type: 'bool' },
+  json: { type: 'bool' },
+};
+
+/** Flags that set TrainSettings fields (for --resume: taken from the checkpoint unless given). */
+export const TRAIN_SETTING_FLAGS: readonly [string, keyof TrainSettings][] = [
+  ['optimizer', 'optimizer'],
+  ['lr', 'lr'],
+  ['weight-decay', 'weightDecay'],
+  ['batch', 'batch'],
+  ['grad-accum', 'gradAccum'],
+  ['max-len', 'maxLen'],
+  ['scheduler', 'scheduler'],
+  ['warmup', 'warmup'],
+  ['max-grad-norm', 'maxGradNorm'],
+  ['shuffle', 'shuffle'],
+  ['seed', 'seed'],
+  ['val-fraction', 'valFraction'],
+  ['loss-every', 'lossEvery'],
+  ['checkpoint-every', 'checkpointEvery'],
+  ['activation-checkpointing', 'activationCheckpointing'],
+];
+
+/** --steps or --epochs, not both. */
+export function checkStepsOrEpochs(f: ParsedFlags, command: string): void {
+  if (num(f, 'steps') !== undefined && num(f, 'epochs') !== undefined) {
+    throw new UsageError(`${command}: give either --steps or --epochs, not both.`);
+  }
+}
+
+/** The CLI's TrainSettings before any flag: the engine's defaults with the CLI's own choices. */
+export function baseTrainSettings(f: ParsedFlags, maxLen: number): TrainSettings {
+  return {
+    ...DEFAULT_TRAIN,
+    steps: num(f, 'steps') ?? 0,
+    epochs: num(f, 'epochs') ?? (num(f, 'steps') ? 0 : DEFAULT_TRAIN.epochs),
+    maxLen,
+    shuffle: true,
+    lossEvery: 1,
+    evalEvery: 0,
+    checkpointEvery: 0,
+    valFraction: 0,
+    activationCheckpointing: false,
+  };
+}
+
+/** Writes every given setting flag into `settings`. */
+export function applySettingFlags(f: ParsedFlags, settings: TrainSettings): void {
+  for (const [flag, key] of TRAIN_SETTING_FLAGS) {
+    if (f[flag] !== undefined) (settings as unknown as Record<string, unknown>)[key] = f[flag];
+  }
+}
+
+/** The LoRA shape an existing adapter or checkpoint fixes (r, alpha, targets, rsLoRA). */
+export interface LoraShape {
+  r: number;
+  lora_alpha: number;
+  target_modules: string[] | string;
+  use_rslora: boolean;
+}
+
+export function adapterShape(files: PeftFiles, dir: string): LoraShape {
+  let c: Record<string, unknown>;
+  try {
+    c = JSON.parse(files.adapterConfig) as Record<string, unknown>;
+  } catch (e) {
+    throw new UsageError(`${join(dir, 'adapter_config.json')}: not valid JSON (${(e as Error).message}).`);
+  }
+  if (!c || typeof c !== 'object' || typeof c.r !== 'number' || typeof c.lora_alpha !== 'number') {
+    throw new UsageError(
+      `${join(dir, 'adapter_config.json')}: expected a PEFT LoRA config with numeric "r" and "lora_alpha".`,
+    );
+  }
+  const t = c.target_modules;
+  return {
+    r: c.r,
+    lora_alpha: c.lora_alpha,
+    target_modules: typeof t === 'string' || Array.isArray(t) ? (t as string[] | string) : [],
+    use_rslora: c.use_rslora === true,
+  };
+}
+
+function describeTargets(t: string[] | string): string {
+  if (typeof t === 'string') return JSON.stringify(t);
+  const names = [...new Set(t.map((p) => p.slice(p.lastIndexOf('.') + 1)))];
+  return names.length === t.length ? names.join(',') : `${names.join(',')} (${t.length} modules)`;
+}
+
+/** --r, --alpha, --rslora and --targets cannot change the shape of an adapter being continued. */
+export function checkLoraFlags(f: ParsedFlags, shape: LoraShape, source: string, command: string): void {
+  const given: [string, unknown, unknown][] = [
+    ['r', num(f, 'r'), shape.r],
+    ['alpha', num(f, 'alpha'), shape.lora_alpha],
+    ['rslora', bool(f, 'rslora'), shape.use_rslora],
+  ];
+  for (const [flag, mine, theirs] of given) {
+    if (mine !== undefined && mine !== theirs) {
+      throw new UsageError(
+        `${command}: --${flag} ${String(mine)} conflicts with ${source}, which has ${flag === 'alpha' ? 'lora_alpha' : flag === 'rslora' ? 'use_rslora' : 'r'} ` +
+          `${String(theirs)}; a continued adapter keeps its r, alpha and targets (leave --${flag} out).`,
+      );
+    }
+  }
+  if (str(f, 'targets') !== undefined) {
+    throw new UsageError(
+      `${command}: --targets conflicts with ${source}, whose targets are ${describeTargets(shape.target_modules)}; ` +
+        'a continued adapter keeps its r, alpha and targets (leave --targets out).',
+    );
+  }
+}
+
+/** --targets as LoRA target_modules, checked against the model's linear module names. */
+function parseTargets(
+  flag: string,
+  linearModules: string[],
+  modelType: string,
+  command: string,
+): string[] | 'all-linear' {
+  const list = flag.split(',').map((t) => t.trim());
+  if (list.length === 1 && list[0]!.toLowerCase() === 'all-linear') return 'all-linear';
+  const available = `this model (${modelType}) has ${linearModules.join(', ')}, or use all-linear`;
+  if (list.every((t) => t === ''))
+    throw new UsageError(`${command}: --targets is empty; expected module names (${available}).`);
+  if (list.some((t) => t === ''))
+    throw new UsageError(`${command}: --targets "${flag}" has an empty name; expected comma-separated module names.`);
+  for (const t of list) {
+    if (t.toLowerCase() === 'all-linear')
+      throw new UsageError(`${command}: --targets all-linear cannot be combined with module names.`);
+    // PEFT also takes a dotted suffix of the module path (self_attn.q_proj): its last part must be a module name.
+    const last = t.slice(t.lastIndexOf('.') + 1);
+    if (!linearModules.includes(last))
+      throw new UsageError(`${command}: --targets "${t}" is not a linear module name; ${available}.`);
+  }
+  return list;
+}
+
+/** What the LoRA flags are checked against: the model's module names and family defaults. */
+export interface ModelModules {
+  modelType: string;
+  linearModules: string[];
+  defaultTargets: string[];
+}
+
+/** The run's LoRA settings: from a continued adapter or checkpoint (`fixed`), else from the flags. */
+export function loraFromFlags(
+  f: ParsedFlags,
+  model: ModelModules,
+  fixed: LoraShape | undefined,
+  command: string,
+): LoraSettings {
+  const targetsFlag = str(f, 'targets');
+  return {
+    r: fixed?.r ?? num(f, 'r') ?? 8,
+    lora_alpha: fixed?.lora_alpha ?? num(f, 'alpha') ?? 16,
+    lora_dropout: num(f, 'dropout') ?? 0.05,
+    target_modules:
+      // (a regex string from an adapter's config works too: the engine reads any string as PEFT does)
+      (fixed?.target_modules as LoraSettings['target_modules'] | undefined) ??
+      (targetsFlag === undefined
+        ? model.defaultTargets
+        : parseTargets(targetsFlag, model.linearModules, model.modelType, command)),
+    use_rslora: fixed?.use_rslora ?? bool(f, 'rslora') ?? false,
+  };
+}

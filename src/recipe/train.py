@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""Fine-tunes a LoRA adapter with Hugging Face transformers + PEFT + TRL's SFTTrainer, as Tabtune
+would run the same settings. Written by `tabtune export-recipe` (or the app's "Run at scale").
+
+    python train.py --output_dir OUT                       # one process: GPU if there is one, else CPU
+    accelerate launch --config_file accelerate/multi_gpu.yaml train.py --output_dir OUT --bf16
+
+Every setting comes from tabtune_run.json beside this file (written by Tabtune; edit it to change
+the run). The training and validation examples in data/ are already tokenized exactly as Tabtune
+rendered them: `input_ids` and `completion_mask` (1 where predicting that token counts in the loss:
+text records count every token and the EOS; Alpaca and chat records count the response and its
+EOS). SFTTrainer turns the mask into labels (-100 elsewhere) and does not tokenize again, so the
+loss is Tabtune's: the mean next-token cross-entropy over all counted tokens of an optimizer step
+(token-weighted across sequences, accumulated micro-batches and processes).
+
+What is the same as in Tabtune: the model's weights widened to float32 (without --bf16), the LoRA
+config (r, alpha, dropout, targets, rsLoRA), the optimizer (torch AdamW with decoupled weight decay,
+or plain SGD), learning rate, scheduler and warmup, gradient clipping, steps or epochs, batch and
+accumulation (an epoch's last step may hold fewer micro-batches; a step never spans two epochs),
+the seed, and the record order of --no-shuffle. What differs: the random draws (a fresh adapter's
+initial lora_A, dropout masks, the shuffled order) come from torch's generator seeded with the same
+seed, not Tabtune's; start from an adapter (tabtune export-recipe --init-from) to start from the
+same weights.
+
+The adapter is written to --output_dir in PEFT's layout (adapter_config.json +
+adapter_model.safetensors); Tabtune imports it (the app's library, or the CLI's --adapter). The last
+line printed is a JSON summary: steps, first and last training loss, validation loss.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--output_dir", required=True, help="where the adapter (and checkpoints) are written")
+    p.add_argument(
+        "--model_name_or_path",
+        default=None,
+        help="the base model (a Hub id or a folder); default: the one in tabtune_run.json",
+    )
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="load the frozen weights in bfloat16 and train with bf16 autocast (GPUs; Tabtune computes in float32)",
+    )
+    p.add_argument(
+        "--resume_from_checkpoint",
+        nargs="?",
+        const=True,
+        default=None,
+        help="continue from the last checkpoint in --output_dir (or the one named)",
+    )
+    p.add_argument("--report_to", default="none", help="none, tensorboard, wandb, ... (as in TrainingArguments)")
+    p.add_argument(
+        "--no_keep_global_batch",
+        action="store_true",
+        help="with several processes, use the batch per process (default: divide it so the global batch is Tabtune's)",
+    )
+    p.add_argument("--run", default=str(HERE / "tabtune_run.json"), help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def read_jsonl(path):
+    """The examples of one split: input_ids and completion_mask (other fields are for reading)."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            ids, mask = r["input_ids"], r["completion_mask"]
+            if len(ids) != len(mask):
+                raise SystemExit(f"{path}:{n}: input_ids has {len(ids)} tokens but completion_mask {len(mask)}")
+            rows.append({"input_ids": ids, "completion_mask": mask})
+    return rows
+
+
+def counted_tokens(rows):
+    # Position 0 is never predicted, so its mask entry never counts (Tabtune writes 0 there).
+    return sum(sum(r["completion_mask"][1:]) for r in rows)
+
+
+def batch_shape(batch, accum, world, keep_global):
+    """Per-process batch and accumulation so that batch x accumulation x processes stays Tabtune's."""
+    if world <= 1 or not keep_global:
+        return batch, accum, None
+    if batch % world == 0:
+        return batch // world, accum, None
+    if accum % world == 0:
+        return batch, accum // world, None
+    return batch, accum, (
+        f"the batch ({batch}) and accumulation ({accum}) do not divide among {world} processes: "
+        f"each process takes the whole batch, so a step holds {batch * accum * world} examples"
+    )
+
+
+def sft_config(run, args, world):
+    from trl import SFTConfig
+
+    t = run["training"]
+    batch, accum, note = batch_shape(
+        t["per_device_train_batch_size"], t["gradient_accumulation_steps"], world, not args.no_keep_global_batch
+    )
+    if note:
+        print(f"train.py: {note}", file=sys.stderr)
+    return SFTConfig(
+        output_dir=args.output_dir,
+        # Optimizer and schedule (Tabtune's names -> TrainingArguments in tabtune_run.json).
+        optim=t["optim"],
+        learning_rate=t["learning_rate"],
+        weight_decay=t["weight_decay"],
+        adam_beta1=t["adam_beta1"],
+        adam_beta2=t["adam_beta2"],
+        adam_epsilon=t["adam_epsilon"],
+        lr_scheduler_type=t["lr_scheduler_type"],
+        warmup_steps=t["warmup_steps"],
+        max_grad_norm=t["max_grad_norm"],
+        max_steps=t["max_steps"],
+        num_train_epochs=t["num_train_epochs"],
+        # Batching: examples per micro-batch, micro-batches per step; `sequential` keeps file order.
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accum,
+        per_device_eval_batch_size=batch,
+        train_sampling_strategy="random" if t["shuffle"] else "sequential",
+        seed=t["seed"],
+        data_seed=t["seed"],
+        # The examples are tokenized already: max_length only re-checks Tabtune's cut, and
+        # completion_only_loss turns completion_mask into labels.
+        max_length=t["max_length"],
+        completion_only_loss=True,
+        packing=False,
+        padding_free=False,
+        average_tokens_across_devices=True,
+        gradient_checkpointing=t["gradient_checkpointing"],
+        bf16=args.bf16,
+        logging_steps=t["logging_steps"],
+        save_strategy="steps" if t["save_steps"] > 0 else "no",
+        save_steps=t["save_steps"] if t["save_steps"] > 0 else 500,
+        eval_strategy="no",
+        report_to=args.report_to,
+    )
+
+
+def load_model(run, args):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"dtype": torch.bfloat16 if args.bf16 else torch.float32}
+    q = run.get("quantization")
+    if q:
+        from transformers import BitsAndBytesConfig
+
+        with open(HERE / q["config"], encoding="utf-8") as f:
+            bnb = json.load(f)
+        compute = torch.bfloat16 if args.bf16 else torch.float32
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            **bnb, bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=compute
+        )
+    return AutoModelForCausalLM.from_pretrained(args.model_name_or_path or run["model"], **kwargs)
+
+
+def peft_parts(run, model):
+    """(model, peft_config): a continued adapter is loaded trainable; a fresh one is made by SFTTrainer."""
+    from peft import LoraConfig, PeftModel
+
+    if run.get("init_adapter"):
+        return PeftModel.from_pretrained(model, str(HERE / run["init_adapter"]), is_trainable=True), None
+    lo = run["lora"]
+    return model, LoraConfig(
+        task_type="CAUSAL_LM",
+        r=lo["r"],
+        lora_alpha=lo["lora_alpha"],
+        lora_dropout=lo["lora_dropout"],
+        target_modules=lo["target_modules"],
+        use_rslora=lo["use_rslora"],
+        fan_in_fan_out=lo["fan_in_fan_out"],
+        bias="none",
+    )
+
+
+def token_weighted_loss(trainer, dataset, batch_size):
+    """Mean next-token loss per counted token over `dataset` (Tabtune's validation loss)."""
+    import torch
+
+    model = trainer.model_wrapped
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    count = 0
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            batch = trainer.data_collator([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows])
+            batch = {k: v.to(trainer.args.device) for k, v in batch.items()}
+            # num_items_in_batch=1: the model returns the summed loss over the batch's counted tokens.
+            out = model(**batch, use_cache=False, num_items_in_batch=torch.tensor(1, device=trainer.args.device))
+            total += float(out.loss)
+            count += int((batch["labels"][:, 1:] != -100).sum())
+    if was_training:
+        model.train()
+    return total / count if count else float("nan")
+
+
+def main(argv):
+    args = parse_args(argv)
+    with open(args.run, encoding="utf-8") as f:
+        run = json.load(f)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    from datasets import Dataset
+    from transformers import AutoTokenizer, TrainerCallback, set_seed
+    from trl import SFTTrainer
+
+    t = run["training"]
+    data = run["data"]
+    set_seed(t["seed"])
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    config = sft_config(run, args, world)
+
+    train_rows = read_jsonl(HERE / data["train"])
+    val_rows = read_jsonl(HERE / data["validation"]) if data.get("validation") else []
+    for name, rows, want in (
+        ("train", train_rows, data["train_counted_tokens"]),
+        ("validation", val_rows, data.get("validation_counted_tokens", 0)),
+    ):
+        if counted_tokens(rows) != want:
+            raise SystemExit(
+                f"data/{name}.jsonl counts {counted_tokens(rows)} tokens but tabtune_run.json says {want}: "
+                "the data files were changed; export the recipe again."
+            )
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path or run["model"])
+    model = load_model(run, args)
+    if run.get("quantization"):
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=t["gradient_checkpointing"])
+    model, peft_config = peft_parts(run, model)
+
+    val_losses = []
+
+    class ValidationLoss(TrainerCallback):
+        """Tabtune's validation loss (token-weighted) every eval_every steps; every process runs it."""
+
+        def on_step_end(self, _args, state, _control, **_kw):
+            every = t["eval_every"]
+            due = every > 0 and state.global_step % every == 0 and state.global_step < state.max_steps
+            if val_set is not None and due:
+                loss = token_weighted_loss(trainer, val_set, config.per_device_eval_batch_size)
+                val_losses.append({"step": state.global_step, "val_loss": loss})
+                if trainer.is_world_process_zero():
+                    print(json.dumps({"step": state.global_step, "val_loss": loss}), flush=True)
+
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(train_rows),
+        # Prepared (labels from completion_mask) like the training set; evaluated by ValidationLoss.
+        eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[ValidationLoss()],
+    )
+    val_set = trainer.eval_dataset
+    # The prepared labels must count exactly the tokens Tabtune counts (a check on TRL's masking).
+    labels = trainer.train_dataset["labels"]
+    got = sum(sum(1 for x in row[1:] if x != -100) for row in labels)
+    if got != data["train_counted_tokens"]:
+        raise SystemExit(f"SFTTrainer's labels count {got} tokens, Tabtune counts {data['train_counted_tokens']}")
+
+    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.save_model(args.output_dir)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    final_val = token_weighted_loss(trainer, val_set, config.per_device_eval_batch_size) if val_set is not None else None
+    if trainer.is_world_process_zero():
+        summary = {
+            "steps": result.global_step,
+            "firstLoss": losses[0] if losses else None,
+            "finalLoss": losses[-1] if losses else None,
+            "finalValLoss": final_val,
+            "losses": losses,
+            "valLosses": val_losses,
+            "out": args.output_dir,
+        }
+        print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
