@@ -13,8 +13,8 @@ EOS). SFTTrainer turns the mask into labels (-100 elsewhere) and does not tokeni
 loss is Tabtune's: the mean next-token cross-entropy over all counted tokens of an optimizer step
 (token-weighted across sequences, accumulated micro-batches and processes).
 
-What is the same as in Tabtune: the model's weights widened to float32 (without --bf16), the LoRA
-config (r, alpha, dropout, targets, rsLoRA), the optimizer (torch AdamW with decoupled weight decay,
+What is the same as in Tabtune: the model's weights widened to float32 (without --bf16) and its own
+dropout off (GPT-2's attn/resid/embd_pdrop; only LoRA's dropout applies), the LoRA config (r, alpha, dropout, targets, rsLoRA), the optimizer (torch AdamW with decoupled weight decay,
 or plain SGD), learning rate, scheduler and warmup, gradient clipping, steps or epochs, batch and
 accumulation (an epoch's last step may hold fewer micro-batches; a step never spans two epochs),
 the seed, and the record order of --no-shuffle. What differs: the random draws (a fresh adapter's
@@ -61,6 +61,11 @@ def parse_args(argv):
         "--no_keep_global_batch",
         action="store_true",
         help="with several processes, use the batch per process (default: divide it so the global batch is Tabtune's)",
+    )
+    p.add_argument(
+        "--keep_model_dropout",
+        action="store_true",
+        help="keep the base model's own dropout (e.g. GPT-2's 0.1); Tabtune trains without it",
     )
     p.add_argument("--run", default=str(HERE / "tabtune_run.json"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -147,11 +152,23 @@ def sft_config(run, args, world):
     )
 
 
+def without_dropout(config):
+    """The config with the base model's own dropout at 0 (GPT-2's attn/resid/embd_pdrop...): Tabtune
+    runs the frozen model without dropout; only LoRA has its lora_dropout."""
+    for key, value in config.to_dict().items():
+        if (key.endswith("dropout") or key.endswith("pdrop")) and isinstance(value, float) and value > 0:
+            setattr(config, key, 0.0)
+    return config
+
+
 def load_model(run, args):
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
+    name = args.model_name_or_path or run["model"]
     kwargs = {"dtype": torch.bfloat16 if args.bf16 else torch.float32}
+    if not args.keep_model_dropout:
+        kwargs["config"] = without_dropout(AutoConfig.from_pretrained(name))
     q = run.get("quantization")
     if q:
         from transformers import BitsAndBytesConfig
@@ -162,7 +179,7 @@ def load_model(run, args):
         kwargs["quantization_config"] = BitsAndBytesConfig(
             **bnb, bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=compute
         )
-    return AutoModelForCausalLM.from_pretrained(args.model_name_or_path or run["model"], **kwargs)
+    return AutoModelForCausalLM.from_pretrained(name, **kwargs)
 
 
 def peft_parts(run, model):

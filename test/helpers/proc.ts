@@ -6,10 +6,22 @@ export interface ProcResult {
   stderr: string;
 }
 
-/** Runs a command to its end and collects its output (no shell; `cwd` defaults to the process's). */
-export function runCommand(cmd: string, args: string[], cwd?: string): Promise<ProcResult> {
+/**
+ * Runs a command to its end and collects its output (no shell; `cwd` defaults to the process's;
+ * `env` adds variables to the process's own).
+ */
+export function runCommand(
+  cmd: string,
+  args: string[],
+  cwd?: string,
+  env?: Record<string, string>,
+): Promise<ProcResult> {
   return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(cmd, args, {
+      cwd,
+      env: env ? { ...process.env, ...env } : undefined,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += d));

@@ -1,0 +1,259 @@
+/**
+ * The recipe (`tabtune export-recipe`) run by Hugging Face's stack (transformers + PEFT + TRL's
+ * SFTTrainer on CPU torch) against `tabtune train` with the same flags, on tiny models:
+ *   - one plain-SGD step from the same init adapter over the same batch (several accumulated
+ *     micro-batches of unequal token counts, so the token weighting across them matters) gives the
+ *     same first loss and the same adapter update within 2% of the update's size, for text (llama),
+ *     Alpaca in the Stanford template (gpt2, Conv1D) and chat in ChatML (qwen2, two assistant turns);
+ *   - a few AdamW steps lower the loss on both sides;
+ *   - the adapter train.py writes imports into `tabtune eval` and gives Python's loss on the same
+ *     examples (the round trip);
+ *   - requirements.txt pins the versions this Python has.
+ * Run by `npm run test:peft` (not `npm test`: it needs the Python stack of scripts/peft-venv.mjs).
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TINY_CORPUS, type TinyModelType, writeTinyModel } from '../fixtures/tiny-model';
+import { runCommand } from '../helpers/proc';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const PYTHON = process.env.TABTUNE_PEFT_PYTHON ?? join(ROOT, '.venv-peft', 'bin', 'python');
+// Nothing may be fetched: the models are local folders; no telemetry.
+const PY_ENV = { HF_HUB_OFFLINE: '1', HF_HUB_DISABLE_TELEMETRY: '1', TOKENIZERS_PARALLELISM: 'false' };
+let dir = '';
+
+type Json = Record<string, unknown>;
+
+async function lastJson(cmd: string, args: string[]): Promise<Json> {
+  const r = await runCommand(cmd, args, ROOT, PY_ENV);
+  expect(r.code, `${cmd} ${args.join(' ')}\n${r.stderr.slice(-4000)}`).toBe(0);
+  const lines = r.stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]!) as Json;
+}
+
+const tabtune = (args: string[]) => lastJson(process.execPath, [join(ROOT, 'bin', 'tabtune.mjs'), ...args]);
+const helper = (args: string[]) => lastJson(PYTHON, [join(ROOT, 'scripts', 'peft_interop.py'), ...args]);
+const trainPy = (recipe: string, out: string) => lastJson(PYTHON, [join(recipe, 'train.py'), '--output_dir', out]);
+
+const ALPACA = [
+  { instruction: 'What did the cat watch?', input: '', output: 'The cat watched the rain.' },
+  { instruction: 'Where did the children play?', input: '', output: 'The children played in the garden.' },
+  { instruction: 'What color was the sea?', input: 'Think of the book.', output: 'The sea was deep and blue.' },
+  { instruction: 'Where did the cat sleep?', input: '', output: 'On the warm mat.' },
+  { instruction: 'What sang in the tree?', input: 'The tallest tree.', output: 'A bird sang.' },
+  { instruction: 'When did the sun come out?', input: '', output: 'In the morning.' },
+  { instruction: 'What did the family do in the evening?', input: '', output: 'They ate dinner together.' },
+];
+
+const CHAT = [
+  {
+    messages: [
+      { role: 'system', content: 'You answer questions about the story.' },
+      { role: 'user', content: 'What did the cat watch?' },
+      { role: 'assistant', content: 'The rain.' },
+      { role: 'user', content: 'And the bird?' },
+      { role: 'assistant', content: 'The bird sang in the tallest tree.' },
+    ],
+  },
+  {
+    messages: [
+      { role: 'user', content: 'Where did the children play?' },
+      { role: 'assistant', content: 'In the garden, between the trees.' },
+    ],
+  },
+  {
+    messages: [
+      { role: 'user', content: 'What color was the sea?' },
+      { role: 'assistant', content: 'Deep and blue.' },
+    ],
+  },
+  {
+    messages: [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Who slept on the mat?' },
+      { role: 'assistant', content: 'The small cat.' },
+    ],
+  },
+  {
+    messages: [
+      { role: 'user', content: 'What did the family do?' },
+      { role: 'assistant', content: 'They ate dinner and talked about the day.' },
+    ],
+  },
+];
+
+const jsonl = (rows: unknown[]) => rows.map((r) => JSON.stringify(r)).join('\n');
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tabtune-recipe-'));
+  await writeFile(
+    join(dir, 'text.jsonl'),
+    jsonl(
+      TINY_CORPUS.trim()
+        .split('\n')
+        .map((text) => ({ text })),
+    ),
+  );
+  await writeFile(join(dir, 'alpaca.jsonl'), jsonl(ALPACA));
+  await writeFile(join(dir, 'chat.jsonl'), jsonl(CHAT));
+});
+
+afterAll(async () => {
+  if (dir && !process.env.TABTUNE_KEEP) await rm(dir, { recursive: true, force: true });
+});
+
+interface Case {
+  name: string;
+  type: TinyModelType;
+  data: string;
+  /** Drop the chat template, so Alpaca records use the Stanford prompt. */
+  noChatTemplate?: boolean;
+  targets: string;
+  /** One step = these micro-batches (unequal token counts). */
+  batch: number;
+  gradAccum: number;
+}
+
+const CASES: Case[] = [
+  { name: 'text', type: 'llama', data: 'text.jsonl', targets: 'q_proj,v_proj,down_proj', batch: 4, gradAccum: 4 },
+  {
+    name: 'alpaca',
+    type: 'gpt2',
+    data: 'alpaca.jsonl',
+    noChatTemplate: true,
+    targets: 'c_attn,c_fc',
+    batch: 3,
+    gradAccum: 3,
+  },
+  { name: 'chat', type: 'qwen2', data: 'chat.jsonl', targets: 'q_proj,k_proj,o_proj,up_proj', batch: 2, gradAccum: 3 },
+];
+
+async function makeModel(c: Case): Promise<string> {
+  const model = join(dir, c.name, 'model');
+  // GPT-2's tiny position table (64) is shorter than the Stanford Alpaca prompt.
+  const overrides = c.type === 'gpt2' ? { n_positions: 320 } : undefined;
+  await writeTinyModel(model, { modelType: c.type, addBos: c.type === 'llama', overrides });
+  if (c.noChatTemplate) {
+    const p = join(model, 'tokenizer_config.json');
+    const cfg = JSON.parse(await readFile(p, 'utf8')) as Json;
+    delete cfg.chat_template;
+    await writeFile(p, JSON.stringify(cfg, null, 2));
+  }
+  return model;
+}
+
+describe('the exported recipe (transformers + PEFT + TRL) against tabtune train', () => {
+  for (const c of CASES) {
+    it(`${c.name} (${c.type}): one SGD step gives Tabtune's loss and update; the adapter comes back`, async () => {
+      const model = await makeModel(c);
+      const base = join(dir, c.name);
+      const init = join(base, 'init');
+      await helper([
+        'make-adapter',
+        '--model',
+        model,
+        '--out',
+        init,
+        '--r',
+        '4',
+        '--alpha',
+        '8',
+        '--targets',
+        c.targets,
+        '--seed',
+        '5',
+      ]);
+      const data = join(dir, c.data);
+      const flags = [
+        '--model', model, '--data', data, '--init-from', init, '--optimizer', 'sgd', '--lr', '0.5',
+        '--steps', '1', '--batch', String(c.batch), '--grad-accum', String(c.gradAccum), '--no-shuffle',
+        '--dropout', '0', '--max-grad-norm', '0', '--scheduler', 'constant', '--json',
+      ]; // prettier-ignore
+      const here = await tabtune(['train', ...flags, '--out', join(base, 'tabtune')]);
+      const recipe = join(base, 'recipe');
+      const exported = await tabtune(['export-recipe', ...flags, '--out', recipe]);
+      const run = JSON.parse(await readFile(join(recipe, 'tabtune_run.json'), 'utf8')) as {
+        data: { format: string; train_tokens: number; train_counted_tokens: number };
+      };
+      expect(run.data.format).toBe(c.name);
+      expect(run.data.train_counted_tokens).toBe(exported.countedTokens);
+      // Text counts every token but the first of each example; Alpaca and chat only the responses.
+      if (c.name === 'text')
+        expect(run.data.train_counted_tokens).toBe(run.data.train_tokens - Number(exported.trainExamples));
+      else expect(run.data.train_counted_tokens).toBeLessThan(run.data.train_tokens / 2);
+      const there = await trainPy(recipe, join(base, 'python'));
+
+      expect(there.steps).toBe(1);
+      const firstRel = Math.abs(Number(here.firstLoss) - Number(there.firstLoss)) / Number(here.firstLoss);
+      expect(firstRel, `first loss ${here.firstLoss} vs ${there.firstLoss}`).toBeLessThan(1e-4);
+      const diff = await helper([
+        'update-diff',
+        '--init',
+        init,
+        '--a',
+        join(base, 'tabtune'),
+        '--b',
+        join(base, 'python'),
+      ]);
+      expect(Number(diff.update_norm)).toBeGreaterThan(1e-3);
+      expect(Number(diff.rel), JSON.stringify(diff)).toBeLessThan(0.02);
+
+      // The round trip: the adapter train.py saved, in Tabtune and in Python, on the same examples.
+      const py = join(base, 'python');
+      const backHere = await tabtune(['eval', '--model', model, '--adapter', py, '--data', data, '--json']);
+      const backThere = await helper([
+        'eval-examples',
+        '--model',
+        model,
+        '--adapter',
+        py,
+        '--data',
+        join(recipe, 'data', 'train.jsonl'),
+      ]);
+      expect(backHere.tokens).toBe(backThere.tokens);
+      expect(Math.abs(Number(backHere.loss) - Number(backThere.loss)) / Number(backThere.loss)).toBeLessThan(1e-4);
+      console.log(
+        `[tabtune] recipe ${c.name} (${c.type}), ${c.batch}x${c.gradAccum} micro-batches, ${exported.countedTokens} counted tokens: ` +
+          `first loss ${Number(here.firstLoss).toFixed(6)} | ${Number(there.firstLoss).toFixed(6)}; ` +
+          `SGD update norm ${Number(diff.update_norm).toExponential(3)}, difference ${Number(diff.diff_norm).toExponential(3)} ` +
+          `(${(100 * Number(diff.rel)).toExponential(2)}% of the update; worst tensor ${(100 * Number(diff.worst_rel)).toExponential(2)}%); ` +
+          `adapter back in Tabtune ${Number(backHere.loss).toFixed(6)} | Python ${Number(backThere.loss).toFixed(6)}`,
+      );
+    }, 600_000);
+  }
+
+  it('a few AdamW steps lower the loss on both sides (text, fresh adapter, validation split)', async () => {
+    const model = join(dir, 'text', 'model');
+    const base = join(dir, 'adamw');
+    const flags = [
+      '--model', model, '--data', join(dir, 'text.jsonl'), '--targets', 'all-linear', '--r', '4', '--alpha', '8',
+      '--lr', '0.02', '--steps', '5', '--batch', '11', '--val-fraction', '0.15', '--no-shuffle', '--dropout', '0',
+      '--warmup', '1', '--scheduler', 'cosine', '--json',
+    ]; // prettier-ignore
+    const here = await tabtune(['train', ...flags, '--out', join(base, 'tabtune')]);
+    await tabtune(['export-recipe', ...flags, '--out', join(base, 'recipe')]);
+    const there = await trainPy(join(base, 'recipe'), join(base, 'python'));
+    expect(there.steps).toBe(5);
+    // A fresh adapter starts with B = 0 on both sides: the first loss is the base model's.
+    expect(Math.abs(Number(here.firstLoss) - Number(there.firstLoss)) / Number(here.firstLoss)).toBeLessThan(1e-4);
+    expect(Number(here.finalLoss)).toBeLessThan(Number(here.firstLoss));
+    expect(Number(there.finalLoss)).toBeLessThan(Number(there.firstLoss));
+    expect(Number(there.finalValLoss)).toBeGreaterThan(0);
+    console.log(
+      `[tabtune] recipe AdamW, 5 steps: Tabtune ${Number(here.firstLoss).toFixed(4)} -> ${Number(here.finalLoss).toFixed(4)} ` +
+        `(validation ${Number(here.finalValLoss).toFixed(4)}); train.py ${Number(there.firstLoss).toFixed(4)} -> ` +
+        `${Number(there.finalLoss).toFixed(4)} (validation ${Number(there.finalValLoss).toFixed(4)})`,
+    );
+  }, 600_000);
+
+  it("requirements.txt pins this Python's versions", async () => {
+    const req = await readFile(join(dir, 'adamw', 'recipe', 'requirements.txt'), 'utf8');
+    const pins = [...req.matchAll(/^([\w-]+)==(\S+)$/gm)].map((m) => [m[1]!, m[2]!] as const);
+    expect(pins.length).toBeGreaterThanOrEqual(6);
+    const code = `import importlib, json; print(json.dumps({n: importlib.import_module(n).__version__ for n in ${JSON.stringify(pins.map(([n]) => n))}}))`;
+    const have = await lastJson(PYTHON, ['-c', code]);
+    for (const [name, v] of pins) expect(String(have[name]).split('+')[0], name).toBe(v);
+  });
+});
