@@ -1,0 +1,352 @@
+/**
+ * The recipe folder (src/recipe) without Python: which files are written, how Tabtune's settings map
+ * to TrainingArguments / LoraConfig names in tabtune_run.json, the data lines (ids, mask, counts), the
+ * init adapter and the 4-bit config; and `tabtune export-recipe` from the command line (model folder
+ * and Hub id, the same split as training, errors). test/python/recipe.py-test.ts runs the folder.
+ */
+import { createServer } from 'node:http';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_TRAIN } from '../../src/engine/defaults';
+import type { TrainSettings } from '../../src/engine/types';
+import { createTokenizer } from '../../src/model/tokenizer';
+import { type RecipeInput, buildRecipe } from '../../src/recipe/recipe';
+import { splitExamples } from '../../src/train/data/examples';
+import { TINY_CORPUS, makeTinyModel, writeTinyModel } from '../fixtures/tiny-model';
+import { runCommand } from '../helpers/proc';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+let dir = '';
+
+const text = (data: string | Uint8Array | undefined) =>
+  typeof data === 'string' ? data : new TextDecoder().decode(data);
+
+function input(over: Partial<RecipeInput> = {}, train: Partial<TrainSettings> = {}): RecipeInput {
+  return {
+    model: 'org/model',
+    modelType: 'llama',
+    fanInFanOut: false,
+    lora: { r: 8, lora_alpha: 16, lora_dropout: 0.05, target_modules: [], use_rslora: false },
+    train: { ...DEFAULT_TRAIN, ...train },
+    data: {
+      fileName: 'd.jsonl',
+      format: 'alpaca',
+      train: [
+        { ids: [5, 6, 7, 8], counted: [true, false, true, true], line: 1 },
+        { ids: new Uint16Array([9, 10, 11]), counted: new Uint8Array([0, 1, 1]), line: 3 },
+      ],
+      val: [{ ids: [1, 2], counted: [false, true], line: 2 }],
+    },
+    decode: (ids) => ids.join(' '),
+    ...over,
+  };
+}
+
+function files(i: RecipeInput): Map<string, string | Uint8Array> {
+  return new Map(buildRecipe(i).map((f) => [f.path, f.data]));
+}
+
+function run(i: RecipeInput): Record<string, Record<string, unknown>> {
+  return JSON.parse(text(files(i).get('tabtune_run.json')));
+}
+
+describe('buildRecipe', () => {
+  it('writes train.py, the settings, both splits, requirements, accelerate configs, sbatch and README', () => {
+    const f = files(input());
+    expect([...f.keys()].sort()).toEqual(
+      [
+        'README.md',
+        'accelerate/deepspeed_zero3.yaml',
+        'accelerate/fsdp.yaml',
+        'accelerate/multi_gpu.yaml',
+        'accelerate/single_gpu.yaml',
+        'data/train.jsonl',
+        'data/validation.jsonl',
+        'requirements.txt',
+        'slurm.sbatch',
+        'tabtune_run.json',
+        'train.py',
+      ].sort(),
+    );
+    expect(text(f.get('train.py'))).toContain('SFTTrainer(');
+    expect(text(f.get('requirements.txt'))).toMatch(/^trl==1\.13\.0$/m);
+    expect(text(f.get('requirements.txt'))).not.toContain('bitsandbytes>=');
+    expect(text(f.get('accelerate/fsdp.yaml'))).toMatch(/^distributed_type: FSDP$/m);
+    expect(text(f.get('accelerate/deepspeed_zero3.yaml'))).toMatch(/^ {2}zero_stage: 3$/m);
+    expect(text(f.get('accelerate/multi_gpu.yaml'))).toMatch(/^distributed_type: MULTI_GPU$/m);
+    expect(text(f.get('slurm.sbatch'))).toContain('srun accelerate launch');
+    const readme = text(f.get('README.md'));
+    expect(readme).toContain('python train.py --output_dir adapter');
+    expect(readme).toContain('accelerate launch --config_file accelerate/deepspeed_zero3.yaml train.py');
+  });
+
+  it('writes each example as its ids and loss mask (never the first token), with line and text', () => {
+    const f = files(input());
+    const rows = text(f.get('data/train.jsonl'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(rows).toEqual([
+      { line: 1, text: '5 6 7 8', input_ids: [5, 6, 7, 8], completion_mask: [0, 0, 1, 1] },
+      { line: 3, text: '9 10 11', input_ids: [9, 10, 11], completion_mask: [0, 1, 1] },
+    ]);
+    const d = run(input()).data!;
+    expect(d).toMatchObject({
+      format: 'alpaca',
+      train_examples: 2,
+      train_tokens: 7,
+      train_counted_tokens: 4,
+      validation_examples: 1,
+      validation_counted_tokens: 1,
+      validation: 'data/validation.jsonl',
+    });
+    const noVal = input();
+    noVal.data.val = [];
+    expect(files(noVal).has('data/validation.jsonl')).toBe(false);
+    expect(run(noVal).data!.validation).toBeNull();
+  });
+
+  it("maps Tabtune's settings to TrainingArguments and LoraConfig names", () => {
+    const r = run(
+      input(
+        {},
+        {
+          optimizer: 'sgd',
+          lr: 0.05,
+          weightDecay: 0.01,
+          steps: 7,
+          batch: 3,
+          gradAccum: 5,
+          maxLen: 99,
+          scheduler: 'constant',
+          warmup: 2,
+          maxGradNorm: 0,
+          shuffle: false,
+          seed: 11,
+          lossEvery: 4,
+          checkpointEvery: 6,
+          evalEvery: 3,
+          activationCheckpointing: true,
+        },
+      ),
+    );
+    expect(r.training).toEqual({
+      optim: 'sgd',
+      learning_rate: 0.05,
+      weight_decay: 0.01,
+      adam_beta1: 0.9,
+      adam_beta2: 0.999,
+      adam_epsilon: 1e-8,
+      lr_scheduler_type: 'constant_with_warmup',
+      warmup_steps: 2,
+      max_grad_norm: 0,
+      max_steps: 7,
+      num_train_epochs: 1,
+      per_device_train_batch_size: 3,
+      gradient_accumulation_steps: 5,
+      max_length: 99,
+      shuffle: false,
+      seed: 11,
+      eval_every: 3,
+      logging_steps: 4,
+      save_steps: 6,
+      gradient_checkpointing: true,
+    });
+    const epochs = run(input({}, { steps: 0, epochs: 2.5, scheduler: 'cosine', warmup: 0 })).training!;
+    expect(epochs).toMatchObject({
+      max_steps: -1,
+      num_train_epochs: 2.5,
+      lr_scheduler_type: 'cosine',
+      optim: 'adamw_torch',
+    });
+    expect(run(input({}, { scheduler: 'constant', warmup: 0 })).training!.lr_scheduler_type).toBe('constant');
+    // LoRA: the family's default targets for an empty list; all-linear and rsLoRA as PEFT spells them.
+    expect(run(input()).lora).toEqual({
+      r: 8,
+      lora_alpha: 16,
+      lora_dropout: 0.05,
+      target_modules: ['q_proj', 'v_proj'],
+      use_rslora: false,
+      fan_in_fan_out: false,
+    });
+    const gpt2 = run(
+      input({
+        modelType: 'gpt2',
+        fanInFanOut: true,
+        lora: { r: 4, lora_alpha: 32, lora_dropout: 0, target_modules: 'all-linear', use_rslora: true },
+      }),
+    );
+    expect(gpt2.lora).toMatchObject({
+      r: 4,
+      lora_alpha: 32,
+      target_modules: 'all-linear',
+      use_rslora: true,
+      fan_in_fan_out: true,
+    });
+    expect(gpt2.init_adapter).toBeNull();
+    expect(gpt2.quantization).toBeNull();
+  });
+
+  it('ships the --init-from adapter and takes its LoRA shape; --quantize nf4 adds the bitsandbytes config', () => {
+    const adapterConfig = JSON.stringify({
+      r: 3,
+      lora_alpha: 6,
+      lora_dropout: 0.1,
+      target_modules: ['c_attn'],
+      use_rslora: true,
+      fan_in_fan_out: true,
+    });
+    const adapterModel = new Uint8Array([1, 2, 3]);
+    const i = input({ initFrom: { adapterConfig, adapterModel }, quantize: { doubleQuant: false } });
+    const f = files(i);
+    expect(f.get('init_adapter/adapter_config.json')).toBe(adapterConfig);
+    expect(f.get('init_adapter/adapter_model.safetensors')).toEqual(adapterModel);
+    const r = run(i);
+    expect(r.init_adapter).toBe('init_adapter');
+    expect(r.lora).toMatchObject({
+      r: 3,
+      lora_alpha: 6,
+      lora_dropout: 0.1,
+      target_modules: ['c_attn'],
+      use_rslora: true,
+    });
+    expect(r.quantization).toEqual({ method: 'nf4', config: 'bnb_4bit.json' });
+    expect(JSON.parse(text(f.get('bnb_4bit.json')))).toEqual({
+      load_in_4bit: true,
+      bnb_4bit_quant_type: 'nf4',
+      bnb_4bit_use_double_quant: false,
+    });
+    expect(text(f.get('requirements.txt'))).toMatch(/^bitsandbytes>=/m);
+  });
+
+  it('refuses an empty training split', () => {
+    const i = input();
+    i.data.train = [];
+    expect(() => buildRecipe(i)).toThrow(/no training examples/);
+  });
+});
+
+// ----------------------------------------------------------------------------------- the CLI
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tabtune-recipe-cli-'));
+  await writeTinyModel(join(dir, 'model'), { modelType: 'qwen2' });
+  const lines = TINY_CORPUS.trim().split('\n');
+  await writeFile(join(dir, 'text.jsonl'), lines.map((t) => JSON.stringify({ text: t })).join('\n'));
+});
+
+afterAll(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+function cli(args: string[], env?: Record<string, string>) {
+  return runCommand(process.execPath, [join(ROOT, 'bin', 'tabtune.mjs'), 'export-recipe', ...args], ROOT, env);
+}
+
+const base = () => ['--model', join(dir, 'model'), '--data', join(dir, 'text.jsonl')];
+
+describe('tabtune export-recipe', () => {
+  it("writes the folder with training's split of the data (seeded validation, file order)", async () => {
+    const out = join(dir, 'recipe');
+    const args = [...base(), '--out', out, '--val-fraction', '0.25', '--seed', '9', '--max-len', '32'];
+    const r = await cli([...args, '--targets', 'all-linear', '--no-shuffle', '--epochs', '2', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    expect(summary.files).toContain('data/validation.jsonl');
+    expect((await stat(join(out, 'train.py'))).mode & 0o111).not.toBe(0);
+
+    // The same examples, in the same splits, as the engine's loadDataset makes for training.
+    const m = makeTinyModel({ modelType: 'qwen2' });
+    const tok = await createTokenizer(m.tokenizerJson, m.tokenizerConfig);
+    const want = splitExamples(tok, 'text.jsonl', await readFile(join(dir, 'text.jsonl'), 'utf8'), {
+      maxLen: 32,
+      valFraction: 0.25,
+      seed: 9,
+    });
+    const read = async (name: string) =>
+      (await readFile(join(out, 'data', name), 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { line: number; input_ids: number[]; completion_mask: number[] });
+    for (const [name, exs] of [
+      ['train.jsonl', want.train],
+      ['validation.jsonl', want.val],
+    ] as const) {
+      const rows = await read(name);
+      expect(rows.map((x) => x.line)).toEqual(exs.map((e) => e.line));
+      expect(rows.map((x) => x.input_ids)).toEqual(exs.map((e) => e.ids));
+      expect(rows.map((x) => x.completion_mask)).toEqual(exs.map((e) => e.counted.map((c, t) => (c && t > 0 ? 1 : 0))));
+    }
+    const runJson = JSON.parse(await readFile(join(out, 'tabtune_run.json'), 'utf8'));
+    expect(runJson.model).toBe(join(dir, 'model'));
+    expect(runJson.training).toMatchObject({
+      shuffle: false,
+      num_train_epochs: 2,
+      max_steps: -1,
+      max_length: 32,
+      seed: 9,
+    });
+    expect(runJson.lora.target_modules).toBe('all-linear');
+
+    // Exporting again replaces the folder (nothing of the first export is left).
+    await writeFile(join(out, 'data', 'stale.jsonl'), 'x');
+    const again = await cli([...args, '--steps', '3']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(await readdir(join(out, 'data'))).toEqual(['train.jsonl', 'validation.jsonl']);
+    expect(JSON.parse(await readFile(join(out, 'tabtune_run.json'), 'utf8')).training.max_steps).toBe(3);
+  });
+
+  it('reads config.json and the tokenizer of a Hub id from HF_ENDPOINT (no weights needed)', async () => {
+    const requested: string[] = [];
+    const server = createServer(async (req, res) => {
+      requested.push(req.url ?? '');
+      const m = /^\/org\/tiny\/resolve\/main\/(.+)$/.exec(req.url ?? '');
+      try {
+        if (!m || m[1]!.endsWith('.safetensors')) throw new Error('not served');
+        res.end(await readFile(join(dir, 'model', decodeURIComponent(m[1]!))));
+      } catch {
+        res.statusCode = 404;
+        res.end('not found');
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.address() as { port: number }).port;
+      const out = join(dir, 'hub-recipe');
+      const r = await cli(['--model', 'org/tiny', '--data', join(dir, 'text.jsonl'), '--out', out, '--steps', '2'], {
+        HF_ENDPOINT: `http://127.0.0.1:${port}`,
+      });
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(await readFile(join(out, 'tabtune_run.json'), 'utf8')).model).toBe('org/tiny');
+      expect(requested.some((u) => u.endsWith('.safetensors'))).toBe(false);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('refuses what it cannot export, naming the flag', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--resume'], /--resume continues a Tabtune checkpoint/],
+      [['--no-double-quant'], /applies to 4-bit frozen weights; add --quantize nf4/],
+      [['--targets', 'nope'], /--targets "nope" is not a linear module name/],
+      [['--steps', '2', '--epochs', '1'], /either --steps or --epochs/],
+      [['--max-len', '100000'], /--max-len 100000 is longer than the model allows/],
+    ];
+    for (const [extra, message] of cases) {
+      const r = await cli([...base(), '--out', join(dir, 'bad'), ...extra]);
+      expect(r.code, extra.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
+    const busy = join(dir, 'busy');
+    await runCommand('mkdir', ['-p', busy]);
+    await writeFile(join(busy, 'notes.txt'), 'mine');
+    const r = await cli([...base(), '--out', busy]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/already holds other files/);
+    expect(await readdir(busy)).toEqual(['notes.txt']);
+    const hub = await cli(['--model', 'not a model', '--data', join(dir, 'text.jsonl'), '--out', join(dir, 'x')]);
+    expect(hub.stderr).toMatch(/neither a folder nor a Hugging Face Hub id/);
+  });
+});
