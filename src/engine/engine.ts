@@ -39,6 +39,7 @@ import type {
   ModelInfo,
   ModelSourceSpec,
   PeftFiles,
+  RecipeOptions,
   SamplingSettings,
   TrainHooks,
   TrainProgress,
@@ -558,6 +559,32 @@ export class Engine implements EngineApi {
       this.stopRequested = false;
       this.paused = false;
     }
+  }
+
+  // ------------------------------------------------------------------ recipe
+
+  async exportRecipe(lora: LoraSettings, train: TrainSettings, opts: RecipeOptions = {}): Promise<Uint8Array> {
+    this.assertIdle('export a recipe');
+    const m = this.requireModel();
+    const d = this.requireDataset();
+    if (d.maxLen !== train.maxLen) {
+      throw new EngineError(
+        `The dataset was tokenized for max length ${d.maxLen}, the settings say ${train.maxLen}: load it again first.`,
+      );
+    }
+    const [{ buildRecipe }, { zipRecipe }] = await Promise.all([import('../recipe/recipe'), import('../recipe/zip')]);
+    const files = buildRecipe({
+      model: m.id,
+      modelType: m.config.modelType,
+      fanInFanOut: m.config.arch === 'gpt2',
+      lora,
+      train,
+      data: { fileName: d.summary.fileName, format: d.summary.format, train: d.train, val: d.val },
+      decode: (ids) => m.tokenizer.decode(ids, { skipSpecialTokens: false }),
+      initFrom: opts.initFrom,
+      quantize: opts.quantize,
+    });
+    return zipRecipe(files, 'tabtune-recipe');
   }
 
   // ------------------------------------------------------------------ adapters

@@ -184,6 +184,12 @@ export interface AdapterRef {
   files: PeftFiles;
 }
 
+/** What a recipe (src/recipe) adds to the run's settings: the adapter to start from, 4-bit weights. */
+export interface RecipeOptions {
+  initFrom?: PeftFiles;
+  quantize?: { doubleQuant: boolean } | null;
+}
+
 export interface TrainHooks {
   onProgress?: (p: TrainProgress) => void;
   /** Called with a checkpoint blob (src/train/checkpoint.ts) every checkpointEvery steps and at the end. */
@@ -208,6 +214,11 @@ export interface EngineApi {
   ): Promise<DatasetSummary>;
   estimate(lora: LoraSettings, train: TrainSettings): Promise<MemoryEstimate>;
   train(lora: LoraSettings, train: TrainSettings, hooks?: TrainHooks): Promise<TrainResult & { adapter: PeftFiles }>;
+  /**
+   * The run these settings describe, on the loaded model and dataset, as a zip of a transformers +
+   * PEFT + TRL project (src/recipe/recipe.ts) for one or many GPUs.
+   */
+  exportRecipe(lora: LoraSettings, train: TrainSettings, opts?: RecipeOptions): Promise<Uint8Array>;
   pause(): void;
   resume(): void;
   stop(): void;

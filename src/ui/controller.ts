@@ -13,6 +13,7 @@ import * as compare from './actions/compare';
 import * as dataset from './actions/dataset';
 import * as library from './actions/library';
 import * as model from './actions/model';
+import * as recipe from './actions/recipe';
 import * as training from './actions/training';
 import { DEMO_MODEL_ID, type ModelChoice, looksInstruct } from './catalog';
 import { type AppContext, type AppEngine, type Platform, patch } from './context';
@@ -271,6 +272,10 @@ export class AppController {
   }
   adapterDownload(id: string, what: 'zip' | 'config' | 'model') {
     return library.adapterDownload(this.ctx, id, what);
+  }
+  /** "Run at scale": the run as a zip of a transformers + PEFT + TRL project (null when it failed; said in a notice). */
+  recipeDownload() {
+    return recipe.recipeDownload(this.ctx);
   }
 
   // ------------------------------------------------------------------ compare

@@ -16,6 +16,7 @@ import type {
   MemoryEstimate,
   ModelInfo,
   ModelSourceSpec,
+  RecipeOptions,
   SamplingSettings,
   TrainHooks,
   TrainSettings,
@@ -223,6 +224,10 @@ export class WorkerEngine implements EngineApi {
 
   forgetAdapter(key: string): void {
     this.send({ kind: 'forgetAdapter', key });
+  }
+
+  async exportRecipe(lora: LoraSettings, train: TrainSettings, opts: RecipeOptions = {}): Promise<Uint8Array> {
+    return (await this.call((id) => ({ kind: 'exportRecipe', id, lora, train, opts }), 'exportRecipeDone')).value;
   }
 
   async evaluate(

@@ -18,6 +18,7 @@ import type {
   ModelInfo,
   ModelSourceSpec,
   PeftFiles,
+  RecipeOptions,
   SamplingSettings,
   TrainProgress,
   TrainResult,
@@ -52,6 +53,7 @@ export type WorkerRequest =
   | { kind: 'pause' }
   | { kind: 'resume' }
   | { kind: 'stop' }
+  | { kind: 'exportRecipe'; id: number; lora: LoraSettings; train: TrainSettings; opts: RecipeOptions }
   | { kind: 'evaluate'; id: number; adapter: AdapterRef | null; split: 'validation' | 'all' }
   | { kind: 'generate'; id: number; prompt: string; adapter: AdapterRef | null; sampling: SamplingSettings }
   | { kind: 'forgetAdapter'; key: string };
@@ -80,6 +82,7 @@ export type WorkerReply =
   | { kind: 'trainProgress'; id: number; progress: TrainProgress }
   | { kind: 'checkpoint'; id: number; seq: number; step: number; blob: Uint8Array }
   | { kind: 'trainDone'; id: number; value: TrainDone }
+  | { kind: 'exportRecipeDone'; id: number; value: Uint8Array }
   | { kind: 'evaluateDone'; id: number; value: { loss: number; tokens: number } }
   | { kind: 'text'; id: number; delta: string }
   | { kind: 'generateDone'; id: number; value: { text: string; tokens: number; stopReason: string } }

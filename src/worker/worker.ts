@@ -168,6 +168,11 @@ async function handle(req: WorkerRequest): Promise<void> {
         ]);
         break;
       }
+      case 'exportRecipe': {
+        const zip = own(await e.exportRecipe(req.lora, req.train, req.opts));
+        post({ kind: 'exportRecipeDone', id, value: zip }, [zip.buffer]);
+        break;
+      }
       case 'evaluate':
         post({ kind: 'evaluateDone', id, value: await e.evaluate(req.adapter, req.split) });
         break;

@@ -34,7 +34,8 @@ export class FakeEngine implements AppEngine {
   /** Make gpuInfo fail as a browser without WebGPU does. */
   noWebGpu = false;
   /** Errors to throw from the next call of a method (by name). */
-  failNext: Partial<Record<'loadModel' | 'loadDataset' | 'train' | 'generate' | 'evaluate', Error>> = {};
+  failNext: Partial<Record<'loadModel' | 'loadDataset' | 'train' | 'generate' | 'evaluate' | 'exportRecipe', Error>> =
+    {};
   /** Milliseconds each training step takes. */
   stepMs = 0;
   /** Warnings the next finished run reports (as the engine's TrainResult.warnings). */
@@ -42,6 +43,7 @@ export class FakeEngine implements AppEngine {
   model: ModelInfo | null = null;
   datasetLoaded = false;
   lastTrain: { lora: LoraSettings; train: TrainSettings; resumedFromStep: number | null } | null = null;
+  lastRecipe: { lora: LoraSettings; train: TrainSettings } | null = null;
   forgotten: string[] = [];
   lastCachedUrls: string[] = [];
   onFatal: ((e: Error) => void) | null = null;
@@ -348,6 +350,15 @@ export class FakeEngine implements AppEngine {
 
   forgetAdapter(key: string): void {
     this.forgotten.push(key);
+  }
+
+  async exportRecipe(lora: LoraSettings, train: TrainSettings): Promise<Uint8Array> {
+    this.calls.push('exportRecipe');
+    this.alive();
+    this.fail('exportRecipe');
+    if (!this.model || !this.datasetLoaded) throw new Error('No model or dataset is loaded.');
+    this.lastRecipe = { lora, train };
+    return new TextEncoder().encode(`recipe for ${this.model.id}`);
   }
 
   async evaluate(adapter: AdapterRef | null): Promise<{ loss: number; tokens: number }> {

@@ -5,6 +5,7 @@ import { useAppState, useController } from '../hooks';
 import type { AppState } from '../state';
 import { validateLora, validateTrain } from '../validate';
 import { MessageCard, NumberField, SelectField, Stat } from './common';
+import { RunAtScale } from './RunAtScale';
 
 function Targets({ s }: { s: AppState }) {
   const c = useController();
@@ -344,6 +345,7 @@ export function SettingsView() {
           <button type="button" onClick={() => c.go('train')}>
             Next: train →
           </button>
+          <RunAtScale disabled={busy} />
         </div>
       </section>
     </div>

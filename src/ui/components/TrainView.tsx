@@ -5,6 +5,7 @@ import { formatBytes, formatDate, formatDuration, formatInt, formatLoss, formatS
 import { useAppState, useController } from '../hooks';
 import type { AppState } from '../state';
 import { LossChart } from './LossChart';
+import { RunAtScale } from './RunAtScale';
 import { MessageCard, ProgressBar, Stat } from './common';
 import { exportFiles } from '../actions/library';
 import { gpuBlocker } from '../actions/training';
@@ -134,6 +135,7 @@ function Controls({ s }: { s: AppState }) {
           {st === 'idle' ? 'Start training' : 'Train again'}
         </button>
       )}
+      {(st === 'idle' || st === 'done' || st === 'failed') && <RunAtScale />}
       {pausable && (
         // one element for both, so the focus stays on it when it turns from Pause into Resume
         <button
