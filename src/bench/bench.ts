@@ -5,6 +5,8 @@
  *   node bin/tabtune.mjs bench lora-linear --m M --k K --n N --r R [--json]
  *   node bin/tabtune.mjs bench memory [--seq 512] [--r 16] [--no-checkpoint] [--layers 1,2] [--json]
  *     (peak GPU memory of a Qwen2.5-0.5B-shaped training step, extrapolated from two depths)
+ *   node bin/tabtune.mjs bench data [--records 100000] [--sample 2000] [--model DIR] [--json]
+ *     (the data path on a synthetic Alpaca set: records/s and bytes/record; src/bench/data-bench.ts)
  *
  * With --json the last stdout line is one JSON object with every number of the run, all measured
  * side by side in the same process so ratios are meaningful on a noisy shared machine.
@@ -12,6 +14,8 @@
 
 import { UsageError, parseFlags, type FlagSpec, num, bool, str } from '../cli/args';
 import type { Gpu } from '../gpu/context';
+import { fileURLToPath } from 'node:url';
+import { benchData } from './data-bench';
 import { benchFeatures } from './features-bench';
 import { benchLoraLinear, benchMatmul } from './linear-bench';
 import { benchGeneration, benchMemory, benchTrainingStep } from './model-bench';
@@ -31,6 +35,16 @@ const MEMORY_FLAGS: Record<string, FlagSpec> = {
   layers: { type: 'string' },
   json: { type: 'bool' },
 };
+
+const DATA_FLAGS: Record<string, FlagSpec> = {
+  records: { type: 'int', min: 1 },
+  sample: { type: 'int', min: 1 },
+  model: { type: 'string' },
+  json: { type: 'bool' },
+};
+
+/** The shipped demo model: its tokenizer is what the data benchmark tokenizes with by default. */
+const DEMO_MODEL = fileURLToPath(new URL('../../public/models/tabtune-demo', import.meta.url));
 
 const SUITE_FLAGS: Record<string, FlagSpec> = {
   json: { type: 'bool' },
@@ -100,6 +114,18 @@ export async function runBench(argv: string[]): Promise<number> {
     } finally {
       gpu.destroy();
     }
+  }
+  if (argv[0] === 'data') {
+    const f = parseFlags(argv.slice(1), DATA_FLAGS, 'bench data');
+    const json = bool(f, 'json') ?? false;
+    const r = await benchData({
+      records: num(f, 'records') ?? 100_000,
+      sample: num(f, 'sample') ?? 2000,
+      modelDir: str(f, 'model') ?? DEMO_MODEL,
+      log: (l) => log(json, l),
+    });
+    if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
+    return 0;
   }
   const f = parseFlags(argv, SUITE_FLAGS, 'bench');
   const json = bool(f, 'json') ?? false;
@@ -172,6 +198,12 @@ export async function runBench(argv: string[]): Promise<number> {
       log: (l: string) => log(json, l),
     });
     out.generation = gen;
+    out.data = await benchData({
+      records: quick ? 20_000 : 100_000,
+      sample: quick ? 500 : 2000,
+      modelDir: DEMO_MODEL,
+      log: (l: string) => log(json, l),
+    });
     if (json) process.stdout.write(`${JSON.stringify(out)}\n`);
     return 0;
   } finally {

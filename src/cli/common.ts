@@ -1,14 +1,14 @@
 /**
  * What the CLI commands share: checks of the files and folders they are given (before any GPU
- * work, so mistakes fail fast), reading a dataset file as UTF-8 and a PEFT adapter folder, and
+ * work, so mistakes fail fast), loading a dataset file (read by range) and a PEFT adapter folder, and
  * opening the Engine on Node's WebGPU.
  */
 
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, openAsBlob, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Engine } from '../engine/engine';
-import type { PeftFiles } from '../engine/types';
+import type { DatasetSummary, PeftFiles } from '../engine/types';
 import { DEFAULT_TRAIN } from '../engine/defaults';
 import { type ModelConfig, positionLimitText } from '../model/config';
 import { type FlagSpec, type ParsedFlags, UsageError, num } from './args';
@@ -64,34 +64,35 @@ export function checkOutDir(path: string): string {
 }
 
 /**
- * A dataset file as text. It must be UTF-8 (a BOM is fine): a UTF-16 file (Windows "Unicode") or a
- * Latin-1 one would otherwise parse as garbage or train on replacement characters without a word.
+ * Loads the dataset from a Blob backed by the file, read by range (a large file is never held
+ * whole). The engine's reader checks the text is UTF-8; its complaint names the --data file given.
  */
-export async function readDataText(path: string, given: string): Promise<string> {
-  const bytes = new Uint8Array(await readFile(path));
-  if (bytes.length >= 2 && ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff))) {
-    throw new Error(
-      `--data file "${given}" is UTF-16 text (it starts with a UTF-16 byte order mark); expected UTF-8: save it as UTF-8.`,
-    );
-  }
+export async function loadData(
+  engine: Engine,
+  path: string,
+  given: string,
+  opts: Parameters<Engine['loadDataset']>[2],
+): Promise<DatasetSummary> {
   try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
-    // Name the first line that is not UTF-8.
-    const strict = new TextDecoder('utf-8', { fatal: true });
-    let line = 1;
-    for (let start = 0; start < bytes.length; line++) {
-      let end = bytes.indexOf(0x0a, start);
-      if (end < 0) end = bytes.length;
-      try {
-        strict.decode(bytes.subarray(start, end));
-      } catch {
-        break;
-      }
-      start = end + 1;
-    }
-    throw new Error(`--data file "${given}": line ${line} is not UTF-8 text; expected UTF-8 (save the file as UTF-8).`);
+    return await engine.loadDataset(basename(path), await openAsBlob(path), opts);
+  } catch (e) {
+    throw dataFileError(e, given);
   }
+}
+
+/** A dataset reader's complaint that the file is not UTF-8 text, naming the --data file as given. */
+export function dataFileError(e: unknown, given: string): unknown {
+  if ((e as Error).name === 'DatasetReadError')
+    return new Error(`--data file "${given}"${(e as { detail: string }).detail}`, { cause: e });
+  return e;
+}
+
+/** The issues of a dataset, one line each on stderr (the first ones, then how many more). */
+export function reportIssues(ds: DatasetSummary): void {
+  for (const issue of ds.issues)
+    process.stderr.write(`tabtune: ${ds.fileName}:${issue.line}: ${issue.message} (skipped)\n`);
+  if (ds.issueCount > ds.issues.length)
+    process.stderr.write(`tabtune: ${ds.fileName}: ... and ${ds.issueCount - ds.issues.length} more lines skipped\n`);
 }
 
 export interface ModelPreflight {

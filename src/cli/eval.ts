@@ -1,15 +1,16 @@
 /** `tabtune eval`: the loss of the model (with an adapter or without) on a dataset file. */
 
-import { basename, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { type FlagSpec, bool, parseFlags, str } from './args';
 import {
   FORMAT,
+  loadData,
   loadModelFrom,
   maxLenFor,
   openEngine,
   preflightModel,
   readAdapter,
-  readDataText,
+  reportIssues,
   requireFile,
   withAdapterDir,
 } from './common';
@@ -27,7 +28,6 @@ const EVAL_FLAGS: Record<string, FlagSpec> = {
 export async function evaluate(argv: string[]): Promise<number> {
   const f = parseFlags(argv, EVAL_FLAGS, 'eval');
   const dataPath = requireFile(str(f, 'data')!, '--data file');
-  const dataText = await readDataText(dataPath, str(f, 'data')!);
   const model = await preflightModel(str(f, 'model')!);
   const maxLen = maxLenFor(f, 'eval', model);
   const adapterDir = str(f, 'adapter');
@@ -35,15 +35,14 @@ export async function evaluate(argv: string[]): Promise<number> {
   const engine = await openEngine();
   try {
     await loadModelFrom(engine, model.path);
-    const ds = await engine.loadDataset(basename(dataPath), dataText, {
+    const ds = await loadData(engine, dataPath, str(f, 'data')!, {
       format: (str(f, 'format') as 'auto') ?? 'auto',
       maxLen,
       valFraction: 0,
       seed: 0,
       previewCount: 0,
     });
-    for (const issue of ds.issues)
-      process.stderr.write(`tabtune: ${ds.fileName}:${issue.line}: ${issue.message} (skipped)\n`);
+    reportIssues(ds);
     const adapter = adapterDir && adapterFiles ? { key: resolve(adapterDir), files: adapterFiles } : null;
     const r = await withAdapterDir(adapterDir, () => engine.evaluate(adapter, 'all'));
     if (bool(f, 'json')) process.stdout.write(`${JSON.stringify({ loss: r.loss, tokens: r.tokens })}\n`);

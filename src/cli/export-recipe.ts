@@ -10,12 +10,12 @@
  *     [--quantize nf4|none] [--no-double-quant]
  */
 
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, openAsBlob, readdirSync, statSync } from 'node:fs';
 import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { TrainSettings } from '../engine/types';
 import { type FlagSpec, type ParsedFlags, UsageError, bool, parseFlags, str } from './args';
-import { checkOutDir, maxLenFor, readAdapter, readDataText, requireFile } from './common';
+import { checkOutDir, dataFileError, maxLenFor, readAdapter, reportIssues, requireFile } from './common';
 import {
   type LoraShape,
   TRAIN_FLAGS,
@@ -111,7 +111,6 @@ export async function exportRecipe(argv: string[]): Promise<number> {
   }
   const quantize = quantizeFlags(f);
   const dataPath = requireFile(str(f, 'data')!, '--data file');
-  const dataText = await readDataText(dataPath, str(f, 'data')!);
   const out = checkOutDir(str(f, 'out')!);
   const json = bool(f, 'json') ?? false;
   const log = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
@@ -143,21 +142,35 @@ export async function exportRecipe(argv: string[]): Promise<number> {
   }
   const lora = loraFromFlags(f, { modelType: config.modelType, linearModules, defaultTargets }, fixed, COMMAND);
 
-  const { splitExamples, NoUsableRecordsError } = await import('../train/data/examples');
-  let split;
+  // The split a run makes (src/train/data/prepared.ts), the file read by range.
+  const [{ PreparedDataset }, { blobSource }] = await Promise.all([
+    import('../train/data/prepared'),
+    import('../train/data/source'),
+  ]);
+  let data;
   try {
-    split = splitExamples(tok, basename(dataPath), dataText, {
+    data = await PreparedDataset.open(blobSource(await openAsBlob(dataPath)), basename(dataPath), tok, {
       format: (str(f, 'format') as 'auto') ?? 'auto',
       maxLen: settings.maxLen,
       valFraction: settings.valFraction,
       seed: settings.seed,
+      previewCount: 0,
     });
   } catch (e) {
-    if (e instanceof NoUsableRecordsError) throw new Error(e.message, { cause: e });
-    throw e;
+    if ((e as Error).name === 'DatasetError') throw new Error((e as Error).message, { cause: e });
+    throw dataFileError(e, str(f, 'data')!);
   }
-  for (const issue of split.issues)
-    process.stderr.write(`tabtune: ${basename(dataPath)}:${issue.line}: ${issue.message} (skipped)\n`);
+  // Every example of both splits (a lazily read dataset is tokenized whole here).
+  const split = {
+    format: data.summary.format,
+    train: await data.examples(data.train),
+    val: await data.examples(data.val),
+  };
+  reportIssues({
+    ...data.summary,
+    issues: [...data.summary.issues, ...data.lateIssues],
+    issueCount: data.summary.issueCount + data.lateIssues.length,
+  });
 
   const { buildRecipe } = await import('../recipe/recipe');
   const files = buildRecipe({

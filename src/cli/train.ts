@@ -5,17 +5,18 @@
 
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import type { TrainProgress, TrainSettings } from '../engine/types';
 import { UsageError, bool, num, parseFlags, str } from './args';
 import {
   checkOutDir,
+  loadData,
   loadModelFrom,
   maxLenFor,
   openEngine,
   preflightModel,
   readAdapter,
-  readDataText,
+  reportIssues,
   requireFile,
 } from './common';
 import {
@@ -81,7 +82,6 @@ export async function train(argv: string[]): Promise<number> {
   if (resume && initFlag)
     throw new UsageError('train: --resume continues the checkpoint in --out; it cannot be combined with --init-from.');
   const dataPath = requireFile(str(f, 'data')!, '--data file');
-  const dataText = await readDataText(dataPath, str(f, 'data')!);
   const out = checkOutDir(str(f, 'out')!);
   const model = await preflightModel(str(f, 'model')!);
   const json = bool(f, 'json') ?? false;
@@ -133,18 +133,19 @@ export async function train(argv: string[]): Promise<number> {
     await loadModelFrom(engine, model.path);
     const modelInfo = engine.modelInfo();
     const lora = loraFromFlags(f, modelInfo, fixedShape?.shape, 'train');
-    const ds = await engine.loadDataset(basename(dataPath), dataText, {
+    const ds = await loadData(engine, dataPath, str(f, 'data')!, {
       format: (str(f, 'format') as 'auto') ?? 'auto',
       maxLen: settings.maxLen,
       valFraction: settings.valFraction,
       seed: settings.seed,
       previewCount: 0,
     });
-    for (const issue of ds.issues)
-      process.stderr.write(`tabtune: ${ds.fileName}:${issue.line}: ${issue.message} (skipped)\n`);
+    reportIssues(ds);
     log(
       `data: ${ds.fileName} (${ds.format}), ${ds.trainRecords} training records, ${ds.valRecords} validation, ` +
-        `${ds.countedTokens} counted tokens`,
+        (ds.tokensEstimated
+          ? `about ${ds.countedTokens} counted tokens (estimated; records are tokenized as training reaches them)`
+          : `${ds.countedTokens} counted tokens`),
     );
     const est = await engine.estimate(lora, settings);
     log(

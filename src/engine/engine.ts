@@ -21,10 +21,10 @@ import { ModelRunner } from '../model/runner';
 import type { SafeTensor } from '../model/safetensors';
 import type { ModelSource } from '../model/source';
 import { type TextTokenizer, createTokenizer } from '../model/tokenizer';
-import { type Batch, BatchPlan, evalBatches } from '../train/batch';
+import { type Batch, BatchSchedule, type DataPosition } from '../train/batch';
 import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint } from '../train/checkpoint';
-import { NoUsableRecordsError, type SplitExamples, splitExamples } from '../train/data/examples';
-import { type TokenizedExample, examplePreview } from '../train/data/render';
+import { PreparedDataset } from '../train/data/prepared';
+import { blobSource, textSource } from '../train/data/source';
 import { Trainer } from '../train/trainer';
 import { trainingMemory } from './memory';
 import type {
@@ -46,6 +46,15 @@ import type {
   TrainResult,
   TrainSettings,
 } from './types';
+
+/** Steps whose records are tokenized ahead of the one running. */
+const PREFETCH_STEPS = 4;
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
 
 export class EngineError extends Error {
   constructor(message: string) {
@@ -143,8 +152,7 @@ interface LoadedModelState {
 
 interface DatasetState {
   summary: DatasetSummary;
-  train: TokenizedExample[];
-  val: TokenizedExample[];
+  data: PreparedDataset;
   maxLen: number;
 }
 
@@ -277,7 +285,7 @@ export class Engine implements EngineApi {
 
   async loadDataset(
     fileName: string,
-    content: string,
+    content: string | Blob,
     opts: { format?: DatasetFormat | 'auto'; maxLen: number; valFraction: number; seed: number; previewCount?: number },
   ): Promise<DatasetSummary> {
     const m = this.requireModel();
@@ -289,40 +297,27 @@ export class Engine implements EngineApi {
         `Max sequence length ${opts.maxLen} is longer than ${m.id} allows (${positionLimitText(m.config)}).`,
       );
     }
-    let split: SplitExamples;
+    const source = typeof content === 'string' ? textSource(content) : blobSource(content);
+    let data: PreparedDataset;
     try {
-      split = splitExamples(m.tokenizer, fileName, content, opts);
+      data = await PreparedDataset.open(source, fileName, m.tokenizer, {
+        format: opts.format,
+        maxLen: opts.maxLen,
+        valFraction: opts.valFraction,
+        seed: opts.seed,
+        previewCount: opts.previewCount,
+      });
     } catch (e) {
-      if (e instanceof NoUsableRecordsError) throw new EngineError(e.message);
+      if ((e as Error).name === 'DatasetError') throw new EngineError((e as Error).message);
       throw e;
     }
-    const { train, val, usable, issues } = split;
-    const previewCount = opts.previewCount ?? 20;
-    const summary: DatasetSummary = {
-      fileName,
-      format: split.format,
-      records: split.records,
-      trainRecords: train.length,
-      valRecords: val.length,
-      trainTokens: train.reduce((n, e) => n + e.ids.length, 0),
-      countedTokens: train.reduce((n, e) => n + e.countedTokens, 0),
-      issues,
-      preview: usable.slice(0, previewCount).map((ex) => examplePreview(m.tokenizer, ex)),
-    };
-    this.dataset = { summary, train, val, maxLen: opts.maxLen };
-    return summary;
+    this.dataset = { summary: data.summary, data, maxLen: opts.maxLen };
+    return data.summary;
   }
 
   private requireDataset(): DatasetState {
     if (!this.dataset) throw new EngineError('No dataset is loaded: load a dataset first.');
     return this.dataset;
-  }
-
-  /** More preview rows (the UI pages through them). */
-  previewExamples(offset: number, count: number): DatasetSummary['preview'] {
-    const m = this.requireModel();
-    const d = this.requireDataset();
-    return [...d.train, ...d.val].slice(offset, offset + count).map((ex) => examplePreview(m.tokenizer, ex));
   }
 
   // ------------------------------------------------------------------ LoRA config
@@ -421,18 +416,24 @@ export class Engine implements EngineApi {
       const targets = resolveTargets(cfg, m.gpuModel.linears);
       arrays = initLoraModules(cfg, targets, train.seed);
     }
-    const plan = new BatchPlan(d.train, {
+    const data = d.data;
+    const plan = new BatchSchedule(data.train.length, {
       batchSize: train.batch,
       gradAccum: train.gradAccum,
-      maxLen: d.maxLen,
       shuffle: train.shuffle,
       seed: train.seed,
       steps: train.steps > 0 ? train.steps : undefined,
       epochs: train.steps > 0 ? undefined : train.epochs,
-      padId: m.tokenizer.padTokenId ?? m.tokenizer.eosTokenIds[0] ?? 0,
     });
-    const valBatches = d.val.length ? evalBatches(d.val, train.batch, { maxLen: d.maxLen }) : [];
-    const maxTokens = Math.max(plan.maxTokens, ...valBatches.map((b) => b.B * b.S));
+    const shape = {
+      batchSize: train.batch,
+      maxLen: d.maxLen,
+      padId: m.tokenizer.padTokenId ?? m.tokenizer.eosTokenIds[0] ?? 0,
+    };
+    // Validation batches (padded with 0, as they always were) are made for the base model's loss.
+    let valBatches: Batch[] | null = null;
+    const valShape = { batchSize: train.batch, maxLen: d.maxLen };
+    const maxTokens = Math.max(data.maxTokens(shape), data.val.length ? data.maxTokens(valShape, 'validation') : 0);
     const gpuLora = GpuLora.fromArrays(this.gpu, m.gpuModel.linears, arrays, (mod) => loraScaleInfo(cfg, mod));
     const trainer = new Trainer(
       this.gpu,
@@ -454,7 +455,7 @@ export class Engine implements EngineApi {
     );
     const history: TrainResult['history'] = [];
     if (resume) {
-      plan.restore(resume.meta.dataPosition as Parameters<BatchPlan['restore']>[0]);
+      plan.restore(resume.meta.dataPosition as DataPosition);
       trainer.setStep(resume.meta.step);
       gpuLora.loadState(resume.optimizerState);
       if (Array.isArray(resume.meta.history)) history.push(...(resume.meta.history as TrainResult['history']));
@@ -486,9 +487,10 @@ export class Engine implements EngineApi {
       await hooks.onCheckpoint(blob, trainer.step);
     };
     try {
-      if (valBatches.length) {
+      if (data.val.length) {
         // The base model's validation loss, to compare the adapter's with at the end.
-        const base = await this.lossOver(m, valBatches, null);
+        valBatches = await collect(data.evalBatches('validation', valShape));
+        const base = await this.lossOver(m, valBatches, Math.max(...valBatches.map((b) => b.B * b.S)), null);
         baseValLoss = base.count > 0 ? base.sum / base.count : null;
       }
       for (;;) {
@@ -500,18 +502,23 @@ export class Engine implements EngineApi {
         if (this.stopRequested) break;
         const planned = plan.next();
         if (!planned) break;
+        const micro = await data.stepBatches(planned, shape);
+        // The records of the next steps are tokenized while this one runs (lazily tokenized data).
+        data.prefetch(plan.peek(PREFETCH_STEPS).map((p) => data.train[p]!));
         const last = planned.step >= plan.totalSteps;
-        const evalDue =
-          valBatches.length > 0 && (last || (train.evalEvery > 0 && planned.step % train.evalEvery === 0));
+        const evalDue = data.val.length > 0 && (last || (train.evalEvery > 0 && planned.step % train.evalEvery === 0));
         const ckptDue = train.checkpointEvery > 0 && planned.step % train.checkpointEvery === 0;
+        // A step whose records all turned out unusable (lazily tokenized data) has nothing to run.
+        if (micro.length === 0) continue;
         // The loss is also read before a checkpoint, so a diverged run never writes one.
-        const res = await trainer.trainStep(planned.micro, last || evalDue || ckptDue);
+        const res = await trainer.trainStep(micro, last || evalDue || ckptDue);
         tokens += res.tokens;
         if (res.loss !== null && !Number.isFinite(res.loss))
           throw diverged(`the training loss is ${res.loss}`, res.step, train.lr);
         if (res.loss !== null) lastLoss = res.loss;
         let valLoss: number | null = null;
         if (evalDue) {
+          valBatches ??= await collect(data.evalBatches('validation', valShape));
           valLoss = (await trainer.evaluate(valBatches)).loss;
           lastVal = valLoss;
         }
@@ -553,6 +560,7 @@ export class Engine implements EngineApi {
         adapter,
       };
     } finally {
+      await data.stopPrefetch();
       trainer.dispose();
       gpuLora.dispose();
       this.training = false;
@@ -579,7 +587,13 @@ export class Engine implements EngineApi {
       fanInFanOut: m.config.arch === 'gpt2',
       lora,
       train,
-      data: { fileName: d.summary.fileName, format: d.summary.format, train: d.train, val: d.val },
+      data: {
+        fileName: d.summary.fileName,
+        format: d.summary.format,
+        // The examples of each split (a lazily read dataset is tokenized whole here).
+        train: await d.data.examples(d.data.train),
+        val: await d.data.examples(d.data.val),
+      },
       decode: (ids) => m.tokenizer.decode(ids, { skipSpecialTokens: false }),
       initFrom: opts.initFrom,
       quantize: opts.quantize,
@@ -616,12 +630,18 @@ export class Engine implements EngineApi {
     this.assertIdle('evaluate');
     const m = this.requireModel();
     const d = this.requireDataset();
-    const examples = split === 'all' ? [...d.train, ...d.val] : d.val;
-    if (examples.length === 0) {
+    if (split === 'validation' && d.data.val.length === 0) {
       throw new EngineError('The dataset has no validation records: set a validation fraction above 0.');
     }
     const lora = adapter ? this.adapterOnGpu(adapter) : null;
-    const { sum, count } = await this.lossOver(m, evalBatches(examples, 4, { maxLen: d.maxLen }), lora);
+    const shape = { batchSize: 4, maxLen: d.maxLen };
+    // Batches are made (and records tokenized) as they are consumed.
+    const { sum, count } = await this.lossOver(
+      m,
+      d.data.evalBatches(split, shape),
+      d.data.maxTokens(shape, split),
+      lora,
+    );
     const loss = count > 0 ? sum / count : NaN;
     if (count > 0 && !Number.isFinite(loss)) {
       throw new EngineError(
@@ -635,16 +655,16 @@ export class Engine implements EngineApi {
   /** Summed next-token loss and counted tokens of `batches` through the model (and `lora`). */
   private async lossOver(
     m: LoadedModelState,
-    batches: Batch[],
+    batches: Iterable<Batch> | AsyncIterable<Batch>,
+    maxTokens: number,
     lora: GpuLora | null,
   ): Promise<{ sum: number; count: number }> {
-    const maxTokens = Math.max(...batches.map((b) => b.B * b.S));
     const runner = new ModelRunner(this.gpu, m.gpuModel, { mode: 'eval', maxTokens });
     try {
       let rec = this.gpu.recorder('eval-reset');
       runner.recordResetLoss(rec);
       rec.submit();
-      for (const b of batches) {
+      for await (const b of batches) {
         runner.setBatch(b.ids, b.positions, b.targets);
         rec = this.gpu.recorder('eval');
         runner.recordForward(rec, { B: b.B, S: b.S, lora, dropout: false });

@@ -83,12 +83,22 @@ export interface ExamplePreview {
 export interface DatasetSummary {
   fileName: string;
   format: DatasetFormat;
+  /** Usable records (parsed and checked in one pass over the file). */
   records: number;
+  /** Training / validation items: examples when the dataset is tokenized whole, else records. */
   trainRecords: number;
   valRecords: number;
   trainTokens: number;
   countedTokens: number;
+  /**
+   * True for a large dataset tokenized lazily (src/train/data/prepared.ts): the token counts are
+   * estimated from its first records, and records that cannot be rendered are found while training.
+   */
+  tokensEstimated: boolean;
+  /** The first issues, in line order (at most 1,000)... */
   issues: DatasetIssue[];
+  /** ...and how many there are in all. */
+  issueCount: number;
   preview: ExamplePreview[];
 }
 
@@ -207,9 +217,10 @@ export interface TrainHooks {
 export interface EngineApi {
   gpuInfo(): Promise<GpuSummary>;
   loadModel(source: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo>;
+  /** `content`: the file's text, or the file itself (a Blob/File, read by range, never whole). */
   loadDataset(
     fileName: string,
-    content: string,
+    content: string | Blob,
     opts: { format?: DatasetFormat | 'auto'; maxLen: number; valFraction: number; seed: number; previewCount?: number },
   ): Promise<DatasetSummary>;
   estimate(lora: LoraSettings, train: TrainSettings): Promise<MemoryEstimate>;

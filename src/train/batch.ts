@@ -38,9 +38,9 @@ export interface Batch {
 
 /** What batching needs from a tokenized example. */
 export interface SequenceLike {
-  ids: readonly number[];
-  /** counted[t]: does predicting token t count in the loss. */
-  counted: readonly boolean[];
+  ids: ArrayLike<number>;
+  /** counted[t]: does predicting token t count in the loss (true or 1). */
+  counted: ArrayLike<boolean | number>;
 }
 
 export interface BatchShapeOptions {
@@ -70,7 +70,9 @@ export function paddedLength(longest: number, maxLen: number, padMultiple = 8): 
 export function makeBatch(seqs: readonly SequenceLike[], opts: BatchShapeOptions): Batch {
   if (seqs.length === 0) throw new BatchError('A micro-batch needs at least one example.');
   const B = seqs.length;
-  const S = paddedLength(Math.max(...seqs.map((s) => s.ids.length)), opts.maxLen, opts.padMultiple ?? 8);
+  let longest = 0;
+  for (const s of seqs) longest = Math.max(longest, s.ids.length);
+  const S = paddedLength(longest, opts.maxLen, opts.padMultiple ?? 8);
   const padId = opts.padId ?? 0;
   const ids = new Uint32Array(B * S).fill(padId);
   const targets = new Uint32Array(B * S).fill(IGNORE_INDEX);
@@ -182,30 +184,46 @@ export interface PlannedStep {
   examples: number;
 }
 
-/** The training schedule over a fixed list of examples. Deterministic given the seed. */
-export class BatchPlan {
+/** One step of a schedule: the item indices of each of its micro-batches. */
+export interface ScheduledStep {
+  /** 1-based optimizer step. */
+  step: number;
+  /** 0-based epoch. */
+  epoch: number;
+  /** Item indices (0..items-1) per micro-batch, in the order they are used. */
+  micro: number[][];
+}
+
+export type ScheduleOptions = Pick<
+  BatchPlanOptions,
+  'batchSize' | 'gradAccum' | 'shuffle' | 'seed' | 'steps' | 'epochs'
+>;
+
+/**
+ * The training schedule over `items` items (examples, or records whose examples are made when
+ * needed): which items form each micro-batch of each step. Deterministic given the seed.
+ */
+export class BatchSchedule {
   readonly batchSize: number;
   readonly gradAccum: number;
   readonly microPerEpoch: number;
   readonly stepsPerEpoch: number;
   readonly totalSteps: number;
-  /** Upper bound of B·S over all micro-batches (what the trainer allocates for). */
-  readonly maxTokens: number;
   private epoch = 0;
   private stepInEpoch = 0;
   private stepsDone = 0;
   private orderCache: { epoch: number; order: number[] } | null = null;
 
   constructor(
-    private readonly examples: readonly SequenceLike[],
-    private readonly opts: BatchPlanOptions,
+    readonly items: number,
+    private readonly opts: ScheduleOptions,
   ) {
     checkPositiveInt('batchSize', opts.batchSize);
     checkPositiveInt('gradAccum', opts.gradAccum);
-    if (examples.length === 0) throw new BatchError('There are no training examples to batch.');
+    if (items === 0) throw new BatchError('There are no training examples to batch.');
     this.batchSize = opts.batchSize;
     this.gradAccum = opts.gradAccum;
-    this.microPerEpoch = Math.ceil(examples.length / opts.batchSize);
+    this.microPerEpoch = Math.ceil(items / opts.batchSize);
     this.stepsPerEpoch = Math.ceil(this.microPerEpoch / opts.gradAccum);
     const steps = opts.steps ?? 0;
     if (steps > 0) {
@@ -217,15 +235,12 @@ export class BatchPlan {
         throw new BatchError(`epochs must be > 0 (or steps > 0), got ${epochs}.`);
       this.totalSteps = Math.ceil(epochs * this.stepsPerEpoch - 1e-9);
     }
-    const longest = Math.max(...examples.map((e) => e.ids.length));
-    this.maxTokens =
-      Math.min(opts.batchSize, examples.length) * paddedLength(longest, opts.maxLen, opts.padMultiple ?? 8);
   }
 
-  /** Example indices of an epoch, in the order they are used. */
+  /** Item indices of an epoch, in the order they are used. */
   orderOf(epoch: number): number[] {
     if (this.orderCache?.epoch === epoch) return this.orderCache.order;
-    const order = [...Array(this.examples.length).keys()];
+    const order = [...Array(this.items).keys()];
     if (this.opts.shuffle) new Rng(deriveSeed(this.opts.seed, SHUFFLE_STREAM, epoch)).shuffle(order);
     this.orderCache = { epoch, order };
     return order;
@@ -243,7 +258,7 @@ export class BatchPlan {
       stepsDone: this.stepsDone,
       seed: this.opts.seed,
       shuffle: this.opts.shuffle,
-      examples: this.examples.length,
+      examples: this.items,
       batchSize: this.batchSize,
       gradAccum: this.gradAccum,
     };
@@ -272,8 +287,8 @@ export class BatchPlan {
     this.stepsDone = p.stepsDone!;
   }
 
-  /** The next optimizer step's micro-batches, or null when the plan is done. */
-  next(): PlannedStep | null {
+  /** The next optimizer step's item indices per micro-batch, or null when the schedule is done. */
+  next(): ScheduledStep | null {
     if (this.done) return null;
     if (this.stepInEpoch >= this.stepsPerEpoch) {
       this.epoch++;
@@ -283,28 +298,90 @@ export class BatchPlan {
     const B = this.batchSize;
     const firstMicro = this.stepInEpoch * this.gradAccum;
     const lastMicro = Math.min(firstMicro + this.gradAccum, this.microPerEpoch);
-    const micro: Batch[] = [];
-    let examples = 0;
-    for (let j = firstMicro; j < lastMicro; j++) {
-      const idx = order.slice(j * B, (j + 1) * B);
-      examples += idx.length;
-      micro.push(
-        makeBatch(
-          idx.map((i) => this.examples[i]!),
-          this.opts,
-        ),
-      );
-    }
-    const step: PlannedStep = {
-      step: this.stepsDone + 1,
-      epoch: this.epoch,
-      micro,
-      counted: micro.reduce((n, b) => n + b.counted, 0),
-      examples,
-    };
+    const micro: number[][] = [];
+    for (let j = firstMicro; j < lastMicro; j++) micro.push(order.slice(j * B, (j + 1) * B));
+    const step: ScheduledStep = { step: this.stepsDone + 1, epoch: this.epoch, micro };
     this.stepInEpoch++;
     this.stepsDone++;
     return step;
+  }
+
+  /** The item indices of the next `steps` steps, without moving (what to prepare ahead). */
+  peek(steps: number): number[] {
+    let epoch = this.epoch;
+    let inEpoch = this.stepInEpoch;
+    const out: number[] = [];
+    for (let s = 0; s < steps && this.stepsDone + s < this.totalSteps; s++) {
+      if (inEpoch >= this.stepsPerEpoch) {
+        epoch++;
+        inEpoch = 0;
+      }
+      const order = this.orderOf(epoch);
+      const from = inEpoch * this.gradAccum * this.batchSize;
+      const to = Math.min(from + this.gradAccum * this.batchSize, this.items);
+      for (let k = from; k < to; k++) out.push(order[k]!);
+      inEpoch++;
+    }
+    return out;
+  }
+}
+
+/** The training schedule over a fixed list of examples, as micro-batches. Deterministic given the seed. */
+export class BatchPlan {
+  readonly schedule: BatchSchedule;
+  /** Upper bound of B·S over all micro-batches (what the trainer allocates for). */
+  readonly maxTokens: number;
+
+  constructor(
+    private readonly examples: readonly SequenceLike[],
+    private readonly opts: BatchPlanOptions,
+  ) {
+    this.schedule = new BatchSchedule(examples.length, opts);
+    let longest = 0;
+    for (const e of examples) longest = Math.max(longest, e.ids.length);
+    this.maxTokens =
+      Math.min(opts.batchSize, examples.length) * paddedLength(longest, opts.maxLen, opts.padMultiple ?? 8);
+  }
+
+  get microPerEpoch(): number {
+    return this.schedule.microPerEpoch;
+  }
+  get stepsPerEpoch(): number {
+    return this.schedule.stepsPerEpoch;
+  }
+  get totalSteps(): number {
+    return this.schedule.totalSteps;
+  }
+  get done(): boolean {
+    return this.schedule.done;
+  }
+  get position(): DataPosition {
+    return this.schedule.position;
+  }
+  orderOf(epoch: number): number[] {
+    return this.schedule.orderOf(epoch);
+  }
+  restore(pos: DataPosition): void {
+    this.schedule.restore(pos);
+  }
+
+  /** The next optimizer step's micro-batches, or null when the plan is done. */
+  next(): PlannedStep | null {
+    const s = this.schedule.next();
+    if (!s) return null;
+    const micro = s.micro.map((idx) =>
+      makeBatch(
+        idx.map((i) => this.examples[i]!),
+        this.opts,
+      ),
+    );
+    return {
+      step: s.step,
+      epoch: s.epoch,
+      micro,
+      counted: micro.reduce((n, b) => n + b.counted, 0),
+      examples: s.micro.reduce((n, m) => n + m.length, 0),
+    };
   }
 
   /** The remaining steps. */

@@ -165,7 +165,7 @@ export class WorkerEngine implements EngineApi {
 
   async loadDataset(
     fileName: string,
-    content: string,
+    content: string | Blob,
     opts: { format?: DatasetFormat | 'auto'; maxLen: number; valFraction: number; seed: number; previewCount?: number },
   ): Promise<DatasetSummary> {
     return (await this.call((id) => ({ kind: 'loadDataset', id, fileName, content, opts }), 'loadDatasetDone')).value;

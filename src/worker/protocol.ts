@@ -36,7 +36,7 @@ export interface DatasetOptions {
 export type WorkerRequest =
   | { kind: 'gpuInfo'; id: number }
   | { kind: 'loadModel'; id: number; source: ModelSourceSpec }
-  | { kind: 'loadDataset'; id: number; fileName: string; content: string; opts: DatasetOptions }
+  | { kind: 'loadDataset'; id: number; fileName: string; content: string | Blob; opts: DatasetOptions }
   | { kind: 'estimate'; id: number; lora: LoraSettings; train: TrainSettings }
   | {
       kind: 'train';

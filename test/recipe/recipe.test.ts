@@ -13,7 +13,8 @@ import { DEFAULT_TRAIN } from '../../src/engine/defaults';
 import type { TrainSettings } from '../../src/engine/types';
 import { createTokenizer } from '../../src/model/tokenizer';
 import { type RecipeInput, buildRecipe } from '../../src/recipe/recipe';
-import { splitExamples } from '../../src/train/data/examples';
+import { PreparedDataset } from '../../src/train/data/prepared';
+import { textSource } from '../../src/train/data/source';
 import { TINY_CORPUS, makeTinyModel, writeTinyModel } from '../fixtures/tiny-model';
 import { runCommand } from '../helpers/proc';
 
@@ -260,11 +261,17 @@ describe('tabtune export-recipe', () => {
     // The same examples, in the same splits, as the engine's loadDataset makes for training.
     const m = makeTinyModel({ modelType: 'qwen2' });
     const tok = await createTokenizer(m.tokenizerJson, m.tokenizerConfig);
-    const want = splitExamples(tok, 'text.jsonl', await readFile(join(dir, 'text.jsonl'), 'utf8'), {
-      maxLen: 32,
-      valFraction: 0.25,
-      seed: 9,
-    });
+    const data = await PreparedDataset.open(
+      textSource(await readFile(join(dir, 'text.jsonl'), 'utf8')),
+      'text.jsonl',
+      tok,
+      {
+        maxLen: 32,
+        valFraction: 0.25,
+        seed: 9,
+      },
+    );
+    const want = { train: await data.examples(data.train), val: await data.examples(data.val) };
     const read = async (name: string) =>
       (await readFile(join(out, 'data', name), 'utf8'))
         .trim()
@@ -276,8 +283,10 @@ describe('tabtune export-recipe', () => {
     ] as const) {
       const rows = await read(name);
       expect(rows.map((x) => x.line)).toEqual(exs.map((e) => e.line));
-      expect(rows.map((x) => x.input_ids)).toEqual(exs.map((e) => e.ids));
-      expect(rows.map((x) => x.completion_mask)).toEqual(exs.map((e) => e.counted.map((c, t) => (c && t > 0 ? 1 : 0))));
+      expect(rows.map((x) => x.input_ids)).toEqual(exs.map((e) => Array.from(e.ids)));
+      expect(rows.map((x) => x.completion_mask)).toEqual(
+        exs.map((e) => Array.from(e.counted, (c, t) => (c && t > 0 ? 1 : 0))),
+      );
     }
     const runJson = JSON.parse(await readFile(join(out, 'tabtune_run.json'), 'utf8'));
     expect(runJson.model).toBe(join(dir, 'model'));

@@ -151,7 +151,7 @@ export class FakeEngine implements AppEngine {
 
   async loadDataset(
     fileName: string,
-    content: string,
+    content: string | Blob,
     opts: { format?: DatasetFormat | 'auto'; maxLen: number; valFraction: number; seed: number; previewCount?: number },
   ): Promise<DatasetSummary> {
     this.calls.push(`loadDataset:${fileName}`);
@@ -160,7 +160,8 @@ export class FakeEngine implements AppEngine {
     this.fail('loadDataset');
     const issues: { line: number; message: string }[] = [];
     const records: { line: number; text: string; answer: string }[] = [];
-    content.split('\n').forEach((raw, i) => {
+    const text = typeof content === 'string' ? content : await content.text();
+    text.split('\n').forEach((raw, i) => {
       if (!raw.trim()) return;
       try {
         const o = JSON.parse(raw) as Record<string, unknown>;
@@ -184,7 +185,9 @@ export class FakeEngine implements AppEngine {
       valRecords: val,
       trainTokens: records.length * 20,
       countedTokens: records.length * 8,
+      tokensEstimated: false,
       issues,
+      issueCount: issues.length,
       preview: records.slice(0, opts.previewCount ?? 20).map((r) => ({
         line: r.line,
         pieces: [

@@ -130,7 +130,7 @@ export function describe(v: unknown): string {
 }
 
 /** A JSON.parse error on one line: V8 quotes the offending text, newlines included. */
-function jsonError(e: unknown): string {
+export function jsonError(e: unknown): string {
   return (e as Error).message.replace(/\r\n|\n|\r/g, '\\n');
 }
 

@@ -78,7 +78,7 @@ export function detectFormat(
 // Rows -> records
 
 /** The format an object looks like, or null. */
-function classify(o: Record<string, unknown>): DatasetFormat | null {
+export function classify(o: Record<string, unknown>): DatasetFormat | null {
   if ('messages' in o || 'conversations' in o) return 'chat';
   if ('instruction' in o || 'output' in o || ('prompt' in o && ('completion' in o || 'response' in o))) return 'alpaca';
   if ('text' in o) return 'text';
@@ -180,7 +180,7 @@ function toChat(o: Record<string, unknown>, line: number): Converted {
   return { kind: 'chat', line, messages };
 }
 
-function convert(format: DatasetFormat, o: Record<string, unknown>, line: number): Converted {
+export function convert(format: DatasetFormat, o: Record<string, unknown>, line: number): Converted {
   switch (format) {
     case 'text':
       return toText(o, line);

@@ -1,0 +1,130 @@
+/**
+ * The data path at scale (`tabtune bench data`): a synthetic Alpaca JSON Lines set of N records
+ * read the way training reads it, next to the in-memory path it replaced, in one process.
+ *
+ *  - index: the one pass over the bytes (records/s, index bytes per record)
+ *  - first batch: indexing + split + the first step's records tokenized (what training waits for)
+ *  - tokenize: records/s of rendering + tokenizing (the lazy path and the in-memory path)
+ *  - held tokens: bytes per record of the compact examples (typed arrays) and of the in-memory
+ *    path's number[] / boolean[] examples (heap measured around them, when gc can be forced)
+ */
+
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { createTokenizer } from '../model/tokenizer';
+import { BatchSchedule } from '../train/batch';
+import { PreparedDataset } from '../train/data/prepared';
+import { parseDataset } from '../train/data/records';
+import { tokenizeRecords } from '../train/data/render';
+import { scanDataset } from '../train/data/scan';
+import { textSource } from '../train/data/source';
+import { syntheticJsonl } from './synthetic-data';
+
+export interface DataBenchResult {
+  records: number;
+  file_bytes: number;
+  index_records_per_s: number;
+  index_bytes_per_record: number;
+  first_batch_ms: number;
+  lazy_tokenize_records_per_s: number;
+  in_memory_records_per_s: number;
+  compact_bytes_per_record: number;
+  in_memory_bytes_per_record: number | null;
+}
+
+function forceGc(): (() => void) | null {
+  try {
+    setFlagsFromString('--expose-gc');
+    return runInNewContext('gc') as () => void;
+  } catch {
+    return null;
+  }
+}
+
+export async function benchData(opts: {
+  records: number;
+  /** Records tokenized for the per-record rates (both paths). */
+  sample: number;
+  modelDir: string;
+  log: (line: string) => void;
+}): Promise<DataBenchResult> {
+  const { log } = opts;
+  const tok = await createTokenizer(
+    JSON.parse(await readFile(join(opts.modelDir, 'tokenizer.json'), 'utf8')) as object,
+    JSON.parse(await readFile(join(opts.modelDir, 'tokenizer_config.json'), 'utf8')) as object,
+  );
+  const text = syntheticJsonl(opts.records);
+  const bytes = new TextEncoder().encode(text);
+  log(`data: ${opts.records} synthetic Alpaca records, ${(bytes.length / 2 ** 20).toFixed(1)} MB of JSON Lines`);
+
+  let t0 = performance.now();
+  const index = await scanDataset(textSource(text), 'bench.jsonl');
+  const indexMs = performance.now() - t0;
+  log(
+    `data index: ${Math.round(index.count / (indexMs / 1000))} records/s, ${(index.bytes / index.count).toFixed(1)} bytes/record held`,
+  );
+
+  const settings = { maxLen: 256, valFraction: 0, seed: 42, previewCount: 0 };
+  t0 = performance.now();
+  const data = await PreparedDataset.open(textSource(text), 'bench.jsonl', tok, settings);
+  const schedule = new BatchSchedule(data.train.length, { batchSize: 4, gradAccum: 1, shuffle: true, seed: 42 });
+  await data.stepBatches(schedule.next()!, { batchSize: 4, maxLen: 256 });
+  const firstMs = performance.now() - t0;
+  log(`data first batch: ${firstMs.toFixed(0)} ms (index, split, first step's records tokenized)`);
+
+  // Tokenizing rates and held bytes, both paths on the same first `sample` records.
+  const n = Math.min(opts.sample, index.count);
+  const items = [...Array(n).keys()];
+  const gc = forceGc();
+  t0 = performance.now();
+  const compact = await data.examples(items);
+  const lazyMs = performance.now() - t0;
+  let compactBytes = 0;
+  for (const ex of compact) compactBytes += ex.ids.byteLength + ex.counted.byteLength;
+
+  const sampleText = text.slice(0, nthNewline(text, n));
+  gc?.();
+  const heap0 = process.memoryUsage().heapUsed;
+  t0 = performance.now();
+  const parsed = parseDataset('bench.jsonl', sampleText);
+  const old = tokenizeRecords(tok, parsed.records, { maxLen: 256 });
+  const oldMs = performance.now() - t0;
+  gc?.();
+  const oldBytes = gc ? Math.max(0, process.memoryUsage().heapUsed - heap0) : null;
+  const result: DataBenchResult = {
+    records: index.count,
+    file_bytes: bytes.length,
+    index_records_per_s: index.count / (indexMs / 1000),
+    index_bytes_per_record: index.bytes / index.count,
+    first_batch_ms: firstMs,
+    lazy_tokenize_records_per_s: n / (lazyMs / 1000),
+    in_memory_records_per_s: n / (oldMs / 1000),
+    compact_bytes_per_record: compactBytes / n,
+    in_memory_bytes_per_record: oldBytes === null ? null : oldBytes / n,
+  };
+  log(
+    `data tokenize (${n} records): lazy ${Math.round(result.lazy_tokenize_records_per_s)} records/s, ` +
+      `in-memory path ${Math.round(result.in_memory_records_per_s)} records/s`,
+  );
+  log(
+    `data held tokens: compact ${result.compact_bytes_per_record.toFixed(0)} bytes/record` +
+      (result.in_memory_bytes_per_record === null
+        ? ''
+        : `, in-memory path ${result.in_memory_bytes_per_record.toFixed(0)} bytes/record (records and examples, ` +
+          `${(result.in_memory_bytes_per_record / result.compact_bytes_per_record).toFixed(1)}x)`),
+  );
+  void old;
+  return result;
+}
+
+function nthNewline(text: string, n: number): number {
+  let at = 0;
+  for (let k = 0; k < n; k++) {
+    const nl = text.indexOf('\n', at);
+    if (nl < 0) return text.length;
+    at = nl + 1;
+  }
+  return at;
+}

@@ -1,0 +1,326 @@
+/**
+ * A dataset ready for training: indexed, split into training and validation, and tokenized when
+ * and as far as needed. What the engine holds between loading a dataset and training on it.
+ *
+ * Two regimes, chosen by the number of usable records alone (so a second run, a resume or a cache
+ * never changes which one applies):
+ *  - exact (up to EXACT_RECORDS records): every record is tokenized at once, as the in-memory path
+ *    always did; the items that are split, shuffled and batched are the usable examples (a text
+ *    record longer than max length gives several), token counts are exact, and a record that
+ *    cannot be rendered is an issue before training. test/train/batches-golden.test.ts pins its
+ *    batches to those of the original path.
+ *  - lazy (more records): the items are the records themselves. The split and each epoch's order
+ *    are drawn over record indices (the same seeded functions), and a record is tokenized only when
+ *    a batch needs it (or ahead of need, see `prefetch`), through a bounded TokenCache. A record
+ *    that turns out unrenderable is left out of its micro-batch and reported as a late issue; the
+ *    windows of a long text record stay together (a micro-batch of B records may run as several of
+ *    at most B rows). Token counts in the summary are estimated from the first records, and the
+ *    validation split is capped at LAZY_MAX_VAL records (evaluating 10% of a million records at
+ *    every evaluation would dwarf the training).
+ * In both, an item's examples are a pure function of the file, the tokenizer and the settings, so
+ * batches are reproducible from the seed and a resumed run sees the same ones.
+ */
+
+import type { DatasetFormat, DatasetIssue, DatasetSummary, ExamplePreview } from '../../engine/types';
+import {
+  type Batch,
+  type BatchShapeOptions,
+  type ScheduledStep,
+  makeBatch,
+  paddedLength,
+  splitTrainVal,
+} from '../batch';
+import { type RenderOptions, type TokenizerLike, examplePreview } from './render';
+import { type RecordIndex, scanDataset } from './scan';
+import type { ByteSource } from './source';
+import { type CompactExample, type RecordTokens, TokenCache, needsWideIds, tokenizeRecord } from './tokens';
+
+/** Up to this many usable records, a dataset is tokenized whole at once (the exact regime). */
+export const EXACT_RECORDS = 2000;
+/** The most validation records of a lazily tokenized dataset. */
+export const LAZY_MAX_VAL = 1000;
+/** Tokens the lazy regime keeps tokenized in memory (about 3 bytes each). */
+const CACHE_TOKENS = 4 << 20;
+/** Records tokenized up front in the lazy regime, for the preview and the token estimates. */
+const SAMPLE_RECORDS = 64;
+
+export class DatasetError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DatasetError';
+  }
+}
+
+export interface PrepareOptions {
+  format?: DatasetFormat | 'auto';
+  maxLen: number;
+  valFraction: number;
+  seed: number;
+  /** Rendered examples to return for the preview (default 20). */
+  previewCount?: number;
+  /** Records up to which the whole dataset is tokenized at once (default EXACT_RECORDS). */
+  exactRecords?: number;
+  /** Tokens kept in the lazy regime's cache (default 4 Mi). */
+  cacheTokens?: number;
+  onProgress?: (phase: 'scan' | 'tokenize', done: number, total: number) => void;
+}
+
+/** What batching needs besides the items: the shape options of makeBatch and the rows per batch. */
+export interface BatchingOptions extends BatchShapeOptions {
+  batchSize: number;
+}
+
+/** Yields to the event loop (so GPU completions and messages are handled between slices of work). */
+const yieldNow = (): Promise<void> => new Promise((r) => setTimeout(r, 0));
+
+export class PreparedDataset {
+  /** Items of the training split (example indices when exact, record indices when lazy). */
+  readonly train: number[];
+  readonly val: number[];
+  readonly summary: DatasetSummary;
+  /** Issues found while training (lazy regime: records tokenized only then). */
+  readonly lateIssues: DatasetIssue[] = [];
+  private readonly cache: TokenCache;
+  private readonly reported: Uint8Array;
+  private prefetchQueue: number[] = [];
+  private prefetching: Promise<void> | null = null;
+
+  private constructor(
+    readonly index: RecordIndex,
+    private readonly tok: TokenizerLike,
+    private readonly render: RenderOptions,
+    private readonly wide: boolean,
+    /** All usable examples (exact regime), else null. */
+    private readonly all: CompactExample[] | null,
+    split: { train: number[]; val: number[] },
+    summary: DatasetSummary,
+    cacheTokens: number,
+  ) {
+    this.train = split.train;
+    this.val = split.val;
+    this.summary = summary;
+    this.cache = new TokenCache(cacheTokens);
+    this.reported = new Uint8Array(all ? 0 : index.count);
+  }
+
+  get lazy(): boolean {
+    return this.all === null;
+  }
+
+  static async open(
+    source: ByteSource,
+    fileName: string,
+    tok: TokenizerLike & { vocabSize?: number },
+    opts: PrepareOptions,
+  ): Promise<PreparedDataset> {
+    const index = await scanDataset(source, fileName, {
+      format: opts.format,
+      onProgress: (d, t) => opts.onProgress?.('scan', d, t),
+    });
+    const render: RenderOptions = {
+      maxLen: opts.maxLen,
+      overflow: index.container === 'txt' ? 'chunk' : 'truncate',
+    };
+    const wide = needsWideIds(tok.vocabSize);
+    const previewCount = opts.previewCount ?? 20;
+    const issues = [...index.issues];
+    let issueCount = index.issueCount;
+    const noUsable = (): DatasetError => {
+      issues.sort((a, b) => a.line - b.line);
+      const first = issues[0] ? ` First problem: line ${issues[0].line}: ${issues[0].message}.` : '';
+      return new DatasetError(`${fileName}: no usable records (${index.count} parsed).${first}`);
+    };
+    const base = { fileName, format: index.format, records: index.count };
+
+    if (index.count <= (opts.exactRecords ?? EXACT_RECORDS)) {
+      const all: CompactExample[] = [];
+      const preview: ExamplePreview[] = [];
+      const step = 256;
+      for (let from = 0; from < index.count; from += step) {
+        const ids = Array.from({ length: Math.min(step, index.count - from) }, (_, k) => from + k);
+        for (const record of await index.read(ids)) {
+          const { tokens, full } = tokenizeRecord(tok, record, render, wide);
+          if (tokens.issue) {
+            issues.push(tokens.issue);
+            issueCount++;
+          }
+          for (const ex of full) if (preview.length < previewCount) preview.push(examplePreview(tok, ex));
+          all.push(...tokens.examples);
+        }
+        opts.onProgress?.('tokenize', Math.min(from + step, index.count), index.count);
+      }
+      if (all.length === 0) throw noUsable();
+      issues.sort((a, b) => a.line - b.line);
+      const split = splitTrainVal([...all.keys()], { valFraction: opts.valFraction, seed: opts.seed });
+      let trainTokens = 0;
+      let countedTokens = 0;
+      for (const i of split.train) {
+        trainTokens += all[i]!.ids.length;
+        countedTokens += all[i]!.countedTokens;
+      }
+      const summary: DatasetSummary = {
+        ...base,
+        trainRecords: split.train.length,
+        valRecords: split.val.length,
+        trainTokens,
+        countedTokens,
+        tokensEstimated: false,
+        issues,
+        issueCount,
+        preview,
+      };
+      return new PreparedDataset(index, tok, render, wide, all, split, summary, 0);
+    }
+
+    // Lazy: a sample of the first records for the preview and the estimates.
+    const sampleN = Math.min(index.count, Math.max(previewCount, SAMPLE_RECORDS));
+    const sample = await index.read([...Array(sampleN).keys()]);
+    const preview: ExamplePreview[] = [];
+    let sampleTokens = 0;
+    let sampleCounted = 0;
+    const ds = new PreparedDataset(
+      index,
+      tok,
+      render,
+      wide,
+      null,
+      splitTrainVal([...Array(index.count).keys()], {
+        valCount: Math.min(LAZY_MAX_VAL, valCountFor(index.count, opts.valFraction)),
+        seed: opts.seed,
+      }),
+      // filled in below
+      null as unknown as DatasetSummary,
+      opts.cacheTokens ?? CACHE_TOKENS,
+    );
+    sample.forEach((record, i) => {
+      const { tokens, full } = tokenizeRecord(tok, record, render, wide);
+      ds.cache.set(i, tokens);
+      if (tokens.issue) {
+        issues.push(tokens.issue);
+        issueCount++;
+        ds.reported[i] = 1;
+      }
+      for (const ex of full) {
+        if (preview.length < previewCount) preview.push(examplePreview(tok, ex));
+        sampleTokens += ex.ids.length;
+        sampleCounted += ex.countedTokens;
+      }
+    });
+    if (sampleTokens === 0 && sampleN === index.count) throw noUsable();
+    issues.sort((a, b) => a.line - b.line);
+    const perRecord = (n: number): number => Math.round((n / sampleN) * ds.train.length);
+    (ds as { summary: DatasetSummary }).summary = {
+      ...base,
+      trainRecords: ds.train.length,
+      valRecords: ds.val.length,
+      trainTokens: perRecord(sampleTokens),
+      countedTokens: perRecord(sampleCounted),
+      tokensEstimated: true,
+      issues,
+      issueCount,
+      preview,
+    };
+    return ds;
+  }
+
+  /** Largest B·S a micro-batch of these options can have (what the trainer allocates for). */
+  maxTokens(o: BatchingOptions, items: 'train' | 'validation' | 'all' = 'train'): number {
+    const list = items === 'train' ? this.train : items === 'validation' ? this.val : [...this.train, ...this.val];
+    if (!this.all) return Math.min(o.batchSize, list.length) * paddedLength(o.maxLen, o.maxLen, o.padMultiple ?? 8);
+    let longest = 0;
+    for (const i of list) longest = Math.max(longest, this.all[i]!.ids.length);
+    return Math.min(o.batchSize, list.length) * paddedLength(longest, o.maxLen, o.padMultiple ?? 8);
+  }
+
+  /** The usable examples of items, in item order (tokenizing the records not held). */
+  async examples(items: readonly number[]): Promise<CompactExample[]> {
+    if (this.all) return items.map((i) => this.all![i]!);
+    const got = new Map<number, RecordTokens>();
+    const missing: number[] = [];
+    for (const r of items) {
+      const t = this.cache.get(r);
+      if (t) got.set(r, t);
+      else if (!missing.includes(r)) missing.push(r);
+    }
+    if (missing.length) {
+      const records = await this.index.read(missing);
+      missing.forEach((r, k) => got.set(r, this.tokenize(r, records[k]!)));
+    }
+    return items.flatMap((r) => got.get(r)!.examples);
+  }
+
+  private tokenize(r: number, record: Parameters<typeof tokenizeRecord>[1]): RecordTokens {
+    const { tokens } = tokenizeRecord(this.tok, record, this.render, this.wide);
+    this.cache.set(r, tokens);
+    if (tokens.issue && !this.reported[r]) {
+      this.reported[r] = 1;
+      this.lateIssues.push(tokens.issue);
+    }
+    return tokens;
+  }
+
+  /**
+   * Tokenizes these items in the background (between other work on the event loop), so the batches
+   * that need them find them ready. Items already held or queued are skipped.
+   */
+  prefetch(items: readonly number[]): void {
+    if (this.all) return;
+    for (const r of items) if (!this.cache.has(r)) this.prefetchQueue.push(r);
+    this.prefetching ??= (async () => {
+      while (this.prefetchQueue.length) {
+        await yieldNow();
+        const slice = this.prefetchQueue.splice(0, 16).filter((r) => !this.cache.has(r));
+        if (!slice.length) continue;
+        const records = await this.index.read(slice);
+        const t0 = performance.now();
+        for (let k = 0; k < slice.length; k++) {
+          if (!this.cache.has(slice[k]!)) this.tokenize(slice[k]!, records[k]!);
+          if (performance.now() - t0 > 20) await yieldNow();
+        }
+      }
+      this.prefetching = null;
+    })();
+  }
+
+  /** Stops background tokenization (the queued work is dropped). */
+  async stopPrefetch(): Promise<void> {
+    this.prefetchQueue = [];
+    await this.prefetching;
+  }
+
+  /**
+   * The micro-batches of a scheduled step over the training split: each micro-batch's items as
+   * examples, packed into batches of at most batchSize rows (an item with no usable example adds
+   * none; an item with several may add a batch).
+   */
+  async stepBatches(step: ScheduledStep, o: BatchingOptions): Promise<Batch[]> {
+    const out: Batch[] = [];
+    for (const positions of step.micro) out.push(...pack(await this.examples(positions.map((p) => this.train[p]!)), o));
+    return out;
+  }
+
+  /** Evaluation batches over the validation split (or every item), made as they are consumed. */
+  async *evalBatches(split: 'validation' | 'all', o: BatchingOptions): AsyncGenerator<Batch> {
+    const items = split === 'all' ? [...this.train, ...this.val] : this.val;
+    // Read ahead in runs of whole batches, so a large split is tokenized in pieces.
+    const run = o.batchSize * Math.max(1, Math.floor(256 / o.batchSize));
+    for (let k = 0; k < items.length; k += run) {
+      const exs = await this.examples(items.slice(k, k + run));
+      yield* pack(exs, o);
+    }
+  }
+}
+
+function pack(exs: CompactExample[], o: BatchingOptions): Batch[] {
+  const out: Batch[] = [];
+  for (let k = 0; k < exs.length; k += o.batchSize) out.push(makeBatch(exs.slice(k, k + o.batchSize), o));
+  return out;
+}
+
+/** The validation count splitTrainVal draws for a fraction (training keeps at least one item). */
+function valCountFor(n: number, f: number): number {
+  if (!(f >= 0 && f < 1)) throw new DatasetError(`valFraction must be in [0, 1), got ${f}.`);
+  let k = Math.round(f * n);
+  if (f > 0 && n >= 2) k = Math.max(1, k);
+  return Math.min(k, Math.max(0, n - 1));
+}

@@ -1,0 +1,511 @@
+/**
+ * One pass over a dataset's bytes that indexes its records without keeping them: for JSON Lines the
+ * byte range of every line, for a JSON array the byte range of every element. Each record is parsed
+ * and checked on the way (so the count of usable records and the issue list are exact from the
+ * start) and then dropped; `RecordIndex.read` parses it again from its bytes when it is needed.
+ * Memory: 20 bytes per record (start, end, line), whatever the records hold.
+ *
+ * The records and issues are those of parseDataset on the whole text (records.ts), message for
+ * message: the same per-line and per-element rules, the same format detection (the first
+ * recognisable record decides). CSV/TSV and plain text (and a JSON file holding one object) are
+ * parsed in memory by parseDataset itself (`MemoryIndex`).
+ *
+ * Text must be UTF-8 (a BOM is skipped): a UTF-16 file or a line that is not UTF-8 is an error
+ * naming the file and the line, not a record read as garbage.
+ */
+
+import type { DatasetFormat, DatasetIssue } from '../../engine/types';
+import { type DatasetContainer, describe, detectContainer, jsonError, preview } from './containers';
+import { type DatasetRecord, classify, convert, parseDataset } from './records';
+import type { ByteSource } from './source';
+
+/** Issues kept with their message; past this only the count grows (the CLI and app list these). */
+export const MAX_LISTED_ISSUES = 1000;
+/** Bytes read at a time by the scan. */
+const CHUNK = 4 << 20;
+/** Bytes of the file's head used to recognise its container. */
+const HEAD = 1 << 20;
+
+export class DatasetReadError extends Error {
+  /**
+   * @param fileName the file as named to the reader
+   * @param detail what is wrong, to follow the file's name (" is UTF-16 text...", ": line 3 is...")
+   */
+  constructor(
+    readonly fileName: string,
+    readonly detail: string,
+  ) {
+    super(`${fileName}${detail}`);
+    this.name = 'DatasetReadError';
+  }
+}
+
+/** The usable records of a file, by index in file order. */
+export interface RecordIndex {
+  readonly container: DatasetContainer;
+  readonly format: DatasetFormat;
+  readonly count: number;
+  /** Issues in line order (at most MAX_LISTED_ISSUES of them). */
+  readonly issues: DatasetIssue[];
+  /** All issues, including those past the listed ones. */
+  readonly issueCount: number;
+  /** 1-based line of record i. */
+  line(i: number): number;
+  /** Records by index (any order, repeats allowed). */
+  read(indices: readonly number[]): Promise<DatasetRecord[]>;
+  /** Bytes this index holds in memory. */
+  readonly bytes: number;
+}
+
+export interface ScanOptions {
+  format?: DatasetFormat | 'auto';
+  /** Called as the scan advances (bytes done of total). */
+  onProgress?: (done: number, total: number) => void;
+  /** Bytes read at a time (tests use tiny chunks to cross every boundary). */
+  chunkBytes?: number;
+}
+
+class IssueList {
+  readonly listed: DatasetIssue[] = [];
+  count = 0;
+  add(line: number, message: string): void {
+    this.count++;
+    if (this.listed.length < MAX_LISTED_ISSUES) this.listed.push({ line, message });
+  }
+}
+
+/** Growable typed columns of record ranges. */
+class Ranges {
+  starts = new Float64Array(1024);
+  ends = new Float64Array(1024);
+  lines = new Uint32Array(1024);
+  n = 0;
+  push(start: number, end: number, line: number): void {
+    if (this.n === this.starts.length) {
+      const grow = <T extends Float64Array | Uint32Array>(a: T): T => {
+        const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.starts = grow(this.starts);
+      this.ends = grow(this.ends);
+      this.lines = grow(this.lines);
+    }
+    this.starts[this.n] = start;
+    this.ends[this.n] = end;
+    this.lines[this.n] = line;
+    this.n++;
+  }
+  /** Trimmed to length. */
+  done(): Ranges {
+    this.starts = this.starts.slice(0, this.n);
+    this.ends = this.ends.slice(0, this.n);
+    this.lines = this.lines.slice(0, this.n);
+    return this;
+  }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function notUtf8(fileName: string, line: number): DatasetReadError {
+  return new DatasetReadError(fileName, `: line ${line} is not UTF-8 text; expected UTF-8 (save the file as UTF-8).`);
+}
+
+/** Decodes one record's bytes; a byte sequence that is not UTF-8 is an error naming the line. */
+function decodeAt(bytes: Uint8Array, fileName: string, line: number): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw notUtf8(fileName, line);
+  }
+}
+
+/** The whole file as text (for the containers parsed in memory), naming the first line that is not UTF-8. */
+export function decodeUtf8(bytes: Uint8Array, fileName: string): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    let line = 1;
+    for (let start = 0; start < bytes.length; line++) {
+      let end = bytes.indexOf(0x0a, start);
+      if (end < 0) end = bytes.length;
+      try {
+        utf8.decode(bytes.subarray(start, end));
+      } catch {
+        break;
+      }
+      start = end + 1;
+    }
+    throw notUtf8(fileName, line);
+  }
+}
+
+/** Indexes a dataset file (see the file comment). Throws DatasetReadError on text that is not UTF-8. */
+export async function scanDataset(source: ByteSource, fileName: string, opts: ScanOptions = {}): Promise<RecordIndex> {
+  const head = await source.read(0, HEAD);
+  if (head.length >= 2 && ((head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff))) {
+    throw new DatasetReadError(
+      fileName,
+      ' is UTF-16 text (it starts with a UTF-16 byte order mark); expected UTF-8: save it as UTF-8.',
+    );
+  }
+  const bom = head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf ? 3 : 0;
+  const headText = new TextDecoder().decode(head.length < source.size ? cutPartialChar(head) : head);
+  const container = detectContainer(fileName, headText);
+  const given = opts.format && opts.format !== 'auto' ? opts.format : null;
+  if (container === 'jsonl' || (container === 'json' && firstNonSpace(head, bom) === 0x5b) /* [ */) {
+    const scan = new Scan(source, fileName, container, given, bom, opts.chunkBytes ?? CHUNK, opts.onProgress);
+    await (container === 'jsonl' ? scan.jsonl() : scan.jsonArray());
+    return scan.finish();
+  }
+  const text = decodeUtf8(await source.read(0, source.size), fileName);
+  opts.onProgress?.(source.size, source.size);
+  return new MemoryIndex(parseDataset(fileName, text, { format: given ?? 'auto', container }));
+}
+
+/** Drops a UTF-8 sequence cut at the end of a head read. */
+function cutPartialChar(b: Uint8Array): Uint8Array {
+  let k = b.length;
+  while (k > 0 && k > b.length - 4 && (b[k - 1]! & 0xc0) === 0x80) k--;
+  return k > 0 && b[k - 1]! >= 0xc0 ? b.subarray(0, k - 1) : b;
+}
+
+function firstNonSpace(b: Uint8Array, from: number): number | undefined {
+  for (let i = from; i < b.length; i++) {
+    const c = b[i]!;
+    if (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) return c;
+  }
+  return undefined;
+}
+
+/** A pass over the file: record ranges, issues, and the format once a record shows it. */
+class Scan {
+  private readonly ranges = new Ranges();
+  private readonly issues = new IssueList();
+  private format: DatasetFormat | null;
+  /** Rows read before the format was known: converted once it is. */
+  private pending: { start: number; end: number; line: number }[] = [];
+  private rows = 0;
+
+  constructor(
+    private readonly source: ByteSource,
+    private readonly fileName: string,
+    private readonly container: 'jsonl' | 'json',
+    given: DatasetFormat | null,
+    private readonly bom: number,
+    private readonly chunkBytes: number,
+    private readonly onProgress?: (done: number, total: number) => void,
+  ) {
+    this.format = given;
+  }
+
+  /** A JSON value read as one row at [start, end) of the file. */
+  private row(v: Record<string, unknown>, start: number, end: number, line: number): void {
+    this.rows++;
+    if (this.format === null) {
+      const f = classify(v);
+      if (f === null) {
+        this.pending.push({ start, end, line });
+        return;
+      }
+      this.format = f;
+    }
+    const r = convert(this.format, v, line);
+    if ('error' in r) this.issues.add(line, r.error);
+    else this.ranges.push(start, end, line);
+  }
+
+  /** One JSON Lines line: blank (skipped), an object (a row), or an issue. */
+  private jsonlLine(bytes: Uint8Array, start: number, end: number, line: number): void {
+    const s = decodeAt(bytes, this.fileName, line).trim();
+    if (!s) return;
+    let v: unknown;
+    try {
+      v = JSON.parse(s);
+    } catch (e) {
+      this.issues.add(line, `expected a JSON object, got invalid JSON (${jsonError(e)}): ${preview(s)}`);
+      return;
+    }
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+      this.issues.add(line, `expected a JSON object, got ${describe(v)}`);
+      return;
+    }
+    this.row(v as Record<string, unknown>, start, end, line);
+  }
+
+  /** Lines end at \n, \r\n or a lone \r, as in the in-memory reader. */
+  async jsonl(): Promise<void> {
+    const size = this.source.size;
+    let line = 1;
+    let carry = new Uint8Array(0);
+    let base = this.bom; // file offset of buf[0]
+    for (let at = this.bom; at < size || carry.length;) {
+      const chunk = at < size ? await this.source.read(at, at + this.chunkBytes) : new Uint8Array(0);
+      at += chunk.length;
+      const eof = at >= size;
+      const buf = carry.length ? concat(carry, chunk) : chunk;
+      let s = 0;
+      let nextLf = -2;
+      let nextCr = -2;
+      for (;;) {
+        if (nextLf !== -1 && nextLf < s) nextLf = buf.indexOf(0x0a, s);
+        if (nextCr !== -1 && nextCr < s) nextCr = buf.indexOf(0x0d, s);
+        let t = nextLf < 0 ? nextCr : nextCr < 0 ? nextLf : Math.min(nextLf, nextCr);
+        if (t < 0 || (!eof && buf[t] === 0x0d && t + 1 >= buf.length)) {
+          if (!eof) break; // an unfinished line (or a \r whose \n may follow): read on
+          t = buf.length;
+          if (s >= t) break;
+        }
+        this.jsonlLine(buf.subarray(s, t), base + s, base + t, line);
+        line++;
+        s = buf[t] === 0x0d && buf[t + 1] === 0x0a ? t + 2 : t + 1;
+        if (s >= buf.length) break;
+      }
+      carry = s < buf.length ? buf.slice(s) : new Uint8Array(0);
+      base += Math.min(s, buf.length);
+      this.onProgress?.(Math.min(at, size), size);
+      if (eof) break;
+    }
+  }
+
+  /**
+   * A JSON array, element by element (the byte form of the in-memory reader's scanner: commas and
+   * brackets outside strings and nested values split the top level). An element cut by a chunk
+   * boundary is scanned again from its start with the next chunk.
+   */
+  async jsonArray(): Promise<void> {
+    const size = this.source.size;
+    let line = 1;
+    let state: 'before' | 'in' | 'closed' = 'before';
+    let carry = new Uint8Array(0);
+    let base = this.bom;
+    for (let at = this.bom; ;) {
+      const chunk = at < size ? await this.source.read(at, at + this.chunkBytes) : new Uint8Array(0);
+      at += chunk.length;
+      const eof = at >= size;
+      const buf = carry.length ? concat(carry, chunk) : chunk;
+      const n = buf.length;
+      let i = 0;
+      const skipWs = (): void => {
+        for (; i < n; i++) {
+          const c = buf[i]!;
+          if (c === 0x0a) line++;
+          else if (c !== 0x20 && c !== 0x09 && c !== 0x0d) break;
+        }
+      };
+      let resumeAt = n; // where the next buffer starts (an unfinished element, or the end)
+      let resumeLine = line;
+      scanning: while (state !== 'closed') {
+        skipWs();
+        if (i >= n) break;
+        if (state === 'before') {
+          i++; // past '[' (the caller checked it is there)
+          state = 'in';
+          continue;
+        }
+        if (buf[i] === 0x5d /* ] */) {
+          i++;
+          state = 'closed';
+          break;
+        }
+        const startLine = line;
+        const start = i;
+        let depth = 0;
+        let inString = false;
+        let ended = false;
+        for (; i < n; i++) {
+          const c = buf[i]!;
+          if (c === 0x0a) line++;
+          if (inString) {
+            if (c === 0x5c /* \ */) {
+              i++;
+              if (buf[i] === 0x0a) line++;
+            } else if (c === 0x22) inString = false;
+            continue;
+          }
+          if (c === 0x22) inString = true;
+          else if (c === 0x7b || c === 0x5b) depth++;
+          else if (c === 0x5d && depth === 0) {
+            ended = true;
+            break;
+          } else if ((c === 0x7d || c === 0x5d) && depth > 0) depth--;
+          else if (c === 0x2c && depth === 0) {
+            ended = true;
+            break;
+          }
+        }
+        if (!ended && !eof) {
+          // Cut by the chunk: read on from the element's start.
+          resumeAt = start;
+          resumeLine = startLine;
+          line = startLine;
+          break scanning;
+        }
+        const end = Math.min(i, n);
+        if (buf[i] === 0x2c) i++;
+        this.element(buf.subarray(start, end), base + start, base + end, startLine);
+      }
+      if (state === 'closed') {
+        // Only white space may follow the closing bracket.
+        skipWs();
+        if (i < n) {
+          const rest = new TextDecoder().decode(await this.source.read(base + i, base + i + 160));
+          this.issues.add(line, `expected nothing after the closing "]", got ${preview(rest.slice(0, 40))}`);
+          return;
+        }
+        if (eof) return;
+        carry = new Uint8Array(0);
+        base += n;
+        continue;
+      }
+      if (eof) {
+        this.issues.add(line, 'expected "]" closing the JSON array, got the end of the file (truncated?)');
+        return;
+      }
+      carry = resumeAt < n ? buf.slice(resumeAt) : new Uint8Array(0);
+      base += resumeAt;
+      if (resumeAt < n) line = resumeLine;
+      this.onProgress?.(Math.min(at, size), size);
+    }
+  }
+
+  private element(bytes: Uint8Array, start: number, end: number, line: number): void {
+    const chunk = decodeAt(bytes, this.fileName, line).trim();
+    if (!chunk) {
+      this.issues.add(line, 'expected a JSON object, got an empty array element (two commas in a row?)');
+      return;
+    }
+    let v: unknown;
+    try {
+      v = JSON.parse(chunk);
+    } catch (e) {
+      this.issues.add(line, `expected a JSON object, got invalid JSON (${jsonError(e)}): ${preview(chunk)}`);
+      return;
+    }
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+      this.issues.add(line, `expected a JSON object, got ${describe(v)}`);
+      return;
+    }
+    this.row(v as Record<string, unknown>, start, end, line);
+  }
+
+  async finish(): Promise<RecordIndex> {
+    const format = this.format ?? 'text';
+    // Rows seen before the format was known, and all rows when none showed it.
+    for (const p of this.pending) {
+      const v = JSON.parse(decodeAt(await this.source.read(p.start, p.end), this.fileName, p.line).trim()) as Record<
+        string,
+        unknown
+      >;
+      const r = convert(format, v, p.line);
+      if ('error' in r) this.issues.add(p.line, r.error);
+      else this.ranges.push(p.start, p.end, p.line);
+    }
+    if (this.rows === 0 && this.issues.count === 0)
+      this.issues.add(1, 'expected at least one record, got an empty file');
+    const ranges = this.pending.length ? sortRanges(this.ranges.done()) : this.ranges.done();
+    this.issues.listed.sort((a, b) => a.line - b.line);
+    return new RangeIndex(this.source, this.fileName, this.container, format, ranges, this.issues);
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Ranges in file order (pending rows were added at the end). */
+function sortRanges(r: Ranges): Ranges {
+  const order = [...Array(r.n).keys()].sort((a, b) => r.starts[a]! - r.starts[b]!);
+  const out = new Ranges();
+  for (const k of order) out.push(r.starts[k]!, r.ends[k]!, r.lines[k]!);
+  return out.done();
+}
+
+/** Records read back from their byte ranges. */
+class RangeIndex implements RecordIndex {
+  readonly count: number;
+  readonly issues: DatasetIssue[];
+  readonly issueCount: number;
+
+  constructor(
+    private readonly source: ByteSource,
+    private readonly fileName: string,
+    readonly container: DatasetContainer,
+    readonly format: DatasetFormat,
+    private readonly ranges: Ranges,
+    issues: IssueList,
+  ) {
+    this.count = ranges.n;
+    this.issues = issues.listed;
+    this.issueCount = issues.count;
+  }
+
+  get bytes(): number {
+    return this.ranges.starts.byteLength + this.ranges.ends.byteLength + this.ranges.lines.byteLength;
+  }
+
+  line(i: number): number {
+    return this.ranges.lines[i]!;
+  }
+
+  async read(indices: readonly number[]): Promise<DatasetRecord[]> {
+    const { starts, ends, lines } = this.ranges;
+    // Neighbouring records are read in one go (file-order reads are one read per run).
+    const order = [...indices.keys()].sort((a, b) => indices[a]! - indices[b]!);
+    const out = new Array<DatasetRecord>(indices.length);
+    for (let k = 0; k < order.length;) {
+      let last = k;
+      while (
+        last + 1 < order.length &&
+        starts[indices[order[last + 1]!]!]! - ends[indices[order[last]!]!]! < 4096 &&
+        ends[indices[order[last + 1]!]!]! - starts[indices[order[k]!]!]! < CHUNK
+      )
+        last++;
+      const from = starts[indices[order[k]!]!]!;
+      const bytes = await this.source.read(from, Math.max(...order.slice(k, last + 1).map((o) => ends[indices[o]!]!)));
+      for (let j = k; j <= last; j++) {
+        const i = indices[order[j]!]!;
+        const text = decodeAt(bytes.subarray(starts[i]! - from, ends[i]! - from), this.fileName, lines[i]!);
+        const r = convert(this.format, JSON.parse(text.trim()) as Record<string, unknown>, lines[i]!);
+        if ('error' in r) throw new DatasetReadError(this.fileName, ` changed while it was read (line ${lines[i]}).`);
+        out[order[j]!] = r;
+      }
+      k = last + 1;
+    }
+    return out;
+  }
+}
+
+/** Records parsed in memory (CSV, TSV, plain text, a single JSON object). */
+class MemoryIndex implements RecordIndex {
+  readonly container: DatasetContainer;
+  readonly format: DatasetFormat;
+  readonly count: number;
+  readonly issues: DatasetIssue[];
+  readonly issueCount: number;
+  private readonly records: DatasetRecord[];
+
+  constructor(parsed: ReturnType<typeof parseDataset>) {
+    this.container = parsed.container;
+    this.format = parsed.format;
+    this.records = parsed.records;
+    this.count = parsed.records.length;
+    this.issueCount = parsed.issues.length;
+    this.issues = parsed.issues.slice(0, MAX_LISTED_ISSUES);
+  }
+
+  get bytes(): number {
+    return 0;
+  }
+
+  line(i: number): number {
+    return this.records[i]!.line;
+  }
+
+  read(indices: readonly number[]): Promise<DatasetRecord[]> {
+    return Promise.resolve(indices.map((i) => this.records[i]!));
+  }
+}

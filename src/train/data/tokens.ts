@@ -1,0 +1,117 @@
+/**
+ * Tokenized examples kept compactly, and the bounded cache of records tokenized on demand.
+ *
+ * A CompactExample holds its ids in a Uint16Array when the tokenizer's ids fit 16 bits (else a
+ * Uint32Array) and its loss mask as one byte per token: 3 bytes per token instead of the ~17 of a
+ * number[] plus boolean[] (and no per-element boxing). `TokenCache` keeps the examples of the
+ * records tokenized most recently, up to a budget of tokens, dropping the least recently used; a
+ * dropped record is tokenized again when it is needed again (the same ids: rendering is a pure
+ * function of the record, the tokenizer and the settings).
+ */
+
+import type { DatasetIssue } from '../../engine/types';
+import type { DatasetRecord } from './records';
+import { RecordError, type RenderOptions, type TokenizedExample, type TokenizerLike, renderRecord } from './render';
+
+export interface CompactExample {
+  ids: Uint16Array | Uint32Array;
+  /** counted[t] = 1 when predicting token t counts in the loss. */
+  counted: Uint8Array;
+  line: number;
+  truncated: boolean;
+  countedTokens: number;
+}
+
+/** What a record gives: its usable examples, or the issue that made it unusable. */
+export type RecordTokens = { examples: CompactExample[]; issue: null } | { examples: []; issue: DatasetIssue };
+
+export function compactExample(ex: TokenizedExample, wide: boolean): CompactExample {
+  const ids = wide ? Uint32Array.from(ex.ids) : Uint16Array.from(ex.ids);
+  const counted = new Uint8Array(ex.counted.length);
+  for (let t = 0; t < counted.length; t++) counted[t] = ex.counted[t] ? 1 : 0;
+  return { ids, counted, line: ex.line, truncated: ex.truncated, countedTokens: ex.countedTokens };
+}
+
+/** Whether ids need 32 bits (a vocabulary past 65,536 ids, or an unknown one). */
+export function needsWideIds(vocabSize: number | undefined): boolean {
+  return !(vocabSize !== undefined && vocabSize > 0 && vocabSize <= 0x10000);
+}
+
+/**
+ * A record rendered for training: its examples that have counted tokens, or why it has none (the
+ * rules of the in-memory path: a RecordError, or examples with nothing learned).
+ */
+export function tokenizeRecord(
+  tok: TokenizerLike,
+  record: DatasetRecord,
+  opts: RenderOptions,
+  wide: boolean,
+): { tokens: RecordTokens; full: TokenizedExample[] } {
+  let examples: TokenizedExample[];
+  try {
+    examples = renderRecord(tok, record, opts);
+  } catch (e) {
+    if (e instanceof RecordError)
+      return { tokens: { examples: [], issue: { line: record.line, message: e.message } }, full: [] };
+    throw e;
+  }
+  const usable = examples.filter((ex) => ex.countedTokens > 0 && ex.ids.length >= 2);
+  if (usable.length === 0) {
+    return {
+      tokens: {
+        examples: [],
+        issue: {
+          line: record.line,
+          message: 'no tokens of this record count in the loss (empty response or too short)',
+        },
+      },
+      full: [],
+    };
+  }
+  return { tokens: { examples: usable.map((ex) => compactExample(ex, wide)), issue: null }, full: usable };
+}
+
+/** The examples of recently used records, least recently used dropped past `budgetTokens`. */
+export class TokenCache {
+  private readonly map = new Map<number, RecordTokens>();
+  private tokens = 0;
+
+  constructor(private readonly budgetTokens: number) {}
+
+  get(record: number): RecordTokens | undefined {
+    const v = this.map.get(record);
+    if (v) {
+      this.map.delete(record);
+      this.map.set(record, v);
+    }
+    return v;
+  }
+
+  has(record: number): boolean {
+    return this.map.has(record);
+  }
+
+  set(record: number, v: RecordTokens): void {
+    const old = this.map.get(record);
+    if (old) this.tokens -= sizeOf(old);
+    this.map.delete(record);
+    this.map.set(record, v);
+    this.tokens += sizeOf(v);
+    for (const [k, e] of this.map) {
+      if (this.tokens <= this.budgetTokens || this.map.size <= 1) break;
+      this.map.delete(k);
+      this.tokens -= sizeOf(e);
+    }
+  }
+
+  /** Tokens held now. */
+  get heldTokens(): number {
+    return this.tokens;
+  }
+}
+
+function sizeOf(v: RecordTokens): number {
+  let n = 1;
+  for (const ex of v.examples) n += ex.ids.length;
+  return n;
+}
