@@ -67,8 +67,11 @@ export interface RunLease {
 
 export interface RunDataset {
   fileName: string;
-  /** The whole text, so the run can be rebuilt after a reload. */
-  content: string;
+  /**
+   * The whole text (a paste), or the uploaded file itself (IndexedDB keeps a Blob on disk, not in
+   * the tab's memory), so the run can be rebuilt after a reload.
+   */
+  content: string | Blob;
   format: DatasetFormat | 'auto';
 }
 

@@ -66,7 +66,8 @@ export interface ModelSlice {
 
 export interface DatasetSlice {
   fileName: string;
-  content: string;
+  /** Pasted text, or an uploaded file (never read whole on the page: the worker reads it by range). */
+  content: string | Blob;
   format: DatasetFormat | 'auto';
   status: 'idle' | 'loading' | 'ready' | 'error';
   summary: DatasetSummary | null;

@@ -1,7 +1,8 @@
 /**
- * The training data: text from an uploaded file, a paste, or the shipped demo set, tokenized by
- * the loaded model's tokenizer in the worker (EngineApi.loadDataset) into a DatasetSummary with
- * the format, counts, issues by line and rendered previews.
+ * The training data: an uploaded file, a paste, or the shipped demo set, read and tokenized by the
+ * loaded model's tokenizer in the worker (EngineApi.loadDataset) into a DatasetSummary with the
+ * format, counts, issues by line and rendered previews. An uploaded file stays a File: the worker
+ * reads it by range (src/train/data/scan.ts), so a large one is never held whole by the page.
  */
 import type { DatasetFormat } from '../../engine/types';
 import { DEMO_DATASET_NAME, DEMO_DATASET_PATH } from '../catalog';
@@ -12,8 +13,20 @@ import { describeError } from '../errors';
 export const PREVIEW_COUNT = 200;
 export const PAGE_SIZE = 5;
 
-/** Files larger than this are refused up front (the text is kept in memory and in the run record). */
-export const MAX_DATASET_BYTES = 200 * 2 ** 20;
+/**
+ * Files larger than this are refused up front. The worker keeps 20 bytes per record of index and a
+ * bounded token cache, whatever the file's size; the file itself stays on disk (and in the run
+ * record, as a Blob).
+ */
+export const MAX_DATASET_BYTES = 2 * 2 ** 30;
+
+/** Bytes read from the start of an upload to tell text from a binary file. */
+const SNIFF_BYTES = 64 * 1024;
+
+/** Whether there is any data: non-blank text, or a non-empty file. */
+export function hasDatasetContent(content: string | Blob): boolean {
+  return typeof content === 'string' ? content.trim() !== '' : content.size > 0;
+}
 
 export function datasetKey(ctx: AppContext): string {
   const s = ctx.store.get();
@@ -23,7 +36,7 @@ export function datasetKey(ctx: AppContext): string {
     s.train.seed,
     s.dataset.format,
     s.dataset.fileName,
-    s.dataset.content.length,
+    typeof s.dataset.content === 'string' ? s.dataset.content.length : s.dataset.content.size,
   ].join('|');
 }
 
@@ -31,7 +44,7 @@ export function datasetKey(ctx: AppContext): string {
 export async function setDataset(
   ctx: AppContext,
   fileName: string,
-  content: string,
+  content: string | Blob,
   format?: DatasetFormat | 'auto',
 ): Promise<boolean> {
   patch(ctx, 'dataset', {
@@ -71,14 +84,14 @@ export async function readDatasetFile(ctx: AppContext, file: File): Promise<bool
     });
     return false;
   }
-  let text: string;
+  let head: string;
   try {
-    text = await file.text();
+    head = await file.slice(0, SNIFF_BYTES).text();
   } catch (e) {
     patch(ctx, 'dataset', { status: 'error', error: describeError(e, `Reading ${file.name}`) });
     return false;
   }
-  if (text.includes('\u0000')) {
+  if (head.includes('\u0000')) {
     patch(ctx, 'dataset', {
       status: 'error',
       error: {
@@ -88,7 +101,7 @@ export async function readDatasetFile(ctx: AppContext, file: File): Promise<bool
     });
     return false;
   }
-  return setDataset(ctx, file.name, text);
+  return setDataset(ctx, file.name, file);
 }
 
 /**
@@ -97,7 +110,7 @@ export async function readDatasetFile(ctx: AppContext, file: File): Promise<bool
  */
 export async function analyseDataset(ctx: AppContext, opts: { force?: boolean } = {}): Promise<boolean> {
   const s = ctx.store.get();
-  if (!s.dataset.content.trim()) {
+  if (!hasDatasetContent(s.dataset.content)) {
     if (s.dataset.fileName) {
       patch(ctx, 'dataset', {
         status: 'error',

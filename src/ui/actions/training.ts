@@ -13,7 +13,7 @@ import { type AppContext, patch } from '../context';
 import { describeError } from '../errors';
 import type { GpuSlice } from '../state';
 import { hasErrors, validateLora, validateTrain } from '../validate';
-import { analyseDataset } from './dataset';
+import { analyseDataset, hasDatasetContent } from './dataset';
 import { checkModel, loadChosenModel } from './model';
 import { refreshLibrary, uniqueName } from './library';
 
@@ -49,7 +49,7 @@ export function startBlockers(ctx: AppContext): string[] {
   const gpu = gpuBlocker(s.gpu.status);
   if (gpu) out.push(gpu);
   if (!s.model.info) out.push('Load a model first (Model).');
-  if (!s.dataset.content.trim()) out.push('Choose a dataset first (Data).');
+  if (!hasDatasetContent(s.dataset.content)) out.push('Choose a dataset first (Data).');
   else if (s.dataset.status === 'error') out.push('The dataset has a problem (Data).');
   if (hasErrors(validateLora(s.lora, s.model.info)) || hasErrors(validateTrain(s.train, s.model.info))) {
     out.push('Fix the highlighted settings (Settings).');

@@ -87,6 +87,7 @@ function Preview({ s }: { s: AppState }) {
 
 function Summary({ s }: { s: AppState }) {
   const summary = s.dataset.summary!;
+  const approx = summary.tokensEstimated ? '≈ ' : '';
   return (
     <section className="card" aria-labelledby="summary-h" data-testid="dataset-summary">
       <h3 id="summary-h">{summary.fileName}</h3>
@@ -97,16 +98,21 @@ function Summary({ s }: { s: AppState }) {
           label="train / validation"
           value={`${formatInt(summary.trainRecords)} / ${formatInt(summary.valRecords)}`}
         />
-        <Stat label="train tokens" value={formatInt(summary.trainTokens)} />
-        <Stat label="counted tokens" value={formatInt(summary.countedTokens)} />
-        <Stat label="issues" value={formatInt(summary.issues.length)} />
+        <Stat label="train tokens" value={`${approx}${formatInt(summary.trainTokens)}`} />
+        <Stat label="counted tokens" value={`${approx}${formatInt(summary.countedTokens)}`} />
+        <Stat label="issues" value={formatInt(summary.issueCount)} />
       </div>
-      <p className="muted small">{FORMAT_LABEL[summary.format]}.</p>
-      {summary.issues.length > 0 && (
-        <details className="issues" open={summary.issues.length <= 8}>
+      <p className="muted small">
+        {FORMAT_LABEL[summary.format]}.
+        {summary.tokensEstimated
+          ? ' Token counts are estimated from the first records: a dataset this large is tokenized as training reaches each record.'
+          : ''}
+      </p>
+      {summary.issueCount > 0 && (
+        <details className="issues" open={summary.issueCount <= 8}>
           <summary>
-            {summary.issues.length} line{summary.issues.length === 1 ? '' : 's'} skipped or cut — these records are not
-            trained on
+            {formatInt(summary.issueCount)} line{summary.issueCount === 1 ? '' : 's'} skipped or cut — these records are
+            not trained on
           </summary>
           <ul>
             {summary.issues.slice(0, 200).map((iss, i) => (
@@ -114,7 +120,7 @@ function Summary({ s }: { s: AppState }) {
                 <span className="line-no">line {iss.line}</span> {iss.message}
               </li>
             ))}
-            {summary.issues.length > 200 && <li>… and {summary.issues.length - 200} more.</li>}
+            {summary.issueCount > 200 && <li>… and {formatInt(summary.issueCount - 200)} more.</li>}
           </ul>
         </details>
       )}
