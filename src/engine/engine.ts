@@ -25,6 +25,7 @@ import { type Batch, BatchSchedule, type DataPosition } from '../train/batch';
 import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint } from '../train/checkpoint';
 import { PreparedDataset } from '../train/data/prepared';
 import { blobSource, textSource } from '../train/data/source';
+import type { TokenStore } from '../train/data/tokens';
 import { Trainer } from '../train/trainer';
 import { trainingMemory } from './memory';
 import type {
@@ -49,6 +50,11 @@ import type {
 
 /** Steps whose records are tokenized ahead of the one running. */
 const PREFETCH_STEPS = 4;
+
+async function sha256Hex(text: string): Promise<string> {
+  const h = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)));
+  return Array.from(h, (b) => b.toString(16).padStart(2, '0')).join('');
+}
 
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
@@ -145,6 +151,8 @@ interface LoadedModelState {
   id: string;
   config: ModelConfig;
   tokenizer: TextTokenizer;
+  /** SHA-256 of the tokenizer's files (what names its tokenized datasets in a TokenStore). */
+  tokenizerKey: string;
   gpuModel: GpuModel;
   totalParams: number;
   dtype: string;
@@ -180,8 +188,14 @@ export class Engine implements EngineApi {
   private resumeWaiters: (() => void)[] = [];
   private stopRequested = false;
   private training = false;
+  private tokenStore: TokenStore | null = null;
 
   constructor(readonly gpu: Gpu) {}
+
+  /** Where large datasets' tokens are kept between runs (the worker passes IndexedDB's). */
+  setTokenStore(store: TokenStore | null): void {
+    this.tokenStore = store;
+  }
 
   // ------------------------------------------------------------------ device
 
@@ -211,6 +225,9 @@ export class Engine implements EngineApi {
     });
     onProgress?.({ file: 'tokenizer.json', loaded: 0, total: null, phase: 'tokenizer' });
     const tokenizer = await createTokenizer(loaded.tokenizerJson, loaded.tokenizerConfig, loaded.config);
+    const tokenizerKey = await sha256Hex(
+      `${JSON.stringify(loaded.tokenizerJson)}\n${JSON.stringify(loaded.tokenizerConfig)}`,
+    );
     this.unloadModel();
     const gpuModel = GpuModel.upload(this.gpu, loaded, (done, total) =>
       onProgress?.({ file: 'weights', loaded: done, total, phase: 'upload' }),
@@ -231,7 +248,15 @@ export class Engine implements EngineApi {
           'The file is damaged, or its bytes are not the dtype its header says (e.g. F32 data labelled F16); download or convert it again.',
       );
     }
-    this.model = { id: spec.id, config: loaded.config, tokenizer, gpuModel, totalParams, dtype: [...dtypes].join('/') };
+    this.model = {
+      id: spec.id,
+      config: loaded.config,
+      tokenizer,
+      tokenizerKey,
+      gpuModel,
+      totalParams,
+      dtype: [...dtypes].join('/'),
+    };
     return this.modelInfo();
   }
 
@@ -306,6 +331,7 @@ export class Engine implements EngineApi {
         valFraction: opts.valFraction,
         seed: opts.seed,
         previewCount: opts.previewCount,
+        store: this.tokenStore ? { tokens: this.tokenStore, tokenizerKey: m.tokenizerKey } : undefined,
       });
     } catch (e) {
       if ((e as Error).name === 'DatasetError') throw new EngineError((e as Error).message);

@@ -6,11 +6,14 @@
  *                                       final loss, size, loss history (small; listed often)
  *     adapterFiles  AdapterFilesRecord  each adapter's PEFT files (adapter_config.json text and
  *                                       adapter_model.safetensors bytes), keyed like `adapters`
- *     runs          RunRecord           training runs: settings, the dataset text, loss history,
+ *     runs          RunRecord           training runs: settings, the dataset (text or file), loss history,
  *                                       status and the lease of the tab that trains it
  *     checkpoints   CheckpointRecord    the latest checkpoint blob of each run (src/train/checkpoint.ts),
  *                                       keyed by run id; deleted when the run's adapter is saved
  *     models        CachedModelRecord   which models have files in the Cache API, their size
+ *
+ *   IndexedDB database "tabtune-tokens" (token-cache.ts, the GPU worker's own): large datasets
+ *     tokenized in chunks, so a resume or a second run on the same data does not tokenize again.
  *
  *   Cache API cache MODEL_CACHE ("tabtune-models-v1"): downloaded model files (config.json,
  *     tokenizer files, safetensors weights), keyed by their URL, so a model is downloaded once.

@@ -5,13 +5,15 @@
  * checkpointSaved, which act at once (they steer the request in progress).
  *
  * Model files fetched from the Hub or a URL go through cachingFetch, so a model is downloaded once
- * and read from the Cache API afterwards.
+ * and read from the Cache API afterwards; large datasets' tokens are kept in IndexedDB
+ * (store/token-cache.ts), so a resume or a second run does not tokenize them again.
  */
 /// <reference lib="webworker" />
 import type { Engine } from '../engine/engine';
 import type { Gpu } from '../gpu/context';
 import { isQuotaError } from '../store/errors';
 import { cachingFetch } from '../store/model-cache';
+import { IndexedDbTokenStore } from '../store/token-cache';
 import { type WorkerReply, type WorkerRequest, toWireError } from './protocol';
 
 declare const self: DedicatedWorkerGlobalScope;
@@ -78,7 +80,14 @@ function engine(): Promise<Engine> {
           },
         });
       });
-      return new Engine(gpu);
+      const eng = new Engine(gpu);
+      // Large datasets' tokens are kept in IndexedDB between runs; without it they are made again.
+      try {
+        eng.setTokenStore(await IndexedDbTokenStore.open());
+      } catch {
+        /* no IndexedDB in this worker: tokenize every run */
+      }
+      return eng;
     })();
     // A failed start (no WebGPU) is reported to each request; a later request tries again.
     enginePromise.catch(() => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { type Batch, BatchSchedule } from '../../src/train/batch';
 import { EXACT_RECORDS, LAZY_MAX_VAL, PreparedDataset } from '../../src/train/data/prepared';
 import { textSource } from '../../src/train/data/source';
+import { type RecordTokens, type TokenStore, decodeChunk, encodeChunk } from '../../src/train/data/tokens';
 import { FakeTokenizer } from '../helpers/fake-tokenizer';
 
 const alpaca = (i: number, output = `hello world ${i}`) => JSON.stringify({ instruction: `Say ${i}`, output });
@@ -134,5 +135,105 @@ describe('PreparedDataset, lazily tokenized', () => {
     let rows = 0;
     for await (const b of data.evalBatches('validation', { batchSize: 7, maxLen: 64 })) rows += b.B;
     expect(rows).toBe(LAZY_MAX_VAL);
+  });
+});
+
+/** A TokenStore in memory (the app's is IndexedDB: test/store/token-cache.test.ts). */
+class MemoryTokenStore implements TokenStore {
+  readonly chunks = new Map<string, Uint8Array>();
+  readonly used: string[] = [];
+  failPuts = false;
+  get(set: string, chunk: number): Promise<Uint8Array | undefined> {
+    return Promise.resolve(this.chunks.get(`${set}#${chunk}`));
+  }
+  put(set: string, chunk: number, bytes: Uint8Array): Promise<void> {
+    if (this.failPuts) return Promise.reject(new Error('QuotaExceededError'));
+    this.chunks.set(`${set}#${chunk}`, bytes);
+    return Promise.resolve();
+  }
+  use(set: string): Promise<void> {
+    this.used.push(set);
+    return Promise.resolve();
+  }
+}
+
+describe('tokenized chunks kept between runs', () => {
+  const text = jsonl(3000, (i) =>
+    i === 40
+      ? JSON.stringify({ instruction: 'long '.repeat(40), output: 'x' })
+      : i === 77
+        ? alpaca(i, 'x'.repeat(200))
+        : alpaca(i),
+  );
+  async function openWith(store: TokenStore, maxLen = 64) {
+    const tok = new FakeTokenizer();
+    const data = await PreparedDataset.open(textSource(text), 'd.jsonl', tok, {
+      maxLen,
+      valFraction: 0.1,
+      seed: 3,
+      store: { tokens: store, tokenizerKey: 'fake-tokenizer' },
+    });
+    return { tok, data };
+  }
+  async function firstSteps(data: PreparedDataset) {
+    const s = new BatchSchedule(data.train.length, { batchSize: 4, gradAccum: 2, shuffle: true, seed: 3, steps: 3 });
+    const out: number[][][] = [];
+    for (let st = s.next(); st; st = s.next())
+      out.push((await data.stepBatches(st, { batchSize: 4, maxLen: 64 })).flatMap(rows));
+    return out;
+  }
+
+  it('a second run on the same bytes, tokenizer and settings reads its tokens back instead of tokenizing', async () => {
+    const store = new MemoryTokenStore();
+    const a = await openWith(store);
+    const stepsA = await firstSteps(a.data);
+    expect(store.chunks.size).toBeGreaterThan(4);
+    const b = await openWith(store);
+    expect(b.tok.encodeCalls).toBe(0);
+    expect(await firstSteps(b.data)).toEqual(stepsA);
+    expect(b.tok.encodeCalls).toBe(0);
+    expect(b.data.summary).toEqual(a.data.summary);
+    expect(store.used[0]).toBe(store.used[1]);
+    // Another max length is another tokenized dataset.
+    const c = await openWith(store, 32);
+    expect(c.tok.encodeCalls).toBeGreaterThan(0);
+    expect(store.used[2]).not.toBe(store.used[0]);
+  });
+
+  it('tokens read back equal tokens made afresh, issues included, and a store that cannot write changes nothing', async () => {
+    const fresh = await open(text);
+    const broken = new MemoryTokenStore();
+    broken.failPuts = true;
+    const a = await openWith(broken);
+    const items = [0, 1, 40, 77, 2999, 16, 17];
+    expect(await a.data.examples(items)).toEqual(await fresh.data.examples(items));
+    const store = new MemoryTokenStore();
+    await (await openWith(store)).data.examples(items);
+    const b = await openWith(store);
+    expect(await b.data.examples(items)).toEqual(await fresh.data.examples(items));
+    // Record 40 (line 41) is in the preview sample: its issue is in the summary, read back like its tokens.
+    expect(b.data.summary.issues.map((i) => i.line)).toEqual([41]);
+  });
+
+  it('chunks round-trip through bytes: 16- and 32-bit ids, masks, truncation and issues', () => {
+    const ex = (ids: number[], line: number) => ({
+      ids: Uint32Array.from(ids),
+      counted: Uint8Array.from(ids.map((_, t) => (t > 1 ? 1 : 0))),
+      line,
+      truncated: line % 2 === 0,
+      countedTokens: Math.max(0, ids.length - 2),
+    });
+    const records: RecordTokens[] = [
+      { issue: null, examples: [ex([1, 70_000, 3], 1)] },
+      { examples: [], issue: { line: 2, message: 'no tokens ✓' } },
+      { issue: null, examples: [ex([5, 6, 7, 8, 9], 4), ex([10, 11], 4)] },
+    ];
+    expect(decodeChunk(encodeChunk(records, true))).toEqual(records);
+    const narrow = records.map((r) =>
+      r.issue
+        ? r
+        : { ...r, examples: r.examples.map((e) => ({ ...e, ids: Uint16Array.from(e.ids.map((i) => i % 60_000)) })) },
+    );
+    expect(decodeChunk(encodeChunk(narrow, false))).toEqual(narrow);
   });
 });

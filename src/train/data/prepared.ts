@@ -33,7 +33,17 @@ import {
 import { type RenderOptions, type TokenizerLike, examplePreview } from './render';
 import { type RecordIndex, scanDataset } from './scan';
 import type { ByteSource } from './source';
-import { type CompactExample, type RecordTokens, TokenCache, needsWideIds, tokenizeRecord } from './tokens';
+import {
+  CHUNK_RECORDS,
+  type CompactExample,
+  type RecordTokens,
+  TokenCache,
+  type TokenStore,
+  decodeChunk,
+  encodeChunk,
+  needsWideIds,
+  tokenizeRecord,
+} from './tokens';
 
 /** Up to this many usable records, a dataset is tokenized whole at once (the exact regime). */
 export const EXACT_RECORDS = 2000;
@@ -62,6 +72,12 @@ export interface PrepareOptions {
   exactRecords?: number;
   /** Tokens kept in the lazy regime's cache (default 4 Mi). */
   cacheTokens?: number;
+  /**
+   * Where the lazy regime keeps tokenized chunks between runs, with what names the tokenizer
+   * (e.g. a hash of its files): a resume or a second run on the same bytes, tokenizer and settings
+   * reads its tokens back instead of tokenizing again.
+   */
+  store?: { tokens: TokenStore; tokenizerKey: string };
   onProgress?: (phase: 'scan' | 'tokenize', done: number, total: number) => void;
 }
 
@@ -84,6 +100,8 @@ export class PreparedDataset {
   private readonly reported: Uint8Array;
   private prefetchQueue: number[] = [];
   private prefetching: Promise<void> | null = null;
+  /** The stored set's name and store (lazy regime with a store), else null. */
+  private stored: { set: string; tokens: TokenStore } | null = null;
 
   private constructor(
     readonly index: RecordIndex,
@@ -116,6 +134,7 @@ export class PreparedDataset {
     const index = await scanDataset(source, fileName, {
       format: opts.format,
       onProgress: (d, t) => opts.onProgress?.('scan', d, t),
+      fingerprint: !!opts.store,
     });
     const render: RenderOptions = {
       maxLen: opts.maxLen,
@@ -173,11 +192,6 @@ export class PreparedDataset {
     }
 
     // Lazy: a sample of the first records for the preview and the estimates.
-    const sampleN = Math.min(index.count, Math.max(previewCount, SAMPLE_RECORDS));
-    const sample = await index.read([...Array(sampleN).keys()]);
-    const preview: ExamplePreview[] = [];
-    let sampleTokens = 0;
-    let sampleCounted = 0;
     const ds = new PreparedDataset(
       index,
       tok,
@@ -192,20 +206,29 @@ export class PreparedDataset {
       null as unknown as DatasetSummary,
       opts.cacheTokens ?? CACHE_TOKENS,
     );
-    sample.forEach((record, i) => {
-      const { tokens, full } = tokenizeRecord(tok, record, render, wide);
-      ds.cache.set(i, tokens);
-      if (tokens.issue) {
-        issues.push(tokens.issue);
+    if (opts.store && index.digest) {
+      const set = [index.digest, opts.store.tokenizerKey, opts.maxLen, render.overflow, index.format, 'v1'].join('|');
+      ds.stored = { set, tokens: opts.store.tokens };
+      await opts.store.tokens.use(set).catch(() => undefined);
+    }
+    const sampleN = Math.min(index.count, Math.max(previewCount, SAMPLE_RECORDS));
+    const sample = await ds.ensure([...Array(sampleN).keys()]);
+    const preview: ExamplePreview[] = [];
+    let sampleTokens = 0;
+    let sampleCounted = 0;
+    for (let i = 0; i < sampleN; i++) {
+      const t = sample.get(i)!;
+      if (t.issue) {
+        issues.push(t.issue);
         issueCount++;
-        ds.reported[i] = 1;
       }
-      for (const ex of full) {
+      for (const ex of t.examples) {
         if (preview.length < previewCount) preview.push(examplePreview(tok, ex));
         sampleTokens += ex.ids.length;
         sampleCounted += ex.countedTokens;
       }
-    });
+    }
+    ds.lateIssues.length = 0; // the sample's issues are in the summary
     if (sampleTokens === 0 && sampleN === index.count) throw noUsable();
     issues.sort((a, b) => a.line - b.line);
     const perRecord = (n: number): number => Math.round((n / sampleN) * ds.train.length);
@@ -235,22 +258,61 @@ export class PreparedDataset {
   /** The usable examples of items, in item order (tokenizing the records not held). */
   async examples(items: readonly number[]): Promise<CompactExample[]> {
     if (this.all) return items.map((i) => this.all![i]!);
+    const got = await this.ensure(items);
+    return items.flatMap((r) => got.get(r)!.examples);
+  }
+
+  /**
+   * The tokens of these records: from the memory cache, else from the store (whole chunks), else
+   * tokenized (whole chunks when there is a store, which then keeps them).
+   */
+  private async ensure(records: readonly number[]): Promise<Map<number, RecordTokens>> {
     const got = new Map<number, RecordTokens>();
     const missing: number[] = [];
-    for (const r of items) {
+    for (const r of records) {
+      if (got.has(r)) continue;
       const t = this.cache.get(r);
       if (t) got.set(r, t);
       else if (!missing.includes(r)) missing.push(r);
     }
-    if (missing.length) {
-      const records = await this.index.read(missing);
-      missing.forEach((r, k) => got.set(r, this.tokenize(r, records[k]!)));
+    if (!missing.length) return got;
+    if (!this.stored) {
+      const read = await this.index.read(missing);
+      missing.forEach((r, k) => got.set(r, this.keep(r, this.tokenize(read[k]!))));
+      return got;
     }
-    return items.flatMap((r) => got.get(r)!.examples);
+    const chunks = [...new Set(missing.map((r) => Math.floor(r / CHUNK_RECORDS)))];
+    for (const c of chunks) {
+      const first = c * CHUNK_RECORDS;
+      const ids = Array.from({ length: Math.min(CHUNK_RECORDS, this.index.count - first) }, (_, k) => first + k);
+      let tokens: RecordTokens[] | null = null;
+      try {
+        const bytes = await this.stored.tokens.get(this.stored.set, c);
+        if (bytes) tokens = decodeChunk(bytes);
+      } catch {
+        tokens = null; // an unreadable chunk is tokenized again
+      }
+      if (!tokens || tokens.length !== ids.length) {
+        const read = await this.index.read(ids);
+        tokens = read.map((rec) => this.tokenize(rec));
+        // Kept for the next run; a full disk only costs tokenizing again next time.
+        this.stored.tokens.put(this.stored.set, c, encodeChunk(tokens, this.wide)).catch(() => undefined);
+      }
+      tokens.forEach((t, k) => {
+        const r = ids[k]!;
+        this.keep(r, t);
+        if (missing.includes(r)) got.set(r, t);
+      });
+    }
+    return got;
   }
 
-  private tokenize(r: number, record: Parameters<typeof tokenizeRecord>[1]): RecordTokens {
-    const { tokens } = tokenizeRecord(this.tok, record, this.render, this.wide);
+  private tokenize(record: Parameters<typeof tokenizeRecord>[1]): RecordTokens {
+    return tokenizeRecord(this.tok, record, this.render, this.wide).tokens;
+  }
+
+  /** Caches a record's tokens, and reports its issue the first time it is seen. */
+  private keep(r: number, tokens: RecordTokens): RecordTokens {
     this.cache.set(r, tokens);
     if (tokens.issue && !this.reported[r]) {
       this.reported[r] = 1;
@@ -269,14 +331,8 @@ export class PreparedDataset {
     this.prefetching ??= (async () => {
       while (this.prefetchQueue.length) {
         await yieldNow();
-        const slice = this.prefetchQueue.splice(0, 16).filter((r) => !this.cache.has(r));
-        if (!slice.length) continue;
-        const records = await this.index.read(slice);
-        const t0 = performance.now();
-        for (let k = 0; k < slice.length; k++) {
-          if (!this.cache.has(slice[k]!)) this.tokenize(slice[k]!, records[k]!);
-          if (performance.now() - t0 > 20) await yieldNow();
-        }
+        const slice = this.prefetchQueue.splice(0, 4).filter((r) => !this.cache.has(r));
+        if (slice.length) await this.ensure(slice);
       }
       this.prefetching = null;
     })();

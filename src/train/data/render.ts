@@ -298,14 +298,26 @@ export function tokenizeRecords(
 }
 
 /** The UI's view of an example: runs of text that do / do not count in the loss. */
-export function examplePreview(tok: Pick<TokenizerLike, 'decode'>, ex: TokenizedExample): ExamplePreview {
+export function examplePreview(
+  tok: Pick<TokenizerLike, 'decode'>,
+  ex: {
+    ids: ArrayLike<number>;
+    counted: ArrayLike<boolean | number>;
+    line: number;
+    truncated: boolean;
+    countedTokens: number;
+  },
+): ExamplePreview {
   const pieces: { text: string; counted: boolean }[] = [];
   let start = 0;
   for (let t = 1; t <= ex.ids.length; t++) {
-    if (t === ex.ids.length || ex.counted[t] !== ex.counted[start]) {
+    if (t === ex.ids.length || !ex.counted[t] !== !ex.counted[start]) {
       pieces.push({
-        text: tok.decode(ex.ids.slice(start, t), { skipSpecialTokens: false }),
-        counted: ex.counted[start]!,
+        text: tok.decode(
+          Array.from({ length: t - start }, (_, k) => ex.ids[start + k]!),
+          { skipSpecialTokens: false },
+        ),
+        counted: !!ex.counted[start],
       });
       start = t;
     }

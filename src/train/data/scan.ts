@@ -55,6 +55,8 @@ export interface RecordIndex {
   read(indices: readonly number[]): Promise<DatasetRecord[]>;
   /** Bytes this index holds in memory. */
   readonly bytes: number;
+  /** SHA-256 of the file's bytes (hex), when asked for with `fingerprint`. */
+  readonly digest: string | null;
 }
 
 export interface ScanOptions {
@@ -63,6 +65,24 @@ export interface ScanOptions {
   onProgress?: (done: number, total: number) => void;
   /** Bytes read at a time (tests use tiny chunks to cross every boundary). */
   chunkBytes?: number;
+  /** Also compute `digest` (what a cache of the tokenized dataset is keyed by). */
+  fingerprint?: boolean;
+}
+
+/** SHA-256 of a sequence of byte chunks: the hash of their hashes (Web Crypto, native in browsers and Node). */
+class Digest {
+  private readonly parts: Promise<ArrayBuffer>[] = [];
+  add(bytes: Uint8Array): void {
+    this.parts.push(crypto.subtle.digest('SHA-256', bytes.slice()));
+  }
+  async hex(size: number): Promise<string> {
+    const all = await Promise.all(this.parts);
+    const joined = new Uint8Array(8 + 32 * all.length);
+    new DataView(joined.buffer).setFloat64(0, size);
+    all.forEach((d, i) => joined.set(new Uint8Array(d), 8 + 32 * i));
+    const h = new Uint8Array(await crypto.subtle.digest('SHA-256', joined));
+    return Array.from(h, (b) => b.toString(16).padStart(2, '0')).join('');
+  }
 }
 
 class IssueList {
@@ -154,13 +174,21 @@ export async function scanDataset(source: ByteSource, fileName: string, opts: Sc
   const container = detectContainer(fileName, headText);
   const given = opts.format && opts.format !== 'auto' ? opts.format : null;
   if (container === 'jsonl' || (container === 'json' && firstNonSpace(head, bom) === 0x5b) /* [ */) {
-    const scan = new Scan(source, fileName, container, given, bom, opts.chunkBytes ?? CHUNK, opts.onProgress);
+    const digest = opts.fingerprint ? new Digest() : null;
+    const scan = new Scan(source, fileName, container, given, bom, opts.chunkBytes ?? CHUNK, opts.onProgress, digest);
     await (container === 'jsonl' ? scan.jsonl() : scan.jsonArray());
-    return scan.finish();
+    return scan.finish(await digest?.hex(source.size));
   }
-  const text = decodeUtf8(await source.read(0, source.size), fileName);
+  const bytes = await source.read(0, source.size);
+  const text = decodeUtf8(bytes, fileName);
   opts.onProgress?.(source.size, source.size);
-  return new MemoryIndex(parseDataset(fileName, text, { format: given ?? 'auto', container }));
+  let digest: string | null = null;
+  if (opts.fingerprint) {
+    const d = new Digest();
+    d.add(bytes);
+    digest = await d.hex(source.size);
+  }
+  return new MemoryIndex(parseDataset(fileName, text, { format: given ?? 'auto', container }), digest);
 }
 
 /** Drops a UTF-8 sequence cut at the end of a head read. */
@@ -195,8 +223,16 @@ class Scan {
     private readonly bom: number,
     private readonly chunkBytes: number,
     private readonly onProgress?: (done: number, total: number) => void,
+    private readonly digest: Digest | null = null,
   ) {
     this.format = given;
+  }
+
+  /** A chunk of the file as read (each byte once, in order), for the digest. */
+  private async read(at: number): Promise<Uint8Array> {
+    const chunk = at < this.source.size ? await this.source.read(at, at + this.chunkBytes) : new Uint8Array(0);
+    if (chunk.length) this.digest?.add(chunk);
+    return chunk;
   }
 
   /** A JSON value read as one row at [start, end) of the file. */
@@ -240,7 +276,7 @@ class Scan {
     let carry = new Uint8Array(0);
     let base = this.bom; // file offset of buf[0]
     for (let at = this.bom; at < size || carry.length;) {
-      const chunk = at < size ? await this.source.read(at, at + this.chunkBytes) : new Uint8Array(0);
+      const chunk = await this.read(at);
       at += chunk.length;
       const eof = at >= size;
       const buf = carry.length ? concat(carry, chunk) : chunk;
@@ -280,7 +316,7 @@ class Scan {
     let carry = new Uint8Array(0);
     let base = this.bom;
     for (let at = this.bom; ;) {
-      const chunk = at < size ? await this.source.read(at, at + this.chunkBytes) : new Uint8Array(0);
+      const chunk = await this.read(at);
       at += chunk.length;
       const eof = at >= size;
       const buf = carry.length ? concat(carry, chunk) : chunk;
@@ -389,7 +425,7 @@ class Scan {
     this.row(v as Record<string, unknown>, start, end, line);
   }
 
-  async finish(): Promise<RecordIndex> {
+  async finish(digest: string | null = null): Promise<RecordIndex> {
     const format = this.format ?? 'text';
     // Rows seen before the format was known, and all rows when none showed it.
     for (const p of this.pending) {
@@ -405,7 +441,7 @@ class Scan {
       this.issues.add(1, 'expected at least one record, got an empty file');
     const ranges = this.pending.length ? sortRanges(this.ranges.done()) : this.ranges.done();
     this.issues.listed.sort((a, b) => a.line - b.line);
-    return new RangeIndex(this.source, this.fileName, this.container, format, ranges, this.issues);
+    return new RangeIndex(this.source, this.fileName, this.container, format, ranges, this.issues, digest);
   }
 }
 
@@ -437,6 +473,7 @@ class RangeIndex implements RecordIndex {
     readonly format: DatasetFormat,
     private readonly ranges: Ranges,
     issues: IssueList,
+    readonly digest: string | null,
   ) {
     this.count = ranges.n;
     this.issues = issues.listed;
@@ -488,7 +525,10 @@ class MemoryIndex implements RecordIndex {
   readonly issueCount: number;
   private readonly records: DatasetRecord[];
 
-  constructor(parsed: ReturnType<typeof parseDataset>) {
+  constructor(
+    parsed: ReturnType<typeof parseDataset>,
+    readonly digest: string | null,
+  ) {
     this.container = parsed.container;
     this.format = parsed.format;
     this.records = parsed.records;

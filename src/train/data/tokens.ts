@@ -115,3 +115,97 @@ function sizeOf(v: RecordTokens): number {
   for (const ex of v.examples) n += ex.ids.length;
   return n;
 }
+
+/**
+ * Where tokenized chunks of a large dataset are kept between runs (the app: IndexedDB, see
+ * src/store/token-cache.ts). `set` names one tokenized dataset (its bytes, the tokenizer and the
+ * settings); chunk c holds records [c·CHUNK_RECORDS, (c+1)·CHUNK_RECORDS).
+ */
+export interface TokenStore {
+  get(set: string, chunk: number): Promise<Uint8Array | undefined>;
+  put(set: string, chunk: number, bytes: Uint8Array): Promise<void>;
+  /** Marks a set as in use (a store may drop the sets used least recently). */
+  use(set: string): Promise<void>;
+}
+
+/** Records per stored chunk (a batch that needs one record tokenizes its chunk whole). */
+export const CHUNK_RECORDS = 16;
+
+interface ChunkHeader {
+  wide: boolean;
+  records: (
+    { issue: DatasetIssue } | { examples: { line: number; n: number; counted: number; truncated: boolean }[] }
+  )[];
+}
+
+/**
+ * One chunk of records as bytes: u32 header length, the JSON header (per record its issue or its
+ * examples' line, length, counted tokens, truncation), padding to 4 bytes, then every example's ids
+ * (u16 or u32) and every example's mask bytes.
+ */
+export function encodeChunk(records: readonly RecordTokens[], wide: boolean): Uint8Array {
+  const header: ChunkHeader = {
+    wide,
+    records: records.map((r) =>
+      r.issue
+        ? { issue: r.issue }
+        : {
+            examples: r.examples.map((e) => ({
+              line: e.line,
+              n: e.ids.length,
+              counted: e.countedTokens,
+              truncated: e.truncated,
+            })),
+          },
+    ),
+  };
+  const head = new TextEncoder().encode(JSON.stringify(header));
+  const headEnd = (4 + head.length + 3) & ~3;
+  let tokens = 0;
+  for (const r of records) for (const e of r.examples) tokens += e.ids.length;
+  const idBytes = tokens * (wide ? 4 : 2);
+  const out = new Uint8Array(headEnd + idBytes + tokens);
+  new DataView(out.buffer).setUint32(0, head.length, true);
+  out.set(head, 4);
+  const ids = wide ? new Uint32Array(out.buffer, headEnd, tokens) : new Uint16Array(out.buffer, headEnd, tokens);
+  let at = 0;
+  for (const r of records) {
+    for (const e of r.examples) {
+      ids.set(e.ids, at);
+      out.set(e.counted, headEnd + idBytes + at);
+      at += e.ids.length;
+    }
+  }
+  return out;
+}
+
+export function decodeChunk(bytes: Uint8Array): RecordTokens[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headLen = view.getUint32(0, true);
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + headLen))) as ChunkHeader;
+  const headEnd = (4 + headLen + 3) & ~3;
+  let tokens = 0;
+  for (const r of header.records) if ('examples' in r) for (const e of r.examples) tokens += e.n;
+  // A copy, so the ids start on an aligned offset whatever the stored buffer.
+  const body = bytes.slice(headEnd);
+  const idBytes = tokens * (header.wide ? 4 : 2);
+  const ids = header.wide ? new Uint32Array(body.buffer, 0, tokens) : new Uint16Array(body.buffer, 0, tokens);
+  let at = 0;
+  return header.records.map((r): RecordTokens => {
+    if ('issue' in r) return { examples: [], issue: r.issue };
+    return {
+      issue: null,
+      examples: r.examples.map((e) => {
+        const ex: CompactExample = {
+          ids: ids.subarray(at, at + e.n),
+          counted: body.subarray(idBytes + at, idBytes + at + e.n),
+          line: e.line,
+          truncated: e.truncated,
+          countedTokens: e.counted,
+        };
+        at += e.n;
+        return ex;
+      }),
+    };
+  });
+}
