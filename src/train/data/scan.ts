@@ -275,9 +275,11 @@ class Scan {
     let line = 1;
     let carry = new Uint8Array(0);
     let base = this.bom; // file offset of buf[0]
+    let ahead = this.read(this.bom);
     for (let at = this.bom; at < size || carry.length;) {
-      const chunk = await this.read(at);
+      const chunk = await ahead;
       at += chunk.length;
+      ahead = this.read(at); // the next chunk is read while this one is scanned
       const eof = at >= size;
       const buf = carry.length ? concat(carry, chunk) : chunk;
       let s = 0;
@@ -315,9 +317,11 @@ class Scan {
     let state: 'before' | 'in' | 'closed' = 'before';
     let carry = new Uint8Array(0);
     let base = this.bom;
+    let ahead = this.read(this.bom);
     for (let at = this.bom; ;) {
-      const chunk = await this.read(at);
+      const chunk = await ahead;
       at += chunk.length;
+      ahead = this.read(at); // the next chunk is read while this one is scanned
       const eof = at >= size;
       const buf = carry.length ? concat(carry, chunk) : chunk;
       const n = buf.length;
@@ -387,6 +391,7 @@ class Scan {
         if (i < n) {
           const rest = new TextDecoder().decode(await this.source.read(base + i, base + i + 160));
           this.issues.add(line, `expected nothing after the closing "]", got ${preview(rest.slice(0, 40))}`);
+          await ahead; // (its bytes belong to the digest)
           return;
         }
         if (eof) return;
