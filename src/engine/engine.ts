@@ -31,6 +31,7 @@ import { trainingMemory } from './memory';
 import type {
   AdapterRef,
   DatasetFormat,
+  DatasetProgress,
   DatasetSummary,
   EngineApi,
   GpuSummary,
@@ -312,6 +313,7 @@ export class Engine implements EngineApi {
     fileName: string,
     content: string | Blob,
     opts: { format?: DatasetFormat | 'auto'; maxLen: number; valFraction: number; seed: number; previewCount?: number },
+    onProgress?: (p: DatasetProgress) => void,
   ): Promise<DatasetSummary> {
     const m = this.requireModel();
     const maxPos = m.config.maxPositions;
@@ -332,6 +334,7 @@ export class Engine implements EngineApi {
         seed: opts.seed,
         previewCount: opts.previewCount,
         store: this.tokenStore ? { tokens: this.tokenStore, tokenizerKey: m.tokenizerKey } : undefined,
+        onProgress: onProgress && ((phase, done, total) => onProgress({ phase, done, total })),
       });
     } catch (e) {
       if ((e as Error).name === 'DatasetError') throw new EngineError((e as Error).message);

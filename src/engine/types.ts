@@ -80,6 +80,13 @@ export interface ExamplePreview {
   truncated: boolean;
 }
 
+/** How far reading a dataset is: the index pass over its bytes, then tokenizing (bytes or records). */
+export interface DatasetProgress {
+  phase: 'scan' | 'tokenize';
+  done: number;
+  total: number;
+}
+
 export interface DatasetSummary {
   fileName: string;
   format: DatasetFormat;
@@ -222,6 +229,7 @@ export interface EngineApi {
     fileName: string,
     content: string | Blob,
     opts: { format?: DatasetFormat | 'auto'; maxLen: number; valFraction: number; seed: number; previewCount?: number },
+    onProgress?: (p: DatasetProgress) => void,
   ): Promise<DatasetSummary>;
   estimate(lora: LoraSettings, train: TrainSettings): Promise<MemoryEstimate>;
   train(lora: LoraSettings, train: TrainSettings, hooks?: TrainHooks): Promise<TrainResult & { adapter: PeftFiles }>;

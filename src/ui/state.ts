@@ -6,6 +6,7 @@
 import { DEFAULT_LORA, DEFAULT_SAMPLING, DEFAULT_TRAIN } from '../engine/defaults';
 import type {
   DatasetFormat,
+  DatasetProgress,
   DatasetSummary,
   GpuSummary,
   LoraSettings,
@@ -70,6 +71,8 @@ export interface DatasetSlice {
   content: string | Blob;
   format: DatasetFormat | 'auto';
   status: 'idle' | 'loading' | 'ready' | 'error';
+  /** While loading: how far the worker is (the index pass over the file, then tokenizing). */
+  progress: DatasetProgress | null;
   summary: DatasetSummary | null;
   error: UserMessage | null;
   /** The settings the summary was made with ("maxLen|valFraction|seed|format"), to know when to redo it. */
@@ -170,6 +173,7 @@ export function initialState(): AppState {
       content: '',
       format: 'auto',
       status: 'idle',
+      progress: null,
       summary: null,
       error: null,
       key: null,

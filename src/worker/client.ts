@@ -8,6 +8,7 @@
 import type {
   AdapterRef,
   DatasetFormat,
+  DatasetProgress,
   DatasetSummary,
   EngineApi,
   GpuSummary,
@@ -167,8 +168,17 @@ export class WorkerEngine implements EngineApi {
     fileName: string,
     content: string | Blob,
     opts: { format?: DatasetFormat | 'auto'; maxLen: number; valFraction: number; seed: number; previewCount?: number },
+    onProgress?: (p: DatasetProgress) => void,
   ): Promise<DatasetSummary> {
-    return (await this.call((id) => ({ kind: 'loadDataset', id, fileName, content, opts }), 'loadDatasetDone')).value;
+    return (
+      await this.call(
+        (id) => ({ kind: 'loadDataset', id, fileName, content, opts }),
+        'loadDatasetDone',
+        (m) => {
+          if (m.kind === 'datasetProgress') onProgress?.(m.progress);
+        },
+      )
+    ).value;
   }
 
   async estimate(lora: LoraSettings, train: TrainSettings): Promise<MemoryEstimate> {

@@ -10,6 +10,7 @@
 import type {
   AdapterRef,
   DatasetFormat,
+  DatasetProgress,
   DatasetSummary,
   GpuSummary,
   LoadProgress,
@@ -76,6 +77,7 @@ export type TrainDone = TrainResult & { adapter: PeftFiles };
 export type WorkerReply =
   | { kind: 'gpuInfoDone'; id: number; value: GpuSummary }
   | { kind: 'loadProgress'; id: number; progress: LoadProgress }
+  | { kind: 'datasetProgress'; id: number; progress: DatasetProgress }
   | { kind: 'loadModelDone'; id: number; value: ModelInfo; cachedUrls: string[] }
   | { kind: 'loadDatasetDone'; id: number; value: DatasetSummary }
   | { kind: 'estimateDone'; id: number; value: MemoryEstimate }

@@ -150,7 +150,13 @@ async function handle(req: WorkerRequest): Promise<void> {
         break;
       }
       case 'loadDataset':
-        post({ kind: 'loadDatasetDone', id, value: await e.loadDataset(req.fileName, req.content, req.opts) });
+        post({
+          kind: 'loadDatasetDone',
+          id,
+          value: await e.loadDataset(req.fileName, req.content, req.opts, (progress) =>
+            post({ kind: 'datasetProgress', id, progress }),
+          ),
+        });
         break;
       case 'estimate':
         post({ kind: 'estimateDone', id, value: await e.estimate(req.lora, req.train) });

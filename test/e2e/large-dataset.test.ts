@@ -34,6 +34,15 @@ describe('a large dataset in the app', () => {
       await page.waitForSelector('[data-testid="dataset-summary"]', { timeout: LONG });
       // No validation split: evaluating its records on SwiftShader would outlast the test.
       await page.locator('input[name="valFraction"]').fill('0');
+      // Every text the progress line shows while the file is read.
+      await page.evaluate(() => {
+        const seen: string[] = [];
+        (window as unknown as { progressSeen: string[] }).progressSeen = seen;
+        new MutationObserver(() => {
+          const t = document.querySelector('[data-testid="dataset-progress"]')?.textContent;
+          if (t && seen[seen.length - 1] !== t) seen.push(t);
+        }).observe(document.body, { subtree: true, childList: true, characterData: true });
+      });
       const buffer = Buffer.from(syntheticJsonl(RECORDS));
       await page.locator('#dataset-file').setInputFiles({ name: 'big.jsonl', mimeType: 'application/json', buffer });
       const summary = page.getByTestId('dataset-summary');
@@ -44,6 +53,11 @@ describe('a large dataset in the app', () => {
       expect(text).toMatch(/tokenized as training reaches each record/);
       expect(await page.locator('.example').first().innerText()).toContain('Write a short story about');
       await shot(page, 'data');
+      const progress = await page.evaluate(() => (window as unknown as { progressSeen: string[] }).progressSeen);
+      expect(
+        progress.some((t) => /^Reading big\.jsonl… \d+%$/.test(t)),
+        progress.join(' | '),
+      ).toBe(true);
 
       // The page holds the File, not its text: its heap stays well under the file's size.
       const cdp = await page.context().newCDPSession(page);

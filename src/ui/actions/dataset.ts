@@ -122,23 +122,35 @@ export async function analyseDataset(ctx: AppContext, opts: { force?: boolean } 
   if (!s.model.info) return false;
   const key = datasetKey(ctx);
   if (!opts.force && s.dataset.key === key && s.dataset.summary) return true;
-  patch(ctx, 'dataset', { status: 'loading', error: null });
+  patch(ctx, 'dataset', { status: 'loading', error: null, progress: null });
+  let painted = 0;
   try {
-    const summary = await ctx.engine.loadDataset(s.dataset.fileName || 'pasted text', s.dataset.content, {
-      format: s.dataset.format,
-      maxLen: s.train.maxLen,
-      valFraction: s.train.valFraction,
-      seed: s.train.seed,
-      previewCount: PREVIEW_COUNT,
-    });
+    const summary = await ctx.engine.loadDataset(
+      s.dataset.fileName || 'pasted text',
+      s.dataset.content,
+      {
+        format: s.dataset.format,
+        maxLen: s.train.maxLen,
+        valFraction: s.train.valFraction,
+        seed: s.train.seed,
+        previewCount: PREVIEW_COUNT,
+      },
+      (progress) => {
+        const now = Date.now();
+        if (now - painted < 100) return;
+        painted = now;
+        if (datasetKey(ctx) === key) patch(ctx, 'dataset', { progress });
+      },
+    );
     if (datasetKey(ctx) !== key) return analyseDataset(ctx); // changed meanwhile
-    patch(ctx, 'dataset', { status: 'ready', summary, key, error: null, page: 0 });
+    patch(ctx, 'dataset', { status: 'ready', summary, key, error: null, page: 0, progress: null });
     return true;
   } catch (e) {
     patch(ctx, 'dataset', {
       status: 'error',
       summary: null,
       key: null,
+      progress: null,
       error: describeError(e, 'Reading the dataset'),
     });
     return false;

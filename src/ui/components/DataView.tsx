@@ -231,8 +231,9 @@ export function DataView() {
           {!s.model.info && d.content && <p className="muted">Load a model to tokenize the data with its tokenizer.</p>}
           {!d.content && d.status !== 'error' && <p className="muted">No dataset yet.</p>}
           {d.status === 'loading' && (
-            <p className="muted" role="status">
-              Tokenizing {d.fileName}…
+            <p className="muted" role="status" data-testid="dataset-progress">
+              {d.progress?.phase === 'scan' ? 'Reading' : 'Tokenizing'} {d.fileName}…
+              {d.progress && d.progress.total > 0 ? ` ${Math.floor((100 * d.progress.done) / d.progress.total)}%` : ''}
             </p>
           )}
           {d.status === 'error' && d.error && <MessageCard message={d.error} />}
