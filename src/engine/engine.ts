@@ -25,6 +25,7 @@ import { type Batch, BatchSchedule, type DataPosition } from '../train/batch';
 import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint } from '../train/checkpoint';
 import { PreparedDataset } from '../train/data/prepared';
 import { blobSource, textSource } from '../train/data/source';
+import type { RecordIndex } from '../train/data/scan';
 import type { TokenStore } from '../train/data/tokens';
 import { Trainer } from '../train/trainer';
 import { trainingMemory } from './memory';
@@ -190,6 +191,8 @@ export class Engine implements EngineApi {
   private stopRequested = false;
   private training = false;
   private tokenStore: TokenStore | null = null;
+  /** The last dataset file's index, reused when only the settings change (a large file is not read again). */
+  private lastIndex: { key: string; index: RecordIndex } | null = null;
 
   constructor(readonly gpu: Gpu) {}
 
@@ -325,9 +328,18 @@ export class Engine implements EngineApi {
       );
     }
     const source = typeof content === 'string' ? textSource(content) : blobSource(content);
+    // The same file (by content, or a File by name, size and modification time), name and format.
+    const identity =
+      typeof content === 'string'
+        ? `text:${content}`
+        : typeof File !== 'undefined' && content instanceof File
+          ? `file:${content.name}:${content.size}:${content.lastModified}`
+          : null;
+    const indexKey = identity && JSON.stringify([fileName, opts.format ?? 'auto', !!this.tokenStore, identity]);
     let data: PreparedDataset;
     try {
       data = await PreparedDataset.open(source, fileName, m.tokenizer, {
+        index: indexKey && this.lastIndex?.key === indexKey ? this.lastIndex.index : undefined,
         format: opts.format,
         maxLen: opts.maxLen,
         valFraction: opts.valFraction,
@@ -340,6 +352,7 @@ export class Engine implements EngineApi {
       if ((e as Error).name === 'DatasetError') throw new EngineError((e as Error).message);
       throw e;
     }
+    this.lastIndex = indexKey ? { key: indexKey, index: data.index } : null;
     this.dataset = { summary: data.summary, data, maxLen: opts.maxLen };
     return data.summary;
   }

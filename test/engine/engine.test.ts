@@ -224,6 +224,44 @@ describe('engine: dataset summary and estimates', () => {
     }
   });
 
+  it('reads an uploaded file by range, and only once when just the settings change', async () => {
+    /** A File that records the byte ranges read from it. */
+    class CountingFile extends File {
+      reads: [number, number][] = [];
+      override slice(start?: number, end?: number, type?: string): Blob {
+        this.reads.push([start ?? 0, end ?? this.size]);
+        return super.slice(start, end, type);
+      }
+    }
+    const lines = Array.from({ length: 3000 }, (_, i) =>
+      JSON.stringify({ instruction: `Say ${i}`, input: '', output: `Number ${i}.` }),
+    );
+    const upload = () => new CountingFile([lines.join('\n')], 'big.jsonl', { lastModified: 1234 });
+    const engine = new Engine(await getGpu());
+    try {
+      await engine.loadModel({ kind: 'dir', id: 'tiny-llama', path: models.get('llama')! });
+      const progress: string[] = [];
+      const first = upload();
+      const a = await engine.loadDataset('big.jsonl', first, { maxLen: 64, valFraction: 0.1, seed: 1 }, (p) =>
+        progress.push(p.phase),
+      );
+      expect(a).toMatchObject({ records: 3000, trainRecords: 2700, valRecords: 300, tokensEstimated: true });
+      expect(progress).toContain('scan');
+      const head = Math.min(first.size, 1 << 20);
+      expect(first.reads[0]).toEqual([0, head]); // the index pass starts at the head
+      // The same file again (a fresh clone, as the worker receives it) with another max length and seed.
+      const second = upload();
+      const b = await engine.loadDataset('big.jsonl', second, { maxLen: 48, valFraction: 0.1, seed: 2 });
+      expect(b).toMatchObject({ records: 3000, trainRecords: 2700 });
+      expect(second.reads.some(([s, e]) => s === 0 && e === head)).toBe(false);
+      expect(second.reads.length).toBeLessThan(70); // the 64-record sample, no pass over the file
+      const r = await engine.train(LORA, { ...TRAIN, maxLen: 48, steps: 1, epochs: 0, valFraction: 0.1 });
+      expect(r.steps).toBe(1);
+    } finally {
+      engine.unload();
+    }
+  });
+
   it("refuses a max length past the model's positions (GPT-2 has no positions to read there)", async () => {
     const engine = new Engine(await getGpu());
     try {

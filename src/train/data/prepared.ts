@@ -79,6 +79,11 @@ export interface PrepareOptions {
    */
   store?: { tokens: TokenStore; tokenizerKey: string };
   onProgress?: (phase: 'scan' | 'tokenize', done: number, total: number) => void;
+  /**
+   * The index of the same file read before with the same name and format (and a digest when there
+   * is a store): only the split, the sample and the settings are redone.
+   */
+  index?: RecordIndex;
 }
 
 /** What batching needs besides the items: the shape options of makeBatch and the rows per batch. */
@@ -131,11 +136,13 @@ export class PreparedDataset {
     tok: TokenizerLike & { vocabSize?: number },
     opts: PrepareOptions,
   ): Promise<PreparedDataset> {
-    const index = await scanDataset(source, fileName, {
-      format: opts.format,
-      onProgress: (d, t) => opts.onProgress?.('scan', d, t),
-      fingerprint: !!opts.store,
-    });
+    const index =
+      opts.index ??
+      (await scanDataset(source, fileName, {
+        format: opts.format,
+        onProgress: (d, t) => opts.onProgress?.('scan', d, t),
+        fingerprint: !!opts.store,
+      }));
     const render: RenderOptions = {
       maxLen: opts.maxLen,
       overflow: index.container === 'txt' ? 'chunk' : 'truncate',
