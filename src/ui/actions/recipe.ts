@@ -7,7 +7,7 @@ import { safeFileName } from '../../store/peft-files';
 import type { AppContext } from '../context';
 import { describeError } from '../errors';
 import { hasErrors, validateLora, validateTrain } from '../validate';
-import { analyseDataset } from './dataset';
+import { analyseDataset, hasDatasetContent } from './dataset';
 import type { DownloadFile } from './library';
 
 const BUSY = ['preparing', 'running', 'paused', 'stopping', 'saving'];
@@ -17,7 +17,7 @@ export function recipeBlockers(ctx: AppContext): string[] {
   const s = ctx.store.get();
   const out: string[] = [];
   if (!s.model.info) out.push('Load a model first (Model).');
-  if (!s.dataset.content.trim()) out.push('Choose a dataset first (Data).');
+  if (!hasDatasetContent(s.dataset.content)) out.push('Choose a dataset first (Data).');
   else if (s.dataset.status === 'error') out.push('The dataset has a problem (Data).');
   if (hasErrors(validateLora(s.lora, s.model.info)) || hasErrors(validateTrain(s.train, s.model.info))) {
     out.push('Fix the highlighted settings (Settings).');
