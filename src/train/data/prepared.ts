@@ -339,7 +339,12 @@ export class PreparedDataset {
       while (this.prefetchQueue.length) {
         await yieldNow();
         const slice = this.prefetchQueue.splice(0, 4).filter((r) => !this.cache.has(r));
-        if (slice.length) await this.ensure(slice);
+        try {
+          if (slice.length) await this.ensure(slice);
+        } catch {
+          // (a file that cannot be read now fails the batch that needs it, with its message)
+          this.prefetchQueue = [];
+        }
       }
       this.prefetching = null;
     })();
