@@ -94,7 +94,10 @@ async function writeFolder(out: string, files: { path: string; data: string | Ui
     }
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
-    throw e;
+    throw new Error(
+      `cannot write the recipe to ${out}: ${(e as Error).message}. Nothing was replaced; free space or fix the folder and run again.`,
+      { cause: e },
+    );
   }
 }
 

@@ -4,6 +4,10 @@ would run the same settings. Written by `tabtune export-recipe` (or the app's "R
 
     python train.py --output_dir OUT                       # one process: GPU if there is one, else CPU
     accelerate launch --config_file accelerate/multi_gpu.yaml train.py --output_dir OUT --bf16
+    torchrun --standalone --nproc_per_node 2 train.py --output_dir OUT --use_cpu   # 2 CPU processes (gloo)
+
+With several processes the per-process batch (or accumulation) is divided so that an optimizer step
+holds Tabtune's examples, and the loss is normalised by the counted tokens of all processes.
 
 Every setting comes from tabtune_run.json beside this file (written by Tabtune; edit it to change
 the run). The training and validation examples in data/ are already tokenized exactly as Tabtune
@@ -56,6 +60,11 @@ def parse_args(argv):
         default=None,
         help="continue from the last checkpoint in --output_dir (or the one named)",
     )
+    p.add_argument(
+        "--use_cpu",
+        action="store_true",
+        help="train on the CPU even with a GPU (with torchrun: several CPU processes over gloo)",
+    )
     p.add_argument("--report_to", default="none", help="none, tensorboard, wandb, ... (as in TrainingArguments)")
     p.add_argument(
         "--no_keep_global_batch",
@@ -105,16 +114,11 @@ def batch_shape(batch, accum, world, keep_global):
     )
 
 
-def sft_config(run, args, world):
+def sft_config(run, args):
     from trl import SFTConfig
 
     t = run["training"]
-    batch, accum, note = batch_shape(
-        t["per_device_train_batch_size"], t["gradient_accumulation_steps"], world, not args.no_keep_global_batch
-    )
-    if note:
-        print(f"train.py: {note}", file=sys.stderr)
-    return SFTConfig(
+    config = SFTConfig(
         output_dir=args.output_dir,
         # Optimizer and schedule (Tabtune's names -> TrainingArguments in tabtune_run.json).
         optim=t["optim"],
@@ -129,9 +133,9 @@ def sft_config(run, args, world):
         max_steps=t["max_steps"],
         num_train_epochs=t["num_train_epochs"],
         # Batching: examples per micro-batch, micro-batches per step; `sequential` keeps file order.
-        per_device_train_batch_size=batch,
-        gradient_accumulation_steps=accum,
-        per_device_eval_batch_size=batch,
+        per_device_train_batch_size=t["per_device_train_batch_size"],
+        gradient_accumulation_steps=t["gradient_accumulation_steps"],
+        per_device_eval_batch_size=t["per_device_train_batch_size"],
         train_sampling_strategy="random" if t["shuffle"] else "sequential",
         seed=t["seed"],
         data_seed=t["seed"],
@@ -149,7 +153,21 @@ def sft_config(run, args, world):
         save_steps=t["save_steps"] if t["save_steps"] > 0 else 500,
         eval_strategy="no",
         report_to=args.report_to,
+        use_cpu=args.use_cpu,
     )
+    # The processes training together (accelerate / torchrun), as the Trainer will see them.
+    batch, accum, note = batch_shape(
+        config.per_device_train_batch_size,
+        config.gradient_accumulation_steps,
+        config.world_size,
+        not args.no_keep_global_batch,
+    )
+    if note and config.process_index == 0:
+        print(f"train.py: {note}", file=sys.stderr)
+    config.per_device_train_batch_size = batch
+    config.per_device_eval_batch_size = batch
+    config.gradient_accumulation_steps = accum
+    return config
 
 
 def without_dropout(config):
@@ -237,8 +255,7 @@ def main(argv):
     t = run["training"]
     data = run["data"]
     set_seed(t["seed"])
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    config = sft_config(run, args, world)
+    config = sft_config(run, args)
 
     train_rows = read_jsonl(HERE / data["train"])
     val_rows = read_jsonl(HERE / data["validation"]) if data.get("validation") else []

@@ -5,16 +5,19 @@
  *     micro-batches of unequal token counts, so the token weighting across them matters) gives the
  *     same first loss and the same adapter update within 2% of the update's size, for text (llama),
  *     Alpaca in the Stanford template (gpt2, Conv1D) and chat in ChatML (qwen2, two assistant turns);
+ *   - the same step on two processes (torchrun, DDP over gloo on the CPU), the batch divided between
+ *     them, gives the same update: the token weighting holds across processes;
  *   - a few AdamW steps lower the loss on both sides;
  *   - the adapter train.py writes imports into `tabtune eval` and gives Python's loss on the same
  *     examples (the round trip);
- *   - requirements.txt pins the versions this Python has.
+ *   - requirements.txt pins the versions this Python has; accelerate reads the four launcher configs.
  * Run by `npm run test:peft` (not `npm test`: it needs the Python stack of scripts/peft-venv.mjs).
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { acceleratorConfigs } from '../../src/recipe/docs';
 import { TINY_CORPUS, type TinyModelType, writeTinyModel } from '../fixtures/tiny-model';
 import { runCommand } from '../helpers/proc';
 
@@ -224,6 +227,42 @@ describe('the exported recipe (transformers + PEFT + TRL) against tabtune train'
     }, 600_000);
   }
 
+  it('two processes (DDP on CPU) with the batch divided between them give the same update', async () => {
+    const model = join(dir, 'text', 'model');
+    const base = join(dir, 'ddp');
+    const init = join(dir, 'text', 'init');
+    // 12 examples: 2 per process, 3 accumulated micro-batches, and no partial batch at the end (where
+    // accelerate would repeat examples to give every process a full one).
+    const data = join(dir, 'text12.jsonl');
+    await writeFile(data, (await readFile(join(dir, 'text.jsonl'), 'utf8')).split('\n').slice(0, 12).join('\n'));
+    const flags = [
+      '--model', model, '--data', data, '--init-from', init, '--optimizer', 'sgd', '--lr', '0.5', '--steps', '1',
+      '--batch', '4', '--grad-accum', '3', '--no-shuffle', '--dropout', '0', '--max-grad-norm', '0',
+      '--scheduler', 'constant', '--json',
+    ]; // prettier-ignore
+    const here = await tabtune(['train', ...flags, '--out', join(base, 'tabtune')]);
+    await tabtune(['export-recipe', ...flags, '--out', join(base, 'recipe')]);
+    const there = await lastJson(PYTHON, [
+      '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+      join(base, 'recipe', 'train.py'), '--output_dir', join(base, 'python'), '--use_cpu',
+    ]); // prettier-ignore
+    expect(Math.abs(Number(here.firstLoss) - Number(there.firstLoss)) / Number(here.firstLoss)).toBeLessThan(1e-4);
+    const diff = await helper([
+      'update-diff',
+      '--init',
+      init,
+      '--a',
+      join(base, 'tabtune'),
+      '--b',
+      join(base, 'python'),
+    ]);
+    expect(Number(diff.rel), JSON.stringify(diff)).toBeLessThan(0.02);
+    console.log(
+      `[tabtune] recipe on 2 processes (DDP, CPU): first loss ${Number(here.firstLoss).toFixed(6)} | ${Number(there.firstLoss).toFixed(6)}; ` +
+        `update norm ${Number(diff.update_norm).toExponential(3)}, difference ${(100 * Number(diff.rel)).toExponential(2)}% of it`,
+    );
+  }, 600_000);
+
   it('a few AdamW steps lower the loss on both sides (text, fresh adapter, validation split)', async () => {
     const model = join(dir, 'text', 'model');
     const base = join(dir, 'adamw');
@@ -255,5 +294,23 @@ describe('the exported recipe (transformers + PEFT + TRL) against tabtune train'
     const code = `import importlib, json; print(json.dumps({n: importlib.import_module(n).__version__ for n in ${JSON.stringify(pins.map(([n]) => n))}}))`;
     const have = await lastJson(PYTHON, ['-c', code]);
     for (const [name, v] of pins) expect(String(have[name]).split('+')[0], name).toBe(v);
+  });
+
+  it('accelerate reads every launcher config as the intended kind', async () => {
+    const cfgDir = join(dir, 'accelerate');
+    await mkdir(cfgDir, { recursive: true });
+    for (const [name, yaml] of Object.entries(acceleratorConfigs())) await writeFile(join(cfgDir, name), yaml);
+    const code =
+      'import json, sys\n' +
+      'from accelerate.commands.config.config_args import load_config_from_file\n' +
+      'print(json.dumps({f: str(load_config_from_file(f).distributed_type) for f in sys.argv[1:]}))';
+    const names = ['single_gpu', 'multi_gpu', 'fsdp', 'deepspeed_zero3'];
+    const got = await lastJson(PYTHON, ['-c', code, ...names.map((n) => join(cfgDir, `${n}.yaml`))]);
+    expect(names.map((n) => got[join(cfgDir, `${n}.yaml`)])).toEqual([
+      'DistributedType.NO',
+      'DistributedType.MULTI_GPU',
+      'DistributedType.FSDP',
+      'DistributedType.DEEPSPEED',
+    ]);
   });
 });
