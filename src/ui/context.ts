@@ -7,6 +7,7 @@ import type { EngineApi } from '../engine/types';
 import type { AdapterLibrary } from '../store/adapters';
 import type { ModelByteCache, ModelCacheIndex } from '../store/model-cache';
 import type { HeldLock, RunStore } from '../store/runs';
+import type { SettingsStorage } from './settings';
 import type { AppState, Notice, Store } from './state';
 
 /** EngineApi plus the worker client's extras (all optional, so a plain Engine fits too). */
@@ -28,6 +29,8 @@ export interface Platform {
   persistStorage(): Promise<boolean>;
   storageEstimate(): Promise<{ usage: number; quota: number } | null>;
   isPersisted(): Promise<boolean>;
+  /** Where the user's settings are kept between visits (localStorage); absent: not kept. */
+  settingsStorage?: SettingsStorage;
 }
 
 export interface Stores {

@@ -18,6 +18,7 @@ import * as training from './actions/training';
 import { DEMO_MODEL_ID, type ModelChoice, looksInstruct } from './catalog';
 import { type AppContext, type AppEngine, type Platform, patch } from './context';
 import { describeError } from './errors';
+import { loadSettings, saveSettings } from './settings';
 import { type AppState, type Notice, type View, Store, initialState } from './state';
 import { hasErrors, validateLora, validateTrain } from './validate';
 
@@ -64,6 +65,9 @@ export class AppController {
   // ------------------------------------------------------------------ start-up
 
   async start(): Promise<void> {
+    // The settings of the last visit (the demo model, loaded next, keeps them).
+    const saved = loadSettings(this.opts.platform.settingsStorage);
+    if (saved) this.store.update((s) => ({ ...s, ...saved, settingsEdited: true }));
     try {
       const db = await (this.opts.openDb ?? openTabtuneDb)();
       this.ctx.stores = {
@@ -178,12 +182,14 @@ export class AppController {
   // ------------------------------------------------------------------ settings
 
   setLora(p: Partial<LoraSettings>): void {
-    this.store.update((s) => ({ ...s, lora: { ...s.lora, ...p } }));
+    this.store.update((s) => ({ ...s, lora: { ...s.lora, ...p }, settingsEdited: true }));
+    saveSettings(this.opts.platform.settingsStorage, this.state);
     this.settingsChanged();
   }
 
   setTrain(p: Partial<TrainSettings>): void {
-    this.store.update((s) => ({ ...s, train: { ...s.train, ...p } }));
+    this.store.update((s) => ({ ...s, train: { ...s.train, ...p }, settingsEdited: true }));
+    saveSettings(this.opts.platform.settingsStorage, this.state);
     this.settingsChanged();
     if ('maxLen' in p || 'valFraction' in p || 'seed' in p) {
       if (this.datasetTimer) clearTimeout(this.datasetTimer);

@@ -37,6 +37,13 @@ const controller = new AppController({
     heldRunLocks,
     persistStorage: requestPersistentStorage,
     storageEstimate,
+    settingsStorage: (() => {
+      try {
+        return window.localStorage;
+      } catch {
+        return undefined; // blocked (e.g. storage disabled): settings are not kept
+      }
+    })(),
     isPersisted: async () => {
       try {
         return (await navigator.storage?.persisted?.()) ?? false;

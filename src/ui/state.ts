@@ -148,6 +148,8 @@ export interface AppState {
   dataset: DatasetSlice;
   lora: LoraSettings;
   train: TrainSettings;
+  /** True once the user changed a setting (then a new model keeps them; see ./settings.ts). */
+  settingsEdited: boolean;
   estimate: EstimateSlice;
   run: TrainSlice;
   resumable: RunRecord[];
@@ -181,6 +183,7 @@ export function initialState(): AppState {
     },
     lora: { ...DEFAULT_LORA },
     train: { ...DEFAULT_TRAIN },
+    settingsEdited: false,
     estimate: { status: 'idle', value: null, error: null },
     run: {
       status: 'idle',

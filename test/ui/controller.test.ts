@@ -128,6 +128,42 @@ describe('model check before download', () => {
     expect(after.warnings.some((w) => /activation checkpointing/.test(w))).toBe(false);
   });
 
+  it("keeps the user's settings across a model change, says what had to change, and shows the card's numbers for them", async () => {
+    const { c, engine } = await makeApp({ fetch: fakeFetch({ [SMOL]: SMOL_CONFIG }) });
+    await until(() => c.state.model.info !== null);
+    c.setLora({ r: 16, lora_alpha: 7, target_modules: ['q_proj', 'k_proj', 'fused_qkv'] });
+    c.setTrain({ lr: 0.003, maxLen: 256, steps: 77 });
+    await c.chooseModel({ kind: 'hub', id: 'HuggingFaceTB/SmolLM2-135M' });
+    // Before the download: r 16 on SmolLM2's defaults (fused_qkv does not exist there), not the preset's r 8.
+    expect(c.state.model.check.cost!.trainableParams).toBe(30 * 16 * (576 + 576 + 576 + 192));
+    expect(await c.loadModel()).toBe(true);
+    expect(engine.calls).toContain('loadModel:HuggingFaceTB/SmolLM2-135M');
+    expect(c.state.lora).toMatchObject({ r: 16, lora_alpha: 7, target_modules: ['q_proj', 'v_proj'] });
+    expect(c.state.train).toMatchObject({ lr: 0.003, steps: 77, maxLen: 128 });
+    const note = c.state.notices.at(-1)!;
+    expect(note.title).toBe('Your settings are kept for HuggingFaceTB/SmolLM2-135M');
+    expect(note.detail).toMatch(
+      /has no fused_qkv modules .*targets are now q_proj, v_proj\..*Max length 256 is past .*128 positions: now 128\./,
+    );
+  });
+
+  it('keeps the settings across a reload', async () => {
+    const storage = new Map<string, string>();
+    const a = await makeApp({ settingsStorage: storage });
+    await until(() => a.c.state.model.info !== null);
+    a.c.setLora({ r: 4, lora_dropout: 0.2 });
+    a.c.setTrain({ lr: 0.0005, batch: 2 });
+    const b = await makeApp({ settingsStorage: storage });
+    await until(() => b.c.state.model.info !== null);
+    expect(b.c.state.lora).toMatchObject({ r: 4, lora_dropout: 0.2 });
+    expect(b.c.state.train).toMatchObject({ lr: 0.0005, batch: 2 });
+    // A damaged entry is ignored.
+    storage.set('tabtune-settings', '{"lora": {"r": "many"}, "train": 5');
+    const d = await makeApp({ settingsStorage: storage });
+    await until(() => d.c.state.model.info !== null);
+    expect(d.c.state.lora.r).toBe(8);
+  });
+
   it('a model with a shorter context than the default max length starts within it', async () => {
     const { c, engine } = await makeApp({ fetch: fakeFetch({ [SMOL]: SMOL_CONFIG }) });
     await c.chooseModel({ kind: 'hub', id: 'HuggingFaceTB/SmolLM2-135M' });

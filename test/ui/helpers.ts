@@ -69,6 +69,8 @@ export async function makeApp(
     start?: boolean;
     /** false: a browser without Web Locks (only the run leases in IndexedDB guard runs). */
     webLocks?: boolean;
+    /** The browser's localStorage for the settings (kept across "reloads" when shared). */
+    settingsStorage?: Map<string, string>;
   } = {},
 ): Promise<TestApp> {
   const engine = opts.engine ?? new FakeEngine();
@@ -81,6 +83,10 @@ export async function makeApp(
     persistStorage: async () => true,
     storageEstimate: async () => ({ usage: 1_000_000, quota: 10_000_000_000 }),
     isPersisted: async () => false,
+    settingsStorage: opts.settingsStorage && {
+      getItem: (k) => opts.settingsStorage!.get(k) ?? null,
+      setItem: (k, v) => void opts.settingsStorage!.set(k, v),
+    },
   };
   const c = new AppController({
     engine,

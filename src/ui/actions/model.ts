@@ -3,14 +3,16 @@
  * or a dropped folder) to show the cost and refuse what cannot fit, then load the whole model in
  * the worker with download progress. Loading resets the hyperparameters to the model's defaults.
  */
-import { DEFAULT_LORA, DEFAULT_TRAIN } from '../../engine/defaults';
 import type { LoadProgress } from '../../engine/types';
 import { HF_ENDPOINT, type ModelSource, FileListSource, UrlSource } from '../../model/source';
 import { CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, loadConfigOnly } from '../../model/load';
 import type { ModelConfig } from '../../model/config';
-import { type ModelChoice, catalogEntry, demoBaseUrl, sourceSpec, storedSource } from '../catalog';
+import { linearModuleNames } from '../../model/registry';
+import { defaultTargetModules } from '../../lora/targets';
+import { type ModelChoice, demoBaseUrl, sourceSpec, storedSource } from '../catalog';
 import { type AppContext, patch } from '../context';
 import { estimateCost } from '../cost';
+import { type ModelFacts, settingsForModel } from '../settings';
 import { type UserMessage, describeError } from '../errors';
 import { refreshLibrary } from './library';
 import type { AppState, DownloadView } from '../state';
@@ -230,34 +232,25 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
   }
   if (!sameChoice(ctx.store.get().model.choice, choice)) return;
   const s = ctx.store.get();
-  // Cost at the settings this model would get when loaded.
-  const { lora, train } = presetSettings(choice.id, null, config.maxPositions);
+  // Cost at the settings this model would get when loaded (the user's own, once edited).
+  const { lora, train } = settingsForModel(s, s.settingsEdited, factsOf(choice.id, config));
   const est = await ctx.platform.storageEstimate();
-  const cost = estimateCost(
-    config,
-    { ...lora, target_modules: lora.target_modules },
-    { ...s.train, ...train },
-    s.gpu.info,
-    {
-      downloadBytes: downloadBytes ?? undefined,
-      storageFree: cached || choice.kind !== 'hub' || !est ? null : est.quota - est.usage,
-    },
-  );
+  const cost = estimateCost(config, lora, train, s.gpu.info, {
+    downloadBytes: downloadBytes ?? undefined,
+    storageFree: cached || choice.kind !== 'hub' || !est ? null : est.quota - est.usage,
+  });
   patch(ctx, 'model', { check: { status: 'ready', config, cost, cached, error: null } });
 }
 
-/**
- * The settings a model starts with: general defaults, its family's targets, the catalog's preset.
- * In the browser a run checkpoints and validates periodically by default, so a closed tab loses
- * little and the curve shows a validation line.
- */
-export function presetSettings(id: string, defaultTargets: string[] | null, maxPositions = 0) {
-  const e = catalogEntry(id);
-  const lora = { ...DEFAULT_LORA, target_modules: defaultTargets ?? DEFAULT_LORA.target_modules, ...e?.lora };
-  const train = { ...DEFAULT_TRAIN, checkpointEvery: 25, evalEvery: 50, ...e?.train };
-  // A model with a short context (e.g. a small GPT-2 variant) starts within it.
-  if (maxPositions > 0 && train.maxLen > maxPositions) train.maxLen = maxPositions;
-  return { lora, train };
+/** What the settings depend on, from config.json alone (before the model is loaded). */
+function factsOf(id: string, config: ModelConfig): ModelFacts {
+  let defaultTargets: string[] | null;
+  try {
+    defaultTargets = defaultTargetModules(config.modelType);
+  } catch {
+    defaultTargets = null;
+  }
+  return { id, defaultTargets, linearModules: linearModuleNames(config), maxPositions: config.maxPositions };
 }
 
 /** Loads the chosen model in the worker. Returns true when it loaded. */
@@ -299,8 +292,16 @@ export async function loadChosenModel(ctx: AppContext, opts: { keepSettings?: bo
     else loadedFolders.delete(ctx.store);
     patch(ctx, 'model', { load: { status: 'ready', progress: null, error: null }, info, source });
     if (!opts.keepSettings) {
-      const { lora, train } = presetSettings(info.id, info.defaultTargets, info.maxPositions);
+      const cur = ctx.store.get();
+      const { lora, train, changes } = settingsForModel(cur, cur.settingsEdited, info);
       ctx.store.update((s) => ({ ...s, lora, train }));
+      if (changes.length) {
+        ctx.notify({
+          level: 'info',
+          title: `Your settings are kept for ${info.id}`,
+          detail: `Except what does not apply to it: ${changes.join(' ')}`,
+        });
+      }
     }
     if (choice.kind === 'hub' && ctx.stores) {
       const urls = ctx.engine.lastCachedUrls ?? [];
