@@ -15,6 +15,11 @@ function codeOf(e: unknown): string | undefined {
   return typeof c === 'string' ? c : undefined;
 }
 
+/** "Download failed" while loading; a check of a model (config.json, file list) says it was a check. */
+function downloadTitle(doing: string): string {
+  return /^Checking/.test(doing) ? `${doing} failed` : 'Download failed';
+}
+
 export function describeError(e: unknown, doing = 'That'): UserMessage {
   const err = e instanceof Error ? e : new Error(String(e));
   const detail = err.message;
@@ -64,7 +69,7 @@ export function describeError(e: unknown, doing = 'That'): UserMessage {
       const code = codeOf(err);
       if (code === 'network') {
         return {
-          title: 'Download failed',
+          title: downloadTitle(doing),
           detail,
           action:
             'Check the connection and try again; files already downloaded are kept. The demo model works offline.',
@@ -83,7 +88,7 @@ export function describeError(e: unknown, doing = 'That'): UserMessage {
       }
       if (code === 'http')
         return {
-          title: 'Download failed',
+          title: downloadTitle(doing),
           detail,
           action: 'The server had a problem: try again in a moment; files already downloaded are kept.',
         };

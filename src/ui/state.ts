@@ -98,6 +98,8 @@ export interface TrainSlice {
   error: UserMessage | null;
   /** The adapter saved at the end. */
   adapterId: string | null;
+  /** The finished run was stopped before its last step (known as soon as it ends, before the library reloads). */
+  stoppedEarly: boolean;
   /** When the adapter could not be saved (storage full): kept here so it can be downloaded. */
   unsaved: { name: string; adapterConfig: string; adapterModel: Uint8Array } | null;
 }
@@ -194,6 +196,7 @@ export function initialState(): AppState {
       checkpoint: null,
       error: null,
       adapterId: null,
+      stoppedEarly: false,
       unsaved: null,
     },
     resumable: [],

@@ -257,9 +257,18 @@ describe('training', () => {
     expect(c.state.run.progress!.step).toBeLessThanOrEqual(at + 1);
     c.resume();
     await engine.reached(at + 3);
+    // From the first moment the run is done it is known as stopped early (the heading used to read
+    // "Finished" until the library had reloaded).
+    const doneStates: boolean[] = [];
+    const unsubscribe = c.store.subscribe(() => {
+      if (c.state.run.status === 'done') doneStates.push(c.state.run.stoppedEarly);
+    });
     c.stop();
     expect(c.state.run.status).toBe('stopping');
     await done;
+    unsubscribe();
+    expect(doneStates.length).toBeGreaterThan(0);
+    expect(doneStates.every(Boolean)).toBe(true);
     expect(c.state.run.status).toBe('done');
     expect(c.state.library.adapters[0]).toMatchObject({ stoppedEarly: true });
     expect(c.state.library.adapters[0]!.steps).toBeLessThan(1000);

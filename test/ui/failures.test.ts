@@ -138,7 +138,8 @@ describe('a failed model download', () => {
     await c.chooseModel({ kind: 'hub', id: ID });
     const err = c.state.model.check.error!;
     expect(c.state.model.check.status).toBe('error');
-    expect(err.title).toBe('Download failed');
+    // A failed Check is a check, not a download.
+    expect(err.title).toBe('Checking the model failed');
     expect(err.detail).toContain('"config.json"');
     expect(err.detail).toContain(ID);
     expect(err.detail).toMatch(/Failed to fetch/);
@@ -162,12 +163,12 @@ describe('a failed model download', () => {
     expect(c.state.model.check.error!.detail).toMatch(/org\/some-model has no config\.json/);
   });
 
-  it('a server error: download failed, try again', async () => {
+  it('a server error: the check failed, try again', async () => {
     const { c } = await makeApp({
       fetch: hub(() => new Response('', { status: 503, statusText: 'Service Unavailable' })),
     });
     await c.chooseModel({ kind: 'hub', id: ID });
-    expect(c.state.model.check.error).toMatchObject({ title: 'Download failed' });
+    expect(c.state.model.check.error).toMatchObject({ title: 'Checking the model failed' });
     expect(c.state.model.check.error!.detail).toMatch(/"config\.json".*HTTP 503/);
     expect(c.state.model.check.error!.action).toMatch(/try again/);
   });

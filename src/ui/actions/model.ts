@@ -225,7 +225,7 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
         config: null,
         cost: null,
         cached: false,
-        error: modelError(e, 'Reading the model', choice),
+        error: modelError(e, 'Checking the model', choice),
       },
     });
     return;

@@ -87,6 +87,7 @@ export async function startTraining(ctx: AppContext): Promise<void> {
     status: 'preparing',
     error: null,
     adapterId: null,
+    stoppedEarly: false,
     unsaved: null,
     history: [],
     progress: null,
@@ -167,6 +168,7 @@ export async function resumeRun(ctx: AppContext, runId: string): Promise<void> {
       runId: run.id,
       error: null,
       adapterId: null,
+      stoppedEarly: false,
       unsaved: null,
       history: run.history,
       progress: null,
@@ -353,7 +355,12 @@ async function runTraining(
           .catch(() => undefined);
       }
     }
-    patch(ctx, 'run', { status: 'done', adapterId, history: result.history.length ? result.history : [...history] });
+    patch(ctx, 'run', {
+      status: 'done',
+      adapterId,
+      stoppedEarly: result.stoppedEarly,
+      history: result.history.length ? result.history : [...history],
+    });
     await refreshLibrary(ctx);
     if (adapterId) {
       const id = adapterId;

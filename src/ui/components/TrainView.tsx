@@ -186,7 +186,7 @@ function Progress({ s }: { s: AppState }) {
           {s.run.status === 'paused'
             ? 'Paused'
             : s.run.status === 'done'
-              ? s.library.adapters.find((a) => a.id === s.run.adapterId)?.stoppedEarly
+              ? s.run.stoppedEarly
                 ? 'Stopped early'
                 : 'Finished'
               : running
