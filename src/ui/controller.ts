@@ -132,7 +132,12 @@ export class AppController {
   }
 
   go(view: View): void {
-    this.store.update((s) => ({ ...s, view }));
+    // Info about what was just done in a view (e.g. "Adapter imported") stays with that view.
+    this.store.update((s) => ({
+      ...s,
+      view,
+      notices: s.notices.filter((n) => n.level !== 'info' || !n.view || n.view === view),
+    }));
     if (view === 'library') void library.refreshLibrary(this.ctx);
     if (view === 'train') void training.refreshResumable(this.ctx);
   }

@@ -27,6 +27,8 @@ export type View = 'model' | 'data' | 'settings' | 'train' | 'library' | 'compar
 export interface Notice extends UserMessage {
   id: number;
   level: 'error' | 'warning' | 'info';
+  /** The view an info notice is about ("Adapter imported": library); it goes when the user leaves it. */
+  view?: View;
 }
 
 export interface GpuSlice {

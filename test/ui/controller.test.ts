@@ -430,6 +430,27 @@ describe('library and compare', () => {
     expect(engine.forgotten).toEqual([rec!.id]);
   });
 
+  it('the "Adapter imported" note stays in Adapters and does not follow the user to other views', async () => {
+    const { c, engine } = await makeApp();
+    await until(() => c.state.model.info !== null);
+    c.go('library');
+    const files = engine.adapterFor({
+      r: 4,
+      lora_alpha: 8,
+      lora_dropout: 0,
+      target_modules: ['q_proj'],
+      use_rslora: false,
+    });
+    await c.importAdapter([
+      { name: 'adapter_config.json', bytes: async () => new TextEncoder().encode(files.adapterConfig) },
+      { name: 'adapter_model.safetensors', bytes: async () => files.adapterModel },
+    ]);
+    expect(c.state.notices.map((n) => n.title)).toContain('Adapter imported');
+    c.notify({ level: 'warning', title: 'Something to keep', detail: 'x' });
+    c.go('compare');
+    expect(c.state.notices.map((n) => n.title)).toEqual(['Something to keep']);
+  });
+
   it('an import of the wrong files says what is missing', async () => {
     const { c } = await makeApp();
     await c.importAdapter([{ name: 'notes.txt', bytes: async () => new Uint8Array([1]) }]);

@@ -124,6 +124,7 @@ export async function importAdapter(
     } else {
       ctx.notify({
         level: 'info',
+        view: 'library',
         title: 'Adapter imported',
         detail: `"${rec.name}" (base model ${rec.baseModel}) is in the library.`,
       });
