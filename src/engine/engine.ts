@@ -503,6 +503,8 @@ export class Engine implements EngineApi {
       if (Array.isArray(resume.meta.history)) history.push(...(resume.meta.history as TrainResult['history']));
     }
     let baseValLoss: number | null = null;
+    const prior = resume?.meta.elapsedSeconds;
+    const priorSeconds = typeof prior === 'number' && Number.isFinite(prior) && prior > 0 ? prior : 0;
     this.training = true;
     this.paused = false;
     this.stopRequested = false;
@@ -521,6 +523,7 @@ export class Engine implements EngineApi {
           dataPosition: plan.position,
           run: runInfo,
           history,
+          elapsedSeconds: priorSeconds + (performance.now() - started - pausedMs) / 1000,
           savedAt: new Date().toISOString(),
         },
         modules: finiteModules(await gpuLora.toArrays(), trainer.step, train.lr),
@@ -579,7 +582,8 @@ export class Engine implements EngineApi {
           tokensPerSecond: tps,
           etaSeconds: (elapsed / Math.max(1, tokens)) * (res.tokens || 1) * remaining,
           gpuBytes: this.gpu.memory().total,
-          elapsedSeconds: elapsed,
+          // The whole run's time: a resumed run goes on from where its checkpoint was.
+          elapsedSeconds: priorSeconds + elapsed,
         };
         hooks.onProgress?.(progress);
         if (ckptDue && !last) await checkpoint();
@@ -596,7 +600,7 @@ export class Engine implements EngineApi {
         finalLoss: lastLoss,
         finalValLoss: lastVal,
         tokens,
-        seconds: (performance.now() - started - pausedMs) / 1000,
+        seconds: priorSeconds + (performance.now() - started - pausedMs) / 1000,
         stoppedEarly: this.stopRequested,
         history,
         adapter,

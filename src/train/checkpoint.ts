@@ -20,6 +20,8 @@ export interface CheckpointMeta {
   run: unknown;
   /** Loss history so far, for the UI's curve. */
   history?: unknown;
+  /** Seconds of training before this checkpoint, over every resumed part of the run. */
+  elapsedSeconds?: number;
   savedAt: string;
 }
 
