@@ -14,6 +14,9 @@ export default defineConfig({
     host: '127.0.0.1',
     port,
     fs: { allow: [root] },
+    // Never watch the Python interop venv (torch alone is tens of thousands of files: it exhausts
+    // the machine's inotify watches) or what the tests and benches write.
+    watch: { ignored: ['**/.venv-peft/**', '**/test-artifacts/**', '**/.tmp/**', '**/dist/**'] },
   },
   preview: { host: '127.0.0.1', port },
   build: { target: 'es2022' },
