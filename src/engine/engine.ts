@@ -16,7 +16,7 @@ import { defaultTargetModules, distinctNames, loraConfigFromSettings, resolveTar
 import { type ModelConfig, positionLimitText } from '../model/config';
 import { GpuModel } from '../model/gpu-model';
 import { loadModel } from '../model/load';
-import { ModelWeightsError } from '../model/registry';
+import { ModelWeightsError, hasConv1dWeights } from '../model/registry';
 import { ModelRunner } from '../model/runner';
 import type { SafeTensor } from '../model/safetensors';
 import type { ModelSource } from '../model/source';
@@ -276,7 +276,7 @@ export class Engine implements EngineApi {
     return {
       id: m.id,
       modelType: c.modelType,
-      arch: c.arch,
+      family: c.family,
       parameters: m.totalParams,
       weightBytes: m.gpuModel.weightBytes,
       dtype: m.dtype,
@@ -366,7 +366,7 @@ export class Engine implements EngineApi {
 
   private loraConfigFor(lora: LoraSettings): LoraConfig {
     const m = this.requireModel();
-    const cfg = loraConfigFromSettings(lora, m.config.modelType, { fanInFanOut: m.config.arch === 'gpt2' });
+    const cfg = loraConfigFromSettings(lora, m.config.modelType, { fanInFanOut: hasConv1dWeights(m.config) });
     validateLoraConfig(cfg);
     return cfg;
   }
@@ -438,7 +438,7 @@ export class Engine implements EngineApi {
     this.assertIdle('start another run');
     const m = this.requireModel();
     const d = this.requireDataset();
-    const fanInFanOut = m.config.arch === 'gpt2';
+    const fanInFanOut = hasConv1dWeights(m.config);
     let cfg: LoraConfig;
     let arrays: LoraModuleArrays[];
     const resume = hooks.resumeFrom ? decodeCheckpoint(hooks.resumeFrom) : null;

@@ -50,7 +50,8 @@ export interface ModelInfo {
   /** Hub id or folder name. */
   id: string;
   modelType: string;
-  arch: 'llama' | 'gpt2';
+  /** The weight layout family (src/model/families): 'llama', 'gpt2', 'gemma2', ... */
+  family: string;
   parameters: number;
   weightBytes: number;
   dtype: string;

@@ -63,8 +63,8 @@ export function defaultTargetModules(modelType: string): string[] {
 
 /**
  * A full LoraConfig from the engine's form settings. An empty target_modules list means PEFT's
- * default for this model_type. fan_in_fan_out defaults to true for gpt2 (Conv1D weights), as
- * PEFT's config for GPT-2 says.
+ * default for this model_type. fan_in_fan_out is true for models with Conv1D weights (GPT-2; the
+ * caller knows from the registry's hasConv1dWeights), as PEFT's config for them says.
  */
 export function loraConfigFromSettings(
   s: LoraSettings,
@@ -81,7 +81,7 @@ export function loraConfigFromSettings(
     target_modules: targets,
     use_rslora: s.use_rslora,
     bias: 'none',
-    fan_in_fan_out: opts.fanInFanOut ?? modelType === 'gpt2',
+    fan_in_fan_out: opts.fanInFanOut ?? false,
     init_lora_weights: s.init_lora_weights ?? true,
   };
 }

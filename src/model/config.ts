@@ -1,31 +1,121 @@
 /**
- * config.json of a Hugging Face causal LM -> one normalised ModelConfig.
+ * config.json of a Hugging Face causal LM -> one normalised ModelConfig: the sizes, plus feature
+ * flags that say how the layers compute (norm kind and placement, fused projections, rotary form,
+ * positions, ALiBi, parallel blocks, soft-capping, multipliers, sliding windows, q/k norms). The
+ * runner (src/model/runner*.ts) and the float64 reference (src/reference/model.ts) read only these
+ * flags; nothing outside src/model/families/ branches on a model_type.
  *
- * Supported model_types and what differs between them (as transformers implements them):
- *   llama    SmolLM/SmolLM2/TinyLlama. attention_bias (q/k/v/o) and mlp_bias flags, default off.
- *   mistral  like llama without bias flags; may declare a sliding window.
- *   qwen2    q/k/v have biases, o_proj has none (hard-coded in transformers).
- *   qwen3    per-head RMSNorm on q and k before RoPE; explicit head_dim; attention_bias for q/k/v/o.
- *   gpt2     LayerNorm, learned positions, fused c_attn, tanh GELU, Conv1D weights, tied head.
- * Defaults for absent keys follow the transformers config classes, except num_key_value_heads, which
- * defaults to num_attention_heads for every type (mistral/qwen classes default to values of 7B models).
+ * What each model_type sets, with transformers' semantics and defaults, is in
+ * src/model/families/*.ts (one file per group of related families); parseConfig dispatches there.
+ * Checkpoints that need trust_remote_code (their modeling code is not in transformers) are refused
+ * with the natively supported successor named.
  */
 
 import type { RopeScaling } from '../reference/rope';
+import { FAMILY_CONFIGS } from './families';
+import { ConfigError, type Raw, Reader } from './config-reader';
 
-export type Arch = 'llama' | 'gpt2';
+export { ConfigError } from './config-reader';
+
+export type NormKind = 'rms' | 'layer';
+/** MLP activations: SiLU, GELU with the tanh approximation, exact (erf) GELU, ReLU. */
+export type Activation = 'silu' | 'gelu_tanh' | 'gelu' | 'relu';
+
+export interface NormConfig {
+  kind: NormKind;
+  eps: number;
+  /** Added to every norm weight: 1 for Gemma's (1 + w), else 0. */
+  weightOffset: number;
+  /** LayerNorm only: the norms have a bias. */
+  bias: boolean;
+}
 
 export interface RopeConfig {
   theta: number;
-  /** rope_scaling "linear" or "llama3" (frequencies from ropeInvFreq in src/reference/rope.ts). */
+  /** inv_freq adjustment (src/reference/rope.ts ropeInvFreq): linear, llama3, longrope. */
   scaling?: RopeScaling;
-  /** Leading dimensions of each head that are rotated (= headDim for every supported model). */
+  /** Leading dimensions of each head that are rotated (partial rotary: rotary_pct, rotary_dim...). */
   rotaryDim: number;
+  /** GPT-J: rotate pairs (2i, 2i+1) ("rotate_every_two") instead of (i, i + rotaryDim/2). */
+  interleaved: boolean;
+  /** Multiplies cos and sin (longrope's attention factor); 1 otherwise. */
+  attentionScaling: number;
+}
+
+/** What differs from layer to layer. */
+export interface LayerConfig {
+  /** Sliding window: the query at position p sees keys p - window < k <= p. null = every earlier key. */
+  window: number | null;
+  /** This layer's RoPE; null when it has none (learned positions, ALiBi, SmolLM3's NoPE layers). */
+  rope: RopeConfig | null;
+}
+
+/**
+ * Where the norms and residual adds sit in a layer. The usual pre-norm layer is
+ *   x = x + attn(norm_attn(x));  x = x + mlp(norm_mlp(x))
+ * and each flag moves or adds one piece (see runner-forward.ts for the general form).
+ */
+export interface BlockConfig {
+  /** A norm on the layer input before attention (input_layernorm, ln_1). False: OLMo 2, post-norm OPT. */
+  attnNorm: boolean;
+  /**
+   * The MLP's input norm: 'own' weights (post_attention_layernorm, ln_2), 'shared' = the attention
+   * norm's output (parallel blocks with one norm: GPT-J, Phi, Falcon-7B), or 'none' (OLMo 2).
+   */
+  mlpNorm: 'own' | 'shared' | 'none';
+  /** A norm on the attention output before its residual add (Gemma 2/3, OLMo 2). */
+  attnOutNorm: boolean;
+  /** A norm on the MLP output before its residual add (Gemma 2/3, OLMo 2). */
+  mlpOutNorm: boolean;
+  /** OPT with do_layer_norm_before false: the attention and MLP norms follow each residual add. */
+  normAfterResidual: boolean;
+  /** Attention and MLP both read the layer input; out = x + attn + mlp (GPT-J, NeoX, Phi, Falcon). */
+  parallel: boolean;
+  /** Multiplies each sublayer's output before its residual add (Granite residual_multiplier). */
+  residualScale: number;
+}
+
+export interface AlibiConfig {
+  /** Per-head slopes (float32 values, as transformers' build_alibi_tensor computes them). */
+  slopes: number[];
+  /** Falcon: the slope and the product slope·position are rounded to bfloat16. */
+  bf16: boolean;
+  /** Multiplies the bias after rounding (Falcon: 1/sqrt(head_dim); BLOOM: 1). */
+  mul: number;
+}
+
+export interface QkNormConfig {
+  kind: NormKind;
+  /** 'head': one norm per head vector (Qwen3, Gemma 3, StableLM); 'all': over the whole projection (OLMo 2). */
+  over: 'head' | 'all';
+  /** StableLM: a separate weight for every head (norms.{h}.weight). */
+  perHeadWeights: boolean;
+  weightOffset: number;
+  bias: boolean;
+  eps: number;
+}
+
+export interface AttentionConfig {
+  /** Multiplies q·k: 1/sqrt(head_dim) usually; Gemma 2/3 query_pre_attn_scalar^-0.5; Granite attention_multiplier; 1 for GPT-Neo. */
+  scale: number;
+  /** Gemma 2 attn_logit_softcapping: score = cap·tanh(score / cap) before the mask. */
+  softcap: number | null;
+  /** ALiBi bias (BLOOM, Falcon with alibi: true): score += slope[h]·(key position)·mul. */
+  alibi: AlibiConfig | null;
+  /** q/k norm before RoPE. */
+  qkNorm: QkNormConfig | null;
+}
+
+export interface MlpConfig {
+  /** act(gate)·up (gate_proj/up_proj, or one fused gate_up_proj with the gate half first) vs act(fc_in). */
+  gated: boolean;
+  act: Activation;
 }
 
 export interface ModelConfig {
   modelType: string;
-  arch: Arch;
+  /** The registry's weight layout for this model_type (src/model/families). */
+  family: string;
   vocabSize: number;
   hiddenSize: number;
   numLayers: number;
@@ -33,382 +123,68 @@ export interface ModelConfig {
   numKvHeads: number;
   headDim: number;
   intermediateSize: number;
+  /** Positions the model handles (max_position_embeddings, n_positions...). */
   maxPositions: number;
-  norm: 'rms' | 'layer';
-  normEps: number;
-  /** null = learned absolute positions (gpt2). */
-  rope: RopeConfig | null;
-  act: 'silu' | 'gelu_tanh';
-  qkvBias: boolean;
-  oBias: boolean;
-  mlpBias: boolean;
-  /** qwen3: per-head RMSNorm on q and k before RoPE. */
-  qkNorm: boolean;
+  /** The config key that states maxPositions, for messages. */
+  maxPositionsKey: string;
+  norm: NormConfig;
+  block: BlockConfig;
+  attention: AttentionConfig;
+  /** One entry per layer. */
+  layers: LayerConfig[];
+  mlp: MlpConfig;
+  /** Learned absolute position embeddings (GPT-2, OPT, GPT-Neo, GPTBigCode); `offset` is added to each position (OPT: 2). */
+  learnedPositions: { offset: number } | null;
+  /** Multiplies the token embedding: Gemma sqrt(hidden), Granite embedding_multiplier. */
+  embedScale: number;
+  /** Gemma: embedScale is rounded to the embedding weights' dtype (bf16 / f16) when they load. */
+  embedScaleInWeightDtype: boolean;
+  /** BLOOM: a LayerNorm on the embeddings (word_embeddings_layernorm). */
+  embedNorm: boolean;
+  /** A norm after the last layer (false only for post-norm OPT). */
+  finalNorm: boolean;
+  /** Width of the token embedding and LM head; differs from hiddenSize only with OPT's project_in/out. */
+  embedDim: number;
+  bias: { qkv: boolean; o: boolean; mlp: boolean };
+  /** The LM head has a bias (Phi, GPT-J). */
+  lmHeadBias: boolean;
+  /** logits = softcap(scale · (h·Wᵀ + b)): Granite scale 1/logits_scaling, Gemma 2 final_logit_softcapping. */
+  logits: { scale: number; softcap: number | null };
   tieWordEmbeddings: boolean;
   bosTokenId: number | null;
   eosTokenIds: number[];
   padTokenId: number | null;
   /** torch_dtype (or `dtype` in newer configs): 'float32' | 'float16' | 'bfloat16' | ... */
   torchDtype: string | null;
-  /**
-   * Attention window of sliding-window models (mistral; qwen2/qwen3 with use_sliding_window), null
-   * when attention is full. The engine attends fully, which is exact for sequences up to this length.
-   */
-  slidingWindow: number | null;
   raw: Record<string, unknown>;
 }
 
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
-
-type Raw = Record<string, unknown>;
-
-/**
- * Upper bounds on config sizes, each well above every published model (the largest have ~130
- * layers, hidden 16-25k, vocabularies of ~260k and contexts of ~10M), and small enough that the
- * tensor list, the cost estimate and the shape checks stay instant.
- */
-const MAX_DIM: Record<string, number> = {
-  num_hidden_layers: 1024,
-  n_layer: 1024,
-  hidden_size: 1 << 17,
-  n_embd: 1 << 17,
-  num_attention_heads: 4096,
-  n_head: 4096,
-  num_key_value_heads: 4096,
-  head_dim: 8192,
-  intermediate_size: 1 << 20,
-  n_inner: 1 << 20,
-  vocab_size: 1 << 23,
-  max_position_embeddings: 1 << 26,
-  n_positions: 1 << 26,
-  n_ctx: 1 << 26,
-  sliding_window: 1 << 26,
-};
-
-/** Typed access to config keys with errors that name the key and the file. */
-class Reader {
-  constructor(
-    readonly raw: Raw,
-    readonly file: string,
-    readonly modelType: string,
-  ) {}
-
-  private fail(msg: string): never {
-    throw new ConfigError(`${this.file}: ${msg}`);
-  }
-
-  has(key: string): boolean {
-    return this.raw[key] !== undefined && this.raw[key] !== null;
-  }
-
-  /**
-   * A positive integer; required unless a default is given. Aliases are tried after `key`. Sizes
-   * are bounded (MAX_DIM) before anything is computed or allocated from them, so a hostile config
-   * fails here at once instead of after minutes and gigabytes.
-   */
-  int(key: string, def?: number, aliases: string[] = []): number {
-    for (const k of [key, ...aliases]) {
-      const v = this.raw[k];
-      if (v === undefined || v === null) continue;
-      if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
-        this.fail(`"${k}" must be a positive integer, got ${JSON.stringify(v)}.`);
-      }
-      const max = MAX_DIM[k] ?? MAX_DIM[key];
-      if (max !== undefined && v > max) {
-        this.fail(
-          `"${k}" is ${v}, more than any model Tabtune can run (at most ${max}); the file is damaged or not a real model's config.`,
-        );
-      }
-      return v;
-    }
-    if (def === undefined) this.fail(`missing required key "${key}" (model_type "${this.modelType}").`);
-    return def;
-  }
-
-  num(key: string, def: number, obj: Raw = this.raw, label = key): number {
-    const v = obj[key];
-    if (v === undefined || v === null) return def;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
-      this.fail(`"${label}" must be a positive number, got ${JSON.stringify(v)}.`);
-    return v;
-  }
-
-  bool(key: string, def: boolean): boolean {
-    const v = this.raw[key];
-    if (v === undefined || v === null) return def;
-    if (typeof v !== 'boolean') this.fail(`"${key}" must be true or false, got ${JSON.stringify(v)}.`);
-    return v;
-  }
-
-  str(key: string, def: string): string {
-    const v = this.raw[key];
-    if (v === undefined || v === null) return def;
-    if (typeof v !== 'string') this.fail(`"${key}" must be a string, got ${JSON.stringify(v)}.`);
-    return v;
-  }
-
-  /** A token id: a non-negative integer or null. */
-  tokenId(key: string): number | null {
-    const v = this.raw[key];
-    if (v === undefined || v === null) return null;
-    if (Array.isArray(v)) {
-      const first = v[0];
-      return typeof first === 'number' && Number.isInteger(first) && first >= 0 ? first : null;
-    }
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
-      this.fail(`"${key}" must be a token id, got ${JSON.stringify(v)}.`);
-    return v;
-  }
-
-  tokenIds(key: string): number[] {
-    const v = this.raw[key];
-    if (v === undefined || v === null) return [];
-    const list = Array.isArray(v) ? v : [v];
-    for (const x of list) {
-      if (typeof x !== 'number' || !Number.isInteger(x) || x < 0)
-        this.fail(`"${key}" must be a token id or a list of them, got ${JSON.stringify(v)}.`);
-    }
-    return [...new Set(list as number[])];
-  }
-
-  reject(msg: string): never {
-    return this.fail(msg);
-  }
-}
-
-interface Common {
-  bosTokenId: number | null;
-  eosTokenIds: number[];
-  padTokenId: number | null;
-  torchDtype: string | null;
-}
-
-function commonFields(r: Reader): Common {
-  const dt = r.raw.torch_dtype ?? r.raw.dtype;
-  return {
-    bosTokenId: r.tokenId('bos_token_id'),
-    eosTokenIds: r.tokenIds('eos_token_id'),
-    padTokenId: r.tokenId('pad_token_id'),
-    torchDtype: typeof dt === 'string' ? dt : null,
-  };
-}
-
-/**
- * RoPE theta from rope_theta or (newer configs) rope_parameters.rope_theta, and the scaling of
- * rope_scaling / rope_parameters: "linear" and "llama3" (Llama 3.x) are supported, others rejected.
- */
-function ropeOf(r: Reader, headDim: number, defTheta: number): RopeConfig {
-  const params = r.raw.rope_parameters;
-  let theta = defTheta;
-  let scaling: RopeScaling | undefined;
-  if (r.has('rope_theta')) theta = r.num('rope_theta', defTheta);
-  const checkScaling = (obj: unknown, key: string): void => {
-    if (obj === undefined || obj === null) return;
-    if (typeof obj !== 'object' || Array.isArray(obj))
-      r.reject(`"${key}" must be an object or null, got ${JSON.stringify(obj)}.`);
-    const o = obj as Raw;
-    const type = o.rope_type ?? o.type;
-    if (type === undefined || type === null || type === 'default') return;
-    if (type === 'linear') {
-      scaling = { type: 'linear', factor: r.num('factor', 1, o, `${key}.factor`) };
-      return;
-    }
-    if (type === 'llama3') {
-      scaling = {
-        type: 'llama3',
-        factor: r.num('factor', 8, o, `${key}.factor`),
-        lowFreqFactor: r.num('low_freq_factor', 1, o, `${key}.low_freq_factor`),
-        highFreqFactor: r.num('high_freq_factor', 4, o, `${key}.high_freq_factor`),
-        originalMaxPositionEmbeddings: r.num(
-          'original_max_position_embeddings',
-          8192,
-          o,
-          `${key}.original_max_position_embeddings`,
-        ),
-      };
-      return;
-    }
-    r.reject(
-      `"${key}" asks for RoPE scaling type ${JSON.stringify(type)}, which Tabtune does not support ` +
-        `(supported: none/"default", "linear", "llama3").`,
-    );
-  };
-  if (params !== undefined && params !== null) {
-    if (typeof params !== 'object' || Array.isArray(params))
-      r.reject(`"rope_parameters" must be an object, got ${JSON.stringify(params)}.`);
-    const p = params as Raw;
-    if (p.rope_theta !== undefined && p.rope_theta !== null)
-      theta = r.num('rope_theta', defTheta, p, 'rope_parameters.rope_theta');
-    checkScaling(p, 'rope_parameters');
-    if (p.partial_rotary_factor !== undefined && p.partial_rotary_factor !== null && p.partial_rotary_factor !== 1) {
-      r.reject(
-        `"rope_parameters.partial_rotary_factor" ${JSON.stringify(p.partial_rotary_factor)} is not supported for model_type "${r.modelType}" (only 1).`,
-      );
-    }
-  }
-  checkScaling(r.raw.rope_scaling, 'rope_scaling');
-  const prf = r.raw.partial_rotary_factor;
-  if (prf !== undefined && prf !== null && prf !== 1) {
-    r.reject(
-      `"partial_rotary_factor" ${JSON.stringify(prf)} is not supported for model_type "${r.modelType}" (only 1).`,
-    );
-  }
-  return scaling ? { theta, rotaryDim: headDim, scaling } : { theta, rotaryDim: headDim };
-}
-
-interface LlamaFlavour {
-  /** Default max_position_embeddings of the transformers config class. */
-  maxPositions: number;
-  bias: (r: Reader) => { qkv: boolean; o: boolean; mlp: boolean };
-  qkNorm: boolean;
-  slidingWindow: (r: Reader) => number | null;
-}
-
-const windowIfUsed = (r: Reader): number | null =>
-  r.bool('use_sliding_window', false) && r.has('sliding_window') ? r.int('sliding_window') : null;
-
-const LLAMA_FAMILY: Record<string, LlamaFlavour> = {
-  llama: {
-    maxPositions: 2048,
-    bias: (r) => {
-      const a = r.bool('attention_bias', false);
-      return { qkv: a, o: a, mlp: r.bool('mlp_bias', false) };
-    },
-    qkNorm: false,
-    slidingWindow: () => null,
-  },
-  mistral: {
-    maxPositions: 4096 * 32,
-    bias: () => ({ qkv: false, o: false, mlp: false }),
-    qkNorm: false,
-    slidingWindow: (r) => (r.has('sliding_window') ? r.int('sliding_window') : null),
-  },
-  qwen2: {
-    maxPositions: 32768,
-    bias: () => ({ qkv: true, o: false, mlp: false }),
-    qkNorm: false,
-    slidingWindow: windowIfUsed,
-  },
-  qwen3: {
-    maxPositions: 32768,
-    bias: (r) => {
-      const a = r.bool('attention_bias', false);
-      return { qkv: a, o: a, mlp: false };
-    },
-    qkNorm: true,
-    slidingWindow: windowIfUsed,
-  },
-};
-
-function parseLlamaFamily(r: Reader, flavour: LlamaFlavour): ModelConfig {
-  const hiddenSize = r.int('hidden_size');
-  const numHeads = r.int('num_attention_heads');
-  const numKvHeads = r.int('num_key_value_heads', numHeads);
-  if (numHeads % numKvHeads !== 0) {
-    r.reject(`"num_attention_heads" (${numHeads}) must be a multiple of "num_key_value_heads" (${numKvHeads}).`);
-  }
-  let headDim: number;
-  if (r.has('head_dim')) headDim = r.int('head_dim');
-  else {
-    if (hiddenSize % numHeads !== 0) {
-      r.reject(
-        `"hidden_size" (${hiddenSize}) is not a multiple of "num_attention_heads" (${numHeads}) and there is no "head_dim".`,
-      );
-    }
-    headDim = hiddenSize / numHeads;
-  }
-  if (headDim % 2 !== 0) r.reject(`head dimension ${headDim} must be even for RoPE.`);
-  const act = r.str('hidden_act', 'silu');
-  if (act !== 'silu' && act !== 'swish') {
-    r.reject(`"hidden_act" is "${act}", but model_type "${r.modelType}" is supported only with "silu".`);
-  }
-  const bias = flavour.bias(r);
-  return {
-    modelType: r.modelType,
-    arch: 'llama',
-    vocabSize: r.int('vocab_size'),
-    hiddenSize,
-    numLayers: r.int('num_hidden_layers'),
-    numHeads,
-    numKvHeads,
-    headDim,
-    intermediateSize: r.int('intermediate_size'),
-    maxPositions: r.int('max_position_embeddings', flavour.maxPositions),
-    norm: 'rms',
-    normEps: r.num('rms_norm_eps', 1e-6),
-    rope: ropeOf(r, headDim, 10000),
-    act: 'silu',
-    qkvBias: bias.qkv,
-    oBias: bias.o,
-    mlpBias: bias.mlp,
-    qkNorm: flavour.qkNorm,
-    tieWordEmbeddings: r.bool('tie_word_embeddings', false),
-    ...commonFields(r),
-    slidingWindow: flavour.slidingWindow(r),
-    raw: r.raw,
-  };
-}
-
-/** activation_function values that are the tanh approximation of GELU. */
-const GELU_TANH = new Set(['gelu_new', 'gelu_pytorch_tanh', 'gelu_fast']);
-
-function parseGpt2(r: Reader): ModelConfig {
-  const hiddenSize = r.int('n_embd', undefined, ['hidden_size']);
-  const numHeads = r.int('n_head', undefined, ['num_attention_heads']);
-  if (hiddenSize % numHeads !== 0) r.reject(`"n_embd" (${hiddenSize}) is not a multiple of "n_head" (${numHeads}).`);
-  const act = r.str('activation_function', 'gelu_new');
-  if (!GELU_TANH.has(act)) {
-    r.reject(`"activation_function" is "${act}", but gpt2 is supported only with the tanh GELU ("gelu_new").`);
-  }
-  if (r.bool('scale_attn_by_inverse_layer_idx', false)) {
-    r.reject(`"scale_attn_by_inverse_layer_idx": true is not supported.`);
-  }
-  if (!r.bool('scale_attn_weights', true)) r.reject(`"scale_attn_weights": false is not supported.`);
-  const nInner = r.raw.n_inner;
-  return {
-    modelType: r.modelType,
-    arch: 'gpt2',
-    vocabSize: r.int('vocab_size'),
-    hiddenSize,
-    numLayers: r.int('n_layer', undefined, ['num_hidden_layers']),
-    numHeads,
-    numKvHeads: numHeads,
-    headDim: hiddenSize / numHeads,
-    intermediateSize: nInner === undefined || nInner === null ? 4 * hiddenSize : r.int('n_inner'),
-    maxPositions: r.int('n_positions', 1024, ['max_position_embeddings', 'n_ctx']),
-    norm: 'layer',
-    normEps: r.num('layer_norm_epsilon', 1e-5),
-    rope: null,
-    act: 'gelu_tanh',
-    qkvBias: true,
-    oBias: true,
-    mlpBias: true,
-    qkNorm: false,
-    tieWordEmbeddings: r.bool('tie_word_embeddings', true),
-    ...commonFields(r),
-    slidingWindow: null,
-    raw: r.raw,
-  };
-}
-
 /** Every model_type this module understands. */
-export const SUPPORTED_MODEL_TYPES: readonly string[] = [...Object.keys(LLAMA_FAMILY), 'gpt2'];
+export const SUPPORTED_MODEL_TYPES: readonly string[] = Object.keys(FAMILY_CONFIGS);
+
+/**
+ * model_types whose modeling code lives only in the checkpoint (trust_remote_code): refused, with
+ * the natively supported model that succeeded them.
+ */
+const REMOTE_CODE_ONLY: Record<string, string> = {
+  chatglm: 'GLM-4 (e.g. THUDM/glm-4-9b-chat-hf) is not supported either; try Qwen3 or Llama 3.2 instead',
+  baichuan: 'Baichuan has no native successor in transformers; try Qwen3 (e.g. Qwen/Qwen3-0.6B) instead',
+  internlm: 'InternLM 2.5 and 3 ship as remote code too; try Qwen3 (e.g. Qwen/Qwen3-0.6B) instead',
+  internlm2: 'InternLM 2.5 and 3 ship as remote code too; try Qwen3 (e.g. Qwen/Qwen3-0.6B) instead',
+  qwen: 'its native successors are Qwen2 / Qwen2.5 / Qwen3 (model_type "qwen2" or "qwen3", e.g. Qwen/Qwen2.5-0.5B)',
+  xverse: 'XVERSE has no native successor in transformers; try Qwen3 or Llama 3.2 instead',
+};
 
 /**
  * The model's position limit as config.json states it, for messages: "n_positions = 1024 in
- * config.json" for GPT-2, "max_position_embeddings = 8192 in config.json" for the others.
+ * config.json" for GPT-2, "max_position_embeddings = 8192 in config.json" for most others.
  */
-export function positionLimitText(c: Pick<ModelConfig, 'arch' | 'maxPositions'>): string {
-  return `${c.arch === 'gpt2' ? 'n_positions' : 'max_position_embeddings'} = ${c.maxPositions} in config.json`;
+export function positionLimitText(c: Pick<ModelConfig, 'maxPositionsKey' | 'maxPositions'>): string {
+  return `${c.maxPositionsKey} = ${c.maxPositions} in config.json`;
 }
 
 export function isSupportedModelType(t: string): boolean {
-  return SUPPORTED_MODEL_TYPES.includes(t);
+  return Object.prototype.hasOwnProperty.call(FAMILY_CONFIGS, t);
 }
 
 /**
@@ -434,6 +210,13 @@ export function parseConfig(json: unknown, fileName = 'config.json'): ModelConfi
       `${fileName}: missing required key "model_type" (supported: ${SUPPORTED_MODEL_TYPES.join(', ')}).`,
     );
   }
+  const remote = REMOTE_CODE_ONLY[modelType.toLowerCase()];
+  if (remote) {
+    throw new ConfigError(
+      `${fileName}: model_type "${modelType}" needs trust_remote_code (its modeling code is not part of transformers), ` +
+        `so Tabtune cannot reproduce it; ${remote}.`,
+    );
+  }
   if (!isSupportedModelType(modelType)) {
     throw new ConfigError(
       `${fileName}: model_type "${modelType}" is not supported; supported model types: ${SUPPORTED_MODEL_TYPES.join(', ')}.`,
@@ -446,7 +229,5 @@ export function parseConfig(json: unknown, fileName = 'config.json'): ModelConfi
         `Tabtune needs the unquantized F32/F16/BF16 weights.`,
     );
   }
-  const r = new Reader(obj, fileName, modelType);
-  const flavour = LLAMA_FAMILY[modelType];
-  return flavour ? parseLlamaFamily(r, flavour) : parseGpt2(r);
+  return FAMILY_CONFIGS[modelType]!(new Reader(obj, fileName, modelType));
 }

@@ -10,7 +10,7 @@ import type { DType, Tensor } from '../gpu/tensor';
 import { ALL_FINITE, recordFiniteScan } from '../kernels/finite';
 import type { FrozenLinear } from '../kernels/linear';
 import type { ModelConfig } from './config';
-import { type ArchWeights, type LinearModule, referencedKeys } from './registry';
+import { type ArchWeights, type LinearModule, linearModules, referencedKeys } from './registry';
 import type { SafeTensor } from './safetensors';
 
 const SAFE_TO_GPU: Partial<Record<SafeTensor['dtype'], DType>> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
@@ -30,7 +30,7 @@ export class GpuModel {
     readonly config: ModelConfig,
     readonly arch: ArchWeights,
   ) {
-    this.linears = arch.layers.flatMap((l) => l.linears);
+    this.linears = linearModules(arch);
   }
 
   /** Uploads every tensor the architecture references. `onProgress(done, total)` counts tensors. */

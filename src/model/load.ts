@@ -9,6 +9,7 @@
  * and resolves the architecture (registry.describeModel), checking every tensor name and shape.
  */
 
+import { roundThroughHalf } from '../gpu/half';
 import { type ModelConfig, parseConfig } from './config';
 import { type ArchWeights, describeModel, expectedTensors, referencedKeys } from './registry';
 import { type SafeTensor, SafetensorsError, parseSafetensors } from './safetensors';
@@ -200,6 +201,16 @@ function mergeEos(config: ModelConfig, generationConfig: JsonObject | null): Mod
   return eos.length === config.eosTokenIds.length ? config : { ...config, eosTokenIds: eos };
 }
 
+/**
+ * Gemma multiplies its embeddings by sqrt(hidden) as a tensor in the weights' dtype
+ * (embed_scale.to(weight.dtype)): with 16-bit weights the factor is rounded to 16 bits.
+ */
+export function withWeightDtype(config: ModelConfig, embedDtype: string): ModelConfig {
+  if (!config.embedScaleInWeightDtype || embedDtype === 'F32') return config;
+  const s = roundThroughHalf([config.embedScale], embedDtype === 'F16' ? 'f16' : 'bf16')[0]!;
+  return { ...config, embedScale: s };
+}
+
 /** Reads everything a fine-tuning run needs from the source. */
 export async function loadModel(source: ModelSource, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   let config = await loadConfigOnly(source, opts);
@@ -210,6 +221,7 @@ export async function loadModel(source: ModelSource, opts: LoadModelOptions = {}
 
   const { tensors, files, fileOf } = await loadWeights(source, opts);
   const arch = describeModel(config, tensors, { fileName: fileOf });
+  config = withWeightDtype(config, tensors.get(arch.embed)!.dtype);
   for (const key of referencedKeys(arch)) {
     const t = tensors.get(key)!;
     if (!SUPPORTED_WEIGHT_DTYPES.has(t.dtype)) {

@@ -1,9 +1,11 @@
 /**
- * Architecture registry: which tensors and linear modules each model_type has, as data.
+ * Architecture registry: which tensors and linear modules each family has, as data.
  *
- * Every supported model_type maps to a layout (config.arch). A layout names, relative to the
- * checkpoint's key prefix, the embedding, positions, final norm and per-layer tensors, and lists
- * the linear modules with their role, shape and bias flag as functions of the ModelConfig.
+ * Every model_type's config names a family (config.family); each family has a weight Layout
+ * (src/model/families/*.ts) naming, relative to the checkpoint's key prefix, the embedding,
+ * positions, norms and per-layer tensors, and listing the linear modules with their role, shape
+ * and bias flag as functions of the ModelConfig. Which norms exist comes from the config's flags
+ * (block, embedNorm, finalNorm, attention.qkNorm), so one layout serves every variant of a family.
  * `describeModel` resolves the layout against a checkpoint's tensor names (finding the prefix the
  * checkpoint actually uses, e.g. GPT-2 with or without "transformer."), checks every expected key
  * and shape, and returns the resolved keys (ArchWeights) the GPU model uploads.
@@ -12,15 +14,30 @@
  * names it ("model.layers.0.self_attn.q_proj", "transformer.h.0.attn.c_attn"), whatever the keys.
  */
 
-import type { Arch, ModelConfig } from './config';
+import type { ModelConfig } from './config';
+import { FAMILY_LAYOUTS } from './families';
 
-export type LinearRole = 'q' | 'k' | 'v' | 'o' | 'qkv' | 'gate' | 'up' | 'down' | 'fc_in' | 'fc_out';
+export type LinearRole =
+  | 'q'
+  | 'k'
+  | 'v'
+  | 'o'
+  | 'qkv'
+  | 'gate'
+  | 'up'
+  | 'gate_up'
+  | 'down'
+  | 'fc_in'
+  | 'fc_out'
+  | 'project_in'
+  | 'project_out';
 
 export interface LinearModule {
   /** Module path in the HF *ForCausalLM model, as PEFT names it. */
   path: string;
   /** Last path component ('q_proj', 'c_attn'). */
   name: string;
+  /** Layer index; -1 for modules outside the layers (OPT's project_in / project_out). */
   layer: number;
   role: LinearRole;
   /** Checkpoint keys as actually found. */
@@ -30,6 +47,13 @@ export interface LinearModule {
   outF: number;
   /** Conv1D (gpt2): the weight is stored [in, out] instead of nn.Linear's [out, in]. */
   transposed: boolean;
+  /**
+   * Fused q/k/v (role 'qkv'): the output is `qkvGroups` blocks of [q | k | v], each with
+   * numHeads/groups query heads and numKvHeads/groups key and value heads. 1 = [all q | all k | all v]
+   * (GPT-2, Phi-3, multi-query Falcon and GPTBigCode); numKvHeads = per head or per KV group
+   * (GPT-NeoX, BLOOM, Falcon's new_decoder_architecture and ALiBi forms).
+   */
+  qkvGroups: number;
 }
 
 export interface NormKeys {
@@ -37,22 +61,36 @@ export interface NormKeys {
   b: string | null;
 }
 
+export interface LayerNorms {
+  /** Before attention (config.block.attnNorm). */
+  attn?: NormKeys;
+  /** Before the MLP (config.block.mlpNorm 'own'). */
+  mlp?: NormKeys;
+  /** On the attention / MLP output (config.block.attnOutNorm / mlpOutNorm). */
+  attnOut?: NormKeys;
+  mlpOut?: NormKeys;
+  /** q / k norms (config.attention.qkNorm): [headDim], or [heads·headDim] when over the whole projection. */
+  q?: NormKeys;
+  k?: NormKeys;
+}
+
 export interface LayerWeights {
-  inputNorm: NormKeys;
-  postAttnNorm: NormKeys;
-  /** qwen3: per-head RMSNorm weights [headDim]. */
-  qNorm?: string;
-  kNorm?: string;
+  norms: LayerNorms;
   linears: LinearModule[];
 }
 
 export interface ArchWeights {
   embed: string;
-  /** Learned absolute position embeddings (gpt2), null with RoPE. */
+  /** Learned absolute position embeddings, null without them. */
   posEmbed: string | null;
-  /** LM head weight [vocab, hidden]; the embedding's key when tied. */
+  /** BLOOM's word_embeddings_layernorm. */
+  embedNorm: NormKeys | null;
+  /** LM head weight [vocab, embedDim]; the embedding's key when tied. */
   lmHead: string;
-  finalNorm: NormKeys;
+  lmHeadBias: string | null;
+  finalNorm: NormKeys | null;
+  /** Linear modules outside the layers (OPT's project_in / project_out). */
+  top: LinearModule[];
   layers: LayerWeights[];
 }
 
@@ -67,8 +105,8 @@ export class ModelWeightsError extends Error {
 
 type Dim = (c: ModelConfig) => number;
 
-interface LinearSpec {
-  /** Path below the layer, e.g. 'self_attn.q_proj'. */
+export interface LinearSpec {
+  /** Path below the layer (or below the prefix for `top`), e.g. 'self_attn.q_proj'. */
   sub: string;
   role: LinearRole;
   inF: Dim;
@@ -76,86 +114,37 @@ interface LinearSpec {
   bias: (c: ModelConfig) => boolean;
 }
 
-interface NormSpec {
-  w: string;
-  b: string | null;
-}
-
-interface Layout {
+/** Where a family's tensors are. Norm names are without ".weight" / ".bias". */
+export interface Layout {
   /** Key prefixes a checkpoint may use, most usual first. */
   prefixes: string[];
   /** Prefix of module paths in the *ForCausalLM model (PEFT names). */
   modulePrefix: string;
-  /** Relative to the prefix. */
+  /** Relative to the prefix (".weight" appended). */
   embed: string;
-  posEmbed: string | null;
-  finalNorm: NormSpec;
-  /** Absolute key of an untied LM head. */
-  lmHead: string;
+  posEmbed?: string;
+  embedNorm?: string;
+  finalNorm?: string;
+  /** Absolute keys of an untied LM head, the usual one first (".weight" included). */
+  lmHead: string[];
   /** Layer scope below the prefix; '{i}' is the layer index. */
   layer: string;
-  inputNorm: NormSpec;
-  postAttnNorm: NormSpec;
-  /** Relative to the layer; present when config.qkNorm. */
-  qkNorm: { q: string; k: string } | null;
-  /** Conv1D weights ([in, out]). */
-  transposed: boolean;
+  /** Norm names relative to the layer, for the norms the config's flags ask for. */
+  norms: { attn?: string; mlp?: string; attnOut?: string; mlpOut?: string; q?: string; k?: string };
   linears: LinearSpec[];
+  /** Linear modules relative to the prefix, outside the layers (present when their `bias`... see OPT). */
+  top?: (c: ModelConfig) => LinearSpec[];
+  /** Conv1D weights ([in, out]). */
+  transposed?: boolean;
+  /** Groups of a fused q/k/v projection (see LinearModule.qkvGroups); default 1. */
+  qkvGroups?: (c: ModelConfig) => number;
 }
 
-const H: Dim = (c) => c.hiddenSize;
-const QW: Dim = (c) => c.numHeads * c.headDim;
-const KVW: Dim = (c) => c.numKvHeads * c.headDim;
-const I: Dim = (c) => c.intermediateSize;
-
-export const LAYOUTS: Record<Arch, Layout> = {
-  llama: {
-    prefixes: ['model.', ''],
-    modulePrefix: 'model.',
-    embed: 'embed_tokens.weight',
-    posEmbed: null,
-    finalNorm: { w: 'norm.weight', b: null },
-    lmHead: 'lm_head.weight',
-    layer: 'layers.{i}',
-    inputNorm: { w: 'input_layernorm.weight', b: null },
-    postAttnNorm: { w: 'post_attention_layernorm.weight', b: null },
-    qkNorm: { q: 'self_attn.q_norm.weight', k: 'self_attn.k_norm.weight' },
-    transposed: false,
-    linears: [
-      { sub: 'self_attn.q_proj', role: 'q', inF: H, outF: QW, bias: (c) => c.qkvBias },
-      { sub: 'self_attn.k_proj', role: 'k', inF: H, outF: KVW, bias: (c) => c.qkvBias },
-      { sub: 'self_attn.v_proj', role: 'v', inF: H, outF: KVW, bias: (c) => c.qkvBias },
-      { sub: 'self_attn.o_proj', role: 'o', inF: QW, outF: H, bias: (c) => c.oBias },
-      { sub: 'mlp.gate_proj', role: 'gate', inF: H, outF: I, bias: (c) => c.mlpBias },
-      { sub: 'mlp.up_proj', role: 'up', inF: H, outF: I, bias: (c) => c.mlpBias },
-      { sub: 'mlp.down_proj', role: 'down', inF: I, outF: H, bias: (c) => c.mlpBias },
-    ],
-  },
-  gpt2: {
-    prefixes: ['transformer.', ''],
-    modulePrefix: 'transformer.',
-    embed: 'wte.weight',
-    posEmbed: 'wpe.weight',
-    finalNorm: { w: 'ln_f.weight', b: 'ln_f.bias' },
-    lmHead: 'lm_head.weight',
-    layer: 'h.{i}',
-    inputNorm: { w: 'ln_1.weight', b: 'ln_1.bias' },
-    postAttnNorm: { w: 'ln_2.weight', b: 'ln_2.bias' },
-    qkNorm: null,
-    transposed: true,
-    linears: [
-      { sub: 'attn.c_attn', role: 'qkv', inF: H, outF: (c) => QW(c) + 2 * KVW(c), bias: (c) => c.qkvBias },
-      { sub: 'attn.c_proj', role: 'o', inF: QW, outF: H, bias: (c) => c.oBias },
-      { sub: 'mlp.c_fc', role: 'fc_in', inF: H, outF: I, bias: (c) => c.mlpBias },
-      { sub: 'mlp.c_proj', role: 'fc_out', inF: I, outF: H, bias: (c) => c.mlpBias },
-    ],
-  },
-};
-
 function layoutOf(config: ModelConfig): Layout {
-  const l = LAYOUTS[config.arch];
-  if (!l) throw new ModelWeightsError(`No weight layout for arch "${config.arch}" (model_type "${config.modelType}").`);
-  return l;
+  const l = FAMILY_LAYOUTS[config.family];
+  if (!l)
+    throw new ModelWeightsError(`No weight layout for family "${config.family}" (model_type "${config.modelType}").`);
+  return l(config);
 }
 
 // ------------------------------------------------------------------------------- expected tensors
@@ -168,14 +157,17 @@ export interface ExpectedTensor {
   kind: TensorKind;
 }
 
+const lastName = (sub: string) => sub.slice(sub.lastIndexOf('.') + 1);
+
 /**
  * Resolves the layout for a checkpoint key prefix: the ArchWeights and every tensor it expects
- * with its shape. The tied LM head is not listed separately (it is the embedding).
+ * with its shape. The tied LM head is not listed separately (it is the embedding). `untiedHead`
+ * is the head key the checkpoint holds (or null).
  */
 function resolve(
   config: ModelConfig,
   prefix: string,
-  hasUntiedHead: boolean,
+  untiedHead: string | null,
 ): { arch: ArchWeights; expected: ExpectedTensor[] } {
   const L = layoutOf(config);
   const c = config;
@@ -184,64 +176,96 @@ function resolve(
     expected.push({ key, shape, kind });
     return key;
   };
-  const norm = (scope: string, spec: NormSpec): NormKeys => ({
-    w: want(`${scope}${spec.w}`, [c.hiddenSize], 'norm'),
-    b: spec.b ? want(`${scope}${spec.b}`, [c.hiddenSize], 'norm') : null,
-  });
-  const embed = want(`${prefix}${L.embed}`, [c.vocabSize, c.hiddenSize], 'embed');
-  const posEmbed = L.posEmbed ? want(`${prefix}${L.posEmbed}`, [c.maxPositions, c.hiddenSize], 'posEmbed') : null;
+  const norm = (scope: string, name: string | undefined, what: string, dim: number, bias: boolean): NormKeys => {
+    if (!name) throw new ModelWeightsError(`model_type "${c.modelType}" needs ${what}, but its layout names none.`);
+    return {
+      w: want(`${scope}${name}.weight`, [dim], 'norm'),
+      b: bias ? want(`${scope}${name}.bias`, [dim], 'norm') : null,
+    };
+  };
+  const nb = c.norm.kind === 'layer' && c.norm.bias;
+  const linear = (s: LinearSpec, keyScope: string, pathScope: string, layer: number): LinearModule => {
+    const inF = s.inF(c);
+    const outF = s.outF(c);
+    const weightKey = want(`${keyScope}${s.sub}.weight`, L.transposed ? [inF, outF] : [outF, inF], 'linear');
+    const biasKey = s.bias(c) ? want(`${keyScope}${s.sub}.bias`, [outF], 'bias') : null;
+    return {
+      path: `${L.modulePrefix}${pathScope}${s.sub}`,
+      name: lastName(s.sub),
+      layer,
+      role: s.role,
+      weightKey,
+      biasKey,
+      inF,
+      outF,
+      transposed: L.transposed ?? false,
+      qkvGroups: s.role === 'qkv' ? (L.qkvGroups?.(c) ?? 1) : 1,
+    };
+  };
+  const embed = want(`${prefix}${L.embed}.weight`, [c.vocabSize, c.embedDim], 'embed');
+  let posEmbed: string | null = null;
+  if (c.learnedPositions) {
+    if (!L.posEmbed) throw new ModelWeightsError(`model_type "${c.modelType}": no position table in its layout.`);
+    posEmbed = want(
+      `${prefix}${L.posEmbed}.weight`,
+      [c.maxPositions + c.learnedPositions.offset, c.hiddenSize],
+      'posEmbed',
+    );
+  }
+  const embedNorm = c.embedNorm ? norm(prefix, L.embedNorm, 'an embedding norm', c.hiddenSize, nb) : null;
+  const top = (L.top?.(c) ?? []).map((s) => linear(s, prefix, '', -1));
+  const b = c.block;
+  const qk = c.attention.qkNorm;
   const layers: LayerWeights[] = [];
   for (let i = 0; i < c.numLayers; i++) {
     const scope = `${L.layer.replace('{i}', String(i))}.`;
     const keyScope = `${prefix}${scope}`;
-    const inputNorm = norm(keyScope, L.inputNorm);
-    const linears: LinearModule[] = [];
-    for (const s of L.linears) {
-      const inF = s.inF(c);
-      const outF = s.outF(c);
-      const weightKey = want(`${keyScope}${s.sub}.weight`, L.transposed ? [inF, outF] : [outF, inF], 'linear');
-      const biasKey = s.bias(c) ? want(`${keyScope}${s.sub}.bias`, [outF], 'bias') : null;
-      linears.push({
-        path: `${L.modulePrefix}${scope}${s.sub}`,
-        name: s.sub.slice(s.sub.lastIndexOf('.') + 1),
-        layer: i,
-        role: s.role,
-        weightKey,
-        biasKey,
-        inF,
-        outF,
-        transposed: L.transposed,
-      });
+    const n = (name: string | undefined, what: string) => norm(keyScope, name, what, c.hiddenSize, nb);
+    const norms: LayerNorms = {};
+    if (b.attnNorm || b.normAfterResidual) norms.attn = n(L.norms.attn, 'an attention norm');
+    if (b.mlpNorm === 'own') norms.mlp = n(L.norms.mlp, 'an MLP norm');
+    if (b.attnOutNorm) norms.attnOut = n(L.norms.attnOut, 'an attention-output norm');
+    if (b.mlpOutNorm) norms.mlpOut = n(L.norms.mlpOut, 'an MLP-output norm');
+    if (qk) {
+      const qDim = qk.over === 'all' ? c.numHeads * c.headDim : c.headDim;
+      const kDim = qk.over === 'all' ? c.numKvHeads * c.headDim : c.headDim;
+      const qkb = qk.kind === 'layer' && qk.bias;
+      norms.q = norm(keyScope, L.norms.q, 'a q norm', qDim, qkb);
+      norms.k = norm(keyScope, L.norms.k, 'a k norm', kDim, qkb);
     }
-    const layer: LayerWeights = { inputNorm, postAttnNorm: norm(keyScope, L.postAttnNorm), linears };
-    if (c.qkNorm) {
-      if (!L.qkNorm)
-        throw new ModelWeightsError(`model_type "${c.modelType}" sets qkNorm but its layout has no q/k norms.`);
-      layer.qNorm = want(`${keyScope}${L.qkNorm.q}`, [c.headDim], 'norm');
-      layer.kNorm = want(`${keyScope}${L.qkNorm.k}`, [c.headDim], 'norm');
-    }
-    layers.push(layer);
+    layers.push({ norms, linears: L.linears.map((s) => linear(s, keyScope, scope, i)) });
   }
-  const finalNorm = norm(prefix, L.finalNorm);
-  // A tied head is the embedding. An untied one is its own tensor (gpt2 checkpoints that say
-  // tie_word_embeddings: false carry lm_head.weight).
-  const lmHead =
-    c.tieWordEmbeddings || (!hasUntiedHead && c.arch === 'gpt2')
-      ? embed
-      : want(L.lmHead, [c.vocabSize, c.hiddenSize], 'lmHead');
-  return { arch: { embed, posEmbed, lmHead, finalNorm, layers }, expected };
+  const finalNorm = c.finalNorm ? norm(prefix, L.finalNorm, 'a final norm', c.hiddenSize, nb) : null;
+  // A tied head is the embedding. An untied one is its own tensor (checkpoints of tied configs that
+  // nevertheless carry lm_head.weight use it only when tie_word_embeddings is false).
+  const lmHead = c.tieWordEmbeddings ? embed : want(untiedHead ?? L.lmHead[0]!, [c.vocabSize, c.embedDim], 'lmHead');
+  const lmHeadBias = c.lmHeadBias
+    ? want(`${(untiedHead ?? L.lmHead[0]!).replace(/\.weight$/, '')}.bias`, [c.vocabSize], 'bias')
+    : null;
+  return { arch: { embed, posEmbed, embedNorm, lmHead, lmHeadBias, finalNorm, top, layers }, expected };
 }
 
 /** Every tensor a checkpoint of this config holds (canonical key prefix), with shapes. */
 export function expectedTensors(config: ModelConfig): ExpectedTensor[] {
   const L = layoutOf(config);
-  return resolve(config, L.prefixes[0]!, !config.tieWordEmbeddings).expected;
+  return resolve(config, L.prefixes[0]!, null).expected;
 }
 
-/** Distinct linear module names, in layer order: ['q_proj', 'k_proj', ...] or ['c_attn', 'c_proj', 'c_fc']. */
+/** Distinct linear module names, in model order: ['q_proj', 'k_proj', ...] or ['c_attn', 'c_proj', 'c_fc']. */
 export function linearModuleNames(config: ModelConfig): string[] {
-  const names = layoutOf(config).linears.map((s) => s.sub.slice(s.sub.lastIndexOf('.') + 1));
+  const L = layoutOf(config);
+  const names = [...(L.top?.(config) ?? []), ...L.linears].map((s) => lastName(s.sub));
   return [...new Set(names)];
+}
+
+/** Every linear module of an ArchWeights, in model order (outside the layers first). */
+export function linearModules(arch: ArchWeights): LinearModule[] {
+  return [...arch.top, ...arch.layers.flatMap((l) => l.linears)];
+}
+
+/** Whether a model's linear weights are Conv1D ([in, out]): PEFT's fan_in_fan_out. */
+export function hasConv1dWeights(config: ModelConfig): boolean {
+  return layoutOf(config).transposed ?? false;
 }
 
 // ---------------------------------------------------------------------------------- describeModel
@@ -274,8 +298,9 @@ export function describeModel(config: ModelConfig, tensors: TensorIndex, opts: D
       : opts.shapeOf?.(key);
 
   // The prefix whose embedding is present; otherwise the usual one (and the error names its key).
-  const prefix = L.prefixes.find((p) => names.has(`${p}${L.embed}`)) ?? L.prefixes[0]!;
-  const { arch, expected } = resolve(config, prefix, names.has(L.lmHead));
+  const prefix = L.prefixes.find((p) => names.has(`${p}${L.embed}.weight`)) ?? L.prefixes[0]!;
+  const head = L.lmHead.find((k) => names.has(k)) ?? null;
+  const { arch, expected } = resolve(config, prefix, head);
 
   const missing = expected.filter((e) => !names.has(e.key));
   if (missing.length) {
@@ -317,22 +342,20 @@ export function referencedKeys(arch: ArchWeights): string[] {
   const add = (k: string | null | undefined) => {
     if (k) keys.add(k);
   };
+  const addNorm = (n: NormKeys | null | undefined) => {
+    add(n?.w);
+    add(n?.b);
+  };
   add(arch.embed);
   add(arch.posEmbed);
+  addNorm(arch.embedNorm);
   add(arch.lmHead);
-  add(arch.finalNorm.w);
-  add(arch.finalNorm.b);
-  for (const l of arch.layers) {
-    add(l.inputNorm.w);
-    add(l.inputNorm.b);
-    add(l.postAttnNorm.w);
-    add(l.postAttnNorm.b);
-    add(l.qNorm);
-    add(l.kNorm);
-    for (const m of l.linears) {
-      add(m.weightKey);
-      add(m.biasKey);
-    }
+  add(arch.lmHeadBias);
+  addNorm(arch.finalNorm);
+  for (const m of linearModules(arch)) {
+    add(m.weightKey);
+    add(m.biasKey);
   }
+  for (const l of arch.layers) for (const n of Object.values(l.norms)) addNorm(n);
   return [...keys];
 }

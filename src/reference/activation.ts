@@ -2,16 +2,37 @@
  * Float64 references of src/kernels/activation.ts, in transformers' terms:
  *   silu        = nn.SiLU: x·sigmoid(x)
  *   gelu_tanh   = "gelu_new" / gelu(approximate="tanh"): 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³)))
+ *   gelu        = nn.GELU() / "gelu": 0.5·x·(1 + erf(x/√2))      (GPT-NeoX, Falcon)
+ *   relu        = nn.ReLU: max(x, 0), gradient 1 where x > 0      (OPT)
  *   SwiGLU MLP  = down(act(gate(x)) · up(x)): the product h = act(g)·u is what is referenced here.
  */
 
-export type ActivationRef = 'silu' | 'gelu_tanh';
+export type ActivationRef = 'silu' | 'gelu_tanh' | 'gelu' | 'relu';
 
 const K = Math.sqrt(2 / Math.PI);
 const C = 0.044715;
 
+/**
+ * erf(x) in float64 (JavaScript has none): the series erf(x) = 2/√π · e^(-x²) · Σ 2ⁿx^(2n+1)/(1·3·…·(2n+1)),
+ * whose terms are all positive (no cancellation), to full double precision for |x| ≤ 6; ±1 beyond
+ * (1 - erf(6) ≈ 2e-17).
+ */
+export function erfRef(x: number): number {
+  const a = Math.abs(x);
+  if (a > 6) return Math.sign(x);
+  let term = a;
+  let sum = a;
+  for (let n = 1; term > 1e-17 * sum; n++) {
+    term *= (2 * a * a) / (2 * n + 1);
+    sum += term;
+  }
+  return Math.sign(x) * Math.min(1, (2 / Math.sqrt(Math.PI)) * Math.exp(-a * a) * sum);
+}
+
 export function actRef(x: number, act: ActivationRef): number {
   if (act === 'silu') return x / (1 + Math.exp(-x));
+  if (act === 'gelu') return 0.5 * x * (1 + erfRef(x / Math.SQRT2));
+  if (act === 'relu') return Math.max(x, 0);
   return 0.5 * x * (1 + Math.tanh(K * (x + C * x * x * x)));
 }
 
@@ -21,6 +42,8 @@ export function actGradRef(x: number, act: ActivationRef): number {
     const s = 1 / (1 + Math.exp(-x));
     return s * (1 + x * (1 - s));
   }
+  if (act === 'gelu') return 0.5 * (1 + erfRef(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
+  if (act === 'relu') return x > 0 ? 1 : 0;
   const t = Math.tanh(K * (x + C * x * x * x));
   return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * K * (1 + 3 * C * x * x);
 }

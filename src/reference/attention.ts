@@ -1,58 +1,91 @@
 /**
  * Float64 reference of causal grouped-query attention (recordAttention, recordAttentionBackward,
  * recordAttentionDecode). Layouts as in the kernels: q/o [B*S, nH, hd], k/v [B*S, nKV, hd], row-major;
- * head h reads kv head floor(h / (nH / nKV)); query i of a sequence sees keys 0..i of that sequence.
+ * head h reads kv head floor(h / (nH / nKV)); the query at position i of a sequence sees keys
+ * 0..i of that sequence, or with a sliding `window` W only keys i - W < j <= i.
+ *
+ * Score of query i, key j:  s = scale·q·k, then soft-capped (cap·tanh(s / cap), Gemma 2) and plus
+ * the ALiBi bias of key position j (src/reference/alibi.ts). Backward passes dS through the cap:
+ * d(scale·q·k) = dS·(1 - tanh²).
  */
 
-export interface AttentionRefShape {
+import { alibiBias } from './alibi';
+
+export interface AttentionVariant {
+  /** Score scale; default 1/sqrt(headDim). */
+  scale?: number;
+  /** Keys visible to position i: i - window < j <= i; null/absent = all j <= i. */
+  window?: number | null;
+  softcap?: number | null;
+  alibi?: { slopes: ArrayLike<number>; bf16: boolean; mul: number } | null;
+}
+
+export interface AttentionRefShape extends AttentionVariant {
   batch: number;
   seq: number;
   heads: number;
   kvHeads: number;
   headDim: number;
-  scale?: number;
 }
 
 function scaleOf(s: { scale?: number; headDim: number }): number {
   return s.scale ?? 1 / Math.sqrt(s.headDim);
 }
 
+/** First key position visible to the query at position `pos`. */
+function firstKey(pos: number, window: number | null | undefined): number {
+  return window ? Math.max(0, pos - window + 1) : 0;
+}
+
 /**
- * Core: queries qRows at absolute positions pos0 + i against keys 0..pos0+i of `k`/`v` whose rows are
- * `kRow0 + j`. Returns the probabilities too so backward can reuse them.
+ * Core: the query at `qIndex` (position `pos`) against keys j0..pos (key j's vector at kBase(j)).
+ * Returns the probabilities p[j - j0] and d(score)/d(scale·q·k) for backward.
  */
 function rowAttention(
   q: ArrayLike<number>,
   k: ArrayLike<number>,
   v: ArrayLike<number>,
-  qIndex: number, // element offset of the query vector
-  kBase: (j: number) => number, // element offset of key/value j's vector
-  nKeys: number,
+  qIndex: number,
+  kBase: (j: number) => number,
+  pos: number,
   hd: number,
-  scale: number,
+  head: number,
+  vr: AttentionVariant & { headDim: number },
   out: Float64Array,
   outIndex: number,
-): { lse: number; p: Float64Array } {
-  const s = new Float64Array(nKeys);
+): { lse: number; p: Float64Array; dcap: Float64Array; j0: number } {
+  const scale = scaleOf(vr);
+  const j0 = firstKey(pos, vr.window);
+  const n = pos + 1 - j0;
+  const s = new Float64Array(n);
+  const dcap = new Float64Array(n).fill(1);
   let m = -Infinity;
-  for (let j = 0; j < nKeys; j++) {
+  for (let jj = 0; jj < n; jj++) {
+    const j = j0 + jj;
     const kb = kBase(j);
     let dot = 0;
     for (let d = 0; d < hd; d++) dot += q[qIndex + d]! * k[kb + d]!;
-    s[j] = dot * scale;
-    if (s[j]! > m) m = s[j]!;
+    let x = dot * scale;
+    if (vr.softcap) {
+      const t = Math.tanh(x / vr.softcap);
+      x = vr.softcap * t;
+      dcap[jj] = 1 - t * t;
+    }
+    if (vr.alibi) x += alibiBias(vr.alibi, head, j);
+    s[jj] = x;
+    if (x > m) m = x;
   }
   let sum = 0;
-  for (let j = 0; j < nKeys; j++) sum += Math.exp(s[j]! - m);
+  for (let jj = 0; jj < n; jj++) sum += Math.exp(s[jj]! - m);
   const lse = m + Math.log(sum);
-  const p = new Float64Array(nKeys);
-  for (let j = 0; j < nKeys; j++) p[j] = Math.exp(s[j]! - lse);
+  const p = new Float64Array(n);
+  for (let jj = 0; jj < n; jj++) p[jj] = Math.exp(s[jj]! - lse);
   for (let d = 0; d < hd; d++) {
     let acc = 0;
-    for (let j = 0; j < nKeys; j++) acc += p[j]! * v[kBase(j) + d]!;
+    for (let jj = 0; jj < n; jj++) acc += p[jj]! * v[kBase(j0 + jj) + d]!;
     out[outIndex + d] = acc;
   }
-  return { lse, p };
+  return { lse, p, dcap, j0 };
 }
 
 /** Forward: o [B*S, nH, hd] and the row logsumexp lse [B*S, nH] (of the scaled scores). */
@@ -61,7 +94,6 @@ export function attentionRef(
 ): { o: Float64Array; lse: Float64Array } {
   const { batch, seq, heads, kvHeads, headDim: hd } = a;
   const group = heads / kvHeads;
-  const scale = scaleOf(a);
   const o = new Float64Array(batch * seq * heads * hd);
   const lse = new Float64Array(batch * seq * heads);
   for (let b = 0; b < batch; b++) {
@@ -70,7 +102,7 @@ export function attentionRef(
       for (let i = 0; i < seq; i++) {
         const row = b * seq + i;
         const qi = (row * heads + h) * hd;
-        const r = rowAttention(a.q, a.k, a.v, qi, (j) => ((b * seq + j) * kvHeads + kvh) * hd, i + 1, hd, scale, o, qi);
+        const r = rowAttention(a.q, a.k, a.v, qi, (j) => ((b * seq + j) * kvHeads + kvh) * hd, i, hd, h, a, o, qi);
         lse[row * heads + h] = r.lse;
       }
     }
@@ -95,17 +127,18 @@ export function attentionBackwardRef(
       const kBase = (j: number) => ((b * seq + j) * kvHeads + kvh) * hd;
       for (let i = 0; i < seq; i++) {
         const qi = ((b * seq + i) * heads + h) * hd;
-        const { p } = rowAttention(a.q, a.k, a.v, qi, kBase, i + 1, hd, scale, o, 0);
-        // D = dO . o ; dP_j = dO . v_j ; dS_j = P_j (dP_j - D)
+        const { p, dcap, j0 } = rowAttention(a.q, a.k, a.v, qi, kBase, i, hd, h, a, o, 0);
+        // D = dO . o ; dP_j = dO . v_j ; dS_j = P_j (dP_j - D), through the soft-cap
         let D = 0;
         for (let d = 0; d < hd; d++) D += a.dO[qi + d]! * o[d]!;
-        for (let j = 0; j <= i; j++) {
+        for (let j = j0; j <= i; j++) {
           const kb = kBase(j);
           let dp = 0;
           for (let d = 0; d < hd; d++) dp += a.dO[qi + d]! * a.v[kb + d]!;
-          const ds = p[j]! * (dp - D);
+          const pj = p[j - j0]!;
+          const ds = pj * (dp - D) * dcap[j - j0]!;
           for (let d = 0; d < hd; d++) {
-            dv[kb + d] = dv[kb + d]! + p[j]! * a.dO[qi + d]!;
+            dv[kb + d] = dv[kb + d]! + pj * a.dO[qi + d]!;
             dq[qi + d] = dq[qi + d]! + scale * ds * a.k[kb + d]!;
             dk[kb + d] = dk[kb + d]! + scale * ds * a.q[qi + d]!;
           }
@@ -117,26 +150,26 @@ export function attentionBackwardRef(
 }
 
 /** Generation: o [qLen, nH, hd] of queries at positions past..past+qLen-1 against a KV cache. */
-export function attentionDecodeRef(a: {
-  q: ArrayLike<number>;
-  kCache: ArrayLike<number>;
-  vCache: ArrayLike<number>;
-  qLen: number;
-  past: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  scale?: number;
-}): Float64Array {
+export function attentionDecodeRef(
+  a: {
+    q: ArrayLike<number>;
+    kCache: ArrayLike<number>;
+    vCache: ArrayLike<number>;
+    qLen: number;
+    past: number;
+    heads: number;
+    kvHeads: number;
+    headDim: number;
+  } & AttentionVariant,
+): Float64Array {
   const { qLen, past, heads, kvHeads, headDim: hd } = a;
   const group = heads / kvHeads;
-  const scale = scaleOf(a);
   const o = new Float64Array(qLen * heads * hd);
   for (let i = 0; i < qLen; i++) {
     for (let h = 0; h < heads; h++) {
       const kvh = Math.floor(h / group);
       const qi = (i * heads + h) * hd;
-      rowAttention(a.q, a.kCache, a.vCache, qi, (j) => (j * kvHeads + kvh) * hd, past + i + 1, hd, scale, o, qi);
+      rowAttention(a.q, a.kCache, a.vCache, qi, (j) => (j * kvHeads + kvh) * hd, past + i, hd, h, a, o, qi);
     }
   }
   return o;

@@ -2,7 +2,28 @@
  * Float64 reference of the fused LM-head cross-entropy (recordCrossEntropy) and of recordLogits.
  * h [T, H], w [V, H] (already widened: feed roundThroughHalf values to compare with 16-bit weights),
  * targets [T] with any value >= V (e.g. 0xFFFFFFFF) ignored.
+ *
+ * The logits can be transformed as transformers' heads do (LogitTransform):
+ *   z = h·wᵀ + bias                      (Phi, GPT-J: the head has a bias)
+ *   z = scale · z                        (Granite: logits / logits_scaling)
+ *   z = softcap · tanh(z / softcap)      (Gemma 2: final_logit_softcapping)
  */
+
+export interface LogitTransform {
+  /** [V] */
+  bias?: ArrayLike<number> | null;
+  scale?: number;
+  softcap?: number | null;
+}
+
+/** The transformed logit and d(transformed)/d(h·wᵀ) for one raw product `z` of column v. */
+export function transformLogit(z: number, v: number, t: LogitTransform): { y: number; dy: number } {
+  const s = t.scale ?? 1;
+  const x = (z + (t.bias ? t.bias[v]! : 0)) * s;
+  if (!t.softcap) return { y: x, dy: s };
+  const th = Math.tanh(x / t.softcap);
+  return { y: t.softcap * th, dy: s * (1 - th * th) };
+}
 
 export interface CrossEntropyRef {
   /** logsumexp of each row's logits [T]. */
@@ -23,6 +44,7 @@ export function logitsRef(a: {
   T: number;
   H: number;
   V: number;
+  transform?: LogitTransform;
 }): Float64Array {
   const { T, H, V } = a;
   const out = new Float64Array(T * V);
@@ -30,7 +52,7 @@ export function logitsRef(a: {
     for (let v = 0; v < V; v++) {
       let s = 0;
       for (let k = 0; k < H; k++) s += a.h[t * H + k]! * a.w[v * H + k]!;
-      out[t * V + v] = s;
+      out[t * V + v] = a.transform ? transformLogit(s, v, a.transform).y : s;
     }
   }
   return out;
@@ -44,9 +66,12 @@ export function crossEntropyRef(a: {
   H: number;
   V: number;
   gradScale: number;
+  transform?: LogitTransform;
 }): CrossEntropyRef {
   const { T, H, V, gradScale } = a;
-  const logits = logitsRef(a);
+  const raw = logitsRef({ ...a, transform: undefined });
+  const logits = a.transform ? raw.map((z, i) => transformLogit(z, i % V, a.transform!).y) : raw;
+  const dz = (i: number) => (a.transform ? transformLogit(raw[i]!, i % V, a.transform).dy : 1);
   const lse = new Float64Array(T);
   const rowLoss = new Float64Array(T);
   const dh = new Float64Array(T * H);
@@ -64,7 +89,7 @@ export function crossEntropyRef(a: {
     lossSum += rowLoss[t]!;
     count++;
     for (let v = 0; v < V; v++) {
-      const g = (Math.exp(logits[t * V + v]! - lse[t]!) - (v === tg ? 1 : 0)) * gradScale;
+      const g = (Math.exp(logits[t * V + v]! - lse[t]!) - (v === tg ? 1 : 0)) * gradScale * dz(t * V + v);
       for (let k = 0; k < H; k++) dh[t * H + k] = dh[t * H + k]! + g * a.w[v * H + k]!;
     }
   }

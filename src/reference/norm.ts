@@ -63,7 +63,8 @@ export function rmsNormBackwardRef(a: RmsNormBackwardRefArgs): Float64Array {
 export interface LayerNormRefArgs {
   x: ArrayLike<number>;
   w: ArrayLike<number>;
-  b: ArrayLike<number>;
+  /** null: a LayerNorm without bias. */
+  b: ArrayLike<number> | null;
   rows: number;
   dim: number;
   eps: number;
@@ -85,7 +86,7 @@ export function layerNormRef(a: LayerNormRefArgs): { y: Float64Array; mean: Floa
     const r = 1 / Math.sqrt(q / dim + a.eps);
     mean[t] = mu;
     rstd[t] = r;
-    for (let j = 0; j < dim; j++) y[t * dim + j] = (a.x[t * dim + j]! - mu) * r * (a.w[j]! + off) + a.b[j]!;
+    for (let j = 0; j < dim; j++) y[t * dim + j] = (a.x[t * dim + j]! - mu) * r * (a.w[j]! + off) + (a.b ? a.b[j]! : 0);
   }
   return { y, mean, rstd };
 }

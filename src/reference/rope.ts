@@ -1,9 +1,11 @@
 /**
- * Rotary position embedding, rotate-half convention, as transformers' `apply_rotary_pos_emb` with
- * the default (and "linear" / "llama3") `rope_type`:
+ * Rotary position embedding as transformers' `apply_rotary_pos_emb` with the default (and
+ * "linear" / "llama3" / "longrope") `rope_type`:
  *   inv_freq[i] = 1 / theta^(2i / rot)     (i < rot/2, computed in float32 like torch)
  *   angle       = f32(pos · inv_freq[i])   (the f32 product of transformers' f32 freqs)
- *   out = x·cos + rotate_half(x)·sin on the first `rot` dims of each head, the rest unchanged.
+ *   out = x·cos + rotate(x)·sin on the first `rot` dims of each head, the rest unchanged, where
+ *   pair i is (i, i + rot/2) (rotate_half, Llama / NeoX) or, `interleaved`, (2i, 2i + 1)
+ *   (GPT-J's rotate_every_two).
  * The reference takes cos / sin of the f32 angle in float64, which is what an exact f32 cos would
  * round from. `inverse` rotates by -angle (the backward pass).
  */
@@ -13,6 +15,18 @@ const f = Math.fround;
 /** transformers' rope_scaling variants that only change inv_freq. */
 export type RopeScaling =
   | { type: 'linear'; factor: number }
+  | {
+      /**
+       * Phi-3's longrope: inv_freq[i] = 1 / (ext[i] · theta^(2i / rot)) with ext the short factors,
+       * which transformers uses while positions stay below originalMaxPositionEmbeddings (Tabtune
+       * caps positions there, see the phi3 family). cos / sin are scaled by the attention factor
+       * (RopeConfig.attentionScaling).
+       */
+      type: 'longrope';
+      shortFactor: number[];
+      longFactor: number[];
+      originalMaxPositionEmbeddings: number;
+    }
   | {
       type: 'llama3';
       factor: number;
@@ -31,9 +45,11 @@ export function ropeInvFreq(rotaryDim: number, theta: number, scaling?: RopeScal
   const out = new Float32Array(half);
   for (let i = 0; i < half; i++) {
     const expo = f(f(2 * i) / rotaryDim);
-    out[i] = f(1 / f(Math.pow(f(theta), expo)));
+    const base = f(Math.pow(f(theta), expo));
+    // longrope: 1 / (ext · base^expo), the product in float32 as torch forms it
+    out[i] = scaling?.type === 'longrope' ? f(1 / f(f(scaling.shortFactor[i]!) * base)) : f(1 / base);
   }
-  if (!scaling) return out;
+  if (!scaling || scaling.type === 'longrope') return out;
   if (scaling.type === 'linear') {
     for (let i = 0; i < half; i++) out[i] = f(out[i]! / scaling.factor);
     return out;
@@ -69,6 +85,8 @@ export interface RopeRefArgs {
   invFreq?: ArrayLike<number>;
   /** Multiplies cos and sin (transformers' attention_scaling; default 1). */
   attentionScaling?: number;
+  /** GPT-J pairs (2i, 2i + 1) instead of (i, i + rot/2). */
+  interleaved?: boolean;
 }
 
 export function ropeRef(a: RopeRefArgs): Float64Array {
@@ -85,12 +103,13 @@ export function ropeRef(a: RopeRefArgs): Float64Array {
       const ang = f(f(pos) * f(inv[i]!));
       const c = Math.cos(ang) * scale;
       const s = sign * Math.sin(ang) * scale;
+      const [i1, i2] = a.interleaved ? [2 * i, 2 * i + 1] : [i, i + half];
       for (let h = 0; h < heads; h++) {
         const base = (t * heads + h) * headDim;
-        const x1 = a.x[base + i]!;
-        const x2 = a.x[base + i + half]!;
-        out[base + i] = x1 * c - x2 * s;
-        out[base + i + half] = x2 * c + x1 * s;
+        const x1 = a.x[base + i1]!;
+        const x2 = a.x[base + i2]!;
+        out[base + i1] = x1 * c - x2 * s;
+        out[base + i2] = x2 * c + x1 * s;
       }
     }
   }

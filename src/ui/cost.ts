@@ -10,7 +10,7 @@ import { loraConfigFromSettings, resolveTargets } from '../lora/targets';
 import type { ModelConfig } from '../model/config';
 import { estimateModel } from '../model/load';
 import { trainingMemory } from '../engine/memory';
-import { describeModel, expectedTensors, linearModuleNames } from '../model/registry';
+import { describeModel, expectedTensors, hasConv1dWeights, linearModuleNames, linearModules } from '../model/registry';
 
 export interface ModelCost {
   parameters: number;
@@ -64,8 +64,8 @@ export function estimateCost(
   const blockers: string[] = [];
   try {
     const arch = describeModel(config, new Map(expected.map((t) => [t.key, { shape: t.shape }])));
-    const linears = arch.layers.flatMap((l) => l.linears);
-    const cfg = loraConfigFromSettings(lora, config.modelType, { fanInFanOut: config.arch === 'gpt2' });
+    const linears = linearModules(arch);
+    const cfg = loraConfigFromSettings(lora, config.modelType, { fanInFanOut: hasConv1dWeights(config) });
     const targets = resolveTargets(cfg, linears);
     trainable = 0;
     for (const t of targets) {

@@ -115,7 +115,11 @@ describe('default targets', () => {
   it('fills empty settings targets from the model type', () => {
     const s = { r: 4, lora_alpha: 8, lora_dropout: 0, target_modules: [] as string[], use_rslora: false };
     expect(loraConfigFromSettings(s, 'qwen2').target_modules).toEqual(['q_proj', 'v_proj']);
-    expect(loraConfigFromSettings(s, 'gpt2')).toMatchObject({ target_modules: ['c_attn'], fan_in_fan_out: true });
+    expect(loraConfigFromSettings(s, 'gpt2', { fanInFanOut: true })).toMatchObject({
+      target_modules: ['c_attn'],
+      fan_in_fan_out: true,
+    });
+    expect(loraConfigFromSettings(s, 'gpt2').fan_in_fan_out).toBe(false);
     expect(loraConfigFromSettings({ ...s, target_modules: 'all-linear' }, 'phi3').target_modules).toBe('all-linear');
     expect(loraConfigFromSettings({ ...s, target_modules: ['o_proj'] }, 'llama')).toMatchObject({
       target_modules: ['o_proj'],

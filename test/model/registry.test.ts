@@ -29,6 +29,10 @@ const summary = (arch: ReturnType<typeof describeModel>, layer = 0) =>
     transposed: l.transposed,
   }));
 
+/** [name, role, inF, outF, bias, qkvGroups] of layer 0's modules. */
+const brief = (arch: ReturnType<typeof describeModel>) =>
+  arch.layers[0]!.linears.map((l) => [l.name, l.role, l.inF, l.outF, l.biasKey !== null, l.qkvGroups]);
+
 describe('registry', () => {
   it('llama: PEFT paths, keys, roles and shapes (GQA)', () => {
     const { config, tensors } = tiny({ modelType: 'llama' });
@@ -112,9 +116,10 @@ describe('registry', () => {
     expect(arch.lmHead).toBe('model.embed_tokens.weight'); // tied
     expect(arch.posEmbed).toBeNull();
     expect(arch.finalNorm).toEqual({ w: 'model.norm.weight', b: null });
-    expect(arch.layers[0]!.inputNorm).toEqual({ w: 'model.layers.0.input_layernorm.weight', b: null });
-    expect(arch.layers[0]!.postAttnNorm).toEqual({ w: 'model.layers.0.post_attention_layernorm.weight', b: null });
-    expect(arch.layers[0]!.qNorm).toBeUndefined();
+    expect(arch.layers[0]!.norms).toEqual({
+      attn: { w: 'model.layers.0.input_layernorm.weight', b: null },
+      mlp: { w: 'model.layers.0.post_attention_layernorm.weight', b: null },
+    });
     expect(linearModuleNames(config)).toEqual([
       'q_proj',
       'k_proj',
@@ -177,8 +182,8 @@ describe('registry', () => {
   it('qwen3: q/k norms and head_dim*heads != hidden', () => {
     const { config, tensors } = tiny({ modelType: 'qwen3' });
     const arch = describeModel(config, tensors);
-    expect(arch.layers[1]!.qNorm).toBe('model.layers.1.self_attn.q_norm.weight');
-    expect(arch.layers[1]!.kNorm).toBe('model.layers.1.self_attn.k_norm.weight');
+    expect(arch.layers[1]!.norms.q).toEqual({ w: 'model.layers.1.self_attn.q_norm.weight', b: null });
+    expect(arch.layers[1]!.norms.k).toEqual({ w: 'model.layers.1.self_attn.k_norm.weight', b: null });
     expect(summary(arch).map((l) => [l.name, l.inF, l.outF])).toEqual([
       ['q_proj', 40, 24],
       ['k_proj', 40, 8],
@@ -240,8 +245,8 @@ describe('registry', () => {
     expect(arch.lmHead).toBe('transformer.wte.weight');
     expect(arch.posEmbed).toBe('transformer.wpe.weight');
     expect(arch.finalNorm).toEqual({ w: 'transformer.ln_f.weight', b: 'transformer.ln_f.bias' });
-    expect(arch.layers[0]!.inputNorm).toEqual({ w: 'transformer.h.0.ln_1.weight', b: 'transformer.h.0.ln_1.bias' });
-    expect(arch.layers[0]!.postAttnNorm).toEqual({ w: 'transformer.h.0.ln_2.weight', b: 'transformer.h.0.ln_2.bias' });
+    expect(arch.layers[0]!.norms.attn).toEqual({ w: 'transformer.h.0.ln_1.weight', b: 'transformer.h.0.ln_1.bias' });
+    expect(arch.layers[0]!.norms.mlp).toEqual({ w: 'transformer.h.0.ln_2.weight', b: 'transformer.h.0.ln_2.bias' });
     expect(linearModuleNames(config)).toEqual(['c_attn', 'c_proj', 'c_fc']);
   });
 
@@ -256,7 +261,7 @@ describe('registry', () => {
     expect(arch.embed).toBe('wte.weight');
     expect(arch.lmHead).toBe('wte.weight');
     expect(arch.posEmbed).toBe('wpe.weight');
-    expect(arch.finalNorm.w).toBe('ln_f.weight');
+    expect(arch.finalNorm!.w).toBe('ln_f.weight');
     expect(referencedKeys(arch)).not.toContain('h.0.attn.bias');
   });
 
@@ -271,6 +276,29 @@ describe('registry', () => {
       { modelType: 'gpt2' },
       { modelType: 'gpt2', gpt2Prefix: false },
       { modelType: 'gpt2', tie: false },
+      { modelType: 'gemma' },
+      { modelType: 'gemma2' },
+      { modelType: 'gemma3_text' },
+      { modelType: 'phi3' },
+      { modelType: 'phi' },
+      { modelType: 'phi', overrides: { qk_layernorm: true } },
+      { modelType: 'gpt_neox' },
+      { modelType: 'gpt_neox', tie: true, overrides: { use_parallel_residual: false } },
+      { modelType: 'opt' },
+      { modelType: 'opt', overrides: { do_layer_norm_before: false, word_embed_proj_dim: 16 } },
+      { modelType: 'stablelm' },
+      { modelType: 'stablelm', overrides: { use_parallel_residual: true, use_qkv_bias: false } },
+      { modelType: 'olmo2' },
+      { modelType: 'granite' },
+      { modelType: 'smollm3' },
+      { modelType: 'bloom' },
+      { modelType: 'falcon' },
+      { modelType: 'falcon', overrides: { new_decoder_architecture: true, num_attention_heads: 4, num_kv_heads: 2 } },
+      { modelType: 'falcon', overrides: { alibi: true, multi_query: false, parallel_attn: false, bias: true } },
+      { modelType: 'gpt_bigcode' },
+      { modelType: 'gpt_bigcode', overrides: { multi_query: false } },
+      { modelType: 'gptj' },
+      { modelType: 'gpt_neo' },
     ];
     for (const v of variants) {
       const { m, config, tensors } = tiny(v);
@@ -279,13 +307,18 @@ describe('registry', () => {
       const written = m.tensorNames.filter((n) => !/\.attn\.bias$/.test(n));
       expect([...used].sort(), JSON.stringify(v)).toEqual([...written].sort());
       if (v.gpt2Prefix !== false) {
+        // expectedTensors names the canonical head; Pythia's files use the older "embed_out"
+        const canonical = written.map((k) => (k === 'embed_out.weight' ? 'lm_head.weight' : k));
         expect(
           expectedTensors(config)
             .map((e) => e.key)
             .sort(),
           JSON.stringify(v),
-        ).toEqual([...written].sort());
-        for (const e of expectedTensors(config)) expect(tensors.get(e.key)!.shape).toEqual(e.shape);
+        ).toEqual([...canonical].sort());
+        for (const e of expectedTensors(config))
+          expect(
+            tensors.get(e.key === 'lm_head.weight' && !tensors.has(e.key) ? 'embed_out.weight' : e.key)!.shape,
+          ).toEqual(e.shape);
       }
     }
   });
@@ -358,5 +391,86 @@ describe('registry', () => {
     expect(() => describeModel(config, names, { shapeOf: bad })).toThrow(
       /"model\.norm\.weight" has shape \[7\].*expects \[40\]/,
     );
+  });
+
+  it('the other families: PEFT paths, fused layouts (qkvGroups), norms, heads', () => {
+    const d = (o: TinyModelOptions) => {
+      const t = tiny(o);
+      return { config: t.config, arch: describeModel(t.config, t.tensors) };
+    };
+    const phi3 = d({ modelType: 'phi3' });
+    expect(brief(phi3.arch)).toEqual([
+      ['qkv_proj', 'qkv', 24, 40, false, 1],
+      ['o_proj', 'o', 24, 24, false, 1],
+      ['gate_up_proj', 'gate_up', 24, 80, false, 1],
+      ['down_proj', 'down', 40, 24, false, 1],
+    ]);
+    expect(phi3.arch.layers[0]!.linears[0]!.path).toBe('model.layers.0.self_attn.qkv_proj');
+    const neox = d({ modelType: 'gpt_neox' });
+    expect(brief(neox.arch)[0]).toEqual(['query_key_value', 'qkv', 24, 72, true, 3]);
+    expect(neox.arch.layers[1]!.linears[0]!.path).toBe('gpt_neox.layers.1.attention.query_key_value');
+    expect(neox.arch.lmHead).toBe('embed_out.weight'); // the older head name, as Pythia's files have it
+    const bloom = d({ modelType: 'bloom' });
+    expect(bloom.arch.embedNorm).toEqual({
+      w: 'transformer.word_embeddings_layernorm.weight',
+      b: 'transformer.word_embeddings_layernorm.bias',
+    });
+    expect(brief(bloom.arch)[0]).toEqual(['query_key_value', 'qkv', 24, 72, true, 3]);
+    expect(brief(d({ modelType: 'falcon' }).arch)[0]).toEqual(['query_key_value', 'qkv', 24, 40, false, 1]);
+    const fNew = d({
+      modelType: 'falcon',
+      overrides: { new_decoder_architecture: true, num_attention_heads: 4, num_kv_heads: 2 },
+    });
+    expect(brief(fNew.arch)[0]).toEqual(['query_key_value', 'qkv', 24, 48, false, 2]);
+    expect(Object.keys(fNew.arch.layers[0]!.norms)).toEqual(['attn', 'mlp']);
+    expect(fNew.arch.layers[0]!.norms.attn!.w).toBe('transformer.h.0.ln_attn.weight');
+    expect(brief(d({ modelType: 'gpt_bigcode' }).arch)[0]).toEqual(['c_attn', 'qkv', 24, 40, true, 1]);
+    expect(d({ modelType: 'gpt_bigcode' }).arch.layers[0]!.linears[0]!.transposed).toBe(false);
+    const opt = d({ modelType: 'opt', overrides: { do_layer_norm_before: false, word_embed_proj_dim: 16 } });
+    expect(opt.arch.top.map((m) => [m.path, m.layer, m.inF, m.outF])).toEqual([
+      ['model.decoder.project_out', -1, 24, 16],
+      ['model.decoder.project_in', -1, 16, 24],
+    ]);
+    expect(opt.arch.finalNorm).toBeNull();
+    expect(opt.arch.posEmbed).toBe('model.decoder.embed_positions.weight');
+    expect(linearModuleNames(opt.config)).toEqual([
+      'project_out',
+      'project_in',
+      'q_proj',
+      'k_proj',
+      'v_proj',
+      'out_proj',
+      'fc1',
+      'fc2',
+    ]);
+    const phi = d({ modelType: 'phi' });
+    expect(phi.arch.lmHeadBias).toBe('lm_head.bias');
+    expect(linearModuleNames(phi.config)).toEqual(['q_proj', 'k_proj', 'v_proj', 'dense', 'fc1', 'fc2']);
+    expect(d({ modelType: 'gptj' }).arch.layers[0]!.linears[3]!.path).toBe('transformer.h.0.attn.out_proj');
+    expect(d({ modelType: 'gpt_neo' }).arch.layers[0]!.linears[0]!.path).toBe('transformer.h.0.attn.attention.q_proj');
+    const g2 = d({ modelType: 'gemma2' });
+    expect(Object.values(g2.arch.layers[0]!.norms).map((n) => n!.w)).toEqual([
+      'model.layers.0.input_layernorm.weight',
+      'model.layers.0.pre_feedforward_layernorm.weight',
+      'model.layers.0.post_attention_layernorm.weight',
+      'model.layers.0.post_feedforward_layernorm.weight',
+    ]);
+    const olmo = d({ modelType: 'olmo2' });
+    expect(olmo.arch.layers[0]!.norms.q).toEqual({ w: 'model.layers.0.self_attn.q_norm.weight', b: null });
+    expect(Object.keys(olmo.arch.layers[0]!.norms)).toEqual(['attnOut', 'mlpOut', 'q', 'k']);
+  });
+
+  it('gemma3 (multimodal): the text model under model.language_model. or language_model.model.', () => {
+    const m = makeTinyModel({ modelType: 'gemma3_text' });
+    const config = parseConfig({ model_type: 'gemma3', text_config: m.config, tie_word_embeddings: true });
+    const tensors = parseSafetensors(m.files.get('model.safetensors')!, 'model.safetensors').tensors;
+    for (const prefix of ['model.language_model.', 'language_model.model.']) {
+      const renamed = new Map([...tensors].map(([k, t]) => [k.replace(/^model\./, prefix), t]));
+      renamed.set('vision_tower.vision_model.post_layernorm.weight', tensors.get('model.norm.weight')!);
+      const arch = describeModel(config, renamed);
+      expect(arch.embed).toBe(`${prefix}embed_tokens.weight`);
+      expect(arch.layers[1]!.linears[0]!.path).toBe('model.language_model.layers.1.self_attn.q_proj');
+      expect(referencedKeys(arch).some((k) => k.startsWith('vision'))).toBe(false);
+    }
   });
 });

@@ -133,7 +133,7 @@ export class FakeEngine implements AppEngine {
     this.model = {
       id: source.id,
       modelType: 'llama',
-      arch: 'llama',
+      family: 'llama',
       parameters: 110_000,
       weightBytes: 440_000,
       dtype: 'F32',

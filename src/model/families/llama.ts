@@ -1,0 +1,193 @@
+/**
+ * Llama-like decoders: RMSNorm, RoPE, separate q/k/v/o projections and a SwiGLU MLP
+ * (gate_proj, up_proj, down_proj), keys under "model.". What each model_type changes:
+ *   llama    attention_bias (q/k/v/o) and mlp_bias flags.
+ *   mistral  no bias flags; sliding_window (when set) on every layer.
+ *   qwen2    q/k/v biases, none on o_proj; sliding windows from layer_types, or on layers
+ *            >= max_window_layers when use_sliding_window.
+ *   qwen3    per-head RMSNorm on q and k before RoPE; attention_bias on q/k/v/o; head_dim 128 by default.
+ *   smollm3  no RoPE on every no_rope_layer_interval-th layer (no_rope_layers); windows only on NoPE layers.
+ *   granite  embedding_multiplier, residual_multiplier, attention_multiplier (the score scale), logits / logits_scaling.
+ *   olmo2    no pre-norms: RMSNorm on the attention and MLP outputs before each residual add; q/k
+ *            RMSNorm over the whole projection (not per head).
+ */
+import type { ModelConfig } from '../config';
+import {
+  type DecoderSpec,
+  type Reader,
+  activationOf,
+  decoderConfig,
+  headsOf,
+  layerTypesOf,
+  ropeOf,
+} from '../config-reader';
+import type { Layout } from '../registry';
+import { H, I, KVW, QW, linearSpec } from './common';
+
+interface Flavour {
+  /** max_position_embeddings default of the config class. */
+  maxPositions: number;
+  theta?: number;
+  eps?: number;
+  tie?: boolean;
+  headDim?: number;
+  extra: (r: Reader, s: DecoderSpec) => Partial<DecoderSpec>;
+}
+
+/** Sliding windows from layer_types, or on layers >= max_window_layers when use_sliding_window (Qwen2/3). */
+function qwenWindows(r: Reader, s: DecoderSpec): Partial<DecoderSpec> {
+  const w = r.bool('use_sliding_window', false) && r.has('sliding_window') ? r.int('sliding_window') : null;
+  const maxWindowLayers = r.int('max_window_layers', 28);
+  const sliding = layerTypesOf(r, s.numLayers, (i) => w !== null && i >= maxWindowLayers);
+  if (sliding.some((x) => x) && w === null)
+    r.reject(
+      `"layer_types" asks for sliding-window layers but "sliding_window" is not set (or use_sliding_window is false).`,
+    );
+  return { layers: (i, l) => ({ ...l, window: sliding[i] ? w : null }) };
+}
+
+const attnBias = (r: Reader) => {
+  const a = r.bool('attention_bias', false);
+  return { qkv: a, o: a };
+};
+
+const FLAVOURS: Record<string, Flavour> = {
+  llama: {
+    maxPositions: 2048,
+    extra: (r) => ({ bias: { ...attnBias(r), mlp: r.bool('mlp_bias', false) } }),
+  },
+  mistral: {
+    maxPositions: 4096 * 32,
+    extra: (r) => {
+      const w = r.has('sliding_window') ? r.int('sliding_window') : null;
+      return { layers: (_, l) => ({ ...l, window: w }) };
+    },
+  },
+  qwen2: { maxPositions: 32768, extra: (r, s) => ({ bias: { qkv: true, o: false }, ...qwenWindows(r, s) }) },
+  qwen3: {
+    maxPositions: 32768,
+    headDim: 128,
+    extra: (r, s) => ({
+      bias: attnBias(r),
+      attention: {
+        qkNorm: {
+          kind: 'rms',
+          over: 'head',
+          perHeadWeights: false,
+          weightOffset: 0,
+          bias: false,
+          eps: r.num('rms_norm_eps', 1e-6),
+        },
+      },
+      ...qwenWindows(r, s),
+    }),
+  },
+  smollm3: {
+    maxPositions: 32768,
+    theta: 2e6,
+    tie: true,
+    extra: (r, s) => {
+      const interval = r.int('no_rope_layer_interval', 4);
+      const v = r.raw.no_rope_layers;
+      let useRope: boolean[];
+      if (v === undefined || v === null)
+        useRope = Array.from({ length: s.numLayers }, (_, i) => (i + 1) % interval !== 0);
+      else {
+        if (!Array.isArray(v) || v.length !== s.numLayers || v.some((x) => x !== 0 && x !== 1))
+          r.reject(
+            `"no_rope_layers" must list 0 or 1 for each of the ${s.numLayers} layers, got ${JSON.stringify(v)}.`,
+          );
+        useRope = (v as number[]).map((x) => x === 1);
+      }
+      const w = r.bool('use_sliding_window', false) && r.has('sliding_window') ? r.int('sliding_window') : null;
+      const sliding = layerTypesOf(r, s.numLayers, (i) => w !== null && !useRope[i]);
+      return {
+        bias: { ...attnBias(r), mlp: r.bool('mlp_bias', false) },
+        // transformers applies a layer's window only when use_sliding_window is set
+        layers: (i, l) => ({ window: sliding[i] && w !== null ? w : null, rope: useRope[i] ? l.rope : null }),
+      };
+    },
+  },
+  granite: {
+    maxPositions: 2048,
+    extra: (r) => ({
+      bias: { ...attnBias(r), mlp: r.bool('mlp_bias', false) },
+      embedScale: r.num('embedding_multiplier', 1),
+      block: { residualScale: r.num('residual_multiplier', 1) },
+      attention: { scale: r.num('attention_multiplier', 1) },
+      logits: { scale: 1 / r.num('logits_scaling', 1) },
+    }),
+  },
+  olmo2: {
+    maxPositions: 2048,
+    eps: 1e-5,
+    extra: (r) => ({
+      bias: attnBias(r),
+      block: { attnNorm: false, mlpNorm: 'none', attnOutNorm: true, mlpOutNorm: true },
+      attention: {
+        qkNorm: {
+          kind: 'rms',
+          over: 'all',
+          perHeadWeights: false,
+          weightOffset: 0,
+          bias: false,
+          eps: r.num('rms_norm_eps', 1e-5),
+        },
+      },
+    }),
+  },
+};
+
+function parseLlamaLike(r: Reader, f: Flavour): ModelConfig {
+  const hiddenSize = r.int('hidden_size');
+  const heads = headsOf(r, hiddenSize, { headDimDefault: f.headDim });
+  activationOf(r, 'hidden_act', 'silu', ['silu']);
+  const maxPositions = r.int('max_position_embeddings', f.maxPositions);
+  const base: DecoderSpec = {
+    family: 'llama',
+    vocabSize: r.int('vocab_size'),
+    hiddenSize,
+    numLayers: r.int('num_hidden_layers'),
+    ...heads,
+    intermediateSize: r.int('intermediate_size'),
+    maxPositions,
+    norm: { eps: r.num('rms_norm_eps', f.eps ?? 1e-6) },
+    rope: ropeOf(r, { headDim: heads.headDim, maxPositions, theta: f.theta }),
+    tieWordEmbeddings: r.bool('tie_word_embeddings', f.tie ?? false),
+  };
+  if (base.rope!.rotaryDim !== heads.headDim)
+    r.refuse('partial_rotary_factor', base.rope!.rotaryDim / heads.headDim, 'only 1');
+  return decoderConfig(r, { ...base, ...f.extra(r, base) });
+}
+
+export const LLAMA_CONFIGS: Record<string, (r: Reader) => ModelConfig> = Object.fromEntries(
+  Object.entries(FLAVOURS).map(([type, f]) => [type, (r: Reader) => parseLlamaLike(r, f)]),
+);
+
+export const LLAMA_LAYOUTS: Record<string, (c: ModelConfig) => Layout> = {
+  llama: () => ({
+    prefixes: ['model.', ''],
+    modulePrefix: 'model.',
+    embed: 'embed_tokens',
+    finalNorm: 'norm',
+    lmHead: ['lm_head.weight'],
+    layer: 'layers.{i}',
+    norms: {
+      attn: 'input_layernorm',
+      mlp: 'post_attention_layernorm',
+      attnOut: 'post_attention_layernorm',
+      mlpOut: 'post_feedforward_layernorm',
+      q: 'self_attn.q_norm',
+      k: 'self_attn.k_norm',
+    },
+    linears: [
+      linearSpec('self_attn.q_proj', 'q', H, QW, 'qkv'),
+      linearSpec('self_attn.k_proj', 'k', H, KVW, 'qkv'),
+      linearSpec('self_attn.v_proj', 'v', H, KVW, 'qkv'),
+      linearSpec('self_attn.o_proj', 'o', QW, H, 'o'),
+      linearSpec('mlp.gate_proj', 'gate', H, I, 'mlp'),
+      linearSpec('mlp.up_proj', 'up', H, I, 'mlp'),
+      linearSpec('mlp.down_proj', 'down', I, H, 'mlp'),
+    ],
+  }),
+};
