@@ -18,12 +18,10 @@ export interface TinyGpuModel {
   files: Map<string, Uint8Array>;
 }
 
-export async function tinyGpuModel(gpu: Gpu, o: TinyModelOptions): Promise<TinyGpuModel> {
-  const files = makeTinyModelInMemory(o);
-  const loaded = await loadModel(new MemorySource(files, `tiny-${o.modelType}`));
-  const model = GpuModel.upload(gpu, loaded);
+/** The float64 view of a loaded model's weights, for the reference model. */
+export function refWeights(loaded: LoadedModel): RefWeights {
   const cache = new Map<string, Float64Array>();
-  const ref: RefWeights = {
+  return {
     config: loaded.config,
     arch: loaded.arch,
     get(key: string): Float64Array {
@@ -37,5 +35,17 @@ export async function tinyGpuModel(gpu: Gpu, o: TinyModelOptions): Promise<TinyG
       return v;
     },
   };
-  return { loaded, model, ref, files };
+}
+
+/** A tiny model loaded through the real loader, on the CPU only (reference tests). */
+export async function tinyRefModel(o: TinyModelOptions): Promise<{ loaded: LoadedModel; ref: RefWeights }> {
+  const loaded = await loadModel(new MemorySource(makeTinyModelInMemory(o), `tiny-${o.modelType}`));
+  return { loaded, ref: refWeights(loaded) };
+}
+
+export async function tinyGpuModel(gpu: Gpu, o: TinyModelOptions): Promise<TinyGpuModel> {
+  const files = makeTinyModelInMemory(o);
+  const loaded = await loadModel(new MemorySource(files, `tiny-${o.modelType}`));
+  const model = GpuModel.upload(gpu, loaded);
+  return { loaded, model, ref: refWeights(loaded), files };
 }
