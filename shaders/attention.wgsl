@@ -23,6 +23,14 @@
 // qPos0 + i (qPos0 = past), nk = the cache length; keys are the cache rows.
 // Causal: query i (absolute position qPos0 + i) sees keys j <= qPos0 + i. Sequences are right-padded,
 // so no key mask beyond the causal one is needed; rows past nq are neither read nor written.
+// Sliding window (p.window > 0): the query at position t sees only keys t - window < j <= t (as
+// transformers' sliding_window_overlay); tiles entirely outside every row's window are skipped.
+//
+// Scores (fn score in the common part): s = scale * q.k, then, per variant,
+//   SOFTCAP  s = softcap * tanh(s / softcap)            (Gemma 2); backward multiplies dS by 1 - tanh^2
+//   ALIBI    s += alibi(h, j) = slope[h] * j * alibiMul  (BLOOM; Falcon rounds slope * j to bfloat16,
+//            the slopes arrive rounded) with j the key's position.
+// The prelude sets SOFTCAP / ALIBI (bool consts) and NSLOPE (vec4s of slopes in P: 64 with ALiBi, 1 without).
 //
 // Kernels (bindings after the uniform P at 0):
 //   attn_fwd        1 q, 2 k, 3 v, 4 o, [5 lse]. Grid (ceil(nq/BR), nH, B). Thread (r, c) of the
@@ -49,12 +57,57 @@ struct P {
   kvHeads: u32,
   group: u32,    // heads / kvHeads
   scale: f32,
-  hd: u32,      // = HD, as a runtime loop bound (see "Loops")
+  hd: u32,       // = HD, as a runtime loop bound (see "Loops")
+  window: u32,   // sliding window (keys per query), 0 = none
+  softcap: f32,  // SOFTCAP variants
+  alibiMul: f32, // ALIBI variants: multiplies the (rounded) bias
+  alibiBf16: u32,// ALIBI variants: 1 = round slope * position to bfloat16 (Falcon)
+  slopes: array<vec4f, NSLOPE>,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
 
 const NEG: f32 = -3.0e38;   // masked score; exp(NEG - finite) underflows to 0
+
+// Whether the query at position qpos sees the key at position j (causal, then the window).
+fn visible(j: u32, qpos: u32) -> bool {
+  return j <= qpos && (p.window == 0u || j + p.window > qpos);
+}
+
+// First key position any of the query positions [q0, ..] can see.
+fn first_key(q0: u32) -> u32 {
+  if (p.window == 0u || q0 + 1u < p.window) { return 0u; }
+  return q0 + 1u - p.window;
+}
+
+fn round_bf16(x: f32) -> f32 {
+  let b = bitcast<u32>(x);
+  return bitcast<f32>((b + 0x7fffu + ((b >> 16u) & 1u)) & 0xffff0000u);
+}
+
+// tanh from exp (WGSL's tanh may be coarse): 1 - 2 / (e^(2x) + 1); saturates cleanly to +-1.
+fn tanh_exp(x: f32) -> f32 {
+  return 1.0 - 2.0 / (exp(2.0 * x) + 1.0);
+}
+
+// The score of raw product q.k for head h and key position j.
+fn score(raw: f32, h: u32, j: u32) -> f32 {
+  var s = raw * p.scale;
+  if (SOFTCAP) { s = p.softcap * tanh_exp(s / p.softcap); }
+  if (ALIBI) {
+    var b = p.slopes[h >> 2u][h & 3u] * f32(j);
+    if (p.alibiBf16 == 1u) { b = round_bf16(b); }
+    s = s + b * p.alibiMul;
+  }
+  return s;
+}
+
+// d score / d (scale * q.k): the soft-cap's 1 - tanh^2 (1 without soft-capping).
+fn dscore(raw: f32) -> f32 {
+  if (!SOFTCAP) { return 1.0; }
+  let t = tanh_exp(raw * p.scale / p.softcap);
+  return 1.0 - t * t;
+}
 
 //#kernel attn_fwd
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -94,7 +147,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   var l = 0.0;
   var acc: array<f32, DPC>;
   let nd = (p.hd + BC - 1u) / BC;   // = DPC, but from a uniform: see "Loops" above
-  for (var j0 = 0u; j0 < kEnd; j0 += BC) {
+  let kStart = (first_key(p.qPos0 + i0) / BC) * BC;   // earlier tiles are outside every window
+  for (var j0 = kStart; j0 < kEnd; j0 += BC) {
     workgroupBarrier();   // the previous tile is no longer read (and qs is complete)
     for (var e = li; e < BC * HD; e += NT) {
       let cc = e / HD;
@@ -115,10 +169,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
 
     let j = j0 + c;
     var s = NEG;
-    if (rowOk && j <= qpos) {
+    if (rowOk && visible(j, qpos)) {
       var dot = 0.0;
       for (var d = 0u; d < HD; d++) { dot = fma(qs[r * HD + d], ks[c * PSTR + d], dot); }
-      s = dot * p.scale;
+      s = score(dot, h, j);
     }
     ss[li] = s;
     workgroupBarrier();
@@ -148,7 +202,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   }
 
   if (rowOk) {
-    let inv = 1.0 / l;   // l >= 1: key 0 is always visible
+    let inv = 1.0 / l;   // l >= 1: the query's own key is always visible
     let row = b * p.nq + i;
     for (var t = 0u; t < nd; t++) {
       let d = c + t * BC;
@@ -225,7 +279,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
 
   var acc: array<f32, DPC>;
   let nd = (p.hd + BC - 1u) / BC;   // = DPC, but from a uniform: see "Loops" above
-  for (var j0 = 0u; j0 < kEnd; j0 += BC) {
+  let kStart = (first_key(i0) / BC) * BC;
+  for (var j0 = kStart; j0 < kEnd; j0 += BC) {
     workgroupBarrier();
     for (var e = li; e < BC * HD; e += NT) {
       let cc = e / HD;
@@ -246,15 +301,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
 
     let j = j0 + c;
     var ds = 0.0;
-    if (rowOk && j <= i) {
+    if (rowOk && visible(j, i)) {
       var s = 0.0;
       var dp = 0.0;
       for (var d = 0u; d < HD; d++) {
         s = fma(qs[r * HD + d], ks[c * PSTR + d], s);
         dp = fma(dos[r * HD + d], vs[c * PSTR + d], dp);
       }
-      let pr = exp(s * p.scale - rowLse);
-      ds = pr * (dp - rowD);
+      let pr = exp(score(s, h, j) - rowLse);
+      ds = pr * (dp - rowD) * dscore(s);
     }
     dss[li] = ds;
     workgroupBarrier();
@@ -325,9 +380,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   var accV: array<f32, DPR>;
   let nd = (p.hd + BR - 1u) / BR;   // = DPR, from a uniform
   let iStart = (j0 / BR) * BR;   // first query tile that reaches key j0
+  var iEnd = p.nq;                // past the last query that sees a key of the block (window)
+  if (p.window > 0u) { iEnd = min(p.nq, j0 + BC + p.window - 1u); }
   for (var g = 0u; g < p.group; g++) {
     let h = kvh * p.group + g;
-    for (var i0 = iStart; i0 < p.nq; i0 += BR) {
+    for (var i0 = iStart; i0 < iEnd; i0 += BR) {
       workgroupBarrier();
       for (var e = li; e < BR * HD; e += NT) {
         let rr = e / HD;
@@ -360,15 +417,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
       let i = i0 + r;
       var pr = 0.0;
       var ds = 0.0;
-      if (i < p.nq && j <= i) {
+      if (i < p.nq && j < p.nk && visible(j, i)) {
         var s = 0.0;
         var dp = 0.0;
         for (var d = 0u; d < HD; d++) {
           s = fma(ks[c * HD + d], qs[r * PSTR + d], s);
           dp = fma(vs[c * HD + d], dos[r * PSTR + d], dp);
         }
-        pr = exp(s * p.scale - lses[r]);
-        ds = pr * (dp - Ds[r]);
+        pr = exp(score(s, h, j) - lses[r]);
+        ds = pr * (dp - Ds[r]) * dscore(s);
       }
       ps[r * BC + c] = pr;
       dss[r * BC + c] = ds;
@@ -420,12 +477,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   let qStride = p.heads * HD;
   let kStride = p.kvHeads * HD;
   for (var d = li; d < HD; d += WD) { qv[d] = q[i * qStride + h * HD + d]; }
-  let kEnd = p.qPos0 + i + 1u;
+  let qpos = p.qPos0 + i;
+  let kEnd = qpos + 1u;
 
   var m = NEG;
   var l = 0.0;
   var acc: array<f32, DPW>;
-  for (var j0 = 0u; j0 < kEnd; j0 += WD) {
+  for (var j0 = first_key(qpos); j0 < kEnd; j0 += WD) {
     workgroupBarrier();   // previous tile's pw no longer read; qv complete
     let j = j0 + li;
     var s = NEG;
@@ -433,7 +491,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
       let base = j * kStride + kvh * HD;
       var dot = 0.0;
       for (var d = 0u; d < HD; d++) { dot = fma(qv[d], k[base + d], dot); }
-      s = dot * p.scale;
+      s = score(dot, h, j);
     }
     red[li] = s;
     workgroupBarrier();

@@ -3,19 +3,35 @@
  *   recordAttention          FlashAttention-2 style forward, saves the row logsumexp
  *   recordAttentionBackward  D = rowsum(dO*O), then dQ and dK/dV without atomics (3 dispatches)
  *   recordAttentionDecode    generation with a KV cache (batch 1)
+ * Every call takes the same AttentionVariant: score scale, sliding window, soft-cap (Gemma 2) and
+ * ALiBi (BLOOM, Falcon), as the float64 reference (src/reference/attention.ts) defines them.
  * Tile sizes are picked per head dim so workgroup storage stays within 16 KiB (or the device's
- * smaller limit); the head dim and the tiles are baked into the WGSL text, the rest are uniforms.
+ * smaller limit); the head dim, the tiles and whether soft-capping / ALiBi are on are baked into the
+ * WGSL text; the window, the cap, the slopes and the sizes are uniforms.
  */
 import source from '../../shaders/attention.wgsl?raw';
 import { type Gpu, type Recorder, params } from '../gpu/context';
 import { GpuError, GpuLimitError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
+import { bf16BitsToF32, f32ToBf16Bits } from '../gpu/half';
 import type { Workspace } from '../gpu/workspace';
 import { bindable, flatGrid, needDims, needElems, variantPipeline, wgslModule } from './common';
 
 const F32 = ['f32'];
 
-export interface AttentionArgs {
+/** How scores are formed and masked (defaults: 1/sqrt(headDim), no window, no cap, no ALiBi). */
+export interface AttentionVariant {
+  /** Score scale; default 1/sqrt(headDim). */
+  scale?: number;
+  /** The query at position t sees keys t - window < j <= t; null/0/absent = every earlier key. */
+  window?: number | null;
+  /** score = softcap·tanh(score / softcap). */
+  softcap?: number | null;
+  /** score += slopes[h]·(key position), rounded to bfloat16 when bf16, times mul (at most 256 heads). */
+  alibi?: { slopes: ArrayLike<number>; bf16: boolean; mul: number } | null;
+}
+
+export interface AttentionArgs extends AttentionVariant {
   q: Tensor; // f32 [batch*seq, heads, headDim]
   k: Tensor; // f32 [batch*seq, kvHeads, headDim]
   v: Tensor; // f32 [batch*seq, kvHeads, headDim]
@@ -26,11 +42,9 @@ export interface AttentionArgs {
   heads: number;
   kvHeads: number;
   headDim: number;
-  /** Score scale; default 1/sqrt(headDim). */
-  scale?: number;
 }
 
-export interface AttentionBackwardArgs {
+export interface AttentionBackwardArgs extends AttentionVariant {
   q: Tensor;
   k: Tensor;
   v: Tensor;
@@ -45,12 +59,11 @@ export interface AttentionBackwardArgs {
   heads: number;
   kvHeads: number;
   headDim: number;
-  scale?: number;
   /** Scratch: holds D = rowsum(dO*O) [batch*seq, heads] under the name 'attention.D'. */
   ws: Workspace;
 }
 
-export interface AttentionDecodeArgs {
+export interface AttentionDecodeArgs extends AttentionVariant {
   q: Tensor; // f32 [qLen, heads, headDim]: positions past .. past+qLen-1
   kCache: Tensor; // f32 [maxLen, kvHeads, headDim], rows 0 .. past+qLen-1 filled
   vCache: Tensor; // f32 [maxLen, kvHeads, headDim]
@@ -60,7 +73,6 @@ export interface AttentionDecodeArgs {
   heads: number;
   kvHeads: number;
   headDim: number;
-  scale?: number;
 }
 
 // ------------------------------------------------------------------ template
@@ -73,7 +85,12 @@ interface Variant {
   bc: number;
   /** attn_fwd only: write the logsumexp (binding 5). */
   lse?: boolean;
+  softcap?: boolean;
+  alibi?: boolean;
 }
+
+/** Heads whose ALiBi slopes fit the uniform block. */
+const MAX_ALIBI_HEADS = 256;
 
 /** Threads of attn_decode_rows (a power of two for its tree reduction). */
 const WD = 64;
@@ -90,6 +107,9 @@ export function attentionShader(kernel: KernelName, v: Variant): string {
     `const DPR: u32 = ${Math.ceil(v.hd / v.br)}u;`,
     `const WD: u32 = ${WD}u;`,
     `const DPW: u32 = ${Math.ceil(v.hd / WD)}u;`,
+    `const SOFTCAP: bool = ${v.softcap ? 'true' : 'false'};`,
+    `const ALIBI: bool = ${v.alibi ? 'true' : 'false'};`,
+    `const NSLOPE: u32 = ${v.alibi ? MAX_ALIBI_HEADS / 4 : 1}u;`,
   ];
   if (kernel === 'attn_fwd') {
     if (v.lse) {
@@ -103,7 +123,7 @@ export function attentionShader(kernel: KernelName, v: Variant): string {
 }
 
 function pipelineFor(gpu: Gpu, kernel: KernelName, v: Variant): GPUComputePipeline {
-  const name = `${kernel}_hd${v.hd}_${v.br}x${v.bc}${v.lse === false ? '_nolse' : ''}`;
+  const name = `${kernel}_hd${v.hd}_${v.br}x${v.bc}${v.lse === false ? '_nolse' : ''}${v.softcap ? '_cap' : ''}${v.alibi ? '_alibi' : ''}`;
   return variantPipeline(gpu, name, () => attentionShader(kernel, v));
 }
 
@@ -187,14 +207,48 @@ function scaleOf(a: { scale?: number; headDim: number }): number {
   return a.scale ?? 1 / Math.sqrt(a.headDim);
 }
 
+/** The shader variant flags of an AttentionVariant (checked). */
+function flags(what: string, a: AttentionVariant & { heads: number }): { softcap: boolean; alibi: boolean } {
+  const w = a.window ?? 0;
+  if (!Number.isInteger(w) || w < 0) throw new GpuError(`${what}: window must be a non-negative integer, got ${w}.`);
+  if (a.softcap != null && !(a.softcap > 0)) throw new GpuError(`${what}: softcap must be > 0, got ${a.softcap}.`);
+  if (a.alibi) {
+    if (a.heads > MAX_ALIBI_HEADS)
+      throw new GpuError(`${what}: ALiBi supports at most ${MAX_ALIBI_HEADS} heads, got ${a.heads}.`);
+    if (a.alibi.slopes.length < a.heads)
+      throw new GpuError(`${what}: ${a.alibi.slopes.length} ALiBi slopes for ${a.heads} heads.`);
+  }
+  return { softcap: !!a.softcap, alibi: !!a.alibi };
+}
+
 function uniforms(
   nq: number,
   nk: number,
   qPos0: number,
-  a: { heads: number; kvHeads: number; headDim: number },
-  scale: number,
+  a: AttentionVariant & { heads: number; kvHeads: number; headDim: number },
 ): Uint32Array {
-  return params(nq, nk, qPos0, a.heads, a.kvHeads, a.heads / a.kvHeads, { f: scale }, a.headDim);
+  const head = params(
+    nq,
+    nk,
+    qPos0,
+    a.heads,
+    a.kvHeads,
+    a.heads / a.kvHeads,
+    { f: scaleOf(a) },
+    a.headDim,
+    a.window ?? 0,
+    { f: a.softcap ?? 0 },
+    { f: a.alibi?.mul ?? 0 },
+    a.alibi?.bf16 ? 1 : 0,
+  );
+  const out = new Uint32Array(head.length + (a.alibi ? MAX_ALIBI_HEADS : 4));
+  out.set(head);
+  if (a.alibi) {
+    // Falcon rounds the slopes themselves to bfloat16 before multiplying (see src/reference/alibi.ts)
+    const slopes = Array.from(a.alibi.slopes, (x) => (a.alibi!.bf16 ? bf16BitsToF32(f32ToBf16Bits(x)) : x));
+    new Float32Array(out.buffer, head.length * 4).set(slopes.slice(0, a.heads));
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------ forward
@@ -213,13 +267,14 @@ export function recordAttention(gpu: Gpu, rec: Recorder, a: AttentionArgs): void
   needElems(what, 'o', a.o, qn, F32);
   needElems(what, 'lse', a.lse, rows * a.heads, F32);
   bindable(gpu, what, { q: a.q, k: a.k, v: a.v, o: a.o, lse: a.lse });
+  const f = flags(what, a);
   const t = attentionTiles(gpu, 'attn_fwd', a.headDim);
-  const pipe = pipelineFor(gpu, 'attn_fwd', { hd: a.headDim, br: t.br, bc: t.bc, lse: true });
+  const pipe = pipelineFor(gpu, 'attn_fwd', { hd: a.headDim, br: t.br, bc: t.bc, lse: true, ...f });
   rec.dispatch(
     pipe,
     [a.q, a.k, a.v, a.o, a.lse],
     [Math.ceil(a.seq / t.br), a.heads, a.batch],
-    uniforms(a.seq, a.seq, 0, a, scaleOf(a)),
+    uniforms(a.seq, a.seq, 0, a),
   );
 }
 
@@ -244,23 +299,23 @@ export function recordAttentionBackward(gpu: Gpu, rec: Recorder, a: AttentionBac
   needElems(what, 'dv', a.dv, kn, F32);
   bindable(gpu, what, { q: a.q, k: a.k, v: a.v, o: a.o, lse: a.lse, dO: a.dO, dq: a.dq, dk: a.dk, dv: a.dv });
   const hd = a.headDim;
-  const scale = scaleOf(a);
+  const f = flags(what, a);
 
   // 1. D = rowsum(dO * O), one thread per (row, head).
   const nD = rows * a.heads;
   const D = a.ws.get('attention.D', [rows, a.heads]);
   const [gx, gy] = flatGrid(gpu, nD);
   const pd = pipelineFor(gpu, 'attn_bwd_d', { hd, br: 1, bc: 1 });
-  rec.dispatch(pd, [a.dO, a.o, D], [gx, gy], params(nD, gx, 0, 0, 0, 0, { f: 0 }, hd));
+  rec.dispatch(pd, [a.dO, a.o, D], [gx, gy], params(nD, gx, 0, 0, 0, 0, { f: 0 }, hd, 0, 0, 0, 0, 0, 0, 0, 0));
 
-  const u = uniforms(a.seq, a.seq, 0, a, scale);
+  const u = uniforms(a.seq, a.seq, 0, a);
   // 2. dq per query block over KV tiles.
   const tq = attentionTiles(gpu, 'attn_bwd_dq', hd);
-  const pq = pipelineFor(gpu, 'attn_bwd_dq', { hd, br: tq.br, bc: tq.bc });
+  const pq = pipelineFor(gpu, 'attn_bwd_dq', { hd, br: tq.br, bc: tq.bc, ...f });
   rec.dispatch(pq, [a.q, a.k, a.v, a.dO, a.lse, D, a.dq], [Math.ceil(a.seq / tq.br), a.heads, a.batch], u);
   // 3. dk, dv per KV block over the group's query heads and the query tiles at or after it.
   const tk = attentionTiles(gpu, 'attn_bwd_dkdv', hd);
-  const pk = pipelineFor(gpu, 'attn_bwd_dkdv', { hd, br: tk.br, bc: tk.bc });
+  const pk = pipelineFor(gpu, 'attn_bwd_dkdv', { hd, br: tk.br, bc: tk.bc, ...f });
   rec.dispatch(pk, [a.q, a.k, a.v, a.dO, a.lse, D, a.dk, a.dv], [Math.ceil(a.seq / tk.bc), a.kvHeads, a.batch], u);
 }
 
@@ -291,13 +346,14 @@ export function recordAttentionDecode(gpu: Gpu, rec: Recorder, a: AttentionDecod
   needElems(what, 'vCache', a.vCache, keys * kvRow, F32);
   needElems(what, 'o', a.o, qn, F32);
   bindable(gpu, what, { q: a.q, kCache: a.kCache, vCache: a.vCache, o: a.o });
-  const u = uniforms(a.qLen, capacity, a.past, a, scaleOf(a));
+  const f = flags(what, a);
+  const u = uniforms(a.qLen, capacity, a.past, a);
   if (a.qLen < 8) {
-    const pipe = pipelineFor(gpu, 'attn_decode_rows', { hd: a.headDim, br: 1, bc: 1 });
+    const pipe = pipelineFor(gpu, 'attn_decode_rows', { hd: a.headDim, br: 1, bc: 1, ...f });
     rec.dispatch(pipe, [a.q, a.kCache, a.vCache, a.o], [a.qLen, a.heads], u);
   } else {
     const t = attentionTiles(gpu, 'attn_fwd', a.headDim);
-    const pipe = pipelineFor(gpu, 'attn_fwd', { hd: a.headDim, br: t.br, bc: t.bc, lse: false });
+    const pipe = pipelineFor(gpu, 'attn_fwd', { hd: a.headDim, br: t.br, bc: t.bc, lse: false, ...f });
     rec.dispatch(pipe, [a.q, a.kCache, a.vCache, a.o], [Math.ceil(a.qLen / t.br), a.heads, 1], u);
   }
 }

@@ -6,19 +6,27 @@ import {
   recordAttentionBackward,
   recordAttentionDecode,
 } from '../../src/kernels/attention';
-import { attentionBackwardRef, attentionDecodeRef, attentionRef } from '../../src/reference/attention';
+import { alibiSlopes } from '../../src/reference/alibi';
+import {
+  type AttentionVariant,
+  attentionBackwardRef,
+  attentionDecodeRef,
+  attentionRef,
+} from '../../src/reference/attention';
 import { randArray } from '../helpers/close';
 import { getGpu } from '../helpers/gpu';
 import { checkKernel, filled, rand, values } from '../helpers/kernel';
 
-interface Case {
+interface Case extends AttentionVariant {
   batch: number;
   seq: number;
   heads: number;
   kvHeads: number;
   headDim: number;
-  scale?: number;
 }
+
+const BLOOM_ALIBI = { slopes: alibiSlopes(5), bf16: false, mul: 1 };
+const FALCON_ALIBI = { slopes: alibiSlopes(3), bf16: true, mul: 1 / 8 };
 
 const CASES: Case[] = [
   { batch: 1, seq: 13, heads: 6, kvHeads: 2, headDim: 8 },
@@ -27,10 +35,19 @@ const CASES: Case[] = [
   { batch: 3, seq: 13, heads: 6, kvHeads: 2, headDim: 64, scale: 0.3 },
   { batch: 2, seq: 21, heads: 4, kvHeads: 1, headDim: 128 },
   { batch: 1, seq: 9, heads: 2, kvHeads: 1, headDim: 256 },
+  // sliding windows (shorter than a tile, and across tiles), soft-capping, ALiBi (BLOOM / Falcon)
+  { batch: 2, seq: 37, heads: 6, kvHeads: 2, headDim: 12, window: 5 },
+  { batch: 1, seq: 45, heads: 4, kvHeads: 4, headDim: 8, window: 20, softcap: 1.5, scale: 0.4 },
+  { batch: 2, seq: 23, heads: 5, kvHeads: 5, headDim: 16, alibi: BLOOM_ALIBI },
+  { batch: 1, seq: 33, heads: 3, kvHeads: 1, headDim: 64, alibi: FALCON_ALIBI, window: 7 },
 ];
 
 const name = (c: Case) =>
-  `B=${c.batch} S=${c.seq} nH=${c.heads} nKV=${c.kvHeads} hd=${c.headDim}${c.scale !== undefined ? ` scale=${c.scale}` : ''}`;
+  `B=${c.batch} S=${c.seq} nH=${c.heads} nKV=${c.kvHeads} hd=${c.headDim}` +
+  (c.scale !== undefined ? ` scale=${c.scale}` : '') +
+  (c.window ? ` window=${c.window}` : '') +
+  (c.softcap ? ` softcap=${c.softcap}` : '') +
+  (c.alibi ? ` ALiBi${c.alibi.bf16 ? ' bf16' : ''}` : '');
 
 const O_TOL = { atol: 2e-6, rtol: 1e-4 };
 const GRAD_TOL = { atol: 1e-5, rtol: 1e-4 };
@@ -82,6 +99,14 @@ describe('attention on the GPU', () => {
       await gpu.compileCheck(`attn_bwd_d_${hd}`, attentionShader('attn_bwd_d', { hd, br: 1, bc: 1 }));
       await gpu.compileCheck(`attn_decode_rows_${hd}`, attentionShader('attn_decode_rows', { hd, br: 1, bc: 1 }));
     }
+    for (const v of [{ softcap: true }, { alibi: true }, { softcap: true, alibi: true }]) {
+      const t = attentionTiles(gpu, 'attn_bwd_dkdv', 64);
+      await gpu.compileCheck(`dkdv ${JSON.stringify(v)}`, attentionShader('attn_bwd_dkdv', { hd: 64, ...t, ...v }));
+      await gpu.compileCheck(
+        `rows ${JSON.stringify(v)}`,
+        attentionShader('attn_decode_rows', { hd: 64, br: 1, bc: 1, ...v }),
+      );
+    }
     expect(attentionTiles(gpu, 'attn_fwd', 64)).toEqual({ br: 16, bc: 16 });
   });
 
@@ -94,7 +119,7 @@ describe('attention on the GPU', () => {
 describe('attention decode', () => {
   /** qLen queries at positions past.. against a cache of maxLen rows whose rows past the filled ones hold garbage. */
   function decode(
-    c: { heads: number; kvHeads: number; headDim: number; scale?: number },
+    c: { heads: number; kvHeads: number; headDim: number } & AttentionVariant,
     past: number,
     qLen: number,
     maxLen: number,
@@ -134,4 +159,13 @@ describe('attention decode', () => {
 
   it('handles head dim 64 and a long context in the row kernel (keys over several tiles)', () =>
     decode({ heads: 4, kvHeads: 2, headDim: 64, scale: 0.2 }, 150, 2, 160));
+
+  const variant = { heads: 3, kvHeads: 1, headDim: 16, window: 70, softcap: 2.5, alibi: FALCON_ALIBI, scale: 0.3 };
+  for (const [past, qLen] of [
+    [140, 1],
+    [100, 13],
+  ] as const) {
+    it(`window, soft-cap and ALiBi (bf16) with a KV cache: positions ${past}..${past + qLen - 1}`, () =>
+      decode(variant, past, qLen, 160));
+  }
 });
