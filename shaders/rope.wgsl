@@ -1,12 +1,13 @@
-// Rotary position embedding, rotate-half convention (transformers' Llama / Qwen / Mistral / NeoX):
+// Rotary position embedding, rotate-half convention (transformers' Llama / Qwen / Mistral / NeoX),
+// or with interleaved pairs (GPT-J's rotate_every_two: p.interleaved = 1):
 //
 //   out = x * cos + rotate_half(x) * sin,  rotate_half(x) = cat(-x2, x1)  over the first `rot`
 //   dims of every head (x1 = dims [0, rot/2), x2 = dims [rot/2, rot)); dims [rot, headDim) pass
-//   through unchanged (partial rotary). For pair i < rot/2 at position pos:
+//   through unchanged (partial rotary). Pair i is (i, i + rot/2), or (2i, 2i + 1) when interleaved.
+//   For pair i < rot/2 at position pos:
 //     angle = f32(pos) * invFreq[i]          (one f32 multiply, as transformers' f32 freqs)
 //     c = cos(angle) * scale, s = sin(angle) * scale     (scale: attention_scaling, usually 1)
-//     out[i]        = x[i] * c - x[i + rot/2] * s
-//     out[i + rot/2] = x[i + rot/2] * c + x[i] * s
+//     out[a] = x[a] * c - x[b] * s,  out[b] = x[b] * c + x[a] * s   (a, b: pair i's dims)
 //   `inverse` = 1 rotates by -angle (s -> -s): the backward pass, since the rotation is orthogonal.
 //   invFreq (f32, computed on the CPU exactly like transformers' inv_freq, optionally scaled) is
 //   in the uniform block, up to 256 frequencies (rot <= 512).
@@ -36,6 +37,10 @@ struct P {
   perRow: u32,
   inverse: u32,
   scale: f32,
+  interleaved: u32,
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
   invFreq: array<vec4f, 64>,
 }
 @group(0) @binding(0) var<uniform> p: P;
@@ -72,6 +77,12 @@ fn angle(pos: u32, i: u32) -> f32 {
   return f32(pos) * p.invFreq[i >> 2u][i & 3u];
 }
 
+// The two dims of pair i.
+fn pair(i: u32) -> vec2u {
+  if (p.interleaved == 1u) { return vec2u(2u * i, 2u * i + 1u); }
+  return vec2u(i, i + p.half);
+}
+
 //#kernel rope_ip
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read> positions: array<u32>;
@@ -85,10 +96,11 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
   let t = rh / p.heads;
   let base = rh * p.headDim;
   let cs = cos_sin(angle(positions[t], i));
-  let x1 = x[base + i];
-  let x2 = x[base + i + p.half];
-  x[base + i] = x1 * cs.x - x2 * cs.y;
-  x[base + i + p.half] = x2 * cs.x + x1 * cs.y;
+  let d = pair(i);
+  let x1 = x[base + d.x];
+  let x2 = x[base + d.y];
+  x[base + d.x] = x1 * cs.x - x2 * cs.y;
+  x[base + d.y] = x2 * cs.x + x1 * cs.y;
 }
 
 //#kernel rope_out
@@ -106,10 +118,11 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
   let base = rh * p.headDim;
   if (j < p.half) {
     let cs = cos_sin(angle(positions[t], j));
-    let x1 = x[base + j];
-    let x2 = x[base + j + p.half];
-    out[base + j] = x1 * cs.x - x2 * cs.y;
-    out[base + j + p.half] = x2 * cs.x + x1 * cs.y;
+    let d = pair(j);
+    let x1 = x[base + d.x];
+    let x2 = x[base + d.y];
+    out[base + d.x] = x1 * cs.x - x2 * cs.y;
+    out[base + d.y] = x2 * cs.x + x1 * cs.y;
   } else {
     let d = 2u * p.half + (j - p.half);
     out[base + d] = x[base + d];

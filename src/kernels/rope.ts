@@ -1,5 +1,5 @@
 /**
- * Rotary position embedding (rotate-half convention) on a [rows, heads, headDim] f32 tensor, in
+ * Rotary position embedding (rotate-half convention, or GPT-J's interleaved pairs) on a [rows, heads, headDim] f32 tensor, in
  * place or into `out`, with per-token positions from a u32 buffer (padded batches, KV-cache
  * offsets). See shaders/rope.wgsl. The backward pass is the same call with `inverse: true` on the
  * gradient (rotation by -angle).
@@ -45,9 +45,11 @@ export interface RopeArgs {
   invFreq?: ArrayLike<number>;
   /** Multiplies cos and sin (transformers' attention_scaling, default 1). */
   attentionScaling?: number;
+  /** GPT-J: rotate pairs (2i, 2i + 1) instead of (i, i + rotaryDim/2). */
+  interleaved?: boolean;
 }
 
-const HEADER_WORDS = 8;
+const HEADER_WORDS = 12;
 
 // Default frequencies per (rotaryDim, theta): they never change within a model.
 const freqCache = new Map<string, Float32Array>();
@@ -101,6 +103,7 @@ export function recordRope(gpu: Gpu, rec: Recorder, a: RopeArgs): void {
   const fl = new Float32Array(words.buffer);
   words.set([items, stride, a.heads, a.headDim, half, perRow, a.inverse ? 1 : 0]);
   fl[7] = a.attentionScaling ?? 1;
+  words[8] = a.interleaved ? 1 : 0;
   fl.set(freqs, HEADER_WORDS);
   const kernel = outOfPlace ? 'rope_out' : 'rope_ip';
   const pipe = variantPipeline(gpu, kernel, () => ({ source: code, kernel }));

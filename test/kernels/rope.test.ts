@@ -26,6 +26,7 @@ interface Case {
   outOfPlace: boolean;
   inverse?: boolean;
   attentionScaling?: number;
+  interleaved?: boolean;
 }
 
 const CASES: Case[] = [
@@ -44,13 +45,27 @@ const CASES: Case[] = [
     attentionScaling: 1.25,
   },
   { rows: 16, heads: 1, headDim: 128, theta: 10000, maxPos: 300000, outOfPlace: false }, // angles to 3e5: range reduction
+  // GPT-J's interleaved pairs with a partial rotary dim
+  { rows: 23, heads: 3, headDim: 10, rotaryDim: 6, theta: 10000, maxPos: 2000, outOfPlace: false, interleaved: true },
+  {
+    rows: 23,
+    heads: 3,
+    headDim: 12,
+    rotaryDim: 8,
+    theta: 10000,
+    maxPos: 2000,
+    outOfPlace: true,
+    inverse: true,
+    interleaved: true,
+  },
 ];
 
 describe('rope kernel', () => {
   for (const c of CASES) {
     const name =
       `rows=${c.rows} heads=${c.heads} headDim=${c.headDim} rot=${c.rotaryDim ?? c.headDim} theta=${c.theta} ` +
-      `${c.outOfPlace ? 'out-of-place' : 'in place'}${c.inverse ? ' inverse' : ''}${c.attentionScaling ? ' scaled' : ''}`;
+      `${c.outOfPlace ? 'out-of-place' : 'in place'}${c.inverse ? ' inverse' : ''}${c.attentionScaling ? ' scaled' : ''}` +
+      `${c.interleaved ? ' interleaved' : ''}`;
     it(name, async () => {
       const shape = [c.rows, c.heads, c.headDim];
       const pos = positionsFor(c.rows, 32, c.maxPos);
@@ -62,6 +77,7 @@ describe('rope kernel', () => {
         rotaryDim: c.rotaryDim,
         inverse: c.inverse,
         attentionScaling: c.attentionScaling,
+        interleaved: c.interleaved,
       };
       await checkKernel({
         tensors: {

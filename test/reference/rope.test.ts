@@ -39,15 +39,46 @@ describe('rope reference', () => {
     expect(high * low * mid).toBeGreaterThan(0);
   });
 
-  for (const rotaryDim of [10, 6]) {
-    it(`backward (inverse rotation) = transpose, by finite differences (rotaryDim ${rotaryDim} of 10)`, () => {
+  it('longrope: inv_freq = 1 / (short factor · theta^(2i/rot)) in float32, as transformers', () => {
+    const short = [1, 1.25, 2.5, 4];
+    const lr = ropeInvFreq(8, 10000, {
+      type: 'longrope',
+      shortFactor: short,
+      longFactor: [9, 9, 9, 9],
+      originalMaxPositionEmbeddings: 64,
+    });
+    for (let i = 0; i < 4; i++) {
+      const base = Math.fround(10000 ** Math.fround((2 * i) / 8));
+      expect(lr[i]).toBe(Math.fround(1 / Math.fround(short[i]! * base)));
+    }
+  });
+
+  it('interleaved pairs (GPT-J): dims (2i, 2i + 1) rotate by the angle of pair i', () => {
+    const x = Float64Array.from([1, 2, 3, 4, 5, 6]);
+    const base = { positions: [7], rows: 1, heads: 1, headDim: 6, theta: 10000, rotaryDim: 4, interleaved: true };
+    const out = ropeRef({ ...base, x });
+    const inv = ropeInvFreq(4, 10000);
+    for (let i = 0; i < 2; i++) {
+      const a = Math.fround(7 * inv[i]!);
+      expect(out[2 * i]).toBeCloseTo(x[2 * i]! * Math.cos(a) - x[2 * i + 1]! * Math.sin(a), 12);
+      expect(out[2 * i + 1]).toBeCloseTo(x[2 * i + 1]! * Math.cos(a) + x[2 * i]! * Math.sin(a), 12);
+    }
+    expect([out[4], out[5]]).toEqual([5, 6]);
+  });
+
+  for (const [rotaryDim, interleaved] of [
+    [10, false],
+    [6, false],
+    [6, true],
+  ] as const) {
+    it(`backward (inverse rotation) = transpose, by finite differences (rotaryDim ${rotaryDim} of 10${interleaved ? ', interleaved' : ''})`, () => {
       const rows = 4,
         heads = 2,
         headDim = 10;
       const x = Float64Array.from(randArray(rows * heads * headDim, 21));
       const g = Float64Array.from(randArray(rows * heads * headDim, 22));
       const positions = [0, 3, 17, 250];
-      const base = { positions, rows, heads, headDim, theta: 10000, rotaryDim };
+      const base = { positions, rows, heads, headDim, theta: 10000, rotaryDim, interleaved };
       const loss = () => dot(ropeRef({ ...base, x }), g);
       const dx = ropeRef({ ...base, x: g, inverse: true });
       expectClose(numericGrad(x, loss), dx, { name: 'dx', atol: 1e-8, rtol: 1e-7 });
