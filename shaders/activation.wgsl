@@ -1,11 +1,11 @@
 // Activations, forward and backward: SiLU, GELU (tanh approximation, GPT-2's "gelu_new" = torch
-// gelu(approximate="tanh")), and the gated MLP product h = act(g) * u (SwiGLU with act = silu,
-// GeGLU with act = gelu_tanh).
+// gelu(approximate="tanh")), exact GELU (nn.GELU, "gelu": GPT-NeoX, Falcon), ReLU (OPT), and the
+// gated MLP product h = act(g) * u (SwiGLU with act = silu, GeGLU with act = gelu_tanh).
 //
 // Template: src/kernels/activation.ts builds one module per kernel and activation from a generated
-// prelude (`const ACT: u32`: 0 = silu, 1 = gelu_tanh), the common part below (act / act_grad) and
-// one `//#kernel` section. All tensors f32. Flat 256-wide workgroups on a 2D grid:
-// e = gid.x + gid.y * p.stride.
+// prelude (`const ACT: u32`: 0 = silu, 1 = gelu_tanh, 2 = gelu, 3 = relu), the common part below
+// (act / act_grad) and one `//#kernel` section. All tensors f32. Flat 256-wide workgroups on a 2D
+// grid: e = gid.x + gid.y * p.stride.
 //
 //   silu(x)      = x * sigmoid(x)                       silu'(x) = s * (1 + x * (1 - s)), s = sigmoid(x)
 //   gelu_tanh(x) = 0.5 x (1 + tanh(k (x + 0.044715 x³))), k = sqrt(2 / pi)
@@ -13,6 +13,11 @@
 // GELU is evaluated through the identity 0.5 (1 + tanh z) = sigmoid(2z), so with
 // s = sigmoid(2z): gelu = x s and gelu' = s + 2 x s (1 - s) k (1 + 3 * 0.044715 x²); no tanh, no
 // 1 + tanh cancellation for very negative x, no overflow (exp(+big) = inf gives s = 0).
+//   gelu(x)      = 0.5 x (1 + erf(x / sqrt 2)) = 0.5 x erfc(-x / sqrt 2)
+//   gelu'(x)     = 0.5 erfc(-x / sqrt 2) + x exp(-x² / 2) / sqrt(2 pi)
+// erfc is Numerical Recipes' Chebyshev fit (relative error < 1.2e-7 everywhere), so the tail for
+// negative x keeps its relative accuracy instead of cancelling in 1 + erf.
+//   relu(x)      = max(x, 0),  relu'(x) = 1 if x > 0 else 0 (torch's threshold_backward)
 //
 // Kernels (bindings after the uniform at 0):
 //   act_fwd    1 x [n], 2 y [n]:               y = act(x)
@@ -33,8 +38,22 @@ fn sigmoid(x: f32) -> f32 {
   return 1.0 / (1.0 + exp(-x));
 }
 
+fn erfc(x: f32) -> f32 {
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+    t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
+    t * (-0.82215223 + t * 0.17087277)))))))));
+  return select(2.0 - r, r, x >= 0.0);
+}
+
+const INV_SQRT2: f32 = 0.7071067811865476;
+const INV_SQRT_2PI: f32 = 0.3989422804014327;
+
 fn act(x: f32) -> f32 {
   if (ACT == 0u) { return x * sigmoid(x); }
+  if (ACT == 2u) { return 0.5 * x * erfc(-x * INV_SQRT2); }
+  if (ACT == 3u) { return max(x, 0.0); }
   return x * sigmoid(2.0 * GELU_K * (x + GELU_C * x * x * x));
 }
 
@@ -43,6 +62,8 @@ fn act_grad(x: f32) -> f32 {
     let s = sigmoid(x);
     return s * (1.0 + x * (1.0 - s));
   }
+  if (ACT == 2u) { return 0.5 * erfc(-x * INV_SQRT2) + x * exp(-0.5 * x * x) * INV_SQRT_2PI; }
+  if (ACT == 3u) { return select(0.0, 1.0, x > 0.0); }
   let s = sigmoid(2.0 * GELU_K * (x + GELU_C * x * x * x));
   return s + 2.0 * x * s * (1.0 - s) * GELU_K * (1.0 + 3.0 * GELU_C * x * x);
 }

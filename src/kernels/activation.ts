@@ -1,6 +1,6 @@
 /**
- * Activations (see shaders/activation.wgsl): SiLU and GELU-tanh (GPT-2's gelu_new) forward and
- * backward, and the gated MLP product h = act(g)·u (SwiGLU; GeGLU with act 'gelu_tanh') with its
+ * Activations (see shaders/activation.wgsl): SiLU, GELU-tanh (GPT-2's gelu_new), exact GELU and
+ * ReLU forward and backward, and the gated MLP product h = act(g)·u (SwiGLU; GeGLU with act 'gelu_tanh') with its
  * backward, for separate g / u tensors or one fused [rows, 2I] gate-up tensor (gate columns first).
  * All tensors f32; outputs must not share a buffer with inputs.
  */
@@ -10,9 +10,9 @@ import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
 import { flatGrid, needDims, needElems, noAlias, variantPipeline } from './common';
 
-export type Activation = 'silu' | 'gelu_tanh';
+export type Activation = 'silu' | 'gelu_tanh' | 'gelu' | 'relu';
 
-const ACT_ID: Record<Activation, number> = { silu: 0, gelu_tanh: 1 };
+const ACT_ID: Record<Activation, number> = { silu: 0, gelu_tanh: 1, gelu: 2, relu: 3 };
 
 function pipelineFor(gpu: Gpu, kernel: string, act: Activation): GPUComputePipeline {
   const id = ACT_ID[act];
@@ -39,6 +39,16 @@ export interface ActBackwardArgs {
   n: number;
   /** dx += ... (default false). */
   accumulate?: boolean;
+}
+
+/** y = act(x). */
+export function recordActivation(gpu: Gpu, rec: Recorder, a: ActArgs & { act: Activation }): void {
+  recordAct(gpu, rec, a, a.act, `record activation ${a.act}`);
+}
+
+/** dx (+)= dy·act'(x). */
+export function recordActivationBackward(gpu: Gpu, rec: Recorder, a: ActBackwardArgs & { act: Activation }): void {
+  recordActBackward(gpu, rec, a, a.act, `record activation ${a.act} backward`);
 }
 
 function recordAct(gpu: Gpu, rec: Recorder, a: ActArgs, act: Activation, what: string): void {

@@ -1,10 +1,8 @@
 import { describe, it } from 'vitest';
 import {
   type Activation,
-  recordGelu,
-  recordGeluBackward,
-  recordSilu,
-  recordSiluBackward,
+  recordActivation,
+  recordActivationBackward,
   recordSwiGlu,
   recordSwiGluBackward,
 } from '../../src/kernels/activation';
@@ -30,21 +28,15 @@ function inputs(n: number, seed: number): Float32Array {
 }
 
 describe('activation kernels', () => {
-  const fns = {
-    silu: [recordSilu, recordSiluBackward],
-    gelu_tanh: [recordGelu, recordGeluBackward],
-  } as const;
-
-  for (const act of ['silu', 'gelu_tanh'] as const) {
+  for (const act of ['silu', 'gelu_tanh', 'gelu', 'relu'] as const) {
     it(`${act} forward + backward (n = 37·70, overwrite and accumulate)`, async () => {
       const n = 37 * 70;
-      const [fwd, bwd] = fns[act];
       await checkKernel({
         tensors: { x: values([n], inputs(n, 10)), dy: rand([n]), y: filled([n]), dx: filled([n]), dxAcc: rand([n]) },
         record: (gpu, rec, t) => {
-          fwd(gpu, rec, { x: t.x, y: t.y, n });
-          bwd(gpu, rec, { dy: t.dy, x: t.x, dx: t.dx, n });
-          bwd(gpu, rec, { dy: t.dy, x: t.x, dx: t.dxAcc, n, accumulate: true });
+          recordActivation(gpu, rec, { x: t.x, y: t.y, n, act });
+          recordActivationBackward(gpu, rec, { dy: t.dy, x: t.x, dx: t.dx, n, act });
+          recordActivationBackward(gpu, rec, { dy: t.dy, x: t.x, dx: t.dxAcc, n, accumulate: true, act });
         },
         reference: (v) => ({
           y: activationRef(v.x, act),
@@ -60,6 +52,7 @@ describe('activation kernels', () => {
     { act: 'silu', fused: false },
     { act: 'silu', fused: true },
     { act: 'gelu_tanh', fused: false },
+    { act: 'gelu_tanh', fused: true },
   ];
   for (const { act, fused } of gated) {
     it(`gated ${act} (${fused ? 'fused [T, 2I]' : 'separate g, u'}) forward + backward, T=37 I=70`, async () => {

@@ -1,11 +1,27 @@
-/** Finite-difference checks of the float64 activation references (SiLU, GELU-tanh, gated). */
-import { describe, it } from 'vitest';
-import { actGradRef, actRef, swiGluBackwardRef, swiGluRef } from '../../src/reference/activation';
+/** Finite-difference checks of the float64 activation references (SiLU, GELU-tanh, exact GELU, ReLU, gated). */
+import { describe, expect, it } from 'vitest';
+import { actGradRef, actRef, erfRef, swiGluBackwardRef, swiGluRef } from '../../src/reference/activation';
 import { expectClose, randArray } from '../helpers/close';
 import { dot, numericGrad } from '../helpers/fd';
 
 describe('activation references: finite differences', () => {
-  for (const act of ['silu', 'gelu_tanh'] as const) {
+  it('erf in float64 (tabulated values, symmetry, tails)', () => {
+    const table: [number, number][] = [
+      [0.1, 0.1124629160182849],
+      [0.5, 0.5204998778130465],
+      [1, 0.8427007929497149],
+      [2, 0.9953222650189527],
+      [3, 0.9999779095030014],
+      [4.5, 0.9999999998033839],
+    ];
+    for (const [x, e] of table) {
+      expectClose([erfRef(x), erfRef(-x)], [e, -e], { name: `erf(${x})`, atol: 1e-15, rtol: 1e-14 });
+    }
+    expect(erfRef(0)).toBe(0);
+    expect(erfRef(7)).toBe(1);
+  });
+
+  for (const act of ['silu', 'gelu_tanh', 'gelu', 'relu'] as const) {
     it(`${act}' matches central differences`, () => {
       const h = 1e-6;
       for (let x = -9; x <= 9; x += 0.37) {
