@@ -5,6 +5,9 @@
 //   lse_t    = logsumexp_v logits_t[v]
 //   loss_t   = lse_t - logits_t[target_t]          for counted rows (target_t < V), else 0
 //   dh_t     = gradScale · Σ_v (softmax_t[v] - [v == target_t]) · W[v, :]   (0 for other rows)
+// Heads that transform their logits (bias, scale, soft-cap: src/kernels/logits.ts, applied to each
+// chunk right after ce_logits) get the transform's derivative in ce_dh: the loader multiplies by
+// lscale · (1 - (z / softcap)²) with z the stored, transformed logit.
 //
 // This file is a template of several kernels; src/kernels/cross_entropy.ts builds one module per
 // kernel: a generated prelude (tile consts, the W binding of the variant's dtype and its loader
@@ -225,9 +228,9 @@ struct P {
   accumulate: u32,
   V: u32,
   gradScale: f32,
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
+  lscale: f32,    // the logit transform's scale (1 without one)
+  softcap: f32,   // its soft-cap (0 without one)
+  _pad: u32,
 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> L: array<f32>;
@@ -269,9 +272,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
       let tg = rowTgt[mm];
       var g = 0.0;
       if (m < p.T && j < p.n && tg < p.V) {
-        g = exp(L[m * p.ldl + j] - rowLse[mm]);
+        let z = L[m * p.ldl + j];
+        g = exp(z - rowLse[mm]);
         if (tg == p.c0 + j) { g = g - 1.0; }
-        g = g * p.gradScale;
+        g = g * p.gradScale * p.lscale;
+        if (p.softcap > 0.0) {
+          let t = z / p.softcap;
+          g = g * (1.0 - t * t);
+        }
       }
       As[kk * BM + mm] = g;
     }

@@ -32,6 +32,7 @@ import {
   wgslModule,
   windowOf,
 } from './common';
+import { type LogitTransform, recordLogitTransform } from './logits';
 import { SMALL_M, recordMatmul } from './matmul';
 
 /** Targets at or above V (this one in particular) are ignored: no loss, no count, no gradient. */
@@ -65,6 +66,8 @@ export interface CrossEntropyArgs {
   scratchBytes?: number;
   /** Binding limit used for W (default: the device's maxStorageBufferBindingSize; tests lower it). */
   maxBindingBytes?: number;
+  /** The head's bias / scale / soft-cap (src/kernels/logits.ts), applied to every chunk. */
+  transform?: LogitTransform;
 }
 
 export interface LogitsArgs {
@@ -78,6 +81,8 @@ export interface LogitsArgs {
   hRowOffset?: number;
   /** Binding limit used for W (default: the device limit). */
   maxBindingBytes?: number;
+  /** The head's bias / scale / soft-cap. */
+  transform?: LogitTransform;
 }
 
 // ------------------------------------------------------------------ template
@@ -266,9 +271,13 @@ export function recordCrossEntropy(gpu: Gpu, rec: Recorder, a: CrossEntropyArgs)
   const [nx, ny] = itemGrid(gpu, T);
   const statsPipe = pipelineFor(gpu, 'ce_stats', {});
 
+  const transform = (c0: number, n: number) =>
+    a.transform && recordLogitTransform(gpu, rec, { logits: L, T, n, ldl: n, c0, V, transform: a.transform });
+
   // Pass 1: online logsumexp over the chunks, and the target logits.
   chunks.forEach(([c0, n], ci) => {
     recordLogitsChunk(gpu, rec, g, wt, a.h, 0, plan.bind(c0, n), L, T, H, n, n, 0);
+    transform(c0, n);
     rec.dispatch(statsPipe, [L, a.targets, stats], [nx, ny], params(T, n, n, c0, ci === 0 ? 1 : 0, nx, V, 0));
   });
   const countType = a.countSum.dtype === 'u32' ? 'u32' : 'f32';
@@ -282,13 +291,18 @@ export function recordCrossEntropy(gpu: Gpu, rec: Recorder, a: CrossEntropyArgs)
   const bn = g.wx * g.tn;
   chunks.forEach(([c0, n], ci) => {
     const wb = plan.bind(c0, n);
-    if (chunks.length > 1) recordLogitsChunk(gpu, rec, g, wt, a.h, 0, wb, L, T, H, n, n, 0);
+    if (chunks.length > 1) {
+      recordLogitsChunk(gpu, rec, g, wt, a.h, 0, wb, L, T, H, n, n, 0);
+      transform(c0, n);
+    }
     const acc = ci > 0 || a.accumulateDh ? 1 : 0;
+    const lscale = a.transform?.scale ?? 1;
+    const softcap = a.transform?.softcap ?? 0;
     rec.dispatch(
       dhPipe,
       [L, lse, a.targets, wb.binding, a.dh!],
       [Math.ceil(H / bn), Math.ceil(T / bm)],
-      params(T, H, n, n, c0, wb.wOff, acc, V, { f: a.gradScale }, 0, 0, 0),
+      params(T, H, n, n, c0, wb.wOff, acc, V, { f: a.gradScale }, { f: lscale }, { f: softcap }, 0),
     );
   });
 }
@@ -324,11 +338,13 @@ export function recordLogits(gpu: Gpu, rec: Recorder, a: LogitsArgs): void {
       transB: true,
       maxBindingBytes: a.maxBindingBytes,
     });
-    return;
+  } else {
+    const g = gemmFor(T);
+    for (let c0 = 0; c0 < V; c0 += plan.maxRows) {
+      const n = Math.min(plan.maxRows, V - c0);
+      recordLogitsChunk(gpu, rec, g, wt, a.h, r0 * H, plan.bind(c0, n), a.logits, T, H, n, V, c0);
+    }
   }
-  const g = gemmFor(T);
-  for (let c0 = 0; c0 < V; c0 += plan.maxRows) {
-    const n = Math.min(plan.maxRows, V - c0);
-    recordLogitsChunk(gpu, rec, g, wt, a.h, r0 * H, plan.bind(c0, n), a.logits, T, H, n, V, c0);
-  }
+  if (a.transform)
+    recordLogitTransform(gpu, rec, { logits: a.logits, T, n: V, ldl: V, c0: 0, V, transform: a.transform });
 }

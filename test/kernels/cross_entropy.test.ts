@@ -44,6 +44,8 @@ interface Case {
   accumulateDh?: boolean;
   count?: 'f32' | 'u32';
   eval?: boolean;
+  /** The head's transform (src/kernels/logits.ts): a bias of this dtype, a scale, a soft-cap. */
+  transform?: { bias?: WType; scale?: number; softcap?: number };
 }
 
 /** Two calls in one submit: the accumulators add, everything else is recomputed identically. */
@@ -65,10 +67,13 @@ async function runCase(c: Case): Promise<void> {
       lossSum: filled([1], 1.5),
       countSum: filled([1], 2, countType),
       dh: c.eval ? undefined : rand([T, H], { scale: 3 }),
+      bias: c.transform?.bias ? rand([V], { dtype: c.transform.bias, scale: 2 }) : undefined,
     },
     record: (gpu, rec, t, ws) => {
+      const { bias, ...rest } = t;
       const args = {
-        ...t,
+        ...rest,
+        transform: c.transform && { bias: bias ?? null, scale: c.transform.scale, softcap: c.transform.softcap },
         dh: t.dh ?? null,
         T,
         H,
@@ -84,7 +89,8 @@ async function runCase(c: Case): Promise<void> {
       recordCrossEntropy(gpu, rec, { ...args, accumulateDh: true });
     },
     reference: (v) => {
-      const ref = crossEntropyRef({ h: v.h, w: v.w, targets: tv, T, H, V, gradScale });
+      const transform = c.transform && { bias: v.bias ?? null, scale: c.transform.scale, softcap: c.transform.softcap };
+      const ref = crossEntropyRef({ h: v.h, w: v.w, targets: tv, T, H, V, gradScale, transform });
       expect(ref.count).toBe(counted);
       const out = {
         lse: ref.lse,
@@ -144,17 +150,38 @@ describe('cross-entropy on the GPU', () => {
     { dtype: 'bf16', T: 3, H: 37, V: 101, chunk: 7 }, // thin GEMM tiles
     { dtype: 'bf16', T: 19, H: 37, V: 101, chunk: 7, eval: true },
     { dtype: 'f32', T: 40, H: 64, V: 3001, scratchBytes: 40 * 4 * 300, count: 'u32' }, // chunks of 256
+    // transformed heads: Phi / GPT-J bias, Granite scale, Gemma 2 soft-cap
+    { dtype: 'f32', T: 19, H: 37, V: 101, chunk: 7, transform: { bias: 'f32' } },
+    { dtype: 'bf16', T: 19, H: 37, V: 101, chunk: 7, transform: { bias: 'bf16', scale: 0.4 } },
+    { dtype: 'f16', T: 19, H: 37, V: 101, transform: { softcap: 0.8 } },
+    {
+      dtype: 'f32',
+      T: 19,
+      H: 37,
+      V: 101,
+      chunk: 13,
+      transform: { bias: 'f16', scale: 2.5, softcap: 1.1 },
+      accumulateDh: true,
+    },
   ];
   for (const c of cases) {
     const label = Object.entries(c)
-      .map(([k, v]) => `${k}=${v}`)
+      .map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`)
       .join(' ');
     it(`matches the reference: ${label}`, () => runCase(c));
   }
 });
 
 describe('logits for generation', () => {
-  const cases: { dtype: WType; T: number; H: number; V: number; hRowOffset?: number; maxBindingBytes?: number }[] = [
+  const cases: {
+    dtype: WType;
+    T: number;
+    H: number;
+    V: number;
+    hRowOffset?: number;
+    maxBindingBytes?: number;
+    transform?: Case['transform'];
+  }[] = [
     { dtype: 'f32', T: 1, H: 37, V: 101 },
     { dtype: 'f16', T: 1, H: 37, V: 1001, maxBindingBytes: 1024 },
     { dtype: 'bf16', T: 3, H: 37, V: 101, hRowOffset: 2, maxBindingBytes: 2048 },
@@ -165,6 +192,8 @@ describe('logits for generation', () => {
     { dtype: 'bf16', T: 1, H: 37, V: 500, maxBindingBytes: 2048 },
     { dtype: 'f32', T: 1, H: 70, V: 1000, hRowOffset: 1, maxBindingBytes: 2048 },
     { dtype: 'bf16', T: 8, H: 64, V: 300, maxBindingBytes: 4096 },
+    { dtype: 'f32', T: 1, H: 37, V: 101, transform: { bias: 'bf16', scale: 0.5, softcap: 2 } },
+    { dtype: 'f16', T: 9, H: 20, V: 77, transform: { bias: 'f32', softcap: 1 } },
   ];
   for (const c of cases) {
     it(`matches the reference: ${JSON.stringify(c)}`, async () => {
@@ -175,12 +204,34 @@ describe('logits for generation', () => {
           h: rand([r0 + T, H]),
           w: rand([V, H], { dtype: c.dtype, scale: 0.5 }),
           logits: filled([T, V], NaN),
+          bias: c.transform?.bias ? rand([V], { dtype: c.transform.bias, scale: 2 }) : undefined,
         },
         record: (gpu, rec, t) => {
-          recordLogits(gpu, rec, { ...t, T, H, V, hRowOffset: c.hRowOffset, maxBindingBytes: c.maxBindingBytes });
+          const { bias, ...rest } = t;
+          const transform = c.transform && {
+            bias: bias ?? null,
+            scale: c.transform.scale,
+            softcap: c.transform.softcap,
+          };
+          recordLogits(gpu, rec, {
+            ...rest,
+            T,
+            H,
+            V,
+            hRowOffset: c.hRowOffset,
+            maxBindingBytes: c.maxBindingBytes,
+            transform,
+          });
           if (c.maxBindingBytes) expect(rec.length, 'dispatches, one per window of W').toBeGreaterThan(1);
         },
-        reference: (v) => ({ logits: logitsRef({ h: v.h.subarray(r0 * H), w: v.w, T, H, V }) }),
+        reference: (v) => {
+          const transform = c.transform && {
+            bias: v.bias ?? null,
+            scale: c.transform.scale,
+            softcap: c.transform.softcap,
+          };
+          return { logits: logitsRef({ h: v.h.subarray(r0 * H), w: v.w, T, H, V, transform }) };
+        },
       });
     });
   }
