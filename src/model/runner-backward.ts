@@ -10,58 +10,48 @@
 import type { Recorder } from '../gpu/context';
 import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
-import { recordSwiGluBackward, recordGeluBackward } from '../kernels/activation';
+import { recordActivationBackward, recordSwiGluBackward } from '../kernels/activation';
 import { recordAttentionBackward } from '../kernels/attention';
-import { recordCopyRows } from '../kernels/elementwise';
+import { recordAdd, recordCopyRows, recordScale } from '../kernels/elementwise';
 import { recordLinearBackward } from '../kernels/linear';
 import { recordLayerNormBackward, recordRmsNormBackward } from '../kernels/norm';
 import { recordRope } from '../kernels/rope';
-import type { LinearModule } from './registry';
-import { type LayerActs, type NormSave, type RunnerState, loraScratch } from './runner-buffers';
-import { type ForwardArgs, dropoutSeed, loraFor, recordLayer } from './runner-forward';
+import type { NormConfig, QkNormConfig } from './config';
+import type { LinearModule, NormKeys } from './registry';
+import { type NormSave, type RunnerState, loraScratch } from './runner-buffers';
+import {
+  type ForwardArgs,
+  attentionVariant,
+  dropoutSeed,
+  loraFor,
+  qkNormShape,
+  qkvParts,
+  recordLayer,
+  ropeArgs,
+} from './runner-forward';
 
+/** dx (+)= dL/dx of the norm that made `save.y` from `save.x` (weights frozen). */
 function recordNormBackward(
   st: RunnerState,
   rec: Recorder,
-  dy: Tensor,
-  x: Tensor,
-  w: { w: string; b: string | null },
+  spec: NormConfig | QkNormConfig,
+  keys: NormKeys,
   save: NormSave,
+  dy: Tensor,
   dx: Tensor,
   rows: number,
+  dim: number,
   accumulate: boolean,
 ): void {
-  const c = st.model.config;
-  if (c.norm === 'rms') {
-    recordRmsNormBackward(st.gpu, rec, {
-      dy,
-      x,
-      w: st.model.weight(w.w),
-      rstd: save.rstd,
-      dx,
-      rows,
-      dim: c.hiddenSize,
-      accumulate,
-    });
-  } else {
-    recordLayerNormBackward(st.gpu, rec, {
-      dy,
-      x,
-      w: st.model.weight(w.w),
-      mean: save.mean!,
-      rstd: save.rstd,
-      dx,
-      rows,
-      dim: c.hiddenSize,
-      accumulate,
-    });
-  }
+  const common = { dy, x: save.x, w: st.model.weight(keys.w), rstd: save.rstd, dx, rows, dim, accumulate };
+  if (spec.kind === 'rms') recordRmsNormBackward(st.gpu, rec, { ...common, weightOffset: spec.weightOffset });
+  else recordLayerNormBackward(st.gpu, rec, { ...common, mean: save.mean!, weightOffset: spec.weightOffset });
 }
 
 function recordLinearBack(
   st: RunnerState,
   rec: Recorder,
-  L: LayerActs,
+  s: Map<string, Tensor>,
   m: LinearModule,
   x: Tensor,
   dy: Tensor,
@@ -81,7 +71,7 @@ function recordLinearBack(
     lin: st.model.frozen(m),
     lora,
     seed: dropoutSeed(f.seed ?? 0, st.model.linears.indexOf(m)),
-    s: lora ? loraScratch(st, L, m.path, lora.r) : undefined,
+    s: lora ? loraScratch(st, s, m.path, lora.r) : undefined,
     dx,
     accumulateDx,
     dA: slot?.dA ?? undefined,
@@ -98,132 +88,208 @@ function recordLinearBack(
  */
 export function recordBackward(st: RunnerState, rec: Recorder, f: ForwardArgs, accumulateGrads: boolean): void {
   if (st.opts.mode !== 'train') throw new GpuError('Backward needs a runner created in train mode.');
-  const gpu = st.gpu;
   const c = st.model.config;
   const arch = st.model.arch;
   const T = f.B * f.S;
   const maxT = st.opts.maxTokens;
   const H = c.hiddenSize;
-  const qW = c.numHeads * c.headDim;
-  const kvW = c.numKvHeads * c.headDim;
-  const I = c.intermediateSize;
   const ws = st.ws;
   const dres = ws.get('dres', [maxT, H]);
-  const dh = ws.get('dh', [maxT, H]);
-  const da = ws.get('da', [maxT, I]);
-  const dg = ws.get('dg', [maxT, I]);
-  const du = c.arch === 'gpt2' ? null : ws.get('du', [maxT, I]);
-  const dO = ws.get('dO', [maxT, qW]);
-  const dq = ws.get('dq', [maxT, qW]);
-  const dk = ws.get('dk', [maxT, kvW]);
-  const dv = ws.get('dv', [maxT, kvW]);
-  const dqPre = c.qkNorm ? ws.get('dqPre', [maxT, qW]) : null;
-  const dkPre = c.qkNorm ? ws.get('dkPre', [maxT, kvW]) : null;
-  const dqkv = c.arch === 'gpt2' ? ws.get('dqkv', [maxT, qW + 2 * kvW]) : null;
-  const dFinal = ws.get('dFinal', [maxT, H]);
+  const dFinal = ws.get('dFinal', [maxT, c.embedDim]);
+  const top = (role: string) => arch.top.find((m) => m.role === role);
+  const topBack = (m: LinearModule, x: Tensor, dy: Tensor, dx: Tensor | null) =>
+    recordLinearBack(st, rec, st.topS, m, x, dy, dx, T, f, false, accumulateGrads);
 
-  recordNormBackward(st, rec, dFinal, st.xFinal, arch.finalNorm, st.nf, dres, T, false);
+  // LM head input -> last layer's output
+  const pout = top('project_out');
+  let dTop = dFinal;
+  if (pout) {
+    dTop = ws.get('dPreOut', [maxT, H]);
+    topBack(pout, st.nf?.y ?? st.xFinal, dFinal, dTop);
+  }
+  if (st.nf) recordNormBackward(st, rec, c.norm, arch.finalNorm!, st.nf, dTop, dres, T, H, false);
+  else rec.copy(dTop, dres, T * H * 4);
+
+  const pin = top('project_in');
+  const needEmbedGrad = !!pin && !!f.lora?.get(pin.path);
   for (let l = c.numLayers - 1; l >= 0; l--) {
     // With checkpointing the shared buffers hold the last layer's activations after the forward
     // pass; every other layer is recomputed from its saved input (same seeds, same values).
     if (st.opts.checkpointActivations && l < c.numLayers - 1) {
       recordLayer(st, rec, l, f, T, 0, ws.get('recompute.next', [maxT, H]));
     }
-    const L = st.acts[l]!;
-    const W = arch.layers[l]!;
-    const byRole = (role: string) => W.linears.find((m) => m.role === role);
-    const linearBack = (m: LinearModule, x: Tensor, dy: Tensor, dx: Tensor | null, accumulateDx: boolean) =>
-      recordLinearBack(st, rec, L, m, x, dy, dx, T, f, accumulateDx, accumulateGrads);
-    const needDxBelow = l > 0;
-    // MLP: x_out = x_mid + down(act(...(norm2(x_mid))))
-    linearBack(byRole('down') ?? byRole('fc_out')!, L.a, dres, da, false);
-    if (c.arch === 'gpt2') {
-      recordGeluBackward(gpu, rec, { dy: da, x: L.g, dx: dg, n: T * I });
-      linearBack(byRole('fc_in')!, L.n2.y, dg, dh, false);
-    } else {
-      recordSwiGluBackward(gpu, rec, { dh: da, g: L.g, u: L.u!, dg, du: du!, n: T * I });
-      linearBack(byRole('gate')!, L.n2.y, dg, dh, false);
-      linearBack(byRole('up')!, L.n2.y, du!, dh, true);
-    }
-    recordNormBackward(st, rec, dh, L.xMid, W.postAttnNorm, L.n2, dres, T, true);
-    // Attention: x_mid = x_in + o_proj(attn(rope(q(norm1(x_in))), ...))
-    linearBack(byRole('o')!, L.o, dres, dO, false);
-    recordAttentionBackward(gpu, rec, {
-      q: L.q,
-      k: L.k,
-      v: L.v,
-      o: L.o,
-      lse: L.lse,
-      dO,
-      dq,
-      dk,
-      dv,
-      batch: f.B,
-      seq: f.S,
-      heads: c.numHeads,
-      kvHeads: c.numKvHeads,
-      headDim: c.headDim,
-      ws,
-    });
-    if (c.rope) {
-      const rope = {
-        positions: st.positions,
-        rows: T,
-        headDim: c.headDim,
-        theta: c.rope.theta,
-        rotaryDim: c.rope.rotaryDim,
-        invFreq: st.invFreq,
-        inverse: true,
-      };
-      recordRope(gpu, rec, { ...rope, x: dq, heads: c.numHeads });
-      recordRope(gpu, rec, { ...rope, x: dk, heads: c.numKvHeads });
-    }
-    let dqIn = dq;
-    let dkIn = dk;
-    if (c.qkNorm) {
-      recordRmsNormBackward(gpu, rec, {
-        dy: dq,
-        x: L.qPre!,
-        w: st.model.weight(W.qNorm!),
-        rstd: L.qRstd!,
-        dx: dqPre!,
-        rows: T * c.numHeads,
-        dim: c.headDim,
-      });
-      recordRmsNormBackward(gpu, rec, {
-        dy: dk,
-        x: L.kPre!,
-        w: st.model.weight(W.kNorm!),
-        rstd: L.kRstd!,
-        dx: dkPre!,
-        rows: T * c.numKvHeads,
-        dim: c.headDim,
-      });
-      dqIn = dqPre!;
-      dkIn = dkPre!;
-    }
-    const dxAttn = needDxBelow ? dh : null;
-    const qkvM = byRole('qkv');
-    if (qkvM) {
-      const merge = (src: Tensor, col0: number, width: number) =>
-        recordCopyRows(gpu, rec, {
-          src,
-          dst: dqkv!,
-          rows: T,
-          width,
-          srcStride: width,
-          dstStride: qW + 2 * kvW,
-          dstCol0: col0,
-        });
-      merge(dqIn, 0, qW);
-      merge(dkIn, qW, kvW);
-      merge(dv, qW + kvW, kvW);
-      linearBack(qkvM, L.n1.y, dqkv!, dxAttn, false);
-    } else {
-      linearBack(byRole('q')!, L.n1.y, dqIn, dxAttn, false);
-      linearBack(byRole('k')!, L.n1.y, dkIn, dxAttn, true);
-      linearBack(byRole('v')!, L.n1.y, dv, dxAttn, true);
-    }
-    if (needDxBelow) recordNormBackward(st, rec, dh, L.xIn, W.inputNorm, L.n1, dres, T, true);
+    recordLayerBackward(st, rec, l, f, T, dres, l > 0 || needEmbedGrad, accumulateGrads);
   }
+  // Below the layers only project_in (OPT-350m) can have LoRA parameters; dres is dL/d(layer 0 input).
+  if (needEmbedGrad) topBack(pin!, st.embRaw!, dres, null);
+}
+
+/**
+ * One layer's backward (the reverse of runner-forward.ts recordLayer, as src/reference/model-layer.ts
+ * layerBackwardRef): dres holds dL/d(layer output) on entry and dL/d(layer input) on exit (when
+ * `needDx`); LoRA gradients of the layer's modules are written.
+ */
+function recordLayerBackward(
+  st: RunnerState,
+  rec: Recorder,
+  l: number,
+  f: ForwardArgs,
+  T: number,
+  dres: Tensor,
+  needDx: boolean,
+  accumulateGrads: boolean,
+): void {
+  const gpu = st.gpu;
+  const c = st.model.config;
+  const b = c.block;
+  const maxT = st.opts.maxTokens;
+  const H = c.hiddenSize;
+  const I = c.intermediateSize;
+  const qW = c.numHeads * c.headDim;
+  const kvW = c.numKvHeads * c.headDim;
+  const ws = st.ws;
+  const L = st.acts[l]!;
+  const W = st.model.arch.layers[l]!;
+  const byRole = (role: string) => W.linears.find((m) => m.role === role);
+  const linearBack = (m: LinearModule, x: Tensor, dy: Tensor, dx: Tensor | null, accumulateDx: boolean) =>
+    recordLinearBack(st, rec, L.s, m, x, dy, dx, T, f, accumulateDx, accumulateGrads);
+  const normBack = (keys: NormKeys, save: NormSave, dy: Tensor, dx: Tensor, accumulate: boolean) =>
+    recordNormBackward(st, rec, c.norm, keys, save, dy, dx, T, H, accumulate);
+  const add = (dst: Tensor, x: Tensor) => recordAdd(gpu, rec, { a: dst, b: x, n: T * H });
+  /** The gradient of a sublayer's raw output from the gradient of its residual sum: times rs, back through its output norm. */
+  const sublayerGrad = (dSum: Tensor, outNorm: NormSave | null, keys: NormKeys | undefined): Tensor => {
+    let d = dSum;
+    if (b.residualScale !== 1) {
+      const t = ws.get('dScaled', [maxT, H]);
+      recordScale(gpu, rec, { x: d, out: t, n: T * H, scale: b.residualScale });
+      d = t;
+    }
+    if (outNorm) {
+      const t = ws.get('dOutNorm', [maxT, H]);
+      normBack(keys!, outNorm, d, t, false);
+      d = t;
+    }
+    return d;
+  };
+
+  // ---- MLP: dL/d(its input) into dm
+  let dy2 = dres; // dL/d(x_mid + rs·mlp)
+  if (L.y2) {
+    dy2 = ws.get('dSum2', [maxT, H]);
+    normBack(W.norms.mlp!, L.y2, dres, dy2, false);
+  }
+  const dMlp = sublayerGrad(dy2, L.nMlpOut, W.norms.mlpOut);
+  const da = ws.get('da', [maxT, I]);
+  linearBack(byRole('down') ?? byRole('fc_out')!, L.a, dMlp, da, false);
+  const mIn = b.parallel
+    ? b.mlpNorm === 'shared'
+      ? (L.nAttn?.y ?? L.xIn)
+      : (L.nMlp?.y ?? L.xIn)
+    : (L.nMlp?.y ?? L.xMid!);
+  const dm = b.parallel && !needDx ? null : ws.get('dm', [maxT, H]);
+  if (L.gu) {
+    const dgu = ws.get('dgu', [maxT, 2 * I]);
+    recordSwiGluBackward(gpu, rec, { dh: da, gu: L.gu, dgu, rows: T, cols: I, act: c.mlp.act });
+    linearBack(byRole('gate_up')!, mIn, dgu, dm, false);
+  } else if (c.mlp.gated) {
+    const dg = ws.get('dg', [maxT, I]);
+    const du = ws.get('du', [maxT, I]);
+    recordSwiGluBackward(gpu, rec, { dh: da, g: L.g!, u: L.u!, dg, du, n: T * I, act: c.mlp.act });
+    linearBack(byRole('gate')!, mIn, dg, dm, false);
+    linearBack(byRole('up')!, mIn, du, dm, true);
+  } else {
+    const dg = ws.get('dg', [maxT, I]);
+    recordActivationBackward(gpu, rec, { dy: da, x: L.g!, dx: dg, n: T * I, act: c.mlp.act });
+    linearBack(byRole('fc_in')!, mIn, dg, dm, false);
+  }
+
+  // ---- the residual around the MLP; dSum1 = dL/d(x + rs·attention)
+  let dSum1 = dres;
+  if (!b.parallel) {
+    if (L.nMlp) normBack(W.norms.mlp!, L.nMlp, dm!, dy2, true);
+    else add(dy2, dm!);
+    dSum1 = dy2; // = dL/d x_mid
+    if (L.y1) {
+      dSum1 = ws.get('dSum1', [maxT, H]);
+      normBack(W.norms.attn!, L.y1, dy2, dSum1, false);
+    }
+  }
+
+  // ---- attention
+  const dAttn = sublayerGrad(dSum1, L.nAttnOut, W.norms.attnOut);
+  const dO = ws.get('dO', [maxT, qW]);
+  linearBack(byRole('o')!, L.o, dAttn, dO, false);
+  const dq = ws.get('dq', [maxT, qW]);
+  const dk = ws.get('dk', [maxT, kvW]);
+  const dv = ws.get('dv', [maxT, kvW]);
+  recordAttentionBackward(gpu, rec, {
+    q: L.q,
+    k: L.k,
+    v: L.v,
+    o: L.o,
+    lse: L.lse,
+    dO,
+    dq,
+    dk,
+    dv,
+    batch: f.B,
+    seq: f.S,
+    heads: c.numHeads,
+    kvHeads: c.numKvHeads,
+    headDim: c.headDim,
+    ...attentionVariant(st, l),
+    ws,
+  });
+  const rope = ropeArgs(st, l, T);
+  if (rope) {
+    recordRope(gpu, rec, { ...rope, x: dq, heads: c.numHeads, inverse: true });
+    recordRope(gpu, rec, { ...rope, x: dk, heads: c.numKvHeads, inverse: true });
+  }
+  let dqIn = dq;
+  let dkIn = dk;
+  const qk = c.attention.qkNorm;
+  if (qk) {
+    dqIn = ws.get('dqPre', [maxT, qW]);
+    dkIn = ws.get('dkPre', [maxT, kvW]);
+    const qs = qkNormShape(st, c.numHeads, T);
+    const ks = qkNormShape(st, c.numKvHeads, T);
+    recordNormBackward(st, rec, qk, W.norms.q!, L.qn!, dq, dqIn, qs.rows, qs.dim, false);
+    recordNormBackward(st, rec, qk, W.norms.k!, L.kn!, dk, dkIn, ks.rows, ks.dim, false);
+  }
+  const aIn = L.nAttn?.y ?? L.xIn;
+  const daIn = needDx ? ws.get('dh', [maxT, H]) : null;
+  const fused = byRole('qkv');
+  if (fused) {
+    const p = qkvParts(st, fused.qkvGroups);
+    const dqkv = ws.get('dqkv', [maxT, p.stride * fused.qkvGroups]);
+    const merge = (src: Tensor, [col0, width]: readonly [number, number]) =>
+      recordCopyRows(gpu, rec, {
+        src,
+        dst: dqkv,
+        rows: T * fused.qkvGroups,
+        width,
+        srcStride: width,
+        dstStride: p.stride,
+        dstCol0: col0,
+      });
+    merge(dqIn, p.q);
+    merge(dkIn, p.k);
+    merge(dv, p.v);
+    linearBack(fused, aIn, dqkv, daIn, false);
+  } else {
+    linearBack(byRole('q')!, aIn, dqIn, daIn, false);
+    linearBack(byRole('k')!, aIn, dkIn, daIn, true);
+    linearBack(byRole('v')!, aIn, dv, daIn, true);
+  }
+  if (!needDx) return;
+
+  // ---- dL/d(layer input) into dres
+  if (b.parallel) {
+    if (b.mlpNorm === 'shared') add(daIn!, dm!);
+    else if (L.nMlp) normBack(W.norms.mlp!, L.nMlp, dm!, dres, true);
+    else add(dres, dm!);
+  }
+  if (L.nAttn) normBack(W.norms.attn!, L.nAttn, daIn!, dSum1, true);
+  else add(dSum1, daIn!);
+  if (dSum1 !== dres) rec.copy(dSum1, dres, T * H * 4);
 }

@@ -1,25 +1,28 @@
 /**
  * The forward pass a ModelRunner records (the layer is drawn in runner.ts): embeddings, each
  * transformer layer, the final norm, then the LM-head cross-entropy (train / eval) or the logits of
- * one position (infer). Layers read and write the buffers of runner-buffers.ts; in infer mode keys
- * and values also go into the KV cache. Backward (runner-backward.ts) reuses recordLayer to recompute
- * a layer under activation checkpointing.
+ * one position (infer). Every step follows the config's flags exactly as the float64 reference does
+ * (src/reference/model-layer.ts). Layers read and write the buffers of runner-buffers.ts; in infer
+ * mode keys and values also go into the KV cache. Backward (runner-backward.ts) reuses recordLayer
+ * to recompute a layer under activation checkpointing.
  */
 
 import type { Recorder } from '../gpu/context';
 import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
-import { recordSwiGlu, recordGelu } from '../kernels/activation';
-import { recordAttention, recordAttentionDecode } from '../kernels/attention';
+import { recordActivation, recordSwiGlu } from '../kernels/activation';
+import { type AttentionVariant, recordAttention, recordAttentionDecode } from '../kernels/attention';
 import { recordCrossEntropy, recordLogits } from '../kernels/cross_entropy';
 import { recordEmbedding } from '../kernels/embedding';
-import { recordCopyRows } from '../kernels/elementwise';
+import { recordAdd, recordCopyRows } from '../kernels/elementwise';
 import { type LoraParams, recordLinearForward } from '../kernels/linear';
+import type { LogitTransform } from '../kernels/logits';
 import { recordLayerNorm, recordRmsNorm } from '../kernels/norm';
 import { recordRope } from '../kernels/rope';
 import type { GpuLora } from '../lora/gpu-lora';
-import type { LinearModule } from './registry';
-import { type LayerActs, type NormSave, type RunnerState, loraScratch } from './runner-buffers';
+import type { NormConfig, QkNormConfig } from './config';
+import type { LinearModule, NormKeys } from './registry';
+import { type NormSave, type RunnerState, headInput, loraScratch } from './runner-buffers';
 
 export interface ForwardArgs {
   B: number;
@@ -43,11 +46,11 @@ export function loraFor(lora: GpuLora | null, m: LinearModule, dropout: boolean)
   return dropout ? p : { ...p, dropout: 0 };
 }
 
-/** y (+)= x W^T (+ b) + LoRA(x) for module `m`, saving LoRA's S in the layer set L. */
-function recordLinear(
+/** y (+)= x W^T (+ b) + LoRA(x) for module `m`, saving LoRA's S in `s` (the layer set's map). */
+export function recordLinear(
   st: RunnerState,
   rec: Recorder,
-  L: LayerActs,
+  s: Map<string, Tensor>,
   m: LinearModule,
   x: Tensor,
   y: Tensor,
@@ -63,48 +66,83 @@ function recordLinear(
     lora,
     seed: dropoutSeed(f.seed ?? 0, st.model.linears.indexOf(m)),
     y,
-    s: lora ? loraScratch(st, L, m.path, lora.r) : undefined,
+    s: lora ? loraScratch(st, s, m.path, lora.r) : undefined,
     accumulate,
   });
 }
 
-function recordNorm(
+/** A norm of `save.x` into `save.y` over `rows` rows of `dim` (RMSNorm or LayerNorm, as `spec` says). */
+export function recordNorm(
   st: RunnerState,
   rec: Recorder,
-  x: Tensor,
-  w: { w: string; b: string | null },
+  spec: NormConfig | QkNormConfig,
+  keys: NormKeys,
   save: NormSave,
   rows: number,
+  dim: number,
 ): void {
-  const c = st.model.config;
-  if (c.norm === 'rms') {
-    recordRmsNorm(st.gpu, rec, {
-      x,
-      w: st.model.weight(w.w),
-      y: save.y,
-      rstd: save.rstd,
-      rows,
-      dim: c.hiddenSize,
-      eps: c.normEps,
-    });
-  } else {
-    if (!w.b || !save.mean) throw new GpuError('LayerNorm needs a bias and a mean buffer.');
-    recordLayerNorm(st.gpu, rec, {
-      x,
-      w: st.model.weight(w.w),
-      b: st.model.weight(w.b),
-      y: save.y,
-      mean: save.mean,
-      rstd: save.rstd,
-      rows,
-      dim: c.hiddenSize,
-      eps: c.normEps,
-    });
+  const w = st.model.weight(keys.w);
+  const common = {
+    x: save.x,
+    w,
+    y: save.y,
+    rstd: save.rstd,
+    rows,
+    dim,
+    eps: spec.eps,
+    weightOffset: spec.weightOffset,
+  };
+  if (spec.kind === 'rms') {
+    recordRmsNorm(st.gpu, rec, common);
+    return;
   }
+  if (!keys.b || !save.mean) throw new GpuError(`LayerNorm "${keys.w}" needs a bias and a mean buffer.`);
+  recordLayerNorm(st.gpu, rec, { ...common, b: st.model.weight(keys.b), mean: save.mean });
+}
+
+/** The attention variant of layer `l`: scale, window, soft-cap, ALiBi. */
+export function attentionVariant(st: RunnerState, l: number): AttentionVariant {
+  const c = st.model.config;
+  return {
+    scale: c.attention.scale,
+    window: c.layers[l]!.window,
+    softcap: c.attention.softcap,
+    alibi: c.attention.alibi,
+  };
+}
+
+/** Layer l's RoPE arguments (without x / heads / inverse), or null without RoPE. */
+export function ropeArgs(st: RunnerState, l: number, T: number) {
+  const rope = st.model.config.layers[l]!.rope;
+  if (!rope) return null;
+  return {
+    positions: st.positions,
+    rows: T,
+    headDim: st.model.config.headDim,
+    theta: rope.theta,
+    rotaryDim: rope.rotaryDim,
+    invFreq: st.invFreq[l]!,
+    attentionScaling: rope.attentionScaling,
+    interleaved: rope.interleaved,
+  };
+}
+
+/** The q/k norm's (rows, dim): per head, or over the whole projection (OLMo 2). */
+export function qkNormShape(st: RunnerState, heads: number, T: number): { rows: number; dim: number } {
+  const c = st.model.config;
+  return c.attention.qkNorm!.over === 'all' ? { rows: T, dim: heads * c.headDim } : { rows: T * heads, dim: c.headDim };
+}
+
+/** The column ranges of q, k, v in each of a fused projection's `groups` row blocks. */
+export function qkvParts(st: RunnerState, groups: number) {
+  const c = st.model.config;
+  const qg = (c.numHeads / groups) * c.headDim;
+  const kg = (c.numKvHeads / groups) * c.headDim;
+  return { stride: qg + 2 * kg, q: [0, qg], k: [qg, kg], v: [qg + kg, kg] } as const;
 }
 
 /**
- * Records the forward pass of T = B*S tokens up to the final norm (train), or of one chunk of
+ * Records the forward pass of T = B*S tokens up to the LM head's input (train), or of one chunk of
  * B = 1 tokens at positions past..past+S-1 through the KV cache (infer, `past` given).
  */
 export function recordForward(st: RunnerState, rec: Recorder, f: ForwardArgs, past = 0): void {
@@ -119,27 +157,44 @@ export function recordForward(st: RunnerState, rec: Recorder, f: ForwardArgs, pa
   }
   const H = c.hiddenSize;
   const x0 = st.acts[0]!.xIn;
-  recordEmbedding(gpu, rec, { table: st.model.weight(arch.embed), ids: st.ids, out: x0, T, H });
+  const top = (role: string) => arch.top.find((m) => m.role === role);
+  // token embedding (·embedScale) -> project_in -> + positions -> embedding norm
+  const pin = top('project_in');
+  const embTo = st.embRaw ?? x0;
+  recordEmbedding(gpu, rec, {
+    table: st.model.weight(arch.embed),
+    ids: st.ids,
+    out: embTo,
+    T,
+    H: c.embedDim,
+    scale: c.embedScale,
+  });
+  if (pin) recordLinear(st, rec, st.topS, pin, st.embRaw!, x0, T, f);
   if (arch.posEmbed) {
+    const out = st.nEmbed ? st.embRaw! : x0;
     recordEmbedding(gpu, rec, {
       table: st.model.weight(arch.posEmbed),
-      ids: st.positions,
-      out: x0,
+      ids: st.posIds ?? st.positions,
+      out,
       T,
       H,
       accumulate: true,
     });
   }
+  if (st.nEmbed) recordNorm(st, rec, c.norm, arch.embedNorm!, st.nEmbed, T, H);
   for (let l = 0; l < c.numLayers; l++) {
     const next = l + 1 < c.numLayers ? st.acts[l + 1]!.xIn : st.xFinal;
     recordLayer(st, rec, l, f, T, past, next);
   }
-  recordNorm(st, rec, st.xFinal, arch.finalNorm, st.nf, T);
+  if (st.nf) recordNorm(st, rec, c.norm, arch.finalNorm!, st.nf, T, H);
+  const pout = top('project_out');
+  if (pout) recordLinear(st, rec, st.topS, pout, st.nf?.y ?? st.xFinal, st.hOut!, T, f);
 }
 
 /**
- * One transformer layer: reads acts[l].xIn, writes the layer's saved activations and the
- * layer's output residual into `next`.
+ * One transformer layer: reads acts[l].xIn, writes the layer's saved activations and the layer's
+ * output residual into `next` (which may be the same buffer as xIn in eval / infer mode, where one
+ * set serves every layer: xIn is never read after `next` is first written).
  */
 export function recordLayer(
   st: RunnerState,
@@ -152,72 +207,64 @@ export function recordLayer(
 ): void {
   const gpu = st.gpu;
   const c = st.model.config;
-  const arch = st.model.arch;
+  const b = c.block;
   const infer = st.opts.mode === 'infer';
   const H = c.hiddenSize;
-  const qW = c.numHeads * c.headDim;
+  const I = c.intermediateSize;
   const kvW = c.numKvHeads * c.headDim;
   const L = st.acts[l]!;
-  const W = arch.layers[l]!;
+  const W = st.model.arch.layers[l]!;
   const byRole = (role: string) => W.linears.find((m) => m.role === role);
   const linear = (m: LinearModule, x: Tensor, y: Tensor, accumulate = false) =>
-    recordLinear(st, rec, L, m, x, y, T, f, accumulate);
-  recordNorm(st, rec, L.xIn, W.inputNorm, L.n1, T);
-  const qOut = L.qPre ?? L.q;
-  const kOut = L.kPre ?? L.k;
-  const qkvM = byRole('qkv');
-  if (qkvM) {
-    linear(qkvM, L.n1.y, L.qkv!);
-    const split = (dst: Tensor, col0: number, width: number) =>
+    recordLinear(st, rec, L.s, m, x, y, T, f, accumulate);
+  const norm = (keys: NormKeys, save: NormSave) => recordNorm(st, rec, c.norm, keys, save, T, H);
+  const copy = (src: Tensor, dst: Tensor) => {
+    if (src !== dst) rec.copy(src, dst, T * H * 4);
+  };
+  /** dst = base + rs·x (in place when dst is base). */
+  const residual = (dst: Tensor, base: Tensor, x: Tensor) =>
+    recordAdd(gpu, rec, { a: base, b: x, out: dst === base ? undefined : dst, n: T * H, alpha: b.residualScale });
+
+  // ---- attention
+  if (L.nAttn) norm(W.norms.attn!, L.nAttn);
+  const aIn = L.nAttn?.y ?? L.xIn;
+  const qOut = L.qn?.x ?? L.q;
+  const kOut = L.kn?.x ?? L.k;
+  const fused = byRole('qkv');
+  if (fused) {
+    linear(fused, aIn, L.qkv!);
+    const p = qkvParts(st, fused.qkvGroups);
+    const split = (dst: Tensor, [col0, width]: readonly [number, number]) =>
       recordCopyRows(gpu, rec, {
         src: L.qkv!,
         dst,
-        rows: T,
+        rows: T * fused.qkvGroups,
         width,
-        srcStride: qW + 2 * kvW,
+        srcStride: p.stride,
         srcCol0: col0,
         dstStride: width,
       });
-    split(qOut, 0, qW);
-    split(kOut, qW, kvW);
-    split(L.v, qW + kvW, kvW);
+    split(qOut, p.q);
+    split(kOut, p.k);
+    split(L.v, p.v);
   } else {
-    linear(byRole('q')!, L.n1.y, qOut);
-    linear(byRole('k')!, L.n1.y, kOut);
-    linear(byRole('v')!, L.n1.y, L.v);
+    linear(byRole('q')!, aIn, qOut);
+    linear(byRole('k')!, aIn, kOut);
+    linear(byRole('v')!, aIn, L.v);
   }
-  if (c.qkNorm) {
-    recordRmsNorm(gpu, rec, {
-      x: L.qPre!,
-      w: st.model.weight(W.qNorm!),
-      y: L.q,
-      rstd: L.qRstd!,
-      rows: T * c.numHeads,
-      dim: c.headDim,
-      eps: c.normEps,
-    });
-    recordRmsNorm(gpu, rec, {
-      x: L.kPre!,
-      w: st.model.weight(W.kNorm!),
-      y: L.k,
-      rstd: L.kRstd!,
-      rows: T * c.numKvHeads,
-      dim: c.headDim,
-      eps: c.normEps,
-    });
+  const qk = c.attention.qkNorm;
+  if (qk) {
+    const qs = qkNormShape(st, c.numHeads, T);
+    const ks = qkNormShape(st, c.numKvHeads, T);
+    recordNorm(st, rec, qk, W.norms.q!, L.qn!, qs.rows, qs.dim);
+    recordNorm(st, rec, qk, W.norms.k!, L.kn!, ks.rows, ks.dim);
   }
-  if (c.rope) {
-    const rope = {
-      positions: st.positions,
-      rows: T,
-      headDim: c.headDim,
-      theta: c.rope.theta,
-      rotaryDim: c.rope.rotaryDim,
-      invFreq: st.invFreq,
-    };
+  const rope = ropeArgs(st, l, T);
+  if (rope) {
     recordRope(gpu, rec, { ...rope, x: L.q, heads: c.numHeads });
     recordRope(gpu, rec, { ...rope, x: L.k, heads: c.numKvHeads });
   }
+  const shape = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, ...attentionVariant(st, l) };
   if (infer) {
     rec.copy(L.k, st.kCache[l]!, T * kvW * 4, 0, past * kvW * 4);
     rec.copy(L.v, st.vCache[l]!, T * kvW * 4, 0, past * kvW * 4);
@@ -228,37 +275,67 @@ export function recordLayer(
       o: L.o,
       qLen: T,
       past,
-      heads: c.numHeads,
-      kvHeads: c.numKvHeads,
-      headDim: c.headDim,
+      ...shape,
     });
   } else {
-    recordAttention(gpu, rec, {
-      q: L.q,
-      k: L.k,
-      v: L.v,
-      o: L.o,
-      lse: L.lse,
-      batch: f.B,
-      seq: f.S,
-      heads: c.numHeads,
-      kvHeads: c.numKvHeads,
-      headDim: c.headDim,
-    });
+    recordAttention(gpu, rec, { q: L.q, k: L.k, v: L.v, o: L.o, lse: L.lse, batch: f.B, seq: f.S, ...shape });
   }
-  rec.copy(L.xIn, L.xMid, T * H * 4);
-  linear(byRole('o')!, L.o, L.xMid, true);
-  recordNorm(st, rec, L.xMid, W.postAttnNorm, L.n2, T);
-  if (c.arch === 'gpt2') {
-    linear(byRole('fc_in')!, L.n2.y, L.g);
-    recordGelu(gpu, rec, { x: L.g, y: L.a, n: T * c.intermediateSize });
+
+  // ---- the MLP's input (a parallel block reads the layer input: norm it before `next` is written)
+  if (b.parallel && L.nMlp) norm(W.norms.mlp!, L.nMlp);
+  // ---- o_proj and the residual around attention
+  const oProj = byRole('o')!;
+  const attnTo = b.parallel ? next : (L.sum1 ?? L.xMid!);
+  if (!L.attnOut) {
+    copy(L.xIn, attnTo);
+    linear(oProj, L.o, attnTo, true);
   } else {
-    linear(byRole('gate')!, L.n2.y, L.g);
-    linear(byRole('up')!, L.n2.y, L.u!);
-    recordSwiGlu(gpu, rec, { g: L.g, u: L.u!, h: L.a, n: T * c.intermediateSize });
+    linear(oProj, L.o, L.attnOut);
+    if (L.nAttnOut) norm(W.norms.attnOut!, L.nAttnOut);
+    residual(attnTo, L.xIn, L.nAttnOut?.y ?? L.attnOut);
   }
-  rec.copy(L.xMid, next, T * H * 4);
-  linear(byRole('down') ?? byRole('fc_out')!, L.a, next, true);
+  let mIn: Tensor;
+  if (b.parallel) mIn = b.mlpNorm === 'shared' ? aIn : (L.nMlp?.y ?? L.xIn);
+  else {
+    if (L.y1) norm(W.norms.attn!, L.y1); // xMid = norm(x + attention)
+    if (L.nMlp) norm(W.norms.mlp!, L.nMlp);
+    mIn = L.nMlp?.y ?? L.xMid!;
+  }
+
+  // ---- MLP
+  if (L.gu) {
+    linear(byRole('gate_up')!, mIn, L.gu);
+    recordSwiGlu(gpu, rec, { gu: L.gu, h: L.a, rows: T, cols: I, act: c.mlp.act });
+  } else if (c.mlp.gated) {
+    linear(byRole('gate')!, mIn, L.g!);
+    linear(byRole('up')!, mIn, L.u!);
+    recordSwiGlu(gpu, rec, { g: L.g!, u: L.u!, h: L.a, n: T * I, act: c.mlp.act });
+  } else {
+    linear(byRole('fc_in')!, mIn, L.g!);
+    recordActivation(gpu, rec, { x: L.g!, y: L.a, n: T * I, act: c.mlp.act });
+  }
+  const down = byRole('down') ?? byRole('fc_out')!;
+  const mlpTo = b.parallel ? next : (L.sum2 ?? next);
+  const mlpBase = b.parallel ? next : L.xMid!;
+  if (!L.mlpOut) {
+    copy(mlpBase, mlpTo);
+    linear(down, L.a, mlpTo, true);
+  } else {
+    linear(down, L.a, L.mlpOut);
+    if (L.nMlpOut) norm(W.norms.mlpOut!, L.nMlpOut);
+    residual(mlpTo, mlpBase, L.nMlpOut?.y ?? L.mlpOut);
+  }
+  if (L.y2) {
+    norm(W.norms.mlp!, L.y2); // the layer output = norm(x_mid + MLP)
+    copy(L.y2.y, next);
+  }
+}
+
+/** The LM head's transform (bias, logit scale, soft-cap) for the kernels. */
+function headTransform(st: RunnerState): LogitTransform {
+  const c = st.model.config;
+  const bias = st.model.arch.lmHeadBias;
+  return { bias: bias ? st.model.weight(bias) : null, scale: c.logits.scale, softcap: c.logits.softcap };
 }
 
 /**
@@ -268,32 +345,35 @@ export function recordLayer(
 export function recordLoss(st: RunnerState, rec: Recorder, T: number, gradScale: number | null): void {
   const c = st.model.config;
   recordCrossEntropy(st.gpu, rec, {
-    h: st.nf.y,
+    h: headInput(st),
     w: st.model.weight(st.model.arch.lmHead),
     targets: st.targets,
     T,
-    H: c.hiddenSize,
+    H: c.embedDim,
     V: c.vocabSize,
     gradScale: gradScale ?? 0,
-    dh: gradScale === null ? null : st.ws.get('dFinal', [st.opts.maxTokens, c.hiddenSize]),
+    dh: gradScale === null ? null : st.ws.get('dFinal', [st.opts.maxTokens, c.embedDim]),
     rowLoss: st.rowLoss,
     lossSum: st.lossSum,
     countSum: st.countSum,
     ws: st.ws,
     chunk: st.opts.ceChunk,
+    transform: headTransform(st),
   });
 }
 
 /** infer: records the logits of token `index` (0-based within the last forward) into `logits`. */
 export function recordLogitsAt(st: RunnerState, rec: Recorder, index: number): void {
   const c = st.model.config;
-  rec.copy(st.nf.y, st.lastHidden!, c.hiddenSize * 4, index * c.hiddenSize * 4, 0);
+  const E = c.embedDim;
+  rec.copy(headInput(st), st.lastHidden!, E * 4, index * E * 4, 0);
   recordLogits(st.gpu, rec, {
     h: st.lastHidden!,
     w: st.model.weight(st.model.arch.lmHead),
     logits: st.logits!,
     T: 1,
-    H: c.hiddenSize,
+    H: E,
     V: c.vocabSize,
+    transform: headTransform(st),
   });
 }

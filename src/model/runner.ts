@@ -4,17 +4,27 @@
  * Shape legend: B batch, S sequence length, T = B*S tokens, H hidden, nH / nKV query / key-value
  * heads, hd head dim, I MLP width, V vocab, r LoRA rank.
  *
- * One layer, llama family (flags: qkvBias, qkNorm for qwen3, GQA when nKV < nH):
- *   h1 = RMSNorm(x) -> q,k,v = LoRALinear(h1) -> [qk-norm] -> RoPE -> attention -> x += o_proj(o)
- *   h2 = RMSNorm(x) -> g,u = LoRALinear(h2) -> a = silu(g)*u -> x += down(a)
- * GPT-2: LayerNorm, fused c_attn (split into q,k,v), learned positions, GELU(tanh) MLP, Conv1D weights.
+ * One layer, for every family, as the config's flags say (src/model/config.ts; the float64 twin is
+ * src/reference/model-layer.ts):
+ *   a_in = norm_attn(x)            (no norm: OLMo 2; after the residual instead: OPT post-norm)
+ *   q,k,v = LoRALinear(a_in)       separate, or one fused projection split by its qkvGroups layout
+ *   -> [q/k norm] -> [RoPE: rotate-half or interleaved, partial, per-layer base] -> attention
+ *      (scale, sliding window, soft-cap, ALiBi) -> attn = o_proj(o) -> [norm_attn_out(attn)]
+ *   sequential: x_mid = x + rs·attn;  m_in = norm_mlp(x_mid);   out = x_mid + rs·mlp(m_in)
+ *   parallel:   m_in = norm_mlp(x) or a_in;                      out = x + rs·attn + rs·mlp(m_in)
+ *   mlp(m) = down(act(gate(m))·up(m)) (or one fused gate_up) | fc_out(act(fc_in(m))), [norm_mlp_out]
+ * Around the layers: embedding·scale -> [project_in] -> [+ learned positions] -> [embedding norm];
+ * final norm -> [project_out] -> LM head (bias, logit scale, soft-cap) -> cross-entropy.
+ * Where nothing sits between a sublayer and its residual, its output accumulates straight into a
+ * copy of the residual (no extra pass).
  *
  * In 'train' mode every layer keeps what backward needs (inputs of each norm and linear, q/k/v after
  * RoPE, the attention output and logsumexp, the LoRA intermediates S). In 'infer' mode one set of
  * buffers serves every layer and keys/values go into a KV cache for generation.
  *
  * Only LoRA parameters get gradients. Embeddings, norms and base linears are frozen, so backward
- * computes dX through them and nothing else, and stops above the first layer's input.
+ * computes dX through them and nothing else, and stops above the first layer's input (below it only
+ * when OPT's project_in has an adapter).
  *
  * The parts: runner-buffers.ts (what is allocated, per mode), runner-forward.ts (embeddings, layers,
  * loss / logits), runner-backward.ts (layers in reverse to the LoRA gradients). This class owns the
@@ -71,6 +81,12 @@ export class ModelRunner {
     }
     this.gpu.write(this.st.ids, ids);
     this.gpu.write(this.st.positions, positions);
+    const offset = this.model.config.learnedPositions?.offset ?? 0;
+    if (this.st.posIds)
+      this.gpu.write(
+        this.st.posIds,
+        positions.map((p) => p + offset),
+      );
     if (targets) this.gpu.write(this.st.targets, targets);
   }
 

@@ -73,7 +73,14 @@ describe('whole-model reference: LoRA gradients match finite differences', () =>
       const init = initLoraModules(cfg, resolveTargets(cfg, modules), 21);
       const lora = new Map<string, RefLoraModule>();
       init.forEach((m, i) =>
-        lora.set(m.path, { a: Float64Array.from(m.a), b: Float64Array.from(randArray(m.b.length, 97 + i, 0.3)), r: 2, scale: 2, dropout: 0, seed: 0 }),
+        lora.set(m.path, {
+          a: Float64Array.from(m.a),
+          b: Float64Array.from(randArray(m.b.length, 97 + i, 0.3)),
+          r: 2,
+          scale: 2,
+          dropout: 0,
+          seed: 0,
+        }),
       );
       const r = rng(9);
       const B = 2;
@@ -103,7 +110,9 @@ describe('whole-model reference: LoRA gradients match finite differences', () =>
           arr[i] = orig;
           const fd = (lp - lm) / (2 * eps);
           const an = (which === 'a' ? grads.dA : grads.dB).get(m.path)![i]!;
-          expect(Math.abs(fd - an), `${m.path}.${which}[${i}]: fd ${fd} vs analytic ${an}`).toBeLessThan(1e-6 + 1e-4 * Math.abs(fd));
+          expect(Math.abs(fd - an), `${m.path}.${which}[${i}]: fd ${fd} vs analytic ${an}`).toBeLessThan(
+            1e-6 + 1e-4 * Math.abs(fd),
+          );
         }
       }
     });

@@ -1,7 +1,8 @@
 /**
- * The whole model on the GPU against the float64 reference, for every architecture: loss, and the
- * gradient of every LoRA A and B, on a batch of two right-padded sequences of odd length with
- * ignored targets. The reference itself is checked by finite differences.
+ * The whole model on the GPU against the float64 reference, for every family and block form: loss,
+ * and the gradient of every LoRA A and B (all-linear), on a batch of two right-padded sequences of
+ * odd length with ignored targets. The reference itself is checked by finite differences
+ * (test/reference/model-fd.test.ts).
  */
 import { describe, expect, it } from 'vitest';
 import { GpuLora, type LoraModuleArrays } from '../../src/lora/gpu-lora';
@@ -17,7 +18,8 @@ import {
   modelBackwardRef,
   modelForwardRef,
 } from '../../src/reference/model';
-import type { TinyModelType } from '../fixtures/tiny-model';
+import { FAMILY_CASES } from '../fixtures/family-cases';
+import type { TinyModelOptions } from '../fixtures/tiny-model';
 import { expectClose, randArray, rng } from '../helpers/close';
 import { getGpu } from '../helpers/gpu';
 import { tinyGpuModel } from '../helpers/tiny-gpu-model';
@@ -95,28 +97,33 @@ const LLAMA3_ROPE = {
   },
 };
 
-const CASES: {
-  type: TinyModelType;
-  dtype: 'F32' | 'F16' | 'BF16';
-  dropout: number;
-  overrides?: Record<string, unknown>;
-}[] = [
-  { type: 'llama', dtype: 'F32', dropout: 0, overrides: LLAMA3_ROPE },
-  { type: 'llama', dtype: 'F32', dropout: 0 },
-  { type: 'llama', dtype: 'BF16', dropout: 0.1 },
-  { type: 'mistral', dtype: 'F16', dropout: 0 },
-  { type: 'qwen2', dtype: 'F32', dropout: 0 },
-  { type: 'qwen3', dtype: 'BF16', dropout: 0 },
-  { type: 'gpt2', dtype: 'F32', dropout: 0.1 },
+/** Every family case in F32 without dropout, plus dtype and dropout variants of some. */
+const CASES: { name: string; o: TinyModelOptions; dropout: number }[] = [
+  ...FAMILY_CASES.map((fc) => ({ name: `${fc.name}, F32`, o: fc.o, dropout: 0 })),
+  { name: 'llama, llama3 RoPE scaling', o: { modelType: 'llama', overrides: LLAMA3_ROPE }, dropout: 0 },
+  { name: 'llama, BF16, dropout 0.1', o: { modelType: 'llama', dtype: 'BF16' }, dropout: 0.1 },
+  { name: 'mistral, F16', o: { modelType: 'mistral', dtype: 'F16' }, dropout: 0 },
+  { name: 'qwen3, BF16', o: { modelType: 'qwen3', dtype: 'BF16' }, dropout: 0 },
+  { name: 'gpt2, dropout 0.1', o: { modelType: 'gpt2' }, dropout: 0.1 },
+  {
+    name: 'gemma2, BF16 (embedding scale rounded to bf16), dropout 0.1',
+    o: { modelType: 'gemma2', dtype: 'BF16' },
+    dropout: 0.1,
+  },
+  { name: 'phi3, F16, dropout 0.1', o: { modelType: 'phi3', dtype: 'F16' }, dropout: 0.1 },
+  {
+    name: 'opt post-norm with project_in/out, dropout 0.1',
+    o: { modelType: 'opt', overrides: { do_layer_norm_before: false, word_embed_proj_dim: 16 } },
+    dropout: 0.1,
+  },
 ];
 
 describe('whole model on the GPU vs the float64 reference', () => {
   for (const c of CASES) {
-    const extra = c.overrides ? ', llama3 RoPE scaling' : '';
-    it(`${c.type} (${c.dtype} weights, dropout ${c.dropout}${extra}): loss and every LoRA gradient`, async () => {
+    it(`${c.name}: loss and every LoRA gradient`, async () => {
       const gpu = await getGpu();
-      const tiny = await tinyGpuModel(gpu, { modelType: c.type, dtype: c.dtype, seed: 3, overrides: c.overrides });
-      if (c.overrides) expect(tiny.loaded.config.rope!.scaling?.type).toBe('llama3');
+      const tiny = await tinyGpuModel(gpu, { ...c.o, seed: 3 });
+      if (c.o.overrides === LLAMA3_ROPE) expect(tiny.loaded.config.layers[0]!.rope!.scaling?.type).toBe('llama3');
       const modules = tiny.model.linears;
       const r = 3;
       const arrays = loraArrays(modules, r, 11);
@@ -141,7 +148,7 @@ describe('whole model on the GPU vs the float64 reference', () => {
         const fwd = modelForwardRef(tiny.ref, rl, batch);
         expect(count).toBe(batch.counted);
         expect(fwd.count).toBe(batch.counted);
-        expectClose([fwd.lossSum / fwd.count], [sum / count], { name: `${c.type} loss`, atol: 1e-5, rtol: 1e-4 });
+        expectClose([fwd.lossSum / fwd.count], [sum / count], { name: `${c.name} loss`, atol: 1e-5, rtol: 1e-4 });
         const grads = modelBackwardRef(tiny.ref, rl, batch, fwd, 1 / batch.counted);
         expect(grads.dA.size).toBe(modules.length);
         for (const [path, slot] of lora.slots) {
@@ -163,59 +170,27 @@ describe('whole model on the GPU vs the float64 reference', () => {
   }
 });
 
-describe('whole-model reference', () => {
-  for (const type of ['llama', 'qwen3', 'gpt2'] as const) {
-    it(`${type}: LoRA gradients match central finite differences of the token-mean loss`, async () => {
-      const gpu = await getGpu();
-      const tiny = await tinyGpuModel(gpu, { modelType: type, dtype: 'F32', seed: 4 });
-      tiny.model.dispose();
-      const modules = tiny.model.linears;
-      const r = 2;
-      const arrays = loraArrays(modules, r, 21);
-      const batch = makeBatch(200, 2, 6, 9);
-      const ref: RefWeights = tiny.ref;
-      const loss = (lm: Map<string, RefLoraModule>) => {
-        const f = modelForwardRef(ref, lm, batch);
-        return f.lossSum / f.count;
-      };
-      const base = refLora(arrays, modules, 2, 0, 0);
-      const fwd = modelForwardRef(ref, base, batch);
-      const grads = modelBackwardRef(ref, base, batch, fwd, 1 / fwd.count);
-      const pick = rng(3);
-      const eps = 1e-5;
-      let checked = 0;
-      for (const m of [modules[0]!, modules[modules.length - 1]!, modules[Math.floor(modules.length / 2)]!]) {
-        for (const which of ['a', 'b'] as const) {
-          const arr = base.get(m.path)![which] as Float64Array;
-          const i = Math.floor(pick() * arr.length);
-          const orig = arr[i]!;
-          arr[i] = orig + eps;
-          const lp = loss(base);
-          arr[i] = orig - eps;
-          const lm = loss(base);
-          arr[i] = orig;
-          const fd = (lp - lm) / (2 * eps);
-          const an = (which === 'a' ? grads.dA : grads.dB).get(m.path)![i]!;
-          expect(Math.abs(fd - an), `${m.path}.${which}[${i}]: fd ${fd} vs analytic ${an}`).toBeLessThan(
-            1e-6 + 1e-4 * Math.abs(fd),
-          );
-          checked++;
-        }
-      }
-      expect(checked).toBe(6);
-    });
-  }
-});
-
 describe('activation checkpointing', () => {
-  for (const type of ['llama', 'qwen3', 'gpt2'] as const) {
-    it(`${type}: recomputing layers gives bit-identical loss and gradients with less activation memory`, async () => {
+  const cases: [string, TinyModelOptions][] = [
+    ['llama', { modelType: 'llama' }],
+    ['qwen3', { modelType: 'qwen3' }],
+    ['gpt2', { modelType: 'gpt2' }],
+    [
+      'gemma2 (sandwich norms, windows)',
+      { modelType: 'gemma2', overrides: { layer_types: ['sliding_attention', 'full_attention', 'sliding_attention'] } },
+    ],
+    ['falcon (parallel, one norm)', { modelType: 'falcon' }],
+    ['gpt_neox (parallel, two norms)', { modelType: 'gpt_neox' }],
+    ['opt (norms after the residuals)', { modelType: 'opt', overrides: { do_layer_norm_before: false } }],
+  ];
+  for (const [name, o] of cases) {
+    it(`${name}: recomputing layers gives bit-identical loss and gradients with less activation memory`, async () => {
       const gpu = await getGpu();
       const tiny = await tinyGpuModel(gpu, {
-        modelType: type,
+        ...o,
         dtype: 'BF16',
         seed: 6,
-        overrides: { num_hidden_layers: 3, n_layer: 3 },
+        overrides: { ...o.overrides, num_hidden_layers: 3, n_layer: 3 },
       });
       const modules = tiny.model.linears;
       const arrays = loraArrays(modules, 4, 5);
