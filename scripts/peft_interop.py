@@ -8,9 +8,19 @@
       special tokens and followed by its EOS token unless it already ends with one (Tabtune's text
       format), token-weighted across records.
 
-  peft_interop.py make-adapter --model DIR --out DIR --r R --alpha A --targets a,b [--rslora] [--seed S]
+  peft_interop.py make-adapter --model DIR --out DIR --r R --alpha A --targets a,b|all-linear [--rslora] [--seed S]
       Writes a PEFT LoRA adapter with save_pretrained. init_lora_weights=False leaves A and B at
       their random layer initialisation, so the adapter changes the outputs (B = 0 would not).
+      fan_in_fan_out is set for models with Conv1D layers (GPT-2), as PEFT asks.
+
+  peft_interop.py make-model --model DIR [--seed S] [--wrap-gemma3]
+      Replaces the model in DIR with transformers' own: the config.json there is read with
+      AutoConfig (so it must mean to transformers what the test wrote), the model is built with
+      AutoModelForCausalLM.from_config, every parameter gets N(0, 0.1) noise added (so norms,
+      biases and Gemma's zero-initialised (1 + w) weights all matter), and save_pretrained writes
+      config.json and model.safetensors as this transformers version does. --wrap-gemma3 makes the
+      multimodal Gemma 3 checkpoint (Gemma3ForConditionalGeneration, a tiny vision tower) around
+      the text config.
 
   peft_interop.py eval-examples --model DIR [--adapter DIR] --data FILE.jsonl
       The same loss over pre-tokenized examples (a recipe's data/*.jsonl: input_ids and
@@ -21,6 +31,9 @@
       as one vector over every tensor, in float64) and the size of their difference, overall and
       for the worst tensor: {"update_norm", "diff_norm", "rel", "worst_rel", "worst_tensor"}.
 
+Models run with attn_implementation="eager", each modeling file's reference attention: the SDPA
+path of Gemma 2 silently drops attn_logit_softcapping, which is part of the model.
+
 The last stdout line is JSON.
 """
 import argparse
@@ -29,11 +42,11 @@ import sys
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 
 def load(model_dir):
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
     model.eval()
     return model
 
@@ -120,17 +133,36 @@ def cmd_update_diff(a):
     )
 
 
+def cmd_make_model(a):
+    torch.manual_seed(a.seed)
+    cfg = AutoConfig.from_pretrained(a.model)
+    if a.wrap_gemma3:
+        from transformers import Gemma3Config, SiglipVisionConfig
+
+        vision = SiglipVisionConfig(
+            hidden_size=16, intermediate_size=24, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14
+        )
+        cfg = Gemma3Config(text_config=cfg.to_dict(), vision_config=vision.to_dict(), mm_tokens_per_image=4)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32, attn_implementation="eager")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    model.save_pretrained(a.model, safe_serialization=True)
+    print(json.dumps({"saved": a.model, "class": type(model).__name__}))
+
+
 def cmd_make_adapter(a):
     torch.manual_seed(a.seed)
     model = load(a.model)
-    is_gpt2 = model.config.model_type == "gpt2"
+    conv1d = any(type(m).__name__ == "Conv1D" for m in model.modules())
+    targets = a.targets if a.targets == "all-linear" else a.targets.split(",")
     cfg = LoraConfig(
         r=a.r,
         lora_alpha=a.alpha,
-        target_modules=a.targets.split(","),
+        target_modules=targets,
         lora_dropout=0.0,
         use_rslora=a.rslora,
-        fan_in_fan_out=is_gpt2,
+        fan_in_fan_out=conv1d,
         bias="none",
         task_type="CAUSAL_LM",
         init_lora_weights=False,
@@ -163,10 +195,17 @@ def main(argv):
     m.add_argument("--targets", required=True)
     m.add_argument("--rslora", action="store_true")
     m.add_argument("--seed", type=int, default=0)
+    mm = sub.add_parser("make-model")
+    mm.add_argument("--model", required=True)
+    mm.add_argument("--seed", type=int, default=0)
+    mm.add_argument("--wrap-gemma3", action="store_true")
     a = p.parse_args(argv)
-    {"eval": cmd_eval, "eval-examples": cmd_eval_examples, "update-diff": cmd_update_diff}.get(
-        a.cmd, cmd_make_adapter
-    )(a)
+    {
+        "eval": cmd_eval,
+        "eval-examples": cmd_eval_examples,
+        "update-diff": cmd_update_diff,
+        "make-model": cmd_make_model,
+    }.get(a.cmd, cmd_make_adapter)(a)
 
 
 if __name__ == "__main__":
