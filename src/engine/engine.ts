@@ -16,7 +16,7 @@ import { defaultTargetModules, distinctNames, loraConfigFromSettings, resolveTar
 import { type ModelConfig, positionLimitText } from '../model/config';
 import { GpuModel } from '../model/gpu-model';
 import { loadModel } from '../model/load';
-import { ModelWeightsError, hasConv1dWeights } from '../model/registry';
+import { ModelWeightsError, hasConv1dWeights, unusedModulePrefixes } from '../model/registry';
 import { ModelRunner } from '../model/runner';
 import type { SafeTensor } from '../model/safetensors';
 import type { ModelSource } from '../model/source';
@@ -450,7 +450,10 @@ export class Engine implements EngineApi {
       cfg = run.lora;
       arrays = resume.modules;
     } else if (hooks.initFrom) {
-      const imported = importPeft(hooks.initFrom, m.gpuModel.linears, { baseModel: m.id });
+      const imported = importPeft(hooks.initFrom, m.gpuModel.linears, {
+        baseModel: m.id,
+        unusedModules: unusedModulePrefixes(m.config),
+      });
       cfg = imported.config;
       arrays = imported.modules;
     } else {
@@ -653,7 +656,10 @@ export class Engine implements EngineApi {
     const m = this.requireModel();
     let lora = this.adapters.get(ref.key);
     if (!lora) {
-      const imported = importPeft(ref.files, m.gpuModel.linears, { baseModel: m.id });
+      const imported = importPeft(ref.files, m.gpuModel.linears, {
+        baseModel: m.id,
+        unusedModules: unusedModulePrefixes(m.config),
+      });
       const cfg = imported.config;
       lora = GpuLora.fromArrays(this.gpu, m.gpuModel.linears, imported.modules, (mod) => loraScaleInfo(cfg, mod));
       this.adapters.set(ref.key, lora);

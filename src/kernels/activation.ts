@@ -73,26 +73,6 @@ function recordActBackward(gpu: Gpu, rec: Recorder, a: ActBackwardArgs, act: Act
   rec.dispatch(pipelineFor(gpu, 'act_bwd', act), [a.dy, a.x, a.dx], [gx, gy], u);
 }
 
-/** y = x·sigmoid(x). */
-export function recordSilu(gpu: Gpu, rec: Recorder, a: ActArgs): void {
-  recordAct(gpu, rec, a, 'silu', 'recordSilu');
-}
-
-/** dx (+)= dy·silu'(x). */
-export function recordSiluBackward(gpu: Gpu, rec: Recorder, a: ActBackwardArgs): void {
-  recordActBackward(gpu, rec, a, 'silu', 'recordSiluBackward');
-}
-
-/** y = 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³))) (GPT-2 "gelu_new"). */
-export function recordGelu(gpu: Gpu, rec: Recorder, a: ActArgs): void {
-  recordAct(gpu, rec, a, 'gelu_tanh', 'recordGelu');
-}
-
-/** dx (+)= dy·gelu_tanh'(x). */
-export function recordGeluBackward(gpu: Gpu, rec: Recorder, a: ActBackwardArgs): void {
-  recordActBackward(gpu, rec, a, 'gelu_tanh', 'recordGeluBackward');
-}
-
 // ------------------------------------------------------------------ gated (SwiGLU / GeGLU)
 
 /** Separate gate and up tensors, all f32 [n] (n = T·I). */

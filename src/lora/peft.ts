@@ -444,7 +444,11 @@ function shapeStr(shape: readonly number[]): string {
 export function importPeft<M extends ModuleLike>(
   files: { adapterConfig: string | Uint8Array; adapterModel: Uint8Array },
   modules: readonly M[],
-  opts: { baseModel?: string } = {},
+  opts: {
+    baseModel?: string;
+    /** Module path prefixes of parts Tabtune does not run (Gemma 3's vision tower): their LoRA weights are skipped with a warning. */
+    unusedModules?: readonly string[];
+  } = {},
 ): ImportedPeft {
   const warnings: string[] = [];
   const { config, targets, baseModel } = readConfig(files.adapterConfig, warnings);
@@ -496,8 +500,13 @@ export function importPeft<M extends ModuleLike>(
     );
   }
 
+  const unused: string[] = [];
   for (const p of parsed) {
     if (chosenAdapter !== undefined && p.adapter !== chosenAdapter) continue;
+    if (!byPath.has(p.path) && opts.unusedModules?.some((u) => p.path.startsWith(u))) {
+      unused.push(p.path);
+      continue;
+    }
     let module = byPath.get(p.path);
     if (!module) {
       // Adapters saved from a bare base model (GPT2Model rather than GPT2LMHeadModel) lack the
@@ -539,6 +548,12 @@ export function importPeft<M extends ModuleLike>(
     warnings.push(
       `Module paths were mapped onto this model's: ${remapped.slice(0, 3).join(', ')}${remapped.length > 3 ? `, … (${remapped.length})` : ''}.`,
     );
+  if (unused.length) {
+    const mods = [...new Set(unused)];
+    warnings.push(
+      `${mods.length} adapted module(s) belong to parts of the checkpoint Tabtune does not run (e.g. "${mods[0]}"); their weights were skipped.`,
+    );
+  }
   if (ignored.length) {
     warnings.push(
       `${ignored.length} tensor(s) in ${ADAPTER_MODEL_NAME} are not LoRA A/B weights and were ignored: ` +

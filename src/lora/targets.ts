@@ -16,8 +16,8 @@ import { fullMatch } from './pattern';
 
 /**
  * PEFT's default targets per `model_type` (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING in
- * peft/utils/constants.py, 0.20), its decoder-only entries. A model type not listed here needs
- * explicit target_modules (e.g. phi3's fused qkv_proj, starcoder2, olmo).
+ * peft/utils/constants.py, 0.21), its decoder-only entries. A model type not listed here needs
+ * explicit target_modules (e.g. phi3's fused qkv_proj, gemma3, olmo2, granite, smollm3).
  */
 export const DEFAULT_TARGET_MODULES: Readonly<Record<string, readonly string[]>> = {
   gpt2: ['c_attn'],

@@ -138,6 +138,8 @@ export interface Layout {
   transposed?: boolean;
   /** Groups of a fused q/k/v projection (see LinearModule.qkvGroups); default 1. */
   qkvGroups?: (c: ModelConfig) => number;
+  /** Module path prefixes of checkpoint parts Tabtune does not run (Gemma 3's vision tower). */
+  unusedModules?: string[];
 }
 
 function layoutOf(config: ModelConfig): Layout {
@@ -261,6 +263,11 @@ export function linearModuleNames(config: ModelConfig): string[] {
 /** Every linear module of an ArchWeights, in model order (outside the layers first). */
 export function linearModules(arch: ArchWeights): LinearModule[] {
   return [...arch.top, ...arch.layers.flatMap((l) => l.linears)];
+}
+
+/** Module path prefixes of checkpoint parts the model has but Tabtune does not run (their adapters are skipped). */
+export function unusedModulePrefixes(config: ModelConfig): string[] {
+  return layoutOf(config).unusedModules ?? [];
 }
 
 /** Whether a model's linear weights are Conv1D ([in, out]): PEFT's fan_in_fan_out. */

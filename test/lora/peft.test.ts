@@ -343,6 +343,29 @@ describe('importPeft', () => {
     );
   });
 
+  it('skips (with a warning) adapted modules of checkpoint parts the model does not run', () => {
+    // a PEFT all-linear adapter on Gemma 3's multimodal checkpoint also adapts its vision tower
+    const vision = parseSafetensors(
+      oneModule(8, 16, 16, 'model.vision_tower.vision_model.encoder.layers.0.mlp.fc1'),
+      'x',
+    ).tensors;
+    const text = parseSafetensors(oneModule(8, 64, 64), 'x').tensors;
+    const both = writeSafetensors(
+      [...vision, ...text].map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, data: t.data })),
+      { format: 'pt' },
+    );
+    const r = importPeft({ adapterConfig: conf(), adapterModel: both }, llamaModules(1), {
+      unusedModules: ['model.vision_tower.'],
+    });
+    expect(r.modules.map((m) => m.path)).toEqual(['model.layers.0.self_attn.q_proj']);
+    expect(r.warnings.join(' ')).toMatch(
+      /1 adapted module\(s\) belong to parts of the checkpoint Tabtune does not run \(e\.g\. "model\.vision_tower\./,
+    );
+    expect(() => importPeft({ adapterConfig: conf(), adapterModel: both }, llamaModules(1))).toThrow(
+      /no linear module "model\.vision_tower/,
+    );
+  });
+
   it('errors on a shape mismatch naming key, expected and got', () => {
     const model = oneModule(8, 128, 64);
     expect(() => importPeft({ adapterConfig: conf(), adapterModel: model }, llamaModules(1))).toThrow(

@@ -14,7 +14,6 @@ import type { LinearModule } from '../../src/model/registry';
 import {
   type RefBatch,
   type RefLoraModule,
-  type RefWeights,
   modelBackwardRef,
   modelForwardRef,
 } from '../../src/reference/model';

@@ -34,7 +34,7 @@ function parseGemma(r: Reader, version: Version, top: Reader = r, multimodal = f
     r.refuse('use_bidirectional_attention', true, 'only causal attention');
   const a = r.bool('attention_bias', false);
   let layers: ((i: number, l: LayerConfig) => LayerConfig) | undefined;
-  let rope = ropeOf(r, {
+  const rope = ropeOf(r, {
     headDim: heads.headDim,
     maxPositions,
     theta: version === 3 ? 1e6 : 10000,
@@ -145,5 +145,8 @@ export const GEMMA_LAYOUTS: Record<string, (c: ModelConfig) => Layout> = {
     linears,
   }),
   gemma2: () => gemma2Layout(['model.', ''], 'model.'),
-  gemma3: () => gemma2Layout(['model.language_model.', 'language_model.model.'], 'model.language_model.'),
+  gemma3: () => ({
+    ...gemma2Layout(['model.language_model.', 'language_model.model.'], 'model.language_model.'),
+    unusedModules: ['model.vision_tower.', 'model.multi_modal_projector.'],
+  }),
 };
