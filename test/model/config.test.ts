@@ -304,8 +304,8 @@ describe('parseConfig: the other families, as transformers reads their configs',
   it('gemma2: sandwich norms, query_pre_attn_scalar, soft-caps, alternating sliding windows', () => {
     const c = parseConfig(configOf('gemma2'));
     expect(c.block).toEqual({ ...PRE_NORM, attnOutNorm: true, mlpOutNorm: true });
-    expect(c.attention).toMatchObject({ scale: 6 ** -0.5, softcap: 2 });
-    expect(c.logits).toEqual({ scale: 1, softcap: 3 });
+    expect(c.attention).toMatchObject({ scale: 6 ** -0.5, softcap: 2.5 });
+    expect(c.logits).toEqual({ scale: 1, softcap: 3.5 });
     expect(c.layers.map((l) => l.window)).toEqual([4, null]);
     const d = parseConfig(
       without(without(without(configOf('gemma2'), 'layer_types'), 'attn_logit_softcapping'), 'final_logit_softcapping'),
