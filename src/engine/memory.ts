@@ -9,11 +9,38 @@
  * checkpointing only one layer's set is alive at a time, plus each layer's input to recompute from.
  */
 import type { ModelConfig } from '../model/config';
+import { linearRoles } from '../model/registry';
 
-export type ShapeConfig = Pick<
-  ModelConfig,
-  'hiddenSize' | 'numLayers' | 'numHeads' | 'numKvHeads' | 'headDim' | 'intermediateSize' | 'vocabSize'
->;
+/**
+ * Floats per token one layer's saved set holds, as src/model/runner-buffers.ts allocates them for
+ * this config's flags (norm outputs and statistics, fused projections, q/k norms, the sublayer
+ * outputs kept when a norm or a multiplier sits before the residual, the MLP's pre-activations).
+ */
+function layerFloats(c: ModelConfig): number {
+  const H = c.hiddenSize;
+  const qW = c.numHeads * c.headDim;
+  const kvW = c.numKvHeads * c.headDim;
+  const I = c.intermediateSize;
+  const b = c.block;
+  const stats = c.norm.kind === 'layer' ? 2 : 1; // rstd (+ mean) per row
+  const normed = H + stats;
+  const qk = c.attention.qkNorm;
+  const qkStats = (heads: number) => (qk ? (qk.kind === 'layer' ? 2 : 1) * (qk.over === 'all' ? 1 : heads) : 0);
+  const rs = b.residualScale !== 1;
+  let f = H + qW + 2 * kvW + qW + c.numHeads; // xIn, q, k, v, o, lse
+  if (b.attnNorm && !b.normAfterResidual) f += normed;
+  if (linearRoles(c).has('qkv')) f += qW + 2 * kvW; // a fused q/k/v projection's output
+  if (qk) f += qW + kvW + qkStats(c.numHeads) + qkStats(c.numKvHeads);
+  if (b.attnOutNorm || rs) f += H;
+  if (b.attnOutNorm) f += normed;
+  if (!b.parallel) f += H + (b.normAfterResidual ? H + stats : 0); // x_mid (+ the sum before its norm)
+  if (b.mlpNorm === 'own' && !b.normAfterResidual) f += normed;
+  f += (c.mlp.gated ? 2 : 1) * I + I; // gate / fc_in (and up, or the fused gate-up), activation
+  if (b.mlpOutNorm || rs) f += H;
+  if (b.mlpOutNorm) f += normed;
+  if (b.normAfterResidual && !b.parallel) f += H + normed;
+  return f;
+}
 
 export interface TrainingMemory {
   /** LoRA A and B with their gradients and the optimizer's moments. */
@@ -33,7 +60,7 @@ export interface TrainingMemory {
 export const CE_SCRATCH_CAP = 32 * 2 ** 20;
 
 export function trainingMemory(
-  c: ShapeConfig,
+  c: ModelConfig,
   o: {
     /** batch × max sequence length of one micro-batch */
     tokens: number;
@@ -50,10 +77,12 @@ export function trainingMemory(
   const qW = c.numHeads * c.headDim;
   const kvW = c.numKvHeads * c.headDim;
   const I = c.intermediateSize;
-  const perLayerFloats = 5 * H + 2 * qW + 2 * kvW + c.numHeads + 3 * I + 4;
+  const perLayerFloats = layerFloats(c);
   const savedLayers = o.checkpoint ? 1 : c.numLayers;
   const layerInputs = o.checkpoint ? (c.numLayers - 1) * H : 0;
-  const scratchFloats = 4 * H + 3 * I + 2 * qW + 2 * kvW;
+  // backward's workspace: residual, sublayer-input and MLP-input gradients, the MLP's, the
+  // attention's and the fused projection's gradients, scaled / out-norm gradients
+  const scratchFloats = 6 * H + 4 * I + 3 * qW + 3 * kvW;
   const activationBytes = 4 * T * (savedLayers * perLayerFloats + layerInputs + o.rankSum + scratchFloats);
   const moments = o.optimizer === 'adamw' ? 2 : 0;
   const widest = Math.max(I, qW + 2 * kvW);

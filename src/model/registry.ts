@@ -260,6 +260,12 @@ export function linearModuleNames(config: ModelConfig): string[] {
   return [...new Set(names)];
 }
 
+/** The roles of a config's linear modules ('qkv' when q/k/v are one fused projection, ...). */
+export function linearRoles(config: ModelConfig): Set<LinearRole> {
+  const L = layoutOf(config);
+  return new Set([...(L.top?.(config) ?? []), ...L.linears].map((s) => s.role));
+}
+
 /** Every linear module of an ArchWeights, in model order (outside the layers first). */
 export function linearModules(arch: ArchWeights): LinearModule[] {
   return [...arch.top, ...arch.layers.flatMap((l) => l.linears)];

@@ -227,10 +227,10 @@ describe('tabtune CLI', () => {
     expect(badFlag.code).toBe(2);
     expect(badFlag.stderr).toMatch(/--lr expects a number, got "fast"/);
     const unsupported = join(dir, 'model-unsupported');
-    await writeTinyModel(unsupported, { modelType: 'llama', overrides: { model_type: 'gemma' } });
+    await writeTinyModel(unsupported, { modelType: 'llama', overrides: { model_type: 'mamba' } });
     const bad = await run(['eval', '--model', unsupported, '--data', join(dir, 'text.jsonl')]);
     expect(bad.code).toBe(1);
-    expect(bad.stderr).toMatch(/gemma/);
+    expect(bad.stderr).toMatch(/model_type "mamba" is not supported/);
     expect(ownLines(bad.stderr)).toHaveLength(1);
   });
 });

@@ -11,12 +11,7 @@ import { loraConfigFromSettings, resolveTargets } from '../../src/lora/targets';
 import { ModelRunner } from '../../src/model/runner';
 import { dropoutSeed } from '../../src/model/runner-forward';
 import type { LinearModule } from '../../src/model/registry';
-import {
-  type RefBatch,
-  type RefLoraModule,
-  modelBackwardRef,
-  modelForwardRef,
-} from '../../src/reference/model';
+import { type RefBatch, type RefLoraModule, modelBackwardRef, modelForwardRef } from '../../src/reference/model';
 import { FAMILY_CASES } from '../fixtures/family-cases';
 import type { TinyModelOptions } from '../fixtures/tiny-model';
 import { expectClose, randArray, rng } from '../helpers/close';
