@@ -119,13 +119,17 @@ export async function exportRecipe(argv: string[]): Promise<number> {
   const log = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
 
   const { source, ref } = await modelSource(str(f, 'model')!);
-  const [{ loadConfigOnly, loadTokenizerFiles }, { createTokenizer }, { linearModuleNames }, targets] =
-    await Promise.all([
-      import('../model/load'),
-      import('../model/tokenizer'),
-      import('../model/registry'),
-      import('../lora/targets'),
-    ]);
+  const [
+    { loadConfigOnly, loadTokenizerFiles },
+    { createTokenizer },
+    { hasConv1dWeights, linearModuleNames },
+    targets,
+  ] = await Promise.all([
+    import('../model/load'),
+    import('../model/tokenizer'),
+    import('../model/registry'),
+    import('../lora/targets'),
+  ]);
   const config = await loadConfigOnly(source);
   const { tokenizerJson, tokenizerConfig } = await loadTokenizerFiles(source);
   const tok = await createTokenizer(tokenizerJson, tokenizerConfig, config);
@@ -179,7 +183,7 @@ export async function exportRecipe(argv: string[]): Promise<number> {
   const files = buildRecipe({
     model: ref,
     modelType: config.modelType,
-    fanInFanOut: config.arch === 'gpt2',
+    fanInFanOut: hasConv1dWeights(config),
     lora,
     train: settings,
     data: { fileName: basename(dataPath), format: split.format, train: split.train, val: split.val },

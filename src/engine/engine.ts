@@ -633,7 +633,7 @@ export class Engine implements EngineApi {
     const files = buildRecipe({
       model: m.id,
       modelType: m.config.modelType,
-      fanInFanOut: m.config.arch === 'gpt2',
+      fanInFanOut: hasConv1dWeights(m.config),
       lora,
       train,
       data: {
