@@ -25,5 +25,9 @@ export default defineConfig({
     // Pre-bundle the CommonJS entry points up front so the first page load never triggers a
     // "new dependencies optimized, reloading" round.
     include: ['react', 'react/jsx-runtime', 'react/jsx-dev-runtime', 'react-dom/client'],
+    // The pages to scan for dependencies. By default Vite crawls every .html under the root,
+    // which includes a Python venv linked into it for `npm run test:peft` (.venv-peft: torch's
+    // thousands of files), and the first page load then takes minutes.
+    entries: ['index.html', 'test/browser/kernel.html'],
   },
 });
