@@ -57,6 +57,8 @@ export function describeError(e: unknown, doing = 'That'): UserMessage {
         detail,
         action: 'This is a bug in Tabtune; the Diagnostics view helps to report it.',
       };
+    case 'DatasetReadError':
+      return { title: /UTF/.test(detail) ? 'Not UTF-8 text' : 'The dataset file could not be read', detail };
     case 'StorageFullError':
       return { title: 'Browser storage is full', detail };
     case 'StorageUnavailableError':

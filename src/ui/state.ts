@@ -77,6 +77,8 @@ export interface DatasetSlice {
   progress: DatasetProgress | null;
   summary: DatasetSummary | null;
   error: UserMessage | null;
+  /** An upload that was refused (not UTF-8, empty, binary, too large, unreadable); the dataset loaded before stays in use. */
+  refused: UserMessage | null;
   /** The settings the summary was made with ("maxLen|valFraction|seed|format"), to know when to redo it. */
   key: string | null;
   page: number;
@@ -182,6 +184,7 @@ export function initialState(): AppState {
       progress: null,
       summary: null,
       error: null,
+      refused: null,
       key: null,
       page: 0,
     },

@@ -102,7 +102,9 @@ describe('tabtune CLI: arguments and paths', () => {
     const b = await fails(['train', '--model', llama, '--data', latin1, '--out', join(dir, 'latin1-out')]);
     expect(b.code).toBe(1);
     expect(b.line).toBe(
-      'tabtune: --data file "' + latin1 + '": line 3 is not UTF-8 text; expected UTF-8 (save the file as UTF-8).',
+      'tabtune: --data file "' +
+        latin1 +
+        '": line 3 is not UTF-8 text (it may be Windows-1252 or Latin-1); expected UTF-8 (save the file as UTF-8).',
     );
   });
 

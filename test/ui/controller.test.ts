@@ -395,7 +395,7 @@ describe('dataset', () => {
     const { c } = await makeApp();
     const ok = await c.readDatasetFile(new File([new Uint8Array([0, 1, 2, 0])], 'weights.bin'));
     expect(ok).toBe(false);
-    expect(c.state.dataset.error?.title).toBe('Not a text file');
+    expect(c.state.dataset.refused?.title).toBe('Not a text file');
   });
 });
 

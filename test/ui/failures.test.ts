@@ -12,7 +12,7 @@ import { guardQuota } from '../../src/store/errors';
 import { LEASE_MS, RunStore } from '../../src/store/runs';
 import { RemoteError } from '../../src/worker/protocol';
 import { FakeEngine } from './fake-engine';
-import { FakeLocks, fakeFetch, freshIndexedDb, makeApp } from './helpers';
+import { FakeLocks, fakeFetch, freshIndexedDb, makeApp, until } from './helpers';
 
 beforeEach(() => freshIndexedDb());
 
@@ -409,11 +409,71 @@ describe('a wrong folder dropped as a model', () => {
 });
 
 describe('a wrong dataset file', () => {
+  it('a Windows-1252 CSV or Latin-1 JSONL is refused naming the line (it used to load with "0 issues" as mojibake)', async () => {
+    const { c } = await makeApp();
+    await until(() => c.state.dataset.status === 'ready');
+    const demo = c.state.dataset.summary;
+    // "café" and "naïve" in Windows-1252: é = 0xe9, ï = 0xef.
+    const cp1252 = new Uint8Array([
+      ...Buffer.from('instruction,output\nWhat is it?,A caf'),
+      0xe9,
+      ...Buffer.from('\n'),
+    ]);
+    expect(await c.readDatasetFile(new File([cp1252], 'menu.csv'))).toBe(false);
+    expect(c.state.dataset.refused).toMatchObject({ title: 'Not UTF-8 text' });
+    expect(c.state.dataset.refused!.detail).toBe(
+      'menu.csv: line 2 is not UTF-8 text (it may be Windows-1252 or Latin-1); expected UTF-8 (save the file as UTF-8).',
+    );
+    expect(c.state.dataset.refused!.action).toBe('The dataset loaded before (demo-qa.jsonl) is still in use.');
+    const latin1 = new Uint8Array([...Buffer.from('{"text": "na'), 0xef, ...Buffer.from('ve"}\n')]);
+    expect(await c.readDatasetFile(new File([latin1], 'notes.jsonl'))).toBe(false);
+    expect(c.state.dataset.refused!.detail).toMatch(/^notes\.jsonl: line 1 is not UTF-8/);
+    const utf16 = new Uint8Array([0xff, 0xfe, 0x61, 0]);
+    expect(await c.readDatasetFile(new File([utf16], 'u16.txt'))).toBe(false);
+    expect(c.state.dataset.refused!.detail).toMatch(/^u16\.txt is UTF-16 text/);
+    // The demo dataset is still the one in use.
+    expect(c.state.dataset.fileName).toBe('demo-qa.jsonl');
+    expect(c.state.dataset.status).toBe('ready');
+    expect(c.state.dataset.summary).toBe(demo);
+  });
+
+  it('a bad line past the sniffed head (found by the worker reader) is refused too, keeping the dataset loaded before', async () => {
+    const engine = new FakeEngine();
+    const { c } = await makeApp({ engine });
+    await until(() => c.state.dataset.status === 'ready');
+    const demo = c.state.dataset.summary;
+    engine.failNext.loadDataset = new RemoteError({
+      name: 'DatasetReadError',
+      message:
+        'big.jsonl: line 9000 is not UTF-8 text (it may be Windows-1252 or Latin-1); expected UTF-8 (save the file as UTF-8).',
+    });
+    expect(await c.readDatasetFile(new File(['{"text": "a"}\n'], 'big.jsonl'))).toBe(false);
+    expect(c.state.dataset.refused).toEqual({
+      title: 'Not UTF-8 text',
+      detail:
+        'big.jsonl: line 9000 is not UTF-8 text (it may be Windows-1252 or Latin-1); expected UTF-8 (save the file as UTF-8).',
+      action: 'The dataset loaded before (demo-qa.jsonl) is still in use.',
+    });
+    expect(c.state.dataset).toMatchObject({ fileName: 'demo-qa.jsonl', status: 'ready', error: null });
+    expect(c.state.dataset.summary).toBe(demo);
+  });
+
+  it('an empty file keeps the dataset loaded before', async () => {
+    const { c } = await makeApp();
+    await until(() => c.state.dataset.status === 'ready');
+    expect(await c.readDatasetFile(new File(['  \n\n'], 'empty.jsonl'))).toBe(false);
+    expect(c.state.dataset.refused).toMatchObject({ title: 'Empty file', detail: 'empty.jsonl holds no text.' });
+    expect(c.state.dataset).toMatchObject({ fileName: 'demo-qa.jsonl', status: 'ready' });
+    // A good file clears the refusal.
+    expect(await c.readDatasetFile(new File(['{"text": "a"}\n{"text": "b"}\n'], 'ok.jsonl'))).toBe(true);
+    expect(c.state.dataset.refused).toBeNull();
+  });
+
   it('binary, or with bad lines: the file and the line numbers are named', async () => {
     const { c } = await makeApp();
     expect(await c.readDatasetFile(new File([new Uint8Array([0x50, 0x4b, 3, 4, 0, 0])], 'data.zip'))).toBe(false);
-    expect(c.state.dataset.error).toMatchObject({ title: 'Not a text file' });
-    expect(c.state.dataset.error!.detail).toMatch(/^data\.zip looks binary/);
+    expect(c.state.dataset.refused).toMatchObject({ title: 'Not a text file' });
+    expect(c.state.dataset.refused!.detail).toMatch(/^data\.zip looks binary/);
     expect(await c.readDatasetFile(new File(['{"text": "a"}\n{"text": \n{"text": "b"}\n'], 'mine.jsonl'))).toBe(true);
     expect(c.state.dataset.summary!.issues).toEqual([{ line: 2, message: 'not valid JSON' }]);
   });

@@ -128,7 +128,7 @@ class Ranges {
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 function notUtf8(fileName: string, line: number): DatasetReadError {
-  return new DatasetReadError(fileName, `: line ${line} is not UTF-8 text; expected UTF-8 (save the file as UTF-8).`);
+  return new DatasetReadError(fileName, `: line ${line} is not UTF-8 text (it may be Windows-1252 or Latin-1); expected UTF-8 (save the file as UTF-8).`);
 }
 
 /** Decodes one record's bytes; a byte sequence that is not UTF-8 is an error naming the line. */
@@ -160,15 +160,21 @@ export function decodeUtf8(bytes: Uint8Array, fileName: string): string {
   }
 }
 
-/** Indexes a dataset file (see the file comment). Throws DatasetReadError on text that is not UTF-8. */
-export async function scanDataset(source: ByteSource, fileName: string, opts: ScanOptions = {}): Promise<RecordIndex> {
-  const head = await source.read(0, HEAD);
-  if (head.length >= 2 && ((head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff))) {
-    throw new DatasetReadError(
+/** The error for a file that starts with a UTF-16 byte order mark (Windows "Unicode"), or null. */
+export function utf16Error(head: Uint8Array, fileName: string): DatasetReadError | null {
+  if (head.length >= 2 && ((head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff)))
+    return new DatasetReadError(
       fileName,
       ' is UTF-16 text (it starts with a UTF-16 byte order mark); expected UTF-8: save it as UTF-8.',
     );
-  }
+  return null;
+}
+
+/** Indexes a dataset file (see the file comment). Throws DatasetReadError on text that is not UTF-8. */
+export async function scanDataset(source: ByteSource, fileName: string, opts: ScanOptions = {}): Promise<RecordIndex> {
+  const head = await source.read(0, HEAD);
+  const utf16 = utf16Error(head, fileName);
+  if (utf16) throw utf16;
   const bom = head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf ? 3 : 0;
   const headText = new TextDecoder().decode(head.length < source.size ? cutPartialChar(head) : head);
   const container = detectContainer(fileName, headText);

@@ -5,9 +5,10 @@
  * reads it by range (src/train/data/scan.ts), so a large one is never held whole by the page.
  */
 import type { DatasetFormat } from '../../engine/types';
+import { decodeUtf8, utf16Error } from '../../train/data/scan';
 import { DEMO_DATASET_NAME, DEMO_DATASET_PATH } from '../catalog';
 import { type AppContext, patch } from '../context';
-import { describeError } from '../errors';
+import { type UserMessage, describeError } from '../errors';
 
 /** How many rendered examples the worker sends for the paged preview. */
 export const PREVIEW_COUNT = 200;
@@ -53,6 +54,7 @@ export async function setDataset(
     format: format ?? ctx.store.get().dataset.format,
     summary: null,
     error: null,
+    refused: null,
     key: null,
     page: 0,
     status: 'idle',
@@ -72,36 +74,71 @@ export async function loadDemoDataset(ctx: AppContext): Promise<boolean> {
   }
 }
 
+/**
+ * Reads an upload. A file that cannot be used (too large, empty, binary, UTF-16, not UTF-8, or one
+ * the worker's reader refuses) is refused saying why, and the dataset loaded before stays in use:
+ * an empty file or a Windows-1252 CSV must not discard it (nor train on mojibake).
+ */
 export async function readDatasetFile(ctx: AppContext, file: File): Promise<boolean> {
   if (file.size > MAX_DATASET_BYTES) {
-    patch(ctx, 'dataset', {
-      status: 'error',
-      error: {
-        title: 'File too large',
-        detail: `${file.name} is ${(file.size / 2 ** 20).toFixed(0)} MB; Tabtune reads datasets up to ${MAX_DATASET_BYTES / 2 ** 20} MB in the browser.`,
-        action: 'Use a sample of it (e.g. the first few thousand lines).',
-      },
+    refuse(ctx, {
+      title: 'File too large',
+      detail: `${file.name} is ${(file.size / 2 ** 20).toFixed(0)} MB; Tabtune reads datasets up to ${MAX_DATASET_BYTES / 2 ** 20} MB in the browser.`,
+      action: 'Use a sample of it (e.g. the first few thousand lines).',
     });
     return false;
   }
-  let head: string;
+  let problem: UserMessage | null;
   try {
-    head = await file.slice(0, SNIFF_BYTES).text();
+    problem = sniff(file, new Uint8Array(await file.slice(0, SNIFF_BYTES).arrayBuffer()));
   } catch (e) {
-    patch(ctx, 'dataset', { status: 'error', error: describeError(e, `Reading ${file.name}`) });
+    problem = describeError(e, `Reading ${file.name}`);
+  }
+  if (problem) {
+    refuse(ctx, problem);
     return false;
   }
-  if (head.includes('\u0000')) {
-    patch(ctx, 'dataset', {
-      status: 'error',
-      error: {
-        title: 'Not a text file',
-        detail: `${file.name} looks binary. Upload JSONL, JSON, CSV, TSV or plain text.`,
-      },
-    });
-    return false;
+  const before = ctx.store.get().dataset;
+  const ok = await setDataset(ctx, file.name, file);
+  const after = ctx.store.get().dataset;
+  if (!ok && after.status === 'error' && after.content === file && before.status === 'ready' && before.summary) {
+    // The worker's reader refused it (e.g. a line past the sniffed head that is not UTF-8): the
+    // engine still holds the dataset loaded before, and so does the page again.
+    const error = after.error ?? { title: 'The dataset file could not be read', detail: file.name };
+    patch(ctx, 'dataset', before);
+    refuse(ctx, error);
   }
-  return setDataset(ctx, file.name, file);
+  return ok;
+}
+
+/** What is wrong with an upload, judged from its first bytes (the worker reads the rest), or null. */
+function sniff(file: File, head: Uint8Array): UserMessage | null {
+  const utf16 = utf16Error(head, file.name);
+  if (utf16) return describeError(utf16);
+  if (head.includes(0)) {
+    return {
+      title: 'Not a text file',
+      detail: `${file.name} looks binary. Upload JSONL, JSON, CSV, TSV or plain text.`,
+    };
+  }
+  // Whole lines only (a character may be cut at the end of the head).
+  const whole = head.length < file.size ? head.subarray(0, head.lastIndexOf(0x0a) + 1) : head;
+  try {
+    const text = decodeUtf8(whole, file.name);
+    if (head.length === file.size && !text.trim())
+      return { title: 'Empty file', detail: `${file.name} holds no text.` };
+  } catch (e) {
+    return describeError(e);
+  }
+  return null;
+}
+
+/** Shows why a file was refused, and that the dataset loaded before (if any) is still in use. */
+function refuse(ctx: AppContext, message: UserMessage): void {
+  const name = ctx.store.get().dataset.fileName;
+  const kept = name ? `The dataset loaded before (${name}) is still in use.` : undefined;
+  const action = [message.action, kept].filter(Boolean).join(' ') || undefined;
+  patch(ctx, 'dataset', { refused: { ...message, action } });
 }
 
 /**

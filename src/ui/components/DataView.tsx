@@ -236,6 +236,7 @@ export function DataView() {
               {d.progress && d.progress.total > 0 ? ` ${Math.floor((100 * d.progress.done) / d.progress.total)}%` : ''}
             </p>
           )}
+          {d.refused && <MessageCard message={d.refused} />}
           {d.status === 'error' && d.error && <MessageCard message={d.error} />}
           {d.summary && d.status !== 'error' && (te.maxLen || te.valFraction) && (
             <p className="small field-error" data-testid="summary-stale">
