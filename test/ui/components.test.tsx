@@ -342,6 +342,42 @@ describe('App', () => {
     expect(c.state.resumable).toHaveLength(0);
   });
 
+  it('library: a double click on Download downloads once', async () => {
+    const { c } = await makeApp();
+    c.setTrain({ steps: 2 });
+    await c.startTraining();
+    c.go('library');
+    mount(c);
+    const saved: string[] = [];
+    const created = URL.createObjectURL;
+    const revoked = URL.revokeObjectURL;
+    const click = HTMLAnchorElement.prototype.click;
+    URL.createObjectURL = () => 'blob:test';
+    URL.revokeObjectURL = () => {};
+    HTMLAnchorElement.prototype.click = function (this: HTMLAnchorElement) {
+      saved.push(this.download);
+    };
+    try {
+      const button = screen.getByTestId('download-zip');
+      await act(async () => {
+        fireEvent.click(button);
+        fireEvent.click(button);
+      });
+      await waitFor(() => expect(saved).toHaveLength(1));
+      // A second click a moment later (the whole double click) is ignored too.
+      await act(async () => {
+        fireEvent.click(button);
+        await new Promise((r) => setTimeout(r, 50));
+      });
+      expect(saved).toHaveLength(1);
+      expect(saved[0]).toMatch(/\.zip$/);
+    } finally {
+      URL.createObjectURL = created;
+      URL.revokeObjectURL = revoked;
+      HTMLAnchorElement.prototype.click = click;
+    }
+  });
+
   it('library: rename and a confirmed delete', async () => {
     const { c } = await makeApp();
     c.setTrain({ steps: 2 });

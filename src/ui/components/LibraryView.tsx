@@ -2,9 +2,13 @@
 import { useEffect, useRef, useState } from 'react';
 import type { AdapterRecord } from '../../store/types';
 import { saveFile } from '../download';
+
 import { formatBytes, formatDate, formatLoss, targetsLabel } from '../format';
 import { useAppState, useController } from '../hooks';
 import { MessageCard } from './common';
+
+/** A second click on the same download within this many milliseconds is a double click. */
+const DOWNLOAD_REPEAT_MS = 1500;
 
 function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string | null }) {
   const c = useController();
@@ -25,7 +29,12 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
     refocus.current = 'rename';
     setEditing(false);
   };
+  // A double click must not download twice: repeats of one download within a moment are ignored.
+  const lastDownload = useRef<Record<string, number>>({});
   const download = async (what: 'zip' | 'config' | 'model') => {
+    const now = Date.now();
+    if (now - (lastDownload.current[what] ?? -Infinity) < DOWNLOAD_REPEAT_MS) return;
+    lastDownload.current[what] = now;
     const f = await c.adapterDownload(a.id, what);
     if (f) saveFile(f.name, f.bytes, f.type);
   };
