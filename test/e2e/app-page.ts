@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
+import { afterAll, beforeAll } from 'vitest';
 import { demoAssetsMissing, writeDemoAssets } from '../../scripts/make-demo-assets';
 import { ARTIFACTS, type Harness, startHarness } from '../browser/harness';
 
@@ -12,6 +13,21 @@ import { ARTIFACTS, type Harness, startHarness } from '../browser/harness';
 export async function startAppHarness(): Promise<Harness> {
   if (demoAssetsMissing()) await writeDemoAssets();
   return startHarness();
+}
+
+/**
+ * Starts the app's harness before a test file's tests and closes it after them; the returned
+ * function gives the harness inside the tests.
+ */
+export function appHarnessForFile(): () => Harness {
+  let h: Harness | undefined;
+  beforeAll(async () => {
+    h = await startAppHarness();
+  }, 300_000);
+  afterAll(async () => {
+    await h?.close();
+  });
+  return () => h!;
 }
 
 export type Shot = (page: Page, name: string) => Promise<unknown>;

@@ -6,21 +6,13 @@
  * imports at once instead of freezing the tab. Screenshots go to test-artifacts/hostile-*.png.
  */
 import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { exportPeft } from '../../src/lora/peft';
-import { type Harness, openPage } from '../browser/harness';
-import { nav, onPage, screenshotter, startAppHarness } from './app-page';
+import { openPage } from '../browser/harness';
+import { appHarnessForFile, nav, onPage, screenshotter } from './app-page';
 
 const LONG = 240_000;
-let h: Harness;
-
-beforeAll(async () => {
-  h = await startAppHarness();
-}, 300_000);
-
-afterAll(async () => {
-  await h?.close();
-});
+const harness = appHarnessForFile();
 
 const shot = screenshotter('hostile');
 
@@ -58,6 +50,7 @@ async function importFiles(page: Page, files: { name: string; buffer: Buffer }[]
 
 describe('hostile input in the app', () => {
   it('refuses what it cannot use, saying why, and keeps what it has', async () => {
+    const h = harness();
     const opened = await openPage(h);
     await onPage(opened, shot, 'failed', async () => {
       const { page } = opened;
