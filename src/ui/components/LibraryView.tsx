@@ -2,7 +2,6 @@
 import { useEffect, useRef, useState } from 'react';
 import type { AdapterRecord } from '../../store/types';
 import { saveFile } from '../download';
-
 import { formatBytes, formatDate, formatLoss, targetsLabel } from '../format';
 import { useAppState, useController } from '../hooks';
 import { MessageCard } from './common';
