@@ -128,7 +128,10 @@ class Ranges {
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 function notUtf8(fileName: string, line: number): DatasetReadError {
-  return new DatasetReadError(fileName, `: line ${line} is not UTF-8 text (it may be Windows-1252 or Latin-1); expected UTF-8 (save the file as UTF-8).`);
+  return new DatasetReadError(
+    fileName,
+    `: line ${line} is not UTF-8 text (it may be Windows-1252 or Latin-1); expected UTF-8 (save the file as UTF-8).`,
+  );
 }
 
 /** Decodes one record's bytes; a byte sequence that is not UTF-8 is an error naming the line. */
