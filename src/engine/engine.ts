@@ -46,6 +46,7 @@ import type {
   SamplingSettings,
   TrainHooks,
   TrainProgress,
+  TrainStage,
   TrainResult,
   TrainSettings,
 } from './types';
@@ -535,12 +536,16 @@ export class Engine implements EngineApi {
       await hooks.onCheckpoint(blob, trainer.step);
     };
     try {
+      const stage = (s: TrainStage['stage']) =>
+        hooks.onStage?.({ stage: s, step: trainer.step, totalSteps: plan.totalSteps });
       if (data.val.length) {
+        stage('baseline');
         // The base model's validation loss, to compare the adapter's with at the end.
         valBatches = await collect(data.evalBatches('validation', valShape));
         const base = await this.lossOver(m, valBatches, Math.max(...valBatches.map((b) => b.B * b.S)), null);
         baseValLoss = base.count > 0 ? base.sum / base.count : null;
       }
+      stage('first-step');
       for (;;) {
         if (this.paused) {
           const t0 = performance.now();

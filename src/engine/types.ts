@@ -208,8 +208,22 @@ export interface RecipeOptions {
   quantize?: { doubleQuant: boolean } | null;
 }
 
+/**
+ * What a run is doing before its first step reports: measuring the base model's validation loss,
+ * then the first step (which compiles the GPU kernels, seconds on a cold start). The app shows it
+ * instead of blank stats.
+ */
+export interface TrainStage {
+  stage: 'baseline' | 'first-step';
+  /** The step the run starts from (a resumed run's checkpoint step, else 0). */
+  step: number;
+  totalSteps: number;
+}
+
 export interface TrainHooks {
   onProgress?: (p: TrainProgress) => void;
+  /** Called before the base model's validation loss is measured, and before the first step. */
+  onStage?: (s: TrainStage) => void;
   /** Called with a checkpoint blob (src/train/checkpoint.ts) every checkpointEvery steps and at the end. */
   onCheckpoint?: (blob: Uint8Array, step: number) => void | Promise<void>;
   /** Resume from this checkpoint blob. */

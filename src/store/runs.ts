@@ -164,7 +164,14 @@ export class RunStore {
    * Stores a checkpoint (replacing the previous one) and the history up to it, in one transaction
    * that first checks this tab still owns the run.
    */
-  async saveCheckpoint(id: string, step: number, blob: Uint8Array, history: HistoryPoint[]): Promise<void> {
+  /** `totalSteps`, when known, is kept with the run (the resume list and the start of a resume say "step 4 of 8"). */
+  async saveCheckpoint(
+    id: string,
+    step: number,
+    blob: Uint8Array,
+    history: HistoryPoint[],
+    totalSteps?: number | null,
+  ): Promise<void> {
     await guardQuota(`the checkpoint at step ${step}`, async () => {
       const tx = this.db.transaction(['runs', 'checkpoints'], 'readwrite');
       const runs = tx.objectStore('runs');
@@ -187,6 +194,7 @@ export class RunStore {
           ...run,
           checkpointStep: step,
           step: Math.max(run.step, step),
+          totalSteps: totalSteps ?? run.totalSteps,
           history,
           lease: this.lease(),
           updatedAt: at,

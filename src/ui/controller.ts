@@ -142,6 +142,11 @@ export class AppController {
     if (view === 'train') void training.refreshResumable(this.ctx);
   }
 
+  /** Looks again at the stored runs: which can be resumed, and which another tab is training. */
+  refreshRuns(): Promise<void> {
+    return training.refreshResumable(this.ctx);
+  }
+
   // ------------------------------------------------------------------ model
 
   chooseModel(choice: ModelChoice): Promise<void> {

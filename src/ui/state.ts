@@ -100,6 +100,11 @@ export interface TrainSlice {
   totalSteps: number | null;
   checkpoint: { step: number; at: string } | null;
   error: UserMessage | null;
+  /**
+   * What a starting run is doing before its first step reports ("Resuming at step 40 of 100:
+   * compiling the GPU kernels for the first step…"), shown instead of blank stats; null once it runs.
+   */
+  startup: string | null;
   /** The adapter saved at the end. */
   adapterId: string | null;
   /** The finished run was stopped before its last step (known as soon as it ends, before the library reloads). */
@@ -159,6 +164,8 @@ export interface AppState {
   estimate: EstimateSlice;
   run: TrainSlice;
   resumable: RunRecord[];
+  /** Runs another tab of this browser is training now (on the same GPU): the Train view says so. */
+  elsewhere: RunRecord[];
   library: LibrarySlice;
   compare: CompareSlice;
   notices: Notice[];
@@ -200,11 +207,13 @@ export function initialState(): AppState {
       totalSteps: null,
       checkpoint: null,
       error: null,
+      startup: null,
       adapterId: null,
       stoppedEarly: false,
       unsaved: null,
     },
     resumable: [],
+    elsewhere: [],
     library: { adapters: [], models: [], storage: null, importing: false, importError: null },
     compare: {
       prompts: '',

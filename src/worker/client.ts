@@ -202,6 +202,9 @@ export class WorkerEngine implements EngineApi {
           case 'trainProgress':
             hooks.onProgress?.(m.progress);
             break;
+          case 'trainStage':
+            hooks.onStage?.(m.stage);
+            break;
           case 'checkpoint': {
             const ack = (error?: string) => this.send({ kind: 'checkpointSaved', id: m.id, seq: m.seq, error });
             Promise.resolve()

@@ -22,6 +22,7 @@ import type {
   RecipeOptions,
   SamplingSettings,
   TrainProgress,
+  TrainStage,
   TrainResult,
   TrainSettings,
 } from '../engine/types';
@@ -82,6 +83,7 @@ export type WorkerReply =
   | { kind: 'loadDatasetDone'; id: number; value: DatasetSummary }
   | { kind: 'estimateDone'; id: number; value: MemoryEstimate }
   | { kind: 'trainProgress'; id: number; progress: TrainProgress }
+  | { kind: 'trainStage'; id: number; stage: TrainStage }
   | { kind: 'checkpoint'; id: number; seq: number; step: number; blob: Uint8Array }
   | { kind: 'trainDone'; id: number; value: TrainDone }
   | { kind: 'exportRecipeDone'; id: number; value: Uint8Array }

@@ -166,6 +166,7 @@ async function handle(req: WorkerRequest): Promise<void> {
           resumeFrom: req.resumeFrom,
           initFrom: req.initFrom,
           onProgress: (progress) => post({ kind: 'trainProgress', id, progress }),
+          onStage: (stage) => post({ kind: 'trainStage', id, stage }),
           onCheckpoint: req.checkpoints
             ? (blob, step) =>
                 new Promise<void>((resolve) => {

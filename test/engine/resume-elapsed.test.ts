@@ -1,11 +1,12 @@
-// "elapsed" of a resumed run goes on from its checkpoint (it restarted at 0 on resume).
+// "elapsed" of a resumed run goes on from its checkpoint (it restarted at 0 on resume); before its
+// first step a run says where it starts (onStage), so the app is not blank while kernels compile.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { DEFAULT_TRAIN } from '../../src/engine/defaults';
 import { Engine } from '../../src/engine/engine';
-import type { TrainProgress } from '../../src/engine/types';
+import type { TrainProgress, TrainStage } from '../../src/engine/types';
 import { decodeCheckpoint } from '../../src/train/checkpoint';
 import { TINY_CORPUS, writeTinyModel } from '../fixtures/tiny-model';
 import { getGpu } from '../helpers/gpu';
@@ -33,7 +34,9 @@ it('a resumed run reports the elapsed time of the whole run, counted from its ch
     let blob: Uint8Array | null = null;
     let atCheckpoint = 0;
     const first: TrainProgress[] = [];
+    const stages: (TrainStage & { before: number })[] = [];
     await engine.train(lora, train, {
+      onStage: (st) => stages.push({ ...st, before: first.length }),
       onProgress: (p) => first.push(p),
       onCheckpoint: async (b, step) => {
         if (step === 3) {
@@ -45,7 +48,15 @@ it('a resumed run reports the elapsed time of the whole run, counted from its ch
     const saved = decodeCheckpoint(blob!).meta.elapsedSeconds!;
     expect(saved).toBeGreaterThanOrEqual(atCheckpoint);
     const resumed: TrainProgress[] = [];
-    const res = await engine.train(lora, train, { resumeFrom: blob!, onProgress: (p) => resumed.push(p) });
+    const res = await engine.train(lora, train, {
+      resumeFrom: blob!,
+      onStage: (st) => stages.push({ ...st, before: resumed.length }),
+      onProgress: (p) => resumed.push(p),
+    });
+    expect(stages).toEqual([
+      { stage: 'first-step', step: 0, totalSteps: 6, before: 0 },
+      { stage: 'first-step', step: 3, totalSteps: 6, before: 0 },
+    ]);
     expect(resumed[0]!.step).toBe(4);
     expect(resumed[0]!.elapsedSeconds).toBeGreaterThan(saved);
     expect(res.seconds).toBeGreaterThan(saved);

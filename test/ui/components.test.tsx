@@ -13,7 +13,7 @@ import { detectContainer } from '../../src/train/data/containers';
 import type { AppController } from '../../src/ui/controller';
 import { ControllerContext } from '../../src/ui/hooks';
 import { FakeEngine } from './fake-engine';
-import { freshIndexedDb, makeApp } from './helpers';
+import { FakeLocks, freshIndexedDb, makeApp, until } from './helpers';
 
 // waitFor polls until its condition holds; on a CI machine whose cores are busy with the GPU
 // tests' software driver, the default 1 s is not always enough for a fake training run.
@@ -340,6 +340,82 @@ describe('App', () => {
     });
     await waitFor(() => expect(run()).toHaveLength(0));
     expect(c.state.resumable).toHaveLength(0);
+  });
+
+  it('while a run starts, it says what it is doing (resuming at step N of M, compiling) and the bar is not full', async () => {
+    const engine = new FakeEngine();
+    const { c } = await makeApp({ engine });
+    c.setTrain({ steps: 8, checkpointEvery: 2 });
+    let open!: () => void;
+    engine.firstStepGate = new Promise<void>((r) => (open = r));
+    const started = c.startTraining();
+    await until(() => c.state.run.startup === 'Compiling the GPU kernels for the first step…');
+    expect(c.state.run.totalSteps).toBe(8);
+    open();
+    await started;
+    expect(c.state.run.startup).toBeNull();
+    // A failed run resumes from its checkpoint at step 4: the start says so, with the step count.
+    const train = engine.train.bind(engine);
+    engine.train = async (lora, t, hooks = {}) =>
+      train(lora, t, {
+        ...hooks,
+        onProgress: (p) => {
+          hooks.onProgress?.(p);
+          if (p.step === 5) throw Object.assign(new Error('lost'), { name: 'GpuDeviceLostError' });
+        },
+      });
+    engine.firstStepGate = null;
+    await c.startTraining();
+    engine.train = train;
+    engine.firstStepGate = new Promise<void>((r) => (open = r));
+    const seen: string[] = [];
+    const off = c.store.subscribe(() => {
+      const s = c.state.run.startup;
+      if (s && seen.at(-1) !== s) seen.push(s);
+    });
+    const resumed = c.resumeRun(c.state.resumable[0]!.id);
+    await until(() => c.state.run.startup === 'Resuming at step 4 of 8: compiling the GPU kernels for the first step…');
+    expect(seen[0]).toMatch(/^Resuming at step 4 of 8: /);
+    expect(c.state.run.totalSteps).toBe(8);
+    mount(c);
+    await waitFor(() =>
+      expect(screen.getByTestId('train-startup').textContent).toBe(
+        'Resuming at step 4 of 8: compiling the GPU kernels for the first step…',
+      ),
+    );
+    const bar = screen.getByRole('progressbar', { name: 'Training progress' });
+    expect(bar.getAttribute('aria-valuenow')).toBe('4');
+    expect(bar.getAttribute('aria-valuemax')).toBe('8');
+    open();
+    await resumed;
+    off();
+    expect(c.state.run).toMatchObject({ status: 'done', startup: null });
+  });
+
+  it('a run another tab is training shows here as a sign that the GPU is in use', async () => {
+    const locks = new FakeLocks();
+    const engineA = new FakeEngine();
+    engineA.stepMs = 2;
+    const a = await makeApp({ engine: engineA, locks, tabId: 'A' });
+    a.c.setTrain({ steps: 50, checkpointEvery: 3 });
+    const running = a.c.startTraining();
+    await engineA.reached(4);
+    engineA.pause();
+    const b = await makeApp({ locks, tabId: 'B' });
+    await b.c.go('train');
+    await until(() => b.c.state.elsewhere.length === 1, 2000, 'the other tab to be seen');
+    expect(b.c.state.resumable).toEqual([]);
+    expect(a.c.state.elsewhere).toEqual([]); // a tab's own run is not "elsewhere"
+    mount(b.c);
+    expect(screen.getByTestId('training-elsewhere').textContent).toMatch(
+      /Another tab is training on this GPU.*\(checkpoint at step 3 of 50\)/,
+    );
+    // That tab finishes: the sign goes.
+    engineA.resume();
+    await running;
+    await act(() => b.c.refreshRuns());
+    expect(b.c.state.elsewhere).toEqual([]);
+    expect(screen.queryByTestId('training-elsewhere')).toBeNull();
   });
 
   it('library: a double click on Download downloads once', async () => {

@@ -70,9 +70,9 @@ describe('a full storage quota', () => {
     const { c } = await makeApp({ engine });
     const runs = c.ctx.stores!.runs;
     const save = runs.saveCheckpoint.bind(runs);
-    runs.saveCheckpoint = (id, step, blob, history) =>
+    runs.saveCheckpoint = (id, step, blob, history, total) =>
       step <= 2
-        ? save(id, step, blob, history)
+        ? save(id, step, blob, history, total)
         : guardQuota(`the checkpoint at step ${step}`, async () => {
             throw quotaError();
           });

@@ -36,6 +36,8 @@ export class FakeEngine implements AppEngine {
   /** Errors to throw from the next call of a method (by name). */
   failNext: Partial<Record<'loadModel' | 'loadDataset' | 'train' | 'generate' | 'evaluate' | 'exportRecipe', Error>> =
     {};
+  /** The first step of a run waits for this (tests look at the app while a run starts). */
+  firstStepGate: Promise<void> | null = null;
   /** Milliseconds each training step takes. */
   stepMs = 0;
   /** Warnings the next finished run reports (as the engine's TrainResult.warnings). */
@@ -294,6 +296,8 @@ export class FakeEngine implements AppEngine {
       const blob = new TextEncoder().encode(JSON.stringify({ step, history }));
       await hooks.onCheckpoint?.(blob, step);
     };
+    hooks.onStage?.({ stage: 'first-step', step: start, totalSteps: total });
+    await this.firstStepGate;
     while (step < total) {
       while (this.paused && !this.stopped && !this.dead) await new Promise<void>((r) => (this.wake = r));
       this.alive();

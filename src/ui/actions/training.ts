@@ -42,6 +42,16 @@ export function adapterName(modelId: string, datasetName: string, r: number, exi
   return uniqueName(`${shortModel(modelId)} · ${shortData(datasetName)} · r${r}`, existing);
 }
 
+/** "Resuming at step 40 of 100" (a run without a checkpoint starts again from step 0). */
+function resumingText(step: number | null, total: number | null): string {
+  if (step === null || step <= 0) return 'Restarting from step 0 (no checkpoint yet)';
+  return `Resuming at step ${step}${total ? ` of ${total}` : ''}`;
+}
+
+function capitalize(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
 /** Why training cannot start now (empty when it can). */
 export function startBlockers(ctx: AppContext): string[] {
   const s = ctx.store.get();
@@ -66,12 +76,15 @@ export async function refreshResumable(ctx: AppContext): Promise<void> {
     const runs = await ctx.stores.runs.list();
     const cur = ctx.store.get().run;
     const mine = BUSY.includes(cur.status) ? cur.runId : null;
-    const resumable = runs.filter((r) => {
-      if (r.adapterId !== null || r.status === 'finished' || r.status === 'stopped' || r.id === mine) return false;
-      // With Web Locks the lock says whether a live tab has the run; without, the lease does.
-      return held ? !held.has(runLockName(r.id)) : ctx.stores!.runs.isFree(r);
-    });
-    ctx.store.update((s) => ({ ...s, resumable }));
+    const open = runs.filter(
+      (r) => r.adapterId === null && r.status !== 'finished' && r.status !== 'stopped' && r.id !== mine,
+    );
+    // With Web Locks the lock says whether a live tab has the run; without, the lease does.
+    const free = (r: RunRecord) => (held ? !held.has(runLockName(r.id)) : ctx.stores!.runs.isFree(r));
+    const resumable = open.filter(free);
+    // Held by another tab: (this tab's own run is `mine`, and a tab holds only the run it trains).
+    const elsewhere = open.filter((r) => !free(r) && r.id !== cur.runId);
+    ctx.store.update((s) => ({ ...s, resumable, elsewhere }));
   } catch {
     /* the list is a convenience; storage errors show elsewhere */
   }
@@ -92,6 +105,8 @@ export async function startTraining(ctx: AppContext): Promise<void> {
     history: [],
     progress: null,
     checkpoint: null,
+    totalSteps: null,
+    startup: 'Reading the dataset…',
   });
   if (!(await analyseDataset(ctx))) {
     const err = ctx.store.get().dataset.error;
@@ -172,6 +187,8 @@ export async function resumeRun(ctx: AppContext, runId: string): Promise<void> {
       unsaved: null,
       history: run.history,
       progress: null,
+      totalSteps: run.totalSteps,
+      startup: `${resumingText(run.checkpointStep, run.totalSteps)}: loading the model…`,
     });
     ctx.store.update((st) => ({ ...st, view: 'train' }));
     // The model.
@@ -204,6 +221,7 @@ export async function resumeRun(ctx: AppContext, runId: string): Promise<void> {
         summary: null,
       },
     }));
+    patch(ctx, 'run', { startup: `${resumingText(run.checkpointStep, run.totalSteps)}: reading the dataset…` });
     if (!(await analyseDataset(ctx)))
       throw new Error(ctx.store.get().dataset.error?.detail ?? 'The dataset could not be read.');
     const ckpt = await ctx.stores.runs.checkpoint(run.id);
@@ -215,7 +233,7 @@ export async function resumeRun(ctx: AppContext, runId: string): Promise<void> {
     if (!ok) {
       lock.release();
       await ctx.stores.runs.release(runId, 'interrupted', (e as Error).message).catch(() => undefined);
-      patch(ctx, 'run', { status: 'failed', error: describeError(e, 'Resuming the run') });
+      patch(ctx, 'run', { status: 'failed', startup: null, error: describeError(e, 'Resuming the run') });
       await refreshResumable(ctx);
     }
   }
@@ -237,8 +255,10 @@ async function runTraining(
     runId: run?.id ?? null,
     history: [...history],
     progress: null,
-    totalSteps: null,
     error: null,
+    startup: resumeFrom
+      ? `${resumingText(prior.at(-1)?.step ?? null, ctx.store.get().run.totalSteps)}: starting…`
+      : 'Starting…',
   });
   await refreshResumable(ctx);
   let leaseLost = false;
@@ -264,9 +284,19 @@ async function runTraining(
   try {
     const result = await ctx.engine.train(lora, train, {
       resumeFrom,
+      onStage: (st) => {
+        const doing =
+          st.stage === 'baseline'
+            ? "measuring the base model's validation loss…"
+            : 'compiling the GPU kernels for the first step…';
+        patch(ctx, 'run', {
+          totalSteps: st.totalSteps,
+          startup: st.step > 0 ? `${resumingText(st.step, st.totalSteps)}: ${doing}` : capitalize(doing),
+        });
+      },
       onProgress: (p) => {
         history.push({ step: p.step, loss: p.loss, valLoss: p.valLoss, lr: p.lr });
-        patch(ctx, 'run', { progress: p, totalSteps: p.totalSteps });
+        patch(ctx, 'run', { progress: p, totalSteps: p.totalSteps, startup: null });
         if (!paintTimer) paintTimer = setTimeout(paint, 100);
       },
       onCheckpoint:
@@ -278,6 +308,7 @@ async function runTraining(
                   step,
                   blob,
                   history.filter((h) => h.step <= step),
+                  ctx.store.get().run.totalSteps,
                 );
                 patch(ctx, 'run', { checkpoint: { step, at: new Date().toISOString() } });
               } catch (e) {
@@ -308,7 +339,7 @@ async function runTraining(
         detail,
       });
     }
-    patch(ctx, 'run', { status: 'saving' });
+    patch(ctx, 'run', { status: 'saving', startup: null });
     const s = ctx.store.get();
     const existing = s.library.adapters.map((a) => a.name);
     const meta: NewAdapter = {
@@ -372,7 +403,7 @@ async function runTraining(
   } catch (e) {
     if (paintTimer) clearTimeout(paintTimer);
     const msg = describeError(e, 'Training');
-    patch(ctx, 'run', { status: 'failed', error: msg, history: [...history] });
+    patch(ctx, 'run', { status: 'failed', error: msg, history: [...history], startup: null });
     if (run && stores) {
       const lost = (e as Error).name === 'GpuDeviceLostError' || (e as Error).name === 'WorkerError';
       await stores.runs.release(run.id, lost ? 'interrupted' : 'failed', msg.detail).catch(() => undefined);

@@ -95,6 +95,43 @@ function Resumable({ s }: { s: AppState }) {
   );
 }
 
+/** How often the Train view looks again for runs another tab is training. */
+const ELSEWHERE_POLL_MS = 5000;
+
+/** A sign that another tab is training on this GPU (both would run slower, and memory is shared). */
+function Elsewhere({ s }: { s: AppState }) {
+  const c = useController();
+  useEffect(() => {
+    const look = () => void c.refreshRuns();
+    const timer = setInterval(look, ELSEWHERE_POLL_MS);
+    document.addEventListener('visibilitychange', look);
+    return () => {
+      clearInterval(timer);
+      document.removeEventListener('visibilitychange', look);
+    };
+  }, [c]);
+  if (s.elsewhere.length === 0) return null;
+  return (
+    <div className="message warning" role="status" data-testid="training-elsewhere">
+      <strong>Another tab is training on this GPU</strong>
+      <ul>
+        {s.elsewhere.map((r) => (
+          <li key={r.id}>
+            {r.name}
+            {r.checkpointStep !== null
+              ? ` (checkpoint at step ${r.checkpointStep}${r.totalSteps ? ` of ${r.totalSteps}` : ''})`
+              : ''}
+          </li>
+        ))}
+      </ul>
+      <p className="small">
+        A run here too shares the GPU with it: both run slower and may run out of GPU memory. Pause or finish it in that
+        tab first (its run is resumable here once that tab closes).
+      </p>
+    </div>
+  );
+}
+
 function Controls({ s }: { s: AppState }) {
   const c = useController();
   const st = s.run.status;
@@ -197,7 +234,12 @@ function Progress({ s }: { s: AppState }) {
           step <span data-testid="step">{step}</span> of {total || '—'}
         </span>
       </div>
-      <ProgressBar label="Training progress" value={step} max={total || 1} />
+      {s.run.startup && (
+        <p className="muted" role="status" data-testid="train-startup">
+          {s.run.startup}
+        </p>
+      )}
+      <ProgressBar label="Training progress" value={step} max={total} indeterminate={!total && !!s.run.startup} />
       <div className="stats">
         <Stat label="loss" value={formatLoss(lastLoss)} />
         <Stat label="validation loss" value={formatLoss(lastVal)} />
@@ -308,6 +350,7 @@ export function TrainView() {
         {s.train.gradAccum > 1 ? ` × ${s.train.gradAccum}` : ''}. Training runs in a background worker: this page stays
         usable.
       </p>
+      <Elsewhere s={s} />
       <Resumable s={s} />
       <Controls s={s} />
       {s.run.error && s.run.status === 'failed' && <MessageCard message={s.run.error} />}
