@@ -11,11 +11,11 @@
  */
 
 import { existsSync, openAsBlob, readdirSync, statSync } from 'node:fs';
-import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import type { TrainSettings } from '../engine/types';
 import { type FlagSpec, type ParsedFlags, UsageError, bool, parseFlags, str } from './args';
 import { checkOutDir, dataFileError, maxLenFor, readAdapter, reportIssues, requireFile } from './common';
+import { writeFolderAtomic } from './write';
 import {
   type LoraShape,
   TRAIN_FLAGS,
@@ -65,38 +65,13 @@ async function modelSource(given: string) {
   return { source: m.UrlSource.hub(given, 'main', { endpoint: process.env.HF_ENDPOINT }), ref: given };
 }
 
-/** Writes the files into a fresh sibling folder, then puts it in place of --out (never half a recipe). */
-async function writeFolder(out: string, files: { path: string; data: string | Uint8Array; executable?: boolean }[]) {
-  if (existsSync(out)) {
-    const entries = readdirSync(out);
-    if (entries.length > 0 && !entries.includes('tabtune_run.json')) {
-      throw new UsageError(
-        `--out "${out}" already holds other files; give a new or empty folder (an earlier recipe folder is replaced).`,
-      );
-    }
-  }
-  const tmp = join(dirname(out), `.${basename(out)}.partial-${process.pid}`);
-  await rm(tmp, { recursive: true, force: true });
-  try {
-    for (const f of files) {
-      const p = join(tmp, ...f.path.split('/'));
-      await mkdir(dirname(p), { recursive: true });
-      await writeFile(p, f.data);
-      if (f.executable) await chmod(p, 0o755);
-    }
-    if (existsSync(out)) {
-      const old = join(dirname(out), `.${basename(out)}.old-${process.pid}`);
-      await rename(out, old);
-      await rename(tmp, out);
-      await rm(old, { recursive: true, force: true });
-    } else {
-      await rename(tmp, out);
-    }
-  } catch (e) {
-    await rm(tmp, { recursive: true, force: true });
-    throw new Error(
-      `cannot write the recipe to ${out}: ${(e as Error).message}. Nothing was replaced; free space or fix the folder and run again.`,
-      { cause: e },
+/** --out may be new, empty, or an earlier recipe folder (which is replaced); nothing else is overwritten. */
+function checkRecipeOut(out: string): void {
+  if (!existsSync(out)) return;
+  const entries = readdirSync(out);
+  if (entries.length > 0 && !entries.includes('tabtune_run.json')) {
+    throw new UsageError(
+      `--out "${out}" already holds other files; give a new or empty folder (an earlier recipe folder is replaced).`,
     );
   }
 }
@@ -192,7 +167,8 @@ export async function exportRecipe(argv: string[]): Promise<number> {
     quantize,
     command: ['tabtune', COMMAND, ...argv].map(shellQuote).join(' '),
   });
-  await writeFolder(out, files);
+  checkRecipeOut(out);
+  await writeFolderAtomic(out, files);
   const counted = split.train.reduce((n, e) => n + e.countedTokens, 0);
   log(
     `data: ${basename(dataPath)} (${split.format}), ${split.train.length} training examples, ${split.val.length} validation, ` +

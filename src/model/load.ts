@@ -144,6 +144,33 @@ function parseWeights(bytes: Uint8Array, file: string): Map<string, SafeTensor> 
   }
 }
 
+/** The weight map of model.safetensors.index.json and the shards it names, in order. */
+function readIndex(
+  indexBytes: Uint8Array,
+  source: ModelSource,
+): { weightMap: Record<string, unknown>; shards: string[] } {
+  const index = parseJsonObject(indexBytes, WEIGHTS_INDEX_FILE, source);
+  const map = index.weight_map;
+  if (!map || typeof map !== 'object' || Array.isArray(map)) {
+    throw new ModelLoadError(`${WEIGHTS_INDEX_FILE} of ${source.name} has no "weight_map" object.`);
+  }
+  const weightMap = map as Record<string, unknown>;
+  const shards: string[] = [];
+  for (const [key, f] of Object.entries(weightMap)) {
+    if (typeof f !== 'string' || !f)
+      throw new ModelLoadError(`${WEIGHTS_INDEX_FILE}: weight_map entry "${key}" is not a file name.`);
+    if (!shards.includes(f)) shards.push(f);
+  }
+  return { weightMap, shards };
+}
+
+/** The weight files a load reads: model.safetensors, or else the shards its index names (read here). */
+export async function weightFileNames(source: ModelSource): Promise<string[]> {
+  if (await source.has(WEIGHTS_FILE)) return [WEIGHTS_FILE];
+  const indexBytes = await readOptional(source, WEIGHTS_INDEX_FILE, {});
+  return indexBytes ? readIndex(indexBytes, source).shards : [];
+}
+
 async function loadWeights(source: ModelSource, opts: LoadModelOptions): Promise<WeightsRead> {
   const single = await readOptional(source, WEIGHTS_FILE, opts);
   if (single) return { tensors: parseWeights(single, WEIGHTS_FILE), files: [WEIGHTS_FILE], fileOf: () => WEIGHTS_FILE };
@@ -159,18 +186,7 @@ async function loadWeights(source: ModelSource, opts: LoadModelOptions): Promise
     }
     throw new ModelLoadError(`${source.name} has neither ${WEIGHTS_FILE} nor ${WEIGHTS_INDEX_FILE}.${hint}`);
   }
-  const index = parseJsonObject(indexBytes, WEIGHTS_INDEX_FILE, source);
-  const map = index.weight_map;
-  if (!map || typeof map !== 'object' || Array.isArray(map)) {
-    throw new ModelLoadError(`${WEIGHTS_INDEX_FILE} of ${source.name} has no "weight_map" object.`);
-  }
-  const weightMap = map as Record<string, unknown>;
-  const shards: string[] = [];
-  for (const [key, f] of Object.entries(weightMap)) {
-    if (typeof f !== 'string' || !f)
-      throw new ModelLoadError(`${WEIGHTS_INDEX_FILE}: weight_map entry "${key}" is not a file name.`);
-    if (!shards.includes(f)) shards.push(f);
-  }
+  const { weightMap, shards } = readIndex(indexBytes, source);
   const tensors = new Map<string, SafeTensor>();
   for (const shard of shards) {
     const bytes = await readOptional(source, shard, opts);

@@ -141,16 +141,41 @@ export function parseSafetensorsHeader(
   return { entries, metadata, dataStart: 8 + n, dataBytes: end };
 }
 
+/** The file must be exactly as long as its header declares (8 + N + the data section). */
+function checkLength(fileName: string, declared: number, size: number): void {
+  if (declared === size) return;
+  throw new SafetensorsError(
+    declared > size
+      ? `${fileName}: its header declares ${declared} bytes, but the file has ${size}; the file is truncated.`
+      : `${fileName}: its header declares ${declared} bytes, but the file has ${size} (${size - declared} bytes after the last tensor); the file is damaged.`,
+  );
+}
+
+/**
+ * Checks a file without reading its tensors: the header (read by range: 8 bytes, then N) is valid
+ * and the file's `size` is the one it declares, so a truncated download or a file of random bytes
+ * is named before a load reads gigabytes of it.
+ */
+export async function checkSafetensorsFile(
+  read: (start: number, end: number) => Promise<Uint8Array>,
+  size: number,
+  fileName: string,
+): Promise<void> {
+  if (size < 8) throw new SafetensorsError(`${fileName}: too short (${size} bytes) to be safetensors.`);
+  const n64 = new DataView((await read(0, 8)).slice().buffer).getBigUint64(0, true);
+  if (n64 > BigInt(MAX_HEADER_BYTES) || 8 + Number(n64) > size) {
+    throw new SafetensorsError(
+      `${fileName}: header length ${n64} does not fit a file of ${size} bytes; not a safetensors file or truncated.`,
+    );
+  }
+  const { dataStart, dataBytes } = parseSafetensorsHeader(await read(0, 8 + Number(n64)), fileName);
+  checkLength(fileName, dataStart + dataBytes, size);
+}
+
 /** Parses a whole file held in memory. Tensor data are views into `bytes` (no copy). */
 export function parseSafetensors(bytes: Uint8Array, fileName = 'safetensors file'): SafeFile {
   const { entries, metadata, dataStart, dataBytes } = parseSafetensorsHeader(bytes, fileName);
-  if (dataStart + dataBytes !== bytes.byteLength) {
-    throw new SafetensorsError(
-      dataStart + dataBytes > bytes.byteLength
-        ? `${fileName}: its header declares ${dataStart + dataBytes} bytes, but the file has ${bytes.byteLength}; the file is truncated.`
-        : `${fileName}: its header declares ${dataStart + dataBytes} bytes, but the file has ${bytes.byteLength} (${bytes.byteLength - dataStart - dataBytes} bytes after the last tensor); the file is damaged.`,
-    );
-  }
+  checkLength(fileName, dataStart + dataBytes, bytes.byteLength);
   const tensors = new Map<string, SafeTensor>();
   for (const [name, e] of entries) {
     const [b0, b1] = e.data_offsets;

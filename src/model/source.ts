@@ -498,6 +498,11 @@ export class FileListSource implements ModelSource {
     return null;
   }
 
+  /** The selected file at `path` (looked up as reads do), or null. */
+  file(path: string): FileLike | null {
+    return this.find(path);
+  }
+
   async list(): Promise<string[]> {
     // Paths relative to the common top folder, when every file shares one.
     const rels = this.entries.map((e) => e.rel);

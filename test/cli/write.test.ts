@@ -1,11 +1,12 @@
 // The CLI's writes are all or nothing: a full disk while saving an adapter over a good one leaves the
 // old adapter whole (it used to leave the new config beside the old weights, and a stray .tmp), removes
-// every temporary file, and names the path that could not be written.
+// every temporary file, and names the path that could not be written; the recipe export (a folder)
+// likewise names the file it was writing.
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type WriteIo, writeFilesAtomic } from '../../src/cli/write';
+import { type FolderIo, type WriteIo, writeFilesAtomic, writeFolderAtomic } from '../../src/cli/write';
 
 let dir = '';
 beforeAll(async () => {
@@ -37,6 +38,12 @@ async function fullDiskAfter(budget: number): Promise<WriteIo> {
     rename: fs.rename,
     rm: fs.rm,
   };
+}
+
+/** The same for writing a folder (the recipe export). */
+async function fullDiskFolderAfter(budget: number): Promise<FolderIo> {
+  const fs = await import('node:fs/promises');
+  return { ...(await fullDiskAfter(budget)), mkdir: fs.mkdir, chmod: fs.chmod, rm: fs.rm };
 }
 
 describe('writeFilesAtomic', () => {
@@ -106,5 +113,37 @@ describe('writeFilesAtomic', () => {
       ),
     ).rejects.toThrow(`cannot write ${join(out, 'b.json')}: the disk is full`);
     expect(await readdir(out)).toEqual([]);
+  });
+});
+
+describe('writeFolderAtomic (the recipe export)', () => {
+  it('a full disk names the file it was writing, keeps the earlier recipe and leaves no partial folder', async () => {
+    const out = join(dir, 'recipe');
+    await writeFolderAtomic(out, [
+      { path: 'tabtune_run.json', data: 'old run' },
+      { path: 'train.py', data: 'old', executable: true },
+    ]);
+    const io = await fullDiskFolderAfter(100);
+    await expect(
+      writeFolderAtomic(
+        out,
+        [
+          { path: 'tabtune_run.json', data: '{}' },
+          { path: 'data/train.jsonl', data: 'x'.repeat(500) },
+          { path: 'train.py', data: 'new' },
+        ],
+        io,
+      ),
+    ).rejects.toThrow(`cannot write ${join(out, 'data', 'train.jsonl')}: the disk is full. Nothing was replaced`);
+    expect(await readFile(join(out, 'tabtune_run.json'), 'utf8')).toBe('old run');
+    expect((await readdir(out)).sort()).toEqual(['tabtune_run.json', 'train.py']);
+    expect((await readdir(dir)).filter((n) => n.includes('partial'))).toEqual([]);
+    // With room, the new recipe replaces the old one whole.
+    await writeFolderAtomic(out, [
+      { path: 'tabtune_run.json', data: 'new run' },
+      { path: 'data/train.jsonl', data: '{}' },
+    ]);
+    expect((await readdir(out)).sort()).toEqual(['data', 'tabtune_run.json']);
+    expect((await readdir(dir)).filter((n) => n.startsWith('.recipe'))).toEqual([]);
   });
 });

@@ -5,7 +5,15 @@
  */
 import type { LoadProgress } from '../../engine/types';
 import { HF_ENDPOINT, type ModelSource, FileListSource, UrlSource } from '../../model/source';
-import { CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, loadConfigOnly } from '../../model/load';
+import {
+  CONFIG_FILE,
+  TOKENIZER_FILE,
+  WEIGHTS_FILE,
+  WEIGHTS_INDEX_FILE,
+  loadConfigOnly,
+  weightFileNames,
+} from '../../model/load';
+import { checkSafetensorsFile } from '../../model/safetensors';
 import type { ModelConfig } from '../../model/config';
 import { linearModuleNames } from '../../model/registry';
 import { defaultTargetModules } from '../../lora/targets';
@@ -72,6 +80,35 @@ export async function folderProblem(files: File[], id: string): Promise<UserMess
     id,
     'folder',
   );
+}
+
+/**
+ * A weights file of a chosen folder that is cut short (an interrupted download) or is not
+ * safetensors at all, found from its header and size alone (a few KB read), so the check names it
+ * instead of a load failing after reading it whole. Null when every weights file looks whole.
+ */
+async function weightsProblem(files: File[], id: string): Promise<UserMessage | null> {
+  const src = new FileListSource(files, id);
+  try {
+    for (const name of await weightFileNames(src)) {
+      const f = src.file(name) as File | null;
+      if (!f) continue; // a missing shard is the loader's to name
+      await checkSafetensorsFile(
+        async (start, end) => new Uint8Array(await f.slice(start, end).arrayBuffer()),
+        f.size,
+        name,
+      );
+    }
+  } catch (e) {
+    const name = (e as Error).name;
+    if (name !== 'SafetensorsError' && name !== 'ModelLoadError') throw e;
+    return {
+      title: 'Damaged weights file',
+      detail: `${id}: ${(e as Error).message}`,
+      action: 'Copy or download that file again (it may be cut short), or choose another folder.',
+    };
+  }
+  return null;
 }
 
 /**
@@ -183,7 +220,7 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
   let downloadBytes: number | null = null;
   let cached = false;
   if (choice.kind === 'files') {
-    const problem = await folderProblem(choice.files, choice.id);
+    const problem = (await folderProblem(choice.files, choice.id)) ?? (await weightsProblem(choice.files, choice.id));
     if (problem) {
       if (sameChoice(ctx.store.get().model.choice, choice)) {
         patch(ctx, 'model', { check: { status: 'error', config: null, cost: null, cached: false, error: problem } });
