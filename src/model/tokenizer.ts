@@ -11,6 +11,7 @@
  */
 
 import type { ModelConfig } from './config';
+import { catastrophicShape, tokenizerRegexes } from './regex-budget';
 
 export interface ChatTurn {
   role: string;
@@ -194,6 +195,18 @@ export async function createTokenizer(
     throw new TokenizerError('tokenizer.json has no "model" section; it is not a Hugging Face tokenizers file.');
   }
   if (!Array.isArray(tj.added_tokens)) tj.added_tokens = [];
+  // Its regular expressions run on every text tokenized: one that backtracks exponentially would
+  // hang the worker (or the CLI) on the first record, so it is refused here (src/model/regex-budget.ts).
+  for (const { path, pattern } of tokenizerRegexes(tj)) {
+    const why = catastrophicShape(pattern);
+    if (why) {
+      const shown = pattern.length > 80 ? `${pattern.slice(0, 80)}…` : pattern;
+      throw new TokenizerError(
+        `tokenizer.json: ${path} ${JSON.stringify(shown)} could take exponential time on some texts: ${why}. ` +
+          'Tabtune does not run it; use the tokenizer.json that came with the model.',
+      );
+    }
+  }
 
   const [{ Tokenizer }, { Template, Interpreter, Environment }] = await Promise.all([
     import('@huggingface/tokenizers'),
