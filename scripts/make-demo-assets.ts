@@ -1,117 +1,91 @@
 /**
- * Writes the demo model and dataset that ship with the app in public/, so `npm start` leads to a
- * working fine-tune with no network:
- *   public/models/tabtune-demo/   a tiny Llama-layout model (Hugging Face file layout, real byte-level
- *                                 BPE tokenizer.json with a ChatML template), ~0.5 MB. Its random
- *                                 weights are first "pretrained" on a short story (a full-rank LoRA
- *                                 on every linear layer, trained here with the engine on Node's
- *                                 WebGPU and merged into the weights), so the base model continues
- *                                 the story but cannot answer questions, and a fine-tune on the
- *                                 dataset visibly teaches it to.
- *   public/data/demo-qa.jsonl     Alpaca-format questions and answers about that story
+ * The demo model and dataset that ship with the app in public/, so `npm start` leads to a working
+ * fine-tune with no network:
+ *   public/models/stories260K/   Andrej Karpathy's stories260K (llama2.c, MIT licence): a 260K-parameter
+ *                                Llama pretrained on TinyStories, converted to Hugging Face's layout by
+ *                                scripts/llama2c.ts, with a one-line Q/A chat template (DEMO_CHAT_TEMPLATE)
+ *                                and a model card; ~1 MB. Committed: the llama2.c files are not in the
+ *                                repository.
+ *   public/data/demo-qa.jsonl    Alpaca questions and answers about the story the model tells from
+ *                                "Once upon a time" (Lily and the red ball)
  *
- * Run:  node scripts/demo-assets.mjs              (always rewrites)
- *       node scripts/demo-assets.mjs --if-missing (only when a file is missing; npm start)
- * Without a WebGPU adapter in Node (no Vulkan driver) the model is written untrained, with a note.
- *
- * Seeds are fixed and the engine's reductions are deterministic, so regenerating on the same driver
- * gives the same files.
+ * Run:  node scripts/demo-assets.mjs --llama2c DIR   converts DIR/stories260K.bin + DIR/tok512.bin
+ *                                                    (checked against their sha256) and writes the dataset
+ *       node scripts/demo-assets.mjs                 writes the dataset (the model folder is committed)
+ *       node scripts/demo-assets.mjs --if-missing    only what is missing (npm start)
+ * The conversion is deterministic: the same llama2.c files give the committed folder byte for byte.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_TRAIN } from '../src/engine/defaults';
-import { loraScaleInfo } from '../src/lora/config';
-import { importPeft, mergeLora } from '../src/lora/peft';
-import { parseConfig } from '../src/model/config';
-import { describeModel } from '../src/model/registry';
-import { parseSafetensors, tensorToF32, writeSafetensors } from '../src/model/safetensors';
-import { TINY_CORPUS, makeTinyModelInMemory } from '../test/fixtures/tiny-model';
+import { convertLlama2cFiles } from './llama2c';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-export const DEMO_MODEL_DIR = join(ROOT, 'public', 'models', 'tabtune-demo');
+export const DEMO_MODEL_DIR = join(ROOT, 'public', 'models', 'stories260K');
 export const DEMO_DATA_FILE = join(ROOT, 'public', 'data', 'demo-qa.jsonl');
-export const DEMO_MODEL_ID = 'tabtune/demo-tiny-llama';
 const MODEL_FILES = [
   'config.json',
   'generation_config.json',
   'tokenizer.json',
   'tokenizer_config.json',
   'model.safetensors',
+  'README.md',
+  'LICENSE',
 ];
 
+/** The llama2.c files the demo model is converted from, as published (see the model card). */
+const SOURCES = [
+  {
+    file: 'stories260K.bin',
+    bytes: 1056540,
+    sha256: 'b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696',
+  },
+  { file: 'tok512.bin', bytes: 6227, sha256: '037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312' },
+] as const;
+
 /**
- * Facts from the story the demo model is pretrained on, each asked three ways, so the held-out
- * validation questions are paraphrases of trained ones and the validation loss can fall too.
+ * Questions become "Q: ..." lines, answers "A: ..." ended by `<s>` (a next question follows it as a
+ * story follows `<s>` in pretraining: "<s>▁Q..."). stories260K never saw `</s>`:
+ * llama2.c's pretraining data separates stories with `<s>`, which the model predicts where a story
+ * ends and where llama2.c's run.c stops; generation_config.json lists it as a stop token. An answer
+ * ended the same way is learned in a few steps; `</s>`, an untrained embedding row, is not.
+ */
+export const DEMO_CHAT_TEMPLATE =
+  '{{- bos_token }}' +
+  '{%- for message in messages %}' +
+  "{%- if message['role'] == 'user' %}{{- 'Q: ' + message['content'] + '\\n' }}" +
+  "{%- elif message['role'] == 'assistant' %}{{- 'A: ' + message['content'] + bos_token }}" +
+  "{%- else %}{{- message['content'] + '\\n' }}" +
+  '{%- endif %}' +
+  '{%- endfor %}' +
+  "{%- if add_generation_prompt %}{{- 'A:' }}{%- endif %}";
+
+/**
+ * Facts of the story stories260K tells greedily from "Once upon a time" (Lily, the red ball too high
+ * to reach, her mom, the park), each asked three ways (the validation split holds paraphrases of trained
+ * questions). The answers keep to words the model knows.
  */
 const QA: [string[], string][] = [
+  [["What was the little girl's name?", 'What was the girl called?', 'Who is the story about?'], 'Her name was Lily.'],
   [
-    ['What did the cat watch?', 'What was the cat watching?', 'Tell me what the cat watched.'],
-    'The cat watched the rain.',
+    ['Where did Lily love to play?', 'Where did Lily like to play?', 'Where did Lily play every day?'],
+    'She loved to play outside in the park.',
   ],
   [
-    ['Where did the cat sit?', 'Where was the cat sitting?', 'On what did the cat sit?'],
-    'The cat sat on the warm mat.',
+    ['What did Lily see one day?', 'What did Lily find in the park?', 'What did Lily see in the park?'],
+    'She saw a big, red ball.',
   ],
+  [['What color was the ball?', 'Was the ball red or blue?', 'What color was the big ball?'], 'The ball was red.'],
   [
-    ['Where did the children play?', 'Where were the children playing?', 'Where did the children go to play?'],
-    'The children played in the garden.',
+    ['Why could Lily not play with the ball?', 'Why did Lily not get the ball?', 'Why could Lily not reach the ball?'],
+    'It was too high.',
   ],
+  [['How did Lily feel?', 'Was Lily happy or sad?', 'How did Lily feel when she could not play?'], 'Lily was sad.'],
+  [['Who helped Lily?', 'Who came to help Lily?', 'Who talked to Lily?'], 'Her mom helped her.'],
   [
-    ['What color was the sea?', 'What was the color of the sea?', 'Which color did the sea have?'],
-    'The sea was deep and blue.',
-  ],
-  [
-    ['What fell on the roof?', 'What was falling on the roof?', 'What came down on the roof?'],
-    'The rain fell on the roof.',
-  ],
-  [
-    ['What did the cat listen to?', 'What was the cat listening to?', 'What sound did the cat hear?'],
-    'The cat listened to the sound of the water.',
-  ],
-  [
-    ['When did the sun come out?', 'At what time did the sun come out?', 'When was the sun out?'],
-    'The sun came out in the morning.',
-  ],
-  [
-    ['What was the garden like?', 'How did the garden look?', 'Describe the garden.'],
-    'The garden was green and bright.',
-  ],
-  [
-    ['What sang in the tallest tree?', 'Who sang in the tree?', 'What was singing in the tallest tree?'],
-    'A bird sang in the tallest tree.',
-  ],
-  [
-    ['What did the children read?', 'What book did the children read?', 'What was the book about?'],
-    'They read a book about the sea.',
-  ],
-  [
-    ['What lives in the sea?', 'What is in the water of the sea?', 'Which animals live in the sea?'],
-    'Fish of every color live in the sea.',
-  ],
-  [
-    [
-      'What did the family do in the evening?',
-      'What happened in the evening?',
-      'How did the family spend the evening?',
-    ],
-    'The family ate dinner together.',
-  ],
-  [
-    ['Where did the cat sleep?', 'Where was the cat sleeping?', 'Where did the small cat sleep at night?'],
-    'The small cat slept on the mat.',
-  ],
-  [
-    ['Was the house loud at night?', 'Was the house quiet at night?', 'How was the house at night?'],
-    'The house was quiet.',
-  ],
-  [
-    ['Who ran between the trees?', 'Who was running between the trees?', 'Who ran and laughed?'],
-    'The children ran between the trees.',
-  ],
-  [
-    ['What did the cat look at?', 'What was the cat looking at?', 'Which animal did the cat look at?'],
-    'The cat looked at the bird.',
+    ['How did the story end?', 'What happened at the end?', 'What did Lily and her mom do at the end?'],
+    'They played together and had fun.',
   ],
 ];
 
@@ -123,126 +97,115 @@ export function demoDatasetJsonl(): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** The demo model's files with random weights: small enough to ship (< 2 MB). */
-export function randomDemoModelFiles(): Map<string, Uint8Array> {
-  return makeTinyModelInMemory({
-    modelType: 'llama',
-    dtype: 'F32',
-    seed: 2024,
-    merges: 160,
-    overrides: {
-      hidden_size: 64,
-      intermediate_size: 160,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      num_hidden_layers: 2,
-      max_position_embeddings: 128,
-      vocab_size: 384,
-    },
-  });
+const LICENSE = `MIT License
+
+Copyright (c) 2023 Andrej
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+`;
+
+const CARD = `# stories260K (Tabtune's demo model)
+
+A 260K-parameter Llama pretrained on [TinyStories](https://huggingface.co/datasets/roneneldan/TinyStories)
+(short children's stories) by Andrej Karpathy for [llama2.c](https://github.com/karpathy/llama2.c):
+\`stories260K\` of its \`tinyllamas\` models ([karpathy/tinyllamas](https://huggingface.co/karpathy/tinyllamas)
+on the Hugging Face Hub). **Licence: MIT** (llama2.c's; see LICENSE). The llama2.c files converted here
+are copies published in the GitHub repository DaveBben/esp32-llm (\`data/\`, commit 6baf21a8); their
+checksums are below.
+
+Greedy from "Once upon a time" it writes, as llama2.c's documentation shows: "Once upon a time, there was a
+little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted
+to play with it, but it was too high." (and goes on: Lily is sad, her mom helps, they play in the park).
+
+## Chat template (Tabtune's addition)
+
+The model was never trained on a chat format. For Tabtune's demo, \`tokenizer_config.json\` carries a
+one-line template: a question is \`Q: ...\` on its own line, the answer \`A: ...\` ended by \`<s>\`.
+stories260K never saw \`</s>\`: llama2.c's data separates stories with \`<s>\`, which the model
+predicts where a story ends and where llama2.c's \`run.c\` stops, so it also ends an answer here and
+\`generation_config.json\` lists it as a stop token. The base model answers a question with a story;
+the demo dataset (\`data/demo-qa.jsonl\`: questions about the story above) teaches a LoRA adapter to
+answer in one sentence.`;
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
 }
 
-/**
- * Trains the random model on the story's sentences (a LoRA of rank 64 = the hidden size, on every
- * linear layer) and merges the result into the weights. Returns null without a WebGPU adapter.
- */
-export async function pretrainDemoModel(
-  files: Map<string, Uint8Array>,
-  log: (m: string) => void = () => {},
-): Promise<Map<string, Uint8Array> | null> {
-  const [{ createNodeGpu }, { Engine }] = await Promise.all([
-    import('../src/gpu/node'),
-    import('../src/engine/engine'),
-  ]);
-  let gpu;
-  try {
-    gpu = await createNodeGpu();
-  } catch (e) {
-    log(`no WebGPU adapter in Node (${(e as Error).message.split('.')[0]}): the demo model is written untrained.`);
-    return null;
-  }
-  const engine = new Engine(gpu);
-  try {
-    const asFiles = [...files].map(([name, bytes]) => new File([bytes.slice()], name));
-    await engine.loadModel({ kind: 'files', id: DEMO_MODEL_ID, files: asFiles });
-    const story = TINY_CORPUS.trim()
-      .split('\n')
-      .map((text) => JSON.stringify({ text }))
-      .join('\n');
-    await engine.loadDataset('story.jsonl', story, { maxLen: 64, valFraction: 0, seed: 1 });
-    const t0 = Date.now();
-    const run = await engine.train(
-      { r: 64, lora_alpha: 64, lora_dropout: 0, target_modules: 'all-linear', use_rslora: false },
-      {
-        ...DEFAULT_TRAIN,
-        lr: 5e-3,
-        steps: 300,
-        epochs: 0,
-        batch: 4,
-        maxLen: 64,
-        scheduler: 'cosine',
-        warmup: 10,
-        valFraction: 0,
-        seed: 1,
-      },
-    );
-    log(
-      `pretrained the demo model on the story: ${run.steps} steps, final loss ${run.finalLoss?.toFixed(3)}, ${((Date.now() - t0) / 1000).toFixed(0)} s`,
-    );
-    // Merge W += scale * B·A into the checkpoint's weights.
-    const st = parseSafetensors(files.get('model.safetensors')!);
-    const config = parseConfig(JSON.parse(new TextDecoder().decode(files.get('config.json')!)));
-    const linears = describeModel(config, st.tensors).layers.flatMap((l) => l.linears);
-    const adapter = importPeft(run.adapter, linears);
-    const weights = new Map([...st.tensors].map(([k, t]) => [k, tensorToF32(t).slice()]));
-    for (const m of adapter.modules) {
-      const lin = linears.find((l) => l.path === m.path)!;
-      const { scale } = loraScaleInfo(adapter.config, m);
-      mergeLora(weights.get(lin.weightKey)!, lin.transposed, m.a, m.b, m.r, scale, m.inF, m.outF);
+/** Converts the llama2.c files in `dir` into public/models/stories260K, after checking they are the published ones. */
+function writeDemoModel(dir: string, log: (m: string) => void): void {
+  for (const s of SOURCES) {
+    const path = join(dir, s.file);
+    if (!existsSync(path))
+      throw new Error(
+        `${path} not found: --llama2c names the folder holding ${SOURCES.map((x) => x.file).join(' and ')}.`,
+      );
+    const bytes = new Uint8Array(readFileSync(path));
+    const sum = sha256(bytes);
+    if (bytes.byteLength !== s.bytes || sum !== s.sha256) {
+      throw new Error(
+        `${path}: expected stories260K's published ${s.file} (${s.bytes} bytes, sha256 ${s.sha256}), got ${bytes.byteLength} bytes, sha256 ${sum}.`,
+      );
     }
-    const names = [...weights.keys()].sort();
-    const out = new Map(files);
-    out.set(
-      'model.safetensors',
-      writeSafetensors(
-        names.map((name) => ({
-          name,
-          dtype: 'F32' as const,
-          shape: st.tensors.get(name)!.shape,
-          data: weights.get(name)!,
-        })),
-        { format: 'pt' },
-      ),
-    );
-    return out;
-  } finally {
-    engine.dispose();
   }
+  const files = convertLlama2cFiles(join(dir, SOURCES[0].file), join(dir, SOURCES[1].file), DEMO_MODEL_DIR, {
+    chatTemplate: DEMO_CHAT_TEMPLATE,
+    card: CARD,
+  });
+  writeFileSync(join(DEMO_MODEL_DIR, 'LICENSE'), LICENSE);
+  const bytes = [...files.values()].reduce((n, b) => n + b.byteLength, 0);
+  log(`demo model converted to public/models/stories260K (${(bytes / 1024).toFixed(0)} KiB)`);
 }
 
-export function demoAssetsMissing(): boolean {
-  return !existsSync(DEMO_DATA_FILE) || MODEL_FILES.some((f) => !existsSync(join(DEMO_MODEL_DIR, f)));
-}
-
-export async function writeDemoAssets(log: (m: string) => void = (m) => console.log(`[tabtune] ${m}`)): Promise<void> {
-  const random = randomDemoModelFiles();
-  const files = (await pretrainDemoModel(random, log)) ?? random;
-  mkdirSync(DEMO_MODEL_DIR, { recursive: true });
+function writeDemoDataset(log: (m: string) => void): void {
   mkdirSync(dirname(DEMO_DATA_FILE), { recursive: true });
-  let bytes = 0;
-  for (const [path, data] of files) {
-    writeFileSync(join(DEMO_MODEL_DIR, path), data);
-    bytes += data.byteLength;
-  }
   writeFileSync(DEMO_DATA_FILE, demoDatasetJsonl());
-  log(
-    `demo model written to public/models/tabtune-demo (${(bytes / 1024).toFixed(0)} KiB), dataset to public/data/demo-qa.jsonl`,
-  );
+  log('demo dataset written to public/data/demo-qa.jsonl');
+}
+
+function missingModelFiles(): string[] {
+  return MODEL_FILES.filter((f) => !existsSync(join(DEMO_MODEL_DIR, f)));
 }
 
 /** Entry point of scripts/demo-assets.mjs. */
-export async function main(argv: string[]): Promise<number> {
-  if (argv.includes('--if-missing') && !demoAssetsMissing()) return 0;
-  await writeDemoAssets();
-  return 0;
+export function main(argv: string[], log: (m: string) => void = (m) => console.log(`[tabtune] ${m}`)): number {
+  const at = argv.indexOf('--llama2c');
+  const llama2c = at >= 0 ? argv[at + 1] : undefined;
+  if (at >= 0 && !llama2c) {
+    console.error('demo-assets: --llama2c needs the folder holding stories260K.bin and tok512.bin.');
+    return 2;
+  }
+  const ifMissing = argv.includes('--if-missing');
+  try {
+    if (llama2c && (!ifMissing || missingModelFiles().length > 0)) writeDemoModel(llama2c, log);
+    const missing = missingModelFiles();
+    if (missing.length > 0) {
+      console.error(
+        `demo-assets: public/models/stories260K lacks ${missing.join(', ')}. The folder is part of the repository: ` +
+          "restore it with `git checkout -- public/models/stories260K`, or convert llama2.c's files with " +
+          '`node scripts/demo-assets.mjs --llama2c DIR` (DIR holding stories260K.bin and tok512.bin).',
+      );
+      return 1;
+    }
+    if (!ifMissing || !existsSync(DEMO_DATA_FILE)) writeDemoDataset(log);
+    return 0;
+  } catch (e) {
+    console.error(`demo-assets: ${(e as Error).message}`);
+    return 1;
+  }
 }

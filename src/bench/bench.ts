@@ -44,7 +44,7 @@ const DATA_FLAGS: Record<string, FlagSpec> = {
 };
 
 /** The shipped demo model: its tokenizer is what the data benchmark tokenizes with by default. */
-const DEMO_MODEL = fileURLToPath(new URL('../../public/models/tabtune-demo', import.meta.url));
+const DEMO_MODEL = fileURLToPath(new URL('../../public/models/stories260K', import.meta.url));
 
 const SUITE_FLAGS: Record<string, FlagSpec> = {
   json: { type: 'bool' },

@@ -7,11 +7,13 @@ import type { LoraSettings, ModelSourceSpec, TrainSettings } from '../engine/typ
 import type { StoredModelSource } from '../store/types';
 import { hubIdProblem } from '../model/source';
 
-export const DEMO_MODEL_ID = 'tabtune/demo-tiny-llama';
-/** Relative to the page (public/models/tabtune-demo, written by scripts/make-demo-assets.ts). */
-export const DEMO_MODEL_PATH = 'models/tabtune-demo/';
+export const DEMO_MODEL_ID = 'tabtune/stories260K';
+/** Relative to the page (public/models/stories260K, converted by scripts/make-demo-assets.ts). */
+export const DEMO_MODEL_PATH = 'models/stories260K/';
 export const DEMO_DATASET_PATH = 'data/demo-qa.jsonl';
 export const DEMO_DATASET_NAME = 'demo-qa.jsonl';
+/** Compare's prompts for the demo: two questions of the demo dataset. */
+export const DEMO_PROMPTS = ["What was the little girl's name?", 'What did Lily see one day?'];
 
 export interface CatalogEntry {
   id: string;
@@ -25,29 +27,38 @@ export interface CatalogEntry {
   /** Settings that suit this model better than the general defaults. */
   train?: Partial<TrainSettings>;
   lora?: Partial<LoraSettings>;
+  /** Where the model comes from and its licence, shown with it; `href` is its model card (relative to the page). */
+  card?: { origin: string; licence: string; href: string };
 }
 
 export const CATALOG: CatalogEntry[] = [
   {
     id: DEMO_MODEL_ID,
-    label: 'Tabtune demo (tiny Llama)',
-    note: 'Ships with the app: no download. A tiny model that knows a short story; fine-tune it to answer questions about it.',
-    approxParams: '0.1M',
-    approxDownload: '0.5 MB',
+    label: 'stories260K (tiny Llama)',
+    note: "Ships with the app: no download. A 260K-parameter Llama that writes children's stories; fine-tune it to answer questions about its own story.",
+    approxParams: '260K',
+    approxDownload: '1 MB',
     instruct: true,
     demo: true,
+    // A run that answers every demo question after 20 steps (about 160 examples).
     train: {
       lr: 1e-2,
-      steps: 60,
+      steps: 20,
       epochs: 0,
       maxLen: 64,
-      batch: 4,
-      scheduler: 'constant',
-      evalEvery: 10,
-      checkpointEvery: 10,
+      batch: 8,
+      scheduler: 'cosine',
+      evalEvery: 5,
+      checkpointEvery: 5,
       warmup: 0,
     },
     lora: { r: 8, lora_alpha: 16, lora_dropout: 0, target_modules: 'all-linear' },
+    card: {
+      origin:
+        "Andrej Karpathy's stories260K from llama2.c, pretrained on TinyStories; converted to Hugging Face's format by Tabtune, which adds a Q/A chat template for the demo.",
+      licence: 'MIT',
+      href: `${DEMO_MODEL_PATH}README.md`,
+    },
   },
   {
     id: 'HuggingFaceTB/SmolLM2-135M-Instruct',

@@ -15,7 +15,7 @@ import * as library from './actions/library';
 import * as model from './actions/model';
 import * as recipe from './actions/recipe';
 import * as training from './actions/training';
-import { DEMO_MODEL_ID, type ModelChoice, looksInstruct } from './catalog';
+import { DEMO_MODEL_ID, DEMO_PROMPTS, type ModelChoice, looksInstruct } from './catalog';
 import { type AppContext, type AppEngine, type Platform, patch } from './context';
 import { describeError } from './errors';
 import { loadSettings, saveSettings } from './settings';
@@ -109,10 +109,7 @@ export class AppController {
   private setDefaultPrompts(): void {
     const s = this.state;
     if (s.compare.prompts) return;
-    const prompts =
-      s.model.info?.id === DEMO_MODEL_ID
-        ? 'What did the cat watch?\nWhere did the children play?'
-        : 'Write a short poem about the sea.';
+    const prompts = s.model.info?.id === DEMO_MODEL_ID ? DEMO_PROMPTS.join('\n') : 'Write a short poem about the sea.';
     patch(this.ctx, 'compare', { prompts });
   }
 

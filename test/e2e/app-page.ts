@@ -6,12 +6,13 @@
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll } from 'vitest';
-import { demoAssetsMissing, writeDemoAssets } from '../../scripts/make-demo-assets';
+import { main as demoAssets } from '../../scripts/make-demo-assets';
 import { ARTIFACTS, type Harness, startHarness } from '../browser/harness';
 
-/** Starts the app's harness, writing the shipped demo model and dataset first if they are missing. */
+/** Starts the app's harness, writing the shipped demo dataset first if it is missing (the model is committed). */
 export async function startAppHarness(): Promise<Harness> {
-  if (demoAssetsMissing()) await writeDemoAssets();
+  if (demoAssets(['--if-missing']) !== 0)
+    throw new Error('The demo assets in public/ are incomplete (see the message above).');
   return startHarness();
 }
 

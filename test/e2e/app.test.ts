@@ -78,7 +78,7 @@ function checkPeft(config: string, model: Uint8Array) {
   const cfg = JSON.parse(config) as Record<string, unknown>;
   expect(cfg.peft_type).toBe('LORA');
   expect(cfg.task_type).toBe('CAUSAL_LM');
-  expect(cfg.base_model_name_or_path).toBe('tabtune/demo-tiny-llama');
+  expect(cfg.base_model_name_or_path).toBe('tabtune/stories260K');
   expect(cfg.r).toBe(8);
   expect(cfg.lora_alpha).toBe(16);
   const st = parseSafetensors(model, 'adapter_model.safetensors');
@@ -139,7 +139,7 @@ describe('the app in Chromium', () => {
         await nav(page, /Adapters/);
         await expect.poll(() => page.getByTestId('adapter-row').count()).toBe(1);
         const name = await page.getByTestId('adapter-name').innerText();
-        expect(name).toContain('demo-tiny-llama');
+        expect(name).toContain('stories260K');
         await shot(page, '5-library');
 
         // After a reload the adapter is still there (IndexedDB).

@@ -337,9 +337,9 @@ describe('picking a model in Chromium', () => {
           await expect.poll(() => alerts(page), { timeout: 30_000 }).toMatch(message);
           console.log(`[tabtune] model e2e: ${fault} on ${file}: ${(await alerts(page)).replace(/\s+/g, ' ')}`);
           // the model loaded before (the shipped demo) stays in use, and the message says so
-          expect(await alerts(page)).toContain('tabtune/demo-tiny-llama is still loaded.');
+          expect(await alerts(page)).toContain('tabtune/stories260K is still loaded.');
           expect(await page.getByRole('navigation', { name: 'Steps' }).innerText()).toMatch(
-            /demo-tiny-llama[\s\S]*48 records/,
+            /stories260K[\s\S]*24 records/,
           );
           await shot(page, `6-${fault}`);
         }

@@ -15,13 +15,13 @@ import { LEASE_MS, RunLeaseLostError, RunStore } from '../../src/store/runs';
 import { FakeEngine } from '../ui/fake-engine';
 
 const engine = new FakeEngine();
-await engine.loadModel({ kind: 'url', id: 'tabtune/demo-tiny-llama', baseUrl: 'http://x/' });
+await engine.loadModel({ kind: 'url', id: 'tabtune/stories260K', baseUrl: 'http://x/' });
 const FILES = engine.adapterFor({ ...DEFAULT_LORA, target_modules: ['q_proj', 'v_proj'] }, 3);
 
 const META: NewAdapter = {
   name: 'first',
-  baseModel: 'tabtune/demo-tiny-llama',
-  baseSource: { kind: 'demo', id: 'tabtune/demo-tiny-llama', path: 'models/tabtune-demo/' },
+  baseModel: 'tabtune/stories260K',
+  baseSource: { kind: 'demo', id: 'tabtune/stories260K', path: 'models/stories260K/' },
   train: DEFAULT_TRAIN,
   datasetName: 'demo-qa.jsonl',
   finalLoss: 1.25,
@@ -35,7 +35,7 @@ const META: NewAdapter = {
 
 const NEW_RUN = {
   name: 'run',
-  model: { kind: 'demo' as const, id: 'tabtune/demo-tiny-llama', path: 'models/tabtune-demo/' },
+  model: { kind: 'demo' as const, id: 'tabtune/stories260K', path: 'models/stories260K/' },
   dataset: { fileName: 'd.jsonl', content: '{"text":"hi"}', format: 'auto' as const },
   lora: DEFAULT_LORA,
   train: DEFAULT_TRAIN,
@@ -84,7 +84,7 @@ describe('adapter library', () => {
     const rec = await lib.import(FILES, 'from python');
     expect(rec).toMatchObject({
       origin: 'imported',
-      baseModel: 'tabtune/demo-tiny-llama',
+      baseModel: 'tabtune/stories260K',
       name: 'from python',
       finalLoss: null,
     });
@@ -214,7 +214,7 @@ describe('quota errors', () => {
 describe('PEFT files', () => {
   it('inspects an adapter: config summary, modules, size', () => {
     const info = inspectPeft(FILES);
-    expect(info).toMatchObject({ baseModel: 'tabtune/demo-tiny-llama', modules: 4, tensors: 8 });
+    expect(info).toMatchObject({ baseModel: 'tabtune/stories260K', modules: 4, tensors: 8 });
     expect(info.config).toEqual({
       r: 8,
       lora_alpha: 16,

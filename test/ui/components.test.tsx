@@ -50,7 +50,7 @@ describe('App', () => {
       'Diagnostics',
     ]);
     expect(buttons[0]!.getAttribute('aria-current')).toBe('page');
-    expect(buttons[0]!.textContent).toContain('demo-tiny-llama');
+    expect(buttons[0]!.textContent).toContain('stories260K');
     fireEvent.click(buttons[2]!);
     expect(screen.getByRole('heading', { level: 2 }).textContent).toBe('3 · Settings');
     expect(window.location.hash).toBe('#/settings');
@@ -61,17 +61,25 @@ describe('App', () => {
     const { c } = await makeApp();
     mount(c);
     const card = screen.getByRole('region', { name: 'Cost of this model' });
-    expect(card.textContent).toMatch(/Parameters111K/);
+    expect(card.textContent).toMatch(/Parameters260K/);
     expect(card.textContent).toMatch(/Bundled with the app/);
-    expect(screen.getByTestId('model-loaded').textContent).toMatch(/tabtune\/demo-tiny-llama.*llama.*chat template/);
-    expect(screen.getByRole('button', { name: /Tabtune demo/ }).getAttribute('aria-pressed')).toBe('true');
+    expect(screen.getByTestId('model-loaded').textContent).toMatch(/tabtune\/stories260K.*llama.*chat template/);
+    expect(screen.getByRole('button', { name: /stories260K \(tiny Llama\)/ }).getAttribute('aria-pressed')).toBe(
+      'true',
+    );
+    // the model card: origin, licence and a link to the shipped README
+    const modelCard = screen.getByTestId('model-card');
+    expect(modelCard.textContent).toMatch(/Andrej Karpathy's stories260K from llama2\.c.*Licence: MIT\./);
+    expect(within(modelCard).getByRole('link', { name: 'Model card' }).getAttribute('href')).toBe(
+      'models/stories260K/README.md',
+    );
   });
 
   it('a folder with the same name as the loaded one (saved again, or another copy) can be loaded; the loaded one says Loaded', async () => {
     const { readdirSync, readFileSync } = await import('node:fs');
     const { join } = await import('node:path');
     const { File: NodeFile } = await import('node:buffer'); // jsdom's File cannot be read
-    const dir = join(process.cwd(), 'public/models/tabtune-demo');
+    const dir = join(process.cwd(), 'public/models/stories260K');
     const folder = () =>
       readdirSync(dir).map((n) => {
         const f = new NodeFile([new Uint8Array(readFileSync(join(dir, n)))], n);
@@ -206,14 +214,14 @@ describe('App', () => {
     mount(c);
     const summary = screen.getByTestId('dataset-summary');
     expect(summary.textContent).toMatch(/alpaca/);
-    expect(summary.textContent).toMatch(/48records/);
+    expect(summary.textContent).toMatch(/24records/);
     const examples = document.querySelectorAll('.example');
     expect(examples).toHaveLength(5);
-    expect(examples[0]!.querySelector('mark.counted')!.textContent).toBe('The cat watched the rain.');
-    expect(screen.getByText('Page 1 of 10')).toBeTruthy();
+    expect(examples[0]!.querySelector('mark.counted')!.textContent).toBe('Her name was Lily.');
+    expect(screen.getByText('Page 1 of 5')).toBeTruthy();
     fireEvent.click(screen.getByRole('button', { name: 'Next →' }));
-    expect(screen.getByText('Page 2 of 10')).toBeTruthy();
-    // An invalid max length (here past the model's 128 positions) is flagged with the Settings
+    expect(screen.getByText('Page 2 of 5')).toBeTruthy();
+    // An invalid max length (here past the fake model's 128 positions) is flagged with the Settings
     // view's own message, and the counts shown are marked as those of the last valid value.
     expect(screen.queryByTestId('summary-stale')).toBeNull();
     fireEvent.change(screen.getByLabelText('Max sequence length'), { target: { value: '4096' } });
@@ -257,7 +265,7 @@ describe('App', () => {
       fireEvent.click(screen.getByTestId('start-training'));
     });
     await waitFor(() => expect(screen.getByTestId('train-finished')).toBeTruthy());
-    expect(screen.getByTestId('train-finished').textContent).toMatch(/Adapter saved: demo-tiny-llama · demo-qa · r8/);
+    expect(screen.getByTestId('train-finished').textContent).toMatch(/Adapter saved: stories260K · demo-qa · r8/);
     const chart = screen.getByTestId('loss-chart');
     expect(JSON.parse(chart.getAttribute('data-losses')!)).toHaveLength(5);
     const texts = [...chart.querySelectorAll('text')].map((t) => t.textContent);
@@ -510,7 +518,7 @@ describe('App', () => {
     await c.startTraining();
     c.go('compare');
     mount(c);
-    expect((screen.getByRole('checkbox', { name: /demo-tiny-llama · demo-qa · r8/ }) as HTMLInputElement).checked).toBe(
+    expect((screen.getByRole('checkbox', { name: /stories260K · demo-qa · r8/ }) as HTMLInputElement).checked).toBe(
       true,
     );
     await act(async () => {

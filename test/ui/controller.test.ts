@@ -21,7 +21,7 @@ describe('start-up', () => {
     expect(s.model.info?.id).toBe(DEMO_MODEL_ID);
     expect(engine.calls).toContain(`loadModel:${DEMO_MODEL_ID}`);
     // the cost came from the real shipped config.json
-    expect(s.model.check.cost?.parameters).toBe(110_912);
+    expect(s.model.check.cost?.parameters).toBe(260_032);
     expect(s.model.check.cost?.linearModules).toEqual([
       'q_proj',
       'k_proj',
@@ -32,12 +32,12 @@ describe('start-up', () => {
       'down_proj',
     ]);
     expect(s.dataset.fileName).toBe('demo-qa.jsonl');
-    expect(s.dataset.summary?.records).toBe(48);
-    expect(s.train).toMatchObject({ lr: 0.01, steps: 60, maxLen: 64 });
+    expect(s.dataset.summary?.records).toBe(24);
+    expect(s.train).toMatchObject({ lr: 0.01, steps: 20, batch: 8, maxLen: 64, scheduler: 'cosine' });
     expect(s.lora.target_modules).toBe('all-linear');
     expect(s.estimate.value?.trainableParams).toBeGreaterThan(0);
     expect(c.startBlockers()).toEqual([]);
-    expect(s.compare.prompts).toContain('What did the cat watch?');
+    expect(s.compare.prompts).toBe("What was the little girl's name?\nWhat did Lily see one day?");
     expect(s.compare.sampling.chat).toBe(true);
   });
 
@@ -213,7 +213,7 @@ describe('training', () => {
       stoppedEarly: false,
       datasetName: 'demo-qa.jsonl',
     });
-    expect(a!.name).toBe('demo-tiny-llama · demo-qa · r8');
+    expect(a!.name).toBe('stories260K · demo-qa · r8');
     expect(a!.finalLoss).toBeCloseTo(5 / (1 + 0.3 * 6));
     expect(s.run.adapterId).toBe(a!.id);
     expect(s.compare.adapterIds).toEqual([a!.id]);
@@ -221,8 +221,8 @@ describe('training', () => {
     // a second run gets a distinct name
     await c.startTraining();
     expect(c.state.library.adapters.map((x) => x.name).sort()).toEqual([
-      'demo-tiny-llama · demo-qa · r8',
-      'demo-tiny-llama · demo-qa · r8 (2)',
+      'stories260K · demo-qa · r8',
+      'stories260K · demo-qa · r8 (2)',
     ]);
   });
 
@@ -388,7 +388,7 @@ describe('dataset', () => {
       'a new loadDataset',
     );
     await until(() => c.state.dataset.status === 'ready');
-    expect(c.state.dataset.summary!.valRecords).toBe(12);
+    expect(c.state.dataset.summary!.valRecords).toBe(6);
   });
 
   it('refuses a binary file with a message', async () => {

@@ -118,8 +118,8 @@ describe('a full storage quota', () => {
 describe('a failed model download', () => {
   const ID = 'org/some-model';
   const CONFIG_URL = `https://huggingface.co/${ID}/resolve/main/config.json`;
-  const DEMO_ID = 'tabtune/demo-tiny-llama';
-  const CONFIG = readFileSync(join(process.cwd(), 'public/models/tabtune-demo/config.json'), 'utf8');
+  const DEMO_ID = 'tabtune/stories260K';
+  const CONFIG = readFileSync(join(process.cwd(), 'public/models/stories260K/config.json'), 'utf8');
 
   function hub(answer: (url: string) => Response | Promise<Response>): typeof fetch {
     const page = fakeFetch();
@@ -144,7 +144,7 @@ describe('a failed model download', () => {
     expect(err.detail).toContain(ID);
     expect(err.detail).toMatch(/Failed to fetch/);
     expect(err.action).toMatch(/connection.*try again.*demo model works offline/);
-    expect(c.state.model.info?.id).toBe('tabtune/demo-tiny-llama'); // the loaded model stays usable
+    expect(c.state.model.info?.id).toBe('tabtune/stories260K'); // the loaded model stays usable
   });
 
   it('HTTP 401/403 (gated or private): says access was denied, for which file, and how to get the model in', async () => {
@@ -317,7 +317,7 @@ describe('a failed model download', () => {
     expect(await c.loadModel()).toBe(false);
     const s = c.state;
     expect(s.model.load.status).toBe('error');
-    expect(s.model.load.error!.action).toMatch(/try again.*tabtune\/demo-tiny-llama is still loaded\./);
+    expect(s.model.load.error!.action).toMatch(/try again.*tabtune\/stories260K is still loaded\./);
     expect(s.model.info).toEqual(before.model.info);
     expect(s.model.source).toEqual(before.model.source);
     expect(s.dataset.summary).toEqual(before.dataset.summary);
@@ -340,8 +340,8 @@ describe('a failed model download', () => {
 });
 
 describe('a wrong folder dropped as a model', () => {
-  const DEMO = join(process.cwd(), 'public/models/tabtune-demo');
-  const demoFiles = () => readdirSync(DEMO).map((n) => file(`tabtune-demo/${n}`, readFileSync(join(DEMO, n))));
+  const DEMO = join(process.cwd(), 'public/models/stories260K');
+  const demoFiles = () => readdirSync(DEMO).map((n) => file(`stories260K/${n}`, readFileSync(join(DEMO, n))));
 
   function file(path: string, body: string | Uint8Array = '{}'): File {
     const f = new File([typeof body === 'string' ? body : new Uint8Array(body)], path.split('/').pop()!);
@@ -399,17 +399,17 @@ describe('a wrong folder dropped as a model', () => {
     const base = () => demoFiles().filter((f) => f.name !== 'tokenizer.json');
     await c.chooseModel({
       kind: 'files',
-      id: 'tabtune-demo',
-      files: [...base(), file('tabtune-demo/vocab.json'), file('tabtune-demo/merges.txt', '')],
+      id: 'stories260K',
+      files: [...base(), file('stories260K/vocab.json'), file('stories260K/merges.txt', '')],
     });
-    expect(c.state.model.check.error!.detail).toMatch(/^"tabtune-demo" has no tokenizer\.json\. Found: /);
+    expect(c.state.model.check.error!.detail).toMatch(/^"stories260K" has no tokenizer\.json\. Found: /);
     expect(c.state.model.check.error!.action).toMatch(/"fast" tokenizer file tokenizer\.json/);
 
     const noWeights = demoFiles().filter((f) => !f.name.endsWith('.safetensors'));
     await c.chooseModel({
       kind: 'files',
-      id: 'tabtune-demo',
-      files: [...noWeights, file('tabtune-demo/pytorch_model.bin', 'x')],
+      id: 'stories260K',
+      files: [...noWeights, file('stories260K/pytorch_model.bin', 'x')],
     });
     expect(c.state.model.check.error!.detail).toMatch(/has no safetensors weights \(model\.safetensors/);
     expect(c.state.model.check.error!.action).toMatch(/PyTorch files.*safe_serialization=True/);
@@ -424,7 +424,7 @@ describe('a wrong folder dropped as a model', () => {
 
   it('a complete folder passes the check and shows its cost', async () => {
     const { c } = await makeApp();
-    await c.chooseModel({ kind: 'files', id: 'tabtune-demo', files: demoFiles() });
+    await c.chooseModel({ kind: 'files', id: 'stories260K', files: demoFiles() });
     expect(c.state.model.check.status).toBe('ready');
     expect(c.state.model.check.cost!.parameters).toBeGreaterThan(0);
   });
@@ -432,11 +432,11 @@ describe('a wrong folder dropped as a model', () => {
   it('a broken config.json names the file', async () => {
     const { c } = await makeApp();
     const files = demoFiles().map((f) =>
-      f.name === 'config.json' ? file('tabtune-demo/config.json', '{"model_type": "llama",') : f,
+      f.name === 'config.json' ? file('stories260K/config.json', '{"model_type": "llama",') : f,
     );
-    await c.chooseModel({ kind: 'files', id: 'tabtune-demo', files });
+    await c.chooseModel({ kind: 'files', id: 'stories260K', files });
     expect(c.state.model.check.error).toMatchObject({ title: 'This model cannot be used' });
-    expect(c.state.model.check.error!.detail).toMatch(/config\.json of tabtune-demo is not valid JSON/);
+    expect(c.state.model.check.error!.detail).toMatch(/config\.json of stories260K is not valid JSON/);
   });
 });
 
@@ -555,7 +555,7 @@ describe('an adapter for another base model', () => {
     expect(rec).toMatchObject({ baseModel: 'org/other-model', origin: 'imported' });
     const n = c.state.notices.at(-1)!;
     expect(n).toMatchObject({ level: 'warning', title: 'Adapter imported, for another base model' });
-    expect(n.detail).toMatch(/trained on org\/other-model, but the loaded model is tabtune\/demo-tiny-llama/);
+    expect(n.detail).toMatch(/trained on org\/other-model, but the loaded model is tabtune\/stories260K/);
     expect(n.action).toMatch(/Load org\/other-model in Model/);
     c.toggleCompareAdapter(rec!.id, true);
     c.setPrompts('What did the cat watch?');
@@ -572,7 +572,7 @@ describe('an adapter for another base model', () => {
   it('an adapter for the same model under another id (org/Name vs a local folder Name) imports quietly', async () => {
     const { c, engine } = await makeApp();
     const files = engine.adapterFor({ ...DEFAULT_LORA, target_modules: ['q_proj'] }, 1, {
-      baseModel: '/home/me/models/demo-tiny-llama/',
+      baseModel: '/home/me/models/stories260K/',
     });
     await c.importAdapter([
       { name: 'adapter_config.json', bytes: async () => new TextEncoder().encode(files.adapterConfig) },

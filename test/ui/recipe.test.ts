@@ -12,7 +12,7 @@ describe('Run at scale', () => {
     c.setTrain({ lr: 0.003, batch: 2 });
     c.setLora({ r: 4 });
     const f = await c.recipeDownload();
-    expect(f?.name).toBe('tabtune-recipe-demo-tiny-llama.zip');
+    expect(f?.name).toBe('tabtune-recipe-stories260K.zip');
     expect(f?.type).toBe('application/zip');
     expect(new TextDecoder().decode(f!.bytes)).toContain('recipe for');
     expect(engine.lastRecipe?.train).toMatchObject({ lr: 0.003, batch: 2 });

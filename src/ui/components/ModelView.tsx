@@ -1,7 +1,7 @@
 /** Step 1: pick a model (list, Hub id, local folder), see its cost, load it. */
 import { type DragEvent, useRef, useState } from 'react';
 import { isChoiceLoaded } from '../actions/model';
-import { CATALOG, type ModelChoice, isHubId } from '../catalog';
+import { CATALOG, type ModelChoice, catalogEntry, isHubId } from '../catalog';
 import { hubIdProblem } from '../../model/source';
 import { formatBytes, formatCount, formatPercent } from '../format';
 import { useAppState, useController } from '../hooks';
@@ -117,6 +117,17 @@ function CostCard({ s }: { s: AppState }) {
         <MessageCard key={w} level="warning" message={{ title: 'Note', detail: w }} />
       ))}
     </section>
+  );
+}
+
+/** Origin and licence of a suggested model, with a link to its model card. */
+function ModelCard({ id }: { id: string }) {
+  const card = catalogEntry(id)?.card;
+  if (!card) return null;
+  return (
+    <p className="note" data-testid="model-card">
+      {card.origin} Licence: {card.licence}. <a href={card.href}>Model card</a>
+    </p>
   );
 }
 
@@ -305,6 +316,7 @@ export function ModelView() {
           </section>
           <section className="card" aria-labelledby="sel-h" aria-live="polite">
             <h3 id="sel-h">{choice ? choice.id : 'No model selected'}</h3>
+            {choice && <ModelCard id={choice.id} />}
             <CostCard s={s} />
             <div className="actions">
               <button type="button" disabled={!canLoad} onClick={() => void c.loadModel()} data-testid="load-model">
