@@ -31,6 +31,13 @@
       as one vector over every tensor, in float64) and the size of their difference, overall and
       for the worst tensor: {"update_norm", "diff_norm", "rel", "worst_rel", "worst_tensor"}.
 
+  peft_interop.py tokenize --model DIR --texts FILE.json
+      Encodes each string of the JSON array with AutoTokenizer (special tokens added) and saves the
+      tokenizer with save_pretrained: prints {"ids": [[...], ...], "saved": <its tokenizer.json>}.
+
+  peft_interop.py generate --model DIR --prompt TEXT --max-new-tokens N
+      Greedy generation with transformers' generate: prints {"text": prompt and continuation}.
+
 Models run with attn_implementation="eager", each modeling file's reference attention: the SDPA
 path of Gemma 2 silently drops attn_logit_softcapping, which is part of the model.
 
@@ -39,6 +46,7 @@ The last stdout line is JSON.
 import argparse
 import json
 import sys
+import tempfile
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -172,6 +180,27 @@ def cmd_make_adapter(a):
     print(json.dumps({"saved": a.out}))
 
 
+def cmd_tokenize(a):
+    tok = AutoTokenizer.from_pretrained(a.model)
+    with open(a.texts, encoding="utf-8") as f:
+        texts = json.load(f)
+    ids = [tok(t, add_special_tokens=True)["input_ids"] for t in texts]
+    with tempfile.TemporaryDirectory() as d:
+        tok.save_pretrained(d)
+        with open(f"{d}/tokenizer.json", encoding="utf-8") as f:
+            saved = json.load(f)
+    print(json.dumps({"ids": ids, "saved": saved}))
+
+
+def cmd_generate(a):
+    tok = AutoTokenizer.from_pretrained(a.model)
+    model = load(a.model)
+    x = tok(a.prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        out = model.generate(x, max_new_tokens=a.max_new_tokens, do_sample=False)
+    print(json.dumps({"text": tok.decode(out[0], skip_special_tokens=True)}))
+
+
 def main(argv):
     p = argparse.ArgumentParser(prog="peft_interop.py")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -199,13 +228,24 @@ def main(argv):
     mm.add_argument("--model", required=True)
     mm.add_argument("--seed", type=int, default=0)
     mm.add_argument("--wrap-gemma3", action="store_true")
+    t = sub.add_parser("tokenize")
+    t.add_argument("--model", required=True)
+    t.add_argument("--texts", required=True)
+    g = sub.add_parser("generate")
+    g.add_argument("--model", required=True)
+    g.add_argument("--prompt", required=True)
+    g.add_argument("--max-new-tokens", type=int, default=64)
     a = p.parse_args(argv)
-    {
+    commands = {
         "eval": cmd_eval,
+        "make-adapter": cmd_make_adapter,
         "eval-examples": cmd_eval_examples,
         "update-diff": cmd_update_diff,
         "make-model": cmd_make_model,
-    }.get(a.cmd, cmd_make_adapter)(a)
+        "tokenize": cmd_tokenize,
+        "generate": cmd_generate,
+    }
+    commands[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -172,7 +172,7 @@ describe('accessibility', () => {
         await keyboard(page, 'data', ['Upload file…', 'Use the demo Q&A set', 'Next: settings →'], keys);
         await shot(page, 'data');
 
-        await shortRunSettings(page, { steps: 3, checkpointEvery: 0, evalEvery: 0 }, LONG);
+        await shortRunSettings(page, { steps: 3, batch: 2, checkpointEvery: 0, evalEvery: 0 }, LONG);
         findings.push(...(await audit(page, 'settings')));
         await keyboard(page, 'settings', ['Next: train →'], keys);
         await shot(page, 'settings');

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll } from 'vitest';
 import { main as demoAssets } from '../../scripts/make-demo-assets';
-import { ARTIFACTS, type Harness, startHarness } from '../browser/harness';
+import { ARTIFACTS, type Harness, ROOT, startHarness } from '../browser/harness';
 
 /** Starts the app's harness, writing the shipped demo dataset first if it is missing (the model is committed). */
 export async function startAppHarness(): Promise<Harness> {
@@ -33,6 +33,15 @@ export function appHarnessForFile(): () => Harness {
 
 export type Shot = (page: Page, name: string) => Promise<unknown>;
 
+/**
+ * The README's screenshots (docs/screenshots/<name>.png), written only when TABTUNE_DOCS_SCREENSHOTS=1
+ * so that a test run leaves the repository as it was.
+ */
+export async function docShot(page: Page, name: string): Promise<void> {
+  if (process.env.TABTUNE_DOCS_SCREENSHOTS !== '1') return;
+  await page.screenshot({ path: join(ROOT, 'docs', 'screenshots', `${name}.png`), fullPage: true });
+}
+
 /** Full-page screenshots into the artifacts folder, as `<prefix>-<name>.png`. */
 export function screenshotter(prefix: string): Shot {
   return (page, name) => page.screenshot({ path: join(ARTIFACTS, `${prefix}-${name}.png`), fullPage: true });
@@ -46,11 +55,12 @@ export async function nav(page: Page, label: RegExp): Promise<void> {
 /** Sets the settings for a short run through the form, as a user would, and waits for the estimate. */
 export async function shortRunSettings(
   page: Page,
-  opts: { steps: number; checkpointEvery: number; evalEvery: number },
+  opts: { steps: number; batch: number; checkpointEvery: number; evalEvery: number },
   estimateTimeoutMs = 60_000,
 ): Promise<void> {
   await nav(page, /Settings/);
   await page.locator('input[name="steps"]').fill(String(opts.steps));
+  await page.locator('input[name="batch"]').fill(String(opts.batch));
   await page.getByText('Evaluation and checkpoints').click();
   await page.locator('input[name="evalEvery"]').fill(String(opts.evalEvery));
   await page.locator('input[name="checkpointEvery"]').fill(String(opts.checkpointEvery));

@@ -1,11 +1,13 @@
 /**
  * The app end to end in headless Chromium (WebGPU on SwiftShader), served by Vite from 127.0.0.1:
- * keep the shipped demo model and dataset, train a few steps and see the loss fall, find the adapter
- * in the library, reload and find it still there, download it and check the PEFT files, compare
- * base and adapter outputs. A second test interrupts a run by reloading the page and resumes it
- * from its checkpoint. Screenshots of each stage go to test-artifacts/app-*.png.
+ * keep the shipped demo model (stories260K) and dataset, run the default demo training as a user
+ * would (the settings untouched) and see the loss fall, find the adapter in the library, reload and
+ * find it still there, download it and check the PEFT files, and see Compare show the base model
+ * telling a story where the adapter answers the demo questions. A second test interrupts a short
+ * run by reloading the page and resumes it from its checkpoint. Screenshots of each stage go to
+ * test-artifacts/app-*.png; with TABTUNE_DOCS_SCREENSHOTS=1 the README's go to docs/screenshots/.
  *
- * SwiftShader is slow (~10x lavapipe), so the model is the tiny demo model and runs are a few steps.
+ * SwiftShader is slow (~10x lavapipe): the default demo run takes a few minutes here.
  */
 import { readFileSync } from 'node:fs';
 import { unzipSync } from 'fflate';
@@ -14,10 +16,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportPeft } from '../../src/lora/peft';
 import { parseSafetensors, tensorToF32 } from '../../src/model/safetensors';
 import { type Harness, openPage } from '../browser/harness';
-import { nav, onPage, screenshotter, shortRunSettings, startAppHarness } from './app-page';
+import { CATALOG, DEMO_PROMPTS } from '../../src/ui/catalog';
+import { docShot, nav, onPage, screenshotter, shortRunSettings, startAppHarness } from './app-page';
 
-const STEPS = 8;
-const LONG = 240_000;
+/** The default demo run's steps (the catalog's preset for the shipped model). */
+const STEPS = CATALOG.find((e) => e.demo)!.train!.steps!;
+const LONG = 480_000;
 
 let h: Harness;
 
@@ -84,11 +88,11 @@ function checkPeft(config: string, model: Uint8Array) {
   const st = parseSafetensors(model, 'adapter_model.safetensors');
   expect(st.metadata).toEqual({ format: 'pt' });
   const keys = [...st.tensors.keys()];
-  // 2 layers x 7 linear modules (all-linear) x A/B
-  expect(keys.length).toBe(2 * 7 * 2);
+  // 5 layers x 7 linear modules (all-linear) x A/B
+  expect(keys.length).toBe(5 * 7 * 2);
   for (const k of keys) {
     expect(k).toMatch(
-      /^base_model\.model\.model\.layers\.[01]\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.lora_[AB]\.weight$/,
+      /^base_model\.model\.model\.layers\.[0-4]\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.lora_[AB]\.weight$/,
     );
     const t = st.tensors.get(k)!;
     expect(t.dtype).toBe('F32');
@@ -113,12 +117,16 @@ describe('the app in Chromium', () => {
         await page.goto(`${h.baseUrl}/`);
         await waitForDemo(page);
         await shot(page, '1-model');
+        await docShot(page, 'model');
         await nav(page, /Data/);
         await page.waitForSelector('[data-testid="dataset-summary"]', { timeout: LONG });
         await expect.poll(() => page.getByTestId('dataset-summary').innerText()).toContain('alpaca');
         await shot(page, '2-data');
 
-        await shortRunSettings(page, { steps: STEPS, checkpointEvery: 4, evalEvery: 4 });
+        // The default demo run: the settings as the app presets them for the shipped model.
+        await nav(page, /Settings/);
+        await page.waitForSelector('[data-testid="estimate"]', { timeout: 60_000 });
+        expect(await page.locator('input[name="steps"]').inputValue()).toBe(String(STEPS));
         await shot(page, '3-settings');
 
         await nav(page, /Train/);
@@ -135,6 +143,7 @@ describe('the app in Chromium', () => {
         const tail = (losses[STEPS - 1]! + losses[STEPS - 2]!) / 2;
         expect(tail, 'the training loss falls').toBeLessThan(head);
         await shot(page, '4-train');
+        await docShot(page, 'train');
 
         await nav(page, /Adapters/);
         await expect.poll(() => page.getByTestId('adapter-row').count()).toBe(1);
@@ -168,18 +177,18 @@ describe('the app in Chromium', () => {
         const pick = page.getByRole('group', { name: 'Adapters' }).getByRole('checkbox');
         await expect.poll(() => pick.count()).toBe(1);
         if (!(await pick.isChecked())) await pick.check();
-        await page.locator('input[name="maxNewTokens"]').fill('12');
+        expect(await page.locator('#prompts').inputValue()).toBe(DEMO_PROMPTS.join('\n'));
+        await page.locator('input[name="maxNewTokens"]').fill('32');
         await page.getByTestId('run-compare').click();
         await page.waitForSelector('[data-testid="compare-outputs"][data-status="done"]', { timeout: LONG });
         const cells = page.getByTestId('compare-cell');
         expect(await cells.count()).toBe(4); // 2 prompts x (base + adapter)
         const texts = await cells.locator('pre').allInnerTexts();
         console.log(`[tabtune] e2e: compare outputs ${JSON.stringify(texts)}`);
-        expect(
-          texts.every((t) => t.length > 0),
-          'every cell has output',
-        ).toBe(true);
-        expect(texts[0]).not.toBe(texts[1]);
+        // The base model tells a story; the adapter answers, and stops.
+        expect([texts[1], texts[3]]).toEqual(['Her name was Lily.', 'She saw a big, red ball.']);
+        expect(texts[0]!.length, 'the base model rambles on').toBeGreaterThan(texts[1]!.length);
+        expect(texts[2]).not.toBe(texts[3]);
         await page.getByTestId('run-eval').click();
         await expect
           .poll(() => page.getByTestId('eval-table').locator('tbody tr td.num').count(), { timeout: LONG })
@@ -187,6 +196,7 @@ describe('the app in Chromium', () => {
         const evalText = await page.getByTestId('eval-table').innerText();
         console.log(`[tabtune] e2e: ${evalText.replace(/\s+/g, ' ')}`);
         await shot(page, '7-compare');
+        await docShot(page, 'compare');
 
         // A wrong file to import says what is missing.
         await nav(page, /Adapters/);
@@ -264,7 +274,7 @@ describe('the app in Chromium', () => {
       await onPage({ page, errors }, shot, 'failed-2', async () => {
         await page.goto(`${h.baseUrl}/`);
         await waitForDemo(page);
-        await shortRunSettings(page, { steps: 6, checkpointEvery: 2, evalEvery: 0 });
+        await shortRunSettings(page, { steps: 6, batch: 2, checkpointEvery: 2, evalEvery: 0 });
         await nav(page, /Train/);
         await page.getByTestId('start-training').click();
         // Wait for the first checkpoint, then pull the plug.

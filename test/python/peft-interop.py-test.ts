@@ -20,30 +20,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAMILY_CASES } from '../fixtures/family-cases';
 import { TINY_CORPUS, type TinyModelOptions, writeTinyModel } from '../fixtures/tiny-model';
-import { runCommand } from '../helpers/proc';
+import { expectSameLoss, python, tabtune } from '../helpers/interop';
 
-const ROOT = join(import.meta.dirname, '..', '..');
-const PYTHON = process.env.TABTUNE_PEFT_PYTHON ?? join(ROOT, '.venv-peft', 'bin', 'python');
 let dir = '';
-
-async function lastJson(cmd: string, args: string[]): Promise<Record<string, number>> {
-  const r = await runCommand(cmd, args, ROOT);
-  expect(r.code, `${cmd} ${args.join(' ')}\n${r.stderr.slice(-3000)}`).toBe(0);
-  const lines = r.stdout.trim().split('\n');
-  return JSON.parse(lines[lines.length - 1]!);
-}
-
-const tabtune = (args: string[]) => lastJson(process.execPath, [join(ROOT, 'bin', 'tabtune.mjs'), ...args]);
-const python = (args: string[]) => lastJson(PYTHON, [join(ROOT, 'scripts', 'peft_interop.py'), ...args]);
-
-/** Same loss on the same tokens: float32 on two engines, relative 1e-4. */
-function expectSameLoss(ours: Record<string, number>, theirs: Record<string, number>, what: string) {
-  expect(ours.tokens, `${what}: token count`).toBe(theirs.tokens);
-  expect(
-    Math.abs(ours.loss! - theirs.loss!) / theirs.loss!,
-    `${what}: loss ${ours.loss} vs Python ${theirs.loss}`,
-  ).toBeLessThan(1e-4);
-}
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'tabtune-peft-'));

@@ -33,7 +33,7 @@ describe('start-up', () => {
     ]);
     expect(s.dataset.fileName).toBe('demo-qa.jsonl');
     expect(s.dataset.summary?.records).toBe(24);
-    expect(s.train).toMatchObject({ lr: 0.01, steps: 20, batch: 8, maxLen: 64, scheduler: 'cosine' });
+    expect(s.train).toMatchObject({ lr: 0.01, steps: 16, batch: 8, maxLen: 64, scheduler: 'cosine' });
     expect(s.lora.target_modules).toBe('all-linear');
     expect(s.estimate.value?.trainableParams).toBeGreaterThan(0);
     expect(c.startBlockers()).toEqual([]);
