@@ -119,6 +119,9 @@ async function withBrowser(baseUrl: string, closeServer: () => Promise<void>): P
     rmSync(userDataDir, { recursive: true, force: true });
     throw new Error(`Could not launch ${CHROMIUM}: ${(e as Error).message}`, { cause: e });
   }
+  // A page's first load has the dev server transform the app's modules on demand (and SwiftShader
+  // compile its shaders); on a busy 2-core machine that passes Playwright's default 30 s.
+  context.setDefaultNavigationTimeout(180_000);
   return {
     baseUrl,
     context,

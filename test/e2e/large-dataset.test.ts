@@ -65,7 +65,7 @@ describe('a large dataset in the app', () => {
       const { usedSize } = (await cdp.send('Runtime.getHeapUsage')) as { usedSize: number };
       expect(usedSize, `page heap ${usedSize} bytes for a ${buffer.length}-byte file`).toBeLessThan(buffer.length / 2);
 
-      await shortRunSettings(page, { steps: 2, checkpointEvery: 0, evalEvery: 0 }, LONG);
+      await shortRunSettings(page, { steps: 2, batch: 2, checkpointEvery: 0, evalEvery: 0 }, LONG);
       await nav(page, /Train/);
       await page.getByTestId('start-training').click();
       await page.waitForSelector('[data-testid="train-finished"]', { timeout: LONG });
