@@ -19,7 +19,7 @@ import { renderRecord } from '../../src/train/data/render';
 import { loadModel } from '../../src/model/load';
 import { MemorySource } from '../../src/model/source';
 import { type TextTokenizer, createTokenizer } from '../../src/model/tokenizer';
-import { presetSettings } from '../../src/ui/actions/model';
+import { presetSettings } from '../../src/ui/settings';
 import { DEMO_MODEL_ID, DEMO_PROMPTS } from '../../src/ui/catalog';
 
 const DIR = join(process.cwd(), 'public/models/stories260K');
