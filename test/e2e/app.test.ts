@@ -228,9 +228,11 @@ describe('the app in Chromium', () => {
         await page.locator('#prompts').fill('The cat');
         await page.locator('input[name="maxNewTokens"]').fill('2');
         await page.getByTestId('run-compare').click();
-        await page.waitForSelector('[data-testid="compare-outputs"][data-status="done"]', { timeout: LONG });
+        // The previous comparison's 'done' may still be showing right after the click: wait for this
+        // run's error cell first, then for the run to end.
         const bad = page.getByTestId('compare-cell').filter({ has: page.locator('.field-error') });
-        await expect.poll(() => bad.count()).toBe(1);
+        await expect.poll(() => bad.count(), { timeout: LONG }).toBe(1);
+        await page.waitForSelector('[data-testid="compare-outputs"][data-status="done"]', { timeout: LONG });
         expect(await bad.innerText()).toMatch(/lora_A\.weight/);
         const fits = await page.evaluate(() => ({
           page: document.documentElement.scrollWidth <= document.documentElement.clientWidth,
