@@ -5,6 +5,7 @@
  *     on the original tok512.bin) on varied text;
  *   - the demo's chat format counts exactly the answer and its closing `<s>`;
  *   - greedy generation from "Once upon a time" is the text llama2.c's documentation shows;
+ *   - the picker's figures for it (parameters, download) and its model card's shapes are the folder's;
  *   - the app's default demo run (the catalog's settings on public/data/demo-qa.jsonl) teaches it to
  *     answer Compare's demo questions, which the base model answers with a story.
  */
@@ -20,7 +21,9 @@ import { loadModel } from '../../src/model/load';
 import { MemorySource } from '../../src/model/source';
 import { type TextTokenizer, createTokenizer } from '../../src/model/tokenizer';
 import { presetSettings } from '../../src/ui/settings';
-import { DEMO_MODEL_ID, DEMO_PROMPTS } from '../../src/ui/catalog';
+import { DEMO_MODEL_ID, DEMO_PROMPTS, catalogEntry } from '../../src/ui/catalog';
+import { parseSafetensors } from '../../src/model/safetensors';
+import { formatCount } from '../../src/ui/format';
 
 const DIR = join(process.cwd(), 'public/models/stories260K');
 const DATA = join(process.cwd(), 'public/data/demo-qa.jsonl');
@@ -121,6 +124,28 @@ describe('stories260K: tokenizer', () => {
     const prompt = ex!.ids.slice(0, ex!.counted.indexOf(true));
     expect(prompt).toEqual(tok.encode("<s>Q: What was the little girl's name?\nA:", { addSpecialTokens: false }));
     expect(prompt.slice(0, 3)).toEqual([1, 410, vocab.indexOf('Q')]); // <s> ▁ Q: a ▁ after <s>, as in pretraining
+  });
+});
+
+describe("stories260K: the app's and the model card's figures", () => {
+  it("the picker's parameters and size are the shipped weights'; the card's shapes are config.json's", () => {
+    const weights = readFileSync(join(DIR, 'model.safetensors'));
+    const st = parseSafetensors(new Uint8Array(weights), 'model.safetensors');
+    const params = [...st.tensors.values()].reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+    expect(params).toBe(260_032);
+    const entry = catalogEntry(DEMO_MODEL_ID)!;
+    expect(entry.approxParams).toBe(formatCount(params));
+    const folderBytes = readdirSync(DIR).reduce((n, f) => n + readFileSync(join(DIR, f)).length, 0);
+    expect(entry.approxDownload).toBe(`${Math.round(folderBytes / 1e6)} MB`);
+
+    const config = JSON.parse(readFileSync(join(DIR, 'config.json'), 'utf8')) as Record<string, number>;
+    const card = readFileSync(join(DIR, 'README.md'), 'utf8').replace(/\s+/g, ' ');
+    expect(card).toContain(
+      `hidden size ${config.hidden_size}, ${config.num_hidden_layers} layers, ${config.num_attention_heads} heads ` +
+        `(${config.num_key_value_heads} key/value heads), MLP ${config.intermediate_size}, ` +
+        `vocabulary ${config.vocab_size}, ${config.max_position_embeddings} positions`,
+    );
+    expect(card).toContain(`A ${entry.approxParams}-parameter Llama`);
   });
 });
 
