@@ -16,7 +16,7 @@ const harness = appHarnessForFile();
 
 const shot = screenshotter('hostile');
 
-/** A q_proj/v_proj adapter for the shipped demo model (hidden 64, 4 heads, 2 KV heads of 16). */
+/** A q_proj/v_proj adapter for the shipped demo model, stories260K (hidden 64, 8 heads, 4 KV heads of 8). */
 function demoAdapter(targets: string[] | string) {
   const modules = [0, 1].flatMap((l) => [
     { path: `model.layers.${l}.self_attn.q_proj`, r: 2, inF: 64, outF: 64 },
@@ -33,7 +33,7 @@ function demoAdapter(targets: string[] | string) {
       fan_in_fan_out: false,
       init_lora_weights: true,
     },
-    baseModel: 'tabtune-demo',
+    baseModel: 'tabtune/stories260K',
     modules: modules.map((m) => ({
       ...m,
       a: Float32Array.from({ length: m.r * m.inF }, (_, i) => Math.sin(i) * 0.01),

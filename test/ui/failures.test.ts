@@ -369,27 +369,27 @@ describe('a wrong folder dropped as a model', () => {
     // Cut short, as an interrupted download leaves it.
     await c.chooseModel({
       kind: 'files',
-      id: 'tabtune-demo',
-      files: [...others(), file('tabtune-demo/model.safetensors', weights.subarray(0, weights.length - 1000))],
+      id: 'stories260K',
+      files: [...others(), file('stories260K/model.safetensors', weights.subarray(0, weights.length - 1000))],
     });
     expect(c.state.model.check).toMatchObject({ status: 'error', cost: null });
     expect(c.state.model.check.error).toEqual({
       title: 'Damaged weights file',
-      detail: `tabtune-demo: model.safetensors: its header declares ${weights.length} bytes, but the file has ${weights.length - 1000}; the file is truncated.`,
+      detail: `stories260K: model.safetensors: its header declares ${weights.length} bytes, but the file has ${weights.length - 1000}; the file is truncated.`,
       action: 'Copy or download that file again (it may be cut short), or choose another folder.',
     });
     // Random bytes.
     const random = Uint8Array.from({ length: 4096 }, (_, i) => (i * 2654435761) >>> 24);
     await c.chooseModel({
       kind: 'files',
-      id: 'tabtune-demo',
-      files: [...others(), file('tabtune-demo/model.safetensors', random)],
+      id: 'stories260K',
+      files: [...others(), file('stories260K/model.safetensors', random)],
     });
     expect(c.state.model.check.error!.detail).toMatch(
-      /^tabtune-demo: model\.safetensors: header length \d+ does not fit a file of 4096 bytes; not a safetensors file or truncated\.$/,
+      /^stories260K: model\.safetensors: header length \d+ does not fit a file of 4096 bytes; not a safetensors file or truncated\.$/,
     );
     // The whole file passes.
-    await c.chooseModel({ kind: 'files', id: 'tabtune-demo', files: demoFiles() });
+    await c.chooseModel({ kind: 'files', id: 'stories260K', files: demoFiles() });
     expect(c.state.model.check).toMatchObject({ status: 'ready', error: null });
     expect(engine.calls.filter((x) => x.startsWith('loadModel:'))).toHaveLength(1); // the demo's, at start
   });
