@@ -92,11 +92,67 @@ describe('scanDataset (JSON array)', () => {
   });
 });
 
-describe('scanDataset (containers parsed in memory)', () => {
-  it('CSV, TSV, plain text and a single JSON object give parseDataset results', async () => {
-    await expectSameAsParse('a.csv', 'instruction,output\n"a, b",c\nd\n');
-    await expectSameAsParse('a.tsv', 'text\nhello\nworld\n');
+describe('scanDataset (CSV and TSV)', () => {
+  it('indexes rows across chunk boundaries: quoted delimiters, line breaks and "" escapes, CRLF, lone CR, BOM', async () => {
+    const rows = ['"a, b","line one\nline two"', '"say ""hi""",ok', '"cr\r\nlf",x', '"lone\rcr",y', 'plain,"end"'];
+    for (const eol of ['\n', '\r\n', '\r']) {
+      await expectSameAsParse('a.csv', `instruction,output${eol}${rows.join(eol)}${eol}`);
+      await expectSameAsParse('a.csv', `\ufeffinstruction,output${eol}${eol}${rows.join(eol)}`);
+    }
+    await expectSameAsParse('a.tsv', 'prompt\tresponse\n"tab\tinside"\t"multi\nline"\nsay, "hi"\tok\n');
+    await expectSameAsParse('p.csv', 'prompt,response,,\nQ,A,,\nQ2,A2\n');
+  });
+
+  it('reports what the in-memory reader reports: stray text after a quote, field counts, bad and missing headers, an unclosed quote', async () => {
+    await expectSameAsParse('a.csv', 'instruction,output\n"a"b,c\nonly one\n"x",y,z\n,\n"i",""\nq,"unclosed\nrest\n');
+    await expectSameAsParse('a.csv', '"unclosed header\ninstruction,output\n');
+    await expectSameAsParse('a.csv', 'foo,bar\n1,2\n"bad"x,3\n');
+    await expectSameAsParse('a.csv', 'instruction,output\n');
+    await expectSameAsParse('a.csv', '');
+    await expectSameAsParse('a.csv', '\n \n');
+    await expectSameAsParse('a.csv', 'instruction,output\ni,o,');
+    await expectSameAsParse('a.csv', 'text\nhello\n"a\nb"\n', 'alpaca');
+    // Rows that show no format until a later one does, and a file where none does.
+    await expectSameAsParse('a.csv', 'input,foo\nx,1\ny,2\n');
+    await expectSameAsParse('a.csv', 'input,text,output\nx,,\ny,hi,\nz,,o\n');
+  });
+
+  it('matches the in-memory reader on random CSV and TSV text', async () => {
+    let seed = 7;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let k = 0; k < 60; k++) {
+      const delim = k % 2 ? ',' : '\t';
+      const alphabet = ['a', 'b ', delim, delim, '"', '"', '\n', '\r\n', '\r', ' ', 'é'];
+      let body = '';
+      for (let c = 0, len = rand(60); c < len; c++) body += alphabet[rand(alphabet.length)];
+      const header = ['instruction', 'output', 'text'].slice(0, 1 + rand(3)).join(delim);
+      await expectSameAsParse(delim === ',' ? 'r.csv' : 'r.tsv', `${header}\n${body}`);
+    }
+  });
+});
+
+describe('scanDataset (plain text)', () => {
+  it('indexes paragraphs: blank and white-space lines, CRLF, lone CR, BOM, no final newline', async () => {
     await expectSameAsParse('notes.txt', 'one\n\ntwo\nlines\n\n\nthree');
+    await expectSameAsParse('notes.txt', '\r\n\r\none\r\nstill one\r\n  \t\r\ntwo\r\n');
+    await expectSameAsParse('notes.txt', 'one\rtwo\r\rthree\r');
+    await expectSameAsParse('notes.md', '\ufeffpara ✓\n\u00a0\nnext\n');
+    await expectSameAsParse('notes.txt', '');
+    await expectSameAsParse('notes.txt', '\n \n');
+    await expectSameAsParse('notes.txt', 'one\n\ntwo', 'chat');
+  });
+});
+
+describe('scanDataset (a JSON file that is not an array)', () => {
+  it('reads a single object as one record, and reports anything else as the in-memory reader does', async () => {
     await expectSameAsParse('a.json', '{"text": "one object"}');
+    await expectSameAsParse('a.json', '\ufeff\n  {"instruction": "i",\n "output": "o"}\n\n');
+    await expectSameAsParse('a.json', '"just a string"');
+    await expectSameAsParse('a.json', '{"text": ');
+    await expectSameAsParse('a.json', '');
+    await expectSameAsParse('csv-named.json', 'text\nThe cat\n');
   });
 });

@@ -258,16 +258,20 @@ function jsonRows(text: string, issues: DatasetIssue[]): Row[] {
   return rows;
 }
 
-/** RFC 4180 rows with the line each starts on. Quotes may hold delimiters, newlines and "" escapes. */
-export function parseDelimited(
-  text: string,
-  delim: string,
-  issues: DatasetIssue[],
-): { line: number; fields: string[] }[] {
-  const rows: { line: number; fields: string[] }[] = [];
+export interface DelimitedRow {
+  line: number;
+  fields: string[];
+}
+
+/**
+ * RFC 4180 rows with the line each starts on. Quotes may hold delimiters, newlines and "" escapes.
+ * `firstLine` is the line the text starts on (scan.ts parses a file row by row).
+ */
+export function parseDelimited(text: string, delim: string, issues: DatasetIssue[], firstLine = 1): DelimitedRow[] {
+  const rows: DelimitedRow[] = [];
   const n = text.length;
   let i = 0;
-  let line = 1;
+  let line = firstLine;
   while (i < n) {
     const rowLine = line;
     const fields: string[] = [];
@@ -336,10 +340,25 @@ const CSV_COLUMN_SETS = 'text; or instruction, output (and optionally input); or
 
 function delimitedRows(text: string, delim: string, issues: DatasetIssue[]): Row[] {
   const table = parseDelimited(text, delim, issues);
-  const header = table.shift();
+  const names = delimitedColumns(table.shift(), delim, issues);
+  if (!names) return [];
+  const rows: Row[] = [];
+  for (const r of table) {
+    const value = delimitedRecord(names, r, delim, issues);
+    if (value) rows.push({ line: r.line, value });
+  }
+  return rows;
+}
+
+/** The column names of a header row (lower case), or null with an issue when it has none we read. */
+export function delimitedColumns(
+  header: DelimitedRow | undefined,
+  delim: string,
+  issues: DatasetIssue[],
+): string[] | null {
   if (!header) {
     issues.push({ line: 1, message: `expected a header row with columns ${CSV_COLUMN_SETS}, got an empty file` });
-    return [];
+    return null;
   }
   const names = header.fields.map((f) => f.trim().toLowerCase());
   const known = ['text', 'instruction', 'input', 'output', 'prompt', 'completion', 'response'];
@@ -348,28 +367,34 @@ function delimitedRows(text: string, delim: string, issues: DatasetIssue[]): Row
       line: header.line,
       message: `expected a header row with columns ${CSV_COLUMN_SETS}, got ${preview(header.fields.join(delim))}`,
     });
-    return [];
+    return null;
   }
-  const rows: Row[] = [];
-  for (const r of table) {
-    let fields = r.fields;
-    // Spreadsheet exports often pad rows with empty trailing cells.
-    if (fields.length > names.length && fields.slice(names.length).every((f) => f === ''))
-      fields = fields.slice(0, names.length);
-    if (fields.length !== names.length) {
-      issues.push({
-        line: r.line,
-        message: `expected ${names.length} fields (${names.join(', ')}), got ${fields.length}: ${preview(fields.join(delim))}`,
-      });
-      continue;
-    }
-    const obj: Record<string, unknown> = {};
-    names.forEach((name, k) => {
-      if (name && !(name in obj)) obj[name] = fields[k];
+  return names;
+}
+
+/** A data row as an object keyed by the column names, or null with an issue when its fields do not fit. */
+export function delimitedRecord(
+  names: string[],
+  r: DelimitedRow,
+  delim: string,
+  issues: DatasetIssue[],
+): Record<string, unknown> | null {
+  let fields = r.fields;
+  // Spreadsheet exports often pad rows with empty trailing cells.
+  if (fields.length > names.length && fields.slice(names.length).every((f) => f === ''))
+    fields = fields.slice(0, names.length);
+  if (fields.length !== names.length) {
+    issues.push({
+      line: r.line,
+      message: `expected ${names.length} fields (${names.join(', ')}), got ${fields.length}: ${preview(fields.join(delim))}`,
     });
-    rows.push({ line: r.line, value: obj });
+    return null;
   }
-  return rows;
+  const obj: Record<string, unknown> = {};
+  names.forEach((name, k) => {
+    if (name && !(name in obj)) obj[name] = fields[k];
+  });
+  return obj;
 }
 
 function txtRows(text: string, split: 'paragraphs' | 'whole'): Row[] {

@@ -191,6 +191,15 @@ export function convert(format: DatasetFormat, o: Record<string, unknown>, line:
   }
 }
 
+/** A row (an object, or a plain-text paragraph) as a record of the format, or why it is not one. */
+export function toRecord(format: DatasetFormat, value: Record<string, unknown> | string, line: number): Converted {
+  if (typeof value !== 'string') return convert(format, value, line);
+  if (format === 'text') return { kind: 'text', line, text: value };
+  return {
+    error: `expected ${format === 'alpaca' ? 'an' : 'a'} ${format} record, got plain text (plain-text files hold text records only)`,
+  };
+}
+
 /**
  * Parses a dataset file. Never throws on bad content: every problem is an issue with its line, and
  * the records that could be read are returned in file order.
@@ -208,18 +217,7 @@ export function parseDataset(fileName: string, content: string, opts: ParseOptio
 
   const records: DatasetRecord[] = [];
   for (const row of rows) {
-    if (typeof row.value === 'string') {
-      if (format !== 'text') {
-        issues.push({
-          line: row.line,
-          message: `expected ${format === 'alpaca' ? 'an' : 'a'} ${format} record, got plain text (plain-text files hold text records only)`,
-        });
-        continue;
-      }
-      records.push({ kind: 'text', line: row.line, text: row.value });
-      continue;
-    }
-    const r = convert(format, row.value, row.line);
+    const r = toRecord(format, row.value, row.line);
     if ('error' in r) issues.push({ line: row.line, message: r.error });
     else records.push(r);
   }

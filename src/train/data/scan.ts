@@ -1,23 +1,34 @@
 /**
- * One pass over a dataset's bytes that indexes its records without keeping them: for JSON Lines the
- * byte range of every line, for a JSON array the byte range of every element. Each record is parsed
- * and checked on the way (so the count of usable records and the issue list are exact from the
- * start) and then dropped; `RecordIndex.read` parses it again from its bytes when it is needed.
- * Memory: 20 bytes per record (start, end, line), whatever the records hold.
+ * One pass over a dataset's bytes that indexes its records without keeping them: the byte range of
+ * every JSON Lines line, JSON array element, CSV/TSV row or plain-text paragraph. Each record is
+ * parsed and checked on the way (so the count of usable records and the issue list are exact from
+ * the start) and then dropped; `RecordIndex.read` parses it again from its bytes when it is needed.
+ * Memory: 20 bytes per record (start, end, line), whatever the records hold. (A JSON file holding
+ * one object is one record: it is read whole once, and its range kept like any other.)
  *
  * The records and issues are those of parseDataset on the whole text (records.ts), message for
- * message: the same per-line and per-element rules, the same format detection (the first
- * recognisable record decides). CSV/TSV and plain text (and a JSON file holding one object) are
- * parsed in memory by parseDataset itself (`MemoryIndex`).
+ * message: the same per-line, per-element and per-row rules, the same format detection (the first
+ * recognisable record decides). Lines and rows are found by split.ts.
  *
  * Text must be UTF-8 (a BOM is skipped): a UTF-16 file or a line that is not UTF-8 is an error
  * naming the file and the line, not a record read as garbage.
  */
 
 import type { DatasetFormat, DatasetIssue } from '../../engine/types';
-import { type DatasetContainer, describe, detectContainer, jsonError, preview } from './containers';
-import { type DatasetRecord, classify, convert, parseDataset } from './records';
+import {
+  type DatasetContainer,
+  type DelimitedRow,
+  delimitedColumns,
+  delimitedRecord,
+  describe,
+  detectContainer,
+  jsonError,
+  parseDelimited,
+  preview,
+} from './containers';
+import { type DatasetRecord, classify, parseDataset, toRecord } from './records';
 import type { ByteSource } from './source';
+import { type ChunkReader, eachDelimitedRow, eachLine } from './split';
 
 /** Issues kept with their message; past this only the count grows (the CLI and app list these). */
 export const MAX_LISTED_ISSUES = 1000;
@@ -143,8 +154,8 @@ function decodeAt(bytes: Uint8Array, fileName: string, line: number): string {
   }
 }
 
-/** The whole file as text (for the containers parsed in memory), naming the first line that is not UTF-8. */
-export function decodeUtf8(bytes: Uint8Array, fileName: string): string {
+/** A whole file as text (a single JSON object), naming the first line that is not UTF-8. */
+function decodeUtf8(bytes: Uint8Array, fileName: string): string {
   try {
     return utf8.decode(bytes);
   } catch {
@@ -182,22 +193,32 @@ export async function scanDataset(source: ByteSource, fileName: string, opts: Sc
   const headText = new TextDecoder().decode(head.length < source.size ? cutPartialChar(head) : head);
   const container = detectContainer(fileName, headText);
   const given = opts.format && opts.format !== 'auto' ? opts.format : null;
-  if (container === 'jsonl' || (container === 'json' && firstNonSpace(head, bom) === 0x5b) /* [ */) {
-    const digest = opts.fingerprint ? new Digest() : null;
-    const scan = new Scan(source, fileName, container, given, bom, opts.chunkBytes ?? CHUNK, opts.onProgress, digest);
-    await (container === 'jsonl' ? scan.jsonl() : scan.jsonArray());
-    return scan.finish(await digest?.hex(source.size));
+  const digest = opts.fingerprint ? new Digest() : null;
+  if (container === 'json' && firstNonSpace(head, bom) !== 0x5b /* [ */) {
+    // Not an array: one object (one record) or an issue.
+    const bytes = await source.read(0, source.size);
+    digest?.add(bytes);
+    const text = decodeUtf8(bytes.subarray(bom), fileName);
+    opts.onProgress?.(source.size, source.size);
+    const parsed = parseDataset(fileName, text, { format: given ?? 'auto', container });
+    const ranges = new Ranges();
+    for (const r of parsed.records) ranges.push(bom, source.size, r.line);
+    const issues = new IssueList();
+    for (const i of parsed.issues) issues.add(i.line, i.message);
+    return new RangeIndex(
+      source,
+      fileName,
+      container,
+      parsed.format,
+      ranges.done(),
+      issues,
+      jsonRow,
+      await digest?.hex(source.size),
+    );
   }
-  const bytes = await source.read(0, source.size);
-  const text = decodeUtf8(bytes, fileName);
-  opts.onProgress?.(source.size, source.size);
-  let digest: string | null = null;
-  if (opts.fingerprint) {
-    const d = new Digest();
-    d.add(bytes);
-    digest = await d.hex(source.size);
-  }
-  return new MemoryIndex(parseDataset(fileName, text, { format: given ?? 'auto', container }), digest);
+  const scan = new Scan(source, fileName, container, given, opts.chunkBytes ?? CHUNK, opts.onProgress, digest);
+  await scan.run(bom);
+  return scan.finish(await digest?.hex(source.size));
 }
 
 /** Drops a UTF-8 sequence cut at the end of a head read. */
@@ -215,47 +236,75 @@ function firstNonSpace(b: Uint8Array, from: number): number | undefined {
   return undefined;
 }
 
+/** A record's text -> its row: an object, or a plain-text paragraph. */
+type RowOf = (text: string, line: number) => Record<string, unknown> | string;
+
 /** A pass over the file: record ranges, issues, and the format once a record shows it. */
-class Scan {
+class Scan implements ChunkReader {
   private readonly ranges = new Ranges();
   private readonly issues = new IssueList();
   private format: DatasetFormat | null;
   /** Rows read before the format was known: converted once it is. */
   private pending: { start: number; end: number; line: number }[] = [];
   private rows = 0;
+  /** CSV/TSV: the column names once the header is read (null: a header we cannot read). */
+  private columns: string[] | null | undefined;
+  private readonly delim: string;
 
   constructor(
     private readonly source: ByteSource,
     private readonly fileName: string,
-    private readonly container: 'jsonl' | 'json',
+    private readonly container: DatasetContainer,
     given: DatasetFormat | null,
-    private readonly bom: number,
     private readonly chunkBytes: number,
     private readonly onProgress?: (done: number, total: number) => void,
     private readonly digest: Digest | null = null,
   ) {
-    this.format = given;
+    this.format = given ?? (container === 'txt' ? 'text' : null);
+    this.delim = container === 'tsv' ? '\t' : ',';
+  }
+
+  get size(): number {
+    return this.source.size;
   }
 
   /** A chunk of the file as read (each byte once, in order), for the digest. */
-  private async read(at: number): Promise<Uint8Array> {
+  async read(at: number): Promise<Uint8Array> {
     const chunk = at < this.source.size ? await this.source.read(at, at + this.chunkBytes) : new Uint8Array(0);
     if (chunk.length) this.digest?.add(chunk);
     return chunk;
   }
 
-  /** A JSON value read as one row at [start, end) of the file. */
-  private row(v: Record<string, unknown>, start: number, end: number, line: number): void {
+  progress(at: number): void {
+    this.onProgress?.(at, this.source.size);
+  }
+
+  async run(bom: number): Promise<void> {
+    switch (this.container) {
+      case 'jsonl':
+        return eachLine(this, bom, (b, s, e, line) => this.jsonlLine(b, s, e, line));
+      case 'json':
+        return this.jsonArray(bom);
+      case 'csv':
+      case 'tsv':
+        return eachDelimitedRow(this, bom, this.delim, (b, s, e, line) => this.delimitedRow(b, s, e, line));
+      case 'txt':
+        return this.paragraphs(bom);
+    }
+  }
+
+  /** A row at [start, end) of the file: an object, or a plain-text paragraph. */
+  private row(v: Record<string, unknown> | string, start: number, end: number, line: number): void {
     this.rows++;
     if (this.format === null) {
-      const f = classify(v);
+      const f = typeof v === 'string' ? 'text' : classify(v);
       if (f === null) {
         this.pending.push({ start, end, line });
         return;
       }
       this.format = f;
     }
-    const r = convert(this.format, v, line);
+    const r = toRecord(this.format, v, line);
     if ('error' in r) this.issues.add(line, r.error);
     else this.ranges.push(start, end, line);
   }
@@ -278,41 +327,43 @@ class Scan {
     this.row(v as Record<string, unknown>, start, end, line);
   }
 
-  /** Lines end at \n, \r\n or a lone \r, as in the in-memory reader. */
-  async jsonl(): Promise<void> {
-    const size = this.source.size;
-    let line = 1;
-    let carry = new Uint8Array(0);
-    let base = this.bom; // file offset of buf[0]
-    let ahead = this.read(this.bom);
-    for (let at = this.bom; at < size || carry.length;) {
-      const chunk = await ahead;
-      at += chunk.length;
-      ahead = this.read(at); // the next chunk is read while this one is scanned
-      const eof = at >= size;
-      const buf = carry.length ? concat(carry, chunk) : chunk;
-      let s = 0;
-      let nextLf = -2;
-      let nextCr = -2;
-      for (;;) {
-        if (nextLf !== -1 && nextLf < s) nextLf = buf.indexOf(0x0a, s);
-        if (nextCr !== -1 && nextCr < s) nextCr = buf.indexOf(0x0d, s);
-        let t = nextLf < 0 ? nextCr : nextCr < 0 ? nextLf : Math.min(nextLf, nextCr);
-        if (t < 0 || (!eof && buf[t] === 0x0d && t + 1 >= buf.length)) {
-          if (!eof) break; // an unfinished line (or a \r whose \n may follow): read on
-          t = buf.length;
-          if (s >= t) break;
+  /** One CSV/TSV row: blank (skipped), the header, a data row, or issues. */
+  private delimitedRow(bytes: Uint8Array, start: number, end: number, line: number): void {
+    const found: DatasetIssue[] = [];
+    const parsed = parseDelimited(decodeAt(bytes, this.fileName, line), this.delim, found, line);
+    for (const r of parsed) {
+      if (this.columns === undefined) this.columns = delimitedColumns(r, this.delim, found);
+      else if (this.columns) {
+        const v = delimitedRecord(this.columns, r, this.delim, found);
+        if (v) {
+          for (const i of found.splice(0)) this.issues.add(i.line, i.message);
+          this.row(v, start, end, line);
         }
-        this.jsonlLine(buf.subarray(s, t), base + s, base + t, line);
-        line++;
-        s = buf[t] === 0x0d && buf[t + 1] === 0x0a ? t + 2 : t + 1;
-        if (s >= buf.length) break;
       }
-      carry = s < buf.length ? buf.slice(s) : new Uint8Array(0);
-      base += Math.min(s, buf.length);
-      this.onProgress?.(Math.min(at, size), size);
-      if (eof) break;
     }
+    for (const i of found) this.issues.add(i.line, i.message);
+  }
+
+  /** Plain text: a record per paragraph (lines up to a blank one), kept as its byte range. */
+  private async paragraphs(bom: number): Promise<void> {
+    let first = -1; // the open paragraph's start, line and end
+    let firstLine = 0;
+    let last = 0;
+    const flush = (): void => {
+      if (first >= 0) this.row('', first, last, firstLine);
+      first = -1;
+    };
+    await eachLine(this, bom, (bytes, start, end, line) => {
+      if (decodeAt(bytes, this.fileName, line).trim() === '') flush();
+      else {
+        if (first < 0) {
+          first = start;
+          firstLine = line;
+        }
+        last = end;
+      }
+    });
+    flush();
   }
 
   /**
@@ -320,14 +371,14 @@ class Scan {
    * brackets outside strings and nested values split the top level). An element cut by a chunk
    * boundary is scanned again from its start with the next chunk.
    */
-  async jsonArray(): Promise<void> {
+  private async jsonArray(bom: number): Promise<void> {
     const size = this.source.size;
     let line = 1;
     let state: 'before' | 'in' | 'closed' = 'before';
     let carry = new Uint8Array(0);
-    let base = this.bom;
-    let ahead = this.read(this.bom);
-    for (let at = this.bom; ;) {
+    let base = bom;
+    let ahead = this.read(bom);
+    for (let at = bom; ;) {
       const chunk = await ahead;
       at += chunk.length;
       ahead = this.read(at); // the next chunk is read while this one is scanned
@@ -441,13 +492,16 @@ class Scan {
 
   async finish(digest: string | null = null): Promise<RecordIndex> {
     const format = this.format ?? 'text';
+    if (this.columns === undefined && (this.container === 'csv' || this.container === 'tsv')) {
+      const found: DatasetIssue[] = [];
+      delimitedColumns(undefined, this.delim, found); // no header row: the file is empty
+      for (const i of found) this.issues.add(i.line, i.message);
+    }
+    const rowOf = this.rowOf();
     // Rows seen before the format was known, and all rows when none showed it.
     for (const p of this.pending) {
-      const v = JSON.parse(decodeAt(await this.source.read(p.start, p.end), this.fileName, p.line).trim()) as Record<
-        string,
-        unknown
-      >;
-      const r = convert(format, v, p.line);
+      const v = rowOf(decodeAt(await this.source.read(p.start, p.end), this.fileName, p.line), p.line);
+      const r = toRecord(format, v, p.line);
       if ('error' in r) this.issues.add(p.line, r.error);
       else this.ranges.push(p.start, p.end, p.line);
     }
@@ -455,9 +509,24 @@ class Scan {
       this.issues.add(1, 'expected at least one record, got an empty file');
     const ranges = this.pending.length ? sortRanges(this.ranges.done()) : this.ranges.done();
     this.issues.listed.sort((a, b) => a.line - b.line);
-    return new RangeIndex(this.source, this.fileName, this.container, format, ranges, this.issues, digest);
+    return new RangeIndex(this.source, this.fileName, this.container, format, ranges, this.issues, rowOf, digest);
+  }
+
+  /** How a record's text is read back. */
+  private rowOf(): RowOf {
+    const { columns, delim } = this;
+    if (this.container === 'txt') return (t) => t.replace(/\r\n|\n|\r/g, '\n'); // the paragraph's lines
+    if (!columns) return jsonRow;
+    return (t, line) => {
+      const row = parseDelimited(t, delim, [], line)[0] as DelimitedRow | undefined;
+      const v = row && delimitedRecord(columns, row, delim, []);
+      if (!v) throw new Error('not a row');
+      return v;
+    };
   }
 }
+
+const jsonRow: RowOf = (t) => JSON.parse(t.trim()) as Record<string, unknown>;
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   const out = new Uint8Array(a.length + b.length);
@@ -487,7 +556,8 @@ class RangeIndex implements RecordIndex {
     readonly format: DatasetFormat,
     private readonly ranges: Ranges,
     issues: IssueList,
-    readonly digest: string | null,
+    private readonly rowOf: RowOf,
+    readonly digest: string | null = null,
   ) {
     this.count = ranges.n;
     this.issues = issues.listed;
@@ -519,47 +589,19 @@ class RangeIndex implements RecordIndex {
       const bytes = await this.source.read(from, Math.max(...order.slice(k, last + 1).map((o) => ends[indices[o]!]!)));
       for (let j = k; j <= last; j++) {
         const i = indices[order[j]!]!;
-        const text = decodeAt(bytes.subarray(starts[i]! - from, ends[i]! - from), this.fileName, lines[i]!);
-        const r = convert(this.format, JSON.parse(text.trim()) as Record<string, unknown>, lines[i]!);
-        if ('error' in r) throw new DatasetReadError(this.fileName, ` changed while it was read (line ${lines[i]}).`);
+        const line = lines[i]!;
+        const text = decodeAt(bytes.subarray(starts[i]! - from, ends[i]! - from), this.fileName, line);
+        let r: ReturnType<typeof toRecord>;
+        try {
+          r = toRecord(this.format, this.rowOf(text, line), line);
+        } catch {
+          r = { error: '' };
+        }
+        if ('error' in r) throw new DatasetReadError(this.fileName, ` changed while it was read (line ${line}).`);
         out[order[j]!] = r;
       }
       k = last + 1;
     }
     return out;
-  }
-}
-
-/** Records parsed in memory (CSV, TSV, plain text, a single JSON object). */
-class MemoryIndex implements RecordIndex {
-  readonly container: DatasetContainer;
-  readonly format: DatasetFormat;
-  readonly count: number;
-  readonly issues: DatasetIssue[];
-  readonly issueCount: number;
-  private readonly records: DatasetRecord[];
-
-  constructor(
-    parsed: ReturnType<typeof parseDataset>,
-    readonly digest: string | null,
-  ) {
-    this.container = parsed.container;
-    this.format = parsed.format;
-    this.records = parsed.records;
-    this.count = parsed.records.length;
-    this.issueCount = parsed.issues.length;
-    this.issues = parsed.issues.slice(0, MAX_LISTED_ISSUES);
-  }
-
-  get bytes(): number {
-    return 0;
-  }
-
-  line(i: number): number {
-    return this.records[i]!.line;
-  }
-
-  read(indices: readonly number[]): Promise<DatasetRecord[]> {
-    return Promise.resolve(indices.map((i) => this.records[i]!));
   }
 }
