@@ -2,7 +2,7 @@
 // Writes a synthetic Alpaca-style dataset of N records (src/bench/synthetic-data.ts: about 230
 // bytes each as JSON Lines) for measuring the data path at scale. Never commit its output.
 //
-//   node --import tsx scripts/make-big-dataset.ts OUT [RECORDS=100000] [--format jsonl|json|csv] [--seed 1]
+//   node --import tsx scripts/make-big-dataset.ts OUT [RECORDS=100000] [--format jsonl|json|csv|txt] [--seed 1]
 
 import { createWriteStream } from 'node:fs';
 import { syntheticAlpaca } from '../src/bench/synthetic-data';
@@ -18,9 +18,9 @@ function flag(name: string, dflt: string): string {
 const format = flag('format', 'jsonl');
 const seed = Number(flag('seed', '1'));
 const [out, n = '100000'] = args;
-if (!out || !['jsonl', 'json', 'csv'].includes(format) || !(Number(n) > 0)) {
+if (!out || !['jsonl', 'json', 'csv', 'txt'].includes(format) || !(Number(n) > 0)) {
   process.stderr.write(
-    'usage: node --import tsx scripts/make-big-dataset.ts OUT [RECORDS] [--format jsonl|json|csv] [--seed S]\n',
+    'usage: node --import tsx scripts/make-big-dataset.ts OUT [RECORDS] [--format jsonl|json|csv|txt] [--seed S]\n',
   );
   process.exit(2);
 }
@@ -34,7 +34,8 @@ let i = 0;
 for (const r of syntheticAlpaca(Number(n), seed)) {
   if (format === 'jsonl') buf += `${JSON.stringify(r)}\n`;
   else if (format === 'json') buf += `${i ? ',\n' : ''}  ${JSON.stringify(r)}`;
-  else buf += `${csvField(r.instruction)},${csvField(r.input)},${csvField(r.output)}\n`;
+  else if (format === 'csv') buf += `${csvField(r.instruction)},${csvField(r.input)},${csvField(r.output)}\n`;
+  else buf += `${r.instruction}\n${r.output}\n\n`; // plain text: a paragraph per record
   i++;
   if (buf.length > 1 << 20) {
     await write(buf);

@@ -313,7 +313,9 @@ export function parseDelimited(text: string, delim: string, issues: DatasetIssue
           });
         }
       }
-      while (i < n && text[i] !== delim && text[i] !== '\n' && text[i] !== '\r') field += text[i++];
+      const from = i;
+      while (i < n && text[i] !== delim && text[i] !== '\n' && text[i] !== '\r') i++;
+      field += text.slice(from, i);
       fields.push(field);
       field = '';
       if (i >= n) endOfRow = true;
