@@ -4,7 +4,8 @@
  *
  *  - index: the one pass over the bytes (records/s, index bytes per record)
  *  - first batch: indexing + split + the first step's records tokenized (what training waits for)
- *  - tokenize: records/s of rendering + tokenizing (the lazy path and the in-memory path)
+ *  - tokenize: records/s of rendering + tokenizing (the lazy path and the in-memory path), and of
+ *    the lazy path with its tokenizing spread over 1, 2, ... worker threads (src/train/data/pool.ts)
  *  - held tokens: bytes per record of the compact examples (typed arrays) and of the in-memory
  *    path's number[] / boolean[] examples (heap measured around them, when gc can be forced)
  */
@@ -13,8 +14,11 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { nodeTokenizerWorker, tokenizerThreadCount } from '../cli/tokenize-threads';
+import { parseConfig } from '../model/config';
 import { createTokenizer } from '../model/tokenizer';
 import { BatchSchedule } from '../train/batch';
+import { TokenizerPool } from '../train/data/pool';
 import { PreparedDataset } from '../train/data/prepared';
 import { parseDataset } from '../train/data/records';
 import { tokenizeRecords } from '../train/data/render';
@@ -29,6 +33,8 @@ export interface DataBenchResult {
   index_bytes_per_record: number;
   first_batch_ms: number;
   lazy_tokenize_records_per_s: number;
+  /** Lazy path with k worker threads: records/s, by k. */
+  pool_records_per_s: Record<string, number>;
   in_memory_records_per_s: number;
   compact_bytes_per_record: number;
   in_memory_bytes_per_record: number | null;
@@ -51,10 +57,12 @@ export async function benchData(opts: {
   log: (line: string) => void;
 }): Promise<DataBenchResult> {
   const { log } = opts;
-  const tok = await createTokenizer(
-    JSON.parse(await readFile(join(opts.modelDir, 'tokenizer.json'), 'utf8')) as object,
-    JSON.parse(await readFile(join(opts.modelDir, 'tokenizer_config.json'), 'utf8')) as object,
-  );
+  const files = {
+    tokenizerJson: JSON.parse(await readFile(join(opts.modelDir, 'tokenizer.json'), 'utf8')) as object,
+    tokenizerConfig: JSON.parse(await readFile(join(opts.modelDir, 'tokenizer_config.json'), 'utf8')) as object,
+    config: parseConfig(JSON.parse(await readFile(join(opts.modelDir, 'config.json'), 'utf8'))),
+  };
+  const tok = await createTokenizer(files.tokenizerJson, files.tokenizerConfig, files.config);
   const text = syntheticJsonl(opts.records);
   const bytes = new TextEncoder().encode(text);
   log(`data: ${opts.records} synthetic Alpaca records, ${(bytes.length / 2 ** 20).toFixed(1)} MB of JSON Lines`);
@@ -84,6 +92,24 @@ export async function benchData(opts: {
   let compactBytes = 0;
   for (const ex of compact) compactBytes += ex.ids.byteLength + ex.counted.byteLength;
 
+  // The same records through worker threads (started and warmed up before the clock starts).
+  const poolRates: Record<string, number> = {};
+  for (const k of [...new Set([1, 2, Math.max(2, tokenizerThreadCount())])]) {
+    const pool = new TokenizerPool(nodeTokenizerWorker, files, k);
+    try {
+      const pooled = await PreparedDataset.open(textSource(text), 'bench.jsonl', tok, {
+        ...settings,
+        workers: () => pool,
+      });
+      while (!pool.ready) await new Promise((r) => setTimeout(r, 10));
+      t0 = performance.now();
+      await pooled.examples(items);
+      poolRates[k] = n / ((performance.now() - t0) / 1000);
+    } finally {
+      pool.close();
+    }
+  }
+
   const sampleText = text.slice(0, nthNewline(text, n));
   gc?.();
   const heap0 = process.memoryUsage().heapUsed;
@@ -100,13 +126,17 @@ export async function benchData(opts: {
     index_bytes_per_record: index.bytes / index.count,
     first_batch_ms: firstMs,
     lazy_tokenize_records_per_s: n / (lazyMs / 1000),
+    pool_records_per_s: poolRates,
     in_memory_records_per_s: n / (oldMs / 1000),
     compact_bytes_per_record: compactBytes / n,
     in_memory_bytes_per_record: oldBytes === null ? null : oldBytes / n,
   };
   log(
     `data tokenize (${n} records): lazy ${Math.round(result.lazy_tokenize_records_per_s)} records/s, ` +
-      `in-memory path ${Math.round(result.in_memory_records_per_s)} records/s`,
+      `in-memory path ${Math.round(result.in_memory_records_per_s)} records/s, ` +
+      Object.entries(poolRates)
+        .map(([k, r]) => `${k} worker thread${k === '1' ? '' : 's'} ${Math.round(r)} records/s`)
+        .join(', '),
   );
   log(
     `data held tokens: compact ${result.compact_bytes_per_record.toFixed(0)} bytes/record` +

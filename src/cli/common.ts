@@ -27,8 +27,14 @@ export async function withAdapterDir<T>(dir: string | undefined, f: () => Promis
 }
 
 export async function openEngine(): Promise<Engine> {
-  const [{ createNodeGpu }, { Engine }] = await Promise.all([import('../gpu/node'), import('../engine/engine')]);
-  return new Engine(await createNodeGpu());
+  const [{ createNodeGpu }, { Engine }, threads] = await Promise.all([
+    import('../gpu/node'),
+    import('../engine/engine'),
+    import('./tokenize-threads'),
+  ]);
+  const engine = new Engine(await createNodeGpu());
+  engine.setTokenizerWorkers(threads.nodeTokenizerWorker, threads.tokenizerThreadCount());
+  return engine;
 }
 
 export function requireFile(path: string, what: string): string {

@@ -23,6 +23,7 @@ import type { ModelSource } from '../model/source';
 import { type TextTokenizer, createTokenizer } from '../model/tokenizer';
 import { type Batch, BatchSchedule, type DataPosition } from '../train/batch';
 import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint } from '../train/checkpoint';
+import { type PoolWorker, type TokenizerFiles, TokenizerPool } from '../train/data/pool';
 import { PreparedDataset } from '../train/data/prepared';
 import { blobSource, textSource } from '../train/data/source';
 import type { RecordIndex } from '../train/data/scan';
@@ -156,6 +157,10 @@ interface LoadedModelState {
   tokenizer: TextTokenizer;
   /** SHA-256 of the tokenizer's files (what names its tokenized datasets in a TokenStore). */
   tokenizerKey: string;
+  /** What a tokenizing worker loads its copy of the tokenizer from. */
+  tokenizerFiles: TokenizerFiles;
+  /** Workers tokenizing large datasets with this tokenizer, once one is read lazily. */
+  pool: TokenizerPool | null;
   gpuModel: GpuModel;
   totalParams: number;
   dtype: string;
@@ -194,12 +199,29 @@ export class Engine implements EngineApi {
   private tokenStore: TokenStore | null = null;
   /** The last dataset file's index, reused when only the settings change (a large file is not read again). */
   private lastIndex: { key: string; index: RecordIndex } | null = null;
+  private tokenizerWorkers: { spawn: () => PoolWorker; count: number } | null = null;
 
   constructor(readonly gpu: Gpu) {}
 
   /** Where large datasets' tokens are kept between runs (the worker passes IndexedDB's). */
   setTokenStore(store: TokenStore | null): void {
     this.tokenStore = store;
+  }
+
+  /**
+   * Workers that tokenize large datasets in parallel (the CLI's worker threads, the app's Web
+   * Workers; src/train/data/pool.ts), started when a dataset is first read lazily; count 0: none.
+   */
+  setTokenizerWorkers(spawn: () => PoolWorker, count: number): void {
+    this.tokenizerWorkers = count > 0 ? { spawn, count } : null;
+  }
+
+  private tokenizerPool(): TokenizerPool | null {
+    const m = this.model;
+    const w = this.tokenizerWorkers;
+    if (!m || !w) return null;
+    m.pool ??= new TokenizerPool(w.spawn, m.tokenizerFiles, w.count);
+    return m.pool;
   }
 
   // ------------------------------------------------------------------ device
@@ -258,6 +280,12 @@ export class Engine implements EngineApi {
       config: loaded.config,
       tokenizer,
       tokenizerKey,
+      tokenizerFiles: {
+        tokenizerJson: loaded.tokenizerJson,
+        tokenizerConfig: loaded.tokenizerConfig,
+        config: loaded.config,
+      },
+      pool: null,
       gpuModel,
       totalParams,
       dtype: [...dtypes].join('/'),
@@ -298,6 +326,7 @@ export class Engine implements EngineApi {
     this.generator?.dispose();
     this.generator = null;
     this.model?.gpuModel.dispose();
+    this.model?.pool?.close();
     this.model = null;
     this.dataset = null;
   }
@@ -347,6 +376,7 @@ export class Engine implements EngineApi {
         seed: opts.seed,
         previewCount: opts.previewCount,
         store: this.tokenStore ? { tokens: this.tokenStore, tokenizerKey: m.tokenizerKey } : undefined,
+        workers: () => this.tokenizerPool(),
         onProgress: onProgress && ((phase, done, total) => onProgress({ phase, done, total })),
       });
     } catch (e) {

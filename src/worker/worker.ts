@@ -14,6 +14,7 @@ import type { Gpu } from '../gpu/context';
 import { isQuotaError } from '../store/errors';
 import { cachingFetch } from '../store/model-cache';
 import { IndexedDbTokenStore } from '../store/token-cache';
+import type { PoolReply, PoolWorker } from '../train/data/pool';
 import { type WorkerReply, type WorkerRequest, toWireError } from './protocol';
 
 declare const self: DedicatedWorkerGlobalScope;
@@ -81,6 +82,9 @@ function engine(): Promise<Engine> {
         });
       });
       const eng = new Engine(gpu);
+      // Large datasets are tokenized by Web Workers beside this one (one per core but two, at most 4).
+      const cores = navigator.hardwareConcurrency || 2;
+      eng.setTokenizerWorkers(tokenizerWorker, Math.max(1, Math.min(4, cores - 2)));
       // Large datasets' tokens are kept in IndexedDB between runs; without it they are made again.
       try {
         eng.setTokenStore(await IndexedDbTokenStore.open());
@@ -95,6 +99,22 @@ function engine(): Promise<Engine> {
     });
   }
   return enginePromise;
+}
+
+/** A tokenizer worker for the engine's pool; one that cannot start fails its jobs (then this worker tokenizes). */
+function tokenizerWorker(): PoolWorker {
+  const w = new Worker(new URL('./tokenize.worker.ts', import.meta.url), { type: 'module' });
+  return {
+    post: (m) => w.postMessage(m),
+    listen(onReply, onFail) {
+      w.onmessage = (e: MessageEvent<PoolReply>) => onReply(e.data);
+      w.onerror = (e) => {
+        e.preventDefault();
+        onFail(new Error(e.message || 'the tokenizer worker could not start'));
+      };
+    },
+    terminate: () => w.terminate(),
+  };
 }
 
 // ------------------------------------------------------------------ checkpoints

@@ -2,7 +2,8 @@
  * A large upload in Chromium: 100,000 synthetic Alpaca records (about 23 MB) through the Data view's
  * file input. The page keeps the File and never reads it whole: the worker indexes it by range and
  * tokenizes only a sample, so the preview, the exact record count and the estimated token counts
- * show, the page's own heap stays far below the file's size, and a 2-step run trains from it.
+ * show, the page's own heap stays far below the file's size, and a 2-step run trains from it, with
+ * the GPU worker's tokenizer workers (src/worker/tokenize.worker.ts) started beside it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { syntheticJsonl } from '../../src/bench/synthetic-data';
@@ -27,6 +28,8 @@ const shot = screenshotter('large-data');
 describe('a large dataset in the app', () => {
   it('previews and counts a 100,000-record upload without the page reading it, and trains from it', async () => {
     const { page, errors } = await openPage(h);
+    const workers: string[] = [];
+    page.on('worker', (w) => workers.push(w.url()));
     await onPage({ page, errors }, shot, 'failed', async () => {
       await page.goto(`${h.baseUrl}/`);
       await page.waitForSelector('.app[data-model="ready"]', { timeout: LONG });
@@ -70,6 +73,7 @@ describe('a large dataset in the app', () => {
       await page.getByTestId('start-training').click();
       await page.waitForSelector('[data-testid="train-finished"]', { timeout: LONG });
       await shot(page, 'trained');
+      expect(workers.filter((u) => /tokenize/.test(u)).length, workers.join(' ')).toBeGreaterThan(0);
     });
   }, 600_000);
 });

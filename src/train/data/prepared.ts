@@ -31,6 +31,8 @@ import {
   splitTrainVal,
 } from '../batch';
 import { type RenderOptions, type TokenizerLike, examplePreview } from './render';
+import type { RecordTokenizer } from './pool';
+import type { DatasetRecord } from './records';
 import { type RecordIndex, scanDataset } from './scan';
 import type { ByteSource } from './source';
 import {
@@ -80,6 +82,11 @@ export interface PrepareOptions {
   store?: { tokens: TokenStore; tokenizerKey: string };
   onProgress?: (phase: 'scan' | 'tokenize', done: number, total: number) => void;
   /**
+   * Workers that tokenize for the lazy regime (pool.ts), asked for only when a dataset is read
+   * lazily; without them (or when they fail) records are tokenized on this thread.
+   */
+  workers?: () => RecordTokenizer | null;
+  /**
    * The index of the same file read before with the same name and format (and a digest when there
    * is a store): only the split, the sample and the settings are redone.
    */
@@ -105,6 +112,9 @@ export class PreparedDataset {
   private readonly reported: Uint8Array;
   private prefetchQueue: number[] = [];
   private prefetching: Promise<void> | null = null;
+  /** Records being read or tokenized now (by a batch or by prefetch), so none is done twice. */
+  private readonly inflight = new Map<number, Promise<RecordTokens>>();
+  private workers: RecordTokenizer | null = null;
   /** The stored set's name and store (lazy regime with a store), else null. */
   private stored: { set: string; tokens: TokenStore } | null = null;
 
@@ -213,6 +223,7 @@ export class PreparedDataset {
       null as unknown as DatasetSummary,
       opts.cacheTokens ?? CACHE_TOKENS,
     );
+    ds.workers = opts.workers?.() ?? null;
     if (opts.store && index.digest) {
       const set = [index.digest, opts.store.tokenizerKey, opts.maxLen, render.overflow, index.format, 'v1'].join('|');
       ds.stored = { set, tokens: opts.store.tokens };
@@ -271,47 +282,85 @@ export class PreparedDataset {
 
   /**
    * The tokens of these records: from the memory cache, else from the store (whole chunks), else
-   * tokenized (whole chunks when there is a store, which then keeps them).
+   * tokenized (whole chunks when there is a store, which then keeps them; by the workers when
+   * there are some). A record already on its way is waited for, not done again.
    */
   private async ensure(records: readonly number[]): Promise<Map<number, RecordTokens>> {
     const got = new Map<number, RecordTokens>();
-    const missing: number[] = [];
+    const waiting = new Set<number>();
     for (const r of records) {
       if (got.has(r)) continue;
       const t = this.cache.get(r);
       if (t) got.set(r, t);
-      else if (!missing.includes(r)) missing.push(r);
+      else waiting.add(r);
     }
-    if (!missing.length) return got;
+    if (!waiting.size) return got;
+    const wait = [...waiting];
+    this.start(wait.filter((r) => !this.inflight.has(r)));
+    (await Promise.all(wait.map((r) => this.inflight.get(r)!))).forEach((t, k) => got.set(wait[k]!, t));
+    return got;
+  }
+
+  /** Starts reading and tokenizing these records, in jobs (one per worker, or per stored chunk). */
+  private start(fresh: number[]): void {
+    if (!fresh.length) return;
     if (!this.stored) {
-      const read = await this.index.read(missing);
-      missing.forEach((r, k) => got.set(r, this.keep(r, this.tokenize(read[k]!))));
-      return got;
+      const jobs = this.workers ? Math.min(this.workers.size, Math.ceil(fresh.length / 4)) : 1;
+      const per = Math.ceil(fresh.length / jobs);
+      for (let k = 0; k < fresh.length; k += per) {
+        const ids = fresh.slice(k, k + per);
+        this.track(ids, async () => this.tokenizeAll(await this.index.read(ids)));
+      }
+      return;
     }
-    const chunks = [...new Set(missing.map((r) => Math.floor(r / CHUNK_RECORDS)))];
-    for (const c of chunks) {
+    const { set, tokens: store } = this.stored;
+    for (const c of new Set(fresh.map((r) => Math.floor(r / CHUNK_RECORDS)))) {
       const first = c * CHUNK_RECORDS;
       const ids = Array.from({ length: Math.min(CHUNK_RECORDS, this.index.count - first) }, (_, k) => first + k);
-      let tokens: RecordTokens[] | null = null;
-      try {
-        const bytes = await this.stored.tokens.get(this.stored.set, c);
-        if (bytes) tokens = decodeChunk(bytes);
-      } catch {
-        tokens = null; // an unreadable chunk is tokenized again
-      }
-      if (!tokens || tokens.length !== ids.length) {
-        const read = await this.index.read(ids);
-        tokens = read.map((rec) => this.tokenize(rec));
+      this.track(ids, async () => {
+        try {
+          const bytes = await store.get(set, c);
+          const tokens = bytes && decodeChunk(bytes);
+          if (tokens && tokens.length === ids.length) return tokens;
+        } catch {
+          // an unreadable chunk is tokenized again
+        }
+        const tokens = await this.tokenizeAll(await this.index.read(ids));
         // Kept for the next run; a full disk only costs tokenizing again next time.
-        this.stored.tokens.put(this.stored.set, c, encodeChunk(tokens, this.wide)).catch(() => undefined);
-      }
-      tokens.forEach((t, k) => {
-        const r = ids[k]!;
-        this.keep(r, t);
-        if (missing.includes(r)) got.set(r, t);
+        store.put(set, c, encodeChunk(tokens, this.wide)).catch(() => undefined);
+        return tokens;
       });
     }
-    return got;
+  }
+
+  /** Runs a job for these records: each gets its tokens (cached, issue reported) when it ends. */
+  private track(ids: number[], job: () => Promise<RecordTokens[]>): void {
+    const all = job().then((tokens) => tokens.map((t, k) => this.keep(ids[k]!, t)));
+    const done = (): void => {
+      for (const r of ids) this.inflight.delete(r);
+    };
+    all.then(done, done);
+    ids.forEach((r, k) => {
+      if (this.inflight.has(r)) return; // (a stored chunk holding a record already on its way)
+      const one = all.then((t) => t[k]!);
+      one.catch(() => undefined); // (the batch that needs it gets the error)
+      this.inflight.set(r, one);
+    });
+  }
+
+  /**
+   * Records' tokens, by the workers when there are some and one has its tokenizer (a batch never
+   * waits for workers to start), else on this thread.
+   */
+  private async tokenizeAll(records: DatasetRecord[]): Promise<RecordTokens[]> {
+    if (this.workers?.ready) {
+      try {
+        return await this.workers.tokenize(records, this.render, this.wide);
+      } catch {
+        // (a worker that failed: the same tokens, made here)
+      }
+    }
+    return records.map((r) => this.tokenize(r));
   }
 
   private tokenize(record: Parameters<typeof tokenizeRecord>[1]): RecordTokens {
@@ -334,11 +383,13 @@ export class PreparedDataset {
    */
   prefetch(items: readonly number[]): void {
     if (this.all) return;
-    for (const r of items) if (!this.cache.has(r)) this.prefetchQueue.push(r);
+    for (const r of items) if (!this.cache.has(r) && !this.inflight.has(r)) this.prefetchQueue.push(r);
+    // On this thread a few records at a time, between other work; with workers, a job for each.
+    const per = this.workers ? 4 * this.workers.size : 4;
     this.prefetching ??= (async () => {
       while (this.prefetchQueue.length) {
         await yieldNow();
-        const slice = this.prefetchQueue.splice(0, 4).filter((r) => !this.cache.has(r));
+        const slice = this.prefetchQueue.splice(0, per).filter((r) => !this.cache.has(r));
         try {
           if (slice.length) await this.ensure(slice);
         } catch {
