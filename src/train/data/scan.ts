@@ -154,8 +154,8 @@ function decodeAt(bytes: Uint8Array, fileName: string, line: number): string {
   }
 }
 
-/** A whole file as text (a single JSON object), naming the first line that is not UTF-8. */
-function decodeUtf8(bytes: Uint8Array, fileName: string): string {
+/** Whole text (a single JSON object; the app's check of a file's head), naming the first line that is not UTF-8. */
+export function decodeUtf8(bytes: Uint8Array, fileName: string): string {
   try {
     return utf8.decode(bytes);
   } catch {
