@@ -99,6 +99,14 @@ export function reportIssues(ds: DatasetSummary): void {
     process.stderr.write(`tabtune: ${ds.fileName}:${issue.line}: ${issue.message} (skipped)\n`);
   if (ds.issueCount > ds.issues.length)
     process.stderr.write(`tabtune: ${ds.fileName}: ... and ${ds.issueCount - ds.issues.length} more lines skipped\n`);
+  const cut = ds.truncated;
+  if (cut.examples > 0) {
+    process.stderr.write(
+      `tabtune: ${ds.fileName}: ${ds.tokensEstimated ? 'in the first records, ' : ''}${cut.examples} example${cut.examples === 1 ? ' is' : 's are'} ` +
+        `longer than --max-len and cut to it (line${cut.lines.length === 1 ? '' : 's'} ${cut.lines.join(', ')}${cut.examples > cut.lines.length ? ', ...' : ''}); ` +
+        'their end is not trained on: raise --max-len or shorten them\n',
+    );
+  }
 }
 
 export interface ModelPreflight {

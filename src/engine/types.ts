@@ -79,6 +79,8 @@ export interface ExamplePreview {
   tokens: number;
   countedTokens: number;
   truncated: boolean;
+  /** A window of a long text record split at max length: which one (1-based) of how many. */
+  part?: { index: number; of: number };
 }
 
 /** How far reading a dataset is: the index pass over its bytes, then tokenizing (bytes or records). */
@@ -108,6 +110,11 @@ export interface DatasetSummary {
   /** ...and how many there are in all. */
   issueCount: number;
   preview: ExamplePreview[];
+  /**
+   * Examples longer than max length, cut to it (their end is not learned), and the first lines
+   * they come from; in a lazily read dataset, counted in its first records (the sample).
+   */
+  truncated: { examples: number; lines: number[] };
 }
 
 export interface TrainProgress {

@@ -232,6 +232,13 @@ describe('App', () => {
     await act(() => c.setDatasetText('bad.jsonl', '{"text":"ok"}\nnope\n'));
     expect(screen.getByText('line 2')).toBeTruthy();
     expect(screen.getByText(/1 line skipped or cut/)).toBeTruthy();
+    expect(screen.queryByTestId('dataset-truncated')).toBeNull();
+    // Records longer than max length are said to be cut, with their lines (not only a tag on the preview).
+    const long = JSON.stringify({ text: 'x'.repeat(100) });
+    await act(() => c.setDatasetText('long.jsonl', `{"text":"ok"}\n${long}\n${long}\n`));
+    expect(screen.getByTestId('dataset-truncated').textContent).toBe(
+      '2 examples are longer than max length 64 and cut to it, so their end is not trained on (lines 2, 3). Raise max length in Settings, or shorten those records.',
+    );
   });
 
   it('pasted text is read by what it holds: plain paragraphs as text, records as JSON Lines', async () => {

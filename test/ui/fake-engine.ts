@@ -179,7 +179,10 @@ export class FakeEngine implements AppEngine {
       throw Object.assign(new Error(`${fileName}: no usable records.`), { name: 'EngineError' });
     const val = Math.floor(records.length * opts.valFraction);
     this.datasetLoaded = true;
+    // A record whose text is longer than max length (in characters, here) is cut.
+    const cut = records.filter((r) => r.text.length + r.answer.length > opts.maxLen);
     return {
+      truncated: { examples: cut.length, lines: cut.slice(0, 10).map((r) => r.line) },
       fileName,
       format: opts.format && opts.format !== 'auto' ? opts.format : 'alpaca',
       records: records.length,
@@ -198,7 +201,7 @@ export class FakeEngine implements AppEngine {
         ],
         tokens: 20,
         countedTokens: 8,
-        truncated: false,
+        truncated: r.text.length + r.answer.length > opts.maxLen,
       })),
     };
   }

@@ -134,6 +134,16 @@ export function jsonError(e: unknown): string {
   return (e as Error).message.replace(/\r\n|\n|\r/g, '\\n');
 }
 
+/**
+ * The issue for a JSON Lines line that does not parse. The file's last line (no line break after
+ * it) that starts an object but never closes it was cut off: the file is truncated.
+ */
+export function badJsonLine(e: unknown, s: string, last: boolean): string {
+  if (last && (s.startsWith('{') || s.startsWith('[')) && !/[}\]]$/.test(s))
+    return `expected a JSON object, got a last line cut off at the end of the file (the file looks truncated: copy or download it again): ${preview(s)}`;
+  return `expected a JSON object, got invalid JSON (${jsonError(e)}): ${preview(s)}`;
+}
+
 function jsonlRows(text: string, issues: DatasetIssue[]): Row[] {
   const rows: Row[] = [];
   const lines = text.split(/\r\n|\n|\r/);
@@ -145,7 +155,7 @@ function jsonlRows(text: string, issues: DatasetIssue[]): Row[] {
     try {
       v = JSON.parse(s);
     } catch (e) {
-      issues.push({ line, message: `expected a JSON object, got invalid JSON (${jsonError(e)}): ${preview(s)}` });
+      issues.push({ line, message: badJsonLine(e, s, i === lines.length - 1) });
       return;
     }
     if (v === null || typeof v !== 'object' || Array.isArray(v)) {

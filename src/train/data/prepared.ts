@@ -168,18 +168,25 @@ export class PreparedDataset {
     };
     const base = { fileName, format: index.format, records: index.count };
 
+    const cut = new CutExamples();
     if (index.count <= (opts.exactRecords ?? EXACT_RECORDS)) {
       const all: CompactExample[] = [];
       const preview: ExamplePreview[] = [];
       const step = 256;
       for (let from = 0; from < index.count; from += step) {
         const ids = Array.from({ length: Math.min(step, index.count - from) }, (_, k) => from + k);
+        let at = from;
         for (const record of await index.read(ids)) {
-          const { tokens, full } = tokenizeRecord(tok, record, render, wide);
+          // A long text record reports progress piece by piece (a 3 MB one-line file is one record).
+          const r = at++;
+          const { tokens, full } = tokenizeRecord(tok, record, render, wide, (d, t) =>
+            opts.onProgress?.('tokenize', r + d / t, index.count),
+          );
           if (tokens.issue) {
             issues.push(tokens.issue);
             issueCount++;
           }
+          cut.add(tokens.examples);
           for (const ex of full) if (preview.length < previewCount) preview.push(examplePreview(tok, ex));
           all.push(...tokens.examples);
         }
@@ -204,6 +211,7 @@ export class PreparedDataset {
         issues,
         issueCount,
         preview,
+        truncated: cut.summary(),
       };
       return new PreparedDataset(index, tok, render, wide, all, split, summary, 0);
     }
@@ -240,6 +248,7 @@ export class PreparedDataset {
         issues.push(t.issue);
         issueCount++;
       }
+      cut.add(t.examples);
       for (const ex of t.examples) {
         if (preview.length < previewCount) preview.push(examplePreview(tok, ex));
         sampleTokens += ex.ids.length;
@@ -260,6 +269,7 @@ export class PreparedDataset {
       issues,
       issueCount,
       preview,
+      truncated: cut.summary(),
     };
     return ds;
   }
@@ -442,4 +452,20 @@ function valCountFor(n: number, f: number): number {
   let k = Math.round(f * n);
   if (f > 0 && n >= 2) k = Math.max(1, k);
   return Math.min(k, Math.max(0, n - 1));
+}
+
+/** Examples cut to max length: how many, and the first lines they come from (the Data view and the CLI warn). */
+class CutExamples {
+  private examples = 0;
+  private readonly lines: number[] = [];
+  add(examples: readonly CompactExample[]): void {
+    for (const ex of examples) {
+      if (!ex.truncated) continue;
+      this.examples++;
+      if (this.lines.length < 10 && !this.lines.includes(ex.line)) this.lines.push(ex.line);
+    }
+  }
+  summary(): DatasetSummary['truncated'] {
+    return { examples: this.examples, lines: [...this.lines].sort((a, b) => a - b) };
+  }
 }

@@ -145,7 +145,9 @@ function toChat(o: Record<string, unknown>, line: number): Converted {
     ? 'expected "conversations": [{"from": "human" | "gpt" | "system", "value": "..."}]'
     : 'expected "messages": [{"role": "system" | "user" | "assistant", "content": "..."}]';
   if (!Array.isArray(list) || list.length === 0)
-    return { error: `${expected}, got ${Array.isArray(list) ? 'an empty list' : describe(list)}` };
+    return {
+      error: `${expected}, got ${Array.isArray(list) ? 'an empty list' : list === undefined ? `no "messages" (keys ${preview(Object.keys(o))})` : describe(list)}`,
+    };
   const messages: ChatMessage[] = [];
   for (let k = 0; k < list.length; k++) {
     const m = list[k] as Record<string, unknown> | null;

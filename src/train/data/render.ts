@@ -19,7 +19,13 @@
  *           each prefix with the full encoding (a token straddling a boundary counts).
  *           Without a chat template a plain "### User: / ### Assistant:" layout is used.
  * Sequences longer than maxLen are cut to maxLen (`truncated`), or for text records optionally
- * split into maxLen windows (overflow 'chunk'). A record left with no counted token is an issue.
+ * split into maxLen windows (overflow 'chunk', each window numbered as a `part` of its record). A
+ * record left with no counted token is an issue.
+ *
+ * A text record over PIECE_CHARS characters (a 3 MB file on one line is one record) is encoded in
+ * pieces cut at a space between two words, with a callback after each piece, so it shows progress
+ * and never holds the tokenizer for one huge call; a token at a cut may differ from encoding the
+ * text whole (one in tens of thousands).
  */
 
 import type { ExamplePreview, DatasetIssue } from '../../engine/types';
@@ -69,6 +75,56 @@ export interface TokenizedExample {
   truncated: boolean;
   /** Number of true entries of `counted`. */
   countedTokens: number;
+  /** A window of a text record split by overflow 'chunk': which one (1-based) of how many. */
+  part?: { index: number; of: number };
+}
+
+/** Text records longer than this many characters are encoded piece by piece. */
+export const PIECE_CHARS = 1 << 16;
+
+/** Called after each piece of a long text record is encoded (done and total pieces). */
+export type PieceProgress = (done: number, total: number) => void;
+
+/** Cuts `text` into pieces of about PIECE_CHARS characters, each cut at a space that follows a non-space. */
+function pieces(text: string): string[] {
+  const out: string[] = [];
+  let start = 0;
+  while (text.length - start > PIECE_CHARS) {
+    let cut = start + PIECE_CHARS;
+    const limit = Math.min(text.length, cut + 4096);
+    while (cut < limit && !(text[cut] === ' ' && text[cut - 1] !== ' ' && text[cut + 1] !== ' ')) cut++;
+    if (cut >= limit) {
+      cut = start + PIECE_CHARS; // no space near: cut between characters (never inside a surrogate pair)
+      if (/[\uDC00-\uDFFF]/.test(text[cut]!)) cut++;
+    }
+    out.push(text.slice(start, cut));
+    start = cut;
+  }
+  out.push(text.slice(start));
+  return out;
+}
+
+/**
+ * encode(text, {addSpecialTokens: true}) of a long text, piece by piece: the special tokens the
+ * post-processor puts around the first piece go around the whole.
+ */
+function encodeLong(tok: TokenizerLike, text: string, onPiece?: PieceProgress): number[] {
+  const parts = pieces(text);
+  if (parts.length === 1) return tok.encode(text, { addSpecialTokens: true });
+  const first = tok.encode(parts[0]!, { addSpecialTokens: false });
+  const framed = tok.encode(parts[0]!, { addSpecialTokens: true });
+  let at = 0;
+  while (at + first.length <= framed.length && !first.every((id, k) => framed[at + k] === id)) at++;
+  const [before, after] =
+    at + first.length <= framed.length ? [framed.slice(0, at), framed.slice(at + first.length)] : [[], []];
+  const ids = [...before, ...first];
+  onPiece?.(1, parts.length);
+  for (let k = 1; k < parts.length; k++) {
+    for (const id of tok.encode(parts[k]!, { addSpecialTokens: false })) ids.push(id);
+    onPiece?.(k + 1, parts.length);
+  }
+  for (const id of after) ids.push(id);
+  return ids;
 }
 
 export interface RenderOptions {
@@ -217,26 +273,32 @@ function finish(ids: number[], counted: boolean[], line: number, maxLen: number,
 }
 
 /** One record as token ids and loss mask (several examples for overflow 'chunk'). Throws RecordError. */
-export function renderRecord(tok: TokenizerLike, record: DatasetRecord, opts: RenderOptions): TokenizedExample[] {
+export function renderRecord(
+  tok: TokenizerLike,
+  record: DatasetRecord,
+  opts: RenderOptions,
+  onPiece?: PieceProgress,
+): TokenizedExample[] {
   const { maxLen } = opts;
   if (!Number.isInteger(maxLen) || maxLen < 2) throw new RangeError(`maxLen must be an integer >= 2, got ${maxLen}.`);
   switch (record.kind) {
     case 'text': {
-      const ids = withEos(tok, tok.encode(record.text, { addSpecialTokens: true }));
+      const ids = withEos(tok, encodeLong(tok, record.text, onPiece));
       if (opts.overflow === 'chunk' && ids.length > maxLen) {
         const out: TokenizedExample[] = [];
+        // A last window under 2 tokens has nothing to learn and is dropped.
+        const of = Math.ceil(ids.length / maxLen) - (ids.length % maxLen === 1 ? 1 : 0);
         for (let s = 0; s < ids.length; s += maxLen) {
           const part = ids.slice(s, s + maxLen);
           if (part.length < 2) break;
-          out.push(
-            finish(
-              part,
-              part.map((_, t) => t > 0),
-              record.line,
-              maxLen,
-              'text',
-            ),
+          const ex = finish(
+            part,
+            part.map((_, t) => t > 0),
+            record.line,
+            maxLen,
+            'text',
           );
+          out.push({ ...ex, part: { index: out.length + 1, of } });
         }
         return out;
       }
@@ -306,6 +368,7 @@ export function examplePreview(
     line: number;
     truncated: boolean;
     countedTokens: number;
+    part?: { index: number; of: number };
   },
 ): ExamplePreview {
   const pieces: { text: string; counted: boolean }[] = [];
@@ -322,5 +385,12 @@ export function examplePreview(
       start = t;
     }
   }
-  return { line: ex.line, pieces, tokens: ex.ids.length, countedTokens: ex.countedTokens, truncated: ex.truncated };
+  return {
+    line: ex.line,
+    pieces,
+    tokens: ex.ids.length,
+    countedTokens: ex.countedTokens,
+    truncated: ex.truncated,
+    ...(ex.part ? { part: ex.part } : {}),
+  };
 }

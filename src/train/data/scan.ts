@@ -18,6 +18,7 @@ import type { DatasetFormat, DatasetIssue } from '../../engine/types';
 import {
   type DatasetContainer,
   type DelimitedRow,
+  badJsonLine,
   delimitedColumns,
   delimitedRecord,
   describe,
@@ -317,7 +318,8 @@ class Scan implements ChunkReader {
     try {
       v = JSON.parse(s);
     } catch (e) {
-      this.issues.add(line, `expected a JSON object, got invalid JSON (${jsonError(e)}): ${preview(s)}`);
+      // The last line, unfinished, says the file was cut short.
+      this.issues.add(line, badJsonLine(e, s, end >= this.source.size));
       return;
     }
     if (v === null || typeof v !== 'object' || Array.isArray(v)) {

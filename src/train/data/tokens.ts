@@ -11,7 +11,14 @@
 
 import type { DatasetIssue } from '../../engine/types';
 import type { DatasetRecord } from './records';
-import { RecordError, type RenderOptions, type TokenizedExample, type TokenizerLike, renderRecord } from './render';
+import {
+  type PieceProgress,
+  RecordError,
+  type RenderOptions,
+  type TokenizedExample,
+  type TokenizerLike,
+  renderRecord,
+} from './render';
 
 export interface CompactExample {
   ids: Uint16Array | Uint32Array;
@@ -46,10 +53,11 @@ export function tokenizeRecord(
   record: DatasetRecord,
   opts: RenderOptions,
   wide: boolean,
+  onPiece?: PieceProgress,
 ): { tokens: RecordTokens; full: TokenizedExample[] } {
   let examples: TokenizedExample[];
   try {
-    examples = renderRecord(tok, record, opts);
+    examples = renderRecord(tok, record, opts, onPiece);
   } catch (e) {
     if (e instanceof RecordError)
       return { tokens: { examples: [], issue: { line: record.line, message: e.message } }, full: [] };

@@ -46,7 +46,9 @@ function Preview({ s }: { s: AppState }) {
         {rows.map((ex, i) => (
           <li key={`${ex.line}-${i}`} className="example">
             <div className="example-meta">
-              line {ex.line} · {ex.tokens} tokens · {ex.countedTokens} counted
+              line {ex.line}
+              {ex.part ? ` · part ${formatInt(ex.part.index)} of ${formatInt(ex.part.of)}` : ''} · {ex.tokens} tokens ·{' '}
+              {ex.countedTokens} counted
               {ex.truncated ? ' · truncated to max length' : ''}
             </div>
             <pre className="example-text">
@@ -108,6 +110,17 @@ function Summary({ s }: { s: AppState }) {
           ? ' Token counts are estimated from the first records: a dataset this large is tokenized as training reaches each record.'
           : ''}
       </p>
+      {summary.truncated.examples > 0 && (
+        <p className="small field-error" role="status" data-testid="dataset-truncated">
+          {summary.tokensEstimated ? 'In the first records, ' : ''}
+          {formatInt(summary.truncated.examples)} example{summary.truncated.examples === 1 ? ' is' : 's are'} longer
+          than max length {formatInt(s.train.maxLen)} and cut to it, so{' '}
+          {summary.truncated.examples === 1 ? 'its' : 'their'} end is not trained on (line
+          {summary.truncated.lines.length === 1 ? '' : 's'} {summary.truncated.lines.join(', ')}
+          {summary.truncated.examples > summary.truncated.lines.length ? ', …' : ''}). Raise max length in Settings, or
+          shorten those records.
+        </p>
+      )}
       {summary.issueCount > 0 && (
         <details className="issues" open={summary.issueCount <= 8}>
           <summary>
