@@ -59,7 +59,7 @@ export function qwen25HalfBConfig(layers: number) {
 }
 
 /** A GpuModel of the given config (default SmolLM2-135M-shaped) with random bf16 weights (1-D tensors, norms and biases, all 1). */
-export function randomModel(gpu: Gpu, layers: number, config = smolLm2Config(layers)): GpuModel {
+export function randomModel(gpu: Gpu, layers: number, config = smolLm2Config(layers)): Promise<GpuModel> {
   const tensors = new Map<string, SafeTensor>();
   let s = 12345;
   const one = f32ToBf16Bits(1);
@@ -123,7 +123,7 @@ export async function benchTrainingStep(
   const S = o.seq;
   const r = o.r ?? 16;
   const config = o.qwen ? qwen25HalfBConfig(o.layers) : smolLm2Config(o.layers);
-  const model = randomModel(gpu, o.layers, config);
+  const model = await randomModel(gpu, o.layers, config);
   const lora = adapter(gpu, model, r);
   gpu.resetPeak();
   const trainer = new Trainer(
@@ -209,7 +209,7 @@ export async function benchGeneration(
   gpu: Gpu,
   o: { layers: number; tokens: number; log?: (l: string) => void },
 ): Promise<GenerationBench> {
-  const model = randomModel(gpu, o.layers);
+  const model = await randomModel(gpu, o.layers);
   const lora = adapter(gpu, model, 16);
   const gen = new Generator(gpu, model, { maxContext: 256 });
   try {

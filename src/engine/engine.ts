@@ -6,7 +6,6 @@
  */
 
 import type { Gpu } from '../gpu/context';
-import { bf16BitsToF32, f16BitsToF32 } from '../gpu/half';
 import { Generator } from '../generate/generator';
 import { type LoraConfig, loraRank, loraScaleInfo, validateLoraConfig } from '../lora/config';
 import { GpuLora, type LoraModuleArrays } from '../lora/gpu-lora';
@@ -15,10 +14,9 @@ import { exportPeft, importPeft } from '../lora/peft';
 import { defaultTargetModules, distinctNames, loraConfigFromSettings, resolveTargets } from '../lora/targets';
 import { type ModelConfig, positionLimitText } from '../model/config';
 import { GpuModel } from '../model/gpu-model';
-import { loadModel } from '../model/load';
-import { ModelWeightsError, hasConv1dWeights, unusedModulePrefixes } from '../model/registry';
+import { loadModelFiles } from '../model/load';
+import { hasConv1dWeights, unusedModulePrefixes } from '../model/registry';
 import { ModelRunner } from '../model/runner';
-import type { SafeTensor } from '../model/safetensors';
 import type { ModelSource } from '../model/source';
 import { type TextTokenizer, createTokenizer } from '../model/tokenizer';
 import { type Batch, BatchSchedule, type DataPosition } from '../train/batch';
@@ -36,6 +34,7 @@ import type {
   DatasetProgress,
   DatasetSummary,
   EngineApi,
+  FrozenWeightsSettings,
   GpuSummary,
   LoadProgress,
   LoraSettings,
@@ -79,14 +78,6 @@ function diverged(what: string, step: number, lr: number): EngineError {
     `Training diverged at step ${step}: ${what}. Nothing from this step on was saved (the last checkpoint, if any, ` +
       `is from before it). Start again with a lower learning rate (now ${lr}) and max grad norm on (e.g. 1).`,
   );
-}
-
-/** An element of a checkpoint tensor as text ("NaN", "Infinity"), for messages. */
-function elementText(t: SafeTensor, index: number): string {
-  const dv = new DataView(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-  if (t.dtype === 'F32') return String(dv.getFloat32(index * 4, true));
-  const bits = dv.getUint16(index * 2, true);
-  return String(t.dtype === 'BF16' ? bf16BitsToF32(bits) : f16BitsToF32(bits));
 }
 
 /** The adapter's arrays, or a divergence error when any value is NaN or infinite. */
@@ -243,52 +234,52 @@ export class Engine implements EngineApi {
 
   // ------------------------------------------------------------------ model
 
-  async loadModel(spec: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo> {
+  async loadModel(
+    spec: ModelSourceSpec,
+    onProgress?: (p: LoadProgress) => void,
+    opts: FrozenWeightsSettings = {},
+  ): Promise<ModelInfo> {
     this.assertIdle('load a model');
     const source = await sourceFor(spec);
-    const loaded = await loadModel(source, {
-      onProgress: (file: string, loadedBytes: number, total: number | null) =>
-        onProgress?.({ file, loaded: loadedBytes, total, phase: 'download' }),
-    });
+    const download = (file: string, loadedBytes: number, total: number | null) =>
+      onProgress?.({ file, loaded: loadedBytes, total, phase: 'download' });
+    const files = await loadModelFiles(source, { onProgress: download });
     onProgress?.({ file: 'tokenizer.json', loaded: 0, total: null, phase: 'tokenizer' });
-    const tokenizer = await createTokenizer(loaded.tokenizerJson, loaded.tokenizerConfig, loaded.config);
+    const tokenizer = await createTokenizer(files.tokenizerJson, files.tokenizerConfig, files.config);
     const tokenizerKey = await sha256Hex(
-      `${JSON.stringify(loaded.tokenizerJson)}\n${JSON.stringify(loaded.tokenizerConfig)}`,
+      `${JSON.stringify(files.tokenizerJson)}\n${JSON.stringify(files.tokenizerConfig)}`,
     );
-    this.unloadModel();
-    const gpuModel = GpuModel.upload(this.gpu, loaded, (done, total) =>
-      onProgress?.({ file: 'weights', loaded: done, total, phase: 'upload' }),
+    // The weights stream straight onto the GPU. The model in use is kept until the new one is
+    // complete, so a failed download or a bad file leaves it usable; reloading the same model
+    // (e.g. with other frozen-weight settings) lets it go first, as the two would hold twice the memory.
+    if (this.model?.id === spec.id) this.unloadModel();
+    const gpuModel = await GpuModel.stream(
+      this.gpu,
+      source,
+      files.config,
+      { quantize: opts.quantize ?? null, doubleQuant: opts.doubleQuant ?? true, onProgress: download },
+      (done, total) => onProgress?.({ file: 'weights', loaded: done, total, phase: 'upload' }),
     );
-    let totalParams = 0;
-    const dtypes = new Set<string>();
-    for (const t of loaded.tensors.values()) {
-      totalParams += t.shape.reduce((a, b) => a * b, 1);
-      dtypes.add(t.dtype);
-    }
-    await this.gpu.sync();
-    const bad = await gpuModel.findNonFinite();
+    const bad = await gpuModel.nonFiniteError();
     if (bad) {
       gpuModel.dispose();
-      const t = loaded.tensors.get(bad.key)!;
-      throw new ModelWeightsError(
-        `${loaded.weightFileOf(bad.key)}: tensor "${bad.key}" (${t.dtype}) holds ${elementText(t, bad.index)} at element ${bad.index}. ` +
-          'The file is damaged, or its bytes are not the dtype its header says (e.g. F32 data labelled F16); download or convert it again.',
-      );
+      throw bad;
     }
+    this.unloadModel();
     this.model = {
       id: spec.id,
-      config: loaded.config,
+      config: gpuModel.config,
       tokenizer,
       tokenizerKey,
       tokenizerFiles: {
-        tokenizerJson: loaded.tokenizerJson,
-        tokenizerConfig: loaded.tokenizerConfig,
-        config: loaded.config,
+        tokenizerJson: files.tokenizerJson,
+        tokenizerConfig: files.tokenizerConfig,
+        config: files.config,
       },
       pool: null,
       gpuModel,
-      totalParams,
-      dtype: [...dtypes].join('/'),
+      totalParams: gpuModel.params,
+      dtype: gpuModel.dtypes.join('/'),
     };
     return this.modelInfo();
   }
@@ -317,6 +308,7 @@ export class Engine implements EngineApi {
       defaultTargets: defaults,
       hasChatTemplate: m.tokenizer.hasChatTemplate,
       eosTokenIds: m.tokenizer.eosTokenIds.length ? m.tokenizer.eosTokenIds : c.eosTokenIds,
+      quantization: m.gpuModel.quantization,
     };
   }
 

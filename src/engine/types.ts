@@ -6,7 +6,17 @@
  * adapter_config.json.
  */
 
+import type { FrozenWeightsOptions, ModelQuantization } from '../model/gpu-model';
+
 export type DatasetFormat = 'text' | 'alpaca' | 'chat';
+
+/**
+ * How the frozen base weights are held on the GPU: as stored (16-bit), or `quantize: 'nf4'` (QLoRA:
+ * every linear weight in 4-bit NF4, quantized at load exactly as bitsandbytes does; double
+ * quantization of the absmax values on unless `doubleQuant: false`).
+ */
+export type FrozenWeightsSettings = FrozenWeightsOptions;
+export type { ModelQuantization };
 
 export interface LoraSettings {
   r: number;
@@ -65,6 +75,8 @@ export interface ModelInfo {
   defaultTargets: string[];
   hasChatTemplate: boolean;
   eosTokenIds: number[];
+  /** The 4-bit state of the frozen weights, null when they are as stored. */
+  quantization: ModelQuantization | null;
 }
 
 export interface DatasetIssue {
@@ -245,7 +257,11 @@ export interface TrainHooks {
  */
 export interface EngineApi {
   gpuInfo(): Promise<GpuSummary>;
-  loadModel(source: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo>;
+  loadModel(
+    source: ModelSourceSpec,
+    onProgress?: (p: LoadProgress) => void,
+    frozen?: FrozenWeightsSettings,
+  ): Promise<ModelInfo>;
   /** `content`: the file's text, or the file itself (a Blob/File, read by range, never whole). */
   loadDataset(
     fileName: string,

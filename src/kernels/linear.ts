@@ -20,9 +20,15 @@ import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
 import type { Workspace } from '../gpu/workspace';
 import { type DropoutSpec, type MatmulExtra, recordMatmul } from './matmul';
+import { type Nf4Tensor, recordDequantizeNf4 } from './nf4';
 
 export interface FrozenLinear {
-  w: Tensor; // f32|f16|bf16. [outF, inF] (nn.Linear) or [inF, outF] when transposed=true (GPT-2 Conv1D)
+  /**
+   * f32|f16|bf16 [outF, inF] (nn.Linear) or [inF, outF] when transposed=true (GPT-2 Conv1D), or a
+   * 4-bit NF4 weight (src/kernels/nf4.ts, always [outF, inF]), dequantized into the workspace
+   * before its matmul.
+   */
+  w: Tensor | Nf4Tensor;
   bias: Tensor | null; // f32|f16|bf16 [outF]
   inF: number;
   outF: number;
@@ -51,6 +57,8 @@ export interface LinearForwardArgs {
   accumulate?: boolean;
   /** Lower the per-binding byte limit (tests of the chunked weight path). */
   maxBindingBytes?: number;
+  /** Scratch for a 4-bit weight's dequantized copy (required for NF4 weights). */
+  ws?: Workspace;
 }
 
 export interface LinearBackwardArgs {
@@ -96,6 +104,20 @@ function activeLora(lora: LoraParams | null | undefined, lin: FrozenLinear): Lor
   return lora;
 }
 
+/** The frozen weight as a matmul operand: a 4-bit one is first dequantized into the workspace. */
+function frozenWeight(gpu: Gpu, rec: Recorder, lin: FrozenLinear, ws: Workspace | undefined): Tensor {
+  const w = lin.w;
+  if (!('format' in w)) return w;
+  if (lin.transposed) throw new GpuError(`NF4 weight "${w.label}" is [out, in]; it cannot be marked transposed.`);
+  if (w.rows !== lin.outF || w.cols !== lin.inF) {
+    throw new GpuError(`NF4 weight "${w.label}" is [${w.rows}, ${w.cols}]; the layer is [${lin.outF}, ${lin.inF}].`);
+  }
+  if (!ws) throw new GpuError(`NF4 weight "${w.label}": the linear layer needs a workspace to dequantize it.`);
+  const t = ws.get('linear.nf4', [lin.outF, lin.inF]);
+  recordDequantizeNf4(gpu, rec, w, t);
+  return t;
+}
+
 function dropSpec(lora: LoraParams, seed: number | undefined): DropoutSpec | null {
   return lora.dropout > 0 ? { seed: (seed ?? 0) >>> 0, p: lora.dropout } : null;
 }
@@ -124,7 +146,7 @@ export function recordLinearForward(gpu: Gpu, rec: Recorder, a: LinearForwardArg
   // Y [M, outF] = X [M, inF] · W[outF, inF]ᵀ (or X · W[inF, outF] for Conv1D) + bias
   recordMatmul(gpu, rec, {
     a: a.x,
-    b: lin.w,
+    b: frozenWeight(gpu, rec, lin, a.ws),
     c: a.y,
     M,
     N: lin.outF,
@@ -195,7 +217,7 @@ export function recordLinearBackward(gpu: Gpu, rec: Recorder, a: LinearBackwardA
     // dX [M, inF] (+)= dY [M, outF] · W [outF, inF] (or · W[inF, outF]ᵀ for Conv1D)
     recordMatmul(gpu, rec, {
       a: a.dy,
-      b: lin.w,
+      b: frozenWeight(gpu, rec, lin, a.ws),
       c: a.dx,
       M,
       N: lin.inF,

@@ -17,7 +17,7 @@ import { type Gpu, type Recorder, params } from '../gpu/context';
 import { GpuError } from '../gpu/errors';
 import type { MemoryCategory, Tensor } from '../gpu/tensor';
 import { type Nf4Host, nestedBlocks, nf4Blocks } from '../reference/nf4';
-import { grid2d } from './matmul';
+import { flatGrid, variantPipeline } from './common';
 
 export interface Nf4StatsLayout {
   /** Word offset of the absmax section (f32 per block, or u8 indices four per word). */
@@ -93,11 +93,6 @@ export function freeNf4(gpu: Gpu, w: Nf4Tensor): void {
   gpu.free(w.stats);
 }
 
-/** The WGSL that declares NF4_DQ and the load functions (the including module binds NF4W and NF4S). */
-export function nf4Prelude(doubleQuant: boolean): string {
-  return `const NF4_DQ = ${doubleQuant ? 'true' : 'false'};\n${library}`;
-}
-
 /** Records out [rows, cols] f32 = the dequantized weight. */
 export function recordDequantizeNf4(gpu: Gpu, rec: Recorder, w: Nf4Tensor, out: Tensor): void {
   const n = w.rows * w.cols;
@@ -105,10 +100,12 @@ export function recordDequantizeNf4(gpu: Gpu, rec: Recorder, w: Nf4Tensor, out: 
     throw new GpuError(`dequantize NF4 "${w.label}": the output must be f32 with ${n} elements.`);
   }
   if (n === 0) return;
-  const pipe = gpu.pipeline(
-    `nf4_dequant_${w.doubleQuant ? 'dq' : 'f32'}`,
-    `${nf4Prelude(w.doubleQuant)}\n${dequantCode}`,
-  );
-  const [gx, gy, stride] = grid2d(gpu, n);
+  const pipe = variantPipeline(gpu, `nf4_dequant_${w.doubleQuant ? 'dq' : 'f32'}`, () => ({
+    source: dequantCode,
+    prelude: [`const NF4_DQ = ${w.doubleQuant ? 'true' : 'false'};`],
+    libs: [library],
+    describe: `nf4_dequant ${w.doubleQuant ? 'double-quantized absmax' : 'f32 absmax'}`,
+  }));
+  const [gx, gy, stride] = flatGrid(gpu, n);
   rec.dispatch(pipe, [w.q, w.stats, out], [gx, gy], params(n, w.layout.absOff, w.layout.abs2Off, stride));
 }

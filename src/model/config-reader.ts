@@ -196,6 +196,8 @@ function commonFields(r: Reader, top: Reader = r) {
     eosTokenIds: eos,
     padTokenId: pick('pad_token_id'),
     torchDtype: typeof dt === 'string' ? dt : null,
+    // (a bitsandbytes checkpoint's is read by parseConfig for every family)
+    quantization: null,
   };
 }
 

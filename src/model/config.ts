@@ -156,7 +156,54 @@ export interface ModelConfig {
   padTokenId: number | null;
   /** torch_dtype (or `dtype` in newer configs): 'float32' | 'float16' | 'bfloat16' | ... */
   torchDtype: string | null;
+  /**
+   * A bitsandbytes 4-bit NF4 checkpoint ("...-bnb-4bit", `quantization_config` with quant_method
+   * "bitsandbytes" and load_in_4bit): its linear weights are stored quantized (src/model/bnb.ts).
+   * null for an unquantized checkpoint.
+   */
+  quantization: CheckpointQuantization | null;
   raw: Record<string, unknown>;
+}
+
+export interface CheckpointQuantization {
+  method: 'bnb-nf4';
+  /** bnb_4bit_use_double_quant: the absmax values are themselves stored in 8 bits. */
+  doubleQuant: boolean;
+}
+
+/**
+ * `quantization_config` as transformers' BitsAndBytesConfig writes it: bitsandbytes 4-bit NF4 is
+ * read as stored; any other quantization is refused with what to use instead.
+ */
+function checkpointQuantization(r: Reader): CheckpointQuantization | null {
+  const q = r.raw.quantization_config;
+  if (q === undefined || q === null) return null;
+  const unquantized =
+    'use the unquantized (F32/F16/BF16) model instead, with --quantize nf4 (CLI) or "4-bit NF4" (app) to quantize it at load';
+  if (typeof q !== 'object' || Array.isArray(q))
+    r.reject(`"quantization_config" must be an object, got ${JSON.stringify(q)}.`);
+  const c = q as Raw;
+  const method = c.quant_method;
+  if (method !== 'bitsandbytes') {
+    r.reject(
+      `this is a quantized checkpoint ("quantization_config"${typeof method === 'string' ? `, quant_method "${method}"` : ''}); ` +
+        `Tabtune reads bitsandbytes 4-bit NF4 checkpoints and unquantized weights only: ${unquantized}.`,
+    );
+  }
+  const flag = (k: string) => c[k] === true || c[`_${k}`] === true;
+  if (!flag('load_in_4bit')) {
+    r.reject(
+      `quantization_config: a bitsandbytes ${flag('load_in_8bit') ? '8-bit (LLM.int8)' : 'checkpoint without load_in_4bit'} ` +
+        `is not supported; Tabtune reads 4-bit NF4 ones: ${unquantized}.`,
+    );
+  }
+  const type = c.bnb_4bit_quant_type ?? 'fp4';
+  if (type !== 'nf4') {
+    r.reject(
+      `quantization_config: bnb_4bit_quant_type "${String(type)}" is not supported; Tabtune reads NF4 only: ${unquantized}.`,
+    );
+  }
+  return { method: 'bnb-nf4', doubleQuant: c.bnb_4bit_use_double_quant === true };
 }
 
 /** Every model_type this module understands. */
@@ -222,12 +269,7 @@ export function parseConfig(json: unknown, fileName = 'config.json'): ModelConfi
       `${fileName}: model_type "${modelType}" is not supported; supported model types: ${SUPPORTED_MODEL_TYPES.join(', ')}.`,
     );
   }
-  if (obj.quantization_config !== undefined && obj.quantization_config !== null) {
-    const q = obj.quantization_config as Raw;
-    throw new ConfigError(
-      `${fileName}: this is a quantized checkpoint ("quantization_config"${typeof q?.quant_method === 'string' ? `, quant_method "${q.quant_method}"` : ''}); ` +
-        `Tabtune needs the unquantized F32/F16/BF16 weights.`,
-    );
-  }
-  return FAMILY_CONFIGS[modelType]!(new Reader(obj, fileName, modelType));
+  const r = new Reader(obj, fileName, modelType);
+  const quantization = checkpointQuantization(r);
+  return { ...FAMILY_CONFIGS[modelType]!(r), quantization };
 }

@@ -1,5 +1,5 @@
 /**
- * Loads a Hugging Face model folder/repo from any ModelSource into CPU memory:
+ * Loads a Hugging Face model folder/repo from any ModelSource:
  *   config.json                              -> ModelConfig (validated first, before big downloads)
  *   tokenizer.json, tokenizer_config.json    -> raw JSON for createTokenizer (chat template taken
  *                                               from chat_template.jinja / chat_template.json when
@@ -7,12 +7,17 @@
  *   generation_config.json (optional)        -> its eos_token_id(s) are added to config.eosTokenIds
  *   model.safetensors, or model.safetensors.index.json + its shards
  * and resolves the architecture (registry.describeModel), checking every tensor name and shape.
+ * The weights are streamed (streamWeights): each tensor goes to a sink as its bytes arrive, so the
+ * GPU model (src/model/gpu-model.ts) never holds a whole weight file; `loadModel` collects them in
+ * memory for tests and tools. bitsandbytes 4-bit checkpoints are read as stored (src/model/bnb.ts).
  */
 
 import { roundThroughHalf } from '../gpu/half';
+import { BnbCheckpointError, bnbQuantizedKeys, bnbStatSuffixes } from './bnb';
 import { type ModelConfig, parseConfig } from './config';
-import { type ArchWeights, describeModel, expectedTensors, referencedKeys } from './registry';
-import { type SafeTensor, SafetensorsError, parseSafetensors } from './safetensors';
+import { type ArchWeights, describeModel, expectedTensors, linearModules, referencedKeys } from './registry';
+import { type HeaderEntry, type SafeTensor, SafetensorsError } from './safetensors';
+import { SafetensorsStream, type TensorReceiver, collectTensor } from './safetensors-stream';
 import { type ModelSource, isNotFound } from './source';
 
 export class ModelLoadError extends Error {
@@ -34,8 +39,10 @@ export type JsonObject = Record<string, unknown>;
 export interface LoadedModel {
   config: ModelConfig;
   arch: ArchWeights;
-  /** Every tensor of the checkpoint (data are views into the file bytes). */
+  /** Every tensor the architecture uses (with the statistics of bitsandbytes 4-bit weights). */
   tensors: Map<string, SafeTensor>;
+  /** Weight keys stored in bitsandbytes 4-bit form, each with whether its absmax is double-quantized. */
+  bnb: Map<string, boolean>;
   tokenizerJson: JsonObject;
   /** tokenizer_config.json ({} when the repo has none), with chat_template filled in from a separate file if needed. */
   tokenizerConfig: JsonObject;
@@ -128,19 +135,86 @@ export async function loadTokenizerFiles(
   return { tokenizerJson, tokenizerConfig };
 }
 
-interface WeightsRead {
-  tensors: Map<string, SafeTensor>;
+// ---------------------------------------------------------------------------------------- weights
+
+/**
+ * What a weight stream will deliver, known before any tensor data: the resolved architecture and
+ * the checkpoint keys the sink is offered (every key the architecture references, plus the
+ * statistics of weights stored in bitsandbytes 4-bit form).
+ */
+export interface WeightPlan {
+  arch: ArchWeights;
+  /** Weight keys stored in bitsandbytes 4-bit form, each with whether its absmax is double-quantized. */
+  bnb: Map<string, boolean>;
+  keys: Set<string>;
+  /** Weight files, in the order they are read. */
   files: string[];
-  /** The file that holds (or, in a sharded checkpoint, should hold) a key, for messages. */
+  /** The file that holds (or should hold) a key, for messages. */
   fileOf: (key: string) => string;
 }
 
-function parseWeights(bytes: Uint8Array, file: string): Map<string, SafeTensor> {
-  try {
-    return parseSafetensors(bytes, file).tensors;
-  } catch (e) {
-    if (e instanceof SafetensorsError) throw new ModelLoadError(e.message);
-    throw e;
+/** Where the tensors of a streamed checkpoint go (src/model/gpu-model.ts uploads them). */
+export interface WeightSink {
+  /** Called once, after the checkpoint's tensor names are checked and before any tensor data. */
+  begin?(plan: WeightPlan): void | Promise<void>;
+  /** A receiver for a tensor of the plan (bytes in pieces, in order), or null to skip it. */
+  tensor(key: string, entry: HeaderEntry, file: string): TensorReceiver | null;
+}
+
+function rethrow(e: unknown): never {
+  if (e instanceof SafetensorsError || e instanceof BnbCheckpointError) throw new ModelLoadError(e.message);
+  throw e;
+}
+
+/** Resolves the architecture against the checkpoint's names (and the shapes known so far). */
+function planFor(
+  config: ModelConfig,
+  names: ReadonlySet<string>,
+  shapes: ReadonlyMap<string, readonly number[]>,
+  files: string[],
+  fileOf: (key: string) => string,
+): WeightPlan {
+  const bnb = bnbQuantizedKeys(names, fileOf);
+  // A packed 4-bit weight's own shape is [bytes, 1]: its real shape is checked when it is assembled.
+  const arch = describeModel(config, names, {
+    fileName: fileOf,
+    shapeOf: (k) => (bnb.has(k) ? undefined : shapes.get(k)),
+  });
+  const plan = weightPlan(arch, bnb, files, fileOf);
+  for (const k of plan.keys) {
+    if (!names.has(k)) {
+      throw new ModelLoadError(
+        `${fileOf(k)}: missing tensor "${k}", part of a bitsandbytes 4-bit weight (the file holds its quant_state).`,
+      );
+    }
+  }
+  return plan;
+}
+
+/** The plan of an architecture: every key it references, plus the statistics of 4-bit weights. */
+export function weightPlan(
+  arch: ArchWeights,
+  bnb: Map<string, boolean>,
+  files: string[],
+  fileOf: (key: string) => string,
+): WeightPlan {
+  const keys = new Set(referencedKeys(arch));
+  for (const m of linearModules(arch)) {
+    const dq = bnb.get(m.weightKey);
+    if (dq !== undefined) for (const s of bnbStatSuffixes(dq)) keys.add(`${m.weightKey}.${s}`);
+  }
+  return { arch, bnb, keys, files, fileOf };
+}
+
+/** Rejects a referenced tensor whose dtype Tabtune cannot read. */
+function checkDtypes(plan: WeightPlan, entries: ReadonlyMap<string, HeaderEntry>): void {
+  for (const key of referencedKeys(plan.arch)) {
+    const e = entries.get(key);
+    if (!e || plan.bnb.has(key) || SUPPORTED_WEIGHT_DTYPES.has(e.dtype)) continue;
+    throw new ModelLoadError(
+      `${plan.fileOf(key)}: tensor "${key}" is ${e.dtype}; Tabtune reads F32, F16 and BF16 weights, and bitsandbytes ` +
+        '4-bit NF4 ones stored with their quant_state (...-bnb-4bit checkpoints).',
+    );
   }
 }
 
@@ -171,9 +245,44 @@ export async function weightFileNames(source: ModelSource): Promise<string[]> {
   return indexBytes ? readIndex(indexBytes, source).shards : [];
 }
 
-async function loadWeights(source: ModelSource, opts: LoadModelOptions): Promise<WeightsRead> {
-  const single = await readOptional(source, WEIGHTS_FILE, opts);
-  if (single) return { tensors: parseWeights(single, WEIGHTS_FILE), files: [WEIGHTS_FILE], fileOf: () => WEIGHTS_FILE };
+/**
+ * Streams the checkpoint's weight files (model.safetensors, or the shards of
+ * model.safetensors.index.json) through `sink`, never holding a whole file: names and shapes are
+ * checked as each header arrives, then every tensor of the plan is handed to the sink as its bytes
+ * come in. Returns the plan.
+ */
+export async function streamWeights(
+  source: ModelSource,
+  config: ModelConfig,
+  sink: WeightSink,
+  opts: LoadModelOptions = {},
+): Promise<WeightPlan> {
+  const progress = (file: string) => opts.onProgress && ((l: number, t: number | null) => opts.onProgress!(file, l, t));
+  let plan: WeightPlan | null = null;
+  const delivered = new Set<string>();
+  const receiver = (file: string, key: string, entry: HeaderEntry): TensorReceiver | null => {
+    const rx = sink.tensor(key, entry, file);
+    if (!rx) return null;
+    return { write: (piece, offset) => rx.write(piece, offset), end: () => (delivered.add(key), rx.end()) };
+  };
+
+  // One file: the header comes first, so names and shapes are checked before any data.
+  const single = new SafetensorsStream(WEIGHTS_FILE, {
+    header: async (entries) => {
+      const shapes = new Map([...entries].map(([k, e]) => [k, e.shape]));
+      plan = planFor(config, new Set(entries.keys()), shapes, [WEIGHTS_FILE], () => WEIGHTS_FILE);
+      checkDtypes(plan, entries);
+      await sink.begin?.(plan);
+    },
+    tensor: (key, entry) => (plan!.keys.has(key) ? receiver(WEIGHTS_FILE, key, entry) : null),
+  });
+  try {
+    await source.stream(WEIGHTS_FILE, (chunk) => single.push(chunk), progress(WEIGHTS_FILE));
+    await single.finish();
+    return plan!;
+  } catch (e) {
+    if (!isNotFound(e)) rethrow(e);
+  }
 
   const indexBytes = await readOptional(source, WEIGHTS_INDEX_FILE, opts);
   if (!indexBytes) {
@@ -187,25 +296,48 @@ async function loadWeights(source: ModelSource, opts: LoadModelOptions): Promise
     throw new ModelLoadError(`${source.name} has neither ${WEIGHTS_FILE} nor ${WEIGHTS_INDEX_FILE}.${hint}`);
   }
   const { weightMap, shards } = readIndex(indexBytes, source);
-  const tensors = new Map<string, SafeTensor>();
-  for (const shard of shards) {
-    const bytes = await readOptional(source, shard, opts);
-    if (!bytes) throw new ModelLoadError(`${source.name} has no ${shard}, a shard listed in ${WEIGHTS_INDEX_FILE}.`);
-    for (const [k, t] of parseWeights(bytes, shard)) {
-      if (weightMap[k] !== undefined && weightMap[k] !== shard) continue; // the index names another shard
-      tensors.set(k, t);
+  const fileOf = (key: string) =>
+    typeof weightMap[key] === 'string' ? (weightMap[key] as string) : WEIGHTS_INDEX_FILE;
+  // Names come from the index; shapes are checked as each shard's header arrives.
+  const names = new Set(Object.keys(weightMap));
+  const shapes = new Map<string, readonly number[]>();
+  try {
+    const p = planFor(config, names, shapes, shards, fileOf);
+    plan = p;
+    await sink.begin?.(p);
+    for (const shard of shards) {
+      const inShard = new Set<string>();
+      const stream = new SafetensorsStream(shard, {
+        header: (entries) => {
+          for (const k of entries.keys()) inShard.add(k);
+          for (const [k, e] of entries) if (fileOf(k) === shard) shapes.set(k, e.shape);
+          planFor(config, names, shapes, shards, fileOf);
+          checkDtypes(p, new Map([...entries].filter(([k]) => fileOf(k) === shard)));
+        },
+        // A key the index places in another shard is taken from there.
+        tensor: (key, entry) => (p.keys.has(key) && fileOf(key) === shard ? receiver(shard, key, entry) : null),
+      });
+      try {
+        await source.stream(shard, (chunk) => stream.push(chunk), progress(shard));
+      } catch (e) {
+        if (isNotFound(e)) {
+          throw new ModelLoadError(`${source.name} has no ${shard}, a shard listed in ${WEIGHTS_INDEX_FILE}.`);
+        }
+        throw e;
+      }
+      await stream.finish();
+      for (const key of names) {
+        if (fileOf(key) === shard && (!inShard.has(key) || (p.keys.has(key) && !delivered.has(key)))) {
+          throw new ModelLoadError(
+            `${shard}: missing tensor "${key}", which ${WEIGHTS_INDEX_FILE} says is in that shard.`,
+          );
+        }
+      }
     }
+    return p;
+  } catch (e) {
+    return rethrow(e);
   }
-  for (const [key, f] of Object.entries(weightMap)) {
-    if (!tensors.has(key)) {
-      throw new ModelLoadError(`${f}: missing tensor "${key}", which ${WEIGHTS_INDEX_FILE} says is in that shard.`);
-    }
-  }
-  return {
-    tensors,
-    files: shards,
-    fileOf: (key) => (typeof weightMap[key] === 'string' ? (weightMap[key] as string) : WEIGHTS_INDEX_FILE),
-  };
 }
 
 function mergeEos(config: ModelConfig, generationConfig: JsonObject | null): ModelConfig {
@@ -227,34 +359,48 @@ export function withWeightDtype(config: ModelConfig, embedDtype: string): ModelC
   return { ...config, embedScale: s };
 }
 
-/** Reads everything a fine-tuning run needs from the source. */
-export async function loadModel(source: ModelSource, opts: LoadModelOptions = {}): Promise<LoadedModel> {
-  let config = await loadConfigOnly(source, opts);
+/** Everything but the weights: config (with generation_config's eos ids), tokenizer files. */
+export interface ModelFiles {
+  config: ModelConfig;
+  tokenizerJson: JsonObject;
+  tokenizerConfig: JsonObject;
+  generationConfig: JsonObject | null;
+}
+
+export async function loadModelFiles(source: ModelSource, opts: LoadModelOptions = {}): Promise<ModelFiles> {
+  const config = await loadConfigOnly(source, opts);
   const { tokenizerJson, tokenizerConfig } = await loadTokenizerFiles(source, opts);
   const genBytes = await readOptional(source, GENERATION_CONFIG_FILE, opts);
   const generationConfig = genBytes ? parseJsonObject(genBytes, GENERATION_CONFIG_FILE, source) : null;
-  config = mergeEos(config, generationConfig);
+  return { config: mergeEos(config, generationConfig), tokenizerJson, tokenizerConfig, generationConfig };
+}
 
-  const { tensors, files, fileOf } = await loadWeights(source, opts);
-  const arch = describeModel(config, tensors, { fileName: fileOf });
-  config = withWeightDtype(config, tensors.get(arch.embed)!.dtype);
-  for (const key of referencedKeys(arch)) {
-    const t = tensors.get(key)!;
-    if (!SUPPORTED_WEIGHT_DTYPES.has(t.dtype)) {
-      throw new ModelLoadError(
-        `${fileOf(key)}: tensor "${key}" is ${t.dtype}; Tabtune reads F32, F16 and BF16 weights only (quantized checkpoints are not supported).`,
-      );
-    }
-  }
+/**
+ * Reads everything a fine-tuning run needs into CPU memory (tests, tools; the engine streams the
+ * weights to the GPU instead, src/model/gpu-model.ts).
+ */
+export async function loadModel(source: ModelSource, opts: LoadModelOptions = {}): Promise<LoadedModel> {
+  const files = await loadModelFiles(source, opts);
+  const tensors = new Map<string, SafeTensor>();
+  const plan = await streamWeights(
+    source,
+    files.config,
+    {
+      tensor: (key, entry) =>
+        collectTensor(entry.data_offsets[1] - entry.data_offsets[0], (data) => {
+          tensors.set(key, { dtype: entry.dtype, shape: entry.shape, data });
+        }),
+    },
+    opts,
+  );
   return {
-    config,
-    arch,
+    ...files,
+    config: withWeightDtype(files.config, tensors.get(plan.arch.embed)!.dtype),
+    arch: plan.arch,
+    bnb: plan.bnb,
     tensors,
-    tokenizerJson,
-    tokenizerConfig,
-    generationConfig,
-    weightFiles: files,
-    weightFileOf: fileOf,
+    weightFiles: plan.files,
+    weightFileOf: plan.fileOf,
   };
 }
 

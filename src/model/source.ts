@@ -14,13 +14,25 @@
 /** `total` is null when the size is not known in advance (e.g. a compressed HTTP response). */
 export type ReadProgress = (loaded: number, total: number | null) => void;
 
+/**
+ * Takes the next bytes of a file being streamed. The chunk is only valid until the call returns
+ * (or its promise settles): the source may reuse the memory for the next one.
+ */
+export type ChunkFn = (chunk: Uint8Array) => void | Promise<void>;
+
 export interface ModelSource {
   /** Human-readable origin, used in error messages ("HuggingFaceTB/SmolLM2-135M", "/models/tiny"). */
   name: string;
   /** Every file path the source holds, when it can tell (not every origin can). */
   list?(): Promise<string[]>;
   has(path: string): Promise<boolean>;
+  /** The whole file in memory (config, tokenizer and other small files). */
   read(path: string, onProgress?: ReadProgress): Promise<Uint8Array>;
+  /**
+   * The file front to back in chunks, each awaited before the next is read, so that a big weight
+   * file is never held whole (the model loader quantizes and uploads tensors as they complete).
+   */
+  stream(path: string, onChunk: ChunkFn, onProgress?: ReadProgress): Promise<void>;
 }
 
 export type SourceErrorCode = 'not-found' | 'unauthorized' | 'http' | 'network' | 'io' | 'invalid-path' | 'aborted';
@@ -60,34 +72,56 @@ function isNode(): boolean {
   return !!p?.versions?.node;
 }
 
-/** Reads a byte stream to its end, reporting progress after every chunk. */
-async function readStream(
+/** Hands a byte stream's chunks to onChunk to its end, reporting progress; returns the byte count. */
+async function pumpStream(
   stream: ReadableStream<Uint8Array>,
   total: number | null,
+  onChunk: ChunkFn,
   onProgress: ReadProgress | undefined,
-): Promise<Uint8Array> {
+): Promise<number> {
   const reader = stream.getReader();
-  // With a known size, write into one preallocated buffer (no second copy for big weight files).
-  let buf = new Uint8Array(total ?? 1 << 16);
   let loaded = 0;
   onProgress?.(0, total);
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (!value || value.byteLength === 0) continue;
-    if (loaded + value.byteLength > buf.byteLength) {
-      const grown = new Uint8Array(Math.max(buf.byteLength * 2, loaded + value.byteLength));
-      grown.set(buf.subarray(0, loaded));
-      buf = grown;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (!value || value.byteLength === 0) continue;
+      await onChunk(value);
+      loaded += value.byteLength;
+      onProgress?.(loaded, total);
     }
-    buf.set(value, loaded);
-    loaded += value.byteLength;
-    onProgress?.(loaded, total);
+  } catch (e) {
+    await reader.cancel().catch(() => undefined);
+    throw e;
   }
-  return loaded === buf.byteLength ? buf : buf.slice(0, loaded);
+  return loaded;
+}
+
+/** Collects chunks into one array (preallocated when the size is known: no second copy). */
+function collector(total: number | null): { onChunk: ChunkFn; bytes: () => Uint8Array } {
+  let buf = new Uint8Array(total ?? 1 << 16);
+  let loaded = 0;
+  return {
+    onChunk: (value) => {
+      if (loaded + value.byteLength > buf.byteLength) {
+        const grown = new Uint8Array(Math.max(buf.byteLength * 2, loaded + value.byteLength));
+        grown.set(buf.subarray(0, loaded));
+        buf = grown;
+      }
+      buf.set(value, loaded);
+      loaded += value.byteLength;
+    },
+    bytes: () => (loaded === buf.byteLength ? buf : buf.slice(0, loaded)),
+  };
 }
 
 // ---------------------------------------------------------------------------------------- DirSource
+
+/** Wraps an error thrown by a stream's consumer so that the source does not report it as its own. */
+class ConsumerError {
+  constructor(readonly cause: unknown) {}
+}
 
 type FsPromises = typeof import('node:fs/promises');
 type PathMod = typeof import('node:path');
@@ -162,6 +196,34 @@ export class DirSource implements ModelSource {
   }
 
   async read(path: string, onProgress?: ReadProgress): Promise<Uint8Array> {
+    const out = { bytes: new Uint8Array(0) };
+    // Each chunk is read straight into its place in one array of the file's size.
+    await this.chunks(path, onProgress, (size) => {
+      out.bytes = new Uint8Array(size);
+      return (pos, len) => out.bytes.subarray(pos, pos + len);
+    });
+    return out.bytes;
+  }
+
+  async stream(path: string, onChunk: ChunkFn, onProgress?: ReadProgress): Promise<void> {
+    // One chunk-sized buffer, reused: a chunk is only valid during onChunk.
+    const into = (size: number) => {
+      const buf = new Uint8Array(Math.min(size, DirSource.chunkBytes));
+      return (_pos: number, len: number) => buf.subarray(0, len);
+    };
+    await this.chunks(path, onProgress, into, onChunk);
+  }
+
+  /**
+   * Reads a file in chunks of at most chunkBytes: `target(size)` gives the memory to read the chunk
+   * at file position pos of length len into; `onChunk` (if any) takes each chunk once read.
+   */
+  private async chunks(
+    path: string,
+    onProgress: ReadProgress | undefined,
+    target: (size: number) => (pos: number, len: number) => Uint8Array,
+    onChunk?: ChunkFn,
+  ): Promise<void> {
     const { full, rel } = await this.resolve(path);
     const { fs } = await loadNodeMods();
     let handle;
@@ -178,24 +240,36 @@ export class DirSource implements ModelSource {
       const st = await handle.stat();
       if (!st.isFile()) throw new SourceError(`${this.name}: "${rel}" is not a regular file.`, 'not-found', rel);
       const size = st.size;
-      const out = new Uint8Array(size);
+      const into = target(size);
       onProgress?.(0, size);
       let pos = 0;
       while (pos < size) {
         const len = Math.min(DirSource.chunkBytes, size - pos);
-        const { bytesRead } = await handle.read(out, pos, len, pos);
-        if (bytesRead === 0) {
-          throw new SourceError(
-            `${this.name}: "${rel}" ended after ${pos} of ${size} bytes (changed while reading?).`,
-            'io',
-            rel,
-          );
+        const buf = into(pos, len);
+        let got = 0;
+        while (got < len) {
+          const { bytesRead } = await handle.read(buf, got, len - got, pos + got);
+          if (bytesRead === 0) {
+            throw new SourceError(
+              `${this.name}: "${rel}" ended after ${pos + got} of ${size} bytes (changed while reading?).`,
+              'io',
+              rel,
+            );
+          }
+          got += bytesRead;
         }
-        pos += bytesRead;
+        if (onChunk) {
+          try {
+            await onChunk(buf);
+          } catch (e) {
+            throw new ConsumerError(e); // the reader's own error, passed through unchanged below
+          }
+        }
+        pos += len;
         onProgress?.(pos, size);
       }
-      return out;
     } catch (e) {
+      if (e instanceof ConsumerError) throw e.cause;
       if (e instanceof SourceError) throw e;
       throw new SourceError(`${this.name}: cannot read "${rel}": ${(e as Error).message}`, 'io', rel);
     } finally {
@@ -393,6 +467,43 @@ export class UrlSource implements ModelSource {
         return hit;
       }
     }
+    const into: { c?: ReturnType<typeof collector> } = {};
+    await this.download(rel, url, onProgress, (total) => {
+      into.c = collector(total);
+      return into.c.onChunk;
+    });
+    const bytes = into.c!.bytes();
+    if (cache) {
+      try {
+        await cache.put(url, bytes);
+      } catch {
+        /* a full or unavailable cache must not fail the load */
+      }
+    }
+    return bytes;
+  }
+
+  async stream(path: string, onChunk: ChunkFn, onProgress?: ReadProgress): Promise<void> {
+    const rel = normalizeRelPath(path, this.name);
+    // The byte cache hook keeps whole files (small ones, read on the page); without one, chunks go
+    // straight through (a cache in fetch(), like the app's worker installs, sees the same stream).
+    if (this.opts.cache) {
+      await onChunk(await this.read(rel, onProgress));
+      return;
+    }
+    await this.download(rel, this.urlOf(rel), onProgress, () => onChunk);
+  }
+
+  /**
+   * GETs a file and hands its body to the chunk function `sink(total)` returns, checking the byte
+   * count against Content-Length. Errors of the consumer pass through unchanged.
+   */
+  private async download(
+    rel: string,
+    url: string,
+    onProgress: ReadProgress | undefined,
+    sink: (total: number | null) => ChunkFn,
+  ): Promise<void> {
     const res = await this.request(rel, url, { method: 'GET' });
     if (!res.ok) {
       await res.body?.cancel().catch(() => undefined);
@@ -403,14 +514,25 @@ export class UrlSource implements ModelSource {
     const lenHeader = res.headers.get('content-length');
     const total =
       lenHeader !== null && (!enc || enc === 'identity') && /^\d+$/.test(lenHeader) ? Number(lenHeader) : null;
-    let bytes: Uint8Array;
+    const onChunk = sink(total);
+    const consume: ChunkFn = async (chunk) => {
+      try {
+        await onChunk(chunk);
+      } catch (e) {
+        throw new ConsumerError(e);
+      }
+    };
+    let loaded: number;
     try {
-      if (res.body) bytes = await readStream(res.body, total, onProgress);
+      if (res.body) loaded = await pumpStream(res.body, total, consume, onProgress);
       else {
-        bytes = new Uint8Array(await res.arrayBuffer());
-        onProgress?.(bytes.byteLength, total ?? bytes.byteLength);
+        const bytes = new Uint8Array(await res.arrayBuffer());
+        await consume(bytes);
+        loaded = bytes.byteLength;
+        onProgress?.(loaded, total ?? loaded);
       }
     } catch (e) {
+      if (e instanceof ConsumerError) throw e.cause;
       if ((e as Error).name === 'AbortError')
         throw new SourceError(`Download of "${rel}" was cancelled.`, 'aborted', rel);
       throw new SourceError(
@@ -419,21 +541,13 @@ export class UrlSource implements ModelSource {
         rel,
       );
     }
-    if (total !== null && bytes.byteLength !== total) {
+    if (total !== null && loaded !== total) {
       throw new SourceError(
-        `Download of "${rel}" from ${this.where()} ended after ${bytes.byteLength} of ${total} bytes.`,
+        `Download of "${rel}" from ${this.where()} ended after ${loaded} of ${total} bytes.`,
         'network',
         rel,
       );
     }
-    if (cache) {
-      try {
-        await cache.put(url, bytes);
-      } catch {
-        /* a full or unavailable cache must not fail the load */
-      }
-    }
-    return bytes;
   }
 
   private async hubList(): Promise<string[]> {
@@ -516,6 +630,37 @@ export class FileListSource implements ModelSource {
   }
 
   async read(path: string, onProgress?: ReadProgress): Promise<Uint8Array> {
+    const file = this.required(path);
+    const c = collector(file.size);
+    await this.stream(path, c.onChunk, onProgress);
+    return c.bytes();
+  }
+
+  async stream(path: string, onChunk: ChunkFn, onProgress?: ReadProgress): Promise<void> {
+    const rel = normalizeRelPath(path, this.name);
+    const file = this.required(rel);
+    const consume: ChunkFn = async (chunk) => {
+      try {
+        await onChunk(chunk);
+      } catch (e) {
+        throw new ConsumerError(e);
+      }
+    };
+    try {
+      if (typeof file.stream === 'function') await pumpStream(file.stream(), file.size, consume, onProgress);
+      else {
+        const bytes = new Uint8Array(await file.arrayBuffer());
+        await consume(bytes);
+        onProgress?.(bytes.byteLength, bytes.byteLength);
+      }
+    } catch (e) {
+      if (e instanceof ConsumerError) throw e.cause;
+      throw new SourceError(`Cannot read "${rel}" from "${this.name}": ${(e as Error).message}`, 'io', rel);
+    }
+  }
+
+  /** The selected file at `path`, or an error saying to select the whole folder. */
+  private required(path: string): FileLike {
     const rel = normalizeRelPath(path, this.name);
     const file = this.find(rel);
     if (!file) {
@@ -525,14 +670,7 @@ export class FileListSource implements ModelSource {
         rel,
       );
     }
-    try {
-      if (typeof file.stream === 'function') return await readStream(file.stream(), file.size, onProgress);
-      const bytes = new Uint8Array(await file.arrayBuffer());
-      onProgress?.(bytes.byteLength, bytes.byteLength);
-      return bytes;
-    } catch (e) {
-      throw new SourceError(`Cannot read "${rel}" from "${this.name}": ${(e as Error).message}`, 'io', rel);
-    }
+    return file;
   }
 }
 
@@ -564,5 +702,9 @@ export class MemorySource implements ModelSource {
     if (!bytes) throw new SourceError(`File "${rel}" not found in ${this.name}.`, 'not-found', rel);
     onProgress?.(bytes.byteLength, bytes.byteLength);
     return bytes;
+  }
+
+  async stream(path: string, onChunk: ChunkFn, onProgress?: ReadProgress): Promise<void> {
+    await onChunk(await this.read(path, onProgress));
   }
 }

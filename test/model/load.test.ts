@@ -239,7 +239,7 @@ describe('loadModel', () => {
     );
     const quant = new Map(m.files).set('model.safetensors', writeSafetensors(list));
     await expect(loadModel(new MemorySource(quant))).rejects.toThrow(
-      'model.safetensors: tensor "model.layers.0.mlp.down_proj.weight" is I8; Tabtune reads F32, F16 and BF16 weights only',
+      'model.safetensors: tensor "model.layers.0.mlp.down_proj.weight" is I8; Tabtune reads F32, F16 and BF16 weights, and bitsandbytes 4-bit NF4 ones',
     );
   });
 

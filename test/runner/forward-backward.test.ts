@@ -91,8 +91,14 @@ const LLAMA3_ROPE = {
   },
 };
 
-/** Every family case in F32 without dropout, plus dtype and dropout variants of some. */
-const CASES: { name: string; o: TinyModelOptions; dropout: number }[] = [
+/** Every family case in F32 without dropout, plus dtype and dropout variants of some, and QLoRA on each. */
+const CASES: {
+  name: string;
+  o: TinyModelOptions;
+  dropout: number;
+  /** 4-bit NF4 frozen linear weights (the reference reads their float64 dequantization). */
+  nf4?: { doubleQuant: boolean };
+}[] = [
   ...FAMILY_CASES.map((fc) => ({ name: `${fc.name}, F32`, o: fc.o, dropout: 0 })),
   { name: 'llama, llama3 RoPE scaling', o: { modelType: 'llama', overrides: LLAMA3_ROPE }, dropout: 0 },
   { name: 'llama, BF16, dropout 0.1', o: { modelType: 'llama', dtype: 'BF16' }, dropout: 0.1 },
@@ -110,13 +116,23 @@ const CASES: { name: string; o: TinyModelOptions; dropout: number }[] = [
     o: { modelType: 'opt', overrides: { do_layer_norm_before: false, word_embed_proj_dim: 16 } },
     dropout: 0.1,
   },
+  // QLoRA on every family and form: 4-bit frozen linear weights (GPT-2's Conv1D transposed before
+  // quantizing; fused q/k/v and gate/up quantized whole, as bitsandbytes does).
+  ...FAMILY_CASES.map((fc, i) => ({
+    name: `${fc.name}, 4-bit NF4${i % 2 === 0 ? ' double-quant' : ''}`,
+    o: i % 3 === 0 ? { ...fc.o, dtype: 'BF16' as const } : fc.o,
+    dropout: i % 4 === 1 ? 0.1 : 0,
+    nf4: { doubleQuant: i % 2 === 0 },
+  })),
 ];
 
 describe('whole model on the GPU vs the float64 reference', () => {
   for (const c of CASES) {
     it(`${c.name}: loss and every LoRA gradient`, async () => {
       const gpu = await getGpu();
-      const tiny = await tinyGpuModel(gpu, { ...c.o, seed: 3 });
+      const frozen = c.nf4 ? { quantize: 'nf4' as const, doubleQuant: c.nf4.doubleQuant } : {};
+      const tiny = await tinyGpuModel(gpu, { ...c.o, seed: 3 }, frozen);
+      expect(tiny.model.quantization?.modules ?? 0).toBe(c.nf4 ? tiny.model.linears.length : 0);
       if (c.o.overrides === LLAMA3_ROPE) expect(tiny.loaded.config.layers[0]!.rope!.scaling?.type).toBe('llama3');
       const modules = tiny.model.linears;
       const r = 3;

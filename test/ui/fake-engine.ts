@@ -147,6 +147,7 @@ export class FakeEngine implements AppEngine {
       defaultTargets: ['q_proj', 'v_proj'],
       hasChatTemplate: true,
       eosTokenIds: [2],
+      quantization: null,
     };
     return this.model;
   }
