@@ -8,7 +8,7 @@ import { existsSync, openAsBlob, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Engine } from '../engine/engine';
-import type { DatasetSummary, PeftFiles } from '../engine/types';
+import type { DatasetSummary, FrozenWeightsSettings, PeftFiles } from '../engine/types';
 import { DEFAULT_TRAIN } from '../engine/defaults';
 import { type ModelConfig, positionLimitText } from '../model/config';
 import { type FlagSpec, type ParsedFlags, UsageError, num } from './args';
@@ -142,8 +142,8 @@ export function maxLenFor(f: ParsedFlags, command: string, model: ModelPreflight
   return given;
 }
 
-export async function loadModelFrom(engine: Engine, path: string): Promise<void> {
-  await engine.loadModel({ kind: 'dir', id: basename(path), path });
+export async function loadModelFrom(engine: Engine, path: string, frozen: FrozenWeightsSettings): Promise<void> {
+  await engine.loadModel({ kind: 'dir', id: basename(path), path }, undefined, frozen);
 }
 
 export async function readAdapter(dir: string, flag = '--adapter'): Promise<PeftFiles> {

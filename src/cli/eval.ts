@@ -14,6 +14,7 @@ import {
   requireFile,
   withAdapterDir,
 } from './common';
+import { FROZEN_FLAGS, frozenFromFlags } from './frozen';
 
 const EVAL_FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string', required: true },
@@ -23,6 +24,7 @@ const EVAL_FLAGS: Record<string, FlagSpec> = {
   'max-len': { type: 'int', min: 2 },
   batch: { type: 'int', min: 1 },
   json: { type: 'bool' },
+  ...FROZEN_FLAGS,
 };
 
 export async function evaluate(argv: string[]): Promise<number> {
@@ -32,9 +34,10 @@ export async function evaluate(argv: string[]): Promise<number> {
   const maxLen = maxLenFor(f, 'eval', model);
   const adapterDir = str(f, 'adapter');
   const adapterFiles = adapterDir ? await readAdapter(adapterDir) : undefined;
+  const frozen = frozenFromFlags(f, 'eval', model);
   const engine = await openEngine();
   try {
-    await loadModelFrom(engine, model.path);
+    await loadModelFrom(engine, model.path, frozen);
     const ds = await loadData(engine, dataPath, str(f, 'data')!, {
       format: (str(f, 'format') as 'auto') ?? 'auto',
       maxLen,

@@ -3,6 +3,7 @@
 import { resolve } from 'node:path';
 import { type FlagSpec, bool, num, parseFlags, str } from './args';
 import { loadModelFrom, openEngine, preflightModel, readAdapter, withAdapterDir } from './common';
+import { FROZEN_FLAGS, frozenFromFlags } from './frozen';
 
 const GENERATE_FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string', required: true },
@@ -14,6 +15,7 @@ const GENERATE_FLAGS: Record<string, FlagSpec> = {
   'top-k': { type: 'int', min: 0 },
   'top-p': { type: 'number', min: 0, max: 1, exclusiveMin: true },
   seed: { type: 'int', min: 0 },
+  ...FROZEN_FLAGS,
 };
 
 export async function generate(argv: string[]): Promise<number> {
@@ -31,9 +33,10 @@ export async function generate(argv: string[]): Promise<number> {
   const model = await preflightModel(str(f, 'model')!);
   const adapterDir = str(f, 'adapter');
   const adapterFiles = adapterDir ? await readAdapter(adapterDir) : undefined;
+  const frozen = frozenFromFlags(f, 'generate', model);
   const engine = await openEngine();
   try {
-    await loadModelFrom(engine, model.path);
+    await loadModelFrom(engine, model.path, frozen);
     const adapter = adapterDir && adapterFiles ? { key: resolve(adapterDir), files: adapterFiles } : null;
     const sampling = {
       maxNewTokens: num(f, 'max-new-tokens') ?? 64,

@@ -30,13 +30,13 @@ const USAGE = `tabtune: LoRA fine-tuning on WebGPU
      [--steps N | --epochs E] [--batch B] [--grad-accum G] [--max-len N]
      [--scheduler constant|linear|cosine] [--warmup N] [--max-grad-norm 1.0 (0 = off)]
      [--no-shuffle] [--seed S] [--val-fraction 0] [--loss-every 1] [--checkpoint-every N] [--resume]
-     [--activation-checkpointing] [--json]
+     [--activation-checkpointing] [--quantize nf4|none] [--no-double-quant] [--json]
   tabtune export-recipe --model DIR|owner/name --data FILE --out DIR [train's flags]
-     [--quantize nf4] [--no-double-quant]
      the same run as a transformers + PEFT + TRL project (train.py, data, accelerate configs)
-  tabtune eval --model DIR [--adapter DIR] --data FILE [--format ...] [--max-len N] [--json]
+  tabtune eval --model DIR [--adapter DIR] --data FILE [--format ...] [--max-len N]
+     [--quantize nf4|none] [--no-double-quant] [--json]
   tabtune generate --model DIR [--adapter DIR] --prompt TEXT [--chat] [--max-new-tokens N]
-     [--temperature 0] [--top-k K] [--top-p P] [--seed S]
+     [--temperature 0] [--top-k K] [--top-p P] [--seed S] [--quantize nf4|none] [--no-double-quant]
   tabtune info        the WebGPU adapter in use
   tabtune selftest    run the kernels against the float64 reference
   tabtune bench       benchmarks (see README, Performance)

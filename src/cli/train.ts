@@ -6,8 +6,9 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { TrainProgress, TrainSettings } from '../engine/types';
+import type { FrozenWeightsSettings, TrainProgress, TrainSettings } from '../engine/types';
 import { UsageError, bool, num, parseFlags, str } from './args';
+import { frozenFromFlags, frozenSummary } from './frozen';
 import {
   checkOutDir,
   loadData,
@@ -92,13 +93,15 @@ export async function train(argv: string[]): Promise<number> {
   const ckptPath = join(out, 'checkpoint.safetensors');
   let resumeFrom: Uint8Array | undefined;
   let fixedShape: { shape: LoraShape; source: string } | undefined;
+  let savedFrozen: FrozenWeightsSettings | undefined;
   if (resume) {
     if (!existsSync(ckptPath))
       throw new UsageError(`train --resume: no checkpoint at ${ckptPath} (write one with --checkpoint-every N).`);
     resumeFrom = new Uint8Array(await readFile(ckptPath));
     const { decodeCheckpoint } = await import('../train/checkpoint');
     const run = decodeCheckpoint(resumeFrom, ckptPath).meta.run as
-      { train?: Partial<TrainSettings>; lora?: LoraShape } | undefined;
+      { train?: Partial<TrainSettings>; lora?: LoraShape; frozen?: FrozenWeightsSettings } | undefined;
+    savedFrozen = run?.frozen;
     const saved = run?.train ?? {};
     for (const [flag, key] of TRAIN_SETTING_FLAGS) {
       const theirs = saved[key];
@@ -127,10 +130,11 @@ export async function train(argv: string[]): Promise<number> {
   const initFrom = initFlag ? await readAdapter(initFlag, '--init-from') : undefined;
   if (initFrom) fixedShape = { shape: adapterShape(initFrom, initFlag!), source: `--init-from ${initFlag}` };
   if (fixedShape) checkLoraFlags(f, fixedShape.shape, fixedShape.source, 'train');
+  const frozen = frozenFromFlags(f, 'train', model, savedFrozen);
 
   const engine = await openEngine();
   try {
-    await loadModelFrom(engine, model.path);
+    await loadModelFrom(engine, model.path, frozen);
     const modelInfo = engine.modelInfo();
     const lora = loraFromFlags(f, modelInfo, fixedShape?.shape, 'train');
     const ds = await loadData(engine, dataPath, str(f, 'data')!, {
@@ -152,6 +156,7 @@ export async function train(argv: string[]): Promise<number> {
       `model: ${modelInfo.id} (${modelInfo.modelType}), trainable params: ${est.trainableParams.toLocaleString('en-US')} || ` +
         `all params: ${est.totalParams.toLocaleString('en-US')} || trainable%: ${est.trainablePercent.toFixed(4)}`,
     );
+    log(`frozen weights: ${frozenSummary(modelInfo)}`);
     await mkdir(out, { recursive: true });
     const interrupt = onInterrupt(engine, log);
     let result;

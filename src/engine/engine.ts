@@ -40,6 +40,7 @@ import type {
   LoraSettings,
   MemoryEstimate,
   ModelInfo,
+  ModelQuantization,
   ModelSourceSpec,
   PeftFiles,
   RecipeOptions,
@@ -78,6 +79,22 @@ function diverged(what: string, step: number, lr: number): EngineError {
     `Training diverged at step ${step}: ${what}. Nothing from this step on was saved (the last checkpoint, if any, ` +
       `is from before it). Start again with a lower learning rate (now ${lr}) and max grad norm on (e.g. 1).`,
   );
+}
+
+/** The frozen-weight settings that reproduce a loaded model's state. */
+export function frozenSettings(q: ModelQuantization | null): FrozenWeightsSettings {
+  return q ? { quantize: 'nf4', doubleQuant: q.doubleQuant } : { quantize: null };
+}
+
+/** "16-bit" / "4-bit NF4 (double quantization)" / "4-bit NF4". */
+export function frozenText(f: FrozenWeightsSettings): string {
+  if (f.quantize !== 'nf4') return '16-bit (as stored)';
+  return `4-bit NF4${(f.doubleQuant ?? true) ? ' (double quantization)' : ''}`;
+}
+
+function frozenFlags(f: FrozenWeightsSettings): string {
+  if (f.quantize !== 'nf4') return 'without --quantize';
+  return `--quantize nf4${(f.doubleQuant ?? true) ? '' : ' --no-double-quant'}`;
 }
 
 /** The adapter's arrays, or a divergence error when any value is NaN or infinite. */
@@ -466,9 +483,16 @@ export class Engine implements EngineApi {
     let arrays: LoraModuleArrays[];
     const resume = hooks.resumeFrom ? decodeCheckpoint(hooks.resumeFrom) : null;
     if (resume) {
-      const run = resume.meta.run as { lora: LoraConfig; model: string };
+      const run = resume.meta.run as { lora: LoraConfig; model: string; frozen?: FrozenWeightsSettings };
       if (run.model !== m.id) {
         throw new EngineError(`The checkpoint was made with model "${run.model}", but "${m.id}" is loaded.`);
+      }
+      const mine = frozenSettings(m.gpuModel.quantization);
+      if (run.frozen && frozenText(run.frozen) !== frozenText(mine)) {
+        throw new EngineError(
+          `The checkpoint was trained on ${frozenText(run.frozen)} frozen weights, but the model is loaded with ` +
+            `${frozenText(mine)} ones; load it the same way to resume (CLI: ${frozenFlags(run.frozen)}).`,
+        );
       }
       cfg = run.lora;
       arrays = resume.modules;
@@ -539,7 +563,7 @@ export class Engine implements EngineApi {
     let pausedMs = 0;
     let lastLoss: number | null = null;
     let lastVal: number | null = null;
-    const runInfo = { model: m.id, lora: cfg, train };
+    const runInfo = { model: m.id, lora: cfg, train, frozen: frozenSettings(m.gpuModel.quantization) };
     const checkpoint = async () => {
       if (!hooks.onCheckpoint) return;
       const blob = encodeCheckpoint({

@@ -212,6 +212,66 @@ describe('tabtune CLI', () => {
     });
   }
 
+  // QLoRA: the same three commands on 4-bit NF4 frozen weights (every architecture goes through the
+  // engine with NF4 weights in test/engine/engine.test.ts; here the flags, on a Linear and a Conv1D model).
+  for (const a of ARCHS.filter((x) => x.type === 'llama' || x.type === 'gpt2')) {
+    const noDq = a.type === 'gpt2';
+    it(`${a.type}: --quantize nf4${noDq ? ' --no-double-quant' : ''} for train, eval and generate`, async () => {
+      const model = join(dir, `model-nf4-${a.type}`);
+      await writeTinyModel(model, { modelType: a.type, dtype: 'BF16', seed: 2, gpt2Prefix: false });
+      const out = join(dir, `adapter-nf4-${a.type}`);
+      const data = join(dir, a.data);
+      const q = ['--quantize', 'nf4', ...(noDq ? ['--no-double-quant'] : [])];
+      const common = ['--model', model, '--data', data, '--format', a.format, '--max-len', '48'];
+      const train = await run([
+        'train',
+        ...common,
+        '--out',
+        out,
+        '--targets',
+        a.targets,
+        '--r',
+        '4',
+        '--lr',
+        '1e-2',
+        '--steps',
+        '8',
+        '--batch',
+        '2',
+        ...q,
+        '--json',
+      ]);
+      expect(train.code, train.stderr).toBe(0);
+      expect(train.stderr).toMatch(
+        noDq
+          ? /frozen weights: 4-bit NF4 \(quantized at load\), /
+          : /frozen weights: 4-bit NF4 \(quantized at load, double quantization\), /,
+      );
+      const st = parseSafetensors(new Uint8Array(await readFile(join(out, 'adapter_model.safetensors'))));
+      expect(st.tensors.has(a.key)).toBe(true);
+      const base = await run(['eval', ...common, ...q, '--json']);
+      const tuned = await run(['eval', ...common, '--adapter', out, ...q, '--json']);
+      expect(base.code, base.stderr).toBe(0);
+      expect(tuned.code, tuned.stderr).toBe(0);
+      const loss = (r: { stdout: string }) => (lastJson(r.stdout) as { loss: number }).loss;
+      expect(loss(tuned)).toBeLessThan(loss(base));
+      const gen = await run([
+        'generate',
+        '--model',
+        model,
+        '--adapter',
+        out,
+        '--prompt',
+        'The cat',
+        '--max-new-tokens',
+        '4',
+        ...q,
+      ]);
+      expect(gen.code, gen.stderr).toBe(0);
+      expect(gen.stdout.trim().length).toBeGreaterThan(0);
+    });
+  }
+
   it('reports bad input with a one-line error and a non-zero exit', async () => {
     const missing = await run([
       'train',
@@ -234,5 +294,13 @@ describe('tabtune CLI', () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/model_type "mamba" is not supported/);
     expect(ownLines(bad.stderr)).toHaveLength(1);
+    const flags = join(dir, 'model-flags');
+    await writeTinyModel(flags, { modelType: 'llama' });
+    const noQuant = await run(['eval', '--model', flags, '--data', join(dir, 'text.jsonl'), '--no-double-quant']);
+    expect(noQuant.code).toBe(2);
+    expect(noQuant.stderr).toMatch(/eval: --no-double-quant applies to 4-bit frozen weights; add --quantize nf4/);
+    const badQuant = await run(['generate', '--model', flags, '--prompt', 'x', '--quantize', 'int8']);
+    expect(badQuant.code).toBe(2);
+    expect(badQuant.stderr).toMatch(/--quantize must be one of nf4, none; got "int8"/);
   });
 });

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine';
 import { DEFAULT_TRAIN } from '../../src/engine/defaults';
-import type { LoraSettings, TrainSettings } from '../../src/engine/types';
+import type { FrozenWeightsSettings, LoraSettings, TrainSettings } from '../../src/engine/types';
 import { parseSafetensors } from '../../src/model/safetensors';
 import { argmax } from '../../src/generate/sampling';
 import { modelForwardRef, modelLogitsRef } from '../../src/reference/model';
@@ -22,7 +22,7 @@ const models = new Map<TinyModelType, string>();
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'tabtune-engine-'));
-  for (const t of ['llama', 'gpt2', 'qwen3'] as const) {
+  for (const t of ['llama', 'gpt2', 'qwen3', 'mistral', 'qwen2'] as const) {
     const p = join(dir, t);
     await writeTinyModel(p, { modelType: t, dtype: 'BF16', seed: 1 });
     models.set(t, p);
@@ -52,9 +52,9 @@ const TRAIN: TrainSettings = {
   lossEvery: 1,
 };
 
-async function engineWith(type: TinyModelType): Promise<Engine> {
+async function engineWith(type: TinyModelType, frozen: FrozenWeightsSettings = {}): Promise<Engine> {
   const engine = new Engine(await getGpu());
-  await engine.loadModel({ kind: 'dir', id: `tiny-${type}`, path: models.get(type)! });
+  await engine.loadModel({ kind: 'dir', id: `tiny-${type}`, path: models.get(type)! }, undefined, frozen);
   await engine.loadDataset('corpus.jsonl', DATA, { maxLen: TRAIN.maxLen, valFraction: 0, seed: 0 });
   return engine;
 }
@@ -157,37 +157,94 @@ describe('engine', () => {
       // reference: the same model and adapter in float64, argmax at each step
       const tiny = await tinyGpuModel(gpu, { modelType: 'qwen3', dtype: 'BF16', seed: 1 });
       tiny.model.dispose();
-      const { importPeft } = await import('../../src/lora/peft');
-      const { loraScaleInfo } = await import('../../src/lora/config');
-      const imp = importPeft(
-        trained.adapter,
-        tiny.loaded.arch.layers.flatMap((l) => l.linears),
-      );
-      const lm = new Map(
-        imp.modules.map((m) => {
-          const s = loraScaleInfo(imp.config, m);
-          return [
-            m.path,
-            { a: Float64Array.from(m.a), b: Float64Array.from(m.b), r: s.r, scale: s.scale, dropout: 0, seed: 0 },
-          ];
-        }),
-      );
-      const { createTokenizer } = await import('../../src/model/tokenizer');
-      const tok = await createTokenizer(tiny.loaded.tokenizerJson, tiny.loaded.tokenizerConfig, tiny.loaded.config);
-      const ids = tok.encode(prompt, { addSpecialTokens: true });
-      const vocab = tok.vocabSize;
-      const refIds: number[] = [];
-      for (let i = 0; i < 6; i++) {
-        const seq = [...ids, ...refIds];
-        const T = seq.length;
-        const batch = { B: 1, S: T, ids: seq, positions: seq.map((_, j) => j), targets: new Array(T).fill(0xffffffff) };
-        const fwd = modelForwardRef(tiny.ref, lm, batch);
-        const logits = modelLogitsRef(tiny.ref, fwd, T);
-        const next = argmax(logits.subarray((T - 1) * tiny.ref.config.vocabSize), vocab);
-        if (tok.eosTokenIds.includes(next)) break;
-        refIds.push(next);
+      expect(out.text).toBe(await referenceGreedy(tiny, trained.adapter, prompt, 6));
+    } finally {
+      engine.unload();
+    }
+  });
+});
+
+/** Greedy tokens of the float64 reference model (its weights as `tiny.ref` gives them) with an adapter. */
+async function referenceGreedy(
+  tiny: Awaited<ReturnType<typeof tinyGpuModel>>,
+  adapter: { adapterConfig: string; adapterModel: Uint8Array },
+  prompt: string,
+  steps: number,
+): Promise<string> {
+  const { importPeft } = await import('../../src/lora/peft');
+  const { loraScaleInfo } = await import('../../src/lora/config');
+  const imp = importPeft(
+    adapter,
+    tiny.loaded.arch.layers.flatMap((l) => l.linears),
+  );
+  const lm = new Map(
+    imp.modules.map((m) => {
+      const s = loraScaleInfo(imp.config, m);
+      return [
+        m.path,
+        { a: Float64Array.from(m.a), b: Float64Array.from(m.b), r: s.r, scale: s.scale, dropout: 0, seed: 0 },
+      ];
+    }),
+  );
+  const { createTokenizer } = await import('../../src/model/tokenizer');
+  const tok = await createTokenizer(tiny.loaded.tokenizerJson, tiny.loaded.tokenizerConfig, tiny.loaded.config);
+  const ids = tok.encode(prompt, { addSpecialTokens: true });
+  const refIds: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    const seq = [...ids, ...refIds];
+    const T = seq.length;
+    const batch = { B: 1, S: T, ids: seq, positions: seq.map((_, j) => j), targets: new Array(T).fill(0xffffffff) };
+    const fwd = modelForwardRef(tiny.ref, lm, batch);
+    const logits = modelLogitsRef(tiny.ref, fwd, T);
+    const next = argmax(logits.subarray((T - 1) * tiny.ref.config.vocabSize), tok.vocabSize);
+    if (tok.eosTokenIds.includes(next)) break;
+    refIds.push(next);
+  }
+  return tok.decode(refIds, { skipSpecialTokens: true });
+}
+
+describe('engine: QLoRA (4-bit NF4 frozen weights)', () => {
+  for (const type of ['llama', 'mistral', 'qwen2', 'qwen3', 'gpt2'] as const) {
+    const frozen: FrozenWeightsSettings = { quantize: 'nf4', doubleQuant: type !== 'mistral' };
+    it(`${type}: training lowers the loss, the adapter beats the base in eval, greedy generation matches the reference`, async () => {
+      const gpu = await getGpu();
+      const engine = await engineWith(type, frozen);
+      try {
+        const info = engine.modelInfo();
+        expect(info.quantization).toMatchObject({ format: 'nf4', doubleQuant: frozen.doubleQuant, source: 'load' });
+        const run = await engine.train(LORA, { ...TRAIN, steps: 40 });
+        const losses = run.history.map((h) => h.loss).filter((l): l is number => l !== null);
+        expect(losses.slice(-3).reduce((x, y) => x + y, 0) / 3).toBeLessThan(0.85 * losses[0]!);
+        const base = await engine.evaluate(null, 'all');
+        const tuned = await engine.evaluate({ key: 'q', files: run.adapter }, 'all');
+        expect(tuned.loss).toBeLessThan(base.loss);
+        const sampling = { maxNewTokens: 4, temperature: 0, topK: 0, topP: 1, seed: 0, chat: false };
+        const out = await engine.generate('The cat', { key: 'q', files: run.adapter }, sampling);
+        const tiny = await tinyGpuModel(gpu, { modelType: type, dtype: 'BF16', seed: 1 }, frozen);
+        tiny.model.dispose();
+        expect(out.text).toBe(await referenceGreedy(tiny, run.adapter, 'The cat', out.tokens));
+      } finally {
+        engine.unload();
       }
-      expect(tok.decode(refIds, { skipSpecialTokens: true })).toBe(out.text);
+    });
+  }
+
+  it('a checkpoint resumes only on the frozen weights it was trained on; a failed load keeps the model', async () => {
+    const engine = await engineWith('llama', { quantize: 'nf4' });
+    try {
+      const blobs: Uint8Array[] = [];
+      await engine.train(LORA, { ...TRAIN, steps: 2, checkpointEvery: 1 }, { onCheckpoint: (b) => void blobs.push(b) });
+      await engine.loadModel({ kind: 'dir', id: 'tiny-llama', path: models.get('llama')! });
+      expect(engine.modelInfo().quantization).toBeNull();
+      await engine.loadDataset('corpus.jsonl', DATA, { maxLen: TRAIN.maxLen, valFraction: 0, seed: 0 });
+      await expect(engine.train(LORA, { ...TRAIN, steps: 2 }, { resumeFrom: blobs[0] })).rejects.toThrow(
+        'The checkpoint was trained on 4-bit NF4 (double quantization) frozen weights, but the model is loaded with ' +
+          '16-bit (as stored) ones; load it the same way to resume (CLI: --quantize nf4).',
+      );
+      await expect(
+        engine.loadModel({ kind: 'dir', id: 'other', path: join(dir, 'missing') }, undefined, { quantize: 'nf4' }),
+      ).rejects.toThrow();
+      expect(engine.modelInfo().id).toBe('tiny-llama');
     } finally {
       engine.unload();
     }
