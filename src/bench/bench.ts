@@ -3,8 +3,10 @@
  *
  *   node bin/tabtune.mjs bench [--json] [--quick]
  *   node bin/tabtune.mjs bench lora-linear --m M --k K --n N --r R [--json]
- *   node bin/tabtune.mjs bench memory [--seq 512] [--r 16] [--no-checkpoint] [--layers 1,2] [--json]
- *     (peak GPU memory of a Qwen2.5-0.5B-shaped training step, extrapolated from two depths)
+ *   node bin/tabtune.mjs bench memory [--config config.json] [--quantize nf4] [--no-double-quant]
+ *     [--seq 512] [--r 16] [--no-checkpoint] [--layers 1,2] [--steps N] [--json]
+ *     (peak GPU memory of one training step of any model shape, default Qwen2.5-0.5B's,
+ *     extrapolated from two depths; src/bench/memory-bench.ts)
  *   node bin/tabtune.mjs bench data [--records 100000] [--sample 2000] [--model DIR] [--json]
  *     (the data path on a synthetic Alpaca set: records/s and bytes/record; src/bench/data-bench.ts)
  *
@@ -18,7 +20,8 @@ import { fileURLToPath } from 'node:url';
 import { benchData } from './data-bench';
 import { benchFeatures } from './features-bench';
 import { benchLoraLinear, benchMatmul } from './linear-bench';
-import { benchGeneration, benchMemory, benchTrainingStep } from './model-bench';
+import { type ShapeSource, benchMemory, shapeFromConfig } from './memory-bench';
+import { benchGeneration, benchTrainingStep } from './model-bench';
 
 const ONE_FLAGS: Record<string, FlagSpec> = {
   m: { type: 'int', min: 1, required: true },
@@ -29,10 +32,14 @@ const ONE_FLAGS: Record<string, FlagSpec> = {
 };
 
 const MEMORY_FLAGS: Record<string, FlagSpec> = {
+  config: { type: 'string' },
+  quantize: { type: 'string', choices: ['nf4', 'none'] },
+  'double-quant': { type: 'bool' },
   seq: { type: 'int', min: 8 },
   r: { type: 'int', min: 1 },
   'no-checkpoint': { type: 'bool' },
   layers: { type: 'string' },
+  steps: { type: 'int', min: 0 },
   json: { type: 'bool' },
 };
 
@@ -52,6 +59,27 @@ const SUITE_FLAGS: Record<string, FlagSpec> = {
   seq: { type: 'int', min: 8 },
   layers: { type: 'int', min: 1 },
 };
+
+/** The model shape of a config.json given to bench memory --config. */
+async function readShape(path: string): Promise<ShapeSource> {
+  const { readFile } = await import('node:fs/promises');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new UsageError(`bench memory: cannot read --config ${path}: ${(e as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`bench memory: --config ${path} is not JSON (${(e as Error).message}).`);
+  }
+  if (!json || typeof json !== 'object' || Array.isArray(json)) {
+    throw new UsageError(`bench memory: --config ${path} is not a JSON object (expected a model's config.json).`);
+  }
+  return shapeFromConfig(json as Record<string, unknown>, path);
+}
 
 function log(json: boolean, line: string): void {
   (json ? process.stderr : process.stdout).write(`${line}\n`);
@@ -99,6 +127,13 @@ export async function runBench(argv: string[]): Promise<number> {
     if (layers.length !== 2 || layers.some((x) => !Number.isInteger(x) || x < 1)) {
       throw new UsageError(`bench memory: --layers takes two depths like 1,2; got "${layerArg}".`);
     }
+    const quantize = str(f, 'quantize') === 'nf4' ? 'nf4' : null;
+    const doubleQuant = bool(f, 'double-quant');
+    if (doubleQuant !== undefined && !quantize) {
+      throw new UsageError('bench memory: --no-double-quant applies to 4-bit frozen weights; add --quantize nf4.');
+    }
+    const configPath = str(f, 'config');
+    const shape = configPath ? await readShape(configPath) : undefined;
     const gpu = await openGpu();
     try {
       log(json, `adapter: ${adapterName(gpu)}`);
@@ -107,6 +142,9 @@ export async function runBench(argv: string[]): Promise<number> {
         r: num(f, 'r') ?? 16,
         checkpoint: !(bool(f, 'no-checkpoint') ?? false),
         layers: [layers[0]!, layers[1]!],
+        shape,
+        frozen: { quantize, doubleQuant: doubleQuant ?? true },
+        steps: num(f, 'steps') ?? 0,
         log: (l) => log(json, l),
       });
       if (json) process.stdout.write(`${JSON.stringify({ adapter: adapterName(gpu), ...r })}\n`);

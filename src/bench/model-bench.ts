@@ -11,8 +11,8 @@ import { loraScaleInfo } from '../lora/config';
 import { GpuLora } from '../lora/gpu-lora';
 import { initLoraModules } from '../lora/init';
 import { loraConfigFromSettings, resolveTargets } from '../lora/targets';
-import { parseConfig } from '../model/config';
-import { GpuModel } from '../model/gpu-model';
+import { type ModelConfig, parseConfig } from '../model/config';
+import { type FrozenWeightsOptions, GpuModel } from '../model/gpu-model';
 import { describeModel, expectedTensors } from '../model/registry';
 import type { SafeTensor } from '../model/safetensors';
 import { Generator } from '../generate/generator';
@@ -58,26 +58,42 @@ export function qwen25HalfBConfig(layers: number) {
   });
 }
 
-/** A GpuModel of the given config (default SmolLM2-135M-shaped) with random bf16 weights (1-D tensors, norms and biases, all 1). */
-export function randomModel(gpu: Gpu, layers: number, config = smolLm2Config(layers)): Promise<GpuModel> {
-  const tensors = new Map<string, SafeTensor>();
-  let s = 12345;
-  const one = f32ToBf16Bits(1);
-  for (const e of expectedTensors(config)) {
-    const n = e.shape.reduce((a, b) => a * b, 1);
+/**
+ * Random bf16 weights (1-D tensors, norms and biases, all 1), each made when the uploader asks for
+ * it, so a big model's weights never sit in memory all at once.
+ */
+class RandomTensors extends Map<string, SafeTensor> {
+  private s = 12345;
+  constructor(private readonly shapes: Map<string, number[]>) {
+    super();
+  }
+  override get(key: string): SafeTensor | undefined {
+    const shape = this.shapes.get(key);
+    if (!shape) return undefined;
+    const n = shape.reduce((a, b) => a * b, 1);
     const bits = new Uint16Array(n);
-    if (e.shape.length === 1) bits.fill(one);
+    if (shape.length === 1) bits.fill(f32ToBf16Bits(1));
     else {
-      const scale = 0.5 / Math.sqrt(e.shape[e.shape.length - 1]!);
+      const scale = 0.5 / Math.sqrt(shape[shape.length - 1]!);
       for (let i = 0; i < n; i++) {
-        s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-        bits[i] = f32ToBf16Bits(((s >>> 8) / 16777216 - 0.5) * 2 * scale);
+        this.s = (Math.imul(this.s, 1664525) + 1013904223) >>> 0;
+        bits[i] = f32ToBf16Bits(((this.s >>> 8) / 16777216 - 0.5) * 2 * scale);
       }
     }
-    tensors.set(e.key, { dtype: 'BF16', shape: e.shape, data: new Uint8Array(bits.buffer) });
+    return { dtype: 'BF16', shape, data: new Uint8Array(bits.buffer) };
   }
-  const arch = describeModel(config, tensors);
-  return GpuModel.upload(gpu, { config, arch, tensors });
+}
+
+/** A GpuModel of the given config (default SmolLM2-135M-shaped) with random bf16 weights. */
+export function randomModel(
+  gpu: Gpu,
+  layers: number,
+  config = smolLm2Config(layers),
+  frozen: FrozenWeightsOptions = {},
+): Promise<GpuModel> {
+  const shapes = new Map(expectedTensors(config).map((e) => [e.key, e.shape]));
+  const arch = describeModel(config, new Map([...shapes].map(([k, shape]) => [k, { shape }])));
+  return GpuModel.upload(gpu, { config, arch, tensors: new RandomTensors(shapes) }, frozen);
 }
 
 function adapter(gpu: Gpu, model: GpuModel, r: number): GpuLora {
@@ -115,6 +131,10 @@ export async function benchTrainingStep(
     log?: (l: string) => void;
     /** Qwen2.5-0.5B's shape instead of SmolLM2-135M's. */
     qwen?: boolean;
+    /** Any model's shape (with `layers` layers), named by `name`; overrides `qwen`. */
+    config?: { config: ModelConfig; name: string };
+    /** Frozen weights 16-bit (default) or 4-bit NF4. */
+    frozen?: FrozenWeightsOptions;
     /** Time this many steps after a warm-up step (default 2); 0: one step, for its memory only. */
     steps?: number;
   },
@@ -122,8 +142,9 @@ export async function benchTrainingStep(
   const B = o.batch ?? 1;
   const S = o.seq;
   const r = o.r ?? 16;
-  const config = o.qwen ? qwen25HalfBConfig(o.layers) : smolLm2Config(o.layers);
-  const model = await randomModel(gpu, o.layers, config);
+  const config = o.config?.config ?? (o.qwen ? qwen25HalfBConfig(o.layers) : smolLm2Config(o.layers));
+  const name = o.config?.name ?? (o.qwen ? 'Qwen2.5-0.5B' : 'SmolLM2-135M');
+  const model = await randomModel(gpu, o.layers, config, o.frozen);
   const lora = adapter(gpu, model, r);
   gpu.resetPeak();
   const trainer = new Trainer(
@@ -172,7 +193,7 @@ export async function benchTrainingStep(
     const ms = (performance.now() - t0) / Math.max(1, steps);
     const mem = gpu.memory();
     const res: TrainStepBench = {
-      model: `${o.qwen ? 'Qwen2.5-0.5B' : 'SmolLM2-135M'}-shaped, ${o.layers} layers, random bf16 weights`,
+      model: `${name}-shaped, ${o.layers} layers, random bf16 weights${o.frozen?.quantize === 'nf4' ? ' in 4-bit NF4' : ''}`,
       batch: B,
       seq: S,
       r,
@@ -231,71 +252,4 @@ export async function benchGeneration(
     lora.dispose();
     model.dispose();
   }
-}
-
-export interface MemoryBench {
-  model: string;
-  seq: number;
-  r: number;
-  activation_checkpointing: boolean;
-  /** Measured peaks at two depths. */
-  measured: { layers: number; peak_bytes: number; peak_bytes_by_category: Record<string, number> }[];
-  /** The full model's depth and its peak, extrapolated linearly in the depth (every category is affine in it). */
-  full_layers: number;
-  full_peak_bytes: number;
-  full_peak_bytes_by_category: Record<string, number>;
-}
-
-/**
- * Peak GPU memory of one training step of a Qwen2.5-0.5B-shaped model (24 layers) at batch 1:
- * one step at `layers[0]` and at `layers[1]` layers (each category's peak is affine in the depth:
- * per-layer weights, LoRA, optimizer state and saved activations), extrapolated to 24. The full
- * depth would take most of an hour on a CPU driver; on a real GPU `layers: [24, 24]` measures it
- * directly.
- */
-export async function benchMemory(
-  gpu: Gpu,
-  o: { seq: number; r?: number; checkpoint: boolean; layers?: [number, number]; log?: (l: string) => void },
-): Promise<MemoryBench> {
-  const [l1, l2] = o.layers ?? [1, 2];
-  const r = o.r ?? 16;
-  const measured: MemoryBench['measured'] = [];
-  for (const layers of [l1, l2]) {
-    gpu.resetPeak();
-    const b = await benchTrainingStep(gpu, {
-      seq: o.seq,
-      layers,
-      r,
-      checkpoint: o.checkpoint,
-      qwen: true,
-      steps: 0,
-      log: o.log,
-    });
-    measured.push({ layers, peak_bytes: b.peak_bytes, peak_bytes_by_category: b.peak_bytes_by_category });
-  }
-  const full = qwen25HalfBConfig(24).numLayers;
-  const extrapolate = (a: number, b: number) => (l2 === l1 ? b : a + ((b - a) * (full - l1)) / (l2 - l1));
-  const cats = Object.keys(measured[0]!.peak_bytes_by_category);
-  const byCat: Record<string, number> = {};
-  for (const c of cats)
-    byCat[c] = Math.round(
-      extrapolate(measured[0]!.peak_bytes_by_category[c]!, measured[1]!.peak_bytes_by_category[c]!),
-    );
-  const res: MemoryBench = {
-    model: 'Qwen2.5-0.5B-shaped, random bf16 weights',
-    seq: o.seq,
-    r,
-    activation_checkpointing: o.checkpoint,
-    measured,
-    full_layers: full,
-    full_peak_bytes: Math.round(extrapolate(measured[0]!.peak_bytes, measured[1]!.peak_bytes)),
-    full_peak_bytes_by_category: byCat,
-  };
-  const mb = (x: number) => `${(x / 2 ** 20).toFixed(0)} MiB`;
-  o.log?.(
-    `memory (${res.model}, B=1 S=${o.seq}, LoRA r=${r} all-linear${o.checkpoint ? ', activation checkpointing' : ''}): ` +
-      `measured ${measured.map((m) => `${mb(m.peak_bytes)} at ${m.layers} layer${m.layers > 1 ? 's' : ''}`).join(', ')}; ` +
-      `at ${full} layers ${mb(res.full_peak_bytes)} = ${cats.map((c) => `${c} ${mb(byCat[c]!)}`).join(' + ')}`,
-  );
-  return res;
 }

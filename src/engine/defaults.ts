@@ -1,5 +1,5 @@
 /** Default hyperparameters shared by the CLI and the app's forms. */
-import type { LoraSettings, SamplingSettings, TrainSettings } from './types';
+import type { FrozenWeightsSettings, LoraSettings, SamplingSettings, TrainSettings } from './types';
 
 export const DEFAULT_TRAIN: TrainSettings = {
   optimizer: 'adamw',
@@ -21,6 +21,9 @@ export const DEFAULT_TRAIN: TrainSettings = {
   valFraction: 0.1,
   activationCheckpointing: false,
 };
+
+/** Frozen weights as stored (16-bit stays 16-bit); 4-bit NF4 with bitsandbytes' double quantization when chosen. */
+export const DEFAULT_FROZEN: FrozenWeightsSettings = { quantize: null, doubleQuant: true };
 
 /** LoRA defaults; target_modules is filled from the model family's defaults when a model loads. */
 export const DEFAULT_LORA: LoraSettings = {

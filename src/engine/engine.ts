@@ -27,7 +27,8 @@ import { blobSource, textSource } from '../train/data/source';
 import type { RecordIndex } from '../train/data/scan';
 import type { TokenStore } from '../train/data/tokens';
 import { Trainer } from '../train/trainer';
-import { trainingMemory } from './memory';
+import { frozenFlags, frozenSettings, frozenText, sameFrozen } from './frozen';
+import { type FrozenFormat, frozenWeightBytes, nf4ScratchBytes, trainingMemory } from './memory';
 import type {
   AdapterRef,
   DatasetFormat,
@@ -40,7 +41,6 @@ import type {
   LoraSettings,
   MemoryEstimate,
   ModelInfo,
-  ModelQuantization,
   ModelSourceSpec,
   PeftFiles,
   RecipeOptions,
@@ -79,22 +79,6 @@ function diverged(what: string, step: number, lr: number): EngineError {
     `Training diverged at step ${step}: ${what}. Nothing from this step on was saved (the last checkpoint, if any, ` +
       `is from before it). Start again with a lower learning rate (now ${lr}) and max grad norm on (e.g. 1).`,
   );
-}
-
-/** The frozen-weight settings that reproduce a loaded model's state. */
-export function frozenSettings(q: ModelQuantization | null): FrozenWeightsSettings {
-  return q ? { quantize: 'nf4', doubleQuant: q.doubleQuant } : { quantize: null };
-}
-
-/** "16-bit" / "4-bit NF4 (double quantization)" / "4-bit NF4". */
-export function frozenText(f: FrozenWeightsSettings): string {
-  if (f.quantize !== 'nf4') return '16-bit (as stored)';
-  return `4-bit NF4${(f.doubleQuant ?? true) ? ' (double quantization)' : ''}`;
-}
-
-function frozenFlags(f: FrozenWeightsSettings): string {
-  if (f.quantize !== 'nf4') return 'without --quantize';
-  return `--quantize nf4${(f.doubleQuant ?? true) ? '' : ' --no-double-quant'}`;
 }
 
 /** The adapter's arrays, or a divergence error when any value is NaN or infinite. */
@@ -427,7 +411,18 @@ export class Engine implements EngineApi {
       checkpoint: train.activationCheckpointing,
     });
     const { loraBytes, activationBytes } = mem;
-    const weightsBytes = m.gpuModel.weightBytes;
+    // The weights as loaded, and what the other frozen-weight choice would hold (from the shapes).
+    const q = m.gpuModel.quantization;
+    const storedBytes = m.gpuModel.dtypes.includes('F32') ? 4 : 2;
+    const nf4: FrozenFormat = { quantize: 'nf4', doubleQuant: q?.doubleQuant ?? true, storedBytes };
+    const choices: MemoryEstimate['frozenChoices'] = [];
+    if (q?.source !== 'checkpoint') {
+      const w = frozenWeightBytes(c, { quantize: null, storedBytes }).bytes;
+      choices.push({ quantize: null, weightsBytes: w, totalBytes: w + mem.totalBytes });
+    }
+    const w4 = frozenWeightBytes(c, nf4).bytes + nf4ScratchBytes(c, nf4);
+    choices.push({ quantize: 'nf4', weightsBytes: w4, totalBytes: w4 + mem.totalBytes });
+    const weightsBytes = m.gpuModel.weightBytes + (q ? nf4ScratchBytes(c, nf4) : 0);
     const totalBytes = weightsBytes + mem.totalBytes;
     let blocker: string | null = null;
     const maxBinding = this.gpu.limits.maxStorageBufferBindingSize;
@@ -444,6 +439,7 @@ export class Engine implements EngineApi {
       loraBytes,
       activationBytes,
       totalBytes,
+      frozenChoices: choices,
       blocker,
     };
   }
@@ -488,7 +484,7 @@ export class Engine implements EngineApi {
         throw new EngineError(`The checkpoint was made with model "${run.model}", but "${m.id}" is loaded.`);
       }
       const mine = frozenSettings(m.gpuModel.quantization);
-      if (run.frozen && frozenText(run.frozen) !== frozenText(mine)) {
+      if (run.frozen && !sameFrozen(run.frozen, mine)) {
         throw new EngineError(
           `The checkpoint was trained on ${frozenText(run.frozen)} frozen weights, but the model is loaded with ` +
             `${frozenText(mine)} ones; load it the same way to resume (CLI: ${frozenFlags(run.frozen)}).`,

@@ -7,9 +7,12 @@
  * q/k/v, attention probabilities' row statistics, MLP pre-activations), one rank-r LoRA
  * intermediate per adapted module, and the layer-sized scratch backward works in. With activation
  * checkpointing only one layer's set is alive at a time, plus each layer's input to recompute from.
+ *
+ * frozenWeightBytes gives the frozen weights themselves, 16-bit or 4-bit NF4 (QLoRA).
  */
+import { nf4GpuBytes } from '../kernels/nf4';
 import type { ModelConfig } from '../model/config';
-import { linearRoles } from '../model/registry';
+import { expectedTensors, linearRoles } from '../model/registry';
 
 /**
  * Floats per token one layer's saved set holds, as src/model/runner-buffers.ts allocates them for
@@ -96,4 +99,37 @@ export function trainingMemory(
     widestActivationFloats: widest,
     widestActivationBytes: 4 * T * widest,
   };
+}
+
+/** How the frozen weights are held: as stored (bytes per weight of the checkpoint) or 4-bit NF4. */
+export interface FrozenFormat {
+  quantize: 'nf4' | null;
+  doubleQuant?: boolean;
+  /** Bytes per stored weight: 2 for F16/BF16 checkpoints, 4 for F32. */
+  storedBytes: number;
+}
+
+/**
+ * GPU bytes of the frozen weights of a config, as GpuModel holds them: every tensor in its stored
+ * dtype (padded to words), except that with NF4 each linear weight takes its 4-bit form
+ * (src/kernels/nf4.ts: n / 2 bytes plus the statistics). `largestLinear` is the biggest linear
+ * weight's element count (the matmuls dequantize one 4-bit weight at a time into scratch).
+ */
+export function frozenWeightBytes(config: ModelConfig, f: FrozenFormat): { bytes: number; largestLinear: number } {
+  let bytes = 0;
+  let largestLinear = 0;
+  for (const t of expectedTensors(config)) {
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    if (t.kind === 'linear') largestLinear = Math.max(largestLinear, n);
+    bytes +=
+      t.kind === 'linear' && f.quantize === 'nf4'
+        ? nf4GpuBytes(n, f.doubleQuant ?? true)
+        : Math.max(4, Math.ceil((n * f.storedBytes) / 4) * 4);
+  }
+  return { bytes, largestLinear };
+}
+
+/** Scratch the unfused NF4 path needs: one dequantized (f32) copy of the largest linear weight. */
+export function nf4ScratchBytes(config: ModelConfig, f: FrozenFormat): number {
+  return f.quantize === 'nf4' ? 4 * frozenWeightBytes(config, f).largestLinear : 0;
 }

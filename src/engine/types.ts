@@ -211,6 +211,11 @@ export interface MemoryEstimate {
   loraBytes: number;
   activationBytes: number;
   totalBytes: number;
+  /**
+   * The weights and total with each frozen-weight choice this model allows (16-bit as stored,
+   * quantize: null, unless it is a 4-bit checkpoint; and 4-bit NF4), for the Settings choice.
+   */
+  frozenChoices: { quantize: 'nf4' | null; weightsBytes: number; totalBytes: number }[];
   /** Why training cannot run on this adapter, if it cannot (a tensor over the binding limit...). */
   blocker: string | null;
 }

@@ -37,7 +37,7 @@ export function runLockName(id: string): string {
   return `tabtune-run-${id}`;
 }
 
-export type NewRun = Pick<RunRecord, 'name' | 'model' | 'dataset' | 'lora' | 'train'>;
+export type NewRun = Pick<RunRecord, 'name' | 'model' | 'dataset' | 'lora' | 'train' | 'frozen'>;
 
 export class RunStore {
   constructor(

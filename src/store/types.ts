@@ -2,7 +2,7 @@
  * Records kept in the browser (see db.ts for where each lives). Plain structured-clone-able data,
  * no classes, so they go to IndexedDB and across postMessage unchanged.
  */
-import type { DatasetFormat, LoraSettings, TrainResult, TrainSettings } from '../engine/types';
+import type { DatasetFormat, FrozenWeightsSettings, LoraSettings, TrainResult, TrainSettings } from '../engine/types';
 
 /**
  * Where a model came from, in a form that can be stored and loaded again after a reload.
@@ -85,6 +85,8 @@ export interface RunRecord {
   dataset: RunDataset;
   lora: LoraSettings;
   train: TrainSettings;
+  /** The frozen weights the run trains on (absent in runs saved before 4-bit weights existed: 16-bit). */
+  frozen?: FrozenWeightsSettings;
   totalSteps: number | null;
   /** Last step reported by the trainer. */
   step: number;

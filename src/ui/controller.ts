@@ -4,7 +4,8 @@
  * each area lives in actions/*.ts; this file wires them together and keeps the derived things
  * (memory estimate, dataset summary) up to date when settings change.
  */
-import type { LoraSettings, SamplingSettings, TrainSettings } from '../engine/types';
+import { frozenSettings, sameFrozen } from '../engine/frozen';
+import type { FrozenWeightsSettings, LoraSettings, SamplingSettings, TrainSettings } from '../engine/types';
 import { AdapterLibrary } from '../store/adapters';
 import { type TabtuneDb, openTabtuneDb } from '../store/db';
 import { ModelByteCache, ModelCacheIndex } from '../store/model-cache';
@@ -160,6 +161,26 @@ export class AppController {
       });
       await Promise.all([dataset.analyseDataset(this.ctx), this.refreshEstimate()]);
     }
+    return ok;
+  }
+
+  /**
+   * Settings: how the frozen weights are held (16-bit / 4-bit NF4). Applies to the next load; a
+   * loaded model is loaded again with it (from the browser's cache), keeping the run settings.
+   */
+  async setFrozen(p: Partial<FrozenWeightsSettings>): Promise<boolean> {
+    this.store.update((s) => ({ ...s, frozen: { ...s.frozen, ...p } }));
+    model.recomputeCost(this.ctx);
+    const s = this.state;
+    const info = s.model.info;
+    const busy = ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
+    if (!info || busy || s.model.load.status === 'loading' || !model.isChoiceLoaded(this.store, s)) return false;
+    // A 4-bit checkpoint is 4-bit as stored; otherwise reload only when the weights would change.
+    if (info.quantization?.source === 'checkpoint' || sameFrozen(frozenSettings(info.quantization), s.frozen)) {
+      return false;
+    }
+    const ok = await model.loadChosenModel(this.ctx, { keepSettings: true });
+    if (ok) await Promise.all([dataset.analyseDataset(this.ctx), this.refreshEstimate()]);
     return ok;
   }
 

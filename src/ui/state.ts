@@ -3,11 +3,12 @@
  * external store that React reads with useSyncExternalStore. No React here, so the controller and
  * its tests run in Node.
  */
-import { DEFAULT_LORA, DEFAULT_SAMPLING, DEFAULT_TRAIN } from '../engine/defaults';
+import { DEFAULT_FROZEN, DEFAULT_LORA, DEFAULT_SAMPLING, DEFAULT_TRAIN } from '../engine/defaults';
 import type {
   DatasetFormat,
   DatasetProgress,
   DatasetSummary,
+  FrozenWeightsSettings,
   GpuSummary,
   LoraSettings,
   MemoryEstimate,
@@ -157,6 +158,8 @@ export interface AppState {
   gpu: GpuSlice;
   model: ModelSlice;
   dataset: DatasetSlice;
+  /** How the next model load holds the frozen weights (Settings: 16-bit / 4-bit NF4). */
+  frozen: FrozenWeightsSettings;
   lora: LoraSettings;
   train: TrainSettings;
   /** True once the user changed a setting (then a new model keeps them; see ./settings.ts). */
@@ -195,6 +198,7 @@ export function initialState(): AppState {
       key: null,
       page: 0,
     },
+    frozen: { ...DEFAULT_FROZEN },
     lora: { ...DEFAULT_LORA },
     train: { ...DEFAULT_TRAIN },
     settingsEdited: false,

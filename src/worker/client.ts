@@ -11,6 +11,7 @@ import type {
   DatasetProgress,
   DatasetSummary,
   EngineApi,
+  FrozenWeightsSettings,
   GpuSummary,
   LoadProgress,
   LoraSettings,
@@ -142,13 +143,17 @@ export class WorkerEngine implements EngineApi {
     return (await this.call((id) => ({ kind: 'gpuInfo', id }), 'gpuInfoDone')).value;
   }
 
-  async loadModel(source: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo> {
+  async loadModel(
+    source: ModelSourceSpec,
+    onProgress?: (p: LoadProgress) => void,
+    frozen?: FrozenWeightsSettings,
+  ): Promise<ModelInfo> {
     const before = this.modelId;
     this.modelId = null;
     let r;
     try {
       r = await this.call(
-        (id) => ({ kind: 'loadModel', id, source }),
+        (id) => ({ kind: 'loadModel', id, source, frozen }),
         'loadModelDone',
         (m) => {
           if (m.kind === 'loadProgress') onProgress?.(m.progress);

@@ -12,6 +12,7 @@ import type {
   DatasetFormat,
   DatasetProgress,
   DatasetSummary,
+  FrozenWeightsSettings,
   GpuSummary,
   LoadProgress,
   LoraSettings,
@@ -37,7 +38,7 @@ export interface DatasetOptions {
 
 export type WorkerRequest =
   | { kind: 'gpuInfo'; id: number }
-  | { kind: 'loadModel'; id: number; source: ModelSourceSpec }
+  | { kind: 'loadModel'; id: number; source: ModelSourceSpec; frozen?: FrozenWeightsSettings }
   | { kind: 'loadDataset'; id: number; fileName: string; content: string | Blob; opts: DatasetOptions }
   | { kind: 'estimate'; id: number; lora: LoraSettings; train: TrainSettings }
   | {

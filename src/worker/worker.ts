@@ -165,7 +165,7 @@ async function handle(req: WorkerRequest): Promise<void> {
         if (src.kind === 'url' && new URL(src.baseUrl, self.location.href).origin !== self.location.origin) {
           cachedBases.push(new URL(src.baseUrl, self.location.href).href);
         }
-        const value = await e.loadModel(src, (progress) => post({ kind: 'loadProgress', id, progress }));
+        const value = await e.loadModel(src, (progress) => post({ kind: 'loadProgress', id, progress }), req.frozen);
         post({ kind: 'loadModelDone', id, value, cachedUrls: [...new Set(servedUrls)] });
         break;
       }

@@ -4,7 +4,8 @@
  * would (the settings untouched) and see the loss fall, find the adapter in the library, reload and
  * find it still there, download it and check the PEFT files, and see Compare show the base model
  * telling a story where the adapter answers the demo questions. A second test interrupts a short
- * run by reloading the page and resumes it from its checkpoint. Screenshots of each stage go to
+ * run on 4-bit NF4 frozen weights (QLoRA) by reloading the page and resumes it from its checkpoint
+ * on the same 4-bit weights. Screenshots of each stage go to
  * test-artifacts/app-*.png; with TABTUNE_DOCS_SCREENSHOTS=1 the README's go to docs/screenshots/.
  *
  * SwiftShader is slow (~10x lavapipe): the default demo run takes a few minutes here.
@@ -270,13 +271,20 @@ describe('the app in Chromium', () => {
   );
 
   it(
-    'resumes an interrupted run from its checkpoint after a reload',
+    'QLoRA: trains on 4-bit NF4 frozen weights and resumes the interrupted run on them after a reload',
     async () => {
       const { page, errors } = await openPage(h);
       await onPage({ page, errors }, shot, 'failed-2', async () => {
         await page.goto(`${h.baseUrl}/`);
         await waitForDemo(page);
         await shortRunSettings(page, { steps: 6, batch: 2, checkpointEvery: 2, evalEvery: 0 });
+        // Frozen weights: 4-bit NF4 loads the demo model again, quantized in the worker.
+        const frozen = page.getByRole('group', { name: 'Frozen weights' });
+        await frozen.getByRole('radio', { name: /^4-bit NF4/ }).check();
+        await waitForDemo(page);
+        await page.waitForSelector('[data-testid="estimate"]', { timeout: LONG });
+        await expect.poll(() => frozen.getByRole('radio', { name: /^4-bit NF4/ }).isChecked()).toBe(true);
+        await shot(page, '10a-settings-nf4');
         await nav(page, /Train/);
         await page.getByTestId('start-training').click();
         // Wait for the first checkpoint, then pull the plug.
@@ -295,6 +303,9 @@ describe('the app in Chromium', () => {
         await page.waitForSelector('[data-testid="train-finished"]', { timeout: LONG });
         expect(await page.getByTestId('step').innerText()).toBe('6');
         await expect.poll(() => page.getByTestId('resumable-run').count()).toBe(0);
+        // The run went on with the 4-bit weights it started on (the page had reloaded in 16-bit).
+        await nav(page, /Model/);
+        expect(await page.getByTestId('model-loaded').innerText()).toMatch(/4-bit NF4/);
         await nav(page, /Adapters/);
         await expect.poll(() => page.getByTestId('adapter-row').count()).toBeGreaterThanOrEqual(1);
         expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);

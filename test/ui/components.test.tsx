@@ -188,6 +188,30 @@ describe('App', () => {
     expect(engine.lastTrain?.train.lossEvery).toBe(5);
   });
 
+  it('frozen weights: 16-bit or 4-bit NF4 with the memory of each; choosing 4-bit loads the model in 4 bits', async () => {
+    const { c, engine } = await makeApp();
+    c.go('settings');
+    mount(c);
+    const group = within(screen.getByRole('group', { name: 'Frozen weights' }));
+    const sixteen = group.getByRole('radio', { name: /^16-bit/ }) as HTMLInputElement;
+    const four = group.getByRole('radio', { name: /^4-bit NF4/ }) as HTMLInputElement;
+    await waitFor(() => expect(four.labels![0]!.textContent).toMatch(/4-bit NF4 · about .+ to train/));
+    expect(sixteen.labels![0]!.textContent).toMatch(/16-bit · about .+ to train/);
+    expect(sixteen.checked).toBe(true);
+    const dq = group.getByRole('checkbox', { name: /double quantization/ }) as HTMLInputElement;
+    expect(dq.disabled).toBe(true); // only with 4-bit weights
+    fireEvent.click(four);
+    await waitFor(() => expect(engine.lastFrozen).toEqual({ quantize: 'nf4', doubleQuant: true }));
+    await waitFor(() => expect(screen.getByRole('group', { name: 'Frozen weights' })).toBeTruthy());
+    const again = within(screen.getByRole('group', { name: 'Frozen weights' }));
+    await waitFor(() =>
+      expect((again.getByRole('radio', { name: /^4-bit NF4/ }) as HTMLInputElement).checked).toBe(true),
+    );
+    expect((again.getByRole('checkbox', { name: /double quantization/ }) as HTMLInputElement).disabled).toBe(false);
+    c.go('model');
+    await waitFor(() => expect(screen.getByTestId('model-loaded').textContent).toMatch(/4-bit NF4/));
+  });
+
   it("target modules: the model's linear modules as checkboxes, all-linear, family default", async () => {
     const { c } = await makeApp();
     c.go('settings');

@@ -3,6 +3,8 @@
  * demo, the cost check before a download, training to a saved adapter, pause/stop, resume after a
  * "crash", two tabs on one run, storage failures, the library and compare.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { unzipSync } from 'fflate';
 import { DEMO_MODEL_ID } from '../../src/ui/catalog';
@@ -186,12 +188,56 @@ describe('model check before download', () => {
     expect(await c.loadModel()).toBe(false);
   });
 
+  it('a model that does not fit in 16 bits is offered 4-bit NF4 frozen weights, which load in 4 bits', async () => {
+    const LLAMA3B = 'https://huggingface.co/meta-llama/Llama-3.2-3B/resolve/main/config.json';
+    const json = readFileSync(join(import.meta.dirname, '..', '..', 'bench', 'configs', 'llama-3.2-3b.json'), 'utf8');
+    const { c, engine } = await makeApp({ fetch: fakeFetch({ [LLAMA3B]: json }) });
+    await c.chooseModel({ kind: 'hub', id: 'meta-llama/Llama-3.2-3B' });
+    const sixteen = c.state.model.check.cost!;
+    expect(sixteen.quantize).toBeNull();
+    expect(sixteen.totalBytes).toBeGreaterThan(6 * 2 ** 30);
+    // 3.2B weights: 6 GiB in bf16, about 2.2 GiB with 4-bit linear weights (the embedding stays bf16).
+    expect(sixteen.weightBytes).toBeGreaterThan(5.9 * 2 ** 30);
+    expect(sixteen.nf4Offer!.weightBytes).toBeLessThan(2.4 * 2 ** 30);
+    expect(sixteen.totalBytes - sixteen.nf4Offer!.totalBytes).toBe(sixteen.weightBytes - sixteen.nf4Offer!.weightBytes);
+    expect(sixteen.warnings.join(' ')).toMatch(/use 4-bit NF4 frozen weights \(about [\d.]+ GiB\)/);
+    expect(await c.setFrozen({ quantize: 'nf4' })).toBe(false); // nothing loaded to reload yet
+    const four = c.state.model.check.cost!;
+    expect(four).toMatchObject({ quantize: 'nf4', nf4Offer: null, weightBytes: sixteen.nf4Offer!.weightBytes });
+    expect(await c.loadModel()).toBe(true);
+    expect(engine.lastFrozen).toEqual({ quantize: 'nf4', doubleQuant: true });
+    expect(c.state.model.info!.quantization?.format).toBe('nf4');
+  });
+
   it('a model id that does not exist gives a clear error', async () => {
     const { c } = await makeApp();
     await c.chooseModel({ kind: 'hub', id: 'nobody/nothing' });
     expect(c.state.model.check.status).toBe('error');
     expect(c.state.model.check.error?.title).toBe('This model cannot be used');
     expect(c.state.model.check.error?.detail).toMatch(/config\.json/);
+  });
+});
+
+describe('settings: frozen weights', () => {
+  it('switching a loaded model to 4-bit NF4 (or back) loads it again that way and keeps the settings', async () => {
+    const { c, engine } = await makeApp();
+    c.setLora({ r: 4 });
+    const loads = () => engine.calls.filter((x) => x.startsWith('loadModel')).length;
+    const before = loads();
+    expect(await c.setFrozen({ quantize: 'nf4' })).toBe(true);
+    expect(loads()).toBe(before + 1);
+    expect(engine.lastFrozen).toEqual({ quantize: 'nf4', doubleQuant: true });
+    expect(c.state.model.info!.quantization).toMatchObject({ format: 'nf4', doubleQuant: true });
+    expect(c.state.lora.r).toBe(4);
+    expect(c.state.dataset.summary?.records).toBe(48);
+    await until(() => c.state.estimate.status === 'ready', 2000, 'the estimate');
+    expect(c.state.estimate.value!.frozenChoices.map((x) => x.quantize)).toEqual([null, 'nf4']);
+    expect(await c.setFrozen({ quantize: 'nf4' })).toBe(false); // already so: no reload
+    expect(await c.setFrozen({ doubleQuant: false })).toBe(true);
+    expect(engine.lastFrozen).toEqual({ quantize: 'nf4', doubleQuant: false });
+    expect(await c.setFrozen({ quantize: null })).toBe(true);
+    expect(c.state.model.info!.quantization).toBeNull();
+    expect(loads()).toBe(before + 3);
   });
 });
 
@@ -319,6 +365,8 @@ describe('training', () => {
     const a = await makeApp({ engine: engineA, locks, tabId: 'A' });
     a.c.setTrain({ steps: 10, checkpointEvery: 3 });
     a.c.setLora({ r: 4 });
+    await a.c.setFrozen({ quantize: 'nf4' }); // QLoRA: the resumed run must train on 4-bit weights too
+    a.c.setTrain({ steps: 10, checkpointEvery: 3 });
     void a.c.startTraining();
     await engineA.reached(7);
     engineA.pause(); // tab A freezes...
@@ -332,6 +380,8 @@ describe('training', () => {
     b.c.setTrain({ steps: 99 }); // the form's settings do not matter for a resume
     await b.c.resumeRun(b.c.state.resumable[0]!.id);
     expect(b.engine.lastTrain).toMatchObject({ resumedFromStep: 6, train: { steps: 10 }, lora: { r: 4 } });
+    expect(b.engine.lastFrozen).toEqual({ quantize: 'nf4', doubleQuant: true });
+    expect(b.c.state.frozen.quantize).toBe('nf4');
     expect(b.c.state.run.status).toBe('done');
     expect(b.c.state.library.adapters[0]).toMatchObject({ steps: 10 });
     expect(b.c.state.library.adapters[0]!.config.r).toBe(4);

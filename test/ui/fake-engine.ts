@@ -11,6 +11,7 @@ import type {
   AdapterRef,
   DatasetFormat,
   DatasetSummary,
+  FrozenWeightsSettings,
   GpuSummary,
   LoadProgress,
   LoraSettings,
@@ -122,8 +123,16 @@ export class FakeEngine implements AppEngine {
     };
   }
 
-  async loadModel(source: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo> {
+  /** The frozen-weight settings of the last loadModel call. */
+  lastFrozen: FrozenWeightsSettings | undefined;
+
+  async loadModel(
+    source: ModelSourceSpec,
+    onProgress?: (p: LoadProgress) => void,
+    frozen?: FrozenWeightsSettings,
+  ): Promise<ModelInfo> {
     this.calls.push(`loadModel:${source.id}`);
+    this.lastFrozen = frozen;
     this.alive();
     this.fail('loadModel');
     for (const file of ['config.json', 'tokenizer.json', 'model.safetensors']) {
@@ -137,7 +146,7 @@ export class FakeEngine implements AppEngine {
       modelType: 'llama',
       family: 'llama',
       parameters: 110_000,
-      weightBytes: 440_000,
+      weightBytes: frozen?.quantize === 'nf4' ? 130_000 : 440_000,
       dtype: 'F32',
       hiddenSize: HIDDEN,
       numLayers: 2,
@@ -147,7 +156,10 @@ export class FakeEngine implements AppEngine {
       defaultTargets: ['q_proj', 'v_proj'],
       hasChatTemplate: true,
       eosTokenIds: [2],
-      quantization: null,
+      quantization:
+        frozen?.quantize === 'nf4'
+          ? { format: 'nf4', doubleQuant: frozen.doubleQuant ?? true, source: 'load', modules: 14 }
+          : null,
     };
     return this.model;
   }
@@ -220,6 +232,10 @@ export class FakeEngine implements AppEngine {
       loraBytes: trainable * 16,
       activationBytes: 1_000_000,
       totalBytes: 1_440_000 + trainable * 16,
+      frozenChoices: [
+        { quantize: null, weightsBytes: 440_000, totalBytes: 1_440_000 + trainable * 16 },
+        { quantize: 'nf4', weightsBytes: 130_000, totalBytes: 1_130_000 + trainable * 16 },
+      ],
       blocker: null,
     };
   }

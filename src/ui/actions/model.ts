@@ -199,7 +199,10 @@ export function recomputeCost(ctx: AppContext): void {
   const s = ctx.store.get();
   const cfg = s.model.check.config;
   if (!cfg || !s.model.check.cost) return;
-  const cost = estimateCost(cfg, s.lora, s.train, s.gpu.info, { downloadBytes: s.model.check.cost.downloadBytes });
+  const cost = estimateCost(cfg, s.lora, s.train, s.gpu.info, {
+    downloadBytes: s.model.check.cost.downloadBytes,
+    frozen: s.frozen,
+  });
   patch(ctx, 'model', { check: { ...s.model.check, cost } });
 }
 
@@ -275,6 +278,7 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
   const cost = estimateCost(config, lora, train, s.gpu.info, {
     downloadBytes: downloadBytes ?? undefined,
     storageFree: cached || choice.kind !== 'hub' || !est ? null : est.quota - est.usage,
+    frozen: s.frozen,
   });
   patch(ctx, 'model', { check: { status: 'ready', config, cost, cached, error: null } });
 }
@@ -323,7 +327,7 @@ export async function loadChosenModel(ctx: AppContext, opts: { keepSettings?: bo
   });
   patch(ctx, 'estimate', { status: 'idle', value: null, error: null });
   try {
-    const info = await ctx.engine.loadModel(sourceSpec(choice), onProgress);
+    const info = await ctx.engine.loadModel(sourceSpec(choice), onProgress, s0.frozen);
     const source = storedSource(choice);
     if (choice.kind === 'files') loadedFolders.set(ctx.store, choice);
     else loadedFolders.delete(ctx.store);

@@ -4,6 +4,8 @@
  * interrupted run (reload, crash, lost GPU) from its last checkpoint. The run's Web Lock and
  * lease keep a second tab from writing to the same run.
  */
+import { DEFAULT_FROZEN } from '../../engine/defaults';
+import { frozenSettings, sameFrozen } from '../../engine/frozen';
 import type { LoraSettings, TrainSettings } from '../../engine/types';
 import type { NewAdapter } from '../../store/adapters';
 import { HEARTBEAT_MS, type HeldLock, RunLeaseLostError, runLockName } from '../../store/runs';
@@ -127,6 +129,7 @@ export async function startTraining(ctx: AppContext): Promise<void> {
         dataset: { fileName: s.dataset.fileName, content: s.dataset.content, format: s.dataset.format },
         lora: s.lora,
         train: s.train,
+        frozen: frozenSettings(s.model.info!.quantization),
       });
       lock = await ctx.platform.lockRun(run.id);
     } catch (e) {
@@ -191,8 +194,11 @@ export async function resumeRun(ctx: AppContext, runId: string): Promise<void> {
       startup: `${resumingText(run.checkpointStep, run.totalSteps)}: loading the model…`,
     });
     ctx.store.update((st) => ({ ...st, view: 'train' }));
-    // The model.
-    if (ctx.store.get().model.info?.id !== run.model.id) {
+    // The model, holding its frozen weights as the run had them.
+    const frozen = run.frozen ?? DEFAULT_FROZEN;
+    const loaded = ctx.store.get().model.info;
+    ctx.store.update((st) => ({ ...st, frozen: { ...st.frozen, ...frozen } }));
+    if (loaded?.id !== run.model.id || !sameFrozen(frozenSettings(loaded.quantization), frozen)) {
       const choice = choiceFromStored(run.model);
       if (!choice) {
         throw Object.assign(

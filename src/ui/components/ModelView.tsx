@@ -88,7 +88,10 @@ function CostCard({ s }: { s: AppState }) {
         </div>
         <div>
           <dt>GPU memory to train (est.)</dt>
-          <dd>{formatBytes(cost.totalBytes)}</dd>
+          <dd>
+            {formatBytes(cost.totalBytes)}
+            {cost.quantize === 'nf4' ? ` (4-bit NF4 frozen weights${cost.prequantized ? ', as stored' : ''})` : ''}
+          </dd>
         </div>
         <div>
           <dt>Trainable LoRA parameters</dt>
@@ -113,6 +116,24 @@ function CostCard({ s }: { s: AppState }) {
       {cost.blockers.map((b) => (
         <MessageCard key={b} message={{ title: 'This model cannot be trained on this GPU', detail: b }} />
       ))}
+      {cost.nf4Offer && (
+        <MessageCard
+          level="info"
+          message={{
+            title: 'Fits in 4 bits',
+            detail:
+              `With 4-bit NF4 frozen weights (QLoRA, as bitsandbytes quantizes them) training needs about ` +
+              `${formatBytes(cost.nf4Offer.totalBytes)} instead of ${formatBytes(cost.totalBytes)}: the base model is ` +
+              `quantized while it loads and the LoRA adapter still trains in full precision.`,
+          }}
+        >
+          <div className="actions">
+            <button type="button" className="secondary" onClick={() => void c.setFrozen({ quantize: 'nf4' })}>
+              Use 4-bit NF4
+            </button>
+          </div>
+        </MessageCard>
+      )}
       {cost.warnings.map((w) => (
         <MessageCard key={w} level="warning" message={{ title: 'Note', detail: w }} />
       ))}
@@ -165,7 +186,8 @@ function LoadStatus({ s }: { s: AppState }) {
     return (
       <div className="loaded" role="status" data-testid="model-loaded">
         <span className="pill yes">Loaded</span> <strong>{info.id}</strong> · {info.modelType} ·{' '}
-        {formatCount(info.parameters)} parameters · {info.dtype} · {info.numLayers} layers · hidden {info.hiddenSize} ·{' '}
+        {formatCount(info.parameters)} parameters · {info.quantization ? `4-bit NF4 (${info.dtype})` : info.dtype} ·{' '}
+        {info.numLayers} layers · hidden {info.hiddenSize} ·{' '}
         {info.hasChatTemplate ? 'chat template' : 'no chat template'}
       </div>
     );

@@ -72,6 +72,69 @@ function Targets({ s }: { s: AppState }) {
   );
 }
 
+/**
+ * Frozen weights: 16-bit as stored, or 4-bit NF4 (QLoRA), each with its memory estimate. Choosing
+ * the other loads the model again in that form (from the browser's cache).
+ */
+function FrozenWeights({ s }: { s: AppState }) {
+  const c = useController();
+  const info = s.model.info;
+  const stored = info?.quantization?.source === 'checkpoint';
+  const nf4 = stored || s.frozen.quantize === 'nf4';
+  const busy =
+    ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status) ||
+    s.model.load.status === 'loading';
+  const total = (q: 'nf4' | null) => {
+    const choice = s.estimate.value?.frozenChoices.find((x) => x.quantize === q);
+    return choice ? ` · about ${formatBytes(choice.totalBytes)} to train` : '';
+  };
+  const hintId = 'frozen-hint';
+  return (
+    <fieldset className="field frozen" aria-describedby={hintId}>
+      <legend>Frozen weights</legend>
+      <div className="radio-row">
+        <label className="check">
+          <input
+            type="radio"
+            name="frozen"
+            value="16-bit"
+            checked={!nf4}
+            disabled={busy || stored}
+            onChange={() => void c.setFrozen({ quantize: null })}
+          />
+          16-bit{total(null)}
+        </label>
+        <label className="check">
+          <input
+            type="radio"
+            name="frozen"
+            value="nf4"
+            checked={nf4}
+            disabled={busy}
+            onChange={() => void c.setFrozen({ quantize: 'nf4' })}
+          />
+          4-bit NF4{total('nf4')}
+        </label>
+      </div>
+      <label className="check">
+        <input
+          type="checkbox"
+          name="doubleQuant"
+          checked={stored ? !!info?.quantization?.doubleQuant : s.frozen.doubleQuant !== false}
+          disabled={busy || stored || !nf4}
+          onChange={(e) => void c.setFrozen({ doubleQuant: e.target.checked })}
+        />
+        double quantization (the absmax values in 8 bits)
+      </label>
+      <div className="hint" id={hintId}>
+        {stored
+          ? 'This checkpoint is stored in 4 bits (bitsandbytes NF4) and is used as it is.'
+          : 'QLoRA: the base model in 4 bits, quantized as bitsandbytes does while it loads; the adapter still trains in full precision. Changing this loads the model again.'}
+      </div>
+    </fieldset>
+  );
+}
+
 function Estimate({ s }: { s: AppState }) {
   const e = s.estimate;
   if (!s.model.info) return <p className="muted">Load a model to see the trainable parameters and memory.</p>;
@@ -340,6 +403,7 @@ export function SettingsView() {
       </div>
       <section className="card" aria-labelledby="est-h" aria-live="polite">
         <h3 id="est-h">Cost at these settings</h3>
+        <FrozenWeights s={s} />
         <Estimate s={s} />
         <div className="actions">
           <button type="button" onClick={() => c.go('train')}>
