@@ -32,7 +32,7 @@ import {
   weightPlan,
   withWeightDtype,
 } from './load';
-import { quantizeNf4 } from './nf4';
+import { firstNonFinite, quantizeNf4 } from './nf4';
 import { type ArchWeights, type LinearModule, ModelWeightsError, linearModules, referencedKeys } from './registry';
 import type { HeaderEntry, SafeTensor } from './safetensors';
 import { type TensorReceiver, collectTensor } from './safetensors-stream';
@@ -135,7 +135,8 @@ export class GpuModel {
       for (const key of plan.keys) {
         const t = input.tensors.get(key);
         if (!t) throw new GpuError(`Model weights: tensor "${key}" is missing from the checkpoint.`);
-        const rx = up.tensor(key, { dtype: t.dtype, shape: t.shape, data_offsets: [0, t.data.byteLength] });
+        const entry = { dtype: t.dtype, shape: t.shape, data_offsets: [0, t.data.byteLength] as [number, number] };
+        const rx = up.tensor(key, entry, plan.fileOf(key));
         if (!rx) continue;
         rx.write(t.data, 0);
         await rx.end();
@@ -289,8 +290,9 @@ class Uploader implements WeightSink {
     }
   }
 
-  tensor(key: string, entry: HeaderEntry): TensorReceiver | null {
+  tensor(key: string, entry: HeaderEntry, file: string): TensorReceiver | null {
     const size = entry.data_offsets[1] - entry.data_offsets[0];
+    this.model!.origin.set(key, { dtype: entry.dtype, file });
     const bnb = this.bnbParts.get(key);
     if (bnb) {
       return collectTensor(size, (bytes) => {
@@ -307,6 +309,9 @@ class Uploader implements WeightSink {
         throw new GpuError(`Model weights: "${key}" is ${dtype}; only F32, F16 and BF16 weights can be quantized.`);
       }
       return collectTensor(size, (data) => {
+        // Quantizing would hide a NaN or an infinity (it cannot be a block's absmax): refuse it here.
+        const bad = firstNonFinite({ dtype, data });
+        if (bad) throw nonFiniteError(file, key, dtype, bad.value, bad.index);
         const host = quantizeNf4({ dtype, data }, m.outF, m.inF, {
           transposed: m.transposed,
           doubleQuant: this.doubleQuant,

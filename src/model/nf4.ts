@@ -14,7 +14,7 @@
  * Works one tensor at a time on its checkpoint bytes (F32, F16 or BF16), never widening a whole
  * model: the loader calls it as each weight finishes streaming in.
  */
-import { f16BitsToF32 } from '../gpu/half';
+import { bf16BitsToF32, f16BitsToF32 } from '../gpu/half';
 import {
   NESTED_BLOCK,
   NF4_BLOCK,
@@ -115,6 +115,31 @@ function blockReader(t: FloatBytes): BlockReader {
     const u = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
     for (let j = 0, i = start; j < len; j++, i += stride) u[j] = h[i]! << 16;
   };
+}
+
+/**
+ * The first element (in stored order) that is a NaN or an infinity, with its value, or null. Read
+ * from the bits: an all-ones exponent (F32 0x7f800000, F16 0x7c00, BF16 0x7f80).
+ */
+export function firstNonFinite(t: FloatBytes): { index: number; value: number } | null {
+  const size = t.dtype === 'F32' ? 4 : 2;
+  const bytes = t.data.byteOffset % size === 0 ? t.data : t.data.slice();
+  const count = bytes.byteLength / size;
+  if (t.dtype === 'F32') {
+    const u = new Uint32Array(bytes.buffer, bytes.byteOffset, count);
+    for (let i = 0; i < count; i++) {
+      if ((u[i]! & 0x7f800000) === 0x7f800000) return { index: i, value: new Float32Array(u.buffer, u.byteOffset)[i]! };
+    }
+    return null;
+  }
+  const h = new Uint16Array(bytes.buffer, bytes.byteOffset, count);
+  const mask = t.dtype === 'F16' ? 0x7c00 : 0x7f80;
+  for (let i = 0; i < count; i++) {
+    if ((h[i]! & mask) === mask) {
+      return { index: i, value: t.dtype === 'F16' ? f16BitsToF32(h[i]!) : bf16BitsToF32(h[i]!) };
+    }
+  }
+  return null;
 }
 
 /**

@@ -2,13 +2,13 @@
  * A safetensors file read front to back as its bytes arrive, without holding the file: the header
  * is parsed as soon as its 8 + N bytes are in, then each wanted tensor's bytes are handed, in file
  * order, to the receiver the caller returns for it (pieces as they come; a piece is only valid
- * during the call). Tensors nobody wants are skipped. `end()` checks that every tensor was seen
- * whole (a file cut short is an error naming it).
+ * during the call). Tensors nobody wants are skipped. `finish()` checks that the file is exactly as
+ * long as its header declares (cut short or with bytes after the last tensor: an error naming it).
  *
  * Layout (src/model/safetensors.ts): u64 LE header length N, N bytes of JSON, then the data section
  * with offsets relative to its start.
  */
-import { type HeaderEntry, SafetensorsError, parseSafetensorsHeader } from './safetensors';
+import { type HeaderEntry, SafetensorsError, fileLengthError, parseSafetensorsHeader } from './safetensors';
 
 export interface TensorReceiver {
   /** Bytes [offset, offset + piece.byteLength) of the tensor, in order. */
@@ -38,6 +38,7 @@ export class SafetensorsStream {
   /** Absolute file position of the next byte pushed. */
   private pos = 0;
   private dataStart = -1;
+  private dataBytes = 0;
   private spans: Span[] = [];
   private next = 0;
   private current: { span: Span; rx: TensorReceiver | null } | null = null;
@@ -96,14 +97,8 @@ export class SafetensorsStream {
         `${this.fileName}: ended after ${this.pos} bytes, inside its header; the file is truncated or not safetensors.`,
       );
     }
-    const last = this.spans.length ? Math.max(...this.spans.map((s) => s.end)) : 0;
-    if (this.next < this.spans.length || this.pos - this.dataStart < last) {
-      const span = this.current?.span ?? this.spans[this.next]!;
-      throw new SafetensorsError(
-        `${this.fileName}: tensor "${span.name}" ends at byte ${this.dataStart + span.end}, past the end of the file ` +
-          `(${this.pos}); the file is truncated.`,
-      );
-    }
+    const bad = fileLengthError(this.fileName, this.dataStart + this.dataBytes, this.pos);
+    if (bad) throw bad;
   }
 
   private async takeHeader(c: Uint8Array): Promise<Uint8Array> {
@@ -127,23 +122,18 @@ export class SafetensorsStream {
     if (this.headerLength < 0 || this.headBytes < 8 + this.headerLength) return c;
     const bytes = this.joined();
     this.head = [];
-    // Only the header is here: that the data are whole is checked as they stream in (finish()).
-    const { entries, metadata, dataStart } = parseSafetensorsHeader(bytes, this.fileName);
+    // Only the header is here (it is checked: tensors tile the data section); the file's length is
+    // checked at the end (finish()).
+    const { entries, metadata, dataStart, dataBytes } = parseSafetensorsHeader(bytes, this.fileName);
     this.dataStart = dataStart;
+    this.dataBytes = dataBytes;
     this.spans = [...entries].map(([name, entry]) => ({
       name,
       entry,
       begin: entry.data_offsets[0],
       end: entry.data_offsets[1],
     }));
-    this.spans.sort((a, b) => a.begin - b.begin);
-    for (let i = 1; i < this.spans.length; i++) {
-      if (this.spans[i]!.begin < this.spans[i - 1]!.end) {
-        throw new SafetensorsError(
-          `${this.fileName}: tensors "${this.spans[i - 1]!.name}" and "${this.spans[i]!.name}" overlap in the data section.`,
-        );
-      }
-    }
+    this.spans.sort((a, b) => a.begin - b.begin || a.end - b.end);
     await this.handlers.header?.(entries, metadata);
     return c;
   }

@@ -141,14 +141,20 @@ export function parseSafetensorsHeader(
   return { entries, metadata, dataStart: 8 + n, dataBytes: end };
 }
 
+/** The error for a file whose length is not the 8 + N + data bytes its header declares, or null. */
+export function fileLengthError(fileName: string, declared: number, actual: number): SafetensorsError | null {
+  if (declared === actual) return null;
+  return new SafetensorsError(
+    declared > actual
+      ? `${fileName}: its header declares ${declared} bytes, but the file has ${actual}; the file is truncated.`
+      : `${fileName}: its header declares ${declared} bytes, but the file has ${actual} (${actual - declared} bytes after the last tensor); the file is damaged.`,
+  );
+}
+
 /** The file must be exactly as long as its header declares (8 + N + the data section). */
 function checkLength(fileName: string, declared: number, size: number): void {
-  if (declared === size) return;
-  throw new SafetensorsError(
-    declared > size
-      ? `${fileName}: its header declares ${declared} bytes, but the file has ${size}; the file is truncated.`
-      : `${fileName}: its header declares ${declared} bytes, but the file has ${size} (${size - declared} bytes after the last tensor); the file is damaged.`,
-  );
+  const bad = fileLengthError(fileName, declared, size);
+  if (bad) throw bad;
 }
 
 /**

@@ -10,7 +10,12 @@ import { ConfigError } from '../../src/model/config';
 import { GpuModel } from '../../src/model/gpu-model';
 import { loadModel, loadModelFiles } from '../../src/model/load';
 import { type FloatDType, dequantizeNf4, quantizeNf4 } from '../../src/model/nf4';
-import { type SafeDType, parseSafetensors, writeSafetensors } from '../../src/model/safetensors';
+import {
+  type SafeDType,
+  parseSafetensors,
+  parseSafetensorsHeader,
+  writeSafetensors,
+} from '../../src/model/safetensors';
 import { SafetensorsStream, collectTensor } from '../../src/model/safetensors-stream';
 import { type ChunkFn, MemorySource, type ReadProgress } from '../../src/model/source';
 import { makeTinyModel } from '../fixtures/tiny-model';
@@ -79,7 +84,7 @@ describe('SafetensorsStream', () => {
     const cut = new SafetensorsStream('f.safetensors', { tensor: () => null });
     await cut.push(file.subarray(0, file.length - 5));
     await expect(cut.finish()).rejects.toThrow(
-      /f\.safetensors: tensor "skip" ends at byte \d+, past the end of the file/,
+      /f\.safetensors: its header declares \d+ bytes, but the file has \d+; the file is truncated/,
     );
   });
 });
@@ -154,6 +159,23 @@ function json<T extends { shape: number[] }>(text: string, e: T): T & { data: Ui
   const data = new TextEncoder().encode(text);
   return { ...e, shape: [data.length], data };
 }
+
+describe('non-finite weights with --quantize nf4', () => {
+  it('a NaN in a linear weight is refused before quantizing would hide it, naming file, tensor and element', async () => {
+    const gpu = await getGpu();
+    const m = makeTinyModel({ modelType: 'llama', dtype: 'BF16', seed: 7 });
+    const file = new Uint8Array(m.files.get('model.safetensors')!);
+    const { entries, dataStart } = parseSafetensorsHeader(file);
+    const key = 'model.layers.1.mlp.up_proj.weight';
+    const [b0] = entries.get(key)!.data_offsets;
+    new DataView(file.buffer).setUint16(dataStart + b0 + 2 * 41, 0x7fc0, true); // a bf16 NaN
+    const src = new MemorySource(new Map(m.files).set('model.safetensors', file));
+    await expect(GpuModel.stream(gpu, src, (await loadModelFiles(src)).config, { quantize: 'nf4' })).rejects.toThrow(
+      `model.safetensors: tensor "${key}" (BF16) holds NaN at element 41.`,
+    );
+    expect(gpu.memory().byCategory.weights).toBe(0);
+  });
+});
 
 describe('bitsandbytes 4-bit checkpoints', () => {
   for (const [modelType, doubleQuant] of [
