@@ -59,9 +59,11 @@ def load(model_dir):
     return model
 
 
-def cmd_eval(a):
+def cmd_eval(a, model=None):
+    """`model`: the base model already loaded (scripts/qlora_interop.py passes one with NF4 weights)."""
     tok = AutoTokenizer.from_pretrained(a.model)
-    model = load(a.model)
+    model = model if model is not None else load(a.model)
+    model.eval()
     if a.adapter:
         model = PeftModel.from_pretrained(model, a.adapter)
         model.eval()
