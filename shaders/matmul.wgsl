@@ -14,7 +14,10 @@
 //            1 A  f32 array, opA(A) is [M, K]: row-major [M, lda] (TRANS_A false) or [K, lda] (true)
 //            2 B  f32, or f16 / bf16 packed two per u32 (with shader-f16, an f16 B is array<f16>),
 //                 opB(B) is [K, N]: row-major [K, ldb]
-//                 (TRANS_B false) or [N, ldb] (true, i.e. C = A·Bᵀ, the nn.Linear X·Wᵀ layout)
+//                 (TRANS_B false) or [N, ldb] (true, i.e. C = A·Bᵀ, the nn.Linear X·Wᵀ layout);
+//                 or a 4-bit NF4 B (QLoRA's frozen weight): 2 NF4W packed indices, 3 NF4S statistics
+//                 (shaders/nf4.wgsl; p.nf4Abs / p.nf4Abs2 locate its absmax sections), the bindings
+//                 below shifted by one
 //            3 A2 f32, 4 B2 f32 (only with HAS_SEG2; same conventions with lda2 / ldb2)
 //            . bias f32 / f16 / bf16 [N] (only with HAS_BIAS)
 //            last C f32 row-major [M, ldc] (read too when accumulate = 1)
@@ -30,7 +33,8 @@
 // Segment 2 (K2 extra columns, e.g. the LoRA rank) runs after segment 1 in the same K loop: for
 // the forward Y = X·Wᵀ + b + s·S·Bᵀ it is [X | S]·[W | s·B]ᵀ. With OUT_DROP its sum is kept apart
 // from segment 1's and multiplied by the dropout mask of the output element (dX through dropout).
-// Fused: 16-bit widening, operand dropout, the LoRA segment, alpha, bias and accumulate.
+// Fused: 16-bit widening or NF4 dequantization, operand dropout, the LoRA segment, alpha, bias and
+// accumulate.
 
 struct P {
   mEnd: u32,
@@ -63,8 +67,8 @@ struct P {
   seedOut: u32,     // dropout of segment 2's contribution (OUT_DROP)
   thrOut: u32,
   scaleOut: f32,
-  _pad0: u32,
-  _pad1: u32,
+  nf4Abs: u32,      // an NF4 B: word offsets of its absmax and absmax2 sections in NF4S
+  nf4Abs2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;

@@ -17,7 +17,8 @@
 //            1 A  f32, opA(A) is [M, K]: row-major [M, lda] (TRANS_A false) or [K, lda] (true)
 //            2 B  f32, or f16 / bf16 packed two per u32 (widened in b1: f16 via unpack2x16float,
 //                 bf16 via bitcast<f32>(bits << 16)); opB(B) is [K, N]: [K, ldb] or, with TRANS_B,
-//                 [N, ldb] (C = A·Bᵀ, the nn.Linear X·Wᵀ layout)
+//                 [N, ldb] (C = A·Bᵀ, the nn.Linear X·Wᵀ layout); or a 4-bit NF4 B bound as NF4W and
+//                 NF4S (as in shaders/matmul.wgsl: dequantized in b1, the bindings after it shift by one)
 //            3 A2 f32, 4 B2 f32 (only with HAS_SEG2; the LoRA segment, lda2 / ldb2)
 //            . bias f32 / f16 / bf16 [N] (only with HAS_BIAS)
 //            last C f32 row-major [M, ldc] (read too when accumulate = 1)
@@ -31,8 +32,8 @@
 // apart and folded in (times the output dropout mask with OUT_DROP) before the reduction, which is
 // linear. The KL partial sums of an output are then added in workgroup memory in a fixed lane order
 // (deterministic, no atomics), one row at a time (4 KiB). Columns past nEnd are loaded clamped to
-// the last column and never stored. Fused: 16-bit widening, operand dropout, the LoRA segment,
-// alpha, bias and accumulate.
+// the last column and never stored. Fused: 16-bit widening or NF4 dequantization (the decode path
+// of QLoRA), operand dropout, the LoRA segment, alpha, bias and accumulate.
 
 struct P {
   mEnd: u32,
@@ -65,8 +66,8 @@ struct P {
   seedOut: u32,
   thrOut: u32,
   scaleOut: f32,
-  _pad0: u32,
-  _pad1: u32,
+  nf4Abs: u32,
+  nf4Abs2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;

@@ -28,7 +28,7 @@ import type { RecordIndex } from '../train/data/scan';
 import type { TokenStore } from '../train/data/tokens';
 import { Trainer } from '../train/trainer';
 import { frozenFlags, frozenSettings, frozenText, sameFrozen } from './frozen';
-import { type FrozenFormat, frozenWeightBytes, nf4ScratchBytes, trainingMemory } from './memory';
+import { type FrozenFormat, frozenWeightBytes, trainingMemory } from './memory';
 import type {
   AdapterRef,
   DatasetFormat,
@@ -420,9 +420,9 @@ export class Engine implements EngineApi {
       const w = frozenWeightBytes(c, { quantize: null, storedBytes }).bytes;
       choices.push({ quantize: null, weightsBytes: w, totalBytes: w + mem.totalBytes });
     }
-    const w4 = frozenWeightBytes(c, nf4).bytes + nf4ScratchBytes(c, nf4);
+    const w4 = frozenWeightBytes(c, nf4).bytes;
     choices.push({ quantize: 'nf4', weightsBytes: w4, totalBytes: w4 + mem.totalBytes });
-    const weightsBytes = m.gpuModel.weightBytes + (q ? nf4ScratchBytes(c, nf4) : 0);
+    const weightsBytes = m.gpuModel.weightBytes;
     const totalBytes = weightsBytes + mem.totalBytes;
     let blocker: string | null = null;
     const maxBinding = this.gpu.limits.maxStorageBufferBindingSize;

@@ -112,24 +112,17 @@ export interface FrozenFormat {
 /**
  * GPU bytes of the frozen weights of a config, as GpuModel holds them: every tensor in its stored
  * dtype (padded to words), except that with NF4 each linear weight takes its 4-bit form
- * (src/kernels/nf4.ts: n / 2 bytes plus the statistics). `largestLinear` is the biggest linear
- * weight's element count (the matmuls dequantize one 4-bit weight at a time into scratch).
+ * (src/kernels/nf4.ts: n / 2 bytes plus the statistics). The matmuls read 4-bit weights as they
+ * are (no dequantized copy), so nothing else is needed.
  */
-export function frozenWeightBytes(config: ModelConfig, f: FrozenFormat): { bytes: number; largestLinear: number } {
+export function frozenWeightBytes(config: ModelConfig, f: FrozenFormat): { bytes: number } {
   let bytes = 0;
-  let largestLinear = 0;
   for (const t of expectedTensors(config)) {
     const n = t.shape.reduce((a, b) => a * b, 1);
-    if (t.kind === 'linear') largestLinear = Math.max(largestLinear, n);
     bytes +=
       t.kind === 'linear' && f.quantize === 'nf4'
         ? nf4GpuBytes(n, f.doubleQuant ?? true)
         : Math.max(4, Math.ceil((n * f.storedBytes) / 4) * 4);
   }
-  return { bytes, largestLinear };
-}
-
-/** Scratch the unfused NF4 path needs: one dequantized (f32) copy of the largest linear weight. */
-export function nf4ScratchBytes(config: ModelConfig, f: FrozenFormat): number {
-  return f.quantize === 'nf4' ? 4 * frozenWeightBytes(config, f).largestLinear : 0;
+  return { bytes };
 }

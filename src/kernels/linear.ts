@@ -14,19 +14,20 @@
  *   dX (+)= dY·W + drop'(dS·A)              one GEMM with K = outF + r; the LoRA part passes back
  *                                           through the same dropout mask (per output element)
  * Nothing is reduced with atomics, so dA / dB are bit-identical from run to run.
+ * A 4-bit NF4 W (QLoRA) is read by both W GEMMs (forward X·Wᵀ, backward dY·W, and the small-M
+ * decode kernel) through the matmul's dequantizing loader: it is never widened into a copy.
  */
 import type { Gpu, Recorder } from '../gpu/context';
 import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
 import type { Workspace } from '../gpu/workspace';
 import { type DropoutSpec, type MatmulExtra, recordMatmul } from './matmul';
-import { type Nf4Tensor, recordDequantizeNf4 } from './nf4';
+import type { Nf4Tensor } from './nf4';
 
 export interface FrozenLinear {
   /**
    * f32|f16|bf16 [outF, inF] (nn.Linear) or [inF, outF] when transposed=true (GPT-2 Conv1D), or a
-   * 4-bit NF4 weight (src/kernels/nf4.ts, always [outF, inF]), dequantized into the workspace
-   * before its matmul.
+   * 4-bit NF4 weight (src/kernels/nf4.ts, always [outF, inF]), dequantized as the matmuls load it.
    */
   w: Tensor | Nf4Tensor;
   bias: Tensor | null; // f32|f16|bf16 [outF]
@@ -57,8 +58,6 @@ export interface LinearForwardArgs {
   accumulate?: boolean;
   /** Lower the per-binding byte limit (tests of the chunked weight path). */
   maxBindingBytes?: number;
-  /** Scratch for a 4-bit weight's dequantized copy (required for NF4 weights). */
-  ws?: Workspace;
 }
 
 export interface LinearBackwardArgs {
@@ -104,18 +103,15 @@ function activeLora(lora: LoraParams | null | undefined, lin: FrozenLinear): Lor
   return lora;
 }
 
-/** The frozen weight as a matmul operand: a 4-bit one is first dequantized into the workspace. */
-function frozenWeight(gpu: Gpu, rec: Recorder, lin: FrozenLinear, ws: Workspace | undefined): Tensor {
+/** The frozen weight as a matmul operand (a 4-bit one as it is: the matmul dequantizes it). */
+function frozenWeight(lin: FrozenLinear): Tensor | Nf4Tensor {
   const w = lin.w;
   if (!('format' in w)) return w;
   if (lin.transposed) throw new GpuError(`NF4 weight "${w.label}" is [out, in]; it cannot be marked transposed.`);
   if (w.rows !== lin.outF || w.cols !== lin.inF) {
     throw new GpuError(`NF4 weight "${w.label}" is [${w.rows}, ${w.cols}]; the layer is [${lin.outF}, ${lin.inF}].`);
   }
-  if (!ws) throw new GpuError(`NF4 weight "${w.label}": the linear layer needs a workspace to dequantize it.`);
-  const t = ws.get('linear.nf4', [lin.outF, lin.inF]);
-  recordDequantizeNf4(gpu, rec, w, t);
-  return t;
+  return w;
 }
 
 function dropSpec(lora: LoraParams, seed: number | undefined): DropoutSpec | null {
@@ -146,7 +142,7 @@ export function recordLinearForward(gpu: Gpu, rec: Recorder, a: LinearForwardArg
   // Y [M, outF] = X [M, inF] · W[outF, inF]ᵀ (or X · W[inF, outF] for Conv1D) + bias
   recordMatmul(gpu, rec, {
     a: a.x,
-    b: frozenWeight(gpu, rec, lin, a.ws),
+    b: frozenWeight(lin),
     c: a.y,
     M,
     N: lin.outF,
@@ -217,7 +213,7 @@ export function recordLinearBackward(gpu: Gpu, rec: Recorder, a: LinearBackwardA
     // dX [M, inF] (+)= dY [M, outF] · W [outF, inF] (or · W[inF, outF]ᵀ for Conv1D)
     recordMatmul(gpu, rec, {
       a: a.dy,
-      b: frozenWeight(gpu, rec, lin, a.ws),
+      b: frozenWeight(lin),
       c: a.dx,
       M,
       N: lin.inF,

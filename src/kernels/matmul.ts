@@ -5,7 +5,8 @@
  *
  * opA(A) is A [M, K] or, with transA, Aᵀ of A stored [K, M]; opB(B) is B [K, N] or, with transB,
  * Bᵀ of B stored [N, K] (so X·Wᵀ for an nn.Linear weight is `transB: true`). A is f32; B (the
- * weight) may be f32, f16 or bf16 (packed two per u32, widened in the loader); C is f32.
+ * weight) may be f32, f16 or bf16 (packed two per u32, widened in the loader) or a 4-bit NF4 weight
+ * (src/kernels/nf4.ts, dequantized in the loader: the QLoRA frozen matmuls); C is f32.
  *
  * The optional `extra` segment adds r more columns to the same K loop (the fused LoRA linear). A
  * dropout mask may be applied to segment 1's A or B operand as it is loaded, and to segment 2's
@@ -27,6 +28,7 @@ import {
   type MatmulArgs,
   type MatmulPlan,
   type MatmulProblem,
+  bBindings,
   chunkWindows,
   planMatmul,
   validateMatmul,
@@ -108,8 +110,8 @@ function uniforms(p: MatmulProblem, u: Uniforms): Uint32Array {
     seedOut,
     thrOut,
     scaleOut,
-    0,
-    0,
+    p.nf4?.layout.absOff ?? 0,
+    p.nf4?.layout.abs2Off ?? 0,
   );
 }
 
@@ -173,7 +175,7 @@ function recordSplitK(gpu: Gpu, rec: Recorder, p: MatmulProblem, plan: MatmulPla
     b2Adj: 0,
     useBias: false,
   });
-  rec.dispatch(pipeline(gpu, plan), [a.a, a.b, part], [plan.gridX(N), plan.gridY(M), plan.splits], u);
+  rec.dispatch(pipeline(gpu, plan), [a.a, ...bBindings(p), part], [plan.gridX(N), plan.gridY(M), plan.splits], u);
   recordReducePartials(gpu, rec, {
     part,
     out: a.c,

@@ -68,7 +68,6 @@ export function recordLinear(
     y,
     s: lora ? loraScratch(st, s, m.path, lora.r) : undefined,
     accumulate,
-    ws: st.ws,
   });
 }
 

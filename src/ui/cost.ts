@@ -10,7 +10,7 @@ import { loraRank } from '../lora/config';
 import { loraConfigFromSettings, resolveTargets } from '../lora/targets';
 import type { ModelConfig } from '../model/config';
 import { estimateModel } from '../model/load';
-import { type FrozenFormat, frozenWeightBytes, nf4ScratchBytes, trainingMemory } from '../engine/memory';
+import { type FrozenFormat, frozenWeightBytes, trainingMemory } from '../engine/memory';
 import { describeModel, expectedTensors, hasConv1dWeights, linearModuleNames, linearModules } from '../model/registry';
 
 export interface ModelCost {
@@ -70,7 +70,7 @@ function frozenCost(config: ModelConfig, f: FrozenFormat, gpu: Gpu | null) {
         `(${GiB(gpu.maxBufferSize)}). Pick a smaller model.`,
     );
   }
-  return { bytes: bytes + nf4ScratchBytes(config, f), largest, blockers };
+  return { bytes, largest, blockers };
 }
 
 export function estimateCost(

@@ -9,12 +9,17 @@
  *                   transB; K chunks: B rows unless transB, A rows with transA, later K chunks
  *                   accumulate), or into split-K slices summed by a second pass;
  *   chunkWindows    binds one chunk: the window of every operand and its index adjustment.
+ *
+ * B may be a 4-bit NF4 weight (src/kernels/nf4.ts): its packed indices and statistics are bound
+ * whole (a 4-bit weight never needs chunks: 2^28 elements fit a 128 MiB binding) and the loader
+ * dequantizes each element as it stages it (shaders/nf4.wgsl), so no f32 copy is ever made.
  */
 import type { Binding, Gpu } from '../../gpu/context';
 import { GpuError, GpuLimitError } from '../../gpu/errors';
 import type { Tensor } from '../../gpu/tensor';
 import type { Workspace } from '../../gpu/workspace';
 import { type WeightDType, bindingLimit, elemBytes, needDims, needElems, weightDType, windowOf } from '../common';
+import type { Nf4Tensor } from '../nf4';
 import { BK, type MatmulVariant, smallBn } from './shader';
 
 /** Dropout with probability p, mask = hash(seed, row, col) (src/reference/dropout.ts). */
@@ -38,9 +43,12 @@ export interface MatmulExtra {
   dropoutOut?: DropoutSpec | null;
 }
 
+/** The element type of B: a float tensor's, or 'nf4' for a 4-bit NF4 weight. */
+export type MatmulBType = WeightDType | 'nf4';
+
 export interface MatmulArgs {
   a: Tensor; // f32
-  b: Tensor; // f32 | f16 | bf16
+  b: Tensor | Nf4Tensor; // f32 | f16 | bf16, or 4-bit NF4 (element i of its row-major [rows, cols])
   c: Tensor; // f32 [M, ldc]
   M: number;
   N: number;
@@ -90,7 +98,9 @@ export interface MatmulProblem {
   K: number;
   transA: boolean;
   transB: boolean;
-  bType: WeightDType;
+  bType: MatmulBType;
+  /** B when it is a 4-bit NF4 weight. */
+  nf4: Nf4Tensor | null;
   biasType: WeightDType | null;
   lda: number;
   ldb: number;
@@ -120,7 +130,8 @@ export function validateMatmul(gpu: Gpu, a: MatmulArgs): MatmulProblem | null {
   const transB = !!a.transB;
   if (a.a.dtype !== 'f32') throw new GpuError(`matmul: A "${a.a.label}" must be f32, got ${a.a.dtype}.`);
   if (a.c.dtype !== 'f32') throw new GpuError(`matmul: C "${a.c.label}" must be f32, got ${a.c.dtype}.`);
-  const bType = weightDType(a.b, 'matmul: B');
+  const nf4 = 'format' in a.b ? a.b : null;
+  const bType: MatmulBType = nf4 ? 'nf4' : weightDType(a.b as Tensor, 'matmul: B');
   const biasType = a.bias ? weightDType(a.bias, 'matmul: bias') : null;
   if (a.dropoutB && a.dropoutB.p > 0 && bType !== 'f32') throw new GpuError('matmul: dropout of B needs an f32 B.');
   const dropA = !!a.dropoutA && a.dropoutA.p > 0;
@@ -134,7 +145,14 @@ export function validateMatmul(gpu: Gpu, a: MatmulArgs): MatmulProblem | null {
   const cOff = a.cOffset ?? 0;
   if (K > 0) {
     needElems(WHAT, 'A', a.a, aOff + (transA ? (K - 1) * lda + M : (M - 1) * lda + K));
-    needElems(WHAT, 'B', a.b, bOff + (transB ? (N - 1) * ldb + K : (K - 1) * ldb + N));
+    const bEnd = bOff + (transB ? (N - 1) * ldb + K : (K - 1) * ldb + N);
+    if (!nf4) needElems(WHAT, 'B', a.b as Tensor, bEnd);
+    else if (nf4.rows * nf4.cols < bEnd) {
+      throw new GpuError(
+        `matmul: the NF4 weight "${nf4.label}" has ${nf4.rows * nf4.cols} elements ([${nf4.rows}, ${nf4.cols}]); ` +
+          `the shapes need ${bEnd}.`,
+      );
+    }
   }
   needElems(WHAT, 'C', a.c, cOff + (M - 1) * ldc + N);
   if (a.bias) needElems(WHAT, 'bias', a.bias, N);
@@ -160,6 +178,13 @@ export function validateMatmul(gpu: Gpu, a: MatmulArgs): MatmulProblem | null {
   const dropOut = ex && a.extra?.dropoutOut && a.extra.dropoutOut.p > 0 ? a.extra.dropoutOut : null;
 
   const limit = bindingLimit(gpu, a.maxBindingBytes);
+  for (const t of nf4 ? [nf4.q, nf4.stats] : []) {
+    if (t.buffer.size > limit) {
+      throw new GpuLimitError(
+        `matmul: the NF4 weight "${t.label}" (${t.buffer.size} bytes) must fit one binding (${limit} bytes).`,
+      );
+    }
+  }
   if (a.bias && a.bias.buffer.size > limit) {
     throw new GpuLimitError(
       `matmul: "${a.bias.label}" (${a.bias.buffer.size} bytes) must fit one binding (${limit} bytes).`,
@@ -174,6 +199,7 @@ export function validateMatmul(gpu: Gpu, a: MatmulArgs): MatmulProblem | null {
     transA,
     transB,
     bType,
+    nf4,
     biasType,
     lda,
     ldb,
@@ -240,6 +266,7 @@ export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
     transA: p.transA,
     transB: p.transB,
     bType: p.bType,
+    nf4DoubleQuant: p.nf4?.doubleQuant,
     seg2: ex ? { transA: ex.transA, transB: ex.transB } : null,
     bias: p.biasType,
     dropA: p.dropA,
@@ -251,7 +278,8 @@ export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
   // Chunk sizes so that every window fits the binding limit (with room for the aligned start).
   const budget = limit - gpu.limits.minStorageBufferOffsetAlignment - 4;
   const rowsFit = (ld: number, eb: number) => Math.floor(budget / Math.max(1, ld * eb));
-  const big = (t: Tensor) => t.buffer.size > limit;
+  // (A 4-bit B was checked to fit one binding whole.)
+  const big = (t: Tensor | Nf4Tensor) => !('format' in t) && t.buffer.size > limit;
   let mMax = M;
   let nMax = N;
   let kMax = Math.max(K, 1);
@@ -260,8 +288,9 @@ export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
     else mMax = Math.min(mMax, rowsFit(p.lda, 4));
   }
   if (big(a.b)) {
-    if (p.transB) nMax = Math.min(nMax, rowsFit(p.ldb, elemBytes(a.b)));
-    else kMax = Math.min(kMax, rowsFit(p.ldb, elemBytes(a.b)));
+    const eb = elemBytes(a.b as Tensor);
+    if (p.transB) nMax = Math.min(nMax, rowsFit(p.ldb, eb));
+    else kMax = Math.min(kMax, rowsFit(p.ldb, eb));
   }
   if (big(a.c)) {
     // Whole rows of C when one fits; else one row at a time, split along N (e.g. the [1, V] logits).
@@ -304,7 +333,8 @@ export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
     variant.mr = smallRows(M);
     // Window starts are aligned to >= 4 bytes and K chunks are multiples of BK, so the parity of
     // a row's first element is that of ldb and bOffset.
-    variant.pairs = p.transB && p.bType !== 'f32' && !p.dropB && p.ldb % 2 === 0 && p.bOff % 2 === 0;
+    variant.pairs =
+      p.transB && (p.bType === 'f16' || p.bType === 'bf16') && !p.dropB && p.ldb % 2 === 0 && p.bOff % 2 === 0;
     const lanes = gpu.features.subgroupLanes;
     if (p.transB && lanes >= 4) variant.sg = Math.min(lanes, 32);
   }
@@ -324,7 +354,7 @@ export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
 // ------------------------------------------------------------------ windows of one chunk
 
 export interface ChunkWindows {
-  /** A, B, [A2, B2], [bias], C in binding order. */
+  /** A, B (an NF4 B: its indices and statistics), [A2, B2], [bias], C in binding order. */
   bindings: Binding[];
   /**
    * Added (mod 2^32) to an operand's element index (row·ld + col) to get the index inside its
@@ -335,6 +365,11 @@ export interface ChunkWindows {
   cAdj: number;
   a2Adj: number;
   b2Adj: number;
+}
+
+/** B's bindings: the window of a float B, or an NF4 B's indices and statistics. */
+export function bBindings(p: MatmulProblem, window?: Binding): Binding[] {
+  return p.nf4 ? [p.nf4.q, p.nf4.stats] : [window ?? (p.args.b as Tensor)];
 }
 
 /** The operand windows of rows [m0, m0+mc), columns [n0, n0+nc) and depth [k0, k0+kc). */
@@ -358,9 +393,9 @@ export function chunkWindows(
   const cLo = cOff + m0 * ldc + n0;
   const cHi = cOff + (m0 + mc - 1) * ldc + n0 + nc;
   const wa = win(a.a, aLo, kc > 0 ? aHi : aLo, 'A');
-  const wb = win(a.b, bLo, kc > 0 ? bHi : bLo, 'B');
+  const wb = p.nf4 ? { binding: p.nf4.q, first: 0 } : win(a.b as Tensor, bLo, kc > 0 ? bHi : bLo, 'B');
   const wc = win(a.c, cLo, cHi, 'C');
-  const bindings: Binding[] = [wa.binding, wb.binding];
+  const bindings: Binding[] = [wa.binding, ...bBindings(p, wb.binding)];
   let a2Adj = 0;
   let b2Adj = 0;
   if (ex) {

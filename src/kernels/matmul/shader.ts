@@ -8,6 +8,7 @@
 import dropoutSource from '../../../shaders/dropout.wgsl?raw';
 import body from '../../../shaders/matmul.wgsl?raw';
 import smallBody from '../../../shaders/matmul_small.wgsl?raw';
+import nf4Library from '../../../shaders/nf4.wgsl?raw';
 import { type WeightDType, templateSections, weightArrayType, weightLoader, wgslModule } from '../common';
 
 /** Depth of one workgroup-memory stage of the tiled kernel. */
@@ -18,7 +19,14 @@ export interface MatmulVariant {
   bn: number;
   transA: boolean;
   transB: boolean;
-  bType: WeightDType;
+  /**
+   * B's elements: f32, f16 / bf16 (packed two per u32), or 'nf4', a 4-bit NF4 weight bound as its
+   * packed indices NF4W and statistics NF4S and dequantized by the loader (shaders/nf4.wgsl; the
+   * statistics' section offsets are the uniforms nf4Abs / nf4Abs2).
+   */
+  bType: WeightDType | 'nf4';
+  /** With bType 'nf4': double-quantized absmax values (bnb_4bit_use_double_quant). */
+  nf4DoubleQuant?: boolean;
   seg2: null | { transA: boolean; transB: boolean };
   bias: WeightDType | null;
   dropA: boolean;
@@ -80,7 +88,11 @@ function prelude(v: MatmulVariant): string[] {
   let slot = 1;
   const bOpts = { typedF32: true, nativeF16: nativeB };
   L.push(`@group(0) @binding(${slot++}) var<storage, read> A: array<f32>;`);
-  L.push(`@group(0) @binding(${slot++}) var<storage, read> B: ${weightArrayType(v.bType, bOpts)};`);
+  if (v.bType === 'nf4') {
+    L.push(`const NF4_DQ = ${b(!!v.nf4DoubleQuant)};`);
+    L.push(`@group(0) @binding(${slot++}) var<storage, read> NF4W: array<u32>;`);
+    L.push(`@group(0) @binding(${slot++}) var<storage, read> NF4S: array<u32>;`);
+  } else L.push(`@group(0) @binding(${slot++}) var<storage, read> B: ${weightArrayType(v.bType, bOpts)};`);
   if (v.seg2) {
     L.push(`@group(0) @binding(${slot++}) var<storage, read> A2: array<f32>;`);
     L.push(`@group(0) @binding(${slot++}) var<storage, read> B2: array<f32>;`);
@@ -90,7 +102,11 @@ function prelude(v: MatmulVariant): string[] {
   L.push(`@group(0) @binding(${slot}) var<storage, read_write> C: array<f32>;`);
 
   // Segment 1 loaders; (row, col) is the stored position, used by the dropout mask.
-  L.push(weightLoader('load_b', 'B', v.bType, bOpts));
+  L.push(
+    v.bType === 'nf4'
+      ? 'fn load_b(i: u32) -> f32 { return nf4_load(i, p.nf4Abs, p.nf4Abs2); }'
+      : weightLoader('load_b', 'B', v.bType, bOpts),
+  );
   const aRow = v.transA ? 'k' : 'm';
   const aCol = v.transA ? 'm' : 'k';
   let aExpr = `A[${aRow} * p.lda + ${aCol} + p.aAdj]`;
@@ -137,7 +153,7 @@ export function matmulShader(v: MatmulVariant): string {
     source: v.mr ? smallBody : body,
     prelude: prelude(v),
     enable,
-    libs: [templateSections(dropoutSource).common],
+    libs: [templateSections(dropoutSource).common, ...(v.bType === 'nf4' ? [nf4Library] : [])],
     describe: JSON.stringify(v),
   });
 }
@@ -146,7 +162,7 @@ export function matmulShader(v: MatmulVariant): string {
 export function matmulVariantName(v: MatmulVariant): string {
   return (
     (v.mr ? `matmul_small${v.mr}${v.pairs ? 'p' : ''}${v.sg ? `_sg${v.sg}` : ''}` : `matmul_${v.bm}x${v.bn}`) +
-    `_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}_${v.bType}` +
+    `_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}_${v.bType}${v.bType === 'nf4' && v.nf4DoubleQuant ? 'dq' : ''}` +
     (v.seg2 ? `_seg2${v.seg2.transA ? 't' : 'n'}${v.seg2.transB ? 't' : 'n'}` : '') +
     (v.bias ? `_bias${v.bias}` : '') +
     (v.dropA ? '_dropA' : '') +
