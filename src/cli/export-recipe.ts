@@ -7,14 +7,18 @@
  * No GPU and no weights are needed: only the model's config.json and tokenizer, from a folder or
  * (for a model too big for the tab) a Hugging Face Hub id (HF_ENDPOINT is honoured).
  *   node bin/tabtune.mjs export-recipe --model DIR|owner/name --data FILE --out DIR [train's flags]
- *     [--quantize nf4|none] [--no-double-quant]
+ * (train's flags include --quantize nf4|none and --no-double-quant: 4-bit NF4 frozen weights in
+ * the recipe as bitsandbytes' BitsAndBytesConfig; a ...-bnb-4bit checkpoint is 4-bit as stored).
  */
 
 import { existsSync, openAsBlob, readdirSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { TrainSettings } from '../engine/types';
-import { type FlagSpec, type ParsedFlags, UsageError, bool, parseFlags, str } from './args';
+import type { ModelConfig } from '../model/config';
+import type { RecipeInput } from '../recipe/recipe';
+import { type ParsedFlags, UsageError, bool, parseFlags, str } from './args';
 import { checkOutDir, dataFileError, maxLenFor, readAdapter, reportIssues, requireFile } from './common';
+import { frozenFromFlags } from './frozen';
 import { writeFolderAtomic } from './write';
 import {
   type LoraShape,
@@ -27,25 +31,17 @@ import {
   loraFromFlags,
 } from './run-flags';
 
-const EXPORT_FLAGS: Record<string, FlagSpec> = {
-  ...TRAIN_FLAGS,
-  // The frozen weights in 4-bit NF4 (QLoRA, bitsandbytes) with double quantization unless turned off.
-  quantize: { type: 'string', choices: ['nf4', 'none'] },
-  'double-quant': { type: 'bool' },
-};
-
 const COMMAND = 'export-recipe';
 
-/** The quantization the recipe asks bitsandbytes for, from --quantize / --double-quant. */
-function quantizeFlags(f: ParsedFlags): { doubleQuant: boolean } | null {
-  const q = str(f, 'quantize');
-  const dq = bool(f, 'double-quant');
-  if (dq !== undefined && q !== 'nf4') {
-    throw new UsageError(
-      `${COMMAND}: ${dq ? '--double-quant' : '--no-double-quant'} applies to 4-bit frozen weights; add --quantize nf4.`,
-    );
-  }
-  return q === 'nf4' ? { doubleQuant: dq ?? true } : null;
+/**
+ * The recipe's 4-bit NF4 frozen weights from --quantize / --no-double-quant, read as `train` reads
+ * them (src/cli/frozen.ts); a bitsandbytes 4-bit checkpoint is 4-bit as stored.
+ */
+function recipeQuantize(f: ParsedFlags, model: { path: string; config: ModelConfig }): RecipeInput['quantize'] {
+  const stored = model.config.quantization;
+  const frozen = frozenFromFlags(f, COMMAND, model);
+  if (stored) return { doubleQuant: stored.doubleQuant, stored: true };
+  return frozen.quantize === 'nf4' ? { doubleQuant: frozen.doubleQuant ?? true } : null;
 }
 
 /** The model as a folder when one exists at the path, else as a Hub repo id. */
@@ -79,7 +75,8 @@ function checkRecipeOut(out: string): void {
 const shellQuote = (a: string): string => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
 
 export async function exportRecipe(argv: string[]): Promise<number> {
-  const f = parseFlags(argv, EXPORT_FLAGS, COMMAND);
+  // train's flag table, --quantize / --no-double-quant included: one definition for both commands.
+  const f = parseFlags(argv, TRAIN_FLAGS, COMMAND);
   checkStepsOrEpochs(f, COMMAND);
   if (bool(f, 'resume')) {
     throw new UsageError(
@@ -87,7 +84,6 @@ export async function exportRecipe(argv: string[]): Promise<number> {
         '(python train.py --output_dir OUT --resume_from_checkpoint).',
     );
   }
-  const quantize = quantizeFlags(f);
   const dataPath = requireFile(str(f, 'data')!, '--data file');
   const out = checkOutDir(str(f, 'out')!);
   const json = bool(f, 'json') ?? false;
@@ -106,6 +102,7 @@ export async function exportRecipe(argv: string[]): Promise<number> {
     import('../lora/targets'),
   ]);
   const config = await loadConfigOnly(source);
+  const quantize = recipeQuantize(f, { path: ref, config });
   const { tokenizerJson, tokenizerConfig } = await loadTokenizerFiles(source);
   const tok = await createTokenizer(tokenizerJson, tokenizerConfig, config);
 

@@ -27,7 +27,7 @@ import { blobSource, textSource } from '../train/data/source';
 import type { RecordIndex } from '../train/data/scan';
 import type { TokenStore } from '../train/data/tokens';
 import { Trainer } from '../train/trainer';
-import { frozenFlags, frozenSettings, frozenText, sameFrozen } from './frozen';
+import { frozenFlags, frozenSettings, frozenText, recipeQuantize, sameFrozen } from './frozen';
 import { type FrozenFormat, frozenWeightBytes, trainingMemory } from './memory';
 import type {
   AdapterRef,
@@ -692,7 +692,8 @@ export class Engine implements EngineApi {
       },
       decode: (ids) => m.tokenizer.decode(ids, { skipSpecialTokens: false }),
       initFrom: opts.initFrom,
-      quantize: opts.quantize,
+      // By default the frozen weights the run has here: the model as loaded (QLoRA when in 4 bits).
+      quantize: opts.quantize !== undefined ? opts.quantize : recipeQuantize(m.gpuModel.quantization),
     });
     return zipRecipe(files, 'tabtune-recipe');
   }

@@ -2,11 +2,19 @@
  * Frozen-weight settings (16-bit as stored, or 4-bit NF4 for QLoRA) as words and flags, and the
  * settings that reproduce a loaded model's state. Free of GPU code, so the app's page can use it.
  */
-import type { FrozenWeightsSettings, ModelQuantization } from './types';
+import type { FrozenWeightsSettings, ModelQuantization, RecipeOptions } from './types';
 
 /** The frozen-weight settings that reproduce a loaded model's state. */
 export function frozenSettings(q: ModelQuantization | null): FrozenWeightsSettings {
   return q ? { quantize: 'nf4', doubleQuant: q.doubleQuant } : { quantize: null };
+}
+
+/**
+ * A recipe's frozen weights (src/recipe) for a loaded model's: 4-bit NF4 as bitsandbytes' config,
+ * or a bitsandbytes 4-bit checkpoint as stored; null for 16-bit.
+ */
+export function recipeQuantize(q: ModelQuantization | null): RecipeOptions['quantize'] {
+  return q ? { doubleQuant: q.doubleQuant, stored: q.source === 'checkpoint' } : null;
 }
 
 /** "16-bit" / "4-bit NF4 (double quantization)" / "4-bit NF4". */

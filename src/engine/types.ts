@@ -229,7 +229,11 @@ export interface AdapterRef {
 /** What a recipe (src/recipe) adds to the run's settings: the adapter to start from, 4-bit weights. */
 export interface RecipeOptions {
   initFrom?: PeftFiles;
-  quantize?: { doubleQuant: boolean } | null;
+  /**
+   * 4-bit NF4 frozen weights (bitsandbytes' QLoRA; `stored`: a ...-bnb-4bit checkpoint, 4-bit as
+   * stored), or null for 16-bit. Default: as the loaded model holds them.
+   */
+  quantize?: { doubleQuant: boolean; stored?: boolean } | null;
 }
 
 /**

@@ -21,6 +21,8 @@ export interface RecipeDocsInput {
   model: string;
   command?: string;
   quantize: boolean;
+  /** The base model is a bitsandbytes 4-bit checkpoint (no bnb_4bit.json: it carries its own config). */
+  quantizeStored: boolean;
   trainExamples: number;
   valExamples: number;
   countedTokens: number;
@@ -149,7 +151,11 @@ training tokens; ${length}, batch ${d.batch} x accumulation ${d.gradAccum}.${mad
   \`input_ids\` and \`completion_mask\` (1 where predicting the token counts in the loss: ${FORMAT_LOSS[d.format]}),
   with the source line and the decoded \`text\` for reading. train.py does not tokenize again.
 ${d.initFrom ? '- `init_adapter/`: the adapter the run starts from (`--init-from`).\n' : ''}${
-    d.quantize ? '- `bnb_4bit.json`: the 4-bit NF4 quantization of the frozen weights (bitsandbytes, QLoRA).\n' : ''
+    !d.quantize
+      ? ''
+      : d.quantizeStored
+        ? '- The base model is a bitsandbytes 4-bit NF4 checkpoint: transformers loads it in 4 bits as stored (QLoRA).\n'
+        : '- `bnb_4bit.json`: the 4-bit NF4 quantization of the frozen weights (bitsandbytes, QLoRA).\n'
   }- \`requirements.txt\`: the versions this recipe is tested with.
 - \`accelerate/\`: launcher configs: \`single_gpu.yaml\`, \`multi_gpu.yaml\` (DDP), \`fsdp.yaml\`,
   \`deepspeed_zero3.yaml\` (set \`num_processes\` to your GPU count).

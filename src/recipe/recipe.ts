@@ -46,8 +46,12 @@ export interface RecipeInput {
   decode?: (ids: number[]) => string;
   /** Start from this adapter (its r, alpha, dropout and targets replace `lora`'s, as in Tabtune). */
   initFrom?: PeftFiles;
-  /** Frozen weights in 4-bit NF4 (bitsandbytes' QLoRA), with or without double quantization. */
-  quantize?: { doubleQuant: boolean } | null;
+  /**
+   * Frozen weights in 4-bit NF4 (bitsandbytes' QLoRA), with or without double quantization.
+   * `stored`: the base model is a bitsandbytes 4-bit checkpoint, which transformers loads in 4 bits
+   * by its own quantization_config (no bnb_4bit.json is written).
+   */
+  quantize?: { doubleQuant: boolean; stored?: boolean } | null;
   /** The command that made the recipe, quoted in the README. */
   command?: string;
 }
@@ -188,7 +192,11 @@ export function buildRecipe(input: RecipeInput): RecipeFile[] {
       validation_examples: val.count,
       validation_counted_tokens: val.counted,
     },
-    quantization: quant ? { method: 'nf4', config: 'bnb_4bit.json' } : null,
+    quantization: !quant
+      ? null
+      : quant.stored
+        ? { method: 'nf4', config: null, stored: true, double_quant: quant.doubleQuant }
+        : { method: 'nf4', config: 'bnb_4bit.json' },
   };
   const files: RecipeFile[] = [
     { path: 'train.py', data: TRAIN_PY, executable: true },
@@ -200,7 +208,7 @@ export function buildRecipe(input: RecipeInput): RecipeFile[] {
     files.push({ path: 'init_adapter/adapter_config.json', data: input.initFrom.adapterConfig });
     files.push({ path: 'init_adapter/adapter_model.safetensors', data: input.initFrom.adapterModel });
   }
-  if (quant) {
+  if (quant && !quant.stored) {
     const bnb = {
       load_in_4bit: true,
       bnb_4bit_quant_type: 'nf4',
@@ -212,6 +220,7 @@ export function buildRecipe(input: RecipeInput): RecipeFile[] {
     model: input.model,
     command: input.command,
     quantize: quant !== null,
+    quantizeStored: !!quant?.stored,
     trainExamples: train.count,
     valExamples: val.count,
     countedTokens: train.counted,

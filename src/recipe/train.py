@@ -188,7 +188,8 @@ def load_model(run, args):
     if not args.keep_model_dropout:
         kwargs["config"] = without_dropout(AutoConfig.from_pretrained(name))
     q = run.get("quantization")
-    if q:
+    # (a bitsandbytes 4-bit checkpoint, "stored", is loaded in 4 bits by its own quantization_config)
+    if q and q.get("config"):
         from transformers import BitsAndBytesConfig
 
         with open(HERE / q["config"], encoding="utf-8") as f:

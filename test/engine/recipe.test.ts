@@ -49,8 +49,42 @@ describe('Engine.exportRecipe', () => {
         train_counted_tokens: summary.countedTokens,
       });
       expect(text('data/train.jsonl').trim().split('\n')).toHaveLength(summary.trainRecords);
+      expect(run.quantization).toBeNull();
+      expect(Object.keys(files)).not.toContain('tabtune-recipe/bnb_4bit.json');
       // Settings that do not match the loaded dataset are refused, not silently exported.
       await expect(engine.exportRecipe(lora, { ...train, maxLen: 24 })).rejects.toThrow(/max length 40/);
+    } finally {
+      engine.unload();
+    }
+  });
+
+  it('takes the frozen weights the model is loaded with: 4-bit NF4 becomes the bitsandbytes config', async () => {
+    const engine = new Engine(await getGpu());
+    try {
+      const spec = { kind: 'dir', id: 'tiny-gpt2', path: join(dir, 'gpt2') } as const;
+      await engine.loadModel(spec, undefined, { quantize: 'nf4', doubleQuant: false });
+      const train: TrainSettings = { ...DEFAULT_TRAIN, maxLen: 40, steps: 3 };
+      await engine.loadDataset('story.jsonl', DATA, { maxLen: 40, valFraction: 0, seed: 1 });
+      const lora = { r: 4, lora_alpha: 8, lora_dropout: 0, target_modules: ['c_attn'], use_rslora: false };
+      const unzip = async (o?: Parameters<Engine['exportRecipe']>[2]) => {
+        const files = unzipSync(await engine.exportRecipe(lora, train, o));
+        const text = (p: string) => new TextDecoder().decode(files[`tabtune-recipe/${p}`]);
+        return {
+          run: JSON.parse(text('tabtune_run.json')),
+          bnb: files['tabtune-recipe/bnb_4bit.json'] && text('bnb_4bit.json'),
+        };
+      };
+      const q = await unzip();
+      expect(q.run.quantization).toEqual({ method: 'nf4', config: 'bnb_4bit.json' });
+      expect(JSON.parse(q.bnb!)).toEqual({
+        load_in_4bit: true,
+        bnb_4bit_quant_type: 'nf4',
+        bnb_4bit_use_double_quant: false,
+      });
+      // An explicit choice wins (null: 16-bit frozen weights in the recipe).
+      const sixteen = await unzip({ quantize: null });
+      expect(sixteen.run.quantization).toBeNull();
+      expect(sixteen.bnb).toBeUndefined();
     } finally {
       engine.unload();
     }

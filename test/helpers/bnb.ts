@@ -6,7 +6,7 @@
  */
 import { quantizeNf4, type FloatDType } from '../../src/model/nf4';
 import { parseConfig } from '../../src/model/config';
-import { describeModel } from '../../src/model/registry';
+import { describeModel, linearModules } from '../../src/model/registry';
 import { type SafeDType, parseSafetensors, writeSafetensors } from '../../src/model/safetensors';
 import type { Nf4Host } from '../../src/reference/nf4';
 
@@ -53,7 +53,7 @@ export function toBnbCheckpoint(
   const config = parseConfig(configJson);
   const tensors = parseSafetensors(files.get('model.safetensors')!).tensors;
   const arch = describeModel(config, tensors);
-  const linears = new Map(arch.layers.flatMap((l) => l.linears).map((m) => [m.weightKey, m]));
+  const linears = new Map(linearModules(arch).map((m) => [m.weightKey, m]));
   let list: Entry[] = [];
   for (const [name, t] of tensors) {
     const m = linears.get(name);

@@ -5,7 +5,8 @@
  * and Hub id, the same split as training, errors). test/python/recipe.py-test.ts runs the folder.
  */
 import { createServer } from 'node:http';
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +16,8 @@ import { createTokenizer } from '../../src/model/tokenizer';
 import { type RecipeInput, buildRecipe } from '../../src/recipe/recipe';
 import { PreparedDataset } from '../../src/train/data/prepared';
 import { textSource } from '../../src/train/data/source';
-import { TINY_CORPUS, makeTinyModel, writeTinyModel } from '../fixtures/tiny-model';
+import { TINY_CORPUS, makeTinyModel, makeTinyModelInMemory, writeTinyModel } from '../fixtures/tiny-model';
+import { toBnbCheckpoint } from '../helpers/bnb';
 import { runCommand } from '../helpers/proc';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -222,6 +224,15 @@ describe('buildRecipe', () => {
     expect(text(f.get('requirements.txt'))).toMatch(/^bitsandbytes>=/m);
   });
 
+  it('a bitsandbytes 4-bit base model is 4-bit as stored: no bnb_4bit.json, its own quantization_config', () => {
+    const i = input({ quantize: { doubleQuant: true, stored: true } });
+    const f = files(i);
+    expect(f.has('bnb_4bit.json')).toBe(false);
+    expect(run(i).quantization).toEqual({ method: 'nf4', config: null, stored: true, double_quant: true });
+    expect(text(f.get('README.md'))).toMatch(/bitsandbytes 4-bit NF4 checkpoint: transformers loads it in 4 bits/);
+    expect(text(f.get('requirements.txt'))).toMatch(/^bitsandbytes>=/m);
+  });
+
   it('refuses an empty training split', () => {
     const i = input();
     i.data.train = [];
@@ -333,6 +344,45 @@ describe('tabtune export-recipe', () => {
     } finally {
       server.close();
     }
+  });
+
+  it("--quantize nf4 (train's flag, one definition) writes bitsandbytes' 4-bit config; a ...-bnb-4bit model stays as stored", async () => {
+    const nf4 = join(dir, 'recipe-nf4');
+    const r = await cli([...base(), '--out', nf4, '--steps', '2', '--quantize', 'nf4']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(await readFile(join(nf4, 'bnb_4bit.json'), 'utf8'))).toEqual({
+      load_in_4bit: true,
+      bnb_4bit_quant_type: 'nf4',
+      bnb_4bit_use_double_quant: true,
+    });
+    const bnbDir = join(dir, 'model-bnb-4bit');
+    await mkdir(bnbDir);
+    const m = makeTinyModelInMemory({ modelType: 'qwen2' });
+    for (const [name, bytes] of toBnbCheckpoint(m, { doubleQuant: false })) await writeFile(join(bnbDir, name), bytes);
+    const stored = join(dir, 'recipe-stored');
+    const s = await cli(['--model', bnbDir, '--data', join(dir, 'text.jsonl'), '--out', stored, '--steps', '2']);
+    expect(s.code, s.stderr).toBe(0);
+    expect(existsSync(join(stored, 'bnb_4bit.json'))).toBe(false);
+    expect(JSON.parse(await readFile(join(stored, 'tabtune_run.json'), 'utf8')).quantization).toEqual({
+      method: 'nf4',
+      config: null,
+      stored: true,
+      double_quant: false,
+    });
+    const none = await cli([
+      '--model',
+      bnbDir,
+      '--data',
+      join(dir, 'text.jsonl'),
+      '--out',
+      stored,
+      '--quantize',
+      'none',
+    ]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(
+      /bitsandbytes 4-bit checkpoint: its weights are stored in 4 bits and cannot be widened/,
+    );
   });
 
   it('refuses what it cannot export, naming the flag', async () => {

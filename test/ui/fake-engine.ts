@@ -18,6 +18,7 @@ import type {
   MemoryEstimate,
   ModelInfo,
   ModelSourceSpec,
+  RecipeOptions,
   SamplingSettings,
   TrainHooks,
   TrainResult,
@@ -46,7 +47,7 @@ export class FakeEngine implements AppEngine {
   model: ModelInfo | null = null;
   datasetLoaded = false;
   lastTrain: { lora: LoraSettings; train: TrainSettings; resumedFromStep: number | null } | null = null;
-  lastRecipe: { lora: LoraSettings; train: TrainSettings } | null = null;
+  lastRecipe: { lora: LoraSettings; train: TrainSettings; opts: RecipeOptions } | null = null;
   forgotten: string[] = [];
   lastCachedUrls: string[] = [];
   onFatal: ((e: Error) => void) | null = null;
@@ -379,12 +380,12 @@ export class FakeEngine implements AppEngine {
     this.forgotten.push(key);
   }
 
-  async exportRecipe(lora: LoraSettings, train: TrainSettings): Promise<Uint8Array> {
+  async exportRecipe(lora: LoraSettings, train: TrainSettings, opts: RecipeOptions = {}): Promise<Uint8Array> {
     this.calls.push('exportRecipe');
     this.alive();
     this.fail('exportRecipe');
     if (!this.model || !this.datasetLoaded) throw new Error('No model or dataset is loaded.');
-    this.lastRecipe = { lora, train };
+    this.lastRecipe = { lora, train, opts };
     return new TextEncoder().encode(`recipe for ${this.model.id}`);
   }
 

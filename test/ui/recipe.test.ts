@@ -17,6 +17,17 @@ describe('Run at scale', () => {
     expect(new TextDecoder().decode(f!.bytes)).toContain('recipe for');
     expect(engine.lastRecipe?.train).toMatchObject({ lr: 0.003, batch: 2 });
     expect(engine.lastRecipe?.lora.r).toBe(4);
+    expect(engine.lastRecipe?.opts.quantize).toBeNull();
+  });
+
+  it("passes the run's frozen weights: 4-bit NF4 in Settings becomes the recipe's bitsandbytes config", async () => {
+    const { c, engine } = await makeApp();
+    expect(await c.setFrozen({ quantize: 'nf4', doubleQuant: false })).toBe(true);
+    expect(await c.recipeDownload()).not.toBeNull();
+    expect(engine.lastRecipe?.opts.quantize).toEqual({ doubleQuant: false, stored: false });
+    expect(await c.setFrozen({ quantize: null })).toBe(true);
+    await c.recipeDownload();
+    expect(engine.lastRecipe?.opts.quantize).toBeNull();
   });
 
   it('refuses invalid settings and reports an engine failure as a notice', async () => {

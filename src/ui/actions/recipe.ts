@@ -3,6 +3,7 @@
  * project (src/recipe: train.py, the tokenized split, accelerate configs, SLURM script, README), made
  * by the worker's engine from the very examples the run would train on.
  */
+import { recipeQuantize } from '../../engine/frozen';
 import { safeFileName } from '../../store/peft-files';
 import type { AppContext } from '../context';
 import { describeError } from '../errors';
@@ -43,7 +44,10 @@ export async function recipeDownload(ctx: AppContext): Promise<DownloadFile | nu
   }
   const s = ctx.store.get();
   try {
-    const bytes = await ctx.engine.exportRecipe(s.lora, s.train);
+    // The run's frozen weights: the model as loaded (Settings' 16-bit / 4-bit NF4 reloads it that way).
+    const bytes = await ctx.engine.exportRecipe(s.lora, s.train, {
+      quantize: recipeQuantize(s.model.info!.quantization),
+    });
     const model = s.model.info!.id.split('/').pop() ?? 'model';
     return { name: `${safeFileName(`tabtune-recipe-${model}`)}.zip`, bytes, type: 'application/zip' };
   } catch (e) {
