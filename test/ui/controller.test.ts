@@ -229,7 +229,7 @@ describe('settings: frozen weights', () => {
     expect(engine.lastFrozen).toEqual({ quantize: 'nf4', doubleQuant: true });
     expect(c.state.model.info!.quantization).toMatchObject({ format: 'nf4', doubleQuant: true });
     expect(c.state.lora.r).toBe(4);
-    expect(c.state.dataset.summary?.records).toBe(48);
+    expect(c.state.dataset.summary?.records).toBe(24);
     await until(() => c.state.estimate.status === 'ready', 2000, 'the estimate');
     expect(c.state.estimate.value!.frozenChoices.map((x) => x.quantize)).toEqual([null, 'nf4']);
     expect(await c.setFrozen({ quantize: 'nf4' })).toBe(false); // already so: no reload
