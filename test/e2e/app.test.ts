@@ -109,6 +109,21 @@ function checkPeft(config: string, model: Uint8Array) {
   ).toBe(true);
 }
 
+/**
+ * Records in sessionStorage (which outlives a reload) every text the Train view's start-up line
+ * shows ("Resuming at step 4 of 6: compiling…"), as it changes.
+ */
+async function watchStartup(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    sessionStorage.setItem('startup-seen', '[]');
+    new MutationObserver(() => {
+      const t = document.querySelector('[data-testid="train-startup"]')?.textContent;
+      const seen = JSON.parse(sessionStorage.getItem('startup-seen') ?? '[]') as string[];
+      if (t && seen.at(-1) !== t) sessionStorage.setItem('startup-seen', JSON.stringify([...seen, t]));
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+}
+
 describe('the app in Chromium', () => {
   it(
     'trains the shipped model, keeps the adapter across a reload, exports valid PEFT files and compares outputs',
@@ -286,6 +301,7 @@ describe('the app in Chromium', () => {
         await expect.poll(() => frozen.getByRole('radio', { name: /^4-bit NF4/ }).isChecked()).toBe(true);
         await shot(page, '10a-settings-nf4');
         await nav(page, /Train/);
+        await watchStartup(page);
         await page.getByTestId('start-training').click();
         // Wait for the first checkpoint, then pull the plug.
         await page.waitForFunction(() => /Last checkpoint: step [2-9]/.test(document.body.innerText), undefined, {
@@ -297,11 +313,17 @@ describe('the app in Chromium', () => {
         await nav(page, /Train/);
         const run = page.getByTestId('resumable-run');
         await expect.poll(() => run.count(), { timeout: 30_000 }).toBe(1);
-        expect(await run.innerText()).toMatch(/checkpoint at step [2-9]/);
+        expect(await run.innerText()).toMatch(/checkpoint at step [2-5] of 6/);
         await shot(page, '10-resume');
+        // What the first start said before its first step (instead of "step 0 of —" and blank stats).
+        const first = await page.evaluate(() => sessionStorage.getItem('startup-seen'));
+        expect(JSON.parse(first ?? '[]')).toContainEqual(expect.stringMatching(/^(Measuring|Compiling)/));
+        await watchStartup(page);
         await run.getByRole('button', { name: 'Resume' }).click();
         await page.waitForSelector('[data-testid="train-finished"]', { timeout: LONG });
         expect(await page.getByTestId('step').innerText()).toBe('6');
+        const resumed = JSON.parse((await page.evaluate(() => sessionStorage.getItem('startup-seen'))) ?? '[]');
+        expect(resumed).toContainEqual(expect.stringMatching(/^Resuming at step [2-5] of 6: /));
         await expect.poll(() => page.getByTestId('resumable-run').count()).toBe(0);
         // The run went on with the 4-bit weights it started on (the page had reloaded in 16-bit).
         await nav(page, /Model/);

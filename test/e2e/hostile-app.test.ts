@@ -66,6 +66,26 @@ describe('hostile input in the app', () => {
       await expect.poll(() => alert.innerText(), { timeout: 30_000 }).toMatch(/menu\.csv: line 2 is not UTF-8 text/);
       expect(await alert.innerText()).toMatch(/The dataset loaded before \(demo-qa\.jsonl\) is still in use/);
       await shot(page, 'not-utf8');
+      // An empty file is refused the same way.
+      await page
+        .locator('#dataset-file')
+        .setInputFiles({ name: 'empty.jsonl', mimeType: 'text/plain', buffer: Buffer.from('') });
+      const empty = page.getByRole('alert').filter({ hasText: 'Empty file' });
+      await expect.poll(() => empty.innerText(), { timeout: 30_000 }).toMatch(/empty\.jsonl holds no text/);
+      expect(await empty.innerText()).toMatch(/The dataset loaded before \(demo-qa\.jsonl\) is still in use/);
+      // A record longer than max length is said to be cut; a last line cut off is named as truncated.
+      const long = JSON.stringify({ text: 'word '.repeat(400) });
+      const cut = `{"text": "fine"}\n${long}\n{"text": "the end was cu`;
+      await page
+        .locator('#dataset-file')
+        .setInputFiles({ name: 'cut.jsonl', mimeType: 'text/plain', buffer: Buffer.from(cut) });
+      await expect
+        .poll(() => page.getByTestId('dataset-truncated').innerText(), { timeout: 60_000 })
+        .toMatch(/^1 example is longer than max length \d+ and cut to it.*\(line 2\)/);
+      expect(await page.getByTestId('dataset-summary').innerText()).toMatch(
+        /line 3\s*expected a JSON object, got a last line cut off at the end of the file \(the file looks truncated/,
+      );
+      await shot(page, 'odd-data');
 
       // Model: ".." is not a repo id.
       await nav(page, /Model/);
