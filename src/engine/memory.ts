@@ -38,7 +38,10 @@ function layerFloats(c: ModelConfig): number {
   if (b.attnOutNorm) f += normed;
   if (!b.parallel) f += H + (b.normAfterResidual ? H + stats : 0); // x_mid (+ the sum before its norm)
   if (b.mlpNorm === 'own' && !b.normAfterResidual) f += normed;
-  f += (c.mlp.gated ? 2 : 1) * I + I; // gate / fc_in (and up, or the fused gate-up), activation
+  // gate / fc_in (and up, or the fused gate-up), activation; with experts each expert's gate, up,
+  // activation and output, and the router's logits and weights
+  if (c.moe) f += c.moe.numExperts * (3 * I + H + 2);
+  else f += (c.mlp.gated ? 2 : 1) * I + I;
   if (b.mlpOutNorm || rs) f += H;
   if (b.mlpOutNorm) f += normed;
   if (b.normAfterResidual && !b.parallel) f += H + normed;
@@ -85,7 +88,8 @@ export function trainingMemory(
   const layerInputs = o.checkpoint ? (c.numLayers - 1) * H : 0;
   // backward's workspace: residual, sublayer-input and MLP-input gradients, the MLP's, the
   // attention's and the fused projection's gradients, scaled / out-norm gradients
-  const scratchFloats = 6 * H + 4 * I + 3 * qW + 3 * kvW;
+  // (with experts: one expert's output gradient and the router's two [T, E] gradients)
+  const scratchFloats = 6 * H + 4 * I + 3 * qW + 3 * kvW + (c.moe ? H + 2 * c.moe.numExperts : 0);
   const activationBytes = 4 * T * (savedLayers * perLayerFloats + layerInputs + o.rankSum + scratchFloats);
   const moments = o.optimizer === 'adamw' ? 2 : 0;
   const widest = Math.max(I, qW + 2 * kvW);

@@ -457,6 +457,7 @@ export interface DecoderSpec {
   /** Per-layer overrides (windows, RoPE) of the default {window: null, rope}. */
   layers?: (i: number, base: LayerConfig) => LayerConfig;
   mlp?: { gated?: boolean; act?: Activation };
+  moe?: ModelConfig['moe'];
   learnedPositions?: { offset: number } | null;
   embedScale?: number;
   embedScaleInWeightDtype?: boolean;
@@ -489,6 +490,7 @@ export function decoderConfig(r: Reader, s: DecoderSpec, top: Reader = r): Model
     attention: { scale: 1 / Math.sqrt(s.headDim), softcap: null, alibi: null, qkNorm: null, ...s.attention },
     layers: Array.from({ length: s.numLayers }, (_, i) => (s.layers ? s.layers(i, { ...base }) : { ...base })),
     mlp: { gated: true, act: 'silu', ...s.mlp },
+    moe: s.moe ?? null,
     learnedPositions: s.learnedPositions ?? null,
     embedScale: s.embedScale ?? 1,
     embedScaleInWeightDtype: s.embedScaleInWeightDtype ?? false,

@@ -112,6 +112,17 @@ export interface MlpConfig {
   act: Activation;
 }
 
+/**
+ * A sparse mixture-of-experts MLP (Mixtral): a router (a linear [experts, H]) scores each token,
+ * softmax over the experts, the top-k probabilities renormalised to sum to 1 weight the gated MLPs
+ * of those k experts, and their outputs are summed (transformers' MixtralSparseMoeBlock).
+ */
+export interface MoeConfig {
+  numExperts: number;
+  /** Experts per token (num_experts_per_tok). */
+  topK: number;
+}
+
 export interface ModelConfig {
   modelType: string;
   /** The registry's weight layout for this model_type (src/model/families). */
@@ -133,6 +144,8 @@ export interface ModelConfig {
   /** One entry per layer. */
   layers: LayerConfig[];
   mlp: MlpConfig;
+  /** Mixture of experts in place of the dense MLP (intermediateSize is each expert's width); null: dense. */
+  moe: MoeConfig | null;
   /** Learned absolute position embeddings (GPT-2, OPT, GPT-Neo, GPTBigCode); `offset` is added to each position (OPT: 2). */
   learnedPositions: { offset: number } | null;
   /** Multiplies the token embedding: Gemma sqrt(hidden), Granite embedding_multiplier. */

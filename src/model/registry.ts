@@ -30,7 +30,8 @@ export type LinearRole =
   | 'fc_in'
   | 'fc_out'
   | 'project_in'
-  | 'project_out';
+  | 'project_out'
+  | 'router';
 
 export interface LinearModule {
   /** Module path in the HF *ForCausalLM model, as PEFT names it. */
@@ -54,6 +55,8 @@ export interface LinearModule {
    * (GPT-NeoX, BLOOM, Falcon's new_decoder_architecture and ALiBi forms).
    */
   qkvGroups: number;
+  /** Mixture of experts: the expert this gate / up / down module belongs to; -1 for every other module. */
+  expert: number;
 }
 
 export interface NormKeys {
@@ -112,6 +115,8 @@ export interface LinearSpec {
   inF: Dim;
   outF: Dim;
   bias: (c: ModelConfig) => boolean;
+  /** Mixture of experts: the module's expert (see LinearModule.expert). */
+  expert?: number;
 }
 
 /** Where a family's tensors are. Norm names are without ".weight" / ".bias". */
@@ -202,6 +207,7 @@ function resolve(
       outF,
       transposed: L.transposed ?? false,
       qkvGroups: s.role === 'qkv' ? (L.qkvGroups?.(c) ?? 1) : 1,
+      expert: s.expert ?? -1,
     };
   };
   const embed = want(`${prefix}${L.embed}.weight`, [c.vocabSize, c.embedDim], 'embed');

@@ -19,6 +19,7 @@ import { recordRope } from '../kernels/rope';
 import type { NormConfig, QkNormConfig } from './config';
 import type { LinearModule, NormKeys } from './registry';
 import { type NormSave, type RunnerState, loraScratch } from './runner-buffers';
+import { recordMoeBackward } from './runner-moe';
 import {
   type ForwardArgs,
   attentionVariant,
@@ -179,15 +180,16 @@ function recordLayerBackward(
     normBack(W.norms.mlp!, L.y2, dres, dy2, false);
   }
   const dMlp = sublayerGrad(dy2, L.nMlpOut, W.norms.mlpOut);
-  const da = ws.get('da', [maxT, I]);
-  linearBack(byRole('down') ?? byRole('fc_out')!, L.a, dMlp, da, false);
   const mIn = b.parallel
     ? b.mlpNorm === 'shared'
       ? (L.nAttn?.y ?? L.xIn)
       : (L.nMlp?.y ?? L.xIn)
     : (L.nMlp?.y ?? L.xMid!);
   const dm = b.parallel && !needDx ? null : ws.get('dm', [maxT, H]);
-  if (L.gu) {
+  const da = ws.get('da', [maxT, I]);
+  if (!L.moe) linearBack(byRole('down') ?? byRole('fc_out')!, L.a, dMlp, da, false);
+  if (L.moe) recordMoeBackward(st, rec, l, T, mIn, dMlp, dm, linearBack);
+  else if (L.gu) {
     const dgu = ws.get('dgu', [maxT, 2 * I]);
     recordSwiGluBackward(gpu, rec, { dh: da, gu: L.gu, dgu, rows: T, cols: I, act: c.mlp.act });
     linearBack(byRole('gate_up')!, mIn, dgu, dm, false);

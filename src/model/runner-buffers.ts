@@ -3,7 +3,7 @@
  * inputs and loss accumulators, every layer's saved activations (train), one shared set (eval,
  * infer, or train with activation checkpointing), the KV cache (infer) and the LoRA intermediates S.
  * Which tensors a layer set has follows the config's flags (fused projections, q/k norms, norms
- * around and after the sublayers, gated MLP); forward (runner-forward.ts) and backward
+ * around and after the sublayers, gated MLP, experts); forward (runner-forward.ts) and backward
  * (runner-backward.ts) read and write them through RunnerState.
  *
  * Shape legend as in runner.ts: T tokens, H hidden, E embedDim, nH / nKV heads, hd head dim,
@@ -66,7 +66,9 @@ export interface LayerActs {
   gu: Tensor | null; // [T, 2I] fused gate-up output
   g: Tensor | null; // [T, I] gate, or fc_in output
   u: Tensor | null; // [T, I] up
-  a: Tensor; // [T, I] MLP activation
+  a: Tensor; // [T, I] MLP activation ([1], unused, with experts)
+  /** Mixture of experts: router logits and weights [T, E], each expert's gate, up, activation [T, I] and output [T, H]. */
+  moe: { logits: Tensor; w: Tensor; experts: { g: Tensor; u: Tensor; a: Tensor; o: Tensor }[] } | null;
   mlpOut: Tensor | null; // [T, H] down / fc_out output, when not accumulated into the residual
   nMlpOut: NormSave | null;
   sum2: Tensor | null; // [T, H] OPT post-norm: x_mid + MLP before its norm
@@ -139,6 +141,7 @@ export function createRunnerState(gpu: Gpu, model: GpuModel, opts: RunnerOptions
     rstd: mk(`${l}.rstd`, [rows]),
     mean: kind === 'layer' ? mk(`${l}.mean`, [rows]) : null,
   });
+  const moe = c.moe;
   const qk = c.attention.qkNorm;
   const qkRows = (heads: number) => (qk?.over === 'all' ? T : T * heads);
   // Sublayer outputs go straight into the residual (copy, then accumulate) unless a norm or a
@@ -173,9 +176,21 @@ export function createRunnerState(gpu: Gpu, model: GpuModel, opts: RunnerOptions
       nMlp:
         b.mlpNorm === 'own' && !b.normAfterResidual ? norm(`${l}.nMlp`, b.parallel ? xIn : xMid!, c.norm.kind) : null,
       gu: fused('gate_up') ? mk(`${l}.gu`, [T, 2 * I]) : null,
-      g: fused('gate_up') ? null : mk(`${l}.g`, [T, I]),
-      u: c.mlp.gated && !fused('gate_up') ? mk(`${l}.u`, [T, I]) : null,
-      a: mk(`${l}.a`, [T, I]),
+      g: fused('gate_up') || moe ? null : mk(`${l}.g`, [T, I]),
+      u: c.mlp.gated && !fused('gate_up') && !moe ? mk(`${l}.u`, [T, I]) : null,
+      a: mk(`${l}.a`, moe ? [1] : [T, I]),
+      moe: moe
+        ? {
+            logits: mk(`${l}.router`, [T, moe.numExperts]),
+            w: mk(`${l}.routing`, [T, moe.numExperts]),
+            experts: Array.from({ length: moe.numExperts }, (_, e) => ({
+              g: mk(`${l}.e${e}.g`, [T, I]),
+              u: mk(`${l}.e${e}.u`, [T, I]),
+              a: mk(`${l}.e${e}.a`, [T, I]),
+              o: mk(`${l}.e${e}.o`, [T, H]),
+            })),
+          }
+        : null,
       mlpOut,
       nMlpOut: b.mlpOutNorm ? norm(`${l}.nMlpOut`, mlpOut!, c.norm.kind) : null,
       sum2,

@@ -23,6 +23,7 @@ import type { GpuLora } from '../lora/gpu-lora';
 import type { NormConfig, QkNormConfig } from './config';
 import type { LinearModule, NormKeys } from './registry';
 import { type NormSave, type RunnerState, headInput, loraScratch } from './runner-buffers';
+import { recordMoe } from './runner-moe';
 
 export interface ForwardArgs {
   B: number;
@@ -303,7 +304,14 @@ export function recordLayer(
   }
 
   // ---- MLP
-  if (L.gu) {
+  const mlpTo = b.parallel ? next : (L.sum2 ?? next);
+  const mlpBase = b.parallel ? next : L.xMid!;
+  if (L.moe) {
+    if (!L.mlpOut) {
+      copy(mlpBase, mlpTo);
+      recordMoe(st, rec, l, f, T, mIn, mlpTo, true);
+    } else recordMoe(st, rec, l, f, T, mIn, L.mlpOut, false);
+  } else if (L.gu) {
     linear(byRole('gate_up')!, mIn, L.gu);
     recordSwiGlu(gpu, rec, { gu: L.gu, h: L.a, rows: T, cols: I, act: c.mlp.act });
   } else if (c.mlp.gated) {
@@ -315,13 +323,13 @@ export function recordLayer(
     recordActivation(gpu, rec, { x: L.g!, y: L.a, n: T * I, act: c.mlp.act });
   }
   const down = byRole('down') ?? byRole('fc_out')!;
-  const mlpTo = b.parallel ? next : (L.sum2 ?? next);
-  const mlpBase = b.parallel ? next : L.xMid!;
   if (!L.mlpOut) {
-    copy(mlpBase, mlpTo);
-    linear(down, L.a, mlpTo, true);
+    if (!L.moe) {
+      copy(mlpBase, mlpTo);
+      linear(down, L.a, mlpTo, true);
+    }
   } else {
-    linear(down, L.a, L.mlpOut);
+    if (!L.moe) linear(down, L.a, L.mlpOut);
     if (L.nMlpOut) norm(W.norms.mlpOut!, L.nMlpOut);
     residual(mlpTo, mlpBase, L.nMlpOut?.y ?? L.mlpOut);
   }

@@ -22,6 +22,7 @@ import { activationBackwardRef, activationRef, swiGluBackwardRef, swiGluRef } fr
 import { attentionBackwardRef, attentionRef } from './attention';
 import { type LoraParamsRef, linearBackwardRef, linearForwardRef } from './linear';
 import { layerNormBackwardRef, layerNormRef, rmsNormBackwardRef, rmsNormRef } from './norm';
+import { type MoeCache, moeBackwardRef, moeForwardRef } from './model-moe';
 import { ropeInvFreq, ropeRef } from './rope';
 import { copyColumnsRef } from './slice';
 
@@ -266,6 +267,8 @@ export interface LayerCache {
   g: Float64Array;
   u: Float64Array | null;
   a: Float64Array;
+  /** Mixture of experts (config.moe): the routing weights and every expert's activations. */
+  moe: MoeCache | null;
   nMlpOut: NormCache | null;
   y2: NormCache | null;
 }
@@ -346,7 +349,11 @@ export function layerForwardRef(
   let u: Float64Array | null = null;
   let a: Float64Array;
   const act = c.mlp.act;
-  if (!c.mlp.gated) {
+  let moe: { out: Float64Array; cache: MoeCache } | null = null;
+  if (c.moe) {
+    moe = moeForwardRef(c, W, (m, x) => linearFwd(w, m, lora, x, T), mIn, T);
+    [g, a] = [new Float64Array(0), new Float64Array(0)];
+  } else if (!c.mlp.gated) {
     g = lin('fc_in', mIn);
     a = activationRef(g, act);
   } else {
@@ -360,7 +367,7 @@ export function layerForwardRef(
     } else [g, u] = [lin('gate', mIn), lin('up', mIn)];
     a = swiGluRef(g, u, act);
   }
-  let mlpOut = lin(c.mlp.gated ? 'down' : 'fc_out', a);
+  let mlpOut = moe ? moe.out : lin(c.mlp.gated ? 'down' : 'fc_out', a);
   const nMlpOut = blk.mlpOutNorm ? norm(W.norms.mlpOut!, mlpOut) : null;
   if (nMlpOut) mlpOut = nMlpOut.y;
 
@@ -388,6 +395,7 @@ export function layerForwardRef(
     g,
     u,
     a,
+    moe: moe?.cache ?? null,
     nMlpOut,
     y2,
   };
@@ -419,10 +427,11 @@ export function layerBackwardRef(
   const dy2 = L.y2 ? nb(W.norms.mlp!, L.y2, dOut) : dOut;
   let dMlp = scaled(dy2, rs);
   if (L.nMlpOut) dMlp = nb(W.norms.mlpOut!, L.nMlpOut, dMlp);
-  const da = linB(c.mlp.gated ? 'down' : 'fc_out', L.a, dMlp);
   let dmIn: Float64Array;
-  if (!c.mlp.gated) dmIn = linB('fc_in', L.mIn, activationBackwardRef(da, L.g, c.mlp.act));
+  if (L.moe) dmIn = moeBackwardRef(c, W, (m, x, dy) => linearBwd(w, m, lora, grads, x, dy, T), L.moe, L.mIn, dMlp, T);
+  else if (!c.mlp.gated) dmIn = linB('fc_in', L.mIn, activationBackwardRef(linB('fc_out', L.a, dMlp), L.g, c.mlp.act));
   else {
+    const da = linB('down', L.a, dMlp);
     const { dg, du } = swiGluBackwardRef(da, L.g, L.u!, c.mlp.act);
     if (byRole(W, 'gate_up')) {
       const dgu = new Float64Array(T * 2 * I);

@@ -118,6 +118,27 @@ describe('parseConfig', () => {
     expect(parseConfig(configOf('mistral', { attention_bias: true })).bias.qkv).toBe(false);
   });
 
+  it('mixtral: experts and top-k, Mistral attention, defaults; router noise and the router loss refused', () => {
+    const c = parseConfig(configOf('mixtral', { sliding_window: 7 }));
+    expect(c).toMatchObject({ family: 'mixtral', moe: { numExperts: 4, topK: 2 }, intermediateSize: 20 });
+    expect(c.layers.map((l) => l.window)).toEqual([7, 7]);
+    const d = parseConfig(
+      without(without(without(configOf('mixtral'), 'num_local_experts'), 'num_experts_per_tok'), 'rope_theta'),
+    );
+    expect(d.moe).toEqual({ numExperts: 8, topK: 2 });
+    expect(d.layers[0]!.rope!.theta).toBe(1e6);
+    expect(parseConfig(configOf('llama')).moe).toBeNull();
+    expect(() => parseConfig(configOf('mixtral', { num_experts_per_tok: 5 }))).toThrow(
+      /"num_experts_per_tok" must be between 1 and num_local_experts \(4\), got 5/,
+    );
+    expect(() => parseConfig(configOf('mixtral', { router_jitter_noise: 0.01 }))).toThrow(
+      /"router_jitter_noise": 0.01 is not supported for model_type "mixtral" \(only 0/,
+    );
+    expect(() => parseConfig(configOf('mixtral', { output_router_logits: true }))).toThrow(
+      /"output_router_logits".*load-balancing loss/,
+    );
+  });
+
   it('qwen2: q/k/v bias without o bias; windows from use_sliding_window + max_window_layers or layer_types', () => {
     const c = parseConfig(configOf('qwen2'));
     expect(c.bias).toEqual({ qkv: true, o: false, mlp: false });

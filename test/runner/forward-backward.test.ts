@@ -192,6 +192,7 @@ describe('activation checkpointing', () => {
     ['falcon (parallel, one norm)', { modelType: 'falcon' }],
     ['gpt_neox (parallel, two norms)', { modelType: 'gpt_neox' }],
     ['opt (norms after the residuals)', { modelType: 'opt', overrides: { do_layer_norm_before: false } }],
+    ['mixtral (experts)', { modelType: 'mixtral' }],
   ];
   for (const [name, o] of cases) {
     it(`${name}: recomputing layers gives bit-identical loss and gradients with less activation memory`, async () => {

@@ -10,6 +10,9 @@
  *   granite  embedding_multiplier, residual_multiplier, attention_multiplier (the score scale), logits / logits_scaling.
  *   olmo2    no pre-norms: RMSNorm on the attention and MLP outputs before each residual add; q/k
  *            RMSNorm over the whole projection (not per head).
+ *   mixtral  Mistral's attention with a sparse mixture of experts for the MLP: a router
+ *            (block_sparse_moe.gate) and num_local_experts gated MLPs (experts.{e}.w1 gate, w3 up,
+ *            w2 down), num_experts_per_tok of them per token (config.moe, runner-moe.ts).
  */
 import type { ModelConfig } from '../config';
 import {
@@ -56,11 +59,28 @@ const FLAVOURS: Record<string, Flavour> = {
     maxPositions: 2048,
     extra: (r) => ({ bias: { ...attnBias(r), mlp: r.bool('mlp_bias', false) } }),
   },
-  mistral: {
+  mistral: { maxPositions: 4096 * 32, extra: mistralWindow },
+  mixtral: {
     maxPositions: 4096 * 32,
+    theta: 1e6,
+    eps: 1e-5,
     extra: (r) => {
-      const w = r.has('sliding_window') ? r.int('sliding_window') : null;
-      return { layers: (_, l) => ({ ...l, window: w }) };
+      const numExperts = r.int('num_local_experts', 8);
+      const topK = r.int('num_experts_per_tok', 2);
+      if (numExperts < 1) r.reject(`"num_local_experts" must be at least 1, got ${numExperts}.`);
+      if (topK < 1 || topK > numExperts)
+        r.reject(`"num_experts_per_tok" must be between 1 and num_local_experts (${numExperts}), got ${topK}.`);
+      // Training-time extras of transformers' Mixtral that Tabtune does not reproduce.
+      const jitter = r.raw.router_jitter_noise ?? 0;
+      if (jitter !== 0)
+        r.refuse('router_jitter_noise', jitter, 'only 0: set it to 0.0 in config.json to train without router noise');
+      if (r.bool('output_router_logits', false))
+        r.refuse(
+          'output_router_logits',
+          true,
+          'only false: Tabtune does not add the router load-balancing loss; set it to false in config.json',
+        );
+      return { family: 'mixtral', moe: { numExperts, topK }, ...mistralWindow(r) };
     },
   },
   qwen2: { maxPositions: 32768, extra: (r, s) => ({ bias: { qkv: true, o: false }, ...qwenWindows(r, s) }) },
@@ -138,6 +158,12 @@ const FLAVOURS: Record<string, Flavour> = {
   },
 };
 
+/** Mistral's sliding window (when set) on every layer. */
+function mistralWindow(r: Reader): Partial<DecoderSpec> {
+  const w = r.has('sliding_window') ? r.int('sliding_window') : null;
+  return { layers: (_, l) => ({ ...l, window: w }) };
+}
+
 function parseLlamaLike(r: Reader, f: Flavour): ModelConfig {
   const hiddenSize = r.int('hidden_size');
   const heads = headsOf(r, hiddenSize, { headDimDefault: f.headDim });
@@ -164,6 +190,13 @@ export const LLAMA_CONFIGS: Record<string, (r: Reader) => ModelConfig> = Object.
   Object.entries(FLAVOURS).map(([type, f]) => [type, (r: Reader) => parseLlamaLike(r, f)]),
 );
 
+const ATTENTION = [
+  linearSpec('self_attn.q_proj', 'q', H, QW, 'qkv'),
+  linearSpec('self_attn.k_proj', 'k', H, KVW, 'qkv'),
+  linearSpec('self_attn.v_proj', 'v', H, KVW, 'qkv'),
+  linearSpec('self_attn.o_proj', 'o', QW, H, 'o'),
+];
+
 export const LLAMA_LAYOUTS: Record<string, (c: ModelConfig) => Layout> = {
   llama: () => ({
     prefixes: ['model.', ''],
@@ -181,13 +214,25 @@ export const LLAMA_LAYOUTS: Record<string, (c: ModelConfig) => Layout> = {
       k: 'self_attn.k_norm',
     },
     linears: [
-      linearSpec('self_attn.q_proj', 'q', H, QW, 'qkv'),
-      linearSpec('self_attn.k_proj', 'k', H, KVW, 'qkv'),
-      linearSpec('self_attn.v_proj', 'v', H, KVW, 'qkv'),
-      linearSpec('self_attn.o_proj', 'o', QW, H, 'o'),
+      ...ATTENTION,
       linearSpec('mlp.gate_proj', 'gate', H, I, 'mlp'),
       linearSpec('mlp.up_proj', 'up', H, I, 'mlp'),
       linearSpec('mlp.down_proj', 'down', I, H, 'mlp'),
+    ],
+  }),
+  // Checkpoints keep transformers 4's per-expert modules (save_pretrained writes them back so);
+  // module paths are those too, as PEFT adapters for Mixtral name them.
+  mixtral: (c) => ({
+    ...LLAMA_LAYOUTS.llama!(c),
+    norms: { attn: 'input_layernorm', mlp: 'post_attention_layernorm' },
+    linears: [
+      ...ATTENTION,
+      linearSpec('block_sparse_moe.gate', 'router', H, (x) => x.moe!.numExperts, false),
+      ...Array.from({ length: c.moe!.numExperts }, (_, e) => [
+        { ...linearSpec(`block_sparse_moe.experts.${e}.w1`, 'gate', H, I, false), expert: e },
+        { ...linearSpec(`block_sparse_moe.experts.${e}.w2`, 'down', I, H, false), expert: e },
+        { ...linearSpec(`block_sparse_moe.experts.${e}.w3`, 'up', H, I, false), expert: e },
+      ]).flat(),
     ],
   }),
 };
