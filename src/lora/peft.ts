@@ -27,6 +27,7 @@ import {
 } from '../model/safetensors';
 import { type LoraConfig, type ModuleLike, PEFT_LORA_DEFAULTS, isAllLinear, loraRank, loraScale } from './config';
 import type { LoraModuleWeights } from './init';
+import { EXPERT_PARAMETERS, ExpertAdapterError, unfuseExpertAdapter } from './peft-experts';
 import { patternProblem } from './pattern';
 import { matchesModuleSpec } from './targets';
 
@@ -259,8 +260,9 @@ const IGNORED_FEATURES: [field: string, isDefault: (v: unknown) => boolean, what
   ['layer_replication', (v) => v == null, 'layer_replication is not supported'],
   [
     'target_parameters',
-    (v) => v == null || (Array.isArray(v) && v.length === 0),
-    'LoRA on raw parameters (target_parameters) is not supported',
+    // fused experts' parameters are read onto the per-expert modules (peft-experts.ts)
+    (v) => v == null || (Array.isArray(v) && v.every((x) => EXPERT_PARAMETERS.includes(x as string))),
+    'LoRA on raw parameters (target_parameters) is supported only on the experts and router of mixture-of-experts models',
   ],
 ];
 
@@ -461,6 +463,13 @@ export function importPeft<M extends ModuleLike>(
     file = parseSafetensors(files.adapterModel, ADAPTER_MODEL_NAME);
   } catch (e) {
     if (e instanceof SafetensorsError) throw new PeftError(e.message);
+    throw e;
+  }
+
+  try {
+    file.tensors = unfuseExpertAdapter(file.tensors, config, modules, ADAPTER_MODEL_NAME).tensors;
+  } catch (e) {
+    if (e instanceof ExpertAdapterError) throw new PeftError(e.message);
     throw e;
   }
 
