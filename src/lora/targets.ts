@@ -119,6 +119,20 @@ export function resolveTargets<M extends ModuleLike>(
         (example ? ` (a full path looks like "${example}"; a regex must match the whole path).` : '.'),
     );
   }
+  // Mixtral's experts: PEFT fuses each expert's w1 (gate) and w3 (up) into one gate_up_proj on
+  // transformers 5 and refuses to load an adapter that has only one of them.
+  const paths = new Set(picked.map((m) => m.path));
+  const half = picked.find(
+    (m) =>
+      /\.experts\.\d+\.w[13]$/.test(m.path) &&
+      !paths.has(m.path.replace(/w([13])$/, (_, d) => `w${d === '1' ? 3 : 1}`)),
+  );
+  if (half) {
+    throw new LoraConfigError(
+      `target_modules adapt "${half.path}" but not its expert's ${half.name === 'w1' ? 'w3' : 'w1'}: PEFT loads each expert's w1 (gate) ` +
+        `and w3 (up) as one fused gate_up_proj on transformers 5 and refuses adapters with only one of them; target both (w1, w3) or neither.`,
+    );
+  }
   return picked;
 }
 

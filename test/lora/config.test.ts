@@ -158,6 +158,26 @@ describe('resolveTargets', () => {
     expect(() => resolveTargets({ target_modules: 'q_proj' }, llama)).toThrow(/matched none/);
   });
 
+  it("Mixtral's experts: w1 and w3 are targeted together (PEFT fuses them) or not at all", () => {
+    const mods = [0, 1].flatMap((e) =>
+      ['w1', 'w2', 'w3'].map((name) => ({
+        path: `model.layers.0.block_sparse_moe.experts.${e}.${name}`,
+        name,
+        inF: 4,
+        outF: 4,
+        transposed: false,
+      })),
+    );
+    expect(resolveTargets({ target_modules: ['w1', 'w3'] }, mods)).toHaveLength(4);
+    expect(resolveTargets({ target_modules: ['w2'] }, mods)).toHaveLength(2);
+    expect(() => resolveTargets({ target_modules: ['w1', 'w2'] }, mods)).toThrow(
+      /"model\.layers\.0\.block_sparse_moe\.experts\.0\.w1" but not its expert's w3.*target both \(w1, w3\) or neither/,
+    );
+    expect(() => resolveTargets({ target_modules: '.*experts\\.1\\.w[13]|.*experts\\.0\\.w3' }, mods)).toThrow(
+      /w3" but not its expert's w1/,
+    );
+  });
+
   it('all-linear takes every module; exclude_modules wins', () => {
     expect(resolveTargets({ target_modules: 'all-linear' }, llama)).toHaveLength(14);
     expect(resolveTargets({ target_modules: 'ALL-LINEAR' }, gpt2)).toHaveLength(8);
