@@ -308,6 +308,24 @@ describe('the app in Chromium', () => {
           timeout: LONG,
           polling: 200,
         });
+        // A second tab shows that this one is training on the GPU (the run paused meanwhile, so it
+        // is still this tab's when the other one looks).
+        await page.getByRole('button', { name: 'Pause' }).click();
+        const other = await openPage(h);
+        try {
+          await other.page.goto(`${h.baseUrl}/`);
+          await waitForDemo(other.page);
+          await nav(other.page, /Train/);
+          const sign = other.page.getByTestId('training-elsewhere');
+          await expect.poll(() => sign.count(), { timeout: 30_000 }).toBe(1);
+          expect(await sign.innerText()).toMatch(
+            /Another tab is training on this GPU[\s\S]*checkpoint at step [2-5] of 6/,
+          );
+          expect(await other.page.getByTestId('resumable-run').count()).toBe(0);
+          await shot(other.page, '10-other-tab');
+        } finally {
+          await other.page.close();
+        }
         await page.reload();
         await waitForDemo(page);
         await nav(page, /Train/);
