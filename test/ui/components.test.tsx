@@ -394,18 +394,9 @@ describe('App', () => {
     await started;
     expect(c.state.run.startup).toBeNull();
     // A failed run resumes from its checkpoint at step 4: the start says so, with the step count.
-    const train = engine.train.bind(engine);
-    engine.train = async (lora, t, hooks = {}) =>
-      train(lora, t, {
-        ...hooks,
-        onProgress: (p) => {
-          hooks.onProgress?.(p);
-          if (p.step === 5) throw Object.assign(new Error('lost'), { name: 'GpuDeviceLostError' });
-        },
-      });
+    engine.deviceLostAtStep = 5;
     engine.firstStepGate = null;
     await c.startTraining();
-    engine.train = train;
     engine.firstStepGate = new Promise<void>((r) => (open = r));
     const seen: string[] = [];
     const off = c.store.subscribe(() => {

@@ -40,6 +40,8 @@ export class FakeEngine implements AppEngine {
     {};
   /** The first step of a run waits for this (tests look at the app while a run starts). */
   firstStepGate: Promise<void> | null = null;
+  /** The next run fails at this step (after reporting it), as when the GPU is lost mid-run. */
+  deviceLostAtStep: number | null = null;
   /** Milliseconds each training step takes. */
   stepMs = 0;
   /** Warnings the next finished run reports (as the engine's TrainResult.warnings). */
@@ -343,6 +345,10 @@ export class FakeEngine implements AppEngine {
         gpuBytes: 2_000_000,
         elapsedSeconds: (Date.now() - t0) / 1000,
       });
+      if (step === this.deviceLostAtStep) {
+        this.deviceLostAtStep = null;
+        throw Object.assign(new Error('The GPU device was lost (unknown).'), { name: 'GpuDeviceLostError' });
+      }
       for (const w of this.stepWaiters.filter((x) => x.step <= step)) w.resolve();
       this.stepWaiters = this.stepWaiters.filter((x) => x.step > step);
       if (train.checkpointEvery > 0 && step % train.checkpointEvery === 0 && step < total) await checkpoint();
