@@ -24,7 +24,7 @@ import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint } from '../train
 import { type PoolWorker, type TokenizerFiles, TokenizerPool } from '../train/data/pool';
 import { PreparedDataset } from '../train/data/prepared';
 import { blobSource, textSource } from '../train/data/source';
-import type { RecordIndex } from '../train/data/scan';
+import type { RecordIndex } from '../train/data/record-index';
 import type { TokenStore } from '../train/data/tokens';
 import { Trainer } from '../train/trainer';
 import { frozenFlags, frozenSettings, frozenText, recipeQuantize, sameFrozen } from './frozen';

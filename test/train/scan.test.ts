@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseDataset } from '../../src/train/data/records';
-import { MAX_LISTED_ISSUES, scanDataset } from '../../src/train/data/scan';
+import { MAX_LISTED_ISSUES } from '../../src/train/data/record-index';
+import { scanDataset } from '../../src/train/data/scan';
 import { bytesSource, textSource } from '../../src/train/data/source';
 
 /** The index must give parseDataset's records and issues, whatever the chunk size. */

@@ -33,7 +33,8 @@ import {
 import { type RenderOptions, type TokenizerLike, examplePreview } from './render';
 import type { RecordTokenizer } from './pool';
 import type { DatasetRecord } from './records';
-import { type RecordIndex, scanDataset } from './scan';
+import type { RecordIndex } from './record-index';
+import { scanDataset } from './scan';
 import type { ByteSource } from './source';
 import {
   CHUNK_RECORDS,
