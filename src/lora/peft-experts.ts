@@ -149,3 +149,30 @@ export function unfuseExpertAdapter(
   if (Array.isArray(config.target_modules)) config.target_modules = [...new Set([...config.target_modules, ...names])];
   return { tensors: out, converted };
 }
+
+/**
+ * Why PEFT would not load these per-expert modules as they are, or null. PEFT converts per-expert
+ * Mixtral adapters (transformers 4 names) for transformers 5 assuming every expert and router
+ * module has the adapter's r and lora_alpha (w1 + w3 become gate_up_proj at 2r and 2·lora_alpha;
+ * per-module rank_pattern / alpha_pattern keys do not carry over), so an adapter whose experts have
+ * other ranks or scales (one read from transformers 5's fused layout, then trained further) would
+ * load with the wrong shapes or scales there.
+ */
+export function expertExportProblem(
+  config: LoraConfig,
+  modules: readonly { path: string; r: number }[],
+): string | null {
+  for (const m of modules) {
+    if (!/\.block_sparse_moe\.(gate|experts\.\d+\.w[123])$/.test(m.path)) continue;
+    const alpha = loraAlpha(config, m.path);
+    if (m.r !== config.r || alpha !== config.lora_alpha) {
+      return (
+        `"${m.path}" has rank ${m.r} and lora_alpha ${alpha}, but PEFT loads a Mixtral adapter's expert and router ` +
+        `LoRAs only at the adapter's r (${config.r}) and lora_alpha (${config.lora_alpha}) (it fuses w1 and w3 into ` +
+        `gate_up_proj at twice both); this adapter started from one saved in transformers 5's fused layout. ` +
+        `Train a new adapter (without --init-from) to export it.`
+      );
+    }
+  }
+  return null;
+}

@@ -27,7 +27,7 @@ import {
 } from '../model/safetensors';
 import { type LoraConfig, type ModuleLike, PEFT_LORA_DEFAULTS, isAllLinear, loraRank, loraScale } from './config';
 import type { LoraModuleWeights } from './init';
-import { EXPERT_PARAMETERS, ExpertAdapterError, unfuseExpertAdapter } from './peft-experts';
+import { EXPERT_PARAMETERS, ExpertAdapterError, expertExportProblem, unfuseExpertAdapter } from './peft-experts';
 import { patternProblem } from './pattern';
 import { matchesModuleSpec } from './targets';
 
@@ -202,6 +202,8 @@ export function adapterConfigObject(
 /** adapter_config.json + adapter_model.safetensors of an adapter, as PEFT 0.20 writes them. */
 export function exportPeft(input: ExportPeftInput): { adapterConfig: string; adapterModel: Uint8Array } {
   if (input.modules.length === 0) throw new PeftError('Cannot export an adapter with no LoRA modules.');
+  const experts = expertExportProblem(input.config, input.modules);
+  if (experts) throw new PeftError(`Cannot export this adapter for PEFT: ${experts}`);
   const seen = new Set<string>();
   const tensors: { name: string; dtype: 'F32'; shape: number[]; data: Float32Array }[] = [];
   for (const m of input.modules) {

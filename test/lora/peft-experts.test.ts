@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { type ModuleLike, loraScale } from '../../src/lora/config';
-import { importPeft } from '../../src/lora/peft';
+import { exportPeft, importPeft } from '../../src/lora/peft';
 import { writeSafetensors } from '../../src/model/safetensors';
 
 const H = 6;
@@ -118,6 +118,19 @@ describe('PEFT adapters of fused experts (transformers 5) onto per-expert module
     expect(loraScale(got.config, { path: 'model.layers.1.block_sparse_moe.experts.2.w3' })).toBe(3);
     expect(loraScale(got.config, { path: 'model.layers.1.block_sparse_moe.experts.2.w2' })).toBe(2);
     expect(got.config.target_modules).toEqual(expect.arrayContaining(['q_proj', 'gate', 'w1', 'w2', 'w3']));
+  });
+
+  it('exporting per-expert modules whose rank or alpha PEFT would not reproduce is refused, naming the module', () => {
+    const got = importPeft(adapter(2), mixtralModules());
+    expect(() => exportPeft({ config: got.config, baseModel: 'm', modules: got.modules, fanInFanOut: false })).toThrow(
+      /Cannot export this adapter for PEFT: "model\.layers\.0\.block_sparse_moe\.experts\.0\.w1" has rank 4 and lora_alpha 12.*r \(2\).*without --init-from/,
+    );
+    // the same modules at the adapter's r and lora_alpha export
+    const plain = got.modules.filter((m) => m.r === 2);
+    const cfg = { ...got.config, rank_pattern: {}, alpha_pattern: {}, lora_alpha: 4 };
+    const w2 = plain.filter((m) => m.path.endsWith('.w2'));
+    expect(w2).toHaveLength(L * E);
+    expect(() => exportPeft({ config: cfg, baseModel: 'm', modules: plain, fanInFanOut: false })).not.toThrow();
   });
 
   it('a rank that does not match the config is an error naming the parameter', () => {
