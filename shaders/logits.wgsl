@@ -2,7 +2,7 @@
 // chunk, or generation's [T, V] logits), as transformers' heads compute it:
 //   z = (z + bias[c0 + j]) * scale          (Phi / GPT-J head bias; Granite's 1 / logits_scaling)
 //   z = softcap * tanh(z / softcap)          (Gemma 2 final_logit_softcapping; softcap = 0: none)
-// The cross-entropy's gradient pass (ce_dh) multiplies by the derivative, scale * (1 - tanh^2),
+// The cross-entropy's gradient pass (ce_grad) multiplies by the derivative, scale * (1 - tanh^2),
 // recomputed from the transformed value.
 //
 // Template: src/kernels/logits.ts builds one module per bias dtype from a generated prelude:

@@ -16,6 +16,7 @@
 
 import { GpuDeviceLostError, GpuError, GpuLimitError, GpuOutOfMemoryError, GpuValidationError } from './errors';
 import { bf16BitsToF32, f16BitsToF32 } from './half';
+import type { Profiler } from './profiler';
 import { probeSubgroups } from './subgroups';
 import { type DType, type MemoryCategory, type Tensor, numel, shapeString, tensorBytes } from './tensor';
 
@@ -104,6 +105,13 @@ export class Gpu {
    * node.ts, so the code that runs can be read).
    */
   onShader: ((label: string, code: string, entryPoint: string) => void) | null = null;
+  /**
+   * Which member of a kernel family runs (src/kernels/matmul/variants.ts): `pin` names one for every
+   * problem it can serve (TABTUNE_KERNELS), `choices` maps a shape class to its autotuned member.
+   */
+  readonly kernels = { pin: null as string | null, choices: new Map<string, string>() };
+  /** Set (benchmark profiles only, needs timestamp-query) to time every dispatch; see profiler.ts. */
+  profiler: Profiler | null = null;
 
   constructor(
     readonly device: GPUDevice,
@@ -211,10 +219,15 @@ export class Gpu {
 
   // ---------------------------------------------------------------- memory
 
-  /** Creates a storage buffer and counts its bytes under `category`. */
+  /**
+   * Creates a storage buffer and counts its bytes under `category`. Sizes are rounded up to 16
+   * bytes, so a kernel that binds a tensor as an array of vec4 (or of vec2<u32> for 16-bit data)
+   * reaches every element, and an aligned 16-byte group that starts inside the tensor ends inside
+   * its buffer.
+   */
   buffer(label: string, bytes: number, category: MemoryCategory, extraUsage = 0): GPUBuffer {
     this.throwIfFailed();
-    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
+    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
     if (size > this.limits.maxBufferSize) {
       throw new GpuLimitError(
         `Buffer "${label}" needs ${size} bytes but this GPU allows at most ${this.limits.maxBufferSize} bytes per buffer.`,
@@ -509,6 +522,9 @@ export class Recorder {
     }
     const enc = device.createCommandEncoder({ label: this.label });
     let pass: GPUComputePassEncoder | null = null;
+    // Profiling (gpu.profiler): one pass per dispatch, with its begin / end timestamps.
+    const prof = gpu.profiler?.begin(this.ops.flatMap((op) => (op.kind === 'dispatch' ? [op.pipeline.label] : [])));
+    let di = 0;
     for (const op of this.ops) {
       if (op.kind === 'copy') {
         if (pass) {
@@ -518,7 +534,10 @@ export class Recorder {
         enc.copyBufferToBuffer(op.src, op.srcOffset, op.dst, op.dstOffset, op.size);
         continue;
       }
-      if (!pass) pass = enc.beginComputePass({ label: this.label });
+      if (prof) {
+        pass?.end();
+        pass = enc.beginComputePass({ label: this.label, timestampWrites: prof.writes[di++] });
+      } else if (!pass) pass = enc.beginComputePass({ label: this.label });
       const entries: GPUBindGroupEntry[] = [];
       if (op.uniformOffset >= 0 && ubuf) {
         entries.push({ binding: 0, resource: { buffer: ubuf, offset: op.uniformOffset, size: op.uniformSize } });
@@ -540,7 +559,9 @@ export class Recorder {
       pass.dispatchWorkgroups(op.workgroups[0], op.workgroups[1], op.workgroups[2]);
     }
     if (pass) pass.end();
+    prof?.finish(enc);
     device.queue.submit([enc.finish()]);
+    prof?.after();
     gpu.counters.submits++;
     if (ubuf) {
       const b = ubuf;

@@ -194,7 +194,7 @@ export function bindable(gpu: Gpu, what: string, named: Record<string, Tensor | 
 /** The per-binding byte limit: the device's, or a lower one (tests of the chunked paths). */
 export function bindingLimit(gpu: Gpu, maxBindingBytes?: number): number {
   const dev = gpu.limits.maxStorageBufferBindingSize;
-  return Math.floor(Math.min(dev, maxBindingBytes ?? dev) / 4) * 4;
+  return Math.floor(Math.min(dev, maxBindingBytes ?? dev) / 16) * 16;
 }
 
 export interface Window {
@@ -205,7 +205,8 @@ export interface Window {
 
 /**
  * Binds elements [lo, hi) of `t`: the whole buffer when it fits `limit`, else a window starting at
- * `lo` aligned down to minStorageBufferOffsetAlignment, with its size rounded up to 4 bytes.
+ * `lo` aligned down to minStorageBufferOffsetAlignment, with its size rounded up to 16 bytes (so
+ * kernels may bind it as an array of 16-byte vectors; buffers are multiples of 16 bytes).
  */
 export function windowOf(gpu: Gpu, t: Tensor, lo: number, hi: number, limit: number, what: string): Window {
   if (t.buffer.size <= limit) return { binding: t, first: 0 };
@@ -213,7 +214,7 @@ export function windowOf(gpu: Gpu, t: Tensor, lo: number, hi: number, limit: num
   const align = gpu.limits.minStorageBufferOffsetAlignment;
   if (hi <= lo) return { binding: { buffer: t.buffer, offset: 0, size: Math.min(t.buffer.size, align) }, first: 0 };
   const start = Math.floor((lo * eb) / align) * align;
-  const end = Math.min(t.buffer.size, Math.ceil((hi * eb) / 4) * 4);
+  const end = Math.min(t.buffer.size, Math.ceil((hi * eb) / 16) * 16);
   if (end - start > limit) {
     throw new GpuLimitError(
       `${what} "${t.label}" needs a ${end - start}-byte binding for one chunk; the limit is ${limit} bytes.`,
@@ -229,7 +230,7 @@ export function windowOf(gpu: Gpu, t: Tensor, lo: number, hi: number, limit: num
 export function rowsPerWindow(gpu: Gpu, t: Tensor, rowElems: number, limit: number, what: string): number {
   if (t.buffer.size <= limit) return Infinity;
   const rowBytes = rowElems * elemBytes(t);
-  const rows = Math.floor((limit - gpu.limits.minStorageBufferOffsetAlignment) / Math.max(1, rowBytes));
+  const rows = Math.floor((limit - gpu.limits.minStorageBufferOffsetAlignment - 16) / Math.max(1, rowBytes));
   if (rows < 1) {
     throw new GpuLimitError(
       `${what}: one row of "${t.label}" (${rowBytes} bytes) does not fit a ${limit}-byte storage binding.`,

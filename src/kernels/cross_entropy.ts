@@ -4,8 +4,10 @@
  *
  *   pass 1, per chunk:  logits chunk = h·W_chunkᵀ  ->  running max / Σexp per row (online logsumexp)
  *   finalize:           lse, row losses, lossSum += Σ loss, countSum += #counted    (one workgroup)
- *   pass 2, per chunk:  recompute the logits chunk (skipped when there is a single chunk),
- *                       dh (+)= ((softmax - onehot)·gradScale)·W_chunk, dlogits formed in the loader
+ *   pass 2, per chunk:  recompute the logits chunk (skipped when there is a single chunk), turn it
+ *                       in place into G = (softmax - onehot)·gradScale, dh (+)= G·W_chunk
+ * Both GEMMs run on the matmul family (recordMatmul: its fastest member for the device, W bound in
+ * windows when it exceeds the binding limit).
  * Eval mode (dh null) runs pass 1 and the finalize only. Everything is deterministic: fixed chunk
  * order, fixed-order reductions, no atomics.
  *
@@ -13,27 +15,24 @@
  * rows at a time, at offsets aligned to minStorageBufferOffsetAlignment.
  */
 import source from '../../shaders/cross_entropy.wgsl?raw';
-import { type Binding, type Gpu, type Recorder, params } from '../gpu/context';
+import { type Gpu, type Recorder, params } from '../gpu/context';
 import { GpuError, GpuLimitError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
 import type { Workspace } from '../gpu/workspace';
 import {
-  type WeightDType,
   bindable,
   bindingLimit,
+  flatGrid,
   itemGrid,
   needDims,
   needElems,
   rowsPerWindow,
   variantPipeline,
-  weightArrayType,
   weightDType,
-  weightLoader,
   wgslModule,
-  windowOf,
 } from './common';
 import { type LogitTransform, recordLogitTransform } from './logits';
-import { SMALL_M, recordMatmul } from './matmul';
+import { recordMatmul } from './matmul';
 
 /** Targets at or above V (this one in particular) are ignored: no loss, no count, no gradient. */
 export const IGNORE_TARGET = 0xffffffff;
@@ -87,52 +86,15 @@ export interface LogitsArgs {
 
 // ------------------------------------------------------------------ template
 
-type KernelName = 'ce_logits' | 'ce_stats' | 'ce_finalize' | 'ce_dh';
-
-interface Gemm {
-  wx: number;
-  wy: number;
-  tm: number;
-  tn: number;
-  bk: number;
-}
-/** 64 x 64 tiles, 256 threads of 4 x 4: training shapes. */
-const WIDE: Gemm = { wx: 16, wy: 16, tm: 4, tn: 4, bk: 16 };
-/** 4 x 256 tiles, 256 threads of 4 x 1: a few rows (generation). */
-const THIN: Gemm = { wx: 256, wy: 1, tm: 4, tn: 1, bk: 8 };
-
-function gemmFor(rows: number): Gemm {
-  return rows <= 4 ? THIN : WIDE;
-}
+type KernelName = 'ce_stats' | 'ce_finalize' | 'ce_grad';
 
 interface Variant {
-  g?: Gemm;
-  w?: WeightDType; // ce_logits, ce_dh
-  wBinding?: number;
   count?: 'f32' | 'u32'; // ce_finalize
 }
 
 /** Full WGSL of one kernel variant (exported for compile checks in tests). */
 export function crossEntropyShader(kernel: KernelName, v: Variant): string {
   const L: string[] = [];
-  if (v.g) {
-    const g = v.g;
-    L.push(
-      `const WX: u32 = ${g.wx}u;`,
-      `const WY: u32 = ${g.wy}u;`,
-      `const NT: u32 = ${g.wx * g.wy}u;`,
-      `const TM: u32 = ${g.tm}u;`,
-      `const TN: u32 = ${g.tn}u;`,
-      `const BM: u32 = ${g.wy * g.tm}u;`,
-      `const BN: u32 = ${g.wx * g.tn}u;`,
-      `const BK: u32 = ${g.bk}u;`,
-    );
-  }
-  if (v.w) {
-    const o = { typedF32: true };
-    L.push(`@group(0) @binding(${v.wBinding!}) var<storage, read> w: ${weightArrayType(v.w, o)};`);
-    L.push(weightLoader('wload', 'w', v.w, o));
-  }
   if (v.count) {
     L.push(`@group(0) @binding(6) var<storage, read_write> countSum: array<${v.count}>;`);
     L.push(
@@ -145,33 +107,11 @@ export function crossEntropyShader(kernel: KernelName, v: Variant): string {
 }
 
 function pipelineFor(gpu: Gpu, kernel: KernelName, v: Variant): GPUComputePipeline {
-  const g = v.g ? `_${v.g.wy * v.g.tm}x${v.g.wx * v.g.tn}` : '';
-  const name = `${kernel}${g}${v.w ? `_${v.w}` : ''}${v.count ? `_count${v.count}` : ''}`;
+  const name = `${kernel}${v.count ? `_count${v.count}` : ''}`;
   return variantPipeline(gpu, name, () => crossEntropyShader(kernel, v));
 }
 
 // ------------------------------------------------------------------ checks and windows
-
-interface WPlan {
-  /** Rows of W per binding window (V when W is bound whole). */
-  maxRows: number;
-  /** Binding and in-binding element index of row `r0`'s first element, for rows [r0, r0+n). */
-  bind(r0: number, n: number): { binding: Binding; wOff: number };
-}
-
-/** How W is bound: whole when it fits `limit`, else in aligned windows of at most maxRows rows. */
-function planW(gpu: Gpu, w: Tensor, H: number, V: number, limit: number, what: string): WPlan {
-  weightDType(w, what);
-  const rows = rowsPerWindow(gpu, w, H, limit, what);
-  if (rows === Infinity) return { maxRows: V, bind: (r0) => ({ binding: w, wOff: r0 * H }) };
-  return {
-    maxRows: rows,
-    bind(r0, n) {
-      const win = windowOf(gpu, w, r0 * H, (r0 + n) * H, limit, what);
-      return { binding: win.binding, wOff: r0 * H - win.first };
-    },
-  };
-}
 
 /**
  * The vocabulary chunk recordCrossEntropy uses: `chunk` if given, else the byte budget of the
@@ -193,40 +133,47 @@ export function crossEntropyChunk(
     const perRow = Math.floor((a.scratchBytes ?? CE_SCRATCH_BYTES) / (T * 4));
     vc = Math.max(64, Math.floor(perRow / 64) * 64);
   }
-  const plan = planW(gpu, a.w, a.H, a.V, bindingLimit(gpu, a.maxBindingBytes), what);
+  weightDType(a.w, what);
+  // Rows of W one binding window holds (every row when W fits whole).
+  const maxRows = rowsPerWindow(gpu, a.w, a.H, bindingLimit(gpu, a.maxBindingBytes), what);
   const capL = Math.floor(gpu.limits.maxStorageBufferBindingSize / (T * 4));
   if (capL < 1) throw new GpuLimitError(`${what}: T = ${a.T} rows do not fit one binding even with a 1-column chunk.`);
-  vc = Math.min(vc, plan.maxRows, capL, a.V);
+  vc = Math.min(vc, maxRows, capL, a.V);
   if (a.chunk === undefined && vc > 64 && vc < a.V) vc = Math.floor(vc / 64) * 64; // whole GEMM tiles
   return Math.max(1, vc);
 }
 
 // ------------------------------------------------------------------ recording
 
+/** logits [T, n] (chunk columns c0 .. c0+n of W) = h·W_chunkᵀ on the matmul family, into out [.., ldo] at column oOff. */
 function recordLogitsChunk(
   gpu: Gpu,
   rec: Recorder,
-  g: Gemm,
-  wt: WeightDType,
-  h: Tensor,
-  hOff: number,
-  w: { binding: Binding; wOff: number },
+  a: { h: Tensor; w: Tensor; maxBindingBytes?: number },
+  hRow0: number,
+  c0: number,
+  n: number,
   out: Tensor,
   T: number,
   H: number,
-  n: number,
   ldo: number,
   oOff: number,
 ): void {
-  const pipe = pipelineFor(gpu, 'ce_logits', { g, w: wt, wBinding: 2 });
-  const bm = g.wy * g.tm;
-  const bn = g.wx * g.tn;
-  rec.dispatch(
-    pipe,
-    [h, w.binding, out],
-    [Math.ceil(n / bn), Math.ceil(T / bm)],
-    params(T, H, n, hOff, w.wOff, ldo, oOff, 0),
-  );
+  recordMatmul(gpu, rec, {
+    a: a.h,
+    aOffset: hRow0 * H,
+    b: a.w,
+    bOffset: c0 * H,
+    ldb: H,
+    transB: true,
+    c: out,
+    ldc: ldo,
+    cOffset: oOff,
+    M: T,
+    N: n,
+    K: H,
+    maxBindingBytes: a.maxBindingBytes,
+  });
 }
 
 /**
@@ -260,14 +207,12 @@ export function recordCrossEntropy(gpu: Gpu, rec: Recorder, a: CrossEntropyArgs)
   if (!Number.isFinite(a.gradScale)) throw new GpuError(`${what}: gradScale must be finite, got ${a.gradScale}.`);
 
   const vc = crossEntropyChunk(gpu, a);
-  const plan = planW(gpu, a.w, H, V, bindingLimit(gpu, a.maxBindingBytes), what);
   const chunks: [number, number][] = [];
   for (let c0 = 0; c0 < V; c0 += vc) chunks.push([c0, Math.min(vc, V - c0)]);
 
   const L = a.ws.get('ce.logits', [T, vc]);
   const stats = a.ws.get('ce.stats', [T, 3]);
   const lse = a.lse ?? a.ws.get('ce.lse', [T]);
-  const g = gemmFor(T);
   const [nx, ny] = itemGrid(gpu, T);
   const statsPipe = pipelineFor(gpu, 'ce_stats', {});
 
@@ -276,7 +221,7 @@ export function recordCrossEntropy(gpu: Gpu, rec: Recorder, a: CrossEntropyArgs)
 
   // Pass 1: online logsumexp over the chunks, and the target logits.
   chunks.forEach(([c0, n], ci) => {
-    recordLogitsChunk(gpu, rec, g, wt, a.h, 0, plan.bind(c0, n), L, T, H, n, n, 0);
+    recordLogitsChunk(gpu, rec, a, 0, c0, n, L, T, H, n, 0);
     transform(c0, n);
     rec.dispatch(statsPipe, [L, a.targets, stats], [nx, ny], params(T, n, n, c0, ci === 0 ? 1 : 0, nx, V, 0));
   });
@@ -284,32 +229,37 @@ export function recordCrossEntropy(gpu: Gpu, rec: Recorder, a: CrossEntropyArgs)
   const fin = pipelineFor(gpu, 'ce_finalize', { count: countType });
   rec.dispatch(fin, [stats, a.targets, lse, a.rowLoss, a.lossSum, a.countSum], [1], params(T, V, 0, 0));
 
-  // Pass 2: dh (+)= dlogits · W, chunk by chunk in a fixed order.
+  // Pass 2: dh (+)= G · W_chunk, chunk by chunk in a fixed order (G formed in place in L).
   if (!a.dh) return;
-  const dhPipe = pipelineFor(gpu, 'ce_dh', { g, w: wt, wBinding: 4 });
-  const bm = g.wy * g.tm;
-  const bn = g.wx * g.tn;
+  const gradPipe = pipelineFor(gpu, 'ce_grad', {});
   chunks.forEach(([c0, n], ci) => {
-    const wb = plan.bind(c0, n);
     if (chunks.length > 1) {
-      recordLogitsChunk(gpu, rec, g, wt, a.h, 0, wb, L, T, H, n, n, 0);
+      recordLogitsChunk(gpu, rec, a, 0, c0, n, L, T, H, n, 0);
       transform(c0, n);
     }
-    const acc = ci > 0 || a.accumulateDh ? 1 : 0;
+    const [gx, gy, stride] = flatGrid(gpu, T * n);
     const lscale = a.transform?.scale ?? 1;
     const softcap = a.transform?.softcap ?? 0;
-    rec.dispatch(
-      dhPipe,
-      [L, lse, a.targets, wb.binding, a.dh!],
-      [Math.ceil(H / bn), Math.ceil(T / bm)],
-      params(T, H, n, n, c0, wb.wOff, acc, V, { f: a.gradScale }, { f: lscale }, { f: softcap }, 0),
-    );
+    const u = params(T, n, n, c0, V, stride, { f: a.gradScale }, { f: lscale }, { f: softcap }, 0, 0, 0);
+    rec.dispatch(gradPipe, [lse, a.targets, L], [gx, gy], u);
+    recordMatmul(gpu, rec, {
+      a: L,
+      b: a.w,
+      bOffset: c0 * H,
+      ldb: H,
+      c: a.dh!,
+      M: T,
+      N: H,
+      K: n,
+      accumulate: ci > 0 || !!a.accumulateDh,
+      maxBindingBytes: a.maxBindingBytes,
+    });
   });
 }
 
 /**
- * Records logits [T, V] = h[hRowOffset .. +T]·Wᵀ (generation; W bound in windows when too big). Up
- * to SMALL_M rows go through recordMatmul's small-M kernel, more through the ce_logits GEMM.
+ * Records logits [T, V] = h[hRowOffset .. +T]·Wᵀ (generation) on the matmul family: its small-M
+ * members for a token or a few, W bound in windows of rows when it exceeds the binding limit.
  */
 export function recordLogits(gpu: Gpu, rec: Recorder, a: LogitsArgs): void {
   const what = 'logits';
@@ -323,28 +273,7 @@ export function recordLogits(gpu: Gpu, rec: Recorder, a: LogitsArgs): void {
   needElems(what, 'w', a.w, V * H, [wt]);
   needElems(what, 'logits', a.logits, T * V, ['f32']);
   bindable(gpu, what, { h: a.h, logits: a.logits });
-  const plan = planW(gpu, a.w, H, V, bindingLimit(gpu, a.maxBindingBytes), what);
-  if (T <= SMALL_M) {
-    // Generation (a token or a few): the small-M GEMV kernel of recordMatmul, W bound in windows
-    // of rows when it exceeds the binding limit (the N chunks of the A·Bᵀ layout).
-    recordMatmul(gpu, rec, {
-      a: a.h,
-      aOffset: r0 * H,
-      b: a.w,
-      c: a.logits,
-      M: T,
-      N: V,
-      K: H,
-      transB: true,
-      maxBindingBytes: a.maxBindingBytes,
-    });
-  } else {
-    const g = gemmFor(T);
-    for (let c0 = 0; c0 < V; c0 += plan.maxRows) {
-      const n = Math.min(plan.maxRows, V - c0);
-      recordLogitsChunk(gpu, rec, g, wt, a.h, r0 * H, plan.bind(c0, n), a.logits, T, H, n, V, c0);
-    }
-  }
+  recordLogitsChunk(gpu, rec, a, r0, 0, V, a.logits, T, H, V, 0);
   if (a.transform)
     recordLogitTransform(gpu, rec, { logits: a.logits, T, n: V, ldl: V, c0: 0, V, transform: a.transform });
 }

@@ -35,7 +35,7 @@ import {
 } from './matmul/plan';
 import { matmulShader, matmulVariantName } from './matmul/shader';
 
-export { SMALL_M, type DropoutSpec, type MatmulArgs, type MatmulExtra } from './matmul/plan';
+export { type DropoutSpec, type MatmulArgs, type MatmulExtra } from './matmul/plan';
 export { matmulShader } from './matmul/shader';
 export type { WeightDType } from './common';
 

@@ -112,16 +112,8 @@ async function runCase(c: Case): Promise<void> {
 describe('cross-entropy on the GPU', () => {
   it('compiles every variant', async () => {
     const gpu = await getGpu();
-    for (const w of ['f32', 'f16', 'bf16'] as const) {
-      for (const g of [
-        { wx: 16, wy: 16, tm: 4, tn: 4, bk: 16 },
-        { wx: 256, wy: 1, tm: 4, tn: 1, bk: 8 },
-      ]) {
-        await gpu.compileCheck(`ce_logits_${w}`, crossEntropyShader('ce_logits', { g, w, wBinding: 2 }));
-        await gpu.compileCheck(`ce_dh_${w}`, crossEntropyShader('ce_dh', { g, w, wBinding: 4 }));
-      }
-    }
     await gpu.compileCheck('ce_stats', crossEntropyShader('ce_stats', {}));
+    await gpu.compileCheck('ce_grad', crossEntropyShader('ce_grad', {}));
     await gpu.compileCheck('ce_finalize', crossEntropyShader('ce_finalize', { count: 'u32' }));
     await gpu.compileCheck('ce_finalize', crossEntropyShader('ce_finalize', { count: 'f32' }));
   });
@@ -133,7 +125,7 @@ describe('cross-entropy on the GPU', () => {
     expect(crossEntropyChunk(gpu, { ...base, chunk: 7 })).toBe(7);
     expect(crossEntropyChunk(gpu, base)).toBe(101); // the default budget holds all of V
     expect(crossEntropyChunk(gpu, { ...base, chunk: 500 })).toBe(101);
-    // W (14948 bytes) over a 1024-byte limit: windows of (1024 - 256) / 148 = 5 rows.
+    // W (14960 bytes) over a 1024-byte limit: windows of (1024 - 256 - 16) / 148 = 5 rows.
     expect(crossEntropyChunk(gpu, { ...base, chunk: 7, maxBindingBytes: 1024 })).toBe(5);
     const big = { T: 100, H: 37, V: 100000, w };
     expect(crossEntropyChunk(gpu, { ...big, scratchBytes: 100 * 4 * 200 })).toBe(192); // multiple of 64

@@ -21,6 +21,7 @@ import type { Workspace } from '../../gpu/workspace';
 import { type WeightDType, bindingLimit, elemBytes, needDims, needElems, weightDType, windowOf } from '../common';
 import type { Nf4Tensor } from '../nf4';
 import { BK, type MatmulVariant, smallBn } from './shader';
+import { type MatmulConfig, SMALL_M, type ShapeOf, chooseConfig } from './variants';
 
 /** Dropout with probability p, mask = hash(seed, row, col) (src/reference/dropout.ts). */
 export interface DropoutSpec {
@@ -77,6 +78,8 @@ export interface MatmulArgs {
   ws?: Workspace;
   /** Lower the per-binding byte limit (tests of the chunked path); never raises it. */
   maxBindingBytes?: number;
+  /** Run this member of the family (src/kernels/matmul/variants.ts) instead of the chosen one. */
+  variant?: string;
 }
 
 /** The extra segment with its defaults applied. */
@@ -218,9 +221,6 @@ export function validateMatmul(gpu: Gpu, a: MatmulArgs): MatmulProblem | null {
 
 // ------------------------------------------------------------------ plan
 
-/** Largest M served by the small-M (GEMV-style) kernel. */
-export const SMALL_M = 8;
-
 /** Rows baked into the small-M kernel for M rows: the next of 1, 2, 4, 8 (few variants to compile). */
 function smallRows(m: number): number {
   return m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : 8;
@@ -234,6 +234,7 @@ function tileFor(n: number): number {
 type Chunk = [start: number, count: number];
 
 export interface MatmulPlan {
+  config: MatmulConfig;
   variant: MatmulVariant;
   mChunks: Chunk[];
   nChunks: Chunk[];
@@ -255,12 +256,18 @@ function chunks(total: number, max: number, tile: number): Chunk[] {
   return out;
 }
 
+/** The problem's shape, as variants.ts selects and tunes by it. */
+export function shapeOf(p: MatmulProblem): ShapeOf {
+  return { M: p.M, N: p.N, K: p.K, transA: p.transA, transB: p.transB, bType: p.bType, lora: !!p.ex };
+}
+
 /** Picks the variant and the chunks (see the file comment). */
 export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
   const { M, N, K, ex, limit, args: a } = p;
   const bm = tileFor(M);
   const bn = tileFor(N);
   const variant: MatmulVariant = {
+    kernel: 'tiled',
     bm,
     bn,
     transA: p.transA,
@@ -276,7 +283,7 @@ export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
   };
 
   // Chunk sizes so that every window fits the binding limit (with room for the aligned start).
-  const budget = limit - gpu.limits.minStorageBufferOffsetAlignment - 4;
+  const budget = limit - gpu.limits.minStorageBufferOffsetAlignment - 16;
   const rowsFit = (ld: number, eb: number) => Math.floor(budget / Math.max(1, ld * eb));
   // (A 4-bit B was checked to fit one binding whole.)
   const big = (t: Tensor | Nf4Tensor) => !('format' in t) && t.buffer.size > limit;
@@ -310,8 +317,8 @@ export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
         'this layout cannot be split into chunks.',
     );
   }
-  const mChunks = chunks(M, mMax, bm);
-  const nChunks = chunks(N, nMax, bn);
+  const mChunks = chunks(M, mMax, 64);
+  const nChunks = chunks(N, nMax, 64);
   const kChunks: Chunk[] = K === 0 ? [[0, 0]] : chunks(K, kMax, BK);
   const single = mChunks.length === 1 && nChunks.length === 1 && kChunks.length === 1;
 
@@ -328,8 +335,12 @@ export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
   }
 
   // M <= SMALL_M (generation's one token): the GEMV-style kernel, all rows in one workgroup.
-  const small = splits === 1 && M <= SMALL_M;
-  if (small) {
+  const shape = shapeOf(p);
+  const config = chooseConfig(gpu, shape, a.variant, splits > 1);
+  let tileM = bm;
+  let tileN = bn;
+  if (config.kernel === 'small') {
+    variant.kernel = 'small';
     variant.mr = smallRows(M);
     // Window starts are aligned to >= 4 bytes and K chunks are multiples of BK, so the parity of
     // a row's first element is that of ldb and bOffset.
@@ -337,17 +348,38 @@ export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
       p.transB && (p.bType === 'f16' || p.bType === 'bf16') && !p.dropB && p.ldb % 2 === 0 && p.bOff % 2 === 0;
     const lanes = gpu.features.subgroupLanes;
     if (p.transB && lanes >= 4) variant.sg = Math.min(lanes, 32);
+    tileM = SMALL_M;
+    tileN = smallBn(variant.sg);
+  } else if (config.kernel === 'direct') {
+    // Blocks shrink to 4 along a dimension of at most 4. The workgroup stays the member's (idle
+    // invocations of a skinny problem return at once; every other size would be one more shader
+    // to compile, seconds each on a CPU driver).
+    const tm = config.tm === 0 ? smallRows(M) : M <= 4 ? 4 : config.tm!;
+    const tn = N <= 4 ? 4 : config.tn!;
+    variant.kernel = 'direct';
+    variant.tm = tm;
+    variant.tn = tn;
+    variant.wx = config.wx!;
+    variant.wy = config.wy!;
+    // Vector loads along a stored row need 4-aligned strides, offsets and starts of every chunk
+    // along the vector's axis (window starts are aligned to at least 64 elements).
+    const starts = (c: Chunk[]) => c.every(([s0]) => s0 % 4 === 0);
+    variant.vecA = p.lda % 4 === 0 && p.aOff % 4 === 0 && starts(p.transA ? mChunks : kChunks);
+    variant.vecB =
+      p.ldb % 4 === 0 && p.bOff % 4 === 0 && starts(p.transB ? kChunks : nChunks) && (!p.dropB || p.bType === 'f32');
+    tileM = variant.wy * tm;
+    tileN = variant.wx * tn;
   }
-  const colsPerGroup = small ? smallBn(variant.sg) : bn;
   return {
+    config,
     variant,
     mChunks,
     nChunks,
     kChunks,
     splits,
     kSplit,
-    gridX: (nc) => Math.ceil(nc / colsPerGroup),
-    gridY: (mc) => (small ? 1 : Math.ceil(mc / bm)),
+    gridX: (nc) => Math.ceil(nc / tileN),
+    gridY: (mc) => Math.ceil(mc / tileM),
   };
 }
 

@@ -7,16 +7,31 @@
  */
 import dropoutSource from '../../../shaders/dropout.wgsl?raw';
 import body from '../../../shaders/matmul.wgsl?raw';
+import directBody from '../../../shaders/matmul_direct.wgsl?raw';
 import smallBody from '../../../shaders/matmul_small.wgsl?raw';
 import nf4Library from '../../../shaders/nf4.wgsl?raw';
 import { type WeightDType, templateSections, weightArrayType, weightLoader, wgslModule } from '../common';
+import { directPrelude } from './direct';
 
 /** Depth of one workgroup-memory stage of the tiled kernel. */
 export const BK = 16;
 
 export interface MatmulVariant {
+  /**
+   * The kernel: `tiled` (shaders/matmul.wgsl, workgroup-memory tiles bm x bn), `small` (the small-M
+   * GEMV kernel, mr rows) or `direct` (shaders/matmul_direct.wgsl, tm x tn register blocks from
+   * direct loads, wx x wy invocations).
+   */
+  kernel: 'tiled' | 'small' | 'direct';
   bm: number;
   bn: number;
+  tm?: number;
+  tn?: number;
+  wx?: number;
+  wy?: number;
+  /** Direct kernel: A / B read with vector loads (4-aligned strides, offsets and windows). */
+  vecA?: boolean;
+  vecB?: boolean;
   transA: boolean;
   transB: boolean;
   /**
@@ -144,24 +159,60 @@ function prelude(v: MatmulVariant): string[] {
   return L;
 }
 
+/** The prelude of a direct variant: its loaders and unrolled block (src/kernels/matmul/direct.ts). */
+function directVariantPrelude(v: MatmulVariant): string[] {
+  if (v.bType === 'nf4') throw new Error('matmul direct: 4-bit NF4 weights are read by tile64 and gemv.');
+  const biasOpts = { typedF32: true, nativeF16: !!v.f16 && v.bias === 'f16' };
+  const L = directPrelude(
+    {
+      tm: v.tm!,
+      tn: v.tn!,
+      wx: v.wx!,
+      wy: v.wy!,
+      transA: v.transA,
+      transB: v.transB,
+      bType: v.bType,
+      vecA: !!v.vecA,
+      vecB: !!v.vecB,
+      seg2: v.seg2,
+      bias: v.bias,
+      dropA: v.dropA,
+      dropB: v.dropB,
+      outDrop: v.outDrop,
+      nativeB: !!v.f16 && v.bType === 'f16',
+    },
+    v.bias ? weightArrayType(v.bias, biasOpts) : '',
+  );
+  if (v.bias) L.push(weightLoader('load_bias', 'BIAS', v.bias, biasOpts));
+  return L;
+}
+
 /** The full WGSL of a matmul variant (exported for compile checks in tests). */
 export function matmulShader(v: MatmulVariant): string {
   const enable: string[] = [];
   if (v.f16 && (v.bType === 'f16' || v.bias === 'f16')) enable.push('f16');
   if (v.sg) enable.push('subgroups');
   return wgslModule({
-    source: v.mr ? smallBody : body,
-    prelude: prelude(v),
+    source: v.kernel === 'direct' ? directBody : v.kernel === 'small' ? smallBody : body,
+    prelude: v.kernel === 'direct' ? directVariantPrelude(v) : prelude(v),
     enable,
     libs: [templateSections(dropoutSource).common, ...(v.bType === 'nf4' ? [nf4Library] : [])],
     describe: JSON.stringify(v),
   });
 }
 
+function kernelName(v: MatmulVariant): string {
+  if (v.kernel === 'small') return `matmul_small${v.mr}${v.pairs ? 'p' : ''}${v.sg ? `_sg${v.sg}` : ''}`;
+  if (v.kernel === 'direct') {
+    return `matmul_direct${v.tm}x${v.tn}_wg${v.wx}x${v.wy}${v.vecA ? '_va' : ''}${v.vecB ? '_vb' : ''}`;
+  }
+  return `matmul_${v.bm}x${v.bn}`;
+}
+
 /** A name that identifies the variant completely (the pipeline label and its cache key). */
 export function matmulVariantName(v: MatmulVariant): string {
   return (
-    (v.mr ? `matmul_small${v.mr}${v.pairs ? 'p' : ''}${v.sg ? `_sg${v.sg}` : ''}` : `matmul_${v.bm}x${v.bn}`) +
+    kernelName(v) +
     `_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}_${v.bType}${v.bType === 'nf4' && v.nf4DoubleQuant ? 'dq' : ''}` +
     (v.seg2 ? `_seg2${v.seg2.transA ? 't' : 'n'}${v.seg2.transB ? 't' : 'n'}` : '') +
     (v.bias ? `_bias${v.bias}` : '') +

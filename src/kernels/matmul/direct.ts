@@ -1,0 +1,283 @@
+/**
+ * The prelude of the register-blocked direct-load matmul (shaders/matmul_direct.wgsl): constants,
+ * bindings, the operand loaders and the unrolled block functions init / step4 / step1 / seg2 /
+ * out_drop / store. Every register index is a constant in the generated text, so the TM x TN
+ * accumulators (module-private vec4s) stay in registers.
+ *
+ * Loaders read an operand at its stored (row, col): `<x>_at(r, c)` one element, `<x>_v(r, c)` the
+ * four elements (r, c .. c+3) along the stored row, one 16-byte load (8 bytes for 16-bit B) when
+ * the variant's `vecA` / `vecB` say the strides, offsets and window starts are 4-aligned, else four
+ * scalar loads. Operand dropout multiplies each element by the mask of its stored (row, col).
+ */
+import { type WeightDType, weightArrayType, weightLoader } from '../common';
+
+/** The fields of a matmul variant the direct kernel needs. */
+export interface DirectSpec {
+  tm: number;
+  tn: number;
+  wx: number;
+  wy: number;
+  transA: boolean;
+  transB: boolean;
+  bType: WeightDType;
+  /** A, B read with vector loads along their stored rows. */
+  vecA: boolean;
+  vecB: boolean;
+  seg2: null | { transA: boolean; transB: boolean };
+  bias: WeightDType | null;
+  dropA: boolean;
+  dropB: boolean;
+  outDrop: boolean;
+  /** f16 B read natively (shader-f16). */
+  nativeB: boolean;
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const LANE = ['x', 'y', 'z', 'w'];
+
+/** WGSL of the four elements (r, c+l) of an operand read one at a time by `at`. */
+function vecOfScalars(at: string): string {
+  return `vec4<f32>(${range(4)
+    .map((l) => `${at}(r, c + ${l}u)`)
+    .join(', ')})`;
+}
+
+function maskVec(seed: string): string {
+  return `vec4<f32>(${range(4)
+    .map((l) => `dropout_mul(p.${seed}, p.thrIn, p.scaleIn, r, c + ${l}u)`)
+    .join(', ')})`;
+}
+
+/** Loaders of A: bound as array<vec4<f32>> for vector loads, else array<f32>. */
+function loadersA(s: DirectSpec): string[] {
+  const drop = s.dropA ? ' * dropout_mul(p.seedIn, p.thrIn, p.scaleIn, r, c)' : '';
+  const L: string[] = [];
+  if (s.vecA) {
+    const mask = s.dropA ? ` * ${maskVec('seedIn')}` : '';
+    L.push(`fn a_at(r: u32, c: u32) -> f32 { let i = r * p.lda + c + p.aAdj; return A[i >> 2u][i & 3u]${drop}; }`);
+    L.push(`fn a_v(r: u32, c: u32) -> vec4<f32> { return A[(r * p.lda + c + p.aAdj) >> 2u]${mask}; }`);
+  } else {
+    L.push(`fn a_at(r: u32, c: u32) -> f32 { return A[r * p.lda + c + p.aAdj]${drop}; }`);
+    L.push(`fn a_v(r: u32, c: u32) -> vec4<f32> { return ${vecOfScalars('a_at')}; }`);
+  }
+  L.push(
+    s.transA
+      ? 'fn a_s(m: u32, k: u32) -> f32 { return a_at(k, m); }'
+      : 'fn a_s(m: u32, k: u32) -> f32 { return a_at(m, k); }',
+  );
+  return L;
+}
+
+/**
+ * The WGSL array type of B: with vector loads array<vec4<f32>>, array<vec2<u32>> (four 16-bit
+ * values) or array<vec4<f16>> (shader-f16); else weightArrayType's scalar binding.
+ */
+export function directBArray(s: Pick<DirectSpec, 'bType' | 'vecB' | 'nativeB'>): string {
+  if (!s.vecB) return weightArrayType(s.bType, { typedF32: true, nativeF16: s.nativeB });
+  return s.bType === 'f32' ? 'array<vec4<f32>>' : s.nativeB ? 'array<vec4<f16>>' : 'array<vec2<u32>>';
+}
+
+/** Loaders of B (see directBArray for its binding). */
+function loadersB(s: DirectSpec): string[] {
+  const drop = s.dropB ? ' * dropout_mul(p.seedIn, p.thrIn, p.scaleIn, r, c)' : '';
+  const L: string[] = [];
+  const idx = 'r * p.ldb + c + p.bAdj';
+  if (!s.vecB) {
+    L.push(weightLoader('b_elem', 'B', s.bType, { typedF32: true, nativeF16: s.nativeB }));
+    L.push(`fn b_at(r: u32, c: u32) -> f32 { return b_elem(${idx})${drop}; }`);
+    L.push(`fn b_v(r: u32, c: u32) -> vec4<f32> { return ${vecOfScalars('b_at')}; }`);
+  } else {
+    const at = `(${idx}) >> 2u`;
+    let v: string;
+    if (s.bType === 'f32') v = `B[${at}]${s.dropB ? ` * ${maskVec('seedIn')}` : ''}`;
+    else if (s.nativeB) v = `vec4<f32>(B[${at}])`;
+    else if (s.bType === 'f16') v = `vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y))`;
+    else {
+      v =
+        'vec4<f32>(bitcast<f32>(w.x << 16u), bitcast<f32>(w.x & 0xffff0000u), ' +
+        'bitcast<f32>(w.y << 16u), bitcast<f32>(w.y & 0xffff0000u))';
+    }
+    const pre = s.bType !== 'f32' && !s.nativeB ? `let w = B[${at}]; ` : '';
+    L.push(`fn b_v(r: u32, c: u32) -> vec4<f32> { ${pre}return ${v}; }`);
+    // One element (the tail depths): the lane of its vector (dropout included for f32).
+    L.push(`fn b_at(r: u32, c: u32) -> f32 { let i = ${idx}; return b_v(r, c - (i & 3u))[i & 3u]; }`);
+  }
+  L.push(
+    s.transB
+      ? 'fn b_s(k: u32, n: u32) -> f32 { return b_at(n, k); }'
+      : 'fn b_s(k: u32, n: u32) -> f32 { return b_at(k, n); }',
+  );
+  return L;
+}
+
+/** The prelude of a direct variant (see the file comment and shaders/matmul_direct.wgsl). */
+export function directPrelude(s: DirectSpec, biasArray: string): string[] {
+  const { tm, tn } = s;
+  if (tn % 4) throw new Error(`matmul direct: the block's ${tn} columns must be a multiple of 4.`);
+  // Rows of a transposed A are read 4 at a time (one vector along M) when the block has 4k rows.
+  const aGroups = s.transA && tm % 4 === 0;
+  const tn4 = tn / 4;
+  const acc = (i: number, j4: number) => `acc[${i * tn4 + j4}]`;
+  const b = (x: boolean) => (x ? 'true' : 'false');
+  const L: string[] = [
+    `const TM = ${tm}u;`,
+    `const TN = ${tn}u;`,
+    `const WX = ${s.wx}u;`,
+    `const WY = ${s.wy}u;`,
+    `const BM = ${s.wy * tm}u;`,
+    `const BN = ${s.wx * tn}u;`,
+    `const HAS_SEG2 = ${b(!!s.seg2)};`,
+    `const OUT_DROP = ${b(s.outDrop)};`,
+  ];
+  let slot = 1;
+  L.push(`@group(0) @binding(${slot++}) var<storage, read> A: array<${s.vecA ? 'vec4<f32>' : 'f32'}>;`);
+  L.push(`@group(0) @binding(${slot++}) var<storage, read> B: ${directBArray(s)};`);
+  if (s.seg2) {
+    L.push(`@group(0) @binding(${slot++}) var<storage, read> A2: array<f32>;`);
+    L.push(`@group(0) @binding(${slot++}) var<storage, read> B2: array<f32>;`);
+  }
+  if (s.bias) L.push(`@group(0) @binding(${slot++}) var<storage, read> BIAS: ${biasArray};`);
+  L.push(`@group(0) @binding(${slot}) var<storage, read_write> C: array<f32>;`);
+  L.push(...loadersA(s), ...loadersB(s));
+  if (s.seg2) {
+    const a2 = s.seg2.transA ? 'A2[k * p.lda2 + m + p.a2Adj]' : 'A2[m * p.lda2 + k + p.a2Adj]';
+    const b2 = s.seg2.transB ? 'B2[n * p.ldb2 + k + p.b2Adj]' : 'B2[k * p.ldb2 + n + p.b2Adj]';
+    L.push(`fn a2(m: u32, k: u32) -> f32 { return ${a2}; }`);
+    L.push(`fn b2(k: u32, n: u32) -> f32 { return p.alpha2 * ${b2}; }`);
+  }
+
+  // Per-invocation state: accumulators, clamped rows / columns, vector starts along M / N.
+  L.push(`var<private> acc: array<vec4<f32>, ${tm * tn4}>;`);
+  L.push('var<private> mb: u32;', 'var<private> nb: u32;');
+  for (const i of range(tm)) L.push(`var<private> r${i}: u32;`);
+  for (const j of range(tn)) L.push(`var<private> c${j}: u32;`);
+  if (aGroups) for (const g of range(tm / 4)) L.push(`var<private> va${g}: u32;`);
+  if (!s.transB) for (const g of range(tn4)) L.push(`var<private> vb${g}: u32;`);
+  const init = ['fn init(mBase: u32, nBase: u32) {', '  mb = mBase;', '  nb = nBase;'];
+  for (const i of range(tm)) init.push(`  r${i} = min(mBase + ${i}u, p.mEnd - 1u);`);
+  for (const j of range(tn)) init.push(`  c${j} = min(nBase + ${j}u, p.nEnd - 1u);`);
+  // A group past the end only feeds outputs that are never stored; it is clamped to stay inside the
+  // binding, to a 4-aligned start for vector loads (whose chunks start 4-aligned), else to the last
+  // row / column (chunks of scalar-loaded operands may start anywhere).
+  const lastA = s.vecA ? '(p.mEnd - 1u) & ~3u' : 'p.mEnd - 1u';
+  const lastB = s.vecB ? '(p.nEnd - 1u) & ~3u' : 'p.nEnd - 1u';
+  if (aGroups) for (const g of range(tm / 4)) init.push(`  va${g} = min(mBase + ${4 * g}u, ${lastA});`);
+  if (!s.transB) for (const g of range(tn4)) init.push(`  vb${g} = min(nBase + ${4 * g}u, ${lastB});`);
+  init.push('}');
+  L.push(...init);
+
+  // step4: depths k .. k+3. a{i}: row i over the 4 depths; b{kk}_{g}: depth kk over columns 4g..4g+3.
+  const st = ['fn step4(k: u32) {'];
+  if (!s.transA) for (const i of range(tm)) st.push(`  let a${i} = a_v(r${i}, k);`);
+  else if (!aGroups) {
+    for (const i of range(tm))
+      st.push(
+        `  let a${i} = vec4<f32>(${range(4)
+          .map((kk) => `a_s(r${i}, k + ${kk}u)`)
+          .join(', ')});`,
+      );
+  } else {
+    for (const g of range(tm / 4)) for (const kk of range(4)) st.push(`  let ta${g}_${kk} = a_v(k + ${kk}u, va${g});`);
+    for (const i of range(tm)) {
+      const g = Math.floor(i / 4);
+      const l = LANE[i % 4];
+      st.push(
+        `  let a${i} = vec4<f32>(${range(4)
+          .map((kk) => `ta${g}_${kk}.${l}`)
+          .join(', ')});`,
+      );
+    }
+  }
+  if (!s.transB) {
+    for (const kk of range(4)) for (const g of range(tn4)) st.push(`  let b${kk}_${g} = b_v(k + ${kk}u, vb${g});`);
+  } else {
+    for (const j of range(tn)) st.push(`  let q${j} = b_v(c${j}, k);`);
+    for (const kk of range(4)) {
+      for (const g of range(tn4)) {
+        st.push(
+          `  let b${kk}_${g} = vec4<f32>(${range(4)
+            .map((l) => `q${4 * g + l}.${LANE[kk]}`)
+            .join(', ')});`,
+        );
+      }
+    }
+  }
+  for (const kk of range(4)) {
+    for (const i of range(tm))
+      for (const g of range(tn4)) st.push(`  ${acc(i, g)} += a${i}.${LANE[kk]} * b${kk}_${g};`);
+  }
+  st.push('}');
+  L.push(...st);
+
+  // step1 / seg2: one depth with scalar loads.
+  const one = (name: string, aFn: string, bFn: string, rows: (i: number) => string, cols: (j: number) => string) => {
+    const f = [`fn ${name}(k: u32) {`];
+    for (const i of range(tm)) f.push(`  let s${i} = ${aFn}(${rows(i)}, k);`);
+    for (const g of range(tn4)) {
+      f.push(
+        `  let u${g} = vec4<f32>(${range(4)
+          .map((l) => `${bFn}(k, ${cols(4 * g + l)})`)
+          .join(', ')});`,
+      );
+    }
+    for (const i of range(tm)) for (const g of range(tn4)) f.push(`  ${acc(i, g)} += s${i} * u${g};`);
+    f.push('}');
+    return f;
+  };
+  L.push(
+    ...one(
+      'step1',
+      'a_s',
+      'b_s',
+      (i) => `r${i}`,
+      (j) => `c${j}`,
+    ),
+  );
+  if (s.seg2) {
+    L.push(
+      ...one(
+        'seg2',
+        'a2',
+        'b2',
+        (i) => `r${i}`,
+        (j) => `c${j}`,
+      ),
+    );
+    const od = ['fn out_drop() {'];
+    if (s.outDrop) {
+      for (const i of range(tm)) {
+        for (const g of range(tn4)) {
+          const m = range(4).map((l) => `dropout_mul(p.seedOut, p.thrOut, p.scaleOut, mb + ${i}u, nb + ${4 * g + l}u)`);
+          od.push(`  ${acc(i, g)} *= vec4<f32>(${m.join(', ')});`);
+        }
+      }
+    }
+    od.push('}');
+    L.push(...od);
+  } else L.push('fn seg2(k: u32) {}', 'fn out_drop() {}');
+
+  // store: alpha, bias, accumulate, bounds.
+  if (s.bias) L.push(`fn bias_at(n: u32) -> f32 { return load_bias(n + p.biasAdj); }`);
+  // Loops with runtime trip counts (the rows and columns inside the chunk) over a copy of the
+  // block: unrolled, the 64 guarded stores of an 8x8 block made up most of the compile time.
+  const so = [
+    'fn store(z: u32) {',
+    '  var blk = acc;',
+    '  let rows = min(TM, p.mEnd - mb);',
+    '  let cols = min(TN, p.nEnd - nb);',
+    '  for (var i = 0u; i < rows; i++) {',
+    '    for (var j = 0u; j < cols; j++) {',
+    `      var v = blk[i * ${tn4}u + (j >> 2u)][j & 3u] * p.alpha;`,
+  ];
+  if (s.bias) so.push('      if (p.useBias != 0u) { v += bias_at(nb + j); }');
+  so.push(
+    '      let ci = (mb + i) * p.ldc + nb + j + p.cAdj + z * p.cStrideZ;',
+    '      if (p.accumulate != 0u) { v += C[ci]; }',
+    '      C[ci] = v;',
+    '    }',
+    '  }',
+    '}',
+  );
+  L.push(...so);
+  return L;
+}

@@ -1,0 +1,116 @@
+/**
+ * Every member of the matmul family (src/kernels/matmul/variants.ts), forced with `variant`, against
+ * the float64 reference on odd shapes: each layout and weight dtype, the vector-load paths (strides
+ * that are multiples of 4) and the scalar ones, chunked operands whose chunks start off a multiple
+ * of 4, bias / alpha / accumulate, split-K, the fused LoRA segment with dropout. The default
+ * (baseline) members are also covered by test/kernels/matmul.test.ts.
+ *
+ * A cold compile of a direct member takes seconds on lavapipe (its block is unrolled), longer on a
+ * loaded machine; Mesa keeps compiled shaders in its disk cache, so later runs take about a second.
+ */
+import { describe, expect, it } from 'vitest';
+import { MATMUL_FAMILY, SMALL_M, candidatesFor, chooseConfig, shapeClass } from '../../src/kernels/matmul/variants';
+import { getGpu } from '../helpers/gpu';
+import { check, checkExtra } from '../helpers/matmul';
+
+const big = MATMUL_FAMILY.filter((c) => c.kernel !== 'small' && c.tm !== 0).map((c) => c.name);
+/** Cold compiles on a loaded CPU driver (see the file comment). */
+const COLD = 600_000;
+
+const small = MATMUL_FAMILY.filter((c) => c.kernel === 'small' || c.tm === 0).map((c) => c.name);
+
+describe.each(big)('matmul family member %s', (variant) => {
+  it(
+    'each layout and weight dtype (scalar loads), bias, alpha, accumulate',
+    async () => {
+      await check({ variant, M: 37, N: 129, K: 70, transB: true, bType: 'f16', bias: 'f16', alpha: 0.75 });
+      await check({ variant, M: 37, N: 129, K: 70, bType: 'bf16', accumulate: true });
+      await check({ variant, M: 37, N: 129, K: 70, transA: true, bType: 'f32', accumulate: true, alpha: -1.5 });
+      await check({ variant, M: 37, N: 129, K: 70, transA: true, transB: true, bType: 'bf16' });
+    },
+    COLD,
+  );
+
+  it(
+    'vector loads (strides multiple of 4), edges of 1',
+    async () => {
+      await check({ variant, M: 37, N: 132, K: 72, transB: true, bType: 'f32', bias: 'f32', accumulate: true });
+      await check({ variant, M: 37, N: 132, K: 72, bType: 'bf16' });
+      await check({ variant, M: 68, N: 36, K: 72, transA: true, bType: 'f32' });
+      await check({ variant, M: 9, N: 1, K: 1, transB: true, bType: 'f16' });
+    },
+    COLD,
+  );
+
+  it(
+    'chunked operands (chunks starting off a multiple of 4), split-K',
+    async () => {
+      await check({
+        variant,
+        M: 37,
+        N: 129,
+        K: 70,
+        transA: true,
+        bType: 'f32',
+        accumulate: true,
+        maxBindingBytes: 4096,
+      });
+      await check({ variant, M: 37, N: 129, K: 70, transB: true, bType: 'f16', bias: 'f16', maxBindingBytes: 4096 });
+      await check({ variant, M: 64, N: 72, K: 513, transA: true, splitK: 5, accumulate: true, repeat: true });
+    },
+    COLD,
+  );
+
+  it(
+    'the fused LoRA segment with A dropout and output dropout',
+    async () => {
+      const lora = { variant, M: 37, N: 129, K: 70, K2: 5, transB: true, bias: true } as const;
+      await checkExtra({ ...lora, bType: 'f16', dropA: 0.25, dropOut: 0.1, accumulate: true, alpha2: 0.5 });
+      await checkExtra({ ...lora, bType: 'bf16', K: 72, N: 132, alpha: 1.5 });
+    },
+    COLD,
+  );
+});
+
+describe.each(small)('matmul family member %s (M <= 8)', (variant) => {
+  it(
+    'layouts, dtypes, bias, accumulate, chunks, the LoRA segment',
+    async () => {
+      for (const M of [1, 3, 8]) {
+        await check({ variant, M, N: 129, K: 70, transB: true, bType: 'bf16', bias: 'bf16', accumulate: true });
+        await check({ variant, M, N: 132, K: 72, bType: 'f32', alpha: -0.75 });
+      }
+      await check({ variant, M: 5, N: 1000, K: 37, transB: true, bType: 'f16', maxBindingBytes: 4096 });
+      await checkExtra({ variant, M: 2, N: 129, K: 70, K2: 8, transB: true, bType: 'f16', bias: true, dropOut: 0.5 });
+    },
+    COLD,
+  );
+});
+
+describe('choosing a member', () => {
+  it('forced, pinned, tuned, else the baseline; a member that cannot serve the shape yields', async () => {
+    const gpu = await getGpu();
+    const s = { M: 512, N: 1024, K: 1024, transA: false, transB: true, bType: 'f32' as const, lora: true };
+    const g = { ...s, M: 1 };
+    expect(chooseConfig(gpu, s).name).toBe('tile64');
+    expect(chooseConfig(gpu, g).name).toBe('gemv');
+    expect(chooseConfig(gpu, g, undefined, true).name).toBe('tile64'); // split-K: no small-M kernel
+    expect(chooseConfig(gpu, s, 'direct8x4').name).toBe('direct8x4');
+    expect(() => chooseConfig(gpu, s, 'rows')).toThrow(/at most 8 rows/);
+    expect(() => chooseConfig(gpu, s, 'nope')).toThrow(/Unknown matmul kernel "nope".*tile64/);
+    gpu.kernels.choices.set(shapeClass(s), 'direct4x4');
+    gpu.kernels.pin = 'gemv';
+    try {
+      expect(chooseConfig(gpu, s).name).toBe('direct4x4'); // the pin cannot serve 512 rows
+      expect(chooseConfig(gpu, g).name).toBe('gemv');
+      gpu.kernels.pin = 'direct8x4';
+      expect(chooseConfig(gpu, s).name).toBe('direct8x4');
+    } finally {
+      gpu.kernels.pin = null;
+      gpu.kernels.choices.clear();
+    }
+    expect(candidatesFor(gpu, g).every((c) => c.kernel === 'small' || c.tm === 0)).toBe(true);
+    expect(candidatesFor(gpu, s).map((c) => c.name)).toContain('tile64');
+    expect(SMALL_M).toBe(8);
+  });
+});
