@@ -11,6 +11,9 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     globalSetup: ['test/setup/global.ts'],
+    // The baseline matmul kernels, untuned, unless a test asks otherwise: tuning times kernels, and
+    // results must not depend on the machine's load (test/kernels/matmul-tune.test.ts tests it).
+    env: { TABTUNE_KERNELS: 'baseline' },
     reporters: ['default'],
   },
 });

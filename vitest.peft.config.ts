@@ -10,6 +10,7 @@ export default defineConfig({
     testTimeout: 300_000,
     hookTimeout: 120_000,
     globalSetup: ['test/setup/global.ts'],
+    env: { TABTUNE_KERNELS: 'baseline' }, // untuned kernels (see vitest.config.ts)
     reporters: ['default'],
   },
 });

@@ -9,6 +9,9 @@
  *     extrapolated from two depths; src/bench/memory-bench.ts)
  *   node bin/tabtune.mjs bench data [--records 100000] [--sample 2000] [--model DIR] [--json]
  *     (the data path on a synthetic Alpaca set: records/s and bytes/record; src/bench/data-bench.ts)
+ *   node bin/tabtune.mjs bench kernels [--m 512 --k 1024 --n 1024 --r 16] [--quick] [--json]
+ *     (the matmul family side by side against the baseline, with the device's FMA peak and copy
+ *     bandwidth, after tuning the layer's shapes; src/bench/kernels-bench.ts)
  *
  * With --json the last stdout line is one JSON object with every number of the run, all measured
  * side by side in the same process so ratios are meaningful on a noisy shared machine.
@@ -19,6 +22,7 @@ import type { Gpu } from '../gpu/context';
 import { fileURLToPath } from 'node:url';
 import { benchData } from './data-bench';
 import { benchFeatures } from './features-bench';
+import { benchKernels } from './kernels-bench';
 import { benchLoraLinear, benchMatmul } from './linear-bench';
 import { type ShapeSource, benchMemory, shapeFromConfig } from './memory-bench';
 import { benchGeneration, benchTrainingStep } from './model-bench';
@@ -52,6 +56,15 @@ const DATA_FLAGS: Record<string, FlagSpec> = {
 
 /** The shipped demo model: its tokenizer is what the data benchmark tokenizes with by default. */
 const DEMO_MODEL = fileURLToPath(new URL('../../public/models/stories260K', import.meta.url));
+
+const KERNELS_FLAGS: Record<string, FlagSpec> = {
+  m: { type: 'int', min: 1 },
+  k: { type: 'int', min: 1 },
+  n: { type: 'int', min: 1 },
+  r: { type: 'int', min: 1 },
+  quick: { type: 'bool' },
+  json: { type: 'bool' },
+};
 
 const SUITE_FLAGS: Record<string, FlagSpec> = {
   json: { type: 'bool' },
@@ -165,6 +178,28 @@ export async function runBench(argv: string[]): Promise<number> {
     if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
     return 0;
   }
+  if (argv[0] === 'kernels') {
+    const f = parseFlags(argv.slice(1), KERNELS_FLAGS, 'bench kernels');
+    const json = bool(f, 'json') ?? false;
+    const quick = bool(f, 'quick') ?? false;
+    const gpu = await openGpu();
+    try {
+      log(json, `adapter: ${adapterName(gpu)}`);
+      const r = await benchKernels(gpu, {
+        M: num(f, 'm') ?? (quick ? 128 : 512),
+        K: num(f, 'k') ?? (quick ? 256 : 1024),
+        N: num(f, 'n') ?? (quick ? 256 : 1024),
+        r: num(f, 'r') ?? 16,
+        budgetMs: quick ? 1000 : 6000,
+        tuned: true,
+        log: (l) => log(json, l),
+      });
+      if (json) process.stdout.write(`${JSON.stringify({ adapter: adapterName(gpu), ...r })}\n`);
+      return 0;
+    } finally {
+      gpu.destroy();
+    }
+  }
   const f = parseFlags(argv, SUITE_FLAGS, 'bench');
   const json = bool(f, 'json') ?? false;
   const quick = bool(f, 'quick') ?? false;
@@ -180,6 +215,16 @@ export async function runBench(argv: string[]): Promise<number> {
       date: new Date().toISOString(),
     };
     log(json, `adapter: ${out.adapter}`);
+    // The kernel family against the fixed baseline first (the issue's LoRA-layer target shape).
+    out.kernels = await benchKernels(gpu, {
+      M: quick ? 128 : 512,
+      K: quick ? 256 : 1024,
+      N: quick ? 256 : 1024,
+      r: 16,
+      budgetMs: quick ? 1000 : 6000,
+      tuned: true,
+      log: (l) => log(json, l),
+    });
     const shapes: [number, number, number][] = quick
       ? [
           [128, 576, 576],

@@ -16,7 +16,8 @@ import { recordAdd } from '../kernels/elementwise';
 import { recordMatmul } from '../kernels/matmul';
 import { timeGpu, timeGpuInterleaved } from './timing';
 
-function random(n: number, seed: number, scale: number): Float32Array {
+/** Deterministic values in [-scale, scale) (xorshift). */
+export function random(n: number, seed: number, scale: number): Float32Array {
   let s = seed >>> 0 || 1;
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {

@@ -26,14 +26,23 @@ export async function withAdapterDir<T>(dir: string | undefined, f: () => Promis
   }
 }
 
+/** The Engine on Node's WebGPU, its matmul kernels pinned or autotuned as TABTUNE_KERNELS says (cli/kernels.ts). */
 export async function openEngine(): Promise<Engine> {
-  const [{ createNodeGpu }, { Engine }, threads] = await Promise.all([
+  const [{ createNodeGpu }, { Engine }, threads, { kernelSetup }] = await Promise.all([
     import('../gpu/node'),
     import('../engine/engine'),
     import('./tokenize-threads'),
+    import('./kernels'),
   ]);
-  const engine = new Engine(await createNodeGpu());
+  const gpu = await createNodeGpu();
+  const engine = new Engine(gpu);
   engine.setTokenizerWorkers(threads.nodeTokenizerWorker, threads.tokenizerThreadCount());
+  try {
+    engine.setKernelTuning(kernelSetup(gpu));
+  } catch (e) {
+    gpu.destroy();
+    throw e;
+  }
   return engine;
 }
 

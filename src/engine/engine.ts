@@ -13,6 +13,7 @@ import { initLoraModules } from '../lora/init';
 import { exportPeft, importPeft } from '../lora/peft';
 import { defaultTargetModules, distinctNames, loraConfigFromSettings, resolveTargets } from '../lora/targets';
 import { type ModelConfig, positionLimitText } from '../model/config';
+import { applyChoices, currentChoices, deviceKey, tuneMatmul, untunedClasses } from '../kernels/matmul/tune';
 import { GpuModel } from '../model/gpu-model';
 import { loadModelFiles } from '../model/load';
 import { hasConv1dWeights, unusedModulePrefixes } from '../model/registry';
@@ -30,6 +31,7 @@ import { Trainer } from '../train/trainer';
 import { frozenFlags, frozenSettings, frozenText, recipeQuantize, sameFrozen } from './frozen';
 import { type FrozenFormat, frozenWeightBytes, trainingMemory } from './memory';
 import type {
+  KernelChoiceStore,
   AdapterRef,
   DatasetFormat,
   DatasetProgress,
@@ -189,6 +191,8 @@ export class Engine implements EngineApi {
   private stopRequested = false;
   private training = false;
   private tokenStore: TokenStore | null = null;
+  private kernelStore: KernelChoiceStore | null = null;
+  private kernelsLoaded = false;
   /** The last dataset file's index, reused when only the settings change (a large file is not read again). */
   private lastIndex: { key: string; index: RecordIndex } | null = null;
   private tokenizerWorkers: { spawn: () => PoolWorker; count: number } | null = null;
@@ -214,6 +218,31 @@ export class Engine implements EngineApi {
     if (!m || !w) return null;
     m.pool ??= new TokenizerPool(w.spawn, m.tokenizerFiles, w.count);
     return m.pool;
+  }
+
+  /**
+   * Autotunes the matmul kernels for this GPU, keeping the choices in `store` (IndexedDB in the
+   * app, a cache file for the CLI): a run loads the saved choices, and after its first step times
+   * the kernels of every shape it met without one (src/kernels/matmul/tune.ts). null: no tuning,
+   * the baseline kernels (or a pinned one).
+   */
+  setKernelTuning(store: KernelChoiceStore | null): void {
+    this.kernelStore = store;
+    this.kernelsLoaded = false;
+  }
+
+  private async loadKernelChoices(): Promise<void> {
+    if (!this.kernelStore || this.kernelsLoaded) return;
+    this.kernelsLoaded = true;
+    const saved = await this.kernelStore.load(deviceKey(this.gpu)).catch(() => null);
+    if (saved) applyChoices(this.gpu, saved);
+  }
+
+  private async tuneKernels(onStage: () => void): Promise<void> {
+    if (!this.kernelStore || untunedClasses(this.gpu).length === 0) return;
+    onStage();
+    await tuneMatmul(this.gpu);
+    await this.kernelStore.save(deviceKey(this.gpu), currentChoices(this.gpu)).catch(() => undefined);
   }
 
   // ------------------------------------------------------------------ device
@@ -580,6 +609,8 @@ export class Engine implements EngineApi {
     try {
       const stage = (s: TrainStage['stage']) =>
         hooks.onStage?.({ stage: s, step: trainer.step, totalSteps: plan.totalSteps });
+      await this.loadKernelChoices();
+      let tuned = false;
       if (data.val.length) {
         stage('baseline');
         // The base model's validation loss, to compare the adapter's with at the end.
@@ -607,6 +638,13 @@ export class Engine implements EngineApi {
         if (micro.length === 0) continue;
         // The loss is also read before a checkpoint, so a diverged run never writes one.
         const res = await trainer.trainStep(micro, last || evalDue || ckptDue);
+        // The first step met every shape of the run: tune those this device has no choice for.
+        if (!tuned) {
+          tuned = true;
+          const t0 = performance.now();
+          await this.tuneKernels(() => stage('tuning-kernels'));
+          pausedMs += performance.now() - t0; // not training time
+        }
         tokens += res.tokens;
         if (res.loss !== null && !Number.isFinite(res.loss))
           throw diverged(`the training loss is ${res.loss}`, res.step, train.lr);

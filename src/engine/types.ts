@@ -237,12 +237,23 @@ export interface RecipeOptions {
 }
 
 /**
+ * Where the matmul kernels tuned for a device are kept between runs (src/kernels/matmul/tune.ts):
+ * { shape class: member } per device key. A store that cannot read or write returns null / drops
+ * the write: the next run tunes again.
+ */
+export interface KernelChoiceStore {
+  load(deviceKey: string): Promise<Record<string, string> | null>;
+  save(deviceKey: string, choices: Record<string, string>): Promise<void>;
+}
+
+/**
  * What a run is doing before its first step reports: measuring the base model's validation loss,
  * then the first step (which compiles the GPU kernels, seconds on a cold start). The app shows it
  * instead of blank stats.
  */
 export interface TrainStage {
-  stage: 'baseline' | 'first-step';
+  /** tuning-kernels: after the first step, timing the matmul kernels for this GPU (first run only). */
+  stage: 'baseline' | 'first-step' | 'tuning-kernels';
   /** The step the run starts from (a resumed run's checkpoint step, else 0). */
   step: number;
   totalSteps: number;

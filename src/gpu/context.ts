@@ -107,9 +107,14 @@ export class Gpu {
   onShader: ((label: string, code: string, entryPoint: string) => void) | null = null;
   /**
    * Which member of a kernel family runs (src/kernels/matmul/variants.ts): `pin` names one for every
-   * problem it can serve (TABTUNE_KERNELS), `choices` maps a shape class to its autotuned member.
+   * problem it can serve (TABTUNE_KERNELS), `choices` maps a shape class to its autotuned member,
+   * `seen` holds a problem of each class met without a choice (what src/kernels/matmul/tune.ts tunes).
    */
-  readonly kernels = { pin: null as string | null, choices: new Map<string, string>() };
+  readonly kernels = {
+    pin: null as string | null,
+    choices: new Map<string, string>(),
+    seen: new Map<string, unknown>(),
+  };
   /** Set (benchmark profiles only, needs timestamp-query) to time every dispatch; see profiler.ts. */
   profiler: Profiler | null = null;
 

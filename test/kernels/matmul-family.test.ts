@@ -94,7 +94,7 @@ describe('choosing a member', () => {
     const g = { ...s, M: 1 };
     expect(chooseConfig(gpu, s).name).toBe('tile64');
     expect(chooseConfig(gpu, g).name).toBe('gemv');
-    expect(chooseConfig(gpu, g, undefined, true).name).toBe('tile64'); // split-K: no small-M kernel
+    expect(chooseConfig(gpu, g, undefined, 4).name).toBe('tile64'); // split-K: no small-M kernel
     expect(chooseConfig(gpu, s, 'direct8x4').name).toBe('direct8x4');
     expect(() => chooseConfig(gpu, s, 'rows')).toThrow(/at most 8 rows/);
     expect(() => chooseConfig(gpu, s, 'nope')).toThrow(/Unknown matmul kernel "nope".*tile64/);

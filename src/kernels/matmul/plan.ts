@@ -336,7 +336,7 @@ export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
 
   // M <= SMALL_M (generation's one token): the GEMV-style kernel, all rows in one workgroup.
   const shape = shapeOf(p);
-  const config = chooseConfig(gpu, shape, a.variant, splits > 1);
+  const config = chooseConfig(gpu, shape, a.variant, splits);
   let tileM = bm;
   let tileN = bn;
   if (config.kernel === 'small') {

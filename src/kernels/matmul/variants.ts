@@ -143,12 +143,20 @@ function serves(c: MatmulConfig, s: ShapeOf, noSmall: boolean): boolean {
   return !smallOnly || (s.M <= SMALL_M && !noSmall);
 }
 
+/** A problem met without a tuned choice (gpu.kernels.seen), for src/kernels/matmul/tune.ts. */
+export interface SeenShape {
+  shape: ShapeOf;
+  /** Split-K slices (1: none). */
+  splitK: number;
+}
+
 /**
  * The member for a problem: the call's, the pinned, the tuned, or the baseline (gemv for a few
  * rows, tile64 otherwise: the kernels that ran before the family; the direct members are chosen by
- * tuning or pinning). `noSmall`: the problem is split over K, which the small-M kernels cannot do.
+ * tuning or pinning). `splits` > 1: the problem is split over K, which the small-M kernels cannot do.
  */
-export function chooseConfig(gpu: Gpu, s: ShapeOf, forced?: string, noSmall = false): MatmulConfig {
+export function chooseConfig(gpu: Gpu, s: ShapeOf, forced?: string, splits = 1): MatmulConfig {
+  const noSmall = splits > 1;
   if (forced) {
     const c = matmulConfig(forced);
     if (!serves(c, s, noSmall)) {
@@ -165,5 +173,7 @@ export function chooseConfig(gpu: Gpu, s: ShapeOf, forced?: string, noSmall = fa
     const c = name ? MATMUL_FAMILY.find((x) => x.name === name) : undefined;
     if (c && serves(c, s, noSmall)) return c;
   }
+  const cls = shapeClass(s);
+  if (!gpu.kernels.pin && !gpu.kernels.seen.has(cls)) gpu.kernels.seen.set(cls, { shape: s, splitK: splits });
   return matmulConfig(s.M <= SMALL_M && !noSmall ? 'gemv' : BASELINE);
 }

@@ -294,7 +294,9 @@ async function runTraining(
         const doing =
           st.stage === 'baseline'
             ? "measuring the base model's validation loss…"
-            : 'compiling the GPU kernels for the first step…';
+            : st.stage === 'tuning-kernels'
+              ? 'tuning kernels for this GPU (first run only)…'
+              : 'compiling the GPU kernels for the first step…';
         patch(ctx, 'run', {
           totalSteps: st.totalSteps,
           startup: st.step > 0 ? `${resumingText(st.step, st.totalSteps)}: ${doing}` : capitalize(doing),

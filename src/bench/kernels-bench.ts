@@ -1,0 +1,151 @@
+/**
+ * `tabtune bench kernels`: the matmul family side by side in one process (round-robin, so the load
+ * of a shared machine falls on every member alike and the ratios hold):
+ *   - the device's ceilings: an FMA-only kernel (GFLOP/s) and buffer copy bandwidth (GB/s);
+ *   - each member on the layer's GEMMs (Y = X·Wᵀ, dX = dY·W; bf16 W), GFLOP/s and ratio to tile64;
+ *   - the LoRA linear layer forward + backward with every member pinned, against tile64 (the
+ *     kernel every device ran before the family: the fixed baseline), and with the tuned choices.
+ */
+import type { Gpu, Recorder } from '../gpu/context';
+import { packHalf } from '../gpu/half';
+import type { Tensor } from '../gpu/tensor';
+import { Workspace } from '../gpu/workspace';
+import { type FrozenLinear, type LoraParams, recordLinearBackward, recordLinearForward } from '../kernels/linear';
+import { recordMatmul } from '../kernels/matmul';
+import { type TuneResult, tuneMatmul } from '../kernels/matmul/tune';
+import { BASELINE, MATMUL_FAMILY } from '../kernels/matmul/variants';
+import { benchCeilings } from './ceilings';
+import { random } from './linear-bench';
+import { timeGpuInterleaved } from './timing';
+
+export interface KernelsBench {
+  fma_gflops: number;
+  copy_gbps: number;
+  /** Per GEMM shape and member: GFLOP/s, and time relative to the baseline (baseline / member). */
+  matmul: { shape: string; member: string; gflops: number; speedup: number }[];
+  /** LoRA linear forward + backward per pinned member (and `tuned`), ms and speed-up over tile64. */
+  lora: { shape: string; r: number; member: string; ms: number; gflops: number; speedup: number }[];
+  /** What tuning chose for each of the layer's shape classes (with `tuned`). */
+  tuning: TuneResult[];
+}
+
+/** Pins `member` (null: the tuned / default choice) while `record` runs. */
+function pinned(gpu: Gpu, member: string | null, record: (rec: Recorder) => void): (rec: Recorder) => void {
+  return (rec) => {
+    const before = gpu.kernels.pin;
+    gpu.kernels.pin = member;
+    try {
+      record(rec);
+    } finally {
+      gpu.kernels.pin = before;
+    }
+  };
+}
+
+export async function benchKernels(
+  gpu: Gpu,
+  opts: { M: number; K: number; N: number; r: number; budgetMs: number; tuned?: boolean; log: (l: string) => void },
+): Promise<KernelsBench> {
+  const { M, K, N, r } = opts;
+  const members = MATMUL_FAMILY.filter((c) => c.kernel !== 'small' && c.tm !== 0).map((c) => c.name);
+  const ceil = await benchCeilings(gpu);
+  opts.log(`device ceilings: FMA ${ceil.fma_gflops.toFixed(1)} GFLOP/s, copy ${ceil.copy_gbps.toFixed(2)} GB/s`);
+  const owned: Tensor[] = [];
+  const t = (label: string, shape: number[], data?: Float32Array, bf16 = false) => {
+    const x = gpu.tensor(label, shape, bf16 ? 'bf16' : 'f32', 'scratch', data && bf16 ? packHalf(data, 'bf16') : data);
+    owned.push(x);
+    return x;
+  };
+  const ws = new Workspace(gpu);
+  try {
+    const x = t('x', [M, K], random(M * K, 1, 1));
+    const w = t('w', [N, K], random(N * K, 2, 0.05), true);
+    const dy = t('dy', [M, N], random(M * N, 3, 0.01));
+    const y = t('y', [M, N]);
+    const dx = t('dx', [M, K]);
+
+    // The layer's two big GEMMs, each member.
+    const matmul: KernelsBench['matmul'] = [];
+    const gemms: [string, (v: string) => (rec: Recorder) => void][] = [
+      [
+        `${M}x${K}x${N} X·Wᵀ`,
+        (v) => (rec) => recordMatmul(gpu, rec, { a: x, b: w, c: y, M, N, K, transB: true, variant: v }),
+      ],
+      [
+        `${M}x${N}x${K} dY·W`,
+        (v) => (rec) => recordMatmul(gpu, rec, { a: dy, b: w, c: dx, M, N: K, K: N, variant: v }),
+      ],
+    ];
+    for (const [shape, make] of gemms) {
+      const times = await timeGpuInterleaved(gpu, Object.fromEntries(members.map((m) => [m, make(m)])), {
+        budgetMs: opts.budgetMs,
+      });
+      for (const m of members) {
+        const ms = times[m]!.medianMs;
+        const row = { shape, member: m, gflops: (2 * M * K * N) / (ms * 1e6), speedup: times[BASELINE]!.medianMs / ms };
+        matmul.push(row);
+        opts.log(`matmul ${shape} ${m}: ${row.gflops.toFixed(2)} GFLOP/s (${row.speedup.toFixed(2)}x ${BASELINE})`);
+      }
+    }
+
+    // The LoRA linear layer, forward + backward, each member pinned (small-M members never apply).
+    const lin: FrozenLinear = { w, bias: null, inF: K, outF: N, transposed: false };
+    const lora: LoraParams = {
+      a: t('A', [r, K], random(r * K, 4, 1 / Math.sqrt(K))),
+      b: t('B', [N, r], random(N * r, 5, 0.01)),
+      r,
+      scale: 2,
+      dropout: 0,
+    };
+    const s = t('S', [M, r]);
+    const dA = t('dA', [r, K]);
+    const dB = t('dB', [N, r]);
+    const step = (rec: Recorder) => {
+      recordLinearForward(gpu, rec, { x, M, lin, lora, y, s });
+      recordLinearBackward(gpu, rec, { dy, x, M, lin, lora, s, dx, dA, dB, ws });
+    };
+    // Tune the layer's shapes as a first training step would (src/kernels/matmul/tune.ts).
+    const tuning: TuneResult[] = [];
+    if (opts.tuned) {
+      gpu.kernels.choices.clear();
+      gpu.kernels.seen.clear();
+      const rec = gpu.recorder('bench kernels: shapes');
+      step(rec);
+      rec.submit();
+      await gpu.sync();
+      const t0 = performance.now();
+      tuning.push(...(await tuneMatmul(gpu)));
+      opts.log(
+        `tuned ${tuning.length} shape classes in ${((performance.now() - t0) / 1000).toFixed(1)} s (compiles included):`,
+      );
+      for (const t of tuning) opts.log(`  ${t.shapeClass}: ${t.chosen}`);
+    }
+    const runs: Record<string, (rec: Recorder) => void> = Object.fromEntries(
+      members.map((m) => [m, pinned(gpu, m, step)]),
+    );
+    if (opts.tuned) runs.tuned = pinned(gpu, null, step);
+    const times = await timeGpuInterleaved(gpu, runs, { budgetMs: 2 * opts.budgetMs });
+    const flops = 4 * M * K * N + 2 * M * r * (K + N) * 3;
+    const out: KernelsBench['lora'] = [];
+    for (const m of Object.keys(runs)) {
+      const ms = times[m]!.medianMs;
+      const row = {
+        shape: `${M}x${K}x${N}`,
+        r,
+        member: m,
+        ms,
+        gflops: flops / (ms * 1e6),
+        speedup: times[BASELINE]!.medianMs / ms,
+      };
+      out.push(row);
+      opts.log(
+        `lora-linear fwd+bwd ${row.shape} r=${r} ${m}: ${ms.toFixed(1)} ms, ${row.gflops.toFixed(2)} GFLOP/s ` +
+          `(${row.speedup.toFixed(2)}x ${BASELINE})`,
+      );
+    }
+    return { ...ceil, matmul, lora: out, tuning };
+  } finally {
+    ws.dispose();
+    for (const x of owned) gpu.free(x);
+  }
+}

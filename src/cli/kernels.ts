@@ -1,0 +1,71 @@
+/**
+ * Which matmul kernels the CLI runs (src/kernels/matmul/variants.ts, tune.ts):
+ *   TABTUNE_KERNELS=<member>   pins one member of the family wherever it can serve (e.g. direct8x4)
+ *   TABTUNE_KERNELS=baseline   no tuning: the kernels every device ran before the family
+ *   (unset)                    autotuned: choices cached per device in a file, tuned on first use
+ * The cache file is kernels.json in $TABTUNE_CACHE_DIR, else $XDG_CACHE_HOME/tabtune, else
+ * ~/.cache/tabtune: { "<device key>": { "<shape class>": "<member>" } }. A file that cannot be read
+ * or written only means tuning again.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import type { KernelChoiceStore } from '../engine/types';
+import type { Gpu } from '../gpu/context';
+import { pinMember } from '../kernels/matmul/tune';
+import { UsageError } from './args';
+
+/** The file that keeps the tuned choices. */
+export function kernelCachePath(env: NodeJS.ProcessEnv = process.env): string {
+  const dir = env.TABTUNE_CACHE_DIR || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'tabtune');
+  return join(dir, 'kernels.json');
+}
+
+function readAll(path: string): Record<string, Record<string, string>> {
+  try {
+    const v: unknown = JSON.parse(readFileSync(path, 'utf8'));
+    return v && typeof v === 'object' ? (v as Record<string, Record<string, string>>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Choices per device key in one JSON file (written whole, through a temporary name). */
+export function fileChoiceStore(path: string): KernelChoiceStore {
+  return {
+    load: (key) => Promise.resolve(readAll(path)[key] ?? null),
+    save: (key, choices) => {
+      try {
+        const all = readAll(path);
+        all[key] = choices;
+        mkdirSync(dirname(path), { recursive: true });
+        const tmp = `${path}.${process.pid}.tmp`;
+        writeFileSync(tmp, `${JSON.stringify(all, null, 1)}\n`);
+        renameSync(tmp, path);
+      } catch {
+        // Not kept: the next run tunes again.
+      }
+      return Promise.resolve();
+    },
+  };
+}
+
+/**
+ * Applies TABTUNE_KERNELS to `gpu` and returns the choice store to tune with (null: no tuning).
+ * An unknown member name is a usage error naming the family.
+ */
+export function kernelSetup(gpu: Gpu, env: NodeJS.ProcessEnv = process.env): KernelChoiceStore | null {
+  const v = env.TABTUNE_KERNELS?.trim();
+  if (v === 'baseline') return null;
+  if (v) {
+    try {
+      pinMember(gpu, v);
+    } catch (e) {
+      throw new UsageError(
+        `TABTUNE_KERNELS: ${(e as Error).message} Or "baseline" (no tuning), or leave it unset (autotuned).`,
+      );
+    }
+    return null;
+  }
+  return fileChoiceStore(kernelCachePath(env));
+}

@@ -1,0 +1,55 @@
+/**
+ * The CLI's kernel settings (src/cli/kernels.ts): TABTUNE_KERNELS pins a member, "baseline" turns
+ * tuning off, an unknown name is a usage error naming the family; unset, the tuned choices are kept
+ * per device in a cache file (written whole; an unreadable file only means tuning again).
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { fileChoiceStore, kernelCachePath, kernelSetup } from '../../src/cli/kernels';
+import { getGpu } from '../helpers/gpu';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe('CLI kernel settings', () => {
+  it('TABTUNE_KERNELS: a member, baseline, or an unknown name', async () => {
+    const gpu = await getGpu();
+    try {
+      expect(kernelSetup(gpu, { TABTUNE_KERNELS: 'direct8x4' })).toBeNull();
+      expect(gpu.kernels.pin).toBe('direct8x4');
+      gpu.kernels.pin = null;
+      expect(kernelSetup(gpu, { TABTUNE_KERNELS: 'baseline' })).toBeNull();
+      expect(gpu.kernels.pin).toBeNull();
+      expect(() => kernelSetup(gpu, { TABTUNE_KERNELS: 'fast' })).toThrow(
+        /TABTUNE_KERNELS: Unknown matmul kernel "fast"; the family has tile64, .*"baseline"/,
+      );
+    } finally {
+      gpu.kernels.pin = null;
+    }
+  });
+
+  it('unset: choices kept per device in kernels.json under the cache folder', async () => {
+    const gpu = await getGpu();
+    const dir = mkdtempSync(join(tmpdir(), 'tabtune-kcache-'));
+    dirs.push(dir);
+    expect(kernelCachePath({ TABTUNE_CACHE_DIR: dir })).toBe(join(dir, 'kernels.json'));
+    expect(kernelCachePath({ XDG_CACHE_HOME: dir })).toBe(join(dir, 'tabtune', 'kernels.json'));
+    const store = kernelSetup(gpu, { TABTUNE_CACHE_DIR: join(dir, 'sub') })!;
+    expect(store).not.toBeNull();
+    expect(await store.load('dev-a')).toBeNull();
+    await store.save('dev-a', { cls1: 'direct4x4' });
+    await store.save('dev-b', { cls2: 'tile64' });
+    expect(await store.load('dev-a')).toEqual({ cls1: 'direct4x4' });
+    const path = join(dir, 'sub', 'kernels.json');
+    expect(JSON.parse(readFileSync(path, 'utf8'))).toEqual({
+      'dev-a': { cls1: 'direct4x4' },
+      'dev-b': { cls2: 'tile64' },
+    });
+    writeFileSync(path, '{ not json');
+    expect(await fileChoiceStore(path).load('dev-a')).toBeNull(); // tuned again
+  });
+});
