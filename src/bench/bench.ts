@@ -273,7 +273,8 @@ export async function runBench(argv: string[]): Promise<number> {
       layers: num(f, 'layers') ?? (quick ? 4 : 30),
       log: (l: string) => log(json, l),
     };
-    out.train_step = await benchTrainingStep(gpu, stepOpts);
+    // Baseline and tuned kernels alternately on the same steps (the before / after).
+    out.train_step = await benchTrainingStep(gpu, { ...stepOpts, compareTuned: true });
     out.train_step_checkpointed = await benchTrainingStep(gpu, { ...stepOpts, checkpoint: true });
     const gen = await benchGeneration(gpu, {
       layers: num(f, 'layers') ?? (quick ? 4 : 30),

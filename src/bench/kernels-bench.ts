@@ -145,6 +145,9 @@ export async function benchKernels(
     }
     return { ...ceil, matmul, lora: out, tuning };
   } finally {
+    // Later benchmarks on this device run the baseline kernels, as before the family.
+    gpu.kernels.choices.clear();
+    gpu.kernels.seen.clear();
     ws.dispose();
     for (const x of owned) gpu.free(x);
   }

@@ -16,6 +16,7 @@ import { type FrozenWeightsOptions, GpuModel } from '../model/gpu-model';
 import { describeModel, expectedTensors } from '../model/registry';
 import type { SafeTensor } from '../model/safetensors';
 import { Generator } from '../generate/generator';
+import { tuneMatmul } from '../kernels/matmul/tune';
 import { Trainer } from '../train/trainer';
 
 export function smolLm2Config(layers: number) {
@@ -118,6 +119,11 @@ export interface TrainStepBench {
   activation_checkpointing: boolean;
   peak_bytes: number;
   peak_bytes_by_category: Record<string, number>;
+  /** With compareTuned: the same steps with the tuned matmul kernels, timed alternately with the baseline. */
+  ms_per_step_tuned?: number;
+  tokens_per_second_tuned?: number;
+  speedup_tuned?: number;
+  kernel_choices?: Record<string, string>;
 }
 
 export async function benchTrainingStep(
@@ -137,6 +143,11 @@ export async function benchTrainingStep(
     frozen?: FrozenWeightsOptions;
     /** Time this many steps after a warm-up step (default 2); 0: one step, for its memory only. */
     steps?: number;
+    /**
+     * Also tune the matmul kernels after the warm-up step (src/kernels/matmul/tune.ts) and time
+     * steps with the tuned choices and with the baseline alternately (round-robin, same trainer).
+     */
+    compareTuned?: boolean;
   },
 ): Promise<TrainStepBench> {
   const B = o.batch ?? 1;
@@ -144,6 +155,11 @@ export async function benchTrainingStep(
   const r = o.r ?? 16;
   const config = o.config?.config ?? (o.qwen ? qwen25HalfBConfig(o.layers) : smolLm2Config(o.layers));
   const name = o.config?.name ?? (o.qwen ? 'Qwen2.5-0.5B' : 'SmolLM2-135M');
+  if (o.compareTuned) {
+    // The warm-up step runs the baseline and notes every shape class for tuning.
+    gpu.kernels.choices.clear();
+    gpu.kernels.seen.clear();
+  }
   const model = await randomModel(gpu, o.layers, config, o.frozen);
   const lora = adapter(gpu, model, r);
   gpu.resetPeak();
@@ -185,12 +201,38 @@ export async function benchTrainingStep(
     await trainer.trainStep(micro, false);
     const submitsPerStep = gpu.counters.submits - c0.submits;
     const readbacksPerStep = gpu.counters.readbacks - c0.readbacks;
-    if (steps > 0) {
-      t0 = performance.now();
-      for (let i = 0; i < steps; i++) await trainer.trainStep(micro, i === steps - 1);
+    let tuned: { ms: number; choices: Record<string, string> } | null = null;
+    let ms: number;
+    if (o.compareTuned && steps > 0) {
+      const saved = new Map(gpu.kernels.choices);
+      await tuneMatmul(gpu);
+      const choices = new Map(gpu.kernels.choices);
+      const use = (c: Map<string, string>) => {
+        gpu.kernels.choices.clear();
+        for (const [k, v] of c) gpu.kernels.choices.set(k, v);
+      };
+      use(choices);
+      await trainer.trainStep(micro, false); // compiles the tuned kernels
+      const times = { base: 0, tuned: 0 };
+      for (let i = 0; i < steps; i++) {
+        for (const mode of ['base', 'tuned'] as const) {
+          use(mode === 'base' ? saved : choices);
+          const t = performance.now();
+          await trainer.trainStep(micro, true);
+          times[mode] += performance.now() - t;
+        }
+      }
+      use(saved);
+      ms = times.base / steps;
+      tuned = { ms: times.tuned / steps, choices: Object.fromEntries(choices) };
+    } else {
+      if (steps > 0) {
+        t0 = performance.now();
+        for (let i = 0; i < steps; i++) await trainer.trainStep(micro, i === steps - 1);
+      }
+      await gpu.sync();
+      ms = (performance.now() - t0) / Math.max(1, steps);
     }
-    await gpu.sync();
-    const ms = (performance.now() - t0) / Math.max(1, steps);
     const mem = gpu.memory();
     const res: TrainStepBench = {
       model: `${name}-shaped, ${o.layers} layers, random bf16 weights${o.frozen?.quantize === 'nf4' ? ' in 4-bit NF4' : ''}`,
@@ -204,6 +246,12 @@ export async function benchTrainingStep(
       activation_checkpointing: o.checkpoint ?? false,
       peak_bytes: mem.peak,
       peak_bytes_by_category: mem.peakByCategory,
+      ...(tuned && {
+        ms_per_step_tuned: tuned.ms,
+        tokens_per_second_tuned: (T * 1000) / tuned.ms,
+        speedup_tuned: ms / tuned.ms,
+        kernel_choices: tuned.choices,
+      }),
     };
     const mb = (x: number) => `${(x / 2 ** 20).toFixed(1)} MiB`;
     o.log?.(
@@ -212,6 +260,12 @@ export async function benchTrainingStep(
         `lora ${mb(mem.peakByCategory.lora)} + optimizer ${mb(mem.peakByCategory.optimizer)} + activations ` +
         `${mb(mem.peakByCategory.activations)} + scratch ${mb(mem.peakByCategory.scratch)} + io ${mb(mem.peakByCategory.io)}`,
     );
+    if (tuned) {
+      o.log?.(
+        `  with the tuned matmul kernels: ${tuned.ms.toFixed(0)} ms/step, ${res.tokens_per_second_tuned!.toFixed(1)} tok/s ` +
+          `(${res.speedup_tuned!.toFixed(2)}x the baseline kernels, timed alternately)`,
+      );
+    }
     return res;
   } finally {
     trainer.dispose();

@@ -94,6 +94,9 @@ async function timeShape(
   budgetMs: number,
 ): Promise<Record<string, number>> {
   const s = seen.shape;
+  // A 4-bit weight has one candidate (tile64 or gemv): never timed.
+  if (s.bType === 'nf4') throw new Error('matmul tuning: NF4 weights have a single kernel.');
+  const bType = s.bType;
   const M = Math.min(s.M, TUNE_MAX_M);
   const owned: Tensor[] = [];
   const t = (label: string, shape: number[], dtype: Tensor['dtype'] = 'f32') => {
@@ -104,7 +107,7 @@ async function timeShape(
   const ws = new Workspace(gpu);
   try {
     const a = t('tune a', s.transA ? [s.K, M] : [M, s.K]);
-    const b = t('tune b', s.transB ? [s.N, s.K] : [s.K, s.N], s.bType);
+    const b = t('tune b', s.transB ? [s.N, s.K] : [s.K, s.N], bType);
     const c = t('tune c', [M, s.N]);
     const extra = s.lora
       ? { a: t('tune a2', [M, TUNE_RANK]), b: t('tune b2', [s.N, TUNE_RANK]), K: TUNE_RANK, transB: true }
