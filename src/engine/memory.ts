@@ -126,7 +126,7 @@ export function frozenWeightBytes(config: ModelConfig, f: FrozenFormat): { bytes
     bytes +=
       t.kind === 'linear' && f.quantize === 'nf4'
         ? nf4GpuBytes(n, f.doubleQuant ?? true)
-        : Math.max(4, Math.ceil((n * f.storedBytes) / 4) * 4);
+        : Math.max(16, Math.ceil((n * f.storedBytes) / 16) * 16); // as Gpu.buffer rounds
   }
   return { bytes };
 }

@@ -410,9 +410,14 @@ export class Gpu {
     return Float32Array.from(t.dtype === 'u32' ? new Uint32Array(raw) : new Int32Array(raw));
   }
 
+  /**
+   * Reads 32-bit words: `count`, else a tensor's own words (its buffer is rounded up to 16 bytes),
+   * else the whole buffer.
+   */
   async readU32(t: Tensor | GPUBuffer, count?: number): Promise<Uint32Array> {
-    const buf = isGpuBuffer(t as Binding) ? (t as GPUBuffer) : (t as Tensor).buffer;
-    const n = count ?? buf.size / 4;
+    const raw = isGpuBuffer(t as Binding);
+    const buf = raw ? (t as GPUBuffer) : (t as Tensor).buffer;
+    const n = count ?? (raw ? buf.size / 4 : Math.ceil(tensorBytes((t as Tensor).shape, (t as Tensor).dtype) / 4));
     return new Uint32Array(await this.readBytes(buf, 0, n * 4));
   }
 

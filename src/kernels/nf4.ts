@@ -48,9 +48,10 @@ export interface Nf4Tensor {
   readonly layout: Nf4StatsLayout;
 }
 
-/** GPU bytes of an NF4 weight of n elements (both buffers, padded to words). */
+/** GPU bytes of an NF4 weight of n elements (both buffers, each rounded up to 16 bytes as Gpu.buffer does). */
 export function nf4GpuBytes(n: number, doubleQuant: boolean): number {
-  return 4 * Math.ceil(Math.ceil(n / 2) / 4) + 4 * nf4StatsLayout(n, doubleQuant).words;
+  const pad = (bytes: number) => Math.max(16, Math.ceil(bytes / 16) * 16);
+  return pad(Math.ceil(n / 2)) + pad(4 * nf4StatsLayout(n, doubleQuant).words);
 }
 
 /** The statistics words of a host weight, laid out as nf4StatsLayout says. */
