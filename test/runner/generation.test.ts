@@ -3,7 +3,9 @@
  * reference's logits of the whole sequence: a prompt prefilled in one chunk (the tiled attention
  * kernel), then tokens fed one at a time (the decode kernel), with a LoRA adapter on every linear
  * module. Sliding windows, ALiBi, soft-caps, learned positions with offsets and the head's
- * transform all have to agree with the training forward at every position.
+ * transform all have to agree with the training forward at every position. Each family runs again
+ * with 4-bit NF4 frozen weights (QLoRA: the reference reads their float64 dequantization), so the
+ * tiled and the small-M matmul read the 4-bit weights on every layout.
  */
 import { describe, expect, it } from 'vitest';
 import { GpuLora } from '../../src/lora/gpu-lora';
@@ -20,10 +22,16 @@ const S = 14;
 const PREFILL = 9;
 
 describe('generation with a KV cache vs the float64 reference', () => {
-  for (const fc of FAMILY_CASES) {
-    it(`${fc.name}: logits after prefill and after each decoded token`, async () => {
+  const cases = FAMILY_CASES.flatMap((fc, i) => [
+    { fc, nf4: null },
+    { fc, nf4: { quantize: 'nf4' as const, doubleQuant: i % 2 === 0 } },
+  ]);
+  for (const { fc, nf4 } of cases) {
+    const form = nf4 ? `, 4-bit NF4${nf4.doubleQuant ? ' double-quant' : ''}` : '';
+    it(`${fc.name}${form}: logits after prefill and after each decoded token`, async () => {
       const gpu = await getGpu();
-      const tiny = await tinyGpuModel(gpu, { ...fc.o, seed: 8 });
+      const tiny = await tinyGpuModel(gpu, { ...fc.o, seed: 8 }, nf4 ?? {});
+      expect(tiny.model.quantization?.modules ?? 0).toBe(nf4 ? tiny.model.linears.length : 0);
       const modules = tiny.model.linears;
       const c = tiny.loaded.config;
       const cfg = loraConfigFromSettings(
