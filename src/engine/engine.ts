@@ -400,6 +400,10 @@ export class Engine implements EngineApi {
         store: this.tokenStore ? { tokens: this.tokenStore, tokenizerKey: m.tokenizerKey } : undefined,
         workers: () => this.tokenizerPool(),
         onProgress: onProgress && ((phase, done, total) => onProgress({ phase, done, total })),
+        onProvisional:
+          onProgress &&
+          ((provisional) =>
+            onProgress({ phase: 'scan', done: provisional.bytesRead, total: provisional.bytesTotal, provisional })),
       });
     } catch (e) {
       if ((e as Error).name === 'DatasetError') throw new EngineError((e as Error).message);

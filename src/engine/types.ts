@@ -100,6 +100,26 @@ export interface DatasetProgress {
   phase: 'scan' | 'tokenize';
   done: number;
   total: number;
+  /** While the index pass runs over a large file: what it has found so far (sent every ~250 ms). */
+  provisional?: DatasetProvisional;
+}
+
+/**
+ * A dataset's summary before its index pass ends: the first records' preview (rendered as the final
+ * summary's is, so it is the same examples), and the records and issues found in the bytes read so
+ * far (at most the final counts).
+ */
+export interface DatasetProvisional {
+  format: DatasetFormat;
+  /** Usable records so far. */
+  records: number;
+  /** The first issues so far, in line order... */
+  issues: DatasetIssue[];
+  /** ...and how many so far. */
+  issueCount: number;
+  preview: ExamplePreview[];
+  bytesRead: number;
+  bytesTotal: number;
 }
 
 export interface DatasetSummary {

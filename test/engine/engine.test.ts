@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine';
 import { DEFAULT_TRAIN } from '../../src/engine/defaults';
-import type { FrozenWeightsSettings, LoraSettings, TrainSettings } from '../../src/engine/types';
+import type { DatasetProgress, FrozenWeightsSettings, LoraSettings, TrainSettings } from '../../src/engine/types';
 import { parseSafetensors } from '../../src/model/safetensors';
 import { argmax } from '../../src/generate/sampling';
 import { modelForwardRef, modelLogitsRef } from '../../src/reference/model';
@@ -276,6 +276,42 @@ describe('engine: dataset summary and estimates', () => {
       await expect(
         engine.loadDataset('bad.jsonl', '{"nope": 1}\n', { maxLen: 64, valFraction: 0, seed: 1 }),
       ).rejects.toThrow(/bad\.jsonl/);
+    } finally {
+      engine.unload();
+    }
+  });
+
+  it('sends an early summary (first records previewed, counts so far) before the final one', async () => {
+    const engine = new Engine(await getGpu());
+    try {
+      await engine.loadModel({ kind: 'dir', id: 'tiny-llama', path: models.get('llama')! });
+      const content = Array.from({ length: 50 }, (_, i) =>
+        i === 3 ? '{"bad"' : JSON.stringify({ instruction: `Say ${i}`, input: '', output: `Hi ${i}.` }),
+      ).join('\n');
+      const early: DatasetProgress[] = [];
+      let ended = false;
+      let late = 0;
+      const ds = await engine.loadDataset(
+        'qa.jsonl',
+        new Blob([content]),
+        { maxLen: 64, valFraction: 0.1, seed: 1, previewCount: 8 },
+        (p) => {
+          if (p.provisional) early.push(p);
+          if (ended) late++;
+        },
+      );
+      ended = true;
+      await new Promise((r) => setTimeout(r, 10));
+      expect(late).toBe(0);
+      expect(early.length).toBeGreaterThan(0);
+      const p = early[0]!.provisional!;
+      expect(early[0]!.phase).toBe('scan');
+      expect(p.preview.length).toBeGreaterThan(0);
+      expect(p.preview).toEqual(ds.preview.slice(0, p.preview.length));
+      expect(p.records).toBeLessThanOrEqual(ds.records);
+      expect(p.issueCount).toBeLessThanOrEqual(ds.issueCount);
+      expect(p.issues[0]!.line).toBe(4);
+      expect(p.bytesTotal).toBe(content.length);
     } finally {
       engine.unload();
     }

@@ -21,7 +21,13 @@
  * batches are reproducible from the seed and a resumed run sees the same ones.
  */
 
-import type { DatasetFormat, DatasetIssue, DatasetSummary, ExamplePreview } from '../../engine/types';
+import type {
+  DatasetFormat,
+  DatasetIssue,
+  DatasetProvisional,
+  DatasetSummary,
+  ExamplePreview,
+} from '../../engine/types';
 import {
   type Batch,
   type BatchShapeOptions,
@@ -34,6 +40,7 @@ import { type RenderOptions, type TokenizerLike, examplePreview } from './render
 import type { RecordTokenizer } from './pool';
 import type { DatasetRecord } from './records';
 import type { RecordIndex } from './record-index';
+import { ProvisionalSummary } from './provisional';
 import { scanDataset } from './scan';
 import type { ByteSource } from './source';
 import {
@@ -82,6 +89,11 @@ export interface PrepareOptions {
    */
   store?: { tokens: TokenStore; tokenizerKey: string };
   onProgress?: (phase: 'scan' | 'tokenize', done: number, total: number) => void;
+  /** While the index pass runs: the summary so far (provisional.ts), at most every `provisionalMs` (250). */
+  onProvisional?: (p: DatasetProvisional) => void;
+  provisionalMs?: number;
+  /** Bytes the index pass reads at a time (tests use small ones to see it between chunks). */
+  scanChunkBytes?: number;
   /**
    * Workers that tokenize for the lazy regime (pool.ts), asked for only when a dataset is read
    * lazily; without them (or when they fail) records are tokenized on this thread.
@@ -147,19 +159,39 @@ export class PreparedDataset {
     tok: TokenizerLike & { vocabSize?: number },
     opts: PrepareOptions,
   ): Promise<PreparedDataset> {
-    const index =
-      opts.index ??
-      (await scanDataset(source, fileName, {
-        format: opts.format,
-        onProgress: (d, t) => opts.onProgress?.('scan', d, t),
-        fingerprint: !!opts.store,
-      }));
-    const render: RenderOptions = {
-      maxLen: opts.maxLen,
-      overflow: index.container === 'txt' ? 'chunk' : 'truncate',
-    };
-    const wide = needsWideIds(tok.vocabSize);
     const previewCount = opts.previewCount ?? 20;
+    const renderOf = (container: string): RenderOptions => ({
+      maxLen: opts.maxLen,
+      overflow: container === 'txt' ? 'chunk' : 'truncate',
+    });
+    let index = opts.index;
+    if (!index) {
+      // The first records' preview and the counts so far, while the pass runs (the same records and
+      // rendering as the summary below: the first SAMPLE_RECORDS, or all when tokenized whole).
+      const early =
+        opts.onProvisional &&
+        new ProvisionalSummary(
+          tok,
+          (p) => renderOf(p.index.container),
+          previewCount,
+          Math.max(previewCount, SAMPLE_RECORDS),
+          opts.onProvisional,
+          opts.provisionalMs,
+        );
+      try {
+        index = await scanDataset(source, fileName, {
+          format: opts.format,
+          onProgress: (d, t) => opts.onProgress?.('scan', d, t),
+          fingerprint: !!opts.store,
+          onPartial: early ? (p) => early.offer(p) : undefined,
+          chunkBytes: opts.scanChunkBytes,
+        });
+      } finally {
+        await early?.settle();
+      }
+    }
+    const render = renderOf(index.container);
+    const wide = needsWideIds(tok.vocabSize);
     const issues = [...index.issues];
     let issueCount = index.issueCount;
     const noUsable = (): DatasetError => {

@@ -56,6 +56,19 @@ export interface ScanOptions {
   chunkBytes?: number;
   /** Also compute `digest` (what a cache of the tokenized dataset is keyed by). */
   fingerprint?: boolean;
+  /**
+   * Called after each chunk once the format is known: the records indexed so far (in file order,
+   * readable by `read`) and the issues found so far. What a preview before the pass ends is made of.
+   */
+  onPartial?: (p: PartialScan) => void;
+}
+
+/** The index as far as the scan has come (see ScanOptions.onPartial). */
+export interface PartialScan {
+  index: RecordIndex;
+  /** Bytes read of total. */
+  done: number;
+  total: number;
 }
 
 /** SHA-256 of a sequence of byte chunks: the hash of their hashes (Web Crypto, native in browsers and Node). */
@@ -139,6 +152,7 @@ export async function scanDataset(source: ByteSource, fileName: string, opts: Sc
     );
   }
   const scan = new Scan(source, fileName, container, given, opts.chunkBytes ?? CHUNK, opts.onProgress, digest);
+  scan.onPartial = opts.onPartial;
   await scan.run(bom);
   return scan.finish(await digest?.hex(source.size));
 }
@@ -169,6 +183,7 @@ class Scan implements ChunkReader {
   /** CSV/TSV: the column names once the header is read (null: a header we cannot read). */
   private columns: string[] | null | undefined;
   private readonly delim: string;
+  onPartial?: (p: PartialScan) => void;
 
   constructor(
     private readonly source: ByteSource,
@@ -196,6 +211,16 @@ class Scan implements ChunkReader {
 
   progress(at: number): void {
     this.onProgress?.(at, this.source.size);
+    // Rows held back until the format showed would come first in file order: no partial index then.
+    if (this.onPartial && this.format !== null && this.pending.length === 0) {
+      const issues = new IssueList();
+      issues.listed.push(...this.issues.listed);
+      issues.listed.sort((a, b) => a.line - b.line);
+      issues.count = this.issues.count;
+      // The ranges only grow, so the index over the first n of them stays valid as the scan goes on.
+      const index = new RangeIndex(this.source, this.fileName, this.container, this.format, this.ranges, issues, this.rowOf());
+      this.onPartial({ index, done: at, total: this.source.size });
+    }
   }
 
   async run(bom: number): Promise<void> {
@@ -386,7 +411,7 @@ class Scan implements ChunkReader {
       carry = resumeAt < n ? buf.slice(resumeAt) : new Uint8Array(0);
       base += resumeAt;
       if (resumeAt < n) line = resumeLine;
-      this.onProgress?.(Math.min(at, size), size);
+      this.progress(Math.min(at, size));
     }
   }
 

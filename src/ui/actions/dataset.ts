@@ -173,10 +173,15 @@ export async function analyseDataset(ctx: AppContext, opts: { force?: boolean } 
         previewCount: PREVIEW_COUNT,
       },
       (progress) => {
+        // An early summary is always shown (the worker sends one every ~250 ms); it stays shown
+        // with the plain progress that follows, until the final summary replaces it.
         const now = Date.now();
-        if (now - painted < 100) return;
+        if (!progress.provisional && now - painted < 100) return;
         painted = now;
-        if (datasetKey(ctx) === key) patch(ctx, 'dataset', { progress });
+        const d = ctx.store.get().dataset;
+        if (datasetKey(ctx) !== key || d.status !== 'loading') return;
+        const provisional = progress.provisional ?? d.progress?.provisional;
+        patch(ctx, 'dataset', { progress: provisional ? { ...progress, provisional } : progress });
       },
     );
     if (datasetKey(ctx) !== key) return analyseDataset(ctx); // changed meanwhile

@@ -1,6 +1,6 @@
 /** Step 2: the dataset — upload, paste or demo; detected format, counts, issues, paged preview. */
 import { useRef, useState } from 'react';
-import type { DatasetFormat } from '../../engine/types';
+import type { DatasetFormat, DatasetIssue, DatasetProvisional, ExamplePreview } from '../../engine/types';
 import { PAGE_SIZE } from '../actions/dataset';
 import { formatInt } from '../format';
 import { useAppState, useController } from '../hooks';
@@ -21,14 +21,14 @@ const FORMAT_LABEL: Record<DatasetFormat, string> = {
   chat: 'Chat messages (assistant turns count)',
 };
 
-function Preview({ s }: { s: AppState }) {
+/** The rendered examples of a summary, or of the early one while the file is still counted. */
+function Preview({ s, summary }: { s: AppState; summary: { preview: ExamplePreview[]; records: number } }) {
   const c = useController();
-  const summary = s.dataset.summary!;
   const pages = Math.max(1, Math.ceil(summary.preview.length / PAGE_SIZE));
   const page = Math.min(s.dataset.page, pages - 1);
   const rows = summary.preview.slice(page * PAGE_SIZE, page * PAGE_SIZE + PAGE_SIZE);
   return (
-    <section className="card" aria-labelledby="preview-h">
+    <section className="card" aria-labelledby="preview-h" data-testid="dataset-preview">
       <div className="card-head">
         <h3 id="preview-h">Rendered examples</h3>
         <span className="legend">
@@ -121,22 +121,46 @@ function Summary({ s }: { s: AppState }) {
           shorten those records.
         </p>
       )}
-      {summary.issueCount > 0 && (
-        <details className="issues" open={summary.issueCount <= 8}>
-          <summary>
-            {formatInt(summary.issueCount)} line{summary.issueCount === 1 ? '' : 's'} skipped or cut — these records are
-            not trained on
-          </summary>
-          <ul>
-            {summary.issues.slice(0, 200).map((iss, i) => (
-              <li key={`${iss.line}-${i}`}>
-                <span className="line-no">line {iss.line}</span> {iss.message}
-              </li>
-            ))}
-            {summary.issueCount > 200 && <li>… and {formatInt(summary.issueCount - 200)} more.</li>}
-          </ul>
-        </details>
-      )}
+      <Issues issues={summary.issues} count={summary.issueCount} />
+    </section>
+  );
+}
+
+function Issues({ issues, count, soFar }: { issues: DatasetIssue[]; count: number; soFar?: boolean }) {
+  if (count === 0) return null;
+  return (
+    <details className="issues" open={count <= 8} data-testid="dataset-issues">
+      <summary>
+        {formatInt(count)} line{count === 1 ? '' : 's'} skipped or cut{soFar ? ' so far' : ''} — these records are not
+        trained on
+      </summary>
+      <ul>
+        {issues.slice(0, 200).map((iss, i) => (
+          <li key={`${iss.line}-${i}`}>
+            <span className="line-no">line {iss.line}</span> {iss.message}
+          </li>
+        ))}
+        {count > 200 && <li>… and {formatInt(count - 200)} more.</li>}
+      </ul>
+    </details>
+  );
+}
+
+/** While a large file is still counted: its first records and what the pass found so far. */
+function Provisional({ p, fileName }: { p: DatasetProvisional; fileName: string }) {
+  return (
+    <section className="card" aria-labelledby="provisional-h" data-testid="dataset-provisional">
+      <h3 id="provisional-h">{fileName}</h3>
+      <div className="stats">
+        <Stat label="format" value={p.format} />
+        <Stat label="records so far" value={formatInt(p.records)} />
+        <Stat label="issues so far" value={formatInt(p.issueCount)} />
+      </div>
+      <p className="muted small">
+        {FORMAT_LABEL[p.format]}. The preview shows the first records; the counts and token totals follow once the
+        whole file is read (training can start then).
+      </p>
+      <Issues issues={p.issues} count={p.issueCount} soFar />
     </section>
   );
 }
@@ -148,6 +172,7 @@ export function DataView() {
   const [paste, setPaste] = useState('');
   const busy = ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
   const d = s.dataset;
+  const early = d.status === 'loading' ? d.progress?.provisional : undefined;
   const te = validateTrain(s.train, s.model.info);
 
   return (
@@ -245,8 +270,14 @@ export function DataView() {
           {!d.content && d.status !== 'error' && <p className="muted">No dataset yet.</p>}
           {d.status === 'loading' && (
             <p className="muted" role="status" data-testid="dataset-progress">
-              {d.progress?.phase === 'scan' ? 'Reading' : 'Tokenizing'} {d.fileName}…
-              {d.progress && d.progress.total > 0 ? ` ${Math.floor((100 * d.progress.done) / d.progress.total)}%` : ''}
+              {early && d.progress?.phase === 'scan'
+                ? `Counting… ${formatInt(early.records)} records so far`
+                : `${d.progress?.phase === 'scan' ? 'Reading' : 'Tokenizing'} ${d.fileName}…`}
+              {d.progress && d.progress.total > 0
+                ? early && d.progress.phase === 'scan'
+                  ? ` (${Math.floor((100 * d.progress.done) / d.progress.total)}%)`
+                  : ` ${Math.floor((100 * d.progress.done) / d.progress.total)}%`
+                : ''}
             </p>
           )}
           {d.refused && <MessageCard message={d.refused} />}
@@ -257,8 +288,9 @@ export function DataView() {
               update them.
             </p>
           )}
-          {d.summary && d.status !== 'error' && <Summary s={s} />}
-          {d.summary && d.status !== 'error' && (
+          {early && <Provisional p={early} fileName={d.fileName} />}
+          {d.summary && d.status !== 'error' && !early && <Summary s={s} />}
+          {d.summary && d.status !== 'error' && !early && (
             <div className="actions">
               <button type="button" className="secondary" onClick={() => c.go('settings')}>
                 Next: settings →
@@ -267,7 +299,11 @@ export function DataView() {
           )}
         </div>
       </div>
-      {d.summary && d.status !== 'error' && <Preview s={s} />}
+      {early ? (
+        <Preview s={s} summary={early} />
+      ) : (
+        d.summary && d.status !== 'error' && <Preview s={s} summary={d.summary} />
+      )}
     </div>
   );
 }
