@@ -265,6 +265,43 @@ describe('App', () => {
     );
   });
 
+  it('dataset view: the first records and the counts so far while the file is counted, then the final summary', async () => {
+    const { c, engine } = await makeApp();
+    c.go('data');
+    mount(c);
+    let open = (): void => undefined;
+    engine.countingGate = new Promise<void>((r) => (open = r));
+    const lines = Array.from({ length: 40 }, (_, i) =>
+      i === 2 || i === 30 ? 'nope' : JSON.stringify({ instruction: `Say ${i}`, output: `Hi ${i}` }),
+    );
+    const loading = c.setDatasetText('big.jsonl', lines.join('\n'));
+    // The early summary: preview of the first records, counts and issues so far, no final summary.
+    const early = await screen.findByTestId('dataset-provisional');
+    expect(screen.getByTestId('dataset-progress').textContent).toMatch(/^Counting… \d+ records so far \(50%\)$/);
+    const soFar = Number(/Counting… (\d+)/.exec(screen.getByTestId('dataset-progress').textContent!)![1]);
+    expect(soFar).toBeGreaterThan(0);
+    expect(soFar).toBeLessThan(38);
+    expect(within(early).getByText(/1 line skipped or cut so far/)).toBeTruthy();
+    expect(within(early).getByText('line 3')).toBeTruthy();
+    expect(screen.queryByTestId('dataset-summary')).toBeNull();
+    expect(screen.queryByRole('button', { name: 'Next: settings →' })).toBeNull();
+    const firstEarly = document.querySelector('.example mark.counted')!.textContent;
+    expect(firstEarly).toBe('Hi 0');
+    expect(c.state.dataset.summary?.fileName).not.toBe('big.jsonl');
+    // The final summary replaces it: exact counts, every issue, the same first example.
+    await act(async () => {
+      open();
+      await loading;
+    });
+    engine.countingGate = null;
+    expect(screen.queryByTestId('dataset-provisional')).toBeNull();
+    expect(screen.queryByTestId('dataset-progress')).toBeNull();
+    const summary = screen.getByTestId('dataset-summary');
+    expect(summary.textContent).toMatch(/38records/);
+    expect(within(summary).getByText(/2 lines skipped or cut —/)).toBeTruthy();
+    expect(document.querySelector('.example mark.counted')!.textContent).toBe(firstEarly);
+  });
+
   it('pasted text is read by what it holds: plain paragraphs as text, records as JSON Lines', async () => {
     const { c, engine } = await makeApp();
     c.go('data');

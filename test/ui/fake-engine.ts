@@ -10,6 +10,7 @@
 import type {
   AdapterRef,
   DatasetFormat,
+  DatasetProgress,
   DatasetSummary,
   FrozenWeightsSettings,
   GpuSummary,
@@ -42,6 +43,11 @@ export class FakeEngine implements AppEngine {
   firstStepGate: Promise<void> | null = null;
   /** The next run fails at this step (after reporting it), as when the GPU is lost mid-run. */
   deviceLostAtStep: number | null = null;
+  /**
+   * While set, loadDataset first reports an early summary (the first half of the records: their
+   * preview, counts and issues) and waits for this before it returns the final one.
+   */
+  countingGate: Promise<void> | null = null;
   /** Milliseconds each training step takes. */
   stepMs = 0;
   /** Warnings the next finished run reports (as the engine's TrainResult.warnings). */
@@ -171,6 +177,7 @@ export class FakeEngine implements AppEngine {
     fileName: string,
     content: string | Blob,
     opts: { format?: DatasetFormat | 'auto'; maxLen: number; valFraction: number; seed: number; previewCount?: number },
+    onProgress?: (p: DatasetProgress) => void,
   ): Promise<DatasetSummary> {
     this.calls.push(`loadDataset:${fileName}`);
     this.alive();
@@ -197,7 +204,7 @@ export class FakeEngine implements AppEngine {
     this.datasetLoaded = true;
     // A record whose text is longer than max length (in characters, here) is cut.
     const cut = records.filter((r) => r.text.length + r.answer.length > opts.maxLen);
-    return {
+    const summary: DatasetSummary = {
       truncated: { examples: cut.length, lines: cut.slice(0, 10).map((r) => r.line) },
       fileName,
       format: opts.format && opts.format !== 'auto' ? opts.format : 'alpaca',
@@ -220,6 +227,27 @@ export class FakeEngine implements AppEngine {
         truncated: r.text.length + r.answer.length > opts.maxLen,
       })),
     };
+    if (this.countingGate) {
+      const half = Math.ceil(text.length / 2);
+      const lines = text.slice(0, half).split('\n').length;
+      const early = summary.issues.filter((i) => i.line < lines);
+      onProgress?.({
+        phase: 'scan',
+        done: half,
+        total: text.length,
+        provisional: {
+          format: summary.format,
+          records: records.filter((r) => r.line < lines).length,
+          issues: early,
+          issueCount: early.length,
+          preview: summary.preview.filter((p) => p.line < lines),
+          bytesRead: half,
+          bytesTotal: text.length,
+        },
+      });
+      await this.countingGate;
+    }
+    return summary;
   }
 
   async estimate(lora: LoraSettings): Promise<MemoryEstimate> {
