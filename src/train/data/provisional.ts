@@ -62,7 +62,8 @@ export class ProvisionalSummary {
       for (const record of await index.read(ids)) {
         const { tokens, full } = tokenizeRecord(this.tok, record, opts, false);
         if (tokens.issue) this.renderIssues.push(tokens.issue);
-        for (const ex of full) if (this.preview.length < this.previewCount) this.preview.push(examplePreview(this.tok, ex));
+        for (const ex of full)
+          if (this.preview.length < this.previewCount) this.preview.push(examplePreview(this.tok, ex));
       }
       this.rendered += ids.length;
     }

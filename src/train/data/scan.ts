@@ -218,7 +218,15 @@ class Scan implements ChunkReader {
       issues.listed.sort((a, b) => a.line - b.line);
       issues.count = this.issues.count;
       // The ranges only grow, so the index over the first n of them stays valid as the scan goes on.
-      const index = new RangeIndex(this.source, this.fileName, this.container, this.format, this.ranges, issues, this.rowOf());
+      const index = new RangeIndex(
+        this.source,
+        this.fileName,
+        this.container,
+        this.format,
+        this.ranges,
+        issues,
+        this.rowOf(),
+      );
       this.onPartial({ index, done: at, total: this.source.size });
     }
   }

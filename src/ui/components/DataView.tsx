@@ -157,8 +157,8 @@ function Provisional({ p, fileName }: { p: DatasetProvisional; fileName: string 
         <Stat label="issues so far" value={formatInt(p.issueCount)} />
       </div>
       <p className="muted small">
-        {FORMAT_LABEL[p.format]}. The preview shows the first records; the counts and token totals follow once the
-        whole file is read (training can start then).
+        {FORMAT_LABEL[p.format]}. The preview shows the first records; the counts and token totals follow once the whole
+        file is read (training can start then).
       </p>
       <Issues issues={p.issues} count={p.issueCount} soFar />
     </section>
