@@ -31,6 +31,10 @@
 //   ALIBI    s += alibi(h, j) = slope[h] * j * alibiMul  (BLOOM; Falcon rounds slope * j to bfloat16,
 //            the slopes arrive rounded) with j the key's position.
 // The prelude sets SOFTCAP / ALIBI (bool consts) and NSLOPE (vec4s of slopes in P: 64 with ALiBi, 1 without).
+// Packed sequences (training only): the prelude declares `kstart` (u32 [B*nq], bound after the
+// kernel's other buffers: attn_fwd 6, attn_bwd_dq 8, attn_bwd_dkdv 9) and key_start(row) reads it;
+// query i of sequence b then also needs j >= key_start(b*nq + i), its example's first token, so no
+// example sees another. Without the flag key_start() returns 0 and the kernels are the plain ones.
 //
 // Kernels (bindings after the uniform P at 0):
 //   attn_fwd        1 q, 2 k, 3 v, 4 o, [5 lse]. Grid (ceil(nq/BR), nH, B). Thread (r, c) of the
@@ -142,6 +146,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   let rowOk = i < p.nq;
   let qpos = p.qPos0 + i;
   let kEnd = p.qPos0 + min(i0 + BR, p.nq);   // keys [0, kEnd) are seen by some row of the block
+  var kFirst = 0u;                            // packed sequences: the row's example start
+  if (rowOk) { kFirst = key_start(b * p.nq + i); }
 
   var m = NEG;
   var l = 0.0;
@@ -169,7 +175,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
 
     let j = j0 + c;
     var s = NEG;
-    if (rowOk && visible(j, qpos)) {
+    if (rowOk && visible(j, qpos) && j >= kFirst) {
       var dot = 0.0;
       for (var d = 0u; d < HD; d++) { dot = fma(qs[r * HD + d], ks[c * PSTR + d], dot); }
       s = score(dot, h, j);
@@ -271,9 +277,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   let rowOk = i < p.nq;
   var rowLse = 0.0;
   var rowD = 0.0;
+  var kFirst = 0u;
   if (rowOk) {
     rowLse = lse[(b * p.nq + i) * p.heads + h];
     rowD = D[(b * p.nq + i) * p.heads + h];
+    kFirst = key_start(b * p.nq + i);
   }
   let kEnd = min(i0 + BR, p.nq);
 
@@ -301,7 +309,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
 
     let j = j0 + c;
     var ds = 0.0;
-    if (rowOk && visible(j, i)) {
+    if (rowOk && visible(j, i) && j >= kFirst) {
       var s = 0.0;
       var dp = 0.0;
       for (var d = 0u; d < HD; d++) {
@@ -417,7 +425,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
       let i = i0 + r;
       var pr = 0.0;
       var ds = 0.0;
-      if (i < p.nq && j < p.nk && visible(j, i)) {
+      if (i < p.nq && j < p.nk && visible(j, i) && j >= key_start(b * p.nq + i)) {
         var s = 0.0;
         var dp = 0.0;
         for (var d = 0u; d < HD; d++) {

@@ -8,6 +8,11 @@
  * Tile sizes are picked per head dim so workgroup storage stays within 16 KiB (or the device's
  * smaller limit); the head dim, the tiles and whether soft-capping / ALiBi are on are baked into the
  * WGSL text; the window, the cap, the slopes and the sizes are uniforms.
+ *
+ * Packed sequences (several examples in one row, as TRL's padding-free packing): pass `keyStart`
+ * (u32 [batch*seq], the index of each row's example start in its sequence) to the forward and the
+ * backward, and query i sees keys keyStart[i]..i only. It is a shader flag (`_seg` variants bind
+ * one more storage buffer); without it the kernels are exactly the plain causal ones.
  */
 import source from '../../shaders/attention.wgsl?raw';
 import { type Gpu, type Recorder, params } from '../gpu/context';
@@ -42,6 +47,8 @@ export interface AttentionArgs extends AttentionVariant {
   heads: number;
   kvHeads: number;
   headDim: number;
+  /** u32 [batch*seq]: first key each query row sees (packed examples); absent = plain causal. */
+  keyStart?: Tensor;
 }
 
 export interface AttentionBackwardArgs extends AttentionVariant {
@@ -59,6 +66,8 @@ export interface AttentionBackwardArgs extends AttentionVariant {
   heads: number;
   kvHeads: number;
   headDim: number;
+  /** The forward's keyStart (packed examples). */
+  keyStart?: Tensor;
   /** Scratch: holds D = rowsum(dO*O) [batch*seq, heads] under the name 'attention.D'. */
   ws: Workspace;
 }
@@ -87,7 +96,12 @@ interface Variant {
   lse?: boolean;
   softcap?: boolean;
   alibi?: boolean;
+  /** attn_fwd / attn_bwd_dq / attn_bwd_dkdv: bind keyStart after the other buffers (packed examples). */
+  seg?: boolean;
 }
+
+/** The binding of keyStart in each kernel that can take it (after its other buffers). */
+const KEY_START_BINDING: Partial<Record<KernelName, number>> = { attn_fwd: 6, attn_bwd_dq: 8, attn_bwd_dkdv: 9 };
 
 /** Heads whose ALiBi slopes fit the uniform block. */
 const MAX_ALIBI_HEADS = 256;
@@ -119,11 +133,21 @@ export function attentionShader(kernel: KernelName, v: Variant): string {
       L.push('fn store_lse(i: u32, x: f32) {}');
     }
   }
+  const segBinding = KEY_START_BINDING[kernel];
+  if (v.seg) {
+    if (segBinding === undefined || (kernel === 'attn_fwd' && !v.lse)) {
+      throw new GpuError(`attention: ${kernel} has no packed-sequence variant.`);
+    }
+    L.push(`@group(0) @binding(${segBinding}) var<storage, read> kstart: array<u32>;`);
+    L.push('fn key_start(row: u32) -> u32 { return kstart[row]; }');
+  } else if (segBinding !== undefined) {
+    L.push('fn key_start(row: u32) -> u32 { return 0u; }');
+  }
   return wgslModule({ source, kernel, prelude: L, describe: `${kernel} ${JSON.stringify(v)}` });
 }
 
 function pipelineFor(gpu: Gpu, kernel: KernelName, v: Variant): GPUComputePipeline {
-  const name = `${kernel}_hd${v.hd}_${v.br}x${v.bc}${v.lse === false ? '_nolse' : ''}${v.softcap ? '_cap' : ''}${v.alibi ? '_alibi' : ''}`;
+  const name = `${kernel}_hd${v.hd}_${v.br}x${v.bc}${v.lse === false ? '_nolse' : ''}${v.softcap ? '_cap' : ''}${v.alibi ? '_alibi' : ''}${v.seg ? '_seg' : ''}`;
   return variantPipeline(gpu, name, () => attentionShader(kernel, v));
 }
 
@@ -203,6 +227,27 @@ function checkShape(what: string, a: Shape): void {
   }
 }
 
+/** Checks keyStart (u32 [rows]) and that the device binds one more buffer; returns it as extra bindings. */
+function keyStartBindings(
+  gpu: Gpu,
+  what: string,
+  keyStart: Tensor | undefined,
+  rows: number,
+  buffers: number,
+): Tensor[] {
+  if (!keyStart) return [];
+  needElems(what, 'keyStart', keyStart, rows, ['u32']);
+  bindable(gpu, what, { keyStart });
+  const limit = gpu.limits.maxStorageBuffersPerShaderStage;
+  if (buffers + 1 > limit) {
+    throw new GpuLimitError(
+      `${what}: packed sequences need ${buffers + 1} storage buffers in one shader stage; this GPU allows ${limit}. ` +
+        'Turn packing off.',
+    );
+  }
+  return [keyStart];
+}
+
 function scaleOf(a: { scale?: number; headDim: number }): number {
   return a.scale ?? 1 / Math.sqrt(a.headDim);
 }
@@ -268,11 +313,19 @@ export function recordAttention(gpu: Gpu, rec: Recorder, a: AttentionArgs): void
   needElems(what, 'lse', a.lse, rows * a.heads, F32);
   bindable(gpu, what, { q: a.q, k: a.k, v: a.v, o: a.o, lse: a.lse });
   const f = flags(what, a);
+  const seg = keyStartBindings(gpu, what, a.keyStart, rows, 5);
   const t = attentionTiles(gpu, 'attn_fwd', a.headDim);
-  const pipe = pipelineFor(gpu, 'attn_fwd', { hd: a.headDim, br: t.br, bc: t.bc, lse: true, ...f });
+  const pipe = pipelineFor(gpu, 'attn_fwd', {
+    hd: a.headDim,
+    br: t.br,
+    bc: t.bc,
+    lse: true,
+    ...f,
+    seg: seg.length > 0,
+  });
   rec.dispatch(
     pipe,
-    [a.q, a.k, a.v, a.o, a.lse],
+    [a.q, a.k, a.v, a.o, a.lse, ...seg],
     [Math.ceil(a.seq / t.br), a.heads, a.batch],
     uniforms(a.seq, a.seq, 0, a),
   );
@@ -300,6 +353,7 @@ export function recordAttentionBackward(gpu: Gpu, rec: Recorder, a: AttentionBac
   bindable(gpu, what, { q: a.q, k: a.k, v: a.v, o: a.o, lse: a.lse, dO: a.dO, dq: a.dq, dk: a.dk, dv: a.dv });
   const hd = a.headDim;
   const f = flags(what, a);
+  const seg = keyStartBindings(gpu, what, a.keyStart, rows, 8);
 
   // 1. D = rowsum(dO * O), one thread per (row, head).
   const nD = rows * a.heads;
@@ -311,12 +365,17 @@ export function recordAttentionBackward(gpu: Gpu, rec: Recorder, a: AttentionBac
   const u = uniforms(a.seq, a.seq, 0, a);
   // 2. dq per query block over KV tiles.
   const tq = attentionTiles(gpu, 'attn_bwd_dq', hd);
-  const pq = pipelineFor(gpu, 'attn_bwd_dq', { hd, br: tq.br, bc: tq.bc, ...f });
-  rec.dispatch(pq, [a.q, a.k, a.v, a.dO, a.lse, D, a.dq], [Math.ceil(a.seq / tq.br), a.heads, a.batch], u);
+  const pq = pipelineFor(gpu, 'attn_bwd_dq', { hd, br: tq.br, bc: tq.bc, ...f, seg: seg.length > 0 });
+  rec.dispatch(pq, [a.q, a.k, a.v, a.dO, a.lse, D, a.dq, ...seg], [Math.ceil(a.seq / tq.br), a.heads, a.batch], u);
   // 3. dk, dv per KV block over the group's query heads and the query tiles at or after it.
   const tk = attentionTiles(gpu, 'attn_bwd_dkdv', hd);
-  const pk = pipelineFor(gpu, 'attn_bwd_dkdv', { hd, br: tk.br, bc: tk.bc, ...f });
-  rec.dispatch(pk, [a.q, a.k, a.v, a.dO, a.lse, D, a.dk, a.dv], [Math.ceil(a.seq / tk.bc), a.kvHeads, a.batch], u);
+  const pk = pipelineFor(gpu, 'attn_bwd_dkdv', { hd, br: tk.br, bc: tk.bc, ...f, seg: seg.length > 0 });
+  rec.dispatch(
+    pk,
+    [a.q, a.k, a.v, a.dO, a.lse, D, a.dk, a.dv, ...seg],
+    [Math.ceil(a.seq / tk.bc), a.kvHeads, a.batch],
+    u,
+  );
 }
 
 // ------------------------------------------------------------------ generation

@@ -2,7 +2,9 @@
  * Float64 reference of causal grouped-query attention (recordAttention, recordAttentionBackward,
  * recordAttentionDecode). Layouts as in the kernels: q/o [B*S, nH, hd], k/v [B*S, nKV, hd], row-major;
  * head h reads kv head floor(h / (nH / nKV)); the query at position i of a sequence sees keys
- * 0..i of that sequence, or with a sliding `window` W only keys i - W < j <= i.
+ * 0..i of that sequence, or with a sliding `window` W only keys i - W < j <= i. With `keyStart`
+ * (packed sequences: several examples in one row, none seeing another) it also sees no key before
+ * keyStart[b*S + i], the index of its example's first token in the sequence.
  *
  * Score of query i, key j:  s = scale·q·k, then soft-capped (cap·tanh(s / cap), Gemma 2) and plus
  * the ALiBi bias of key position j (src/reference/alibi.ts). Backward passes dS through the cap:
@@ -26,6 +28,18 @@ export interface AttentionRefShape extends AttentionVariant {
   heads: number;
   kvHeads: number;
   headDim: number;
+  /** [B*S]: the first key (index in its sequence) each query row sees; absent = 0 (plain causal). */
+  keyStart?: ArrayLike<number>;
+}
+
+/** The first key row `row` (= b*S + i) may see by its example; checked to be within 0..i. */
+function exampleStart(s: AttentionRefShape, row: number, i: number): number {
+  if (!s.keyStart) return 0;
+  const f = s.keyStart[row]!;
+  if (!Number.isInteger(f) || f < 0 || f > i) {
+    throw new Error(`attention reference: keyStart[${row}] = ${f} must be an integer in 0..${i} (the row itself).`);
+  }
+  return f;
 }
 
 function scaleOf(s: { scale?: number; headDim: number }): number {
@@ -53,9 +67,10 @@ function rowAttention(
   vr: AttentionVariant & { headDim: number },
   out: Float64Array,
   outIndex: number,
+  start = 0,
 ): { lse: number; p: Float64Array; dcap: Float64Array; j0: number } {
   const scale = scaleOf(vr);
-  const j0 = firstKey(pos, vr.window);
+  const j0 = Math.max(start, firstKey(pos, vr.window));
   const n = pos + 1 - j0;
   const s = new Float64Array(n);
   const dcap = new Float64Array(n).fill(1);
@@ -102,7 +117,8 @@ export function attentionRef(
       for (let i = 0; i < seq; i++) {
         const row = b * seq + i;
         const qi = (row * heads + h) * hd;
-        const r = rowAttention(a.q, a.k, a.v, qi, (j) => ((b * seq + j) * kvHeads + kvh) * hd, i, hd, h, a, o, qi);
+        const kBase = (j: number) => ((b * seq + j) * kvHeads + kvh) * hd;
+        const r = rowAttention(a.q, a.k, a.v, qi, kBase, i, hd, h, a, o, qi, exampleStart(a, row, i));
         lse[row * heads + h] = r.lse;
       }
     }
@@ -127,7 +143,8 @@ export function attentionBackwardRef(
       const kBase = (j: number) => ((b * seq + j) * kvHeads + kvh) * hd;
       for (let i = 0; i < seq; i++) {
         const qi = ((b * seq + i) * heads + h) * hd;
-        const { p, dcap, j0 } = rowAttention(a.q, a.k, a.v, qi, kBase, i, hd, h, a, o, 0);
+        const start = exampleStart(a, b * seq + i, i);
+        const { p, dcap, j0 } = rowAttention(a.q, a.k, a.v, qi, kBase, i, hd, h, a, o, 0, start);
         // D = dO . o ; dP_j = dO . v_j ; dS_j = P_j (dP_j - D), through the soft-cap
         let D = 0;
         for (let d = 0; d < hd; d++) D += a.dO[qi + d]! * o[d]!;

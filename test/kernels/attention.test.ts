@@ -23,6 +23,26 @@ interface Case extends AttentionVariant {
   heads: number;
   kvHeads: number;
   headDim: number;
+  /** Example lengths packed into each sequence (last one may be cut): keyStart is each row's example start. */
+  packed?: number[];
+}
+
+/** keyStart [batch*seq] of sequences each holding examples of the given lengths, in turn. */
+function keyStarts(c: Case): number[] {
+  const out: number[] = [];
+  for (let b = 0; b < c.batch; b++) {
+    let start = 0;
+    let n = 0;
+    for (let i = 0; i < c.seq; i++) {
+      const len = c.packed![(b + n) % c.packed!.length]!;
+      if (i - start >= len) {
+        start = i;
+        n++;
+      }
+      out.push(start);
+    }
+  }
+  return out;
 }
 
 const BLOOM_ALIBI = { slopes: alibiSlopes(5), bf16: false, mul: 1 };
@@ -42,12 +62,31 @@ const CASES: Case[] = [
   { batch: 1, seq: 33, heads: 3, kvHeads: 1, headDim: 64, alibi: FALCON_ALIBI, window: 7 },
 ];
 
+const PACKED: Case[] = [
+  // examples of 1..19 tokens; tiles of 16 (hd 8-64) cut through examples, and one-token examples
+  { batch: 2, seq: 37, heads: 6, kvHeads: 2, headDim: 12, packed: [5, 1, 17, 3] },
+  { batch: 1, seq: 41, heads: 4, kvHeads: 4, headDim: 64, packed: [19, 2, 7] },
+  // with a sliding window, soft-capping and ALiBi on top
+  {
+    batch: 1,
+    seq: 40,
+    heads: 5,
+    kvHeads: 5,
+    headDim: 16,
+    packed: [11, 4, 20],
+    window: 6,
+    softcap: 2,
+    alibi: BLOOM_ALIBI,
+  },
+];
+
 const name = (c: Case) =>
   `B=${c.batch} S=${c.seq} nH=${c.heads} nKV=${c.kvHeads} hd=${c.headDim}` +
   (c.scale !== undefined ? ` scale=${c.scale}` : '') +
   (c.window ? ` window=${c.window}` : '') +
   (c.softcap ? ` softcap=${c.softcap}` : '') +
-  (c.alibi ? ` ALiBi${c.alibi.bf16 ? ' bf16' : ''}` : '');
+  (c.alibi ? ` ALiBi${c.alibi.bf16 ? ' bf16' : ''}` : '') +
+  (c.packed ? ` packed ${c.packed.join('+')}` : '');
 
 const O_TOL = { atol: 2e-6, rtol: 1e-4 };
 const GRAD_TOL = { atol: 1e-5, rtol: 1e-4 };
@@ -55,6 +94,7 @@ const GRAD_TOL = { atol: 1e-5, rtol: 1e-4 };
 /** Forward (o, lse) and backward (dq, dk, dv) in one submit against the float64 reference. */
 function forwardBackward(c: Case, repeat = false) {
   const rows = c.batch * c.seq;
+  const starts = c.packed ? keyStarts(c) : null;
   const qShape = [rows, c.heads, c.headDim];
   const kShape = [rows, c.kvHeads, c.headDim];
   return checkKernel({
@@ -72,14 +112,29 @@ function forwardBackward(c: Case, repeat = false) {
       dq: rand(qShape, { scale: 9 }),
       dk: rand(kShape, { scale: 9 }),
       dv: rand(kShape, { scale: 9 }),
+      keyStart: values([rows], starts ?? new Array<number>(rows).fill(0), 'u32'),
     },
     record: (gpu, rec, t, ws) => {
       const { q, k, v, o, lse } = t;
-      recordAttention(gpu, rec, { q, k, v, o, lse, ...c });
-      recordAttentionBackward(gpu, rec, { q, k, v, o, lse, dO: t.dO, dq: t.dq, dk: t.dk, dv: t.dv, ws, ...c });
+      const keyStart = starts ? t.keyStart : undefined;
+      recordAttention(gpu, rec, { q, k, v, o, lse, ...c, keyStart });
+      recordAttentionBackward(gpu, rec, {
+        q,
+        k,
+        v,
+        o,
+        lse,
+        dO: t.dO,
+        dq: t.dq,
+        dk: t.dk,
+        dv: t.dv,
+        ws,
+        ...c,
+        keyStart,
+      });
     },
     reference: (v) => {
-      const d = { q: v.q, k: v.k, v: v.v, dO: v.dO, ...c };
+      const d = { q: v.q, k: v.k, v: v.v, dO: v.dO, ...c, keyStart: starts ?? undefined };
       return { ...attentionRef(d), ...attentionBackwardRef(d) };
     },
     tol: GRAD_TOL,
@@ -114,6 +169,54 @@ describe('attention on the GPU', () => {
 
   it('backward is deterministic (bitwise equal over two runs)', () =>
     forwardBackward({ batch: 2, seq: 29, heads: 6, kvHeads: 2, headDim: 12 }, true));
+});
+
+describe('attention over packed examples (keyStart)', () => {
+  for (const c of PACKED) it(`forward and backward match the reference: ${name(c)}`, () => forwardBackward(c));
+
+  it('one example per row gives exactly the plain causal kernels (bitwise)', async () => {
+    const c = { batch: 2, seq: 23, heads: 4, kvHeads: 2, headDim: 12 };
+    const plain = await forwardBackward(c);
+    const packed = await forwardBackward({ ...c, packed: [23] });
+    for (const k of ['o', 'lse', 'dq', 'dk', 'dv'] as const) expect(packed[k]).toEqual(plain[k]);
+  });
+
+  it('each packed example gives what it gives alone (reference): no attention across boundaries', () => {
+    const hd = 4;
+    const lens = [3, 5, 2];
+    const S = 10;
+    const q = randArray(S * hd, 1, 1.5);
+    const k = randArray(S * hd, 2, 1.5);
+    const v = randArray(S * hd, 3, 1);
+    const dO = randArray(S * hd, 4, 1);
+    const keyStart = [0, 0, 0, 3, 3, 3, 3, 3, 8, 8];
+    const one = { batch: 1, heads: 1, kvHeads: 1, headDim: hd };
+    const packed = attentionRef({ q, k, v, seq: S, keyStart, ...one });
+    const grads = attentionBackwardRef({ q, k, v, dO, seq: S, keyStart, ...one });
+    let at = 0;
+    for (const len of lens) {
+      const cut = (x: Float32Array | Float64Array) => x.slice(at * hd, (at + len) * hd);
+      const alone = attentionRef({ q: cut(q), k: cut(k), v: cut(v), seq: len, ...one });
+      const g = attentionBackwardRef({ q: cut(q), k: cut(k), v: cut(v), dO: cut(dO), seq: len, ...one });
+      expect(Array.from(cut(packed.o))).toEqual(Array.from(alone.o));
+      expect(Array.from(cut(grads.dk))).toEqual(Array.from(g.dk));
+      expect(Array.from(cut(grads.dq))).toEqual(Array.from(g.dq));
+      at += len;
+    }
+    expect(() => attentionRef({ q, k, v, seq: S, keyStart: [0, 2, 0, 0, 0, 0, 0, 0, 0, 0], ...one })).toThrow(
+      /keyStart\[1\] = 2 must be an integer in 0..1/,
+    );
+  });
+
+  it('compiles the packed variants', async () => {
+    const gpu = await getGpu();
+    for (const hd of [8, 128, 256]) {
+      for (const k of ['attn_fwd', 'attn_bwd_dq', 'attn_bwd_dkdv'] as const) {
+        const t = attentionTiles(gpu, k, hd);
+        await gpu.compileCheck(`${k}_${hd}_seg`, attentionShader(k, { hd, ...t, lse: true, seg: true }));
+      }
+    }
+  });
 });
 
 describe('attention decode', () => {

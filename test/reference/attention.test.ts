@@ -25,6 +25,16 @@ describe('attention reference', () => {
     expectClose(numericGrad(v, loss), g.dv, { name: 'dv', atol: 1e-8, rtol: 1e-6 });
   });
 
+  it('matches central finite differences with packed examples (keyStart)', () => {
+    const c = { batch: 2, seq: 6, heads: 2, kvHeads: 1, headDim: 3, keyStart: [0, 0, 2, 2, 2, 5, 0, 1, 1, 1, 1, 1] };
+    const { q, k, v, dO } = data(c, 300);
+    const loss = () => dot(attentionRef({ q, k, v, ...c }).o, dO);
+    const g = attentionBackwardRef({ q, k, v, dO, ...c });
+    expectClose(numericGrad(q, loss), g.dq, { name: 'dq', atol: 1e-8, rtol: 1e-6 });
+    expectClose(numericGrad(k, loss), g.dk, { name: 'dk', atol: 1e-8, rtol: 1e-6 });
+    expectClose(numericGrad(v, loss), g.dv, { name: 'dv', atol: 1e-8, rtol: 1e-6 });
+  });
+
   it('sees only the first key at position 0 and ignores other sequences', () => {
     const c = { batch: 2, seq: 4, heads: 2, kvHeads: 1, headDim: 3 };
     const d = data(c, 7);
