@@ -30,7 +30,11 @@ const USAGE = `tabtune: LoRA fine-tuning on WebGPU
      [--steps N | --epochs E] [--batch B] [--grad-accum G] [--max-len N]
      [--scheduler constant|linear|cosine] [--warmup N] [--max-grad-norm 1.0 (0 = off)]
      [--no-shuffle] [--seed S] [--val-fraction 0] [--loss-every 1] [--checkpoint-every N] [--resume]
+<<<<<<< HEAD
      [--activation-checkpointing] [--quantize nf4|none] [--no-double-quant] [--json]
+=======
+     [--activation-checkpointing] [--packing] [--json]
+>>>>>>> c05629b (Packing (TRL's padding-free packing): --packing / the app's 'pack examples' lays each micro-batch's examples end to end in one row, positions restarting per example, keyStart per token so attention stays within each example (the packed-sequence kernel variants), targets stopping at each example's end; never more tokens than unpacked. Same counted tokens, so the same loss: engine tests on llama and GPT-2 train packed and unpacked side by side (losses per step to 2e-5, adapters to 1e-3). Recipe export writes padding_free; batch layout test; the Chromium resume test trains packed)
   tabtune export-recipe --model DIR|owner/name --data FILE --out DIR [train's flags]
      the same run as a transformers + PEFT + TRL project (train.py, data, accelerate configs)
   tabtune eval --model DIR [--adapter DIR] --data FILE [--format ...] [--max-len N]

@@ -41,6 +41,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   'checkpoint-every': { type: 'int', min: 0 },
   resume: { type: 'bool' },
   'activation-checkpointing': { type: 'bool' },
+  packing: { type: 'bool' },
   json: { type: 'bool' },
   ...FROZEN_FLAGS,
 };
@@ -62,6 +63,7 @@ export const TRAIN_SETTING_FLAGS: readonly [string, keyof TrainSettings][] = [
   ['loss-every', 'lossEvery'],
   ['checkpoint-every', 'checkpointEvery'],
   ['activation-checkpointing', 'activationCheckpointing'],
+  ['packing', 'packing'],
 ];
 
 /** --steps or --epochs, not both. */
@@ -84,6 +86,7 @@ export function baseTrainSettings(f: ParsedFlags, maxLen: number): TrainSettings
     checkpointEvery: 0,
     valFraction: 0,
     activationCheckpointing: false,
+    packing: false,
   };
 }
 

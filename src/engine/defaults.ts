@@ -20,6 +20,7 @@ export const DEFAULT_TRAIN: TrainSettings = {
   checkpointEvery: 0,
   valFraction: 0.1,
   activationCheckpointing: false,
+  packing: false,
 };
 
 /** Frozen weights as stored (16-bit stays 16-bit); 4-bit NF4 with bitsandbytes' double quantization when chosen. */

@@ -550,6 +550,7 @@ export class Engine implements EngineApi {
       batchSize: train.batch,
       maxLen: d.maxLen,
       padId: m.tokenizer.padTokenId ?? m.tokenizer.eosTokenIds[0] ?? 0,
+      packing: train.packing === true,
     };
     // Validation batches (padded with 0, as they always were) are made for the base model's loss.
     let valBatches: Batch[] | null = null;

@@ -54,6 +54,11 @@ export interface TrainSettings {
   valFraction: number;
   /** Recompute each layer during backward instead of keeping its activations (less memory, ~1.3x compute). */
   activationCheckpointing: boolean;
+  /**
+   * Lay each micro-batch's examples end to end in one row, none attending to another, positions
+   * restarting per example (TRL's padding-free packing): no padding is computed, the loss is the same.
+   */
+  packing: boolean;
 }
 
 export interface ModelInfo {

@@ -240,6 +240,7 @@ function recordLayerBackward(
     kvHeads: c.numKvHeads,
     headDim: c.headDim,
     ...attentionVariant(st, l),
+    keyStart: f.packed ? st.keyStart : undefined,
     ws,
   });
   const rope = ropeArgs(st, l, T);

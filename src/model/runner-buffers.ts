@@ -83,6 +83,7 @@ export interface RunnerState {
   readonly opts: RunnerOptions;
   readonly ids: Tensor; // u32 [maxT]
   readonly positions: Tensor; // u32 [maxT]
+  readonly keyStart: Tensor; // u32 [maxT]: packed rows, each token's example start (ForwardArgs.packed)
   /** u32 [maxT]: rows of the learned position table (positions + offset), when the offset is not 0. */
   readonly posIds: Tensor | null;
   readonly targets: Tensor; // u32 [maxT]
@@ -231,6 +232,7 @@ export function createRunnerState(gpu: Gpu, model: GpuModel, opts: RunnerOptions
     opts,
     ids: mk('ids', [T], 'u32', 'io'),
     positions: mk('positions', [T], 'u32', 'io'),
+    keyStart: mk('keyStart', [T], 'u32', 'io'),
     posIds: c.learnedPositions?.offset ? mk('posIds', [T], 'u32', 'io') : null,
     targets: mk('targets', [T], 'u32', 'io'),
     lossSum: mk('lossSum', [1], 'f32', 'io'),

@@ -33,6 +33,8 @@ export interface ForwardArgs {
   seed?: number;
   /** Apply LoRA dropout (training). */
   dropout?: boolean;
+  /** Packed rows (train / eval): attention sees only each token's own example (setBatch's keyStart). */
+  packed?: boolean;
 }
 
 /** The LoRA dropout seed of module `moduleIndex` (index in GpuModel.linears) in micro-step `base`. */
@@ -279,7 +281,8 @@ export function recordLayer(
       ...shape,
     });
   } else {
-    recordAttention(gpu, rec, { q: L.q, k: L.k, v: L.v, o: L.o, lse: L.lse, batch: f.B, seq: f.S, ...shape });
+    const keyStart = f.packed ? st.keyStart : undefined;
+    recordAttention(gpu, rec, { q: L.q, k: L.k, v: L.v, o: L.o, lse: L.lse, batch: f.B, seq: f.S, ...shape, keyStart });
   }
 
   // ---- the MLP's input (a parallel block reads the layer input: norm it before `next` is written)

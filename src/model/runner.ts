@@ -74,8 +74,11 @@ export class ModelRunner {
     return this.opts.maxContext ?? this.opts.maxTokens;
   }
 
-  /** Uploads token ids, positions and targets of a batch (queue writes, ordered before the next submit). */
-  setBatch(ids: Uint32Array, positions: Uint32Array, targets?: Uint32Array): void {
+  /**
+   * Uploads token ids, positions and targets of a batch (queue writes, ordered before the next
+   * submit), and for packed rows each token's example start (used by forwards with `packed`).
+   */
+  setBatch(ids: Uint32Array, positions: Uint32Array, targets?: Uint32Array, keyStart?: Uint32Array): void {
     if (ids.length > this.opts.maxTokens) {
       throw new GpuError(`Batch of ${ids.length} tokens exceeds this runner's capacity of ${this.opts.maxTokens}.`);
     }
@@ -88,6 +91,7 @@ export class ModelRunner {
         positions.map((p) => p + offset),
       );
     if (targets) this.gpu.write(this.st.targets, targets);
+    if (keyStart) this.gpu.write(this.st.keyStart, keyStart);
   }
 
   /** Zeroes the loss and token-count accumulators. */

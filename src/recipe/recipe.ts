@@ -136,6 +136,9 @@ export function trainingSection(t: TrainSettings): Record<string, unknown> {
     logging_steps: t.lossEvery,
     save_steps: t.checkpointEvery,
     gradient_checkpointing: t.activationCheckpointing,
+    // Tabtune's packing is TRL's padding-free batching: each micro-batch's examples in one row,
+    // position ids restarting per example, no attention across them.
+    padding_free: t.packing === true,
   };
 }
 

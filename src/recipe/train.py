@@ -144,7 +144,7 @@ def sft_config(run, args):
         max_length=t["max_length"],
         completion_only_loss=True,
         packing=False,
-        padding_free=False,
+        padding_free=t.get("padding_free", False),
         average_tokens_across_devices=True,
         gradient_checkpointing=t["gradient_checkpointing"],
         bf16=args.bf16,

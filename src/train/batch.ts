@@ -10,6 +10,13 @@
  * S is the longest example of the micro-batch rounded up to a multiple of `padMultiple` (8 by
  * default), but never above maxLen.
  *
+ * Packing (`packing: true`, TRL's padding-free packing): the micro-batch's examples are laid end to
+ * end in one row (B = 1) with no padding between them, S = their total rounded up to `padMultiple`
+ * (never more than the same examples unpacked; S may pass maxLen, no example does). positions restart at 0 for each example (TRL's
+ * position_ids), keyStart[t] is the index of the first token of t's example (attention sees only
+ * its own example: the padding tail is one more segment), and targets stop at each example's end.
+ * The counted targets are the same as unpacked, so the loss is the same; only padding goes.
+ *
  * Schedule: an epoch is one pass over the training examples in a fixed order (the file order, or
  * a permutation drawn from the seed and the epoch number when shuffling). It is cut into
  * micro-batches of B examples (the last may be smaller), and an optimizer step takes G consecutive
@@ -34,6 +41,8 @@ export interface Batch {
   targets: Uint32Array; // [B*S], IGNORE_INDEX = not counted
   positions: Uint32Array; // [B*S]
   counted: number;
+  /** Packed rows only: [B*S], the index (in its row) of each token's example's first token. */
+  keyStart?: Uint32Array;
 }
 
 /** What batching needs from a tokenized example. */
@@ -49,6 +58,8 @@ export interface BatchShapeOptions {
   padMultiple?: number;
   /** Id written into padding positions (default 0; never a target). */
   padId?: number;
+  /** Lay the examples end to end in one row, each attending only to itself (see the header). */
+  packing?: boolean;
 }
 
 export class BatchError extends Error {
@@ -66,9 +77,10 @@ export function paddedLength(longest: number, maxLen: number, padMultiple = 8): 
   return Math.max(1, Math.min(maxLen, Math.ceil(longest / m) * m));
 }
 
-/** Packs examples into one right-padded micro-batch. */
+/** Puts examples into one micro-batch: right-padded rows, or one packed row with `packing`. */
 export function makeBatch(seqs: readonly SequenceLike[], opts: BatchShapeOptions): Batch {
   if (seqs.length === 0) throw new BatchError('A micro-batch needs at least one example.');
+  if (opts.packing) return packedBatch(seqs, opts);
   const B = seqs.length;
   let longest = 0;
   for (const s of seqs) longest = Math.max(longest, s.ids.length);
@@ -79,20 +91,58 @@ export function makeBatch(seqs: readonly SequenceLike[], opts: BatchShapeOptions
   const positions = new Uint32Array(B * S);
   let counted = 0;
   seqs.forEach((seq, b) => {
-    const n = seq.ids.length;
-    if (seq.counted.length !== n)
-      throw new BatchError(`An example has ${n} ids but ${seq.counted.length} loss-mask entries.`);
     const row = b * S;
-    for (let t = 0; t < n; t++) ids[row + t] = seq.ids[t]!;
-    for (let t = 0; t + 1 < n; t++) {
-      if (seq.counted[t + 1]) {
-        targets[row + t] = seq.ids[t + 1]!;
-        counted++;
-      }
-    }
+    counted += writeExample(seq, ids, targets, row);
     for (let t = 0; t < S; t++) positions[row + t] = t;
   });
   return { B, S, ids, targets, positions, counted };
+}
+
+/** The targets of example `seq` written at offset `at` of `targets`; returns how many count. */
+function writeExample(seq: SequenceLike, ids: Uint32Array, targets: Uint32Array, at: number): number {
+  const n = seq.ids.length;
+  if (seq.counted.length !== n)
+    throw new BatchError(`An example has ${n} ids but ${seq.counted.length} loss-mask entries.`);
+  let counted = 0;
+  for (let t = 0; t < n; t++) ids[at + t] = seq.ids[t]!;
+  for (let t = 0; t + 1 < n; t++) {
+    if (seq.counted[t + 1]) {
+      targets[at + t] = seq.ids[t + 1]!;
+      counted++;
+    }
+  }
+  return counted;
+}
+
+/** The examples end to end in one row (packing; see the header). */
+function packedBatch(seqs: readonly SequenceLike[], opts: BatchShapeOptions): Batch {
+  let total = 0;
+  let longest = 0;
+  for (const s of seqs) {
+    total += s.ids.length;
+    longest = Math.max(longest, s.ids.length);
+  }
+  // Never more tokens than the same examples unpacked (what the trainer allocates for).
+  const unpacked = seqs.length * paddedLength(longest, opts.maxLen, opts.padMultiple ?? 8);
+  const m = Math.max(1, Math.floor(opts.padMultiple ?? 8));
+  const S = Math.max(1, Math.min(unpacked, Math.ceil(total / m) * m));
+  const ids = new Uint32Array(S).fill(opts.padId ?? 0);
+  const targets = new Uint32Array(S).fill(IGNORE_INDEX);
+  const positions = new Uint32Array(S);
+  const keyStart = new Uint32Array(S);
+  let counted = 0;
+  let at = 0;
+  for (const seq of [...seqs, null]) {
+    // (null: the padding tail, a segment of its own)
+    const n = seq ? seq.ids.length : S - total;
+    if (seq) counted += writeExample(seq, ids, targets, at);
+    for (let t = 0; t < n; t++) {
+      positions[at + t] = t;
+      keyStart[at + t] = at;
+    }
+    at += n;
+  }
+  return { B: 1, S, ids, targets, positions, counted, keyStart };
 }
 
 /** Micro-batches of `batchSize` examples in the given order (for evaluation: no shuffling). */

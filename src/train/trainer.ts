@@ -36,7 +36,7 @@ export interface OptimConfig {
   totalSteps: number;
 }
 
-/** One micro-batch: B right-padded sequences of length S. */
+/** One micro-batch: B right-padded sequences of length S (or packed rows, with keyStart). */
 export interface MicroBatch {
   B: number;
   S: number;
@@ -44,6 +44,8 @@ export interface MicroBatch {
   targets: Uint32Array; // [B*S], 0xFFFFFFFF = not counted
   positions: Uint32Array; // [B*S]
   counted: number;
+  /** Packed rows: [B*S], each token's example start in its row (attention stays within it). */
+  keyStart?: Uint32Array;
 }
 
 export interface StepResult {
@@ -126,7 +128,7 @@ export class Trainer {
     const lr = this.lrAt(this.stepIndex);
     const gradScale = counted > 0 ? 1 / counted : 0;
     micro.forEach((b, g) => {
-      this.runner.setBatch(b.ids, b.positions, b.targets);
+      this.runner.setBatch(b.ids, b.positions, b.targets, b.keyStart);
       const rec = gpu.recorder(`step${this.stepIndex}.${g}`);
       const f = {
         B: b.B,
@@ -134,6 +136,7 @@ export class Trainer {
         lora: this.lora,
         seed: this.seed * 1_000_003 + this.stepIndex * 64 + g,
         dropout: true,
+        packed: !!b.keyStart,
       };
       this.runner.recordForward(rec, f);
       this.runner.recordLoss(rec, b.B * b.S, gradScale);
@@ -229,9 +232,9 @@ export class Trainer {
     this.runner.recordResetLoss(rec);
     rec.submit();
     for (const b of batches) {
-      this.runner.setBatch(b.ids, b.positions, b.targets);
+      this.runner.setBatch(b.ids, b.positions, b.targets, b.keyStart);
       rec = gpu.recorder('eval');
-      this.runner.recordForward(rec, { B: b.B, S: b.S, lora: this.lora, dropout: false });
+      this.runner.recordForward(rec, { B: b.B, S: b.S, lora: this.lora, dropout: false, packed: !!b.keyStart });
       this.runner.recordLoss(rec, b.B * b.S, null);
       rec.submit();
     }

@@ -4,7 +4,7 @@
  * would (the settings untouched) and see the loss fall, find the adapter in the library, reload and
  * find it still there, download it and check the PEFT files, and see Compare show the base model
  * telling a story where the adapter answers the demo questions. A second test interrupts a short
- * run on 4-bit NF4 frozen weights (QLoRA) by reloading the page and resumes it from its checkpoint
+ * run on 4-bit NF4 frozen weights (QLoRA) with packed batches by reloading the page and resumes it from its checkpoint
  * on the same 4-bit weights. Screenshots of each stage go to
  * test-artifacts/app-*.png; with TABTUNE_DOCS_SCREENSHOTS=1 the README's go to docs/screenshots/.
  *
@@ -300,6 +300,8 @@ describe('the app in Chromium', () => {
         await page.waitForSelector('[data-testid="estimate"]', { timeout: LONG });
         await expect.poll(() => frozen.getByRole('radio', { name: /^4-bit NF4/ }).isChecked()).toBe(true);
         await shot(page, '10a-settings-nf4');
+        // Packed batches (the attention kernels' packed-sequence variants on SwiftShader), resumed too.
+        await page.locator('input[name="packing"]').check();
         await nav(page, /Train/);
         await watchStartup(page);
         await page.getByTestId('start-training').click();

@@ -132,6 +132,7 @@ describe('buildRecipe', () => {
           checkpointEvery: 6,
           evalEvery: 3,
           activationCheckpointing: true,
+          packing: true,
         },
       ),
     );
@@ -156,6 +157,7 @@ describe('buildRecipe', () => {
       logging_steps: 4,
       save_steps: 6,
       gradient_checkpointing: true,
+      padding_free: true,
     });
     const epochs = run(input({}, { steps: 0, epochs: 2.5, scheduler: 'cosine', warmup: 0 })).training!;
     expect(epochs).toMatchObject({

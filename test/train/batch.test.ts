@@ -64,6 +64,23 @@ describe('makeBatch', () => {
     expect(() => makeBatch([], { maxLen: 12 })).toThrow(BatchError);
   });
 
+  it('packing lays examples end to end in one row: positions restart, keyStart marks each example', () => {
+    const exs = [seq(0, 3, 2), seq(1, 4), seq(2, 2)];
+    const b = makeBatch(exs, { maxLen: 8, padId: 9, packing: true });
+    expect([b.B, b.S]).toEqual([1, 16]);
+    expect(rowsOf(b)[0]).toEqual([1, 2, 3, 101, 102, 103, 104, 201, 202, 9, 9, 9, 9, 9, 9, 9]);
+    // No target crosses an example's end; the counted targets are those of the unpacked batch.
+    expect(Array.from(b.targets)).toEqual([X, 3, X, 102, 103, 104, X, 202, X, X, X, X, X, X, X, X]);
+    expect(b.counted).toBe(makeBatch(exs, { maxLen: 8 }).counted);
+    expect(Array.from(b.positions)).toEqual([0, 1, 2, 0, 1, 2, 3, 0, 1, 0, 1, 2, 3, 4, 5, 6]);
+    // The padding tail is a segment of its own.
+    expect(Array.from(b.keyStart!)).toEqual([0, 0, 0, 3, 3, 3, 3, 7, 7, 9, 9, 9, 9, 9, 9, 9]);
+    // Never more tokens than unpacked: with maxLen 5 (no multiple of 8) that is 3 rows of 5, not 16.
+    expect(makeBatch(exs, { maxLen: 5, packing: true }).S).toBe(15);
+    expect(() => makeBatch([seq(0, 13)], { maxLen: 12, packing: true })).toThrow(/13 tokens, more than maxLen 12/);
+    expect(makeBatch(exs, { maxLen: 8 }).keyStart).toBeUndefined();
+  });
+
   it('eval batches keep order', () => {
     const bs = evalBatches([seq(0, 3), seq(1, 4), seq(2, 5)], 2, { maxLen: 8 });
     expect(bs.map((b) => b.B)).toEqual([2, 1]);

@@ -352,6 +352,23 @@ export function SettingsView() {
                 Recompute each layer in backward: far less memory for long sequences, about a third slower.
               </div>
             </div>
+            <div className="field">
+              <span className="label-like">Batching</span>
+              <label className="check">
+                <input
+                  type="checkbox"
+                  name="packing"
+                  aria-describedby="packing-hint"
+                  checked={t.packing === true}
+                  onChange={(e) => setT({ packing: e.target.checked })}
+                />
+                pack examples
+              </label>
+              <div className="hint" id="packing-hint">
+                Each micro-batch&apos;s examples end to end in one sequence, none seeing another (TRL&apos;s
+                padding-free packing): no padding is computed, the loss is the same. Helps when lengths vary.
+              </div>
+            </div>
           </div>
           <details className="advanced">
             <summary>Evaluation and checkpoints</summary>
