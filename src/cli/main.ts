@@ -19,6 +19,7 @@ import { evaluate } from './eval';
 import { exportRecipe } from './export-recipe';
 import { generate } from './generate';
 import { info } from './info';
+import { merge } from './merge';
 import { selftest } from './selftest';
 import { train } from './train';
 
@@ -30,17 +31,15 @@ const USAGE = `tabtune: LoRA fine-tuning on WebGPU
      [--steps N | --epochs E] [--batch B] [--grad-accum G] [--max-len N]
      [--scheduler constant|linear|cosine] [--warmup N] [--max-grad-norm 1.0 (0 = off)]
      [--no-shuffle] [--seed S] [--val-fraction 0] [--loss-every 1] [--checkpoint-every N] [--resume]
-<<<<<<< HEAD
      [--activation-checkpointing] [--quantize nf4|none] [--no-double-quant] [--json]
-=======
-     [--activation-checkpointing] [--packing] [--json]
->>>>>>> c05629b (Packing (TRL's padding-free packing): --packing / the app's 'pack examples' lays each micro-batch's examples end to end in one row, positions restarting per example, keyStart per token so attention stays within each example (the packed-sequence kernel variants), targets stopping at each example's end; never more tokens than unpacked. Same counted tokens, so the same loss: engine tests on llama and GPT-2 train packed and unpacked side by side (losses per step to 2e-5, adapters to 1e-3). Recipe export writes padding_free; batch layout test; the Chromium resume test trains packed)
   tabtune export-recipe --model DIR|owner/name --data FILE --out DIR [train's flags]
      the same run as a transformers + PEFT + TRL project (train.py, data, accelerate configs)
   tabtune eval --model DIR [--adapter DIR] --data FILE [--format ...] [--max-len N]
      [--quantize nf4|none] [--no-double-quant] [--json]
   tabtune generate --model DIR [--adapter DIR] --prompt TEXT [--chat] [--max-new-tokens N]
      [--temperature 0] [--top-k K] [--top-p P] [--seed S] [--quantize nf4|none] [--no-double-quant]
+  tabtune merge --model DIR --adapter DIR --out DIR [--dtype bf16|f16|f32] [--max-shard-size 50GB]
+     the adapter folded into the model: a Hugging Face model folder (CPU only)
   tabtune info        the WebGPU adapter in use
   tabtune selftest    run the kernels against the float64 reference
   tabtune bench       benchmarks (see README, Performance)
@@ -50,7 +49,7 @@ export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   // `tabtune train --help` prints the usage (it is not an unknown flag); a value "--help" can be given as --prompt=--help.
   if (
-    ['train', 'eval', 'generate', 'export-recipe'].includes(command ?? '') &&
+    ['train', 'eval', 'generate', 'export-recipe', 'merge'].includes(command ?? '') &&
     rest.some((a) => a === '--help' || a === '-h')
   ) {
     process.stdout.write(USAGE);
@@ -66,6 +65,8 @@ export async function main(argv: string[]): Promise<number> {
         return await exportRecipe(rest);
       case 'generate':
         return await generate(rest);
+      case 'merge':
+        return await merge(rest);
       case 'info':
         return await info();
       case 'selftest':
@@ -82,7 +83,7 @@ export async function main(argv: string[]): Promise<number> {
         return command === undefined ? 2 : 0;
       default:
         throw new UsageError(
-          `unknown command "${command}". Commands: train, eval, generate, export-recipe, info, selftest, bench.`,
+          `unknown command "${command}". Commands: train, eval, generate, export-recipe, merge, info, selftest, bench.`,
         );
     }
   } catch (e) {

@@ -29,6 +29,7 @@ import type { RecordIndex } from '../train/data/record-index';
 import type { TokenStore } from '../train/data/tokens';
 import { Trainer } from '../train/trainer';
 import { frozenFlags, frozenSettings, frozenText, recipeQuantize, sameFrozen } from './frozen';
+import { mergeToZip } from './merge-zip';
 import { type FrozenFormat, frozenWeightBytes, trainingMemory } from './memory';
 import type {
   KernelChoiceStore,
@@ -42,6 +43,7 @@ import type {
   LoadProgress,
   LoraSettings,
   MemoryEstimate,
+  MergeSettings,
   ModelInfo,
   ModelSourceSpec,
   PeftFiles,
@@ -158,6 +160,8 @@ interface LoadedModelState {
   gpuModel: GpuModel;
   totalParams: number;
   dtype: string;
+  /** Where it was read from (merging reads its files again). */
+  source: ModelSource;
 }
 
 interface DatasetState {
@@ -310,6 +314,7 @@ export class Engine implements EngineApi {
       gpuModel,
       totalParams: gpuModel.params,
       dtype: gpuModel.dtypes.join('/'),
+      source,
     };
     return this.modelInfo();
   }
@@ -706,6 +711,18 @@ export class Engine implements EngineApi {
       this.stopRequested = false;
       this.paused = false;
     }
+  }
+
+  // ------------------------------------------------------------------ merge
+
+  async mergeAdapter(
+    adapter: PeftFiles,
+    settings: MergeSettings = {},
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<{ zip: Blob; files: string[] }> {
+    const m = this.requireModel();
+    const folder = `${(m.id.split('/').pop() ?? 'model').replace(/[^\w.-]+/g, '_')}-merged`;
+    return mergeToZip(m.source, adapter, folder, { dtype: settings.dtype, onProgress });
   }
 
   // ------------------------------------------------------------------ recipe

@@ -251,6 +251,12 @@ export interface AdapterRef {
   files: PeftFiles;
 }
 
+/** How an adapter is merged into the loaded model (src/lora/merge.ts). */
+export interface MergeSettings {
+  /** The merged weights' dtype; absent = each tensor keeps the model's own. */
+  dtype?: 'bf16' | 'f16' | 'f32';
+}
+
 /** What a recipe (src/recipe) adds to the run's settings: the adapter to start from, 4-bit weights. */
 export interface RecipeOptions {
   initFrom?: PeftFiles;
@@ -321,6 +327,15 @@ export interface EngineApi {
    * PEFT + TRL project (src/recipe/recipe.ts) for one or many GPUs.
    */
   exportRecipe(lora: LoraSettings, train: TrainSettings, opts?: RecipeOptions): Promise<Uint8Array>;
+  /**
+   * The loaded model with `adapter` folded in (W + scale·B·A), as a zip of a Hugging Face model
+   * folder (config.json, model.safetensors, tokenizer files, generation_config.json), streamed.
+   */
+  mergeAdapter(
+    adapter: PeftFiles,
+    settings?: MergeSettings,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<{ zip: Blob; files: string[] }>;
   pause(): void;
   resume(): void;
   stop(): void;

@@ -307,6 +307,10 @@ export class AppController {
   adapterDownload(id: string, what: 'zip' | 'config' | 'model') {
     return library.adapterDownload(this.ctx, id, what);
   }
+  /** The loaded model with the adapter merged in, as a zip (null when it failed; said in a notice). */
+  mergedDownload(id: string, onProgress?: (done: number, total: number) => void) {
+    return library.mergedDownload(this.ctx, id, onProgress);
+  }
   /** "Run at scale": the run as a zip of a transformers + PEFT + TRL project (null when it failed; said in a notice). */
   recipeDownload() {
     return recipe.recipeDownload(this.ctx);

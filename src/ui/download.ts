@@ -2,7 +2,12 @@
 export function saveFile(name: string, bytes: Uint8Array, type: string): void {
   const copy = new Uint8Array(bytes.byteLength);
   copy.set(bytes);
-  const url = URL.createObjectURL(new Blob([copy.buffer], { type }));
+  saveBlob(name, new Blob([copy.buffer], { type }));
+}
+
+/** Saves a Blob (which may live on disk, not in memory) as a file. */
+export function saveBlob(name: string, blob: Blob): void {
+  const url = URL.createObjectURL(blob);
   const a = document.createElement('a');
   a.href = url;
   a.download = name;

@@ -16,8 +16,10 @@ import type {
   LoadProgress,
   LoraSettings,
   MemoryEstimate,
+  MergeSettings,
   ModelInfo,
   ModelSourceSpec,
+  PeftFiles,
   RecipeOptions,
   SamplingSettings,
   TrainHooks,
@@ -246,6 +248,21 @@ export class WorkerEngine implements EngineApi {
 
   async exportRecipe(lora: LoraSettings, train: TrainSettings, opts: RecipeOptions = {}): Promise<Uint8Array> {
     return (await this.call((id) => ({ kind: 'exportRecipe', id, lora, train, opts }), 'exportRecipeDone')).value;
+  }
+
+  async mergeAdapter(
+    adapter: PeftFiles,
+    settings: MergeSettings = {},
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<{ zip: Blob; files: string[] }> {
+    const r = await this.call(
+      (id) => ({ kind: 'merge', id, adapter, settings }),
+      'mergeDone',
+      (m) => {
+        if (m.kind === 'mergeProgress') onProgress?.(m.done, m.total);
+      },
+    );
+    return r.value;
   }
 
   async evaluate(

@@ -17,6 +17,7 @@ import type {
   LoadProgress,
   LoraSettings,
   MemoryEstimate,
+  MergeSettings,
   ModelInfo,
   ModelSourceSpec,
   PeftFiles,
@@ -59,6 +60,7 @@ export type WorkerRequest =
   | { kind: 'exportRecipe'; id: number; lora: LoraSettings; train: TrainSettings; opts: RecipeOptions }
   | { kind: 'evaluate'; id: number; adapter: AdapterRef | null; split: 'validation' | 'all' }
   | { kind: 'generate'; id: number; prompt: string; adapter: AdapterRef | null; sampling: SamplingSettings }
+  | { kind: 'merge'; id: number; adapter: PeftFiles; settings: MergeSettings }
   | { kind: 'forgetAdapter'; key: string };
 
 /** An error as it crosses the boundary: the class name survives (GpuDeviceLostError, SourceError...). */
@@ -88,6 +90,8 @@ export type WorkerReply =
   | { kind: 'checkpoint'; id: number; seq: number; step: number; blob: Uint8Array }
   | { kind: 'trainDone'; id: number; value: TrainDone }
   | { kind: 'exportRecipeDone'; id: number; value: Uint8Array }
+  | { kind: 'mergeProgress'; id: number; done: number; total: number }
+  | { kind: 'mergeDone'; id: number; value: { zip: Blob; files: string[] } }
   | { kind: 'evaluateDone'; id: number; value: { loss: number; tokens: number } }
   | { kind: 'text'; id: number; delta: string }
   | { kind: 'generateDone'; id: number; value: { text: string; tokens: number; stopReason: string } }

@@ -209,6 +209,13 @@ async function handle(req: WorkerRequest): Promise<void> {
         post({ kind: 'exportRecipeDone', id, value: zip }, [zip.buffer]);
         break;
       }
+      case 'merge': {
+        const value = await e.mergeAdapter(req.adapter, req.settings, (done, total) =>
+          post({ kind: 'mergeProgress', id, done, total }),
+        );
+        post({ kind: 'mergeDone', id, value });
+        break;
+      }
       case 'evaluate':
         post({ kind: 'evaluateDone', id, value: await e.evaluate(req.adapter, req.split) });
         break;

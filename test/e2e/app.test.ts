@@ -124,6 +124,39 @@ async function watchStartup(page: Page): Promise<void> {
   });
 }
 
+/** The merged folder's files, and q_proj of layer 0 = the demo model's + scale·B·A of the adapter. */
+function checkMerged(entries: Record<string, Uint8Array>, adapterConfig: Uint8Array, adapterModel: Uint8Array) {
+  const folder = 'demo-tiny-llama-merged';
+  expect(Object.keys(entries).sort()).toEqual(
+    ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'].map(
+      (f) => `${folder}/${f}`,
+    ),
+  );
+  const demo = 'public/models/tabtune-demo';
+  expect(Buffer.from(entries[`${folder}/tokenizer.json`]!).equals(readFileSync(`${demo}/tokenizer.json`))).toBe(true);
+  const key = 'model.layers.0.self_attn.q_proj.weight';
+  const base = tensorToF32(
+    parseSafetensors(new Uint8Array(readFileSync(`${demo}/model.safetensors`))).tensors.get(key)!,
+  );
+  const merged = tensorToF32(parseSafetensors(entries[`${folder}/model.safetensors`]!).tensors.get(key)!);
+  const cfg = JSON.parse(new TextDecoder().decode(adapterConfig)) as { r: number; lora_alpha: number };
+  const st = parseSafetensors(adapterModel);
+  const a = tensorToF32(st.tensors.get('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight')!);
+  const b = tensorToF32(st.tensors.get('base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight')!);
+  const r = cfg.r;
+  const inF = a.length / r;
+  const outF = b.length / r;
+  let worst = 0;
+  for (let o = 0; o < outF; o++)
+    for (let i = 0; i < inF; i++) {
+      let d = 0;
+      for (let k = 0; k < r; k++) d += b[o * r + k]! * a[k * inF + i]!;
+      worst = Math.max(worst, Math.abs(merged[o * inF + i]! - (base[o * inF + i]! + (cfg.lora_alpha / r) * d)));
+    }
+  expect(worst, 'merged q_proj = W + scale·B·A').toBeLessThan(1e-5);
+  expect(merged.some((v, i) => v !== base[i])).toBe(true);
+}
+
 describe('the app in Chromium', () => {
   it(
     'trains the shipped model, keeps the adapter across a reload, exports valid PEFT files and compares outputs',
@@ -187,6 +220,11 @@ describe('the app in Chromium', () => {
         expect(modelFile.name).toBe('adapter_model.safetensors');
         checkPeft(new TextDecoder().decode(cfgFile.bytes), modelFile.bytes);
         expect(Buffer.from(modelFile.bytes).equals(Buffer.from(entries['adapter_model.safetensors']!))).toBe(true);
+
+        // Merge: the demo model with the adapter folded in, as a Hugging Face model folder.
+        const mergedZip = await download(page, page.getByTestId('merge-adapter'));
+        expect(mergedZip.name).toMatch(/-merged\.zip$/);
+        checkMerged(unzipSync(mergedZip.bytes), cfgFile.bytes, modelFile.bytes);
 
         // Compare: base and adapter, side by side, greedy.
         await nav(page, /Compare/);

@@ -17,6 +17,7 @@ import type {
   LoadProgress,
   LoraSettings,
   MemoryEstimate,
+  MergeSettings,
   ModelInfo,
   ModelSourceSpec,
   RecipeOptions,
@@ -421,6 +422,18 @@ export class FakeEngine implements AppEngine {
     if (!this.model || !this.datasetLoaded) throw new Error('No model or dataset is loaded.');
     this.lastRecipe = { lora, train, opts };
     return new TextEncoder().encode(`recipe for ${this.model.id}`);
+  }
+
+  async mergeAdapter(
+    adapter: PeftFiles,
+    settings: MergeSettings = {},
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<{ zip: Blob; files: string[] }> {
+    this.calls.push(`merge:${settings.dtype ?? 'same'}`);
+    this.alive();
+    if (!this.model) throw new Error('No model is loaded.');
+    onProgress?.(1, 1);
+    return { zip: new Blob([`${this.model.id} + ${adapter.adapterConfig.length}`]), files: ['config.json'] };
   }
 
   async evaluate(adapter: AdapterRef | null): Promise<{ loss: number; tokens: number }> {

@@ -183,3 +183,34 @@ export async function adapterDownload(
     return null;
   }
 }
+
+/**
+ * The loaded model with adapter `id` folded in (W + scale·B·A), as a zip of a Hugging Face model
+ * folder made by the worker (streamed into a Blob). Null when it cannot be made (said in a notice).
+ */
+export async function mergedDownload(
+  ctx: AppContext,
+  id: string,
+  onProgress?: (done: number, total: number) => void,
+): Promise<{ name: string; blob: Blob } | null> {
+  if (!ctx.stores) return null;
+  const model = ctx.store.get().model.info;
+  try {
+    const rec = await ctx.stores.adapters.get(id);
+    if (!rec) throw new Error('This adapter no longer exists (deleted in another tab?).');
+    if (!model || !sameBaseModel(rec.baseModel, model.id)) {
+      ctx.notify({
+        level: 'error',
+        title: 'Cannot merge this adapter',
+        detail: `It was trained on ${rec.baseModel}, and ${model ? `${model.id} is loaded` : 'no model is loaded'}: load ${rec.baseModel} first (Model), then merge.`,
+      });
+      return null;
+    }
+    const files = await ctx.stores.adapters.files(id);
+    const { zip } = await ctx.engine.mergeAdapter(files, {}, onProgress);
+    return { name: `${safeFileName(`${rec.name}-merged`)}.zip`, blob: zip };
+  } catch (e) {
+    ctx.notify({ level: 'error', ...describeError(e, 'Merging the adapter') });
+    return null;
+  }
+}

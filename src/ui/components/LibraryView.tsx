@@ -1,7 +1,7 @@
 /** Step 5: the adapter library — rename, delete, download (zip or the two PEFT files), import; cached models. */
 import { useEffect, useRef, useState } from 'react';
 import type { AdapterRecord } from '../../store/types';
-import { saveFile } from '../download';
+import { saveBlob, saveFile } from '../download';
 import { formatBytes, formatDate, formatLoss, targetsLabel } from '../format';
 import { useAppState, useController } from '../hooks';
 import { MessageCard } from './common';
@@ -36,6 +36,16 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
     lastDownload.current[what] = now;
     const f = await c.adapterDownload(a.id, what);
     if (f) saveFile(f.name, f.bytes, f.type);
+  };
+  const [merging, setMerging] = useState<string | null>(null);
+  const merge = async () => {
+    setMerging('starting…');
+    try {
+      const f = await c.mergedDownload(a.id, (done, total) => setMerging(`${done}/${total} tensors`));
+      if (f) saveBlob(f.name, f.blob);
+    } finally {
+      setMerging(null);
+    }
   };
   const targets = targetsLabel(a.config.target_modules);
   const mismatch = loadedModel !== null && a.baseModel !== loadedModel;
@@ -123,6 +133,20 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
         </button>
         <button type="button" className="secondary" onClick={() => void download('model')}>
           adapter_model.safetensors
+        </button>
+        <button
+          type="button"
+          className="secondary"
+          data-testid="merge-adapter"
+          disabled={merging !== null || loadedModel === null || mismatch}
+          title={
+            mismatch || loadedModel === null
+              ? 'Load this adapter’s base model first (Model)'
+              : 'The loaded model with this adapter folded in: a Hugging Face model folder (.zip)'
+          }
+          onClick={() => void merge()}
+        >
+          {merging === null ? 'Merge into model (.zip)' : `Merging… ${merging}`}
         </button>
         <button
           type="button"

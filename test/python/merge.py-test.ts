@@ -1,0 +1,92 @@
+/**
+ * `tabtune merge` against Hugging Face's own code (transformers + peft in Python, CPU torch): an
+ * adapter made by Python PEFT (random A and B; GPT-2 with fan_in_fan_out and rsLoRA) is merged by
+ * Tabtune; the merged folder loads with AutoModelForCausalLM / AutoTokenizer, its loss equals the
+ * base model with the adapter in PeftModel and PEFT's merge_and_unload(), and its weights equal
+ * PEFT's merged ones. Once as one model.safetensors, once sharded (with the index file).
+ * Run by `npm run test:peft`.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TINY_CORPUS, type TinyModelType, writeTinyModel } from '../fixtures/tiny-model';
+import { runCommand } from '../helpers/proc';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const PYTHON = process.env.TABTUNE_PEFT_PYTHON ?? join(ROOT, '.venv-peft', 'bin', 'python');
+let dir = '';
+
+async function lastJson(cmd: string, args: string[]): Promise<Record<string, number | string>> {
+  const r = await runCommand(cmd, args, ROOT);
+  expect(r.code, `${cmd} ${args.join(' ')}\n${r.stderr.slice(-3000)}`).toBe(0);
+  const lines = r.stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]!);
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tabtune-merge-py-'));
+  await writeFile(
+    join(dir, 'eval.jsonl'),
+    TINY_CORPUS.trim()
+      .split('\n')
+      .slice(0, 6)
+      .map((t) => JSON.stringify({ text: t }))
+      .join('\n'),
+  );
+});
+
+afterAll(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const CASES: { type: TinyModelType; targets: string; rslora: boolean; shard?: string; dtype: string }[] = [
+  { type: 'llama', targets: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', rslora: false, dtype: 'f32' },
+  { type: 'gpt2', targets: 'c_attn,c_proj,c_fc', rslora: true, shard: '40KB', dtype: 'f32' },
+];
+
+describe('tabtune merge in transformers', () => {
+  for (const c of CASES) {
+    it(`${c.type}: the merged folder loads in transformers with base + adapter's loss and PEFT's merged weights`, async () => {
+      const model = join(dir, c.type);
+      await writeTinyModel(model, { modelType: c.type, addBos: c.type === 'llama', dtype: 'BF16' });
+      const adapter = join(dir, `${c.type}-adapter`);
+      const mk = [
+        'make-adapter',
+        '--model',
+        model,
+        '--out',
+        adapter,
+        '--r',
+        '4',
+        '--alpha',
+        '8',
+        '--targets',
+        c.targets,
+      ];
+      if (c.rslora) mk.push('--rslora');
+      await lastJson(PYTHON, [join(ROOT, 'scripts', 'peft_interop.py'), ...mk]);
+      const merged = join(dir, `${c.type}-merged`);
+      const args = ['merge', '--model', model, '--adapter', adapter, '--out', merged, '--dtype', c.dtype, '--json'];
+      if (c.shard) args.push('--max-shard-size', c.shard);
+      const summary = await lastJson(process.execPath, [join(ROOT, 'bin', 'tabtune.mjs'), ...args]);
+      if (c.shard) expect(JSON.stringify(summary.files)).toContain('model.safetensors.index.json');
+      const r = await lastJson(PYTHON, [
+        join(ROOT, 'scripts', 'peft_merge_check.py'),
+        '--model',
+        model,
+        '--adapter',
+        adapter,
+        '--merged',
+        merged,
+        '--data',
+        join(dir, 'eval.jsonl'),
+      ]);
+      console.log(`[tabtune] merge ${c.type}: ${JSON.stringify(r)}`);
+      const rel = (x: number | string, y: number | string) => Math.abs(Number(x) - Number(y)) / Number(y);
+      expect(rel(r.merged!, r.peft!), 'merged folder vs PeftModel').toBeLessThan(1e-5);
+      expect(rel(r.merged!, r.peft_merged!), 'merged folder vs merge_and_unload').toBeLessThan(1e-5);
+      expect(Number(r.max_weight_diff), `worst weight ${r.weight}`).toBeLessThan(1e-5);
+    });
+  }
+});
