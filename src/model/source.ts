@@ -141,6 +141,14 @@ function loadNodeMods(): Promise<{ fs: FsPromises; path: PathMod }> {
   return nodeMods;
 }
 
+/**
+ * A web page served for a file that is not one: development and single-page-app servers answer a
+ * missing path with their index.html (status 200), which is no model file.
+ */
+function webPageFor(rel: string, res: Response): boolean {
+  return /^text\/html\b/i.test(res.headers.get('content-type') ?? '') && !/\.html?$/i.test(rel);
+}
+
 /** A model folder on the local disk (Node only). */
 export class DirSource implements ModelSource {
   readonly name: string;
@@ -446,7 +454,10 @@ export class UrlSource implements ModelSource {
       res = await this.request(rel, url, { method: 'GET', headers: { Range: 'bytes=0-0' } });
       await res.body?.cancel().catch(() => undefined);
     }
-    if (res.ok) return true;
+    if (res.ok) {
+      await res.body?.cancel().catch(() => undefined);
+      return !webPageFor(rel, res);
+    }
     if (res.status === 404) return false;
     throw this.statusError(rel, url, res.status, res.statusText);
   }
@@ -508,6 +519,14 @@ export class UrlSource implements ModelSource {
     if (!res.ok) {
       await res.body?.cancel().catch(() => undefined);
       throw this.statusError(rel, url, res.status, res.statusText);
+    }
+    if (webPageFor(rel, res)) {
+      await res.body?.cancel().catch(() => undefined);
+      throw new SourceError(
+        `${this.name}: "${rel}" is not there (${this.where()} answered with a web page, as a single-page app's server does for a missing file).`,
+        'not-found',
+        rel,
+      );
     }
     // Content-Length is the encoded size; with a compressed response it does not count our bytes.
     const enc = res.headers.get('content-encoding');

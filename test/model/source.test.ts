@@ -116,6 +116,12 @@ describe('UrlSource (local HTTP server)', () => {
       const url = decodeURIComponent((req.url ?? '').split('?')[0]!);
       requests.push({ method: req.method ?? '', url, auth: req.headers.authorization });
       const f = files.get(url);
+      if (url.startsWith('/spa/')) {
+        // A single-page app's server: index.html for any path.
+        res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+        res.end(req.method === 'HEAD' ? undefined : '<!doctype html><html></html>');
+        return;
+      }
       if (!f) {
         res.writeHead(404, { 'Content-Type': 'text/plain' });
         res.end('Entry not found');
@@ -193,6 +199,13 @@ describe('UrlSource (local HTTP server)', () => {
     expect(await src.has('model.safetensors')).toBe(false);
     expect(await src.has('config.json')).toBe(true);
     expect(requests.filter((r) => r.url === '/m/config.json').at(-1)!.method).toBe('HEAD');
+  });
+
+  it("a web page served for a missing file (a single-page app's fallback) is not the file", async () => {
+    const src = new UrlSource(`${base}/spa`, 'app');
+    await expectSourceError(src.read('tokenizer.model'), 'not-found', /"tokenizer\.model" is not there .*web page/);
+    expect(await src.has('chat_template.jinja')).toBe(false);
+    expect(new TextDecoder().decode(await src.read('index.html'))).toContain('<html>');
   });
 
   it('Hub layout: 404 and 401 messages name the repo', async () => {
