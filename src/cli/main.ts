@@ -30,8 +30,9 @@ const USAGE = `tabtune: LoRA fine-tuning on WebGPU
      [--init-from ADAPTER_DIR] [--optimizer adamw|sgd] [--lr 2e-4] [--weight-decay 0]
      [--steps N | --epochs E] [--batch B] [--grad-accum G] [--max-len N]
      [--scheduler constant|linear|cosine] [--warmup N] [--max-grad-norm 1.0 (0 = off)]
-     [--no-shuffle] [--seed S] [--val-fraction 0] [--loss-every 1] [--checkpoint-every N] [--resume]
-     [--activation-checkpointing] [--quantize nf4|none] [--no-double-quant] [--json]
+     [--no-shuffle] [--seed S] [--val-fraction 0] [--loss-every 1] [--eval-every N]
+     [--checkpoint-every N] [--resume] [--activation-checkpointing] [--packing]
+     [--quantize nf4|none] [--no-double-quant] [--json]
   tabtune export-recipe --model DIR|owner/name --data FILE --out DIR [train's flags]
      the same run as a transformers + PEFT + TRL project (train.py, data, accelerate configs)
   tabtune eval --model DIR [--adapter DIR] --data FILE [--format ...] [--max-len N]

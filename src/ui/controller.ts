@@ -19,7 +19,8 @@ import * as training from './actions/training';
 import { DEMO_MODEL_ID, DEMO_PROMPTS, type ModelChoice, looksInstruct } from './catalog';
 import { type AppContext, type AppEngine, type Platform, patch } from './context';
 import { describeError } from './errors';
-import { loadSettings, saveSettings } from './settings';
+import { loadSettings, saveSettings, settingsForModel } from './settings';
+import { BUILT_IN_PRESETS, type Preset, deletePreset, loadPresets, parsePreset, savePreset } from './presets';
 import { type AppState, type Notice, type View, Store, initialState } from './state';
 import { hasErrors, validateLora, validateTrain } from './validate';
 
@@ -213,6 +214,49 @@ export class AppController {
     this.store.update((s) => ({ ...s, lora: { ...s.lora, ...p }, settingsEdited: true }));
     saveSettings(this.opts.platform.settingsStorage, this.state);
     this.settingsChanged();
+  }
+
+  // Presets: built in, the user's own (kept beside the settings) and shared as JSON files.
+  presets(): Preset[] {
+    return [...BUILT_IN_PRESETS, ...loadPresets(this.opts.platform.settingsStorage)];
+  }
+
+  /** Applies what the preset names; what does not fit the loaded model is changed and said. */
+  applyPreset(p: Preset): void {
+    const s = this.state;
+    const next = { lora: { ...s.lora, ...p.lora }, train: { ...s.train, ...p.train } };
+    const info = s.model.info;
+    const { lora, train, changes } = info ? settingsForModel(next, true, info) : { ...next, changes: [] };
+    this.setLora(lora);
+    this.setTrain(train);
+    this.ctx.notify({
+      level: 'info',
+      title: `Preset "${p.name}" applied`,
+      detail: changes.length ? changes.join(' ') : 'Every setting it names is set; the others are as they were.',
+      view: 'settings',
+    });
+  }
+
+  /** Saves the current settings as a preset of this name (replacing one of the same name). */
+  saveCurrentPreset(name: string): Preset[] {
+    const s = this.state;
+    return savePreset(this.opts.platform.settingsStorage, { name: name.trim(), lora: s.lora, train: s.train });
+  }
+
+  deletePreset(name: string): Preset[] {
+    return deletePreset(this.opts.platform.settingsStorage, name);
+  }
+
+  /** Reads a shared preset file and keeps it; null when it is not one (said in a notice). */
+  importPreset(text: string, fileName: string): Preset | null {
+    try {
+      const p = parsePreset(text, fileName);
+      savePreset(this.opts.platform.settingsStorage, p);
+      return p;
+    } catch (e) {
+      this.ctx.notify({ level: 'error', ...describeError(e, 'Reading the preset') });
+      return null;
+    }
   }
 
   setTrain(p: Partial<TrainSettings>): void {

@@ -340,6 +340,15 @@ describe('the app in Chromium', () => {
         await shot(page, '10a-settings-nf4');
         // Packed batches (the attention kernels' packed-sequence variants on SwiftShader), resumed too.
         await page.locator('input[name="packing"]').check();
+        // The command line of these settings, and a preset saved from them.
+        await page.getByText('Show as command').click();
+        await expect
+          .poll(() => page.getByTestId('train-command').innerText())
+          .toMatch(/^node bin\/tabtune\.mjs train --model public\/models\/tabtune-demo .* --steps 6 .* --packing$/);
+        await page.getByLabel('Save these settings as').fill('resume e2e');
+        await page.getByRole('button', { name: 'Save preset' }).click();
+        await expect.poll(() => page.locator('#preset-pick').inputValue()).toBe('resume e2e');
+        await shot(page, '10a-settings-command');
         await nav(page, /Train/);
         await watchStartup(page);
         await page.getByTestId('start-training').click();

@@ -3,9 +3,12 @@ import type { TrainSettings } from '../../engine/types';
 import { formatBytes, formatCount, formatPercent } from '../format';
 import { useAppState, useController } from '../hooks';
 import type { AppState } from '../state';
+import { HELP, settingWarnings } from '../help';
 import { validateLora, validateTrain } from '../validate';
 import { MessageCard, NumberField, SelectField, Stat } from './common';
 import { RunAtScale } from './RunAtScale';
+import { Presets } from './Presets';
+import { ShowCommand } from './ShowCommand';
 
 function Targets({ s }: { s: AppState }) {
   const c = useController();
@@ -183,6 +186,19 @@ export function SettingsView() {
   // negative number, nothing) becomes NaN, so the field stays and says what is allowed.
   const byEpochs = t.steps <= 0;
   const setT = (p: Partial<TrainSettings>) => c.setTrain(p);
+  const warn = settingWarnings(s.lora, t, { ...le, ...te });
+  /** A field's help, anything computed from the settings, and its warning when far from typical. */
+  const help = (field: string, extra?: string) => (
+    <>
+      {HELP[field]}
+      {extra ? ` ${extra}` : ''}
+      {warn[field] && (
+        <span className="field-warn" data-testid={`warn-${field}`}>
+          ⚠ {warn[field]}
+        </span>
+      )}
+    </>
+  );
   return (
     <div className="view">
       <h2>3 · Settings</h2>
@@ -190,6 +206,7 @@ export function SettingsView() {
         Defaults suit a first run. Names follow PEFT and transformers, so they match adapter_config.json.
       </p>
       {busy && <p className="muted">A run is in progress; changes apply to the next run.</p>}
+      <Presets />
       <div className="two-col">
         <section className="card" aria-labelledby="lora-h">
           <h3 id="lora-h">LoRA</h3>
@@ -197,25 +214,28 @@ export function SettingsView() {
             <NumberField
               label="Rank r"
               name="r"
+              hint={help('r')}
               value={s.lora.r}
               error={le.r}
-              hint="4–64; higher learns more."
               onChange={(v) => c.setLora({ r: v })}
             />
             <NumberField
               label="lora_alpha"
               name="lora_alpha"
+              hint={help(
+                'lora_alpha',
+                `Scale = alpha / ${s.lora.use_rslora ? '√r' : 'r'} = ${Number.isFinite(s.lora.lora_alpha / s.lora.r) ? (s.lora.lora_alpha / (s.lora.use_rslora ? Math.sqrt(s.lora.r) : s.lora.r)).toFixed(3) : '—'}.`,
+              )}
               value={s.lora.lora_alpha}
               error={le.lora_alpha}
-              hint={`Scale = alpha / ${s.lora.use_rslora ? '√r' : 'r'} = ${Number.isFinite(s.lora.lora_alpha / s.lora.r) ? (s.lora.lora_alpha / (s.lora.use_rslora ? Math.sqrt(s.lora.r) : s.lora.r)).toFixed(3) : '—'}`}
               onChange={(v) => c.setLora({ lora_alpha: v })}
             />
             <NumberField
               label="Dropout"
               name="lora_dropout"
+              hint={help('lora_dropout')}
               value={s.lora.lora_dropout}
               error={le.lora_dropout}
-              hint="0–0.9 on the LoRA input."
               onChange={(v) => c.setLora({ lora_dropout: v })}
             />
             <div className="field">
@@ -229,6 +249,7 @@ export function SettingsView() {
                 />
                 scale by alpha / √r
               </label>
+              <div className="hint">{HELP.use_rslora}</div>
             </div>
           </div>
           <Targets s={s} />
@@ -239,9 +260,9 @@ export function SettingsView() {
             <NumberField
               label="Learning rate"
               name="lr"
+              hint={help('lr')}
               value={t.lr}
               error={te.lr}
-              hint="LoRA usually 1e-4 – 5e-4."
               onChange={(v) => setT({ lr: v })}
             />
             <fieldset className="field length">
@@ -266,6 +287,7 @@ export function SettingsView() {
               <NumberField
                 label="Epochs"
                 name="epochs"
+                hint={help('epochs')}
                 value={t.epochs}
                 error={te.epochs}
                 onChange={(v) => setT({ epochs: v })}
@@ -274,15 +296,16 @@ export function SettingsView() {
               <NumberField
                 label="Steps"
                 name="steps"
+                hint={help('steps')}
                 value={t.steps}
                 error={te.steps}
-                hint="Optimizer steps."
                 onChange={(v) => setT({ steps: v > 0 ? v : NaN })}
               />
             )}
             <NumberField
               label="Batch size"
               name="batch"
+              hint={help('batch')}
               value={t.batch}
               error={te.batch}
               onChange={(v) => setT({ batch: v })}
@@ -290,14 +313,18 @@ export function SettingsView() {
             <NumberField
               label="Gradient accumulation"
               name="gradAccum"
+              hint={help(
+                'gradAccum',
+                `Effective batch ${Number.isFinite(t.batch * t.gradAccum) ? t.batch * t.gradAccum : '—'}.`,
+              )}
               value={t.gradAccum}
               error={te.gradAccum}
-              hint={`Effective batch ${Number.isFinite(t.batch * t.gradAccum) ? t.batch * t.gradAccum : '—'}.`}
               onChange={(v) => setT({ gradAccum: v })}
             />
             <NumberField
               label="Max sequence length"
               name="maxLen"
+              hint={help('maxLen')}
               value={t.maxLen}
               error={te.maxLen}
               onChange={(v) => setT({ maxLen: v })}
@@ -305,6 +332,7 @@ export function SettingsView() {
             <SelectField
               label="Scheduler"
               name="scheduler"
+              hint={help('scheduler')}
               value={t.scheduler}
               options={[
                 { value: 'linear', label: 'linear decay' },
@@ -316,6 +344,7 @@ export function SettingsView() {
             <NumberField
               label="Warmup steps"
               name="warmup"
+              hint={help('warmup')}
               value={t.warmup}
               error={te.warmup}
               onChange={(v) => setT({ warmup: v })}
@@ -323,6 +352,7 @@ export function SettingsView() {
             <NumberField
               label="Weight decay"
               name="weightDecay"
+              hint={help('weightDecay')}
               value={t.weightDecay}
               error={te.weightDecay}
               onChange={(v) => setT({ weightDecay: v })}
@@ -330,12 +360,19 @@ export function SettingsView() {
             <NumberField
               label="Max grad norm"
               name="maxGradNorm"
+              hint={help('maxGradNorm')}
               value={t.maxGradNorm}
               error={te.maxGradNorm}
-              hint="0 = no clipping."
               onChange={(v) => setT({ maxGradNorm: v })}
             />
-            <NumberField label="Seed" name="seed" value={t.seed} error={te.seed} onChange={(v) => setT({ seed: v })} />
+            <NumberField
+              label="Seed"
+              name="seed"
+              hint={help('seed')}
+              value={t.seed}
+              error={te.seed}
+              onChange={(v) => setT({ seed: v })}
+            />
             <div className="field">
               <span className="label-like">Memory</span>
               <label className="check">
@@ -376,30 +413,31 @@ export function SettingsView() {
               <NumberField
                 label="Validate every (steps)"
                 name="evalEvery"
+                hint={help('evalEvery')}
                 value={t.evalEvery}
                 error={te.evalEvery}
-                hint="0 = only at the end."
                 onChange={(v) => setT({ evalEvery: v })}
               />
               <NumberField
                 label="Checkpoint every (steps)"
                 name="checkpointEvery"
+                hint={help('checkpointEvery')}
                 value={t.checkpointEvery}
                 error={te.checkpointEvery}
-                hint="Saved in this browser for resuming; 0 = only at the end."
                 onChange={(v) => setT({ checkpointEvery: v })}
               />
               <NumberField
                 label="Read the loss every (steps)"
                 name="lossEvery"
+                hint={help('lossEvery')}
                 value={t.lossEvery}
                 error={te.lossEvery}
-                hint="Each read waits for the GPU; the chart gets one point per read (the mean since the last)."
                 onChange={(v) => setT({ lossEvery: v })}
               />
               <NumberField
                 label="Validation fraction"
                 name="valFraction"
+                hint={help('valFraction')}
                 value={t.valFraction}
                 error={te.valFraction}
                 onChange={(v) => setT({ valFraction: v })}
@@ -407,6 +445,7 @@ export function SettingsView() {
               <SelectField
                 label="Optimizer"
                 name="optimizer"
+                hint={help('optimizer')}
                 value={t.optimizer}
                 options={[
                   { value: 'adamw', label: 'AdamW' },
@@ -428,6 +467,7 @@ export function SettingsView() {
           </button>
           <RunAtScale disabled={busy} />
         </div>
+        <ShowCommand />
       </section>
     </div>
   );

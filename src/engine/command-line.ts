@@ -1,0 +1,87 @@
+/**
+ * A run's settings as the command lines that repeat it: `tabtune train` (the same run, from the
+ * CLI) and `tabtune export-recipe` (the run as a transformers + PEFT + TRL project). Every setting
+ * is written out, so the line means the same whatever the CLI's defaults; the flags are the CLI's
+ * own (src/cli/run-flags.ts), and test/cli/command-line.test.ts parses the line back with them.
+ * No Node or DOM here: the app's "Show as command" uses it.
+ */
+
+import type { DatasetFormat, LoraSettings, TrainSettings } from './types';
+
+export interface CommandContext {
+  /** --model: a model folder (or, for export-recipe, a Hub id). */
+  model: string;
+  /** --model for export-recipe (a Hub id works there); default `model`. */
+  recipeModel?: string;
+  /** --data: the dataset file. */
+  data: string;
+  format?: DatasetFormat | 'auto';
+  /** --out of the train line (default ./adapter) and of the recipe line (default ./recipe). */
+  out?: string;
+  recipeOut?: string;
+}
+
+/** Shell quoting (POSIX sh): bare when safe, else in single quotes. */
+export function shellQuote(s: string): string {
+  if (/^[\w@%+=:,./-]+$/.test(s)) return s;
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The flags that set the LoRA and training settings (the same for train and export-recipe). */
+export function settingFlags(lora: LoraSettings, t: TrainSettings): string[] {
+  const a: string[] = [];
+  const flag = (name: string, v: string | number) => a.push(`--${name}`, String(v));
+  const targets = lora.target_modules;
+  flag('targets', targets === 'all-linear' ? 'all-linear' : targets.join(','));
+  flag('r', lora.r);
+  flag('alpha', lora.lora_alpha);
+  flag('dropout', lora.lora_dropout);
+  if (lora.use_rslora) a.push('--rslora');
+  flag('optimizer', t.optimizer);
+  flag('lr', t.lr);
+  flag('weight-decay', t.weightDecay);
+  if (t.steps > 0) flag('steps', t.steps);
+  else flag('epochs', t.epochs);
+  flag('batch', t.batch);
+  flag('grad-accum', t.gradAccum);
+  flag('max-len', t.maxLen);
+  flag('scheduler', t.scheduler);
+  flag('warmup', t.warmup);
+  flag('max-grad-norm', t.maxGradNorm);
+  if (!t.shuffle) a.push('--no-shuffle');
+  flag('seed', t.seed);
+  flag('val-fraction', t.valFraction);
+  flag('loss-every', t.lossEvery);
+  flag('eval-every', t.evalEvery);
+  flag('checkpoint-every', t.checkpointEvery);
+  if (t.activationCheckpointing) a.push('--activation-checkpointing');
+  if (t.packing) a.push('--packing');
+  return a;
+}
+
+/** The arguments of `tabtune train` for this run. */
+export function trainArgs(lora: LoraSettings, t: TrainSettings, c: CommandContext): string[] {
+  const a = ['train', '--model', c.model, '--data', c.data, '--out', c.out ?? './adapter'];
+  if (c.format && c.format !== 'auto') a.push('--format', c.format);
+  return [...a, ...settingFlags(lora, t)];
+}
+
+/** The arguments of `tabtune export-recipe` for this run. */
+export function recipeArgs(lora: LoraSettings, t: TrainSettings, c: CommandContext): string[] {
+  const a = [
+    'export-recipe',
+    '--model',
+    c.recipeModel ?? c.model,
+    '--data',
+    c.data,
+    '--out',
+    c.recipeOut ?? './recipe',
+  ];
+  if (c.format && c.format !== 'auto') a.push('--format', c.format);
+  return [...a, ...settingFlags(lora, t)];
+}
+
+/** `node bin/tabtune.mjs ARGS`, quoted for a POSIX shell. */
+export function commandText(args: readonly string[]): string {
+  return ['node', 'bin/tabtune.mjs', ...args].map(shellQuote).join(' ');
+}

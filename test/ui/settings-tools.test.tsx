@@ -1,0 +1,162 @@
+// @vitest-environment jsdom
+/**
+ * The Settings view's helpers in jsdom on the fake engine: help for every setting and warnings far
+ * outside the typical ranges, presets (built in, saved, shared as JSON, imported with checks), and
+ * "Show as command", whose train line the CLI's own parser reads back as the app's settings.
+ */
+import { act, cleanup, configure, fireEvent, render, screen, within } from '@testing-library/react';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parseFlags } from '../../src/cli/args';
+import { TRAIN_FLAGS, applySettingFlags, baseTrainSettings, loraFromFlags } from '../../src/cli/run-flags';
+import { DEFAULT_LORA, DEFAULT_TRAIN } from '../../src/engine/defaults';
+import { App } from '../../src/ui/App';
+import type { AppController } from '../../src/ui/controller';
+import { HELP, settingWarnings } from '../../src/ui/help';
+import { ControllerContext } from '../../src/ui/hooks';
+import { BUILT_IN_PRESETS, PresetError, parsePreset, presetJson } from '../../src/ui/presets';
+import { freshIndexedDb, makeApp } from './helpers';
+
+configure({ asyncUtilTimeout: 20_000 });
+beforeEach(() => {
+  freshIndexedDb();
+  window.location.hash = '';
+});
+afterEach(() => cleanup());
+
+function mount(c: AppController) {
+  return render(
+    <ControllerContext.Provider value={c}>
+      <App />
+    </ControllerContext.Provider>,
+  );
+}
+
+/** A shown command line's flags (after `node bin/tabtune.mjs train`; no quoting: the demo's paths have no spaces). */
+function argsOf(line: string): string[] {
+  expect(line).not.toMatch(/['"]/);
+  return line.split(' ').slice(3);
+}
+
+describe('Settings: help and warnings', () => {
+  it('every setting field says what it does and its typical values', async () => {
+    const { c } = await makeApp();
+    c.go('settings');
+    mount(c);
+    const inputs = [
+      ...document.querySelectorAll<HTMLInputElement>('.view input[type="text"][name], .view select[name]'),
+    ];
+    const named = inputs.filter((i) => !['preset-pick', 'preset-name'].includes(i.id));
+    expect(named.length).toBeGreaterThan(15);
+    for (const i of named) {
+      const hint = (i.getAttribute('aria-describedby') ?? '')
+        .split(' ')
+        .map((id) => document.getElementById(id)?.textContent ?? '')
+        .join(' ');
+      expect(hint, `help for ${i.name}`).toContain(HELP[i.name]!.slice(0, 20));
+    }
+  });
+
+  it('warns far outside the typical ranges, not inside them', async () => {
+    expect(settingWarnings(DEFAULT_LORA, DEFAULT_TRAIN)).toEqual({});
+    const w = settingWarnings(
+      { ...DEFAULT_LORA, r: 512, lora_alpha: 16 },
+      { ...DEFAULT_TRAIN, lr: 0.05, epochs: 40, steps: 0, weightDecay: 0.5, valFraction: 0.45 },
+    );
+    expect(Object.keys(w).sort()).toEqual(['epochs', 'lora_alpha', 'lr', 'r', 'valFraction', 'weightDecay']);
+    expect(w.lr).toMatch(/far above LoRA's usual 1e-4 – 5e-4/);
+    expect(settingWarnings(DEFAULT_LORA, { ...DEFAULT_TRAIN, lr: 1e-8 }).lr).toMatch(/barely move/);
+    // a field with a validation error is left to it
+    expect(settingWarnings(DEFAULT_LORA, { ...DEFAULT_TRAIN, lr: 5 }, { lr: 'too big' }).lr).toBeUndefined();
+
+    const { c } = await makeApp();
+    c.go('settings');
+    c.setTrain({ lr: 2e-4 });
+    mount(c);
+    expect(screen.queryByTestId('warn-lr')).toBeNull();
+    fireEvent.change(screen.getByLabelText('Learning rate'), { target: { value: '0.05' } });
+    expect(screen.getByTestId('warn-lr').textContent).toMatch(/may jump or diverge/);
+    // the warning is part of the field's description, and the run is not blocked
+    const lr = screen.getByLabelText('Learning rate');
+    expect(lr.getAttribute('aria-invalid')).toBeNull();
+    fireEvent.change(lr, { target: { value: '0.0003' } });
+    expect(screen.queryByTestId('warn-lr')).toBeNull();
+  });
+});
+
+describe('Settings: presets', () => {
+  it('applies a built-in preset, saves, deletes and keeps the settings a preset does not name', async () => {
+    const storage = new Map<string, string>();
+    const { c } = await makeApp({ settingsStorage: storage });
+    c.go('settings');
+    mount(c);
+    c.setTrain({ seed: 1234 });
+    const card = within(screen.getByTestId('presets'));
+    fireEvent.change(card.getByLabelText('Preset'), { target: { value: BUILT_IN_PRESETS[2]!.name } });
+    fireEvent.click(card.getByRole('button', { name: 'Apply' }));
+    expect(c.state.lora.r).toBe(32);
+    expect(c.state.lora.target_modules).toBe('all-linear');
+    expect(c.state.train.epochs).toBe(2);
+    expect(c.state.train.seed).toBe(1234);
+    expect((screen.getByLabelText('Rank r') as HTMLInputElement).value).toBe('32');
+
+    c.setLora({ r: 12 });
+    fireEvent.change(card.getByLabelText('Save these settings as'), { target: { value: 'my run' } });
+    fireEvent.click(card.getByRole('button', { name: 'Save preset' }));
+    expect((card.getByLabelText('Preset') as HTMLSelectElement).value).toBe('my run');
+    expect(card.getByRole('option', { name: 'my run (saved)' })).toBeTruthy();
+    // kept across a reload (the same storage)
+    const again = await makeApp({ settingsStorage: storage });
+    expect(again.c.presets().map((p) => p.name)).toContain('my run');
+    c.setLora({ r: 4 });
+    fireEvent.click(card.getByRole('button', { name: 'Apply' }));
+    expect(c.state.lora.r).toBe(12);
+    fireEvent.click(card.getByRole('button', { name: 'Delete' }));
+    expect(card.queryByRole('option', { name: 'my run (saved)' })).toBeNull();
+  });
+
+  it('a shared preset file round-trips; a bad one names the file and the field', async () => {
+    const p = { name: 'shared', lora: { r: 16, target_modules: ['q_proj'] }, train: { lr: 1e-4, packing: true } };
+    expect(parsePreset(presetJson(p), 'shared.json')).toEqual(p);
+    expect(() => parsePreset('{"tabtune_preset": 1, "name": "x", "train": {"lr": "fast"}}', 'x.json')).toThrow(
+      'x.json: "train.lr" must be a number, got "fast".',
+    );
+    expect(() => parsePreset('{"tabtune_preset": 1, "name": "x", "lora": {"rank": 8}}', 'x.json')).toThrow(
+      /x\.json: "lora\.rank" is not a setting Tabtune knows; expected one of r, lora_alpha/,
+    );
+    expect(() => parsePreset('{"name": "x"}', 'y.json')).toThrow(PresetError);
+    const { c } = await makeApp({ settingsStorage: new Map() });
+    expect(c.importPreset('not json', 'bad.json')).toBeNull();
+    expect(c.state.notices.at(-1)!.detail).toMatch(/bad\.json: not valid JSON/);
+    expect(c.importPreset(presetJson(p), 'shared.json')?.name).toBe('shared');
+    c.applyPreset(c.presets().find((x) => x.name === 'shared')!);
+    expect(c.state.lora.r).toBe(16);
+    expect(c.state.train.packing).toBe(true);
+  });
+});
+
+describe('Settings: show as command', () => {
+  it("the shown train line parses back, with the CLI's flags, to the app's settings", async () => {
+    const { c } = await makeApp();
+    c.go('settings');
+    mount(c);
+    act(() => {
+      c.setLora({ r: 16, lora_alpha: 32, target_modules: 'all-linear', use_rslora: true });
+      c.setTrain({ lr: 3e-4, steps: 40, batch: 2, gradAccum: 3, packing: true, shuffle: false, evalEvery: 7 });
+    });
+    fireEvent.click(screen.getByText('Show as command'));
+    const line = screen.getByTestId('train-command').textContent!;
+    expect(line).toMatch(
+      /^node bin\/tabtune\.mjs train --model public\/models\/tabtune-demo --data public\/data\/demo-qa\.jsonl/,
+    );
+    const args = argsOf(line);
+    const f = parseFlags(args, TRAIN_FLAGS, 'train');
+    const train = baseTrainSettings(f, f['max-len'] as number);
+    applySettingFlags(f, train);
+    expect(train).toEqual(c.state.train);
+    const info = c.state.model.info!;
+    expect(loraFromFlags(f, info, undefined, 'train')).toEqual({ ...c.state.lora, init_lora_weights: undefined });
+    const recipe = screen.getByTestId('recipe-command').textContent!;
+    expect(recipe).toMatch(/^node bin\/tabtune\.mjs export-recipe --model public\/models\/tabtune-demo /);
+    expect(recipe.split(' --data ')[1]).toBe(line.split(' --data ')[1]!.replace('./adapter', './recipe'));
+  });
+});
