@@ -48,6 +48,8 @@ export interface AdapterRecord {
   runId: string | null;
   stoppedEarly: boolean;
   history: HistoryPoint[];
+  /** How long the run trained (seconds, pauses excluded); absent for imported and older adapters. */
+  seconds?: number | null;
 }
 
 /** The PEFT files of an adapter, kept apart from AdapterRecord so listing the library stays cheap. */

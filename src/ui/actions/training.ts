@@ -363,6 +363,7 @@ async function runTraining(
       runId: run?.id ?? null,
       stoppedEarly: result.stoppedEarly,
       history: result.history,
+      seconds: result.seconds,
     };
     let adapterId: string | null = null;
     try {

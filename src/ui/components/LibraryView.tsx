@@ -5,6 +5,7 @@ import { saveBlob, saveFile } from '../download';
 import { formatBytes, formatDate, formatLoss, targetsLabel } from '../format';
 import { useAppState, useController } from '../hooks';
 import { MessageCard } from './common';
+import { CompareRuns, RunDetails } from './RunHistory';
 
 /** A second click on the same download within this many milliseconds is a double click. */
 const DOWNLOAD_REPEAT_MS = 1500;
@@ -123,6 +124,7 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
             <dd>{formatBytes(a.sizeBytes)}</dd>
           </div>
         </dl>
+        <RunDetails a={a} />
       </div>
       <div className="adapter-actions">
         <button type="button" onClick={() => void download('zip')} data-testid="download-zip">
@@ -258,6 +260,7 @@ export function LibraryView() {
         <p className="muted">No adapters yet. Train one, or import one.</p>
       ) : (
         <>
+          <CompareRuns adapters={lib.adapters} />
           {/* the adapters' names are h4: this heading puts them under "Saved adapters", not under "Import" */}
           <h3 id="saved-h" className="visually-hidden">
             Saved adapters

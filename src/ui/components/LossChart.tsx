@@ -1,8 +1,10 @@
 /**
  * The live loss curve, drawn as SVG: training loss per step (thin) with its moving average
  * (thick), validation loss as points joined by a dashed line, labelled axes with round ticks.
+ * With `overlay`, a second run's smoothed training and validation curves are drawn over it in
+ * another colour (the library's run comparison).
  */
-import { type RefObject, useLayoutEffect, useRef, useState } from 'react';
+import { type RefObject, useId, useLayoutEffect, useRef, useState } from 'react';
 import type { HistoryPoint } from '../../store/types';
 
 /** Drawing width before the figure is measured (and in tests without layout). */
@@ -68,8 +70,30 @@ export function smooth(values: number[], weight = 0.8): number[] {
   return out;
 }
 
-export function LossChart({ history, totalSteps }: { history: HistoryPoint[]; totalSteps: number | null }) {
+export interface ChartOverlay {
+  label: string;
+  history: HistoryPoint[];
+}
+
+const finiteTrain = (h: HistoryPoint[]) =>
+  h.filter((p): p is HistoryPoint & { loss: number } => p.loss !== null && Number.isFinite(p.loss));
+const finiteVal = (h: HistoryPoint[]) =>
+  h.filter((p): p is HistoryPoint & { valLoss: number } => p.valLoss !== null && Number.isFinite(p.valLoss));
+
+export function LossChart({
+  history,
+  totalSteps,
+  label,
+  overlay,
+}: {
+  history: HistoryPoint[];
+  totalSteps: number | null;
+  /** The main run's name in the legend (with an overlay). */
+  label?: string;
+  overlay?: ChartOverlay | null;
+}) {
   const [figure, W] = useWidth();
+  const uid = useId();
   const H = Math.round(Math.min(300, Math.max(220, W * 0.4)));
   const narrow = W < 480;
   const train = history.filter((h): h is HistoryPoint & { loss: number } => h.loss !== null && Number.isFinite(h.loss));
@@ -77,8 +101,16 @@ export function LossChart({ history, totalSteps }: { history: HistoryPoint[]; to
     (h): h is HistoryPoint & { valLoss: number } => h.valLoss !== null && Number.isFinite(h.valLoss),
   );
   const lastStep = history.length ? history[history.length - 1]!.step : 0;
-  const xMax = Math.max(totalSteps ?? 0, lastStep, 1);
-  const ys = [...train.map((h) => h.loss), ...val.map((h) => h.valLoss)];
+  const oTrain = overlay ? finiteTrain(overlay.history) : [];
+  const oVal = overlay ? finiteVal(overlay.history) : [];
+  const oLast = overlay?.history.length ? overlay.history[overlay.history.length - 1]!.step : 0;
+  const xMax = Math.max(totalSteps ?? 0, lastStep, oLast, 1);
+  const ys = [
+    ...train.map((h) => h.loss),
+    ...val.map((h) => h.valLoss),
+    ...oTrain.map((h) => h.loss),
+    ...oVal.map((h) => h.valLoss),
+  ];
   const yMinRaw = ys.length ? Math.min(...ys) : 0;
   const yMaxRaw = ys.length ? Math.max(...ys) : 1;
   const pad = (yMaxRaw - yMinRaw) * 0.08 || 0.5;
@@ -98,6 +130,9 @@ export function LossChart({ history, totalSteps }: { history: HistoryPoint[]; to
   const rawPath = path(train.map((h) => [x(h.step), y(h.loss)]));
   const smoothPath = path(train.map((h, i) => [x(h.step), y(sm[i]!)]));
   const valPath = path(val.map((h) => [x(h.step), y(h.valLoss)]));
+  const oSm = smooth(oTrain.map((h) => h.loss));
+  const oPath = path(oTrain.map((h, i) => [x(h.step), y(oSm[i]!)]));
+  const oValPath = path(oVal.map((h) => [x(h.step), y(h.valLoss)]));
   const first = train[0]?.loss;
   const last = sm[sm.length - 1];
   const desc = train.length
@@ -106,17 +141,26 @@ export function LossChart({ history, totalSteps }: { history: HistoryPoint[]; to
         ? `; validation loss ${val[val.length - 1]!.valLoss.toFixed(3)} at step ${val[val.length - 1]!.step}.`
         : '.')
     : 'No loss values yet.';
+  const oDesc =
+    overlay && oTrain.length
+      ? ` Compared with ${overlay.label}: from ${oTrain[0]!.loss.toFixed(3)} to ${oSm[oSm.length - 1]!.toFixed(3)} (smoothed) over ${oLast} steps` +
+        (oVal.length ? `, validation ${oVal[oVal.length - 1]!.valLoss.toFixed(3)}.` : '.')
+      : '';
   return (
     <figure className="chart" ref={figure}>
       <svg
         viewBox={`0 0 ${W} ${H}`}
         role="img"
-        aria-labelledby="loss-title loss-desc"
+        aria-labelledby={`${uid}-title ${uid}-desc`}
         data-testid="loss-chart"
         data-losses={JSON.stringify(train.map((h) => Number(h.loss.toFixed(5))))}
       >
-        <title id="loss-title">Loss per step</title>
-        <desc id="loss-desc">{desc}</desc>
+        <title id={`${uid}-title`}>Loss per step</title>
+        <desc id={`${uid}-desc`}>
+          {label && overlay ? `${label}: ` : ''}
+          {desc}
+          {oDesc}
+        </desc>
         {yTicks.map((v) => (
           <g key={`y${v}`}>
             <line className="grid" x1={M.left} x2={W - M.right} y1={y(v)} y2={y(v)} />
@@ -150,6 +194,13 @@ export function LossChart({ history, totalSteps }: { history: HistoryPoint[]; to
             <title>{`validation loss ${h.valLoss.toFixed(4)} at step ${h.step}`}</title>
           </circle>
         ))}
+        {oTrain.length > 1 && <path className="line-overlay" d={oPath} data-testid="overlay-line" />}
+        {oVal.length > 1 && <path className="line-overlay-val" d={oValPath} />}
+        {oVal.map((h) => (
+          <circle key={`ov${h.step}`} className="dot-overlay" cx={x(h.step)} cy={y(h.valLoss)} r={3.5}>
+            <title>{`${overlay!.label}: validation loss ${h.valLoss.toFixed(4)} at step ${h.step}`}</title>
+          </circle>
+        ))}
       </svg>
       <figcaption className="chart-legend">
         <span>
@@ -158,6 +209,11 @@ export function LossChart({ history, totalSteps }: { history: HistoryPoint[]; to
         <span>
           <span className="key val" aria-hidden="true" /> validation loss
         </span>
+        {overlay && (
+          <span>
+            <span className="key overlay" aria-hidden="true" /> {overlay.label} (training smoothed; dashed: validation)
+          </span>
+        )}
       </figcaption>
     </figure>
   );
