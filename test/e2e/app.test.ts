@@ -126,13 +126,13 @@ async function watchStartup(page: Page): Promise<void> {
 
 /** The merged folder's files, and q_proj of layer 0 = the demo model's + scale·B·A of the adapter. */
 function checkMerged(entries: Record<string, Uint8Array>, adapterConfig: Uint8Array, adapterModel: Uint8Array) {
-  const folder = 'demo-tiny-llama-merged';
+  const folder = 'stories260K-merged';
   expect(Object.keys(entries).sort()).toEqual(
     ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'].map(
       (f) => `${folder}/${f}`,
     ),
   );
-  const demo = 'public/models/tabtune-demo';
+  const demo = 'public/models/stories260K';
   expect(Buffer.from(entries[`${folder}/tokenizer.json`]!).equals(readFileSync(`${demo}/tokenizer.json`))).toBe(true);
   const key = 'model.layers.0.self_attn.q_proj.weight';
   const base = tensorToF32(
@@ -344,7 +344,7 @@ describe('the app in Chromium', () => {
         await page.getByText('Show as command').click();
         await expect
           .poll(() => page.getByTestId('train-command').innerText())
-          .toMatch(/^node bin\/tabtune\.mjs train --model public\/models\/tabtune-demo .* --steps 6 .* --packing$/);
+          .toMatch(/^node bin\/tabtune\.mjs train --model public\/models\/stories260K .* --steps 6 .* --packing$/);
         await page.getByLabel('Save these settings as').fill('resume e2e');
         await page.getByRole('button', { name: 'Save preset' }).click();
         await expect.poll(() => page.locator('#preset-pick').inputValue()).toBe('resume e2e');

@@ -146,7 +146,7 @@ describe('Settings: show as command', () => {
     fireEvent.click(screen.getByText('Show as command'));
     const line = screen.getByTestId('train-command').textContent!;
     expect(line).toMatch(
-      /^node bin\/tabtune\.mjs train --model public\/models\/tabtune-demo --data public\/data\/demo-qa\.jsonl/,
+      /^node bin\/tabtune\.mjs train --model public\/models\/stories260K --data public\/data\/demo-qa\.jsonl/,
     );
     const args = argsOf(line);
     const f = parseFlags(args, TRAIN_FLAGS, 'train');
@@ -156,7 +156,7 @@ describe('Settings: show as command', () => {
     const info = c.state.model.info!;
     expect(loraFromFlags(f, info, undefined, 'train')).toEqual({ ...c.state.lora, init_lora_weights: undefined });
     const recipe = screen.getByTestId('recipe-command').textContent!;
-    expect(recipe).toMatch(/^node bin\/tabtune\.mjs export-recipe --model public\/models\/tabtune-demo /);
+    expect(recipe).toMatch(/^node bin\/tabtune\.mjs export-recipe --model public\/models\/stories260K /);
     expect(recipe.split(' --data ')[1]).toBe(line.split(' --data ')[1]!.replace('./adapter', './recipe'));
   });
 });
