@@ -130,6 +130,32 @@ describe('engine', () => {
     });
   }
 
+  it('packing gives the unpacked loss in the families whose attention or positions differ', async () => {
+    // sliding window, ALiBi (by key position: a constant per query within an example), learned
+    // positions with an offset
+    const cases: { type: TinyModelType; overrides?: Record<string, unknown> }[] = [
+      { type: 'mistral', overrides: { sliding_window: 4 } },
+      { type: 'bloom' },
+      { type: 'opt' },
+    ];
+    for (const c of cases) {
+      const path = join(dir, `packing-${c.type}`);
+      await writeTinyModel(path, { modelType: c.type, seed: 2, overrides: c.overrides });
+      const engine = new Engine(await getGpu());
+      try {
+        await engine.loadModel({ kind: 'dir', id: c.type, path });
+        await engine.loadDataset('corpus.jsonl', DATA, { maxLen: TRAIN.maxLen, valFraction: 0, seed: 0 });
+        const settings = { ...TRAIN, steps: 1, batch: 6, shuffle: false };
+        const plain = await engine.train(LORA, settings);
+        const packed = await engine.train(LORA, { ...settings, packing: true });
+        const [a, b] = [plain.history[0]!.loss!, packed.history[0]!.loss!];
+        expect(Math.abs(a - b) / a, `${c.type}: ${a} unpacked vs ${b} packed`).toBeLessThan(2e-5);
+      } finally {
+        engine.unload();
+      }
+    }
+  });
+
   it('resuming from a checkpoint ends exactly where the uninterrupted run ends', async () => {
     const engine = await engineWith('llama');
     try {
