@@ -6,7 +6,7 @@
  * No Node or DOM here: the app's "Show as command" uses it.
  */
 
-import type { DatasetFormat, LoraSettings, TrainSettings } from './types';
+import type { DatasetFormat, FrozenWeightsSettings, LoraSettings, TrainSettings } from './types';
 
 export interface CommandContext {
   /** --model: a model folder (or, for export-recipe, a Hub id). */
@@ -19,6 +19,13 @@ export interface CommandContext {
   /** --out of the train line (default ./adapter) and of the recipe line (default ./recipe). */
   out?: string;
   recipeOut?: string;
+  /** How the frozen weights are held (4-bit NF4: --quantize nf4, and --no-double-quant when off). */
+  frozen?: FrozenWeightsSettings;
+}
+
+function frozenFlags(f: FrozenWeightsSettings | undefined): string[] {
+  if (f?.quantize !== 'nf4') return [];
+  return ['--quantize', 'nf4', ...(f.doubleQuant === false ? ['--no-double-quant'] : [])];
 }
 
 /** Shell quoting (POSIX sh): bare when safe, else in single quotes. */
@@ -63,7 +70,7 @@ export function settingFlags(lora: LoraSettings, t: TrainSettings): string[] {
 export function trainArgs(lora: LoraSettings, t: TrainSettings, c: CommandContext): string[] {
   const a = ['train', '--model', c.model, '--data', c.data, '--out', c.out ?? './adapter'];
   if (c.format && c.format !== 'auto') a.push('--format', c.format);
-  return [...a, ...settingFlags(lora, t)];
+  return [...a, ...settingFlags(lora, t), ...frozenFlags(c.frozen)];
 }
 
 /** The arguments of `tabtune export-recipe` for this run. */
@@ -78,7 +85,7 @@ export function recipeArgs(lora: LoraSettings, t: TrainSettings, c: CommandConte
     c.recipeOut ?? './recipe',
   ];
   if (c.format && c.format !== 'auto') a.push('--format', c.format);
-  return [...a, ...settingFlags(lora, t)];
+  return [...a, ...settingFlags(lora, t), ...frozenFlags(c.frozen)];
 }
 
 /** `node bin/tabtune.mjs ARGS`, quoted for a POSIX shell. */

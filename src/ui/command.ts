@@ -41,6 +41,7 @@ export function commandContext(s: AppState): { ctx: CommandContext; note: string
       recipeModel: src?.kind === 'hub' ? info.id : folder,
       data,
       format: s.dataset.summary?.format ?? s.dataset.format,
+      frozen: s.frozen,
     },
     note,
   };

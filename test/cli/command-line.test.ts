@@ -96,6 +96,14 @@ describe('Show as command', () => {
     expect(commandText(['train', '--model', "it's here", '--lr', '0.0002'])).toBe(
       `node bin/tabtune.mjs train --model 'it'\\''s here' --lr 0.0002`,
     );
+    // 4-bit NF4 frozen weights (QLoRA) go on both lines, as train and export-recipe read them
+    const nf4 = { model: 'm', data: 'd.jsonl', frozen: { quantize: 'nf4' as const, doubleQuant: false } };
+    const c0 = CASES[0]!;
+    for (const args of [trainArgs(c0.lora, c0.train, nf4), recipeArgs(c0.lora, c0.train, nf4)]) {
+      const f = parseFlags(args.slice(1), TRAIN_FLAGS, args[0]!);
+      expect([f.quantize, f['double-quant']]).toEqual(['nf4', false]);
+    }
+    expect(trainArgs(c0.lora, c0.train, { ...nf4, frozen: { quantize: null } })).not.toContain('--quantize');
     expect(shellQuote('q_proj,v_proj')).toBe('q_proj,v_proj');
     expect(shellQuote('a b')).toBe("'a b'");
   });
