@@ -344,7 +344,9 @@ describe('the app in Chromium', () => {
         await page.getByText('Show as command').click();
         await expect
           .poll(() => page.getByTestId('train-command').innerText())
-          .toMatch(/^node bin\/tabtune\.mjs train --model public\/models\/stories260K .* --steps 6 .* --packing$/);
+          .toMatch(
+            /^node bin\/tabtune\.mjs train --model public\/models\/stories260K .* --steps 6 .* --packing --quantize nf4$/,
+          );
         await page.getByLabel('Save these settings as').fill('resume e2e');
         await page.getByRole('button', { name: 'Save preset' }).click();
         await expect.poll(() => page.locator('#preset-pick').inputValue()).toBe('resume e2e');
