@@ -17,6 +17,8 @@
 //            1 A  f32 as array<vec4<f32>>: opA(A) [M, K] stored [M, lda], or [K, lda] with TRANS_A
 //            2 B  f32 as array<vec4<f32>>, f16 / bf16 as array<vec2<u32>> (4 halves per element;
 //                 array<vec4<f16>> with shader-f16): opB(B) [K, N] stored [K, ldb], or [N, ldb]
+//                 a 4-bit NF4 B is two bindings instead, NF4W (packed indices) and NF4S (statistics),
+//                 read one element at a time through shaders/nf4.wgsl's nf4_load (as in matmul.wgsl)
 //            3 A2, 4 B2 f32 (HAS_SEG2), then bias (HAS_BIAS), last C f32 [M, ldc]
 //   functions
 //            init(mBase, nBase)  the block's rows and columns, clamped into [m0, mEnd) x [n0, nEnd)
@@ -65,8 +67,8 @@ struct P {
   seedOut: u32,
   thrOut: u32,
   scaleOut: f32,
-  _pad0: u32,
-  _pad1: u32,
+  nf4Abs: u32,     // an NF4 B: word offsets of its absmax and absmax2 sections in NF4S
+  nf4Abs2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;

@@ -10,7 +10,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { MATMUL_FAMILY, SMALL_M, candidatesFor, chooseConfig, shapeClass } from '../../src/kernels/matmul/variants';
+import { recordMatmul } from '../../src/kernels/matmul';
+import { type Nf4Tensor, freeNf4, uploadNf4 } from '../../src/kernels/nf4';
+import { dequantizeNf4Ref, quantizeNf4Ref } from '../../src/reference/nf4';
+import { randArray } from '../helpers/close';
 import { getGpu } from '../helpers/gpu';
+import { checkKernel, rand, values } from '../helpers/kernel';
 import { check, checkExtra } from '../helpers/matmul';
 
 const big = MATMUL_FAMILY.filter((c) => c.kernel !== 'small' && c.tm !== 0).map((c) => c.name);
@@ -82,6 +87,50 @@ describe.each(small)('matmul family member %s (M <= 8)', (variant) => {
       }
       await check({ variant, M: 5, N: 1000, K: 37, transB: true, bType: 'f16', maxBindingBytes: 4096 });
       await checkExtra({ variant, M: 2, N: 129, K: 70, K2: 8, transB: true, bType: 'f16', bias: true, dropOut: 0.5 });
+    },
+    COLD,
+  );
+});
+
+/** C = A·opB(W) with W a 4-bit NF4 weight (double-quantized or not), forced to `variant`, against the dequantized weight in float64. */
+async function checkNf4(variant: string, M: number, N: number, K: number, transB: boolean, dq: boolean): Promise<void> {
+  const [rows, cols] = transB ? [N, K] : [K, N];
+  const host = quantizeNf4Ref(randArray(rows * cols, 7, 0.1), dq);
+  const w = dequantizeNf4Ref(host);
+  let nf4: Nf4Tensor | null = null;
+  try {
+    await checkKernel({
+      label: `nf4 matmul ${variant} ${JSON.stringify({ M, N, K, transB, dq })}`,
+      tensors: { a: rand([M, K]), c: values([M, N], new Float32Array(M * N)) },
+      record: (gpu, rec, t) => {
+        nf4 = uploadNf4(gpu, 'w', host, rows, cols);
+        recordMatmul(gpu, rec, { a: t.a, b: nf4, c: t.c, M, N, K, transB, variant });
+      },
+      reference: (v) => {
+        const out = new Float64Array(M * N);
+        for (let m = 0; m < M; m++) {
+          for (let n = 0; n < N; n++) {
+            let acc = 0;
+            for (let k = 0; k < K; k++) acc += v.a[m * K + k]! * (transB ? w[n * K + k]! : w[k * N + n]!);
+            out[m * N + n] = acc;
+          }
+        }
+        return { c: out };
+      },
+      tol: { atol: 1e-4 * Math.sqrt(K + 1), rtol: 1e-4 },
+    });
+  } finally {
+    if (nf4) freeNf4(await getGpu(), nf4);
+  }
+}
+
+describe.each(MATMUL_FAMILY.map((c) => c.name))('matmul family member %s, 4-bit NF4 weight', (variant) => {
+  const M = small.includes(variant) ? 3 : 37;
+  it(
+    'X·Wᵀ (double-quantized) and X·W, odd shapes',
+    async () => {
+      await checkNf4(variant, M, 67, 130, true, true);
+      await checkNf4(variant, M, 67, 130, false, false);
     },
     COLD,
   );

@@ -10,6 +10,7 @@
  * scalar loads. Operand dropout multiplies each element by the mask of its stored (row, col).
  */
 import { type WeightDType, weightArrayType, weightLoader } from '../common';
+import type { MatmulBType } from './plan';
 
 /** The fields of a matmul variant the direct kernel needs. */
 export interface DirectSpec {
@@ -19,7 +20,9 @@ export interface DirectSpec {
   wy: number;
   transA: boolean;
   transB: boolean;
-  bType: WeightDType;
+  /** 'nf4': a 4-bit weight, scalar loads through shaders/nf4.wgsl (vecB is then false). */
+  bType: MatmulBType;
+  nf4DoubleQuant?: boolean;
   /** A, B read with vector loads along their stored rows. */
   vecA: boolean;
   vecB: boolean;
@@ -72,7 +75,7 @@ function loadersA(s: DirectSpec): string[] {
  * The WGSL array type of B: with vector loads array<vec4<f32>>, array<vec2<u32>> (four 16-bit
  * values) or array<vec4<f16>> (shader-f16); else weightArrayType's scalar binding.
  */
-export function directBArray(s: Pick<DirectSpec, 'bType' | 'vecB' | 'nativeB'>): string {
+function directBArray(s: { bType: WeightDType; vecB: boolean; nativeB: boolean }): string {
   if (!s.vecB) return weightArrayType(s.bType, { typedF32: true, nativeF16: s.nativeB });
   return s.bType === 'f32' ? 'array<vec4<f32>>' : s.nativeB ? 'array<vec4<f16>>' : 'array<vec2<u32>>';
 }
@@ -82,7 +85,12 @@ function loadersB(s: DirectSpec): string[] {
   const drop = s.dropB ? ' * dropout_mul(p.seedIn, p.thrIn, p.scaleIn, r, c)' : '';
   const L: string[] = [];
   const idx = 'r * p.ldb + c + p.bAdj';
-  if (!s.vecB) {
+  if (s.bType === 'nf4') {
+    if (s.vecB) throw new Error('matmul direct: a 4-bit NF4 B is read with scalar loads.');
+    L.push('fn b_elem(i: u32) -> f32 { return nf4_load(i, p.nf4Abs, p.nf4Abs2); }');
+    L.push(`fn b_at(r: u32, c: u32) -> f32 { return b_elem(${idx}); }`);
+    L.push(`fn b_v(r: u32, c: u32) -> vec4<f32> { return ${vecOfScalars('b_at')}; }`);
+  } else if (!s.vecB) {
     L.push(weightLoader('b_elem', 'B', s.bType, { typedF32: true, nativeF16: s.nativeB }));
     L.push(`fn b_at(r: u32, c: u32) -> f32 { return b_elem(${idx})${drop}; }`);
     L.push(`fn b_v(r: u32, c: u32) -> vec4<f32> { return ${vecOfScalars('b_at')}; }`);
@@ -131,7 +139,14 @@ export function directPrelude(s: DirectSpec, biasArray: string): string[] {
   ];
   let slot = 1;
   L.push(`@group(0) @binding(${slot++}) var<storage, read> A: array<${s.vecA ? 'vec4<f32>' : 'f32'}>;`);
-  L.push(`@group(0) @binding(${slot++}) var<storage, read> B: ${directBArray(s)};`);
+  if (s.bType === 'nf4') {
+    L.push(`const NF4_DQ = ${b(!!s.nf4DoubleQuant)};`);
+    L.push(`@group(0) @binding(${slot++}) var<storage, read> NF4W: array<u32>;`);
+    L.push(`@group(0) @binding(${slot++}) var<storage, read> NF4S: array<u32>;`);
+  } else {
+    const bt = s.bType;
+    L.push(`@group(0) @binding(${slot++}) var<storage, read> B: ${directBArray({ ...s, bType: bt })};`);
+  }
   if (s.seg2) {
     L.push(`@group(0) @binding(${slot++}) var<storage, read> A2: array<f32>;`);
     L.push(`@group(0) @binding(${slot++}) var<storage, read> B2: array<f32>;`);

@@ -366,7 +366,11 @@ export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
     const starts = (c: Chunk[]) => c.every(([s0]) => s0 % 4 === 0);
     variant.vecA = p.lda % 4 === 0 && p.aOff % 4 === 0 && starts(p.transA ? mChunks : kChunks);
     variant.vecB =
-      p.ldb % 4 === 0 && p.bOff % 4 === 0 && starts(p.transB ? kChunks : nChunks) && (!p.dropB || p.bType === 'f32');
+      p.bType !== 'nf4' &&
+      p.ldb % 4 === 0 &&
+      p.bOff % 4 === 0 &&
+      starts(p.transB ? kChunks : nChunks) &&
+      (!p.dropB || p.bType === 'f32');
     tileM = variant.wy * tm;
     tileN = variant.wx * tn;
   }

@@ -161,7 +161,6 @@ function prelude(v: MatmulVariant): string[] {
 
 /** The prelude of a direct variant: its loaders and unrolled block (src/kernels/matmul/direct.ts). */
 function directVariantPrelude(v: MatmulVariant): string[] {
-  if (v.bType === 'nf4') throw new Error('matmul direct: 4-bit NF4 weights are read by tile64 and gemv.');
   const biasOpts = { typedF32: true, nativeF16: !!v.f16 && v.bias === 'f16' };
   const L = directPrelude(
     {
@@ -172,6 +171,7 @@ function directVariantPrelude(v: MatmulVariant): string[] {
       transA: v.transA,
       transB: v.transB,
       bType: v.bType,
+      nf4DoubleQuant: v.nf4DoubleQuant,
       vecA: !!v.vecA,
       vecB: !!v.vecB,
       seg2: v.seg2,

@@ -14,6 +14,7 @@ import type { Gpu, Recorder } from '../../gpu/context';
 import type { Tensor } from '../../gpu/tensor';
 import { Workspace } from '../../gpu/workspace';
 import { recordMatmul } from '../matmul';
+import { type Nf4Tensor, nf4StatsLayout } from '../nf4';
 import { BASELINE, MATMUL_FAMILY, type SeenShape, candidatesFor, matmulConfig } from './variants';
 
 /** Rank of the LoRA segment and the most rows a tuning problem uses (time grows linearly in M). */
@@ -94,9 +95,6 @@ async function timeShape(
   budgetMs: number,
 ): Promise<Record<string, number>> {
   const s = seen.shape;
-  // A 4-bit weight has one candidate (tile64 or gemv): never timed.
-  if (s.bType === 'nf4') throw new Error('matmul tuning: NF4 weights have a single kernel.');
-  const bType = s.bType;
   const M = Math.min(s.M, TUNE_MAX_M);
   const owned: Tensor[] = [];
   const t = (label: string, shape: number[], dtype: Tensor['dtype'] = 'f32') => {
@@ -107,7 +105,15 @@ async function timeShape(
   const ws = new Workspace(gpu);
   try {
     const a = t('tune a', s.transA ? [s.K, M] : [M, s.K]);
-    const b = t('tune b', s.transB ? [s.N, s.K] : [s.K, s.N], bType);
+    // A 4-bit weight: zero indices and statistics (the time does not depend on the values).
+    const [rows, cols] = s.transB ? [s.N, s.K] : [s.K, s.N];
+    let b: Tensor | Nf4Tensor;
+    if (s.bType === 'nf4') {
+      const layout = nf4StatsLayout(rows * cols, true);
+      const q = t('tune b.nf4', [Math.ceil((rows * cols) / 8)], 'u32');
+      const stats = t('tune b.nf4_stats', [layout.words], 'u32');
+      b = { format: 'nf4', label: 'tune b', rows, cols, doubleQuant: true, q, stats, layout };
+    } else b = t('tune b', [rows, cols], s.bType);
     const c = t('tune c', [M, s.N]);
     const extra = s.lora
       ? { a: t('tune a2', [M, TUNE_RANK]), b: t('tune b2', [s.N, TUNE_RANK]), K: TUNE_RANK, transB: true }

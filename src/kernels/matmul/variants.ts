@@ -133,12 +133,11 @@ export function candidatesFor(gpu: Gpu, s: ShapeOf, noSmall = false): MatmulConf
 }
 
 /**
- * Whether a member can serve this problem (`noSmall`: split over K). The direct kernels read f32,
- * f16 and bf16 weights; a 4-bit NF4 weight (its dequantizing loader, shaders/nf4.wgsl) is served
- * by tile64 and gemv so far.
+ * Whether a member can serve this problem (`noSmall`: split over K). Every member reads every
+ * weight format: f32, f16 / bf16, and a 4-bit NF4 weight through its dequantizing loader
+ * (shaders/nf4.wgsl; the direct kernels read it with scalar loads).
  */
 function serves(c: MatmulConfig, s: ShapeOf, noSmall: boolean): boolean {
-  if (c.kernel === 'direct' && s.bType === 'nf4') return false;
   const smallOnly = c.kernel === 'small' || c.tm === 0;
   return !smallOnly || (s.M <= SMALL_M && !noSmall);
 }
@@ -160,11 +159,7 @@ export function chooseConfig(gpu: Gpu, s: ShapeOf, forced?: string, splits = 1):
   if (forced) {
     const c = matmulConfig(forced);
     if (!serves(c, s, noSmall)) {
-      throw new GpuError(
-        s.bType === 'nf4' && c.kernel === 'direct'
-          ? `matmul: the "${forced}" kernel does not read 4-bit NF4 weights; use tile64 or gemv.`
-          : `matmul: the "${forced}" kernel serves at most ${SMALL_M} rows without split-K.`,
-      );
+      throw new GpuError(`matmul: the "${forced}" kernel serves at most ${SMALL_M} rows without split-K.`);
     }
     return c;
   }
