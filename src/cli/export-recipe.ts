@@ -58,7 +58,10 @@ async function modelSource(given: string) {
   if (!/^[\w.-]+\/[\w.-]+$/.test(given) || given.split('/').some((p) => p === '.' || p === '..')) {
     throw new UsageError(`--model "${given}" is neither a folder nor a Hugging Face Hub id (owner/name).`);
   }
-  return { source: m.UrlSource.hub(given, 'main', { endpoint: process.env.HF_ENDPOINT }), ref: given };
+  return {
+    source: m.UrlSource.hub(given, 'main', { endpoint: process.env.HF_ENDPOINT, token: process.env.HF_TOKEN }),
+    ref: given,
+  };
 }
 
 /** --out may be new, empty, or an earlier recipe folder (which is replaced); nothing else is overwritten. */

@@ -177,7 +177,7 @@ async function sourceFor(spec: ModelSourceSpec): Promise<ModelSource> {
     case 'dir':
       return new m.DirSource(spec.path);
     case 'hub':
-      return m.UrlSource.hub(spec.id, spec.revision ?? 'main');
+      return m.UrlSource.hub(spec.id, spec.revision ?? 'main', { token: spec.token });
     case 'url':
       return new m.UrlSource(spec.baseUrl, spec.id);
     case 'files':

@@ -203,7 +203,8 @@ export interface SamplingSettings {
 
 /** Where model files come from. `dir` is Node only; `files` is a dropped folder in the browser. */
 export type ModelSourceSpec =
-  | { kind: 'hub'; id: string; revision?: string }
+  /** token: the user's Hugging Face access token (gated / private repos), sent to the Hub only. */
+  | { kind: 'hub'; id: string; revision?: string; token?: string }
   | { kind: 'url'; id: string; baseUrl: string }
   | { kind: 'files'; id: string; files: File[] }
   | { kind: 'dir'; id: string; path: string };

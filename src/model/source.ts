@@ -306,6 +306,8 @@ export interface UrlSourceOptions {
 export interface HubOptions extends UrlSourceOptions {
   /** Defaults to https://huggingface.co */
   endpoint?: string;
+  /** The user's access token (gated and private repos): sent as a Bearer header to the Hub only. */
+  token?: string | null;
 }
 
 export const HF_ENDPOINT = 'https://huggingface.co';
@@ -371,7 +373,8 @@ export class UrlSource implements ModelSource {
     }
     const endpoint = (opts.endpoint ?? HF_ENDPOINT).replace(/\/+$/, '');
     const base = `${endpoint}/${id}/resolve/${encodeURIComponent(revision)}/`;
-    return new UrlSource(base, id, opts, { repo: id, revision, endpoint });
+    const headers = opts.token ? { ...opts.headers, Authorization: `Bearer ${opts.token}` } : opts.headers;
+    return new UrlSource(base, id, { ...opts, headers }, { repo: id, revision, endpoint });
   }
 
   urlOf(path: string): string {
@@ -401,9 +404,12 @@ export class UrlSource implements ModelSource {
       );
     }
     if (status === 401 || status === 403) {
-      const hint = this.repo
-        ? 'The repo may be private or gated (accept its license on huggingface.co and pass an access token), or the repo id may be misspelled.'
-        : 'The server requires credentials.';
+      const page = `${this.endpoint ?? HF_ENDPOINT}/${this.repo}`;
+      const hint = !this.repo
+        ? 'The server requires credentials.'
+        : this.opts.headers?.Authorization
+          ? `The access token given does not open it: if the repo is gated, accept the license at ${page} with the account the token belongs to; a private repo needs a token of an account that can read it (or the id is misspelled).`
+          : `The repo is gated or private: accept the license at ${page} (signed in), then give an access token (read access) to download it; or the repo id is misspelled.`;
       return new SourceError(
         `Access denied (HTTP ${status}) to "${rel}" in ${this.where()}. ${hint}`,
         'unauthorized',

@@ -20,6 +20,7 @@ import { DEMO_MODEL_ID, DEMO_PROMPTS, type ModelChoice, looksInstruct } from './
 import { type AppContext, type AppEngine, type Platform, patch } from './context';
 import { describeError } from './errors';
 import { loadSettings, saveSettings, settingsForModel } from './settings';
+import { loadHubToken, saveHubToken, tokenProblem } from './token';
 import { BUILT_IN_PRESETS, type Preset, deletePreset, loadPresets, parsePreset, savePreset } from './presets';
 import { type AppState, type Notice, type View, Store, initialState } from './state';
 import { hasErrors, validateLora, validateTrain } from './validate';
@@ -214,6 +215,23 @@ export class AppController {
     this.store.update((s) => ({ ...s, lora: { ...s.lora, ...p }, settingsEdited: true }));
     saveSettings(this.opts.platform.settingsStorage, this.state);
     this.settingsChanged();
+  }
+
+  // ------------------------------------------------------------------ Hub access token
+
+  /** Whether an access token is kept (the token itself never goes back to the page). */
+  hasHubToken(): boolean {
+    return loadHubToken(this.opts.platform.settingsStorage) !== null;
+  }
+
+  /** Keeps (or, with null, removes) the access token; returns why it is refused, or null. */
+  setHubToken(token: string | null): string | null {
+    if (token !== null) {
+      const problem = tokenProblem(token);
+      if (problem) return problem;
+    }
+    saveHubToken(this.opts.platform.settingsStorage, token);
+    return null;
   }
 
   // Presets: built in, the user's own (kept beside the settings) and shared as JSON files.

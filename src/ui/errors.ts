@@ -84,8 +84,9 @@ export function describeError(e: unknown, doing = 'That'): UserMessage {
           title: 'Access denied',
           detail,
           action:
-            'The app sends no access token. For a gated or private model, accept its license on huggingface.co, download its ' +
-            'files there and drop the folder in Model; otherwise check the model id.',
+            'For a gated model, accept its license on its page on huggingface.co (signed in), then save an access token under ' +
+            '"Access token for gated and private models" (Model) and try again; a private model needs a token of an account ' +
+            'that can read it. Or download its files there and drop the folder in Model; otherwise check the model id.',
         };
       }
       if (code === 'http')

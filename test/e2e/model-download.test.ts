@@ -41,7 +41,9 @@ type Fault = 'none' | '404' | '401' | 'drop' | 'short' | 'truncate';
 class FakeHub {
   readonly repos = new Map<string, Map<string, Uint8Array>>();
   readonly faults = new Map<string, Fault>();
-  readonly log: { method: string; url: string }[] = [];
+  /** Gated repos: the access token that opens them (their '401' fault then gives way to it). */
+  readonly tokens = new Map<string, string>();
+  readonly log: { method: string; url: string; auth?: string }[] = [];
   /** Held requests: the file name -> a promise the response waits for. */
   readonly holds = new Map<string, Promise<void>>();
 
@@ -68,7 +70,8 @@ class FakeHub {
       'access-control-allow-methods': 'GET, HEAD',
     };
     if (method === 'OPTIONS') return route.fulfill({ status: 204, headers: cors });
-    this.log.push({ method, url: req.url() });
+    const auth = req.headers()['authorization'];
+    this.log.push({ method, url: req.url(), ...(auth ? { auth } : {}) });
     const tree = /^\/api\/models\/(.+)\/tree\/main$/.exec(url.pathname);
     if (tree) {
       const files = this.repos.get(decodeURIComponent(tree[1]!));
@@ -89,7 +92,9 @@ class FakeHub {
     if (hold) await hold;
     const fault = this.faults.get(`${m![1]}/${file}`) ?? 'none';
     if (fault === '404') return route.fulfill({ status: 404, headers: cors, body: 'Entry not found' });
-    if (fault === '401') return route.fulfill({ status: 401, headers: cors, body: 'Access to model is restricted' });
+    const opened = auth !== undefined && auth === `Bearer ${this.tokens.get(decodeURIComponent(m![1]!))}`;
+    if (fault === '401' && !opened)
+      return route.fulfill({ status: 401, headers: cors, body: 'Access to model is restricted' });
     if (fault === 'drop') return route.abort('connectionreset');
     if (fault === 'short') {
       // Content-Length says the whole file, the connection ends half way.
@@ -278,6 +283,21 @@ describe('picking a model in Chromium', () => {
           .poll(() => alerts(page), { timeout: 30_000 })
           .toMatch(/Access denied[\s\S]*config\.json[\s\S]*tiny-org\/gated[\s\S]*accept its license/);
         await shot(page, '5-gated');
+        // With the user's access token (kept in the browser, sent to the Hub only) the gated repo opens.
+        const token = 'hf_e2eTokenForTheGatedRepo0123456789';
+        hub.tokens.set('tiny-org/gated', token);
+        await page.locator('[data-testid="access-token"] > summary').click();
+        await page.getByLabel('Access token', { exact: true }).fill(token);
+        await page.getByRole('button', { name: 'Save token' }).click();
+        await expect
+          .poll(() => page.getByText(/kept in this browser and sent only to huggingface\.co/).count())
+          .toBe(1);
+        await page.getByRole('button', { name: 'Check', exact: true }).click();
+        await expect.poll(() => costCard(page).count(), { timeout: 30_000 }).toBe(1);
+        const gatedGets = hub.log.filter((r) => r.url.includes('tiny-org/gated'));
+        expect(gatedGets.at(-1)!.auth).toBe(`Bearer ${token}`);
+        await shot(page, '5b-gated-with-token');
+        await page.getByRole('button', { name: 'Remove token' }).click();
 
         // A repo with PyTorch weights only is refused from the Hub's file list, before any download.
         const pt = new Map(makeTinyModel({ modelType: 'llama' }).files);

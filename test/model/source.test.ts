@@ -223,8 +223,25 @@ describe('UrlSource (local HTTP server)', () => {
     await expectSourceError(
       gated.read('secret.json'),
       'unauthorized',
-      /repo "meta\/gated" \(revision "v2"\).*private or gated/,
+      /repo "meta\/gated" \(revision "v2"\)\. The repo is gated or private: accept the license at http:\/\/127\.0\.0\.1:\d+\/meta\/gated \(signed in\), then give an access token/,
     );
+    // With a token: it goes to the Hub as a Bearer header, and a refusal says the token did not open the repo.
+    const withToken = UrlSource.hub('meta/gated', 'main', { endpoint: base, token: 'hf_abc' });
+    await expectSourceError(withToken.read('x.json'), 'not-found', /not found/);
+    expect(requests.at(-1)!.auth).toBe('Bearer hf_abc');
+    const secretHub = new UrlSource(
+      `${base}/m`,
+      'x',
+      { headers: { Authorization: 'Bearer hf_x' } },
+      { repo: 'meta/gated', revision: 'main', endpoint: base },
+    );
+    await expectSourceError(
+      secretHub.read('secret.json'),
+      'unauthorized',
+      /The access token given does not open it: if the repo is gated, accept the license at .*\/meta\/gated/,
+    );
+    await UrlSource.hub('meta/gated', 'main', { endpoint: base }).has('config.json');
+    expect(requests.at(-1)!.auth).toBeUndefined();
     await expectSourceError(m.read('broken.json'), 'http', /HTTP 500/);
     expect(() => UrlSource.hub('not a repo!')).toThrow(/not a Hugging Face repo id/);
     expect(UrlSource.hub('HuggingFaceTB/SmolLM2-135M').urlOf('config.json')).toBe(

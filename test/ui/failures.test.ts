@@ -153,7 +153,7 @@ describe('a failed model download', () => {
     const err = c.state.model.check.error!;
     expect(err.title).toBe('Access denied');
     expect(err.detail).toMatch(/HTTP 401.*"config\.json".*org\/some-model.*gated/);
-    expect(err.action).toMatch(/accept its license.*drop the folder/);
+    expect(err.action).toMatch(/accept its license.*save an access token.*drop the folder/);
   });
 
   it('HTTP 404 for config.json: the model is named and the file it lacks', async () => {

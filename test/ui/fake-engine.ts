@@ -135,6 +135,8 @@ export class FakeEngine implements AppEngine {
 
   /** The frozen-weight settings of the last loadModel call. */
   lastFrozen: FrozenWeightsSettings | undefined;
+  /** The last model source asked for (what the page sent, token included). */
+  lastSource: ModelSourceSpec | null = null;
 
   async loadModel(
     source: ModelSourceSpec,
@@ -143,6 +145,7 @@ export class FakeEngine implements AppEngine {
   ): Promise<ModelInfo> {
     this.calls.push(`loadModel:${source.id}`);
     this.lastFrozen = frozen;
+    this.lastSource = source;
     this.alive();
     this.fail('loadModel');
     for (const file of ['config.json', 'tokenizer.json', 'model.safetensors']) {

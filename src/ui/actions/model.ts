@@ -24,6 +24,7 @@ import { type ModelFacts, settingsForModel } from '../settings';
 import { type UserMessage, describeError } from '../errors';
 import { refreshLibrary } from './library';
 import type { AppState, DownloadView } from '../state';
+import { hubHeaders, loadHubToken } from '../token';
 
 function configSource(ctx: AppContext, choice: ModelChoice): ModelSource {
   const fetchFn = ctx.platform.fetch;
@@ -31,7 +32,11 @@ function configSource(ctx: AppContext, choice: ModelChoice): ModelSource {
     case 'demo':
       return new UrlSource(demoBaseUrl(ctx.platform.pageUrl), choice.id, { fetch: fetchFn });
     case 'hub':
-      return UrlSource.hub(choice.id, choice.revision ?? 'main', { fetch: fetchFn, cache: ctx.byteCache ?? undefined });
+      return UrlSource.hub(choice.id, choice.revision ?? 'main', {
+        fetch: fetchFn,
+        cache: ctx.byteCache ?? undefined,
+        token: loadHubToken(ctx.platform.settingsStorage),
+      });
     case 'files':
       return new FileListSource(choice.files, choice.id);
   }
@@ -44,7 +49,9 @@ async function hubFiles(
   revision = 'main',
 ): Promise<{ path: string; size: number }[] | null> {
   try {
-    const res = await ctx.platform.fetch(`${HF_ENDPOINT}/api/models/${id}/tree/${encodeURIComponent(revision)}`);
+    const res = await ctx.platform.fetch(`${HF_ENDPOINT}/api/models/${id}/tree/${encodeURIComponent(revision)}`, {
+      headers: hubHeaders(ctx.platform.settingsStorage),
+    });
     if (!res.ok) return null;
     const list = (await res.json()) as { type?: string; path?: string; size?: number; lfs?: { size?: number } }[];
     if (!Array.isArray(list)) return null;
@@ -327,7 +334,9 @@ export async function loadChosenModel(ctx: AppContext, opts: { keepSettings?: bo
   });
   patch(ctx, 'estimate', { status: 'idle', value: null, error: null });
   try {
-    const info = await ctx.engine.loadModel(sourceSpec(choice), onProgress, s0.frozen);
+    const token = choice.kind === 'hub' ? loadHubToken(ctx.platform.settingsStorage) : null;
+    const spec = { ...sourceSpec(choice), ...(token ? { token } : {}) };
+    const info = await ctx.engine.loadModel(spec, onProgress, s0.frozen);
     const source = storedSource(choice);
     if (choice.kind === 'files') loadedFolders.set(ctx.store, choice);
     else loadedFolders.delete(ctx.store);

@@ -7,6 +7,7 @@ import { formatBytes, formatCount, formatPercent } from '../format';
 import { useAppState, useController } from '../hooks';
 import type { AppState } from '../state';
 import { MessageCard, ProgressBar } from './common';
+import { AccessToken } from './AccessToken';
 
 /** Files of a dropped folder, with paths relative to it (the File System entries API). */
 async function filesFromDrop(ev: DragEvent): Promise<File[]> {
@@ -296,6 +297,7 @@ export function ModelView() {
                 ? `A model id looks like owner/name: ${hubIdProblem(hubId.trim()) ?? ''}`
                 : 'Llama, Mistral, Qwen2/2.5/3 and GPT-2 architectures with safetensors weights (F32, F16, BF16).'}
             </p>
+            <AccessToken />
           </section>
           <section
             className={`card drop${dragging ? ' dragging' : ''}`}
