@@ -277,6 +277,9 @@ export async function streamWeights(
     tensor: (key, entry) => (plan!.keys.has(key) ? receiver(WEIGHTS_FILE, key, entry) : null),
   });
   try {
+    // Said before the request, so a slow server shows the weights being waited for (0 bytes), not
+    // the step before them.
+    opts.onProgress?.(WEIGHTS_FILE, 0, null);
     await source.stream(WEIGHTS_FILE, (chunk) => single.push(chunk), progress(WEIGHTS_FILE));
     await single.finish();
     return plan!;
@@ -318,6 +321,7 @@ export async function streamWeights(
         tensor: (key, entry) => (p.keys.has(key) && fileOf(key) === shard ? receiver(shard, key, entry) : null),
       });
       try {
+        opts.onProgress?.(shard, 0, null);
         await source.stream(shard, (chunk) => stream.push(chunk), progress(shard));
       } catch (e) {
         if (isNotFound(e)) {

@@ -180,7 +180,9 @@ describe('picking a model in Chromium', () => {
         await page.getByRole('progressbar', { name: 'Model loading progress' }).waitFor({ timeout: 30_000 });
         await expect
           .poll(() => page.locator('.load-status').innerText())
-          .toMatch(new RegExp(`Reading [\\w.]+json[\\s\\S]*\\b0 B of about ${formatBytes(weights)} in all`));
+          .toMatch(
+            new RegExp(`Reading model\\.safetensors: 0 B[\\s\\S]*\\b0 B of about ${formatBytes(weights)} in all`),
+          );
         await shot(page, '2-progress');
         release();
         hub.holds.clear();

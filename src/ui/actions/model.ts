@@ -319,9 +319,11 @@ export async function loadChosenModel(ctx: AppContext, opts: { keepSettings?: bo
       done.set(p.file, p.loaded);
     let bytes = 0;
     for (const v of done.values()) bytes += v;
+    // A new file or phase is always painted: a stalled request must not leave the step before it on screen.
+    const changed = p.file !== view.file || p.phase !== view.phase;
     view = { file: p.file, phase: p.phase, fileLoaded: p.loaded, fileTotal: p.total, bytes, expectedBytes };
     const now = Date.now();
-    if (now - lastPaint > 80 || p.loaded === p.total || p.phase !== 'download') {
+    if (changed || now - lastPaint > 80 || p.loaded === p.total || p.phase !== 'download') {
       lastPaint = now;
       patch(ctx, 'model', { load: { status: 'loading', progress: view, error: null } });
     }
