@@ -10,8 +10,9 @@
  *
  * Exit codes: 0 success, 1 runtime failure (bad data, GPU error), 2 usage error.
  *
- * One file per command (train.ts, eval.ts, generate.ts, export-recipe.ts, info.ts, selftest.ts; bench lives in
- * src/bench); common.ts holds the checks of files and folders they share, args.ts the flag parser.
+ * One file per command (train.ts, eval.ts, generate.ts, export-recipe.ts, info.ts, selftest.ts,
+ * bench.ts; the measurements bench.ts runs live in src/bench); common.ts holds the checks of files
+ * and folders they share, args.ts the flag parser.
  */
 
 import { UsageError } from './args';
@@ -73,7 +74,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'selftest':
         return await selftest();
       case 'bench': {
-        const { runBench } = await import('../bench/bench');
+        const { runBench } = await import('./bench');
         return await runBench(rest);
       }
       case undefined:

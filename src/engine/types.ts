@@ -7,8 +7,17 @@
  */
 
 import type { FrozenWeightsOptions, ModelQuantization } from '../model/gpu-model';
+import type {
+  DatasetFormat,
+  DatasetIssue,
+  DatasetProvisional,
+  DatasetSummary,
+  ExamplePreview,
+} from '../train/data/types';
+import type { LoraSettings } from '../lora/config';
 
-export type DatasetFormat = 'text' | 'alpaca' | 'chat';
+// Types owned by the layers below, part of this interface too.
+export type { DatasetFormat, DatasetIssue, DatasetProvisional, DatasetSummary, ExamplePreview, LoraSettings };
 
 /**
  * How the frozen base weights are held on the GPU: as stored (16-bit), or `quantize: 'nf4'` (QLoRA:
@@ -17,16 +26,6 @@ export type DatasetFormat = 'text' | 'alpaca' | 'chat';
  */
 export type FrozenWeightsSettings = FrozenWeightsOptions;
 export type { ModelQuantization };
-
-export interface LoraSettings {
-  r: number;
-  lora_alpha: number;
-  lora_dropout: number;
-  /** Module names (e.g. ['q_proj', 'v_proj']) or 'all-linear'. */
-  target_modules: string[] | 'all-linear';
-  use_rslora: boolean;
-  init_lora_weights?: true | 'gaussian';
-}
 
 export interface TrainSettings {
   optimizer: 'adamw' | 'sgd';
@@ -84,22 +83,6 @@ export interface ModelInfo {
   quantization: ModelQuantization | null;
 }
 
-export interface DatasetIssue {
-  line: number;
-  message: string;
-}
-
-export interface ExamplePreview {
-  line: number;
-  /** Token pieces with whether each counts in the loss. */
-  pieces: { text: string; counted: boolean }[];
-  tokens: number;
-  countedTokens: number;
-  truncated: boolean;
-  /** A window of a long text record split at max length: which one (1-based) of how many. */
-  part?: { index: number; of: number };
-}
-
 /** How far reading a dataset is: the index pass over its bytes, then tokenizing (bytes or records). */
 export interface DatasetProgress {
   phase: 'scan' | 'tokenize';
@@ -107,51 +90,6 @@ export interface DatasetProgress {
   total: number;
   /** While the index pass runs over a large file: what it has found so far (sent every ~250 ms). */
   provisional?: DatasetProvisional;
-}
-
-/**
- * A dataset's summary before its index pass ends: the first records' preview (rendered as the final
- * summary's is, so it is the same examples), and the records and issues found in the bytes read so
- * far (at most the final counts).
- */
-export interface DatasetProvisional {
-  format: DatasetFormat;
-  /** Usable records so far. */
-  records: number;
-  /** The first issues so far, in line order... */
-  issues: DatasetIssue[];
-  /** ...and how many so far. */
-  issueCount: number;
-  preview: ExamplePreview[];
-  bytesRead: number;
-  bytesTotal: number;
-}
-
-export interface DatasetSummary {
-  fileName: string;
-  format: DatasetFormat;
-  /** Usable records (parsed and checked in one pass over the file). */
-  records: number;
-  /** Training / validation items: examples when the dataset is tokenized whole, else records. */
-  trainRecords: number;
-  valRecords: number;
-  trainTokens: number;
-  countedTokens: number;
-  /**
-   * True for a large dataset tokenized lazily (src/train/data/prepared.ts): the token counts are
-   * estimated from its first records, and records that cannot be rendered are found while training.
-   */
-  tokensEstimated: boolean;
-  /** The first issues, in line order (at most 1,000)... */
-  issues: DatasetIssue[];
-  /** ...and how many there are in all. */
-  issueCount: number;
-  preview: ExamplePreview[];
-  /**
-   * Examples longer than max length, cut to it (their end is not learned), and the first lines
-   * they come from; in a lazily read dataset, counted in its first records (the sample).
-   */
-  truncated: { examples: number; lines: number[] };
 }
 
 export interface TrainProgress {

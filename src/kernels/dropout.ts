@@ -1,6 +1,6 @@
 /**
  * Dropout applied to a whole f32 tensor (shaders/dropout.wgsl `dropout_apply`), with the mask defined
- * in src/reference/dropout.ts (hash of seed, row, col). The LoRA linear does not call this: it
+ * in src/numerics/dropout.ts (hash of seed, row, col). The LoRA linear does not call this: it
  * applies the same mask inside the matmul loaders. Useful for other layers and to test the mask.
  *
  *   y[row, col] = x[row, col] * (keep ? 1 / (1 - p) : 0)        x, y f32 [rows, cols], y != x
@@ -9,7 +9,7 @@ import source from '../../shaders/dropout.wgsl?raw';
 import { type Gpu, type Recorder, params } from '../gpu/context';
 import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
-import { dropoutThreshold } from '../reference/dropout';
+import { dropoutThreshold } from '../numerics/dropout';
 import { flatGrid, variantPipeline } from './common';
 
 export interface DropoutArgs {

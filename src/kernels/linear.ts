@@ -2,7 +2,7 @@
  * The frozen linear layer with an optional LoRA adapter, forward and backward, on the matmul
  * template (src/kernels/matmul.ts, shaders/matmul.wgsl). Shapes: X [M, inF], W [outF, inF]
  * (nn.Linear) or [inF, outF] (GPT-2 Conv1D, `transposed`), A [r, inF], B [outF, r], s = scale,
- * drop(X) = X ∘ mask / (1 - p) with mask = hash(seed, row, col) (src/reference/dropout.ts).
+ * drop(X) = X ∘ mask / (1 - p) with mask = hash(seed, row, col) (src/numerics/dropout.ts).
  *
  * Forward, 2 dispatches (W + s·B·A is never materialised):
  *   S = drop(X)·Aᵀ                          [M, r], saved for backward

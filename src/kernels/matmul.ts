@@ -21,7 +21,7 @@
 import reduceSource from '../../shaders/splitk_reduce.wgsl?raw';
 import { type Gpu, type Recorder, params } from '../gpu/context';
 import type { Tensor } from '../gpu/tensor';
-import { dropoutThreshold } from '../reference/dropout';
+import { dropoutThreshold } from '../numerics/dropout';
 import { flatGrid, variantPipeline } from './common';
 import {
   type DropoutSpec,

@@ -4,7 +4,7 @@
  * offsets). See shaders/rope.wgsl. The backward pass is the same call with `inverse: true` on the
  * gradient (rotation by -angle).
  *
- * inv_freq is computed on the CPU in float32 exactly like transformers (src/reference/rope.ts
+ * inv_freq is computed on the CPU in float32 exactly like transformers (src/numerics/rope.ts
  * ropeInvFreq) and passed in the uniform block, so the GPU's angle f32(pos)·inv_freq[i] is the same
  * f32 number transformers feeds to cos / sin. Scaled variants (linear, llama3) can be passed as
  * `invFreq`, with `attentionScaling` for types that scale cos / sin.
@@ -17,10 +17,8 @@ import code from '../../shaders/rope.wgsl?raw';
 import { type Gpu, type Recorder } from '../gpu/context';
 import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
-import { ropeInvFreq } from '../reference/rope';
+import { ropeInvFreq } from '../numerics/rope';
 import { flatGrid, needDims, needElems, noAlias, variantPipeline } from './common';
-
-export { ropeInvFreq } from '../reference/rope';
 
 /** Largest rotaryDim the uniform block holds (256 frequencies). */
 export const ROPE_MAX_ROTARY_DIM = 512;

@@ -39,6 +39,17 @@ export interface LoraConfig {
   alpha_pattern?: Record<string, number>;
 }
 
+/** The LoRA settings a user chooses (the form, the CLI flags): a subset of LoraConfig. */
+export interface LoraSettings {
+  r: number;
+  lora_alpha: number;
+  lora_dropout: number;
+  /** Module names (e.g. ['q_proj', 'v_proj']) or 'all-linear'. */
+  target_modules: string[] | 'all-linear';
+  use_rslora: boolean;
+  init_lora_weights?: true | 'gaussian';
+}
+
 export class LoraConfigError extends Error {
   constructor(message: string) {
     super(message);

@@ -10,7 +10,7 @@
  * Also PEFT's default targets per model_type, used when the form leaves target_modules empty.
  */
 
-import type { LoraSettings } from '../engine/types';
+import type { LoraSettings } from './config';
 import { ALL_LINEAR, type LoraConfig, LoraConfigError, type ModuleLike, isAllLinear } from './config';
 import { fullMatch } from './pattern';
 

@@ -6,7 +6,7 @@
  * of a plain pre-norm decoder.
  */
 
-import type { RopeScaling } from '../reference/rope';
+import type { RopeScaling } from '../numerics/rope';
 import type {
   Activation,
   AttentionConfig,

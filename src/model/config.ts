@@ -11,7 +11,7 @@
  * with the natively supported successor named.
  */
 
-import type { RopeScaling } from '../reference/rope';
+import type { RopeScaling } from '../numerics/rope';
 import { FAMILY_CONFIGS } from './families';
 import { ConfigError, type Raw, Reader } from './config-reader';
 
@@ -32,7 +32,7 @@ export interface NormConfig {
 
 export interface RopeConfig {
   theta: number;
-  /** inv_freq adjustment (src/reference/rope.ts ropeInvFreq): linear, llama3, longrope. */
+  /** inv_freq adjustment (src/numerics/rope.ts ropeInvFreq): linear, llama3, longrope. */
   scaling?: RopeScaling;
   /** Leading dimensions of each head that are rotated (partial rotary: rotary_pct, rotary_dim...). */
   rotaryDim: number;

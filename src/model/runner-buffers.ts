@@ -13,7 +13,7 @@
 import type { Gpu } from '../gpu/context';
 import type { Tensor } from '../gpu/tensor';
 import { Workspace } from '../gpu/workspace';
-import { ropeInvFreq } from '../kernels/rope';
+import { ropeInvFreq } from '../numerics/rope';
 import type { NormKind } from './config';
 import type { GpuModel } from './gpu-model';
 

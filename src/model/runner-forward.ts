@@ -19,16 +19,25 @@ import { type LoraParams, recordLinearForward } from '../kernels/linear';
 import type { LogitTransform } from '../kernels/logits';
 import { recordLayerNorm, recordRmsNorm } from '../kernels/norm';
 import { recordRope } from '../kernels/rope';
-import type { GpuLora } from '../lora/gpu-lora';
 import type { NormConfig, QkNormConfig } from './config';
 import type { LinearModule, NormKeys } from './registry';
 import { type NormSave, type RunnerState, headInput, loraScratch } from './runner-buffers';
 import { recordMoe } from './runner-moe';
 
+/**
+ * What the runner needs of a LoRA adapter, by module path: the parameters the fused linear kernels
+ * take and, when training, the gradient buffers. GpuLora (src/lora/gpu-lora.ts) implements it; the
+ * model layer names only this shape so it never imports from lora/.
+ */
+export interface RunnerLora {
+  get(path: string): LoraParams | null;
+  slot(path: string): { dA: Tensor | null; dB: Tensor | null } | null;
+}
+
 export interface ForwardArgs {
   B: number;
   S: number;
-  lora: GpuLora | null;
+  lora: RunnerLora | null;
   /** Dropout seed for this micro-step (train mode only; dropout is off in infer mode). */
   seed?: number;
   /** Apply LoRA dropout (training). */
@@ -43,7 +52,7 @@ export function dropoutSeed(base: number, moduleIndex: number): number {
 }
 
 /** The LoRA parameters of module `m` (none when it has no adapter), with dropout off unless asked. */
-export function loraFor(lora: GpuLora | null, m: LinearModule, dropout: boolean): LoraParams | null {
+export function loraFor(lora: RunnerLora | null, m: LinearModule, dropout: boolean): LoraParams | null {
   const p = lora?.get(m.path) ?? null;
   if (!p) return null;
   return dropout ? p : { ...p, dropout: 0 };

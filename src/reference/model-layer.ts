@@ -23,7 +23,8 @@ import { attentionBackwardRef, attentionRef } from './attention';
 import { type LoraParamsRef, linearBackwardRef, linearForwardRef } from './linear';
 import { layerNormBackwardRef, layerNormRef, rmsNormBackwardRef, rmsNormRef } from './norm';
 import { type MoeCache, moeBackwardRef, moeForwardRef } from './model-moe';
-import { ropeInvFreq, ropeRef } from './rope';
+import { ropeInvFreq } from '../numerics/rope';
+import { ropeRef } from './rope';
 import { copyColumnsRef } from './slice';
 
 export interface RefWeights {

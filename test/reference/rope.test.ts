@@ -1,6 +1,7 @@
 /** Checks of the float64 RoPE reference: inv_freq like transformers, backward by finite differences. */
 import { describe, expect, it } from 'vitest';
-import { ropeInvFreq, ropeRef } from '../../src/reference/rope';
+import { ropeInvFreq } from '../../src/numerics/rope';
+import { ropeRef } from '../../src/reference/rope';
 import { expectClose, randArray } from '../helpers/close';
 import { dot, numericGrad } from '../helpers/fd';
 

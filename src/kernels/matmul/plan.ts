@@ -23,7 +23,7 @@ import type { Nf4Tensor } from '../nf4';
 import { BK, type MatmulVariant, smallBn } from './shader';
 import { type MatmulConfig, SMALL_M, type ShapeOf, chooseConfig } from './variants';
 
-/** Dropout with probability p, mask = hash(seed, row, col) (src/reference/dropout.ts). */
+/** Dropout with probability p, mask = hash(seed, row, col) (src/numerics/dropout.ts). */
 export interface DropoutSpec {
   seed: number;
   p: number;

@@ -12,7 +12,7 @@
  * Next: records.ts turns rows into typed records; render.ts turns records into tokens.
  */
 
-import type { DatasetIssue } from '../../engine/types';
+import type { DatasetIssue } from './types';
 
 export type DatasetContainer = 'jsonl' | 'json' | 'csv' | 'tsv' | 'txt';
 

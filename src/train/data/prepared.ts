@@ -21,13 +21,7 @@
  * batches are reproducible from the seed and a resumed run sees the same ones.
  */
 
-import type {
-  DatasetFormat,
-  DatasetIssue,
-  DatasetProvisional,
-  DatasetSummary,
-  ExamplePreview,
-} from '../../engine/types';
+import type { DatasetFormat, DatasetIssue, DatasetProvisional, DatasetSummary, ExamplePreview } from './types';
 import {
   type Batch,
   type BatchShapeOptions,

@@ -7,7 +7,7 @@
  * first `renderLimit`), and their issues are among its issues.
  */
 
-import type { DatasetIssue, DatasetProvisional, ExamplePreview } from '../../engine/types';
+import type { DatasetIssue, DatasetProvisional, ExamplePreview } from './types';
 import { type RenderOptions, type TokenizerLike, examplePreview } from './render';
 import type { PartialScan } from './scan';
 import { tokenizeRecord } from './tokens';

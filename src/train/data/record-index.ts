@@ -5,7 +5,7 @@
  * A record that no longer parses as it did is an error saying the file changed.
  */
 
-import type { DatasetFormat, DatasetIssue } from '../../engine/types';
+import type { DatasetFormat, DatasetIssue } from './types';
 import type { DatasetContainer } from './containers';
 import { type DatasetRecord, toRecord } from './records';
 import type { ByteSource } from './source';

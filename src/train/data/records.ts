@@ -11,10 +11,8 @@
  * the record starts, what was expected, what was found) and is skipped.
  */
 
-import type { DatasetFormat, DatasetIssue } from '../../engine/types';
+import type { DatasetFormat, DatasetIssue } from './types';
 import { type DatasetContainer, describe, detectContainer, preview, readRows } from './containers';
-
-export type { DatasetFormat, DatasetIssue } from '../../engine/types';
 
 export interface TextRecord {
   kind: 'text';

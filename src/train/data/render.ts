@@ -28,7 +28,7 @@
  * text whole (one in tens of thousands).
  */
 
-import type { ExamplePreview, DatasetIssue } from '../../engine/types';
+import type { ExamplePreview, DatasetIssue } from './types';
 import type { AlpacaRecord, ChatMessage, DatasetRecord } from './records';
 
 /** What rendering needs from the tokenizer (a subset of src/model/tokenizer.ts TextTokenizer). */

@@ -15,7 +15,7 @@
  * naming the file and the line, not a record read as garbage.
  */
 
-import type { DatasetFormat, DatasetIssue } from '../../engine/types';
+import type { DatasetFormat, DatasetIssue } from './types';
 import {
   type DatasetContainer,
   type DelimitedRow,

@@ -9,7 +9,7 @@
  * function of the record, the tokenizer and the settings).
  */
 
-import type { DatasetIssue } from '../../engine/types';
+import type { DatasetIssue } from './types';
 import type { DatasetRecord } from './records';
 import {
   type PieceProgress,

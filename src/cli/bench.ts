@@ -14,18 +14,19 @@
  *     bandwidth, after tuning the layer's shapes; src/bench/kernels-bench.ts)
  *
  * With --json the last stdout line is one JSON object with every number of the run, all measured
- * side by side in the same process so ratios are meaningful on a noisy shared machine.
+ * side by side in the same process so ratios are meaningful on a noisy shared machine. This file
+ * parses the flags and prints; the measurements are in src/bench/.
  */
 
-import { UsageError, parseFlags, type FlagSpec, num, bool, str } from '../cli/args';
+import { UsageError, parseFlags, type FlagSpec, num, bool, str } from './args';
 import type { Gpu } from '../gpu/context';
 import { fileURLToPath } from 'node:url';
-import { benchData } from './data-bench';
-import { benchFeatures } from './features-bench';
-import { benchKernels } from './kernels-bench';
-import { benchLoraLinear, benchMatmul } from './linear-bench';
-import { type ShapeSource, benchMemory, shapeFromConfig } from './memory-bench';
-import { benchGeneration, benchTrainingStep } from './model-bench';
+import { benchData } from '../bench/data-bench';
+import { benchFeatures } from '../bench/features-bench';
+import { benchKernels } from '../bench/kernels-bench';
+import { benchLoraLinear, benchMatmul } from '../bench/linear-bench';
+import { type ShapeSource, benchMemory, shapeFromConfig } from '../bench/memory-bench';
+import { benchGeneration, benchTrainingStep } from '../bench/model-bench';
 
 const ONE_FLAGS: Record<string, FlagSpec> = {
   m: { type: 'int', min: 1, required: true },

@@ -1,0 +1,167 @@
+/**
+ * The import order of src/, enforced. Each file belongs to a group; a file may import from its own
+ * group and from groups on lower levels, never from a higher level or a sibling group on its own
+ * level. Levels, lowest first:
+ *
+ *   numerics                 pure definitions both the kernels and the reference compute from
+ *   gpu                      device, buffers, recorder
+ *   kernels | reference      WGSL kernels | their float64 specs (beside each other, neither imports the other)
+ *   model | selftest         the model on the GPU | kernels checked against the reference on a device
+ *   lora | reference/model   adapters | the float64 spec of the whole model (model*.ts;
+ *                            reads model's types)
+ *   train | generate         training loop and data | text generation
+ *   engine | bench           the one interface the app and CLI drive | measurements of train/ and generate/
+ *   store | cli              the browser's storage | the Node command (runs engine and bench)
+ *   worker                   owns the GPU in the browser
+ *   ui                       React, the only place React or the DOM appear
+ *
+ * Also: only kernels/ imports WGSL files, and React is imported only in ui/. A failure names the
+ * file, the import and both groups; move the type or helper to the layer that owns it.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import ts from 'typescript';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = resolve(__dirname, '..');
+const SRC = join(ROOT, 'src');
+
+const ORDER: string[][] = [
+  ['numerics'],
+  ['gpu'],
+  ['kernels', 'reference'],
+  ['model', 'selftest'],
+  ['lora', 'reference/model'],
+  ['train', 'generate'],
+  ['engine', 'bench'],
+  ['store', 'cli'],
+  ['worker'],
+  ['ui'],
+];
+
+const LEVEL = new Map(ORDER.flatMap((groups, level) => groups.map((g) => [g, level] as const)));
+
+/** The group of a file under src/ (path relative to src, '/' separators). */
+function groupOf(rel: string): string {
+  if (/^reference\/model(-[\w-]+)?\.ts$/.test(rel)) return 'reference/model';
+  if (rel === 'selftest.ts') return 'selftest';
+  const top = rel.split('/')[0]!;
+  if (!rel.includes('/') || !LEVEL.has(top)) {
+    throw new Error(`src/${rel} is in no layer: add its folder to ORDER in test/layering.test.ts.`);
+  }
+  return top;
+}
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) return sourceFiles(p);
+    return /\.(ts|tsx)$/.test(e.name) && !e.name.endsWith('.d.ts') ? [p] : [];
+  });
+}
+
+const parsed = new Map<string, ts.SourceFile>();
+function parse(file: string): ts.SourceFile {
+  let sf = parsed.get(file);
+  if (!sf)
+    parsed.set(file, (sf = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, false)));
+  return sf;
+}
+
+/** Every module specifier in a file: static imports and re-exports, import(), import types. */
+function importsOf(file: string): string[] {
+  const sf = parse(file);
+  const found: string[] = [];
+  const visit = (node: ts.Node): void => {
+    if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier) {
+      if (ts.isStringLiteral(node.moduleSpecifier)) found.push(node.moduleSpecifier.text);
+    } else if (
+      ts.isCallExpression(node) &&
+      node.expression.kind === ts.SyntaxKind.ImportKeyword &&
+      node.arguments[0] &&
+      ts.isStringLiteralLike(node.arguments[0])
+    ) {
+      found.push(node.arguments[0].text);
+    } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) {
+      const lit = node.argument.literal;
+      if (ts.isStringLiteral(lit)) found.push(lit.text);
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(sf);
+  return found;
+}
+
+/** Identifiers of the DOM used as values or types (not as property names like `x.window`). */
+function domUses(file: string): string[] {
+  const sf = parse(file);
+  const found: string[] = [];
+  const visit = (node: ts.Node): void => {
+    if (
+      ts.isIdentifier(node) &&
+      /^(document|window|HTML\w*Element)$/.test(node.text) &&
+      !(ts.isPropertyAccessExpression(node.parent) && node.parent.name === node) &&
+      !(ts.isPropertySignature(node.parent) || ts.isPropertyAssignment(node.parent))
+    ) {
+      found.push(node.text);
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(sf);
+  return found;
+}
+
+/** What is wrong with the imports `specs` of the file src/`rel` (empty when nothing). */
+function importProblems(rel: string, specs: string[]): string[] {
+  const from = groupOf(rel);
+  const bad: string[] = [];
+  for (const spec of specs) {
+    if (spec.endsWith('.wgsl?raw') && from !== 'kernels')
+      bad.push(`src/${rel} imports '${spec}' (WGSL outside kernels/)`);
+    if (/^react(-dom)?(\/|$)/.test(spec) && from !== 'ui') bad.push(`src/${rel} imports '${spec}' (React outside ui/)`);
+    if (!spec.startsWith('.')) continue;
+    const target = relative(SRC, resolve(SRC, dirname(rel), spec))
+      .split('\\')
+      .join('/');
+    if (target.startsWith('..')) continue; // outside src/ (shaders)
+    const to = groupOf(/\.(ts|tsx)$/.test(target) ? target : `${target}.ts`);
+    if (to === from || LEVEL.get(to)! < LEVEL.get(from)!) continue;
+    const how = LEVEL.get(to) === LEVEL.get(from) ? 'a sibling on its level' : 'a higher layer';
+    bad.push(`src/${rel} imports '${spec}': ${from} may not import from ${to} (${how})`);
+  }
+  return bad;
+}
+
+const files = sourceFiles(SRC).map((abs) => ({ abs, rel: relative(SRC, abs).split('\\').join('/') }));
+
+describe('src/ layering', () => {
+  it('places every source file in a layer', () => {
+    expect(files.length).toBeGreaterThan(50);
+    for (const f of files) expect(LEVEL.has(groupOf(f.rel))).toBe(true);
+  });
+
+  it('no file imports from a higher layer or a sibling group; WGSL only in kernels/, React only in ui/', () => {
+    const bad = files.flatMap((f) => importProblems(f.rel, importsOf(f.abs)));
+    expect(bad, bad.join('\n')).toEqual([]);
+  });
+
+  it('no file below ui/ uses the DOM', () => {
+    const bad = files
+      .filter((f) => groupOf(f.rel) !== 'ui')
+      .flatMap((f) => [...new Set(domUses(f.abs))].map((name) => `src/${f.rel} uses the DOM's ${name}`));
+    expect(bad, bad.join('\n')).toEqual([]);
+  });
+
+  it('the check names the file and the import of each kind of violation', () => {
+    expect(importProblems('lora/targets.ts', ['../engine/types', './config', '../model/registry'])).toEqual([
+      "src/lora/targets.ts imports '../engine/types': lora may not import from engine (a higher layer)",
+    ]);
+    expect(importProblems('kernels/rope.ts', ['../reference/rope', '../numerics/rope'])).toEqual([
+      "src/kernels/rope.ts imports '../reference/rope': kernels may not import from reference (a sibling on its level)",
+    ]);
+    expect(importProblems('reference/model.ts', ['../model/config', './rope'])).toEqual([]);
+    expect(importProblems('reference/rope.ts', ['./model'])).toHaveLength(1);
+    expect(importProblems('engine/x.ts', ['react', '../../shaders/rope.wgsl?raw'])).toHaveLength(2);
+    expect(() => groupOf('newdir/x.ts')).toThrow(/in no layer/);
+  });
+});
