@@ -49,6 +49,8 @@ import type {
   PeftFiles,
   RecipeOptions,
   SamplingSettings,
+  SelfTestCheck,
+  SelfTestReport,
   TrainHooks,
   TrainProgress,
   TrainStage,
@@ -256,14 +258,25 @@ export class Engine implements EngineApi {
     return {
       vendor: g.info.vendor,
       architecture: g.info.architecture,
+      device: g.info.device,
       description: g.info.description,
       runtime: g.info.runtime,
       f16: g.features.f16,
       subgroups: g.features.subgroups,
+      subgroupLanes: g.features.subgroupLanes,
       maxBufferSize: g.limits.maxBufferSize,
       maxStorageBufferBindingSize: g.limits.maxStorageBufferBindingSize,
+      maxComputeWorkgroupStorageSize: g.limits.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: g.limits.maxComputeInvocationsPerWorkgroup,
       bytesInUse: g.memory().total,
     };
+  }
+
+  async selfTest(onCheck?: (check: SelfTestCheck) => void): Promise<SelfTestReport> {
+    this.assertIdle('run the self-test');
+    // Loaded on first use: the self-test brings every kernel's float64 reference with it.
+    const { runSelfTest } = await import('../selftest');
+    return runSelfTest(this.gpu, { onCheck });
   }
 
   // ------------------------------------------------------------------ model

@@ -15,9 +15,19 @@ import type {
   ExamplePreview,
 } from '../train/data/types';
 import type { LoraSettings } from '../lora/config';
+import type { SelfTestCheck, SelfTestReport } from '../selftest';
 
 // Types owned by the layers below, part of this interface too.
-export type { DatasetFormat, DatasetIssue, DatasetProvisional, DatasetSummary, ExamplePreview, LoraSettings };
+export type {
+  DatasetFormat,
+  DatasetIssue,
+  DatasetProvisional,
+  DatasetSummary,
+  ExamplePreview,
+  LoraSettings,
+  SelfTestCheck,
+  SelfTestReport,
+};
 
 /**
  * How the frozen base weights are held on the GPU: as stored (16-bit), or `quantize: 'nf4'` (QLoRA:
@@ -157,12 +167,17 @@ export interface LoadProgress {
 export interface GpuSummary {
   vendor: string;
   architecture: string;
+  device: string;
   description: string;
   runtime: 'node' | 'browser';
   f16: boolean;
   subgroups: boolean;
+  /** Subgroup lanes the kernels use (0: none; see src/gpu/subgroups.ts). */
+  subgroupLanes: number;
   maxBufferSize: number;
   maxStorageBufferBindingSize: number;
+  maxComputeWorkgroupStorageSize: number;
+  maxComputeInvocationsPerWorkgroup: number;
   bytesInUse: number;
 }
 
@@ -247,6 +262,8 @@ export interface TrainHooks {
  */
 export interface EngineApi {
   gpuInfo(): Promise<GpuSummary>;
+  /** Every kernel against its float64 reference on this device (the Diagnostics view); `onCheck` after each. */
+  selfTest(onCheck?: (check: SelfTestCheck) => void): Promise<SelfTestReport>;
   loadModel(
     source: ModelSourceSpec,
     onProgress?: (p: LoadProgress) => void,

@@ -1,30 +1,18 @@
 /**
- * The start page for now: which WebGPU adapter the browser gives, what it supports, and the engine
- * self-test (kernels on odd shapes against the float64 references) with its results.
+ * The Diagnostics view: which WebGPU adapter the browser gives, what it supports, and the engine
+ * self-test (kernels on odd shapes against the float64 references) with its results. The self-test
+ * runs in the GPU worker, on the device the app trains with (the page opens no device of its own);
+ * while a training run holds the worker it waits for the run to end.
  *
- * The root element carries data-status = starting | running | passed | failed | unavailable | error,
- * which the browser test waits on.
+ * The root element carries data-status = starting | waiting | running | passed | failed | unavailable
+ * | error, which the browser test waits on.
  */
 import { useEffect, useRef, useState } from 'react';
-import type { Gpu } from '../gpu/context';
-import { createBrowserGpu } from '../gpu/browser';
-import { WebGpuUnavailableError } from '../gpu/errors';
-import { type SelfTestCheck, type SelfTestReport, runSelfTest } from '../selftest';
+import type { GpuSummary, SelfTestCheck, SelfTestReport } from '../engine/types';
+import { useAppState, useController } from './hooks';
+import { runBusy } from './state';
 
-type Status = 'starting' | 'running' | 'passed' | 'failed' | 'unavailable' | 'error';
-
-let gpuPromise: Promise<Gpu> | null = null;
-
-/** One device for the page's lifetime (re-runs reuse it). */
-function getGpu(): Promise<Gpu> {
-  if (!gpuPromise) {
-    gpuPromise = createBrowserGpu();
-    gpuPromise.catch(() => {
-      gpuPromise = null;
-    });
-  }
-  return gpuPromise;
-}
+type RunStatus = 'waiting' | 'running' | 'passed' | 'failed' | 'error';
 
 function bytes(n: number): string {
   if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(n % 2 ** 30 ? 2 : 0)} GiB`;
@@ -37,23 +25,19 @@ function YesNo({ value }: { value: boolean }) {
   return <span className={value ? 'pill yes' : 'pill no'}>{value ? 'yes' : 'no'}</span>;
 }
 
-function AdapterCard({ gpu }: { gpu: Gpu }) {
-  const { info, features, limits } = gpu;
+function AdapterCard({ info }: { info: GpuSummary }) {
   const rows: [string, React.ReactNode][] = [
     ['Vendor', info.vendor || '—'],
     ['Architecture', info.architecture || '—'],
     ['Device', info.device || '—'],
     ['Description', info.description || '—'],
-    ['shader-f16', <YesNo key="f16" value={features.f16} />],
-    ['subgroups', <YesNo key="sg" value={features.subgroups} />],
-    [
-      'subgroup lanes used by the kernels',
-      features.subgroupLanes ? String(Math.min(32, features.subgroupLanes)) : 'none',
-    ],
-    ['maxStorageBufferBindingSize', bytes(limits.maxStorageBufferBindingSize)],
-    ['maxBufferSize', bytes(limits.maxBufferSize)],
-    ['maxComputeWorkgroupStorageSize', bytes(limits.maxComputeWorkgroupStorageSize)],
-    ['maxComputeInvocationsPerWorkgroup', String(limits.maxComputeInvocationsPerWorkgroup)],
+    ['shader-f16', <YesNo key="f16" value={info.f16} />],
+    ['subgroups', <YesNo key="sg" value={info.subgroups} />],
+    ['subgroup lanes used by the kernels', info.subgroupLanes ? String(Math.min(32, info.subgroupLanes)) : 'none'],
+    ['maxStorageBufferBindingSize', bytes(info.maxStorageBufferBindingSize)],
+    ['maxBufferSize', bytes(info.maxBufferSize)],
+    ['maxComputeWorkgroupStorageSize', bytes(info.maxComputeWorkgroupStorageSize)],
+    ['maxComputeInvocationsPerWorkgroup', String(info.maxComputeInvocationsPerWorkgroup)],
   ];
   return (
     <section className="card">
@@ -66,12 +50,12 @@ function AdapterCard({ gpu }: { gpu: Gpu }) {
           </div>
         ))}
       </dl>
-      {!features.f16 && (
+      {!info.f16 && (
         <p className="note">
           No shader-f16: f16 weights are unpacked from 32-bit words in the kernels (the plain path; same results).
         </p>
       )}
-      {features.subgroups && !features.subgroupLanes && (
+      {info.subgroups && !info.subgroupLanes && (
         <p className="note">
           Subgroups are present but not laid out in aligned runs on this device: the kernels use workgroup memory
           instead.
@@ -117,53 +101,57 @@ function ResultsTable({ checks, pending }: { checks: SelfTestCheck[]; pending: b
 }
 
 export function SelfTestPage() {
-  const [status, setStatus] = useState<Status>('starting');
-  const [gpu, setGpu] = useState<Gpu | null>(null);
+  const s = useAppState();
+  const c = useController();
+  const [run, setRun] = useState<RunStatus>('waiting');
   const [checks, setChecks] = useState<SelfTestCheck[]>([]);
   const [report, setReport] = useState<SelfTestReport | null>(null);
   const [message, setMessage] = useState<string>('');
   const [attempt, setAttempt] = useState(0);
   // StrictMode runs effects twice on the same instance; refs survive, so this starts one run.
   const started = useRef(-1);
+  const gpu = s.gpu;
+  const busy = runBusy(s.run.status);
+  const canRun = gpu.status === 'ready' && !busy;
 
   useEffect(() => {
-    if (started.current === attempt) return;
+    if (!canRun || started.current === attempt) return;
     started.current = attempt;
     void (async () => {
       setChecks([]);
       setReport(null);
-      let g: Gpu;
+      setRun('running');
       try {
-        g = await getGpu();
-      } catch (e) {
-        setStatus(e instanceof WebGpuUnavailableError ? 'unavailable' : 'error');
-        setMessage((e as Error).message);
-        return;
-      }
-      setGpu(g);
-      setStatus('running');
-      try {
-        const r = await runSelfTest(g, { onCheck: (c) => setChecks((prev) => [...prev, c]) });
+        const r = await c.runSelfTest((check) => setChecks((prev) => [...prev, check]));
         setReport(r);
-        setStatus(r.ok ? 'passed' : 'failed');
+        setRun(r.ok ? 'passed' : 'failed');
       } catch (e) {
-        setStatus('error');
+        setRun('error');
         setMessage((e as Error).message);
       }
     })();
-  }, [attempt]);
+  }, [attempt, canRun, c]);
+
+  const status =
+    gpu.status === 'starting'
+      ? 'starting'
+      : gpu.status === 'unavailable'
+        ? 'unavailable'
+        : gpu.status === 'lost'
+          ? 'error'
+          : run;
 
   return (
     <main className="page view" data-status={status}>
       <h2>Diagnostics</h2>
-      <p className="lead">The WebGPU adapter this browser gives the page, and the engine's kernels checked on it.</p>
+      <p className="lead">The WebGPU adapter this browser gives the app, and the engine's kernels checked on it.</p>
 
       {status === 'starting' && <p className="muted">Requesting a WebGPU adapter…</p>}
 
-      {status === 'unavailable' && (
+      {gpu.status === 'unavailable' && (
         <section className="card alert">
           <h3>WebGPU is not available</h3>
-          <p>{message}</p>
+          <p>{gpu.error?.detail}</p>
           <p className="muted">
             Tabtune runs its training kernels on the GPU through WebGPU. Use a recent Chrome or Edge, open the page over
             https or from http://localhost, and check chrome://gpu if the adapter is blocked.
@@ -171,32 +159,40 @@ export function SelfTestPage() {
         </section>
       )}
 
-      {status === 'error' && (
+      {gpu.status === 'lost' && (
+        <section className="card alert">
+          <h3>{gpu.error?.title ?? 'The GPU was lost'}</h3>
+          <p>{gpu.error?.detail}</p>
+        </section>
+      )}
+
+      {run === 'error' && gpu.status === 'ready' && (
         <section className="card alert">
           <h3>The GPU reported an error</h3>
           <p>{message}</p>
         </section>
       )}
 
-      {gpu && <AdapterCard gpu={gpu} />}
+      {gpu.info && <AdapterCard info={gpu.info} />}
 
-      {gpu && (
+      {gpu.status === 'ready' && (
         <section className="card">
           <div className="card-head">
             <h3>Engine self-test</h3>
             {status === 'passed' && <span className="pill yes big">all {checks.length} checks passed</span>}
             {status === 'failed' && (
               <span className="pill no big">
-                {checks.filter((c) => !c.ok).length} of {checks.length} checks failed
+                {checks.filter((x) => !x.ok).length} of {checks.length} checks failed
               </span>
             )}
           </div>
           <p className="muted">
-            Kernels on odd shapes against a float64 reference in TypeScript.
+            Kernels on odd shapes against a float64 reference in TypeScript, in the GPU worker.
             {report && ` Total ${(report.ms / 1000).toFixed(1)} s.`}
           </p>
+          {busy && <p className="muted">A training run is using the GPU: the self-test runs when it ends.</p>}
           <ResultsTable checks={checks} pending={status === 'running'} />
-          <button type="button" disabled={status === 'running'} onClick={() => setAttempt((a) => a + 1)}>
+          <button type="button" disabled={status === 'running' || !canRun} onClick={() => setAttempt((a) => a + 1)}>
             Run again
           </button>
         </section>

@@ -5,7 +5,14 @@
  * (memory estimate, dataset summary) up to date when settings change.
  */
 import { frozenSettings, sameFrozen } from '../engine/frozen';
-import type { FrozenWeightsSettings, LoraSettings, SamplingSettings, TrainSettings } from '../engine/types';
+import type {
+  FrozenWeightsSettings,
+  LoraSettings,
+  SamplingSettings,
+  SelfTestCheck,
+  SelfTestReport,
+  TrainSettings,
+} from '../engine/types';
 import { AdapterLibrary } from '../store/adapters';
 import { type TabtuneDb, openTabtuneDb } from '../store/db';
 import { ModelByteCache, ModelCacheIndex } from '../store/model-cache';
@@ -99,6 +106,11 @@ export class AppController {
     } catch (e) {
       patch(this.ctx, 'gpu', { status: 'unavailable', info: null, error: describeError(e) });
     }
+  }
+
+  /** Runs the kernels' self-test in the GPU worker (the Diagnostics view); `onCheck` after each check. */
+  runSelfTest(onCheck?: (check: SelfTestCheck) => void): Promise<SelfTestReport> {
+    return this.ctx.engine.selfTest(onCheck);
   }
 
   /** Selects and loads the shipped demo model and dataset (no network). */

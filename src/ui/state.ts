@@ -93,6 +93,11 @@ export interface EstimateSlice {
 
 export type TrainStatus = 'idle' | 'preparing' | 'running' | 'paused' | 'stopping' | 'saving' | 'done' | 'failed';
 
+/** A run holds the GPU worker (from preparing to saving): other GPU work and model/data changes wait. */
+export function runBusy(status: TrainStatus): boolean {
+  return status !== 'idle' && status !== 'done' && status !== 'failed';
+}
+
 export interface TrainSlice {
   status: TrainStatus;
   runId: string | null;

@@ -22,6 +22,8 @@ import type {
   PeftFiles,
   RecipeOptions,
   SamplingSettings,
+  SelfTestCheck,
+  SelfTestReport,
   TrainHooks,
   TrainSettings,
 } from '../engine/types';
@@ -143,6 +145,17 @@ export class WorkerEngine implements EngineApi {
 
   async gpuInfo(): Promise<GpuSummary> {
     return (await this.call((id) => ({ kind: 'gpuInfo', id }), 'gpuInfoDone')).value;
+  }
+
+  async selfTest(onCheck?: (check: SelfTestCheck) => void): Promise<SelfTestReport> {
+    const r = await this.call(
+      (id) => ({ kind: 'selfTest', id }),
+      'selfTestDone',
+      (m) => {
+        if (m.kind === 'selfTestCheck') onCheck?.(m.check);
+      },
+    );
+    return r.value;
   }
 
   async loadModel(

@@ -23,6 +23,8 @@ import type {
   PeftFiles,
   RecipeOptions,
   SamplingSettings,
+  SelfTestCheck,
+  SelfTestReport,
   TrainProgress,
   TrainStage,
   TrainResult,
@@ -39,6 +41,7 @@ export interface DatasetOptions {
 
 export type WorkerRequest =
   | { kind: 'gpuInfo'; id: number }
+  | { kind: 'selfTest'; id: number }
   | { kind: 'loadModel'; id: number; source: ModelSourceSpec; frozen?: FrozenWeightsSettings }
   | { kind: 'loadDataset'; id: number; fileName: string; content: string | Blob; opts: DatasetOptions }
   | { kind: 'estimate'; id: number; lora: LoraSettings; train: TrainSettings }
@@ -80,6 +83,8 @@ export type TrainDone = TrainResult & { adapter: PeftFiles };
 
 export type WorkerReply =
   | { kind: 'gpuInfoDone'; id: number; value: GpuSummary }
+  | { kind: 'selfTestCheck'; id: number; check: SelfTestCheck }
+  | { kind: 'selfTestDone'; id: number; value: SelfTestReport }
   | { kind: 'loadProgress'; id: number; progress: LoadProgress }
   | { kind: 'datasetProgress'; id: number; progress: DatasetProgress }
   | { kind: 'loadModelDone'; id: number; value: ModelInfo; cachedUrls: string[] }

@@ -159,6 +159,13 @@ async function handle(req: WorkerRequest): Promise<void> {
       case 'gpuInfo':
         post({ kind: 'gpuInfoDone', id, value: await e.gpuInfo() });
         break;
+      case 'selfTest':
+        post({
+          kind: 'selfTestDone',
+          id,
+          value: await e.selfTest((check) => post({ kind: 'selfTestCheck', id, check })),
+        });
+        break;
       case 'loadModel': {
         servedUrls = [];
         const src = req.source;

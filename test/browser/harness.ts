@@ -175,3 +175,22 @@ export async function openPage(h: Harness): Promise<OpenedPage> {
     },
   };
 }
+
+/**
+ * Runs `code` at the top of the app's GPU worker script in `page` (what addInitScript is for the
+ * page itself, which does not reach workers): e.g. a browser without WebGPU in the worker.
+ */
+export async function prependToWorker(page: Page, code: string): Promise<void> {
+  await page.route('**/src/worker/worker.ts*', async (route) => {
+    const res = await route.fetch();
+    await route.fulfill({ response: res, body: `${code}\n${await res.text()}` });
+  });
+}
+
+/**
+ * The page's errors less Vite's "failed to connect to websocket": a page with routed requests loses
+ * the dev server's socket (seen only with a route in place), the dev server's message, not the app's.
+ */
+export function appErrors(errors: string[]): string[] {
+  return errors.filter((e) => !e.startsWith('console.error: [vite] failed to connect to websocket'));
+}

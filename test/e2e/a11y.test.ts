@@ -15,7 +15,7 @@
 import AxeBuilder from '@axe-core/playwright';
 import type { Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, openPage } from '../browser/harness';
+import { type Harness, appErrors, openPage, prependToWorker } from '../browser/harness';
 import { nav, onPage, screenshotter, shortRunSettings, startAppHarness } from './app-page';
 
 const LONG = 120_000;
@@ -308,23 +308,18 @@ describe('accessibility', () => {
       // No WebGPU: the worker that owns the GPU sees no navigator.gpu (as in a browser without it).
       const noGpu = await openPage(h);
       try {
-        await noGpu.page.route('**/src/worker/worker.ts*', async (route) => {
-          const res = await route.fetch();
-          const body = `Object.defineProperty(WorkerNavigator.prototype, 'gpu', { get: () => undefined });\n${await res.text()}`;
-          await route.fulfill({ response: res, body });
-        });
+        await prependToWorker(
+          noGpu.page,
+          "Object.defineProperty(WorkerNavigator.prototype, 'gpu', { get: () => undefined });",
+        );
         await noGpu.page.goto(`${h.baseUrl}/`);
         await noGpu.page.waitForSelector('.app[data-gpu="unavailable"]', { timeout: LONG });
         expect(await noGpu.page.getByRole('alert').first().innerText()).toMatch(/WebGPU/);
         findings.push(...(await audit(noGpu.page, 'no-webgpu')));
         await keyboard(noGpu.page, 'no-webgpu', [], keys);
         await shot(noGpu.page, 'no-webgpu');
-        // A routed page loses Vite's dev-server socket ("[vite] failed to connect to websocket", seen
-        // only with the route in place): the dev server's message, not the app's.
-        const appErrors = noGpu.errors.filter(
-          (e) => !e.startsWith('console.error: [vite] failed to connect to websocket'),
-        );
-        expect(appErrors, `page console errors without WebGPU:\n${appErrors.join('\n')}`).toEqual([]);
+        const left = appErrors(noGpu.errors);
+        expect(left, `page console errors without WebGPU:\n${left.join('\n')}`).toEqual([]);
       } finally {
         await noGpu.page.close();
       }

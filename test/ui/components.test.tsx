@@ -650,6 +650,35 @@ describe('App', () => {
     expect(document.querySelector('main.page')).toBeTruthy();
   });
 
+  it('Diagnostics runs the self-test through the engine (the GPU worker), shows each check, and waits for a training run', async () => {
+    const engine = new FakeEngine();
+    engine.stepMs = 5;
+    const { c } = await makeApp({ engine });
+    c.setTrain({ steps: 1000 });
+    mount(c);
+    let done!: Promise<void>;
+    act(() => {
+      done = c.startTraining();
+    });
+    await act(() => engine.reached(2));
+    fireEvent.click(nav().getByRole('button', { name: /Diagnostics/ }));
+    const main = () => document.querySelector('main.page')!;
+    await waitFor(() => expect(main().getAttribute('data-status')).toBe('waiting'));
+    expect(main().textContent).toMatch(/training run is using the GPU/);
+    expect(engine.calls).not.toContain('selfTest');
+    act(() => c.stop());
+    await act(() => done);
+    await waitFor(() => expect(main().getAttribute('data-status')).toBe('passed'));
+    expect(engine.calls.filter((x) => x === 'selfTest')).toHaveLength(1);
+    expect(main().textContent).toMatch(/all 2 checks passed/);
+    expect(main().textContent).toMatch(/maxComputeInvocationsPerWorkgroup256/);
+    engine.failSelfTest = true;
+    fireEvent.click(screen.getByRole('button', { name: 'Run again' }));
+    await waitFor(() => expect(main().getAttribute('data-status')).toBe('failed'));
+    expect(main().textContent).toMatch(/1 of 2 checks failed/);
+    expect(main().textContent).toMatch(/got 1.5, expected 1/);
+  });
+
   it('explains a missing WebGPU, with what other browsers need', async () => {
     const engine = new FakeEngine();
     engine.noWebGpu = true;

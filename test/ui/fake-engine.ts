@@ -22,6 +22,8 @@ import type {
   ModelSourceSpec,
   RecipeOptions,
   SamplingSettings,
+  SelfTestCheck,
+  SelfTestReport,
   TrainHooks,
   TrainResult,
   TrainSettings,
@@ -123,13 +125,48 @@ export class FakeEngine implements AppEngine {
     return {
       vendor: 'fake',
       architecture: 'swiftshader',
+      device: '',
       description: 'fake adapter',
       runtime: 'browser',
       f16: false,
       subgroups: false,
+      subgroupLanes: 0,
       maxBufferSize: 2 ** 30,
       maxStorageBufferBindingSize: 2 ** 27,
+      maxComputeWorkgroupStorageSize: 2 ** 14,
+      maxComputeInvocationsPerWorkgroup: 256,
       bytesInUse: 0,
+    };
+  }
+
+  /** Two checks, the second failing when `failSelfTest` is set. */
+  failSelfTest = false;
+
+  async selfTest(onCheck?: (check: SelfTestCheck) => void): Promise<SelfTestReport> {
+    this.calls.push('selfTest');
+    this.alive();
+    const checks: SelfTestCheck[] = [
+      { name: 'matmul 7x5x3 (f32)', maxAbsErr: 1e-7, ok: true, ms: 1 },
+      this.failSelfTest
+        ? { name: 'rmsnorm 3x9', maxAbsErr: 0.5, ok: false, ms: 1, error: 'worst element 4: got 1.5, expected 1' }
+        : { name: 'rmsnorm 3x9', maxAbsErr: 2e-7, ok: true, ms: 1 },
+    ];
+    for (const c of checks) onCheck?.(c);
+    const info = await this.gpuInfo();
+    return {
+      adapter: {
+        vendor: info.vendor,
+        architecture: info.architecture,
+        device: info.device,
+        description: info.description,
+        runtime: 'browser',
+      },
+      f16: info.f16,
+      subgroups: info.subgroups,
+      subgroupLanes: info.subgroupLanes,
+      checks,
+      ok: checks.every((c) => c.ok),
+      ms: 2,
     };
   }
 
