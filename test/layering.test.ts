@@ -6,7 +6,8 @@
  *   numerics                 pure definitions both the kernels and the reference compute from
  *   gpu                      device, buffers, recorder
  *   kernels | reference      WGSL kernels | their float64 specs (beside each other, neither imports the other)
- *   model | selftest         the model on the GPU | kernels checked against the reference on a device
+ *   model | selftest         the model on the GPU | kernels checked against the reference on a
+ *                            device (selftest.ts and the harness it shares with the tests, kernel-check.ts)
  *   lora | reference/model   adapters | the float64 spec of the whole model (model*.ts;
  *                            reads model's types)
  *   train | generate         training loop and data | text generation
@@ -44,7 +45,7 @@ const LEVEL = new Map(ORDER.flatMap((groups, level) => groups.map((g) => [g, lev
 /** The group of a file under src/ (path relative to src, '/' separators). */
 function groupOf(rel: string): string {
   if (/^reference\/model(-[\w-]+)?\.ts$/.test(rel)) return 'reference/model';
-  if (rel === 'selftest.ts') return 'selftest';
+  if (rel === 'selftest.ts' || rel === 'kernel-check.ts') return 'selftest';
   const top = rel.split('/')[0]!;
   if (!rel.includes('/') || !LEVEL.has(top)) {
     throw new Error(`src/${rel} is in no layer: add its folder to ORDER in test/layering.test.ts.`);
