@@ -11,6 +11,7 @@
  *   lora | reference/model   adapters | the float64 spec of the whole model (model*.ts;
  *                            reads model's types)
  *   train | generate         training loop and data | text generation
+ *   recipe                   the Python training folder (train.py, docs) for the same run
  *   engine | bench           the one interface the app and CLI drive | measurements of train/ and generate/
  *   store | cli              the browser's storage | the Node command (runs engine and bench)
  *   worker                   owns the GPU in the browser
@@ -34,6 +35,7 @@ const ORDER: string[][] = [
   ['model', 'selftest'],
   ['lora', 'reference/model'],
   ['train', 'generate'],
+  ['recipe'],
   ['engine', 'bench'],
   ['store', 'cli'],
   ['worker'],

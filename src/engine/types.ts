@@ -16,6 +16,8 @@ import type {
 } from '../train/data/types';
 import type { LoraSettings } from '../lora/config';
 import type { SelfTestCheck, SelfTestReport } from '../selftest';
+import type { TrainSettings } from '../train/settings';
+import type { PeftFiles } from '../lora/peft';
 
 // Types owned by the layers below, part of this interface too.
 export type {
@@ -25,8 +27,10 @@ export type {
   DatasetSummary,
   ExamplePreview,
   LoraSettings,
+  PeftFiles,
   SelfTestCheck,
   SelfTestReport,
+  TrainSettings,
 };
 
 /**
@@ -36,39 +40,6 @@ export type {
  */
 export type FrozenWeightsSettings = FrozenWeightsOptions;
 export type { ModelQuantization };
-
-export interface TrainSettings {
-  optimizer: 'adamw' | 'sgd';
-  lr: number;
-  weightDecay: number;
-  /** Exactly one of steps / epochs is used: steps when > 0, else epochs. */
-  steps: number;
-  epochs: number;
-  batch: number;
-  gradAccum: number;
-  maxLen: number;
-  scheduler: 'constant' | 'linear' | 'cosine';
-  warmup: number;
-  /** 0 = no clipping. */
-  maxGradNorm: number;
-  shuffle: boolean;
-  seed: number;
-  /** Read the loss back every N steps. */
-  lossEvery: number;
-  /** Evaluate on the validation split every N steps (0 = only at the end). */
-  evalEvery: number;
-  /** Save a checkpoint every N steps (0 = never). */
-  checkpointEvery: number;
-  /** Fraction (0..0.5) of records held out for validation. */
-  valFraction: number;
-  /** Recompute each layer during backward instead of keeping its activations (less memory, ~1.3x compute). */
-  activationCheckpointing: boolean;
-  /**
-   * Lay each micro-batch's examples end to end in one row, none attending to another, positions
-   * restarting per example (TRL's padding-free packing): no padding is computed, the loss is the same.
-   */
-  packing: boolean;
-}
 
 export interface ModelInfo {
   /** Hub id or folder name. */
@@ -131,12 +102,6 @@ export interface TrainResult {
    * above the base model's). The adapter is saved all the same; the CLI and the app show these.
    */
   warnings: string[];
-}
-
-/** PEFT files of an adapter. */
-export interface PeftFiles {
-  adapterConfig: string; // adapter_config.json
-  adapterModel: Uint8Array; // adapter_model.safetensors
 }
 
 export interface SamplingSettings {

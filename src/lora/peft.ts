@@ -31,6 +31,12 @@ import { EXPERT_PARAMETERS, ExpertAdapterError, expertExportProblem, unfuseExper
 import { patternProblem } from './pattern';
 import { matchesModuleSpec } from './targets';
 
+/** PEFT files of an adapter. */
+export interface PeftFiles {
+  adapterConfig: string; // adapter_config.json
+  adapterModel: Uint8Array; // adapter_model.safetensors
+}
+
 export const PEFT_VERSION = '0.20.0';
 export const PEFT_KEY_PREFIX = 'base_model.model.';
 export const ADAPTER_CONFIG_NAME = 'adapter_config.json';

@@ -4,7 +4,7 @@
  * accelerate configs (one GPU, DDP, FSDP, DeepSpeed ZeRO-3), a SLURM script and the README.
  */
 
-import type { DatasetFormat } from '../engine/types';
+import type { DatasetFormat } from '../train/data/types';
 
 /** The Python stack test/python/recipe.py-test.ts runs train.py with (and checks it is). */
 export const TESTED_VERSIONS = {

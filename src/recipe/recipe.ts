@@ -14,8 +14,10 @@
  *   requirements.txt, accelerate/*.yaml, slurm.sbatch, README.md (src/recipe/docs.ts)
  */
 
-import type { DatasetFormat, LoraSettings, PeftFiles, TrainSettings } from '../engine/types';
-import { isAllLinear, validateLoraConfig } from '../lora/config';
+import type { PeftFiles } from '../lora/peft';
+import type { DatasetFormat } from '../train/data/types';
+import type { TrainSettings } from '../train/settings';
+import { type LoraSettings, isAllLinear, validateLoraConfig } from '../lora/config';
 import { loraConfigFromSettings } from '../lora/targets';
 import { type RecipeDocsInput, acceleratorConfigs, recipeReadme, requirementsTxt, slurmScript } from './docs';
 import TRAIN_PY from './train.py?raw';
