@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FrozenWeightsSettings, TrainProgress, TrainSettings } from '../engine/types';
+import type { CheckpointRun } from '../train/checkpoint';
 import { UsageError, bool, num, parseFlags, str } from './args';
 import { frozenFromFlags, frozenSummary } from './frozen';
 import {
@@ -99,10 +100,9 @@ export async function train(argv: string[]): Promise<number> {
       throw new UsageError(`train --resume: no checkpoint at ${ckptPath} (write one with --checkpoint-every N).`);
     resumeFrom = new Uint8Array(await readFile(ckptPath));
     const { decodeCheckpoint } = await import('../train/checkpoint');
-    const run = decodeCheckpoint(resumeFrom, ckptPath).meta.run as
-      { train?: Partial<TrainSettings>; lora?: LoraShape; frozen?: FrozenWeightsSettings } | undefined;
+    const run: Partial<CheckpointRun> | undefined = decodeCheckpoint(resumeFrom, ckptPath).meta.run;
     savedFrozen = run?.frozen;
-    const saved = run?.train ?? {};
+    const saved: Partial<TrainSettings> = run?.train ?? {};
     for (const [flag, key] of TRAIN_SETTING_FLAGS) {
       const theirs = saved[key];
       if (theirs === undefined) continue;

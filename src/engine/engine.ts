@@ -7,30 +7,29 @@
 
 import type { Gpu } from '../gpu/context';
 import { Generator } from '../generate/generator';
-import { type LoraConfig, loraRank, loraScaleInfo, validateLoraConfig } from '../lora/config';
+import { type LoraConfig, loraScaleInfo, validateLoraConfig } from '../lora/config';
 import { GpuLora, type LoraModuleArrays } from '../lora/gpu-lora';
 import { initLoraModules } from '../lora/init';
 import { exportPeft, importPeft } from '../lora/peft';
-import { defaultTargetModules, distinctNames, loraConfigFromSettings, resolveTargets } from '../lora/targets';
-import { type ModelConfig, positionLimitText } from '../model/config';
+import { loraConfigFromSettings, resolveTargets } from '../lora/targets';
+import { positionLimitText } from '../model/config';
 import { applyChoices, currentChoices, deviceKey, tuneMatmul, untunedClasses } from '../kernels/matmul/tune';
 import { GpuModel } from '../model/gpu-model';
 import { loadModelFiles } from '../model/load';
 import { hasConv1dWeights, unusedModulePrefixes } from '../model/registry';
-import { ModelRunner } from '../model/runner';
-import type { ModelSource } from '../model/source';
-import { type TextTokenizer, createTokenizer } from '../model/tokenizer';
-import { type Batch, BatchSchedule, type DataPosition } from '../train/batch';
-import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint } from '../train/checkpoint';
-import { type PoolWorker, type TokenizerFiles, TokenizerPool } from '../train/data/pool';
+import { createTokenizer } from '../model/tokenizer';
+import { decodeCheckpoint } from '../train/checkpoint';
+import { type PoolWorker, TokenizerPool } from '../train/data/pool';
 import { PreparedDataset } from '../train/data/prepared';
 import { blobSource, textSource } from '../train/data/source';
 import type { RecordIndex } from '../train/data/record-index';
 import type { TokenStore } from '../train/data/tokens';
-import { Trainer } from '../train/trainer';
+import { evalLoss } from '../train/evaluate';
+import { RunControl, trainRun } from '../train/run';
 import { frozenFlags, frozenSettings, frozenText, recipeQuantize, sameFrozen } from './frozen';
 import { mergeToZip } from './merge-zip';
-import { type FrozenFormat, frozenWeightBytes, trainingMemory } from './memory';
+import { type LoadedModelState, modelInfoOf, sha256Hex, sourceFor } from './loaded-model';
+import { estimateOnModel } from './memory';
 import type {
   KernelChoiceStore,
   AdapterRef,
@@ -52,118 +51,15 @@ import type {
   SelfTestCheck,
   SelfTestReport,
   TrainHooks,
-  TrainProgress,
-  TrainStage,
   TrainResult,
   TrainSettings,
 } from './types';
-
-/** Steps whose records are tokenized ahead of the one running. */
-const PREFETCH_STEPS = 4;
-
-async function sha256Hex(text: string): Promise<string> {
-  const h = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)));
-  return Array.from(h, (b) => b.toString(16).padStart(2, '0')).join('');
-}
-
-async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = [];
-  for await (const x of it) out.push(x);
-  return out;
-}
 
 export class EngineError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'EngineError';
   }
-}
-
-/** A run whose loss or weights stopped being finite: what happened, when, and what to change. */
-function diverged(what: string, step: number, lr: number): EngineError {
-  return new EngineError(
-    `Training diverged at step ${step}: ${what}. Nothing from this step on was saved (the last checkpoint, if any, ` +
-      `is from before it). Start again with a lower learning rate (now ${lr}) and max grad norm on (e.g. 1).`,
-  );
-}
-
-/** The adapter's arrays, or a divergence error when any value is NaN or infinite. */
-function finiteModules<T extends { path: string; a: Float32Array; b: Float32Array }>(
-  modules: T[],
-  step: number,
-  lr: number,
-): T[] {
-  for (const m of modules) {
-    for (const [name, arr] of [
-      ['lora_A', m.a],
-      ['lora_B', m.b],
-    ] as const) {
-      for (let i = 0; i < arr.length; i++) {
-        if (!Number.isFinite(arr[i]!)) throw diverged(`${m.path}.${name} holds ${arr[i]}`, step, lr);
-      }
-    }
-  }
-  return modules;
-}
-
-/** LoRA weights above this size mean the run went wrong (A starts near 1/sqrt(in), B at 0). */
-export const RUNAWAY_WEIGHT = 100;
-
-/** What looks wrong with a finished run: weights that ran away, validation worse than the base model. */
-function runWarnings(
-  modules: { path: string; a: Float32Array; b: Float32Array }[],
-  train: TrainSettings,
-  finalVal: number | null,
-  baseVal: number | null,
-): string[] {
-  const out: string[] = [];
-  let max = 0;
-  let where = '';
-  for (const m of modules) {
-    for (const [name, arr] of [
-      ['lora_A', m.a],
-      ['lora_B', m.b],
-    ] as const) {
-      for (let i = 0; i < arr.length; i++) {
-        const v = Math.abs(arr[i]!);
-        if (v > max) {
-          max = v;
-          where = `${m.path}.${name}`;
-        }
-      }
-    }
-  }
-  if (max > RUNAWAY_WEIGHT) {
-    out.push(
-      `The adapter's weights ran away: ${where} holds ${max.toPrecision(3)} (trained LoRA weights are usually below 1). ` +
-        `The learning rate (${train.lr}) is probably far too high${train.maxGradNorm > 0 ? '' : ' and gradient clipping is off'}; ` +
-        `its outputs are likely garbage. Train again with a lower learning rate${train.maxGradNorm > 0 ? '' : ' and max grad norm 1'}.`,
-    );
-  }
-  if (finalVal !== null && baseVal !== null && finalVal > baseVal) {
-    out.push(
-      `The final validation loss (${finalVal.toFixed(4)}) is above the base model's (${baseVal.toFixed(4)}): on held-out ` +
-        'data the adapter makes the model worse (overfitting, or a learning rate too high). Try fewer steps or a lower learning rate.',
-    );
-  }
-  return out;
-}
-
-interface LoadedModelState {
-  id: string;
-  config: ModelConfig;
-  tokenizer: TextTokenizer;
-  /** SHA-256 of the tokenizer's files (what names its tokenized datasets in a TokenStore). */
-  tokenizerKey: string;
-  /** What a tokenizing worker loads its copy of the tokenizer from. */
-  tokenizerFiles: TokenizerFiles;
-  /** Workers tokenizing large datasets with this tokenizer, once one is read lazily. */
-  pool: TokenizerPool | null;
-  gpuModel: GpuModel;
-  totalParams: number;
-  dtype: string;
-  /** Where it was read from (merging reads its files again). */
-  source: ModelSource;
 }
 
 interface DatasetState {
@@ -173,28 +69,12 @@ interface DatasetState {
 }
 
 /** Builds a ModelSource for a spec. `dir` loads Node's fs lazily so browser bundles stay clean. */
-async function sourceFor(spec: ModelSourceSpec): Promise<ModelSource> {
-  const m = await import('../model/source');
-  switch (spec.kind) {
-    case 'dir':
-      return new m.DirSource(spec.path);
-    case 'hub':
-      return m.UrlSource.hub(spec.id, spec.revision ?? 'main', { token: spec.token });
-    case 'url':
-      return new m.UrlSource(spec.baseUrl, spec.id);
-    case 'files':
-      return new m.FileListSource(spec.files, spec.id);
-  }
-}
-
 export class Engine implements EngineApi {
   private model: LoadedModelState | null = null;
   private dataset: DatasetState | null = null;
   private readonly adapters = new Map<string, GpuLora>();
   private generator: Generator | null = null;
-  private paused = false;
-  private resumeWaiters: (() => void)[] = [];
-  private stopRequested = false;
+  private readonly control = new RunControl();
   private training = false;
   private tokenStore: TokenStore | null = null;
   private kernelStore: KernelChoiceStore | null = null;
@@ -333,31 +213,7 @@ export class Engine implements EngineApi {
   }
 
   modelInfo(): ModelInfo {
-    const m = this.requireModel();
-    const c = m.config;
-    let defaults: string[];
-    try {
-      defaults = defaultTargetModules(c.modelType);
-    } catch {
-      defaults = distinctNames(m.gpuModel.linears);
-    }
-    return {
-      id: m.id,
-      modelType: c.modelType,
-      family: c.family,
-      parameters: m.totalParams,
-      weightBytes: m.gpuModel.weightBytes,
-      dtype: m.dtype,
-      hiddenSize: c.hiddenSize,
-      numLayers: c.numLayers,
-      vocabSize: c.vocabSize,
-      maxPositions: c.maxPositions,
-      linearModules: distinctNames(m.gpuModel.linears),
-      defaultTargets: defaults,
-      hasChatTemplate: m.tokenizer.hasChatTemplate,
-      eosTokenIds: m.tokenizer.eosTokenIds.length ? m.tokenizer.eosTokenIds : c.eosTokenIds,
-      quantization: m.gpuModel.quantization,
-    };
+    return modelInfoOf(this.requireModel());
   }
 
   private unloadModel(): void {
@@ -448,73 +304,22 @@ export class Engine implements EngineApi {
 
   async estimate(lora: LoraSettings, train: TrainSettings): Promise<MemoryEstimate> {
     const m = this.requireModel();
-    const cfg = this.loraConfigFor(lora);
-    const targets = resolveTargets(cfg, m.gpuModel.linears);
-    const c = m.config;
-    let trainable = 0;
-    for (const t of targets) trainable += loraRank(cfg, t.path) * (t.inF + t.outF);
-    const T = train.batch * train.maxLen;
-    const mem = trainingMemory(c, {
-      tokens: T,
-      trainable,
-      rankSum: targets.reduce((n, t) => n + loraRank(cfg, t.path), 0),
-      optimizer: train.optimizer,
-      checkpoint: train.activationCheckpointing,
-    });
-    const { loraBytes, activationBytes } = mem;
-    // The weights as loaded, and what the other frozen-weight choice would hold (from the shapes).
-    const q = m.gpuModel.quantization;
-    const storedBytes = m.gpuModel.dtypes.includes('F32') ? 4 : 2;
-    const nf4: FrozenFormat = { quantize: 'nf4', doubleQuant: q?.doubleQuant ?? true, storedBytes };
-    const choices: MemoryEstimate['frozenChoices'] = [];
-    if (q?.source !== 'checkpoint') {
-      const w = frozenWeightBytes(c, { quantize: null, storedBytes }).bytes;
-      choices.push({ quantize: null, weightsBytes: w, totalBytes: w + mem.totalBytes });
-    }
-    const w4 = frozenWeightBytes(c, nf4).bytes;
-    choices.push({ quantize: 'nf4', weightsBytes: w4, totalBytes: w4 + mem.totalBytes });
-    const weightsBytes = m.gpuModel.weightBytes;
-    const totalBytes = weightsBytes + mem.totalBytes;
-    let blocker: string | null = null;
     const maxBinding = this.gpu.limits.maxStorageBufferBindingSize;
-    if (mem.widestActivationBytes > maxBinding) {
-      blocker =
-        `One activation tensor of ${T} tokens x ${mem.widestActivationFloats} floats needs ` +
-        `${mem.widestActivationBytes} bytes, over this GPU's binding limit of ${maxBinding}; lower batch or max length.`;
-    }
-    return {
-      trainableParams: trainable,
-      totalParams: m.totalParams,
-      trainablePercent: (100 * trainable) / Math.max(1, m.totalParams + trainable),
-      weightsBytes,
-      loraBytes,
-      activationBytes,
-      totalBytes,
-      frozenChoices: choices,
-      blocker,
-    };
+    return estimateOnModel(m.gpuModel, m.totalParams, this.loraConfigFor(lora), train, maxBinding);
   }
 
   // ------------------------------------------------------------------ training
 
   pause(): void {
-    this.paused = true;
+    this.control.pause();
   }
 
   resume(): void {
-    this.paused = false;
-    const w = this.resumeWaiters;
-    this.resumeWaiters = [];
-    for (const f of w) f();
+    this.control.resume();
   }
 
   stop(): void {
-    this.stopRequested = true;
-    this.resume();
-  }
-
-  private async pauseGate(): Promise<void> {
-    while (this.paused && !this.stopRequested) await new Promise<void>((r) => this.resumeWaiters.push(r));
+    this.control.stop();
   }
 
   async train(
@@ -525,204 +330,54 @@ export class Engine implements EngineApi {
     this.assertIdle('start another run');
     const m = this.requireModel();
     const d = this.requireDataset();
-    const fanInFanOut = hasConv1dWeights(m.config);
-    let cfg: LoraConfig;
-    let arrays: LoraModuleArrays[];
+    const frozen = frozenSettings(m.gpuModel.quantization);
     const resume = hooks.resumeFrom ? decodeCheckpoint(hooks.resumeFrom) : null;
+    let config: LoraConfig;
+    let modules: LoraModuleArrays[];
     if (resume) {
-      const run = resume.meta.run as { lora: LoraConfig; model: string; frozen?: FrozenWeightsSettings };
+      const run = resume.meta.run;
       if (run.model !== m.id) {
         throw new EngineError(`The checkpoint was made with model "${run.model}", but "${m.id}" is loaded.`);
       }
-      const mine = frozenSettings(m.gpuModel.quantization);
-      if (run.frozen && !sameFrozen(run.frozen, mine)) {
+      if (run.frozen && !sameFrozen(run.frozen, frozen)) {
         throw new EngineError(
           `The checkpoint was trained on ${frozenText(run.frozen)} frozen weights, but the model is loaded with ` +
-            `${frozenText(mine)} ones; load it the same way to resume (CLI: ${frozenFlags(run.frozen)}).`,
+            `${frozenText(frozen)} ones; load it the same way to resume (CLI: ${frozenFlags(run.frozen)}).`,
         );
       }
-      cfg = run.lora;
-      arrays = resume.modules;
+      config = run.lora;
+      modules = resume.modules;
     } else if (hooks.initFrom) {
-      const imported = importPeft(hooks.initFrom, m.gpuModel.linears, {
+      ({ config, modules } = importPeft(hooks.initFrom, m.gpuModel.linears, {
         baseModel: m.id,
         unusedModules: unusedModulePrefixes(m.config),
-      });
-      cfg = imported.config;
-      arrays = imported.modules;
+      }));
     } else {
-      cfg = this.loraConfigFor(lora);
-      const targets = resolveTargets(cfg, m.gpuModel.linears);
-      arrays = initLoraModules(cfg, targets, train.seed);
+      config = this.loraConfigFor(lora);
+      modules = initLoraModules(config, resolveTargets(config, m.gpuModel.linears), train.seed);
     }
-    const data = d.data;
-    const plan = new BatchSchedule(data.train.length, {
-      batchSize: train.batch,
-      gradAccum: train.gradAccum,
-      shuffle: train.shuffle,
-      seed: train.seed,
-      steps: train.steps > 0 ? train.steps : undefined,
-      epochs: train.steps > 0 ? undefined : train.epochs,
-    });
-    const shape = {
-      batchSize: train.batch,
-      maxLen: d.maxLen,
-      padId: m.tokenizer.padTokenId ?? m.tokenizer.eosTokenIds[0] ?? 0,
-      packing: train.packing === true,
-    };
-    // Validation batches (padded with 0, as they always were) are made for the base model's loss.
-    let valBatches: Batch[] | null = null;
-    const valShape = { batchSize: train.batch, maxLen: d.maxLen };
-    const maxTokens = Math.max(data.maxTokens(shape), data.val.length ? data.maxTokens(valShape, 'validation') : 0);
-    const gpuLora = GpuLora.fromArrays(this.gpu, m.gpuModel.linears, arrays, (mod) => loraScaleInfo(cfg, mod));
-    const trainer = new Trainer(
-      this.gpu,
-      m.gpuModel,
-      gpuLora,
-      {
-        optimizer: train.optimizer,
-        lr: train.lr,
-        weightDecay: train.weightDecay,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        maxGradNorm: train.maxGradNorm,
-        scheduler: train.scheduler,
-        warmup: train.warmup,
-        totalSteps: plan.totalSteps,
-      },
-      { maxTokens, lossEvery: train.lossEvery, seed: train.seed, checkpointActivations: train.activationCheckpointing },
-    );
-    const history: TrainResult['history'] = [];
-    if (resume) {
-      plan.restore(resume.meta.dataPosition as DataPosition);
-      trainer.setStep(resume.meta.step);
-      gpuLora.loadState(resume.optimizerState);
-      if (Array.isArray(resume.meta.history)) history.push(...(resume.meta.history as TrainResult['history']));
-    }
-    let baseValLoss: number | null = null;
-    const prior = resume?.meta.elapsedSeconds;
-    const priorSeconds = typeof prior === 'number' && Number.isFinite(prior) && prior > 0 ? prior : 0;
     this.training = true;
-    this.paused = false;
-    this.stopRequested = false;
-    const started = performance.now();
-    let tokens = 0;
-    let pausedMs = 0;
-    let lastLoss: number | null = null;
-    let lastVal: number | null = null;
-    const runInfo = { model: m.id, lora: cfg, train, frozen: frozenSettings(m.gpuModel.quantization) };
-    const checkpoint = async () => {
-      if (!hooks.onCheckpoint) return;
-      const blob = encodeCheckpoint({
-        meta: {
-          version: CHECKPOINT_VERSION,
-          step: trainer.step,
-          dataPosition: plan.position,
-          run: runInfo,
-          history,
-          elapsedSeconds: priorSeconds + (performance.now() - started - pausedMs) / 1000,
-          savedAt: new Date().toISOString(),
-        },
-        modules: finiteModules(await gpuLora.toArrays(), trainer.step, train.lr),
-        optimizerState: await gpuLora.stateArrays(),
-      });
-      await hooks.onCheckpoint(blob, trainer.step);
-    };
     try {
-      const stage = (s: TrainStage['stage']) =>
-        hooks.onStage?.({ stage: s, step: trainer.step, totalSteps: plan.totalSteps });
-      await this.loadKernelChoices();
-      let tuned = false;
-      if (data.val.length) {
-        stage('baseline');
-        // The base model's validation loss, to compare the adapter's with at the end.
-        valBatches = await collect(data.evalBatches('validation', valShape));
-        const base = await this.lossOver(m, valBatches, Math.max(...valBatches.map((b) => b.B * b.S)), null);
-        baseValLoss = base.count > 0 ? base.sum / base.count : null;
-      }
-      stage('first-step');
-      for (;;) {
-        if (this.paused) {
-          const t0 = performance.now();
-          await this.pauseGate();
-          pausedMs += performance.now() - t0;
-        }
-        if (this.stopRequested) break;
-        const planned = plan.next();
-        if (!planned) break;
-        const micro = await data.stepBatches(planned, shape);
-        // The records of the next steps are tokenized while this one runs (lazily tokenized data).
-        data.prefetch(plan.peek(PREFETCH_STEPS).map((p) => data.train[p]!));
-        const last = planned.step >= plan.totalSteps;
-        const evalDue = data.val.length > 0 && (last || (train.evalEvery > 0 && planned.step % train.evalEvery === 0));
-        const ckptDue = train.checkpointEvery > 0 && planned.step % train.checkpointEvery === 0;
-        // A step whose records all turned out unusable (lazily tokenized data) has nothing to run.
-        if (micro.length === 0) continue;
-        // The loss is also read before a checkpoint, so a diverged run never writes one.
-        const res = await trainer.trainStep(micro, last || evalDue || ckptDue);
-        // The first step met every shape of the run: tune those this device has no choice for.
-        if (!tuned) {
-          tuned = true;
-          const t0 = performance.now();
-          await this.tuneKernels(() => stage('tuning-kernels'));
-          pausedMs += performance.now() - t0; // not training time
-        }
-        tokens += res.tokens;
-        if (res.loss !== null && !Number.isFinite(res.loss))
-          throw diverged(`the training loss is ${res.loss}`, res.step, train.lr);
-        if (res.loss !== null) lastLoss = res.loss;
-        let valLoss: number | null = null;
-        if (evalDue) {
-          valBatches ??= await collect(data.evalBatches('validation', valShape));
-          valLoss = (await trainer.evaluate(valBatches)).loss;
-          lastVal = valLoss;
-        }
-        history.push({ step: res.step, loss: res.loss, valLoss, lr: res.lr });
-        const elapsed = (performance.now() - started - pausedMs) / 1000;
-        const tps = tokens / Math.max(elapsed, 1e-6);
-        const done = res.step;
-        const remaining = plan.totalSteps - done;
-        const progress: TrainProgress = {
-          step: done,
-          totalSteps: plan.totalSteps,
-          epoch: planned.epoch,
-          lr: res.lr,
-          loss: res.loss,
-          valLoss,
-          tokensPerSecond: tps,
-          etaSeconds: (elapsed / Math.max(1, tokens)) * (res.tokens || 1) * remaining,
-          gpuBytes: this.gpu.memory().total,
-          // The whole run's time: a resumed run goes on from where its checkpoint was.
-          elapsedSeconds: priorSeconds + elapsed,
-        };
-        hooks.onProgress?.(progress);
-        if (ckptDue && !last) await checkpoint();
-      }
-      if (this.stopRequested && trainer.step > 0 && lastLoss === null) lastLoss = await trainer.readWindowLoss();
-      await checkpoint();
-      const modules = finiteModules(await gpuLora.toArrays(), trainer.step, train.lr);
-      const adapter = exportPeft({ config: cfg, baseModel: m.id, modules, fanInFanOut });
-      const warnings = runWarnings(modules, train, lastVal, baseValLoss);
-      return {
-        baseValLoss,
-        warnings,
-        steps: trainer.step,
-        finalLoss: lastLoss,
-        finalValLoss: lastVal,
-        tokens,
-        seconds: priorSeconds + (performance.now() - started - pausedMs) / 1000,
-        stoppedEarly: this.stopRequested,
-        history,
-        adapter,
-      };
+      const { modules: trained, ...result } = await trainRun({
+        gpu: this.gpu,
+        model: m.gpuModel,
+        run: { model: m.id, lora: config, train, frozen },
+        padId: m.tokenizer.padTokenId ?? m.tokenizer.eosTokenIds[0] ?? 0,
+        data: d.data,
+        maxLen: d.maxLen,
+        modules,
+        resume,
+        control: this.control,
+        prepare: () => this.loadKernelChoices(),
+        afterFirstStep: (stage) => this.tuneKernels(stage),
+        onProgress: hooks.onProgress,
+        onStage: hooks.onStage,
+        onCheckpoint: hooks.onCheckpoint,
+      });
+      const fanInFanOut = hasConv1dWeights(m.config);
+      return { ...result, adapter: exportPeft({ config, baseModel: m.id, modules: trained, fanInFanOut }) };
     } finally {
-      await data.stopPrefetch();
-      trainer.dispose();
-      gpuLora.dispose();
       this.training = false;
-      this.stopRequested = false;
-      this.paused = false;
     }
   }
 
@@ -809,8 +464,9 @@ export class Engine implements EngineApi {
     const lora = adapter ? this.adapterOnGpu(adapter) : null;
     const shape = { batchSize: 4, maxLen: d.maxLen };
     // Batches are made (and records tokenized) as they are consumed.
-    const { sum, count } = await this.lossOver(
-      m,
+    const { sum, count } = await evalLoss(
+      this.gpu,
+      m.gpuModel,
       d.data.evalBatches(split, shape),
       d.data.maxTokens(shape, split),
       lora,
@@ -823,31 +479,6 @@ export class Engine implements EngineApi {
       );
     }
     return { loss, tokens: count };
-  }
-
-  /** Summed next-token loss and counted tokens of `batches` through the model (and `lora`). */
-  private async lossOver(
-    m: LoadedModelState,
-    batches: Iterable<Batch> | AsyncIterable<Batch>,
-    maxTokens: number,
-    lora: GpuLora | null,
-  ): Promise<{ sum: number; count: number }> {
-    const runner = new ModelRunner(this.gpu, m.gpuModel, { mode: 'eval', maxTokens });
-    try {
-      let rec = this.gpu.recorder('eval-reset');
-      runner.recordResetLoss(rec);
-      rec.submit();
-      for await (const b of batches) {
-        runner.setBatch(b.ids, b.positions, b.targets);
-        rec = this.gpu.recorder('eval');
-        runner.recordForward(rec, { B: b.B, S: b.S, lora, dropout: false });
-        runner.recordLoss(rec, b.B * b.S, null);
-        rec.submit();
-      }
-      return await runner.readLoss();
-    } finally {
-      runner.dispose();
-    }
   }
 
   async generate(

@@ -11,8 +11,12 @@
  * frozenWeightBytes gives the frozen weights themselves, 16-bit or 4-bit NF4 (QLoRA).
  */
 import { nf4GpuBytes } from '../kernels/nf4';
+import { type LoraConfig, loraRank } from '../lora/config';
+import { resolveTargets } from '../lora/targets';
+import type { GpuModel } from '../model/gpu-model';
 import type { ModelConfig } from '../model/config';
 import { expectedTensors, linearRoles } from '../model/registry';
+import type { MemoryEstimate, TrainSettings } from './types';
 
 /**
  * Floats per token one layer's saved set holds, as src/model/runner-buffers.ts allocates them for
@@ -129,4 +133,60 @@ export function frozenWeightBytes(config: ModelConfig, f: FrozenFormat): { bytes
         : Math.max(16, Math.ceil((n * f.storedBytes) / 16) * 16); // as Gpu.buffer rounds
   }
   return { bytes };
+}
+
+/**
+ * Engine.estimate: LoRA `cfg` trained on a loaded model: trainable parameters, memory (the weights
+ * as loaded, and what each frozen-weight choice would hold) and the binding-limit blocker.
+ */
+export function estimateOnModel(
+  model: GpuModel,
+  totalParams: number,
+  cfg: LoraConfig,
+  train: Pick<TrainSettings, 'batch' | 'maxLen' | 'optimizer' | 'activationCheckpointing'>,
+  maxBinding: number,
+): MemoryEstimate {
+  const targets = resolveTargets(cfg, model.linears);
+  const c = model.config;
+  let trainable = 0;
+  for (const t of targets) trainable += loraRank(cfg, t.path) * (t.inF + t.outF);
+  const T = train.batch * train.maxLen;
+  const mem = trainingMemory(c, {
+    tokens: T,
+    trainable,
+    rankSum: targets.reduce((n, t) => n + loraRank(cfg, t.path), 0),
+    optimizer: train.optimizer,
+    checkpoint: train.activationCheckpointing,
+  });
+  const { loraBytes, activationBytes } = mem;
+  // The weights as loaded, and what the other frozen-weight choice would hold (from the shapes).
+  const q = model.quantization;
+  const storedBytes = model.dtypes.includes('F32') ? 4 : 2;
+  const nf4: FrozenFormat = { quantize: 'nf4', doubleQuant: q?.doubleQuant ?? true, storedBytes };
+  const choices: MemoryEstimate['frozenChoices'] = [];
+  if (q?.source !== 'checkpoint') {
+    const w = frozenWeightBytes(c, { quantize: null, storedBytes }).bytes;
+    choices.push({ quantize: null, weightsBytes: w, totalBytes: w + mem.totalBytes });
+  }
+  const w4 = frozenWeightBytes(c, nf4).bytes;
+  choices.push({ quantize: 'nf4', weightsBytes: w4, totalBytes: w4 + mem.totalBytes });
+  const weightsBytes = model.weightBytes;
+  const totalBytes = weightsBytes + mem.totalBytes;
+  let blocker: string | null = null;
+  if (mem.widestActivationBytes > maxBinding) {
+    blocker =
+      `One activation tensor of ${T} tokens x ${mem.widestActivationFloats} floats needs ` +
+      `${mem.widestActivationBytes} bytes, over this GPU's binding limit of ${maxBinding}; lower batch or max length.`;
+  }
+  return {
+    trainableParams: trainable,
+    totalParams: totalParams,
+    trainablePercent: (100 * trainable) / Math.max(1, totalParams + trainable),
+    weightsBytes,
+    loraBytes,
+    activationBytes,
+    totalBytes,
+    frozenChoices: choices,
+    blocker,
+  };
 }

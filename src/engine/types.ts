@@ -16,7 +16,7 @@ import type {
 } from '../train/data/types';
 import type { LoraSettings } from '../lora/config';
 import type { SelfTestCheck, SelfTestReport } from '../selftest';
-import type { TrainSettings } from '../train/settings';
+import type { TrainProgress, TrainResult, TrainSettings, TrainStage } from '../train/types';
 import type { PeftFiles } from '../lora/peft';
 
 // Types owned by the layers below, part of this interface too.
@@ -31,6 +31,9 @@ export type {
   SelfTestCheck,
   SelfTestReport,
   TrainSettings,
+  TrainProgress,
+  TrainResult,
+  TrainStage,
 };
 
 /**
@@ -71,37 +74,6 @@ export interface DatasetProgress {
   total: number;
   /** While the index pass runs over a large file: what it has found so far (sent every ~250 ms). */
   provisional?: DatasetProvisional;
-}
-
-export interface TrainProgress {
-  step: number;
-  totalSteps: number;
-  epoch: number;
-  lr: number;
-  /** Loss of the latest window (null on steps where it was not read). */
-  loss: number | null;
-  valLoss: number | null;
-  tokensPerSecond: number;
-  etaSeconds: number;
-  gpuBytes: number;
-  elapsedSeconds: number;
-}
-
-export interface TrainResult {
-  steps: number;
-  finalLoss: number | null;
-  finalValLoss: number | null;
-  tokens: number;
-  seconds: number;
-  stoppedEarly: boolean;
-  history: { step: number; loss: number | null; valLoss: number | null; lr: number }[];
-  /** The base model's loss on the validation split (null without one), for comparison. */
-  baseValLoss: number | null;
-  /**
-   * What looks wrong with a finished run although it ran (weights that ran away, a validation loss
-   * above the base model's). The adapter is saved all the same; the CLI and the app show these.
-   */
-  warnings: string[];
 }
 
 export interface SamplingSettings {
@@ -194,19 +166,6 @@ export interface RecipeOptions {
 export interface KernelChoiceStore {
   load(deviceKey: string): Promise<Record<string, string> | null>;
   save(deviceKey: string, choices: Record<string, string>): Promise<void>;
-}
-
-/**
- * What a run is doing before its first step reports: measuring the base model's validation loss,
- * then the first step (which compiles the GPU kernels, seconds on a cold start). The app shows it
- * instead of blank stats.
- */
-export interface TrainStage {
-  /** tuning-kernels: after the first step, timing the matmul kernels for this GPU (first run only). */
-  stage: 'baseline' | 'first-step' | 'tuning-kernels';
-  /** The step the run starts from (a resumed run's checkpoint step, else 0). */
-  step: number;
-  totalSteps: number;
 }
 
 export interface TrainHooks {

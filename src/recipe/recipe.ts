@@ -16,7 +16,7 @@
 
 import type { PeftFiles } from '../lora/peft';
 import type { DatasetFormat } from '../train/data/types';
-import type { TrainSettings } from '../train/settings';
+import type { TrainSettings } from '../train/types';
 import { type LoraSettings, isAllLinear, validateLoraConfig } from '../lora/config';
 import { loraConfigFromSettings } from '../lora/targets';
 import { type RecipeDocsInput, acceleratorConfigs, recipeReadme, requirementsTxt, slurmScript } from './docs';

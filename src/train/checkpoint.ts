@@ -5,21 +5,34 @@
  * CLI, so a run resumes exactly wherever it was saved.
  */
 
+import type { LoraConfig } from '../lora/config';
 import type { LoraModuleArrays } from '../lora/gpu-lora';
+import type { FrozenWeightsOptions } from '../model/gpu-model';
 import { parseSafetensors, tensorToF32, writeSafetensors } from '../model/safetensors';
+import type { DataPosition } from './batch';
+import type { TrainResult, TrainSettings } from './types';
 
 export const CHECKPOINT_VERSION = 1;
+
+/** What a checkpoint's run was: the base model's id, the adapter's LoRA config, the settings. */
+export interface CheckpointRun {
+  model: string;
+  lora: LoraConfig;
+  train: TrainSettings;
+  /** The frozen weights it trained on (absent in checkpoints from before QLoRA: as stored). */
+  frozen?: FrozenWeightsOptions;
+}
 
 export interface CheckpointMeta {
   version: number;
   /** Optimizer steps completed. */
   step: number;
-  /** Opaque, serialisable position in the data (epoch, index, rng state). */
-  dataPosition: unknown;
-  /** Everything needed to rebuild the run: model id, LoRA config, hyperparameters. */
-  run: unknown;
+  /** Where the run is in its data (plain JSON; BatchSchedule.restore checks it). */
+  dataPosition: DataPosition;
+  /** Everything needed to rebuild the run. */
+  run: CheckpointRun;
   /** Loss history so far, for the UI's curve. */
-  history?: unknown;
+  history?: TrainResult['history'];
   /** Seconds of training before this checkpoint, over every resumed part of the run. */
   elapsedSeconds?: number;
   savedAt: string;

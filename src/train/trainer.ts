@@ -18,6 +18,7 @@ import { recordAdamW, recordSgd } from '../kernels/optim';
 import type { GpuLora } from '../lora/gpu-lora';
 import type { GpuModel } from '../model/gpu-model';
 import { ModelRunner } from '../model/runner';
+import { lossSums } from './evaluate';
 import { type SchedulerName, learningRateAt } from './schedule';
 
 export type OptimizerName = 'adamw' | 'sgd';
@@ -228,17 +229,7 @@ export class Trainer {
     const gpu = this.gpu;
     // Preserve the training window: read it first so evaluation does not mix into it.
     const before = await this.runner.readLoss();
-    let rec = gpu.recorder('eval-reset');
-    this.runner.recordResetLoss(rec);
-    rec.submit();
-    for (const b of batches) {
-      this.runner.setBatch(b.ids, b.positions, b.targets, b.keyStart);
-      rec = gpu.recorder('eval');
-      this.runner.recordForward(rec, { B: b.B, S: b.S, lora: this.lora, dropout: false, packed: !!b.keyStart });
-      this.runner.recordLoss(rec, b.B * b.S, null);
-      rec.submit();
-    }
-    const { sum, count } = await this.runner.readLoss();
+    const { sum, count } = await lossSums(gpu, this.runner, batches, this.lora);
     // Restore the training window's partial sums.
     gpu.write(this.runner.lossSum, new Float32Array([before.sum]));
     gpu.write(this.runner.countSum, new Float32Array([before.count]));

@@ -111,8 +111,9 @@ export function describeError(e: unknown, doing = 'That'): UserMessage {
       return { title: 'LoRA settings', detail };
     case 'CheckpointError':
       return { title: 'The checkpoint cannot be used', detail, action: 'Discard the run and start a new one.' };
+    case 'TrainingDivergedError':
+      return { title: 'Training diverged', detail };
     case 'EngineError':
-      if (detail.startsWith('Training diverged')) return { title: 'Training diverged', detail };
       return { title: `${doing} failed`, detail };
     default:
       return { title: `${doing} failed`, detail: detail || err.name };

@@ -61,7 +61,9 @@ describe('start-up', () => {
     expect(own.detail).toMatch(/Chrome or Edge/);
     expect(own.action).toBeUndefined();
     const div = describeError(
-      Object.assign(new Error('Training diverged at step 2: the training loss is NaN. …'), { name: 'EngineError' }),
+      Object.assign(new Error('Training diverged at step 2: the training loss is NaN. …'), {
+        name: 'TrainingDivergedError',
+      }),
       'Training',
     );
     expect(div.title).toBe('Training diverged');
