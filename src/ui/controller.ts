@@ -29,7 +29,7 @@ import { describeError } from './errors';
 import { loadSettings, saveSettings, settingsForModel } from './settings';
 import { loadHubToken, saveHubToken, tokenProblem } from './token';
 import { BUILT_IN_PRESETS, type Preset, deletePreset, loadPresets, parsePreset, savePreset } from './presets';
-import { type AppState, type Notice, type View, Store, initialState } from './state';
+import { type AppState, type Notice, type View, Store, initialState, runBusy } from './state';
 import { hasErrors, validateLora, validateTrain } from './validate';
 
 export interface ControllerOptions {
@@ -298,7 +298,7 @@ export class AppController {
       this.datasetTimer = setTimeout(() => {
         const s = this.state;
         // During a run the worker is busy; the next run re-reads the data with its own settings.
-        const busy = ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
+        const busy = runBusy(s.run.status);
         if (!busy && !hasErrors(validateTrain(s.train, s.model.info))) void dataset.analyseDataset(this.ctx);
       }, 400);
     }
@@ -325,7 +325,7 @@ export class AppController {
       patch(this.ctx, 'estimate', { status: 'idle', value: null, error: null });
       return;
     }
-    if (['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status)) return;
+    if (runBusy(s.run.status)) return;
     const seq = ++this.estimateSeq;
     patch(this.ctx, 'estimate', { status: 'working' });
     try {

@@ -5,7 +5,7 @@
 import type { AdapterRef } from '../../engine/types';
 import { type AppContext, patch } from '../context';
 import { describeError } from '../errors';
-import type { CompareCell, CompareColumn } from '../state';
+import { type CompareCell, type CompareColumn, runBusy } from '../state';
 import { hasErrors, validateSampling } from '../validate';
 import { analyseDataset } from './dataset';
 import { gpuBlocker } from './training';
@@ -37,8 +37,7 @@ export function compareBlocker(ctx: AppContext): string | null {
   const gpu = gpuBlocker(s.gpu.status);
   if (gpu) return gpu;
   if (!s.model.info) return 'Load a model first.';
-  if (['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status))
-    return 'Wait for training to finish.';
+  if (runBusy(s.run.status)) return 'Wait for training to finish.';
   if (s.compare.status === 'running' || s.compare.evalStatus === 'running') return 'A comparison is running.';
   return null;
 }

@@ -7,11 +7,10 @@ import { recipeQuantize } from '../../engine/frozen';
 import { safeFileName } from '../../store/peft-files';
 import type { AppContext } from '../context';
 import { describeError } from '../errors';
+import { runBusy } from '../state';
 import { hasErrors, validateLora, validateTrain } from '../validate';
 import { analyseDataset, hasDatasetContent } from './dataset';
 import type { DownloadFile } from './library';
-
-const BUSY = ['preparing', 'running', 'paused', 'stopping', 'saving'];
 
 /** Why the run cannot be exported now (empty when it can). Unlike training, it need not fit this GPU. */
 export function recipeBlockers(ctx: AppContext): string[] {
@@ -23,7 +22,7 @@ export function recipeBlockers(ctx: AppContext): string[] {
   if (hasErrors(validateLora(s.lora, s.model.info)) || hasErrors(validateTrain(s.train, s.model.info))) {
     out.push('Fix the highlighted settings (Settings).');
   }
-  if (BUSY.includes(s.run.status)) out.push('A run is in progress: export when it has finished.');
+  if (runBusy(s.run.status)) out.push('A run is in progress: export when it has finished.');
   return out;
 }
 

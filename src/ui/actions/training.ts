@@ -8,18 +8,17 @@ import { DEFAULT_FROZEN } from '../../engine/defaults';
 import { frozenSettings, sameFrozen } from '../../engine/frozen';
 import type { LoraSettings, TrainSettings } from '../../engine/types';
 import type { NewAdapter } from '../../store/adapters';
-import { HEARTBEAT_MS, type HeldLock, RunLeaseLostError, runLockName } from '../../store/runs';
+import { type HeldLock, runLockName } from '../../store/runs';
 import type { HistoryPoint, RunRecord } from '../../store/types';
 import { choiceFromStored } from '../catalog';
 import { type AppContext, patch } from '../context';
 import { describeError } from '../errors';
-import type { GpuSlice } from '../state';
+import { type GpuSlice, runBusy } from '../state';
 import { hasErrors, validateLora, validateTrain } from '../validate';
 import { analyseDataset, hasDatasetContent } from './dataset';
 import { checkModel, loadChosenModel } from './model';
 import { refreshLibrary, uniqueName } from './library';
-
-const BUSY: string[] = ['preparing', 'running', 'paused', 'stopping', 'saving'];
+import { RunLease } from './run-lease';
 
 /** Why the GPU cannot be used now, for the lists of blockers (null when it is ready). */
 export function gpuBlocker(status: GpuSlice['status']): string | null {
@@ -67,7 +66,7 @@ export function startBlockers(ctx: AppContext): string[] {
     out.push('Fix the highlighted settings (Settings).');
   }
   if (s.estimate.value?.blocker) out.push(s.estimate.value.blocker);
-  if (BUSY.includes(s.run.status)) out.push('A run is in progress.');
+  if (runBusy(s.run.status)) out.push('A run is in progress.');
   return out;
 }
 
@@ -77,7 +76,7 @@ export async function refreshResumable(ctx: AppContext): Promise<void> {
     const held = await ctx.platform.heldRunLocks();
     const runs = await ctx.stores.runs.list();
     const cur = ctx.store.get().run;
-    const mine = BUSY.includes(cur.status) ? cur.runId : null;
+    const mine = runBusy(cur.status) ? cur.runId : null;
     const open = runs.filter(
       (r) => r.adapterId === null && r.status !== 'finished' && r.status !== 'stopped' && r.id !== mine,
     );
@@ -148,7 +147,7 @@ export async function startTraining(ctx: AppContext): Promise<void> {
 export async function resumeRun(ctx: AppContext, runId: string): Promise<void> {
   if (!ctx.stores) return;
   const s0 = ctx.store.get();
-  if (BUSY.includes(s0.run.status)) {
+  if (runBusy(s0.run.status)) {
     ctx.notify({ level: 'warning', title: 'A run is in progress', detail: 'Stop it before resuming another.' });
     return;
   }
@@ -267,20 +266,7 @@ async function runTraining(
       : 'Starting…',
   });
   await refreshResumable(ctx);
-  let leaseLost = false;
-  let warnedStorage = false;
-  const heartbeat =
-    run && stores
-      ? setInterval(() => {
-          stores.runs.renew(run.id).catch((e: unknown) => {
-            if (e instanceof RunLeaseLostError && !leaseLost) {
-              leaseLost = true;
-              ctx.engine.stop();
-              ctx.notify({ level: 'error', title: 'Another tab took over this run', detail: e.message });
-            }
-          });
-        }, HEARTBEAT_MS)
-      : null;
+  const lease = run && stores ? new RunLease(ctx, stores.runs, run) : null;
   let paintTimer: ReturnType<typeof setTimeout> | null = null;
   const paint = () => {
     paintTimer = null;
@@ -307,36 +293,9 @@ async function runTraining(
         patch(ctx, 'run', { progress: p, totalSteps: p.totalSteps, startup: null });
         if (!paintTimer) paintTimer = setTimeout(paint, 100);
       },
-      onCheckpoint:
-        run && stores
-          ? async (blob, step) => {
-              try {
-                await stores.runs.saveCheckpoint(
-                  run.id,
-                  step,
-                  blob,
-                  history.filter((h) => h.step <= step),
-                  ctx.store.get().run.totalSteps,
-                );
-                patch(ctx, 'run', { checkpoint: { step, at: new Date().toISOString() } });
-              } catch (e) {
-                if (e instanceof RunLeaseLostError) {
-                  if (!leaseLost) {
-                    leaseLost = true;
-                    ctx.engine.stop();
-                    ctx.notify({ level: 'error', title: 'Another tab took over this run', detail: e.message });
-                  }
-                } else if (!warnedStorage) {
-                  warnedStorage = true;
-                  ctx.notify({
-                    level: 'warning',
-                    ...describeError(e, 'Saving a checkpoint'),
-                    action: 'Training goes on; the finished adapter is still kept.',
-                  });
-                }
-              }
-            }
-          : undefined,
+      onCheckpoint: lease
+        ? (blob, step) => lease.saveCheckpoint(blob, step, history, ctx.store.get().run.totalSteps)
+        : undefined,
     });
     if (paintTimer) clearTimeout(paintTimer);
     paint();
@@ -418,7 +377,7 @@ async function runTraining(
       await stores.runs.release(run.id, lost ? 'interrupted' : 'failed', msg.detail).catch(() => undefined);
     }
   } finally {
-    if (heartbeat) clearInterval(heartbeat);
+    lease?.end();
     lock?.release();
     await refreshResumable(ctx);
   }

@@ -4,7 +4,7 @@ import type { DatasetFormat, DatasetIssue, DatasetProvisional, ExamplePreview } 
 import { PAGE_SIZE } from '../actions/dataset';
 import { formatInt } from '../format';
 import { useAppState, useController } from '../hooks';
-import type { AppState } from '../state';
+import { type AppState, runBusy } from '../state';
 import { MessageCard, NumberField, SelectField, Stat } from './common';
 import { validateTrain } from '../validate';
 
@@ -170,7 +170,7 @@ export function DataView() {
   const c = useController();
   const fileInput = useRef<HTMLInputElement>(null);
   const [paste, setPaste] = useState('');
-  const busy = ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
+  const busy = runBusy(s.run.status);
   const d = s.dataset;
   const early = d.status === 'loading' ? d.progress?.provisional : undefined;
   const te = validateTrain(s.train, s.model.info);

@@ -5,7 +5,7 @@ import { CATALOG, type ModelChoice, catalogEntry, isHubId } from '../catalog';
 import { hubIdProblem } from '../../model/source';
 import { formatBytes, formatCount, formatPercent } from '../format';
 import { useAppState, useController } from '../hooks';
-import type { AppState } from '../state';
+import { type AppState, runBusy } from '../state';
 import { MessageCard, ProgressBar } from './common';
 import { AccessToken } from './AccessToken';
 
@@ -204,7 +204,7 @@ export function ModelView() {
   const folderInput = useRef<HTMLInputElement>(null);
   const { choice, check, load, info } = s.model;
   const loading = load.status === 'loading';
-  const busy = loading || ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
+  const busy = loading || runBusy(s.run.status);
   const isLoaded = isChoiceLoaded(c.store, s);
   const canLoad =
     !!choice &&

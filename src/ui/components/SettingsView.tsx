@@ -2,7 +2,7 @@
 import type { TrainSettings } from '../../engine/types';
 import { formatBytes, formatCount, formatPercent } from '../format';
 import { useAppState, useController } from '../hooks';
-import type { AppState } from '../state';
+import { type AppState, runBusy } from '../state';
 import { HELP, settingWarnings } from '../help';
 import { validateLora, validateTrain } from '../validate';
 import { MessageCard, NumberField, SelectField, Stat } from './common';
@@ -181,7 +181,7 @@ export function SettingsView() {
   const le = validateLora(s.lora, s.model.info);
   const te = validateTrain(s.train, s.model.info);
   const t = s.train;
-  const busy = ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
+  const busy = runBusy(s.run.status);
   // steps <= 0 means training by epochs. The Steps field never sets that: what it cannot use (0, a
   // negative number, nothing) becomes NaN, so the field stays and says what is allowed.
   const byEpochs = t.steps <= 0;

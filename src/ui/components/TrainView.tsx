@@ -3,7 +3,7 @@ import { useEffect, useRef, useState } from 'react';
 import { saveFile } from '../download';
 import { formatBytes, formatDate, formatDuration, formatInt, formatLoss, formatSci, formatSetting } from '../format';
 import { useAppState, useController } from '../hooks';
-import type { AppState } from '../state';
+import { type AppState, runBusy } from '../state';
 import { LossChart } from './LossChart';
 import { RunAtScale } from './RunAtScale';
 import { MessageCard, ProgressBar, Stat } from './common';
@@ -55,7 +55,7 @@ function DiscardButton({ runId, disabled }: { runId: string; disabled: boolean }
 function Resumable({ s }: { s: AppState }) {
   const c = useController();
   if (s.resumable.length === 0) return null;
-  const busy = ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
+  const busy = runBusy(s.run.status);
   const noGpu = gpuBlocker(s.gpu.status);
   return (
     <section className="card notice-card" aria-labelledby="resume-h">
