@@ -66,8 +66,7 @@ function sourceFiles(dir: string): string[] {
 const parsed = new Map<string, ts.SourceFile>();
 function parse(file: string): ts.SourceFile {
   let sf = parsed.get(file);
-  if (!sf)
-    parsed.set(file, (sf = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, false)));
+  if (!sf) parsed.set(file, (sf = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true)));
   return sf;
 }
 
@@ -95,14 +94,28 @@ function importsOf(file: string): string[] {
   return found;
 }
 
-/** Identifiers of the DOM used as values or types (not as property names like `x.window`). */
+/**
+ * Identifiers of the DOM used as values or types: not property names (`x.window`, `{ window: 4 }`)
+ * and not a file's own variables or parameters of the same name (a sliding `window`).
+ */
 function domUses(file: string): string[] {
   const sf = parse(file);
+  const own = new Set<string>();
+  const declared = (node: ts.Node): void => {
+    if (
+      (ts.isVariableDeclaration(node) || ts.isParameter(node) || ts.isBindingElement(node)) &&
+      ts.isIdentifier(node.name)
+    )
+      own.add(node.name.text);
+    ts.forEachChild(node, declared);
+  };
+  declared(sf);
   const found: string[] = [];
   const visit = (node: ts.Node): void => {
     if (
       ts.isIdentifier(node) &&
       /^(document|window|HTML\w*Element)$/.test(node.text) &&
+      !own.has(node.text) &&
       !(ts.isPropertyAccessExpression(node.parent) && node.parent.name === node) &&
       !(ts.isPropertySignature(node.parent) || ts.isPropertyAssignment(node.parent))
     ) {
