@@ -3,16 +3,7 @@
  * deterministic for a given seed, varied enough that tokenization does real work.
  */
 
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../reference/check';
 
 const NAMES = ['Lily', 'Tom', 'Sue', 'Ben', 'Mia', 'Max', 'Anna', 'Sam'];
 const THINGS = ['ball', 'cat', 'tree', 'boat', 'kite', 'cake', 'dog', 'bird', 'hat', 'box'];
