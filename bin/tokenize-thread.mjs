@@ -1,5 +1,5 @@
 // A worker thread that tokenizes dataset records for the CLI's engine (src/train/data/pool.ts;
-// started by src/cli/tokenize-threads.ts). Registers tsx for the TypeScript sources, as
+// started by src/train/data/node-threads.ts). Registers tsx for the TypeScript sources, as
 // bin/tabtune.mjs does, then answers the pool's messages.
 
 import { parentPort } from 'node:worker_threads';

@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { nodeTokenizerWorker, tokenizerThreadCount } from '../cli/tokenize-threads';
+import { nodeTokenizerWorker, tokenizerThreadCount } from '../train/data/node-threads';
 import { parseConfig } from '../model/config';
 import { createTokenizer } from '../model/tokenizer';
 import { BatchSchedule } from '../train/batch';

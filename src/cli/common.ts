@@ -31,7 +31,7 @@ export async function openEngine(): Promise<Engine> {
   const [{ createNodeGpu }, { Engine }, threads, { kernelSetup }] = await Promise.all([
     import('../gpu/node'),
     import('../engine/engine'),
-    import('./tokenize-threads'),
+    import('../train/data/node-threads'),
     import('./kernels'),
   ]);
   const gpu = await createNodeGpu();

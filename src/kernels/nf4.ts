@@ -16,7 +16,7 @@ import library from '../../shaders/nf4.wgsl?raw';
 import { type Gpu, type Recorder, params } from '../gpu/context';
 import { GpuError } from '../gpu/errors';
 import type { MemoryCategory, Tensor } from '../gpu/tensor';
-import { type Nf4Host, nestedBlocks, nf4Blocks } from '../reference/nf4';
+import { type Nf4Host, nestedBlocks, nf4Blocks } from '../numerics/nf4';
 import { flatGrid, variantPipeline } from './common';
 
 export interface Nf4StatsLayout {

@@ -18,10 +18,9 @@
  *   absmax[b] ≈ DYN[q[b]] * absmax2[c] + offset
  */
 
-/** Elements per absmax block of a 4-bit weight. */
-export const NF4_BLOCK = 64;
-/** absmax values per block of the double quantization. */
-export const NESTED_BLOCK = 256;
+import { NESTED_BLOCK, NF4_BLOCK, type Nf4Host, nestedBlocks, nf4Blocks } from '../numerics/nf4';
+
+export { NESTED_BLOCK, NF4_BLOCK, type Nf4Host, nestedBlocks, nf4Blocks };
 
 /**
  * bitsandbytes' NF4 code values (`get_4bit_type("nf4")`, quantiles of N(0, 1) scaled to [-1, 1]), as
@@ -81,29 +80,6 @@ export function nearestCode(code: ArrayLike<number>, x: number): number {
   }
   return best;
 }
-
-/** One quantized weight, host side: what a bitsandbytes checkpoint stores for it. */
-export interface Nf4Host {
-  /** Elements of the weight (out · in). */
-  n: number;
-  /** ceil(n / 2) bytes, two 4-bit indices each (first element in the high nibble). */
-  packed: Uint8Array;
-  /** Without double quantization: absmax per block of 64 (ceil(n / 64) floats). */
-  absmax: Float32Array | null;
-  /** With double quantization: the 8-bit index of each block's absmax in `nestedCode`. */
-  qAbsmax: Uint8Array | null;
-  /** With double quantization: absmax per 256 blocks (ceil(ceil(n / 64) / 256) floats). */
-  absmax2: Float32Array | null;
-  /** With double quantization: the mean subtracted from absmax before quantizing it. */
-  offset: number;
-  /** The 16 NF4 code values (`quant_map`). */
-  code: Float32Array;
-  /** The 256 dynamic-map values (`nested_quant_map`), with double quantization. */
-  nestedCode: Float32Array | null;
-}
-
-export const nf4Blocks = (n: number): number => Math.ceil(n / NF4_BLOCK);
-export const nestedBlocks = (n: number): number => Math.ceil(nf4Blocks(n) / NESTED_BLOCK);
 
 /** Float64 quantization of a row-major weight (nearest code in exact arithmetic). */
 export function quantizeNf4Ref(w: ArrayLike<number>, doubleQuant: boolean): Nf4Host {

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { nodeTokenizerWorker } from '../../src/cli/tokenize-threads';
+import { nodeTokenizerWorker } from '../../src/train/data/node-threads';
 import { parseConfig } from '../../src/model/config';
 import { createTokenizer } from '../../src/model/tokenizer';
 import { BatchSchedule } from '../../src/train/batch';

@@ -1,13 +1,14 @@
 /**
- * The CLI's tokenizer workers: Node worker threads running bin/tokenize-thread.mjs, one per core
- * but the one that drives the GPU (at most 4), for the engine's TokenizerPool (src/train/data/pool.ts).
+ * Tokenizer workers under Node (the CLI's and the data benchmark's): worker threads running
+ * bin/tokenize-thread.mjs, one per core but the one that drives the GPU (at most 4), for the
+ * engine's TokenizerPool (pool.ts). Node only: nothing the browser loads imports it.
  */
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { PoolReply, PoolWorker } from '../train/data/pool';
+import type { PoolReply, PoolWorker } from './pool';
 
-const THREAD = new URL('../../bin/tokenize-thread.mjs', import.meta.url);
+const THREAD = new URL('../../../bin/tokenize-thread.mjs', import.meta.url);
 
 /**
  * Workers to start: TABTUNE_DATA_WORKERS when set (0: tokenize on the main thread), else the cores
