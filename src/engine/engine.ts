@@ -13,7 +13,6 @@ import { initLoraModules } from '../lora/init';
 import { exportPeft, importPeft } from '../lora/peft';
 import { loraConfigFromSettings, resolveTargets } from '../lora/targets';
 import { positionLimitText } from '../model/config';
-import { applyChoices, currentChoices, deviceKey, tuneMatmul, untunedClasses } from '../kernels/matmul/tune';
 import { GpuModel } from '../model/gpu-model';
 import { loadModelFiles } from '../model/load';
 import { hasConv1dWeights, unusedModulePrefixes } from '../model/registry';
@@ -28,6 +27,7 @@ import { evalLoss } from '../train/evaluate';
 import { RunControl, trainRun } from '../train/run';
 import { frozenFlags, frozenSettings, frozenText, recipeQuantize, sameFrozen } from './frozen';
 import { mergeToZip } from './merge-zip';
+import { KernelTuning, gpuSummary } from './device';
 import { type LoadedModelState, modelInfoOf, sha256Hex, sourceFor } from './loaded-model';
 import { estimateOnModel } from './memory';
 import type {
@@ -77,8 +77,7 @@ export class Engine implements EngineApi {
   private readonly control = new RunControl();
   private training = false;
   private tokenStore: TokenStore | null = null;
-  private kernelStore: KernelChoiceStore | null = null;
-  private kernelsLoaded = false;
+  private readonly kernels = new KernelTuning();
   /** The last dataset file's index, reused when only the settings change (a large file is not read again). */
   private lastIndex: { key: string; index: RecordIndex } | null = null;
   private tokenizerWorkers: { spawn: () => PoolWorker; count: number } | null = null;
@@ -113,43 +112,13 @@ export class Engine implements EngineApi {
    * the baseline kernels (or a pinned one).
    */
   setKernelTuning(store: KernelChoiceStore | null): void {
-    this.kernelStore = store;
-    this.kernelsLoaded = false;
-  }
-
-  private async loadKernelChoices(): Promise<void> {
-    if (!this.kernelStore || this.kernelsLoaded) return;
-    this.kernelsLoaded = true;
-    const saved = await this.kernelStore.load(deviceKey(this.gpu)).catch(() => null);
-    if (saved) applyChoices(this.gpu, saved);
-  }
-
-  private async tuneKernels(onStage: () => void): Promise<void> {
-    if (!this.kernelStore || untunedClasses(this.gpu).length === 0) return;
-    onStage();
-    await tuneMatmul(this.gpu);
-    await this.kernelStore.save(deviceKey(this.gpu), currentChoices(this.gpu)).catch(() => undefined);
+    this.kernels.setStore(store);
   }
 
   // ------------------------------------------------------------------ device
 
   async gpuInfo(): Promise<GpuSummary> {
-    const g = this.gpu;
-    return {
-      vendor: g.info.vendor,
-      architecture: g.info.architecture,
-      device: g.info.device,
-      description: g.info.description,
-      runtime: g.info.runtime,
-      f16: g.features.f16,
-      subgroups: g.features.subgroups,
-      subgroupLanes: g.features.subgroupLanes,
-      maxBufferSize: g.limits.maxBufferSize,
-      maxStorageBufferBindingSize: g.limits.maxStorageBufferBindingSize,
-      maxComputeWorkgroupStorageSize: g.limits.maxComputeWorkgroupStorageSize,
-      maxComputeInvocationsPerWorkgroup: g.limits.maxComputeInvocationsPerWorkgroup,
-      bytesInUse: g.memory().total,
-    };
+    return gpuSummary(this.gpu);
   }
 
   async selfTest(onCheck?: (check: SelfTestCheck) => void): Promise<SelfTestReport> {
@@ -368,8 +337,8 @@ export class Engine implements EngineApi {
         modules,
         resume,
         control: this.control,
-        prepare: () => this.loadKernelChoices(),
-        afterFirstStep: (stage) => this.tuneKernels(stage),
+        prepare: () => this.kernels.load(this.gpu),
+        afterFirstStep: (stage) => this.kernels.tune(this.gpu, stage),
         onProgress: hooks.onProgress,
         onStage: hooks.onStage,
         onCheckpoint: hooks.onCheckpoint,
