@@ -25,9 +25,10 @@ import type { RecordIndex } from '../train/data/record-index';
 import type { TokenStore } from '../train/data/tokens';
 import { evalLoss } from '../train/evaluate';
 import { RunControl, trainRun } from '../train/run';
-import { frozenFlags, frozenSettings, frozenText, recipeQuantize, sameFrozen } from './frozen';
+import { frozenFlags, frozenSettings, frozenText, sameFrozen } from './frozen';
 import { mergeToZip } from './merge-zip';
 import { KernelTuning, gpuSummary } from './device';
+import { recipeZip } from './export-recipe';
 import { type LoadedModelState, modelInfoOf, sha256Hex, sourceFor } from './loaded-model';
 import { estimateOnModel } from './memory';
 import type {
@@ -68,7 +69,6 @@ interface DatasetState {
   maxLen: number;
 }
 
-/** Builds a ModelSource for a spec. `dir` loads Node's fs lazily so browser bundles stay clean. */
 export class Engine implements EngineApi {
   private model: LoadedModelState | null = null;
   private dataset: DatasetState | null = null;
@@ -373,26 +373,7 @@ export class Engine implements EngineApi {
         `The dataset was tokenized for max length ${d.maxLen}, the settings say ${train.maxLen}: load it again first.`,
       );
     }
-    const [{ buildRecipe }, { zipRecipe }] = await Promise.all([import('../recipe/recipe'), import('../recipe/zip')]);
-    const files = buildRecipe({
-      model: m.id,
-      modelType: m.config.modelType,
-      fanInFanOut: hasConv1dWeights(m.config),
-      lora,
-      train,
-      data: {
-        fileName: d.summary.fileName,
-        format: d.summary.format,
-        // The examples of each split (a lazily read dataset is tokenized whole here).
-        train: await d.data.examples(d.data.train),
-        val: await d.data.examples(d.data.val),
-      },
-      decode: (ids) => m.tokenizer.decode(ids, { skipSpecialTokens: false }),
-      initFrom: opts.initFrom,
-      // By default the frozen weights the run has here: the model as loaded (QLoRA when in 4 bits).
-      quantize: opts.quantize !== undefined ? opts.quantize : recipeQuantize(m.gpuModel.quantization),
-    });
-    return zipRecipe(files, 'tabtune-recipe');
+    return recipeZip(m, d.summary, d.data, lora, train, opts);
   }
 
   // ------------------------------------------------------------------ adapters

@@ -187,7 +187,7 @@ export class AppController {
     model.recomputeCost(this.ctx);
     const s = this.state;
     const info = s.model.info;
-    const busy = ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status);
+    const busy = runBusy(s.run.status);
     if (!info || busy || s.model.load.status === 'loading' || !model.isChoiceLoaded(this.store, s)) return false;
     // A 4-bit checkpoint is 4-bit as stored; otherwise reload only when the weights would change.
     if (info.quantization?.source === 'checkpoint' || sameFrozen(frozenSettings(info.quantization), s.frozen)) {

@@ -84,9 +84,7 @@ function FrozenWeights({ s }: { s: AppState }) {
   const info = s.model.info;
   const stored = info?.quantization?.source === 'checkpoint';
   const nf4 = stored || s.frozen.quantize === 'nf4';
-  const busy =
-    ['preparing', 'running', 'paused', 'stopping', 'saving'].includes(s.run.status) ||
-    s.model.load.status === 'loading';
+  const busy = runBusy(s.run.status) || s.model.load.status === 'loading';
   const total = (q: 'nf4' | null) => {
     const choice = s.estimate.value?.frozenChoices.find((x) => x.quantize === q);
     return choice ? ` · about ${formatBytes(choice.totalBytes)} to train` : '';
