@@ -36,42 +36,7 @@
 // Fused: 16-bit widening or NF4 dequantization, operand dropout, the LoRA segment, alpha, bias and
 // accumulate.
 
-struct P {
-  mEnd: u32,
-  nEnd: u32,
-  k0: u32,
-  kEnd: u32,
-  m0: u32,
-  n0: u32,
-  kSplit: u32,
-  k2: u32,
-  lda: u32,
-  ldb: u32,
-  ldc: u32,
-  cStrideZ: u32,
-  aAdj: u32,
-  bAdj: u32,
-  cAdj: u32,
-  accumulate: u32,
-  lda2: u32,
-  ldb2: u32,
-  a2Adj: u32,
-  b2Adj: u32,
-  alpha: f32,
-  alpha2: f32,
-  useBias: u32,
-  biasAdj: u32,
-  seedIn: u32,      // dropout of segment 1's A or B operand
-  thrIn: u32,
-  scaleIn: f32,
-  seedOut: u32,     // dropout of segment 2's contribution (OUT_DROP)
-  thrOut: u32,
-  scaleOut: f32,
-  nf4Abs: u32,      // an NF4 B: word offsets of its absmax and absmax2 sections in NF4S
-  nf4Abs2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: P;
+// The uniform block P and its binding: shaders/matmul_params.wgsl (shared by the matmul bodies).
 
 // Tiles in workgroup memory, k-major: tileA[kk*BM + row], tileB[kk*BN + col].
 // (BK*BM + BK*BN) * 4 bytes = 8 KiB at 64x64. Tiles stay f32 even for an f16 B read natively: an f16

@@ -35,42 +35,7 @@
 // the last column and never stored. Fused: 16-bit widening or NF4 dequantization (the decode path
 // of QLoRA), operand dropout, the LoRA segment, alpha, bias and accumulate.
 
-struct P {
-  mEnd: u32,
-  nEnd: u32,
-  k0: u32,
-  kEnd: u32,
-  m0: u32,
-  n0: u32,
-  kSplit: u32,
-  k2: u32,
-  lda: u32,
-  ldb: u32,
-  ldc: u32,
-  cStrideZ: u32,
-  aAdj: u32,
-  bAdj: u32,
-  cAdj: u32,
-  accumulate: u32,
-  lda2: u32,
-  ldb2: u32,
-  a2Adj: u32,
-  b2Adj: u32,
-  alpha: f32,
-  alpha2: f32,
-  useBias: u32,
-  biasAdj: u32,
-  seedIn: u32,
-  thrIn: u32,
-  scaleIn: f32,
-  seedOut: u32,
-  thrOut: u32,
-  scaleOut: f32,
-  nf4Abs: u32,
-  nf4Abs2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: P;
+// The uniform block P and its binding: shaders/matmul_params.wgsl (shared by the matmul bodies).
 
 var<workgroup> red: array<vec4<f32>, NT>;
 

@@ -55,7 +55,7 @@ function dropWords(d: DropoutSpec | null): [number, number, { f: number }] {
   return [d.seed >>> 0, dropoutThreshold(d.p), { f: 1 / (1 - d.p) }];
 }
 
-/** The uniform block P of shaders/matmul.wgsl (the same layout in matmul_small.wgsl). */
+/** The uniform block P of every matmul body (shaders/matmul_params.wgsl). */
 interface Uniforms {
   mEnd: number;
   nEnd: number;

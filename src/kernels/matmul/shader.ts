@@ -1,6 +1,7 @@
 /**
  * The WGSL of a matmul variant: a generated prelude (tile consts, flags, the bindings of the
- * variant and its loaders a1 / b1 / a2 / b2 / bias_at) + the dropout library + the body
+ * variant and its loaders a1 / b1 / a2 / b2 / bias_at) + the uniform block (shaders/matmul_params.wgsl)
+ * + the dropout library + the body
  * (shaders/matmul.wgsl, the tiled kernel, or shaders/matmul_small.wgsl, the small-M kernel).
  * Loaders see global (row, col) positions of the stored operands; the *Adj uniforms turn them into
  * indices inside the binding windows.
@@ -8,6 +9,7 @@
 import dropoutSource from '../../../shaders/dropout.wgsl?raw';
 import body from '../../../shaders/matmul.wgsl?raw';
 import directBody from '../../../shaders/matmul_direct.wgsl?raw';
+import paramsSource from '../../../shaders/matmul_params.wgsl?raw';
 import smallBody from '../../../shaders/matmul_small.wgsl?raw';
 import nf4Library from '../../../shaders/nf4.wgsl?raw';
 import { type WeightDType, templateSections, weightArrayType, weightLoader, wgslModule } from '../common';
@@ -196,7 +198,7 @@ export function matmulShader(v: MatmulVariant): string {
     source: v.kernel === 'direct' ? directBody : v.kernel === 'small' ? smallBody : body,
     prelude: v.kernel === 'direct' ? directVariantPrelude(v) : prelude(v),
     enable,
-    libs: [templateSections(dropoutSource).common, ...(v.bType === 'nf4' ? [nf4Library] : [])],
+    libs: [paramsSource, templateSections(dropoutSource).common, ...(v.bType === 'nf4' ? [nf4Library] : [])],
     describe: JSON.stringify(v),
   });
 }
