@@ -24,3 +24,18 @@ export function linearSpec(
 ): LinearSpec {
   return { sub, role, inF, outF, bias: typeof bias === 'boolean' ? () => bias : (c) => c.bias[bias] };
 }
+
+/** Llama-style attention projections: separate q/k/v (grouped-query widths) and o_proj, biases as the config's qkv / o groups. */
+export const LLAMA_ATTENTION: LinearSpec[] = [
+  linearSpec('self_attn.q_proj', 'q', H, QW, 'qkv'),
+  linearSpec('self_attn.k_proj', 'k', H, KVW, 'qkv'),
+  linearSpec('self_attn.v_proj', 'v', H, KVW, 'qkv'),
+  linearSpec('self_attn.o_proj', 'o', QW, H, 'o'),
+];
+
+/** The gated MLP's projections (gate_proj, up_proj, down_proj), biases as the config's mlp group. */
+export const GATED_MLP: LinearSpec[] = [
+  linearSpec('mlp.gate_proj', 'gate', H, I, 'mlp'),
+  linearSpec('mlp.up_proj', 'up', H, I, 'mlp'),
+  linearSpec('mlp.down_proj', 'down', I, H, 'mlp'),
+];

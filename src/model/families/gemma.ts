@@ -16,7 +16,7 @@
 import type { LayerConfig, ModelConfig } from '../config';
 import { type Reader, activationOf, decoderConfig, headsOf, layerTypesOf, ropeOf } from '../config-reader';
 import type { Layout } from '../registry';
-import { H, I, KVW, QW, linearSpec } from './common';
+import { GATED_MLP, LLAMA_ATTENTION } from './common';
 
 type Version = 1 | 2 | 3;
 
@@ -105,15 +105,7 @@ export const GEMMA_CONFIGS: Record<string, (r: Reader) => ModelConfig> = {
   },
 };
 
-const linears = [
-  linearSpec('self_attn.q_proj', 'q', H, QW, 'qkv'),
-  linearSpec('self_attn.k_proj', 'k', H, KVW, 'qkv'),
-  linearSpec('self_attn.v_proj', 'v', H, KVW, 'qkv'),
-  linearSpec('self_attn.o_proj', 'o', QW, H, 'o'),
-  linearSpec('mlp.gate_proj', 'gate', H, I, 'mlp'),
-  linearSpec('mlp.up_proj', 'up', H, I, 'mlp'),
-  linearSpec('mlp.down_proj', 'down', I, H, 'mlp'),
-];
+const linears = [...LLAMA_ATTENTION, ...GATED_MLP];
 
 const gemma2Layout = (prefixes: string[], modulePrefix: string): Layout => ({
   prefixes,

@@ -25,7 +25,7 @@ import {
   ropeOf,
 } from '../config-reader';
 import type { Layout } from '../registry';
-import { H, I, KVW, QW, linearSpec } from './common';
+import { H, I, linearSpec, GATED_MLP, LLAMA_ATTENTION } from './common';
 
 interface Flavour {
   /** max_position_embeddings default of the config class. */
@@ -190,13 +190,6 @@ export const LLAMA_CONFIGS: Record<string, (r: Reader) => ModelConfig> = Object.
   Object.entries(FLAVOURS).map(([type, f]) => [type, (r: Reader) => parseLlamaLike(r, f)]),
 );
 
-const ATTENTION = [
-  linearSpec('self_attn.q_proj', 'q', H, QW, 'qkv'),
-  linearSpec('self_attn.k_proj', 'k', H, KVW, 'qkv'),
-  linearSpec('self_attn.v_proj', 'v', H, KVW, 'qkv'),
-  linearSpec('self_attn.o_proj', 'o', QW, H, 'o'),
-];
-
 export const LLAMA_LAYOUTS: Record<string, (c: ModelConfig) => Layout> = {
   llama: () => ({
     prefixes: ['model.', ''],
@@ -213,12 +206,7 @@ export const LLAMA_LAYOUTS: Record<string, (c: ModelConfig) => Layout> = {
       q: 'self_attn.q_norm',
       k: 'self_attn.k_norm',
     },
-    linears: [
-      ...ATTENTION,
-      linearSpec('mlp.gate_proj', 'gate', H, I, 'mlp'),
-      linearSpec('mlp.up_proj', 'up', H, I, 'mlp'),
-      linearSpec('mlp.down_proj', 'down', I, H, 'mlp'),
-    ],
+    linears: [...LLAMA_ATTENTION, ...GATED_MLP],
   }),
   // Checkpoints keep transformers 4's per-expert modules (save_pretrained writes them back so);
   // module paths are those too, as PEFT adapters for Mixtral name them.
@@ -226,7 +214,7 @@ export const LLAMA_LAYOUTS: Record<string, (c: ModelConfig) => Layout> = {
     ...LLAMA_LAYOUTS.llama!(c),
     norms: { attn: 'input_layernorm', mlp: 'post_attention_layernorm' },
     linears: [
-      ...ATTENTION,
+      ...LLAMA_ATTENTION,
       linearSpec('block_sparse_moe.gate', 'router', H, (x) => x.moe!.numExperts, false),
       ...Array.from({ length: c.moe!.numExperts }, (_, e) => [
         { ...linearSpec(`block_sparse_moe.experts.${e}.w1`, 'gate', H, I, false), expert: e },

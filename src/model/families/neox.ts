@@ -17,7 +17,7 @@
 import type { ModelConfig } from '../config';
 import { type Reader, activationOf, decoderConfig, headsOf, ropeOf } from '../config-reader';
 import type { Layout } from '../registry';
-import { H, I, KVW, QKVW, QW, linearSpec } from './common';
+import { H, I, KVW, QKVW, QW, linearSpec, GATED_MLP, LLAMA_ATTENTION } from './common';
 
 function parseNeox(r: Reader): ModelConfig {
   const hiddenSize = r.int('hidden_size');
@@ -166,15 +166,7 @@ export const NEOX_LAYOUTS: Record<string, (c: ModelConfig) => Layout> = {
     finalNorm: 'norm',
     lmHead: ['lm_head.weight'],
     norms: { attn: 'input_layernorm', mlp: 'post_attention_layernorm' },
-    linears: [
-      linearSpec('self_attn.q_proj', 'q', H, QW, 'qkv'),
-      linearSpec('self_attn.k_proj', 'k', H, KVW, 'qkv'),
-      linearSpec('self_attn.v_proj', 'v', H, KVW, 'qkv'),
-      linearSpec('self_attn.o_proj', 'o', QW, H, 'o'),
-      linearSpec('mlp.gate_proj', 'gate', H, I, 'mlp'),
-      linearSpec('mlp.up_proj', 'up', H, I, 'mlp'),
-      linearSpec('mlp.down_proj', 'down', I, H, 'mlp'),
-    ],
+    linears: [...LLAMA_ATTENTION, ...GATED_MLP],
   }),
   phi: () => ({
     ...model,
