@@ -24,7 +24,8 @@ import { describeModel } from '../model/registry';
 import { type HeaderEntry, type SafeDType, SafetensorsError, parseSafetensorsHeader } from '../model/safetensors';
 import { type ModelSource, isNotFound } from '../model/source';
 import { loraScaleInfo } from './config';
-import { PeftError, importPeft, mergeLora } from './peft';
+import { PeftError } from './peft';
+import { importPeft } from './peft-import';
 
 export type MergeDType = 'bf16' | 'f16' | 'f32';
 
@@ -344,4 +345,35 @@ export async function mergeAdapter(
     await put(GENERATION_CONFIG_FILE, jsonText(g));
   }
   return { files, merged: byWeight.size, warnings: imported.warnings };
+}
+
+/**
+ * Merges a LoRA module into its base weight in place: W += scale · B·A, with W [outF, inF]
+ * (nn.Linear) or, when `transposed` (GPT-2 Conv1D, fan_in_fan_out), W [inF, outF]. Returns `weight`.
+ */
+export function mergeLora(
+  weight: Float32Array,
+  transposed: boolean,
+  a: Float32Array, // [r, inF]
+  b: Float32Array, // [outF, r]
+  r: number,
+  scale: number,
+  inF: number,
+  outF: number,
+): Float32Array {
+  if (weight.length !== inF * outF)
+    throw new PeftError(`mergeLora: weight has ${weight.length} values, expected ${outF} x ${inF} = ${inF * outF}.`);
+  if (a.length !== r * inF) throw new PeftError(`mergeLora: A has ${a.length} values, expected [${r}, ${inF}].`);
+  if (b.length !== outF * r) throw new PeftError(`mergeLora: B has ${b.length} values, expected [${outF}, ${r}].`);
+  const sb = new Float64Array(r);
+  for (let o = 0; o < outF; o++) {
+    for (let k = 0; k < r; k++) sb[k] = scale * b[o * r + k]!;
+    for (let i = 0; i < inF; i++) {
+      let d = 0;
+      for (let k = 0; k < r; k++) d += sb[k]! * a[k * inF + i]!;
+      const idx = transposed ? i * outF + o : o * inF + i;
+      weight[idx] = weight[idx]! + d;
+    }
+  }
+  return weight;
 }

@@ -2,7 +2,7 @@
  * PEFT adapter files as the library handles them: checking files a user imports (the two files,
  * or a zip of them, e.g. trained with Python's peft), summarising adapter_config.json, and packing
  * an adapter as a zip (fflate) for download. Loading onto a model (shapes against its modules)
- * happens in the engine (src/lora/peft.ts importPeft); this only checks what can be checked
+ * happens in the engine (src/lora/peft-import.ts importPeft); this only checks what can be checked
  * without the model.
  */
 import { strToU8, unzipSync, zipSync } from 'fflate';

@@ -238,7 +238,7 @@ async function referenceGreedy(
   prompt: string,
   steps: number,
 ): Promise<string> {
-  const { importPeft } = await import('../../src/lora/peft');
+  const { importPeft } = await import('../../src/lora/peft-import');
   const { loraScaleInfo } = await import('../../src/lora/config');
   const imp = importPeft(
     adapter,

@@ -4,7 +4,8 @@
 import { zipSync } from 'fflate';
 import { describe, expect, it } from 'vitest';
 import { type LoraConfig, loraRank, validateLoraConfig } from '../../src/lora/config';
-import { exportPeft, importPeft } from '../../src/lora/peft';
+import { exportPeft } from '../../src/lora/peft';
+import { importPeft } from '../../src/lora/peft-import';
 import { resolveTargets } from '../../src/lora/targets';
 import { collectPeftFiles, inspectPeft } from '../../src/store/peft-files';
 import { llamaModules } from '../lora/fixtures';

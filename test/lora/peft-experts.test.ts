@@ -6,7 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { type ModuleLike, loraScale } from '../../src/lora/config';
-import { exportPeft, importPeft } from '../../src/lora/peft';
+import { exportPeft } from '../../src/lora/peft';
+import { importPeft } from '../../src/lora/peft-import';
 import { writeSafetensors } from '../../src/model/safetensors';
 
 const H = 6;

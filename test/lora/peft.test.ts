@@ -2,16 +2,10 @@ import { describe, expect, it } from 'vitest';
 import type { LoraConfig } from '../../src/lora/config';
 import { loraScale } from '../../src/lora/config';
 import { Rng, initLoraModules } from '../../src/lora/init';
-import {
-  PeftError,
-  type PeftModuleArrays,
-  exportPeft,
-  importPeft,
-  mergeLora,
-  peftKey,
-  pythonFloatRepr,
-  pythonJsonDumps,
-} from '../../src/lora/peft';
+import { mergeLora } from '../../src/lora/merge';
+import { PeftError, type PeftModuleArrays, exportPeft, peftKey } from '../../src/lora/peft';
+import { importPeft } from '../../src/lora/peft-import';
+import { pythonFloatRepr, pythonJsonDumps } from '../../src/lora/python-json';
 import { resolveTargets } from '../../src/lora/targets';
 import { parseSafetensors, parseSafetensorsHeader, tensorToF32, writeSafetensors } from '../../src/model/safetensors';
 import { type FixtureModule, gpt2Modules, llamaModules } from './fixtures';

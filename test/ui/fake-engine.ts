@@ -29,7 +29,8 @@ import type {
   TrainSettings,
   PeftFiles,
 } from '../../src/engine/types';
-import { exportPeft, importPeft } from '../../src/lora/peft';
+import { exportPeft } from '../../src/lora/peft';
+import { importPeft } from '../../src/lora/peft-import';
 import type { AppEngine } from '../../src/ui/context';
 
 const MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
