@@ -39,7 +39,11 @@
       Greedy generation with transformers' generate: prints {"text": prompt and continuation}.
 
 Models run with attn_implementation="eager", each modeling file's reference attention: the SDPA
-path of Gemma 2 silently drops attn_logit_softcapping, which is part of the model.
+path of Gemma 2 silently drops attn_logit_softcapping, which is part of the model. The one exception
+is Falcon's ALiBi form, which runs with "sdpa", the implementation from_pretrained picks by default:
+transformers 5.x folds alibi / sqrt(head_dim) into the causal mask for every implementation, and its
+eager path then adds the bias again ((scores + alibi) * inv_norm_factor + mask), so eager applies
+ALiBi twice; SDPA applies it once, as Falcon-RW was trained and as transformers 4.x's eager path did.
 
 The last stdout line is JSON.
 """
@@ -53,8 +57,16 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 
+def attention_of(cfg):
+    """The attention implementation to run a model with (see the module's docstring)."""
+    if getattr(cfg, "model_type", "") == "falcon" and getattr(cfg, "alibi", False):
+        return "sdpa"
+    return "eager"
+
+
 def load(model_dir):
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
+    cfg = AutoConfig.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation=attention_of(cfg))
     model.eval()
     return model
 
@@ -153,7 +165,7 @@ def cmd_make_model(a):
             hidden_size=16, intermediate_size=24, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14
         )
         cfg = Gemma3Config(text_config=cfg.to_dict(), vision_config=vision.to_dict(), mm_tokens_per_image=4)
-    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32, attn_implementation="eager")
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32, attn_implementation=attention_of(cfg))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)

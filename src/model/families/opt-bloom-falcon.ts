@@ -10,7 +10,9 @@
  *           11B) groups [g query heads | k | v] per KV head with ln_attn / ln_mlp; the classic
  *           multi-query form (Falcon-7B) is [q | k | v] with one KV head; otherwise (Falcon-RW) per
  *           head. parallel_attn: attention and MLP on one input_layernorm (or ln_attn / ln_mlp);
- *           alibi: ALiBi with slopes and products rounded to bfloat16, no RoPE. Exact GELU by default.
+ *           alibi: ALiBi with slopes and products rounded to bfloat16, no RoPE, added once to the
+ *           scaled scores as transformers' default (SDPA) path does (its 5.x eager path adds it twice:
+ *           see scripts/peft_interop.py). Exact GELU by default.
  */
 import type { ModelConfig } from '../config';
 import { type Reader, activationOf, decoderConfig, headsOf, ropeOf } from '../config-reader';
