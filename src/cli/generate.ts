@@ -15,6 +15,7 @@ const GENERATE_FLAGS: Record<string, FlagSpec> = {
   'top-k': { type: 'int', min: 0 },
   'top-p': { type: 'number', min: 0, max: 1, exclusiveMin: true },
   seed: { type: 'int', min: 0 },
+  'repetition-penalty': { type: 'number', min: 0, exclusiveMin: true },
   ...FROZEN_FLAGS,
 };
 
@@ -44,6 +45,7 @@ export async function generate(argv: string[]): Promise<number> {
       topK: num(f, 'top-k') ?? 0,
       topP: num(f, 'top-p') ?? 1,
       seed: num(f, 'seed') ?? 0,
+      repetitionPenalty: num(f, 'repetition-penalty') ?? 1,
       chat: bool(f, 'chat') ?? false,
     };
     const res = await withAdapterDir(adapterDir, () =>

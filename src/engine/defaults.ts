@@ -41,5 +41,6 @@ export const DEFAULT_SAMPLING: SamplingSettings = {
   topK: 0,
   topP: 1,
   seed: 0,
+  repetitionPenalty: 1,
   chat: false,
 };

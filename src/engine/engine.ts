@@ -6,7 +6,7 @@
  */
 
 import type { Gpu } from '../gpu/context';
-import { Generator } from '../generate/generator';
+import { conversationIds } from '../generate/chat';
 import { type LoraConfig, loraScaleInfo, validateLoraConfig } from '../lora/config';
 import { GpuLora, type LoraModuleArrays } from '../lora/gpu-lora';
 import { initLoraModules } from '../lora/init';
@@ -32,14 +32,17 @@ import { KernelTuning, gpuSummary } from './device';
 import { recipeZip } from './export-recipe';
 import { type LoadedModelState, modelInfoOf, sha256Hex, sourceFor } from './loaded-model';
 import { estimateOnModel } from './memory';
+import { TextGeneration } from './generation';
 import type {
   KernelChoiceStore,
   AdapterRef,
+  ChatRequest,
   DatasetFormat,
   DatasetProgress,
   DatasetSummary,
   EngineApi,
   FrozenWeightsSettings,
+  GenerationResult,
   GpuSummary,
   LoadProgress,
   LoraSettings,
@@ -74,7 +77,7 @@ export class Engine implements EngineApi {
   private model: LoadedModelState | null = null;
   private dataset: DatasetState | null = null;
   private readonly adapters = new Map<string, GpuLora>();
-  private generator: Generator | null = null;
+  private readonly generation = new TextGeneration();
   private readonly control = new RunControl();
   private training = false;
   private tokenStore: TokenStore | null = null;
@@ -173,6 +176,7 @@ export class Engine implements EngineApi {
         tokenizerConfig: files.tokenizerConfig,
         config: files.config,
       },
+      generationConfig: files.generationConfig,
       pool: null,
       gpuModel,
       totalParams: gpuModel.params,
@@ -189,8 +193,7 @@ export class Engine implements EngineApi {
   private unloadModel(): void {
     for (const l of this.adapters.values()) l.dispose();
     this.adapters.clear();
-    this.generator?.dispose();
-    this.generator = null;
+    this.generation.dispose();
     this.model?.gpuModel.dispose();
     this.model?.pool?.close();
     this.model = null;
@@ -437,54 +440,28 @@ export class Engine implements EngineApi {
     adapter: AdapterRef | null,
     s: SamplingSettings,
     onText?: (delta: string) => void,
-  ): Promise<{ text: string; tokens: number; stopReason: string }> {
+  ): Promise<GenerationResult> {
+    return this.chat(
+      { messages: [{ role: 'user', content: prompt }], mode: s.chat ? 'chat' : 'completion', sampling: s },
+      adapter,
+      onText,
+    );
+  }
+
+  async chat(
+    req: ChatRequest,
+    adapter: AdapterRef | null,
+    onText?: (delta: string) => void,
+  ): Promise<GenerationResult> {
     this.assertIdle('generate');
     const m = this.requireModel();
-    const tok = m.tokenizer;
-    let ids: number[];
-    if (s.chat) {
-      if (!tok.hasChatTemplate)
-        throw new EngineError(`Model "${m.id}" has no chat template; turn off chat formatting.`);
-      ids = tok.encode(tok.applyChatTemplate([{ role: 'user', content: prompt }], { addGenerationPrompt: true }), {
-        addSpecialTokens: false,
-      });
-    } else {
-      ids = tok.encode(prompt, { addSpecialTokens: true });
-    }
-    if (ids.length === 0) throw new EngineError('The prompt is empty after tokenization.');
-    const need = ids.length + s.maxNewTokens + 1;
-    const maxPos = m.config.maxPositions > 0 ? m.config.maxPositions : need;
-    if (ids.length >= maxPos) throw new EngineError(`The prompt has ${ids.length} tokens; the model allows ${maxPos}.`);
-    const ctx = Math.min(maxPos, Math.max(256, 2 ** Math.ceil(Math.log2(need))));
-    if (!this.generator || this.generator.runner.maxContext < Math.min(need, maxPos)) {
-      this.generator?.dispose();
-      this.generator = new Generator(this.gpu, m.gpuModel, { maxContext: ctx });
-    }
+    const ids = conversationIds(m.tokenizer, req.messages, req.mode, m.id);
     const lora = adapter ? this.adapterOnGpu(adapter) : null;
-    const out: number[] = [];
-    let emitted = '';
-    const eos = this.modelInfo().eosTokenIds;
-    const res = await this.generator.generate(ids, lora, {
-      maxNewTokens: s.maxNewTokens,
-      temperature: s.temperature,
-      topK: s.topK,
-      topP: s.topP,
-      seed: s.seed,
-      stopIds: eos,
-      vocabLimit: tok.vocabSize > 0 ? tok.vocabSize : undefined,
-      onToken: (id) => {
-        if (eos.includes(id)) return;
-        out.push(id);
-        const text = tok.decode(out, { skipSpecialTokens: true });
-        if (text.length > emitted.length && !text.endsWith('\uFFFD') && text.startsWith(emitted)) {
-          onText?.(text.slice(emitted.length));
-          emitted = text;
-        }
-      },
-    });
-    const text = tok.decode(out, { skipSpecialTokens: true });
-    if (text.length > emitted.length && text.startsWith(emitted)) onText?.(text.slice(emitted.length));
-    return { text, tokens: res.ids.length, stopReason: res.stopReason };
+    return this.generation.run(this.gpu, m, ids, lora, req.sampling, this.modelInfo().eosTokenIds, onText);
+  }
+
+  stopGeneration(): void {
+    this.generation.stop();
   }
 
   /** Frees the model, adapters and dataset but keeps the device (tests share one). */

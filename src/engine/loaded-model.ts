@@ -4,6 +4,7 @@
  * CLI show. Engine.loadModel reads, tokenizes and uploads it.
  */
 
+import { samplingDefaults } from '../generate/sampling';
 import { defaultTargetModules, distinctNames } from '../lora/targets';
 import type { ModelConfig } from '../model/config';
 import type { GpuModel } from '../model/gpu-model';
@@ -20,6 +21,8 @@ export interface LoadedModelState {
   tokenizerKey: string;
   /** What a tokenizing worker loads its copy of the tokenizer from. */
   tokenizerFiles: TokenizerFiles;
+  /** generation_config.json, null when the model has none. */
+  generationConfig: Record<string, unknown> | null;
   /** Workers tokenizing large datasets with this tokenizer, once one is read lazily. */
   pool: TokenizerPool | null;
   gpuModel: GpuModel;
@@ -73,6 +76,7 @@ export function modelInfoOf(m: LoadedModelState): ModelInfo {
     defaultTargets: defaults,
     hasChatTemplate: m.tokenizer.hasChatTemplate,
     eosTokenIds: m.tokenizer.eosTokenIds.length ? m.tokenizer.eosTokenIds : c.eosTokenIds,
+    generationDefaults: samplingDefaults(m.generationConfig),
     quantization: m.gpuModel.quantization,
   };
 }

@@ -18,9 +18,14 @@ import type { LoraSettings } from '../lora/config';
 import type { SelfTestCheck, SelfTestReport } from '../selftest';
 import type { TrainProgress, TrainResult, TrainSettings, TrainStage } from '../train/types';
 import type { PeftFiles } from '../lora/peft';
+import type { ChatMessage, PromptMode } from '../generate/chat';
+import type { SamplingDefaults } from '../generate/sampling';
 
 // Types owned by the layers below, part of this interface too.
 export type {
+  ChatMessage,
+  PromptMode,
+  SamplingDefaults,
   DatasetFormat,
   DatasetIssue,
   DatasetProvisional,
@@ -63,6 +68,8 @@ export interface ModelInfo {
   defaultTargets: string[];
   hasChatTemplate: boolean;
   eosTokenIds: number[];
+  /** The sampling generation_config.json asks for (transformers' defaults where it says nothing). */
+  generationDefaults: SamplingDefaults;
   /** The 4-bit state of the frozen weights, null when they are as stored. */
   quantization: ModelQuantization | null;
 }
@@ -82,8 +89,30 @@ export interface SamplingSettings {
   topK: number;
   topP: number;
   seed: number;
+  /** transformers' repetition_penalty (1 = none); applies in greedy decoding too. */
+  repetitionPenalty: number;
   /** Wrap the prompt in the model's chat template (instruct models). */
   chat: boolean;
+}
+
+/** One reply in a conversation (the Chat view, `tabtune chat`): src/generate/chat.ts renders it. */
+export interface ChatRequest {
+  /** The conversation so far, system prompt first (if any), ending with the user's message. */
+  messages: ChatMessage[];
+  /** 'chat': the model's chat template; 'completion': the messages' text run together and continued. */
+  mode: PromptMode;
+  /** `chat` is ignored (the mode says it). */
+  sampling: SamplingSettings;
+}
+
+export interface GenerationResult {
+  text: string;
+  /** New tokens made (the EOS included when it ended the reply). */
+  tokens: number;
+  /** Tokens the model read first (the rendered conversation). */
+  promptTokens: number;
+  /** eos: the model ended it; length: max new tokens; stopped: Stop; context: the model's context is full. */
+  stopReason: 'eos' | 'length' | 'stopped' | 'context';
 }
 
 /** Where model files come from. `dir` is Node only; `files` is a dropped folder in the browser. */
@@ -229,5 +258,9 @@ export interface EngineApi {
     adapter: AdapterRef | null,
     sampling: SamplingSettings,
     onText?: (delta: string) => void,
-  ): Promise<{ text: string; tokens: number; stopReason: string }>;
+  ): Promise<GenerationResult>;
+  /** The next reply of a conversation from the base model (adapter null) or an adapter, streamed to `onText`. */
+  chat(request: ChatRequest, adapter: AdapterRef | null, onText?: (delta: string) => void): Promise<GenerationResult>;
+  /** Ends the generation in progress (generate or chat) after the current token; it returns what it made. */
+  stopGeneration(): void;
 }

@@ -10,7 +10,7 @@ import type { GpuLora } from '../lora/gpu-lora';
 import type { GpuModel } from '../model/gpu-model';
 import { ModelRunner } from '../model/runner';
 import { Rng } from '../lora/init';
-import { GREEDY, type SamplingOptions, sampleToken } from './sampling';
+import { GREEDY, type SamplingOptions, applyRepetitionPenalty, sampleToken } from './sampling';
 
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens: number;
@@ -78,6 +78,9 @@ export class Generator {
               'The model or adapter weights give non-finite values (e.g. an adapter with a huge lora_alpha).',
           );
         }
+      }
+      if (opts.repetitionPenalty !== undefined && opts.repetitionPenalty !== 1) {
+        applyRepetitionPenalty(logits, [...promptIds, ...out], opts.repetitionPenalty);
       }
       const id = sampleToken(logits, opts, rand, vocab);
       out.push(id);

@@ -1,7 +1,11 @@
 /**
  * Token sampling on the CPU from one row of logits: greedy (temperature 0), or temperature with
  * top-k and top-p (nucleus) filtering, drawn from a seeded generator so the same seed gives the
- * same text.
+ * same text. The rules are transformers' logits processors, in its order: the repetition penalty
+ * (RepetitionPenaltyLogitsProcessor, applied in greedy decoding too), then temperature, top-k
+ * (every token tied with the k-th is kept) and top-p (the most probable tokens until their
+ * probability reaches top_p, at least one). `samplingDefaults` reads generation_config.json as
+ * transformers' GenerationConfig does.
  */
 
 import { type Rng } from '../lora/init';
@@ -13,9 +17,54 @@ export interface SamplingOptions {
   topK: number;
   /** 1 = no nucleus filter. */
   topP: number;
+  /** transformers' repetition_penalty: 1 = none; above 1 makes tokens already in the text less likely. */
+  repetitionPenalty?: number;
 }
 
 export const GREEDY: SamplingOptions = { temperature: 0, topK: 0, topP: 1 };
+
+/**
+ * transformers' RepetitionPenaltyLogitsProcessor, in place: the logit of every token that occurs in
+ * `seen` (the prompt and what was generated so far), once per distinct token, is divided by
+ * `penalty` when positive and multiplied by it when negative.
+ */
+export function applyRepetitionPenalty(logits: Float32Array, seen: Iterable<number>, penalty: number): void {
+  if (penalty === 1) return;
+  for (const id of new Set(seen)) {
+    if (id < 0 || id >= logits.length) continue;
+    const v = logits[id]!;
+    logits[id] = v < 0 ? v * penalty : v / penalty;
+  }
+}
+
+/** What generation_config.json asks for, as sampling settings (transformers' GenerationConfig defaults where absent). */
+export interface SamplingDefaults extends Required<SamplingOptions> {
+  /** max_new_tokens, or null when the file does not say (the caller picks). */
+  maxNewTokens: number | null;
+}
+
+/**
+ * The sampling settings a model's generation_config.json asks for. As in transformers, sampling
+ * happens only with do_sample true (else greedy: temperature 0 here); absent values take
+ * GenerationConfig's defaults: temperature 1, top_k 50, top_p 1, repetition_penalty 1.
+ */
+export function samplingDefaults(generationConfig: Record<string, unknown> | null): SamplingDefaults {
+  const g = generationConfig ?? {};
+  const num = (key: string, dflt: number, ok: (v: number) => boolean): number => {
+    const v = g[key];
+    return typeof v === 'number' && Number.isFinite(v) && ok(v) ? v : dflt;
+  };
+  const doSample = g.do_sample === true;
+  const temperature = num('temperature', 1, (v) => v >= 0);
+  const maxNew = num('max_new_tokens', 0, (v) => Number.isInteger(v) && v > 0);
+  return {
+    temperature: doSample ? temperature : 0,
+    topK: num('top_k', 50, (v) => Number.isInteger(v) && v >= 0),
+    topP: num('top_p', 1, (v) => v > 0 && v <= 1),
+    repetitionPenalty: num('repetition_penalty', 1, (v) => v > 0),
+    maxNewTokens: maxNew > 0 ? maxNew : null,
+  };
+}
 
 export function argmax(logits: ArrayLike<number>, n = logits.length): number {
   let best = 0;
@@ -39,7 +88,14 @@ export function sampleToken(logits: ArrayLike<number>, o: SamplingOptions, rand:
   const idx: number[] = [];
   for (let i = 0; i < n; i++) if (Number.isFinite(logits[i]!)) idx.push(i);
   idx.sort((a, b) => logits[b]! - logits[a]! || a - b);
-  let cand = o.topK > 0 ? idx.slice(0, o.topK) : idx;
+  let cand = idx;
+  if (o.topK > 0 && o.topK < idx.length) {
+    // transformers' TopKLogitsWarper keeps every token whose logit is at least the k-th largest.
+    const kth = logits[idx[o.topK - 1]!]!;
+    let keep = o.topK;
+    while (keep < idx.length && logits[idx[keep]!]! >= kth) keep++;
+    cand = idx.slice(0, keep);
+  }
   const maxL = logits[cand[0]!]!;
   let probs = cand.map((i) => Math.exp((logits[i]! - maxL) / o.temperature));
   let total = probs.reduce((a, b) => a + b, 0);

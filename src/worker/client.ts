@@ -7,11 +7,13 @@
  */
 import type {
   AdapterRef,
+  ChatRequest,
   DatasetFormat,
   DatasetProgress,
   DatasetSummary,
   EngineApi,
   FrozenWeightsSettings,
+  GenerationResult,
   GpuSummary,
   LoadProgress,
   LoraSettings,
@@ -255,6 +257,10 @@ export class WorkerEngine implements EngineApi {
     this.send({ kind: 'stop' });
   }
 
+  stopGeneration(): void {
+    this.send({ kind: 'stopGeneration' });
+  }
+
   forgetAdapter(key: string): void {
     this.send({ kind: 'forgetAdapter', key });
   }
@@ -290,9 +296,24 @@ export class WorkerEngine implements EngineApi {
     adapter: AdapterRef | null,
     sampling: SamplingSettings,
     onText?: (delta: string) => void,
-  ): Promise<{ text: string; tokens: number; stopReason: string }> {
+  ): Promise<GenerationResult> {
     const r = await this.call(
       (id) => ({ kind: 'generate', id, prompt, adapter, sampling }),
+      'generateDone',
+      (m) => {
+        if (m.kind === 'text') onText?.(m.delta);
+      },
+    );
+    return r.value;
+  }
+
+  async chat(
+    request: ChatRequest,
+    adapter: AdapterRef | null,
+    onText?: (delta: string) => void,
+  ): Promise<GenerationResult> {
+    const r = await this.call(
+      (id) => ({ kind: 'chat', id, request, adapter }),
       'generateDone',
       (m) => {
         if (m.kind === 'text') onText?.(m.delta);

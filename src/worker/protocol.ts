@@ -9,10 +9,12 @@
  */
 import type {
   AdapterRef,
+  ChatRequest,
   DatasetFormat,
   DatasetProgress,
   DatasetSummary,
   FrozenWeightsSettings,
+  GenerationResult,
   GpuSummary,
   LoadProgress,
   LoraSettings,
@@ -63,6 +65,9 @@ export type WorkerRequest =
   | { kind: 'exportRecipe'; id: number; lora: LoraSettings; train: TrainSettings; opts: RecipeOptions }
   | { kind: 'evaluate'; id: number; adapter: AdapterRef | null; split: 'validation' | 'all' }
   | { kind: 'generate'; id: number; prompt: string; adapter: AdapterRef | null; sampling: SamplingSettings }
+  | { kind: 'chat'; id: number; request: ChatRequest; adapter: AdapterRef | null }
+  /** Ends the generation in progress (generate or chat) after its current token. */
+  | { kind: 'stopGeneration' }
   | { kind: 'merge'; id: number; adapter: PeftFiles; settings: MergeSettings }
   | { kind: 'forgetAdapter'; key: string };
 
@@ -99,7 +104,7 @@ export type WorkerReply =
   | { kind: 'mergeDone'; id: number; value: { zip: Blob; files: string[] } }
   | { kind: 'evaluateDone'; id: number; value: { loss: number; tokens: number } }
   | { kind: 'text'; id: number; delta: string }
-  | { kind: 'generateDone'; id: number; value: { text: string; tokens: number; stopReason: string } }
+  | { kind: 'generateDone'; id: number; value: GenerationResult }
   | { kind: 'error'; id: number; error: WireError }
   /** Not tied to a request: the GPU device is gone; every later request fails until a new worker. */
   | { kind: 'deviceLost'; error: WireError }

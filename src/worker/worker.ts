@@ -136,6 +136,9 @@ async function handle(req: WorkerRequest): Promise<void> {
     case 'stop':
       (await engine()).stop();
       return;
+    case 'stopGeneration':
+      (await engine()).stopGeneration();
+      return;
     case 'forgetAdapter':
       (await engine()).forgetAdapter(req.key);
       return;
@@ -233,6 +236,11 @@ async function handle(req: WorkerRequest): Promise<void> {
         post({ kind: 'generateDone', id, value });
         break;
       }
+      case 'chat': {
+        const value = await e.chat(req.request, req.adapter, (delta) => post({ kind: 'text', id, delta }));
+        post({ kind: 'generateDone', id, value });
+        break;
+      }
     }
   } catch (err) {
     const error = toWireError(err);
@@ -258,6 +266,7 @@ self.onmessage = (ev: MessageEvent<WorkerRequest>) => {
     case 'pause':
     case 'resume':
     case 'stop':
+    case 'stopGeneration':
     case 'checkpointSaved':
     case 'forgetAdapter':
       void handle(req);

@@ -217,6 +217,7 @@ describe('engine', () => {
           topK: 0,
           topP: 1,
           seed: 0,
+          repetitionPenalty: 1,
           chat: false,
         },
       );
@@ -285,7 +286,15 @@ describe('engine: QLoRA (4-bit NF4 frozen weights)', () => {
         const base = await engine.evaluate(null, 'all');
         const tuned = await engine.evaluate({ key: 'q', files: run.adapter }, 'all');
         expect(tuned.loss).toBeLessThan(base.loss);
-        const sampling = { maxNewTokens: 4, temperature: 0, topK: 0, topP: 1, seed: 0, chat: false };
+        const sampling = {
+          maxNewTokens: 4,
+          temperature: 0,
+          topK: 0,
+          topP: 1,
+          seed: 0,
+          repetitionPenalty: 1,
+          chat: false,
+        };
         const out = await engine.generate('The cat', { key: 'q', files: run.adapter }, sampling);
         const tiny = await tinyGpuModel(gpu, { modelType: type, dtype: 'BF16', seed: 1 }, frozen);
         tiny.model.dispose();

@@ -146,7 +146,15 @@ describe('non-finite adapters', () => {
       /The evaluation's loss is NaN: the model with this adapter gives non-finite logits/,
     );
     await expect(
-      engine.generate('Once', huge, { maxNewTokens: 2, temperature: 0, topK: 0, topP: 1, seed: 0, chat: false }),
+      engine.generate('Once', huge, {
+        maxNewTokens: 2,
+        temperature: 0,
+        topK: 0,
+        topP: 1,
+        seed: 0,
+        repetitionPenalty: 1,
+        chat: false,
+      }),
     ).rejects.toThrow(/Generation stopped: the logits of new token 1 hold NaN/);
     // The base model alone is fine.
     const base = await engine.evaluate(null);

@@ -9,6 +9,9 @@
  */
 import type {
   AdapterRef,
+  ChatRequest,
+  GenerationResult,
+  SamplingDefaults,
   DatasetFormat,
   DatasetProgress,
   DatasetSummary,
@@ -41,8 +44,9 @@ export class FakeEngine implements AppEngine {
   /** Make gpuInfo fail as a browser without WebGPU does. */
   noWebGpu = false;
   /** Errors to throw from the next call of a method (by name). */
-  failNext: Partial<Record<'loadModel' | 'loadDataset' | 'train' | 'generate' | 'evaluate' | 'exportRecipe', Error>> =
-    {};
+  failNext: Partial<
+    Record<'loadModel' | 'loadDataset' | 'train' | 'generate' | 'chat' | 'evaluate' | 'exportRecipe', Error>
+  > = {};
   /** The first step of a run waits for this (tests look at the app while a run starts). */
   firstStepGate: Promise<void> | null = null;
   /** The next run fails at this step (after reporting it), as when the GPU is lost mid-run. */
@@ -68,6 +72,19 @@ export class FakeEngine implements AppEngine {
   dead: Error | null = null;
   private paused = false;
   private stopped = false;
+  private generationStopped = false;
+  /** Chat requests made, in order. */
+  chats: ChatRequest[] = [];
+  /** Milliseconds between a chat reply's words. */
+  chatDelayMs = 0;
+  /** What generation_config.json says (ModelInfo.generationDefaults of the next loaded model). */
+  generationDefaults: SamplingDefaults = {
+    temperature: 0,
+    topK: 50,
+    topP: 1,
+    repetitionPenalty: 1,
+    maxNewTokens: null,
+  };
   private wake: (() => void) | null = null;
   /** Resolves when training reaches this step (for tests that act mid-run). */
   private stepWaiters: { step: number; resolve: () => void }[] = [];
@@ -207,6 +224,7 @@ export class FakeEngine implements AppEngine {
       defaultTargets: ['q_proj', 'v_proj'],
       hasChatTemplate: true,
       eosTokenIds: [2],
+      generationDefaults: { ...this.generationDefaults },
       quantization:
         frozen?.quantize === 'nf4'
           ? { format: 'nf4', doubleQuant: frozen.doubleQuant ?? true, source: 'load', modules: 14 }
@@ -493,6 +511,40 @@ export class FakeEngine implements AppEngine {
     const words = adapter ? ['The', ' cat', ' watched', ' the', ' rain.'] : ['\n', '\n'];
     const out = words.slice(0, s.maxNewTokens);
     for (const w of out) onText?.(w);
-    return { text: out.join(''), tokens: out.length, stopReason: 'eos' };
+    return { text: out.join(''), tokens: out.length, promptTokens: prompt.length, stopReason: 'eos' as const };
+  }
+
+  /**
+   * A reply naming who made it ("[base] ..." or "[adapter key] ..."), one word per `chatDelayMs`,
+   * so tests see it stream and can stop it; the requests are kept in `chats`.
+   */
+  async chat(req: ChatRequest, adapter: AdapterRef | null, onText?: (d: string) => void): Promise<GenerationResult> {
+    this.calls.push(`chat:${adapter?.key ?? 'base'}`);
+    this.chats.push(req);
+    this.alive();
+    this.fail('chat');
+    this.applyAdapter(adapter);
+    this.generationStopped = false;
+    const words = [`[${adapter?.key ?? 'base'}]`, ' reply', ` ${this.chats.length}`, ' about', ' the', ' rain', '.'];
+    const out: string[] = [];
+    let stopReason: GenerationResult['stopReason'] = 'eos';
+    for (const w of words) {
+      if (out.length >= req.sampling.maxNewTokens) {
+        stopReason = 'length';
+        break;
+      }
+      if (this.chatDelayMs > 0) await new Promise((r) => setTimeout(r, this.chatDelayMs));
+      out.push(w);
+      onText?.(w);
+      if (this.generationStopped) {
+        stopReason = 'stopped';
+        break;
+      }
+    }
+    return { text: out.join(''), tokens: out.length, promptTokens: 10, stopReason };
+  }
+
+  stopGeneration(): void {
+    this.generationStopped = true;
   }
 }

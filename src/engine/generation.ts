@@ -1,0 +1,91 @@
+/**
+ * The engine's text generation, shared by Compare (`Engine.generate`: one prompt) and Chat
+ * (`Engine.chat`: a conversation rendered by src/generate/chat.ts): the context check, one
+ * Generator (src/generate/generator.ts: KV cache, prefill, one token at a time) kept while it is
+ * large enough, streaming of decoded text as it grows, and Stop between tokens.
+ */
+
+import type { Gpu } from '../gpu/context';
+import { Generator } from '../generate/generator';
+import type { GpuLora } from '../lora/gpu-lora';
+import { positionLimitText } from '../model/config';
+import type { LoadedModelState } from './loaded-model';
+import type { GenerationResult, SamplingSettings } from './types';
+
+export class GenerationError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'GenerationError';
+  }
+}
+
+export class TextGeneration {
+  private generator: Generator | null = null;
+  private stopping = false;
+
+  /** Ends the generation in progress after its current token. */
+  stop(): void {
+    this.stopping = true;
+  }
+
+  /**
+   * New text after `ids` (the rendered prompt) from the model with `lora` (or none), decoded as it
+   * comes: `onText` gets each piece once it decodes to whole characters.
+   */
+  async run(
+    gpu: Gpu,
+    m: LoadedModelState,
+    ids: number[],
+    lora: GpuLora | null,
+    s: SamplingSettings,
+    eos: number[],
+    onText?: (delta: string) => void,
+  ): Promise<GenerationResult> {
+    this.stopping = false;
+    const tok = m.tokenizer;
+    const need = ids.length + s.maxNewTokens + 1;
+    const maxPos = m.config.maxPositions > 0 ? m.config.maxPositions : need;
+    if (ids.length >= maxPos) {
+      throw new GenerationError(
+        `The prompt is ${ids.length} tokens long, but model "${m.id}" reads at most ${maxPos} (${positionLimitText(m.config)}) ` +
+          'and needs room for the reply: shorten it (in Chat: clear the conversation or shorten the system prompt).',
+      );
+    }
+    const ctx = Math.min(maxPos, Math.max(256, 2 ** Math.ceil(Math.log2(need))));
+    if (!this.generator || this.generator.runner.maxContext < Math.min(need, maxPos)) {
+      this.generator?.dispose();
+      this.generator = null;
+      this.generator = new Generator(gpu, m.gpuModel, { maxContext: ctx });
+    }
+    const out: number[] = [];
+    let emitted = '';
+    const res = await this.generator.generate(ids, lora, {
+      maxNewTokens: s.maxNewTokens,
+      temperature: s.temperature,
+      topK: s.topK,
+      topP: s.topP,
+      repetitionPenalty: s.repetitionPenalty,
+      seed: s.seed,
+      stopIds: eos,
+      vocabLimit: tok.vocabSize > 0 ? tok.vocabSize : undefined,
+      shouldStop: () => this.stopping,
+      onToken: (id) => {
+        if (eos.includes(id)) return;
+        out.push(id);
+        const text = tok.decode(out, { skipSpecialTokens: true });
+        if (text.length > emitted.length && !text.endsWith('\uFFFD') && text.startsWith(emitted)) {
+          onText?.(text.slice(emitted.length));
+          emitted = text;
+        }
+      },
+    });
+    const text = tok.decode(out, { skipSpecialTokens: true });
+    if (text.length > emitted.length && text.startsWith(emitted)) onText?.(text.slice(emitted.length));
+    return { text, tokens: res.ids.length, promptTokens: ids.length, stopReason: res.stopReason };
+  }
+
+  dispose(): void {
+    this.generator?.dispose();
+    this.generator = null;
+  }
+}
