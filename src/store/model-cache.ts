@@ -3,7 +3,7 @@
  * model in IndexedDB's `models` store for the "cached" badges and the storage list.
  *
  * Two ways in, one format (a Response whose body is the file):
- *   ModelByteCache   the `{get(url), put(url, bytes)}` hook of src/model/source.ts UrlSource
+ *   ModelByteCache   the `{get(url), put(url, bytes)}` hook of src/model/source-url.ts UrlSource
  *   cachingFetch     a fetch() that answers model-file requests from the cache and stores what it
  *                    downloads; the worker installs it so the engine's own Hub downloads are cached
  * A full cache never fails a download: the file is used, just not kept.
