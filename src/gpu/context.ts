@@ -10,8 +10,7 @@
  * It is the same in the browser and in Node; only how the adapter is obtained differs
  * (see browser.ts and node.ts).
  *
- * Binding convention for every kernel: `@group(0) @binding(0)` is the optional uniform block of
- * parameters; storage buffers follow at bindings 1, 2, ... in the order given to `dispatch`.
+ * The Recorder and the binding convention of every kernel are in recorder.ts.
  */
 
 import { GpuDeviceLostError, GpuError, GpuLimitError, GpuOutOfMemoryError, GpuValidationError } from './errors';
@@ -19,6 +18,9 @@ import { bf16BitsToF32, f16BitsToF32 } from './half';
 import type { Profiler } from './profiler';
 import { probeSubgroups } from './subgroups';
 import { type DType, type MemoryCategory, type Tensor, numel, shapeString, tensorBytes } from './tensor';
+import { type Binding, Recorder, isGpuBuffer } from './recorder';
+
+export { type Binding, Recorder, params } from './recorder';
 
 export interface GpuInfo {
   vendor: string;
@@ -68,17 +70,10 @@ export interface GpuOptions {
   wantSubgroups?: boolean;
 }
 
-/** A storage binding: a whole tensor, a raw buffer, or a byte range of one. */
-export type Binding = Tensor | GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
-
 const CATEGORIES: MemoryCategory[] = ['weights', 'lora', 'optimizer', 'activations', 'scratch', 'io'];
 
 function zeroCategories(): Record<MemoryCategory, number> {
   return { weights: 0, lora: 0, optimizer: 0, activations: 0, scratch: 0, io: 0 };
-}
-
-function isGpuBuffer(b: Binding): b is GPUBuffer {
-  return typeof (b as GPUBuffer).mapAsync === 'function';
 }
 
 export class Gpu {
@@ -428,168 +423,4 @@ export class Gpu {
     this.pipelineLabelSet.clear();
     this.device.destroy();
   }
-}
-
-interface RecordedDispatch {
-  kind: 'dispatch';
-  pipeline: GPUComputePipeline;
-  bindings: Binding[];
-  workgroups: [number, number, number];
-  uniformOffset: number;
-  uniformSize: number;
-}
-
-interface RecordedCopy {
-  kind: 'copy';
-  src: GPUBuffer;
-  srcOffset: number;
-  dst: GPUBuffer;
-  dstOffset: number;
-  size: number;
-}
-
-/**
- * Records dispatches and copies; `submit()` encodes them into one command encoder (consecutive
- * dispatches share one compute pass; WebGPU orders storage writes between dispatches) and submits
- * once. Uniform parameter blocks go into one buffer written with a single writeBuffer.
- */
-export class Recorder {
-  private readonly ops: (RecordedDispatch | RecordedCopy)[] = [];
-  private uniforms = new Uint8Array(4096);
-  private uniformBytes = 0;
-  private submitted = false;
-
-  constructor(
-    private readonly gpu: Gpu,
-    private readonly label: string,
-  ) {}
-
-  /**
-   * Adds a dispatch. `params` (u32/i32/f32 words) becomes the uniform at binding 0; `bindings`
-   * are the storage buffers at bindings 1..n.
-   */
-  dispatch(
-    pipeline: GPUComputePipeline,
-    bindings: Binding[],
-    workgroups: readonly number[],
-    params?: ArrayBufferView,
-  ): this {
-    const wg: [number, number, number] = [workgroups[0] ?? 1, workgroups[1] ?? 1, workgroups[2] ?? 1];
-    const maxWg = this.gpu.limits.maxComputeWorkgroupsPerDimension;
-    for (const w of wg) {
-      if (w > maxWg) {
-        throw new GpuLimitError(
-          `Dispatch "${pipeline.label}" asks for ${w} workgroups in one dimension; the limit is ${maxWg}.`,
-        );
-      }
-    }
-    let uniformOffset = -1;
-    let uniformSize = 0;
-    if (params) {
-      const align = this.gpu.limits.minUniformBufferOffsetAlignment;
-      uniformOffset = Math.ceil(this.uniformBytes / align) * align;
-      uniformSize = Math.max(16, Math.ceil(params.byteLength / 16) * 16);
-      const end = uniformOffset + uniformSize;
-      if (end > this.uniforms.byteLength) {
-        const grown = new Uint8Array(Math.max(end, this.uniforms.byteLength * 2));
-        grown.set(this.uniforms.subarray(0, this.uniformBytes));
-        this.uniforms = grown;
-      }
-      this.uniforms.set(new Uint8Array(params.buffer, params.byteOffset, params.byteLength), uniformOffset);
-      this.uniformBytes = end;
-    }
-    if (wg[0] * wg[1] * wg[2] === 0) return this; // empty problem: nothing to run
-    this.ops.push({ kind: 'dispatch', pipeline, bindings, workgroups: wg, uniformOffset, uniformSize });
-    return this;
-  }
-
-  copy(src: Tensor | GPUBuffer, dst: Tensor | GPUBuffer, size?: number, srcOffset = 0, dstOffset = 0): this {
-    const s = isGpuBuffer(src as Binding) ? (src as GPUBuffer) : (src as Tensor).buffer;
-    const d = isGpuBuffer(dst as Binding) ? (dst as GPUBuffer) : (dst as Tensor).buffer;
-    this.ops.push({ kind: 'copy', src: s, srcOffset, dst: d, dstOffset, size: size ?? Math.min(s.size, d.size) });
-    return this;
-  }
-
-  get length(): number {
-    return this.ops.length;
-  }
-
-  /** Encodes everything recorded into one command buffer and submits it. */
-  submit(): void {
-    if (this.submitted) throw new GpuError(`Recorder "${this.label}" was already submitted.`);
-    this.submitted = true;
-    const gpu = this.gpu;
-    gpu.throwIfFailed();
-    const device = gpu.device;
-    let ubuf: GPUBuffer | null = null;
-    if (this.uniformBytes > 0) {
-      ubuf = device.createBuffer({
-        label: `${this.label}:params`,
-        size: Math.ceil(this.uniformBytes / 16) * 16,
-        usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-      });
-      device.queue.writeBuffer(ubuf, 0, this.uniforms, 0, Math.ceil(this.uniformBytes / 4) * 4);
-    }
-    const enc = device.createCommandEncoder({ label: this.label });
-    let pass: GPUComputePassEncoder | null = null;
-    // Profiling (gpu.profiler): one pass per dispatch, with its begin / end timestamps.
-    const prof = gpu.profiler?.begin(this.ops.flatMap((op) => (op.kind === 'dispatch' ? [op.pipeline.label] : [])));
-    let di = 0;
-    for (const op of this.ops) {
-      if (op.kind === 'copy') {
-        if (pass) {
-          pass.end();
-          pass = null;
-        }
-        enc.copyBufferToBuffer(op.src, op.srcOffset, op.dst, op.dstOffset, op.size);
-        continue;
-      }
-      if (prof) {
-        pass?.end();
-        pass = enc.beginComputePass({ label: this.label, timestampWrites: prof.writes[di++] });
-      } else if (!pass) pass = enc.beginComputePass({ label: this.label });
-      const entries: GPUBindGroupEntry[] = [];
-      if (op.uniformOffset >= 0 && ubuf) {
-        entries.push({ binding: 0, resource: { buffer: ubuf, offset: op.uniformOffset, size: op.uniformSize } });
-      }
-      op.bindings.forEach((b, i) => {
-        let resource: GPUBufferBinding;
-        if (isGpuBuffer(b)) resource = { buffer: b };
-        else if ('shape' in b) resource = { buffer: b.buffer };
-        else resource = { buffer: b.buffer, offset: b.offset ?? 0, size: b.size };
-        entries.push({ binding: i + 1, resource });
-      });
-      const bindGroup = device.createBindGroup({
-        label: op.pipeline.label,
-        layout: op.pipeline.getBindGroupLayout(0),
-        entries,
-      });
-      pass.setPipeline(op.pipeline);
-      pass.setBindGroup(0, bindGroup);
-      pass.dispatchWorkgroups(op.workgroups[0], op.workgroups[1], op.workgroups[2]);
-    }
-    if (pass) pass.end();
-    prof?.finish(enc);
-    device.queue.submit([enc.finish()]);
-    prof?.after();
-    gpu.counters.submits++;
-    if (ubuf) {
-      const b = ubuf;
-      void device.queue.onSubmittedWorkDone().then(() => b.destroy());
-    }
-  }
-}
-
-/** Packs uniform parameters: integers as u32 (or i32 when negative), `{f: x}` as f32. */
-export function params(...values: (number | { f: number })[]): Uint32Array {
-  const out = new Uint32Array(Math.max(4, Math.ceil(values.length / 4) * 4));
-  const f = new Float32Array(out.buffer);
-  values.forEach((v, i) => {
-    if (typeof v === 'number') {
-      if (!Number.isInteger(v))
-        throw new GpuError(`Uniform parameter ${i} (${v}) must be an integer; wrap floats as {f: x}.`);
-      out[i] = v >>> 0;
-    } else f[i] = v.f;
-  });
-  return out;
 }
