@@ -7,6 +7,7 @@ import { Suspense, lazy, useEffect } from 'react';
 import { formatCount, formatSci, formatSetting } from './format';
 import { useAppState, useController } from './hooks';
 import type { AppState, View } from './state';
+import { ChatView } from './components/ChatView';
 import { CompareView } from './components/CompareView';
 import { DataView } from './components/DataView';
 import { LibraryView } from './components/LibraryView';
@@ -18,7 +19,7 @@ import { MessageCard } from './components/common';
 // The self-test pulls in every kernel and its reference: loaded only when Diagnostics is opened.
 const SelfTestPage = lazy(() => import('./SelfTestPage').then((m) => ({ default: m.SelfTestPage })));
 
-const VIEWS: View[] = ['model', 'data', 'settings', 'train', 'library', 'compare', 'diagnostics'];
+const VIEWS: View[] = ['model', 'data', 'settings', 'train', 'library', 'compare', 'chat', 'diagnostics'];
 
 export function viewFromHash(hash: string): View | null {
   const v = hash.replace(/^#\/?/, '');
@@ -68,6 +69,16 @@ function navItems(s: AppState): { view: View; label: string; sub: string }[] {
     },
     { view: 'library', label: '5 · Adapters', sub: `${s.library.adapters.length} saved` },
     { view: 'compare', label: '6 · Compare', sub: s.compare.status === 'running' ? 'generating…' : 'base vs adapters' },
+    {
+      view: 'chat',
+      label: '7 · Chat',
+      sub:
+        s.chat.status !== 'idle'
+          ? 'writing…'
+          : s.chat.turns.length
+            ? `${s.chat.turns.length} messages`
+            : 'try an adapter',
+    },
     { view: 'diagnostics', label: 'Diagnostics', sub: 'WebGPU self-test' },
   ];
 }
@@ -136,6 +147,8 @@ function CurrentView({ view }: { view: View }) {
       return <LibraryView />;
     case 'compare':
       return <CompareView />;
+    case 'chat':
+      return <ChatView />;
     case 'diagnostics':
       return (
         <Suspense fallback={<p className="muted">Loading the self-test…</p>}>

@@ -17,6 +17,7 @@ import { AdapterLibrary } from '../store/adapters';
 import { type TabtuneDb, openTabtuneDb } from '../store/db';
 import { ModelByteCache, ModelCacheIndex } from '../store/model-cache';
 import { RunStore } from '../store/runs';
+import * as chat from './actions/chat';
 import * as compare from './actions/compare';
 import * as dataset from './actions/dataset';
 import * as library from './actions/library';
@@ -29,7 +30,7 @@ import { describeError } from './errors';
 import { loadSettings, saveSettings, settingsForModel } from './settings';
 import { loadHubToken, saveHubToken, tokenProblem } from './token';
 import { BUILT_IN_PRESETS, type Preset, deletePreset, loadPresets, parsePreset, savePreset } from './presets';
-import { type AppState, type Notice, type View, Store, initialState, runBusy } from './state';
+import { type AppState, type ChatSlice, type Notice, type View, Store, initialState, runBusy } from './state';
 import { hasErrors, validateLora, validateTrain } from './validate';
 
 export interface ControllerOptions {
@@ -173,6 +174,7 @@ export class AppController {
       patch(this.ctx, 'compare', {
         sampling: { ...this.state.compare.sampling, chat: looksInstruct(info.id, info.hasChatTemplate) },
       });
+      patch(this.ctx, 'chat', chat.chatDefaults(info, this.state.chat.sampling));
       await Promise.all([dataset.analyseDataset(this.ctx), this.refreshEstimate()]);
     }
     return ok;
@@ -407,5 +409,30 @@ export class AppController {
   }
   compareBlocker(): string | null {
     return compare.compareBlocker(this.ctx);
+  }
+
+  // ------------------------------------------------------------------ chat
+
+  /** The draft, the system prompt, the prompt mode, or who answers next ('base' or an adapter id). */
+  setChat(p: Partial<Pick<ChatSlice, 'draft' | 'system' | 'mode' | 'adapterKey'>>): void {
+    patch(this.ctx, 'chat', p);
+  }
+  setChatSampling(p: Partial<SamplingSettings>): void {
+    patch(this.ctx, 'chat', { sampling: { ...this.state.chat.sampling, ...p } });
+  }
+  sendChat(): Promise<void> {
+    return chat.sendChat(this.ctx);
+  }
+  regenerateChat(): Promise<void> {
+    return chat.regenerateChat(this.ctx);
+  }
+  stopChat(): void {
+    chat.stopChat(this.ctx);
+  }
+  clearChat(): void {
+    chat.clearChat(this.ctx);
+  }
+  chatBlocker(): string | null {
+    return chat.chatBlocker(this.ctx);
   }
 }

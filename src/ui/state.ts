@@ -9,10 +9,12 @@ import type {
   DatasetProgress,
   DatasetSummary,
   FrozenWeightsSettings,
+  GenerationResult,
   GpuSummary,
   LoraSettings,
   MemoryEstimate,
   ModelInfo,
+  PromptMode,
   SamplingSettings,
   TrainProgress,
   TrainSettings,
@@ -23,7 +25,7 @@ import type { ModelChoice } from './catalog';
 import type { ModelCost } from './cost';
 import type { UserMessage } from './errors';
 
-export type View = 'model' | 'data' | 'settings' | 'train' | 'library' | 'compare' | 'diagnostics';
+export type View = 'model' | 'data' | 'settings' | 'train' | 'library' | 'compare' | 'chat' | 'diagnostics';
 
 export interface Notice extends UserMessage {
   id: number;
@@ -149,6 +151,35 @@ export interface CompareSlice {
   error: UserMessage | null;
 }
 
+/** One message of the Chat view's conversation. */
+export interface ChatTurn {
+  id: number;
+  role: 'user' | 'assistant';
+  content: string;
+  /** A reply: who made it ('base' or the adapter's id) and its name then. */
+  by?: { key: string; label: string };
+  /** A reply: streaming, done, or failed (its error shown in place; it is left out of the next prompt). */
+  status?: 'streaming' | 'done' | 'error';
+  stopReason?: GenerationResult['stopReason'];
+  tokens?: number;
+  error?: string;
+}
+
+export interface ChatSlice {
+  turns: ChatTurn[];
+  system: string;
+  draft: string;
+  /** 'chat': the model's chat template; 'completion': the conversation as one text, continued. */
+  mode: PromptMode;
+  /** Who answers next: 'base' or an adapter's id. */
+  adapterKey: string;
+  sampling: SamplingSettings;
+  /** Added to the seed of each reply (then counted up), so a regenerated reply is a new sample and the conversation can be replayed. */
+  seedOffset: number;
+  status: 'idle' | 'generating' | 'stopping';
+  error: UserMessage | null;
+}
+
 export interface LibrarySlice {
   adapters: AdapterRecord[];
   models: CachedModelRecord[];
@@ -176,6 +207,7 @@ export interface AppState {
   elsewhere: RunRecord[];
   library: LibrarySlice;
   compare: CompareSlice;
+  chat: ChatSlice;
   notices: Notice[];
 }
 
@@ -237,6 +269,17 @@ export function initialState(): AppState {
       evalSplit: null,
       evalColumns: [],
       evalDataset: null,
+      error: null,
+    },
+    chat: {
+      turns: [],
+      system: '',
+      draft: '',
+      mode: 'completion',
+      adapterKey: 'base',
+      sampling: { ...DEFAULT_SAMPLING, maxNewTokens: 128 },
+      seedOffset: 0,
+      status: 'idle',
       error: null,
     },
     notices: [],

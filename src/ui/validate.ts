@@ -76,6 +76,7 @@ export function validateSampling(s: SamplingSettings): FieldErrors {
   intIn(e, 'topK', s.topK, 0, 100000, 'Top-k');
   numIn(e, 'topP', s.topP, 0, 1, 'Top-p', true);
   intIn(e, 'seed', s.seed, 0, 2 ** 31 - 1, 'Seed');
+  numIn(e, 'repetitionPenalty', s.repetitionPenalty, 0, 10, 'Repetition penalty', true);
   return e;
 }
 

@@ -47,6 +47,7 @@ describe('App', () => {
       '4 · Train',
       '5 · Adapters',
       '6 · Compare',
+      '7 · Chat',
       'Diagnostics',
     ]);
     expect(buttons[0]!.getAttribute('aria-current')).toBe('page');

@@ -2,8 +2,8 @@
 import { formatLoss, formatPerplexity } from '../format';
 import { useAppState, useController } from '../hooks';
 import type { AppState } from '../state';
-import { validateSampling } from '../validate';
-import { MessageCard, NumberField } from './common';
+import { MessageCard } from './common';
+import { SamplingFields } from './SamplingFields';
 
 /** "12 line breaks" / "3 spaces, 2 line breaks" for an output that is all whitespace. */
 export function whitespaceNote(text: string): string {
@@ -117,7 +117,6 @@ export function CompareView() {
   const s = useAppState();
   const c = useController();
   const cmp = s.compare;
-  const se = validateSampling(cmp.sampling);
   const blocker = c.compareBlocker();
   const loaded = s.model.info?.id ?? null;
   const generating = cmp.status === 'running';
@@ -151,45 +150,7 @@ export function CompareView() {
         </section>
         <section className="card" aria-labelledby="sampling-h">
           <h3 id="sampling-h">Sampling</h3>
-          <div className="form-grid">
-            <NumberField
-              label="Max new tokens"
-              name="maxNewTokens"
-              value={cmp.sampling.maxNewTokens}
-              error={se.maxNewTokens}
-              onChange={(v) => c.setSampling({ maxNewTokens: v })}
-            />
-            <NumberField
-              label="Temperature"
-              name="temperature"
-              value={cmp.sampling.temperature}
-              error={se.temperature}
-              hint="0 = greedy (the same every time)."
-              onChange={(v) => c.setSampling({ temperature: v })}
-            />
-            <NumberField
-              label="Top-k"
-              name="topK"
-              value={cmp.sampling.topK}
-              error={se.topK}
-              hint="0 = off."
-              onChange={(v) => c.setSampling({ topK: v })}
-            />
-            <NumberField
-              label="Top-p"
-              name="topP"
-              value={cmp.sampling.topP}
-              error={se.topP}
-              onChange={(v) => c.setSampling({ topP: v })}
-            />
-            <NumberField
-              label="Seed"
-              name="sampleSeed"
-              value={cmp.sampling.seed}
-              error={se.seed}
-              hint="Shared by every column."
-              onChange={(v) => c.setSampling({ seed: v })}
-            />
+          <SamplingFields sampling={cmp.sampling} onChange={(p) => c.setSampling(p)} seedHint="Shared by every column.">
             <div className="field">
               <span className="label-like">Prompt format</span>
               <label className="check">
@@ -202,7 +163,7 @@ export function CompareView() {
                 chat template
               </label>
             </div>
-          </div>
+          </SamplingFields>
         </section>
       </div>
       <div className="actions">
