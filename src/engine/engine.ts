@@ -38,6 +38,7 @@ import type {
   AdapterRef,
   ChatRequest,
   DatasetFormat,
+  DatasetLoadOptions,
   DatasetProgress,
   DatasetSummary,
   EngineApi,
@@ -214,7 +215,7 @@ export class Engine implements EngineApi {
   async loadDataset(
     fileName: string,
     content: string | Blob,
-    opts: { format?: DatasetFormat | 'auto'; maxLen: number; valFraction: number; seed: number; previewCount?: number },
+    opts: DatasetLoadOptions,
     onProgress?: (p: DatasetProgress) => void,
   ): Promise<DatasetSummary> {
     const m = this.requireModel();
@@ -234,12 +235,14 @@ export class Engine implements EngineApi {
         : typeof File !== 'undefined' && content instanceof File
           ? `file:${content.name}:${content.size}:${content.lastModified}`
           : null;
-    const indexKey = identity && JSON.stringify([fileName, opts.format ?? 'auto', !!this.tokenStore, identity]);
+    const indexKey =
+      identity && JSON.stringify([fileName, opts.format ?? 'auto', opts.mapping ?? null, !!this.tokenStore, identity]);
     let data: PreparedDataset;
     try {
       data = await PreparedDataset.open(source, fileName, m.tokenizer, {
         index: indexKey && this.lastIndex?.key === indexKey ? this.lastIndex.index : undefined,
         format: opts.format,
+        mapping: opts.mapping,
         maxLen: opts.maxLen,
         valFraction: opts.valFraction,
         seed: opts.seed,

@@ -15,6 +15,7 @@ import type {
   ExamplePreview,
 } from '../train/data/types';
 import type { LoraSettings } from '../lora/config';
+import type { ColumnMapping } from '../train/data/mapping';
 import type { SelfTestCheck, SelfTestReport } from '../selftest';
 import type { TrainProgress, TrainResult, TrainSettings, TrainStage } from '../train/types';
 import type { PeftFiles } from '../lora/peft';
@@ -24,6 +25,7 @@ import type { SamplingDefaults } from '../generate/sampling';
 // Types owned by the layers below, part of this interface too.
 export type {
   ChatMessage,
+  ColumnMapping,
   PromptMode,
   SamplingDefaults,
   DatasetFormat,
@@ -72,6 +74,17 @@ export interface ModelInfo {
   generationDefaults: SamplingDefaults;
   /** The 4-bit state of the frozen weights, null when they are as stored. */
   quantization: ModelQuantization | null;
+}
+
+/** How a dataset is read: its format, column mapping (Hub datasets, Parquet), and the split and length settings. */
+export interface DatasetLoadOptions {
+  format?: DatasetFormat | 'auto';
+  /** Which columns hold the records (src/train/data/mapping.ts); null or absent: the field names decide. */
+  mapping?: ColumnMapping | null;
+  maxLen: number;
+  valFraction: number;
+  seed: number;
+  previewCount?: number;
 }
 
 /** How far reading a dataset is: the index pass over its bytes, then tokenizing (bytes or records). */
@@ -226,7 +239,7 @@ export interface EngineApi {
   loadDataset(
     fileName: string,
     content: string | Blob,
-    opts: { format?: DatasetFormat | 'auto'; maxLen: number; valFraction: number; seed: number; previewCount?: number },
+    opts: DatasetLoadOptions,
     onProgress?: (p: DatasetProgress) => void,
   ): Promise<DatasetSummary>;
   estimate(lora: LoraSettings, train: TrainSettings): Promise<MemoryEstimate>;

@@ -2,7 +2,14 @@
  * Records kept in the browser (see db.ts for where each lives). Plain structured-clone-able data,
  * no classes, so they go to IndexedDB and across postMessage unchanged.
  */
-import type { DatasetFormat, FrozenWeightsSettings, LoraSettings, TrainResult, TrainSettings } from '../engine/types';
+import type {
+  ColumnMapping,
+  DatasetFormat,
+  FrozenWeightsSettings,
+  LoraSettings,
+  TrainResult,
+  TrainSettings,
+} from '../engine/types';
 
 /**
  * Where a model came from, in a form that can be stored and loaded again after a reload.
@@ -75,6 +82,8 @@ export interface RunDataset {
    */
   content: string | Blob;
   format: DatasetFormat | 'auto';
+  /** The column mapping it was read with (Hub datasets, Parquet); absent: the field names decided. */
+  mapping?: ColumnMapping | null;
 }
 
 export interface RunRecord {

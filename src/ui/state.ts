@@ -5,6 +5,7 @@
  */
 import { DEFAULT_FROZEN, DEFAULT_LORA, DEFAULT_SAMPLING, DEFAULT_TRAIN } from '../engine/defaults';
 import type {
+  ColumnMapping,
   DatasetFormat,
   DatasetProgress,
   DatasetSummary,
@@ -75,6 +76,8 @@ export interface DatasetSlice {
   /** Pasted text, or an uploaded file (never read whole on the page: the worker reads it by range). */
   content: string | Blob;
   format: DatasetFormat | 'auto';
+  /** Which columns hold the records (Hub datasets, Parquet, CSV/JSON with other names); null: the names decide. */
+  mapping: ColumnMapping | null;
   status: 'idle' | 'loading' | 'ready' | 'error';
   /** While loading: how far the worker is (the index pass over the file, then tokenizing). */
   progress: DatasetProgress | null;
@@ -227,6 +230,7 @@ export function initialState(): AppState {
       fileName: '',
       content: '',
       format: 'auto',
+      mapping: null,
       status: 'idle',
       progress: null,
       summary: null,

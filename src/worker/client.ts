@@ -9,6 +9,7 @@ import type {
   AdapterRef,
   ChatRequest,
   DatasetFormat,
+  DatasetLoadOptions,
   DatasetProgress,
   DatasetSummary,
   EngineApi,
@@ -189,7 +190,7 @@ export class WorkerEngine implements EngineApi {
   async loadDataset(
     fileName: string,
     content: string | Blob,
-    opts: { format?: DatasetFormat | 'auto'; maxLen: number; valFraction: number; seed: number; previewCount?: number },
+    opts: DatasetLoadOptions,
     onProgress?: (p: DatasetProgress) => void,
   ): Promise<DatasetSummary> {
     return (

@@ -11,6 +11,7 @@ import type {
   AdapterRef,
   ChatRequest,
   DatasetFormat,
+  DatasetLoadOptions,
   DatasetProgress,
   DatasetSummary,
   FrozenWeightsSettings,
@@ -33,19 +34,11 @@ import type {
   TrainSettings,
 } from '../engine/types';
 
-export interface DatasetOptions {
-  format?: DatasetFormat | 'auto';
-  maxLen: number;
-  valFraction: number;
-  seed: number;
-  previewCount?: number;
-}
-
 export type WorkerRequest =
   | { kind: 'gpuInfo'; id: number }
   | { kind: 'selfTest'; id: number }
   | { kind: 'loadModel'; id: number; source: ModelSourceSpec; frozen?: FrozenWeightsSettings }
-  | { kind: 'loadDataset'; id: number; fileName: string; content: string | Blob; opts: DatasetOptions }
+  | { kind: 'loadDataset'; id: number; fileName: string; content: string | Blob; opts: DatasetLoadOptions }
   | { kind: 'estimate'; id: number; lora: LoraSettings; train: TrainSettings }
   | {
       kind: 'train';

@@ -13,6 +13,7 @@ import type {
   GenerationResult,
   SamplingDefaults,
   DatasetFormat,
+  DatasetLoadOptions,
   DatasetProgress,
   DatasetSummary,
   FrozenWeightsSettings,
@@ -236,7 +237,7 @@ export class FakeEngine implements AppEngine {
   async loadDataset(
     fileName: string,
     content: string | Blob,
-    opts: { format?: DatasetFormat | 'auto'; maxLen: number; valFraction: number; seed: number; previewCount?: number },
+    opts: DatasetLoadOptions,
     onProgress?: (p: DatasetProgress) => void,
   ): Promise<DatasetSummary> {
     this.calls.push(`loadDataset:${fileName}`);

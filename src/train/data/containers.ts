@@ -362,11 +362,15 @@ function delimitedRows(text: string, delim: string, issues: DatasetIssue[]): Row
   return rows;
 }
 
-/** The column names of a header row (lower case), or null with an issue when it has none we read. */
+/**
+ * The column names of a header row (lower case), or null with an issue when it has none we read
+ * (`anyNames`: a column mapping says which columns to read, so any names do).
+ */
 export function delimitedColumns(
   header: DelimitedRow | undefined,
   delim: string,
   issues: DatasetIssue[],
+  anyNames = false,
 ): string[] | null {
   if (!header) {
     issues.push({ line: 1, message: `expected a header row with columns ${CSV_COLUMN_SETS}, got an empty file` });
@@ -374,7 +378,7 @@ export function delimitedColumns(
   }
   const names = header.fields.map((f) => f.trim().toLowerCase());
   const known = ['text', 'instruction', 'input', 'output', 'prompt', 'completion', 'response'];
-  if (!names.some((c) => known.includes(c))) {
+  if (!anyNames && !names.some((c) => known.includes(c))) {
     issues.push({
       line: header.line,
       message: `expected a header row with columns ${CSV_COLUMN_SETS}, got ${preview(header.fields.join(delim))}`,

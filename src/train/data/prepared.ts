@@ -35,7 +35,8 @@ import type { RecordTokenizer } from './pool';
 import type { DatasetRecord } from './records';
 import type { RecordIndex } from './record-index';
 import { ProvisionalSummary } from './provisional';
-import { scanDataset } from './scan';
+import { indexDataset } from './parquet';
+import type { ColumnMapping } from './mapping';
 import type { ByteSource } from './source';
 import {
   CHUNK_RECORDS,
@@ -67,6 +68,8 @@ export class DatasetError extends Error {
 
 export interface PrepareOptions {
   format?: DatasetFormat | 'auto';
+  /** Which columns hold the records (mapping.ts; a Parquet file's names suggest one). */
+  mapping?: ColumnMapping | null;
   maxLen: number;
   valFraction: number;
   seed: number;
@@ -173,8 +176,9 @@ export class PreparedDataset {
           opts.provisionalMs,
         );
       try {
-        index = await scanDataset(source, fileName, {
+        index = await indexDataset(source, fileName, {
           format: opts.format,
+          mapping: opts.mapping,
           onProgress: (d, t) => opts.onProgress?.('scan', d, t),
           fingerprint: !!opts.store,
           onPartial: early ? (p) => early.offer(p) : undefined,

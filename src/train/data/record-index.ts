@@ -32,7 +32,8 @@ export class DatasetReadError extends Error {
 
 /** The usable records of a file, by index in file order. */
 export interface RecordIndex {
-  readonly container: DatasetContainer;
+  /** The text container, or 'parquet' (parquet.ts). */
+  readonly container: DatasetContainer | 'parquet';
   readonly format: DatasetFormat;
   readonly count: number;
   /** Issues in line order (at most MAX_LISTED_ISSUES of them). */

@@ -39,6 +39,8 @@ import {
   notUtf8,
   sortRanges,
 } from './record-index';
+import { type ColumnMapping, lowerMapping, mapRow, mappingFormat, missingColumn, missingColumnText } from './mapping';
+import { Digest, mappedDigest } from './digest';
 import { classify, parseDataset, toRecord } from './records';
 import type { ByteSource } from './source';
 import { type ChunkReader, eachDelimitedRow, eachLine } from './split';
@@ -50,6 +52,11 @@ const HEAD = 1 << 20;
 
 export interface ScanOptions {
   format?: DatasetFormat | 'auto';
+  /**
+   * Which columns hold the record (mapping.ts), for records not named as records.ts expects; it
+   * also fixes the format. Without it the field names decide, as for an upload.
+   */
+  mapping?: ColumnMapping | null;
   /** Called as the scan advances (bytes done of total). */
   onProgress?: (done: number, total: number) => void;
   /** Bytes read at a time (tests use tiny chunks to cross every boundary). */
@@ -69,22 +76,6 @@ export interface PartialScan {
   /** Bytes read of total. */
   done: number;
   total: number;
-}
-
-/** SHA-256 of a sequence of byte chunks: the hash of their hashes (Web Crypto, native in browsers and Node). */
-class Digest {
-  private readonly parts: Promise<ArrayBuffer>[] = [];
-  add(bytes: Uint8Array): void {
-    this.parts.push(crypto.subtle.digest('SHA-256', bytes.slice()));
-  }
-  async hex(size: number): Promise<string> {
-    const all = await Promise.all(this.parts);
-    const joined = new Uint8Array(8 + 32 * all.length);
-    new DataView(joined.buffer).setFloat64(0, size);
-    all.forEach((d, i) => joined.set(new Uint8Array(d), 8 + 32 * i));
-    const h = new Uint8Array(await crypto.subtle.digest('SHA-256', joined));
-    return Array.from(h, (b) => b.toString(16).padStart(2, '0')).join('');
-  }
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -151,10 +142,17 @@ export async function scanDataset(source: ByteSource, fileName: string, opts: Sc
       await digest?.hex(source.size),
     );
   }
-  const scan = new Scan(source, fileName, container, given, opts.chunkBytes ?? CHUNK, opts.onProgress, digest);
+  // CSV/TSV column names are read in lower case (containers.ts).
+  const mapping =
+    container === 'txt' || !opts.mapping
+      ? null
+      : container === 'csv' || container === 'tsv'
+        ? lowerMapping(opts.mapping)
+        : opts.mapping;
+  const scan = new Scan(source, fileName, container, given, opts.chunkBytes ?? CHUNK, opts.onProgress, digest, mapping);
   scan.onPartial = opts.onPartial;
   await scan.run(bom);
-  return scan.finish(await digest?.hex(source.size));
+  return scan.finish(mappedDigest(await digest?.hex(source.size), mapping));
 }
 
 /** Drops a UTF-8 sequence cut at the end of a head read. */
@@ -193,8 +191,9 @@ class Scan implements ChunkReader {
     private readonly chunkBytes: number,
     private readonly onProgress?: (done: number, total: number) => void,
     private readonly digest: Digest | null = null,
+    private readonly mapping: ColumnMapping | null = null,
   ) {
-    this.format = given ?? (container === 'txt' ? 'text' : null);
+    this.format = given ?? (mapping ? mappingFormat(mapping) : container === 'txt' ? 'text' : null);
     this.delim = container === 'tsv' ? '\t' : ',';
   }
 
@@ -248,6 +247,14 @@ class Scan implements ChunkReader {
   /** A row at [start, end) of the file: an object, or a plain-text paragraph. */
   private row(v: Record<string, unknown> | string, start: number, end: number, line: number): void {
     this.rows++;
+    if (this.mapping && typeof v !== 'string') {
+      const mapped = mapRow(this.mapping, v);
+      if ('error' in mapped) {
+        this.issues.add(line, mapped.error);
+        return;
+      }
+      v = mapped.row;
+    }
     if (this.format === null) {
       const f = typeof v === 'string' ? 'text' : classify(v);
       if (f === null) {
@@ -285,7 +292,11 @@ class Scan implements ChunkReader {
     const found: DatasetIssue[] = [];
     const parsed = parseDelimited(decodeAt(bytes, this.fileName, line), this.delim, found, line);
     for (const r of parsed) {
-      if (this.columns === undefined) this.columns = delimitedColumns(r, this.delim, found);
+      if (this.columns === undefined) {
+        this.columns = delimitedColumns(r, this.delim, found, !!this.mapping);
+        const missing = this.columns && this.mapping && missingColumn(this.mapping, this.columns);
+        if (missing) throw new DatasetReadError(this.fileName, ` ${missingColumnText(this.mapping!, missing, this.columns!)}`);
+      }
       else if (this.columns) {
         const v = delimitedRecord(this.columns, r, this.delim, found);
         if (v) {
@@ -467,19 +478,26 @@ class Scan implements ChunkReader {
 
   /** How a record's text is read back. */
   private rowOf(): RowOf {
-    const { columns, delim } = this;
+    const { columns, delim, mapping } = this;
     if (this.container === 'txt') return (t) => t.replace(/\r\n|\n|\r/g, '\n'); // the paragraph's lines
-    if (!columns) return jsonRow;
+    const plain: (t: string, line: number) => Record<string, unknown> = !columns
+      ? jsonRow
+      : (t, line) => {
+          const row = parseDelimited(t, delim, [], line)[0] as DelimitedRow | undefined;
+          const v = row && delimitedRecord(columns, row, delim, []);
+          if (!v) throw new Error('not a row');
+          return v;
+        };
+    if (!mapping) return plain;
     return (t, line) => {
-      const row = parseDelimited(t, delim, [], line)[0] as DelimitedRow | undefined;
-      const v = row && delimitedRecord(columns, row, delim, []);
-      if (!v) throw new Error('not a row');
-      return v;
+      const v = mapRow(mapping, plain(t, line));
+      if ('error' in v) throw new Error(v.error);
+      return v.row;
     };
   }
 }
 
-const jsonRow: RowOf = (t) => JSON.parse(t.trim()) as Record<string, unknown>;
+const jsonRow = (t: string): Record<string, unknown> => JSON.parse(t.trim()) as Record<string, unknown>;
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   const out = new Uint8Array(a.length + b.length);

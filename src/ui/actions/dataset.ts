@@ -4,7 +4,7 @@
  * format, counts, issues by line and rendered previews. An uploaded file stays a File: the worker
  * reads it by range (src/train/data/scan.ts), so a large one is never held whole by the page.
  */
-import type { DatasetFormat } from '../../engine/types';
+import type { ColumnMapping, DatasetFormat } from '../../engine/types';
 import { decodeUtf8, utf16Error } from '../../train/data/scan';
 import { DEMO_DATASET_NAME, DEMO_DATASET_PATH } from '../catalog';
 import { type AppContext, patch } from '../context';
@@ -36,6 +36,7 @@ export function datasetKey(ctx: AppContext): string {
     s.train.valFraction,
     s.train.seed,
     s.dataset.format,
+    JSON.stringify(s.dataset.mapping),
     s.dataset.fileName,
     typeof s.dataset.content === 'string' ? s.dataset.content.length : s.dataset.content.size,
   ].join('|');
@@ -47,11 +48,13 @@ export async function setDataset(
   fileName: string,
   content: string | Blob,
   format?: DatasetFormat | 'auto',
+  mapping: ColumnMapping | null = null,
 ): Promise<boolean> {
   patch(ctx, 'dataset', {
     fileName,
     content,
     format: format ?? ctx.store.get().dataset.format,
+    mapping,
     summary: null,
     error: null,
     refused: null,
@@ -167,6 +170,7 @@ export async function analyseDataset(ctx: AppContext, opts: { force?: boolean } 
       s.dataset.content,
       {
         format: s.dataset.format,
+        mapping: s.dataset.mapping,
         maxLen: s.train.maxLen,
         valFraction: s.train.valFraction,
         seed: s.train.seed,

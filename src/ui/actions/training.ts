@@ -125,7 +125,12 @@ export async function startTraining(ctx: AppContext): Promise<void> {
       run = await ctx.stores.runs.create({
         name: `${shortModel(s.model.info!.id)} · ${shortData(s.dataset.fileName)}`,
         model: s.model.source,
-        dataset: { fileName: s.dataset.fileName, content: s.dataset.content, format: s.dataset.format },
+        dataset: {
+          fileName: s.dataset.fileName,
+          content: s.dataset.content,
+          format: s.dataset.format,
+          mapping: s.dataset.mapping,
+        },
         lora: s.lora,
         train: s.train,
         frozen: frozenSettings(s.model.info!.quantization),
@@ -222,6 +227,7 @@ export async function resumeRun(ctx: AppContext, runId: string): Promise<void> {
         fileName: run.dataset.fileName,
         content: run.dataset.content,
         format: run.dataset.format,
+        mapping: run.dataset.mapping ?? null,
         key: null,
         summary: null,
       },
