@@ -8,7 +8,7 @@ import { existsSync, openAsBlob, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Engine } from '../engine/engine';
-import type { DatasetSummary, FrozenWeightsSettings, PeftFiles } from '../engine/types';
+import type { ColumnMapping, DatasetSummary, FrozenWeightsSettings, PeftFiles } from '../engine/types';
 import { DEFAULT_TRAIN } from '../engine/defaults';
 import { type ModelConfig, positionLimitText } from '../model/config';
 import { type FlagSpec, type ParsedFlags, UsageError, num } from './args';
@@ -84,21 +84,26 @@ export function checkOutDir(path: string): string {
  */
 export async function loadData(
   engine: Engine,
-  path: string,
+  data: { path: string; name: string; mapping: ColumnMapping | null },
   given: string,
-  opts: Parameters<Engine['loadDataset']>[2],
+  opts: Omit<Parameters<Engine['loadDataset']>[2], 'mapping'>,
 ): Promise<DatasetSummary> {
   try {
-    return await engine.loadDataset(basename(path), await openAsBlob(path), opts);
+    return await engine.loadDataset(data.name, await openAsBlob(data.path), { ...opts, mapping: data.mapping });
   } catch (e) {
-    throw dataFileError(e, given);
+    throw dataFileError(e, given, data.name !== basename(data.path) ? data.name : undefined);
   }
 }
 
-/** A dataset reader's complaint that the file is not UTF-8 text, naming the --data file as given. */
-export function dataFileError(e: unknown, given: string): unknown {
+/**
+ * A dataset reader's complaint about the file (not UTF-8, a column it lacks...), naming the --data
+ * file as given (and the file a Hub dataset's reference came to).
+ */
+export function dataFileError(e: unknown, given: string, file?: string): unknown {
   if ((e as Error).name === 'DatasetReadError')
-    return new Error(`--data file "${given}"${(e as { detail: string }).detail}`, { cause: e });
+    return new Error(`--data file "${given}"${file ? ` (${file})` : ''}${(e as { detail: string }).detail}`, {
+      cause: e,
+    });
   return e;
 }
 

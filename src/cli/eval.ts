@@ -11,9 +11,9 @@ import {
   preflightModel,
   readAdapter,
   reportIssues,
-  requireFile,
   withAdapterDir,
 } from './common';
+import { DATA_FLAGS, resolveDataFlag } from './data-flag';
 import { FROZEN_FLAGS, frozenFromFlags } from './frozen';
 
 const EVAL_FLAGS: Record<string, FlagSpec> = {
@@ -25,11 +25,12 @@ const EVAL_FLAGS: Record<string, FlagSpec> = {
   batch: { type: 'int', min: 1 },
   json: { type: 'bool' },
   ...FROZEN_FLAGS,
+  ...DATA_FLAGS,
 };
 
 export async function evaluate(argv: string[]): Promise<number> {
   const f = parseFlags(argv, EVAL_FLAGS, 'eval');
-  const dataPath = requireFile(str(f, 'data')!, '--data file');
+  const data = await resolveDataFlag(f);
   const model = await preflightModel(str(f, 'model')!);
   const maxLen = maxLenFor(f, 'eval', model);
   const adapterDir = str(f, 'adapter');
@@ -38,7 +39,7 @@ export async function evaluate(argv: string[]): Promise<number> {
   const engine = await openEngine();
   try {
     await loadModelFrom(engine, model.path, frozen);
-    const ds = await loadData(engine, dataPath, str(f, 'data')!, {
+    const ds = await loadData(engine, data, str(f, 'data')!, {
       format: (str(f, 'format') as 'auto') ?? 'auto',
       maxLen,
       valFraction: 0,

@@ -34,6 +34,10 @@ const USAGE = `tabtune: LoRA fine-tuning on WebGPU
      [--no-shuffle] [--seed S] [--val-fraction 0] [--loss-every 1] [--eval-every N]
      [--checkpoint-every N] [--resume] [--activation-checkpointing] [--packing]
      [--quantize nf4|none] [--no-double-quant] [--json]
+     --data takes a file or a Hugging Face dataset, hf:owner/name[:split] [--data-file PATH]
+     (downloaded once into ~/.cache/tabtune; HF_TOKEN for gated/private sets);
+     [--columns instruction=COL,output=COL[,input=COL] | messages=COL | text=COL] names the
+     columns that hold the records (Parquet, or files whose fields are named otherwise)
   tabtune export-recipe --model DIR|owner/name --data FILE --out DIR [train's flags]
      the same run as a transformers + PEFT + TRL project (train.py, data, accelerate configs)
   tabtune eval --model DIR [--adapter DIR] --data FILE [--format ...] [--max-len N]

@@ -10,6 +10,7 @@ import { DEFAULT_TRAIN } from '../engine/defaults';
 import { join } from 'node:path';
 import { type FlagSpec, type ParsedFlags, UsageError, bool, num, str } from './args';
 import { FORMAT } from './common';
+import { DATA_FLAGS } from './data-flag';
 import { FROZEN_FLAGS } from './frozen';
 
 export const TRAIN_FLAGS: Record<string, FlagSpec> = {
@@ -45,6 +46,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   packing: { type: 'bool' },
   json: { type: 'bool' },
   ...FROZEN_FLAGS,
+  ...DATA_FLAGS,
 };
 
 /** Flags that set TrainSettings fields (for --resume: taken from the checkpoint unless given). */

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { FrozenWeightsSettings, TrainProgress, TrainSettings } from '../engine/types';
 import type { CheckpointRun } from '../train/checkpoint';
 import { UsageError, bool, num, parseFlags, str } from './args';
+import { resolveDataFlag } from './data-flag';
 import { frozenFromFlags, frozenSummary } from './frozen';
 import {
   checkOutDir,
@@ -19,7 +20,6 @@ import {
   preflightModel,
   readAdapter,
   reportIssues,
-  requireFile,
 } from './common';
 import {
   type LoraShape,
@@ -83,7 +83,7 @@ export async function train(argv: string[]): Promise<number> {
   const initFlag = str(f, 'init-from');
   if (resume && initFlag)
     throw new UsageError('train: --resume continues the checkpoint in --out; it cannot be combined with --init-from.');
-  const dataPath = requireFile(str(f, 'data')!, '--data file');
+  const data = await resolveDataFlag(f);
   const out = checkOutDir(str(f, 'out')!);
   const model = await preflightModel(str(f, 'model')!);
   const json = bool(f, 'json') ?? false;
@@ -137,7 +137,7 @@ export async function train(argv: string[]): Promise<number> {
     await loadModelFrom(engine, model.path, frozen);
     const modelInfo = engine.modelInfo();
     const lora = loraFromFlags(f, modelInfo, fixedShape?.shape, 'train');
-    const ds = await loadData(engine, dataPath, str(f, 'data')!, {
+    const ds = await loadData(engine, data, str(f, 'data')!, {
       format: (str(f, 'format') as 'auto') ?? 'auto',
       maxLen: settings.maxLen,
       valFraction: settings.valFraction,

@@ -37,7 +37,6 @@ import type {
   KernelChoiceStore,
   AdapterRef,
   ChatRequest,
-  DatasetFormat,
   DatasetLoadOptions,
   DatasetProgress,
   DatasetSummary,

@@ -8,7 +8,6 @@
 import type {
   AdapterRef,
   ChatRequest,
-  DatasetFormat,
   DatasetLoadOptions,
   DatasetProgress,
   DatasetSummary,

@@ -10,7 +10,6 @@
 import type {
   AdapterRef,
   ChatRequest,
-  DatasetFormat,
   DatasetLoadOptions,
   DatasetProgress,
   DatasetSummary,

@@ -1,23 +1,21 @@
 /**
  * Column mappings (mapping.ts) and Parquet datasets (parquet.ts): Hub datasets whose columns are not
  * named as records, ShareGPT and messages turns, JSON-in-a-cell, errors naming the file and the
- * column; Parquet files written here with hyparquet-writer (several row groups, nested list<struct>
+ * column; Parquet files written by the test (test/fixtures/parquet.ts, hyparquet-writer) (several row groups, nested list<struct>
  * turns), read one row group at a time, lazily and exactly.
  */
 import { describe, expect, it } from 'vitest';
-import { parquetWriteBuffer } from 'hyparquet-writer';
 import { PreparedDataset } from '../../src/train/data/prepared';
 import { mapRow, parseMapping, suggestMapping } from '../../src/train/data/mapping';
-import { parquetColumns, scanParquet } from '../../src/train/data/parquet';
+import { datasetColumns, parquetColumns, scanParquet } from '../../src/train/data/parquet';
 import { scanDataset } from '../../src/train/data/scan';
 import { type ByteSource, bytesSource, textSource } from '../../src/train/data/source';
 import { FakeTokenizer } from '../helpers/fake-tokenizer';
-
-type Turn = { from: string; value: string };
+import { type Turn, writeParquet } from '../fixtures/parquet';
 
 /** A Parquet file: an id, a question/answer pair and ShareGPT turns per row, `groupRows` rows per row group. */
 function qaParquet(n: number, groupRows: number, turns?: (i: number) => Turn[] | null): Uint8Array {
-  const conv = Array.from({ length: n }, (_, i) =>
+  const rows = Array.from({ length: n }, (_, i) =>
     turns
       ? turns(i)
       : [
@@ -26,34 +24,22 @@ function qaParquet(n: number, groupRows: number, turns?: (i: number) => Turn[] |
           { from: 'gpt', value: `It is ${i}.` },
         ],
   );
-  const schema = [
-    { name: 'root', num_children: 4 },
-    { name: 'id', type: 'INT32' as const, repetition_type: 'REQUIRED' as const },
-    { name: 'question', type: 'BYTE_ARRAY' as const, converted_type: 'UTF8' as const, repetition_type: 'OPTIONAL' as const },
-    { name: 'answer', type: 'BYTE_ARRAY' as const, converted_type: 'UTF8' as const, repetition_type: 'OPTIONAL' as const },
-    { name: 'dialog', repetition_type: 'OPTIONAL' as const, converted_type: 'LIST' as const, num_children: 1 },
-    { name: 'list', repetition_type: 'REPEATED' as const, num_children: 1 },
-    { name: 'element', repetition_type: 'OPTIONAL' as const, num_children: 2 },
-    { name: 'from', type: 'BYTE_ARRAY' as const, converted_type: 'UTF8' as const, repetition_type: 'OPTIONAL' as const },
-    { name: 'value', type: 'BYTE_ARRAY' as const, converted_type: 'UTF8' as const, repetition_type: 'OPTIONAL' as const },
-  ];
-  const buf = parquetWriteBuffer({
-    schema,
-    rowGroupSize: groupRows,
-    columnData: [
-      { name: 'id', data: Int32Array.from({ length: n }, (_, i) => i) },
-      { name: 'question', data: Array.from({ length: n }, (_, i) => (i === 3 ? null : `Question ${i}`)) },
-      { name: 'answer', data: Array.from({ length: n }, (_, i) => `Answer ${i}`) },
-      { name: 'dialog', data: conv },
-    ],
-  });
-  return new Uint8Array(buf);
+  return writeParquet(
+    {
+      id: rows.map((_, i) => String(i)),
+      question: rows.map((_, i) => (i === 3 ? null : `Question ${i}`)),
+      answer: rows.map((_, i) => `Answer ${i}`),
+    },
+    { groupRows, turns: { name: 'dialog', rows } },
+  );
 }
 
 /** Text that does not compress (so a column's bytes are its size). */
 function noise(seed: number, n: number): string {
   let x = seed * 2654435761 + 1;
-  return Array.from({ length: n }, () => String.fromCharCode(97 + ((x = (x * 1103515245 + 12345) >>> 0) >>> 16) % 26)).join('');
+  return Array.from({ length: n }, () =>
+    String.fromCharCode(97 + (((x = (x * 1103515245 + 12345) >>> 0) >>> 16) % 26)),
+  ).join('');
 }
 
 /** A byte source that records the ranges read. */
@@ -66,21 +52,51 @@ function counting(bytes: Uint8Array): ByteSource & { reads: [number, number][] }
 describe('column mapping', () => {
   it('suggests a mapping from column names', () => {
     expect(suggestMapping(['id', 'conversations'])).toEqual({ kind: 'chat', messages: 'conversations' });
-    expect(suggestMapping(['Question', 'Answer'])).toEqual({ kind: 'instruction', instruction: 'Question', output: 'Answer' });
+    expect(suggestMapping(['Question', 'Answer'])).toEqual({
+      kind: 'instruction',
+      instruction: 'Question',
+      output: 'Answer',
+    });
     expect(suggestMapping(['instruction', 'input', 'output'])).toEqual({
       kind: 'instruction',
       instruction: 'instruction',
       input: 'input',
       output: 'output',
     });
-    expect(suggestMapping(['prompt', 'response'])).toEqual({ kind: 'instruction', instruction: 'prompt', output: 'response' });
-    expect(suggestMapping(['input', 'output'])).toEqual({ kind: 'instruction', instruction: 'input', output: 'output' });
+    expect(suggestMapping(['prompt', 'response'])).toEqual({
+      kind: 'instruction',
+      instruction: 'prompt',
+      output: 'response',
+    });
+    expect(suggestMapping(['input', 'output'])).toEqual({
+      kind: 'instruction',
+      instruction: 'input',
+      output: 'output',
+    });
     expect(suggestMapping(['id', 'text'])).toEqual({ kind: 'text', text: 'text' });
     expect(suggestMapping(['a', 'b'])).toBeNull();
   });
 
+  it('lists the columns of any file for the mapping', async () => {
+    expect(await datasetColumns(textSource('Question,Answer\nq,a\n'), 'qa.csv')).toEqual(['question', 'answer']);
+    expect(await datasetColumns(textSource('{"q":1}\n{"q":2,"a":3}\n'), 'x.jsonl')).toEqual(['q', 'a']);
+    expect(await datasetColumns(textSource('[{"dialog": []}]'), 'x.json')).toEqual(['dialog']);
+    expect(await datasetColumns(textSource('Once upon a time'), 'story.txt')).toEqual([]);
+    expect(await datasetColumns(bytesSource(qaParquet(2, 2)), 'x.parquet')).toEqual([
+      'id',
+      'question',
+      'answer',
+      'dialog',
+    ]);
+  });
+
   it('parses --columns and says what is expected', () => {
-    expect(parseMapping('prompt=q, response=a')).toEqual({ kind: 'instruction', instruction: 'q', input: undefined, output: 'a' });
+    expect(parseMapping('prompt=q, response=a')).toEqual({
+      kind: 'instruction',
+      instruction: 'q',
+      input: undefined,
+      output: 'a',
+    });
     expect(parseMapping('instruction=q,input=ctx,output=a')).toMatchObject({ input: 'ctx' });
     expect(parseMapping('conversations=dialog')).toEqual({ kind: 'chat', messages: 'dialog' });
     expect(parseMapping('text=body')).toEqual({ kind: 'text', text: 'body' });
@@ -102,8 +118,19 @@ describe('column mapping', () => {
 
   it('reads JSON Lines through a mapping: ShareGPT roles become user/assistant/system', async () => {
     const text = [
-      { dialog: [{ from: 'system', value: 'S' }, { from: 'human', value: 'Q' }, { from: 'gpt', value: 'A' }] },
-      { dialog: [{ from: 'human', value: 'Q2' }, { from: 'robot', value: 'A2' }] },
+      {
+        dialog: [
+          { from: 'system', value: 'S' },
+          { from: 'human', value: 'Q' },
+          { from: 'gpt', value: 'A' },
+        ],
+      },
+      {
+        dialog: [
+          { from: 'human', value: 'Q2' },
+          { from: 'robot', value: 'A2' },
+        ],
+      },
       { talk: [] },
     ]
       .map((o) => JSON.stringify(o))
@@ -130,10 +157,12 @@ describe('column mapping', () => {
     const m = { kind: 'instruction' as const, instruction: 'Question', output: 'Answer' };
     const index = await scanDataset(textSource(csv), 'qa.csv', { mapping: m });
     expect(index.count).toBe(2);
-    expect(await index.read([1])).toEqual([{ kind: 'alpaca', line: 3, instruction: 'What is 2?', input: '', output: 'Two' }]);
-    await expect(
-      scanDataset(textSource(csv), 'qa.csv', { mapping: { kind: 'text', text: 'body' } }),
-    ).rejects.toThrow(/^qa\.csv has no column "body" .*its columns are "question", "answer"/);
+    expect(await index.read([1])).toEqual([
+      { kind: 'alpaca', line: 3, instruction: 'What is 2?', input: '', output: 'Two' },
+    ]);
+    await expect(scanDataset(textSource(csv), 'qa.csv', { mapping: { kind: 'text', text: 'body' } })).rejects.toThrow(
+      /^qa\.csv has no column "body" .*its columns are "question", "answer"/,
+    );
   });
 });
 
@@ -159,7 +188,9 @@ describe('Parquet datasets', () => {
 
   it('reads nested list<struct> ShareGPT turns, suggested by the column name', async () => {
     const bytes = qaParquet(5, 2);
-    const index = await scanParquet(bytesSource(bytes), 'chat.parquet', { mapping: { kind: 'chat', messages: 'dialog' } });
+    const index = await scanParquet(bytesSource(bytes), 'chat.parquet', {
+      mapping: { kind: 'chat', messages: 'dialog' },
+    });
     expect(index.format).toBe('chat');
     expect(await index.read([2])).toEqual([
       {
@@ -193,12 +224,10 @@ describe('Parquet datasets', () => {
 
   it('names the file and its columns when nothing is mapped, and a mapped column it lacks', async () => {
     const bytes = qaParquet(3, 3);
-    await expect(scanParquet(bytesSource(bytes), 'x.parquet', { mapping: { kind: 'text', text: 'body' } })).rejects.toThrow(
-      /^x\.parquet has no column "body" .*"id", "question", "answer", "dialog"/,
-    );
-    const plain = new Uint8Array(
-      parquetWriteBuffer({ columnData: [{ name: 'a', data: ['1'] }, { name: 'b', data: ['2'] }] }),
-    );
+    await expect(
+      scanParquet(bytesSource(bytes), 'x.parquet', { mapping: { kind: 'text', text: 'body' } }),
+    ).rejects.toThrow(/^x\.parquet has no column "body" .*"id", "question", "answer", "dialog"/);
+    const plain = writeParquet({ a: ['1'], b: ['2'] });
     await expect(scanParquet(bytesSource(plain), 'ab.parquet')).rejects.toThrow(
       /^ab\.parquet has no column Tabtune recognises by name \(its columns are "a", "b"\)/,
     );

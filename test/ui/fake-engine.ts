@@ -12,7 +12,6 @@ import type {
   ChatRequest,
   GenerationResult,
   SamplingDefaults,
-  DatasetFormat,
   DatasetLoadOptions,
   DatasetProgress,
   DatasetSummary,

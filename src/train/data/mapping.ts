@@ -150,10 +150,15 @@ function isShareGpt(list: unknown): boolean {
  * A row through a mapping: an object with records.ts's field names, or why not (a missing column,
  * named). Values are passed on as they are; toRecord checks their types.
  */
-export function mapRow(m: ColumnMapping, row: Record<string, unknown>): { row: Record<string, unknown> } | { error: string } {
+export function mapRow(
+  m: ColumnMapping,
+  row: Record<string, unknown>,
+): { row: Record<string, unknown> } | { error: string } {
   for (const c of mappedColumns(m)) {
     if (!(c in row) && !(m.kind === 'instruction' && c === m.input))
-      return { error: `expected a column "${c}" (mapping ${describeMapping(m)}), got keys ${preview(Object.keys(row))}` };
+      return {
+        error: `expected a column "${c}" (mapping ${describeMapping(m)}), got keys ${preview(Object.keys(row))}`,
+      };
   }
   switch (m.kind) {
     case 'text':
@@ -167,18 +172,6 @@ export function mapRow(m: ColumnMapping, row: Record<string, unknown>): { row: R
       return { row: isShareGpt(list) ? { conversations: list } : { messages: list } };
     }
   }
-}
-
-/** Reads a mapping from untrusted JSON (worker messages, saved state), or null when it is not one. */
-export function asMapping(v: unknown): ColumnMapping | null {
-  if (!v || typeof v !== 'object') return null;
-  const o = v as Record<string, unknown>;
-  const s = (k: string): string | undefined => (typeof o[k] === 'string' && o[k] ? (o[k] as string) : undefined);
-  if (o.kind === 'text' && s('text')) return { kind: 'text', text: s('text')! };
-  if (o.kind === 'chat' && s('messages')) return { kind: 'chat', messages: s('messages')! };
-  if (o.kind === 'instruction' && s('instruction') && s('output'))
-    return { kind: 'instruction', instruction: s('instruction')!, input: s('input'), output: s('output')! };
-  return null;
 }
 
 /** The mapping with its column names in lower case (CSV/TSV headers are read so). */

@@ -22,6 +22,7 @@ import {
   parquetSchema,
 } from 'hyparquet';
 import type { DatasetFormat, DatasetIssue } from './types';
+import { detectContainer, parseDelimited, readRows } from './containers';
 import { Digest, mappedDigest } from './digest';
 import {
   type ColumnMapping,
@@ -35,7 +36,7 @@ import {
 import { DatasetReadError, IssueList, type RecordIndex } from './record-index';
 import { type DatasetRecord, toRecord } from './records';
 import type { ByteSource } from './source';
-import { type PartialScan, type ScanOptions, scanDataset } from './scan';
+import { type ScanOptions, scanDataset } from './scan';
 
 const COMPRESSORS: Compressors = {
   GZIP: (input) => gunzipSync(input),
@@ -87,6 +88,27 @@ export async function parquetColumns(source: ByteSource, fileName: string): Prom
 
 type ParquetScanOptions = Omit<ScanOptions, 'chunkBytes'>;
 
+/**
+ * The columns of a dataset file, for the column mapping: a Parquet file's from its footer, a CSV or
+ * TSV header's (in lower case, as they are read), the keys of the first JSON records; none for text.
+ */
+export async function datasetColumns(source: ByteSource, fileName: string): Promise<string[]> {
+  const head = await source.read(0, 1 << 20);
+  if (isParquet(fileName, head)) return parquetColumns(source, fileName);
+  const whole = head.length < source.size ? head.subarray(0, head.lastIndexOf(0x0a) + 1) : head;
+  const text = new TextDecoder().decode(whole);
+  const container = detectContainer(fileName, text);
+  if (container === 'txt') return [];
+  if (container === 'csv' || container === 'tsv') {
+    const [header] = parseDelimited(text.replace(/^\uFEFF/, ''), container === 'csv' ? ',' : '\t', []);
+    return header ? header.fields.map((c) => c.trim().toLowerCase()).filter(Boolean) : [];
+  }
+  const keys = new Set<string>();
+  for (const row of readRows(container, text, 'paragraphs', []).slice(0, 50))
+    if (typeof row.value !== 'string') for (const k of Object.keys(row.value)) keys.add(k);
+  return [...keys];
+}
+
 /** A dataset file's index: a Parquet file's by scanParquet, any other's by scan.ts. */
 export async function indexDataset(source: ByteSource, fileName: string, opts: ScanOptions): Promise<RecordIndex> {
   return isParquet(fileName, await source.read(0, 4))
@@ -126,8 +148,7 @@ export async function scanParquet(
     });
     const done = Math.round((source.size * groups.starts[g + 1]!) / Math.max(1, groups.total));
     opts.onProgress?.(done, source.size);
-    if (opts.onPartial && g + 1 < groups.count)
-      opts.onPartial({ index: index.snapshot(), done, total: source.size });
+    if (opts.onPartial && g + 1 < groups.count) opts.onPartial({ index: index.snapshot(), done, total: source.size });
   }
   if (groups.total === 0) issues.add(1, 'expected at least one record, got a Parquet file with no rows');
   issues.listed.sort((a, b) => a.line - b.line);

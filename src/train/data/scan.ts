@@ -295,9 +295,9 @@ class Scan implements ChunkReader {
       if (this.columns === undefined) {
         this.columns = delimitedColumns(r, this.delim, found, !!this.mapping);
         const missing = this.columns && this.mapping && missingColumn(this.mapping, this.columns);
-        if (missing) throw new DatasetReadError(this.fileName, ` ${missingColumnText(this.mapping!, missing, this.columns!)}`);
-      }
-      else if (this.columns) {
+        if (missing)
+          throw new DatasetReadError(this.fileName, ` ${missingColumnText(this.mapping!, missing, this.columns!)}`);
+      } else if (this.columns) {
         const v = delimitedRecord(this.columns, r, this.delim, found);
         if (v) {
           for (const i of found.splice(0)) this.issues.add(i.line, i.message);

@@ -1,0 +1,102 @@
+/**
+ * The CLI's `--data`: a local file, or a Hugging Face dataset as `hf:owner/name[:split]` (a prefix,
+ * since "owner/name" could be a local path). A Hub dataset's file (the split's first, or
+ * `--data-file PATH`) is downloaded once into the cache folder, keyed by its content hash, with
+ * progress on stderr; HF_TOKEN opens gated and private sets and HF_ENDPOINT points at another Hub,
+ * as for Hugging Face's own tools. `--columns` maps the columns that hold the records (mapping.ts).
+ *
+ * Cache folder: $TABTUNE_CACHE, else $XDG_CACHE_HOME/tabtune, else ~/.cache/tabtune;
+ * datasets/OWNER--NAME/HASH/PATH inside it.
+ */
+
+import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import type { ColumnMapping } from '../engine/types';
+import { hubDatasetSource, listHubDataset, parseHubDataRef, pickFile } from '../train/data/hub';
+import { parseMapping } from '../train/data/mapping';
+import { type FlagSpec, type ParsedFlags, UsageError, str } from './args';
+import { requireFile } from './common';
+
+export const DATA_FLAGS: Record<string, FlagSpec> = {
+  'data-file': { type: 'string' },
+  columns: { type: 'string' },
+};
+
+export interface DataRef {
+  /** The file on disk. */
+  path: string;
+  /** The name the dataset is read under (messages, the summary): "owner/name/data/train.parquet" for a Hub file. */
+  name: string;
+  mapping: ColumnMapping | null;
+}
+
+function cacheRoot(): string {
+  if (process.env.TABTUNE_CACHE) return process.env.TABTUNE_CACHE;
+  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'tabtune');
+}
+
+function mb(n: number): string {
+  return `${(n / 2 ** 20).toFixed(1)} MB`;
+}
+
+/** The --data file (downloaded first when it is on the Hub) and the --columns mapping. */
+export async function resolveDataFlag(f: ParsedFlags): Promise<DataRef> {
+  const given = str(f, 'data')!;
+  const columns = str(f, 'columns');
+  let mapping: ColumnMapping | null = null;
+  if (columns) {
+    try {
+      mapping = parseMapping(columns);
+    } catch (e) {
+      throw new UsageError(`--columns "${columns}": ${(e as Error).message}.`);
+    }
+  }
+  let ref: ReturnType<typeof parseHubDataRef>;
+  try {
+    ref = parseHubDataRef(given);
+  } catch (e) {
+    throw new UsageError(`--data ${(e as Error).message}`);
+  }
+  if (!ref) {
+    if (str(f, 'data-file')) throw new UsageError('--data-file picks a file of a Hub dataset (--data hf:owner/name).');
+    const path = requireFile(given, '--data file');
+    return { path, name: basename(path), mapping };
+  }
+  const access = { token: process.env.HF_TOKEN || null, endpoint: process.env.HF_ENDPOINT || undefined };
+  const files = await listHubDataset(ref.repo, access);
+  const file = pickFile(files, ref.split, str(f, 'data-file'));
+  const path = join(cacheRoot(), 'datasets', ref.repo.replace('/', '--'), file.oid ?? 'main', file.path);
+  const name = `${ref.repo}/${file.path}`;
+  if (existsSync(path) && statSync(path).size === file.size) {
+    process.stderr.write(`tabtune: ${name} (${mb(file.size)}) from the cache (${path})\n`);
+    return { path, name, mapping };
+  }
+  mkdirSync(dirname(path), { recursive: true });
+  const part = `${path}.part`;
+  const out = createWriteStream(part);
+  let last = 0;
+  try {
+    await hubDatasetSource(ref.repo, access).stream(
+      file.path,
+      (chunk) =>
+        new Promise<void>((res, rej) => {
+          out.write(chunk, (e) => (e ? rej(e) : res()));
+        }),
+      (loaded, total) => {
+        const now = Date.now();
+        if (now - last < 1000 && loaded !== total) return;
+        last = now;
+        const of = total ? ` of ${mb(total)} (${Math.floor((100 * loaded) / total)}%)` : '';
+        process.stderr.write(`tabtune: downloading ${name}: ${mb(loaded)}${of}\n`);
+      },
+    );
+    await new Promise<void>((res, rej) => out.end((e?: Error | null) => (e ? rej(e) : res())));
+    renameSync(part, path);
+  } catch (e) {
+    out.destroy();
+    rmSync(part, { force: true });
+    throw e;
+  }
+  return { path, name, mapping };
+}
