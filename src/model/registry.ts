@@ -2,7 +2,7 @@
  * Architecture registry: which tensors and linear modules each family has, as data.
  *
  * Every model_type's config names a family (config.family); each family has a weight Layout
- * (src/model/families/*.ts) naming, relative to the checkpoint's key prefix, the embedding,
+ * (the type in layout.ts, the data in src/model/families/*.ts) naming, relative to the checkpoint's key prefix, the embedding,
  * positions, norms and per-layer tensors, and listing the linear modules with their role, shape
  * and bias flag as functions of the ModelConfig. Which norms exist comes from the config's flags
  * (block, embedNorm, finalNorm, attention.qkNorm), so one layout serves every variant of a family.
@@ -16,22 +16,9 @@
 
 import type { ModelConfig } from './config';
 import { FAMILY_LAYOUTS } from './families';
+import type { Layout, LinearRole, LinearSpec } from './layout';
 
-export type LinearRole =
-  | 'q'
-  | 'k'
-  | 'v'
-  | 'o'
-  | 'qkv'
-  | 'gate'
-  | 'up'
-  | 'gate_up'
-  | 'down'
-  | 'fc_in'
-  | 'fc_out'
-  | 'project_in'
-  | 'project_out'
-  | 'router';
+export type { LinearRole } from './layout';
 
 export interface LinearModule {
   /** Module path in the HF *ForCausalLM model, as PEFT names it. */
@@ -102,49 +89,6 @@ export class ModelWeightsError extends Error {
     super(message);
     this.name = 'ModelWeightsError';
   }
-}
-
-// ------------------------------------------------------------------------------------ layout data
-
-type Dim = (c: ModelConfig) => number;
-
-export interface LinearSpec {
-  /** Path below the layer (or below the prefix for `top`), e.g. 'self_attn.q_proj'. */
-  sub: string;
-  role: LinearRole;
-  inF: Dim;
-  outF: Dim;
-  bias: (c: ModelConfig) => boolean;
-  /** Mixture of experts: the module's expert (see LinearModule.expert). */
-  expert?: number;
-}
-
-/** Where a family's tensors are. Norm names are without ".weight" / ".bias". */
-export interface Layout {
-  /** Key prefixes a checkpoint may use, most usual first. */
-  prefixes: string[];
-  /** Prefix of module paths in the *ForCausalLM model (PEFT names). */
-  modulePrefix: string;
-  /** Relative to the prefix (".weight" appended). */
-  embed: string;
-  posEmbed?: string;
-  embedNorm?: string;
-  finalNorm?: string;
-  /** Absolute keys of an untied LM head, the usual one first (".weight" included). */
-  lmHead: string[];
-  /** Layer scope below the prefix; '{i}' is the layer index. */
-  layer: string;
-  /** Norm names relative to the layer, for the norms the config's flags ask for. */
-  norms: { attn?: string; mlp?: string; attnOut?: string; mlpOut?: string; q?: string; k?: string };
-  linears: LinearSpec[];
-  /** Linear modules relative to the prefix, outside the layers (present when their `bias`... see OPT). */
-  top?: (c: ModelConfig) => LinearSpec[];
-  /** Conv1D weights ([in, out]). */
-  transposed?: boolean;
-  /** Groups of a fused q/k/v projection (see LinearModule.qkvGroups); default 1. */
-  qkvGroups?: (c: ModelConfig) => number;
-  /** Module path prefixes of checkpoint parts Tabtune does not run (Gemma 3's vision tower). */
-  unusedModules?: string[];
 }
 
 function layoutOf(config: ModelConfig): Layout {

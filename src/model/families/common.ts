@@ -1,8 +1,6 @@
 /** Shapes of linear modules as functions of the config, shared by the families' weight layouts. */
-import type { ModelConfig } from '../config';
-import type { LinearRole, LinearSpec } from '../registry';
-
-type Dim = (c: ModelConfig) => number;
+import type { ModelConfig } from '../config-types';
+import type { Dim, LinearRole, LinearSpec } from '../layout';
 
 export const H: Dim = (c) => c.hiddenSize;
 export const QW: Dim = (c) => c.numHeads * c.headDim;

@@ -13,9 +13,10 @@
  *            under "model.language_model." (or "language_model.model." in older files); the vision
  *            tower is not used. Gemma3ForConditionalGeneration applies no final soft-capping.
  */
-import type { LayerConfig, ModelConfig } from '../config';
-import { type Reader, activationOf, decoderConfig, headsOf, layerTypesOf, ropeOf } from '../config-reader';
-import type { Layout } from '../registry';
+import type { LayerConfig, ModelConfig } from '../config-types';
+import { type Reader, activationOf, decoderConfig, headsOf, layerTypesOf } from '../config-reader';
+import { ropeOf } from '../config-rope';
+import type { Layout } from '../layout';
 import { GATED_MLP, LLAMA_ATTENTION } from './common';
 
 type Version = 1 | 2 | 3;

@@ -10,9 +10,10 @@
  *   gptj         parallel block on one ln_1; rotary on the first rotary_dim dims of each head with
  *                interleaved pairs (rotate_every_two), no learned positions; untied head with a bias.
  */
-import type { ModelConfig } from '../config';
-import { type Reader, activationOf, decoderConfig, headsOf, ropeOf } from '../config-reader';
-import type { Layout } from '../registry';
+import type { ModelConfig } from '../config-types';
+import { type Reader, activationOf, decoderConfig, headsOf } from '../config-reader';
+import { ropeOf } from '../config-rope';
+import type { Layout } from '../layout';
 import { H, I, QKVW, QW, linearSpec } from './common';
 
 /** n_inner: null means 4 * hidden. */

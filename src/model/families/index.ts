@@ -2,9 +2,9 @@
  * Every supported model_type: its config parser (config.json -> ModelConfig flags) and, per family,
  * its weight layout. One file per group of related families says what differs between them.
  */
-import type { ModelConfig } from '../config';
+import type { ModelConfig } from '../config-types';
 import type { Reader } from '../config-reader';
-import type { Layout } from '../registry';
+import type { Layout } from '../layout';
 import { GEMMA_CONFIGS, GEMMA_LAYOUTS } from './gemma';
 import { GPT_CONFIGS, GPT_LAYOUTS } from './gpt';
 import { LLAMA_CONFIGS, LLAMA_LAYOUTS } from './llama';

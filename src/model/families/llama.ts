@@ -14,17 +14,10 @@
  *            (block_sparse_moe.gate) and num_local_experts gated MLPs (experts.{e}.w1 gate, w3 up,
  *            w2 down), num_experts_per_tok of them per token (config.moe, runner-moe.ts).
  */
-import type { ModelConfig } from '../config';
-import {
-  type DecoderSpec,
-  type Reader,
-  activationOf,
-  decoderConfig,
-  headsOf,
-  layerTypesOf,
-  ropeOf,
-} from '../config-reader';
-import type { Layout } from '../registry';
+import type { ModelConfig } from '../config-types';
+import { type DecoderSpec, type Reader, activationOf, decoderConfig, headsOf, layerTypesOf } from '../config-reader';
+import { ropeOf } from '../config-rope';
+import type { Layout } from '../layout';
 import { H, I, linearSpec, GATED_MLP, LLAMA_ATTENTION } from './common';
 
 interface Flavour {

@@ -14,9 +14,10 @@
  *             where transformers switches to the long ones), partial rotary (Phi-4-mini 0.75), a
  *             sliding_window on every layer when set.
  */
-import type { ModelConfig } from '../config';
-import { type Reader, activationOf, decoderConfig, headsOf, ropeOf } from '../config-reader';
-import type { Layout } from '../registry';
+import type { ModelConfig } from '../config-types';
+import { type Reader, activationOf, decoderConfig, headsOf } from '../config-reader';
+import { ropeOf } from '../config-rope';
+import type { Layout } from '../layout';
 import { H, I, KVW, QKVW, QW, linearSpec, GATED_MLP, LLAMA_ATTENTION } from './common';
 
 function parseNeox(r: Reader): ModelConfig {

@@ -14,10 +14,11 @@
  *           scaled scores as transformers' default (SDPA) path does (its 5.x eager path adds it twice:
  *           see scripts/peft_interop.py). Exact GELU by default.
  */
-import type { ModelConfig } from '../config';
-import { type Reader, activationOf, decoderConfig, headsOf, ropeOf } from '../config-reader';
+import type { ModelConfig } from '../config-types';
+import { type Reader, activationOf, decoderConfig, headsOf } from '../config-reader';
+import { ropeOf } from '../config-rope';
 import { alibiSlopes } from '../../reference/alibi';
-import type { Layout } from '../registry';
+import type { Layout } from '../layout';
 import { H, I, QKVW, QW, linearSpec } from './common';
 
 function parseOpt(r: Reader): ModelConfig {
