@@ -12,17 +12,36 @@ import { type FlagSpec, type ParsedFlags, UsageError, bool, num, str } from './a
 import { FORMAT } from './common';
 import { DATA_FLAGS } from './data-flag';
 import { FROZEN_FLAGS } from './frozen';
+import {
+  INIT_CHOICES,
+  METHOD_IDS,
+  MethodError,
+  type PeftMethod,
+  PEFT_METHODS,
+  methodOfAdapterConfig,
+  methodSpec,
+  parseLoraInit,
+  requireImplemented,
+  requireInitImplemented,
+} from '../lora/methods';
 
 export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string', required: true },
   data: { type: 'string', required: true },
   out: { type: 'string', required: true },
   format: FORMAT,
+  method: { type: 'string', choices: METHOD_IDS },
   targets: { type: 'string' },
   r: { type: 'int', min: 1, max: 4096 },
   alpha: { type: 'number', min: 0, exclusiveMin: true },
   dropout: { type: 'number', min: 0, max: 0.99 },
   rslora: { type: 'bool' },
+  init: { type: 'string' },
+  'feedforward-modules': { type: 'string' },
+  'num-virtual-tokens': { type: 'int', min: 1, max: 4096 },
+  'prompt-init-text': { type: 'string' },
+  'prefix-projection': { type: 'bool' },
+  'encoder-hidden-size': { type: 'int', min: 1 },
   'init-from': { type: 'string' },
   optimizer: { type: 'string', choices: ['adamw', 'sgd'] },
   lr: { type: 'number', min: 0, exclusiveMin: true },
@@ -103,6 +122,8 @@ export function applySettingFlags(f: ParsedFlags, settings: TrainSettings): void
 
 /** The LoRA shape an existing adapter or checkpoint fixes (r, alpha, targets, rsLoRA). */
 export interface LoraShape {
+  /** Absent in checkpoints made before methods: 'lora'. */
+  method?: PeftMethod;
   r: number;
   lora_alpha: number;
   target_modules: string[] | string;
@@ -122,7 +143,15 @@ export function adapterShape(files: PeftFiles, dir: string): LoraShape {
     );
   }
   const t = c.target_modules;
+  let method: PeftMethod;
+  try {
+    method = methodOfAdapterConfig(c, join(dir, 'adapter_config.json')).id;
+  } catch (e) {
+    if (e instanceof MethodError) throw new UsageError(e.message);
+    throw e;
+  }
   return {
+    method,
     r: c.r,
     lora_alpha: c.lora_alpha,
     target_modules: typeof t === 'string' || Array.isArray(t) ? (t as string[] | string) : [],
@@ -138,6 +167,13 @@ function describeTargets(t: string[] | string): string {
 
 /** --r, --alpha, --rslora and --targets cannot change the shape of an adapter being continued. */
 export function checkLoraFlags(f: ParsedFlags, shape: LoraShape, source: string, command: string): void {
+  const method = str(f, 'method');
+  if (method !== undefined && method !== (shape.method ?? 'lora')) {
+    throw new UsageError(
+      `${command}: --method ${method} conflicts with ${source}, which is a ${methodSpec(shape.method ?? 'lora').label} adapter; ` +
+        'a continued adapter keeps its method (leave --method out).',
+    );
+  }
   const given: [string, unknown, unknown][] = [
     ['r', num(f, 'r'), shape.r],
     ['alpha', num(f, 'alpha'), shape.lora_alpha],
@@ -191,15 +227,66 @@ export interface ModelModules {
   defaultTargets: string[];
 }
 
-/** The run's LoRA settings: from a continued adapter or checkpoint (`fixed`), else from the flags. */
+/** Every method-specific flag (the methods table's `flags`), with the methods it belongs to. */
+function methodFlagOwners(): Map<string, PeftMethod[]> {
+  const owners = new Map<string, PeftMethod[]>();
+  for (const m of PEFT_METHODS) for (const flag of m.flags) owners.set(flag, [...(owners.get(flag) ?? []), m.id]);
+  return owners;
+}
+
+/**
+ * --method, checked: implemented, and no flag of another method given (a flag that does not apply
+ * is an error, never silently ignored). `fixed` is the method of a continued adapter or checkpoint.
+ */
+function methodFromFlags(f: ParsedFlags, fixed: PeftMethod | undefined, command: string): PeftMethod {
+  const spec = methodSpec(fixed ?? (str(f, 'method') as PeftMethod | undefined) ?? 'lora');
+  try {
+    requireImplemented(spec, `${command} --method ${spec.id}`);
+  } catch (e) {
+    if (e instanceof MethodError) throw new UsageError(e.message);
+    throw e;
+  }
+  for (const [flag, owners] of methodFlagOwners()) {
+    if (f[flag] !== undefined && !owners.includes(spec.id)) {
+      throw new UsageError(
+        `${command}: --${flag} applies to --method ${owners.join(' or ')}, not ${spec.id}; leave it out or choose one of those methods.`,
+      );
+    }
+  }
+  return spec.id;
+}
+
+/** --init as PEFT's init_lora_weights (checked: known and implemented). */
+function initFromFlags(f: ParsedFlags, command: string): LoraSettings['init_lora_weights'] {
+  const flag = str(f, 'init');
+  if (flag === undefined) return undefined;
+  const init = parseLoraInit(flag);
+  if (init === null) {
+    throw new UsageError(
+      `${command}: --init must be one of ${INIT_CHOICES.join(', ')} or pissa_niter_N; got "${flag}".`,
+    );
+  }
+  try {
+    requireInitImplemented(init, `${command} --init ${flag}`);
+  } catch (e) {
+    if (e instanceof MethodError) throw new UsageError(e.message);
+    throw e;
+  }
+  return init;
+}
+
+/** The run's adapter settings: from a continued adapter or checkpoint (`fixed`), else from the flags. */
 export function loraFromFlags(
   f: ParsedFlags,
   model: ModelModules,
   fixed: LoraShape | undefined,
   command: string,
 ): LoraSettings {
+  const method = methodFromFlags(f, fixed ? (fixed.method ?? 'lora') : undefined, command);
   const targetsFlag = str(f, 'targets');
+  const init = initFromFlags(f, command);
   return {
+    method,
     r: fixed?.r ?? num(f, 'r') ?? 8,
     lora_alpha: fixed?.lora_alpha ?? num(f, 'alpha') ?? 16,
     lora_dropout: num(f, 'dropout') ?? 0.05,
@@ -210,5 +297,6 @@ export function loraFromFlags(
         ? model.defaultTargets
         : parseTargets(targetsFlag, model.linearModules, model.modelType, command)),
     use_rslora: fixed?.use_rslora ?? bool(f, 'rslora') ?? false,
+    ...(init !== undefined ? { init_lora_weights: init } : {}),
   };
 }

@@ -124,7 +124,11 @@ export async function train(argv: string[]): Promise<number> {
       settings.steps = saved.steps;
       settings.epochs = saved.epochs;
     }
-    if (run?.lora) fixedShape = { shape: run.lora, source: `the checkpoint ${ckptPath}` };
+    if (run?.lora)
+      fixedShape = {
+        shape: { ...run.lora, method: run.lora.use_dora ? 'dora' : 'lora' },
+        source: `the checkpoint ${ckptPath}`,
+      };
   }
   applySettingFlags(f, settings);
   const initFrom = initFlag ? await readAdapter(initFlag, '--init-from') : undefined;

@@ -38,12 +38,15 @@ export function shellQuote(s: string): string {
 export function settingFlags(lora: LoraSettings, t: TrainSettings): string[] {
   const a: string[] = [];
   const flag = (name: string, v: string | number) => a.push(`--${name}`, String(v));
+  flag('method', lora.method ?? 'lora');
   const targets = lora.target_modules;
   flag('targets', targets === 'all-linear' ? 'all-linear' : targets.join(','));
   flag('r', lora.r);
   flag('alpha', lora.lora_alpha);
   flag('dropout', lora.lora_dropout);
   if (lora.use_rslora) a.push('--rslora');
+  const init = lora.init_lora_weights;
+  if (init !== undefined && init !== true) flag('init', init);
   flag('optimizer', t.optimizer);
   flag('lr', t.lr);
   flag('weight-decay', t.weightDecay);

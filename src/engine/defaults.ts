@@ -28,6 +28,7 @@ export const DEFAULT_FROZEN: FrozenWeightsSettings = { quantize: null, doubleQua
 
 /** LoRA defaults; target_modules is filled from the model family's defaults when a model loads. */
 export const DEFAULT_LORA: LoraSettings = {
+  method: 'lora',
   r: 8,
   lora_alpha: 16,
   lora_dropout: 0.05,

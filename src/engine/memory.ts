@@ -11,7 +11,7 @@
  * frozenWeightBytes gives the frozen weights themselves, 16-bit or 4-bit NF4 (QLoRA).
  */
 import { nf4GpuBytes } from '../kernels/nf4';
-import { type LoraConfig, loraRank } from '../lora/config';
+import { type LoraConfig, loraParameterCount, loraRank } from '../lora/config';
 import { resolveTargets } from '../lora/targets';
 import type { GpuModel } from '../model/gpu-model';
 import type { ModelConfig } from '../model/config';
@@ -74,7 +74,7 @@ export function trainingMemory(
   o: {
     /** batch × max sequence length of one micro-batch */
     tokens: number;
-    /** trainable LoRA parameters (Σ r·(in + out) over the adapted modules) */
+    /** trainable parameters (Σ r·(in + out) over the adapted modules, + out each for DoRA) */
     trainable: number;
     /** Σ r over the adapted modules (the per-token LoRA intermediates) */
     rankSum: number;
@@ -148,8 +148,7 @@ export function estimateOnModel(
 ): MemoryEstimate {
   const targets = resolveTargets(cfg, model.linears);
   const c = model.config;
-  let trainable = 0;
-  for (const t of targets) trainable += loraRank(cfg, t.path) * (t.inF + t.outF);
+  const trainable = loraParameterCount(cfg, targets);
   const T = train.batch * train.maxLen;
   const mem = trainingMemory(c, {
     tokens: T,

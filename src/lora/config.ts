@@ -9,6 +9,7 @@
  * Which modules a config targets, and PEFT's default targets per model_type: ./targets.ts.
  */
 
+import { type LoraInit, type PeftMethod, parseLoraInit } from './methods';
 import { fullMatch, patternProblem } from './pattern';
 
 /** What this file needs to know about a linear module (a subset of the registry's LinearModule). */
@@ -34,20 +35,37 @@ export interface LoraConfig {
   use_rslora: boolean;
   bias: 'none';
   fan_in_fan_out: boolean;
-  init_lora_weights: true | 'gaussian';
+  init_lora_weights: LoraInit;
+  /** DoRA (PEFT's use_dora): a learned magnitude per output row; absent = false. */
+  use_dora?: boolean;
   rank_pattern?: Record<string, number>;
   alpha_pattern?: Record<string, number>;
 }
 
-/** The LoRA settings a user chooses (the form, the CLI flags): a subset of LoraConfig. */
+/**
+ * The adapter settings a user chooses (the form, the CLI flags): the method (src/lora/methods.ts;
+ * absent = 'lora'), the LoRA fields (a subset of LoraConfig, used by lora and dora), and the
+ * options of the other methods under PEFT's names.
+ */
 export interface LoraSettings {
+  method?: PeftMethod;
   r: number;
   lora_alpha: number;
   lora_dropout: number;
   /** Module names (e.g. ['q_proj', 'v_proj']) or 'all-linear'. */
   target_modules: string[] | 'all-linear';
   use_rslora: boolean;
-  init_lora_weights?: true | 'gaussian';
+  init_lora_weights?: LoraInit;
+  /** IA3: target modules whose input (not output) is scaled. */
+  feedforward_modules?: string[];
+  /** Prompt and prefix tuning: the number of virtual tokens. */
+  num_virtual_tokens?: number;
+  /** Prompt tuning: initialise the virtual tokens from this text's embeddings (PEFT's TEXT init); empty = random. */
+  prompt_tuning_init_text?: string;
+  /** Prefix tuning: reparameterise the prefixes through PEFT's two-layer MLP. */
+  prefix_projection?: boolean;
+  /** Prefix tuning with prefix_projection: the MLP's hidden size. */
+  encoder_hidden_size?: number;
 }
 
 export class LoraConfigError extends Error {
@@ -111,6 +129,19 @@ export function loraScale(
   return cfg.use_rslora ? alpha / Math.sqrt(r) : alpha / r;
 }
 
+/**
+ * Trainable parameters of a LoRA config on the modules it adapts, as PEFT's
+ * print_trainable_parameters counts them: r·(in + out) per module, + out for DoRA's magnitude.
+ */
+export function loraParameterCount(
+  cfg: Pick<LoraConfig, 'r' | 'rank_pattern' | 'use_dora'>,
+  modules: readonly Pick<ModuleLike, 'path' | 'inF' | 'outF'>[],
+): number {
+  let n = 0;
+  for (const m of modules) n += loraRank(cfg, m.path) * (m.inF + m.outF) + (cfg.use_dora ? m.outF : 0);
+  return n;
+}
+
 /** r, scale and dropout of one module, in the shape GpuLora.fromArrays asks for. */
 export function loraScaleInfo(
   cfg: LoraConfig,
@@ -150,9 +181,15 @@ export function loraConfigProblems(cfg: LoraConfig): string[] {
     p.push(`fan_in_fan_out must be true or false, got ${JSON.stringify(cfg.fan_in_fan_out)}.`);
   if (cfg.bias !== 'none')
     p.push(`bias must be "none" (training biases is not supported), got ${JSON.stringify(cfg.bias)}.`);
-  if (cfg.init_lora_weights !== true && cfg.init_lora_weights !== 'gaussian') {
-    p.push(`init_lora_weights must be true or "gaussian", got ${JSON.stringify(cfg.init_lora_weights)}.`);
+  if (typeof cfg.init_lora_weights !== 'string' && cfg.init_lora_weights !== true) {
+    p.push(`init_lora_weights must be true or a PEFT init name, got ${JSON.stringify(cfg.init_lora_weights)}.`);
+  } else if (parseLoraInit(cfg.init_lora_weights) === null) {
+    p.push(
+      `init_lora_weights must be true, "gaussian", "pissa", "pissa_niter_N", "olora" or "loftq", got ${JSON.stringify(cfg.init_lora_weights)}.`,
+    );
   }
+  if (cfg.use_dora !== undefined && typeof cfg.use_dora !== 'boolean')
+    p.push(`use_dora must be true or false, got ${JSON.stringify(cfg.use_dora)}.`);
   for (const [field, pat, int] of [
     ['rank_pattern', cfg.rank_pattern, true],
     ['alpha_pattern', cfg.alpha_pattern, false],

@@ -11,6 +11,7 @@
 
 import type { LoraConfig, ModuleLike } from './config';
 import { loraRank } from './config';
+import { requireInitImplemented } from './methods';
 
 /** A, B of one LoRA module: A [r, inF], B [outF, r], row-major f32. Same shape as GpuLora's arrays. */
 export interface LoraModuleWeights {
@@ -176,6 +177,8 @@ export function initLoraA(r: number, inF: number, init: true | 'gaussian', rng: 
  */
 export function initLoraModules(cfg: LoraConfig, modules: readonly ModuleLike[], seed: number): LoraModuleWeights[] {
   const init = cfg.init_lora_weights ?? true;
+  requireInitImplemented(init, 'init_lora_weights');
+  if (init !== true && init !== 'gaussian') throw new Error('unreachable: init checked above');
   return modules.map((m) => {
     const r = loraRank(cfg, m.path);
     const rng = new Rng(deriveSeed(seed, hashString(m.path)));

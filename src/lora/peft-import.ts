@@ -12,6 +12,7 @@ import { type LoraConfig, type ModuleLike, PEFT_LORA_DEFAULTS, isAllLinear, lora
 import type { LoraModuleWeights } from './init';
 import { ADAPTER_CONFIG_NAME, ADAPTER_MODEL_NAME, PEFT_KEY_PREFIX, PeftError, peftKey } from './peft';
 import { EXPERT_PARAMETERS, ExpertAdapterError, unfuseExpertAdapter } from './peft-experts';
+import { type MethodSpec, MethodError, methodOfAdapterConfig, parseLoraInit, requireImplemented } from './methods';
 import { patternProblem } from './pattern';
 import { matchesModuleSpec } from './targets';
 
@@ -127,25 +128,28 @@ function moduleSpecField(cfg: Record<string, unknown>, field: string): string[] 
   );
 }
 
+/** The method of an adapter_config.json, refused as a PeftError naming the file and field unless Tabtune runs it. */
+function methodOrPeftError(cfg: Record<string, unknown>): MethodSpec {
+  try {
+    const m = methodOfAdapterConfig(cfg, ADAPTER_CONFIG_NAME);
+    requireImplemented(m, `${ADAPTER_CONFIG_NAME} (peft_type${m.useDora ? ', use_dora' : ''})`);
+    return m;
+  } catch (e) {
+    if (e instanceof MethodError) throw new PeftError(e.message);
+    throw e;
+  }
+}
+
 /** Reads adapter_config.json into a LoraConfig (target_modules null when the file has none). */
 function readConfig(
   raw: string | Uint8Array,
   warnings: string[],
 ): { config: LoraConfig; targets: string[] | string | null; baseModel: string | null } {
   const cfg = parseConfigJson(raw);
-  const peftType = cfg.peft_type;
-  if (peftType === undefined || peftType === null) {
+  if (cfg.peft_type === undefined || cfg.peft_type === null) {
     warnings.push(`${ADAPTER_CONFIG_NAME} has no peft_type; reading it as a LoRA adapter.`);
-  } else if (peftType !== 'LORA') {
-    throw new PeftError(
-      `${ADAPTER_CONFIG_NAME} describes a ${JSON.stringify(peftType)} adapter; Tabtune loads only LoRA adapters (peft_type "LORA").`,
-    );
   }
-  if (cfg.use_dora === true) {
-    throw new PeftError(
-      `This adapter uses DoRA (use_dora: true), which Tabtune does not support; only plain LoRA adapters can be loaded.`,
-    );
-  }
+  const method = methodOrPeftError(cfg);
   if (cfg.task_type != null && cfg.task_type !== 'CAUSAL_LM') {
     warnings.push(
       `${ADAPTER_CONFIG_NAME} has task_type ${JSON.stringify(cfg.task_type)}; Tabtune applies it to a causal LM.`,
@@ -173,10 +177,10 @@ function readConfig(
     warnings.push(
       `${ADAPTER_CONFIG_NAME} has bias ${JSON.stringify(bias)}; trained biases are not applied, so outputs may differ from PEFT's.`,
     );
-  let init: true | 'gaussian' = true;
+  // The init shaped only the starting point: any value loads (the weights are what they are).
   const rawInit = cfg.init_lora_weights;
-  if (rawInit === 'gaussian') init = 'gaussian';
-  else if (typeof rawInit === 'string' && BASE_MUTATING_INITS.test(rawInit)) {
+  const init = (typeof rawInit === 'string' || rawInit === true ? parseLoraInit(rawInit) : null) ?? true;
+  if (typeof rawInit === 'string' && BASE_MUTATING_INITS.test(rawInit)) {
     warnings.push(
       `init_lora_weights ${JSON.stringify(rawInit)} changes the base weights during training; this adapter matches the ` +
         `original base model only if it was saved with path_initial_model_for_weight_conversion.`,
@@ -198,6 +202,7 @@ function readConfig(
     bias: 'none',
     fan_in_fan_out: boolField(cfg, 'fan_in_fan_out', false),
     init_lora_weights: init,
+    use_dora: method.useDora,
     rank_pattern: patternField(cfg, 'rank_pattern'),
     alpha_pattern: patternField(cfg, 'alpha_pattern'),
   };
@@ -270,9 +275,10 @@ export function importPeft<M extends ModuleLike>(
 
   const parsed: { key: string; path: string; which: 'A' | 'B'; adapter: string | undefined; t: SafeTensor }[] = [];
   for (const [key, t] of file.tensors) {
-    if (/\.lora_magnitude_vector\b/.test(key)) {
+    if (/\.lora_magnitude_vector\b/.test(key) && !config.use_dora) {
       throw new PeftError(
-        `${ADAPTER_MODEL_NAME} has "${key}": a DoRA magnitude vector. DoRA adapters are not supported; only plain LoRA.`,
+        `${ADAPTER_MODEL_NAME} has "${key}", a DoRA magnitude vector, but ${ADAPTER_CONFIG_NAME} does not say use_dora: true; ` +
+          'the two files do not belong together (a DoRA adapter needs both).',
       );
     }
     const m = KEY_RE.exec(key);

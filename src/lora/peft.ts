@@ -109,7 +109,7 @@ export function adapterConfigObject(
     eva_config: null,
     corda_config: null,
     lora_ga_config: null,
-    use_dora: false,
+    use_dora: c.use_dora === true,
     velora_config: null,
     alora_invocation_tokens: null,
     use_qalora: false,

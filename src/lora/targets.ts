@@ -12,6 +12,7 @@
 
 import type { LoraSettings } from './config';
 import { ALL_LINEAR, type LoraConfig, LoraConfigError, type ModuleLike, isAllLinear } from './config';
+import { MethodError, methodSpec, requireImplemented } from './methods';
 import { fullMatch } from './pattern';
 
 /**
@@ -71,6 +72,14 @@ export function loraConfigFromSettings(
   modelType: string,
   opts: { fanInFanOut?: boolean } = {},
 ): LoraConfig {
+  const method = methodSpec(s.method ?? 'lora');
+  try {
+    requireImplemented(method, 'method');
+    if (!method.lowRank) throw new MethodError(`method: ${method.label} has no LoRA configuration.`);
+  } catch (e) {
+    if (e instanceof MethodError) throw new LoraConfigError(e.message);
+    throw e;
+  }
   const t = s.target_modules;
   const targets =
     typeof t === 'string' ? (isAllLinear(t) ? ALL_LINEAR : t) : t.length ? [...t] : defaultTargetModules(modelType);
@@ -83,6 +92,7 @@ export function loraConfigFromSettings(
     bias: 'none',
     fan_in_fan_out: opts.fanInFanOut ?? false,
     init_lora_weights: s.init_lora_weights ?? true,
+    use_dora: method.useDora,
   };
 }
 

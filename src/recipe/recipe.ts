@@ -104,6 +104,8 @@ function loraSection(input: RecipeInput): Record<string, unknown> {
     target_modules: isAllLinear(cfg.target_modules) ? 'all-linear' : cfg.target_modules,
     use_rslora: cfg.use_rslora,
     fan_in_fan_out: cfg.fan_in_fan_out,
+    use_dora: cfg.use_dora === true,
+    init_lora_weights: cfg.init_lora_weights,
   };
 }
 

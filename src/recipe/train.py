@@ -216,6 +216,8 @@ def peft_parts(run, model):
         target_modules=lo["target_modules"],
         use_rslora=lo["use_rslora"],
         fan_in_fan_out=lo["fan_in_fan_out"],
+        use_dora=lo.get("use_dora", False),
+        init_lora_weights=lo.get("init_lora_weights", True),
         bias="none",
     )
 

@@ -8,6 +8,7 @@
 import { strToU8, unzipSync, zipSync } from 'fflate';
 import type { PeftFiles } from '../engine/types';
 import { isAllLinear, loraRank } from '../lora/config';
+import { type MethodSpec, MethodError, methodOfAdapterConfig, requireImplemented } from '../lora/methods';
 import { patternProblem } from '../lora/pattern';
 import { ADAPTER_CONFIG_NAME, ADAPTER_MODEL_NAME, PEFT_KEY_PREFIX } from '../lora/peft';
 import { SafetensorsError, parseSafetensors } from '../model/safetensors';
@@ -45,16 +46,18 @@ export function inspectPeft(files: PeftFiles): PeftInspection {
     throw new PeftFileError(`${ADAPTER_CONFIG_NAME} should hold a JSON object.`);
   }
   const c = cfg as Record<string, unknown>;
-  if (c.peft_type !== undefined && c.peft_type !== 'LORA') {
-    throw new PeftFileError(
-      `${ADAPTER_CONFIG_NAME} describes a ${JSON.stringify(c.peft_type)} adapter; only LoRA adapters (peft_type "LORA") can be used.`,
-    );
+  let method: MethodSpec;
+  try {
+    method = methodOfAdapterConfig(c, ADAPTER_CONFIG_NAME);
+    requireImplemented(method, `${ADAPTER_CONFIG_NAME} (peft_type${method.useDora ? ', use_dora' : ''})`);
+  } catch (e) {
+    if (e instanceof MethodError) throw new PeftFileError(e.message);
+    throw e;
   }
-  if (c.use_dora === true)
-    throw new PeftFileError('This adapter uses DoRA (use_dora: true); only plain LoRA adapters can be used.');
   const num = (k: string, def: number) => (typeof c[k] === 'number' ? (c[k] as number) : def);
   const targets = c.target_modules;
   const config: AdapterConfigSummary = {
+    method: method.id,
     r: num('r', 8),
     lora_alpha: num('lora_alpha', 8),
     lora_dropout: num('lora_dropout', 0),

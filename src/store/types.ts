@@ -2,6 +2,7 @@
  * Records kept in the browser (see db.ts for where each lives). Plain structured-clone-able data,
  * no classes, so they go to IndexedDB and across postMessage unchanged.
  */
+import type { PeftMethod } from '../lora/methods';
 import type {
   ColumnMapping,
   DatasetFormat,
@@ -26,6 +27,8 @@ export type HistoryPoint = TrainResult['history'][number];
 
 /** The LoRA settings an adapter was made with, as read from its adapter_config.json. */
 export interface AdapterConfigSummary {
+  /** The PEFT method (src/lora/methods.ts); absent in records made before methods = 'lora'. */
+  method?: PeftMethod;
   r: number;
   lora_alpha: number;
   lora_dropout: number;

@@ -7,6 +7,10 @@ import type { LoraSettings, TrainSettings } from '../engine/types';
 import type { FieldErrors } from './validate';
 
 export const HELP: Record<string, string> = {
+  method:
+    'LoRA trains a low-rank update per layer; DoRA adds a learned magnitude per output row (PEFT use_dora). Saved in PEFT’s own format either way.',
+  init_lora_weights:
+    'How A and B start: default (PEFT’s kaiming-uniform A, B = 0) or gaussian (A ~ N(0, 1/r)). Both start at the base model.',
   r: 'Rank of the update: its capacity and trainable parameters grow with it. Typical 8–64.',
   lora_alpha: 'Scales the update by alpha / r (alpha / √r with rsLoRA). Usually r or 2r.',
   lora_dropout: 'Drops LoRA inputs at random while training, against overfitting small datasets. Typical 0–0.1.',

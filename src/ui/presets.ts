@@ -7,6 +7,7 @@
  */
 import type { LoraSettings, TrainSettings } from '../engine/types';
 import { DEFAULT_LORA, DEFAULT_TRAIN } from '../engine/defaults';
+import { METHOD_IDS, type PeftMethod } from '../lora/methods';
 import type { SettingsStorage } from './settings';
 
 export interface Preset {
@@ -63,6 +64,10 @@ function checked<T extends object>(defaults: T, given: unknown, file: string, pa
     if (!(k in defaults))
       throw new PresetError(
         `${file}: "${part}.${k}" is not a setting Tabtune knows; expected one of ${Object.keys(defaults).join(', ')}.`,
+      );
+    if (k === 'method' && !METHOD_IDS.includes(v as PeftMethod))
+      throw new PresetError(
+        `${file}: "${part}.method" must be one of ${METHOD_IDS.join(', ')}, got ${JSON.stringify(v)}.`,
       );
     const d = (defaults as Record<string, unknown>)[k];
     const ok =

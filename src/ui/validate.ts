@@ -3,6 +3,7 @@
  * name, so it matches the form's `name` attributes) and says what is allowed.
  */
 import type { LoraSettings, ModelInfo, SamplingSettings, TrainSettings } from '../engine/types';
+import { implementedMethods, methodSpec, requireInitImplemented } from '../lora/methods';
 
 export type FieldErrors = Partial<Record<string, string>>;
 
@@ -28,6 +29,15 @@ function numIn(
 
 export function validateLora(lora: LoraSettings, model: ModelInfo | null): FieldErrors {
   const e: FieldErrors = {};
+  const method = methodSpec(lora.method ?? 'lora');
+  if (!method.implemented)
+    e.method = `${method.label} is not implemented in Tabtune yet; choose ${implementedMethods()}.`;
+  try {
+    if (lora.init_lora_weights !== undefined) requireInitImplemented(lora.init_lora_weights, 'Initialisation');
+  } catch (err) {
+    e.init_lora_weights = (err as Error).message;
+  }
+  if (!method.lowRank) return e;
   intIn(e, 'r', lora.r, 1, 1024, 'Rank r');
   if (!e.r && model && lora.r > model.hiddenSize)
     e.r = `Rank r should not exceed the hidden size (${model.hiddenSize}).`;

@@ -42,7 +42,7 @@ function parsed(args: string[]): { lora: LoraSettings; train: TrainSettings } {
 const CASES: { lora: LoraSettings; train: TrainSettings }[] = [
   { lora: { ...DEFAULT_LORA, target_modules: ['q_proj', 'v_proj'] }, train: { ...DEFAULT_TRAIN, valFraction: 0.1 } },
   {
-    lora: { r: 64, lora_alpha: 128, lora_dropout: 0, target_modules: 'all-linear', use_rslora: true },
+    lora: { method: 'lora', r: 64, lora_alpha: 128, lora_dropout: 0, target_modules: 'all-linear', use_rslora: true },
     train: {
       ...DEFAULT_TRAIN,
       optimizer: 'sgd',

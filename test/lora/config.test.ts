@@ -61,7 +61,7 @@ describe('validateLoraConfig', () => {
       lora_alpha: 0,
       lora_dropout: 1,
       target_modules: [],
-      init_lora_weights: 'pissa',
+      init_lora_weights: 'eva',
     } as unknown as LoraConfig;
     const p = loraConfigProblems(bad);
     expect(p).toHaveLength(5);
@@ -69,7 +69,9 @@ describe('validateLoraConfig', () => {
     expect(p[1]).toMatch(/lora_alpha must be a number > 0, got 0/);
     expect(p[2]).toMatch(/lora_dropout must be in \[0, 1\), got 1/);
     expect(p[3]).toMatch(/target_modules is empty/);
-    expect(p[4]).toMatch(/init_lora_weights must be true or "gaussian"/);
+    expect(p[4]).toMatch(
+      /init_lora_weights must be true, "gaussian", "pissa", "pissa_niter_N", "olora" or "loftq", got "eva"/,
+    );
     expect(() => validateLoraConfig(bad)).toThrow(LoraConfigError);
   });
 

@@ -225,6 +225,7 @@ describe('importPeft', () => {
       rank_pattern: { v_proj: 4 },
       alpha_pattern: { v_proj: 8 },
       use_rslora: true,
+      use_dora: false,
     });
     expect(got.modules.map((m) => [m.path, m.r, m.inF, m.outF])).toEqual(
       modules.map((m) => [m.path, m.r, m.inF, m.outF]),
@@ -381,10 +382,12 @@ describe('importPeft', () => {
     expect(got.warnings.join('\n')).toMatch(/no "lora_alpha"; using PEFT's default lora_alpha = 8/);
   });
 
-  it('rejects DoRA and non-LoRA adapters', () => {
+  it('refuses methods not implemented yet by name, and a magnitude vector without use_dora', () => {
     expect(() =>
       importPeft({ adapterConfig: conf({ use_dora: true }), adapterModel: oneModule() }, llamaModules(1)),
-    ).toThrow(/DoRA.*not support/);
+    ).toThrow(
+      'adapter_config.json (peft_type, use_dora): DoRA (dora, peft_type "LORA", use_dora true) is not implemented in Tabtune yet',
+    );
     const dora = writeSafetensors([
       {
         name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector',
@@ -393,10 +396,23 @@ describe('importPeft', () => {
         data: new Float32Array(64),
       },
     ]);
-    expect(() => importPeft({ adapterConfig: conf(), adapterModel: dora }, llamaModules(1))).toThrow(PeftError);
+    expect(() => importPeft({ adapterConfig: conf(), adapterModel: dora }, llamaModules(1))).toThrow(
+      /lora_magnitude_vector", a DoRA magnitude vector, but adapter_config\.json does not say use_dora: true/,
+    );
+    for (const [type, label] of [
+      ['IA3', 'IA³ (ia3'],
+      ['PROMPT_TUNING', 'Prompt tuning (prompt-tuning'],
+      ['PREFIX_TUNING', 'Prefix tuning (prefix-tuning'],
+    ]) {
+      expect(() =>
+        importPeft({ adapterConfig: JSON.stringify({ peft_type: type }), adapterModel: oneModule() }, llamaModules(1)),
+      ).toThrow(`adapter_config.json (peft_type): ${label}, peft_type "${type}") is not implemented in Tabtune yet`);
+    }
     expect(() =>
-      importPeft({ adapterConfig: JSON.stringify({ peft_type: 'IA3' }), adapterModel: oneModule() }, llamaModules(1)),
-    ).toThrow(/"IA3" adapter; Tabtune loads only LoRA/);
+      importPeft({ adapterConfig: JSON.stringify({ peft_type: 'BOFT' }), adapterModel: oneModule() }, llamaModules(1)),
+    ).toThrow(
+      'adapter_config.json: peft_type "BOFT" is not a method Tabtune knows; it reads LORA, IA3, PROMPT_TUNING, PREFIX_TUNING adapters.',
+    );
     expect(() => importPeft({ adapterConfig: '{not json', adapterModel: oneModule() }, llamaModules(1))).toThrow(
       /adapter_config\.json is not valid JSON/,
     );

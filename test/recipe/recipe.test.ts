@@ -175,6 +175,8 @@ describe('buildRecipe', () => {
       target_modules: ['q_proj', 'v_proj'],
       use_rslora: false,
       fan_in_fan_out: false,
+      use_dora: false,
+      init_lora_weights: true,
     });
     const gpt2 = run(
       input({

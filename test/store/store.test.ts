@@ -216,6 +216,7 @@ describe('PEFT files', () => {
     const info = inspectPeft(FILES);
     expect(info).toMatchObject({ baseModel: 'tabtune/stories260K', modules: 4, tensors: 8 });
     expect(info.config).toEqual({
+      method: 'lora',
       r: 8,
       lora_alpha: 16,
       lora_dropout: 0.05,

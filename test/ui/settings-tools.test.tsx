@@ -120,8 +120,11 @@ describe('Settings: presets', () => {
     expect(() => parsePreset('{"tabtune_preset": 1, "name": "x", "train": {"lr": "fast"}}', 'x.json')).toThrow(
       'x.json: "train.lr" must be a number, got "fast".',
     );
+    expect(() => parsePreset('{"tabtune_preset": 1, "name": "x", "lora": {"method": "adapters"}}', 'x.json')).toThrow(
+      'x.json: "lora.method" must be one of lora, dora, ia3, prompt-tuning, prefix-tuning, got "adapters".',
+    );
     expect(() => parsePreset('{"tabtune_preset": 1, "name": "x", "lora": {"rank": 8}}', 'x.json')).toThrow(
-      /x\.json: "lora\.rank" is not a setting Tabtune knows; expected one of r, lora_alpha/,
+      /x\.json: "lora\.rank" is not a setting Tabtune knows; expected one of method, r, lora_alpha/,
     );
     expect(() => parsePreset('{"name": "x"}', 'y.json')).toThrow(PresetError);
     const { c } = await makeApp({ settingsStorage: new Map() });
@@ -158,5 +161,27 @@ describe('Settings: show as command', () => {
     const recipe = screen.getByTestId('recipe-command').textContent!;
     expect(recipe).toMatch(/^node bin\/tabtune\.mjs export-recipe --model public\/models\/stories260K /);
     expect(recipe.split(' --data ')[1]).toBe(line.split(' --data ')[1]!.replace('./adapter', './recipe'));
+  });
+});
+
+describe('Settings: the PEFT method', () => {
+  it('is the first choice, shows its parameter count, and refuses a method not implemented yet', async () => {
+    const { c } = await makeApp();
+    c.go('settings');
+    mount(c);
+    const method = screen.getByLabelText('PEFT method') as HTMLSelectElement;
+    expect(method.value).toBe('lora');
+    expect(document.querySelector('.view select[name], .view input[name]:not([id^="preset"])')).toBe(method);
+    expect(await screen.findByText(/^LoRA: [\d.,KM]+ trainable parameters with these settings\.$/)).toBeTruthy();
+    fireEvent.change(method, { target: { value: 'ia3' } });
+    expect(c.state.lora.method).toBe('ia3');
+    expect(screen.getByTestId('method-error').textContent).toMatch(
+      /^IA³ is not implemented in Tabtune yet; choose lora/,
+    );
+    expect(screen.queryByLabelText('Rank r')).toBeNull();
+    fireEvent.change(screen.getByLabelText('PEFT method'), { target: { value: 'lora' } });
+    fireEvent.change(screen.getByLabelText('Initialisation'), { target: { value: 'gaussian' } });
+    expect(c.state.lora.init_lora_weights).toBe('gaussian');
+    expect(screen.queryByTestId('method-error')).toBeNull();
   });
 });

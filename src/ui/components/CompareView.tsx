@@ -1,4 +1,5 @@
 /** Step 6: compare — the same prompts through the base model and adapters, side by side; losses. */
+import { methodSpec } from '../../lora/methods';
 import { formatLoss, formatPerplexity } from '../format';
 import { useAppState, useController } from '../hooks';
 import type { AppState } from '../state';
@@ -143,6 +144,9 @@ export function CompareView() {
                   onChange={(e) => c.toggleCompareAdapter(a.id, e.target.checked)}
                 />
                 {a.name}
+                <span className="pill" title="PEFT method">
+                  {methodSpec(a.config.method ?? 'lora').label}
+                </span>
                 {loaded && a.baseModel !== loaded && <span className="pill warn">trained on {a.baseModel}</span>}
               </label>
             ))}

@@ -1,4 +1,5 @@
 /** Step 5: the adapter library — rename, delete, download (zip or the two PEFT files), import; cached models. */
+import { methodSpec } from '../../lora/methods';
 import { useEffect, useRef, useState } from 'react';
 import type { AdapterRecord } from '../../store/types';
 import { saveBlob, saveFile } from '../download';
@@ -98,7 +99,7 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
         </div>
         <dl className="facts compact">
           <div>
-            <dt>LoRA</dt>
+            <dt>{methodSpec(a.config.method ?? 'lora').label}</dt>
             <dd>
               r {a.config.r} · alpha {a.config.lora_alpha}
               {a.config.use_rslora ? ' · rsLoRA' : ''} · {targets}

@@ -7,6 +7,8 @@ import { HELP, settingWarnings } from '../help';
 import { validateLora, validateTrain } from '../validate';
 import { MessageCard, NumberField, SelectField, Stat } from './common';
 import { RunAtScale } from './RunAtScale';
+import { methodSpec } from '../../lora/methods';
+import { MethodPicker } from './MethodPicker';
 import { Presets } from './Presets';
 import { ShowCommand } from './ShowCommand';
 
@@ -205,53 +207,56 @@ export function SettingsView() {
       </p>
       {busy && <p className="muted">A run is in progress; changes apply to the next run.</p>}
       <Presets />
+      <MethodPicker />
       <div className="two-col">
-        <section className="card" aria-labelledby="lora-h">
-          <h3 id="lora-h">LoRA</h3>
-          <div className="form-grid">
-            <NumberField
-              label="Rank r"
-              name="r"
-              hint={help('r')}
-              value={s.lora.r}
-              error={le.r}
-              onChange={(v) => c.setLora({ r: v })}
-            />
-            <NumberField
-              label="lora_alpha"
-              name="lora_alpha"
-              hint={help(
-                'lora_alpha',
-                `Scale = alpha / ${s.lora.use_rslora ? '√r' : 'r'} = ${Number.isFinite(s.lora.lora_alpha / s.lora.r) ? (s.lora.lora_alpha / (s.lora.use_rslora ? Math.sqrt(s.lora.r) : s.lora.r)).toFixed(3) : '—'}.`,
-              )}
-              value={s.lora.lora_alpha}
-              error={le.lora_alpha}
-              onChange={(v) => c.setLora({ lora_alpha: v })}
-            />
-            <NumberField
-              label="Dropout"
-              name="lora_dropout"
-              hint={help('lora_dropout')}
-              value={s.lora.lora_dropout}
-              error={le.lora_dropout}
-              onChange={(v) => c.setLora({ lora_dropout: v })}
-            />
-            <div className="field">
-              <span className="label-like">rsLoRA</span>
-              <label className="check">
-                <input
-                  type="checkbox"
-                  name="use_rslora"
-                  checked={s.lora.use_rslora}
-                  onChange={(e) => c.setLora({ use_rslora: e.target.checked })}
-                />
-                scale by alpha / √r
-              </label>
-              <div className="hint">{HELP.use_rslora}</div>
+        {methodSpec(s.lora.method ?? 'lora').lowRank && (
+          <section className="card" aria-labelledby="lora-h">
+            <h3 id="lora-h">{s.lora.method === 'dora' ? 'DoRA (LoRA + magnitude)' : 'LoRA'}</h3>
+            <div className="form-grid">
+              <NumberField
+                label="Rank r"
+                name="r"
+                hint={help('r')}
+                value={s.lora.r}
+                error={le.r}
+                onChange={(v) => c.setLora({ r: v })}
+              />
+              <NumberField
+                label="lora_alpha"
+                name="lora_alpha"
+                hint={help(
+                  'lora_alpha',
+                  `Scale = alpha / ${s.lora.use_rslora ? '√r' : 'r'} = ${Number.isFinite(s.lora.lora_alpha / s.lora.r) ? (s.lora.lora_alpha / (s.lora.use_rslora ? Math.sqrt(s.lora.r) : s.lora.r)).toFixed(3) : '—'}.`,
+                )}
+                value={s.lora.lora_alpha}
+                error={le.lora_alpha}
+                onChange={(v) => c.setLora({ lora_alpha: v })}
+              />
+              <NumberField
+                label="Dropout"
+                name="lora_dropout"
+                hint={help('lora_dropout')}
+                value={s.lora.lora_dropout}
+                error={le.lora_dropout}
+                onChange={(v) => c.setLora({ lora_dropout: v })}
+              />
+              <div className="field">
+                <span className="label-like">rsLoRA</span>
+                <label className="check">
+                  <input
+                    type="checkbox"
+                    name="use_rslora"
+                    checked={s.lora.use_rslora}
+                    onChange={(e) => c.setLora({ use_rslora: e.target.checked })}
+                  />
+                  scale by alpha / √r
+                </label>
+                <div className="hint">{HELP.use_rslora}</div>
+              </div>
             </div>
-          </div>
-          <Targets s={s} />
-        </section>
+            <Targets s={s} />
+          </section>
+        )}
         <section className="card" aria-labelledby="train-h">
           <h3 id="train-h">Training</h3>
           <div className="form-grid">

@@ -285,6 +285,7 @@ function Finished({ s }: { s: AppState }) {
                   name: u.name,
                   baseModel: s.model.info?.id ?? 'model',
                   config: {
+                    method: s.lora.method ?? 'lora',
                     r: s.lora.r,
                     lora_alpha: s.lora.lora_alpha,
                     lora_dropout: s.lora.lora_dropout,

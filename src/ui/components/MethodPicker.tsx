@@ -1,0 +1,64 @@
+/**
+ * The first choice of the Settings step: the PEFT method (src/lora/methods.ts, the same table the
+ * CLI's --method reads), its own options, and the trainable parameters it would train. A method
+ * Tabtune does not run yet is listed, marked, and refused by validation (never trained as LoRA).
+ */
+import { type LoraInit, PEFT_METHODS, type PeftMethod, initName, methodSpec } from '../../lora/methods';
+import { formatCount } from '../format';
+import { HELP } from '../help';
+import { useAppState, useController } from '../hooks';
+import { validateLora } from '../validate';
+import { SelectField } from './common';
+
+const INIT_OPTIONS: { value: 'default' | 'gaussian'; label: string }[] = [
+  { value: 'default', label: 'default (kaiming-uniform A, B = 0)' },
+  { value: 'gaussian', label: 'gaussian (A ~ N(0, 1/r), B = 0)' },
+];
+
+export function MethodPicker() {
+  const s = useAppState();
+  const c = useController();
+  const method = methodSpec(s.lora.method ?? 'lora');
+  const errors = validateLora(s.lora, s.model.info);
+  const params = s.estimate.value?.trainableParams;
+  const init = initName(s.lora.init_lora_weights ?? true);
+  return (
+    <section className="card" aria-labelledby="method-h">
+      <h3 id="method-h">Method</h3>
+      <div className="form-grid">
+        <SelectField<PeftMethod>
+          label="PEFT method"
+          name="method"
+          value={method.id}
+          options={PEFT_METHODS.map((m) => ({
+            value: m.id,
+            label: `${m.label}${m.implemented ? '' : ' (not yet implemented)'}`,
+          }))}
+          hint={`${method.summary}. ${HELP.method}`}
+          onChange={(v) => c.setLora({ method: v })}
+        />
+        {method.lowRank && (
+          <SelectField<'default' | 'gaussian'>
+            label="Initialisation"
+            name="init_lora_weights"
+            value={init === 'gaussian' ? 'gaussian' : 'default'}
+            options={INIT_OPTIONS}
+            hint={HELP.init_lora_weights}
+            onChange={(v) => c.setLora({ init_lora_weights: (v === 'default' ? true : v) as LoraInit })}
+          />
+        )}
+      </div>
+      {errors.method && (
+        <div className="field-error" role="alert" data-testid="method-error">
+          {errors.method}
+        </div>
+      )}
+      {errors.init_lora_weights && <div className="field-error">{errors.init_lora_weights}</div>}
+      <p className="muted small" data-testid="method-params">
+        {method.implemented && params !== undefined
+          ? `${method.label}: ${formatCount(params)} trainable parameters with these settings.`
+          : `${method.label}: the trainable parameters are shown once the method can run.`}
+      </p>
+    </section>
+  );
+}

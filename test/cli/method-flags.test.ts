@@ -1,0 +1,72 @@
+/**
+ * --method and --init (src/cli/run-flags.ts over src/lora/methods.ts): the method comes from the
+ * methods table; a method or init not implemented yet, or a flag of another method, is refused by
+ * name before anything loads, never trained as plain LoRA.
+ */
+import { describe, expect, it } from 'vitest';
+import { UsageError, parseFlags } from '../../src/cli/args';
+import { TRAIN_FLAGS, adapterShape, checkLoraFlags, loraFromFlags } from '../../src/cli/run-flags';
+import { trainArgs } from '../../src/engine/command-line';
+import { DEFAULT_LORA, DEFAULT_TRAIN } from '../../src/engine/defaults';
+
+const MODULES = { modelType: 'llama', linearModules: ['q_proj', 'v_proj'], defaultTargets: ['q_proj', 'v_proj'] };
+const BASE = ['--model', 'm', '--data', 'd', '--out', 'o'];
+const lora = (...args: string[]) =>
+  loraFromFlags(parseFlags([...BASE, ...args], TRAIN_FLAGS, 'train'), MODULES, undefined, 'train');
+
+describe('tabtune train --method / --init', () => {
+  it('defaults to LoRA and carries the init', () => {
+    expect(lora().method).toBe('lora');
+    expect(lora('--method', 'lora', '--init', 'gaussian')).toMatchObject({
+      method: 'lora',
+      init_lora_weights: 'gaussian',
+    });
+    expect(lora('--init', 'default').init_lora_weights).toBe(true);
+  });
+
+  it('refuses methods not implemented yet by name', () => {
+    for (const m of ['ia3', 'prompt-tuning', 'prefix-tuning']) {
+      expect(() => lora('--method', m)).toThrow(UsageError);
+      expect(() => lora('--method', m)).toThrow(
+        new RegExp(`^train --method ${m}: .* is not implemented in Tabtune yet`),
+      );
+    }
+    expect(() => parseFlags([...BASE, '--method', 'adapters'], TRAIN_FLAGS, 'train')).toThrow(
+      /--method must be one of lora, dora, ia3, prompt-tuning, prefix-tuning/,
+    );
+  });
+
+  it('refuses a flag of another method, and unknown or unimplemented inits', () => {
+    expect(() => lora('--num-virtual-tokens', '20')).toThrow(
+      'train: --num-virtual-tokens applies to --method prompt-tuning or prefix-tuning, not lora; leave it out or choose one of those methods.',
+    );
+    expect(() => lora('--init', 'eva')).toThrow(
+      /--init must be one of default, gaussian, pissa, olora, loftq or pissa_niter_N; got "eva"/,
+    );
+  });
+
+  it('a continued adapter keeps its method', () => {
+    const files = {
+      adapterConfig: JSON.stringify({ peft_type: 'LORA', r: 4, lora_alpha: 8 }),
+      adapterModel: new Uint8Array(),
+    };
+    const shape = adapterShape(files, 'adapter');
+    expect(shape.method).toBe('lora');
+    const f = parseFlags([...BASE, '--method', 'dora'], TRAIN_FLAGS, 'train');
+    expect(() => checkLoraFlags(f, shape, '--init-from adapter', 'train')).toThrow(
+      /--method dora conflicts with --init-from adapter, which is a LoRA adapter/,
+    );
+  });
+
+  it('Show as command writes the method and a non-default init', () => {
+    const args = trainArgs(
+      { ...DEFAULT_LORA, init_lora_weights: 'gaussian', target_modules: ['q_proj'] },
+      DEFAULT_TRAIN,
+      {
+        model: 'm',
+        data: 'd',
+      },
+    );
+    expect(args.join(' ')).toMatch(/--method lora --targets q_proj .* --init gaussian/);
+  });
+});
