@@ -17,6 +17,9 @@
  *   worker                   owns the GPU in the browser
  *   ui                       React, the only place React or the DOM appear
  *
+ * No file reaches itself through its imports (type imports too): a shared type or helper lives in
+ * a file both sides import, owned by the lower one.
+ *
  * Also: only kernels/ imports WGSL files (and bench/, its own measuring shaders such as the FMA
  * ceiling), and React is imported only in ui/. A failure names the
  * file, the import and both groups; move the type or helper to the layer that owns it.
@@ -149,7 +152,79 @@ function importProblems(rel: string, specs: string[]): string[] {
   return bad;
 }
 
+/** The file src/`rel` imports with `spec`, relative to src/ (null outside src/ or for a package). */
+function resolveImport(rel: string, spec: string): string | null {
+  if (!spec.startsWith('.') || spec.endsWith('?raw')) return null;
+  const target = relative(SRC, resolve(SRC, dirname(rel), spec))
+    .split('\\')
+    .join('/');
+  if (target.startsWith('..')) return null;
+  if (/\.(ts|tsx)$/.test(target)) return target;
+  for (const cand of [`${target}.ts`, `${target}.tsx`, `${target}/index.ts`]) if (known.has(cand)) return cand;
+  return null;
+}
+
+/**
+ * The import circles among `files` (each as its files in order, the first repeated at the end),
+ * one per strongly connected group: Tarjan's algorithm, then one shortest circle through each group.
+ */
+function importCircles(graph: Map<string, string[]>): string[][] {
+  let counter = 0;
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const groups: string[][] = [];
+  const connect = (v: string): void => {
+    index.set(v, counter);
+    low.set(v, counter++);
+    stack.push(v);
+    onStack.add(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!index.has(w)) {
+        connect(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, index.get(w)!));
+    }
+    if (low.get(v) === index.get(v)) {
+      const group: string[] = [];
+      let w: string;
+      do {
+        w = stack.pop()!;
+        onStack.delete(w);
+        group.push(w);
+      } while (w !== v);
+      if (group.length > 1 || graph.get(v)?.includes(v)) groups.push(group);
+    }
+  };
+  for (const v of [...graph.keys()].sort()) if (!index.has(v)) connect(v);
+  return groups.map((group) => {
+    // Shortest path from the group's first file (sorted) back to itself, within the group.
+    const inGroup = new Set(group);
+    const start = [...group].sort()[0]!;
+    const prev = new Map<string, string>();
+    const queue = [start];
+    for (let i = 0; i < queue.length; i++) {
+      for (const w of graph.get(queue[i]!) ?? []) {
+        if (!inGroup.has(w)) continue;
+        if (w === start) {
+          const path = [queue[i]!];
+          while (path[0] !== start) path.unshift(prev.get(path[0]!)!);
+          return [...path, start];
+        }
+        if (!prev.has(w)) {
+          prev.set(w, queue[i]!);
+          queue.push(w);
+        }
+      }
+    }
+    return [start, start];
+  });
+}
+
 const files = sourceFiles(SRC).map((abs) => ({ abs, rel: relative(SRC, abs).split('\\').join('/') }));
+
+const known = new Set(files.map((f) => f.rel));
 
 describe('src/ layering', () => {
   it('places every source file in a layer', () => {
@@ -160,6 +235,14 @@ describe('src/ layering', () => {
   it('no file imports from a higher layer or a sibling group; WGSL only in kernels/, React only in ui/', () => {
     const bad = files.flatMap((f) => importProblems(f.rel, importsOf(f.abs)));
     expect(bad, bad.join('\n')).toEqual([]);
+  });
+
+  it('no import circles: no file reaches itself through its imports (type imports included)', () => {
+    const graph = new Map(
+      files.map((f) => [f.rel, [...new Set(importsOf(f.abs).flatMap((spec) => resolveImport(f.rel, spec) ?? []))]]),
+    );
+    const circles = importCircles(graph).map((c) => c.map((f) => `src/${f}`).join(' -> '));
+    expect(circles, circles.join('\n')).toEqual([]);
   });
 
   it('no file below ui/ uses the DOM', () => {
@@ -180,5 +263,24 @@ describe('src/ layering', () => {
     expect(importProblems('reference/rope.ts', ['./model'])).toHaveLength(1);
     expect(importProblems('engine/x.ts', ['react', '../../shaders/rope.wgsl?raw'])).toHaveLength(2);
     expect(() => groupOf('newdir/x.ts')).toThrow(/in no layer/);
+    const circle = new Map([
+      ['a.ts', ['b.ts']],
+      ['b.ts', ['c.ts', 'd.ts']],
+      ['c.ts', ['a.ts']],
+      ['d.ts', []],
+      ['e.ts', ['e.ts']],
+    ]);
+    expect(importCircles(circle)).toEqual([
+      ['a.ts', 'b.ts', 'c.ts', 'a.ts'],
+      ['e.ts', 'e.ts'],
+    ]);
+    expect(
+      importCircles(
+        new Map([
+          ['a.ts', ['b.ts']],
+          ['b.ts', []],
+        ]),
+      ),
+    ).toEqual([]);
   });
 });

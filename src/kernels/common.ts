@@ -107,6 +107,9 @@ export function variantPipeline(
 /** Element types a frozen weight may have on the GPU. */
 export type WeightDType = 'f32' | 'f16' | 'bf16';
 
+/** What a matmul's B holds: a weight dtype, or 4-bit NF4 blocks (QLoRA's frozen weights). */
+export type MatmulBType = WeightDType | 'nf4';
+
 export interface WeightBindingOptions {
   /** An f32 weight is bound as array<f32> (default: array<u32>, read through bitcast). */
   typedF32?: boolean;

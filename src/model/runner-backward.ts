@@ -20,16 +20,8 @@ import type { NormConfig, QkNormConfig } from './config';
 import type { LinearModule, NormKeys } from './registry';
 import { type NormSave, type RunnerState, loraScratch } from './runner-buffers';
 import { recordMoeBackward } from './runner-moe';
-import {
-  type ForwardArgs,
-  attentionVariant,
-  dropoutSeed,
-  loraFor,
-  qkNormShape,
-  qkvParts,
-  recordLayer,
-  ropeArgs,
-} from './runner-forward';
+import { type ForwardArgs, dropoutSeed, loraFor } from './runner-linear';
+import { attentionVariant, qkNormShape, qkvParts, recordLayer, ropeArgs } from './runner-forward';
 
 /** dx (+)= dL/dx of the norm that made `save.y` from `save.x` (weights frozen). */
 function recordNormBackward(

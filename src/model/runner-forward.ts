@@ -15,73 +15,14 @@ import { type AttentionVariant, recordAttention, recordAttentionDecode } from '.
 import { recordCrossEntropy, recordLogits } from '../kernels/cross_entropy';
 import { recordEmbedding } from '../kernels/embedding';
 import { recordAdd, recordCopyRows } from '../kernels/elementwise';
-import { type LoraParams, recordLinearForward } from '../kernels/linear';
 import type { LogitTransform } from '../kernels/logits';
 import { recordLayerNorm, recordRmsNorm } from '../kernels/norm';
 import { recordRope } from '../kernels/rope';
 import type { NormConfig, QkNormConfig } from './config';
 import type { LinearModule, NormKeys } from './registry';
-import { type NormSave, type RunnerState, headInput, loraScratch } from './runner-buffers';
+import { type NormSave, type RunnerState, headInput } from './runner-buffers';
+import { type ForwardArgs, recordLinear } from './runner-linear';
 import { recordMoe } from './runner-moe';
-
-/**
- * What the runner needs of a LoRA adapter, by module path: the parameters the fused linear kernels
- * take and, when training, the gradient buffers. GpuLora (src/lora/gpu-lora.ts) implements it; the
- * model layer names only this shape so it never imports from lora/.
- */
-export interface RunnerLora {
-  get(path: string): LoraParams | null;
-  slot(path: string): { dA: Tensor | null; dB: Tensor | null } | null;
-}
-
-export interface ForwardArgs {
-  B: number;
-  S: number;
-  lora: RunnerLora | null;
-  /** Dropout seed for this micro-step (train mode only; dropout is off in infer mode). */
-  seed?: number;
-  /** Apply LoRA dropout (training). */
-  dropout?: boolean;
-  /** Packed rows (train / eval): attention sees only each token's own example (setBatch's keyStart). */
-  packed?: boolean;
-}
-
-/** The LoRA dropout seed of module `moduleIndex` (index in GpuModel.linears) in micro-step `base`. */
-export function dropoutSeed(base: number, moduleIndex: number): number {
-  return (Math.imul(base + 1, 0x9e3779b1) + Math.imul(moduleIndex + 1, 0x85ebca6b)) >>> 0;
-}
-
-/** The LoRA parameters of module `m` (none when it has no adapter), with dropout off unless asked. */
-export function loraFor(lora: RunnerLora | null, m: LinearModule, dropout: boolean): LoraParams | null {
-  const p = lora?.get(m.path) ?? null;
-  if (!p) return null;
-  return dropout ? p : { ...p, dropout: 0 };
-}
-
-/** y (+)= x W^T (+ b) + LoRA(x) for module `m`, saving LoRA's S in `s` (the layer set's map). */
-export function recordLinear(
-  st: RunnerState,
-  rec: Recorder,
-  s: Map<string, Tensor>,
-  m: LinearModule,
-  x: Tensor,
-  y: Tensor,
-  T: number,
-  f: ForwardArgs,
-  accumulate = false,
-): void {
-  const lora = loraFor(f.lora, m, !!f.dropout);
-  recordLinearForward(st.gpu, rec, {
-    x,
-    M: T,
-    lin: st.model.frozen(m),
-    lora,
-    seed: dropoutSeed(f.seed ?? 0, st.model.linears.indexOf(m)),
-    y,
-    s: lora ? loraScratch(st, s, m.path, lora.r) : undefined,
-    accumulate,
-  });
-}
 
 /** A norm of `save.x` into `save.y` over `rows` rows of `dim` (RMSNorm or LayerNorm, as `spec` says). */
 export function recordNorm(

@@ -18,7 +18,7 @@ import { recordSwiGlu, recordSwiGluBackward } from '../kernels/activation';
 import { recordRouter, recordRouterBackward, recordRowDot, recordScaleRows } from '../kernels/moe';
 import type { LinearModule } from './registry';
 import type { RunnerState } from './runner-buffers';
-import { type ForwardArgs, recordLinear } from './runner-forward';
+import { type ForwardArgs, recordLinear } from './runner-linear';
 
 /** A layer's router and experts' modules. */
 function moeModules(st: RunnerState, l: number) {

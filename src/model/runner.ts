@@ -38,7 +38,8 @@ import { recordFill } from '../kernels/elementwise';
 import type { GpuModel } from './gpu-model';
 import { type RunnerOptions, type RunnerState, createRunnerState } from './runner-buffers';
 import { recordBackward } from './runner-backward';
-import { type ForwardArgs, recordForward, recordLogitsAt, recordLoss } from './runner-forward';
+import { recordForward, recordLogitsAt, recordLoss } from './runner-forward';
+import type { ForwardArgs } from './runner-linear';
 
 export class ModelRunner {
   private readonly st: RunnerState;

@@ -9,7 +9,7 @@ import { GpuLora, type LoraModuleArrays } from '../../src/lora/gpu-lora';
 import { initLoraModules } from '../../src/lora/init';
 import { loraConfigFromSettings, resolveTargets } from '../../src/lora/targets';
 import { ModelRunner } from '../../src/model/runner';
-import { dropoutSeed } from '../../src/model/runner-forward';
+import { dropoutSeed } from '../../src/model/runner-linear';
 import type { LinearModule } from '../../src/model/registry';
 import { type RefBatch, type RefLoraModule, modelBackwardRef, modelForwardRef } from '../../src/reference/model';
 import { FAMILY_CASES } from '../fixtures/family-cases';

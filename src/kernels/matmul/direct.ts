@@ -9,8 +9,7 @@
  * the variant's `vecA` / `vecB` say the strides, offsets and window starts are 4-aligned, else four
  * scalar loads. Operand dropout multiplies each element by the mask of its stored (row, col).
  */
-import { type WeightDType, weightArrayType, weightLoader } from '../common';
-import type { MatmulBType } from './plan';
+import { type MatmulBType, type WeightDType, weightArrayType, weightLoader } from '../common';
 
 /** The fields of a matmul variant the direct kernel needs. */
 export interface DirectSpec {

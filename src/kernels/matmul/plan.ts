@@ -18,7 +18,16 @@ import type { Binding, Gpu } from '../../gpu/context';
 import { GpuError, GpuLimitError } from '../../gpu/errors';
 import type { Tensor } from '../../gpu/tensor';
 import type { Workspace } from '../../gpu/workspace';
-import { type WeightDType, bindingLimit, elemBytes, needDims, needElems, weightDType, windowOf } from '../common';
+import {
+  type MatmulBType,
+  type WeightDType,
+  bindingLimit,
+  elemBytes,
+  needDims,
+  needElems,
+  weightDType,
+  windowOf,
+} from '../common';
 import type { Nf4Tensor } from '../nf4';
 import { BK, type MatmulVariant, smallBn } from './shader';
 import { type MatmulConfig, SMALL_M, type ShapeOf, chooseConfig } from './variants';
@@ -45,8 +54,6 @@ export interface MatmulExtra {
 }
 
 /** The element type of B: a float tensor's, or 'nf4' for a 4-bit NF4 weight. */
-export type MatmulBType = WeightDType | 'nf4';
-
 export interface MatmulArgs {
   a: Tensor; // f32
   b: Tensor | Nf4Tensor; // f32 | f16 | bf16, or 4-bit NF4 (element i of its row-major [rows, cols])

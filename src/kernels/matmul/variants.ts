@@ -19,7 +19,7 @@
  */
 import type { Gpu } from '../../gpu/context';
 import { GpuError } from '../../gpu/errors';
-import type { MatmulBType } from './plan';
+import type { MatmulBType } from '../common';
 
 export type MatmulKernel = 'tiled' | 'direct' | 'small';
 
