@@ -118,7 +118,12 @@ export async function benchKernels(
       opts.log(
         `tuned ${tuning.length} shape classes in ${((performance.now() - t0) / 1000).toFixed(1)} s (compiles included):`,
       );
-      for (const t of tuning) opts.log(`  ${t.shapeClass}: ${t.chosen}`);
+      for (const t of tuning) {
+        opts.log(
+          `  ${t.shapeClass}: ${t.chosen} (compiled ${t.compiled} in ${t.compileMs.toFixed(0)} ms, ` +
+            `timed ${t.rows} rows in ${t.timedMs.toFixed(0)} ms)`,
+        );
+      }
     }
     const runs: Record<string, (rec: Recorder) => void> = Object.fromEntries(
       members.map((m) => [m, pinned(gpu, m, step)]),

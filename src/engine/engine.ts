@@ -35,6 +35,7 @@ import { estimateOnModel } from './memory';
 import { TextGeneration } from './generation';
 import type {
   KernelChoiceStore,
+  KernelMode,
   AdapterRef,
   ChatRequest,
   DatasetLoadOptions,
@@ -51,6 +52,7 @@ import type {
   ModelInfo,
   ModelSourceSpec,
   PeftFiles,
+  SavedKernelChoices,
   RecipeOptions,
   SamplingSettings,
   SelfTestCheck,
@@ -111,12 +113,23 @@ export class Engine implements EngineApi {
 
   /**
    * Autotunes the matmul kernels for this GPU, keeping the choices in `store` (IndexedDB in the
-   * app, a cache file for the CLI): a run loads the saved choices, and after its first step times
-   * the kernels of every shape it met without one (src/kernels/matmul/tune.ts). null: no tuning,
-   * the baseline kernels (or a pinned one).
+   * app, a cache file for the CLI; engine/device.ts). null: no tuning, the baseline kernels.
    */
   setKernelTuning(store: KernelChoiceStore | null): void {
     this.kernels.setStore(store);
+  }
+
+  async setKernelMode(mode: KernelMode): Promise<void> {
+    this.assertIdle('change the matmul kernels');
+    this.kernels.setMode(this.gpu, mode);
+  }
+
+  kernelChoices(): Promise<SavedKernelChoices[]> {
+    return this.kernels.list(this.gpu);
+  }
+
+  forgetKernelChoices(deviceKey: string): Promise<void> {
+    return this.kernels.forget(this.gpu, deviceKey);
   }
 
   // ------------------------------------------------------------------ device
@@ -344,7 +357,7 @@ export class Engine implements EngineApi {
         resume,
         control: this.control,
         prepare: () => this.kernels.load(this.gpu),
-        afterFirstStep: (stage) => this.kernels.tune(this.gpu, stage),
+        afterStep: async (stage) => void (await this.kernels.tune(this.gpu, stage)),
         onProgress: hooks.onProgress,
         onStage: hooks.onStage,
         onCheckpoint: hooks.onCheckpoint,

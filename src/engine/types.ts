@@ -208,7 +208,29 @@ export interface RecipeOptions {
 export interface KernelChoiceStore {
   load(deviceKey: string): Promise<Record<string, string> | null>;
   save(deviceKey: string, choices: Record<string, string>): Promise<void>;
+  /** Every device's saved choices (Diagnostics); absent: the store cannot list. */
+  list?(): Promise<SavedKernelChoices[]>;
+  /** Drops one device's choices (its next run tunes again). */
+  forget?(deviceKey: string): Promise<void>;
 }
+
+/** One device's saved kernel choices, as Diagnostics lists them. */
+export interface SavedKernelChoices {
+  deviceKey: string;
+  /** { shape class: member } (src/kernels/matmul/variants.ts shapeClass). */
+  choices: Record<string, string>;
+  /** When they were saved (ms since the epoch; 0 when the store does not know). */
+  savedAt: number;
+  /** The key of the device the engine runs on now. */
+  current?: boolean;
+}
+
+/**
+ * Which matmul kernels the engine runs: 'auto' (tuned per device and shape class, the choices kept
+ * in the engine's KernelChoiceStore), 'off' (the baseline kernels, no tuning), or one member of the
+ * family pinned wherever it can serve (as TABTUNE_KERNELS=<member> in the CLI).
+ */
+export type KernelMode = 'auto' | 'off' | { pin: string };
 
 export interface TrainHooks {
   onProgress?: (p: TrainProgress) => void;
@@ -261,6 +283,12 @@ export interface EngineApi {
   pause(): void;
   resume(): void;
   stop(): void;
+  /** Which matmul kernels run from the next call on (see KernelMode); a pin of an unknown member throws. */
+  setKernelMode(mode: KernelMode): Promise<void>;
+  /** The kernel choices saved for every device, this device's marked `current`. */
+  kernelChoices(): Promise<SavedKernelChoices[]>;
+  /** Forgets one device's saved choices (this device's: its next run tunes again). */
+  forgetKernelChoices(deviceKey: string): Promise<void>;
   /**
    * Mean loss per counted token of the base model (adapter null) or an adapter, over the loaded
    * dataset's validation split (default) or all of its records.

@@ -317,6 +317,11 @@ export class Gpu {
   pipeline(label: string, code: string, entryPoint = 'main'): GPUComputePipeline {
     const key = `${entryPoint}\u0000${code}`;
     let p = this.pipelines.get(key);
+    if (!p && this.deferred) {
+      // A precompile() recording: note the pipeline; the recording is never submitted.
+      this.deferred.set(key, { label, code, entryPoint });
+      return { label } as GPUComputePipeline;
+    }
     if (!p) {
       this.throwIfFailed();
       this.onShader?.(label, code, entryPoint);
@@ -326,6 +331,37 @@ export class Gpu {
       this.pipelineLabelSet.add(label);
     }
     return p;
+  }
+
+  private deferred: Map<string, { label: string; code: string; entryPoint: string }> | null = null;
+
+  /**
+   * Compiles the pipelines `record` would use, without running anything: the recording is thrown
+   * away and its pipelines not cached yet are created with createComputePipelineAsync, all at once
+   * (the driver may compile them side by side, and the caller's thread is not held meanwhile), then
+   * cached as pipeline() does. Returns how many were compiled. The autotuner compiles its
+   * candidates so before timing them (src/kernels/matmul/tune.ts).
+   */
+  async precompile(record: (rec: Recorder) => void): Promise<number> {
+    const wanted = new Map<string, { label: string; code: string; entryPoint: string }>();
+    this.deferred = wanted;
+    try {
+      record(this.recorder('precompile'));
+    } finally {
+      this.deferred = null;
+    }
+    this.throwIfFailed();
+    await Promise.all(
+      [...wanted].map(async ([key, { label, code, entryPoint }]) => {
+        this.onShader?.(label, code, entryPoint);
+        const module = this.device.createShaderModule({ label, code });
+        const compute = { module, entryPoint };
+        const p = await this.device.createComputePipelineAsync({ label, layout: 'auto', compute });
+        this.pipelines.set(key, p);
+        this.pipelineLabelSet.add(label);
+      }),
+    );
+    return wanted.size;
   }
 
   /**

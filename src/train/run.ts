@@ -94,10 +94,12 @@ export interface TrainRunInput {
   /** Before the base model's loss and the first step (the engine loads its saved kernel choices). */
   prepare?: () => Promise<void>;
   /**
-   * After the first step, which met every shape of the run (the engine tunes the matmul kernels for
-   * them; calls `stage` when it does). Its time is not training time.
+   * After each step has reported its progress (the engine tunes the matmul kernels of the shapes
+   * met without a choice, a time budget at a time, so training goes on with the current kernels
+   * meanwhile and switches class by class; it calls `stage` with its progress; after the last step
+   * too, so what a run met is tuned for the next). Its time is not training time.
    */
-  afterFirstStep?: (stage: () => void) => Promise<void>;
+  afterStep?: (stage: (tune: { done: number; total: number }) => void) => Promise<void>;
   onProgress?: (p: TrainProgress) => void;
   /** Called before the base model's validation loss is measured, and before the first step. */
   onStage?: (s: TrainStage) => void;
@@ -242,10 +244,9 @@ export async function trainRun(input: TrainRunInput): Promise<TrainResult & { mo
     await input.onCheckpoint(blob, trainer.step);
   };
   try {
-    const stage = (s: TrainStage['stage']) =>
-      input.onStage?.({ stage: s, step: trainer.step, totalSteps: plan.totalSteps });
+    const stage = (s: TrainStage['stage'], tune?: TrainStage['tune']) =>
+      input.onStage?.({ stage: s, step: trainer.step, totalSteps: plan.totalSteps, ...(tune ? { tune } : {}) });
     await input.prepare?.();
-    let firstDone = false;
     if (data.val.length) {
       stage('baseline');
       // The base model's validation loss, to compare the adapter's with at the end.
@@ -273,12 +274,6 @@ export async function trainRun(input: TrainRunInput): Promise<TrainResult & { mo
       if (micro.length === 0) continue;
       // The loss is also read before a checkpoint, so a diverged run never writes one.
       const res = await trainer.trainStep(micro, last || evalDue || ckptDue);
-      if (!firstDone) {
-        firstDone = true;
-        const t0 = performance.now();
-        await input.afterFirstStep?.(() => stage('tuning-kernels'));
-        pausedMs += performance.now() - t0; // not training time
-      }
       tokens += res.tokens;
       if (res.loss !== null && !Number.isFinite(res.loss))
         throw new TrainingDivergedError(`the training loss is ${res.loss}`, res.step, train.lr);
@@ -306,6 +301,11 @@ export async function trainRun(input: TrainRunInput): Promise<TrainResult & { mo
         elapsedSeconds: priorSeconds + elapsed,
       });
       if (ckptDue && !last) await checkpoint();
+      if (input.afterStep) {
+        const t0 = performance.now();
+        await input.afterStep((tune) => stage('tuning-kernels', tune));
+        pausedMs += performance.now() - t0; // not training time
+      }
     }
     if (control.stopRequested && trainer.step > 0 && lastLoss === null) lastLoss = await trainer.readWindowLoss();
     await checkpoint();

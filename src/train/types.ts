@@ -71,6 +71,8 @@ export interface TrainResult {
 export interface TrainStage {
   /** tuning-kernels: after the first step, timing the matmul kernels for this GPU (first run only). */
   stage: 'baseline' | 'first-step' | 'tuning-kernels';
+  /** tuning-kernels: the shape class being timed (done + 1 of total). */
+  tune?: { done: number; total: number };
   /** The step the run starts from (a resumed run's checkpoint step, else 0). */
   step: number;
   totalSteps: number;

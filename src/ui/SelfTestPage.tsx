@@ -1,6 +1,7 @@
 /**
- * The Diagnostics view: which WebGPU adapter the browser gives, what it supports, and the engine
- * self-test (kernels on odd shapes against the float64 references) with its results. The self-test
+ * The Diagnostics view: which WebGPU adapter the browser gives, what it supports, the engine
+ * self-test (kernels on odd shapes against the float64 references) with its results, and the
+ * matmul kernels (tuning on/off/pinned, the saved choices: components/KernelsCard.tsx). The self-test
  * runs in the GPU worker, on the device the app trains with (the page opens no device of its own);
  * while a training run holds the worker it waits for the run to end.
  *
@@ -9,6 +10,7 @@
  */
 import { useEffect, useRef, useState } from 'react';
 import type { GpuSummary, SelfTestCheck, SelfTestReport } from '../engine/types';
+import { KernelsCard } from './components/KernelsCard';
 import { useAppState, useController } from './hooks';
 import { runBusy } from './state';
 
@@ -197,6 +199,8 @@ export function SelfTestPage() {
           </button>
         </section>
       )}
+
+      {gpu.status === 'ready' && <KernelsCard ready={status !== 'running'} busy={busy} />}
     </main>
   );
 }

@@ -7,8 +7,10 @@
 import { frozenSettings, sameFrozen } from '../engine/frozen';
 import type {
   FrozenWeightsSettings,
+  KernelMode,
   LoraSettings,
   SamplingSettings,
+  SavedKernelChoices,
   SelfTestCheck,
   SelfTestReport,
   TrainSettings,
@@ -28,6 +30,7 @@ import { DEMO_MODEL_ID, DEMO_PROMPTS, type ModelChoice, looksInstruct } from './
 import { type AppContext, type AppEngine, type Platform, patch } from './context';
 import { describeError } from './errors';
 import { loadSettings, saveSettings, settingsForModel } from './settings';
+import { loadKernelMode, saveKernelMode } from './kernels';
 import { loadHubToken, saveHubToken, tokenProblem } from './token';
 import { BUILT_IN_PRESETS, type Preset, deletePreset, loadPresets, parsePreset, savePreset } from './presets';
 import { type AppState, type ChatSlice, type Notice, type View, Store, initialState, runBusy } from './state';
@@ -102,8 +105,10 @@ export class AppController {
 
   private async startGpu(): Promise<void> {
     try {
-      const info = await this.ctx.engine.gpuInfo();
-      patch(this.ctx, 'gpu', { status: 'ready', info, error: null });
+      const info = this.ctx.engine.gpuInfo();
+      // Sent at once, so the worker has the mode before any run (a failed start fails both).
+      this.ctx.engine.setKernelMode(this.kernelMode()).catch(() => undefined);
+      patch(this.ctx, 'gpu', { status: 'ready', info: await info, error: null });
     } catch (e) {
       patch(this.ctx, 'gpu', { status: 'unavailable', info: null, error: describeError(e) });
     }
@@ -112,6 +117,26 @@ export class AppController {
   /** Runs the kernels' self-test in the GPU worker (the Diagnostics view); `onCheck` after each check. */
   runSelfTest(onCheck?: (check: SelfTestCheck) => void): Promise<SelfTestReport> {
     return this.ctx.engine.selfTest(onCheck);
+  }
+
+  /** Which matmul kernels run (Diagnostics; kept in this browser): auto-tuned, off, or a pinned member. */
+  kernelMode(): KernelMode {
+    return loadKernelMode(this.opts.platform.settingsStorage);
+  }
+
+  /** Keeps the kernel mode and gives it to the GPU worker (it applies from the next run on). */
+  async setKernelMode(mode: KernelMode): Promise<void> {
+    saveKernelMode(this.opts.platform.settingsStorage, mode);
+    await this.ctx.engine.setKernelMode(mode);
+  }
+
+  /** The kernel choices tuned and saved per device (this one's marked `current`). */
+  kernelChoices(): Promise<SavedKernelChoices[]> {
+    return this.ctx.engine.kernelChoices();
+  }
+
+  forgetKernelChoices(deviceKey: string): Promise<void> {
+    return this.ctx.engine.forgetKernelChoices(deviceKey);
   }
 
   /** Selects and loads the shipped demo model and dataset (no network). */

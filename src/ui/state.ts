@@ -116,6 +116,8 @@ export interface TrainSlice {
    * compiling the GPU kernels for the first step…"), shown instead of blank stats; null once it runs.
    */
   startup: string | null;
+  /** While the matmul kernels are tuned between steps ("Tuning kernels for this GPU: shape class 2 of 6…"). */
+  tuning: string | null;
   /** The adapter saved at the end. */
   adapterId: string | null;
   /** The finished run was stopped before its last step (known as soon as it ends, before the library reloads). */
@@ -253,6 +255,7 @@ export function initialState(): AppState {
       checkpoint: null,
       error: null,
       startup: null,
+      tuning: null,
       adapterId: null,
       stoppedEarly: false,
       unsaved: null,

@@ -15,6 +15,7 @@ import type {
   FrozenWeightsSettings,
   GenerationResult,
   GpuSummary,
+  KernelMode,
   LoadProgress,
   LoraSettings,
   MemoryEstimate,
@@ -24,6 +25,7 @@ import type {
   PeftFiles,
   RecipeOptions,
   SamplingSettings,
+  SavedKernelChoices,
   SelfTestCheck,
   SelfTestReport,
   TrainHooks,
@@ -143,6 +145,18 @@ export class WorkerEngine implements EngineApi {
 
   private send(req: WorkerRequest): void {
     if (!this.dead) this.worker.postMessage(req);
+  }
+
+  async setKernelMode(mode: KernelMode): Promise<void> {
+    await this.call((id) => ({ kind: 'setKernelMode', id, mode }), 'done');
+  }
+
+  async kernelChoices(): Promise<SavedKernelChoices[]> {
+    return (await this.call((id) => ({ kind: 'kernelChoices', id }), 'kernelChoicesDone')).value;
+  }
+
+  async forgetKernelChoices(deviceKey: string): Promise<void> {
+    await this.call((id) => ({ kind: 'forgetKernelChoices', id, deviceKey }), 'done');
   }
 
   async gpuInfo(): Promise<GpuSummary> {

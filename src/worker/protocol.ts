@@ -16,6 +16,7 @@ import type {
   FrozenWeightsSettings,
   GenerationResult,
   GpuSummary,
+  KernelMode,
   LoadProgress,
   LoraSettings,
   MemoryEstimate,
@@ -25,6 +26,7 @@ import type {
   PeftFiles,
   RecipeOptions,
   SamplingSettings,
+  SavedKernelChoices,
   SelfTestCheck,
   SelfTestReport,
   TrainProgress,
@@ -36,6 +38,9 @@ import type {
 export type WorkerRequest =
   | { kind: 'gpuInfo'; id: number }
   | { kind: 'selfTest'; id: number }
+  | { kind: 'setKernelMode'; id: number; mode: KernelMode }
+  | { kind: 'kernelChoices'; id: number }
+  | { kind: 'forgetKernelChoices'; id: number; deviceKey: string }
   | { kind: 'loadModel'; id: number; source: ModelSourceSpec; frozen?: FrozenWeightsSettings }
   | { kind: 'loadDataset'; id: number; fileName: string; content: string | Blob; opts: DatasetLoadOptions }
   | { kind: 'estimate'; id: number; lora: LoraSettings; train: TrainSettings }
@@ -80,6 +85,9 @@ export type TrainDone = TrainResult & { adapter: PeftFiles };
 
 export type WorkerReply =
   | { kind: 'gpuInfoDone'; id: number; value: GpuSummary }
+  /** A request that answers nothing else is done. */
+  | { kind: 'done'; id: number }
+  | { kind: 'kernelChoicesDone'; id: number; value: SavedKernelChoices[] }
   | { kind: 'selfTestCheck'; id: number; check: SelfTestCheck }
   | { kind: 'selfTestDone'; id: number; value: SelfTestReport }
   | { kind: 'loadProgress'; id: number; progress: LoadProgress }

@@ -13,6 +13,7 @@ import type { Engine } from '../engine/engine';
 import type { Gpu } from '../gpu/context';
 import { isQuotaError } from '../store/errors';
 import { cachingFetch } from '../store/model-cache';
+import { IndexedDbKernelStore } from '../store/kernel-choices';
 import { IndexedDbTokenStore } from '../store/token-cache';
 import type { PoolReply, PoolWorker } from '../train/data/pool';
 import { type WorkerReply, type WorkerRequest, toWireError } from './protocol';
@@ -91,6 +92,12 @@ function engine(): Promise<Engine> {
       } catch {
         /* no IndexedDB in this worker: tokenize every run */
       }
+      // The matmul kernels tuned for this GPU are kept in IndexedDB; without it they are not tuned.
+      try {
+        eng.setKernelTuning(await IndexedDbKernelStore.open());
+      } catch {
+        /* no IndexedDB: the baseline kernels */
+      }
       return eng;
     })();
     // A failed start (no WebGPU) is reported to each request; a later request tries again.
@@ -161,6 +168,17 @@ async function handle(req: WorkerRequest): Promise<void> {
     switch (req.kind) {
       case 'gpuInfo':
         post({ kind: 'gpuInfoDone', id, value: await e.gpuInfo() });
+        break;
+      case 'setKernelMode':
+        await e.setKernelMode(req.mode);
+        post({ kind: 'done', id });
+        break;
+      case 'kernelChoices':
+        post({ kind: 'kernelChoicesDone', id, value: await e.kernelChoices() });
+        break;
+      case 'forgetKernelChoices':
+        await e.forgetKernelChoices(req.deviceKey);
+        post({ kind: 'done', id });
         break;
       case 'selfTest':
         post({

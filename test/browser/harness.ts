@@ -119,6 +119,12 @@ async function withBrowser(baseUrl: string, closeServer: () => Promise<void>): P
     rmSync(userDataDir, { recursive: true, force: true });
     throw new Error(`Could not launch ${CHROMIUM}: ${(e as Error).message}`, { cause: e });
   }
+  // The app's kernel tuning is off in the browser tests (Diagnostics' setting, kept in localStorage),
+  // so SwiftShader does not time matmul kernels in every test; test/e2e/kernel-tuning.test.ts turns
+  // it on through Diagnostics (set once: a value already kept is left as it is).
+  await context.addInitScript(() => {
+    if (localStorage.getItem('tabtune-kernels') === null) localStorage.setItem('tabtune-kernels', 'off');
+  });
   // A page's first load has the dev server transform the app's modules on demand (and SwiftShader
   // compile its shaders); on a busy 2-core machine that passes Playwright's default 30 s.
   context.setDefaultNavigationTimeout(180_000);

@@ -113,15 +113,18 @@ function checkPeft(config: string, model: Uint8Array) {
  * Records in sessionStorage (which outlives a reload) every text the Train view's start-up line
  * shows ("Resuming at step 4 of 6: compiling…"), as it changes.
  */
-async function watchStartup(page: Page): Promise<void> {
-  await page.evaluate(() => {
-    sessionStorage.setItem('startup-seen', '[]');
-    new MutationObserver(() => {
-      const t = document.querySelector('[data-testid="train-startup"]')?.textContent;
-      const seen = JSON.parse(sessionStorage.getItem('startup-seen') ?? '[]') as string[];
-      if (t && seen.at(-1) !== t) sessionStorage.setItem('startup-seen', JSON.stringify([...seen, t]));
-    }).observe(document.body, { subtree: true, childList: true, characterData: true });
-  });
+async function watchStartup(page: Page, testId = 'train-startup', key = 'startup-seen'): Promise<void> {
+  await page.evaluate(
+    ({ testId, key }) => {
+      sessionStorage.setItem(key, '[]');
+      new MutationObserver(() => {
+        const t = document.querySelector(`[data-testid="${testId}"]`)?.textContent;
+        const seen = JSON.parse(sessionStorage.getItem(key) ?? '[]') as string[];
+        if (t && seen.at(-1) !== t) sessionStorage.setItem(key, JSON.stringify([...seen, t]));
+      }).observe(document.body, { subtree: true, childList: true, characterData: true });
+    },
+    { testId, key },
+  );
 }
 
 /** The merged folder's files, and q_proj of layer 0 = the demo model's + scale·B·A of the adapter. */
@@ -399,6 +402,54 @@ describe('the app in Chromium', () => {
         expect(await page.getByTestId('model-loaded').innerText()).toMatch(/4-bit NF4/);
         await nav(page, /Adapters/);
         await expect.poll(() => page.getByTestId('adapter-row').count()).toBeGreaterThanOrEqual(1);
+        expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
+      });
+    },
+    10 * 60_000,
+  );
+
+  it(
+    "kernel tuning on (Diagnostics): the first run tunes the demo model's shapes and saves the choices; the second reuses them",
+    async () => {
+      const { page, errors } = await openPage(h);
+      await onPage({ page, errors }, shot, 'failed-tuning', async () => {
+        await page.goto(`${h.baseUrl}/`);
+        await waitForDemo(page);
+        // The browser tests keep tuning off (test/browser/harness.ts); this one turns it on, as a user would.
+        await nav(page, /Diagnostics/);
+        const card = page.getByTestId('kernel-tuning');
+        const mode = card.getByRole('combobox', { name: /Kernel tuning/ });
+        expect(await mode.inputValue()).toBe('off');
+        await mode.selectOption('auto');
+        await expect.poll(() => card.innerText(), { timeout: 60_000 }).toMatch(/No choices saved yet/);
+        await shortRunSettings(page, { steps: 2, batch: 2, checkpointEvery: 0, evalEvery: 0 });
+        const run = async () => {
+          await nav(page, /Train/);
+          await watchStartup(page, 'train-tuning', 'tuning-seen');
+          await page.getByTestId('start-training').click();
+          await page.waitForSelector('[data-testid="start-training"]', { state: 'detached', timeout: LONG });
+          await page.waitForSelector('[data-testid="train-finished"]', { timeout: LONG });
+          return JSON.parse((await page.evaluate(() => sessionStorage.getItem('tuning-seen'))) ?? '[]') as string[];
+        };
+        const first = await run();
+        const tuned = first.filter((t) => t.startsWith('Tuning kernels for this GPU'));
+        expect(tuned[0]).toMatch(/^Tuning kernels for this GPU \(first run only\): shape class 1 of [1-9]\d*…$/);
+        await nav(page, /Diagnostics/);
+        const saved = card.getByTestId('kernel-choices');
+        await expect.poll(() => saved.getByRole('listitem').count(), { timeout: 60_000 }).toBe(1);
+        const text = await saved.innerText();
+        expect(text).toMatch(/^This GPU: /);
+        const classes = (text.match(/\b[nt][nt]_(f32|bf16|f16|nf4)\w*/g) ?? []).length;
+        expect(classes).toBe(Number(/of (\d+)/.exec(tuned[0]!)![1]));
+        await shot(page, '11-kernels');
+
+        const second = await run();
+        expect(
+          second.filter((t) => /Tuning kernels/i.test(t)),
+          'the saved choices are used',
+        ).toEqual([]);
+        await nav(page, /Diagnostics/);
+        await mode.selectOption('off');
         expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
       });
     },

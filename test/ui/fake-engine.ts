@@ -17,6 +17,7 @@ import type {
   DatasetSummary,
   FrozenWeightsSettings,
   GpuSummary,
+  KernelMode,
   LoadProgress,
   LoraSettings,
   MemoryEstimate,
@@ -25,6 +26,7 @@ import type {
   ModelSourceSpec,
   RecipeOptions,
   SamplingSettings,
+  SavedKernelChoices,
   SelfTestCheck,
   SelfTestReport,
   TrainHooks,
@@ -155,6 +157,26 @@ export class FakeEngine implements AppEngine {
       maxComputeInvocationsPerWorkgroup: 256,
       bytesInUse: 0,
     };
+  }
+
+  /** The kernel mode set last, and the saved choices per device (this device's key: 'fake-gpu'). */
+  kernelMode: KernelMode = 'auto';
+  savedKernels: SavedKernelChoices[] = [];
+
+  async setKernelMode(mode: KernelMode): Promise<void> {
+    this.calls.push('setKernelMode');
+    this.alive();
+    this.kernelMode = mode;
+  }
+
+  async kernelChoices(): Promise<SavedKernelChoices[]> {
+    this.alive();
+    return this.savedKernels.map((c) => ({ ...c, current: c.deviceKey === 'fake-gpu' }));
+  }
+
+  async forgetKernelChoices(deviceKey: string): Promise<void> {
+    this.calls.push('forgetKernelChoices');
+    this.savedKernels = this.savedKernels.filter((c) => c.deviceKey !== deviceKey);
   }
 
   /** Two checks, the second failing when `failSelfTest` is set. */

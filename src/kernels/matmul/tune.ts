@@ -6,9 +6,17 @@
  * (a cache file for the CLI, IndexedDB in the app) and give back with applyChoices on the next run,
  * which then tunes nothing. gpu.kernels.pin (TABTUNE_KERNELS) overrides every choice.
  *
+ * Cost (well under a second per class on lavapipe; docs/ENGINE.md has the figures):
+ *   - the candidates are compiled first, all at once and off the caller's thread
+ *     (Gpu.precompile: createComputePipelineAsync); pipelines are cached by their WGSL, so classes
+ *     whose candidates have the same shader share them (size classes of one layout mostly do);
+ *   - the timed problem keeps the class's N and K but only as many rows as TUNE_MACS multiply-adds
+ *     allow (at least TUNE_MIN_M): running the candidates, not compiling them, was most of the
+ *     time at the training shapes (seconds per run at 512 rows on a CPU driver);
+ *   - after the first round, candidates slower than DROP x the fastest are not timed again.
  * The timing is round-robin (every candidate once per round) so a machine's background load falls
  * on all alike; a member wins only by more than 3% over the baseline, so noise does not swap
- * kernels. Each candidate's first run compiles it: on a CPU driver that is seconds, and dominates.
+ * kernels.
  */
 import type { Gpu, Recorder } from '../../gpu/context';
 import type { Tensor } from '../../gpu/tensor';
@@ -17,9 +25,18 @@ import { recordMatmul } from '../matmul';
 import { type Nf4Tensor, nf4StatsLayout } from '../nf4';
 import { BASELINE, MATMUL_FAMILY, type SeenShape, candidatesFor, matmulConfig } from './variants';
 
-/** Rank of the LoRA segment and the most rows a tuning problem uses (time grows linearly in M). */
+/** Rank of the LoRA segment; the rows of a timed problem: M, at most TUNE_MACS / (N K), at least TUNE_MIN_M. */
 const TUNE_RANK = 16;
-const TUNE_MAX_M = 512;
+const TUNE_MACS = 2 ** 24;
+const TUNE_MIN_M = 64;
+/** A candidate slower than this times the fastest after the first round is not timed again. */
+const DROP = 1.3;
+
+/** The rows of the problem timed for a class met with M rows (multiples of 8 beyond 8). */
+export function tuneRows(M: number, N: number, K: number): number {
+  const fit = Math.floor(TUNE_MACS / Math.max(1, N * K) / 8) * 8;
+  return Math.min(M, Math.max(TUNE_MIN_M, fit));
+}
 
 export interface TuneProgress {
   done: number;
@@ -29,9 +46,22 @@ export interface TuneProgress {
 
 export interface TuneResult {
   shapeClass: string;
-  /** Median ms per member, in the order tried. */
+  /** Median ms per member timed (the rows: `rows`), in the order tried. */
   ms: Record<string, number>;
   chosen: string;
+  rows: number;
+  /** Wall ms of the class: compiling its candidates (`compiled` new pipelines), then timing them. */
+  compileMs: number;
+  compiled: number;
+  timedMs: number;
+}
+
+interface Timed {
+  ms: Record<string, number>;
+  rows: number;
+  compileMs: number;
+  compiled: number;
+  timedMs: number;
 }
 
 /** What identifies a device for cached choices: the adapter, its driver and the features used. */
@@ -87,15 +117,12 @@ async function timeOnce(gpu: Gpu, record: (rec: Recorder) => void): Promise<numb
   return performance.now() - t0;
 }
 
-/** Times the candidates of one seen shape and returns the median ms of each. */
-async function timeShape(
-  gpu: Gpu,
-  seen: SeenShape,
-  names: string[],
-  budgetMs: number,
-): Promise<Record<string, number>> {
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+
+/** Compiles, then times the candidates of one seen shape (see the file comment). */
+async function timeShape(gpu: Gpu, seen: SeenShape, names: string[], budgetMs: number): Promise<Timed> {
   const s = seen.shape;
-  const M = Math.min(s.M, TUNE_MAX_M);
+  const M = tuneRows(s.M, s.N, s.K);
   const owned: Tensor[] = [];
   const t = (label: string, shape: number[], dtype: Tensor['dtype'] = 'f32') => {
     const x = gpu.tensor(label, shape, dtype, 'scratch');
@@ -118,31 +145,32 @@ async function timeShape(
     const extra = s.lora
       ? { a: t('tune a2', [M, TUNE_RANK]), b: t('tune b2', [s.N, TUNE_RANK]), K: TUNE_RANK, transB: true }
       : undefined;
+    const { transA, transB } = s;
     const splitK = seen.splitK;
     const run = (variant: string) => (rec: Recorder) =>
-      recordMatmul(gpu, rec, {
-        a,
-        b,
-        c,
-        M,
-        N: s.N,
-        K: s.K,
-        transA: s.transA,
-        transB: s.transB,
-        extra,
-        splitK,
-        ws,
-        variant,
-      });
-    const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
-    let round = 0;
-    for (const n of names) round += await timeOnce(gpu, run(n)); // compiles
+      recordMatmul(gpu, rec, { a, b, c, M, N: s.N, K: s.K, transA, transB, extra, splitK, ws, variant });
+    const c0 = performance.now();
+    const compiled = await gpu.precompile((rec) => {
+      for (const n of names) run(n)(rec);
+    });
     const t0 = performance.now();
-    for (let rep = 0; rep < 5 && (rep < 1 || performance.now() - t0 + round < budgetMs); rep++) {
-      for (const n of names) times[n]!.push(await timeOnce(gpu, run(n)));
+    const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+    let timing = names;
+    for (let rep = 0; rep < 5 && (rep < 1 || performance.now() - t0 < budgetMs); rep++) {
+      for (const n of timing) times[n]!.push(await timeOnce(gpu, run(n)));
+      if (rep === 0) {
+        const best = Math.min(...timing.map((n) => times[n]![0]!));
+        timing = timing.filter((n) => times[n]![0]! <= DROP * best);
+        if (timing.length < 2) break;
+      }
     }
-    const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
-    return Object.fromEntries(names.map((n) => [n, median(times[n]!)]));
+    return {
+      ms: Object.fromEntries(names.map((n) => [n, median(times[n]!)])),
+      rows: M,
+      compileMs: t0 - c0,
+      compiled,
+      timedMs: performance.now() - t0,
+    };
   } finally {
     ws.dispose();
     for (const x of owned) gpu.free(x);
@@ -150,14 +178,15 @@ async function timeShape(
 }
 
 /**
- * Tunes every shape class met and not tuned yet (see the file comment); `budgetMs` is the timing
- * budget per class after the candidates have compiled. Returns what was measured.
+ * Tunes the shape classes met and not tuned yet (all, or those in `only`; see the file comment);
+ * `budgetMs` is the timing budget per class after its candidates have compiled. Returns what was
+ * measured.
  */
 export async function tuneMatmul(
   gpu: Gpu,
-  opts: { budgetMs?: number; onProgress?: (p: TuneProgress) => void } = {},
+  opts: { budgetMs?: number; only?: string[]; onProgress?: (p: TuneProgress) => void } = {},
 ): Promise<TuneResult[]> {
-  const classes = untunedClasses(gpu);
+  const classes = untunedClasses(gpu).filter((c) => !opts.only || opts.only.includes(c));
   const out: TuneResult[] = [];
   for (const [i, cls] of classes.entries()) {
     opts.onProgress?.({ done: i, total: classes.length, shapeClass: cls });
@@ -166,14 +195,15 @@ export async function tuneMatmul(
     // The baseline is always a candidate (the fallback when nothing beats it clearly).
     const fallback = seen.shape.M <= 8 && seen.splitK <= 1 ? 'gemv' : BASELINE;
     let chosen = fallback;
-    let ms: Record<string, number> = {};
+    let timed: Timed = { ms: {}, rows: 0, compileMs: 0, compiled: 0, timedMs: 0 };
     if (names.length > 1) {
-      ms = await timeShape(gpu, seen, names, opts.budgetMs ?? 600);
+      timed = await timeShape(gpu, seen, names, opts.budgetMs ?? 250);
+      const ms = timed.ms;
       const best = names.reduce((x, y) => (ms[y]! < ms[x]! ? y : x));
       if (ms[best]! < ms[fallback]! / 1.03) chosen = best;
     }
     gpu.kernels.choices.set(cls, chosen);
-    out.push({ shapeClass: cls, ms, chosen });
+    out.push({ shapeClass: cls, chosen, ...timed });
   }
   opts.onProgress?.({ done: classes.length, total: classes.length, shapeClass: '' });
   return out;

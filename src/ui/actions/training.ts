@@ -267,6 +267,7 @@ async function runTraining(
     history: [...history],
     progress: null,
     error: null,
+    tuning: null,
     startup: resumeFrom
       ? `${resumingText(prior.at(-1)?.step ?? null, ctx.store.get().run.totalSteps)}: starting…`
       : 'Starting…',
@@ -283,12 +284,17 @@ async function runTraining(
     const result = await ctx.engine.train(lora, train, {
       resumeFrom,
       onStage: (st) => {
+        if (st.stage === 'tuning-kernels') {
+          // Between steps (training goes on): a line of its own until every class is tuned.
+          const t = st.tune ?? { done: 0, total: 1 };
+          const text = `Tuning kernels for this GPU (first run only): shape class ${t.done + 1} of ${t.total}…`;
+          patch(ctx, 'run', { tuning: t.done < t.total ? text : null });
+          return;
+        }
         const doing =
           st.stage === 'baseline'
             ? "measuring the base model's validation loss…"
-            : st.stage === 'tuning-kernels'
-              ? 'tuning kernels for this GPU (first run only)…'
-              : 'compiling the GPU kernels for the first step…';
+            : 'compiling the GPU kernels for the first step…';
         patch(ctx, 'run', {
           totalSteps: st.totalSteps,
           startup: st.step > 0 ? `${resumingText(st.step, st.totalSteps)}: ${doing}` : capitalize(doing),
@@ -312,7 +318,7 @@ async function runTraining(
         detail,
       });
     }
-    patch(ctx, 'run', { status: 'saving', startup: null });
+    patch(ctx, 'run', { status: 'saving', startup: null, tuning: null });
     const s = ctx.store.get();
     const existing = s.library.adapters.map((a) => a.name);
     const meta: NewAdapter = {
@@ -377,7 +383,7 @@ async function runTraining(
   } catch (e) {
     if (paintTimer) clearTimeout(paintTimer);
     const msg = describeError(e, 'Training');
-    patch(ctx, 'run', { status: 'failed', error: msg, history: [...history], startup: null });
+    patch(ctx, 'run', { status: 'failed', error: msg, history: [...history], startup: null, tuning: null });
     if (run && stores) {
       const lost = (e as Error).name === 'GpuDeviceLostError' || (e as Error).name === 'WorkerError';
       await stores.runs.release(run.id, lost ? 'interrupted' : 'failed', msg.detail).catch(() => undefined);

@@ -239,6 +239,11 @@ function Progress({ s }: { s: AppState }) {
           {s.run.startup}
         </p>
       )}
+      {s.run.tuning && (
+        <p className="muted" role="status" data-testid="train-tuning">
+          {s.run.tuning}
+        </p>
+      )}
       <ProgressBar label="Training progress" value={step} max={total} indeterminate={!total && !!s.run.startup} />
       <div className="stats">
         <Stat label="loss" value={formatLoss(lastLoss)} />

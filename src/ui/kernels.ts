@@ -1,0 +1,41 @@
+/**
+ * The user's choice of matmul kernels (Diagnostics): 'auto' (tuned for this GPU on its first run,
+ * the choices kept in the worker's IndexedDB), 'off' (the baseline kernels, no tuning) or one member
+ * of the family pinned. Kept in this browser (localStorage) and given to the GPU worker at start-up
+ * and on every change. Browser tests set it to 'off' so SwiftShader does not tune in every test.
+ */
+import type { KernelMode } from '../engine/types';
+import { MATMUL_FAMILY } from '../kernels/matmul/variants';
+import type { SettingsStorage } from './settings';
+
+export const KERNEL_MODE_KEY = 'tabtune-kernels';
+
+/** The members that can be pinned, as Diagnostics lists them. */
+export const PINNABLE = MATMUL_FAMILY.map((c) => ({ name: c.name, about: c.about }));
+
+/** The mode as kept: 'auto', 'off' or 'pin:<member>'. */
+export function kernelModeText(mode: KernelMode): string {
+  return typeof mode === 'object' ? `pin:${mode.pin}` : mode;
+}
+
+export function parseKernelMode(text: string | null | undefined): KernelMode {
+  if (text === 'off') return 'off';
+  const pin = text?.startsWith('pin:') ? text.slice(4) : null;
+  return pin && PINNABLE.some((m) => m.name === pin) ? { pin } : 'auto';
+}
+
+export function loadKernelMode(storage: SettingsStorage | undefined): KernelMode {
+  try {
+    return parseKernelMode(storage?.getItem(KERNEL_MODE_KEY));
+  } catch {
+    return 'auto';
+  }
+}
+
+export function saveKernelMode(storage: SettingsStorage | undefined, mode: KernelMode): void {
+  try {
+    storage?.setItem(KERNEL_MODE_KEY, kernelModeText(mode));
+  } catch {
+    /* storage blocked: not kept */
+  }
+}

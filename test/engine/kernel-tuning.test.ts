@@ -1,0 +1,193 @@
+/**
+ * The engine's kernel tuning (src/engine/device.ts KernelTuning) with the app's IndexedDB store
+ * (src/store/kernel-choices.ts, on fake-indexeddb): 'auto' tunes the classes met once and saves the
+ * choices, a second run loads them and tunes nothing; 'off' and a pin neither load nor tune; Forget
+ * drops one device's choices (this device's stop applying, so its next run tunes again).
+ */
+import 'fake-indexeddb/auto';
+import { IDBFactory } from 'fake-indexeddb';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_TRAIN } from '../../src/engine/defaults';
+import { Engine } from '../../src/engine/engine';
+import { KernelTuning } from '../../src/engine/device';
+import { deviceKey, untunedClasses } from '../../src/kernels/matmul/tune';
+import { BASELINE, chooseConfig } from '../../src/kernels/matmul/variants';
+import { IndexedDbKernelStore } from '../../src/store/kernel-choices';
+import { TINY_CORPUS, writeTinyModel } from '../fixtures/tiny-model';
+import { getGpu } from '../helpers/gpu';
+
+beforeEach(() => {
+  globalThis.indexedDB = new IDBFactory();
+});
+
+describe('IndexedDbKernelStore', () => {
+  it('keeps choices per device key with the time, lists the newest first and forgets one', async () => {
+    let clock = 100;
+    const store = await IndexedDbKernelStore.open('k', () => clock++);
+    expect(await store.load('gpu-a')).toBeNull();
+    await store.save('gpu-a', { c1: 'direct8x4' });
+    await store.save('gpu-b', { c1: 'tile64', c2: 'gemv' });
+    store.close();
+    const again = await IndexedDbKernelStore.open('k', () => clock++);
+    expect(await again.load('gpu-a')).toEqual({ c1: 'direct8x4' });
+    expect((await again.list()).map((d) => [d.deviceKey, d.savedAt])).toEqual([
+      ['gpu-b', 101],
+      ['gpu-a', 100],
+    ]);
+    await again.forget('gpu-b');
+    expect((await again.list()).map((d) => d.deviceKey)).toEqual(['gpu-a']);
+    again.close();
+  });
+});
+
+describe('KernelTuning', () => {
+  it('auto tunes and saves once, loads on the next run; off and a pin do neither; forget', async () => {
+    const gpu = await getGpu();
+    gpu.kernels.choices.clear();
+    gpu.kernels.seen.clear();
+    const store = await IndexedDbKernelStore.open('k');
+    // A first step meeting one shape (tiny: the tuner compiles every candidate for it).
+    const shape = { M: 40, N: 20, K: 24, transA: false, transB: true, bType: 'f32' as const, lora: false };
+    const step = () => chooseConfig(gpu, shape).name;
+    const stages: string[] = [];
+    const onStage = (p: { done: number; total: number }) => stages.push(`${p.done}/${p.total}`);
+    try {
+      const run = new KernelTuning();
+      run.setStore(store);
+      run.setMode(gpu, 'off');
+      await run.load(gpu);
+      expect(step()).toBe(BASELINE);
+      await run.tune(gpu, onStage);
+      expect(stages).toEqual([]);
+      expect(await store.list()).toEqual([]);
+
+      run.setMode(gpu, { pin: 'direct4x4' });
+      expect(step()).toBe('direct4x4');
+      await run.tune(gpu, onStage);
+      expect(stages).toEqual([]);
+
+      run.setMode(gpu, 'auto');
+      await run.load(gpu);
+      expect(step()).toBe(BASELINE); // nothing saved yet: the baseline, and the class is noted
+      expect(untunedClasses(gpu)).toHaveLength(1);
+      expect(await run.tune(gpu, onStage)).toBe(1);
+      expect(stages).toEqual(['0/1', '1/1']);
+      const saved = await store.load(deviceKey(gpu));
+      expect(untunedClasses(gpu)).toEqual([]);
+      expect(Object.keys(saved ?? {})).toHaveLength(1);
+      expect(saved).toEqual(Object.fromEntries(gpu.kernels.choices));
+
+      // A new engine on this device (the next page load): the choices apply, nothing is tuned.
+      gpu.kernels.choices.clear();
+      gpu.kernels.seen.clear();
+      const next = new KernelTuning();
+      next.setStore(store);
+      await next.load(gpu);
+      expect(gpu.kernels.choices.size).toBe(1);
+      step();
+      expect(untunedClasses(gpu)).toEqual([]);
+      expect(await next.tune(gpu, onStage)).toBe(0);
+      expect(stages).toEqual(['0/1', '1/1']);
+      expect((await next.list(gpu)).map((d) => d.current)).toEqual([true]);
+
+      await next.forget(gpu, deviceKey(gpu));
+      expect(await next.list(gpu)).toEqual([]);
+      expect(gpu.kernels.choices.size).toBe(0);
+      expect(step()).toBe(BASELINE);
+      expect(untunedClasses(gpu)).toHaveLength(1); // the next run tunes it again
+    } finally {
+      gpu.kernels.pin = null;
+      gpu.kernels.choices.clear();
+      gpu.kernels.seen.clear();
+      store.close();
+    }
+  });
+
+  it('a run tunes between its steps, class by class, and the next run on the device tunes nothing', async () => {
+    const gpu = await getGpu();
+    gpu.kernels.choices.clear();
+    gpu.kernels.seen.clear();
+    const dir = await mkdtemp(join(tmpdir(), 'tabtune-tune-'));
+    const saved = new Map<string, Record<string, string>>();
+    const store = {
+      load: async (k: string) => saved.get(k) ?? null,
+      save: async (k: string, c: Record<string, string>) => void saved.set(k, { ...c }),
+    };
+    try {
+      await writeTinyModel(dir, { modelType: 'llama', dtype: 'BF16', seed: 1 });
+      const engine = new Engine(gpu);
+      engine.setKernelTuning(store);
+      await engine.loadModel({ kind: 'dir', id: 'tiny', path: dir });
+      const data = TINY_CORPUS.trim()
+        .split('\n')
+        .map((text) => JSON.stringify({ text }))
+        .join('\n');
+      await engine.loadDataset('c.jsonl', data, { maxLen: 32, valFraction: 0, seed: 0 });
+      const train = {
+        ...DEFAULT_TRAIN,
+        steps: 12,
+        epochs: 0,
+        batch: 4,
+        maxLen: 32,
+        valFraction: 0,
+        seed: 3,
+        lossEvery: 1,
+      };
+      const lora = { r: 4, lora_alpha: 8, lora_dropout: 0, target_modules: 'all-linear' as const, use_rslora: false };
+      const events: string[] = [];
+      const hooks = {
+        onProgress: (p: { step: number }) => events.push(`step ${p.step}`),
+        onStage: (st: { stage: string; tune?: { done: number; total: number } }) =>
+          st.tune && events.push(`tune ${st.tune.done}/${st.tune.total}`),
+      };
+      const packed = { ...train, packing: true };
+      const tuning = (engine as unknown as { kernels: KernelTuning }).kernels;
+      // gapMs 0: one class per gap, so tuning spreads over the steps while training goes on.
+      tuning.gapMs = 0;
+      tuning.gapShare = 0;
+      const first = await engine.train(lora, { ...packed, steps: 3 }, hooks);
+      expect(Number.isFinite(first.finalLoss)).toBe(true);
+      expect(events.map((e) => e.replace(/\/\d+$/, ''))).toEqual([
+        'step 1',
+        'tune 0',
+        'step 2',
+        'tune 1',
+        'step 3',
+        'tune 2',
+      ]);
+      expect(Number(events[1]!.split('/')[1])).toBeGreaterThan(3);
+      expect(Object.keys([...saved.values()][0]!)).toHaveLength(3);
+      // The next run goes on where it stopped, all in one gap now.
+      events.length = 0;
+      tuning.gapMs = 60_000;
+      await engine.train(lora, { ...packed, steps: 2 }, hooks);
+      const tunes = events.filter((e) => e.startsWith('tune'));
+      const total = Number(tunes[0]!.split('/')[1]);
+      // Step 1 and then every class left in one gap (the gap after step 2 may tune classes met there).
+      expect(events.slice(0, 2)).toEqual(['step 1', `tune 0/${total}`]);
+      expect(events.indexOf(`tune ${total}/${total}`)).toBe(total + 1);
+      const kept = Object.keys([...saved.values()][0]!).length;
+      expect(kept).toBe(gpu.kernels.choices.size);
+      expect(untunedClasses(gpu)).toEqual([]);
+
+      // Another engine on this device (the next page load): the saved choices apply, nothing is tuned.
+      events.length = 0;
+      gpu.kernels.choices.clear();
+      gpu.kernels.seen.clear();
+      const again = new Engine(gpu);
+      again.setKernelTuning(store);
+      await again.loadModel({ kind: 'dir', id: 'tiny', path: dir });
+      await again.loadDataset('c.jsonl', data, { maxLen: 32, valFraction: 0, seed: 0 });
+      await again.train(lora, { ...packed, steps: 2 }, hooks);
+      expect(events).toEqual(['step 1', 'step 2']);
+      expect(gpu.kernels.choices.size).toBe(kept);
+    } finally {
+      gpu.kernels.choices.clear();
+      gpu.kernels.seen.clear();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,88 @@
+// @vitest-environment jsdom
+/**
+ * Diagnostics' matmul kernels card in jsdom on the fake engine: the tuning mode (auto / off / a
+ * pinned member) is kept in the browser's storage and given to the engine at start-up and on every
+ * change; the saved choices are listed per device, this GPU's marked, and Forget drops one device's.
+ */
+import { cleanup, configure, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { App } from '../../src/ui/App';
+import type { AppController } from '../../src/ui/controller';
+import { ControllerContext } from '../../src/ui/hooks';
+import { KERNEL_MODE_KEY, parseKernelMode } from '../../src/ui/kernels';
+import { FakeEngine } from './fake-engine';
+import { freshIndexedDb, makeApp } from './helpers';
+
+configure({ asyncUtilTimeout: 20_000 });
+
+beforeEach(() => {
+  freshIndexedDb();
+  window.location.hash = '';
+});
+afterEach(() => cleanup());
+
+function mount(c: AppController) {
+  return render(
+    <ControllerContext.Provider value={c}>
+      <App />
+    </ControllerContext.Provider>,
+  );
+}
+
+async function openDiagnostics(): Promise<HTMLElement> {
+  fireEvent.click(
+    within(screen.getByRole('navigation', { name: 'Steps' })).getByRole('button', { name: /Diagnostics/ }),
+  );
+  return waitFor(() => screen.getByTestId('kernel-tuning'));
+}
+
+describe('Diagnostics: matmul kernels', () => {
+  it('the mode is kept in the browser, given to the engine at start-up and on a change', async () => {
+    const storage = new Map([[KERNEL_MODE_KEY, 'off']]);
+    const engine = new FakeEngine();
+    const { c } = await makeApp({ engine, settingsStorage: storage });
+    expect(engine.kernelMode).toBe('off');
+    mount(c);
+    const card = await openDiagnostics();
+    const select = within(card).getByRole('combobox', { name: /Kernel tuning/ }) as HTMLSelectElement;
+    expect(select.value).toBe('off');
+    expect([...select.options].map((o) => o.value)).toEqual(
+      expect.arrayContaining(['auto', 'off', 'pin:tile64', 'pin:direct8x4']),
+    );
+    fireEvent.change(select, { target: { value: 'pin:direct4x4' } });
+    await waitFor(() => expect(engine.kernelMode).toEqual({ pin: 'direct4x4' }));
+    expect(storage.get(KERNEL_MODE_KEY)).toBe('pin:direct4x4');
+    fireEvent.change(select, { target: { value: 'auto' } });
+    await waitFor(() => expect(engine.kernelMode).toBe('auto'));
+    expect(storage.get(KERNEL_MODE_KEY)).toBe('auto');
+  });
+
+  it('an unknown or missing kept mode is auto', () => {
+    expect(parseKernelMode(null)).toBe('auto');
+    expect(parseKernelMode('pin:fastest')).toBe('auto');
+    expect(parseKernelMode('pin:rows')).toEqual({ pin: 'rows' });
+  });
+
+  it('lists the saved choices per device, this GPU first-class, and forgets one device', async () => {
+    const engine = new FakeEngine();
+    engine.savedKernels = [
+      { deviceKey: 'fake-gpu', choices: { nt_bf16_mm_nl_kl: 'direct8x4', nt_f32_mxs_nl_kl: 'rows' }, savedAt: 1 },
+      { deviceKey: 'nvidia|ampere|||vulkan|f16|32', choices: { nt_bf16_mm_nl_kl: 'tile64' }, savedAt: 2 },
+    ];
+    const { c } = await makeApp({ engine });
+    mount(c);
+    const card = await openDiagnostics();
+    const list = await waitFor(() => within(card).getByTestId('kernel-choices'));
+    const items = within(list).getAllByRole('listitem');
+    expect(items).toHaveLength(2);
+    expect(items[0]!.textContent).toMatch(/^This GPU: /);
+    expect(items[0]!.textContent).toMatch(/nt_bf16_mm_nl_kl\s*direct8x4/);
+    expect(items[1]!.textContent).toMatch(/nvidia · ampere \(shader-f16\)/);
+    fireEvent.click(within(items[1]!).getByRole('button', { name: /Forget nvidia/ }));
+    await waitFor(() => expect(within(list).getAllByRole('listitem')).toHaveLength(1));
+    expect(engine.calls).toContain('forgetKernelChoices');
+    expect(engine.savedKernels.map((d) => d.deviceKey)).toEqual(['fake-gpu']);
+    fireEvent.click(within(card).getByRole('button', { name: /Forget/ }));
+    await waitFor(() => expect(within(card).getByText(/No choices saved yet/)).toBeTruthy());
+  });
+});
