@@ -3,7 +3,8 @@
  * keep the shipped demo model (stories260K) and dataset, run the default demo training as a user
  * would (the settings untouched) and see the loss fall, find the adapter in the library, reload and
  * find it still there, download it and check the PEFT files, and see Compare show the base model
- * telling a story where the adapter answers the demo questions. A second test interrupts a short
+ * telling a story where the adapter answers the demo questions, and Chat with the adapter, then the base
+ * model, answering in turn. A second test interrupts a short
  * run on 4-bit NF4 frozen weights (QLoRA) with packed batches by reloading the page and resumes it from its checkpoint
  * on the same 4-bit weights. Screenshots of each stage go to
  * test-artifacts/app-*.png; with TABTUNE_DOCS_SCREENSHOTS=1 the README's go to docs/screenshots/.
@@ -254,6 +255,30 @@ describe('the app in Chromium', () => {
         console.log(`[tabtune] e2e: ${evalText.replace(/\s+/g, ' ')}`);
         await shot(page, '7-compare');
         await docShot(page, 'compare');
+
+        // Chat: the adapter answers the demo question with the chat template, as in Compare; the
+        // base model, chosen for the next reply, tells a story. Each reply names who wrote it.
+        await nav(page, /Chat/);
+        await page.locator('select[name="chatAdapter"]').selectOption({ label: name });
+        await page.locator('input[name="maxNewTokens"]').fill('32');
+        await page.locator('#chat-draft').fill(DEMO_PROMPTS[0]!);
+        await page.locator('#chat-draft').press('Enter');
+        await page.waitForSelector('[data-testid="chat-turn"][data-role="assistant"][data-status="done"]', {
+          timeout: LONG,
+        });
+        await page.locator('select[name="chatAdapter"]').selectOption('base');
+        await page.locator('#chat-draft').fill(DEMO_PROMPTS[1]!);
+        await page.locator('#chat-draft').press('Enter');
+        await expect
+          .poll(() => page.locator('[data-testid="chat-turn"][data-status="done"][data-role="assistant"]').count(), {
+            timeout: LONG,
+          })
+          .toBe(2);
+        const replies = page.locator('[data-testid="chat-turn"][data-role="assistant"]');
+        expect(await replies.locator('.chat-who').allInnerTexts()).toEqual([name, 'Base · stories260K']);
+        expect(await replies.first().locator('pre').innerText()).toBe('Her name was Lily.');
+        await shot(page, '7c-chat');
+        await docShot(page, 'chat');
 
         // A wrong file to import says what is missing.
         await nav(page, /Adapters/);
