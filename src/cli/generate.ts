@@ -1,21 +1,42 @@
 /** `tabtune generate`: text from a prompt, with an adapter or without, streamed to stdout. */
 
 import { resolve } from 'node:path';
-import { type FlagSpec, bool, num, parseFlags, str } from './args';
+import type { SamplingSettings } from '../engine/types';
+import { type FlagSpec, type ParsedFlags, bool, num, parseFlags, str } from './args';
 import { loadModelFrom, openEngine, preflightModel, readAdapter, withAdapterDir } from './common';
 import { FROZEN_FLAGS, frozenFromFlags } from './frozen';
 
-const GENERATE_FLAGS: Record<string, FlagSpec> = {
-  model: { type: 'string', required: true },
-  adapter: { type: 'string' },
-  prompt: { type: 'string', required: true },
-  chat: { type: 'bool' },
+/** transformers' generate arguments, shared with `tabtune chat`. */
+export const SAMPLING_FLAGS: Record<string, FlagSpec> = {
   'max-new-tokens': { type: 'int', min: 1 },
   temperature: { type: 'number', min: 0 },
   'top-k': { type: 'int', min: 0 },
   'top-p': { type: 'number', min: 0, max: 1, exclusiveMin: true },
   seed: { type: 'int', min: 0 },
   'repetition-penalty': { type: 'number', min: 0, exclusiveMin: true },
+};
+
+/** The sampling flags given, else `d`'s values. */
+export function samplingFromFlags(
+  f: ParsedFlags,
+  d: Omit<SamplingSettings, 'chat' | 'seed'>,
+): Omit<SamplingSettings, 'chat'> {
+  return {
+    maxNewTokens: num(f, 'max-new-tokens') ?? d.maxNewTokens,
+    temperature: num(f, 'temperature') ?? d.temperature,
+    topK: num(f, 'top-k') ?? d.topK,
+    topP: num(f, 'top-p') ?? d.topP,
+    seed: num(f, 'seed') ?? 0,
+    repetitionPenalty: num(f, 'repetition-penalty') ?? d.repetitionPenalty,
+  };
+}
+
+const GENERATE_FLAGS: Record<string, FlagSpec> = {
+  model: { type: 'string', required: true },
+  adapter: { type: 'string' },
+  prompt: { type: 'string', required: true },
+  chat: { type: 'bool' },
+  ...SAMPLING_FLAGS,
   ...FROZEN_FLAGS,
 };
 
@@ -40,12 +61,7 @@ export async function generate(argv: string[]): Promise<number> {
     await loadModelFrom(engine, model.path, frozen);
     const adapter = adapterDir && adapterFiles ? { key: resolve(adapterDir), files: adapterFiles } : null;
     const sampling = {
-      maxNewTokens: num(f, 'max-new-tokens') ?? 64,
-      temperature,
-      topK: num(f, 'top-k') ?? 0,
-      topP: num(f, 'top-p') ?? 1,
-      seed: num(f, 'seed') ?? 0,
-      repetitionPenalty: num(f, 'repetition-penalty') ?? 1,
+      ...samplingFromFlags(f, { maxNewTokens: 64, temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1 }),
       chat: bool(f, 'chat') ?? false,
     };
     const res = await withAdapterDir(adapterDir, () =>

@@ -5,17 +5,19 @@
  *   node bin/tabtune.mjs train --model DIR --data FILE --out DIR [...]
  *   node bin/tabtune.mjs eval --model DIR [--adapter DIR] --data FILE [--json]
  *   node bin/tabtune.mjs generate --model DIR [--adapter DIR] --prompt TEXT
+ *   node bin/tabtune.mjs chat --model DIR [--adapter DIR]     (a conversation, line by line)
  *   node bin/tabtune.mjs export-recipe --model DIR|HUB_ID --data FILE --out DIR [train's flags]
  *   node bin/tabtune.mjs info | selftest | bench
  *
  * Exit codes: 0 success, 1 runtime failure (bad data, GPU error), 2 usage error.
  *
- * One file per command (train.ts, eval.ts, generate.ts, export-recipe.ts, info.ts, selftest.ts,
+ * One file per command (train.ts, eval.ts, generate.ts, chat.ts, export-recipe.ts, info.ts, selftest.ts,
  * bench.ts; the measurements bench.ts runs live in src/bench); common.ts holds the checks of files
  * and folders they share, args.ts the flag parser.
  */
 
 import { UsageError } from './args';
+import { chat } from './chat';
 import { evaluate } from './eval';
 import { exportRecipe } from './export-recipe';
 import { generate } from './generate';
@@ -44,7 +46,11 @@ const USAGE = `tabtune: LoRA fine-tuning on WebGPU
   tabtune eval --model DIR [--adapter DIR] --data FILE [--format ...] [--max-len N]
      [--quantize nf4|none] [--no-double-quant] [--json]
   tabtune generate --model DIR [--adapter DIR] --prompt TEXT [--chat] [--max-new-tokens N]
-     [--temperature 0] [--top-k K] [--top-p P] [--seed S] [--quantize nf4|none] [--no-double-quant]
+     [--temperature 0] [--top-k K] [--top-p P] [--repetition-penalty 1] [--seed S]
+     [--quantize nf4|none] [--no-double-quant]
+  tabtune chat --model DIR [--adapter DIR] [--system TEXT] [--completion] [generate's sampling flags]
+     a conversation, one message per line (sampling defaults: the model's generation_config.json);
+     /system TEXT, /adapter DIR, /base, /regen, /reset, /quit; Ctrl-C stops a reply
   tabtune merge --model DIR --adapter DIR --out DIR [--dtype bf16|f16|f32] [--max-shard-size 50GB]
      the adapter folded into the model: a Hugging Face model folder (CPU only)
   tabtune info        the WebGPU adapter in use
@@ -56,7 +62,7 @@ export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   // `tabtune train --help` prints the usage (it is not an unknown flag); a value "--help" can be given as --prompt=--help.
   if (
-    ['train', 'eval', 'generate', 'export-recipe', 'merge'].includes(command ?? '') &&
+    ['train', 'eval', 'generate', 'chat', 'export-recipe', 'merge'].includes(command ?? '') &&
     rest.some((a) => a === '--help' || a === '-h')
   ) {
     process.stdout.write(USAGE);
@@ -72,6 +78,8 @@ export async function main(argv: string[]): Promise<number> {
         return await exportRecipe(rest);
       case 'generate':
         return await generate(rest);
+      case 'chat':
+        return await chat(rest);
       case 'merge':
         return await merge(rest);
       case 'info':
@@ -90,7 +98,7 @@ export async function main(argv: string[]): Promise<number> {
         return command === undefined ? 2 : 0;
       default:
         throw new UsageError(
-          `unknown command "${command}". Commands: train, eval, generate, export-recipe, merge, info, selftest, bench.`,
+          `unknown command "${command}". Commands: train, eval, generate, chat, export-recipe, merge, info, selftest, bench.`,
         );
     }
   } catch (e) {
