@@ -1,7 +1,7 @@
 /**
  * Accessibility of every view in headless Chromium (WebGPU on SwiftShader):
  * - axe-core's WCAG 2.0/2.1/2.2 A and AA rules on Model, Data, Settings, Train (idle, running,
- *   paused, finished), Adapters (with an adapter), Compare (with outputs), Diagnostics, and the
+ *   paused, finished), Adapters (with an adapter), Compare (with outputs), Chat (with a reply), Diagnostics, and the
  *   no-WebGPU message; no violations allowed;
  * - the keyboard: Tab from the top of the page reaches the skip link, the step navigation and each
  *   view's primary buttons, every stop shows a focus ring (its computed outline or box-shadow differs
@@ -21,7 +21,16 @@ import { nav, onPage, screenshotter, shortRunSettings, startAppHarness } from '.
 const LONG = 120_000;
 /** WCAG 2.0, 2.1 and 2.2, levels A and AA (axe's tags for them). */
 const WCAG = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'];
-const NAV = ['1 · Model', '2 · Data', '3 · Settings', '4 · Train', '5 · Adapters', '6 · Compare', 'Diagnostics'];
+const NAV = [
+  '1 · Model',
+  '2 · Data',
+  '3 · Settings',
+  '4 · Train',
+  '5 · Adapters',
+  '6 · Compare',
+  '7 · Chat',
+  'Diagnostics',
+];
 
 let h: Harness;
 
@@ -252,6 +261,21 @@ describe('accessibility', () => {
         await keyboard(page, 'compare', ['Generate side by side', 'Validation loss and perplexity'], keys);
         await shot(page, 'compare');
 
+        // Chat: a message sent by keyboard (Enter in the message box), the reply, then the buttons by Tab.
+        await nav(page, /Chat/);
+        await page.locator('input[name="maxNewTokens"]').fill('4');
+        await page.locator('#chat-draft').focus();
+        await page.keyboard.type('The cat');
+        await page.keyboard.press('Enter');
+        await page.waitForSelector('[data-testid="chat-turn"][data-role="assistant"][data-status="done"]', {
+          timeout: LONG,
+        });
+        await page.waitForSelector('[data-testid="chat"][data-status="idle"]', { timeout: LONG });
+        lap('chat done');
+        findings.push(...(await audit(page, 'chat')));
+        await keyboard(page, 'chat', ['Regenerate', 'New conversation'], keys);
+        await shot(page, 'chat');
+
         // Reflow (WCAG 1.4.10): 320 CSS px wide, as 400 % zoom of a 1280 px window; nothing scrolls sideways.
         await page.setViewportSize({ width: 320, height: 720 });
         const wide: string[] = [];
@@ -262,6 +286,7 @@ describe('accessibility', () => {
           ['train', /Train/],
           ['adapters', /Adapters/],
           ['compare', /Compare/],
+          ['chat', /Chat/],
         ] as const) {
           await nav(page, label);
           const over = await page.evaluate(() => {
