@@ -15,7 +15,7 @@ import { type LoraConfig, loraParameterCount, loraRank } from '../lora/config';
 import { resolveTargets } from '../lora/targets';
 import type { GpuModel } from '../model/gpu-model';
 import type { ModelConfig } from '../model/config';
-import { expectedTensors, linearRoles } from '../model/registry';
+import { type LinearModule, expectedTensors, linearRoles } from '../model/registry';
 import type { MemoryEstimate, TrainSettings } from './types';
 
 /**
@@ -136,6 +136,19 @@ export function frozenWeightBytes(config: ModelConfig, f: FrozenFormat): { bytes
 }
 
 /**
+ * What LoRA `cfg` trains on a model's linear modules, as the engine resolves the targets: the
+ * trainable parameters (with DoRA's magnitudes) and the sum of the adapters' ranks (trainingMemory's
+ * `trainable` and `rankSum`). Engine.estimate and the app's cost card (before download) both use it.
+ */
+export function loraTrained(cfg: LoraConfig, linears: readonly LinearModule[]): { trainable: number; rankSum: number } {
+  const targets = resolveTargets(cfg, linears);
+  return {
+    trainable: loraParameterCount(cfg, targets),
+    rankSum: targets.reduce((n, t) => n + loraRank(cfg, t.path), 0),
+  };
+}
+
+/**
  * Engine.estimate: LoRA `cfg` trained on a loaded model: trainable parameters, memory (the weights
  * as loaded, and what each frozen-weight choice would hold) and the binding-limit blocker.
  */
@@ -146,14 +159,13 @@ export function estimateOnModel(
   train: Pick<TrainSettings, 'batch' | 'maxLen' | 'optimizer' | 'activationCheckpointing'>,
   maxBinding: number,
 ): MemoryEstimate {
-  const targets = resolveTargets(cfg, model.linears);
   const c = model.config;
-  const trainable = loraParameterCount(cfg, targets);
+  const { trainable, rankSum } = loraTrained(cfg, model.linears);
   const T = train.batch * train.maxLen;
   const mem = trainingMemory(c, {
     tokens: T,
     trainable,
-    rankSum: targets.reduce((n, t) => n + loraRank(cfg, t.path), 0),
+    rankSum,
     optimizer: train.optimizer,
     checkpoint: train.activationCheckpointing,
   });

@@ -6,11 +6,10 @@
  * chosen, and when 16-bit ones would not fit, the card offers 4-bit (nf4Offer).
  */
 import type { FrozenWeightsSettings, GpuSummary, LoraSettings, TrainSettings } from '../engine/types';
-import { loraRank } from '../lora/config';
-import { loraConfigFromSettings, resolveTargets } from '../lora/targets';
+import { loraConfigFromSettings } from '../lora/targets';
 import type { ModelConfig } from '../model/config';
 import { estimateModel } from '../model/load';
-import { type FrozenFormat, frozenWeightBytes, trainingMemory } from '../engine/memory';
+import { type FrozenFormat, frozenWeightBytes, loraTrained, trainingMemory } from '../engine/memory';
 import { describeModel, expectedTensors, hasConv1dWeights, linearModuleNames, linearModules } from '../model/registry';
 
 export interface ModelCost {
@@ -103,13 +102,7 @@ export function estimateCost(
     const arch = describeModel(config, new Map(expected.map((t) => [t.key, { shape: t.shape }])));
     const linears = linearModules(arch);
     const cfg = loraConfigFromSettings(lora, config.modelType, { fanInFanOut: hasConv1dWeights(config) });
-    const targets = resolveTargets(cfg, linears);
-    trainable = 0;
-    for (const t of targets) {
-      const r = loraRank(cfg, t.path);
-      trainable += r * (t.inF + t.outF);
-      loraRankSum += r;
-    }
+    ({ trainable, rankSum: loraRankSum } = loraTrained(cfg, linears));
   } catch (e) {
     warnings.push((e as Error).message);
   }

@@ -3,14 +3,16 @@
  * adapter, a run resumed from a checkpoint ends exactly where the uninterrupted run ends, PEFT
  * export -> import gives the same outputs, greedy generation matches the float64 reference.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine';
 import { DEFAULT_TRAIN } from '../../src/engine/defaults';
 import type { DatasetProgress, FrozenWeightsSettings, LoraSettings, TrainSettings } from '../../src/engine/types';
+import { parseConfig } from '../../src/model/config';
 import { parseSafetensors } from '../../src/model/safetensors';
+import { estimateCost } from '../../src/ui/cost';
 import { argmax } from '../../src/generate/sampling';
 import { modelForwardRef, modelLogitsRef } from '../../src/reference/model';
 import { TINY_CORPUS, type TinyModelType, writeTinyModel } from '../fixtures/tiny-model';
@@ -466,6 +468,14 @@ describe('engine: dataset summary and estimates', () => {
         10,
       );
       expect(est.blocker).toBeNull();
+      // The app's cost card, from config.json alone before the download, counts the same.
+      const config = parseConfig(await readFile(join(models.get('llama')!, 'config.json')));
+      const card = estimateCost(config, lora, TRAIN, null);
+      expect([card.trainableParams, card.loraBytes, card.activationBytes]).toEqual([
+        est.trainableParams,
+        est.loraBytes,
+        est.activationBytes,
+      ]);
       const ck = await engine.estimate(lora, { ...TRAIN, activationCheckpointing: true });
       expect(ck.activationBytes).toBeLessThan(est.activationBytes);
       await expect(engine.estimate({ ...LORA, target_modules: ['nope_proj'] }, TRAIN)).rejects.toThrow(/nope_proj/);
