@@ -6,6 +6,7 @@
  */
 import { frozenSettings, sameFrozen } from '../engine/frozen';
 import type {
+  ColumnMapping,
   FrozenWeightsSettings,
   KernelMode,
   LoraSettings,
@@ -22,6 +23,7 @@ import { RunStore } from '../store/runs';
 import * as chat from './actions/chat';
 import * as compare from './actions/compare';
 import * as dataset from './actions/dataset';
+import * as hubData from './actions/hub-dataset';
 import * as library from './actions/library';
 import * as model from './actions/model';
 import * as recipe from './actions/recipe';
@@ -246,6 +248,26 @@ export class AppController {
 
   setDatasetPage(page: number): void {
     patch(this.ctx, 'dataset', { page });
+  }
+
+  setDatasetMapping(mapping: ColumnMapping | null): Promise<boolean> {
+    return dataset.setDatasetMapping(this.ctx, mapping);
+  }
+
+  listHubDataset(repo: string): Promise<boolean> {
+    return hubData.listHubFiles(this.ctx, repo);
+  }
+
+  chooseHubSplit(split: string): void {
+    hubData.chooseHubSplit(this.ctx, split);
+  }
+
+  chooseHubFile(path: string): void {
+    hubData.chooseHubFile(this.ctx, path);
+  }
+
+  downloadHubDataset(): Promise<boolean> {
+    return hubData.downloadHubFile(this.ctx);
   }
 
   // ------------------------------------------------------------------ settings

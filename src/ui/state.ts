@@ -21,6 +21,7 @@ import type {
   TrainSettings,
 } from '../engine/types';
 import type { ModelConfig } from '../model/config';
+import type { HubDataFile } from '../train/data/hub';
 import type { AdapterRecord, CachedModelRecord, HistoryPoint, RunRecord, StoredModelSource } from '../store/types';
 import type { ModelChoice } from './catalog';
 import type { ModelCost } from './cost';
@@ -78,6 +79,10 @@ export interface DatasetSlice {
   format: DatasetFormat | 'auto';
   /** Which columns hold the records (Hub datasets, Parquet, CSV/JSON with other names); null: the names decide. */
   mapping: ColumnMapping | null;
+  /** The file's columns (Parquet schema, CSV header, JSON keys) for the column mapping; null: not known yet. */
+  columns: string[] | null;
+  /** A dataset from the Hub: its files, the chosen split and file, the download. */
+  hub: HubDataSlice;
   status: 'idle' | 'loading' | 'ready' | 'error';
   /** While loading: how far the worker is (the index pass over the file, then tokenizing). */
   progress: DatasetProgress | null;
@@ -88,6 +93,16 @@ export interface DatasetSlice {
   /** The settings the summary was made with ("maxLen|valFraction|seed|format"), to know when to redo it. */
   key: string | null;
   page: number;
+}
+
+export interface HubDataSlice {
+  repo: string;
+  status: 'idle' | 'listing' | 'listed' | 'downloading' | 'error';
+  files: HubDataFile[];
+  split: string;
+  path: string;
+  progress: { loaded: number; total: number | null } | null;
+  error: UserMessage | null;
 }
 
 export interface EstimateSlice {
@@ -233,6 +248,8 @@ export function initialState(): AppState {
       content: '',
       format: 'auto',
       mapping: null,
+      columns: null,
+      hub: { repo: '', status: 'idle', files: [], split: '', path: '', progress: null, error: null },
       status: 'idle',
       progress: null,
       summary: null,

@@ -55,6 +55,7 @@ export async function setDataset(
     content,
     format: format ?? ctx.store.get().dataset.format,
     mapping,
+    columns: await fileColumns(fileName, content),
     summary: null,
     error: null,
     refused: null,
@@ -62,6 +63,25 @@ export async function setDataset(
     page: 0,
     status: 'idle',
   });
+  return analyseDataset(ctx);
+}
+
+/** A file's columns for the column mapping (parquet.ts's reader is loaded only now); null when unreadable. */
+async function fileColumns(fileName: string, content: string | Blob): Promise<string[] | null> {
+  try {
+    const [{ datasetColumns }, { blobSource, textSource }] = await Promise.all([
+      import('../../train/data/parquet'),
+      import('../../train/data/source'),
+    ]);
+    return await datasetColumns(typeof content === 'string' ? textSource(content) : blobSource(content), fileName);
+  } catch {
+    return null;
+  }
+}
+
+/** Reads the dataset again with another column mapping (null: the field names decide). */
+export async function setDatasetMapping(ctx: AppContext, mapping: ColumnMapping | null): Promise<boolean> {
+  patch(ctx, 'dataset', { mapping });
   return analyseDataset(ctx);
 }
 
@@ -116,12 +136,14 @@ export async function readDatasetFile(ctx: AppContext, file: File): Promise<bool
 
 /** What is wrong with an upload, judged from its first bytes (the worker reads the rest), or null. */
 function sniff(file: File, head: Uint8Array): UserMessage | null {
+  // Parquet is binary: its reader checks it (src/train/data/parquet.ts).
+  if (/\.parquet$/i.test(file.name) || new TextDecoder().decode(head.subarray(0, 4)) === 'PAR1') return null;
   const utf16 = utf16Error(head, file.name);
   if (utf16) return describeError(utf16);
   if (head.includes(0)) {
     return {
       title: 'Not a text file',
-      detail: `${file.name} looks binary. Upload JSONL, JSON, CSV, TSV or plain text.`,
+      detail: `${file.name} looks binary. Upload JSONL, JSON, CSV, TSV, Parquet or plain text.`,
     };
   }
   // Whole lines only (a character may be cut at the end of the head).

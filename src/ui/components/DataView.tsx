@@ -6,6 +6,7 @@ import { formatInt } from '../format';
 import { useAppState, useController } from '../hooks';
 import { type AppState, runBusy } from '../state';
 import { MessageCard, NumberField, SelectField, Stat } from './common';
+import { ColumnMappingFields, HubDatasetSource } from './HubDataset';
 import { validateTrain } from '../validate';
 
 /**
@@ -179,9 +180,10 @@ export function DataView() {
     <div className="view">
       <h2>2 · Data</h2>
       <p className="lead">
-        JSONL, JSON, CSV/TSV or plain text. Records can be plain text <code>{'{"text"}'}</code>, instructions{' '}
-        <code>{'{"instruction","input","output"}'}</code> or chats <code>{'{"messages":[{"role","content"}]}'}</code>;
-        the format is detected.
+        JSONL, JSON, CSV/TSV, Parquet or plain text, uploaded or from the Hub. Records can be plain text{' '}
+        <code>{'{"text"}'}</code>, instructions <code>{'{"instruction","input","output"}'}</code> or chats{' '}
+        <code>{'{"messages":[{"role","content"}]}'}</code>; the format is detected, and other column names can be
+        mapped.
       </p>
       <div className="two-col">
         <section className="card" aria-labelledby="src-h">
@@ -194,7 +196,7 @@ export function DataView() {
               // the button next to it is the control; the hidden input stays out of the tab order
               tabIndex={-1}
               aria-hidden="true"
-              accept=".jsonl,.ndjson,.json,.csv,.tsv,.txt,.md,text/*,application/json"
+              accept=".jsonl,.ndjson,.json,.csv,.tsv,.parquet,.txt,.md,text/*,application/json"
               className="visually-hidden"
               onChange={(e) => {
                 const f = e.target.files?.[0];
@@ -209,6 +211,7 @@ export function DataView() {
               Use the demo Q&amp;A set
             </button>
           </div>
+          <HubDatasetSource />
           <div className="field">
             <label htmlFor="paste">Or paste records</label>
             <textarea
@@ -264,6 +267,7 @@ export function DataView() {
               onChange={(v) => c.setTrain({ maxLen: v })}
             />
           </div>
+          <ColumnMappingFields />
         </section>
         <div className="stack" aria-live="polite">
           {!s.model.info && d.content && <p className="muted">Load a model to tokenize the data with its tokenizer.</p>}

@@ -1,0 +1,223 @@
+/**
+ * The Hugging Face Hub from the app, in headless Chromium, with the Hub played by page.route
+ * (nothing is downloaded for real): a dataset repo's files listed by split, a Parquet file
+ * downloaded with progress and read through the column mapping its columns suggest (then another
+ * mapping chosen by hand), a ShareGPT split read as chat, the second download served by the
+ * browser's cache, and a gated dataset that opens with the access token.
+ */
+import type { Page, Route } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Harness, type OpenedPage, openPage } from '../browser/harness';
+import { writeParquet } from '../fixtures/parquet';
+import { nav, onPage, screenshotter, startAppHarness } from './app-page';
+
+const LONG = 120_000;
+const HUB = 'https://huggingface.co';
+const TOKEN = 'hf_e2eTokenForThePrivateDataset0123456';
+
+let h: Harness;
+
+beforeAll(async () => {
+  h = await startAppHarness();
+}, 300_000);
+
+afterAll(async () => {
+  await h?.close();
+});
+
+const shot = screenshotter('hub');
+
+const QA = Array.from({ length: 12 }, (_, i) => [`What is ${i} plus one?`, `It is ${i + 1}.`]);
+
+/** Dataset repos (path -> bytes), the private ones with the token that opens them, and every request. */
+class PlayedHub {
+  readonly datasets = new Map<string, Map<string, Uint8Array>>();
+  readonly private = new Set<string>();
+  readonly log: { method: string; url: string; auth?: string; body?: string }[] = [];
+
+  gets(part: string): number {
+    return this.log.filter((r) => r.method === 'GET' && r.url.includes(part)).length;
+  }
+
+  async install(page: Page): Promise<void> {
+    await page.route(`${HUB}/**`, (route) => this.serve(route));
+  }
+
+  private async serve(route: Route): Promise<void> {
+    const req = route.request();
+    const url = new URL(req.url());
+    const cors = {
+      'access-control-allow-origin': '*',
+      'access-control-allow-headers': '*',
+      'access-control-allow-methods': 'GET, HEAD, POST',
+      'access-control-expose-headers': '*',
+    };
+    if (req.method() === 'OPTIONS') return route.fulfill({ status: 204, headers: cors });
+    const auth = req.headers()['authorization'];
+    this.log.push({ method: req.method(), url: req.url(), ...(auth ? { auth } : {}) });
+    const tree = /^\/api\/datasets\/([^/]+\/[^/]+)\/tree\/main$/.exec(url.pathname);
+    const file = /^\/datasets\/([^/]+\/[^/]+)\/resolve\/main\/(.+)$/.exec(url.pathname);
+    const id = tree?.[1] ?? file?.[1] ?? '';
+    const files = this.datasets.get(id);
+    if (!files) return route.fulfill({ status: 404, headers: cors, body: '{"error":"Repository not found"}' });
+    if (this.private.has(id) && auth !== `Bearer ${TOKEN}`)
+      return route.fulfill({
+        status: 401,
+        headers: cors,
+        body: '{"error":"Invalid credentials in Authorization header"}',
+      });
+    if (tree) {
+      const list = [{ type: 'directory', path: 'data', oid: 'dir', size: 0 }];
+      for (const [path, b] of files) list.push({ type: 'file', path, oid: `oid-${path}`, size: b.byteLength });
+      return route.fulfill({
+        status: 200,
+        headers: { ...cors, 'content-type': 'application/json' },
+        body: JSON.stringify(list),
+      });
+    }
+    const bytes = file && files.get(decodeURIComponent(file[2]!));
+    if (!bytes) return route.fulfill({ status: 404, headers: cors, body: 'Entry not found' });
+    return route.fulfill({
+      status: 200,
+      headers: { ...cors, 'content-type': 'application/octet-stream', 'content-length': String(bytes.byteLength) },
+      body: Buffer.from(bytes),
+    });
+  }
+}
+
+async function startApp(): Promise<OpenedPage & { hub: PlayedHub }> {
+  const opened = await openPage(h);
+  const hub = new PlayedHub();
+  await hub.install(opened.page);
+  await opened.page.goto(`${h.baseUrl}/`);
+  await opened.page.waitForSelector('.app[data-model="ready"]', { timeout: LONG });
+  return { ...opened, hub };
+}
+
+const summaryText = (page: Page) =>
+  page
+    .getByTestId('dataset-summary')
+    .innerText()
+    .catch(() => '');
+
+const alerts = async (page: Page) => (await page.getByRole('alert').allInnerTexts()).join('\n');
+
+async function listFiles(page: Page, id: string): Promise<void> {
+  await page.locator('#hub-dataset-id').fill(id);
+  await page.getByRole('button', { name: 'List files' }).click();
+}
+
+describe('Hub datasets in Chromium', () => {
+  it(
+    'lists a dataset by split, downloads a Parquet file, maps its columns, reads ShareGPT turns, caches, opens a private set with the token',
+    async () => {
+      const opened = await startApp();
+      const { page, hub } = opened;
+      await onPage(opened, shot, 'data-failed', async () => {
+        hub.datasets.set(
+          'tiny-org/qa',
+          new Map([
+            ['README.md', new TextEncoder().encode('# qa')],
+            [
+              'data/train-00000-of-00001.parquet',
+              writeParquet({ question: QA.map((r) => r[0]!), answer: QA.map((r) => r[1]!) }),
+            ],
+            [
+              'data/test-00000-of-00001.parquet',
+              writeParquet(
+                { id: ['a', 'b'] },
+                {
+                  turns: {
+                    name: 'conversations',
+                    rows: [
+                      [
+                        { from: 'human', value: 'Hello' },
+                        { from: 'gpt', value: 'Hi there.' },
+                      ],
+                      [
+                        { from: 'system', value: 'Be short.' },
+                        { from: 'human', value: 'Bye' },
+                        { from: 'gpt', value: 'Bye.' },
+                      ],
+                    ],
+                  },
+                },
+              ),
+            ],
+          ]),
+        );
+        await nav(page, /Data/);
+        await page.locator('[data-testid="hub-dataset"] > summary').click();
+        await listFiles(page, 'tiny-org/qa');
+        const split = page.locator('select[name="hubSplit"]');
+        await expect
+          .poll(() => split.locator('option').allInnerTexts(), { timeout: 30_000 })
+          .toEqual(['train', 'test']);
+        expect(await page.locator('select[name="hubFile"]').inputValue()).toBe('data/train-00000-of-00001.parquet');
+        await page.getByRole('button', { name: 'Download and read' }).click();
+        await expect
+          .poll(() => summaryText(page), { timeout: LONG })
+          .toMatch(/tiny-org\/qa\/data\/train-00000-of-00001\.parquet\s*alpaca\s*format\s*12\s*records/);
+        // The columns suggested the mapping; the preview shows the records as the model sees them.
+        expect(await page.locator('select[name="mappingKind"]').inputValue()).toBe('instruction');
+        expect(await page.locator('select[name="mapInstruction"]').inputValue()).toBe('question');
+        expect(await page.locator('select[name="mapOutput"]').inputValue()).toBe('answer');
+        expect(await page.getByTestId('dataset-preview').innerText()).toMatch(
+          /What is \d+ plus one\?[\s\S]*It is \d+\./,
+        );
+        await shot(page, '1-parquet');
+        // Another mapping by hand: the answers as plain text.
+        await page.locator('select[name="mappingKind"]').selectOption('text');
+        await page.locator('select[name="mapText"]').selectOption('answer');
+        await expect.poll(() => summaryText(page), { timeout: LONG }).toMatch(/parquet\s*text\s*format\s*12\s*records/);
+        expect(await page.getByTestId('dataset-preview').innerText()).not.toMatch(/plus one/);
+
+        // The test split: ShareGPT turns (human/gpt/system) read as chat.
+        await split.selectOption('test');
+        await page.getByRole('button', { name: 'Download and read' }).click();
+        await expect
+          .poll(() => summaryText(page), { timeout: LONG })
+          .toMatch(/test-00000-of-00001\.parquet\s*chat\s*format\s*2\s*records/);
+        expect(await page.locator('select[name="mapMessages"]').inputValue()).toBe('conversations');
+        expect(await page.getByTestId('dataset-preview').innerText()).toMatch(/Hi there\./);
+
+        // Again: the browser's cache answers, nothing is downloaded twice.
+        expect(hub.gets('/resolve/main/data/train-00000-of-00001.parquet')).toBe(1);
+        await split.selectOption('train');
+        await page.getByRole('button', { name: 'Download and read' }).click();
+        await expect.poll(() => summaryText(page), { timeout: LONG }).toMatch(/train-00000-of-00001\.parquet/);
+        expect(hub.gets('/resolve/main/data/train-00000-of-00001.parquet')).toBe(1);
+
+        // A private dataset: refused naming its page, then opened with the access token.
+        hub.datasets.set(
+          'tiny-org/private',
+          new Map([['train.jsonl', new TextEncoder().encode('{"text": "secret"}\n')]]),
+        );
+        hub.private.add('tiny-org/private');
+        await listFiles(page, 'tiny-org/private');
+        await expect
+          .poll(() => alerts(page), { timeout: 30_000 })
+          .toMatch(
+            /gated or private\. Accept its conditions at https:\/\/huggingface\.co\/datasets\/tiny-org\/private/,
+          );
+        await shot(page, '2-private');
+        await nav(page, /Model/);
+        await page.locator('[data-testid="access-token"] > summary').click();
+        await page.getByLabel('Access token', { exact: true }).fill(TOKEN);
+        await page.getByRole('button', { name: 'Save token' }).click();
+        await nav(page, /Data/);
+        await listFiles(page, 'tiny-org/private');
+        await expect
+          .poll(() => page.locator('select[name="hubFile"]').inputValue(), { timeout: 30_000 })
+          .toBe('train.jsonl');
+        await page.getByRole('button', { name: 'Download and read' }).click();
+        await expect
+          .poll(() => summaryText(page), { timeout: LONG })
+          .toMatch(/tiny-org\/private\/train\.jsonl\s*text\s*format/);
+        const privateGets = hub.log.filter((r) => r.url.includes('tiny-org/private') && r.method === 'GET');
+        expect(privateGets.at(-1)!.auth).toBe(`Bearer ${TOKEN}`);
+      });
+    },
+    5 * 60_000,
+  );
+});
