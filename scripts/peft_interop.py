@@ -35,8 +35,16 @@
       Encodes each string of the JSON array with AutoTokenizer (special tokens added) and saves the
       tokenizer with save_pretrained: prints {"ids": [[...], ...], "saved": <its tokenizer.json>}.
 
-  peft_interop.py generate --model DIR --prompt TEXT --max-new-tokens N
+  peft_interop.py generate --model DIR --prompt TEXT --max-new-tokens N [--repetition-penalty P]
       Greedy generation with transformers' generate: prints {"text": prompt and continuation}.
+
+  peft_interop.py chat-ids --model DIR --messages FILE.json
+      The ids of apply_chat_template(messages, add_generation_prompt=True): prints {"ids": [...]}.
+
+  peft_interop.py warp --cases FILE.json
+      Each case {"logits", "seen", "temperature", "top_k", "top_p", "repetition_penalty"} through
+      transformers' logits processors as generate(do_sample=True) orders them (repetition penalty
+      over `seen`, then temperature, top-k, top-p): prints {"probs": [[softmax of the result], ...]}.
 
 Models run with attn_implementation="eager", each modeling file's reference attention: the SDPA
 path of Gemma 2 silently drops attn_logit_softcapping, which is part of the model. The one exception
@@ -211,8 +219,46 @@ def cmd_generate(a):
     model = load(a.model)
     x = tok(a.prompt, return_tensors="pt").input_ids
     with torch.no_grad():
-        out = model.generate(x, max_new_tokens=a.max_new_tokens, do_sample=False)
+        out = model.generate(
+            x, max_new_tokens=a.max_new_tokens, do_sample=False, repetition_penalty=a.repetition_penalty
+        )
     print(json.dumps({"text": tok.decode(out[0], skip_special_tokens=True)}))
+
+
+def cmd_chat_ids(a):
+    tok = AutoTokenizer.from_pretrained(a.model)
+    with open(a.messages, encoding="utf-8") as f:
+        messages = json.load(f)
+    ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    print(json.dumps({"ids": list(ids)}))
+
+
+def cmd_warp(a):
+    from transformers import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    with open(a.cases, encoding="utf-8") as f:
+        cases = json.load(f)
+    out = []
+    for c in cases:
+        procs = LogitsProcessorList()
+        if c["repetition_penalty"] != 1.0:
+            procs.append(RepetitionPenaltyLogitsProcessor(float(c["repetition_penalty"])))
+        procs.append(TemperatureLogitsWarper(float(c["temperature"])))
+        if c["top_k"] > 0:
+            procs.append(TopKLogitsWarper(int(c["top_k"])))
+        if c["top_p"] < 1.0:
+            procs.append(TopPLogitsWarper(float(c["top_p"])))
+        scores = torch.tensor([c["logits"]], dtype=torch.float64)
+        seen = torch.tensor([c["seen"]], dtype=torch.long)
+        probs = torch.softmax(procs(seen, scores), dim=-1)[0]
+        out.append(probs.tolist())
+    print(json.dumps({"probs": out}))
 
 
 def main(argv):
@@ -249,6 +295,12 @@ def main(argv):
     g.add_argument("--model", required=True)
     g.add_argument("--prompt", required=True)
     g.add_argument("--max-new-tokens", type=int, default=64)
+    g.add_argument("--repetition-penalty", type=float, default=1.0)
+    ci = sub.add_parser("chat-ids")
+    ci.add_argument("--model", required=True)
+    ci.add_argument("--messages", required=True)
+    w = sub.add_parser("warp")
+    w.add_argument("--cases", required=True)
     a = p.parse_args(argv)
     commands = {
         "eval": cmd_eval,
@@ -258,6 +310,8 @@ def main(argv):
         "make-model": cmd_make_model,
         "tokenize": cmd_tokenize,
         "generate": cmd_generate,
+        "chat-ids": cmd_chat_ids,
+        "warp": cmd_warp,
     }
     commands[a.cmd](a)
 

@@ -28,7 +28,11 @@ export const GREEDY: SamplingOptions = { temperature: 0, topK: 0, topP: 1 };
  * `seen` (the prompt and what was generated so far), once per distinct token, is divided by
  * `penalty` when positive and multiplied by it when negative.
  */
-export function applyRepetitionPenalty(logits: Float32Array, seen: Iterable<number>, penalty: number): void {
+export function applyRepetitionPenalty(
+  logits: Float32Array | Float64Array,
+  seen: Iterable<number>,
+  penalty: number,
+): void {
   if (penalty === 1) return;
   for (const id of new Set(seen)) {
     if (id < 0 || id >= logits.length) continue;
@@ -85,6 +89,25 @@ export function argmax(logits: ArrayLike<number>, n = logits.length): number {
  */
 export function sampleToken(logits: ArrayLike<number>, o: SamplingOptions, rand: Rng, n = logits.length): number {
   if (o.temperature <= 0) return argmax(logits, n);
+  const { ids, weights, total } = samplingWeights(logits, o, n);
+  let u = rand.next() * total;
+  for (let j = 0; j < ids.length; j++) {
+    u -= weights[j]!;
+    if (u <= 0) return ids[j]!;
+  }
+  return ids[ids.length - 1]!;
+}
+
+/**
+ * The tokens a sampled draw (temperature above 0) chooses from, most likely first, with their
+ * unnormalized weights exp((logit - max) / temperature) after top-k and top-p; weight / total is
+ * the probability transformers' warpers give (test/python/chat.py-test.ts checks it against them).
+ */
+export function samplingWeights(
+  logits: ArrayLike<number>,
+  o: SamplingOptions,
+  n = logits.length,
+): { ids: number[]; weights: number[]; total: number } {
   const idx: number[] = [];
   for (let i = 0; i < n; i++) if (Number.isFinite(logits[i]!)) idx.push(i);
   idx.sort((a, b) => logits[b]! - logits[a]! || a - b);
@@ -100,6 +123,7 @@ export function sampleToken(logits: ArrayLike<number>, o: SamplingOptions, rand:
   let probs = cand.map((i) => Math.exp((logits[i]! - maxL) / o.temperature));
   let total = probs.reduce((a, b) => a + b, 0);
   if (o.topP < 1) {
+    // TopPLogitsWarper: the most likely tokens until their probability reaches top_p (at least one).
     let acc = 0;
     let keep = 0;
     while (keep < cand.length) {
@@ -111,10 +135,5 @@ export function sampleToken(logits: ArrayLike<number>, o: SamplingOptions, rand:
     probs = probs.slice(0, keep);
     total = probs.reduce((a, b) => a + b, 0);
   }
-  let u = rand.next() * total;
-  for (let j = 0; j < cand.length; j++) {
-    u -= probs[j]!;
-    if (u <= 0) return cand[j]!;
-  }
-  return cand[cand.length - 1]!;
+  return { ids: cand, weights: probs, total };
 }
