@@ -15,7 +15,7 @@ import { recordMatmul } from '../kernels/matmul';
 import { type TuneResult, tuneMatmul } from '../kernels/matmul/tune';
 import { BASELINE, MATMUL_FAMILY } from '../kernels/matmul/variants';
 import { benchCeilings } from './ceilings';
-import { random } from './linear-bench';
+import { randomValues } from '../reference/check';
 import { timeGpuInterleaved } from './timing';
 
 export interface KernelsBench {
@@ -58,9 +58,9 @@ export async function benchKernels(
   };
   const ws = new Workspace(gpu);
   try {
-    const x = t('x', [M, K], random(M * K, 1, 1));
-    const w = t('w', [N, K], random(N * K, 2, 0.05), true);
-    const dy = t('dy', [M, N], random(M * N, 3, 0.01));
+    const x = t('x', [M, K], randomValues(M * K, 1, 1));
+    const w = t('w', [N, K], randomValues(N * K, 2, 0.05), true);
+    const dy = t('dy', [M, N], randomValues(M * N, 3, 0.01));
     const y = t('y', [M, N]);
     const dx = t('dx', [M, K]);
 
@@ -91,8 +91,8 @@ export async function benchKernels(
     // The LoRA linear layer, forward + backward, each member pinned (small-M members never apply).
     const lin: FrozenLinear = { w, bias: null, inF: K, outF: N, transposed: false };
     const lora: LoraParams = {
-      a: t('A', [r, K], random(r * K, 4, 1 / Math.sqrt(K))),
-      b: t('B', [N, r], random(N * r, 5, 0.01)),
+      a: t('A', [r, K], randomValues(r * K, 4, 1 / Math.sqrt(K))),
+      b: t('B', [N, r], randomValues(N * r, 5, 0.01)),
       r,
       scale: 2,
       dropout: 0,

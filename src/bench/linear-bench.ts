@@ -14,20 +14,8 @@ import { Workspace } from '../gpu/workspace';
 import { type FrozenLinear, type LoraParams, recordLinearBackward, recordLinearForward } from '../kernels/linear';
 import { recordAdd } from '../kernels/elementwise';
 import { recordMatmul } from '../kernels/matmul';
+import { randomValues } from '../reference/check';
 import { timeGpu, timeGpuInterleaved } from './timing';
-
-/** Deterministic values in [-scale, scale) (xorshift). */
-export function random(n: number, seed: number, scale: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = ((s >>> 0) / 4294967296 - 0.5) * 2 * scale;
-  }
-  return out;
-}
 
 export interface MatmulBench {
   shape: string;
@@ -43,8 +31,8 @@ export async function benchMatmul(
   budgetMs = 3000,
   dtype: 'bf16' | 'f16' = 'bf16',
 ): Promise<MatmulBench> {
-  const x = gpu.tensor('x', [M, K], 'f32', 'scratch', random(M * K, 1, 1));
-  const w = gpu.tensor('w', [N, K], dtype, 'scratch', packHalf(random(N * K, 2, 0.05), dtype));
+  const x = gpu.tensor('x', [M, K], 'f32', 'scratch', randomValues(M * K, 1, 1));
+  const w = gpu.tensor('w', [N, K], dtype, 'scratch', packHalf(randomValues(N * K, 2, 0.05), dtype));
   const y = gpu.tensor('y', [M, N], 'f32', 'scratch');
   try {
     const t = await timeGpu(gpu, (rec) => recordMatmul(gpu, rec, { a: x, b: w, c: y, M, N, K, transB: true }), {
@@ -91,14 +79,14 @@ export async function benchLoraLinear(
   };
   const ws = new Workspace(gpu);
   try {
-    const x = t('x', [M, K], random(M * K, 1, 1));
-    const w = t('w', [N, K], random(N * K, 2, 0.05), 'bf16');
-    const dy = t('dy', [M, N], random(M * N, 3, 0.01));
+    const x = t('x', [M, K], randomValues(M * K, 1, 1));
+    const w = t('w', [N, K], randomValues(N * K, 2, 0.05), 'bf16');
+    const dy = t('dy', [M, N], randomValues(M * N, 3, 0.01));
     const y = t('y', [M, N]);
     const dx = t('dx', [M, K]);
     const lin: FrozenLinear = { w, bias: null, inF: K, outF: N, transposed: false };
-    const a = t('A', [r, K], random(r * K, 4, 1 / Math.sqrt(K)));
-    const b = t('B', [N, r], random(N * r, 5, 0.01));
+    const a = t('A', [r, K], randomValues(r * K, 4, 1 / Math.sqrt(K)));
+    const b = t('B', [N, r], randomValues(N * r, 5, 0.01));
     const lora: LoraParams = { a, b, r, scale: 2, dropout: 0 };
     const s = t('S', [M, r]);
     const dA = t('dA', [r, K]);

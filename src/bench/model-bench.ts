@@ -15,6 +15,7 @@ import { type ModelConfig, parseConfig } from '../model/config';
 import { type FrozenWeightsOptions, GpuModel } from '../model/gpu-model';
 import { describeModel, expectedTensors } from '../model/registry';
 import type { SafeTensor } from '../model/safetensors';
+import { mulberry32 } from '../reference/check';
 import { Generator } from '../generate/generator';
 import { tuneMatmul } from '../kernels/matmul/tune';
 import { Trainer } from '../train/trainer';
@@ -64,7 +65,7 @@ export function qwen25HalfBConfig(layers: number) {
  * it, so a big model's weights never sit in memory all at once.
  */
 class RandomTensors extends Map<string, SafeTensor> {
-  private s = 12345;
+  private readonly rand = mulberry32(12345);
   constructor(private readonly shapes: Map<string, number[]>) {
     super();
   }
@@ -77,8 +78,7 @@ class RandomTensors extends Map<string, SafeTensor> {
     else {
       const scale = 0.5 / Math.sqrt(shape[shape.length - 1]!);
       for (let i = 0; i < n; i++) {
-        this.s = (Math.imul(this.s, 1664525) + 1013904223) >>> 0;
-        bits[i] = f32ToBf16Bits(((this.s >>> 8) / 16777216 - 0.5) * 2 * scale);
+        bits[i] = f32ToBf16Bits((this.rand() - 0.5) * 2 * scale);
       }
     }
     return { dtype: 'BF16', shape, data: new Uint8Array(bits.buffer) };
