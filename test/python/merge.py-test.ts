@@ -11,18 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TINY_CORPUS, type TinyModelType, writeTinyModel } from '../fixtures/tiny-model';
-import { runCommand } from '../helpers/proc';
+import { closePython, pyScript, tabtune } from '../helpers/interop';
 
-const ROOT = join(import.meta.dirname, '..', '..');
-const PYTHON = process.env.TABTUNE_PEFT_PYTHON ?? join(ROOT, '.venv-peft', 'bin', 'python');
+type Json = Record<string, number | string>;
 let dir = '';
-
-async function lastJson(cmd: string, args: string[]): Promise<Record<string, number | string>> {
-  const r = await runCommand(cmd, args, ROOT);
-  expect(r.code, `${cmd} ${args.join(' ')}\n${r.stderr.slice(-3000)}`).toBe(0);
-  const lines = r.stdout.trim().split('\n');
-  return JSON.parse(lines[lines.length - 1]!);
-}
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'tabtune-merge-py-'));
@@ -37,6 +29,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  closePython();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
@@ -45,7 +38,7 @@ const CASES: { type: TinyModelType; targets: string; rslora: boolean; shard?: st
   { type: 'gpt2', targets: 'c_attn,c_proj,c_fc', rslora: true, shard: '40KB', dtype: 'f32' },
 ];
 
-describe('tabtune merge in transformers', () => {
+describe.concurrent('tabtune merge in transformers', () => {
   for (const c of CASES) {
     it(`${c.type}: the merged folder loads in transformers with base + adapter's loss and PEFT's merged weights`, async () => {
       const model = join(dir, c.type);
@@ -65,14 +58,13 @@ describe('tabtune merge in transformers', () => {
         c.targets,
       ];
       if (c.rslora) mk.push('--rslora');
-      await lastJson(PYTHON, [join(ROOT, 'scripts', 'peft_interop.py'), ...mk]);
+      await pyScript('peft_interop.py', mk);
       const merged = join(dir, `${c.type}-merged`);
       const args = ['merge', '--model', model, '--adapter', adapter, '--out', merged, '--dtype', c.dtype, '--json'];
       if (c.shard) args.push('--max-shard-size', c.shard);
-      const summary = await lastJson(process.execPath, [join(ROOT, 'bin', 'tabtune.mjs'), ...args]);
+      const summary = await tabtune<Json>(args);
       if (c.shard) expect(JSON.stringify(summary.files)).toContain('model.safetensors.index.json');
-      const r = await lastJson(PYTHON, [
-        join(ROOT, 'scripts', 'peft_merge_check.py'),
+      const r = await pyScript<Json>('peft_merge_check.py', [
         '--model',
         model,
         '--adapter',

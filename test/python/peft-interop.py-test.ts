@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAMILY_CASES } from '../fixtures/family-cases';
 import { TINY_CORPUS, type TinyModelOptions, writeTinyModel } from '../fixtures/tiny-model';
-import { expectSameLoss, python, tabtune } from '../helpers/interop';
+import { closePython, expectSameLoss, python, tabtune } from '../helpers/interop';
 
 let dir = '';
 
@@ -38,6 +38,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  closePython();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
@@ -81,7 +82,7 @@ const CASES: InteropCase[] = [
   },
 ];
 
-describe('PEFT interop with Python transformers + peft', () => {
+describe.concurrent('PEFT interop with Python transformers + peft', () => {
   CASES.forEach((c, i) => {
     it(`${c.name}: base loss, Tabtune's adapter in PEFT, PEFT's all-linear adapter in Tabtune`, async () => {
       const model = join(dir, `m${i}`);

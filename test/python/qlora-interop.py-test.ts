@@ -26,28 +26,11 @@ import { DirSource } from '../../src/model/source';
 import { dynamicMap, nestedBlocks, nf4Blocks } from '../../src/reference/nf4';
 import { TINY_CORPUS, writeTinyModel } from '../fixtures/tiny-model';
 import { getGpu } from '../helpers/gpu';
-import { runCommand } from '../helpers/proc';
+import { closePython, expectSameLoss, pyScript, tabtune } from '../helpers/interop';
 
-const ROOT = join(import.meta.dirname, '..', '..');
-const PYTHON = process.env.TABTUNE_PEFT_PYTHON ?? join(ROOT, '.venv-peft', 'bin', 'python');
 let dir = '';
 
-async function lastJson(cmd: string, args: string[]): Promise<Record<string, number>> {
-  const r = await runCommand(cmd, args, ROOT);
-  expect(r.code, `${cmd} ${args.join(' ')}\n${r.stderr.slice(-3000)}`).toBe(0);
-  const lines = r.stdout.trim().split('\n');
-  return JSON.parse(lines[lines.length - 1]!);
-}
-
-const tabtune = (args: string[]) => lastJson(process.execPath, [join(ROOT, 'bin', 'tabtune.mjs'), ...args]);
-const python = (args: string[]) => lastJson(PYTHON, [join(ROOT, 'scripts', 'qlora_interop.py'), ...args]);
-
-function expectSameLoss(ours: Record<string, number>, theirs: Record<string, number>, what: string) {
-  expect(ours.tokens, `${what}: token count`).toBe(theirs.tokens);
-  expect(Math.abs(ours.loss! - theirs.loss!) / theirs.loss!, `${what}: ${ours.loss} vs ${theirs.loss}`).toBeLessThan(
-    1e-4,
-  );
-}
+const python = <T = Record<string, number>>(args: string[]) => pyScript<T>('qlora_interop.py', args);
 
 /**
  * Every 4-bit weight as Tabtune's GPU holds it, for the Python side: W.packed, W.absmax (U8 indices or
@@ -93,14 +76,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  closePython();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 describe('QLoRA interop: bitsandbytes NF4 rule in Python, PEFT on the 16-bit base', () => {
   it("the dynamic map of double quantization is torch's float32 create_dynamic_map", async () => {
-    const r = await runCommand(PYTHON, [join(ROOT, 'scripts', 'qlora_interop.py'), 'dynamic-map'], ROOT);
-    expect(r.code, r.stderr).toBe(0);
-    const theirs = JSON.parse(r.stdout.trim().split('\n').pop()!) as number[];
+    const theirs = await python<number[]>(['dynamic-map']);
     expect(Array.from(dynamicMap())).toEqual(theirs);
   });
 

@@ -19,25 +19,16 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acceleratorConfigs } from '../../src/recipe/docs';
 import { TINY_CORPUS, type TinyModelType, writeTinyModel } from '../fixtures/tiny-model';
-import { runCommand } from '../helpers/proc';
+import { PYTHON, closePython, lastJson as lastJsonOf, pyScript, tabtune as tabtuneOf } from '../helpers/interop';
 
-const ROOT = join(import.meta.dirname, '..', '..');
-const PYTHON = process.env.TABTUNE_PEFT_PYTHON ?? join(ROOT, '.venv-peft', 'bin', 'python');
-// Nothing may be fetched: the models are local folders; no telemetry.
-const PY_ENV = { HF_HUB_OFFLINE: '1', HF_HUB_DISABLE_TELEMETRY: '1', TOKENIZERS_PARALLELISM: 'false' };
 let dir = '';
 
 type Json = Record<string, unknown>;
 
-async function lastJson(cmd: string, args: string[]): Promise<Json> {
-  const r = await runCommand(cmd, args, ROOT, PY_ENV);
-  expect(r.code, `${cmd} ${args.join(' ')}\n${r.stderr.slice(-4000)}`).toBe(0);
-  const lines = r.stdout.trim().split('\n');
-  return JSON.parse(lines[lines.length - 1]!) as Json;
-}
-
-const tabtune = (args: string[]) => lastJson(process.execPath, [join(ROOT, 'bin', 'tabtune.mjs'), ...args]);
-const helper = (args: string[]) => lastJson(PYTHON, [join(ROOT, 'scripts', 'peft_interop.py'), ...args]);
+const lastJson = (cmd: string, args: string[]) => lastJsonOf<Json>(cmd, args);
+const tabtune = (args: string[]) => tabtuneOf<Json>(args);
+const helper = (args: string[]) => pyScript<Json>('peft_interop.py', args);
+// The exported train.py runs as a user runs it: its own Python process.
 const trainPy = (recipe: string, out: string) => lastJson(PYTHON, [join(recipe, 'train.py'), '--output_dir', out]);
 
 const ALPACA = [
@@ -104,6 +95,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  closePython();
   if (dir && !process.env.TABTUNE_KEEP) await rm(dir, { recursive: true, force: true });
 });
 

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../../src/model/load';
 import { MemorySource } from '../../src/model/source';
 import { createTokenizer } from '../../src/model/tokenizer';
-import { ROOT, expectSameLoss, python, tabtune } from '../helpers/interop';
+import { ROOT, closePython, expectSameLoss, python, tabtune } from '../helpers/interop';
 
 const MODEL = join(ROOT, 'public', 'models', 'stories260K');
 const DATA = join(ROOT, 'public', 'data', 'demo-qa.jsonl');
@@ -35,6 +35,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  closePython();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
