@@ -160,12 +160,14 @@ function checkLength(fileName: string, declared: number, size: number): void {
 /**
  * Checks a file without reading its tensors: the header (read by range: 8 bytes, then N) is valid
  * and the file's `size` is the one it declares, so a truncated download or a file of random bytes
- * is named before a load reads gigabytes of it.
+ * is named before a load reads gigabytes of it. A header longer than `maxHeaderRead` bytes (a check
+ * over the network bounds what it reads) is only checked to fit the file; the loader parses it.
  */
 export async function checkSafetensorsFile(
   read: (start: number, end: number) => Promise<Uint8Array>,
   size: number,
   fileName: string,
+  maxHeaderRead = MAX_HEADER_BYTES,
 ): Promise<void> {
   if (size < 8) throw new SafetensorsError(`${fileName}: too short (${size} bytes) to be safetensors.`);
   const n64 = new DataView((await read(0, 8)).slice().buffer).getBigUint64(0, true);
@@ -174,6 +176,7 @@ export async function checkSafetensorsFile(
       `${fileName}: header length ${n64} does not fit a file of ${size} bytes; not a safetensors file or truncated.`,
     );
   }
+  if (Number(n64) > maxHeaderRead) return;
   const { dataStart, dataBytes } = parseSafetensorsHeader(await read(0, 8 + Number(n64)), fileName);
   checkLength(fileName, dataStart + dataBytes, size);
 }

@@ -240,6 +240,70 @@ export class UrlSource implements ModelSource {
     return bytes;
   }
 
+  /**
+   * Bytes [start, end) of a file and the file's whole size, by an HTTP range request, so a check can
+   * read the header of a file of gigabytes. A server that ignores the range (200) is read only up to
+   * `end`. `size` is null when the server does not say it (no readable Content-Range or
+   * Content-Length); `bytes` is shorter than asked when the file is.
+   */
+  async readRange(path: string, start: number, end: number): Promise<{ bytes: Uint8Array; size: number | null }> {
+    const rel = normalizeRelPath(path, this.name);
+    const url = this.urlOf(rel);
+    const res = await this.request(rel, url, { method: 'GET', headers: { Range: `bytes=${start}-${end - 1}` } });
+    const total = (v: string | undefined) => (v !== undefined && /^\d+$/.test(v) ? Number(v) : null);
+    if (res.status === 416) {
+      // Nothing at `start`: the file is shorter ("bytes */SIZE").
+      await res.body?.cancel().catch(() => undefined);
+      return { bytes: new Uint8Array(0), size: total(/\/(\d+)\s*$/.exec(res.headers.get('content-range') ?? '')?.[1]) };
+    }
+    if (!res.ok) {
+      await res.body?.cancel().catch(() => undefined);
+      throw this.statusError(rel, url, res.status, res.statusText);
+    }
+    if (webPageFor(rel, res)) {
+      await res.body?.cancel().catch(() => undefined);
+      throw new SourceError(
+        `${this.name}: "${rel}" is not there (${this.where()} answered with a web page).`,
+        'not-found',
+        rel,
+      );
+    }
+    let size: number | null;
+    let skip: number;
+    if (res.status === 206) {
+      const m = /^bytes\s+(\d+)-\d+\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
+      size = total(m?.[2]);
+      skip = m ? start - Number(m[1]) : 0;
+    } else {
+      const enc = res.headers.get('content-encoding');
+      size = !enc || enc === 'identity' ? total(res.headers.get('content-length') ?? undefined) : null;
+      skip = start;
+    }
+    const want = end - start;
+    const out = new Uint8Array(want);
+    let got = 0;
+    let seen = 0;
+    try {
+      if (res.body) {
+        const reader = res.body.getReader();
+        while (got < want) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          const from = Math.max(0, skip - seen);
+          seen += value.byteLength;
+          if (from >= value.byteLength) continue;
+          const piece = value.subarray(from, from + want - got);
+          out.set(piece, got);
+          got += piece.byteLength;
+        }
+        await reader.cancel().catch(() => undefined);
+      }
+    } catch (e) {
+      throw new SourceError(`Reading "${rel}" from ${this.where()} broke off: ${(e as Error).message}`, 'network', rel);
+    }
+    return { bytes: out.subarray(0, got), size };
+  }
+
   async stream(path: string, onChunk: ChunkFn, onProgress?: ReadProgress): Promise<void> {
     const rel = normalizeRelPath(path, this.name);
     // The byte cache hook keeps whole files (small ones, read on the page); without one, chunks go

@@ -3,22 +3,24 @@
  * (the Hub is played by page.route, serving tiny models made by test/fixtures/tiny-model.ts), its
  * cost card, the download with progress, a couple of training steps, the browser cache after a
  * reload (no second weight download) and persistent storage; failed downloads (404, 401, a
- * connection dropped mid-file, a truncated safetensors) and the retry after them; a local folder
- * through the folder input, and a folder without tokenizer.json. Screenshots: test-artifacts/model-*.png.
+ * connection dropped mid-file, a truncated safetensors) and the retry after them; a truncated and a
+ * random model.safetensors named by the Check (headers read by range requests) before any download;
+ * a local folder through the folder input, and a folder without tokenizer.json. Screenshots:
+ * test-artifacts/model-*.png. The played Hub is test/e2e/fake-hub.ts.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Page, Route } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSafetensors } from '../../src/model/safetensors';
 import { formatBytes, formatCount } from '../../src/ui/format';
 import { makeTinyModel, writeTinyModel } from '../fixtures/tiny-model';
 import { type Harness, type OpenedPage, openPage } from '../browser/harness';
 import { nav, onPage, screenshotter, startAppHarness } from './app-page';
+import { type Fault, FakeHub } from './fake-hub';
 
 const LONG = 120_000;
-const HUB = 'https://huggingface.co';
 
 let h: Harness;
 let tmp: string;
@@ -34,83 +36,6 @@ afterAll(async () => {
 });
 
 const shot = screenshotter('model');
-
-type Fault = 'none' | '404' | '401' | 'drop' | 'short' | 'truncate';
-
-/** A fake Hugging Face Hub: repos of files, per-file faults, and a log of every request. */
-class FakeHub {
-  readonly repos = new Map<string, Map<string, Uint8Array>>();
-  readonly faults = new Map<string, Fault>();
-  /** Gated repos: the access token that opens them (their '401' fault then gives way to it). */
-  readonly tokens = new Map<string, string>();
-  readonly log: { method: string; url: string; auth?: string }[] = [];
-  /** Held requests: the file name -> a promise the response waits for. */
-  readonly holds = new Map<string, Promise<void>>();
-
-  add(id: string, files: Map<string, Uint8Array>): void {
-    this.repos.set(id, files);
-  }
-
-  /** GET requests for a repo file. */
-  gets(id: string, file: string): number {
-    return this.log.filter((r) => r.method === 'GET' && r.url === `${HUB}/${id}/resolve/main/${file}`).length;
-  }
-
-  async install(page: Page): Promise<void> {
-    await page.route(`${HUB}/**`, (route) => this.serve(route));
-  }
-
-  private async serve(route: Route): Promise<void> {
-    const req = route.request();
-    const url = new URL(req.url());
-    const method = req.method();
-    const cors = {
-      'access-control-allow-origin': '*',
-      'access-control-allow-headers': '*',
-      'access-control-allow-methods': 'GET, HEAD',
-    };
-    if (method === 'OPTIONS') return route.fulfill({ status: 204, headers: cors });
-    const auth = req.headers()['authorization'];
-    this.log.push({ method, url: req.url(), ...(auth ? { auth } : {}) });
-    const tree = /^\/api\/models\/(.+)\/tree\/main$/.exec(url.pathname);
-    if (tree) {
-      const files = this.repos.get(decodeURIComponent(tree[1]!));
-      if (!files) return route.fulfill({ status: 404, headers: cors, body: '{"error":"Repository not found"}' });
-      const list = [...files].map(([path, b]) => ({ type: 'file', path, size: b.byteLength }));
-      return route.fulfill({
-        status: 200,
-        headers: { ...cors, 'content-type': 'application/json' },
-        body: JSON.stringify(list),
-      });
-    }
-    const m = /^\/(.+)\/resolve\/main\/(.+)$/.exec(url.pathname);
-    const files = m ? this.repos.get(decodeURIComponent(m[1]!)) : undefined;
-    const file = m ? decodeURIComponent(m[2]!) : '';
-    const bytes = files?.get(file);
-    if (!files || !bytes) return route.fulfill({ status: 404, headers: cors, body: 'Entry not found' });
-    const hold = this.holds.get(file);
-    if (hold) await hold;
-    const fault = this.faults.get(`${m![1]}/${file}`) ?? 'none';
-    if (fault === '404') return route.fulfill({ status: 404, headers: cors, body: 'Entry not found' });
-    const opened = auth !== undefined && auth === `Bearer ${this.tokens.get(decodeURIComponent(m![1]!))}`;
-    if (fault === '401' && !opened)
-      return route.fulfill({ status: 401, headers: cors, body: 'Access to model is restricted' });
-    if (fault === 'drop') return route.abort('connectionreset');
-    if (fault === 'short') {
-      // Content-Length says the whole file, the connection ends half way.
-      const half = Buffer.from(bytes.subarray(0, Math.floor(bytes.byteLength / 2)));
-      return route.fulfill({
-        status: 200,
-        headers: { ...cors, 'content-type': 'application/octet-stream', 'content-length': String(bytes.byteLength) },
-        body: half,
-      });
-    }
-    const body = fault === 'truncate' ? bytes.subarray(0, Math.floor(bytes.byteLength / 2)) : bytes;
-    const headers = { ...cors, 'content-type': 'application/octet-stream', 'content-length': String(body.byteLength) };
-    if (method === 'HEAD') return route.fulfill({ status: 200, headers });
-    return route.fulfill({ status: 200, headers, body: Buffer.from(body) });
-  }
-}
 
 /** Counts navigator.storage.persist() calls in the page (kept in sessionStorage across reloads). */
 async function countPersist(page: Page): Promise<void> {
@@ -313,6 +238,38 @@ describe('picking a model in Chromium', () => {
         expect(hub.gets('tiny-org/pytorch-only', 'pytorch_model.bin')).toBe(0);
         expect(await page.getByTestId('load-model').isDisabled()).toBe(true);
         await shot(page, '5b-pytorch-only');
+
+        // A truncated and a random model.safetensors on the Hub are named by the Check from their
+        // headers, read by range requests (8 bytes, then the header), before any download.
+        const whole = makeTinyModel({ modelType: 'llama' }).files;
+        const w = whole.get('model.safetensors')!;
+        let x = 12345;
+        const noise = Uint8Array.from(
+          { length: w.byteLength },
+          () => ((x = (x * 1103515245 + 12345) >>> 0) >>> 24) & 0xff,
+        );
+        const damaged: [string, Uint8Array, RegExp][] = [
+          [
+            'tiny-org/truncated',
+            w.subarray(0, Math.floor(w.byteLength * 0.6)),
+            /Damaged weights file[\s\S]*tiny-org\/truncated: model\.safetensors: its header declares \d+ bytes, but the file has \d+; the file is truncated/,
+          ],
+          [
+            'tiny-org/random',
+            noise,
+            /Damaged weights file[\s\S]*tiny-org\/random: model\.safetensors: header length \d+ does not fit a file of \d+ bytes; not a safetensors file/,
+          ],
+        ];
+        for (const [repo, bytes, message] of damaged) {
+          hub.add(repo, new Map([...whole, ['model.safetensors', bytes]]));
+          await checkHubId(page, repo);
+          await expect.poll(() => alerts(page), { timeout: 30_000 }).toMatch(message);
+          console.log(`[tabtune] model e2e: ${repo}: ${(await alerts(page)).replace(/\s+/g, ' ')}`);
+          expect(hub.gets(repo, 'model.safetensors')).toBe(0);
+          expect(hub.ranges(repo, 'model.safetensors')[0]).toBe('bytes=0-7');
+          expect(await page.getByTestId('load-model').isDisabled()).toBe(true);
+          await shot(page, `5c-${repo.split('/')[1]}`);
+        }
 
         // A suggested model, picked from the list (the Hub serves a sharded tiny model under its id).
         const id = 'HuggingFaceTB/SmolLM2-135M';

@@ -90,6 +90,8 @@ interface Served {
   /** Send without Content-Length (chunked). */
   chunked?: boolean;
   status?: number;
+  /** Answer a Range request with 206 (else Range is ignored: 200 with the whole file). */
+  ranges?: boolean;
 }
 
 describe('UrlSource (local HTTP server)', () => {
@@ -101,6 +103,7 @@ describe('UrlSource (local HTTP server)', () => {
   beforeAll(async () => {
     files.set('/m/config.json', { bytes: new TextEncoder().encode('{"a": 1}') });
     files.set('/m/big.bin', { bytes: bytesOf(200_000, 7) });
+    files.set('/m/ranged.bin', { bytes: bytesOf(200_000, 5), ranges: true });
     files.set('/m/stream.bin', { bytes: bytesOf(50_000, 3), chunked: true });
     files.set('/m/sub dir/x y.txt', { bytes: new TextEncoder().encode('spaced') });
     files.set('/m/secret.json', { bytes: new Uint8Array(0), status: 401 });
@@ -133,6 +136,21 @@ describe('UrlSource (local HTTP server)', () => {
         return;
       }
       const headers: Record<string, string | number> = { 'Content-Type': 'application/octet-stream' };
+      const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+      if (range && f.ranges) {
+        // A single range, as the Hub's servers answer one: 206 with Content-Range, or 416 past the end.
+        const size = f.bytes.byteLength;
+        const a = Number(range[1]);
+        const b = Math.min(Number(range[2]), size - 1);
+        if (a >= size) {
+          res.writeHead(416, { 'Content-Range': `bytes */${size}` });
+          res.end();
+          return;
+        }
+        res.writeHead(206, { ...headers, 'Content-Range': `bytes ${a}-${b}/${size}`, 'Content-Length': b - a + 1 });
+        res.end(Buffer.from(f.bytes.subarray(a, b + 1)));
+        return;
+      }
       if (!f.chunked) headers['Content-Length'] = f.bytes.byteLength;
       res.writeHead(200, headers);
       if (req.method === 'HEAD') {
@@ -181,6 +199,28 @@ describe('UrlSource (local HTTP server)', () => {
     same(got, bytesOf(50_000, 3));
     expect(calls.every(([, t]) => t === null)).toBe(true);
     expect(calls.at(-1)![0]).toBe(50_000);
+  });
+
+  it('readRange: bytes and size by a range request (206), or from the head of a 200 without ranges', async () => {
+    const src = new UrlSource(`${base}/m`, 'local');
+    const whole = bytesOf(200_000, 5);
+    const r = await src.readRange('ranged.bin', 1000, 1008);
+    same(r.bytes, whole.subarray(1000, 1008));
+    expect(r.size).toBe(200_000);
+    expect(requests.at(-1)).toMatchObject({ method: 'GET', url: '/m/ranged.bin' });
+    // the end past the file: what there is
+    const tail = await src.readRange('ranged.bin', 199_990, 200_100);
+    same(tail.bytes, whole.subarray(199_990));
+    expect(tail.size).toBe(200_000);
+    // nothing at the start: 416, the size from Content-Range
+    expect(await src.readRange('ranged.bin', 300_000, 300_008)).toEqual({ bytes: new Uint8Array(0), size: 200_000 });
+    // a server that ignores Range answers 200 with the whole file: only what was asked is kept
+    const plain = await src.readRange('big.bin', 16, 48);
+    same(plain.bytes, bytesOf(200_000, 7).subarray(16, 48));
+    expect(plain.size).toBe(200_000);
+    // without Content-Length the size is unknown
+    expect((await src.readRange('stream.bin', 0, 8)).size).toBeNull();
+    await expectSourceError(src.readRange('nothing.bin', 0, 8), 'not-found', /nothing\.bin/);
   });
 
   it('encodes path segments', async () => {

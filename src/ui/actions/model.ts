@@ -4,7 +4,7 @@
  * the worker with download progress. Loading resets the hyperparameters to the model's defaults.
  */
 import type { LoadProgress } from '../../engine/types';
-import { HF_ENDPOINT, type ModelSource, FileListSource, UrlSource } from '../../model/source';
+import { HF_ENDPOINT, type ModelSource, FileListSource, SourceError, UrlSource } from '../../model/source';
 import {
   CONFIG_FILE,
   TOKENIZER_FILE,
@@ -13,7 +13,7 @@ import {
   loadConfigOnly,
   weightFileNames,
 } from '../../model/load';
-import { checkSafetensorsFile } from '../../model/safetensors';
+import { SafetensorsError, checkSafetensorsFile } from '../../model/safetensors';
 import type { ModelConfig } from '../../model/config';
 import { linearModuleNames } from '../../model/registry';
 import { defaultTargetModules } from '../../lora/targets';
@@ -89,33 +89,103 @@ export async function folderProblem(files: File[], id: string): Promise<UserMess
   );
 }
 
+/** One weights file for the pre-load check: its size, and a reader of bytes [start, end). */
+interface WeightsFile {
+  size: number;
+  read: (start: number, end: number) => Promise<Uint8Array>;
+}
+
+/** The largest safetensors header the check reads from the Hub (real ones are KBs to a few MB). */
+const HUB_CHECK_HEADER_BYTES = 16 << 20;
+
 /**
- * A weights file of a chosen folder that is cut short (an interrupted download) or is not
- * safetensors at all, found from its header and size alone (a few KB read), so the check names it
- * instead of a load failing after reading it whole. Null when every weights file looks whole.
+ * A weights file that is cut short (an interrupted download or upload) or is not safetensors at
+ * all, found from its header and size alone (a few KB read, by range from the Hub) with the
+ * loader's own header validator, so the check names it instead of a load failing after reading it
+ * whole. `open` gives a file's size and reader, or null when the check cannot tell (a file the
+ * loader will report missing, a server that does not say the size). Null when every file looks whole.
  */
-async function weightsProblem(files: File[], id: string): Promise<UserMessage | null> {
-  const src = new FileListSource(files, id);
+async function weightsProblem(
+  src: ModelSource,
+  id: string,
+  open: (name: string) => Promise<WeightsFile | null>,
+  action: string,
+  maxHeaderRead?: number,
+): Promise<UserMessage | null> {
   try {
     for (const name of await weightFileNames(src)) {
-      const f = src.file(name) as File | null;
-      if (!f) continue; // a missing shard is the loader's to name
-      await checkSafetensorsFile(
-        async (start, end) => new Uint8Array(await f.slice(start, end).arrayBuffer()),
-        f.size,
-        name,
-      );
+      const f = await open(name);
+      if (f) await checkSafetensorsFile(f.read, f.size, name, maxHeaderRead);
     }
   } catch (e) {
     const name = (e as Error).name;
     if (name !== 'SafetensorsError' && name !== 'ModelLoadError') throw e;
-    return {
-      title: 'Damaged weights file',
-      detail: `${id}: ${(e as Error).message}`,
-      action: 'Copy or download that file again (it may be cut short), or choose another folder.',
-    };
+    return { title: 'Damaged weights file', detail: `${id}: ${(e as Error).message}`, action };
   }
   return null;
+}
+
+/** The weights files of a chosen folder, read by slices. */
+function folderWeightsProblem(files: File[], id: string): Promise<UserMessage | null> {
+  const src = new FileListSource(files, id);
+  const open = async (name: string): Promise<WeightsFile | null> => {
+    const f = src.file(name) as File | null;
+    // a missing shard is the loader's to name
+    return f && { size: f.size, read: async (a, b) => new Uint8Array(await f.slice(a, b).arrayBuffer()) };
+  };
+  return weightsProblem(
+    src,
+    id,
+    open,
+    'Copy or download that file again (it may be cut short), or choose another folder.',
+  );
+}
+
+/**
+ * The weights files of a Hub repo, by range requests: the size from the response's Content-Range,
+ * else from the repo's file list. A file the Hub cannot serve now (missing, denied, offline) is left
+ * to the load, which names it.
+ */
+async function hubWeightsProblem(
+  src: UrlSource,
+  id: string,
+  listed: { path: string; size: number }[] | null,
+): Promise<UserMessage | null> {
+  const ranged = async (name: string, a: number, b: number) => {
+    const { bytes, size } = await src.readRange(name, a, b);
+    if (bytes.byteLength < b - a) {
+      throw new SafetensorsError(
+        `${name}: the Hub served ${bytes.byteLength} of bytes ${a}-${b - 1}; the file is truncated.`,
+      );
+    }
+    return { bytes, size };
+  };
+  const open = async (name: string): Promise<WeightsFile | null> => {
+    let first: { bytes: Uint8Array; size: number | null };
+    try {
+      first = await src.readRange(name, 0, 8);
+    } catch (e) {
+      if (e instanceof SourceError) return null;
+      throw e;
+    }
+    const size = first.size ?? listed?.find((f) => f.path === name)?.size ?? null;
+    if (size === null) return null;
+    const read = async (a: number, b: number) =>
+      a === 0 && b <= first.bytes.byteLength ? first.bytes.subarray(0, b) : (await ranged(name, a, b)).bytes;
+    return { size, read };
+  };
+  try {
+    return await weightsProblem(
+      src,
+      id,
+      open,
+      'The file on the Hub is cut short or is not safetensors: pick another revision or model, or tell the repo owner.',
+      HUB_CHECK_HEADER_BYTES,
+    );
+  } catch (e) {
+    if (e instanceof SourceError) return null;
+    throw e;
+  }
 }
 
 /**
@@ -229,14 +299,15 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
   let config: ModelConfig;
   let downloadBytes: number | null = null;
   let cached = false;
+  // A refusal shows unless another model was picked meanwhile.
+  const refuse = (error: UserMessage) => {
+    if (sameChoice(ctx.store.get().model.choice, choice))
+      patch(ctx, 'model', { check: { status: 'error', config: null, cost: null, cached: false, error } });
+  };
   if (choice.kind === 'files') {
-    const problem = (await folderProblem(choice.files, choice.id)) ?? (await weightsProblem(choice.files, choice.id));
-    if (problem) {
-      if (sameChoice(ctx.store.get().model.choice, choice)) {
-        patch(ctx, 'model', { check: { status: 'error', config: null, cost: null, cached: false, error: problem } });
-      }
-      return;
-    }
+    const problem =
+      (await folderProblem(choice.files, choice.id)) ?? (await folderWeightsProblem(choice.files, choice.id));
+    if (problem) return refuse(problem);
   }
   try {
     config = await loadConfigOnly(configSource(ctx, choice));
@@ -252,30 +323,16 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
         if (list && list.length > 0) {
           const names = new Set(list.map((f) => f.path));
           const problem = await missingFilesProblem([...names], (f) => names.has(f), choice.id, 'hub');
-          if (problem) {
-            if (sameChoice(ctx.store.get().model.choice, choice)) {
-              patch(ctx, 'model', {
-                check: { status: 'error', config: null, cost: null, cached: false, error: problem },
-              });
-            }
-            return;
-          }
+          if (problem) return refuse(problem);
           downloadBytes = weightBytes(list);
         }
+        // A truncated or random weights file on the Hub: its header, read by range, says so now.
+        const damaged = await hubWeightsProblem(configSource(ctx, choice) as UrlSource, choice.id, list);
+        if (damaged) return refuse(damaged);
       }
     } else cached = true;
   } catch (e) {
-    if (!sameChoice(ctx.store.get().model.choice, choice)) return;
-    patch(ctx, 'model', {
-      check: {
-        status: 'error',
-        config: null,
-        cost: null,
-        cached: false,
-        error: modelError(e, 'Checking the model', choice),
-      },
-    });
-    return;
+    return refuse(modelError(e, 'Checking the model', choice));
   }
   if (!sameChoice(ctx.store.get().model.choice, choice)) return;
   const s = ctx.store.get();
