@@ -1,7 +1,8 @@
 import { defineConfig } from 'vitest/config';
 import { INTEROP_JOBS } from './test/helpers/jobs';
 
-// `npm run test:peft`: the Python PEFT interop check only (test/python/*.py-test.ts); see there.
+// The Python interop tests (test/python/*.py-test.ts), the last part of `npm test` and all of
+// `npm run test:peft`; see there.
 export default defineConfig({
   test: {
     include: ['test/python/**/*.py-test.ts'],

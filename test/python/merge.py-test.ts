@@ -4,7 +4,7 @@
  * Tabtune; the merged folder loads with AutoModelForCausalLM / AutoTokenizer, its loss equals the
  * base model with the adapter in PeftModel and PEFT's merge_and_unload(), and its weights equal
  * PEFT's merged ones. Once as one model.safetensors, once sharded (with the index file).
- * Run by `npm run test:peft`.
+ * Run by `npm test` after the vitest suite, or alone by `npm run test:peft`.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -10,9 +10,10 @@
  *      the loss `tabtune eval --adapter` reports on the same records;
  *   3. an adapter made and saved by Python PEFT (all-linear, random A and B; rsLoRA for some) loads
  *      in `tabtune eval --adapter` and gives Python's loss.
- * All to 1e-4 relative. Run by `npm run test:peft` (scripts/peft-venv.mjs makes .venv-peft with
- * torch, transformers and peft first; TABTUNE_PEFT_PYTHON may name another Python); not part of
- * `npm test`, which must not depend on a Python stack. One family: `npm run test:peft -- -t gemma2`.
+ * All to 1e-4 relative. Run by `npm test` after the vitest suite, or alone by `npm run test:peft`
+ * (scripts/peft-venv.mjs makes .venv-peft first; TABTUNE_PEFT_PYTHON may name another Python).
+ * The cases run concurrently (test/helpers/jobs.ts), each with its own Python server
+ * (test/helpers/python-pool.ts). One family: `npm run test:peft -- -t gemma2`.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -11,7 +11,7 @@
  *      adapter: PeftModel.from_pretrained loads it on the 16-bit base. On the 4-bit base Python and
  *      Tabtune agree to 1e-4; on the 16-bit base the loss moves by the quantization error of the
  *      base model (printed; below 5% relative on these models).
- * Run by `npm run test:peft`; not part of `npm test`.
+ * Run by `npm test` after the vitest suite, or alone by `npm run test:peft`.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -11,7 +11,8 @@
  *   - the adapter train.py writes imports into `tabtune eval` and gives Python's loss on the same
  *     examples (the round trip);
  *   - requirements.txt pins the versions this Python has; accelerate reads the four launcher configs.
- * Run by `npm run test:peft` (not `npm test`: it needs the Python stack of scripts/peft-venv.mjs).
+ * Run by `npm test` after the vitest suite, or alone by `npm run test:peft` (the Python stack of
+ * scripts/peft-venv.mjs).
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
