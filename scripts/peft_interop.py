@@ -13,6 +13,13 @@
       their random layer initialisation, so the adapter changes the outputs (B = 0 would not).
       fan_in_fan_out is set for models with Conv1D layers (GPT-2), as PEFT asks.
 
+  peft_interop.py make-method-adapter --model DIR --out DIR --method ia3|prompt-tuning|prefix-tuning
+                  [--num-virtual-tokens N] [--prefix-projection] [--seed S]
+      Writes a PEFT adapter of another method with save_pretrained, with values that change the
+      outputs: IA3 (PEFT's default targets) with every ia3_l at 1 + N(0, 0.3); prompt tuning with
+      RANDOM init; prefix tuning with its default init, through the projection MLP with
+      --prefix-projection (PEFT then saves the MLP's output as prompt_embeddings).
+
   peft_interop.py make-model --model DIR [--seed S] [--wrap-gemma3]
       Replaces the model in DIR with transformers' own: the config.json there is read with
       AutoConfig (so it must mean to transformers what the test wrote), the model is built with
@@ -35,8 +42,9 @@
       Encodes each string of the JSON array with AutoTokenizer (special tokens added) and saves the
       tokenizer with save_pretrained: prints {"ids": [[...], ...], "saved": <its tokenizer.json>}.
 
-  peft_interop.py generate --model DIR --prompt TEXT --max-new-tokens N [--repetition-penalty P]
-      Greedy generation with transformers' generate: prints {"text": prompt and continuation}.
+  peft_interop.py generate --model DIR [--adapter DIR] --prompt TEXT --max-new-tokens N [--repetition-penalty P]
+      Greedy generation with transformers' generate (through PeftModel with --adapter: PEFT's own
+      prompt / prefix handling of the KV cache): prints {"text": prompt and continuation}.
 
   peft_interop.py chat-ids --model DIR --messages FILE.json
       The ids of apply_chat_template(messages, add_generation_prompt=True): prints {"ids": [...]}.
@@ -84,9 +92,14 @@ def cmd_eval(a, model=None):
     tok = AutoTokenizer.from_pretrained(a.model)
     model = model if model is not None else load(a.model)
     model.eval()
+    virtual = 0
     if a.adapter:
         model = PeftModel.from_pretrained(model, a.adapter)
         model.eval()
+        cfg = model.active_peft_config
+        # prompt tuning: the logits include the virtual tokens' positions, which predict nothing
+        if cfg.peft_type == "PROMPT_TUNING":
+            virtual = cfg.num_virtual_tokens
     eos = tok.eos_token_id
     total = 0.0
     count = 0
@@ -102,7 +115,7 @@ def cmd_eval(a, model=None):
                 continue
             x = torch.tensor([ids])
             with torch.no_grad():
-                logits = model(input_ids=x).logits[0, :-1].double()
+                logits = model(input_ids=x).logits[0, virtual:-1].double()
             nll = torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum")
             total += float(nll)
             count += len(ids) - 1
@@ -202,6 +215,29 @@ def cmd_make_adapter(a):
     print(json.dumps({"saved": a.out}))
 
 
+def cmd_make_method_adapter(a):
+    from peft import IA3Config, PrefixTuningConfig, PromptTuningConfig
+
+    torch.manual_seed(a.seed)
+    model = load(a.model)
+    if a.method == "ia3":
+        cfg = IA3Config(task_type="CAUSAL_LM")
+    elif a.method == "prompt-tuning":
+        cfg = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=a.num_virtual_tokens)
+    else:
+        cfg = PrefixTuningConfig(
+            task_type="CAUSAL_LM", num_virtual_tokens=a.num_virtual_tokens, prefix_projection=a.prefix_projection
+        )
+    peft_model = get_peft_model(model, cfg)
+    if a.method == "ia3":
+        with torch.no_grad():
+            for name, p in peft_model.named_parameters():
+                if "ia3_l" in name:
+                    p.copy_(1 + 0.3 * torch.randn_like(p))
+    peft_model.save_pretrained(a.out)
+    print(json.dumps({"saved": a.out}))
+
+
 def cmd_tokenize(a):
     tok = AutoTokenizer.from_pretrained(a.model)
     with open(a.texts, encoding="utf-8") as f:
@@ -217,10 +253,13 @@ def cmd_tokenize(a):
 def cmd_generate(a):
     tok = AutoTokenizer.from_pretrained(a.model)
     model = load(a.model)
+    if a.adapter:
+        model = PeftModel.from_pretrained(model, a.adapter)
+        model.eval()
     x = tok(a.prompt, return_tensors="pt").input_ids
     with torch.no_grad():
         out = model.generate(
-            x, max_new_tokens=a.max_new_tokens, do_sample=False, repetition_penalty=a.repetition_penalty
+            input_ids=x, max_new_tokens=a.max_new_tokens, do_sample=False, repetition_penalty=a.repetition_penalty
         )
     print(json.dumps({"text": tok.decode(out[0], skip_special_tokens=True)}))
 
@@ -284,6 +323,13 @@ def main(argv):
     m.add_argument("--targets", required=True)
     m.add_argument("--rslora", action="store_true")
     m.add_argument("--seed", type=int, default=0)
+    mma = sub.add_parser("make-method-adapter")
+    mma.add_argument("--model", required=True)
+    mma.add_argument("--out", required=True)
+    mma.add_argument("--method", required=True, choices=["ia3", "prompt-tuning", "prefix-tuning"])
+    mma.add_argument("--num-virtual-tokens", type=int, default=4)
+    mma.add_argument("--prefix-projection", action="store_true")
+    mma.add_argument("--seed", type=int, default=0)
     mm = sub.add_parser("make-model")
     mm.add_argument("--model", required=True)
     mm.add_argument("--seed", type=int, default=0)
@@ -293,6 +339,7 @@ def main(argv):
     t.add_argument("--texts", required=True)
     g = sub.add_parser("generate")
     g.add_argument("--model", required=True)
+    g.add_argument("--adapter")
     g.add_argument("--prompt", required=True)
     g.add_argument("--max-new-tokens", type=int, default=64)
     g.add_argument("--repetition-penalty", type=float, default=1.0)
@@ -307,6 +354,7 @@ def main(argv):
         "make-adapter": cmd_make_adapter,
         "eval-examples": cmd_eval_examples,
         "update-diff": cmd_update_diff,
+        "make-method-adapter": cmd_make_method_adapter,
         "make-model": cmd_make_model,
         "tokenize": cmd_tokenize,
         "generate": cmd_generate,

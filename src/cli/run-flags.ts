@@ -137,6 +137,18 @@ export function adapterShape(files: PeftFiles, dir: string): LoraShape {
   } catch (e) {
     throw new UsageError(`${join(dir, 'adapter_config.json')}: not valid JSON (${(e as Error).message}).`);
   }
+  const other = c && typeof c === 'object' && ['IA3', 'PROMPT_TUNING', 'PREFIX_TUNING'].includes(c.peft_type as string);
+  if (other) {
+    // (IA)³ / prompt / prefix: the method is what a continued adapter fixes (its files say the rest)
+    const t = c.target_modules;
+    return {
+      method: methodOfAdapterConfig(c, join(dir, 'adapter_config.json')).id,
+      r: 8,
+      lora_alpha: 8,
+      target_modules: typeof t === 'string' || Array.isArray(t) ? (t as string[] | string) : [],
+      use_rslora: false,
+    };
+  }
   if (!c || typeof c !== 'object' || typeof c.r !== 'number' || typeof c.lora_alpha !== 'number') {
     throw new UsageError(
       `${join(dir, 'adapter_config.json')}: expected a PEFT LoRA config with numeric "r" and "lora_alpha".`,
@@ -294,9 +306,33 @@ export function loraFromFlags(
       // (a regex string from an adapter's config works too: the engine reads any string as PEFT does)
       (fixed?.target_modules as LoraSettings['target_modules'] | undefined) ??
       (targetsFlag === undefined
-        ? model.defaultTargets
+        ? method === 'ia3'
+          ? [] // PEFT's (IA)³ defaults for the model type, with their feed-forward modules
+          : model.defaultTargets
         : parseTargets(targetsFlag, model.linearModules, model.modelType, command)),
     use_rslora: fixed?.use_rslora ?? bool(f, 'rslora') ?? false,
     ...(init !== undefined ? { init_lora_weights: init } : {}),
+    ...methodOptionFlags(f, model, command),
   };
+}
+
+/** The options of (IA)³, prompt and prefix tuning under PEFT's names (methodFromFlags has checked they fit the method). */
+function methodOptionFlags(f: ParsedFlags, model: ModelModules, command: string): Partial<LoraSettings> {
+  const out: Partial<LoraSettings> = {};
+  const ff = str(f, 'feedforward-modules');
+  if (ff !== undefined) {
+    const list = parseTargets(ff, model.linearModules, model.modelType, command);
+    if (list === 'all-linear')
+      throw new UsageError(`${command}: --feedforward-modules takes module names, not all-linear.`);
+    out.feedforward_modules = list;
+  }
+  const n = num(f, 'num-virtual-tokens');
+  if (n !== undefined) out.num_virtual_tokens = n;
+  const text = str(f, 'prompt-init-text');
+  if (text !== undefined) out.prompt_tuning_init_text = text;
+  const proj = bool(f, 'prefix-projection');
+  if (proj !== undefined) out.prefix_projection = proj;
+  const hidden = num(f, 'encoder-hidden-size');
+  if (hidden !== undefined) out.encoder_hidden_size = hidden;
+  return out;
 }

@@ -8,11 +8,11 @@
 import type { Gpu } from '../gpu/context';
 import { conversationIds } from '../generate/chat';
 import { type LoraConfig, loraScaleInfo, validateLoraConfig } from '../lora/config';
-import { GpuLora, type LoraModuleArrays } from '../lora/gpu-lora';
-import { initLoraModules } from '../lora/init';
+import { GpuLora } from '../lora/gpu-lora';
+import { exportOther, otherConfig } from '../lora/other';
 import { exportPeft } from '../lora/peft';
 import { importPeft } from '../lora/peft-import';
-import { loraConfigFromSettings, resolveTargets } from '../lora/targets';
+import { loraConfigFromSettings } from '../lora/targets';
 import { positionLimitText } from '../model/config';
 import { GpuModel } from '../model/gpu-model';
 import { loadModelFiles } from '../model/load';
@@ -28,6 +28,7 @@ import { evalLoss } from '../train/evaluate';
 import { RunControl, trainRun } from '../train/run';
 import { frozenFlags, frozenSettings, frozenText, sameFrozen } from './frozen';
 import { mergeToZip } from './merge-zip';
+import { otherFilesOnGpu, otherTrainables, startingAdapter } from './methods';
 import { KernelTuning, gpuSummary } from './device';
 import { recipeZip } from './export-recipe';
 import { type LoadedModelState, modelInfoOf, sha256Hex, sourceFor } from './loaded-model';
@@ -293,7 +294,8 @@ export class Engine implements EngineApi {
   async estimate(lora: LoraSettings, train: TrainSettings): Promise<MemoryEstimate> {
     const m = this.requireModel();
     const maxBinding = this.gpu.limits.maxStorageBufferBindingSize;
-    return estimateOnModel(m.gpuModel, m.totalParams, this.loraConfigFor(lora), train, maxBinding);
+    const other = otherTrainables(m, lora);
+    return estimateOnModel(m.gpuModel, m.totalParams, other ?? this.loraConfigFor(lora), train, maxBinding);
   }
 
   // ------------------------------------------------------------------ training
@@ -320,8 +322,6 @@ export class Engine implements EngineApi {
     const d = this.requireDataset();
     const frozen = frozenSettings(m.gpuModel.quantization);
     const resume = hooks.resumeFrom ? decodeCheckpoint(hooks.resumeFrom) : null;
-    let config: LoraConfig;
-    let modules: LoraModuleArrays[];
     if (resume) {
       const run = resume.meta.run;
       if (run.model !== m.id) {
@@ -333,27 +333,28 @@ export class Engine implements EngineApi {
             `${frozenText(frozen)} ones; load it the same way to resume (CLI: ${frozenFlags(run.frozen)}).`,
         );
       }
-      config = run.lora;
-      modules = resume.modules;
-    } else if (hooks.initFrom) {
-      ({ config, modules } = importPeft(hooks.initFrom, m.gpuModel.linears, {
-        baseModel: m.id,
-        unusedModules: unusedModulePrefixes(m.config),
-      }));
-    } else {
-      config = this.loraConfigFor(lora);
-      modules = initLoraModules(config, resolveTargets(config, m.gpuModel.linears), train.seed);
+    }
+    const { config, modules, other } = await startingAdapter(this.gpu, m, lora, train, resume, hooks.initFrom, () =>
+      this.loraConfigFor(lora),
+    );
+    if (other && other.method !== 'ia3' && train.packing) {
+      throw new EngineError(`${other.method} needs one example per row: turn packing off.`);
     }
     this.training = true;
     try {
-      const { modules: trained, ...result } = await trainRun({
+      const {
+        modules: trained,
+        other: trainedOther,
+        ...result
+      } = await trainRun({
         gpu: this.gpu,
         model: m.gpuModel,
-        run: { model: m.id, lora: config, train, frozen },
+        run: { model: m.id, lora: config, train, frozen, ...(other ? { adapter: otherConfig(other) } : {}) },
         padId: m.tokenizer.padTokenId ?? m.tokenizer.eosTokenIds[0] ?? 0,
         data: d.data,
         maxLen: d.maxLen,
         modules,
+        other,
         resume,
         control: this.control,
         prepare: () => this.kernels.load(this.gpu),
@@ -363,7 +364,10 @@ export class Engine implements EngineApi {
         onCheckpoint: hooks.onCheckpoint,
       });
       const fanInFanOut = hasConv1dWeights(m.config);
-      return { ...result, adapter: exportPeft({ config, baseModel: m.id, modules: trained, fanInFanOut }) };
+      const adapter = trainedOther
+        ? exportOther(trainedOther, m.id, fanInFanOut)
+        : exportPeft({ config, baseModel: m.id, modules: trained, fanInFanOut });
+      return { ...result, adapter };
     } finally {
       this.training = false;
     }
@@ -400,6 +404,7 @@ export class Engine implements EngineApi {
   private adapterOnGpu(ref: AdapterRef): GpuLora {
     const m = this.requireModel();
     let lora = this.adapters.get(ref.key);
+    lora ??= otherFilesOnGpu(this.gpu, m, ref.files) ?? undefined;
     if (!lora) {
       const imported = importPeft(ref.files, m.gpuModel.linears, {
         baseModel: m.id,
@@ -407,8 +412,8 @@ export class Engine implements EngineApi {
       });
       const cfg = imported.config;
       lora = GpuLora.fromArrays(this.gpu, m.gpuModel.linears, imported.modules, (mod) => loraScaleInfo(cfg, mod));
-      this.adapters.set(ref.key, lora);
     }
+    this.adapters.set(ref.key, lora);
     return lora;
   }
 
@@ -439,6 +444,7 @@ export class Engine implements EngineApi {
       d.data.evalBatches(split, shape),
       d.data.maxTokens(shape, split),
       lora,
+      shape.batchSize,
     );
     const loss = count > 0 ? sum / count : NaN;
     if (count > 0 && !Number.isFinite(loss)) {

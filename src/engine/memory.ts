@@ -155,13 +155,17 @@ export function loraTrained(cfg: LoraConfig, linears: readonly LinearModule[]): 
 export function estimateOnModel(
   model: GpuModel,
   totalParams: number,
-  cfg: LoraConfig,
+  /** A LoRA config, or another method's trainable values and virtual tokens per row. */
+  cfg: LoraConfig | { trainable: number; virtualTokens: number },
   train: Pick<TrainSettings, 'batch' | 'maxLen' | 'optimizer' | 'activationCheckpointing'>,
   maxBinding: number,
 ): MemoryEstimate {
   const c = model.config;
-  const { trainable, rankSum } = loraTrained(cfg, model.linears);
-  const T = train.batch * train.maxLen;
+  const other = 'trainable' in cfg ? cfg : null;
+  const { trainable, rankSum } = other
+    ? { trainable: other.trainable, rankSum: 0 }
+    : loraTrained(cfg as LoraConfig, model.linears);
+  const T = train.batch * (train.maxLen + (other?.virtualTokens ?? 0));
   const mem = trainingMemory(c, {
     tokens: T,
     trainable,

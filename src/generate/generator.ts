@@ -59,11 +59,24 @@ export class Generator {
     }
     const rand = new Rng(opts.seed);
     const chunk = this.runner.maxTokens;
+    // Prompt / prefix tuning: P virtual rows before the prompt (src/train/virtual-rows.ts); the
+    // first chunk holds them all, and the KV cache keeps them (a prefix's keys and values) for
+    // every token after.
+    const P = lora?.virtual()?.P ?? 0;
+    if (P > chunk) {
+      throw new GpuError(`The adapter's ${P} virtual tokens do not fit one prefill chunk of ${chunk} tokens.`);
+    }
+    if (P + promptIds.length >= ctx) {
+      throw new GpuError(
+        `The prompt has ${promptIds.length} tokens and the adapter ${P} virtual ones; this model/session allows at most ${ctx - 1} in all.`,
+      );
+    }
+    const fed = P ? [...new Array<number>(P).fill(0), ...promptIds] : promptIds;
     let past = 0;
     // Prefill in chunks; the logits of the last prompt token come from the last chunk.
-    while (past < promptIds.length) {
-      const n = Math.min(chunk, promptIds.length - past);
-      await this.feed(promptIds.slice(past, past + n), past, lora, past + n === promptIds.length);
+    while (past < fed.length) {
+      const n = Math.min(chunk, fed.length - past);
+      await this.feed(fed.slice(past, past + n), past, lora, past + n === fed.length);
       past += n;
     }
     const out: number[] = [];

@@ -14,6 +14,13 @@
  *   dX (+)= dY·W + drop'(dS·A)              one GEMM with K = outF + r; the LoRA part passes back
  *                                           through the same dropout mask (per output element)
  * Nothing is reduced with atomics, so dA / dB are bit-identical from run to run.
+ *
+ * (IA)³ instead of LoRA (PEFT's IA3 Linear, shaders/ia3.wgsl for the scaling): a vector l scales
+ * the input of a feed-forward module or the output (bias included) of any other:
+ *   input:  Xs = X ∘ l (saved in `ia3Save` [M, inF]);  Y (+)= Xs·Wᵀ + b
+ *           backward: dXs = dY·W;  dl (+)= Σ_rows X ∘ dXs;  dX (+)= dXs ∘ l
+ *   output: Yb = X·Wᵀ + b (saved in `ia3Save` [M, outF]);  Y (+)= Yb ∘ l
+ *           backward: dl (+)= Σ_rows dY ∘ Yb;  dX (+)= (dY ∘ l)·W
  * A 4-bit NF4 W (QLoRA) is read by both W GEMMs (forward X·Wᵀ, backward dY·W, and the small-M
  * decode kernel) through the matmul's dequantizing loader: it is never widened into a copy.
  */
@@ -21,6 +28,7 @@ import type { Gpu, Recorder } from '../gpu/context';
 import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
 import type { Workspace } from '../gpu/workspace';
+import { recordIa3Grad, recordIa3Scale } from './ia3';
 import { type DropoutSpec, type MatmulExtra, recordMatmul } from './matmul';
 import type { Nf4Tensor } from './nf4';
 
@@ -44,11 +52,20 @@ export interface LoraParams {
   dropout: number; // probability p in [0,1); kept elements are scaled by 1/(1-p)
 }
 
+/** An (IA)³ vector: f32 [inF] scaling the input (feed-forward modules) or [outF] scaling the output. */
+export interface Ia3Params {
+  l: Tensor;
+  input: boolean;
+}
+
 export interface LinearForwardArgs {
   x: Tensor; // f32 [M, inF]
   M: number;
   lin: FrozenLinear;
   lora?: LoraParams | null;
+  ia3?: Ia3Params | null;
+  /** (IA)³: f32 [M, inF] (input) or [M, outF] (output) the forward writes and backward reads. */
+  ia3Save?: Tensor;
   /** u32 dropout seed; the mask is a pure hash of (seed, row, col) so backward regenerates it. */
   seed?: number;
   y: Tensor; // f32 [M, outF]
@@ -66,6 +83,11 @@ export interface LinearBackwardArgs {
   M: number;
   lin: FrozenLinear;
   lora?: LoraParams | null;
+  ia3?: Ia3Params | null;
+  /** (IA)³: the forward's `ia3Save` (read for an output vector's gradient). */
+  ia3Save?: Tensor;
+  /** (IA)³ gradient, f32 like `ia3.l`. */
+  dl?: Tensor;
   seed?: number;
   /** Saved S from forward. */
   s?: Tensor;
@@ -118,9 +140,27 @@ function dropSpec(lora: LoraParams, seed: number | undefined): DropoutSpec | nul
   return lora.dropout > 0 ? { seed: (seed ?? 0) >>> 0, p: lora.dropout } : null;
 }
 
-/** Records Y (+)= X·Wᵀ + b (+ s·drop(X)·Aᵀ·Bᵀ), saving S = drop(X)·Aᵀ. */
+function activeIa3(a: { ia3?: Ia3Params | null; ia3Save?: Tensor; lora?: LoraParams | null }, what: string) {
+  if (!a.ia3) return null;
+  if (a.lora) throw new GpuError(`${what}: a module has a LoRA or an (IA)³ adapter, not both.`);
+  if (!a.ia3Save) throw new GpuError(`${what}: an (IA)³ layer needs \`ia3Save\` (its scaled input or base output).`);
+  return { ...a.ia3, save: a.ia3Save };
+}
+
+/** Records Y (+)= X·Wᵀ + b (+ s·drop(X)·Aᵀ·Bᵀ), saving S = drop(X)·Aᵀ; or the (IA)³-scaled layer. */
 export function recordLinearForward(gpu: Gpu, rec: Recorder, a: LinearForwardArgs): void {
   const { lin, M } = a;
+  const ia3 = activeIa3(a, 'recordLinearForward');
+  if (ia3 && ia3.input) {
+    recordIa3Scale(gpu, rec, { x: a.x, l: ia3.l, out: ia3.save, rows: M, cols: lin.inF });
+    recordLinearForward(gpu, rec, { ...a, ia3: null, x: ia3.save });
+    return;
+  }
+  if (ia3) {
+    recordLinearForward(gpu, rec, { ...a, ia3: null, y: ia3.save, accumulate: false });
+    recordIa3Scale(gpu, rec, { x: ia3.save, l: ia3.l, out: a.y, rows: M, cols: lin.outF, accumulate: a.accumulate });
+    return;
+  }
   const lora = activeLora(a.lora, lin);
   let extra: MatmulExtra | null = null;
   if (lora) {
@@ -160,9 +200,37 @@ function splitsFor(M: number): number {
   return Math.max(1, Math.min(16, Math.floor(M / 256)));
 }
 
-/** Records dA, dB (LoRA gradients) and dX of the layer; see the file comment. */
+/** Records dA, dB (LoRA gradients) or dl ((IA)³) and dX of the layer; see the file comment. */
 export function recordLinearBackward(gpu: Gpu, rec: Recorder, a: LinearBackwardArgs): void {
   const { lin, M } = a;
+  const ia3 = activeIa3(a, 'recordLinearBackward');
+  if (ia3 && ia3.input) {
+    if (!a.dl && !a.dx) return;
+    // dXs [M, inF] = dY · W, then dl (+)= Σ X ∘ dXs and dX (+)= dXs ∘ l
+    const dxs = a.ws.get('linear.ia3.dx', [M, lin.inF]);
+    recordLinearBackward(gpu, rec, { ...a, ia3: null, dx: dxs, accumulateDx: false });
+    if (a.dl)
+      recordIa3Grad(gpu, rec, { a: a.x, b: dxs, dl: a.dl, rows: M, cols: lin.inF, accumulate: a.accumulateGrads });
+    if (a.dx)
+      recordIa3Scale(gpu, rec, { x: dxs, l: ia3.l, out: a.dx, rows: M, cols: lin.inF, accumulate: a.accumulateDx });
+    return;
+  }
+  if (ia3) {
+    if (a.dl)
+      recordIa3Grad(gpu, rec, {
+        a: a.dy,
+        b: ia3.save,
+        dl: a.dl,
+        rows: M,
+        cols: lin.outF,
+        accumulate: a.accumulateGrads,
+      });
+    if (!a.dx) return;
+    const dyb = a.ws.get('linear.ia3.dy', [M, lin.outF]);
+    recordIa3Scale(gpu, rec, { x: a.dy, l: ia3.l, out: dyb, rows: M, cols: lin.outF });
+    recordLinearBackward(gpu, rec, { ...a, ia3: null, dy: dyb });
+    return;
+  }
   const lora = activeLora(a.lora, lin);
   let extra: MatmulExtra | null = null;
   if (lora) {

@@ -1,14 +1,16 @@
 /**
- * A LoRA adapter on the GPU: for each targeted linear module, A [r, in] and B [out, r] (f32), their
- * gradients, and optimizer state. The base model is untouched; the same GpuModel serves any number
+ * An adapter on the GPU: for each targeted linear module, LoRA's A [r, in] and B [out, r] (f32), or
+ * an (IA)³ vector l ([in] for a feed-forward module, else [out]), their gradients, and optimizer state. The base model is untouched; the same GpuModel serves any number
  * of adapters (compare runs base and adapters over one copy of the weights).
  */
 
 import type { Gpu } from '../gpu/context';
 import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
-import type { LoraParams } from '../kernels/linear';
+import type { Ia3Params, LoraParams } from '../kernels/linear';
 import type { LinearModule } from '../model/registry';
+import type { RunnerVirtual } from '../model/runner-virtual';
+import type { Ia3VectorArrays } from './ia3';
 import type { LoraModuleWeights } from './init';
 
 /** A and B of one module as plain arrays (the same shape init, PEFT import and checkpoints use). */
@@ -31,6 +33,13 @@ export interface LoraSlot {
   stateB: Tensor[];
 }
 
+interface Ia3Slot {
+  module: LinearModule;
+  params: Ia3Params;
+  dl: Tensor | null;
+  state: Tensor[];
+}
+
 export interface TrainableTensor {
   name: string;
   param: Tensor;
@@ -41,6 +50,10 @@ export interface TrainableTensor {
 
 export class GpuLora {
   readonly slots = new Map<string, LoraSlot>();
+  /** (IA)³ vectors by module path (an adapter has LoRA slots or these). */
+  readonly ia3Slots = new Map<string, Ia3Slot>();
+  /** Prompt or prefix tuning's table (an adapter of those methods has nothing else). */
+  virtualSlot: (RunnerVirtual & { state: Tensor[] }) | null = null;
 
   private constructor(readonly gpu: Gpu) {}
 
@@ -80,6 +93,47 @@ export class GpuLora {
     return lora;
   }
 
+  /** Uploads an (IA)³ adapter: one vector per module. */
+  static fromIa3(gpu: Gpu, modules: LinearModule[], vectors: Ia3VectorArrays[]): GpuLora {
+    const byPath = new Map(modules.map((m) => [m.path, m]));
+    const lora = new GpuLora(gpu);
+    for (const v of vectors) {
+      const module = byPath.get(v.path);
+      if (!module) throw new GpuError(`(IA)³ module "${v.path}" does not exist in this model.`);
+      const n = v.input ? module.inF : module.outF;
+      if (v.l.length !== n) {
+        throw new GpuError(
+          `(IA)³ module "${v.path}": a ${v.input ? 'feed-forward (input)' : 'output'} vector has ${n} values, got ${v.l.length}.`,
+        );
+      }
+      const l = gpu.tensor(`${v.path}.ia3_l`, [n], 'f32', 'lora', v.l);
+      lora.ia3Slots.set(v.path, { module, params: { l, input: v.input }, dl: null, state: [] });
+    }
+    return lora;
+  }
+
+  /**
+   * Uploads a prompt (`table` [P, hidden]) or a prefix (`table` [P, layers·2·kvW], PEFT's
+   * prompt_embeddings layout).
+   */
+  static fromVirtual(gpu: Gpu, kind: 'prompt' | 'prefix', P: number, table: Float32Array): GpuLora {
+    if (!Number.isInteger(P) || P < 1 || table.length % P !== 0) {
+      throw new GpuError(`A ${kind} of ${P} virtual tokens cannot hold ${table.length} values.`);
+    }
+    const lora = new GpuLora(gpu);
+    const t = gpu.tensor(`${kind}_embeddings`, [P, table.length / P], 'f32', 'lora', table);
+    lora.virtualSlot = { kind, P, table: t, grad: null, state: [] };
+    return lora;
+  }
+
+  virtual(): RunnerVirtual | null {
+    return this.virtualSlot;
+  }
+
+  ia3(path: string): { params: Ia3Params; dl: Tensor | null } | null {
+    return this.ia3Slots.get(path) ?? null;
+  }
+
   get(path: string): LoraParams | null {
     return this.slots.get(path)?.params ?? null;
   }
@@ -101,12 +155,23 @@ export class GpuLora {
       while (s.stateA.length < moments) s.stateA.push(zeroed(`${path}.lora_A.m${s.stateA.length}`, s.params.a));
       while (s.stateB.length < moments) s.stateB.push(zeroed(`${path}.lora_B.m${s.stateB.length}`, s.params.b));
     }
+    for (const [path, s] of this.ia3Slots) {
+      if (!s.dl) s.dl = this.gpu.tensor(`${path}.ia3_l.grad`, s.params.l.shape, 'f32', 'lora');
+      while (s.state.length < moments) s.state.push(zeroed(`${path}.ia3_l.m${s.state.length}`, s.params.l));
+    }
+    const v = this.virtualSlot;
+    if (v) {
+      if (!v.grad) v.grad = this.gpu.tensor(`${v.kind}_embeddings.grad`, v.table.shape, 'f32', 'lora');
+      while (v.state.length < moments) v.state.push(zeroed(`${v.kind}_embeddings.m${v.state.length}`, v.table));
+    }
   }
 
   /** Number of trainable parameters. */
   get parameterCount(): number {
     let n = 0;
     for (const s of this.slots.values()) n += s.params.r * (s.module.inF + s.module.outF);
+    for (const s of this.ia3Slots.values()) n += s.params.l.shape[0]!;
+    if (this.virtualSlot) n += this.virtualSlot.table.shape[0]! * this.virtualSlot.table.shape[1]!;
     return n;
   }
 
@@ -130,6 +195,21 @@ export class GpuLora {
         n: s.params.r * s.module.outF,
       });
     }
+    for (const [path, s] of this.ia3Slots) {
+      if (!s.dl) throw new GpuError(`(IA)³ module "${path}" has no gradient; call enableTraining() first.`);
+      out.push({ name: `${path}.ia3_l`, param: s.params.l, grad: s.dl, state: s.state, n: s.params.l.shape[0]! });
+    }
+    const v = this.virtualSlot;
+    if (v) {
+      if (!v.grad) throw new GpuError(`The ${v.kind} has no gradient; call enableTraining() first.`);
+      out.push({
+        name: 'prompt_embeddings',
+        param: v.table,
+        grad: v.grad,
+        state: v.state,
+        n: v.table.shape[0]! * v.table.shape[1]!,
+      });
+    }
     return out;
   }
 
@@ -146,6 +226,14 @@ export class GpuLora {
         b: await this.gpu.read(s.params.b),
       });
     }
+    return out;
+  }
+
+  /** Reads the (IA)³ vectors back (for export and checkpoints). */
+  async ia3Arrays(): Promise<Ia3VectorArrays[]> {
+    const out: Ia3VectorArrays[] = [];
+    for (const [path, s] of this.ia3Slots)
+      out.push({ path, input: s.params.input, l: await this.gpu.read(s.params.l) });
     return out;
   }
 
@@ -175,6 +263,18 @@ export class GpuLora {
       this.gpu.free(s.dB);
       for (const t of [...s.stateA, ...s.stateB]) this.gpu.free(t);
     }
+    for (const s of this.ia3Slots.values()) {
+      this.gpu.free(s.params.l);
+      this.gpu.free(s.dl);
+      for (const t of s.state) this.gpu.free(t);
+    }
+    if (this.virtualSlot) {
+      this.gpu.free(this.virtualSlot.table);
+      this.gpu.free(this.virtualSlot.grad);
+      for (const t of this.virtualSlot.state) this.gpu.free(t);
+      this.virtualSlot = null;
+    }
     this.slots.clear();
+    this.ia3Slots.clear();
   }
 }

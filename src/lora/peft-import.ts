@@ -52,7 +52,7 @@ const IGNORED_FEATURES: [field: string, isDefault: (v: unknown) => boolean, what
   ],
 ];
 
-function parseConfigJson(raw: string | Uint8Array): Record<string, unknown> {
+export function parseConfigJson(raw: string | Uint8Array): Record<string, unknown> {
   const text = typeof raw === 'string' ? raw : new TextDecoder().decode(raw);
   let json: unknown;
   try {
@@ -90,7 +90,7 @@ function numberField(
   return v;
 }
 
-function boolField(cfg: Record<string, unknown>, field: string, fallback: boolean): boolean {
+export function boolField(cfg: Record<string, unknown>, field: string, fallback: boolean): boolean {
   const v = cfg[field];
   if (v === undefined || v === null) return fallback;
   if (typeof v !== 'boolean')
@@ -114,7 +114,7 @@ function patternField(cfg: Record<string, unknown>, field: string): Record<strin
   return { ...(v as Record<string, number>) };
 }
 
-function moduleSpecField(cfg: Record<string, unknown>, field: string): string[] | string | null {
+export function moduleSpecField(cfg: Record<string, unknown>, field: string): string[] | string | null {
   const v = cfg[field];
   if (v == null) return null;
   if (typeof v === 'string') {
@@ -133,6 +133,11 @@ function methodOrPeftError(cfg: Record<string, unknown>): MethodSpec {
   try {
     const m = methodOfAdapterConfig(cfg, ADAPTER_CONFIG_NAME);
     requireImplemented(m, `${ADAPTER_CONFIG_NAME} (peft_type${m.useDora ? ', use_dora' : ''})`);
+    if (!m.lowRank) {
+      throw new MethodError(
+        `${ADAPTER_CONFIG_NAME}: a ${m.label} adapter (peft_type "${m.peftType}") has no LoRA weights; this step reads LoRA and DoRA adapters only.`,
+      );
+    }
     return m;
   } catch (e) {
     if (e instanceof MethodError) throw new PeftError(e.message);

@@ -18,8 +18,9 @@ import { recordLayerNormBackward, recordRmsNormBackward } from '../kernels/norm'
 import { recordRope } from '../kernels/rope';
 import type { NormConfig, QkNormConfig } from './config';
 import type { LinearModule, NormKeys } from './registry';
-import { type NormSave, type RunnerState, loraScratch } from './runner-buffers';
+import { type NormSave, type RunnerState, ia3Scratch, loraScratch } from './runner-buffers';
 import { recordMoeBackward } from './runner-moe';
+import { recordPrefixGrad, recordPromptGrad } from './runner-virtual';
 import { type ForwardArgs, dropoutSeed, loraFor } from './runner-linear';
 import { attentionVariant, qkNormShape, qkvParts, recordLayer, ropeArgs } from './runner-forward';
 
@@ -56,13 +57,18 @@ function recordLinearBack(
 ): void {
   const slot = f.lora?.slot(m.path) ?? null;
   const lora = loraFor(f.lora, m, !!f.dropout);
-  if (!lora && !dx) return;
+  const ia3 = f.lora?.ia3?.(m.path) ?? null;
+  if (!lora && !ia3 && !dx) return;
   recordLinearBackward(st.gpu, rec, {
     dy,
     x,
     M: T,
     lin: st.model.frozen(m),
     lora,
+    ia3: ia3?.params,
+    // an input vector's scaled input is not read by backward
+    ia3Save: ia3 ? (ia3.params.input ? x : ia3Scratch(st, s, m, false)) : undefined,
+    dl: ia3?.dl ?? undefined,
     seed: dropoutSeed(f.seed ?? 0, st.model.linears.indexOf(m)),
     s: lora ? loraScratch(st, s, m.path, lora.r) : undefined,
     dx,
@@ -104,7 +110,9 @@ export function recordBackward(st: RunnerState, rec: Recorder, f: ForwardArgs, a
   else rec.copy(dTop, dres, T * H * 4);
 
   const pin = top('project_in');
-  const needEmbedGrad = !!pin && !!f.lora?.get(pin.path);
+  const virt = f.lora?.virtual?.() ?? null;
+  const prompt = virt?.kind === 'prompt' && virt.grad ? virt : null;
+  const needEmbedGrad = (!!pin && (!!f.lora?.get(pin.path) || !!f.lora?.ia3?.(pin.path))) || !!prompt;
   for (let l = c.numLayers - 1; l >= 0; l--) {
     // With checkpointing the shared buffers hold the last layer's activations after the forward
     // pass; every other layer is recomputed from its saved input (same seeds, same values).
@@ -113,8 +121,16 @@ export function recordBackward(st: RunnerState, rec: Recorder, f: ForwardArgs, a
     }
     recordLayerBackward(st, rec, l, f, T, dres, l > 0 || needEmbedGrad, accumulateGrads);
   }
-  // Below the layers only project_in (OPT-350m) can have LoRA parameters; dres is dL/d(layer 0 input).
-  if (needEmbedGrad) topBack(pin!, st.embRaw!, dres, null);
+  // Below the layers only project_in (OPT-350m) can have LoRA parameters, and prompt tuning its
+  // embeddings; dres is dL/d(layer 0 input).
+  if (prompt) {
+    let d = dres;
+    if (st.nEmbed) {
+      d = ws.get('dEmbed', [maxT, H]);
+      recordNormBackward(st, rec, c.norm, arch.embedNorm!, st.nEmbed, dres, d, T, H, false);
+    }
+    recordPromptGrad(st, rec, prompt, d, f.B, f.S, accumulateGrads);
+  } else if (needEmbedGrad) topBack(pin!, st.embRaw!, dres, null);
 }
 
 /**
@@ -235,6 +251,8 @@ function recordLayerBackward(
     keyStart: f.packed ? st.keyStart : undefined,
     ws,
   });
+  const virt = f.lora?.virtual?.() ?? null;
+  if (virt?.kind === 'prefix' && virt.grad) recordPrefixGrad(st, rec, virt, l, dk, dv, f.B, f.S, accumulateGrads);
   const rope = ropeArgs(st, l, T);
   if (rope) {
     recordRope(gpu, rec, { ...rope, x: dq, heads: c.numHeads, inverse: true });

@@ -261,6 +261,29 @@ export function createRunnerState(gpu: Gpu, model: GpuModel, opts: RunnerOptions
 }
 
 /** The LoRA intermediate S [maxT, r] of module `path` in the map `s` (a layer set's, or topS), made on first use. */
+/**
+ * The (IA)³ tensor a module's forward writes: an output vector's base output [maxT, outF], kept in
+ * the layer set `s` (backward reads it for the vector's gradient); an input vector's scaled input
+ * [maxT, inF], used at once and never read again, so one workspace buffer per width serves all.
+ */
+export function ia3Scratch(
+  st: RunnerState,
+  s: Map<string, Tensor>,
+  m: { path: string; inF: number; outF: number },
+  input: boolean,
+): Tensor {
+  if (input) return st.ws.get(`ia3.xs`, [st.opts.maxTokens, m.inF]);
+  const key = `${m.path}#ia3`;
+  let t = s.get(key);
+  if (!t) {
+    const kind = st.opts.mode === 'train' ? 'activations' : 'scratch';
+    t = st.gpu.tensor(`${m.path}.ia3_base`, [st.opts.maxTokens, m.outF], 'f32', kind);
+    st.owned.push(t);
+    s.set(key, t);
+  }
+  return t;
+}
+
 export function loraScratch(st: RunnerState, s: Map<string, Tensor>, path: string, r: number): Tensor {
   const key = `${path}#${r}`;
   let t = s.get(key);

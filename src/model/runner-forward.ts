@@ -23,6 +23,7 @@ import type { LinearModule, NormKeys } from './registry';
 import { type NormSave, type RunnerState, headInput } from './runner-buffers';
 import { type ForwardArgs, recordLinear } from './runner-linear';
 import { recordMoe } from './runner-moe';
+import { recordPrefixRows, recordPromptRows } from './runner-virtual';
 
 /** A norm of `save.x` into `save.y` over `rows` rows of `dim` (RMSNorm or LayerNorm, as `spec` says). */
 export function recordNorm(
@@ -122,6 +123,8 @@ export function recordForward(st: RunnerState, rec: Recorder, f: ForwardArgs, pa
     H: c.embedDim,
     scale: c.embedScale,
   });
+  const virt = past === 0 ? (f.lora?.virtual?.() ?? null) : null;
+  if (virt?.kind === 'prompt') recordPromptRows(st, rec, virt, embTo, f.B, f.S);
   if (pin) recordLinear(st, rec, st.topS, pin, st.embRaw!, x0, T, f);
   if (arch.posEmbed) {
     const out = st.nEmbed ? st.embRaw! : x0;
@@ -217,6 +220,8 @@ export function recordLayer(
     recordRope(gpu, rec, { ...rope, x: L.q, heads: c.numHeads });
     recordRope(gpu, rec, { ...rope, x: L.k, heads: c.numKvHeads });
   }
+  const virt = past === 0 ? (f.lora?.virtual?.() ?? null) : null;
+  if (virt?.kind === 'prefix') recordPrefixRows(st, rec, virt, l, L.k, L.v, f.B, f.S);
   const shape = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, ...attentionVariant(st, l) };
   if (infer) {
     rec.copy(L.k, st.kCache[l]!, T * kvW * 4, 0, past * kvW * 4);

@@ -6,9 +6,10 @@
 
 import type { Recorder } from '../gpu/context';
 import type { Tensor } from '../gpu/tensor';
-import { type LoraParams, recordLinearForward } from '../kernels/linear';
+import { type Ia3Params, type LoraParams, recordLinearForward } from '../kernels/linear';
 import type { LinearModule } from './registry';
-import { type RunnerState, loraScratch } from './runner-buffers';
+import { type RunnerState, ia3Scratch, loraScratch } from './runner-buffers';
+import type { RunnerVirtual } from './runner-virtual';
 
 /**
  * What the runner needs of a LoRA adapter, by module path: the parameters the fused linear kernels
@@ -18,6 +19,10 @@ import { type RunnerState, loraScratch } from './runner-buffers';
 export interface RunnerLora {
   get(path: string): LoraParams | null;
   slot(path: string): { dA: Tensor | null; dB: Tensor | null } | null;
+  /** Module `path`'s (IA)³ vector and, when training, its gradient (null: none). */
+  ia3?(path: string): { params: Ia3Params; dl: Tensor | null } | null;
+  /** Prompt or prefix tuning's table (null: none); the caller lays out P virtual rows per sequence. */
+  virtual?(): RunnerVirtual | null;
 }
 
 export interface ForwardArgs {
@@ -57,11 +62,14 @@ export function recordLinear(
   accumulate = false,
 ): void {
   const lora = loraFor(f.lora, m, !!f.dropout);
+  const ia3 = f.lora?.ia3?.(m.path)?.params ?? null;
   recordLinearForward(st.gpu, rec, {
     x,
     M: T,
     lin: st.model.frozen(m),
     lora,
+    ia3,
+    ia3Save: ia3 ? ia3Scratch(st, s, m, ia3.input) : undefined,
     seed: dropoutSeed(f.seed ?? 0, st.model.linears.indexOf(m)),
     y,
     s: lora ? loraScratch(st, s, m.path, lora.r) : undefined,

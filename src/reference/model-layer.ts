@@ -20,7 +20,7 @@ import type { ModelConfig, NormKind } from '../model/config';
 import type { LayerWeights, LinearModule, NormKeys } from '../model/registry';
 import { activationBackwardRef, activationRef, swiGluBackwardRef, swiGluRef } from './activation';
 import { attentionBackwardRef, attentionRef } from './attention';
-import { type LoraParamsRef, linearBackwardRef, linearForwardRef } from './linear';
+import { type Ia3Ref, type LoraParamsRef, linearBackwardRef, linearForwardRef } from './linear';
 import { layerNormBackwardRef, layerNormRef, rmsNormBackwardRef, rmsNormRef } from './norm';
 import { type MoeCache, moeBackwardRef, moeForwardRef } from './model-moe';
 import { ropeInvFreq } from '../numerics/rope';
@@ -39,7 +39,20 @@ export interface RefLoraModule extends LoraParamsRef {
   seed: number;
 }
 
-export type RefLora = Map<string, RefLoraModule>;
+/** A module's (IA)³ vector instead of LoRA. */
+export interface RefIa3Module {
+  ia3: Ia3Ref;
+}
+
+/** The adapter by module path: LoRA A/B or an (IA)³ vector per module. */
+export type RefLora = Map<string, RefLoraModule | RefIa3Module>;
+
+/** The LoRA and the (IA)³ parts of module `path`'s adapter entry. */
+function adapterOf(lora: RefLora, path: string): { l: RefLoraModule | null; ia3: Ia3Ref | null } {
+  const e = lora.get(path);
+  if (!e) return { l: null, ia3: null };
+  return 'ia3' in e ? { l: null, ia3: e.ia3 } : { l: e, ia3: null };
+}
 
 // ----------------------------------------------------------------------------------- norms
 
@@ -99,12 +112,13 @@ const scaled = (x: Float64Array, s: number) => (s === 1 ? x : x.map((v) => v * s
 /** y = x·Wᵀ + b + LoRA, into a new [T, outF] array. */
 export function linearFwd(w: RefWeights, m: LinearModule, lora: RefLora, x: Float64Array, T: number): Float64Array {
   const y = new Float64Array(T * m.outF);
-  const l = lora.get(m.path);
+  const { l, ia3 } = adapterOf(lora, m.path);
   linearForwardRef({
     x,
     M: T,
     lin: frozen(w, m),
-    lora: l ?? null,
+    lora: l,
+    ia3,
     seed: l?.seed ?? 0,
     y,
     accumulate: false,
@@ -125,6 +139,10 @@ function frozen(w: RefWeights, m: LinearModule) {
 export interface RefGrads {
   dA: Map<string, Float64Array>;
   dB: Map<string, Float64Array>;
+  /** (IA)³ vector gradients. */
+  dl: Map<string, Float64Array>;
+  /** Prompt or prefix tuning: the gradient of the virtual-token table (shaped like RefVirtual.table). */
+  dVirtual?: Float64Array;
 }
 
 /** dx (a new [T, inF] array) of the linear, recording the LoRA gradients of `m` in `grads`. */
@@ -137,16 +155,19 @@ export function linearBwd(
   dy: Float64Array,
   T: number,
 ): Float64Array {
-  const l = lora.get(m.path);
+  const { l, ia3 } = adapterOf(lora, m.path);
   const dx = new Float64Array(T * m.inF);
   const dA = l ? new Float64Array(l.r * m.inF) : undefined;
   const dB = l ? new Float64Array(m.outF * l.r) : undefined;
+  const dl = ia3 ? new Float64Array(ia3.l.length) : undefined;
   linearBackwardRef({
     dy,
     x,
     M: T,
     lin: frozen(w, m),
-    lora: l ?? null,
+    lora: l,
+    ia3,
+    dl,
     seed: l?.seed ?? 0,
     dx,
     accumulateDx: true,
@@ -157,6 +178,7 @@ export function linearBwd(
     grads.dA.set(m.path, dA!);
     grads.dB.set(m.path, dB!);
   }
+  if (dl) grads.dl.set(m.path, dl);
   return dx;
 }
 
@@ -274,10 +296,50 @@ export interface LayerCache {
   y2: NormCache | null;
 }
 
+/**
+ * Prompt or prefix tuning's virtual tokens: the first P rows of every sequence (S counts them). A
+ * prompt's rows enter as embeddings; a prefix's rows are dummies whose keys and values every layer
+ * replaces with the learned prefix after RoPE, so the sequence's own queries see the prefix first,
+ * as transformers does with PEFT's past_key_values. Their targets are ignored.
+ */
+export interface RefVirtual {
+  kind: 'prompt' | 'prefix';
+  P: number;
+  /** prompt: [P, H]; prefix: [P, layers·2·kvW] (layer l's keys at column 2l·kvW, its values at (2l+1)·kvW). */
+  table: ArrayLike<number>;
+}
+
 export interface LayerBatch {
   B: number;
   S: number;
   positions: ArrayLike<number>;
+  virtual?: RefVirtual | null;
+}
+
+/**
+ * Rows p < P of every sequence of `x` [B·S, width] and columns col0.. of `table` [P, stride]:
+ * 'write' copies table -> x; 'grad' adds x's rows into the table-shaped `table` and zeroes them in x.
+ */
+export function virtualRows(
+  mode: 'write' | 'grad',
+  x: Float64Array,
+  table: ArrayLike<number> & { [i: number]: number },
+  v: { B: number; S: number; P: number; width: number; col0: number; stride: number; scale?: number },
+): void {
+  const sc = v.scale ?? 1;
+  for (let b = 0; b < v.B; b++) {
+    for (let p = 0; p < v.P; p++) {
+      for (let j = 0; j < v.width; j++) {
+        const xi = (b * v.S + p) * v.width + j;
+        const ti = p * v.stride + v.col0 + j;
+        if (mode === 'write') x[xi] = table[ti]! * sc;
+        else {
+          table[ti] = table[ti]! + x[xi]! * sc;
+          x[xi] = 0;
+        }
+      }
+    }
+  }
 }
 
 const byRole = (W: LayerWeights, role: string) => W.linears.find((m) => m.role === role);
@@ -325,6 +387,15 @@ export function layerForwardRef(
     const r = ropeArgs(c, l, batch.positions, T);
     q = ropeRef({ ...r, x: q, heads: c.numHeads });
     k = ropeRef({ ...r, x: k, heads: c.numKvHeads });
+  }
+  const vt = batch.virtual;
+  if (vt?.kind === 'prefix') {
+    // the dummy rows' keys and values become the layer's learned prefix
+    const kvW = c.numKvHeads * c.headDim;
+    const at = { B: batch.B, S: batch.S, P: vt.P, width: kvW, stride: 2 * c.numLayers * kvW };
+    k = Float64Array.from(k);
+    virtualRows('write', k, vt.table as Float64Array, { ...at, col0: 2 * l * kvW });
+    virtualRows('write', v, vt.table as Float64Array, { ...at, col0: (2 * l + 1) * kvW });
   }
   const att = attentionRef({ q, k, v, ...attentionShape(c, l, batch.B, batch.S) });
   let attn = lin('o', att.o);
@@ -462,6 +533,14 @@ export function layerBackwardRef(
   // attention
   const dO = linB('o', L.o, dAttn);
   let { dq, dk, dv } = attentionBackwardRef({ q: L.q, k: L.k, v: L.v, dO, ...attentionShape(c, l, batch.B, batch.S) });
+  const vt = batch.virtual;
+  if (vt?.kind === 'prefix') {
+    // the prefix's gradient; the dummy rows' own projections did not make what attention read
+    const kvW = c.numKvHeads * c.headDim;
+    const at = { B: batch.B, S: batch.S, P: vt.P, width: kvW, stride: 2 * c.numLayers * kvW };
+    virtualRows('grad', dk, grads.dVirtual!, { ...at, col0: 2 * l * kvW });
+    virtualRows('grad', dv, grads.dVirtual!, { ...at, col0: (2 * l + 1) * kvW });
+  }
   if (c.layers[l]!.rope) {
     const r = { ...ropeArgs(c, l, batch.positions, T), inverse: true };
     dq = ropeRef({ ...r, x: dq, heads: c.numHeads });

@@ -20,6 +20,7 @@ import {
   type NormCache,
   type RefGrads,
   type RefLora,
+  type RefVirtual,
   type RefWeights,
   layerBackwardRef,
   layerForwardRef,
@@ -27,9 +28,10 @@ import {
   linearFwd,
   normBwd,
   normFwd,
+  virtualRows,
 } from './model-layer';
 
-export type { RefGrads, RefLoraModule, RefWeights } from './model-layer';
+export type { RefGrads, RefLoraModule, RefVirtual, RefWeights } from './model-layer';
 
 export interface RefBatch {
   B: number;
@@ -37,6 +39,8 @@ export interface RefBatch {
   ids: ArrayLike<number>; // [T]
   positions: ArrayLike<number>; // [T]
   targets: ArrayLike<number>; // [T], >= V ignored
+  /** Prompt / prefix tuning: the first P rows of each sequence are virtual tokens. */
+  virtual?: RefVirtual | null;
 }
 
 export interface RefForward {
@@ -76,6 +80,12 @@ export function embedRef(w: RefWeights, lora: RefLora, batch: RefBatch): Float64
   for (let t = 0; t < T; t++) {
     const id = batch.ids[t]!;
     for (let h = 0; h < E; h++) x[t * E + h] = table[id * E + h]! * c.embedScale;
+  }
+  const vt = batch.virtual;
+  if (vt?.kind === 'prompt') {
+    // PEFT prepends the prompt to inputs_embeds; the model scales them all alike
+    const at = { B: batch.B, S: batch.S, P: vt.P, width: E, col0: 0, stride: E, scale: c.embedScale };
+    virtualRows('write', x, vt.table as Float64Array, at);
   }
   const pin = top(w, 'project_in');
   if (pin) x = linearFwd(w, pin, lora, x, T);
@@ -147,7 +157,9 @@ export function modelBackwardRef(
   const c = w.config;
   const T = batch.B * batch.S;
   const H = c.hiddenSize;
-  const grads: RefGrads = { dA: new Map(), dB: new Map() };
+  const grads: RefGrads = { dA: new Map(), dB: new Map(), dl: new Map() };
+  const vt = batch.virtual;
+  if (vt) grads.dVirtual = new Float64Array(vt.table.length);
   const ce = crossEntropyRef({
     h: fwd.hidden,
     w: w.get(w.arch.lmHead),
@@ -162,6 +174,11 @@ export function modelBackwardRef(
   let d = pout ? linearBwd(w, pout, lora, grads, fwd.preOut, ce.dh, T) : ce.dh;
   if (fwd.nf) d = normBwd(w, c.norm, w.arch.finalNorm!, fwd.nf, d, T, H);
   for (let l = c.numLayers - 1; l >= 0; l--) d = layerBackwardRef(w, l, lora, grads, fwd.caches[l]!, d, batch);
+  if (vt?.kind === 'prompt') {
+    const e = fwd.embed.nEmbed ? normBwd(w, c.norm, w.arch.embedNorm!, fwd.embed.nEmbed, d, T, H) : d;
+    const at = { B: batch.B, S: batch.S, P: vt.P, width: H, col0: 0, stride: H, scale: c.embedScale };
+    virtualRows('grad', Float64Array.from(e), grads.dVirtual!, at);
+  }
   // Below the layers only project_in (OPT) has LoRA parameters.
   const pin = top(w, 'project_in');
   if (pin && lora.has(pin.path)) {

@@ -54,6 +54,7 @@ export function inspectPeft(files: PeftFiles): PeftInspection {
     if (e instanceof MethodError) throw new PeftFileError(e.message);
     throw e;
   }
+  if (!method.lowRank) return inspectOther(files, c, method);
   const num = (k: string, def: number) => (typeof c[k] === 'number' ? (c[k] as number) : def);
   const targets = c.target_modules;
   const config: AdapterConfigSummary = {
@@ -132,6 +133,49 @@ export function inspectPeft(files: PeftFiles): PeftInspection {
     config,
     baseModel: typeof c.base_model_name_or_path === 'string' ? c.base_model_name_or_path : null,
     modules: pairs.size,
+    tensors: parsed.tensors.size,
+    sizeBytes: files.adapterModel.byteLength + strToU8(files.adapterConfig).byteLength,
+  };
+}
+
+/**
+ * The files of an (IA)³, prompt- or prefix-tuning adapter: the tensors PEFT saves for it must be
+ * there (`ia3_l` per module, or `prompt_embeddings`); shapes are checked against the model on load.
+ */
+function inspectOther(files: PeftFiles, c: Record<string, unknown>, method: MethodSpec): PeftInspection {
+  let parsed;
+  try {
+    parsed = parseSafetensors(files.adapterModel, ADAPTER_MODEL_NAME);
+  } catch (e) {
+    const msg = e instanceof SafetensorsError ? e.message : (e as Error).message;
+    throw new PeftFileError(`${ADAPTER_MODEL_NAME} is not a valid safetensors file: ${msg}`);
+  }
+  const keys = [...parsed.tensors.keys()];
+  const ia3 = method.id === 'ia3';
+  const found = ia3
+    ? keys.filter((k) => /\.ia3_l(?:\.[A-Za-z0-9_-]+)?$/.test(k)).length
+    : keys.includes('prompt_embeddings')
+      ? 1
+      : 0;
+  if (found === 0) {
+    throw new PeftFileError(
+      `${ADAPTER_MODEL_NAME} holds no ${ia3 ? '(IA)³ vectors (keys ending in "ia3_l")' : '"prompt_embeddings" tensor'} for this ${method.label} adapter (peft_type "${method.peftType}") ` +
+        `(found ${keys.slice(0, 3).join(', ') || 'no tensors'}).`,
+    );
+  }
+  const targets = c.target_modules;
+  return {
+    config: {
+      method: method.id,
+      r: 0,
+      lora_alpha: 0,
+      lora_dropout: 0,
+      target_modules: Array.isArray(targets) ? targets.filter((t): t is string => typeof t === 'string') : [],
+      use_rslora: false,
+      ...(typeof c.num_virtual_tokens === 'number' ? { num_virtual_tokens: c.num_virtual_tokens } : {}),
+    },
+    baseModel: typeof c.base_model_name_or_path === 'string' ? c.base_model_name_or_path : null,
+    modules: found,
     tensors: parsed.tensors.size,
     sizeBytes: files.adapterModel.byteLength + strToU8(files.adapterConfig).byteLength,
   };

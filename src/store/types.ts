@@ -34,6 +34,8 @@ export interface AdapterConfigSummary {
   lora_dropout: number;
   target_modules: string[] | string;
   use_rslora: boolean;
+  /** Prompt and prefix tuning: the virtual tokens (r and lora_alpha are 0 for methods without them). */
+  num_virtual_tokens?: number;
 }
 
 export interface AdapterRecord {

@@ -7,6 +7,7 @@
 
 import type { LoraConfig } from '../lora/config';
 import type { LoraModuleArrays } from '../lora/gpu-lora';
+import type { OtherAdapter, OtherAdapterConfig } from '../lora/other';
 import type { FrozenWeightsOptions } from '../model/gpu-model';
 import { parseSafetensors, tensorToF32, writeSafetensors } from '../model/safetensors';
 import type { DataPosition } from './batch';
@@ -21,6 +22,8 @@ export interface CheckpointRun {
   train: TrainSettings;
   /** The frozen weights it trained on (absent in checkpoints from before QLoRA: as stored). */
   frozen?: FrozenWeightsOptions;
+  /** An (IA)³, prompt- or prefix-tuning run: its method and PEFT config (absent: LoRA, `lora`). */
+  adapter?: OtherAdapterConfig;
 }
 
 export interface CheckpointMeta {
@@ -41,6 +44,8 @@ export interface CheckpointMeta {
 export interface Checkpoint {
   meta: CheckpointMeta;
   modules: LoraModuleArrays[];
+  /** The adapter of a run with `meta.run.adapter`: (IA)³ vectors or the prompt / prefix table. */
+  other?: OtherAdapter | null;
   /** Optimizer moments in GpuLora.trainables() order. */
   optimizerState: Float32Array[];
 }
@@ -58,6 +63,12 @@ export function encodeCheckpoint(c: Checkpoint): Uint8Array {
     tensors.push({ name: `lora/${m.path}/A`, dtype: 'F32', shape: [m.r, m.inF], data: m.a });
     tensors.push({ name: `lora/${m.path}/B`, dtype: 'F32', shape: [m.outF, m.r], data: m.b });
   }
+  const o = c.other;
+  if (o?.method === 'ia3') {
+    for (const v of o.vectors) {
+      tensors.push({ name: `ia3/${v.path}/${v.input ? 'in' : 'out'}`, dtype: 'F32', shape: [v.l.length], data: v.l });
+    }
+  } else if (o) tensors.push({ name: 'virtual/table', dtype: 'F32', shape: [o.table.length], data: o.table });
   c.optimizerState.forEach((t, i) => tensors.push({ name: `opt/${i}`, dtype: 'F32', shape: [t.length], data: t }));
   return writeSafetensors(tensors, { format: 'tabtune-checkpoint', meta: JSON.stringify(c.meta) });
 }
@@ -75,7 +86,18 @@ export function decodeCheckpoint(bytes: Uint8Array, fileName = 'checkpoint'): Ch
   }
   const modules = new Map<string, LoraModuleArrays>();
   const opt: Float32Array[] = [];
+  const vectors: { path: string; input: boolean; l: Float32Array }[] = [];
+  let table: Float32Array | null = null;
   for (const [name, t] of file.tensors) {
+    const ia3 = /^ia3\/(.+)\/(in|out)$/.exec(name);
+    if (ia3) {
+      vectors.push({ path: ia3[1]!, input: ia3[2] === 'in', l: tensorToF32(t) });
+      continue;
+    }
+    if (name === 'virtual/table') {
+      table = tensorToF32(t);
+      continue;
+    }
     const parts = /^lora\/(.+)\/(A|B)$/.exec(name);
     if (parts) {
       const path = parts[1]!;
@@ -97,5 +119,12 @@ export function decodeCheckpoint(bytes: Uint8Array, fileName = 'checkpoint'): Ch
   for (let i = 0; i < opt.length; i++) {
     if (!opt[i]) throw new CheckpointError(`${fileName}: optimizer tensor ${i} is missing.`);
   }
-  return { meta, modules: [...modules.values()], optimizerState: opt };
+  const a = meta.run.adapter;
+  let other: OtherAdapter | null = null;
+  if (a?.method === 'ia3') other = { ...a, vectors };
+  else if (a) {
+    if (!table) throw new CheckpointError(`${fileName}: the ${a.method} run's table is missing.`);
+    other = { ...a, table } as OtherAdapter;
+  }
+  return { meta, modules: [...modules.values()], other, optimizerState: opt };
 }

@@ -9,6 +9,7 @@ import type { GpuLora } from '../lora/gpu-lora';
 import type { GpuModel } from '../model/gpu-model';
 import { ModelRunner } from '../model/runner';
 import type { Batch } from './batch';
+import { withVirtualRows } from './virtual-rows';
 
 /**
  * Summed loss and counted tokens of `batches` through `runner` (and `lora`). Resets the runner's
@@ -23,7 +24,9 @@ export async function lossSums(
   let rec = gpu.recorder('eval-reset');
   runner.recordResetLoss(rec);
   rec.submit();
-  for await (const b of batches) {
+  const P = lora?.virtual()?.P ?? 0;
+  for await (const given of batches) {
+    const b = withVirtualRows(given, P);
     runner.setBatch(b.ids, b.positions, b.targets, b.keyStart);
     rec = gpu.recorder('eval');
     runner.recordForward(rec, { B: b.B, S: b.S, lora, dropout: false, packed: !!b.keyStart });
@@ -33,15 +36,20 @@ export async function lossSums(
   return runner.readLoss();
 }
 
-/** The same through an evaluation runner of its own, sized for `maxTokens` (the largest B*S). */
+/**
+ * The same through an evaluation runner of its own, sized for `maxTokens` (the largest B*S) and,
+ * with a prompt or prefix, `maxRows` rows (the largest B) of its virtual tokens.
+ */
 export async function evalLoss(
   gpu: Gpu,
   model: GpuModel,
   batches: Iterable<Batch> | AsyncIterable<Batch>,
   maxTokens: number,
   lora: GpuLora | null,
+  maxRows = 0,
 ): Promise<{ sum: number; count: number }> {
-  const runner = new ModelRunner(gpu, model, { mode: 'eval', maxTokens });
+  const P = lora?.virtual()?.P ?? 0;
+  const runner = new ModelRunner(gpu, model, { mode: 'eval', maxTokens: maxTokens + maxRows * P });
   try {
     return await lossSums(gpu, runner, batches, lora);
   } finally {

@@ -9,6 +9,7 @@
 import type { Gpu } from '../gpu/context';
 import { loraScaleInfo } from '../lora/config';
 import { GpuLora, type LoraModuleArrays } from '../lora/gpu-lora';
+import { type OtherAdapter, otherArrays, otherFromGpu, otherOnGpu } from '../lora/other';
 import type { GpuModel } from '../model/gpu-model';
 import { type Batch, BatchSchedule } from './batch';
 import { CHECKPOINT_VERSION, type Checkpoint, type CheckpointRun, encodeCheckpoint } from './checkpoint';
@@ -86,8 +87,10 @@ export interface TrainRunInput {
   padId: number;
   data: PreparedDataset;
   maxLen: number;
-  /** The adapter's starting weights (new, imported, or the checkpoint's). */
+  /** The adapter's starting weights (new, imported, or the checkpoint's); empty with `other`. */
   modules: LoraModuleArrays[];
+  /** An adapter of another method ((IA)³, prompt or prefix tuning) instead of LoRA modules. */
+  other?: OtherAdapter | null;
   /** The checkpoint this run goes on from (its modules are `modules`). */
   resume: Checkpoint | null;
   control: RunControl;
@@ -129,6 +132,15 @@ function finiteModules<T extends { path: string; a: Float32Array; b: Float32Arra
     }
   }
   return modules;
+}
+
+/** An (IA)³ / prompt / prefix adapter's values, or a divergence error when any is NaN or infinite. */
+function finiteOther(o: OtherAdapter, step: number, lr: number): OtherAdapter {
+  for (const { name, data } of otherArrays(o)) {
+    const bad = data.find((v) => !Number.isFinite(v));
+    if (bad !== undefined) throw new TrainingDivergedError(`${name} holds ${bad}`, step, lr);
+  }
+  return o;
 }
 
 /** What looks wrong with a finished run: weights that ran away, validation worse than the base model. */
@@ -175,7 +187,9 @@ function runWarnings(
  * Runs the training to its end (or a stop) and returns the result with the trained weights, which
  * are checked finite. The adapter and the trainer live on the GPU for the run only.
  */
-export async function trainRun(input: TrainRunInput): Promise<TrainResult & { modules: LoraModuleArrays[] }> {
+export async function trainRun(
+  input: TrainRunInput,
+): Promise<TrainResult & { modules: LoraModuleArrays[]; other: OtherAdapter | null }> {
   const { gpu, data, resume, control } = input;
   const { train, lora: cfg } = input.run;
   const plan = new BatchSchedule(data.train.length, {
@@ -190,8 +204,14 @@ export async function trainRun(input: TrainRunInput): Promise<TrainResult & { mo
   // Validation batches (padded with 0, as they always were) are made for the base model's loss.
   let valBatches: Batch[] | null = null;
   const valShape = { batchSize: train.batch, maxLen: input.maxLen };
-  const maxTokens = Math.max(data.maxTokens(shape), data.val.length ? data.maxTokens(valShape, 'validation') : 0);
-  const gpuLora = GpuLora.fromArrays(gpu, input.model.linears, input.modules, (mod) => loraScaleInfo(cfg, mod));
+  const other = input.other ?? null;
+  // prompt / prefix tuning: each row of a micro-batch also carries the P virtual tokens
+  const virtualRows = other && other.method !== 'ia3' ? train.batch * other.config.num_virtual_tokens : 0;
+  const maxTokens =
+    Math.max(data.maxTokens(shape), data.val.length ? data.maxTokens(valShape, 'validation') : 0) + virtualRows;
+  const gpuLora = other
+    ? otherOnGpu(gpu, input.model.linears, other)
+    : GpuLora.fromArrays(gpu, input.model.linears, input.modules, (mod) => loraScaleInfo(cfg, mod));
   const trainer = new Trainer(
     gpu,
     input.model,
@@ -239,6 +259,7 @@ export async function trainRun(input: TrainRunInput): Promise<TrainResult & { mo
         savedAt: new Date().toISOString(),
       },
       modules: finiteModules(await gpuLora.toArrays(), trainer.step, train.lr),
+      other: other ? finiteOther(await otherFromGpu(gpuLora, other), trainer.step, train.lr) : null,
       optimizerState: await gpuLora.stateArrays(),
     });
     await input.onCheckpoint(blob, trainer.step);
@@ -310,6 +331,7 @@ export async function trainRun(input: TrainRunInput): Promise<TrainResult & { mo
     if (control.stopRequested && trainer.step > 0 && lastLoss === null) lastLoss = await trainer.readWindowLoss();
     await checkpoint();
     const modules = finiteModules(await gpuLora.toArrays(), trainer.step, train.lr);
+    const trained = other ? finiteOther(await otherFromGpu(gpuLora, other), trainer.step, train.lr) : null;
     return {
       baseValLoss,
       warnings: runWarnings(modules, train, lastVal, baseValLoss),
@@ -321,6 +343,7 @@ export async function trainRun(input: TrainRunInput): Promise<TrainResult & { mo
       stoppedEarly: control.stopRequested,
       history,
       modules,
+      other: trained,
     };
   } finally {
     await data.stopPrefetch();

@@ -19,6 +19,7 @@ import type { GpuLora } from '../lora/gpu-lora';
 import type { GpuModel } from '../model/gpu-model';
 import { ModelRunner } from '../model/runner';
 import { lossSums } from './evaluate';
+import { withVirtualRows } from './virtual-rows';
 import { type SchedulerName, learningRateAt } from './schedule';
 
 export type OptimizerName = 'adamw' | 'sgd';
@@ -89,7 +90,7 @@ export class Trainer {
     readonly optim: OptimConfig,
     opts: TrainerOptions,
   ) {
-    if (lora.slots.size === 0) throw new GpuError('The adapter has no LoRA modules to train.');
+    if (lora.parameterCount === 0) throw new GpuError('The adapter has nothing to train.');
     this.runner = new ModelRunner(gpu, model, {
       mode: 'train',
       maxTokens: opts.maxTokens,
@@ -128,7 +129,9 @@ export class Trainer {
     const counted = micro.reduce((n, b) => n + b.counted, 0);
     const lr = this.lrAt(this.stepIndex);
     const gradScale = counted > 0 ? 1 / counted : 0;
-    micro.forEach((b, g) => {
+    const P = this.lora.virtual()?.P ?? 0;
+    micro.forEach((given, g) => {
+      const b = withVirtualRows(given, P);
       this.runner.setBatch(b.ids, b.positions, b.targets, b.keyStart);
       const rec = gpu.recorder(`step${this.stepIndex}.${g}`);
       const f = {

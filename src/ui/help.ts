@@ -8,7 +8,11 @@ import type { FieldErrors } from './validate';
 
 export const HELP: Record<string, string> = {
   method:
-    'LoRA trains a low-rank update per layer; DoRA adds a learned magnitude per output row (PEFT use_dora). Saved in PEFT’s own format either way.',
+    'LoRA trains a low-rank update per layer; DoRA adds a learned magnitude per output row (PEFT use_dora); IA³ learns one scaling vector per targeted layer; prompt tuning learns virtual-token embeddings before every sequence; prefix tuning learns keys and values every attention layer sees first. Saved in PEFT’s own format in every case.',
+  num_virtual_tokens:
+    'Virtual tokens before every sequence (PEFT num_virtual_tokens): their embeddings (prompt tuning) or per-layer keys and values (prefix tuning) are what trains. Typical 8–30.',
+  prompt_tuning_init_text:
+    'Start the prompt from this text’s token embeddings, cut or repeated to the number of virtual tokens (PEFT’s TEXT init, e.g. “Classify the sentiment of this review:”); empty starts from random values.',
   init_lora_weights:
     'How A and B start: default (PEFT’s kaiming-uniform A, B = 0) or gaussian (A ~ N(0, 1/r)). Both start at the base model.',
   r: 'Rank of the update: its capacity and trainable parameters grow with it. Typical 8–64.',

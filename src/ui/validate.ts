@@ -37,6 +37,9 @@ export function validateLora(lora: LoraSettings, model: ModelInfo | null): Field
   } catch (err) {
     e.init_lora_weights = (err as Error).message;
   }
+  if (method.id === 'prompt-tuning' || method.id === 'prefix-tuning') {
+    intIn(e, 'num_virtual_tokens', lora.num_virtual_tokens ?? 20, 1, 4096, 'Virtual tokens');
+  }
   if (!method.lowRank) return e;
   intIn(e, 'r', lora.r, 1, 1024, 'Rank r');
   if (!e.r && model && lora.r > model.hiddenSize)

@@ -24,13 +24,26 @@ describe('tabtune train --method / --init', () => {
     expect(lora('--init', 'default').init_lora_weights).toBe(true);
   });
 
-  it('refuses methods not implemented yet by name', () => {
-    for (const m of ['ia3', 'prompt-tuning', 'prefix-tuning']) {
-      expect(() => lora('--method', m)).toThrow(UsageError);
-      expect(() => lora('--method', m)).toThrow(
-        new RegExp(`^train --method ${m}: .* is not implemented in Tabtune yet`),
-      );
-    }
+  it('carries the options of (IA)³, prompt and prefix tuning under PEFT names', () => {
+    // (IA)³ without --targets: PEFT's (IA)³ defaults for the model type (not LoRA's)
+    expect(lora('--method', 'ia3')).toMatchObject({ method: 'ia3', target_modules: [] });
+    expect(lora('--method', 'ia3', '--targets', 'q_proj,v_proj', '--feedforward-modules', 'v_proj')).toMatchObject({
+      method: 'ia3',
+      target_modules: ['q_proj', 'v_proj'],
+      feedforward_modules: ['v_proj'],
+    });
+    expect(() => lora('--method', 'ia3', '--feedforward-modules', 'up_proj')).toThrow(/not a linear module name/);
+    expect(
+      lora('--method', 'prompt-tuning', '--num-virtual-tokens', '12', '--prompt-init-text', 'Classify:'),
+    ).toMatchObject({ method: 'prompt-tuning', num_virtual_tokens: 12, prompt_tuning_init_text: 'Classify:' });
+    expect(lora('--method', 'prefix-tuning', '--num-virtual-tokens', '5')).toMatchObject({
+      method: 'prefix-tuning',
+      num_virtual_tokens: 5,
+    });
+    expect(() => lora('--method', 'ia3', '--num-virtual-tokens', '5')).toThrow(UsageError);
+  });
+
+  it('refuses an unknown method by name', () => {
     expect(() => parseFlags([...BASE, '--method', 'adapters'], TRAIN_FLAGS, 'train')).toThrow(
       /--method must be one of lora, dora, ia3, prompt-tuning, prefix-tuning/,
     );

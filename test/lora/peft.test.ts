@@ -400,13 +400,13 @@ describe('importPeft', () => {
       /lora_magnitude_vector", a DoRA magnitude vector, but adapter_config\.json does not say use_dora: true/,
     );
     for (const [type, label] of [
-      ['IA3', 'IA³ (ia3'],
-      ['PROMPT_TUNING', 'Prompt tuning (prompt-tuning'],
-      ['PREFIX_TUNING', 'Prefix tuning (prefix-tuning'],
-    ]) {
+      ['IA3', 'IA³'],
+      ['PROMPT_TUNING', 'Prompt tuning'],
+      ['PREFIX_TUNING', 'Prefix tuning'],
+    ] as const) {
       expect(() =>
         importPeft({ adapterConfig: JSON.stringify({ peft_type: type }), adapterModel: oneModule() }, llamaModules(1)),
-      ).toThrow(`adapter_config.json (peft_type): ${label}, peft_type "${type}") is not implemented in Tabtune yet`);
+      ).toThrow(`adapter_config.json: a ${label} adapter (peft_type "${type}") has no LoRA weights`);
     }
     expect(() =>
       importPeft({ adapterConfig: JSON.stringify({ peft_type: 'BOFT' }), adapterModel: oneModule() }, llamaModules(1)),

@@ -135,3 +135,39 @@ describe('LoRA linear reference: finite differences', () => {
     expect(y3).toEqual(y1);
   });
 });
+
+describe('(IA)³ linear reference: finite differences', () => {
+  for (const input of [false, true]) {
+    for (const transposed of [false, true]) {
+      it(`dX, dl (${input ? 'input (feed-forward)' : 'output'} vector, ${transposed ? 'Conv1D' : 'nn.Linear'})`, () => {
+        const x = Float64Array.from(randArray(M * inF, 41));
+        const lin: FrozenLinearRef = {
+          w: Float64Array.from(randArray(inF * outF, 42)),
+          bias: Float64Array.from(randArray(outF, 43)),
+          inF,
+          outF,
+          transposed,
+        };
+        const l = Float64Array.from(randArray(input ? inF : outF, 44));
+        const ia3 = { l, input };
+        const g = Float64Array.from(randArray(M * outF, 45));
+        const f = () => {
+          const y = new Float64Array(M * outF);
+          linearForwardRef({ x, M, lin, ia3, y });
+          return y.reduce((s, v, i) => s + v * g[i]!, 0);
+        };
+        const dx = new Float64Array(M * inF);
+        const dl = new Float64Array(l.length);
+        linearBackwardRef({ dy: g, x, M, lin, ia3, dx, dl });
+        expectGradClose('dX', dx, numericGrad(x, f, 1e-5));
+        expectGradClose('dl', dl, numericGrad(l, f, 1e-5));
+        // All-ones vectors (PEFT's init) leave the layer unchanged; an output vector scales the bias too.
+        const plain = new Float64Array(M * outF);
+        linearForwardRef({ x, M, lin, y: plain });
+        const ones = new Float64Array(M * outF);
+        linearForwardRef({ x, M, lin, ia3: { l: l.map(() => 1), input }, y: ones });
+        for (let i = 0; i < plain.length; i++) expect(ones[i]).toBeCloseTo(plain[i]!, 12);
+      });
+    }
+  }
+});

@@ -118,3 +118,53 @@ describe('whole-model reference: LoRA gradients match finite differences', () =>
     });
   }
 });
+
+describe('whole-model reference: prompt and prefix tuning gradients match finite differences', () => {
+  const names = ['llama', 'gpt2', 'gemma2', 'bloom', 'falcon (ALiBi, sequential)', 'mistral (sliding window)', 'qwen3'];
+  for (const fc of FAMILY_CASES.filter((f) => names.includes(f.name))) {
+    for (const kind of ['prompt', 'prefix'] as const) {
+      it(`${fc.name}, ${kind} tuning`, async () => {
+        const { loaded, ref } = await tinyRefModel({ ...fc.o, seed: 4 });
+        const c = loaded.config;
+        const P = 3;
+        const width = kind === 'prompt' ? c.hiddenSize : 2 * c.numLayers * c.numKvHeads * c.headDim;
+        const table = Float64Array.from(randArray(P * width, 31, 0.5));
+        const r = rng(9);
+        const B = 2;
+        const S = P + 5;
+        // rows p < P are virtual: any id, positions 0..P-1, no target
+        const ids = Array.from({ length: B * S }, (_, t) => (t % S < P ? 0 : Math.floor(r() * 200)));
+        const positions = Array.from({ length: B * S }, (_, t) => t % S);
+        const targets = ids.map((_, t) => (t % S < P || t % S === S - 1 ? 0xffffffff : ids[t + 1]!));
+        const batch = { B, S, ids, positions, targets, virtual: { kind, P, table } };
+        const none = new Map<string, RefLoraModule>();
+        const loss = (b = batch) => {
+          const f = modelForwardRef(ref, none, b);
+          return f.lossSum / f.count;
+        };
+        const fwd = modelForwardRef(ref, none, batch);
+        const grads = modelBackwardRef(ref, none, batch, fwd, 1 / fwd.count);
+        const d = grads.dVirtual!;
+        const pick = rng(5);
+        const eps = 1e-5;
+        for (let n = 0; n < 6; n++) {
+          const i = Math.floor(pick() * table.length);
+          const orig = table[i]!;
+          table[i] = orig + eps;
+          const lp = loss();
+          table[i] = orig - eps;
+          const lm = loss();
+          table[i] = orig;
+          const fd = (lp - lm) / (2 * eps);
+          expect(Math.abs(fd - d[i]!), `table[${i}]: fd ${fd} vs analytic ${d[i]}`).toBeLessThan(
+            1e-6 + 1e-4 * Math.abs(fd),
+          );
+        }
+        expect(d.some((x) => x !== 0)).toBe(true);
+        // The virtual rows' own ids do not matter (their embeddings, or keys and values, are replaced).
+        const other = { ...batch, ids: ids.map((id, t) => (t % S < P ? 7 + (t % S) : id)) };
+        expect(loss(other)).toBeCloseTo(loss(), 12);
+      });
+    }
+  }
+});

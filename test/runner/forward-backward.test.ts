@@ -242,3 +242,119 @@ describe('activation checkpointing', () => {
     });
   }
 });
+
+describe('(IA)³ on the whole model vs the float64 reference', () => {
+  // Every linear module gets a vector: the MLP's output projection (and a mixture's experts' down
+  // projections) scale their input as PEFT's feedforward_modules do, every other module its output.
+  const cases = FAMILY_CASES.filter((fc) =>
+    ['llama', 'gpt2', 'mixtral', 'gpt_neox', 'opt (post-norm, project_in/out)', 'phi3', 'gemma2', 'bloom'].some(
+      (n) => fc.name === n || fc.name.startsWith(`${n} (`),
+    ),
+  );
+  for (const fc of cases) {
+    it(`${fc.name}: loss and every (IA)³ vector's gradient`, async () => {
+      const gpu = await getGpu();
+      const tiny = await tinyGpuModel(gpu, { ...fc.o, seed: 3 });
+      const modules = tiny.model.linears;
+      const vectors = modules.map((m, i) => {
+        const input = m.role === 'down' || m.role === 'fc_out';
+        const n = input ? m.inF : m.outF;
+        return { path: m.path, input, l: randArray(n, 50 + i, 0.5).map((v) => 1 + v) };
+      });
+      const lora = GpuLora.fromIa3(gpu, modules, vectors);
+      lora.enableTraining(0);
+      expect(lora.parameterCount).toBe(vectors.reduce((s, v) => s + v.l.length, 0));
+      const batch = makeBatch(200, 2, 9, 5);
+      const runner = new ModelRunner(gpu, tiny.model, { mode: 'train', maxTokens: 18, ceChunk: 37 });
+      try {
+        runner.setBatch(batch.ids as Uint32Array, batch.positions as Uint32Array, batch.targets as Uint32Array);
+        const rec = gpu.recorder('fb-ia3');
+        runner.recordResetLoss(rec);
+        const f = { B: batch.B, S: batch.S, lora };
+        runner.recordForward(rec, f);
+        runner.recordLoss(rec, batch.B * batch.S, 1 / batch.counted);
+        runner.recordBackward(rec, f, false);
+        rec.submit();
+        const { sum, count } = await runner.readLoss();
+        const rl = new Map(vectors.map((v) => [v.path, { ia3: { l: Float64Array.from(v.l), input: v.input } }]));
+        const fwd = modelForwardRef(tiny.ref, rl, batch);
+        expectClose([fwd.lossSum / fwd.count], [sum / count], { name: `${fc.name} loss`, atol: 1e-5, rtol: 1e-4 });
+        const grads = modelBackwardRef(tiny.ref, rl, batch, fwd, 1 / batch.counted);
+        expect(grads.dl.size).toBe(modules.length);
+        for (const [path, slot] of lora.ia3Slots) {
+          const ref = grads.dl.get(path)!;
+          expect(maxAbs(ref)).toBeGreaterThan(0);
+          expectClose(ref, await gpu.read(slot.dl!), {
+            name: `${path}.ia3_l`,
+            atol: 2e-4 * maxAbs(ref) + 1e-9,
+            rtol: 2e-3,
+          });
+        }
+      } finally {
+        runner.dispose();
+        lora.dispose();
+        tiny.model.dispose();
+      }
+    });
+  }
+});
+
+describe('prompt and prefix tuning on the whole model vs the float64 reference', () => {
+  const names = ['llama', 'gpt2', 'gemma2', 'bloom', 'falcon (ALiBi, sequential)', 'mistral (sliding window)', 'qwen3'];
+  for (const fc of FAMILY_CASES.filter((f) => names.includes(f.name))) {
+    for (const kind of ['prompt', 'prefix'] as const) {
+      it(`${fc.name}, ${kind} tuning: loss and the table's gradient (2 micro-batches accumulated)`, async () => {
+        const gpu = await getGpu();
+        const tiny = await tinyGpuModel(gpu, { ...fc.o, seed: 3 });
+        const c = tiny.loaded.config;
+        const P = 3;
+        const width = kind === 'prompt' ? c.hiddenSize : 2 * c.numLayers * c.numKvHeads * c.headDim;
+        const table = randArray(P * width, 61, 0.5);
+        const lora = GpuLora.fromVirtual(gpu, kind, P, table);
+        lora.enableTraining(0);
+        expect(lora.parameterCount).toBe(P * width);
+        // two right-padded sequences of 9 real tokens after P virtual rows
+        const base = makeBatch(200, 2, 9, 5);
+        const S = P + 9;
+        const ids = new Uint32Array(2 * S);
+        const positions = new Uint32Array(2 * S);
+        const targets = new Uint32Array(2 * S).fill(IGNORE);
+        for (let b = 0; b < 2; b++) {
+          for (let t = 0; t < S; t++) {
+            positions[b * S + t] = t;
+            if (t < P) continue;
+            ids[b * S + t] = base.ids[b * 9 + t - P]!;
+            targets[b * S + t] = base.targets[b * 9 + t - P]!;
+          }
+        }
+        const batch = { B: 2, S, ids, positions, targets, virtual: { kind, P, table: Float64Array.from(table) } };
+        const runner = new ModelRunner(gpu, tiny.model, { mode: 'train', maxTokens: 2 * S, ceChunk: 37 });
+        try {
+          runner.setBatch(ids, positions, targets);
+          const rec = gpu.recorder('fb-virtual');
+          runner.recordResetLoss(rec);
+          const f = { B: 2, S, lora };
+          for (const acc of [false, true]) {
+            runner.recordForward(rec, f);
+            runner.recordLoss(rec, 2 * S, 1 / base.counted);
+            runner.recordBackward(rec, f, acc);
+          }
+          rec.submit();
+          const { sum, count } = await runner.readLoss();
+          const none = new Map<string, RefLoraModule>();
+          const fwd = modelForwardRef(tiny.ref, none, batch);
+          expect(count).toBe(2 * base.counted);
+          expectClose([fwd.lossSum / fwd.count], [sum / count], { name: `${fc.name} loss`, atol: 1e-5, rtol: 1e-4 });
+          const ref = modelBackwardRef(tiny.ref, none, batch, fwd, 1 / base.counted).dVirtual!.map((x) => 2 * x);
+          expect(maxAbs(ref)).toBeGreaterThan(0);
+          const got = await gpu.read(lora.virtualSlot!.grad!);
+          expectClose(ref, got, { name: `${kind} grad`, atol: 2e-4 * maxAbs(ref) + 1e-9, rtol: 2e-3 });
+        } finally {
+          runner.dispose();
+          lora.dispose();
+          tiny.model.dispose();
+        }
+      });
+    }
+  }
+});

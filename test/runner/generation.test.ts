@@ -84,3 +84,53 @@ describe('generation with a KV cache vs the float64 reference', () => {
     });
   }
 });
+
+describe('generation with prompt and prefix tuning: the KV cache keeps the virtual tokens', () => {
+  const names = ['llama', 'gpt2', 'gemma2', 'falcon (ALiBi, sequential)', 'mistral (sliding window)'];
+  for (const fc of FAMILY_CASES.filter((f) => names.includes(f.name))) {
+    for (const kind of ['prompt', 'prefix'] as const) {
+      it(`${fc.name}, ${kind}: logits after prefill (virtual rows + prompt) and after each decoded token`, async () => {
+        const gpu = await getGpu();
+        const tiny = await tinyGpuModel(gpu, { ...fc.o, seed: 8 });
+        const c = tiny.loaded.config;
+        const P = 3;
+        const width = kind === 'prompt' ? c.hiddenSize : 2 * c.numLayers * c.numKvHeads * c.headDim;
+        const table = randArray(P * width, 71, 0.5);
+        const lora = GpuLora.fromVirtual(gpu, kind, P, table);
+        const r = rng(17);
+        const ids = Array.from({ length: S }, (_, t) => (t < P ? 0 : Math.floor(r() * 200)));
+        const positions = ids.map((_, t) => t);
+        const virtual = { kind, P, table: Float64Array.from(table) };
+        const batch = { B: 1, S, ids, positions, targets: ids.map(() => 0xffffffff), virtual };
+        const fwd = modelForwardRef(tiny.ref, new Map(), batch);
+        const ref = modelLogitsRef(tiny.ref, fwd, S);
+        const V = c.vocabSize;
+        const runner = new ModelRunner(gpu, tiny.model, { mode: 'infer', maxTokens: PREFILL, maxContext: S });
+        try {
+          const feed = async (from: number, n: number) => {
+            runner.setBatch(
+              Uint32Array.from(ids.slice(from, from + n)),
+              Uint32Array.from(positions.slice(from, from + n)),
+            );
+            const rec = gpu.recorder('gen');
+            runner.recordForward(rec, { B: 1, S: n, lora }, from);
+            runner.recordLogitsAt(rec, n - 1);
+            rec.submit();
+            const got = await gpu.read(runner.logits!);
+            const pos = from + n - 1;
+            const want = ref.subarray(pos * V, (pos + 1) * V);
+            let scale = 0;
+            for (const x of want) scale = Math.max(scale, Math.abs(x));
+            expectClose(want, got, { name: `logits at position ${pos}`, atol: 2e-5 * scale + 1e-6, rtol: 1e-4 });
+          };
+          await feed(0, PREFILL);
+          for (let t = PREFILL; t < S; t++) await feed(t, 1);
+        } finally {
+          runner.dispose();
+          lora.dispose();
+          tiny.model.dispose();
+        }
+      });
+    }
+  }
+});

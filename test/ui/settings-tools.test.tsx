@@ -173,12 +173,22 @@ describe('Settings: the PEFT method', () => {
     expect(method.value).toBe('lora');
     expect(document.querySelector('.view select[name], .view input[name]:not([id^="preset"])')).toBe(method);
     expect(await screen.findByText(/^LoRA: [\d.,KM]+ trainable parameters with these settings\.$/)).toBeTruthy();
-    fireEvent.change(method, { target: { value: 'ia3' } });
-    expect(c.state.lora.method).toBe('ia3');
+    fireEvent.change(method, { target: { value: 'dora' } });
+    expect(c.state.lora.method).toBe('dora');
     expect(screen.getByTestId('method-error').textContent).toMatch(
-      /^IA³ is not implemented in Tabtune yet; choose lora/,
+      /^DoRA is not implemented in Tabtune yet; choose lora/,
     );
+    // the other methods have their own options and no LoRA card
+    fireEvent.change(screen.getByLabelText('PEFT method'), { target: { value: 'ia3' } });
+    expect(c.state.lora).toMatchObject({ method: 'ia3', target_modules: [], feedforward_modules: [] });
+    expect(screen.queryByTestId('method-error')).toBeNull();
     expect(screen.queryByLabelText('Rank r')).toBeNull();
+    fireEvent.change(screen.getByLabelText('PEFT method'), { target: { value: 'prompt-tuning' } });
+    fireEvent.change(screen.getByLabelText('Virtual tokens'), { target: { value: '12' } });
+    expect(c.state.lora.num_virtual_tokens).toBe(12);
+    expect(
+      await screen.findByText(/^Prompt tuning: [\d.,KM]+ trainable parameters with these settings\.$/),
+    ).toBeTruthy();
     fireEvent.change(screen.getByLabelText('PEFT method'), { target: { value: 'lora' } });
     fireEvent.change(screen.getByLabelText('Initialisation'), { target: { value: 'gaussian' } });
     expect(c.state.lora.init_lora_weights).toBe('gaussian');

@@ -101,8 +101,16 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
           <div>
             <dt>{methodSpec(a.config.method ?? 'lora').label}</dt>
             <dd>
-              r {a.config.r} · alpha {a.config.lora_alpha}
-              {a.config.use_rslora ? ' · rsLoRA' : ''} · {targets}
+              {methodSpec(a.config.method ?? 'lora').lowRank ? (
+                <>
+                  r {a.config.r} · alpha {a.config.lora_alpha}
+                  {a.config.use_rslora ? ' · rsLoRA' : ''} · {targets}
+                </>
+              ) : a.config.num_virtual_tokens !== undefined ? (
+                `${a.config.num_virtual_tokens} virtual tokens`
+              ) : (
+                targets
+              )}
             </dd>
           </div>
           <div>

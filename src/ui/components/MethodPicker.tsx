@@ -8,7 +8,8 @@ import { formatCount } from '../format';
 import { HELP } from '../help';
 import { useAppState, useController } from '../hooks';
 import { validateLora } from '../validate';
-import { SelectField } from './common';
+import { DEFAULT_IA3_MODULES } from '../../lora/ia3';
+import { NumberField, SelectField } from './common';
 
 const INIT_OPTIONS: { value: 'default' | 'gaussian'; label: string }[] = [
   { value: 'default', label: 'default (kaiming-uniform A, B = 0)' },
@@ -35,7 +36,10 @@ export function MethodPicker() {
             label: `${m.label}${m.implemented ? '' : ' (not yet implemented)'}`,
           }))}
           hint={`${method.summary}. ${HELP.method}`}
-          onChange={(v) => c.setLora({ method: v })}
+          onChange={(v) =>
+            // (IA)³ starts from PEFT's own targets and feed-forward modules for the model type
+            c.setLora(v === 'ia3' ? { method: v, target_modules: [], feedforward_modules: [] } : { method: v })
+          }
         />
         {method.lowRank && (
           <SelectField<'default' | 'gaussian'>
@@ -47,7 +51,37 @@ export function MethodPicker() {
             onChange={(v) => c.setLora({ init_lora_weights: (v === 'default' ? true : v) as LoraInit })}
           />
         )}
+        {(method.id === 'prompt-tuning' || method.id === 'prefix-tuning') && (
+          <NumberField
+            label="Virtual tokens"
+            name="num_virtual_tokens"
+            value={s.lora.num_virtual_tokens ?? 20}
+            min={1}
+            max={4096}
+            step={1}
+            error={errors.num_virtual_tokens}
+            hint={HELP.num_virtual_tokens}
+            onChange={(v) => c.setLora({ num_virtual_tokens: v })}
+          />
+        )}
+        {method.id === 'prompt-tuning' && (
+          <label className="field">
+            <span>Initial text (empty: random)</span>
+            <input
+              type="text"
+              name="prompt_tuning_init_text"
+              value={s.lora.prompt_tuning_init_text ?? ''}
+              onChange={(e) => c.setLora({ prompt_tuning_init_text: e.target.value })}
+            />
+            <span className="muted small">{HELP.prompt_tuning_init_text}</span>
+          </label>
+        )}
       </div>
+      {method.id === 'ia3' && (
+        <p className="muted small" data-testid="ia3-modules">
+          {ia3Modules(s.model.info?.modelType)}
+        </p>
+      )}
       {errors.method && (
         <div className="field-error" role="alert" data-testid="method-error">
           {errors.method}
@@ -61,4 +95,13 @@ export function MethodPicker() {
       </p>
     </section>
   );
+}
+
+/** PEFT's (IA)³ modules for the loaded model type, as one sentence. */
+function ia3Modules(modelType: string | undefined): string {
+  const d = modelType ? DEFAULT_IA3_MODULES[modelType] : undefined;
+  if (!d)
+    return "PEFT has no default (IA)³ modules for this model type; train it with the CLI's --targets and --feedforward-modules.";
+  const ff = new Set(d.feedforward);
+  return `Scales ${d.target.map((t) => (ff.has(t) ? `${t} (its input)` : t)).join(', ')}: PEFT's defaults for ${modelType}.`;
 }
