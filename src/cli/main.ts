@@ -7,6 +7,7 @@
  *   node bin/tabtune.mjs generate --model DIR [--adapter DIR] --prompt TEXT
  *   node bin/tabtune.mjs chat --model DIR [--adapter DIR]     (a conversation, line by line)
  *   node bin/tabtune.mjs export-recipe --model DIR|HUB_ID --data FILE --out DIR [train's flags]
+ *   node bin/tabtune.mjs push --adapter DIR --repo owner/name [--private]
  *   node bin/tabtune.mjs info | selftest | bench
  *
  * Exit codes: 0 success, 1 runtime failure (bad data, GPU error), 2 usage error.
@@ -23,6 +24,7 @@ import { exportRecipe } from './export-recipe';
 import { generate } from './generate';
 import { info } from './info';
 import { merge } from './merge';
+import { push } from './push';
 import { selftest } from './selftest';
 import { train } from './train';
 
@@ -53,6 +55,9 @@ const USAGE = `tabtune: LoRA fine-tuning on WebGPU
      /system TEXT, /adapter DIR, /base, /regen, /reset, /quit; Ctrl-C stops a reply
   tabtune merge --model DIR --adapter DIR --out DIR [--dtype bf16|f16|f32] [--max-shard-size 50GB]
      the adapter folded into the model: a Hugging Face model folder (CPU only)
+  tabtune push --adapter DIR --repo owner/name [--private] [--json]
+     the adapter, a model card (settings, losses, loss plot) to a Hugging Face model repo
+     (created if new; HF_TOKEN with write access, HF_ENDPOINT for another Hub)
   tabtune info        the WebGPU adapter in use
   tabtune selftest    run the kernels against the float64 reference
   tabtune bench       benchmarks (see README, Performance)
@@ -62,7 +67,7 @@ export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   // `tabtune train --help` prints the usage (it is not an unknown flag); a value "--help" can be given as --prompt=--help.
   if (
-    ['train', 'eval', 'generate', 'chat', 'export-recipe', 'merge'].includes(command ?? '') &&
+    ['train', 'eval', 'generate', 'chat', 'export-recipe', 'merge', 'push'].includes(command ?? '') &&
     rest.some((a) => a === '--help' || a === '-h')
   ) {
     process.stdout.write(USAGE);
@@ -82,6 +87,8 @@ export async function main(argv: string[]): Promise<number> {
         return await chat(rest);
       case 'merge':
         return await merge(rest);
+      case 'push':
+        return await push(rest);
       case 'info':
         return await info();
       case 'selftest':

@@ -10,6 +10,8 @@ import type { FrozenWeightsSettings, TrainProgress, TrainSettings } from '../eng
 import type { CheckpointRun } from '../train/checkpoint';
 import { UsageError, bool, num, parseFlags, str } from './args';
 import { resolveDataFlag } from './data-flag';
+import type { CardRun } from '../engine/model-card';
+import { TRAINING_RUN } from './push';
 import { frozenFromFlags, frozenSummary } from './frozen';
 import {
   checkOutDir,
@@ -187,8 +189,19 @@ export async function train(argv: string[]): Promise<number> {
     } finally {
       interrupt.dispose();
     }
+    // training_run.json: what `tabtune push` writes into the model card (dataset, settings, losses).
+    const runLog: CardRun = {
+      datasetName: data.name,
+      train: settings,
+      finalLoss: result.finalLoss,
+      finalValLoss: result.finalValLoss,
+      steps: result.steps,
+      seconds: result.seconds,
+      history: result.history.map(({ step, loss, valLoss }) => ({ step, loss, valLoss })),
+    };
     await writeFilesAtomic([
       { path: join(out, 'adapter_model.safetensors'), data: result.adapter.adapterModel },
+      { path: join(out, TRAINING_RUN), data: `${JSON.stringify(runLog, null, 1)}\n` },
       { path: join(out, 'adapter_config.json'), data: result.adapter.adapterConfig },
     ]);
     log(`saved PEFT adapter to ${out} (${result.steps} steps, ${fmtTime(result.seconds)})`);
