@@ -42,35 +42,35 @@ export interface ActBackwardArgs {
 }
 
 /** y = act(x). */
-export function recordActivation(gpu: Gpu, rec: Recorder, a: ActArgs & { act: Activation }): void {
-  recordAct(gpu, rec, a, a.act, `record activation ${a.act}`);
+export function recordActivation(gpu: Gpu, rec: Recorder, args: ActArgs & { act: Activation }): void {
+  recordAct(gpu, rec, args, args.act, `record activation ${args.act}`);
 }
 
 /** dx (+)= dy·act'(x). */
-export function recordActivationBackward(gpu: Gpu, rec: Recorder, a: ActBackwardArgs & { act: Activation }): void {
-  recordActBackward(gpu, rec, a, a.act, `record activation ${a.act} backward`);
+export function recordActivationBackward(gpu: Gpu, rec: Recorder, args: ActBackwardArgs & { act: Activation }): void {
+  recordActBackward(gpu, rec, args, args.act, `record activation ${args.act} backward`);
 }
 
-function recordAct(gpu: Gpu, rec: Recorder, a: ActArgs, act: Activation, what: string): void {
-  needDims(what, { n: a.n });
-  needElems(what, 'x', a.x, a.n, ['f32']);
-  needElems(what, 'y', a.y, a.n, ['f32']);
-  noAlias(what, a.y, { x: a.x });
-  if (a.n === 0) return;
-  const [gx, gy, stride] = flatGrid(gpu, a.n);
-  rec.dispatch(pipelineFor(gpu, 'act_fwd', act), [a.x, a.y], [gx, gy], params(a.n, stride, 0, 0));
+function recordAct(gpu: Gpu, rec: Recorder, args: ActArgs, act: Activation, what: string): void {
+  needDims(what, { n: args.n });
+  needElems(what, 'x', args.x, args.n, ['f32']);
+  needElems(what, 'y', args.y, args.n, ['f32']);
+  noAlias(what, args.y, { x: args.x });
+  if (args.n === 0) return;
+  const [gx, gy, stride] = flatGrid(gpu, args.n);
+  rec.dispatch(pipelineFor(gpu, 'act_fwd', act), [args.x, args.y], [gx, gy], params(args.n, stride, 0, 0));
 }
 
-function recordActBackward(gpu: Gpu, rec: Recorder, a: ActBackwardArgs, act: Activation, what: string): void {
-  needDims(what, { n: a.n });
-  needElems(what, 'dy', a.dy, a.n, ['f32']);
-  needElems(what, 'x', a.x, a.n, ['f32']);
-  needElems(what, 'dx', a.dx, a.n, ['f32']);
-  noAlias(what, a.dx, { dy: a.dy, x: a.x });
-  if (a.n === 0) return;
-  const [gx, gy, stride] = flatGrid(gpu, a.n);
-  const u = params(a.n, stride, a.accumulate ? 1 : 0, 0);
-  rec.dispatch(pipelineFor(gpu, 'act_bwd', act), [a.dy, a.x, a.dx], [gx, gy], u);
+function recordActBackward(gpu: Gpu, rec: Recorder, args: ActBackwardArgs, act: Activation, what: string): void {
+  needDims(what, { n: args.n });
+  needElems(what, 'dy', args.dy, args.n, ['f32']);
+  needElems(what, 'x', args.x, args.n, ['f32']);
+  needElems(what, 'dx', args.dx, args.n, ['f32']);
+  noAlias(what, args.dx, { dy: args.dy, x: args.x });
+  if (args.n === 0) return;
+  const [gx, gy, stride] = flatGrid(gpu, args.n);
+  const u = params(args.n, stride, args.accumulate ? 1 : 0, 0);
+  rec.dispatch(pipelineFor(gpu, 'act_bwd', act), [args.dy, args.x, args.dx], [gx, gy], u);
 }
 
 // ------------------------------------------------------------------ gated (SwiGLU / GeGLU)
@@ -118,28 +118,28 @@ export interface SwiGluBackwardFusedArgs {
 export type SwiGluBackwardArgs = SwiGluBackwardSplitArgs | SwiGluBackwardFusedArgs;
 
 /** h = act(g)·u (act = silu unless given). */
-export function recordSwiGlu(gpu: Gpu, rec: Recorder, a: SwiGluArgs): void {
+export function recordSwiGlu(gpu: Gpu, rec: Recorder, args: SwiGluArgs): void {
   const what = 'recordSwiGlu';
-  const act = a.act ?? 'silu';
+  const act = args.act ?? 'silu';
   let n: number;
   let bindings: Tensor[];
   let shape: number[]; // I, gs, go, us, uo
-  if ('gu' in a) {
-    needDims(what, { rows: a.rows, cols: a.cols });
-    n = a.rows * a.cols;
-    needElems(what, 'gu', a.gu, 2 * n, ['f32']);
-    needElems(what, 'h', a.h, n, ['f32']);
-    noAlias(what, a.h, { gu: a.gu });
-    bindings = [a.gu, a.gu, a.h];
-    shape = [Math.max(1, a.cols), 2 * a.cols, 0, 2 * a.cols, a.cols];
+  if ('gu' in args) {
+    needDims(what, { rows: args.rows, cols: args.cols });
+    n = args.rows * args.cols;
+    needElems(what, 'gu', args.gu, 2 * n, ['f32']);
+    needElems(what, 'h', args.h, n, ['f32']);
+    noAlias(what, args.h, { gu: args.gu });
+    bindings = [args.gu, args.gu, args.h];
+    shape = [Math.max(1, args.cols), 2 * args.cols, 0, 2 * args.cols, args.cols];
   } else {
-    needDims(what, { n: a.n });
-    n = a.n;
-    needElems(what, 'g', a.g, n, ['f32']);
-    needElems(what, 'u', a.u, n, ['f32']);
-    needElems(what, 'h', a.h, n, ['f32']);
-    noAlias(what, a.h, { g: a.g, u: a.u });
-    bindings = [a.g, a.u, a.h];
+    needDims(what, { n: args.n });
+    n = args.n;
+    needElems(what, 'g', args.g, n, ['f32']);
+    needElems(what, 'u', args.u, n, ['f32']);
+    needElems(what, 'h', args.h, n, ['f32']);
+    noAlias(what, args.h, { g: args.g, u: args.u });
+    bindings = [args.g, args.u, args.h];
     shape = [Math.max(1, n), 0, 0, 0, 0];
   }
   if (n === 0) return;
@@ -148,27 +148,37 @@ export function recordSwiGlu(gpu: Gpu, rec: Recorder, a: SwiGluArgs): void {
 }
 
 /** dg = dh·u·act'(g), du = dh·act(g) (into dgu's two column blocks for the fused layout). */
-export function recordSwiGluBackward(gpu: Gpu, rec: Recorder, a: SwiGluBackwardArgs): void {
+export function recordSwiGluBackward(gpu: Gpu, rec: Recorder, args: SwiGluBackwardArgs): void {
   const what = 'recordSwiGluBackward';
-  const act = a.act ?? 'silu';
-  if ('gu' in a) {
-    needDims(what, { rows: a.rows, cols: a.cols });
-    const n = a.rows * a.cols;
-    needElems(what, 'dh', a.dh, n, ['f32']);
-    needElems(what, 'gu', a.gu, 2 * n, ['f32']);
-    needElems(what, 'dgu', a.dgu, 2 * n, ['f32']);
-    noAlias(what, a.dgu, { dh: a.dh, gu: a.gu });
+  const act = args.act ?? 'silu';
+  if ('gu' in args) {
+    needDims(what, { rows: args.rows, cols: args.cols });
+    const n = args.rows * args.cols;
+    needElems(what, 'dh', args.dh, n, ['f32']);
+    needElems(what, 'gu', args.gu, 2 * n, ['f32']);
+    needElems(what, 'dgu', args.dgu, 2 * n, ['f32']);
+    noAlias(what, args.dgu, { dh: args.dh, gu: args.gu });
     if (n === 0) return;
     const [gx, gy, stride] = flatGrid(gpu, n);
-    rec.dispatch(pipelineFor(gpu, 'gated_bwd_fused', act), [a.dh, a.gu, a.dgu], [gx, gy], params(n, stride, a.cols, 0));
+    rec.dispatch(
+      pipelineFor(gpu, 'gated_bwd_fused', act),
+      [args.dh, args.gu, args.dgu],
+      [gx, gy],
+      params(n, stride, args.cols, 0),
+    );
     return;
   }
-  needDims(what, { n: a.n });
-  for (const [k, t] of Object.entries({ dh: a.dh, g: a.g, u: a.u, dg: a.dg, du: a.du }))
-    needElems(what, k, t, a.n, ['f32']);
-  noAlias(what, a.dg, { dh: a.dh, g: a.g, u: a.u, du: a.du });
-  noAlias(what, a.du, { dh: a.dh, g: a.g, u: a.u });
-  if (a.n === 0) return;
-  const [gx, gy, stride] = flatGrid(gpu, a.n);
-  rec.dispatch(pipelineFor(gpu, 'gated_bwd', act), [a.dh, a.g, a.u, a.dg, a.du], [gx, gy], params(a.n, stride, 0, 0));
+  needDims(what, { n: args.n });
+  for (const [k, t] of Object.entries({ dh: args.dh, g: args.g, u: args.u, dg: args.dg, du: args.du }))
+    needElems(what, k, t, args.n, ['f32']);
+  noAlias(what, args.dg, { dh: args.dh, g: args.g, u: args.u, du: args.du });
+  noAlias(what, args.du, { dh: args.dh, g: args.g, u: args.u });
+  if (args.n === 0) return;
+  const [gx, gy, stride] = flatGrid(gpu, args.n);
+  rec.dispatch(
+    pipelineFor(gpu, 'gated_bwd', act),
+    [args.dh, args.g, args.u, args.dg, args.du],
+    [gx, gy],
+    params(args.n, stride, 0, 0),
+  );
 }

@@ -299,24 +299,24 @@ function uniforms(
 // ------------------------------------------------------------------ forward
 
 /** Records o = softmax(scale·QKᵀ + causal mask)·V per head and lse = the row logsumexp. */
-export function recordAttention(gpu: Gpu, rec: Recorder, a: AttentionArgs): void {
+export function recordAttention(gpu: Gpu, rec: Recorder, args: AttentionArgs): void {
   const what = 'attention';
-  checkShape(what, a);
-  const rows = a.batch * a.seq;
+  checkShape(what, args);
+  const rows = args.batch * args.seq;
   if (rows === 0) return;
-  const qn = rows * a.heads * a.headDim;
-  const kn = rows * a.kvHeads * a.headDim;
-  needElems(what, 'q', a.q, qn, F32);
-  needElems(what, 'k', a.k, kn, F32);
-  needElems(what, 'v', a.v, kn, F32);
-  needElems(what, 'o', a.o, qn, F32);
-  needElems(what, 'lse', a.lse, rows * a.heads, F32);
-  bindable(gpu, what, { q: a.q, k: a.k, v: a.v, o: a.o, lse: a.lse });
-  const f = flags(what, a);
-  const seg = keyStartBindings(gpu, what, a.keyStart, rows, 5);
-  const t = attentionTiles(gpu, 'attn_fwd', a.headDim);
+  const qn = rows * args.heads * args.headDim;
+  const kn = rows * args.kvHeads * args.headDim;
+  needElems(what, 'q', args.q, qn, F32);
+  needElems(what, 'k', args.k, kn, F32);
+  needElems(what, 'v', args.v, kn, F32);
+  needElems(what, 'o', args.o, qn, F32);
+  needElems(what, 'lse', args.lse, rows * args.heads, F32);
+  bindable(gpu, what, { q: args.q, k: args.k, v: args.v, o: args.o, lse: args.lse });
+  const f = flags(what, args);
+  const seg = keyStartBindings(gpu, what, args.keyStart, rows, 5);
+  const t = attentionTiles(gpu, 'attn_fwd', args.headDim);
   const pipe = pipelineFor(gpu, 'attn_fwd', {
-    hd: a.headDim,
+    hd: args.headDim,
     br: t.br,
     bc: t.bc,
     lse: true,
@@ -325,55 +325,70 @@ export function recordAttention(gpu: Gpu, rec: Recorder, a: AttentionArgs): void
   });
   rec.dispatch(
     pipe,
-    [a.q, a.k, a.v, a.o, a.lse, ...seg],
-    [Math.ceil(a.seq / t.br), a.heads, a.batch],
-    uniforms(a.seq, a.seq, 0, a),
+    [args.q, args.k, args.v, args.o, args.lse, ...seg],
+    [Math.ceil(args.seq / t.br), args.heads, args.batch],
+    uniforms(args.seq, args.seq, 0, args),
   );
 }
 
 // ------------------------------------------------------------------ backward
 
 /** Records dq, dk, dv (overwritten) of the causal attention given dO and the forward's o and lse. */
-export function recordAttentionBackward(gpu: Gpu, rec: Recorder, a: AttentionBackwardArgs): void {
+export function recordAttentionBackward(gpu: Gpu, rec: Recorder, args: AttentionBackwardArgs): void {
   const what = 'attention backward';
-  checkShape(what, a);
-  const rows = a.batch * a.seq;
+  checkShape(what, args);
+  const rows = args.batch * args.seq;
   if (rows === 0) return;
-  const qn = rows * a.heads * a.headDim;
-  const kn = rows * a.kvHeads * a.headDim;
-  needElems(what, 'q', a.q, qn, F32);
-  needElems(what, 'k', a.k, kn, F32);
-  needElems(what, 'v', a.v, kn, F32);
-  needElems(what, 'o', a.o, qn, F32);
-  needElems(what, 'lse', a.lse, rows * a.heads, F32);
-  needElems(what, 'dO', a.dO, qn, F32);
-  needElems(what, 'dq', a.dq, qn, F32);
-  needElems(what, 'dk', a.dk, kn, F32);
-  needElems(what, 'dv', a.dv, kn, F32);
-  bindable(gpu, what, { q: a.q, k: a.k, v: a.v, o: a.o, lse: a.lse, dO: a.dO, dq: a.dq, dk: a.dk, dv: a.dv });
-  const hd = a.headDim;
-  const f = flags(what, a);
-  const seg = keyStartBindings(gpu, what, a.keyStart, rows, 8);
+  const qn = rows * args.heads * args.headDim;
+  const kn = rows * args.kvHeads * args.headDim;
+  needElems(what, 'q', args.q, qn, F32);
+  needElems(what, 'k', args.k, kn, F32);
+  needElems(what, 'v', args.v, kn, F32);
+  needElems(what, 'o', args.o, qn, F32);
+  needElems(what, 'lse', args.lse, rows * args.heads, F32);
+  needElems(what, 'dO', args.dO, qn, F32);
+  needElems(what, 'dq', args.dq, qn, F32);
+  needElems(what, 'dk', args.dk, kn, F32);
+  needElems(what, 'dv', args.dv, kn, F32);
+  bindable(gpu, what, {
+    q: args.q,
+    k: args.k,
+    v: args.v,
+    o: args.o,
+    lse: args.lse,
+    dO: args.dO,
+    dq: args.dq,
+    dk: args.dk,
+    dv: args.dv,
+  });
+  const hd = args.headDim;
+  const f = flags(what, args);
+  const seg = keyStartBindings(gpu, what, args.keyStart, rows, 8);
 
   // 1. D = rowsum(dO * O), one thread per (row, head).
-  const nD = rows * a.heads;
-  const D = a.ws.get('attention.D', [rows, a.heads]);
+  const nD = rows * args.heads;
+  const D = args.ws.get('attention.D', [rows, args.heads]);
   const [gx, gy] = flatGrid(gpu, nD);
   const pd = pipelineFor(gpu, 'attn_bwd_d', { hd, br: 1, bc: 1 });
-  rec.dispatch(pd, [a.dO, a.o, D], [gx, gy], params(nD, gx, 0, 0, 0, 0, { f: 0 }, hd, 0, 0, 0, 0, 0, 0, 0, 0));
+  rec.dispatch(pd, [args.dO, args.o, D], [gx, gy], params(nD, gx, 0, 0, 0, 0, { f: 0 }, hd, 0, 0, 0, 0, 0, 0, 0, 0));
 
-  const u = uniforms(a.seq, a.seq, 0, a);
+  const u = uniforms(args.seq, args.seq, 0, args);
   // 2. dq per query block over KV tiles.
   const tq = attentionTiles(gpu, 'attn_bwd_dq', hd);
   const pq = pipelineFor(gpu, 'attn_bwd_dq', { hd, br: tq.br, bc: tq.bc, ...f, seg: seg.length > 0 });
-  rec.dispatch(pq, [a.q, a.k, a.v, a.dO, a.lse, D, a.dq, ...seg], [Math.ceil(a.seq / tq.br), a.heads, a.batch], u);
+  rec.dispatch(
+    pq,
+    [args.q, args.k, args.v, args.dO, args.lse, D, args.dq, ...seg],
+    [Math.ceil(args.seq / tq.br), args.heads, args.batch],
+    u,
+  );
   // 3. dk, dv per KV block over the group's query heads and the query tiles at or after it.
   const tk = attentionTiles(gpu, 'attn_bwd_dkdv', hd);
   const pk = pipelineFor(gpu, 'attn_bwd_dkdv', { hd, br: tk.br, bc: tk.bc, ...f, seg: seg.length > 0 });
   rec.dispatch(
     pk,
-    [a.q, a.k, a.v, a.dO, a.lse, D, a.dk, a.dv, ...seg],
-    [Math.ceil(a.seq / tk.bc), a.kvHeads, a.batch],
+    [args.q, args.k, args.v, args.dO, args.lse, D, args.dk, args.dv, ...seg],
+    [Math.ceil(args.seq / tk.bc), args.kvHeads, args.batch],
     u,
   );
 }
@@ -386,33 +401,33 @@ export function recordAttentionBackward(gpu: Gpu, rec: Recorder, a: AttentionBac
  * row kernel (one workgroup per query row and head, keys in tiles of 64); longer ones (prompt
  * prefill) use the tiled forward kernel without the logsumexp.
  */
-export function recordAttentionDecode(gpu: Gpu, rec: Recorder, a: AttentionDecodeArgs): void {
+export function recordAttentionDecode(gpu: Gpu, rec: Recorder, args: AttentionDecodeArgs): void {
   const what = 'attention decode';
-  checkShape(what, { batch: 1, seq: a.qLen, heads: a.heads, kvHeads: a.kvHeads, headDim: a.headDim });
-  needDims(what, { past: a.past });
-  if (a.qLen === 0) return;
-  const kvRow = a.kvHeads * a.headDim;
-  const capacity = Math.floor(a.kCache.buffer.size / (kvRow * 4));
-  const keys = a.past + a.qLen;
+  checkShape(what, { batch: 1, seq: args.qLen, heads: args.heads, kvHeads: args.kvHeads, headDim: args.headDim });
+  needDims(what, { past: args.past });
+  if (args.qLen === 0) return;
+  const kvRow = args.kvHeads * args.headDim;
+  const capacity = Math.floor(args.kCache.buffer.size / (kvRow * 4));
+  const keys = args.past + args.qLen;
   if (keys > capacity) {
     throw new GpuError(
-      `${what}: past + qLen = ${keys} positions exceed the KV cache "${a.kCache.label}" (${capacity} rows).`,
+      `${what}: past + qLen = ${keys} positions exceed the KV cache "${args.kCache.label}" (${capacity} rows).`,
     );
   }
-  const qn = a.qLen * a.heads * a.headDim;
-  needElems(what, 'q', a.q, qn, F32);
-  needElems(what, 'kCache', a.kCache, keys * kvRow, F32);
-  needElems(what, 'vCache', a.vCache, keys * kvRow, F32);
-  needElems(what, 'o', a.o, qn, F32);
-  bindable(gpu, what, { q: a.q, kCache: a.kCache, vCache: a.vCache, o: a.o });
-  const f = flags(what, a);
-  const u = uniforms(a.qLen, capacity, a.past, a);
-  if (a.qLen < 8) {
-    const pipe = pipelineFor(gpu, 'attn_decode_rows', { hd: a.headDim, br: 1, bc: 1, ...f });
-    rec.dispatch(pipe, [a.q, a.kCache, a.vCache, a.o], [a.qLen, a.heads], u);
+  const qn = args.qLen * args.heads * args.headDim;
+  needElems(what, 'q', args.q, qn, F32);
+  needElems(what, 'kCache', args.kCache, keys * kvRow, F32);
+  needElems(what, 'vCache', args.vCache, keys * kvRow, F32);
+  needElems(what, 'o', args.o, qn, F32);
+  bindable(gpu, what, { q: args.q, kCache: args.kCache, vCache: args.vCache, o: args.o });
+  const f = flags(what, args);
+  const u = uniforms(args.qLen, capacity, args.past, args);
+  if (args.qLen < 8) {
+    const pipe = pipelineFor(gpu, 'attn_decode_rows', { hd: args.headDim, br: 1, bc: 1, ...f });
+    rec.dispatch(pipe, [args.q, args.kCache, args.vCache, args.o], [args.qLen, args.heads], u);
   } else {
-    const t = attentionTiles(gpu, 'attn_fwd', a.headDim);
-    const pipe = pipelineFor(gpu, 'attn_fwd', { hd: a.headDim, br: t.br, bc: t.bc, lse: false, ...f });
-    rec.dispatch(pipe, [a.q, a.kCache, a.vCache, a.o], [Math.ceil(a.qLen / t.br), a.heads, 1], u);
+    const t = attentionTiles(gpu, 'attn_fwd', args.headDim);
+    const pipe = pipelineFor(gpu, 'attn_fwd', { hd: args.headDim, br: t.br, bc: t.bc, lse: false, ...f });
+    rec.dispatch(pipe, [args.q, args.kCache, args.vCache, args.o], [Math.ceil(args.qLen / t.br), args.heads, 1], u);
   }
 }

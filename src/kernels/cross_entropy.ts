@@ -180,79 +180,79 @@ function recordLogitsChunk(
  * Records the fused LM-head cross-entropy (see the file comment): rowLoss, lse, lossSum/countSum
  * accumulation and, unless dh is null, dh (+)= dLoss/dh · gradScale.
  */
-export function recordCrossEntropy(gpu: Gpu, rec: Recorder, a: CrossEntropyArgs): void {
+export function recordCrossEntropy(gpu: Gpu, rec: Recorder, args: CrossEntropyArgs): void {
   const what = 'cross-entropy';
-  const { T, H, V } = a;
+  const { T, H, V } = args;
   needDims(what, { T, H, V });
   if (V === 0 || H === 0) throw new GpuError(`${what}: H and V must be positive.`);
   if (T === 0) return;
-  const wt = weightDType(a.w, what);
-  needElems(what, 'h', a.h, T * H, ['f32']);
-  needElems(what, 'w', a.w, V * H, [wt]);
-  needElems(what, 'targets', a.targets, T, ['u32', 'i32']);
-  needElems(what, 'rowLoss', a.rowLoss, T, ['f32']);
-  needElems(what, 'lossSum', a.lossSum, 1, ['f32']);
-  needElems(what, 'countSum', a.countSum, 1, ['f32', 'u32']);
-  if (a.dh) needElems(what, 'dh', a.dh, T * H, ['f32']);
-  if (a.lse) needElems(what, 'lse', a.lse, T, ['f32']);
+  const wt = weightDType(args.w, what);
+  needElems(what, 'h', args.h, T * H, ['f32']);
+  needElems(what, 'w', args.w, V * H, [wt]);
+  needElems(what, 'targets', args.targets, T, ['u32', 'i32']);
+  needElems(what, 'rowLoss', args.rowLoss, T, ['f32']);
+  needElems(what, 'lossSum', args.lossSum, 1, ['f32']);
+  needElems(what, 'countSum', args.countSum, 1, ['f32', 'u32']);
+  if (args.dh) needElems(what, 'dh', args.dh, T * H, ['f32']);
+  if (args.lse) needElems(what, 'lse', args.lse, T, ['f32']);
   bindable(gpu, what, {
-    h: a.h,
-    targets: a.targets,
-    rowLoss: a.rowLoss,
-    dh: a.dh,
-    lse: a.lse,
-    lossSum: a.lossSum,
-    countSum: a.countSum,
+    h: args.h,
+    targets: args.targets,
+    rowLoss: args.rowLoss,
+    dh: args.dh,
+    lse: args.lse,
+    lossSum: args.lossSum,
+    countSum: args.countSum,
   });
-  if (!Number.isFinite(a.gradScale)) throw new GpuError(`${what}: gradScale must be finite, got ${a.gradScale}.`);
+  if (!Number.isFinite(args.gradScale)) throw new GpuError(`${what}: gradScale must be finite, got ${args.gradScale}.`);
 
-  const vc = crossEntropyChunk(gpu, a);
+  const vc = crossEntropyChunk(gpu, args);
   const chunks: [number, number][] = [];
   for (let c0 = 0; c0 < V; c0 += vc) chunks.push([c0, Math.min(vc, V - c0)]);
 
-  const L = a.ws.get('ce.logits', [T, vc]);
-  const stats = a.ws.get('ce.stats', [T, 3]);
-  const lse = a.lse ?? a.ws.get('ce.lse', [T]);
+  const L = args.ws.get('ce.logits', [T, vc]);
+  const stats = args.ws.get('ce.stats', [T, 3]);
+  const lse = args.lse ?? args.ws.get('ce.lse', [T]);
   const [nx, ny] = itemGrid(gpu, T);
   const statsPipe = pipelineFor(gpu, 'ce_stats', {});
 
   const transform = (c0: number, n: number) =>
-    a.transform && recordLogitTransform(gpu, rec, { logits: L, T, n, ldl: n, c0, V, transform: a.transform });
+    args.transform && recordLogitTransform(gpu, rec, { logits: L, T, n, ldl: n, c0, V, transform: args.transform });
 
   // Pass 1: online logsumexp over the chunks, and the target logits.
   chunks.forEach(([c0, n], ci) => {
-    recordLogitsChunk(gpu, rec, a, 0, c0, n, L, T, H, n, 0);
+    recordLogitsChunk(gpu, rec, args, 0, c0, n, L, T, H, n, 0);
     transform(c0, n);
-    rec.dispatch(statsPipe, [L, a.targets, stats], [nx, ny], params(T, n, n, c0, ci === 0 ? 1 : 0, nx, V, 0));
+    rec.dispatch(statsPipe, [L, args.targets, stats], [nx, ny], params(T, n, n, c0, ci === 0 ? 1 : 0, nx, V, 0));
   });
-  const countType = a.countSum.dtype === 'u32' ? 'u32' : 'f32';
+  const countType = args.countSum.dtype === 'u32' ? 'u32' : 'f32';
   const fin = pipelineFor(gpu, 'ce_finalize', { count: countType });
-  rec.dispatch(fin, [stats, a.targets, lse, a.rowLoss, a.lossSum, a.countSum], [1], params(T, V, 0, 0));
+  rec.dispatch(fin, [stats, args.targets, lse, args.rowLoss, args.lossSum, args.countSum], [1], params(T, V, 0, 0));
 
   // Pass 2: dh (+)= G · W_chunk, chunk by chunk in a fixed order (G formed in place in L).
-  if (!a.dh) return;
+  if (!args.dh) return;
   const gradPipe = pipelineFor(gpu, 'ce_grad', {});
   chunks.forEach(([c0, n], ci) => {
     if (chunks.length > 1) {
-      recordLogitsChunk(gpu, rec, a, 0, c0, n, L, T, H, n, 0);
+      recordLogitsChunk(gpu, rec, args, 0, c0, n, L, T, H, n, 0);
       transform(c0, n);
     }
     const [gx, gy, stride] = flatGrid(gpu, T * n);
-    const lscale = a.transform?.scale ?? 1;
-    const softcap = a.transform?.softcap ?? 0;
-    const u = params(T, n, n, c0, V, stride, { f: a.gradScale }, { f: lscale }, { f: softcap }, 0, 0, 0);
-    rec.dispatch(gradPipe, [lse, a.targets, L], [gx, gy], u);
+    const lscale = args.transform?.scale ?? 1;
+    const softcap = args.transform?.softcap ?? 0;
+    const u = params(T, n, n, c0, V, stride, { f: args.gradScale }, { f: lscale }, { f: softcap }, 0, 0, 0);
+    rec.dispatch(gradPipe, [lse, args.targets, L], [gx, gy], u);
     recordMatmul(gpu, rec, {
       a: L,
-      b: a.w,
+      b: args.w,
       bOffset: c0 * H,
       ldb: H,
-      c: a.dh!,
+      c: args.dh!,
       M: T,
       N: H,
       K: n,
-      accumulate: ci > 0 || !!a.accumulateDh,
-      maxBindingBytes: a.maxBindingBytes,
+      accumulate: ci > 0 || !!args.accumulateDh,
+      maxBindingBytes: args.maxBindingBytes,
     });
   });
 }
@@ -261,19 +261,19 @@ export function recordCrossEntropy(gpu: Gpu, rec: Recorder, a: CrossEntropyArgs)
  * Records logits [T, V] = h[hRowOffset .. +T]·Wᵀ (generation) on the matmul family: its small-M
  * members for a token or a few, W bound in windows of rows when it exceeds the binding limit.
  */
-export function recordLogits(gpu: Gpu, rec: Recorder, a: LogitsArgs): void {
+export function recordLogits(gpu: Gpu, rec: Recorder, args: LogitsArgs): void {
   const what = 'logits';
-  const { T, H, V } = a;
-  const r0 = a.hRowOffset ?? 0;
+  const { T, H, V } = args;
+  const r0 = args.hRowOffset ?? 0;
   needDims(what, { T, H, V, hRowOffset: r0 });
   if (T === 0 || V === 0) return;
   if (H === 0) throw new GpuError(`${what}: H must be positive.`);
-  const wt = weightDType(a.w, what);
-  needElems(what, 'h', a.h, (r0 + T) * H, ['f32']);
-  needElems(what, 'w', a.w, V * H, [wt]);
-  needElems(what, 'logits', a.logits, T * V, ['f32']);
-  bindable(gpu, what, { h: a.h, logits: a.logits });
-  recordLogitsChunk(gpu, rec, a, r0, 0, V, a.logits, T, H, V, 0);
-  if (a.transform)
-    recordLogitTransform(gpu, rec, { logits: a.logits, T, n: V, ldl: V, c0: 0, V, transform: a.transform });
+  const wt = weightDType(args.w, what);
+  needElems(what, 'h', args.h, (r0 + T) * H, ['f32']);
+  needElems(what, 'w', args.w, V * H, [wt]);
+  needElems(what, 'logits', args.logits, T * V, ['f32']);
+  bindable(gpu, what, { h: args.h, logits: args.logits });
+  recordLogitsChunk(gpu, rec, args, r0, 0, V, args.logits, T, H, V, 0);
+  if (args.transform)
+    recordLogitTransform(gpu, rec, { logits: args.logits, T, n: V, ldl: V, c0: 0, V, transform: args.transform });
 }

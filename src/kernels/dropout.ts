@@ -21,12 +21,21 @@ export interface DropoutArgs {
   p: number;
 }
 
-export function recordDropout(gpu: Gpu, rec: Recorder, a: DropoutArgs): void {
-  const n = a.rows * a.cols;
+export function recordDropout(gpu: Gpu, rec: Recorder, args: DropoutArgs): void {
+  const n = args.rows * args.cols;
   if (n === 0) return;
-  if (a.x.buffer === a.y.buffer) throw new GpuError('recordDropout: y must not alias x.');
+  if (args.x.buffer === args.y.buffer) throw new GpuError('recordDropout: y must not alias x.');
   const pipe = variantPipeline(gpu, 'dropout_apply', () => ({ source, kernel: 'dropout_apply' }));
   const [gx, gy, stride] = flatGrid(gpu, n);
-  const u = params(a.rows, a.cols, a.seed >>> 0, dropoutThreshold(a.p), { f: 1 / (1 - a.p) }, stride, 0, 0);
-  rec.dispatch(pipe, [a.x, a.y], [gx, gy], u);
+  const u = params(
+    args.rows,
+    args.cols,
+    args.seed >>> 0,
+    dropoutThreshold(args.p),
+    { f: 1 / (1 - args.p) },
+    stride,
+    0,
+    0,
+  );
+  rec.dispatch(pipe, [args.x, args.y], [gx, gy], u);
 }

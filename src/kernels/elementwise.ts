@@ -30,21 +30,21 @@ export interface AddArgs {
 }
 
 /** out = a + alpha·b, or a += alpha·b when `out` is omitted. */
-export function recordAdd(gpu: Gpu, rec: Recorder, a: AddArgs): void {
+export function recordAdd(gpu: Gpu, rec: Recorder, args: AddArgs): void {
   const what = 'recordAdd';
-  needDims(what, { n: a.n });
-  needElems(what, 'a', a.a, a.n, ['f32']);
-  needElems(what, 'b', a.b, a.n, ['f32']);
-  if (a.n === 0) return;
-  const [gx, gy, stride] = flatGrid(gpu, a.n);
-  const u = params(a.n, stride, { f: a.alpha ?? 1 }, 0);
-  if (a.out && a.out.buffer !== a.a.buffer) {
-    needElems(what, 'out', a.out, a.n, ['f32']);
-    noAlias(what, a.out, { b: a.b });
-    rec.dispatch(kernel(gpu, 'ew_add'), [a.a, a.b, a.out], [gx, gy], u);
+  needDims(what, { n: args.n });
+  needElems(what, 'a', args.a, args.n, ['f32']);
+  needElems(what, 'b', args.b, args.n, ['f32']);
+  if (args.n === 0) return;
+  const [gx, gy, stride] = flatGrid(gpu, args.n);
+  const u = params(args.n, stride, { f: args.alpha ?? 1 }, 0);
+  if (args.out && args.out.buffer !== args.a.buffer) {
+    needElems(what, 'out', args.out, args.n, ['f32']);
+    noAlias(what, args.out, { b: args.b });
+    rec.dispatch(kernel(gpu, 'ew_add'), [args.a, args.b, args.out], [gx, gy], u);
   } else {
-    noAlias(what, a.a, { b: a.b });
-    rec.dispatch(kernel(gpu, 'ew_axpy'), [a.a, a.b], [gx, gy], u);
+    noAlias(what, args.a, { b: args.b });
+    rec.dispatch(kernel(gpu, 'ew_axpy'), [args.a, args.b], [gx, gy], u);
   }
 }
 
@@ -57,18 +57,18 @@ export interface ScaleArgs {
 }
 
 /** out = x·scale, or x *= scale when `out` is omitted. */
-export function recordScale(gpu: Gpu, rec: Recorder, a: ScaleArgs): void {
+export function recordScale(gpu: Gpu, rec: Recorder, args: ScaleArgs): void {
   const what = 'recordScale';
-  needDims(what, { n: a.n });
-  needElems(what, 'x', a.x, a.n, ['f32']);
-  if (a.n === 0) return;
-  const [gx, gy, stride] = flatGrid(gpu, a.n);
-  const u = params(a.n, stride, { f: a.scale }, 0);
-  if (a.out && a.out.buffer !== a.x.buffer) {
-    needElems(what, 'out', a.out, a.n, ['f32']);
-    rec.dispatch(kernel(gpu, 'ew_scale'), [a.x, a.out], [gx, gy], u);
+  needDims(what, { n: args.n });
+  needElems(what, 'x', args.x, args.n, ['f32']);
+  if (args.n === 0) return;
+  const [gx, gy, stride] = flatGrid(gpu, args.n);
+  const u = params(args.n, stride, { f: args.scale }, 0);
+  if (args.out && args.out.buffer !== args.x.buffer) {
+    needElems(what, 'out', args.out, args.n, ['f32']);
+    rec.dispatch(kernel(gpu, 'ew_scale'), [args.x, args.out], [gx, gy], u);
   } else {
-    rec.dispatch(kernel(gpu, 'ew_scale_ip'), [a.x], [gx, gy], u);
+    rec.dispatch(kernel(gpu, 'ew_scale_ip'), [args.x], [gx, gy], u);
   }
 }
 
@@ -83,23 +83,23 @@ export interface FillArgs {
 }
 
 /** out[offset + i] = value for i < n. */
-export function recordFill(gpu: Gpu, rec: Recorder, a: FillArgs): void {
+export function recordFill(gpu: Gpu, rec: Recorder, args: FillArgs): void {
   const what = 'recordFill';
-  const off = a.offset ?? 0;
-  needDims(what, { n: a.n, offset: off });
-  needElems(what, 'out', a.out, off + a.n, ['f32', 'u32', 'i32']);
-  if (a.n === 0) return;
+  const off = args.offset ?? 0;
+  needDims(what, { n: args.n, offset: off });
+  needElems(what, 'out', args.out, off + args.n, ['f32', 'u32', 'i32']);
+  if (args.n === 0) return;
   let bits: number;
-  if (a.out.dtype === 'f32') {
-    f32Bits[0] = a.value;
+  if (args.out.dtype === 'f32') {
+    f32Bits[0] = args.value;
     bits = f32Word[0]!;
   } else {
-    if (!Number.isInteger(a.value))
-      throw new GpuError(`${what}: ${a.out.dtype} fill value must be an integer, got ${a.value}.`);
-    bits = a.value >>> 0;
+    if (!Number.isInteger(args.value))
+      throw new GpuError(`${what}: ${args.out.dtype} fill value must be an integer, got ${args.value}.`);
+    bits = args.value >>> 0;
   }
-  const [gx, gy, stride] = flatGrid(gpu, a.n);
-  rec.dispatch(kernel(gpu, 'ew_fill'), [a.out], [gx, gy], params(a.n, stride, bits, off));
+  const [gx, gy, stride] = flatGrid(gpu, args.n);
+  rec.dispatch(kernel(gpu, 'ew_fill'), [args.out], [gx, gy], params(args.n, stride, bits, off));
 }
 
 export interface CopyArgs {
@@ -117,17 +117,17 @@ export interface CopyArgs {
  * dst[dstOffset + i] = src[srcOffset + i] for i < n, bit for bit (copyBufferToBuffer: it ends the
  * current compute pass; src and dst must be different buffers).
  */
-export function recordCopy(gpu: Gpu, rec: Recorder, a: CopyArgs): void {
+export function recordCopy(gpu: Gpu, rec: Recorder, args: CopyArgs): void {
   const what = 'recordCopy';
-  const so = a.srcOffset ?? 0,
-    dO = a.dstOffset ?? 0;
-  needDims(what, { n: a.n, srcOffset: so, dstOffset: dO });
+  const so = args.srcOffset ?? 0,
+    dO = args.dstOffset ?? 0;
+  needDims(what, { n: args.n, srcOffset: so, dstOffset: dO });
   const types = ['f32', 'u32', 'i32'];
-  needElems(what, 'src', a.src, so + a.n, types);
-  needElems(what, 'dst', a.dst, dO + a.n, types);
-  noAlias(what, a.dst, { src: a.src });
-  if (a.n === 0) return;
-  rec.copy(a.src, a.dst, a.n * 4, so * 4, dO * 4);
+  needElems(what, 'src', args.src, so + args.n, types);
+  needElems(what, 'dst', args.dst, dO + args.n, types);
+  noAlias(what, args.dst, { src: args.src });
+  if (args.n === 0) return;
+  rec.copy(args.src, args.dst, args.n * 4, so * 4, dO * 4);
 }
 
 export interface CopyRowsArgs {
@@ -154,17 +154,17 @@ export interface CopyRowsArgs {
  * dst[(dstRow0 + t)·dstStride + dstCol0 + j] (+)= src[(srcRow0 + t)·srcStride + srcCol0 + j] for
  * t < rows, j < width, e.g. appending [T, W] keys into a [Lmax, W] cache at row `past`.
  */
-export function recordCopyRows(gpu: Gpu, rec: Recorder, a: CopyRowsArgs): void {
+export function recordCopyRows(gpu: Gpu, rec: Recorder, args: CopyRowsArgs): void {
   const what = 'recordCopyRows';
-  const srcStride = a.srcStride ?? a.width;
-  const dstStride = a.dstStride ?? a.width;
-  const sr = a.srcRow0 ?? 0,
-    sc = a.srcCol0 ?? 0,
-    dr = a.dstRow0 ?? 0,
-    dc = a.dstCol0 ?? 0;
+  const srcStride = args.srcStride ?? args.width;
+  const dstStride = args.dstStride ?? args.width;
+  const sr = args.srcRow0 ?? 0,
+    sc = args.srcCol0 ?? 0,
+    dr = args.dstRow0 ?? 0,
+    dc = args.dstCol0 ?? 0;
   needDims(what, {
-    rows: a.rows,
-    width: a.width,
+    rows: args.rows,
+    width: args.width,
     srcStride,
     dstStride,
     srcRow0: sr,
@@ -172,19 +172,19 @@ export function recordCopyRows(gpu: Gpu, rec: Recorder, a: CopyRowsArgs): void {
     dstRow0: dr,
     dstCol0: dc,
   });
-  if (a.rows === 0 || a.width === 0) return;
-  const types = a.accumulate ? ['f32'] : ['f32', 'u32', 'i32'];
-  needElems(what, 'src', a.src, (sr + a.rows - 1) * srcStride + sc + a.width, types);
-  needElems(what, 'dst', a.dst, (dr + a.rows - 1) * dstStride + dc + a.width, types);
-  noAlias(what, a.dst, { src: a.src });
+  if (args.rows === 0 || args.width === 0) return;
+  const types = args.accumulate ? ['f32'] : ['f32', 'u32', 'i32'];
+  needElems(what, 'src', args.src, (sr + args.rows - 1) * srcStride + sc + args.width, types);
+  needElems(what, 'dst', args.dst, (dr + args.rows - 1) * dstStride + dc + args.width, types);
+  noAlias(what, args.dst, { src: args.src });
   const maxWg = gpu.limits.maxComputeWorkgroupsPerDimension;
-  const gx = Math.ceil(a.width / 64);
-  if (gx > maxWg) throw new GpuLimitError(`${what}: rows of ${a.width} elements are too wide for one dispatch.`);
-  const yGroups = Math.ceil(a.rows / 4);
+  const gx = Math.ceil(args.width / 64);
+  if (gx > maxWg) throw new GpuLimitError(`${what}: rows of ${args.width} elements are too wide for one dispatch.`);
+  const yGroups = Math.ceil(args.rows / 4);
   const gy = Math.min(yGroups, maxWg);
   const gz = Math.ceil(yGroups / gy);
-  const u = params(a.rows, a.width, srcStride, sr, sc, dstStride, dr, dc, a.accumulate ? 1 : 0, gy * 4, 0, 0);
-  rec.dispatch(kernel(gpu, 'ew_copy_rows'), [a.src, a.dst], [gx, gy, gz], u);
+  const u = params(args.rows, args.width, srcStride, sr, sc, dstStride, dr, dc, args.accumulate ? 1 : 0, gy * 4, 0, 0);
+  rec.dispatch(kernel(gpu, 'ew_copy_rows'), [args.src, args.dst], [gx, gy, gz], u);
 }
 
 // ------------------------------------------------------------------ sum of squares
@@ -208,26 +208,26 @@ export interface SumSquaresArgs {
  * one partial per SUMSQ_CHUNK elements, then one workgroup adds all partials in a fixed order.
  * Nothing is read back; the optimizers read `out` for global-norm clipping.
  */
-export function recordSumSquares(gpu: Gpu, rec: Recorder, a: SumSquaresArgs): void {
+export function recordSumSquares(gpu: Gpu, rec: Recorder, args: SumSquaresArgs): void {
   const what = 'recordSumSquares';
-  const outIndex = a.outIndex ?? 0;
+  const outIndex = args.outIndex ?? 0;
   needDims(what, { outIndex });
-  needElems(what, 'out', a.out, outIndex + 1, ['f32']);
+  needElems(what, 'out', args.out, outIndex + 1, ['f32']);
   let count = 0;
   const groups: number[] = [];
-  for (const [k, { t, n }] of a.tensors.entries()) {
+  for (const [k, { t, n }] of args.tensors.entries()) {
     needDims(what, { [`n of tensor ${k}`]: n });
     needElems(what, `tensor ${k}`, t, n, ['f32']);
-    noAlias(what, a.out, { [`tensor ${k}`]: t });
+    noAlias(what, args.out, { [`tensor ${k}`]: t });
     const g = Math.ceil(n / SUMSQ_CHUNK);
     groups.push(g);
     count += g;
   }
-  const partials = a.ws.get('sumsq.partials', [Math.max(1, count)]);
+  const partials = args.ws.get('sumsq.partials', [Math.max(1, count)]);
   const prelude = [`const WG: u32 = ${SUMSQ_WG}u;`];
   const part = variantPipeline(gpu, 'sumsq_partial', () => ({ source: code, kernel: 'sumsq_partial', prelude }));
   let base = 0;
-  a.tensors.forEach(({ t, n }, k) => {
+  args.tensors.forEach(({ t, n }, k) => {
     const g = groups[k]!;
     if (g === 0) return;
     const [gx, gy] = itemGrid(gpu, g);
@@ -235,5 +235,5 @@ export function recordSumSquares(gpu: Gpu, rec: Recorder, a: SumSquaresArgs): vo
     base += g;
   });
   const fin = variantPipeline(gpu, 'sumsq_final', () => ({ source: code, kernel: 'sumsq_final', prelude }));
-  rec.dispatch(fin, [partials, a.out], [1], params(count, outIndex, 0, 0));
+  rec.dispatch(fin, [partials, args.out], [1], params(count, outIndex, 0, 0));
 }

@@ -45,19 +45,19 @@ export interface EmbeddingArgs {
 }
 
 /** out[t, :] (+)= table[ids[t], :]·scale; ids >= V give zeros (nothing when accumulating). */
-export function recordEmbedding(gpu: Gpu, rec: Recorder, a: EmbeddingArgs): void {
+export function recordEmbedding(gpu: Gpu, rec: Recorder, args: EmbeddingArgs): void {
   const what = 'recordEmbedding';
-  const V = a.V ?? a.table.shape[0] ?? 0;
-  needDims(what, { T: a.T, H: a.H, V });
-  const dt = weightDType(a.table, what);
-  if (a.table.shape.length === 2 && a.table.shape[1] !== a.H) {
-    throw new GpuError(`${what}: table "${a.table.label}" is [${a.table.shape.join(', ')}] but H = ${a.H}.`);
+  const V = args.V ?? args.table.shape[0] ?? 0;
+  needDims(what, { T: args.T, H: args.H, V });
+  const dt = weightDType(args.table, what);
+  if (args.table.shape.length === 2 && args.table.shape[1] !== args.H) {
+    throw new GpuError(`${what}: table "${args.table.label}" is [${args.table.shape.join(', ')}] but H = ${args.H}.`);
   }
-  needElems(what, 'table', a.table, V * a.H);
-  needElems(what, 'ids', a.ids, a.T, ['u32', 'i32']);
-  needElems(what, 'out', a.out, a.T * a.H, ['f32']);
-  noAlias(what, a.out, { ids: a.ids, table: a.table });
-  const n = a.T * a.H;
+  needElems(what, 'table', args.table, V * args.H);
+  needElems(what, 'ids', args.ids, args.T, ['u32', 'i32']);
+  needElems(what, 'out', args.out, args.T * args.H, ['f32']);
+  noAlias(what, args.out, { ids: args.ids, table: args.table });
+  const n = args.T * args.H;
   if (n === 0) return;
   const pipe = variantPipeline(gpu, `embed_${dt}`, () => ({
     source: code,
@@ -65,18 +65,23 @@ export function recordEmbedding(gpu: Gpu, rec: Recorder, a: EmbeddingArgs): void
     prelude: [weightLoader('tload', 'table', dt)],
   }));
   const [gx, gy, stride] = flatGrid(gpu, n);
-  const acc = a.accumulate ? 1 : 0;
-  const scale = { f: a.scale ?? 1 };
-  const limit = bindingLimit(gpu, a.maxBindingBytes);
-  const rowsPer = rowsPerWindow(gpu, a.table, a.H, limit, what);
+  const acc = args.accumulate ? 1 : 0;
+  const scale = { f: args.scale ?? 1 };
+  const limit = bindingLimit(gpu, args.maxBindingBytes);
+  const rowsPer = rowsPerWindow(gpu, args.table, args.H, limit, what);
   if (rowsPer === Infinity) {
-    rec.dispatch(pipe, [a.ids, a.table, a.out], [gx, gy], params(n, stride, a.H, V, 0, V, 0, acc, 1, scale, 0, 0));
+    rec.dispatch(
+      pipe,
+      [args.ids, args.table, args.out],
+      [gx, gy],
+      params(n, stride, args.H, V, 0, V, 0, acc, 1, scale, 0, 0),
+    );
     return;
   }
   for (let v0 = 0, k = 0; v0 < V; v0 += rowsPer, k++) {
     const vCount = Math.min(rowsPer, V - v0);
-    const w = windowOf(gpu, a.table, v0 * a.H, (v0 + vCount) * a.H, limit, what);
-    const u = params(n, stride, a.H, V, v0, vCount, v0 * a.H - w.first, acc, k === 0 ? 1 : 0, scale, 0, 0);
-    rec.dispatch(pipe, [a.ids, w.binding, a.out], [gx, gy], u);
+    const w = windowOf(gpu, args.table, v0 * args.H, (v0 + vCount) * args.H, limit, what);
+    const u = params(n, stride, args.H, V, v0, vCount, v0 * args.H - w.first, acc, k === 0 ? 1 : 0, scale, 0, 0);
+    rec.dispatch(pipe, [args.ids, w.binding, args.out], [gx, gy], u);
   }
 }

@@ -28,17 +28,17 @@ export interface FiniteScanArgs {
 
 const MODE = { f32: 0, f16: 1, bf16: 2 } as const;
 
-export function recordFiniteScan(gpu: Gpu, rec: Recorder, a: FiniteScanArgs): void {
+export function recordFiniteScan(gpu: Gpu, rec: Recorder, args: FiniteScanArgs): void {
   const what = 'recordFiniteScan';
-  needDims(what, { n: a.n, slot: a.slot });
-  const dt = weightDType(a.x, what);
-  needElems(what, 'x', a.x, a.n);
-  needElems(what, 'flags', a.flags, a.slot + 1, ['u32']);
-  const totalWords = dt === 'f32' ? a.n : Math.ceil(a.n / 2);
+  needDims(what, { n: args.n, slot: args.slot });
+  const dt = weightDType(args.x, what);
+  needElems(what, 'x', args.x, args.n);
+  needElems(what, 'flags', args.flags, args.slot + 1, ['u32']);
+  const totalWords = dt === 'f32' ? args.n : Math.ceil(args.n / 2);
   if (totalWords === 0) return;
   const pipe = variantPipeline(gpu, 'finite_scan', () => ({ source: code, kernel: 'scan' }));
   const align = gpu.limits.minStorageBufferOffsetAlignment;
-  const limit = bindingLimit(gpu, a.maxBindingBytes);
+  const limit = bindingLimit(gpu, args.maxBindingBytes);
   // Whole aligned windows: each starts on an aligned byte offset and holds whole words.
   const windowBytes = Math.max(align, Math.floor(limit / align) * align);
   for (let start = 0; start < totalWords * 4; start += windowBytes) {
@@ -47,9 +47,9 @@ export function recordFiniteScan(gpu: Gpu, rec: Recorder, a: FiniteScanArgs): vo
     const [gx, gy, stride] = flatGrid(gpu, n);
     rec.dispatch(
       pipe,
-      [{ buffer: a.x.buffer, offset: start, size }, a.flags],
+      [{ buffer: args.x.buffer, offset: start, size }, args.flags],
       [gx, gy],
-      params(n, stride, MODE[dt], a.slot, start / 4, 0, 0, 0),
+      params(n, stride, MODE[dt], args.slot, start / 4, 0, 0, 0),
     );
   }
 }

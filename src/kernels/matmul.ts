@@ -40,8 +40,8 @@ export { matmulShader } from './matmul/shader';
 export type { WeightDType } from './common';
 
 /** Records C = alpha·opA(A)·opB(B) (+ extra segment) + bias (+ C). See the file comment. */
-export function recordMatmul(gpu: Gpu, rec: Recorder, a: MatmulArgs): void {
-  const problem = validateMatmul(gpu, a);
+export function recordMatmul(gpu: Gpu, rec: Recorder, args: MatmulArgs): void {
+  const problem = validateMatmul(gpu, args);
   if (!problem) return;
   const plan = planMatmul(gpu, problem);
   if (plan.splits > 1) recordSplitK(gpu, rec, problem, plan);
@@ -202,11 +202,20 @@ export interface ReducePartialsArgs {
 }
 
 /** out (+)= sum over the splits in a fixed order (deterministic; shaders/splitk_reduce.wgsl). */
-export function recordReducePartials(gpu: Gpu, rec: Recorder, a: ReducePartialsArgs): void {
-  const n = a.rows * a.cols;
+export function recordReducePartials(gpu: Gpu, rec: Recorder, args: ReducePartialsArgs): void {
+  const n = args.rows * args.cols;
   if (n === 0) return;
   const pipe = variantPipeline(gpu, 'splitk_reduce', () => ({ source: reduceSource }));
   const [gx, gy, stride] = flatGrid(gpu, n);
-  const u = params(a.rows, a.cols, a.ldc ?? a.cols, a.cOffset ?? 0, a.splits, n, a.accumulate ? 1 : 0, stride);
-  rec.dispatch(pipe, [a.part, a.out], [gx, gy], u);
+  const u = params(
+    args.rows,
+    args.cols,
+    args.ldc ?? args.cols,
+    args.cOffset ?? 0,
+    args.splits,
+    n,
+    args.accumulate ? 1 : 0,
+    stride,
+  );
+  rec.dispatch(pipe, [args.part, args.out], [gx, gy], u);
 }

@@ -24,16 +24,16 @@ export interface RouterArgs {
 }
 
 /** w = the renormalised top-K softmax weights of each token's router logits (0 for other experts). */
-export function recordRouter(gpu: Gpu, rec: Recorder, a: RouterArgs): void {
+export function recordRouter(gpu: Gpu, rec: Recorder, args: RouterArgs): void {
   const what = 'recordRouter';
-  needDims(what, { T: a.T, E: a.E, K: a.K });
-  if (a.K < 1 || a.K > a.E) throw new GpuError(`${what}: K must be in 1..E (${a.E}), got ${a.K}.`);
-  needElems(what, 'logits', a.logits, a.T * a.E, ['f32']);
-  needElems(what, 'w', a.w, a.T * a.E, ['f32']);
-  noAlias(what, a.w, { logits: a.logits });
-  if (a.T === 0) return;
-  const [gx, gy, stride] = flatGrid(gpu, a.T, 64);
-  rec.dispatch(kernel(gpu, 'moe_router'), [a.logits, a.w], [gx, gy], params(a.T, stride, a.E, a.K));
+  needDims(what, { T: args.T, E: args.E, K: args.K });
+  if (args.K < 1 || args.K > args.E) throw new GpuError(`${what}: K must be in 1..E (${args.E}), got ${args.K}.`);
+  needElems(what, 'logits', args.logits, args.T * args.E, ['f32']);
+  needElems(what, 'w', args.w, args.T * args.E, ['f32']);
+  noAlias(what, args.w, { logits: args.logits });
+  if (args.T === 0) return;
+  const [gx, gy, stride] = flatGrid(gpu, args.T, 64);
+  rec.dispatch(kernel(gpu, 'moe_router'), [args.logits, args.w], [gx, gy], params(args.T, stride, args.E, args.K));
 }
 
 export interface RouterBackwardArgs {
@@ -45,19 +45,19 @@ export interface RouterBackwardArgs {
 }
 
 /** dl = dL/d(router logits) from dL/dw (see shaders/moe.wgsl moe_router_bwd). */
-export function recordRouterBackward(gpu: Gpu, rec: Recorder, a: RouterBackwardArgs): void {
+export function recordRouterBackward(gpu: Gpu, rec: Recorder, args: RouterBackwardArgs): void {
   const what = 'recordRouterBackward';
-  needDims(what, { T: a.T, E: a.E });
+  needDims(what, { T: args.T, E: args.E });
   for (const [k, t] of [
-    ['w', a.w],
-    ['g', a.g],
-    ['dl', a.dl],
+    ['w', args.w],
+    ['g', args.g],
+    ['dl', args.dl],
   ] as const)
-    needElems(what, k, t, a.T * a.E, ['f32']);
-  noAlias(what, a.dl, { w: a.w, g: a.g });
-  if (a.T === 0) return;
-  const [gx, gy, stride] = flatGrid(gpu, a.T, 64);
-  rec.dispatch(kernel(gpu, 'moe_router_bwd'), [a.w, a.g, a.dl], [gx, gy], params(a.T, stride, a.E, 0));
+    needElems(what, k, t, args.T * args.E, ['f32']);
+  noAlias(what, args.dl, { w: args.w, g: args.g });
+  if (args.T === 0) return;
+  const [gx, gy, stride] = flatGrid(gpu, args.T, 64);
+  rec.dispatch(kernel(gpu, 'moe_router_bwd'), [args.w, args.g, args.dl], [gx, gy], params(args.T, stride, args.E, 0));
 }
 
 export interface ScaleRowsArgs {
@@ -74,19 +74,19 @@ export interface ScaleRowsArgs {
 }
 
 /** out[t, :] (+)= w[t, expert]·x[t, :]. */
-export function recordScaleRows(gpu: Gpu, rec: Recorder, a: ScaleRowsArgs): void {
+export function recordScaleRows(gpu: Gpu, rec: Recorder, args: ScaleRowsArgs): void {
   const what = 'recordScaleRows';
-  needDims(what, { T: a.T, H: a.H, E: a.E, expert: a.expert });
-  if (a.expert >= a.E) throw new GpuError(`${what}: expert ${a.expert} is past E (${a.E}).`);
-  needElems(what, 'w', a.w, a.T * a.E, ['f32']);
-  needElems(what, 'x', a.x, a.T * a.H, ['f32']);
-  needElems(what, 'out', a.out, a.T * a.H, ['f32']);
-  noAlias(what, a.out, { w: a.w, x: a.x });
-  const n = a.T * a.H;
+  needDims(what, { T: args.T, H: args.H, E: args.E, expert: args.expert });
+  if (args.expert >= args.E) throw new GpuError(`${what}: expert ${args.expert} is past E (${args.E}).`);
+  needElems(what, 'w', args.w, args.T * args.E, ['f32']);
+  needElems(what, 'x', args.x, args.T * args.H, ['f32']);
+  needElems(what, 'out', args.out, args.T * args.H, ['f32']);
+  noAlias(what, args.out, { w: args.w, x: args.x });
+  const n = args.T * args.H;
   if (n === 0) return;
   const [gx, gy, stride] = flatGrid(gpu, n);
-  const u = params(n, stride, a.H, a.E, a.expert, a.accumulate ? 1 : 0, 0, 0);
-  rec.dispatch(kernel(gpu, 'moe_scale_rows'), [a.w, a.x, a.out], [gx, gy], u);
+  const u = params(n, stride, args.H, args.E, args.expert, args.accumulate ? 1 : 0, 0, 0);
+  rec.dispatch(kernel(gpu, 'moe_scale_rows'), [args.w, args.x, args.out], [gx, gy], u);
 }
 
 export interface RowDotArgs {
@@ -100,16 +100,16 @@ export interface RowDotArgs {
 }
 
 /** g[t, expert] = Σ_j a[t, j]·b[t, j]. */
-export function recordRowDot(gpu: Gpu, rec: Recorder, a: RowDotArgs): void {
+export function recordRowDot(gpu: Gpu, rec: Recorder, args: RowDotArgs): void {
   const what = 'recordRowDot';
-  needDims(what, { T: a.T, H: a.H, E: a.E, expert: a.expert });
-  if (a.expert >= a.E) throw new GpuError(`${what}: expert ${a.expert} is past E (${a.E}).`);
-  needElems(what, 'a', a.a, a.T * a.H, ['f32']);
-  needElems(what, 'b', a.b, a.T * a.H, ['f32']);
-  needElems(what, 'g', a.g, a.T * a.E, ['f32']);
-  noAlias(what, a.g, { a: a.a, b: a.b });
-  if (a.T === 0) return;
-  const [gx, gy] = itemGrid(gpu, a.T);
-  const u = params(a.T, gx, a.H, a.E, a.expert, 0, 0, 0);
-  rec.dispatch(kernel(gpu, 'moe_row_dot'), [a.a, a.b, a.g], [gx, gy], u);
+  needDims(what, { T: args.T, H: args.H, E: args.E, expert: args.expert });
+  if (args.expert >= args.E) throw new GpuError(`${what}: expert ${args.expert} is past E (${args.E}).`);
+  needElems(what, 'a', args.a, args.T * args.H, ['f32']);
+  needElems(what, 'b', args.b, args.T * args.H, ['f32']);
+  needElems(what, 'g', args.g, args.T * args.E, ['f32']);
+  noAlias(what, args.g, { a: args.a, b: args.b });
+  if (args.T === 0) return;
+  const [gx, gy] = itemGrid(gpu, args.T);
+  const u = params(args.T, gx, args.H, args.E, args.expert, 0, 0, 0);
+  rec.dispatch(kernel(gpu, 'moe_row_dot'), [args.a, args.b, args.g], [gx, gy], u);
 }

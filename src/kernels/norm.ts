@@ -83,73 +83,88 @@ function pipelineFor(gpu: Gpu, kernel: Kernel, dim: number, w: Tensor, b?: Tenso
 }
 
 /** y = x·rstd·(w + weightOffset), rstd = 1/sqrt(mean(x²) + eps) per row; saves rstd. */
-export function recordRmsNorm(gpu: Gpu, rec: Recorder, a: RmsNormArgs): void {
+export function recordRmsNorm(gpu: Gpu, rec: Recorder, args: RmsNormArgs): void {
   const what = 'recordRmsNorm';
-  needDims(what, { rows: a.rows, dim: a.dim });
-  const n = a.rows * a.dim;
-  needElems(what, 'x', a.x, n, ['f32']);
-  needElems(what, 'w', a.w, a.dim);
-  needElems(what, 'y', a.y, n, ['f32']);
-  needElems(what, 'rstd', a.rstd, a.rows, ['f32']);
-  noAlias(what, a.y, { x: a.x, w: a.w, rstd: a.rstd });
-  noAlias(what, a.rstd, { x: a.x, w: a.w });
+  needDims(what, { rows: args.rows, dim: args.dim });
+  const n = args.rows * args.dim;
+  needElems(what, 'x', args.x, n, ['f32']);
+  needElems(what, 'w', args.w, args.dim);
+  needElems(what, 'y', args.y, n, ['f32']);
+  needElems(what, 'rstd', args.rstd, args.rows, ['f32']);
+  noAlias(what, args.y, { x: args.x, w: args.w, rstd: args.rstd });
+  noAlias(what, args.rstd, { x: args.x, w: args.w });
   if (n === 0) return;
-  const [gx, gy] = itemGrid(gpu, a.rows);
-  const u = params(a.rows, a.dim, gx, { f: a.eps }, { f: a.weightOffset ?? 0 }, 0, 0, 0);
-  rec.dispatch(pipelineFor(gpu, 'rms_fwd', a.dim, a.w), [a.x, a.w, a.y, a.rstd], [gx, gy], u);
+  const [gx, gy] = itemGrid(gpu, args.rows);
+  const u = params(args.rows, args.dim, gx, { f: args.eps }, { f: args.weightOffset ?? 0 }, 0, 0, 0);
+  rec.dispatch(pipelineFor(gpu, 'rms_fwd', args.dim, args.w), [args.x, args.w, args.y, args.rstd], [gx, gy], u);
 }
 
 /** dx (+)= dL/dx of the RMSNorm (w frozen), from the saved rstd. */
-export function recordRmsNormBackward(gpu: Gpu, rec: Recorder, a: RmsNormBackwardArgs): void {
+export function recordRmsNormBackward(gpu: Gpu, rec: Recorder, args: RmsNormBackwardArgs): void {
   const what = 'recordRmsNormBackward';
-  needDims(what, { rows: a.rows, dim: a.dim });
-  const n = a.rows * a.dim;
-  needElems(what, 'dy', a.dy, n, ['f32']);
-  needElems(what, 'x', a.x, n, ['f32']);
-  needElems(what, 'w', a.w, a.dim);
-  needElems(what, 'rstd', a.rstd, a.rows, ['f32']);
-  needElems(what, 'dx', a.dx, n, ['f32']);
-  noAlias(what, a.dx, { dy: a.dy, x: a.x, w: a.w, rstd: a.rstd });
+  needDims(what, { rows: args.rows, dim: args.dim });
+  const n = args.rows * args.dim;
+  needElems(what, 'dy', args.dy, n, ['f32']);
+  needElems(what, 'x', args.x, n, ['f32']);
+  needElems(what, 'w', args.w, args.dim);
+  needElems(what, 'rstd', args.rstd, args.rows, ['f32']);
+  needElems(what, 'dx', args.dx, n, ['f32']);
+  noAlias(what, args.dx, { dy: args.dy, x: args.x, w: args.w, rstd: args.rstd });
   if (n === 0) return;
-  const [gx, gy] = itemGrid(gpu, a.rows);
-  const u = params(a.rows, a.dim, gx, a.accumulate ? 1 : 0, { f: a.weightOffset ?? 0 }, 0, 0, 0);
-  rec.dispatch(pipelineFor(gpu, 'rms_bwd', a.dim, a.w), [a.dy, a.x, a.w, a.rstd, a.dx], [gx, gy], u);
+  const [gx, gy] = itemGrid(gpu, args.rows);
+  const u = params(args.rows, args.dim, gx, args.accumulate ? 1 : 0, { f: args.weightOffset ?? 0 }, 0, 0, 0);
+  rec.dispatch(
+    pipelineFor(gpu, 'rms_bwd', args.dim, args.w),
+    [args.dy, args.x, args.w, args.rstd, args.dx],
+    [gx, gy],
+    u,
+  );
 }
 
 /** y = (x - mean)·rstd·(w + weightOffset) + b per row (biased variance); saves mean and rstd. */
-export function recordLayerNorm(gpu: Gpu, rec: Recorder, a: LayerNormArgs): void {
+export function recordLayerNorm(gpu: Gpu, rec: Recorder, args: LayerNormArgs): void {
   const what = 'recordLayerNorm';
-  needDims(what, { rows: a.rows, dim: a.dim });
-  const n = a.rows * a.dim;
-  needElems(what, 'x', a.x, n, ['f32']);
-  needElems(what, 'w', a.w, a.dim);
-  needElems(what, 'b', a.b, a.dim);
-  needElems(what, 'y', a.y, n, ['f32']);
-  needElems(what, 'mean', a.mean, a.rows, ['f32']);
-  needElems(what, 'rstd', a.rstd, a.rows, ['f32']);
-  for (const out of [a.y, a.mean, a.rstd]) noAlias(what, out, { x: a.x, w: a.w, b: a.b });
-  noAlias(what, a.y, { mean: a.mean, rstd: a.rstd });
-  noAlias(what, a.mean, { rstd: a.rstd });
+  needDims(what, { rows: args.rows, dim: args.dim });
+  const n = args.rows * args.dim;
+  needElems(what, 'x', args.x, n, ['f32']);
+  needElems(what, 'w', args.w, args.dim);
+  needElems(what, 'b', args.b, args.dim);
+  needElems(what, 'y', args.y, n, ['f32']);
+  needElems(what, 'mean', args.mean, args.rows, ['f32']);
+  needElems(what, 'rstd', args.rstd, args.rows, ['f32']);
+  for (const out of [args.y, args.mean, args.rstd]) noAlias(what, out, { x: args.x, w: args.w, b: args.b });
+  noAlias(what, args.y, { mean: args.mean, rstd: args.rstd });
+  noAlias(what, args.mean, { rstd: args.rstd });
   if (n === 0) return;
-  const [gx, gy] = itemGrid(gpu, a.rows);
-  const u = params(a.rows, a.dim, gx, { f: a.eps }, { f: a.weightOffset ?? 0 }, 0, 0, 0);
-  rec.dispatch(pipelineFor(gpu, 'ln_fwd', a.dim, a.w, a.b), [a.x, a.w, a.b, a.y, a.mean, a.rstd], [gx, gy], u);
+  const [gx, gy] = itemGrid(gpu, args.rows);
+  const u = params(args.rows, args.dim, gx, { f: args.eps }, { f: args.weightOffset ?? 0 }, 0, 0, 0);
+  rec.dispatch(
+    pipelineFor(gpu, 'ln_fwd', args.dim, args.w, args.b),
+    [args.x, args.w, args.b, args.y, args.mean, args.rstd],
+    [gx, gy],
+    u,
+  );
 }
 
 /** dx (+)= dL/dx of the LayerNorm (w, b frozen), from the saved mean and rstd. */
-export function recordLayerNormBackward(gpu: Gpu, rec: Recorder, a: LayerNormBackwardArgs): void {
+export function recordLayerNormBackward(gpu: Gpu, rec: Recorder, args: LayerNormBackwardArgs): void {
   const what = 'recordLayerNormBackward';
-  needDims(what, { rows: a.rows, dim: a.dim });
-  const n = a.rows * a.dim;
-  needElems(what, 'dy', a.dy, n, ['f32']);
-  needElems(what, 'x', a.x, n, ['f32']);
-  needElems(what, 'w', a.w, a.dim);
-  needElems(what, 'mean', a.mean, a.rows, ['f32']);
-  needElems(what, 'rstd', a.rstd, a.rows, ['f32']);
-  needElems(what, 'dx', a.dx, n, ['f32']);
-  noAlias(what, a.dx, { dy: a.dy, x: a.x, w: a.w, mean: a.mean, rstd: a.rstd });
+  needDims(what, { rows: args.rows, dim: args.dim });
+  const n = args.rows * args.dim;
+  needElems(what, 'dy', args.dy, n, ['f32']);
+  needElems(what, 'x', args.x, n, ['f32']);
+  needElems(what, 'w', args.w, args.dim);
+  needElems(what, 'mean', args.mean, args.rows, ['f32']);
+  needElems(what, 'rstd', args.rstd, args.rows, ['f32']);
+  needElems(what, 'dx', args.dx, n, ['f32']);
+  noAlias(what, args.dx, { dy: args.dy, x: args.x, w: args.w, mean: args.mean, rstd: args.rstd });
   if (n === 0) return;
-  const [gx, gy] = itemGrid(gpu, a.rows);
-  const u = params(a.rows, a.dim, gx, a.accumulate ? 1 : 0, { f: a.weightOffset ?? 0 }, 0, 0, 0);
-  rec.dispatch(pipelineFor(gpu, 'ln_bwd', a.dim, a.w), [a.dy, a.x, a.w, a.mean, a.rstd, a.dx], [gx, gy], u);
+  const [gx, gy] = itemGrid(gpu, args.rows);
+  const u = params(args.rows, args.dim, gx, args.accumulate ? 1 : 0, { f: args.weightOffset ?? 0 }, 0, 0, 0);
+  rec.dispatch(
+    pipelineFor(gpu, 'ln_bwd', args.dim, args.w),
+    [args.dy, args.x, args.w, args.mean, args.rstd, args.dx],
+    [gx, gy],
+    u,
+  );
 }

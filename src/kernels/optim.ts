@@ -66,80 +66,80 @@ function clipPrelude(binding: number, clip: boolean): string[] {
   ];
 }
 
-function clipping(what: string, a: ClipArgs, others: Record<string, Tensor>): Tensor | null {
-  if (!(a.maxNorm !== undefined && a.maxNorm > 0)) return null;
-  if (!a.normSq) throw new GpuError(`${what}: maxNorm ${a.maxNorm} needs normSq (from recordSumSquares).`);
-  needElems(what, 'normSq', a.normSq, 1, ['f32']);
+function clipping(what: string, args: ClipArgs, others: Record<string, Tensor>): Tensor | null {
+  if (!(args.maxNorm !== undefined && args.maxNorm > 0)) return null;
+  if (!args.normSq) throw new GpuError(`${what}: maxNorm ${args.maxNorm} needs normSq (from recordSumSquares).`);
+  needElems(what, 'normSq', args.normSq, 1, ['f32']);
   for (const [k, t] of Object.entries(others)) {
-    if (k !== 'grad') noAlias(what, t, { normSq: a.normSq });
+    if (k !== 'grad') noAlias(what, t, { normSq: args.normSq });
   }
-  return a.normSq;
+  return args.normSq;
 }
 
 /** One torch.optim.AdamW step (decoupled weight decay, bias-corrected) with optional clipping. */
-export function recordAdamW(gpu: Gpu, rec: Recorder, a: AdamWArgs): void {
+export function recordAdamW(gpu: Gpu, rec: Recorder, args: AdamWArgs): void {
   const what = 'recordAdamW';
-  needDims(what, { n: a.n });
-  if (!Number.isInteger(a.step) || a.step < 1)
-    throw new GpuError(`${what}: step must be an integer >= 1, got ${a.step}.`);
-  const named = { param: a.param, grad: a.grad, m: a.m, v: a.v };
-  for (const [k, t] of Object.entries(named)) needElems(what, k, t, a.n, ['f32']);
-  noAlias(what, a.param, { grad: a.grad, m: a.m, v: a.v });
-  noAlias(what, a.m, { grad: a.grad, v: a.v });
-  noAlias(what, a.v, { grad: a.grad });
-  const normSq = clipping(what, a, named);
-  if (a.n === 0) return;
-  const bc1 = 1 - a.beta1 ** a.step;
-  const bc2 = 1 - a.beta2 ** a.step;
+  needDims(what, { n: args.n });
+  if (!Number.isInteger(args.step) || args.step < 1)
+    throw new GpuError(`${what}: step must be an integer >= 1, got ${args.step}.`);
+  const named = { param: args.param, grad: args.grad, m: args.m, v: args.v };
+  for (const [k, t] of Object.entries(named)) needElems(what, k, t, args.n, ['f32']);
+  noAlias(what, args.param, { grad: args.grad, m: args.m, v: args.v });
+  noAlias(what, args.m, { grad: args.grad, v: args.v });
+  noAlias(what, args.v, { grad: args.grad });
+  const normSq = clipping(what, args, named);
+  if (args.n === 0) return;
+  const bc1 = 1 - args.beta1 ** args.step;
+  const bc2 = 1 - args.beta2 ** args.step;
   const kernel = normSq ? 'adamw_clip' : 'adamw';
   const pipe = variantPipeline(gpu, kernel, () => ({
     source: code,
     kernel: 'adamw',
     prelude: clipPrelude(5, !!normSq),
   }));
-  const [gx, gy, stride] = flatGrid(gpu, a.n);
+  const [gx, gy, stride] = flatGrid(gpu, args.n);
   const u = params(
-    a.n,
+    args.n,
     stride,
-    { f: 1 - a.lr * a.weightDecay },
-    { f: 1 - a.beta1 },
-    { f: a.beta2 },
-    { f: 1 - a.beta2 },
-    { f: a.lr / bc1 },
+    { f: 1 - args.lr * args.weightDecay },
+    { f: 1 - args.beta1 },
+    { f: args.beta2 },
+    { f: 1 - args.beta2 },
+    { f: args.lr / bc1 },
     { f: Math.sqrt(bc2) },
-    { f: a.eps },
-    { f: a.gradScale ?? 1 },
-    { f: a.maxNorm ?? 0 },
+    { f: args.eps },
+    { f: args.gradScale ?? 1 },
+    { f: args.maxNorm ?? 0 },
     0,
   );
-  const bindings = [a.param, a.grad, a.m, a.v];
+  const bindings = [args.param, args.grad, args.m, args.v];
   if (normSq) bindings.push(normSq);
   rec.dispatch(pipe, bindings, [gx, gy], u);
 }
 
 /** One torch.optim.SGD step (no momentum; weight decay added to the gradient) with optional clipping. */
-export function recordSgd(gpu: Gpu, rec: Recorder, a: SgdArgs): void {
+export function recordSgd(gpu: Gpu, rec: Recorder, args: SgdArgs): void {
   const what = 'recordSgd';
-  needDims(what, { n: a.n });
-  const named = { param: a.param, grad: a.grad };
-  for (const [k, t] of Object.entries(named)) needElems(what, k, t, a.n, ['f32']);
-  noAlias(what, a.param, { grad: a.grad });
-  const normSq = clipping(what, a, named);
-  if (a.n === 0) return;
+  needDims(what, { n: args.n });
+  const named = { param: args.param, grad: args.grad };
+  for (const [k, t] of Object.entries(named)) needElems(what, k, t, args.n, ['f32']);
+  noAlias(what, args.param, { grad: args.grad });
+  const normSq = clipping(what, args, named);
+  if (args.n === 0) return;
   const kernel = normSq ? 'sgd_clip' : 'sgd';
   const pipe = variantPipeline(gpu, kernel, () => ({ source: code, kernel: 'sgd', prelude: clipPrelude(3, !!normSq) }));
-  const [gx, gy, stride] = flatGrid(gpu, a.n);
+  const [gx, gy, stride] = flatGrid(gpu, args.n);
   const u = params(
-    a.n,
+    args.n,
     stride,
-    { f: a.lr },
-    { f: a.weightDecay ?? 0 },
-    { f: a.gradScale ?? 1 },
-    { f: a.maxNorm ?? 0 },
+    { f: args.lr },
+    { f: args.weightDecay ?? 0 },
+    { f: args.gradScale ?? 1 },
+    { f: args.maxNorm ?? 0 },
     0,
     0,
   );
-  const bindings = [a.param, a.grad];
+  const bindings = [args.param, args.grad];
   if (normSq) bindings.push(normSq);
   rec.dispatch(pipe, bindings, [gx, gy], u);
 }

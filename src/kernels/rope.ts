@@ -68,43 +68,43 @@ function frequencies(rot: number, theta: number, inv?: ArrayLike<number>): Float
 }
 
 /** Records x (or out) = RoPE(x) at the given positions; `inverse` for the backward pass. */
-export function recordRope(gpu: Gpu, rec: Recorder, a: RopeArgs): void {
+export function recordRope(gpu: Gpu, rec: Recorder, args: RopeArgs): void {
   const what = 'recordRope';
-  const rot = a.rotaryDim ?? a.headDim;
-  needDims(what, { rows: a.rows, heads: a.heads, headDim: a.headDim, rotaryDim: rot });
-  if (rot % 2 !== 0 || rot > a.headDim || rot > ROPE_MAX_ROTARY_DIM) {
+  const rot = args.rotaryDim ?? args.headDim;
+  needDims(what, { rows: args.rows, heads: args.heads, headDim: args.headDim, rotaryDim: rot });
+  if (rot % 2 !== 0 || rot > args.headDim || rot > ROPE_MAX_ROTARY_DIM) {
     throw new GpuError(
-      `${what}: rotaryDim ${rot} must be even, <= headDim ${a.headDim} and <= ${ROPE_MAX_ROTARY_DIM}.`,
+      `${what}: rotaryDim ${rot} must be even, <= headDim ${args.headDim} and <= ${ROPE_MAX_ROTARY_DIM}.`,
     );
   }
-  const n = a.rows * a.heads * a.headDim;
-  needElems(what, 'x', a.x, n, ['f32']);
-  needElems(what, 'positions', a.positions, a.rows, ['u32', 'i32']);
-  const outOfPlace = a.out !== undefined && a.out.buffer !== a.x.buffer;
+  const n = args.rows * args.heads * args.headDim;
+  needElems(what, 'x', args.x, n, ['f32']);
+  needElems(what, 'positions', args.positions, args.rows, ['u32', 'i32']);
+  const outOfPlace = args.out !== undefined && args.out.buffer !== args.x.buffer;
   if (outOfPlace) {
-    needElems(what, 'out', a.out!, n, ['f32']);
-    noAlias(what, a.out!, { positions: a.positions });
+    needElems(what, 'out', args.out!, n, ['f32']);
+    noAlias(what, args.out!, { positions: args.positions });
   } else {
-    noAlias(what, a.x, { positions: a.positions });
+    noAlias(what, args.x, { positions: args.positions });
   }
   const half = rot / 2;
-  const perRow = outOfPlace ? half + a.headDim - rot : half;
-  const items = a.rows * a.heads * perRow;
+  const perRow = outOfPlace ? half + args.headDim - rot : half;
+  const items = args.rows * args.heads * perRow;
   if (items === 0) {
     // Nothing rotates; an out-of-place call still has to copy x.
-    if (outOfPlace && n > 0) rec.copy(a.x, a.out!, n * 4);
+    if (outOfPlace && n > 0) rec.copy(args.x, args.out!, n * 4);
     return;
   }
   const [gx, gy, stride] = flatGrid(gpu, items);
-  const freqs = frequencies(rot, a.theta, a.invFreq);
+  const freqs = frequencies(rot, args.theta, args.invFreq);
   const words = new Uint32Array(HEADER_WORDS + 4 * 64);
   const fl = new Float32Array(words.buffer);
-  words.set([items, stride, a.heads, a.headDim, half, perRow, a.inverse ? 1 : 0]);
-  fl[7] = a.attentionScaling ?? 1;
-  words[8] = a.interleaved ? 1 : 0;
+  words.set([items, stride, args.heads, args.headDim, half, perRow, args.inverse ? 1 : 0]);
+  fl[7] = args.attentionScaling ?? 1;
+  words[8] = args.interleaved ? 1 : 0;
   fl.set(freqs, HEADER_WORDS);
   const kernel = outOfPlace ? 'rope_out' : 'rope_ip';
   const pipe = variantPipeline(gpu, kernel, () => ({ source: code, kernel }));
-  const bindings = outOfPlace ? [a.x, a.positions, a.out!] : [a.x, a.positions];
+  const bindings = outOfPlace ? [args.x, args.positions, args.out!] : [args.x, args.positions];
   rec.dispatch(pipe, bindings, [gx, gy], words);
 }

@@ -132,31 +132,32 @@ export interface MatmulProblem {
 const WHAT = 'matmul';
 
 /** Checks the arguments; null for an empty output (M or N = 0). */
-export function validateMatmul(gpu: Gpu, a: MatmulArgs): MatmulProblem | null {
-  const { M, N, K } = a;
+export function validateMatmul(gpu: Gpu, args: MatmulArgs): MatmulProblem | null {
+  const { M, N, K } = args;
   needDims(WHAT, { M, N, K });
   if (M === 0 || N === 0) return null;
-  const transA = !!a.transA;
-  const transB = !!a.transB;
-  if (a.a.dtype !== 'f32') throw new GpuError(`matmul: A "${a.a.label}" must be f32, got ${a.a.dtype}.`);
-  if (a.c.dtype !== 'f32') throw new GpuError(`matmul: C "${a.c.label}" must be f32, got ${a.c.dtype}.`);
-  const nf4 = 'format' in a.b ? a.b : null;
-  const bType: MatmulBType = nf4 ? 'nf4' : weightDType(a.b as Tensor, 'matmul: B');
-  const biasType = a.bias ? weightDType(a.bias, 'matmul: bias') : null;
-  if (a.dropoutB && a.dropoutB.p > 0 && bType !== 'f32') throw new GpuError('matmul: dropout of B needs an f32 B.');
-  const dropA = !!a.dropoutA && a.dropoutA.p > 0;
-  const dropB = !!a.dropoutB && a.dropoutB.p > 0;
+  const transA = !!args.transA;
+  const transB = !!args.transB;
+  if (args.a.dtype !== 'f32') throw new GpuError(`matmul: A "${args.a.label}" must be f32, got ${args.a.dtype}.`);
+  if (args.c.dtype !== 'f32') throw new GpuError(`matmul: C "${args.c.label}" must be f32, got ${args.c.dtype}.`);
+  const nf4 = 'format' in args.b ? args.b : null;
+  const bType: MatmulBType = nf4 ? 'nf4' : weightDType(args.b as Tensor, 'matmul: B');
+  const biasType = args.bias ? weightDType(args.bias, 'matmul: bias') : null;
+  if (args.dropoutB && args.dropoutB.p > 0 && bType !== 'f32')
+    throw new GpuError('matmul: dropout of B needs an f32 B.');
+  const dropA = !!args.dropoutA && args.dropoutA.p > 0;
+  const dropB = !!args.dropoutB && args.dropoutB.p > 0;
   if (dropA && dropB) throw new GpuError('matmul: dropout on both A and B is not supported.');
-  const lda = a.lda ?? (transA ? M : K);
-  const ldb = a.ldb ?? (transB ? K : N);
-  const ldc = a.ldc ?? N;
-  const aOff = a.aOffset ?? 0;
-  const bOff = a.bOffset ?? 0;
-  const cOff = a.cOffset ?? 0;
+  const lda = args.lda ?? (transA ? M : K);
+  const ldb = args.ldb ?? (transB ? K : N);
+  const ldc = args.ldc ?? N;
+  const aOff = args.aOffset ?? 0;
+  const bOff = args.bOffset ?? 0;
+  const cOff = args.cOffset ?? 0;
   if (K > 0) {
-    needElems(WHAT, 'A', a.a, aOff + (transA ? (K - 1) * lda + M : (M - 1) * lda + K));
+    needElems(WHAT, 'A', args.a, aOff + (transA ? (K - 1) * lda + M : (M - 1) * lda + K));
     const bEnd = bOff + (transB ? (N - 1) * ldb + K : (K - 1) * ldb + N);
-    if (!nf4) needElems(WHAT, 'B', a.b as Tensor, bEnd);
+    if (!nf4) needElems(WHAT, 'B', args.b as Tensor, bEnd);
     else if (nf4.rows * nf4.cols < bEnd) {
       throw new GpuError(
         `matmul: the NF4 weight "${nf4.label}" has ${nf4.rows * nf4.cols} elements ([${nf4.rows}, ${nf4.cols}]); ` +
@@ -164,12 +165,12 @@ export function validateMatmul(gpu: Gpu, a: MatmulArgs): MatmulProblem | null {
       );
     }
   }
-  needElems(WHAT, 'C', a.c, cOff + (M - 1) * ldc + N);
-  if (a.bias) needElems(WHAT, 'bias', a.bias, N);
+  needElems(WHAT, 'C', args.c, cOff + (M - 1) * ldc + N);
+  if (args.bias) needElems(WHAT, 'bias', args.bias, N);
 
   let ex: Extra | null = null;
-  if (a.extra && a.extra.K > 0) {
-    const e = a.extra;
+  if (args.extra && args.extra.K > 0) {
+    const e = args.extra;
     if (e.a.dtype !== 'f32' || e.b.dtype !== 'f32') throw new GpuError('matmul: the extra segment must be f32.');
     const t2a = !!e.transA;
     const t2b = !!e.transB;
@@ -185,9 +186,9 @@ export function validateMatmul(gpu: Gpu, a: MatmulArgs): MatmulProblem | null {
     needElems(WHAT, 'extra A', e.a, t2a ? (e.K - 1) * ex.lda + M : (M - 1) * ex.lda + e.K);
     needElems(WHAT, 'extra B', e.b, t2b ? (N - 1) * ex.ldb + e.K : (e.K - 1) * ex.ldb + N);
   }
-  const dropOut = ex && a.extra?.dropoutOut && a.extra.dropoutOut.p > 0 ? a.extra.dropoutOut : null;
+  const dropOut = ex && args.extra?.dropoutOut && args.extra.dropoutOut.p > 0 ? args.extra.dropoutOut : null;
 
-  const limit = bindingLimit(gpu, a.maxBindingBytes);
+  const limit = bindingLimit(gpu, args.maxBindingBytes);
   for (const t of nf4 ? [nf4.q, nf4.stats] : []) {
     if (t.buffer.size > limit) {
       throw new GpuLimitError(
@@ -195,14 +196,14 @@ export function validateMatmul(gpu: Gpu, a: MatmulArgs): MatmulProblem | null {
       );
     }
   }
-  if (a.bias && a.bias.buffer.size > limit) {
+  if (args.bias && args.bias.buffer.size > limit) {
     throw new GpuLimitError(
-      `matmul: "${a.bias.label}" (${a.bias.buffer.size} bytes) must fit one binding (${limit} bytes).`,
+      `matmul: "${args.bias.label}" (${args.bias.buffer.size} bytes) must fit one binding (${limit} bytes).`,
     );
   }
-  const dropIn = dropA ? a.dropoutA! : dropB ? a.dropoutB! : null;
+  const dropIn = dropA ? args.dropoutA! : dropB ? args.dropoutB! : null;
   return {
-    args: a,
+    args: args,
     M,
     N,
     K,
