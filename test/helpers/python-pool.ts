@@ -17,6 +17,14 @@ interface Server {
   log: string;
 }
 
+/** A server with a command in flight keeps this process alive; an idle one does not. */
+function hold(s: Server, on: boolean): void {
+  const m = on ? 'ref' : 'unref';
+  s.p[m]();
+  for (const stream of [s.p.stdin, s.p.stdout, s.p.stderr, s.p.stdio[3]])
+    (stream as unknown as Record<string, (() => void) | undefined>)[m]?.();
+}
+
 export class PythonPool {
   private idle: Server[] = [];
   private count = 0;
@@ -31,12 +39,14 @@ export class PythonPool {
 
   async run(script: string, args: string[]): Promise<ProcResult> {
     const s = await this.take();
+    hold(s, true);
     try {
       return await new Promise<ProcResult>((resolve, reject) => {
         s.pending = { resolve, reject };
         s.p.stdin!.write(`${JSON.stringify({ script, args })}\n`);
       });
     } finally {
+      hold(s, false);
       s.pending = null;
       if (s.p.exitCode === null && s.p.signalCode === null) this.give(s);
       else this.count--;
@@ -89,11 +99,10 @@ export class PythonPool {
     const fail = (why: string) =>
       s.pending?.reject(new Error(`${this.python} scripts/interop_server.py ${why}\n${s.log.slice(-3000)}`));
     p.on('error', (e) => fail(`could not start: ${e.message}`));
+    // A write to a server that died is reported by its exit, not as an unhandled EPIPE.
+    p.stdin!.on('error', () => undefined);
     p.on('exit', (code, signal) => fail(`exited (${signal ?? code}) during a command`));
-    // An idle server must not keep this process alive.
-    p.unref();
-    for (const stream of [p.stdin, p.stdout, p.stderr, p.stdio[3]])
-      (stream as unknown as { unref?: () => void }).unref?.();
+    hold(s, false);
     return s;
   }
 }
