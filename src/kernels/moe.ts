@@ -60,6 +60,20 @@ export function recordRouterBackward(gpu: Gpu, rec: Recorder, args: RouterBackwa
   rec.dispatch(kernel(gpu, 'moe_router_bwd'), [args.w, args.g, args.dl], [gx, gy], params(args.T, stride, args.E, 0));
 }
 
+/**
+ * The checks of the per-expert row ops: T, H, E and the expert are counts, the expert is one of E,
+ * and each named tensor is f32 with T rows of its width (H or E).
+ */
+function needExpertRows(
+  what: string,
+  d: { T: number; H: number; E: number; expert: number },
+  rows: Record<string, [Tensor, number]>,
+): void {
+  needDims(what, { T: d.T, H: d.H, E: d.E, expert: d.expert });
+  if (d.expert >= d.E) throw new GpuError(`${what}: expert ${d.expert} is past E (${d.E}).`);
+  for (const [name, [t, width]] of Object.entries(rows)) needElems(what, name, t, d.T * width, ['f32']);
+}
+
 export interface ScaleRowsArgs {
   w: Tensor; // f32 [T, E]
   x: Tensor; // f32 [T, H]
@@ -76,11 +90,7 @@ export interface ScaleRowsArgs {
 /** out[t, :] (+)= w[t, expert]·x[t, :]. */
 export function recordScaleRows(gpu: Gpu, rec: Recorder, args: ScaleRowsArgs): void {
   const what = 'recordScaleRows';
-  needDims(what, { T: args.T, H: args.H, E: args.E, expert: args.expert });
-  if (args.expert >= args.E) throw new GpuError(`${what}: expert ${args.expert} is past E (${args.E}).`);
-  needElems(what, 'w', args.w, args.T * args.E, ['f32']);
-  needElems(what, 'x', args.x, args.T * args.H, ['f32']);
-  needElems(what, 'out', args.out, args.T * args.H, ['f32']);
+  needExpertRows(what, args, { w: [args.w, args.E], x: [args.x, args.H], out: [args.out, args.H] });
   noAlias(what, args.out, { w: args.w, x: args.x });
   const n = args.T * args.H;
   if (n === 0) return;
@@ -102,11 +112,7 @@ export interface RowDotArgs {
 /** g[t, expert] = Σ_j a[t, j]·b[t, j]. */
 export function recordRowDot(gpu: Gpu, rec: Recorder, args: RowDotArgs): void {
   const what = 'recordRowDot';
-  needDims(what, { T: args.T, H: args.H, E: args.E, expert: args.expert });
-  if (args.expert >= args.E) throw new GpuError(`${what}: expert ${args.expert} is past E (${args.E}).`);
-  needElems(what, 'a', args.a, args.T * args.H, ['f32']);
-  needElems(what, 'b', args.b, args.T * args.H, ['f32']);
-  needElems(what, 'g', args.g, args.T * args.E, ['f32']);
+  needExpertRows(what, args, { a: [args.a, args.H], b: [args.b, args.H], g: [args.g, args.E] });
   noAlias(what, args.g, { a: args.a, b: args.b });
   if (args.T === 0) return;
   const [gx, gy] = itemGrid(gpu, args.T);
