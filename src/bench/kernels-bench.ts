@@ -44,11 +44,21 @@ function pinned(gpu: Gpu, member: string | null, record: (rec: Recorder) => void
 
 export async function benchKernels(
   gpu: Gpu,
-  opts: { M: number; K: number; N: number; r: number; budgetMs: number; tuned?: boolean; log: (l: string) => void },
+  opts: {
+    M: number;
+    K: number;
+    N: number;
+    r: number;
+    budgetMs: number;
+    tuned?: boolean;
+    /** Size of the ceilings' problems (1: full; less for a short run). */
+    ceilingScale?: number;
+    log: (l: string) => void;
+  },
 ): Promise<KernelsBench> {
   const { M, K, N, r } = opts;
   const members = MATMUL_FAMILY.filter((c) => c.kernel !== 'small' && c.tm !== 0).map((c) => c.name);
-  const ceil = await benchCeilings(gpu);
+  const ceil = await benchCeilings(gpu, opts.ceilingScale);
   opts.log(`device ceilings: FMA ${ceil.fma_gflops.toFixed(1)} GFLOP/s, copy ${ceil.copy_gbps.toFixed(2)} GB/s`);
   const owned: Tensor[] = [];
   const t = (label: string, shape: number[], data?: Float32Array, bf16 = false) => {
@@ -155,5 +165,35 @@ export async function benchKernels(
     gpu.kernels.seen.clear();
     ws.dispose();
     for (const x of owned) gpu.free(x);
+  }
+}
+
+/** The problem sizes of the bench: the LoRA layer M x K -> N, rank r (the app's sizes: ui/components/BenchCard.tsx). */
+export interface KernelBenchSize {
+  M: number;
+  K: number;
+  N: number;
+  r: number;
+  /** Timing budget per measurement, ms. */
+  budgetMs: number;
+  /** Size of the FMA and bandwidth problems (1: full). */
+  ceilingScale: number;
+}
+
+/**
+ * The bench on a device that is in use (the app's Diagnostics, in the GPU worker): tuned as a
+ * first step would be, then the pin, the tuned choices and the shapes met are put back as they were.
+ */
+export async function benchInUse(gpu: Gpu, size: KernelBenchSize, log: (l: string) => void): Promise<KernelsBench> {
+  const k = gpu.kernels;
+  const before = { pin: k.pin, choices: [...k.choices], seen: [...k.seen] };
+  try {
+    return await benchKernels(gpu, { ...size, tuned: true, log });
+  } finally {
+    k.pin = before.pin;
+    k.choices.clear();
+    k.seen.clear();
+    for (const [c, m] of before.choices) k.choices.set(c, m);
+    for (const [c, s] of before.seen) k.seen.set(c, s);
   }
 }

@@ -1,7 +1,8 @@
 /**
  * The Diagnostics view: which WebGPU adapter the browser gives, what it supports, the engine
  * self-test (kernels on odd shapes against the float64 references) with its results, and the
- * matmul kernels (tuning on/off/pinned, the saved choices: components/KernelsCard.tsx). The self-test
+ * matmul kernels (tuning on/off/pinned, the saved choices: components/KernelsCard.tsx) and a kernel
+ * benchmark (components/BenchCard.tsx). The self-test
  * runs in the GPU worker, on the device the app trains with (the page opens no device of its own);
  * while a training run holds the worker it waits for the run to end.
  *
@@ -10,6 +11,7 @@
  */
 import { useEffect, useRef, useState } from 'react';
 import type { GpuSummary, SelfTestCheck, SelfTestReport } from '../engine/types';
+import { BenchCard } from './components/BenchCard';
 import { KernelsCard } from './components/KernelsCard';
 import { useAppState, useController } from './hooks';
 import { runBusy } from './state';
@@ -201,6 +203,7 @@ export function SelfTestPage() {
       )}
 
       {gpu.status === 'ready' && <KernelsCard ready={status !== 'running'} busy={busy} />}
+      {gpu.status === 'ready' && gpu.info && <BenchCard info={gpu.info} canRun={canRun && status !== 'running'} />}
     </main>
   );
 }

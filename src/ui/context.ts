@@ -3,6 +3,7 @@
  * store, the engine (the worker client in the app, a fake in tests), the browser stores, and a
  * way to tell the user something. Injected so the whole controller runs in Node tests.
  */
+import type { KernelBenchSize, KernelsBench } from '../bench/kernels-bench';
 import type { EngineApi } from '../engine/types';
 import type { AdapterLibrary } from '../store/adapters';
 import type { ModelByteCache, ModelCacheIndex } from '../store/model-cache';
@@ -13,6 +14,8 @@ import type { AppState, Notice, Store } from './state';
 /** EngineApi plus the worker client's extras (all optional, so a plain Engine fits too). */
 export type AppEngine = EngineApi & {
   forgetAdapter?(key: string): void;
+  /** The kernel bench in the GPU worker (Diagnostics); absent: not offered. */
+  benchKernels?(size: KernelBenchSize, onLine?: (line: string) => void): Promise<KernelsBench>;
   lastCachedUrls?: string[];
   onFatal?: ((e: Error) => void) | null;
   onCacheWarning?: ((message: string) => void) | null;

@@ -4,6 +4,7 @@
  * each area lives in actions/*.ts; this file wires them together and keeps the derived things
  * (memory estimate, dataset summary) up to date when settings change.
  */
+import type { KernelBenchSize, KernelsBench } from '../bench/kernels-bench';
 import { frozenSettings, sameFrozen } from '../engine/frozen';
 import type {
   ColumnMapping,
@@ -139,6 +140,13 @@ export class AppController {
 
   forgetKernelChoices(deviceKey: string): Promise<void> {
     return this.ctx.engine.forgetKernelChoices(deviceKey);
+  }
+
+  /** The kernel bench in the GPU worker (Diagnostics' "Benchmark this device"); `onLine` per measured line. */
+  benchKernels(size: KernelBenchSize, onLine: (line: string) => void): Promise<KernelsBench> {
+    const e = this.ctx.engine;
+    if (!e.benchKernels) return Promise.reject(new Error('This engine has no kernel bench.'));
+    return e.benchKernels(size, onLine);
   }
 
   /** Selects and loads the shipped demo model and dataset (no network). */

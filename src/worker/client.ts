@@ -5,6 +5,7 @@
  * acknowledged only after the page's onCheckpoint hook has finished (stored them), so the worker
  * never runs ahead of what is saved.
  */
+import type { KernelBenchSize, KernelsBench } from '../bench/kernels-bench';
 import type {
   AdapterRef,
   ChatRequest,
@@ -157,6 +158,17 @@ export class WorkerEngine implements EngineApi {
 
   async forgetKernelChoices(deviceKey: string): Promise<void> {
     await this.call((id) => ({ kind: 'forgetKernelChoices', id, deviceKey }), 'done');
+  }
+
+  async benchKernels(size: KernelBenchSize, onLine?: (line: string) => void): Promise<KernelsBench> {
+    const done = await this.call(
+      (id) => ({ kind: 'benchKernels', id, size }),
+      'benchKernelsDone',
+      (m) => {
+        if (m.kind === 'benchLine') onLine?.(m.line);
+      },
+    );
+    return done.value;
   }
 
   async gpuInfo(): Promise<GpuSummary> {

@@ -7,6 +7,7 @@
  * checkpoints, text) carry the same id. Bytes travel as transferables where the sender no longer
  * needs them (checkpoint blobs, the trained adapter).
  */
+import type { KernelBenchSize, KernelsBench } from '../bench/kernels-bench';
 import type {
   AdapterRef,
   ChatRequest,
@@ -41,6 +42,7 @@ export type WorkerRequest =
   | { kind: 'setKernelMode'; id: number; mode: KernelMode }
   | { kind: 'kernelChoices'; id: number }
   | { kind: 'forgetKernelChoices'; id: number; deviceKey: string }
+  | { kind: 'benchKernels'; id: number; size: KernelBenchSize }
   | { kind: 'loadModel'; id: number; source: ModelSourceSpec; frozen?: FrozenWeightsSettings }
   | { kind: 'loadDataset'; id: number; fileName: string; content: string | Blob; opts: DatasetLoadOptions }
   | { kind: 'estimate'; id: number; lora: LoraSettings; train: TrainSettings }
@@ -88,6 +90,8 @@ export type WorkerReply =
   /** A request that answers nothing else is done. */
   | { kind: 'done'; id: number }
   | { kind: 'kernelChoicesDone'; id: number; value: SavedKernelChoices[] }
+  | { kind: 'benchLine'; id: number; line: string }
+  | { kind: 'benchKernelsDone'; id: number; value: KernelsBench }
   | { kind: 'selfTestCheck'; id: number; check: SelfTestCheck }
   | { kind: 'selfTestDone'; id: number; value: SelfTestReport }
   | { kind: 'loadProgress'; id: number; progress: LoadProgress }

@@ -180,6 +180,13 @@ async function handle(req: WorkerRequest): Promise<void> {
         await e.forgetKernelChoices(req.deviceKey);
         post({ kind: 'done', id });
         break;
+      case 'benchKernels': {
+        // Loaded on first use; runs between requests, so never beside a training run.
+        const { benchInUse } = await import('../bench/kernels-bench');
+        const value = await benchInUse(e.gpu, req.size, (line) => post({ kind: 'benchLine', id, line }));
+        post({ kind: 'benchKernelsDone', id, value });
+        break;
+      }
       case 'selfTest':
         post({
           kind: 'selfTestDone',

@@ -434,7 +434,7 @@ describe('the app in Chromium', () => {
   );
 
   it(
-    "kernel tuning on (Diagnostics): the first run tunes the demo model's shapes and saves the choices; the second reuses them",
+    "kernel tuning on (Diagnostics): the first run tunes the demo model's shapes and saves the choices; the second reuses them; Benchmark this device",
     async () => {
       const { page, errors } = await openPage(h);
       await onPage({ page, errors }, shot, 'failed-tuning', async () => {
@@ -475,6 +475,19 @@ describe('the app in Chromium', () => {
         ).toEqual([]);
         await nav(page, /Diagnostics/);
         await mode.selectOption('off');
+
+        // Benchmark this device, at the smallest size: every member's GFLOP/s next to the ceilings.
+        const bench = page.getByTestId('kernel-bench');
+        await bench.getByRole('combobox', { name: /Problem size/ }).selectOption('tiny');
+        await bench.getByRole('button', { name: 'Benchmark this device' }).click();
+        await page.waitForSelector('[data-testid="kernel-bench"][data-status="done"]', { timeout: LONG });
+        const result = await bench.getByTestId('bench-result').innerText();
+        expect(result).toMatch(/^Tabtune kernel bench · google · swiftshader · 64x128x128 r=8\n/);
+        expect(result).toMatch(/device ceilings: FMA [\d.]+ GFLOP\/s, copy [\d.]+ GB\/s/);
+        for (const m of ['tile64', 'direct8x4', 'direct4x4'])
+          expect(result).toMatch(new RegExp(`matmul 64x128x128 X·Wᵀ ${m}: [\\d.]+ GFLOP/s`));
+        expect(result).toMatch(/lora-linear fwd\+bwd 64x128x128 r=8 tuned: /);
+        await shot(page, '12-bench');
         expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
       });
     },

@@ -10,6 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { benchInUse } from '../../src/bench/kernels-bench';
 import { DEFAULT_TRAIN } from '../../src/engine/defaults';
 import { Engine } from '../../src/engine/engine';
 import { KernelTuning } from '../../src/engine/device';
@@ -188,6 +189,29 @@ describe('KernelTuning', () => {
       gpu.kernels.choices.clear();
       gpu.kernels.seen.clear();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the kernel bench on a device in use (Diagnostics) measures every member and leaves the tuned choices as they were', async () => {
+    const gpu = await getGpu();
+    gpu.kernels.choices.clear();
+    gpu.kernels.choices.set('nt_f32_mm_nm_km', 'direct4x4');
+    const lines: string[] = [];
+    try {
+      const r = await benchInUse(gpu, { M: 40, K: 72, N: 56, r: 4, budgetMs: 50, ceilingScale: 0.05 }, (l) =>
+        lines.push(l),
+      );
+      expect(r.fma_gflops).toBeGreaterThan(0);
+      expect(r.copy_gbps).toBeGreaterThan(0);
+      expect(new Set(r.matmul.map((m) => m.member))).toEqual(new Set(['tile64', 'direct8x4', 'direct4x4']));
+      expect(r.lora.map((l) => l.member)).toContain('tuned');
+      expect(lines[0]).toMatch(/^device ceilings: FMA [\d.]+ GFLOP\/s, copy [\d.]+ GB\/s$/);
+      expect(lines.some((l) => /^matmul 40x72x56 X·Wᵀ direct8x4: [\d.]+ GFLOP\/s/.test(l))).toBe(true);
+      expect([...gpu.kernels.choices]).toEqual([['nt_f32_mm_nm_km', 'direct4x4']]);
+      expect(gpu.kernels.pin).toBeNull();
+    } finally {
+      gpu.kernels.choices.clear();
+      gpu.kernels.seen.clear();
     }
   });
 });

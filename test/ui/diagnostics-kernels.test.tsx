@@ -86,3 +86,34 @@ describe('Diagnostics: matmul kernels', () => {
     await waitFor(() => expect(within(card).getByText(/No choices saved yet/)).toBeTruthy());
   });
 });
+
+describe('Diagnostics: Benchmark this device', () => {
+  it('runs the kernel bench in the engine at the chosen size, shows lines as they come and the summary, copies the text', async () => {
+    const engine = new FakeEngine();
+    const { c } = await makeApp({ engine });
+    mount(c);
+    await openDiagnostics();
+    const card = screen.getByTestId('kernel-bench');
+    expect(card.getAttribute('data-status')).toBe('idle');
+    fireEvent.change(within(card).getByRole('combobox', { name: /Problem size/ }), { target: { value: 'tiny' } });
+    const button = within(card).getByRole('button', { name: 'Benchmark this device' });
+    await waitFor(() => expect((button as HTMLButtonElement).disabled).toBe(false));
+    fireEvent.click(button);
+    await waitFor(() => expect(card.getAttribute('data-status')).toBe('done'));
+    expect(engine.lastBench).toMatchObject({ M: 64, K: 128, N: 128, r: 8 });
+    const text = within(card).getByTestId('bench-result').textContent ?? '';
+    expect(text).toMatch(/^Tabtune kernel bench · .* · 64x128x128 r=8\n/);
+    expect(text).toMatch(/device ceilings: FMA 75\.0 GFLOP\/s, copy 4\.50 GB\/s/);
+    expect(text).toMatch(/direct8x4: 6\.00 GFLOP\/s \(3\.00x tile64\)/);
+    const rows = within(within(card).getByTestId('bench-summary')).getAllByRole('row');
+    expect(rows.map((r) => r.textContent)).toContainEqual(expect.stringMatching(/direct8x4\s*6\.00\s*8\.0%\s*3\.00x/));
+    let copiedText = '';
+    Object.defineProperty(navigator, 'clipboard', {
+      value: { writeText: async (t: string) => void (copiedText = t) },
+      configurable: true,
+    });
+    fireEvent.click(within(card).getByRole('button', { name: 'Copy result' }));
+    await waitFor(() => expect(within(card).getByRole('button', { name: 'Copied' })).toBeTruthy());
+    expect(copiedText).toBe(text);
+  });
+});

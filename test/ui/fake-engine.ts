@@ -7,6 +7,7 @@
  * base model fails as it does in the engine. Knobs let a test make a call fail or hang, or lose
  * the GPU device as the worker client reports it.
  */
+import type { KernelBenchSize, KernelsBench } from '../../src/bench/kernels-bench';
 import type {
   AdapterRef,
   ChatRequest,
@@ -177,6 +178,35 @@ export class FakeEngine implements AppEngine {
   async forgetKernelChoices(deviceKey: string): Promise<void> {
     this.calls.push('forgetKernelChoices');
     this.savedKernels = this.savedKernels.filter((c) => c.deviceKey !== deviceKey);
+  }
+
+  /** The size of the last kernel bench. */
+  lastBench: KernelBenchSize | null = null;
+
+  async benchKernels(size: KernelBenchSize, onLine?: (line: string) => void): Promise<KernelsBench> {
+    this.calls.push('benchKernels');
+    this.alive();
+    this.lastBench = size;
+    const shape = `${size.M}x${size.K}x${size.N} X·Wᵀ`;
+    const lines = [
+      'device ceilings: FMA 75.0 GFLOP/s, copy 4.50 GB/s',
+      `matmul ${shape} tile64: 2.00 GFLOP/s (1.00x tile64)`,
+      `matmul ${shape} direct8x4: 6.00 GFLOP/s (3.00x tile64)`,
+    ];
+    for (const l of lines) {
+      await new Promise((r) => setTimeout(r, 1));
+      onLine?.(l);
+    }
+    return {
+      fma_gflops: 75,
+      copy_gbps: 4.5,
+      matmul: [
+        { shape, member: 'tile64', gflops: 2, speedup: 1 },
+        { shape, member: 'direct8x4', gflops: 6, speedup: 3 },
+      ],
+      lora: [],
+      tuning: [],
+    };
   }
 
   /** Two checks, the second failing when `failSelfTest` is set. */

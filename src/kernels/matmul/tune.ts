@@ -8,8 +8,12 @@
  *
  * Cost (well under a second per class on lavapipe; docs/ENGINE.md has the figures):
  *   - the candidates are compiled first, all at once and off the caller's thread
- *     (Gpu.precompile: createComputePipelineAsync); pipelines are cached by their WGSL, so classes
- *     whose candidates have the same shader share them (size classes of one layout mostly do);
+ *     (Gpu.precompile: createComputePipelineAsync), then run once untimed (lavapipe compiles at
+ *     the first dispatch, not at pipeline creation: its direct kernels take seconds each there
+ *     on a cold shader cache, the bulk of a cold tuning); pipelines are cached by their WGSL, so
+ *     classes whose candidates have the same shader share them;
+ *   - on CPU devices direct8x4 is not a candidate (variants.ts: its compile takes about twice
+ *     direct4x4's there, and direct4x4 was as fast or faster on the LoRA layer);
  *   - the timed problem keeps the class's N and K but only as many rows as TUNE_MACS multiply-adds
  *     allow (at least TUNE_MIN_M): running the candidates, not compiling them, was most of the
  *     time at the training shapes (seconds per run at 512 rows on a CPU driver);
@@ -153,6 +157,8 @@ async function timeShape(gpu: Gpu, seen: SeenShape, names: string[], budgetMs: n
     const compiled = await gpu.precompile((rec) => {
       for (const n of names) run(n)(rec);
     });
+    // One untimed run each: some drivers (lavapipe) compile a pipeline only at its first dispatch.
+    for (const n of names) await timeOnce(gpu, run(n));
     const t0 = performance.now();
     const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
     let timing = names;

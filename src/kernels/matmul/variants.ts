@@ -33,6 +33,8 @@ export interface MatmulConfig {
   wy?: number;
   /** What it is for, shown in the bench and Diagnostics. */
   about: string;
+  /** Not a tuning candidate on CPU devices (why; pinning it still works). */
+  notOnCpu?: string;
 }
 
 /** `tm: 0`: as many rows as the problem has (1, 2, 4 or 8), for the small-M members. */
@@ -46,6 +48,9 @@ export const MATMUL_FAMILY: readonly MatmulConfig[] = [
     wx: 8,
     wy: 8,
     about: '8x4 register blocks, direct vector loads, no workgroup memory',
+    notOnCpu:
+      'lavapipe compiles it in about twice the time of direct4x4 (seconds per shader on a cold cache), ' +
+      'and direct4x4 ran the LoRA layer as fast or faster',
   },
   {
     name: 'direct4x4',
@@ -120,14 +125,16 @@ export function shapeClass(s: ShapeOf): string {
 /**
  * Members that can serve a problem of this shape, the device class's likely best first (the order
  * the tuner tries them in): the small-M kernels for M <= SMALL_M (unless `noSmall`: they have no
- * split-K), else the direct kernels before the workgroup-memory one on CPU devices and after it on
- * GPUs.
+ * split-K), else the direct kernels (less those marked notOnCpu on CPU devices) before the
+ * workgroup-memory one on CPU devices and after it on GPUs.
  */
 export function candidatesFor(gpu: Gpu, s: ShapeOf, noSmall = false): MatmulConfig[] {
   const cpu = isCpuDevice(gpu);
   const small = (cpu ? ['rows', 'gemv'] : ['gemv', 'rows']).map(matmulConfig);
   if (s.M <= SMALL_M && !noSmall) return small.filter((c) => serves(c, s, noSmall));
-  const direct = MATMUL_FAMILY.filter((c) => c.kernel === 'direct' && c.tm !== 0 && serves(c, s, noSmall));
+  const direct = MATMUL_FAMILY.filter(
+    (c) => c.kernel === 'direct' && c.tm !== 0 && !(cpu && c.notOnCpu) && serves(c, s, noSmall),
+  );
   const tiled = MATMUL_FAMILY.filter((c) => c.kernel === 'tiled');
   return cpu ? [...direct, ...tiled] : [...tiled, ...direct];
 }
