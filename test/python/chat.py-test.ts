@@ -16,7 +16,7 @@ import { loadModel } from '../../src/model/load';
 import { MemorySource } from '../../src/model/source';
 import { createTokenizer } from '../../src/model/tokenizer';
 import { mulberry32 } from '../../src/reference/check';
-import { ROOT, python } from '../helpers/interop';
+import { ROOT, closePython, python } from '../helpers/interop';
 import { runCommand } from '../helpers/proc';
 
 const MODEL = join(ROOT, 'public', 'models', 'stories260K');
@@ -27,6 +27,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  closePython();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
