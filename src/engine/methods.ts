@@ -95,13 +95,15 @@ async function textTable(gpu: Gpu, m: LoadedModelState, ids: number[], P: number
   const out = gpu.tensor('prompt-init.rows', [used.length, H], 'f32', 'scratch');
   try {
     const rec = gpu.recorder('prompt-init');
+    // PEFT reads the rows through the model's embedding module: scaled where that module scales
+    // (Gemma in transformers 5, marked by embedScaleInWeightDtype), raw elsewhere
     recordEmbedding(gpu, rec, {
       table: m.gpuModel.weight(m.gpuModel.arch.embed),
       ids: idBuf,
       out,
       T: used.length,
       H,
-      scale: 1,
+      scale: m.config.embedScaleInWeightDtype ? m.config.embedScale : 1,
     });
     rec.submit();
     const rows = await gpu.read(out);

@@ -2,8 +2,9 @@
  * Prompt and prefix tuning in the runner (the float64 twin is src/reference/model.ts and
  * model-layer.ts, `RefVirtual`). The first P rows of every sequence are virtual tokens (S counts
  * them; positions 0..P-1, targets ignored, the sequence's own tokens at P..):
- *   prompt: their embeddings are the learned table [P, H], scaled like token embeddings (PEFT
- *           prepends the prompt to inputs_embeds, which the model then scales);
+ *   prompt: their embeddings are the learned table [P, H] (PEFT prepends the prompt to
+ *           inputs_embeds: scaled where the model scales those, not where the embedding module
+ *           itself scales, as Gemma's does in transformers 5);
  *   prefix: their rows are dummies whose keys and values every layer replaces, after RoPE, with
  *           the learned prefix (table [P, layers·2·kvW]: layer l's keys at column 2l·kvW, values at
  *           (2l+1)·kvW), so each real query sees the P prefix positions first, exactly as
@@ -31,10 +32,19 @@ function eachSequence(B: number, fn: (b: number) => void): void {
   for (let b = 0; b < B; b++) fn(b);
 }
 
-/** prompt: the virtual rows of the embedding output `x` [T, H] become table·embedScale. */
+/**
+ * The factor on a prompt's rows: the model's embedding scale where the model scales inputs_embeds
+ * (Granite's embedding_multiplier), 1 where transformers scales inside the embedding module
+ * (Gemma's, whose embedScaleInWeightDtype marks it): PEFT's prompt bypasses that module.
+ */
+export function promptScale(c: { embedScale: number; embedScaleInWeightDtype: boolean }): number {
+  return c.embedScaleInWeightDtype ? 1 : c.embedScale;
+}
+
+/** prompt: the virtual rows of the embedding output `x` [T, H] become table·promptScale. */
 export function recordPromptRows(st: RunnerState, rec: Recorder, v: RunnerVirtual, x: Tensor, B: number, S: number) {
   const H = st.model.config.hiddenSize;
-  const scale = st.model.config.embedScale;
+  const scale = promptScale(st.model.config);
   let src = v.table;
   if (scale !== 1) {
     src = st.ws.get('virtual.scaled', [v.P, H]);
@@ -54,7 +64,7 @@ export function recordPromptGrad(
   accumulate: boolean,
 ) {
   const H = st.model.config.hiddenSize;
-  const scale = st.model.config.embedScale;
+  const scale = promptScale(st.model.config);
   let src = d;
   if (scale !== 1) {
     src = st.ws.get('virtual.dscaled', [B * S, H]);

@@ -69,6 +69,8 @@ export function logitTransform(w: RefWeights): LogitTransform {
   };
 }
 
+const promptScaleRef = (c: ModelConfig) => (c.embedScaleInWeightDtype ? 1 : c.embedScale);
+
 /** Token embeddings (+ learned positions), before the embedding norm: [T, H]. */
 export function embedRef(w: RefWeights, lora: RefLora, batch: RefBatch): Float64Array {
   const c = w.config;
@@ -83,8 +85,9 @@ export function embedRef(w: RefWeights, lora: RefLora, batch: RefBatch): Float64
   }
   const vt = batch.virtual;
   if (vt?.kind === 'prompt') {
-    // PEFT prepends the prompt to inputs_embeds; the model scales them all alike
-    const at = { B: batch.B, S: batch.S, P: vt.P, width: E, col0: 0, stride: E, scale: c.embedScale };
+    // PEFT prepends the prompt to inputs_embeds: scaled where the model scales those (Granite), not
+    // where the embedding module scales its own rows (Gemma, marked by embedScaleInWeightDtype)
+    const at = { B: batch.B, S: batch.S, P: vt.P, width: E, col0: 0, stride: E, scale: promptScaleRef(c) };
     virtualRows('write', x, vt.table as Float64Array, at);
   }
   const pin = top(w, 'project_in');
@@ -176,7 +179,7 @@ export function modelBackwardRef(
   for (let l = c.numLayers - 1; l >= 0; l--) d = layerBackwardRef(w, l, lora, grads, fwd.caches[l]!, d, batch);
   if (vt?.kind === 'prompt') {
     const e = fwd.embed.nEmbed ? normBwd(w, c.norm, w.arch.embedNorm!, fwd.embed.nEmbed, d, T, H) : d;
-    const at = { B: batch.B, S: batch.S, P: vt.P, width: H, col0: 0, stride: H, scale: c.embedScale };
+    const at = { B: batch.B, S: batch.S, P: vt.P, width: H, col0: 0, stride: H, scale: promptScaleRef(c) };
     virtualRows('grad', Float64Array.from(e), grads.dVirtual!, at);
   }
   // Below the layers only project_in (OPT) has LoRA parameters.

@@ -108,7 +108,7 @@ describe('PEFT interop: (IA)³, prompt tuning, prefix tuning', () => {
           const oursHere = await tabtune(['eval', '--model', model(), '--adapter', ours, '--data', data, '--json']);
           const oursThere = await python(['eval', '--model', model(), '--adapter', ours, '--data', data]);
           expectSameLoss(oursHere, oursThere, `${fam.name} ${m.method} Tabtune adapter`);
-          expect(Math.abs(oursHere.loss! - base.loss!), 'training changed the model').toBeGreaterThan(1e-3);
+          expect(Math.abs(oursHere.loss! - base.loss!), 'training changed the model').toBeGreaterThan(1e-4);
           const prompt = 'The cat';
           const there = await python<{ text: string }>([
             'generate',
