@@ -4,28 +4,13 @@
  * browser's storage, sent only to huggingface.co (the model check's requests and the worker's
  * download spec), removable; without it nothing carries a token.
  */
-import { cleanup, configure, fireEvent, render, screen, within } from '@testing-library/react';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { App } from '../../src/ui/App';
-import type { AppController } from '../../src/ui/controller';
-import { ControllerContext } from '../../src/ui/hooks';
+import { fireEvent, screen, within } from '@testing-library/react';
+import { describe, expect, it } from 'vitest';
 import { makeTinyModel } from '../fixtures/tiny-model';
-import { fakeFetch, freshIndexedDb, makeApp } from './helpers';
+import { fakeFetch, makeApp } from './helpers';
+import { appTestSetup, mountApp as mount } from './app-harness';
 
-configure({ asyncUtilTimeout: 20_000 });
-beforeEach(() => {
-  freshIndexedDb();
-  window.location.hash = '';
-});
-afterEach(() => cleanup());
-
-function mount(c: AppController) {
-  return render(
-    <ControllerContext.Provider value={c}>
-      <App />
-    </ControllerContext.Provider>,
-  );
-}
+appTestSetup();
 
 const TOKEN = 'hf_abcdefghijklmnopqrstuvwxyz012345';
 const ID = 'meta-llama/Llama-3.2-1B';

@@ -5,29 +5,13 @@
  * adapter switched between replies (each labelled), Stop, Regenerate, plain completion, and a
  * failed reply that says why and is left out of the next prompt.
  */
-import { act, cleanup, configure, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { App } from '../../src/ui/App';
-import type { AppController } from '../../src/ui/controller';
-import { ControllerContext } from '../../src/ui/hooks';
+import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
+import { describe, expect, it } from 'vitest';
 import { FakeEngine } from './fake-engine';
-import { freshIndexedDb, makeApp } from './helpers';
+import { makeApp } from './helpers';
+import { appTestSetup, mountApp as mount } from './app-harness';
 
-configure({ asyncUtilTimeout: 20_000 });
-
-beforeEach(() => {
-  freshIndexedDb();
-  window.location.hash = '';
-});
-afterEach(() => cleanup());
-
-function mount(c: AppController) {
-  return render(
-    <ControllerContext.Provider value={c}>
-      <App />
-    </ControllerContext.Provider>,
-  );
-}
+appTestSetup();
 
 const turns = () => screen.queryAllByTestId('chat-turn');
 const who = (el: HTMLElement) => el.querySelector('.chat-who')?.textContent;

@@ -4,34 +4,16 @@
  * navigation, inline validation, the dataset preview, training to a saved adapter, the loss chart,
  * the library's rename/delete, compare, and the no-WebGPU message.
  */
-import { act, cleanup, configure, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { App } from '../../src/ui/App';
+import { act, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
+import { describe, expect, it } from 'vitest';
 import { LossChart, niceTicks, smooth } from '../../src/ui/components/LossChart';
 import { whitespaceNote } from '../../src/ui/components/CompareView';
 import { detectContainer } from '../../src/train/data/containers';
-import type { AppController } from '../../src/ui/controller';
-import { ControllerContext } from '../../src/ui/hooks';
 import { FakeEngine } from './fake-engine';
-import { FakeLocks, freshIndexedDb, makeApp, until } from './helpers';
+import { FakeLocks, makeApp, until } from './helpers';
+import { appTestSetup, mountApp as mount } from './app-harness';
 
-// waitFor polls until its condition holds; on a CI machine whose cores are busy with the GPU
-// tests' software driver, the default 1 s is not always enough for a fake training run.
-configure({ asyncUtilTimeout: 20_000 });
-
-beforeEach(() => {
-  freshIndexedDb();
-  window.location.hash = '';
-});
-afterEach(() => cleanup());
-
-function mount(c: AppController) {
-  return render(
-    <ControllerContext.Provider value={c}>
-      <App />
-    </ControllerContext.Provider>,
-  );
-}
+appTestSetup();
 
 const nav = () => within(screen.getByRole('navigation', { name: 'Steps' }));
 

@@ -4,30 +4,14 @@
  * pinned member) is kept in the browser's storage and given to the engine at start-up and on every
  * change; the saved choices are listed per device, this GPU's marked, and Forget drops one device's.
  */
-import { cleanup, configure, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { App } from '../../src/ui/App';
-import type { AppController } from '../../src/ui/controller';
-import { ControllerContext } from '../../src/ui/hooks';
+import { fireEvent, screen, waitFor, within } from '@testing-library/react';
+import { describe, expect, it } from 'vitest';
 import { KERNEL_MODE_KEY, parseKernelMode } from '../../src/ui/kernels';
 import { FakeEngine } from './fake-engine';
-import { freshIndexedDb, makeApp } from './helpers';
+import { makeApp } from './helpers';
+import { appTestSetup, mountApp as mount } from './app-harness';
 
-configure({ asyncUtilTimeout: 20_000 });
-
-beforeEach(() => {
-  freshIndexedDb();
-  window.location.hash = '';
-});
-afterEach(() => cleanup());
-
-function mount(c: AppController) {
-  return render(
-    <ControllerContext.Provider value={c}>
-      <App />
-    </ControllerContext.Provider>,
-  );
-}
+appTestSetup();
 
 async function openDiagnostics(): Promise<HTMLElement> {
   fireEvent.click(

@@ -3,27 +3,13 @@
  * Run history in the library (jsdom, fake engine): a trained adapter keeps its settings, data,
  * duration and loss curves, and two runs' curves are drawn over each other.
  */
-import { act, cleanup, configure, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { App } from '../../src/ui/App';
+import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
+import { describe, expect, it } from 'vitest';
 import type { AppController } from '../../src/ui/controller';
-import { ControllerContext } from '../../src/ui/hooks';
-import { freshIndexedDb, makeApp } from './helpers';
+import { makeApp } from './helpers';
+import { appTestSetup, mountApp as mount } from './app-harness';
 
-configure({ asyncUtilTimeout: 20_000 });
-beforeEach(() => {
-  freshIndexedDb();
-  window.location.hash = '';
-});
-afterEach(() => cleanup());
-
-function mount(c: AppController) {
-  return render(
-    <ControllerContext.Provider value={c}>
-      <App />
-    </ControllerContext.Provider>,
-  );
-}
+appTestSetup();
 
 async function trainOnce(c: AppController, steps: number) {
   c.setTrain({ steps, evalEvery: 2, checkpointEvery: 0 });

@@ -4,32 +4,17 @@
  * outside the typical ranges, presets (built in, saved, shared as JSON, imported with checks), and
  * "Show as command", whose train line the CLI's own parser reads back as the app's settings.
  */
-import { act, cleanup, configure, fireEvent, render, screen, within } from '@testing-library/react';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { act, fireEvent, screen, within } from '@testing-library/react';
+import { describe, expect, it } from 'vitest';
 import { parseFlags } from '../../src/cli/args';
 import { TRAIN_FLAGS, applySettingFlags, baseTrainSettings, loraFromFlags } from '../../src/cli/run-flags';
 import { DEFAULT_LORA, DEFAULT_TRAIN } from '../../src/engine/defaults';
-import { App } from '../../src/ui/App';
-import type { AppController } from '../../src/ui/controller';
 import { HELP, settingWarnings } from '../../src/ui/help';
-import { ControllerContext } from '../../src/ui/hooks';
 import { BUILT_IN_PRESETS, PresetError, parsePreset, presetJson } from '../../src/ui/presets';
-import { freshIndexedDb, makeApp } from './helpers';
+import { makeApp } from './helpers';
+import { appTestSetup, mountApp as mount } from './app-harness';
 
-configure({ asyncUtilTimeout: 20_000 });
-beforeEach(() => {
-  freshIndexedDb();
-  window.location.hash = '';
-});
-afterEach(() => cleanup());
-
-function mount(c: AppController) {
-  return render(
-    <ControllerContext.Provider value={c}>
-      <App />
-    </ControllerContext.Provider>,
-  );
-}
+appTestSetup();
 
 /** A shown command line's flags (after `node bin/tabtune.mjs train`; no quoting: the demo's paths have no spaces). */
 function argsOf(line: string): string[] {
