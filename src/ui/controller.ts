@@ -442,6 +442,10 @@ export class AppController {
   mergedDownload(id: string, onProgress?: (done: number, total: number) => void) {
     return library.mergedDownload(this.ctx, id, onProgress);
   }
+  pushAdapterToHub(id: string, repo: string, isPrivate: boolean, onPhase?: (phase: string) => void) {
+    return library.pushToHub(this.ctx, id, repo, isPrivate, onPhase);
+  }
+
   /** "Run at scale": the run as a zip of a transformers + PEFT + TRL project (null when it failed; said in a notice). */
   recipeDownload() {
     return recipe.recipeDownload(this.ctx);

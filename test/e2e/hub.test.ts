@@ -3,27 +3,21 @@
  * (nothing is downloaded for real): a dataset repo's files listed by split, a Parquet file
  * downloaded with progress and read through the column mapping its columns suggest (then another
  * mapping chosen by hand), a ShareGPT split read as chat, the second download served by the
- * browser's cache, and a gated dataset that opens with the access token.
+ * browser's cache, and a gated dataset that opens with the access token; a trained adapter pushed
+ * from the library (refused without a token, then a private repo created and one commit with the
+ * PEFT files, the model card and the loss plot).
  */
 import type { Page, Route } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, type OpenedPage, openPage } from '../browser/harness';
+import { describe, expect, it } from 'vitest';
+import { type OpenedPage, openPage } from '../browser/harness';
 import { writeParquet } from '../fixtures/parquet';
-import { nav, onPage, screenshotter, startAppHarness } from './app-page';
+import { appHarnessForFile, nav, onPage, screenshotter, shortRunSettings } from './app-page';
 
 const LONG = 120_000;
 const HUB = 'https://huggingface.co';
 const TOKEN = 'hf_e2eTokenForThePrivateDataset0123456';
 
-let h: Harness;
-
-beforeAll(async () => {
-  h = await startAppHarness();
-}, 300_000);
-
-afterAll(async () => {
-  await h?.close();
-});
+const harness = appHarnessForFile();
 
 const shot = screenshotter('hub');
 
@@ -54,7 +48,22 @@ class PlayedHub {
     };
     if (req.method() === 'OPTIONS') return route.fulfill({ status: 204, headers: cors });
     const auth = req.headers()['authorization'];
-    this.log.push({ method: req.method(), url: req.url(), ...(auth ? { auth } : {}) });
+    const body = req.postData() ?? undefined;
+    this.log.push({ method: req.method(), url: req.url(), ...(auth ? { auth } : {}), ...(body ? { body } : {}) });
+    const reply = (status: number, value: unknown) =>
+      route.fulfill({ status, headers: { ...cors, 'content-type': 'application/json' }, body: JSON.stringify(value) });
+    // Pushing a model repo: the token, the repo, the preupload check and the commit.
+    if (url.pathname === '/api/whoami-v2')
+      return auth === `Bearer ${TOKEN}`
+        ? reply(200, { type: 'user', name: 'me', auth: { type: 'access_token', accessToken: { role: 'write' } } })
+        : reply(401, { error: 'Invalid credentials in Authorization header' });
+    if (url.pathname === '/api/repos/create') return reply(200, { url: `${HUB}/me/x`, id: 'x' });
+    if (/^\/api\/models\/me\/[^/]+\/preupload\/main$/.test(url.pathname)) {
+      const files = (JSON.parse(body ?? '{}') as { files: { path: string }[] }).files;
+      return reply(200, { files: files.map((f) => ({ path: f.path, uploadMode: 'regular' })) });
+    }
+    if (/^\/api\/models\/me\/[^/]+\/commit\/main$/.test(url.pathname))
+      return reply(200, { commitOid: '0123456789abcdef', commitUrl: `${HUB}/me/x/commit/0123456789abcdef` });
     const tree = /^\/api\/datasets\/([^/]+\/[^/]+)\/tree\/main$/.exec(url.pathname);
     const file = /^\/datasets\/([^/]+\/[^/]+)\/resolve\/main\/(.+)$/.exec(url.pathname);
     const id = tree?.[1] ?? file?.[1] ?? '';
@@ -86,6 +95,7 @@ class PlayedHub {
 }
 
 async function startApp(): Promise<OpenedPage & { hub: PlayedHub }> {
+  const h = harness();
   const opened = await openPage(h);
   const hub = new PlayedHub();
   await hub.install(opened.page);
@@ -219,5 +229,77 @@ describe('Hub datasets in Chromium', () => {
       });
     },
     5 * 60_000,
+  );
+
+  it(
+    'pushes a trained adapter from the library: refused without a token, then created with its card and plot',
+    async () => {
+      const opened = await startApp();
+      const { page, hub } = opened;
+      await onPage(opened, shot, 'push-failed', async () => {
+        // The browser context is the first test's: forget the token it saved.
+        await page.evaluate(() => localStorage.clear());
+        await page.reload();
+        await page.waitForSelector('.app[data-model="ready"]', { timeout: LONG });
+        await shortRunSettings(page, { steps: 2, batch: 2, checkpointEvery: 0, evalEvery: 0 }, LONG);
+        await nav(page, /Train/);
+        await page.getByTestId('start-training').click();
+        await page.waitForSelector('[data-testid="train-finished"]', { timeout: 4 * 60_000 });
+        await nav(page, /Adapters/);
+        await page.getByTestId('push-adapter').first().click();
+        await page.getByLabel('Model repo').fill('me/demo-adapter');
+        await page.getByRole('button', { name: 'Push', exact: true }).click();
+        await expect.poll(() => alerts(page), { timeout: 30_000 }).toMatch(/needs an access token with write access/);
+        expect(hub.log.filter((r) => r.method === 'POST')).toEqual([]);
+
+        await nav(page, /Model/);
+        await page.locator('[data-testid="access-token"] > summary').click();
+        await page.getByLabel('Access token', { exact: true }).fill(TOKEN);
+        await page.getByRole('button', { name: 'Save token' }).click();
+        await nav(page, /Adapters/);
+        await page.getByTestId('push-adapter').first().click();
+        await page.getByLabel('Model repo').fill('me/demo-adapter');
+        await page.getByRole('button', { name: 'Push', exact: true }).click();
+        await expect
+          .poll(
+            () =>
+              page
+                .getByTestId('push-done')
+                .innerText()
+                .catch(() => ''),
+            { timeout: 60_000 },
+          )
+          .toBe('Pushed: https://huggingface.co/me/demo-adapter');
+        await shot(page, '3-pushed');
+        const create = hub.log.find((r) => r.url.endsWith('/api/repos/create'))!;
+        expect(JSON.parse(create.body!)).toMatchObject({
+          name: 'demo-adapter',
+          organization: 'me',
+          visibility: 'private',
+        });
+        const commit = hub.log.find((r) => r.url.endsWith('/api/models/me/demo-adapter/commit/main'))!;
+        const files = new Map<string, Buffer>();
+        for (const line of commit.body!.split('\n')) {
+          const o = JSON.parse(line) as { key: string; value: { path: string; content: string } };
+          if (o.key === 'file') files.set(o.value.path, Buffer.from(o.value.content, 'base64'));
+        }
+        expect([...files.keys()]).toEqual([
+          'adapter_config.json',
+          'adapter_model.safetensors',
+          'README.md',
+          'loss.png',
+        ]);
+        expect(JSON.parse(files.get('adapter_config.json')!.toString())).toMatchObject({ peft_type: 'LORA' });
+        const card = files.get('README.md')!.toString();
+        expect(card).toContain('library_name: peft');
+        expect(card).toContain('| Dataset | demo-qa.jsonl |');
+        expect(card).toContain('| Steps | 2 |');
+        expect(card).toMatch(/\| Final training loss \| \d+\.\d{4} \|/);
+        expect(card).toContain('![Loss over training steps](loss.png)');
+        expect([...files.get('loss.png')!.subarray(1, 4)]).toEqual([0x50, 0x4e, 0x47]);
+        expect(hub.log.filter((r) => r.method === 'POST').every((r) => r.auth === `Bearer ${TOKEN}`)).toBe(true);
+      });
+    },
+    8 * 60_000,
   );
 });

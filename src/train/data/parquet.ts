@@ -217,11 +217,7 @@ class ParquetIndex implements RecordIndex {
 
   /** The index as far as the pass has come (the row list only grows, so it stays valid). */
   snapshot(): ParquetIndex {
-    const issues = new IssueList();
-    issues.listed.push(...this.issueList.listed);
-    issues.listed.sort((a, b) => a.line - b.line);
-    issues.count = this.issueList.count;
-    const s = new ParquetIndex(
+    return new ParquetIndex(
       this.file,
       this.metadata,
       this.fileName,
@@ -229,9 +225,8 @@ class ParquetIndex implements RecordIndex {
       this.format,
       this.groups,
       this.rows,
-      issues,
+      this.issueList.sortedCopy(),
     );
-    return s;
   }
 
   finish(digest: string | null): ParquetIndex {

@@ -57,6 +57,14 @@ export class IssueList {
     this.count++;
     if (this.listed.length < MAX_LISTED_ISSUES) this.listed.push({ line, message });
   }
+  /** A copy in line order, as the issues so far (a partial index's). */
+  sortedCopy(): IssueList {
+    const copy = new IssueList();
+    copy.listed.push(...this.listed);
+    copy.listed.sort((a, b) => a.line - b.line);
+    copy.count = this.count;
+    return copy;
+  }
 }
 
 /** Growable typed columns of record ranges. */

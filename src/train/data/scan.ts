@@ -212,10 +212,7 @@ class Scan implements ChunkReader {
     this.onProgress?.(at, this.source.size);
     // Rows held back until the format showed would come first in file order: no partial index then.
     if (this.onPartial && this.format !== null && this.pending.length === 0) {
-      const issues = new IssueList();
-      issues.listed.push(...this.issues.listed);
-      issues.listed.sort((a, b) => a.line - b.line);
-      issues.count = this.issues.count;
+      const issues = this.issues.sortedCopy();
       // The ranges only grow, so the index over the first n of them stays valid as the scan goes on.
       const index = new RangeIndex(
         this.source,

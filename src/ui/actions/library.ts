@@ -14,6 +14,7 @@ import {
 } from '../../store/peft-files';
 import type { AdapterRecord } from '../../store/types';
 import { type AppContext, patch } from '../context';
+import { loadHubToken } from '../token';
 import { describeError } from '../errors';
 
 /** Whether two model ids name the same model ("org/Name" and a local folder "Name" do), as the engine's PEFT import judges it. */
@@ -211,6 +212,56 @@ export async function mergedDownload(
     return { name: `${safeFileName(`${rec.name}-merged`)}.zip`, blob: zip };
   } catch (e) {
     ctx.notify({ level: 'error', ...describeError(e, 'Merging the adapter') });
+    return null;
+  }
+}
+
+/**
+ * Pushes adapter `id` to a Hugging Face model repo with the access token kept in this browser:
+ * the PEFT files, a model card from its run (dataset, settings, losses) and the loss plot
+ * (engine/hub-push.ts). Null when it failed (said in a notice).
+ */
+export async function pushToHub(
+  ctx: AppContext,
+  id: string,
+  repo: string,
+  isPrivate: boolean,
+  onPhase?: (phase: string) => void,
+): Promise<{ url: string; created: boolean } | null> {
+  if (!ctx.stores) return null;
+  try {
+    const rec = await ctx.stores.adapters.get(id);
+    if (!rec) throw new Error('This adapter no longer exists (deleted in another tab?).');
+    const { pushAdapter } = await import('../../engine/hub-push');
+    const run =
+      rec.origin === 'trained'
+        ? {
+            datasetName: rec.datasetName,
+            train: rec.train,
+            finalLoss: rec.finalLoss,
+            finalValLoss: rec.finalValLoss,
+            steps: rec.steps,
+            seconds: rec.seconds ?? null,
+            history: rec.history,
+          }
+        : null;
+    const r = await pushAdapter({
+      repo: repo.trim(),
+      token: loadHubToken(ctx.platform.settingsStorage),
+      private: isPrivate,
+      files: await ctx.stores.adapters.files(id),
+      run,
+      fetch: ctx.platform.fetch,
+      onPhase,
+    });
+    ctx.notify({
+      level: 'info',
+      title: r.created ? 'Pushed to a new repo on the Hub' : 'Updated the repo on the Hub',
+      detail: `${rec.name}: ${r.url}`,
+    });
+    return r;
+  } catch (e) {
+    ctx.notify({ level: 'error', ...describeError(e, 'Pushing the adapter to the Hub') });
     return null;
   }
 }

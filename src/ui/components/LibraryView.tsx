@@ -5,6 +5,7 @@ import type { AdapterRecord } from '../../store/types';
 import { saveBlob, saveFile } from '../download';
 import { formatBytes, formatDate, formatLoss, targetsLabel } from '../format';
 import { useAppState, useController } from '../hooks';
+import { PushToHub } from './PushToHub';
 import { MessageCard } from './common';
 import { CompareRuns, RunDetails } from './RunHistory';
 
@@ -159,6 +160,7 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
         >
           {merging === null ? 'Merge into model (.zip)' : `Merging… ${merging}`}
         </button>
+        <PushToHub id={a.id} name={a.name} />
         <button
           type="button"
           className="secondary"
