@@ -8,10 +8,12 @@
       special tokens and followed by its EOS token unless it already ends with one (Tabtune's text
       format), token-weighted across records.
 
-  peft_interop.py make-adapter --model DIR --out DIR --r R --alpha A --targets a,b|all-linear [--rslora] [--seed S]
+  peft_interop.py make-adapter --model DIR --out DIR --r R --alpha A --targets a,b|all-linear [--rslora] [--dora] [--seed S]
       Writes a PEFT LoRA adapter with save_pretrained. init_lora_weights=False leaves A and B at
       their random layer initialisation, so the adapter changes the outputs (B = 0 would not).
-      fan_in_fan_out is set for models with Conv1D layers (GPT-2), as PEFT asks.
+      fan_in_fan_out is set for models with Conv1D layers (GPT-2), as PEFT asks. --dora makes a
+      DoRA adapter (use_dora=True) and moves each lora_magnitude_vector off the weight norm PEFT
+      initialises it to (times 1 + N(0, 0.2)), so the magnitude matters.
 
   peft_interop.py make-method-adapter --model DIR --out DIR --method ia3|prompt-tuning|prefix-tuning
                   [--num-virtual-tokens N] [--prefix-projection] [--seed S]
@@ -209,8 +211,14 @@ def cmd_make_adapter(a):
         bias="none",
         task_type="CAUSAL_LM",
         init_lora_weights=False,
+        use_dora=a.dora,
     )
     peft_model = get_peft_model(model, cfg)
+    if a.dora:
+        with torch.no_grad():
+            for name, p in peft_model.named_parameters():
+                if "lora_magnitude_vector" in name:
+                    p.mul_(1 + 0.2 * torch.randn_like(p))
     peft_model.save_pretrained(a.out)
     print(json.dumps({"saved": a.out}))
 
@@ -322,6 +330,7 @@ def main(argv):
     m.add_argument("--alpha", type=float, required=True)
     m.add_argument("--targets", required=True)
     m.add_argument("--rslora", action="store_true")
+    m.add_argument("--dora", action="store_true")
     m.add_argument("--seed", type=int, default=0)
     mma = sub.add_parser("make-method-adapter")
     mma.add_argument("--model", required=True)

@@ -21,6 +21,11 @@
  *           backward: dXs = dY·W;  dl (+)= Σ_rows X ∘ dXs;  dX (+)= dXs ∘ l
  *   output: Yb = X·Wᵀ + b (saved in `ia3Save` [M, outF]);  Y (+)= Yb ∘ l
  *           backward: dl (+)= Σ_rows dY ∘ Yb;  dX (+)= (dY ∘ l)·W
+ * DoRA (`lora.dora`, PEFT's use_dora; src/kernels/dora.ts has the algebra): before the forward,
+ * PT = A·Wᵀ [r, outF] (the frozen weight's own GEMM with A as the rows) and G = A·Aᵀ [r, r] give
+ * g = m / ||W + s·B·A|| per output row; after it, Z = drop(X)·Wᵀ + s·S·Bᵀ (saved in `z`) and
+ * Y += (g - 1)∘Z. Backward: dm = Σ_t dY∘Z / n; the LoRA part sees g∘dY instead of dY; dX is
+ * dY·W + drop'((g - 1)∘dY·W + dS·A) (one GEMM, (g∘dY)·W + dS·A, without dropout).
  * A 4-bit NF4 W (QLoRA) is read by both W GEMMs (forward X·Wᵀ, backward dY·W, and the small-M
  * decode kernel) through the matmul's dequantizing loader: it is never widened into a copy.
  */
@@ -29,6 +34,9 @@ import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
 import type { Workspace } from '../gpu/workspace';
 import { recordIa3Grad, recordIa3Scale } from './ia3';
+import { type DoraParams, recordDoraColScale, recordDoraMagGrad, recordDoraNorm } from './dora';
+import { recordDropout } from './dropout';
+import { recordAdd } from './elementwise';
 import { type DropoutSpec, type MatmulExtra, recordMatmul } from './matmul';
 import type { Nf4Tensor } from './nf4';
 
@@ -50,6 +58,8 @@ export interface LoraParams {
   r: number;
   scale: number; // lora_alpha / r (or / sqrt(r) for rsLoRA) — computed by the caller
   dropout: number; // probability p in [0,1); kept elements are scaled by 1/(1-p)
+  /** DoRA's magnitude and norms (PEFT use_dora); absent for plain LoRA. */
+  dora?: DoraParams | null;
 }
 
 /** An (IA)³ vector: f32 [inF] scaling the input (feed-forward modules) or [outF] scaling the output. */
@@ -73,6 +83,9 @@ export interface LinearForwardArgs {
   s?: Tensor;
   /** y += result instead of y = result. */
   accumulate?: boolean;
+  /** DoRA: f32 [M, outF] saved Z = drop(x)·Wᵀ + s·S·Bᵀ, and the workspace for PT and G. */
+  z?: Tensor;
+  ws?: Workspace;
   /** Lower the per-binding byte limit (tests of the chunked weight path). */
   maxBindingBytes?: number;
 }
@@ -97,6 +110,9 @@ export interface LinearBackwardArgs {
   accumulateDx?: boolean;
   dA?: Tensor; // f32 [r, inF]
   dB?: Tensor; // f32 [outF, r]
+  /** DoRA: the magnitude's gradient f32 [outF], and the Z the forward saved. */
+  dM?: Tensor;
+  z?: Tensor;
   /** dA += ..., dB += ... (gradient accumulation). */
   accumulateGrads?: boolean;
   /** For dS [M, r] and the split-K partial sums. */
@@ -163,6 +179,7 @@ export function recordLinearForward(gpu: Gpu, rec: Recorder, a: LinearForwardArg
   }
   const lora = activeLora(a.lora, lin);
   let extra: MatmulExtra | null = null;
+  if (lora?.dora) recordNormOf(gpu, rec, lin, lora, lora.dora, a);
   if (lora) {
     if (!a.s) throw new GpuError('recordLinearForward: a LoRA layer needs `s` (f32 [M, r]) to save S for backward.');
     // S [M, r] = drop(X) [M, inF] · A[r, inF]ᵀ
@@ -193,6 +210,60 @@ export function recordLinearForward(gpu: Gpu, rec: Recorder, a: LinearForwardArg
     extra,
     maxBindingBytes: a.maxBindingBytes,
   });
+  if (lora?.dora && extra) {
+    // Z [M, outF] = drop(X)·Wᵀ + s·S·Bᵀ (PEFT's dropped base result without bias, plus the LoRA
+    // output), then Y += (g - 1)∘Z.
+    const z = a.z!;
+    recordMatmul(gpu, rec, {
+      a: a.x,
+      b: frozenWeight(lin),
+      c: z,
+      M,
+      N: lin.outF,
+      K: lin.inF,
+      transB: !lin.transposed,
+      dropoutA: dropSpec(lora, a.seed),
+      extra,
+      maxBindingBytes: a.maxBindingBytes,
+    });
+    recordDoraColScale(gpu, rec, {
+      x: z,
+      gi: lora.dora.gi,
+      out: a.y,
+      rows: M,
+      outF: lin.outF,
+      shift: 1,
+      accumulate: true,
+    });
+  }
+}
+
+/** DoRA's g = m / ||W + s·B·A|| per output row into dora.gi, from PT = A·Wᵀ and G = A·Aᵀ. */
+function recordNormOf(
+  gpu: Gpu,
+  rec: Recorder,
+  lin: FrozenLinear,
+  lora: LoraParams,
+  dora: DoraParams,
+  a: LinearForwardArgs,
+): void {
+  if (!a.z || !a.ws)
+    throw new GpuError('recordLinearForward: a DoRA layer needs `z` (f32 [M, outF]) and a workspace `ws`.');
+  const pt = a.ws.get('dora.PT', [lora.r, lin.outF]);
+  // PT [r, outF] = A [r, inF] · W[outF, inF]ᵀ: the layer's own forward GEMM with A's rows as tokens.
+  recordMatmul(gpu, rec, {
+    a: lora.a,
+    b: frozenWeight(lin),
+    c: pt,
+    M: lora.r,
+    N: lin.outF,
+    K: lin.inF,
+    transB: !lin.transposed,
+    maxBindingBytes: a.maxBindingBytes,
+  });
+  const gram = a.ws.get('dora.G', [lora.r, lora.r]);
+  recordMatmul(gpu, rec, { a: lora.a, b: lora.a, c: gram, M: lora.r, N: lora.r, K: lin.inF, transB: true });
+  recordDoraNorm(gpu, rec, { dora, b: lora.b, pt, gram, outF: lin.outF, r: lora.r, scale: lora.scale });
 }
 
 /** Split-K slices for a reduction over M tokens: deterministic in M, about 256 tokens a slice. */
@@ -233,6 +304,25 @@ export function recordLinearBackward(gpu: Gpu, rec: Recorder, a: LinearBackwardA
   }
   const lora = activeLora(a.lora, lin);
   let extra: MatmulExtra | null = null;
+  // DoRA: the LoRA part (and, without dropout, the whole dX GEMM) sees dYg = g∘dY.
+  let dyL = a.dy;
+  if (lora?.dora) {
+    if (!a.z) throw new GpuError('recordLinearBackward: a DoRA layer needs the `z` its forward saved.');
+    const gi = lora.dora.gi;
+    if (a.dM) {
+      recordDoraMagGrad(gpu, rec, {
+        dy: a.dy,
+        z: a.z,
+        gi,
+        dm: a.dM,
+        rows: M,
+        outF: lin.outF,
+        accumulate: a.accumulateGrads,
+      });
+    }
+    dyL = a.ws.get('dora.dYg', [M, lin.outF]);
+    recordDoraColScale(gpu, rec, { x: a.dy, gi, out: dyL, rows: M, outF: lin.outF, shift: 0 });
+  }
   if (lora) {
     const drop = dropSpec(lora, a.seed);
     const wantDs = !!a.dA || !!a.dx;
@@ -240,7 +330,7 @@ export function recordLinearBackward(gpu: Gpu, rec: Recorder, a: LinearBackwardA
       if (!a.s) throw new GpuError('recordLinearBackward: dB needs the S saved by the forward (`s`).');
       // dB [outF, r] (+)= scale · dY[M, outF]ᵀ · S [M, r]
       recordMatmul(gpu, rec, {
-        a: a.dy,
+        a: dyL,
         b: a.s,
         c: a.dB,
         M: lin.outF,
@@ -256,7 +346,7 @@ export function recordLinearBackward(gpu: Gpu, rec: Recorder, a: LinearBackwardA
     if (wantDs) {
       // dS [M, r] = scale · dY [M, outF] · B [outF, r]
       const dS = a.ws.get('linear.dS', [M, lora.r]);
-      recordMatmul(gpu, rec, { a: a.dy, b: lora.b, c: dS, M, N: lora.r, K: lin.outF, alpha: lora.scale });
+      recordMatmul(gpu, rec, { a: dyL, b: lora.b, c: dS, M, N: lora.r, K: lin.outF, alpha: lora.scale });
       if (a.dA) {
         // dA [r, inF] (+)= dS[M, r]ᵀ · drop(X) [M, inF]
         recordMatmul(gpu, rec, {
@@ -277,19 +367,42 @@ export function recordLinearBackward(gpu: Gpu, rec: Recorder, a: LinearBackwardA
       extra = { a: dS, b: lora.a, K: lora.r, dropoutOut: drop };
     }
   }
-  if (a.dx) {
-    // dX [M, inF] (+)= dY [M, outF] · W [outF, inF] (or · W[inF, outF]ᵀ for Conv1D)
+  if (!a.dx) return;
+  const dora = lora?.dora ? lora : null;
+  const droppedDora = dora && extra?.dropoutOut ? extra : null;
+  // dX [M, inF] (+)= dY [M, outF] · W [outF, inF] (or · W[inF, outF]ᵀ for Conv1D) + drop'(dS·A);
+  // DoRA without dropout: (g∘dY)·W + dS·A; with dropout the dropped part follows below.
+  recordMatmul(gpu, rec, {
+    a: dora && !droppedDora ? dyL : a.dy,
+    b: frozenWeight(lin),
+    c: a.dx,
+    M,
+    N: lin.inF,
+    K: lin.outF,
+    transB: lin.transposed,
+    accumulate: a.accumulateDx,
+    extra: droppedDora ? null : extra,
+    maxBindingBytes: a.maxBindingBytes,
+  });
+  if (dora && droppedDora) {
+    // dX += drop'((g - 1)∘dY·W + dS·A): both parts of PEFT's dropped branch, through one mask.
+    const dZ = a.ws.get('dora.dZ', [M, lin.outF]);
+    recordDoraColScale(gpu, rec, { x: a.dy, gi: dora.dora!.gi, out: dZ, rows: M, outF: lin.outF, shift: 1 });
+    const t = a.ws.get('dora.T', [M, lin.inF]);
     recordMatmul(gpu, rec, {
-      a: a.dy,
+      a: dZ,
       b: frozenWeight(lin),
-      c: a.dx,
+      c: t,
       M,
       N: lin.inF,
       K: lin.outF,
       transB: lin.transposed,
-      accumulate: a.accumulateDx,
-      extra,
+      extra: { ...droppedDora, dropoutOut: null },
       maxBindingBytes: a.maxBindingBytes,
     });
+    const dropped = a.ws.get('dora.dropped', [M, lin.inF]);
+    const d = droppedDora.dropoutOut!;
+    recordDropout(gpu, rec, { x: t, y: dropped, rows: M, cols: lin.inF, seed: d.seed, p: d.p });
+    recordAdd(gpu, rec, { a: a.dx, b: dropped, n: M * lin.inF });
   }
 }

@@ -1,12 +1,14 @@
 /**
- * An adapter on the GPU: for each targeted linear module, LoRA's A [r, in] and B [out, r] (f32), or
- * an (IA)³ vector l ([in] for a feed-forward module, else [out]), their gradients, and optimizer state. The base model is untouched; the same GpuModel serves any number
+ * An adapter on the GPU: for each targeted linear module, LoRA's A [r, in] and B [out, r] (f32) (with
+ * DoRA also the magnitude m [out], PEFT's lora_magnitude_vector, and ||W_o||²), or an (IA)³ vector l
+ * ([in] for a feed-forward module, else [out]), their gradients, and optimizer state. The base model is untouched; the same GpuModel serves any number
  * of adapters (compare runs base and adapters over one copy of the weights).
  */
 
 import type { Gpu } from '../gpu/context';
 import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
+import type { DoraParams } from '../kernels/dora';
 import type { Ia3Params, LoraParams } from '../kernels/linear';
 import type { LinearModule } from '../model/registry';
 import type { RunnerVirtual } from '../model/runner-virtual';
@@ -28,9 +30,12 @@ export interface LoraSlot {
   /** Gradients, allocated by enableTraining(). */
   dA: Tensor | null;
   dB: Tensor | null;
+  /** DoRA: the magnitude's gradient. */
+  dM: Tensor | null;
   /** Optimizer moments for A then for B (AdamW: [mA, vA, mB, vB]), allocated by enableTraining(). */
   stateA: Tensor[];
   stateB: Tensor[];
+  stateM: Tensor[];
 }
 
 interface Ia3Slot {
@@ -59,13 +64,15 @@ export class GpuLora {
 
   /**
    * Uploads A and B for each module. `scaleOf(module)` gives r / scale / dropout, computed once by
-   * the LoRA config (src/lora/config.ts) so the scale has one source of truth.
+   * the LoRA config (src/lora/config.ts) so the scale has one source of truth. A module with a
+   * magnitude `m` is DoRA: `weightNormsSq` must hold its ||W_o||² (src/lora/dora.ts).
    */
   static fromArrays(
     gpu: Gpu,
     modules: LinearModule[],
     arrays: LoraModuleArrays[],
     scaleOf: (m: LinearModule) => LoraScaleInfo,
+    weightNormsSq?: ReadonlyMap<string, Float32Array>,
   ): GpuLora {
     const byPath = new Map(modules.map((m) => [m.path, m]));
     const lora = new GpuLora(gpu);
@@ -81,13 +88,29 @@ export class GpuLora {
       }
       const a = gpu.tensor(`${arr.path}.lora_A`, [r, module.inF], 'f32', 'lora', arr.a);
       const b = gpu.tensor(`${arr.path}.lora_B`, [module.outF, r], 'f32', 'lora', arr.b);
+      let dora: DoraParams | null = null;
+      if (arr.m) {
+        const wn2 = weightNormsSq?.get(arr.path);
+        if (arr.m.length !== module.outF || !wn2 || wn2.length !== module.outF) {
+          throw new GpuError(
+            `DoRA module "${arr.path}": expected a magnitude and ||W||² of ${module.outF} values, got ${arr.m.length} and ${wn2?.length ?? 'none'}.`,
+          );
+        }
+        dora = {
+          m: gpu.tensor(`${arr.path}.lora_magnitude_vector`, [module.outF], 'f32', 'lora', arr.m),
+          wn2: gpu.tensor(`${arr.path}.weight_norm_sq`, [module.outF], 'f32', 'lora', wn2),
+          gi: gpu.tensor(`${arr.path}.dora_scale`, [2, module.outF], 'f32', 'lora'),
+        };
+      }
       lora.slots.set(arr.path, {
         module,
-        params: { a, b, r, scale, dropout },
+        params: { a, b, r, scale, dropout, dora },
         dA: null,
         dB: null,
+        dM: null,
         stateA: [],
         stateB: [],
+        stateM: [],
       });
     }
     return lora;
@@ -154,6 +177,10 @@ export class GpuLora {
       if (!s.dB) s.dB = this.gpu.tensor(`${path}.lora_B.grad`, s.params.b.shape, 'f32', 'lora');
       while (s.stateA.length < moments) s.stateA.push(zeroed(`${path}.lora_A.m${s.stateA.length}`, s.params.a));
       while (s.stateB.length < moments) s.stateB.push(zeroed(`${path}.lora_B.m${s.stateB.length}`, s.params.b));
+      const m = s.params.dora?.m;
+      if (!m) continue;
+      if (!s.dM) s.dM = this.gpu.tensor(`${path}.lora_magnitude_vector.grad`, m.shape, 'f32', 'lora');
+      while (s.stateM.length < moments) s.stateM.push(zeroed(`${path}.lora_magnitude_vector.m${s.stateM.length}`, m));
     }
     for (const [path, s] of this.ia3Slots) {
       if (!s.dl) s.dl = this.gpu.tensor(`${path}.ia3_l.grad`, s.params.l.shape, 'f32', 'lora');
@@ -169,7 +196,8 @@ export class GpuLora {
   /** Number of trainable parameters. */
   get parameterCount(): number {
     let n = 0;
-    for (const s of this.slots.values()) n += s.params.r * (s.module.inF + s.module.outF);
+    for (const s of this.slots.values())
+      n += s.params.r * (s.module.inF + s.module.outF) + (s.params.dora ? s.module.outF : 0);
     for (const s of this.ia3Slots.values()) n += s.params.l.shape[0]!;
     if (this.virtualSlot) n += this.virtualSlot.table.shape[0]! * this.virtualSlot.table.shape[1]!;
     return n;
@@ -194,6 +222,16 @@ export class GpuLora {
         state: s.stateB,
         n: s.params.r * s.module.outF,
       });
+      if (s.params.dora) {
+        if (!s.dM) throw new GpuError(`DoRA module "${path}" has no gradients; call enableTraining() first.`);
+        out.push({
+          name: `${path}.lora_magnitude_vector`,
+          param: s.params.dora.m,
+          grad: s.dM,
+          state: s.stateM,
+          n: s.module.outF,
+        });
+      }
     }
     for (const [path, s] of this.ia3Slots) {
       if (!s.dl) throw new GpuError(`(IA)³ module "${path}" has no gradient; call enableTraining() first.`);
@@ -224,6 +262,7 @@ export class GpuLora {
         outF: s.module.outF,
         a: await this.gpu.read(s.params.a),
         b: await this.gpu.read(s.params.b),
+        ...(s.params.dora ? { m: await this.gpu.read(s.params.dora.m) } : {}),
       });
     }
     return out;
@@ -261,7 +300,9 @@ export class GpuLora {
       this.gpu.free(s.params.b);
       this.gpu.free(s.dA);
       this.gpu.free(s.dB);
-      for (const t of [...s.stateA, ...s.stateB]) this.gpu.free(t);
+      this.gpu.free(s.dM);
+      if (s.params.dora) for (const t of Object.values(s.params.dora)) this.gpu.free(t);
+      for (const t of [...s.stateA, ...s.stateB, ...s.stateM]) this.gpu.free(t);
     }
     for (const s of this.ia3Slots.values()) {
       this.gpu.free(s.params.l);

@@ -21,6 +21,8 @@ export interface LoraModuleWeights {
   outF: number;
   a: Float32Array; // [r, inF]
   b: Float32Array; // [outF, r]
+  /** DoRA's lora_magnitude_vector [outF]; absent for plain LoRA (and for DoRA before it is initialised from W). */
+  m?: Float32Array;
 }
 
 /** splitmix32 step: a good 32-bit mixer, used to seed and to derive sub-seeds. */

@@ -18,7 +18,7 @@ import { recordLayerNormBackward, recordRmsNormBackward } from '../kernels/norm'
 import { recordRope } from '../kernels/rope';
 import type { NormConfig, QkNormConfig } from './config';
 import type { LinearModule, NormKeys } from './registry';
-import { type NormSave, type RunnerState, ia3Scratch, loraScratch } from './runner-buffers';
+import { type NormSave, type RunnerState, doraScratch, ia3Scratch, loraScratch } from './runner-buffers';
 import { recordMoeBackward } from './runner-moe';
 import { recordPrefixGrad, recordPromptGrad } from './runner-virtual';
 import { type ForwardArgs, dropoutSeed, loraFor } from './runner-linear';
@@ -71,6 +71,8 @@ function recordLinearBack(
     dl: ia3?.dl ?? undefined,
     seed: dropoutSeed(f.seed ?? 0, st.model.linears.indexOf(m)),
     s: lora ? loraScratch(st, s, m.path, lora.r) : undefined,
+    z: lora?.dora ? doraScratch(st, s, m.path, m.outF) : undefined,
+    dM: slot?.dM ?? undefined,
     dx,
     accumulateDx,
     dA: slot?.dA ?? undefined,

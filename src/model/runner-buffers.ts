@@ -294,3 +294,20 @@ export function loraScratch(st: RunnerState, s: Map<string, Tensor>, path: strin
   }
   return t;
 }
+
+/** DoRA's saved Z [maxT, outF] of module `path` (src/kernels/linear.ts), made on first use like loraScratch. */
+export function doraScratch(st: RunnerState, s: Map<string, Tensor>, path: string, outF: number): Tensor {
+  const key = `${path}#dora`;
+  let t = s.get(key);
+  if (!t) {
+    t = st.gpu.tensor(
+      `${path}.Z`,
+      [st.opts.maxTokens, outF],
+      'f32',
+      st.opts.mode === 'train' ? 'activations' : 'scratch',
+    );
+    st.owned.push(t);
+    s.set(key, t);
+  }
+  return t;
+}

@@ -8,7 +8,7 @@ import type { Recorder } from '../gpu/context';
 import type { Tensor } from '../gpu/tensor';
 import { type Ia3Params, type LoraParams, recordLinearForward } from '../kernels/linear';
 import type { LinearModule } from './registry';
-import { type RunnerState, ia3Scratch, loraScratch } from './runner-buffers';
+import { type RunnerState, doraScratch, ia3Scratch, loraScratch } from './runner-buffers';
 import type { RunnerVirtual } from './runner-virtual';
 
 /**
@@ -18,7 +18,7 @@ import type { RunnerVirtual } from './runner-virtual';
  */
 export interface RunnerLora {
   get(path: string): LoraParams | null;
-  slot(path: string): { dA: Tensor | null; dB: Tensor | null } | null;
+  slot(path: string): { dA: Tensor | null; dB: Tensor | null; dM?: Tensor | null } | null;
   /** Module `path`'s (IA)³ vector and, when training, its gradient (null: none). */
   ia3?(path: string): { params: Ia3Params; dl: Tensor | null } | null;
   /** Prompt or prefix tuning's table (null: none); the caller lays out P virtual rows per sequence. */
@@ -73,6 +73,8 @@ export function recordLinear(
     seed: dropoutSeed(f.seed ?? 0, st.model.linears.indexOf(m)),
     y,
     s: lora ? loraScratch(st, s, m.path, lora.r) : undefined,
+    z: lora?.dora ? doraScratch(st, s, m.path, m.outF) : undefined,
+    ws: st.ws,
     accumulate,
   });
 }

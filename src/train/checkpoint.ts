@@ -62,6 +62,7 @@ export function encodeCheckpoint(c: Checkpoint): Uint8Array {
   for (const m of c.modules) {
     tensors.push({ name: `lora/${m.path}/A`, dtype: 'F32', shape: [m.r, m.inF], data: m.a });
     tensors.push({ name: `lora/${m.path}/B`, dtype: 'F32', shape: [m.outF, m.r], data: m.b });
+    if (m.m) tensors.push({ name: `lora/${m.path}/M`, dtype: 'F32', shape: [m.outF], data: m.m });
   }
   const o = c.other;
   if (o?.method === 'ia3') {
@@ -98,11 +99,12 @@ export function decodeCheckpoint(bytes: Uint8Array, fileName = 'checkpoint'): Ch
       table = tensorToF32(t);
       continue;
     }
-    const parts = /^lora\/(.+)\/(A|B)$/.exec(name);
+    const parts = /^lora\/(.+)\/(A|B|M)$/.exec(name);
     if (parts) {
       const path = parts[1]!;
       const entry = modules.get(path) ?? { path, r: 0, inF: 0, outF: 0, a: new Float32Array(), b: new Float32Array() };
-      if (parts[2] === 'A') {
+      if (parts[2] === 'M') entry.m = tensorToF32(t);
+      else if (parts[2] === 'A') {
         entry.r = t.shape[0]!;
         entry.inF = t.shape[1]!;
         entry.a = tensorToF32(t);
