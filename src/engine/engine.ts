@@ -7,8 +7,10 @@
 
 import type { Gpu } from '../gpu/context';
 import { conversationIds } from '../generate/chat';
-import { type LoraConfig, loraScaleInfo, validateLoraConfig } from '../lora/config';
-import { GpuLora } from '../lora/gpu-lora';
+import { type LoraConfig, validateLoraConfig } from '../lora/config';
+import { gpuAdapter } from '../lora/from-weights';
+import type { GpuLora, LoraModuleArrays } from '../lora/gpu-lora';
+import { initLoraModules } from '../lora/init';
 import { exportOther, otherConfig } from '../lora/other';
 import { exportPeft } from '../lora/peft';
 import { importPeft } from '../lora/peft-import';
@@ -343,8 +345,9 @@ export class Engine implements EngineApi {
     this.training = true;
     try {
       const {
-        modules: trained,
+        modules: _trained,
         other: trainedOther,
+        saved,
         ...result
       } = await trainRun({
         gpu: this.gpu,
@@ -366,7 +369,7 @@ export class Engine implements EngineApi {
       const fanInFanOut = hasConv1dWeights(m.config);
       const adapter = trainedOther
         ? exportOther(trainedOther, m.id, fanInFanOut)
-        : exportPeft({ config, baseModel: m.id, modules: trained, fanInFanOut });
+        : exportPeft({ config: saved.config, baseModel: m.id, modules: saved.modules, fanInFanOut });
       return { ...result, adapter };
     } finally {
       this.training = false;
@@ -401,7 +404,7 @@ export class Engine implements EngineApi {
 
   // ------------------------------------------------------------------ adapters
 
-  private adapterOnGpu(ref: AdapterRef): GpuLora {
+  private async adapterOnGpu(ref: AdapterRef): Promise<GpuLora> {
     const m = this.requireModel();
     let lora = this.adapters.get(ref.key);
     lora ??= otherFilesOnGpu(this.gpu, m, ref.files) ?? undefined;
@@ -411,7 +414,7 @@ export class Engine implements EngineApi {
         unusedModules: unusedModulePrefixes(m.config),
       });
       const cfg = imported.config;
-      lora = GpuLora.fromArrays(this.gpu, m.gpuModel.linears, imported.modules, (mod) => loraScaleInfo(cfg, mod));
+      lora = await gpuAdapter(this.gpu, m.gpuModel, cfg, imported.modules);
     }
     this.adapters.set(ref.key, lora);
     return lora;
@@ -435,7 +438,7 @@ export class Engine implements EngineApi {
     if (split === 'validation' && d.data.val.length === 0) {
       throw new EngineError('The dataset has no validation records: set a validation fraction above 0.');
     }
-    const lora = adapter ? this.adapterOnGpu(adapter) : null;
+    const lora = adapter ? await this.adapterOnGpu(adapter) : null;
     const shape = { batchSize: 4, maxLen: d.maxLen };
     // Batches are made (and records tokenized) as they are consumed.
     const { sum, count } = await evalLoss(
@@ -477,7 +480,7 @@ export class Engine implements EngineApi {
     this.assertIdle('generate');
     const m = this.requireModel();
     const ids = conversationIds(m.tokenizer, req.messages, req.mode, m.id);
-    const lora = adapter ? this.adapterOnGpu(adapter) : null;
+    const lora = adapter ? await this.adapterOnGpu(adapter) : null;
     return this.generation.run(this.gpu, m, ids, lora, req.sampling, this.modelInfo().eosTokenIds, onText);
   }
 

@@ -11,7 +11,7 @@
 
 import type { LoraConfig, ModuleLike } from './config';
 import { loraRank } from './config';
-import { requireInitImplemented } from './methods';
+import { initUsesWeights, requireInitImplemented } from './methods';
 
 /** A, B of one LoRA module: A [r, inF], B [outF, r], row-major f32. Same shape as GpuLora's arrays. */
 export interface LoraModuleWeights {
@@ -175,12 +175,13 @@ export function initLoraA(r: number, inF: number, init: true | 'gaussian', rng: 
 /**
  * Fresh A/B for every module (already resolved by `resolveTargets`). Each module draws from its own
  * stream derived from `seed` and its path, so a module's initial A does not depend on which other
- * modules are targeted. The rank honours `rank_pattern`.
+ * modules are targeted. The rank honours `rank_pattern`. Inits computed from the frozen weights
+ * (PiSSA, OLoRA) start at zero here: src/lora/from-weights.ts fills A and B when the run starts.
  */
 export function initLoraModules(cfg: LoraConfig, modules: readonly ModuleLike[], seed: number): LoraModuleWeights[] {
   const init = cfg.init_lora_weights ?? true;
   requireInitImplemented(init, 'init_lora_weights');
-  if (init !== true && init !== 'gaussian') throw new Error('unreachable: init checked above');
+  const random = init === 'gaussian' ? 'gaussian' : true;
   return modules.map((m) => {
     const r = loraRank(cfg, m.path);
     const rng = new Rng(deriveSeed(seed, hashString(m.path)));
@@ -189,7 +190,7 @@ export function initLoraModules(cfg: LoraConfig, modules: readonly ModuleLike[],
       r,
       inF: m.inF,
       outF: m.outF,
-      a: initLoraA(r, m.inF, init, rng),
+      a: initUsesWeights(init) ? new Float32Array(r * m.inF) : initLoraA(r, m.inF, random, rng),
       b: new Float32Array(m.outF * r),
     };
   });

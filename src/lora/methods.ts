@@ -59,7 +59,7 @@ export const PEFT_METHODS: readonly MethodSpec[] = [
     peftType: 'LORA',
     useDora: true,
     lowRank: true,
-    implemented: false,
+    implemented: true,
     flags: LOW_RANK_FLAGS,
     summary: 'LoRA on the direction of each weight row plus a learned magnitude per row',
   },
@@ -165,7 +165,7 @@ export function parseLoraInit(v: string | true): LoraInit | null {
 }
 
 /** The inits Tabtune computes yet (the others are refused by name, never replaced by the default). */
-const IMPLEMENTED_INITS: readonly string[] = ['default', 'gaussian'];
+const IMPLEMENTED_INITS: readonly string[] = ['default', 'gaussian', 'pissa', 'olora'];
 
 /** The --init name of an init ('default' for true, 'pissa' for every pissa_niter_N). */
 export function initName(init: LoraInit): (typeof INIT_CHOICES)[number] {

@@ -224,6 +224,8 @@ function tensorToF64At(t: SafeTensor, i: number): number {
 }
 
 const KEY_RE = /^(.+)\.(lora_A|lora_B)(?:\.([A-Za-z0-9_-]+))?\.weight$/;
+/** DoRA's magnitude: `<path>.lora_magnitude_vector` as PEFT saves it, or with an adapter name and/or `.weight`. */
+const MAGNITUDE_KEY_RE = /^(.+)\.lora_magnitude_vector(?:\.(?!weight$)([A-Za-z0-9_-]+))?(?:\.weight)?$/;
 
 function lastComponent(id: string): string {
   const parts = id.replace(/[\\/]+$/, '').split(/[\\/]/);
@@ -271,20 +273,30 @@ export function importPeft<M extends ModuleLike>(
   const byPath = new Map(modules.map((m) => [m.path, m]));
   const pairs = new Map<
     string,
-    { module: M; key: { A?: string; B?: string }; t: { A?: SafeTensor; B?: SafeTensor } }
+    { module: M; key: { A?: string; B?: string; M?: string }; t: { A?: SafeTensor; B?: SafeTensor; M?: SafeTensor } }
   >();
   const adapterNames = new Set<string>();
   const ignored: string[] = [];
   let unprefixed = false;
   const remapped: string[] = [];
 
-  const parsed: { key: string; path: string; which: 'A' | 'B'; adapter: string | undefined; t: SafeTensor }[] = [];
+  const parsed: { key: string; path: string; which: 'A' | 'B' | 'M'; adapter: string | undefined; t: SafeTensor }[] =
+    [];
   for (const [key, t] of file.tensors) {
     if (/\.lora_magnitude_vector\b/.test(key) && !config.use_dora) {
       throw new PeftError(
         `${ADAPTER_MODEL_NAME} has "${key}", a DoRA magnitude vector, but ${ADAPTER_CONFIG_NAME} does not say use_dora: true; ` +
           'the two files do not belong together (a DoRA adapter needs both).',
       );
+    }
+    const mag = MAGNITUDE_KEY_RE.exec(key);
+    if (mag) {
+      let path = mag[1]!;
+      if (path.startsWith(PEFT_KEY_PREFIX)) path = path.slice(PEFT_KEY_PREFIX.length);
+      else unprefixed = true;
+      parsed.push({ key, path, which: 'M', adapter: mag[2], t });
+      if (mag[2]) adapterNames.add(mag[2]);
+      continue;
     }
     const m = KEY_RE.exec(key);
     if (!m) {
@@ -337,7 +349,7 @@ export function importPeft<M extends ModuleLike>(
     const entry = pairs.get(module.path) ?? { module, key: {}, t: {} };
     if (entry.t[p.which]) {
       throw new PeftError(
-        `${ADAPTER_MODEL_NAME} has two lora_${p.which} tensors for module "${module.path}": "${entry.key[p.which]}" and "${p.key}".`,
+        `${ADAPTER_MODEL_NAME} has two ${p.which === 'M' ? 'lora_magnitude_vector' : `lora_${p.which}`} tensors for module "${module.path}": "${entry.key[p.which]}" and "${p.key}".`,
       );
     }
     entry.key[p.which] = p.key;
@@ -411,10 +423,8 @@ export function importPeft<M extends ModuleLike>(
     }
     const a = tensorToF32(A);
     const b = tensorToF32(B);
-    for (const [which, arr] of [
-      ['A', a],
-      ['B', b],
-    ] as const) {
+    const mag = magnitudeOf(config, module, entry);
+    for (const [which, arr] of [['A', a], ['B', b], ...(mag ? ([['M', mag]] as const) : [])] as const) {
       const i = arr.findIndex((x) => !Number.isFinite(x));
       if (i >= 0) {
         throw new PeftError(
@@ -429,7 +439,7 @@ export function importPeft<M extends ModuleLike>(
         `${ADAPTER_CONFIG_NAME}: the scale of "${module.path}" (lora_alpha / ${config.use_rslora ? 'sqrt(r)' : 'r'} = ${scale}) does not fit a 32-bit float; lora_alpha is far too large.`,
       );
     }
-    out.push({ path: module.path, r, inF: module.inF, outF: module.outF, a, b });
+    out.push({ path: module.path, r, inF: module.inF, outF: module.outF, a, b, ...(mag ? { m: mag } : {}) });
   }
   if (targets !== null) {
     // PEFT leaves targeted modules without saved weights at B = 0 (no effect) and warns; so do we.
@@ -454,6 +464,30 @@ export function importPeft<M extends ModuleLike>(
     warnings.push(`${ADAPTER_CONFIG_NAME} has no target_modules; using the modules found in ${ADAPTER_MODEL_NAME}.`);
   }
   return { config, baseModel, modules: out, warnings: dedupe(warnings) };
+}
+
+/** DoRA's magnitude of a module, checked (present with use_dora, [outF], a float dtype); null for plain LoRA. */
+function magnitudeOf(
+  config: LoraConfig,
+  module: ModuleLike,
+  entry: { key: { M?: string }; t: { M?: SafeTensor } },
+): Float32Array | null {
+  const t = entry.t.M;
+  if (!config.use_dora) return null;
+  if (!t) {
+    throw new PeftError(
+      `${ADAPTER_MODEL_NAME} has no DoRA magnitude for module "${module.path}" (expected "${peftKey(module.path, 'M')}"), ` +
+        `but ${ADAPTER_CONFIG_NAME} says use_dora: true.`,
+    );
+  }
+  if (t.shape.length !== 1 || t.shape[0] !== module.outF) {
+    throw new PeftError(
+      `${ADAPTER_MODEL_NAME}: "${entry.key.M}" should have shape [${module.outF}] (${module.path} has out_features ${module.outF}), got ${shapeStr(t.shape)}.`,
+    );
+  }
+  if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype))
+    throw new PeftError(`${ADAPTER_MODEL_NAME}: "${entry.key.M}" is ${t.dtype}; it must be F32, F16, BF16 or F64.`);
+  return tensorToF32(t);
 }
 
 function excludeSpec(c: LoraConfig): string[] | string | null {

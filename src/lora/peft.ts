@@ -39,15 +39,22 @@ export class PeftError extends Error {
   }
 }
 
-/** The safetensors key of a module's A or B in a PEFT adapter file. */
-export function peftKey(path: string, which: 'A' | 'B'): string {
-  return `${PEFT_KEY_PREFIX}${path}.lora_${which}.weight`;
+/**
+ * The safetensors key of a module's A, B or DoRA magnitude (M) in a PEFT adapter file. PEFT 0.21
+ * saves the magnitude as `<path>.lora_magnitude_vector` (no `.weight`: the adapter name is removed
+ * from `lora_magnitude_vector.default.weight` together with the parameter's name).
+ */
+export function peftKey(path: string, which: 'A' | 'B' | 'M'): string {
+  return which === 'M'
+    ? `${PEFT_KEY_PREFIX}${path}.lora_magnitude_vector`
+    : `${PEFT_KEY_PREFIX}${path}.lora_${which}.weight`;
 }
 
 export interface PeftModuleArrays {
   path: string;
   a: Float32Array; // [r, inF]
   b: Float32Array; // [outF, r]
+  m?: Float32Array; // [outF] DoRA's lora_magnitude_vector
   r: number;
   inF: number;
   outF: number;
@@ -146,6 +153,18 @@ export function exportPeft(input: ExportPeftInput): { adapterConfig: string; ada
     }
     tensors.push({ name: peftKey(m.path, 'A'), dtype: 'F32', shape: [m.r, m.inF], data: m.a });
     tensors.push({ name: peftKey(m.path, 'B'), dtype: 'F32', shape: [m.outF, m.r], data: m.b });
+    if (!!m.m !== (input.config.use_dora === true)) {
+      throw new PeftError(
+        `Module "${m.path}": ${m.m ? 'has a DoRA magnitude but the config says use_dora false' : 'has no DoRA magnitude but the config says use_dora true'}.`,
+      );
+    }
+    if (m.m) {
+      if (m.m.length !== m.outF)
+        throw new PeftError(
+          `Module "${m.path}": lora_magnitude_vector should have ${m.outF} values, got ${m.m.length}.`,
+        );
+      tensors.push({ name: peftKey(m.path, 'M'), dtype: 'F32', shape: [m.outF], data: m.m });
+    }
   }
   tensors.sort((x, y) => compareCodePoints(x.name, y.name));
   return {

@@ -7,8 +7,10 @@
  */
 
 import type { Gpu } from '../gpu/context';
-import { loraScaleInfo } from '../lora/config';
-import { GpuLora, type LoraModuleArrays } from '../lora/gpu-lora';
+import type { LoraConfig } from '../lora/config';
+import { gpuAdapter, peftConversion, prepareWeightInit } from '../lora/from-weights';
+import type { LoraModuleArrays } from '../lora/gpu-lora';
+import { initUsesWeights } from '../lora/methods';
 import { type OtherAdapter, otherArrays, otherFromGpu, otherOnGpu } from '../lora/other';
 import type { GpuModel } from '../model/gpu-model';
 import { type Batch, BatchSchedule } from './batch';
@@ -187,9 +189,13 @@ function runWarnings(
  * Runs the training to its end (or a stop) and returns the result with the trained weights, which
  * are checked finite. The adapter and the trainer live on the GPU for the run only.
  */
-export async function trainRun(
-  input: TrainRunInput,
-): Promise<TrainResult & { modules: LoraModuleArrays[]; other: OtherAdapter | null }> {
+export async function trainRun(input: TrainRunInput): Promise<
+  TrainResult & {
+    modules: LoraModuleArrays[];
+    other: OtherAdapter | null;
+    saved: { config: LoraConfig; modules: LoraModuleArrays[] };
+  }
+> {
   const { gpu, data, resume, control } = input;
   const { train, lora: cfg } = input.run;
   const plan = new BatchSchedule(data.train.length, {
@@ -209,9 +215,14 @@ export async function trainRun(
   const virtualRows = other && other.method !== 'ia3' ? train.batch * other.config.num_virtual_tokens : 0;
   const maxTokens =
     Math.max(data.maxTokens(shape), data.val.length ? data.maxTokens(valShape, 'validation') : 0) + virtualRows;
-  const gpuLora = other
-    ? otherOnGpu(gpu, input.model.linears, other)
-    : GpuLora.fromArrays(gpu, input.model.linears, input.modules, (mod) => loraScaleInfo(cfg, mod));
+  // PiSSA / OLoRA: A0, B0 from the frozen weights, which become W - s·B0·A0 after the base model's
+  // loss is measured and go back when the run ends; DoRA: the magnitude and ||W||² (src/lora/from-weights.ts).
+  const start = input.modules.map((m) => ({ ...m }));
+  const mutated =
+    !other && initUsesWeights(cfg.init_lora_weights)
+      ? await prepareWeightInit(gpu, input.model, cfg, start, train.seed, resume !== null)
+      : null;
+  const gpuLora = other ? otherOnGpu(gpu, input.model.linears, other) : await gpuAdapter(gpu, input.model, cfg, start);
   const trainer = new Trainer(
     gpu,
     input.model,
@@ -275,6 +286,7 @@ export async function trainRun(
       const base = await evalLoss(gpu, input.model, valBatches, Math.max(...valBatches.map((b) => b.B * b.S)), null);
       baseValLoss = base.count > 0 ? base.sum / base.count : null;
     }
+    mutated?.apply();
     stage('first-step');
     for (;;) {
       if (control.paused) {
@@ -344,8 +356,11 @@ export async function trainRun(
       history,
       modules,
       other: trained,
+      // What is saved: PiSSA / OLoRA converted to a LoRA on the untouched base, as PEFT does.
+      saved: mutated ? peftConversion(cfg, modules, mutated.initial) : { config: cfg, modules },
     };
   } finally {
+    mutated?.restore();
     await data.stopPrefetch();
     trainer.dispose();
     gpuLora.dispose();
