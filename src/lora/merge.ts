@@ -303,7 +303,7 @@ export async function mergeAdapter(
         const w = toF32(raw, t.entry.dtype, n);
         if (lora) {
           const { m, lin, scale } = lora;
-          mergeLora(w, lin.transposed, m.a, m.b, m.r, scale, m.inF, m.outF);
+          mergeLora(w, lin.transposed, m.a, m.b, m.r, scale, m.inF, m.outF, m.m);
         }
         out = fromF32(w, t.out);
       } else out = raw;
@@ -360,6 +360,8 @@ export function mergeLora(
   scale: number,
   inF: number,
   outF: number,
+  /** DoRA's lora_magnitude_vector [outF]: each merged row o is then scaled by m_o / ||W_o + s·(B·A)_o|| (PEFT's DoRA merge). */
+  magnitude?: Float32Array,
 ): Float32Array {
   if (weight.length !== inF * outF)
     throw new PeftError(`mergeLora: weight has ${weight.length} values, expected ${outF} x ${inF} = ${inF * outF}.`);
@@ -373,6 +375,15 @@ export function mergeLora(
       for (let k = 0; k < r; k++) d += sb[k]! * a[k * inF + i]!;
       const idx = transposed ? i * outF + o : o * inF + i;
       weight[idx] = weight[idx]! + d;
+    }
+    if (!magnitude) continue;
+    // DoRA: W'_o = m_o / ||W_o + ΔW_o|| · (W_o + ΔW_o), the norm of the merged row (float64).
+    let n2 = 0;
+    for (let i = 0; i < inF; i++) n2 += weight[transposed ? i * outF + o : o * inF + i]! ** 2;
+    const f = magnitude[o]! / Math.sqrt(n2);
+    for (let i = 0; i < inF; i++) {
+      const idx = transposed ? i * outF + o : o * inF + i;
+      weight[idx] = weight[idx]! * f;
     }
   }
   return weight;

@@ -33,17 +33,27 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-const CASES: { type: TinyModelType; targets: string; rslora: boolean; shard?: string; dtype: string }[] = [
+const CASES: {
+  type: TinyModelType;
+  targets: string;
+  rslora: boolean;
+  shard?: string;
+  dtype: string;
+  dora?: boolean;
+}[] = [
   { type: 'llama', targets: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', rslora: false, dtype: 'f32' },
   { type: 'gpt2', targets: 'c_attn,c_proj,c_fc', rslora: true, shard: '40KB', dtype: 'f32' },
+  // DoRA: each merged row scaled by m / ||W + s·B·A|| as PEFT's merge does (Conv1D in its [in, out] layout).
+  { type: 'llama', targets: 'q_proj,v_proj,down_proj', rslora: false, dtype: 'f32', dora: true },
+  { type: 'gpt2', targets: 'c_attn,c_proj,c_fc', rslora: false, dtype: 'f32', dora: true },
 ];
 
 describe.concurrent('tabtune merge in transformers', () => {
   for (const c of CASES) {
-    it(`${c.type}: the merged folder loads in transformers with base + adapter's loss and PEFT's merged weights`, async () => {
-      const model = join(dir, c.type);
+    it(`${c.type}${c.dora ? ' (DoRA)' : ''}: the merged folder loads in transformers with base + adapter's loss and PEFT's merged weights`, async () => {
+      const model = join(dir, `${c.type}${c.dora ? '-dora' : ''}`);
       await writeTinyModel(model, { modelType: c.type, addBos: c.type === 'llama', dtype: 'BF16' });
-      const adapter = join(dir, `${c.type}-adapter`);
+      const adapter = `${model}-adapter`;
       const mk = [
         'make-adapter',
         '--model',
@@ -58,8 +68,9 @@ describe.concurrent('tabtune merge in transformers', () => {
         c.targets,
       ];
       if (c.rslora) mk.push('--rslora');
+      if (c.dora) mk.push('--dora');
       await pyScript('peft_interop.py', mk);
-      const merged = join(dir, `${c.type}-merged`);
+      const merged = `${model}-merged`;
       const args = ['merge', '--model', model, '--adapter', adapter, '--out', merged, '--dtype', c.dtype, '--json'];
       if (c.shard) args.push('--max-shard-size', c.shard);
       const summary = await tabtune<Json>(args);
