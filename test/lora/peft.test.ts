@@ -208,6 +208,38 @@ describe('exportPeft', () => {
 });
 
 describe('importPeft', () => {
+  it("DoRA: the magnitude round-trips under PEFT 0.21's key, also read with an adapter name", () => {
+    const dora = { ...cfg, use_dora: true };
+    const modules = weights(dora, llamaModules(1)).map((m) => ({
+      ...m,
+      m: Float32Array.from({ length: m.outF }, (_, o) => 1 + o / 10),
+    }));
+    const files = exportPeft({ config: dora, baseModel: 'x', modules, fanInFanOut: false });
+    const file = parseSafetensors(files.adapterModel, 'x');
+    const key = 'base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector';
+    expect(peftKey('model.layers.0.self_attn.q_proj', 'M')).toBe(key);
+    expect(file.tensors.get(key)?.shape).toEqual([64]);
+    expect(JSON.parse(files.adapterConfig).use_dora).toBe(true);
+    const got = importPeft(files, llamaModules(1));
+    expect(got.config.use_dora).toBe(true);
+    got.modules.forEach((m, i) => expect(m.m).toEqual(modules[i]!.m));
+    // Older PEFT / hand-made files: lora_magnitude_vector.default.weight.
+    const renamed = writeSafetensors(
+      [...file.tensors].map(([name, t]) => ({
+        name: name.replace(/\.lora_magnitude_vector$/, '.lora_magnitude_vector.default.weight'),
+        dtype: 'F32' as const,
+        shape: t.shape,
+        data: tensorToF32(t),
+      })),
+      { format: 'pt' },
+    );
+    const again = importPeft({ adapterConfig: files.adapterConfig, adapterModel: renamed }, llamaModules(1));
+    expect(again.modules[0]!.m).toEqual(modules[0]!.m);
+    expect(() => exportPeft({ config: cfg, baseModel: 'x', modules, fanInFanOut: false })).toThrow(
+      /has a DoRA magnitude but the config says use_dora false/,
+    );
+  });
+
   it('round-trips export exactly', () => {
     const { files, modules } = llamaExport({
       ...cfg,
@@ -386,7 +418,7 @@ describe('importPeft', () => {
     expect(() =>
       importPeft({ adapterConfig: conf({ use_dora: true }), adapterModel: oneModule() }, llamaModules(1)),
     ).toThrow(
-      'adapter_config.json (peft_type, use_dora): DoRA (dora, peft_type "LORA", use_dora true) is not implemented in Tabtune yet',
+      'adapter_model.safetensors has no DoRA magnitude for module "model.layers.0.self_attn.q_proj" (expected "base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector"), but adapter_config.json says use_dora: true.',
     );
     const dora = writeSafetensors([
       {
