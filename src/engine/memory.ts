@@ -76,7 +76,7 @@ export function trainingMemory(
     tokens: number;
     /** trainable parameters (Σ r·(in + out) over the adapted modules, + out each for DoRA) */
     trainable: number;
-    /** Σ r over the adapted modules (the per-token LoRA intermediates) */
+    /** Σ r over the adapted modules, + out each for DoRA (the per-token LoRA intermediates) */
     rankSum: number;
     optimizer: 'adamw' | 'sgd';
     checkpoint: boolean;
@@ -144,7 +144,8 @@ export function loraTrained(cfg: LoraConfig, linears: readonly LinearModule[]): 
   const targets = resolveTargets(cfg, linears);
   return {
     trainable: loraParameterCount(cfg, targets),
-    rankSum: targets.reduce((n, t) => n + loraRank(cfg, t.path), 0),
+    // per token: S [r] of each module, and DoRA's saved Z [out]
+    rankSum: targets.reduce((n, t) => n + loraRank(cfg, t.path) + (cfg.use_dora ? t.outF : 0), 0),
   };
 }
 

@@ -14,7 +14,7 @@ export const HELP: Record<string, string> = {
   prompt_tuning_init_text:
     'Start the prompt from this text’s token embeddings, cut or repeated to the number of virtual tokens (PEFT’s TEXT init, e.g. “Classify the sentiment of this review:”); empty starts from random values.',
   init_lora_weights:
-    'How A and B start: default (PEFT’s kaiming-uniform A, B = 0) or gaussian (A ~ N(0, 1/r)). Both start at the base model.',
+    'How A and B start: default (PEFT’s kaiming-uniform A, B = 0), gaussian (A ~ N(0, 1/r)), or from the weights: PiSSA (top-r SVD) and OLoRA (QR) train on W minus that part; the saved adapter is converted (rank doubled) to apply to the untouched base, as PEFT does.',
   r: 'Rank of the update: its capacity and trainable parameters grow with it. Typical 8–64.',
   lora_alpha: 'Scales the update by alpha / r (alpha / √r with rsLoRA). Usually r or 2r.',
   lora_dropout: 'Drops LoRA inputs at random while training, against overfitting small datasets. Typical 0–0.1.',

@@ -11,9 +11,12 @@ import { validateLora } from '../validate';
 import { DEFAULT_IA3_MODULES } from '../../lora/ia3';
 import { NumberField, SelectField } from './common';
 
-const INIT_OPTIONS: { value: 'default' | 'gaussian'; label: string }[] = [
+type InitChoice = 'default' | 'gaussian' | 'pissa' | 'olora';
+const INIT_OPTIONS: { value: InitChoice; label: string }[] = [
   { value: 'default', label: 'default (kaiming-uniform A, B = 0)' },
   { value: 'gaussian', label: 'gaussian (A ~ N(0, 1/r), B = 0)' },
+  { value: 'pissa', label: 'PiSSA (top-r singular vectors of W)' },
+  { value: 'olora', label: 'OLoRA (QR of W)' },
 ];
 
 export function MethodPicker() {
@@ -42,10 +45,10 @@ export function MethodPicker() {
           }
         />
         {method.lowRank && (
-          <SelectField<'default' | 'gaussian'>
+          <SelectField<InitChoice>
             label="Initialisation"
             name="init_lora_weights"
-            value={init === 'gaussian' ? 'gaussian' : 'default'}
+            value={INIT_OPTIONS.some((o) => o.value === init) ? (init as InitChoice) : 'default'}
             options={INIT_OPTIONS}
             hint={HELP.init_lora_weights}
             onChange={(v) => c.setLora({ init_lora_weights: (v === 'default' ? true : v) as LoraInit })}
