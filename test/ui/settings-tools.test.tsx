@@ -150,7 +150,7 @@ describe('Settings: show as command', () => {
 });
 
 describe('Settings: the PEFT method', () => {
-  it('is the first choice, shows its parameter count, and refuses a method not implemented yet', async () => {
+  it('is the first choice with its options and parameter count', async () => {
     const { c } = await makeApp();
     c.go('settings');
     mount(c);
@@ -160,9 +160,10 @@ describe('Settings: the PEFT method', () => {
     expect(await screen.findByText(/^LoRA: [\d.,KM]+ trainable parameters with these settings\.$/)).toBeTruthy();
     fireEvent.change(method, { target: { value: 'dora' } });
     expect(c.state.lora.method).toBe('dora');
-    expect(screen.getByTestId('method-error').textContent).toMatch(
-      /^DoRA is not implemented in Tabtune yet; choose lora/,
-    );
+    expect(screen.queryByTestId('method-error')).toBeNull();
+    expect(screen.getByLabelText('Rank r')).toBeTruthy(); // DoRA keeps LoRA's options
+    fireEvent.change(screen.getByLabelText('Initialisation'), { target: { value: 'pissa' } });
+    expect(c.state.lora.init_lora_weights).toBe('pissa');
     // the other methods have their own options and no LoRA card
     fireEvent.change(screen.getByLabelText('PEFT method'), { target: { value: 'ia3' } });
     expect(c.state.lora).toMatchObject({ method: 'ia3', target_modules: [], feedforward_modules: [] });
