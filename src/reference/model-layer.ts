@@ -14,45 +14,20 @@
  *              m_in = norm_mlp(x_mid) (or x_mid);  y2 = x_mid + rs·mlp_out;  out = y2 (or norm_mlp(y2))
  * parallel:    m_in = norm_mlp(x) | a_in (shared) | x;  out = x + rs·attn + rs·mlp_out
  *   mlp_out = norm_mlp_out(down(act(gate(m_in))·up(m_in)))  or  fc_out(act(fc_in(m_in)))
+ *
+ * One linear module with its adapter is model-linear.ts.
  */
 
 import type { ModelConfig, NormKind } from '../model/config';
-import type { LayerWeights, LinearModule, NormKeys } from '../model/registry';
+import type { LayerWeights, NormKeys } from '../model/registry';
 import { activationBackwardRef, activationRef, swiGluBackwardRef, swiGluRef } from './activation';
 import { attentionBackwardRef, attentionRef } from './attention';
-import { type Ia3Ref, type LoraParamsRef, linearBackwardRef, linearForwardRef } from './linear';
+import { type RefGrads, type RefLora, type RefWeights, linearBwd, linearFwd } from './model-linear';
 import { layerNormBackwardRef, layerNormRef, rmsNormBackwardRef, rmsNormRef } from './norm';
 import { type MoeCache, moeBackwardRef, moeForwardRef } from './model-moe';
 import { ropeInvFreq } from '../numerics/rope';
 import { ropeRef } from './rope';
 import { copyColumnsRef } from './slice';
-
-export interface RefWeights {
-  config: ModelConfig;
-  arch: import('../model/registry').ArchWeights;
-  /** Every referenced tensor, widened to float64. */
-  get(key: string): Float64Array;
-}
-
-export interface RefLoraModule extends LoraParamsRef {
-  /** Dropout seed used for this module in this micro-step (same derivation as the runner). */
-  seed: number;
-}
-
-/** A module's (IA)³ vector instead of LoRA. */
-export interface RefIa3Module {
-  ia3: Ia3Ref;
-}
-
-/** The adapter by module path: LoRA A/B or an (IA)³ vector per module. */
-export type RefLora = Map<string, RefLoraModule | RefIa3Module>;
-
-/** The LoRA and the (IA)³ parts of module `path`'s adapter entry. */
-function adapterOf(lora: RefLora, path: string): { l: RefLoraModule | null; ia3: Ia3Ref | null } {
-  const e = lora.get(path);
-  if (!e) return { l: null, ia3: null };
-  return 'ia3' in e ? { l: null, ia3: e.ia3 } : { l: e, ia3: null };
-}
 
 // ----------------------------------------------------------------------------------- norms
 
@@ -106,81 +81,6 @@ function add(a: Float64Array, b: ArrayLike<number>, scale = 1): Float64Array {
 }
 
 const scaled = (x: Float64Array, s: number) => (s === 1 ? x : x.map((v) => v * s));
-
-// --------------------------------------------------------------------------------- linears
-
-/** y = x·Wᵀ + b + LoRA, into a new [T, outF] array. */
-export function linearFwd(w: RefWeights, m: LinearModule, lora: RefLora, x: Float64Array, T: number): Float64Array {
-  const y = new Float64Array(T * m.outF);
-  const { l, ia3 } = adapterOf(lora, m.path);
-  linearForwardRef({
-    x,
-    M: T,
-    lin: frozen(w, m),
-    lora: l,
-    ia3,
-    seed: l?.seed ?? 0,
-    y,
-    accumulate: false,
-  });
-  return y;
-}
-
-function frozen(w: RefWeights, m: LinearModule) {
-  return {
-    w: w.get(m.weightKey),
-    bias: m.biasKey ? w.get(m.biasKey) : null,
-    inF: m.inF,
-    outF: m.outF,
-    transposed: m.transposed,
-  };
-}
-
-export interface RefGrads {
-  dA: Map<string, Float64Array>;
-  dB: Map<string, Float64Array>;
-  /** (IA)³ vector gradients. */
-  dl: Map<string, Float64Array>;
-  /** Prompt or prefix tuning: the gradient of the virtual-token table (shaped like RefVirtual.table). */
-  dVirtual?: Float64Array;
-}
-
-/** dx (a new [T, inF] array) of the linear, recording the LoRA gradients of `m` in `grads`. */
-export function linearBwd(
-  w: RefWeights,
-  m: LinearModule,
-  lora: RefLora,
-  grads: RefGrads,
-  x: Float64Array,
-  dy: Float64Array,
-  T: number,
-): Float64Array {
-  const { l, ia3 } = adapterOf(lora, m.path);
-  const dx = new Float64Array(T * m.inF);
-  const dA = l ? new Float64Array(l.r * m.inF) : undefined;
-  const dB = l ? new Float64Array(m.outF * l.r) : undefined;
-  const dl = ia3 ? new Float64Array(ia3.l.length) : undefined;
-  linearBackwardRef({
-    dy,
-    x,
-    M: T,
-    lin: frozen(w, m),
-    lora: l,
-    ia3,
-    dl,
-    seed: l?.seed ?? 0,
-    dx,
-    accumulateDx: true,
-    dA,
-    dB,
-  });
-  if (l) {
-    grads.dA.set(m.path, dA!);
-    grads.dB.set(m.path, dB!);
-  }
-  if (dl) grads.dl.set(m.path, dl);
-  return dx;
-}
 
 // ------------------------------------------------------------------------------ attention
 

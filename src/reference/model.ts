@@ -18,20 +18,17 @@ import { crossEntropyRef, logitsRef, type LogitTransform } from './cross_entropy
 import {
   type LayerCache,
   type NormCache,
-  type RefGrads,
-  type RefLora,
   type RefVirtual,
-  type RefWeights,
   layerBackwardRef,
   layerForwardRef,
-  linearBwd,
-  linearFwd,
   normBwd,
   normFwd,
   virtualRows,
 } from './model-layer';
+import { type RefGrads, type RefLora, type RefWeights, linearBwd, linearFwd } from './model-linear';
 
-export type { RefGrads, RefLoraModule, RefVirtual, RefWeights } from './model-layer';
+export type { RefVirtual } from './model-layer';
+export type { RefGrads, RefLoraModule, RefWeights } from './model-linear';
 
 export interface RefBatch {
   B: number;
