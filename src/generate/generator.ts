@@ -66,6 +66,17 @@ export class Generator {
     if (P > chunk) {
       throw new GpuError(`The adapter's ${P} virtual tokens do not fit one prefill chunk of ${chunk} tokens.`);
     }
+    // Known gap (issue 16): with a prefix and a sliding window shorter than the text, greedy text
+    // here differs from PEFT's generate() although the losses agree; refuse rather than mislead.
+    const windows = this.model.config.layers.map((x) => x.window ?? 0).filter((w) => w > 0);
+    const shortest = windows.length ? Math.min(...windows) : 0;
+    if (lora?.virtual()?.kind === 'prefix' && shortest > 0 && P + promptIds.length + opts.maxNewTokens > shortest) {
+      throw new GpuError(
+        `Generation with a prefix-tuning adapter on a model with a ${shortest}-token sliding window is not ` +
+          `supported yet when the prefix (${P}), the prompt (${promptIds.length}) and the reply (${opts.maxNewTokens}) ` +
+          'exceed the window: its text would not match PEFT. Training and evaluation are exact; use LoRA or prompt tuning to generate.',
+      );
+    }
     if (P + promptIds.length >= ctx) {
       throw new GpuError(
         `The prompt has ${promptIds.length} tokens and the adapter ${P} virtual ones; this model/session allows at most ${ctx - 1} in all.`,
