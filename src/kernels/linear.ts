@@ -156,80 +156,87 @@ function dropSpec(lora: LoraParams, seed: number | undefined): DropoutSpec | nul
   return lora.dropout > 0 ? { seed: (seed ?? 0) >>> 0, p: lora.dropout } : null;
 }
 
-function activeIa3(a: { ia3?: Ia3Params | null; ia3Save?: Tensor; lora?: LoraParams | null }, what: string) {
-  if (!a.ia3) return null;
-  if (a.lora) throw new GpuError(`${what}: a module has a LoRA or an (IA)³ adapter, not both.`);
-  if (!a.ia3Save) throw new GpuError(`${what}: an (IA)³ layer needs \`ia3Save\` (its scaled input or base output).`);
-  return { ...a.ia3, save: a.ia3Save };
+function activeIa3(args: { ia3?: Ia3Params | null; ia3Save?: Tensor; lora?: LoraParams | null }, what: string) {
+  if (!args.ia3) return null;
+  if (args.lora) throw new GpuError(`${what}: a module has a LoRA or an (IA)³ adapter, not both.`);
+  if (!args.ia3Save) throw new GpuError(`${what}: an (IA)³ layer needs \`ia3Save\` (its scaled input or base output).`);
+  return { ...args.ia3, save: args.ia3Save };
 }
 
 /** Records Y (+)= X·Wᵀ + b (+ s·drop(X)·Aᵀ·Bᵀ), saving S = drop(X)·Aᵀ; or the (IA)³-scaled layer. */
-export function recordLinearForward(gpu: Gpu, rec: Recorder, a: LinearForwardArgs): void {
-  const { lin, M } = a;
-  const ia3 = activeIa3(a, 'recordLinearForward');
+export function recordLinearForward(gpu: Gpu, rec: Recorder, args: LinearForwardArgs): void {
+  const { lin, M } = args;
+  const ia3 = activeIa3(args, 'recordLinearForward');
   if (ia3 && ia3.input) {
-    recordIa3Scale(gpu, rec, { x: a.x, l: ia3.l, out: ia3.save, rows: M, cols: lin.inF });
-    recordLinearForward(gpu, rec, { ...a, ia3: null, x: ia3.save });
+    recordIa3Scale(gpu, rec, { x: args.x, l: ia3.l, out: ia3.save, rows: M, cols: lin.inF });
+    recordLinearForward(gpu, rec, { ...args, ia3: null, x: ia3.save });
     return;
   }
   if (ia3) {
-    recordLinearForward(gpu, rec, { ...a, ia3: null, y: ia3.save, accumulate: false });
-    recordIa3Scale(gpu, rec, { x: ia3.save, l: ia3.l, out: a.y, rows: M, cols: lin.outF, accumulate: a.accumulate });
+    recordLinearForward(gpu, rec, { ...args, ia3: null, y: ia3.save, accumulate: false });
+    recordIa3Scale(gpu, rec, {
+      x: ia3.save,
+      l: ia3.l,
+      out: args.y,
+      rows: M,
+      cols: lin.outF,
+      accumulate: args.accumulate,
+    });
     return;
   }
-  const lora = activeLora(a.lora, lin);
+  const lora = activeLora(args.lora, lin);
   let extra: MatmulExtra | null = null;
-  if (lora?.dora) recordNormOf(gpu, rec, lin, lora, lora.dora, a);
+  if (lora?.dora) recordNormOf(gpu, rec, lin, lora, lora.dora, args);
   if (lora) {
-    if (!a.s) throw new GpuError('recordLinearForward: a LoRA layer needs `s` (f32 [M, r]) to save S for backward.');
+    if (!args.s) throw new GpuError('recordLinearForward: a LoRA layer needs `s` (f32 [M, r]) to save S for backward.');
     // S [M, r] = drop(X) [M, inF] · A[r, inF]ᵀ
     recordMatmul(gpu, rec, {
-      a: a.x,
+      a: args.x,
       b: lora.a,
-      c: a.s,
+      c: args.s,
       M,
       N: lora.r,
       K: lin.inF,
       transB: true,
-      dropoutA: dropSpec(lora, a.seed),
+      dropoutA: dropSpec(lora, args.seed),
     });
     // ... + scale · S [M, r] · B[outF, r]ᵀ, in the same K loop as X·Wᵀ
-    extra = { a: a.s, b: lora.b, K: lora.r, transB: true, alpha: lora.scale };
+    extra = { a: args.s, b: lora.b, K: lora.r, transB: true, alpha: lora.scale };
   }
   // Y [M, outF] = X [M, inF] · W[outF, inF]ᵀ (or X · W[inF, outF] for Conv1D) + bias
   recordMatmul(gpu, rec, {
-    a: a.x,
+    a: args.x,
     b: frozenWeight(lin),
-    c: a.y,
+    c: args.y,
     M,
     N: lin.outF,
     K: lin.inF,
     transB: !lin.transposed,
     bias: lin.bias,
-    accumulate: a.accumulate,
+    accumulate: args.accumulate,
     extra,
-    maxBindingBytes: a.maxBindingBytes,
+    maxBindingBytes: args.maxBindingBytes,
   });
   if (lora?.dora && extra) {
     // Z [M, outF] = drop(X)·Wᵀ + s·S·Bᵀ (PEFT's dropped base result without bias, plus the LoRA
     // output), then Y += (g - 1)∘Z.
-    const z = a.z!;
+    const z = args.z!;
     recordMatmul(gpu, rec, {
-      a: a.x,
+      a: args.x,
       b: frozenWeight(lin),
       c: z,
       M,
       N: lin.outF,
       K: lin.inF,
       transB: !lin.transposed,
-      dropoutA: dropSpec(lora, a.seed),
+      dropoutA: dropSpec(lora, args.seed),
       extra,
-      maxBindingBytes: a.maxBindingBytes,
+      maxBindingBytes: args.maxBindingBytes,
     });
     recordDoraColScale(gpu, rec, {
       x: z,
       gi: lora.dora.gi,
-      out: a.y,
+      out: args.y,
       rows: M,
       outF: lin.outF,
       shift: 1,
@@ -245,11 +252,11 @@ function recordNormOf(
   lin: FrozenLinear,
   lora: LoraParams,
   dora: DoraParams,
-  a: LinearForwardArgs,
+  args: LinearForwardArgs,
 ): void {
-  if (!a.z || !a.ws)
+  if (!args.z || !args.ws)
     throw new GpuError('recordLinearForward: a DoRA layer needs `z` (f32 [M, outF]) and a workspace `ws`.');
-  const pt = a.ws.get('dora.PT', [lora.r, lin.outF]);
+  const pt = args.ws.get('dora.PT', [lora.r, lin.outF]);
   // PT [r, outF] = A [r, inF] · W[outF, inF]ᵀ: the layer's own forward GEMM with A's rows as tokens.
   recordMatmul(gpu, rec, {
     a: lora.a,
@@ -259,9 +266,9 @@ function recordNormOf(
     N: lin.outF,
     K: lin.inF,
     transB: !lin.transposed,
-    maxBindingBytes: a.maxBindingBytes,
+    maxBindingBytes: args.maxBindingBytes,
   });
-  const gram = a.ws.get('dora.G', [lora.r, lora.r]);
+  const gram = args.ws.get('dora.G', [lora.r, lora.r]);
   recordMatmul(gpu, rec, { a: lora.a, b: lora.a, c: gram, M: lora.r, N: lora.r, K: lin.inF, transB: true });
   recordDoraNorm(gpu, rec, { dora, b: lora.b, pt, gram, outF: lin.outF, r: lora.r, scale: lora.scale });
 }
@@ -272,123 +279,137 @@ function splitsFor(M: number): number {
 }
 
 /** Records dA, dB (LoRA gradients) or dl ((IA)³) and dX of the layer; see the file comment. */
-export function recordLinearBackward(gpu: Gpu, rec: Recorder, a: LinearBackwardArgs): void {
-  const { lin, M } = a;
-  const ia3 = activeIa3(a, 'recordLinearBackward');
+export function recordLinearBackward(gpu: Gpu, rec: Recorder, args: LinearBackwardArgs): void {
+  const { lin, M } = args;
+  const ia3 = activeIa3(args, 'recordLinearBackward');
   if (ia3 && ia3.input) {
-    if (!a.dl && !a.dx) return;
+    if (!args.dl && !args.dx) return;
     // dXs [M, inF] = dY · W, then dl (+)= Σ X ∘ dXs and dX (+)= dXs ∘ l
-    const dxs = a.ws.get('linear.ia3.dx', [M, lin.inF]);
-    recordLinearBackward(gpu, rec, { ...a, ia3: null, dx: dxs, accumulateDx: false });
-    if (a.dl)
-      recordIa3Grad(gpu, rec, { a: a.x, b: dxs, dl: a.dl, rows: M, cols: lin.inF, accumulate: a.accumulateGrads });
-    if (a.dx)
-      recordIa3Scale(gpu, rec, { x: dxs, l: ia3.l, out: a.dx, rows: M, cols: lin.inF, accumulate: a.accumulateDx });
+    const dxs = args.ws.get('linear.ia3.dx', [M, lin.inF]);
+    recordLinearBackward(gpu, rec, { ...args, ia3: null, dx: dxs, accumulateDx: false });
+    if (args.dl)
+      recordIa3Grad(gpu, rec, {
+        a: args.x,
+        b: dxs,
+        dl: args.dl,
+        rows: M,
+        cols: lin.inF,
+        accumulate: args.accumulateGrads,
+      });
+    if (args.dx)
+      recordIa3Scale(gpu, rec, {
+        x: dxs,
+        l: ia3.l,
+        out: args.dx,
+        rows: M,
+        cols: lin.inF,
+        accumulate: args.accumulateDx,
+      });
     return;
   }
   if (ia3) {
-    if (a.dl)
+    if (args.dl)
       recordIa3Grad(gpu, rec, {
-        a: a.dy,
+        a: args.dy,
         b: ia3.save,
-        dl: a.dl,
+        dl: args.dl,
         rows: M,
         cols: lin.outF,
-        accumulate: a.accumulateGrads,
+        accumulate: args.accumulateGrads,
       });
-    if (!a.dx) return;
-    const dyb = a.ws.get('linear.ia3.dy', [M, lin.outF]);
-    recordIa3Scale(gpu, rec, { x: a.dy, l: ia3.l, out: dyb, rows: M, cols: lin.outF });
-    recordLinearBackward(gpu, rec, { ...a, ia3: null, dy: dyb });
+    if (!args.dx) return;
+    const dyb = args.ws.get('linear.ia3.dy', [M, lin.outF]);
+    recordIa3Scale(gpu, rec, { x: args.dy, l: ia3.l, out: dyb, rows: M, cols: lin.outF });
+    recordLinearBackward(gpu, rec, { ...args, ia3: null, dy: dyb });
     return;
   }
-  const lora = activeLora(a.lora, lin);
+  const lora = activeLora(args.lora, lin);
   let extra: MatmulExtra | null = null;
   // DoRA: the LoRA part (and, without dropout, the whole dX GEMM) sees dYg = g∘dY.
-  let dyL = a.dy;
+  let dyL = args.dy;
   if (lora?.dora) {
-    if (!a.z) throw new GpuError('recordLinearBackward: a DoRA layer needs the `z` its forward saved.');
+    if (!args.z) throw new GpuError('recordLinearBackward: a DoRA layer needs the `z` its forward saved.');
     const gi = lora.dora.gi;
-    if (a.dM) {
+    if (args.dM) {
       recordDoraMagGrad(gpu, rec, {
-        dy: a.dy,
-        z: a.z,
+        dy: args.dy,
+        z: args.z,
         gi,
-        dm: a.dM,
+        dm: args.dM,
         rows: M,
         outF: lin.outF,
-        accumulate: a.accumulateGrads,
+        accumulate: args.accumulateGrads,
       });
     }
-    dyL = a.ws.get('dora.dYg', [M, lin.outF]);
-    recordDoraColScale(gpu, rec, { x: a.dy, gi, out: dyL, rows: M, outF: lin.outF, shift: 0 });
+    dyL = args.ws.get('dora.dYg', [M, lin.outF]);
+    recordDoraColScale(gpu, rec, { x: args.dy, gi, out: dyL, rows: M, outF: lin.outF, shift: 0 });
   }
   if (lora) {
-    const drop = dropSpec(lora, a.seed);
-    const wantDs = !!a.dA || !!a.dx;
-    if (a.dB) {
-      if (!a.s) throw new GpuError('recordLinearBackward: dB needs the S saved by the forward (`s`).');
+    const drop = dropSpec(lora, args.seed);
+    const wantDs = !!args.dA || !!args.dx;
+    if (args.dB) {
+      if (!args.s) throw new GpuError('recordLinearBackward: dB needs the S saved by the forward (`s`).');
       // dB [outF, r] (+)= scale · dY[M, outF]ᵀ · S [M, r]
       recordMatmul(gpu, rec, {
         a: dyL,
-        b: a.s,
-        c: a.dB,
+        b: args.s,
+        c: args.dB,
         M: lin.outF,
         N: lora.r,
         K: M,
         transA: true,
         alpha: lora.scale,
-        accumulate: a.accumulateGrads,
+        accumulate: args.accumulateGrads,
         splitK: splitsFor(M),
-        ws: a.ws,
+        ws: args.ws,
       });
     }
     if (wantDs) {
       // dS [M, r] = scale · dY [M, outF] · B [outF, r]
-      const dS = a.ws.get('linear.dS', [M, lora.r]);
+      const dS = args.ws.get('linear.dS', [M, lora.r]);
       recordMatmul(gpu, rec, { a: dyL, b: lora.b, c: dS, M, N: lora.r, K: lin.outF, alpha: lora.scale });
-      if (a.dA) {
+      if (args.dA) {
         // dA [r, inF] (+)= dS[M, r]ᵀ · drop(X) [M, inF]
         recordMatmul(gpu, rec, {
           a: dS,
-          b: a.x,
-          c: a.dA,
+          b: args.x,
+          c: args.dA,
           M: lora.r,
           N: lin.inF,
           K: M,
           transA: true,
           dropoutB: drop,
-          accumulate: a.accumulateGrads,
+          accumulate: args.accumulateGrads,
           splitK: splitsFor(M),
-          ws: a.ws,
+          ws: args.ws,
         });
       }
       // ... + drop'(dS [M, r] · A [r, inF]) in the dX GEMM
       extra = { a: dS, b: lora.a, K: lora.r, dropoutOut: drop };
     }
   }
-  if (!a.dx) return;
+  if (!args.dx) return;
   const dora = lora?.dora ? lora : null;
   const droppedDora = dora && extra?.dropoutOut ? extra : null;
   // dX [M, inF] (+)= dY [M, outF] · W [outF, inF] (or · W[inF, outF]ᵀ for Conv1D) + drop'(dS·A);
   // DoRA without dropout: (g∘dY)·W + dS·A; with dropout the dropped part follows below.
   recordMatmul(gpu, rec, {
-    a: dora && !droppedDora ? dyL : a.dy,
+    a: dora && !droppedDora ? dyL : args.dy,
     b: frozenWeight(lin),
-    c: a.dx,
+    c: args.dx,
     M,
     N: lin.inF,
     K: lin.outF,
     transB: lin.transposed,
-    accumulate: a.accumulateDx,
+    accumulate: args.accumulateDx,
     extra: droppedDora ? null : extra,
-    maxBindingBytes: a.maxBindingBytes,
+    maxBindingBytes: args.maxBindingBytes,
   });
   if (dora && droppedDora) {
     // dX += drop'((g - 1)∘dY·W + dS·A): both parts of PEFT's dropped branch, through one mask.
-    const dZ = a.ws.get('dora.dZ', [M, lin.outF]);
-    recordDoraColScale(gpu, rec, { x: a.dy, gi: dora.dora!.gi, out: dZ, rows: M, outF: lin.outF, shift: 1 });
-    const t = a.ws.get('dora.T', [M, lin.inF]);
+    const dZ = args.ws.get('dora.dZ', [M, lin.outF]);
+    recordDoraColScale(gpu, rec, { x: args.dy, gi: dora.dora!.gi, out: dZ, rows: M, outF: lin.outF, shift: 1 });
+    const t = args.ws.get('dora.T', [M, lin.inF]);
     recordMatmul(gpu, rec, {
       a: dZ,
       b: frozenWeight(lin),
@@ -398,11 +419,11 @@ export function recordLinearBackward(gpu: Gpu, rec: Recorder, a: LinearBackwardA
       K: lin.outF,
       transB: lin.transposed,
       extra: { ...droppedDora, dropoutOut: null },
-      maxBindingBytes: a.maxBindingBytes,
+      maxBindingBytes: args.maxBindingBytes,
     });
-    const dropped = a.ws.get('dora.dropped', [M, lin.inF]);
+    const dropped = args.ws.get('dora.dropped', [M, lin.inF]);
     const d = droppedDora.dropoutOut!;
     recordDropout(gpu, rec, { x: t, y: dropped, rows: M, cols: lin.inF, seed: d.seed, p: d.p });
-    recordAdd(gpu, rec, { a: a.dx, b: dropped, n: M * lin.inF });
+    recordAdd(gpu, rec, { a: args.dx, b: dropped, n: M * lin.inF });
   }
 }
