@@ -4,9 +4,11 @@
  * through a pool of scripts/interop_server.py in .venv-peft's Python, or TABTUNE_PEFT_PYTHON) and
  * reading the JSON each prints last, and the loss comparison.
  */
-import { availableParallelism } from 'node:os';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
+import { TINY_CORPUS } from '../fixtures/tiny-model';
 import { INTEROP_JOBS } from './jobs';
 import { type ProcResult, runCommand } from './proc';
 import { PythonPool } from './python-pool';
@@ -59,4 +61,15 @@ export function expectSameLoss(ours: Record<string, number>, theirs: Record<stri
     Math.abs(ours.loss! - theirs.loss!) / theirs.loss!,
     `${what}: loss ${ours.loss} vs Python ${theirs.loss}`,
   ).toBeLessThan(1e-4);
+}
+
+/** A fresh temporary folder with the tiny corpus as train.jsonl (every line) and eval.jsonl (its first 6). */
+export async function corpusDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const lines = TINY_CORPUS.trim()
+    .split('\n')
+    .map((t) => JSON.stringify({ text: t }));
+  await writeFile(join(dir, 'train.jsonl'), lines.join('\n'));
+  await writeFile(join(dir, 'eval.jsonl'), lines.slice(0, 6).join('\n'));
+  return dir;
 }

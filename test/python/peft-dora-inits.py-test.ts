@@ -10,28 +10,18 @@
  * llama (nn.Linear) and gpt2 (Conv1D, fan_in_fan_out). All losses to 1e-4 relative.
  * One case: `npm run test:peft -- -t dora`. (IA3, prompt and prefix tuning: test/python/peft-methods.py-test.ts.)
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSafetensors } from '../../src/model/safetensors';
-import { TINY_CORPUS, writeTinyModel } from '../fixtures/tiny-model';
-import { expectSameLoss, python, tabtune } from '../helpers/interop';
+import { writeTinyModel } from '../fixtures/tiny-model';
+import { expectSameLoss, python, tabtune, corpusDir } from '../helpers/interop';
 
 let dir = '';
 const models = new Map<string, string>();
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'tabtune-peft-methods-'));
-  const lines = TINY_CORPUS.trim().split('\n');
-  await writeFile(join(dir, 'train.jsonl'), lines.map((t) => JSON.stringify({ text: t })).join('\n'));
-  await writeFile(
-    join(dir, 'eval.jsonl'),
-    lines
-      .slice(0, 6)
-      .map((t) => JSON.stringify({ text: t }))
-      .join('\n'),
-  );
+  dir = await corpusDir('tabtune-peft-methods-');
 });
 
 afterAll(async () => {

@@ -15,27 +15,17 @@
  * The cases run concurrently (test/helpers/jobs.ts), each with its own Python server
  * (test/helpers/python-pool.ts). One family: `npm run test:peft -- -t gemma2`.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAMILY_CASES } from '../fixtures/family-cases';
-import { TINY_CORPUS, type TinyModelOptions, writeTinyModel } from '../fixtures/tiny-model';
-import { closePython, expectSameLoss, python, tabtune } from '../helpers/interop';
+import { type TinyModelOptions, writeTinyModel } from '../fixtures/tiny-model';
+import { closePython, expectSameLoss, python, tabtune, corpusDir } from '../helpers/interop';
 
 let dir = '';
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'tabtune-peft-'));
-  const lines = TINY_CORPUS.trim().split('\n');
-  await writeFile(join(dir, 'train.jsonl'), lines.map((t) => JSON.stringify({ text: t })).join('\n'));
-  await writeFile(
-    join(dir, 'eval.jsonl'),
-    lines
-      .slice(0, 6)
-      .map((t) => JSON.stringify({ text: t }))
-      .join('\n'),
-  );
+  dir = await corpusDir('tabtune-peft-');
 });
 
 afterAll(async () => {

@@ -11,27 +11,17 @@
  * Prompt tuning's virtual positions predict nothing on either side (the Python eval drops their
  * logits). Run by `npm run test:peft`; one method: `npm run test:peft -- -t prefix`.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TINY_CORPUS, type TinyModelOptions, writeTinyModel } from '../fixtures/tiny-model';
-import { ROOT, expectSameLoss, python, tabtune } from '../helpers/interop';
+import { type TinyModelOptions, writeTinyModel } from '../fixtures/tiny-model';
+import { ROOT, expectSameLoss, python, tabtune, corpusDir } from '../helpers/interop';
 import { runCommand } from '../helpers/proc';
 
 let dir = '';
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'tabtune-peft-methods-'));
-  const lines = TINY_CORPUS.trim().split('\n');
-  await writeFile(join(dir, 'train.jsonl'), lines.map((t) => JSON.stringify({ text: t })).join('\n'));
-  await writeFile(
-    join(dir, 'eval.jsonl'),
-    lines
-      .slice(0, 6)
-      .map((t) => JSON.stringify({ text: t }))
-      .join('\n'),
-  );
+  dir = await corpusDir('tabtune-peft-methods-');
 });
 
 afterAll(async () => {

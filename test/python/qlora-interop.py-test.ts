@@ -13,8 +13,7 @@
  *      base model (printed; below 5% relative on these models).
  * Run by `npm test` after the vitest suite, or alone by `npm run test:peft`.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Gpu } from '../../src/gpu';
@@ -24,9 +23,9 @@ import { loadModelFiles } from '../../src/model/load';
 import { type SafeDType, writeSafetensors } from '../../src/model/safetensors';
 import { DirSource } from '../../src/model/source';
 import { dynamicMap, nestedBlocks, nf4Blocks } from '../../src/reference/nf4';
-import { TINY_CORPUS, writeTinyModel } from '../fixtures/tiny-model';
+import { writeTinyModel } from '../fixtures/tiny-model';
 import { getGpu } from '../helpers/gpu';
-import { closePython, expectSameLoss, pyScript, tabtune } from '../helpers/interop';
+import { closePython, expectSameLoss, pyScript, tabtune, corpusDir } from '../helpers/interop';
 
 let dir = '';
 
@@ -68,11 +67,7 @@ async function dumpNf4(gpu: Gpu, model: GpuModel, file: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'tabtune-qlora-'));
-  const lines = TINY_CORPUS.trim().split('\n');
-  await writeFile(join(dir, 'train.jsonl'), lines.map((t) => JSON.stringify({ text: t })).join('\n'));
-  const evalLines = lines.slice(0, 6).map((t) => JSON.stringify({ text: t }));
-  await writeFile(join(dir, 'eval.jsonl'), evalLines.join('\n'));
+  dir = await corpusDir('tabtune-qlora-');
 });
 
 afterAll(async () => {
