@@ -201,7 +201,10 @@ The last line printed is a JSON summary (steps, first and final training loss, v
 
 ## Bring the adapter back
 
-\`--output_dir\` holds a PEFT adapter (\`adapter_config.json\`, \`adapter_model.safetensors\`):
+\`--output_dir\` holds a PEFT adapter (\`adapter_config.json\`, \`adapter_model.safetensors\`). A PiSSA
+or OLoRA run (which moves the base weights by the initial adapter) saves it converted to a plain LoRA of
+twice the rank on the untouched base model, as PEFT's
+\`save_pretrained(path_initial_model_for_weight_conversion=...)\` does:
 
 \`\`\`sh
 node bin/tabtune.mjs eval --model BASE_MODEL_DIR --adapter adapter --data DATA.jsonl --json

@@ -27,13 +27,17 @@ seed, not Tabtune's; start from an adapter (tabtune export-recipe --init-from) t
 same weights.
 
 The adapter is written to --output_dir in PEFT's layout (adapter_config.json +
-adapter_model.safetensors); Tabtune imports it (the app's library, or the CLI's --adapter). The last
+adapter_model.safetensors); Tabtune imports it (the app's library, or the CLI's --adapter). With a
+PiSSA or OLoRA init (which move the base weights by the initial adapter), it is saved converted to a
+plain LoRA of twice the rank on the untouched base model, as PEFT's
+save_pretrained(path_initial_model_for_weight_conversion=...) and Tabtune's own save do. The last
 line printed is a JSON summary: steps, first and last training loss, validation loss.
 """
 
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -222,6 +226,14 @@ def peft_parts(run, model):
     )
 
 
+def converts_on_save(run):
+    """PiSSA (pissa, pissa_niter_N) and OLoRA train on moved base weights: the adapter is saved converted."""
+    if run.get("init_adapter"):
+        return False
+    init = run["lora"].get("init_lora_weights", True)
+    return isinstance(init, str) and (init.startswith("pissa") or init == "olora")
+
+
 def token_weighted_loss(trainer, dataset, batch_size):
     """Mean next-token loss per counted token over `dataset` (Tabtune's validation loss)."""
     import torch
@@ -311,8 +323,24 @@ def main(argv):
     if got != data["train_counted_tokens"]:
         raise SystemExit(f"SFTTrainer's labels count {got} tokens, Tabtune counts {data['train_counted_tokens']}")
 
+    peft_model = trainer.accelerator.unwrap_model(trainer.model)
+    main_process = trainer.is_world_process_zero()
+    initial_dir = os.path.join(args.output_dir, "initial_adapter") if converts_on_save(run) else None
+    if initial_dir:
+        # The adapter as PiSSA/OLoRA initialised it (the same on a resumed run: the init is recomputed
+        # from the base weights before the checkpoint is loaded by train()).
+        peft_model.save_pretrained(initial_dir, is_main_process=main_process)
+
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     trainer.save_model(args.output_dir)
+    if initial_dir:
+        # A' = [A; A0], B' = [B, -B0], r and lora_alpha doubled: a plain LoRA on the original base.
+        trainer.accelerator.wait_for_everyone()
+        peft_model.save_pretrained(
+            args.output_dir, path_initial_model_for_weight_conversion=initial_dir, is_main_process=main_process
+        )
+        if main_process:
+            shutil.rmtree(initial_dir)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     final_val = token_weighted_loss(trainer, val_set, config.per_device_eval_batch_size) if val_set is not None else None
     if trainer.is_world_process_zero():

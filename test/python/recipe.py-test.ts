@@ -14,7 +14,7 @@
  * Run by `npm test` after the vitest suite, or alone by `npm run test:peft` (the Python stack of
  * scripts/peft-venv.mjs).
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -255,6 +255,42 @@ describe('the exported recipe (transformers + PEFT + TRL) against tabtune train'
         `update norm ${Number(diff.update_norm).toExponential(3)}, difference ${(100 * Number(diff.rel)).toExponential(2)}% of it`,
     );
   }, 600_000);
+
+  for (const init of ['pissa', 'olora']) {
+    it(`--init ${init}: train.py saves the adapter converted to a plain LoRA on the original base, as Tabtune does`, async () => {
+      const model = await makeModel({ ...CASES[0]!, name: init });
+      const base = join(dir, init);
+      const data = join(dir, 'text.jsonl');
+      const flags = [
+        '--model', model, '--data', data, '--targets', 'q_proj,v_proj,down_proj', '--r', '4', '--alpha', '8',
+        '--init', init, '--optimizer', 'sgd', '--lr', '0.5', '--steps', '1', '--batch', '4', '--no-shuffle',
+        '--dropout', '0', '--max-grad-norm', '0', '--scheduler', 'constant', '--json',
+      ]; // prettier-ignore
+      const here = await tabtune(['train', ...flags, '--out', join(base, 'tabtune')]);
+      await tabtune(['export-recipe', ...flags, '--out', join(base, 'recipe')]);
+      const py = join(base, 'python');
+      const there = await trainPy(join(base, 'recipe'), py);
+      expect(Math.abs(Number(here.firstLoss) - Number(there.firstLoss)) / Number(here.firstLoss)).toBeLessThan(1e-4);
+      // PEFT's conversion: twice the rank and alpha, a plain LoRA init, no initial adapter left behind.
+      const cfg = JSON.parse(await readFile(join(py, 'adapter_config.json'), 'utf8')) as Json;
+      expect(cfg).toMatchObject({ r: 8, lora_alpha: 16, init_lora_weights: true });
+      expect(await readdir(py)).not.toContain('initial_adapter');
+      // Both adapters on the untouched base model: the same one SGD step from the same (deterministic) init.
+      const evalOf = (adapter?: string) =>
+        tabtune(['eval', '--model', model, ...(adapter ? ['--adapter', adapter] : []), '--data', data, '--json']);
+      const [plain, ours, theirs] = [await evalOf(), await evalOf(join(base, 'tabtune')), await evalOf(py)];
+      const theirsInPython = await helper(['eval-examples', '--model', model, '--adapter', py, '--data', join(base, 'recipe', 'data', 'train.jsonl')]); // prettier-ignore
+      expect(Math.abs(Number(theirs.loss) - Number(theirsInPython.loss)) / Number(theirs.loss)).toBeLessThan(1e-4);
+      expect(Number(plain.loss) - Number(ours.loss), 'the step moved the model').toBeGreaterThan(1e-3);
+      const rel = Math.abs(Number(ours.loss) - Number(theirs.loss)) / Number(ours.loss);
+      expect(rel, `Tabtune ${ours.loss} vs train.py ${theirs.loss}`).toBeLessThan(1e-4);
+      console.log(
+        `[tabtune] recipe --init ${init}, one SGD step, on the original base: no adapter ${Number(plain.loss).toFixed(6)}, ` +
+          `Tabtune's converted adapter ${Number(ours.loss).toFixed(6)} | train.py's ${Number(theirs.loss).toFixed(6)} ` +
+          `(Python ${Number(theirsInPython.loss).toFixed(6)})`,
+      );
+    }, 600_000);
+  }
 
   it('a few AdamW steps lower the loss on both sides (text, fresh adapter, validation split)', async () => {
     const model = join(dir, 'text', 'model');
