@@ -20,7 +20,7 @@ import {
 } from '../model/safetensors';
 import { type ModuleLike, isAllLinear } from './config';
 import { ADAPTER_CONFIG_NAME, ADAPTER_MODEL_NAME, PEFT_KEY_PREFIX, PeftError, type PeftFiles } from './peft';
-import { boolField, moduleSpecField, parseConfigJson } from './peft-import';
+import { boolField, moduleSpecField, parseConfigJson } from './peft-config-fields';
 import { compareCodePoints, pythonJsonDumps } from './python-json';
 import { matchesModuleSpec, resolveTargets } from './targets';
 

@@ -10,7 +10,7 @@ import type { LinearModule } from '../model/registry';
 import { GpuLora } from './gpu-lora';
 import { type Ia3Config, type Ia3VectorArrays, exportIa3, importIa3 } from './ia3';
 import { type PeftFiles, PeftError } from './peft';
-import { parseConfigJson } from './peft-import';
+import { parseConfigJson } from './peft-config-fields';
 import {
   type PrefixTuningConfig,
   type PromptTuningConfig,

@@ -20,7 +20,7 @@
 import { mulberry32 } from '../reference/check';
 import { parseSafetensors, SafetensorsError, tensorToF32, writeSafetensors } from '../model/safetensors';
 import { ADAPTER_CONFIG_NAME, ADAPTER_MODEL_NAME, PeftError, type PeftFiles } from './peft';
-import { boolField, parseConfigJson } from './peft-import';
+import { boolField, parseConfigJson } from './peft-config-fields';
 import { pythonJsonDumps } from './python-json';
 
 export type VirtualKind = 'prompt' | 'prefix';

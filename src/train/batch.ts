@@ -165,6 +165,14 @@ const SHUFFLE_STREAM = 0x5a0f1e;
  * round(valFraction · n)), each set kept in file order. Training always keeps at least one item;
  * with a fraction > 0 and at least two items, validation gets at least one.
  */
+/** How many of n items a validation fraction f draws (at least one when f > 0 and n >= 2; training keeps at least one). */
+export function valCountFor(n: number, f: number): number {
+  if (!(f >= 0 && f < 1)) throw new BatchError(`valFraction must be in [0, 1), got ${f}.`);
+  let k = Math.round(f * n);
+  if (f > 0 && n >= 2) k = Math.max(1, k);
+  return Math.min(k, Math.max(0, n - 1));
+}
+
 export function splitTrainVal<T>(
   items: readonly T[],
   opts: { valFraction?: number; valCount?: number; seed: number },
@@ -174,14 +182,10 @@ export function splitTrainVal<T>(
   if (opts.valCount !== undefined) {
     if (!Number.isInteger(opts.valCount) || opts.valCount < 0)
       throw new BatchError(`valCount must be a non-negative integer, got ${opts.valCount}.`);
-    k = Math.min(opts.valCount, n);
+    k = Math.min(opts.valCount, Math.max(0, n - 1)); // training keeps at least one item
   } else {
-    const f = opts.valFraction ?? 0;
-    if (!(f >= 0 && f < 1)) throw new BatchError(`valFraction must be in [0, 1), got ${f}.`);
-    k = Math.round(f * n);
-    if (f > 0 && n >= 2) k = Math.max(1, k);
+    k = valCountFor(n, opts.valFraction ?? 0);
   }
-  k = Math.min(k, Math.max(0, n - 1)); // training keeps at least one item
   const order = new Rng(deriveSeed(opts.seed, SPLIT_STREAM)).shuffle([...Array(n).keys()]);
   const isVal = new Uint8Array(n);
   for (let i = 0; i < k; i++) isVal[order[i]!] = 1;

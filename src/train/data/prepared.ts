@@ -29,6 +29,7 @@ import {
   makeBatch,
   paddedLength,
   splitTrainVal,
+  valCountFor,
 } from '../batch';
 import { type RenderOptions, type TokenizerLike, examplePreview } from './render';
 import type { RecordTokenizer } from './pool';
@@ -475,14 +476,6 @@ function pack(exs: CompactExample[], o: BatchingOptions): Batch[] {
   const out: Batch[] = [];
   for (let k = 0; k < exs.length; k += o.batchSize) out.push(makeBatch(exs.slice(k, k + o.batchSize), o));
   return out;
-}
-
-/** The validation count splitTrainVal draws for a fraction (training keeps at least one item). */
-function valCountFor(n: number, f: number): number {
-  if (!(f >= 0 && f < 1)) throw new DatasetError(`valFraction must be in [0, 1), got ${f}.`);
-  let k = Math.round(f * n);
-  if (f > 0 && n >= 2) k = Math.max(1, k);
-  return Math.min(k, Math.max(0, n - 1));
 }
 
 /** Examples cut to max length: how many, and the first lines they come from (the Data view and the CLI warn). */

@@ -13,6 +13,10 @@
  *
  * Text must be UTF-8 (a BOM is skipped): a UTF-16 file or a line that is not UTF-8 is an error
  * naming the file and the line, not a record read as garbage.
+ *
+ * Slightly over 500 lines because the Scan class is one chunked state machine (format detection,
+ * the JSON array walker, CSV quoting across chunks, paragraphs) whose states share the carry-over
+ * buffer and the line counter; its per-format rules already live in containers.ts and split.ts.
  */
 
 import type { DatasetFormat, DatasetIssue } from './types';
