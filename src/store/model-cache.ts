@@ -31,19 +31,87 @@ function fileNameOf(url: string): string {
   return decodeURIComponent(path.slice(path.lastIndexOf('/') + 1));
 }
 
-/** JSON files are read whole to be checked up to this size; bigger ones are only counted. */
-const MAX_CHECKED_JSON = 64 << 20;
+/**
+ * JSON files up to this size are also parsed (whole, or line by line for JSON Lines); bigger ones
+ * get only the streaming check of JsonShape.
+ */
+const MAX_PARSED_JSON = 16 << 20;
+
+/**
+ * The shape of JSON text as its bytes go by, in constant memory: brackets outside strings, string
+ * state, and the top-level values seen. Whole when every value opened was closed and the text is one
+ * or more objects/arrays separated by whitespace (JSON, or JSON Lines as the Hub's ".json" dataset
+ * files often are); a file cut short ends inside a value or a string. Anything else at the top
+ * level (an HTML error page, a bare word) makes it not JSON.
+ */
+class JsonShape {
+  private depth = 0;
+  private inString = false;
+  private escaped = false;
+  private values = 0;
+  private bad = false;
+
+  push(c: Uint8Array): void {
+    if (this.bad) return;
+    for (let i = 0; i < c.length; i++) {
+      const b = c[i]!;
+      if (this.inString) {
+        if (this.escaped) this.escaped = false;
+        else if (b === 0x5c /* \ */) this.escaped = true;
+        else if (b === 0x22 /* " */) this.inString = false;
+      } else if (b === 0x22) {
+        if (this.depth === 0) return void (this.bad = true);
+        this.inString = true;
+      } else if (b === 0x7b /* { */ || b === 0x5b /* [ */) {
+        if (this.depth++ === 0) this.values++;
+      } else if (b === 0x7d /* } */ || b === 0x5d /* ] */) {
+        if (--this.depth < 0) return void (this.bad = true);
+      } else if (
+        this.depth === 0 &&
+        b !== 0x20 &&
+        b !== 0x0a &&
+        b !== 0x0d &&
+        b !== 0x09 &&
+        !(b === 0xef || b === 0xbb || b === 0xbf)
+      ) {
+        // outside any value only whitespace (and a UTF-8 byte order mark) may stand
+        return void (this.bad = true);
+      }
+    }
+  }
+
+  /** Whether the text seen is one or more whole top-level objects/arrays; how many. */
+  result(): { whole: boolean; values: number } {
+    return { whole: !this.bad && !this.inString && this.depth === 0 && this.values > 0, values: this.values };
+  }
+}
+
+/** Whether text that is not one JSON value is JSON Lines: every non-blank line parses. */
+function isJsonLines(text: string): boolean {
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      JSON.parse(line);
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
 
 /**
  * Checks a model file as its bytes go by, so that only whole files are kept in the cache: the byte
  * count against Content-Length, a safetensors file against the data size its header declares, a
- * JSON file by parsing it. What it sees is fed by `push`; `finish` returns the problem, if any.
+ * JSON file by its shape as it streams by (JsonShape) and, up to MAX_PARSED_JSON, by parsing it
+ * (whole, or each line of JSON Lines). What it sees is fed by `push`; `finish` returns the problem,
+ * if any.
  */
 export class FileCheck {
   private count = 0;
   private head: Uint8Array[] = [];
   private headBytes = 0;
   private readonly kind: 'safetensors' | 'json' | 'other';
+  private readonly json: JsonShape | null;
   readonly name: string;
 
   constructor(
@@ -52,11 +120,12 @@ export class FileCheck {
   ) {
     this.name = fileNameOf(url);
     this.kind = this.name.endsWith('.safetensors') ? 'safetensors' : this.name.endsWith('.json') ? 'json' : 'other';
+    this.json = this.kind === 'json' ? new JsonShape() : null;
   }
 
-  /** Bytes kept so far (the safetensors header, or a JSON file). */
+  /** Bytes to keep (the safetensors header, or a JSON file small enough to parse). */
   private wanted(): number {
-    if (this.kind === 'json') return MAX_CHECKED_JSON;
+    if (this.kind === 'json') return this.count <= MAX_PARSED_JSON ? MAX_PARSED_JSON : 0;
     if (this.kind !== 'safetensors') return 0;
     if (this.headBytes < 8) return 8;
     const n = new DataView(this.joined().buffer).getBigUint64(0, true);
@@ -77,6 +146,12 @@ export class FileCheck {
 
   push(chunk: Uint8Array): void {
     this.count += chunk.byteLength;
+    this.json?.push(chunk);
+    if (this.kind === 'json' && this.count > MAX_PARSED_JSON && this.headBytes > 0) {
+      // too big to parse: only its shape is checked, and nothing is held
+      this.head = [];
+      this.headBytes = 0;
+    }
     let want = this.wanted();
     let c = chunk;
     while (this.headBytes < want && c.byteLength > 0) {
@@ -107,11 +182,21 @@ export class FileCheck {
         return e instanceof SafetensorsError ? e.message : `${this.name} is not a safetensors file`;
       }
       if (got !== 8 + n + end) return `${this.name} is incomplete: ${got} of ${8 + n + end} bytes`;
-    } else if (this.kind === 'json' && got <= MAX_CHECKED_JSON) {
-      try {
-        JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(this.joined()));
-      } catch {
-        return `${this.name} is not valid JSON`;
+    } else if (this.json) {
+      const shape = this.json.result();
+      if (!shape.whole) return `${this.name} is not valid JSON (or JSON Lines): it may be cut short`;
+      if (got <= MAX_PARSED_JSON) {
+        let text: string;
+        try {
+          text = new TextDecoder('utf-8', { fatal: true }).decode(this.joined());
+        } catch {
+          return `${this.name} is not UTF-8 text`;
+        }
+        try {
+          JSON.parse(text);
+        } catch {
+          if (shape.values < 2 || !isJsonLines(text)) return `${this.name} is not valid JSON (or JSON Lines)`;
+        }
       }
     }
     return null;

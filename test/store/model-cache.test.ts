@@ -221,4 +221,31 @@ describe('cachingFetch', () => {
     expect(wholeFileProblem(`${HUB}tokenizer.json`, new TextEncoder().encode('{"model":{}}'))).toBeNull();
     expect(wholeFileProblem(`${HUB}tokenizer.model`, new Uint8Array(3))).toBeNull(); // other files: length only
   });
+
+  it('a Hub dataset ".json" that is JSON Lines, or too big to parse, is kept when whole; one cut short is not', () => {
+    const enc = (s: string) => new TextEncoder().encode(s);
+    const lines = Array.from({ length: 50 }, (_, i) => JSON.stringify({ text: `record {${i}} "quoted" \\ [` }));
+    const jsonl = enc(`\uFEFF${lines.join('\n')}\n`);
+    expect(wholeFileProblem(`${HUB}data/train.json`, jsonl)).toBeNull();
+    expect(wholeFileProblem(`${HUB}data/train.json`, enc('[{"text": "a"},\n {"text": "b"}]'))).toBeNull();
+    // cut inside a line or a string, a bare word, an HTML page, a line that is not JSON
+    const cut = jsonl.subarray(0, jsonl.byteLength - 20);
+    expect(wholeFileProblem(`${HUB}data/train.json`, cut)).toMatch(/train\.json is not valid JSON \(or JSON Lines\)/);
+    expect(wholeFileProblem(`${HUB}data/train.json`, enc('{"a": "b'))).toMatch(/not valid JSON/);
+    expect(wholeFileProblem(`${HUB}data/train.json`, enc('{"a": 1} oops'))).toMatch(/not valid JSON/);
+    expect(wholeFileProblem(`${HUB}data/train.json`, enc('<!doctype html>'))).toMatch(/not valid JSON/);
+    expect(wholeFileProblem(`${HUB}data/train.json`, enc('{"a": 1}\n{"a": nope}\n'))).toMatch(/not valid JSON/);
+    // 20 MB of JSON Lines (past the size parsed whole) streamed in 1 MB chunks: kept, by its shape,
+    // without holding it; the same cut short in a string is not
+    const line = enc(`${JSON.stringify({ text: 'x'.repeat(1000) })}\n`);
+    const chunk = new Uint8Array(line.byteLength * 1000);
+    for (let k = 0; k < 1000; k++) chunk.set(line, k * line.byteLength);
+    const big = new FileCheck(`${HUB}data/big.json`, chunk.byteLength * 20);
+    for (let k = 0; k < 20; k++) big.push(chunk);
+    expect(big.finish()).toBeNull();
+    const short = new FileCheck(`${HUB}data/big.json`, null);
+    for (let k = 0; k < 20; k++) short.push(chunk);
+    short.push(line.subarray(0, 500));
+    expect(short.finish()).toMatch(/big\.json is not valid JSON \(or JSON Lines\): it may be cut short/);
+  });
 });
