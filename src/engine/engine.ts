@@ -321,6 +321,8 @@ export class Engine implements EngineApi {
     this.assertIdle('start another run');
     const m = this.requireModel();
     const d = this.requireDataset();
+    // PiSSA/OLoRA rewrite frozen weights while a run lasts: generation's KV cache starts over after.
+    this.generation.forgetContext();
     const frozen = frozenSettings(m.gpuModel.quantization);
     const resume = hooks.resumeFrom ? decodeCheckpoint(hooks.resumeFrom) : null;
     if (resume) {
@@ -478,9 +480,23 @@ export class Engine implements EngineApi {
   ): Promise<GenerationResult> {
     this.assertIdle('generate');
     const m = this.requireModel();
-    const ids = conversationIds(m.tokenizer, req.messages, req.mode, m.id);
-    const lora = adapter ? await this.adapterOnGpu(adapter) : null;
-    return this.generation.run(this.gpu, m, ids, lora, req.sampling, this.modelInfo().eosTokenIds, onText);
+    const ticket = this.generation.begin();
+    try {
+      const ids = conversationIds(m.tokenizer, req.messages, req.mode, m.id);
+      const lora = adapter ? await this.adapterOnGpu(adapter) : null;
+      return await this.generation.run(
+        ticket,
+        this.gpu,
+        m,
+        ids,
+        lora,
+        req.sampling,
+        this.modelInfo().eosTokenIds,
+        onText,
+      );
+    } finally {
+      this.generation.end(ticket);
+    }
   }
 
   stopGeneration(): void {

@@ -2,7 +2,10 @@
  * The engine's text generation, shared by Compare (`Engine.generate`: one prompt) and Chat
  * (`Engine.chat`: a conversation rendered by src/generate/chat.ts): the context check, one
  * Generator (src/generate/generator.ts: KV cache, prefill, one token at a time) kept while it is
- * large enough, streaming of decoded text as it grows, and Stop between tokens.
+ * large enough (its KV cache reused across calls where the new prompt starts like the last one),
+ * streaming of decoded text as it grows, and Stop between tokens, or before the first one: a Stop
+ * that arrives while a call is still getting ready (reading its adapter, prefilling) ends it before
+ * its first token.
  */
 
 import type { Gpu } from '../gpu/context';
@@ -19,13 +22,34 @@ export class GenerationError extends Error {
   }
 }
 
+/** One call's Stop flag (begin() hands it out before the call's first await). */
+export interface GenerationTicket {
+  stopped: boolean;
+}
+
 export class TextGeneration {
   private generator: Generator | null = null;
-  private stopping = false;
+  private active: GenerationTicket | null = null;
 
-  /** Ends the generation in progress after its current token. */
+  /** A call starts: Stop from now on ends it (even before its first token). */
+  begin(): GenerationTicket {
+    this.active = { stopped: false };
+    return this.active;
+  }
+
+  /** The call is over: a later Stop is not carried to the next one. */
+  end(ticket: GenerationTicket): void {
+    if (this.active === ticket) this.active = null;
+  }
+
+  /** Ends the generation in progress after its current token (or before its first). */
   stop(): void {
-    this.stopping = true;
+    if (this.active) this.active.stopped = true;
+  }
+
+  /** The weights may have changed (training): the next call prefills its whole prompt. */
+  forgetContext(): void {
+    this.generator?.forget();
   }
 
   /**
@@ -33,6 +57,7 @@ export class TextGeneration {
    * comes: `onText` gets each piece once it decodes to whole characters.
    */
   async run(
+    ticket: GenerationTicket,
     gpu: Gpu,
     m: LoadedModelState,
     ids: number[],
@@ -41,7 +66,7 @@ export class TextGeneration {
     eos: number[],
     onText?: (delta: string) => void,
   ): Promise<GenerationResult> {
-    this.stopping = false;
+    if (ticket.stopped) return { text: '', tokens: 0, promptTokens: ids.length, stopReason: 'stopped' };
     const tok = m.tokenizer;
     const need = ids.length + s.maxNewTokens + 1;
     const maxPos = m.config.maxPositions > 0 ? m.config.maxPositions : need;
@@ -68,7 +93,7 @@ export class TextGeneration {
       seed: s.seed,
       stopIds: eos,
       vocabLimit: tok.vocabSize > 0 ? tok.vocabSize : undefined,
-      shouldStop: () => this.stopping,
+      shouldStop: () => ticket.stopped,
       onToken: (id) => {
         if (eos.includes(id)) return;
         out.push(id);
@@ -81,7 +106,13 @@ export class TextGeneration {
     });
     const text = tok.decode(out, { skipSpecialTokens: true });
     if (text.length > emitted.length && text.startsWith(emitted)) onText?.(text.slice(emitted.length));
-    return { text, tokens: res.ids.length, promptTokens: ids.length, stopReason: res.stopReason };
+    return {
+      text,
+      tokens: res.ids.length,
+      promptTokens: ids.length,
+      reusedTokens: res.reused,
+      stopReason: res.stopReason,
+    };
   }
 
   dispose(): void {

@@ -124,6 +124,8 @@ export interface GenerationResult {
   tokens: number;
   /** Tokens the model read first (the rendered conversation). */
   promptTokens: number;
+  /** Of those, how many came from the previous reply's KV cache (the conversation so far), not read again. */
+  reusedTokens?: number;
   /** eos: the model ended it; length: max new tokens; stopped: Stop; context: the model's context is full. */
   stopReason: 'eos' | 'length' | 'stopped' | 'context';
 }

@@ -2,6 +2,12 @@
  * Text generation with a KV cache: the prompt is run through the model in chunks (prefill), then
  * one token at a time; each step reads one row of logits back and samples on the CPU. Works with
  * or without a LoRA adapter over the same base weights.
+ *
+ * The cache outlives a call: it remembers the tokens whose keys and values it holds (the last
+ * prompt and the reply tokens fed back), and the next prompt with the same adapter starts after
+ * their common prefix instead of at 0 (a chat's next turn re-reads only the new messages). A key or
+ * value at position i depends only on tokens 0..i, so the rows of a common prefix are what a fresh
+ * prefill would write; `forget()` drops them (the weights changed).
  */
 
 import type { Gpu } from '../gpu/context';
@@ -28,10 +34,15 @@ export interface GenerateOptions extends SamplingOptions {
 export interface GenerateResult {
   ids: number[];
   stopReason: 'eos' | 'length' | 'stopped' | 'context';
+  /** Prompt tokens whose keys and values came from the previous call's cache (not prefilled again). */
+  reused: number;
 }
 
 export class Generator {
   readonly runner: ModelRunner;
+  /** The tokens whose keys and values the KV cache holds, at positions 0.., and the adapter they were made with. */
+  private cached: number[] = [];
+  private cachedWith: GpuLora | null | undefined = undefined;
 
   constructor(
     readonly gpu: Gpu,
@@ -83,39 +94,60 @@ export class Generator {
       );
     }
     const fed = P ? [...new Array<number>(P).fill(0), ...promptIds] : promptIds;
+    // The common prefix with what the cache holds (an adapter with virtual rows always starts
+    // over); at least the last prompt token is fed again, for its logits.
     let past = 0;
-    // Prefill in chunks; the logits of the last prompt token come from the last chunk.
-    while (past < fed.length) {
-      const n = Math.min(chunk, fed.length - past);
-      await this.feed(fed.slice(past, past + n), past, lora, past + n === fed.length);
-      past += n;
-    }
-    const out: number[] = [];
-    const vocab = Math.min(opts.vocabLimit ?? this.model.config.vocabSize, this.model.config.vocabSize);
-    const stop = new Set(opts.stopIds);
-    for (;;) {
-      const logits = await this.gpu.read(this.runner.logits!);
-      for (let i = 0; i < vocab; i++) {
-        if (!Number.isFinite(logits[i]!)) {
-          throw new GpuError(
-            `Generation stopped: the logits of new token ${out.length + 1} hold ${logits[i]} (token id ${i}), so no token can be chosen. ` +
-              'The model or adapter weights give non-finite values (e.g. an adapter with a huge lora_alpha).',
-          );
+    if (P === 0 && this.cachedWith === lora)
+      while (past < fed.length - 1 && past < this.cached.length && this.cached[past] === fed[past]) past++;
+    const reused = past;
+    this.cached.length = past;
+    this.cachedWith = lora;
+    try {
+      // Prefill in chunks; the logits of the last prompt token come from the last chunk.
+      while (past < fed.length) {
+        const n = Math.min(chunk, fed.length - past);
+        await this.feed(fed.slice(past, past + n), past, lora, past + n === fed.length);
+        past += n;
+      }
+      const out: number[] = [];
+      const vocab = Math.min(opts.vocabLimit ?? this.model.config.vocabSize, this.model.config.vocabSize);
+      const stop = new Set(opts.stopIds);
+      const end = (stopReason: GenerateResult['stopReason']): GenerateResult => ({ ids: out, stopReason, reused });
+      // Stop pressed during the prefill: no token at all.
+      if (opts.shouldStop?.()) return end('stopped');
+      for (;;) {
+        const logits = await this.gpu.read(this.runner.logits!);
+        for (let i = 0; i < vocab; i++) {
+          if (!Number.isFinite(logits[i]!)) {
+            throw new GpuError(
+              `Generation stopped: the logits of new token ${out.length + 1} hold ${logits[i]} (token id ${i}), so no token can be chosen. ` +
+                'The model or adapter weights give non-finite values (e.g. an adapter with a huge lora_alpha).',
+            );
+          }
         }
+        if (opts.repetitionPenalty !== undefined && opts.repetitionPenalty !== 1) {
+          applyRepetitionPenalty(logits, [...promptIds, ...out], opts.repetitionPenalty);
+        }
+        const id = sampleToken(logits, opts, rand, vocab);
+        out.push(id);
+        if (opts.onToken?.(id) === false) return end('stopped');
+        if (stop.has(id)) return end('eos');
+        if (out.length >= opts.maxNewTokens) return end('length');
+        if (opts.shouldStop?.()) return end('stopped');
+        if (past + 1 >= ctx) return end('context');
+        await this.feed([id], past, lora, true);
+        past += 1;
       }
-      if (opts.repetitionPenalty !== undefined && opts.repetitionPenalty !== 1) {
-        applyRepetitionPenalty(logits, [...promptIds, ...out], opts.repetitionPenalty);
-      }
-      const id = sampleToken(logits, opts, rand, vocab);
-      out.push(id);
-      if (opts.onToken?.(id) === false) return { ids: out, stopReason: 'stopped' };
-      if (stop.has(id)) return { ids: out, stopReason: 'eos' };
-      if (out.length >= opts.maxNewTokens) return { ids: out, stopReason: 'length' };
-      if (opts.shouldStop?.()) return { ids: out, stopReason: 'stopped' };
-      if (past + 1 >= ctx) return { ids: out, stopReason: 'context' };
-      await this.feed([id], past, lora, true);
-      past += 1;
+    } catch (e) {
+      this.forget();
+      throw e;
     }
+  }
+
+  /** Drops what the KV cache holds: the next call prefills its whole prompt (call when weights change). */
+  forget(): void {
+    this.cached = [];
+    this.cachedWith = undefined;
   }
 
   private async feed(ids: number[], past: number, lora: GpuLora | null, wantLogits: boolean): Promise<void> {
@@ -127,6 +159,7 @@ export class Generator {
     this.runner.recordForward(rec, { B: 1, S: n, lora }, past);
     if (wantLogits) this.runner.recordLogitsAt(rec, n - 1);
     rec.submit();
+    this.cached.push(...ids);
     if (!wantLogits) await this.gpu.sync();
   }
 

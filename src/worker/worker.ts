@@ -144,6 +144,8 @@ async function handle(req: WorkerRequest): Promise<void> {
       (await engine()).stop();
       return;
     case 'stopGeneration':
+      // The generation in progress, and any still waiting in the queue (Stop pressed before its turn).
+      for (const id of queuedGenerations) stoppedGenerations.add(id);
       (await engine()).stopGeneration();
       return;
     case 'forgetAdapter':
@@ -158,6 +160,11 @@ async function handle(req: WorkerRequest): Promise<void> {
   }
   const id = req.id;
   let eng: Engine | null = null;
+  queuedGenerations.delete(id);
+  if ((req.kind === 'chat' || req.kind === 'generate') && stoppedGenerations.delete(id)) {
+    post({ kind: 'generateDone', id, value: { text: '', tokens: 0, promptTokens: 0, stopReason: 'stopped' } });
+    return;
+  }
   try {
     if (lost)
       throw Object.assign(new Error('The GPU device was lost; reload the page to get a new one.'), {
@@ -284,6 +291,9 @@ async function handle(req: WorkerRequest): Promise<void> {
 
 /** Requests that answer are run one after another; steering messages act at once. */
 let queue: Promise<void> = Promise.resolve();
+/** Generations (chat, generate) waiting in the queue, and those a Stop ended before they began. */
+const queuedGenerations = new Set<number>();
+const stoppedGenerations = new Set<number>();
 
 self.onmessage = (ev: MessageEvent<WorkerRequest>) => {
   const req = ev.data;
@@ -297,6 +307,7 @@ self.onmessage = (ev: MessageEvent<WorkerRequest>) => {
       void handle(req);
       return;
     default:
+      if (req.kind === 'chat' || req.kind === 'generate') queuedGenerations.add(req.id);
       queue = queue.then(() => handle(req));
   }
 };

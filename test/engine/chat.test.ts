@@ -1,8 +1,10 @@
 /**
  * Engine.chat on a tiny model (the Chat view and `tabtune chat` call it): greedy replies equal
  * Compare's (Engine.generate) for the same prompt, a seed repeats its sample, Stop ends a reply
- * between tokens, the repetition penalty reaches the generator, and a conversation longer than
- * the model's context fails saying so.
+ * between tokens (or before the first when pressed while the request gets ready), the next turn
+ * reuses the KV cache of the conversation so far and replies exactly as a fresh prefill would, the
+ * repetition penalty reaches the generator, and a conversation longer than the model's context fails
+ * saying so.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -86,6 +88,55 @@ describe('Engine.chat', () => {
       null,
     );
     expect(next.stopReason === 'length' || next.stopReason === 'eos').toBe(true);
+  });
+
+  it('Stop pressed while the reply is getting ready ends it before its first token; the next is not stopped', async () => {
+    const pending = engine.chat({ messages: TURNS, mode: 'chat', sampling: GREEDY }, null);
+    engine.stopGeneration();
+    const res = await pending;
+    expect(res).toMatchObject({ text: '', tokens: 0, stopReason: 'stopped' });
+    const next = await engine.chat({ messages: TURNS, mode: 'chat', sampling: GREEDY }, null);
+    expect(next.tokens).toBeGreaterThan(0);
+  });
+
+  it("the next turn reads only what is new (the KV cache's common prefix) and replies as a fresh prefill does", async () => {
+    const sampling: SamplingSettings = { ...GREEDY, maxNewTokens: 6 };
+    const first: ChatMessage[] = TURNS.slice(0, 2);
+    const a = await engine.chat({ messages: first, mode: 'chat', sampling }, null);
+    const second: ChatMessage[] = [
+      ...first,
+      { role: 'assistant', content: a.text },
+      { role: 'user', content: 'And the dog?' },
+    ];
+    const reused = await engine.chat({ messages: second, mode: 'chat', sampling }, null);
+    // The whole first prompt (at least) came from the cache.
+    expect(reused.reusedTokens).toBeGreaterThanOrEqual(a.promptTokens - 1);
+    expect(reused.reusedTokens).toBeLessThan(reused.promptTokens);
+    // The same turn again after another conversation (nothing in common but the template's start)...
+    await engine.chat({ messages: [{ role: 'user', content: 'Zebras run' }], mode: 'completion', sampling }, null);
+    const fresh = await engine.chat({ messages: second, mode: 'chat', sampling }, null);
+    expect(fresh.reusedTokens).toBeLessThan(a.promptTokens);
+    // ...gives the same reply, token for token.
+    expect(fresh.text).toBe(reused.text);
+    expect(fresh.tokens).toBe(reused.tokens);
+    // And through the Generator itself: a prompt extending the cached one gives the ids a forgotten cache gives.
+    const gpu = await getGpu();
+    const tiny = await tinyGpuModel(gpu, { modelType: 'llama', seed: 3 });
+    const gen = new Generator(gpu, tiny.model, { maxContext: 128, prefillChunk: 8 });
+    try {
+      const p1 = [3, 9, 14, 15, 9, 2, 6, 5, 3, 5, 8, 9, 7];
+      const r1 = await gen.generate(p1, null, { maxNewTokens: 5 });
+      const p2 = [...p1, ...r1.ids, 11, 12, 13, 21, 22, 23, 24, 25, 26, 27];
+      const warm = await gen.generate(p2, null, { maxNewTokens: 12 });
+      expect(warm.reused).toBe(p1.length + r1.ids.length - 1);
+      gen.forget();
+      const cold = await gen.generate(p2, null, { maxNewTokens: 12 });
+      expect(cold.reused).toBe(0);
+      expect(warm.ids).toEqual(cold.ids);
+    } finally {
+      gen.dispose();
+      tiny.model.dispose();
+    }
   });
 
   it('a conversation longer than the context fails naming the limit and what to do', async () => {

@@ -2,7 +2,7 @@
 /**
  * The Chat view in jsdom on the fake engine, driven as a user would: the model's
  * generation_config.json defaults, a system prompt, a multi-turn conversation streamed in, the
- * adapter switched between replies (each labelled), Stop, Regenerate, plain completion, and a
+ * adapter switched between replies (each labelled), Stop (also before the request went out), Regenerate, plain completion, and a
  * failed reply that says why and is left out of the next prompt.
  */
 import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
@@ -107,6 +107,25 @@ describe('Chat view', () => {
     expect(reply.textContent).toContain('(stopped)');
     expect(reply.querySelector('pre')!.textContent!.length).toBeLessThan('[base] reply 1 about the rain.'.length);
     expect(screen.queryByTestId('chat-stop')).toBeNull();
+  });
+
+  it('Stop pressed before the request went out (the adapter still being read) sends nothing and ends the reply', async () => {
+    const engine = new FakeEngine();
+    const { c } = await makeApp({ engine });
+    c.go('chat');
+    mount(c);
+    fireEvent.change(screen.getByLabelText('Message'), { target: { value: 'Hello' } });
+    fireEvent.click(screen.getByTestId('chat-send'));
+    fireEvent.click(screen.getByTestId('chat-stop'));
+    await waitFor(() => expect(screen.getByTestId('chat').getAttribute('data-status')).toBe('idle'));
+    expect(engine.chats).toHaveLength(0);
+    const reply = turns()[1]!;
+    expect(reply.getAttribute('data-status')).toBe('done');
+    expect(reply.textContent).toContain('(stopped)');
+    // The next message is answered as usual.
+    await send('Hello again');
+    expect(engine.chats).toHaveLength(1);
+    expect(turns()[3]!.querySelector('pre')!.textContent).toBe('[base] reply 1 about the rain.');
   });
 
   it('plain completion for base models, and a failed reply says why and is left out of the next prompt', async () => {

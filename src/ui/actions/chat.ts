@@ -2,7 +2,8 @@
  * Chat: a conversation with the base model or any saved adapter, one reply at a time, generated in
  * the GPU worker (EngineApi.chat) and streamed into the last message. The adapter can change
  * between replies; each reply keeps the name of the one that made it. Stop ends a reply after its
- * current token; Regenerate replaces the last reply with a new sample (the seed is counted up per
+ * current token, or before it starts when pressed while the request waits (its adapter read, the
+ * GPU worker busy); Regenerate replaces the last reply with a new sample (the seed is counted up per
  * reply, so the same settings replay the same conversation).
  */
 import type { AdapterRef, ChatMessage, ModelInfo, SamplingSettings } from '../../engine/types';
@@ -89,6 +90,11 @@ async function reply(ctx: AppContext): Promise<void> {
       chat: { ...s.chat, turns: [...s.chat.turns, { id, role: 'assistant', content: '', by, status: 'streaming' }] },
     }));
     turnAdded = true;
+    // Stop pressed while the adapter's files were read: the request is not sent at all.
+    if (ctx.store.get().chat.status === 'stopping') {
+      updateTurn(ctx, id, { status: 'done', stopReason: 'stopped', tokens: 0 });
+      return;
+    }
     const res = await ctx.engine.chat({ messages, mode: s0.chat.mode, sampling }, ref, (delta) =>
       updateTurn(ctx, id, (t) => ({ content: t.content + delta })),
     );
