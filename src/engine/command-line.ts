@@ -6,6 +6,7 @@
  * No Node or DOM here: the app's "Show as command" uses it.
  */
 
+import { methodSpec } from '../lora/methods';
 import type { DatasetFormat, FrozenWeightsSettings, LoraSettings, TrainSettings } from './types';
 
 export interface CommandContext {
@@ -38,15 +39,29 @@ export function shellQuote(s: string): string {
 export function settingFlags(lora: LoraSettings, t: TrainSettings): string[] {
   const a: string[] = [];
   const flag = (name: string, v: string | number) => a.push(`--${name}`, String(v));
-  flag('method', lora.method ?? 'lora');
+  const method = methodSpec(lora.method ?? 'lora');
+  flag('method', method.id);
+  // only the flags of this method (train refuses another method's): (IA)³'s empty lists are PEFT's defaults
   const targets = lora.target_modules;
-  flag('targets', targets === 'all-linear' ? 'all-linear' : targets.join(','));
-  flag('r', lora.r);
-  flag('alpha', lora.lora_alpha);
-  flag('dropout', lora.lora_dropout);
-  if (lora.use_rslora) a.push('--rslora');
-  const init = lora.init_lora_weights;
-  if (init !== undefined && init !== true) flag('init', init);
+  if (method.lowRank || (method.id === 'ia3' && targets.length > 0))
+    flag('targets', targets === 'all-linear' ? 'all-linear' : targets.join(','));
+  if (method.id === 'ia3' && lora.feedforward_modules?.length)
+    flag('feedforward-modules', lora.feedforward_modules.join(','));
+  if (method.flags.includes('num-virtual-tokens')) flag('num-virtual-tokens', lora.num_virtual_tokens ?? 20);
+  if (method.id === 'prompt-tuning' && lora.prompt_tuning_init_text)
+    flag('prompt-init-text', lora.prompt_tuning_init_text);
+  if (method.id === 'prefix-tuning' && lora.prefix_projection) {
+    a.push('--prefix-projection');
+    if (lora.encoder_hidden_size !== undefined) flag('encoder-hidden-size', lora.encoder_hidden_size);
+  }
+  if (method.lowRank) {
+    flag('r', lora.r);
+    flag('alpha', lora.lora_alpha);
+    flag('dropout', lora.lora_dropout);
+    if (lora.use_rslora) a.push('--rslora');
+    const init = lora.init_lora_weights;
+    if (init !== undefined && init !== true) flag('init', init);
+  }
   flag('optimizer', t.optimizer);
   flag('lr', t.lr);
   flag('weight-decay', t.weightDecay);

@@ -3,6 +3,7 @@
  * name, so it matches the form's `name` attributes) and says what is allowed.
  */
 import type { LoraSettings, ModelInfo, SamplingSettings, TrainSettings } from '../engine/types';
+import { ia3ConfigFromSettings } from '../lora/ia3';
 import { implementedMethods, methodSpec, requireInitImplemented } from '../lora/methods';
 
 export type FieldErrors = Partial<Record<string, string>>;
@@ -37,6 +38,7 @@ export function validateLora(lora: LoraSettings, model: ModelInfo | null): Field
   } catch (err) {
     e.init_lora_weights = (err as Error).message;
   }
+  if (method.id === 'ia3') ia3Errors(e, lora, model);
   if (method.id === 'prompt-tuning' || method.id === 'prefix-tuning') {
     intIn(e, 'num_virtual_tokens', lora.num_virtual_tokens ?? 20, 1, 4096, 'Virtual tokens');
   }
@@ -54,6 +56,30 @@ export function validateLora(lora: LoraSettings, model: ModelInfo | null): Field
     }
   }
   return e;
+}
+
+/**
+ * (IA)³'s modules: names of this model's linear modules (or paths ending in one, as PEFT's defaults'
+ * `mlp.c_proj`), and the config PEFT would accept (feed-forward modules a subset of the targets; a
+ * choice where PEFT has no defaults for the model type). Empty lists are PEFT's defaults.
+ */
+function ia3Errors(e: FieldErrors, lora: LoraSettings, model: ModelInfo | null): void {
+  if (!model) return;
+  const ff = lora.feedforward_modules ?? [];
+  const known = (m: string) => model.linearModules.includes(m.split('.').at(-1)!);
+  const unknown = (list: string[]) => list.filter((m) => !known(m));
+  if (Array.isArray(lora.target_modules) && unknown(lora.target_modules).length)
+    e.target_modules = `Not a linear module of this model: ${unknown(lora.target_modules).join(', ')}.`;
+  if (unknown(ff).length) e.feedforward_modules = `Not a linear module of this model: ${unknown(ff).join(', ')}.`;
+  if (Array.isArray(lora.target_modules) && lora.target_modules.length === 0 && ff.length > 0)
+    e.target_modules = "Choose at least one module to scale, or PEFT's defaults.";
+  if (e.target_modules || e.feedforward_modules) return;
+  try {
+    ia3ConfigFromSettings({ target_modules: lora.target_modules, feedforward_modules: ff }, model.modelType);
+  } catch (err) {
+    const message = (err as Error).message;
+    e[/feedforward_modules \[/.test(message) ? 'feedforward_modules' : 'target_modules'] = message;
+  }
 }
 
 export function validateTrain(t: TrainSettings, model: ModelInfo | null): FieldErrors {

@@ -108,6 +108,21 @@ describe('Show as command', () => {
     expect(shellQuote('a b')).toBe("'a b'");
   });
 
+  it("each method's line carries only its own flags (train refuses another's) and parses back to its settings", () => {
+    const methods: Partial<LoraSettings>[] = [
+      { method: 'dora', r: 4, init_lora_weights: 'pissa', target_modules: ['q_proj'] },
+      { method: 'ia3', target_modules: [] }, // PEFT's defaults (no --targets, no --feedforward-modules)
+      { method: 'ia3', target_modules: ['k_proj', 'down_proj'], feedforward_modules: ['down_proj'] },
+      { method: 'prompt-tuning', num_virtual_tokens: 7, prompt_tuning_init_text: 'Answer briefly:' },
+      { method: 'prefix-tuning', num_virtual_tokens: 3 },
+    ];
+    for (const m of methods) {
+      const args = trainArgs({ ...DEFAULT_LORA, ...m }, DEFAULT_TRAIN, { model: 'm', data: 'd.jsonl' });
+      expect(parsed(args).lora, args.join(' ')).toMatchObject(m);
+      if (m.method !== 'dora') expect(args).not.toContain('--r');
+    }
+  });
+
   describe('running the line', () => {
     let dir = '';
     beforeAll(async () => {

@@ -150,6 +150,61 @@ describe('Settings: show as command', () => {
 });
 
 describe('Settings: the PEFT method', () => {
+  it("(IA)³: PEFT's default modules, or the user's targets and feed-forward modules (a subset, as PEFT requires)", async () => {
+    const { c } = await makeApp();
+    c.go('settings');
+    mount(c);
+    fireEvent.change(screen.getByLabelText('PEFT method'), { target: { value: 'ia3' } });
+    const card = within(screen.getByTestId('ia3-modules'));
+    const defaults = card.getByRole('checkbox', {
+      name: /^PEFT's defaults for llama: k_proj, v_proj, down_proj \(its input\)$/,
+    });
+    expect((defaults as HTMLInputElement).checked).toBe(true);
+    const box = (name: string) => card.getByRole('checkbox', { name }) as HTMLInputElement;
+    expect([
+      box('scale k_proj').checked,
+      box('scale q_proj').checked,
+      box('scale the input of down_proj').checked,
+    ]).toEqual([true, false, true]);
+    expect(box('scale q_proj').disabled).toBe(true);
+    // Own modules start from the defaults
+    fireEvent.click(defaults);
+    expect(c.state.lora).toMatchObject({
+      target_modules: ['k_proj', 'v_proj', 'down_proj'],
+      feedforward_modules: ['down_proj'],
+    });
+    fireEvent.click(box('scale the input of up_proj'));
+    expect(screen.getByTestId('ia3-error').textContent).toMatch(
+      /feedforward_modules \["up_proj"\] are not in target_modules .*PEFT requires them to be a subset/,
+    );
+    fireEvent.click(box('scale up_proj'));
+    expect(screen.queryByTestId('ia3-error')).toBeNull();
+    expect(c.state.lora).toMatchObject({
+      target_modules: ['k_proj', 'v_proj', 'up_proj', 'down_proj'],
+      feedforward_modules: ['up_proj', 'down_proj'],
+    });
+    expect(await screen.findByText(/^IA³: [\d.,KM]+ trainable parameters with these settings\.$/)).toBeTruthy();
+    // The command line carries them; train's parser reads them back
+    fireEvent.click(screen.getByText('Show as command'));
+    const args = argsOf(screen.getByTestId('train-command').textContent!);
+    expect(args.join(' ')).toMatch(
+      /--method ia3 --targets k_proj,v_proj,up_proj,down_proj --feedforward-modules up_proj,down_proj /,
+    );
+    expect(args).not.toContain('--r');
+    const f = parseFlags(args, TRAIN_FLAGS, 'train');
+    expect(loraFromFlags(f, c.state.model.info!, undefined, 'train')).toMatchObject({
+      method: 'ia3',
+      target_modules: ['k_proj', 'v_proj', 'up_proj', 'down_proj'],
+      feedforward_modules: ['up_proj', 'down_proj'],
+    });
+    // No targets but a feed-forward module: named; back to the defaults
+    for (const m of ['k_proj', 'v_proj', 'up_proj', 'down_proj']) fireEvent.click(box(`scale ${m}`));
+    expect(screen.getByTestId('ia3-error').textContent).toMatch(/Choose at least one module to scale/);
+    fireEvent.click(defaults);
+    expect(c.state.lora).toMatchObject({ target_modules: [], feedforward_modules: [] });
+    expect(screen.queryByTestId('ia3-error')).toBeNull();
+  });
+
   it('is the first choice with its options and parameter count', async () => {
     const { c } = await makeApp();
     c.go('settings');

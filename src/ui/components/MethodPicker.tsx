@@ -8,8 +8,8 @@ import { formatCount } from '../format';
 import { HELP } from '../help';
 import { useAppState, useController } from '../hooks';
 import { validateLora } from '../validate';
-import { DEFAULT_IA3_MODULES } from '../../lora/ia3';
 import { NumberField, SelectField } from './common';
+import { Ia3Modules } from './Ia3Modules';
 
 type InitChoice = 'default' | 'gaussian' | 'pissa' | 'olora';
 const INIT_OPTIONS: { value: InitChoice; label: string }[] = [
@@ -80,11 +80,7 @@ export function MethodPicker() {
           </label>
         )}
       </div>
-      {method.id === 'ia3' && (
-        <p className="muted small" data-testid="ia3-modules">
-          {ia3Modules(s.model.info?.modelType)}
-        </p>
-      )}
+      {method.id === 'ia3' && <Ia3Modules />}
       {errors.method && (
         <div className="field-error" role="alert" data-testid="method-error">
           {errors.method}
@@ -98,13 +94,4 @@ export function MethodPicker() {
       </p>
     </section>
   );
-}
-
-/** PEFT's (IA)³ modules for the loaded model type, as one sentence. */
-function ia3Modules(modelType: string | undefined): string {
-  const d = modelType ? DEFAULT_IA3_MODULES[modelType] : undefined;
-  if (!d)
-    return "PEFT has no default (IA)³ modules for this model type; train it with the CLI's --targets and --feedforward-modules.";
-  const ff = new Set(d.feedforward);
-  return `Scales ${d.target.map((t) => (ff.has(t) ? `${t} (its input)` : t)).join(', ')}: PEFT's defaults for ${modelType}.`;
 }
