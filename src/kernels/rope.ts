@@ -17,34 +17,19 @@ import code from '../../shaders/rope.wgsl?raw';
 import { type Gpu, type Recorder } from '../gpu/context';
 import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
-import { ropeInvFreq } from '../numerics/rope';
+import { type RopeParams, ropeInvFreq } from '../numerics/rope';
 import { flatGrid, needDims, needElems, noAlias, variantPipeline } from './common';
 
 /** Largest rotaryDim the uniform block holds (256 frequencies). */
 export const ROPE_MAX_ROTARY_DIM = 512;
 
-export interface RopeArgs {
+export interface RopeArgs extends RopeParams {
   /** f32 [rows, heads, headDim]; rotated in place unless `out` is given. */
   x: Tensor;
   /** f32 [rows, heads, headDim]; must not share x's buffer. Pass-through dims are copied. */
   out?: Tensor;
   /** u32 [rows]: the position of each token. */
   positions: Tensor;
-  /** Tokens. */
-  rows: number;
-  heads: number;
-  headDim: number;
-  theta: number;
-  /** Rotated dims per head (even, <= headDim, default headDim); the rest pass through. */
-  rotaryDim?: number;
-  /** Rotate by -angle (the backward pass). */
-  inverse?: boolean;
-  /** Frequencies overriding ropeInvFreq(rotaryDim, theta) (rotaryDim / 2 values, used as f32). */
-  invFreq?: ArrayLike<number>;
-  /** Multiplies cos and sin (transformers' attention_scaling, default 1). */
-  attentionScaling?: number;
-  /** GPT-J: rotate pairs (2i, 2i + 1) instead of (i, i + rotaryDim/2). */
-  interleaved?: boolean;
 }
 
 const HEADER_WORDS = 12;

@@ -274,16 +274,18 @@ export const PRE_NORM: BlockConfig = {
 };
 
 /** A family's settings; everything not given takes the plain pre-norm decoder's value. */
-export interface DecoderSpec {
-  family: string;
-  vocabSize: number;
-  hiddenSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  intermediateSize: number;
-  maxPositions: number;
+export interface DecoderSpec extends Pick<
+  ModelConfig,
+  | 'family'
+  | 'vocabSize'
+  | 'hiddenSize'
+  | 'numLayers'
+  | 'numHeads'
+  | 'numKvHeads'
+  | 'headDim'
+  | 'intermediateSize'
+  | 'maxPositions'
+> {
   maxPositionsKey?: string;
   /** Default: RMSNorm, eps 1e-6. */
   norm?: Partial<NormConfig>;

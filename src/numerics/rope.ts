@@ -30,6 +30,25 @@ export type RopeScaling =
       originalMaxPositionEmbeddings: number;
     };
 
+/** The rotation's parameters, shared by the kernel (src/kernels/rope.ts) and the reference. */
+export interface RopeParams {
+  /** Tokens. */
+  rows: number;
+  heads: number;
+  headDim: number;
+  theta: number;
+  /** Rotated dims per head (even, <= headDim, default headDim); the rest pass through. */
+  rotaryDim?: number;
+  /** Rotate by -angle (the backward pass). */
+  inverse?: boolean;
+  /** Frequencies overriding ropeInvFreq(rotaryDim, theta) (rotaryDim / 2 values, used as f32). */
+  invFreq?: ArrayLike<number>;
+  /** Multiplies cos and sin (transformers' attention_scaling, default 1). */
+  attentionScaling?: number;
+  /** GPT-J: rotate pairs (2i, 2i + 1) instead of (i, i + rotaryDim/2). */
+  interleaved?: boolean;
+}
+
 /**
  * inv_freq as float32 values, like transformers' `_compute_default_rope_parameters`:
  * `1.0 / (base ** (torch.arange(0, dim, 2).float() / dim))` evaluated in float32, then the optional

@@ -11,26 +11,13 @@
  * src/numerics/rope.ts, the same function the GPU path uploads its frequencies from.
  */
 
-import { ropeInvFreq } from '../numerics/rope';
+import { type RopeParams, ropeInvFreq } from '../numerics/rope';
 
 const f = Math.fround;
 
-export interface RopeRefArgs {
+export interface RopeRefArgs extends RopeParams {
   x: ArrayLike<number>; // [rows, heads, headDim]
   positions: ArrayLike<number>; // [rows]
-  rows: number;
-  heads: number;
-  headDim: number;
-  theta: number;
-  /** Rotated dims per head (even, <= headDim); default headDim. */
-  rotaryDim?: number;
-  inverse?: boolean;
-  /** Overrides ropeInvFreq(rotaryDim, theta). */
-  invFreq?: ArrayLike<number>;
-  /** Multiplies cos and sin (transformers' attention_scaling; default 1). */
-  attentionScaling?: number;
-  /** GPT-J pairs (2i, 2i + 1) instead of (i, i + rot/2). */
-  interleaved?: boolean;
 }
 
 export function ropeRef(a: RopeRefArgs): Float64Array {

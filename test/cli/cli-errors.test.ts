@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportPeft } from '../../src/lora/peft';
-import { TINY_CORPUS, writeTinyModel } from '../fixtures/tiny-model';
+import { writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { type ProcResult, runCommand } from '../helpers/proc';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -47,8 +47,7 @@ beforeAll(async () => {
   await writeTinyModel(llama, { modelType: 'llama', seed: 1 });
   await writeTinyModel(gpt2, { modelType: 'gpt2', seed: 1, gpt2Prefix: false });
   data = join(dir, 'text.jsonl');
-  const lines = TINY_CORPUS.trim().split('\n').slice(0, 6);
-  await writeFile(data, lines.map((t) => JSON.stringify({ text: t })).join('\n'));
+  await writeFile(data, tinyCorpusJsonl(6));
 });
 
 afterAll(async () => {

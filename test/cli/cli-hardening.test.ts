@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSafetensors } from '../../src/model/safetensors';
-import { TINY_CORPUS, writeTinyModel } from '../fixtures/tiny-model';
+import { writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { runCommand } from '../helpers/proc';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -18,8 +18,7 @@ let dir = '';
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'tabtune-sig-'));
   await writeTinyModel(join(dir, 'model'), { modelType: 'llama', seed: 2 });
-  const lines = TINY_CORPUS.trim().split('\n');
-  await writeFile(join(dir, 'text.jsonl'), lines.map((t) => JSON.stringify({ text: t })).join('\n'));
+  await writeFile(join(dir, 'text.jsonl'), tinyCorpusJsonl());
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });

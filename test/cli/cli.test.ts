@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSafetensors } from '../../src/model/safetensors';
-import { TINY_CORPUS, type TinyModelType, writeTinyModel } from '../fixtures/tiny-model';
+import { type TinyModelType, writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { type ProcResult, runCommand } from '../helpers/proc';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -30,8 +30,7 @@ function lastJson(stdout: string): Record<string, unknown> {
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'tabtune-cli-'));
-  const text = TINY_CORPUS.trim().split('\n');
-  await writeFile(join(dir, 'text.jsonl'), text.map((t) => JSON.stringify({ text: t })).join('\n'));
+  await writeFile(join(dir, 'text.jsonl'), tinyCorpusJsonl());
   await writeFile(
     join(dir, 'alpaca.jsonl'),
     [

@@ -19,7 +19,7 @@ import { commandText, recipeArgs, shellQuote, trainArgs } from '../../src/engine
 import { DEFAULT_LORA, DEFAULT_TRAIN } from '../../src/engine/defaults';
 import { Engine } from '../../src/engine/engine';
 import type { LoraSettings, TrainSettings } from '../../src/engine/types';
-import { TINY_CORPUS, writeTinyModel } from '../fixtures/tiny-model';
+import { writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { getGpu } from '../helpers/gpu';
 import { runCommand } from '../helpers/proc';
 
@@ -135,10 +135,7 @@ describe('Show as command', () => {
     it('tabtune train with the shown line trains the adapter the app would (byte for byte)', async () => {
       const model = join(dir, 'tiny model');
       await writeTinyModel(model, { modelType: 'llama', seed: 3 });
-      const text = TINY_CORPUS.trim()
-        .split('\n')
-        .map((t) => JSON.stringify({ text: t }))
-        .join('\n');
+      const text = tinyCorpusJsonl();
       const data = join(dir, 'story.jsonl');
       await writeFile(data, text);
       const lora: LoraSettings = {

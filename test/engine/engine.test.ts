@@ -15,7 +15,7 @@ import { parseSafetensors } from '../../src/model/safetensors';
 import { estimateCost } from '../../src/ui/cost';
 import { argmax } from '../../src/generate/sampling';
 import { modelForwardRef, modelLogitsRef } from '../../src/reference/model';
-import { TINY_CORPUS, type TinyModelType, writeTinyModel } from '../fixtures/tiny-model';
+import { type TinyModelType, writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { getGpu } from '../helpers/gpu';
 import { tinyGpuModel } from '../helpers/tiny-gpu-model';
 
@@ -35,10 +35,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const DATA = TINY_CORPUS.trim()
-  .split('\n')
-  .map((text) => JSON.stringify({ text }))
-  .join('\n');
+const DATA = tinyCorpusJsonl();
 
 const LORA: LoraSettings = { r: 8, lora_alpha: 16, lora_dropout: 0, target_modules: 'all-linear', use_rslora: false };
 const TRAIN: TrainSettings = {

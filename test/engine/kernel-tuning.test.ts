@@ -17,7 +17,7 @@ import { KernelTuning } from '../../src/engine/device';
 import { deviceKey, untunedClasses } from '../../src/kernels/matmul/tune';
 import { BASELINE, chooseConfig } from '../../src/kernels/matmul/variants';
 import { IndexedDbKernelStore } from '../../src/store/kernel-choices';
-import { TINY_CORPUS, writeTinyModel } from '../fixtures/tiny-model';
+import { writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { getGpu } from '../helpers/gpu';
 
 beforeEach(() => {
@@ -122,10 +122,7 @@ describe('KernelTuning', () => {
       const engine = new Engine(gpu);
       engine.setKernelTuning(store);
       await engine.loadModel({ kind: 'dir', id: 'tiny', path: dir });
-      const data = TINY_CORPUS.trim()
-        .split('\n')
-        .map((text) => JSON.stringify({ text }))
-        .join('\n');
+      const data = tinyCorpusJsonl();
       await engine.loadDataset('c.jsonl', data, { maxLen: 32, valFraction: 0, seed: 0 });
       const train = {
         ...DEFAULT_TRAIN,

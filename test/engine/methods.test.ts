@@ -12,7 +12,7 @@ import { DEFAULT_TRAIN } from '../../src/engine/defaults';
 import { Engine } from '../../src/engine/engine';
 import type { LoraSettings, TrainSettings } from '../../src/engine/types';
 import { parseSafetensors } from '../../src/model/safetensors';
-import { TINY_CORPUS, type TinyModelType, writeTinyModel } from '../fixtures/tiny-model';
+import { type TinyModelType, writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { getGpu } from '../helpers/gpu';
 
 let dir = '';
@@ -31,10 +31,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const DATA = TINY_CORPUS.trim()
-  .split('\n')
-  .map((text) => JSON.stringify({ text }))
-  .join('\n');
+const DATA = tinyCorpusJsonl();
 
 const BASE: LoraSettings = { r: 8, lora_alpha: 16, lora_dropout: 0, target_modules: [], use_rslora: false };
 const TRAIN: TrainSettings = {

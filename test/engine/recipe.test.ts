@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_TRAIN } from '../../src/engine/defaults';
 import { Engine } from '../../src/engine/engine';
 import type { TrainSettings } from '../../src/engine/types';
-import { TINY_CORPUS, writeTinyModel } from '../fixtures/tiny-model';
+import { writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { getGpu } from '../helpers/gpu';
 
 let dir = '';
@@ -22,10 +22,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const DATA = TINY_CORPUS.trim()
-  .split('\n')
-  .map((text) => JSON.stringify({ text }))
-  .join('\n');
+const DATA = tinyCorpusJsonl();
 
 describe('Engine.exportRecipe', () => {
   it("zips the recipe with the engine's own split of the loaded dataset", async () => {

@@ -8,7 +8,7 @@ import { DEFAULT_TRAIN } from '../../src/engine/defaults';
 import { Engine } from '../../src/engine/engine';
 import type { TrainProgress, TrainStage } from '../../src/engine/types';
 import { decodeCheckpoint } from '../../src/train/checkpoint';
-import { TINY_CORPUS, writeTinyModel } from '../fixtures/tiny-model';
+import { writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { getGpu } from '../helpers/gpu';
 
 let dir = '';
@@ -24,10 +24,7 @@ it('a resumed run reports the elapsed time of the whole run, counted from its ch
   const engine = new Engine(await getGpu());
   try {
     await engine.loadModel({ kind: 'dir', id: 'm', path: join(dir, 'm') });
-    const data = TINY_CORPUS.trim()
-      .split('\n')
-      .map((text) => JSON.stringify({ text }))
-      .join('\n');
+    const data = tinyCorpusJsonl();
     await engine.loadDataset('c.jsonl', data, { maxLen: 32, valFraction: 0, seed: 0 });
     const lora = { r: 4, lora_alpha: 8, lora_dropout: 0, target_modules: ['q_proj'], use_rslora: false };
     const train = { ...DEFAULT_TRAIN, steps: 6, epochs: 0, batch: 2, maxLen: 32, valFraction: 0, checkpointEvery: 3 };

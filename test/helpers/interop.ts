@@ -8,7 +8,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { TINY_CORPUS } from '../fixtures/tiny-model';
+import { tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { INTEROP_JOBS } from './jobs';
 import { type ProcResult, runCommand } from './proc';
 import { PythonPool } from './python-pool';
@@ -66,10 +66,7 @@ export function expectSameLoss(ours: Record<string, number>, theirs: Record<stri
 /** A fresh temporary folder with the tiny corpus as train.jsonl (every line) and eval.jsonl (its first 6). */
 export async function corpusDir(prefix: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
-  const lines = TINY_CORPUS.trim()
-    .split('\n')
-    .map((t) => JSON.stringify({ text: t }));
-  await writeFile(join(dir, 'train.jsonl'), lines.join('\n'));
-  await writeFile(join(dir, 'eval.jsonl'), lines.slice(0, 6).join('\n'));
+  await writeFile(join(dir, 'train.jsonl'), tinyCorpusJsonl());
+  await writeFile(join(dir, 'eval.jsonl'), tinyCorpusJsonl(6));
   return dir;
 }

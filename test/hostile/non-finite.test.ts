@@ -9,7 +9,7 @@ import { f16BitsToF32 } from '../../src/gpu';
 import { validateLoraConfig } from '../../src/lora/config';
 import { exportPeft } from '../../src/lora/peft';
 import { parseSafetensorsHeader } from '../../src/model/safetensors';
-import { TINY_CORPUS, writeTinyModel } from '../fixtures/tiny-model';
+import { writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { getGpu } from '../helpers/gpu';
 
 let dir = '';
@@ -76,10 +76,7 @@ describe('non-finite adapters', () => {
     await writeTinyModel(p, { modelType: 'llama', dtype: 'F32', seed: 3 });
     engine = new Engine(await getGpu());
     await engine.loadModel({ kind: 'dir', id: 'ok', path: p });
-    const data = TINY_CORPUS.trim()
-      .split('\n')
-      .map((text) => JSON.stringify({ text }))
-      .join('\n');
+    const data = tinyCorpusJsonl();
     await engine.loadDataset('c.jsonl', data, { maxLen: 32, valFraction: 0.5, seed: 0 });
   });
   afterAll(() => engine?.unload());

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_TRAIN } from '../../src/engine/defaults';
 import { Engine } from '../../src/engine/engine';
 import type { LoraSettings, TrainSettings } from '../../src/engine/types';
-import { TINY_CORPUS, writeTinyModel } from '../fixtures/tiny-model';
+import { writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { getGpu } from '../helpers/gpu';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -25,10 +25,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const DATA = TINY_CORPUS.trim()
-  .split('\n')
-  .map((text) => JSON.stringify({ text }))
-  .join('\n');
+const DATA = tinyCorpusJsonl();
 const LORA: LoraSettings = { r: 4, lora_alpha: 8, lora_dropout: 0, target_modules: 'all-linear', use_rslora: false };
 const TRAIN: TrainSettings = {
   ...DEFAULT_TRAIN,

@@ -17,7 +17,7 @@ import { Rng } from '../../src/lora/init';
 import { loadModel } from '../../src/model/load';
 import { type SafeTensor, parseSafetensors, tensorToF32 } from '../../src/model/safetensors';
 import { DirSource } from '../../src/model/source';
-import { TINY_CORPUS, type TinyModelOptions, writeTinyModel } from '../fixtures/tiny-model';
+import { type TinyModelOptions, writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { getGpu } from '../helpers/gpu';
 import { runCommand } from '../helpers/proc';
 
@@ -159,11 +159,7 @@ describe('merge', () => {
       const out = join(dir, `${c.name}-merged`);
       await mkdir(out, { recursive: true });
       for (const [f, bytes] of sink.files) await writeFile(join(out, f), bytes);
-      const data = TINY_CORPUS.trim()
-        .split('\n')
-        .slice(0, 6)
-        .map((text) => JSON.stringify({ text }))
-        .join('\n');
+      const data = tinyCorpusJsonl(6);
       const engine = new Engine(await getGpu());
       try {
         await engine.loadModel({ kind: 'dir', id: c.name, path });

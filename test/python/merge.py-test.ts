@@ -10,7 +10,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TINY_CORPUS, type TinyModelType, writeTinyModel } from '../fixtures/tiny-model';
+import { type TinyModelType, writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { closePython, pyScript, tabtune } from '../helpers/interop';
 
 type Json = Record<string, number | string>;
@@ -18,14 +18,7 @@ let dir = '';
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'tabtune-merge-py-'));
-  await writeFile(
-    join(dir, 'eval.jsonl'),
-    TINY_CORPUS.trim()
-      .split('\n')
-      .slice(0, 6)
-      .map((t) => JSON.stringify({ text: t }))
-      .join('\n'),
-  );
+  await writeFile(join(dir, 'eval.jsonl'), tinyCorpusJsonl(6));
 });
 
 afterAll(async () => {

@@ -16,7 +16,7 @@ import { createTokenizer } from '../../src/model/tokenizer';
 import { type RecipeInput, buildRecipe } from '../../src/recipe/recipe';
 import { PreparedDataset } from '../../src/train/data/prepared';
 import { textSource } from '../../src/train/data/source';
-import { TINY_CORPUS, makeTinyModel, makeTinyModelInMemory, writeTinyModel } from '../fixtures/tiny-model';
+import { makeTinyModel, makeTinyModelInMemory, writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { toBnbCheckpoint } from '../helpers/bnb';
 import { runCommand } from '../helpers/proc';
 
@@ -249,8 +249,7 @@ describe('buildRecipe', () => {
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'tabtune-recipe-cli-'));
   await writeTinyModel(join(dir, 'model'), { modelType: 'qwen2' });
-  const lines = TINY_CORPUS.trim().split('\n');
-  await writeFile(join(dir, 'text.jsonl'), lines.map((t) => JSON.stringify({ text: t })).join('\n'));
+  await writeFile(join(dir, 'text.jsonl'), tinyCorpusJsonl());
 });
 
 afterAll(async () => {
