@@ -92,7 +92,6 @@ export class TextGeneration {
       repetitionPenalty: s.repetitionPenalty,
       seed: s.seed,
       stopIds: eos,
-      vocabLimit: tok.vocabSize > 0 ? tok.vocabSize : undefined,
       shouldStop: () => ticket.stopped,
       onToken: (id) => {
         if (eos.includes(id)) return;

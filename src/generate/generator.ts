@@ -23,8 +23,6 @@ export interface GenerateOptions extends SamplingOptions {
   seed: number;
   /** Token ids that end generation (the model's EOS ids). */
   stopIds: number[];
-  /** Only the first `vocabLimit` logits are candidates (tokenizer vocabulary). */
-  vocabLimit?: number;
   /** Called with each new token id as it is produced (streaming). Return false to stop. */
   onToken?: (id: number) => boolean | void;
   /** Checked between tokens; when it returns true generation stops. */
@@ -77,17 +75,6 @@ export class Generator {
     if (P > chunk) {
       throw new GpuError(`The adapter's ${P} virtual tokens do not fit one prefill chunk of ${chunk} tokens.`);
     }
-    // Known gap (issue 16): with a prefix and a sliding window shorter than the text, greedy text
-    // here differs from PEFT's generate() although the losses agree; refuse rather than mislead.
-    const windows = this.model.config.layers.map((x) => x.window ?? 0).filter((w) => w > 0);
-    const shortest = windows.length ? Math.min(...windows) : 0;
-    if (lora?.virtual()?.kind === 'prefix' && shortest > 0 && P + promptIds.length + opts.maxNewTokens > shortest) {
-      throw new GpuError(
-        `Generation with a prefix-tuning adapter on a model with a ${shortest}-token sliding window is not ` +
-          `supported yet when the prefix (${P}), the prompt (${promptIds.length}) and the reply (${opts.maxNewTokens}) ` +
-          'exceed the window: its text would not match PEFT. Training and evaluation are exact; use LoRA or prompt tuning to generate.',
-      );
-    }
     if (P + promptIds.length >= ctx) {
       throw new GpuError(
         `The prompt has ${promptIds.length} tokens and the adapter ${P} virtual ones; this model/session allows at most ${ctx - 1} in all.`,
@@ -110,7 +97,9 @@ export class Generator {
         past += n;
       }
       const out: number[] = [];
-      const vocab = Math.min(opts.vocabLimit ?? this.model.config.vocabSize, this.model.config.vocabSize);
+      // Every row of the LM head is a candidate, as in transformers' generate(): also the ids past
+      // the tokenizer's vocabulary where config.json's vocab_size is larger (they decode to no text).
+      const vocab = this.model.config.vocabSize;
       const stop = new Set(opts.stopIds);
       const end = (stopReason: GenerateResult['stopReason']): GenerateResult => ({ ids: out, stopReason, reused });
       // Stop pressed during the prefill: no token at all.

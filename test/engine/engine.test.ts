@@ -14,7 +14,8 @@ import { parseConfig } from '../../src/model/config';
 import { parseSafetensors } from '../../src/model/safetensors';
 import { estimateCost } from '../../src/ui/cost';
 import { argmax } from '../../src/generate/sampling';
-import { modelForwardRef, modelLogitsRef } from '../../src/reference/model';
+import { exportVirtual, standardNormal, virtualShape, virtualWidth } from '../../src/lora/virtual';
+import { type RefLoraModule, type RefVirtual, modelForwardRef, modelLogitsRef } from '../../src/reference/model';
 import { type TinyModelType, writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { getGpu } from '../helpers/gpu';
 import { tinyGpuModel } from '../helpers/tiny-gpu-model';
@@ -224,50 +225,119 @@ describe('engine', () => {
       // reference: the same model and adapter in float64, argmax at each step
       const tiny = await tinyGpuModel(gpu, { modelType: 'qwen3', dtype: 'BF16', seed: 1 });
       tiny.model.dispose();
-      expect(out.text).toBe(await referenceGreedy(tiny, trained.adapter, prompt, 6));
+      expect(out.text).toBe((await referenceGreedy(tiny, trained.adapter, prompt, 6)).text);
+    } finally {
+      engine.unload();
+    }
+  });
+
+  it('greedy generation with a prefix on a sliding-window model matches the reference, ids past the tokenizer included (mistral)', async () => {
+    // PEFT passes the prefix as past_key_values at cache positions 0..P-1, so with a window shorter
+    // than prefix + prompt + reply the prefix falls out of the later tokens' windows; and a greedy id
+    // may be an LM-head row past the tokenizer's vocabulary (config vocab_size 320, tokenizer 299),
+    // which transformers' generate() picks like any other.
+    const gpu = await getGpu();
+    const o = { modelType: 'mistral' as const, overrides: { sliding_window: 4 }, seed: 1 };
+    const path = join(dir, 'mistral-window4');
+    await writeTinyModel(path, o);
+    const tiny = await tinyGpuModel(gpu, o);
+    tiny.model.dispose();
+    const c = tiny.loaded.config;
+    const P = 3;
+    const shape = virtualShape('prefix', c);
+    const adapter = exportVirtual({
+      config: { ...shape, num_virtual_tokens: P, prefix_projection: false, encoder_hidden_size: c.hiddenSize },
+      kind: 'prefix',
+      baseModel: 'tiny-mistral-window4',
+      table: standardNormal(P * virtualWidth('prefix', shape), 10), // as PEFT initialises a prefix: N(0, 1)
+    });
+    const steps = 8;
+    const ref = await referenceGreedy(tiny, adapter, 'The cat', steps);
+    const window = Math.min(...c.layers.map((l) => l.window ?? Infinity));
+    expect(window).toBe(4);
+    expect(P + 2 + ref.ids.length, 'prefix + prompt + reply outgrow the window').toBeGreaterThan(window + 4);
+    expect(
+      ref.ids.filter((id) => id >= ref.tokenizerVocab).length,
+      `reference ids ${ref.ids.join(',')}`,
+    ).toBeGreaterThan(0);
+    const engine = new Engine(gpu);
+    try {
+      await engine.loadModel({ kind: 'dir', id: 'tiny-mistral-window4', path });
+      const out = await engine.generate(
+        'The cat',
+        { key: 'prefix', files: adapter },
+        { maxNewTokens: steps, temperature: 0, topK: 0, topP: 1, seed: 0, repetitionPenalty: 1, chat: false },
+      );
+      expect(out.promptTokens).toBe(2);
+      expect(out.tokens).toBe(ref.ids.length);
+      expect(out.text).toBe(ref.text);
     } finally {
       engine.unload();
     }
   });
 });
 
-/** Greedy tokens of the float64 reference model (its weights as `tiny.ref` gives them) with an adapter. */
+/**
+ * Greedy tokens of the float64 reference model (its weights as `tiny.ref` gives them) with a PEFT
+ * adapter: LoRA, or prompt / prefix tuning (its P virtual rows at positions 0..P-1, before the
+ * prompt). As transformers' generate() does, every row of the LM head is a candidate, also the
+ * ids past the tokenizer's vocabulary (they decode to no text).
+ */
 async function referenceGreedy(
   tiny: Awaited<ReturnType<typeof tinyGpuModel>>,
   adapter: { adapterConfig: string; adapterModel: Uint8Array },
   prompt: string,
   steps: number,
-): Promise<string> {
+): Promise<{ text: string; ids: number[]; tokenizerVocab: number }> {
   const { importPeft } = await import('../../src/lora/peft-import');
   const { loraScaleInfo } = await import('../../src/lora/config');
-  const imp = importPeft(
-    adapter,
-    tiny.loaded.arch.layers.flatMap((l) => l.linears),
-  );
-  const lm = new Map(
-    imp.modules.map((m) => {
+  const { importVirtual } = await import('../../src/lora/virtual');
+  const peftType = (JSON.parse(adapter.adapterConfig) as { peft_type: string }).peft_type;
+  const lm = new Map<string, RefLoraModule>();
+  let virtual: RefVirtual | null = null;
+  if (peftType === 'PREFIX_TUNING' || peftType === 'PROMPT_TUNING') {
+    const v = importVirtual(adapter, tiny.loaded.config);
+    virtual = { kind: v.kind, P: v.config.num_virtual_tokens, table: Float64Array.from(v.table) };
+  } else {
+    const imp = importPeft(
+      adapter,
+      tiny.loaded.arch.layers.flatMap((l) => l.linears),
+    );
+    for (const m of imp.modules) {
       const s = loraScaleInfo(imp.config, m);
-      return [
-        m.path,
-        { a: Float64Array.from(m.a), b: Float64Array.from(m.b), r: s.r, scale: s.scale, dropout: 0, seed: 0 },
-      ];
-    }),
-  );
+      lm.set(m.path, {
+        a: Float64Array.from(m.a),
+        b: Float64Array.from(m.b),
+        r: s.r,
+        scale: s.scale,
+        dropout: 0,
+        seed: 0,
+      });
+    }
+  }
   const { createTokenizer } = await import('../../src/model/tokenizer');
   const tok = await createTokenizer(tiny.loaded.tokenizerJson, tiny.loaded.tokenizerConfig, tiny.loaded.config);
-  const ids = tok.encode(prompt, { addSpecialTokens: true });
+  const head = new Array<number>(virtual?.P ?? 0).fill(0);
+  const ids = [...head, ...tok.encode(prompt, { addSpecialTokens: true })];
   const refIds: number[] = [];
   for (let i = 0; i < steps; i++) {
     const seq = [...ids, ...refIds];
     const T = seq.length;
-    const batch = { B: 1, S: T, ids: seq, positions: seq.map((_, j) => j), targets: new Array(T).fill(0xffffffff) };
+    const batch = {
+      B: 1,
+      S: T,
+      ids: seq,
+      positions: seq.map((_, j) => j),
+      targets: new Array(T).fill(0xffffffff),
+      virtual,
+    };
     const fwd = modelForwardRef(tiny.ref, lm, batch);
     const logits = modelLogitsRef(tiny.ref, fwd, T);
-    const next = argmax(logits.subarray((T - 1) * tiny.ref.config.vocabSize), tok.vocabSize);
+    const next = argmax(logits.subarray((T - 1) * tiny.ref.config.vocabSize));
     if (tok.eosTokenIds.includes(next)) break;
     refIds.push(next);
   }
-  return tok.decode(refIds, { skipSpecialTokens: true });
+  return { text: tok.decode(refIds, { skipSpecialTokens: true }), ids: refIds, tokenizerVocab: tok.vocabSize };
 }
 
 describe('engine: QLoRA (4-bit NF4 frozen weights)', () => {
@@ -297,7 +367,7 @@ describe('engine: QLoRA (4-bit NF4 frozen weights)', () => {
         const out = await engine.generate('The cat', { key: 'q', files: run.adapter }, sampling);
         const tiny = await tinyGpuModel(gpu, { modelType: type, dtype: 'BF16', seed: 1 }, frozen);
         tiny.model.dispose();
-        expect(out.text).toBe(await referenceGreedy(tiny, run.adapter, 'The cat', out.tokens));
+        expect(out.text).toBe((await referenceGreedy(tiny, run.adapter, 'The cat', out.tokens)).text);
       } finally {
         engine.unload();
       }

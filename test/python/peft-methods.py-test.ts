@@ -35,9 +35,6 @@ const FAMILIES: { name: string; o: TinyModelOptions }[] = [
   { name: 'gemma2', o: { modelType: 'gemma2' } },
 ];
 
-/** Families whose tiny model has a 4-token sliding window (gemma2's alternate layers, every mistral layer). */
-const WINDOWED = ['mistral (sliding window)', 'gemma2'];
-
 const METHODS: { method: string; ours: string[]; theirs: string[][] }[] = [
   { method: 'ia3', ours: [], theirs: [[]] },
   {
@@ -55,9 +52,9 @@ const METHODS: { method: string; ours: string[]; theirs: string[][] }[] = [
   },
 ];
 
-/** `tabtune generate` run to its end. */
-function runGenerate(model: string, adapter: string, prompt: string) {
-  return runCommand(
+/** `tabtune generate`'s continuation (it prints only the new text). */
+async function generateHere(model: string, adapter: string, prompt: string): Promise<string> {
+  const r = await runCommand(
     process.execPath,
     [
       join(ROOT, 'bin', 'tabtune.mjs'),
@@ -73,11 +70,6 @@ function runGenerate(model: string, adapter: string, prompt: string) {
     ],
     ROOT,
   );
-}
-
-/** `tabtune generate`'s continuation (it prints only the new text). */
-async function generateHere(model: string, adapter: string, prompt: string): Promise<string> {
-  const r = await runGenerate(model, adapter, prompt);
   expect(r.code, r.stderr.slice(-2000)).toBe(0);
   return r.stdout.replace(/\n$/, '');
 }
@@ -108,31 +100,21 @@ describe('PEFT interop: (IA)³, prompt tuning, prefix tuning', () => {
           expectSameLoss(oursHere, oursThere, `${fam.name} ${m.method} Tabtune adapter`);
           expect(Math.abs(oursHere.loss! - base.loss!), 'training changed the model').toBeGreaterThan(1e-4);
           const prompt = 'The cat';
-          if (m.method === 'prefix-tuning' && WINDOWED.includes(fam.name)) {
-            // Known gap (issue 16): a prefix with a sliding window shorter than prefix + prompt + reply
-            // gave text unlike PEFT's generate() on mistral (the losses agree); Tabtune refuses it, naming why.
-            const r = await runGenerate(model(), ours, prompt);
-            expect(r.code, r.stdout).not.toBe(0);
-            expect(r.stderr).toMatch(
-              /prefix-tuning adapter on a model with a \d+-token sliding window is not supported yet/,
-            );
-          } else {
-            const there = await python<{ text: string }>([
-              'generate',
-              '--model',
-              model(),
-              '--adapter',
-              ours,
-              '--prompt',
-              prompt,
-              '--max-new-tokens',
-              '8',
-            ]);
-            const here = await generateHere(model(), ours, prompt);
-            expect(there.text.replace(/\s+/g, ' ').trim(), 'greedy text').toBe(
-              `${prompt}${here}`.replace(/\s+/g, ' ').trim(),
-            );
-          }
+          const there = await python<{ text: string }>([
+            'generate',
+            '--model',
+            model(),
+            '--adapter',
+            ours,
+            '--prompt',
+            prompt,
+            '--max-new-tokens',
+            '8',
+          ]);
+          const here = await generateHere(model(), ours, prompt);
+          expect(there.text.replace(/\s+/g, ' ').trim(), 'greedy text').toBe(
+            `${prompt}${here}`.replace(/\s+/g, ' ').trim(),
+          );
           // 2. made there, loaded here
           for (const [k, extra] of m.theirs.entries()) {
             const theirs = join(dir, `m${i}-${m.method}-theirs${k}`);
