@@ -10,6 +10,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { Engine } from '../engine/engine';
 import type { ColumnMapping, DatasetSummary, FrozenWeightsSettings, PeftFiles } from '../engine/types';
 import { DEFAULT_TRAIN } from '../engine/defaults';
+import { shardBundle } from '../train/data/shards';
 import { type ModelConfig, positionLimitText } from '../model/config';
 import { type FlagSpec, type ParsedFlags, UsageError, num } from './args';
 
@@ -84,12 +85,16 @@ export function checkOutDir(path: string): string {
  */
 export async function loadData(
   engine: Engine,
-  data: { path: string; name: string; mapping: ColumnMapping | null },
+  data: { path: string; name: string; shards?: { path: string; name: string }[]; mapping: ColumnMapping | null },
   given: string,
   opts: Omit<Parameters<Engine['loadDataset']>[2], 'mapping'>,
 ): Promise<DatasetSummary> {
   try {
-    return await engine.loadDataset(data.name, await openAsBlob(data.path), { ...opts, mapping: data.mapping });
+    // A split in several files: one Blob of them all, each still read by range (shards.ts).
+    const blob = data.shards
+      ? shardBundle(await Promise.all(data.shards.map(async (s) => ({ name: s.name, blob: await openAsBlob(s.path) }))))
+      : await openAsBlob(data.path);
+    return await engine.loadDataset(data.name, blob, { ...opts, mapping: data.mapping });
   } catch (e) {
     throw dataFileError(e, given, data.name !== basename(data.path) ? data.name : undefined);
   }

@@ -1,8 +1,8 @@
 /**
  * The CLI's `--data`: a local file, or a Hugging Face dataset as `hf:owner/name[:split]` (a prefix,
- * since "owner/name" could be a local path). A Hub dataset's file (the split's first, or
- * `--data-file PATH`) is downloaded once into the cache folder, keyed by its content hash, with
- * progress on stderr; HF_TOKEN opens gated and private sets and HF_ENDPOINT points at another Hub,
+ * since "owner/name" could be a local path). A Hub dataset's split (all its files, read in order as
+ * one dataset as the datasets library does; `--data-file PATH` picks one) is downloaded once into the
+ * cache folder, file by file, keyed by each file's content hash, with progress on stderr; HF_TOKEN opens gated and private sets and HF_ENDPOINT points at another Hub,
  * as for Hugging Face's own tools. `--columns` maps the columns that hold the records (mapping.ts).
  *
  * Cache folder: $TABTUNE_CACHE, else $XDG_CACHE_HOME/tabtune, else ~/.cache/tabtune;
@@ -13,7 +13,16 @@ import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync 
 import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { ColumnMapping } from '../engine/types';
-import { hubDatasetSource, listHubDataset, parseHubDataRef, pickFile } from '../train/data/hub';
+import {
+  type HubAccess,
+  type HubDataFile,
+  hubDatasetSource,
+  listHubDataset,
+  parseHubDataRef,
+  pickFile,
+  splitDataName,
+  splitFiles,
+} from '../train/data/hub';
 import { parseMapping } from '../train/data/mapping';
 import { type FlagSpec, type ParsedFlags, UsageError, str } from './args';
 import { requireFile } from './common';
@@ -24,10 +33,15 @@ export const DATA_FLAGS: Record<string, FlagSpec> = {
 };
 
 export interface DataRef {
-  /** The file on disk. */
+  /** The file on disk (a split in several files: the first). */
   path: string;
-  /** The name the dataset is read under (messages, the summary): "owner/name/data/train.parquet" for a Hub file. */
+  /**
+   * The name the dataset is read under (messages, the summary): "owner/name/data/train.parquet" for a
+   * Hub file, "owner/name/train (3 files)" for a split in several.
+   */
   name: string;
+  /** A Hub split in several files: each on disk with its name, in order (read as one, shards.ts). */
+  shards?: { path: string; name: string }[];
   mapping: ColumnMapping | null;
 }
 
@@ -65,19 +79,35 @@ export async function resolveDataFlag(f: ParsedFlags): Promise<DataRef> {
   }
   const access = { token: process.env.HF_TOKEN || null, endpoint: process.env.HF_ENDPOINT || undefined };
   const files = await listHubDataset(ref.repo, access);
-  const file = pickFile(files, ref.split, str(f, 'data-file'));
-  const path = join(cacheRoot(), 'datasets', ref.repo.replace('/', '--'), file.oid ?? 'main', file.path);
-  const name = `${ref.repo}/${file.path}`;
+  const picked = str(f, 'data-file');
+  const chosen = picked ? [pickFile(files, ref.split, picked)] : splitFiles(files, ref.split);
+  const shards: { path: string; name: string }[] = [];
+  for (const [k, file] of chosen.entries()) {
+    const of = chosen.length > 1 ? ` (file ${k + 1} of ${chosen.length})` : '';
+    shards.push({ path: await cachedFile(ref.repo, file, access, of), name: `${ref.repo}/${file.path}` });
+  }
+  return {
+    path: shards[0]!.path,
+    name: splitDataName(ref.repo, chosen),
+    ...(shards.length > 1 ? { shards } : {}),
+    mapping,
+  };
+}
+
+/** A Hub dataset file on disk: from the cache, else downloaded into it (`of`: which of the split's files). */
+async function cachedFile(repo: string, file: HubDataFile, access: HubAccess, of: string): Promise<string> {
+  const path = join(cacheRoot(), 'datasets', repo.replace('/', '--'), file.oid ?? 'main', file.path);
+  const name = `${repo}/${file.path}`;
   if (existsSync(path) && statSync(path).size === file.size) {
-    process.stderr.write(`tabtune: ${name} (${mb(file.size)}) from the cache (${path})\n`);
-    return { path, name, mapping };
+    process.stderr.write(`tabtune: ${name}${of} (${mb(file.size)}) from the cache (${path})\n`);
+    return path;
   }
   mkdirSync(dirname(path), { recursive: true });
   const part = `${path}.part`;
   const out = createWriteStream(part);
   let last = 0;
   try {
-    await hubDatasetSource(ref.repo, access).stream(
+    await hubDatasetSource(repo, access).stream(
       file.path,
       (chunk) =>
         new Promise<void>((res, rej) => {
@@ -87,8 +117,8 @@ export async function resolveDataFlag(f: ParsedFlags): Promise<DataRef> {
         const now = Date.now();
         if (now - last < 1000 && loaded !== total) return;
         last = now;
-        const of = total ? ` of ${mb(total)} (${Math.floor((100 * loaded) / total)}%)` : '';
-        process.stderr.write(`tabtune: downloading ${name}: ${mb(loaded)}${of}\n`);
+        const pct = total ? ` of ${mb(total)} (${Math.floor((100 * loaded) / total)}%)` : '';
+        process.stderr.write(`tabtune: downloading ${name}${of}: ${mb(loaded)}${pct}\n`);
       },
     );
     await new Promise<void>((res, rej) => out.end((e?: Error | null) => (e ? rej(e) : res())));
@@ -98,5 +128,5 @@ export async function resolveDataFlag(f: ParsedFlags): Promise<DataRef> {
     rmSync(part, { force: true });
     throw e;
   }
-  return { path, name, mapping };
+  return path;
 }

@@ -100,10 +100,15 @@ export interface HubDataSlice {
   status: 'idle' | 'listing' | 'listed' | 'downloading' | 'error';
   files: HubDataFile[];
   split: string;
+  /** The file to read, or ALL_SPLIT_FILES: every file of the split, in order, as one dataset. */
   path: string;
-  progress: { loaded: number; total: number | null } | null;
+  /** Bytes downloaded of the total (of every file read), and the file being downloaded now. */
+  progress: { loaded: number; total: number | null; file?: string } | null;
   error: UserMessage | null;
 }
+
+/** HubDataSlice.path for a split read whole (all its files). */
+export const ALL_SPLIT_FILES = '*';
 
 export interface EstimateSlice {
   status: 'idle' | 'working' | 'ready' | 'error';

@@ -2,7 +2,9 @@
  * `tabtune eval/train --data hf:owner/name[:split]` against a local server standing in for the Hub
  * (HF_ENDPOINT): the file list from the Hub's tree API, the split's Parquet file downloaded once
  * into TABTUNE_CACHE, read through --columns; the loss equals that of the same records uploaded as
- * JSON Lines. Errors: no such dataset, a gated one without a token, a split it lacks.
+ * JSON Lines. A split in several files (Parquet shards, JSON Lines shards) is read whole, its files
+ * in order as one dataset (--data-file picks one). Errors: no such dataset, a gated one without a
+ * token, a split it lacks.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -21,6 +23,13 @@ const QA = [
   ['What did the cat watch?', 'The cat watched the rain.'],
   ['Where did the children play?', 'In the garden.'],
   ['What color was the sea?', 'Deep and blue.'],
+];
+
+const SHARDED_MORE = [
+  ['Who baked the bread?', 'The old baker.'],
+  ['When did the owl wake?', 'At night.'],
+  ['What did the fox find?', 'A red ball.'],
+  ['Why was the boy happy?', 'He found his kite.'],
 ];
 
 function run(args: string[], env: Record<string, string> = {}): Promise<ProcResult> {
@@ -56,6 +65,35 @@ beforeAll(async () => {
     hub.on('GET', `/datasets/owner/qa/resolve/main/data/${split}-00000-of-00001.parquet`, (_req, res) => {
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(parquet.length) });
       res.end(parquet);
+    });
+  // owner/sharded: train in three Parquet shards (3 + 2 + 2 records), validation in two JSON Lines
+  // shards (the second with a broken line); together the QA records above and SHARDED_MORE.
+  const all = [...QA, ...SHARDED_MORE];
+  const pq = (rows: string[][]) => writeParquet({ question: rows.map((r) => r[0]!), answer: rows.map((r) => r[1]!) });
+  const jl = (rows: string[][]) => rows.map(([q, a]) => JSON.stringify({ instruction: q, output: a })).join('\n');
+  const sharded = new Map<string, Uint8Array>([
+    ['data/train-00000-of-00003.parquet', pq(all.slice(0, 3))],
+    ['data/train-00001-of-00003.parquet', pq(all.slice(3, 5))],
+    ['data/train-00002-of-00003.parquet', pq(all.slice(5, 7))],
+    ['data/validation-00000-of-00002.jsonl', new TextEncoder().encode(`${jl(all.slice(0, 4))}\n`)],
+    [
+      'data/validation-00001-of-00002.jsonl',
+      new TextEncoder().encode(`${jl(all.slice(4, 5))}\n{"instruction": "cut\n${jl(all.slice(5, 7))}\n`),
+    ],
+  ]);
+  await writeFile(join(dir, 'all.jsonl'), jl(all));
+  // Listed out of order: the split is read in path order all the same.
+  hub.on('GET', '/api/datasets/owner/sharded/tree/main', (_req, res) =>
+    json(
+      res,
+      200,
+      [...sharded].reverse().map(([path, b], k) => ({ type: 'file', path, oid: `s${k}`, size: b.length })),
+    ),
+  );
+  for (const [path, bytes] of sharded)
+    hub.on('GET', `/datasets/owner/sharded/resolve/main/${path}`, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length) });
+      res.end(bytes);
     });
   hub.on('GET', '/api/datasets/owner/gated/tree/main', (_req, res) =>
     json(res, 401, { error: 'Access to dataset owner/gated is restricted.' }),
@@ -97,6 +135,37 @@ describe('--data hf:owner/name', () => {
     expect(again.stderr).toMatch(/from the cache/);
     expect(downloads()).toBe(1);
     expect(again.stdout).toBe(first.stdout);
+  });
+
+  it('reads a split in several files whole, in order, as one dataset: Parquet shards and JSON Lines shards', async () => {
+    const local = await run(evalArgs(join(dir, 'all.jsonl')));
+    expect(local.code, local.stderr).toBe(0);
+    const want = JSON.parse(local.stdout.trim().split('\n').at(-1)!) as { loss: number; tokens: number };
+    const parquet = await run(evalArgs('hf:owner/sharded:train'));
+    expect(parquet.code, parquet.stderr).toBe(0);
+    for (const k of [1, 2, 3])
+      expect(parquet.stderr).toContain(
+        `downloading owner/sharded/data/train-0000${k - 1}-of-00003.parquet (file ${k} of 3)`,
+      );
+    // The same records, all of them: the same tokens and loss as the one local file.
+    expect(JSON.parse(parquet.stdout.trim().split('\n').at(-1)!)).toEqual(want);
+    const resolves = hub.requests.filter((r) => r.url.includes('/datasets/owner/sharded/resolve/')).map((r) => r.url);
+    expect(resolves.map((u) => u.split('/').at(-1))).toEqual([
+      'train-00000-of-00003.parquet',
+      'train-00001-of-00003.parquet',
+      'train-00002-of-00003.parquet',
+    ]);
+    // JSON Lines shards: the broken line is skipped, named by its line through the split and in its file.
+    const jsonl = await run(evalArgs('hf:owner/sharded:validation'));
+    expect(jsonl.code, jsonl.stderr).toBe(0);
+    expect(jsonl.stderr).toMatch(
+      /owner\/sharded\/validation \(2 files\):6: .*\(owner\/sharded\/data\/validation-00001-of-00002\.jsonl, line 2\) \(skipped\)/,
+    );
+    expect(JSON.parse(jsonl.stdout.trim().split('\n').at(-1)!)).toEqual(want);
+    // --data-file: one shard only, fewer tokens.
+    const one = await run(evalArgs('hf:owner/sharded:train', ['--data-file', 'data/train-00001-of-00003.parquet']));
+    expect(one.code, one.stderr).toBe(0);
+    expect((JSON.parse(one.stdout.trim().split('\n').at(-1)!) as { tokens: number }).tokens).toBeLessThan(want.tokens);
   });
 
   it('says what is wrong: a split the dataset lacks, a mapped column it lacks, no such dataset, a gated one', async () => {

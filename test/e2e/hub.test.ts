@@ -3,15 +3,17 @@
  * (nothing is downloaded for real): a dataset repo's files listed by split, a Parquet file
  * downloaded with progress and read through the column mapping its columns suggest (then another
  * mapping chosen by hand), a ShareGPT split read as chat, the second download served by the
- * browser's cache, and a gated dataset that opens with the access token; a trained adapter pushed
- * from the library (refused without a token, then a private repo created and one commit with the
- * PEFT files, the model card and the loss plot).
+ * browser's cache, a split in three Parquet files read whole in order as one dataset, and a gated
+ * dataset that opens with the access token; a trained adapter merged into the model (the result
+ * said) and pushed from the library (refused without a token, then a private repo created and one
+ * commit with the PEFT files, the model card and the loss plot). With TABTUNE_DOCS_SCREENSHOTS=1 the
+ * README's merge and push screenshots go to docs/screenshots/.
  */
 import type { Page, Route } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { type OpenedPage, openPage } from '../browser/harness';
 import { writeParquet } from '../fixtures/parquet';
-import { appHarnessForFile, nav, onPage, screenshotter, shortRunSettings } from './app-page';
+import { appHarnessForFile, docShot, nav, onPage, screenshotter, shortRunSettings } from './app-page';
 
 const LONG = 120_000;
 const HUB = 'https://huggingface.co';
@@ -198,6 +200,33 @@ describe('Hub datasets in Chromium', () => {
         await expect.poll(() => summaryText(page), { timeout: LONG }).toMatch(/train-00000-of-00001\.parquet/);
         expect(hub.gets('/resolve/main/data/train-00000-of-00001.parquet')).toBe(1);
 
+        // A split in three Parquet files: all of them, in order, as one dataset.
+        const third = (k: number) => QA.slice(4 * k, 4 * k + 4);
+        hub.datasets.set(
+          'tiny-org/sharded',
+          new Map(
+            [0, 1, 2].map((k) => [
+              `data/train-0000${k}-of-00003.parquet`,
+              writeParquet({ question: third(k).map((r) => r[0]!), answer: third(k).map((r) => r[1]!) }),
+            ]),
+          ),
+        );
+        await listFiles(page, 'tiny-org/sharded');
+        await expect.poll(() => page.locator('select[name="hubFile"]').inputValue(), { timeout: 30_000 }).toBe('*');
+        expect(await page.locator('select[name="hubFile"] option').first().innerText()).toMatch(/^All 3 files \(/);
+        await page.getByRole('button', { name: 'Download and read' }).click();
+        await expect
+          .poll(() => summaryText(page), { timeout: LONG })
+          .toMatch(/tiny-org\/sharded\/train \(3 files\)\s*alpaca\s*format\s*12\s*records/);
+        expect(
+          hub.log
+            .filter((r) => r.method === 'GET' && r.url.includes('/datasets/tiny-org/sharded/resolve/'))
+            .map((r) => r.url.split('/').at(-1)),
+        ).toEqual(['train-00000-of-00003.parquet', 'train-00001-of-00003.parquet', 'train-00002-of-00003.parquet']);
+        // The preview starts with the first file's first record.
+        expect(await page.getByTestId('dataset-preview').innerText()).toMatch(/What is 0 plus one\?[\s\S]*It is 1\./);
+        await shot(page, '1b-sharded');
+
         // A private dataset: refused naming its page, then opened with the access token.
         hub.datasets.set(
           'tiny-org/private',
@@ -246,6 +275,24 @@ describe('Hub datasets in Chromium', () => {
         await page.getByTestId('start-training').click();
         await page.waitForSelector('[data-testid="train-finished"]', { timeout: 4 * 60_000 });
         await nav(page, /Adapters/);
+        // Merge into the model: the zip downloads and the row says what it holds.
+        const [download] = await Promise.all([
+          page.waitForEvent('download', { timeout: LONG }),
+          page.getByTestId('merge-adapter').first().click(),
+        ]);
+        expect(download.suggestedFilename()).toMatch(/-merged\.zip$/);
+        await expect
+          .poll(
+            () =>
+              page
+                .getByTestId('merge-done')
+                .innerText()
+                .catch(() => ''),
+            { timeout: LONG },
+          )
+          .toMatch(/^Merged into the loaded model and saved as .*-merged\.zip \([\d.]+ [KM]B\): .*model\.safetensors/);
+        await shot(page, '3a-merged');
+        await docShot(page, 'merge');
         await page.getByTestId('push-adapter').first().click();
         await page.getByLabel('Model repo').fill('me/demo-adapter');
         await page.getByRole('button', { name: 'Push', exact: true }).click();
@@ -271,6 +318,7 @@ describe('Hub datasets in Chromium', () => {
           )
           .toBe('Pushed: https://huggingface.co/me/demo-adapter');
         await shot(page, '3-pushed');
+        await docShot(page, 'push');
         const create = hub.log.find((r) => r.url.endsWith('/api/repos/create'))!;
         expect(JSON.parse(create.body!)).toMatchObject({
           name: 'demo-adapter',

@@ -6,6 +6,7 @@
  *
  * Splits follow the datasets library's file naming: a path segment or a name part "train",
  * "test", "validation" (also "valid", "val", "dev", "eval"); a file named for none of them is train.
+ * A split in several files (shards) is read whole, its files in order as one dataset.
  * Used by the app's Data step (the page downloads through its Cache API) and `tabtune train --data
  * hf:owner/name[:split]` (a cache folder on disk).
  */
@@ -140,27 +141,36 @@ export async function listHubDataset(repo: string, access: HubAccess = {}): Prom
 }
 
 /**
- * The file of a split to read: the one named, else the split's first (shards are read one at a
- * time: the first shard of a large split is usually plenty for a LoRA run).
+ * The files of a split, in the order the datasets library reads them (paths sorted by code point:
+ * data/train-00000-of-00003.parquet, then -00001-, ...); a split the dataset lacks is an error
+ * naming the ones it has. Several files are read as one dataset (shards.ts).
  */
-export function pickFile(files: readonly HubDataFile[], split: string | null, path?: string | null): HubDataFile {
-  if (path) {
-    const f = files.find((x) => x.path === path);
-    if (!f)
-      throw new SourceError(
-        `No file "${path}" in the dataset's data files (${files.map((x) => x.path).join(', ')}).`,
-        'not-found',
-        path,
-      );
-    return f;
-  }
+export function splitFiles(files: readonly HubDataFile[], split: string | null): HubDataFile[] {
   const want = split ?? splitsOf(files)[0]!;
-  const f = files.find((x) => x.split === want);
-  if (!f)
+  const of = files.filter((x) => x.split === want).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  if (of.length === 0)
     throw new SourceError(
       `No "${want}" split in the dataset: it has ${splitsOf(files).join(', ')}.`,
       'not-found',
       want,
+    );
+  return of;
+}
+
+/** The name a split's files are read under: "owner/name/data/train.parquet", or "owner/name/train (3 files)". */
+export function splitDataName(repo: string, files: readonly HubDataFile[]): string {
+  return files.length === 1 ? `${repo}/${files[0]!.path}` : `${repo}/${files[0]!.split} (${files.length} files)`;
+}
+
+/** One file of the dataset to read (the one named), or the split's first. */
+export function pickFile(files: readonly HubDataFile[], split: string | null, path?: string | null): HubDataFile {
+  if (!path) return splitFiles(files, split)[0]!;
+  const f = files.find((x) => x.path === path);
+  if (!f)
+    throw new SourceError(
+      `No file "${path}" in the dataset's data files (${files.map((x) => x.path).join(', ')}).`,
+      'not-found',
+      path,
     );
   return f;
 }

@@ -37,6 +37,7 @@ import { DatasetReadError, IssueList, type RecordIndex } from './record-index';
 import { type DatasetRecord, toRecord } from './records';
 import type { ByteSource } from './source';
 import { type ScanOptions, scanDataset } from './scan';
+import { SHARDS_PROBE, indexShards, readShards } from './shards';
 
 const COMPRESSORS: Compressors = {
   GZIP: (input) => gunzipSync(input),
@@ -94,6 +95,8 @@ type ParquetScanOptions = Omit<ScanOptions, 'chunkBytes'>;
  */
 export async function datasetColumns(source: ByteSource, fileName: string): Promise<string[]> {
   const head = await source.read(0, 1 << 20);
+  const shards = await readShards(source, fileName, head);
+  if (shards) return datasetColumns(shards[0]!.source, shards[0]!.name);
   if (isParquet(fileName, head)) return parquetColumns(source, fileName);
   const whole = head.length < source.size ? head.subarray(0, head.lastIndexOf(0x0a) + 1) : head;
   const text = new TextDecoder().decode(whole);
@@ -109,11 +112,15 @@ export async function datasetColumns(source: ByteSource, fileName: string): Prom
   return [...keys];
 }
 
-/** A dataset file's index: a Parquet file's by scanParquet, any other's by scan.ts. */
+/**
+ * A dataset file's index: a Parquet file's by scanParquet, any other's by scan.ts, a bundle of a
+ * split's files (shards.ts) file by file as one.
+ */
 export async function indexDataset(source: ByteSource, fileName: string, opts: ScanOptions): Promise<RecordIndex> {
-  return isParquet(fileName, await source.read(0, 4))
-    ? scanParquet(source, fileName, opts)
-    : scanDataset(source, fileName, opts);
+  const head = await source.read(0, Math.max(4, SHARDS_PROBE));
+  const shards = await readShards(source, fileName, head);
+  if (shards) return indexShards(shards, opts, indexDataset);
+  return isParquet(fileName, head) ? scanParquet(source, fileName, opts) : scanDataset(source, fileName, opts);
 }
 
 /** Indexes a Parquet file's records (see the file comment). Throws DatasetReadError on a file it cannot use. */

@@ -193,7 +193,7 @@ export async function mergedDownload(
   ctx: AppContext,
   id: string,
   onProgress?: (done: number, total: number) => void,
-): Promise<{ name: string; blob: Blob } | null> {
+): Promise<{ name: string; blob: Blob; files: string[] } | null> {
   if (!ctx.stores) return null;
   const model = ctx.store.get().model.info;
   try {
@@ -208,8 +208,8 @@ export async function mergedDownload(
       return null;
     }
     const files = await ctx.stores.adapters.files(id);
-    const { zip } = await ctx.engine.mergeAdapter(files, {}, onProgress);
-    return { name: `${safeFileName(`${rec.name}-merged`)}.zip`, blob: zip };
+    const merged = await ctx.engine.mergeAdapter(files, {}, onProgress);
+    return { name: `${safeFileName(`${rec.name}-merged`)}.zip`, blob: merged.zip, files: merged.files };
   } catch (e) {
     ctx.notify({ level: 'error', ...describeError(e, 'Merging the adapter') });
     return null;

@@ -8,7 +8,7 @@ import type { ColumnMapping } from '../../engine/types';
 import { splitsOf } from '../../train/data/hub';
 import { formatBytes } from '../format';
 import { useAppState, useController } from '../hooks';
-import { runBusy } from '../state';
+import { ALL_SPLIT_FILES, runBusy } from '../state';
 import { MessageCard, ProgressBar, SelectField } from './common';
 
 export function HubDatasetSource() {
@@ -57,8 +57,22 @@ export function HubDatasetSource() {
             name="hubFile"
             value={hub.path}
             disabled={busy}
-            hint={files.length > 1 ? `${files.length} files in this split; one is read at a time.` : undefined}
-            options={files.map((f) => ({ value: f.path, label: `${f.path} (${formatBytes(f.size)})` }))}
+            hint={
+              files.length > 1
+                ? `${files.length} files in this split: all are read, in order, as one dataset (as the datasets library does), or pick one.`
+                : undefined
+            }
+            options={[
+              ...(files.length > 1
+                ? [
+                    {
+                      value: ALL_SPLIT_FILES,
+                      label: `All ${files.length} files (${formatBytes(files.reduce((n, f) => n + f.size, 0))})`,
+                    },
+                  ]
+                : []),
+              ...files.map((f) => ({ value: f.path, label: `${f.path} (${formatBytes(f.size)})` })),
+            ]}
             onChange={(v) => c.chooseHubFile(v)}
           />
         </div>
@@ -76,10 +90,10 @@ export function HubDatasetSource() {
             value={hub.progress.loaded}
             max={hub.progress.total ?? 0}
             indeterminate={!hub.progress.total}
-            label={`Downloading ${hub.path}`}
+            label={`Downloading ${hub.progress.file ?? hub.path}`}
           />
           <p className="hint" role="status">
-            {hub.path}: {formatBytes(hub.progress.loaded)}
+            {hub.progress.file ?? hub.path}: {formatBytes(hub.progress.loaded)}
             {hub.progress.total ? ` of ${formatBytes(hub.progress.total)}` : ''}
           </p>
         </div>

@@ -41,11 +41,16 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
     if (f) saveFile(f.name, f.bytes, f.type);
   };
   const [merging, setMerging] = useState<string | null>(null);
+  const [merged, setMerged] = useState<{ name: string; size: number; files: string[] } | null>(null);
   const merge = async () => {
     setMerging('starting…');
+    setMerged(null);
     try {
       const f = await c.mergedDownload(a.id, (done, total) => setMerging(`${done}/${total} tensors`));
-      if (f) saveBlob(f.name, f.blob);
+      if (f) {
+        saveBlob(f.name, f.blob);
+        setMerged({ name: f.name, size: f.blob.size, files: f.files });
+      }
     } finally {
       setMerging(null);
     }
@@ -135,6 +140,12 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
           </div>
         </dl>
         <RunDetails a={a} />
+        {merged && (
+          <p className="hint" role="status" data-testid="merge-done">
+            Merged into the loaded model and saved as <strong>{merged.name}</strong> ({formatBytes(merged.size)}): a
+            Hugging Face model folder ({merged.files.join(', ')}) that transformers loads as it is.
+          </p>
+        )}
       </div>
       <div className="adapter-actions">
         <button type="button" onClick={() => void download('zip')} data-testid="download-zip">
