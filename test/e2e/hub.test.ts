@@ -298,6 +298,7 @@ describe('Hub datasets in Chromium', () => {
         await page.getByRole('button', { name: 'Push', exact: true }).click();
         await expect.poll(() => alerts(page), { timeout: 30_000 }).toMatch(/needs an access token with write access/);
         expect(hub.log.filter((r) => r.method === 'POST')).toEqual([]);
+        await page.getByRole('button', { name: /^Dismiss: Pushing the adapter to the Hub failed/ }).click();
 
         await nav(page, /Model/);
         await page.locator('[data-testid="access-token"] > summary').click();
