@@ -57,6 +57,7 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
   };
   const targets = targetsLabel(a.config.target_modules);
   const mismatch = loadedModel !== null && a.baseModel !== loadedModel;
+  const lowRank = methodSpec(a.config.method ?? 'lora').lowRank;
   return (
     <li className="adapter" data-testid="adapter-row">
       <div className="adapter-main">
@@ -107,7 +108,7 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
           <div>
             <dt>{methodSpec(a.config.method ?? 'lora').label}</dt>
             <dd>
-              {methodSpec(a.config.method ?? 'lora').lowRank ? (
+              {lowRank ? (
                 <>
                   r {a.config.r} · alpha {a.config.lora_alpha}
                   {a.config.use_rslora ? ' · rsLoRA' : ''} · {targets}
@@ -161,11 +162,13 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
           type="button"
           className="secondary"
           data-testid="merge-adapter"
-          disabled={merging !== null || loadedModel === null || mismatch}
+          disabled={merging !== null || loadedModel === null || mismatch || !lowRank}
           title={
-            mismatch || loadedModel === null
-              ? 'Load this adapter’s base model first (Model)'
-              : 'The loaded model with this adapter folded in: a Hugging Face model folder (.zip)'
+            !lowRank
+              ? `${methodSpec(a.config.method ?? 'lora').label} adapters do not merge into the weights here; LoRA and DoRA do`
+              : mismatch || loadedModel === null
+                ? 'Load this adapter’s base model first (Model)'
+                : 'The loaded model with this adapter folded in: a Hugging Face model folder (.zip)'
           }
           onClick={() => void merge()}
         >
