@@ -20,7 +20,7 @@ import { Generator } from '../generate/generator';
 import { tuneMatmul } from '../kernels/matmul/tune';
 import { Trainer } from '../train/trainer';
 
-export function smolLm2Config(layers: number) {
+export function smolLm2Config(layers: number, vocab = 49152) {
   return parseConfig({
     model_type: 'llama',
     hidden_size: 576,
@@ -28,7 +28,7 @@ export function smolLm2Config(layers: number) {
     num_attention_heads: 9,
     num_key_value_heads: 3,
     intermediate_size: 1536,
-    vocab_size: 49152,
+    vocab_size: vocab,
     max_position_embeddings: 8192,
     rms_norm_eps: 1e-5,
     rope_theta: 100000,

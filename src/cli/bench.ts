@@ -9,6 +9,8 @@
  *     extrapolated from two depths; src/bench/memory-bench.ts)
  *   node bin/tabtune.mjs bench data [--records 100000] [--sample 2000] [--model DIR] [--json]
  *     (the data path on a synthetic Alpaca set: records/s and bytes/record; src/bench/data-bench.ts)
+ *   node bin/tabtune.mjs bench methods [--layers 4] [--seq 64] [--batch 1] [--rounds 3] [--json]
+ *     (one training step of each PEFT method side by side, as ratios to LoRA; src/bench/methods-bench.ts)
  *   node bin/tabtune.mjs bench kernels [--m 512 --k 1024 --n 1024 --r 16] [--quick] [--json]
  *     (the matmul family side by side against the baseline, with the device's FMA peak and copy
  *     bandwidth, after tuning the layer's shapes; src/bench/kernels-bench.ts)
@@ -26,6 +28,7 @@ import { benchFeatures } from '../bench/features-bench';
 import { benchKernels } from '../bench/kernels-bench';
 import { benchLoraLinear, benchMatmul } from '../bench/linear-bench';
 import { type ShapeSource, benchMemory, shapeFromConfig } from '../bench/memory-bench';
+import { benchMethods } from '../bench/methods-bench';
 import { benchGeneration, benchTrainingStep } from '../bench/model-bench';
 
 const ONE_FLAGS: Record<string, FlagSpec> = {
@@ -64,6 +67,14 @@ const KERNELS_FLAGS: Record<string, FlagSpec> = {
   n: { type: 'int', min: 1 },
   r: { type: 'int', min: 1 },
   quick: { type: 'bool' },
+  json: { type: 'bool' },
+};
+
+const METHODS_FLAGS: Record<string, FlagSpec> = {
+  layers: { type: 'int', min: 1 },
+  seq: { type: 'int', min: 8 },
+  batch: { type: 'int', min: 1 },
+  rounds: { type: 'int', min: 1 },
   json: { type: 'bool' },
 };
 
@@ -179,6 +190,25 @@ export async function runBench(argv: string[]): Promise<number> {
     if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
     return 0;
   }
+  if (argv[0] === 'methods') {
+    const f = parseFlags(argv.slice(1), METHODS_FLAGS, 'bench methods');
+    const json = bool(f, 'json') ?? false;
+    const gpu = await openGpu();
+    try {
+      log(json, `adapter: ${adapterName(gpu)}`);
+      const r = await benchMethods(gpu, {
+        layers: num(f, 'layers') ?? 4,
+        seq: num(f, 'seq') ?? 64,
+        batch: num(f, 'batch') ?? 1,
+        rounds: num(f, 'rounds') ?? 3,
+        log: (l) => log(json, l),
+      });
+      if (json) process.stdout.write(`${JSON.stringify({ adapter: adapterName(gpu), ...r })}\n`);
+      return 0;
+    } finally {
+      gpu.destroy();
+    }
+  }
   if (argv[0] === 'kernels') {
     const f = parseFlags(argv.slice(1), KERNELS_FLAGS, 'bench kernels');
     const json = bool(f, 'json') ?? false;
@@ -277,6 +307,13 @@ export async function runBench(argv: string[]): Promise<number> {
     // Baseline and tuned kernels alternately on the same steps (the issue's before / after).
     out.train_step = await benchTrainingStep(gpu, { ...stepOpts, compareTuned: true });
     out.train_step_checkpointed = await benchTrainingStep(gpu, { ...stepOpts, checkpoint: true });
+    // The PEFT methods side by side on a few layers (LoRA = 1).
+    out.methods = await benchMethods(gpu, {
+      layers: quick ? 2 : 4,
+      seq: stepOpts.seq,
+      rounds: quick ? 2 : 3,
+      log: stepOpts.log,
+    });
     const gen = await benchGeneration(gpu, {
       layers: num(f, 'layers') ?? (quick ? 4 : 30),
       tokens: quick ? 4 : 16,
