@@ -6,37 +6,29 @@
  */
 import { describe, expect, it } from 'vitest';
 import { doraBackwardRef, doraForwardRef, doraWeightNormRef } from '../../src/reference/dora';
-import type { FrozenLinearRef, LoraParamsRef } from '../../src/reference/linear';
 import { randArray } from '../helpers/close';
-import { numericGrad } from '../helpers/fd';
+import { expectGradClose, numericGrad, randomLoraLinear } from '../helpers/fd';
 
 const M = 4;
 const inF = 5;
 const outF = 6;
 const r = 2;
 
-function expectGradClose(name: string, analytic: Float64Array, numeric: Float64Array): void {
-  for (let i = 0; i < analytic.length; i++) {
-    const tol = 1e-7 * Math.max(1, Math.abs(numeric[i]!));
-    expect(Math.abs(analytic[i]! - numeric[i]!), `${name}[${i}]: ${analytic[i]} vs ${numeric[i]}`).toBeLessThan(tol);
-  }
-}
-
 describe('DoRA reference: finite differences with the norm detached', () => {
   for (const dropout of [0, 0.4]) {
     for (const transposed of [false, true]) {
       it(`dm, dA, dB, dX (dropout ${dropout}, ${transposed ? 'Conv1D' : 'nn.Linear'})`, () => {
         const x = Float64Array.from(randArray(M * inF, 1));
-        const lin: FrozenLinearRef = {
-          w: Float64Array.from(randArray(inF * outF, 2)),
-          bias: Float64Array.from(randArray(outF, 3)),
+        const { lin, lora, a, b } = randomLoraLinear({
           inF,
           outF,
+          r,
           transposed,
-        };
-        const a = Float64Array.from(randArray(r * inF, 4));
-        const b = Float64Array.from(randArray(outF * r, 5));
-        const lora: LoraParamsRef = { a, b, r, scale: 1.5, dropout };
+          bias: true,
+          scale: 1.5,
+          dropout,
+          seed: 2,
+        });
         const norm = doraWeightNormRef(lin, lora);
         const m = Float64Array.from(norm, (n, o) => n * (1 + 0.1 * (o - 2)));
         const g = Float64Array.from(randArray(M * outF, 6));
@@ -77,20 +69,16 @@ describe('DoRA reference: finite differences with the norm detached', () => {
 
   it('at m = ||W + s·B·A|| without dropout, DoRA equals plain LoRA (the adapter starts where LoRA does)', () => {
     const x = Float64Array.from(randArray(M * inF, 7));
-    const lin: FrozenLinearRef = {
-      w: Float64Array.from(randArray(inF * outF, 8)),
-      bias: null,
+    const { lin, lora } = randomLoraLinear({
       inF,
       outF,
-      transposed: false,
-    };
-    const lora: LoraParamsRef = {
-      a: Float64Array.from(randArray(r * inF, 9)),
-      b: Float64Array.from(randArray(outF * r, 10)),
       r,
+      transposed: false,
+      bias: false,
       scale: 2,
       dropout: 0,
-    };
+      seed: 8,
+    });
     const y = doraForwardRef({ x, M, lin, lora, m: doraWeightNormRef(lin, lora) });
     for (let t = 0; t < M; t++) {
       for (let o = 0; o < outF; o++) {

@@ -12,7 +12,7 @@ import {
 } from '../../src/reference/linear';
 import { matmulRef } from '../../src/reference/matmul';
 import { randArray } from '../helpers/close';
-import { numericGrad } from '../helpers/fd';
+import { expectGradClose, numericGrad, randomLoraLinear } from '../helpers/fd';
 
 const M = 4;
 const inF = 5;
@@ -27,28 +27,21 @@ function loss(x: Float64Array, lin: FrozenLinearRef, lora: LoraParamsRef, seed: 
   return s;
 }
 
-function expectGradClose(name: string, analytic: Float64Array, numeric: Float64Array): void {
-  for (let i = 0; i < analytic.length; i++) {
-    const tol = 1e-7 * Math.max(1, Math.abs(numeric[i]!));
-    expect(Math.abs(analytic[i]! - numeric[i]!), `${name}[${i}]: ${analytic[i]} vs ${numeric[i]}`).toBeLessThan(tol);
-  }
-}
-
 describe('LoRA linear reference: finite differences', () => {
   for (const dropout of [0, 0.4]) {
     for (const transposed of [false, true]) {
       it(`dX, dA, dB (dropout ${dropout}, ${transposed ? 'Conv1D' : 'nn.Linear'})`, () => {
         const x = Float64Array.from(randArray(M * inF, 1));
-        const lin: FrozenLinearRef = {
-          w: Float64Array.from(randArray(inF * outF, 2)),
-          bias: Float64Array.from(randArray(outF, 3)),
+        const { lin, lora, a, b } = randomLoraLinear({
           inF,
           outF,
+          r,
           transposed,
-        };
-        const a = Float64Array.from(randArray(r * inF, 4));
-        const b = Float64Array.from(randArray(outF * r, 5));
-        const lora: LoraParamsRef = { a, b, r, scale: 1.7, dropout };
+          bias: true,
+          scale: 1.7,
+          dropout,
+          seed: 2,
+        });
         const seed = 31337;
         const g = Float64Array.from(randArray(M * outF, 6));
         if (dropout > 0) {
