@@ -3,10 +3,9 @@
  * adapter, a run resumed from a checkpoint ends exactly where the uninterrupted run ends, PEFT
  * export -> import gives the same outputs, greedy generation matches the float64 reference.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine';
 import { DEFAULT_TRAIN } from '../../src/engine/defaults';
 import type { DatasetProgress, FrozenWeightsSettings, LoraSettings, TrainSettings } from '../../src/engine/types';
@@ -18,22 +17,12 @@ import { exportVirtual, standardNormal, virtualShape, virtualWidth } from '../..
 import { type RefLoraModule, type RefVirtual, modelForwardRef, modelLogitsRef } from '../../src/reference/model';
 import { type TinyModelType, writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { getGpu } from '../helpers/gpu';
+import { useTinyModelDirs } from '../helpers/tiny-dirs';
 import { tinyGpuModel } from '../helpers/tiny-gpu-model';
 
-let dir = '';
-const models = new Map<TinyModelType, string>();
-
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'tabtune-engine-'));
-  for (const t of ['llama', 'gpt2', 'qwen3', 'mistral', 'qwen2'] as const) {
-    const p = join(dir, t);
-    await writeTinyModel(p, { modelType: t, dtype: 'BF16', seed: 1 });
-    models.set(t, p);
-  }
-});
-
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
+const dirs = useTinyModelDirs('tabtune-engine-', ['llama', 'gpt2', 'qwen3', 'mistral', 'qwen2'], {
+  dtype: 'BF16',
+  seed: 1,
 });
 
 const DATA = tinyCorpusJsonl();
@@ -54,7 +43,7 @@ const TRAIN: TrainSettings = {
 
 async function engineWith(type: TinyModelType, frozen: FrozenWeightsSettings = {}): Promise<Engine> {
   const engine = new Engine(await getGpu());
-  await engine.loadModel({ kind: 'dir', id: `tiny-${type}`, path: models.get(type)! }, undefined, frozen);
+  await engine.loadModel({ kind: 'dir', id: `tiny-${type}`, path: dirs.path(type) }, undefined, frozen);
   await engine.loadDataset('corpus.jsonl', DATA, { maxLen: TRAIN.maxLen, valFraction: 0, seed: 0 });
   return engine;
 }
@@ -139,7 +128,7 @@ describe('engine', () => {
       { type: 'opt' },
     ];
     for (const c of cases) {
-      const path = join(dir, `packing-${c.type}`);
+      const path = join(dirs.root(), `packing-${c.type}`);
       await writeTinyModel(path, { modelType: c.type, seed: 2, overrides: c.overrides });
       const engine = new Engine(await getGpu());
       try {
@@ -379,7 +368,7 @@ describe('engine: QLoRA (4-bit NF4 frozen weights)', () => {
     try {
       const blobs: Uint8Array[] = [];
       await engine.train(LORA, { ...TRAIN, steps: 2, checkpointEvery: 1 }, { onCheckpoint: (b) => void blobs.push(b) });
-      await engine.loadModel({ kind: 'dir', id: 'tiny-llama', path: models.get('llama')! });
+      await engine.loadModel({ kind: 'dir', id: 'tiny-llama', path: dirs.path('llama') });
       expect(engine.modelInfo().quantization).toBeNull();
       await engine.loadDataset('corpus.jsonl', DATA, { maxLen: TRAIN.maxLen, valFraction: 0, seed: 0 });
       await expect(engine.train(LORA, { ...TRAIN, steps: 2 }, { resumeFrom: blobs[0] })).rejects.toThrow(
@@ -387,7 +376,9 @@ describe('engine: QLoRA (4-bit NF4 frozen weights)', () => {
           '16-bit (as stored) ones; load it the same way to resume (CLI: --quantize nf4).',
       );
       await expect(
-        engine.loadModel({ kind: 'dir', id: 'other', path: join(dir, 'missing') }, undefined, { quantize: 'nf4' }),
+        engine.loadModel({ kind: 'dir', id: 'other', path: join(dirs.root(), 'missing') }, undefined, {
+          quantize: 'nf4',
+        }),
       ).rejects.toThrow();
       expect(engine.modelInfo().id).toBe('tiny-llama');
     } finally {
@@ -400,7 +391,7 @@ describe('engine: dataset summary and estimates', () => {
   it('reports bad records with line numbers, splits validation, previews counted tokens', async () => {
     const engine = new Engine(await getGpu());
     try {
-      await engine.loadModel({ kind: 'dir', id: 'tiny-llama', path: models.get('llama')! });
+      await engine.loadModel({ kind: 'dir', id: 'tiny-llama', path: dirs.path('llama') });
       const content = [
         JSON.stringify({ instruction: 'Say hi', input: '', output: 'Hi there.' }),
         '{"instruction": "oops"',
@@ -429,7 +420,7 @@ describe('engine: dataset summary and estimates', () => {
   it('sends an early summary (first records previewed, counts so far) before the final one', async () => {
     const engine = new Engine(await getGpu());
     try {
-      await engine.loadModel({ kind: 'dir', id: 'tiny-llama', path: models.get('llama')! });
+      await engine.loadModel({ kind: 'dir', id: 'tiny-llama', path: dirs.path('llama') });
       const content = Array.from({ length: 50 }, (_, i) =>
         i === 3 ? '{"bad"' : JSON.stringify({ instruction: `Say ${i}`, input: '', output: `Hi ${i}.` }),
       ).join('\n');
@@ -477,7 +468,7 @@ describe('engine: dataset summary and estimates', () => {
     const upload = () => new CountingFile([lines.join('\n')], 'big.jsonl', { lastModified: 1234 });
     const engine = new Engine(await getGpu());
     try {
-      await engine.loadModel({ kind: 'dir', id: 'tiny-llama', path: models.get('llama')! });
+      await engine.loadModel({ kind: 'dir', id: 'tiny-llama', path: dirs.path('llama') });
       const progress: string[] = [];
       const first = upload();
       const a = await engine.loadDataset('big.jsonl', first, { maxLen: 64, valFraction: 0.1, seed: 1 }, (p) =>
@@ -505,7 +496,7 @@ describe('engine: dataset summary and estimates', () => {
   it("refuses a max length past the model's positions (GPT-2 has no positions to read there)", async () => {
     const engine = new Engine(await getGpu());
     try {
-      const info = await engine.loadModel({ kind: 'dir', id: 'tiny-gpt2', path: models.get('gpt2')! });
+      const info = await engine.loadModel({ kind: 'dir', id: 'tiny-gpt2', path: dirs.path('gpt2') });
       expect(info.maxPositions).toBeGreaterThan(0);
       const ok = await engine.loadDataset('corpus.jsonl', DATA, { maxLen: info.maxPositions, valFraction: 0, seed: 0 });
       expect(ok.trainRecords).toBeGreaterThan(0);
@@ -524,7 +515,7 @@ describe('engine: dataset summary and estimates', () => {
   it('estimates trainable parameters like PEFT and less activation memory with checkpointing', async () => {
     const engine = new Engine(await getGpu());
     try {
-      const info = await engine.loadModel({ kind: 'dir', id: 'tiny-llama', path: models.get('llama')! });
+      const info = await engine.loadModel({ kind: 'dir', id: 'tiny-llama', path: dirs.path('llama') });
       expect(info.defaultTargets).toEqual(['q_proj', 'v_proj']);
       expect(info.linearModules).toEqual(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']);
       await engine.loadDataset('corpus.jsonl', DATA, { maxLen: 32, valFraction: 0, seed: 0 });
@@ -538,7 +529,7 @@ describe('engine: dataset summary and estimates', () => {
       );
       expect(est.blocker).toBeNull();
       // The app's cost card, from config.json alone before the download, counts the same.
-      const config = parseConfig(await readFile(join(models.get('llama')!, 'config.json')));
+      const config = parseConfig(await readFile(join(dirs.path('llama'), 'config.json')));
       const card = estimateCost(config, lora, TRAIN, null);
       expect([card.trainableParams, card.loraBytes, card.activationBytes]).toEqual([
         est.trainableParams,

@@ -4,32 +4,16 @@
  * loss, lower than the base model's), a run resumed from a checkpoint ends bit-identical to the
  * uninterrupted one, --init-from continues an adapter, and generation runs with the KV cache.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DEFAULT_TRAIN } from '../../src/engine/defaults';
 import { Engine } from '../../src/engine/engine';
 import type { LoraSettings, TrainSettings } from '../../src/engine/types';
 import { parseSafetensors } from '../../src/model/safetensors';
-import { type TinyModelType, writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
+import { type TinyModelType, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { getGpu } from '../helpers/gpu';
+import { useTinyModelDirs } from '../helpers/tiny-dirs';
 
-let dir = '';
-const models = new Map<TinyModelType, string>();
-
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'tabtune-methods-'));
-  for (const t of ['llama', 'gpt2'] as const) {
-    const p = join(dir, t);
-    await writeTinyModel(p, { modelType: t, seed: 1 });
-    models.set(t, p);
-  }
-});
-
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const dirs = useTinyModelDirs('tabtune-methods-', ['llama', 'gpt2'], { seed: 1 });
 
 const DATA = tinyCorpusJsonl();
 
@@ -50,7 +34,7 @@ const TRAIN: TrainSettings = {
 
 async function engineWith(type: TinyModelType): Promise<Engine> {
   const engine = new Engine(await getGpu());
-  await engine.loadModel({ kind: 'dir', id: `tiny-${type}`, path: models.get(type)! });
+  await engine.loadModel({ kind: 'dir', id: `tiny-${type}`, path: dirs.path(type) });
   await engine.loadDataset('corpus.jsonl', DATA, { maxLen: TRAIN.maxLen, valFraction: 0, seed: 0 });
   return engine;
 }
