@@ -227,7 +227,7 @@ describe('engine', () => {
     // which transformers' generate() picks like any other.
     const gpu = await getGpu();
     const o = { modelType: 'mistral' as const, overrides: { sliding_window: 4 }, seed: 1 };
-    const path = join(dir, 'mistral-window4');
+    const path = join(dirs.root(), 'mistral-window4');
     await writeTinyModel(path, o);
     const tiny = await tinyGpuModel(gpu, o);
     tiny.model.dispose();
