@@ -18,7 +18,7 @@ import { getGpu } from '../helpers/gpu';
 import { checkKernel, rand, values } from '../helpers/kernel';
 import { check, checkExtra } from '../helpers/matmul';
 
-const big = MATMUL_FAMILY.filter((c) => c.kernel !== 'small' && c.tm !== 0).map((c) => c.name);
+const big = MATMUL_FAMILY.filter((c) => c.kernel !== 'small' && c.kernel !== 'wg' && c.tm !== 0).map((c) => c.name);
 /** Cold compiles on a loaded CPU driver (see the file comment). */
 const COLD = 600_000;
 
@@ -77,6 +77,49 @@ describe.each(big)('matmul family member %s', (variant) => {
   );
 });
 
+// The GPU members share one kernel (shaders/matmul_wg.wgsl) that differs only in its constants; each
+// of their shaders takes 10-50 s to compile on lavapipe, so wg64 runs every layout and epilogue in
+// few shaders and wg128 (8x8 per invocation, two vectors staged per operand) the two that exercise
+// its constants most.
+describe('matmul family members wg64 and wg128 (GPU tiles)', () => {
+  it(
+    'wg64: each layout, dtype and epilogue; vector and scalar loads; chunks; split-K; the LoRA segment',
+    async () => {
+      const variant = 'wg64';
+      await check({ variant, M: 37, N: 129, K: 70, transB: true, bType: 'f16', bias: 'f16', alpha: 0.75 });
+      await check({ variant, M: 37, N: 132, K: 72, bType: 'bf16', accumulate: true });
+      await check({ variant, M: 9, N: 1, K: 1, transB: true, bType: 'f16' });
+      await check({ variant, M: 68, N: 36, K: 72, transA: true, transB: true, bType: 'bf16' });
+      const chunked = { variant, M: 37, N: 129, K: 70, transA: true, bType: 'f32', accumulate: true } as const;
+      await check({ ...chunked, alpha: -1.5, maxBindingBytes: 4096 });
+      await check({ variant, M: 64, N: 72, K: 513, transA: true, splitK: 5, accumulate: true, repeat: true });
+      const lora = { variant, M: 37, N: 129, K: 70, K2: 5, transB: true, bias: true } as const;
+      await checkExtra({ ...lora, bType: 'f16', dropA: 0.25, dropOut: 0.1, accumulate: true, alpha2: 0.5 });
+    },
+    COLD,
+  );
+
+  it(
+    'wg128: the LoRA segment with output dropout (vector loads), split-K of Aᵀ·B',
+    async () => {
+      const variant = 'wg128';
+      await checkExtra({
+        variant,
+        M: 150,
+        N: 132,
+        K: 72,
+        K2: 5,
+        transB: true,
+        bType: 'bf16',
+        bias: true,
+        dropOut: 0.1,
+      });
+      await check({ variant, M: 64, N: 72, K: 513, transA: true, splitK: 5, accumulate: true, repeat: true });
+    },
+    COLD,
+  );
+});
+
 describe.each(small)('matmul family member %s (M <= 8)', (variant) => {
   it(
     'layouts, dtypes, bias, accumulate, chunks, the LoRA segment',
@@ -124,7 +167,9 @@ async function checkNf4(variant: string, M: number, N: number, K: number, transB
   }
 }
 
-describe.each(MATMUL_FAMILY.map((c) => c.name))('matmul family member %s, 4-bit NF4 weight', (variant) => {
+// wg128 reads NF4 through the same loaders as wg64 (its shaders take the longest to compile).
+const nf4Members = MATMUL_FAMILY.map((c) => c.name).filter((n) => n !== 'wg128');
+describe.each(nf4Members)('matmul family member %s, 4-bit NF4 weight', (variant) => {
   const M = small.includes(variant) ? 3 : 37;
   it(
     'X·Wᵀ (double-quantized) and X·W, odd shapes',

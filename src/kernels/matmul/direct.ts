@@ -11,12 +11,8 @@
  */
 import { type MatmulBType, type WeightDType, weightArrayType, weightLoader } from '../common';
 
-/** The fields of a matmul variant the direct kernel needs. */
-export interface DirectSpec {
-  tm: number;
-  tn: number;
-  wx: number;
-  wy: number;
+/** The fields of a matmul variant its operand bindings and loaders depend on (operandPrelude). */
+export interface OperandSpec {
   transA: boolean;
   transB: boolean;
   /** 'nf4': a 4-bit weight, scalar loads through shaders/nf4.wgsl (vecB is then false). */
@@ -32,6 +28,14 @@ export interface DirectSpec {
   outDrop: boolean;
   /** f16 B read natively (shader-f16). */
   nativeB: boolean;
+}
+
+/** The fields of a matmul variant the direct kernel needs. */
+export interface DirectSpec extends OperandSpec {
+  tm: number;
+  tn: number;
+  wx: number;
+  wy: number;
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -51,7 +55,7 @@ function maskVec(seed: string): string {
 }
 
 /** Loaders of A: bound as array<vec4<f32>> for vector loads, else array<f32>. */
-function loadersA(s: DirectSpec): string[] {
+function loadersA(s: OperandSpec): string[] {
   const drop = s.dropA ? ' * dropout_mul(p.seedIn, p.thrIn, p.scaleIn, r, c)' : '';
   const L: string[] = [];
   if (s.vecA) {
@@ -80,7 +84,7 @@ function directBArray(s: { bType: WeightDType; vecB: boolean; nativeB: boolean }
 }
 
 /** Loaders of B (see directBArray for its binding). */
-function loadersB(s: DirectSpec): string[] {
+function loadersB(s: OperandSpec): string[] {
   const drop = s.dropB ? ' * dropout_mul(p.seedIn, p.thrIn, p.scaleIn, r, c)' : '';
   const L: string[] = [];
   const idx = 'r * p.ldb + c + p.bAdj';
@@ -117,25 +121,14 @@ function loadersB(s: DirectSpec): string[] {
   return L;
 }
 
-/** The prelude of a direct variant (see the file comment and shaders/matmul_direct.wgsl). */
-export function directPrelude(s: DirectSpec, biasArray: string): string[] {
-  const { tm, tn } = s;
-  if (tn % 4) throw new Error(`matmul direct: the block's ${tn} columns must be a multiple of 4.`);
-  // Rows of a transposed A are read 4 at a time (one vector along M) when the block has 4k rows.
-  const aGroups = s.transA && tm % 4 === 0;
-  const tn4 = tn / 4;
-  const acc = (i: number, j4: number) => `acc[${i * tn4 + j4}]`;
+/**
+ * The bindings of a variant's operands and their loaders, shared by the direct kernel and the
+ * workgroup-tile kernel (shaders/matmul_wg.wgsl): A, B (or NF4W / NF4S), [A2, B2], [BIAS], C;
+ * a_at / a_v / a_s, b_at / b_v / b_s, and a2 / b2 with the LoRA segment.
+ */
+export function operandPrelude(s: OperandSpec, biasArray: string): string[] {
   const b = (x: boolean) => (x ? 'true' : 'false');
-  const L: string[] = [
-    `const TM = ${tm}u;`,
-    `const TN = ${tn}u;`,
-    `const WX = ${s.wx}u;`,
-    `const WY = ${s.wy}u;`,
-    `const BM = ${s.wy * tm}u;`,
-    `const BN = ${s.wx * tn}u;`,
-    `const HAS_SEG2 = ${b(!!s.seg2)};`,
-    `const OUT_DROP = ${b(s.outDrop)};`,
-  ];
+  const L: string[] = [];
   let slot = 1;
   L.push(`@group(0) @binding(${slot++}) var<storage, read> A: array<${s.vecA ? 'vec4<f32>' : 'f32'}>;`);
   if (s.bType === 'nf4') {
@@ -159,7 +152,29 @@ export function directPrelude(s: DirectSpec, biasArray: string): string[] {
     L.push(`fn a2(m: u32, k: u32) -> f32 { return ${a2}; }`);
     L.push(`fn b2(k: u32, n: u32) -> f32 { return p.alpha2 * ${b2}; }`);
   }
+  return L;
+}
 
+/** The prelude of a direct variant (see the file comment and shaders/matmul_direct.wgsl). */
+export function directPrelude(s: DirectSpec, biasArray: string): string[] {
+  const { tm, tn } = s;
+  if (tn % 4) throw new Error(`matmul direct: the block's ${tn} columns must be a multiple of 4.`);
+  // Rows of a transposed A are read 4 at a time (one vector along M) when the block has 4k rows.
+  const aGroups = s.transA && tm % 4 === 0;
+  const tn4 = tn / 4;
+  const acc = (i: number, j4: number) => `acc[${i * tn4 + j4}]`;
+  const b = (x: boolean) => (x ? 'true' : 'false');
+  const L: string[] = [
+    `const TM = ${tm}u;`,
+    `const TN = ${tn}u;`,
+    `const WX = ${s.wx}u;`,
+    `const WY = ${s.wy}u;`,
+    `const BM = ${s.wy * tm}u;`,
+    `const BN = ${s.wx * tn}u;`,
+    `const HAS_SEG2 = ${b(!!s.seg2)};`,
+    `const OUT_DROP = ${b(s.outDrop)};`,
+  ];
+  L.push(...operandPrelude(s, biasArray));
   // Per-invocation state: accumulators, clamped rows / columns, vector starts along M / N.
   L.push(`var<private> acc: array<vec4<f32>, ${tm * tn4}>;`);
   L.push('var<private> mb: u32;', 'var<private> nb: u32;');

@@ -358,17 +358,19 @@ export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
     if (p.transB && lanes >= 4) variant.sg = Math.min(lanes, 32);
     tileM = SMALL_M;
     tileN = smallBn(variant.sg);
-  } else if (config.kernel === 'direct') {
-    // Blocks shrink to 4 along a dimension of at most 4. The workgroup stays the member's (idle
-    // invocations of a skinny problem return at once; every other size would be one more shader
-    // to compile, seconds each on a CPU driver).
-    const tm = config.tm === 0 ? smallRows(M) : M <= 4 ? 4 : config.tm!;
-    const tn = N <= 4 ? 4 : config.tn!;
-    variant.kernel = 'direct';
+  } else if (config.kernel === 'direct' || config.kernel === 'wg') {
+    // Direct: blocks shrink to 4 along a dimension of at most 4. The workgroup stays the member's
+    // (idle invocations of a skinny problem return at once; every other size would be one more
+    // shader to compile, seconds each on a CPU driver).
+    const direct = config.kernel === 'direct';
+    const tm = config.tm === 0 ? smallRows(M) : direct && M <= 4 ? 4 : config.tm!;
+    const tn = direct && N <= 4 ? 4 : config.tn!;
+    variant.kernel = config.kernel;
     variant.tm = tm;
     variant.tn = tn;
     variant.wx = config.wx!;
     variant.wy = config.wy!;
+    if (!direct) variant.bk = config.bk!;
     // Vector loads along a stored row need 4-aligned strides, offsets and starts of every chunk
     // along the vector's axis (window starts are aligned to at least 64 elements).
     const starts = (c: Chunk[]) => c.every(([s0]) => s0 % 4 === 0);

@@ -1,19 +1,21 @@
 /**
  * The WGSL of a matmul variant: a generated prelude (tile consts, flags, the bindings of the
  * variant and its loaders a1 / b1 / a2 / b2 / bias_at) + the uniform block (shaders/matmul_params.wgsl)
- * + the dropout library + the body
- * (shaders/matmul.wgsl, the tiled kernel, or shaders/matmul_small.wgsl, the small-M kernel).
+ * + the dropout library + the body (shaders/matmul.wgsl, the tiled kernel; matmul_small.wgsl, the
+ * small-M kernel; matmul_direct.wgsl, register blocks from direct loads; matmul_wg.wgsl, vec4
+ * double-buffered workgroup tiles).
  * Loaders see global (row, col) positions of the stored operands; the *Adj uniforms turn them into
  * indices inside the binding windows.
  */
 import dropoutSource from '../../../shaders/dropout.wgsl?raw';
 import body from '../../../shaders/matmul.wgsl?raw';
 import directBody from '../../../shaders/matmul_direct.wgsl?raw';
+import wgBody from '../../../shaders/matmul_wg.wgsl?raw';
 import paramsSource from '../../../shaders/matmul_params.wgsl?raw';
 import smallBody from '../../../shaders/matmul_small.wgsl?raw';
 import nf4Library from '../../../shaders/nf4.wgsl?raw';
 import { type WeightDType, templateSections, weightArrayType, weightLoader, wgslModule } from '../common';
-import { directPrelude } from './direct';
+import { type OperandSpec, directPrelude, operandPrelude } from './direct';
 
 /** Depth of one workgroup-memory stage of the tiled kernel. */
 export const BK = 16;
@@ -22,16 +24,18 @@ export interface MatmulVariant {
   /**
    * The kernel: `tiled` (shaders/matmul.wgsl, workgroup-memory tiles bm x bn), `small` (the small-M
    * GEMV kernel, mr rows) or `direct` (shaders/matmul_direct.wgsl, tm x tn register blocks from
-   * direct loads, wx x wy invocations).
+   * direct loads, wx x wy invocations) or `wg` (shaders/matmul_wg.wgsl: tm x tn per invocation,
+   * wx x wy invocations, bk depths per double-buffered stage).
    */
-  kernel: 'tiled' | 'small' | 'direct';
+  kernel: 'tiled' | 'small' | 'direct' | 'wg';
   bm: number;
   bn: number;
   tm?: number;
   tn?: number;
   wx?: number;
   wy?: number;
-  /** Direct kernel: A / B read with vector loads (4-aligned strides, offsets and windows). */
+  bk?: number;
+  /** Direct and wg kernels: A / B read with vector loads (4-aligned strides, offsets and windows). */
   vecA?: boolean;
   vecB?: boolean;
   transA: boolean;
@@ -161,30 +165,56 @@ function prelude(v: MatmulVariant): string[] {
   return L;
 }
 
-/** The prelude of a direct variant: its loaders and unrolled block (src/kernels/matmul/direct.ts). */
-function directVariantPrelude(v: MatmulVariant): string[] {
+/**
+ * The prelude of a direct or wg variant: the operand bindings and loaders of
+ * src/kernels/matmul/direct.ts, and the direct kernel's unrolled block or the wg kernel's constants.
+ */
+function blockVariantPrelude(v: MatmulVariant): string[] {
   const biasOpts = { typedF32: true, nativeF16: !!v.f16 && v.bias === 'f16' };
-  const L = directPrelude(
-    {
-      tm: v.tm!,
-      tn: v.tn!,
-      wx: v.wx!,
-      wy: v.wy!,
-      transA: v.transA,
-      transB: v.transB,
-      bType: v.bType,
-      nf4DoubleQuant: v.nf4DoubleQuant,
-      vecA: !!v.vecA,
-      vecB: !!v.vecB,
-      seg2: v.seg2,
-      bias: v.bias,
-      dropA: v.dropA,
-      dropB: v.dropB,
-      outDrop: v.outDrop,
-      nativeB: !!v.f16 && v.bType === 'f16',
-    },
-    v.bias ? weightArrayType(v.bias, biasOpts) : '',
-  );
+  const ops: OperandSpec = {
+    transA: v.transA,
+    transB: v.transB,
+    bType: v.bType,
+    nf4DoubleQuant: v.nf4DoubleQuant,
+    vecA: !!v.vecA,
+    vecB: !!v.vecB,
+    seg2: v.seg2,
+    bias: v.bias,
+    dropA: v.dropA,
+    dropB: v.dropB,
+    outDrop: v.outDrop,
+    nativeB: !!v.f16 && v.bType === 'f16',
+  };
+  const biasArray = v.bias ? weightArrayType(v.bias, biasOpts) : '';
+  let L: string[];
+  if (v.kernel === 'wg') {
+    const [tm, tn, wx, wy, bk] = [v.tm!, v.tn!, v.wx!, v.wy!, v.bk!];
+    const nt = wx * wy;
+    const b = (x: boolean) => (x ? 'true' : 'false');
+    L = [
+      `const BM = ${wy * tm}u;`,
+      `const BN = ${wx * tn}u;`,
+      `const BK = ${bk}u;`,
+      `const TM = ${tm}u;`,
+      `const TN = ${tn}u;`,
+      `const WX = ${wx}u;`,
+      `const WY = ${wy}u;`,
+      `const NT = ${nt}u;`,
+      `const LA = ${(wy * tm * bk) / (4 * nt)}u;`,
+      `const LB = ${(bk * wx * tn) / (4 * nt)}u;`,
+      `const TRANS_A = ${b(v.transA)};`,
+      `const TRANS_B = ${b(v.transB)};`,
+      `const HAS_SEG2 = ${b(!!v.seg2)};`,
+      `const HAS_BIAS = ${b(!!v.bias)};`,
+      `const OUT_DROP = ${b(v.outDrop)};`,
+      ...operandPrelude(ops, biasArray),
+      v.bias
+        ? 'fn bias_at(n: u32) -> f32 { return load_bias(n + p.biasAdj); }'
+        : 'fn bias_at(n: u32) -> f32 { return 0.0; }',
+    ];
+    // The body names segment 2's loaders in branches HAS_SEG2 turns off.
+    if (!v.seg2) L.push('fn a2(m: u32, k: u32) -> f32 { return 0.0; }', 'fn b2(k: u32, n: u32) -> f32 { return 0.0; }');
+  } else L = directPrelude({ ...ops, tm: v.tm!, tn: v.tn!, wx: v.wx!, wy: v.wy! }, biasArray);
   if (v.bias) L.push(weightLoader('load_bias', 'BIAS', v.bias, biasOpts));
   return L;
 }
@@ -195,8 +225,8 @@ export function matmulShader(v: MatmulVariant): string {
   if (v.f16 && (v.bType === 'f16' || v.bias === 'f16')) enable.push('f16');
   if (v.sg) enable.push('subgroups');
   return wgslModule({
-    source: v.kernel === 'direct' ? directBody : v.kernel === 'small' ? smallBody : body,
-    prelude: v.kernel === 'direct' ? directVariantPrelude(v) : prelude(v),
+    source: { direct: directBody, wg: wgBody, small: smallBody, tiled: body }[v.kernel],
+    prelude: v.kernel === 'direct' || v.kernel === 'wg' ? blockVariantPrelude(v) : prelude(v),
     enable,
     libs: [paramsSource, templateSections(dropoutSource).common, ...(v.bType === 'nf4' ? [nf4Library] : [])],
     describe: JSON.stringify(v),
@@ -205,6 +235,9 @@ export function matmulShader(v: MatmulVariant): string {
 
 function kernelName(v: MatmulVariant): string {
   if (v.kernel === 'small') return `matmul_small${v.mr}${v.pairs ? 'p' : ''}${v.sg ? `_sg${v.sg}` : ''}`;
+  if (v.kernel === 'wg') {
+    return `matmul_wg${v.tm}x${v.tn}_wg${v.wx}x${v.wy}_bk${v.bk}${v.vecA ? '_va' : ''}${v.vecB ? '_vb' : ''}`;
+  }
   if (v.kernel === 'direct') {
     return `matmul_direct${v.tm}x${v.tn}_wg${v.wx}x${v.wy}${v.vecA ? '_va' : ''}${v.vecB ? '_vb' : ''}`;
   }

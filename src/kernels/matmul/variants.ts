@@ -16,26 +16,37 @@
  *               per invocation, the depth read with vector loads, no reduction (CPU drivers).
  *   gemv        shaders/matmul_small.wgsl: M <= 8 rows (generation), depth split over lanes and
  *               summed in workgroup memory or with subgroup shuffles.
+ *   wg64        shaders/matmul_wg.wgsl, for GPUs: workgroup-memory tiles staged with coalesced
+ *   wg128       vec4 loads and double-buffered (the next stage is read into registers while the
+ *               current one is multiplied); 64x64 tiles, BK 16, 4x4 per invocation (16 KiB of
+ *               workgroup memory, the WebGPU default limit), or 128x128, BK 16, 8x8 (32 KiB).
+ *               Not tuning candidates on CPU drivers (workgroup memory and barriers are slow there).
  */
 import type { Gpu } from '../../gpu/context';
 import { GpuError } from '../../gpu/errors';
 import type { MatmulBType } from '../common';
 
-export type MatmulKernel = 'tiled' | 'direct' | 'small';
+export type MatmulKernel = 'tiled' | 'direct' | 'small' | 'wg';
 
 export interface MatmulConfig {
   name: string;
   kernel: MatmulKernel;
-  /** direct: rows x columns of C per invocation, and invocations per workgroup (x along N). */
+  /** direct, wg: rows x columns of C per invocation, and invocations per workgroup (x along N). */
   tm?: number;
   tn?: number;
   wx?: number;
   wy?: number;
+  /** wg: depths per stage. */
+  bk?: number;
   /** What it is for, shown in the bench and Diagnostics. */
   about: string;
   /** Not a tuning candidate on CPU devices (why; pinning it still works). */
   notOnCpu?: string;
 }
+
+const WG_ON_CPU =
+  'workgroup memory and barriers are slow on CPU drivers (tile64, the same design, is their slowest ' +
+  'member), and each shader takes seconds to compile there';
 
 /** `tm: 0`: as many rows as the problem has (1, 2, 4 or 8), for the small-M members. */
 export const MATMUL_FAMILY: readonly MatmulConfig[] = [
@@ -71,7 +82,36 @@ export const MATMUL_FAMILY: readonly MatmulConfig[] = [
     about: 'M <= 8 rows: all rows and 4 columns per invocation, direct vector loads, no reduction',
   },
   { name: 'gemv', kernel: 'small', about: 'M <= 8 rows: depth over lanes, fixed-order lane sums' },
+  {
+    name: 'wg64',
+    kernel: 'wg',
+    tm: 4,
+    tn: 4,
+    wx: 16,
+    wy: 16,
+    bk: 16,
+    about: 'GPUs: 64x64 workgroup tiles, BK 16, 4x4 per invocation, vec4 loads, double-buffered',
+    notOnCpu: WG_ON_CPU,
+  },
+  {
+    name: 'wg128',
+    kernel: 'wg',
+    tm: 8,
+    tn: 8,
+    wx: 16,
+    wy: 16,
+    bk: 16,
+    about: 'GPUs: 128x128 workgroup tiles, BK 16, 8x8 per invocation, vec4 loads, double-buffered',
+    notOnCpu: WG_ON_CPU,
+  },
 ];
+
+/** Bytes of workgroup memory a member needs (0: none or within every device's limits). */
+export function workgroupBytes(c: MatmulConfig): number {
+  if (c.kernel !== 'wg') return 0;
+  // Two halves of a BM x BK tile of A and a BK x BN tile of B, f32.
+  return 2 * (c.wy! * c.tm! + c.wx! * c.tn!) * c.bk! * 4;
+}
 
 /** The baseline member (today's kernel before the family existed). */
 export const BASELINE = 'tile64';
@@ -125,18 +165,19 @@ export function shapeClass(s: ShapeOf): string {
 /**
  * Members that can serve a problem of this shape, the device class's likely best first (the order
  * the tuner tries them in): the small-M kernels for M <= SMALL_M (unless `noSmall`: they have no
- * split-K), else the direct kernels (less those marked notOnCpu on CPU devices) before the
- * workgroup-memory one on CPU devices and after it on GPUs.
+ * split-K), else on CPU devices the direct kernels (less those marked notOnCpu) before the
+ * baseline, on GPUs the wg kernels (largest tile first, those within the device's workgroup memory)
+ * then the baseline and the direct kernels.
  */
 export function candidatesFor(gpu: Gpu, s: ShapeOf, noSmall = false): MatmulConfig[] {
   const cpu = isCpuDevice(gpu);
   const small = (cpu ? ['rows', 'gemv'] : ['gemv', 'rows']).map(matmulConfig);
-  if (s.M <= SMALL_M && !noSmall) return small.filter((c) => serves(c, s, noSmall));
-  const direct = MATMUL_FAMILY.filter(
-    (c) => c.kernel === 'direct' && c.tm !== 0 && !(cpu && c.notOnCpu) && serves(c, s, noSmall),
-  );
+  if (s.M <= SMALL_M && !noSmall) return small.filter((c) => serves(c, s, noSmall, gpu));
+  const ok = (c: MatmulConfig) => !(cpu && c.notOnCpu) && serves(c, s, noSmall, gpu);
+  const direct = MATMUL_FAMILY.filter((c) => c.kernel === 'direct' && c.tm !== 0 && ok(c));
   const tiled = MATMUL_FAMILY.filter((c) => c.kernel === 'tiled');
-  return cpu ? [...direct, ...tiled] : [...tiled, ...direct];
+  const wg = MATMUL_FAMILY.filter((c) => c.kernel === 'wg' && ok(c)).reverse();
+  return cpu ? [...direct, ...tiled] : [...wg, ...tiled, ...direct];
 }
 
 /**
@@ -144,9 +185,14 @@ export function candidatesFor(gpu: Gpu, s: ShapeOf, noSmall = false): MatmulConf
  * weight format: f32, f16 / bf16, and a 4-bit NF4 weight through its dequantizing loader
  * (shaders/nf4.wgsl; the direct kernels read it with scalar loads).
  */
-function serves(c: MatmulConfig, s: ShapeOf, noSmall: boolean): boolean {
+function serves(c: MatmulConfig, s: ShapeOf, noSmall: boolean, gpu: Gpu): boolean {
   const smallOnly = c.kernel === 'small' || c.tm === 0;
-  return !smallOnly || (s.M <= SMALL_M && !noSmall);
+  return (!smallOnly || (s.M <= SMALL_M && !noSmall)) && fits(gpu, c);
+}
+
+/** Whether the device has the workgroup memory the member needs. */
+function fits(gpu: Gpu, c: MatmulConfig): boolean {
+  return workgroupBytes(c) <= gpu.limits.maxComputeWorkgroupStorageSize;
 }
 
 /** A problem met without a tuned choice (gpu.kernels.seen), for src/kernels/matmul/tune.ts. */
@@ -165,15 +211,22 @@ export function chooseConfig(gpu: Gpu, s: ShapeOf, forced?: string, splits = 1):
   const noSmall = splits > 1;
   if (forced) {
     const c = matmulConfig(forced);
-    if (!serves(c, s, noSmall)) {
+    if (!fits(gpu, c)) {
+      throw new GpuError(
+        `matmul: the "${forced}" kernel needs ${workgroupBytes(c)} bytes of workgroup memory; this device ` +
+          `allows ${gpu.limits.maxComputeWorkgroupStorageSize}. Pick another member.`,
+      );
+    }
+    if (!serves(c, s, noSmall, gpu)) {
       throw new GpuError(`matmul: the "${forced}" kernel serves at most ${SMALL_M} rows without split-K.`);
     }
     return c;
   }
-  // A pinned or tuned member that cannot serve this problem (gemv for many rows) yields.
+  // A pinned or tuned member that cannot serve this problem (gemv for many rows, a tile bigger than
+  // the device's workgroup memory) yields.
   for (const name of [gpu.kernels.pin, gpu.kernels.choices.get(shapeClass(s))]) {
     const c = name ? MATMUL_FAMILY.find((x) => x.name === name) : undefined;
-    if (c && serves(c, s, noSmall)) return c;
+    if (c && serves(c, s, noSmall, gpu)) return c;
   }
   const cls = shapeClass(s);
   if (!gpu.kernels.pin && !gpu.kernels.seen.has(cls)) gpu.kernels.seen.set(cls, { shape: s, splitK: splits });
