@@ -33,6 +33,8 @@ const USAGE = `tabtune: LoRA fine-tuning on WebGPU
   tabtune train --model DIR --data FILE --out DIR [--format text|alpaca|chat|auto]
      [--method lora|dora|ia3|prompt-tuning|prefix-tuning] [--init default|gaussian|pissa|olora|loftq]
      [--targets q_proj,v_proj|all-linear] [--r 8] [--alpha 16] [--dropout 0.05] [--rslora]
+     [--feedforward-modules a,b (ia3)] [--num-virtual-tokens 20 (prompt/prefix)]
+     [--prompt-init text|random] [--prompt-init-text TEXT] (prompt-tuning) [--prefix-projection]
      [--init-from ADAPTER_DIR] [--optimizer adamw|sgd] [--lr 2e-4] [--weight-decay 0]
      [--steps N | --epochs E] [--batch B] [--grad-accum G] [--max-len N]
      [--scheduler constant|linear|cosine] [--warmup N] [--max-grad-norm 1.0 (0 = off)]

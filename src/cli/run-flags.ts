@@ -39,6 +39,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   init: { type: 'string' },
   'feedforward-modules': { type: 'string' },
   'num-virtual-tokens': { type: 'int', min: 1, max: 4096 },
+  'prompt-init': { type: 'string', choices: ['text', 'random'] },
   'prompt-init-text': { type: 'string' },
   'prefix-projection': { type: 'bool' },
   'encoder-hidden-size': { type: 'int', min: 1 },
@@ -328,11 +329,36 @@ function methodOptionFlags(f: ParsedFlags, model: ModelModules, command: string)
   }
   const n = num(f, 'num-virtual-tokens');
   if (n !== undefined) out.num_virtual_tokens = n;
-  const text = str(f, 'prompt-init-text');
+  const text = promptInitText(f, command);
   if (text !== undefined) out.prompt_tuning_init_text = text;
   const proj = bool(f, 'prefix-projection');
   if (proj !== undefined) out.prefix_projection = proj;
   const hidden = num(f, 'encoder-hidden-size');
   if (hidden !== undefined) out.encoder_hidden_size = hidden;
   return out;
+}
+
+/**
+ * Prompt tuning's init text: PEFT's form `--prompt-init text --prompt-init-text "..."` or
+ * `--prompt-init random`, or the short form (`--prompt-init-text` alone: TEXT unless empty).
+ * As PEFT's PromptTuningConfig, TEXT needs the text; RANDOM with a text is refused here, since the
+ * text would be silently unused.
+ */
+function promptInitText(f: ParsedFlags, command: string): string | undefined {
+  const init = str(f, 'prompt-init');
+  const text = str(f, 'prompt-init-text');
+  const given = text !== undefined && text.trim() !== '';
+  if (init === 'text' && !given) {
+    throw new UsageError(
+      `${command}: --prompt-init text starts the prompt from a text's token embeddings, but no text is given; ` +
+        'add --prompt-init-text "..." (PEFT\'s prompt_tuning_init_text) or use --prompt-init random.',
+    );
+  }
+  if (init === 'random' && given) {
+    throw new UsageError(
+      `${command}: --prompt-init random starts the prompt from N(0, 1) values and reads no text, but --prompt-init-text ` +
+        `${JSON.stringify(text)} is given; leave it out, or use --prompt-init text to start from it.`,
+    );
+  }
+  return init === 'random' ? '' : text;
 }

@@ -48,8 +48,10 @@ export function settingFlags(lora: LoraSettings, t: TrainSettings): string[] {
   if (method.id === 'ia3' && lora.feedforward_modules?.length)
     flag('feedforward-modules', lora.feedforward_modules.join(','));
   if (method.flags.includes('num-virtual-tokens')) flag('num-virtual-tokens', lora.num_virtual_tokens ?? 20);
-  if (method.id === 'prompt-tuning' && lora.prompt_tuning_init_text)
+  if (method.id === 'prompt-tuning' && lora.prompt_tuning_init_text?.trim()) {
+    flag('prompt-init', 'text'); // PEFT's prompt_tuning_init="TEXT" (the default is random)
     flag('prompt-init-text', lora.prompt_tuning_init_text);
+  }
   if (method.id === 'prefix-tuning' && lora.prefix_projection) {
     a.push('--prefix-projection');
     if (lora.encoder_hidden_size !== undefined) flag('encoder-hidden-size', lora.encoder_hidden_size);

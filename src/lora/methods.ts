@@ -80,7 +80,7 @@ export const PEFT_METHODS: readonly MethodSpec[] = [
     useDora: false,
     lowRank: false,
     implemented: true,
-    flags: [...VIRTUAL_TOKEN_FLAGS, 'prompt-init-text'],
+    flags: [...VIRTUAL_TOKEN_FLAGS, 'prompt-init', 'prompt-init-text'],
     summary: 'trainable virtual-token embeddings prepended to every sequence',
   },
   {

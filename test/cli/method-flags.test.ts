@@ -43,6 +43,30 @@ describe('tabtune train --method / --init', () => {
     expect(() => lora('--method', 'ia3', '--num-virtual-tokens', '5')).toThrow(UsageError);
   });
 
+  it("prompt tuning's init in PEFT's form (--prompt-init text|random) or the short one (--prompt-init-text)", () => {
+    const pt = ['--method', 'prompt-tuning', '--num-virtual-tokens', '6'];
+    const peftForm = lora(...pt, '--prompt-init', 'text', '--prompt-init-text', 'Classify:');
+    expect(peftForm).toMatchObject({ method: 'prompt-tuning', prompt_tuning_init_text: 'Classify:' });
+    expect(peftForm).toEqual(lora(...pt, '--prompt-init-text', 'Classify:'));
+    // random: no init text (the engine draws N(0, 1)), as without either flag or with an empty text
+    expect(lora(...pt, '--prompt-init', 'random').prompt_tuning_init_text).toBe('');
+    expect(lora(...pt).prompt_tuning_init_text).toBeUndefined();
+    expect(lora(...pt, '--prompt-init-text', '').prompt_tuning_init_text).toBe('');
+    expect(() => lora(...pt, '--prompt-init', 'text')).toThrow(
+      "train: --prompt-init text starts the prompt from a text's token embeddings, but no text is given; " +
+        'add --prompt-init-text "..." (PEFT\'s prompt_tuning_init_text) or use --prompt-init random.',
+    );
+    expect(() => lora(...pt, '--prompt-init', 'text', '--prompt-init-text', '  ')).toThrow(/no text is given/);
+    expect(() => lora(...pt, '--prompt-init', 'random', '--prompt-init-text', 'Classify:')).toThrow(
+      'train: --prompt-init random starts the prompt from N(0, 1) values and reads no text, but --prompt-init-text ' +
+        '"Classify:" is given; leave it out, or use --prompt-init text to start from it.',
+    );
+    expect(() => lora(...pt, '--prompt-init', 'sample_vocab')).toThrow(/--prompt-init must be one of text, random/);
+    expect(() => lora('--method', 'prefix-tuning', '--prompt-init', 'random')).toThrow(
+      'train: --prompt-init applies to --method prompt-tuning, not prefix-tuning; leave it out or choose one of those methods.',
+    );
+  });
+
   it('refuses an unknown method by name', () => {
     expect(() => parseFlags([...BASE, '--method', 'adapters'], TRAIN_FLAGS, 'train')).toThrow(
       /--method must be one of lora, dora, ia3, prompt-tuning, prefix-tuning/,

@@ -39,7 +39,7 @@ const METHODS: { method: string; ours: string[]; theirs: string[][] }[] = [
   { method: 'ia3', ours: [], theirs: [[]] },
   {
     method: 'prompt-tuning',
-    ours: ['--num-virtual-tokens', '4', '--prompt-init-text', 'the cat sat'],
+    ours: ['--num-virtual-tokens', '4', '--prompt-init', 'text', '--prompt-init-text', 'the cat sat'],
     theirs: [['--num-virtual-tokens', '4']],
   },
   {
