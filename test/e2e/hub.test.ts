@@ -6,12 +6,15 @@
  * browser's cache, a split in three Parquet files read whole in order as one dataset, and a gated
  * dataset that opens with the access token; a trained adapter merged into the model (the result
  * said) and pushed from the library (refused without a token, then a private repo created and one
- * commit with the PEFT files, the model card and the loss plot). With TABTUNE_DOCS_SCREENSHOTS=1 the
+ * commit with the PEFT files, the model card and the loss plot; the safetensors file through the LFS
+ * batch API's basic transfer, as the Hub's default .gitattributes routes it). With TABTUNE_DOCS_SCREENSHOTS=1 the
  * README's merge and push screenshots go to docs/screenshots/.
  */
+import { createHash } from 'node:crypto';
 import type { Page, Route } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { type OpenedPage, openPage } from '../browser/harness';
+import { parseSafetensors } from '../../src/model/safetensors';
 import { writeParquet } from '../fixtures/parquet';
 import { appHarnessForFile, docShot, nav, onPage, screenshotter, shortRunSettings } from './app-page';
 
@@ -25,11 +28,23 @@ const shot = screenshotter('hub');
 
 const QA = Array.from({ length: 12 }, (_, i) => [`What is ${i} plus one?`, `It is ${i + 1}.`]);
 
-/** Dataset repos (path -> bytes), the private ones with the token that opens them, and every request. */
+/** Where the played Hub's LFS batch API sends large files (the real one answers with storage URLs on other hosts). */
+const STORAGE = 'https://lfs-storage.hub.test';
+/** The played Xet content-addressed store (the real Hub names its own in the batch answer's headers). */
+const CAS = 'https://cas.hub.test';
+
+/**
+ * Dataset repos (path -> bytes), the private ones with the token that opens them, every request, and
+ * the large files uploaded through the LFS batch API's "basic" transfer (oid -> bytes).
+ */
 class PlayedHub {
   readonly datasets = new Map<string, Map<string, Uint8Array>>();
   readonly private = new Set<string>();
   readonly log: { method: string; url: string; auth?: string; body?: string }[] = [];
+  readonly stored = new Map<string, Buffer>();
+  /** The transfer the LFS batch API answers with: basic (PUT to storage) or xet (xorbs and a shard to CAS). */
+  lfsTransfer: 'basic' | 'xet' = 'basic';
+  readonly cas: { method: string; path: string; auth?: string; session?: string; bytes: number }[] = [];
 
   gets(part: string): number {
     return this.log.filter((r) => r.method === 'GET' && r.url.includes(part)).length;
@@ -37,6 +52,47 @@ class PlayedHub {
 
   async install(page: Page): Promise<void> {
     await page.route(`${HUB}/**`, (route) => this.serve(route));
+    await page.route(`${STORAGE}/**`, (route) => this.store(route));
+    await page.route(`${CAS}/**`, (route) => this.casServe(route));
+  }
+
+  /** Xet's CAS: no chunk known for global dedup (404), xorbs and shards accepted. */
+  private async casServe(route: Route): Promise<void> {
+    const req = route.request();
+    const cors = {
+      'access-control-allow-origin': '*',
+      'access-control-allow-headers': '*',
+      'access-control-allow-methods': 'GET, POST',
+    };
+    if (req.method() === 'OPTIONS') return route.fulfill({ status: 204, headers: cors });
+    const h = req.headers();
+    this.cas.push({
+      method: req.method(),
+      path: new URL(req.url()).pathname,
+      ...(h['authorization'] ? { auth: h['authorization'] } : {}),
+      ...(h['x-xet-session-id'] ? { session: h['x-xet-session-id'] } : {}),
+      bytes: req.postDataBuffer()?.length ?? 0,
+    });
+    if (req.method() === 'GET') return route.fulfill({ status: 404, headers: cors, body: '' });
+    return route.fulfill({
+      status: 200,
+      headers: { ...cors, 'content-type': 'application/json' },
+      body: '{"was_inserted": true}',
+    });
+  }
+
+  /** The storage a basic LFS transfer PUTs a file to (cross-origin, as the real one is). */
+  private async store(route: Route): Promise<void> {
+    const req = route.request();
+    const cors = {
+      'access-control-allow-origin': '*',
+      'access-control-allow-headers': '*',
+      'access-control-allow-methods': 'PUT',
+    };
+    if (req.method() === 'OPTIONS') return route.fulfill({ status: 204, headers: cors });
+    this.log.push({ method: req.method(), url: req.url() });
+    this.stored.set(req.url().split('/').at(-1)!, req.postDataBuffer() ?? Buffer.alloc(0));
+    return route.fulfill({ status: 200, headers: cors, body: '' });
   }
 
   private async serve(route: Route): Promise<void> {
@@ -61,8 +117,42 @@ class PlayedHub {
         : reply(401, { error: 'Invalid credentials in Authorization header' });
     if (url.pathname === '/api/repos/create') return reply(200, { url: `${HUB}/me/x`, id: 'x' });
     if (/^\/api\/models\/me\/[^/]+\/preupload\/main$/.test(url.pathname)) {
+      // As the Hub's default .gitattributes says: *.safetensors go to LFS storage, the rest in the commit.
       const files = (JSON.parse(body ?? '{}') as { files: { path: string }[] }).files;
-      return reply(200, { files: files.map((f) => ({ path: f.path, uploadMode: 'regular' })) });
+      return reply(200, {
+        files: files.map((f) => ({ path: f.path, uploadMode: f.path.endsWith('.safetensors') ? 'lfs' : 'regular' })),
+      });
+    }
+    if (/^\/me\/[^/]+\.git\/info\/lfs\/objects\/batch$/.test(url.pathname)) {
+      // Git LFS's batch API, answered with the "basic" transfer: one PUT per file to storage.
+      const asked = JSON.parse(body ?? '{}') as { objects: { oid: string; size: number }[] };
+      if (this.lfsTransfer === 'xet')
+        return reply(200, {
+          transfer: 'xet',
+          objects: asked.objects.map((o) => ({
+            oid: o.oid,
+            size: o.size,
+            actions: {
+              upload: {
+                href: `${HUB}/api/models/me/x/xet-write-token/main`,
+                header: {
+                  'X-Xet-Cas-Url': CAS,
+                  'X-Xet-Access-Token': 'xet-write-token',
+                  'X-Xet-Token-Expiration': String(Math.floor(Date.now() / 1000) + 3600),
+                  'X-Xet-Session-Id': 'session-1',
+                },
+              },
+            },
+          })),
+        });
+      return reply(200, {
+        transfer: 'basic',
+        objects: asked.objects.map((o) => ({
+          oid: o.oid,
+          size: o.size,
+          actions: { upload: { href: `${STORAGE}/upload/${o.oid}` } },
+        })),
+      });
     }
     if (/^\/api\/models\/me\/[^/]+\/commit\/main$/.test(url.pathname))
       return reply(200, { commitOid: '0123456789abcdef', commitUrl: `${HUB}/me/x/commit/0123456789abcdef` });
@@ -328,16 +418,53 @@ describe('Hub datasets in Chromium', () => {
         });
         const commit = hub.log.find((r) => r.url.endsWith('/api/models/me/demo-adapter/commit/main'))!;
         const files = new Map<string, Buffer>();
+        const lfs = new Map<string, { oid: string; size: number; algo: string }>();
         for (const line of commit.body!.split('\n')) {
-          const o = JSON.parse(line) as { key: string; value: { path: string; content: string } };
+          const o = JSON.parse(line) as {
+            key: string;
+            value: { path: string; content: string; oid: string; size: number; algo: string };
+          };
           if (o.key === 'file') files.set(o.value.path, Buffer.from(o.value.content, 'base64'));
+          if (o.key === 'lfsFile') lfs.set(o.value.path, o.value);
         }
-        expect([...files.keys()]).toEqual([
-          'adapter_config.json',
-          'adapter_model.safetensors',
-          'README.md',
-          'loss.png',
-        ]);
+        expect([...files.keys()]).toEqual(['adapter_config.json', 'README.md', 'loss.png']);
+        // The weights went the LFS way: hashed in the page, announced to the batch API (which was
+        // offered basic, multipart and xet transfers), PUT to storage, then named by hash in the commit.
+        const batch = hub.log.find((r) => r.url.endsWith('/me/demo-adapter.git/info/lfs/objects/batch'))!;
+        const asked = JSON.parse(batch.body!) as { transfers: string[]; objects: { oid: string; size: number }[] };
+        expect(asked.transfers).toEqual(['basic', 'multipart', 'xet']);
+        expect(batch.auth).toBe(`Bearer ${TOKEN}`);
+        const weights = lfs.get('adapter_model.safetensors')!;
+        expect(weights.algo).toBe('sha256');
+        expect(asked.objects).toEqual([{ oid: weights.oid, size: weights.size }]);
+        const put = hub.stored.get(weights.oid)!;
+        expect(put.length).toBe(weights.size);
+        expect(createHash('sha256').update(put).digest('hex')).toBe(weights.oid);
+        const st = parseSafetensors(new Uint8Array(put));
+        expect([...st.tensors.keys()].every((k) => /\.lora_[AB]\.weight$/.test(k))).toBe(true);
+
+        // Pushed again, with the Hub answering the Xet transfer: the page chunks the file, uploads its
+        // xorb(s) and a shard to the CAS named in the answer, with its token and session, then commits
+        // the same file by the same hash.
+        hub.lfsTransfer = 'xet';
+        const commits = () => hub.log.filter((r) => r.url.endsWith('/api/models/me/demo-adapter/commit/main'));
+        await page.getByRole('button', { name: 'Push', exact: true }).click();
+        await expect.poll(() => commits().length, { timeout: 60_000 }).toBe(2);
+        const xorbs = hub.cas.filter((r) => r.method === 'POST' && r.path.startsWith('/v1/xorbs/default/'));
+        const shards = hub.cas.filter((r) => r.method === 'POST' && r.path === '/v1/shards');
+        expect(xorbs.length).toBeGreaterThanOrEqual(1);
+        expect(shards).toHaveLength(1);
+        expect(xorbs.reduce((n, x) => n + x.bytes, 0)).toBeGreaterThan(0);
+        for (const r of [...xorbs, ...shards])
+          expect(r).toMatchObject({ auth: 'Bearer xet-write-token', session: 'session-1' });
+        const second = commits()[1]!
+          .body!.split('\n')
+          .map((l) => JSON.parse(l) as { key: string; value: { path: string; oid?: string } });
+        expect(second.find((o) => o.key === 'lfsFile')?.value).toMatchObject({
+          path: 'adapter_model.safetensors',
+          oid: weights.oid,
+        });
+        await expect.poll(() => page.getByTestId('push-done').count(), { timeout: 60_000 }).toBe(1);
         expect(JSON.parse(files.get('adapter_config.json')!.toString())).toMatchObject({ peft_type: 'LORA' });
         const card = files.get('README.md')!.toString();
         expect(card).toContain('library_name: peft');
@@ -346,7 +473,11 @@ describe('Hub datasets in Chromium', () => {
         expect(card).toMatch(/\| Final training loss \| \d+\.\d{4} \|/);
         expect(card).toContain('![Loss over training steps](loss.png)');
         expect([...files.get('loss.png')!.subarray(1, 4)]).toEqual([0x50, 0x4e, 0x47]);
-        expect(hub.log.filter((r) => r.method === 'POST').every((r) => r.auth === `Bearer ${TOKEN}`)).toBe(true);
+        expect(
+          hub.log
+            .filter((r) => r.method === 'POST' && r.url.startsWith(HUB))
+            .every((r) => r.auth === `Bearer ${TOKEN}`),
+        ).toBe(true);
       });
     },
     8 * 60_000,
