@@ -19,6 +19,7 @@ import type { DatasetFormat } from '../train/data/types';
 import type { TrainSettings } from '../train/types';
 import { type LoraSettings, isAllLinear, validateLoraConfig } from '../lora/config';
 import { loraConfigFromSettings } from '../lora/targets';
+import { methodSpec } from '../lora/methods';
 import { type RecipeDocsInput, acceleratorConfigs, recipeReadme, requirementsTxt, slurmScript } from './docs';
 import TRAIN_PY from './train.py?raw';
 
@@ -94,6 +95,13 @@ function loraSection(input: RecipeInput): Record<string, unknown> {
       fan_in_fan_out: c.fan_in_fan_out === true,
       from: 'init_adapter/adapter_config.json',
     };
+  }
+  const method = methodSpec(input.lora.method ?? 'lora');
+  if (!method.lowRank) {
+    throw new RecipeError(
+      `The recipe trains LoRA and DoRA adapters (with any initialisation); ${method.label} (--method ${method.id}) is not ` +
+        'exported as a recipe yet: train it with tabtune train or in the app.',
+    );
   }
   const cfg = loraConfigFromSettings(input.lora, input.modelType, { fanInFanOut: input.fanInFanOut });
   validateLoraConfig(cfg);

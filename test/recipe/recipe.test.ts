@@ -401,6 +401,11 @@ describe('tabtune export-recipe', () => {
       expect(r.code, extra.join(' ')).toBe(2);
       expect(r.stderr).toMatch(message);
     }
+    const ia3 = await cli([...base(), '--out', join(dir, 'bad'), '--method', 'ia3']);
+    expect(ia3.code).toBe(1);
+    expect(ia3.stderr).toMatch(
+      /recipe trains LoRA and DoRA adapters .*; IA³ \(--method ia3\) is not exported as a recipe yet/,
+    );
     const busy = join(dir, 'busy');
     await runCommand('mkdir', ['-p', busy]);
     await writeFile(join(busy, 'notes.txt'), 'mine');
