@@ -6,6 +6,11 @@
  * step time are affine in the number of layers (per-layer weights, LoRA, optimizer state, saved
  * inputs; embeddings, LM head and the loss once). On a real GPU `--layers N,N` measures the full
  * depth directly.
+ *
+ * `allocationsOnly` (`--allocations-only`) runs the step without its compute (Gpu.allocationsOnly:
+ * buffers made and counted, no shader compiled or run): the peak is the engine's, value for value
+ * (test/bench/memory-bench.test.ts compares the two on a small shape), reached in seconds on a
+ * driver where the real step of a billion-parameter shape takes an hour. It cannot time steps.
  */
 import type { Gpu } from '../gpu/context';
 import { type ModelConfig, parseConfig } from '../model/config';
@@ -17,10 +22,12 @@ export interface MemoryBench {
   seq: number;
   r: number;
   activation_checkpointing: boolean;
+  /** The step's buffers were made and counted without running its compute (no step times). */
+  allocations_only: boolean;
   /** 'nf4' (with double_quant) or null for 16-bit frozen weights. */
   quantize: 'nf4' | null;
   double_quant: boolean | null;
-  /** Measured at two depths. */
+  /** Measured at two depths (one when both are the same, e.g. the full depth). */
   measured: {
     layers: number;
     peak_bytes: number;
@@ -73,12 +80,18 @@ export async function benchMemory(
     frozen?: FrozenWeightsOptions;
     /** Time this many steps at each depth (0: memory only). */
     steps?: number;
+    /** Make and count the step's buffers without running its compute (steps must be 0). */
+    allocationsOnly?: boolean;
     log?: (l: string) => void;
   },
 ): Promise<MemoryBench> {
-  const [l1, l2] = o.layers ?? [1, 2];
+  const allocationsOnly = o.allocationsOnly ?? false;
+  if (allocationsOnly && (o.steps ?? 0) > 0)
+    throw new Error('bench memory: --allocations-only runs no compute, so it cannot time steps; drop --steps.');
   const r = o.r ?? 16;
   const shape = o.shape ?? QWEN_HALF_B;
+  // Without compute the full depth costs only its upload, so it is measured, not extrapolated.
+  const [l1, l2] = o.layers ?? (o.allocationsOnly ? [shape.fullLayers, shape.fullLayers] : [1, 2]);
   const stored = shape.atDepth(l1).quantization;
   // A bitsandbytes 4-bit config is measured in 4 bits (its own double-quant setting).
   const frozen: FrozenWeightsOptions = stored
@@ -86,18 +99,25 @@ export async function benchMemory(
     : (o.frozen ?? { quantize: null });
   const steps = o.steps ?? 0;
   const measured: MemoryBench['measured'] = [];
-  for (const layers of [l1, l2]) {
+  for (const layers of l1 === l2 ? [l1] : [l1, l2]) {
     gpu.resetPeak();
-    const b = await benchTrainingStep(gpu, {
-      seq: o.seq,
-      layers,
-      r,
-      checkpoint: o.checkpoint,
-      config: { config: shape.atDepth(layers), name: shape.name },
-      frozen,
-      steps,
-      log: o.log,
-    });
+    const was = gpu.allocationsOnly;
+    gpu.allocationsOnly = allocationsOnly;
+    let b: Awaited<ReturnType<typeof benchTrainingStep>>;
+    try {
+      b = await benchTrainingStep(gpu, {
+        seq: o.seq,
+        layers,
+        r,
+        checkpoint: o.checkpoint,
+        config: { config: shape.atDepth(layers), name: shape.name },
+        frozen,
+        steps,
+        log: o.log,
+      });
+    } finally {
+      gpu.allocationsOnly = was;
+    }
     measured.push({
       layers,
       peak_bytes: b.peak_bytes,
@@ -107,7 +127,7 @@ export async function benchMemory(
   }
   const full = shape.fullLayers;
   const extrapolate = (a: number, b: number) => (l2 === l1 ? b : a + ((b - a) * (full - l1)) / (l2 - l1));
-  const [m1, m2] = [measured[0]!, measured[1]!];
+  const [m1, m2] = [measured[0]!, measured.at(-1)!];
   const cats = Object.keys(m1.peak_bytes_by_category);
   const byCat: Record<string, number> = {};
   for (const c of cats)
@@ -119,6 +139,7 @@ export async function benchMemory(
     seq: o.seq,
     r,
     activation_checkpointing: o.checkpoint,
+    allocations_only: allocationsOnly,
     quantize: nf4 ? 'nf4' : null,
     double_quant: nf4 ? (frozen.doubleQuant ?? true) : null,
     measured,
@@ -130,7 +151,8 @@ export async function benchMemory(
   };
   const mb = (x: number) => `${(x / 2 ** 20).toFixed(0)} MiB`;
   o.log?.(
-    `memory (${res.model}, B=1 S=${o.seq}, LoRA r=${r} all-linear${o.checkpoint ? ', activation checkpointing' : ''}): ` +
+    `memory (${res.model}, B=1 S=${o.seq}, LoRA r=${r} all-linear${o.checkpoint ? ', activation checkpointing' : ''}` +
+      `${allocationsOnly ? ', allocations only' : ''}): ` +
       `measured ${measured.map((m) => `${mb(m.peak_bytes)} at ${m.layers} layer${m.layers > 1 ? 's' : ''}`).join(', ')}; ` +
       `at ${full} layers ${mb(res.full_peak_bytes)} = ${cats.map((c) => `${c} ${mb(byCat[c]!)}`).join(' + ')}` +
       (res.full_ms_per_step !== null ? `; step ${(res.full_ms_per_step / 1000).toFixed(1)} s (extrapolated)` : ''),

@@ -255,8 +255,11 @@ export async function benchTrainingStep(
     };
     const mb = (x: number) => `${(x / 2 ** 20).toFixed(1)} MiB`;
     o.log?.(
-      `train step (${res.model}, B=${B} S=${S}, LoRA r=${r} all-linear${o.checkpoint ? ', activation checkpointing' : ''}): ${ms.toFixed(0)} ms/step, ` +
-        `${res.tokens_per_second.toFixed(1)} tok/s; peak ${mb(mem.peak)} = weights ${mb(mem.peakByCategory.weights)} + ` +
+      `train step (${res.model}, B=${B} S=${S}, LoRA r=${r} all-linear${o.checkpoint ? ', activation checkpointing' : ''}): ` +
+        (gpu.allocationsOnly
+          ? 'allocations only (no compute, no time); '
+          : `${ms.toFixed(0)} ms/step, ${res.tokens_per_second.toFixed(1)} tok/s; `) +
+        `peak ${mb(mem.peak)} = weights ${mb(mem.peakByCategory.weights)} + ` +
         `lora ${mb(mem.peakByCategory.lora)} + optimizer ${mb(mem.peakByCategory.optimizer)} + activations ` +
         `${mb(mem.peakByCategory.activations)} + scratch ${mb(mem.peakByCategory.scratch)} + io ${mb(mem.peakByCategory.io)}`,
     );

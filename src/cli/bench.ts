@@ -4,9 +4,10 @@
  *   node bin/tabtune.mjs bench [--json] [--quick]
  *   node bin/tabtune.mjs bench lora-linear --m M --k K --n N --r R [--json]
  *   node bin/tabtune.mjs bench memory [--config config.json] [--quantize nf4] [--no-double-quant]
- *     [--seq 512] [--r 16] [--no-checkpoint] [--layers 1,2] [--steps N] [--json]
+ *     [--seq 512] [--r 16] [--no-checkpoint] [--layers 1,2] [--steps N] [--allocations-only] [--json]
  *     (peak GPU memory of one training step of any model shape, default Qwen2.5-0.5B's,
- *     extrapolated from two depths; src/bench/memory-bench.ts)
+ *     extrapolated from two depths; --allocations-only makes and counts the buffers without the
+ *     compute, at the full depth unless --layers says otherwise; src/bench/memory-bench.ts)
  *   node bin/tabtune.mjs bench data [--records 100000] [--sample 2000] [--model DIR] [--json]
  *     (the data path on a synthetic Alpaca set: records/s and bytes/record; src/bench/data-bench.ts)
  *   node bin/tabtune.mjs bench methods [--layers 4] [--seq 64] [--batch 1] [--rounds 3] [--json]
@@ -48,6 +49,7 @@ const MEMORY_FLAGS: Record<string, FlagSpec> = {
   'no-checkpoint': { type: 'bool' },
   layers: { type: 'string' },
   steps: { type: 'int', min: 0 },
+  'allocations-only': { type: 'bool' },
   json: { type: 'bool' },
 };
 
@@ -147,15 +149,19 @@ export async function runBench(argv: string[]): Promise<number> {
   if (argv[0] === 'memory') {
     const f = parseFlags(argv.slice(1), MEMORY_FLAGS, 'bench memory');
     const json = bool(f, 'json') ?? false;
-    const layerArg = str(f, 'layers') ?? '1,2';
-    const layers = layerArg.split(',').map((x) => Number(x));
-    if (layers.length !== 2 || layers.some((x) => !Number.isInteger(x) || x < 1)) {
+    const layerArg = str(f, 'layers');
+    const layers = layerArg?.split(',').map((x) => Number(x));
+    if (layers && (layers.length !== 2 || layers.some((x) => !Number.isInteger(x) || x < 1))) {
       throw new UsageError(`bench memory: --layers takes two depths like 1,2; got "${layerArg}".`);
     }
     const quantize = str(f, 'quantize') === 'nf4' ? 'nf4' : null;
     const doubleQuant = bool(f, 'double-quant');
     if (doubleQuant !== undefined && !quantize) {
       throw new UsageError('bench memory: --no-double-quant applies to 4-bit frozen weights; add --quantize nf4.');
+    }
+    const allocationsOnly = bool(f, 'allocations-only') ?? false;
+    if (allocationsOnly && (num(f, 'steps') ?? 0) > 0) {
+      throw new UsageError('bench memory: --allocations-only runs no compute, so it cannot time steps; drop --steps.');
     }
     const configPath = str(f, 'config');
     const shape = configPath ? await readShape(configPath) : undefined;
@@ -166,10 +172,11 @@ export async function runBench(argv: string[]): Promise<number> {
         seq: num(f, 'seq') ?? 512,
         r: num(f, 'r') ?? 16,
         checkpoint: !(bool(f, 'no-checkpoint') ?? false),
-        layers: [layers[0]!, layers[1]!],
+        layers: layers && [layers[0]!, layers[1]!],
         shape,
         frozen: { quantize, doubleQuant: doubleQuant ?? true },
         steps: num(f, 'steps') ?? 0,
+        allocationsOnly,
         log: (l) => log(json, l),
       });
       if (json) process.stdout.write(`${JSON.stringify({ adapter: adapterName(gpu), ...r })}\n`);

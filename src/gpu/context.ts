@@ -112,6 +112,14 @@ export class Gpu {
   };
   /** Set (benchmark profiles only, needs timestamp-query) to time every dispatch; see profiler.ts. */
   profiler: Profiler | null = null;
+  /**
+   * Allocations only (`bench memory --allocations-only`): buffers are created, uploaded and counted
+   * as always, but no shader is compiled and nothing recorded runs (recorders submit nothing,
+   * readbacks return zeros). The buffer plan of a step does not depend on the values computed, so
+   * the peak is the one a real run reaches, without its compute: a slow driver can measure the
+   * memory of a model it could not train in reasonable time. Never set when results matter.
+   */
+  allocationsOnly = false;
 
   constructor(
     readonly device: GPUDevice,
@@ -317,6 +325,7 @@ export class Gpu {
   pipeline(label: string, code: string, entryPoint = 'main'): GPUComputePipeline {
     const key = `${entryPoint}\u0000${code}`;
     let p = this.pipelines.get(key);
+    if (!p && this.allocationsOnly) return { label } as GPUComputePipeline;
     if (!p && this.deferred) {
       // A precompile() recording: note the pipeline; the recording is never submitted.
       this.deferred.set(key, { label, code, entryPoint });
@@ -403,6 +412,7 @@ export class Gpu {
   async readBytes(buffer: GPUBuffer, byteOffset = 0, byteLength = buffer.size - byteOffset): Promise<ArrayBuffer> {
     this.throwIfFailed();
     this.counters.readbacks++;
+    if (this.allocationsOnly) return new ArrayBuffer(byteLength);
     const size = Math.ceil(byteLength / 4) * 4;
     const staging = this.device.createBuffer({
       label: `readback:${buffer.label}`,

@@ -23,6 +23,8 @@ interface RecordingDevice {
   readonly limits: { maxComputeWorkgroupsPerDimension: number; minUniformBufferOffsetAlignment: number };
   readonly counters: { submits: number };
   readonly profiler: Profiler | null;
+  /** Gpu.allocationsOnly: submit() counts the submit and runs nothing. */
+  readonly allocationsOnly: boolean;
   throwIfFailed(): void;
 }
 
@@ -116,6 +118,10 @@ export class Recorder {
     this.submitted = true;
     const gpu = this.gpu;
     gpu.throwIfFailed();
+    if (gpu.allocationsOnly) {
+      gpu.counters.submits++;
+      return;
+    }
     const device = gpu.device;
     let ubuf: GPUBuffer | null = null;
     if (this.uniformBytes > 0) {
