@@ -14,7 +14,8 @@
  *     (one training step of each PEFT method side by side, as ratios to LoRA; src/bench/methods-bench.ts)
  *   node bin/tabtune.mjs bench kernels [--m 512 --k 1024 --n 1024 --r 16] [--quick] [--json]
  *     (the matmul family side by side against the baseline, with the device's FMA peak and copy
- *     bandwidth, after tuning the layer's shapes; src/bench/kernels-bench.ts)
+ *     bandwidth, after tuning the layer's shapes; src/bench/kernels-bench.ts; then the same layer
+ *     in TF.js's WebGPU backend alternately with tabtune's, src/bench/tfjs-bench.ts)
  *
  * With --json the last stdout line is one JSON object with every number of the run, all measured
  * side by side in the same process so ratios are meaningful on a noisy shared machine. This file
@@ -27,6 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { benchData } from '../bench/data-bench';
 import { benchFeatures } from '../bench/features-bench';
 import { benchKernels } from '../bench/kernels-bench';
+import { benchTfjs } from '../bench/tfjs-bench';
 import { benchLoraLinear, benchMatmul } from '../bench/linear-bench';
 import { type ShapeSource, benchMemory, shapeFromConfig } from '../bench/memory-bench';
 import { benchMethods } from '../bench/methods-bench';
@@ -223,16 +225,17 @@ export async function runBench(argv: string[]): Promise<number> {
     const gpu = await openGpu();
     try {
       log(json, `adapter: ${adapterName(gpu)}`);
-      const r = await benchKernels(gpu, {
+      const size = {
         M: num(f, 'm') ?? (quick ? 128 : 512),
         K: num(f, 'k') ?? (quick ? 256 : 1024),
         N: num(f, 'n') ?? (quick ? 256 : 1024),
         r: num(f, 'r') ?? 16,
         budgetMs: quick ? 1000 : 6000,
-        tuned: true,
-        log: (l) => log(json, l),
-      });
-      if (json) process.stdout.write(`${JSON.stringify({ adapter: adapterName(gpu), ...r })}\n`);
+        log: (l: string) => log(json, l),
+      };
+      const r = await benchKernels(gpu, { ...size, tuned: true });
+      const tfjs = await benchTfjs(gpu, size);
+      if (json) process.stdout.write(`${JSON.stringify({ adapter: adapterName(gpu), ...r, tfjs })}\n`);
       return 0;
     } finally {
       gpu.destroy();
@@ -254,15 +257,17 @@ export async function runBench(argv: string[]): Promise<number> {
     };
     log(json, `adapter: ${out.adapter}`);
     // The kernel family against the fixed baseline first (the issue's LoRA-layer target shape).
-    out.kernels = await benchKernels(gpu, {
+    const layer = {
       M: quick ? 128 : 512,
       K: quick ? 256 : 1024,
       N: quick ? 256 : 1024,
       r: 16,
       budgetMs: quick ? 1000 : 6000,
-      tuned: true,
-      log: (l) => log(json, l),
-    });
+      log: (l: string) => log(json, l),
+    };
+    out.kernels = await benchKernels(gpu, { ...layer, tuned: true });
+    // The same layer in TF.js's WebGPU backend, alternately with tabtune's (skipped without TF.js).
+    out.tfjs = await benchTfjs(gpu, layer);
     const shapes: [number, number, number][] = quick
       ? [
           [128, 576, 576],

@@ -53,6 +53,11 @@ function nodeGpuObject(): GPU {
   return navigatorGpu;
 }
 
+/** Node's WebGPU entry point (Dawn), the object a browser has as navigator.gpu (for the TF.js comparison). */
+export function nodeNavigatorGpu(): GPU {
+  return nodeGpuObject();
+}
+
 /** Creates a Gpu in Node. Throws WebGpuUnavailableError with install instructions on failure. */
 export async function createNodeGpu(opts: GpuOptions = {}): Promise<Gpu> {
   const gpu = nodeGpuObject();
