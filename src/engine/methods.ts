@@ -17,6 +17,7 @@ import { ia3ConfigFromSettings, initIa3 } from '../lora/ia3';
 import { type OtherAdapter, importOther, otherOnGpu } from '../lora/other';
 import { PeftError, type PeftFiles } from '../lora/peft';
 import {
+  DEFAULT_VIRTUAL_TOKENS,
   type PrefixTuningConfig,
   type PromptTuningConfig,
   standardNormal,
@@ -26,9 +27,6 @@ import {
 } from '../lora/virtual';
 import { hasConv1dWeights, unusedModulePrefixes } from '../model/registry';
 import type { LoadedModelState } from './loaded-model';
-
-/** PEFT's default num_virtual_tokens is required; Tabtune's default when the settings leave it out. */
-export const DEFAULT_VIRTUAL_TOKENS = 20;
 
 /**
  * The starting adapter of a new (IA)³ / prompt / prefix run from the settings, or null for

@@ -32,6 +32,9 @@ export interface VirtualShape {
   num_attention_heads: number;
 }
 
+/** PEFT requires num_virtual_tokens; Tabtune's default when the settings leave it out. */
+export const DEFAULT_VIRTUAL_TOKENS = 20;
+
 export interface PromptTuningConfig extends VirtualShape {
   num_virtual_tokens: number;
   prompt_tuning_init: 'RANDOM' | 'TEXT';

@@ -145,7 +145,8 @@ training tokens; ${length}, batch ${d.batch} x accumulation ${d.gradAccum}.${mad
 
 ## Files
 
-- \`train.py\`: the trainer (TRL's \`SFTTrainer\` with a PEFT LoRA adapter). Run \`python train.py --help\`.
+- \`train.py\`: the trainer (TRL's \`SFTTrainer\` with a PEFT adapter: LoRA or DoRA, or (IA)³, prompt or prefix
+  tuning). Run \`python train.py --help\`.
 - \`tabtune_run.json\`: every setting, under the names \`TrainingArguments\` and \`LoraConfig\` use.
 - \`data/train.jsonl\`, \`data/validation.jsonl\`: the examples exactly as Tabtune made and split them:
   \`input_ids\` and \`completion_mask\` (1 where predicting the token counts in the loss: ${FORMAT_LOSS[d.format]}),

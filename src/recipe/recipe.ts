@@ -19,7 +19,9 @@ import type { DatasetFormat } from '../train/data/types';
 import type { TrainSettings } from '../train/types';
 import { type LoraSettings, isAllLinear, validateLoraConfig } from '../lora/config';
 import { loraConfigFromSettings } from '../lora/targets';
+import { ia3ConfigFromSettings } from '../lora/ia3';
 import { methodSpec } from '../lora/methods';
+import { DEFAULT_VIRTUAL_TOKENS } from '../lora/virtual';
 import { type RecipeDocsInput, acceleratorConfigs, recipeReadme, requirementsTxt, slurmScript } from './docs';
 import TRAIN_PY from './train.py?raw';
 
@@ -96,13 +98,6 @@ function loraSection(input: RecipeInput): Record<string, unknown> {
       from: 'init_adapter/adapter_config.json',
     };
   }
-  const method = methodSpec(input.lora.method ?? 'lora');
-  if (!method.lowRank) {
-    throw new RecipeError(
-      `The recipe trains LoRA and DoRA adapters (with any initialisation); ${method.label} (--method ${method.id}) is not ` +
-        'exported as a recipe yet: train it with tabtune train or in the app.',
-    );
-  }
   const cfg = loraConfigFromSettings(input.lora, input.modelType, { fanInFanOut: input.fanInFanOut });
   validateLoraConfig(cfg);
   return {
@@ -114,6 +109,38 @@ function loraSection(input: RecipeInput): Record<string, unknown> {
     fan_in_fan_out: cfg.fan_in_fan_out,
     use_dora: cfg.use_dora === true,
     init_lora_weights: cfg.init_lora_weights,
+  };
+}
+
+/**
+ * The config of a method that is not LoRA ((IA)³, prompt or prefix tuning) under PEFT's names,
+ * from the settings as Tabtune resolves them (PEFT's (IA)³ defaults for the model type); null for
+ * LoRA and DoRA, and for a continued adapter (train.py loads its own config).
+ */
+function otherMethodSection(input: RecipeInput): Record<string, unknown> | null {
+  const method = methodSpec(input.lora.method ?? 'lora');
+  if (method.lowRank || input.initFrom) return null;
+  const s = input.lora;
+  if (method.id === 'ia3') {
+    const c = ia3ConfigFromSettings(
+      { target_modules: s.target_modules, feedforward_modules: s.feedforward_modules ?? [] },
+      input.modelType,
+      { fanInFanOut: input.fanInFanOut },
+    );
+    return { peft_type: method.peftType, ...c };
+  }
+  const n = s.num_virtual_tokens ?? DEFAULT_VIRTUAL_TOKENS;
+  if (method.id === 'prefix-tuning') {
+    if (s.prefix_projection) throw new RecipeError('The recipe trains prefixes without prefix_projection.');
+    return { peft_type: method.peftType, num_virtual_tokens: n, prefix_projection: false };
+  }
+  const text = s.prompt_tuning_init_text?.trim() ? s.prompt_tuning_init_text : null;
+  return {
+    peft_type: method.peftType,
+    num_virtual_tokens: n,
+    prompt_tuning_init: text === null ? 'RANDOM' : 'TEXT',
+    prompt_tuning_init_text: text,
+    tokenizer_name_or_path: text === null ? null : input.model,
   };
 }
 
@@ -187,13 +214,16 @@ export function buildRecipe(input: RecipeInput): RecipeFile[] {
   const train = jsonl(input.data.train, input.decode);
   if (train.count === 0) throw new RecipeError('There are no training examples to export.');
   const val = jsonl(input.data.val, input.decode);
-  const lora = loraSection(input);
+  const peft = otherMethodSection(input);
+  const lora = peft ? null : loraSection(input);
   const quant = input.quantize ?? null;
   const run = {
     tabtune_recipe_version: RECIPE_VERSION,
     model: input.model,
     model_type: input.modelType,
     lora,
+    // (IA)³, prompt or prefix tuning: PEFT's config of the method (LoRA and DoRA: `lora`)
+    ...(peft ? { peft } : {}),
     init_adapter: input.initFrom ? 'init_adapter' : null,
     training: trainingSection(t),
     data: {

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Fine-tunes a LoRA adapter with Hugging Face transformers + PEFT + TRL's SFTTrainer, as Tabtune
-would run the same settings. Written by `tabtune export-recipe` (or the app's "Run at scale").
+"""Fine-tunes a PEFT adapter (LoRA or DoRA, or (IA)^3, prompt or prefix tuning) with Hugging Face
+transformers + PEFT + TRL's SFTTrainer, as Tabtune would run the same settings. Written by `tabtune export-recipe` (or the app's "Run at scale").
 
     python train.py --output_dir OUT                       # one process: GPU if there is one, else CPU
     accelerate launch --config_file accelerate/multi_gpu.yaml train.py --output_dir OUT --bf16
@@ -211,6 +211,8 @@ def peft_parts(run, model):
 
     if run.get("init_adapter"):
         return PeftModel.from_pretrained(model, str(HERE / run["init_adapter"]), is_trainable=True), None
+    if run.get("peft"):
+        return model, other_method_config(run["peft"])
     lo = run["lora"]
     return model, LoraConfig(
         task_type="CAUSAL_LM",
@@ -226,9 +228,37 @@ def peft_parts(run, model):
     )
 
 
+def other_method_config(p):
+    """PEFT's config of (IA)^3, prompt or prefix tuning, as tabtune_run.json's "peft" section names it."""
+    from peft import IA3Config, PrefixTuningConfig, PromptTuningConfig
+
+    kind = p["peft_type"]
+    if kind == "IA3":
+        return IA3Config(
+            task_type="CAUSAL_LM",
+            target_modules=p["target_modules"],
+            feedforward_modules=p["feedforward_modules"],
+            fan_in_fan_out=p["fan_in_fan_out"],
+            init_ia3_weights=p["init_ia3_weights"],
+        )
+    if kind == "PROMPT_TUNING":
+        return PromptTuningConfig(
+            task_type="CAUSAL_LM",
+            num_virtual_tokens=p["num_virtual_tokens"],
+            prompt_tuning_init=p["prompt_tuning_init"],
+            prompt_tuning_init_text=p["prompt_tuning_init_text"],
+            tokenizer_name_or_path=p["tokenizer_name_or_path"],
+        )
+    if kind == "PREFIX_TUNING":
+        return PrefixTuningConfig(
+            task_type="CAUSAL_LM", num_virtual_tokens=p["num_virtual_tokens"], prefix_projection=p["prefix_projection"]
+        )
+    raise SystemExit(f"tabtune_run.json: peft_type {kind!r} is not one this train.py knows (IA3, PROMPT_TUNING, PREFIX_TUNING)")
+
+
 def converts_on_save(run):
     """PiSSA (pissa, pissa_niter_N) and OLoRA train on moved base weights: the adapter is saved converted."""
-    if run.get("init_adapter"):
+    if run.get("init_adapter") or not run.get("lora"):
         return False
     init = run["lora"].get("init_lora_weights", True)
     return isinstance(init, str) and (init.startswith("pissa") or init == "olora")

@@ -292,6 +292,60 @@ describe('the exported recipe (transformers + PEFT + TRL) against tabtune train'
     }, 600_000);
   }
 
+  it("--method ia3: one SGD step by train.py gives Tabtune's first loss and the same adapter (both start at ones)", async () => {
+    const model = await makeModel({ ...CASES[0]!, name: 'ia3' });
+    const base = join(dir, 'ia3');
+    const data = join(dir, 'text.jsonl');
+    const flags = [
+      '--model', model, '--data', data, '--method', 'ia3', '--optimizer', 'sgd', '--lr', '0.5', '--steps', '1',
+      '--batch', '4', '--no-shuffle', '--max-grad-norm', '0', '--scheduler', 'constant', '--json',
+    ]; // prettier-ignore
+    const here = await tabtune(['train', ...flags, '--out', join(base, 'tabtune')]);
+    await tabtune(['export-recipe', ...flags, '--out', join(base, 'recipe')]);
+    const py = join(base, 'python');
+    const there = await trainPy(join(base, 'recipe'), py);
+    expect(Math.abs(Number(here.firstLoss) - Number(there.firstLoss)) / Number(here.firstLoss)).toBeLessThan(1e-4);
+    const cfg = JSON.parse(await readFile(join(py, 'adapter_config.json'), 'utf8')) as Json;
+    expect(cfg).toMatchObject({ peft_type: 'IA3', feedforward_modules: ['down_proj'] });
+    const evalOf = (adapter?: string) =>
+      tabtune(['eval', '--model', model, ...(adapter ? ['--adapter', adapter] : []), '--data', data, '--json']);
+    const [plain, ours, theirs] = [await evalOf(), await evalOf(join(base, 'tabtune')), await evalOf(py)];
+    const theirsInPython = await helper(['eval-examples', '--model', model, '--adapter', py, '--data', join(base, 'recipe', 'data', 'train.jsonl')]); // prettier-ignore
+    expect(Math.abs(Number(theirs.loss) - Number(theirsInPython.loss)) / Number(theirs.loss)).toBeLessThan(1e-4);
+    expect(Math.abs(Number(plain.loss) - Number(ours.loss)), 'the step moved the model').toBeGreaterThan(1e-4);
+    expect(Math.abs(Number(ours.loss) - Number(theirs.loss)) / Number(ours.loss)).toBeLessThan(1e-4);
+    console.log(
+      `[tabtune] recipe --method ia3, one SGD step: first loss ${Number(here.firstLoss).toFixed(6)} | ${Number(there.firstLoss).toFixed(6)}; ` +
+        `no adapter ${Number(plain.loss).toFixed(6)}, Tabtune's adapter ${Number(ours.loss).toFixed(6)} | train.py's ${Number(theirs.loss).toFixed(6)} (Python ${Number(theirsInPython.loss).toFixed(6)})`,
+    );
+  }, 600_000);
+
+  for (const method of ['prompt-tuning', 'prefix-tuning']) {
+    it(`--method ${method}: train.py trains the virtual tokens and its adapter gives Python's loss in Tabtune`, async () => {
+      const model = await makeModel({ ...CASES[0]!, name: method });
+      const base = join(dir, method);
+      const flags = [
+        '--model', model, '--data', join(dir, 'text.jsonl'), '--method', method, '--num-virtual-tokens', '4',
+        '--lr', '0.3', '--steps', '3', '--batch', '4', '--no-shuffle', '--json',
+      ]; // prettier-ignore
+      await tabtune(['export-recipe', ...flags, '--out', join(base, 'recipe')]);
+      const py = join(base, 'python');
+      const there = await trainPy(join(base, 'recipe'), py);
+      expect(there.steps).toBe(3);
+      const cfg = JSON.parse(await readFile(join(py, 'adapter_config.json'), 'utf8')) as Json;
+      expect(cfg).toMatchObject({ peft_type: method.replace('-', '_').toUpperCase(), num_virtual_tokens: 4 });
+      const data = join(dir, 'text.jsonl');
+      const here = await tabtune(['eval', '--model', model, '--adapter', py, '--data', data, '--json']);
+      const inPython = await helper(['eval', '--model', model, '--adapter', py, '--data', data]);
+      expect(here.tokens).toBe(inPython.tokens);
+      expect(Math.abs(Number(here.loss) - Number(inPython.loss)) / Number(inPython.loss)).toBeLessThan(1e-4);
+      console.log(
+        `[tabtune] recipe --method ${method}, 3 steps: train.py ${Number(there.firstLoss).toFixed(4)} -> ${Number(there.finalLoss).toFixed(4)}; ` +
+          `its adapter in Tabtune ${Number(here.loss).toFixed(6)} | Python ${Number(inPython.loss).toFixed(6)}`,
+      );
+    }, 600_000);
+  }
+
   it('a few AdamW steps lower the loss on both sides (text, fresh adapter, validation split)', async () => {
     const model = join(dir, 'text', 'model');
     const base = join(dir, 'adamw');

@@ -388,6 +388,33 @@ describe('tabtune export-recipe', () => {
     );
   });
 
+  it("(IA)³ and prompt tuning: PEFT's config of the method in tabtune_run.json's peft section", async () => {
+    const runOf = async (name: string, flags: string[]) => {
+      const r = await cli([...base(), '--out', join(dir, name), ...flags]);
+      expect(r.code, r.stderr).toBe(0);
+      return JSON.parse(await readFile(join(dir, name, 'tabtune_run.json'), 'utf8')) as Record<string, unknown>;
+    };
+    // without --targets: PEFT's (IA)³ defaults for qwen2
+    expect(await runOf('ia3', ['--method', 'ia3'])).toMatchObject({
+      lora: null,
+      peft: {
+        peft_type: 'IA3',
+        target_modules: ['q_proj', 'v_proj', 'down_proj'],
+        feedforward_modules: ['down_proj'],
+        fan_in_fan_out: false,
+        init_ia3_weights: true,
+      },
+    });
+    const prompt = ['--method', 'prompt-tuning', '--num-virtual-tokens', '5', '--prompt-init-text', 'Answer:'];
+    expect((await runOf('prompt', prompt)).peft).toEqual({
+      peft_type: 'PROMPT_TUNING',
+      num_virtual_tokens: 5,
+      prompt_tuning_init: 'TEXT',
+      prompt_tuning_init_text: 'Answer:',
+      tokenizer_name_or_path: join(dir, 'model'),
+    });
+  });
+
   it('refuses what it cannot export, naming the flag', async () => {
     const cases: [string[], RegExp][] = [
       [['--resume'], /--resume continues a Tabtune checkpoint/],
@@ -401,11 +428,6 @@ describe('tabtune export-recipe', () => {
       expect(r.code, extra.join(' ')).toBe(2);
       expect(r.stderr).toMatch(message);
     }
-    const ia3 = await cli([...base(), '--out', join(dir, 'bad'), '--method', 'ia3']);
-    expect(ia3.code).toBe(1);
-    expect(ia3.stderr).toMatch(
-      /recipe trains LoRA and DoRA adapters .*; IA³ \(--method ia3\) is not exported as a recipe yet/,
-    );
     const busy = join(dir, 'busy');
     await runCommand('mkdir', ['-p', busy]);
     await writeFile(join(busy, 'notes.txt'), 'mine');
