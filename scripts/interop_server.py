@@ -24,7 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-SCRIPTS = {"peft_interop.py": "peft_interop", "qlora_interop.py": "qlora_interop", "peft_merge_check.py": "peft_merge_check"}
+SCRIPTS = {
+    "peft_interop.py": "peft_interop",
+    "qlora_interop.py": "qlora_interop",
+    "peft_merge_check.py": "peft_merge_check",
+    "loftq_interop.py": "loftq_interop",
+}
 
 
 def run(req):

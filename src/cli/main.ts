@@ -35,6 +35,9 @@ const USAGE = `tabtune: LoRA fine-tuning on WebGPU
      [--targets q_proj,v_proj|all-linear] [--r 8] [--alpha 16] [--dropout 0.05] [--rslora]
      [--feedforward-modules a,b (ia3)] [--num-virtual-tokens 20 (prompt/prefix)]
      [--prompt-init text|random] [--prompt-init-text TEXT] (prompt-tuning) [--prefix-projection]
+     [--loftq-iter 1] [--loftq-bits 4] (--init loftq: the base becomes its NF4 quantization Q;
+     the adapter only fits Q, which is saved as OUT/loftq-base: use that as --model, 16-bit or
+     --quantize nf4, with the adapter, and as the base in PEFT)
      [--init-from ADAPTER_DIR] [--optimizer adamw|sgd] [--lr 2e-4] [--weight-decay 0]
      [--steps N | --epochs E] [--batch B] [--grad-accum G] [--max-len N]
      [--scheduler constant|linear|cosine] [--warmup N] [--max-grad-norm 1.0 (0 = off)]

@@ -44,7 +44,7 @@ export function parseSize(text: string): number {
 }
 
 /** Writes each file to a temporary name in `dir`; commit() renames them all into place. */
-class DirSink implements MergeSink {
+export class DirSink implements MergeSink {
   private readonly tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
   private readonly done: { temp: string; path: string }[] = [];
   private file: { fh: FileHandle; temp: string; path: string } | null = null;

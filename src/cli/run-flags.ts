@@ -12,6 +12,7 @@ import { type FlagSpec, type ParsedFlags, UsageError, bool, num, str } from './a
 import { FORMAT } from './common';
 import { DATA_FLAGS } from './data-flag';
 import { FROZEN_FLAGS } from './frozen';
+import { LOFTQ_DEFAULTS, loftqProblems } from '../lora/config';
 import {
   INIT_CHOICES,
   METHOD_IDS,
@@ -37,6 +38,8 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   dropout: { type: 'number', min: 0, max: 0.99 },
   rslora: { type: 'bool' },
   init: { type: 'string' },
+  'loftq-iter': { type: 'int', min: 1, max: 100 },
+  'loftq-bits': { type: 'int' },
   'feedforward-modules': { type: 'string' },
   'num-virtual-tokens': { type: 'int', min: 1, max: 4096 },
   'prompt-init': { type: 'string', choices: ['text', 'random'] },
@@ -313,8 +316,26 @@ export function loraFromFlags(
         : parseTargets(targetsFlag, model.linearModules, model.modelType, command)),
     use_rslora: fixed?.use_rslora ?? bool(f, 'rslora') ?? false,
     ...(init !== undefined ? { init_lora_weights: init } : {}),
+    ...loftqFlags(f, init, command),
     ...methodOptionFlags(f, model, command),
   };
+}
+
+/** --loftq-iter / --loftq-bits as PEFT's LoftQConfig (only with --init loftq). */
+function loftqFlags(f: ParsedFlags, init: LoraSettings['init_lora_weights'], command: string): Partial<LoraSettings> {
+  const iter = num(f, 'loftq-iter');
+  const bits = num(f, 'loftq-bits');
+  if (init !== 'loftq') {
+    if (iter !== undefined || bits !== undefined)
+      throw new UsageError(
+        `${command}: --loftq-iter and --loftq-bits apply to --init loftq only; leave them out or add --init loftq.`,
+      );
+    return {};
+  }
+  const cfg = { loftq_bits: bits ?? LOFTQ_DEFAULTS.loftq_bits, loftq_iter: iter ?? LOFTQ_DEFAULTS.loftq_iter };
+  const problems = loftqProblems(cfg);
+  if (problems.length) throw new UsageError(`${command}: ${problems.join(' ')}`);
+  return { loftq_config: cfg };
 }
 
 /** The options of (IA)³, prompt and prefix tuning under PEFT's names (methodFromFlags has checked they fit the method). */

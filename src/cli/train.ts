@@ -6,7 +6,10 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { FrozenWeightsSettings, TrainProgress, TrainSettings } from '../engine/types';
+import type { FrozenWeightsSettings, QuantizedBase, TrainProgress, TrainSettings } from '../engine/types';
+import { writeReplacedWeights } from '../lora/merge';
+import { DirSource } from '../model/source';
+import { DirSink } from './merge';
 import type { CheckpointRun } from '../train/checkpoint';
 import { UsageError, bool, num, parseFlags, str } from './args';
 import { resolveDataFlag } from './data-flag';
@@ -76,6 +79,21 @@ function onInterrupt(
       process.off('SIGTERM', handler);
     },
   };
+}
+
+/** The folder under --out that holds LoftQ's quantized backbone. */
+const LOFTQ_BASE_DIR = 'loftq-base';
+
+/** The base model with its LoftQ-quantized weights, as a Hugging Face model folder `dir` (written atomically per file). */
+async function writeQuantizedBase(modelDir: string, dir: string, q: QuantizedBase): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const sink = new DirSink(dir);
+  try {
+    await writeReplacedWeights(new DirSource(modelDir), q, sink);
+    await sink.commit();
+  } finally {
+    await sink.cleanUp();
+  }
 }
 
 export async function train(argv: string[]): Promise<number> {
@@ -164,12 +182,15 @@ export async function train(argv: string[]): Promise<number> {
     );
     log(`frozen weights: ${frozenSummary(modelInfo)}`);
     await mkdir(out, { recursive: true });
+    // LoftQ: the quantized backbone the adapter needs is saved beside it (src/lora/loftq.ts)
+    const loftqBase = lora.init_lora_weights === 'loftq' ? join(out, LOFTQ_BASE_DIR) : null;
     const interrupt = onInterrupt(engine, log);
     let result;
     try {
       result = await engine.train(lora, settings, {
         resumeFrom,
         initFrom,
+        ...(loftqBase ? { loftqBaseDir: loftqBase } : {}),
         onProgress: (p: TrainProgress) => {
           if (p.loss === null && p.step !== p.totalSteps) return;
           const loss = p.loss === null ? '' : ` loss ${p.loss.toFixed(4)}`;
@@ -199,6 +220,12 @@ export async function train(argv: string[]): Promise<number> {
       seconds: result.seconds,
       history: result.history.map(({ step, loss, valLoss }) => ({ step, loss, valLoss })),
     };
+    if (loftqBase && result.quantizedBase) {
+      await writeQuantizedBase(model.path, loftqBase, result.quantizedBase);
+      log(
+        `saved LoftQ's quantized backbone to ${loftqBase}: use it as --model with this adapter (16-bit, or --quantize nf4)`,
+      );
+    }
     await writeFilesAtomic([
       { path: join(out, 'adapter_model.safetensors'), data: result.adapter.adapterModel },
       { path: join(out, TRAINING_RUN), data: `${JSON.stringify(runLog, null, 1)}\n` },

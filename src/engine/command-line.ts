@@ -63,6 +63,8 @@ export function settingFlags(lora: LoraSettings, t: TrainSettings): string[] {
     if (lora.use_rslora) a.push('--rslora');
     const init = lora.init_lora_weights;
     if (init !== undefined && init !== true) flag('init', init);
+    if (init === 'loftq' && lora.loftq_config && lora.loftq_config.loftq_iter !== 1)
+      flag('loftq-iter', lora.loftq_config.loftq_iter);
   }
   flag('optimizer', t.optimizer);
   flag('lr', t.lr);

@@ -59,8 +59,8 @@ import type {
   SamplingSettings,
   SelfTestCheck,
   SelfTestReport,
+  TrainDone,
   TrainHooks,
-  TrainResult,
   TrainSettings,
 } from './types';
 
@@ -313,11 +313,7 @@ export class Engine implements EngineApi {
     this.control.stop();
   }
 
-  async train(
-    lora: LoraSettings,
-    train: TrainSettings,
-    hooks: TrainHooks = {},
-  ): Promise<TrainResult & { adapter: PeftFiles }> {
+  async train(lora: LoraSettings, train: TrainSettings, hooks: TrainHooks = {}): Promise<TrainDone> {
     this.assertIdle('start another run');
     const m = this.requireModel();
     const d = this.requireDataset();
@@ -368,10 +364,11 @@ export class Engine implements EngineApi {
         onCheckpoint: hooks.onCheckpoint,
       });
       const fanInFanOut = hasConv1dWeights(m.config);
+      const baseModel = saved.quantizedBase ? (hooks.loftqBaseDir ?? m.id) : m.id;
       const adapter = trainedOther
         ? exportOther(trainedOther, m.id, fanInFanOut)
-        : exportPeft({ config: saved.config, baseModel: m.id, modules: saved.modules, fanInFanOut });
-      return { ...result, adapter };
+        : exportPeft({ config: saved.config, baseModel, modules: saved.modules, fanInFanOut });
+      return { ...result, adapter, quantizedBase: saved.quantizedBase };
     } finally {
       this.training = false;
     }

@@ -150,7 +150,9 @@ export async function startingAdapter(
       baseModel: m.id,
       unusedModules: unusedModulePrefixes(m.config),
     });
-    return { config, modules, other: null };
+    // Its weights are what they are: a continued adapter never re-runs a weight-based init
+    // (PiSSA, OLoRA, LoftQ) over them.
+    return { config: { ...config, init_lora_weights: true }, modules, other: null };
   }
   const other = await newOtherAdapter(gpu, m, lora, train.seed);
   if (other) return { config: placeholder, modules: [], other };

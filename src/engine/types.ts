@@ -244,7 +244,21 @@ export interface TrainHooks {
   resumeFrom?: Uint8Array;
   /** Start from this adapter's weights (its r, alpha and targets replace the LoRA settings). */
   initFrom?: PeftFiles;
+  /**
+   * LoftQ: where the caller saves the quantized backbone the adapter needs (written as the adapter's
+   * base_model_name_or_path, as PEFT's LoftQ example does); absent = the model's id.
+   */
+  loftqBaseDir?: string;
 }
+
+/**
+ * LoftQ's quantized backbone (init_lora_weights 'loftq'): checkpoint key -> the weight's values
+ * (float32, as stored), to be written over the base model's (src/lora/merge.ts writeReplacedWeights).
+ */
+export type QuantizedBase = Map<string, Float32Array>;
+
+/** What a finished training run returns: its summary, the PEFT files, and LoftQ's quantized base. */
+export type TrainDone = TrainResult & { adapter: PeftFiles; quantizedBase?: QuantizedBase };
 
 /**
  * What the UI and the CLI drive. `Engine` (src/engine/engine.ts) implements it in-process;
@@ -267,7 +281,7 @@ export interface EngineApi {
     onProgress?: (p: DatasetProgress) => void,
   ): Promise<DatasetSummary>;
   estimate(lora: LoraSettings, train: TrainSettings): Promise<MemoryEstimate>;
-  train(lora: LoraSettings, train: TrainSettings, hooks?: TrainHooks): Promise<TrainResult & { adapter: PeftFiles }>;
+  train(lora: LoraSettings, train: TrainSettings, hooks?: TrainHooks): Promise<TrainDone>;
   /**
    * The run these settings describe, on the loaded model and dataset, as a zip of a transformers +
    * PEFT + TRL project (src/recipe/recipe.ts) for one or many GPUs.

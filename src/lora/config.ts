@@ -38,6 +38,8 @@ export interface LoraConfig {
   init_lora_weights: LoraInit;
   /** DoRA (PEFT's use_dora): a learned magnitude per output row; absent = false. */
   use_dora?: boolean;
+  /** PEFT's LoftQConfig, for init_lora_weights 'loftq' (src/lora/loftq.ts); absent = {}. */
+  loftq_config?: LoftqConfig;
   rank_pattern?: Record<string, number>;
   alpha_pattern?: Record<string, number>;
 }
@@ -56,6 +58,8 @@ export interface LoraSettings {
   target_modules: string[] | 'all-linear';
   use_rslora: boolean;
   init_lora_weights?: LoraInit;
+  /** LoftQ (init_lora_weights 'loftq'): PEFT's LoftQConfig; absent = its defaults (4 bits, 1 iteration). */
+  loftq_config?: LoftqConfig;
   /** IA3: target modules whose input (not output) is scaled. */
   feedforward_modules?: string[];
   /** Prompt and prefix tuning: the number of virtual tokens. */
@@ -67,6 +71,15 @@ export interface LoraSettings {
   /** Prefix tuning with prefix_projection: the MLP's hidden size. */
   encoder_hidden_size?: number;
 }
+
+/** PEFT's LoftQConfig: the base's quantization bits (Tabtune: 4, NF4) and the alternating iterations. */
+export interface LoftqConfig {
+  loftq_bits: number;
+  loftq_iter: number;
+}
+
+/** LoftQConfig's defaults in PEFT 0.21. */
+export const LOFTQ_DEFAULTS: LoftqConfig = { loftq_bits: 4, loftq_iter: 1 };
 
 export class LoraConfigError extends Error {
   constructor(message: string) {
@@ -188,6 +201,7 @@ export function loraConfigProblems(cfg: LoraConfig): string[] {
       `init_lora_weights must be true, "gaussian", "pissa", "pissa_niter_N", "olora" or "loftq", got ${JSON.stringify(cfg.init_lora_weights)}.`,
     );
   }
+  if (cfg.loftq_config !== undefined) p.push(...loftqProblems(cfg.loftq_config));
   if (cfg.use_dora !== undefined && typeof cfg.use_dora !== 'boolean')
     p.push(`use_dora must be true or false, got ${JSON.stringify(cfg.use_dora)}.`);
   for (const [field, pat, int] of [
@@ -238,4 +252,20 @@ function moduleSpecProblems(field: string, spec: unknown, required: boolean): st
 export function validateLoraConfig(cfg: LoraConfig): void {
   const p = loraConfigProblems(cfg);
   if (p.length) throw new LoraConfigError(`Invalid LoRA config: ${p.join(' ')}`);
+}
+
+/** What is wrong with a LoftQConfig (empty when fine): 4 bits (NF4) only, 1 to 100 iterations. */
+export function loftqProblems(c: LoftqConfig): string[] {
+  const p: string[] = [];
+  if (c.loftq_bits !== 4) {
+    p.push(
+      `loftq_config.loftq_bits must be 4 (the base is quantized to NF4 as bitsandbytes does); got ${JSON.stringify(c.loftq_bits)}. PEFT's 8-bit (int8) LoftQ is not implemented in Tabtune.`,
+    );
+  }
+  if (!Number.isInteger(c.loftq_iter) || c.loftq_iter < 1 || c.loftq_iter > 100) {
+    p.push(
+      `loftq_config.loftq_iter must be an integer from 1 to 100 (alternating iterations), got ${JSON.stringify(c.loftq_iter)}.`,
+    );
+  }
+  return p;
 }

@@ -11,6 +11,11 @@
  *   restoring W; the adapter is saved the way PEFT's save_pretrained(path_initial_model_for_weight_
  *   conversion=...) converts it, to apply to the untouched W: A' = [A; A0], B' = [B, -B0], r and
  *   lora_alpha doubled (alpha·√2 with rsLoRA), init_lora_weights true (peftConversion below).
+ * - LoftQ (init_lora_weights 'loftq', loftq_config; LoraLayer.loftq_init): A, B and the quantized
+ *   base Q from src/lora/loftq.ts; the frozen weight becomes Q (in its dtype) for the run. Unlike
+ *   PiSSA no conversion exists: the adapter is saved as trained and only makes sense on Q, which
+ *   the run hands back (quantizedBase) to be saved as a model folder beside it (PEFT's LoftQ
+ *   workflow, examples/loftq_finetuning: adapter and quantized backbone saved together).
  *
  * Each targeted weight is read back from the GPU as it is held (f32, f16, bf16; 4-bit NF4
  * dequantized on the GPU for DoRA), and summed or decomposed in float64 (src/numerics/lowrank.ts).
@@ -21,10 +26,11 @@ import { packHalf } from '../gpu/half';
 import type { FrozenLinear } from '../kernels/linear';
 import type { LinearModule } from '../model/registry';
 import { recordDequantizeNf4 } from '../kernels/nf4';
-import { householderQrTop, topSingular } from '../numerics/lowrank';
-import { type LoraConfig, LoraConfigError, loraScale, loraScaleInfo } from './config';
+import { householderQrTop } from '../numerics/lowrank';
+import { LOFTQ_DEFAULTS, type LoraConfig, LoraConfigError, loraScale, loraScaleInfo } from './config';
 import { GpuLora } from './gpu-lora';
 import { type LoraModuleWeights, deriveSeed, hashString } from './init';
+import { balancedFactors, loftqInit } from './loftq';
 
 /** The frozen weight as f32 [outF, inF] or, when transposed, [inF, outF] (as stored). */
 async function readWeight(gpu: Gpu, lin: FrozenLinear): Promise<Float32Array> {
@@ -139,21 +145,49 @@ export function weightInit(
     return { a: rTop, b: q };
   }
   const niter = /^pissa_niter_(\d+)$/.exec(init);
-  const svd = topSingular(w, outF, inF, r, niter ? { exact: false, niter: Number(niter[1]), seed } : { exact: true });
-  const a = new Float64Array(r * inF);
-  const b = new Float64Array(outF * r);
-  for (let j = 0; j < r; j++) {
-    const root = Math.sqrt(svd.s[j]! / scale);
-    for (let i = 0; i < inF; i++) a[j * inF + i] = root * svd.vt[j * inF + i]!;
-    for (let o = 0; o < outF; o++) b[o * r + j] = svd.u[o * r + j]! * root;
-  }
+  const { a, b } = balancedFactors(
+    w,
+    outF,
+    inF,
+    r,
+    niter ? { exact: false, niter: Number(niter[1]), seed } : { exact: true },
+  );
+  // B0 = U·√(S/s), A0 = √(S/s)·Vᵀ: the balanced factors over √s
+  const k = 1 / Math.sqrt(scale);
+  for (let i = 0; i < a.length; i++) a[i] = a[i]! * k;
+  for (let i = 0; i < b.length; i++) b[i] = b[i]! * k;
   return { a, b };
 }
 
-/** What a PiSSA / OLoRA run changes: the initial A0, B0 per module, and the base weights. */
+/** W - s·B0·A0 in the weight's stored layout (float64). */
+function residual(
+  wf: Float64Array,
+  a: Float64Array,
+  b: Float64Array,
+  lin: Pick<FrozenLinear, 'inF' | 'outF' | 'transposed'>,
+  r: number,
+  scale: number,
+): Float64Array {
+  const res = new Float64Array(lin.outF * lin.inF);
+  for (let o = 0; o < lin.outF; o++) {
+    for (let i = 0; i < lin.inF; i++) {
+      let ba = 0;
+      for (let j = 0; j < r; j++) ba += b[o * r + j]! * a[j * lin.inF + i]!;
+      res[lin.transposed ? i * lin.outF + o : o * lin.inF + i] = wf[o * lin.inF + i]! - scale * ba;
+    }
+  }
+  return res;
+}
+
+/** What a PiSSA / OLoRA / LoftQ run changes: the initial A0, B0 per module, and the base weights. */
 export interface MutatedBase {
   initial: Map<string, { a: Float32Array; b: Float32Array }>;
-  /** Replaces each targeted frozen weight by W - s·B0·A0 (in its own dtype). */
+  /**
+   * LoftQ: the quantized base weight Q of each module (float32, [out, in]), which the adapter needs
+   * for good: it is saved beside the adapter (PEFT's LoftQ workflow). Empty for PiSSA / OLoRA.
+   */
+  quantizedBase: Map<string, Float32Array>;
+  /** Replaces each targeted frozen weight by W - s·B0·A0 (LoftQ: by Q), in its own dtype. */
   apply(): void;
   /** Writes every replaced weight back as it was (bit for bit). */
   restore(): void;
@@ -173,6 +207,7 @@ export async function prepareWeightInit(
   keep: boolean,
 ): Promise<MutatedBase> {
   const init = String(cfg.init_lora_weights);
+  const loftq = init === 'loftq';
   if (cfg.use_dora) {
     throw new LoraConfigError(
       `init_lora_weights ${JSON.stringify(init)} with DoRA: PEFT's conversion to a LoRA on the untouched base ` +
@@ -182,12 +217,21 @@ export async function prepareWeightInit(
   const frozen = frozenOf(model);
   const pending: { t: Tensor; original: ArrayBuffer; residual: Float32Array | Uint16Array }[] = [];
   const initial = new Map<string, { a: Float32Array; b: Float32Array }>();
+  const quantizedBase = new Map<string, Float32Array>();
   for (const m of modules) {
     const lin = frozen(m.path);
     const w = lin.w;
     if ('format' in w) {
       throw new LoraConfigError(
-        `init_lora_weights ${JSON.stringify(init)} needs the frozen weights in 16 or 32 bits (PEFT refuses it on quantized weights too); load the model without --quantize nf4.`,
+        loftq
+          ? 'init_lora_weights "loftq" quantizes the full-precision weights itself (PEFT: "you should not pass a quantized model"); ' +
+              'load the model without --quantize nf4. Its quantized backbone is saved beside the adapter, and that one loads with --quantize nf4.'
+          : `init_lora_weights ${JSON.stringify(init)} needs the frozen weights in 16 or 32 bits (PEFT refuses it on quantized weights too); load the model without --quantize nf4.`,
+      );
+    }
+    if (loftq && lin.transposed) {
+      throw new LoraConfigError(
+        `init_lora_weights "loftq" on "${m.path}": PEFT's LoftQ decomposes the weight as stored and does not support Conv1D ([in, out]) layers.`,
       );
     }
     if (init === 'olora' && lin.transposed) {
@@ -202,14 +246,18 @@ export async function prepareWeightInit(
     }
     const scale = loraScale(cfg, m);
     const wf = rowMajor(await gpu.read(w), lin);
-    const { a, b } = weightInit(init, wf, lin.outF, lin.inF, m.r, scale, deriveSeed(seed, hashString(m.path)));
-    const res = new Float64Array(lin.outF * lin.inF);
-    for (let o = 0; o < lin.outF; o++) {
-      for (let i = 0; i < lin.inF; i++) {
-        let ba = 0;
-        for (let j = 0; j < m.r; j++) ba += b[o * m.r + j]! * a[j * lin.inF + i]!;
-        res[lin.transposed ? i * lin.outF + o : o * lin.inF + i] = wf[o * lin.inF + i]! - scale * ba;
-      }
+    let a: Float64Array;
+    let b: Float64Array;
+    let res: ArrayLike<number>;
+    if (loftq) {
+      const iters = (cfg.loftq_config ?? LOFTQ_DEFAULTS).loftq_iter;
+      let q: Float32Array;
+      ({ q, a, b } = loftqInit(wf, lin.outF, lin.inF, m.r, iters));
+      quantizedBase.set(m.path, q);
+      res = q;
+    } else {
+      ({ a, b } = weightInit(init, wf, lin.outF, lin.inF, m.r, scale, deriveSeed(seed, hashString(m.path))));
+      res = residual(wf, a, b, lin, m.r, scale);
     }
     pending.push({
       t: w,
@@ -227,6 +275,7 @@ export async function prepareWeightInit(
   let applied = false;
   return {
     initial,
+    quantizedBase,
     apply() {
       for (const p of pending) gpu.write(p.t, p.residual);
       applied = true;

@@ -20,7 +20,7 @@
 import { f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../gpu/half';
 import { CONFIG_FILE, GENERATION_CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE } from '../model/load';
 import { parseConfig } from '../model/config';
-import { describeModel } from '../model/registry';
+import { type LinearModule, describeModel } from '../model/registry';
 import { type HeaderEntry, type SafeDType, SafetensorsError, parseSafetensorsHeader } from '../model/safetensors';
 import { type ModelSource, isNotFound } from '../model/source';
 import { loraScaleInfo } from './config';
@@ -210,16 +210,16 @@ function planShards(tensors: readonly InputTensor[], maxBytes: number): InputTen
 const shardName = (i: number, n: number) =>
   `model-${String(i + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`;
 
-/**
- * Writes the merged model to `sink`. `adapter` holds the PEFT files (adapter_config.json and
- * adapter_model.safetensors bytes).
- */
-export async function mergeAdapter(
-  source: ModelSource,
-  adapter: { adapterConfig: string | Uint8Array; adapterModel: Uint8Array },
-  sink: MergeSink,
-  opts: MergeOptions = {},
-): Promise<MergeResult> {
+/** The base model's config and weight layout, read once. */
+interface BaseModel {
+  configJson: Record<string, unknown>;
+  config: ReturnType<typeof parseConfig>;
+  layout: Awaited<ReturnType<typeof readLayout>>;
+  byName: Map<string, InputTensor>;
+  linears: LinearModule[];
+}
+
+async function readBase(source: ModelSource): Promise<BaseModel> {
   const configBytes = await readOptional(source, CONFIG_FILE);
   if (!configBytes) throw new MergeError(`${source.name} has no ${CONFIG_FILE}; expected a Hugging Face model folder.`);
   const configJson = jsonOf(configBytes, CONFIG_FILE, source);
@@ -230,7 +230,24 @@ export async function mergeAdapter(
     shapeOf: (k) => byName.get(k)?.entry.shape,
     fileName: (k) => byName.get(k)?.file ?? WEIGHTS_FILE,
   });
-  const linears = arch.layers.flatMap((l) => l.linears);
+  return { configJson, config, layout, byName, linears: arch.layers.flatMap((l) => l.linears) };
+}
+
+/** Edits of weights by checkpoint key: each gets the weight's f32 values (as stored) to change in place. */
+type WeightEdits = Map<string, (w: Float32Array) => void>;
+
+/**
+ * Writes the merged model to `sink`. `adapter` holds the PEFT files (adapter_config.json and
+ * adapter_model.safetensors bytes).
+ */
+export async function mergeAdapter(
+  source: ModelSource,
+  adapter: { adapterConfig: string | Uint8Array; adapterModel: Uint8Array },
+  sink: MergeSink,
+  opts: MergeOptions = {},
+): Promise<MergeResult> {
+  const base = await readBase(source);
+  const { linears } = base;
   let imported;
   try {
     imported = importPeft(adapter, linears, { baseModel: source.name });
@@ -238,13 +255,48 @@ export async function mergeAdapter(
     if (e instanceof PeftError) throw new MergeError(`The adapter does not fit ${source.name}: ${e.message}`);
     throw e;
   }
-  const byWeight = new Map(
+  const edits: WeightEdits = new Map(
     imported.modules.map((m) => {
       const lin = linears.find((l) => l.path === m.path)!;
-      return [lin.weightKey, { m, lin, scale: loraScaleInfo(imported.config, m).scale }];
+      const scale = loraScaleInfo(imported.config, m).scale;
+      return [lin.weightKey, (w) => void mergeLora(w, lin.transposed, m.a, m.b, m.r, scale, m.inF, m.outF, m.m)];
     }),
   );
-  for (const key of byWeight.keys()) {
+  const files = await writeEdited(source, base, edits, sink, opts);
+  return { files, merged: edits.size, warnings: imported.warnings };
+}
+
+/**
+ * Writes the base model with the weights of `replaced` (checkpoint key -> f32 values in the stored
+ * layout) instead of its own, each in its stored dtype: LoftQ's quantized backbone
+ * (src/lora/from-weights.ts), as PEFT's LoftQ workflow saves it beside the adapter.
+ */
+export async function writeReplacedWeights(
+  source: ModelSource,
+  replaced: ReadonlyMap<string, Float32Array>,
+  sink: MergeSink,
+  opts: MergeOptions = {},
+): Promise<string[]> {
+  const base = await readBase(source);
+  const edits: WeightEdits = new Map();
+  for (const [key, values] of replaced) {
+    const t = base.byName.get(key);
+    if (!t || count(t.entry.shape) !== values.length)
+      throw new MergeError(`${source.name}: no weight "${key}" of ${values.length} values to replace.`);
+    edits.set(key, (w) => w.set(values));
+  }
+  return writeEdited(source, base, edits, sink, opts);
+}
+
+async function writeEdited(
+  source: ModelSource,
+  base: BaseModel,
+  edits: WeightEdits,
+  sink: MergeSink,
+  opts: MergeOptions,
+): Promise<string[]> {
+  const { configJson, config, layout, byName } = base;
+  for (const key of edits.keys()) {
     const t = byName.get(key)!;
     if (!FLOAT.has(t.entry.dtype))
       throw new MergeError(`${t.file}: "${key}" is ${t.entry.dtype}; only float weights can take a merged adapter.`);
@@ -296,15 +348,12 @@ export async function mergeAdapter(
     await sink.write(header);
     for (const t of shard) {
       const raw = await dataOf(t);
-      const lora = byWeight.get(t.name);
+      const edit = edits.get(t.name);
       let out: Uint8Array;
-      if (lora || t.out !== t.entry.dtype) {
+      if (edit || t.out !== t.entry.dtype) {
         const n = count(t.entry.shape);
         const w = toF32(raw, t.entry.dtype, n);
-        if (lora) {
-          const { m, lin, scale } = lora;
-          mergeLora(w, lin.transposed, m.a, m.b, m.r, scale, m.inF, m.outF, m.m);
-        }
+        edit?.(w);
         out = fromF32(w, t.out);
       } else out = raw;
       await sink.write(out);
@@ -344,7 +393,7 @@ export async function mergeAdapter(
     if (config.padTokenId !== null) g.pad_token_id = config.padTokenId;
     await put(GENERATION_CONFIG_FILE, jsonText(g));
   }
-  return { files, merged: byWeight.size, warnings: imported.warnings };
+  return files;
 }
 
 /**

@@ -39,7 +39,7 @@ export interface MethodSpec {
   summary: string;
 }
 
-const LOW_RANK_FLAGS = ['r', 'alpha', 'dropout', 'rslora', 'init'] as const;
+const LOW_RANK_FLAGS = ['r', 'alpha', 'dropout', 'rslora', 'init', 'loftq-iter', 'loftq-bits'] as const;
 const VIRTUAL_TOKEN_FLAGS = ['num-virtual-tokens'] as const;
 
 export const PEFT_METHODS: readonly MethodSpec[] = [
@@ -165,7 +165,7 @@ export function parseLoraInit(v: string | true): LoraInit | null {
 }
 
 /** The inits Tabtune computes yet (the others are refused by name, never replaced by the default). */
-const IMPLEMENTED_INITS: readonly string[] = ['default', 'gaussian', 'pissa', 'olora'];
+const IMPLEMENTED_INITS: readonly string[] = ['default', 'gaussian', 'pissa', 'olora', 'loftq'];
 
 /** The --init name of an init ('default' for true, 'pissa' for every pissa_niter_N). */
 export function initName(init: LoraInit): (typeof INIT_CHOICES)[number] {

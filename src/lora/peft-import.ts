@@ -28,6 +28,11 @@ export interface ImportedPeft {
 /** init_lora_weights values whose adapters assume modified base weights (PiSSA, OLoRA, ...). */
 const BASE_MUTATING_INITS = /^(pissa.*|olora|corda|lora_ga|loftq)$/i;
 
+/** ` "name"` of an adapter config's base_model_name_or_path, or nothing. */
+function baseName(cfg: Record<string, unknown>): string {
+  return typeof cfg.base_model_name_or_path === 'string' ? ` ${JSON.stringify(cfg.base_model_name_or_path)}` : '';
+}
+
 /** Features of LoraConfig Tabtune does not apply; a non-default value is reported. */
 const IGNORED_FEATURES: [field: string, isDefault: (v: unknown) => boolean, what: string][] = [
   [
@@ -112,6 +117,13 @@ function readConfig(
     warnings.push(
       `init_lora_weights ${JSON.stringify(rawInit)} changes the base weights during training; this adapter matches the ` +
         `original base model only if it was saved with path_initial_model_for_weight_conversion.`,
+    );
+  }
+  const loftq = cfg.loftq_config;
+  if (loftq && typeof loftq === 'object' && Object.keys(loftq).length > 0) {
+    warnings.push(
+      `${ADAPTER_CONFIG_NAME} has a loftq_config: a LoftQ adapter applies to the quantized backbone it was initialised ` +
+        `with (base_model_name_or_path${baseName(cfg)}; Tabtune saves it as loftq-base/ beside the adapter), not to the original model.`,
     );
   }
   for (const [field, isDefault, what] of IGNORED_FEATURES) {

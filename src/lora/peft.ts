@@ -112,7 +112,9 @@ export function adapterConfigObject(
     megatron_config: null,
     megatron_core: 'megatron.core',
     trainable_token_indices: null,
-    loftq_config: {},
+    loftq_config: c.loftq_config
+      ? { loftq_bits: c.loftq_config.loftq_bits, loftq_iter: c.loftq_config.loftq_iter }
+      : {},
     eva_config: null,
     corda_config: null,
     lora_ga_config: null,

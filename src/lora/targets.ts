@@ -11,7 +11,7 @@
  */
 
 import type { LoraSettings } from './config';
-import { ALL_LINEAR, type LoraConfig, LoraConfigError, type ModuleLike, isAllLinear } from './config';
+import { ALL_LINEAR, LOFTQ_DEFAULTS, type LoraConfig, LoraConfigError, type ModuleLike, isAllLinear } from './config';
 import { MethodError, methodSpec, requireImplemented } from './methods';
 import { fullMatch } from './pattern';
 
@@ -93,6 +93,7 @@ export function loraConfigFromSettings(
     fan_in_fan_out: opts.fanInFanOut ?? false,
     init_lora_weights: s.init_lora_weights ?? true,
     use_dora: method.useDora,
+    ...(s.init_lora_weights === 'loftq' ? { loftq_config: s.loftq_config ?? { ...LOFTQ_DEFAULTS } } : {}),
   };
 }
 

@@ -8,7 +8,7 @@
 
 import type { Gpu } from '../gpu/context';
 import type { LoraConfig } from '../lora/config';
-import { gpuAdapter, peftConversion, prepareWeightInit } from '../lora/from-weights';
+import { type MutatedBase, gpuAdapter, peftConversion, prepareWeightInit } from '../lora/from-weights';
 import type { LoraModuleArrays } from '../lora/gpu-lora';
 import { initUsesWeights } from '../lora/methods';
 import { type OtherAdapter, otherArrays, otherFromGpu, otherOnGpu } from '../lora/other';
@@ -186,6 +186,26 @@ function runWarnings(
 }
 
 /**
+ * What a run saves: a LoRA as trained; PiSSA / OLoRA converted to apply to the untouched base;
+ * LoftQ as trained with init_lora_weights true (PEFT's LoftQ example sets it so that loading does
+ * not quantize the base again) and the quantized base weights its adapter needs, by checkpoint key.
+ */
+function savedAdapter(
+  linears: readonly { path: string; weightKey: string }[],
+  cfg: LoraConfig,
+  modules: LoraModuleArrays[],
+  mutated: MutatedBase | null,
+): { config: LoraConfig; modules: LoraModuleArrays[]; quantizedBase?: Map<string, Float32Array> } {
+  if (!mutated) return { config: cfg, modules };
+  if (cfg.init_lora_weights === 'loftq') {
+    const key = new Map(linears.map((l) => [l.path, l.weightKey]));
+    const quantizedBase = new Map([...mutated.quantizedBase].map(([path, q]) => [key.get(path)!, q]));
+    return { config: { ...cfg, init_lora_weights: true }, modules, quantizedBase };
+  }
+  return peftConversion(cfg, modules, mutated.initial);
+}
+
+/**
  * Runs the training to its end (or a stop) and returns the result with the trained weights, which
  * are checked finite. The adapter and the trainer live on the GPU for the run only.
  */
@@ -193,7 +213,7 @@ export async function trainRun(input: TrainRunInput): Promise<
   TrainResult & {
     modules: LoraModuleArrays[];
     other: OtherAdapter | null;
-    saved: { config: LoraConfig; modules: LoraModuleArrays[] };
+    saved: { config: LoraConfig; modules: LoraModuleArrays[]; quantizedBase?: Map<string, Float32Array> };
   }
 > {
   const { gpu, data, resume, control } = input;
@@ -356,8 +376,9 @@ export async function trainRun(input: TrainRunInput): Promise<
       history,
       modules,
       other: trained,
-      // What is saved: PiSSA / OLoRA converted to a LoRA on the untouched base, as PEFT does.
-      saved: mutated ? peftConversion(cfg, modules, mutated.initial) : { config: cfg, modules },
+      // What is saved: PiSSA / OLoRA converted to a LoRA on the untouched base, as PEFT does; LoftQ
+      // as trained, with its quantized base (src/lora/from-weights.ts).
+      saved: savedAdapter(input.model.linears, cfg, modules, mutated),
     };
   } finally {
     mutated?.restore();

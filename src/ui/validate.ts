@@ -38,6 +38,10 @@ export function validateLora(lora: LoraSettings, model: ModelInfo | null): Field
   } catch (err) {
     e.init_lora_weights = (err as Error).message;
   }
+  if (lora.init_lora_weights === 'loftq') {
+    e.init_lora_weights =
+      "LoftQ replaces the base model by its 4-bit quantization, which must be saved beside the adapter; the app does not save models yet: use the CLI's tabtune train --init loftq.";
+  }
   if (method.id === 'ia3') ia3Errors(e, lora, model);
   if (method.id === 'prompt-tuning' || method.id === 'prefix-tuning') {
     intIn(e, 'num_virtual_tokens', lora.num_virtual_tokens ?? 20, 1, 4096, 'Virtual tokens');

@@ -29,10 +29,11 @@ import type {
   SavedKernelChoices,
   SelfTestCheck,
   SelfTestReport,
+  TrainDone,
   TrainHooks,
   TrainSettings,
 } from '../engine/types';
-import { RemoteError, type TrainDone, type WorkerReply, type WorkerRequest } from './protocol';
+import { RemoteError, type WorkerReply, type WorkerRequest } from './protocol';
 
 type ReplyOf<K extends WorkerReply['kind']> = Extract<WorkerReply, { kind: K }>;
 

@@ -30,9 +30,9 @@ import type {
   SavedKernelChoices,
   SelfTestCheck,
   SelfTestReport,
+  TrainDone,
   TrainProgress,
   TrainStage,
-  TrainResult,
   TrainSettings,
 } from '../engine/types';
 
@@ -82,8 +82,6 @@ export interface WireError {
    */
   keptModel?: string;
 }
-
-export type TrainDone = TrainResult & { adapter: PeftFiles };
 
 export type WorkerReply =
   | { kind: 'gpuInfoDone'; id: number; value: GpuSummary }

@@ -82,6 +82,17 @@ describe('tabtune train --method / --init', () => {
     );
   });
 
+  it('--init loftq carries LoftQConfig; --loftq-iter / --loftq-bits only with it, 4 bits only', () => {
+    expect(lora('--init', 'loftq')).toMatchObject({
+      init_lora_weights: 'loftq',
+      loftq_config: { loftq_bits: 4, loftq_iter: 1 },
+    });
+    expect(lora('--init', 'loftq', '--loftq-iter', '5').loftq_config).toEqual({ loftq_bits: 4, loftq_iter: 5 });
+    expect(() => lora('--loftq-iter', '2')).toThrow(/--loftq-iter and --loftq-bits apply to --init loftq only/);
+    expect(() => lora('--init', 'loftq', '--loftq-bits', '8')).toThrow(/loftq_bits must be 4.*int8.*not implemented/);
+    expect(() => lora('--method', 'ia3', '--loftq-iter', '2')).toThrow(/applies to --method lora or dora/);
+  });
+
   it('a continued adapter keeps its method', () => {
     const files = {
       adapterConfig: JSON.stringify({ peft_type: 'LORA', r: 4, lora_alpha: 8 }),

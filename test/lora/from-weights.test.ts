@@ -3,13 +3,15 @@
  * PiSSA's and OLoRA's A0, B0 (s·B0·A0 is the top-r part of W, or Q_r·R_r), the residual weight
  * written to the GPU in the weight's own dtype and restored bit for bit, PEFT's conversion of the
  * trained adapter (A' = [A; A0], B' = [B, -B0]: s·B'·A' = s·(B·A - B0·A0), r and alpha doubled), and
- * DoRA's ||W||² and initial magnitude read from f16 and Conv1D weights.
+ * DoRA's ||W||² and initial magnitude read from f16 and Conv1D weights; LoftQ's Q written in bf16
+ * and handed back for saving.
  */
 import { describe, expect, it } from 'vitest';
 import { packHalf, roundThroughHalf } from '../../src/gpu/half';
 import type { LoraConfig } from '../../src/lora/config';
 import { doraWeightStats, peftConversion, prepareWeightInit, weightInit } from '../../src/lora/from-weights';
 import type { LinearModule } from '../../src/model/registry';
+import { loftqInit } from '../../src/lora/loftq';
 import { topSingular } from '../../src/numerics/lowrank';
 import { randArray } from '../helpers/close';
 import { getGpu } from '../helpers/gpu';
@@ -100,6 +102,31 @@ describe('the frozen weight on the GPU', () => {
       }
     mutated.restore();
     expect(new Uint16Array(await gpu.readBytes(t.buffer)).slice(0, bits.length)).toEqual(bits);
+    gpu.free(t);
+  });
+
+  it('loftq on a bf16 weight: Q (bitsandbytes NF4) written in bf16 and handed back, A, B as loftqInit; restored bit for bit; Conv1D refused', async () => {
+    const gpu = await getGpu();
+    const [outF, inF, r] = [9, 23, 2]; // 207 elements: the last NF4 block is partial
+    const raw = randArray(outF * inF, 8);
+    const bits = packHalf(raw, 'bf16');
+    const t = gpu.tensor('w', [outF, inF], 'bf16', 'weights', bits);
+    const module = { path: 'layers.0.mlp.down_proj', name: 'down_proj', inF, outF } as LinearModule;
+    const lin = { w: t, bias: null, inF, outF, transposed: false };
+    const model = { linears: [module], frozen: () => lin };
+    const mods = [{ path: module.path, r, inF, outF, a: new Float32Array(r * inF), b: new Float32Array(outF * r) }];
+    const c: LoraConfig = { ...cfg, init_lora_weights: 'loftq', loftq_config: { loftq_bits: 4, loftq_iter: 2 } };
+    const mutated = await prepareWeightInit(gpu, model, c, mods, 1, false);
+    const want = loftqInit(roundThroughHalf(raw, 'bf16'), outF, inF, r, 2);
+    expect(mutated.quantizedBase.get(module.path)).toEqual(want.q);
+    expect(mods[0]!.a).toEqual(Float32Array.from(want.a));
+    expect(mods[0]!.b).toEqual(Float32Array.from(want.b));
+    mutated.apply();
+    expect(new Uint16Array(await gpu.readBytes(t.buffer)).slice(0, bits.length)).toEqual(packHalf(want.q, 'bf16'));
+    mutated.restore();
+    expect(new Uint16Array(await gpu.readBytes(t.buffer)).slice(0, bits.length)).toEqual(bits);
+    const conv = { linears: [module], frozen: () => ({ ...lin, transposed: true }) };
+    await expect(prepareWeightInit(gpu, conv, c, mods, 1, false)).rejects.toThrow(/does not support Conv1D/);
     gpu.free(t);
   });
 
