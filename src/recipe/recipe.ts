@@ -100,6 +100,12 @@ function loraSection(input: RecipeInput): Record<string, unknown> {
   }
   const cfg = loraConfigFromSettings(input.lora, input.modelType, { fanInFanOut: input.fanInFanOut });
   validateLoraConfig(cfg);
+  if (cfg.init_lora_weights === 'loftq') {
+    throw new RecipeError(
+      'init_lora_weights "loftq" is not exported as a recipe yet: its adapter needs the quantized backbone saved ' +
+        'beside it, which train.py does not write. Train it with tabtune train --init loftq.',
+    );
+  }
   return {
     r: cfg.r,
     lora_alpha: cfg.lora_alpha,

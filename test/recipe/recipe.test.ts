@@ -237,6 +237,20 @@ describe('buildRecipe', () => {
     expect(text(f.get('requirements.txt'))).toMatch(/^bitsandbytes>=/m);
   });
 
+  it('refuses a LoftQ init (its quantized backbone would have to be saved too) by name', () => {
+    const i = input({
+      lora: {
+        r: 8,
+        lora_alpha: 16,
+        lora_dropout: 0,
+        target_modules: [],
+        use_rslora: false,
+        init_lora_weights: 'loftq',
+      },
+    });
+    expect(() => buildRecipe(i)).toThrow(/"loftq" is not exported as a recipe yet.*tabtune train --init loftq/);
+  });
+
   it('refuses an empty training split', () => {
     const i = input();
     i.data.train = [];
