@@ -12,6 +12,8 @@ import { DB_VERSION, openTabtuneDb } from '../../src/store/db';
 import { StorageFullError, guardQuota, isQuotaError } from '../../src/store/errors';
 import { PeftFileError, collectPeftFiles, inspectPeft, zipPeft } from '../../src/store/peft-files';
 import { LEASE_MS, RunLeaseLostError, RunStore } from '../../src/store/runs';
+import { exportIa3 } from '../../src/lora/ia3';
+import { exportVirtual } from '../../src/lora/virtual';
 import { FakeEngine } from '../ui/fake-engine';
 
 const engine = new FakeEngine();
@@ -93,6 +95,57 @@ describe('adapter library', () => {
       /not a valid safetensors/,
     );
     expect(await lib.list()).toHaveLength(1);
+  });
+});
+
+describe('the methods beyond LoRA in the library', () => {
+  it('imports (IA)³, prompt and prefix adapters saved in PEFT format, with their method and options', async () => {
+    const lib = new AdapterLibrary(await openTabtuneDb());
+    const baseModel = 'tabtune/stories260K';
+    const ia3 = exportIa3({
+      config: {
+        target_modules: ['k_proj', 'down_proj'],
+        feedforward_modules: ['down_proj'],
+        fan_in_fan_out: false,
+        init_ia3_weights: true,
+      },
+      baseModel,
+      vectors: [
+        { path: 'model.layers.0.self_attn.k_proj', input: false, l: new Float32Array(16).fill(1.5) },
+        { path: 'model.layers.0.mlp.down_proj', input: true, l: new Float32Array(40).fill(0.5) },
+      ],
+      fanInFanOut: false,
+    });
+    const shape = { num_layers: 2, token_dim: 16, num_attention_heads: 2 };
+    const prompt = exportVirtual({
+      config: { ...shape, num_virtual_tokens: 3, prompt_tuning_init: 'RANDOM', prompt_tuning_init_text: null, tokenizer_name_or_path: null }, // prettier-ignore
+      kind: 'prompt',
+      baseModel,
+      table: new Float32Array(3 * 16).fill(0.25),
+    });
+    const prefix = exportVirtual({
+      config: { ...shape, num_virtual_tokens: 2, prefix_projection: false, encoder_hidden_size: 16 },
+      kind: 'prefix',
+      baseModel,
+      table: new Float32Array(2 * 2 * 2 * 16).fill(0.25),
+    });
+    expect((await lib.import(ia3, 'ia3')).config).toMatchObject({ method: 'ia3' });
+    expect((await lib.import(prompt, 'prompt')).config).toMatchObject({
+      method: 'prompt-tuning',
+      num_virtual_tokens: 3,
+    });
+    expect((await lib.import(prefix, 'prefix')).config).toMatchObject({
+      method: 'prefix-tuning',
+      num_virtual_tokens: 2,
+    });
+    const listed = await lib.list();
+    expect(listed.map((r) => [r.name, r.baseModel])).toEqual(
+      expect.arrayContaining([
+        ['ia3', baseModel],
+        ['prompt', baseModel],
+        ['prefix', baseModel],
+      ]),
+    );
   });
 });
 
