@@ -207,10 +207,22 @@ def load_model(run, args):
 
 def peft_parts(run, model):
     """(model, peft_config): a continued adapter is loaded trainable; a fresh one is made by SFTTrainer."""
-    from peft import LoraConfig, PeftModel
+    from peft import LoraConfig, PeftConfig, PeftModel
 
     if run.get("init_adapter"):
-        return PeftModel.from_pretrained(model, str(HERE / run["init_adapter"]), is_trainable=True), None
+        path = HERE / run["init_adapter"]
+        config = PeftConfig.from_pretrained(str(path))
+        if not config.is_prompt_learning:
+            return PeftModel.from_pretrained(model, str(path), is_trainable=True), None
+        # PEFT loads prompt and prefix adapters for inference only: build a trainable one from the
+        # same config and put the saved virtual tokens in it.
+        from peft import get_peft_model, set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        config.inference_mode = False
+        model = get_peft_model(model, config)
+        set_peft_model_state_dict(model, load_file(str(path / "adapter_model.safetensors")))
+        return model, None
     if run.get("peft"):
         return model, other_method_config(run["peft"])
     lo = run["lora"]

@@ -346,6 +346,35 @@ describe('the exported recipe (transformers + PEFT + TRL) against tabtune train'
     }, 600_000);
   }
 
+  for (const method of ['prompt-tuning', 'prefix-tuning']) {
+    it(`--method ${method} --init-from a Tabtune adapter: one SGD step by train.py gives Tabtune's first loss and adapter`, async () => {
+      const base = join(dir, method);
+      const model = await makeModel({ ...CASES[0]!, name: method });
+      const data = join(dir, 'text.jsonl');
+      const init = join(base, 'init');
+      const common = ['--model', model, '--data', data, '--no-shuffle', '--json'];
+      await tabtune(['train', ...common, '--method', method, '--num-virtual-tokens', '4', '--steps', '2', '--batch', '4', '--out', init]); // prettier-ignore
+      const flags = [
+        ...common, '--init-from', init, '--optimizer', 'sgd', '--lr', '0.5', '--steps', '1', '--batch', '4',
+        '--max-grad-norm', '0', '--scheduler', 'constant',
+      ]; // prettier-ignore
+      const here = await tabtune(['train', ...flags, '--out', join(base, 'cont-tabtune')]);
+      await tabtune(['export-recipe', ...flags, '--out', join(base, 'cont-recipe')]);
+      const py = join(base, 'cont-python');
+      const there = await trainPy(join(base, 'cont-recipe'), py);
+      expect(Math.abs(Number(here.firstLoss) - Number(there.firstLoss)) / Number(here.firstLoss)).toBeLessThan(1e-4);
+      const evalOf = (adapter: string) =>
+        tabtune(['eval', '--model', model, '--adapter', adapter, '--data', data, '--json']);
+      const [start, ours, theirs] = [await evalOf(init), await evalOf(join(base, 'cont-tabtune')), await evalOf(py)];
+      expect(Math.abs(Number(start.loss) - Number(ours.loss)), 'the step moved the tokens').toBeGreaterThan(1e-4);
+      expect(Math.abs(Number(ours.loss) - Number(theirs.loss)) / Number(ours.loss)).toBeLessThan(1e-4);
+      console.log(
+        `[tabtune] recipe --method ${method} --init-from, one SGD step: first loss ${Number(here.firstLoss).toFixed(6)} | ` +
+          `${Number(there.firstLoss).toFixed(6)}; adapter ${Number(start.loss).toFixed(6)} -> Tabtune ${Number(ours.loss).toFixed(6)} | train.py ${Number(theirs.loss).toFixed(6)}`,
+      );
+    }, 600_000);
+  }
+
   it('a few AdamW steps lower the loss on both sides (text, fresh adapter, validation split)', async () => {
     const model = join(dir, 'text', 'model');
     const base = join(dir, 'adamw');
