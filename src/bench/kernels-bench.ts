@@ -2,7 +2,8 @@
  * `tabtune bench kernels`: the matmul family side by side in one process (round-robin, so the load
  * of a shared machine falls on every member alike and the ratios hold):
  *   - the device's ceilings: an FMA-only kernel (GFLOP/s) and buffer copy bandwidth (GB/s);
- *   - each member on the layer's GEMMs (Y = X·Wᵀ, dX = dY·W; bf16 W), GFLOP/s and ratio to tile64;
+ *   - each member on the layer's GEMMs (Y = X·Wᵀ, dX = dY·W; bf16 W), GFLOP/s and ratio to tile64
+ *     (the GPU members wg64 / wg128 on GPUs only);
  *   - the LoRA linear layer forward + backward with every member pinned, against tile64 (the
  *     kernel every device ran before the family: the fixed baseline), and with the tuned choices.
  */
@@ -13,7 +14,7 @@ import { Workspace } from '../gpu/workspace';
 import { type FrozenLinear, type LoraParams, recordLinearBackward, recordLinearForward } from '../kernels/linear';
 import { recordMatmul } from '../kernels/matmul';
 import { type TuneResult, tuneMatmul } from '../kernels/matmul/tune';
-import { BASELINE, MATMUL_FAMILY } from '../kernels/matmul/variants';
+import { BASELINE, MATMUL_FAMILY, isCpuDevice } from '../kernels/matmul/variants';
 import { benchCeilings } from './ceilings';
 import { randomValues } from '../reference/check';
 import { timeGpuInterleaved } from './timing';
@@ -57,7 +58,12 @@ export async function benchKernels(
   },
 ): Promise<KernelsBench> {
   const { M, K, N, r } = opts;
-  const members = MATMUL_FAMILY.filter((c) => c.kernel !== 'small' && c.tm !== 0).map((c) => c.name);
+  // The GPU members (workgroup tiles) only where they can be candidates: a CPU driver takes tens of
+  // seconds to compile each of their shaders (pinning one with TABTUNE_KERNELS still runs it).
+  const cpu = isCpuDevice(gpu);
+  const members = MATMUL_FAMILY.filter((c) => c.kernel !== 'small' && c.tm !== 0 && !(cpu && c.kernel === 'wg')).map(
+    (c) => c.name,
+  );
   const ceil = await benchCeilings(gpu, opts.ceilingScale);
   opts.log(`device ceilings: FMA ${ceil.fma_gflops.toFixed(1)} GFLOP/s, copy ${ceil.copy_gbps.toFixed(2)} GB/s`);
   const owned: Tensor[] = [];

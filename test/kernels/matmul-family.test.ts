@@ -207,4 +207,19 @@ describe('choosing a member', () => {
     expect(candidatesFor(gpu, s).map((c) => c.name)).toContain('tile64');
     expect(SMALL_M).toBe(8);
   });
+
+  it('token counts (M, and K of Aᵀ) fall in coarse classes; a class is tuned on its biggest problem met', async () => {
+    const gpu = await getGpu();
+    const s = { M: 24, N: 64, K: 64, transA: false, transB: true, bType: 'bf16' as const, lora: true };
+    expect(shapeClass({ ...s, M: 512 })).toBe(shapeClass(s));
+    expect(shapeClass({ ...s, M: 513 })).not.toBe(shapeClass(s));
+    expect(shapeClass({ ...s, M: 8 })).not.toBe(shapeClass(s));
+    const t = { ...s, transA: true, transB: false, M: 64, K: 24 };
+    expect(shapeClass({ ...t, K: 500 })).toBe(shapeClass(t));
+    expect(shapeClass({ ...s, K: 500 })).not.toBe(shapeClass(s)); // K of a weight: the finer classes
+    gpu.kernels.seen.clear();
+    for (const M of [80, 24, 512, 100]) chooseConfig(gpu, { ...s, M });
+    expect([...gpu.kernels.seen.values()].map((v) => (v as { shape: { M: number } }).shape.M)).toEqual([512]);
+    gpu.kernels.seen.clear();
+  });
 });

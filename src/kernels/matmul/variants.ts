@@ -152,13 +152,26 @@ function sizeClass(x: number): string {
 }
 
 /**
+ * The class of a dimension that counts tokens (it changes with every batch shape): few rows
+ * (<= 8, the small-M kernels), up to 512, or more. Coarser than sizeClass so that a run whose
+ * batches vary in length meets few classes: a tiny model over six batch shapes met 36 classes
+ * with sizeClass for every dimension, 11 with this (docs/ENGINE.md has the measurement).
+ */
+function tokenClass(x: number): string {
+  return x <= SMALL_M ? 'xs' : x <= 512 ? 't' : 'T';
+}
+
+/**
  * The shape class of a problem, the unit of autotuning: layouts, weight dtype, the LoRA segment
- * and a size class per dimension (<= 8, <= 32, <= 256, <= 2048, larger).
+ * and a size class per dimension. M counts tokens, and so does K of a transposed A (the weight
+ * gradients' Xᵀ·dY sums over tokens): they get the coarse tokenClass; N and the other K are the
+ * model's widths, fixed for a run (<= 8, <= 32, <= 256, <= 2048, larger).
  */
 export function shapeClass(s: ShapeOf): string {
+  const k = s.transA ? tokenClass(s.K) : sizeClass(s.K);
   return (
     `${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}_${s.bType}${s.lora ? '_lora' : ''}` +
-    `_m${sizeClass(s.M)}_n${sizeClass(s.N)}_k${sizeClass(s.K)}`
+    `_m${tokenClass(s.M)}_n${sizeClass(s.N)}_k${k}`
   );
 }
 
@@ -195,6 +208,8 @@ function fits(gpu: Gpu, c: MatmulConfig): boolean {
   return workgroupBytes(c) <= gpu.limits.maxComputeWorkgroupStorageSize;
 }
 
+const macs = (s: ShapeOf) => s.M * s.N * s.K;
+
 /** A problem met without a tuned choice (gpu.kernels.seen), for src/kernels/matmul/tune.ts. */
 export interface SeenShape {
   shape: ShapeOf;
@@ -228,7 +243,9 @@ export function chooseConfig(gpu: Gpu, s: ShapeOf, forced?: string, splits = 1):
     const c = name ? MATMUL_FAMILY.find((x) => x.name === name) : undefined;
     if (c && serves(c, s, noSmall, gpu)) return c;
   }
+  // The class is tuned on the biggest problem of it met (the one whose time matters most).
   const cls = shapeClass(s);
-  if (!gpu.kernels.pin && !gpu.kernels.seen.has(cls)) gpu.kernels.seen.set(cls, { shape: s, splitK: splits });
+  const met = gpu.kernels.seen.get(cls) as SeenShape | undefined;
+  if (!gpu.kernels.pin && (!met || macs(s) > macs(met.shape))) gpu.kernels.seen.set(cls, { shape: s, splitK: splits });
   return matmulConfig(s.M <= SMALL_M && !noSmall ? 'gemv' : BASELINE);
 }
