@@ -93,7 +93,8 @@ export function HubDatasetSource() {
             label={`Downloading ${hub.progress.file ?? hub.path}`}
           />
           <p className="hint" role="status">
-            {hub.progress.file ?? hub.path}: {formatBytes(hub.progress.loaded)}
+            {hub.path === ALL_SPLIT_FILES ? `The split's ${files.length} files (now ${hub.progress.file})` : hub.path}:{' '}
+            {formatBytes(hub.progress.loaded)}
             {hub.progress.total ? ` of ${formatBytes(hub.progress.total)}` : ''}
           </p>
         </div>
