@@ -4,6 +4,7 @@
  * linked and the browser's back button works.
  */
 import { Suspense, lazy, useEffect } from 'react';
+import { methodSpec } from '../lora/methods';
 import { formatCount, formatSci, formatSetting } from './format';
 import { useAppState, useController } from './hooks';
 import type { AppState, View } from './state';
@@ -50,7 +51,11 @@ function navItems(s: AppState): { view: View; label: string; sub: string }[] {
             ? 'problem'
             : 'none',
     },
-    { view: 'settings', label: '3 · Settings', sub: `r ${formatSetting(s.lora.r)} · lr ${formatSci(s.train.lr)}` },
+    {
+      view: 'settings',
+      label: '3 · Settings',
+      sub: `${methodSpec(s.lora.method ?? 'lora').lowRank ? `r ${formatSetting(s.lora.r)}` : methodSpec(s.lora.method!).label} · lr ${formatSci(s.train.lr)}`,
+    },
     {
       view: 'train',
       label: '4 · Train',

@@ -1,4 +1,7 @@
 /** Number, size and time formatting for the UI. */
+import type { LoraSettings } from '../engine/types';
+import { methodSpec } from '../lora/methods';
+import { DEFAULT_VIRTUAL_TOKENS } from '../lora/virtual';
 
 export function formatBytes(n: number | null | undefined): string {
   if (n === null || n === undefined || !Number.isFinite(n)) return '—';
@@ -84,4 +87,18 @@ export function targetsLabel(t: string[] | string): string {
   if (typeof t === 'string') return t;
   const names = [...new Set(t.map((p) => p.slice(p.lastIndexOf('.') + 1)))];
   return names.length === t.length ? names.join(', ') : `${names.join(', ')} (${t.length} modules)`;
+}
+
+/**
+ * The adapter settings in a few words, by method: "r 8, alpha 16, q_proj, v_proj" for LoRA
+ * (DoRA named), the modules of (IA)³, the virtual tokens of prompt and prefix tuning.
+ */
+export function methodSettingsLabel(lora: LoraSettings): string {
+  const m = methodSpec(lora.method ?? 'lora');
+  const t = lora.target_modules;
+  const targets = Array.isArray(t) ? t.join(', ') : t;
+  if (m.lowRank)
+    return `${m.useDora ? 'DoRA ' : ''}r ${formatSetting(lora.r)}, alpha ${formatSetting(lora.lora_alpha)}, ${targets || 'no target modules'}`;
+  if (m.id === 'ia3') return `${m.label} on ${targets || "PEFT's default modules"}`;
+  return `${m.label}, ${formatSetting(lora.num_virtual_tokens ?? DEFAULT_VIRTUAL_TOKENS)} virtual tokens`;
 }

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { parseFlags } from '../../src/cli/args';
 import { TRAIN_FLAGS, applySettingFlags, baseTrainSettings, loraFromFlags } from '../../src/cli/run-flags';
 import { DEFAULT_LORA, DEFAULT_TRAIN } from '../../src/engine/defaults';
+import { methodSettingsLabel } from '../../src/ui/format';
 import { HELP, settingWarnings } from '../../src/ui/help';
 import { BUILT_IN_PRESETS, PresetError, parsePreset, presetJson } from '../../src/ui/presets';
 import { makeApp } from './helpers';
@@ -184,6 +185,15 @@ describe('Settings: the PEFT method', () => {
       feedforward_modules: ['up_proj', 'down_proj'],
     });
     expect(await screen.findByText(/^IA³: [\d.,KM]+ trainable parameters with these settings\.$/)).toBeTruthy();
+    // the summaries name the method's own settings, not LoRA's rank
+    expect(screen.getByRole('navigation', { name: 'Steps' }).textContent).toMatch(/3 · SettingsIA³ · lr /);
+    expect(methodSettingsLabel(c.state.lora)).toBe('IA³ on k_proj, v_proj, up_proj, down_proj');
+    expect(methodSettingsLabel({ ...c.state.lora, method: 'prefix-tuning', num_virtual_tokens: 5 })).toBe(
+      'Prefix tuning, 5 virtual tokens',
+    );
+    expect(methodSettingsLabel({ ...c.state.lora, method: 'dora', r: 4, target_modules: ['q_proj'] })).toBe(
+      'DoRA r 4, alpha 16, q_proj',
+    );
     // The command line carries them; train's parser reads them back
     fireEvent.click(screen.getByText('Show as command'));
     const args = argsOf(screen.getByTestId('train-command').textContent!);

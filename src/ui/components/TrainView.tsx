@@ -1,7 +1,16 @@
 /** Step 4: train — start/pause/resume/stop, progress, live loss curve, resumable runs. */
 import { useEffect, useRef, useState } from 'react';
 import { saveFile } from '../download';
-import { formatBytes, formatDate, formatDuration, formatInt, formatLoss, formatSci, formatSetting } from '../format';
+import {
+  formatBytes,
+  formatDate,
+  formatDuration,
+  formatInt,
+  formatLoss,
+  formatSci,
+  formatSetting,
+  methodSettingsLabel,
+} from '../format';
 import { useAppState, useController } from '../hooks';
 import { type AppState, runBusy } from '../state';
 import { LossChart } from './LossChart';
@@ -343,12 +352,8 @@ export function TrainView() {
       <h2>4 · Train</h2>
       <p className="lead">
         {s.model.info ? <strong>{s.model.info.id}</strong> : 'No model'} on{' '}
-        {summary ? <strong>{summary.fileName}</strong> : 'no dataset'} · r {formatSetting(s.lora.r)}, alpha{' '}
-        {formatSetting(s.lora.lora_alpha)},{' '}
-        {Array.isArray(s.lora.target_modules)
-          ? s.lora.target_modules.join(', ') || 'no target modules'
-          : s.lora.target_modules}{' '}
-        · lr {formatSci(s.train.lr)},{' '}
+        {summary ? <strong>{summary.fileName}</strong> : 'no dataset'} · {methodSettingsLabel(s.lora)} · lr{' '}
+        {formatSci(s.train.lr)},{' '}
         {s.train.steps > 0
           ? `${formatSetting(s.train.steps)} steps`
           : `${formatSetting(s.train.epochs)} epoch${s.train.epochs === 1 ? '' : 's'}`}
