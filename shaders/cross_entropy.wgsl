@@ -19,8 +19,8 @@
 // lse, rowLoss f32 [T].
 //
 // Kernels (bindings after the uniform at 0):
-//   ce_stats     1 L, 2 targets, 3 stats. One workgroup per row: chunk max and Σ exp by fixed-order
-//                tree reductions, merged into the running (max, sum) (online logsumexp); picks the
+//   ce_stats     1 L, 2 targets, 3 stats. One workgroup (WS invocations, from the prelude) per
+//                row: chunk max and Σ exp by fixed-order tree reductions, merged into the running (max, sum) (online logsumexp); picks the
 //                target's logit when it falls in the chunk. Grid (nx, ceil(T/nx)).
 //   ce_finalize  1 stats, 2 targets, 3 lse, 4 rowLoss, 5 lossSum f32 [1], 6 countSum f32|u32 [1].
 //                One workgroup: lse and row losses, then the step's loss sum and counted-token count
@@ -45,7 +45,7 @@ struct P {
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
 @group(0) @binding(3) var<storage, read_write> stats: array<f32>;
 
-const WS: u32 = 256u;
+// WS (invocations per row, a power of two) comes from the prelude: 256 on GPUs, 8 on CPU drivers.
 var<workgroup> red: array<f32, WS>;
 
 @compute @workgroup_size(WS)

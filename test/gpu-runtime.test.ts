@@ -1,3 +1,4 @@
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { GpuValidationError, params } from '../src/gpu';
 import { getGpu } from './helpers/gpu';
@@ -34,6 +35,58 @@ describe('gpu runtime', () => {
     gpu.free(a);
     gpu.free(out);
     expect(gpu.memory().byCategory.scratch).toBe(0);
+  });
+
+  it('submits of the same recorder label reuse uniforms and bind groups without mixing their values', async () => {
+    const gpu = await getGpu();
+    const n = 37;
+    const a = gpu.tensorF32(
+      'a',
+      [n],
+      'scratch',
+      Array.from({ length: n }, (_, i) => i),
+    );
+    const pipe = gpu.pipeline('add', ADD);
+    for (const enabled of [true, false]) {
+      gpu.submitCache.enabled = enabled;
+      const out = gpu.tensorF32('out', [n], 'scratch', new Array(n).fill(1));
+      // Three submits queued back to back on one label, each with its own scales (the third
+      // records more dispatches, so the kept uniform buffer grows), read once at the end.
+      const scales = [[2], [-0.5, 0.25], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -18]];
+      for (const group of scales) {
+        const rec = gpu.recorder('same-label');
+        for (const f of group) rec.dispatch(pipe, [a, out], [Math.ceil(n / 64)], params(n, { f }));
+        rec.submit();
+      }
+      const got = await gpu.read(out);
+      for (let i = 0; i < n; i++) expect(got[i]).toBeCloseTo(1 + 2.75 * i, 4);
+      gpu.free(out);
+    }
+    gpu.submitCache.enabled = true;
+    gpu.free(a);
+  });
+
+  it("leaves JavaScript's setImmediate as it was while Dawn's polls wait on a timer", async () => {
+    await getGpu();
+    const seen: number[] = [];
+    await new Promise<void>((done) =>
+      setImmediate(
+        (x: number, y: number) => {
+          seen.push(x, y);
+          done();
+        },
+        4,
+        5,
+      ),
+    );
+    expect(seen).toEqual([4, 5]);
+    expect(await promisify(setImmediate)('v')).toBe('v');
+    const order: string[] = [];
+    await new Promise<void>((done) => {
+      setTimeout(() => (order.push('timeout'), done()), 5);
+      setImmediate(() => order.push('immediate'));
+    });
+    expect(order).toEqual(['immediate', 'timeout']);
   });
 
   it('turns a shader error into a typed error with the line number', async () => {

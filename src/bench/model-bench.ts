@@ -279,32 +279,88 @@ export async function benchTrainingStep(
 
 export interface GenerationBench {
   tokens: number;
+  /**
+   * Greedy, the pick on the GPU a step ahead, bind groups and uniform buffers reused across
+   * submits, Dawn's polls on a timer in Node (the defaults since issue 12).
+   */
   base_tokens_per_second: number;
   adapter_tokens_per_second: number;
+  /**
+   * The same generations as before those: every row of logits read back and argmax'ed on the CPU,
+   * bind groups and a uniform buffer made per submit, Dawn's busy polling (when `dawnPolling` is given).
+   */
+  base_tokens_per_second_cpu_pick: number;
+  adapter_tokens_per_second_cpu_pick: number;
+  /** base_tokens_per_second / base_tokens_per_second_cpu_pick, timed alternately. */
+  speedup_gpu_pick: number;
 }
 
+/**
+ * Greedy generation tokens/s (16-token prompt) with and without a LoRA r=16 adapter, each as now
+ * and as before issue 12's generation work (GenerationBench), timed alternately (round-robin) over
+ * `rounds` rounds.
+ */
 export async function benchGeneration(
   gpu: Gpu,
-  o: { layers: number; tokens: number; log?: (l: string) => void },
+  o: {
+    layers: number;
+    tokens: number;
+    rounds?: number;
+    tune?: boolean;
+    log?: (l: string) => void;
+    /** Node: switches Dawn's event polling (src/gpu/node.ts setDawnPolling) for the before mode. */
+    dawnPolling?: (mode: 'timer' | 'spin') => void;
+  },
 ): Promise<GenerationBench> {
   const model = await randomModel(gpu, o.layers);
   const lora = adapter(gpu, model, 16);
   const gen = new Generator(gpu, model, { maxContext: 256 });
   try {
     const prompt = Array.from({ length: 16 }, (_, i) => (i * 31 + 5) % 49152);
-    const rate = async (l: GpuLora | null) => {
-      await gen.generate(prompt, l, { maxNewTokens: 2 }); // warm-up
-      gen.forget(); // the timed call prefills its prompt, as a new prompt would
-      const t0 = performance.now();
-      const r = await gen.generate(prompt, l, { maxNewTokens: o.tokens });
-      return (r.ids.length * 1000) / (performance.now() - t0);
+    const modes = [
+      { l: null, gpuPick: false },
+      { l: null, gpuPick: true },
+      { l: lora, gpuPick: false },
+      { l: lora, gpuPick: true },
+    ];
+    for (const m of modes) await gen.generate(prompt, m.l, { maxNewTokens: 2, gpuPick: m.gpuPick }); // warm-up
+    if (o.tune) {
+      // The matmul shapes generation met, tuned as the engine does between uses; then compiled.
+      await tuneMatmul(gpu);
+      for (const m of modes) await gen.generate(prompt, m.l, { maxNewTokens: 2, gpuPick: m.gpuPick });
+    }
+    const ms = modes.map(() => 0);
+    const made = modes.map(() => 0);
+    for (let round = 0; round < (o.rounds ?? 1); round++) {
+      for (const [i, m] of modes.entries()) {
+        gpu.submitCache.enabled = m.gpuPick;
+        gen.forget(); // the timed call prefills its prompt, as a new prompt would
+        o.dawnPolling?.(m.gpuPick ? 'timer' : 'spin');
+        const t0 = performance.now();
+        const r = await gen.generate(prompt, m.l, { maxNewTokens: o.tokens, gpuPick: m.gpuPick });
+        ms[i]! += performance.now() - t0;
+        gpu.submitCache.enabled = true;
+        o.dawnPolling?.('timer');
+        made[i]! += r.ids.length;
+      }
+    }
+    const rate = (i: number) => (made[i]! * 1000) / ms[i]!;
+    const res: GenerationBench = {
+      tokens: o.tokens,
+      base_tokens_per_second_cpu_pick: rate(0),
+      base_tokens_per_second: rate(1),
+      adapter_tokens_per_second_cpu_pick: rate(2),
+      adapter_tokens_per_second: rate(3),
+      speedup_gpu_pick: rate(1) / rate(0),
     };
-    const base = await rate(null);
-    const withLora = await rate(lora);
     o.log?.(
-      `generation (16-token prompt, ${o.tokens} new, greedy): base ${base.toFixed(2)} tok/s, with LoRA r=16 ${withLora.toFixed(2)} tok/s`,
+      `generation (${o.layers} layers, 16-token prompt, ${o.tokens} new, greedy): base ${res.base_tokens_per_second.toFixed(2)} tok/s, ` +
+        `with LoRA r=16 ${res.adapter_tokens_per_second.toFixed(2)} tok/s; before (logits read back every token, ` +
+        `bind groups made per submit, Dawn polling busily) ` +
+        `${res.base_tokens_per_second_cpu_pick.toFixed(2)} / ${res.adapter_tokens_per_second_cpu_pick.toFixed(2)} tok/s ` +
+        `(${res.speedup_gpu_pick.toFixed(2)}x / ${(rate(3) / rate(2)).toFixed(2)}x, timed alternately)`,
     );
-    return { tokens: o.tokens, base_tokens_per_second: base, adapter_tokens_per_second: withLora };
+    return res;
   } finally {
     gen.dispose();
     lora.dispose();

@@ -16,6 +16,9 @@
  *     (the matmul family side by side against the baseline, with the device's FMA peak and copy
  *     bandwidth, after tuning the layer's shapes; src/bench/kernels-bench.ts; then the same layer
  *     in TF.js's WebGPU backend alternately with tabtune's, src/bench/tfjs-bench.ts)
+ *   node bin/tabtune.mjs bench generate [--layers 30] [--tokens 16] [--rounds 2] [--no-tune] [--json]
+ *     (greedy generation tokens/s on the SmolLM2-135M shape as now and as before issue 12's
+ *     generation work, timed alternately, after tuning the matmul kernels; src/bench/model-bench.ts)
  *
  * With --json the last stdout line is one JSON object with every number of the run, all measured
  * side by side in the same process so ratios are meaningful on a noisy shared machine. This file
@@ -82,6 +85,14 @@ const METHODS_FLAGS: Record<string, FlagSpec> = {
   json: { type: 'bool' },
 };
 
+const GENERATE_FLAGS: Record<string, FlagSpec> = {
+  layers: { type: 'int', min: 1 },
+  tokens: { type: 'int', min: 1 },
+  rounds: { type: 'int', min: 1 },
+  'no-tune': { type: 'bool' },
+  json: { type: 'bool' },
+};
+
 const SUITE_FLAGS: Record<string, FlagSpec> = {
   json: { type: 'bool' },
   quick: { type: 'bool' },
@@ -117,6 +128,10 @@ function log(json: boolean, line: string): void {
 async function openGpu(opts: { plain?: boolean } = {}): Promise<Gpu> {
   const { createNodeGpu } = await import('../gpu/node');
   return createNodeGpu(opts.plain ? { wantF16: false, wantSubgroups: false } : {});
+}
+
+async function dawnPollingSwitch(): Promise<(mode: 'timer' | 'spin') => void> {
+  return (await import('../gpu/node')).setDawnPolling;
 }
 
 function adapterName(gpu: Gpu): string {
@@ -198,6 +213,26 @@ export async function runBench(argv: string[]): Promise<number> {
     });
     if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
     return 0;
+  }
+  if (argv[0] === 'generate') {
+    const f = parseFlags(argv.slice(1), GENERATE_FLAGS, 'bench generate');
+    const json = bool(f, 'json') ?? false;
+    const gpu = await openGpu();
+    try {
+      log(json, `adapter: ${adapterName(gpu)}`);
+      const r = await benchGeneration(gpu, {
+        layers: num(f, 'layers') ?? 30,
+        tokens: num(f, 'tokens') ?? 16,
+        rounds: num(f, 'rounds') ?? 2,
+        tune: !(bool(f, 'no-tune') ?? false),
+        log: (l) => log(json, l),
+        dawnPolling: await dawnPollingSwitch(),
+      });
+      if (json) process.stdout.write(`${JSON.stringify({ adapter: adapterName(gpu), ...r })}\n`);
+      return 0;
+    } finally {
+      gpu.destroy();
+    }
   }
   if (argv[0] === 'methods') {
     const f = parseFlags(argv.slice(1), METHODS_FLAGS, 'bench methods');
@@ -327,6 +362,7 @@ export async function runBench(argv: string[]): Promise<number> {
       log: stepOpts.log,
     });
     const gen = await benchGeneration(gpu, {
+      dawnPolling: await dawnPollingSwitch(),
       layers: num(f, 'layers') ?? (quick ? 4 : 30),
       tokens: quick ? 4 : 16,
       log: (l: string) => log(json, l),

@@ -18,7 +18,7 @@ import { bf16BitsToF32, f16BitsToF32 } from './half';
 import type { Profiler } from './profiler';
 import { probeSubgroups } from './subgroups';
 import { type DType, type MemoryCategory, type Tensor, numel, shapeString, tensorBytes } from './tensor';
-import { type Binding, Recorder, isGpuBuffer } from './recorder';
+import { type Binding, Recorder, SubmitCache, isGpuBuffer } from './recorder';
 
 export { type Binding, Recorder, params } from './recorder';
 
@@ -109,6 +109,8 @@ export class Gpu {
     pin: null as string | null,
     choices: new Map<string, string>(),
     seen: new Map<string, unknown>(),
+    /** Width of the row-reduction kernels (src/kernels/row-width.ts): null = by device class. */
+    rowWidth: null as number | null,
   };
   /** Set (benchmark profiles only, needs timestamp-query) to time every dispatch; see profiler.ts. */
   profiler: Profiler | null = null;
@@ -120,6 +122,8 @@ export class Gpu {
    * memory of a model it could not train in reasonable time. Never set when results matter.
    */
   allocationsOnly = false;
+  /** Uniform buffers and bind groups that submits reuse (recorder.ts). */
+  readonly submitCache = new SubmitCache();
 
   constructor(
     readonly device: GPUDevice,
@@ -323,7 +327,9 @@ export class Gpu {
 
   /** A compute pipeline for `code`, compiled once and cached by source and entry point. */
   pipeline(label: string, code: string, entryPoint = 'main'): GPUComputePipeline {
-    const key = `${entryPoint}\u0000${code}`;
+    // 'main' is keyed by the code string itself: kernels pass the same cached string each time,
+    // whose hash V8 keeps, so no key of the source's length is built per dispatch.
+    const key = entryPoint === 'main' ? code : `${entryPoint}\u0000${code}`;
     let p = this.pipelines.get(key);
     if (!p && this.allocationsOnly) return { label } as GPUComputePipeline;
     if (!p && this.deferred) {
@@ -411,8 +417,10 @@ export class Gpu {
   /** Copies a buffer range to the CPU. */
   async readBytes(buffer: GPUBuffer, byteOffset = 0, byteLength = buffer.size - byteOffset): Promise<ArrayBuffer> {
     this.throwIfFailed();
-    this.counters.readbacks++;
-    if (this.allocationsOnly) return new ArrayBuffer(byteLength);
+    if (this.allocationsOnly) {
+      this.counters.readbacks++;
+      return new ArrayBuffer(byteLength);
+    }
     const size = Math.ceil(byteLength / 4) * 4;
     const staging = this.device.createBuffer({
       label: `readback:${buffer.label}`,
@@ -423,14 +431,27 @@ export class Gpu {
     enc.copyBufferToBuffer(buffer, byteOffset, staging, 0, size);
     this.device.queue.submit([enc.finish()]);
     try {
+      return await this.mapRead(staging, byteLength, buffer.label);
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  /**
+   * Maps a MAP_READ buffer once the submits that wrote it are done (later submits may still run)
+   * and returns a copy of its first `byteLength` bytes; the buffer is unmapped, ready for reuse.
+   */
+  async mapRead(staging: GPUBuffer, byteLength: number, what = staging.label): Promise<ArrayBuffer> {
+    this.throwIfFailed();
+    this.counters.readbacks++;
+    try {
       await staging.mapAsync(GPUMapMode.READ);
     } catch (e) {
       this.throwIfFailed();
-      throw new GpuError(`Reading back "${buffer.label}" failed: ${(e as Error).message}`);
+      throw new GpuError(`Reading back "${what}" failed: ${(e as Error).message}`);
     }
     const out = staging.getMappedRange().slice(0, byteLength);
     staging.unmap();
-    staging.destroy();
     await new Promise((r) => setTimeout(r, 0));
     this.throwIfFailed();
     return out;
@@ -465,6 +486,7 @@ export class Gpu {
   destroy(): void {
     for (const buf of this.sizes.keys()) buf.destroy();
     this.sizes.clear();
+    this.submitCache.clear();
     this.pipelines.clear();
     this.pipelineLabelSet.clear();
     this.device.destroy();

@@ -6,12 +6,21 @@
  * >= 25) works; it is selected automatically when present and VK_ICD_FILENAMES is not set.
  * Set TABTUNE_VK_ICD=system to use whatever driver the Vulkan loader finds (a real GPU).
  * TABTUNE_DUMP_WGSL=dir writes the WGSL of every pipeline compiled to dir/<label>.wgsl.
+ *
+ * Dawn's Node binding delivers GPU promises (mapAsync, onSubmittedWorkDone, async pipelines) by
+ * polling its event queue from a setImmediate callback for as long as any is pending: a busy loop
+ * on the JavaScript thread for the whole time the GPU works. On a CPU driver that loop takes a core
+ * from the driver's own threads (lavapipe, 2 cores: greedy generation ran 1.9x faster without it,
+ * timed alternately). So the binding's polls (setImmediate calls with a lone native function; no
+ * JavaScript code schedules those) are delayed by 1 ms instead: at most a millisecond later per
+ * wait. TABTUNE_DAWN_POLL=spin (or setDawnPolling('spin')) restores the binding's own loop.
  */
 
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Gpu, type GpuOptions } from './context';
 import { WebGpuUnavailableError } from './errors';
 
@@ -49,6 +58,7 @@ function nodeGpuObject(): GPU {
     );
   }
   Object.assign(globalThis, mod.globals);
+  throttleDawnPolling();
   navigatorGpu = mod.create([]);
   return navigatorGpu;
 }
@@ -56,6 +66,36 @@ function nodeGpuObject(): GPU {
 /** Node's WebGPU entry point (Dawn), the object a browser has as navigator.gpu (for the TF.js comparison). */
 export function nodeNavigatorGpu(): GPU {
   return nodeGpuObject();
+}
+
+let dawnPolling: 'timer' | 'spin' = process.env.TABTUNE_DAWN_POLL === 'spin' ? 'spin' : 'timer';
+
+/** How Dawn's event polls run (see the file comment); the benchmark times both. */
+export function setDawnPolling(mode: 'timer' | 'spin'): void {
+  dawnPolling = mode;
+}
+
+const THROTTLED = Symbol.for('tabtune.dawnPollThrottle');
+
+/** Routes Dawn's setImmediate polls through a 1 ms timer (once per process). */
+function throttleDawnPolling(): void {
+  const g = globalThis as unknown as Record<PropertyKey, unknown> & { setImmediate: typeof setImmediate };
+  const immediate = g.setImmediate;
+  if ((immediate as unknown as Record<symbol, unknown>)[THROTTLED]) return;
+  const nativeSource = /\{\s*\[native code\]\s*\}\s*$/;
+  const patched = function (this: unknown, fn: unknown, ...args: unknown[]) {
+    if (
+      dawnPolling === 'timer' &&
+      args.length === 0 &&
+      typeof fn === 'function' &&
+      nativeSource.test(Function.prototype.toString.call(fn))
+    ) {
+      return setTimeout(fn as () => void, 1);
+    }
+    return (immediate as (...a: unknown[]) => unknown).call(this, fn, ...args);
+  };
+  Object.assign(patched, immediate, { [THROTTLED]: true, [promisify.custom]: promisify(immediate) });
+  g.setImmediate = patched as unknown as typeof setImmediate;
 }
 
 /** Creates a Gpu in Node. Throws WebGpuUnavailableError with install instructions on failure. */

@@ -25,7 +25,91 @@ interface RecordingDevice {
   readonly profiler: Profiler | null;
   /** Gpu.allocationsOnly: submit() counts the submit and runs nothing. */
   readonly allocationsOnly: boolean;
+  readonly submitCache: SubmitCache;
   throwIfFailed(): void;
+}
+
+/** Uniform buffers kept for reuse (recorder labels) and bind groups kept (entries), at most. */
+const MAX_UNIFORM_LABELS = 16;
+const MAX_BIND_GROUPS = 4096;
+
+/**
+ * What submits reuse (one per device): a uniform buffer per recorder label, rewritten with
+ * queue.writeBuffer before each submit (queue operations run in order, so a submit still queued
+ * reads the values written before it), and the bind groups made for a pipeline with the same
+ * buffers, offsets and sizes. A generation step records the same dispatches on the same buffers
+ * every token; with both kept, a submit makes no buffers and no bind groups. `enabled = false`
+ * makes both per submit (the benchmark's before / after).
+ */
+export class SubmitCache {
+  enabled = true;
+  private readonly uniforms = new Map<string, GPUBuffer>();
+  private readonly groups = new Map<string, GPUBindGroup>();
+  private readonly ids = new WeakMap<GPUBuffer | GPUComputePipeline, number>();
+  private nextId = 1;
+
+  /** A uniform buffer of at least `bytes` for a recorder labelled `label`, and whether it is kept. */
+  uniformBuffer(device: GPUDevice, label: string, bytes: number): { buffer: GPUBuffer; kept: boolean } {
+    const size = Math.ceil(bytes / 16) * 16;
+    const usage = GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST;
+    if (!this.enabled) return { buffer: device.createBuffer({ label: `${label}:params`, size, usage }), kept: false };
+    let buffer = this.uniforms.get(label);
+    if (buffer && buffer.size >= size) return { buffer, kept: true };
+    if (buffer) retire(device, buffer);
+    else if (this.uniforms.size >= MAX_UNIFORM_LABELS) {
+      const [oldest, old] = this.uniforms.entries().next().value!;
+      this.uniforms.delete(oldest);
+      retire(device, old);
+    }
+    // Room to grow: a recording a little longer than the last one reuses the buffer.
+    buffer = device.createBuffer({
+      label: `${label}:params`,
+      size: Math.max(256, 2 ** Math.ceil(Math.log2(size))),
+      usage,
+    });
+    this.uniforms.set(label, buffer);
+    return { buffer, kept: true };
+  }
+
+  /** The bind group of `pipeline` over `entries` (made once while enabled). */
+  bindGroup(device: GPUDevice, pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[]): GPUBindGroup {
+    const make = () =>
+      device.createBindGroup({ label: pipeline.label, layout: pipeline.getBindGroupLayout(0), entries });
+    if (!this.enabled) return make();
+    let key = `${this.id(pipeline)}`;
+    for (const e of entries) {
+      const r = e.resource as GPUBufferBinding;
+      key += `|${this.id(r.buffer)}:${r.offset ?? 0}:${r.size ?? -1}`;
+    }
+    let group = this.groups.get(key);
+    if (!group) {
+      if (this.groups.size >= MAX_BIND_GROUPS) this.groups.clear();
+      group = make();
+      this.groups.set(key, group);
+    }
+    return group;
+  }
+
+  /** Drops everything kept (the device is going away). */
+  clear(): void {
+    for (const b of this.uniforms.values()) b.destroy();
+    this.uniforms.clear();
+    this.groups.clear();
+  }
+
+  private id(o: GPUBuffer | GPUComputePipeline): number {
+    let id = this.ids.get(o);
+    if (id === undefined) {
+      id = this.nextId++;
+      this.ids.set(o, id);
+    }
+    return id;
+  }
+}
+
+/** Destroys a buffer once the work submitted so far (which may read it) has run. */
+function retire(device: GPUDevice, buffer: GPUBuffer): void {
+  void device.queue.onSubmittedWorkDone().then(() => buffer.destroy());
 }
 
 interface RecordedDispatch {
@@ -124,12 +208,9 @@ export class Recorder {
     }
     const device = gpu.device;
     let ubuf: GPUBuffer | null = null;
+    let keptUniforms = false;
     if (this.uniformBytes > 0) {
-      ubuf = device.createBuffer({
-        label: `${this.label}:params`,
-        size: Math.ceil(this.uniformBytes / 16) * 16,
-        usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-      });
+      ({ buffer: ubuf, kept: keptUniforms } = gpu.submitCache.uniformBuffer(device, this.label, this.uniformBytes));
       device.queue.writeBuffer(ubuf, 0, this.uniforms, 0, Math.ceil(this.uniformBytes / 4) * 4);
     }
     const enc = device.createCommandEncoder({ label: this.label });
@@ -161,11 +242,7 @@ export class Recorder {
         else resource = { buffer: b.buffer, offset: b.offset ?? 0, size: b.size };
         entries.push({ binding: i + 1, resource });
       });
-      const bindGroup = device.createBindGroup({
-        label: op.pipeline.label,
-        layout: op.pipeline.getBindGroupLayout(0),
-        entries,
-      });
+      const bindGroup = gpu.submitCache.bindGroup(device, op.pipeline, entries);
       pass.setPipeline(op.pipeline);
       pass.setBindGroup(0, bindGroup);
       pass.dispatchWorkgroups(op.workgroups[0], op.workgroups[1], op.workgroups[2]);
@@ -175,10 +252,7 @@ export class Recorder {
     device.queue.submit([enc.finish()]);
     prof?.after();
     gpu.counters.submits++;
-    if (ubuf) {
-      const b = ubuf;
-      void device.queue.onSubmittedWorkDone().then(() => b.destroy());
-    }
+    if (ubuf && !keptUniforms) retire(device, ubuf);
   }
 }
 

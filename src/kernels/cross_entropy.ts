@@ -31,6 +31,7 @@ import {
   weightDType,
   wgslModule,
 } from './common';
+import { rowWidth } from './row-width';
 import { type LogitTransform, recordLogitTransform } from './logits';
 import { recordMatmul } from './matmul';
 
@@ -88,13 +89,18 @@ export interface LogitsArgs {
 
 type KernelName = 'ce_stats' | 'ce_finalize' | 'ce_grad';
 
+/** ce_stats' invocations per row on GPUs (see rowWidth). */
+const CE_STATS_WIDTH = 256;
+
 interface Variant {
   count?: 'f32' | 'u32'; // ce_finalize
+  ws?: number; // ce_stats: invocations per row (rowWidth)
 }
 
 /** Full WGSL of one kernel variant (exported for compile checks in tests). */
 export function crossEntropyShader(kernel: KernelName, v: Variant): string {
   const L: string[] = [];
+  if (kernel === 'ce_stats') L.push(`const WS: u32 = ${v.ws ?? CE_STATS_WIDTH}u;`);
   if (v.count) {
     L.push(`@group(0) @binding(6) var<storage, read_write> countSum: array<${v.count}>;`);
     L.push(
@@ -107,7 +113,7 @@ export function crossEntropyShader(kernel: KernelName, v: Variant): string {
 }
 
 function pipelineFor(gpu: Gpu, kernel: KernelName, v: Variant): GPUComputePipeline {
-  const name = `${kernel}${v.count ? `_count${v.count}` : ''}`;
+  const name = `${kernel}${v.count ? `_count${v.count}` : ''}${v.ws ? `_ws${v.ws}` : ''}`;
   return variantPipeline(gpu, name, () => crossEntropyShader(kernel, v));
 }
 
@@ -214,7 +220,7 @@ export function recordCrossEntropy(gpu: Gpu, rec: Recorder, args: CrossEntropyAr
   const stats = args.ws.get('ce.stats', [T, 3]);
   const lse = args.lse ?? args.ws.get('ce.lse', [T]);
   const [nx, ny] = itemGrid(gpu, T);
-  const statsPipe = pipelineFor(gpu, 'ce_stats', {});
+  const statsPipe = pipelineFor(gpu, 'ce_stats', { ws: rowWidth(gpu, CE_STATS_WIDTH) });
 
   const transform = (c0: number, n: number) =>
     args.transform && recordLogitTransform(gpu, rec, { logits: L, T, n, ldl: n, c0, V, transform: args.transform });

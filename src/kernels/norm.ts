@@ -11,6 +11,7 @@ import code from '../../shaders/norm.wgsl?raw';
 import { type Gpu, type Recorder, params } from '../gpu/context';
 import type { Tensor } from '../gpu/tensor';
 import { itemGrid, needDims, needElems, noAlias, variantPipeline, weightDType, weightLoader } from './common';
+import { rowWidth } from './row-width';
 
 export interface RmsNormArgs {
   x: Tensor; // f32 [rows, dim]
@@ -65,12 +66,13 @@ export interface LayerNormBackwardArgs {
 
 type Kernel = 'rms_fwd' | 'rms_bwd' | 'ln_fwd' | 'ln_bwd';
 
-function workgroupFor(dim: number): number {
-  return dim <= 256 ? 64 : 256;
+/** Invocations per row: one SIMD group on CPU drivers, else 64 or 256 by the row's length (rowWidth). */
+function workgroupFor(gpu: Gpu, dim: number): number {
+  return rowWidth(gpu, dim <= 256 ? 64 : 256);
 }
 
 function pipelineFor(gpu: Gpu, kernel: Kernel, dim: number, w: Tensor, b?: Tensor): GPUComputePipeline {
-  const wg = workgroupFor(dim);
+  const wg = workgroupFor(gpu, dim);
   const wd = weightDType(w, kernel);
   const prelude = [`const WG: u32 = ${wg}u;`, weightLoader('wload', 'w', wd)];
   let label = `${kernel}_${wd}_wg${wg}`;

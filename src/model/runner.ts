@@ -34,6 +34,7 @@
 import type { Gpu, Recorder } from '../gpu/context';
 import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
+import { recordArgmax } from '../kernels/argmax';
 import { recordFill } from '../kernels/elementwise';
 import type { GpuModel } from './gpu-model';
 import { type RunnerOptions, type RunnerState, createRunnerState } from './runner-buffers';
@@ -84,6 +85,19 @@ export class ModelRunner {
       throw new GpuError(`Batch of ${ids.length} tokens exceeds this runner's capacity of ${this.opts.maxTokens}.`);
     }
     this.gpu.write(this.st.ids, ids);
+    this.setPositions(positions, targets, keyStart);
+  }
+
+  /**
+   * Uploads positions (and targets / example starts) and keeps the token ids on the GPU: a greedy
+   * generation step whose id recordGreedyPick wrote there.
+   */
+  setPositions(positions: Uint32Array, targets?: Uint32Array, keyStart?: Uint32Array): void {
+    if (positions.length > this.opts.maxTokens) {
+      throw new GpuError(
+        `Batch of ${positions.length} tokens exceeds this runner's capacity of ${this.opts.maxTokens}.`,
+      );
+    }
     this.gpu.write(this.st.positions, positions);
     const offset = this.model.config.learnedPositions?.offset ?? 0;
     if (this.st.posIds)
@@ -134,6 +148,17 @@ export class ModelRunner {
   /** infer: records the logits of token `index` (0-based within the last forward) into `logits`. */
   recordLogitsAt(rec: Recorder, index: number): void {
     recordLogitsAt(this.st, rec, index);
+  }
+
+  /**
+   * infer, after recordLogitsAt: records the greedy pick among the first `n` logits into `pick`
+   * (u32 [4], shaders/argmax.wgsl) and copies the chosen id into token 0 of the next forward, so a
+   * greedy step feeds the next without reading anything back.
+   */
+  recordGreedyPick(rec: Recorder, n: number, pick: Tensor): void {
+    if (!this.st.logits) throw new GpuError('recordGreedyPick needs a runner in infer mode.');
+    recordArgmax(this.gpu, rec, { logits: this.st.logits, n, pick });
+    rec.copy(pick, this.st.ids, 4, 0, 0);
   }
 
   /**

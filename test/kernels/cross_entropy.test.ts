@@ -46,6 +46,8 @@ interface Case {
   eval?: boolean;
   /** The head's transform (src/kernels/logits.ts): a bias of this dtype, a scale, a soft-cap. */
   transform?: { bias?: WType; scale?: number; softcap?: number };
+  /** Pins ce_stats' invocations per row (gpu.kernels.rowWidth); default: the device's choice. */
+  rowWidth?: number;
 }
 
 /** Two calls in one submit: the accumulators add, everything else is recomputed identically. */
@@ -85,8 +87,13 @@ async function runCase(c: Case): Promise<void> {
         maxBindingBytes: c.maxBindingBytes,
         scratchBytes: c.scratchBytes,
       };
-      recordCrossEntropy(gpu, rec, args);
-      recordCrossEntropy(gpu, rec, { ...args, accumulateDh: true });
+      gpu.kernels.rowWidth = c.rowWidth ?? null;
+      try {
+        recordCrossEntropy(gpu, rec, args);
+        recordCrossEntropy(gpu, rec, { ...args, accumulateDh: true });
+      } finally {
+        gpu.kernels.rowWidth = null;
+      }
     },
     reference: (v) => {
       const transform = c.transform && { bias: v.bias ?? null, scale: c.transform.scale, softcap: c.transform.softcap };
@@ -113,6 +120,7 @@ describe('cross-entropy on the GPU', () => {
   it('compiles every variant', async () => {
     const gpu = await getGpu();
     await gpu.compileCheck('ce_stats', crossEntropyShader('ce_stats', {}));
+    await gpu.compileCheck('ce_stats', crossEntropyShader('ce_stats', { ws: 8 }));
     await gpu.compileCheck('ce_grad', crossEntropyShader('ce_grad', {}));
     await gpu.compileCheck('ce_finalize', crossEntropyShader('ce_finalize', { count: 'u32' }));
     await gpu.compileCheck('ce_finalize', crossEntropyShader('ce_finalize', { count: 'f32' }));
@@ -142,6 +150,9 @@ describe('cross-entropy on the GPU', () => {
     { dtype: 'bf16', T: 3, H: 37, V: 101, chunk: 7 }, // thin GEMM tiles
     { dtype: 'bf16', T: 19, H: 37, V: 101, chunk: 7, eval: true },
     { dtype: 'f32', T: 40, H: 64, V: 3001, scratchBytes: 40 * 4 * 300, count: 'u32' }, // chunks of 256
+    // ce_stats 256 and 8 invocations per row (GPUs' and CPU drivers' widths) on any device
+    { dtype: 'f32', T: 40, H: 64, V: 3001, scratchBytes: 40 * 4 * 300, rowWidth: 256 },
+    { dtype: 'bf16', T: 19, H: 37, V: 101, chunk: 7, rowWidth: 8 },
     // transformed heads: Phi / GPT-J bias, Granite scale, Gemma 2 soft-cap
     { dtype: 'f32', T: 19, H: 37, V: 101, chunk: 7, transform: { bias: 'f32' } },
     { dtype: 'bf16', T: 19, H: 37, V: 101, chunk: 7, transform: { bias: 'bf16', scale: 0.4 } },

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { Gpu } from '../../src/gpu';
 import { type WeightDType } from '../../src/kernels/common';
 import { recordLayerNorm, recordLayerNormBackward, recordRmsNorm, recordRmsNormBackward } from '../../src/kernels/norm';
 import { layerNormBackwardRef, layerNormRef, rmsNormBackwardRef, rmsNormRef } from '../../src/reference/norm';
@@ -23,9 +24,25 @@ const CASES: Case[] = [
 
 const TOL = { atol: 1e-5, rtol: 1e-5 };
 
+/**
+ * Invocations per row (gpu.kernels.rowWidth): the device's choice (8 on CPU drivers), and 256 and 64
+ * pinned, the GPU widths, so both designs are checked on any device.
+ */
+const WIDTHS = [null, 256, 64] as const;
+
+/** Records with the row width pinned (null: the device's choice), then unpins. */
+function withWidth(width: number | null, gpu: Gpu, record: () => void): void {
+  gpu.kernels.rowWidth = width;
+  try {
+    record();
+  } finally {
+    gpu.kernels.rowWidth = null;
+  }
+}
+
 describe('RMSNorm kernel', () => {
-  for (const { rows, dim, dtype, weightOffset } of CASES) {
-    it(`forward + backward rows=${rows} dim=${dim} w=${dtype}${weightOffset ? ' (1+w)' : ''}`, async () => {
+  for (const [{ rows, dim, dtype, weightOffset }, width] of CASES.flatMap((c) => WIDTHS.map((w) => [c, w] as const))) {
+    it(`forward + backward rows=${rows} dim=${dim} w=${dtype}${weightOffset ? ' (1+w)' : ''} width ${width ?? 'auto'}`, async () => {
       const eps = 1e-6;
       const shape = [rows, dim];
       await checkKernel({
@@ -38,12 +55,13 @@ describe('RMSNorm kernel', () => {
           dx: filled(shape),
           dxAcc: rand(shape),
         },
-        record: (gpu, rec, t) => {
-          const common = { x: t.x, w: t.w, rstd: t.rstd, rows, dim, weightOffset };
-          recordRmsNorm(gpu, rec, { ...common, y: t.y, eps });
-          recordRmsNormBackward(gpu, rec, { ...common, dy: t.dy, dx: t.dx });
-          recordRmsNormBackward(gpu, rec, { ...common, dy: t.dy, dx: t.dxAcc, accumulate: true });
-        },
+        record: (gpu, rec, t) =>
+          withWidth(width, gpu, () => {
+            const common = { x: t.x, w: t.w, rstd: t.rstd, rows, dim, weightOffset };
+            recordRmsNorm(gpu, rec, { ...common, y: t.y, eps });
+            recordRmsNormBackward(gpu, rec, { ...common, dy: t.dy, dx: t.dx });
+            recordRmsNormBackward(gpu, rec, { ...common, dy: t.dy, dx: t.dxAcc, accumulate: true });
+          }),
         reference: (v) => {
           const { y, rstd } = rmsNormRef({ x: v.x, w: v.w, rows, dim, eps, weightOffset });
           const back = { dy: v.dy, x: v.x, w: v.w, rstd, rows, dim, weightOffset };
@@ -70,8 +88,9 @@ describe('RMSNorm kernel', () => {
 });
 
 describe('LayerNorm kernel', () => {
-  for (const { rows, dim, dtype } of CASES.slice(0, 3).concat([{ rows: 4, dim: 300, dtype: 'f16' }])) {
-    it(`forward + backward rows=${rows} dim=${dim} w,b=${dtype}`, async () => {
+  const lnCases = CASES.slice(0, 3).concat([{ rows: 4, dim: 300, dtype: 'f16' }]);
+  for (const [{ rows, dim, dtype }, width] of lnCases.flatMap((c) => WIDTHS.map((w) => [c, w] as const))) {
+    it(`forward + backward rows=${rows} dim=${dim} w,b=${dtype} width ${width ?? 'auto'}`, async () => {
       const eps = 1e-5;
       const shape = [rows, dim];
       const n = rows * dim;
@@ -91,12 +110,13 @@ describe('LayerNorm kernel', () => {
           dx: filled(shape),
           dxAcc: rand(shape),
         },
-        record: (gpu, rec, t) => {
-          const common = { x: t.x, w: t.w, mean: t.mean, rstd: t.rstd, rows, dim };
-          recordLayerNorm(gpu, rec, { ...common, b: t.b, y: t.y, eps });
-          recordLayerNormBackward(gpu, rec, { ...common, dy: t.dy, dx: t.dx });
-          recordLayerNormBackward(gpu, rec, { ...common, dy: t.dy, dx: t.dxAcc, accumulate: true });
-        },
+        record: (gpu, rec, t) =>
+          withWidth(width, gpu, () => {
+            const common = { x: t.x, w: t.w, mean: t.mean, rstd: t.rstd, rows, dim };
+            recordLayerNorm(gpu, rec, { ...common, b: t.b, y: t.y, eps });
+            recordLayerNormBackward(gpu, rec, { ...common, dy: t.dy, dx: t.dx });
+            recordLayerNormBackward(gpu, rec, { ...common, dy: t.dy, dx: t.dxAcc, accumulate: true });
+          }),
         reference: (v) => {
           const { y, mean, rstd } = layerNormRef({ x: v.x, w: v.w, b: v.b, rows, dim, eps });
           const back = { dy: v.dy, x: v.x, w: v.w, mean, rstd, rows, dim };
