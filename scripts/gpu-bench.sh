@@ -3,7 +3,9 @@
 # Uses the system's Vulkan driver (TABTUNE_VK_ICD=system) through Dawn, checks that the adapter is
 # not a CPU driver, then writes, each as one JSON line plus the human-readable log:
 #   kernels.json  the matmul family side by side (bench kernels: per-member GFLOP/s against the
-#                 FMA ceiling, the LoRA linear 512x1024x1024 r=16 fwd+bwd per member, and tuned)
+#                 FMA ceiling, the GPU members wg64 / wg128 included, the LoRA linear
+#                 512x1024x1024 r=16 fwd+bwd per member, and tuned; then TF.js's WebGPU backend on
+#                 the same layer, alternately with tabtune's)
 #   suite.json    the whole `npm run bench -- --json` suite (training step and generation)
 #   step-qwen.json a training step of the Qwen2.5-0.5B shape (bench memory: time and memory)
 # Needs Node >= 20.6 and `npm ci` done in the repository. Nothing is downloaded.

@@ -211,8 +211,8 @@ describe('choosing a member', () => {
   it('token counts (M, and K of Aᵀ) fall in coarse classes; a class is tuned on its biggest problem met', async () => {
     const gpu = await getGpu();
     const s = { M: 24, N: 64, K: 64, transA: false, transB: true, bType: 'bf16' as const, lora: true };
-    expect(shapeClass({ ...s, M: 512 })).toBe(shapeClass(s));
-    expect(shapeClass({ ...s, M: 513 })).not.toBe(shapeClass(s));
+    expect(shapeClass({ ...s, M: 2048 })).toBe(shapeClass(s));
+    expect(shapeClass({ ...s, M: 2049 })).not.toBe(shapeClass(s));
     expect(shapeClass({ ...s, M: 8 })).not.toBe(shapeClass(s));
     const t = { ...s, transA: true, transB: false, M: 64, K: 24 };
     expect(shapeClass({ ...t, K: 500 })).toBe(shapeClass(t));

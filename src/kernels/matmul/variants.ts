@@ -153,12 +153,12 @@ function sizeClass(x: number): string {
 
 /**
  * The class of a dimension that counts tokens (it changes with every batch shape): few rows
- * (<= 8, the small-M kernels), up to 512, or more. Coarser than sizeClass so that a run whose
+ * (<= 8, the small-M kernels), up to 2048, or more. Coarser than sizeClass so that a run whose
  * batches vary in length meets few classes: a tiny model over six batch shapes met 36 classes
- * with sizeClass for every dimension, 11 with this (docs/ENGINE.md has the measurement).
+ * with sizeClass for every dimension, 11 with this (README's performance section has the measurement).
  */
 function tokenClass(x: number): string {
-  return x <= SMALL_M ? 'xs' : x <= 512 ? 't' : 'T';
+  return x <= SMALL_M ? 'xs' : x <= 2048 ? 't' : 'T';
 }
 
 /**
