@@ -3,6 +3,10 @@
  * loaded dataset, and adapters kept on the GPU for evaluation and generation. The CLI calls it
  * directly; in the browser the worker (src/worker/worker.ts) wraps it and the UI talks to it through
  * the worker client, which implements the same EngineApi.
+ *
+ * A little over 500 lines because it is the one implementation of EngineApi (about 30 methods): each
+ * method checks the engine's state and delegates, the work itself lives in the files imported
+ * below (loaded-model, methods, generation, device, memory, merge-zip, export-recipe, train/run).
  */
 
 import type { Gpu } from '../gpu/context';
