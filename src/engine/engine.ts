@@ -481,23 +481,11 @@ export class Engine implements EngineApi {
   ): Promise<GenerationResult> {
     this.assertIdle('generate');
     const m = this.requireModel();
-    const ticket = this.generation.begin();
-    try {
-      const ids = conversationIds(m.tokenizer, req.messages, req.mode, m.id);
-      const lora = adapter ? await this.adapterOnGpu(adapter) : null;
-      return await this.generation.run(
-        ticket,
-        this.gpu,
-        m,
-        ids,
-        lora,
-        req.sampling,
-        this.modelInfo().eosTokenIds,
-        onText,
-      );
-    } finally {
-      this.generation.end(ticket);
-    }
+    // The prompt and the adapter are made ready under this call's Stop (TextGeneration.reply).
+    return this.generation.reply(this.gpu, m, req.sampling, this.modelInfo().eosTokenIds, onText, async () => ({
+      ids: conversationIds(m.tokenizer, req.messages, req.mode, m.id),
+      lora: adapter ? await this.adapterOnGpu(adapter) : null,
+    }));
   }
 
   stopGeneration(): void {

@@ -22,8 +22,8 @@ export class GenerationError extends Error {
   }
 }
 
-/** One call's Stop flag (begin() hands it out before the call's first await). */
-export interface GenerationTicket {
+/** One call's Stop flag (reply() takes it before the call's first await). */
+interface GenerationTicket {
   stopped: boolean;
 }
 
@@ -31,15 +31,26 @@ export class TextGeneration {
   private generator: Generator | null = null;
   private active: GenerationTicket | null = null;
 
-  /** A call starts: Stop from now on ends it (even before its first token). */
-  begin(): GenerationTicket {
-    this.active = { stopped: false };
-    return this.active;
-  }
-
-  /** The call is over: a later Stop is not carried to the next one. */
-  end(ticket: GenerationTicket): void {
-    if (this.active === ticket) this.active = null;
+  /**
+   * One call: its Stop ticket is taken before `ready` (the prompt's ids, the adapter on the GPU) is
+   * awaited, so a Stop while it gets ready ends it; a Stop after it ends is not carried to the next.
+   */
+  async reply(
+    gpu: Gpu,
+    m: LoadedModelState,
+    s: SamplingSettings,
+    eos: number[],
+    onText: ((delta: string) => void) | undefined,
+    ready: () => Promise<{ ids: number[]; lora: GpuLora | null }>,
+  ): Promise<GenerationResult> {
+    const ticket: GenerationTicket = { stopped: false };
+    this.active = ticket;
+    try {
+      const { ids, lora } = await ready();
+      return await this.run(ticket, gpu, m, ids, lora, s, eos, onText);
+    } finally {
+      if (this.active === ticket) this.active = null;
+    }
   }
 
   /** Ends the generation in progress after its current token (or before its first). */
@@ -56,7 +67,7 @@ export class TextGeneration {
    * New text after `ids` (the rendered prompt) from the model with `lora` (or none), decoded as it
    * comes: `onText` gets each piece once it decodes to whole characters.
    */
-  async run(
+  private async run(
     ticket: GenerationTicket,
     gpu: Gpu,
     m: LoadedModelState,
