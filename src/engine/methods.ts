@@ -14,7 +14,8 @@ import { importPeft } from '../lora/peft-import';
 import { resolveTargets } from '../lora/targets';
 import type { Checkpoint } from '../train/checkpoint';
 import { ia3ConfigFromSettings, initIa3 } from '../lora/ia3';
-import { type OtherAdapter, importOther, otherOnGpu } from '../lora/other';
+import { type OtherAdapter, importOther, otherOnGpu, prefixMlpDims } from '../lora/other';
+import { initPrefixMlp, prefixMlpTable } from '../lora/prefix-mlp';
 import { PeftError, type PeftFiles } from '../lora/peft';
 import {
   DEFAULT_VIRTUAL_TOKENS,
@@ -53,18 +54,20 @@ export async function newOtherAdapter(
   if (!Number.isInteger(P) || P < 1) throw new PeftError(`num_virtual_tokens must be a positive integer, got ${P}.`);
   if (method === 'prefix-tuning') {
     const shape = virtualShape('prefix', m.config);
-    if (s.prefix_projection) {
-      throw new PeftError(
-        "Training a prefix through PEFT's projection MLP (prefix_projection) is not supported yet; train the prefix directly " +
-          '(leave prefix projection off). Adapters PEFT saved with prefix_projection load and run.',
-      );
-    }
     const config: PrefixTuningConfig = {
       ...shape,
       num_virtual_tokens: P,
-      prefix_projection: false,
+      prefix_projection: !!s.prefix_projection,
       encoder_hidden_size: s.encoder_hidden_size ?? shape.token_dim,
     };
+    if (config.prefix_projection) {
+      const E = config.encoder_hidden_size;
+      if (!Number.isInteger(E) || E < 1)
+        throw new PeftError(`encoder_hidden_size must be a positive integer, got ${E}.`);
+      const dims = prefixMlpDims(config);
+      const mlp = initPrefixMlp(dims, seed);
+      return { method, config, table: prefixMlpTable(dims, mlp).table, mlp };
+    }
     return { method, config, table: standardNormal(P * virtualWidth('prefix', shape), seed) };
   }
   const shape = virtualShape('prompt', m.config);
@@ -183,7 +186,15 @@ export function otherTrainables(
   if (method !== 'prompt-tuning' && method !== 'prefix-tuning') return null;
   const kind = method === 'prompt-tuning' ? 'prompt' : 'prefix';
   const P = s.num_virtual_tokens ?? DEFAULT_VIRTUAL_TOKENS;
-  return { trainable: P * virtualWidth(kind, virtualShape(kind, m.config)), virtualTokens: P };
+  const shape = virtualShape(kind, m.config);
+  if (kind === 'prefix' && s.prefix_projection) {
+    // the MLP's five parameters (src/lora/prefix-mlp.ts)
+    const D = shape.token_dim;
+    const E = s.encoder_hidden_size ?? D;
+    const O = virtualWidth(kind, shape);
+    return { trainable: P * D + E * D + E + O * E + O, virtualTokens: P };
+  }
+  return { trainable: P * virtualWidth(kind, shape), virtualTokens: P };
 }
 
 /** Files of a non-LoRA adapter onto the GPU (null when the files are a LoRA adapter's). */

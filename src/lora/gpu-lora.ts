@@ -14,6 +14,14 @@ import type { LinearModule } from '../model/registry';
 import type { RunnerVirtual } from '../model/runner-virtual';
 import type { Ia3VectorArrays } from './ia3';
 import type { LoraModuleWeights } from './init';
+import {
+  PREFIX_MLP_PARTS,
+  type PrefixMlpArrays,
+  type PrefixMlpDims,
+  prefixMlpGrads,
+  prefixMlpSizes,
+  prefixMlpTable,
+} from './prefix-mlp';
 
 /** A and B of one module as plain arrays (the same shape init, PEFT import and checkpoints use). */
 export type LoraModuleArrays = LoraModuleWeights;
@@ -59,6 +67,14 @@ export class GpuLora {
   readonly ia3Slots = new Map<string, Ia3Slot>();
   /** Prompt or prefix tuning's table (an adapter of those methods has nothing else). */
   virtualSlot: (RunnerVirtual & { state: Tensor[] }) | null = null;
+  /**
+   * A prefix trained through PEFT's projection MLP (src/lora/prefix-mlp.ts): its five parameters
+   * are the trainables, and virtualSlot.table is their output, refreshed each step.
+   */
+  prefixMlp: {
+    dims: PrefixMlpDims;
+    parts: { key: keyof PrefixMlpArrays; name: string; param: Tensor; grad: Tensor | null; state: Tensor[] }[];
+  } | null = null;
 
   private constructor(readonly gpu: Gpu) {}
 
@@ -149,6 +165,59 @@ export class GpuLora {
     return lora;
   }
 
+  /** Uploads a prefix trained through the projection MLP: its parameters, and the table they make. */
+  static fromPrefixMlp(gpu: Gpu, dims: PrefixMlpDims, mlp: PrefixMlpArrays): GpuLora {
+    const sizes = prefixMlpSizes(dims);
+    for (const { key } of PREFIX_MLP_PARTS) {
+      if (mlp[key].length !== sizes[key]) {
+        throw new GpuError(`The prefix MLP's ${key} holds ${mlp[key].length} values; its shape needs ${sizes[key]}.`);
+      }
+    }
+    const lora = GpuLora.fromVirtual(gpu, 'prefix', dims.P, prefixMlpTable(dims, mlp).table);
+    lora.prefixMlp = {
+      dims,
+      parts: PREFIX_MLP_PARTS.map(({ key, name }) => ({
+        key,
+        name,
+        param: gpu.tensor(name, [sizes[key]], 'f32', 'lora', mlp[key]),
+        grad: null,
+        state: [],
+      })),
+    };
+    return lora;
+  }
+
+  /** The projection MLP's parameters read back. */
+  async prefixMlpArrays(): Promise<PrefixMlpArrays | null> {
+    const p = this.prefixMlp;
+    if (!p) return null;
+    const out: Partial<PrefixMlpArrays> = {};
+    for (const part of p.parts) out[part.key] = await this.gpu.read(part.param);
+    return out as PrefixMlpArrays;
+  }
+
+  /**
+   * Before a step's forward: the table from the MLP's current parameters, uploaded. Returns what
+   * pushPrefixGrads needs (null without a projection MLP).
+   */
+  async refreshPrefixTable(): Promise<{ a: PrefixMlpArrays; h: Float64Array } | null> {
+    const a = await this.prefixMlpArrays();
+    if (!a || !this.prefixMlp || !this.virtualSlot) return null;
+    const { table, h } = prefixMlpTable(this.prefixMlp.dims, a);
+    this.gpu.write(this.virtualSlot.table, table);
+    return { a, h };
+  }
+
+  /** After the backward: the table's gradient through the MLP into its five parameters' gradients. */
+  async pushPrefixGrads(at: { a: PrefixMlpArrays; h: Float64Array }): Promise<void> {
+    const p = this.prefixMlp;
+    const v = this.virtualSlot;
+    if (!p || !v?.grad)
+      throw new GpuError('The prefix has no projection MLP or no gradient; call enableTraining() first.');
+    const g = prefixMlpGrads(p.dims, at.a, at.h, await this.gpu.read(v.grad));
+    for (const part of p.parts) this.gpu.write(part.grad!, g[part.key]);
+  }
+
   virtual(): RunnerVirtual | null {
     return this.virtualSlot;
   }
@@ -189,7 +258,12 @@ export class GpuLora {
     const v = this.virtualSlot;
     if (v) {
       if (!v.grad) v.grad = this.gpu.tensor(`${v.kind}_embeddings.grad`, v.table.shape, 'f32', 'lora');
-      while (v.state.length < moments) v.state.push(zeroed(`${v.kind}_embeddings.m${v.state.length}`, v.table));
+      if (!this.prefixMlp)
+        while (v.state.length < moments) v.state.push(zeroed(`${v.kind}_embeddings.m${v.state.length}`, v.table));
+    }
+    for (const part of this.prefixMlp?.parts ?? []) {
+      if (!part.grad) part.grad = this.gpu.tensor(`${part.name}.grad`, part.param.shape, 'f32', 'lora');
+      while (part.state.length < moments) part.state.push(zeroed(`${part.name}.m${part.state.length}`, part.param));
     }
   }
 
@@ -199,7 +273,8 @@ export class GpuLora {
     for (const s of this.slots.values())
       n += s.params.r * (s.module.inF + s.module.outF) + (s.params.dora ? s.module.outF : 0);
     for (const s of this.ia3Slots.values()) n += s.params.l.shape[0]!;
-    if (this.virtualSlot) n += this.virtualSlot.table.shape[0]! * this.virtualSlot.table.shape[1]!;
+    if (this.prefixMlp) for (const part of this.prefixMlp.parts) n += part.param.shape[0]!;
+    else if (this.virtualSlot) n += this.virtualSlot.table.shape[0]! * this.virtualSlot.table.shape[1]!;
     return n;
   }
 
@@ -238,7 +313,12 @@ export class GpuLora {
       out.push({ name: `${path}.ia3_l`, param: s.params.l, grad: s.dl, state: s.state, n: s.params.l.shape[0]! });
     }
     const v = this.virtualSlot;
-    if (v) {
+    if (this.prefixMlp) {
+      for (const part of this.prefixMlp.parts) {
+        if (!part.grad) throw new GpuError(`${part.name} has no gradient; call enableTraining() first.`);
+        out.push({ name: part.name, param: part.param, grad: part.grad, state: part.state, n: part.param.shape[0]! });
+      }
+    } else if (v) {
       if (!v.grad) throw new GpuError(`The ${v.kind} has no gradient; call enableTraining() first.`);
       out.push({
         name: 'prompt_embeddings',
@@ -309,6 +389,12 @@ export class GpuLora {
       this.gpu.free(s.dl);
       for (const t of s.state) this.gpu.free(t);
     }
+    for (const part of this.prefixMlp?.parts ?? []) {
+      this.gpu.free(part.param);
+      this.gpu.free(part.grad);
+      for (const t of part.state) this.gpu.free(t);
+    }
+    this.prefixMlp = null;
     if (this.virtualSlot) {
       this.gpu.free(this.virtualSlot.table);
       this.gpu.free(this.virtualSlot.grad);

@@ -11,6 +11,7 @@ import { GpuLora } from './gpu-lora';
 import { type Ia3Config, type Ia3VectorArrays, exportIa3, importIa3 } from './ia3';
 import { type PeftFiles, PeftError } from './peft';
 import { parseConfigJson } from './peft-config-fields';
+import { PREFIX_MLP_PARTS, type PrefixMlpArrays, type PrefixMlpDims, prefixMlpTable } from './prefix-mlp';
 import {
   type PrefixTuningConfig,
   type PromptTuningConfig,
@@ -22,7 +23,14 @@ import {
 export type OtherAdapter =
   | { method: 'ia3'; config: Ia3Config; vectors: Ia3VectorArrays[] }
   | { method: 'prompt-tuning'; config: PromptTuningConfig; table: Float32Array }
-  | { method: 'prefix-tuning'; config: PrefixTuningConfig; table: Float32Array };
+  | {
+      method: 'prefix-tuning';
+      config: PrefixTuningConfig;
+      /** The table the runner attends over (with `mlp`: the MLP's output, what PEFT saves). */
+      table: Float32Array;
+      /** A prefix trained through PEFT's projection MLP (prefix_projection): its five parameters. */
+      mlp?: PrefixMlpArrays;
+    };
 
 /** The method and config of an OtherAdapter (what checkpoints record of the run). */
 export type OtherAdapterConfig =
@@ -34,17 +42,26 @@ export function otherConfig(o: OtherAdapter): OtherAdapterConfig {
   return { method: o.method, config: o.config } as OtherAdapterConfig;
 }
 
+/** The projection MLP's dimensions for a prefix config. */
+export function prefixMlpDims(c: PrefixTuningConfig): PrefixMlpDims {
+  return { P: c.num_virtual_tokens, D: c.token_dim, E: c.encoder_hidden_size, O: c.num_layers * 2 * c.token_dim };
+}
+
 const kindOf = (method: 'prompt-tuning' | 'prefix-tuning') => (method === 'prompt-tuning' ? 'prompt' : 'prefix');
 
 /** Uploads the adapter for training or use. */
 export function otherOnGpu(gpu: Gpu, modules: LinearModule[], o: OtherAdapter): GpuLora {
   if (o.method === 'ia3') return GpuLora.fromIa3(gpu, modules, o.vectors);
+  if (o.method === 'prefix-tuning' && o.mlp) return GpuLora.fromPrefixMlp(gpu, prefixMlpDims(o.config), o.mlp);
   return GpuLora.fromVirtual(gpu, kindOf(o.method), o.config.num_virtual_tokens, o.table);
 }
 
 /** The same adapter with the GPU's (trained) values. */
 export async function otherFromGpu(lora: GpuLora, o: OtherAdapter): Promise<OtherAdapter> {
   if (o.method === 'ia3') return { ...o, vectors: await lora.ia3Arrays() };
+  const mlp = await lora.prefixMlpArrays();
+  if (o.method === 'prefix-tuning' && mlp)
+    return { ...o, mlp, table: prefixMlpTable(prefixMlpDims(o.config), mlp).table };
   const v = lora.virtualSlot;
   if (!v) throw new PeftError('The adapter on the GPU has no prompt or prefix table.');
   return { ...o, table: await lora.gpu.read(v.table) };
@@ -53,6 +70,8 @@ export async function otherFromGpu(lora: GpuLora, o: OtherAdapter): Promise<Othe
 /** Every trainable array of the adapter, named as PEFT names them (for finiteness checks and warnings). */
 export function otherArrays(o: OtherAdapter): { name: string; data: Float32Array }[] {
   if (o.method === 'ia3') return o.vectors.map((v) => ({ name: `${v.path}.ia3_l`, data: v.l }));
+  const mlp = o.method === 'prefix-tuning' ? o.mlp : undefined;
+  if (mlp) return PREFIX_MLP_PARTS.map(({ key, name }) => ({ name, data: mlp[key] }));
   return [{ name: 'prompt_embeddings', data: o.table }];
 }
 

@@ -8,12 +8,16 @@
 import type { LoraConfig } from '../lora/config';
 import type { LoraModuleArrays } from '../lora/gpu-lora';
 import type { OtherAdapter, OtherAdapterConfig } from '../lora/other';
+import type { PrefixMlpArrays } from '../lora/prefix-mlp';
 import type { FrozenWeightsOptions } from '../model/gpu-model';
 import { parseSafetensors, tensorToF32, writeSafetensors } from '../model/safetensors';
 import type { DataPosition } from './batch';
 import type { TrainResult, TrainSettings } from './types';
 
 export const CHECKPOINT_VERSION = 1;
+
+/** A projected prefix's MLP parameters (src/lora/prefix-mlp.ts), stored as virtual/mlp/KEY. */
+const MLP_KEYS = ['x', 'w1', 'b1', 'w2', 'b2'] as const;
 
 /** What a checkpoint's run was: the base model's id, the adapter's LoRA config, the settings. */
 export interface CheckpointRun {
@@ -69,7 +73,13 @@ export function encodeCheckpoint(c: Checkpoint): Uint8Array {
     for (const v of o.vectors) {
       tensors.push({ name: `ia3/${v.path}/${v.input ? 'in' : 'out'}`, dtype: 'F32', shape: [v.l.length], data: v.l });
     }
-  } else if (o) tensors.push({ name: 'virtual/table', dtype: 'F32', shape: [o.table.length], data: o.table });
+  } else if (o) {
+    tensors.push({ name: 'virtual/table', dtype: 'F32', shape: [o.table.length], data: o.table });
+    const mlp = o.method === 'prefix-tuning' ? o.mlp : undefined;
+    for (const key of mlp ? MLP_KEYS : []) {
+      tensors.push({ name: `virtual/mlp/${key}`, dtype: 'F32', shape: [mlp![key].length], data: mlp![key] });
+    }
+  }
   c.optimizerState.forEach((t, i) => tensors.push({ name: `opt/${i}`, dtype: 'F32', shape: [t.length], data: t }));
   return writeSafetensors(tensors, { format: 'tabtune-checkpoint', meta: JSON.stringify(c.meta) });
 }
@@ -89,10 +99,16 @@ export function decodeCheckpoint(bytes: Uint8Array, fileName = 'checkpoint'): Ch
   const opt: Float32Array[] = [];
   const vectors: { path: string; input: boolean; l: Float32Array }[] = [];
   let table: Float32Array | null = null;
+  const mlp: Partial<PrefixMlpArrays> = {};
   for (const [name, t] of file.tensors) {
     const ia3 = /^ia3\/(.+)\/(in|out)$/.exec(name);
     if (ia3) {
       vectors.push({ path: ia3[1]!, input: ia3[2] === 'in', l: tensorToF32(t) });
+      continue;
+    }
+    const part = /^virtual\/mlp\/(x|w1|b1|w2|b2)$/.exec(name);
+    if (part) {
+      mlp[part[1] as (typeof MLP_KEYS)[number]] = tensorToF32(t);
       continue;
     }
     if (name === 'virtual/table') {
@@ -127,6 +143,13 @@ export function decodeCheckpoint(bytes: Uint8Array, fileName = 'checkpoint'): Ch
   else if (a) {
     if (!table) throw new CheckpointError(`${fileName}: the ${a.method} run's table is missing.`);
     other = { ...a, table } as OtherAdapter;
+    if (a.method === 'prefix-tuning' && a.config.prefix_projection) {
+      const missing = MLP_KEYS.filter((k) => !mlp[k]);
+      if (missing.length > 0) {
+        throw new CheckpointError(`${fileName}: the projected prefix's MLP tensors ${missing.join(', ')} are missing.`);
+      }
+      other = { ...a, table, mlp: mlp as PrefixMlpArrays };
+    }
   }
   return { meta, modules: [...modules.values()], other, optimizerState: opt };
 }

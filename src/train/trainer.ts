@@ -130,6 +130,9 @@ export class Trainer {
     const lr = this.lrAt(this.stepIndex);
     const gradScale = counted > 0 ? 1 / counted : 0;
     const P = this.lora.virtual()?.P ?? 0;
+    // A prefix trained through its projection MLP: the table from the MLP's parameters first, and
+    // the optimizer after the table's gradient went back through the MLP (src/lora/prefix-mlp.ts).
+    const mlp = await this.lora.refreshPrefixTable();
     micro.forEach((given, g) => {
       const b = withVirtualRows(given, P);
       this.runner.setBatch(b.ids, b.positions, b.targets, b.keyStart);
@@ -145,9 +148,15 @@ export class Trainer {
       this.runner.recordForward(rec, f);
       this.runner.recordLoss(rec, b.B * b.S, gradScale);
       this.runner.recordBackward(rec, f, g > 0);
-      if (g === micro.length - 1) this.recordOptimizer(rec, lr);
+      if (g === micro.length - 1 && !mlp) this.recordOptimizer(rec, lr);
       rec.submit();
     });
+    if (mlp) {
+      await this.lora.pushPrefixGrads(mlp);
+      const rec = gpu.recorder(`step${this.stepIndex}.optimizer`);
+      this.recordOptimizer(rec, lr);
+      rec.submit();
+    }
     this.stepIndex++;
     this.windowSteps++;
     let loss: number | null = null;
