@@ -8,7 +8,10 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_TRAIN } from '../../src/engine/defaults';
 import { Engine } from '../../src/engine/engine';
 import type { LoraSettings, TrainSettings } from '../../src/engine/types';
-import { parseSafetensors } from '../../src/model/safetensors';
+import { parseSafetensors, tensorToF32 } from '../../src/model/safetensors';
+import { prefixMlpForwardRef } from '../../src/reference/prefix-projection';
+import { decodeCheckpoint } from '../../src/train/checkpoint';
+import { expectClose } from '../helpers/close';
 import { type TinyModelType, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { getGpu } from '../helpers/gpu';
 import { useTinyModelDirs } from '../helpers/tiny-dirs';
@@ -110,6 +113,53 @@ describe('engine: (IA)³, prompt and prefix tuning', () => {
       }
     }, 120_000);
   }
+
+  it("prefix tuning through PEFT's projection MLP: trains, saves the MLP's output table, resumes bit-identical", async () => {
+    const engine = await engineWith('llama');
+    try {
+      const lora: LoraSettings = {
+        ...BASE,
+        method: 'prefix-tuning',
+        num_virtual_tokens: 3,
+        prefix_projection: true,
+        encoder_hidden_size: 6,
+      };
+      const settings = { ...TRAIN, steps: 12, checkpointEvery: 4, shuffle: true };
+      const blobs: Uint8Array[] = [];
+      const run = await engine.train(lora, settings, { onCheckpoint: (b) => void blobs.push(b) });
+      const losses = run.history.map((h) => h.loss!);
+      expect(losses.slice(-3).reduce((a, b) => a + b, 0) / 3).toBeLessThan(losses[0]! - 0.1);
+      const config = JSON.parse(run.adapter.adapterConfig);
+      expect(config).toMatchObject({ peft_type: 'PREFIX_TUNING', prefix_projection: true, encoder_hidden_size: 6 });
+      // the saved table is the reference MLP applied to the trained parameters (the last checkpoint's)
+      const last = decodeCheckpoint(blobs.at(-1)!);
+      expect(last.meta.step).toBe(12);
+      const other = last.other as { mlp?: Record<'x' | 'w1' | 'b1' | 'w2' | 'b2', Float32Array> };
+      const f64 = (a: Float32Array) => Float64Array.from(a);
+      const m = other.mlp!;
+      const D = config.token_dim as number;
+      const dims = { P: 3, D, E: 6, O: (config.num_layers as number) * 2 * D };
+      const want = prefixMlpForwardRef({
+        ...dims,
+        x: f64(m.x),
+        w1: f64(m.w1),
+        b1: f64(m.b1),
+        w2: f64(m.w2),
+        b2: f64(m.b2),
+      });
+      const saved = tensorToF32(parseSafetensors(run.adapter.adapterModel).tensors.get('prompt_embeddings')!);
+      expect(saved.length).toBe(dims.P * dims.O);
+      expectClose(want.table, saved, { name: 'saved table', atol: 1e-6, rtol: 1e-5 });
+      // the files evaluate to the trained model; a resumed run ends bit-identical
+      const base = await engine.evaluate(null, 'all');
+      const tuned = await engine.evaluate({ key: 'proj', files: run.adapter }, 'all');
+      expect(tuned.loss).toBeLessThan(base.loss);
+      const resumed = await engine.train(lora, settings, { resumeFrom: blobs[1]! });
+      expect(Buffer.from(resumed.adapter.adapterModel).equals(Buffer.from(run.adapter.adapterModel))).toBe(true);
+    } finally {
+      engine.unload();
+    }
+  }, 120_000);
 
   it('prompt and prefix tuning refuse packing', async () => {
     const engine = await engineWith('llama');
