@@ -6,6 +6,7 @@
  *      PeftModel.from_pretrained and gives the loss `tabtune eval --adapter` reports (1e-4 relative);
  *   2. an adapter made and saved by Python PEFT (IA3 vectors at 1 + N(0, 0.3), a random prompt, a
  *      prefix with and without PEFT's projection MLP) loads in `tabtune eval` and gives Python's loss;
+ *      (a prefix trained here through PEFT's projection MLP too, on llama);
  *   3. greedy generation through each adapter gives PEFT's text (transformers' generate with
  *      PEFT's own handling of the virtual tokens and the KV cache).
  * Prompt tuning's virtual positions predict nothing on either side (the Python eval drops their
@@ -148,6 +149,28 @@ describe('PEFT interop: (IA)³, prompt tuning, prefix tuning', () => {
                 `${oursThere.loss!.toFixed(6)}; PEFT-made ${theirsHere.loss!.toFixed(6)} | ${theirsThere.loss!.toFixed(6)}`,
             );
           }
+        }, 600_000);
+      }
+
+      if (fam.name === 'llama') {
+        it("prefix-tuning through the projection MLP: Tabtune's adapter in PEFT", async () => {
+          const data = join(dir, 'eval.jsonl');
+          const base = await tabtune(['eval', '--model', model(), '--data', data, '--json']);
+          const ours = join(dir, `m${i}-prefix-projection-ours`);
+          await tabtune([
+            'train',
+            ...['--model', model(), '--data', join(dir, 'train.jsonl'), '--out', ours],
+            ...['--method', 'prefix-tuning', '--num-virtual-tokens', '3', '--prefix-projection'],
+            ...['--encoder-hidden-size', '12', '--steps', '6', '--lr', '0.05', '--seed', '3', '--json'],
+          ]);
+          const oursHere = await tabtune(['eval', '--model', model(), '--adapter', ours, '--data', data, '--json']);
+          const oursThere = await python(['eval', '--model', model(), '--adapter', ours, '--data', data]);
+          expectSameLoss(oursHere, oursThere, `${fam.name} prefix-tuning --prefix-projection Tabtune adapter`);
+          expect(Math.abs(oursHere.loss! - base.loss!), 'training changed the model').toBeGreaterThan(1e-4);
+          console.log(
+            `[tabtune] ${fam.name} prefix-tuning --prefix-projection (Tabtune | Python): Tabtune-trained ` +
+              `${oursHere.loss!.toFixed(6)} | ${oursThere.loss!.toFixed(6)}`,
+          );
         }, 600_000);
       }
     });
