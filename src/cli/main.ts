@@ -34,7 +34,8 @@ const USAGE = `tabtune: LoRA fine-tuning on WebGPU
      [--method lora|dora|ia3|prompt-tuning|prefix-tuning] [--init default|gaussian|pissa|olora|loftq]
      [--targets q_proj,v_proj|all-linear] [--r 8] [--alpha 16] [--dropout 0.05] [--rslora]
      [--feedforward-modules a,b (ia3)] [--num-virtual-tokens 20 (prompt/prefix)]
-     [--prompt-init text|random] [--prompt-init-text TEXT] (prompt-tuning) [--prefix-projection]
+     [--prompt-init text|random] [--prompt-init-text TEXT] (prompt-tuning)
+     [--prefix-projection] [--encoder-hidden-size E] (prefix-tuning: train through PEFT's MLP)
      [--loftq-iter 1] [--loftq-bits 4] (--init loftq: the base becomes its NF4 quantization Q;
      the adapter only fits Q, which is saved as OUT/loftq-base: use that as --model, 16-bit or
      --quantize nf4, with the adapter, and as the base in PEFT)
