@@ -99,6 +99,12 @@ export async function benchMemory(
     : (o.frozen ?? { quantize: null });
   const steps = o.steps ?? 0;
   const measured: MemoryBench['measured'] = [];
+  if (l1 === l2 && l1 !== shape.fullLayers) {
+    throw new Error(
+      `bench memory: --layers ${l1},${l2} measures one depth, which is not ${shape.name}'s ${shape.fullLayers}: ` +
+        `give two different depths to extrapolate, or ${shape.fullLayers},${shape.fullLayers}.`,
+    );
+  }
   for (const layers of l1 === l2 ? [l1] : [l1, l2]) {
     gpu.resetPeak();
     const was = gpu.allocationsOnly;

@@ -20,7 +20,7 @@ import { loraConfigFromSettings, resolveTargets } from '../lora/targets';
 import { standardNormal, virtualShape, virtualWidth } from '../lora/virtual';
 import type { GpuModel } from '../model/gpu-model';
 import { Trainer } from '../train/trainer';
-import { randomModel, smolLm2Config } from './model-bench';
+import { BENCH_OPTIMIZER, randomModel, smolLm2Config } from './model-bench';
 
 const VIRTUAL_TOKENS = 20;
 const RANK = 16;
@@ -96,24 +96,11 @@ export async function benchMethods(
     for (const method of methods) {
       const lora = await adapterFor(gpu, model, method);
       const virtual = method === 'prompt-tuning' || method === 'prefix-tuning' ? VIRTUAL_TOKENS : 0;
-      const trainer = new Trainer(
-        gpu,
-        model,
-        lora,
-        {
-          optimizer: 'adamw',
-          lr: 1e-4,
-          weightDecay: 0,
-          beta1: 0.9,
-          beta2: 0.999,
-          eps: 1e-8,
-          maxGradNorm: 1,
-          scheduler: 'constant',
-          warmup: 0,
-          totalSteps: 100,
-        },
-        { maxTokens: B * (S + virtual), lossEvery: 1000, checkpointActivations: false },
-      );
+      const trainer = new Trainer(gpu, model, lora, BENCH_OPTIMIZER, {
+        maxTokens: B * (S + virtual),
+        lossEvery: 1000,
+        checkpointActivations: false,
+      });
       runs.push({ method, lora, trainer, ms: 0 });
     }
     const T = B * S;

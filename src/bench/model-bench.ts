@@ -20,6 +20,20 @@ import { Generator } from '../generate/generator';
 import { tuneMatmul } from '../kernels/matmul/tune';
 import { Trainer } from '../train/trainer';
 
+/** The optimizer every benchmarked training step uses (AdamW, constant rate, clipping at 1). */
+export const BENCH_OPTIMIZER = {
+  optimizer: 'adamw',
+  lr: 1e-4,
+  weightDecay: 0,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  maxGradNorm: 1,
+  scheduler: 'constant',
+  warmup: 0,
+  totalSteps: 100,
+} as const;
+
 export function smolLm2Config(layers: number, vocab = 49152) {
   return parseConfig({
     model_type: 'llama',
@@ -163,24 +177,11 @@ export async function benchTrainingStep(
   const model = await randomModel(gpu, o.layers, config, o.frozen);
   const lora = adapter(gpu, model, r);
   gpu.resetPeak();
-  const trainer = new Trainer(
-    gpu,
-    model,
-    lora,
-    {
-      optimizer: 'adamw',
-      lr: 1e-4,
-      weightDecay: 0,
-      beta1: 0.9,
-      beta2: 0.999,
-      eps: 1e-8,
-      maxGradNorm: 1,
-      scheduler: 'constant',
-      warmup: 0,
-      totalSteps: 100,
-    },
-    { maxTokens: B * S, lossEvery: 1000, checkpointActivations: o.checkpoint ?? false },
-  );
+  const trainer = new Trainer(gpu, model, lora, BENCH_OPTIMIZER, {
+    maxTokens: B * S,
+    lossEvery: 1000,
+    checkpointActivations: o.checkpoint ?? false,
+  });
   try {
     const T = B * S;
     const ids = new Uint32Array(T);

@@ -61,6 +61,13 @@ describe('bench memory: allocations only', () => {
     expect(real.measured[0]!.peak_bytes).toBe(dry.full_peak_bytes);
   });
 
+  it('refuses two equal depths that are not the full depth (they cannot be extrapolated)', async () => {
+    const gpu = await getGpu();
+    await expect(
+      benchMemory(gpu, { seq: 16, checkpoint: true, shape: shapeFromConfig(SMALL, 'small.json'), layers: [2, 2] }),
+    ).rejects.toThrow(/measures one depth, which is not .*'s 4/);
+  });
+
   it('refuses to time steps without compute', async () => {
     const gpu = await getGpu();
     await expect(
