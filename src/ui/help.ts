@@ -11,6 +11,10 @@ export const HELP: Record<string, string> = {
     'LoRA trains a low-rank update per layer; DoRA adds a learned magnitude per output row (PEFT use_dora); IA³ learns one scaling vector per targeted layer; prompt tuning learns virtual-token embeddings before every sequence; prefix tuning learns keys and values every attention layer sees first. Saved in PEFT’s own format in every case.',
   num_virtual_tokens:
     'Virtual tokens before every sequence (PEFT num_virtual_tokens): their embeddings (prompt tuning) or per-layer keys and values (prefix tuning) are what trains. Typical 8–30.',
+  prefix_projection:
+    'Train the prefix through PEFT’s projection MLP (prefix_projection): a small embedding → Linear → tanh → Linear makes every layer’s keys and values, which often trains more stably than the raw prefix; saved, as PEFT saves it, as the table the MLP gives.',
+  encoder_hidden_size:
+    'Hidden size of the projection MLP (PEFT encoder_hidden_size); typically the model’s hidden size (the default here).',
   prompt_tuning_init_text:
     'Start the prompt from this text’s token embeddings, cut or repeated to the number of virtual tokens (PEFT’s TEXT init, e.g. “Classify the sentiment of this review:”); empty starts from random values.',
   init_lora_weights:

@@ -240,6 +240,18 @@ describe('Settings: the PEFT method', () => {
     expect(
       await screen.findByText(/^Prompt tuning: [\d.,KM]+ trainable parameters with these settings\.$/),
     ).toBeTruthy();
+    // prefix tuning: the projection MLP and its hidden size (PEFT prefix_projection, encoder_hidden_size)
+    fireEvent.change(screen.getByLabelText('PEFT method'), { target: { value: 'prefix-tuning' } });
+    expect(screen.queryByLabelText('Encoder hidden size')).toBeNull();
+    fireEvent.click(screen.getByRole('checkbox', { name: /prefix encoder MLP/ }));
+    expect(c.state.lora.prefix_projection).toBe(true);
+    const hidden = screen.getByLabelText('Encoder hidden size') as HTMLInputElement;
+    expect(hidden.value).toBe(String(c.state.model.info!.hiddenSize));
+    fireEvent.change(hidden, { target: { value: '24' } });
+    expect(c.state.lora.encoder_hidden_size).toBe(24);
+    expect(
+      await screen.findByText(/^Prefix tuning: [\d.,KM]+ trainable parameters with these settings\.$/),
+    ).toBeTruthy();
     fireEvent.change(screen.getByLabelText('PEFT method'), { target: { value: 'lora' } });
     fireEvent.change(screen.getByLabelText('Initialisation'), { target: { value: 'gaussian' } });
     expect(c.state.lora.init_lora_weights).toBe('gaussian');

@@ -79,6 +79,32 @@ export function MethodPicker() {
             <span className="muted small">{HELP.prompt_tuning_init_text}</span>
           </label>
         )}
+        {method.id === 'prefix-tuning' && (
+          <div className="field">
+            <span className="label-like">Projection MLP</span>
+            <label className="check">
+              <input
+                type="checkbox"
+                name="prefix_projection"
+                checked={s.lora.prefix_projection ?? false}
+                onChange={(e) => c.setLora({ prefix_projection: e.target.checked })}
+              />
+              train through PEFT’s prefix encoder MLP
+            </label>
+            <div className="hint">{HELP.prefix_projection}</div>
+          </div>
+        )}
+        {method.id === 'prefix-tuning' && s.lora.prefix_projection && (
+          <NumberField
+            label="Encoder hidden size"
+            name="encoder_hidden_size"
+            value={s.lora.encoder_hidden_size ?? s.model.info?.hiddenSize ?? NaN}
+            min={1}
+            step={1}
+            hint={HELP.encoder_hidden_size}
+            onChange={(v) => c.setLora({ encoder_hidden_size: v })}
+          />
+        )}
       </div>
       {method.id === 'ia3' && <Ia3Modules />}
       {errors.method && (
