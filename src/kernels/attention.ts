@@ -298,12 +298,13 @@ function uniforms(
 
 // ------------------------------------------------------------------ forward
 
-/** Records o = softmax(scale·QKᵀ + causal mask)·V per head and lse = the row logsumexp. */
-export function recordAttention(gpu: Gpu, rec: Recorder, args: AttentionArgs): void {
-  const what = 'attention';
-  checkShape(what, args);
+/**
+ * The forward's tensors (q, k, v, o, lse) checked against the shape; their element counts, or null
+ * for an empty problem (nothing to record).
+ */
+function checkForwardTensors(what: string, args: AttentionArgs): { rows: number; qn: number; kn: number } | null {
   const rows = args.batch * args.seq;
-  if (rows === 0) return;
+  if (rows === 0) return null;
   const qn = rows * args.heads * args.headDim;
   const kn = rows * args.kvHeads * args.headDim;
   needElems(what, 'q', args.q, qn, F32);
@@ -311,6 +312,16 @@ export function recordAttention(gpu: Gpu, rec: Recorder, args: AttentionArgs): v
   needElems(what, 'v', args.v, kn, F32);
   needElems(what, 'o', args.o, qn, F32);
   needElems(what, 'lse', args.lse, rows * args.heads, F32);
+  return { rows, qn, kn };
+}
+
+/** Records o = softmax(scale·QKᵀ + causal mask)·V per head and lse = the row logsumexp. */
+export function recordAttention(gpu: Gpu, rec: Recorder, args: AttentionArgs): void {
+  const what = 'attention';
+  checkShape(what, args);
+  const sizes = checkForwardTensors(what, args);
+  if (!sizes) return;
+  const { rows } = sizes;
   bindable(gpu, what, { q: args.q, k: args.k, v: args.v, o: args.o, lse: args.lse });
   const f = flags(what, args);
   const seg = keyStartBindings(gpu, what, args.keyStart, rows, 5);
@@ -337,15 +348,9 @@ export function recordAttention(gpu: Gpu, rec: Recorder, args: AttentionArgs): v
 export function recordAttentionBackward(gpu: Gpu, rec: Recorder, args: AttentionBackwardArgs): void {
   const what = 'attention backward';
   checkShape(what, args);
-  const rows = args.batch * args.seq;
-  if (rows === 0) return;
-  const qn = rows * args.heads * args.headDim;
-  const kn = rows * args.kvHeads * args.headDim;
-  needElems(what, 'q', args.q, qn, F32);
-  needElems(what, 'k', args.k, kn, F32);
-  needElems(what, 'v', args.v, kn, F32);
-  needElems(what, 'o', args.o, qn, F32);
-  needElems(what, 'lse', args.lse, rows * args.heads, F32);
+  const sizes = checkForwardTensors(what, args);
+  if (!sizes) return;
+  const { rows, qn, kn } = sizes;
   needElems(what, 'dO', args.dO, qn, F32);
   needElems(what, 'dq', args.dq, qn, F32);
   needElems(what, 'dk', args.dk, kn, F32);
