@@ -1,9 +1,10 @@
 // Activations, forward and backward: SiLU, GELU (tanh approximation, GPT-2's "gelu_new" = torch
-// gelu(approximate="tanh")), exact GELU (nn.GELU, "gelu": GPT-NeoX, Falcon), ReLU (OPT), and the
-// gated MLP product h = act(g) * u (SwiGLU with act = silu, GeGLU with act = gelu_tanh).
+// gelu(approximate="tanh")), exact GELU (nn.GELU, "gelu": GPT-NeoX, Falcon), ReLU (OPT), tanh
+// (PEFT's prefix projection MLP), and the gated MLP product h = act(g) * u (SwiGLU with act = silu,
+// GeGLU with act = gelu_tanh).
 //
 // Template: src/kernels/activation.ts builds one module per kernel and activation from a generated
-// prelude (`const ACT: u32`: 0 = silu, 1 = gelu_tanh, 2 = gelu, 3 = relu), the common part below
+// prelude (`const ACT: u32`: 0 = silu, 1 = gelu_tanh, 2 = gelu, 3 = relu, 4 = tanh), the common part below
 // (act / act_grad) and one `//#kernel` section. All tensors f32. Flat 256-wide workgroups on a 2D
 // grid: e = gid.x + gid.y * p.stride.
 //
@@ -18,6 +19,9 @@
 // erfc is Numerical Recipes' Chebyshev fit (relative error < 1.2e-7 everywhere), so the tail for
 // negative x keeps its relative accuracy instead of cancelling in 1 + erf.
 //   relu(x)      = max(x, 0),  relu'(x) = 1 if x > 0 else 0 (torch's threshold_backward)
+//   tanh(x)      = sign(x) (1 - e) / (1 + e), e = exp(-2|x|) (no overflow; WGSL's tanh may be
+//                  coarse), and its odd Taylor series below |x| = 1/4, where 1 - e would cancel
+//   tanh'(x)     = 4 e / (1 + e)² (= 1 - tanh², without the cancellation of 1 - t² near |t| = 1)
 //
 // Kernels (bindings after the uniform at 0):
 //   act_fwd    1 x [n], 2 y [n]:               y = act(x)
@@ -47,6 +51,16 @@ fn erfc(x: f32) -> f32 {
   return select(2.0 - r, r, x >= 0.0);
 }
 
+fn tanh_act(x: f32) -> f32 {
+  let a = abs(x);
+  if (a < 0.25) {
+    let q = x * x;
+    return x * (1.0 + q * (-0.3333333333 + q * (0.1333333333 + q * (-0.0539682540 + q * 0.0218694885))));
+  }
+  let e = exp(-2.0 * a);
+  return sign(x) * (1.0 - e) / (1.0 + e);
+}
+
 const INV_SQRT2: f32 = 0.7071067811865476;
 const INV_SQRT_2PI: f32 = 0.3989422804014327;
 
@@ -54,6 +68,7 @@ fn act(x: f32) -> f32 {
   if (ACT == 0u) { return x * sigmoid(x); }
   if (ACT == 2u) { return 0.5 * x * erfc(-x * INV_SQRT2); }
   if (ACT == 3u) { return max(x, 0.0); }
+  if (ACT == 4u) { return tanh_act(x); }
   return x * sigmoid(2.0 * GELU_K * (x + GELU_C * x * x * x));
 }
 
@@ -64,6 +79,10 @@ fn act_grad(x: f32) -> f32 {
   }
   if (ACT == 2u) { return 0.5 * erfc(-x * INV_SQRT2) + x * exp(-0.5 * x * x) * INV_SQRT_2PI; }
   if (ACT == 3u) { return select(0.0, 1.0, x > 0.0); }
+  if (ACT == 4u) {
+    let e = exp(-2.0 * abs(x));
+    return 4.0 * e / ((1.0 + e) * (1.0 + e));
+  }
   let s = sigmoid(2.0 * GELU_K * (x + GELU_C * x * x * x));
   return s + 2.0 * x * s * (1.0 - s) * GELU_K * (1.0 + 3.0 * GELU_C * x * x);
 }

@@ -7,19 +7,29 @@
  * Settings: LoRA and DoRA r=16 on every linear layer; (IA)³ PEFT's defaults for llama (k_proj,
  * v_proj, down_proj's input); prompt and prefix tuning 20 virtual tokens (each sequence grows by
  * them, which is most of their cost at short lengths).
+ *
+ * Prefix tuning through PEFT's projection MLP (encoder hidden size = the kv width) runs twice: as
+ * the trainer runs it (the MLP on the GPU inside the step's submits, src/lora/prefix-mlp.ts) and
+ * the way it ran before that (kept here only as the baseline): the five parameters read back, the
+ * table computed on the CPU in float64 and uploaded, the step, the table's gradient read back,
+ * pushed through the MLP on the CPU, the five gradients uploaded and AdamW run over them.
  */
 
 import type { Gpu } from '../gpu/context';
+import type { Tensor } from '../gpu/tensor';
+import { recordAdamW } from '../kernels/optim';
 import { ia3ConfigFromSettings, initIa3 } from '../lora/ia3';
 import { gpuAdapter } from '../lora/from-weights';
 import type { GpuLora } from '../lora/gpu-lora';
 import { initLoraModules } from '../lora/init';
 import type { PeftMethod } from '../lora/methods';
-import { otherOnGpu } from '../lora/other';
+import { otherOnGpu, prefixMlpDims } from '../lora/other';
+import { type PrefixMlpArrays, PREFIX_MLP_PARTS, initPrefixMlp, prefixMlpSizes } from '../lora/prefix-mlp';
 import { loraConfigFromSettings, resolveTargets } from '../lora/targets';
 import { standardNormal, virtualShape, virtualWidth } from '../lora/virtual';
 import type { GpuModel } from '../model/gpu-model';
-import { Trainer } from '../train/trainer';
+import { prefixMlpBackwardRef, prefixMlpForwardRef } from '../reference/prefix-projection';
+import { type MicroBatch, Trainer } from '../train/trainer';
 import { BENCH_OPTIMIZER, randomModel, smolLm2Config } from './model-bench';
 
 const VIRTUAL_TOKENS = 20;
@@ -27,6 +37,8 @@ const RANK = 16;
 
 export interface MethodStepBench {
   method: PeftMethod;
+  /** What ran, when the method alone does not say (the projection MLP variants). */
+  variant: string;
   trainable_params: number;
   ms_per_step: number;
   /** ms_per_step over LoRA's, measured in the same rounds. */
@@ -42,7 +54,7 @@ export interface MethodsBench {
 }
 
 /** The method's fresh adapter on the GPU, as a new run would start it. */
-async function adapterFor(gpu: Gpu, model: GpuModel, method: PeftMethod): Promise<GpuLora> {
+async function adapterFor(gpu: Gpu, model: GpuModel, method: PeftMethod, projection = false): Promise<GpuLora> {
   const c = model.config;
   if (method === 'lora' || method === 'dora') {
     const cfg = loraConfigFromSettings(
@@ -72,12 +84,93 @@ async function adapterFor(gpu: Gpu, model: GpuModel, method: PeftMethod): Promis
     });
   }
   const shape = virtualShape('prefix', c);
-  const config = { ...shape, ...common, prefix_projection: false, encoder_hidden_size: shape.token_dim };
+  const config = { ...shape, ...common, prefix_projection: projection, encoder_hidden_size: shape.token_dim };
+  const mlp = projection ? initPrefixMlp(prefixMlpDims(config), 1) : undefined;
   return otherOnGpu(gpu, model.linears, {
     method,
     config,
     table: standardNormal(VIRTUAL_TOKENS * virtualWidth('prefix', shape), 1),
+    mlp,
   });
+}
+
+/**
+ * The projection MLP as it ran before it moved to the GPU (the baseline of the comparison): a plain
+ * prefix trainer whose table is computed on the CPU from five parameter tensors each step, their
+ * gradients pushed back on the CPU and updated by AdamW (see the file comment).
+ */
+class HostPrefixMlp {
+  private readonly dims;
+  private readonly params: Tensor[];
+  private readonly grads: Tensor[];
+  private readonly moments: Tensor[][];
+  private readonly lora: GpuLora;
+  private steps = 0;
+
+  constructor(
+    private readonly gpu: Gpu,
+    lora: GpuLora,
+    model: GpuModel,
+  ) {
+    this.lora = lora;
+    const shape = virtualShape('prefix', model.config);
+    this.dims = prefixMlpDims({
+      ...shape,
+      num_virtual_tokens: VIRTUAL_TOKENS,
+      prefix_projection: true,
+      encoder_hidden_size: shape.token_dim,
+    });
+    const init = initPrefixMlp(this.dims, 1);
+    const sizes = prefixMlpSizes(this.dims);
+    const make = (label: string, key: keyof PrefixMlpArrays, data?: Float32Array) =>
+      gpu.tensor(label, [sizes[key]], 'f32', 'lora', data ?? new Float32Array(sizes[key]));
+    this.params = PREFIX_MLP_PARTS.map((p) => make(p.name, p.key, init[p.key]));
+    this.grads = PREFIX_MLP_PARTS.map((p) => make(`${p.name}.grad`, p.key));
+    this.moments = PREFIX_MLP_PARTS.map((p) => [make(`${p.name}.m`, p.key), make(`${p.name}.v`, p.key)]);
+  }
+
+  async step(trainer: Trainer, micro: MicroBatch[]): Promise<void> {
+    const gpu = this.gpu;
+    const read = async () => Promise.all(this.params.map((t) => gpu.read(t)));
+    const [x, w1, b1, w2, b2] = (await read()).map((a) => Float64Array.from(a));
+    const m = { ...this.dims, x: x!, w1: w1!, b1: b1!, w2: w2!, b2: b2! };
+    const { h, table } = prefixMlpForwardRef(m);
+    const slot = this.lora.virtualSlot!;
+    gpu.write(slot.table, Float32Array.from(table));
+    await trainer.trainStep(micro, true);
+    const g = prefixMlpBackwardRef(m, h, await gpu.read(slot.grad!));
+    [g.dx, g.dw1, g.db1, g.dw2, g.db2].forEach((d, i) => gpu.write(this.grads[i]!, Float32Array.from(d)));
+    const rec = gpu.recorder('host-mlp.optimizer');
+    this.steps++;
+    const { lr, beta1, beta2, eps, weightDecay } = BENCH_OPTIMIZER;
+    this.params.forEach((param, i) => {
+      const [m, v] = this.moments[i]!;
+      const n = param.shape[0]!;
+      recordAdamW(gpu, rec, {
+        param,
+        grad: this.grads[i]!,
+        m: m!,
+        v: v!,
+        n,
+        lr,
+        beta1,
+        beta2,
+        eps,
+        weightDecay,
+        step: this.steps,
+      });
+    });
+    rec.submit();
+    await gpu.sync();
+  }
+
+  get parameterCount(): number {
+    return this.params.reduce((n, t) => n + t.shape[0]!, 0);
+  }
+
+  dispose(): void {
+    for (const t of [...this.params, ...this.grads, ...this.moments.flat()]) this.gpu.free(t);
+  }
 }
 
 export async function benchMethods(
@@ -90,18 +183,30 @@ export async function benchMethods(
   const vocab = o.vocab ?? 8192;
   const config = smolLm2Config(o.layers, vocab);
   const model = await randomModel(gpu, o.layers, config);
-  const methods: PeftMethod[] = ['lora', 'dora', 'ia3', 'prompt-tuning', 'prefix-tuning'];
-  const runs: { method: PeftMethod; lora: GpuLora; trainer: Trainer; ms: number }[] = [];
+  const variants: { method: PeftMethod; variant: string }[] = [
+    ...(['lora', 'dora', 'ia3', 'prompt-tuning', 'prefix-tuning'] as const).map((m) => ({ method: m, variant: m })),
+    { method: 'prefix-tuning', variant: 'prefix + MLP (GPU)' },
+    { method: 'prefix-tuning', variant: 'prefix + MLP (CPU, before)' },
+  ];
+  const runs: {
+    method: PeftMethod;
+    variant: string;
+    lora: GpuLora;
+    trainer: Trainer;
+    host: HostPrefixMlp | null;
+    ms: number;
+  }[] = [];
   try {
-    for (const method of methods) {
-      const lora = await adapterFor(gpu, model, method);
+    for (const { method, variant } of variants) {
+      const lora = await adapterFor(gpu, model, method, variant === 'prefix + MLP (GPU)');
       const virtual = method === 'prompt-tuning' || method === 'prefix-tuning' ? VIRTUAL_TOKENS : 0;
       const trainer = new Trainer(gpu, model, lora, BENCH_OPTIMIZER, {
         maxTokens: B * (S + virtual),
         lossEvery: 1000,
         checkpointActivations: false,
       });
-      runs.push({ method, lora, trainer, ms: 0 });
+      const host = variant === 'prefix + MLP (CPU, before)' ? new HostPrefixMlp(gpu, lora, model) : null;
+      runs.push({ method, variant, lora, trainer, host, ms: 0 });
     }
     const T = B * S;
     const ids = new Uint32Array(T);
@@ -115,12 +220,14 @@ export async function benchMethods(
     const micro = [{ B, S, ids, targets, positions, counted: T }];
     // A warm-up step each (compiles its pipelines), then one step of each method per round (in a
     // rotated order); the loss is read every step so each timing includes its whole step.
-    for (const r of runs) await r.trainer.trainStep(micro, true);
+    const step = (r: (typeof runs)[number]) =>
+      r.host ? r.host.step(r.trainer, micro) : r.trainer.trainStep(micro, true);
+    for (const r of runs) await step(r);
     for (let i = 0; i < rounds; i++) {
       // each round starts with another method, so no method always follows the same one
       for (const r of [...runs.slice(i % runs.length), ...runs.slice(0, i % runs.length)]) {
         const t = performance.now();
-        await r.trainer.trainStep(micro, true);
+        await step(r);
         r.ms += performance.now() - t;
       }
     }
@@ -132,7 +239,8 @@ export async function benchMethods(
       rounds,
       methods: runs.map((r) => ({
         method: r.method,
-        trainable_params: r.lora.parameterCount,
+        variant: r.variant,
+        trainable_params: r.host ? r.host.parameterCount : r.lora.parameterCount,
         ms_per_step: r.ms / rounds,
         ratio_to_lora: r.ms / rounds / loraMs,
       })),
@@ -143,7 +251,7 @@ export async function benchMethods(
     );
     for (const m of res.methods) {
       o.log?.(
-        `  ${m.method.padEnd(13)} ${m.ms_per_step.toFixed(0).padStart(6)} ms/step  ${m.ratio_to_lora.toFixed(2)}x LoRA  ` +
+        `  ${m.variant.padEnd(26)} ${m.ms_per_step.toFixed(0).padStart(6)} ms/step  ${m.ratio_to_lora.toFixed(2)}x LoRA  ` +
           `(${m.trainable_params} trainable parameters)`,
       );
     }
@@ -151,6 +259,7 @@ export async function benchMethods(
   } finally {
     for (const r of runs) {
       r.trainer.dispose();
+      r.host?.dispose();
       r.lora.dispose();
     }
     model.dispose();

@@ -66,7 +66,7 @@ export async function newOtherAdapter(
         throw new PeftError(`encoder_hidden_size must be a positive integer, got ${E}.`);
       const dims = prefixMlpDims(config);
       const mlp = initPrefixMlp(dims, seed);
-      return { method, config, table: prefixMlpTable(dims, mlp).table, mlp };
+      return { method, config, table: prefixMlpTable(dims, mlp), mlp };
     }
     return { method, config, table: standardNormal(P * virtualWidth('prefix', shape), seed) };
   }

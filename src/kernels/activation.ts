@@ -1,6 +1,6 @@
 /**
- * Activations (see shaders/activation.wgsl): SiLU, GELU-tanh (GPT-2's gelu_new), exact GELU and
- * ReLU forward and backward, and the gated MLP product h = act(g)·u (SwiGLU; GeGLU with act 'gelu_tanh') with its
+ * Activations (see shaders/activation.wgsl): SiLU, GELU-tanh (GPT-2's gelu_new), exact GELU, ReLU
+ * and tanh (PEFT's prefix projection MLP) forward and backward, and the gated MLP product h = act(g)·u (SwiGLU; GeGLU with act 'gelu_tanh') with its
  * backward, for separate g / u tensors or one fused [rows, 2I] gate-up tensor (gate columns first).
  * All tensors f32; outputs must not share a buffer with inputs.
  */
@@ -10,9 +10,9 @@ import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
 import { flatGrid, needDims, needElems, noAlias, variantPipeline } from './common';
 
-export type Activation = 'silu' | 'gelu_tanh' | 'gelu' | 'relu';
+export type Activation = 'silu' | 'gelu_tanh' | 'gelu' | 'relu' | 'tanh';
 
-const ACT_ID: Record<Activation, number> = { silu: 0, gelu_tanh: 1, gelu: 2, relu: 3 };
+const ACT_ID: Record<Activation, number> = { silu: 0, gelu_tanh: 1, gelu: 2, relu: 3, tanh: 4 };
 
 function pipelineFor(gpu: Gpu, kernel: string, act: Activation): GPUComputePipeline {
   const id = ACT_ID[act];

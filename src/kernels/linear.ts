@@ -274,7 +274,7 @@ function recordNormOf(
 }
 
 /** Split-K slices for a reduction over M tokens: deterministic in M, about 256 tokens a slice. */
-function splitsFor(M: number): number {
+export function splitsFor(M: number): number {
   return Math.max(1, Math.min(16, Math.floor(M / 256)));
 }
 

@@ -5,9 +5,10 @@
  * of adapters (compare runs base and adapters over one copy of the weights).
  */
 
-import type { Gpu } from '../gpu/context';
+import type { Gpu, Recorder } from '../gpu/context';
 import { GpuError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
+import type { Workspace } from '../gpu/workspace';
 import type { DoraParams } from '../kernels/dora';
 import type { Ia3Params, LoraParams } from '../kernels/linear';
 import type { LinearModule } from '../model/registry';
@@ -18,9 +19,12 @@ import {
   PREFIX_MLP_PARTS,
   type PrefixMlpArrays,
   type PrefixMlpDims,
-  prefixMlpGrads,
+  type PrefixMlpSaved,
+  type PrefixMlpTensors,
   prefixMlpSizes,
   prefixMlpTable,
+  recordPrefixMlpBackward,
+  recordPrefixMlpForward,
 } from './prefix-mlp';
 
 /** A and B of one module as plain arrays (the same shape init, PEFT import and checkpoints use). */
@@ -69,11 +73,14 @@ export class GpuLora {
   virtualSlot: (RunnerVirtual & { state: Tensor[] }) | null = null;
   /**
    * A prefix trained through PEFT's projection MLP (src/lora/prefix-mlp.ts): its five parameters
-   * are the trainables, and virtualSlot.table is their output, refreshed each step.
+   * are the trainables, and virtualSlot.table is their output, recorded on the GPU by the trainer
+   * (recordPrefixTable) after every update. `saved` holds the forward's Z and H for the backward
+   * (allocated by enableTraining()).
    */
   prefixMlp: {
     dims: PrefixMlpDims;
     parts: { key: keyof PrefixMlpArrays; name: string; param: Tensor; grad: Tensor | null; state: Tensor[] }[];
+    saved: PrefixMlpSaved | null;
   } | null = null;
 
   private constructor(readonly gpu: Gpu) {}
@@ -173,7 +180,7 @@ export class GpuLora {
         throw new GpuError(`The prefix MLP's ${key} holds ${mlp[key].length} values; its shape needs ${sizes[key]}.`);
       }
     }
-    const lora = GpuLora.fromVirtual(gpu, 'prefix', dims.P, prefixMlpTable(dims, mlp).table);
+    const lora = GpuLora.fromVirtual(gpu, 'prefix', dims.P, prefixMlpTable(dims, mlp));
     lora.prefixMlp = {
       dims,
       parts: PREFIX_MLP_PARTS.map(({ key, name }) => ({
@@ -183,6 +190,7 @@ export class GpuLora {
         grad: null,
         state: [],
       })),
+      saved: null,
     };
     return lora;
   }
@@ -196,26 +204,49 @@ export class GpuLora {
     return out as PrefixMlpArrays;
   }
 
-  /**
-   * Before a step's forward: the table from the MLP's current parameters, uploaded. Returns what
-   * pushPrefixGrads needs (null without a projection MLP).
-   */
-  async refreshPrefixTable(): Promise<{ a: PrefixMlpArrays; h: Float64Array } | null> {
-    const a = await this.prefixMlpArrays();
-    if (!a || !this.prefixMlp || !this.virtualSlot) return null;
-    const { table, h } = prefixMlpTable(this.prefixMlp.dims, a);
-    this.gpu.write(this.virtualSlot.table, table);
-    return { a, h };
-  }
-
-  /** After the backward: the table's gradient through the MLP into its five parameters' gradients. */
-  async pushPrefixGrads(at: { a: PrefixMlpArrays; h: Float64Array }): Promise<void> {
+  /** Records the table from the MLP's current parameters (a no-op without a projection MLP). */
+  recordPrefixTable(rec: Recorder): void {
     const p = this.prefixMlp;
     const v = this.virtualSlot;
-    if (!p || !v?.grad)
-      throw new GpuError('The prefix has no projection MLP or no gradient; call enableTraining() first.');
-    const g = prefixMlpGrads(p.dims, at.a, at.h, await this.gpu.read(v.grad));
-    for (const part of p.parts) this.gpu.write(part.grad!, g[part.key]);
+    if (!p || !v) return;
+    if (!p.saved)
+      throw new GpuError("The prefix MLP's forward has nowhere to keep Z and H; call enableTraining() first.");
+    recordPrefixMlpForward(this.gpu, rec, {
+      dims: p.dims,
+      params: this.prefixMlpTensors('param'),
+      saved: p.saved,
+      table: v.table,
+    });
+  }
+
+  /**
+   * Records the table's gradient through the MLP into its five parameters' gradients (after the
+   * backward; Z and H from the last recordPrefixTable). A no-op without a projection MLP.
+   */
+  recordPrefixGrads(rec: Recorder, ws: Workspace): void {
+    const p = this.prefixMlp;
+    if (!p) return;
+    const v = this.virtualSlot;
+    if (!v?.grad || !p.saved)
+      throw new GpuError('The prefix has no gradient or no saved activations; call enableTraining() first.');
+    recordPrefixMlpBackward(this.gpu, rec, {
+      dims: p.dims,
+      params: this.prefixMlpTensors('param'),
+      saved: p.saved,
+      dTable: v.grad,
+      grads: this.prefixMlpTensors('grad'),
+      ws,
+    });
+  }
+
+  private prefixMlpTensors(which: 'param' | 'grad'): PrefixMlpTensors {
+    const out: Partial<PrefixMlpTensors> = {};
+    for (const part of this.prefixMlp?.parts ?? []) {
+      const t = part[which];
+      if (!t) throw new GpuError(`${part.name} has no gradient; call enableTraining() first.`);
+      out[part.key] = t;
+    }
+    return out as PrefixMlpTensors;
   }
 
   virtual(): RunnerVirtual | null {
@@ -261,9 +292,17 @@ export class GpuLora {
       if (!this.prefixMlp)
         while (v.state.length < moments) v.state.push(zeroed(`${v.kind}_embeddings.m${v.state.length}`, v.table));
     }
-    for (const part of this.prefixMlp?.parts ?? []) {
+    const mlp = this.prefixMlp;
+    for (const part of mlp?.parts ?? []) {
       if (!part.grad) part.grad = this.gpu.tensor(`${part.name}.grad`, part.param.shape, 'f32', 'lora');
       while (part.state.length < moments) part.state.push(zeroed(`${part.name}.m${part.state.length}`, part.param));
+    }
+    if (mlp && !mlp.saved) {
+      const shape = [mlp.dims.P, mlp.dims.E];
+      mlp.saved = {
+        z: this.gpu.tensor('prefix_encoder.z', shape, 'f32', 'activations'),
+        h: this.gpu.tensor('prefix_encoder.h', shape, 'f32', 'activations'),
+      };
     }
   }
 
@@ -394,6 +433,8 @@ export class GpuLora {
       this.gpu.free(part.grad);
       for (const t of part.state) this.gpu.free(t);
     }
+    this.gpu.free(this.prefixMlp?.saved?.z);
+    this.gpu.free(this.prefixMlp?.saved?.h);
     this.prefixMlp = null;
     if (this.virtualSlot) {
       this.gpu.free(this.virtualSlot.table);

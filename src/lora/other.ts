@@ -60,8 +60,7 @@ export function otherOnGpu(gpu: Gpu, modules: LinearModule[], o: OtherAdapter): 
 export async function otherFromGpu(lora: GpuLora, o: OtherAdapter): Promise<OtherAdapter> {
   if (o.method === 'ia3') return { ...o, vectors: await lora.ia3Arrays() };
   const mlp = await lora.prefixMlpArrays();
-  if (o.method === 'prefix-tuning' && mlp)
-    return { ...o, mlp, table: prefixMlpTable(prefixMlpDims(o.config), mlp).table };
+  if (o.method === 'prefix-tuning' && mlp) return { ...o, mlp, table: prefixMlpTable(prefixMlpDims(o.config), mlp) };
   const v = lora.virtualSlot;
   if (!v) throw new PeftError('The adapter on the GPU has no prompt or prefix table.');
   return { ...o, table: await lora.gpu.read(v.table) };

@@ -4,10 +4,11 @@
  *   gelu_tanh   = "gelu_new" / gelu(approximate="tanh"): 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³)))
  *   gelu        = nn.GELU() / "gelu": 0.5·x·(1 + erf(x/√2))      (GPT-NeoX, Falcon)
  *   relu        = nn.ReLU: max(x, 0), gradient 1 where x > 0      (OPT)
+ *   tanh        = nn.Tanh, gradient 1 - tanh²                      (PEFT's prefix projection MLP)
  *   SwiGLU MLP  = down(act(gate(x)) · up(x)): the product h = act(g)·u is what is referenced here.
  */
 
-export type ActivationRef = 'silu' | 'gelu_tanh' | 'gelu' | 'relu';
+export type ActivationRef = 'silu' | 'gelu_tanh' | 'gelu' | 'relu' | 'tanh';
 
 const K = Math.sqrt(2 / Math.PI);
 const C = 0.044715;
@@ -33,6 +34,7 @@ export function actRef(x: number, act: ActivationRef): number {
   if (act === 'silu') return x / (1 + Math.exp(-x));
   if (act === 'gelu') return 0.5 * x * (1 + erfRef(x / Math.SQRT2));
   if (act === 'relu') return Math.max(x, 0);
+  if (act === 'tanh') return Math.tanh(x);
   return 0.5 * x * (1 + Math.tanh(K * (x + C * x * x * x)));
 }
 
@@ -44,6 +46,7 @@ export function actGradRef(x: number, act: ActivationRef): number {
   }
   if (act === 'gelu') return 0.5 * (1 + erfRef(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
   if (act === 'relu') return x > 0 ? 1 : 0;
+  if (act === 'tanh') return 1 - Math.tanh(x) ** 2;
   const t = Math.tanh(K * (x + C * x * x * x));
   return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * K * (1 + 3 * C * x * x);
 }

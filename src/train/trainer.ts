@@ -103,6 +103,9 @@ export class Trainer {
     this.normSq = gpu.tensor('gradNormSq', [1], 'f32', 'scratch');
     const rec = gpu.recorder('reset');
     this.runner.recordResetLoss(rec);
+    // A prefix trained through its projection MLP: the table from the MLP's parameters on the GPU,
+    // here and after every update (src/lora/prefix-mlp.ts), so every step and evaluation sees it.
+    lora.recordPrefixTable(rec);
     rec.submit();
   }
 
@@ -130,9 +133,6 @@ export class Trainer {
     const lr = this.lrAt(this.stepIndex);
     const gradScale = counted > 0 ? 1 / counted : 0;
     const P = this.lora.virtual()?.P ?? 0;
-    // A prefix trained through its projection MLP: the table from the MLP's parameters first, and
-    // the optimizer after the table's gradient went back through the MLP (src/lora/prefix-mlp.ts).
-    const mlp = await this.lora.refreshPrefixTable();
     micro.forEach((given, g) => {
       const b = withVirtualRows(given, P);
       this.runner.setBatch(b.ids, b.positions, b.targets, b.keyStart);
@@ -148,15 +148,14 @@ export class Trainer {
       this.runner.recordForward(rec, f);
       this.runner.recordLoss(rec, b.B * b.S, gradScale);
       this.runner.recordBackward(rec, f, g > 0);
-      if (g === micro.length - 1 && !mlp) this.recordOptimizer(rec, lr);
+      if (g === micro.length - 1) {
+        // a projected prefix: the table's gradient through the MLP first, its table renewed after
+        this.lora.recordPrefixGrads(rec, this.runnerWorkspace());
+        this.recordOptimizer(rec, lr);
+        this.lora.recordPrefixTable(rec);
+      }
       rec.submit();
     });
-    if (mlp) {
-      await this.lora.pushPrefixGrads(mlp);
-      const rec = gpu.recorder(`step${this.stepIndex}.optimizer`);
-      this.recordOptimizer(rec, lr);
-      rec.submit();
-    }
     this.stepIndex++;
     this.windowSteps++;
     let loss: number | null = null;
@@ -220,7 +219,7 @@ export class Trainer {
     }
   }
 
-  /** Scratch of the gradient-norm reduction (separate from the runner's activation gradients). */
+  /** Scratch of the gradient-norm reduction and the prefix MLP's backward (separate from the runner's). */
   private runnerWorkspace(): Workspace {
     if (!this.wsCache) this.wsCache = new Workspace(this.gpu);
     return this.wsCache;

@@ -28,7 +28,7 @@ function inputs(n: number, seed: number): Float32Array {
 }
 
 describe('activation kernels', () => {
-  for (const act of ['silu', 'gelu_tanh', 'gelu', 'relu'] as const) {
+  for (const act of ['silu', 'gelu_tanh', 'gelu', 'relu', 'tanh'] as const) {
     it(`${act} forward + backward (n = 37·70, overwrite and accumulate)`, async () => {
       const n = 37 * 70;
       await checkKernel({
