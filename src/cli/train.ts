@@ -8,6 +8,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FrozenWeightsSettings, QuantizedBase, TrainProgress, TrainSettings } from '../engine/types';
 import { writeReplacedWeights } from '../lora/merge';
+import { LOFTQ_BASE_DIR } from '../engine/merge-zip';
 import { DirSource } from '../model/source';
 import { DirSink } from './merge';
 import type { CheckpointRun } from '../train/checkpoint';
@@ -80,9 +81,6 @@ function onInterrupt(
     },
   };
 }
-
-/** The folder under --out that holds LoftQ's quantized backbone. */
-const LOFTQ_BASE_DIR = 'loftq-base';
 
 /** The base model with its LoftQ-quantized weights, as a Hugging Face model folder `dir` (written atomically per file). */
 async function writeQuantizedBase(modelDir: string, dir: string, q: QuantizedBase): Promise<void> {

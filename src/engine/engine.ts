@@ -32,7 +32,9 @@ import type { TokenStore } from '../train/data/tokens';
 import { evalLoss } from '../train/evaluate';
 import { RunControl, trainRun } from '../train/run';
 import { frozenFlags, frozenSettings, frozenText, sameFrozen } from './frozen';
-import { mergeToZip } from './merge-zip';
+import { loftqToZip, mergeToZip } from './merge-zip';
+import { BackboneSwitch } from './loftq-backbone';
+import { encodeLoftqBackbone } from '../lora/loftq-backbone';
 import { otherFilesOnGpu, otherTrainables, startingAdapter } from './methods';
 import { KernelTuning, gpuSummary } from './device';
 import { recipeZip } from './export-recipe';
@@ -85,6 +87,7 @@ export class Engine implements EngineApi {
   private model: LoadedModelState | null = null;
   private dataset: DatasetState | null = null;
   private readonly adapters = new Map<string, GpuLora>();
+  private readonly backbone = new BackboneSwitch(() => this.generation.forgetContext());
   private readonly generation = new TextGeneration();
   private readonly control = new RunControl();
   private training = false;
@@ -212,6 +215,7 @@ export class Engine implements EngineApi {
   private unloadModel(): void {
     for (const l of this.adapters.values()) l.dispose();
     this.adapters.clear();
+    this.backbone.forget(null);
     this.generation.dispose();
     this.model?.gpuModel.dispose();
     this.model?.pool?.close();
@@ -321,7 +325,8 @@ export class Engine implements EngineApi {
     this.assertIdle('start another run');
     const m = this.requireModel();
     const d = this.requireDataset();
-    // PiSSA/OLoRA rewrite frozen weights while a run lasts: generation's KV cache starts over after.
+    // PiSSA/OLoRA/LoftQ rewrite frozen weights while a run lasts: generation's KV cache starts over after.
+    this.backbone.original();
     this.generation.forgetContext();
     const frozen = frozenSettings(m.gpuModel.quantization);
     const resume = hooks.resumeFrom ? decodeCheckpoint(hooks.resumeFrom) : null;
@@ -369,9 +374,12 @@ export class Engine implements EngineApi {
       });
       const fanInFanOut = hasConv1dWeights(m.config);
       const baseModel = saved.quantizedBase ? (hooks.loftqBaseDir ?? m.id) : m.id;
-      const adapter = trainedOther
+      const adapter: PeftFiles = trainedOther
         ? exportOther(trainedOther, m.id, fanInFanOut)
         : exportPeft({ config: saved.config, baseModel, modules: saved.modules, fanInFanOut });
+      const loftqIter = saved.config.loftq_config?.loftq_iter ?? 1;
+      if (saved.backbone)
+        adapter.loftqBackbone = encodeLoftqBackbone({ baseModel: m.id, loftqIter, modules: saved.backbone });
       return { ...result, adapter, quantizedBase: saved.quantizedBase };
     } finally {
       this.training = false;
@@ -386,7 +394,10 @@ export class Engine implements EngineApi {
     onProgress?: (done: number, total: number) => void,
   ): Promise<{ zip: Blob; files: string[] }> {
     const m = this.requireModel();
-    const folder = `${(m.id.split('/').pop() ?? 'model').replace(/[^\w.-]+/g, '_')}-merged`;
+    const name = (m.id.split('/').pop() ?? 'model').replace(/[^\w.-]+/g, '_');
+    const { loftqBackbone } = adapter;
+    if (loftqBackbone) return loftqToZip(m.source, { ...adapter, loftqBackbone }, `${name}-loftq`, onProgress);
+    const folder = `${name}-merged`;
     return mergeToZip(m.source, adapter, folder, { dtype: settings.dtype, onProgress });
   }
 
@@ -426,6 +437,7 @@ export class Engine implements EngineApi {
   forgetAdapter(key: string): void {
     this.adapters.get(key)?.dispose();
     this.adapters.delete(key);
+    this.backbone.forget(key);
   }
 
   // ------------------------------------------------------------------ eval / generate
@@ -441,6 +453,7 @@ export class Engine implements EngineApi {
       throw new EngineError('The dataset has no validation records: set a validation fraction above 0.');
     }
     const lora = adapter ? await this.adapterOnGpu(adapter) : null;
+    await this.backbone.use(this.gpu, m.gpuModel, adapter);
     const shape = { batchSize: 4, maxLen: d.maxLen };
     // Batches are made (and records tokenized) as they are consumed.
     const { sum, count } = await evalLoss(
@@ -482,10 +495,12 @@ export class Engine implements EngineApi {
     this.assertIdle('generate');
     const m = this.requireModel();
     // The prompt and the adapter are made ready under this call's Stop (TextGeneration.reply).
-    return this.generation.reply(this.gpu, m, req.sampling, this.modelInfo().eosTokenIds, onText, async () => ({
-      ids: conversationIds(m.tokenizer, req.messages, req.mode, m.id),
-      lora: adapter ? await this.adapterOnGpu(adapter) : null,
-    }));
+    // A LoftQ adapter runs on its quantized backbone (src/engine/loftq-backbone.ts).
+    return this.generation.reply(this.gpu, m, req.sampling, this.modelInfo().eosTokenIds, onText, async () => {
+      const lora = adapter ? await this.adapterOnGpu(adapter) : null;
+      await this.backbone.use(this.gpu, m.gpuModel, adapter);
+      return { ids: conversationIds(m.tokenizer, req.messages, req.mode, m.id), lora };
+    });
   }
 
   stopGeneration(): void {

@@ -31,6 +31,13 @@ import { LOFTQ_DEFAULTS, type LoraConfig, LoraConfigError, loraScale, loraScaleI
 import { GpuLora } from './gpu-lora';
 import { type LoraModuleWeights, deriveSeed, hashString } from './init';
 import { balancedFactors, loftqInit } from './loftq';
+import {
+  type LoftqBackbone,
+  type LoftqBackboneModule,
+  backboneWeight,
+  packForDtype,
+  weightFingerprint,
+} from './loftq-backbone';
 
 /** The frozen weight as f32 [outF, inF] or, when transposed, [inF, outF] (as stored). */
 async function readWeight(gpu: Gpu, lin: FrozenLinear): Promise<Float32Array> {
@@ -187,6 +194,8 @@ export interface MutatedBase {
    * for good: it is saved beside the adapter (PEFT's LoftQ workflow). Empty for PiSSA / OLoRA.
    */
   quantizedBase: Map<string, Float32Array>;
+  /** LoftQ: what rebuilds each Q exactly from the original weight (src/lora/loftq-backbone.ts). */
+  backbone: LoftqBackboneModule[];
   /** Replaces each targeted frozen weight by W - s·B0·A0 (LoftQ: by Q), in its own dtype. */
   apply(): void;
   /** Writes every replaced weight back as it was (bit for bit). */
@@ -218,6 +227,7 @@ export async function prepareWeightInit(
   const pending: { t: Tensor; original: ArrayBuffer; residual: Float32Array | Uint16Array }[] = [];
   const initial = new Map<string, { a: Float32Array; b: Float32Array }>();
   const quantizedBase = new Map<string, Float32Array>();
+  const backbone: LoftqBackboneModule[] = [];
   for (const m of modules) {
     const lin = frozen(m.path);
     const w = lin.w;
@@ -251,10 +261,21 @@ export async function prepareWeightInit(
     let res: ArrayLike<number>;
     if (loftq) {
       const iters = (cfg.loftq_config ?? LOFTQ_DEFAULTS).loftq_iter;
-      let q: Float32Array;
-      ({ q, a, b } = loftqInit(wf, lin.outF, lin.inF, m.r, iters));
-      quantizedBase.set(m.path, q);
-      res = q;
+      const w32 = Float32Array.from(wf);
+      const init = loftqInit(w32, lin.outF, lin.inF, m.r, iters);
+      ({ a, b } = init);
+      quantizedBase.set(m.path, init.q);
+      backbone.push({
+        path: m.path,
+        key: model.linears.find((l) => l.path === m.path)!.weightKey,
+        outF: lin.outF,
+        inF: lin.inF,
+        r: m.r,
+        dtype: w.dtype as LoftqBackboneModule['dtype'],
+        fingerprint: weightFingerprint(w32),
+        prev: init.prev,
+      });
+      res = init.q;
     } else {
       ({ a, b } = weightInit(init, wf, lin.outF, lin.inF, m.r, scale, deriveSeed(seed, hashString(m.path))));
       res = residual(wf, a, b, lin, m.r, scale);
@@ -272,10 +293,16 @@ export async function prepareWeightInit(
       m.b = b32.slice();
     }
   }
+  return { initial, quantizedBase, backbone, ...replaceable(gpu, pending) };
+}
+
+/** apply() writes each tensor's replacement, restore() its original bytes back. */
+function replaceable(
+  gpu: Gpu,
+  pending: { t: Tensor; original: ArrayBuffer; residual: Float32Array | Uint16Array }[],
+): { apply(): void; restore(): void } {
   let applied = false;
   return {
-    initial,
-    quantizedBase,
     apply() {
       for (const p of pending) gpu.write(p.t, p.residual);
       applied = true;
@@ -324,4 +351,37 @@ export function peftConversion<M extends LoraModuleWeights>(
     return { ...m, r: 2 * m.r, a, b };
   });
   return { config, modules: out };
+}
+
+/**
+ * A LoftQ adapter's backbone on the loaded model: each module's Q rebuilt from the frozen weight the
+ * GPU holds (src/lora/loftq-backbone.ts checks it is the original W); apply() puts Q in place,
+ * restore() the original bytes. The model must be loaded in 16 or 32 bits, as for LoftQ training.
+ */
+export async function loftqBackboneOnGpu(
+  gpu: Gpu,
+  model: ModelWeights,
+  spec: LoftqBackbone,
+): Promise<{ apply(): void; restore(): void }> {
+  const frozen = frozenOf(model);
+  const pending: { t: Tensor; original: ArrayBuffer; residual: Float32Array | Uint16Array }[] = [];
+  for (const m of spec.modules) {
+    const lin = frozen(m.path);
+    const w = lin.w;
+    if ('format' in w || lin.transposed) {
+      throw new LoraConfigError(
+        `A LoftQ adapter's backbone is rebuilt from the original 16-bit weights ("${m.path}" is ${'format' in w ? '4-bit' : 'a Conv1D weight'}): ` +
+          'load the model with 16-bit frozen weights to use this adapter.',
+      );
+    }
+    if (w.dtype !== m.dtype) {
+      throw new LoraConfigError(
+        `"${m.path}" is held as ${w.dtype}, but the LoftQ adapter's backbone was made from ${m.dtype} weights: load the model in ${m.dtype}.`,
+      );
+    }
+    const original = await gpu.readBytes(w.buffer);
+    const q = backboneWeight(m, await gpu.read(w), `the loaded model's "${m.path}"`);
+    pending.push({ t: w, original, residual: packForDtype(q, m.dtype) });
+  }
+  return replaceable(gpu, pending);
 }

@@ -56,28 +56,54 @@ export function balancedFactors(
   return { a, b };
 }
 
+/** The previous iteration's factors, from which the last iteration's Q is quantized (none after 1 iteration). */
+export interface LoftqPrevious {
+  a: Float64Array; // [r, in]
+  b: Float64Array; // [out, r]
+}
+
+/**
+ * Q = dequant(NF4(W - B·A)) for a float32 W [out, in] and the previous iteration's factors (W itself
+ * when `prev` is null): the last step of loftqInit, deterministic, so Q is rebuilt bit for bit from
+ * W and `prev` alone (src/lora/loftq-backbone.ts keeps only these, not Q).
+ */
+export function loftqQuantize(
+  w32: Float32Array,
+  outF: number,
+  inF: number,
+  r: number,
+  prev: LoftqPrevious | null,
+): Float32Array {
+  if (!prev) return nf4RoundTrip(w32, outF, inF);
+  const res = new Float32Array(outF * inF);
+  for (let o = 0; o < outF; o++) {
+    for (let i = 0; i < inF; i++) {
+      let lr = 0;
+      for (let j = 0; j < r; j++) lr += prev.b[o * r + j]! * prev.a[j * inF + i]!;
+      res[o * inF + i] = w32[o * inF + i]! - Math.fround(lr);
+    }
+  }
+  return nf4RoundTrip(res, outF, inF);
+}
+
 /** LoftQ of one weight W [out, in] (any precision; used as float32, as PEFT does). */
-export function loftqInit(w: ArrayLike<number>, outF: number, inF: number, r: number, iters: number): LoftqResult {
+export function loftqInit(
+  w: ArrayLike<number>,
+  outF: number,
+  inF: number,
+  r: number,
+  iters: number,
+): LoftqResult & { prev: LoftqPrevious | null } {
   if (!Number.isInteger(iters) || iters < 1) throw new RangeError(`LoftQ needs loftq_iter >= 1, got ${iters}.`);
   const n = outF * inF;
   const w32 = Float32Array.from(w);
-  let res = w32.slice();
-  let q: Float32Array = new Float32Array(0);
-  let f: { a: Float64Array; b: Float64Array } = { a: new Float64Array(0), b: new Float64Array(0) };
-  for (let it = 0; it < iters; it++) {
-    q = nf4RoundTrip(res, outF, inF);
+  let prev: LoftqPrevious | null = null;
+  for (let it = 0; ; it++) {
+    const q = loftqQuantize(w32, outF, inF, r, prev);
     const err = new Float32Array(n);
     for (let k = 0; k < n; k++) err[k] = w32[k]! - q[k]!;
-    f = balancedFactors(err, outF, inF, r);
-    if (it + 1 === iters) break;
-    res = new Float32Array(n);
-    for (let o = 0; o < outF; o++) {
-      for (let i = 0; i < inF; i++) {
-        let lr = 0;
-        for (let j = 0; j < r; j++) lr += f.b[o * r + j]! * f.a[j * inF + i]!;
-        res[o * inF + i] = w32[o * inF + i]! - Math.fround(lr);
-      }
-    }
+    const f = balancedFactors(err, outF, inF, r);
+    if (it + 1 === iters) return { q, a: f.a, b: f.b, prev };
+    prev = f;
   }
-  return { q, a: f.a, b: f.b };
 }

@@ -24,6 +24,7 @@ import { type LinearModule, describeModel } from '../model/registry';
 import { type HeaderEntry, type SafeDType, SafetensorsError, parseSafetensorsHeader } from '../model/safetensors';
 import { type ModelSource, isNotFound } from '../model/source';
 import { loraScaleInfo } from './config';
+import { type LoftqBackbone, backboneWeight } from './loftq-backbone';
 import { PeftError } from './peft';
 import { importPeft } from './peft-import';
 
@@ -284,6 +285,30 @@ export async function writeReplacedWeights(
     if (!t || count(t.entry.shape) !== values.length)
       throw new MergeError(`${source.name}: no weight "${key}" of ${values.length} values to replace.`);
     edits.set(key, (w) => w.set(values));
+  }
+  return writeEdited(source, base, edits, sink, opts);
+}
+
+/**
+ * Writes the base model with each LoftQ module's weight replaced by its quantized backbone Q,
+ * rebuilt from the file's own W (checked against the adapter's fingerprints) and the saved
+ * factors (src/lora/loftq-backbone.ts): the folder PEFT's LoftQ workflow loads as the base.
+ */
+export async function writeLoftqBackbone(
+  source: ModelSource,
+  spec: LoftqBackbone,
+  sink: MergeSink,
+  opts: MergeOptions = {},
+): Promise<string[]> {
+  const base = await readBase(source);
+  const edits: WeightEdits = new Map();
+  for (const m of spec.modules) {
+    const t = base.byName.get(m.key);
+    if (!t || count(t.entry.shape) !== m.outF * m.inF)
+      throw new MergeError(
+        `${source.name}: no weight "${m.key}" of ${m.outF} x ${m.inF} values for the LoftQ backbone.`,
+      );
+    edits.set(m.key, (w) => w.set(backboneWeight(m, w, `${source.name} (${t.file})`)));
   }
   return writeEdited(source, base, edits, sink, opts);
 }

@@ -25,6 +25,8 @@ import { PyFloat, compareCodePoints, pythonJsonDumps } from './python-json';
 export interface PeftFiles {
   adapterConfig: string; // adapter_config.json
   adapterModel: Uint8Array; // adapter_model.safetensors
+  /** A LoftQ adapter trained by Tabtune: what rebuilds its quantized backbone (src/lora/loftq-backbone.ts). */
+  loftqBackbone?: Uint8Array;
 }
 
 export const PEFT_VERSION = '0.20.0';

@@ -29,7 +29,11 @@ export class AdapterLibrary {
   async files(id: string): Promise<PeftFiles> {
     const f = await this.db.get('adapterFiles', id);
     if (!f) throw new Error(`The files of adapter ${id} are missing from the browser's storage.`);
-    return { adapterConfig: f.adapterConfig, adapterModel: f.adapterModel };
+    return {
+      adapterConfig: f.adapterConfig,
+      adapterModel: f.adapterModel,
+      ...(f.loftqBackbone ? { loftqBackbone: f.loftqBackbone } : {}),
+    };
   }
 
   /** Builds the record for files (config summary and size from the files themselves). */
@@ -43,7 +47,13 @@ export class AdapterLibrary {
       config: info.config,
       sizeBytes: info.sizeBytes,
     };
-    return { record, filesRecord: { id, adapterConfig: files.adapterConfig, adapterModel: files.adapterModel } };
+    const filesRecord: AdapterFilesRecord = {
+      id,
+      adapterConfig: files.adapterConfig,
+      adapterModel: files.adapterModel,
+    };
+    if (files.loftqBackbone) filesRecord.loftqBackbone = files.loftqBackbone;
+    return { record, filesRecord };
   }
 
   async save(meta: NewAdapter, files: PeftFiles): Promise<AdapterRecord> {

@@ -69,6 +69,11 @@ export function inspectPeft(files: PeftFiles): PeftInspection {
         : [],
     use_rslora: c.use_rslora === true,
   };
+  const loftq = c.loftq_config as { loftq_iter?: unknown } | undefined;
+  if (loftq && typeof loftq === 'object' && Object.keys(loftq).length > 0) {
+    const iter = typeof loftq.loftq_iter === 'number' ? loftq.loftq_iter : 1;
+    config.loftq = { loftq_iter: iter, backbone: files.loftqBackbone !== undefined };
+  }
   let parsed;
   try {
     parsed = parseSafetensors(files.adapterModel, ADAPTER_MODEL_NAME);
@@ -134,7 +139,8 @@ export function inspectPeft(files: PeftFiles): PeftInspection {
     baseModel: typeof c.base_model_name_or_path === 'string' ? c.base_model_name_or_path : null,
     modules: pairs.size,
     tensors: parsed.tensors.size,
-    sizeBytes: files.adapterModel.byteLength + strToU8(files.adapterConfig).byteLength,
+    sizeBytes:
+      files.adapterModel.byteLength + strToU8(files.adapterConfig).byteLength + (files.loftqBackbone?.byteLength ?? 0),
   };
 }
 

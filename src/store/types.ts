@@ -36,6 +36,11 @@ export interface AdapterConfigSummary {
   use_rslora: boolean;
   /** Prompt and prefix tuning: the virtual tokens (r and lora_alpha are 0 for methods without them). */
   num_virtual_tokens?: number;
+  /**
+   * LoftQ (adapter_config.json's loftq_config): its alternating iterations, and whether the
+   * adapter carries its quantized backbone (trained here; one imported from PEFT files does not).
+   */
+  loftq?: { loftq_iter: number; backbone: boolean };
 }
 
 export interface AdapterRecord {
@@ -69,6 +74,8 @@ export interface AdapterFilesRecord {
   id: string;
   adapterConfig: string;
   adapterModel: Uint8Array;
+  /** A LoftQ adapter's backbone recipe (src/lora/loftq-backbone.ts); absent for every other adapter. */
+  loftqBackbone?: Uint8Array;
 }
 
 export type RunStatus = 'running' | 'paused' | 'interrupted' | 'finished' | 'stopped' | 'failed';

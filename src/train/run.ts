@@ -10,6 +10,7 @@ import type { Gpu } from '../gpu/context';
 import type { LoraConfig } from '../lora/config';
 import { type MutatedBase, gpuAdapter, peftConversion, prepareWeightInit } from '../lora/from-weights';
 import type { LoraModuleArrays } from '../lora/gpu-lora';
+import type { LoftqBackboneModule } from '../lora/loftq-backbone';
 import { initUsesWeights } from '../lora/methods';
 import { type OtherAdapter, otherArrays, otherFromGpu, otherOnGpu } from '../lora/other';
 import type { GpuModel } from '../model/gpu-model';
@@ -195,12 +196,17 @@ function savedAdapter(
   cfg: LoraConfig,
   modules: LoraModuleArrays[],
   mutated: MutatedBase | null,
-): { config: LoraConfig; modules: LoraModuleArrays[]; quantizedBase?: Map<string, Float32Array> } {
+): {
+  config: LoraConfig;
+  modules: LoraModuleArrays[];
+  quantizedBase?: Map<string, Float32Array>;
+  backbone?: LoftqBackboneModule[];
+} {
   if (!mutated) return { config: cfg, modules };
   if (cfg.init_lora_weights === 'loftq') {
     const key = new Map(linears.map((l) => [l.path, l.weightKey]));
     const quantizedBase = new Map([...mutated.quantizedBase].map(([path, q]) => [key.get(path)!, q]));
-    return { config: { ...cfg, init_lora_weights: true }, modules, quantizedBase };
+    return { config: { ...cfg, init_lora_weights: true }, modules, quantizedBase, backbone: mutated.backbone };
   }
   return peftConversion(cfg, modules, mutated.initial);
 }
@@ -213,7 +219,7 @@ export async function trainRun(input: TrainRunInput): Promise<
   TrainResult & {
     modules: LoraModuleArrays[];
     other: OtherAdapter | null;
-    saved: { config: LoraConfig; modules: LoraModuleArrays[]; quantizedBase?: Map<string, Float32Array> };
+    saved: ReturnType<typeof savedAdapter>;
   }
 > {
   const { gpu, data, resume, control } = input;

@@ -18,7 +18,9 @@ export const HELP: Record<string, string> = {
   prompt_tuning_init_text:
     'Start the prompt from this text’s token embeddings, cut or repeated to the number of virtual tokens (PEFT’s TEXT init, e.g. “Classify the sentiment of this review:”); empty starts from random values.',
   init_lora_weights:
-    'How A and B start: default (PEFT’s kaiming-uniform A, B = 0), gaussian (A ~ N(0, 1/r)), or from the weights: PiSSA (top-r SVD) and OLoRA (QR) train on W minus that part; the saved adapter is converted (rank doubled) to apply to the untouched base, as PEFT does.',
+    'How A and B start: default (PEFT’s kaiming-uniform A, B = 0), gaussian (A ~ N(0, 1/r)), or from the weights: PiSSA (top-r SVD) and OLoRA (QR) train on W minus that part; the saved adapter is converted (rank doubled) to apply to the untouched base, as PEFT does. LoftQ (with 16-bit frozen weights) replaces the base by its 4-bit NF4 quantization Q and fits A·B to W − Q; the adapter then works on Q only: Compare, Chat and evaluation put Q in place for it, and its download is the adapter plus Q as a model folder (PEFT’s LoftQ workflow).',
+  loftq_iter:
+    'LoftQ’s alternating iterations (PEFT loftq_iter): each quantizes W − A·B again and refits A·B; 1 is PEFT’s default, 5 is common.',
   r: 'Rank of the update: its capacity and trainable parameters grow with it. Typical 8–64.',
   lora_alpha: 'Scales the update by alpha / r (alpha / √r with rsLoRA). Usually r or 2r.',
   lora_dropout: 'Drops LoRA inputs at random while training, against overfitting small datasets. Typical 0–0.1.',

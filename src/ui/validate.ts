@@ -39,8 +39,8 @@ export function validateLora(lora: LoraSettings, model: ModelInfo | null): Field
     e.init_lora_weights = (err as Error).message;
   }
   if (lora.init_lora_weights === 'loftq') {
-    e.init_lora_weights =
-      "LoftQ replaces the base model by its 4-bit quantization, which must be saved beside the adapter; the app does not save models yet: use the CLI's tabtune train --init loftq.";
+    const problem = loftqProblem(method.id, model);
+    if (problem) e.init_lora_weights = problem;
   }
   if (method.id === 'ia3') ia3Errors(e, lora, model);
   if (method.id === 'prompt-tuning' || method.id === 'prefix-tuning') {
@@ -125,4 +125,24 @@ export function validateSampling(s: SamplingSettings): FieldErrors {
 
 export function hasErrors(e: FieldErrors): boolean {
   return Object.values(e).some(Boolean);
+}
+
+/**
+ * What LoftQ needs that these settings lack (null when it can run): it computes the 4-bit NF4
+ * backbone itself from the 16-bit weights (PEFT: "you should not pass a quantized model"), and
+ * decomposes nn.Linear weights only (no GPT-2 Conv1D) with plain LoRA.
+ */
+export function loftqProblem(method: string, model: ModelInfo | null): string | null {
+  if (method !== 'lora')
+    return 'LoftQ initialises plain LoRA only (PEFT has no LoftQ for DoRA): choose the LoRA method.';
+  if (model?.quantization) {
+    return (
+      'LoftQ makes the 4-bit NF4 backbone itself from the 16-bit weights: set Frozen weights to 16-bit below. ' +
+      'The run then trains on that NF4 backbone, which is kept with the adapter and exported beside it.'
+    );
+  }
+  if (model?.family === 'gpt2') {
+    return "LoftQ decomposes nn.Linear weights as stored; this model's Conv1D layers are not supported (PEFT's neither).";
+  }
+  return null;
 }

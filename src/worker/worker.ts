@@ -240,8 +240,10 @@ async function handle(req: WorkerRequest): Promise<void> {
                 })
             : undefined,
         });
+        // LoftQ's quantized base stays here: the adapter carries what rebuilds it (loftqBackbone).
+        const { quantizedBase: _q, ...done } = value;
         const model = own(value.adapter.adapterModel);
-        post({ kind: 'trainDone', id, value: { ...value, adapter: { ...value.adapter, adapterModel: model } } }, [
+        post({ kind: 'trainDone', id, value: { ...done, adapter: { ...value.adapter, adapterModel: model } } }, [
           model.buffer,
         ]);
         break;

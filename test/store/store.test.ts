@@ -96,6 +96,27 @@ describe('adapter library', () => {
     );
     expect(await lib.list()).toHaveLength(1);
   });
+
+  it('keeps a LoftQ adapter with its backbone recipe, and says so in its record', async () => {
+    const lib = new AdapterLibrary(await openTabtuneDb());
+    expect(FILES.adapterConfig).toContain('"loftq_config": {}');
+    const adapterConfig = FILES.adapterConfig.replace(
+      '"loftq_config": {}',
+      '"loftq_config": {\n    "loftq_bits": 4,\n    "loftq_iter": 2\n  }',
+    );
+    const loftqBackbone = Uint8Array.from([1, 2, 3, 4, 5]);
+    const rec = await lib.save(META, { ...FILES, adapterConfig, loftqBackbone });
+    expect(rec.config.loftq).toEqual({ loftq_iter: 2, backbone: true });
+    expect(rec.sizeBytes).toBe(
+      FILES.adapterModel.byteLength + new TextEncoder().encode(adapterConfig).byteLength + loftqBackbone.byteLength,
+    );
+    expect((await lib.files(rec.id)).loftqBackbone).toEqual(loftqBackbone);
+    // PEFT files of a LoftQ adapter made elsewhere: marked, without a backbone
+    const imported = await lib.import({ ...FILES, adapterConfig }, 'peft loftq');
+    expect(imported.config.loftq).toEqual({ loftq_iter: 2, backbone: false });
+    expect((await lib.files(imported.id)).loftqBackbone).toBeUndefined();
+    expect((await lib.save(META, FILES)).config.loftq).toBeUndefined();
+  });
 });
 
 describe('the methods beyond LoRA in the library', () => {

@@ -257,4 +257,30 @@ describe('Settings: the PEFT method', () => {
     expect(c.state.lora.init_lora_weights).toBe('gaussian');
     expect(screen.queryByTestId('method-error')).toBeNull();
   });
+
+  it('LoftQ: offered with 16-bit frozen weights with its iterations; 4-bit weights and DoRA say what it needs', async () => {
+    const { c } = await makeApp();
+    c.go('settings');
+    mount(c);
+    expect(screen.queryByLabelText('LoftQ iterations')).toBeNull();
+    fireEvent.change(screen.getByLabelText('Initialisation'), { target: { value: 'loftq' } });
+    expect(c.state.lora.init_lora_weights).toBe('loftq');
+    expect(screen.queryByTestId('init-error')).toBeNull();
+    fireEvent.change(screen.getByLabelText('LoftQ iterations'), { target: { value: '3' } });
+    expect(c.state.lora.loftq_config).toEqual({ loftq_bits: 4, loftq_iter: 3 });
+    expect(screen.getByLabelText('Initialisation').getAttribute('aria-describedby')).toBeTruthy();
+    // the shown command carries it to the CLI
+    fireEvent.click(screen.getByText('Show as command'));
+    expect(screen.getByTestId('train-command').textContent).toMatch(/--init loftq --loftq-iter 3/);
+    fireEvent.change(screen.getByLabelText('PEFT method'), { target: { value: 'dora' } });
+    expect(screen.getByTestId('init-error').textContent).toMatch(/plain LoRA only/);
+    fireEvent.change(screen.getByLabelText('PEFT method'), { target: { value: 'lora' } });
+    await act(async () => void (await c.setFrozen({ quantize: 'nf4' })));
+    expect(c.state.model.info!.quantization).not.toBeNull();
+    expect(screen.getByTestId('init-error').textContent).toMatch(
+      /makes the 4-bit NF4 backbone itself from the 16-bit weights: set Frozen weights to 16-bit/,
+    );
+    await act(async () => void (await c.setFrozen({ quantize: null })));
+    expect(screen.queryByTestId('init-error')).toBeNull();
+  });
 });

@@ -209,7 +209,9 @@ export async function mergedDownload(
     }
     const files = await ctx.stores.adapters.files(id);
     const merged = await ctx.engine.mergeAdapter(files, {}, onProgress);
-    return { name: `${safeFileName(`${rec.name}-merged`)}.zip`, blob: merged.zip, files: merged.files };
+    // A LoftQ adapter comes out as PEFT's LoftQ workflow keeps it: the adapter + its backbone folder.
+    const suffix = files.loftqBackbone ? 'loftq' : 'merged';
+    return { name: `${safeFileName(`${rec.name}-${suffix}`)}.zip`, blob: merged.zip, files: merged.files };
   } catch (e) {
     ctx.notify({ level: 'error', ...describeError(e, 'Merging the adapter') });
     return null;

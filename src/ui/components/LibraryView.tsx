@@ -58,6 +58,8 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
   const targets = targetsLabel(a.config.target_modules);
   const mismatch = loadedModel !== null && a.baseModel !== loadedModel;
   const lowRank = methodSpec(a.config.method ?? 'lora').lowRank;
+  // A LoftQ adapter exports with its quantized backbone instead of merging (PEFT's LoftQ workflow).
+  const loftqBackbone = a.config.loftq?.backbone ?? false;
   return (
     <li className="adapter" data-testid="adapter-row">
       <div className="adapter-main">
@@ -112,6 +114,19 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
                 <>
                   r {a.config.r} · alpha {a.config.lora_alpha}
                   {a.config.use_rslora ? ' · rsLoRA' : ''} · {targets}
+                  {a.config.loftq && (
+                    <span
+                      className="pill"
+                      data-testid="loftq-pill"
+                      title={
+                        a.config.loftq.backbone
+                          ? 'Trained on the base model’s 4-bit NF4 backbone (LoftQ), which Compare, Chat and evaluation put in place for it'
+                          : 'A LoftQ adapter from PEFT files: it belongs on its quantized backbone, which these files do not include'
+                      }
+                    >
+                      LoftQ · {a.config.loftq.loftq_iter} iter{a.config.loftq.loftq_iter === 1 ? '' : 's'}
+                    </span>
+                  )}
                 </>
               ) : a.config.num_virtual_tokens !== undefined ? (
                 `${a.config.num_virtual_tokens} virtual tokens`
@@ -143,8 +158,11 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
         <RunDetails a={a} />
         {merged && (
           <p className="hint" role="status" data-testid="merge-done">
-            Merged into the loaded model and saved as <strong>{merged.name}</strong> ({formatBytes(merged.size)}): a
-            Hugging Face model folder ({merged.files.join(', ')}) that transformers loads as it is.
+            {loftqBackbone ? 'Exported with its LoftQ backbone' : 'Merged into the loaded model'} and saved as{' '}
+            <strong>{merged.name}</strong> ({formatBytes(merged.size)}):{' '}
+            {loftqBackbone
+              ? `the PEFT files and loftq-base/, a Hugging Face model folder (${merged.files.join(', ')})`
+              : `a Hugging Face model folder (${merged.files.join(', ')}) that transformers loads as it is.`}
           </p>
         )}
       </div>
@@ -168,11 +186,17 @@ function AdapterRow({ a, loadedModel }: { a: AdapterRecord; loadedModel: string 
               ? `${methodSpec(a.config.method ?? 'lora').label} adapters do not merge into the weights here; LoRA and DoRA do`
               : mismatch || loadedModel === null
                 ? 'Load this adapter’s base model first (Model)'
-                : 'The loaded model with this adapter folded in: a Hugging Face model folder (.zip)'
+                : loftqBackbone
+                  ? 'The PEFT adapter and, in loftq-base/, its 4-bit NF4 backbone as a Hugging Face model folder (.zip): PEFT’s LoftQ workflow loads the adapter on that folder'
+                  : 'The loaded model with this adapter folded in: a Hugging Face model folder (.zip)'
           }
           onClick={() => void merge()}
         >
-          {merging === null ? 'Merge into model (.zip)' : `Merging… ${merging}`}
+          {merging !== null
+            ? `${loftqBackbone ? 'Exporting' : 'Merging'}… ${merging}`
+            : loftqBackbone
+              ? 'Adapter + LoftQ backbone (.zip)'
+              : 'Merge into model (.zip)'}
         </button>
         <PushToHub id={a.id} name={a.name} />
         <button

@@ -11,12 +11,13 @@ import { validateLora } from '../validate';
 import { NumberField, SelectField } from './common';
 import { Ia3Modules } from './Ia3Modules';
 
-type InitChoice = 'default' | 'gaussian' | 'pissa' | 'olora';
+type InitChoice = 'default' | 'gaussian' | 'pissa' | 'olora' | 'loftq';
 const INIT_OPTIONS: { value: InitChoice; label: string }[] = [
   { value: 'default', label: 'default (kaiming-uniform A, B = 0)' },
   { value: 'gaussian', label: 'gaussian (A ~ N(0, 1/r), B = 0)' },
   { value: 'pissa', label: 'PiSSA (top-r singular vectors of W)' },
   { value: 'olora', label: 'OLoRA (QR of W)' },
+  { value: 'loftq', label: 'LoftQ (4-bit NF4 backbone, A·B fit its error)' },
 ];
 
 export function MethodPicker() {
@@ -52,6 +53,18 @@ export function MethodPicker() {
             options={INIT_OPTIONS}
             hint={HELP.init_lora_weights}
             onChange={(v) => c.setLora({ init_lora_weights: (v === 'default' ? true : v) as LoraInit })}
+          />
+        )}
+        {method.lowRank && init === 'loftq' && (
+          <NumberField
+            label="LoftQ iterations"
+            name="loftq_iter"
+            value={s.lora.loftq_config?.loftq_iter ?? 1}
+            min={1}
+            max={100}
+            step={1}
+            hint={HELP.loftq_iter}
+            onChange={(v) => c.setLora({ loftq_config: { loftq_bits: 4, loftq_iter: v } })}
           />
         )}
         {(method.id === 'prompt-tuning' || method.id === 'prefix-tuning') && (
@@ -112,7 +125,11 @@ export function MethodPicker() {
           {errors.method}
         </div>
       )}
-      {errors.init_lora_weights && <div className="field-error">{errors.init_lora_weights}</div>}
+      {errors.init_lora_weights && (
+        <div className="field-error" role="alert" data-testid="init-error">
+          {errors.init_lora_weights}
+        </div>
+      )}
       <p className="muted small" data-testid="method-params">
         {method.implemented && params !== undefined
           ? `${method.label}: ${formatCount(params)} trainable parameters with these settings.`
