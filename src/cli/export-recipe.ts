@@ -158,6 +158,7 @@ export async function exportRecipe(argv: string[]): Promise<number> {
   const files = buildRecipe({
     model: ref,
     modelType: config.modelType,
+    config,
     fanInFanOut: hasConv1dWeights(config),
     lora,
     train: settings,

@@ -21,6 +21,7 @@ export async function recipeZip(
   const files = buildRecipe({
     model: m.id,
     modelType: m.config.modelType,
+    config: m.config,
     fanInFanOut: hasConv1dWeights(m.config),
     lora,
     train,

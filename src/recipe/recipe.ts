@@ -21,7 +21,7 @@ import { type LoraSettings, isAllLinear, validateLoraConfig } from '../lora/conf
 import { loraConfigFromSettings } from '../lora/targets';
 import { ia3ConfigFromSettings } from '../lora/ia3';
 import { methodSpec } from '../lora/methods';
-import { DEFAULT_VIRTUAL_TOKENS } from '../lora/virtual';
+import { DEFAULT_VIRTUAL_TOKENS, type VirtualModel, virtualShape } from '../lora/virtual';
 import { type RecipeDocsInput, acceleratorConfigs, recipeReadme, requirementsTxt, slurmScript } from './docs';
 import TRAIN_PY from './train.py?raw';
 
@@ -37,6 +37,8 @@ export interface RecipeInput {
   /** What train.py loads: a Hub id, or a model folder's path. */
   model: string;
   modelType: string;
+  /** The model's config where known: a projected prefix's default encoder_hidden_size is its kv width. */
+  config?: VirtualModel;
   /** GPT-2's Conv1D weights: PEFT's fan_in_fan_out. */
   fanInFanOut: boolean;
   lora: LoraSettings;
@@ -137,8 +139,22 @@ function otherMethodSection(input: RecipeInput): Record<string, unknown> | null 
   }
   const n = s.num_virtual_tokens ?? DEFAULT_VIRTUAL_TOKENS;
   if (method.id === 'prefix-tuning') {
-    if (s.prefix_projection) throw new RecipeError('The recipe trains prefixes without prefix_projection.');
-    return { peft_type: method.peftType, num_virtual_tokens: n, prefix_projection: false };
+    // PEFT trains through the projection MLP itself (PrefixTuningConfig.prefix_projection)
+    let hidden: number | null = null;
+    if (s.prefix_projection) {
+      hidden = s.encoder_hidden_size ?? (input.config ? virtualShape('prefix', input.config).token_dim : null);
+      if (hidden === null || !Number.isInteger(hidden) || hidden < 1) {
+        throw new RecipeError(
+          `A prefix with prefix_projection needs a positive integer encoder_hidden_size, got ${hidden}: give --encoder-hidden-size.`,
+        );
+      }
+    }
+    return {
+      peft_type: method.peftType,
+      num_virtual_tokens: n,
+      prefix_projection: !!s.prefix_projection,
+      encoder_hidden_size: hidden,
+    };
   }
   const text = s.prompt_tuning_init_text?.trim() ? s.prompt_tuning_init_text : null;
   return {

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Fine-tunes a PEFT adapter (LoRA or DoRA, or (IA)^3, prompt or prefix tuning) with Hugging Face
-transformers + PEFT + TRL's SFTTrainer, as Tabtune would run the same settings. Written by `tabtune export-recipe` (or the app's "Run at scale").
+"""Fine-tunes a PEFT adapter (LoRA or DoRA, or (IA)^3, prompt or prefix tuning, also through PEFT's
+prefix projection MLP) with Hugging Face transformers + PEFT + TRL's SFTTrainer, as Tabtune would run the same settings. Written by `tabtune export-recipe` (or the app's "Run at scale").
 
     python train.py --output_dir OUT                       # one process: GPU if there is one, else CPU
     accelerate launch --config_file accelerate/multi_gpu.yaml train.py --output_dir OUT --bf16
@@ -240,32 +240,30 @@ def peft_parts(run, model):
     )
 
 
+# PEFT's config class of each method that is not LoRA, and the fields of tabtune_run.json's "peft"
+# section it takes (a prefix with prefix_projection trains PEFT's own MLP of encoder_hidden_size).
+OTHER_METHODS = {
+    "IA3": ("IA3Config", ["target_modules", "feedforward_modules", "fan_in_fan_out", "init_ia3_weights"]),
+    "PROMPT_TUNING": (
+        "PromptTuningConfig",
+        ["num_virtual_tokens", "prompt_tuning_init", "prompt_tuning_init_text", "tokenizer_name_or_path"],
+    ),
+    "PREFIX_TUNING": ("PrefixTuningConfig", ["num_virtual_tokens", "prefix_projection", "encoder_hidden_size"]),
+}
+
+
 def other_method_config(p):
     """PEFT's config of (IA)^3, prompt or prefix tuning, as tabtune_run.json's "peft" section names it."""
-    from peft import IA3Config, PrefixTuningConfig, PromptTuningConfig
+    import peft
 
     kind = p["peft_type"]
-    if kind == "IA3":
-        return IA3Config(
-            task_type="CAUSAL_LM",
-            target_modules=p["target_modules"],
-            feedforward_modules=p["feedforward_modules"],
-            fan_in_fan_out=p["fan_in_fan_out"],
-            init_ia3_weights=p["init_ia3_weights"],
-        )
-    if kind == "PROMPT_TUNING":
-        return PromptTuningConfig(
-            task_type="CAUSAL_LM",
-            num_virtual_tokens=p["num_virtual_tokens"],
-            prompt_tuning_init=p["prompt_tuning_init"],
-            prompt_tuning_init_text=p["prompt_tuning_init_text"],
-            tokenizer_name_or_path=p["tokenizer_name_or_path"],
-        )
-    if kind == "PREFIX_TUNING":
-        return PrefixTuningConfig(
-            task_type="CAUSAL_LM", num_virtual_tokens=p["num_virtual_tokens"], prefix_projection=p["prefix_projection"]
-        )
-    raise SystemExit(f"tabtune_run.json: peft_type {kind!r} is not one this train.py knows (IA3, PROMPT_TUNING, PREFIX_TUNING)")
+    if kind not in OTHER_METHODS:
+        raise SystemExit(f"tabtune_run.json: peft_type {kind!r} is not one this train.py knows ({', '.join(OTHER_METHODS)})")
+    cls, fields = OTHER_METHODS[kind]
+    missing = [f for f in fields if f not in p]
+    if missing:
+        raise SystemExit(f"tabtune_run.json: the {kind} section lacks {', '.join(missing)}; export the recipe again.")
+    return getattr(peft, cls)(task_type="CAUSAL_LM", **{f: p[f] for f in fields})
 
 
 def converts_on_save(run):

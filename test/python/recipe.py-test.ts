@@ -10,6 +10,9 @@
  *   - a few AdamW steps lower the loss on both sides;
  *   - the adapter train.py writes imports into `tabtune eval` and gives Python's loss on the same
  *     examples (the round trip);
+ *   - the other methods: PiSSA and OLoRA (saved converted) and (IA)³ after one SGD step give Tabtune's
+ *     adapter; prompt and prefix tuning (also through PEFT's projection MLP, prefix_projection) train
+ *     in train.py and its adapter gives Python's loss in Tabtune; prompt and prefix --init-from;
  *   - requirements.txt pins the versions this Python has; accelerate reads the four launcher configs.
  * Run by `npm test` after the vitest suite, or alone by `npm run test:peft` (the Python stack of
  * scripts/peft-venv.mjs).
@@ -140,6 +143,58 @@ async function makeModel(c: Case): Promise<string> {
   return model;
 }
 
+/** |a - b| / |b| of two numbers from JSON summaries. */
+const rel = (a: unknown, b: unknown) => Math.abs(Number(a) - Number(b)) / Math.abs(Number(b));
+
+/** One plain-SGD step at lr 0.5 over 4 examples, unclipped at a constant rate. */
+const ONE_SGD_STEP = [
+  '--optimizer', 'sgd', '--lr', '0.5', '--steps', '1', '--batch', '4', '--max-grad-norm', '0', '--scheduler', 'constant',
+]; // prettier-ignore
+
+interface TextCase {
+  model: string;
+  data: string;
+  /** Where the recipe's train.py wrote its adapter. */
+  py: string;
+  /** `tabtune train`'s summary and adapter (null with `train: false`). */
+  here: Json | null;
+  ours: string;
+  there: Json;
+}
+
+/**
+ * A case of its own on the text data: a fresh tiny llama, then with the same flags (plus these)
+ * `tabtune train` (unless `train: false`) and the exported recipe's train.py.
+ */
+async function textCase(name: string, extra: string[], o: { train?: boolean } = {}): Promise<TextCase> {
+  const model = await makeModel({ ...CASES[0]!, name });
+  const base = join(dir, name);
+  const data = join(dir, 'text.jsonl');
+  const flags = ['--model', model, '--data', data, '--no-shuffle', '--json', ...extra];
+  const ours = join(base, 'tabtune');
+  const here = o.train === false ? null : await tabtune(['train', ...flags, '--out', ours]);
+  await tabtune(['export-recipe', ...flags, '--out', join(base, 'recipe')]);
+  const py = join(base, 'python');
+  return { model, data, py, here, ours, there: await trainPy(join(base, 'recipe'), py) };
+}
+
+/**
+ * Tabtune's and train.py's adapters from the same step, on the base model: train.py's gives Python's
+ * loss in Tabtune, the step moved the model, and both adapters give the same loss. Returns the losses.
+ */
+async function sameStep(c: TextCase) {
+  const evalOf = (adapter?: string) =>
+    tabtune(['eval', '--model', c.model, ...(adapter ? ['--adapter', adapter] : []), '--data', c.data, '--json']);
+  const [plain, ours, theirs] = [await evalOf(), await evalOf(c.ours), await evalOf(c.py)];
+  const examples = join(c.py, '..', 'recipe', 'data', 'train.jsonl');
+  const theirsInPython = await helper(['eval-examples', '--model', c.model, '--adapter', c.py, '--data', examples]);
+  expect(rel(theirs.loss, theirsInPython.loss)).toBeLessThan(1e-4);
+  expect(Math.abs(Number(plain.loss) - Number(ours.loss)), 'the step moved the model').toBeGreaterThan(1e-4);
+  expect(rel(theirs.loss, ours.loss), `Tabtune ${ours.loss} vs train.py ${theirs.loss}`).toBeLessThan(1e-4);
+  const f = (j: Json) => Number(j.loss).toFixed(6);
+  return { plain: f(plain), ours: f(ours), theirs: f(theirs), theirsInPython: f(theirsInPython) };
+}
+
 describe('the exported recipe (transformers + PEFT + TRL) against tabtune train', () => {
   for (const c of CASES) {
     it(`${c.name} (${c.type}): one SGD step gives Tabtune's loss and update; the adapter comes back`, async () => {
@@ -258,89 +313,62 @@ describe('the exported recipe (transformers + PEFT + TRL) against tabtune train'
 
   for (const init of ['pissa', 'olora']) {
     it(`--init ${init}: train.py saves the adapter converted to a plain LoRA on the original base, as Tabtune does`, async () => {
-      const model = await makeModel({ ...CASES[0]!, name: init });
-      const base = join(dir, init);
-      const data = join(dir, 'text.jsonl');
-      const flags = [
-        '--model', model, '--data', data, '--targets', 'q_proj,v_proj,down_proj', '--r', '4', '--alpha', '8',
-        '--init', init, '--optimizer', 'sgd', '--lr', '0.5', '--steps', '1', '--batch', '4', '--no-shuffle',
-        '--dropout', '0', '--max-grad-norm', '0', '--scheduler', 'constant', '--json',
-      ]; // prettier-ignore
-      const here = await tabtune(['train', ...flags, '--out', join(base, 'tabtune')]);
-      await tabtune(['export-recipe', ...flags, '--out', join(base, 'recipe')]);
-      const py = join(base, 'python');
-      const there = await trainPy(join(base, 'recipe'), py);
-      expect(Math.abs(Number(here.firstLoss) - Number(there.firstLoss)) / Number(here.firstLoss)).toBeLessThan(1e-4);
+      const c = await textCase(init, [
+        ...ONE_SGD_STEP, '--targets', 'q_proj,v_proj,down_proj', '--r', '4', '--alpha', '8', '--init', init, '--dropout', '0',
+      ]); // prettier-ignore
+      expect(rel(c.here!.firstLoss, c.there.firstLoss)).toBeLessThan(1e-4);
       // PEFT's conversion: twice the rank and alpha, a plain LoRA init, no initial adapter left behind.
-      const cfg = JSON.parse(await readFile(join(py, 'adapter_config.json'), 'utf8')) as Json;
+      const cfg = JSON.parse(await readFile(join(c.py, 'adapter_config.json'), 'utf8')) as Json;
       expect(cfg).toMatchObject({ r: 8, lora_alpha: 16, init_lora_weights: true });
-      expect(await readdir(py)).not.toContain('initial_adapter');
+      expect(await readdir(c.py)).not.toContain('initial_adapter');
       // Both adapters on the untouched base model: the same one SGD step from the same (deterministic) init.
-      const evalOf = (adapter?: string) =>
-        tabtune(['eval', '--model', model, ...(adapter ? ['--adapter', adapter] : []), '--data', data, '--json']);
-      const [plain, ours, theirs] = [await evalOf(), await evalOf(join(base, 'tabtune')), await evalOf(py)];
-      const theirsInPython = await helper(['eval-examples', '--model', model, '--adapter', py, '--data', join(base, 'recipe', 'data', 'train.jsonl')]); // prettier-ignore
-      expect(Math.abs(Number(theirs.loss) - Number(theirsInPython.loss)) / Number(theirs.loss)).toBeLessThan(1e-4);
-      expect(Number(plain.loss) - Number(ours.loss), 'the step moved the model').toBeGreaterThan(1e-3);
-      const rel = Math.abs(Number(ours.loss) - Number(theirs.loss)) / Number(ours.loss);
-      expect(rel, `Tabtune ${ours.loss} vs train.py ${theirs.loss}`).toBeLessThan(1e-4);
+      const l = await sameStep(c);
       console.log(
-        `[tabtune] recipe --init ${init}, one SGD step, on the original base: no adapter ${Number(plain.loss).toFixed(6)}, ` +
-          `Tabtune's converted adapter ${Number(ours.loss).toFixed(6)} | train.py's ${Number(theirs.loss).toFixed(6)} ` +
-          `(Python ${Number(theirsInPython.loss).toFixed(6)})`,
+        `[tabtune] recipe --init ${init}, one SGD step, on the original base: no adapter ${l.plain}, ` +
+          `Tabtune's converted adapter ${l.ours} | train.py's ${l.theirs} (Python ${l.theirsInPython})`,
       );
     }, 600_000);
   }
 
   it("--method ia3: one SGD step by train.py gives Tabtune's first loss and the same adapter (both start at ones)", async () => {
-    const model = await makeModel({ ...CASES[0]!, name: 'ia3' });
-    const base = join(dir, 'ia3');
-    const data = join(dir, 'text.jsonl');
-    const flags = [
-      '--model', model, '--data', data, '--method', 'ia3', '--optimizer', 'sgd', '--lr', '0.5', '--steps', '1',
-      '--batch', '4', '--no-shuffle', '--max-grad-norm', '0', '--scheduler', 'constant', '--json',
-    ]; // prettier-ignore
-    const here = await tabtune(['train', ...flags, '--out', join(base, 'tabtune')]);
-    await tabtune(['export-recipe', ...flags, '--out', join(base, 'recipe')]);
-    const py = join(base, 'python');
-    const there = await trainPy(join(base, 'recipe'), py);
-    expect(Math.abs(Number(here.firstLoss) - Number(there.firstLoss)) / Number(here.firstLoss)).toBeLessThan(1e-4);
-    const cfg = JSON.parse(await readFile(join(py, 'adapter_config.json'), 'utf8')) as Json;
+    const c = await textCase('ia3', [...ONE_SGD_STEP, '--method', 'ia3']);
+    expect(rel(c.here!.firstLoss, c.there.firstLoss)).toBeLessThan(1e-4);
+    const cfg = JSON.parse(await readFile(join(c.py, 'adapter_config.json'), 'utf8')) as Json;
     expect(cfg).toMatchObject({ peft_type: 'IA3', feedforward_modules: ['down_proj'] });
-    const evalOf = (adapter?: string) =>
-      tabtune(['eval', '--model', model, ...(adapter ? ['--adapter', adapter] : []), '--data', data, '--json']);
-    const [plain, ours, theirs] = [await evalOf(), await evalOf(join(base, 'tabtune')), await evalOf(py)];
-    const theirsInPython = await helper(['eval-examples', '--model', model, '--adapter', py, '--data', join(base, 'recipe', 'data', 'train.jsonl')]); // prettier-ignore
-    expect(Math.abs(Number(theirs.loss) - Number(theirsInPython.loss)) / Number(theirs.loss)).toBeLessThan(1e-4);
-    expect(Math.abs(Number(plain.loss) - Number(ours.loss)), 'the step moved the model').toBeGreaterThan(1e-4);
-    expect(Math.abs(Number(ours.loss) - Number(theirs.loss)) / Number(ours.loss)).toBeLessThan(1e-4);
+    const l = await sameStep(c);
     console.log(
-      `[tabtune] recipe --method ia3, one SGD step: first loss ${Number(here.firstLoss).toFixed(6)} | ${Number(there.firstLoss).toFixed(6)}; ` +
-        `no adapter ${Number(plain.loss).toFixed(6)}, Tabtune's adapter ${Number(ours.loss).toFixed(6)} | train.py's ${Number(theirs.loss).toFixed(6)} (Python ${Number(theirsInPython.loss).toFixed(6)})`,
+      `[tabtune] recipe --method ia3, one SGD step: first loss ${Number(c.here!.firstLoss).toFixed(6)} | ${Number(c.there.firstLoss).toFixed(6)}; ` +
+        `no adapter ${l.plain}, Tabtune's adapter ${l.ours} | train.py's ${l.theirs} (Python ${l.theirsInPython})`,
     );
   }, 600_000);
 
-  for (const method of ['prompt-tuning', 'prefix-tuning']) {
-    it(`--method ${method}: train.py trains the virtual tokens and its adapter gives Python's loss in Tabtune`, async () => {
-      const model = await makeModel({ ...CASES[0]!, name: method });
-      const base = join(dir, method);
-      const flags = [
-        '--model', model, '--data', join(dir, 'text.jsonl'), '--method', method, '--num-virtual-tokens', '4',
-        '--lr', '0.3', '--steps', '3', '--batch', '4', '--no-shuffle', '--json',
-      ]; // prettier-ignore
-      await tabtune(['export-recipe', ...flags, '--out', join(base, 'recipe')]);
-      const py = join(base, 'python');
-      const there = await trainPy(join(base, 'recipe'), py);
-      expect(there.steps).toBe(3);
-      const cfg = JSON.parse(await readFile(join(py, 'adapter_config.json'), 'utf8')) as Json;
-      expect(cfg).toMatchObject({ peft_type: method.replace('-', '_').toUpperCase(), num_virtual_tokens: 4 });
-      const data = join(dir, 'text.jsonl');
-      const here = await tabtune(['eval', '--model', model, '--adapter', py, '--data', data, '--json']);
-      const inPython = await helper(['eval', '--model', model, '--adapter', py, '--data', data]);
+  const virtualCases: { name: string; flags: string[]; config: Json }[] = [
+    { name: 'prompt-tuning', flags: ['--method', 'prompt-tuning'], config: { peft_type: 'PROMPT_TUNING' } },
+    { name: 'prefix-tuning', flags: ['--method', 'prefix-tuning'], config: { peft_type: 'PREFIX_TUNING' } },
+    {
+      // PEFT trains through its own projection MLP and saves the MLP's output table
+      name: 'prefix-projection',
+      flags: ['--method', 'prefix-tuning', '--prefix-projection', '--encoder-hidden-size', '6'],
+      config: { peft_type: 'PREFIX_TUNING', prefix_projection: true, encoder_hidden_size: 6 },
+    },
+  ];
+  for (const v of virtualCases) {
+    it(`${v.flags.join(' ')}: train.py trains the virtual tokens and its adapter gives Python's loss in Tabtune`, async () => {
+      const c = await textCase(
+        v.name,
+        [...v.flags, '--num-virtual-tokens', '4', '--lr', '0.3', '--steps', '3', '--batch', '4'],
+        { train: false },
+      );
+      expect(c.there.steps).toBe(3);
+      expect(Number(c.there.finalLoss), 'train.py trained').toBeLessThan(Number(c.there.firstLoss));
+      const cfg = JSON.parse(await readFile(join(c.py, 'adapter_config.json'), 'utf8')) as Json;
+      expect(cfg).toMatchObject({ ...v.config, num_virtual_tokens: 4 });
+      const here = await tabtune(['eval', '--model', c.model, '--adapter', c.py, '--data', c.data, '--json']);
+      const inPython = await helper(['eval', '--model', c.model, '--adapter', c.py, '--data', c.data]);
       expect(here.tokens).toBe(inPython.tokens);
-      expect(Math.abs(Number(here.loss) - Number(inPython.loss)) / Number(inPython.loss)).toBeLessThan(1e-4);
+      expect(rel(here.loss, inPython.loss)).toBeLessThan(1e-4);
       console.log(
-        `[tabtune] recipe --method ${method}, 3 steps: train.py ${Number(there.firstLoss).toFixed(4)} -> ${Number(there.finalLoss).toFixed(4)}; ` +
+        `[tabtune] recipe ${v.flags.join(' ')}, 3 steps: train.py ${Number(c.there.firstLoss).toFixed(4)} -> ${Number(c.there.finalLoss).toFixed(4)}; ` +
           `its adapter in Tabtune ${Number(here.loss).toFixed(6)} | Python ${Number(inPython.loss).toFixed(6)}`,
       );
     }, 600_000);
@@ -354,20 +382,17 @@ describe('the exported recipe (transformers + PEFT + TRL) against tabtune train'
       const init = join(base, 'init');
       const common = ['--model', model, '--data', data, '--no-shuffle', '--json'];
       await tabtune(['train', ...common, '--method', method, '--num-virtual-tokens', '4', '--steps', '2', '--batch', '4', '--out', init]); // prettier-ignore
-      const flags = [
-        ...common, '--init-from', init, '--optimizer', 'sgd', '--lr', '0.5', '--steps', '1', '--batch', '4',
-        '--max-grad-norm', '0', '--scheduler', 'constant',
-      ]; // prettier-ignore
+      const flags = [...common, '--init-from', init, ...ONE_SGD_STEP];
       const here = await tabtune(['train', ...flags, '--out', join(base, 'cont-tabtune')]);
       await tabtune(['export-recipe', ...flags, '--out', join(base, 'cont-recipe')]);
       const py = join(base, 'cont-python');
       const there = await trainPy(join(base, 'cont-recipe'), py);
-      expect(Math.abs(Number(here.firstLoss) - Number(there.firstLoss)) / Number(here.firstLoss)).toBeLessThan(1e-4);
+      expect(rel(here.firstLoss, there.firstLoss)).toBeLessThan(1e-4);
       const evalOf = (adapter: string) =>
         tabtune(['eval', '--model', model, '--adapter', adapter, '--data', data, '--json']);
       const [start, ours, theirs] = [await evalOf(init), await evalOf(join(base, 'cont-tabtune')), await evalOf(py)];
       expect(Math.abs(Number(start.loss) - Number(ours.loss)), 'the step moved the tokens').toBeGreaterThan(1e-4);
-      expect(Math.abs(Number(ours.loss) - Number(theirs.loss)) / Number(ours.loss)).toBeLessThan(1e-4);
+      expect(rel(theirs.loss, ours.loss)).toBeLessThan(1e-4);
       console.log(
         `[tabtune] recipe --method ${method} --init-from, one SGD step: first loss ${Number(here.firstLoss).toFixed(6)} | ` +
           `${Number(there.firstLoss).toFixed(6)}; adapter ${Number(start.loss).toFixed(6)} -> Tabtune ${Number(ours.loss).toFixed(6)} | train.py ${Number(theirs.loss).toFixed(6)}`,

@@ -251,6 +251,37 @@ describe('buildRecipe', () => {
     expect(() => buildRecipe(i)).toThrow(/"loftq" is not exported as a recipe yet.*tabtune train --init loftq/);
   });
 
+  it('a prefix through the projection MLP: encoder_hidden_size as given, else the kv width of the config, else refused', () => {
+    const prefix = (extra: Partial<RecipeInput['lora']>, over: Partial<RecipeInput> = {}) =>
+      input({ lora: { ...input().lora, method: 'prefix-tuning', ...extra }, ...over });
+    const peftOf = (i: RecipeInput) => run(i).peft;
+    expect(peftOf(prefix({ num_virtual_tokens: 4 }))).toEqual({
+      peft_type: 'PREFIX_TUNING',
+      num_virtual_tokens: 4,
+      prefix_projection: false,
+      encoder_hidden_size: null,
+    });
+    expect(peftOf(prefix({ prefix_projection: true, encoder_hidden_size: 24 }))).toMatchObject({
+      prefix_projection: true,
+      encoder_hidden_size: 24,
+    });
+    // llama with 8 heads of 16 and 2 kv heads: the kv width 32
+    const config = {
+      modelType: 'llama',
+      hiddenSize: 128,
+      numLayers: 2,
+      numHeads: 8,
+      numKvHeads: 2,
+      headDim: 16,
+      embedDim: 128,
+      raw: { num_key_value_heads: 2 },
+    };
+    expect(peftOf(prefix({ prefix_projection: true }, { config }))).toMatchObject({ encoder_hidden_size: 32 });
+    expect(() => buildRecipe(prefix({ prefix_projection: true }))).toThrow(
+      /encoder_hidden_size.*--encoder-hidden-size/,
+    );
+  });
+
   it('refuses an empty training split', () => {
     const i = input();
     i.data.train = [];
