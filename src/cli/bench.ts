@@ -28,6 +28,7 @@
 import { UsageError, parseFlags, type FlagSpec, num, bool, str } from './args';
 import type { Gpu } from '../gpu/context';
 import { fileURLToPath } from 'node:url';
+import { benchAttention } from '../bench/attention-bench';
 import { benchData } from '../bench/data-bench';
 import { benchFeatures } from '../bench/features-bench';
 import { benchKernels } from '../bench/kernels-bench';
@@ -85,6 +86,16 @@ const METHODS_FLAGS: Record<string, FlagSpec> = {
   json: { type: 'bool' },
 };
 
+const ATTENTION_FLAGS: Record<string, FlagSpec> = {
+  batch: { type: 'int', min: 1 },
+  seq: { type: 'int', min: 1 },
+  heads: { type: 'int', min: 1 },
+  'kv-heads': { type: 'int', min: 1 },
+  'head-dim': { type: 'int', min: 1 },
+  quick: { type: 'bool' },
+  json: { type: 'bool' },
+};
+
 const GENERATE_FLAGS: Record<string, FlagSpec> = {
   layers: { type: 'int', min: 1 },
   tokens: { type: 'int', min: 1 },
@@ -99,6 +110,17 @@ const SUITE_FLAGS: Record<string, FlagSpec> = {
   seq: { type: 'int', min: 8 },
   layers: { type: 'int', min: 1 },
 };
+
+/** bench attention's shape: one SmolLM2-135M layer (9 heads, 3 KV heads, head dim 64) unless told. */
+function attentionShape(f: ReturnType<typeof parseFlags>, quick: boolean) {
+  return {
+    batch: num(f, 'batch') ?? 1,
+    seq: num(f, 'seq') ?? (quick ? 64 : 256),
+    heads: num(f, 'heads') ?? 9,
+    kvHeads: num(f, 'kv-heads') ?? 3,
+    headDim: num(f, 'head-dim') ?? 64,
+  };
+}
 
 /** The model shape of a config.json given to bench memory --config. */
 async function readShape(path: string): Promise<ShapeSource> {
@@ -245,6 +267,24 @@ export async function runBench(argv: string[]): Promise<number> {
         seq: num(f, 'seq') ?? 64,
         batch: num(f, 'batch') ?? 1,
         rounds: num(f, 'rounds') ?? 3,
+        log: (l) => log(json, l),
+      });
+      if (json) process.stdout.write(`${JSON.stringify({ adapter: adapterName(gpu), ...r })}\n`);
+      return 0;
+    } finally {
+      gpu.destroy();
+    }
+  }
+  if (argv[0] === 'attention') {
+    const f = parseFlags(argv.slice(1), ATTENTION_FLAGS, 'bench attention');
+    const json = bool(f, 'json') ?? false;
+    const quick = bool(f, 'quick') ?? false;
+    const gpu = await openGpu();
+    try {
+      log(json, `adapter: ${adapterName(gpu)}`);
+      const r = await benchAttention(gpu, {
+        ...attentionShape(f, quick),
+        budgetMs: quick ? 1000 : 6000,
         log: (l) => log(json, l),
       });
       if (json) process.stdout.write(`${JSON.stringify({ adapter: adapterName(gpu), ...r })}\n`);

@@ -111,6 +111,11 @@ export class Gpu {
     seen: new Map<string, unknown>(),
     /** Width of the row-reduction kernels (src/kernels/row-width.ts): null = by device class. */
     rowWidth: null as number | null,
+    /**
+     * Which attention kernels run (src/kernels/attention.ts): 'tiled' (workgroup-memory tiles),
+     * 'direct' (subgroup kernels without workgroup memory, where they can serve); null = by device class.
+     */
+    attention: null as 'tiled' | 'direct' | null,
   };
   /** Set (benchmark profiles only, needs timestamp-query) to time every dispatch; see profiler.ts. */
   profiler: Profiler | null = null;

@@ -15,12 +15,14 @@
  * one more storage buffer); without it the kernels are exactly the plain causal ones.
  */
 import source from '../../shaders/attention.wgsl?raw';
+import directSource from '../../shaders/attention_direct.wgsl?raw';
 import { type Gpu, type Recorder, params } from '../gpu/context';
 import { GpuError, GpuLimitError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
 import { bf16BitsToF32, f32ToBf16Bits } from '../gpu/half';
 import type { Workspace } from '../gpu/workspace';
-import { bindable, flatGrid, needDims, needElems, variantPipeline, wgslModule } from './common';
+import { bindable, flatGrid, needDims, needElems, templateSections, variantPipeline, wgslModule } from './common';
+import { isCpuDevice } from './matmul/variants';
 
 const F32 = ['f32'];
 
@@ -98,6 +100,11 @@ interface Variant {
   alibi?: boolean;
   /** attn_fwd / attn_bwd_dq / attn_bwd_dkdv: bind keyStart after the other buffers (packed examples). */
   seg?: boolean;
+  /**
+   * The subgroup kernels of shaders/attention_direct.wgsl instead (attn_fwd, attn_bwd_dq,
+   * attn_bwd_dkdv): wl invocations per workgroup, tq query rows and tk keys per block.
+   */
+  direct?: { wl: number; tq: number; tk: number };
 }
 
 /** The binding of keyStart in each kernel that can take it (after its other buffers). */
@@ -111,20 +118,36 @@ const WD = 64;
 
 /** Full WGSL of one kernel variant (exported for compile checks in tests). */
 export function attentionShader(kernel: KernelName, v: Variant): string {
-  const L = [
-    `const HD: u32 = ${v.hd}u;`,
-    `const BR: u32 = ${v.br}u;`,
-    `const BC: u32 = ${v.bc}u;`,
-    `const NT: u32 = ${v.br * v.bc}u;`,
-    `const PSTR: u32 = ${v.hd + 1}u;`,
-    `const DPC: u32 = ${Math.ceil(v.hd / v.bc)}u;`,
-    `const DPR: u32 = ${Math.ceil(v.hd / v.br)}u;`,
-    `const WD: u32 = ${WD}u;`,
-    `const DPW: u32 = ${Math.ceil(v.hd / WD)}u;`,
+  const d = v.direct;
+  if (d && (kernel === 'attn_bwd_d' || kernel === 'attn_decode_rows')) {
+    throw new GpuError(`attention: ${kernel} has no direct variant.`);
+  }
+  if (d && v.hd % 4 !== 0) throw new GpuError(`attention: the direct kernels need a head dim divisible by 4, got ${v.hd}.`);
+  const L = d
+    ? [
+        `const HD: u32 = ${v.hd}u;`,
+        `const HD4: u32 = ${v.hd / 4}u;`,
+        `const WL: u32 = ${d.wl}u;`,
+        `const NCH: u32 = ${Math.ceil(v.hd / 4 / d.wl)}u;`,
+        `const TQ: u32 = ${d.tq}u;`,
+        `const TK: u32 = ${d.tk}u;`,
+      ]
+    : [
+        `const HD: u32 = ${v.hd}u;`,
+        `const BR: u32 = ${v.br}u;`,
+        `const BC: u32 = ${v.bc}u;`,
+        `const NT: u32 = ${v.br * v.bc}u;`,
+        `const PSTR: u32 = ${v.hd + 1}u;`,
+        `const DPC: u32 = ${Math.ceil(v.hd / v.bc)}u;`,
+        `const DPR: u32 = ${Math.ceil(v.hd / v.br)}u;`,
+        `const WD: u32 = ${WD}u;`,
+        `const DPW: u32 = ${Math.ceil(v.hd / WD)}u;`,
+      ];
+  L.push(
     `const SOFTCAP: bool = ${v.softcap ? 'true' : 'false'};`,
     `const ALIBI: bool = ${v.alibi ? 'true' : 'false'};`,
     `const NSLOPE: u32 = ${v.alibi ? MAX_ALIBI_HEADS / 4 : 1}u;`,
-  ];
+  );
   if (kernel === 'attn_fwd') {
     if (v.lse) {
       L.push('@group(0) @binding(5) var<storage, read_write> lse: array<f32>;');
@@ -143,11 +166,22 @@ export function attentionShader(kernel: KernelName, v: Variant): string {
   } else if (segBinding !== undefined) {
     L.push('fn key_start(row: u32) -> u32 { return 0u; }');
   }
-  return wgslModule({ source, kernel, prelude: L, describe: `${kernel} ${JSON.stringify(v)}` });
+  const describe = `${kernel} ${JSON.stringify(v)}`;
+  if (!d) return wgslModule({ source, kernel, prelude: L, describe });
+  return wgslModule({
+    source: directSource,
+    kernel,
+    prelude: L,
+    describe,
+    enable: ['subgroups'],
+    libs: [templateSections(source).common],
+  });
 }
 
 function pipelineFor(gpu: Gpu, kernel: KernelName, v: Variant): GPUComputePipeline {
-  const name = `${kernel}_hd${v.hd}_${v.br}x${v.bc}${v.lse === false ? '_nolse' : ''}${v.softcap ? '_cap' : ''}${v.alibi ? '_alibi' : ''}${v.seg ? '_seg' : ''}`;
+  const d = v.direct;
+  const tiles = d ? `direct${d.wl}_${d.tq}x${d.tk}` : `${v.br}x${v.bc}`;
+  const name = `${kernel}_hd${v.hd}_${tiles}${v.lse === false ? '_nolse' : ''}${v.softcap ? '_cap' : ''}${v.alibi ? '_alibi' : ''}${v.seg ? '_seg' : ''}`;
   return variantPipeline(gpu, name, () => attentionShader(kernel, v));
 }
 
@@ -204,6 +238,33 @@ export function attentionTiles(gpu: Gpu, kernel: keyof typeof STORAGE, hd: numbe
     `attention: head dim ${hd} needs ${STORAGE[kernel](hd, 1, 1)} bytes of workgroup storage even with 1x1 tiles; ` +
       `this GPU allows ${budget}.`,
   );
+}
+
+// ------------------------------------------------------------------ direct kernels
+
+/**
+ * Query rows (tq) and keys (tk) per block of the direct kernels for `nch` 16-byte chunks per
+ * invocation: the register blocks shrink as the head dim grows so the blocks stay about the same
+ * size (lavapipe's compile time grows with the unrolled block: hd 128 with hd 64's blocks took a
+ * minute to compile on a loaded machine). On lavapipe, SmolLM2-135M's layer at S=512: tq 8 / tk 4
+ * about as fast as tq 8 / tk 2 or 8, and 1.5-2x tq 4 / tk 4 (noisy runs, one process each).
+ */
+function directBlocks(nch: number): { tq: number; tk: number } {
+  return { tq: Math.max(1, Math.min(8, 16 / nch)), tk: Math.max(1, Math.min(4, 8 / nch)) };
+}
+
+/**
+ * The direct (subgroup) variant's shape for head dim hd, or null for the tiled kernels: pinned by
+ * gpu.kernels.attention, else direct on CPU drivers. The direct kernels need subgroups laid out as
+ * aligned runs (Gpu.features.subgroupLanes >= 4; a workgroup is one subgroup of up to 8 lanes) and
+ * a head dim divisible by 4 (16-byte loads); elsewhere the tiled kernels run.
+ */
+export function attentionDirect(gpu: Gpu, hd: number): { wl: number; tq: number; tk: number } | null {
+  const want = gpu.kernels.attention ?? (isCpuDevice(gpu) ? 'direct' : 'tiled');
+  const lanes = gpu.features.subgroupLanes;
+  if (want !== 'direct' || lanes < 4 || hd % 4 !== 0) return null;
+  const wl = Math.min(8, lanes);
+  return { wl, ...directBlocks(2 ** Math.ceil(Math.log2(Math.ceil(hd / 4 / wl)))) };
 }
 
 // ------------------------------------------------------------------ checks
@@ -325,14 +386,15 @@ export function recordAttention(gpu: Gpu, rec: Recorder, args: AttentionArgs): v
   bindable(gpu, what, { q: args.q, k: args.k, v: args.v, o: args.o, lse: args.lse });
   const f = flags(what, args);
   const seg = keyStartBindings(gpu, what, args.keyStart, rows, 5);
-  const t = attentionTiles(gpu, 'attn_fwd', args.headDim);
+  const direct = attentionDirect(gpu, args.headDim);
+  const t = direct ? { br: direct.tq, bc: direct.tk } : attentionTiles(gpu, 'attn_fwd', args.headDim);
   const pipe = pipelineFor(gpu, 'attn_fwd', {
     hd: args.headDim,
-    br: t.br,
-    bc: t.bc,
+    ...t,
     lse: true,
     ...f,
     seg: seg.length > 0,
+    ...(direct && { direct }),
   });
   rec.dispatch(
     pipe,
@@ -379,8 +441,10 @@ export function recordAttentionBackward(gpu: Gpu, rec: Recorder, args: Attention
 
   const u = uniforms(args.seq, args.seq, 0, args);
   // 2. dq per query block over KV tiles.
-  const tq = attentionTiles(gpu, 'attn_bwd_dq', hd);
-  const pq = pipelineFor(gpu, 'attn_bwd_dq', { hd, br: tq.br, bc: tq.bc, ...f, seg: seg.length > 0 });
+  const direct = attentionDirect(gpu, hd);
+  const more = { ...f, seg: seg.length > 0, ...(direct && { direct }) };
+  const tq = direct ? { br: direct.tq, bc: direct.tk } : attentionTiles(gpu, 'attn_bwd_dq', hd);
+  const pq = pipelineFor(gpu, 'attn_bwd_dq', { hd, ...tq, ...more });
   rec.dispatch(
     pq,
     [args.q, args.k, args.v, args.dO, args.lse, D, args.dq, ...seg],
@@ -388,8 +452,8 @@ export function recordAttentionBackward(gpu: Gpu, rec: Recorder, args: Attention
     u,
   );
   // 3. dk, dv per KV block over the group's query heads and the query tiles at or after it.
-  const tk = attentionTiles(gpu, 'attn_bwd_dkdv', hd);
-  const pk = pipelineFor(gpu, 'attn_bwd_dkdv', { hd, br: tk.br, bc: tk.bc, ...f, seg: seg.length > 0 });
+  const tk = direct ? { br: direct.tq, bc: direct.tk } : attentionTiles(gpu, 'attn_bwd_dkdv', hd);
+  const pk = pipelineFor(gpu, 'attn_bwd_dkdv', { hd, ...tk, ...more });
   rec.dispatch(
     pk,
     [args.q, args.k, args.v, args.dO, args.lse, D, args.dk, args.dv, ...seg],
@@ -431,8 +495,9 @@ export function recordAttentionDecode(gpu: Gpu, rec: Recorder, args: AttentionDe
     const pipe = pipelineFor(gpu, 'attn_decode_rows', { hd: args.headDim, br: 1, bc: 1, ...f });
     rec.dispatch(pipe, [args.q, args.kCache, args.vCache, args.o], [args.qLen, args.heads], u);
   } else {
-    const t = attentionTiles(gpu, 'attn_fwd', args.headDim);
-    const pipe = pipelineFor(gpu, 'attn_fwd', { hd: args.headDim, br: t.br, bc: t.bc, lse: false, ...f });
+    const direct = attentionDirect(gpu, args.headDim);
+    const t = direct ? { br: direct.tq, bc: direct.tk } : attentionTiles(gpu, 'attn_fwd', args.headDim);
+    const pipe = pipelineFor(gpu, 'attn_fwd', { hd: args.headDim, ...t, lse: false, ...f, ...(direct && { direct }) });
     rec.dispatch(pipe, [args.q, args.kCache, args.vCache, args.o], [Math.ceil(args.qLen / t.br), args.heads, 1], u);
   }
 }

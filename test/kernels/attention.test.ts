@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  attentionDirect,
   attentionShader,
   attentionTiles,
   recordAttention,
@@ -14,6 +15,7 @@ import {
   attentionRef,
 } from '../../src/reference/attention';
 import { randArray } from '../helpers/close';
+import type { Gpu } from '../../src/gpu';
 import { getGpu } from '../helpers/gpu';
 import { checkKernel, filled, rand, values } from '../helpers/kernel';
 
@@ -91,8 +93,26 @@ const name = (c: Case) =>
 const O_TOL = { atol: 2e-6, rtol: 1e-4 };
 const GRAD_TOL = { atol: 1e-5, rtol: 1e-4 };
 
-/** Forward (o, lse) and backward (dq, dk, dv) in one submit against the float64 reference. */
-function forwardBackward(c: Case, repeat = false) {
+type Kernels = 'tiled' | 'direct';
+
+/** Runs `record` with the attention kernels pinned to `kernels`. */
+function pinned<A extends unknown[]>(kernels: Kernels, record: (gpu: Gpu, ...a: A) => void) {
+  return (gpu: Gpu, ...a: A) => {
+    const before = gpu.kernels.attention;
+    gpu.kernels.attention = kernels;
+    try {
+      record(gpu, ...a);
+    } finally {
+      gpu.kernels.attention = before;
+    }
+  };
+}
+
+/**
+ * Forward (o, lse) and backward (dq, dk, dv) in one submit against the float64 reference, with the
+ * tiled kernels or the direct ones (which serve head dims divisible by 4 on devices with subgroups).
+ */
+function forwardBackward(c: Case, kernels: Kernels, repeat = false) {
   const rows = c.batch * c.seq;
   const starts = c.packed ? keyStarts(c) : null;
   const qShape = [rows, c.heads, c.headDim];
@@ -114,7 +134,7 @@ function forwardBackward(c: Case, repeat = false) {
       dv: rand(kShape, { scale: 9 }),
       keyStart: values([rows], starts ?? new Array<number>(rows).fill(0), 'u32'),
     },
-    record: (gpu, rec, t, ws) => {
+    record: pinned(kernels, (gpu, rec, t, ws) => {
       const { q, k, v, o, lse } = t;
       const keyStart = starts ? t.keyStart : undefined;
       recordAttention(gpu, rec, { q, k, v, o, lse, ...c, keyStart });
@@ -132,7 +152,7 @@ function forwardBackward(c: Case, repeat = false) {
         ...c,
         keyStart,
       });
-    },
+    }),
     reference: (v) => {
       const d = { q: v.q, k: v.k, v: v.v, dO: v.dO, ...c, keyStart: starts ?? undefined };
       return { ...attentionRef(d), ...attentionBackwardRef(d) };
@@ -165,21 +185,41 @@ describe('attention on the GPU', () => {
     expect(attentionTiles(gpu, 'attn_fwd', 64)).toEqual({ br: 16, bc: 16 });
   });
 
-  for (const c of CASES) it(`forward and backward match the reference: ${name(c)}`, () => forwardBackward(c));
+  it('runs the direct kernels on this CPU driver by default, for head dims divisible by 4', async () => {
+    const gpu = await getGpu();
+    expect(gpu.features.subgroupLanes).toBeGreaterThanOrEqual(4);
+    expect(attentionDirect(gpu, 64)).toEqual({ wl: 8, tq: 8, tk: 4 });
+    expect(attentionDirect(gpu, 256)).toEqual({ wl: 8, tq: 2, tk: 1 });
+    expect(attentionDirect(gpu, 10)).toBeNull();
+    gpu.kernels.attention = 'tiled';
+    try {
+      expect(attentionDirect(gpu, 64)).toBeNull();
+    } finally {
+      gpu.kernels.attention = null;
+    }
+  });
 
-  it('backward is deterministic (bitwise equal over two runs)', () =>
-    forwardBackward({ batch: 2, seq: 29, heads: 6, kvHeads: 2, headDim: 12 }, true));
+  for (const kernels of ['tiled', 'direct'] as const) {
+    for (const c of CASES) {
+      it(`${kernels}: forward and backward match the reference: ${name(c)}`, () => forwardBackward(c, kernels));
+    }
+    it(`${kernels}: backward is deterministic (bitwise equal over two runs)`, () =>
+      forwardBackward({ batch: 2, seq: 29, heads: 6, kvHeads: 2, headDim: 12 }, kernels, true));
+  }
 });
 
 describe('attention over packed examples (keyStart)', () => {
-  for (const c of PACKED) it(`forward and backward match the reference: ${name(c)}`, () => forwardBackward(c));
-
-  it('one example per row gives exactly the plain causal kernels (bitwise)', async () => {
-    const c = { batch: 2, seq: 23, heads: 4, kvHeads: 2, headDim: 12 };
-    const plain = await forwardBackward(c);
-    const packed = await forwardBackward({ ...c, packed: [23] });
-    for (const k of ['o', 'lse', 'dq', 'dk', 'dv'] as const) expect(packed[k]).toEqual(plain[k]);
-  });
+  for (const kernels of ['tiled', 'direct'] as const) {
+    for (const c of PACKED) {
+      it(`${kernels}: forward and backward match the reference: ${name(c)}`, () => forwardBackward(c, kernels));
+    }
+    it(`${kernels}: one example per row gives exactly the plain causal kernels (bitwise)`, async () => {
+      const c = { batch: 2, seq: 23, heads: 4, kvHeads: 2, headDim: 12 };
+      const plain = await forwardBackward(c, kernels);
+      const packed = await forwardBackward({ ...c, packed: [23] }, kernels);
+      for (const k of ['o', 'lse', 'dq', 'dk', 'dv'] as const) expect(packed[k]).toEqual(plain[k]);
+    });
+  }
 
   it('each packed example gives what it gives alone (reference): no attention across boundaries', () => {
     const hd = 4;
@@ -226,6 +266,7 @@ describe('attention decode', () => {
     past: number,
     qLen: number,
     maxLen: number,
+    kernels: Kernels = 'tiled',
   ) {
     const kvShape = [maxLen, c.kvHeads, c.headDim];
     const cache = (seed: number, scale: number) => {
@@ -242,7 +283,7 @@ describe('attention decode', () => {
         vCache: values(kvShape, cache(13, 1)),
         o: filled([qLen, c.heads, c.headDim]),
       },
-      record: (gpu, rec, t) => recordAttentionDecode(gpu, rec, { ...t, qLen, past, ...c }),
+      record: pinned(kernels, (gpu, rec, t) => recordAttentionDecode(gpu, rec, { ...t, qLen, past, ...c })),
       reference: (v) => ({ o: attentionDecodeRef({ ...v, qLen, past, ...c }) }),
       tol: O_TOL,
     });
@@ -260,6 +301,15 @@ describe('attention decode', () => {
       decode(c, past, qLen, 45));
   }
 
+  // Prompt blocks (qLen >= 8) run the forward kernel: the direct one too.
+  for (const [past, qLen] of [
+    [10, 27],
+    [0, 37],
+  ] as const) {
+    it(`direct: matches the reference at positions ${past}..${past + qLen - 1} (qLen=${qLen})`, () =>
+      decode(c, past, qLen, 45, 'direct'));
+  }
+
   it('handles head dim 64 and a long context in the row kernel (keys over several tiles)', () =>
     decode({ heads: 4, kvHeads: 2, headDim: 64, scale: 0.2 }, 150, 2, 160));
 
@@ -271,4 +321,6 @@ describe('attention decode', () => {
     it(`window, soft-cap and ALiBi (bf16) with a KV cache: positions ${past}..${past + qLen - 1}`, () =>
       decode(variant, past, qLen, 160));
   }
+  it('direct: window, soft-cap and ALiBi (bf16) with a KV cache: positions 100..112', () =>
+    decode(variant, 100, 13, 160, 'direct'));
 });
