@@ -11,8 +11,10 @@
 
 import { type Gpu, type GpuInfo, params } from './gpu/context';
 import { type KernelCheckResult, filled, rand, runKernelCheck } from './kernel-check';
+import { attentionDirect, recordAttention, recordAttentionBackward } from './kernels/attention';
 import { type FrozenLinear, type LoraParams, recordLinearBackward, recordLinearForward } from './kernels/linear';
 import { type WeightDType, recordMatmul } from './kernels/matmul';
+import { attentionBackwardRef, attentionRef } from './reference/attention';
 import { linearBackwardRef, linearForwardRef } from './reference/linear';
 import { matmulRef } from './reference/matmul';
 
@@ -153,6 +155,42 @@ function linearCheck(gpu: Gpu, part: 'forward' | 'backward'): Promise<KernelChec
   });
 }
 
+const ATTENTION = { batch: 2, seq: 13, heads: 4, kvHeads: 2, headDim: 16, window: 9 };
+
+/**
+ * Causal grouped-query attention with a sliding window, forward and backward, on the kernels the
+ * device runs by default (the direct subgroup kernels on CPU drivers, the tiled ones elsewhere).
+ */
+function attentionCheck(gpu: Gpu): Promise<KernelCheckResult<string>> {
+  const a = ATTENTION;
+  const rows = a.batch * a.seq;
+  const qs = [rows, a.heads, a.headDim];
+  const ks = [rows, a.kvHeads, a.headDim];
+  return runKernelCheck(gpu, {
+    label: 'selftest.attention',
+    tensors: {
+      q: rand(qs),
+      k: rand(ks),
+      v: rand(ks),
+      dO: rand(qs),
+      o: filled(qs),
+      lse: filled([rows, a.heads]),
+      dq: filled(qs),
+      dk: filled(ks),
+      dv: filled(ks),
+    },
+    record: (g, rec, t, ws) => {
+      recordAttention(g, rec, { q: t.q, k: t.k, v: t.v, o: t.o, lse: t.lse, ...a });
+      recordAttentionBackward(g, rec, { ...t, ws, ...a });
+    },
+    reference: (v) => {
+      const d = { q: v.q, k: v.k, v: v.v, dO: v.dO, ...a };
+      return { ...attentionRef(d), ...attentionBackwardRef(d) };
+    },
+    tol: TOL,
+  });
+}
+
 /** Runs `body`; turns its comparisons (or an exception) into a check. */
 async function check(name: string, body: () => Promise<KernelCheckResult<string>>): Promise<SelfTestCheck> {
   const t0 = performance.now();
@@ -194,6 +232,10 @@ export async function runSelfTest(gpu: Gpu, opts: SelfTestOptions = {}): Promise
     ],
     [`LoRA linear forward, bf16 W, M=${M} ${inF}→${outF} r=${r} dropout`, () => linearCheck(gpu, 'forward')],
     [`LoRA linear backward (dX, dA, dB), same shape`, () => linearCheck(gpu, 'backward')],
+    [
+      `attention forward + backward, B=2 S=13 heads 4/2 hd 16 window 9, ${attentionDirect(gpu, ATTENTION.headDim) ? 'direct subgroup' : 'tiled'} kernels`,
+      () => attentionCheck(gpu),
+    ],
   ];
   const checks: SelfTestCheck[] = [];
   for (const [name, body] of plan) {

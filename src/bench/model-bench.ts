@@ -17,6 +17,7 @@ import { describeModel, expectedTensors } from '../model/registry';
 import type { SafeTensor } from '../model/safetensors';
 import { mulberry32 } from '../reference/check';
 import { Generator } from '../generate/generator';
+import { attentionDirect } from '../kernels/attention';
 import { tuneMatmul } from '../kernels/matmul/tune';
 import { Trainer } from '../train/trainer';
 
@@ -138,6 +139,12 @@ export interface TrainStepBench {
   tokens_per_second_tuned?: number;
   speedup_tuned?: number;
   kernel_choices?: Record<string, string>;
+  /**
+   * With compareAttention (on devices where the direct attention kernels serve): the same steps
+   * with the tiled attention kernels pinned, timed alternately with the default ones.
+   */
+  ms_per_step_tiled_attention?: number;
+  speedup_direct_attention?: number;
 }
 
 export async function benchTrainingStep(
@@ -162,6 +169,11 @@ export async function benchTrainingStep(
      * steps with the tuned choices and with the baseline alternately (round-robin, same trainer).
      */
     compareTuned?: boolean;
+    /**
+     * Also time steps with the tiled attention kernels pinned, alternately with the default ones
+     * (the direct kernels on CPU drivers); nothing where the default is the tiled one.
+     */
+    compareAttention?: boolean;
   },
 ): Promise<TrainStepBench> {
   const B = o.batch ?? 1;
@@ -203,6 +215,7 @@ export async function benchTrainingStep(
     const submitsPerStep = gpu.counters.submits - c0.submits;
     const readbacksPerStep = gpu.counters.readbacks - c0.readbacks;
     let tuned: { ms: number; choices: Record<string, string> } | null = null;
+    let restore = () => {};
     let ms: number;
     if (o.compareTuned && steps > 0) {
       const saved = new Map(gpu.kernels.choices);
@@ -223,9 +236,10 @@ export async function benchTrainingStep(
           times[mode] += performance.now() - t;
         }
       }
-      use(saved);
       ms = times.base / steps;
       tuned = { ms: times.tuned / steps, choices: Object.fromEntries(choices) };
+      // The attention comparison below runs with the tuned matmuls.
+      restore = () => use(saved);
     } else {
       if (steps > 0) {
         t0 = performance.now();
@@ -234,6 +248,11 @@ export async function benchTrainingStep(
       await gpu.sync();
       ms = (performance.now() - t0) / Math.max(1, steps);
     }
+    let tiledAttention: { tiled: number; direct: number } | null = null;
+    if (o.compareAttention && steps > 0 && attentionDirect(gpu, config.headDim)) {
+      tiledAttention = await alternateAttention(gpu, steps, () => trainer.trainStep(micro, false));
+    }
+    restore();
     const mem = gpu.memory();
     const res: TrainStepBench = {
       model: `${name}-shaped, ${o.layers} layers, random bf16 weights${o.frozen?.quantize === 'nf4' ? ' in 4-bit NF4' : ''}`,
@@ -254,6 +273,10 @@ export async function benchTrainingStep(
         kernel_choices: tuned.choices,
       }),
     };
+    if (tiledAttention !== null) {
+      res.ms_per_step_tiled_attention = tiledAttention.tiled;
+      res.speedup_direct_attention = tiledAttention.tiled / tiledAttention.direct;
+    }
     const mb = (x: number) => `${(x / 2 ** 20).toFixed(1)} MiB`;
     o.log?.(
       `train step (${res.model}, B=${B} S=${S}, LoRA r=${r} all-linear${o.checkpoint ? ', activation checkpointing' : ''}): ` +
@@ -264,6 +287,12 @@ export async function benchTrainingStep(
         `lora ${mb(mem.peakByCategory.lora)} + optimizer ${mb(mem.peakByCategory.optimizer)} + activations ` +
         `${mb(mem.peakByCategory.activations)} + scratch ${mb(mem.peakByCategory.scratch)} + io ${mb(mem.peakByCategory.io)}`,
     );
+    if (tiledAttention !== null) {
+      o.log?.(
+        `  attention kernels, alternately: tiled ${tiledAttention.tiled.toFixed(0)} ms/step, direct ` +
+          `${tiledAttention.direct.toFixed(0)} ms/step (${res.speedup_direct_attention!.toFixed(2)}x)`,
+      );
+    }
     if (tuned) {
       o.log?.(
         `  with the tuned matmul kernels: ${tuned.ms.toFixed(0)} ms/step, ${res.tokens_per_second_tuned!.toFixed(1)} tok/s ` +
@@ -276,6 +305,35 @@ export async function benchTrainingStep(
     lora.dispose();
     model.dispose();
   }
+}
+
+/**
+ * Mean ms of `steps` steps with the tiled attention kernels pinned and with the default (direct)
+ * ones, alternately, after one step with the tiled ones (compiles them).
+ */
+async function alternateAttention(
+  gpu: Gpu,
+  steps: number,
+  step: () => Promise<unknown>,
+): Promise<{ tiled: number; direct: number }> {
+  const before = gpu.kernels.attention;
+  const times = { tiled: 0, direct: 0 };
+  try {
+    gpu.kernels.attention = 'tiled';
+    await step();
+    for (let i = 0; i < steps; i++) {
+      for (const mode of ['tiled', 'direct'] as const) {
+        gpu.kernels.attention = mode;
+        const t = performance.now();
+        await step();
+        await gpu.sync();
+        times[mode] += performance.now() - t;
+      }
+    }
+  } finally {
+    gpu.kernels.attention = before;
+  }
+  return { tiled: times.tiled / steps, direct: times.direct / steps };
 }
 
 export interface GenerationBench {

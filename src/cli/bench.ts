@@ -16,6 +16,9 @@
  *     (the matmul family side by side against the baseline, with the device's FMA peak and copy
  *     bandwidth, after tuning the layer's shapes; src/bench/kernels-bench.ts; then the same layer
  *     in TF.js's WebGPU backend alternately with tabtune's, src/bench/tfjs-bench.ts)
+ *   node bin/tabtune.mjs bench attention [--batch 1 --seq 256 --heads 9 --kv-heads 3 --head-dim 64] [--quick] [--json]
+ *     (attention forward and forward + backward with the tiled and the direct kernels alternately;
+ *     src/bench/attention-bench.ts)
  *   node bin/tabtune.mjs bench generate [--layers 30] [--tokens 16] [--rounds 2] [--no-tune] [--json]
  *     (greedy generation tokens/s on the SmolLM2-135M shape as now and as before issue 12's
  *     generation work, timed alternately, after tuning the matmul kernels; src/bench/model-bench.ts)
@@ -343,6 +346,12 @@ export async function runBench(argv: string[]): Promise<number> {
     out.kernels = await benchKernels(gpu, { ...layer, tuned: true });
     // The same layer in TF.js's WebGPU backend, alternately with tabtune's (skipped without TF.js).
     out.tfjs = await benchTfjs(gpu, layer);
+    // The attention kernels alone, tiled against direct (one SmolLM2-135M layer).
+    out.attention = await benchAttention(gpu, {
+      ...attentionShape({}, quick),
+      budgetMs: quick ? 1000 : 4000,
+      log: (l: string) => log(json, l),
+    });
     const shapes: [number, number, number][] = quick
       ? [
           [128, 576, 576],
@@ -392,7 +401,8 @@ export async function runBench(argv: string[]): Promise<number> {
       log: (l: string) => log(json, l),
     };
     // Baseline and tuned kernels alternately on the same steps (the issue's before / after).
-    out.train_step = await benchTrainingStep(gpu, { ...stepOpts, compareTuned: true });
+    // ... and the attention kernels: tiled and direct (CPU drivers' default) alternately.
+    out.train_step = await benchTrainingStep(gpu, { ...stepOpts, compareTuned: true, compareAttention: true });
     out.train_step_checkpointed = await benchTrainingStep(gpu, { ...stepOpts, checkpoint: true });
     // The PEFT methods side by side on a few layers (LoRA = 1).
     out.methods = await benchMethods(gpu, {

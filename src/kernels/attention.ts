@@ -122,7 +122,8 @@ export function attentionShader(kernel: KernelName, v: Variant): string {
   if (d && (kernel === 'attn_bwd_d' || kernel === 'attn_decode_rows')) {
     throw new GpuError(`attention: ${kernel} has no direct variant.`);
   }
-  if (d && v.hd % 4 !== 0) throw new GpuError(`attention: the direct kernels need a head dim divisible by 4, got ${v.hd}.`);
+  if (d && v.hd % 4 !== 0)
+    throw new GpuError(`attention: the direct kernels need a head dim divisible by 4, got ${v.hd}.`);
   const L = d
     ? [
         `const HD: u32 = ${v.hd}u;`,
