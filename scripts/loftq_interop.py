@@ -17,6 +17,9 @@ device, neither of which exists here. So that PEFT's own code runs unchanged, th
       workflow of PEFT's examples/loftq_finetuning: DIR/base holds the quantized backbone, DIR/adapter
       the adapter with init_lora_weights True and base_model_name_or_path DIR/base.
 
+  loftq_interop.py train-py RECIPE/train.py --output_dir OUT
+      a recipe's train.py as exported (LoraConfig with LoftQConfig), run with the same stand-ins.
+
 The last stdout line is JSON.
 """
 import argparse
@@ -80,26 +83,13 @@ def _loftq_shims():
 
 def cmd_init(a):
     from peft import LoraConfig, get_peft_model
-    from peft.tuners.lora.layer import LoraLayer
-    from peft.utils import loftq_utils
 
-    loftq_utils.is_bnb_available = lambda: True
-    loftq_utils.is_bnb_4bit_available = lambda: True
-    layer_init = LoraLayer.loftq_init
-
-    def shimmed(self, *args, **kwargs):
-        with _loftq_shims():
-            return layer_init(self, *args, **kwargs)
-
-    LoraLayer.loftq_init = shimmed
     model = load(a.model)
     cfg = LoraConfig(r=a.r, lora_alpha=a.alpha, lora_dropout=0.0, target_modules=a.targets.split(","))
     cfg.init_lora_weights = "loftq"
     cfg.loftq_config = {"loftq_bits": 4, "loftq_iter": a.iter}
-    try:
+    with _peft_loftq_here():
         peft_model = get_peft_model(model, cfg)
-    finally:
-        LoraLayer.loftq_init = layer_init
     out = {}
     for name, mod in peft_model.named_modules():
         if not hasattr(mod, "lora_A") or "default" not in getattr(mod, "lora_A", {}):
@@ -128,7 +118,61 @@ def cmd_init(a):
     print(json.dumps({"modules": len(out) // 3, "q_dtype": str(np.dtype("float32"))}))
 
 
+@contextlib.contextmanager
+def _peft_loftq_here():
+    """PEFT's LoftQ runnable on this CPU machine: each layer's loftq_init under the shims, and
+    LoraConfig's scipy presence check satisfied while a config is made (LoftQ does not use scipy)."""
+    import importlib.machinery
+
+    from peft import LoraConfig
+    from peft.tuners.lora.layer import LoraLayer
+    from peft.utils import loftq_utils
+
+    loftq_utils.is_bnb_available = lambda: True
+    loftq_utils.is_bnb_4bit_available = lambda: True
+    layer_init = LoraLayer.loftq_init
+    post_init = LoraConfig.__post_init__
+
+    def shimmed(self, *args, **kwargs):
+        with _loftq_shims():
+            return layer_init(self, *args, **kwargs)
+
+    def config_post_init(self):
+        had = "scipy" in sys.modules
+        if not had:
+            stub = types.ModuleType("scipy")
+            stub.__spec__ = importlib.machinery.ModuleSpec("scipy", None)
+            sys.modules["scipy"] = stub
+        try:
+            post_init(self)
+        finally:
+            if not had:
+                del sys.modules["scipy"]
+
+    LoraLayer.loftq_init = shimmed
+    LoraConfig.__post_init__ = config_post_init
+    try:
+        yield
+    finally:
+        LoraLayer.loftq_init = layer_init
+        LoraConfig.__post_init__ = post_init
+
+
+def cmd_train_py(a, rest):
+    """Runs a recipe's train.py unchanged (its own argv) with PEFT's LoftQ made runnable here."""
+    import runpy
+
+    sys.argv = [a.train_py, *rest]
+    with _peft_loftq_here():
+        runpy.run_path(a.train_py, run_name="__main__")
+
+
 def main(argv):
+    if argv and argv[0] == "train-py":
+        t = argparse.ArgumentParser()
+        t.add_argument("train_py")
+        a, rest = t.parse_known_args(argv[1:])
+        return cmd_train_py(a, rest)
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
     i = sub.add_parser("init")

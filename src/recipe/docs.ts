@@ -33,6 +33,8 @@ export interface RecipeDocsInput {
   batch: number;
   gradAccum: number;
   initFrom: boolean;
+  /** LoftQ init: train.py also saves the quantized backbone (OUT/loftq-base). */
+  loftq?: boolean;
 }
 
 export function requirementsTxt(d: RecipeDocsInput): string {
@@ -42,6 +44,13 @@ export function requirementsTxt(d: RecipeDocsInput): string {
     '# torch release first, e.g. from the PyTorch index for your CUDA version).',
     ...pins,
   ];
+  if (d.loftq) {
+    lines.push(
+      "# LoftQ init: PEFT's loftq_init quantizes with bitsandbytes on a CUDA GPU and checks for scipy.",
+      'bitsandbytes>=0.45',
+      'scipy',
+    );
+  }
   if (d.quantize) {
     lines.push(
       '# --quantize nf4: bitsandbytes (CUDA GPUs). Not part of the tested set: it needs a CUDA GPU.',
@@ -152,6 +161,11 @@ training tokens; ${length}, batch ${d.batch} x accumulation ${d.gradAccum}.${mad
   \`input_ids\` and \`completion_mask\` (1 where predicting the token counts in the loss: ${FORMAT_LOSS[d.format]}),
   with the source line and the decoded \`text\` for reading. train.py does not tokenize again.
 ${d.initFrom ? '- `init_adapter/`: the adapter the run starts from (`--init-from`).\n' : ''}${
+    d.loftq
+      ? "- LoftQ init (`lora.loftq_config`): PEFT's LoftQ quantizes the base to 4-bit NF4 as it makes the adapter (bitsandbytes, a CUDA GPU); " +
+        'train.py saves that backbone as `OUTPUT_DIR/loftq-base/`, the base the adapter belongs on.\n'
+      : ''
+  }${
     !d.quantize
       ? ''
       : d.quantizeStored

@@ -17,7 +17,7 @@
 import type { PeftFiles } from '../lora/peft';
 import type { DatasetFormat } from '../train/data/types';
 import type { TrainSettings } from '../train/types';
-import { type LoraSettings, isAllLinear, validateLoraConfig } from '../lora/config';
+import { LOFTQ_DEFAULTS, type LoraSettings, isAllLinear, validateLoraConfig } from '../lora/config';
 import { loraConfigFromSettings } from '../lora/targets';
 import { ia3ConfigFromSettings } from '../lora/ia3';
 import { methodSpec } from '../lora/methods';
@@ -102,10 +102,11 @@ function loraSection(input: RecipeInput): Record<string, unknown> {
   }
   const cfg = loraConfigFromSettings(input.lora, input.modelType, { fanInFanOut: input.fanInFanOut });
   validateLoraConfig(cfg);
-  if (cfg.init_lora_weights === 'loftq') {
+  const loftq = cfg.init_lora_weights === 'loftq';
+  if (loftq && input.quantize) {
     throw new RecipeError(
-      'init_lora_weights "loftq" is not exported as a recipe yet: its adapter needs the quantized backbone saved ' +
-        'beside it, which train.py does not write. Train it with tabtune train --init loftq.',
+      'init_lora_weights "loftq" quantizes the 16-bit weights itself (PEFT: "you should not pass a quantized model"): ' +
+        'export the recipe without 4-bit frozen weights (--quantize nf4).',
     );
   }
   return {
@@ -117,6 +118,8 @@ function loraSection(input: RecipeInput): Record<string, unknown> {
     fan_in_fan_out: cfg.fan_in_fan_out,
     use_dora: cfg.use_dora === true,
     init_lora_weights: cfg.init_lora_weights,
+    // LoftQ: PEFT's LoftQConfig; train.py saves the quantized backbone beside the adapter
+    ...(loftq ? { loftq_config: cfg.loftq_config ?? { ...LOFTQ_DEFAULTS } } : {}),
   };
 }
 
@@ -298,6 +301,7 @@ export function buildRecipe(input: RecipeInput): RecipeFile[] {
     batch: t.batch,
     gradAccum: t.gradAccum,
     initFrom: input.initFrom !== undefined,
+    loftq: lora?.loftq_config !== undefined,
   };
   files.push({ path: 'requirements.txt', data: requirementsTxt(docs) });
   for (const [name, yaml] of Object.entries(acceleratorConfigs()))

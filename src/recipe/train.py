@@ -30,7 +30,9 @@ The adapter is written to --output_dir in PEFT's layout (adapter_config.json +
 adapter_model.safetensors); Tabtune imports it (the app's library, or the CLI's --adapter). With a
 PiSSA or OLoRA init (which move the base weights by the initial adapter), it is saved converted to a
 plain LoRA of twice the rank on the untouched base model, as PEFT's
-save_pretrained(path_initial_model_for_weight_conversion=...) and Tabtune's own save do. The last
+save_pretrained(path_initial_model_for_weight_conversion=...) and Tabtune's own save do. With a
+LoftQ init (PEFT's LoftQConfig; bitsandbytes on a CUDA GPU) the base is quantized to NF4 as the adapter is
+made, and that backbone is saved as --output_dir/loftq-base, the adapter's base_model_name_or_path. The last
 line printed is a JSON summary: steps, first and last training loss, validation loss.
 """
 
@@ -226,6 +228,11 @@ def peft_parts(run, model):
     if run.get("peft"):
         return model, other_method_config(run["peft"])
     lo = run["lora"]
+    loftq = {}
+    if lo.get("loftq_config"):
+        from peft import LoftQConfig
+
+        loftq = {"loftq_config": LoftQConfig(**lo["loftq_config"])}
     return model, LoraConfig(
         task_type="CAUSAL_LM",
         r=lo["r"],
@@ -237,6 +244,7 @@ def peft_parts(run, model):
         use_dora=lo.get("use_dora", False),
         init_lora_weights=lo.get("init_lora_weights", True),
         bias="none",
+        **loftq,
     )
 
 
@@ -371,6 +379,12 @@ def main(argv):
         # from the base weights before the checkpoint is loaded by train()).
         peft_model.save_pretrained(initial_dir, is_main_process=main_process)
 
+    loftq_base = os.path.join(args.output_dir, "loftq-base") if run.get("lora", {}).get("loftq_config") else None
+    if loftq_base:
+        # PEFT's LoftQ workflow: the adapter names its quantized backbone and loads without LoftQ again
+        peft_model.peft_config["default"].base_model_name_or_path = loftq_base
+        peft_model.peft_config["default"].init_lora_weights = True
+
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     trainer.save_model(args.output_dir)
     if initial_dir:
@@ -383,6 +397,10 @@ def main(argv):
             shutil.rmtree(initial_dir)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     final_val = token_weighted_loss(trainer, val_set, config.per_device_eval_batch_size) if val_set is not None else None
+    if loftq_base and main_process:
+        # the base LoftQ quantized (Q in place of each adapted weight), as a model folder
+        peft_model.unload().save_pretrained(loftq_base)
+        tokenizer.save_pretrained(loftq_base)
     if trainer.is_world_process_zero():
         summary = {
             "steps": result.global_step,

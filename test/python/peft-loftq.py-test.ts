@@ -9,14 +9,21 @@
  *   2. a Tabtune-trained LoftQ adapter on its saved quantized backbone: PeftModel.from_pretrained
  *      gives Tabtune's loss (1e-4 relative), and its adapter_config is PEFT's LoftQ example's
  *      (init_lora_weights true, loftq_config, base_model_name_or_path = the backbone);
- *   3. an adapter and backbone saved by PEFT's LoftQ workflow load in Tabtune with Python's loss.
+ *   3. an adapter and backbone saved by PEFT's LoftQ workflow load in Tabtune with Python's loss;
+ *   4. the app's LoftQ run (the engine in-process, as the worker runs it): its export, the PEFT
+ *      files + loftq-base/ rebuilt from the adapter's backbone recipe, loads in PeftModel with the
+ *      loss the app evaluates with the backbone put in place.
  * One case: `npm run test:peft -- -t loftq`.
  */
-import { readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { unzipSync } from 'fflate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSafetensors, tensorToF32 } from '../../src/model/safetensors';
 import { writeTinyModel } from '../fixtures/tiny-model';
+import { DEFAULT_TRAIN } from '../../src/engine/defaults';
+import { Engine } from '../../src/engine/engine';
+import { getGpu } from '../helpers/gpu';
 import { closePython, corpusDir, expectSameLoss, pyScript, python, tabtune } from '../helpers/interop';
 
 let dir = '';
@@ -150,5 +157,53 @@ describe('LoftQ: Tabtune and PEFT', () => {
     const here = await tabtune(['eval', ...args, '--json']);
     const there = await python(['eval', ...args]);
     expectSameLoss(here, there, 'PEFT-made LoftQ adapter');
+  }, 900_000);
+
+  it("the app's LoftQ export (adapter + loftq-base/ rebuilt from the backbone recipe) loads in PeftModel with the app's loss", async () => {
+    // the engine as the app's worker drives it: 16-bit weights, LoftQ, a few steps
+    const engine = new Engine(await getGpu());
+    const exported = join(dir, 'app-export');
+    let inApp: { loss: number; tokens: number };
+    try {
+      await engine.loadModel({ kind: 'dir', id: 'tiny-llama', path: model });
+      await engine.loadDataset('train.jsonl', await readFile(join(dir, 'train.jsonl'), 'utf8'), {
+        maxLen: 64,
+        valFraction: 0,
+        seed: 0,
+      });
+      const lora = {
+        ...{ r: 4, lora_alpha: 8, lora_dropout: 0, target_modules: 'all-linear' as const, use_rslora: false },
+        ...{ init_lora_weights: 'loftq' as const, loftq_config: { loftq_bits: 4, loftq_iter: 2 } },
+      };
+      const run = await engine.train(lora, { ...DEFAULT_TRAIN, steps: 6, epochs: 0, lr: 0.02, batch: 4, maxLen: 64, valFraction: 0 }); // prettier-ignore
+      await engine.loadDataset('eval.jsonl', await readFile(join(dir, 'eval.jsonl'), 'utf8'), {
+        maxLen: 64,
+        valFraction: 0,
+        seed: 0,
+      });
+      // the app's evaluation: the adapter on the backbone put in place from its recipe
+      inApp = await engine.evaluate({ key: 'loftq', files: run.adapter }, 'all');
+      const zip = await engine.mergeAdapter(run.adapter);
+      for (const [name, bytes] of Object.entries(unzipSync(new Uint8Array(await zip.zip.arrayBuffer())))) {
+        const p = join(exported, name.split('/').slice(1).join('/'));
+        await mkdir(dirname(p), { recursive: true });
+        await writeFile(p, bytes);
+      }
+    } finally {
+      engine.unload();
+    }
+    // loftq-base/ carries the model's tokenizer files too, so it loads as a model folder on its own
+    const data = join(dir, 'eval.jsonl');
+    const args = ['--model', join(exported, 'loftq-base'), '--adapter', exported, '--data', data];
+    const there = await python(['eval', ...args]);
+    const here = await tabtune(['eval', ...args, '--json']);
+    expectSameLoss(here, there, "the app's exported LoftQ adapter");
+    expect(Math.abs(inApp.loss - there.loss!) / there.loss!, `app ${inApp.loss} vs Python ${there.loss}`).toBeLessThan(
+      1e-4,
+    );
+    console.log(
+      `[tabtune] app LoftQ export, loss (app | tabtune eval | Python PeftModel): ${inApp.loss.toFixed(6)} | ` +
+        `${here.loss!.toFixed(6)} | ${there.loss!.toFixed(6)}`,
+    );
   }, 900_000);
 });

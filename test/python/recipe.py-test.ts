@@ -22,8 +22,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acceleratorConfigs } from '../../src/recipe/docs';
+import { parseSafetensors, tensorToF32 } from '../../src/model/safetensors';
 import { TINY_CORPUS, type TinyModelType, writeTinyModel } from '../fixtures/tiny-model';
-import { PYTHON, closePython, lastJson as lastJsonOf, pyScript, tabtune as tabtuneOf } from '../helpers/interop';
+import { PYTHON, ROOT, closePython, lastJson as lastJsonOf, pyScript, tabtune as tabtuneOf } from '../helpers/interop';
 
 let dir = '';
 
@@ -329,6 +330,64 @@ describe('the exported recipe (transformers + PEFT + TRL) against tabtune train'
       );
     }, 600_000);
   }
+
+  it("--init loftq: train.py makes the adapter with PEFT's LoftQConfig and saves its backbone as Tabtune does", async () => {
+    const model = await makeModel({ ...CASES[0]!, name: 'loftq' });
+    const base = join(dir, 'loftq');
+    const data = join(dir, 'text.jsonl');
+    const flags = [
+      '--model', model, '--data', data, '--targets', 'q_proj,v_proj,down_proj', '--r', '4', '--alpha', '8',
+      '--init', 'loftq', '--loftq-iter', '2', '--optimizer', 'sgd', '--lr', '0.5', '--steps', '1', '--batch', '4',
+      '--no-shuffle', '--dropout', '0', '--max-grad-norm', '0', '--scheduler', 'constant', '--json',
+    ]; // prettier-ignore
+    const ours = join(base, 'tabtune');
+    const here = await tabtune(['train', ...flags, '--out', ours]);
+    const recipe = join(base, 'recipe');
+    await tabtune(['export-recipe', ...flags, '--out', recipe]);
+    const run = JSON.parse(await readFile(join(recipe, 'tabtune_run.json'), 'utf8')) as { lora: Json };
+    expect(run.lora).toMatchObject({ init_lora_weights: 'loftq', loftq_config: { loftq_bits: 4, loftq_iter: 2 } });
+    expect(await readFile(join(recipe, 'requirements.txt'), 'utf8')).toMatch(/^scipy$/m);
+    const py = join(base, 'python');
+    // train.py unchanged, with the bitsandbytes stand-in of scripts/loftq_interop.py (no CUDA here)
+    const there = await lastJson(PYTHON, [
+      join(ROOT, 'scripts', 'loftq_interop.py'), 'train-py', join(recipe, 'train.py'), '--output_dir', py,
+    ]); // prettier-ignore
+    expect(Math.abs(Number(here.firstLoss) - Number(there.firstLoss)) / Number(here.firstLoss)).toBeLessThan(1e-4);
+    const cfg = JSON.parse(await readFile(join(py, 'adapter_config.json'), 'utf8')) as Json;
+    expect(cfg).toMatchObject({
+      init_lora_weights: true,
+      loftq_config: { loftq_bits: 4, loftq_iter: 2 },
+      base_model_name_or_path: join(py, 'loftq-base'),
+    });
+    // the two backbones: the same Q in every adapted weight
+    const qOf = async (folder: string) =>
+      parseSafetensors(new Uint8Array(await readFile(join(folder, 'model.safetensors'))));
+    const [qOurs, qTheirs] = [await qOf(join(ours, 'loftq-base')), await qOf(join(py, 'loftq-base'))];
+    let adapted = 0;
+    for (const [key, t] of qOurs.tensors) {
+      if (!/(q_proj|v_proj|down_proj)\.weight$/.test(key)) continue;
+      adapted++;
+      const a = tensorToF32(t);
+      const b = tensorToF32(qTheirs.tensors.get(key)!);
+      expect(Array.from(a).filter((v, i) => Math.abs(v - b[i]!) > 1e-6 * Math.abs(v)).length, key).toBe(0);
+    }
+    expect(adapted).toBeGreaterThan(0);
+    // each adapter on its own backbone after the same SGD step: the same loss, also in PEFT
+    const evalOn = (folder: string) =>
+      tabtune(['eval', '--model', join(folder, 'loftq-base'), '--adapter', folder, '--data', data, '--json']);
+    const [lossOurs, lossTheirs] = [await evalOn(ours), await evalOn(py)];
+    const theirsInPython = await helper(['eval-examples', '--model', join(py, 'loftq-base'), '--adapter', py, '--data', join(recipe, 'data', 'train.jsonl')]); // prettier-ignore
+    expect(Math.abs(Number(lossTheirs.loss) - Number(theirsInPython.loss)) / Number(lossTheirs.loss)).toBeLessThan(
+      1e-4,
+    );
+    const rel = Math.abs(Number(lossOurs.loss) - Number(lossTheirs.loss)) / Number(lossOurs.loss);
+    expect(rel, `Tabtune ${lossOurs.loss} vs train.py ${lossTheirs.loss}`).toBeLessThan(1e-4);
+    console.log(
+      `[tabtune] recipe --init loftq (2 iterations), one SGD step: first loss ${Number(here.firstLoss).toFixed(6)} | ` +
+        `${Number(there.firstLoss).toFixed(6)}; on each backbone ${Number(lossOurs.loss).toFixed(6)} | ` +
+        `${Number(lossTheirs.loss).toFixed(6)} (Python ${Number(theirsInPython.loss).toFixed(6)}); Q equal in ${adapted} weights`,
+    );
+  }, 600_000);
 
   it("--method ia3: one SGD step by train.py gives Tabtune's first loss and the same adapter (both start at ones)", async () => {
     const c = await textCase('ia3', [...ONE_SGD_STEP, '--method', 'ia3']);

@@ -237,18 +237,27 @@ describe('buildRecipe', () => {
     expect(text(f.get('requirements.txt'))).toMatch(/^bitsandbytes>=/m);
   });
 
-  it('refuses a LoftQ init (its quantized backbone would have to be saved too) by name', () => {
-    const i = input({
-      lora: {
-        r: 8,
-        lora_alpha: 16,
-        lora_dropout: 0,
-        target_modules: [],
-        use_rslora: false,
-        init_lora_weights: 'loftq',
-      },
+  it("carries a LoftQ init as PEFT's LoftQConfig (train.py saves the backbone); refuses it with 4-bit weights", () => {
+    const lora = {
+      r: 8,
+      lora_alpha: 16,
+      lora_dropout: 0,
+      target_modules: [],
+      use_rslora: false,
+      init_lora_weights: 'loftq' as const,
+      loftq_config: { loftq_bits: 4, loftq_iter: 3 },
+    };
+    const f = files(input({ lora }));
+    expect(run(input({ lora })).lora).toMatchObject({
+      init_lora_weights: 'loftq',
+      loftq_config: { loftq_bits: 4, loftq_iter: 3 },
     });
-    expect(() => buildRecipe(i)).toThrow(/"loftq" is not exported as a recipe yet.*tabtune train --init loftq/);
+    expect(text(f.get('requirements.txt'))).toMatch(/^bitsandbytes>=/m);
+    expect(text(f.get('requirements.txt'))).toMatch(/^scipy$/m);
+    expect(text(f.get('README.md'))).toMatch(/OUTPUT_DIR\/loftq-base/);
+    expect(() => buildRecipe(input({ lora, quantize: { doubleQuant: true } }))).toThrow(
+      /"loftq" quantizes the 16-bit weights itself.*without 4-bit frozen weights/,
+    );
   });
 
   it('a prefix through the projection MLP: encoder_hidden_size as given, else the kv width of the config, else refused', () => {
