@@ -8,14 +8,23 @@
 import type { Gpu, Recorder } from '../gpu/context';
 import type { Tensor } from '../gpu/tensor';
 import { Workspace } from '../gpu/workspace';
-import { attentionDirect, recordAttention, recordAttentionBackward } from '../kernels/attention';
+import { attentionDirect, recordAttention, recordAttentionBackward, recordAttentionDecode } from '../kernels/attention';
 import { randomValues } from '../reference/check';
 import { timeGpuInterleaved } from './timing';
 
 export interface AttentionBench {
   shape: string;
-  /** Per kernel set: forward ms, forward + backward ms, and speed-ups over `tiled`. */
-  rows: { kernels: 'tiled' | 'direct'; ms_forward: number; ms_forward_backward: number; speedup: number }[];
+  /**
+   * Per kernel set: forward ms, forward + backward ms and its speed-up over `tiled`, and one decoded
+   * token's attention (batch 0's last position against the cache of its S keys, x16 per submit).
+   */
+  rows: {
+    kernels: 'tiled' | 'direct';
+    ms_forward: number;
+    ms_forward_backward: number;
+    speedup: number;
+    ms_decode16: number;
+  }[];
 }
 
 export async function benchAttention(
@@ -53,13 +62,20 @@ export async function benchAttention(
     const dk = t('dk', [rows, kvHeads, headDim], 8);
     const dv = t('dv', [rows, kvHeads, headDim], 9);
     const sh = { batch, seq, heads, kvHeads, headDim };
+    const q1 = t('q1', [1, heads, headDim], 10);
+    const o1 = t('o1', [1, heads, headDim], 11);
     const pinned =
-      (kernels: 'tiled' | 'direct', backward: boolean) =>
+      (kernels: 'tiled' | 'direct', part: 'f' | 'fb' | 'd') =>
       (rec: Recorder): void => {
         gpu.kernels.attention = kernels;
         try {
+          if (part === 'd') {
+            const one = { q: q1, kCache: k, vCache: v, o: o1, qLen: 1, past: seq - 1, heads, kvHeads, headDim };
+            for (let i = 0; i < 16; i++) recordAttentionDecode(gpu, rec, one);
+            return;
+          }
           recordAttention(gpu, rec, { q, k, v, o: out, lse, ...sh });
-          if (backward) recordAttentionBackward(gpu, rec, { q, k, v, o: out, lse, dO, dq, dk, dv, ws, ...sh });
+          if (part === 'fb') recordAttentionBackward(gpu, rec, { q, k, v, o: out, lse, dO, dq, dk, dv, ws, ...sh });
         } finally {
           gpu.kernels.attention = before;
         }
@@ -69,8 +85,7 @@ export async function benchAttention(
     gpu.kernels.attention = before;
     const variants: Record<string, (rec: Recorder) => void> = {};
     for (const s of sets) {
-      variants[`${s}:f`] = pinned(s, false);
-      variants[`${s}:fb`] = pinned(s, true);
+      for (const part of ['f', 'fb', 'd'] as const) variants[`${s}:${part}`] = pinned(s, part);
     }
     const times = await timeGpuInterleaved(gpu, variants, { budgetMs: o.budgetMs });
     const base = times['tiled:fb']!.medianMs;
@@ -81,12 +96,14 @@ export async function benchAttention(
         ms_forward: times[`${s}:f`]!.medianMs,
         ms_forward_backward: times[`${s}:fb`]!.medianMs,
         speedup: base / times[`${s}:fb`]!.medianMs,
+        ms_decode16: times[`${s}:d`]!.medianMs,
       })),
     };
     for (const r of res.rows) {
       o.log(
         `attention ${shape} ${r.kernels}: forward ${r.ms_forward.toFixed(2)} ms, forward + backward ` +
-          `${r.ms_forward_backward.toFixed(2)} ms (${r.speedup.toFixed(2)}x tiled)`,
+          `${r.ms_forward_backward.toFixed(2)} ms (${r.speedup.toFixed(2)}x tiled); 16 decoded tokens at position ` +
+          `${seq - 1}: ${r.ms_decode16.toFixed(2)} ms`,
       );
     }
     return res;

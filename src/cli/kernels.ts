@@ -3,6 +3,8 @@
  *   TABTUNE_KERNELS=<member>   pins one member of the family wherever it can serve (e.g. direct8x4)
  *   TABTUNE_KERNELS=baseline   no tuning: the kernels every device ran before the family
  *   (unset)                    autotuned: choices cached per device in a file, tuned on first use
+ *   TABTUNE_ATTENTION=tiled|direct  pins the attention kernels (src/kernels/attention.ts); unset:
+ *                              direct on CPU drivers with subgroups, tiled elsewhere
  * The cache file is kernels.json in $TABTUNE_CACHE_DIR, else $XDG_CACHE_HOME/tabtune, else
  * ~/.cache/tabtune: { "<device key>": { "<shape class>": "<member>" } }. A file that cannot be read
  * or written only means tuning again.
@@ -51,10 +53,17 @@ export function fileChoiceStore(path: string): KernelChoiceStore {
 }
 
 /**
- * Applies TABTUNE_KERNELS to `gpu` and returns the choice store to tune with (null: no tuning).
+ * Applies TABTUNE_ATTENTION and TABTUNE_KERNELS to `gpu` and returns the choice store to tune with (null: no tuning).
  * An unknown member name is a usage error naming the family.
  */
 export function kernelSetup(gpu: Gpu, env: NodeJS.ProcessEnv = process.env): KernelChoiceStore | null {
+  const a = env.TABTUNE_ATTENTION?.trim();
+  if (a) {
+    if (a !== 'tiled' && a !== 'direct') {
+      throw new UsageError(`TABTUNE_ATTENTION: "${a}" is not an attention kernel set; use "tiled" or "direct".`);
+    }
+    gpu.kernels.attention = a;
+  }
   const v = env.TABTUNE_KERNELS?.trim();
   if (v === 'baseline') return null;
   if (v) {

@@ -469,7 +469,8 @@ export function recordAttentionBackward(gpu: Gpu, rec: Recorder, args: Attention
  * Records o for qLen new queries at positions past .. past+qLen-1 against a KV cache that already
  * holds positions 0 .. past+qLen-1 (batch 1). Short query blocks (qLen < 8, e.g. one token) use a
  * row kernel (one workgroup per query row and head, keys in tiles of 64); longer ones (prompt
- * prefill) use the tiled forward kernel without the logsumexp.
+ * prefill) use the tiled forward kernel without the logsumexp. Where the direct kernels serve
+ * (attentionDirect), their forward runs both, with one query row per workgroup for short blocks.
  */
 export function recordAttentionDecode(gpu: Gpu, rec: Recorder, args: AttentionDecodeArgs): void {
   const what = 'attention decode';
@@ -492,11 +493,13 @@ export function recordAttentionDecode(gpu: Gpu, rec: Recorder, args: AttentionDe
   bindable(gpu, what, { q: args.q, kCache: args.kCache, vCache: args.vCache, o: args.o });
   const f = flags(what, args);
   const u = uniforms(args.qLen, capacity, args.past, args);
-  if (args.qLen < 8) {
+  let direct = attentionDirect(gpu, args.headDim);
+  if (args.qLen < 8 && !direct) {
     const pipe = pipelineFor(gpu, 'attn_decode_rows', { hd: args.headDim, br: 1, bc: 1, ...f });
     rec.dispatch(pipe, [args.q, args.kCache, args.vCache, args.o], [args.qLen, args.heads], u);
   } else {
-    const direct = attentionDirect(gpu, args.headDim);
+    // The direct forward serves short blocks too, one query row per workgroup.
+    if (direct && args.qLen < 8) direct = { ...direct, tq: 1 };
     const t = direct ? { br: direct.tq, bc: direct.tk } : attentionTiles(gpu, 'attn_fwd', args.headDim);
     const pipe = pipelineFor(gpu, 'attn_fwd', { hd: args.headDim, ...t, lse: false, ...f, ...(direct && { direct }) });
     rec.dispatch(pipe, [args.q, args.kCache, args.vCache, args.o], [Math.ceil(args.qLen / t.br), args.heads, 1], u);

@@ -1,7 +1,8 @@
 /**
  * The CLI's kernel settings (src/cli/kernels.ts): TABTUNE_KERNELS pins a member, "baseline" turns
  * tuning off, an unknown name is a usage error naming the family; unset, the tuned choices are kept
- * per device in a cache file (written whole; an unreadable file only means tuning again).
+ * per device in a cache file (written whole; an unreadable file only means tuning again);
+ * TABTUNE_ATTENTION pins the attention kernels.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +30,21 @@ describe('CLI kernel settings', () => {
       );
     } finally {
       gpu.kernels.pin = null;
+    }
+  });
+
+  it('TABTUNE_ATTENTION pins the attention kernels; anything but tiled / direct is a usage error', async () => {
+    const gpu = await getGpu();
+    try {
+      expect(kernelSetup(gpu, { TABTUNE_ATTENTION: 'tiled', TABTUNE_KERNELS: 'baseline' })).toBeNull();
+      expect(gpu.kernels.attention).toBe('tiled');
+      kernelSetup(gpu, { TABTUNE_ATTENTION: ' direct ', TABTUNE_KERNELS: 'baseline' });
+      expect(gpu.kernels.attention).toBe('direct');
+      expect(() => kernelSetup(gpu, { TABTUNE_ATTENTION: 'flash' })).toThrow(
+        /TABTUNE_ATTENTION: "flash" is not an attention kernel set; use "tiled" or "direct"/,
+      );
+    } finally {
+      gpu.kernels.attention = null;
     }
   });
 

@@ -301,8 +301,10 @@ describe('attention decode', () => {
       decode(c, past, qLen, 45));
   }
 
-  // Prompt blocks (qLen >= 8) run the forward kernel: the direct one too.
+  // The direct forward serves both short blocks (one row per workgroup) and prompt blocks.
   for (const [past, qLen] of [
+    [36, 1],
+    [30, 7],
     [10, 27],
     [0, 37],
   ] as const) {
@@ -310,8 +312,10 @@ describe('attention decode', () => {
       decode(c, past, qLen, 45, 'direct'));
   }
 
-  it('handles head dim 64 and a long context in the row kernel (keys over several tiles)', () =>
-    decode({ heads: 4, kvHeads: 2, headDim: 64, scale: 0.2 }, 150, 2, 160));
+  for (const kernels of ['tiled', 'direct'] as const) {
+    it(`${kernels}: handles head dim 64 and a long context with one query row (keys over several tiles)`, () =>
+      decode({ heads: 4, kvHeads: 2, headDim: 64, scale: 0.2 }, 150, 2, 160, kernels));
+  }
 
   const variant = { heads: 3, kvHeads: 1, headDim: 16, window: 70, softcap: 2.5, alibi: FALCON_ALIBI, scale: 0.3 };
   for (const [past, qLen] of [
@@ -321,6 +325,11 @@ describe('attention decode', () => {
     it(`window, soft-cap and ALiBi (bf16) with a KV cache: positions ${past}..${past + qLen - 1}`, () =>
       decode(variant, past, qLen, 160));
   }
-  it('direct: window, soft-cap and ALiBi (bf16) with a KV cache: positions 100..112', () =>
-    decode(variant, 100, 13, 160, 'direct'));
+  for (const [past, qLen] of [
+    [140, 1],
+    [100, 13],
+  ] as const) {
+    it(`direct: window, soft-cap and ALiBi (bf16) with a KV cache: positions ${past}..${past + qLen - 1}`, () =>
+      decode(variant, past, qLen, 160, 'direct'));
+  }
 });
