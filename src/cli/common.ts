@@ -27,7 +27,7 @@ export async function withAdapterDir<T>(dir: string | undefined, f: () => Promis
   }
 }
 
-/** The Engine on Node's WebGPU, its matmul kernels pinned or autotuned as TABTUNE_KERNELS says (cli/kernels.ts). */
+/** The Engine on Node's WebGPU, its matmul kernels pinned or autotuned as TABTUNE_KERNELS says, attention as TABTUNE_ATTENTION (cli/kernels.ts). */
 export async function openEngine(): Promise<Engine> {
   const [{ createNodeGpu }, { Engine }, threads, { kernelSetup }] = await Promise.all([
     import('../gpu/node'),
