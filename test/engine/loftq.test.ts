@@ -4,7 +4,8 @@
  * backbone (equal to the exported backbone folder loaded as the base with the plain adapter, and
  * not to the original weights), the base model gets its own weights back bit for bit after each;
  * the export ("merge" of a LoftQ adapter) is the PEFT files, base_model_name_or_path loftq-base,
- * plus loftq-base/ holding exactly the run's Q in the model's dtype and every other tensor as it was.
+ * plus loftq-base/ holding exactly the run's Q in the model's dtype and every other tensor as it was;
+ * a resumed run ends bit-identical, also when the backbone was in place when it resumed.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -123,6 +124,23 @@ describe('engine: LoftQ adapters on their backbone', () => {
     } finally {
       engine.unload();
       other?.unload();
+    }
+  });
+
+  it('a run resumed from its checkpoint ends bit-identical (adapter and backbone), also while a backbone was in place', async () => {
+    const engine = await engineOn(dirs.path('llama'));
+    try {
+      const settings = { ...TRAIN, steps: 6, checkpointEvery: 2, shuffle: true };
+      const blobs: Uint8Array[] = [];
+      const full = await engine.train(LORA, settings, { onCheckpoint: (b) => void blobs.push(b) });
+      // the app evaluates the finished adapter (its backbone goes in place), then resumes the run:
+      // LoftQ starts again from the original weights, not from the backbone on the GPU
+      await engine.evaluate({ key: 'full', files: full.adapter }, 'all');
+      const resumed = await engine.train(LORA, settings, { resumeFrom: blobs[1]! });
+      expect(Buffer.from(resumed.adapter.adapterModel).equals(Buffer.from(full.adapter.adapterModel))).toBe(true);
+      expect(Buffer.from(resumed.adapter.loftqBackbone!).equals(Buffer.from(full.adapter.loftqBackbone!))).toBe(true);
+    } finally {
+      engine.unload();
     }
   });
 
