@@ -4,7 +4,8 @@
  * whole model's gradient of the prefix table from src/reference/model.ts, pushed through the MLP by
  * src/reference/prefix-projection.ts), on a tiny Llama with two right-padded sequences; and after
  * AdamW steps over two micro-batches, the table the runner attends over is the MLP's output of the
- * updated parameters (so the next step and any evaluation see it).
+ * updated parameters (so the next step and any evaluation see it), with no submit or readback
+ * beyond what any adapter's step has.
  */
 import { describe, expect, it } from 'vitest';
 import { GpuLora } from '../../src/lora/gpu-lora';
@@ -60,7 +61,13 @@ async function setup(optim: Partial<OptimConfig>) {
     warmup: 0,
     totalSteps: 4,
   };
-  const trainer = new Trainer(gpu, tiny.model, lora, { ...base, ...optim }, { maxTokens: 2 * (9 + dims.P) });
+  const trainer = new Trainer(
+    gpu,
+    tiny.model,
+    lora,
+    { ...base, ...optim },
+    { maxTokens: 2 * (9 + dims.P), lossEvery: 100 },
+  );
   const dispose = () => {
     trainer.dispose();
     lora.dispose();
@@ -126,7 +133,14 @@ describe('prefix tuning through the projection MLP: one trainer step vs the floa
     const { gpu, c, dims, mlp, lora, trainer, dispose } = await setup({ optimizer: 'adamw', lr: 0.05, maxGradNorm: 1 });
     try {
       for (let step = 0; step < 2; step++) {
+        const c0 = { ...gpu.counters };
         await trainer.trainStep([batch(c.vocabSize, 20 + step), batch(c.vocabSize, 30 + step)], step === 1);
+        // the MLP adds no submit and no readback: one submit per micro-batch, and the loss read's own
+        // submit and readback on the step that asks for it (as for every adapter; test/train/trainer.test.ts)
+        expect({
+          submits: gpu.counters.submits - c0.submits,
+          readbacks: gpu.counters.readbacks - c0.readbacks,
+        }).toEqual(step === 1 ? { submits: 3, readbacks: 1 } : { submits: 2, readbacks: 0 });
         const now = await lora.prefixMlpArrays();
         // the step moved every parameter
         for (const { key } of PREFIX_MLP_PARTS) expect(now![key]).not.toEqual(mlp[key]);
