@@ -17,6 +17,7 @@
 
 import type { Gpu } from '../gpu/context';
 import type { Tensor } from '../gpu/tensor';
+import { Workspace } from '../gpu/workspace';
 import { recordAdamW } from '../kernels/optim';
 import { ia3ConfigFromSettings, initIa3 } from '../lora/ia3';
 import { gpuAdapter } from '../lora/from-weights';
@@ -28,7 +29,7 @@ import { type PrefixMlpArrays, PREFIX_MLP_PARTS, initPrefixMlp, prefixMlpSizes }
 import { loraConfigFromSettings, resolveTargets } from '../lora/targets';
 import { standardNormal, virtualShape, virtualWidth } from '../lora/virtual';
 import type { GpuModel } from '../model/gpu-model';
-import { prefixMlpBackwardRef, prefixMlpForwardRef } from '../reference/prefix-projection';
+import { type PrefixMlpRef, prefixMlpBackwardRef, prefixMlpForwardRef } from '../reference/prefix-projection';
 import { type MicroBatch, Trainer } from '../train/trainer';
 import { BENCH_OPTIMIZER, randomModel, smolLm2Config } from './model-bench';
 
@@ -51,6 +52,11 @@ export interface MethodsBench {
   seq: number;
   rounds: number;
   methods: MethodStepBench[];
+  /**
+   * The projection MLP alone (forward and backward, without the model's step), on the GPU as the
+   * trainer records it vs the CPU path with its readbacks, timed alternately to completion.
+   */
+  prefix_mlp: { gpu_ms: number; cpu_ms: number; ratio: number };
 }
 
 /** The method's fresh adapter on the GPU, as a new run would start it. */
@@ -129,17 +135,30 @@ class HostPrefixMlp {
     this.moments = PREFIX_MLP_PARTS.map((p) => [make(`${p.name}.m`, p.key), make(`${p.name}.v`, p.key)]);
   }
 
-  async step(trainer: Trainer, micro: MicroBatch[]): Promise<void> {
+  /** The table from the parameters read back, computed on the CPU and uploaded. */
+  async forward(): Promise<{ m: PrefixMlpRef; h: Float64Array }> {
     const gpu = this.gpu;
-    const read = async () => Promise.all(this.params.map((t) => gpu.read(t)));
-    const [x, w1, b1, w2, b2] = (await read()).map((a) => Float64Array.from(a));
+    const [x, w1, b1, w2, b2] = (await Promise.all(this.params.map((t) => gpu.read(t)))).map((a) =>
+      Float64Array.from(a),
+    );
     const m = { ...this.dims, x: x!, w1: w1!, b1: b1!, w2: w2!, b2: b2! };
     const { h, table } = prefixMlpForwardRef(m);
-    const slot = this.lora.virtualSlot!;
-    gpu.write(slot.table, Float32Array.from(table));
-    await trainer.trainStep(micro, true);
-    const g = prefixMlpBackwardRef(m, h, await gpu.read(slot.grad!));
+    gpu.write(this.lora.virtualSlot!.table, Float32Array.from(table));
+    return { m, h };
+  }
+
+  /** The table's gradient read back, pushed through the MLP on the CPU, the five gradients uploaded. */
+  async backward(at: { m: PrefixMlpRef; h: Float64Array }): Promise<void> {
+    const gpu = this.gpu;
+    const g = prefixMlpBackwardRef(at.m, at.h, await gpu.read(this.lora.virtualSlot!.grad!));
     [g.dx, g.dw1, g.db1, g.dw2, g.db2].forEach((d, i) => gpu.write(this.grads[i]!, Float32Array.from(d)));
+  }
+
+  async step(trainer: Trainer, micro: MicroBatch[]): Promise<void> {
+    const gpu = this.gpu;
+    const at = await this.forward();
+    await trainer.trainStep(micro, true);
+    await this.backward(at);
     const rec = gpu.recorder('host-mlp.optimizer');
     this.steps++;
     const { lr, beta1, beta2, eps, weightDecay } = BENCH_OPTIMIZER;
@@ -170,6 +189,40 @@ class HostPrefixMlp {
 
   dispose(): void {
     for (const t of [...this.params, ...this.grads, ...this.moments.flat()]) this.gpu.free(t);
+  }
+}
+
+/** The MLP's forward and backward alone, GPU and CPU alternately, `rounds`·4 times each (see MethodsBench). */
+async function timeMlpAlone(gpu: Gpu, lora: GpuLora, host: HostPrefixMlp, rounds: number) {
+  const ws = new Workspace(gpu);
+  const onGpu = async () => {
+    const rec = gpu.recorder('bench.prefix-mlp');
+    lora.recordPrefixTable(rec);
+    lora.recordPrefixGrads(rec, ws);
+    rec.submit();
+    await gpu.sync();
+  };
+  const onCpu = async () => {
+    await host.backward(await host.forward());
+    await gpu.sync();
+  };
+  try {
+    await onGpu();
+    await onCpu();
+    let gpuMs = 0;
+    let cpuMs = 0;
+    const n = rounds * 4;
+    for (let i = 0; i < n; i++) {
+      let t = performance.now();
+      await onGpu();
+      gpuMs += performance.now() - t;
+      t = performance.now();
+      await onCpu();
+      cpuMs += performance.now() - t;
+    }
+    return { gpu_ms: gpuMs / n, cpu_ms: cpuMs / n, ratio: gpuMs / cpuMs };
+  } finally {
+    ws.dispose();
   }
 }
 
@@ -231,6 +284,12 @@ export async function benchMethods(
         r.ms += performance.now() - t;
       }
     }
+    const prefixMlp = await timeMlpAlone(
+      gpu,
+      runs.find((r) => r.variant === 'prefix + MLP (GPU)')!.lora,
+      runs.find((r) => r.host)!.host!,
+      rounds,
+    );
     const loraMs = runs[0]!.ms / rounds;
     const res: MethodsBench = {
       model: `SmolLM2-135M-shaped layers, ${o.layers} layers, vocabulary ${vocab}, random bf16 weights`,
@@ -244,6 +303,7 @@ export async function benchMethods(
         ms_per_step: r.ms / rounds,
         ratio_to_lora: r.ms / rounds / loraMs,
       })),
+      prefix_mlp: prefixMlp,
     };
     o.log?.(
       `methods, one train step each (${res.model}, B=${B} S=${S}; LoRA/DoRA r=${RANK} all-linear, (IA)³ PEFT's defaults, ` +
@@ -255,6 +315,10 @@ export async function benchMethods(
           `(${m.trainable_params} trainable parameters)`,
       );
     }
+    const p = res.prefix_mlp;
+    o.log?.(
+      `  the projection MLP alone: GPU ${p.gpu_ms.toFixed(1)} ms, CPU with readbacks ${p.cpu_ms.toFixed(1)} ms (GPU/CPU ${p.ratio.toFixed(2)})`,
+    );
     return res;
   } finally {
     for (const r of runs) {
