@@ -1,5 +1,5 @@
 // The uniform block of every matmul body (shaders/matmul.wgsl, matmul_small.wgsl,
-// matmul_direct.wgsl), added to each by src/kernels/matmul/shader.ts; its byte layout is written by
+// matmul_direct.wgsl, matmul_wg.wgsl), added to each by src/kernels/matmul/shader.ts; its byte layout is written by
 // src/kernels/matmul.ts (the same fields in the same order). Binding 0 of group 0.
 
 struct P {
@@ -35,6 +35,14 @@ struct P {
   scaleOut: f32,
   nf4Abs: u32,      // an NF4 B: word offsets of its absmax and absmax2 sections in NF4S
   nf4Abs2: u32,
+  // The register-block kernels (matmul_direct.wgsl, matmul_wg.wgsl) take these at run time, so one
+  // compiled shader serves problems with and without them (the others compile them in):
+  biasType: u32,    // the bias' elements: 0 f32, 1 f16, 2 bf16 (bound as array<u32>)
+  outDrop: u32,     // 1: apply segment 2's output dropout (seedOut, thrOut, scaleOut)
+  a2Sm: u32,        // segment 2: A2's element (m, k) is at m * a2Sm + k * a2Sk + a2Adj,
+  a2Sk: u32,
+  b2Sk: u32,        //   B2's element (k, n) at k * b2Sk + n * b2Sn + b2Adj
+  b2Sn: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;

@@ -30,6 +30,7 @@ import {
   type MatmulProblem,
   bBindings,
   chunkWindows,
+  fullBindings,
   planMatmul,
   validateMatmul,
 } from './matmul/plan';
@@ -76,9 +77,16 @@ interface Uniforms {
   useBias: boolean;
 }
 
+/** Codes of the bias' element type for the register-block kernels (P.biasType). */
+const BIAS_TYPE = { f32: 0, f16: 1, bf16: 2 } as const;
+
 function uniforms(p: MatmulProblem, u: Uniforms): Uint32Array {
   const [seedIn, thrIn, scaleIn] = dropWords(p.dropIn);
   const [seedOut, thrOut, scaleOut] = dropWords(p.dropOut);
+  // Segment 2's element strides (row, column) of opA2 [M, K2] and opB2 [K2, N].
+  const ex = p.ex;
+  const a2 = !ex ? [0, 0] : ex.transA ? [1, ex.lda] : [ex.lda, 1];
+  const b2 = !ex ? [0, 0] : ex.transB ? [1, ex.ldb] : [ex.ldb, 1];
   return params(
     u.mEnd,
     u.nEnd,
@@ -112,6 +120,12 @@ function uniforms(p: MatmulProblem, u: Uniforms): Uint32Array {
     scaleOut,
     p.nf4?.layout.absOff ?? 0,
     p.nf4?.layout.abs2Off ?? 0,
+    BIAS_TYPE[p.biasType ?? 'f32'],
+    p.dropOut ? 1 : 0,
+    a2[0]!,
+    a2[1]!,
+    b2[0]!,
+    b2[1]!,
   );
 }
 
@@ -126,7 +140,7 @@ function recordChunks(gpu: Gpu, rec: Recorder, p: MatmulProblem, plan: MatmulPla
     for (const [n0, nc] of plan.nChunks) {
       plan.kChunks.forEach(([k0, kc], ki) => {
         const first = ki === 0;
-        const w = chunkWindows(gpu, p, m0, mc, n0, nc, k0, kc);
+        const w = chunkWindows(gpu, p, m0, mc, n0, nc, k0, kc, plan.fullBindings);
         const u = uniforms(p, {
           mEnd: m0 + mc,
           nEnd: n0 + nc,
@@ -175,7 +189,10 @@ function recordSplitK(gpu: Gpu, rec: Recorder, p: MatmulProblem, plan: MatmulPla
     b2Adj: 0,
     useBias: false,
   });
-  rec.dispatch(pipeline(gpu, plan), [a.a, ...bBindings(p), part], [plan.gridX(N), plan.gridY(M), plan.splits], u);
+  const bindings = plan.fullBindings
+    ? fullBindings(a.a, bBindings(p), null, null, null, part)
+    : [a.a, ...bBindings(p), part];
+  rec.dispatch(pipeline(gpu, plan), bindings, [plan.gridX(N), plan.gridY(M), plan.splits], u);
   recordReducePartials(gpu, rec, {
     part,
     out: a.c,

@@ -1,7 +1,7 @@
 /**
  * The prelude of the register-blocked direct-load matmul (shaders/matmul_direct.wgsl): constants,
- * bindings, the operand loaders and the unrolled block functions init / step4 / step1 / seg2 /
- * out_drop / store. Every register index is a constant in the generated text, so the TM x TN
+ * bindings, the operand loaders and the block functions init / step4 / scalar_step / out_drop /
+ * store. Every register index is a constant in the generated text, so the TM x TN
  * accumulators (module-private vec4s) stay in registers.
  *
  * Loaders read an operand at its stored (row, col): `<x>_at(r, c)` one element, `<x>_v(r, c)` the
@@ -11,7 +11,12 @@
  */
 import { type MatmulBType, type WeightDType, weightArrayType, weightLoader } from '../common';
 
-/** The fields of a matmul variant its operand bindings and loaders depend on (operandPrelude). */
+/**
+ * The fields of a matmul variant its operand bindings and loaders depend on (operandPrelude).
+ * Segment 2 (its layout), the bias (its dtype) and the output dropout are not among them: the
+ * register-block kernels read them from uniforms, so one compiled shader serves a layout with and
+ * without the LoRA segment, bias and dropout (lavapipe takes about a second of CPU per shader).
+ */
 export interface OperandSpec {
   transA: boolean;
   transB: boolean;
@@ -21,11 +26,10 @@ export interface OperandSpec {
   /** A, B read with vector loads along their stored rows. */
   vecA: boolean;
   vecB: boolean;
-  seg2: null | { transA: boolean; transB: boolean };
-  bias: WeightDType | null;
   dropA: boolean;
   dropB: boolean;
-  outDrop: boolean;
+  /** The bias may be f16 (P.biasType 1); else f32 or bf16 only. */
+  biasF16: boolean;
   /** f16 B read natively (shader-f16). */
   nativeB: boolean;
 }
@@ -123,10 +127,12 @@ function loadersB(s: OperandSpec): string[] {
 
 /**
  * The bindings of a variant's operands and their loaders, shared by the direct kernel and the
- * workgroup-tile kernel (shaders/matmul_wg.wgsl): A, B (or NF4W / NF4S), [A2, B2], [BIAS], C;
- * a_at / a_v / a_s, b_at / b_v / b_s, and a2 / b2 with the LoRA segment.
+ * workgroup-tile kernel (shaders/matmul_wg.wgsl): A, B (or NF4W / NF4S), A2, B2, BIAS, C, all
+ * always bound (a problem without the LoRA segment or a bias binds A's window in their place and
+ * sets k2 = 0 / useBias = 0); a_at / a_v / a_s, b_at / b_v / b_s, a2 / b2 (strides from uniforms)
+ * and bias_at (its dtype from P.biasType).
  */
-export function operandPrelude(s: OperandSpec, biasArray: string): string[] {
+export function operandPrelude(s: OperandSpec): string[] {
   const b = (x: boolean) => (x ? 'true' : 'false');
   const L: string[] = [];
   let slot = 1;
@@ -139,31 +145,39 @@ export function operandPrelude(s: OperandSpec, biasArray: string): string[] {
     const bt = s.bType;
     L.push(`@group(0) @binding(${slot++}) var<storage, read> B: ${directBArray({ ...s, bType: bt })};`);
   }
-  if (s.seg2) {
-    L.push(`@group(0) @binding(${slot++}) var<storage, read> A2: array<f32>;`);
-    L.push(`@group(0) @binding(${slot++}) var<storage, read> B2: array<f32>;`);
-  }
-  if (s.bias) L.push(`@group(0) @binding(${slot++}) var<storage, read> BIAS: ${biasArray};`);
+  L.push(`@group(0) @binding(${slot++}) var<storage, read> A2: array<f32>;`);
+  L.push(`@group(0) @binding(${slot++}) var<storage, read> B2: array<f32>;`);
+  L.push(`@group(0) @binding(${slot++}) var<storage, read> BIAS: array<u32>;`);
   L.push(`@group(0) @binding(${slot}) var<storage, read_write> C: array<f32>;`);
   L.push(...loadersA(s), ...loadersB(s));
-  if (s.seg2) {
-    const a2 = s.seg2.transA ? 'A2[k * p.lda2 + m + p.a2Adj]' : 'A2[m * p.lda2 + k + p.a2Adj]';
-    const b2 = s.seg2.transB ? 'B2[n * p.ldb2 + k + p.b2Adj]' : 'B2[k * p.ldb2 + n + p.b2Adj]';
-    L.push(`fn a2(m: u32, k: u32) -> f32 { return ${a2}; }`);
-    L.push(`fn b2(k: u32, n: u32) -> f32 { return p.alpha2 * ${b2}; }`);
-  }
+  L.push(
+    'fn a2(m: u32, k: u32) -> f32 { return A2[m * p.a2Sm + k * p.a2Sk + p.a2Adj]; }',
+    'fn b2(k: u32, n: u32) -> f32 { return p.alpha2 * B2[k * p.b2Sk + n * p.b2Sn + p.b2Adj]; }',
+    // f32 words, or two 16-bit halves per word (element 2j in the low half), widened; one load
+    // site. The f16 widening only where the variant says so (biasF16): it costs lavapipe a tenth
+    // of a second of compile time, and f16 biases come only with f16 models.
+    'fn bias_at(n: u32) -> f32 {',
+    '  let i = n + p.biasAdj;',
+    '  let half = p.biasType != 0u;',
+    '  let w = BIAS[select(i, i >> 1u, half)];',
+    '  if (!half) { return bitcast<f32>(w); }',
+    '  let h = (w >> (16u * (i & 1u))) & 0xffffu;',
+    s.biasF16
+      ? '  return select(bitcast<f32>(h << 16u), unpack2x16float(h).x, p.biasType == 1u);'
+      : '  return bitcast<f32>(h << 16u);',
+    '}',
+  );
   return L;
 }
 
 /** The prelude of a direct variant (see the file comment and shaders/matmul_direct.wgsl). */
-export function directPrelude(s: DirectSpec, biasArray: string): string[] {
+export function directPrelude(s: DirectSpec): string[] {
   const { tm, tn } = s;
   if (tn % 4) throw new Error(`matmul direct: the block's ${tn} columns must be a multiple of 4.`);
   // Rows of a transposed A are read 4 at a time (one vector along M) when the block has 4k rows.
   const aGroups = s.transA && tm % 4 === 0;
   const tn4 = tn / 4;
   const acc = (i: number, j4: number) => `acc[${i * tn4 + j4}]`;
-  const b = (x: boolean) => (x ? 'true' : 'false');
   const L: string[] = [
     `const TM = ${tm}u;`,
     `const TN = ${tn}u;`,
@@ -171,10 +185,8 @@ export function directPrelude(s: DirectSpec, biasArray: string): string[] {
     `const WY = ${s.wy}u;`,
     `const BM = ${s.wy * tm}u;`,
     `const BN = ${s.wx * tn}u;`,
-    `const HAS_SEG2 = ${b(!!s.seg2)};`,
-    `const OUT_DROP = ${b(s.outDrop)};`,
   ];
-  L.push(...operandPrelude(s, biasArray));
+  L.push(...operandPrelude(s));
   // Per-invocation state: accumulators, clamped rows / columns, vector starts along M / N.
   L.push(`var<private> acc: array<vec4<f32>, ${tm * tn4}>;`);
   L.push('var<private> mb: u32;', 'var<private> nb: u32;');
@@ -238,75 +250,61 @@ export function directPrelude(s: DirectSpec, biasArray: string): string[] {
   st.push('}');
   L.push(...st);
 
-  // step1 / seg2: one depth with scalar loads.
-  const one = (name: string, aFn: string, bFn: string, rows: (i: number) => string, cols: (j: number) => string) => {
-    const f = [`fn ${name}(k: u32) {`];
-    for (const i of range(tm)) f.push(`  let s${i} = ${aFn}(${rows(i)}, k);`);
-    for (const g of range(tn4)) {
-      f.push(
-        `  let u${g} = vec4<f32>(${range(4)
-          .map((l) => `${bFn}(k, ${cols(4 * g + l)})`)
-          .join(', ')});`,
-      );
-    }
-    for (const i of range(tm)) for (const g of range(tn4)) f.push(`  ${acc(i, g)} += s${i} * u${g};`);
-    f.push('}');
-    return f;
+  // scalar_step: one depth of segment 1 (the tail of a depth range that is not a multiple of 4)
+  // or of segment 2 (the LoRA rank), scalar loads. out_drop: the output dropout mask on the block
+  // (holding segment 2 alone). store: alpha, bias, accumulate, bounds.
+  // Lavapipe's compile time grows with every inlined load site and every nested loop (about a
+  // second of CPU per direct shader before these were loops): the operands are read in flat
+  // loops with runtime trip counts into small local arrays (one load site per operand and
+  // segment), the block is updated with constant register indices, and the store is one flat
+  // loop over the block's valid elements.
+  const blockOp = (lhs: (c: number) => string) => {
+    const out: string[] = [];
+    for (const i of range(tm)) for (const g of range(tn4)) out.push(`  ${acc(i, g)} ${lhs(i * tn4 + g)};`);
+    return out;
   };
+  const st1 = [
+    'fn scalar_step(seg: bool, k: u32) {',
+    '  let rows = min(TM, p.mEnd - mb);',
+    '  let cols = min(TN, p.nEnd - nb);',
+    '  var av: array<f32, TM>;',
+    `  var bv: array<vec4<f32>, ${tn4}>;`,
+    '  for (var i = 0u; i < rows; i++) {',
+    '    if (seg) { av[i] = a2(mb + i, k); } else { av[i] = a_s(mb + i, k); }',
+    '  }',
+    '  for (var j = 0u; j < cols; j++) {',
+    '    if (seg) { bv[j >> 2u][j & 3u] = b2(k, nb + j); } else { bv[j >> 2u][j & 3u] = b_s(k, nb + j); }',
+    '  }',
+  ];
+  for (const i of range(tm)) for (const g of range(tn4)) st1.push(`  ${acc(i, g)} += av[${i}] * bv[${g}];`);
+  st1.push('}');
+  L.push(...st1);
   L.push(
-    ...one(
-      'step1',
-      'a_s',
-      'b_s',
-      (i) => `r${i}`,
-      (j) => `c${j}`,
-    ),
+    'fn out_drop() {',
+    `  var mask: array<vec4<f32>, ${tm * tn4}>;`,
+    '  for (var e = 0u; e < TM * TN; e++) {',
+    '    let i = e / TN;',
+    '    let j = e % TN;',
+    `    mask[i * ${tn4}u + (j >> 2u)][j & 3u] = dropout_mul(p.seedOut, p.thrOut, p.scaleOut, mb + i, nb + j);`,
+    '  }',
+    ...blockOp((c) => `*= mask[${c}]`),
+    '}',
   );
-  if (s.seg2) {
-    L.push(
-      ...one(
-        'seg2',
-        'a2',
-        'b2',
-        (i) => `r${i}`,
-        (j) => `c${j}`,
-      ),
-    );
-    const od = ['fn out_drop() {'];
-    if (s.outDrop) {
-      for (const i of range(tm)) {
-        for (const g of range(tn4)) {
-          const m = range(4).map((l) => `dropout_mul(p.seedOut, p.thrOut, p.scaleOut, mb + ${i}u, nb + ${4 * g + l}u)`);
-          od.push(`  ${acc(i, g)} *= vec4<f32>(${m.join(', ')});`);
-        }
-      }
-    }
-    od.push('}');
-    L.push(...od);
-  } else L.push('fn seg2(k: u32) {}', 'fn out_drop() {}');
-
-  // store: alpha, bias, accumulate, bounds.
-  if (s.bias) L.push(`fn bias_at(n: u32) -> f32 { return load_bias(n + p.biasAdj); }`);
-  // Loops with runtime trip counts (the rows and columns inside the chunk) over a copy of the
-  // block: unrolled, the 64 guarded stores of an 8x8 block made up most of the compile time.
-  const so = [
+  L.push(
     'fn store(z: u32) {',
     '  var blk = acc;',
     '  let rows = min(TM, p.mEnd - mb);',
     '  let cols = min(TN, p.nEnd - nb);',
-    '  for (var i = 0u; i < rows; i++) {',
-    '    for (var j = 0u; j < cols; j++) {',
-    `      var v = blk[i * ${tn4}u + (j >> 2u)][j & 3u] * p.alpha;`,
-  ];
-  if (s.bias) so.push('      if (p.useBias != 0u) { v += bias_at(nb + j); }');
-  so.push(
-    '      let ci = (mb + i) * p.ldc + nb + j + p.cAdj + z * p.cStrideZ;',
-    '      if (p.accumulate != 0u) { v += C[ci]; }',
-    '      C[ci] = v;',
-    '    }',
+    '  for (var e = 0u; e < rows * cols; e++) {',
+    '    let i = e / cols;',
+    '    let j = e % cols;',
+    `    var v = blk[i * ${tn4}u + (j >> 2u)][j & 3u] * p.alpha;`,
+    '    if (p.useBias != 0u) { v += bias_at(nb + j); }',
+    '    let ci = (mb + i) * p.ldc + nb + j + p.cAdj + z * p.cStrideZ;',
+    '    if (p.accumulate != 0u) { v += C[ci]; }',
+    '    C[ci] = v;',
     '  }',
     '}',
   );
-  L.push(...so);
   return L;
 }

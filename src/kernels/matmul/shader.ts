@@ -168,9 +168,10 @@ function prelude(v: MatmulVariant): string[] {
 /**
  * The prelude of a direct or wg variant: the operand bindings and loaders of
  * src/kernels/matmul/direct.ts, and the direct kernel's unrolled block or the wg kernel's constants.
+ * Segment 2, the bias and (direct) the output dropout are uniforms there; the variant's `bias` is
+ * only 'f16' (an f16 bias may come: its widening compiled in) or null.
  */
 function blockVariantPrelude(v: MatmulVariant): string[] {
-  const biasOpts = { typedF32: true, nativeF16: !!v.f16 && v.bias === 'f16' };
   const ops: OperandSpec = {
     transA: v.transA,
     transB: v.transB,
@@ -178,45 +179,31 @@ function blockVariantPrelude(v: MatmulVariant): string[] {
     nf4DoubleQuant: v.nf4DoubleQuant,
     vecA: !!v.vecA,
     vecB: !!v.vecB,
-    seg2: v.seg2,
-    bias: v.bias,
     dropA: v.dropA,
     dropB: v.dropB,
-    outDrop: v.outDrop,
+    biasF16: v.bias === 'f16',
     nativeB: !!v.f16 && v.bType === 'f16',
   };
-  const biasArray = v.bias ? weightArrayType(v.bias, biasOpts) : '';
-  let L: string[];
-  if (v.kernel === 'wg') {
-    const [tm, tn, wx, wy, bk] = [v.tm!, v.tn!, v.wx!, v.wy!, v.bk!];
-    const nt = wx * wy;
-    const b = (x: boolean) => (x ? 'true' : 'false');
-    L = [
-      `const BM = ${wy * tm}u;`,
-      `const BN = ${wx * tn}u;`,
-      `const BK = ${bk}u;`,
-      `const TM = ${tm}u;`,
-      `const TN = ${tn}u;`,
-      `const WX = ${wx}u;`,
-      `const WY = ${wy}u;`,
-      `const NT = ${nt}u;`,
-      `const LA = ${(wy * tm * bk) / (4 * nt)}u;`,
-      `const LB = ${(bk * wx * tn) / (4 * nt)}u;`,
-      `const TRANS_A = ${b(v.transA)};`,
-      `const TRANS_B = ${b(v.transB)};`,
-      `const HAS_SEG2 = ${b(!!v.seg2)};`,
-      `const HAS_BIAS = ${b(!!v.bias)};`,
-      `const OUT_DROP = ${b(v.outDrop)};`,
-      ...operandPrelude(ops, biasArray),
-      v.bias
-        ? 'fn bias_at(n: u32) -> f32 { return load_bias(n + p.biasAdj); }'
-        : 'fn bias_at(n: u32) -> f32 { return 0.0; }',
-    ];
-    // The body names segment 2's loaders in branches HAS_SEG2 turns off.
-    if (!v.seg2) L.push('fn a2(m: u32, k: u32) -> f32 { return 0.0; }', 'fn b2(k: u32, n: u32) -> f32 { return 0.0; }');
-  } else L = directPrelude({ ...ops, tm: v.tm!, tn: v.tn!, wx: v.wx!, wy: v.wy! }, biasArray);
-  if (v.bias) L.push(weightLoader('load_bias', 'BIAS', v.bias, biasOpts));
-  return L;
+  if (v.kernel !== 'wg') return directPrelude({ ...ops, tm: v.tm!, tn: v.tn!, wx: v.wx!, wy: v.wy! });
+  const [tm, tn, wx, wy, bk] = [v.tm!, v.tn!, v.wx!, v.wy!, v.bk!];
+  const nt = wx * wy;
+  const b = (x: boolean) => (x ? 'true' : 'false');
+  return [
+    `const BM = ${wy * tm}u;`,
+    `const BN = ${wx * tn}u;`,
+    `const BK = ${bk}u;`,
+    `const TM = ${tm}u;`,
+    `const TN = ${tn}u;`,
+    `const WX = ${wx}u;`,
+    `const WY = ${wy}u;`,
+    `const NT = ${nt}u;`,
+    `const LA = ${(wy * tm * bk) / (4 * nt)}u;`,
+    `const LB = ${(bk * wx * tn) / (4 * nt)}u;`,
+    `const TRANS_A = ${b(v.transA)};`,
+    `const TRANS_B = ${b(v.transB)};`,
+    `const OUT_DROP = ${b(v.outDrop)};`,
+    ...operandPrelude(ops),
+  ];
 }
 
 /** The full WGSL of a matmul variant (exported for compile checks in tests). */
