@@ -11,18 +11,18 @@
 //
 // src/kernels/matmul/direct.ts generates the prelude (the block is unrolled there, with constant
 // register indices, so the accumulators stay in registers):
-//   consts   TM, TN (block per invocation), WX x WY invocations, BM = WY*TM, BN = WX*TN.
+//   consts   TM, TN (block per invocation), WX x WY invocations, BM = WY*TM, BN = WX*TN,
+//            HAS_SEG2, HAS_BIAS (whether A2 / B2 and the bias are bound).
 //   bindings 0 uniform P (the layout of shaders/matmul.wgsl)
 //            1 A  f32 as array<vec4<f32>>: opA(A) [M, K] stored [M, lda], or [K, lda] with TRANS_A
 //            2 B  f32 as array<vec4<f32>>, f16 / bf16 as array<vec2<u32>> (4 halves per element;
 //                 array<vec4<f16>> with shader-f16): opB(B) [K, N] stored [K, ldb], or [N, ldb]
 //                 a 4-bit NF4 B is two bindings instead, NF4W (packed indices) and NF4S (statistics),
 //                 read one element at a time through shaders/nf4.wgsl's nf4_load (as in matmul.wgsl)
-//            then A2, B2 f32 (segment 2, its layout from the strides a2Sm / a2Sk / b2Sk / b2Sn),
-//            BIAS as array<u32> (f32, f16 or bf16 by P.biasType), last C f32 [M, ldc]; all always
-//            bound, so one shader serves a layout with and without the LoRA segment, bias and
-//            output dropout (uniforms k2, useBias, outDrop turn them on; a problem without them
-//            binds A's window in their place)
+//            then A2, B2 f32 (HAS_SEG2; its layout from the strides a2Sm / a2Sk / b2Sk / b2Sn),
+//            BIAS as u32 words (HAS_BIAS; f32, f16 or bf16 by P.biasType), last C f32 [M, ldc]. The
+//            LoRA layout, bias dtype and output dropout (P.outDrop) are uniforms, so one shader
+//            serves all of them.
 //   functions
 //            init(mBase, nBase)  the block's rows and columns, clamped into [m0, mEnd) x [n0, nEnd)
 //                                for loading (rows and columns past the end are computed, not stored);
@@ -31,8 +31,8 @@
 //                                a vector that starts inside a row of the tensor ends inside its
 //                                16-byte-rounded buffer, and its lanes past the end feed only
 //                                outputs that are never stored);
-//            scalar_step(seg, k) one depth with scalar loads: of segment 2 (seg, the LoRA rank) or
-//                                of segment 1 (the tail when the depth range is not a multiple of 4);
+//            step1(k)            one depth (the tail when the depth range is not a multiple of 4);
+//            seg2(k)             one depth of segment 2 (the LoRA rank), scalar loads;
 //            out_drop()          multiplies the block (holding segment 2 alone) by the output dropout
 //                                mask, before segment 1 is added to it;
 //            store(z)            alpha, bias, accumulate, bounds; split-K slice z writes at z*cStrideZ.
@@ -47,21 +47,19 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
   let nBase = p.n0 + wid.x * BN + lid.x * TN;
   if (mBase >= p.mEnd || nBase >= p.nEnd) { return; }
   init(mBase, nBase);
+  if (HAS_SEG2) {
+    // Segment 2 first, so the output dropout scales it alone.
+    for (var k = 0u; k < p.k2; k++) { seg2(k); }
+    if (p.outDrop != 0u && p.k2 > 0u) { out_drop(); }
+  }
   let kLo = p.k0 + wid.z * p.kSplit;
   let kHi = min(p.kEnd, kLo + p.kSplit);
-  var k4 = kLo;
-  if (kHi > kLo) { k4 = kLo + ((kHi - kLo) & ~3u); }
-  // Segment 2 first (k2 = 0: none), so the output dropout scales it alone; then segment 1's tail
-  // depths (past the last multiple of 4), then its depths 4 at a time. One loop for both scalar
-  // parts: one inlined copy of scalar_step. Trip counts the compiler cannot see: it does not
-  // unroll these loops (lavapipe's LLVM takes seconds per fully unrolled variant), only the block
-  // inside.
-  let scalar = p.k2 + select(0u, kHi - k4, kHi > kLo);
-  for (var t = 0u; t < scalar; t++) {
-    let seg = t < p.k2;
-    scalar_step(seg, select(k4 + t - p.k2, t, seg));
-    if (t + 1u == p.k2 && p.outDrop != 0u) { out_drop(); }
+  if (kHi > kLo) {
+    let k4 = kLo + ((kHi - kLo) & ~3u);
+    // Trip counts the compiler cannot see: it does not unroll these loops (lavapipe's LLVM takes
+    // seconds per fully unrolled variant), only the block inside.
+    for (var k = kLo; k < k4; k += 4u) { step4(k); }
+    for (var k = k4; k < kHi; k++) { step1(k); }
   }
-  for (var k = kLo; k < k4; k += 4u) { step4(k); }
   store(wid.z);
 }

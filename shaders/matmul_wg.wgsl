@@ -11,16 +11,14 @@
 // src/kernels/matmul/shader.ts generates the prelude:
 //   consts   BM, BN, BK (a multiple of 4), TM, TN (multiples of 4), WX = BN/TN, WY = BM/TM,
 //            NT = WX*WY invocations; LA = BM*BK/(4*NT), LB = BK*BN/(4*NT) vectors each invocation
-//            stages per operand (whole numbers); TRANS_A, TRANS_B, OUT_DROP.
+//            stages per operand (whole numbers); TRANS_A, TRANS_B, HAS_SEG2, HAS_BIAS, OUT_DROP.
 //   bindings and loaders: src/kernels/matmul/direct.ts operandPrelude (the direct kernel's): 0 the
 //            uniform P (shaders/matmul_params.wgsl), 1 A f32, 2 B f32 / f16 / bf16 (or NF4W, NF4S),
-//            A2, B2 f32, BIAS (u32 words), last C f32; a_v / b_v read four elements along an
+//            [A2, B2 f32], [bias as u32 words], last C f32; a_v / b_v read four elements along an
 //            operand's stored row (one vector load where strides, offsets and windows are
 //            4-aligned), a_s / b_s one element of opA / opB, a2 / b2 segment 2 (alpha2 folded in;
-//            its layout from uniform strides), bias_at (its dtype from a uniform); operand dropout
-//            is applied by the loaders. Segment 2 (k2 = 0: none) and the bias (useBias) are
-//            uniforms, so one shader serves problems with and without them; the output dropout is
-//            compiled in (OUT_DROP: a runtime flag would keep a second accumulator block live).
+//            its layout from uniform strides), bias_at (f32 / f16 / bf16 by a uniform); operand
+//            dropout is applied by the loaders.
 // Segment 2 (the LoRA rank) runs as extra stages after segment 1, read with scalar loads. With
 // OUT_DROP its sum is kept apart and multiplied by the output dropout mask before segment 1 is
 // added. Split-K: workgroup z sums depth [k0 + z*kSplit, +kSplit) and writes at z*cStrideZ.
@@ -47,7 +45,7 @@ fn read_a(seg2: bool, m: u32, k: u32, kLim: u32) -> vec4<f32> {
     let mm = select(m, m + l, TRANS_A);
     let kk = select(k + l, k, TRANS_A);
     if (mm < p.mEnd && kk < kLim) {
-      if (seg2) { v[l] = a2(mm, kk); } else { v[l] = a_s(mm, kk); }
+      if (HAS_SEG2 && seg2) { v[l] = a2(mm, kk); } else { v[l] = a_s(mm, kk); }
     }
   }
   return v;
@@ -66,7 +64,7 @@ fn read_b(seg2: bool, k: u32, n: u32, kLim: u32) -> vec4<f32> {
     let nn = select(n + l, n, TRANS_B);
     let kk = select(k, k + l, TRANS_B);
     if (nn < p.nEnd && kk < kLim) {
-      if (seg2) { v[l] = b2(kk, nn); } else { v[l] = b_s(kk, nn); }
+      if (HAS_SEG2 && seg2) { v[l] = b2(kk, nn); } else { v[l] = b_s(kk, nn); }
     }
   }
   return v;
@@ -165,7 +163,8 @@ fn main(
   let kHi = min(p.kEnd, kLo + p.kSplit);
   var t1 = 0u;
   if (kHi > kLo) { t1 = (kHi - kLo + BK - 1u) / BK; }
-  let t2 = (p.k2 + BK - 1u) / BK;
+  var t2 = 0u;
+  if (HAS_SEG2) { t2 = (p.k2 + BK - 1u) / BK; }
   let stages = t1 + t2;
 
   // With OUT_DROP, segment 1's sums move to acc1 when segment 2 starts.
@@ -206,7 +205,9 @@ fn main(
         var v = acc[i * (TN / 4u) + g][l];
         if (OUT_DROP) { v = acc1[i * (TN / 4u) + g][l] + dropout_mul(p.seedOut, p.thrOut, p.scaleOut, m, n) * v; }
         v *= p.alpha;
-        if (p.useBias != 0u) { v += bias_at(n); }
+        if (HAS_BIAS) {
+          if (p.useBias != 0u) { v += bias_at(n); }
+        }
         let ci = m * p.ldc + n + p.cAdj + wid.z * p.cStrideZ;
         if (p.accumulate != 0u) { v += C[ci]; }
         C[ci] = v;

@@ -131,9 +131,7 @@ export async function benchKernels(
       await gpu.sync();
       const t0 = performance.now();
       tuning.push(...(await tuneMatmul(gpu)));
-      opts.log(
-        `tuned ${tuning.length} shape classes in ${((performance.now() - t0) / 1000).toFixed(1)} s (compiles included):`,
-      );
+      opts.log(tuneSummary(tuning, performance.now() - t0));
       for (const t of tuning) {
         opts.log(
           `  ${t.shapeClass}: ${t.chosen} (compiled ${t.compiled} in ${t.compileMs.toFixed(0)} ms, ` +
@@ -202,4 +200,15 @@ export async function benchInUse(gpu: Gpu, size: KernelBenchSize, log: (l: strin
     for (const [c, m] of before.choices) k.choices.set(c, m);
     for (const [c, s] of before.seen) k.seen.set(c, s);
   }
+}
+
+/** One line on a tuning: classes, wall time, and how much of it was compiling and how much timing. */
+function tuneSummary(tuning: TuneResult[], wallMs: number): string {
+  const sum = (f: (t: TuneResult) => number) => tuning.reduce((a, t) => a + f(t), 0);
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  const per = tuning.length ? ` (${s(wallMs / tuning.length)} per class)` : '';
+  return (
+    `tuned ${tuning.length} shape classes in ${s(wallMs)}${per}: compiling ${sum((t) => t.compiled)} ` +
+    `shaders ${s(sum((t) => t.compileMs))}, timing ${s(sum((t) => t.timedMs))}:`
+  );
 }

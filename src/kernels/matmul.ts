@@ -30,7 +30,6 @@ import {
   type MatmulProblem,
   bBindings,
   chunkWindows,
-  fullBindings,
   planMatmul,
   validateMatmul,
 } from './matmul/plan';
@@ -140,7 +139,7 @@ function recordChunks(gpu: Gpu, rec: Recorder, p: MatmulProblem, plan: MatmulPla
     for (const [n0, nc] of plan.nChunks) {
       plan.kChunks.forEach(([k0, kc], ki) => {
         const first = ki === 0;
-        const w = chunkWindows(gpu, p, m0, mc, n0, nc, k0, kc, plan.fullBindings);
+        const w = chunkWindows(gpu, p, m0, mc, n0, nc, k0, kc);
         const u = uniforms(p, {
           mEnd: m0 + mc,
           nEnd: n0 + nc,
@@ -189,10 +188,7 @@ function recordSplitK(gpu: Gpu, rec: Recorder, p: MatmulProblem, plan: MatmulPla
     b2Adj: 0,
     useBias: false,
   });
-  const bindings = plan.fullBindings
-    ? fullBindings(a.a, bBindings(p), null, null, null, part)
-    : [a.a, ...bBindings(p), part];
-  rec.dispatch(pipeline(gpu, plan), bindings, [plan.gridX(N), plan.gridY(M), plan.splits], u);
+  rec.dispatch(pipeline(gpu, plan), [a.a, ...bBindings(p), part], [plan.gridX(N), plan.gridY(M), plan.splits], u);
   recordReducePartials(gpu, rec, {
     part,
     out: a.c,

@@ -13,9 +13,9 @@ import { type MatmulBType, type WeightDType, weightArrayType, weightLoader } fro
 
 /**
  * The fields of a matmul variant its operand bindings and loaders depend on (operandPrelude).
- * Segment 2 (its layout), the bias (its dtype) and the output dropout are not among them: the
- * register-block kernels read them from uniforms, so one compiled shader serves a layout with and
- * without the LoRA segment, bias and dropout (lavapipe takes about a second of CPU per shader).
+ * Segment 2's layout, the bias' dtype and the output dropout are not among them: the
+ * register-block kernels read them from uniforms, so one compiled shader serves every LoRA
+ * layout, bias dtype and dropout setting (lavapipe takes most of a second of CPU per shader).
  */
 export interface OperandSpec {
   transA: boolean;
@@ -28,7 +28,10 @@ export interface OperandSpec {
   vecB: boolean;
   dropA: boolean;
   dropB: boolean;
-  /** The bias may be f16 (P.biasType 1); else f32 or bf16 only. */
+  /** A2 and B2 are bound (the LoRA segment; its layout is uniforms). */
+  seg2: boolean;
+  /** A bias is bound (its dtype is a uniform), and whether it may be f16 (else f32 or bf16). */
+  bias: boolean;
   biasF16: boolean;
   /** f16 B read natively (shader-f16). */
   nativeB: boolean;
@@ -127,10 +130,10 @@ function loadersB(s: OperandSpec): string[] {
 
 /**
  * The bindings of a variant's operands and their loaders, shared by the direct kernel and the
- * workgroup-tile kernel (shaders/matmul_wg.wgsl): A, B (or NF4W / NF4S), A2, B2, BIAS, C, all
- * always bound (a problem without the LoRA segment or a bias binds A's window in their place and
- * sets k2 = 0 / useBias = 0); a_at / a_v / a_s, b_at / b_v / b_s, a2 / b2 (strides from uniforms)
- * and bias_at (its dtype from P.biasType).
+ * workgroup-tile kernel (shaders/matmul_wg.wgsl): A, B (or NF4W / NF4S), [A2, B2], [BIAS], C;
+ * a_at / a_v / a_s, b_at / b_v / b_s, a2 / b2 (strides from uniforms) and bias_at (its dtype
+ * from P.biasType; BIAS bound as u32 words), with the constants HAS_SEG2 and HAS_BIAS (the
+ * bodies name a2 / b2 / bias_at in branches these turn off).
  */
 export function operandPrelude(s: OperandSpec): string[] {
   const b = (x: boolean) => (x ? 'true' : 'false');
@@ -145,28 +148,38 @@ export function operandPrelude(s: OperandSpec): string[] {
     const bt = s.bType;
     L.push(`@group(0) @binding(${slot++}) var<storage, read> B: ${directBArray({ ...s, bType: bt })};`);
   }
-  L.push(`@group(0) @binding(${slot++}) var<storage, read> A2: array<f32>;`);
-  L.push(`@group(0) @binding(${slot++}) var<storage, read> B2: array<f32>;`);
-  L.push(`@group(0) @binding(${slot++}) var<storage, read> BIAS: array<u32>;`);
+  if (s.seg2) {
+    L.push(`@group(0) @binding(${slot++}) var<storage, read> A2: array<f32>;`);
+    L.push(`@group(0) @binding(${slot++}) var<storage, read> B2: array<f32>;`);
+  }
+  if (s.bias) L.push(`@group(0) @binding(${slot++}) var<storage, read> BIAS: array<u32>;`);
   L.push(`@group(0) @binding(${slot}) var<storage, read_write> C: array<f32>;`);
+  L.push(`const HAS_SEG2 = ${b(s.seg2)};`, `const HAS_BIAS = ${b(s.bias)};`);
   L.push(...loadersA(s), ...loadersB(s));
-  L.push(
-    'fn a2(m: u32, k: u32) -> f32 { return A2[m * p.a2Sm + k * p.a2Sk + p.a2Adj]; }',
-    'fn b2(k: u32, n: u32) -> f32 { return p.alpha2 * B2[k * p.b2Sk + n * p.b2Sn + p.b2Adj]; }',
+  if (s.seg2) {
+    L.push(
+      'fn a2(m: u32, k: u32) -> f32 { return A2[m * p.a2Sm + k * p.a2Sk + p.a2Adj]; }',
+      'fn b2(k: u32, n: u32) -> f32 { return p.alpha2 * B2[k * p.b2Sk + n * p.b2Sn + p.b2Adj]; }',
+    );
+  } else L.push('fn a2(m: u32, k: u32) -> f32 { return 0.0; }', 'fn b2(k: u32, n: u32) -> f32 { return 0.0; }');
+  if (!s.bias) L.push('fn bias_at(n: u32) -> f32 { return 0.0; }');
+  else {
     // f32 words, or two 16-bit halves per word (element 2j in the low half), widened; one load
     // site. The f16 widening only where the variant says so (biasF16): it costs lavapipe a tenth
     // of a second of compile time, and f16 biases come only with f16 models.
-    'fn bias_at(n: u32) -> f32 {',
-    '  let i = n + p.biasAdj;',
-    '  let half = p.biasType != 0u;',
-    '  let w = BIAS[select(i, i >> 1u, half)];',
-    '  if (!half) { return bitcast<f32>(w); }',
-    '  let h = (w >> (16u * (i & 1u))) & 0xffffu;',
-    s.biasF16
-      ? '  return select(bitcast<f32>(h << 16u), unpack2x16float(h).x, p.biasType == 1u);'
-      : '  return bitcast<f32>(h << 16u);',
-    '}',
-  );
+    L.push(
+      'fn bias_at(n: u32) -> f32 {',
+      '  let i = n + p.biasAdj;',
+      '  let half = p.biasType != 0u;',
+      '  let w = BIAS[select(i, i >> 1u, half)];',
+      '  if (!half) { return bitcast<f32>(w); }',
+      '  let h = (w >> (16u * (i & 1u))) & 0xffffu;',
+      s.biasF16
+        ? '  return select(bitcast<f32>(h << 16u), unpack2x16float(h).x, p.biasType == 1u);'
+        : '  return bitcast<f32>(h << 16u);',
+      '}',
+    );
+  }
   return L;
 }
 
@@ -250,59 +263,44 @@ export function directPrelude(s: DirectSpec): string[] {
   st.push('}');
   L.push(...st);
 
-  // scalar_step: one depth of segment 1 (the tail of a depth range that is not a multiple of 4)
-  // or of segment 2 (the LoRA rank), scalar loads. out_drop: the output dropout mask on the block
-  // (holding segment 2 alone). store: alpha, bias, accumulate, bounds.
-  // Lavapipe's compile time grows with every inlined load site and every nested loop (about a
-  // second of CPU per direct shader before these were loops): the operands are read in flat
-  // loops with runtime trip counts into small local arrays (one load site per operand and
-  // segment), the block is updated with constant register indices, and the store is one flat
-  // loop over the block's valid elements.
-  const blockOp = (lhs: (c: number) => string) => {
-    const out: string[] = [];
-    for (const i of range(tm)) for (const g of range(tn4)) out.push(`  ${acc(i, g)} ${lhs(i * tn4 + g)};`);
-    return out;
+  // step1 / seg2: one depth with scalar loads (seg2: the LoRA rank); out_drop: the output dropout
+  // mask on the block (holding segment 2 alone; run when P.outDrop says so); store: alpha, bias,
+  // accumulate, bounds. Measured on lavapipe against loops that compile faster: a store as one
+  // flat loop compiled in 40% less time but ran nn GEMMs 6% slower, and out_drop as a loop over a
+  // local mask array slowed the whole kernel by 10% even when not run; so these stay as they are.
+  const one = (name: string, aFn: string, bFn: string) => {
+    const f = [`fn ${name}(k: u32) {`];
+    for (const i of range(tm)) f.push(`  let s${i} = ${aFn}(r${i}, k);`);
+    for (const g of range(tn4)) {
+      const cols = range(4).map((l) => `${bFn}(k, c${4 * g + l})`);
+      f.push(`  let u${g} = vec4<f32>(${cols.join(', ')});`);
+    }
+    for (const i of range(tm)) for (const g of range(tn4)) f.push(`  ${acc(i, g)} += s${i} * u${g};`);
+    f.push('}');
+    return f;
   };
-  const st1 = [
-    'fn scalar_step(seg: bool, k: u32) {',
-    '  let rows = min(TM, p.mEnd - mb);',
-    '  let cols = min(TN, p.nEnd - nb);',
-    '  var av: array<f32, TM>;',
-    `  var bv: array<vec4<f32>, ${tn4}>;`,
-    '  for (var i = 0u; i < rows; i++) {',
-    '    if (seg) { av[i] = a2(mb + i, k); } else { av[i] = a_s(mb + i, k); }',
-    '  }',
-    '  for (var j = 0u; j < cols; j++) {',
-    '    if (seg) { bv[j >> 2u][j & 3u] = b2(k, nb + j); } else { bv[j >> 2u][j & 3u] = b_s(k, nb + j); }',
-    '  }',
-  ];
-  for (const i of range(tm)) for (const g of range(tn4)) st1.push(`  ${acc(i, g)} += av[${i}] * bv[${g}];`);
-  st1.push('}');
-  L.push(...st1);
-  L.push(
-    'fn out_drop() {',
-    `  var mask: array<vec4<f32>, ${tm * tn4}>;`,
-    '  for (var e = 0u; e < TM * TN; e++) {',
-    '    let i = e / TN;',
-    '    let j = e % TN;',
-    `    mask[i * ${tn4}u + (j >> 2u)][j & 3u] = dropout_mul(p.seedOut, p.thrOut, p.scaleOut, mb + i, nb + j);`,
-    '  }',
-    ...blockOp((c) => `*= mask[${c}]`),
-    '}',
-  );
+  L.push(...one('step1', 'a_s', 'b_s'), ...(s.seg2 ? one('seg2', 'a2', 'b2') : ['fn seg2(k: u32) {}']));
+  const od = ['fn out_drop() {'];
+  for (const i of range(s.seg2 ? tm : 0)) {
+    for (const g of range(tn4)) {
+      const m = range(4).map((l) => `dropout_mul(p.seedOut, p.thrOut, p.scaleOut, mb + ${i}u, nb + ${4 * g + l}u)`);
+      od.push(`  ${acc(i, g)} *= vec4<f32>(${m.join(', ')});`);
+    }
+  }
+  L.push(...od, '}');
   L.push(
     'fn store(z: u32) {',
     '  var blk = acc;',
     '  let rows = min(TM, p.mEnd - mb);',
     '  let cols = min(TN, p.nEnd - nb);',
-    '  for (var e = 0u; e < rows * cols; e++) {',
-    '    let i = e / cols;',
-    '    let j = e % cols;',
-    `    var v = blk[i * ${tn4}u + (j >> 2u)][j & 3u] * p.alpha;`,
-    '    if (p.useBias != 0u) { v += bias_at(nb + j); }',
-    '    let ci = (mb + i) * p.ldc + nb + j + p.cAdj + z * p.cStrideZ;',
-    '    if (p.accumulate != 0u) { v += C[ci]; }',
-    '    C[ci] = v;',
+    '  for (var i = 0u; i < rows; i++) {',
+    '    for (var j = 0u; j < cols; j++) {',
+    `      var v = blk[i * ${tn4}u + (j >> 2u)][j & 3u] * p.alpha;`,
+    '      if (HAS_BIAS && p.useBias != 0u) { v += bias_at(nb + j); }',
+    '      let ci = (mb + i) * p.ldc + nb + j + p.cAdj + z * p.cStrideZ;',
+    '      if (p.accumulate != 0u) { v += C[ci]; }',
+    '      C[ci] = v;',
+    '    }',
     '  }',
     '}',
   );

@@ -244,8 +244,6 @@ type Chunk = [start: number, count: number];
 export interface MatmulPlan {
   config: MatmulConfig;
   variant: MatmulVariant;
-  /** The kernel binds A2, B2 and the bias whether the problem has them or not (blockBindings). */
-  fullBindings: boolean;
   mChunks: Chunk[];
   nChunks: Chunk[];
   kChunks: Chunk[];
@@ -346,7 +344,15 @@ export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
 
   // M <= SMALL_M (generation's one token): the GEMV-style kernel, all rows in one workgroup.
   const shape = shapeOf(p);
-  const config = chooseConfig(gpu, shape, a.variant, splits);
+  const config = chooseConfig(gpu, shape, a.variant, splits, {
+    seg2: ex ? { transA: ex.transA, transB: ex.transB } : null,
+    bias: p.biasType,
+    dropA: p.dropA,
+    dropB: p.dropB,
+    dropOut: !!p.dropOut,
+    alignA: p.lda % 4 === 0 && p.aOff % 4 === 0,
+    alignB: p.ldb % 4 === 0 && p.bOff % 4 === 0,
+  });
   let tileM = bm;
   let tileN = bn;
   if (config.kernel === 'small') {
@@ -385,19 +391,18 @@ export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
       (!p.dropB || p.bType === 'f32');
     tileM = variant.wy * tm;
     tileN = variant.wx * tn;
-    // Segment 2, the bias and the direct kernel's output dropout are uniforms of these kernels
-    // (src/kernels/matmul/direct.ts operandPrelude): one shader per layout, operand dtype and
-    // operand dropout, whatever the epilogue, so a cold start compiles fewer of them.
-    variant.seg2 = null;
-    // An f16 bias' widening is compiled in where one may come: f16 weights (f16 models) or the bias.
-    variant.bias = p.biasType === 'f16' || p.bType === 'f16' ? 'f16' : null;
+    // The LoRA segment's layout, the bias' dtype and the direct kernel's output dropout are
+    // uniforms of these kernels (src/kernels/matmul/direct.ts operandPrelude); the variant keeps
+    // only whether A2 / B2 and the bias are bound (one binding more costs lavapipe ~5% of a GEMM)
+    // and whether an f16 bias' widening is compiled in (f16 models), so fewer shaders compile.
+    if (ex) variant.seg2 = { transA: false, transB: false };
+    if (p.biasType) variant.bias = p.biasType === 'f16' || p.bType === 'f16' ? 'f16' : 'f32';
     if (direct) variant.outDrop = false;
     variant.f16 = gpu.features.f16 && p.bType === 'f16';
   }
   return {
     config,
     variant,
-    fullBindings: variant.kernel === 'direct' || variant.kernel === 'wg',
     mChunks,
     nChunks,
     kChunks,
@@ -429,25 +434,7 @@ export function bBindings(p: MatmulProblem, window?: Binding): Binding[] {
   return p.nf4 ? [p.nf4.q, p.nf4.stats] : [window ?? (p.args.b as Tensor)];
 }
 
-/**
- * The bindings of a kernel that binds every operand slot (MatmulPlan.fullBindings): A, B's, A2,
- * B2, bias, C, with A standing in for an absent A2, B2 or bias (read-only, never read then).
- */
-export function fullBindings(
-  a: Binding,
-  b: Binding[],
-  a2: Binding | null,
-  b2: Binding | null,
-  bias: Binding | null,
-  c: Binding,
-): Binding[] {
-  return [a, ...b, a2 ?? a, b2 ?? a, bias ?? a, c];
-}
-
-/**
- * The operand windows of rows [m0, m0+mc), columns [n0, n0+nc) and depth [k0, k0+kc); `full`:
- * every slot bound (fullBindings).
- */
+/** The operand windows of rows [m0, m0+mc), columns [n0, n0+nc) and depth [k0, k0+kc). */
 export function chunkWindows(
   gpu: Gpu,
   p: MatmulProblem,
@@ -457,7 +444,6 @@ export function chunkWindows(
   nc: number,
   k0: number,
   kc: number,
-  full = false,
 ): ChunkWindows {
   const { args: a, lda, ldb, ldc, aOff, bOff, cOff, limit, ex } = p;
   const win = (t: Tensor, lo: number, hi: number, what: string) => windowOf(gpu, t, lo, hi, limit, `matmul: ${what}`);
@@ -471,10 +457,9 @@ export function chunkWindows(
   const wa = win(a.a, aLo, kc > 0 ? aHi : aLo, 'A');
   const wb = p.nf4 ? { binding: p.nf4.q, first: 0 } : win(a.b as Tensor, bLo, kc > 0 ? bHi : bLo, 'B');
   const wc = win(a.c, cLo, cHi, 'C');
+  const bindings: Binding[] = [wa.binding, ...bBindings(p, wb.binding)];
   let a2Adj = 0;
   let b2Adj = 0;
-  let a2: Binding | null = null;
-  let b2: Binding | null = null;
   if (ex) {
     const K2 = ex.K;
     const wa2 = ex.transA
@@ -483,15 +468,12 @@ export function chunkWindows(
     const wb2 = ex.transB
       ? win(ex.b, n0 * ex.ldb, (n0 + nc - 1) * ex.ldb + K2, 'extra B')
       : win(ex.b, n0, (K2 - 1) * ex.ldb + n0 + nc, 'extra B');
-    a2 = wa2.binding;
-    b2 = wb2.binding;
+    bindings.push(wa2.binding, wb2.binding);
     a2Adj = adj(wa2.first);
     b2Adj = adj(wb2.first);
   }
-  const bs = bBindings(p, wb.binding);
-  const bindings = full
-    ? fullBindings(wa.binding, bs, a2, b2, a.bias ?? null, wc.binding)
-    : [wa.binding, ...bs, ...(a2 && b2 ? [a2, b2] : []), ...(a.bias ? [a.bias] : []), wc.binding];
+  if (a.bias) bindings.push(a.bias);
+  bindings.push(wc.binding);
   return {
     bindings,
     aAdj: adj(wa.first, aOff),

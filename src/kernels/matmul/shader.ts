@@ -168,8 +168,9 @@ function prelude(v: MatmulVariant): string[] {
 /**
  * The prelude of a direct or wg variant: the operand bindings and loaders of
  * src/kernels/matmul/direct.ts, and the direct kernel's unrolled block or the wg kernel's constants.
- * Segment 2, the bias and (direct) the output dropout are uniforms there; the variant's `bias` is
- * only 'f16' (an f16 bias may come: its widening compiled in) or null.
+ * Segment 2's layout, the bias' dtype and (direct) the output dropout are uniforms there: the
+ * variant's seg2 says only that A2 / B2 are bound, its bias that one is bound, 'f16' when an f16
+ * bias' widening is compiled in.
  */
 function blockVariantPrelude(v: MatmulVariant): string[] {
   const ops: OperandSpec = {
@@ -181,6 +182,8 @@ function blockVariantPrelude(v: MatmulVariant): string[] {
     vecB: !!v.vecB,
     dropA: v.dropA,
     dropB: v.dropB,
+    seg2: !!v.seg2,
+    bias: !!v.bias,
     biasF16: v.bias === 'f16',
     nativeB: !!v.f16 && v.bType === 'f16',
   };

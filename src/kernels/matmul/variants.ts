@@ -24,7 +24,7 @@
  */
 import type { Gpu } from '../../gpu/context';
 import { GpuError } from '../../gpu/errors';
-import type { MatmulBType } from '../common';
+import type { MatmulBType, WeightDType } from '../common';
 
 export type MatmulKernel = 'tiled' | 'direct' | 'small' | 'wg';
 
@@ -210,11 +210,27 @@ function fits(gpu: Gpu, c: MatmulConfig): boolean {
 
 const macs = (s: ShapeOf) => s.M * s.N * s.K;
 
+/**
+ * What else of a problem decides which shader runs it (src/kernels/matmul/shader.ts), so that
+ * tuning times, and compiles, the very shaders the run then uses: the LoRA segment's layout, the
+ * bias' dtype, the dropouts, and whether A's and B's strides and offsets allow vector loads.
+ */
+export interface ShaderFlags {
+  seg2: null | { transA: boolean; transB: boolean };
+  bias: WeightDType | null;
+  dropA: boolean;
+  dropB: boolean;
+  dropOut: boolean;
+  alignA: boolean;
+  alignB: boolean;
+}
+
 /** A problem met without a tuned choice (gpu.kernels.seen), for src/kernels/matmul/tune.ts. */
 export interface SeenShape {
   shape: ShapeOf;
   /** Split-K slices (1: none). */
   splitK: number;
+  flags?: ShaderFlags;
 }
 
 /**
@@ -222,7 +238,13 @@ export interface SeenShape {
  * rows, tile64 otherwise: the kernels that ran before the family; the direct members are chosen by
  * tuning or pinning). `splits` > 1: the problem is split over K, which the small-M kernels cannot do.
  */
-export function chooseConfig(gpu: Gpu, s: ShapeOf, forced?: string, splits = 1): MatmulConfig {
+export function chooseConfig(
+  gpu: Gpu,
+  s: ShapeOf,
+  forced?: string,
+  splits = 1,
+  flags?: ShaderFlags,
+): MatmulConfig {
   const noSmall = splits > 1;
   if (forced) {
     const c = matmulConfig(forced);
@@ -246,6 +268,6 @@ export function chooseConfig(gpu: Gpu, s: ShapeOf, forced?: string, splits = 1):
   // The class is tuned on the biggest problem of it met (the one whose time matters most).
   const cls = shapeClass(s);
   const met = gpu.kernels.seen.get(cls) as SeenShape | undefined;
-  if (!gpu.kernels.pin && (!met || macs(s) > macs(met.shape))) gpu.kernels.seen.set(cls, { shape: s, splitK: splits });
+  if (!gpu.kernels.pin && (!met || macs(s) > macs(met.shape))) gpu.kernels.seen.set(cls, { shape: s, splitK: splits, flags });
   return matmulConfig(s.M <= SMALL_M && !noSmall ? 'gemv' : BASELINE);
 }
