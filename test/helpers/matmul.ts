@@ -89,6 +89,11 @@ export interface ExtraCase {
   dropOut?: number;
   maxBindingBytes?: number;
   variant?: string;
+  /** Layout of the LoRA segment: A2 stored [K2, M] (transA2), B2 stored [K2, N] (not transB2; default Bᵀ [N, K2]). */
+  transA2?: boolean;
+  transB2?: boolean;
+  /** The bias' dtype (default B's). */
+  biasType?: WeightDType;
 }
 
 /** The fused LoRA linear: C (+)= alpha·(drop(A)·opB(B) + dropOut ∘ alpha2·A2·B2ᵀ) + bias, against float64. */
@@ -105,9 +110,9 @@ export async function checkExtra(c: ExtraCase, seed = 5, device: () => Promise<G
       tensors: {
         a: rand([M, K]),
         b: rand(c.transB ? [N, K] : [K, N], { dtype: c.bType }),
-        a2: rand([M, K2]),
-        b2: rand([N, K2]),
-        bias: c.bias ? rand([N], { dtype: c.bType }) : undefined,
+        a2: rand(c.transA2 ? [K2, M] : [M, K2]),
+        b2: rand(c.transB2 === false ? [K2, N] : [N, K2]),
+        bias: c.bias ? rand([N], { dtype: c.biasType ?? c.bType }) : undefined,
         c: rand([M, N]),
       },
       record: (gpu, rec, t) => {
@@ -126,7 +131,15 @@ export async function checkExtra(c: ExtraCase, seed = 5, device: () => Promise<G
           dropoutA: dA,
           maxBindingBytes: c.maxBindingBytes,
           variant: c.variant,
-          extra: { a: t.a2, b: t.b2, K: K2, transB: true, alpha: c.alpha2, dropoutOut: dO },
+          extra: {
+            a: t.a2,
+            b: t.b2,
+            K: K2,
+            transA: c.transA2,
+            transB: c.transB2 ?? true,
+            alpha: c.alpha2,
+            dropoutOut: dO,
+          },
         });
       },
       reference: (v) => {
@@ -139,7 +152,10 @@ export async function checkExtra(c: ExtraCase, seed = 5, device: () => Promise<G
               s1 += x * (c.transB ? v.b[n * K + k]! : v.b[k * N + n]!);
             }
             let s2 = 0;
-            for (let k = 0; k < K2; k++) s2 += v.a2[m * K2 + k]! * v.b2[n * K2 + k]!;
+            for (let k = 0; k < K2; k++) {
+              const a2 = c.transA2 ? v.a2[k * M + m]! : v.a2[m * K2 + k]!;
+              s2 += a2 * (c.transB2 === false ? v.b2[k * N + n]! : v.b2[n * K2 + k]!);
+            }
             const d = dO ? dropoutMultiplier(dO.seed, dO.p, m, n) : 1;
             const acc = c.accumulate ? v.c[m * N + n]! : 0;
             out[m * N + n] = acc + alpha * (s1 + d * alpha2 * s2) + (v.bias ? v.bias[n]! : 0);

@@ -223,3 +223,31 @@ describe('choosing a member', () => {
     gpu.kernels.seen.clear();
   });
 });
+
+// The direct kernel reads the LoRA segment's layout, the bias' dtype and the output dropout from
+// uniforms (src/kernels/matmul/direct.ts): problems that differ only in those share one shader.
+describe.each(big.filter((v) => v.startsWith('direct')))('matmul family member %s', (variant) => {
+  it(
+    'one shader for every LoRA layout, bias dtype and output dropout (uniforms), each against float64',
+    async () => {
+      const gpu = await getGpu();
+      const used = new Set<string>();
+      const pipeline = gpu.pipeline.bind(gpu);
+      gpu.pipeline = (label, code, entryPoint) => {
+        if (label.startsWith('matmul_')) used.add(label);
+        return pipeline(label, code, entryPoint);
+      };
+      try {
+        const lora = { variant, M: 37, N: 132, K: 72, K2: 5, transB: true, bType: 'bf16', bias: true } as const;
+        await checkExtra({ ...lora, biasType: 'bf16', dropOut: 0.2, alpha2: 0.5 });
+        await checkExtra({ ...lora, biasType: 'f32', transA2: true, transB2: false, accumulate: true });
+        await checkExtra({ ...lora, biasType: 'bf16', transA2: true, dropOut: 0.1 });
+        await checkExtra({ ...lora, biasType: 'f32', transB2: false, M: 9, N: 8, K: 4, K2: 3 });
+      } finally {
+        gpu.pipeline = pipeline;
+      }
+      expect([...used]).toHaveLength(1);
+    },
+    COLD,
+  );
+});

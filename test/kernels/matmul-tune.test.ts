@@ -15,7 +15,7 @@ import {
 } from '../../src/kernels/matmul/tune';
 import { BASELINE, candidatesFor, chooseConfig } from '../../src/kernels/matmul/variants';
 import { getGpu, getPlainGpu } from '../helpers/gpu';
-import { check } from '../helpers/matmul';
+import { check, checkExtra } from '../helpers/matmul';
 
 describe('matmul autotuning', () => {
   it('tunes each class met once, keeps and uses the choice, saves and applies it', async () => {
@@ -71,5 +71,30 @@ describe('matmul autotuning', () => {
     }
     expect(chooseConfig(gpu, shape).name).toBe(BASELINE);
     gpu.kernels.seen.clear();
+  });
+  it('times the very shaders the run uses (LoRA layout, bias, dropouts), so the tuned run compiles nothing more', async () => {
+    const gpu = await getGpu();
+    gpu.kernels.choices.clear();
+    gpu.kernels.seen.clear();
+    // A fused LoRA dX-style problem (A2 [M, r], B2 [r, N]) with a bf16 bias and both dropouts.
+    const c = { M: 40, N: 36, K: 72, K2: 4, transB: false, transB2: false, bType: 'bf16', bias: true } as const;
+    const lora = { ...c, dropA: 0.1, dropOut: 0.2 };
+    await checkExtra(lora); // the baseline; the class is now "seen" with these flags
+    expect(untunedClasses(gpu)).toHaveLength(1);
+    const made: string[] = [];
+    gpu.onShader = (label) => made.push(label);
+    try {
+      const [r] = await tuneMatmul(gpu, { budgetMs: 50 });
+      expect(r!.compiled).toBe(made.length);
+      expect(r!.compileMs).toBeGreaterThanOrEqual(0);
+      expect(r!.timedMs).toBeGreaterThan(0);
+      made.length = 0;
+      await checkExtra(lora); // the tuned member, still right
+      expect(made.filter((l) => l.startsWith('matmul_'))).toEqual([]);
+    } finally {
+      gpu.onShader = null;
+      gpu.kernels.choices.clear();
+      gpu.kernels.seen.clear();
+    }
   });
 });
