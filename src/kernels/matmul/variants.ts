@@ -238,13 +238,7 @@ export interface SeenShape {
  * rows, tile64 otherwise: the kernels that ran before the family; the direct members are chosen by
  * tuning or pinning). `splits` > 1: the problem is split over K, which the small-M kernels cannot do.
  */
-export function chooseConfig(
-  gpu: Gpu,
-  s: ShapeOf,
-  forced?: string,
-  splits = 1,
-  flags?: ShaderFlags,
-): MatmulConfig {
+export function chooseConfig(gpu: Gpu, s: ShapeOf, forced?: string, splits = 1, flags?: ShaderFlags): MatmulConfig {
   const noSmall = splits > 1;
   if (forced) {
     const c = matmulConfig(forced);
@@ -268,6 +262,7 @@ export function chooseConfig(
   // The class is tuned on the biggest problem of it met (the one whose time matters most).
   const cls = shapeClass(s);
   const met = gpu.kernels.seen.get(cls) as SeenShape | undefined;
-  if (!gpu.kernels.pin && (!met || macs(s) > macs(met.shape))) gpu.kernels.seen.set(cls, { shape: s, splitK: splits, flags });
+  if (!gpu.kernels.pin && (!met || macs(s) > macs(met.shape)))
+    gpu.kernels.seen.set(cls, { shape: s, splitK: splits, flags });
   return matmulConfig(s.M <= SMALL_M && !noSmall ? 'gemv' : BASELINE);
 }
