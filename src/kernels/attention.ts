@@ -247,8 +247,11 @@ export function attentionTiles(gpu: Gpu, kernel: keyof typeof STORAGE, hd: numbe
  * Query rows (tq) and keys (tk) per block of the direct kernels for `nch` 16-byte chunks per
  * invocation: the register blocks shrink as the head dim grows so the blocks stay about the same
  * size (lavapipe's compile time grows with the unrolled block: hd 128 with hd 64's blocks took a
- * minute to compile on a loaded machine). On lavapipe, SmolLM2-135M's layer at S=512: tq 8 / tk 4
- * about as fast as tq 8 / tk 2 or 8, and 1.5-2x tq 4 / tk 4 (noisy runs, one process each).
+ * minute to compile on a loaded machine). These are the forward's; the backward's dQ kernel takes
+ * half the query rows (it holds q, dO and dq rows). Measured on lavapipe, SmolLM2-135M's layer at
+ * S=512, round-robin in one process (loaded machine): forward 8x4 90 ms, 4x4 111 ms, 4x2 138 ms;
+ * forward + backward with the backward on 8x4 346 ms, 4x4 294 ms, 4x2 316 ms. Cold compiles of hd 64
+ * (forward; backward): 8x4 8-10 s; 11-13 s, 4x4 4.5 s; 6 s, 4x2 1.4 s; 3 s.
  */
 function directBlocks(nch: number): { tq: number; tk: number } {
   return { tq: Math.max(1, Math.min(8, 16 / nch)), tk: Math.max(1, Math.min(4, 8 / nch)) };
@@ -442,7 +445,9 @@ export function recordAttentionBackward(gpu: Gpu, rec: Recorder, args: Attention
 
   const u = uniforms(args.seq, args.seq, 0, args);
   // 2. dq per query block over KV tiles.
-  const direct = attentionDirect(gpu, hd);
+  const fwd = attentionDirect(gpu, hd);
+  // dQ keeps three row blocks in registers (q, dO, dq): half the forward's rows (see directBlocks).
+  const direct = fwd && { ...fwd, tq: Math.max(1, fwd.tq / 2) };
   const more = { ...f, seg: seg.length > 0, ...(direct && { direct }) };
   const tq = direct ? { br: direct.tq, bc: direct.tk } : attentionTiles(gpu, 'attn_bwd_dq', hd);
   const pq = pipelineFor(gpu, 'attn_bwd_dq', { hd, ...tq, ...more });
