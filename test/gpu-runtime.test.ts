@@ -66,6 +66,30 @@ describe('gpu runtime', () => {
     gpu.free(a);
   });
 
+  it('makes a bind group once per pipeline and buffers, shares it across labels with one reuse key, and forgets it with the buffer', async () => {
+    const gpu = await getGpu();
+    const n = 5;
+    const pipe = gpu.pipeline('add', ADD);
+    const a = gpu.tensorF32('a', [n], 'scratch', [1, 2, 3, 4, 5]);
+    const out = gpu.tensorF32('out', [n], 'scratch', new Array(n).fill(0));
+    const kept = gpu.submitCache.size;
+    const made = gpu.counters.bindGroups;
+    // Labels that change every submit (a step number) with one reuse key: one uniform buffer,
+    // so the same bind group every time.
+    for (let step = 0; step < 5; step++) {
+      gpu
+        .recorder(`step${step}`, 'steps')
+        .dispatch(pipe, [a, out], [1], params(n, { f: step }))
+        .submit();
+    }
+    expect(gpu.counters.bindGroups - made).toBe(1);
+    expect(gpu.submitCache.size - kept).toBe(1);
+    expect(Array.from(await gpu.read(out))).toEqual([10, 20, 30, 40, 50]);
+    gpu.free(out);
+    expect(gpu.submitCache.size).toBe(kept);
+    gpu.free(a);
+  });
+
   it("leaves JavaScript's setImmediate as it was while Dawn's polls wait on a timer", async () => {
     await getGpu();
     const seen: number[] = [];

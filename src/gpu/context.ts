@@ -94,7 +94,7 @@ export class Gpu {
    * Work submitted through recorders and GPU→CPU readbacks since the device was made, so tests and
    * the benchmark can check a training step's traffic (one submit per micro-step, no readback).
    */
-  readonly counters = { submits: 0, readbacks: 0 };
+  readonly counters = { submits: 0, readbacks: 0, bindGroups: 0 };
   /**
    * Called once with the WGSL of every pipeline compiled (Node sets it from TABTUNE_DUMP_WGSL, see
    * node.ts, so the code that runs can be read).
@@ -311,6 +311,7 @@ export class Gpu {
       this.heldTotal -= entry.bytes;
       this.sizes.delete(buf);
     }
+    this.submitCache.forgetBuffer(buf);
     buf.destroy();
   }
 
@@ -412,9 +413,12 @@ export class Gpu {
 
   // ---------------------------------------------------------------- recording
 
-  /** Starts recording dispatches that are submitted together (one encoder, one submit). */
-  recorder(label = 'step'): Recorder {
-    return new Recorder(this, label);
+  /**
+   * Starts recording dispatches that are submitted together (one encoder, one submit). `reuseKey`:
+   * see Recorder (give one when the label changes every call).
+   */
+  recorder(label = 'step', reuseKey?: string): Recorder {
+    return new Recorder(this, label, reuseKey);
   }
 
   // ---------------------------------------------------------------- readback

@@ -21,7 +21,7 @@ export function isGpuBuffer(b: Binding): b is GPUBuffer {
 interface RecordingDevice {
   readonly device: GPUDevice;
   readonly limits: { maxComputeWorkgroupsPerDimension: number; minUniformBufferOffsetAlignment: number };
-  readonly counters: { submits: number };
+  readonly counters: { submits: number; bindGroups: number };
   readonly profiler: Profiler | null;
   /** Gpu.allocationsOnly: submit() counts the submit and runs nothing. */
   readonly allocationsOnly: boolean;
@@ -34,32 +34,43 @@ const MAX_UNIFORM_LABELS = 16;
 const MAX_BIND_GROUPS = 4096;
 
 /**
- * What submits reuse (one per device): a uniform buffer per recorder label, rewritten with
- * queue.writeBuffer before each submit (queue operations run in order, so a submit still queued
- * reads the values written before it), and the bind groups made for a pipeline with the same
- * buffers, offsets and sizes. A generation step records the same dispatches on the same buffers
- * every token; with both kept, a submit makes no buffers and no bind groups. `enabled = false`
- * makes both per submit (the benchmark's before / after).
+ * What submits reuse (one per device): a uniform buffer per recorder reuse key (the label unless
+ * the recorder names one), rewritten with queue.writeBuffer before each submit (queue operations
+ * run in order, so a submit still queued reads the values written before it), and the bind groups
+ * made for a pipeline with the same buffers, offsets and sizes. A generation step or a training
+ * step records the same dispatches on the same buffers every time; with both kept, a submit in
+ * the steady state makes no buffers and no bind groups. `enabled = false` makes both per submit
+ * (the benchmark's before / after).
+ *
+ * Why that matters beyond speed: WebGPU has no way to release a bind group but dropping it, and
+ * its native object (a descriptor set) lives until JavaScript's garbage collector finalizes the
+ * wrapper, which it does at its own pace since it does not see the native memory. On lavapipe
+ * each live descriptor set is one memory mapping, and a process has at most vm.max_map_count
+ * (65530) of them: a training loop making ~170 fresh bind groups per step crashed Dawn inside
+ * vkCreateDescriptorPool (SIGSEGV) after a few hundred steps. So the cache forgets the groups of
+ * a buffer when the buffer is freed (forgetBuffer), and training recorders share one reuse key.
  */
 export class SubmitCache {
   enabled = true;
   private readonly uniforms = new Map<string, GPUBuffer>();
   private readonly groups = new Map<string, GPUBindGroup>();
+  /** The keys of `groups` that name each buffer id (for forgetBuffer). */
+  private readonly keysOfBuffer = new Map<number, string[]>();
   private readonly ids = new WeakMap<GPUBuffer | GPUComputePipeline, number>();
   private nextId = 1;
 
-  /** A uniform buffer of at least `bytes` for a recorder labelled `label`, and whether it is kept. */
+  /** A uniform buffer of at least `bytes` for recorders with reuse key `label`, and whether it is kept. */
   uniformBuffer(device: GPUDevice, label: string, bytes: number): { buffer: GPUBuffer; kept: boolean } {
     const size = Math.ceil(bytes / 16) * 16;
     const usage = GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST;
     if (!this.enabled) return { buffer: device.createBuffer({ label: `${label}:params`, size, usage }), kept: false };
     let buffer = this.uniforms.get(label);
     if (buffer && buffer.size >= size) return { buffer, kept: true };
-    if (buffer) retire(device, buffer);
+    if (buffer) this.retire(device, buffer);
     else if (this.uniforms.size >= MAX_UNIFORM_LABELS) {
       const [oldest, old] = this.uniforms.entries().next().value!;
       this.uniforms.delete(oldest);
-      retire(device, old);
+      this.retire(device, old);
     }
     // Room to grow: a recording a little longer than the last one reuses the buffer.
     buffer = device.createBuffer({
@@ -72,22 +83,58 @@ export class SubmitCache {
   }
 
   /** The bind group of `pipeline` over `entries` (made once while enabled). */
-  bindGroup(device: GPUDevice, pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[]): GPUBindGroup {
-    const make = () =>
-      device.createBindGroup({ label: pipeline.label, layout: pipeline.getBindGroupLayout(0), entries });
+  bindGroup(
+    device: GPUDevice,
+    pipeline: GPUComputePipeline,
+    entries: GPUBindGroupEntry[],
+    counters: { bindGroups: number },
+  ): GPUBindGroup {
+    const make = () => {
+      counters.bindGroups++;
+      return device.createBindGroup({ label: pipeline.label, layout: pipeline.getBindGroupLayout(0), entries });
+    };
     if (!this.enabled) return make();
+    const bufferIds = entries.map((e) => this.id((e.resource as GPUBufferBinding).buffer));
     let key = `${this.id(pipeline)}`;
-    for (const e of entries) {
+    entries.forEach((e, i) => {
       const r = e.resource as GPUBufferBinding;
-      key += `|${this.id(r.buffer)}:${r.offset ?? 0}:${r.size ?? -1}`;
-    }
+      key += `|${bufferIds[i]}:${r.offset ?? 0}:${r.size ?? -1}`;
+    });
     let group = this.groups.get(key);
     if (!group) {
-      if (this.groups.size >= MAX_BIND_GROUPS) this.groups.clear();
+      if (this.groups.size >= MAX_BIND_GROUPS) {
+        this.groups.clear();
+        this.keysOfBuffer.clear();
+      }
       group = make();
       this.groups.set(key, group);
+      for (const id of new Set(bufferIds)) {
+        let keys = this.keysOfBuffer.get(id);
+        if (!keys) this.keysOfBuffer.set(id, (keys = []));
+        // A long-lived buffer (a weight) meets many short-lived ones whose groups were forgotten:
+        // drop its keys of groups gone before the list doubles.
+        if (keys.length >= 64 && (keys.length & (keys.length - 1)) === 0) {
+          const live = keys.filter((k) => this.groups.has(k));
+          keys.length = 0;
+          keys.push(...live);
+        }
+        keys.push(key);
+      }
     }
     return group;
+  }
+
+  /** Drops the bind groups that name `buffer` (it is being destroyed; they can never run again). */
+  forgetBuffer(buffer: GPUBuffer): void {
+    const id = this.ids.get(buffer);
+    if (id === undefined) return;
+    for (const key of this.keysOfBuffer.get(id) ?? []) this.groups.delete(key);
+    this.keysOfBuffer.delete(id);
+  }
+
+  /** Bind groups kept now. */
+  get size(): number {
+    return this.groups.size;
   }
 
   /** Drops everything kept (the device is going away). */
@@ -95,6 +142,13 @@ export class SubmitCache {
     for (const b of this.uniforms.values()) b.destroy();
     this.uniforms.clear();
     this.groups.clear();
+    this.keysOfBuffer.clear();
+  }
+
+  /** Destroys a buffer once the work submitted so far (which may read it) has run. */
+  retire(device: GPUDevice, buffer: GPUBuffer): void {
+    this.forgetBuffer(buffer);
+    void device.queue.onSubmittedWorkDone().then(() => buffer.destroy());
   }
 
   private id(o: GPUBuffer | GPUComputePipeline): number {
@@ -105,11 +159,6 @@ export class SubmitCache {
     }
     return id;
   }
-}
-
-/** Destroys a buffer once the work submitted so far (which may read it) has run. */
-function retire(device: GPUDevice, buffer: GPUBuffer): void {
-  void device.queue.onSubmittedWorkDone().then(() => buffer.destroy());
 }
 
 interface RecordedDispatch {
@@ -141,9 +190,15 @@ export class Recorder {
   private uniformBytes = 0;
   private submitted = false;
 
+  /**
+   * `label` names the submit in errors and captures; `reuseKey` (default: the label) is what the
+   * submit cache keeps this recorder's uniform buffer under. Recorders whose labels change every
+   * time (a step number) pass a fixed key, so their submits reuse one buffer and its bind groups.
+   */
   constructor(
     private readonly gpu: RecordingDevice,
     private readonly label: string,
+    private readonly reuseKey: string = label,
   ) {}
 
   /**
@@ -210,7 +265,7 @@ export class Recorder {
     let ubuf: GPUBuffer | null = null;
     let keptUniforms = false;
     if (this.uniformBytes > 0) {
-      ({ buffer: ubuf, kept: keptUniforms } = gpu.submitCache.uniformBuffer(device, this.label, this.uniformBytes));
+      ({ buffer: ubuf, kept: keptUniforms } = gpu.submitCache.uniformBuffer(device, this.reuseKey, this.uniformBytes));
       device.queue.writeBuffer(ubuf, 0, this.uniforms, 0, Math.ceil(this.uniformBytes / 4) * 4);
     }
     const enc = device.createCommandEncoder({ label: this.label });
@@ -242,7 +297,7 @@ export class Recorder {
         else resource = { buffer: b.buffer, offset: b.offset ?? 0, size: b.size };
         entries.push({ binding: i + 1, resource });
       });
-      const bindGroup = gpu.submitCache.bindGroup(device, op.pipeline, entries);
+      const bindGroup = gpu.submitCache.bindGroup(device, op.pipeline, entries, gpu.counters);
       pass.setPipeline(op.pipeline);
       pass.setBindGroup(0, bindGroup);
       pass.dispatchWorkgroups(op.workgroups[0], op.workgroups[1], op.workgroups[2]);
@@ -252,7 +307,7 @@ export class Recorder {
     device.queue.submit([enc.finish()]);
     prof?.after();
     gpu.counters.submits++;
-    if (ubuf && !keptUniforms) retire(device, ubuf);
+    if (ubuf && !keptUniforms) gpu.submitCache.retire(device, ubuf);
   }
 }
 

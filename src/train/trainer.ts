@@ -136,7 +136,7 @@ export class Trainer {
     micro.forEach((given, g) => {
       const b = withVirtualRows(given, P);
       this.runner.setBatch(b.ids, b.positions, b.targets, b.keyStart);
-      const rec = gpu.recorder(`step${this.stepIndex}.${g}`);
+      const rec = gpu.recorder(`step${this.stepIndex}.${g}`, 'train');
       const f = {
         B: b.B,
         S: b.S,

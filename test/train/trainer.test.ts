@@ -117,7 +117,7 @@ describe('trainer: GPU traffic per step', () => {
       try {
         const V = model.config.vocabSize;
         const accum = 2;
-        const traffic: { submits: number; readbacks: number; loss: number | null }[] = [];
+        const traffic: { submits: number; readbacks: number; bindGroups: number; loss: number | null }[] = [];
         for (let step = 0; step < 7; step++) {
           const batches = Array.from({ length: accum }, (_, g) => micro(V, B, S, step * accum + g));
           const c0 = { ...gpu.counters };
@@ -126,11 +126,17 @@ describe('trainer: GPU traffic per step', () => {
           traffic.push({
             submits: gpu.counters.submits - c0.submits,
             readbacks: gpu.counters.readbacks - c0.readbacks,
+            bindGroups: gpu.counters.bindGroups - c0.bindGroups,
             loss: res.loss,
           });
         }
         const reads = traffic.map((t) => t.loss !== null);
         expect(reads).toEqual([false, false, true, false, false, true, true]);
+        // The steady state makes no bind groups: every step's submits reuse the first step's (and
+        // the first loss read's). Fresh ones per step pile up native descriptor sets until the
+        // garbage collector runs; on lavapipe that crashed the process (src/gpu/recorder.ts).
+        expect(traffic[0]!.bindGroups).toBeGreaterThan(0);
+        expect(traffic.slice(3).map((t) => t.bindGroups)).toEqual([0, 0, 0, 0]);
         for (const [i, t] of traffic.entries()) {
           if (!reads[i]) {
             expect(t, `step ${i + 1}`).toMatchObject({ submits: accum, readbacks: 0 });
