@@ -11,7 +11,8 @@
 
 import { type Gpu, type GpuInfo, params } from './gpu/context';
 import { type KernelCheckResult, filled, rand, runKernelCheck } from './kernel-check';
-import { attentionDirect, recordAttention, recordAttentionBackward } from './kernels/attention';
+import { recordAttention, recordAttentionBackward } from './kernels/attention';
+import { attentionDirect } from './kernels/attention-variants';
 import { type FrozenLinear, type LoraParams, recordLinearBackward, recordLinearForward } from './kernels/linear';
 import { type WeightDType, recordMatmul } from './kernels/matmul';
 import { attentionBackwardRef, attentionRef } from './reference/attention';

@@ -8,7 +8,8 @@
 import type { Gpu, Recorder } from '../gpu/context';
 import type { Tensor } from '../gpu/tensor';
 import { Workspace } from '../gpu/workspace';
-import { attentionDirect, recordAttention, recordAttentionBackward, recordAttentionDecode } from '../kernels/attention';
+import { recordAttention, recordAttentionBackward, recordAttentionDecode } from '../kernels/attention';
+import { attentionDirect } from '../kernels/attention-variants';
 import { randomValues } from '../reference/check';
 import { timeGpuInterleaved } from './timing';
 

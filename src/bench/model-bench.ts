@@ -17,7 +17,7 @@ import { describeModel, expectedTensors } from '../model/registry';
 import type { SafeTensor } from '../model/safetensors';
 import { mulberry32 } from '../reference/check';
 import { Generator } from '../generate/generator';
-import { attentionDirect } from '../kernels/attention';
+import { attentionDirect } from '../kernels/attention-variants';
 import { tuneMatmul } from '../kernels/matmul/tune';
 import { Trainer } from '../train/trainer';
 

@@ -1,12 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  attentionDirect,
-  attentionShader,
-  attentionTiles,
-  recordAttention,
-  recordAttentionBackward,
-  recordAttentionDecode,
-} from '../../src/kernels/attention';
+import { recordAttention, recordAttentionBackward, recordAttentionDecode } from '../../src/kernels/attention';
+import { attentionDirect, attentionShader, attentionTiles } from '../../src/kernels/attention-variants';
 import { alibiSlopes } from '../../src/reference/alibi';
 import {
   type AttentionVariant,

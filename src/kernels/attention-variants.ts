@@ -1,0 +1,197 @@
+/**
+ * The attention kernels' variants (used by src/kernels/attention.ts): the WGSL of each kernel
+ * variant assembled from its template, the tile sizes of the tiled kernels (shaders/attention.wgsl)
+ * per head dim and workgroup-storage budget, and when and with which register blocks the direct
+ * subgroup kernels (shaders/attention_direct.wgsl) run instead.
+ */
+import source from '../../shaders/attention.wgsl?raw';
+import directSource from '../../shaders/attention_direct.wgsl?raw';
+import type { Gpu } from '../gpu/context';
+import { GpuError, GpuLimitError } from '../gpu/errors';
+import { templateSections, variantPipeline, wgslModule } from './common';
+import { isCpuDevice } from './matmul/variants';
+
+// ------------------------------------------------------------------ template
+
+export type KernelName = 'attn_fwd' | 'attn_bwd_d' | 'attn_bwd_dq' | 'attn_bwd_dkdv' | 'attn_decode_rows';
+
+export interface Variant {
+  hd: number;
+  br: number;
+  bc: number;
+  /** attn_fwd only: write the logsumexp (binding 5). */
+  lse?: boolean;
+  softcap?: boolean;
+  alibi?: boolean;
+  /** attn_fwd / attn_bwd_dq / attn_bwd_dkdv: bind keyStart after the other buffers (packed examples). */
+  seg?: boolean;
+  /**
+   * The subgroup kernels of shaders/attention_direct.wgsl instead (attn_fwd, attn_bwd_dq,
+   * attn_bwd_dkdv): wl invocations per workgroup, tq query rows and tk keys per block.
+   */
+  direct?: { wl: number; tq: number; tk: number };
+}
+
+/** The binding of keyStart in each kernel that can take it (after its other buffers). */
+const KEY_START_BINDING: Partial<Record<KernelName, number>> = { attn_fwd: 6, attn_bwd_dq: 8, attn_bwd_dkdv: 9 };
+
+/** Heads whose ALiBi slopes fit the uniform block. */
+export const MAX_ALIBI_HEADS = 256;
+
+/** Threads of attn_decode_rows (a power of two for its tree reduction). */
+const WD = 64;
+
+/** Full WGSL of one kernel variant (exported for compile checks in tests). */
+export function attentionShader(kernel: KernelName, v: Variant): string {
+  const d = v.direct;
+  if (d && (kernel === 'attn_bwd_d' || kernel === 'attn_decode_rows')) {
+    throw new GpuError(`attention: ${kernel} has no direct variant.`);
+  }
+  if (d && v.hd % 4 !== 0)
+    throw new GpuError(`attention: the direct kernels need a head dim divisible by 4, got ${v.hd}.`);
+  const L = d
+    ? [
+        `const HD: u32 = ${v.hd}u;`,
+        `const HD4: u32 = ${v.hd / 4}u;`,
+        `const WL: u32 = ${d.wl}u;`,
+        `const NCH: u32 = ${Math.ceil(v.hd / 4 / d.wl)}u;`,
+        `const TQ: u32 = ${d.tq}u;`,
+        `const TK: u32 = ${d.tk}u;`,
+      ]
+    : [
+        `const HD: u32 = ${v.hd}u;`,
+        `const BR: u32 = ${v.br}u;`,
+        `const BC: u32 = ${v.bc}u;`,
+        `const NT: u32 = ${v.br * v.bc}u;`,
+        `const PSTR: u32 = ${v.hd + 1}u;`,
+        `const DPC: u32 = ${Math.ceil(v.hd / v.bc)}u;`,
+        `const DPR: u32 = ${Math.ceil(v.hd / v.br)}u;`,
+        `const WD: u32 = ${WD}u;`,
+        `const DPW: u32 = ${Math.ceil(v.hd / WD)}u;`,
+      ];
+  L.push(
+    `const SOFTCAP: bool = ${v.softcap ? 'true' : 'false'};`,
+    `const ALIBI: bool = ${v.alibi ? 'true' : 'false'};`,
+    `const NSLOPE: u32 = ${v.alibi ? MAX_ALIBI_HEADS / 4 : 1}u;`,
+  );
+  if (kernel === 'attn_fwd') {
+    if (v.lse) {
+      L.push('@group(0) @binding(5) var<storage, read_write> lse: array<f32>;');
+      L.push('fn store_lse(i: u32, x: f32) { lse[i] = x; }');
+    } else {
+      L.push('fn store_lse(i: u32, x: f32) {}');
+    }
+  }
+  const segBinding = KEY_START_BINDING[kernel];
+  if (v.seg) {
+    if (segBinding === undefined || (kernel === 'attn_fwd' && !v.lse)) {
+      throw new GpuError(`attention: ${kernel} has no packed-sequence variant.`);
+    }
+    L.push(`@group(0) @binding(${segBinding}) var<storage, read> kstart: array<u32>;`);
+    L.push('fn key_start(row: u32) -> u32 { return kstart[row]; }');
+  } else if (segBinding !== undefined) {
+    L.push('fn key_start(row: u32) -> u32 { return 0u; }');
+  }
+  const describe = `${kernel} ${JSON.stringify(v)}`;
+  if (!d) return wgslModule({ source, kernel, prelude: L, describe });
+  return wgslModule({
+    source: directSource,
+    kernel,
+    prelude: L,
+    describe,
+    enable: ['subgroups'],
+    libs: [templateSections(source).common],
+  });
+}
+
+export function pipelineFor(gpu: Gpu, kernel: KernelName, v: Variant): GPUComputePipeline {
+  const d = v.direct;
+  const tiles = d ? `direct${d.wl}_${d.tq}x${d.tk}` : `${v.br}x${v.bc}`;
+  const name = `${kernel}_hd${v.hd}_${tiles}${v.lse === false ? '_nolse' : ''}${v.softcap ? '_cap' : ''}${v.alibi ? '_alibi' : ''}${v.seg ? '_seg' : ''}`;
+  return variantPipeline(gpu, name, () => attentionShader(kernel, v));
+}
+
+// ------------------------------------------------------------------ tiles
+
+/** Workgroup bytes of each tiled kernel for head dim hd and tiles (br, bc). */
+const STORAGE: Record<'attn_fwd' | 'attn_bwd_dq' | 'attn_bwd_dkdv', (hd: number, br: number, bc: number) => number> = {
+  attn_fwd: (hd, br, bc) => 4 * (br * hd + bc * (hd + 1) + bc * hd + br * bc),
+  attn_bwd_dq: (hd, br, bc) => 4 * (2 * br * hd + 2 * bc * (hd + 1) + br * bc),
+  attn_bwd_dkdv: (hd, br, bc) => 4 * (2 * bc * hd + 2 * br * (hd + 1) + 2 * br * bc + 2 * br),
+};
+
+const CANDIDATES: Record<keyof typeof STORAGE, [number, number][]> = {
+  // [br, bc]: query rows x key columns (attn_bwd_dkdv: br query rows per tile, bc keys per workgroup)
+  attn_fwd: [
+    [16, 16],
+    [8, 8],
+    [4, 4],
+    [2, 2],
+    [1, 1],
+  ],
+  attn_bwd_dq: [
+    [16, 16],
+    [16, 8],
+    [8, 8],
+    [8, 4],
+    [4, 4],
+    [4, 2],
+    [2, 2],
+    [2, 1],
+    [1, 1],
+  ],
+  attn_bwd_dkdv: [
+    [16, 16],
+    [8, 16],
+    [8, 8],
+    [4, 8],
+    [4, 4],
+    [2, 4],
+    [2, 2],
+    [1, 2],
+    [1, 1],
+  ],
+};
+
+/** The largest tiles of `kernel` whose workgroup storage fits 16 KiB (or the device limit). */
+export function attentionTiles(gpu: Gpu, kernel: keyof typeof STORAGE, hd: number): { br: number; bc: number } {
+  const budget = Math.min(16384, gpu.limits.maxComputeWorkgroupStorageSize);
+  const threads = Math.min(256, gpu.limits.maxComputeInvocationsPerWorkgroup);
+  for (const [br, bc] of CANDIDATES[kernel]) {
+    if (br * bc <= threads && STORAGE[kernel](hd, br, bc) <= budget) return { br, bc };
+  }
+  throw new GpuLimitError(
+    `attention: head dim ${hd} needs ${STORAGE[kernel](hd, 1, 1)} bytes of workgroup storage even with 1x1 tiles; ` +
+      `this GPU allows ${budget}.`,
+  );
+}
+
+// ------------------------------------------------------------------ direct kernels
+
+/**
+ * Query rows (tq) and keys (tk) per block of the direct kernels for `nch` 16-byte chunks per
+ * invocation: the register blocks shrink as the head dim grows so the blocks stay about the same
+ * size (lavapipe's compile time grows with the unrolled block: hd 128 with hd 64's blocks took a
+ * minute to compile on a loaded machine). These are the forward's; the backward's dQ kernel takes
+ * half the query rows (it holds q, dO and dq rows). Measured on lavapipe, SmolLM2-135M's layer at
+ * S=512, round-robin in one process (loaded machine): forward 8x4 90 ms, 4x4 111 ms, 4x2 138 ms;
+ * forward + backward with the backward on 8x4 346 ms, 4x4 294 ms, 4x2 316 ms. Cold compiles of hd 64
+ * (forward; backward): 8x4 8-10 s; 11-13 s, 4x4 4.5 s; 6 s, 4x2 1.4 s; 3 s.
+ */
+function directBlocks(nch: number): { tq: number; tk: number } {
+  return { tq: Math.max(1, Math.min(8, 16 / nch)), tk: Math.max(1, Math.min(4, 8 / nch)) };
+}
+
+/**
+ * The direct (subgroup) variant's shape for head dim hd, or null for the tiled kernels: pinned by
+ * gpu.kernels.attention, else direct on CPU drivers. The direct kernels need subgroups laid out as
+ * aligned runs (Gpu.features.subgroupLanes >= 4; a workgroup is one subgroup of up to 8 lanes) and
+ * a head dim divisible by 4 (16-byte loads); elsewhere the tiled kernels run.
+ */
+export function attentionDirect(gpu: Gpu, hd: number): { wl: number; tq: number; tk: number } | null {
+  const want = gpu.kernels.attention ?? (isCpuDevice(gpu) ? 'direct' : 'tiled');
+  const lanes = gpu.features.subgroupLanes;
+  if (want !== 'direct' || lanes < 4 || hd % 4 !== 0) return null;
+  const wl = Math.min(8, lanes);
+  return { wl, ...directBlocks(2 ** Math.ceil(Math.log2(Math.ceil(hd / 4 / wl)))) };
+}
