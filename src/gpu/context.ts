@@ -413,10 +413,7 @@ export class Gpu {
 
   // ---------------------------------------------------------------- recording
 
-  /**
-   * Starts recording dispatches that are submitted together (one encoder, one submit). `reuseKey`:
-   * see Recorder (give one when the label changes every call).
-   */
+  /** Starts recording one submit; `reuseKey` when the label changes every call (see Recorder). */
   recorder(label = 'step', reuseKey?: string): Recorder {
     return new Recorder(this, label, reuseKey);
   }
