@@ -146,16 +146,7 @@ fn main(
   for (var i = 0u; i < rows; i++) {
     let m = mb + i;
     for (var j = 0u; j < cols; j++) {
-      let n = nb + j;
-      var v = acc[i][j];
-      if (OUT_DROP) { v = acc1[i][j] + dropout_mul(p.seedOut, p.thrOut, p.scaleOut, m, n) * v; }
-      v *= p.alpha;
-      if (HAS_BIAS) {
-        if (p.useBias != 0u) { v += bias_at(n); }
-      }
-      let ci = m * p.ldc + n + p.cAdj + wid.z * p.cStrideZ;
-      if (p.accumulate != 0u) { v += C[ci]; }
-      C[ci] = v;
+      store_c(m, nb + j, wid.z, acc[i][j], acc1[i][j]); // shaders/matmul_epilogue.wgsl
     }
   }
 }

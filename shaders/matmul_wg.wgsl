@@ -202,15 +202,8 @@ fn main(
       for (var l = 0u; l < 4u; l++) {
         let n = nb + l;
         if (n >= p.nEnd) { break; }
-        var v = acc[i * (TN / 4u) + g][l];
-        if (OUT_DROP) { v = acc1[i * (TN / 4u) + g][l] + dropout_mul(p.seedOut, p.thrOut, p.scaleOut, m, n) * v; }
-        v *= p.alpha;
-        if (HAS_BIAS) {
-          if (p.useBias != 0u) { v += bias_at(n); }
-        }
-        let ci = m * p.ldc + n + p.cAdj + wid.z * p.cStrideZ;
-        if (p.accumulate != 0u) { v += C[ci]; }
-        C[ci] = v;
+        let c = i * (TN / 4u) + g;
+        store_c(m, n, wid.z, acc[c][l], acc1[c][l]); // shaders/matmul_epilogue.wgsl
       }
     }
   }

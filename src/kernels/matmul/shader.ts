@@ -1,6 +1,7 @@
 /**
  * The WGSL of a matmul variant: a generated prelude (tile consts, flags, the bindings of the
  * variant and its loaders a1 / b1 / a2 / b2 / bias_at) + the uniform block (shaders/matmul_params.wgsl)
+ * + the workgroup-tile kernels' per-element epilogue (shaders/matmul_epilogue.wgsl, tiled and wg)
  * + the dropout library + the body (shaders/matmul.wgsl, the tiled kernel; matmul_small.wgsl, the
  * small-M kernel; matmul_direct.wgsl, register blocks from direct loads; matmul_wg.wgsl, vec4
  * double-buffered workgroup tiles).
@@ -11,6 +12,7 @@ import dropoutSource from '../../../shaders/dropout.wgsl?raw';
 import body from '../../../shaders/matmul.wgsl?raw';
 import directBody from '../../../shaders/matmul_direct.wgsl?raw';
 import wgBody from '../../../shaders/matmul_wg.wgsl?raw';
+import epilogueSource from '../../../shaders/matmul_epilogue.wgsl?raw';
 import paramsSource from '../../../shaders/matmul_params.wgsl?raw';
 import smallBody from '../../../shaders/matmul_small.wgsl?raw';
 import nf4Library from '../../../shaders/nf4.wgsl?raw';
@@ -218,7 +220,12 @@ export function matmulShader(v: MatmulVariant): string {
     source: { direct: directBody, wg: wgBody, small: smallBody, tiled: body }[v.kernel],
     prelude: v.kernel === 'direct' || v.kernel === 'wg' ? blockVariantPrelude(v) : prelude(v),
     enable,
-    libs: [paramsSource, templateSections(dropoutSource).common, ...(v.bType === 'nf4' ? [nf4Library] : [])],
+    libs: [
+      paramsSource,
+      ...(v.kernel === 'tiled' || v.kernel === 'wg' ? [epilogueSource] : []),
+      templateSections(dropoutSource).common,
+      ...(v.bType === 'nf4' ? [nf4Library] : []),
+    ],
     describe: JSON.stringify(v),
   });
 }
