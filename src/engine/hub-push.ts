@@ -46,6 +46,12 @@ export function pushFiles(
   files: PeftFiles,
   run: CardRun | null,
 ): { path: string; content: Uint8Array }[] {
+  if (files.loftqBackbone) {
+    throw new HubPushError(
+      'A LoftQ adapter only works on its quantized backbone, which pushing the adapter alone would leave behind: ' +
+        'download it with "Adapter + LoftQ backbone (.zip)" and upload that folder (adapter and loftq-base/) to the Hub instead.',
+    );
+  }
   const plot = run ? lossPlotPng(run.history) : null;
   const card = modelCard({ repo, adapterConfig: files.adapterConfig, run, plot: !!plot });
   const enc = new TextEncoder();

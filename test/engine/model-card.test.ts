@@ -120,4 +120,11 @@ describe('model card', () => {
     ]);
     expect(files[1]!.content).toEqual(new Uint8Array([1, 2, 3]));
   });
+
+  it('refuses a LoftQ adapter that carries its backbone (the push would leave the backbone behind)', () => {
+    const files = { adapterConfig: CONFIG, adapterModel: new Uint8Array([1]), loftqBackbone: new Uint8Array([2]) };
+    expect(() => pushFiles('me/x', files, RUN)).toThrow(
+      /LoftQ adapter only works on its quantized backbone.*loftq-base/,
+    );
+  });
 });
