@@ -15,7 +15,7 @@
  * in it, as PEFT stores Q in the weight's dtype).
  */
 import { packHalf, roundThroughHalf } from '../gpu/half';
-import { parseSafetensors, writeSafetensors } from '../model/safetensors';
+import { ownCopy, parseSafetensors, writeSafetensors } from '../model/safetensors';
 import { type LoftqPrevious, loftqQuantize } from './loftq';
 
 export const LOFTQ_BACKBONE_NAME = 'loftq_backbone.safetensors';
@@ -91,7 +91,7 @@ export function decodeLoftqBackbone(bytes: Uint8Array, fileName = LOFTQ_BACKBONE
     if (!t || t.dtype !== 'F64' || t.data.byteLength !== n * 8) {
       throw new LoftqBackboneError(`${fileName}: tensor "${name}" (F64, ${n} values) is missing or malformed.`);
     }
-    return new Float64Array(t.data.slice().buffer);
+    return new Float64Array(ownCopy(t.data).buffer);
   };
   const modules = meta.modules.map((m) => ({
     ...m,

@@ -15,6 +15,7 @@
  * model: the loader calls it as each weight finishes streaming in.
  */
 import { bf16BitsToF32, f16BitsToF32 } from '../gpu/half';
+import { ownCopy } from './safetensors';
 import {
   NESTED_BLOCK,
   NF4_BLOCK,
@@ -97,7 +98,7 @@ type BlockReader = (dst: Float32Array, start: number, len: number, stride: numbe
 
 function blockReader(t: FloatBytes): BlockReader {
   const size = t.dtype === 'F32' ? 4 : 2;
-  const bytes = t.data.byteOffset % size === 0 ? t.data : t.data.slice();
+  const bytes = t.data.byteOffset % size === 0 ? t.data : ownCopy(t.data);
   const count = bytes.byteLength / size;
   if (t.dtype === 'F32') {
     const a = new Float32Array(bytes.buffer, bytes.byteOffset, count);
@@ -123,7 +124,7 @@ function blockReader(t: FloatBytes): BlockReader {
  */
 export function firstNonFinite(t: FloatBytes): { index: number; value: number } | null {
   const size = t.dtype === 'F32' ? 4 : 2;
-  const bytes = t.data.byteOffset % size === 0 ? t.data : t.data.slice();
+  const bytes = t.data.byteOffset % size === 0 ? t.data : ownCopy(t.data);
   const count = bytes.byteLength / size;
   if (t.dtype === 'F32') {
     const u = new Uint32Array(bytes.buffer, bytes.byteOffset, count);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { f16BitsToF32 } from '../../src/gpu/half';
 import { ModelLoadError, estimateModel, loadConfigOnly, loadModel } from '../../src/model/load';
+import { firstNonFinite } from '../../src/model/nf4';
 import { ModelWeightsError } from '../../src/model/registry';
 import { parseSafetensors, tensorToF32, writeSafetensors } from '../../src/model/safetensors';
 import { DirSource, MemorySource } from '../../src/model/source';
@@ -112,6 +113,22 @@ describe('loadModel', () => {
     expect(std).toBeLessThan(0.2);
     const norm = tensorToF32(f32.tensors.get('model.norm.weight')!);
     expect(Math.abs(norm.reduce((a, v) => a + v, 0) / norm.length - 1)).toBeLessThan(0.05);
+  });
+
+  it('reads tensors parsed from a Node Buffer (slice() is a view there) as from a Uint8Array', () => {
+    const values = [1.5, -2.25, 3, 0.125, -7];
+    const file = writeSafetensors([
+      { name: 'odd', dtype: 'U8', shape: [3], data: Uint8Array.of(1, 2, 3) }, // puts the next tensor off alignment
+      { name: 'f32', dtype: 'F32', shape: [5], data: Float32Array.from(values) },
+      { name: 'bf16', dtype: 'BF16', shape: [2], data: Uint16Array.of(0x3fc0, 0xc010) }, // 1.5, -2.25
+    ]);
+    // As readFile gives it: a Buffer with the file somewhere inside a larger allocation.
+    const big = Buffer.alloc(file.byteLength + 13, 0xff);
+    file.forEach((b, i) => (big[i + 13] = b));
+    const parsed = parseSafetensors(big.subarray(13));
+    expect(Array.from(tensorToF32(parsed.tensors.get('f32')!))).toEqual(values);
+    expect(Array.from(tensorToF32(parsed.tensors.get('bf16')!))).toEqual([1.5, -2.25]);
+    expect(firstNonFinite({ ...parsed.tensors.get('f32')!, dtype: 'F32' })).toBeNull();
   });
 
   it('seeds change the weights deterministically', () => {
