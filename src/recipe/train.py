@@ -379,7 +379,7 @@ def main(argv):
         # from the base weights before the checkpoint is loaded by train()).
         peft_model.save_pretrained(initial_dir, is_main_process=main_process)
 
-    loftq_base = os.path.join(args.output_dir, "loftq-base") if run.get("lora", {}).get("loftq_config") else None
+    loftq_base = os.path.join(args.output_dir, "loftq-base") if (run.get("lora") or {}).get("loftq_config") else None
     if loftq_base:
         # PEFT's LoftQ workflow: the adapter names its quantized backbone and loads without LoftQ again
         peft_model.peft_config["default"].base_model_name_or_path = loftq_base
