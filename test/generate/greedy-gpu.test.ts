@@ -78,4 +78,27 @@ describe('greedy generation: GPU pick vs CPU pick', () => {
       tiny.model.dispose();
     }
   });
+
+  it('makes no bind groups once warm (each one lives until the garbage collector runs)', async () => {
+    const gpu = await getGpu();
+    const tiny = await tinyGpuModel(gpu, { modelType: 'llama', seed: 22 });
+    const gen = new Generator(gpu, tiny.model, { maxContext: 24, prefillChunk: 5 });
+    try {
+      const prompt = [3, 17, 99, 45, 8, 120, 7, 7, 64, 31, 2, 150];
+      const made: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        for (const gpuPick of [true, false]) {
+          gen.forget();
+          const before = gpu.counters.bindGroups;
+          await gen.generate(prompt, null, { maxNewTokens: 6, gpuPick });
+          made.push(gpu.counters.bindGroups - before);
+        }
+      }
+      expect(made[0]).toBeGreaterThan(0);
+      expect(made.slice(2)).toEqual([0, 0, 0, 0]);
+    } finally {
+      gen.dispose();
+      tiny.model.dispose();
+    }
+  });
 });
