@@ -272,7 +272,10 @@ describe('Hub datasets in Chromium', () => {
         await page.locator('select[name="mappingKind"]').selectOption('text');
         await page.locator('select[name="mapText"]').selectOption('answer');
         await expect.poll(() => summaryText(page), { timeout: LONG }).toMatch(/parquet\s*text\s*format\s*12\s*records/);
-        expect(await page.getByTestId('dataset-preview').innerText()).not.toMatch(/plus one/);
+        // The preview renders after the summary: wait for it rather than read it once.
+        await expect
+          .poll(() => page.getByTestId('dataset-preview').innerText(), { timeout: LONG })
+          .not.toMatch(/plus one/);
 
         // The test split: ShareGPT turns (human/gpt/system) read as chat.
         await split.selectOption('test');
