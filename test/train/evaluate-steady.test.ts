@@ -1,0 +1,124 @@
+/**
+ * The evaluation pass (src/train/evaluate.ts) makes no bind groups once warm, as a training step
+ * (test/train/trainer.test.ts) and a generated token (test/generate/greedy-gpu.test.ts) don't: a
+ * fresh bind group's native descriptor set lives until the garbage collector finalizes it, and on
+ * lavapipe a pile of them crashed the process (src/gpu/recorder.ts). Checked on the trainer's
+ * validation (the training runner, between steps) and on lossSums through an evaluation runner
+ * kept between calls, with a packed batch and a shorter last batch among the batches; evalLoss
+ * (the engine's evaluate, a run's baseline loss) makes its one-time runner's groups per call, the
+ * same number however many batches.
+ */
+import { describe, expect, it } from 'vitest';
+import { loraScaleInfo } from '../../src/lora/config';
+import { GpuLora } from '../../src/lora/gpu-lora';
+import { initLoraModules } from '../../src/lora/init';
+import { loraConfigFromSettings, resolveTargets } from '../../src/lora/targets';
+import { ModelRunner } from '../../src/model/runner';
+import { evalLoss, lossSums } from '../../src/train/evaluate';
+import { type MicroBatch, Trainer } from '../../src/train/trainer';
+import { getGpu } from '../helpers/gpu';
+import { tinyGpuModel } from '../helpers/tiny-gpu-model';
+
+function micro(vocab: number, B: number, S: number, seed: number, packed = false): MicroBatch {
+  const T = B * S;
+  const ids = new Uint32Array(T);
+  const targets = new Uint32Array(T);
+  const positions = new Uint32Array(T);
+  const keyStart = new Uint32Array(T);
+  for (let i = 0; i < T; i++) {
+    ids[i] = (i * 29 + seed * 5) % vocab;
+    targets[i] = (i * 13 + seed * 3 + 1) % vocab;
+    // Packed: two examples per row, the second from column 3 on.
+    const col = i % S;
+    keyStart[i] = packed && col >= 3 ? 3 : 0;
+    positions[i] = packed && col >= 3 ? col - 3 : col;
+  }
+  return { B, S, ids, targets, positions, counted: T, ...(packed ? { keyStart } : {}) };
+}
+
+describe('evaluation: no bind groups once warm', () => {
+  it("the trainer's validation between steps, and lossSums through an evaluation runner", async () => {
+    const gpu = await getGpu();
+    const tiny = await tinyGpuModel(gpu, { modelType: 'llama', dtype: 'BF16', seed: 8 });
+    const model = tiny.model;
+    const V = model.config.vocabSize;
+    const cfg = loraConfigFromSettings(
+      { r: 2, lora_alpha: 4, lora_dropout: 0.1, target_modules: 'all-linear', use_rslora: false },
+      'llama',
+    );
+    const lora = GpuLora.fromArrays(
+      gpu,
+      model.linears,
+      initLoraModules(cfg, resolveTargets(cfg, model.linears), 1),
+      (m) => loraScaleInfo(cfg, m),
+    );
+    const trainer = new Trainer(
+      gpu,
+      model,
+      lora,
+      {
+        optimizer: 'adamw',
+        lr: 1e-3,
+        weightDecay: 0,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        maxGradNorm: 1,
+        scheduler: 'constant',
+        warmup: 0,
+        totalSteps: 10,
+      },
+      { maxTokens: 2 * 8, lossEvery: 2 },
+    );
+    // The validation set: full batches, a packed one and a shorter last one.
+    const val = [micro(V, 2, 8, 1), micro(V, 2, 8, 2, true), micro(V, 1, 5, 3)];
+    const runner = new ModelRunner(gpu, model, { mode: 'eval', maxTokens: 2 * 8 });
+    try {
+      const made = (before: number) => gpu.counters.bindGroups - before;
+      const validation: number[] = [];
+      const losses: number[] = [];
+      for (let step = 0; step < 4; step++) {
+        await trainer.trainStep([micro(V, 2, 8, 10 + step)], true);
+        const before = gpu.counters.bindGroups;
+        const r = await trainer.evaluate(val);
+        validation.push(made(before));
+        losses.push(r.loss);
+      }
+      expect(validation[0]).toBeGreaterThan(0);
+      expect(validation.slice(1)).toEqual([0, 0, 0]);
+      expect(losses.every(Number.isFinite)).toBe(true);
+
+      // The engine's evaluate path: the same batches through one evaluation runner, a few times.
+      const sums: { sum: number; count: number }[] = [];
+      const evals: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const before = gpu.counters.bindGroups;
+        sums.push(await lossSums(gpu, runner, val, lora));
+        evals.push(made(before));
+      }
+      expect(evals[0]).toBeGreaterThan(0);
+      expect(evals.slice(1)).toEqual([0, 0]);
+      expect(sums[1]).toEqual(sums[0]);
+      expect(sums[0]!.count).toBe(2 * 8 * 2 + 5);
+
+      // evalLoss (the engine's evaluate, the run's baseline loss) sizes a runner for the data and
+      // frees it at the end, so each call binds new activation buffers: a fixed number of bind
+      // groups per call (those of the one-time runner, forgotten with its buffers), the same
+      // for twice the batches, never one more per batch.
+      const perCall: number[] = [];
+      for (const batches of [val, val, [...val, ...val]]) {
+        const before = gpu.counters.bindGroups;
+        await evalLoss(gpu, model, batches, 2 * 8, lora);
+        perCall.push(made(before));
+      }
+      expect(perCall[0]).toBeGreaterThan(0);
+      expect(perCall[1]).toBe(perCall[0]);
+      expect(perCall[2]).toBe(perCall[0]);
+    } finally {
+      runner.dispose();
+      trainer.dispose();
+      lora.dispose();
+      model.dispose();
+    }
+  });
+});
