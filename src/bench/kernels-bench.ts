@@ -5,12 +5,14 @@
  *   - each member on the layer's GEMMs (Y = X·Wᵀ, dX = dY·W; bf16 W), GFLOP/s and ratio to tile64
  *     (the GPU members wg64 / wg128 on GPUs only);
  *   - the LoRA linear layer forward + backward with every member pinned, against tile64 (the
- *     kernel every device ran before the family: the fixed baseline), and with the tuned choices.
+ *     kernel every device ran before the family: the fixed baseline), and with the tuned choices;
+ *   - which attention kernel set the device runs (tiled or direct) and why, beside the choices.
  */
 import type { Gpu, Recorder } from '../gpu/context';
 import { packHalf } from '../gpu/half';
 import type { Tensor } from '../gpu/tensor';
 import { Workspace } from '../gpu/workspace';
+import { type AttentionSet, attentionSet } from '../kernels/attention-variants';
 import { type FrozenLinear, type LoraParams, recordLinearBackward, recordLinearForward } from '../kernels/linear';
 import { recordMatmul } from '../kernels/matmul';
 import { type TuneResult, tuneMatmul } from '../kernels/matmul/tune';
@@ -28,6 +30,8 @@ export interface KernelsBench {
   lora: { shape: string; r: number; member: string; ms: number; gflops: number; speedup: number }[];
   /** What tuning chose for each of the layer's shape classes (with `tuned`). */
   tuning: TuneResult[];
+  /** The attention kernel set in use (gpu.kernels.attention, or the device class's) and why. */
+  attention: { set: AttentionSet; why: string };
 }
 
 /** Pins `member` (null: the tuned / default choice) while `record` runs. */
@@ -66,6 +70,8 @@ export async function benchKernels(
   );
   const ceil = await benchCeilings(gpu, opts.ceilingScale);
   opts.log(`device ceilings: FMA ${ceil.fma_gflops.toFixed(1)} GFLOP/s, copy ${ceil.copy_gbps.toFixed(2)} GB/s`);
+  const attention = attentionSet(gpu);
+  opts.log(`attention kernels: ${attention.set} (${attention.why})`);
   const owned: Tensor[] = [];
   const t = (label: string, shape: number[], data?: Float32Array, bf16 = false) => {
     const x = gpu.tensor(label, shape, bf16 ? 'bf16' : 'f32', 'scratch', data && bf16 ? packHalf(data, 'bf16') : data);
@@ -162,7 +168,7 @@ export async function benchKernels(
           `(${row.speedup.toFixed(2)}x ${BASELINE})`,
       );
     }
-    return { ...ceil, matmul, lora: out, tuning };
+    return { ...ceil, matmul, lora: out, tuning, attention };
   } finally {
     // Later benchmarks on this device run the baseline kernels, as before the family.
     gpu.kernels.choices.clear();

@@ -4,7 +4,8 @@
  *   TABTUNE_KERNELS=baseline   no tuning: the kernels every device ran before the family
  *   (unset)                    autotuned: choices cached per device in a file, tuned on first use
  *   TABTUNE_ATTENTION=tiled|direct  pins the attention kernels (src/kernels/attention.ts); unset:
- *                              direct on CPU drivers with subgroups, tiled elsewhere
+ *                              direct on CPU drivers with subgroups, tiled elsewhere (direct on a
+ *                              device without the subgroups it needs runs tiled, with a note)
  * The cache file is kernels.json in $TABTUNE_CACHE_DIR, else $XDG_CACHE_HOME/tabtune, else
  * ~/.cache/tabtune: { "<device key>": { "<shape class>": "<member>" } }. A file that cannot be read
  * or written only means tuning again.
@@ -14,6 +15,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { KernelChoiceStore } from '../engine/types';
 import type { Gpu } from '../gpu/context';
+import { attentionSet } from '../kernels/attention-variants';
 import { pinMember } from '../kernels/matmul/tune';
 import { UsageError } from './args';
 
@@ -54,15 +56,22 @@ export function fileChoiceStore(path: string): KernelChoiceStore {
 
 /**
  * Applies TABTUNE_ATTENTION and TABTUNE_KERNELS to `gpu` and returns the choice store to tune with (null: no tuning).
- * An unknown member name is a usage error naming the family.
+ * An unknown member name is a usage error naming the family; `note` gets a line when a pinned
+ * attention set cannot run on this device (what runs instead).
  */
-export function kernelSetup(gpu: Gpu, env: NodeJS.ProcessEnv = process.env): KernelChoiceStore | null {
+export function kernelSetup(
+  gpu: Gpu,
+  env: NodeJS.ProcessEnv = process.env,
+  note: (line: string) => void = (line) => process.stderr.write(`tabtune: ${line}\n`),
+): KernelChoiceStore | null {
   const a = env.TABTUNE_ATTENTION?.trim();
   if (a) {
     if (a !== 'tiled' && a !== 'direct') {
       throw new UsageError(`TABTUNE_ATTENTION: "${a}" is not an attention kernel set; use "tiled" or "direct".`);
     }
     gpu.kernels.attention = a;
+    const runs = attentionSet(gpu);
+    if (runs.set !== a) note(`TABTUNE_ATTENTION=${a}: ${runs.why}.`);
   }
   const v = env.TABTUNE_KERNELS?.trim();
   if (v === 'baseline') return null;

@@ -8,6 +8,7 @@
  */
 
 import type { Gpu } from '../gpu/context';
+import { attentionSet } from '../kernels/attention-variants';
 import { applyChoices, currentChoices, deviceKey, pinMember, tuneMatmul, untunedClasses } from '../kernels/matmul/tune';
 import type { GpuSummary, KernelChoiceStore, KernelMode, SavedKernelChoices } from './types';
 
@@ -26,6 +27,11 @@ export function gpuSummary(g: Gpu): GpuSummary {
     maxComputeWorkgroupStorageSize: g.limits.maxComputeWorkgroupStorageSize,
     maxComputeInvocationsPerWorkgroup: g.limits.maxComputeInvocationsPerWorkgroup,
     bytesInUse: g.memory().total,
+    attention: {
+      auto: attentionSet(g, null),
+      tiled: attentionSet(g, 'tiled'),
+      direct: attentionSet(g, 'direct'),
+    },
   };
 }
 

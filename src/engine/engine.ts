@@ -45,6 +45,7 @@ import type {
   KernelChoiceStore,
   KernelMode,
   AdapterRef,
+  AttentionMode,
   ChatRequest,
   DatasetLoadOptions,
   DatasetProgress,
@@ -131,6 +132,11 @@ export class Engine implements EngineApi {
   async setKernelMode(mode: KernelMode): Promise<void> {
     this.assertIdle('change the matmul kernels');
     this.kernels.setMode(this.gpu, mode);
+  }
+
+  async setAttentionMode(mode: AttentionMode): Promise<void> {
+    this.assertIdle('change the attention kernels');
+    this.gpu.kernels.attention = mode === 'auto' ? null : mode;
   }
 
   kernelChoices(): Promise<SavedKernelChoices[]> {

@@ -160,6 +160,11 @@ export interface GpuSummary {
   maxComputeWorkgroupStorageSize: number;
   maxComputeInvocationsPerWorkgroup: number;
   bytesInUse: number;
+  /**
+   * The attention kernel set each AttentionMode runs on this device, and why in a sentence (auto:
+   * the device class; 'direct' where the device lacks what it needs: the tiled set, saying so).
+   */
+  attention: Record<AttentionMode, { set: 'tiled' | 'direct'; why: string }>;
 }
 
 export interface MemoryEstimate {
@@ -234,6 +239,13 @@ export interface SavedKernelChoices {
  */
 export type KernelMode = 'auto' | 'off' | { pin: string };
 
+/**
+ * Which attention kernels the engine runs: 'auto' (by device class: the direct subgroup kernels on
+ * CPU drivers with subgroups, the workgroup-memory tiles elsewhere), or one set pinned (as
+ * TABTUNE_ATTENTION=tiled|direct in the CLI; src/kernels/attention-variants.ts).
+ */
+export type AttentionMode = 'auto' | 'tiled' | 'direct';
+
 export interface TrainHooks {
   onProgress?: (p: TrainProgress) => void;
   /** Called before the base model's validation loss is measured, and before the first step. */
@@ -301,6 +313,8 @@ export interface EngineApi {
   stop(): void;
   /** Which matmul kernels run from the next call on (see KernelMode); a pin of an unknown member throws. */
   setKernelMode(mode: KernelMode): Promise<void>;
+  /** Which attention kernels run from the next call on (see AttentionMode). */
+  setAttentionMode(mode: AttentionMode): Promise<void>;
   /** The kernel choices saved for every device, this device's marked `current`. */
   kernelChoices(): Promise<SavedKernelChoices[]>;
   /** Forgets one device's saved choices (this device's: its next run tunes again). */

@@ -182,16 +182,47 @@ function directBlocks(nch: number): { tq: number; tk: number } {
   return { tq: Math.max(1, Math.min(8, 16 / nch)), tk: Math.max(1, Math.min(4, 8 / nch)) };
 }
 
+/** The two attention kernel sets: workgroup-memory tiles (GPUs), subgroup kernels (CPU drivers). */
+export type AttentionSet = 'tiled' | 'direct';
+
+/**
+ * Which attention set runs on `gpu` when `want` is asked for (null: by device class, as
+ * gpu.kernels.attention null), and why, in a sentence (the app's Diagnostics, the kernel bench).
+ * The direct kernels need subgroups laid out as aligned runs (Gpu.features.subgroupLanes >= 4; a
+ * workgroup is one subgroup of up to 8 lanes): where they are missing, a pinned 'direct' runs the
+ * tiled kernels. (They also need a head dim divisible by 4: attentionDirect.)
+ */
+export function attentionSet(
+  gpu: Gpu,
+  want: AttentionSet | null = gpu.kernels.attention,
+): { set: AttentionSet; why: string } {
+  const lanes = gpu.features.subgroupLanes;
+  const subgroups = lanes >= 4;
+  const lack = gpu.features.subgroups
+    ? `has subgroups that do not form aligned runs of 4 or more lanes (${lanes || 'none'} usable)`
+    : 'has no subgroups';
+  if (want === 'tiled') return { set: 'tiled', why: 'pinned' };
+  if (want === 'direct') {
+    return subgroups
+      ? { set: 'direct', why: 'pinned' }
+      : {
+          set: 'tiled',
+          why: `pinned, but this device ${lack}, which the direct kernels need, so the tiled kernels run instead`,
+        };
+  }
+  if (!isCpuDevice(gpu)) return { set: 'tiled', why: 'this device is a GPU, where workgroup-memory tiles are fast' };
+  return subgroups
+    ? { set: 'direct', why: 'this device is a CPU driver with subgroups, where workgroup memory and barriers are slow' }
+    : { set: 'tiled', why: `this device is a CPU driver but ${lack}, which the direct kernels need` };
+}
+
 /**
  * The direct (subgroup) variant's shape for head dim hd, or null for the tiled kernels: pinned by
- * gpu.kernels.attention, else direct on CPU drivers. The direct kernels need subgroups laid out as
- * aligned runs (Gpu.features.subgroupLanes >= 4; a workgroup is one subgroup of up to 8 lanes) and
- * a head dim divisible by 4 (16-byte loads); elsewhere the tiled kernels run.
+ * gpu.kernels.attention, else direct on CPU drivers (attentionSet), and only for a head dim
+ * divisible by 4 (16-byte loads); elsewhere the tiled kernels run.
  */
 export function attentionDirect(gpu: Gpu, hd: number): { wl: number; tq: number; tk: number } | null {
-  const want = gpu.kernels.attention ?? (isCpuDevice(gpu) ? 'direct' : 'tiled');
-  const lanes = gpu.features.subgroupLanes;
-  if (want !== 'direct' || lanes < 4 || hd % 4 !== 0) return null;
-  const wl = Math.min(8, lanes);
+  if (attentionSet(gpu).set !== 'direct' || hd % 4 !== 0) return null;
+  const wl = Math.min(8, gpu.features.subgroupLanes);
   return { wl, ...directBlocks(2 ** Math.ceil(Math.log2(Math.ceil(hd / 4 / wl)))) };
 }

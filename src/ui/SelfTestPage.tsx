@@ -1,8 +1,9 @@
 /**
  * The Diagnostics view: which WebGPU adapter the browser gives, what it supports, the engine
  * self-test (kernels on odd shapes against the float64 references) with its results, and the
- * matmul kernels (tuning on/off/pinned, the saved choices: components/KernelsCard.tsx) and a kernel
- * benchmark (components/BenchCard.tsx). The self-test
+ * matmul kernels (tuning on/off/pinned, the saved choices: components/KernelsCard.tsx), the
+ * attention kernels (auto/tiled/direct: components/AttentionCard.tsx) and a kernel benchmark
+ * (components/BenchCard.tsx). The self-test
  * runs in the GPU worker, on the device the app trains with (the page opens no device of its own);
  * while a training run holds the worker it waits for the run to end.
  *
@@ -11,6 +12,7 @@
  */
 import { useEffect, useRef, useState } from 'react';
 import type { GpuSummary, SelfTestCheck, SelfTestReport } from '../engine/types';
+import { AttentionCard } from './components/AttentionCard';
 import { BenchCard } from './components/BenchCard';
 import { KernelsCard } from './components/KernelsCard';
 import { useAppState, useController } from './hooks';
@@ -203,6 +205,7 @@ export function SelfTestPage() {
       )}
 
       {gpu.status === 'ready' && <KernelsCard ready={status !== 'running'} busy={busy} />}
+      {gpu.status === 'ready' && gpu.info && <AttentionCard info={gpu.info} busy={busy} />}
       {gpu.status === 'ready' && gpu.info && <BenchCard info={gpu.info} canRun={canRun && status !== 'running'} />}
     </main>
   );

@@ -3,10 +3,14 @@
  * shipped demo model and dataset), and exposes every user action the components call. The work of
  * each area lives in actions/*.ts; this file wires them together and keeps the derived things
  * (memory estimate, dataset summary) up to date when settings change.
+ *
+ * A little over 500 lines because it is the one surface the components call: each method is a
+ * few lines that delegate to actions/*.ts or the engine.
  */
 import type { KernelBenchSize, KernelsBench } from '../bench/kernels-bench';
 import { frozenSettings, sameFrozen } from '../engine/frozen';
 import type {
+  AttentionMode,
   ColumnMapping,
   FrozenWeightsSettings,
   KernelMode,
@@ -33,7 +37,7 @@ import { DEMO_MODEL_ID, DEMO_PROMPTS, type ModelChoice, looksInstruct } from './
 import { type AppContext, type AppEngine, type Platform, patch } from './context';
 import { describeError } from './errors';
 import { loadSettings, saveSettings, settingsForModel } from './settings';
-import { loadKernelMode, saveKernelMode } from './kernels';
+import { loadAttentionMode, loadKernelMode, saveAttentionMode, saveKernelMode } from './kernels';
 import { loadHubToken, saveHubToken, tokenProblem } from './token';
 import { BUILT_IN_PRESETS, type Preset, deletePreset, loadPresets, parsePreset, savePreset } from './presets';
 import { type AppState, type ChatSlice, type Notice, type View, Store, initialState, runBusy } from './state';
@@ -109,8 +113,9 @@ export class AppController {
   private async startGpu(): Promise<void> {
     try {
       const info = this.ctx.engine.gpuInfo();
-      // Sent at once, so the worker has the mode before any run (a failed start fails both).
+      // Sent at once, so the worker has the modes before any run (a failed start fails them all).
       this.ctx.engine.setKernelMode(this.kernelMode()).catch(() => undefined);
+      this.ctx.engine.setAttentionMode(this.attentionMode()).catch(() => undefined);
       patch(this.ctx, 'gpu', { status: 'ready', info: await info, error: null });
     } catch (e) {
       patch(this.ctx, 'gpu', { status: 'unavailable', info: null, error: describeError(e) });
@@ -131,6 +136,17 @@ export class AppController {
   async setKernelMode(mode: KernelMode): Promise<void> {
     saveKernelMode(this.opts.platform.settingsStorage, mode);
     await this.ctx.engine.setKernelMode(mode);
+  }
+
+  /** Which attention kernels run (Diagnostics; kept in this browser): by device class, tiled or direct. */
+  attentionMode(): AttentionMode {
+    return loadAttentionMode(this.opts.platform.settingsStorage);
+  }
+
+  /** Keeps the attention mode and gives it to the GPU worker (it applies from the next run on). */
+  async setAttentionMode(mode: AttentionMode): Promise<void> {
+    saveAttentionMode(this.opts.platform.settingsStorage, mode);
+    await this.ctx.engine.setAttentionMode(mode);
   }
 
   /** The kernel choices tuned and saved per device (this one's marked `current`). */

@@ -1,14 +1,16 @@
 /**
  * The user's choice of matmul kernels (Diagnostics): 'auto' (tuned for this GPU on its first run,
  * the choices kept in the worker's IndexedDB), 'off' (the baseline kernels, no tuning) or one member
- * of the family pinned. Kept in this browser (localStorage) and given to the GPU worker at start-up
- * and on every change. Browser tests set it to 'off' so SwiftShader does not tune in every test.
+ * of the family pinned; and of attention kernels: 'auto' (by device class), 'tiled' or 'direct'.
+ * Both are kept in this browser (localStorage) and given to the GPU worker at start-up and on every
+ * change. Browser tests set the matmul mode to 'off' so SwiftShader does not tune in every test.
  */
-import type { KernelMode } from '../engine/types';
+import type { AttentionMode, KernelMode } from '../engine/types';
 import { MATMUL_FAMILY } from '../kernels/matmul/variants';
 import type { SettingsStorage } from './settings';
 
 export const KERNEL_MODE_KEY = 'tabtune-kernels';
+export const ATTENTION_MODE_KEY = 'tabtune-attention';
 
 /** The members that can be pinned, as Diagnostics lists them. */
 export const PINNABLE = MATMUL_FAMILY.map((c) => ({ name: c.name, about: c.about }));
@@ -35,6 +37,26 @@ export function loadKernelMode(storage: SettingsStorage | undefined): KernelMode
 export function saveKernelMode(storage: SettingsStorage | undefined, mode: KernelMode): void {
   try {
     storage?.setItem(KERNEL_MODE_KEY, kernelModeText(mode));
+  } catch {
+    /* storage blocked: not kept */
+  }
+}
+
+export function parseAttentionMode(text: string | null | undefined): AttentionMode {
+  return text === 'tiled' || text === 'direct' ? text : 'auto';
+}
+
+export function loadAttentionMode(storage: SettingsStorage | undefined): AttentionMode {
+  try {
+    return parseAttentionMode(storage?.getItem(ATTENTION_MODE_KEY));
+  } catch {
+    return 'auto';
+  }
+}
+
+export function saveAttentionMode(storage: SettingsStorage | undefined, mode: AttentionMode): void {
+  try {
+    storage?.setItem(ATTENTION_MODE_KEY, mode);
   } catch {
     /* storage blocked: not kept */
   }

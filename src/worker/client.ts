@@ -8,6 +8,7 @@
 import type { KernelBenchSize, KernelsBench } from '../bench/kernels-bench';
 import type {
   AdapterRef,
+  AttentionMode,
   ChatRequest,
   DatasetLoadOptions,
   DatasetProgress,
@@ -151,6 +152,10 @@ export class WorkerEngine implements EngineApi {
 
   async setKernelMode(mode: KernelMode): Promise<void> {
     await this.call((id) => ({ kind: 'setKernelMode', id, mode }), 'done');
+  }
+
+  async setAttentionMode(mode: AttentionMode): Promise<void> {
+    await this.call((id) => ({ kind: 'setAttentionMode', id, mode }), 'done');
   }
 
   async kernelChoices(): Promise<SavedKernelChoices[]> {

@@ -10,6 +10,7 @@
 import type { KernelBenchSize, KernelsBench } from '../bench/kernels-bench';
 import type {
   AdapterRef,
+  AttentionMode,
   ChatRequest,
   DatasetLoadOptions,
   DatasetProgress,
@@ -40,6 +41,7 @@ export type WorkerRequest =
   | { kind: 'gpuInfo'; id: number }
   | { kind: 'selfTest'; id: number }
   | { kind: 'setKernelMode'; id: number; mode: KernelMode }
+  | { kind: 'setAttentionMode'; id: number; mode: AttentionMode }
   | { kind: 'kernelChoices'; id: number }
   | { kind: 'forgetKernelChoices'; id: number; deviceKey: string }
   | { kind: 'benchKernels'; id: number; size: KernelBenchSize }

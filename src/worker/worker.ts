@@ -180,6 +180,10 @@ async function handle(req: WorkerRequest): Promise<void> {
         await e.setKernelMode(req.mode);
         post({ kind: 'done', id });
         break;
+      case 'setAttentionMode':
+        await e.setAttentionMode(req.mode);
+        post({ kind: 'done', id });
+        break;
       case 'kernelChoices':
         post({ kind: 'kernelChoicesDone', id, value: await e.kernelChoices() });
         break;

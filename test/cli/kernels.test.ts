@@ -2,7 +2,7 @@
  * The CLI's kernel settings (src/cli/kernels.ts): TABTUNE_KERNELS pins a member, "baseline" turns
  * tuning off, an unknown name is a usage error naming the family; unset, the tuned choices are kept
  * per device in a cache file (written whole; an unreadable file only means tuning again);
- * TABTUNE_ATTENTION pins the attention kernels.
+ * TABTUNE_ATTENTION pins the attention kernels (with a note where a pinned set cannot run).
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,6 +44,25 @@ describe('CLI kernel settings', () => {
         /TABTUNE_ATTENTION: "flash" is not an attention kernel set; use "tiled" or "direct"/,
       );
     } finally {
+      gpu.kernels.attention = null;
+    }
+  });
+
+  it('TABTUNE_ATTENTION=direct on a device without usable subgroups says that the tiled kernels run', async () => {
+    const gpu = await getGpu();
+    const lanes = gpu.features.subgroupLanes;
+    const notes: string[] = [];
+    try {
+      kernelSetup(gpu, { TABTUNE_ATTENTION: 'direct', TABTUNE_KERNELS: 'baseline' }, (l) => notes.push(l));
+      expect(notes).toEqual([]);
+      gpu.features.subgroupLanes = 0;
+      kernelSetup(gpu, { TABTUNE_ATTENTION: 'direct', TABTUNE_KERNELS: 'baseline' }, (l) => notes.push(l));
+      expect(notes).toEqual([
+        'TABTUNE_ATTENTION=direct: pinned, but this device has subgroups that do not form aligned runs of 4 or more ' +
+          'lanes (none usable), which the direct kernels need, so the tiled kernels run instead.',
+      ]);
+    } finally {
+      gpu.features.subgroupLanes = lanes;
       gpu.kernels.attention = null;
     }
   });

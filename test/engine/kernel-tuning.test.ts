@@ -2,7 +2,8 @@
  * The engine's kernel tuning (src/engine/device.ts KernelTuning) with the app's IndexedDB store
  * (src/store/kernel-choices.ts, on fake-indexeddb): 'auto' tunes the classes met once and saves the
  * choices, a second run loads them and tunes nothing; 'off' and a pin neither load nor tune; Forget
- * drops one device's choices (this device's stop applying, so its next run tunes again).
+ * drops one device's choices (this device's stop applying, so its next run tunes again). The
+ * engine's attention mode pins gpu.kernels.attention, and the bench names the attention set in use.
  */
 import 'fake-indexeddb/auto';
 import { IDBFactory } from 'fake-indexeddb';
@@ -14,6 +15,7 @@ import { benchInUse } from '../../src/bench/kernels-bench';
 import { DEFAULT_TRAIN } from '../../src/engine/defaults';
 import { Engine } from '../../src/engine/engine';
 import { KernelTuning } from '../../src/engine/device';
+import { attentionDirect } from '../../src/kernels/attention-variants';
 import { deviceKey, untunedClasses } from '../../src/kernels/matmul/tune';
 import { BASELINE, chooseConfig } from '../../src/kernels/matmul/variants';
 import { IndexedDbKernelStore } from '../../src/store/kernel-choices';
@@ -204,11 +206,35 @@ describe('KernelTuning', () => {
       expect(r.lora.map((l) => l.member)).toContain('tuned');
       expect(lines[0]).toMatch(/^device ceilings: FMA [\d.]+ GFLOP\/s, copy [\d.]+ GB\/s$/);
       expect(lines.some((l) => /^matmul 40x72x56 X·Wᵀ direct8x4: [\d.]+ GFLOP\/s/.test(l))).toBe(true);
+      // The attention set in use beside the matmul choices (lavapipe: a CPU driver with subgroups).
+      expect(lines[1]).toMatch(/^attention kernels: direct \(this device is a CPU driver with subgroups, /);
+      expect(r.attention.set).toBe('direct');
       expect([...gpu.kernels.choices]).toEqual([['nt_f32_mm_nm_km', 'direct4x4']]);
       expect(gpu.kernels.pin).toBeNull();
     } finally {
       gpu.kernels.choices.clear();
       gpu.kernels.seen.clear();
+    }
+  });
+
+  it("the engine's attention mode (the app's setting, through the worker) sets gpu.kernels.attention; gpuInfo says what each mode runs", async () => {
+    const gpu = await getGpu();
+    const engine = new Engine(gpu);
+    try {
+      const info = await engine.gpuInfo();
+      expect(info.attention.auto).toEqual({ set: 'direct', why: expect.stringMatching(/CPU driver with subgroups/) });
+      expect(info.attention.tiled).toEqual({ set: 'tiled', why: 'pinned' });
+      expect(info.attention.direct).toEqual({ set: 'direct', why: 'pinned' });
+      await engine.setAttentionMode('tiled');
+      expect(gpu.kernels.attention).toBe('tiled');
+      expect(attentionDirect(gpu, 64)).toBeNull();
+      await engine.setAttentionMode('direct');
+      expect(gpu.kernels.attention).toBe('direct');
+      expect(attentionDirect(gpu, 64)).not.toBeNull();
+      await engine.setAttentionMode('auto');
+      expect(gpu.kernels.attention).toBeNull();
+    } finally {
+      gpu.kernels.attention = null;
     }
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { recordAttention, recordAttentionBackward, recordAttentionDecode } from '../../src/kernels/attention';
-import { attentionDirect, attentionShader, attentionTiles } from '../../src/kernels/attention-variants';
+import { attentionDirect, attentionSet, attentionShader, attentionTiles } from '../../src/kernels/attention-variants';
 import { alibiSlopes } from '../../src/reference/alibi';
 import {
   type AttentionVariant,
@@ -191,6 +191,35 @@ describe('attention on the GPU', () => {
     } finally {
       gpu.kernels.attention = null;
     }
+  });
+
+  it('which set runs where, and why: auto by device class; a pinned direct without usable subgroups runs tiled', () => {
+    const device = (description: string, subgroups: boolean, lanes: number, pin: 'tiled' | 'direct' | null) =>
+      ({
+        info: { vendor: '', architecture: '', device: '', description },
+        features: { subgroups, subgroupLanes: lanes },
+        kernels: { attention: pin },
+      }) as unknown as Gpu;
+    const gpu = device('NVIDIA GeForce RTX 4090', true, 32, null);
+    expect(attentionSet(gpu)).toEqual({ set: 'tiled', why: expect.stringMatching(/^this device is a GPU/) });
+    expect(attentionSet(gpu, 'direct')).toEqual({ set: 'direct', why: 'pinned' });
+    expect(attentionSet(device('llvmpipe (LLVM 15)', true, 8, null))).toEqual({
+      set: 'direct',
+      why: expect.stringMatching(/^this device is a CPU driver with subgroups/),
+    });
+    // Subgroups the probe found unusable (no aligned runs), or none at all.
+    const unaligned = device('SwiftShader Device', true, 0, null);
+    expect(attentionSet(unaligned)).toEqual({
+      set: 'tiled',
+      why: 'this device is a CPU driver but has subgroups that do not form aligned runs of 4 or more lanes (none usable), which the direct kernels need',
+    });
+    const none = device('SwiftShader Device', false, 0, 'direct');
+    expect(attentionSet(none)).toEqual({
+      set: 'tiled',
+      why: 'pinned, but this device has no subgroups, which the direct kernels need, so the tiled kernels run instead',
+    });
+    expect(attentionDirect(none, 64)).toBeNull();
+    expect(attentionSet(none, 'tiled')).toEqual({ set: 'tiled', why: 'pinned' });
   });
 
   for (const kernels of ['tiled', 'direct'] as const) {

@@ -10,6 +10,7 @@
 import type { KernelBenchSize, KernelsBench } from '../../src/bench/kernels-bench';
 import type {
   AdapterRef,
+  AttentionMode,
   ChatRequest,
   GenerationResult,
   SamplingDefaults,
@@ -157,7 +158,26 @@ export class FakeEngine implements AppEngine {
       maxComputeWorkgroupStorageSize: 2 ** 14,
       maxComputeInvocationsPerWorkgroup: 256,
       bytesInUse: 0,
+      attention: this.attentionSets,
     };
+  }
+
+  /** What each attention mode runs on the fake adapter (as on a CPU driver without subgroups). */
+  attentionSets: GpuSummary['attention'] = {
+    auto: { set: 'tiled', why: 'this device is a CPU driver but has no subgroups, which the direct kernels need' },
+    tiled: { set: 'tiled', why: 'pinned' },
+    direct: {
+      set: 'tiled',
+      why: 'pinned, but this device has no subgroups, which the direct kernels need, so the tiled kernels run instead',
+    },
+  };
+  /** The attention mode set last (null: never set). */
+  attentionMode: AttentionMode | null = null;
+
+  async setAttentionMode(mode: AttentionMode): Promise<void> {
+    this.calls.push('setAttentionMode');
+    this.alive();
+    this.attentionMode = mode;
   }
 
   /** The kernel mode set last, and the saved choices per device (this device's key: 'fake-gpu'). */
@@ -188,8 +208,10 @@ export class FakeEngine implements AppEngine {
     this.alive();
     this.lastBench = size;
     const shape = `${size.M}x${size.K}x${size.N} X·Wᵀ`;
+    const attention = this.attentionSets[this.attentionMode ?? 'auto'];
     const lines = [
       'device ceilings: FMA 75.0 GFLOP/s, copy 4.50 GB/s',
+      `attention kernels: ${attention.set} (${attention.why})`,
       `matmul ${shape} tile64: 2.00 GFLOP/s (1.00x tile64)`,
       `matmul ${shape} direct8x4: 6.00 GFLOP/s (3.00x tile64)`,
     ];
@@ -206,6 +228,7 @@ export class FakeEngine implements AppEngine {
       ],
       lora: [],
       tuning: [],
+      attention,
     };
   }
 

@@ -2,7 +2,8 @@
  * Diagnostics: "Benchmark this device" runs the kernel bench (src/bench/kernels-bench.ts, as
  * `tabtune bench kernels` prints it) in the GPU worker: the device's FMA peak and copy bandwidth,
  * each matmul member's GFLOP/s on the LoRA layer's GEMMs, and the layer forward + backward per
- * member and tuned. Lines appear as they are measured; the result can be copied as text.
+ * member and tuned, and the attention kernel set in use. Lines appear as they are measured; the
+ * result can be copied as text.
  *
  * The section carries data-status = idle | running | done | error (the browser test waits on it).
  */
@@ -125,6 +126,11 @@ export function BenchCard({ info, canRun }: { info: GpuSummary; canRun: boolean 
         </pre>
       )}
       {result && <Summary r={result} />}
+      {result && (
+        <p data-testid="bench-attention">
+          Attention kernels: <strong>{result.attention.set}</strong> ({result.attention.why}).
+        </p>
+      )}
     </section>
   );
 }
