@@ -434,7 +434,7 @@ describe('the app in Chromium', () => {
   );
 
   it(
-    "kernel tuning on (Diagnostics): the first run tunes the demo model's shapes and saves the choices; the second reuses them; Benchmark this device",
+    "kernel tuning on (Diagnostics): the first run tunes the demo model's shapes and saves the choices; the second reuses them; attention pinned tiled; Benchmark this device",
     async () => {
       const { page, errors } = await openPage(h);
       await onPage({ page, errors }, shot, 'failed-tuning', async () => {
@@ -475,6 +475,13 @@ describe('the app in Chromium', () => {
         ).toEqual([]);
         await nav(page, /Diagnostics/);
         await mode.selectOption('off');
+        // Attention kernels: auto runs the direct set on SwiftShader (a CPU driver with subgroups);
+        // pinned tiled for the bench below, which names the set the worker's engine runs.
+        const attention = page.getByTestId('attention-kernels');
+        const runs = attention.getByTestId('attention-runs');
+        expect(await runs.innerText()).toMatch(/^Runs direct: this device is a CPU driver with subgroups/);
+        await attention.getByRole('combobox', { name: /Attention kernels/ }).selectOption('tiled');
+        expect(await runs.innerText()).toBe('Runs tiled: pinned.');
 
         // Benchmark this device, at the smallest size: every member's GFLOP/s next to the ceilings.
         const bench = page.getByTestId('kernel-bench');
@@ -487,7 +494,9 @@ describe('the app in Chromium', () => {
         for (const m of ['tile64', 'direct8x4', 'direct4x4'])
           expect(result).toMatch(new RegExp(`matmul 64x128x128 X·Wᵀ ${m}: [\\d.]+ GFLOP/s`));
         expect(result).toMatch(/lora-linear fwd\+bwd 64x128x128 r=8 tuned: /);
+        expect(result).toMatch(/\nattention kernels: tiled \(pinned\)\n/);
         await shot(page, '12-bench');
+        await attention.getByRole('combobox', { name: /Attention kernels/ }).selectOption('auto');
         expect(errors, `page console errors:\n${errors.join('\n')}`).toEqual([]);
       });
     },
