@@ -49,12 +49,13 @@ export function attentionShader(kernel: KernelName, v: Variant): string {
   }
   if (d && v.hd % 4 !== 0)
     throw new GpuError(`attention: the direct kernels need a head dim divisible by 4, got ${v.hd}.`);
+  // The direct kernels take the head dim at run time (see shaders/attention_direct.wgsl): only
+  // the chunks per invocation and whether they need a mask are baked in.
   const L = d
     ? [
-        `const HD: u32 = ${v.hd}u;`,
-        `const HD4: u32 = ${v.hd / 4}u;`,
         `const WL: u32 = ${d.wl}u;`,
-        `const NCH: u32 = ${Math.ceil(v.hd / 4 / d.wl)}u;`,
+        `const NCH: u32 = ${directChunks(v.hd, d.wl)}u;`,
+        `const GUARD: bool = ${directGuard(v.hd, d.wl)};`,
         `const TQ: u32 = ${d.tq}u;`,
         `const TK: u32 = ${d.tk}u;`,
       ]
@@ -70,8 +71,8 @@ export function attentionShader(kernel: KernelName, v: Variant): string {
         `const DPW: u32 = ${Math.ceil(v.hd / WD)}u;`,
       ];
   L.push(
-    `const SOFTCAP: bool = ${v.softcap ? 'true' : 'false'};`,
-    `const ALIBI: bool = ${v.alibi ? 'true' : 'false'};`,
+    `const SOFTCAP: bool = ${!!v.softcap};`,
+    `const ALIBI: bool = ${!!v.alibi};`,
     `const NSLOPE: u32 = ${v.alibi ? MAX_ALIBI_HEADS / 4 : 1}u;`,
   );
   if (kernel === 'attn_fwd') {
@@ -92,7 +93,9 @@ export function attentionShader(kernel: KernelName, v: Variant): string {
   } else if (segBinding !== undefined) {
     L.push('fn key_start(row: u32) -> u32 { return 0u; }');
   }
-  const describe = `${kernel} ${JSON.stringify(v)}`;
+  const describe = d
+    ? `${kernel} ${JSON.stringify({ ...d, nch: directChunks(v.hd, d.wl), guard: directGuard(v.hd, d.wl), lse: v.lse, softcap: v.softcap, alibi: v.alibi, seg: v.seg })}`
+    : `${kernel} ${JSON.stringify(v)}`;
   if (!d) return wgslModule({ source, kernel, prelude: L, describe });
   return wgslModule({
     source: directSource,
@@ -104,10 +107,25 @@ export function attentionShader(kernel: KernelName, v: Variant): string {
   });
 }
 
+/** 16-byte chunks of a head-dim row per invocation of the direct kernels. */
+function directChunks(hd: number, wl: number): number {
+  return Math.ceil(hd / 4 / wl);
+}
+
+/** Whether the direct kernels' chunks overrun the head dim (then masked). */
+function directGuard(hd: number, wl: number): boolean {
+  return (hd / 4) % wl !== 0;
+}
+
 export function pipelineFor(gpu: Gpu, kernel: KernelName, v: Variant): GPUComputePipeline {
   const d = v.direct;
-  const tiles = d ? `direct${d.wl}_${d.tq}x${d.tk}` : `${v.br}x${v.bc}`;
-  const name = `${kernel}_hd${v.hd}_${tiles}${v.lse === false ? '_nolse' : ''}${v.softcap ? '_cap' : ''}${v.alibi ? '_alibi' : ''}${v.seg ? '_seg' : ''}`;
+  const lse = v.lse === false ? '_nolse' : '';
+  const seg = v.seg ? '_seg' : '';
+  const cap = `${v.softcap ? '_cap' : ''}${v.alibi ? '_alibi' : ''}`;
+  // A direct module serves every head dim with its chunk count and mask.
+  const name = d
+    ? `${kernel}_direct${d.wl}_c${directChunks(v.hd, d.wl)}${directGuard(v.hd, d.wl) ? 'g' : ''}_${d.tq}x${d.tk}${lse}${cap}${seg}`
+    : `${kernel}_hd${v.hd}_${v.br}x${v.bc}${lse}${cap}${seg}`;
   return variantPipeline(gpu, name, () => attentionShader(kernel, v));
 }
 
@@ -176,7 +194,9 @@ export function attentionTiles(gpu: Gpu, kernel: keyof typeof STORAGE, hd: numbe
  * half the query rows (it holds q, dO and dq rows). Measured on lavapipe, SmolLM2-135M's layer at
  * S=512, round-robin in one process (loaded machine): forward 8x4 90 ms, 4x4 111 ms, 4x2 138 ms;
  * forward + backward with the backward on 8x4 346 ms, 4x4 294 ms, 4x2 316 ms. Cold compiles of hd 64
- * (forward; backward): 8x4 8-10 s; 11-13 s, 4x4 4.5 s; 6 s, 4x2 1.4 s; 3 s.
+ * then (forward; backward, loaded machine): 8x4 8-10 s; 11-13 s, 4x4 4.5 s; 6 s, 4x2 1.4 s; 3 s.
+ * Since the kernels pass their blocks through kept loops (see "Compile cost" in
+ * shaders/attention_direct.wgsl) the forward's compile no longer grows with its block.
  */
 function directBlocks(nch: number): { tq: number; tk: number } {
   return { tq: Math.max(1, Math.min(8, 16 / nch)), tk: Math.max(1, Math.min(4, 8 / nch)) };

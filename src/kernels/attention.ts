@@ -6,8 +6,9 @@
  * Every call takes the same AttentionVariant: score scale, sliding window, soft-cap (Gemma 2) and
  * ALiBi (BLOOM, Falcon), as the float64 reference (src/reference/attention.ts) defines them.
  * Tile sizes are picked per head dim so workgroup storage stays within 16 KiB (or the device's
- * smaller limit); the head dim, the tiles and whether soft-capping / ALiBi are on are baked into the
- * WGSL text; the window, the cap, the slopes and the sizes are uniforms.
+ * smaller limit); the head dim (the direct kernels: only its 16-byte chunks per invocation), the
+ * tiles and whether soft-capping / ALiBi are on are baked into the WGSL text; the window, the cap,
+ * the slopes and the sizes are uniforms.
  *
  * Packed sequences (several examples in one row, as TRL's padding-free packing): pass `keyStart`
  * (u32 [batch*seq], the index of each row's example start in its sequence) to the forward and the
@@ -84,6 +85,11 @@ export interface AttentionDecodeArgs extends AttentionVariant {
   heads: number;
   kvHeads: number;
   headDim: number;
+  /**
+   * f32 [qLen, heads] scratch, optional: where the direct kernels serve, the forward then writes
+   * the logsumexp there and runs training's forward module (one compile fewer on a first run).
+   */
+  lse?: Tensor;
 }
 
 // ------------------------------------------------------------------ checks
@@ -290,7 +296,8 @@ export function recordAttentionBackward(gpu: Gpu, rec: Recorder, args: Attention
  * holds positions 0 .. past+qLen-1 (batch 1). Short query blocks (qLen < 8, e.g. one token) use a
  * row kernel (one workgroup per query row and head, keys in tiles of 64); longer ones (prompt
  * prefill) use the tiled forward kernel without the logsumexp. Where the direct kernels serve
- * (attentionDirect), their forward runs both, with one query row per workgroup for short blocks.
+ * (attentionDirect), their forward runs both, with one query row per workgroup for short blocks
+ * (and with args.lse given, a prompt block runs the very module training's forward runs).
  */
 export function recordAttentionDecode(gpu: Gpu, rec: Recorder, args: AttentionDecodeArgs): void {
   const what = 'attention decode';
@@ -312,16 +319,33 @@ export function recordAttentionDecode(gpu: Gpu, rec: Recorder, args: AttentionDe
   needElems(what, 'o', args.o, qn, F32);
   bindable(gpu, what, { q: args.q, kCache: args.kCache, vCache: args.vCache, o: args.o });
   const f = flags(what, args);
-  const u = uniforms(args.qLen, capacity, args.past, args);
   let direct = attentionDirect(gpu, args.headDim);
+  const u = uniforms(args.qLen, capacity, args.past, args);
   if (args.qLen < 8 && !direct) {
     const pipe = pipelineFor(gpu, 'attn_decode_rows', { hd: args.headDim, br: 1, bc: 1, ...f });
     rec.dispatch(pipe, [args.q, args.kCache, args.vCache, args.o], [args.qLen, args.heads], u);
-  } else {
-    // The direct forward serves short blocks too, one query row per workgroup.
-    if (direct && args.qLen < 8) direct = { ...direct, tq: 1 };
-    const t = direct ? { br: direct.tq, bc: direct.tk } : attentionTiles(gpu, 'attn_fwd', args.headDim);
-    const pipe = pipelineFor(gpu, 'attn_fwd', { hd: args.headDim, ...t, lse: false, ...f, ...(direct && { direct }) });
-    rec.dispatch(pipe, [args.q, args.kCache, args.vCache, args.o], [Math.ceil(args.qLen / t.br), args.heads, 1], u);
+    return;
   }
+  // The direct forward serves short blocks too, one query row per workgroup. Given an lse scratch,
+  // it runs training's forward module: no compile of its own.
+  if (direct && args.qLen < 8) direct = { ...direct, tq: 1 };
+  const t = direct ? { br: direct.tq, bc: direct.tk } : attentionTiles(gpu, 'attn_fwd', args.headDim);
+  const lse = direct && args.lse ? [args.lse] : [];
+  if (lse.length) {
+    needElems(what, 'lse', args.lse!, args.qLen * args.heads, F32);
+    bindable(gpu, what, { lse: args.lse! });
+  }
+  const pipe = pipelineFor(gpu, 'attn_fwd', {
+    hd: args.headDim,
+    ...t,
+    lse: lse.length > 0,
+    ...f,
+    ...(direct && { direct }),
+  });
+  rec.dispatch(
+    pipe,
+    [args.q, args.kCache, args.vCache, args.o, ...lse],
+    [Math.ceil(args.qLen / t.br), args.heads, 1],
+    u,
+  );
 }

@@ -231,6 +231,7 @@ export function recordLayer(
       kCache: st.kCache[l]!,
       vCache: st.vCache[l]!,
       o: L.o,
+      lse: L.lse,
       qLen: T,
       past,
       ...shape,

@@ -290,6 +290,7 @@ describe('attention decode', () => {
     qLen: number,
     maxLen: number,
     kernels: Kernels = 'tiled',
+    lse = false,
   ) {
     const kvShape = [maxLen, c.kvHeads, c.headDim];
     const cache = (seed: number, scale: number) => {
@@ -305,8 +306,12 @@ describe('attention decode', () => {
         kCache: values(kvShape, cache(11, 1.5)),
         vCache: values(kvShape, cache(13, 1)),
         o: filled([qLen, c.heads, c.headDim]),
+        // scratch for the logsumexp (lets the direct forward run training's module); longer than needed
+        scratch: filled([qLen + 3, c.heads]),
       },
-      record: pinned(kernels, (gpu, rec, t) => recordAttentionDecode(gpu, rec, { ...t, qLen, past, ...c })),
+      record: pinned(kernels, (gpu, rec, t) =>
+        recordAttentionDecode(gpu, rec, { ...t, qLen, past, ...c, lse: lse ? t.scratch : undefined }),
+      ),
       reference: (v) => ({ o: attentionDecodeRef({ ...v, qLen, past, ...c }) }),
       tol: O_TOL,
     });
@@ -324,15 +329,17 @@ describe('attention decode', () => {
       decode(c, past, qLen, 45));
   }
 
-  // The direct forward serves both short blocks (one row per workgroup) and prompt blocks.
-  for (const [past, qLen] of [
-    [36, 1],
-    [30, 7],
-    [10, 27],
-    [0, 37],
+  // The direct forward serves both short blocks (one row per workgroup) and prompt blocks, with or
+  // without an lse scratch (with one, a prompt block runs training's forward module).
+  for (const [past, qLen, lse] of [
+    [36, 1, false],
+    [30, 7, true],
+    [10, 27, false],
+    [10, 27, true],
+    [0, 37, true],
   ] as const) {
-    it(`direct: matches the reference at positions ${past}..${past + qLen - 1} (qLen=${qLen})`, () =>
-      decode(c, past, qLen, 45, 'direct'));
+    it(`direct: matches the reference at positions ${past}..${past + qLen - 1} (qLen=${qLen}${lse ? ', lse scratch' : ''})`, () =>
+      decode(c, past, qLen, 45, 'direct', lse));
   }
 
   for (const kernels of ['tiled', 'direct'] as const) {
@@ -353,6 +360,6 @@ describe('attention decode', () => {
     [100, 13],
   ] as const) {
     it(`direct: window, soft-cap and ALiBi (bf16) with a KV cache: positions ${past}..${past + qLen - 1}`, () =>
-      decode(variant, past, qLen, 160, 'direct'));
+      decode(variant, past, qLen, 160, 'direct', qLen > 1));
   }
 });
