@@ -29,7 +29,7 @@ export interface Variant {
    * The subgroup kernels of shaders/attention_direct.wgsl instead (attn_fwd, attn_bwd_dq,
    * attn_bwd_dkdv): wl invocations per workgroup, tq query rows and tk keys per block.
    */
-  direct?: { wl: number; tq: number; tk: number };
+  direct?: DirectShape;
 }
 
 /** The binding of keyStart in each kernel that can take it (after its other buffers). */
@@ -186,20 +186,37 @@ export function attentionTiles(gpu: Gpu, kernel: keyof typeof STORAGE, hd: numbe
 
 // ------------------------------------------------------------------ direct kernels
 
+/** The register blocks of a direct kernel: wl invocations, tq query rows and tk keys per block. */
+export interface DirectShape {
+  wl: number;
+  tq: number;
+  tk: number;
+}
+
 /**
- * Query rows (tq) and keys (tk) per block of the direct kernels for `nch` 16-byte chunks per
- * invocation: the register blocks shrink as the head dim grows so the blocks stay about the same
- * size (lavapipe's compile time grows with the unrolled block: hd 128 with hd 64's blocks took a
- * minute to compile on a loaded machine). These are the forward's; the backward's dQ kernel takes
- * half the query rows (it holds q, dO and dq rows). Measured on lavapipe, SmolLM2-135M's layer at
- * S=512, round-robin in one process (loaded machine): forward 8x4 90 ms, 4x4 111 ms, 4x2 138 ms;
- * forward + backward with the backward on 8x4 346 ms, 4x4 294 ms, 4x2 316 ms. Cold compiles of hd 64
- * then (forward; backward, loaded machine): 8x4 8-10 s; 11-13 s, 4x4 4.5 s; 6 s, 4x2 1.4 s; 3 s.
- * Since the kernels pass their blocks through kept loops (see "Compile cost" in
- * shaders/attention_direct.wgsl) the forward's compile no longer grows with its block.
+ * Query rows (tq) and keys (tk) per block of the direct forward for `nch` 16-byte chunks per
+ * invocation: 8 x 4 up to 4 chunks (head dim 128 at 8 lanes), then fewer rows. Its blocks pass
+ * through kept loops (see "Compile cost" in shaders/attention_direct.wgsl), so its compile no
+ * longer grows with them. CPU time per dispatch on lavapipe, round-robin in one process (9 heads,
+ * 3 KV heads): hd 64, S=512: 8x4 33.6 ms, 8x8 35.1, 16x2 36.9, 4x8 41.0, 16x4 55.0; hd 128, S=256:
+ * 8x4 17.4, 4x4 19.6, 8x2 20.7, 4x2 28.1; hd 256, S=256: 8x4 39.0, 4x4 50.4, 8x2 51.2, 4x2 66.2,
+ * 2x1 108 ms; compiles at hd 256: 4x4 1.4 s, 8x4 2.0 s of CPU. Decoding (one row), 4 keys beat 1
+ * or 2 at every head dim.
  */
-function directBlocks(nch: number): { tq: number; tk: number } {
-  return { tq: Math.max(1, Math.min(8, 16 / nch)), tk: Math.max(1, Math.min(4, 8 / nch)) };
+function forwardBlocks(nch: number): { tq: number; tk: number } {
+  return { tq: Math.max(1, Math.min(8, 32 / nch)), tk: 4 };
+}
+
+/**
+ * Query rows (dQ: tq) and keys (dK/dV: tk) per block of the direct backward for `nch` chunks per
+ * invocation: the blocks shrink as the head dim grows so they stay about the same size (their
+ * compile time grows with the unrolled block: hd 128 with hd 64's blocks took a minute to compile
+ * on a loaded machine). Measured on lavapipe, SmolLM2-135M's layer at S=512, round-robin in one
+ * process (loaded machine), forward + backward with the backward on 8x4 346 ms, 4x4 294 ms, 4x2
+ * 316 ms (4 rows in dQ compiled 3x faster than 8).
+ */
+function backwardBlocks(nch: number): { tq: number; tk: number } {
+  return { tq: Math.max(1, Math.min(4, 8 / nch)), tk: Math.max(1, Math.min(4, 8 / nch)) };
 }
 
 /** The two attention kernel sets: workgroup-memory tiles (GPUs), subgroup kernels (CPU drivers). */
@@ -237,12 +254,13 @@ export function attentionSet(
 }
 
 /**
- * The direct (subgroup) variant's shape for head dim hd, or null for the tiled kernels: pinned by
- * gpu.kernels.attention, else direct on CPU drivers (attentionSet), and only for a head dim
- * divisible by 4 (16-byte loads); elsewhere the tiled kernels run.
+ * The direct (subgroup) kernels' blocks for head dim hd (forward, backward), or null for the tiled
+ * kernels: pinned by gpu.kernels.attention, else direct on CPU drivers (attentionSet), and only
+ * for a head dim divisible by 4 (16-byte loads); elsewhere the tiled kernels run.
  */
-export function attentionDirect(gpu: Gpu, hd: number): { wl: number; tq: number; tk: number } | null {
+export function attentionDirect(gpu: Gpu, hd: number): { fwd: DirectShape; bwd: DirectShape } | null {
   if (attentionSet(gpu).set !== 'direct' || hd % 4 !== 0) return null;
   const wl = Math.min(8, gpu.features.subgroupLanes);
-  return { wl, ...directBlocks(2 ** Math.ceil(Math.log2(Math.ceil(hd / 4 / wl)))) };
+  const nch = 2 ** Math.ceil(Math.log2(Math.ceil(hd / 4 / wl)));
+  return { fwd: { wl, ...forwardBlocks(nch) }, bwd: { wl, ...backwardBlocks(nch) } };
 }

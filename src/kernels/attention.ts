@@ -211,7 +211,7 @@ export function recordAttention(gpu: Gpu, rec: Recorder, args: AttentionArgs): v
   bindable(gpu, what, { q: args.q, k: args.k, v: args.v, o: args.o, lse: args.lse });
   const f = flags(what, args);
   const seg = keyStartBindings(gpu, what, args.keyStart, rows, 5);
-  const direct = attentionDirect(gpu, args.headDim);
+  const direct = attentionDirect(gpu, args.headDim)?.fwd;
   const t = direct ? { br: direct.tq, bc: direct.tk } : attentionTiles(gpu, 'attn_fwd', args.headDim);
   const pipe = pipelineFor(gpu, 'attn_fwd', {
     hd: args.headDim,
@@ -266,9 +266,7 @@ export function recordAttentionBackward(gpu: Gpu, rec: Recorder, args: Attention
 
   const u = uniforms(args.seq, args.seq, 0, args);
   // 2. dq per query block over KV tiles.
-  const fwd = attentionDirect(gpu, hd);
-  // dQ keeps three row blocks in registers (q, dO, dq): half the forward's rows (see directBlocks).
-  const direct = fwd && { ...fwd, tq: Math.max(1, fwd.tq / 2) };
+  const direct = attentionDirect(gpu, hd)?.bwd;
   const more = { ...f, seg: seg.length > 0, ...(direct && { direct }) };
   const tq = direct ? { br: direct.tq, bc: direct.tk } : attentionTiles(gpu, 'attn_bwd_dq', hd);
   const pq = pipelineFor(gpu, 'attn_bwd_dq', { hd, ...tq, ...more });
@@ -319,7 +317,7 @@ export function recordAttentionDecode(gpu: Gpu, rec: Recorder, args: AttentionDe
   needElems(what, 'o', args.o, qn, F32);
   bindable(gpu, what, { q: args.q, kCache: args.kCache, vCache: args.vCache, o: args.o });
   const f = flags(what, args);
-  let direct = attentionDirect(gpu, args.headDim);
+  let direct = attentionDirect(gpu, args.headDim)?.fwd;
   const u = uniforms(args.qLen, capacity, args.past, args);
   if (args.qLen < 8 && !direct) {
     const pipe = pipelineFor(gpu, 'attn_decode_rows', { hd: args.headDim, br: 1, bc: 1, ...f });

@@ -182,8 +182,9 @@ describe('attention on the GPU', () => {
   it('runs the direct kernels on this CPU driver by default, for head dims divisible by 4', async () => {
     const gpu = await getGpu();
     expect(gpu.features.subgroupLanes).toBeGreaterThanOrEqual(4);
-    expect(attentionDirect(gpu, 64)).toEqual({ wl: 8, tq: 8, tk: 4 });
-    expect(attentionDirect(gpu, 256)).toEqual({ wl: 8, tq: 2, tk: 1 });
+    expect(attentionDirect(gpu, 64)).toEqual({ fwd: { wl: 8, tq: 8, tk: 4 }, bwd: { wl: 8, tq: 4, tk: 4 } });
+    expect(attentionDirect(gpu, 128)).toEqual({ fwd: { wl: 8, tq: 8, tk: 4 }, bwd: { wl: 8, tq: 2, tk: 2 } });
+    expect(attentionDirect(gpu, 256)).toEqual({ fwd: { wl: 8, tq: 4, tk: 4 }, bwd: { wl: 8, tq: 1, tk: 1 } });
     expect(attentionDirect(gpu, 10)).toBeNull();
     gpu.kernels.attention = 'tiled';
     try {
