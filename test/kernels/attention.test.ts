@@ -51,6 +51,9 @@ const CASES: Case[] = [
   { batch: 3, seq: 13, heads: 6, kvHeads: 2, headDim: 64, scale: 0.3 },
   { batch: 2, seq: 21, heads: 4, kvHeads: 1, headDim: 128 },
   { batch: 1, seq: 9, heads: 2, kvHeads: 1, headDim: 256 },
+  // head dims 40 and 44 share one direct module (2 chunks per lane, the last one masked; p.hd at run time)
+  { batch: 2, seq: 19, heads: 4, kvHeads: 2, headDim: 40 },
+  { batch: 1, seq: 23, heads: 3, kvHeads: 1, headDim: 44, window: 6 },
   // sliding windows (shorter than a tile, and across tiles), soft-capping, ALiBi (BLOOM / Falcon)
   { batch: 2, seq: 37, heads: 6, kvHeads: 2, headDim: 12, window: 5 },
   { batch: 1, seq: 45, heads: 4, kvHeads: 4, headDim: 8, window: 20, softcap: 1.5, scale: 0.4 },
