@@ -19,6 +19,11 @@
  *   node bin/tabtune.mjs bench attention [--batch 1 --seq 256 --heads 9 --kv-heads 3 --head-dim 64] [--quick] [--json]
  *     (attention forward and forward + backward with the tiled and the direct kernels alternately;
  *     src/bench/attention-bench.ts)
+ *   node bin/tabtune.mjs bench tune [--rounds 3] [--json]
+ *     (what autotuning adds to a cold first run: the demo model's run tuning its kernels, as now and
+ *     with the baseline kernels first as before, against the same run given the tuned choices up
+ *     front; fresh processes with empty Mesa shader caches in rotating order; wall and CPU seconds
+ *     per shape class; src/bench/tune-bench.ts)
  *   node bin/tabtune.mjs bench generate [--layers 30] [--tokens 16] [--rounds 2] [--no-tune] [--json]
  *     (greedy generation tokens/s on the SmolLM2-135M shape as now and as before issue 12's
  *     generation work, timed alternately, after tuning the matmul kernels; src/bench/model-bench.ts)
@@ -40,6 +45,7 @@ import { benchLoraLinear, benchMatmul } from '../bench/linear-bench';
 import { type ShapeSource, benchMemory, shapeFromConfig } from '../bench/memory-bench';
 import { benchMethods } from '../bench/methods-bench';
 import { benchGeneration, benchTrainingStep } from '../bench/model-bench';
+import { type TuneMode, benchTuneCost, tuneRun } from '../bench/tune-bench';
 
 const ONE_FLAGS: Record<string, FlagSpec> = {
   m: { type: 'int', min: 1, required: true },
@@ -104,6 +110,13 @@ const GENERATE_FLAGS: Record<string, FlagSpec> = {
   tokens: { type: 'int', min: 1 },
   rounds: { type: 'int', min: 1 },
   'no-tune': { type: 'bool' },
+  json: { type: 'bool' },
+};
+
+const TUNE_FLAGS: Record<string, FlagSpec> = {
+  rounds: { type: 'int', min: 1 },
+  child: { type: 'string', choices: ['tune', 'tune-baseline', 'given'] },
+  choices: { type: 'string' },
   json: { type: 'bool' },
 };
 
@@ -295,6 +308,35 @@ export async function runBench(argv: string[]): Promise<number> {
     } finally {
       gpu.destroy();
     }
+  }
+  if (argv[0] === 'tune') {
+    const f = parseFlags(argv.slice(1), TUNE_FLAGS, 'bench tune');
+    const mode = str(f, 'child') as TuneMode | undefined;
+    if (mode) {
+      // One run of the pairs (src/bench/tune-bench.ts), its figures as one JSON line.
+      const gpu = await openGpu();
+      try {
+        const r = await tuneRun(gpu, mode, JSON.parse(str(f, 'choices') ?? '{}') as Record<string, string>);
+        process.stdout.write(`${JSON.stringify(r)}\n`);
+        return 0;
+      } finally {
+        gpu.destroy();
+      }
+    }
+    const json = bool(f, 'json') ?? false;
+    const r = await benchTuneCost({ rounds: num(f, 'rounds') ?? 3, log: (l) => log(json, l) });
+    const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+    for (const mode of ['tune', 'tune-baseline'] as const) {
+      const c = r[mode];
+      log(
+        json,
+        `${mode}: tuning added per class (median of ${r.rounds} rounds) ${s(c.added_wall_ms)} wall, ` +
+          `${s(c.added_cpu_ms)} CPU, ${c.extra_shaders} shaders in all; tuneMatmul alone ` +
+          `${s(c.tune_wall_ms)} wall, ${s(c.tune_cpu_ms)} CPU per class`,
+      );
+    }
+    if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
+    return 0;
   }
   if (argv[0] === 'kernels') {
     const f = parseFlags(argv.slice(1), KERNELS_FLAGS, 'bench kernels');

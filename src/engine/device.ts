@@ -3,8 +3,9 @@
  * it. Tuning keeps its choices in a KernelChoiceStore (IndexedDB in the app, a cache file for the
  * CLI): a run loads the saved choices, and between its steps times the kernels of the shapes it
  * met without one (src/kernels/matmul/tune.ts), about a second per gap, so training goes on with
- * the current kernels and switches class by class. No store, or the mode 'off' or a pin: no tuning,
- * the baseline kernels (or the pinned one).
+ * the current kernels and switches class by class (a class not tuned yet runs the device class's
+ * likely best member: gpu.kernels.prior). No store, or the mode 'off' or a pin: no tuning, the
+ * baseline kernels (or the pinned one).
  */
 
 import type { Gpu } from '../gpu/context';
@@ -62,6 +63,7 @@ export class KernelTuning {
   setMode(gpu: Gpu, mode: KernelMode): void {
     pinMember(gpu, typeof mode === 'object' ? mode.pin : null);
     this.mode = mode;
+    gpu.kernels.prior = false; // until the next run loads its choices
     gpu.kernels.choices.clear();
     this.loaded = false;
     this.progress = null;
@@ -76,6 +78,8 @@ export class KernelTuning {
     this.progress = null; // a run's tuning progress counts from its start
     this.lastGap = performance.now();
     const store = this.tuning;
+    // Classes not tuned yet run the device class's likely best member, not the baseline (tune.ts).
+    gpu.kernels.prior = !!store;
     if (!store || this.loaded) return;
     this.loaded = true;
     const saved = await store.load(deviceKey(gpu)).catch(() => null);

@@ -104,11 +104,17 @@ export class Gpu {
    * Which member of a kernel family runs (src/kernels/matmul/variants.ts): `pin` names one for every
    * problem it can serve (TABTUNE_KERNELS), `choices` maps a shape class to its autotuned member,
    * `seen` holds a problem of each class met without a choice (what src/kernels/matmul/tune.ts tunes).
+   * `prior` (set while autotuning is on): a class not tuned yet runs the device class's likely best
+   * member instead of the baseline. `tally` counts, per member and regime, the classes tuned on
+   * this device in which it lost by a wide margin, won, or won by a wide margin (tune.ts leaves out
+   * a clear loser).
    */
   readonly kernels = {
     pin: null as string | null,
     choices: new Map<string, string>(),
     seen: new Map<string, unknown>(),
+    prior: false,
+    tally: new Map<string, { lost: number; won: number; clear: number }>(),
     /** Width of the row-reduction kernels (src/kernels/row-width.ts): null = by device class. */
     rowWidth: null as number | null,
     /**

@@ -1,33 +1,54 @@
 /**
  * Autotuning of the matmul family: the shape classes a run meets (recorded by chooseConfig when it
- * falls back to the baseline: gpu.kernels.seen) are each timed on this device with every member
+ * has no choice for them: gpu.kernels.seen) are each timed on this device with every member
  * that can serve them, and the fastest is kept in gpu.kernels.choices, so the next recordings use
  * it. Choices are plain data ({ shape class: member }) under a device key, for the caller to keep
  * (a cache file for the CLI, IndexedDB in the app) and give back with applyChoices on the next run,
  * which then tunes nothing. gpu.kernels.pin (TABTUNE_KERNELS) overrides every choice.
  *
- * Cost (well under a second per class on lavapipe; docs/ENGINE.md has the figures):
+ * Cost. What a class costs is compiling its candidates' shaders and timing them; on a CPU driver
+ * compiling is nearly all of it (lavapipe compiles a direct shader at its first dispatch, 0.5-1 s
+ * of CPU each), and the shaders of the member the run then uses are paid by any run of it. What
+ * tuning adds to a cold first run is measured by `tabtune bench tune` (src/bench/tune-bench.ts:
+ * the same run tuning, and given the choices up front); README's performance section has the
+ * figures. How it is kept small:
+ *   - while tuning is on (gpu.kernels.prior, set by engine/device.ts), a class not tuned yet runs
+ *     the device class's likely best member (the first candidate, e.g. direct4x4 on a CPU driver)
+ *     rather than the baseline, so the first steps compile the shaders the tuned run uses;
+ *   - a member that lost RULED_OUT classes of a regime clearly (WIDE times slower than the winner,
+ *     e.g. tile64 on a CPU driver) and won none is not a candidate for the rest of the regime on
+ *     this device (variants.ts ruledOut; gpu.kernels.tally): its shaders are not compiled for them,
+ *     and a class left with one candidate is not timed at all;
  *   - the candidates are compiled first, all at once and off the caller's thread
  *     (Gpu.precompile: createComputePipelineAsync), then run once untimed (lavapipe compiles at
- *     the first dispatch, not at pipeline creation: its direct kernels take seconds each there
- *     on a cold shader cache, the bulk of a cold tuning); pipelines are cached by their WGSL, so
- *     classes whose candidates have the same shader share them;
+ *     the first dispatch, not at pipeline creation); pipelines are cached by their WGSL, so
+ *     classes whose candidates have the same shader (shapes are uniforms) share them, and tuning
+ *     times each class on a problem with the shader flags of the one met, so it compiles the very
+ *     shaders the run uses;
  *   - on CPU devices direct8x4 is not a candidate (variants.ts: its compile takes about twice
  *     direct4x4's there, and direct4x4 was as fast or faster on the LoRA layer);
  *   - the timed problem keeps the class's N and K but only as many rows as TUNE_MACS multiply-adds
- *     allow (at least TUNE_MIN_M): running the candidates, not compiling them, was most of the
- *     time at the training shapes (seconds per run at 512 rows on a CPU driver);
- *   - after the first round, candidates slower than DROP x the fastest are not timed again.
+ *     allow (at least TUNE_MIN_M);
+ *   - after two rounds, candidates slower than DROP x the fastest (best of each's two) are not
+ *     timed again.
  * The timing is round-robin (every candidate once per round) so a machine's background load falls
- * on all alike; a member wins only by more than 3% over the baseline, so noise does not swap
- * kernels.
+ * on all alike; a member wins only by more than 3% over the baseline (when the baseline was timed),
+ * so noise does not swap kernels.
  */
 import type { Gpu, Recorder } from '../../gpu/context';
 import type { Tensor } from '../../gpu/tensor';
 import { Workspace } from '../../gpu/workspace';
 import { recordMatmul } from '../matmul';
 import { type Nf4Tensor, nf4StatsLayout } from '../nf4';
-import { BASELINE, MATMUL_FAMILY, type SeenShape, candidatesFor, matmulConfig } from './variants';
+import {
+  MATMUL_FAMILY,
+  type SeenShape,
+  candidatesFor,
+  countOutcome,
+  matmulConfig,
+  ruledOut,
+  untunedMember,
+} from './variants';
 
 /** Rank of the LoRA segment; the rows of a timed problem: M, at most TUNE_MACS / (N K), at least TUNE_MIN_M. */
 const TUNE_RANK = 16;
@@ -35,7 +56,7 @@ const TUNE_MACS = 2 ** 24;
 const TUNE_MIN_M = 64;
 /** The dropout of a timed problem whose class met one (any p > 0 compiles the same shader). */
 const TUNE_DROPOUT = { seed: 1, p: 0.1 };
-/** A candidate slower than this times the fastest after the first round is not timed again. */
+/** A candidate slower than this times the fastest after two rounds is not timed again. */
 const DROP = 1.3;
 
 /** The rows of the problem timed for a class met with M rows (multiples of 8 beyond 8). */
@@ -55,6 +76,8 @@ export interface TuneResult {
   /** Median ms per member timed (the rows: `rows`), in the order tried. */
   ms: Record<string, number>;
   chosen: string;
+  /** Candidates left out as clear losers on this device (variants.ts ruledOut). */
+  skipped: string[];
   rows: number;
   /**
    * Wall ms of the class, in two parts: compiling its candidates (`compiled` new pipelines: their
@@ -185,11 +208,13 @@ async function timeShape(gpu: Gpu, seen: SeenShape, names: string[], budgetMs: n
     const t0 = performance.now();
     const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
     let timing = names;
-    for (let rep = 0; rep < 5 && (rep < 1 || performance.now() - t0 < budgetMs); rep++) {
+    // Two rounds at least: one slow run (a machine's load) does not drop a candidate.
+    for (let rep = 0; rep < 5 && (rep < 2 || performance.now() - t0 < budgetMs); rep++) {
       for (const n of timing) times[n]!.push(await timeOnce(gpu, run(n)));
-      if (rep === 0) {
-        const best = Math.min(...timing.map((n) => times[n]![0]!));
-        timing = timing.filter((n) => times[n]![0]! <= DROP * best);
+      if (rep === 1) {
+        const fastest = (n: string) => Math.min(...times[n]!);
+        const best = Math.min(...timing.map(fastest));
+        timing = timing.filter((n) => fastest(n) <= DROP * best);
         if (timing.length < 2) break;
       }
     }
@@ -218,19 +243,22 @@ export async function tuneMatmul(
   for (const [i, cls] of classes.entries()) {
     opts.onProgress?.({ done: i, total: classes.length, shapeClass: cls });
     const seen = gpu.kernels.seen.get(cls) as SeenShape;
-    const names = candidatesFor(gpu, seen.shape, seen.splitK > 1).map((c) => c.name);
-    // The baseline is always a candidate (the fallback when nothing beats it clearly).
-    const fallback = seen.shape.M <= 8 && seen.splitK <= 1 ? 'gemv' : BASELINE;
-    let chosen = fallback;
+    const all = candidatesFor(gpu, seen.shape, seen.splitK > 1).map((c) => c.name);
+    const kept = all.filter((n) => !ruledOut(gpu, n, seen.shape));
+    const names = kept.length ? kept : all;
+    // The baseline, when a candidate, is the fallback when nothing beats it clearly.
+    const fallback = untunedMember(seen.shape, seen.splitK);
+    let chosen = names.includes(fallback) ? fallback : names[0]!;
     let timed: Timed = { ms: {}, rows: 0, compileMs: 0, compiled: 0, timedMs: 0 };
     if (names.length > 1) {
       timed = await timeShape(gpu, seen, names, opts.budgetMs ?? 250);
       const ms = timed.ms;
       const best = names.reduce((x, y) => (ms[y]! < ms[x]! ? y : x));
-      if (ms[best]! < ms[fallback]! / 1.03) chosen = best;
+      if (!names.includes(fallback) || ms[best]! < ms[fallback]! / 1.03) chosen = best;
+      countOutcome(gpu, seen.shape, ms, chosen);
     }
     gpu.kernels.choices.set(cls, chosen);
-    out.push({ shapeClass: cls, chosen, ...timed });
+    out.push({ shapeClass: cls, chosen, skipped: all.filter((n) => !names.includes(n)), ...timed });
   }
   opts.onProgress?.({ done: classes.length, total: classes.length, shapeClass: '' });
   return out;

@@ -3,7 +3,8 @@
  * a default candidate for, and how a member becomes a concrete variant for one problem. recordMatmul
  * picks the member by, in order: the call's `variant` (benchmarks, tests), the pinned one
  * (Gpu.kernels.pin), the autotuned choice of the problem's shape class (Gpu.kernels.choices), else
- * the baseline (the kernels every device ran before the family).
+ * the device class's first candidate while autotuning is on and the class is not tuned yet
+ * (Gpu.kernels.prior), else the baseline (the kernels every device ran before the family).
  *
  * Members (see docs/ENGINE.md for what each is for):
  *   tile64      shaders/matmul.wgsl: 64x64 workgroup tiles staged in workgroup memory, BK 16, 4x4
@@ -234,9 +235,10 @@ export interface SeenShape {
 }
 
 /**
- * The member for a problem: the call's, the pinned, the tuned, or the baseline (gemv for a few
- * rows, tile64 otherwise: the kernels that ran before the family; the direct members are chosen by
- * tuning or pinning). `splits` > 1: the problem is split over K, which the small-M kernels cannot do.
+ * The member for a problem: the call's, the pinned, the tuned, the prior's (candidatesFor's first,
+ * while autotuning is on), or the baseline (gemv for a few rows, tile64 otherwise: the kernels
+ * that ran before the family). `splits` > 1: the problem is split over K, which the small-M
+ * kernels cannot do.
  */
 export function chooseConfig(gpu: Gpu, s: ShapeOf, forced?: string, splits = 1, flags?: ShaderFlags): MatmulConfig {
   const noSmall = splits > 1;
@@ -264,5 +266,66 @@ export function chooseConfig(gpu: Gpu, s: ShapeOf, forced?: string, splits = 1, 
   const met = gpu.kernels.seen.get(cls) as SeenShape | undefined;
   if (!gpu.kernels.pin && (!met || macs(s) > macs(met.shape)))
     gpu.kernels.seen.set(cls, { shape: s, splitK: splits, flags });
-  return matmulConfig(s.M <= SMALL_M && !noSmall ? 'gemv' : BASELINE);
+  // While autotuning is on, the device class's likely best until the class is tuned (the first
+  // candidate tuning has not ruled out): the shaders the tuned run will use compile now, and
+  // tuning need not compile the baseline's once it has lost clearly (tune.ts).
+  if (gpu.kernels.prior && !gpu.kernels.pin) {
+    const cands = candidatesFor(gpu, s, noSmall);
+    const first = cands.find((c) => !ruledOut(gpu, c.name, s)) ?? cands[0];
+    if (first) return first;
+  }
+  return matmulConfig(untunedMember(s, splits));
+}
+
+/** The member a problem runs without a choice, a pin or the prior: the kernels before the family. */
+export function untunedMember(s: Pick<ShapeOf, 'M'>, splits: number): string {
+  return s.M <= SMALL_M && splits <= 1 ? 'gemv' : BASELINE;
+}
+
+/** A member at least WIDE times slower than a class's winner lost it clearly; the winner, if all were, won it clearly. */
+export const WIDE = 1.5;
+/** After this many clear losses in a regime a member is no longer a candidate in it (see ruledOut). */
+export const RULED_OUT = 3;
+
+/**
+ * The regime a tuning outcome counts in (Gpu.kernels.tally): members compare differently with
+ * another weight dtype and with few rows, so the evidence of one does not rule on the other.
+ */
+function regime(member: string, s: Pick<ShapeOf, 'M' | 'bType'>): string {
+  return `${member}|${s.bType}|${s.M <= SMALL_M ? 'xs' : 'm'}`;
+}
+
+/**
+ * Whether tuning leaves `member` out of a class like `s` on this device (e.g. tile64 against the
+ * direct kernels on a CPU driver, so its shaders need not compile for the rest): it has lost at
+ * least RULED_OUT classes of the regime clearly, at least twice as many as it won, and won none
+ * clearly. A close win (within WIDE, often the noise of a small problem) only delays it.
+ */
+export function ruledOut(gpu: Gpu, member: string, s: Pick<ShapeOf, 'M' | 'bType'>): boolean {
+  const t = gpu.kernels.tally.get(regime(member, s));
+  return !!t && t.clear === 0 && t.lost >= RULED_OUT && t.lost >= 2 * t.won;
+}
+
+/**
+ * Counts a tuned class's outcome (median ms per member timed): a win for the chosen member (clear
+ * when every other is WIDE times slower), a clear loss for each member WIDE times slower than it.
+ */
+export function countOutcome(
+  gpu: Gpu,
+  s: Pick<ShapeOf, 'M' | 'bType'>,
+  ms: Record<string, number>,
+  chosen: string,
+): void {
+  const best = ms[chosen];
+  if (best === undefined) return;
+  const others = Object.entries(ms).filter(([n]) => n !== chosen);
+  for (const [name, t] of Object.entries(ms)) {
+    const key = regime(name, s);
+    const c = gpu.kernels.tally.get(key) ?? { lost: 0, won: 0, clear: 0 };
+    if (name === chosen) {
+      c.won++;
+      if (others.every(([, o]) => o >= WIDE * best)) c.clear++;
+    } else if (t >= WIDE * best) c.lost++;
+    gpu.kernels.tally.set(key, c);
+  }
 }
