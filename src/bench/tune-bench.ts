@@ -7,7 +7,8 @@
  *   tune           as a first run tunes now: the first steps run the prior (the device class's
  *                  likely best member, gpu.kernels.prior) and note their shape classes, every
  *                  class is tuned (clear losers left out), the second steps run the tuned kernels;
- *   tune-baseline  as before the prior: the first steps run the baseline kernels (tile64, gemv);
+ *   tune-baseline  as before: the first steps run the baseline kernels (tile64, gemv), and every
+ *                  candidate of every class is timed;
  *   given          the choices of the last run that tuned are applied up front (applyChoices, as
  *                  a run with a cache file does) and both steps of each shape run them.
  * Every mode compiles the shaders the run uses, so a tuning mode minus given is tuning's own cost:
@@ -57,7 +58,10 @@ export interface TuneRun {
   /** The steps, tuning included, from the first step to the last. */
   wall_ms: number;
   cpu_ms: number;
-  /** tune: tuneMatmul alone. */
+  /** The first steps alone (every shape once). */
+  first_wall_ms: number;
+  first_cpu_ms: number;
+  /** tuneMatmul alone. */
   tune_wall_ms: number;
   tune_cpu_ms: number;
   /** Pipelines created by the first steps, by tuning, and by the second steps. */
@@ -118,7 +122,7 @@ export async function tuneRun(gpu: Gpu, mode: TuneMode, choices: Record<string, 
     const p1 = gpu.pipelineCount;
     const tw = performance.now();
     const tc = cpuMs();
-    const tuning = mode === 'given' ? [] : await tuneMatmul(gpu);
+    const tuning = mode === 'given' ? [] : await tuneMatmul(gpu, { everyCandidate: mode === 'tune-baseline' });
     const tune_wall_ms = performance.now() - tw;
     const tune_cpu_ms = cpuMs() - tc;
     const p2 = gpu.pipelineCount;
@@ -128,6 +132,8 @@ export async function tuneRun(gpu: Gpu, mode: TuneMode, choices: Record<string, 
       classes: mode === 'given' ? Object.keys(choices).length : tuning.length,
       wall_ms: performance.now() - w0,
       cpu_ms: cpuMs() - c0,
+      first_wall_ms: tw - w0,
+      first_cpu_ms: tc - c0,
       tune_wall_ms,
       tune_cpu_ms,
       compiled_first: p1 - p0,
@@ -211,7 +217,8 @@ export async function benchTuneCost(opts: {
   const pipelines = (r: TuneRun) => r.compiled_first + r.compiled_tuning + r.compiled_after;
   const show = (r: TuneRun) =>
     opts.log(
-      `${r.mode}: ${r.classes} classes, run ${s(r.wall_ms)} wall / ${s(r.cpu_ms)} CPU` +
+      `${r.mode}: ${r.classes} classes, run ${s(r.wall_ms)} wall / ${s(r.cpu_ms)} CPU ` +
+        `(first steps ${s(r.first_wall_ms)} / ${s(r.first_cpu_ms)})` +
         (r.mode !== 'given' ? `; tuneMatmul ${s(r.tune_wall_ms)} wall / ${s(r.tune_cpu_ms)} CPU` : '') +
         `; pipelines ${r.compiled_first} (first steps) + ${r.compiled_tuning} (tuning) + ${r.compiled_after} (after)`,
     );

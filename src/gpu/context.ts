@@ -3,12 +3,10 @@
  *   - the adapter's real limits and features (shader-f16, subgroups),
  *   - a byte-accounting allocator (every buffer it hands out is counted per MemoryCategory),
  *   - a pipeline cache keyed by WGSL source and entry point,
- *   - a Recorder that puts many dispatches into one command encoder and one submit,
- *   - readback helpers,
+ *   - a Recorder that puts many dispatches into one command encoder and one submit; readback helpers,
  *   - typed errors: validation and out-of-memory errors and device loss are turned into GpuError
  *     subclasses and thrown from the next submit/read/check instead of being lost in the console.
- * It is the same in the browser and in Node; only how the adapter is obtained differs
- * (see browser.ts and node.ts).
+ * It is the same in the browser and in Node; only how the adapter is obtained differs (see browser.ts, node.ts).
  *
  * The Recorder and the binding convention of every kernel are in recorder.ts.
  */
@@ -101,13 +99,9 @@ export class Gpu {
    */
   onShader: ((label: string, code: string, entryPoint: string) => void) | null = null;
   /**
-   * Which member of a kernel family runs (src/kernels/matmul/variants.ts): `pin` names one for every
-   * problem it can serve (TABTUNE_KERNELS), `choices` maps a shape class to its autotuned member,
-   * `seen` holds a problem of each class met without a choice (what src/kernels/matmul/tune.ts tunes).
-   * `prior` (set while autotuning is on): a class not tuned yet runs the device class's likely best
-   * member instead of the baseline. `tally` counts, per member and regime, the classes tuned on
-   * this device in which it lost by a wide margin, won, or won by a wide margin (tune.ts leaves out
-   * a clear loser).
+   * Which member of a kernel family runs (src/kernels/matmul/variants.ts): `pin` for every problem it serves
+   * (TABTUNE_KERNELS), `choices` a shape class's tuned member, `seen` a problem of each class met without one
+   * (tune.ts tunes them); while tuning, `prior`: untuned classes run the likely best, `tally`: see ruledOut.
    */
   readonly kernels = {
     pin: null as string | null,

@@ -17,7 +17,7 @@ import { Engine } from '../../src/engine/engine';
 import { KernelTuning } from '../../src/engine/device';
 import { attentionDirect } from '../../src/kernels/attention-variants';
 import { deviceKey, untunedClasses } from '../../src/kernels/matmul/tune';
-import { BASELINE, chooseConfig } from '../../src/kernels/matmul/variants';
+import { BASELINE, candidatesFor, chooseConfig } from '../../src/kernels/matmul/variants';
 import { IndexedDbKernelStore } from '../../src/store/kernel-choices';
 import { writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { getGpu } from '../helpers/gpu';
@@ -74,7 +74,11 @@ describe('KernelTuning', () => {
 
       run.setMode(gpu, 'auto');
       await run.load(gpu);
-      expect(step()).toBe(BASELINE); // nothing saved yet: the baseline, and the class is noted
+      // Nothing saved yet: the prior (the device class's likely best, not the baseline), and the
+      // class is noted.
+      const prior = candidatesFor(gpu, shape)[0]!.name;
+      expect(gpu.kernels.prior).toBe(true);
+      expect(step()).toBe(prior);
       expect(untunedClasses(gpu)).toHaveLength(1);
       expect(await run.tune(gpu, onStage)).toBe(1);
       expect(stages).toEqual(['0/1', '1/1']);
@@ -99,9 +103,13 @@ describe('KernelTuning', () => {
       await next.forget(gpu, deviceKey(gpu));
       expect(await next.list(gpu)).toEqual([]);
       expect(gpu.kernels.choices.size).toBe(0);
-      expect(step()).toBe(BASELINE);
+      expect(step()).toBe(prior);
       expect(untunedClasses(gpu)).toHaveLength(1); // the next run tunes it again
+      run.setMode(gpu, 'off');
+      expect(gpu.kernels.prior).toBe(false);
+      expect(step()).toBe(BASELINE);
     } finally {
+      gpu.kernels.prior = false;
       gpu.kernels.pin = null;
       gpu.kernels.choices.clear();
       gpu.kernels.seen.clear();
@@ -185,6 +193,7 @@ describe('KernelTuning', () => {
       expect(events).toEqual(['step 1', 'step 2']);
       expect(gpu.kernels.choices.size).toBe(kept);
     } finally {
+      gpu.kernels.prior = false;
       gpu.kernels.choices.clear();
       gpu.kernels.seen.clear();
       await rm(dir, { recursive: true, force: true });

@@ -236,7 +236,13 @@ async function timeShape(gpu: Gpu, seen: SeenShape, names: string[], budgetMs: n
  */
 export async function tuneMatmul(
   gpu: Gpu,
-  opts: { budgetMs?: number; only?: string[]; onProgress?: (p: TuneProgress) => void } = {},
+  opts: {
+    budgetMs?: number;
+    only?: string[];
+    onProgress?: (p: TuneProgress) => void;
+    /** Time every candidate, clear losers too (`bench tune` measures tuning as it was before). */
+    everyCandidate?: boolean;
+  } = {},
 ): Promise<TuneResult[]> {
   const classes = untunedClasses(gpu).filter((c) => !opts.only || opts.only.includes(c));
   const out: TuneResult[] = [];
@@ -244,7 +250,7 @@ export async function tuneMatmul(
     opts.onProgress?.({ done: i, total: classes.length, shapeClass: cls });
     const seen = gpu.kernels.seen.get(cls) as SeenShape;
     const all = candidatesFor(gpu, seen.shape, seen.splitK > 1).map((c) => c.name);
-    const kept = all.filter((n) => !ruledOut(gpu, n, seen.shape));
+    const kept = opts.everyCandidate ? all : all.filter((n) => !ruledOut(gpu, n, seen.shape));
     const names = kept.length ? kept : all;
     // The baseline, when a candidate, is the fallback when nothing beats it clearly.
     const fallback = untunedMember(seen.shape, seen.splitK);
