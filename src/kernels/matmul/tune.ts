@@ -10,15 +10,17 @@
  * compiling is nearly all of it (lavapipe compiles a direct shader at its first dispatch, 0.5-1 s
  * of CPU each), and the shaders of the member the run then uses are paid by any run of it. What
  * tuning adds to a cold first run is measured by `tabtune bench tune` (src/bench/tune-bench.ts:
- * the same run tuning, and given the choices up front); README's performance section has the
- * figures. How it is kept small:
+ * the same run tuning, and given the choices up front): on lavapipe with an empty shader cache
+ * about 0.2 s of CPU per class (0.6 s before the two changes below), under 0.1 s of it in
+ * tuneMatmul itself; README's performance section has the figures. How it is kept small:
  *   - while tuning is on (gpu.kernels.prior, set by engine/device.ts), a class not tuned yet runs
  *     the device class's likely best member (the first candidate, e.g. direct4x4 on a CPU driver)
  *     rather than the baseline, so the first steps compile the shaders the tuned run uses;
  *   - a member that lost RULED_OUT classes of a regime clearly (WIDE times slower than the winner,
- *     e.g. tile64 on a CPU driver) and won none is not a candidate for the rest of the regime on
- *     this device (variants.ts ruledOut; gpu.kernels.tally): its shaders are not compiled for them,
- *     and a class left with one candidate is not timed at all;
+ *     e.g. tile64 on a CPU driver), won none by that margin and at most half as many as it lost,
+ *     is not a candidate for the rest of the regime on this device (variants.ts ruledOut;
+ *     gpu.kernels.tally): its shaders are not compiled for them, and a class left with one
+ *     candidate is not timed at all;
  *   - the candidates are compiled first, all at once and off the caller's thread
  *     (Gpu.precompile: createComputePipelineAsync), then run once untimed (lavapipe compiles at
  *     the first dispatch, not at pipeline creation); pipelines are cached by their WGSL, so
