@@ -2,10 +2,10 @@
  * The engine's device: the summary of it the app and the CLI show, and the matmul kernels tuned for
  * it. Tuning keeps its choices in a KernelChoiceStore (IndexedDB in the app, a cache file for the
  * CLI): a run loads the saved choices, and between its steps times the kernels of the shapes it
- * met without one (src/kernels/matmul/tune.ts), about a second per gap, so training goes on with
- * the current kernels and switches class by class (a class not tuned yet runs the device class's
- * likely best member: gpu.kernels.prior). No store, or the mode 'off' or a pin: no tuning, the
- * baseline kernels (or the pinned one).
+ * met without one (src/kernels/matmul/tune.ts), about a second per gap (all that are left after the
+ * last step), so training goes on with the current kernels and switches class by class (a class
+ * not tuned yet runs the device class's likely best member: gpu.kernels.prior). No store, or the
+ * mode 'off' or a pin: no tuning, the baseline kernels (or the pinned one).
  */
 
 import type { Gpu } from '../gpu/context';
@@ -87,15 +87,16 @@ export class KernelTuning {
   }
 
   /**
-   * Between two steps: tunes shape classes met without a choice for about gapMs (at least one),
+   * Between two steps: tunes shape classes met without a choice for about gapMs (at least one;
+   * after a run's last step, `last`, all of them, so the next run on the device tunes nothing),
    * calling `onStage` before each with how many are done of how many since tuning began, and
    * once more when all are done; saves the choices. Returns the classes tuned.
    */
-  async tune(gpu: Gpu, onStage: (p: { done: number; total: number }) => void): Promise<number> {
+  async tune(gpu: Gpu, onStage: (p: { done: number; total: number }) => void, last = false): Promise<number> {
     const store = this.tuning;
     const classes = store ? untunedClasses(gpu) : [];
     const t0 = performance.now();
-    const budget = Math.max(this.gapMs, this.gapShare * (t0 - this.lastGap));
+    const budget = last ? Infinity : Math.max(this.gapMs, this.gapShare * (t0 - this.lastGap));
     this.lastGap = t0;
     if (!store || classes.length === 0) return 0;
     const p = this.progress ?? { done: 0, total: 0 };

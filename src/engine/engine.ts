@@ -373,7 +373,7 @@ export class Engine implements EngineApi {
         resume,
         control: this.control,
         prepare: () => this.kernels.load(this.gpu),
-        afterStep: async (stage) => void (await this.kernels.tune(this.gpu, stage)),
+        afterStep: async (stage, last) => void (await this.kernels.tune(this.gpu, stage, last)),
         onProgress: hooks.onProgress,
         onStage: hooks.onStage,
         onCheckpoint: hooks.onCheckpoint,

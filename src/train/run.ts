@@ -103,9 +103,10 @@ export interface TrainRunInput {
    * After each step has reported its progress (the engine tunes the matmul kernels of the shapes
    * met without a choice, a time budget at a time, so training goes on with the current kernels
    * meanwhile and switches class by class; it calls `stage` with its progress; after the last step
-   * too, so what a run met is tuned for the next). Its time is not training time.
+   * too, `last` true, when it tunes every class left, so what a run met is tuned for the next). Its
+   * time is not training time.
    */
-  afterStep?: (stage: (tune: { done: number; total: number }) => void) => Promise<void>;
+  afterStep?: (stage: (tune: { done: number; total: number }) => void, last: boolean) => Promise<void>;
   onProgress?: (p: TrainProgress) => void;
   /** Called before the base model's validation loss is measured, and before the first step. */
   onStage?: (s: TrainStage) => void;
@@ -362,7 +363,7 @@ export async function trainRun(input: TrainRunInput): Promise<
       if (ckptDue && !last) await checkpoint();
       if (input.afterStep) {
         const t0 = performance.now();
-        await input.afterStep((tune) => stage('tuning-kernels', tune));
+        await input.afterStep((tune) => stage('tuning-kernels', tune), last);
         pausedMs += performance.now() - t0; // not training time
       }
     }
