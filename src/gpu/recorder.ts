@@ -29,9 +29,15 @@ interface RecordingDevice {
   throwIfFailed(): void;
 }
 
-/** Uniform buffers kept for reuse (recorder labels) and bind groups kept (entries), at most. */
+/**
+ * Uniform buffers kept for reuse (recorder labels) and bind groups kept (entries), at most. The
+ * groups must hold a training step's and its validation's together, or the cache, cleared when
+ * full, makes them all again every step: a checkpointed step makes ~100 per layer and the
+ * validation ~20 (36 layers: ~3700 + ~700, over the 4096 this once was). The cap only bounds
+ * what is kept; a small model keeps what it uses.
+ */
 const MAX_UNIFORM_LABELS = 16;
-const MAX_BIND_GROUPS = 4096;
+const MAX_BIND_GROUPS = 16384;
 
 /**
  * What submits reuse (one per device): a uniform buffer per recorder reuse key (the label unless

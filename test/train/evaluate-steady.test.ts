@@ -6,7 +6,8 @@
  * validation (the training runner, between steps) and on lossSums through an evaluation runner
  * kept between calls, with a packed batch and a shorter last batch among the batches; evalLoss
  * (the engine's evaluate, a run's baseline loss) makes its one-time runner's groups per call, the
- * same number however many batches.
+ * same number however many batches. A deep model's checkpointed steps with validation between
+ * them fit the cache together (it once overflowed and made every group again each step).
  */
 import { describe, expect, it } from 'vitest';
 import { loraScaleInfo } from '../../src/lora/config';
@@ -116,6 +117,59 @@ describe('evaluation: no bind groups once warm', () => {
       expect(perCall[2]).toBe(perCall[0]);
     } finally {
       runner.dispose();
+      trainer.dispose();
+      lora.dispose();
+      model.dispose();
+    }
+  });
+
+  it('a deep model (36 layers, activation checkpointing): steps with validation between them, none once warm', async () => {
+    // The submit cache must hold a step's groups and the validation's together: 36 layers of
+    // checkpointed training make ~3700, the validation ~700 more (src/gpu/recorder.ts). With less
+    // room it dropped them all when full, and every step + validation made ~4500 again.
+    const gpu = await getGpu();
+    const tiny = await tinyGpuModel(gpu, { modelType: 'llama', seed: 9, overrides: { num_hidden_layers: 36 } });
+    const model = tiny.model;
+    const V = model.config.vocabSize;
+    const cfg = loraConfigFromSettings(
+      { r: 2, lora_alpha: 4, lora_dropout: 0.1, target_modules: 'all-linear', use_rslora: false },
+      'llama',
+    );
+    const lora = GpuLora.fromArrays(
+      gpu,
+      model.linears,
+      initLoraModules(cfg, resolveTargets(cfg, model.linears), 1),
+      (m) => loraScaleInfo(cfg, m),
+    );
+    const trainer = new Trainer(
+      gpu,
+      model,
+      lora,
+      {
+        optimizer: 'adamw',
+        lr: 1e-3,
+        weightDecay: 0,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        maxGradNorm: 1,
+        scheduler: 'constant',
+        warmup: 0,
+        totalSteps: 10,
+      },
+      { maxTokens: 2 * 8, lossEvery: 2, checkpointActivations: true },
+    );
+    try {
+      const made: number[] = [];
+      for (let step = 0; step < 4; step++) {
+        const before = gpu.counters.bindGroups;
+        await trainer.trainStep([micro(V, 2, 8, 20 + step)], true);
+        await trainer.evaluate([micro(V, 2, 8, 4)]);
+        made.push(gpu.counters.bindGroups - before);
+      }
+      expect(made[0]).toBeGreaterThan(4096);
+      expect(made.slice(1)).toEqual([0, 0, 0]);
+    } finally {
       trainer.dispose();
       lora.dispose();
       model.dispose();
