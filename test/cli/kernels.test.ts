@@ -2,7 +2,8 @@
  * The CLI's kernel settings (src/cli/kernels.ts): TABTUNE_KERNELS pins a member, "baseline" turns
  * tuning off, an unknown name is a usage error naming the family; unset, the tuned choices are kept
  * per device in a cache file (written whole; an unreadable file only means tuning again);
- * TABTUNE_ATTENTION pins the attention kernels (with a note where a pinned set cannot run).
+ * TABTUNE_ATTENTION pins the attention kernels (with a note where a pinned set cannot run), and
+ * `tabtune info` names the set that runs.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fileChoiceStore, kernelCachePath, kernelSetup } from '../../src/cli/kernels';
 import { getGpu } from '../helpers/gpu';
+import { runCommand } from '../helpers/proc';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -86,5 +88,16 @@ describe('CLI kernel settings', () => {
     });
     writeFileSync(path, '{ not json');
     expect(await fileChoiceStore(path).load('dev-a')).toBeNull(); // tuned again
+  });
+
+  it('`tabtune info` names the attention set that runs and why (TABTUNE_ATTENTION pins it)', async () => {
+    const root = join(import.meta.dirname, '..', '..');
+    const info = (env: Record<string, string>) =>
+      runCommand(process.execPath, [join(root, 'bin', 'tabtune.mjs'), 'info'], root, env);
+    const auto = await info({});
+    expect(auto.code).toBe(0);
+    expect(auto.stdout).toMatch(/\nattention kernels: direct \(this device is a CPU driver with subgroups, [^)]*\)\n/);
+    const tiled = await info({ TABTUNE_ATTENTION: 'tiled' });
+    expect(tiled.stdout).toMatch(/\nattention kernels: tiled \(pinned\)\n/);
   });
 });
