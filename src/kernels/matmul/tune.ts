@@ -75,7 +75,7 @@ export interface TuneProgress {
 
 export interface TuneResult {
   shapeClass: string;
-  /** Median ms per member timed (the rows: `rows`), in the order tried. */
+  /** Median ms per member timed (the lower one of an even count; the rows: `rows`), in the order tried. */
   ms: Record<string, number>;
   chosen: string;
   /** Candidates left out as clear losers on this device (variants.ts ruledOut). */
@@ -152,7 +152,8 @@ async function timeOnce(gpu: Gpu, record: (rec: Recorder) => void): Promise<numb
   return performance.now() - t0;
 }
 
-const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+/** The lower median: of two runs the faster (a machine's load only ever adds time; the upper one of two is the slower). */
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]!;
 
 /** Compiles, then times the candidates of one seen shape (see the file comment). */
 async function timeShape(gpu: Gpu, seen: SeenShape, names: string[], budgetMs: number): Promise<Timed> {
