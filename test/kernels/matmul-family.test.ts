@@ -251,3 +251,41 @@ describe.each(big.filter((v) => v.startsWith('direct')))('matmul family member %
     COLD,
   );
 });
+
+// Depth tails (src/kernels/matmul/direct.ts step1) are compiled only where a K chunk needs one; one
+// member covers the plan's choice (the family's checks above run both forms of every member).
+describe('matmul direct kernel, depth tails', () => {
+  const variant = 'direct4x4';
+  it(
+    'depths a multiple of 4 run shaders without the one-depth step (_k4), others with it; chunks, split-K, against float64',
+    async () => {
+      const gpu = await getGpu();
+      const used: string[] = [];
+      const pipeline = gpu.pipeline.bind(gpu);
+      gpu.pipeline = (label, code, entryPoint) => {
+        if (label.startsWith('matmul_direct')) used.push(label);
+        return pipeline(label, code, entryPoint);
+      };
+      const uses = async (k4: boolean, run: () => Promise<unknown>) => {
+        used.length = 0;
+        await run();
+        expect(used.length).toBeGreaterThan(0);
+        for (const l of used) expect(l.includes('_k4'), l).toBe(k4);
+      };
+      try {
+        // Along K in chunks (the binding limit): of 16 (A's rows) or of 7 (B's long rows, so a tail).
+        const chunked = { variant, M: 37, N: 36, transA: true, accumulate: true, maxBindingBytes: 4096 } as const;
+        await uses(true, () => check({ ...chunked, K: 72 }));
+        await uses(false, () => check({ ...chunked, K: 71 }));
+        await uses(false, () => check({ ...chunked, N: 129, K: 72 }));
+        await uses(true, () => check({ variant, M: 64, N: 72, K: 512, transA: true, splitK: 5, accumulate: true }));
+        await uses(false, () => check({ variant, M: 64, N: 72, K: 510, transA: true, splitK: 5 }));
+        await uses(true, () => check({ variant: 'rows', M: 5, N: 36, K: 44, transB: true, bType: 'bf16' }));
+        await uses(false, () => check({ variant: 'rows', M: 5, N: 36, K: 45, transB: true, bType: 'bf16' }));
+      } finally {
+        gpu.pipeline = pipeline;
+      }
+    },
+    COLD,
+  );
+});

@@ -397,7 +397,12 @@ export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
     // and whether an f16 bias' widening is compiled in (f16 models), so fewer shaders compile.
     if (ex) variant.seg2 = { transA: false, transB: false };
     if (p.biasType) variant.bias = p.biasType === 'f16' || p.bType === 'f16' ? 'f16' : 'f32';
-    if (direct) variant.outDrop = false;
+    if (direct) {
+      variant.outDrop = false;
+      // Whether a depth range may end off a multiple of 4: a K chunk's length is (split-K slices
+      // are multiples of 16 but the last, which ends at K, as the one chunk does).
+      variant.kTail = kChunks.some(([, kc]) => kc % 4 !== 0);
+    }
     variant.f16 = gpu.features.f16 && p.bType === 'f16';
   }
   return {
