@@ -31,7 +31,8 @@
 //                                a vector that starts inside a row of the tensor ends inside its
 //                                16-byte-rounded buffer, and its lanes past the end feed only
 //                                outputs that are never stored);
-//            step1(k)            one depth (the tail when the depth range is not a multiple of 4);
+//            step1(k)            one depth (the tail when the depth range is not a multiple of 4;
+//                                empty in the variants whose K chunks all are: names with _k4);
 //            seg2(k)             one depth of segment 2 (the LoRA rank), scalar loads;
 //            out_drop()          multiplies the block (holding segment 2 alone) by the output dropout
 //                                mask, before segment 1 is added to it;

@@ -282,7 +282,7 @@ export function directPrelude(s: DirectSpec): string[] {
     return f;
   };
   // step1 only where a depth range can end off a multiple of 4 (a K chunk of such a length):
-  // on lavapipe it is a quarter to a third of the shader's compile time, and never runs otherwise.
+  // on lavapipe it is about a third of the shader's compile time, and never runs otherwise.
   L.push(...(s.kTail ? one('step1', 'a_s', 'b_s') : ['fn step1(k: u32) {}']));
   L.push(...(s.seg2 ? one('seg2', 'a2', 'b2') : ['fn seg2(k: u32) {}']));
   const od = ['fn out_drop() {'];
