@@ -1,6 +1,7 @@
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { GpuValidationError, params } from '../src/gpu';
+import { GpuLimitError, GpuValidationError, params } from '../src/gpu';
+import { guardMappings, mappingBudget } from '../src/gpu/node';
 import { getGpu } from './helpers/gpu';
 
 const ADD = /* wgsl */ `
@@ -88,6 +89,93 @@ describe('gpu runtime', () => {
     gpu.free(out);
     expect(gpu.submitCache.size).toBe(kept);
     gpu.free(a);
+  });
+
+  it('stops a submit that would make more new bind groups than the budget, with what to do, and stays usable', async () => {
+    const gpu = await getGpu();
+    const n = 5;
+    const pipe = gpu.pipeline('add', ADD);
+    const a = gpu.tensorF32('a', [n], 'scratch', [1, 2, 3, 4, 5]);
+    const outs = Array.from({ length: 4 }, (_, i) => gpu.tensorF32(`out${i}`, [n], 'scratch', new Array(n).fill(0)));
+    const record = () => {
+      const rec = gpu.recorder('many-groups');
+      for (const out of outs) rec.dispatch(pipe, [a, out], [1], params(n, { f: 1 }));
+      return rec;
+    };
+    const before = gpu.bindGroupBudget;
+    try {
+      gpu.bindGroupBudget = 3; // four dispatches on four buffers: four new groups
+      const made = gpu.counters.bindGroups;
+      let err: unknown = null;
+      try {
+        record().submit();
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(GpuLimitError);
+      expect(String((err as Error).message)).toMatch(/more than 3 new GPU bind groups.*vm\.max_map_count.*sysctl/s);
+      expect(gpu.counters.bindGroups - made).toBe(4); // it stopped at the first group over
+      // The groups made so far are kept: the same submit now makes none and runs.
+      record().submit();
+      expect(gpu.counters.bindGroups - made).toBe(4);
+      for (const out of outs) expect(Array.from(await gpu.read(out))).toEqual([1, 2, 3, 4, 5]);
+    } finally {
+      gpu.bindGroupBudget = before;
+      for (const out of outs) gpu.free(out);
+      gpu.free(a);
+    }
+  });
+
+  it('runs the garbage collector when the bind-group cache is full and drops its groups', async () => {
+    const gpu = await getGpu();
+    const n = 5;
+    const pipe = gpu.pipeline('add', ADD);
+    const a = gpu.tensorF32('a', [n], 'scratch', [1, 2, 3, 4, 5]);
+    const outs = Array.from({ length: 3 }, (_, i) => gpu.tensorF32(`out${i}`, [n], 'scratch', new Array(n).fill(0)));
+    const cache = gpu.submitCache;
+    const [maxGroups, collect] = [cache.maxGroups, cache.collectGarbage];
+    // Node's gc, exposed at run time by guardMappings (createNodeGpu calls it).
+    expect(typeof collect).toBe('function');
+    let collected = 0;
+    try {
+      cache.maxGroups = cache.size + 2;
+      cache.collectGarbage = () => {
+        collected++;
+        collect?.();
+      };
+      for (const out of outs)
+        gpu
+          .recorder('fill')
+          .dispatch(pipe, [a, out], [1], params(n, { f: 1 }))
+          .submit();
+      expect(collected).toBe(1); // the third group found the cache full
+      expect(cache.size).toBe(1);
+      for (const out of outs) expect(Array.from(await gpu.read(out))).toEqual([1, 2, 3, 4, 5]);
+    } finally {
+      cache.maxGroups = maxGroups;
+      cache.collectGarbage = collect;
+      for (const out of outs) gpu.free(out);
+      gpu.free(a);
+    }
+  });
+
+  it('sets the bind-group budget from vm.max_map_count on lavapipe only', async () => {
+    const gpu = await getGpu();
+    const before = gpu.bindGroupBudget;
+    try {
+      expect(mappingBudget(65530)).toBe(65530 - 16384 - 8192);
+      expect(mappingBudget(20000)).toBe(1024);
+      gpu.bindGroupBudget = null;
+      guardMappings(gpu, 262144);
+      // The test machines run lavapipe (docs: PLATFORM); a GPU's adapter would leave it unset.
+      const lavapipe = /llvmpipe|lavapipe/i.test(JSON.stringify(gpu.info));
+      expect(gpu.bindGroupBudget).toBe(lavapipe ? 262144 - 16384 - 8192 : null);
+      gpu.bindGroupBudget = null;
+      guardMappings(gpu, null); // not Linux: no budget
+      expect(gpu.bindGroupBudget).toBe(null);
+    } finally {
+      gpu.bindGroupBudget = before;
+    }
   });
 
   it("leaves JavaScript's setImmediate as it was while Dawn's polls wait on a timer", async () => {

@@ -16,13 +16,16 @@
  * wait. TABTUNE_DAWN_POLL=spin (or setDawnPolling('spin')) restores the binding's own loop.
  */
 
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Gpu, type GpuOptions } from './context';
 import { WebGpuUnavailableError } from './errors';
+import { MAX_BIND_GROUPS } from './recorder';
 
 const LAVAPIPE_ICD = '/usr/share/vulkan/icd.d/lvp_icd.json';
 
@@ -104,9 +107,54 @@ export async function createNodeGpu(opts: GpuOptions = {}): Promise<Gpu> {
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new WebGpuUnavailableError(`No WebGPU adapter was found. ${INSTALL_HINT}`);
   const g = await Gpu.fromAdapter(adapter, 'node', opts);
+  guardMappings(g);
   const dump = process.env.TABTUNE_DUMP_WGSL;
   if (dump) g.onShader = shaderDumper(dump);
   return g;
+}
+
+/**
+ * Bind groups on lavapipe (see Gpu.bindGroupBudget): their native sets are memory mappings freed
+ * only when the garbage collector finalizes the JavaScript objects, and a process holds at most
+ * vm.max_map_count mappings. So the submit cache runs the collector when it drops its groups
+ * (full), and on lavapipe one submit may make at most the mappings left after what the cache and
+ * the rest of the process hold (bindGroupBudget), so a model too big for it gets an error that says
+ * what to do instead of a crash.
+ */
+export function guardMappings(g: Gpu, maxMapCount: number | null = readMaxMapCount()): void {
+  g.submitCache.collectGarbage = garbageCollector();
+  const i = g.info;
+  const lavapipe = /llvmpipe|lavapipe/i.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`);
+  if (lavapipe && maxMapCount !== null) g.bindGroupBudget = mappingBudget(maxMapCount);
+}
+
+/** New bind groups one submit may make under vm.max_map_count = `max` (cache + process reserve). */
+export function mappingBudget(max: number): number {
+  return Math.max(1024, max - RESERVED_MAPPINGS);
+}
+
+/** The submit cache's groups and the process' own mappings (libraries, heaps: up to ~7K seen). */
+const RESERVED_MAPPINGS = MAX_BIND_GROUPS + 8192;
+
+function readMaxMapCount(): number | null {
+  try {
+    const n = Number(readFileSync('/proc/sys/vm/max_map_count', 'utf8').trim());
+    return Number.isFinite(n) && n > 0 ? n : null;
+  } catch {
+    return null; // not Linux
+  }
+}
+
+/** global.gc, exposed at run time when node was not started with --expose-gc. */
+function garbageCollector(): (() => void) | null {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc) return gc;
+  try {
+    setFlagsFromString('--expose-gc');
+    return runInNewContext('gc') as () => void;
+  } catch {
+    return null;
+  }
 }
 
 /** Writes each shader to dir/<label>.wgsl (label-2.wgsl, ... when a label has several sources). */

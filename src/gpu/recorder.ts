@@ -22,6 +22,8 @@ interface RecordingDevice {
   readonly device: GPUDevice;
   readonly limits: { maxComputeWorkgroupsPerDimension: number; minUniformBufferOffsetAlignment: number };
   readonly counters: { submits: number; bindGroups: number };
+  /** At most this many new bind groups in one submit (null: no limit); see Gpu.bindGroupBudget. */
+  readonly bindGroupBudget: number | null;
   readonly profiler: Profiler | null;
   /** Gpu.allocationsOnly: submit() counts the submit and runs nothing. */
   readonly allocationsOnly: boolean;
@@ -37,7 +39,7 @@ interface RecordingDevice {
  * what is kept; a small model keeps what it uses.
  */
 const MAX_UNIFORM_LABELS = 16;
-const MAX_BIND_GROUPS = 16384;
+export const MAX_BIND_GROUPS = 16384;
 
 /**
  * What submits reuse (one per device): a uniform buffer per recorder reuse key (the label unless
@@ -58,6 +60,13 @@ const MAX_BIND_GROUPS = 16384;
  */
 export class SubmitCache {
   enabled = true;
+  /**
+   * Run after the cache drops its groups because it is full (Node: the garbage collector, see
+   * node.ts), so the dropped groups' native sets go before new ones pile up on top of them.
+   */
+  collectGarbage: (() => void) | null = null;
+  /** Bind groups kept at most (MAX_BIND_GROUPS; tests lower it). */
+  maxGroups = MAX_BIND_GROUPS;
   private readonly uniforms = new Map<string, GPUBuffer>();
   private readonly groups = new Map<string, GPUBindGroup>();
   /** The keys of `groups` that name each buffer id (for forgetBuffer). */
@@ -108,9 +117,10 @@ export class SubmitCache {
     });
     let group = this.groups.get(key);
     if (!group) {
-      if (this.groups.size >= MAX_BIND_GROUPS) {
+      if (this.groups.size >= this.maxGroups) {
         this.groups.clear();
         this.keysOfBuffer.clear();
+        this.collectGarbage?.();
       }
       group = make();
       this.groups.set(key, group);
@@ -279,6 +289,7 @@ export class Recorder {
     // Profiling (gpu.profiler): one pass per dispatch, with its begin / end timestamps.
     const prof = gpu.profiler?.begin(this.ops.flatMap((op) => (op.kind === 'dispatch' ? [op.pipeline.label] : [])));
     let di = 0;
+    const groupsBefore = gpu.counters.bindGroups;
     for (const op of this.ops) {
       if (op.kind === 'copy') {
         if (pass) {
@@ -304,6 +315,17 @@ export class Recorder {
         entries.push({ binding: i + 1, resource });
       });
       const bindGroup = gpu.submitCache.bindGroup(device, op.pipeline, entries, gpu.counters);
+      const made = gpu.counters.bindGroups - groupsBefore;
+      if (gpu.bindGroupBudget !== null && made > gpu.bindGroupBudget) {
+        throw new GpuLimitError(
+          `Submit "${this.label}" needs more than ${gpu.bindGroupBudget} new GPU bind groups (${this.ops.length} ` +
+            `operations in one submit; a mixture-of-experts model dispatches every expert's linears apart). ` +
+            `This driver keeps each one as a memory mapping and the process may hold only ` +
+            `vm.max_map_count of them, so going on would crash it. Raise the limit ` +
+            `(sudo sysctl -w vm.max_map_count=1048576), train a model with fewer layers or experts, ` +
+            `or use a GPU.`,
+        );
+      }
       pass.setPipeline(op.pipeline);
       pass.setBindGroup(0, bindGroup);
       pass.dispatchWorkgroups(op.workgroups[0], op.workgroups[1], op.workgroups[2]);

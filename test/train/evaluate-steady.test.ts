@@ -7,9 +7,12 @@
  * kept between calls, with a packed batch and a shorter last batch among the batches; evalLoss
  * (the engine's evaluate, a run's baseline loss) makes its one-time runner's groups per call, the
  * same number however many batches. A deep model's checkpointed steps with validation between
- * them fit the cache together (it once overflowed and made every group again each step).
+ * them fit the cache together (it once overflowed and made every group again each step). A step
+ * that would make more new groups in one submit than the device's budget (lavapipe: below
+ * vm.max_map_count, src/gpu/node.ts) stops with GpuLimitError instead of crashing the process.
  */
 import { describe, expect, it } from 'vitest';
+import { GpuLimitError } from '../../src/gpu';
 import { loraScaleInfo } from '../../src/lora/config';
 import { GpuLora } from '../../src/lora/gpu-lora';
 import { initLoraModules } from '../../src/lora/init';
@@ -170,6 +173,56 @@ describe('evaluation: no bind groups once warm', () => {
       expect(made[0]).toBeGreaterThan(4096);
       expect(made.slice(1)).toEqual([0, 0, 0]);
     } finally {
+      trainer.dispose();
+      lora.dispose();
+      model.dispose();
+    }
+  });
+
+  it('a mixture-of-experts step over the bind-group budget stops with GpuLimitError, and fits once the budget allows', async () => {
+    // 16 layers x 64 experts made ~62K groups in one step, past lavapipe's 65,530 mappings: Dawn
+    // crashed the worker. The budget (here lowered so a small MoE meets it) turns that into an error.
+    const gpu = await getGpu();
+    const tiny = await tinyGpuModel(gpu, {
+      modelType: 'mixtral',
+      seed: 4,
+      overrides: { num_hidden_layers: 3, num_local_experts: 6 },
+    });
+    const model = tiny.model;
+    const cfg = loraConfigFromSettings(
+      { r: 2, lora_alpha: 4, lora_dropout: 0, target_modules: 'all-linear', use_rslora: false },
+      'mixtral',
+    );
+    const lora = GpuLora.fromArrays(
+      gpu,
+      model.linears,
+      initLoraModules(cfg, resolveTargets(cfg, model.linears), 1),
+      (m) => loraScaleInfo(cfg, m),
+    );
+    const opt = {
+      optimizer: 'adamw' as const,
+      lr: 1e-3,
+      weightDecay: 0,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      maxGradNorm: 1,
+      scheduler: 'constant' as const,
+      warmup: 0,
+      totalSteps: 4,
+    };
+    const trainer = new Trainer(gpu, model, lora, opt, { maxTokens: 2 * 8, lossEvery: 1 });
+    const before = gpu.bindGroupBudget;
+    try {
+      gpu.bindGroupBudget = 100;
+      const V = model.config.vocabSize;
+      await expect(trainer.trainStep([micro(V, 2, 8, 1)], true)).rejects.toThrow(GpuLimitError);
+      await expect(trainer.trainStep([micro(V, 2, 8, 1)], true)).rejects.toThrow(/vm\.max_map_count/);
+      gpu.bindGroupBudget = null;
+      const loss = await trainer.trainStep([micro(V, 2, 8, 1)], true);
+      expect(Number.isFinite(loss?.loss)).toBe(true);
+    } finally {
+      gpu.bindGroupBudget = before;
       trainer.dispose();
       lora.dispose();
       model.dispose();
