@@ -12,7 +12,7 @@
  * vm.max_map_count, src/gpu/node.ts) stops with GpuLimitError instead of crashing the process.
  */
 import { describe, expect, it } from 'vitest';
-import { GpuLimitError } from '../../src/gpu';
+import { type Gpu, GpuLimitError } from '../../src/gpu';
 import { loraScaleInfo } from '../../src/lora/config';
 import { GpuLora } from '../../src/lora/gpu-lora';
 import { initLoraModules } from '../../src/lora/init';
@@ -21,7 +21,7 @@ import { ModelRunner } from '../../src/model/runner';
 import { evalLoss, lossSums } from '../../src/train/evaluate';
 import { type MicroBatch, Trainer } from '../../src/train/trainer';
 import { getGpu } from '../helpers/gpu';
-import { tinyGpuModel } from '../helpers/tiny-gpu-model';
+import { type TinyGpuModel, tinyGpuModel } from '../helpers/tiny-gpu-model';
 
 function micro(vocab: number, B: number, S: number, seed: number, packed = false): MicroBatch {
   const T = B * S;
@@ -40,40 +40,50 @@ function micro(vocab: number, B: number, S: number, seed: number, packed = false
   return { B, S, ids, targets, positions, counted: T, ...(packed ? { keyStart } : {}) };
 }
 
+/** LoRA r 2 on every linear of `model` and an AdamW trainer over it (maxTokens 2 x 8). */
+function loraTrainer(
+  gpu: Gpu,
+  model: TinyGpuModel['model'],
+  family: string,
+  o: { dropout: number; lossEvery: number; checkpointActivations?: boolean },
+) {
+  const cfg = loraConfigFromSettings(
+    { r: 2, lora_alpha: 4, lora_dropout: o.dropout, target_modules: 'all-linear', use_rslora: false },
+    family,
+  );
+  const lora = GpuLora.fromArrays(
+    gpu,
+    model.linears,
+    initLoraModules(cfg, resolveTargets(cfg, model.linears), 1),
+    (m) => loraScaleInfo(cfg, m),
+  );
+  const optimizer = {
+    optimizer: 'adamw' as const,
+    lr: 1e-3,
+    weightDecay: 0,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    maxGradNorm: 1,
+    scheduler: 'constant' as const,
+    warmup: 0,
+    totalSteps: 10,
+  };
+  const trainer = new Trainer(gpu, model, lora, optimizer, {
+    maxTokens: 2 * 8,
+    lossEvery: o.lossEvery,
+    checkpointActivations: o.checkpointActivations ?? false,
+  });
+  return { lora, trainer };
+}
+
 describe('evaluation: no bind groups once warm', () => {
   it("the trainer's validation between steps, and lossSums through an evaluation runner", async () => {
     const gpu = await getGpu();
     const tiny = await tinyGpuModel(gpu, { modelType: 'llama', dtype: 'BF16', seed: 8 });
     const model = tiny.model;
     const V = model.config.vocabSize;
-    const cfg = loraConfigFromSettings(
-      { r: 2, lora_alpha: 4, lora_dropout: 0.1, target_modules: 'all-linear', use_rslora: false },
-      'llama',
-    );
-    const lora = GpuLora.fromArrays(
-      gpu,
-      model.linears,
-      initLoraModules(cfg, resolveTargets(cfg, model.linears), 1),
-      (m) => loraScaleInfo(cfg, m),
-    );
-    const trainer = new Trainer(
-      gpu,
-      model,
-      lora,
-      {
-        optimizer: 'adamw',
-        lr: 1e-3,
-        weightDecay: 0,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        maxGradNorm: 1,
-        scheduler: 'constant',
-        warmup: 0,
-        totalSteps: 10,
-      },
-      { maxTokens: 2 * 8, lossEvery: 2 },
-    );
+    const { lora, trainer } = loraTrainer(gpu, model, 'llama', { dropout: 0.1, lossEvery: 2 });
     // The validation set: full batches, a packed one and a shorter last one.
     const val = [micro(V, 2, 8, 1), micro(V, 2, 8, 2, true), micro(V, 1, 5, 3)];
     const runner = new ModelRunner(gpu, model, { mode: 'eval', maxTokens: 2 * 8 });
@@ -134,34 +144,11 @@ describe('evaluation: no bind groups once warm', () => {
     const tiny = await tinyGpuModel(gpu, { modelType: 'llama', seed: 9, overrides: { num_hidden_layers: 36 } });
     const model = tiny.model;
     const V = model.config.vocabSize;
-    const cfg = loraConfigFromSettings(
-      { r: 2, lora_alpha: 4, lora_dropout: 0.1, target_modules: 'all-linear', use_rslora: false },
-      'llama',
-    );
-    const lora = GpuLora.fromArrays(
-      gpu,
-      model.linears,
-      initLoraModules(cfg, resolveTargets(cfg, model.linears), 1),
-      (m) => loraScaleInfo(cfg, m),
-    );
-    const trainer = new Trainer(
-      gpu,
-      model,
-      lora,
-      {
-        optimizer: 'adamw',
-        lr: 1e-3,
-        weightDecay: 0,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        maxGradNorm: 1,
-        scheduler: 'constant',
-        warmup: 0,
-        totalSteps: 10,
-      },
-      { maxTokens: 2 * 8, lossEvery: 2, checkpointActivations: true },
-    );
+    const { lora, trainer } = loraTrainer(gpu, model, 'llama', {
+      dropout: 0.1,
+      lossEvery: 2,
+      checkpointActivations: true,
+    });
     try {
       const made: number[] = [];
       for (let step = 0; step < 4; step++) {
@@ -189,29 +176,7 @@ describe('evaluation: no bind groups once warm', () => {
       overrides: { num_hidden_layers: 3, num_local_experts: 6 },
     });
     const model = tiny.model;
-    const cfg = loraConfigFromSettings(
-      { r: 2, lora_alpha: 4, lora_dropout: 0, target_modules: 'all-linear', use_rslora: false },
-      'mixtral',
-    );
-    const lora = GpuLora.fromArrays(
-      gpu,
-      model.linears,
-      initLoraModules(cfg, resolveTargets(cfg, model.linears), 1),
-      (m) => loraScaleInfo(cfg, m),
-    );
-    const opt = {
-      optimizer: 'adamw' as const,
-      lr: 1e-3,
-      weightDecay: 0,
-      beta1: 0.9,
-      beta2: 0.999,
-      eps: 1e-8,
-      maxGradNorm: 1,
-      scheduler: 'constant' as const,
-      warmup: 0,
-      totalSteps: 4,
-    };
-    const trainer = new Trainer(gpu, model, lora, opt, { maxTokens: 2 * 8, lossEvery: 1 });
+    const { lora, trainer } = loraTrainer(gpu, model, 'mixtral', { dropout: 0, lossEvery: 1 });
     const before = gpu.bindGroupBudget;
     try {
       gpu.bindGroupBudget = 100;
