@@ -27,19 +27,11 @@ export function parseKernelMode(text: string | null | undefined): KernelMode {
 }
 
 export function loadKernelMode(storage: SettingsStorage | undefined): KernelMode {
-  try {
-    return parseKernelMode(storage?.getItem(KERNEL_MODE_KEY));
-  } catch {
-    return 'auto';
-  }
+  return parseKernelMode(readSetting(storage, KERNEL_MODE_KEY));
 }
 
 export function saveKernelMode(storage: SettingsStorage | undefined, mode: KernelMode): void {
-  try {
-    storage?.setItem(KERNEL_MODE_KEY, kernelModeText(mode));
-  } catch {
-    /* storage blocked: not kept */
-  }
+  writeSetting(storage, KERNEL_MODE_KEY, kernelModeText(mode));
 }
 
 export function parseAttentionMode(text: string | null | undefined): AttentionMode {
@@ -47,16 +39,25 @@ export function parseAttentionMode(text: string | null | undefined): AttentionMo
 }
 
 export function loadAttentionMode(storage: SettingsStorage | undefined): AttentionMode {
-  try {
-    return parseAttentionMode(storage?.getItem(ATTENTION_MODE_KEY));
-  } catch {
-    return 'auto';
-  }
+  return parseAttentionMode(readSetting(storage, ATTENTION_MODE_KEY));
 }
 
 export function saveAttentionMode(storage: SettingsStorage | undefined, mode: AttentionMode): void {
+  writeSetting(storage, ATTENTION_MODE_KEY, mode);
+}
+
+/** A kept setting's text (null: none, or storage blocked). */
+function readSetting(storage: SettingsStorage | undefined, key: string): string | null {
   try {
-    storage?.setItem(ATTENTION_MODE_KEY, mode);
+    return storage?.getItem(key) ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function writeSetting(storage: SettingsStorage | undefined, key: string, text: string): void {
+  try {
+    storage?.setItem(key, text);
   } catch {
     /* storage blocked: not kept */
   }
