@@ -20,6 +20,7 @@ import { type ParsedFlags, UsageError, bool, parseFlags, str } from './args';
 import { checkOutDir, dataFileError, maxLenFor, readAdapter, reportIssues, requireFile } from './common';
 import { frozenFromFlags } from './frozen';
 import { writeFolderAtomic } from './write';
+import { checkLoftqBase } from './loftq-guard';
 import {
   type LoraShape,
   TRAIN_FLAGS,
@@ -113,6 +114,18 @@ export async function exportRecipe(argv: string[]): Promise<number> {
   applySettingFlags(f, settings);
   const initFlag = str(f, 'init-from');
   const initFrom = initFlag ? await readAdapter(initFlag, '--init-from') : undefined;
+  const modelFlag = str(f, 'model')!;
+  if (initFrom && existsSync(join(modelFlag, 'config.json'))) {
+    const anyBase = bool(f, 'any-base') ?? false;
+    await checkLoftqBase({
+      command: COMMAND,
+      flag: '--init-from',
+      adapterDir: initFlag!,
+      adapter: initFrom,
+      modelDir: modelFlag,
+      anyBase,
+    });
+  }
   const fixed: LoraShape | undefined = initFrom ? adapterShape(initFrom, initFlag!) : undefined;
   if (fixed) checkLoraFlags(f, fixed, `--init-from ${initFlag}`, COMMAND);
   const linearModules = linearModuleNames(config);

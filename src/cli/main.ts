@@ -39,7 +39,7 @@ const USAGE = `tabtune: LoRA fine-tuning on WebGPU
      [--loftq-iter 1] [--loftq-bits 4] (--init loftq: the base becomes its NF4 quantization Q;
      the adapter only fits Q, which is saved as OUT/loftq-base: use that as --model, 16-bit or
      --quantize nf4, with the adapter, and as the base in PEFT)
-     [--init-from ADAPTER_DIR] [--optimizer adamw|sgd] [--lr 2e-4] [--weight-decay 0]
+     [--init-from ADAPTER_DIR [--any-base]] [--optimizer adamw|sgd] [--lr 2e-4] [--weight-decay 0]
      [--steps N | --epochs E] [--batch B] [--grad-accum G] [--max-len N]
      [--scheduler constant|linear|cosine] [--warmup N] [--max-grad-norm 1.0 (0 = off)]
      [--no-shuffle] [--seed S] [--val-fraction 0] [--loss-every 1] [--eval-every N]
@@ -60,7 +60,8 @@ const USAGE = `tabtune: LoRA fine-tuning on WebGPU
      a conversation, one message per line (sampling defaults: the model's generation_config.json);
      /system TEXT, /adapter DIR, /base, /regen, /reset, /quit; Ctrl-C stops a reply
   tabtune merge --model DIR --adapter DIR --out DIR [--dtype bf16|f16|f32] [--max-shard-size 50GB]
-     the adapter folded into the model: a Hugging Face model folder (CPU only)
+     [--any-base] the adapter folded into the model: a Hugging Face model folder (CPU only);
+     a LoftQ adapter is checked to be given its backbone (loftq-base) unless --any-base
   tabtune push --adapter DIR --repo owner/name [--private] [--json]
      the adapter, a model card (settings, losses, loss plot) to a Hugging Face model repo
      (created if new; HF_TOKEN with write access, HF_ENDPOINT for another Hub)

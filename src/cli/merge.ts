@@ -12,6 +12,7 @@ import { DirSource } from '../model/source';
 import { type MergeDType, type MergeSink, mergeAdapter } from '../lora/merge';
 import { type FlagSpec, UsageError, bool, parseFlags, str } from './args';
 import { checkOutDir, readAdapter, requireDir } from './common';
+import { checkLoftqBase } from './loftq-guard';
 
 const MERGE_FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string', required: true },
@@ -20,6 +21,7 @@ const MERGE_FLAGS: Record<string, FlagSpec> = {
   dtype: { type: 'string', choices: ['bf16', 'f16', 'f32'] },
   'max-shard-size': { type: 'string' },
   json: { type: 'bool' },
+  'any-base': { type: 'bool' },
 };
 
 /** "5GB", "500MB", "2GiB", "1000000" (bytes), as transformers' max_shard_size reads them. */
@@ -93,7 +95,18 @@ export class DirSink implements MergeSink {
 export async function merge(argv: string[]): Promise<number> {
   const f = parseFlags(argv, MERGE_FLAGS, 'merge');
   const modelDir = requireDir(str(f, 'model')!, '--model directory');
-  const adapter = await readAdapter(str(f, 'adapter')!);
+  const adapterDir = str(f, 'adapter')!;
+  const adapter = await readAdapter(adapterDir);
+  const anyBase = bool(f, 'any-base') ?? false;
+  await checkLoftqBase({
+    command: 'merge',
+    flag: '--adapter',
+    adapterDir,
+    adapter,
+    modelDir,
+    modelShown: str(f, 'model'),
+    anyBase,
+  });
   const out = checkOutDir(str(f, 'out')!);
   const shard = str(f, 'max-shard-size');
   await mkdir(out, { recursive: true });

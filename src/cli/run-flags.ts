@@ -47,6 +47,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   'prefix-projection': { type: 'bool' },
   'encoder-hidden-size': { type: 'int', min: 1 },
   'init-from': { type: 'string' },
+  'any-base': { type: 'bool' },
   optimizer: { type: 'string', choices: ['adamw', 'sgd'] },
   lr: { type: 'number', min: 0, exclusiveMin: true },
   'weight-decay': { type: 'number', min: 0 },

@@ -39,6 +39,7 @@ import {
   loraFromFlags,
 } from './run-flags';
 import { writeFilesAtomic } from './write';
+import { checkLoftqBase } from './loftq-guard';
 
 function fmtTime(s: number): string {
   if (!Number.isFinite(s)) return '?';
@@ -150,6 +151,18 @@ export async function train(argv: string[]): Promise<number> {
   }
   applySettingFlags(f, settings);
   const initFrom = initFlag ? await readAdapter(initFlag, '--init-from') : undefined;
+  if (initFrom) {
+    const anyBase = bool(f, 'any-base') ?? false;
+    await checkLoftqBase({
+      command: 'train',
+      flag: '--init-from',
+      adapterDir: initFlag!,
+      adapter: initFrom,
+      modelDir: model.path,
+      modelShown: str(f, 'model'),
+      anyBase,
+    });
+  }
   if (initFrom) fixedShape = { shape: adapterShape(initFrom, initFlag!), source: `--init-from ${initFlag}` };
   if (fixedShape) checkLoraFlags(f, fixedShape.shape, fixedShape.source, 'train');
   const frozen = frozenFromFlags(f, 'train', model, savedFrozen);
