@@ -32,7 +32,7 @@ export interface Nf4GridMiss {
 }
 
 /** value/absmax may be off a code by this much: float32 storage rounds once, bf16/f16 twice (the value and absmax). */
-export function gridTolerance(dtype: string): number {
+function gridTolerance(dtype: string): number {
   return dtype === 'F32' || dtype === 'F64' ? 1e-4 : 1e-2;
 }
 
@@ -46,7 +46,7 @@ function nearestCodeDistance(r: number): number {
  * The first NF4 block of `w` (`at(i)` = the i-th value of the flattened weight of `n` values) off
  * the grid, or null when every block is on it.
  */
-export function nf4GridMiss(n: number, at: (i: number) => number, tol: number): Nf4GridMiss | null {
+function nf4GridMiss(n: number, at: (i: number) => number, tol: number): Nf4GridMiss | null {
   for (let start = 0, block = 0; start < n; start += NF4_BLOCK, block++) {
     const end = Math.min(n, start + NF4_BLOCK);
     let absmax = 0;

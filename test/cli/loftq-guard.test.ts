@@ -127,11 +127,24 @@ describe('tabtune CLI: a LoftQ adapter meets the model it is given', () => {
     expect(p.code, p.stderr).toBe(0);
   }, 120_000);
 
-  it('train --init-from stops before any GPU work on the original model and trains on loftq-base', async () => {
+  it('train (and export-recipe) --init-from stop before any GPU work on the original model; train runs on loftq-base', async () => {
     const r = await train(join(dir, 't1'), ['--init-from', loftq]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/tabtune: train: --init-from .* is a LoftQ adapter.*is not NF4-dequantized.*--any-base/);
     expect(existsSync(join(dir, 't1'))).toBe(false);
+    const recipe = await run([
+      'export-recipe',
+      '--model',
+      model,
+      '--data',
+      data,
+      '--out',
+      join(dir, 'r1'),
+      '--init-from',
+      loftq,
+    ]);
+    expect(recipe.code).toBe(2);
+    expect(recipe.stderr).toMatch(/tabtune: export-recipe: --init-from .* is a LoftQ adapter.*--any-base/);
     const ok = await run([
       'train', '--model', join(loftq, 'loftq-base'), '--data', data, '--out', join(dir, 't2'), '--init-from', loftq,
       '--steps', '1', '--batch', '2', '--max-len', '16', '--json',

@@ -9,7 +9,8 @@
  *   2. a Tabtune-trained LoftQ adapter on its saved quantized backbone: PeftModel.from_pretrained
  *      gives Tabtune's loss (1e-4 relative), and its adapter_config is PEFT's LoftQ example's
  *      (init_lora_weights true, loftq_config, base_model_name_or_path = the backbone);
- *   3. an adapter and backbone saved by PEFT's LoftQ workflow load in Tabtune with Python's loss;
+ *   3. an adapter and backbone saved by PEFT's LoftQ workflow load in Tabtune with Python's loss, and
+ *      `tabtune merge` takes that backbone as the adapter's and refuses the original model;
  *   4. the app's LoftQ run (the engine in-process, as the worker runs it): its export, the PEFT
  *      files + loftq-base/ rebuilt from the adapter's backbone recipe, loads in PeftModel with the
  *      loss the app evaluates with the backbone put in place.
@@ -24,8 +25,10 @@ import { writeTinyModel } from '../fixtures/tiny-model';
 import { DEFAULT_TRAIN } from '../../src/engine/defaults';
 import { Engine } from '../../src/engine/engine';
 import { getGpu } from '../helpers/gpu';
+import { runCommand } from '../helpers/proc';
 import { closePython, corpusDir, expectSameLoss, pyScript, python, tabtune } from '../helpers/interop';
 
+const ROOT = join(import.meta.dirname, '..', '..');
 let dir = '';
 let model = '';
 const TARGETS = 'q_proj,v_proj,down_proj';
@@ -157,6 +160,27 @@ describe('LoftQ: Tabtune and PEFT', () => {
     const here = await tabtune(['eval', ...args, '--json']);
     const there = await python(['eval', ...args]);
     expectSameLoss(here, there, 'PEFT-made LoftQ adapter');
+    // merge's LoftQ check (src/lora/loftq-grid.ts) takes PEFT's saved base as the backbone and
+    // refuses the original model, which PEFT itself would merge into silently
+    const adapter = join(save, 'adapter');
+    const merged = await tabtune([
+      'merge',
+      '--model',
+      join(save, 'base'),
+      '--adapter',
+      adapter,
+      '--out',
+      join(dir, 'pm'),
+      '--json',
+    ]);
+    expect(merged.merged).toBeGreaterThan(0);
+    const wrong = await runCommand(
+      process.execPath,
+      [join(ROOT, 'bin', 'tabtune.mjs'), 'merge', '--model', model, '--adapter', adapter, '--out', join(dir, 'pm2')],
+      ROOT,
+    );
+    expect(wrong.code, wrong.stderr).toBe(2);
+    expect(wrong.stderr).toMatch(/is a LoftQ adapter .* is not NF4-dequantized .*--any-base/);
   }, 900_000);
 
   it("the app's LoftQ export (adapter + loftq-base/ rebuilt from the backbone recipe) loads in PeftModel with the app's loss", async () => {
