@@ -102,9 +102,9 @@ describe('gpu runtime', () => {
       for (const out of outs) rec.dispatch(pipe, [a, out], [1], params(n, { f: 1 }));
       return rec;
     };
-    const before = gpu.bindGroupBudget;
+    const before = gpu.submitCache.budget;
     try {
-      gpu.bindGroupBudget = 3; // four dispatches on four buffers: four new groups
+      gpu.submitCache.budget = 3; // four dispatches on four buffers: four new groups
       const made = gpu.counters.bindGroups;
       let err: unknown = null;
       try {
@@ -120,7 +120,7 @@ describe('gpu runtime', () => {
       expect(gpu.counters.bindGroups - made).toBe(4);
       for (const out of outs) expect(Array.from(await gpu.read(out))).toEqual([1, 2, 3, 4, 5]);
     } finally {
-      gpu.bindGroupBudget = before;
+      gpu.submitCache.budget = before;
       for (const out of outs) gpu.free(out);
       gpu.free(a);
     }
@@ -161,20 +161,20 @@ describe('gpu runtime', () => {
 
   it('sets the bind-group budget from vm.max_map_count on lavapipe only', async () => {
     const gpu = await getGpu();
-    const before = gpu.bindGroupBudget;
+    const before = gpu.submitCache.budget;
     try {
       expect(mappingBudget(65530)).toBe(65530 - 16384 - 8192);
       expect(mappingBudget(20000)).toBe(1024);
-      gpu.bindGroupBudget = null;
+      gpu.submitCache.budget = null;
       guardMappings(gpu, 262144);
       // The test machines run lavapipe (docs: PLATFORM); a GPU's adapter would leave it unset.
       const lavapipe = /llvmpipe|lavapipe/i.test(JSON.stringify(gpu.info));
-      expect(gpu.bindGroupBudget).toBe(lavapipe ? 262144 - 16384 - 8192 : null);
-      gpu.bindGroupBudget = null;
+      expect(gpu.submitCache.budget).toBe(lavapipe ? 262144 - 16384 - 8192 : null);
+      gpu.submitCache.budget = null;
       guardMappings(gpu, null); // not Linux: no budget
-      expect(gpu.bindGroupBudget).toBe(null);
+      expect(gpu.submitCache.budget).toBe(null);
     } finally {
-      gpu.bindGroupBudget = before;
+      gpu.submitCache.budget = before;
     }
   });
 

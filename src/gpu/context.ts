@@ -129,13 +129,6 @@ export class Gpu {
   allocationsOnly = false;
   /** Uniform buffers and bind groups that submits reuse (recorder.ts). */
   readonly submitCache = new SubmitCache();
-  /**
-   * At most this many new bind groups in one submit, or the submit throws GpuLimitError before it
-   * makes more (null: no limit). On lavapipe every live bind group is a memory mapping and a
-   * process holds at most vm.max_map_count (65530 by default) of them; past that Dawn crashes the
-   * process (SIGSEGV) instead of reporting an error, so node.ts sets a budget below it there.
-   */
-  bindGroupBudget: number | null = null;
 
   constructor(
     readonly device: GPUDevice,

@@ -114,18 +114,18 @@ export async function createNodeGpu(opts: GpuOptions = {}): Promise<Gpu> {
 }
 
 /**
- * Bind groups on lavapipe (see Gpu.bindGroupBudget): their native sets are memory mappings freed
+ * Bind groups on lavapipe (see SubmitCache.budget): their native sets are memory mappings freed
  * only when the garbage collector finalizes the JavaScript objects, and a process holds at most
  * vm.max_map_count mappings. So the submit cache runs the collector when it drops its groups
  * (full), and on lavapipe one submit may make at most the mappings left after what the cache and
- * the rest of the process hold (bindGroupBudget), so a model too big for it gets an error that says
+ * the rest of the process hold (submitCache.budget), so a model too big for it gets an error that says
  * what to do instead of a crash.
  */
 export function guardMappings(g: Gpu, maxMapCount: number | null = readMaxMapCount()): void {
   g.submitCache.collectGarbage = garbageCollector();
   const i = g.info;
   const lavapipe = /llvmpipe|lavapipe/i.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`);
-  if (lavapipe && maxMapCount !== null) g.bindGroupBudget = mappingBudget(maxMapCount);
+  if (lavapipe && maxMapCount !== null) g.submitCache.budget = mappingBudget(maxMapCount);
 }
 
 /** New bind groups one submit may make under vm.max_map_count = `max` (cache + process reserve). */

@@ -22,8 +22,6 @@ interface RecordingDevice {
   readonly device: GPUDevice;
   readonly limits: { maxComputeWorkgroupsPerDimension: number; minUniformBufferOffsetAlignment: number };
   readonly counters: { submits: number; bindGroups: number };
-  /** At most this many new bind groups in one submit (null: no limit); see Gpu.bindGroupBudget. */
-  readonly bindGroupBudget: number | null;
   readonly profiler: Profiler | null;
   /** Gpu.allocationsOnly: submit() counts the submit and runs nothing. */
   readonly allocationsOnly: boolean;
@@ -67,6 +65,13 @@ export class SubmitCache {
   collectGarbage: (() => void) | null = null;
   /** Bind groups kept at most (MAX_BIND_GROUPS; tests lower it). */
   maxGroups = MAX_BIND_GROUPS;
+  /**
+   * At most this many new bind groups in one submit, or the submit throws GpuLimitError before it
+   * makes more (null: no limit). On lavapipe every live bind group is a memory mapping and a
+   * process holds at most vm.max_map_count (65530 by default) of them; past that Dawn crashes the
+   * process (SIGSEGV) instead of reporting an error, so node.ts sets a budget below it there.
+   */
+  budget: number | null = null;
   private readonly uniforms = new Map<string, GPUBuffer>();
   private readonly groups = new Map<string, GPUBindGroup>();
   /** The keys of `groups` that name each buffer id (for forgetBuffer). */
@@ -316,9 +321,10 @@ export class Recorder {
       });
       const bindGroup = gpu.submitCache.bindGroup(device, op.pipeline, entries, gpu.counters);
       const made = gpu.counters.bindGroups - groupsBefore;
-      if (gpu.bindGroupBudget !== null && made > gpu.bindGroupBudget) {
+      const budget = gpu.submitCache.budget;
+      if (budget !== null && made > budget) {
         throw new GpuLimitError(
-          `Submit "${this.label}" needs more than ${gpu.bindGroupBudget} new GPU bind groups (${this.ops.length} ` +
+          `Submit "${this.label}" needs more than ${budget} new GPU bind groups (${this.ops.length} ` +
             `operations in one submit; a mixture-of-experts model dispatches every expert's linears apart). ` +
             `This driver keeps each one as a memory mapping and the process may hold only ` +
             `vm.max_map_count of them, so going on would crash it. Raise the limit ` +

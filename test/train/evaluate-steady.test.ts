@@ -177,17 +177,17 @@ describe('evaluation: no bind groups once warm', () => {
     });
     const model = tiny.model;
     const { lora, trainer } = loraTrainer(gpu, model, 'mixtral', { dropout: 0, lossEvery: 1 });
-    const before = gpu.bindGroupBudget;
+    const before = gpu.submitCache.budget;
     try {
-      gpu.bindGroupBudget = 100;
+      gpu.submitCache.budget = 100;
       const V = model.config.vocabSize;
       await expect(trainer.trainStep([micro(V, 2, 8, 1)], true)).rejects.toThrow(GpuLimitError);
       await expect(trainer.trainStep([micro(V, 2, 8, 1)], true)).rejects.toThrow(/vm\.max_map_count/);
-      gpu.bindGroupBudget = null;
+      gpu.submitCache.budget = null;
       const loss = await trainer.trainStep([micro(V, 2, 8, 1)], true);
       expect(Number.isFinite(loss?.loss)).toBe(true);
     } finally {
-      gpu.bindGroupBudget = before;
+      gpu.submitCache.budget = before;
       trainer.dispose();
       lora.dispose();
       model.dispose();
