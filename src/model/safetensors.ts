@@ -231,7 +231,6 @@ export function writeSafetensors(
   return out;
 }
 
-/** Reads a tensor's values as f32 (F32, F16, BF16, F64 supported). */
 /**
  * A copy of `data` in its own buffer at offset 0 (aligned for any element type). Not `data.slice()`:
  * on a Node Buffer (what readFile gives) slice() is a view of the same memory.
@@ -240,6 +239,7 @@ export function ownCopy(data: Uint8Array): Uint8Array<ArrayBuffer> {
   return new Uint8Array(data);
 }
 
+/** Reads a tensor's values as f32 (F32, F16, BF16, F64 supported). */
 export function tensorToF32(t: SafeTensor): Float32Array {
   const n = t.shape.reduce((a, b) => a * b, 1);
   const copy = ownCopy(t.data);

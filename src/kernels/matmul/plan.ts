@@ -344,14 +344,17 @@ export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
 
   // M <= SMALL_M (generation's one token): the GEMV-style kernel, all rows in one workgroup.
   const shape = shapeOf(p);
+  // 4-aligned strides and offsets: what vector loads along A's / B's stored rows need first.
+  const alignA = p.lda % 4 === 0 && p.aOff % 4 === 0;
+  const alignB = p.ldb % 4 === 0 && p.bOff % 4 === 0;
   const config = chooseConfig(gpu, shape, a.variant, splits, {
     seg2: ex ? { transA: ex.transA, transB: ex.transB } : null,
     bias: p.biasType,
     dropA: p.dropA,
     dropB: p.dropB,
     dropOut: !!p.dropOut,
-    alignA: p.lda % 4 === 0 && p.aOff % 4 === 0,
-    alignB: p.ldb % 4 === 0 && p.bOff % 4 === 0,
+    alignA,
+    alignB,
   });
   let tileM = bm;
   let tileN = bn;
@@ -382,13 +385,9 @@ export function planMatmul(gpu: Gpu, p: MatmulProblem): MatmulPlan {
     // Vector loads along a stored row need 4-aligned strides, offsets and starts of every chunk
     // along the vector's axis (window starts are aligned to at least 64 elements).
     const starts = (c: Chunk[]) => c.every(([s0]) => s0 % 4 === 0);
-    variant.vecA = p.lda % 4 === 0 && p.aOff % 4 === 0 && starts(p.transA ? mChunks : kChunks);
+    variant.vecA = alignA && starts(p.transA ? mChunks : kChunks);
     variant.vecB =
-      p.bType !== 'nf4' &&
-      p.ldb % 4 === 0 &&
-      p.bOff % 4 === 0 &&
-      starts(p.transB ? kChunks : nChunks) &&
-      (!p.dropB || p.bType === 'f32');
+      p.bType !== 'nf4' && alignB && starts(p.transB ? kChunks : nChunks) && (!p.dropB || p.bType === 'f32');
     tileM = variant.wy * tm;
     tileN = variant.wx * tn;
     // The LoRA segment's layout, the bias' dtype and the direct kernel's output dropout are
