@@ -6,9 +6,8 @@
 import { existsSync, statSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { bf16BitsToF32, f16BitsToF32 } from '../gpu/half';
 import { type Nf4GridMiss, isLoftqAdapterConfig, weightGridMiss } from '../lora/loftq-grid';
-import { type HeaderEntry, parseSafetensorsHeader } from '../model/safetensors';
+import { type HeaderEntry, parseSafetensorsHeader, tensorToF32 } from '../model/safetensors';
 import type { PeftFiles } from '../engine/types';
 import { LOFTQ_BASE_DIR } from '../engine/merge-zip';
 import { UsageError } from './args';
@@ -66,10 +65,7 @@ async function readTensor(path: string, key: string): Promise<{ entry: HeaderEnt
   } finally {
     await fh.close();
   }
-  if (entry.dtype === 'F32') return { entry, values: new Float32Array(bytes.buffer) };
-  const bits = new Uint16Array(bytes.buffer);
-  const conv = entry.dtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
-  return { entry, values: Float32Array.from(bits, conv) };
+  return { entry, values: tensorToF32({ dtype: entry.dtype, shape: entry.shape, data: bytes }) };
 }
 
 /** The loftq-base folder `tabtune train --init loftq` (or the app's export) put beside the adapter, if any. */
