@@ -20,7 +20,7 @@
  * time on a shared machine).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,11 +32,12 @@ import { initLoraModules } from '../lora/init';
 import { loraConfigFromSettings, resolveTargets } from '../lora/targets';
 import { GpuModel } from '../model/gpu-model';
 import { loadModel } from '../model/load';
-import { MemorySource } from '../model/source';
+import { DirSource } from '../model/source';
 import { type MicroBatch, Trainer } from '../train/trainer';
 import { BENCH_OPTIMIZER } from './model-bench';
 
-const DEMO_MODEL = fileURLToPath(new URL('../../public/models/stories260K', import.meta.url));
+/** The shipped demo model's folder (stories260K; also the data bench's default tokenizer). */
+export const DEMO_MODEL = fileURLToPath(new URL('../../public/models/stories260K', import.meta.url));
 const BIN = fileURLToPath(new URL('../../bin/tabtune.mjs', import.meta.url));
 
 /** The batch shapes [B, S] of a run (the token-count classes of a short run with varied lengths). */
@@ -92,8 +93,7 @@ function batch(B: number, S: number, V: number): MicroBatch {
 
 /** One run in this process (the child's part; see the file comment). */
 export async function tuneRun(gpu: Gpu, mode: TuneMode, choices: Record<string, string> = {}): Promise<TuneRun> {
-  const files = new Map(readdirSync(DEMO_MODEL).map((n) => [n, new Uint8Array(readFileSync(join(DEMO_MODEL, n)))]));
-  const loaded = await loadModel(new MemorySource(files));
+  const loaded = await loadModel(new DirSource(DEMO_MODEL));
   const model = await GpuModel.upload(gpu, loaded);
   const cfg = loraConfigFromSettings(
     { r: 8, lora_alpha: 16, lora_dropout: 0.05, target_modules: 'all-linear', use_rslora: false },

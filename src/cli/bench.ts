@@ -35,7 +35,6 @@
 
 import { UsageError, parseFlags, type FlagSpec, num, bool, str } from './args';
 import type { Gpu } from '../gpu/context';
-import { fileURLToPath } from 'node:url';
 import { benchAttention } from '../bench/attention-bench';
 import { benchData } from '../bench/data-bench';
 import { benchFeatures } from '../bench/features-bench';
@@ -45,7 +44,7 @@ import { benchLoraLinear, benchMatmul } from '../bench/linear-bench';
 import { type ShapeSource, benchMemory, shapeFromConfig } from '../bench/memory-bench';
 import { benchMethods } from '../bench/methods-bench';
 import { benchGeneration, benchTrainingStep } from '../bench/model-bench';
-import { type TuneMode, benchTuneCost, tuneRun } from '../bench/tune-bench';
+import { DEMO_MODEL, type TuneMode, benchTuneCost, tuneRun } from '../bench/tune-bench';
 
 const ONE_FLAGS: Record<string, FlagSpec> = {
   m: { type: 'int', min: 1, required: true },
@@ -74,9 +73,6 @@ const DATA_FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string' },
   json: { type: 'bool' },
 };
-
-/** The shipped demo model: its tokenizer is what the data benchmark tokenizes with by default. */
-const DEMO_MODEL = fileURLToPath(new URL('../../public/models/stories260K', import.meta.url));
 
 const KERNELS_FLAGS: Record<string, FlagSpec> = {
   m: { type: 'int', min: 1 },
