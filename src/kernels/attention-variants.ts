@@ -235,22 +235,24 @@ export function attentionSet(
 ): { set: AttentionSet; why: string } {
   const lanes = gpu.features.subgroupLanes;
   const subgroups = lanes >= 4;
-  const lack = gpu.features.subgroups
-    ? `has subgroups that do not form aligned runs of 4 or more lanes (${lanes || 'none'} usable)`
-    : 'has no subgroups';
+  // Only where the answer says it (attentionDirect asks on every attention call it records).
+  const lack = () =>
+    gpu.features.subgroups
+      ? `has subgroups that do not form aligned runs of 4 or more lanes (${lanes || 'none'} usable)`
+      : 'has no subgroups';
   if (want === 'tiled') return { set: 'tiled', why: 'pinned' };
   if (want === 'direct') {
     return subgroups
       ? { set: 'direct', why: 'pinned' }
       : {
           set: 'tiled',
-          why: `pinned, but this device ${lack}, which the direct kernels need, so the tiled kernels run instead`,
+          why: `pinned, but this device ${lack()}, which the direct kernels need, so the tiled kernels run instead`,
         };
   }
   if (!isCpuDevice(gpu)) return { set: 'tiled', why: 'this device is a GPU, where workgroup-memory tiles are fast' };
   return subgroups
     ? { set: 'direct', why: 'this device is a CPU driver with subgroups, where workgroup memory and barriers are slow' }
-    : { set: 'tiled', why: `this device is a CPU driver but ${lack}, which the direct kernels need` };
+    : { set: 'tiled', why: `this device is a CPU driver but ${lack()}, which the direct kernels need` };
 }
 
 /**
