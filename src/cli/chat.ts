@@ -11,14 +11,16 @@
 import { basename, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { AdapterRef, ChatMessage, PromptMode } from '../engine/types';
-import { type FlagSpec, bool, parseFlags, str } from './args';
-import { loadModelFrom, openEngine, preflightModel, readAdapter, withAdapterDir } from './common';
+import { type FlagSpec, type ParsedFlags, bool, parseFlags, str } from './args';
+import { loadModelFrom, openEngine, preflightModel, withAdapterDir } from './common';
 import { FROZEN_FLAGS, frozenFromFlags } from './frozen';
 import { SAMPLING_FLAGS, samplingFromFlags } from './generate';
+import { readAdapterForModel } from './loftq-guard';
 
 const CHAT_FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string', required: true },
   adapter: { type: 'string' },
+  'any-base': { type: 'bool' },
   system: { type: 'string' },
   /** Plain completion even when the model has a chat template. */
   completion: { type: 'bool' },
@@ -35,8 +37,10 @@ interface Responder {
   dir?: string;
 }
 
-async function adapterFrom(dir: string): Promise<Responder> {
-  return { ref: { key: resolve(dir), files: await readAdapter(dir, '/adapter') }, label: basename(resolve(dir)), dir };
+/** `/adapter DIR` (or --adapter): a LoftQ adapter is checked to fit --model `modelDir` unless --any-base. */
+async function adapterFrom(f: ParsedFlags, modelDir: string, dir: string, flag: string): Promise<Responder> {
+  const files = await readAdapterForModel(f, { command: 'chat', dir, flag, modelDir });
+  return { ref: { key: resolve(dir), files }, label: basename(resolve(dir)), dir };
 }
 
 export async function chat(argv: string[]): Promise<number> {
@@ -44,7 +48,7 @@ export async function chat(argv: string[]): Promise<number> {
   const model = await preflightModel(str(f, 'model')!);
   const frozen = frozenFromFlags(f, 'chat', model);
   const first = str(f, 'adapter');
-  let who: Responder = first ? await adapterFrom(first) : { ref: null, label: 'base' };
+  let who: Responder = first ? await adapterFrom(f, model.path, first, '--adapter') : { ref: null, label: 'base' };
   const engine = await openEngine();
   const out = process.stdout;
   const err = (line: string) => process.stderr.write(`tabtune: ${line}\n`);
@@ -117,7 +121,7 @@ export async function chat(argv: string[]): Promise<number> {
         if (!rest.length) err('/adapter needs a folder holding adapter_config.json and adapter_model.safetensors.');
         else {
           try {
-            who = await adapterFrom(arg);
+            who = await adapterFrom(f, model.path, arg, '/adapter');
           } catch (e) {
             failures++;
             err((e as Error).message);

@@ -9,16 +9,17 @@ import {
   maxLenFor,
   openEngine,
   preflightModel,
-  readAdapter,
   reportIssues,
   withAdapterDir,
 } from './common';
 import { DATA_FLAGS, resolveDataFlag } from './data-flag';
 import { FROZEN_FLAGS, frozenFromFlags } from './frozen';
+import { readAdapterForModel } from './loftq-guard';
 
 const EVAL_FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string', required: true },
   adapter: { type: 'string' },
+  'any-base': { type: 'bool' },
   data: { type: 'string', required: true },
   format: FORMAT,
   'max-len': { type: 'int', min: 2 },
@@ -34,7 +35,9 @@ export async function evaluate(argv: string[]): Promise<number> {
   const model = await preflightModel(str(f, 'model')!);
   const maxLen = maxLenFor(f, 'eval', model);
   const adapterDir = str(f, 'adapter');
-  const adapterFiles = adapterDir ? await readAdapter(adapterDir) : undefined;
+  const adapterFiles = adapterDir
+    ? await readAdapterForModel(f, { command: 'eval', dir: adapterDir, modelDir: model.path })
+    : undefined;
   const frozen = frozenFromFlags(f, 'eval', model);
   const engine = await openEngine();
   try {

@@ -17,10 +17,10 @@ import type { TrainSettings } from '../engine/types';
 import type { ModelConfig } from '../model/config';
 import type { RecipeInput } from '../recipe/recipe';
 import { type ParsedFlags, UsageError, bool, parseFlags, str } from './args';
-import { checkOutDir, dataFileError, maxLenFor, readAdapter, reportIssues, requireFile } from './common';
+import { checkOutDir, dataFileError, maxLenFor, reportIssues, requireFile } from './common';
 import { frozenFromFlags } from './frozen';
 import { writeFolderAtomic } from './write';
-import { checkLoftqBase } from './loftq-guard';
+import { readAdapterForModel } from './loftq-guard';
 import {
   type LoraShape,
   TRAIN_FLAGS,
@@ -113,19 +113,15 @@ export async function exportRecipe(argv: string[]): Promise<number> {
   const settings: TrainSettings = baseTrainSettings(f, maxLenFor(f, COMMAND, { path: ref, config }));
   applySettingFlags(f, settings);
   const initFlag = str(f, 'init-from');
-  const initFrom = initFlag ? await readAdapter(initFlag, '--init-from') : undefined;
   const modelFlag = str(f, 'model')!;
-  if (initFrom && existsSync(join(modelFlag, 'config.json'))) {
-    const anyBase = bool(f, 'any-base') ?? false;
-    await checkLoftqBase({
-      command: COMMAND,
-      flag: '--init-from',
-      adapterDir: initFlag!,
-      adapter: initFrom,
-      modelDir: modelFlag,
-      anyBase,
-    });
-  }
+  const initFrom = initFlag
+    ? await readAdapterForModel(f, {
+        command: COMMAND,
+        dir: initFlag,
+        flag: '--init-from',
+        modelDir: existsSync(join(modelFlag, 'config.json')) ? modelFlag : null,
+      })
+    : undefined;
   const fixed: LoraShape | undefined = initFrom ? adapterShape(initFrom, initFlag!) : undefined;
   if (fixed) checkLoraFlags(f, fixed, `--init-from ${initFlag}`, COMMAND);
   const linearModules = linearModuleNames(config);

@@ -3,8 +3,9 @@
 import { resolve } from 'node:path';
 import type { SamplingSettings } from '../engine/types';
 import { type FlagSpec, type ParsedFlags, bool, num, parseFlags, str } from './args';
-import { loadModelFrom, openEngine, preflightModel, readAdapter, withAdapterDir } from './common';
+import { loadModelFrom, openEngine, preflightModel, withAdapterDir } from './common';
 import { FROZEN_FLAGS, frozenFromFlags } from './frozen';
+import { readAdapterForModel } from './loftq-guard';
 
 /** transformers' generate arguments, shared with `tabtune chat`. */
 export const SAMPLING_FLAGS: Record<string, FlagSpec> = {
@@ -34,6 +35,7 @@ export function samplingFromFlags(
 const GENERATE_FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string', required: true },
   adapter: { type: 'string' },
+  'any-base': { type: 'bool' },
   prompt: { type: 'string', required: true },
   chat: { type: 'bool' },
   ...SAMPLING_FLAGS,
@@ -54,7 +56,9 @@ export async function generate(argv: string[]): Promise<number> {
   }
   const model = await preflightModel(str(f, 'model')!);
   const adapterDir = str(f, 'adapter');
-  const adapterFiles = adapterDir ? await readAdapter(adapterDir) : undefined;
+  const adapterFiles = adapterDir
+    ? await readAdapterForModel(f, { command: 'generate', dir: adapterDir, modelDir: model.path })
+    : undefined;
   const frozen = frozenFromFlags(f, 'generate', model);
   const engine = await openEngine();
   try {

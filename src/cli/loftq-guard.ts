@@ -1,7 +1,8 @@
 /**
- * Before `merge` or `train --init-from` uses a LoftQ adapter: is --model its quantized backbone
- * (src/lora/loftq-grid.ts)? Reads only the first layer's one or two targeted weights (their byte
- * ranges in the safetensors files); any other adapter is not checked. --any-base skips the check.
+ * Before `merge`, `eval`, `generate`, `chat` or `train`/`export-recipe --init-from` uses a LoftQ
+ * adapter: is --model its quantized backbone (src/lora/loftq-grid.ts)? Reads only the first layer's
+ * one or two targeted weights (their byte ranges in the safetensors files); any other adapter is not
+ * checked. --any-base skips the check.
  */
 import { existsSync, statSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
@@ -10,7 +11,8 @@ import { type Nf4GridMiss, isLoftqAdapterConfig, weightGridMiss } from '../lora/
 import { type HeaderEntry, parseSafetensorsHeader, tensorToF32 } from '../model/safetensors';
 import type { PeftFiles } from '../engine/types';
 import { LOFTQ_BASE_DIR } from '../engine/merge-zip';
-import { UsageError } from './args';
+import { type ParsedFlags, UsageError, bool, str } from './args';
+import { readAdapter } from './common';
 
 const WEIGHTS = 'model.safetensors';
 const INDEX = 'model.safetensors.index.json';
@@ -87,7 +89,7 @@ function missText(m: Nf4GridMiss): string {
  * Stops with a UsageError when `adapter` (from folder `adapterDir`, given as `flag`) is a LoftQ
  * adapter and --model `modelDir` is not its backbone. `command` names the command for the message.
  */
-export async function checkLoftqBase(opts: {
+async function checkLoftqBase(opts: {
   command: string;
   flag: string;
   adapterDir: string;
@@ -148,4 +150,29 @@ export async function checkLoftqBase(opts: {
       `weight "${miss.key}" (${miss.file}) is not NF4-dequantized (${missText(miss.m)}). ${instead[0]!.toUpperCase()}${instead.slice(1)}, ` +
       `or add --any-base to go on with this model anyway.`,
   );
+}
+
+/**
+ * An adapter folder given as `flag` (readAdapter), checked to fit --model `modelDir` when it is a
+ * LoftQ adapter (checkLoftqBase; the flags' --any-base skips that). `modelDir` null: not a local
+ * folder (export-recipe's Hub id), nothing to check.
+ */
+export async function readAdapterForModel(
+  f: ParsedFlags,
+  opts: { command: string; dir: string; flag?: string; modelDir: string | null },
+): Promise<PeftFiles> {
+  const flag = opts.flag ?? '--adapter';
+  const adapter = await readAdapter(opts.dir, flag);
+  if (opts.modelDir !== null) {
+    await checkLoftqBase({
+      command: opts.command,
+      flag,
+      adapterDir: opts.dir,
+      adapter,
+      modelDir: opts.modelDir,
+      modelShown: str(f, 'model'),
+      anyBase: bool(f, 'any-base') ?? false,
+    });
+  }
+  return adapter;
 }

@@ -51,14 +51,17 @@ const USAGE = `tabtune: LoRA fine-tuning on WebGPU
      columns that hold the records (Parquet, or files whose fields are named otherwise)
   tabtune export-recipe --model DIR|owner/name --data FILE --out DIR [train's flags]
      the same run as a transformers + PEFT + TRL project (train.py, data, accelerate configs)
-  tabtune eval --model DIR [--adapter DIR] --data FILE [--format ...] [--max-len N]
+  tabtune eval --model DIR [--adapter DIR [--any-base]] --data FILE [--format ...] [--max-len N]
      [--quantize nf4|none] [--no-double-quant] [--json]
-  tabtune generate --model DIR [--adapter DIR] --prompt TEXT [--chat] [--max-new-tokens N]
-     [--temperature 0] [--top-k K] [--top-p P] [--repetition-penalty 1] [--seed S]
-     [--quantize nf4|none] [--no-double-quant]
-  tabtune chat --model DIR [--adapter DIR] [--system TEXT] [--completion] [generate's sampling flags]
+  tabtune generate --model DIR [--adapter DIR [--any-base]] --prompt TEXT [--chat]
+     [--max-new-tokens N] [--temperature 0] [--top-k K] [--top-p P] [--repetition-penalty 1]
+     [--seed S] [--quantize nf4|none] [--no-double-quant]
+  tabtune chat --model DIR [--adapter DIR] [--any-base] [--system TEXT] [--completion]
+     [generate's sampling flags]
      a conversation, one message per line (sampling defaults: the model's generation_config.json);
      /system TEXT, /adapter DIR, /base, /regen, /reset, /quit; Ctrl-C stops a reply
+     (eval, generate, chat: a LoftQ adapter is checked to be given its backbone, loftq-base,
+     unless --any-base)
   tabtune merge --model DIR --adapter DIR --out DIR [--dtype bf16|f16|f32] [--max-shard-size 50GB]
      [--any-base] the adapter folded into the model: a Hugging Face model folder (CPU only);
      a LoftQ adapter is checked to be given its backbone (loftq-base) unless --any-base

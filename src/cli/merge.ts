@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { DirSource } from '../model/source';
 import { type MergeDType, type MergeSink, mergeAdapter } from '../lora/merge';
 import { type FlagSpec, UsageError, bool, parseFlags, str } from './args';
-import { checkOutDir, readAdapter, requireDir } from './common';
-import { checkLoftqBase } from './loftq-guard';
+import { checkOutDir, requireDir } from './common';
+import { readAdapterForModel } from './loftq-guard';
 
 const MERGE_FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string', required: true },
@@ -96,17 +96,7 @@ export async function merge(argv: string[]): Promise<number> {
   const f = parseFlags(argv, MERGE_FLAGS, 'merge');
   const modelDir = requireDir(str(f, 'model')!, '--model directory');
   const adapterDir = str(f, 'adapter')!;
-  const adapter = await readAdapter(adapterDir);
-  const anyBase = bool(f, 'any-base') ?? false;
-  await checkLoftqBase({
-    command: 'merge',
-    flag: '--adapter',
-    adapterDir,
-    adapter,
-    modelDir,
-    modelShown: str(f, 'model'),
-    anyBase,
-  });
+  const adapter = await readAdapterForModel(f, { command: 'merge', dir: adapterDir, modelDir });
   const out = checkOutDir(str(f, 'out')!);
   const shard = str(f, 'max-shard-size');
   await mkdir(out, { recursive: true });

@@ -17,16 +17,7 @@ import { resolveDataFlag } from './data-flag';
 import type { CardRun } from '../engine/model-card';
 import { TRAINING_RUN } from './push';
 import { frozenFromFlags, frozenSummary } from './frozen';
-import {
-  checkOutDir,
-  loadData,
-  loadModelFrom,
-  maxLenFor,
-  openEngine,
-  preflightModel,
-  readAdapter,
-  reportIssues,
-} from './common';
+import { checkOutDir, loadData, loadModelFrom, maxLenFor, openEngine, preflightModel, reportIssues } from './common';
 import {
   type LoraShape,
   TRAIN_FLAGS,
@@ -39,7 +30,7 @@ import {
   loraFromFlags,
 } from './run-flags';
 import { writeFilesAtomic } from './write';
-import { checkLoftqBase } from './loftq-guard';
+import { readAdapterForModel } from './loftq-guard';
 
 function fmtTime(s: number): string {
   if (!Number.isFinite(s)) return '?';
@@ -150,19 +141,9 @@ export async function train(argv: string[]): Promise<number> {
       };
   }
   applySettingFlags(f, settings);
-  const initFrom = initFlag ? await readAdapter(initFlag, '--init-from') : undefined;
-  if (initFrom) {
-    const anyBase = bool(f, 'any-base') ?? false;
-    await checkLoftqBase({
-      command: 'train',
-      flag: '--init-from',
-      adapterDir: initFlag!,
-      adapter: initFrom,
-      modelDir: model.path,
-      modelShown: str(f, 'model'),
-      anyBase,
-    });
-  }
+  const initFrom = initFlag
+    ? await readAdapterForModel(f, { command: 'train', dir: initFlag, flag: '--init-from', modelDir: model.path })
+    : undefined;
   if (initFrom) fixedShape = { shape: adapterShape(initFrom, initFlag!), source: `--init-from ${initFlag}` };
   if (fixedShape) checkLoraFlags(f, fixedShape.shape, fixedShape.source, 'train');
   const frozen = frozenFromFlags(f, 'train', model, savedFrozen);

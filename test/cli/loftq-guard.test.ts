@@ -1,9 +1,10 @@
 /**
  * A LoftQ adapter only fits its NF4 backbone: the grid check on weights (an NF4 round trip in
  * float32, bf16 or f16 storage, also stored transposed, passes; an original weight fails), and
- * `tabtune merge` / `train --init-from` with a LoftQ adapter onto the original tiny model stop with
- * one `tabtune:` line naming the weight and the loftq-base folder, run onto loftq-base, and go on
- * with --any-base; a plain adapter is never checked.
+ * `tabtune merge`, `eval`, `generate`, `chat` (--adapter and /adapter) and `train --init-from` with
+ * a LoftQ adapter onto the original tiny model stop with one `tabtune:` line naming the weight and
+ * the loftq-base folder, run onto loftq-base, and go on with --any-base; a plain adapter is never
+ * checked.
  */
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -18,8 +19,8 @@ import { type ProcResult, runCommand } from '../helpers/proc';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
-function run(args: string[]): Promise<ProcResult> {
-  return runCommand(process.execPath, [join(ROOT, 'bin', 'tabtune.mjs'), ...args], ROOT);
+function run(args: string[], input?: string): Promise<ProcResult> {
+  return runCommand(process.execPath, [join(ROOT, 'bin', 'tabtune.mjs'), ...args], ROOT, undefined, input);
 }
 
 /** A deterministic pseudo-random weight [out, in]. */
@@ -99,12 +100,11 @@ describe('tabtune CLI: a LoftQ adapter meets the model it is given', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('merge onto the original model stops, naming adapter, model, weight and loftq-base; onto loftq-base it merges', async () => {
-    const r = await run(['merge', '--model', model, '--adapter', loftq, '--out', join(dir, 'm1')]);
-    expect(r.code).toBe(2);
-    const lines = r.stderr.split('\n').filter((l) => l.startsWith('tabtune:'));
-    expect(lines, r.stderr).toHaveLength(1);
-    expect(lines[0]).toContain(`--adapter ${loftq} is a LoftQ adapter`);
+  /** The one `tabtune:` line of a refusal: command, adapter, model, the weight checked, loftq-base, --any-base. */
+  function expectRefusal(stderr: string, command: string, flag = '--adapter'): void {
+    const lines = stderr.split('\n').filter((l) => l.startsWith('tabtune:'));
+    expect(lines, stderr).toHaveLength(1);
+    expect(lines[0]).toContain(`tabtune: ${command}: ${flag} ${loftq} is a LoftQ adapter`);
     expect(lines[0]).toContain(`--model ${model} is not that backbone`);
     expect(lines[0]).toMatch(
       /weight "model\.layers\.0\.self_attn\.(q|v)_proj\.weight" \(model\.safetensors\) is not NF4/,
@@ -112,6 +112,12 @@ describe('tabtune CLI: a LoftQ adapter meets the model it is given', () => {
     expect(lines[0]).toContain(`--model ${join(loftq, 'loftq-base')} (the loftq-base folder beside the adapter)`);
     expect(lines[0]).toContain('is a LoftQ adapter (adapter_config.json: a loftq_config)');
     expect(lines[0]).toContain('--any-base');
+  }
+
+  it('merge onto the original model stops, naming adapter, model, weight and loftq-base; onto loftq-base it merges', async () => {
+    const r = await run(['merge', '--model', model, '--adapter', loftq, '--out', join(dir, 'm1')]);
+    expect(r.code).toBe(2);
+    expectRefusal(r.stderr, 'merge');
     expect(existsSync(join(dir, 'm1', 'model.safetensors'))).toBe(false);
 
     const ok = await run(['merge', '--model', join(loftq, 'loftq-base'), '--adapter', loftq, '--out', join(dir, 'm2')]);
@@ -151,5 +157,46 @@ describe('tabtune CLI: a LoftQ adapter meets the model it is given', () => {
     ]); // prettier-ignore
     expect(ok.code, ok.stderr).toBe(0);
     expect(existsSync(join(dir, 't2', 'adapter_model.safetensors'))).toBe(true);
+  }, 120_000);
+
+  it('eval, generate and chat --adapter stop on the original model, run on loftq-base and with --any-base', async () => {
+    const base = join(loftq, 'loftq-base');
+    const evalArgs = ['--adapter', loftq, '--data', data, '--max-len', '16', '--json'];
+    const genArgs = ['--adapter', loftq, '--prompt', 'The cat', '--max-new-tokens', '2'];
+    const chatArgs = ['--adapter', loftq, '--completion', '--max-new-tokens', '2'];
+    for (const [command, args] of [
+      ['eval', evalArgs],
+      ['generate', genArgs],
+      ['chat', chatArgs],
+    ] as const) {
+      const wrong = await run([command, '--model', model, ...args]);
+      expect(wrong.code, wrong.stderr).toBe(2);
+      expectRefusal(wrong.stderr, command);
+    }
+    const onBase = await run(['eval', '--model', base, ...evalArgs]);
+    expect(onBase.code, onBase.stderr).toBe(0);
+    const anyBase = await run(['eval', '--model', model, ...evalArgs, '--any-base']);
+    expect(anyBase.code, anyBase.stderr).toBe(0);
+    const [lossBase, lossAny] = [onBase, anyBase].map((r) => (JSON.parse(r.stdout) as { loss: number }).loss);
+    expect(Number.isFinite(lossBase) && Number.isFinite(lossAny)).toBe(true);
+    expect(lossAny, 'the same adapter on another base').not.toBe(lossBase);
+    for (const m of [
+      ['--model', base],
+      ['--model', model, '--any-base'],
+    ]) {
+      const g = await run(['generate', ...m, ...genArgs]);
+      expect(g.code, g.stderr).toBe(0);
+      const c = await run(['chat', ...m, ...chatArgs], 'The cat\n');
+      expect(c.code, c.stderr).toBe(0);
+      expect(c.stdout).toMatch(/^loftq> /);
+    }
+  }, 180_000);
+
+  it("chat's /adapter refuses a LoftQ adapter on the original model, and the conversation goes on", async () => {
+    const input = [`/adapter ${loftq}`, `/adapter ${plain}`, 'The cat', ''].join('\n');
+    const r = await run(['chat', '--model', model, '--completion', '--max-new-tokens', '2'], input);
+    expect(r.code, 'a refused /adapter makes the exit code 1').toBe(1);
+    expectRefusal(r.stderr, 'chat', '/adapter');
+    expect(r.stdout).toMatch(/^plain> /);
   }, 120_000);
 });

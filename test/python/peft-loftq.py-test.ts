@@ -10,7 +10,8 @@
  *      gives Tabtune's loss (1e-4 relative), and its adapter_config is PEFT's LoftQ example's
  *      (init_lora_weights true, loftq_config, base_model_name_or_path = the backbone);
  *   3. an adapter and backbone saved by PEFT's LoftQ workflow load in Tabtune with Python's loss, and
- *      `tabtune merge` takes that backbone as the adapter's and refuses the original model;
+ *      `tabtune merge` takes that backbone as the adapter's and refuses the original model (as
+ *      `tabtune eval` does);
  *   4. the app's LoftQ run (the engine in-process, as the worker runs it): its export, the PEFT
  *      files + loftq-base/ rebuilt from the adapter's backbone recipe, loads in PeftModel with the
  *      loss the app evaluates with the backbone put in place.
@@ -181,6 +182,16 @@ describe('LoftQ: Tabtune and PEFT', () => {
     );
     expect(wrong.code, wrong.stderr).toBe(2);
     expect(wrong.stderr).toMatch(/is a LoftQ adapter .* is not NF4-dequantized .*--any-base/);
+    // so does eval (before any GPU work), which with PEFT's base gave Python's loss above
+    const wrongEval = await runCommand(
+      process.execPath,
+      [join(ROOT, 'bin', 'tabtune.mjs'), 'eval', '--model', model, '--adapter', adapter, '--data', data],
+      ROOT,
+    );
+    expect(wrongEval.code, wrongEval.stderr).toBe(2);
+    expect(wrongEval.stderr).toMatch(
+      /tabtune: eval: --adapter .* is a LoftQ adapter .* is not NF4-dequantized .*--any-base/,
+    );
   }, 900_000);
 
   it("the app's LoftQ export (adapter + loftq-base/ rebuilt from the backbone recipe) loads in PeftModel with the app's loss", async () => {
