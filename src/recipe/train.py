@@ -414,5 +414,24 @@ def main(argv):
         print(json.dumps(summary))
 
 
+def leave_gloo_group():
+    """Ends a run on CPU processes (torch's gloo backend) without Python's shutdown.
+
+    gloo's worker threads free finished collectives, and the Python tensors they hold, on their own
+    time; one doing so while the interpreter shuts down aborts its process ("terminate called without
+    an active exception", SIGABRT), and torchrun then reports the whole launch failed although
+    everything was saved. So every process waits for the others, flushes its output and exits at once.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_backend() != "gloo":
+        return
+    dist.barrier()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 if __name__ == "__main__":
     main(sys.argv[1:])
+    leave_gloo_group()
