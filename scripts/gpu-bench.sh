@@ -8,6 +8,8 @@
 #                 the same layer, alternately with tabtune's)
 #   suite.json    the whole `npm run bench -- --json` suite (training step and generation)
 #   step-qwen.json a training step of the Qwen2.5-0.5B shape (bench memory: time and memory)
+#   profile.json  per-kernel GPU time (timestamp queries) of one SmolLM2-135M-shaped training step
+#                 at S=512 and of 8 decoded tokens, by kernel family (bench profile)
 # Needs Node >= 20.6 and `npm ci` done in the repository. Nothing is downloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,4 +24,5 @@ fi
 node bin/tabtune.mjs bench kernels --json > "$out/kernels.json" 2> >(tee "$out/kernels.log" >&2)
 node bin/tabtune.mjs bench --json --seq 512 > "$out/suite.json" 2> >(tee "$out/suite.log" >&2)
 node bin/tabtune.mjs bench memory --seq 512 --json > "$out/step-qwen.json" 2> >(tee "$out/step-qwen.log" >&2)
+node bin/tabtune.mjs bench profile --seq 512 --tokens 8 --json > "$out/profile.json" 2> >(tee "$out/profile.log" >&2)
 echo "gpu-bench: results in $out/"

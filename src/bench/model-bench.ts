@@ -147,21 +147,72 @@ export interface TrainStepBench {
   speedup_direct_attention?: number;
 }
 
+/** The model and step every training-step benchmark runs (benchTrainingStep, bench profile). */
+export interface StepShape {
+  seq: number;
+  layers: number;
+  batch?: number;
+  r?: number;
+  checkpoint?: boolean;
+  /** Qwen2.5-0.5B's shape instead of SmolLM2-135M's. */
+  qwen?: boolean;
+  /** Any model's shape (with `layers` layers), named by `name`; overrides `qwen`. */
+  config?: { config: ModelConfig; name: string };
+  /** Frozen weights 16-bit (default) or 4-bit NF4. */
+  frozen?: FrozenWeightsOptions;
+}
+
+/**
+ * A model of the shape with random weights, LoRA r (default 16) on every linear layer, an AdamW
+ * trainer (loss read only when asked) and one micro-batch of B×S fixed tokens; `dispose` frees them.
+ */
+export async function prepareTrainingStep(gpu: Gpu, o: StepShape) {
+  const B = o.batch ?? 1;
+  const S = o.seq;
+  const r = o.r ?? 16;
+  const config = o.config?.config ?? (o.qwen ? qwen25HalfBConfig(o.layers) : smolLm2Config(o.layers));
+  const name = o.config?.name ?? (o.qwen ? 'Qwen2.5-0.5B' : 'SmolLM2-135M');
+  const model = await randomModel(gpu, o.layers, config, o.frozen);
+  const lora = adapter(gpu, model, r);
+  gpu.resetPeak();
+  const trainer = new Trainer(gpu, model, lora, BENCH_OPTIMIZER, {
+    maxTokens: B * S,
+    lossEvery: 1000,
+    checkpointActivations: o.checkpoint ?? false,
+  });
+  const T = B * S;
+  const ids = new Uint32Array(T);
+  const targets = new Uint32Array(T);
+  const positions = new Uint32Array(T);
+  const V = config.vocabSize;
+  for (let i = 0; i < T; i++) {
+    ids[i] = (i * 7919) % V;
+    targets[i] = (i * 104729 + 1) % V;
+    positions[i] = i % S;
+  }
+  return {
+    B,
+    S,
+    r,
+    config,
+    name,
+    model,
+    lora,
+    trainer,
+    micro: [{ B, S, ids, targets, positions, counted: T }],
+    describe: `${name}-shaped, ${o.layers} layers, random bf16 weights${o.frozen?.quantize === 'nf4' ? ' in 4-bit NF4' : ''}`,
+    dispose: () => {
+      trainer.dispose();
+      lora.dispose();
+      model.dispose();
+    },
+  };
+}
+
 export async function benchTrainingStep(
   gpu: Gpu,
-  o: {
-    seq: number;
-    layers: number;
-    batch?: number;
-    r?: number;
-    checkpoint?: boolean;
+  o: StepShape & {
     log?: (l: string) => void;
-    /** Qwen2.5-0.5B's shape instead of SmolLM2-135M's. */
-    qwen?: boolean;
-    /** Any model's shape (with `layers` layers), named by `name`; overrides `qwen`. */
-    config?: { config: ModelConfig; name: string };
-    /** Frozen weights 16-bit (default) or 4-bit NF4. */
-    frozen?: FrozenWeightsOptions;
     /** Time this many steps after a warm-up step (default 2); 0: one step, for its memory only. */
     steps?: number;
     /**
@@ -176,36 +227,14 @@ export async function benchTrainingStep(
     compareAttention?: boolean;
   },
 ): Promise<TrainStepBench> {
-  const B = o.batch ?? 1;
-  const S = o.seq;
-  const r = o.r ?? 16;
-  const config = o.config?.config ?? (o.qwen ? qwen25HalfBConfig(o.layers) : smolLm2Config(o.layers));
-  const name = o.config?.name ?? (o.qwen ? 'Qwen2.5-0.5B' : 'SmolLM2-135M');
   if (o.compareTuned) {
     // The warm-up step runs the baseline and notes every shape class for tuning.
     gpu.kernels.choices.clear();
     gpu.kernels.seen.clear();
   }
-  const model = await randomModel(gpu, o.layers, config, o.frozen);
-  const lora = adapter(gpu, model, r);
-  gpu.resetPeak();
-  const trainer = new Trainer(gpu, model, lora, BENCH_OPTIMIZER, {
-    maxTokens: B * S,
-    lossEvery: 1000,
-    checkpointActivations: o.checkpoint ?? false,
-  });
+  const { B, S, r, config, trainer, micro, describe, dispose } = await prepareTrainingStep(gpu, o);
   try {
     const T = B * S;
-    const ids = new Uint32Array(T);
-    const targets = new Uint32Array(T);
-    const positions = new Uint32Array(T);
-    const V = config.vocabSize;
-    for (let i = 0; i < T; i++) {
-      ids[i] = (i * 7919) % V;
-      targets[i] = (i * 104729 + 1) % V;
-      positions[i] = i % S;
-    }
-    const micro = [{ B, S, ids, targets, positions, counted: T }];
     const steps = o.steps ?? 2;
     let t0 = performance.now();
     // Warm-up (compiles every pipeline) without reading the loss; its traffic is counted on the
@@ -255,7 +284,7 @@ export async function benchTrainingStep(
     restore();
     const mem = gpu.memory();
     const res: TrainStepBench = {
-      model: `${name}-shaped, ${o.layers} layers, random bf16 weights${o.frozen?.quantize === 'nf4' ? ' in 4-bit NF4' : ''}`,
+      model: describe,
       batch: B,
       seq: S,
       r,
@@ -301,9 +330,7 @@ export async function benchTrainingStep(
     }
     return res;
   } finally {
-    trainer.dispose();
-    lora.dispose();
-    model.dispose();
+    dispose();
   }
 }
 

@@ -27,6 +27,9 @@
  *   node bin/tabtune.mjs bench generate [--layers 30] [--tokens 16] [--rounds 2] [--no-tune] [--json]
  *     (greedy generation tokens/s on the SmolLM2-135M shape as now and as before issue 12's
  *     generation work, timed alternately, after tuning the matmul kernels; src/bench/model-bench.ts)
+ *   node bin/tabtune.mjs bench profile [--config config.json] [--layers N] [--seq 64] [--tokens 4] [--json]
+ *     (per-kernel GPU time of one training step and of decoded tokens by kernel family, from
+ *     timestamp queries; flags in bench-profile.ts, measurements in src/bench/profile-bench.ts)
  *
  * With --json the last stdout line is one JSON object with every number of the run, all measured
  * side by side in the same process so ratios are meaningful on a noisy shared machine. This file
@@ -34,14 +37,14 @@
  */
 
 import { UsageError, parseFlags, type FlagSpec, num, bool, str } from './args';
-import type { Gpu } from '../gpu/context';
+import { adapterName, log, openGpu, readShape } from './bench-common';
 import { benchAttention } from '../bench/attention-bench';
 import { benchData } from '../bench/data-bench';
 import { benchFeatures } from '../bench/features-bench';
 import { benchKernels } from '../bench/kernels-bench';
 import { benchTfjs } from '../bench/tfjs-bench';
 import { benchLoraLinear, benchMatmul } from '../bench/linear-bench';
-import { type ShapeSource, benchMemory, shapeFromConfig } from '../bench/memory-bench';
+import { benchMemory } from '../bench/memory-bench';
 import { benchMethods } from '../bench/methods-bench';
 import { benchGeneration, benchTrainingStep } from '../bench/model-bench';
 import { DEMO_MODEL, type TuneMode, benchTuneCost, tuneRun } from '../bench/tune-bench';
@@ -134,46 +137,12 @@ function attentionShape(f: ReturnType<typeof parseFlags>, quick: boolean) {
   };
 }
 
-/** The model shape of a config.json given to bench memory --config. */
-async function readShape(path: string): Promise<ShapeSource> {
-  const { readFile } = await import('node:fs/promises');
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw new UsageError(`bench memory: cannot read --config ${path}: ${(e as Error).message}`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new UsageError(`bench memory: --config ${path} is not JSON (${(e as Error).message}).`);
-  }
-  if (!json || typeof json !== 'object' || Array.isArray(json)) {
-    throw new UsageError(`bench memory: --config ${path} is not a JSON object (expected a model's config.json).`);
-  }
-  return shapeFromConfig(json as Record<string, unknown>, path);
-}
-
-function log(json: boolean, line: string): void {
-  (json ? process.stderr : process.stdout).write(`${line}\n`);
-}
-
-async function openGpu(opts: { plain?: boolean } = {}): Promise<Gpu> {
-  const { createNodeGpu } = await import('../gpu/node');
-  return createNodeGpu(opts.plain ? { wantF16: false, wantSubgroups: false } : {});
-}
-
 async function dawnPollingSwitch(): Promise<(mode: 'timer' | 'spin') => void> {
   return (await import('../gpu/node')).setDawnPolling;
 }
 
-function adapterName(gpu: Gpu): string {
-  const i = gpu.info;
-  return `${i.vendor || '?'} / ${i.architecture || '?'}${i.description ? ` (${i.description})` : ''}`;
-}
-
 export async function runBench(argv: string[]): Promise<number> {
+  if (argv[0] === 'profile') return (await import('./bench-profile')).runBenchProfile(argv.slice(1));
   if (argv[0] === 'lora-linear') {
     const f = parseFlags(argv.slice(1), ONE_FLAGS, 'bench lora-linear');
     const gpu = await openGpu();
@@ -215,7 +184,7 @@ export async function runBench(argv: string[]): Promise<number> {
       throw new UsageError('bench memory: --allocations-only runs no compute, so it cannot time steps; drop --steps.');
     }
     const configPath = str(f, 'config');
-    const shape = configPath ? await readShape(configPath) : undefined;
+    const shape = configPath ? await readShape(configPath, 'bench memory') : undefined;
     const gpu = await openGpu();
     try {
       log(json, `adapter: ${adapterName(gpu)}`);

@@ -13,7 +13,7 @@
  * Exit codes: 0 success, 1 runtime failure (bad data, GPU error), 2 usage error.
  *
  * One file per command (train.ts, eval.ts, generate.ts, chat.ts, export-recipe.ts, info.ts, selftest.ts,
- * bench.ts; the measurements bench.ts runs live in src/bench); common.ts holds the checks of files
+ * bench.ts and bench-profile.ts; the measurements they run live in src/bench); common.ts holds the checks of files
  * and folders they share, args.ts the flag parser.
  */
 
@@ -70,7 +70,12 @@ const USAGE = `tabtune: LoRA fine-tuning on WebGPU
      (created if new; HF_TOKEN with write access, HF_ENDPOINT for another Hub)
   tabtune info        the WebGPU adapter in use
   tabtune selftest    run the kernels against the float64 reference
-  tabtune bench       benchmarks (see README, Performance)
+  tabtune bench       benchmarks (see README, Performance); subcommands: memory, data, methods,
+     kernels, attention, tune, generate, lora-linear, profile
+  tabtune bench profile [--config FILE] [--layers N] [--seq 64] [--batch 1] [--r 16]
+     [--quantize nf4] [--checkpoint] [--tokens 4] [--no-tune] [--json]
+     per-kernel GPU time (timestamp queries) of one training step and of decoded tokens, by
+     kernel family: ms, % of the total, dispatches, GFLOP/s of the matmuls
 `;
 
 export async function main(argv: string[]): Promise<number> {

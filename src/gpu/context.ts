@@ -89,10 +89,10 @@ export class Gpu {
   private pendingError: GpuError | null = null;
   private lost: GpuDeviceLostError | null = null;
   /**
-   * Work submitted through recorders and GPU→CPU readbacks since the device was made, so tests and
-   * the benchmark can check a training step's traffic (one submit per micro-step, no readback).
+   * Work submitted through recorders (submits, their dispatches) and GPU→CPU readbacks since the device
+   * was made, so tests and the benchmark can check a training step's traffic (a submit per micro-step, no readback).
    */
-  readonly counters = { submits: 0, readbacks: 0, bindGroups: 0 };
+  readonly counters = { submits: 0, dispatches: 0, readbacks: 0, bindGroups: 0 };
   /**
    * Called once with the WGSL of every pipeline compiled (Node sets it from TABTUNE_DUMP_WGSL, see
    * node.ts, so the code that runs can be read).

@@ -7,6 +7,11 @@
  * Set TABTUNE_VK_ICD=system to use whatever driver the Vulkan loader finds (a real GPU).
  * TABTUNE_DUMP_WGSL=dir writes the WGSL of every pipeline compiled to dir/<label>.wgsl.
  *
+ * Dawn rounds timestamp-query values down to 65.536 µs by default (a browser's guard against
+ * timing attacks); a kernel profile (profiler.ts, `bench profile`) of kernels that take a few
+ * microseconds on a GPU would read zeros, so that rounding is turned off here (it changes nothing
+ * but timestamp values).
+ *
  * Dawn's Node binding delivers GPU promises (mapAsync, onSubmittedWorkDone, async pipelines) by
  * polling its event queue from a setImmediate callback for as long as any is pending: a busy loop
  * on the JavaScript thread for the whole time the GPU works. On a CPU driver that loop takes a core
@@ -62,7 +67,7 @@ function nodeGpuObject(): GPU {
   }
   Object.assign(globalThis, mod.globals);
   throttleDawnPolling();
-  navigatorGpu = mod.create([]);
+  navigatorGpu = mod.create(['disable-dawn-features=timestamp_quantization']);
   return navigatorGpu;
 }
 

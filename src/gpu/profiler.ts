@@ -1,16 +1,24 @@
 /**
  * Per-kernel GPU time from timestamp queries (the `timestamp-query` feature), for the benchmark's
- * profile of a training step or a decoded token: while `gpu.profiler` is set, every Recorder puts
- * each dispatch in its own compute pass with begin / end timestamps, and the times are summed per
- * pipeline label once the submit has run. Profiling changes what it measures a little (one pass
- * per dispatch); it is a tool for finding the hot kernels, not a benchmark.
+ * profile of a training step or of decoded tokens (`bench profile`, src/bench/profile-bench.ts):
+ * while `gpu.profiler` is set, every Recorder puts each dispatch in its own compute pass with begin
+ * / end timestamps, and the times (and the FLOPs the dispatches declare) are summed per pipeline
+ * label once the submit has run. Profiling changes what it measures a little (one pass per
+ * dispatch, so no overlap between dispatches); it finds the hot kernels, it is not a benchmark.
+ * In Node, Dawn's timestamp quantization is off (node.ts), so short kernels are not rounded away.
  */
 
 /** Timestamps per query set (WebGPU allows 4096 queries per set: 2 per dispatch). */
 const PER_SET = 2048;
 
+/** One dispatch of a submit: its pipeline's label and its FLOPs (0: not known). */
+interface Timed {
+  label: string;
+  flops: number;
+}
+
 interface Batch {
-  labels: string[];
+  dispatches: Timed[];
   sets: GPUQuerySet[];
   readback: GPUBuffer;
 }
@@ -19,10 +27,12 @@ export interface KernelTime {
   label: string;
   ms: number;
   count: number;
+  /** FLOPs of its dispatches, summed (0 where the kernel declares none). */
+  flops: number;
 }
 
 export class Profiler {
-  private readonly totals = new Map<string, { ns: number; count: number }>();
+  private readonly totals = new Map<string, { ns: number; count: number; flops: number }>();
   private readonly waiting: Promise<void>[] = [];
 
   constructor(private readonly device: GPUDevice) {}
@@ -31,16 +41,17 @@ export class Profiler {
    * Timestamp writes for the dispatches of one submit, in order (call `finish` after encoding
    * them). Returns one GPUComputePassTimestampWrites per dispatch.
    */
-  begin(labels: string[]): {
+  begin(dispatches: Timed[]): {
     writes: GPUComputePassTimestampWrites[];
     finish(enc: GPUCommandEncoder): void;
     after(): void;
   } {
     const sets: GPUQuerySet[] = [];
     const writes: GPUComputePassTimestampWrites[] = [];
-    labels.forEach((_, i) => {
+    const n = dispatches.length;
+    dispatches.forEach((_, i) => {
       if (i % PER_SET === 0) {
-        const count = 2 * Math.min(PER_SET, labels.length - i);
+        const count = 2 * Math.min(PER_SET, n - i);
         sets.push(this.device.createQuerySet({ type: 'timestamp', count }));
       }
       const j = i % PER_SET;
@@ -50,7 +61,7 @@ export class Profiler {
         endOfPassWriteIndex: 2 * j + 1,
       });
     });
-    const bytes = labels.length * 16;
+    const bytes = n * 16;
     const resolve = this.device.createBuffer({
       size: Math.max(16, bytes),
       usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
@@ -59,13 +70,13 @@ export class Profiler {
       size: Math.max(16, bytes),
       usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ,
     });
-    const batch: Batch = { labels, sets, readback };
+    const batch: Batch = { dispatches, sets, readback };
     return {
       writes,
       finish: (enc) => {
         sets.forEach((s, k) => {
-          const n = Math.min(PER_SET, labels.length - k * PER_SET);
-          enc.resolveQuerySet(s, 0, 2 * n, resolve, k * PER_SET * 16);
+          const inSet = Math.min(PER_SET, n - k * PER_SET);
+          enc.resolveQuerySet(s, 0, 2 * inSet, resolve, k * PER_SET * 16);
         });
         enc.copyBufferToBuffer(resolve, 0, readback, 0, Math.max(16, bytes));
       },
@@ -81,11 +92,12 @@ export class Profiler {
     b.readback.unmap();
     b.readback.destroy();
     for (const s of b.sets) s.destroy();
-    b.labels.forEach((label, i) => {
+    b.dispatches.forEach(({ label, flops }, i) => {
       const ns = Number(t[2 * i + 1]! - t[2 * i]!);
-      const e = this.totals.get(label) ?? { ns: 0, count: 0 };
+      const e = this.totals.get(label) ?? { ns: 0, count: 0, flops: 0 };
       e.ns += Math.max(0, ns);
       e.count++;
+      e.flops += flops;
       this.totals.set(label, e);
     });
   }
@@ -94,11 +106,7 @@ export class Profiler {
   async report(): Promise<KernelTime[]> {
     await Promise.all(this.waiting.splice(0));
     return [...this.totals.entries()]
-      .map(([label, e]) => ({ label, ms: e.ns / 1e6, count: e.count }))
+      .map(([label, e]) => ({ label, ms: e.ns / 1e6, count: e.count, flops: e.flops }))
       .sort((a, b) => b.ms - a.ms);
-  }
-
-  reset(): void {
-    this.totals.clear();
   }
 }

@@ -21,7 +21,7 @@ export function isGpuBuffer(b: Binding): b is GPUBuffer {
 interface RecordingDevice {
   readonly device: GPUDevice;
   readonly limits: { maxComputeWorkgroupsPerDimension: number; minUniformBufferOffsetAlignment: number };
-  readonly counters: { submits: number; bindGroups: number };
+  readonly counters: { submits: number; dispatches: number; bindGroups: number };
   readonly profiler: Profiler | null;
   /** Gpu.allocationsOnly: submit() counts the submit and runs nothing. */
   readonly allocationsOnly: boolean;
@@ -189,6 +189,8 @@ interface RecordedDispatch {
   workgroups: [number, number, number];
   uniformOffset: number;
   uniformSize: number;
+  /** Floating-point operations of the dispatch where its kernel knows them cheaply (the matmuls), else 0. */
+  flops: number;
 }
 
 interface RecordedCopy {
@@ -224,13 +226,15 @@ export class Recorder {
 
   /**
    * Adds a dispatch. `params` (u32/i32/f32 words) becomes the uniform at binding 0; `bindings`
-   * are the storage buffers at bindings 1..n.
+   * are the storage buffers at bindings 1..n; `flops`, where the kernel knows them, is what a
+   * profile (profiler.ts) turns into GFLOP/s.
    */
   dispatch(
     pipeline: GPUComputePipeline,
     bindings: Binding[],
     workgroups: readonly number[],
     params?: ArrayBufferView,
+    flops = 0,
   ): this {
     const wg: [number, number, number] = [workgroups[0] ?? 1, workgroups[1] ?? 1, workgroups[2] ?? 1];
     const maxWg = this.gpu.limits.maxComputeWorkgroupsPerDimension;
@@ -257,7 +261,7 @@ export class Recorder {
       this.uniformBytes = end;
     }
     if (wg[0] * wg[1] * wg[2] === 0) return this; // empty problem: nothing to run
-    this.ops.push({ kind: 'dispatch', pipeline, bindings, workgroups: wg, uniformOffset, uniformSize });
+    this.ops.push({ kind: 'dispatch', pipeline, bindings, workgroups: wg, uniformOffset, uniformSize, flops });
     return this;
   }
 
@@ -278,6 +282,8 @@ export class Recorder {
     this.submitted = true;
     const gpu = this.gpu;
     gpu.throwIfFailed();
+    const dispatches = this.ops.filter((op) => op.kind === 'dispatch');
+    gpu.counters.dispatches += dispatches.length;
     if (gpu.allocationsOnly) {
       gpu.counters.submits++;
       return;
@@ -292,7 +298,7 @@ export class Recorder {
     const enc = device.createCommandEncoder({ label: this.label });
     let pass: GPUComputePassEncoder | null = null;
     // Profiling (gpu.profiler): one pass per dispatch, with its begin / end timestamps.
-    const prof = gpu.profiler?.begin(this.ops.flatMap((op) => (op.kind === 'dispatch' ? [op.pipeline.label] : [])));
+    const prof = gpu.profiler?.begin(dispatches.map((op) => ({ label: op.pipeline.label, flops: op.flops })));
     let di = 0;
     const groupsBefore = gpu.counters.bindGroups;
     for (const op of this.ops) {

@@ -159,7 +159,9 @@ function recordChunks(gpu: Gpu, rec: Recorder, p: MatmulProblem, plan: MatmulPla
           b2Adj: w.b2Adj,
           useBias: first && !!p.args.bias,
         });
-        rec.dispatch(pipe, w.bindings, [plan.gridX(nc), plan.gridY(mc), 1], u);
+        // FLOPs for a profile (src/gpu/profiler.ts): the K chunk, and segment 2 with the first.
+        const flops = 2 * mc * nc * (kc + (first && p.ex ? p.ex.K : 0));
+        rec.dispatch(pipe, w.bindings, [plan.gridX(nc), plan.gridY(mc), 1], u, flops);
       });
     }
   }
@@ -188,7 +190,8 @@ function recordSplitK(gpu: Gpu, rec: Recorder, p: MatmulProblem, plan: MatmulPla
     b2Adj: 0,
     useBias: false,
   });
-  rec.dispatch(pipeline(gpu, plan), [a.a, ...bBindings(p), part], [plan.gridX(N), plan.gridY(M), plan.splits], u);
+  const grid = [plan.gridX(N), plan.gridY(M), plan.splits];
+  rec.dispatch(pipeline(gpu, plan), [a.a, ...bBindings(p), part], grid, u, 2 * M * N * K);
   recordReducePartials(gpu, rec, {
     part,
     out: a.c,
