@@ -14,28 +14,15 @@ import { shapeFromConfig } from '../../src/bench/memory-bench';
 import { type ProfileSection, kernelFamily, requireTimestamps } from '../../src/bench/profile-bench';
 import type { Gpu } from '../../src/gpu/context';
 import { Profiler } from '../../src/gpu/profiler';
+import { FAMILY_CONFIGS } from '../fixtures/tiny-families';
 import { getGpu } from '../helpers/gpu';
 import { runCommand } from '../helpers/proc';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
-const TINY = {
-  model_type: 'llama',
-  hidden_size: 64,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  intermediate_size: 96,
-  vocab_size: 301,
-  max_position_embeddings: 256,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  tie_word_embeddings: false,
-  hidden_act: 'silu',
-  bos_token_id: 1,
-  eos_token_id: 2,
-  torch_dtype: 'bfloat16',
-};
+/** The tiny Llama of the fixtures (every family's kernels at tiny sizes), as a config.json. */
+const TINY = FAMILY_CONFIGS.llama({ dtype: 'bfloat16', tie: false, ids: { endoftext: 0, imStart: 1, imEnd: 2 } });
+const LAYERS = TINY.num_hidden_layers as number;
 
 let dir = '';
 beforeAll(async () => {
@@ -62,7 +49,7 @@ describe('bench profile', () => {
       train_step: ProfileSection;
       decode: ProfileSection;
     };
-    expect(out.model).toMatch(/2 layers/);
+    expect(out.model).toContain(`${LAYERS} layers`);
     for (const s of [out.train_step, out.decode]) {
       const names = s.families.map((f) => f.name);
       expect(names).toContain('matmul');
