@@ -29,7 +29,7 @@ import { PreparedDataset } from '../train/data/prepared';
 import { blobSource, textSource } from '../train/data/source';
 import type { RecordIndex } from '../train/data/record-index';
 import type { TokenStore } from '../train/data/tokens';
-import { evalLoss } from '../train/evaluate';
+import { EvalRunnerKeeper } from '../train/evaluate';
 import { RunControl, trainRun } from '../train/run';
 import { frozenFlags, frozenSettings, frozenText, sameFrozen } from './frozen';
 import { loftqToZip, mergeToZip } from './merge-zip';
@@ -90,6 +90,7 @@ export class Engine implements EngineApi {
   private readonly adapters = new Map<string, GpuLora>();
   private readonly backbone = new BackboneSwitch(() => this.generation.forgetContext());
   private readonly generation = new TextGeneration();
+  private readonly evalRunner = new EvalRunnerKeeper();
   private readonly control = new RunControl();
   private training = false;
   private tokenStore: TokenStore | null = null;
@@ -223,6 +224,7 @@ export class Engine implements EngineApi {
     this.adapters.clear();
     this.backbone.forget(null);
     this.generation.dispose();
+    this.evalRunner.release();
     this.model?.gpuModel.dispose();
     this.model?.pool?.close();
     this.model = null;
@@ -334,6 +336,7 @@ export class Engine implements EngineApi {
     // PiSSA/OLoRA/LoftQ rewrite frozen weights while a run lasts: generation's KV cache starts over after.
     this.backbone.original();
     this.generation.forgetContext();
+    this.evalRunner.release(); // its activations make room for the run's
     const frozen = frozenSettings(m.gpuModel.quantization);
     const resume = hooks.resumeFrom ? decodeCheckpoint(hooks.resumeFrom) : null;
     if (resume) {
@@ -444,6 +447,7 @@ export class Engine implements EngineApi {
     this.adapters.get(key)?.dispose();
     this.adapters.delete(key);
     this.backbone.forget(key);
+    this.evalRunner.release(); // with the adapter's scratch
   }
 
   // ------------------------------------------------------------------ eval / generate
@@ -462,7 +466,7 @@ export class Engine implements EngineApi {
     await this.backbone.use(this.gpu, m.gpuModel, adapter);
     const shape = { batchSize: 4, maxLen: d.maxLen };
     // Batches are made (and records tokenized) as they are consumed.
-    const { sum, count } = await evalLoss(
+    const { sum, count } = await this.evalRunner.loss(
       this.gpu,
       m.gpuModel,
       d.data.evalBatches(split, shape),

@@ -1,7 +1,7 @@
 /**
  * The evaluation pass both the trainer (validation during a run) and the engine (a loaded adapter,
  * or the base model) use: each batch's forward without dropout and its next-token loss, summed on
- * the GPU and read back once.
+ * the GPU and read back once. The engine keeps its evaluation runner between calls (EvalRunnerKeeper).
  */
 
 import type { Gpu } from '../gpu/context';
@@ -54,5 +54,55 @@ export async function evalLoss(
     return await lossSums(gpu, runner, batches, lora);
   } finally {
     runner.dispose();
+  }
+}
+
+/**
+ * The engine's evaluation runner, kept between evaluations while the model is the same and it is
+ * large enough for the batches (as generation keeps its Generator): a repeated evaluation makes no
+ * buffers and, its bind groups kept in the submit cache, none of those either. Nothing in it
+ * depends on the adapter's values or the model's weights (read at each dispatch), so a changed
+ * adapter or weights are seen; an adapter's own scratch (LoRA S, DoRA Z, (IA)³ outputs) is made on
+ * its first use and kept with the runner. `release` frees it all (an adapter forgotten, a training
+ * run starting, the model unloaded); during an evaluation, at its end.
+ */
+export class EvalRunnerKeeper {
+  private runner: ModelRunner | null = null;
+  private busy = false;
+  private releaseAfter = false;
+
+  /** evalLoss through the kept runner (made again when too small or for another model). */
+  async loss(
+    gpu: Gpu,
+    model: GpuModel,
+    batches: Iterable<Batch> | AsyncIterable<Batch>,
+    maxTokens: number,
+    lora: GpuLora | null,
+    maxRows = 0,
+  ): Promise<{ sum: number; count: number }> {
+    const need = maxTokens + maxRows * (lora?.virtual()?.P ?? 0);
+    if (this.runner && (this.runner.model !== model || this.runner.maxTokens < need)) this.free();
+    this.runner ??= new ModelRunner(gpu, model, { mode: 'eval', maxTokens: need });
+    this.busy = true;
+    try {
+      const r = await lossSums(gpu, this.runner, batches, lora);
+      this.runner.collect(); // scratch outgrown by a larger adapter (the submits have completed)
+      return r;
+    } finally {
+      this.busy = false;
+      if (this.releaseAfter) this.free();
+    }
+  }
+
+  /** Frees the runner now, or when the evaluation in progress ends. */
+  release(): void {
+    if (this.busy) this.releaseAfter = true;
+    else this.free();
+  }
+
+  private free(): void {
+    this.runner?.dispose();
+    this.runner = null;
+    this.releaseAfter = false;
   }
 }

@@ -1,7 +1,8 @@
 /**
  * The engine end to end on tiny models: training lowers the loss, the same seed gives the same
  * adapter, a run resumed from a checkpoint ends exactly where the uninterrupted run ends, PEFT
- * export -> import gives the same outputs, greedy generation matches the float64 reference.
+ * export -> import gives the same outputs, greedy generation matches the float64 reference,
+ * evaluating again makes no bind groups and gives the same losses.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -72,6 +73,16 @@ describe('engine', () => {
         const tuned = await engine.evaluate({ key: 'a', files: a.adapter }, 'all');
         expect(tuned.tokens).toBe(base.tokens);
         expect(tuned.loss).toBeLessThan(base.loss);
+        // evaluate keeps its runner: again, base and adapter make no bind groups and the same
+        // losses; forgetting the adapter frees it, and a fresh one gives the same loss too
+        const groups = engine.gpu.counters.bindGroups;
+        expect([
+          await engine.evaluate(null, 'all'),
+          await engine.evaluate({ key: 'a', files: a.adapter }, 'all'),
+        ]).toEqual([base, tuned]);
+        expect(engine.gpu.counters.bindGroups).toBe(groups);
+        engine.forgetAdapter('a');
+        expect(await engine.evaluate({ key: 'a', files: a.adapter }, 'all')).toEqual(tuned);
       } finally {
         engine.unload();
       }

@@ -5,8 +5,10 @@
  * lavapipe a pile of them crashed the process (src/gpu/recorder.ts). Checked on the trainer's
  * validation (the training runner, between steps) and on lossSums through an evaluation runner
  * kept between calls, with a packed batch and a shorter last batch among the batches; evalLoss
- * (the engine's evaluate, a run's baseline loss) makes its one-time runner's groups per call, the
- * same number however many batches. A deep model's checkpointed steps with validation between
+ * (a run's baseline loss) makes its one-time runner's groups per call, the same number however
+ * many batches. The engine's evaluate keeps its runner (EvalRunnerKeeper): none from the second
+ * call on, the loss bit for bit a fresh runner's, changed LoRA weights and another adapter seen,
+ * its memory freed by release (deferred to the end of an evaluation in progress). A deep model's checkpointed steps with validation between
  * them fit the cache together (it once overflowed and made every group again each step). A step
  * that would make more new groups in one submit than the device's budget (lavapipe: below
  * vm.max_map_count, src/gpu/node.ts) stops with GpuLimitError instead of crashing the process.
@@ -18,7 +20,7 @@ import { GpuLora } from '../../src/lora/gpu-lora';
 import { initLoraModules } from '../../src/lora/init';
 import { loraConfigFromSettings, resolveTargets } from '../../src/lora/targets';
 import { ModelRunner } from '../../src/model/runner';
-import { evalLoss, lossSums } from '../../src/train/evaluate';
+import { EvalRunnerKeeper, evalLoss, lossSums } from '../../src/train/evaluate';
 import { type MicroBatch, Trainer } from '../../src/train/trainer';
 import { getGpu } from '../helpers/gpu';
 import { type TinyGpuModel, tinyGpuModel } from '../helpers/tiny-gpu-model';
@@ -40,6 +42,24 @@ function micro(vocab: number, B: number, S: number, seed: number, packed = false
   return { B, S, ids, targets, positions, counted: T, ...(packed ? { keyStart } : {}) };
 }
 
+/** LoRA rank `r` on every linear of `model` (B zero unless `gaussian`: PEFT's random B). */
+function loraOn(gpu: Gpu, model: TinyGpuModel['model'], family: string, dropout: number, r = 2, gaussian = false) {
+  const cfg = loraConfigFromSettings(
+    {
+      r,
+      lora_alpha: 2 * r,
+      lora_dropout: dropout,
+      target_modules: 'all-linear',
+      use_rslora: false,
+      ...(gaussian ? { init_lora_weights: 'gaussian' as const } : {}),
+    },
+    family,
+  );
+  return GpuLora.fromArrays(gpu, model.linears, initLoraModules(cfg, resolveTargets(cfg, model.linears), r), (m) =>
+    loraScaleInfo(cfg, m),
+  );
+}
+
 /** LoRA r 2 on every linear of `model` and an AdamW trainer over it (maxTokens 2 x 8). */
 function loraTrainer(
   gpu: Gpu,
@@ -47,16 +67,7 @@ function loraTrainer(
   family: string,
   o: { dropout: number; lossEvery: number; checkpointActivations?: boolean },
 ) {
-  const cfg = loraConfigFromSettings(
-    { r: 2, lora_alpha: 4, lora_dropout: o.dropout, target_modules: 'all-linear', use_rslora: false },
-    family,
-  );
-  const lora = GpuLora.fromArrays(
-    gpu,
-    model.linears,
-    initLoraModules(cfg, resolveTargets(cfg, model.linears), 1),
-    (m) => loraScaleInfo(cfg, m),
-  );
+  const lora = loraOn(gpu, model, family, o.dropout);
   const optimizer = {
     optimizer: 'adamw' as const,
     lr: 1e-3,
@@ -130,6 +141,74 @@ describe('evaluation: no bind groups once warm', () => {
       expect(perCall[2]).toBe(perCall[0]);
     } finally {
       runner.dispose();
+      trainer.dispose();
+      lora.dispose();
+      model.dispose();
+    }
+  });
+
+  it("the engine's kept evaluation runner: none from the second call, a fresh runner's loss, changes seen, memory freed", async () => {
+    const gpu = await getGpu();
+    const tiny = await tinyGpuModel(gpu, { modelType: 'llama', dtype: 'BF16', seed: 8 });
+    const model = tiny.model;
+    const V = model.config.vocabSize;
+    const { lora, trainer } = loraTrainer(gpu, model, 'llama', { dropout: 0, lossEvery: 1 });
+    const other = loraOn(gpu, model, 'llama', 0, 3, true); // another rank: other scratch, a bigger workspace
+    const val = [micro(V, 2, 8, 1), micro(V, 2, 8, 2, true), micro(V, 1, 5, 3)];
+    const keeper = new EvalRunnerKeeper();
+    const made = (before: number) => gpu.counters.bindGroups - before;
+    const fresh = (l: GpuLora | null, batches = val) => evalLoss(gpu, model, batches, 2 * 8, l);
+    const kept = (l: GpuLora | null, batches = val, maxTokens = 2 * 8) =>
+      keeper.loss(gpu, model, batches, maxTokens, l);
+    try {
+      await trainer.trainStep([micro(V, 2, 8, 10)], true); // B no longer zero: the adapter counts
+      const held = gpu.memory().total;
+      const groups: number[] = [];
+      const sums: { sum: number; count: number }[] = [];
+      for (let i = 0; i < 3; i++) {
+        const before = gpu.counters.bindGroups;
+        sums.push(await kept(lora));
+        groups.push(made(before));
+      }
+      expect(groups[0]).toBeGreaterThan(0);
+      expect(groups.slice(1)).toEqual([0, 0]);
+      expect(sums[1]).toEqual(sums[0]);
+      expect(sums[2]).toEqual(sums[0]);
+      expect(sums[0]).toEqual(await fresh(lora));
+      expect(gpu.memory().total, 'the runner stays between calls').toBeGreaterThan(held);
+
+      // The base model and another adapter through the same runner: a fresh runner's losses;
+      // base, adapter, base again make no new groups (Compare's columns in turn).
+      const base = await kept(null);
+      expect(base).toEqual(await fresh(null));
+      expect(base.sum).not.toBe(sums[0]!.sum);
+      expect(await kept(other)).toEqual(await fresh(other));
+      const before = gpu.counters.bindGroups;
+      expect(await kept(null)).toEqual(base);
+      expect(await kept(lora)).toEqual(sums[0]);
+      expect(made(before)).toBe(0);
+
+      // A training step changes the adapter's weights in place: the next evaluation sees them.
+      await trainer.trainStep([micro(V, 2, 8, 11)], true);
+      const trained = await kept(lora);
+      expect(trained.sum).not.toBe(sums[0]!.sum);
+      expect(trained).toEqual(await fresh(lora));
+
+      // Longer batches make the runner again, larger; the first batches through it give the same sums.
+      const long = [micro(V, 2, 12, 4)];
+      expect(await kept(lora, long, 2 * 12)).toEqual(await evalLoss(gpu, model, long, 2 * 12, lora));
+      expect(await kept(lora)).toEqual(trained);
+
+      // release frees the runner (and every adapter's scratch); during an evaluation, at its end.
+      keeper.release();
+      expect(gpu.memory().total).toBe(held);
+      const running = kept(lora);
+      keeper.release();
+      expect(await running).toEqual(trained);
+      expect(gpu.memory().total).toBe(held);
+    } finally {
+      keeper.release();
+      other.dispose();
       trainer.dispose();
       lora.dispose();
       model.dispose();
