@@ -36,24 +36,13 @@ export async function lossSums(
   return runner.readLoss();
 }
 
-/**
- * The same through an evaluation runner of its own, sized for `maxTokens` (the largest B*S) and,
- * with a prompt or prefix, `maxRows` rows (the largest B) of its virtual tokens.
- */
-export async function evalLoss(
-  gpu: Gpu,
-  model: GpuModel,
-  batches: Iterable<Batch> | AsyncIterable<Batch>,
-  maxTokens: number,
-  lora: GpuLora | null,
-  maxRows = 0,
-): Promise<{ sum: number; count: number }> {
-  const P = lora?.virtual()?.P ?? 0;
-  const runner = new ModelRunner(gpu, model, { mode: 'eval', maxTokens: maxTokens + maxRows * P });
+/** EvalRunnerKeeper.loss through a runner of its own, freed at the end (a run's baseline loss). */
+export async function evalLoss(...args: Parameters<EvalRunnerKeeper['loss']>): Promise<{ sum: number; count: number }> {
+  const once = new EvalRunnerKeeper();
   try {
-    return await lossSums(gpu, runner, batches, lora);
+    return await once.loss(...args);
   } finally {
-    runner.dispose();
+    once.release();
   }
 }
 
@@ -71,7 +60,11 @@ export class EvalRunnerKeeper {
   private busy = false;
   private releaseAfter = false;
 
-  /** evalLoss through the kept runner (made again when too small or for another model). */
+  /**
+   * lossSums through the kept runner, made again when it is for another model or smaller than
+   * `maxTokens` (the largest B*S) plus, with a prompt or prefix, `maxRows` rows (the largest B)
+   * of its virtual tokens.
+   */
   async loss(
     gpu: Gpu,
     model: GpuModel,

@@ -88,15 +88,18 @@ function loraTrainer(
   return { lora, trainer };
 }
 
+/** A tiny llama, a LoRA trainer over it, and a validation set: full batches, a packed one and a shorter last one. */
+async function llamaWithVal(o: { dropout: number; lossEvery: number }) {
+  const gpu = await getGpu();
+  const model = (await tinyGpuModel(gpu, { modelType: 'llama', dtype: 'BF16', seed: 8 })).model;
+  const V = model.config.vocabSize;
+  const val = [micro(V, 2, 8, 1), micro(V, 2, 8, 2, true), micro(V, 1, 5, 3)];
+  return { gpu, model, V, val, ...loraTrainer(gpu, model, 'llama', o) };
+}
+
 describe('evaluation: no bind groups once warm', () => {
   it("the trainer's validation between steps, and lossSums through an evaluation runner", async () => {
-    const gpu = await getGpu();
-    const tiny = await tinyGpuModel(gpu, { modelType: 'llama', dtype: 'BF16', seed: 8 });
-    const model = tiny.model;
-    const V = model.config.vocabSize;
-    const { lora, trainer } = loraTrainer(gpu, model, 'llama', { dropout: 0.1, lossEvery: 2 });
-    // The validation set: full batches, a packed one and a shorter last one.
-    const val = [micro(V, 2, 8, 1), micro(V, 2, 8, 2, true), micro(V, 1, 5, 3)];
+    const { gpu, model, V, lora, trainer, val } = await llamaWithVal({ dropout: 0.1, lossEvery: 2 });
     const runner = new ModelRunner(gpu, model, { mode: 'eval', maxTokens: 2 * 8 });
     try {
       const made = (before: number) => gpu.counters.bindGroups - before;
@@ -148,13 +151,8 @@ describe('evaluation: no bind groups once warm', () => {
   });
 
   it("the engine's kept evaluation runner: none from the second call, a fresh runner's loss, changes seen, memory freed", async () => {
-    const gpu = await getGpu();
-    const tiny = await tinyGpuModel(gpu, { modelType: 'llama', dtype: 'BF16', seed: 8 });
-    const model = tiny.model;
-    const V = model.config.vocabSize;
-    const { lora, trainer } = loraTrainer(gpu, model, 'llama', { dropout: 0, lossEvery: 1 });
+    const { gpu, model, V, lora, trainer, val } = await llamaWithVal({ dropout: 0, lossEvery: 1 });
     const other = loraOn(gpu, model, 'llama', 0, 3, true); // another rank: other scratch, a bigger workspace
-    const val = [micro(V, 2, 8, 1), micro(V, 2, 8, 2, true), micro(V, 1, 5, 3)];
     const keeper = new EvalRunnerKeeper();
     const made = (before: number) => gpu.counters.bindGroups - before;
     const fresh = (l: GpuLora | null, batches = val) => evalLoss(gpu, model, batches, 2 * 8, l);
