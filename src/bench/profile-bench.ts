@@ -106,9 +106,10 @@ export function profileTable(title: string, s: ProfileSection): string[] {
   const line = (indent: string, r: ProfileRow) =>
     `${indent}${r.name.padEnd(46 - indent.length)} ${r.ms.toFixed(3).padStart(10)} ` +
     `${`${r.percent.toFixed(1)}%`.padStart(7)} ${String(r.count).padStart(6)}` +
-    (r.gflops === null ? '' : ` ${r.gflops.toFixed(1).padStart(9)}`);
+    (r.gflops === null ? '' : ` ${(r.gflops >= 100 ? r.gflops.toFixed(0) : r.gflops.toPrecision(3)).padStart(9)}`);
   const out = [
-    `${title}: ${s.gpu_ms.toFixed(2)} ms of kernel time in ${s.dispatches} dispatches, ${s.submits} submits ` +
+    `${title}: ${s.gpu_ms.toFixed(2)} ms of kernel time in ${s.dispatches} dispatches, ` +
+      `${s.submits} submit${s.submits === 1 ? '' : 's'} ` +
       `(${s.wall_ms.toFixed(0)} ms wall, profiled)`,
     `  ${'family / kernel'.padEnd(44)} ${'ms'.padStart(10)} ${'%'.padStart(7)} ${'count'.padStart(6)} ${'GFLOP/s'.padStart(9)}`,
   ];
