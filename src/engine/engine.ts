@@ -41,6 +41,7 @@ import { recipeZip } from './export-recipe';
 import { type LoadedModelState, modelInfoOf, sha256Hex, sourceFor } from './loaded-model';
 import { estimateOnModel } from './memory';
 import { TextGeneration } from './generation';
+import { AdapterCache, adapterIdentity } from './adapter-cache';
 import type {
   KernelChoiceStore,
   KernelMode,
@@ -87,7 +88,11 @@ interface DatasetState {
 export class Engine implements EngineApi {
   private model: LoadedModelState | null = null;
   private dataset: DatasetState | null = null;
-  private readonly adapters = new Map<string, GpuLora>();
+  /** Freeing an adapter frees its LoftQ backbone and the evaluation runner's scratch for it. */
+  private readonly adapters = new AdapterCache((identity) => {
+    this.backbone.forget(identity);
+    this.evalRunner.release();
+  });
   private readonly backbone = new BackboneSwitch(() => this.generation.forgetContext());
   private readonly generation = new TextGeneration();
   private readonly evalRunner = new EvalRunnerKeeper();
@@ -220,7 +225,6 @@ export class Engine implements EngineApi {
   }
 
   private unloadModel(): void {
-    for (const l of this.adapters.values()) l.dispose();
     this.adapters.clear();
     this.backbone.forget(null);
     this.generation.dispose();
@@ -426,28 +430,30 @@ export class Engine implements EngineApi {
 
   // ------------------------------------------------------------------ adapters
 
-  private async adapterOnGpu(ref: AdapterRef): Promise<GpuLora> {
+  /** `ref`'s adapter on the GPU (kept between calls), and its LoftQ backbone in place; inside adapters.using. */
+  private async adapterOnGpu(ref: AdapterRef | null): Promise<GpuLora | null> {
     const m = this.requireModel();
-    let lora = this.adapters.get(ref.key);
-    lora ??= otherFilesOnGpu(this.gpu, m, ref.files) ?? undefined;
-    if (!lora) {
-      const imported = importPeft(ref.files, m.gpuModel.linears, {
-        baseModel: m.id,
-        unusedModules: unusedModulePrefixes(m.config),
-      });
-      const cfg = imported.config;
-      lora = await gpuAdapter(this.gpu, m.gpuModel, cfg, imported.modules);
-    }
-    this.adapters.set(ref.key, lora);
+    const lora = ref
+      ? await this.adapters.get(ref, async () => {
+          const other = otherFilesOnGpu(this.gpu, m, ref.files);
+          if (other) return other;
+          const imported = importPeft(ref.files, m.gpuModel.linears, {
+            baseModel: m.id,
+            unusedModules: unusedModulePrefixes(m.config),
+          });
+          return gpuAdapter(this.gpu, m.gpuModel, imported.config, imported.modules);
+        })
+      : null;
+    await this.backbone.use(this.gpu, m.gpuModel, ref && { key: adapterIdentity(ref), files: ref.files });
     return lora;
   }
 
-  /** Frees an adapter kept on the GPU for evaluation/generation. */
+  /**
+   * Frees an adapter kept on the GPU for evaluation/generation: at once, or, while an evaluation
+   * or a generation runs (the worker forgets out of turn), when it ends. A later call loads it afresh.
+   */
   forgetAdapter(key: string): void {
-    this.adapters.get(key)?.dispose();
-    this.adapters.delete(key);
-    this.backbone.forget(key);
-    this.evalRunner.release(); // with the adapter's scratch
+    this.adapters.forget(key);
   }
 
   // ------------------------------------------------------------------ eval / generate
@@ -462,18 +468,13 @@ export class Engine implements EngineApi {
     if (split === 'validation' && d.data.val.length === 0) {
       throw new EngineError('The dataset has no validation records: set a validation fraction above 0.');
     }
-    const lora = adapter ? await this.adapterOnGpu(adapter) : null;
-    await this.backbone.use(this.gpu, m.gpuModel, adapter);
     const shape = { batchSize: 4, maxLen: d.maxLen };
     // Batches are made (and records tokenized) as they are consumed.
-    const { sum, count } = await this.evalRunner.loss(
-      this.gpu,
-      m.gpuModel,
-      d.data.evalBatches(split, shape),
-      d.data.maxTokens(shape, split),
-      lora,
-      shape.batchSize,
-    );
+    const { sum, count } = await this.adapters.using(async () => {
+      const lora = await this.adapterOnGpu(adapter);
+      const batches = d.data.evalBatches(split, shape);
+      return this.evalRunner.loss(this.gpu, m.gpuModel, batches, d.data.maxTokens(shape, split), lora, shape.batchSize);
+    });
     const loss = count > 0 ? sum / count : NaN;
     if (count > 0 && !Number.isFinite(loss)) {
       throw new EngineError(
@@ -506,11 +507,12 @@ export class Engine implements EngineApi {
     const m = this.requireModel();
     // The prompt and the adapter are made ready under this call's Stop (TextGeneration.reply).
     // A LoftQ adapter runs on its quantized backbone (src/engine/loftq-backbone.ts).
-    return this.generation.reply(this.gpu, m, req.sampling, this.modelInfo().eosTokenIds, onText, async () => {
-      const lora = adapter ? await this.adapterOnGpu(adapter) : null;
-      await this.backbone.use(this.gpu, m.gpuModel, adapter);
-      return { ids: conversationIds(m.tokenizer, req.messages, req.mode, m.id), lora };
-    });
+    return this.adapters.using(() =>
+      this.generation.reply(this.gpu, m, req.sampling, this.modelInfo().eosTokenIds, onText, async () => {
+        const lora = await this.adapterOnGpu(adapter);
+        return { ids: conversationIds(m.tokenizer, req.messages, req.mode, m.id), lora };
+      }),
+    );
   }
 
   stopGeneration(): void {

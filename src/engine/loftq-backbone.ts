@@ -43,7 +43,10 @@ export class BackboneSwitch {
     this.onChange();
   }
 
-  /** Drops what is held for adapter `key` (forgotten), or everything (`null`: the model was unloaded). */
+  /**
+   * Drops what is held for adapter `key` (freed; the engine keys backbones by adapterIdentity), or
+   * everything (`null`: the model was unloaded).
+   */
   forget(key: string | null): void {
     if (key !== null && this.held?.key !== key) return;
     if (key !== null) this.original();

@@ -185,10 +185,18 @@ export interface MemoryEstimate {
   blocker: string | null;
 }
 
-/** An adapter handed to evaluate/generate: `key` lets the engine keep it on the GPU between calls. */
+/**
+ * An adapter handed to evaluate/generate: `key` lets the engine keep it on the GPU between calls
+ * (src/engine/adapter-cache.ts). The same key with other files loads them afresh when `version`,
+ * adapter_config.json or a file's size differ; the weights are not compared, so a caller whose files
+ * can change under a key at the same size gives a `version` that changes with them (the CLI: the
+ * files' modification times). The app's library needs none: a stored adapter's files never change
+ * under its id.
+ */
 export interface AdapterRef {
   key: string;
   files: PeftFiles;
+  version?: string;
 }
 
 /** How an adapter is merged into the loaded model (src/lora/merge.ts). */

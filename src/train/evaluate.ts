@@ -5,6 +5,7 @@
  */
 
 import type { Gpu } from '../gpu/context';
+import { InUse } from '../gpu/in-use';
 import type { GpuLora } from '../lora/gpu-lora';
 import type { GpuModel } from '../model/gpu-model';
 import { ModelRunner } from '../model/runner';
@@ -57,8 +58,7 @@ export async function evalLoss(...args: Parameters<EvalRunnerKeeper['loss']>): P
  */
 export class EvalRunnerKeeper {
   private runner: ModelRunner | null = null;
-  private busy = false;
-  private releaseAfter = false;
+  private readonly inUse = new InUse();
 
   /**
    * lossSums through the kept runner, made again when it is for another model or smaller than
@@ -76,26 +76,21 @@ export class EvalRunnerKeeper {
     const need = maxTokens + maxRows * (lora?.virtual()?.P ?? 0);
     if (this.runner && (this.runner.model !== model || this.runner.maxTokens < need)) this.free();
     this.runner ??= new ModelRunner(gpu, model, { mode: 'eval', maxTokens: need });
-    this.busy = true;
-    try {
-      const r = await lossSums(gpu, this.runner, batches, lora);
-      this.runner.collect(); // scratch outgrown by a larger adapter (the submits have completed)
+    const runner = this.runner;
+    return this.inUse.during(async () => {
+      const r = await lossSums(gpu, runner, batches, lora);
+      runner.collect(); // scratch outgrown by a larger adapter (the submits have completed)
       return r;
-    } finally {
-      this.busy = false;
-      if (this.releaseAfter) this.free();
-    }
+    });
   }
 
   /** Frees the runner now, or when the evaluation in progress ends. */
   release(): void {
-    if (this.busy) this.releaseAfter = true;
-    else this.free();
+    this.inUse.whenIdle(() => this.free());
   }
 
   private free(): void {
     this.runner?.dispose();
     this.runner = null;
-    this.releaseAfter = false;
   }
 }

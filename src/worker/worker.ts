@@ -2,7 +2,8 @@
  * The GPU worker: owns the WebGPU device and the Engine, so training never blocks the page.
  * Started by src/worker/client.ts (`new Worker(new URL('./worker.ts', import.meta.url))`); it
  * answers the requests of protocol.ts one at a time, except pause/resume/stop/forgetAdapter and
- * checkpointSaved, which act at once (they steer the request in progress).
+ * checkpointSaved, which act at once (they steer the request in progress; an adapter forgotten
+ * while a request uses it is freed by the engine when that request ends).
  *
  * Model files fetched from the Hub or a URL go through cachingFetch, so a model is downloaded once
  * and read from the Cache API afterwards; large datasets' tokens are kept in IndexedDB
