@@ -8,7 +8,8 @@
  * Ctrl-C stops a reply being written; at the prompt it leaves.
  */
 
-import { basename, resolve } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { AdapterRef, ChatMessage, PromptMode } from '../engine/types';
 import { type FlagSpec, type ParsedFlags, bool, parseFlags, str } from './args';
@@ -37,10 +38,17 @@ interface Responder {
   dir?: string;
 }
 
-/** `/adapter DIR` (or --adapter): a LoftQ adapter is checked to fit --model `modelDir` unless --any-base. */
+/**
+ * `/adapter DIR` (or --adapter): a LoftQ adapter is checked to fit --model `modelDir` unless
+ * --any-base. The files' modification times and sizes are the ref's version: the folder trained
+ * again while the chat lasts is read afresh by the engine, not its kept copy.
+ */
 async function adapterFrom(f: ParsedFlags, modelDir: string, dir: string, flag: string): Promise<Responder> {
-  const files = await readAdapterForModel(f, { command: 'chat', dir, flag, modelDir });
-  return { ref: { key: resolve(dir), files }, label: basename(resolve(dir)), dir };
+  const files = ['adapter_config.json', 'adapter_model.safetensors'].map((name) => join(resolve(dir), name));
+  const stats = await Promise.all(files.map((file) => stat(file).catch(() => null)));
+  const version = stats.map((s) => (s ? `${s.mtimeMs}:${s.size}` : '-')).join(',');
+  const adapter = await readAdapterForModel(f, { command: 'chat', dir, flag, modelDir });
+  return { ref: { key: resolve(dir), files: adapter, version }, label: basename(resolve(dir)), dir };
 }
 
 export async function chat(argv: string[]): Promise<number> {
