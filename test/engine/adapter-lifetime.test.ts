@@ -6,36 +6,22 @@
  * files (another version, another config) gives the new adapter's results, not the kept one's.
  */
 import { describe, expect, it } from 'vitest';
-import { Engine } from '../../src/engine/engine';
-import { DEFAULT_SAMPLING, DEFAULT_TRAIN } from '../../src/engine/defaults';
+import { type Engine } from '../../src/engine/engine';
+import { DEFAULT_SAMPLING } from '../../src/engine/defaults';
 import type { AdapterRef, LoraSettings, PeftFiles, TrainSettings } from '../../src/engine/types';
 import type { Gpu } from '../../src/gpu/context';
-import { tinyCorpusJsonl } from '../fixtures/tiny-model';
-import { getGpu } from '../helpers/gpu';
 import { useTinyModelDirs } from '../helpers/tiny-dirs';
+import { TINY_TRAIN, tinyEngine } from '../helpers/tiny-engine';
 
 const dirs = useTinyModelDirs('tabtune-adapter-life-', ['llama'], { dtype: 'BF16', seed: 1 });
 
 const LORA: LoraSettings = { r: 8, lora_alpha: 16, lora_dropout: 0, target_modules: 'all-linear', use_rslora: false };
-const TRAIN: TrainSettings = {
-  ...DEFAULT_TRAIN,
-  lr: 1e-2,
-  steps: 3,
-  epochs: 0,
-  batch: 4,
-  maxLen: 32,
-  scheduler: 'constant',
-  valFraction: 0,
-  seed: 7,
-  lossEvery: 1,
-};
+const TRAIN: TrainSettings = { ...TINY_TRAIN, steps: 3 };
 const SAMPLING = { ...DEFAULT_SAMPLING, maxNewTokens: 6, temperature: 0, chat: false };
 
 /** An engine with the tiny llama, the corpus and a few-step adapter (B no longer zero). */
 async function engineWithAdapter(lora = LORA, seed = TRAIN.seed): Promise<{ engine: Engine; files: PeftFiles }> {
-  const engine = new Engine(await getGpu());
-  await engine.loadModel({ kind: 'dir', id: 'tiny-llama', path: dirs.path('llama') });
-  await engine.loadDataset('corpus.jsonl', tinyCorpusJsonl(), { maxLen: TRAIN.maxLen, valFraction: 0, seed: 0 });
+  const engine = await tinyEngine(dirs, 'llama');
   const { adapter } = await engine.train(lora, { ...TRAIN, seed });
   return { engine, files: adapter };
 }

@@ -8,8 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine';
-import { DEFAULT_TRAIN } from '../../src/engine/defaults';
-import type { DatasetProgress, FrozenWeightsSettings, LoraSettings, TrainSettings } from '../../src/engine/types';
+import type { DatasetProgress, FrozenWeightsSettings, LoraSettings } from '../../src/engine/types';
 import { parseConfig } from '../../src/model/config';
 import { parseSafetensors } from '../../src/model/safetensors';
 import { estimateCost } from '../../src/ui/cost';
@@ -19,6 +18,7 @@ import { type RefLoraModule, type RefVirtual, modelForwardRef, modelLogitsRef } 
 import { type TinyModelType, writeTinyModel, tinyCorpusJsonl } from '../fixtures/tiny-model';
 import { getGpu } from '../helpers/gpu';
 import { useTinyModelDirs } from '../helpers/tiny-dirs';
+import { TINY_TRAIN, tinyEngine } from '../helpers/tiny-engine';
 import { tinyGpuModel } from '../helpers/tiny-gpu-model';
 
 const dirs = useTinyModelDirs('tabtune-engine-', ['llama', 'gpt2', 'qwen3', 'mistral', 'qwen2'], {
@@ -29,25 +29,9 @@ const dirs = useTinyModelDirs('tabtune-engine-', ['llama', 'gpt2', 'qwen3', 'mis
 const DATA = tinyCorpusJsonl();
 
 const LORA: LoraSettings = { r: 8, lora_alpha: 16, lora_dropout: 0, target_modules: 'all-linear', use_rslora: false };
-const TRAIN: TrainSettings = {
-  ...DEFAULT_TRAIN,
-  lr: 1e-2,
-  steps: 80,
-  epochs: 0,
-  batch: 4,
-  maxLen: 32,
-  scheduler: 'constant',
-  valFraction: 0,
-  seed: 7,
-  lossEvery: 1,
-};
+const TRAIN = TINY_TRAIN;
 
-async function engineWith(type: TinyModelType, frozen: FrozenWeightsSettings = {}): Promise<Engine> {
-  const engine = new Engine(await getGpu());
-  await engine.loadModel({ kind: 'dir', id: `tiny-${type}`, path: dirs.path(type) }, undefined, frozen);
-  await engine.loadDataset('corpus.jsonl', DATA, { maxLen: TRAIN.maxLen, valFraction: 0, seed: 0 });
-  return engine;
-}
+const engineWith = (type: TinyModelType, frozen: FrozenWeightsSettings = {}) => tinyEngine(dirs, type, frozen);
 
 describe('engine', () => {
   for (const type of ['llama', 'gpt2'] as const) {

@@ -5,42 +5,21 @@
  * uninterrupted one, --init-from continues an adapter, and generation runs with the KV cache.
  */
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_TRAIN } from '../../src/engine/defaults';
-import { Engine } from '../../src/engine/engine';
 import type { LoraSettings, TrainSettings } from '../../src/engine/types';
 import { parseSafetensors, tensorToF32 } from '../../src/model/safetensors';
 import { prefixMlpForwardRef } from '../../src/reference/prefix-projection';
 import { decodeCheckpoint } from '../../src/train/checkpoint';
 import { expectClose } from '../helpers/close';
-import { type TinyModelType, tinyCorpusJsonl } from '../fixtures/tiny-model';
-import { getGpu } from '../helpers/gpu';
+import type { TinyModelType } from '../fixtures/tiny-model';
 import { useTinyModelDirs } from '../helpers/tiny-dirs';
+import { TINY_TRAIN, tinyEngine } from '../helpers/tiny-engine';
 
 const dirs = useTinyModelDirs('tabtune-methods-', ['llama', 'gpt2'], { seed: 1 });
 
-const DATA = tinyCorpusJsonl();
-
 const BASE: LoraSettings = { r: 8, lora_alpha: 16, lora_dropout: 0, target_modules: [], use_rslora: false };
-const TRAIN: TrainSettings = {
-  ...DEFAULT_TRAIN,
-  lr: 3e-2,
-  steps: 30,
-  epochs: 0,
-  batch: 4,
-  maxLen: 32,
-  scheduler: 'constant',
-  valFraction: 0,
-  seed: 7,
-  lossEvery: 1,
-  packing: false,
-};
+const TRAIN: TrainSettings = { ...TINY_TRAIN, lr: 3e-2, steps: 30, packing: false };
 
-async function engineWith(type: TinyModelType): Promise<Engine> {
-  const engine = new Engine(await getGpu());
-  await engine.loadModel({ kind: 'dir', id: `tiny-${type}`, path: dirs.path(type) });
-  await engine.loadDataset('corpus.jsonl', DATA, { maxLen: TRAIN.maxLen, valFraction: 0, seed: 0 });
-  return engine;
-}
+const engineWith = (type: TinyModelType) => tinyEngine(dirs, type);
 
 const METHODS: [string, LoraSettings, string][] = [
   ['ia3', { ...BASE, method: 'ia3' }, 'IA3'],
