@@ -6,18 +6,20 @@
  *
  * No GPU and no weights are needed: only the model's config.json and tokenizer, from a folder or
  * (for a model too big for the tab) a Hugging Face Hub id (HF_ENDPOINT is honoured).
- *   node bin/tabtune.mjs export-recipe --model DIR|owner/name --data FILE --out DIR [train's flags]
+ *   node bin/tabtune.mjs export-recipe --model DIR|owner/name --data FILE|hf:owner/name[:split] --out DIR [train's flags]
+ * (--data, --data-file and --columns are read as train reads them: src/cli/data-flag.ts)
  * (train's flags include --quantize nf4|none and --no-double-quant: 4-bit NF4 frozen weights in
  * the recipe as bitsandbytes' BitsAndBytesConfig; a ...-bnb-4bit checkpoint is 4-bit as stored).
  */
 
-import { existsSync, openAsBlob, readdirSync, statSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { TrainSettings } from '../engine/types';
 import type { ModelConfig } from '../model/config';
 import type { RecipeInput } from '../recipe/recipe';
 import { type ParsedFlags, UsageError, bool, parseFlags, str } from './args';
-import { checkOutDir, dataFileError, maxLenFor, reportIssues, requireFile } from './common';
+import { checkOutDir, maxLenFor, openDataRef, reportIssues } from './common';
+import { resolveDataFlag } from './data-flag';
 import { frozenFromFlags } from './frozen';
 import { writeFolderAtomic } from './write';
 import { readAdapterForModel } from './loftq-guard';
@@ -88,7 +90,8 @@ export async function exportRecipe(argv: string[]): Promise<number> {
         '(python train.py --output_dir OUT --resume_from_checkpoint).',
     );
   }
-  const dataPath = requireFile(str(f, 'data')!, '--data file');
+  // --data as train reads it: a file, or a Hugging Face dataset (hf:owner/name[:split]) downloaded into the cache.
+  const dataRef = await resolveDataFlag(f);
   const out = checkOutDir(str(f, 'out')!);
   const json = bool(f, 'json') ?? false;
   const log = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
@@ -133,24 +136,26 @@ export async function exportRecipe(argv: string[]): Promise<number> {
   }
   const lora = loraFromFlags(f, { modelType: config.modelType, linearModules, defaultTargets }, fixed, COMMAND);
 
-  // The split a run makes (src/train/data/prepared.ts), the file read by range.
+  // The split a run makes (src/train/data/prepared.ts), the file (or a Hub split's files) read by range.
   const [{ PreparedDataset }, { blobSource }] = await Promise.all([
     import('../train/data/prepared'),
     import('../train/data/source'),
   ]);
-  let data;
-  try {
-    data = await PreparedDataset.open(blobSource(await openAsBlob(dataPath)), basename(dataPath), tok, {
-      format: (str(f, 'format') as 'auto') ?? 'auto',
-      maxLen: settings.maxLen,
-      valFraction: settings.valFraction,
-      seed: settings.seed,
-      previewCount: 0,
-    });
-  } catch (e) {
-    if ((e as Error).name === 'DatasetError') throw new Error((e as Error).message, { cause: e });
-    throw dataFileError(e, str(f, 'data')!);
-  }
+  const data = await openDataRef(dataRef, str(f, 'data')!, async (name, blob) => {
+    try {
+      return await PreparedDataset.open(blobSource(blob), name, tok, {
+        format: (str(f, 'format') as 'auto') ?? 'auto',
+        mapping: dataRef.mapping,
+        maxLen: settings.maxLen,
+        valFraction: settings.valFraction,
+        seed: settings.seed,
+        previewCount: 0,
+      });
+    } catch (e) {
+      if ((e as Error).name === 'DatasetError') throw new Error((e as Error).message, { cause: e });
+      throw e;
+    }
+  });
   // Every example of both splits (a lazily read dataset is tokenized whole here).
   const split = {
     format: data.summary.format,
@@ -171,7 +176,7 @@ export async function exportRecipe(argv: string[]): Promise<number> {
     fanInFanOut: hasConv1dWeights(config),
     lora,
     train: settings,
-    data: { fileName: basename(dataPath), format: split.format, train: split.train, val: split.val },
+    data: { fileName: dataRef.name, format: split.format, train: split.train, val: split.val },
     decode: (ids) => tok.decode(ids, { skipSpecialTokens: false }),
     initFrom,
     quantize,
@@ -181,7 +186,7 @@ export async function exportRecipe(argv: string[]): Promise<number> {
   await writeFolderAtomic(out, files);
   const counted = split.train.reduce((n, e) => n + e.countedTokens, 0);
   log(
-    `data: ${basename(dataPath)} (${split.format}), ${split.train.length} training examples, ${split.val.length} validation, ` +
+    `data: ${dataRef.name} (${split.format}), ${split.train.length} training examples, ${split.val.length} validation, ` +
       `${counted} counted tokens`,
   );
   log(`wrote the recipe to ${out}: python ${join(out, 'train.py')} --output_dir ADAPTER_DIR (see its README.md)`);

@@ -6,7 +6,7 @@
  *   node bin/tabtune.mjs eval --model DIR [--adapter DIR] --data FILE [--json]
  *   node bin/tabtune.mjs generate --model DIR [--adapter DIR] --prompt TEXT
  *   node bin/tabtune.mjs chat --model DIR [--adapter DIR]     (a conversation, line by line)
- *   node bin/tabtune.mjs export-recipe --model DIR|HUB_ID --data FILE --out DIR [train's flags]
+ *   node bin/tabtune.mjs export-recipe --model DIR|HUB_ID --data FILE|hf:owner/name[:split] --out DIR [train's flags]
  *   node bin/tabtune.mjs push --adapter DIR --repo owner/name [--private]
  *   node bin/tabtune.mjs info | selftest | bench
  *
@@ -49,8 +49,9 @@ const USAGE = `tabtune: LoRA fine-tuning on WebGPU
      (downloaded once into ~/.cache/tabtune; HF_TOKEN for gated/private sets);
      [--columns instruction=COL,output=COL[,input=COL] | messages=COL | text=COL] names the
      columns that hold the records (Parquet, or files whose fields are named otherwise)
-  tabtune export-recipe --model DIR|owner/name --data FILE --out DIR [train's flags]
-     the same run as a transformers + PEFT + TRL project (train.py, data, accelerate configs)
+  tabtune export-recipe --model DIR|owner/name --data FILE|hf:owner/name[:split] --out DIR [train's flags]
+     the same run as a transformers + PEFT + TRL project (train.py, data, accelerate configs);
+     --data, --data-file and --columns as for train
   tabtune eval --model DIR [--adapter DIR [--any-base]] --data FILE [--format ...] [--max-len N]
      [--quantize nf4|none] [--no-double-quant] [--json]
   tabtune generate --model DIR [--adapter DIR [--any-base]] --prompt TEXT [--chat]

@@ -4,9 +4,11 @@
  * into TABTUNE_CACHE, read through --columns; the loss equals that of the same records uploaded as
  * JSON Lines. A split in several files (Parquet shards, JSON Lines shards) is read whole, its files
  * in order as one dataset (--data-file picks one). Errors: no such dataset, a gated one without a
- * token, a split it lacks.
+ * token, a split it lacks. `export-recipe --data hf:...` writes the recipe data files of the same
+ * records as a local file and names the Hub dataset.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -186,5 +188,77 @@ describe('--data hf:owner/name', () => {
       /gated or private\. Accept its conditions at http:\/\/127\.0\.0\.1:\d+\/datasets\/owner\/gated/,
     );
     expect((await run(evalArgs('hf:owner'))).stderr).toMatch(/"hf:owner" is not a Hub dataset: expected "owner\/name"/);
+  });
+});
+
+describe('export-recipe --data hf:owner/name', () => {
+  const recipe = async (name: string, data: string, more: string[] = []) => {
+    const out = join(dir, 'recipes', name);
+    const r = await run([
+      'export-recipe',
+      '--model',
+      join(dir, 'model'),
+      '--data',
+      data,
+      '--out',
+      out,
+      '--max-len',
+      '48',
+      '--val-fraction',
+      '0.3',
+      '--seed',
+      '4',
+      '--json',
+      ...more,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
+      out: string;
+      files: string[];
+      trainExamples: number;
+      valExamples: number;
+      countedTokens: number;
+    };
+    const dataFiles: Record<string, string> = {};
+    for (const f of summary.files.filter((x) => x.startsWith('data/')))
+      dataFiles[f] = await readFile(join(out, f), 'utf8');
+    const runFile = JSON.parse(await readFile(join(out, 'tabtune_run.json'), 'utf8')) as { data: { source: string } };
+    const readme = await readFile(join(out, 'README.md'), 'utf8');
+    const { files: _, out: __, ...counts } = summary;
+    return { counts, dataFiles, source: runFile.data.source, readme };
+  };
+
+  it('writes the data files and counted tokens of the same records as a local file, one Hub file or several', async () => {
+    for (const [local, hub, more, name] of [
+      [
+        'qa.jsonl',
+        'hf:owner/qa:train',
+        ['--columns', 'prompt=question,response=answer'],
+        'owner/qa/data/train-00000-of-00001.parquet',
+      ],
+      ['all.jsonl', 'hf:owner/sharded:train', [], 'owner/sharded/train (3 files)'],
+    ] as const) {
+      const want = await recipe(`local-${local}`, join(dir, local));
+      const got = await recipe(`hub-${local}`, hub, [...more]);
+      expect(Object.keys(got.dataFiles)).toEqual(['data/train.jsonl', 'data/validation.jsonl']);
+      expect(got.dataFiles).toEqual(want.dataFiles);
+      expect(got.counts).toEqual(want.counts);
+      expect(got.counts.countedTokens).toBeGreaterThan(0);
+      // The recipe names the Hub dataset where it names a local file.
+      expect(want.source).toBe(local);
+      expect(got.source).toBe(name);
+      expect(got.readme).toContain(`Data: \`${name}\``);
+    }
+  });
+
+  it("gives train's errors for a Hub dataset that is not there, and writes nothing", async () => {
+    const out = join(dir, 'recipes', 'missing');
+    const args = ['--model', join(dir, 'model'), '--data', 'hf:owner/nothing', '--out', out];
+    const recipeRun = await run(['export-recipe', ...args]);
+    const trainRun = await run(['train', ...args]);
+    expect(recipeRun.code).toBe(1);
+    expect(recipeRun.stderr).toMatch(/No dataset owner\/nothing on the Hub \(HTTP 404\)/);
+    expect(recipeRun.stderr.replace('export-recipe', 'train')).toBe(trainRun.stderr);
+    expect(existsSync(out)).toBe(false);
   });
 });
