@@ -394,6 +394,38 @@ describe('a wrong folder dropped as a model', () => {
     expect(engine.calls.filter((x) => x.startsWith('loadModel:'))).toHaveLength(1); // the demo's, at start
   });
 
+  it("a folder chosen while the one before is still checked: the later choice's answer stays", async () => {
+    // The first check waits in its last step (the storage estimate) until released.
+    let release = () => {};
+    let waiting = false;
+    let hold = false;
+    const { c } = await makeApp({
+      storageEstimate: async () => {
+        if (hold) {
+          waiting = true;
+          await new Promise<void>((r) => (release = r));
+        }
+        return { usage: 1_000_000, quota: 10_000_000_000 };
+      },
+    });
+    const noTokenizer = () => demoFiles().filter((f) => f.name !== 'tokenizer.json');
+    // Another folder, and then a folder of the same name (the model saved again, now broken).
+    for (const id of ['no-tokenizer', 'stories260K']) {
+      hold = true;
+      waiting = false;
+      const first = c.chooseModel({ kind: 'files', id: 'stories260K', files: demoFiles() });
+      await until(() => waiting, 5000, "the first folder's check to reach its last step");
+      hold = false;
+      await c.chooseModel({ kind: 'files', id, files: noTokenizer() });
+      expect(c.state.model.check.status).toBe('error');
+      release();
+      await first;
+      expect(c.state.model.choice!.id).toBe(id);
+      expect(c.state.model.check).toMatchObject({ status: 'error', config: null, cost: null });
+      expect(c.state.model.check.error!.detail).toMatch(new RegExp(`^"${id}" has no tokenizer\\.json\\.`));
+    }
+  });
+
   it('a folder without tokenizer.json, without safetensors weights, or holding an adapter', async () => {
     const { c } = await makeApp();
     const base = () => demoFiles().filter((f) => f.name !== 'tokenizer.json');

@@ -71,6 +71,8 @@ export async function makeApp(
     webLocks?: boolean;
     /** The browser's localStorage for the settings (kept across "reloads" when shared). */
     settingsStorage?: Map<string, string>;
+    /** The browser's storage estimate (default: 1 MB used of 10 GB). */
+    storageEstimate?: Platform['storageEstimate'];
   } = {},
 ): Promise<TestApp> {
   const engine = opts.engine ?? new FakeEngine();
@@ -81,7 +83,7 @@ export async function makeApp(
     lockRun: async (id) => (opts.webLocks === false ? { release() {} } : locks.lock(id)),
     heldRunLocks: async () => (opts.webLocks === false ? null : new Set(locks.held)),
     persistStorage: async () => true,
-    storageEstimate: async () => ({ usage: 1_000_000, quota: 10_000_000_000 }),
+    storageEstimate: opts.storageEstimate ?? (async () => ({ usage: 1_000_000, quota: 10_000_000_000 })),
     isPersisted: async () => false,
     settingsStorage: opts.settingsStorage && {
       getItem: (k) => opts.settingsStorage!.get(k) ?? null,

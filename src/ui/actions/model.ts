@@ -267,10 +267,6 @@ export function isChoiceLoaded(store: object, s: Pick<AppState, 'model'>): boole
   return choice.kind !== 'files' || loadedFolders.get(store) === choice;
 }
 
-function sameChoice(a: ModelChoice | null, b: ModelChoice): boolean {
-  return !!a && a.kind === b.kind && a.id === b.id;
-}
-
 /** Recomputes the pre-download cost for the current settings (after a settings change). */
 export function recomputeCost(ctx: AppContext): void {
   const s = ctx.store.get();
@@ -299,10 +295,11 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
   let config: ModelConfig;
   let downloadBytes: number | null = null;
   let cached = false;
-  // A refusal shows unless another model was picked meanwhile.
+  // This check's answer shows only while its choice is still the one picked: another pick meanwhile
+  // (even a folder of the same name, or the same Hub id at another revision) has its own check.
+  const current = () => ctx.store.get().model.choice === choice;
   const refuse = (error: UserMessage) => {
-    if (sameChoice(ctx.store.get().model.choice, choice))
-      patch(ctx, 'model', { check: { status: 'error', config: null, cost: null, cached: false, error } });
+    if (current()) patch(ctx, 'model', { check: { status: 'error', config: null, cost: null, cached: false, error } });
   };
   if (choice.kind === 'files') {
     const problem =
@@ -334,7 +331,7 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
   } catch (e) {
     return refuse(modelError(e, 'Checking the model', choice));
   }
-  if (!sameChoice(ctx.store.get().model.choice, choice)) return;
+  if (!current()) return;
   const s = ctx.store.get();
   // Cost at the settings this model would get when loaded (the user's own, once edited).
   const { lora, train } = settingsForModel(s, s.settingsEdited, factsOf(choice.id, config));
@@ -344,7 +341,7 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
     storageFree: cached || choice.kind !== 'hub' || !est ? null : est.quota - est.usage,
     frozen: s.frozen,
   });
-  patch(ctx, 'model', { check: { status: 'ready', config, cost, cached, error: null } });
+  if (current()) patch(ctx, 'model', { check: { status: 'ready', config, cost, cached, error: null } });
 }
 
 /** What the settings depend on, from config.json alone (before the model is loaded). */
