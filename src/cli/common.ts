@@ -4,16 +4,14 @@
  * opening the Engine on Node's WebGPU.
  */
 
-import { existsSync, openAsBlob, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Engine } from '../engine/engine';
 import type { DatasetSummary, FrozenWeightsSettings, PeftFiles } from '../engine/types';
 import { DEFAULT_TRAIN } from '../engine/defaults';
-import { shardBundle } from '../train/data/shards';
 import { type ModelConfig, positionLimitText } from '../model/config';
 import { type FlagSpec, type ParsedFlags, UsageError, num } from './args';
-import type { DataRef } from './data-flag';
 
 export const FORMAT: FlagSpec = { type: 'string', choices: ['text', 'alpaca', 'chat', 'auto'] };
 
@@ -78,49 +76,6 @@ export function checkOutDir(path: string): string {
     }
     if (dirname(up) === up) return p;
   }
-}
-
-/**
- * Opens the --data file (resolveDataFlag's DataRef) as one Blob read by range (a large file is never
- * held whole; a split in several files is one Blob of them all, each still read by range, shards.ts)
- * and hands it to `open` under the dataset's name. A reader's complaint (not UTF-8, a column it
- * lacks...) names the --data file as given and, for a Hub dataset, the file it came to.
- */
-export async function openDataRef<T>(
-  data: DataRef,
-  given: string,
-  open: (name: string, blob: Blob) => Promise<T>,
-): Promise<T> {
-  try {
-    const blob = data.shards
-      ? shardBundle(await Promise.all(data.shards.map(async (s) => ({ name: s.name, blob: await openAsBlob(s.path) }))))
-      : await openAsBlob(data.path);
-    return await open(data.name, blob);
-  } catch (e) {
-    throw dataFileError(e, given, data.name !== basename(data.path) ? data.name : undefined);
-  }
-}
-
-/** Loads the --data file into the engine (openDataRef). */
-export async function loadData(
-  engine: Engine,
-  data: DataRef,
-  given: string,
-  opts: Omit<Parameters<Engine['loadDataset']>[2], 'mapping'>,
-): Promise<DatasetSummary> {
-  return openDataRef(data, given, (name, blob) => engine.loadDataset(name, blob, { ...opts, mapping: data.mapping }));
-}
-
-/**
- * A dataset reader's complaint about the file (not UTF-8, a column it lacks...), naming the --data
- * file as given (and the file a Hub dataset's reference came to).
- */
-function dataFileError(e: unknown, given: string, file?: string): unknown {
-  if ((e as Error).name === 'DatasetReadError')
-    return new Error(`--data file "${given}"${file ? ` (${file})` : ''}${(e as { detail: string }).detail}`, {
-      cause: e,
-    });
-  return e;
 }
 
 /** The issues of a dataset, one line each on stderr (the first ones, then how many more). */

@@ -7,12 +7,15 @@
  *
  * Cache folder: $TABTUNE_CACHE, else $XDG_CACHE_HOME/tabtune, else ~/.cache/tabtune;
  * datasets/OWNER--NAME/HASH/PATH inside it.
+ *
+ * openDataRef / loadData open what resolveDataFlag found (one file, or a split's files as one).
  */
 
-import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, openAsBlob, renameSync, rmSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import type { ColumnMapping } from '../engine/types';
+import type { Engine } from '../engine/engine';
+import type { ColumnMapping, DatasetSummary } from '../engine/types';
 import {
   type HubAccess,
   type HubDataFile,
@@ -24,6 +27,7 @@ import {
   splitFiles,
 } from '../train/data/hub';
 import { parseMapping } from '../train/data/mapping';
+import { shardBundle } from '../train/data/shards';
 import { type FlagSpec, type ParsedFlags, UsageError, str } from './args';
 import { requireFile } from './common';
 
@@ -129,4 +133,47 @@ async function cachedFile(repo: string, file: HubDataFile, access: HubAccess, of
     throw e;
   }
   return path;
+}
+
+/**
+ * Opens the --data file (resolveDataFlag's DataRef) as one Blob read by range (a large file is never
+ * held whole; a split in several files is one Blob of them all, each still read by range, shards.ts)
+ * and hands it to `open` under the dataset's name. A reader's complaint (not UTF-8, a column it
+ * lacks...) names the --data file as given and, for a Hub dataset, the file it came to.
+ */
+export async function openDataRef<T>(
+  data: DataRef,
+  given: string,
+  open: (name: string, blob: Blob) => Promise<T>,
+): Promise<T> {
+  try {
+    const blob = data.shards
+      ? shardBundle(await Promise.all(data.shards.map(async (s) => ({ name: s.name, blob: await openAsBlob(s.path) }))))
+      : await openAsBlob(data.path);
+    return await open(data.name, blob);
+  } catch (e) {
+    throw dataFileError(e, given, data.name !== basename(data.path) ? data.name : undefined);
+  }
+}
+
+/** Loads the --data file into the engine (openDataRef). */
+export async function loadData(
+  engine: Engine,
+  data: DataRef,
+  given: string,
+  opts: Omit<Parameters<Engine['loadDataset']>[2], 'mapping'>,
+): Promise<DatasetSummary> {
+  return openDataRef(data, given, (name, blob) => engine.loadDataset(name, blob, { ...opts, mapping: data.mapping }));
+}
+
+/**
+ * A dataset reader's complaint about the file (not UTF-8, a column it lacks...), naming the --data
+ * file as given (and the file a Hub dataset's reference came to).
+ */
+function dataFileError(e: unknown, given: string, file?: string): unknown {
+  if ((e as Error).name === 'DatasetReadError')
+    return new Error(`--data file "${given}"${file ? ` (${file})` : ''}${(e as { detail: string }).detail}`, {
+      cause: e,
+    });
+  return e;
 }

@@ -2,17 +2,8 @@
 
 import { resolve } from 'node:path';
 import { type FlagSpec, bool, parseFlags, str } from './args';
-import {
-  FORMAT,
-  loadData,
-  loadModelFrom,
-  maxLenFor,
-  openEngine,
-  preflightModel,
-  reportIssues,
-  withAdapterDir,
-} from './common';
-import { DATA_FLAGS, resolveDataFlag } from './data-flag';
+import { FORMAT, loadModelFrom, maxLenFor, openEngine, preflightModel, reportIssues, withAdapterDir } from './common';
+import { DATA_FLAGS, loadData, resolveDataFlag } from './data-flag';
 import { FROZEN_FLAGS, frozenFromFlags } from './frozen';
 import { readAdapterForModel } from './loftq-guard';
 

@@ -13,11 +13,11 @@ import { DirSource } from '../model/source';
 import { DirSink } from './merge';
 import type { CheckpointRun } from '../train/checkpoint';
 import { UsageError, bool, num, parseFlags, str } from './args';
-import { resolveDataFlag } from './data-flag';
+import { loadData, resolveDataFlag } from './data-flag';
 import type { CardRun } from '../engine/model-card';
 import { TRAINING_RUN } from './push';
 import { frozenFromFlags, frozenSummary } from './frozen';
-import { checkOutDir, loadData, loadModelFrom, maxLenFor, openEngine, preflightModel, reportIssues } from './common';
+import { checkOutDir, loadModelFrom, maxLenFor, openEngine, preflightModel, reportIssues } from './common';
 import {
   type LoraShape,
   TRAIN_FLAGS,
