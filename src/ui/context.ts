@@ -56,3 +56,19 @@ export interface AppContext {
 export function patch<K extends keyof AppState>(ctx: AppContext, key: K, value: Partial<AppState[K]>): void {
   ctx.store.update((s) => ({ ...s, [key]: { ...(s[key] as object), ...(value as object) } }));
 }
+
+/** The newest request of each kind, per app store (see latestRequest). */
+const newest = new WeakMap<object, Map<string, number>>();
+
+/**
+ * Starts a request of a kind whose newest one wins (a dataset choice, a read of the library):
+ * the returned check says whether no later request of that kind has started since, so a slow
+ * earlier answer is dropped instead of overwriting a later one's.
+ */
+export function latestRequest(ctx: AppContext, kind: 'dataset' | 'library'): () => boolean {
+  let counts = newest.get(ctx.store);
+  if (!counts) newest.set(ctx.store, (counts = new Map()));
+  const n = (counts.get(kind) ?? 0) + 1;
+  counts.set(kind, n);
+  return () => counts.get(kind) === n;
+}

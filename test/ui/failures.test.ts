@@ -543,6 +543,57 @@ describe('a wrong dataset file', () => {
   });
 });
 
+describe('a dataset chosen while the one before is still read', () => {
+  it('a file uploaded while the demo set is fetched stays the dataset when the fetch ends', async () => {
+    // The demo dataset's response waits until released.
+    let release = () => {};
+    let hold = false;
+    let waiting = false;
+    const served = fakeFetch();
+    const fetchFn = (async (input: RequestInfo | URL, init?: RequestInit) => {
+      const res = await served(input, init);
+      if (hold && String(input).endsWith('/demo-qa.jsonl')) {
+        waiting = true;
+        await new Promise<void>((r) => (release = r));
+      }
+      return res;
+    }) as typeof fetch;
+    const { c } = await makeApp({ fetch: fetchFn });
+    await until(() => c.state.dataset.status === 'ready');
+    hold = true;
+    const demo = c.useDemoDataset();
+    await until(() => waiting, 5000, "the demo dataset's fetch");
+    hold = false;
+    expect(await c.readDatasetFile(new File(['{"text": "a"}\n{"text": "b"}\n'], 'mine.jsonl'))).toBe(true);
+    release();
+    expect(await demo).toBe(false);
+    expect(c.state.dataset).toMatchObject({ fileName: 'mine.jsonl', status: 'ready', error: null });
+    expect(c.state.dataset.summary!.fileName).toBe('mine.jsonl');
+  });
+
+  it("a file that fails in the worker after another was chosen and read: the later file's summary stays", async () => {
+    const engine = new FakeEngine();
+    const { c } = await makeApp({ engine });
+    await until(() => c.state.dataset.status === 'ready');
+    // The first file's text reaches the (fake) worker's reader only when released; it has no records.
+    let release = () => {};
+    const held = new Promise<void>((r) => (release = r));
+    class SlowFile extends File {
+      override async text(): Promise<string> {
+        await held;
+        return super.text();
+      }
+    }
+    const first = c.readDatasetFile(new SlowFile(['{"other": 1}\n'], 'first.jsonl'));
+    await until(() => engine.calls.includes('loadDataset:first.jsonl'), 5000, "the first file's read");
+    expect(await c.readDatasetFile(new File(['{"text": "a"}\n{"text": "b"}\n'], 'second.jsonl'))).toBe(true);
+    release();
+    expect(await first).toBe(false);
+    expect(c.state.dataset).toMatchObject({ fileName: 'second.jsonl', status: 'ready', error: null, refused: null });
+    expect(c.state.dataset.summary!.fileName).toBe('second.jsonl');
+  });
+});
+
 describe('two tabs on one run', () => {
   it("without Web Locks: a tab whose lease was taken over stops, keeps its adapter, and does not touch the other tab's run", async () => {
     const engine = new FakeEngine();

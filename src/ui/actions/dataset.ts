@@ -7,7 +7,7 @@
 import type { ColumnMapping, DatasetFormat } from '../../engine/types';
 import { decodeUtf8, utf16Error } from '../../train/data/scan';
 import { DEMO_DATASET_NAME, DEMO_DATASET_PATH } from '../catalog';
-import { type AppContext, patch } from '../context';
+import { type AppContext, latestRequest, patch } from '../context';
 import { type UserMessage, describeError } from '../errors';
 
 /** How many rendered examples the worker sends for the paged preview. */
@@ -42,20 +42,27 @@ export function datasetKey(ctx: AppContext): string {
   ].join('|');
 }
 
-/** Sets the text (from a file or a paste) and tokenizes it when a model is loaded. */
+/**
+ * Sets the text (from a file or a paste) and tokenizes it when a model is loaded. `current` is the
+ * choice's latestRequest check (a new one by default): a choice the user has made another since
+ * (a file picked while the demo set or a Hub download was still read) is dropped, returning false.
+ */
 export async function setDataset(
   ctx: AppContext,
   fileName: string,
   content: string | Blob,
   format?: DatasetFormat | 'auto',
   mapping: ColumnMapping | null = null,
+  current = latestRequest(ctx, 'dataset'),
 ): Promise<boolean> {
+  const columns = await fileColumns(fileName, content);
+  if (!current()) return false;
   patch(ctx, 'dataset', {
     fileName,
     content,
     format: format ?? ctx.store.get().dataset.format,
     mapping,
-    columns: await fileColumns(fileName, content),
+    columns,
     summary: null,
     error: null,
     refused: null,
@@ -86,13 +93,14 @@ export async function setDatasetMapping(ctx: AppContext, mapping: ColumnMapping 
 }
 
 export async function loadDemoDataset(ctx: AppContext): Promise<boolean> {
+  const current = latestRequest(ctx, 'dataset');
   try {
     const res = await ctx.platform.fetch(new URL(DEMO_DATASET_PATH, ctx.platform.pageUrl).href);
     if (!res.ok)
       throw new Error(`The demo dataset could not be read (HTTP ${res.status}); run \`node scripts/demo-assets.mjs\`.`);
-    return setDataset(ctx, DEMO_DATASET_NAME, await res.text(), 'auto');
+    return await setDataset(ctx, DEMO_DATASET_NAME, await res.text(), 'auto', null, current);
   } catch (e) {
-    patch(ctx, 'dataset', { status: 'error', error: describeError(e, 'Reading the demo dataset') });
+    if (current()) patch(ctx, 'dataset', { status: 'error', error: describeError(e, 'Reading the demo dataset') });
     return false;
   }
 }
@@ -103,6 +111,7 @@ export async function loadDemoDataset(ctx: AppContext): Promise<boolean> {
  * an empty file or a Windows-1252 CSV must not discard it (nor train on mojibake).
  */
 export async function readDatasetFile(ctx: AppContext, file: File): Promise<boolean> {
+  const current = latestRequest(ctx, 'dataset');
   if (file.size > MAX_DATASET_BYTES) {
     refuse(ctx, {
       title: 'File too large',
@@ -117,12 +126,13 @@ export async function readDatasetFile(ctx: AppContext, file: File): Promise<bool
   } catch (e) {
     problem = describeError(e, `Reading ${file.name}`);
   }
+  if (!current()) return false;
   if (problem) {
     refuse(ctx, problem);
     return false;
   }
   const before = ctx.store.get().dataset;
-  const ok = await setDataset(ctx, file.name, file);
+  const ok = await setDataset(ctx, file.name, file, undefined, null, current);
   const after = ctx.store.get().dataset;
   if (!ok && after.status === 'error' && after.content === file && before.status === 'ready' && before.summary) {
     // The worker's reader refused it (e.g. a line past the sniffed head that is not UTF-8): the
@@ -214,6 +224,7 @@ export async function analyseDataset(ctx: AppContext, opts: { force?: boolean } 
     patch(ctx, 'dataset', { status: 'ready', summary, key, error: null, page: 0, progress: null });
     return true;
   } catch (e) {
+    if (datasetKey(ctx) !== key) return false; // another dataset or settings since: their own read answers
     patch(ctx, 'dataset', {
       status: 'error',
       summary: null,

@@ -16,7 +16,7 @@ import {
 } from '../../train/data/hub';
 import { suggestMapping } from '../../train/data/mapping';
 import { cachingFetch } from '../../store/model-cache';
-import { type AppContext, patch } from '../context';
+import { type AppContext, latestRequest, patch } from '../context';
 import { describeError } from '../errors';
 import { ALL_SPLIT_FILES, type HubDataSlice } from '../state';
 import { loadHubToken } from '../token';
@@ -74,6 +74,8 @@ function startMapping(file: HubDataFile, columns: string[]): ColumnMapping | nul
  * there), and reads them as the dataset.
  */
 export async function downloadHubFile(ctx: AppContext): Promise<boolean> {
+  // A file uploaded (or the demo set chosen) during the download is the dataset, not the download.
+  const current = latestRequest(ctx, 'dataset');
   const hub = ctx.store.get().dataset.hub;
   const files =
     hub.path === ALL_SPLIT_FILES ? splitFiles(hub.files, hub.split) : hub.files.filter((f) => f.path === hub.path);
@@ -120,5 +122,5 @@ export async function downloadHubFile(ctx: AppContext): Promise<boolean> {
     (columns) => startMapping(files[0]!, columns),
     () => null,
   );
-  return setDataset(ctx, name, blob, 'auto', mapping);
+  return setDataset(ctx, name, blob, 'auto', mapping, current);
 }
