@@ -472,6 +472,42 @@ describe('library and compare', () => {
     expect(engine.forgotten).toEqual([rec!.id]);
   });
 
+  it('an adapter deleted while the rename before it still reads the library stays deleted', async () => {
+    // The library read after the rename waits in its storage estimate until released.
+    let release = () => {};
+    let hold = false;
+    let waiting = false;
+    const { c, engine } = await makeApp({
+      storageEstimate: async () => {
+        if (hold) {
+          hold = false;
+          waiting = true;
+          await new Promise<void>((r) => (release = r));
+        }
+        return { usage: 1_000_000, quota: 10_000_000_000 };
+      },
+    });
+    const files = engine.adapterFor({
+      r: 4,
+      lora_alpha: 8,
+      lora_dropout: 0,
+      target_modules: ['q_proj'],
+      use_rslora: false,
+    });
+    const rec = await c.importAdapter([
+      { name: 'adapter_config.json', bytes: async () => new TextEncoder().encode(files.adapterConfig) },
+      { name: 'adapter_model.safetensors', bytes: async () => files.adapterModel },
+    ]);
+    hold = true;
+    const renaming = c.renameAdapter(rec!.id, 'python one');
+    await until(() => waiting, 5000, "the rename's library read");
+    await c.deleteAdapter(rec!.id);
+    expect(c.state.library.adapters).toEqual([]);
+    release();
+    expect(await renaming).toBe(true);
+    expect(c.state.library.adapters).toEqual([]);
+  });
+
   it('the "Adapter imported" note stays in Adapters and does not follow the user to other views', async () => {
     const { c, engine } = await makeApp();
     await until(() => c.state.model.info !== null);

@@ -13,7 +13,7 @@ import {
   zipPeft,
 } from '../../store/peft-files';
 import type { AdapterRecord } from '../../store/types';
-import { type AppContext, patch } from '../context';
+import { type AppContext, latestRequest, patch } from '../context';
 import { loadHubToken } from '../token';
 import { describeError } from '../errors';
 
@@ -37,6 +37,9 @@ export function uniqueName(base: string, existing: string[]): string {
 
 export async function refreshLibrary(ctx: AppContext): Promise<void> {
   if (!ctx.stores) return;
+  // A read that ends after a later one (its storage estimate slow) would show the library as it was
+  // before that: an adapter deleted meanwhile back in the list.
+  const current = latestRequest(ctx, 'library');
   try {
     const [adapters, models, est, persisted] = await Promise.all([
       ctx.stores.adapters.list(),
@@ -44,6 +47,7 @@ export async function refreshLibrary(ctx: AppContext): Promise<void> {
       ctx.platform.storageEstimate(),
       ctx.platform.isPersisted(),
     ]);
+    if (!current()) return;
     const known = new Set(adapters.map((a) => a.id));
     ctx.store.update((s) => ({
       ...s,
