@@ -18,6 +18,15 @@ beforeEach(() => freshIndexedDb());
 
 const quotaError = () => Object.assign(new Error('The quota has been exceeded.'), { name: 'QuotaExceededError' });
 
+/** The page's files, with the Hub's answers from `answer`. */
+function hub(answer: (url: string) => Response | Promise<Response>): typeof fetch {
+  const page = fakeFetch();
+  return (async (input: RequestInfo | URL, init?: RequestInit) => {
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    return url.startsWith('https://huggingface.co/') ? answer(url) : page(input, init);
+  }) as typeof fetch;
+}
+
 describe('a lost GPU device', () => {
   it('mid-run: says what happened and what to do, keeps the checkpoint and the library, and resumes after a reload', async () => {
     const locks = new FakeLocks();
@@ -120,14 +129,6 @@ describe('a failed model download', () => {
   const CONFIG_URL = `https://huggingface.co/${ID}/resolve/main/config.json`;
   const DEMO_ID = 'tabtune/stories260K';
   const CONFIG = readFileSync(join(process.cwd(), 'public/models/stories260K/config.json'), 'utf8');
-
-  function hub(answer: (url: string) => Response | Promise<Response>): typeof fetch {
-    const page = fakeFetch();
-    return (async (input: RequestInfo | URL, init?: RequestInit) => {
-      const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-      return url.startsWith('https://huggingface.co/') ? answer(url) : page(input, init);
-    }) as typeof fetch;
-  }
 
   it('no network: names the model and the file, and says what to do', async () => {
     const { c } = await makeApp({
@@ -424,6 +425,42 @@ describe('a wrong folder dropped as a model', () => {
       expect(c.state.model.check).toMatchObject({ status: 'error', config: null, cost: null });
       expect(c.state.model.check.error!.detail).toMatch(new RegExp(`^"${id}" has no tokenizer\\.json\\.`));
     }
+  });
+
+  it('a folder dropped while a Hub model loads: the load marks its own model cached, not the folder', async () => {
+    // The Hub model's load waits in the worker until released.
+    let release = () => {};
+    const held = new Promise<void>((r) => (release = r));
+    class SlowLoad extends FakeEngine {
+      waiting = false;
+      override async loadModel(...args: Parameters<FakeEngine['loadModel']>) {
+        if (args[0].kind === 'hub') {
+          this.waiting = true;
+          await held;
+        }
+        return super.loadModel(...args);
+      }
+    }
+    const engine = new SlowLoad();
+    const config = readFileSync(join(DEMO, 'config.json'), 'utf8');
+    const { c } = await makeApp({
+      engine,
+      fetch: hub((url) =>
+        url.endsWith('/org/some-model/resolve/main/config.json')
+          ? new Response(config)
+          : new Response('', { status: 404 }),
+      ),
+    });
+    await c.chooseModel({ kind: 'hub', id: 'org/some-model' });
+    const loading = c.loadModel();
+    await until(() => engine.waiting, 5000, "the Hub model's load");
+    await c.chooseModel({ kind: 'files', id: 'stories260K', files: demoFiles() });
+    expect(c.state.model.check).toMatchObject({ status: 'ready', cached: false });
+    release();
+    expect(await loading).toBe(true);
+    expect(c.state.model.info!.id).toBe('org/some-model');
+    expect(c.state.model.choice!.kind).toBe('files');
+    expect(c.state.model.check).toMatchObject({ status: 'ready', cached: false });
   });
 
   it('a folder without tokenizer.json, without safetensors weights, or holding an adapter', async () => {

@@ -413,7 +413,9 @@ export async function loadChosenModel(ctx: AppContext, opts: { keepSettings?: bo
       const urls = ctx.engine.lastCachedUrls ?? [];
       const bytes = s0.model.check.cost?.downloadBytes ?? info.weightBytes;
       await ctx.stores.models.record(info.id, source, urls, bytes, info.parameters).catch(() => undefined);
-      patch(ctx, 'model', { check: { ...ctx.store.get().model.check, cached: true } });
+      // Not onto the check of a folder dropped during the load (the pickers wait; the drop zone does not).
+      if (ctx.store.get().model.choice === choice)
+        patch(ctx, 'model', { check: { ...ctx.store.get().model.check, cached: true } });
       await refreshLibrary(ctx);
     }
     return true;
