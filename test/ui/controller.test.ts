@@ -9,6 +9,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { unzipSync } from 'fflate';
 import { DEMO_MODEL_ID } from '../../src/ui/catalog';
 import { zipPeft } from '../../src/store/peft-files';
+import type { AppController } from '../../src/ui/controller';
 import { FakeEngine } from './fake-engine';
 import { FakeLocks, PAGE, fakeFetch, freshIndexedDb, makeApp, until } from './helpers';
 import { describeError } from '../../src/ui/errors';
@@ -442,19 +443,25 @@ describe('dataset', () => {
 });
 
 describe('library and compare', () => {
-  it('imports, renames, exports as zip and as two files, deletes (and frees it on the GPU)', async () => {
-    const { c, engine } = await makeApp();
+  /** Imports a rank-4 adapter on q_proj as its two files. */
+  const importTiny = async (c: AppController, engine: FakeEngine, useRslora = false) => {
     const files = engine.adapterFor({
       r: 4,
       lora_alpha: 8,
       lora_dropout: 0,
       target_modules: ['q_proj'],
-      use_rslora: true,
+      use_rslora: useRslora,
     });
     const rec = await c.importAdapter([
       { name: 'adapter_config.json', bytes: async () => new TextEncoder().encode(files.adapterConfig) },
       { name: 'adapter_model.safetensors', bytes: async () => files.adapterModel },
     ]);
+    return { files, rec };
+  };
+
+  it('imports, renames, exports as zip and as two files, deletes (and frees it on the GPU)', async () => {
+    const { c, engine } = await makeApp();
+    const { files, rec } = await importTiny(c, engine, true);
     expect(rec).toMatchObject({ origin: 'imported', config: { r: 4, lora_alpha: 8, use_rslora: true } });
     expect(await c.renameAdapter(rec!.id, 'python one')).toBe(true);
     expect(c.state.library.adapters[0]!.name).toBe('python one');
@@ -487,17 +494,7 @@ describe('library and compare', () => {
         return { usage: 1_000_000, quota: 10_000_000_000 };
       },
     });
-    const files = engine.adapterFor({
-      r: 4,
-      lora_alpha: 8,
-      lora_dropout: 0,
-      target_modules: ['q_proj'],
-      use_rslora: false,
-    });
-    const rec = await c.importAdapter([
-      { name: 'adapter_config.json', bytes: async () => new TextEncoder().encode(files.adapterConfig) },
-      { name: 'adapter_model.safetensors', bytes: async () => files.adapterModel },
-    ]);
+    const { rec } = await importTiny(c, engine);
     hold = true;
     const renaming = c.renameAdapter(rec!.id, 'python one');
     await until(() => waiting, 5000, "the rename's library read");
@@ -512,17 +509,7 @@ describe('library and compare', () => {
     const { c, engine } = await makeApp();
     await until(() => c.state.model.info !== null);
     c.go('library');
-    const files = engine.adapterFor({
-      r: 4,
-      lora_alpha: 8,
-      lora_dropout: 0,
-      target_modules: ['q_proj'],
-      use_rslora: false,
-    });
-    await c.importAdapter([
-      { name: 'adapter_config.json', bytes: async () => new TextEncoder().encode(files.adapterConfig) },
-      { name: 'adapter_model.safetensors', bytes: async () => files.adapterModel },
-    ]);
+    await importTiny(c, engine);
     expect(c.state.notices.map((n) => n.title)).toContain('Adapter imported');
     c.notify({ level: 'warning', title: 'Something to keep', detail: 'x' });
     c.go('compare');
