@@ -583,6 +583,51 @@ describe('library and compare', () => {
     expect(c.state.compare.evalSplit).toBe('validation');
   });
 
+  it('Compare or Evaluate clicked twice while the adapters are read runs once', async () => {
+    // The first generation (or evaluation) after `held` is set waits for it.
+    class HeldEngine extends FakeEngine {
+      held: Promise<void> | null = null;
+      private async wait() {
+        const h = this.held;
+        this.held = null;
+        await h;
+      }
+      override async generate(...args: Parameters<FakeEngine['generate']>) {
+        await this.wait();
+        return super.generate(...args);
+      }
+      override async evaluate(...args: Parameters<FakeEngine['evaluate']>) {
+        await this.wait();
+        return super.evaluate(...args);
+      }
+    }
+    const engine = new HeldEngine();
+    const { c } = await makeApp({ engine });
+    c.setTrain({ steps: 2 });
+    await c.startTraining();
+    const id = c.state.run.adapterId!;
+    c.setPrompts('What did the cat watch?\nWhere?');
+    for (const [op, run] of [
+      ['generate', () => c.runCompare()],
+      ['evaluate', () => c.runEvaluation()],
+    ] as const) {
+      engine.calls.length = 0;
+      let release = () => {};
+      engine.held = new Promise<void>((r) => (release = r));
+      const first = run();
+      await run(); // the second click: its read of the adapter ends while the first one runs
+      release();
+      await first;
+      const per = op === 'generate' ? 2 : 1; // prompts
+      expect(engine.calls.filter((x) => x.startsWith(`${op}:`)).sort()).toEqual(
+        [...Array<string>(per).fill(`${op}:${id}`), ...Array<string>(per).fill(`${op}:base`)].sort(),
+      );
+    }
+    expect(c.state.compare).toMatchObject({ status: 'done', evalStatus: 'done', error: null });
+    expect(c.state.compare.outputs[1]![id]).toMatchObject({ status: 'done', text: 'The cat watched the rain.' });
+    expect(c.state.compare.evals[id]).toMatchObject({ status: 'done', loss: 1.5 });
+  });
+
   it('deleting an adapter takes it out of Compare: the pick, its outputs column and its loss row', async () => {
     const { c } = await makeApp();
     c.setTrain({ steps: 2 });

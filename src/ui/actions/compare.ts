@@ -42,6 +42,16 @@ export function compareBlocker(ctx: AppContext): string | null {
   return null;
 }
 
+/**
+ * Whether a comparison or an evaluation started while this one read the dataset and the adapters
+ * (a double click: the button is enabled until one runs). The one running goes on; this one is
+ * dropped, or both would write into the same outputs.
+ */
+function startedMeanwhile(ctx: AppContext): boolean {
+  const c = ctx.store.get().compare;
+  return c.status === 'running' || c.evalStatus === 'running';
+}
+
 export async function runCompare(ctx: AppContext): Promise<void> {
   const blocker = compareBlocker(ctx);
   const s0 = ctx.store.get();
@@ -63,6 +73,7 @@ export async function runCompare(ctx: AppContext): Promise<void> {
     patch(ctx, 'compare', { error: describeError(e, 'Reading the adapters') });
     return;
   }
+  if (startedMeanwhile(ctx)) return;
   const outputs: Record<string, CompareCell>[] = prompts.map(() =>
     Object.fromEntries(columns.map((c) => [c.key, { text: '', status: 'waiting' as const }])),
   );
@@ -122,6 +133,7 @@ export async function runEvaluation(ctx: AppContext): Promise<void> {
     patch(ctx, 'compare', { error: describeError(e, 'Reading the adapters') });
     return;
   }
+  if (startedMeanwhile(ctx)) return;
   patch(ctx, 'compare', {
     evalStatus: 'running',
     evals: {},
