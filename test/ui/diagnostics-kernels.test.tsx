@@ -165,5 +165,8 @@ describe('Diagnostics: Benchmark this device', () => {
     fireEvent.click(within(card).getByRole('button', { name: 'Copy result' }));
     await waitFor(() => expect(within(card).getByRole('button', { name: 'Copied' })).toBeTruthy());
     expect(copiedText).toBe(text);
+    // A size chosen after the run is for the next one: the result still names the size it was measured at.
+    fireEvent.change(within(card).getByRole('combobox', { name: /Problem size/ }), { target: { value: 'quick' } });
+    expect(within(card).getByTestId('bench-result').textContent).toBe(text);
   });
 });

@@ -65,11 +65,15 @@ export function BenchCard({ info, canRun }: { info: GpuSummary; canRun: boolean 
   const [result, setResult] = useState<KernelsBench | null>(null);
   const [error, setError] = useState('');
   const [copied, setCopied] = useState(false);
+  // The size the shown lines were measured at: a size chosen during or after a run is for the next one.
+  const [header, setHeader] = useState('');
   const s = BENCH_SIZES[size].size;
-  const header = `Tabtune kernel bench · ${[info.vendor, info.architecture, info.description].filter(Boolean).join(' · ')} · ${s.M}x${s.K}x${s.N} r=${s.r}`;
   const text = [header, ...lines].join('\n');
 
   const run = async () => {
+    setHeader(
+      `Tabtune kernel bench · ${[info.vendor, info.architecture, info.description].filter(Boolean).join(' · ')} · ${s.M}x${s.K}x${s.N} r=${s.r}`,
+    );
     setStatus('running');
     setLines([]);
     setResult(null);
