@@ -351,6 +351,21 @@ describe('training', () => {
     expect(c.state.library.adapters).toHaveLength(1);
   });
 
+  it('Resume clicked twice (before the run shows as preparing) resumes once, without saying another tab has it', async () => {
+    const engine = new FakeEngine();
+    const { c } = await makeApp({ engine });
+    c.setTrain({ steps: 4, checkpointEvery: 2 });
+    engine.deviceLostAtStep = 3;
+    await c.startTraining();
+    const id = c.state.resumable[0]!.id;
+    engine.calls.length = 0;
+    await Promise.all([c.resumeRun(id), c.resumeRun(id)]);
+    expect(c.state.notices.map((n) => n.title)).not.toContain('Run is open in another tab');
+    expect(engine.calls.filter((x) => x.startsWith('train'))).toHaveLength(1);
+    expect(c.state.run.status).toBe('done');
+    expect(c.state.resumable).toEqual([]);
+  });
+
   it("after a tab dies mid-run, a new tab resumes it from the last checkpoint with the run's own settings and data", async () => {
     const locks = new FakeLocks();
     const engineA = new FakeEngine();

@@ -148,12 +148,36 @@ export async function startTraining(ctx: AppContext): Promise<void> {
   await runTraining(ctx, run, lock, s.lora, s.train, undefined, []);
 }
 
+/** The run each app store is resuming: set from the click on, before the run shows as preparing. */
+const resuming = new WeakMap<object, string>();
+
+const RUN_IN_PROGRESS = {
+  level: 'warning',
+  title: 'A run is in progress',
+  detail: 'Stop it before resuming another.',
+} as const;
+
 /** Resumes an interrupted run from its last checkpoint (loading its model and data first). */
 export async function resumeRun(ctx: AppContext, runId: string): Promise<void> {
+  // A click while a resume waits for its run's lock and lease (the buttons are enabled until the run
+  // is preparing): the same run's (a double click) is dropped; it found the lock taken and said
+  // another tab had the run. Another run's is refused, as while a run trains.
+  const pending = resuming.get(ctx.store);
+  if (pending === runId) return;
+  if (pending) return ctx.notify(RUN_IN_PROGRESS);
+  resuming.set(ctx.store, runId);
+  try {
+    await resumeRunNow(ctx, runId);
+  } finally {
+    resuming.delete(ctx.store);
+  }
+}
+
+async function resumeRunNow(ctx: AppContext, runId: string): Promise<void> {
   if (!ctx.stores) return;
   const s0 = ctx.store.get();
   if (runBusy(s0.run.status)) {
-    ctx.notify({ level: 'warning', title: 'A run is in progress', detail: 'Stop it before resuming another.' });
+    ctx.notify(RUN_IN_PROGRESS);
     return;
   }
   const gpu = gpuBlocker(s0.gpu.status);
