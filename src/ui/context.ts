@@ -65,9 +65,15 @@ const newest = new WeakMap<object, Map<string, number>>();
  * the returned check says whether no later request of that kind has started since, so a slow
  * earlier answer is dropped instead of overwriting a later one's.
  */
-export function latestRequest(ctx: AppContext, kind: 'dataset' | 'library'): () => boolean {
+export function latestRequest(
+  ctx: AppContext,
+  kind: 'dataset' | 'library',
+  opts: { onlyFirst?: boolean } = {},
+): () => boolean {
   let counts = newest.get(ctx.store);
   if (!counts) newest.set(ctx.store, (counts = new Map()));
+  // A default (the demo dataset at start) yields to any request of the user's, even an earlier one.
+  if (opts.onlyFirst && counts.get(kind)) return () => false;
   const n = (counts.get(kind) ?? 0) + 1;
   counts.set(kind, n);
   return () => counts.get(kind) === n;

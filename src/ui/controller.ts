@@ -169,7 +169,7 @@ export class AppController {
   async loadDemo(): Promise<void> {
     await this.chooseModel({ kind: 'demo', id: DEMO_MODEL_ID });
     if (this.state.gpu.status === 'ready' && this.state.model.check.status === 'ready') await this.loadModel();
-    if (!this.state.dataset.content) await dataset.loadDemoDataset(this.ctx);
+    if (!this.state.dataset.content) await dataset.loadDemoDataset(this.ctx, { auto: true });
     this.setDefaultPrompts();
   }
 

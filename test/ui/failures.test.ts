@@ -608,6 +608,24 @@ describe('a dataset chosen while the one before is still read', () => {
     expect(c.state.dataset.summary!.fileName).toBe('mine.jsonl');
   });
 
+  it('a file uploaded while the app starts is not replaced by the demo set, even when read after it', async () => {
+    const { c } = await makeApp({ autoDemo: false });
+    // The upload's first bytes are read only when released.
+    let release = () => {};
+    const held = new Promise<void>((r) => (release = r));
+    class SlowFile extends File {
+      override slice(...args: Parameters<File['slice']>): Blob {
+        const part = super.slice(...args);
+        return Object.assign(part, { arrayBuffer: () => held.then(() => Blob.prototype.arrayBuffer.call(part)) });
+      }
+    }
+    const upload = c.readDatasetFile(new SlowFile(['{"text": "a"}\n{"text": "b"}\n'], 'mine.jsonl'));
+    await c.loadDemo(); // the demo model, and the demo set as the default
+    release();
+    expect(await upload).toBe(true);
+    expect(c.state.dataset).toMatchObject({ fileName: 'mine.jsonl', status: 'ready', error: null });
+  });
+
   it("a file that fails in the worker after another was chosen and read: the later file's summary stays", async () => {
     const engine = new FakeEngine();
     const { c } = await makeApp({ engine });

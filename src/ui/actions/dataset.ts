@@ -92,8 +92,10 @@ export async function setDatasetMapping(ctx: AppContext, mapping: ColumnMapping 
   return analyseDataset(ctx);
 }
 
-export async function loadDemoDataset(ctx: AppContext): Promise<boolean> {
-  const current = latestRequest(ctx, 'dataset');
+/** The demo set; `auto`: the app's default at start, which yields to a dataset the user chose meanwhile. */
+export async function loadDemoDataset(ctx: AppContext, opts: { auto?: boolean } = {}): Promise<boolean> {
+  const current = latestRequest(ctx, 'dataset', { onlyFirst: opts.auto });
+  if (!current()) return false;
   try {
     const res = await ctx.platform.fetch(new URL(DEMO_DATASET_PATH, ctx.platform.pageUrl).href);
     if (!res.ok)
