@@ -47,7 +47,7 @@ function recipeQuantize(f: ParsedFlags, model: { path: string; config: ModelConf
   return frozen.quantize === 'nf4' ? { doubleQuant: frozen.doubleQuant ?? true } : null;
 }
 
-/** The model as a folder when one exists at the path, else as a Hub repo id. */
+/** The model as a folder when one exists at the path (`dir`), else as a Hub repo id (`dir` null). */
 async function modelSource(given: string) {
   const m = await import('../model/source');
   const path = resolve(given);
@@ -56,7 +56,7 @@ async function modelSource(given: string) {
       throw new UsageError(`--model "${given}" is a file; expected a model folder or a Hub id (owner/name).`);
     if (!existsSync(join(path, 'config.json')))
       throw new UsageError(`--model "${given}" has no config.json; expected a Hugging Face model folder.`);
-    return { source: new m.DirSource(path), ref: path };
+    return { source: new m.DirSource(path), ref: path, dir: path };
   }
   if (!/^[\w.-]+\/[\w.-]+$/.test(given) || given.split('/').some((p) => p === '.' || p === '..')) {
     throw new UsageError(`--model "${given}" is neither a folder nor a Hugging Face Hub id (owner/name).`);
@@ -64,6 +64,7 @@ async function modelSource(given: string) {
   return {
     source: m.UrlSource.hub(given, 'main', { endpoint: process.env.HF_ENDPOINT, token: process.env.HF_TOKEN }),
     ref: given,
+    dir: null,
   };
 }
 
@@ -96,7 +97,7 @@ export async function exportRecipe(argv: string[]): Promise<number> {
   const json = bool(f, 'json') ?? false;
   const log = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
 
-  const { source, ref } = await modelSource(str(f, 'model')!);
+  const { source, ref, dir } = await modelSource(str(f, 'model')!);
   const [
     { loadConfigOnly, loadTokenizerFiles },
     { createTokenizer },
@@ -116,14 +117,8 @@ export async function exportRecipe(argv: string[]): Promise<number> {
   const settings: TrainSettings = baseTrainSettings(f, maxLenFor(f, COMMAND, { path: ref, config }));
   applySettingFlags(f, settings);
   const initFlag = str(f, 'init-from');
-  const modelFlag = str(f, 'model')!;
   const initFrom = initFlag
-    ? await readAdapterForModel(f, {
-        command: COMMAND,
-        dir: initFlag,
-        flag: '--init-from',
-        modelDir: existsSync(join(modelFlag, 'config.json')) ? modelFlag : null,
-      })
+    ? await readAdapterForModel(f, { command: COMMAND, dir: initFlag, flag: '--init-from', modelDir: dir })
     : undefined;
   const fixed: LoraShape | undefined = initFrom ? adapterShape(initFrom, initFlag!) : undefined;
   if (fixed) checkLoraFlags(f, fixed, `--init-from ${initFlag}`, COMMAND);
