@@ -10,7 +10,7 @@
  */
 import { parseFlags, type FlagSpec, bool, num, str } from './args';
 import { adapterName, log, openGpu, readShape } from './bench-common';
-import { benchProfile, requireTimestamps } from '../bench/profile-bench';
+import { benchProfile } from '../bench/profile-bench';
 
 const PROFILE_FLAGS: Record<string, FlagSpec> = {
   config: { type: 'string' },
@@ -34,7 +34,6 @@ export async function runBenchProfile(argv: string[]): Promise<number> {
   const gpu = await openGpu();
   try {
     log(json, `adapter: ${adapterName(gpu)}`);
-    requireTimestamps(gpu);
     const config = shape ? { config: shape.atDepth(layers), name: shape.name } : undefined;
     // A bitsandbytes 4-bit config is profiled in 4 bits (its own double-quant setting), as bench memory does.
     const stored = config?.config.quantization;
