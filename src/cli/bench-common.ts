@@ -1,6 +1,6 @@
 /**
- * What the `tabtune bench` commands share (bench.ts, bench-profile.ts): the device, the adapter's
- * name, a model shape from a config.json, and where the human-readable lines go.
+ * What the `tabtune bench` commands share (bench.ts, bench-profile.ts): the device, a model shape
+ * from a config.json, and where the human-readable lines go (the adapter's name: common.ts).
  */
 import { UsageError } from './args';
 import type { Gpu } from '../gpu/context';
@@ -34,9 +34,4 @@ export function log(json: boolean, line: string): void {
 export async function openGpu(opts: { plain?: boolean } = {}): Promise<Gpu> {
   const { createNodeGpu } = await import('../gpu/node');
   return createNodeGpu(opts.plain ? { wantF16: false, wantSubgroups: false } : {});
-}
-
-export function adapterName(gpu: Gpu): string {
-  const i = gpu.info;
-  return `${i.vendor || '?'} / ${i.architecture || '?'}${i.description ? ` (${i.description})` : ''}`;
 }

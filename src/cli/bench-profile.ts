@@ -9,7 +9,8 @@
  * own depth unless --layers. Needs the adapter's `timestamp-query` feature (exits 1 without it).
  */
 import { parseFlags, type FlagSpec, bool, num, str } from './args';
-import { adapterName, log, openGpu, readShape } from './bench-common';
+import { log, openGpu, readShape } from './bench-common';
+import { adapterName } from './common';
 import { benchProfile } from '../bench/profile-bench';
 
 const PROFILE_FLAGS: Record<string, FlagSpec> = {

@@ -37,7 +37,8 @@
  */
 
 import { UsageError, parseFlags, type FlagSpec, num, bool, str } from './args';
-import { adapterName, log, openGpu, readShape } from './bench-common';
+import { log, openGpu, readShape } from './bench-common';
+import { adapterName } from './common';
 import { benchAttention } from '../bench/attention-bench';
 import { benchData } from '../bench/data-bench';
 import { benchFeatures } from '../bench/features-bench';

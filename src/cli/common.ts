@@ -8,6 +8,7 @@ import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Engine } from '../engine/engine';
+import type { Gpu } from '../gpu/context';
 import type { DatasetSummary, FrozenWeightsSettings, PeftFiles } from '../engine/types';
 import { DEFAULT_TRAIN } from '../engine/defaults';
 import { type ModelConfig, positionLimitText } from '../model/config';
@@ -76,6 +77,12 @@ export function checkOutDir(path: string): string {
     }
     if (dirname(up) === up) return p;
   }
+}
+
+/** The WebGPU adapter as `tabtune info` and the bench commands name it: vendor / architecture (description). */
+export function adapterName(gpu: Gpu): string {
+  const i = gpu.info;
+  return `${i.vendor || '?'} / ${i.architecture || '?'}${i.description ? ` (${i.description})` : ''}`;
 }
 
 /** The issues of a dataset, one line each on stderr (the first ones, then how many more). */

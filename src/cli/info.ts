@@ -5,17 +5,17 @@
 
 export async function info(): Promise<number> {
   const { createNodeGpu } = await import('../gpu/node');
-  const [{ attentionSet }, { kernelSetup }] = await Promise.all([
+  const [{ attentionSet }, { kernelSetup }, { adapterName }] = await Promise.all([
     import('../kernels/attention-variants'),
     import('./kernels'),
+    import('./common'),
   ]);
   const gpu = await createNodeGpu();
   try {
     kernelSetup(gpu);
     const attention = attentionSet(gpu);
-    const i = gpu.info;
     process.stdout.write(
-      `adapter: ${i.vendor || '?'} / ${i.architecture || '?'}${i.description ? ` (${i.description})` : ''}\n` +
+      `adapter: ${adapterName(gpu)}\n` +
         `shader-f16: ${gpu.features.f16 ? 'yes' : 'no'}, subgroups: ${gpu.features.subgroups ? `yes (kernels use ${gpu.features.subgroupLanes || 'none: layout probe failed'}${gpu.features.subgroupLanes ? ' lanes' : ''})` : 'no'}\n` +
         `maxBufferSize: ${gpu.limits.maxBufferSize}, maxStorageBufferBindingSize: ${gpu.limits.maxStorageBufferBindingSize}, ` +
         `maxComputeWorkgroupStorageSize: ${gpu.limits.maxComputeWorkgroupStorageSize}\n` +
