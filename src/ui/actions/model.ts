@@ -267,6 +267,15 @@ export function isChoiceLoaded(store: object, s: Pick<AppState, 'model'>): boole
   return choice.kind !== 'files' || loadedFolders.get(store) === choice;
 }
 
+/**
+ * Whether `choice` is still the model picked: an async step's answer about it is written only then.
+ * Another pick meanwhile (even a folder of the same name, or the same Hub id at another revision) is
+ * a new choice object with its own check.
+ */
+function stillPicked(ctx: AppContext, choice: ModelChoice): boolean {
+  return ctx.store.get().model.choice === choice;
+}
+
 /** Recomputes the pre-download cost for the current settings (after a settings change). */
 export function recomputeCost(ctx: AppContext): void {
   const s = ctx.store.get();
@@ -295,11 +304,10 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
   let config: ModelConfig;
   let downloadBytes: number | null = null;
   let cached = false;
-  // This check's answer shows only while its choice is still the one picked: another pick meanwhile
-  // (even a folder of the same name, or the same Hub id at another revision) has its own check.
-  const current = () => ctx.store.get().model.choice === choice;
+  // This check's answer shows only while its choice is still the one picked.
   const refuse = (error: UserMessage) => {
-    if (current()) patch(ctx, 'model', { check: { status: 'error', config: null, cost: null, cached: false, error } });
+    if (stillPicked(ctx, choice))
+      patch(ctx, 'model', { check: { status: 'error', config: null, cost: null, cached: false, error } });
   };
   if (choice.kind === 'files') {
     const problem =
@@ -331,7 +339,7 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
   } catch (e) {
     return refuse(modelError(e, 'Checking the model', choice));
   }
-  if (!current()) return;
+  if (!stillPicked(ctx, choice)) return;
   const s = ctx.store.get();
   // Cost at the settings this model would get when loaded (the user's own, once edited).
   const { lora, train } = settingsForModel(s, s.settingsEdited, factsOf(choice.id, config));
@@ -341,7 +349,7 @@ export async function checkModel(ctx: AppContext, choice: ModelChoice): Promise<
     storageFree: cached || choice.kind !== 'hub' || !est ? null : est.quota - est.usage,
     frozen: s.frozen,
   });
-  if (current()) patch(ctx, 'model', { check: { status: 'ready', config, cost, cached, error: null } });
+  if (stillPicked(ctx, choice)) patch(ctx, 'model', { check: { status: 'ready', config, cost, cached, error: null } });
 }
 
 /** What the settings depend on, from config.json alone (before the model is loaded). */
@@ -414,8 +422,7 @@ export async function loadChosenModel(ctx: AppContext, opts: { keepSettings?: bo
       const bytes = s0.model.check.cost?.downloadBytes ?? info.weightBytes;
       await ctx.stores.models.record(info.id, source, urls, bytes, info.parameters).catch(() => undefined);
       // Not onto the check of a folder dropped during the load (the pickers wait; the drop zone does not).
-      if (ctx.store.get().model.choice === choice)
-        patch(ctx, 'model', { check: { ...ctx.store.get().model.check, cached: true } });
+      if (stillPicked(ctx, choice)) patch(ctx, 'model', { check: { ...ctx.store.get().model.check, cached: true } });
       await refreshLibrary(ctx);
     }
     return true;
